@@ -1,0 +1,103 @@
+"""The hook specifications: everything a plugin can contribute to a run.
+
+An experiment in the TOML names, for each hook, which plugins serve it (``model = "mobilenet"``,
+``preprocess = ["face_crop", "normalize"]``...). The core calls a hook on each named plugin alone,
+one at a time and in the TOML's order, so a plugin is never asked to act in an experiment that did
+not name it. Each call therefore has exactly one implementation, and its return value is the
+result (all hooks are ``firstresult``). A plugin that returns None contributes nothing.
+
+Every hook receives ``context`` (:class:`feph_finetune.RunContext`): the run's id, seed, input
+size, resolved configuration, and the calling plugin's own ``options`` with their defaults filled
+in. Implementations may accept only the arguments they use (pluggy passes them by name).
+
+A hook that raises fails its run, and only its run: the error is recorded with the plugin's name
+and the rest of the matrix goes on. Raise :class:`feph_finetune.PluginError` for a clear message.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "feph_finetune"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec(firstresult=True)
+def plugin_options():
+    """Declare the plugin's options and their defaults.
+
+    Called when a configuration is validated, before any work, for every plugin an experiment
+    names. Returns a dict ``{option: default}``; the TOML's ``[*.options.<plugin>]`` table may set
+    only these keys, with values of the default's type (an int is accepted for a float; a default
+    of None accepts any value). A plugin without options need not implement this hook.
+    """
+
+
+@hookspec(firstresult=True)
+def preprocess(context):
+    """Contribute a preprocessing step to the input pipeline of training and test data.
+
+    Called once per run, for each plugin in the experiment's ``preprocess`` list, before any image
+    is loaded. Returns a :class:`feph_finetune.Preprocessing` (a cached per-image ``frame`` step
+    such as face cropping, a ``fit`` on the training split and a per-batch ``batch`` transform
+    such as normalisation), or None. Steps apply in the list's order.
+    """
+
+
+@hookspec(firstresult=True)
+def augment(context):
+    """Contribute an augmentation of the training data (never of test data).
+
+    Called once per run, for each plugin in the experiment's ``augment`` list, after
+    preprocessing. Returns a :class:`feph_finetune.Augmentation` (a one-off ``expand`` of the
+    training arrays, and/or a random per-batch ``batch`` transform), or None.
+    """
+
+
+@hookspec(firstresult=True)
+def build_model(context):
+    """Build the classifier to fine-tune.
+
+    Called once per run on the experiment's ``model`` plugin, after the data is ready; this is
+    where TensorFlow is first needed, so import Keras inside the implementation. The random
+    initialisation is already seeded. Returns a :class:`feph_finetune.BuiltModel` whose ``model``
+    outputs softmax probabilities over ``context.classes``, naming the new ``head`` layers and,
+    for the No-FT baseline, the ``pretrained`` model with its class order.
+    """
+
+
+@hookspec(firstresult=True)
+def optimizer_schedule(context):
+    """Say how to train: the stages of fine-tuning, each with its optimizer.
+
+    Called once per run on the experiment's ``optimizer`` plugin, after ``build_model`` (not at
+    all for a No-FT experiment). Returns a list of :class:`feph_finetune.TrainingStage`, run in
+    order: typically a ``head`` stage with the base frozen, then ``all`` stages. A stage may
+    ``wrap`` the model in one with its own ``train_step`` (Sharpness-Aware Minimization).
+    """
+
+
+@hookspec(firstresult=True)
+def weight_classes(labels, context):
+    """Weight the classes of the loss.
+
+    Called once per run on the experiment's ``class_weights`` plugin, if it names one, with
+    ``labels``: the class indices (int array) of the training split only, before augmentation.
+    Returns ``{class_index: weight}`` for every class index in ``range(len(context.classes))``,
+    or None for no weighting.
+    """
+
+
+@hookspec(firstresult=True)
+def evaluate(y_true, y_prob, context):
+    """Measure the trained model on the test split.
+
+    Called once per run, for each plugin in the experiment's ``evaluate`` list, after
+    prediction, with ``y_true`` (int array of class indices, N) and ``y_prob`` (float array,
+    N x classes). Returns a dict of JSON-serialisable metrics merged into the run's results
+    (later plugins may not overwrite earlier keys), or None. Scalars in [0, 1] named
+    ``accuracy``, ``avg_sensitivity`` and a ``sensitivity`` dict ``{class: value}`` fill the
+    paper's report columns; other scalar metrics get columns of their own.
+    """
