@@ -1,0 +1,236 @@
+"""Reading an experiments TOML: parsing, ``--set`` overrides, and the schema of every key.
+
+Nothing here runs anything: it turns text into plain dicts and reports every problem it finds at
+once, each naming its place (``file:line key``), so that a user fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PHASES = ("exploratory", "cv")
+GROUP_KEYS = ("sequence", "signer")
+
+#: Keys of the top level, with their defaults (``dataset`` and ``experiments`` are required).
+TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}}
+
+DATASET_DEFAULTS = {
+    "root": "",
+    "labels": "",
+    "images": "",
+    "group_by": "sequence",
+    "folds": 5,
+    "test_fraction": 0.2,
+    "cache_dir": "",
+}
+
+#: Every key an experiment (or ``[defaults]``) may set, with the built-in default.
+EXPERIMENT_DEFAULTS: dict[str, Any] = {
+    "label": "",
+    "cv_label": "",
+    "extends": "",
+    "phases": ["exploratory"],
+    "fine_tune": True,
+    "model": "mobilenet",
+    "preprocess": ["face_crop"],
+    "augment": [],
+    "optimizer": "adam",
+    "class_weights": "",
+    "evaluate": ["paper_metrics"],
+    "input_size": 224,
+    "batch_size": 32,
+    "seed": None,
+    "train_batchnorm": False,
+    "validation_split": 0.0,
+    "deterministic": False,
+    "save_model": False,
+    "options": {},
+    "grid": {},
+}
+
+#: Keys an experiment does not take from the experiment it ``extends`` (they describe it alone).
+NOT_INHERITED = ("label", "cv_label", "phases", "extends")
+
+#: Which experiment keys name plugins, and the hook each plugin must implement.
+PLUGIN_KEYS = {
+    "model": "build_model",
+    "preprocess": "preprocess",
+    "augment": "augment",
+    "optimizer": "optimizer_schedule",
+    "class_weights": "weight_classes",
+    "evaluate": "evaluate",
+}
+
+DEMO_DEFAULTS = {"images": 360, "generic_images": 480, "seed": 7, "base_epochs": 8, "defaults": {}}
+
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in a configuration; each names its place."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+def close_match(word: str, choices) -> str:
+    """A ' (did you mean X?)' hint, or an empty string."""
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+# --- locating keys in the text -------------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+
+
+def split_dotted(key: str) -> list[str]:
+    """Split a TOML dotted key (``a."b.c".d``) into its parts."""
+    parts = re.findall(r"\"([^\"]*)\"|'([^']*)'|([^.\s]+)", key)
+    return [quoted or single or bare for quoted, single, bare in parts]
+
+
+class KeyLocator:
+    """Maps dotted key paths to the line of the TOML text that sets them."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = _HEADER.match(line)
+            if header:
+                table = tuple(split_dotted(header.group(1)))
+                self.lines.setdefault(table, number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                self.lines.setdefault(table + tuple(split_dotted(key.group(1))), number)
+
+    def where(self, keys: tuple[str, ...]) -> str:
+        dotted = ".".join(keys)
+        for end in range(len(keys), 0, -1):
+            if keys[:end] in self.lines:
+                return f"{self.path}:{self.lines[keys[:end]]} {dotted}"
+        return f"{self.path} {dotted}" if dotted else self.path
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RawConfig:
+    """The TOML as parsed, with the overrides applied and a way to name places in it."""
+
+    data: dict[str, Any]
+    locator: KeyLocator
+    overridden: dict[tuple[str, ...], str]
+
+    def where(self, *keys: str) -> str:
+        if tuple(keys) in self.overridden:
+            return f"--set {self.overridden[tuple(keys)]}"
+        return self.locator.where(tuple(keys))
+
+
+def parse_override(assignment: str) -> tuple[list[str], Any]:
+    """``key.path=value``: the value is read as a TOML value when it is one, else as a string."""
+    if "=" not in assignment:
+        raise ConfigError([Problem(f"--set {assignment}", "expected KEY=VALUE, e.g. dataset.root=/data/FePh")])
+    key, value = assignment.split("=", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return split_dotted(key.strip()), parsed
+
+
+def read_config(path: Path, overrides: list[str] = ()) -> RawConfig:
+    """Parse the TOML at ``path`` and apply ``--set`` overrides; syntax errors name the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([Problem(str(path), f"cannot read: {error}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([Problem(str(path), f"TOML syntax error: {error}")]) from None
+    overridden = {}
+    for assignment in overrides:
+        keys, value = parse_override(assignment)
+        set_dotted(data, keys, value)
+        overridden[tuple(keys)] = assignment
+    return RawConfig(data, KeyLocator(str(path), text), overridden)
+
+
+def set_dotted(table: dict, keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        table = table.setdefault(key, {})
+        if not isinstance(table, dict):
+            raise ConfigError([Problem(".".join(keys), f"{key!r} is not a table")])
+    table[keys[-1]] = value
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """A copy of ``base`` with ``override`` laid over it, tables merged key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# --- types ---------------------------------------------------------------------------------------
+
+
+def type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def matches_type(value: Any, default: Any) -> bool:
+    """Whether ``value`` may replace ``default``: same type, an int for a float, anything for None."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, list):
+        return isinstance(value, list) and all(matches_type(item, default[0]) for item in value) if default else isinstance(value, list)
+    return isinstance(value, type(default))
+
+
+def check_table(raw: RawConfig, table: Any, defaults: dict, keys: tuple[str, ...], problems: list[Problem]) -> None:
+    """Report unknown keys (with a close match) and wrongly typed values of one table."""
+    if not isinstance(table, dict):
+        problems.append(Problem(raw.where(*keys), f"expected a table, got {type_name(table)}"))
+        return
+    for key, value in table.items():
+        if key not in defaults:
+            problems.append(Problem(raw.where(*keys, key), f"unknown key {key!r}{close_match(key, defaults)}"))
+        elif defaults[key] is not None and not matches_type(value, defaults[key]):
+            expected = type_name(defaults[key])
+            if isinstance(defaults[key], list):
+                expected = "array of strings" if (not defaults[key] or isinstance(defaults[key][0], str)) else expected
+            problems.append(Problem(raw.where(*keys, key), f"expected {expected}, got {type_name(value)} {value!r}"))

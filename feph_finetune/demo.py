@@ -1,0 +1,132 @@
+"""The demo: the paper's protocol in miniature on synthetic data, runnable on a laptop CPU.
+
+It writes a synthetic FePh-format dataset and a synthetic "generic faces" dataset, pre-trains a
+small base model per backbone on the generic faces (standing in for Savchenko's AffectNet models),
+and points the matrix at both, so that No-FT rows measure a real domain shift and fine-tuning has
+something to improve. Everything is cached under the cache directory, keyed by its settings, and
+built once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from feph_finetune.api import CLASSES
+from feph_finetune.config import DEMO_DEFAULTS, EXPERIMENT_DEFAULTS, ConfigError, Problem, RawConfig, check_table, deep_merge
+from feph_finetune.frames import default_cache_dir
+
+#: The backbones the demo pre-trains, and how each is built (Keras application, extra arguments).
+DEMO_BACKBONES = ("mobilenet", "efficientnet")
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    root: Path
+    data: Path
+    generic: Path
+    base_models: dict[str, Path]
+
+
+def demo_settings(raw: RawConfig) -> dict[str, Any]:
+    """The ``[demo]`` table with defaults, and the input size and width the base models need."""
+    table = raw.data.get("demo", {})
+    problems: list[Problem] = []
+    check_table(raw, table, DEMO_DEFAULTS, ("demo",), problems)
+    check_table(raw, table.get("defaults", {}), EXPERIMENT_DEFAULTS, ("demo", "defaults"), problems)
+    if problems:
+        raise ConfigError(problems)
+    settings = {**DEMO_DEFAULTS, **table}
+    defaults = deep_merge({**EXPERIMENT_DEFAULTS, **raw.data.get("defaults", {})}, settings["defaults"])
+    options = defaults.get("options", {})
+    return {
+        "images": settings["images"],
+        "generic_images": settings["generic_images"],
+        "seed": settings["seed"],
+        "base_epochs": settings["base_epochs"],
+        "input_size": defaults["input_size"],
+        "alpha": options.get("mobilenet", {}).get("alpha", 1.0),
+    }
+
+
+def demo_paths(settings: dict[str, Any]) -> DemoPaths:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    root = default_cache_dir() / "demo" / digest
+    return DemoPaths(root, root / "FePh", root / "generic", {name: root / f"{name}_base.keras" for name in DEMO_BACKBONES})
+
+
+def prepare_demo(settings: dict[str, Any], paths: DemoPaths, console) -> None:
+    """Write the demo's data and base models where they are missing."""
+    from feph_finetune.synth import write_synthetic_dataset
+
+    for folder, domain, images, seed in (
+        (paths.data, "feph", settings["images"], settings["seed"]),
+        (paths.generic, "generic", settings["generic_images"], settings["seed"] + 1),
+    ):
+        if not folder.is_dir():
+            console.log(f"demo: writing {images} synthetic {domain} images to {folder}")
+            with _new_folder(folder) as temporary:
+                write_synthetic_dataset(temporary, images=images, seed=seed, domain=domain)
+    for backbone, path in paths.base_models.items():
+        if not path.is_file():
+            console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({settings['base_epochs']} epochs)")
+            pretrain_base_model(backbone, settings, paths.generic, path)
+
+
+class _new_folder:
+    """A temporary folder renamed to its final name only when everything in it is written."""
+
+    def __init__(self, final: Path):
+        self.final = final
+
+    def __enter__(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.temporary = Path(tempfile.mkdtemp(dir=self.final.parent, prefix=f".{self.final.name}."))
+        return self.temporary
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            os.replace(self.temporary, self.final)
+        else:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+
+
+def generic_faces(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The generic domain's images, resized to ``size``, and their class indices."""
+    from feph_finetune.dataset import load_dataset, read_image
+    from feph_finetune.frames import resize_square
+
+    dataset = load_dataset(folder)
+    images = np.stack([resize_square(read_image(sample.path), size) for sample in dataset.samples])
+    return images, dataset.labels()
+
+
+def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, path: Path) -> None:
+    """Train a backbone with a 7-way expression top (classes in Savchenko's order) and save it whole."""
+    import keras
+
+    size = settings["input_size"]
+    keras.utils.set_random_seed(settings["seed"])
+    shape = (size, size, 3)
+    if backbone == "mobilenet":
+        base = keras.applications.MobileNet(include_top=False, weights=None, input_shape=shape, alpha=settings["alpha"], pooling="avg")
+    else:
+        base = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=shape, pooling="avg")
+    features = keras.layers.Dense(64, activation="relu", name="feats")(base.output)
+    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name="emotion_preds")(features)
+    model = keras.Model(base.input, outputs, name=f"demo_{backbone}_base")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    images, labels = generic_faces(generic, size)
+    model.fit(images.astype("float32"), labels, batch_size=32, epochs=settings["base_epochs"], shuffle=True, verbose=0)
+    with tempfile.TemporaryDirectory(dir=path.parent) as folder:
+        temporary = Path(folder) / path.name
+        model.save(temporary)
+        os.replace(temporary, path)

@@ -1,0 +1,369 @@
+"""From a parsed configuration to the list of runs: inheritance, grids, plugin checks, stable ids.
+
+Validation happens here, before any work: every problem of the whole file is collected and raised
+at once as a :class:`~feph_finetune.config.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from feph_finetune.config import (
+    DATASET_DEFAULTS,
+    DEMO_DEFAULTS,
+    EXPERIMENT_DEFAULTS,
+    EXPERIMENT_NAME,
+    GROUP_KEYS,
+    NOT_INHERITED,
+    PHASES,
+    PLUGIN_KEYS,
+    TOP_LEVEL,
+    ConfigError,
+    Problem,
+    RawConfig,
+    check_table,
+    close_match,
+    deep_merge,
+    matches_type,
+    set_dotted,
+    split_dotted,
+    type_name,
+)
+from feph_finetune.plugins import Plugins
+
+FEPH_SOURCE = (
+    "FePh is published on Harvard Dataverse (doi:10.7910/DVN/358QMQ); download it and point "
+    "dataset.root at the folder, or try the tool on synthetic data with --demo"
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training-and-evaluation job of the matrix."""
+
+    id: str
+    experiment: str
+    order: int
+    label: str
+    cv_label: str
+    phase: str
+    fold: int | None
+    seed: int
+    variant: dict[str, Any]
+    config: dict[str, Any]
+    dataset: dict[str, Any] = field(default_factory=dict)
+
+    def plugins_used(self) -> list[str]:
+        return used_plugins(self.config)
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON form of a run, as ``--dry-run --json`` prints it."""
+        return {
+            "id": self.id,
+            "experiment": self.experiment,
+            "label": self.label,
+            "cv_label": self.cv_label,
+            "phase": self.phase,
+            "fold": self.fold,
+            "seed": self.seed,
+            "variant": self.variant,
+            "model": self.config["model"],
+            "fine_tune": self.config["fine_tune"],
+            "optimizer": self.config["optimizer"] if self.config["fine_tune"] else "",
+            "preprocess": self.config["preprocess"],
+            "augment": self.config["augment"],
+            "class_weights": self.config["class_weights"],
+        }
+
+
+@dataclass
+class Matrix:
+    """A validated configuration: its settings and its runs, in the TOML's order."""
+
+    seed: int
+    output: str
+    dataset: dict[str, Any]
+    runs: list[Run]
+    experiments: list[str]
+
+
+def used_plugins(config: dict[str, Any]) -> list[str]:
+    """Every plugin an experiment's configuration names, in hook order."""
+    names: list[str] = []
+    for key in PLUGIN_KEYS:
+        if key == "optimizer" and not config["fine_tune"]:
+            continue
+        value = config[key]
+        for name in value if isinstance(value, list) else [value]:
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def run_id(experiment: str, phase: str, fold: int | None, config: dict, dataset: dict) -> str:
+    """A stable id: readable prefix plus a hash of everything that changes the result."""
+    identity = {key: value for key, value in config.items() if key not in NOT_INHERITED + ("grid",)}
+    payload = {"config": identity, "dataset": dataset, "phase": phase, "fold": fold}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    where = "x" if phase == "exploratory" else f"cv{fold}"
+    return f"{experiment}-{where}-{digest}"
+
+
+class MatrixBuilder:
+    """Resolves and checks every experiment of a raw configuration, collecting problems."""
+
+    def __init__(self, raw: RawConfig, plugins: Plugins):
+        self.raw = raw
+        self.plugins = plugins
+        self.problems: list[Problem] = []
+
+    def problem(self, keys: tuple[str, ...], message: str) -> None:
+        self.problems.append(Problem(self.raw.where(*keys), message))
+
+    # --- the top level and the dataset ---
+
+    def top_level(self) -> dict[str, Any]:
+        data = self.raw.data
+        check_table(self.raw, data, TOP_LEVEL, (), self.problems)
+        if "experiments" not in data or not data.get("experiments"):
+            self.problem(("experiments",), "no experiments: add at least one [experiments.NAME] table")
+        if not isinstance(data.get("seed", 0), int) or isinstance(data.get("seed"), bool):
+            return {**TOP_LEVEL, **data, "seed": TOP_LEVEL["seed"]}
+        return {**TOP_LEVEL, **data}
+
+    def dataset(self, table: Any, check_root: bool) -> dict[str, Any]:
+        check_table(self.raw, table, DATASET_DEFAULTS, ("dataset",), self.problems)
+        dataset = {**DATASET_DEFAULTS, **(table if isinstance(table, dict) else {})}
+        if dataset["group_by"] not in GROUP_KEYS:
+            self.problem(("dataset", "group_by"), f"must be one of {', '.join(GROUP_KEYS)}")
+        if isinstance(dataset["folds"], int) and dataset["folds"] < 2:
+            self.problem(("dataset", "folds"), "needs at least 2 folds")
+        if isinstance(dataset["test_fraction"], (int, float)) and not 0 < dataset["test_fraction"] < 1:
+            self.problem(("dataset", "test_fraction"), "must lie between 0 and 1")
+        if check_root:
+            root = dataset["root"]
+            if not root:
+                self.problem(("dataset", "root"), f"not set. {FEPH_SOURCE}")
+            elif isinstance(root, str) and not Path(root).expanduser().is_dir():
+                self.problem(("dataset", "root"), f"folder {root!r} does not exist. {FEPH_SOURCE}")
+        return dataset
+
+    # --- experiments ---
+
+    def experiment_chain(self, name: str, experiments: dict) -> list[str]:
+        """The experiment, then the one it extends, and so on (problems reported, never looping)."""
+        chain = [name]
+        while parent := experiments[chain[-1]].get("extends", ""):
+            if not isinstance(parent, str) or parent not in experiments:
+                self.problem(("experiments", chain[-1], "extends"), f"no experiment {parent!r}{close_match(str(parent), experiments)}")
+                break
+            if parent in chain:
+                self.problem(("experiments", chain[-1], "extends"), f"inheritance cycle: {' -> '.join(chain + [parent])}")
+                break
+            chain.append(parent)
+        return chain
+
+    def resolve(self, chain: list[str], experiments: dict, defaults: dict, seed: int) -> dict[str, Any]:
+        config = deep_merge(EXPERIMENT_DEFAULTS, defaults)
+        for ancestor in reversed(chain[1:]):
+            config = deep_merge(config, {k: v for k, v in experiments[ancestor].items() if k not in NOT_INHERITED})
+        config = deep_merge(config, experiments[chain[0]])
+        if config["seed"] is None:
+            config["seed"] = seed
+        config["label"] = config["label"] or chain[0]
+        return config
+
+    def source(self, chain: list[str], experiments: dict, defaults: dict, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """Where a resolved value was set: the experiment, an ancestor, or [defaults]."""
+        def sets(table: dict) -> bool:
+            for key in keys:
+                if not isinstance(table, dict) or key not in table:
+                    return False
+                table = table[key]
+            return True
+
+        for position, name in enumerate(chain):
+            if sets(experiments[name]) and (position == 0 or keys[0] not in NOT_INHERITED):
+                return ("experiments", name) + keys
+        if sets(defaults):
+            return ("defaults",) + keys
+        return ("experiments", chain[0]) + keys
+
+    def grid_points(self, name: str, grid: Any) -> list[dict[str, Any]]:
+        keys = ("experiments", name, "grid")
+        if not isinstance(grid, dict):
+            self.problem(keys, f"expected a table of arrays, got {type_name(grid)}")
+            return [{}]
+        for key, values in grid.items():
+            head = split_dotted(key)[0]
+            if head not in EXPERIMENT_DEFAULTS or head in ("grid", "extends", "label", "cv_label", "phases"):
+                self.problem(keys + (key,), f"cannot expand {key!r}: not a setting of a run{close_match(head, EXPERIMENT_DEFAULTS)}")
+                return [{}]
+            if not isinstance(values, list) or not values:
+                self.problem(keys + (key,), "expected a non-empty array of values to expand")
+                return [{}]
+        names = list(grid)
+        return [dict(zip(names, values)) for values in itertools.product(*(grid[key] for key in names))]
+
+    def check_experiment(self, config: dict[str, Any], where) -> None:
+        """Check a resolved experiment; ``where(keys)`` names the place a value came from."""
+        before = len(self.problems)
+        for key, default in EXPERIMENT_DEFAULTS.items():
+            value = config[key]
+            if key == "seed":
+                default = 0
+            if not matches_type(value, default):
+                self.problems.append(Problem(self.raw.where(*where((key,))), f"expected {type_name(default)}, got {type_name(value)} {value!r}"))
+        for key in ("preprocess", "augment", "evaluate", "phases"):
+            if isinstance(config[key], list) and not all(isinstance(item, str) for item in config[key]):
+                self.problems.append(Problem(self.raw.where(*where((key,))), "expected an array of strings"))
+        for phase in config["phases"] if isinstance(config["phases"], list) else []:
+            if phase not in PHASES:
+                self.problems.append(Problem(self.raw.where(*where(("phases",))), f"unknown phase {phase!r}; phases are {', '.join(PHASES)}"))
+        for key in ("input_size", "batch_size"):
+            if isinstance(config[key], int) and config[key] < 1:
+                self.problems.append(Problem(self.raw.where(*where((key,))), "must be a positive integer"))
+        if isinstance(config["validation_split"], (int, float)) and not 0 <= config["validation_split"] < 1:
+            self.problems.append(Problem(self.raw.where(*where(("validation_split",))), "must be at least 0 and below 1"))
+        if len(self.problems) == before:
+            self.check_plugins(config, where)
+
+    def check_plugins(self, config: dict[str, Any], where) -> None:
+        installed = self.plugins.names()
+        for key, hook in PLUGIN_KEYS.items():
+            if key == "optimizer" and not config["fine_tune"]:
+                continue
+            value = config[key]
+            names = value if isinstance(value, list) else [value]
+            if key in ("model", "optimizer") and not value:
+                self.problems.append(Problem(self.raw.where(*where((key,))), f"names no plugin; a {hook} plugin is needed"))
+            for name in filter(None, names):
+                place = self.raw.where(*where((key,)))
+                if name not in installed:
+                    self.problems.append(Problem(place, f"plugin {name!r} is not installed{close_match(name, installed)}; installed: {', '.join(installed)}"))
+                elif not self.plugins.implements(name, hook):
+                    serving = [p for p in installed if self.plugins.implements(p, hook)]
+                    self.problems.append(Problem(place, f"plugin {name!r} does not implement {hook}; plugins that do: {', '.join(serving)}"))
+        self.check_options(config, where)
+
+    def check_options(self, config: dict[str, Any], where) -> None:
+        installed = self.plugins.names()
+        for plugin, table in config["options"].items():
+            place = self.raw.where(*where(("options", plugin)))
+            if plugin not in installed:
+                self.problems.append(Problem(place, f"options for plugin {plugin!r}, which is not installed{close_match(plugin, installed)}"))
+                continue
+            if not isinstance(table, dict):
+                self.problems.append(Problem(place, f"expected a table, got {type_name(table)}"))
+                continue
+            defaults = self.plugins.option_defaults(plugin)
+            for key, value in table.items():
+                place = self.raw.where(*where(("options", plugin, key)))
+                if key not in defaults:
+                    known = ", ".join(defaults) or "none"
+                    self.problems.append(Problem(place, f"plugin {plugin!r} has no option {key!r}{close_match(key, defaults)}; its options: {known}"))
+                elif not matches_type(value, defaults[key]):
+                    self.problems.append(Problem(place, f"expected {type_name(defaults[key])}, got {type_name(value)} {value!r}"))
+
+    def plugin_options(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The options of the plugins the experiment uses, defaults filled in."""
+        configured = config["options"]
+        return {name: {**self.plugins.option_defaults(name), **configured.get(name, {})} for name in used_plugins(config)}
+
+    # --- everything ---
+
+    def build(self, check_root: bool = True) -> Matrix:
+        top = self.top_level()
+        dataset = self.dataset(top["dataset"], check_root)
+        defaults = top["defaults"] if isinstance(top["defaults"], dict) else {}
+        check_table(self.raw, defaults, EXPERIMENT_DEFAULTS, ("defaults",), self.problems)
+        experiments = top["experiments"] if isinstance(top["experiments"], dict) else {}
+        for name, table in experiments.items():
+            if not EXPERIMENT_NAME.match(name):
+                self.problem(("experiments", name), "experiment names may use letters, digits and _ . + - only")
+            check_table(self.raw, table, EXPERIMENT_DEFAULTS, ("experiments", name), self.problems)
+        if self.problems:
+            raise ConfigError(self.problems)
+        runs: list[Run] = []
+        for order, name in enumerate(experiments):
+            runs += self.experiment_runs(name, order, experiments, defaults, top["seed"], dataset)
+        if self.problems:
+            raise ConfigError(list(dict.fromkeys(self.problems)))
+        return Matrix(top["seed"], top["output"], dataset, runs, list(experiments))
+
+    def experiment_runs(self, name, order, experiments, defaults, seed, dataset) -> list[Run]:
+        chain = self.experiment_chain(name, experiments)
+        base = self.resolve(chain, experiments, defaults, seed)
+        runs = []
+        for variant in self.grid_points(name, base["grid"]):
+            config = copy.deepcopy(base)
+            for key, value in variant.items():
+                set_dotted(config, split_dotted(key), value)
+
+            def where(keys, variant=variant):
+                for key in variant:
+                    if tuple(split_dotted(key)) == keys[: len(split_dotted(key))]:
+                        return ("experiments", name, "grid", key)
+                return self.source(chain, experiments, defaults, keys)
+
+            before = len(self.problems)
+            self.check_experiment(config, where)
+            if len(self.problems) > before:
+                continue
+            config["options"] = self.plugin_options(config)
+            runs += self.phase_runs(name, order, config, variant, dataset)
+        return runs
+
+    def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
+        identity_dataset = {key: value for key, value in dataset.items() if key != "cache_dir"}
+        identity_dataset["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
+        runs = []
+        for phase in config["phases"]:
+            for fold in [None] if phase == "exploratory" else range(dataset["folds"]):
+                runs.append(
+                    Run(
+                        id=run_id(name, phase, fold, config, identity_dataset),
+                        experiment=name,
+                        order=order,
+                        label=config["label"],
+                        cv_label=config["cv_label"],
+                        phase=phase,
+                        fold=fold,
+                        seed=config["seed"],
+                        variant=variant,
+                        config=config,
+                        dataset=dataset,
+                    )
+                )
+        return runs
+
+
+def apply_demo(raw: RawConfig, demo_root: str, weights: dict[str, str]) -> None:
+    """Lay the ``[demo]`` table's settings over the configuration, for the synthetic demo."""
+    demo = {**DEMO_DEFAULTS, **raw.data.get("demo", {})}
+    raw.data["defaults"] = deep_merge(raw.data.get("defaults", {}), demo["defaults"])
+    for plugin, path in weights.items():
+        set_dotted(raw.data, ["defaults", "options", plugin, "weights"], path)
+    set_dotted(raw.data, ["dataset", "root"], demo_root)
+    for key in ("labels", "images"):
+        raw.data["dataset"].pop(key, None)
+
+
+def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True) -> Matrix:
+    """Validate ``raw`` and expand it into runs; raises ConfigError listing every problem."""
+    return MatrixBuilder(raw, plugins).build(check_root)
+
+
+def select(matrix: Matrix, only: list[str] | None, phase: str | None) -> list[Run]:
+    """The runs that ``--only`` and ``--phase`` keep; unknown experiment names are an error."""
+    if only:
+        unknown = [name for name in only if name not in matrix.experiments]
+        if unknown:
+            raise ConfigError([Problem(f"--only {name}", f"no experiment {name!r}{close_match(name, matrix.experiments)}") for name in unknown])
+    return [run for run in matrix.runs if (not only or run.experiment in only) and (not phase or run.phase == phase)]

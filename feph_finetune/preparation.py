@@ -1,0 +1,140 @@
+"""A run's data, ready for the model: split, preprocessed, augmented, weighted. No TensorFlow.
+
+Loading the dataset, computing splits and the frame steps are shared by all runs of a matrix
+through :class:`DataSource`, so a matrix of 42 runs reads and crops each image once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from feph_finetune.api import Augmentation, PluginError, Preprocessing, RunContext
+from feph_finetune.dataset import Dataset, load_dataset
+from feph_finetune.frames import CropCache, FrameSet, FrameStep, compute_frames, default_cache_dir
+from feph_finetune.matrix import Run
+from feph_finetune.plugins import Plugins
+from feph_finetune.splits import Split, holdout_split, kfold_splits
+
+
+@dataclass
+class RunData:
+    """Everything the training step needs, as uint8 arrays plus per-batch functions."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    val_x: np.ndarray | None = None
+    val_y: np.ndarray | None = None
+    batch_steps: list[tuple[str, Preprocessing]] = field(default_factory=list)
+    augmentations: list[tuple[str, Augmentation]] = field(default_factory=list)
+    class_weight: dict[int, float] | None = None
+    fallbacks: int = 0
+
+
+class DataSource:
+    """Datasets, splits and frame arrays, computed once per process and shared by runs."""
+
+    def __init__(self, cache_dir: Path | None = None):
+        self.cache_dir = cache_dir
+        self._datasets: dict[tuple, Dataset] = {}
+        self._frames: dict[tuple, FrameSet] = {}
+        self._splits: dict[tuple, Any] = {}
+        self.frames_computed = 0
+
+    def dataset(self, settings: dict[str, Any]) -> Dataset:
+        key = (settings["root"], settings["labels"], settings["images"])
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(settings["root"], settings["labels"] or None, settings["images"] or None)
+        return self._datasets[key]
+
+    def split(self, run: Run, dataset: Dataset, split_seed: int) -> Split:
+        settings = run.dataset
+        groups = dataset.groups(settings["group_by"])
+        if run.phase == "exploratory":
+            key = ("holdout", settings["root"], settings["group_by"], settings["test_fraction"], split_seed)
+            if key not in self._splits:
+                self._splits[key] = holdout_split(dataset.labels(), groups, settings["test_fraction"], split_seed)
+            return self._splits[key]
+        key = ("cv", settings["root"], settings["group_by"], settings["folds"], split_seed)
+        if key not in self._splits:
+            self._splits[key] = kfold_splits(dataset.labels(), groups, settings["folds"], split_seed)
+        return self._splits[key][run.fold]
+
+    def frames(self, dataset: Dataset, steps: list[FrameStep], size: int, settings: dict[str, Any]) -> FrameSet:
+        key = (str(dataset.root), tuple(step.signature for step in steps), size)
+        if key not in self._frames:
+            root = Path(settings["cache_dir"]).expanduser() if settings["cache_dir"] else self.cache_dir or default_cache_dir()
+            frames = compute_frames(dataset, steps, size, CropCache(root))
+            self.frames_computed += frames.computed
+            self._frames[key] = frames
+        return self._frames[key]
+
+
+def validation_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> Split:
+    """Hold out whole sequences of the training split for keeping the best epoch."""
+    return holdout_split(labels, groups, fraction, seed)
+
+
+def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callable[[str], RunContext], split_seed: int) -> RunData:
+    """Split, preprocess, augment and weight one run's data (the plugins' non-model hooks)."""
+    config = run.config
+    dataset = source.dataset(run.dataset)
+    split = source.split(run, dataset, split_seed)
+    steps = [(name, plugins.call(name, "preprocess", context=context_for(name))) for name in config["preprocess"]]
+    steps = [(name, step) for name, step in steps if step is not None]
+    frame_steps = [FrameStep(name, step) for name, step in steps if step.frame is not None]
+    frames = source.frames(dataset, frame_steps, config["input_size"], run.dataset)
+    labels = dataset.labels()
+    train_index, val_index = split.train, None
+    if config["validation_split"] > 0:
+        inner = validation_holdout(labels[split.train], dataset.groups(run.dataset["group_by"])[split.train], config["validation_split"], run.seed)
+        train_index, val_index = split.train[inner.train], split.train[inner.test]
+    data = RunData(
+        train_x=frames.images[train_index],
+        train_y=labels[train_index],
+        test_x=frames.images[split.test],
+        test_y=labels[split.test],
+        val_x=None if val_index is None else frames.images[val_index],
+        val_y=None if val_index is None else labels[val_index],
+        fallbacks=sum(1 for fallback in frames.fallbacks if fallback),
+    )
+    for name, step in steps:
+        if step.fit is not None:
+            _call_plugin_function(name, "preprocess", step.fit, data.train_x)
+    data.batch_steps = [(name, step) for name, step in steps if step.batch is not None]
+    if config["class_weights"]:
+        data.class_weight = plugins.call(config["class_weights"], "weight_classes", labels=data.train_y, context=context_for(config["class_weights"]))
+        _check_class_weight(config["class_weights"], data.class_weight, len(context_for(config["class_weights"]).classes))
+    for name in config["augment"]:
+        augmentation = plugins.call(name, "augment", context=context_for(name))
+        if augmentation is None:
+            continue
+        if augmentation.expand is not None:
+            data.train_x, data.train_y = _call_plugin_function(name, "augment", augmentation.expand, data.train_x, data.train_y)
+        if augmentation.batch is not None:
+            data.augmentations.append((name, augmentation))
+    return data
+
+
+def _call_plugin_function(plugin: str, hook: str, function: Callable, *args: Any) -> Any:
+    """Call a function a plugin returned, attributing its errors to the plugin."""
+    from feph_finetune.plugins import PluginCallError
+
+    try:
+        return function(*args)
+    except Exception as error:
+        raise PluginCallError(plugin, hook, error) from error
+
+
+def _check_class_weight(plugin: str, weights: Any, classes: int) -> None:
+    if weights is None:
+        return
+    if not isinstance(weights, dict) or sorted(weights) != list(range(classes)):
+        from feph_finetune.plugins import PluginCallError
+
+        raise PluginCallError(plugin, "weight_classes", PluginError(f"must return a weight for each class index 0..{classes - 1}, got {weights!r}"))

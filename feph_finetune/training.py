@@ -1,0 +1,215 @@
+"""Model building, staged fine-tuning and prediction: the only core module that imports TensorFlow.
+
+It is imported when the first run starts, never by listing plugins, a dry run, describing data or
+rendering reports.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+from feph_finetune.api import CLASSES, BuiltModel, PluginError, RunContext, TrainingStage
+from feph_finetune.matrix import Run
+from feph_finetune.plugins import PluginCallError, Plugins
+from feph_finetune.preparation import RunData
+
+
+@dataclass
+class TrainingOutcome:
+    y_prob: np.ndarray
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    model: Any = None
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Fix Python, NumPy and TensorFlow randomness (initialisation, shuffling, augmentation)."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+# --- the input pipeline ----------------------------------------------------------------------
+
+
+def _batch_transform(data: RunData, training: bool) -> Callable:
+    """Cast a uint8 batch to float32, apply preprocessing, then (training only) augmentation."""
+
+    def transform(x, y, seed=None):
+        x = tf.cast(x, tf.float32)
+        for _, step in data.batch_steps:
+            x = step.batch(x)
+        if training:
+            for index, (_, augmentation) in enumerate(data.augmentations):
+                x = augmentation.batch(x, seed + index)
+        return x, y
+
+    return transform
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, data: RunData, batch_size: int, seed: int, training: bool) -> tf.data.Dataset:
+    """uint8 storage, shuffling per epoch, per-batch float conversion and augmentation, prefetch."""
+    dataset = tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
+    if training:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    transform = _batch_transform(data, training)
+    if training and data.augmentations:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(lambda batch, s: transform(*batch, seed=s), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# --- trainability ----------------------------------------------------------------------------
+
+
+def _all_layers(layer) -> list:
+    layers = [layer]
+    for child in getattr(layer, "layers", []):
+        layers += _all_layers(child)
+    return layers
+
+
+def set_trainable(built: BuiltModel, which: str, train_batchnorm: bool) -> None:
+    """``head``: only the new layers train. ``all``: everything, BatchNorm kept in inference mode
+    unless ``train_batchnorm`` (the Keras transfer-learning guide's advice for small data)."""
+    model = built.model
+    model.trainable = True
+    if which == "head":
+        head = {id(layer) for layer in built.head}
+        for layer in model.layers:
+            if id(layer) not in head:
+                layer.trainable = False
+    elif not train_batchnorm:
+        for layer in _all_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Feeds a rich progress bar with the run, stage, epoch, batch and loss."""
+
+    def __init__(self, progress, task, stage: str, epochs: int, first_epoch: int):
+        super().__init__()
+        self.progress, self.task, self.stage = progress, task, stage
+        self.epochs, self.first_epoch = epochs, first_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss", float("nan"))
+        self.progress.update(
+            self.task, advance=1, description=f"{self.stage} epoch {self.epoch + 1}/{self.first_epoch + self.epochs} batch {batch + 1} loss {float(loss):.3f}"
+        )
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Remembers the weights of the epoch with the best validation accuracy, across stages."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.target, self.best, self.weights = model, -math.inf, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = (logs or {}).get("val_accuracy")
+        if accuracy is not None and accuracy > self.best:
+            self.best, self.weights = accuracy, self.target.get_weights()
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def _checked_stages(name: str, stages: Any) -> list[TrainingStage]:
+    if not isinstance(stages, (list, tuple)) or not all(isinstance(stage, TrainingStage) for stage in stages):
+        raise PluginCallError(name, "optimizer_schedule", PluginError(f"must return a list of TrainingStage, got {stages!r}"))
+    return list(stages)
+
+
+def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data: RunData, optimizer_plugin: str, progress) -> TrainingOutcome:
+    config = run.config
+    train = make_dataset(data.train_x, data.train_y, data, config["batch_size"], run.seed, training=True)
+    validation = None if data.val_x is None else make_dataset(data.val_x, data.val_y, data, config["batch_size"], run.seed, training=False)
+    best = BestEpoch(built.model) if validation is not None else None
+    outcome = TrainingOutcome(y_prob=np.empty(0))
+    epoch = 0
+    steps = math.ceil(len(data.train_x) / config["batch_size"])
+    for stage in stages:
+        if stage.epochs == 0:
+            continue
+        set_trainable(built, stage.trainable, config["train_batchnorm"])
+        trained = stage.wrap(built.model) if stage.wrap else built.model
+        trained.compile(optimizer=stage.optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+        task = progress.add_task(f"{stage.name}", total=steps * stage.epochs) if progress else None
+        callbacks = [keras.callbacks.TerminateOnNaN()] + ([ProgressCallback(progress, task, stage.name, stage.epochs, epoch)] if progress else []) + ([best] if best else [])
+        started = time.perf_counter()
+        history = trained.fit(train, validation_data=validation, epochs=epoch + stage.epochs, initial_epoch=epoch, class_weight=data.class_weight, callbacks=callbacks, shuffle=False, verbose=0)
+        outcome.stage_seconds[stage.name] = outcome.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started
+        if progress:
+            progress.remove_task(task)
+        for offset, values in enumerate(zip(*history.history.values())):
+            entry = {"stage": stage.name, "epoch": epoch + offset + 1, **{key: float(value) for key, value in zip(history.history, values)}}
+            outcome.history.append(entry)
+            if not math.isfinite(entry.get("loss", 0.0)):
+                raise PluginCallError(optimizer_plugin, "optimizer_schedule", FloatingPointError(f"loss became {entry['loss']} in stage {stage.name!r}, epoch {entry['epoch']}"))
+        epoch += stage.epochs
+    if best is not None and best.weights is not None:
+        built.model.set_weights(best.weights)
+    return outcome
+
+
+def predict(model, x: np.ndarray, data: RunData, batch_size: int) -> np.ndarray:
+    dataset = make_dataset(x, np.zeros(len(x), dtype="int32"), data, batch_size, seed=0, training=False)
+    return np.asarray(model.predict(dataset.map(lambda images, _: images), verbose=0), dtype=np.float64)
+
+
+def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData, batch_size: int, classes=CLASSES) -> np.ndarray:
+    """No-FT: the pretrained model's own predictions, columns reordered to the FePh classes."""
+    if built.pretrained is None or not built.pretrained_classes:
+        raise PluginCallError(model_plugin, "build_model", PluginError("No-FT needs a pretrained expression model (weights = a whole-model file with a 7-class top)"))
+    order = list(built.pretrained_classes)
+    if sorted(order) != sorted(classes):
+        raise PluginCallError(model_plugin, "build_model", PluginError(f"pretrained_classes must name each of {', '.join(classes)} once, got {order}"))
+    raw = predict(built.pretrained, data.test_x, data, batch_size)
+    return raw[:, [order.index(name) for name in classes]]
+
+
+def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None) -> TrainingOutcome:
+    """Build the model, fine-tune it stage by stage (unless No-FT), and predict the test split."""
+    config = run.config
+    seed_everything(run.seed, config["deterministic"])
+    model_plugin = config["model"]
+    built = plugins.call(model_plugin, "build_model", context=context_for(model_plugin))
+    if not isinstance(built, BuiltModel):
+        raise PluginCallError(model_plugin, "build_model", PluginError(f"must return a BuiltModel, got {type(built).__name__}"))
+    normalizing = [name for name, step in data.batch_steps if step.normalizes]
+    if built.normalizes_input and normalizing:
+        raise PluginCallError(
+            normalizing[0], "preprocess", PluginError(f"the model from {model_plugin!r} normalises its input itself; remove {normalizing[0]!r} from this experiment's preprocess list")
+        )
+    if not config["fine_tune"]:
+        return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"]))
+    optimizer_plugin = config["optimizer"]
+    stages = _checked_stages(optimizer_plugin, plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
+    outcome = train_stages(run, built, stages, data, optimizer_plugin, progress)
+    outcome.y_prob = predict(built.model, data.test_x, data, config["batch_size"])
+    outcome.model = built.model
+    return outcome
+
+
+def environment() -> dict[str, Any]:
+    """What the results depend on beyond the configuration: library versions and the device."""
+    devices = [device.device_type for device in tf.config.list_physical_devices()]
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "devices": devices}

@@ -1,0 +1,357 @@
+"""What the backbone plugins (``mobilenet``, ``efficientnet``) share; not a plugin itself.
+
+A backbone plugin only says how to build its Keras Applications base (a model from images to
+pooled features); everything else lives here, so that both plugins read the ``weights`` option,
+load files, replace the top and fill in :class:`feph_finetune.BuiltModel` the same way:
+
+- ``weights = "none"``: random initialisation.
+- ``weights = "imagenet"``: Keras' ImageNet weights (downloaded once, then cached); without network
+  the error says where to put the file by hand.
+- ``weights = "<path>.weights.h5"`` (Keras 3), or a legacy ``.h5`` holding weights only (Keras'
+  own ImageNet files): weights for the base built as usual.
+- ``weights = "<path>.keras"`` or a legacy ``.h5`` holding a whole model (an expression classifier
+  such as Savchenko's ``mobilenet_7.h5``): the model is loaded as is and becomes both the
+  ``pretrained`` classifier for the No-FT baseline and, cut below its top, the base of the new
+  model (the two share their layers).
+
+Keras is imported inside functions only: the CLI imports the plugin modules without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from feph_finetune import BuiltModel, PluginError, RunContext
+
+#: The FePh class of each output of Savchenko's HSEmotion 7-class models, in their order.
+SAVCHENKO_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+#: Name of the new softmax layer; the other new layers are named after it.
+HEAD_LAYER_NAME = "feph_head"
+
+#: How many layer names an unknown ``cut_layer`` error shows (those nearest the top).
+LAYER_NAMES_SHOWN = 12
+
+
+def common_options() -> dict[str, Any]:
+    """The options every backbone plugin offers, with their defaults."""
+    return {
+        "weights": "none",
+        "cut_layer": "",
+        "dropout": 0.0,
+        "pretrained_classes": list(SAVCHENKO_CLASSES),
+    }
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How one plugin builds its base; everything else is shared.
+
+    - ``plugin``: the plugin's name, which starts every error message.
+    - ``description``: the architecture in words for messages (``"MobileNet alpha=0.25"``).
+    - ``make_base(input_size, weights)``: a Keras model from (S, S, 3) images to pooled features;
+      ``weights`` is None or ``"imagenet"``. It may raise PluginError for options it refuses.
+    - ``imagenet_file(input_size)``: the file name under which Keras caches the ImageNet weights.
+    - ``normalizes_input``: whether the model rescales raw 0-255 pixels itself.
+    """
+
+    plugin: str
+    description: str
+    make_base: Callable[[int, str | None], Any]
+    imagenet_file: Callable[[int], str]
+    normalizes_input: bool
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """The ``weights`` option, understood: ``kind`` is none, imagenet, weights_file or model_file."""
+
+    kind: str
+    path: Path | None = None
+
+
+def build_backbone_model(context: RunContext, backbone: Backbone) -> BuiltModel:
+    """Build the classifier to fine-tune: the base from the ``weights`` option plus a new head."""
+    options = {**common_options(), **context.options}
+    plugin = backbone.plugin
+    dropout = _dropout(options["dropout"], plugin)
+    cut_layer = str(options["cut_layer"] or "")
+    pretrained_classes = _pretrained_classes(options["pretrained_classes"], context.classes, plugin)
+    source = resolve_weights(options["weights"], plugin)
+
+    if source.kind == "model_file":
+        source_model = load_whole_model(source.path, plugin)
+        check_input_size(source_model, context.input_size, source.path, plugin)
+        pretrained = source_model if _output_width(source_model) == len(context.classes) else None
+    else:
+        source_model = _build_base(backbone, context.input_size, source)
+        pretrained = None
+
+    if cut_layer:
+        features = layer_output(source_model, cut_layer, plugin)
+    elif source.kind == "model_file":
+        features = _below_top(source_model, plugin)
+    else:
+        features = source_model.output
+
+    model, head = attach_head(source_model, features, len(context.classes), dropout, f"{plugin}_feph", plugin)
+    return BuiltModel(
+        model=model,
+        head=head,
+        pretrained=pretrained,
+        pretrained_classes=pretrained_classes if pretrained is not None else None,
+        normalizes_input=backbone.normalizes_input,
+    )
+
+
+# --- options ---------------------------------------------------------------------------------
+
+
+def resolve_weights(value: Any, plugin: str) -> WeightsSource:
+    """Understand the ``weights`` option; a file must exist and have a known kind."""
+    text = str(value).strip()
+    if text.lower() == "none":
+        return WeightsSource("none")
+    if text.lower() == "imagenet":
+        return WeightsSource("imagenet")
+    path = Path(text).expanduser()
+    name = path.name.lower()
+    if not name.endswith((".keras", ".h5", ".hdf5")):
+        raise PluginError(
+            f"{plugin}: option weights = {text!r} is neither 'none', 'imagenet' nor a Keras file "
+            "(.weights.h5 for backbone weights; .keras or .h5 for a whole model). PyTorch (.pt) and "
+            "ONNX files must be converted to Keras first."
+        )
+    if not path.is_file():
+        raise PluginError(f"{plugin}: option weights = {text!r}: no such file ({path.absolute()})")
+    if name.endswith(".weights.h5") or name.endswith(".keras"):
+        return WeightsSource("weights_file" if name.endswith(".weights.h5") else "model_file", path)
+    return WeightsSource("model_file" if _h5_holds_model(path, plugin) else "weights_file", path)
+
+
+def _h5_holds_model(path: Path, plugin: str) -> bool:
+    """A legacy HDF5 file holds a whole model when it carries the model's configuration."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            return "model_config" in file.attrs
+    except OSError as error:
+        raise PluginError(f"{plugin}: option weights: {path} is not a readable HDF5 file ({error})") from error
+
+
+def _dropout(value: Any, plugin: str) -> float:
+    rate = float(value)
+    if not 0.0 <= rate < 1.0:
+        raise PluginError(f"{plugin}: option dropout = {value!r} must be at least 0 and below 1")
+    return rate
+
+
+def _pretrained_classes(value: Any, classes: Sequence[str], plugin: str) -> tuple[str, ...]:
+    """The FePh class of each output of a pretrained classifier: each FePh class exactly once."""
+    names = tuple(str(name) for name in value)
+    unknown = [name for name in names if name not in classes]
+    if unknown or len(set(names)) != len(names) or len(names) != len(classes):
+        raise PluginError(
+            f"{plugin}: option pretrained_classes = {list(names)} must name each of the "
+            f"{len(classes)} classes {list(classes)} once, in the pretrained model's output order"
+            + (f" (unknown: {unknown})" if unknown else "")
+        )
+    return names
+
+
+# --- building and loading --------------------------------------------------------------------
+
+
+def _build_base(backbone: Backbone, input_size: int, source: WeightsSource) -> Any:
+    """The Keras Applications base, with the weights the option asks for."""
+    if source.kind == "imagenet":
+        return _build_imagenet_base(backbone, input_size)
+    base = _call_make_base(backbone, input_size, None)
+    if source.kind == "weights_file":
+        load_base_weights(base, source.path, backbone)
+    return base
+
+
+def _call_make_base(backbone: Backbone, input_size: int, weights: str | None) -> Any:
+    try:
+        return backbone.make_base(input_size, weights)
+    except ValueError as error:
+        raise PluginError(
+            f"{backbone.plugin}: cannot build {backbone.description} for input_size {input_size}: {error}"
+        ) from error
+
+
+def _build_imagenet_base(backbone: Backbone, input_size: int) -> Any:
+    """Keras fetches the ImageNet weights on first use; when that fails, say how to place them.
+
+    Any exception counts: offline, Keras' download raises a bare ``Exception`` (URL fetch failure).
+    """
+    try:
+        return backbone.make_base(input_size, "imagenet")
+    except PluginError:
+        raise
+    except Exception as error:
+        cached = keras_models_dir() / backbone.imagenet_file(input_size)
+        raise PluginError(
+            f"{backbone.plugin}: could not build {backbone.description} with Keras' ImageNet weights: "
+            f"{type(error).__name__}: {_shorten(error)}. If the download failed (no network): Keras "
+            f"reads the weights from {cached} once downloaded, so download that file on another "
+            "machine and copy it there (KERAS_HOME moves the folder), or set option weights to the "
+            "path of a local weights file (.weights.h5, or Keras' own .h5) or of a whole model "
+            "(.keras or .h5)."
+        ) from error
+
+
+def keras_models_dir() -> Path:
+    """The folder where Keras caches downloaded model weights (``$KERAS_HOME/models``)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def load_base_weights(base: Any, path: Path, backbone: Backbone) -> None:
+    """Load a weights file into the freshly built base; refuse one made for another architecture.
+
+    A failed load makes Keras warn once per layer before it raises; those warnings only repeat
+    the error, so they are shown only when the load succeeds.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            base.load_weights(str(path))
+        except Exception as error:
+            raise PluginError(
+                f"{backbone.plugin}: option weights: {path} does not fit {backbone.description}: "
+                f"{_shorten(error)}"
+            ) from error
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _shorten(error: Exception, limit: int = 400) -> str:
+    """Keras' loading errors can print whole weight tensors; keep their beginning."""
+    text = " ".join(str(error).split()).split(" Target variable:")[0]
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+@functools.cache
+def compat_custom_objects() -> dict[str, type]:
+    """Custom objects that let Keras 3 load whole models saved by tf.keras 2.x.
+
+    tf.keras 2.x wrote ``groups: 1`` into every DepthwiseConv2D configuration, a keyword Keras 3
+    refuses (keras-team/keras#19151). The replacement class drops it and is otherwise the same
+    layer; it saves itself as ``keras.layers.DepthwiseConv2D``, so that a model fine-tuned from
+    such a file and saved again loads in plain Keras, without these custom objects.
+    """
+    import keras
+
+    class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
+        """keras.layers.DepthwiseConv2D that accepts (and ignores) tf.keras 2.x's ``groups``."""
+
+        __module__ = "keras.layers"  # Keras' saving records the class's module: name the standard layer's
+
+        def __init__(self, *args: Any, groups: int | None = None, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+
+    return {"DepthwiseConv2D": DepthwiseConv2D}
+
+
+def load_whole_model(path: Path, plugin: str) -> Any:
+    """Load a whole Keras model (``.keras``, or legacy ``.h5`` from tf.keras 2.x) without compiling."""
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True, custom_objects=compat_custom_objects())
+    except Exception as error:
+        raise PluginError(
+            f"{plugin}: option weights: cannot load the model in {path}: {type(error).__name__}: "
+            f"{_shorten(error)}"
+        ) from error
+
+
+def check_input_size(model: Any, input_size: int, path: Path, plugin: str) -> None:
+    """A loaded model must take one (S, S, 3) image input with S the run's input_size."""
+    if len(model.inputs) != 1:
+        raise PluginError(f"{plugin}: the model in {path} has {len(model.inputs)} inputs; one image input is needed")
+    shape = tuple(model.inputs[0].shape)[1:]
+    if len(shape) != 3 or shape[2] != 3:
+        raise PluginError(f"{plugin}: the model in {path} takes inputs of shape {shape}; RGB images (S, S, 3) are needed")
+    height, width, _ = shape
+    if any(side not in (None, input_size) for side in (height, width)):
+        raise PluginError(
+            f"{plugin}: the model in {path} takes {height}x{width}x3 images but the run's input_size "
+            f"is {input_size}; set input_size = {height} in the configuration or use a model made "
+            f"for {input_size}x{input_size}"
+        )
+
+
+def _output_width(model: Any) -> int | None:
+    return model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
+
+
+def layer_output(model: Any, name: str, plugin: str) -> Any:
+    """The output of the named layer, where the new head goes (option ``cut_layer``)."""
+    names = [layer.name for layer in model.layers]
+    if name not in names:
+        shown = ", ".join(names[-LAYER_NAMES_SHOWN:])
+        raise PluginError(
+            f"{plugin}: option cut_layer = {name!r} is not a layer of the model "
+            f"({len(names)} layers; those nearest the top: {shown})"
+        )
+    return model.get_layer(name).output
+
+
+def _below_top(model: Any, plugin: str) -> Any:
+    """The input of a loaded model's last layer: the features its own top classified."""
+    top = model.layers[-1]
+    features = top.input
+    if isinstance(features, (list, tuple)):
+        raise PluginError(
+            f"{plugin}: cannot tell which features lie below the top layer {top.name!r} of the loaded "
+            "model; set option cut_layer to the layer to put the new head on"
+        )
+    return features
+
+
+def attach_head(
+    source: Any, features: Any, classes: int, dropout: float, model_name: str, plugin: str
+) -> tuple[Any, list[Any]]:
+    """Put the new top on ``features`` of ``source``: (pooling if spatial) (dropout) dense softmax.
+
+    Returns the new model, from the source model's input to the probabilities and sharing its
+    layers, and the new layers. Their names avoid the source's, since a loaded model may itself
+    have been built here.
+    """
+    import keras
+
+    taken = {layer.name for layer in source.layers}
+    head = []
+    if len(features.shape) == 4:
+        head.append(keras.layers.GlobalAveragePooling2D(name=_free_name(f"{HEAD_LAYER_NAME}_pool", taken)))
+    elif len(features.shape) != 2:
+        raise PluginError(
+            f"{plugin}: the features at the cut have shape {tuple(features.shape)}; the head takes "
+            "(batch, features) or (batch, height, width, channels); choose another cut_layer"
+        )
+    if dropout > 0:
+        head.append(keras.layers.Dropout(dropout, name=_free_name(f"{HEAD_LAYER_NAME}_dropout", taken)))
+    head.append(keras.layers.Dense(classes, activation="softmax", name=_free_name(HEAD_LAYER_NAME, taken)))
+
+    x = features
+    for layer in head:
+        x = layer(x)
+    return keras.Model(source.input, x, name=model_name), head
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name}_{number}"
+    taken.add(candidate)
+    return candidate

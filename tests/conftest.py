@@ -1,0 +1,81 @@
+"""Shared fixtures: an isolated cache, synthetic FePh-format data, and tiny experiment files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from feph_finetune.plugins import reset_plugins
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: A matrix small enough for two CPU cores: MobileNet alpha 0.25 at 32 px, one epoch per stage.
+TINY_DEFAULTS = """
+seed = 3
+
+[dataset]
+root = "{root}"
+folds = 3
+
+[defaults]
+input_size = 32
+batch_size = 16
+preprocess = ["face_crop"]
+
+[defaults.options.mobilenet]
+weights = "none"
+alpha = 0.25
+
+[defaults.options.adam]
+head_epochs = 1
+epochs = 1
+"""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory):
+    """Never write to the user's cache; one crop cache for the whole session."""
+    previous = os.environ.get("FEPH_FINETUNE_CACHE")
+    os.environ["FEPH_FINETUNE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("FEPH_FINETUNE_CACHE", None)
+    else:
+        os.environ["FEPH_FINETUNE_CACHE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins():
+    """Each test sees the plugins of its own environment (entry points, registrations)."""
+    reset_plugins()
+    yield
+    reset_plugins()
+
+
+@pytest.fixture(scope="session")
+def synthetic_feph(tmp_path_factory) -> Path:
+    """A small synthetic FePh-format dataset, written once per test session."""
+    from feph_finetune.synth import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic") / "FePh"
+    write_synthetic_dataset(root, images=120, seed=0)
+    return root
+
+
+def write_matrix(path: Path, root: Path, experiments: str, extra: str = "") -> Path:
+    """A tiny experiments TOML over ``root`` with the given experiment tables."""
+    path.write_text(TINY_DEFAULTS.format(root=root) + textwrap.dedent(extra) + textwrap.dedent(experiments), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m feph_finetune ARGS`` in a subprocess (for exit codes and import checks)."""
+    return subprocess.run(
+        [sys.executable, "-m", "feph_finetune", *args],
+        capture_output=True, text=True, cwd=cwd or REPO, env={**os.environ, **(env or {})}, timeout=600,
+    )

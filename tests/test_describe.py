@@ -1,0 +1,87 @@
+"""The dataset description: its JSON shape, its counts and its rich rendering."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from feph_finetune import CLASSES
+from feph_finetune.dataset import DROP_REASONS, Dataset, load_dataset
+from feph_finetune.describe import describe_dataset, render_description
+from fephfixture import write_feph_fixture
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    expected = write_feph_fixture(tmp_path / "feph", per_class=5, sequences_per_class=3)
+    return load_dataset(tmp_path / "feph"), expected
+
+
+def test_description_has_the_documented_shape_and_counts(loaded):
+    dataset, expected = loaded
+    description = describe_dataset(dataset, folds=5, seed=0)
+    assert json.loads(json.dumps(description)) == description
+    assert set(description) == {"images", "classes", "sequences", "dropped", "holdout", "folds"}
+    assert description["images"] == expected["images"]
+    assert description["classes"] == expected["classes"]
+    assert list(description["classes"]) == list(CLASSES)
+    assert description["sequences"] == expected["sequences"]
+    assert description["dropped"] == expected["dropped"]
+    assert list(description["dropped"]) == list(DROP_REASONS)
+
+
+def test_holdout_and_folds_account_for_every_image(loaded):
+    dataset, expected = loaded
+    description = describe_dataset(dataset, folds=4, seed=1, test_fraction=0.25)
+    holdout = description["holdout"]
+    assert holdout["train"] + holdout["test"] == expected["images"]
+    assert holdout["test_sequences"] == sorted(holdout["test_sequences"])
+    sizes = expected["sequence_sizes"]
+    assert holdout["test"] == sum(sizes[sequence] for sequence in holdout["test_sequences"])
+    folds = description["folds"]
+    assert len(folds) == 4
+    assert sum(fold["test"] for fold in folds) == expected["images"]
+    listed = [sequence for fold in folds for sequence in fold["test_sequences"]]
+    assert sorted(listed) == sorted(sizes)
+    for fold in folds:
+        assert fold["test"] == sum(sizes[sequence] for sequence in fold["test_sequences"])
+
+
+def test_signer_grouping_keeps_a_signers_sequences_together(loaded):
+    dataset, expected = loaded
+    description = describe_dataset(dataset, folds=5, group_by="signer")
+    signer_of = {sample.sequence: sample.signer for sample in dataset.samples}
+    for side in [description["holdout"], *description["folds"]]:
+        test_signers = {signer_of[sequence] for sequence in side["test_sequences"]}
+        whole = [sequence for sequence, signer in signer_of.items() if signer in test_signers]
+        assert sorted(whole) == side["test_sequences"]
+
+
+def test_an_empty_dataset_is_still_described(tmp_path):
+    dropped = {reason: 0 for reason in DROP_REASONS} | {"missing_file": 3}
+    description = describe_dataset(Dataset(root=tmp_path, samples=[], dropped=dropped))
+    assert description["images"] == 0
+    assert description["dropped"]["missing_file"] == 3
+    assert description["holdout"] == {"train": 0, "test": 0, "test_sequences": []}
+    assert description["folds"] == []
+
+
+def test_too_few_groups_for_the_folds_is_an_error(loaded):
+    dataset, _ = loaded
+    with pytest.raises(ValueError, match="folds need at least"):
+        describe_dataset(dataset, folds=8, group_by="signer")
+
+
+def test_rendering_shows_classes_reasons_and_splits(loaded):
+    dataset, expected = loaded
+    description = describe_dataset(dataset, folds=3)
+    stream = io.StringIO()
+    render_description(description, Console(file=stream, width=120, color_system=None))
+    text = stream.getvalue()
+    for name in (*CLASSES, *DROP_REASONS, "hold-out", "fold 3"):
+        assert name in text
+    assert f"{100 / 7:.1f}%" in text
+    assert f"{sum(expected['dropped'].values())} rows dropped" in text

@@ -1,0 +1,330 @@
+"""The reports: aggregation of run records (Tables 4 and 5) and the four output formats."""
+
+import csv
+import io
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from feph_finetune.reports import FORMATS, render, summarize
+from feph_finetune.stats import paired_t
+
+CLASSES = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+FOLDS = 5
+
+# Exploratory accuracies chosen so that each backbone has a distinct best (bold per section).
+EXPLORATORY_ACCURACY = {"M0": 0.520, "FT": 0.654, "M2": 0.670, "E0": 0.535, "E2": 0.665}
+
+
+def make_run(experiment, phase, *, model, order, accuracy, rng, fold=None, baseline=False, label="",
+             cv_label="", variant=None, extra=None, counters=None, total_s=10.0):
+    sensitivity = {name: float(value) for name, value in zip(CLASSES, rng.uniform(0.05, 0.95, len(CLASSES)))}
+    metrics = {
+        "accuracy": accuracy,
+        "avg_sensitivity": float(np.mean(list(sensitivity.values()))),
+        "sensitivity": sensitivity,
+        "confusion": [[1] * 7 for _ in range(7)],
+        **(extra or {}),
+    }
+    parts = [experiment, phase, *([] if fold is None else [f"f{fold}"]), *map(str, (variant or {}).values())]
+    return {
+        "id": "-".join(parts),
+        "experiment": experiment, "label": label, "cv_label": cv_label, "model": model,
+        "baseline": baseline, "order": order, "phase": phase, "fold": fold, "seed": 1234,
+        "variant": variant or {}, "status": "done", "error": None, "metrics": metrics,
+        "classes": CLASSES, "timing": {"total_s": total_s, "stages": {}}, "counters": counters or {},
+    }
+
+
+def failed_run(experiment, phase, *, model, order, fold=None, label=""):
+    run_id = "-".join([experiment, phase, *([] if fold is None else [f"f{fold}"]), "failed"])
+    return {
+        "id": run_id, "experiment": experiment, "label": label,
+        "cv_label": "", "model": model, "baseline": False, "order": order, "phase": phase,
+        "fold": fold, "seed": 1234, "variant": {}, "status": "failed", "metrics": None,
+        "error": {"plugin": "flip", "hook": "augment", "type": "ValueError", "message": "images must be uint8"},
+        "classes": CLASSES, "timing": {"total_s": 1.0, "stages": {}}, "counters": {},
+    }
+
+
+EXPERIMENTS = {  # experiment: (model, order, label, cv_label, baseline)
+    "M0": ("mobilenet", 0, "No-FT", "M0", True),
+    "FT": ("mobilenet", 1, "FT", "", False),
+    "M2": ("mobilenet", 2, "FT-SGD + IP + HF", "M2", False),
+    "E0": ("efficientnet", 3, "No-FT", "E0", True),
+    "E2": ("efficientnet", 4, "FT + SAM + HF", "E2", False),
+    "X1": ("mobilenet", 5, "FT-SGD + broken flip", "", False),
+}
+
+
+def run_of(experiment, phase, rng, **overrides):
+    model, order, label, cv_label, baseline = EXPERIMENTS[experiment]
+    fields = dict(model=model, order=order, label=label, cv_label=cv_label, baseline=baseline, rng=rng)
+    fields.update(overrides)
+    if experiment == "E2":
+        fields.setdefault("extra", {"kappa": float(rng.uniform(0.2, 0.6))})
+    return make_run(experiment, phase, **fields)
+
+
+@pytest.fixture
+def records():
+    rng = np.random.default_rng(7)
+    runs = [
+        run_of("M0", "exploratory", rng, accuracy=EXPLORATORY_ACCURACY["M0"], counters={"face_fallback": 3}),
+        run_of("FT", "exploratory", rng, accuracy=0.657, variant={"options.adam.lr": 0.001}),
+        run_of("FT", "exploratory", rng, accuracy=EXPLORATORY_ACCURACY["FT"], variant={"options.adam.lr": 0.0001}),
+        run_of("M2", "exploratory", rng, accuracy=EXPLORATORY_ACCURACY["M2"], counters={"face_fallback": 2}),
+        run_of("E0", "exploratory", rng, accuracy=EXPLORATORY_ACCURACY["E0"]),
+        run_of("E2", "exploratory", rng, accuracy=EXPLORATORY_ACCURACY["E2"], total_s=25.0),
+        failed_run("X1", "exploratory", model="mobilenet", order=5, label="FT-SGD + broken flip"),
+    ]
+    for experiment, centre in (("M0", 0.44), ("M2", 0.62), ("E0", 0.46), ("E2", 0.63)):
+        for fold in range(FOLDS):
+            if experiment == "M2" and fold == 2:
+                runs.append(failed_run("M2", "cv", model="mobilenet", order=2, fold=fold, label="FT-SGD + IP + HF"))
+                continue
+            runs.append(run_of(experiment, "cv", rng, accuracy=float(centre + rng.normal(0, 0.04)), fold=fold,
+                               counters={"face_fallback": fold}, total_s=10.0 + fold))
+    random.Random(3).shuffle(runs)  # the store promises no order
+    return runs
+
+
+def row_of(rows, phase, experiment, variant=None):
+    matches = [r for r in rows if r["phase"] == phase and r["experiment"] == experiment
+               and r["variant"] == (variant or {})]
+    assert len(matches) == 1
+    return matches[0]
+
+
+def done(records, phase, experiment):
+    return sorted((r for r in records if r["phase"] == phase and r["experiment"] == experiment
+                   and r["status"] == "done"), key=lambda r: r["fold"] if r["fold"] is not None else -1)
+
+
+def rendered(records, fmt, **console_options):
+    buffer = io.StringIO()
+    render(records, fmt, Console(file=buffer, width=200, **console_options))
+    return buffer.getvalue()
+
+
+# --- summarize -------------------------------------------------------------------------------
+
+
+def test_one_row_per_phase_experiment_variant_in_report_order(records):
+    keys = [(r["phase"], r["experiment"], r["variant"]) for r in summarize(records)]
+    assert keys == [
+        ("exploratory", "M0", {}),
+        ("exploratory", "FT", {"options.adam.lr": 0.0001}),
+        ("exploratory", "FT", {"options.adam.lr": 0.001}),
+        ("exploratory", "M2", {}),
+        ("exploratory", "E0", {}),
+        ("exploratory", "E2", {}),
+        ("exploratory", "X1", {}),
+        ("cv", "M0", {}),
+        ("cv", "M2", {}),
+        ("cv", "E0", {}),
+        ("cv", "E2", {}),
+    ]
+
+
+def test_cv_rows_hold_fold_means_and_sample_stds(records):
+    rows = summarize(records)
+    for experiment in ("M0", "E2"):
+        runs = done(records, "cv", experiment)
+        row = row_of(rows, "cv", experiment)
+        accuracy = np.array([r["metrics"]["accuracy"] for r in runs])
+        average = np.array([r["metrics"]["avg_sensitivity"] for r in runs])
+        assert row["folds"] == FOLDS and row["failed"] == 0
+        assert row["accuracy"] == pytest.approx(accuracy.mean())
+        assert row["accuracy_std"] == pytest.approx(accuracy.std(ddof=1))
+        assert row["avg_sensitivity"] == pytest.approx(average.mean())
+        assert row["avg_sensitivity_std"] == pytest.approx(average.std(ddof=1))
+        for name in CLASSES:
+            per_fold = np.array([r["metrics"]["sensitivity"][name] for r in runs])
+            assert row["sensitivity"][name] == pytest.approx(per_fold.mean())
+            assert row["sensitivity_std"][name] == pytest.approx(per_fold.std(ddof=1))
+
+
+def test_exploratory_rows_hold_the_single_run_without_stds(records):
+    row = row_of(summarize(records), "exploratory", "M2")
+    (run,) = done(records, "exploratory", "M2")
+    assert row["accuracy"] == pytest.approx(EXPLORATORY_ACCURACY["M2"])
+    assert row["sensitivity"] == pytest.approx(run["metrics"]["sensitivity"])
+    assert row["label"] == "FT-SGD + IP + HF" and row["cv_label"] == "M2" and row["model"] == "mobilenet"
+    assert "accuracy_std" not in row and "versus_baseline" not in row
+
+
+def test_failed_fold_is_reported_and_left_out_of_the_means(records):
+    row = row_of(summarize(records), "cv", "M2")
+    accuracies = [r["metrics"]["accuracy"] for r in done(records, "cv", "M2")]
+    assert row["folds"] == FOLDS - 1 and row["failed"] == 1
+    assert row["accuracy"] == pytest.approx(np.mean(accuracies))
+    (failure,) = row["failures"]
+    assert failure["id"] == "M2-cv-f2-failed"
+    assert (failure["plugin"], failure["hook"], failure["message"]) == ("flip", "augment", "images must be uint8")
+
+
+def test_experiment_without_a_finished_run_keeps_metrics_none(records):
+    row = row_of(summarize(records), "exploratory", "X1")
+    assert row["folds"] == 0 and row["failed"] == 1
+    assert row["accuracy"] is None and row["avg_sensitivity"] is None and row["time_s"] is None
+    assert all(value is None for value in row["sensitivity"].values())
+
+
+def test_paired_comparison_uses_the_same_models_baseline_on_common_folds(records):
+    rows = summarize(records)
+    for experiment, baseline in (("M2", "M0"), ("E2", "E0")):
+        ours = {r["fold"]: r["metrics"]["accuracy"] for r in done(records, "cv", experiment)}
+        theirs = {r["fold"]: r["metrics"]["accuracy"] for r in done(records, "cv", baseline)}
+        folds = sorted(set(ours) & set(theirs))
+        differences = np.array([ours[f] - theirs[f] for f in folds])
+        versus = row_of(rows, "cv", experiment)["versus_baseline"]
+        assert versus["baseline"] == baseline
+        assert versus["folds"] == len(folds) == (4 if experiment == "M2" else 5)
+        assert versus["mean_diff"] == pytest.approx(differences.mean())
+        t = differences.mean() / (differences.std(ddof=1) / math.sqrt(len(folds)))
+        assert versus["t"] == pytest.approx(t)
+        assert versus["p"] == pytest.approx(paired_t(differences)["p"])
+        low, high = versus["ci95"]
+        assert low < differences.mean() < high
+    assert row_of(rows, "cv", "M0")["versus_baseline"] is None
+
+
+def test_no_comparison_for_a_model_without_baseline(records):
+    without_e0 = [r for r in records if r["experiment"] != "E0"]
+    assert row_of(summarize(without_e0), "cv", "E2")["versus_baseline"] is None
+
+
+def test_third_party_metric_gets_mean_and_std(records):
+    row = row_of(summarize(records), "cv", "E2")
+    kappa = np.array([r["metrics"]["kappa"] for r in done(records, "cv", "E2")])
+    assert row["extra"]["kappa"] == pytest.approx(kappa.mean())
+    assert row["extra_std"]["kappa"] == pytest.approx(kappa.std(ddof=1))
+    assert "confusion" not in row["extra"]
+    assert row_of(summarize(records), "cv", "M2")["extra"] == {}
+
+
+def test_time_and_counters_are_aggregated(records):
+    row = row_of(summarize(records), "cv", "E0")
+    runs = done(records, "cv", "E0")
+    assert row["time_s"] == pytest.approx(np.mean([r["timing"]["total_s"] for r in runs]))
+    assert row["counters"] == {"face_fallback": sum(r["counters"]["face_fallback"] for r in runs)}
+
+
+def test_single_fold_has_no_std(records):
+    one_fold = [r for r in records if not (r["phase"] == "cv" and r["experiment"] == "E0" and r["fold"] != 0)]
+    row = row_of(summarize(one_fold), "cv", "E0")
+    assert row["folds"] == 1 and row["accuracy_std"] is None
+    assert all(value is None for value in row["sensitivity_std"].values())
+
+
+def test_record_without_phase_is_refused_with_its_id():
+    with pytest.raises(ValueError, match=r"run record 0 \(id broken-run\).*'phase'"):
+        summarize([{"id": "broken-run", "experiment": "M0"}])
+
+
+# --- render ----------------------------------------------------------------------------------
+
+
+def test_table_shows_both_phases_comparisons_and_failures(records):
+    out = rendered(records, "table")
+    assert "Exploratory phase" in out and "Cross-validation phase" in out
+    m2 = row_of(summarize(records), "cv", "M2")
+    assert f"{100 * m2['accuracy']:.1f} ({100 * m2['accuracy_std']:.1f})" in out
+    versus = m2["versus_baseline"]
+    assert f"M2 vs M0: {100 * versus['mean_diff']:+.1f} points, 95% CI [{100 * versus['ci95'][0]:.1f}" in out
+    assert "M2-cv-f2-failed: flip.augment: ValueError: images must be uint8" in out
+    assert "FT [options.adam.lr=0.0001]" in out  # brackets are not taken for rich markup
+    assert "face_fallback" in out
+
+
+def test_table_bolds_the_best_accuracy_of_each_backbone(records):
+    out = rendered(records, "table", force_terminal=True, color_system="standard")
+    lines = out.splitlines()
+
+    def line_with(text):
+        return next(line for line in lines if text in line)
+
+    assert "\x1b[1m67.0" in line_with("FT-SGD + IP + HF")
+    assert "\x1b[1m66.5" in line_with("FT + SAM + HF")
+    runner_up = line_with("FT [options.adam.lr=0.001]")
+    assert "65.7" in runner_up and "\x1b[1m65.7" not in runner_up
+
+
+def test_empty_phase_is_omitted(records):
+    out = rendered([r for r in records if r["phase"] == "exploratory"], "table")
+    assert "Exploratory phase" in out and "Cross-validation" not in out and "vs M0" not in out
+    assert "No runs recorded." in rendered([], "table")
+
+
+def markdown_tables(text):
+    """{title: [[cell, ...], ...]} of the markdown output, header row included, separator dropped."""
+    tables, title = {}, None
+    for line in text.splitlines():
+        if line.startswith("### "):
+            title = line[4:]
+        elif line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+            if not all(set(cell) <= set("-:") for cell in cells):
+                tables.setdefault(title, []).append(cells)
+    return tables
+
+
+def test_markdown_tables_are_well_formed_and_bold_the_best(records):
+    tables = markdown_tables(rendered(records, "markdown"))
+    exploratory = next(rows for title, rows in tables.items() if title.startswith("Exploratory"))
+    header, body = exploratory[0], exploratory[1:]
+    assert all(len(row) == len(header) for row in body)
+    accuracy = header.index("acc.")
+    bold = [row[1] for row in body if row[accuracy].startswith("**")]
+    assert bold == ["FT-SGD + IP + HF", "FT + SAM + HF"]
+    cv = next(rows for title, rows in tables.items() if title.startswith("Cross-validation"))
+    assert [row[0] for row in cv[1:]] == ["M0", "M2", "E0", "E2"]
+    assert cv[0][1] == "acc. (std)" and all(len(row) == len(cv[0]) for row in cv)
+
+
+def test_csv_has_one_row_per_summary_row_with_std_columns(records):
+    rows = summarize(records)
+    table = list(csv.DictReader(io.StringIO(rendered(records, "csv"))))
+    assert len(table) == len(rows)
+    for columns in ("accuracy_std", "sensitivity_anger", "sensitivity_surprise_std", "kappa", "kappa_std",
+                    "counter_face_fallback", "vs_p", "time_s"):
+        assert columns in table[0]
+    for row, line in zip(rows, table):
+        assert (line["phase"], line["experiment"]) == (row["phase"], row["experiment"])
+        if row["accuracy"] is not None:
+            assert float(line["accuracy"]) == pytest.approx(row["accuracy"])
+            assert float(line["sensitivity_fear"]) == pytest.approx(row["sensitivity"]["fear"])
+        if row["phase"] == "cv":
+            assert float(line["accuracy_std"]) == pytest.approx(row["accuracy_std"])
+        else:
+            assert line["accuracy_std"] == ""
+
+
+def test_json_is_the_summary_and_strictly_valid(records):
+    # Equal accuracies on every fold: a zero-spread test whose t is infinite.
+    for record in records:
+        if record["phase"] == "cv" and record["experiment"] in ("E0", "E2") and record["status"] == "done":
+            record["metrics"]["accuracy"] = 0.5 if record["experiment"] == "E0" else 0.6
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    parsed = json.loads(rendered(records, "json"), parse_constant=refuse)
+    assert isinstance(parsed, list) and len(parsed) == len(summarize(records))
+    for row in parsed:
+        for key in ("experiment", "phase", "folds", "accuracy", "avg_sensitivity", "sensitivity"):
+            assert key in row
+    e2 = next(row for row in parsed if row["phase"] == "cv" and row["experiment"] == "E2")
+    assert {"accuracy_std", "avg_sensitivity_std", "sensitivity_std"} <= set(e2)
+    assert e2["versus_baseline"]["p"] == 0.0 and e2["versus_baseline"]["t"] is None
+
+
+def test_unknown_format_is_refused():
+    assert "table" in FORMATS
+    with pytest.raises(ValueError, match="'pdf'.*table"):
+        render([], "pdf", Console(file=io.StringIO()))
