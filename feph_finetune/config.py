@@ -66,7 +66,7 @@ PLUGIN_KEYS = {
     "evaluate": "evaluate",
 }
 
-DEMO_DEFAULTS = {"images": 360, "generic_images": 480, "seed": 7, "base_epochs": 8, "defaults": {}}
+DEMO_DEFAULTS = {"images": 300, "generic_images": 1500, "seed": 7, "base_epochs": 10, "defaults": {}}
 
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 

@@ -116,13 +116,18 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
     size = settings["input_size"]
     keras.utils.set_random_seed(settings["seed"])
     shape = (size, size, 3)
+    inputs = keras.Input(shape)
     if backbone == "mobilenet":
-        base = keras.applications.MobileNet(include_top=False, weights=None, input_shape=shape, alpha=settings["alpha"], pooling="avg")
+        scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
+        base = keras.applications.MobileNet(include_top=False, weights=None, input_tensor=scaled, alpha=settings["alpha"], pooling="avg")
     else:
-        base = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=shape, pooling="avg")
+        base = keras.applications.EfficientNetB0(include_top=False, weights=None, input_tensor=inputs, pooling="avg")
     features = keras.layers.Dense(64, activation="relu", name="feats")(base.output)
     outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name="emotion_preds")(features)
-    model = keras.Model(base.input, outputs, name=f"demo_{backbone}_base")
+    model = keras.Model(inputs, outputs, name=f"demo_{backbone}_base")
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9  # few steps: let the moving statistics converge, or inference mode is garbage
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     images, labels = generic_faces(generic, size)
     model.fit(images.astype("float32"), labels, batch_size=32, epochs=settings["base_epochs"], shuffle=True, verbose=0)

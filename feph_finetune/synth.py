@@ -384,15 +384,15 @@ class _Pen:
         px, py = self.point(x, y, depth)
         cv2.ellipse(self.canvas, (self._fixed(px), self._fixed(py)),
                     (self._fixed(max(rx * self.unit, 0.5)), self._fixed(max(ry * self.unit, 0.5))),
-                    angle + self.roll, arc[0], arc[1], _bgr(colour), self._thickness(thickness),
+                    angle + self.roll, arc[0], arc[1], _colour(colour), self._thickness(thickness),
                     cv2.LINE_AA, _SHIFT)
 
     def polyline(self, points, colour, thickness: float, closed: bool = False, depth: float = 1.0) -> None:
-        cv2.polylines(self.canvas, [self._points(points, depth)], closed, _bgr(colour),
+        cv2.polylines(self.canvas, [self._points(points, depth)], closed, _colour(colour),
                       self._thickness(thickness), cv2.LINE_AA, _SHIFT)
 
     def polygon(self, points, colour, depth: float = 1.0) -> None:
-        cv2.fillPoly(self.canvas, [self._points(points, depth)], _bgr(colour), cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(self.canvas, [self._points(points, depth)], _colour(colour), cv2.LINE_AA, _SHIFT)
 
     def _points(self, points, depth: float) -> np.ndarray:
         return np.array([[self._fixed(c) for c in self.point(x, y, depth)] for x, y in points], dtype=np.int32)
@@ -408,8 +408,9 @@ class _Pen:
                 min(w, int(self.cx + reach)), min(h, int(self.cy + reach)))
 
 
-def _bgr(colour) -> tuple[float, float, float]:
-    """Canvases are RGB; OpenCV only sees three numbers, so colours pass through unchanged."""
+def _colour(colour) -> tuple[float, float, float]:
+    """A colour for OpenCV's drawing calls, clipped to 0-255 (canvases here are RGB: OpenCV draws
+    whatever three numbers it is given)."""
     return tuple(float(np.clip(c, 0, 255)) for c in colour)
 
 
@@ -438,7 +439,7 @@ class Style:
     """How a domain renders the same face: the feph domain like a photograph, the generic one
     like an illustration (contour lines, brighter eyes) over the same shading."""
 
-    outline: tuple[float, float, float] | None = None   # contour lines around face and features
+    outline: tuple[float, float, float] | None = None   # contour of the face and the lower eyelids
     sclera: tuple[float, float, float] | None = None    # None: a grey mixed from the skin
     brow: tuple[float, float, float] | None = None      # None: darker than the hair
 
@@ -474,6 +475,8 @@ def draw_hair_front(pen: _Pen, hair, hair_style: str) -> None:
 
 
 def draw_brows(pen: _Pen, expression: Expression, colour, thickness: float) -> None:
+    """Arched brows: raised for surprise and fear, lowered with inner ends down for anger,
+    inner ends up for sadness and fear."""
     base = -0.45 - 0.14 * expression.brow_raise
     for side in (-1, 1):
         inner = (side * 0.12, base - 0.1 * expression.brow_tilt + 0.04)
@@ -536,7 +539,8 @@ def draw_mouth(pen: _Pen, expression: Expression, skin) -> None:
     opening = 0.3 * expression.mouth_open
     raise_left, raise_right = 0.1 * expression.lip_raise, 0.04 * expression.lip_raise
     upper_mid = y - 0.02 - 0.5 * (raise_left + raise_right) - 0.25 * opening
-    lower_mid = y + 0.03 + 0.75 * opening + 0.1 * max(expression.mouth_curve, 0) * (opening > 0.03)
+    smile_drop = 0.1 * max(expression.mouth_curve, 0) if opening > 0.03 else 0.0   # open smiles sag below
+    lower_mid = y + 0.03 + 0.75 * opening + smile_drop
     left, right = (-half_width, corner_y - raise_left * 0.5), (half_width, corner_y - raise_right * 0.5)
     upper = _bezier(left, (0, 2 * upper_mid - corner_y), right)
     lower = _bezier(right, (0, 2 * lower_mid - corner_y), left)
@@ -544,15 +548,14 @@ def draw_mouth(pen: _Pen, expression: Expression, skin) -> None:
     if opening > 0.02:
         pen.polygon(upper + lower, (55, 20, 25))
         if expression.mouth_curve > 0.3 or expression.lip_raise > 0.5:
-            teeth_top = _bezier(left, (0, 2 * upper_mid - corner_y), right)
             teeth_bottom = _bezier((half_width * 0.8, corner_y + 0.02), (0, upper_mid + 0.1),
                                    (-half_width * 0.8, corner_y + 0.02))
-            pen.polygon(teeth_top + teeth_bottom, (225, 220, 205))
+            pen.polygon(upper + teeth_bottom, (225, 220, 205))
         pen.polyline(upper + lower, lip, 0.05, closed=True)
     else:
         pen.polyline(upper, _shade(lip, 0.55), 0.055)
-        pen.polyline(_bezier((-half_width * 0.8, corner_y + 0.04), (0, y + 0.16), (half_width * 0.8, corner_y + 0.04)),
-                     lip, 0.04)
+        lower_lip = _bezier((-half_width * 0.8, corner_y + 0.04), (0, y + 0.16), (half_width * 0.8, corner_y + 0.04))
+        pen.polyline(lower_lip, lip, 0.04)
 
 
 def draw_hand(pen: _Pen, x: float, y: float, skin, angle: float, size: float = 1.0) -> None:
@@ -563,7 +566,8 @@ def draw_hand(pen: _Pen, x: float, y: float, skin, angle: float, size: float = 1
         dx = (-0.27 + 0.18 * finger) * size
         tip = (x + dx * np.cos(rotation) + 0.85 * size * np.sin(rotation),
                y + dx * np.sin(rotation) - 0.85 * size * np.cos(rotation))
-        pen.polyline([(x + dx * np.cos(rotation), y + dx * np.sin(rotation)), tip], _shade(skin, 0.9), 0.15 * size, depth=0)
+        base = (x + dx * np.cos(rotation), y + dx * np.sin(rotation))
+        pen.polyline([base, tip], _shade(skin, 0.9), 0.15 * size, depth=0)
 
 
 def _soften_skin(pen: _Pen) -> None:

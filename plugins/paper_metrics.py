@@ -28,5 +28,4 @@ def evaluate(y_true, y_prob, context):
         "sensitivity": sensitivity,
         "avg_sensitivity": float(np.mean(defined)) if defined else None,
         "confusion": confusion.tolist(),
-        "test_images": int(confusion.sum()),
     }

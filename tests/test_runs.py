@@ -1,0 +1,109 @@
+"""Running matrices: resume after a kill, failures isolated to their run, reports from the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from feph_finetune import PluginError, hookimpl
+from feph_finetune.api import CLASSES
+from feph_finetune.cli import main
+from feph_finetune.plugins import get_plugins
+
+from conftest import REPO, run_cli, write_matrix
+
+TWO_EXPERIMENTS = """
+[experiments.A]
+phases = ["exploratory", "cv"]
+deterministic = true
+
+[experiments.B]
+augment = ["flip"]
+deterministic = true
+"""
+
+
+def report_json(outdir) -> list[dict]:
+    result = run_cli("report", str(outdir), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_killed_matrix_resumes_without_redoing_finished_runs(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_EXPERIMENTS)
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen([sys.executable, "-m", "feph_finetune", str(path), "--output", str(interrupted)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(interrupted.glob("*/result.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {path.parent.name: path.stat().st_mtime_ns for path in interrupted.glob("*/result.json")}
+    assert 1 <= len(finished) < 5, "the kill should land mid-matrix"
+
+    resumed = run_cli(str(path), "--output", str(interrupted))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"skipped {len(finished)} finished runs" in resumed.stdout
+    for run_id, mtime in finished.items():
+        assert (interrupted / run_id / "result.json").stat().st_mtime_ns == mtime
+    assert len(list(interrupted.glob("*/result.json"))) == 5
+
+    straight = tmp_path / "straight"
+    assert run_cli(str(path), "--output", str(straight)).returncode == 0
+    assert without_timing(report_json(interrupted)) == without_timing(report_json(straight))
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    """Report rows less the wall-clock times, which no two runs share."""
+    return [{key: value for key, value in row.items() if key != "time_s"} for row in rows]
+
+
+class FailingAugment:
+    @hookimpl
+    def augment(self, context):
+        raise PluginError("this augmentation always fails")
+
+
+def test_a_failing_plugin_fails_its_run_only(synthetic_feph, tmp_path, capsys):
+    get_plugins().pm.register(FailingAugment(), name="broken_augment")
+    experiments = '[experiments.good]\n\n[experiments.bad]\naugment = ["broken_augment"]\n'
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    outdir = tmp_path / "runs"
+    assert main([str(path), "--output", str(outdir)]) == 1
+    output = capsys.readouterr().out
+    assert "1 of 2 runs failed" in output and "broken_augment" in output
+    records = {json.loads(p.read_text())["experiment"]: json.loads(p.read_text()) for p in outdir.glob("*/result.json")}
+    assert records["good"]["status"] == "done"
+    assert records["bad"]["status"] == "failed"
+    assert records["bad"]["error"]["plugin"] == "broken_augment" and records["bad"]["error"]["hook"] == "augment"
+    rows = {row["experiment"]: row for row in report_json(outdir)}
+    assert rows["good"]["folds"] == 1 and rows["bad"]["failed"] == 1
+
+
+def test_report_metrics_match_the_stored_predictions(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nphases = ["cv"]\n')
+    outdir = tmp_path / "runs"
+    assert main([str(path), "--output", str(outdir)]) == 0
+    accuracies, sensitivities = [], {name: [] for name in CLASSES}
+    for run_dir in sorted(outdir.iterdir()):
+        with np.load(run_dir / "predictions.npz") as stored:
+            y_true, predicted = stored["y_true"], stored["y_prob"].argmax(axis=1)
+        confusion = np.zeros((7, 7), dtype=int)
+        for true, guess in zip(y_true, predicted):
+            confusion[true, guess] += 1
+        accuracies.append(np.trace(confusion) / confusion.sum())
+        for index, name in enumerate(CLASSES):
+            if confusion[index].sum():
+                sensitivities[name].append(confusion[index, index] / confusion[index].sum())
+    (row,) = report_json(outdir)
+    assert row["folds"] == 3
+    assert np.isclose(row["accuracy"], np.mean(accuracies))
+    assert np.isclose(row["accuracy_std"], np.std(accuracies, ddof=1))
+    for name, values in sensitivities.items():
+        assert np.isclose(row["sensitivity"][name], np.mean(values))
