@@ -209,7 +209,9 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    console = Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:  # a log file or a pipe: wide enough for the paper's tables
+        console = Console(width=160)
     errors = Console(stderr=True)
     if argv and argv[0] in COMMANDS:
         make_parser, command = COMMANDS[argv[0]]

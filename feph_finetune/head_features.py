@@ -33,9 +33,10 @@ import numpy as np
 
 from feph_finetune.api import BuiltModel, TrainingStage
 
-#: Head layers that have no weights and give the same output for an image every time: they run
-#: once with the frozen part, so that spatial features (N x H x W x C) are stored pooled.
-_FOLDABLE_LAYER_NAMES = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten")
+#: Keras layers without weights that give the same output for an image every time: leading ones
+#: of the head run once with the frozen part, so that spatial features (N x H x W x C) are stored
+#: pooled, not whole.
+_FOLDABLE_LAYERS = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten")
 
 
 @dataclass
@@ -73,8 +74,8 @@ def split_at_head(built: BuiltModel) -> HeadSplit:
         raise ValueError(f"cannot train the head on precomputed features: {problem}")
     import keras
 
-    first = _first_trained_layer(built.head)
-    trained = list(built.head)[first:]
+    foldable = tuple(getattr(keras.layers, name) for name in _FOLDABLE_LAYERS)
+    trained = list(built.head)[_first_trained_layer(built.head, foldable) :]
     extractor = keras.Model(built.model.inputs, trained[0].input, name=f"{built.model.name}_features")
     features = keras.Input(shape=tuple(trained[0].input.shape[1:]), dtype=trained[0].input.dtype, name="features")
     x = features
@@ -121,7 +122,7 @@ def train_head_on_features(
     history = split.head.fit(
         _shuffled_batches(features, train_labels, batch_size, seed),
         validation_data=validation_data,
-        batch_size=batch_size,
+        validation_batch_size=batch_size,
         epochs=initial_epoch + stage.epochs,
         initial_epoch=initial_epoch,
         class_weight=dict(class_weight) if class_weight else None,
@@ -135,10 +136,10 @@ def train_head_on_features(
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _first_trained_layer(head: Sequence[Any]) -> int:
+def _first_trained_layer(head: Sequence[Any], foldable: tuple[type, ...]) -> int:
     """Index of the first head layer that is not foldable into the extractor (never past the last)."""
     index = 0
-    while index < len(head) - 1 and type(head[index]).__name__ in _FOLDABLE_LAYER_NAMES and not head[index].weights:
+    while index < len(head) - 1 and isinstance(head[index], foldable):
         index += 1
     return index
 
@@ -151,7 +152,7 @@ def _head_chain_problem(built: BuiltModel) -> str | None:
     if len(built.model.outputs) != 1:
         return f"the model has {len(built.model.outputs)} outputs; one is needed"
     for layer in head:
-        if not layer._inbound_nodes:  # never called: not part of the model
+        if not _was_called(layer):
             return f"head layer {layer.name!r} is not connected to the model"
     if isinstance(head[0].input, (list, tuple)):
         return f"head layer {head[0].name!r} takes several inputs"
@@ -161,6 +162,14 @@ def _head_chain_problem(built: BuiltModel) -> str | None:
     if built.model.outputs[0] is not head[-1].output:
         return f"the model's output is not the output of the last head layer {head[-1].name!r}"
     return None
+
+
+def _was_called(layer: Any) -> bool:
+    """Whether the layer was ever called on a tensor; Keras refuses to name the input otherwise."""
+    try:
+        return layer.input is not None
+    except (AttributeError, ValueError):
+        return False
 
 
 def _features(extractor: Any, images: Any, labels: np.ndarray, batch_size: int, what: str) -> np.ndarray:

@@ -1,0 +1,640 @@
+"""The performance benchmark: ``python bench/run.py`` (``--help`` for the options).
+
+Measures, on synthetic FePh-format data written to a temporary folder (nothing downloads):
+
+1. runner overhead: one fine-tuning run through ``MatrixRunner`` against the same model, data,
+   batch size and epochs written inline with plain ``model.fit``;
+2. the crop cache: face detections in a second pass, and cached-load against detection throughput;
+3. phase 1 on precomputed features (:mod:`feph_finetune.head_features`) against plain-Keras
+   phase 1 with the base frozen: time, and the head's test accuracy;
+4. SAM: time per training step against the base optimizer alone;
+5. peak resident memory of a whole MobileNet run of the CLI, in a subprocess;
+6. training throughput (images/s) of MobileNet and EfficientNet-B0 at several input sizes.
+
+Every figure is a ratio of two timings taken in this one invocation, a count, or a measured
+value; results and their targets go to BENCHMARKS.md. Item 5 runs first, before this process
+imports TensorFlow: on Linux a child's peak RSS includes the parent's pages at the time it was
+spawned, so the parent must be small then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+ITEMS = (1, 2, 3, 4, 5, 6)
+CLASS_COUNT = 7
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+# --- settings and results --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How big each measurement is; ``--quick`` shrinks everything for a smoke test."""
+
+    images: int = 300              # synthetic FePh images for items 1-3
+    size: int = 96                 # input side for items 1-4
+    alpha: float = 1.0             # MobileNet width
+    batch_size: int = 32
+    head_epochs: int = 3           # phase 1 (the paper's 3)
+    epochs: int = 1                # all-layers epochs of item 1's fine-tuning run
+    repeats: int = 2               # timings of items 1 and 3: best of this many
+    steps: int = 6                 # timed training steps per model in items 4 and 6
+    generic_images: int = 480      # item 3's pre-training set (synthetic generic faces)
+    base_epochs: int = 5           # item 3's pre-training epochs
+    memory_images: int = 600       # item 5
+    memory_size: int = 224
+    throughput_sizes: tuple[int, ...] = (96, 224)
+    seed: int = 1234
+
+
+QUICK = dict(images=120, size=48, alpha=0.25, repeats=1, steps=3, generic_images=160, base_epochs=2,
+             memory_images=120, memory_size=96, throughput_sizes=(48,))
+FEPH_IMAGES = 2531  # the release after the paper's filter
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    item: int
+    measure: str
+    value: str
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+
+@dataclass
+class Workspace:
+    """The temporary folder: synthetic datasets, the crop cache (``FEPH_FINETUNE_CACHE``), outputs."""
+
+    root: Path
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def dataset(self, images: int, domain: str = "feph", seed: int = 0) -> Path:
+        """A synthetic dataset of ``images`` kept images, written on first use."""
+        from feph_finetune.synth import write_synthetic_dataset
+
+        folder = self.root / f"{domain}-{images}-{seed}"
+        if not folder.is_dir():
+            started = time.perf_counter()
+            write_synthetic_dataset(folder, images=images, seed=seed, domain=domain)
+            console.log(f"wrote {images} synthetic {domain} images in {time.perf_counter() - started:.0f} s")
+        return folder
+
+
+def timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - started
+
+
+def best_of(repeats: int, function: Callable[[], Any]) -> tuple[Any, float]:
+    """The first result and the shortest time of ``repeats`` calls (the least disturbed by the
+    machine's other work)."""
+    results = [timed(function) for _ in range(repeats)]
+    return results[0][0], min(seconds for _, seconds in results)
+
+
+# --- shared pieces: experiments through the core, plain Keras models -------------------------
+
+
+def experiment_toml(ws: Workspace, root: Path, settings: Settings, table: str, options: str = "") -> Path:
+    """A one-experiment TOML over ``root``: face crop, batch size and input size from ``settings``."""
+    text = f"""
+        seed = {settings.seed}
+        output = "{ws.root / 'runs'}"
+
+        [dataset]
+        root = "{root}"
+        cache_dir = "{ws.cache}"
+
+        [defaults]
+        input_size = {settings.size}
+        batch_size = {settings.batch_size}
+        preprocess = ["face_crop"]
+        seed = {settings.seed}
+    """
+    path = ws.root / f"experiment-{len(list(ws.root.glob('experiment-*.toml')))}.toml"
+    path.write_text(textwrap.dedent(text) + textwrap.dedent(options) + textwrap.dedent(table), encoding="utf-8")
+    return path
+
+
+def the_run(path: Path):
+    """The matrix of a one-experiment TOML, its only run, and the plugins."""
+    from feph_finetune.config import read_config
+    from feph_finetune.matrix import build_matrix
+    from feph_finetune.plugins import get_plugins
+
+    plugins = get_plugins()
+    matrix = build_matrix(read_config(path), plugins)
+    (run,) = matrix.runs
+    return matrix, run, plugins
+
+
+def quiet_runner(matrix, plugins, ws: Workspace, source):
+    from feph_finetune.results import RunStore
+    from feph_finetune.runner import MatrixRunner
+
+    return MatrixRunner(matrix, plugins, RunStore(ws.root / "runs"), Console(file=io.StringIO()), source=source)
+
+
+def keras_base(backbone: str, size: int, alpha: float):
+    """A Keras Applications base without top and with random weights, pooled to a vector."""
+    import keras
+
+    if backbone == "mobilenet":
+        return keras.applications.MobileNet(include_top=False, weights=None, input_shape=(size, size, 3), alpha=alpha, pooling="avg")
+    return keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg")
+
+
+def classifier(backbone: str, size: int, alpha: float, seed: int):
+    """Base plus a 7-way softmax, as the backbone plugins build it; returns (model, base)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    base = keras_base(backbone, size, alpha)
+    outputs = keras.layers.Dense(CLASS_COUNT, activation="softmax")(base.output)
+    return keras.Model(base.input, outputs), base
+
+
+def freeze_batchnorm(model) -> None:
+    """Phase 2 as the runner does it by default: every layer trains, BatchNorm statistics stay."""
+    import keras
+
+    model.trainable = True
+    for layer in all_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def all_layers(layer) -> list:
+    """The layer and every layer nested in it."""
+    return [layer] + [inner for child in getattr(layer, "layers", []) for inner in all_layers(child)]
+
+
+def compile_for_training(model, optimizer) -> None:
+    import keras
+
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+
+
+def image_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None, random_flip: bool = False):
+    """The core's pipeline written out: uint8 slices, (shuffled) batches cast to float, prefetch."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
+    if seed is not None:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+
+    def to_float(images, labels):
+        images = tf.cast(images, tf.float32)
+        if random_flip:
+            flip = tf.random.uniform(tf.shape(images)[:1]) < 0.5
+            images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+        return images, labels
+
+    return dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
+    probabilities = model.predict(x.astype("float32"), batch_size=batch_size, verbose=0)
+    return float(np.mean(probabilities.argmax(axis=1) == y))
+
+
+def median_step_seconds(model, x: np.ndarray, y: np.ndarray, steps: int) -> float:
+    """Median wall time of one training step on one in-memory batch, after a warm-up that traces."""
+    import keras
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(data, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)
+    durations: list[float] = []
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            durations.append(time.perf_counter() - self.started)
+
+    model.fit(data, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0, callbacks=[StepTimer()])
+    return statistics.median(durations)
+
+
+def random_batch(size: int, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 255, (batch_size, size, size, 3)).astype("float32"), rng.integers(0, CLASS_COUNT, batch_size).astype("int32")
+
+
+def warm_up_tensorflow() -> None:
+    """Pay TensorFlow's one-off start-up (thread pools, oneDNN) before anything is timed."""
+    model, _ = classifier("mobilenet", 32, 0.25, seed=0)
+    compile_for_training(model, "adam")
+    x, y = random_batch(32, 8, seed=0)
+    model.fit(x, y, epochs=1, verbose=0)
+
+
+# --- 1. runner overhead ----------------------------------------------------------------------
+
+
+def bench_runner_overhead(settings: Settings, ws: Workspace) -> list[Row]:
+    """The paper's FT (head, then all layers, Adam) with a random flip per batch, so that both
+    sides run the frozen base every epoch (the feature path of item 3 does not apply)."""
+    from feph_finetune.preparation import DataSource, prepare
+
+    root = ws.dataset(settings.images)
+    path = experiment_toml(ws, root, settings, """
+        [experiments.overhead]
+        model = "mobilenet"
+        optimizer = "adam"
+        augment = ["flip"]
+    """, options=f"""
+        [defaults.options.mobilenet]
+        weights = "none"
+        alpha = {settings.alpha}
+
+        [defaults.options.adam]
+        head_epochs = {settings.head_epochs}
+        epochs = {settings.epochs}
+
+        [defaults.options.flip]
+        mode = "random"
+    """)
+    matrix, run, plugins = the_run(path)
+    source = DataSource()
+    runner = quiet_runner(matrix, plugins, ws, source)
+    data = prepare(run, plugins, source, runner.context_factory(run, {}), matrix.seed)  # the crops, once, untimed
+    warm_up_tensorflow()
+
+    def through_runner() -> float:
+        status = runner.run_one(run)
+        result = runner.store.result(run.id) or {}
+        if status != "done":
+            error = result.get("error") or {}
+            raise RuntimeError(f"item 1: the run failed in {error.get('plugin')} ({error.get('hook')}): {error.get('message')}")
+        return result["metrics"]["accuracy"]
+
+    def inline() -> float:
+        return plain_fine_tuning(data, settings)
+
+    timings = {"plain": [], "runner": []}
+    for _ in range(settings.repeats):  # alternate, so that both sides see the same machine
+        for name, function in (("plain", inline), ("runner", through_runner)):
+            timings[name].append(timed(function)[1])
+    plain, through = min(timings["plain"]), min(timings["runner"])
+    ratio = through / plain
+    steps = settings.head_epochs + settings.epochs
+    return [
+        Row(1, "runner / plain model.fit, one FT run", f"{ratio:.3f} ({through:.1f} s / {plain:.1f} s)", "<= 1.05", ratio <= 1.05,
+            f"MobileNet a={settings.alpha} {settings.size}px, {len(data.train_x)} train imgs, {steps} epochs, batch {settings.batch_size}, best of {settings.repeats}"),
+    ]
+
+
+def plain_fine_tuning(data, settings: Settings) -> float:
+    """Item 1's baseline, as a user would write it: build, phase 1 frozen, phase 2, predict."""
+    import keras
+
+    model, base = classifier("mobilenet", settings.size, settings.alpha, settings.seed)
+    train = image_batches(data.train_x, data.train_y, settings.batch_size, settings.seed, random_flip=True)
+    base.trainable = False
+    compile_for_training(model, keras.optimizers.Adam(1e-3))
+    model.fit(train, epochs=settings.head_epochs, shuffle=False, verbose=0)
+    freeze_batchnorm(model)
+    compile_for_training(model, keras.optimizers.Adam(1e-3))
+    model.fit(train, initial_epoch=settings.head_epochs, epochs=settings.head_epochs + settings.epochs, shuffle=False, verbose=0)
+    return accuracy(model, data.test_x, data.test_y, settings.batch_size)
+
+
+# --- 2. crop cache ---------------------------------------------------------------------------
+
+
+def bench_crop_cache(settings: Settings, ws: Workspace) -> list[Row]:
+    """Detect faces in every image into an empty cache, then load the same frames again."""
+    from feph_finetune.dataset import load_dataset
+    from feph_finetune.frames import CropCache, FrameStep, compute_frames
+
+    dataset = load_dataset(ws.dataset(settings.images))
+    detections = {"count": 0}
+    crop = face_crop_step(settings)
+    frame = crop.frame
+
+    def counted(image):
+        detections["count"] += 1
+        return frame(image)
+
+    steps = [FrameStep("face_crop", replace(crop, frame=counted))]
+    cache = CropCache(ws.root / "crop-bench-cache")
+    first, detect_seconds = timed(lambda: compute_frames(dataset, steps, settings.size, cache))
+    first_count = detections["count"]
+    second, load_seconds = timed(lambda: compute_frames(dataset, steps, settings.size, cache))
+    second_count = detections["count"] - first_count
+    same = bool(np.array_equal(first.images, second.images))
+    speedup = detect_seconds / load_seconds
+    n = len(dataset.samples)
+    return [
+        Row(2, "face detections, second pass", f"{second_count} (first pass {first_count})", "0", second_count == 0 and same,
+            "second pass returns the same frames" if same else "second pass returned DIFFERENT frames"),
+        Row(2, "cached load / detection throughput", f"{speedup:.1f}x ({n / load_seconds:.0f} vs {n / detect_seconds:.0f} img/s)", ">= 10x", speedup >= 10,
+            f"{n} images, {settings.size}px frames"),
+    ]
+
+
+def face_crop_step(settings: Settings):
+    """The ``face_crop`` plugin's Preprocessing with its default options."""
+    from feph_finetune import RunContext
+    from feph_finetune.plugins import get_plugins
+
+    plugins = get_plugins()
+    context = RunContext(run_id="bench", experiment="bench", phase="exploratory", fold=None, seed=settings.seed,
+                         input_size=settings.size, config={}, options=plugins.option_defaults("face_crop"))
+    return plugins.call("face_crop", "preprocess", context=context)
+
+
+# --- 3. phase 1 on precomputed features ------------------------------------------------------
+
+
+def bench_head_features(settings: Settings, ws: Workspace) -> list[Row]:
+    """Plain phase 1 (frozen base, fit) against features-once, on a base pre-trained on synthetic
+    generic faces (a random base gives near-zero features, so accuracy would mean nothing)."""
+    import keras
+
+    from feph_finetune import TrainingStage
+    from feph_finetune.head_features import train_head_on_features
+    from feph_finetune.preparation import DataSource, prepare
+
+    base_file = pretrained_base(settings, ws)
+    path = experiment_toml(ws, ws.dataset(settings.images), settings, """
+        [experiments.phase1]
+        model = "mobilenet"
+        optimizer = "adam"
+    """, options=f"""
+        [defaults.options.mobilenet]
+        weights = "{base_file}"
+    """)
+    matrix, run, plugins = the_run(path)
+    runner = quiet_runner(matrix, plugins, ws, DataSource())
+    context_for = runner.context_factory(run, {})
+    data = prepare(run, plugins, runner.source, context_for, matrix.seed)
+    built = plugins.call("mobilenet", "build_model", context=context_for("mobilenet"))
+    initial = built.model.get_weights()
+    warm_up_tensorflow()
+
+    def plain_phase1() -> float:
+        built.model.set_weights(initial)
+        keras.utils.set_random_seed(settings.seed)
+        head = {id(layer) for layer in built.head}
+        for layer in built.model.layers:
+            layer.trainable = id(layer) in head
+        compile_for_training(built.model, keras.optimizers.Adam(1e-3))
+        built.model.fit(image_batches(data.train_x, data.train_y, settings.batch_size, settings.seed), epochs=settings.head_epochs, shuffle=False, verbose=0)
+        return accuracy(built.model, data.test_x, data.test_y, settings.batch_size)
+
+    def on_features() -> float:
+        built.model.set_weights(initial)
+        keras.utils.set_random_seed(settings.seed)
+        stage = TrainingStage("head", "head", settings.head_epochs, keras.optimizers.Adam(1e-3))
+        unshuffled = image_batches(data.train_x, data.train_y, settings.batch_size, seed=None)
+        train_head_on_features(built, stage, unshuffled, data.train_y, batch_size=settings.batch_size, seed=settings.seed)
+        return accuracy(built.model, data.test_x, data.test_y, settings.batch_size)
+
+    timings = {"plain": [], "features": []}
+    accuracies = {}
+    for _ in range(settings.repeats):
+        for name, function in (("plain", plain_phase1), ("features", on_features)):
+            accuracies[name], seconds = timed(function)
+            timings[name].append(seconds)
+    speedup = min(timings["plain"]) / min(timings["features"])
+    return [
+        Row(3, "phase 1: plain fit / features once", f"{speedup:.2f}x ({min(timings['plain']):.1f} s / {min(timings['features']):.1f} s)", ">= 2x", speedup >= 2,
+            f"{settings.head_epochs} epochs, {len(data.train_x)} train imgs, {settings.size}px, best of {settings.repeats}"),
+        accuracy_row(accuracies["plain"], accuracies["features"], len(data.test_y)),
+        Row(3, "with random per-batch augmentation", "not applicable", "", None,
+            "features change every epoch; the core keeps plain fit (see item 1)"),
+    ]
+
+
+def accuracy_row(plain: float, features: float, n: int) -> Row:
+    """Same accuracy 'within noise': the difference within two standard errors of a difference
+    of two accuracies measured on ``n`` test images."""
+    noise = 2 * math.sqrt((plain * (1 - plain) + features * (1 - features)) / n)
+    difference = features - plain
+    return Row(3, "head test accuracy: features vs plain", f"{features:.3f} vs {plain:.3f} (diff {difference:+.3f})", f"abs(diff) <= {noise:.3f}",
+               abs(difference) <= noise, f"2 standard errors on {n} test images")
+
+
+def pretrained_base(settings: Settings, ws: Workspace) -> Path:
+    """The demo's stand-in for an AffectNet model: MobileNet pre-trained on synthetic generic faces."""
+    from feph_finetune.demo import pretrain_base_model
+
+    path = ws.root / "mobilenet_base.keras"
+    if not path.is_file():
+        generic = ws.dataset(settings.generic_images, domain="generic", seed=1)
+        demo_settings = {"input_size": settings.size, "seed": settings.seed, "alpha": settings.alpha, "base_epochs": settings.base_epochs}
+        _, seconds = timed(lambda: pretrain_base_model("mobilenet", demo_settings, generic, path))
+        console.log(f"pre-trained the item-3 base in {seconds:.0f} s")
+    return path
+
+
+# --- 4. SAM ----------------------------------------------------------------------------------
+
+
+def bench_sam(settings: Settings, ws: Workspace) -> list[Row]:
+    """EfficientNet-B0 (the paper's SAM backbone), all layers, Adam alone and SAM around Adam."""
+    import keras
+
+    from feph_finetune_plugins.sam import sharpness_aware
+
+    x, y = random_batch(settings.size, settings.batch_size, settings.seed)
+    model, _ = classifier("efficientnet", settings.size, settings.alpha, settings.seed)
+    freeze_batchnorm(model)
+    compile_for_training(model, keras.optimizers.Adam(1e-4))
+    plain = median_step_seconds(model, x, y, settings.steps)
+    wrapped = sharpness_aware(model, rho=0.05)
+    compile_for_training(wrapped, keras.optimizers.Adam(1e-4))
+    sam = median_step_seconds(wrapped, x, y, settings.steps)
+    ratio = sam / plain
+    return [
+        Row(4, "SAM step / Adam step", f"{ratio:.2f}x ({sam * 1000:.0f} / {plain * 1000:.0f} ms)", "<= 2.15x", ratio <= 2.15,
+            f"EfficientNet-B0 {settings.size}px, batch {settings.batch_size}, median of {settings.steps} steps"),
+    ]
+
+
+# --- 5. memory -------------------------------------------------------------------------------
+
+
+def bench_memory(settings: Settings, ws: Workspace) -> list[Row]:
+    """Peak RSS of ``python -m feph_finetune`` running MobileNet FT (1 head + 1 all epoch)."""
+    if "tensorflow" in sys.modules:
+        raise RuntimeError("item 5 must run before this process imports TensorFlow (a child's peak RSS counts the parent's pages)")
+    root = ws.dataset(settings.memory_images)
+    memory_settings = replace(settings, size=settings.memory_size)
+    path = experiment_toml(ws, root, memory_settings, """
+        [experiments.memory]
+        model = "mobilenet"
+        optimizer = "adam"
+    """, options="""
+        [defaults.options.mobilenet]
+        weights = "none"
+        alpha = 1.0
+
+        [defaults.options.adam]
+        head_epochs = 1
+        epochs = 1
+    """)
+    parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    command = [sys.executable, "-m", "feph_finetune", str(path), "--output", str(ws.root / "memory-runs")]
+    completed, seconds = timed(lambda: subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, "FEPH_FINETUNE_CACHE": str(ws.cache)}))
+    if completed.returncode != 0:
+        raise RuntimeError(f"item 5: {' '.join(command)} exited {completed.returncode}:\n{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux -> GiB
+    full = settings.memory_images >= FEPH_IMAGES and settings.memory_size >= 224
+    return [
+        Row(5, "peak RSS, whole MobileNet run (CLI)", f"{peak:.2f} GiB", "<= 1.5 GB" if full else "(<= 1.5 GB at full size)", peak <= 1.5 if full else None,
+            f"{settings.memory_images} images at {settings.memory_size}px, a=1.0, batch {settings.batch_size}, {seconds:.0f} s; "
+            f"parent {parent_peak:.2f} GiB at spawn" + ("" if full else "; --full-memory for 2,531 at 224px")),
+    ]
+
+
+# --- 6. throughput ---------------------------------------------------------------------------
+
+
+def bench_throughput(settings: Settings, ws: Workspace) -> list[Row]:
+    """Training images/s of each backbone, all layers training (BatchNorm frozen), one batch."""
+    import keras
+
+    rows = []
+    for backbone in ("mobilenet", "efficientnet"):
+        for size in settings.throughput_sizes:
+            x, y = random_batch(size, settings.batch_size, settings.seed)
+            model, _ = classifier(backbone, size, 1.0, settings.seed)
+            freeze_batchnorm(model)
+            compile_for_training(model, keras.optimizers.Adam(1e-4))
+            seconds = median_step_seconds(model, x, y, settings.steps)
+            name = "MobileNet a=1.0" if backbone == "mobilenet" else "EfficientNet-B0"
+            rows.append(Row(6, f"training throughput {name} {size}px", f"{settings.batch_size / seconds:.1f} img/s", "", None,
+                            f"CPU float32, batch {settings.batch_size}, median of {settings.steps} steps"))
+            keras.backend.clear_session()
+    rows.append(Row(6, "mixed precision, XLA, whole paper matrix", "not measured", "", None, "needs a GPU machine; none was available"))
+    return rows
+
+
+# --- the command -----------------------------------------------------------------------------
+
+BENCHMARKS: dict[int, Callable[[Settings, Workspace], list[Row]]] = {
+    1: bench_runner_overhead, 2: bench_crop_cache, 3: bench_head_features, 4: bench_sam, 5: bench_memory, 6: bench_throughput,
+}
+#: Memory first: see the module docstring.
+EXECUTION_ORDER = (5, 2, 1, 3, 4, 6)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__.split("\n\n")[0] + " Writes nothing outside a temporary folder.")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of every item (about 2 minutes)")
+    parser.add_argument("--only", nargs="+", type=int, choices=ITEMS, metavar="N", help="run only these items (1-6)")
+    parser.add_argument("--size", type=int, help="input side for items 1-4 (default 96)")
+    parser.add_argument("--images", type=int, help="synthetic images for items 1-3 (default 300)")
+    parser.add_argument("--full-memory", action="store_true", help=f"item 5 at FePh's size: {FEPH_IMAGES} images at 224 px (about 5 minutes more)")
+    parser.add_argument("--markdown", action="store_true", help="print the results as a Markdown table for BENCHMARKS.md")
+    parser.add_argument("--keep", type=Path, help="use this folder instead of a temporary one, and keep it")
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = Settings(**QUICK) if args.quick else Settings()
+    overrides = {key: value for key, value in (("size", args.size), ("images", args.images)) if value}
+    if args.full_memory:
+        overrides.update(memory_images=FEPH_IMAGES, memory_size=224)
+    return replace(settings, **overrides)
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": str(os.cpu_count()), "python": platform.python_version(), "date": dt.date.today().isoformat()}
+
+
+def run_items(items: list[int], settings: Settings, ws: Workspace) -> list[Row]:
+    os.environ["FEPH_FINETUNE_CACHE"] = str(ws.cache)
+    rows: list[Row] = []
+    for item in [number for number in EXECUTION_ORDER if number in items]:
+        console.rule(f"item {item}")
+        try:
+            found, seconds = timed(lambda: BENCHMARKS[item](settings, ws))
+        except Exception as error:  # one failing item must not hide the others' results
+            found, seconds = [Row(item, "failed", f"{type(error).__name__}", "", False, str(error)[:300])], 0.0
+        for row in found:
+            console.log(f"{row.measure}: {row.value}  target {row.target or '-'}  {verdict(row.met)}  {row.note}")
+        console.log(f"item {item} took {seconds:.0f} s")
+        rows += found
+    return sorted(rows, key=lambda row: row.item)
+
+
+def verdict(met: bool | None) -> str:
+    return {True: "met", False: "NOT MET", None: "-"}[met]
+
+
+def print_results(rows: list[Row], info: dict[str, str], settings: Settings, markdown: bool, seconds: float) -> None:
+    header = f"{info['date']}, {info['cpu']}, {info['cores']} cores, Python {info['python']}, total {seconds / 60:.1f} min"
+    if markdown:
+        print(f"\n{header}\n\n| item | measure | value | target | met | conditions |\n|---|---|---|---|---|---|")
+        for row in rows:
+            print(f"| {row.item} | {row.measure} | {row.value} | {row.target or '-'} | {verdict(row.met)} | {row.note} |")
+        return
+    table = Table(title=header)
+    for column in ("item", "measure", "value", "target", "met", "conditions"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row.item), row.measure, row.value, row.target or "-", verdict(row.met), row.note)
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = settings_from(args)
+    items = sorted(args.only or ITEMS)
+    started = time.perf_counter()
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        rows = run_items(items, settings, Workspace(args.keep))
+    else:
+        with tempfile.TemporaryDirectory(prefix="feph-bench-") as folder:
+            rows = run_items(items, settings, Workspace(Path(folder)))
+    print_results(rows, machine(), settings, args.markdown, time.perf_counter() - started)
+    return 1 if any(row.measure == "failed" for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
