@@ -82,17 +82,12 @@ def _all_layers(layer) -> list:
 def set_trainable(built: BuiltModel, which: str, train_batchnorm: bool) -> None:
     """``head``: only the new layers train. ``all``: everything, BatchNorm kept in inference mode
     unless ``train_batchnorm`` (the Keras transfer-learning guide's advice for small data)."""
-    model = built.model
-    model.trainable = True
-    if which == "head":
-        head = {id(layer) for layer in built.head}
-        for layer in model.layers:
-            if id(layer) not in head:
-                layer.trainable = False
-    elif not train_batchnorm:
-        for layer in _all_layers(model):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
+    head = {id(layer) for layer in built.head}
+    for layer in _all_layers(built.model)[1:]:
+        if which == "head":
+            layer.trainable = id(layer) in head
+        else:
+            layer.trainable = train_batchnorm or not isinstance(layer, keras.layers.BatchNormalization)
 
 
 # --- progress --------------------------------------------------------------------------------
