@@ -16,7 +16,7 @@ from feph_finetune.api import Augmentation, PluginError, Preprocessing, RunConte
 from feph_finetune.dataset import Dataset, load_dataset
 from feph_finetune.frames import CropCache, FrameSet, FrameStep, compute_frames, default_cache_dir
 from feph_finetune.matrix import Run
-from feph_finetune.plugins import Plugins
+from feph_finetune.plugins import PluginCallError, Plugins
 from feph_finetune.splits import Split, holdout_split, kfold_splits
 
 
@@ -123,8 +123,6 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
 
 def _call_plugin_function(plugin: str, hook: str, function: Callable, *args: Any) -> Any:
     """Call a function a plugin returned, attributing its errors to the plugin."""
-    from feph_finetune.plugins import PluginCallError
-
     try:
         return function(*args)
     except Exception as error:
@@ -135,6 +133,4 @@ def _check_class_weight(plugin: str, weights: Any, classes: int) -> None:
     if weights is None:
         return
     if not isinstance(weights, dict) or sorted(weights) != list(range(classes)):
-        from feph_finetune.plugins import PluginCallError
-
         raise PluginCallError(plugin, "weight_classes", PluginError(f"must return a weight for each class index 0..{classes - 1}, got {weights!r}"))
