@@ -312,9 +312,7 @@ def bench_runner_overhead(settings: Settings, ws: Workspace) -> list[Row]:
     warm_up_tensorflow()
 
     def through_runner() -> None:
-        if runner.run_one(run) != "done":
-            error = (runner.store.result(run.id) or {}).get("error") or {}
-            raise RuntimeError(f"item 1: the run failed in {error.get('plugin')} ({error.get('hook')}): {error.get('message')}")
+        checked_run(runner, run, 1)
 
     def inline() -> None:
         plain_fine_tuning(data, settings, ws.root / "plain.keras")
@@ -326,7 +324,7 @@ def bench_runner_overhead(settings: Settings, ws: Workspace) -> list[Row]:
     trained = base_was_trainable(run, plugins, runner.context_factory(run, {}), runner.store.run_dir(run.id) / "model.keras")
     return [
         Row(1, "runner / plain model.fit, one FT run", f"{ratio:.3f} ({through:.1f} s / {plain:.1f} s)", "<= 1.05", ratio <= 1.05 and trained[0] == trained[1],
-            f"MobileNet a={settings.alpha} {settings.size}px, {len(data.train_x)} train imgs, {steps} epochs, batch {settings.batch_size}, "
+            f"MobileNet a={settings.alpha} {settings.size}px, {len(data.train)} train imgs, {steps} epochs, batch {settings.batch_size}, "
             f"random flip, both save the model, best of {settings.repeats}"),
         trained_row(1, trained),
     ]
@@ -359,14 +357,14 @@ def plain_fine_tuning(data, settings: Settings, path: Path) -> float:
     import keras
 
     model, base = classifier("mobilenet", settings.size, settings.alpha, settings.seed)
-    train = image_batches(data.train_x, data.train_y, settings.batch_size, settings.seed, random_flip=True)
+    train = image_batches(data.train.pixels(), data.train.labels, settings.batch_size, settings.seed, random_flip=True)
     base.trainable = False
     compile_for_training(model, keras.optimizers.Adam(1e-3))
     model.fit(train, epochs=settings.head_epochs, shuffle=False, verbose=0)
     train_all_but_batchnorm(model)
     compile_for_training(model, keras.optimizers.Adam(1e-3))
     model.fit(train, initial_epoch=settings.head_epochs, epochs=settings.head_epochs + settings.epochs, shuffle=False, verbose=0)
-    result = accuracy(model, data.test_x, data.test_y, settings.batch_size)
+    result = accuracy(model, data.test.pixels(), data.test.labels, settings.batch_size)
     model.save(path)
     return result
 
@@ -420,65 +418,65 @@ def face_crop_step(settings: Settings):
 
 
 def bench_head_features(settings: Settings, ws: Workspace) -> list[Row]:
-    """Plain phase 1 (frozen base, fit) against features-once at the paper's input size, on a base
-    pre-trained on synthetic generic faces (a random base gives near-zero features, so its
-    accuracy would mean nothing)."""
-    import keras
-
-    from feph_finetune import TrainingStage
-    from feph_finetune.head_features import train_head_on_features
+    """Phase 1 through the runner, with ``head_features`` on and off, at the paper's input size, on
+    a base pre-trained on synthetic generic faces (a random base gives near-zero features, so its
+    accuracy would mean nothing). The head stage's own time is compared, from ``result.json``."""
+    from feph_finetune.config import read_config
+    from feph_finetune.matrix import build_matrix
+    from feph_finetune.plugins import get_plugins
     from feph_finetune.preparation import DataSource, prepare
 
     paper = replace(settings, size=settings.paper_size)
     base_file = pretrained_base(paper, ws)
     path = experiment_toml(ws, ws.dataset(paper.run_images), paper, """
-        [experiments.phase1]
+        [experiments.features]
         model = "mobilenet"
         optimizer = "adam"
+
+        [experiments.plain]
+        extends = "features"
+        head_features = false
     """, options=f"""
         [defaults.options.mobilenet]
         weights = {toml_string(base_file)}
+
+        [defaults.options.adam]
+        head_epochs = {paper.head_epochs}
+        head_lr = {paper.head_lr}
+        epochs = 0
     """)
-    matrix, run, plugins = the_run(path)
+    plugins = get_plugins()
+    matrix = build_matrix(read_config(path), plugins)
+    runs = {run.experiment: run for run in matrix.runs}
     runner = quiet_runner(matrix, plugins, ws, DataSource())
-    context_for = runner.context_factory(run, {})
-    data = prepare(run, plugins, runner.source, context_for, matrix.seed)
-    built = plugins.call("mobilenet", "build_model", context=context_for("mobilenet"))
-    initial = built.model.get_weights()
-    warm_up_tensorflow()
-
-    def test_probabilities() -> np.ndarray:
-        return built.model.predict(data.test_x.astype("float32"), batch_size=paper.batch_size, verbose=0)
-
-    def plain_phase1() -> np.ndarray:
-        built.model.set_weights(initial)
-        keras.utils.set_random_seed(paper.seed)
-        head = {id(layer) for layer in built.head}
-        for layer in built.model.layers:
-            layer.trainable = id(layer) in head
-        compile_for_training(built.model, keras.optimizers.Adam(paper.head_lr))
-        train = image_batches(data.train_x, data.train_y, paper.batch_size, paper.seed)
-        built.model.fit(train, epochs=paper.head_epochs, shuffle=False, verbose=0)
-        return test_probabilities()
-
-    def on_features() -> np.ndarray:
-        built.model.set_weights(initial)
-        keras.utils.set_random_seed(paper.seed)
-        stage = TrainingStage("head", "head", paper.head_epochs, keras.optimizers.Adam(paper.head_lr))
-        unshuffled = image_batches(data.train_x, data.train_y, paper.batch_size, seed=None)
-        train_head_on_features(built, stage, unshuffled, data.train_y, batch_size=paper.batch_size, seed=paper.seed)
-        return test_probabilities()
-
-    probabilities, best = alternating_best(paper.repeats, {"plain": plain_phase1, "features": on_features})
-    plain, features = best["plain"], best["features"]
+    for run in runs.values():  # the crops and TensorFlow's start-up, untimed
+        checked_run(runner, run, 3)
+    train_images = len(prepare(runs["plain"], plugins, runner.source, runner.context_factory(runs["plain"], {}), matrix.seed).train)
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(paper.repeats):
+        for name, run in runs.items():
+            checked_run(runner, run, 3)
+            seconds[name].append(runner.store.result(run.id)["timing"]["stages"]["head"])
+    plain, features = min(seconds["plain"]), min(seconds["features"])
+    used = {entry["head_features"] for entry in json.loads((runner.store.run_dir(runs["features"].id) / "history.json").read_text())}
+    truth, plain_probabilities = runner.store.predictions(runs["plain"].id)
+    _, features_probabilities = runner.store.predictions(runs["features"].id)
     speedup = plain / features
     return [
-        Row(3, "phase 1: plain fit / features once", f"{speedup:.2f}x ({plain:.1f} s / {features:.1f} s)", ">= 2x", speedup >= 2,
-            f"{paper.head_epochs} epochs, {len(data.train_x)} train imgs, MobileNet a={paper.alpha} {paper.size}px, best of {paper.repeats}"),
-        accuracy_row(probabilities["plain"], probabilities["features"], data.test_y, paper.head_lr),
+        Row(3, "phase 1: plain fit / features once", f"{speedup:.2f}x ({plain:.1f} s / {features:.1f} s)", ">= 2x", speedup >= 2 and used == {True},
+            f"the runner's head stage, head_features off / on; {paper.head_epochs} epochs, {train_images} train imgs, "
+            f"MobileNet a={paper.alpha} {paper.size}px, best of {paper.repeats}" + ("" if used == {True} else "; THE RUNNER DID NOT USE FEATURES")),
+        accuracy_row(plain_probabilities, features_probabilities, truth, paper.head_lr),
         Row(3, "with random per-batch augmentation", "not applicable", "", None,
-            "features change every epoch, so the core keeps plain fit (item 1 runs so)"),
+            "features change every epoch, so the runner keeps plain fit (item 1 runs so)"),
     ]
+
+
+def checked_run(runner, run, item: int) -> None:
+    """Run one run through the core (again, if it ran before); a failure stops the item."""
+    if runner.run_one(run) != "done":
+        error = (runner.store.result(run.id) or {}).get("error") or {}
+        raise RuntimeError(f"item {item}: run {run.id} failed in {error.get('plugin')} ({error.get('hook')}): {error.get('message')}")
 
 
 def accuracy_row(plain: np.ndarray, features: np.ndarray, truth: np.ndarray, lr: float) -> Row:

@@ -171,12 +171,12 @@ def cmd_run(args, console: Console) -> int:
 
         settings = demo.demo_settings(raw)
         paths = demo.demo_paths(settings)
-        if not args.dry_run:
-            demo.prepare_demo(settings, paths, console)
         apply_demo(raw, str(paths.data), {name: str(path) for name, path in paths.base_models.items()})
     plugins = get_plugins()
-    matrix = build_matrix(raw, plugins, check_root=not (args.demo and args.dry_run))
+    matrix = build_matrix(raw, plugins, check_root=not args.demo)  # the demo's data is written below
     runs = select(matrix, args.only, args.phase)
+    if args.demo and not args.dry_run:
+        demo.prepare_demo(settings, paths, console, backbones={run.config["model"] for run in runs})
     if args.dry_run:
         print_runs(runs, args.json, console)
         return EXIT_OK

@@ -46,6 +46,7 @@ EXPERIMENT_DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "seed": None,
     "train_batchnorm": False,
+    "head_features": True,
     "validation_split": 0.0,
     "deterministic": False,
     "save_model": False,
@@ -66,7 +67,7 @@ PLUGIN_KEYS = {
     "evaluate": "evaluate",
 }
 
-DEMO_DEFAULTS = {"images": 300, "generic_images": 1500, "seed": 7, "base_epochs": 10, "defaults": {}}
+DEMO_DEFAULTS = {"images": 300, "generic_images": 4000, "seed": 7, "base_epochs": 10, "defaults": {}}
 
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 

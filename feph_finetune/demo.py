@@ -57,14 +57,20 @@ def demo_settings(raw: RawConfig) -> dict[str, Any]:
     }
 
 
+#: Part of the cache key: raise it when the demo's data or base models are made differently, so
+#: that a cache written by an older version is not reused.
+DEMO_FORMAT = 2
+
+
 def demo_paths(settings: dict[str, Any]) -> DemoPaths:
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps({**settings, "format": DEMO_FORMAT}, sort_keys=True).encode()).hexdigest()[:12]
     root = default_cache_dir() / "demo" / digest
     return DemoPaths(root, root / "FePh", root / "generic", {name: root / f"{name}_base.keras" for name in DEMO_BACKBONES})
 
 
-def prepare_demo(settings: dict[str, Any], paths: DemoPaths, console) -> None:
-    """Write the demo's data and base models where they are missing."""
+def prepare_demo(settings: dict[str, Any], paths: DemoPaths, console, backbones: set[str]) -> None:
+    """Write the demo's data, and the base models of ``backbones`` (those the chosen runs use),
+    where they are missing."""
     from feph_finetune.synth import write_synthetic_dataset
 
     for folder, domain, images, seed in (
@@ -76,9 +82,10 @@ def prepare_demo(settings: dict[str, Any], paths: DemoPaths, console) -> None:
             with _new_folder(folder) as temporary:
                 write_synthetic_dataset(temporary, images=images, seed=seed, domain=domain)
     for backbone, path in paths.base_models.items():
-        if not path.is_file():
+        if backbone in backbones and not path.is_file():
             console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({settings['base_epochs']} epochs)")
-            pretrain_base_model(backbone, settings, paths.generic, path)
+            accuracy = pretrain_base_model(backbone, settings, paths.generic, path)
+            console.log(f"demo: the {backbone} base model classifies {accuracy:.0%} of held-out generic faces (chance: {1 / len(CLASSES):.0%})")
 
 
 class _new_folder:
@@ -109,17 +116,31 @@ def generic_faces(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     return images, dataset.labels()
 
 
-def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, path: Path) -> None:
-    """Train a backbone with a 7-way expression top (classes in Savchenko's order) and save it whole."""
+def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, path: Path) -> float:
+    """Train a backbone with a 7-way expression top (classes in Savchenko's order) and save it whole.
+
+    A tenth of the generic faces is held out; the accuracy on it, returned and written next to the
+    model (``.json``), says how much the base learned about expressions rather than memorised.
+    Thousands of faces without augmentation learn fastest: measured at 64 px, MobileNet alpha 0.5
+    on 3,600 faces reached 40% held-out accuracy in 9 epochs, while with random shifts and
+    brightness changes it often stayed at chance for 12.
+
+    The MobileNet base takes its input as Savchenko's MobileNet does: BGR with the ImageNet channel
+    means subtracted (Keras' "caffe" mode), so that, as in the paper, experiments with the
+    ``normalize`` plugin (IP) feed it what it was trained on and the others do not. EfficientNet
+    rescales its input itself.
+    """
     import keras
+
+    def model_input(x: np.ndarray) -> np.ndarray:
+        x = x.astype("float32")
+        return keras.applications.imagenet_utils.preprocess_input(x, mode="caffe") if backbone == "mobilenet" else x
 
     size = settings["input_size"]
     keras.utils.set_random_seed(settings["seed"])
-    shape = (size, size, 3)
-    inputs = keras.Input(shape)
+    inputs = keras.Input((size, size, 3))
     if backbone == "mobilenet":
-        scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
-        base = keras.applications.MobileNet(include_top=False, weights=None, input_tensor=scaled, alpha=settings["alpha"], pooling="avg")
+        base = keras.applications.MobileNet(include_top=False, weights=None, input_tensor=inputs, alpha=settings["alpha"], pooling="avg")
     else:
         base = keras.applications.EfficientNetB0(include_top=False, weights=None, input_tensor=inputs, pooling="avg")
     features = keras.layers.Dense(64, activation="relu", name="feats")(base.output)
@@ -130,8 +151,14 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
             layer.momentum = 0.9  # few steps: let the moving statistics converge, or inference mode is garbage
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     images, labels = generic_faces(generic, size)
-    model.fit(images.astype("float32"), labels, batch_size=32, epochs=settings["base_epochs"], shuffle=True, verbose=0)
+    held_out = np.random.default_rng(settings["seed"]).permutation(len(images)) < max(1, len(images) // 10)
+    model.fit(model_input(images[~held_out]), labels[~held_out], batch_size=32, epochs=settings["base_epochs"], shuffle=True, verbose=0)
+    predicted = model.predict(model_input(images[held_out]), batch_size=64, verbose=0).argmax(axis=1)
+    accuracy = float(np.mean(predicted == labels[held_out]))
     with tempfile.TemporaryDirectory(dir=path.parent) as folder:
         temporary = Path(folder) / path.name
         model.save(temporary)
+        temporary.with_suffix(".json").write_text(json.dumps({"held_out_accuracy": accuracy, "held_out_images": int(held_out.sum()), **settings}, indent=2), encoding="utf-8")
+        os.replace(temporary.with_suffix(".json"), path.with_suffix(".json"))
         os.replace(temporary, path)
+    return accuracy

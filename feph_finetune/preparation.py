@@ -20,16 +20,39 @@ from feph_finetune.plugins import PluginCallError, Plugins
 from feph_finetune.splits import Split, holdout_split, kfold_splits
 
 
+@dataclass(frozen=True)
+class Examples:
+    """One split's images and labels, as rows of an image array that runs share.
+
+    The rows are kept as indices, not copied out: the frame array of a matrix is the largest
+    object in memory (0.38 GB for FePh at 224 px), and each copy per run or split would add to
+    the peak. The input pipeline gathers one batch of rows at a time.
+    """
+
+    images: np.ndarray
+    index: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def of(cls, images: np.ndarray, labels: np.ndarray) -> "Examples":
+        """All rows of ``images``, in order."""
+        return cls(images, np.arange(len(images)), np.asarray(labels))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def pixels(self) -> np.ndarray:
+        """The selected images as a new array, for functions that need one (a copy)."""
+        return self.images[self.index]
+
+
 @dataclass
 class RunData:
-    """Everything the training step needs, as uint8 arrays plus per-batch functions."""
+    """Everything the training step needs: uint8 examples plus per-batch functions."""
 
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    val_x: np.ndarray | None = None
-    val_y: np.ndarray | None = None
+    train: Examples
+    test: Examples
+    val: Examples | None = None
     batch_steps: list[tuple[str, Preprocessing]] = field(default_factory=list)
     augmentations: list[tuple[str, Augmentation]] = field(default_factory=list)
     class_weight: dict[int, float] | None = None
@@ -94,28 +117,33 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
     if config["validation_split"] > 0:
         inner = validation_holdout(labels[split.train], dataset.groups(run.dataset["group_by"])[split.train], config["validation_split"], run.seed)
         train_index, val_index = split.train[inner.train], split.train[inner.test]
+
+    def examples(index: np.ndarray) -> Examples:
+        return Examples(frames.images, index, labels[index])
+
     data = RunData(
-        train_x=frames.images[train_index],
-        train_y=labels[train_index],
-        test_x=frames.images[split.test],
-        test_y=labels[split.test],
-        val_x=None if val_index is None else frames.images[val_index],
-        val_y=None if val_index is None else labels[val_index],
+        train=examples(train_index),
+        test=examples(split.test),
+        val=None if val_index is None else examples(val_index),
         fallbacks=sum(1 for fallback in frames.fallbacks if fallback),
     )
-    for name, step in steps:
-        if step.fit is not None:
-            _call_plugin_function(name, "preprocess", step.fit, data.train_x)
+    fitted = [(name, step) for name, step in steps if step.fit is not None]
+    if fitted:
+        train_pixels = data.train.pixels()
+        for name, step in fitted:
+            _call_plugin_function(name, "preprocess", step.fit, train_pixels)
+        del train_pixels
     data.batch_steps = [(name, step) for name, step in steps if step.batch is not None]
     if config["class_weights"]:
-        data.class_weight = plugins.call(config["class_weights"], "weight_classes", labels=data.train_y, context=context_for(config["class_weights"]))
+        data.class_weight = plugins.call(config["class_weights"], "weight_classes", labels=data.train.labels, context=context_for(config["class_weights"]))
         _check_class_weight(config["class_weights"], data.class_weight, len(context_for(config["class_weights"]).classes))
     for name in config["augment"]:
         augmentation = plugins.call(name, "augment", context=context_for(name))
         if augmentation is None:
             continue
         if augmentation.expand is not None:
-            data.train_x, data.train_y = _call_plugin_function(name, "augment", augmentation.expand, data.train_x, data.train_y)
+            expanded = _call_plugin_function(name, "augment", augmentation.expand, data.train.pixels(), data.train.labels)
+            data.train = _expanded_examples(name, expanded, data.train)
         if augmentation.batch is not None:
             data.augmentations.append((name, augmentation))
     return data
@@ -127,6 +155,22 @@ def _call_plugin_function(plugin: str, hook: str, function: Callable, *args: Any
         return function(*args)
     except Exception as error:
         raise PluginCallError(plugin, hook, error) from error
+
+
+def _expanded_examples(plugin: str, expanded: Any, before: Examples) -> Examples:
+    """The training examples an ``expand`` function returned, checked against what it was given:
+    uint8 images of the same size, one integer label each."""
+    if not (isinstance(expanded, tuple) and len(expanded) == 2 and all(isinstance(part, np.ndarray) for part in expanded)):
+        raise PluginCallError(plugin, "augment", PluginError("expand must return (images, labels): a pair of NumPy arrays"))
+    images, labels = expanded
+    problem = None
+    if images.dtype != np.uint8 or images.shape[1:] != before.images.shape[1:]:
+        problem = f"images of dtype uint8 and shape (N, {', '.join(map(str, before.images.shape[1:]))}), got {images.dtype} {images.shape}"
+    elif labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
+        problem = f"one integer label per image, got {labels.dtype} labels of shape {labels.shape} for {len(images)} images"
+    if problem:
+        raise PluginCallError(plugin, "augment", PluginError(f"expand must return {problem}"))
+    return Examples.of(images, labels)
 
 
 def _check_class_weight(plugin: str, weights: Any, classes: int) -> None:

@@ -118,8 +118,8 @@ class MatrixRunner:
 
             with self.progress() as progress:
                 outcome = training.train_and_predict(run, self.plugins, data, context_for, progress)
-            metrics = self.evaluate(run, data.test_y, outcome.y_prob, context_for)
-            self.store.write_predictions(run.id, data.test_y, outcome.y_prob)
+            metrics = self.evaluate(run, data.test.labels, outcome.y_prob, context_for)
+            self.store.write_predictions(run.id, data.test.labels, outcome.y_prob)
             self.store.write(run.id, "history.json", outcome.history)
             self.store.write(run.id, "metrics.json", metrics)
             if run.config["save_model"] and outcome.model is not None:

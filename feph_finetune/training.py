@@ -15,10 +15,11 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from feph_finetune import head_features
 from feph_finetune.api import CLASSES, BuiltModel, PluginError, RunContext, TrainingStage
 from feph_finetune.matrix import Run
 from feph_finetune.plugins import PluginCallError, Plugins
-from feph_finetune.preparation import RunData
+from feph_finetune.preparation import Examples, RunData
 
 
 @dataclass
@@ -54,12 +55,25 @@ def _batch_transform(data: RunData, training: bool) -> Callable:
     return transform
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, data: RunData, batch_size: int, seed: int, training: bool) -> tf.data.Dataset:
-    """uint8 storage, shuffling per epoch, per-batch float conversion and augmentation, prefetch."""
-    dataset = tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
+def make_dataset(examples: Examples, data: RunData, batch_size: int, seed: int, training: bool) -> tf.data.Dataset:
+    """Batches of model-ready ``(images, labels)``, shuffled per epoch when ``training``.
+
+    Only indices flow through shuffling and batching; each batch of uint8 rows is gathered from
+    the shared image array, then cast, preprocessed and (training only) augmented. So neither a
+    tensor copy of the images nor a shuffle buffer of them is held: the memory is one batch.
+    """
+    images = examples.images
+    dataset = tf.data.Dataset.from_tensor_slices((examples.index.astype("int64"), examples.labels.astype("int32")))
     if training:
-        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+
+    def gather(index, labels):
+        rows = tf.numpy_function(lambda chosen: images[chosen], [index], tf.uint8, stateful=False)
+        rows.set_shape((None, *images.shape[1:]))
+        return rows, labels
+
+    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     transform = _batch_transform(data, training)
     if training and data.augmentations:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -134,39 +148,64 @@ def _checked_stages(name: str, stages: Any) -> list[TrainingStage]:
 
 
 def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data: RunData, optimizer_plugin: str, progress) -> TrainingOutcome:
-    config = run.config
-    train = make_dataset(data.train_x, data.train_y, data, config["batch_size"], run.seed, training=True)
-    validation = None if data.val_x is None else make_dataset(data.val_x, data.val_y, data, config["batch_size"], run.seed, training=False)
+    """Train ``built`` stage by stage, epochs numbered across stages; keep the best epoch if validating."""
+    batch_size = run.config["batch_size"]
+    train = make_dataset(data.train, data, batch_size, run.seed, training=True)
+    validation = None if data.val is None else make_dataset(data.val, data, batch_size, run.seed, training=False)
     best = BestEpoch(built.model) if validation is not None else None
     outcome = TrainingOutcome(y_prob=np.empty(0))
     epoch = 0
-    steps = math.ceil(len(data.train_x) / config["batch_size"])
     for stage in stages:
         if stage.epochs == 0:
             continue
-        set_trainable(built, stage.trainable, config["train_batchnorm"])
-        trained = stage.wrap(built.model) if stage.wrap else built.model
-        trained.compile(optimizer=stage.optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-        task = progress.add_task(f"{stage.name}", total=steps * stage.epochs) if progress else None
+        set_trainable(built, stage.trainable, run.config["train_batchnorm"])
+        task = progress.add_task(stage.name, total=math.ceil(len(data.train) / batch_size) * stage.epochs) if progress else None
         callbacks = [keras.callbacks.TerminateOnNaN()] + ([ProgressCallback(progress, task, stage.name, stage.epochs, epoch)] if progress else []) + ([best] if best else [])
+        on_features = run.config["head_features"] and head_features.applies(built, stage, random_augmentation=bool(data.augmentations))
         started = time.perf_counter()
-        history = trained.fit(train, validation_data=validation, epochs=epoch + stage.epochs, initial_epoch=epoch, class_weight=data.class_weight, callbacks=callbacks, shuffle=False, verbose=0)
+        if on_features:
+            history = _train_head_on_features(built, stage, data, validation, run.seed, batch_size, callbacks, epoch)
+        else:
+            trained = stage.wrap(built.model) if stage.wrap else built.model
+            trained.compile(optimizer=stage.optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+            history = trained.fit(train, validation_data=validation, epochs=epoch + stage.epochs, initial_epoch=epoch, class_weight=data.class_weight, callbacks=callbacks, shuffle=False, verbose=0).history
         outcome.stage_seconds[stage.name] = outcome.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started
         if progress:
             progress.remove_task(task)
-        for offset, values in enumerate(zip(*history.history.values())):
-            entry = {"stage": stage.name, "epoch": epoch + offset + 1, **{key: float(value) for key, value in zip(history.history, values)}}
-            outcome.history.append(entry)
-            if not math.isfinite(entry.get("loss", 0.0)):
-                raise PluginCallError(optimizer_plugin, "optimizer_schedule", FloatingPointError(f"loss became {entry['loss']} in stage {stage.name!r}, epoch {entry['epoch']}"))
+        _record_history(outcome, stage, epoch, history, on_features, optimizer_plugin)
         epoch += stage.epochs
     if best is not None and best.weights is not None:
         built.model.set_weights(best.weights)
     return outcome
 
 
-def predict(model, x: np.ndarray, data: RunData, batch_size: int) -> np.ndarray:
-    dataset = make_dataset(x, np.zeros(len(x), dtype="int32"), data, batch_size, seed=0, training=False)
+def _train_head_on_features(built: BuiltModel, stage: TrainingStage, data: RunData, validation, seed: int, batch_size: int, callbacks: list, initial_epoch: int) -> dict[str, list]:
+    """The stage through :mod:`feph_finetune.head_features`: the frozen base sees each image once."""
+    return head_features.train_head_on_features(
+        built,
+        stage,
+        make_dataset(data.train, data, batch_size, seed, training=False),
+        data.train.labels,
+        batch_size=batch_size,
+        seed=seed,
+        class_weight=data.class_weight,
+        validation=None if validation is None else (validation, data.val.labels),
+        callbacks=callbacks,
+        initial_epoch=initial_epoch,
+    )
+
+
+def _record_history(outcome: TrainingOutcome, stage: TrainingStage, first_epoch: int, history: dict[str, list], on_features: bool, optimizer_plugin: str) -> None:
+    """Append one entry per epoch; a non-finite loss fails the run, attributed to the schedule."""
+    for offset, values in enumerate(zip(*history.values())):
+        entry = {"stage": stage.name, "epoch": first_epoch + offset + 1, "head_features": on_features, **{key: float(value) for key, value in zip(history, values)}}
+        outcome.history.append(entry)
+        if not math.isfinite(entry.get("loss", 0.0)):
+            raise PluginCallError(optimizer_plugin, "optimizer_schedule", FloatingPointError(f"loss became {entry['loss']} in stage {stage.name!r}, epoch {entry['epoch']}"))
+
+
+def predict(model, examples: Examples, data: RunData, batch_size: int) -> np.ndarray:
+    dataset = make_dataset(examples, data, batch_size, seed=0, training=False)
     return np.asarray(model.predict(dataset.map(lambda images, _: images), verbose=0), dtype=np.float64)
 
 
@@ -177,13 +216,14 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
     order = list(built.pretrained_classes)
     if sorted(order) != sorted(classes):
         raise PluginCallError(model_plugin, "build_model", PluginError(f"pretrained_classes must name each of {', '.join(classes)} once, got {order}"))
-    raw = predict(built.pretrained, data.test_x, data, batch_size)
+    raw = predict(built.pretrained, data.test, data, batch_size)
     return raw[:, [order.index(name) for name in classes]]
 
 
 def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None) -> TrainingOutcome:
     """Build the model, fine-tune it stage by stage (unless No-FT), and predict the test split."""
     config = run.config
+    keras.backend.clear_session()  # the previous run's models and traced functions, or memory grows run by run
     seed_everything(run.seed, config["deterministic"])
     model_plugin = config["model"]
     built = plugins.call(model_plugin, "build_model", context=context_for(model_plugin))
@@ -199,7 +239,7 @@ def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Ca
     optimizer_plugin = config["optimizer"]
     stages = _checked_stages(optimizer_plugin, plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
     outcome = train_stages(run, built, stages, data, optimizer_plugin, progress)
-    outcome.y_prob = predict(built.model, data.test_x, data, config["batch_size"])
+    outcome.y_prob = predict(built.model, data.test, data, config["batch_size"])
     outcome.model = built.model
     return outcome
 

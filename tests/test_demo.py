@@ -1,4 +1,9 @@
-"""The demo end to end, in miniature: fine-tuning beats the pretrained model used as is."""
+"""The demo end to end, in miniature: fine-tuning beats the pretrained model used as is.
+
+This is the slowest test (about two minutes on two cores): it writes the synthetic data,
+pre-trains a small MobileNet base on 3,600 generic faces, and runs No-FT and FT in 3-fold
+cross-validation. Smaller settings do not give a base whose features transfer.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ folds = 3
 input_size = 64
 batch_size = 32
 model = "mobilenet"
+preprocess = ["face_crop", "normalize"]
+phases = ["cv"]
 deterministic = true
 
 [experiments.NoFT]
@@ -28,17 +35,19 @@ fine_tune = false
 optimizer = "adam"
 
 [demo]
-images = 200
-generic_images = 700
+images = 600
+generic_images = 4000
 seed = 3
-base_epochs = 8
+base_epochs = 10
 
 [demo.defaults.options.mobilenet]
 alpha = 0.5
 
 [demo.defaults.options.adam]
-head_epochs = 2
-epochs = 4
+head_epochs = 10
+head_lr = 1e-2
+epochs = 5
+lr = 1e-4
 """
 
 
@@ -48,9 +57,11 @@ def test_fine_tuning_beats_the_no_ft_baseline_on_the_demo(tmp_path, capsys):
     outdir = tmp_path / "runs"
     assert main([str(path), "--demo", "--output", str(outdir)]) == 0
     printed = capsys.readouterr().out
-    assert "Table 4" in printed  # the exploratory table is printed after the matrix
+    assert "Table 5" in printed and "efficientnet" not in printed  # only the base the runs use is pre-trained
     result = run_cli("report", str(outdir), "--format", "json")
     rows = {row["experiment"]: row for row in json.loads(result.stdout)}
-    no_ft, fine_tuned = rows["NoFT"]["accuracy"], rows["FT"]["accuracy"]
-    # Issue 4 asks for a clear margin; the miniature demo's base transfers too weakly for that yet.
-    assert fine_tuned > no_ft, f"fine-tuned {fine_tuned:.3f} vs No-FT {no_ft:.3f}"
+    no_ft, fine_tuned = rows["NoFT"], rows["FT"]
+    print(f"No-FT {no_ft['accuracy']:.3f}, FT {fine_tuned['accuracy']:.3f}")
+    assert no_ft["folds"] == fine_tuned["folds"] == 3
+    assert no_ft["accuracy"] > 1 / 7, "the base should transfer something: No-FT above chance"
+    assert fine_tuned["accuracy"] >= no_ft["accuracy"] + 0.10, f"fine-tuned {fine_tuned['accuracy']:.3f} vs No-FT {no_ft['accuracy']:.3f}"

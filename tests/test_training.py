@@ -1,0 +1,218 @@
+"""The training core: the input pipeline, which layers train in each stage, phase 1 on precomputed
+features inside a run, and No-FT's class mapping.
+
+Tiny models only: MobileNet alpha 0.25 and a small convnet saved as a "pretrained" whole model, at
+32 px on the synthetic fixture set.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from rich.console import Console  # noqa: E402
+
+from feph_finetune import CLASSES  # noqa: E402
+from feph_finetune.cli import main  # noqa: E402
+from feph_finetune.config import read_config  # noqa: E402
+from feph_finetune.matrix import build_matrix  # noqa: E402
+from feph_finetune.plugins import get_plugins  # noqa: E402
+from feph_finetune.preparation import DataSource, Examples, RunData, prepare  # noqa: E402
+from feph_finetune.results import RunStore  # noqa: E402
+from feph_finetune.runner import MatrixRunner  # noqa: E402
+from feph_finetune.training import make_dataset, set_trainable  # noqa: E402
+
+from conftest import write_matrix  # noqa: E402
+
+#: A class order other than FePh's, as a pretrained model may have.
+PRETRAINED_ORDER = ["surprise", "anger", "sad", "disgust", "happy", "fear", "neutral"]
+
+
+def small_classifier_file(path, seed: int = 0):
+    """A small convnet with a 7-way top, saved whole: a stand-in for a pretrained expression model
+    whose features, unlike a random MobileNet's, do not vanish."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(7, activation="softmax", name="emotion_preds")(x)).save(path)
+    return path
+
+
+def matrix_and_runner(path, tmp_path):
+    plugins = get_plugins()
+    matrix = build_matrix(read_config(path), plugins)
+    runner = MatrixRunner(matrix, plugins, RunStore(tmp_path / "runs"), Console(file=io.StringIO()), source=DataSource())
+    return matrix, runner
+
+
+def history(outdir, experiment: str) -> list[dict]:
+    (run_dir,) = [path.parent for path in outdir.glob("*/result.json") if json.loads(path.read_text())["experiment"] == experiment]
+    return json.loads((run_dir / "history.json").read_text())
+
+
+def predictions(outdir, experiment: str) -> np.ndarray:
+    (run_dir,) = [path.parent for path in outdir.glob("*/result.json") if json.loads(path.read_text())["experiment"] == experiment]
+    with np.load(run_dir / "predictions.npz") as stored:
+        return stored["y_prob"]
+
+
+# --- the input pipeline ----------------------------------------------------------------------
+
+
+def pipeline_examples() -> tuple[Examples, RunData]:
+    images = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
+    examples = Examples(images, np.array([7, 2, 5, 0, 9]), np.array([1, 2, 3, 4, 5]))
+    return examples, RunData(train=examples, test=examples)
+
+
+def batches(dataset) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(x.numpy(), y.numpy()) for x, y in dataset]
+    return np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
+
+
+def test_pipeline_gathers_the_chosen_rows_in_order_as_float():
+    examples, data = pipeline_examples()
+    x, y = batches(make_dataset(examples, data, batch_size=2, seed=0, training=False))
+    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x, examples.pixels().astype(np.float32))
+    np.testing.assert_array_equal(y, examples.labels)
+
+
+def test_training_pipeline_reshuffles_each_epoch_and_repeats_with_the_seed():
+    examples, data = pipeline_examples()
+    dataset = make_dataset(examples, data, batch_size=2, seed=4, training=True)
+    first, second = batches(dataset), batches(dataset)
+    for x, y in (first, second):  # every epoch: each example once, image and label still paired
+        order = [int(np.flatnonzero((examples.pixels() == image).all(axis=(1, 2, 3)))[0]) for image in x.astype(np.uint8)]
+        assert sorted(order) == list(range(len(examples)))
+        np.testing.assert_array_equal(y, examples.labels[order])
+    assert not np.array_equal(first[1], second[1])
+    again = make_dataset(examples, data, batch_size=2, seed=4, training=True)
+    np.testing.assert_array_equal(batches(again)[1], first[1])
+
+
+# --- which layers train ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_mobilenet(tmp_path):
+    path = write_matrix(tmp_path / "m.toml", tmp_path, "[experiments.A]\n")
+    matrix, runner = matrix_and_runner(path, tmp_path)
+    (run,) = matrix.runs
+    return get_plugins().call("mobilenet", "build_model", context=runner.context_factory(run, {})("mobilenet"))
+
+
+def base_layers(built) -> list:
+    head = {id(layer) for layer in built.head}
+    return [layer for layer in built.model.layers if layer.weights and id(layer) not in head]
+
+
+def test_head_stage_freezes_the_base_and_all_stage_unfreezes_it(tiny_mobilenet):
+    set_trainable(tiny_mobilenet, "head", train_batchnorm=False)
+    assert not any(layer.trainable for layer in base_layers(tiny_mobilenet))
+    assert all(layer.trainable for layer in tiny_mobilenet.head)
+    set_trainable(tiny_mobilenet, "all", train_batchnorm=False)
+    batchnorm = [layer for layer in base_layers(tiny_mobilenet) if isinstance(layer, keras.layers.BatchNormalization)]
+    others = [layer for layer in base_layers(tiny_mobilenet) if layer not in batchnorm]
+    assert batchnorm and others
+    assert all(layer.trainable for layer in others) and not any(layer.trainable for layer in batchnorm)
+    trainable = {id(weight) for weight in tiny_mobilenet.model.trainable_weights}
+    assert all(id(weight) in trainable for layer in others for weight in layer.trainable_weights)
+
+
+def test_train_batchnorm_unfreezes_batchnorm_too(tiny_mobilenet):
+    set_trainable(tiny_mobilenet, "head", train_batchnorm=True)
+    set_trainable(tiny_mobilenet, "all", train_batchnorm=True)
+    assert all(layer.trainable for layer in base_layers(tiny_mobilenet))
+
+
+def test_all_layers_stage_changes_the_base_weights(synthetic_feph, tmp_path):
+    base_file = small_classifier_file(tmp_path / "base.keras")
+    experiments = f"""
+    [experiments.A]
+    save_model = true
+    options.mobilenet.weights = "{base_file}"
+    options.adam.lr = 0.01
+    """
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    outdir = tmp_path / "runs"
+    assert main([str(path), "--output", str(outdir)]) == 0
+    (saved,) = outdir.glob("*/model.keras")
+    trained = keras.models.load_model(saved, compile=False)
+    original = keras.models.load_model(base_file, compile=False)
+    for name in ("conv2d", "conv2d_1"):
+        assert not np.allclose(trained.get_layer(name).get_weights()[0], original.get_layer(name).get_weights()[0])
+
+
+# --- phase 1 on precomputed features, inside a run -------------------------------------------
+
+HEAD_ONLY = """
+[experiments.features]
+options.mobilenet.weights = "{base_file}"
+[experiments.features.options.adam]
+head_epochs = 2
+head_lr = 0.01
+epochs = 0
+
+[experiments.plain]
+extends = "features"
+head_features = false
+
+[experiments.untrained]
+extends = "features"
+options.adam.head_epochs = 0
+
+[experiments.random_flip]
+extends = "features"
+augment = ["flip"]
+[experiments.random_flip.options.flip]
+mode = "random"
+"""
+
+
+def test_head_stage_trains_on_features_where_it_applies_with_the_same_result(synthetic_feph, tmp_path):
+    base_file = small_classifier_file(tmp_path / "base.keras")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, HEAD_ONLY.format(base_file=base_file))
+    outdir = tmp_path / "runs"
+    assert main([str(path), "--output", str(outdir)]) == 0
+    assert [entry["head_features"] for entry in history(outdir, "features")] == [True, True]
+    assert [entry["head_features"] for entry in history(outdir, "plain")] == [False, False]
+    assert [entry["head_features"] for entry in history(outdir, "random_flip")] == [False, False]
+    features, plain = predictions(outdir, "features"), predictions(outdir, "plain")
+    assert np.abs(features - predictions(outdir, "untrained")).max() > 1e-3
+    np.testing.assert_allclose(features, plain, atol=1e-5)
+    for a, b in zip(history(outdir, "features"), history(outdir, "plain")):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+# --- No-FT -----------------------------------------------------------------------------------
+
+
+def test_no_ft_reorders_the_pretrained_models_classes_to_fephs(synthetic_feph, tmp_path):
+    base_file = small_classifier_file(tmp_path / "base.keras", seed=3)
+    experiments = f"""
+    [experiments.noft]
+    fine_tune = false
+    [experiments.noft.options.mobilenet]
+    weights = "{base_file}"
+    pretrained_classes = {json.dumps(PRETRAINED_ORDER)}
+    """
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    matrix, runner = matrix_and_runner(path, tmp_path)
+    (run,) = matrix.runs
+    assert runner.run_one(run) == "done", runner.store.result(run.id)["error"]
+    data = prepare(run, runner.plugins, runner.source, runner.context_factory(run, {}), matrix.seed)
+    raw = keras.models.load_model(base_file, compile=False).predict(data.test.pixels().astype("float32"), verbose=0)
+    expected = raw[:, [PRETRAINED_ORDER.index(name) for name in CLASSES]]
+    _, stored = runner.store.predictions(run.id)
+    np.testing.assert_allclose(stored, expected, atol=1e-5)
+    assert PRETRAINED_ORDER != list(CLASSES) and not np.allclose(stored, raw, atol=1e-3)
