@@ -25,7 +25,7 @@ from feph_finetune.plugins import get_plugins  # noqa: E402
 from feph_finetune.preparation import DataSource, Examples, RunData, prepare  # noqa: E402
 from feph_finetune.results import RunStore  # noqa: E402
 from feph_finetune.runner import MatrixRunner  # noqa: E402
-from feph_finetune.training import make_dataset, set_trainable  # noqa: E402
+from feph_finetune.training import BestEpoch, make_dataset, set_trainable  # noqa: E402
 
 from conftest import write_matrix  # noqa: E402
 
@@ -39,9 +39,9 @@ def small_classifier_file(path, seed: int = 0):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv_a")(x)
     x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv_b")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     keras.Model(inputs, keras.layers.Dense(7, activation="softmax", name="emotion_preds")(x)).save(path)
     return path
@@ -149,7 +149,7 @@ def test_all_layers_stage_changes_the_base_weights(synthetic_feph, tmp_path):
     (saved,) = outdir.glob("*/model.keras")
     trained = keras.models.load_model(saved, compile=False)
     original = keras.models.load_model(base_file, compile=False)
-    for name in ("conv2d", "conv2d_1"):
+    for name in ("conv_a", "conv_b"):
         assert not np.allclose(trained.get_layer(name).get_weights()[0], original.get_layer(name).get_weights()[0])
 
 
@@ -192,6 +192,26 @@ def test_head_stage_trains_on_features_where_it_applies_with_the_same_result(syn
     np.testing.assert_allclose(features, plain, atol=1e-5)
     for a, b in zip(history(outdir, "features"), history(outdir, "plain")):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+# --- keeping the best epoch ------------------------------------------------------------------
+
+
+def test_best_epoch_keeps_the_weights_of_the_best_validation_accuracy():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    best = BestEpoch(model)
+    for epoch, (value, accuracy) in enumerate([(1.0, 0.5), (2.0, 0.7), (3.0, 0.6)]):
+        model.set_weights([np.full((2, 1), value), np.zeros(1)])
+        best.on_epoch_end(epoch, {"val_accuracy": accuracy})
+    np.testing.assert_array_equal(best.weights[0], np.full((2, 1), 2.0))
+
+
+def test_validation_split_reports_validation_accuracy_per_epoch(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\nvalidation_split = 0.3\n")
+    outdir = tmp_path / "runs"
+    assert main([str(path), "--output", str(outdir)]) == 0
+    entries = history(outdir, "A")
+    assert len(entries) == 2 and all("val_accuracy" in entry for entry in entries)
 
 
 # --- No-FT -----------------------------------------------------------------------------------
