@@ -161,15 +161,21 @@ def toml_string(path: Path) -> str:
     return json.dumps(str(path))
 
 
-def the_run(path: Path):
-    """The matrix of a one-experiment TOML, its only run, and the plugins."""
+def the_matrix(path: Path):
+    """The matrix of a TOML, its runs by experiment name (one run each), and the plugins."""
     from feph_finetune.config import read_config
     from feph_finetune.matrix import build_matrix
     from feph_finetune.plugins import get_plugins
 
     plugins = get_plugins()
     matrix = build_matrix(read_config(path), plugins)
-    (run,) = matrix.runs
+    return matrix, {run.experiment: run for run in matrix.runs}, plugins
+
+
+def the_run(path: Path):
+    """The matrix of a one-experiment TOML, its only run, and the plugins."""
+    matrix, runs, plugins = the_matrix(path)
+    (run,) = runs.values()
     return matrix, run, plugins
 
 
@@ -421,9 +427,6 @@ def bench_head_features(settings: Settings, ws: Workspace) -> list[Row]:
     """Phase 1 through the runner, with ``head_features`` on and off, at the paper's input size, on
     a base pre-trained on synthetic generic faces (a random base gives near-zero features, so its
     accuracy would mean nothing). The head stage's own time is compared, from ``result.json``."""
-    from feph_finetune.config import read_config
-    from feph_finetune.matrix import build_matrix
-    from feph_finetune.plugins import get_plugins
     from feph_finetune.preparation import DataSource, prepare
 
     paper = replace(settings, size=settings.paper_size)
@@ -445,9 +448,7 @@ def bench_head_features(settings: Settings, ws: Workspace) -> list[Row]:
         head_lr = {paper.head_lr}
         epochs = 0
     """)
-    plugins = get_plugins()
-    matrix = build_matrix(read_config(path), plugins)
-    runs = {run.experiment: run for run in matrix.runs}
+    matrix, runs, plugins = the_matrix(path)
     runner = quiet_runner(matrix, plugins, ws, DataSource())
     for run in runs.values():  # the crops and TensorFlow's start-up, untimed
         checked_run(runner, run, 3)

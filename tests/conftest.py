@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -9,8 +10,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from feph_finetune.plugins import reset_plugins
+from feph_finetune.api import RunContext
+from feph_finetune.config import read_config
+from feph_finetune.matrix import build_matrix
+from feph_finetune.plugins import get_plugins, reset_plugins
+from feph_finetune.preparation import DataSource, RunData, prepare
+from feph_finetune.results import RunStore
+from feph_finetune.runner import MatrixRunner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,3 +87,27 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
         [sys.executable, "-m", "feph_finetune", *args],
         capture_output=True, text=True, cwd=cwd or REPO, env={**os.environ, **(env or {})}, timeout=600,
     )
+
+
+class TinyMatrix:
+    """A one-run-per-experiment matrix over the synthetic data, with a quiet runner."""
+
+    def __init__(self, tmp_path: Path, root: Path, experiments: str):
+        path = write_matrix(tmp_path / "m.toml", root, experiments)
+        self.plugins = get_plugins()
+        self.matrix = build_matrix(read_config(path), self.plugins)
+        self.runs = {run.experiment: run for run in self.matrix.runs}
+        self.store = RunStore(tmp_path / "runs")
+        self.runner = MatrixRunner(self.matrix, self.plugins, self.store, Console(file=io.StringIO()), source=DataSource())
+
+    def context(self, experiment: str, plugin: str) -> RunContext:
+        return self.runner.context_factory(self.runs[experiment], {})(plugin)
+
+    def prepare(self, experiment: str) -> RunData:
+        run = self.runs[experiment]
+        return prepare(run, self.plugins, self.runner.source, self.runner.context_factory(run, {}), self.matrix.seed)
+
+    def run_result(self, experiment: str) -> dict:
+        run = self.runs[experiment]
+        self.runner.run_one(run)
+        return self.store.result(run.id)

@@ -8,50 +8,20 @@ before its first epoch.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from rich.console import Console
 
-from feph_finetune import Augmentation, PluginError, RunContext, hookimpl
+from feph_finetune import Augmentation, PluginError, hookimpl
 from feph_finetune.cli import main
-from feph_finetune.config import read_config
-from feph_finetune.matrix import build_matrix
 from feph_finetune.plugins import PluginCallError, get_plugins
-from feph_finetune.preparation import DataSource, RunData, prepare
-from feph_finetune.results import RunStore
-from feph_finetune.runner import MatrixRunner
+from feph_finetune.preparation import RunData
 
-from conftest import write_matrix
+from conftest import TinyMatrix, write_matrix
 
 IMAGENET_BGR_MEANS = (103.939, 116.779, 123.68)
-
-
-class TinyMatrix:
-    """A one-run-per-experiment matrix over the synthetic data, with a quiet runner."""
-
-    def __init__(self, tmp_path: Path, root: Path, experiments: str):
-        path = write_matrix(tmp_path / "m.toml", root, experiments)
-        self.plugins = get_plugins()
-        self.matrix = build_matrix(read_config(path), self.plugins)
-        self.runs = {run.experiment: run for run in self.matrix.runs}
-        self.store = RunStore(tmp_path / "runs")
-        self.runner = MatrixRunner(self.matrix, self.plugins, self.store, Console(file=io.StringIO()), source=DataSource())
-
-    def context(self, experiment: str, plugin: str) -> RunContext:
-        return self.runner.context_factory(self.runs[experiment], {})(plugin)
-
-    def prepare(self, experiment: str) -> RunData:
-        run = self.runs[experiment]
-        return prepare(run, self.plugins, self.runner.source, self.runner.context_factory(run, {}), self.matrix.seed)
-
-    def run_result(self, experiment: str) -> dict:
-        run = self.runs[experiment]
-        self.runner.run_one(run)
-        return self.store.result(run.id)
 
 
 def paper_weights(labels: np.ndarray) -> dict[int, float]:

@@ -7,7 +7,6 @@ Tiny models only: MobileNet alpha 0.25 and a small convnet saved as a "pretraine
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -15,19 +14,12 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from rich.console import Console  # noqa: E402
-
 from feph_finetune import CLASSES  # noqa: E402
 from feph_finetune.cli import main  # noqa: E402
-from feph_finetune.config import read_config  # noqa: E402
-from feph_finetune.matrix import build_matrix  # noqa: E402
-from feph_finetune.plugins import get_plugins  # noqa: E402
-from feph_finetune.preparation import DataSource, Examples, RunData, prepare  # noqa: E402
-from feph_finetune.results import RunStore  # noqa: E402
-from feph_finetune.runner import MatrixRunner  # noqa: E402
+from feph_finetune.preparation import Examples, RunData  # noqa: E402
 from feph_finetune.training import BestEpoch, make_dataset, set_trainable  # noqa: E402
 
-from conftest import write_matrix  # noqa: E402
+from conftest import TinyMatrix, write_matrix  # noqa: E402
 
 #: A class order other than FePh's, as a pretrained model may have.
 PRETRAINED_ORDER = ["surprise", "anger", "sad", "disgust", "happy", "fear", "neutral"]
@@ -47,21 +39,18 @@ def small_classifier_file(path, seed: int = 0):
     return path
 
 
-def matrix_and_runner(path, tmp_path):
-    plugins = get_plugins()
-    matrix = build_matrix(read_config(path), plugins)
-    runner = MatrixRunner(matrix, plugins, RunStore(tmp_path / "runs"), Console(file=io.StringIO()), source=DataSource())
-    return matrix, runner
+def run_dir(outdir, experiment: str):
+    """The results folder of the only run of ``experiment``."""
+    (found,) = [path.parent for path in outdir.glob("*/result.json") if json.loads(path.read_text())["experiment"] == experiment]
+    return found
 
 
 def history(outdir, experiment: str) -> list[dict]:
-    (run_dir,) = [path.parent for path in outdir.glob("*/result.json") if json.loads(path.read_text())["experiment"] == experiment]
-    return json.loads((run_dir / "history.json").read_text())
+    return json.loads((run_dir(outdir, experiment) / "history.json").read_text())
 
 
 def predictions(outdir, experiment: str) -> np.ndarray:
-    (run_dir,) = [path.parent for path in outdir.glob("*/result.json") if json.loads(path.read_text())["experiment"] == experiment]
-    with np.load(run_dir / "predictions.npz") as stored:
+    with np.load(run_dir(outdir, experiment) / "predictions.npz") as stored:
         return stored["y_prob"]
 
 
@@ -105,10 +94,8 @@ def test_training_pipeline_reshuffles_each_epoch_and_repeats_with_the_seed():
 
 @pytest.fixture
 def tiny_mobilenet(tmp_path):
-    path = write_matrix(tmp_path / "m.toml", tmp_path, "[experiments.A]\n")
-    matrix, runner = matrix_and_runner(path, tmp_path)
-    (run,) = matrix.runs
-    return get_plugins().call("mobilenet", "build_model", context=runner.context_factory(run, {})("mobilenet"))
+    tiny = TinyMatrix(tmp_path, tmp_path, "[experiments.A]\n")
+    return tiny.plugins.call("mobilenet", "build_model", context=tiny.context("A", "mobilenet"))
 
 
 def base_layers(built) -> list:
@@ -226,13 +213,12 @@ def test_no_ft_reorders_the_pretrained_models_classes_to_fephs(synthetic_feph, t
     weights = "{base_file}"
     pretrained_classes = {json.dumps(PRETRAINED_ORDER)}
     """
-    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
-    matrix, runner = matrix_and_runner(path, tmp_path)
-    (run,) = matrix.runs
-    assert runner.run_one(run) == "done", runner.store.result(run.id)["error"]
-    data = prepare(run, runner.plugins, runner.source, runner.context_factory(run, {}), matrix.seed)
+    tiny = TinyMatrix(tmp_path, synthetic_feph, experiments)
+    record = tiny.run_result("noft")
+    assert record["status"] == "done", record["error"]
+    data = tiny.prepare("noft")
     raw = keras.models.load_model(base_file, compile=False).predict(data.test.pixels().astype("float32"), verbose=0)
     expected = raw[:, [PRETRAINED_ORDER.index(name) for name in CLASSES]]
-    _, stored = runner.store.predictions(run.id)
+    _, stored = tiny.store.predictions(tiny.runs["noft"].id)
     np.testing.assert_allclose(stored, expected, atol=1e-5)
     assert PRETRAINED_ORDER != list(CLASSES) and not np.allclose(stored, raw, atol=1e-3)
