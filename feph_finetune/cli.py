@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import feph_finetune
@@ -50,8 +52,8 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def plugins_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version) and the hooks it implements.")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks}")
+    parser = argparse.ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version), its status and the hooks it implements. A third-party plugin that cannot be used is listed with its problem: broken (import error, wrong hook), conflict (two distributions offer the name), refused (it would replace a built-in), filtered (FEPH_FINETUNE_LOAD_PLUGINS leaves its distribution out).")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks, status, error}")
     return parser
 
 
@@ -87,18 +89,30 @@ def report_parser() -> argparse.ArgumentParser:
 # --- commands ------------------------------------------------------------------------------------
 
 
-def cmd_plugins(args, console: Console) -> int:
+def load_plugins():
+    """The plugin registry, after printing its warnings (unusable plugins, unknown names) on stderr."""
     from feph_finetune.plugins import get_plugins
 
-    infos = get_plugins().info()
+    plugins = get_plugins()
+    errors = Console(stderr=True)
+    for warning in plugins.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    return plugins
+
+
+def cmd_plugins(args, console: Console) -> int:
+    infos = load_plugins().info()
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], indent=2))
         return EXIT_OK
     table = Table(title="feph_finetune plugins")
-    for column in ("name", "origin", "hooks"):
+    for column in ("name", "origin", "status", "hooks, or the problem"):
         table.add_column(column)
     for info in infos:
-        table.add_row(info.name, info.origin, ", ".join(info.hooks))
+        if info.status == "ok":
+            table.add_row(info.name, info.origin, info.status, ", ".join(info.hooks))
+        else:
+            table.add_row(info.name, info.origin, f"[red]{info.status}[/red]", escape(info.error))
     console.print(table)
     return EXIT_OK
 
@@ -163,7 +177,6 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
 def cmd_run(args, console: Console) -> int:
     from feph_finetune.config import read_config
     from feph_finetune.matrix import apply_demo, build_matrix, select
-    from feph_finetune.plugins import get_plugins
 
     raw = read_config(args.config, args.overrides)
     if args.demo:
@@ -172,7 +185,7 @@ def cmd_run(args, console: Console) -> int:
         settings = demo.demo_settings(raw)
         paths = demo.demo_paths(settings)
         apply_demo(raw, str(paths.data), {name: str(path) for name, path in paths.base_models.items()})
-    plugins = get_plugins()
+    plugins = load_plugins()
     matrix = build_matrix(raw, plugins, check_root=not args.demo)  # the demo's data is written below
     runs = select(matrix, args.only, args.phase)
     if args.demo and not args.dry_run:

@@ -246,7 +246,7 @@ class MatrixBuilder:
             for name in filter(None, names):
                 place = self.raw.where(*where((key,)))
                 if name not in installed:
-                    self.problems.append(Problem(place, f"plugin {name!r} is not installed{close_match(name, installed)}; installed: {', '.join(installed)}"))
+                    self.problems.append(Problem(place, self.plugins.missing(name)))
                 elif not self.plugins.implements(name, hook):
                     serving = [p for p in installed if self.plugins.implements(p, hook)]
                     self.problems.append(Problem(place, f"plugin {name!r} does not implement {hook}; plugins that do: {', '.join(serving)}"))
@@ -257,7 +257,7 @@ class MatrixBuilder:
         for plugin, table in config["options"].items():
             place = self.raw.where(*where(("options", plugin)))
             if plugin not in installed:
-                self.problems.append(Problem(place, f"options for plugin {plugin!r}, which is not installed{close_match(plugin, installed)}"))
+                self.problems.append(Problem(place, f"options for an unusable plugin: {self.plugins.missing(plugin)}"))
                 continue
             if not isinstance(table, dict):
                 self.problems.append(Problem(place, f"expected a table, got {type_name(table)}"))
