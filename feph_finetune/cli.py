@@ -41,7 +41,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("config", type=Path, metavar="EXPERIMENTS.toml", help="the experiment matrix")
     parser.add_argument("--version", action="version", version=f"feph_finetune {feph_finetune.__version__}")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
-    parser.add_argument("--json", action="store_true", help="with --dry-run: print the runs as JSON")
+    parser.add_argument("--json", action="store_true", help="with --dry-run: print the runs as JSON (refused without --dry-run)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
     parser.add_argument("--phase", choices=("exploratory", "cv"), help="run only this phase")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a dotted TOML key, e.g. --set dataset.root=/data/FePh (repeatable)")
@@ -123,7 +123,7 @@ def cmd_data(args, console: Console) -> int:
 
     from feph_finetune.dataset import DatasetError
 
-    dataset = load_dataset(args.root, args.labels, args.images)
+    dataset = load_dataset(args.root, args.labels, args.images, settings={"labels": "--labels FILE", "images": "--images FOLDER"})
     try:
         description = describe_dataset(dataset, folds=args.folds, seed=args.seed, test_fraction=args.test_fraction, group_by=args.group_by)
     except ValueError as error:  # e.g. fewer sequences than folds
@@ -230,11 +230,14 @@ def main(argv: list[str] | None = None) -> int:
         make_parser, command = COMMANDS[argv[0]]
         args = make_parser().parse_args(argv[1:])
     else:
-        args, command = run_parser().parse_args(argv), cmd_run
-    return guarded(command, args, console, errors)
+        parser = run_parser()
+        args, command = parser.parse_args(argv), cmd_run
+        if args.json and not args.dry_run:
+            parser.error("--json applies to --dry-run only (the runs as JSON); for the results as JSON use: python -m feph_finetune report OUTDIR --format json")
+    return guarded(command, args, console, errors, argv)
 
 
-def guarded(command, args, console: Console, errors: Console) -> int:
+def guarded(command, args, console: Console, errors: Console, argv: list[str] = ()) -> int:
     """Turn the expected failures into one-screen messages and exit code 2."""
     from feph_finetune.config import ConfigError
     from feph_finetune.dataset import DatasetError
@@ -251,5 +254,19 @@ def guarded(command, args, console: Console, errors: Console) -> int:
             errors.print(line, markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        errors.print("interrupted: finished runs are saved; run the same command again to continue")
+        if command is cmd_run:
+            errors.print(f"interrupted: finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
+        else:
+            errors.print("interrupted")
         return 130
+
+
+def continue_command(argv: list[str]) -> str:
+    """The command that continues an interrupted matrix: the same one without ``--force``.
+
+    Rerunning with ``--force`` would start the finished runs over; without it they are skipped.
+    Abbreviations that argparse accepts (``--for``) count as ``--force`` too.
+    """
+    kept = [arg for arg in argv if not (arg.startswith("--f") and "--force".startswith(arg))]
+    program = Path(sys.argv[0]).name if Path(sys.argv[0]).name == "feph-finetune" else "python -m feph_finetune"
+    return f"{program} {shlex.join(kept)}"

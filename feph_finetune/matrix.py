@@ -365,5 +365,6 @@ def select(matrix: Matrix, only: list[str] | None, phase: str | None) -> list[Ru
     if only:
         unknown = [name for name in only if name not in matrix.experiments]
         if unknown:
-            raise ConfigError([Problem(f"--only {name}", f"no experiment {name!r}{close_match(name, matrix.experiments)}") for name in unknown])
+            known = ", ".join(matrix.experiments)
+            raise ConfigError([Problem(f"--only {name}", f"no experiment {name!r}{close_match(name, matrix.experiments)}; experiments: {known}") for name in unknown])
     return [run for run in matrix.runs if (not only or run.experiment in only) and (not phase or run.phase == phase)]

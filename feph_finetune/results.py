@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,11 +23,12 @@ RESULT_FILE = "result.json"
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success, rename it over ``path``.
 
-    A crash leaves either the old file or the new one, never half of one.
+    A crash leaves either the old file or the new one, never half of one. The file's mode
+    follows the umask, like any file the user creates (0o644 under the usual umask 0o022):
+    :func:`tempfile.mkstemp` would make every result private to its owner (0o600).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    temporary = _create_temporary(path)
     try:
         yield Path(temporary)
         with open(temporary, "rb+") as written:
@@ -36,6 +37,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _create_temporary(path: Path) -> str:
+    """Create a new empty file beside ``path`` with mode 0o666 less the umask; return its name."""
+    while True:
+        candidate = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(candidate)
 
 
 def write_json(path: Path, data: Any) -> None:
