@@ -147,7 +147,7 @@ def _required_arguments(function: Any) -> list[str]:
     return [p.name for p in parameters if p.kind in positional and p.default is inspect.Parameter.empty]
 
 
-def hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+def _hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     """What is wrong with a plugin's hook implementations, checked before registering it.
 
     Two faults: a hook that does not exist (a misspelling would be ignored), and an argument the
@@ -181,7 +181,7 @@ def _register_entry_point(pm: pluggy.PluginManager, candidate: _EntryPoint) -> s
         plugin = candidate.entry_point.load()
     except Exception as error:  # any import-time failure of third-party code marks it broken
         return f"cannot be imported ({candidate.entry_point.value}): {type(error).__name__}: {error}"
-    problems = hook_problems(pm, plugin)
+    problems = _hook_problems(pm, plugin)
     if problems:
         return "; ".join(problems)
     try:
@@ -245,7 +245,11 @@ def _unknown_allowed(allowed: set[str], installed: set[str], candidates: list[_E
 
 
 def _check_hook_names(pm: pluggy.PluginManager) -> None:
-    """Refuse implementations of hooks that do not exist (a misspelling would otherwise be ignored)."""
+    """Refuse implementations of hooks that do not exist (a misspelling would otherwise be ignored).
+
+    Run on the built-ins, where such a hook is a bug of the project; third-party plugins are
+    checked one by one before they are registered (:func:`_hook_problems`).
+    """
     known = hook_names()
     problems = []
     for hook, caller in vars(pm.hook).items():
