@@ -46,7 +46,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--phase", choices=("exploratory", "cv"), help="run only this phase")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a dotted TOML key, e.g. --set dataset.root=/data/FePh (repeatable)")
     parser.add_argument("--output", type=Path, help="results directory (default: the TOML's output, else runs/; runs/demo with --demo)")
-    parser.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    parser.add_argument("--force", action="store_true", help="discard the selected runs' results and rerun them (interrupted: continue without --force)")
     parser.add_argument("--demo", action="store_true", help="use synthetic FePh-format data and a base model pre-trained on synthetic faces, at the TOML's [demo] settings")
     return parser
 
@@ -199,7 +199,10 @@ def cmd_run(args, console: Console) -> int:
 
     output = args.output or Path("runs/demo" if args.demo else matrix.output)
     store = RunStore(output)
-    outcome = MatrixRunner(matrix, plugins, store, console).run_all(runs, force=args.force)
+    if args.force:
+        for run in runs:
+            store.discard(run.id)
+    outcome = MatrixRunner(matrix, plugins, store, console).run_all(runs)
     if outcome.skipped:
         console.print(f"skipped {len(outcome.skipped)} finished runs (use --force to rerun them)")
     records = store.records([run.id for run in runs])
@@ -264,7 +267,8 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
 def continue_command(argv: list[str]) -> str:
     """The command that continues an interrupted matrix: the same one without ``--force``.
 
-    Rerunning with ``--force`` would start the finished runs over; without it they are skipped.
+    ``--force`` discarded the selected runs' results before the first started, so without it the
+    runs redone before the interrupt are skipped and the others run; with it, all would start over.
     Abbreviations that argparse accepts (``--for``) count as ``--force`` too.
     """
     kept = [arg for arg in argv if not (arg.startswith("--f") and "--force".startswith(arg))]

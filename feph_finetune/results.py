@@ -101,6 +101,14 @@ class RunStore:
         with np.load(self.run_dir(run_id) / "predictions.npz") as data:
             return data["y_true"], data["y_prob"]
 
+    def discard(self, run_id: str) -> None:
+        """Forget that the run finished (remove its ``result.json``): the next matrix reruns it.
+
+        ``--force`` discards every selected run before the first starts, so that after an
+        interrupt the same command without ``--force`` reruns exactly the runs not yet redone.
+        """
+        (self.run_dir(run_id) / RESULT_FILE).unlink(missing_ok=True)
+
     def finish(self, run_id: str, record: dict[str, Any]) -> None:
         """Write the final record last: from now on the run counts as done (or failed)."""
         self.write(run_id, RESULT_FILE, record)

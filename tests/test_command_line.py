@@ -109,3 +109,24 @@ def test_interrupt_prints_the_command_that_continues_without_force(matrix_file, 
     message = " ".join(capsys.readouterr().err.split())
     assert f"to continue, run: python -m feph_finetune {matrix_file} --only NoFT --output '{outdir}'" in message
     assert "--forc" not in message
+
+
+def test_an_interrupted_force_leaves_no_stale_result_that_the_continue_command_would_skip(matrix_file, tmp_path, monkeypatch):
+    from feph_finetune.config import read_config
+    from feph_finetune.matrix import build_matrix
+    from feph_finetune.plugins import get_plugins
+    from feph_finetune.results import RunStore
+    from feph_finetune.runner import MatrixRunner
+
+    outdir = tmp_path / "runs"
+    store = RunStore(outdir)
+    ids = [run.id for run in build_matrix(read_config(matrix_file), get_plugins()).runs]
+    for run_id in ids:
+        store.finish(run_id, {"id": run_id, "status": "done"})
+
+    def interrupted(self, runs, force=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MatrixRunner, "run_all", interrupted)
+    assert main([str(matrix_file), "--force", "--output", str(outdir)]) == 130
+    assert not any(store.is_done(run_id) for run_id in ids)
