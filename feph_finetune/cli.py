@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import feph_finetune
@@ -39,19 +41,19 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("config", type=Path, metavar="EXPERIMENTS.toml", help="the experiment matrix")
     parser.add_argument("--version", action="version", version=f"feph_finetune {feph_finetune.__version__}")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
-    parser.add_argument("--json", action="store_true", help="with --dry-run: print the runs as JSON")
+    parser.add_argument("--json", action="store_true", help="with --dry-run: print the runs as JSON (refused without --dry-run)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
     parser.add_argument("--phase", choices=("exploratory", "cv"), help="run only this phase")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a dotted TOML key, e.g. --set dataset.root=/data/FePh (repeatable)")
     parser.add_argument("--output", type=Path, help="results directory (default: the TOML's output, else runs/; runs/demo with --demo)")
-    parser.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    parser.add_argument("--force", action="store_true", help="discard the selected runs' results and rerun them (interrupted: continue without --force)")
     parser.add_argument("--demo", action="store_true", help="use synthetic FePh-format data and a base model pre-trained on synthetic faces, at the TOML's [demo] settings")
     return parser
 
 
 def plugins_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version) and the hooks it implements.")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks}")
+    parser = argparse.ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version), its status and the hooks it implements. A third-party plugin that cannot be used is listed with its problem: broken (import error, wrong hook), conflict (two distributions offer the name), refused (it would replace a built-in), filtered (FEPH_FINETUNE_LOAD_PLUGINS leaves its distribution out).")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks, status, error}")
     return parser
 
 
@@ -87,18 +89,30 @@ def report_parser() -> argparse.ArgumentParser:
 # --- commands ------------------------------------------------------------------------------------
 
 
-def cmd_plugins(args, console: Console) -> int:
+def load_plugins():
+    """The plugin registry, after printing its warnings (unusable plugins, unknown names) on stderr."""
     from feph_finetune.plugins import get_plugins
 
-    infos = get_plugins().info()
+    plugins = get_plugins()
+    errors = Console(stderr=True)
+    for warning in plugins.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    return plugins
+
+
+def cmd_plugins(args, console: Console) -> int:
+    infos = load_plugins().info()
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], indent=2))
         return EXIT_OK
     table = Table(title="feph_finetune plugins")
-    for column in ("name", "origin", "hooks"):
+    for column in ("name", "origin", "status", "hooks, or the problem"):
         table.add_column(column)
     for info in infos:
-        table.add_row(info.name, info.origin, ", ".join(info.hooks))
+        if info.status == "ok":
+            table.add_row(info.name, info.origin, info.status, ", ".join(info.hooks))
+        else:
+            table.add_row(info.name, info.origin, f"[red]{info.status}[/red]", escape(info.error))
     console.print(table)
     return EXIT_OK
 
@@ -109,7 +123,7 @@ def cmd_data(args, console: Console) -> int:
 
     from feph_finetune.dataset import DatasetError
 
-    dataset = load_dataset(args.root, args.labels, args.images)
+    dataset = load_dataset(args.root, args.labels, args.images, settings={"labels": "--labels FILE", "images": "--images FOLDER"})
     try:
         description = describe_dataset(dataset, folds=args.folds, seed=args.seed, test_fraction=args.test_fraction, group_by=args.group_by)
     except ValueError as error:  # e.g. fewer sequences than folds
@@ -163,7 +177,6 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
 def cmd_run(args, console: Console) -> int:
     from feph_finetune.config import read_config
     from feph_finetune.matrix import apply_demo, build_matrix, select
-    from feph_finetune.plugins import get_plugins
 
     raw = read_config(args.config, args.overrides)
     if args.demo:
@@ -172,7 +185,7 @@ def cmd_run(args, console: Console) -> int:
         settings = demo.demo_settings(raw)
         paths = demo.demo_paths(settings)
         apply_demo(raw, str(paths.data), {name: str(path) for name, path in paths.base_models.items()})
-    plugins = get_plugins()
+    plugins = load_plugins()
     matrix = build_matrix(raw, plugins, check_root=not args.demo)  # the demo's data is written below
     runs = select(matrix, args.only, args.phase)
     if args.demo and not args.dry_run:
@@ -186,7 +199,10 @@ def cmd_run(args, console: Console) -> int:
 
     output = args.output or Path("runs/demo" if args.demo else matrix.output)
     store = RunStore(output)
-    outcome = MatrixRunner(matrix, plugins, store, console).run_all(runs, force=args.force)
+    if args.force:
+        for run in runs:
+            store.discard(run.id)
+    outcome = MatrixRunner(matrix, plugins, store, console).run_all(runs)
     if outcome.skipped:
         console.print(f"skipped {len(outcome.skipped)} finished runs (use --force to rerun them)")
     records = store.records([run.id for run in runs])
@@ -217,11 +233,14 @@ def main(argv: list[str] | None = None) -> int:
         make_parser, command = COMMANDS[argv[0]]
         args = make_parser().parse_args(argv[1:])
     else:
-        args, command = run_parser().parse_args(argv), cmd_run
-    return guarded(command, args, console, errors)
+        parser = run_parser()
+        args, command = parser.parse_args(argv), cmd_run
+        if args.json and not args.dry_run:
+            parser.error("--json applies to --dry-run only (the runs as JSON); for the results as JSON use: python -m feph_finetune report OUTDIR --format json")
+    return guarded(command, args, console, errors, argv)
 
 
-def guarded(command, args, console: Console, errors: Console) -> int:
+def guarded(command, args, console: Console, errors: Console, argv: list[str] = ()) -> int:
     """Turn the expected failures into one-screen messages and exit code 2."""
     from feph_finetune.config import ConfigError
     from feph_finetune.dataset import DatasetError
@@ -238,5 +257,20 @@ def guarded(command, args, console: Console, errors: Console) -> int:
             errors.print(line, markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        errors.print("interrupted: finished runs are saved; run the same command again to continue")
+        if command is cmd_run:
+            errors.print(f"interrupted: finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
+        else:
+            errors.print("interrupted")
         return 130
+
+
+def continue_command(argv: list[str]) -> str:
+    """The command that continues an interrupted matrix: the same one without ``--force``.
+
+    ``--force`` discarded the selected runs' results before the first started, so without it the
+    runs redone before the interrupt are skipped and the others run; with it, all would start over.
+    Abbreviations that argparse accepts (``--for``) count as ``--force`` too.
+    """
+    kept = [arg for arg in argv if not (arg.startswith("--f") and "--force".startswith(arg))]
+    program = Path(sys.argv[0]).name if Path(sys.argv[0]).name == "feph-finetune" else "python -m feph_finetune"
+    return f"{program} {shlex.join(kept)}"

@@ -149,16 +149,42 @@ class RawConfig:
         return self.locator.where(tuple(keys))
 
 
+OVERRIDE_FORM = "malformed: expected KEY=VALUE where KEY is a dotted TOML key, e.g. --set dataset.root=/data/FePh or --set experiments.M2.batch_size=16"
+
+
 def parse_override(assignment: str) -> tuple[list[str], Any]:
-    """``key.path=value``: the value is read as a TOML value when it is one, else as a string."""
-    if "=" not in assignment:
-        raise ConfigError([Problem(f"--set {assignment}", "expected KEY=VALUE, e.g. dataset.root=/data/FePh")])
-    key, value = assignment.split("=", 1)
+    """``key.path=value`` as ``(["key", "path"], value)``; ConfigError when malformed.
+
+    The key is parsed by the TOML parser itself, so it follows TOML's rules for dotted keys
+    (bare parts of letters, digits, ``_`` and ``-``, or quoted parts; no empty part). The value
+    is read as a TOML value when it is one (``16``, ``1e-4``, ``true``, ``["flip"]``), else taken
+    as a string (``/data/FePh``).
+    """
+    key, equals, value = assignment.partition("=")
+    keys = _dotted_key(key)
+    if not equals or keys is None:
+        raise ConfigError([Problem(f"--set {assignment}", OVERRIDE_FORM)])
     try:
-        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        parsed_table = tomllib.loads(f"v = {value.strip()}")
     except tomllib.TOMLDecodeError:
-        parsed = value.strip()
-    return split_dotted(key.strip()), parsed
+        parsed_table = {}
+    parsed = parsed_table["v"] if list(parsed_table) == ["v"] else value.strip()
+    return keys, parsed
+
+
+def _dotted_key(key: str) -> list[str] | None:
+    """The parts of a TOML dotted key, or None when ``key`` is not one."""
+    if "\n" in key or "\r" in key:
+        return None
+    try:
+        table = tomllib.loads(f"{key} = 0")
+    except tomllib.TOMLDecodeError:
+        return None
+    parts = []
+    while isinstance(table, dict) and len(table) == 1:
+        (part, table), = table.items()
+        parts.append(part)
+    return parts or None
 
 
 def read_config(path: Path, overrides: list[str] = ()) -> RawConfig:
@@ -174,18 +200,25 @@ def read_config(path: Path, overrides: list[str] = ()) -> RawConfig:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([Problem(str(path), f"TOML syntax error: {error}")]) from None
     overridden = {}
+    problems = []
     for assignment in overrides:
-        keys, value = parse_override(assignment)
-        set_dotted(data, keys, value)
+        try:
+            keys, value = parse_override(assignment)
+            set_dotted(data, keys, value)
+        except ConfigError as error:
+            problems += [Problem(f"--set {assignment}", problem.message) for problem in error.problems]
+            continue
         overridden[tuple(keys)] = assignment
+    if problems:
+        raise ConfigError(problems)
     return RawConfig(data, KeyLocator(str(path), text), overridden)
 
 
 def set_dotted(table: dict, keys: list[str], value: Any) -> None:
-    for key in keys[:-1]:
+    for position, key in enumerate(keys[:-1]):
         table = table.setdefault(key, {})
         if not isinstance(table, dict):
-            raise ConfigError([Problem(".".join(keys), f"{key!r} is not a table")])
+            raise ConfigError([Problem(".".join(keys), f"{'.'.join(keys[: position + 1])} is {table!r} ({type_name(table)}), not a table")])
     table[keys[-1]] = value
 
 

@@ -56,7 +56,20 @@ DECODE_THREADS = 8
 
 
 class DatasetError(Exception):
-    """The release's layout is unusable (no CSV, several CSVs, a missing column ...)."""
+    """The release's layout is unusable (no CSV, several CSVs, a missing column ...).
+
+    ``hint`` is ``(phrase, setting)`` when naming a file would fix it, e.g. ``("choose one
+    with", "labels")``; :func:`load_dataset` turns it into the caller's spelling of the setting.
+    """
+
+    def __init__(self, message: str, hint: tuple[str, str] | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+#: How a user names the labels CSV and the image folder in an experiments TOML; the ``data``
+#: command passes its flags instead, so that a hint says what to type where the user is.
+TOML_SETTINGS = {"labels": "dataset.labels", "images": "dataset.images"}
 
 
 @dataclass(frozen=True)
@@ -98,15 +111,23 @@ class Dataset:
         return np.array([getattr(sample, key) for sample in self.samples], dtype=str)
 
 
-def load_dataset(root, labels_csv: str | None = None, images_dir: str | None = None) -> Dataset:
+def load_dataset(root, labels_csv: str | None = None, images_dir: str | None = None, settings: dict[str, str] = TOML_SETTINGS) -> Dataset:
     """Read the release under ``root``; ``labels_csv``/``images_dir`` override the search.
 
     Overrides are relative to ``root`` or absolute. Without them the single ``*.csv`` in ``root``
     or its direct subfolders is used, and the single subfolder holding PNGs beside that CSV
-    (else in ``root``; a folder itself when none of its subfolders holds PNGs).
+    (else in ``root``; a folder itself when none of its subfolders holds PNGs). ``settings``
+    names the two overrides in error hints (``{"labels": ..., "images": ...}``; default: the
+    TOML keys). Raises DatasetError when the layout is unusable.
     """
     root = Path(root)
-    csv_path, image_folder = _locate_release(root, labels_csv, images_dir)
+    try:
+        csv_path, image_folder = _locate_release(root, labels_csv, images_dir)
+    except DatasetError as error:
+        if error.hint is None:
+            raise
+        phrase, setting = error.hint
+        raise DatasetError(f"{error}; {phrase} {settings[setting]}") from None
     samples, dropped_rows = _samples_from_rows(image_folder, _read_rows(csv_path))
     dropped = {reason: 0 for reason in DROP_REASONS}
     for row in dropped_rows:
@@ -184,20 +205,22 @@ def _find_labels_csv(root: Path) -> Path:
     found = sorted(root.glob("*.csv")) + sorted(root.glob("*/*.csv"))
     found = [path for path in found if path.is_file()]
     if not found:
-        raise DatasetError(f"no labels CSV (*.csv) in {root} or its subfolders; pass labels_csv")
+        raise DatasetError(f"no labels CSV (*.csv) in {root} or its subfolders", hint=("name it with", "labels"))
     if len(found) > 1:
         names = ", ".join(str(path.relative_to(root)) for path in found)
-        raise DatasetError(f"several CSV files under {root} ({names}); pass labels_csv to choose one")
+        raise DatasetError(f"several CSV files under {root} ({names})", hint=("choose one with", "labels"))
     return found[0]
 
 
 def _find_image_folder(root: Path, csv_folder: Path) -> Path:
     """The image folder beside the labels CSV, else in ``root``; see :func:`_image_folder_in`."""
-    for base in dict.fromkeys([csv_folder, root]):
+    bases = list(dict.fromkeys([csv_folder, root]))
+    for base in bases:
         folder = _image_folder_in(base)
         if folder is not None:
             return folder
-    raise DatasetError(f"no PNG images in {root}, {csv_folder} or their subfolders; pass images_dir")
+    places = f"{bases[0]} or its subfolders" if len(bases) == 1 else f"{bases[0]}, {bases[1]} or their subfolders"
+    raise DatasetError(f"no PNG images in {places}", hint=("name the folder with", "images"))
 
 
 def _image_folder_in(base: Path) -> Path | None:
@@ -209,7 +232,7 @@ def _image_folder_in(base: Path) -> Path | None:
     found = [folder for folder in sorted(base.iterdir()) if folder.is_dir() and _holds_png(folder)]
     if len(found) > 1:
         names = ", ".join(folder.name for folder in found)
-        raise DatasetError(f"several folders with PNG images in {base} ({names}); pass images_dir")
+        raise DatasetError(f"several folders with PNG images in {base} ({names})", hint=("choose one with", "images"))
     if found:
         return found[0]
     return base if _holds_png(base) else None

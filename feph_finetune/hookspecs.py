@@ -8,7 +8,10 @@ result (all hooks are ``firstresult``). A plugin that returns None contributes n
 
 Every hook receives ``context`` (:class:`feph_finetune.RunContext`): the run's id, seed, input
 size, resolved configuration, and the calling plugin's own ``options`` with their defaults filled
-in. Implementations may accept only the arguments they use (pluggy passes them by name).
+in. Implementations may accept only the arguments they use (pluggy passes them by name); one
+that asks for an argument its hook does not offer, or implements a hook not specified here, is
+not registered: ``python -m feph_finetune plugins`` lists it as broken with the reason, and a
+configuration that names it is refused with that reason.
 
 A hook that raises fails its run, and only its run: the error is recorded with the plugin's name
 and the rest of the matrix goes on. Raise :class:`feph_finetune.PluginError` for a clear message.

@@ -246,7 +246,7 @@ class MatrixBuilder:
             for name in filter(None, names):
                 place = self.raw.where(*where((key,)))
                 if name not in installed:
-                    self.problems.append(Problem(place, f"plugin {name!r} is not installed{close_match(name, installed)}; installed: {', '.join(installed)}"))
+                    self.problems.append(Problem(place, self.plugins.missing(name)))
                 elif not self.plugins.implements(name, hook):
                     serving = [p for p in installed if self.plugins.implements(p, hook)]
                     self.problems.append(Problem(place, f"plugin {name!r} does not implement {hook}; plugins that do: {', '.join(serving)}"))
@@ -257,7 +257,7 @@ class MatrixBuilder:
         for plugin, table in config["options"].items():
             place = self.raw.where(*where(("options", plugin)))
             if plugin not in installed:
-                self.problems.append(Problem(place, f"options for plugin {plugin!r}, which is not installed{close_match(plugin, installed)}"))
+                self.problems.append(Problem(place, f"options for an unusable plugin: {self.plugins.missing(plugin)}"))
                 continue
             if not isinstance(table, dict):
                 self.problems.append(Problem(place, f"expected a table, got {type_name(table)}"))
@@ -365,5 +365,6 @@ def select(matrix: Matrix, only: list[str] | None, phase: str | None) -> list[Ru
     if only:
         unknown = [name for name in only if name not in matrix.experiments]
         if unknown:
-            raise ConfigError([Problem(f"--only {name}", f"no experiment {name!r}{close_match(name, matrix.experiments)}") for name in unknown])
+            known = ", ".join(matrix.experiments)
+            raise ConfigError([Problem(f"--only {name}", f"no experiment {name!r}{close_match(name, matrix.experiments)}; experiments: {known}") for name in unknown])
     return [run for run in matrix.runs if (not only or run.experiment in only) and (not phase or run.phase == phase)]

@@ -3,6 +3,11 @@
 Built-in plugins are registered from :data:`DEFAULT_PLUGINS`; third-party plugins come from the
 ``feph_finetune`` entry-point group. ``FEPH_FINETUNE_LOAD_PLUGINS`` restricts entry-point loading to
 a comma-separated list of distribution names (set but empty: load none).
+
+A third-party plugin that cannot be used never stops the others: it is listed with its status
+and error (:class:`PluginInfo`), and only a configuration that names it is refused, with that
+error. A third party may not replace a built-in; two distributions offering one name are both
+left out until one is uninstalled or deselected.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
 import os
 import re
 from dataclasses import dataclass
@@ -37,20 +43,45 @@ DEFAULT_PLUGINS = (
     "feph_finetune_plugins.class_weights",
     "feph_finetune_plugins.paper_metrics",
 )
+BUILTIN_NAMES = frozenset(module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS)
 
 
 class PluginLoadError(Exception):
-    """A plugin could not be loaded or implements hooks that do not exist."""
+    """A built-in plugin could not be loaded or implements hooks that do not exist (a core bug).
+
+    Third-party plugins never raise this: a broken one is listed with its error and refused only
+    where a configuration names it (:meth:`Plugins.missing`).
+    """
+
+
+#: The statuses of :class:`PluginInfo`: registered, or why not.
+STATUSES = {
+    "ok": "registered and usable",
+    "broken": "could not be imported, or implements a hook wrongly",
+    "conflict": "several distributions offer this name; none is loaded",
+    "refused": "a third-party plugin may not replace a built-in of the same name",
+    "filtered": f"its distribution is not named in {LOAD_PLUGINS_ENV}",
+}
+
+
+_STATUS_VERBS = {"broken": "is broken", "conflict": "is in conflict", "refused": "is refused", "filtered": "is not loaded"}
 
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """One row of ``python -m feph_finetune plugins``: a plugin, or an entry point that is none.
+
+    ``status`` is a key of :data:`STATUSES`; ``error`` says what is wrong (empty when "ok").
+    """
+
     name: str
     origin: str
     hooks: tuple[str, ...]
+    status: str = "ok"
+    error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "origin": self.origin, "hooks": list(self.hooks)}
+        return {"name": self.name, "origin": self.origin, "hooks": list(self.hooks), "status": self.status, "error": self.error or None}
 
 
 class PluginCallError(Exception):
@@ -75,28 +106,150 @@ def _allowed_distributions() -> set[str] | None:
     return {_normalise_distribution(part) for part in value.split(",") if part.strip()}
 
 
-def _load_entry_point_plugins(pm: pluggy.PluginManager, origins: dict[str, str]) -> None:
-    allowed = _allowed_distributions()
+@dataclass(frozen=True)
+class _EntryPoint:
+    """A ``feph_finetune`` entry point and the distribution that declares it."""
+
+    entry_point: importlib.metadata.EntryPoint
+    distribution: str
+    origin: str
+
+    @property
+    def name(self) -> str:
+        return self.entry_point.name
+
+
+def _installed_entry_points() -> tuple[list[_EntryPoint], set[str]]:
+    """Every ``feph_finetune`` entry point, and the normalised names of all distributions.
+
+    A distribution found twice on ``sys.path`` counts once, the first one, as Python imports
+    it and as :func:`importlib.metadata.entry_points` resolves it.
+    """
+    seen: set[str] = set()
+    found: list[_EntryPoint] = []
     for dist in importlib.metadata.distributions():
         dist_name = dist.metadata["Name"] or ""
-        if allowed is not None and _normalise_distribution(dist_name) not in allowed:
+        normalised = _normalise_distribution(dist_name)
+        if normalised in seen:
             continue
-        for entry_point in dist.entry_points:
-            if entry_point.group != ENTRY_POINT_GROUP or pm.has_plugin(entry_point.name):
-                continue
-            try:
-                plugin = entry_point.load()
-            except Exception as error:
-                raise PluginLoadError(
-                    f"entry point {entry_point.name!r} of distribution {dist_name} {dist.version} "
-                    f"could not be imported: {type(error).__name__}: {error}"
-                ) from error
-            pm.register(plugin, name=entry_point.name)
-            origins[entry_point.name] = f"{dist_name} {dist.version}"
+        seen.add(normalised)
+        found += [_EntryPoint(ep, dist_name, f"{dist_name} {dist.version}") for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+    return found, seen
+
+
+def _required_arguments(function: Any) -> list[str]:
+    """The arguments pluggy passes to an implementation: positional ones without a default."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in parameters if p.kind in positional and p.default is inspect.Parameter.empty]
+
+
+def _hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """What is wrong with a plugin's hook implementations, checked before registering it.
+
+    Two faults: a hook that does not exist (a misspelling would be ignored), and an argument the
+    hook does not offer (pluggy refuses it with a traceback at registration).
+    """
+    known = hook_names()
+    problems = []
+    for attribute in dir(plugin):
+        options = pm.parse_hookimpl_opts(plugin, attribute)
+        if options is None:
+            continue
+        hook = options.get("specname") or attribute
+        if hook not in known:
+            if not options.get("optionalhook"):
+                hint = difflib.get_close_matches(hook, known, n=1)
+                problems.append(f"implements unknown hook {hook!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; hooks: {', '.join(known)}")
+            continue
+        offered = tuple(inspect.signature(getattr(hookspecs, hook)).parameters)
+        unknown = [name for name in _required_arguments(getattr(plugin, attribute)) if name not in offered]
+        if unknown:
+            problems.append(
+                f"hook {hook!r} takes argument(s) {', '.join(map(repr, unknown))} that the hook does not offer; "
+                f"{hook} offers {', '.join(offered) or 'no arguments'}"
+            )
+    return problems
+
+
+def _register_entry_point(pm: pluggy.PluginManager, candidate: _EntryPoint) -> str:
+    """Import and register one entry point; the error text when it cannot be, else ''."""
+    try:
+        plugin = candidate.entry_point.load()
+    except Exception as error:  # any import-time failure of third-party code marks it broken
+        return f"cannot be imported ({candidate.entry_point.value}): {type(error).__name__}: {error}"
+    problems = _hook_problems(pm, plugin)
+    if problems:
+        return "; ".join(problems)
+    try:
+        pm.register(plugin, name=candidate.name)
+    except Exception as error:  # pluggy's own validation, or one object under two names
+        if pm.has_plugin(candidate.name):
+            pm.unregister(name=candidate.name)
+        return f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return ""
+
+
+def _load_entry_point_plugins(pm: pluggy.PluginManager, origins: dict[str, str], unavailable: list[PluginInfo], warnings: list[str]) -> None:
+    """Register the third-party plugins; record every entry point that is not registered, and why.
+
+    The rules: a third-party plugin may not replace a built-in (refused, the built-in stays);
+    two distributions offering one name are both left out (conflict), since which one would
+    win depends on the order of ``sys.path``; one that fails to import or implements a hook
+    wrongly is left out (broken). None of these stops the other plugins from loading.
+    """
+    allowed = _allowed_distributions()
+    candidates, installed = _installed_entry_points()
+    if allowed is not None:
+        warnings += _unknown_allowed(allowed, installed, candidates)
+    by_name: dict[str, list[_EntryPoint]] = {}
+    for candidate in candidates:
+        if allowed is not None and _normalise_distribution(candidate.distribution) not in allowed:
+            error = f"{LOAD_PLUGINS_ENV}={os.environ[LOAD_PLUGINS_ENV]!r} does not name its distribution {candidate.distribution!r}"
+            unavailable.append(PluginInfo(candidate.name, candidate.origin, (), "filtered", error))
+        else:
+            by_name.setdefault(candidate.name, []).append(candidate)
+    for name, group in by_name.items():
+        if name in BUILTIN_NAMES:
+            for candidate in group:
+                error = f"a third-party plugin may not replace the built-in {name!r}; the built-in is used. Rename the entry point in {candidate.distribution}"
+                unavailable.append(PluginInfo(name, candidate.origin, (), "refused", error))
+                warnings.append(f"plugin {name!r} of {candidate.origin} is ignored: {error}")
+        elif len(group) > 1:
+            origins_text = " and ".join(candidate.origin for candidate in group)
+            error = f"offered by {origins_text}; none is loaded: uninstall all but one, or load one with {LOAD_PLUGINS_ENV}=DISTRIBUTION"
+            unavailable += [PluginInfo(name, candidate.origin, (), "conflict", error) for candidate in group]
+        else:
+            error = _register_entry_point(pm, group[0])
+            if error:
+                unavailable.append(PluginInfo(name, group[0].origin, (), "broken", error))
+            else:
+                origins[name] = group[0].origin
+
+
+def _unknown_allowed(allowed: set[str], installed: set[str], candidates: list[_EntryPoint]) -> list[str]:
+    """Warnings for names in ``FEPH_FINETUNE_LOAD_PLUGINS`` that select no plugin."""
+    with_plugins = sorted({_normalise_distribution(candidate.distribution) for candidate in candidates})
+    warnings = []
+    for name in sorted(allowed - set(with_plugins)):
+        if name in installed:
+            warnings.append(f"{LOAD_PLUGINS_ENV} names {name!r}, which is installed but offers no feph_finetune plugins")
+        else:
+            hint = difflib.get_close_matches(name, with_plugins, n=1)
+            found = f"; distributions with plugins: {', '.join(with_plugins)}" if with_plugins else "; no installed distribution offers plugins"
+            warnings.append(f"{LOAD_PLUGINS_ENV} names {name!r}, which is not installed" + (f" (did you mean {hint[0]!r}?)" if hint else "") + found)
+    return warnings
 
 
 def _check_hook_names(pm: pluggy.PluginManager) -> None:
-    """Refuse implementations of hooks that do not exist (a misspelling would otherwise be ignored)."""
+    """Refuse implementations of hooks that do not exist (a misspelling would otherwise be ignored).
+
+    Run on the built-ins, where such a hook is a bug of the project; third-party plugins are
+    checked one by one before they are registered (:func:`_hook_problems`).
+    """
     known = hook_names()
     problems = []
     for hook, caller in vars(pm.hook).items():
@@ -115,11 +268,19 @@ def hook_names() -> tuple[str, ...]:
 
 
 class Plugins:
-    """The registered plugins, their origins, and per-plugin hook calls."""
+    """The registered plugins, their origins, and per-plugin hook calls.
 
-    def __init__(self, pm: pluggy.PluginManager, origins: dict[str, str]):
+    ``unavailable`` lists the third-party entry points that are not registered (broken, in
+    conflict, refused or filtered; see :data:`STATUSES`), so that the listing shows them and a
+    configuration naming one is told why (:meth:`missing`); ``warnings`` are the problems a user
+    should see even when no configuration names the plugin.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, origins: dict[str, str], unavailable: list[PluginInfo] | None = None, warnings: list[str] | None = None):
         self.pm = pm
         self.origins = origins
+        self.unavailable = list(unavailable or [])
+        self.warnings = list(warnings or [])
 
     def names(self) -> list[str]:
         return sorted(name for name, _ in self.pm.list_name_plugin())
@@ -133,7 +294,20 @@ class Plugins:
         return self.pm.has_plugin(name) and hook in self.hooks_of(name)
 
     def info(self) -> list[PluginInfo]:
-        return [PluginInfo(name, self.origins.get(name, "builtin"), self.hooks_of(name)) for name in self.names()]
+        """Every registered plugin, then every unavailable entry point, sorted by name."""
+        registered = [PluginInfo(name, self.origins.get(name, "builtin"), self.hooks_of(name)) for name in self.names()]
+        return sorted(registered + self.unavailable, key=lambda info: (info.name, info.status != "ok"))
+
+    def missing(self, name: str) -> str:
+        """Why a configuration cannot use plugin ``name``, which is not registered: one sentence."""
+        entries = [info for info in self.unavailable if info.name == name]
+        if entries:
+            info = next((entry for entry in entries if entry.status != "filtered"), entries[0])
+            origin = "" if info.status == "conflict" else f" of {info.origin}"
+            return f"plugin {name!r}{origin} {_STATUS_VERBS[info.status]}: {info.error}"
+        installed = self.names()
+        hint = difflib.get_close_matches(name, installed, n=1)
+        return f"plugin {name!r} is not installed" + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; installed: {', '.join(installed)}"
 
     def call(self, name: str, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` on plugin ``name`` alone; a plugin without that hook returns None.
@@ -158,11 +332,13 @@ def _build_manager() -> Plugins:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     origins: dict[str, str] = {}
+    unavailable: list[PluginInfo] = []
+    warnings: list[str] = []
     for module_name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name.rsplit(".", 1)[-1])
-    _load_entry_point_plugins(pm, origins)
     _check_hook_names(pm)
-    return Plugins(pm, origins)
+    _load_entry_point_plugins(pm, origins, unavailable, warnings)
+    return Plugins(pm, origins, unavailable, warnings)
 
 
 @lru_cache(maxsize=1)

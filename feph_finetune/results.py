@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,11 +23,12 @@ RESULT_FILE = "result.json"
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success, rename it over ``path``.
 
-    A crash leaves either the old file or the new one, never half of one.
+    A crash leaves either the old file or the new one, never half of one. The file's mode
+    follows the umask, like any file the user creates (0o644 under the usual umask 0o022):
+    :func:`tempfile.mkstemp` would make every result private to its owner (0o600).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    temporary = _create_temporary(path)
     try:
         yield Path(temporary)
         with open(temporary, "rb+") as written:
@@ -36,6 +37,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _create_temporary(path: Path) -> str:
+    """Create a new empty file beside ``path`` with mode 0o666 less the umask; return its name."""
+    while True:
+        candidate = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(candidate)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -88,6 +100,14 @@ class RunStore:
     def predictions(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
         with np.load(self.run_dir(run_id) / "predictions.npz") as data:
             return data["y_true"], data["y_prob"]
+
+    def discard(self, run_id: str) -> None:
+        """Forget that the run finished (remove its ``result.json``): the next matrix reruns it.
+
+        ``--force`` discards every selected run before the first starts, so that after an
+        interrupt the same command without ``--force`` reruns exactly the runs not yet redone.
+        """
+        (self.run_dir(run_id) / RESULT_FILE).unlink(missing_ok=True)
 
     def finish(self, run_id: str, record: dict[str, Any]) -> None:
         """Write the final record last: from now on the run counts as done (or failed)."""

@@ -10,14 +10,14 @@ import textwrap
 import pytest
 
 from feph_finetune.hookspecs import hookimpl
-from feph_finetune.plugins import PluginLoadError, get_plugins, hook_names, reset_plugins
+from feph_finetune.plugins import get_plugins, hook_names, reset_plugins
 
 from conftest import run_cli, write_matrix
 
 SIX_HOOKS = {"preprocess", "augment", "build_model", "optimizer_schedule", "weight_classes", "evaluate"}
 
 
-def write_distribution(site, name="feph-extra", version="1.2.3", module="feph_extra_metric", body=None):
+def write_distribution(site, name="feph-extra", version="1.2.3", module="feph_extra_metric", body=None, entry="extra_metric"):
     """A real installed distribution: a module plus a ``*.dist-info`` with ``entry_points.txt``."""
     body = body or """
         from feph_finetune import hookimpl
@@ -33,7 +33,7 @@ def write_distribution(site, name="feph-extra", version="1.2.3", module="feph_ex
     info = site / f"{name.replace('-', '_')}-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text(f"[feph_finetune]\nextra_metric = {module}\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[feph_finetune]\n{entry} = {module}\n", encoding="utf-8")
     return site
 
 
@@ -44,7 +44,8 @@ def site(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(folder))
     importlib.invalidate_caches()
     yield folder
-    sys.modules.pop("feph_extra_metric", None)
+    for module in [name for name, value in sys.modules.items() if str(getattr(value, "__file__", "")).startswith(str(folder))]:
+        del sys.modules[module]
 
 
 def test_the_hookspecs_are_the_designs_six_plus_options():
@@ -83,11 +84,11 @@ def test_load_plugins_variable_restricts_entry_points(site, monkeypatch):
     assert "extra_metric" not in get_plugins().names()
 
 
-def test_misspelled_hook_is_reported_with_the_plugin_name(site):
+def test_misspelled_hook_marks_the_plugin_broken_and_names_it(site):
     write_distribution(site, body="from feph_finetune import hookimpl\n\n@hookimpl\ndef evalute(y_true, y_prob):\n    return {}\n")
-    with pytest.raises(PluginLoadError) as error:
-        get_plugins()
-    assert "extra_metric" in str(error.value) and "evalute" in str(error.value)
+    (entry,) = [info for info in get_plugins().info() if info.name == "extra_metric"]
+    assert entry.status == "broken" and "evalute" in entry.error and "did you mean 'evaluate'" in entry.error
+    assert "extra_metric" not in get_plugins().names() and "paper_metrics" in get_plugins().names()
 
 
 def test_entry_point_plugin_is_called_during_a_run(site, synthetic_feph, tmp_path):
@@ -137,3 +138,113 @@ def test_naming_a_plugin_without_the_hook_is_an_error(tmp_path):
     with pytest.raises(ConfigError) as error:
         build_matrix(read_config(path), get_plugins())
     assert "does not implement augment" in str(error.value) and "flip" in str(error.value)
+
+
+# --- plugins that misbehave: each is listed, refused where used, and blocks nothing else ---------
+
+GOOD_METRIC = """
+    from feph_finetune import hookimpl
+
+    @hookimpl
+    def evaluate(y_true, y_prob):
+        return {"count": len(y_true)}
+"""
+
+
+def cli_with(site, *args, **env):
+    """The command line in a subprocess that sees the distributions of ``site`` as installed."""
+    return run_cli(*args, env={"PYTHONPATH": str(site), **env})
+
+
+def matrices(tmp_path, plugin):
+    """Two experiment files: one whose evaluate list names ``plugin``, one that does not."""
+    using = write_matrix(tmp_path / "uses.toml", tmp_path, f'[experiments.A]\nevaluate = ["paper_metrics", "{plugin}"]\n')
+    other = write_matrix(tmp_path / "other.toml", tmp_path, '[experiments.B]\nevaluate = ["paper_metrics"]\n')
+    return using, other
+
+
+def listed(site, **env) -> dict[tuple[str, str], dict]:
+    result = cli_with(site, "plugins", "--json", **env)
+    assert result.returncode == 0, result.stderr
+    return {(entry["name"], entry["origin"]): entry for entry in json.loads(result.stdout)}
+
+
+def test_a_misnamed_hook_argument_is_one_message_naming_plugin_hook_and_offered_arguments(site, tmp_path):
+    write_distribution(site, body="from feph_finetune import hookimpl\n\n@hookimpl\ndef evaluate(y_true, probs, context):\n    return {}\n")
+    entry = listed(site)[("extra_metric", "feph-extra 1.2.3")]
+    assert entry["status"] == "broken" and entry["hooks"] == []
+    using, other = matrices(tmp_path, "extra_metric")
+    refused = cli_with(site, str(using), "--dry-run")
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) <= 4
+    message = " ".join(refused.stderr.split())
+    assert "uses.toml:" in message and "'extra_metric' of feph-extra 1.2.3 is broken" in message
+    assert "'evaluate'" in message and "'probs'" in message and "evaluate offers y_true, y_prob, context" in message
+    assert cli_with(site, str(other), "--dry-run").returncode == 0
+
+
+def test_an_import_error_is_listed_and_blocks_only_the_files_that_use_the_plugin(site, tmp_path):
+    write_distribution(site, body="import feph_no_such_dependency\n")
+    write_distribution(site, name="feph-good", module="feph_good_metric", entry="good_metric", body=GOOD_METRIC)
+    entries = listed(site)
+    assert entries[("extra_metric", "feph-extra 1.2.3")]["status"] == "broken"
+    assert "ModuleNotFoundError" in entries[("extra_metric", "feph-extra 1.2.3")]["error"]
+    assert entries[("good_metric", "feph-good 1.2.3")]["status"] == "ok"
+    table = cli_with(site, "plugins")
+    assert table.returncode == 0 and "broken" in table.stdout and "feph_no_such_dependency" in table.stdout
+    using, other = matrices(tmp_path, "extra_metric")
+    refused = cli_with(site, str(using), "--dry-run")
+    assert refused.returncode == 2 and "ModuleNotFoundError" in refused.stderr and "feph_no_such_dependency" in refused.stderr
+    assert cli_with(site, str(other), "--dry-run").returncode == 0
+    good, _ = matrices(tmp_path, "good_metric")
+    assert cli_with(site, str(good), "--dry-run").returncode == 0
+
+
+def test_two_distributions_with_one_name_are_both_in_conflict_and_named(site, tmp_path):
+    write_distribution(site, name="feph-kappa", module="feph_kappa_one", entry="kappa", body=GOOD_METRIC)
+    write_distribution(site, name="kappa-metrics", version="2.0", module="feph_kappa_two", entry="kappa", body=GOOD_METRIC)
+    entries = listed(site)
+    assert entries[("kappa", "feph-kappa 1.2.3")]["status"] == entries[("kappa", "kappa-metrics 2.0")]["status"] == "conflict"
+    using, other = matrices(tmp_path, "kappa")
+    refused = cli_with(site, str(using), "--dry-run")
+    assert refused.returncode == 2
+    assert "feph-kappa 1.2.3" in refused.stderr and "kappa-metrics 2.0" in refused.stderr and "FEPH_FINETUNE_LOAD_PLUGINS" in refused.stderr
+    assert cli_with(site, str(other), "--dry-run").returncode == 0
+    # the documented way out: load one of the two distributions only
+    assert cli_with(site, str(using), "--dry-run", FEPH_FINETUNE_LOAD_PLUGINS="kappa-metrics").returncode == 0
+
+
+def test_a_third_party_plugin_may_not_replace_a_builtin(site, tmp_path):
+    write_distribution(site, name="feph-flip", module="feph_flip_other", entry="flip", body=GOOD_METRIC)
+    entries = listed(site)
+    assert entries[("flip", "builtin")]["status"] == "ok" and entries[("flip", "builtin")]["hooks"] == ["plugin_options", "augment"]
+    assert entries[("flip", "feph-flip 1.2.3")]["status"] == "refused"
+    path = write_matrix(tmp_path / "flip.toml", tmp_path, '[experiments.A]\naugment = ["flip"]\n')
+    result = cli_with(site, str(path), "--dry-run")
+    assert result.returncode == 0
+    assert "warning" in result.stderr and "'flip' of feph-flip 1.2.3 is ignored" in result.stderr and "built-in" in result.stderr
+
+
+def test_a_filtered_plugin_is_reported_as_filtered_not_as_missing(site, tmp_path):
+    write_distribution(site)
+    using, _ = matrices(tmp_path, "extra_metric")
+    refused = cli_with(site, str(using), "--dry-run", FEPH_FINETUNE_LOAD_PLUGINS="")
+    assert refused.returncode == 2
+    assert "not installed" not in refused.stderr
+    assert "'extra_metric' of feph-extra 1.2.3 is not loaded" in refused.stderr and "FEPH_FINETUNE_LOAD_PLUGINS" in refused.stderr
+    assert listed(site, FEPH_FINETUNE_LOAD_PLUGINS="")[("extra_metric", "feph-extra 1.2.3")]["status"] == "filtered"
+
+
+def test_an_unknown_name_in_the_load_variable_is_reported(site):
+    write_distribution(site)
+    result = cli_with(site, "plugins", FEPH_FINETUNE_LOAD_PLUGINS="feph-extra,feph-extar")
+    assert result.returncode == 0
+    message = " ".join(result.stderr.split())
+    assert "FEPH_FINETUNE_LOAD_PLUGINS names 'feph-extar', which is not installed (did you mean 'feph-extra'?)" in message
+    assert "extra_metric" in result.stdout
+
+
+def test_an_unknown_plugin_is_still_reported_as_not_installed(tmp_path):
+    path = write_matrix(tmp_path / "m.toml", tmp_path, '[experiments.A]\nevaluate = ["paper_metric"]\n')
+    result = run_cli(str(path), "--dry-run")
+    assert result.returncode == 2 and "'paper_metric' is not installed (did you mean 'paper_metrics'?)" in " ".join(result.stderr.split())

@@ -1,0 +1,132 @@
+"""The command line's own mistakes and messages: --set, --json, --only, data hints, file modes, interrupts."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from feph_finetune.cli import main
+from feph_finetune.config import ConfigError, parse_override
+from feph_finetune.dataset import load_dataset
+from feph_finetune.results import write_json
+from conftest import run_cli, write_matrix
+from fephfixture import write_png
+
+
+@pytest.fixture
+def matrix_file(tmp_path):
+    return write_matrix(tmp_path / "m.toml", tmp_path, "[experiments.NoFT]\n[experiments.FineTune]\n")
+
+
+@pytest.mark.parametrize("assignment", ["=4", " =4", "defaults. =4", "a..b=1", ".a=1", "defaults.batch_size", "defaults batch=1"])
+def test_every_malformed_set_is_exit_2_showing_the_expected_form(matrix_file, capsys, assignment):
+    assert main([str(matrix_file), "--dry-run", "--set", assignment]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert f"--set {assignment.strip()}" in message and "KEY=VALUE" in message and "e.g. --set dataset.root=" in message
+
+
+def test_all_malformed_sets_are_reported_at_once(matrix_file, capsys):
+    assert main([str(matrix_file), "--dry-run", "--set", "=4", "--set", "a..b=1"]) == 2
+    message = capsys.readouterr().err
+    assert "2 problems" in message and "--set =4" in message and "--set a..b=1" in message
+
+
+def test_set_into_a_value_that_is_not_a_table_names_the_set(matrix_file, capsys):
+    assert main([str(matrix_file), "--dry-run", "--set", "seed.x=1"]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert "--set seed.x=1: seed is 3 (integer), not a table" in message
+
+
+def test_set_keys_follow_toml_dotted_key_rules():
+    assert parse_override("experiments.M2.options.adam.lr=1e-4") == (["experiments", "M2", "options", "adam", "lr"], 1e-4)
+    assert parse_override('experiments."M2.b".label = FT SGD') == (["experiments", "M2.b", "label"], "FT SGD")
+    assert parse_override("dataset.root=/data/FePh") == (["dataset", "root"], "/data/FePh")
+    with pytest.raises(ConfigError):
+        parse_override("a.=1")
+
+
+def test_json_without_dry_run_is_refused_before_any_work(matrix_file, tmp_path):
+    result = run_cli(str(matrix_file), "--json", "--output", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert "--json applies to --dry-run only" in result.stderr and "report OUTDIR --format json" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_only_lists_the_experiments_with_a_close_match(matrix_file, capsys):
+    assert main([str(matrix_file), "--dry-run", "--only", "FineTun", "NOPE"]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert "--only FineTun: no experiment 'FineTun' (did you mean 'FineTune'?); experiments: NoFT, FineTune" in message
+    assert "--only NOPE: no experiment 'NOPE'; experiments: NoFT, FineTune" in message
+
+
+def test_data_hints_name_the_command_line_flags_and_each_path_once(tmp_path, capsys):
+    root = tmp_path / "release"
+    root.mkdir()
+    (root / "labels.csv").write_text("External ID,Facial_label\na.png,1\n", encoding="utf-8")
+    assert main(["data", str(root)]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert message.count(str(root)) == 1 and "--images FOLDER" in message and "images_dir" not in message
+    write_png(root / "frames" / "a.png")
+    (root / "other.csv").write_text("External ID,Facial_label\n", encoding="utf-8")
+    assert main(["data", str(root)]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert "choose one with --labels FILE" in message and "labels_csv" not in message
+    write_png(root / "more_frames" / "b.png")
+    assert main(["data", str(root), "--labels", "labels.csv"]) == 2
+    assert "choose one with --images FOLDER" in " ".join(capsys.readouterr().err.split())
+
+
+def test_dataset_hints_name_the_toml_keys_by_default(tmp_path):
+    (tmp_path / "a.csv").write_text("External ID,Facial_label\n", encoding="utf-8")
+    (tmp_path / "b.csv").write_text("External ID,Facial_label\n", encoding="utf-8")
+    with pytest.raises(Exception, match="choose one with dataset.labels$"):
+        load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_result_files_follow_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        write_json(tmp_path / "run" / "result.json", {"status": "done"})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "run" / "result.json").stat().st_mode) == mode
+    assert [path.name for path in (tmp_path / "run").iterdir()] == ["result.json"]
+
+
+@pytest.mark.parametrize("force", ["--force", "--forc"])
+def test_interrupt_prints_the_command_that_continues_without_force(matrix_file, tmp_path, monkeypatch, capsys, force):
+    from feph_finetune.runner import MatrixRunner
+
+    def interrupted(self, runs, force=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MatrixRunner, "run_all", interrupted)
+    outdir = tmp_path / "my runs"
+    assert main([str(matrix_file), force, "--only", "NoFT", "--output", str(outdir)]) == 130
+    message = " ".join(capsys.readouterr().err.split())
+    assert f"to continue, run: python -m feph_finetune {matrix_file} --only NoFT --output '{outdir}'" in message
+    assert "--forc" not in message
+
+
+def test_an_interrupted_force_leaves_no_stale_result_that_the_continue_command_would_skip(matrix_file, tmp_path, monkeypatch):
+    from feph_finetune.config import read_config
+    from feph_finetune.matrix import build_matrix
+    from feph_finetune.plugins import get_plugins
+    from feph_finetune.results import RunStore
+    from feph_finetune.runner import MatrixRunner
+
+    outdir = tmp_path / "runs"
+    store = RunStore(outdir)
+    ids = [run.id for run in build_matrix(read_config(matrix_file), get_plugins()).runs]
+    for run_id in ids:
+        store.finish(run_id, {"id": run_id, "status": "done"})
+
+    def interrupted(self, runs, force=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MatrixRunner, "run_all", interrupted)
+    assert main([str(matrix_file), "--force", "--output", str(outdir)]) == 130
+    assert not any(store.is_done(run_id) for run_id in ids)
