@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 RESULT_FILE = "result.json"
+PREVIOUS_RESULT_FILE = "result.previous.json"
 
 
 @contextmanager
@@ -102,12 +103,16 @@ class RunStore:
             return data["y_true"], data["y_prob"]
 
     def discard(self, run_id: str) -> None:
-        """Forget that the run finished (remove its ``result.json``): the next matrix reruns it.
+        """Mark a finished run as to be redone: its ``result.json`` becomes ``result.previous.json``.
 
-        ``--force`` discards every selected run before the first starts, so that after an
+        ``--force`` does this to every selected run before the first starts, so that after an
         interrupt the same command without ``--force`` reruns exactly the runs not yet redone.
+        The previous record is kept, not deleted (nothing finished is lost; rename it back to
+        restore the run); a rerun overwrites the run's other files as it writes them.
         """
-        (self.run_dir(run_id) / RESULT_FILE).unlink(missing_ok=True)
+        current = self.run_dir(run_id) / RESULT_FILE
+        if current.exists():
+            os.replace(current, current.with_name(PREVIOUS_RESULT_FILE))
 
     def finish(self, run_id: str, record: dict[str, Any]) -> None:
         """Write the final record last: from now on the run counts as done (or failed)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -130,3 +131,5 @@ def test_an_interrupted_force_leaves_no_stale_result_that_the_continue_command_w
     monkeypatch.setattr(MatrixRunner, "run_all", interrupted)
     assert main([str(matrix_file), "--force", "--output", str(outdir)]) == 130
     assert not any(store.is_done(run_id) for run_id in ids)
+    for run_id in ids:  # set aside, not lost
+        assert json.loads((outdir / run_id / "result.previous.json").read_text()) == {"id": run_id, "status": "done"}
