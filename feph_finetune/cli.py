@@ -83,8 +83,9 @@ def report_parser() -> argparse.ArgumentParser:
     parser.add_argument("outdir", type=Path, help="results directory of a matrix")
     parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
     parser.add_argument("--paper", action="store_true", help="add the paper's published accuracy (Tables 4 and 5; std for cross-validation) beside the configurations whose label is the paper's")
-    parser.add_argument("--figures", type=Path, metavar="DIR", help='also write PNG figures (confusion matrices, cross-validation accuracy, sensitivity, learning curves) and report.md into DIR; needs matplotlib: pip install "feph_finetune[plots]"')
-    parser.add_argument("--confusion", metavar="NAME", help="print the confusion matrix of one configuration (experiment name or c/v label, e.g. M2) instead of the tables")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--figures", type=Path, metavar="DIR", help='also write PNG figures (confusion matrices, cross-validation accuracy, sensitivity, learning curves) and report.md into DIR; needs matplotlib: pip install "feph_finetune[plots]"')
+    only.add_argument("--confusion", metavar="NAME", help="print the confusion matrix of one configuration (experiment name or c/v label, e.g. M2) instead of the tables")
     return parser
 
 

@@ -342,7 +342,8 @@ def learning_curves_figure(row: dict, histories: list[tuple[int | None, list[dic
     on = "" if validated else "training "
     loss_axes.set_ylabel(f"{on}loss (cross-entropy)")
     accuracy_axes.set_ylabel(f"{on}accuracy (%)")
-    accuracy_axes.legend(fontsize=7, loc="best")
+    if validated or len(histories) > 1:
+        accuracy_axes.legend(fontsize=7, loc="best")
     figure.suptitle(f"Learning curves: {_row_title(row)} (shaded: training stages)", fontsize=10)
     return figure
 

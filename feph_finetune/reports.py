@@ -537,9 +537,9 @@ def _cross_validation_grid(rows: list[dict], columns: list[_Column], compact: bo
 def _extra_grid(phase: str, rows: list[dict], columns: list[_Column]) -> _Grid:
     """The metrics of third-party evaluate plugins, beside the paper's table (console only)."""
     cv = phase == "cv"
+    names = {"cv": "Cross-validation: further metrics (mean ± std over folds)", "exploratory": "Exploratory phase: further metrics"}
     grid = _Grid(
-        title=f"{'Cross-validation' if cv else 'Exploratory' if phase == 'exploratory' else f'Phase {phase}'}: further metrics"
-        + (" (mean ± std over folds)" if cv else ""),
+        title=names.get(phase, f"Phase {phase}: further metrics"),
         headers=["configuration", *(column.header for column in columns)],
         numeric=[False, *(True for _ in columns)],
         flexible=0,
