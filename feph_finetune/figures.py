@@ -174,7 +174,10 @@ def confusion_figure(row: dict, runs: list[dict]):
     shares = 100.0 * row_shares(counts)
     figure = _new_figure(6.4, 5.6)
     axes = figure.add_subplot()
-    image = axes.imshow(np.nan_to_num(shares, nan=0.0), cmap="Blues", vmin=0.0, vmax=100.0)
+    from matplotlib import colormaps
+
+    # A class without test images has no shares: grey, unlike a row of zeros.
+    image = axes.imshow(np.ma.masked_invalid(shares), cmap=colormaps["Blues"].with_extremes(bad="0.85"), vmin=0.0, vmax=100.0)
     for true in range(len(classes)):
         for predicted in range(len(classes)):
             share = shares[true, predicted]
@@ -268,7 +271,8 @@ def sensitivity_figure(rows: list[dict], phase: str):
     axes.set_xlim(-0.5, len(groups) - 0.5)
     axes.set_ylim(0, 105)
     axes.set_ylabel("sensitivity (%)")
-    axes.set_title(f"Sensitivity per class, {_phase_words(phase)}; hatched: No-FT", fontsize=11)
+    hatched = "; hatched: No-FT" if any(row["baseline"] for row in rows) else ""
+    axes.set_title(f"Sensitivity per class, {_phase_words(phase)}{hatched}", fontsize=11)
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="configuration", title_fontsize=8)
     return figure

@@ -602,7 +602,9 @@ def _format_metric(column: _Column, row: dict, with_std: bool, compact: bool = F
         return text
     std = column.std(row)
     spread = _format_number(column, std) if std is not None else "–"
-    return f"{text}\n±{spread}" if compact else f"{text} ({spread})"
+    if compact:
+        return f"{text}\n{'±' + spread if std is not None else spread}"
+    return f"{text} ({spread})"
 
 
 def _format_number(column: _Column, value: float) -> str:

@@ -431,3 +431,27 @@ def test_paper_values_in_every_format(records):
     assert '"paper"' not in rendered(records, "json")
     assert not any("paper" in line.split() for line in rendered(records, "table").splitlines())  # no column header
     assert any("paper" in line.split() for line in out.splitlines())
+
+
+def test_every_configuration_of_the_shipped_matrix_has_its_published_accuracy():
+    from pathlib import Path
+
+    from feph_finetune.config import read_config
+    from feph_finetune.matrix import build_matrix
+    from feph_finetune.paper import published
+    from feph_finetune.plugins import get_plugins
+
+    matrix = build_matrix(read_config(Path(__file__).parents[1] / "experiments.toml"), get_plugins(), check_root=False)
+    found = {(run.phase, run.experiment): published(run.config["model"], run.phase, run.label, run.cv_label) for run in matrix.runs}
+    assert None not in found.values()
+    # SPEC section 1: "M0 52.0 -> 44.1 (4.7); ... E2 66.5 -> 62.8 (4.7)", and the other exploratory rows.
+    assert {key: 100 * value["accuracy"] for key, value in found.items() if key[0] == "exploratory"} == pytest.approx({
+        ("exploratory", "M0"): 52.0, ("exploratory", "M-FT"): 65.4, ("exploratory", "M-FT-SGD"): 65.7,
+        ("exploratory", "M-FT-SGD-CW"): 54.0, ("exploratory", "M-FT-SGD-HF"): 64.7, ("exploratory", "M-FT-SGD-IP"): 65.3,
+        ("exploratory", "M1"): 63.7, ("exploratory", "M2"): 67.0, ("exploratory", "E0"): 53.5, ("exploratory", "E1"): 63.9,
+        ("exploratory", "E2"): 66.5, ("exploratory", "E-FT-SGD-SAM-HF"): 63.9,
+    })
+    assert {key[1]: (100 * value["accuracy"], 100 * value["accuracy_std"]) for key, value in found.items() if key[0] == "cv"} == {
+        "M0": pytest.approx((44.1, 4.7)), "M1": pytest.approx((51.7, 7.4)), "M2": pytest.approx((62.4, 3.2)),
+        "E0": pytest.approx((45.7, 4.7)), "E1": pytest.approx((62.2, 2.4)), "E2": pytest.approx((62.8, 4.7)),
+    }
