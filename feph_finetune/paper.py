@@ -3,8 +3,8 @@
 Transcribed from the paper's Table 4 (exploratory phase: one grouped 80/20 split, accuracy in %)
 and Table 5 (5-fold cross-validation: mean and standard deviation over the folds, in %), column
 "acc." of each (the project's SPEC section 1 quotes the same numbers). They were measured on
-the real FePh data with Savchenko's MobileNet-v1 and EfficientNet-B0: next to a run on synthetic
-data they show the layout, not a target.
+the real FePh data with Savchenko's MobileNet-v1 and EfficientNet-B0: beside a run on synthetic
+data (the demo) they are no target to reach.
 
 A report row matches a published row when its backbone plugin is the paper's (``mobilenet`` for
 MobileNet-v1, ``efficientnet`` for EfficientNet-B0) and its name is the paper's: the
