@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ other commands (each has --help):
   plugins   list the installed plugins and the hooks they implement
   data      describe a FePh-format dataset as the runner sees it (classes, drops, splits)
   synth     write a synthetic FePh-format dataset (the demo's and tests' data)
-  report    print the tables of a results directory
+  report    print the tables of a results directory, write its figures and report.md
 """
 
 
@@ -83,6 +84,10 @@ def report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m feph_finetune report", description="Print the paper's tables (exploratory: Table 4; cross-validation: Table 5) for a results directory, with training times, fallback counts and comparisons against the No-FT baselines.")
     parser.add_argument("outdir", type=Path, help="results directory of a matrix")
     parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    parser.add_argument("--paper", action="store_true", help="add the paper's published accuracy (Tables 4 and 5; std for cross-validation) beside the configurations whose label is the paper's")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--figures", type=Path, metavar="DIR", help='also write PNG figures (confusion matrices, cross-validation accuracy, sensitivity, learning curves) and report.md into DIR; needs matplotlib: pip install "feph_finetune[plots]"')
+    only.add_argument("--confusion", metavar="NAME", help="print the confusion matrix of one configuration (experiment name or c/v label, e.g. M2) instead of the tables")
     return parser
 
 
@@ -144,9 +149,15 @@ def cmd_synth(args, console: Console) -> int:
 
 
 def cmd_report(args, console: Console) -> int:
+    from feph_finetune.config import ConfigError, Problem
     from feph_finetune.reports import render
     from feph_finetune.results import RunStore
 
+    if args.figures is not None:
+        from feph_finetune.figures import PLOTS_INSTALL, plots_available
+
+        if not plots_available():
+            raise ConfigError([Problem(f"--figures {args.figures}", f"figures need matplotlib, which is not installed: {PLOTS_INSTALL}")])
     if not args.outdir.is_dir():
         console.print(f"[red]error:[/red] {args.outdir}: no such results directory")
         return EXIT_USAGE
@@ -154,8 +165,35 @@ def cmd_report(args, console: Console) -> int:
     if not records:
         console.print(f"[red]error:[/red] {args.outdir}: no finished runs (no */result.json)")
         return EXIT_USAGE
-    render(records, args.format, console)
+    if args.confusion is not None:
+        return print_confusion(records, args.confusion, console)
+    render(records, args.format, console, paper=args.paper)
+    if args.figures is not None:
+        write_figures(records, args.outdir, args.figures, args.paper, console)
     return EXIT_OK
+
+
+def print_confusion(records: list[dict], name: str, console: Console) -> int:
+    from feph_finetune import confusion
+    from feph_finetune.config import ConfigError, Problem, close_match
+    from feph_finetune.reports import configurations
+
+    everything = configurations(records)
+    chosen = confusion.matching(everything, name)
+    if not chosen:
+        known = confusion.known_names(everything)
+        raise ConfigError([Problem(f"--confusion {name}", f"no configuration {name!r}{close_match(name, known)}; configurations: {', '.join(known)}")])
+    confusion.print_confusion(chosen, console)
+    return EXIT_OK
+
+
+def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: bool, console: Console) -> None:
+    """The figures and report.md of ``records`` into ``figures_dir`` (the report command, and [report] figures)."""
+    from feph_finetune.figures import write_report
+    from feph_finetune.reports import configurations
+
+    written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir))
+    console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}")
 
 
 def print_runs(runs, as_json: bool, console: Console) -> None:
@@ -207,7 +245,9 @@ def cmd_run(args, console: Console) -> int:
         console.print(f"skipped {len(outcome.skipped)} finished runs (use --force to rerun them)")
     records = store.records([run.id for run in runs])
     if records:
-        render(records, "table", console)
+        render(records, "table", console, paper=matrix.report["paper"])
+        if matrix.report["figures"]:
+            write_figures(records, output, Path(matrix.report["figures_dir"] or output / "report"), matrix.report["paper"], console)
     if outcome.failed:
         console.print(f"[red]{len(outcome.failed)} of {len(runs)} runs failed:[/red] {', '.join(outcome.failed)} (details in each run's result.json)")
         return EXIT_FAILED_RUNS
@@ -226,7 +266,9 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     console = Console()
-    if not console.is_terminal:  # a log file or a pipe: wide enough for the paper's tables
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # A log file or a pipe: the tables fit any width from 80 up, but log lines (run ids,
+        # failures) read better unwrapped. COLUMNS=80 gives a pipe a terminal's width.
         console = Console(width=160)
     errors = Console(stderr=True)
     if argv and argv[0] in COMMANDS:

@@ -17,7 +17,7 @@ PHASES = ("exploratory", "cv")
 GROUP_KEYS = ("sequence", "signer")
 
 #: Keys of the top level, with their defaults (``dataset`` and ``experiments`` are required).
-TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}}
+TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}, "report": {}}
 
 DATASET_DEFAULTS = {
     "root": "",
@@ -66,6 +66,12 @@ PLUGIN_KEYS = {
     "class_weights": "weight_classes",
     "evaluate": "evaluate",
 }
+
+#: The ``[report]`` table: what a matrix writes after its tables. ``figures``: the PNGs and
+#: ``report.md`` of :mod:`feph_finetune.figures` (needs the ``plots`` extra), into ``figures_dir``
+#: (default: ``report`` inside the output directory); ``paper``: the paper's published accuracy
+#: beside the matching rows, in the console's tables and in ``report.md``.
+REPORT_DEFAULTS = {"figures": False, "paper": False, "figures_dir": ""}
 
 DEMO_DEFAULTS = {"images": 300, "generic_images": 4000, "seed": 7, "base_epochs": 10, "defaults": {}}
 

@@ -23,6 +23,7 @@ from feph_finetune.config import (
     NOT_INHERITED,
     PHASES,
     PLUGIN_KEYS,
+    REPORT_DEFAULTS,
     TOP_LEVEL,
     ConfigError,
     Problem,
@@ -91,6 +92,7 @@ class Matrix:
     dataset: dict[str, Any]
     runs: list[Run]
     experiments: list[str]
+    report: dict[str, Any] = field(default_factory=lambda: dict(REPORT_DEFAULTS))
 
 
 def used_plugins(config: dict[str, Any]) -> list[str]:
@@ -153,6 +155,17 @@ class MatrixBuilder:
             elif isinstance(root, str) and not Path(root).expanduser().is_dir():
                 self.problem(("dataset", "root"), f"folder {root!r} does not exist. {FEPH_SOURCE}")
         return dataset
+
+    def report(self, table: Any) -> dict[str, Any]:
+        """The ``[report]`` table, its defaults filled in; figures without matplotlib is a problem now, not after the runs."""
+        check_table(self.raw, table, REPORT_DEFAULTS, ("report",), self.problems)
+        report = {**REPORT_DEFAULTS, **(table if isinstance(table, dict) else {})}
+        if report["figures"] is True:
+            from feph_finetune.figures import PLOTS_INSTALL, plots_available
+
+            if not plots_available():
+                self.problem(("report", "figures"), f"figures need matplotlib, which is not installed: {PLOTS_INSTALL}")
+        return report
 
     # --- experiments ---
 
@@ -281,6 +294,7 @@ class MatrixBuilder:
     def build(self, check_root: bool = True) -> Matrix:
         top = self.top_level()
         dataset = self.dataset(top["dataset"], check_root)
+        report = self.report(top["report"])
         defaults = top["defaults"] if isinstance(top["defaults"], dict) else {}
         check_table(self.raw, defaults, EXPERIMENT_DEFAULTS, ("defaults",), self.problems)
         experiments = top["experiments"] if isinstance(top["experiments"], dict) else {}
@@ -295,7 +309,7 @@ class MatrixBuilder:
             runs += self.experiment_runs(name, order, experiments, defaults, top["seed"], dataset)
         if self.problems:
             raise ConfigError(list(dict.fromkeys(self.problems)))
-        return Matrix(top["seed"], top["output"], dataset, runs, list(experiments))
+        return Matrix(top["seed"], top["output"], dataset, runs, list(experiments), report)
 
     def experiment_runs(self, name, order, experiments, defaults, seed, dataset) -> list[Run]:
         chain = self.experiment_chain(name, experiments)

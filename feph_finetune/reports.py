@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
+from rich import box
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from feph_finetune.api import CLASSES
+from feph_finetune.paper import published
 from feph_finetune.stats import paired_t
 
 if TYPE_CHECKING:
@@ -41,7 +44,7 @@ _MESSAGE_LIMIT = 160
 # --------------------------------------------------------------------------------------------
 
 
-def summarize(records: Iterable[dict]) -> list[dict]:
+def summarize(records: Iterable[dict], paper: bool = False) -> list[dict]:
     """Aggregate run records into report rows, one per (phase, experiment, variant).
 
     Rows come in report order: the exploratory phase first, then by the experiment's ``order``
@@ -58,6 +61,18 @@ def summarize(records: Iterable[dict]) -> list[dict]:
     ``versus_baseline``: the paired t-test of per-fold accuracy against the No-FT baseline of the
     same model, on the folds both finished (``{"baseline", "folds", "mean_diff", "ci95", "t",
     "p"}``, differences as fractions), or None for a baseline row or a model without baseline.
+
+    With ``paper``, every row also holds ``paper``: the accuracy the paper published for the same
+    configuration (see :func:`feph_finetune.paper.published`), or None for a row that is not one
+    of the paper's.
+    """
+    return [row for row, _ in configurations(records, paper)]
+
+
+def configurations(records: Iterable[dict], paper: bool = False) -> list[tuple[dict, list[dict]]]:
+    """Each summary row of :func:`summarize` with the run records behind it (finished or not).
+
+    The figures need the runs themselves: per-fold accuracies, confusion matrices, histories.
     """
     groups = _group_runs(records)
     rows = [_summarize_group(runs) for runs in groups]
@@ -65,7 +80,24 @@ def summarize(records: Iterable[dict]) -> list[dict]:
     for index, row in enumerate(rows):
         if row["phase"] == "cv":
             row["versus_baseline"] = _versus_baseline(index, rows, fold_accuracies)
-    return rows
+        if paper:
+            row["paper"] = published(row["model"], row["phase"], row["label"], row["cv_label"])
+    return list(zip(rows, groups))
+
+
+def finished(runs: Iterable[dict]) -> list[dict]:
+    """The runs that finished with metrics (the ones a row's means are taken over)."""
+    return [run for run in runs if _is_finished(run)]
+
+
+def short_name(row: dict) -> str:
+    """The row's c/v abbreviation (else its experiment key) with its variant, e.g. ``M2 [seed=3]``."""
+    return _short_name(row)
+
+
+def configuration_name(row: dict) -> str:
+    """The row's configuration label with its variant, e.g. ``FT-SGD + IP + HF [seed=3]``."""
+    return _configuration_name(row)
 
 
 def _group_runs(records: Iterable[dict]) -> list[list[dict]]:
@@ -285,17 +317,24 @@ def _with_variant(name: str, variant: dict) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def render(records: Iterable[dict], fmt: str, console: "Console") -> None:
+def render(records: Iterable[dict], fmt: str, console: "Console", paper: bool = False) -> None:
     """Print the report of ``records`` on ``console`` in ``fmt``: one of :data:`FORMATS`.
 
     ``table`` and ``markdown`` show the exploratory phase like the paper's Table 4 and the
     cross-validation phase like its Table 5 (percentages, best value per column and backbone in
     bold), then cost and fallback counts, the paired comparisons with the baseline and the failed
     runs. ``csv`` writes one row per summary row; ``json`` writes the summary rows themselves.
+    With ``paper``, every format adds the paper's published accuracy (and its std over folds)
+    beside the rows that are the paper's configurations (:mod:`feph_finetune.paper`).
+
+    ``table`` is laid out for the console's width and fits 80 columns: class names are
+    abbreviated (a legend follows each table), backbones head their sections instead of taking a
+    column, cross-validation cells put the std under the mean, and metrics of third-party plugins
+    get a table of their own. Only the configuration names wrap; no number is ever cut.
     """
     if fmt not in FORMATS:
         raise ValueError(f"report format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
-    rows = summarize(records)
+    rows = summarize(records, paper=paper)
     if fmt == "json":
         console.out(json.dumps(_json_safe(rows), indent=2, allow_nan=False), highlight=False)
     elif fmt == "csv":
@@ -303,9 +342,14 @@ def render(records: Iterable[dict], fmt: str, console: "Console") -> None:
     elif not rows:
         console.out("No runs recorded.", highlight=False)
     elif fmt == "markdown":
-        console.out(_markdown_text(_report_blocks(rows)), highlight=False)
+        console.out(markdown_report(rows), highlight=False)
     else:
-        _print_rich(_report_blocks(rows), console)
+        _print_rich(_report_blocks(rows, compact=True), console)
+
+
+def markdown_report(rows: list[dict]) -> str:
+    """The report of summary rows (from :func:`summarize`) as GitHub markdown, one ``###`` per table."""
+    return _markdown_text(_report_blocks(rows, compact=False))
 
 
 @dataclass
@@ -316,13 +360,19 @@ class _Cell:
 
 @dataclass
 class _Grid:
-    """A table independent of its output format; ``section_ends`` are row indices ending a section."""
+    """A table independent of its output format; ``section_ends`` are row indices ending a section.
+
+    ``flexible`` is the column that may wrap (configuration names) when the table must fit the
+    console; ``caption`` follows the table (the legend of abbreviated headers).
+    """
 
     title: str
     headers: list[str]
     numeric: list[bool]
     rows: list[list[_Cell]] = field(default_factory=list)
     section_ends: set[int] = field(default_factory=set)
+    flexible: int | None = None
+    caption: str = ""
 
 
 @dataclass
@@ -333,25 +383,35 @@ class _Notes:
 
 @dataclass
 class _Column:
-    """A metric column of the paper's tables: how to read its mean and std from a row."""
+    """A metric column of the paper's tables: how to read its mean and std from a row.
+
+    ``blank`` is shown where the row has no value (the paper's column for rows it never ran).
+    """
 
     header: str
     mean: Callable[[dict], float | None]
     std: Callable[[dict], float | None]
     percent: bool = True
     bold_best: bool = True
+    blank: str = "–"
 
 
-def _report_blocks(rows: list[dict]) -> list[_Grid | _Notes]:
+def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
+    """The report's tables and notes; ``compact`` lays them out for an 80-column console."""
     blocks: list[_Grid | _Notes] = []
-    columns = _metric_columns(rows)
+    columns = _metric_columns(rows, compact)
+    extras = [column for column in columns if not column.percent]
+    if compact:
+        columns = [column for column in columns if column.percent]
     for phase in dict.fromkeys(row["phase"] for row in rows):
         phase_rows = [row for row in rows if row["phase"] == phase]
         if phase == "cv":
-            blocks.append(_cross_validation_grid(phase_rows, columns))
+            blocks.append(_cross_validation_grid(phase_rows, columns, compact))
         else:
-            blocks.append(_single_split_grid(phase, phase_rows, columns))
-    blocks.append(_cost_grid(rows))
+            blocks.append(_single_split_grid(phase, phase_rows, columns, compact))
+        if compact and extras:
+            blocks.append(_extra_grid(phase, phase_rows, extras))
+    blocks.append(_cost_grid(rows, compact))
     comparisons = [_comparison_line(row) for row in rows if row.get("versus_baseline")]
     if comparisons:
         title = "Paired comparisons with the No-FT baseline (accuracy per fold, two-sided paired t-test)"
@@ -362,13 +422,14 @@ def _report_blocks(rows: list[dict]) -> list[_Grid | _Notes]:
     return blocks
 
 
-def _metric_columns(rows: list[dict]) -> list[_Column]:
-    """Accuracy, the per-class sensitivities, average sensitivity, then third-party metrics.
+def _metric_columns(rows: list[dict], compact: bool) -> list[_Column]:
+    """Accuracy, the paper's accuracy (when asked), the sensitivities, their average, then others.
 
     Third-party metrics are shown as they are (not in %) and never bolded: whether more is
-    better is unknown for them.
+    better is unknown for them. ``compact`` abbreviates the class names (:func:`class_abbreviations`).
     """
     classes, extras = _names_across(rows, "sensitivity"), _names_across(rows, "extra")
+    short = class_abbreviations(classes) if compact else {name: name for name in classes}
 
     def scalar(header: str, name: str) -> _Column:
         return _Column(header, lambda row: row[name], lambda row: row.get(f"{name}_std"))
@@ -382,42 +443,110 @@ def _metric_columns(rows: list[dict]) -> list[_Column]:
             bold_best=percent,
         )
 
+    paper = []
+    if any("paper" in row for row in rows):
+        paper = [
+            _Column(
+                "paper" if compact else "paper acc.",
+                lambda row: (row.get("paper") or {}).get("accuracy"),
+                lambda row: (row.get("paper") or {}).get("accuracy_std"),
+                bold_best=False,
+                blank="",
+            )
+        ]
     return [
         scalar("acc.", "accuracy"),
-        *(keyed(name, "sensitivity", name) for name in classes),
+        *paper,
+        *(keyed(short[name], "sensitivity", name) for name in classes),
         scalar("avg. sens.", "avg_sensitivity"),
         *(keyed(name, "extra", name, percent=False) for name in extras),
     ]
 
 
-def _single_split_grid(phase: str, rows: list[dict], columns: list[_Column]) -> _Grid:
+def class_abbreviations(classes: Iterable[str]) -> dict[str, str]:
+    """Short, distinct column headers for class names: the first three letters, longer on a clash.
+
+    The paper's seven become ang, dis, fea, hap, neu, sad, sur. A name of three letters or fewer
+    stays as it is.
+    """
+    names = list(dict.fromkeys(classes))
+    for length in range(3, max((len(name) for name in names), default=3) + 1):
+        short = {name: name[:length] for name in names}
+        if len(set(short.values())) == len(names):
+            return short
+    return {name: name for name in names}
+
+
+def _legend(classes: list[str], short: dict[str, str], paper: bool) -> str:
+    pairs = [f"{short[name]} {name}" for name in classes if short[name] != name]
+    parts = [", ".join(pairs)] if pairs else []
+    if paper:
+        parts.append("paper: the published accuracy")
+    return "; ".join(parts)
+
+
+def _grid_caption(rows: list[dict], compact: bool) -> str:
+    if not compact:
+        return ""
+    classes = _names_across(rows, "sensitivity")
+    return _legend(classes, class_abbreviations(classes), any("paper" in row for row in rows))
+
+
+def _single_split_grid(phase: str, rows: list[dict], columns: list[_Column], compact: bool) -> _Grid:
     """Paper Table 4: one row per configuration, sections per architecture, values in %."""
     title = "Exploratory phase (paper Table 4)" if phase == "exploratory" else f"Phase {phase}"
+    leading = ["configuration", "c/v"] if compact else ["architecture", "configuration", "c/v"]
     grid = _Grid(
         title=f"{title}: accuracy, sensitivity per class and average sensitivity (%)",
-        headers=["architecture", "configuration", "c/v", *(column.header for column in columns)],
-        numeric=[False, False, False, *(True for _ in columns)],
+        headers=[*leading, *(column.header for column in columns)],
+        numeric=[*(False for _ in leading), *(True for _ in columns)],
+        flexible=0 if compact else None,
+        caption=_grid_caption(rows, compact),
     )
     for section in _sections_by_model(rows):
-        metric_cells = _metric_cells(section, columns, with_std=False)
+        metric_cells = _metric_cells(section, columns, with_std=False, compact=compact)
+        if compact:
+            grid.rows.append([_Cell(section[0]["model"], bold=True)] + [_Cell("") for _ in grid.headers[1:]])
         for position, (row, cells) in enumerate(zip(section, metric_cells)):
-            architecture = row["model"] if position == 0 else ""
-            names = [_Cell(architecture), _Cell(_configuration_name(row)), _Cell(row["cv_label"])]
+            names = [_Cell(_configuration_name(row)), _Cell(row["cv_label"])]
+            if not compact:
+                names.insert(0, _Cell(row["model"] if position == 0 else ""))
             grid.rows.append(names + cells)
         grid.section_ends.add(len(grid.rows) - 1)
     return grid
 
 
-def _cross_validation_grid(rows: list[dict], columns: list[_Column]) -> _Grid:
+def _cross_validation_grid(rows: list[dict], columns: list[_Column], compact: bool) -> _Grid:
     """Paper Table 5: one row per c/v configuration, "mean (std)" over folds, values in %."""
     grid = _Grid(
-        title="Cross-validation phase (paper Table 5): mean (std) over folds (%)",
-        headers=["c/v", *(f"{column.header} (std)" for column in columns)],
+        title="Cross-validation phase (paper Table 5): mean (std) over folds (%)"
+        if not compact
+        else "Cross-validation phase (paper Table 5): mean over folds, ± std (%)",
+        headers=["c/v", *(column.header if compact else f"{column.header} (std)" for column in columns)],
         numeric=[False, *(True for _ in columns)],
+        flexible=0 if compact else None,
+        caption=_grid_caption(rows, compact),
     )
     for section in _sections_by_model(rows):
-        for row, cells in zip(section, _metric_cells(section, columns, with_std=True)):
+        for row, cells in zip(section, _metric_cells(section, columns, with_std=True, compact=compact)):
             grid.rows.append([_Cell(_short_name(row))] + cells)
+        grid.section_ends.add(len(grid.rows) - 1)
+    return grid
+
+
+def _extra_grid(phase: str, rows: list[dict], columns: list[_Column]) -> _Grid:
+    """The metrics of third-party evaluate plugins, beside the paper's table (console only)."""
+    cv = phase == "cv"
+    names = {"cv": "Cross-validation: further metrics (mean ± std over folds)", "exploratory": "Exploratory phase: further metrics"}
+    grid = _Grid(
+        title=names.get(phase, f"Phase {phase}: further metrics"),
+        headers=["configuration", *(column.header for column in columns)],
+        numeric=[False, *(True for _ in columns)],
+        flexible=0,
+    )
+    for section in _sections_by_model(rows):
+        for row, cells in zip(section, _metric_cells(section, columns, with_std=cv, compact=True)):
+            grid.rows.append([_Cell(_short_name(row) if cv else f"{_configuration_name(row)} ({row['model']})")] + cells)
         grid.section_ends.add(len(grid.rows) - 1)
     return grid
 
@@ -435,7 +564,7 @@ def _sections_by_model(rows: list[dict]) -> list[list[dict]]:
     return list(sections.values())
 
 
-def _metric_cells(section: list[dict], columns: list[_Column], with_std: bool) -> list[list[_Cell]]:
+def _metric_cells(section: list[dict], columns: list[_Column], with_std: bool, compact: bool) -> list[list[_Cell]]:
     """The metric cells of one section's rows, the best value of each column bolded.
 
     "Best" compares the values as printed, so ties at the shown precision are all bold (as in
@@ -450,7 +579,7 @@ def _metric_cells(section: list[dict], columns: list[_Column], with_std: bool) -
     for row, values in zip(section, shown):
         cells.append(
             [
-                _Cell(_format_metric(column, row, with_std), bold=value is not None and value == best[index])
+                _Cell(_format_metric(column, row, with_std, compact), bold=value is not None and value == best[index])
                 for index, (column, value) in enumerate(zip(columns, values))
             ]
         )
@@ -463,33 +592,47 @@ def _shown_value(column: _Column, value: float | None) -> float | None:
     return round(100.0 * value, 1) if column.percent else round(value, 3)
 
 
-def _format_metric(column: _Column, row: dict, with_std: bool) -> str:
+def _format_metric(column: _Column, row: dict, with_std: bool, compact: bool = False) -> str:
+    """"62.4 (3.2)" in markdown; "62.4" over "±3.2" in the console (``compact``), to save width."""
     mean = column.mean(row)
     if mean is None:
-        return "–"
+        return column.blank
     text = _format_number(column, mean)
     if not with_std:
         return text
     std = column.std(row)
-    return f"{text} ({_format_number(column, std) if std is not None else '–'})"
+    spread = _format_number(column, std) if std is not None else "–"
+    if compact:
+        return f"{text}\n{'±' + spread if std is not None else spread}"
+    return f"{text} ({spread})"
 
 
 def _format_number(column: _Column, value: float) -> str:
     return f"{100.0 * value:.1f}" if column.percent else f"{value:.3f}"
 
 
-def _cost_grid(rows: list[dict]) -> _Grid:
+def _cost_grid(rows: list[dict], compact: bool) -> _Grid:
+    """Runs, failures, time and counters per row; ``compact`` heads each phase with a row instead of a column."""
     counter_names = _names_across(rows, "counters")
+    leading = ["architecture", "configuration"] if compact else ["phase", "architecture", "configuration"]
     grid = _Grid(
-        title="Runs, training time and counters (counters summed over finished runs)",
-        headers=["phase", "architecture", "configuration", "runs", "failed", "time per run", *counter_names],
-        numeric=[False, False, False, True, True, True, *(True for _ in counter_names)],
+        title="Runs, mean training time per run and counters (counters summed over finished runs)",
+        headers=[*leading, "runs", "failed", "time" if compact else "time per run", *counter_names],
+        numeric=[*(False for _ in leading), True, True, True, *(True for _ in counter_names)],
+        flexible=1 if compact else None,
     )
-    for row in rows:
-        cells = [row["phase"], row["model"], _configuration_name(row), str(row["folds"]), str(row["failed"])]
-        cells.append(_format_duration(row["time_s"]))
-        cells.extend(_format_count(row["counters"].get(name, 0)) for name in counter_names)
-        grid.rows.append([_Cell(text) for text in cells])
+    for phase in dict.fromkeys(row["phase"] for row in rows):
+        if compact:
+            grid.rows.append([_Cell(phase, bold=True)] + [_Cell("") for _ in grid.headers[1:]])
+        for row in (row for row in rows if row["phase"] == phase):
+            cells = [row["model"], _configuration_name(row), str(row["folds"]), str(row["failed"])]
+            if not compact:
+                cells.insert(0, row["phase"])
+            cells.append(_format_duration(row["time_s"]))
+            cells.extend(_format_count(row["counters"].get(name, 0)) for name in counter_names)
+            grid.rows.append([_Cell(text) for text in cells])
+        if compact:
+            grid.section_ends.add(len(grid.rows) - 1)
     return grid
 
 
@@ -537,24 +680,56 @@ def _failure_line(failure: dict) -> str:
 
 def _print_rich(blocks: list[_Grid | _Notes], console: "Console") -> None:
     # Text objects throughout: labels such as "FT [seed=3]" must not be read as rich markup.
+    # Notes wrap at the console's width with a hanging indent, so a pipe at 80 columns reads well.
+    # Titles and legends are printed apart from their tables, to wrap at the console's width
+    # rather than at a narrow table's.
     for block in blocks:
         if isinstance(block, _Grid):
-            console.print(_rich_table(block))
+            console.print(Text(block.title, style="table.title"))
+            console.print(_rich_table(block, console.width))
+            if block.caption:
+                console.print(Text(block.caption, style="table.caption"))
         else:
             console.print(Text(block.title, style="bold"))
             for line in block.lines:
-                console.print(Text(f"  {line}"), soft_wrap=True)
+                console.print(Padding(Text(line, overflow="fold"), (0, 0, 0, 2), expand=False))
         console.print()
 
 
-def _rich_table(grid: _Grid) -> Table:
-    table = Table(title=grid.title, title_justify="left")
-    for header, numeric in zip(grid.headers, grid.numeric):
-        table.add_column(header, justify="right" if numeric else "left")
+#: Columns of a console table are separated by one space of padding and one of the box's divider.
+_COLUMN_GAP = 2
+#: The narrowest the wrapping column of a console table gets, whatever the console's width.
+_FLEXIBLE_MIN = 10
+
+
+def _rich_table(grid: _Grid, width: int) -> Table:
+    """The grid as a rich table no wider than ``width``: fixed numeric columns, one wrapping column.
+
+    Every column but ``grid.flexible`` is as wide as its widest cell line, so no number ever
+    wraps or is cut (headers wrap at spaces); the flexible column takes the width that is left and
+    wraps its names, folding a word longer than the column (a grid variant) rather than cutting
+    it with an ellipsis.
+    """
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
+    natural = [_natural_width(grid, index) for index in range(len(grid.headers))]
+    for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
+        if index == grid.flexible:
+            others = sum(natural) - natural[index] + _COLUMN_GAP * (len(natural) - 1)
+            fitted = max(_FLEXIBLE_MIN, min(natural[index], width - others))
+            table.add_column(header, width=fitted, overflow="fold")
+        else:
+            table.add_column(header, justify="right" if numeric else "left", width=natural[index])
     for index, cells in enumerate(grid.rows):
         styled = [Text(cell.text, style="bold" if cell.bold else "") for cell in cells]
         table.add_row(*styled, end_section=index in grid.section_ends)
     return table
+
+
+def _natural_width(grid: _Grid, index: int) -> int:
+    """The width a column needs: its widest cell line, and its header's longest word (headers wrap)."""
+    lines = [line for cells in grid.rows for line in cells[index].text.split("\n")]
+    header_words = grid.headers[index].split() or [""]
+    return max([len(line) for line in lines] + [len(word) for word in header_words] + [1])
 
 
 def _markdown_text(blocks: list[_Grid | _Notes]) -> str:
@@ -614,6 +789,11 @@ def _flat_row(row: dict, names: dict[str, list[str]]) -> dict[str, Any]:
     for name in _PAPER_SCALARS:
         flat[name] = row[name]
         flat[f"{name}_std"] = row.get(f"{name}_std")
+    if "paper" in row:
+        published_row = row["paper"] or {}
+        flat["paper_accuracy"] = published_row.get("accuracy")
+        flat["paper_accuracy_std"] = published_row.get("accuracy_std")
+        flat["paper_table"] = published_row.get("table")
     for group, prefix in (("sensitivity", "sensitivity_"), ("extra", "")):
         for key in names[group]:
             column = f"{prefix}{key}" if f"{prefix}{key}" not in flat else f"metric_{key}"

@@ -148,12 +148,39 @@ def paired_t(differences: Iterable[float]) -> dict:
     return result
 
 
-def _finite_values(differences: Iterable[float]) -> np.ndarray:
+def _finite_values(differences: Iterable[float], caller: str = "paired_t", what: str = "difference") -> np.ndarray:
     """The differences as a 1-D float array, refusing NaN and infinity with the offending position."""
     values = np.asarray(list(differences), dtype=float)
     if values.ndim != 1:
-        raise ValueError(f"paired_t: expected a flat sequence of differences, got shape {values.shape}")
+        raise ValueError(f"{caller}: expected a flat sequence of {what}s, got shape {values.shape}")
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
-        raise ValueError(f"paired_t: difference at position {int(bad[0])} is not a finite number ({values[bad[0]]})")
+        raise ValueError(f"{caller}: {what} at position {int(bad[0])} is not a finite number ({values[bad[0]]})")
     return values
+
+
+def mean_ci95(values: Iterable[float]) -> dict:
+    """The mean of ``values`` (e.g. per-fold accuracies) with its two-sided 95% confidence interval.
+
+    Student's t interval: mean +/- t(0.975, n - 1) * s / sqrt(n), with s the sample standard
+    deviation (ddof=1) and n - 1 degrees of freedom (NIST/SEMATECH e-Handbook of Statistical
+    Methods, section 1.3.5.2, "Confidence limits for the mean"). It assumes the values are a
+    sample from a normal distribution; with 5 folds t(0.975, 4) = 2.776, so the interval is wide.
+
+    Returns ``{"n", "mean", "sd", "ci95": (low, high)}`` in the values' unit; with one value
+    ``sd`` and ``ci95`` are None, with none ``mean`` is None too. NaN or infinite values are
+    refused (ValueError naming the position).
+    """
+    values = _finite_values(values, caller="mean_ci95", what="value")
+    n = int(values.size)
+    result = {"n": n, "mean": None, "sd": None, "ci95": None}
+    if n == 0:
+        return result
+    mean = float(values.mean())
+    result["mean"] = mean
+    if n < 2:
+        return result
+    sd = float(values.std(ddof=1))
+    half_width = t_ppf(0.975, n - 1) * sd / math.sqrt(n)
+    result.update(sd=sd, ci95=(mean - half_width, mean + half_width))
+    return result

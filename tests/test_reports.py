@@ -105,9 +105,9 @@ def done(records, phase, experiment):
                    and r["status"] == "done"), key=lambda r: r["fold"] if r["fold"] is not None else -1)
 
 
-def rendered(records, fmt, **console_options):
+def rendered(records, fmt, paper=False, **console_options):
     buffer = io.StringIO()
-    render(records, fmt, Console(file=buffer, width=200, **console_options))
+    render(records, fmt, Console(file=buffer, width=200, **console_options), paper=paper)
     return buffer.getvalue()
 
 
@@ -234,7 +234,10 @@ def test_table_shows_both_phases_comparisons_and_failures(records):
     out = rendered(records, "table")
     assert "Exploratory phase" in out and "Cross-validation phase" in out
     m2 = row_of(summarize(records), "cv", "M2")
-    assert f"{100 * m2['accuracy']:.1f} ({100 * m2['accuracy_std']:.1f})" in out
+    lines = out.splitlines()
+    mean_line = next(index for index, line in enumerate(lines) if line.startswith("M2 "))
+    assert f" {100 * m2['accuracy']:.1f} " in lines[mean_line]  # the std stands under its mean
+    assert f" ±{100 * m2['accuracy_std']:.1f} " in lines[mean_line + 1]
     versus = m2["versus_baseline"]
     assert f"M2 vs M0: {100 * versus['mean_diff']:+.1f} points, 95% CI [{100 * versus['ci95'][0]:.1f}" in out
     assert "M2-cv-f2-failed: flip.augment: ValueError: images must be uint8" in out
@@ -328,3 +331,127 @@ def test_unknown_format_is_refused():
     assert "table" in FORMATS
     with pytest.raises(ValueError, match="'pdf'.*table"):
         render([], "pdf", Console(file=io.StringIO()))
+
+
+# --- 80 columns --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("paper", [False, True])
+def test_table_fits_80_columns_without_cutting_a_cell(records, paper):
+    buffer = io.StringIO()
+    render(records, "table", Console(file=buffer, width=80), paper=paper)
+    out = buffer.getvalue()
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    for row in summarize(records):  # every mean is printed whole, wrapped names included
+        if row["accuracy"] is not None:
+            assert f"{100 * row['accuracy']:.1f}" in out
+        for value in row["sensitivity"].values():
+            if value is not None:
+                assert f"{100 * value:.1f}" in out
+    assert "FT [options.adam.lr=0.0001]" in out.replace("\n", "").replace(" ", "").replace("FT[", "FT [")
+    assert "ang anger" in out and "kappa" in out  # the legend of the abbreviations; further metrics
+
+
+# --- the paper's published values ----------------------------------------------------------------
+
+# (phase, experiment, variant) -> the paper's accuracy (%) and std, as in SPEC section 1.
+PUBLISHED = {
+    ("exploratory", "M0", None): (52.0, None),
+    ("exploratory", "FT", (("options.adam.lr", 0.001),)): (65.4, None),
+    ("exploratory", "FT", (("options.adam.lr", 0.0001),)): (65.4, None),
+    ("exploratory", "M2", None): (67.0, None),
+    ("exploratory", "E0", None): (53.5, None),
+    ("exploratory", "E2", None): (66.5, None),
+    ("cv", "M0", None): (44.1, 4.7),
+    ("cv", "M2", None): (62.4, 3.2),
+    ("cv", "E0", None): (45.7, 4.7),
+    ("cv", "E2", None): (62.8, 4.7),
+}
+
+
+def published_of(row):
+    return PUBLISHED.get((row["phase"], row["experiment"], tuple(row["variant"].items()) or None))
+
+
+def test_paper_values_join_the_matching_rows_only(records):
+    rows = summarize(records, paper=True)
+    for row in rows:
+        expected = published_of(row)
+        if expected is None:
+            assert row["paper"] is None, row["experiment"]  # X1 "FT-SGD + broken flip"
+        else:
+            assert row["paper"]["accuracy"] == pytest.approx(expected[0] / 100)
+            assert row["paper"]["accuracy_std"] == (None if expected[1] is None else pytest.approx(expected[1] / 100))
+            assert row["paper"]["table"] == ("Table 5" if row["phase"] == "cv" else "Table 4")
+    assert sum(row["paper"] is None for row in rows) == 1
+    assert all("paper" not in row for row in summarize(records))
+
+
+def test_a_label_of_the_other_backbone_does_not_match(records):
+    for record in records:
+        if record["experiment"] == "E2":
+            record["label"], record["cv_label"] = "FT-SGD + IP + HF", "M2"  # MobileNet's names on EfficientNet
+    rows = summarize(records, paper=True)
+    assert row_of(rows, "exploratory", "E2")["paper"] is None and row_of(rows, "cv", "E2")["paper"] is None
+
+
+def test_paper_values_in_every_format(records):
+    rows = summarize(records, paper=True)
+    parsed = json.loads(rendered(records, "json", paper=True))
+    assert [row["paper"] for row in parsed] == [row["paper"] for row in rows]
+
+    table = list(csv.DictReader(io.StringIO(rendered(records, "csv", paper=True))))
+    for row, line in zip(rows, table):
+        expected = published_of(row)
+        if expected is None:
+            assert line["paper_accuracy"] == line["paper_table"] == ""
+        else:
+            assert float(line["paper_accuracy"]) == pytest.approx(expected[0] / 100)
+            assert line["paper_table"] == row["paper"]["table"]
+        if expected is not None and expected[1] is not None:
+            assert float(line["paper_accuracy_std"]) == pytest.approx(expected[1] / 100)
+        else:
+            assert line["paper_accuracy_std"] == ""
+
+    tables = markdown_tables(rendered(records, "markdown", paper=True))
+    exploratory = next(rows for title, rows in tables.items() if title.startswith("Exploratory"))
+    column = exploratory[0].index("paper acc.")
+    shown = {line[1]: line[column] for line in exploratory[1:]}
+    assert shown["FT-SGD + IP + HF"] == "67.0" and shown["FT-SGD + broken flip"] == ""
+    cv = next(rows for title, rows in tables.items() if title.startswith("Cross-validation"))
+    column = cv[0].index("paper acc. (std)")
+    assert {line[0]: line[column] for line in cv[1:]} == {"M0": "44.1 (4.7)", "M2": "62.4 (3.2)", "E0": "45.7 (4.7)", "E2": "62.8 (4.7)"}
+
+    out = rendered(records, "table", paper=True)
+    m2 = next(line for line in out.splitlines() if line.startswith("FT-SGD + IP + HF"))
+    assert m2.split()[5:8] == ["M2", "67.0", "67.0"] and "paper" in out  # measured accuracy, then the paper's
+    assert "paper acc." not in rendered(records, "markdown")
+    assert "paper_accuracy" not in rendered(records, "csv")
+    assert '"paper"' not in rendered(records, "json")
+    assert not any("paper" in line.split() for line in rendered(records, "table").splitlines())  # no column header
+    assert any("paper" in line.split() for line in out.splitlines())
+
+
+def test_every_configuration_of_the_shipped_matrix_has_its_published_accuracy():
+    from pathlib import Path
+
+    from feph_finetune.config import read_config
+    from feph_finetune.matrix import build_matrix
+    from feph_finetune.paper import published
+    from feph_finetune.plugins import get_plugins
+
+    matrix = build_matrix(read_config(Path(__file__).parents[1] / "experiments.toml"), get_plugins(), check_root=False)
+    found = {(run.phase, run.experiment): published(run.config["model"], run.phase, run.label, run.cv_label) for run in matrix.runs}
+    assert None not in found.values()
+    # SPEC section 1: "M0 52.0 -> 44.1 (4.7); ... E2 66.5 -> 62.8 (4.7)", and the other exploratory rows.
+    assert {key: 100 * value["accuracy"] for key, value in found.items() if key[0] == "exploratory"} == pytest.approx({
+        ("exploratory", "M0"): 52.0, ("exploratory", "M-FT"): 65.4, ("exploratory", "M-FT-SGD"): 65.7,
+        ("exploratory", "M-FT-SGD-CW"): 54.0, ("exploratory", "M-FT-SGD-HF"): 64.7, ("exploratory", "M-FT-SGD-IP"): 65.3,
+        ("exploratory", "M1"): 63.7, ("exploratory", "M2"): 67.0, ("exploratory", "E0"): 53.5, ("exploratory", "E1"): 63.9,
+        ("exploratory", "E2"): 66.5, ("exploratory", "E-FT-SGD-SAM-HF"): 63.9,
+    })
+    assert {key[1]: (100 * value["accuracy"], 100 * value["accuracy_std"]) for key, value in found.items() if key[0] == "cv"} == {
+        "M0": pytest.approx((44.1, 4.7)), "M1": pytest.approx((51.7, 7.4)), "M2": pytest.approx((62.4, 3.2)),
+        "E0": pytest.approx((45.7, 4.7)), "E1": pytest.approx((62.2, 2.4)), "E2": pytest.approx((62.8, 4.7)),
+    }

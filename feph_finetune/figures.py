@@ -1,0 +1,372 @@
+"""Figures of a results directory and ``report.md``, the file that shows them beside the tables.
+
+``python -m feph_finetune report OUTDIR --figures DIR`` (or ``[report] figures = true`` after a
+matrix) writes into DIR, under names that depend only on the configurations (so a rerun replaces
+its files and links stay valid):
+
+- ``confusion_<phase>_<experiment>[_<variant>].png``: one per configuration, row-normalised,
+  counts and percentages in the cells, summed over the folds in cross-validation;
+- ``cv_accuracy.png``: each cross-validated configuration's per-fold accuracy, its mean and 95%
+  confidence interval (:func:`feph_finetune.stats.mean_ci95`), No-FT baselines marked;
+- ``sensitivity_<phase>.png``: the sensitivity of every class, configurations side by side;
+- ``learning_curves_<phase>_<experiment>[_<variant>].png``: loss and accuracy per epoch of each
+  run of a configuration (one line per fold), from ``history.json``, training stages marked;
+- ``report.md``: the markdown tables, then every figure, linked relatively.
+
+matplotlib is the optional extra ``plots``; it is imported here only, inside the functions, and
+draws with its Agg canvas without touching pyplot's global state.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from feph_finetune.confusion import row_shares, summed_confusion
+from feph_finetune.reports import configuration_name, finished, markdown_report, short_name
+from feph_finetune.stats import mean_ci95
+
+#: What to run when matplotlib is missing.
+PLOTS_INSTALL = 'pip install "feph_finetune[plots]"'
+
+#: Resolution of every PNG (dots per inch); figure sizes below are in inches.
+DPI = 110
+
+_STAGE_SHADES = ("#f2f2f2", "#dfe8f3")
+_FOLD_COLOURS = "tab10"
+
+
+class PlotsUnavailable(ImportError):
+    """matplotlib (the ``plots`` extra) is not installed."""
+
+
+def plots_available() -> bool:
+    """Whether matplotlib can be found, without importing it (it takes a second)."""
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):  # ValueError: a module entry of None in sys.modules
+        return False
+
+
+def _matplotlib() -> tuple[Any, Any]:
+    """``(Figure, FigureCanvasAgg)``; PlotsUnavailable with the install command when missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise PlotsUnavailable(f"figures need matplotlib, which is not installed ({error}): {PLOTS_INSTALL}") from error
+    return Figure, FigureCanvasAgg
+
+
+@dataclass
+class Plot:
+    """One written figure: its file (in the report's folder), section and caption in ``report.md``."""
+
+    file: str
+    section: str
+    caption: str
+
+
+_SECTIONS = ("Cross-validation accuracy", "Sensitivity per class", "Confusion matrices", "Learning curves")
+
+
+def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, source: str = "") -> list[Path]:
+    """Write every figure of ``configurations`` and ``report.md`` into ``out_dir``; return their paths.
+
+    ``configurations`` come from :func:`feph_finetune.reports.configurations` (with ``paper`` to
+    show the published values); ``run_dirs`` is the results directory holding each run's
+    ``history.json`` under its id; ``source`` names the results in the report's heading.
+    Raises PlotsUnavailable before writing anything when matplotlib is missing.
+    """
+    _matplotlib()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots: list[Plot] = []
+    names = _StableNames()
+    cv = [(row, runs) for row, runs in configurations if row["phase"] == "cv" and finished(runs)]
+    if cv:
+        plots.append(_save(cv_accuracy_figure(cv), out_dir, "cv_accuracy.png", _SECTIONS[0],
+                           "Accuracy of each fold (dots), mean and 95% confidence interval (bar); No-FT baselines in grey."))
+    for phase in dict.fromkeys(row["phase"] for row, _ in configurations):
+        rows = [row for row, runs in configurations if row["phase"] == phase and finished(runs)]
+        if rows:
+            plots.append(_save(sensitivity_figure(rows, phase), out_dir, f"sensitivity_{_slug(phase)}.png", _SECTIONS[1],
+                               f"Sensitivity (recall) per class, {_phase_words(phase)}."))
+    for row, runs in configurations:
+        figure = confusion_figure(row, runs)
+        if figure is not None:
+            plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _row_title(row)))
+    for row, runs in configurations:
+        figure = learning_curves_figure(row, _histories(runs, run_dirs))
+        if figure is not None:
+            plots.append(_save(figure, out_dir, names.file("learning_curves", row), _SECTIONS[3], _row_title(row)))
+    markdown = out_dir / "report.md"
+    markdown.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
+    return [out_dir / plot.file for plot in plots] + [markdown]
+
+
+# --- names -------------------------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-") or "x"
+
+
+class _StableNames:
+    """File names from the configuration alone; a clash after slugging gets a numbered suffix."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def file(self, kind: str, row: dict) -> str:
+        parts = [row["phase"], row["experiment"], *(f"{key}-{value}" for key, value in sorted(row["variant"].items()))]
+        stem = f"{kind}_" + "_".join(_slug(str(part)) for part in parts)
+        name, number = f"{stem}.png", 2
+        while name in self.used:
+            name, number = f"{stem}-{number}.png", number + 1
+        self.used.add(name)
+        return name
+
+
+def _phase_words(phase: str) -> str:
+    return {"cv": "cross-validation (mean over folds, bars: std)", "exploratory": "exploratory phase (one split)"}.get(phase, f"phase {phase}")
+
+
+def _row_title(row: dict) -> str:
+    if row["phase"] == "cv":
+        return f"{short_name(row)}: {row['label']} ({row['model']}), cross-validation"
+    return f"{configuration_name(row)} ({row['model']}), {row['phase']} phase"
+
+
+def _legend_name(row: dict) -> str:
+    if row["phase"] == "cv":
+        return f"{short_name(row)}: {row['label']}"
+    return f"{configuration_name(row)} ({row['model']})"
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def _new_figure(width: float, height: float):
+    Figure, FigureCanvasAgg = _matplotlib()
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, out_dir: Path, name: str, section: str, caption: str) -> Plot:
+    figure.savefig(out_dir / name, dpi=DPI)
+    return Plot(name, section, caption)
+
+
+def confusion_figure(row: dict, runs: list[dict]):
+    """The row-normalised confusion matrix, counts and % in the cells; None without a recorded matrix."""
+    classes = list(row["sensitivity"])
+    summed = summed_confusion(runs, classes)
+    if summed is None:
+        return None
+    counts, folds = summed
+    shares = 100.0 * row_shares(counts)
+    figure = _new_figure(6.4, 5.6)
+    axes = figure.add_subplot()
+    from matplotlib import colormaps
+
+    # A class without test images has no shares: grey, unlike a row of zeros.
+    image = axes.imshow(np.ma.masked_invalid(shares), cmap=colormaps["Blues"].with_extremes(bad="0.85"), vmin=0.0, vmax=100.0)
+    for true in range(len(classes)):
+        for predicted in range(len(classes)):
+            share = shares[true, predicted]
+            text = f"{counts[true, predicted]}\n" + ("–" if np.isnan(share) else f"{share:.0f}%")
+            axes.text(predicted, true, text, ha="center", va="center", fontsize=8,
+                      color="white" if share > 55 else "black", fontweight="bold" if true == predicted else "normal")
+    axes.set_xticks(range(len(classes)), classes, rotation=40, ha="right")
+    axes.set_yticks(range(len(classes)), [f"{name} ({counts[index].sum()})" for index, name in enumerate(classes)])
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class (test images)")
+    where = f"summed over {folds} fold{'s' if folds != 1 else ''}" if row["phase"] == "cv" else "one split"
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    axes.set_title(f"{_row_title(row)}\n{where}, {counts.sum()} test images, accuracy {100 * accuracy:.1f}%", fontsize=10)
+    figure.colorbar(image, ax=axes, label="share of the true class (%)", shrink=0.85)
+    return figure
+
+
+def _fold_accuracy(runs: list[dict]) -> list[tuple[int, float]]:
+    return sorted((run.get("fold") or 0, 100.0 * run["metrics"]["accuracy"]) for run in finished(runs)
+                  if isinstance(run["metrics"].get("accuracy"), (int, float)))
+
+
+def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
+    """Per-fold accuracy (dots), mean and t-based 95% CI (bar) per cross-validated configuration.
+
+    Fine-tuned configurations are coloured by backbone, No-FT baselines are grey squares; with
+    ``paper`` values in the rows, the published mean and std (Table 5) stand to the right.
+    """
+    from matplotlib.lines import Line2D
+
+    figure = _new_figure(max(6.0, 1.3 * len(configurations) + 2.5), 4.8)
+    axes = figure.add_subplot()
+    with_paper = False
+    for position, (row, runs) in enumerate(configurations):
+        values = [value for _, value in _fold_accuracy(runs)]
+        colour = _backbone_colour(row)
+        offsets = np.linspace(-0.07, 0.07, len(values)) if len(values) > 1 else np.zeros(len(values))
+        axes.scatter(position - 0.2 + offsets, values, s=22, color=colour, alpha=0.8, zorder=3, marker="s" if row["baseline"] else "o")
+        interval = mean_ci95(values)
+        if interval["mean"] is not None:
+            low, high = interval["ci95"] or (interval["mean"], interval["mean"])
+            axes.errorbar(position + 0.04, interval["mean"], yerr=[[interval["mean"] - low], [high - interval["mean"]]],
+                          fmt="D", color=colour, capsize=5, markersize=6, zorder=4)
+            axes.text(position + 0.1, interval["mean"], f"{interval['mean']:.1f}", va="center", fontsize=8)
+        paper = row.get("paper")
+        if paper:
+            with_paper = True
+            axes.errorbar(position + 0.34, 100 * paper["accuracy"], yerr=100 * (paper["accuracy_std"] or 0), fmt="*",
+                          color="crimson", markersize=9, capsize=3, zorder=5)
+    handles = [
+        Line2D([], [], linestyle="", marker="o", color="0.25", label="accuracy of one fold"),
+        Line2D([], [], linestyle="", marker="s", color="0.6", label="No-FT baseline (one fold)"),
+        Line2D([], [], linestyle="-", marker="D", color="0.25", label="mean and 95% CI (t, n-1 dof)"),
+    ]
+    if with_paper:
+        handles.append(Line2D([], [], linestyle="-", marker="*", markersize=9, color="crimson", label="paper, Table 5: mean ± std"))
+    axes.set_xticks(range(len(configurations)), [f"{short_name(row)}\n{row['label']}" for row, _ in configurations], fontsize=8)
+    axes.set_xlim(-0.6, len(configurations) - 0.4)
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title("Cross-validation: accuracy per fold, mean and 95% confidence interval", fontsize=11)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(handles=handles, fontsize=8, loc="best")
+    return figure
+
+
+def _backbone_colour(row: dict) -> str:
+    if row["baseline"]:
+        return "0.6"
+    return {"mobilenet": "C0", "efficientnet": "C1"}.get(row["model"], "C2")
+
+
+def sensitivity_figure(rows: list[dict], phase: str):
+    """Grouped bars: per class (and their average), one bar per configuration; std as error bars in cv."""
+    classes = list(dict.fromkeys(name for row in rows for name in row["sensitivity"]))
+    groups = [*classes, "average"]
+    figure = _new_figure(max(8.0, 0.16 * len(rows) * len(groups) + 2.0), 5.0)
+    axes = figure.add_subplot()
+    width = 0.84 / len(rows)
+    colours = _colours(len(rows))
+    for index, row in enumerate(rows):
+        means = [row["sensitivity"].get(name) for name in classes] + [row["avg_sensitivity"]]
+        stds = [(row.get("sensitivity_std") or {}).get(name) for name in classes] + [row.get("avg_sensitivity_std")]
+        heights = [100.0 * value if value is not None else np.nan for value in means]
+        errors = [100.0 * value if value is not None else 0.0 for value in stds] if phase == "cv" else None
+        positions = np.arange(len(groups)) - 0.42 + width * (index + 0.5)
+        axes.bar(positions, heights, width=width * 0.92, color=colours[index], yerr=errors,
+                 error_kw={"elinewidth": 0.7, "capsize": 1.5, "alpha": 0.6}, label=_legend_name(row),
+                 hatch="//" if row["baseline"] else None, edgecolor="white" if not row["baseline"] else "0.3", linewidth=0.4)
+    axes.axvline(len(classes) - 0.5, color="0.6", linewidth=0.8, linestyle=":")
+    axes.set_xticks(range(len(groups)), groups)
+    axes.set_xlim(-0.5, len(groups) - 0.5)
+    axes.set_ylim(0, 105)
+    axes.set_ylabel("sensitivity (%)")
+    hatched = "; hatched: No-FT" if any(row["baseline"] for row in rows) else ""
+    axes.set_title(f"Sensitivity per class, {_phase_words(phase)}{hatched}", fontsize=11)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="configuration", title_fontsize=8)
+    return figure
+
+
+def _colours(count: int) -> list:
+    from matplotlib import colormaps
+
+    # tab10 without its grey (index 7), which the other figures keep for No-FT baselines.
+    palette = colormaps["tab20" if count > 9 else "tab10"]
+    indices = [index for index in range(palette.N) if palette.N != 10 or index != 7]
+    return [palette(indices[index % len(indices)]) for index in range(count)]
+
+
+def _histories(runs: list[dict], run_dirs: Path) -> list[tuple[int | None, list[dict]]]:
+    """``(fold, epochs)`` of every finished run with a non-empty ``history.json`` (No-FT has none)."""
+    found = []
+    for run in finished(runs):
+        path = run_dirs / str(run.get("id")) / "history.json"
+        try:
+            history = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(history, list) and history:
+            found.append((run.get("fold"), [entry for entry in history if isinstance(entry, dict)]))
+    return sorted(found, key=lambda item: -1 if item[0] is None else item[0])
+
+
+def _stage_spans(history: list[dict]) -> list[tuple[str, int, int]]:
+    """``(stage, first epoch, last epoch)`` of each run of consecutive epochs in one stage."""
+    spans: list[tuple[str, int, int]] = []
+    for entry in history:
+        stage, epoch = str(entry.get("stage", "")), int(entry.get("epoch", 0))
+        if spans and spans[-1][0] == stage:
+            spans[-1] = (stage, spans[-1][1], epoch)
+        else:
+            spans.append((stage, epoch, epoch))
+    return spans
+
+
+def learning_curves_figure(row: dict, histories: list[tuple[int | None, list[dict]]]):
+    """Loss and accuracy per epoch, a line per run (fold), validation dashed, stages shaded; None without history."""
+    if not histories:
+        return None
+    figure = _new_figure(9.0, 3.8)
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    from matplotlib import colormaps
+
+    palette = colormaps[_FOLD_COLOURS]
+    validated = any(key.startswith("val_") for _, history in histories for entry in history for key in entry)
+    for index, (fold, history) in enumerate(histories):
+        colour = palette(index % palette.N)
+        epochs = [entry.get("epoch") for entry in history]
+        name = "run" if fold is None else f"fold {fold}"
+        for axes, key, scale in ((loss_axes, "loss", 1.0), (accuracy_axes, "accuracy", 100.0)):
+            for prefix, style, suffix in (("", "-", "training"), ("val_", "--", "validation")):
+                values = [entry.get(prefix + key) for entry in history]
+                if any(isinstance(value, (int, float)) for value in values):
+                    points = [(epoch, scale * value) for epoch, value in zip(epochs, values) if isinstance(value, (int, float))]
+                    axes.plot(*zip(*points), style, color=colour, marker="o", markersize=3, linewidth=1.2,
+                              label=f"{name}, {suffix}" if validated else name)
+    spans = _stage_spans(histories[0][1])
+    for axes in (loss_axes, accuracy_axes):
+        for number, (stage, first, last) in enumerate(spans):
+            axes.axvspan(first - 0.5, last + 0.5, color=_STAGE_SHADES[number % 2], zorder=0)
+            axes.text((first + last) / 2, 1.01, stage, transform=axes.get_xaxis_transform(), ha="center", va="bottom", fontsize=8, color="0.3")
+        axes.set_xlabel("epoch")
+        axes.set_xlim(0.5, spans[-1][2] + 0.5)
+        axes.grid(alpha=0.3)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+    on = "" if validated else "training "
+    loss_axes.set_ylabel(f"{on}loss (cross-entropy)")
+    accuracy_axes.set_ylabel(f"{on}accuracy (%)")
+    if validated or len(histories) > 1:
+        accuracy_axes.legend(fontsize=7, loc="best")
+    figure.suptitle(f"Learning curves: {_row_title(row)} (shaded: training stages)", fontsize=10)
+    return figure
+
+
+# --- report.md ---------------------------------------------------------------------------------
+
+
+def _report_markdown(rows: list[dict], plots: list[Plot], source: str) -> str:
+    heading = f"# Results{f' of `{source}`' if source else ''}"
+    parts = [heading, "Written by `python -m feph_finetune report`; the figures are the PNG files beside this file.",
+             "## Tables", markdown_report(rows)]
+    for section in _SECTIONS:
+        chosen = [plot for plot in plots if plot.section == section]
+        if chosen:
+            parts.append(f"## {section}")
+            parts.extend(f"![{_escaped(plot.caption)}]({plot.file})\n\n*{_escaped(plot.caption)}*" for plot in chosen)
+    return "\n\n".join(parts) + "\n"
+
+
+def _escaped(text: str) -> str:
+    """Text safe inside a markdown image's alt text and an emphasis (grid variants hold brackets)."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)

@@ -1,0 +1,182 @@
+"""Figures, report.md, the console confusion matrix, and the [report] table, on a fake results store."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from feph_finetune.cli import main
+from feph_finetune.confusion import confusion_table, row_shares, summed_confusion
+from feph_finetune.reports import configurations
+from feph_finetune.results import RunStore
+from feph_finetune.stats import mean_ci95, t_ppf
+
+from conftest import REPO, run_cli, write_matrix
+from fake_store import CLASSES, FOLDS, history_of, metrics_of, sample_confusion, write_fake_store
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EXPERIMENTS = ["M0", "M2", "E2"]  # a baseline and two fine-tuned configurations, both phases each
+
+DOCUMENTED = {
+    "cv_accuracy.png",
+    "sensitivity_exploratory.png",
+    "sensitivity_cv.png",
+    *(f"confusion_{phase}_{name}.png" for phase in ("exploratory", "cv") for name in EXPERIMENTS),
+    *(f"learning_curves_{phase}_{name}.png" for phase in ("exploratory", "cv") for name in ("M2", "E2")),  # No-FT trains nothing
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    write_fake_store(root, experiments=EXPERIMENTS)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report_dir(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "figures"
+    assert main(["report", str(store), "--paper", "--figures", str(out)]) == 0
+    return out
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path.name
+    return struct.unpack(">II", data[16:24])
+
+
+def test_figures_are_the_documented_pngs_and_not_blank(report_dir, tmp_path):
+    import matplotlib.image
+
+    assert {path.name for path in report_dir.glob("*.png")} == DOCUMENTED
+    for path in report_dir.glob("*.png"):
+        width, height = png_size(path)
+        blank = tmp_path / f"blank-{path.name}"
+        matplotlib.image.imsave(blank, np.ones((height, width, 3)))
+        assert png_size(blank) == (width, height)
+        assert path.stat().st_size > 3 * blank.stat().st_size, path.name
+
+
+def test_report_md_embeds_every_figure_and_holds_the_tables(report_dir, store):
+    text = (report_dir / "report.md").read_text(encoding="utf-8")
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert sorted(linked) == sorted(DOCUMENTED)  # relative links: the folder can be moved as it is
+    assert "### Exploratory phase (paper Table 4)" in text and "### Cross-validation phase (paper Table 5)" in text
+    m2 = next(row for row, _ in configurations(RunStore(store).records()) if row["phase"] == "cv" and row["experiment"] == "M2")
+    cv_line = next(line for line in text.splitlines() if line.startswith("| M2 |"))
+    assert f"{100 * m2['accuracy']:.1f} ({100 * m2['accuracy_std']:.1f})" in cv_line
+    assert "62.4 (3.2)" in cv_line  # --paper reaches report.md too
+
+
+def test_summed_confusion_adds_the_folds(store):
+    for row, runs in configurations(RunStore(store).records()):
+        counts, folds = summed_confusion(runs, CLASSES)
+        assert folds == (FOLDS if row["phase"] == "cv" else 1)
+        assert counts.tolist() == np.sum([run["metrics"]["confusion"] for run in runs], axis=0).tolist()
+        if row["phase"] == "exploratory":  # the diagonal of the row shares is the sensitivity
+            (run,) = runs
+            assert np.diag(row_shares(counts)) == pytest.approx([run["metrics"]["sensitivity"][name] for name in CLASSES])
+
+
+def test_mean_ci95_is_the_t_interval():
+    values = [61.0, 64.5, 58.2, 66.0, 62.7]
+    interval = mean_ci95(values)
+    half = t_ppf(0.975, 4) * np.std(values, ddof=1) / np.sqrt(5)
+    assert t_ppf(0.975, 4) == pytest.approx(2.7764451, abs=1e-6)  # the t table's 4-dof value
+    assert interval["ci95"] == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+    assert mean_ci95([60.0])["ci95"] is None
+    with pytest.raises(ValueError, match="mean_ci95: value at position 1"):
+        mean_ci95([1.0, float("nan")])
+
+
+def test_confusion_in_the_console_shows_the_summed_counts_with_colour(store, capsys):
+    assert main(["report", str(store), "--confusion", "M2"]) == 0
+    out = capsys.readouterr().out
+    assert "M2 (FT-SGD + IP + HF), cross-validation, summed over 5 folds" in out
+    assert "FT-SGD + IP + HF (mobilenet), exploratory phase" in out
+    row, runs = next(pair for pair in configurations(RunStore(store).records()) if pair[0]["phase"] == "cv" and pair[0]["experiment"] == "M2")
+    counts, _ = summed_confusion(runs, CLASSES)
+    anger = [line for line in out.splitlines() if line.startswith("anger")][1]  # exploratory first, then cv
+    assert anger.split()[1:9] == [str(value) for value in counts[0]] + [str(counts[0].sum())]
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=80, force_terminal=True, color_system="truecolor").print(confusion_table(row, runs))
+    assert "\x1b[" in buffer.getvalue() and ";48;2;" in buffer.getvalue()  # background colour by row share
+    assert max(len(line) for line in buffer.getvalue().splitlines() if "\x1b" not in line) <= 80
+
+
+def test_unknown_configuration_for_confusion_exits_2_with_the_names(store):
+    result = run_cli("report", str(store), "--confusion", "M3")
+    assert result.returncode == 2
+    assert "--confusion M3: no configuration 'M3'" in result.stderr and "M0, M2, E2" in result.stderr
+
+
+REPORTING_IMPORTS = (
+    "import sys; from feph_finetune.cli import main; code = main(sys.argv[1:]); "
+    "sys.stderr.write('imported: ' + ' '.join(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules)); sys.exit(code)"
+)
+
+
+def test_report_tables_fit_an_80_column_pipe_without_importing_tensorflow(store):
+    result = subprocess.run([sys.executable, "-c", REPORTING_IMPORTS, "report", str(store), "--paper"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80 and "…" not in result.stdout
+    assert "62.4" in result.stdout and "±3.2" in result.stdout
+    assert result.stderr.endswith("imported: ")  # neither TensorFlow nor matplotlib for the tables
+
+
+WITHOUT_MATPLOTLIB = "import sys; sys.modules['matplotlib'] = None; from feph_finetune.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_figures_without_matplotlib_exit_2_with_the_install_command(store, tmp_path):
+    out = tmp_path / "figures"
+    result = subprocess.run([sys.executable, "-c", WITHOUT_MATPLOTLIB, "report", str(store), "--figures", str(out)],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2
+    assert 'pip install "feph_finetune[plots]"' in result.stderr and f"--figures {out}" in result.stderr
+    assert not out.exists() and result.stdout == ""  # refused before any work
+
+
+def test_report_table_figures_without_matplotlib_is_a_configuration_error(tmp_path):
+    path = write_matrix(tmp_path / "m.toml", tmp_path, "[experiments.A]\n", extra="[report]\nfigures = true\n")
+    result = subprocess.run([sys.executable, "-c", WITHOUT_MATPLOTLIB, str(path), "--dry-run"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2
+    assert re.search(r"m\.toml:\d+ report\.figures: figures need matplotlib.*pip install \"feph_finetune\[plots\]\"", result.stderr)
+
+
+def test_report_table_keys_are_validated(tmp_path):
+    path = write_matrix(tmp_path / "m.toml", tmp_path, "[experiments.A]\n", extra="[report]\nfigurs = true\npaper = \"yes\"\n")
+    result = run_cli(str(path), "--dry-run")
+    assert result.returncode == 2
+    assert "report.figurs: unknown key 'figurs' (did you mean 'figures'?)" in result.stderr
+    assert "report.paper: expected boolean, got string 'yes'" in result.stderr
+
+
+def test_a_matrix_with_report_figures_writes_them_after_its_runs(tmp_path, capsys, monkeypatch):
+    """The runner is replaced by one that stores fake results (training is tested elsewhere)."""
+    from feph_finetune.runner import MatrixRunner, run_record
+
+    def fake_run(runner, run):
+        confusion = sample_confusion(0.6, np.random.default_rng(0), scale=0.2)
+        runner.store.write(run.id, "history.json", history_of([("head", 1), ("adam", 1)], 0.6, np.random.default_rng(1)))
+        runner.store.finish(run.id, {**run_record(run, "done"), "metrics": metrics_of(confusion), "error": None,
+                                     "timing": {"total_s": 1.0, "stages": {}}, "counters": {}})
+        return "done"
+
+    monkeypatch.setattr(MatrixRunner, "run_one", fake_run)
+    path = write_matrix(tmp_path / "m.toml", tmp_path, "[experiments.A]\n", extra=f"[report]\nfigures = true\nfigures_dir = \"{tmp_path / 'shared'}\"\n")
+    assert main([str(path), "--output", str(tmp_path / "runs")]) == 0
+    written = {file.name for file in (tmp_path / "shared").iterdir()}
+    assert written == {"report.md", "sensitivity_exploratory.png", "confusion_exploratory_A.png", "learning_curves_exploratory_A.png"}
+    assert f"and {tmp_path / 'shared' / 'report.md'}" in capsys.readouterr().out
