@@ -105,13 +105,14 @@ def test_symlink_escaping_the_image_folder_is_refused(tmp_path):
 def test_bad_cells_never_crash_the_loader(tmp_path):
     root = tmp_path / "feph"
     write_png(root / "images" / "a.png")
+    write_png(root / "images" / "b.png", value=1)
     long_name = "x" * 5000
     (root / "labels.csv").write_text(
         "External ID,Facial_label,Gender\n"
         "a.png,1\n"  # short row
         f"{long_name},2,male\n"
         ",3,female\n"
-        "a.png, 07 ,male\n"
+        "b.png, 07 ,male\n"
     )
     dataset = load_dataset(root)
     assert len(dataset.samples) == 1
