@@ -370,6 +370,10 @@ class MatrixBuilder:
         dataset = self.dataset(top["dataset"], check_root)
         if not self.problems:
             self.dataset_index(dataset, report=check_root)
+        # problems so far are reported with the experiments', not instead of them
+        early, self.problems = self.problems, []
+        if early and not (matches_type(dataset["folds"], 0) and 2 <= dataset["folds"] <= SIZE_LIMITS[("dataset", "folds")].maximum):
+            dataset = {**dataset, "folds": DATASET_DEFAULTS["folds"]}  # only to go on checking
         defaults = top["defaults"] if isinstance(top["defaults"], dict) else {}
         check_table(self.raw, defaults, EXPERIMENT_DEFAULTS, ("defaults",), self.problems)
         experiments = top["experiments"] if isinstance(top["experiments"], dict) else {}
@@ -378,12 +382,13 @@ class MatrixBuilder:
                 self.problem(("experiments", name), "experiment names may use letters, digits and _ . + - only")
             check_table(self.raw, table, EXPERIMENT_DEFAULTS, ("experiments", name), self.problems)
         if self.problems:
-            raise ConfigError(self.problems)
+            raise ConfigError(early + self.problems)
         runs: list[Run] = []
         for order, name in enumerate(experiments):
             runs += self.experiment_runs(name, order, experiments, defaults, top["seed"], dataset)
         if check_root:
             self.check_groups(dataset, runs)
+        self.problems = early + self.problems
         if self.problems:
             raise ConfigError(list(dict.fromkeys(self.problems)))
         return Matrix(top["seed"], top["output"], dataset, runs, list(experiments))

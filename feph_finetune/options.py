@@ -114,17 +114,16 @@ def _number_problems(number: float, option: Option) -> list[str]:
 
 
 def _path_problems(text: str, option: Option, check_paths: bool) -> list[str]:
-    alternatives = f"one of {', '.join(repr(c) for c in option.choices)} or " if option.choices else ""
     if option.suffixes and not text.lower().endswith(tuple(suffix.lower() for suffix in option.suffixes)):
-        return [f"{text!r} is neither {alternatives}a {option.path} ending in {', '.join(option.suffixes)}"
-                if alternatives else f"{text!r} is not a {option.path} ending in {', '.join(option.suffixes)}"]
+        kinds = f"a {option.path} ending in {', '.join(option.suffixes)}"
+        allowed = f"neither one of {', '.join(repr(c) for c in option.choices)} nor {kinds}" if option.choices else f"not {kinds}"
+        return [f"{text!r} is {allowed}{_close(text, option.choices or ())}" + (f" ({option.help})" if option.help else "")]
     if not check_paths:
         return []
     path = Path(text).expanduser()
     exists = path.is_file() if option.path == "file" else path.is_dir()
     if not exists:
-        hint = _close(text, option.choices) if option.choices else ""
-        return [f"no such {option.path}: {text!r} ({path.absolute()}){hint}"]
+        return [f"no such {option.path}: {text!r} ({path.absolute()})"]
     return []
 
 

@@ -47,8 +47,8 @@ def site(tmp_path, monkeypatch):
     sys.modules.pop("feph_extra_metric", None)
 
 
-def test_the_hookspecs_are_the_designs_six_plus_options():
-    assert set(hook_names()) == SIX_HOOKS | {"plugin_options"}
+def test_the_hookspecs_are_the_designs_six_plus_options_and_traits():
+    assert set(hook_names()) == SIX_HOOKS | {"plugin_options", "plugin_traits"}
 
 
 def test_plugins_json_lists_builtins_covering_all_six_hooks():
