@@ -206,8 +206,8 @@ class MatrixBuilder:
         formed = f"the {len(self.index.samples)} usable images form only {groups} (group_by = {dataset['group_by']!r})"
         if any(run.phase == "cv" for run in runs) and dataset["folds"] > groups:
             self.problem(("dataset", "folds"), f"{dataset['folds']} folds need at least {dataset['folds']} groups, but {formed}")
-        elif groups < 2:
-            self.problem(("dataset", "group_by"), f"a split needs at least 2 groups, but {formed}")
+        if any(run.phase == "exploratory" for run in runs) and groups < 2:
+            self.problem(("dataset", "group_by"), f"a hold-out split needs at least 2 groups, but {formed}")
 
     # --- experiments ---
 

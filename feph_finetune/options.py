@@ -75,7 +75,10 @@ def option_problems(value: Any, option: Option, check_paths: bool = True) -> lis
     later (the demo's base models). Messages describe the value only; the caller names the place.
     """
     if not matches_type(value, option.default):
-        return [f"expected {type_name(option.default)}, got {type_name(value)} {value!r}"]
+        expected = type_name(option.default)
+        if _is_list(option.default) and option.default:
+            expected = f"array of {type_name(option.default[0])}s"
+        return [f"expected {expected}, got {type_name(value)} {value!r}"]
     items = value if _is_list(value) else [value]
     problems: list[str] = []
     for item in items:
