@@ -281,14 +281,14 @@ class MatrixBuilder:
         for phase in config["phases"] if isinstance(config["phases"], list) else []:
             if phase not in PHASES:
                 self.problems.append(Problem(self.raw.where(*where(("phases",))), f"unknown phase {phase!r}; phases are {', '.join(PHASES)}"))
-        if len(self.problems) == before:
+        if len(self.problems) == before:  # types are right: check ranges, plugins and options
             for key, limit in [(("seed",), SEED)] + [(k, v) for k, v in SIZE_LIMITS.items() if k[0] != "dataset"]:
                 for message in option_problems(config[key[0]], limit):
                     self.problems.append(Problem(self.raw.where(*where(key)), message))
-        if len(self.problems) == before:
             self.check_plugins(config, where)
 
     def check_plugins(self, config: dict[str, Any], where) -> None:
+        before = len(self.problems)
         installed = self.plugins.names()
         for key, hook in PLUGIN_KEYS.items():
             if key == "optimizer" and not config["fine_tune"]:
@@ -304,14 +304,18 @@ class MatrixBuilder:
                 elif not self.plugins.implements(name, hook):
                     serving = [p for p in installed if self.plugins.implements(p, hook)]
                     self.problems.append(Problem(place, f"plugin {name!r} does not implement {hook}; plugins that do: {', '.join(serving)}"))
-        before = len(self.problems)
-        self.check_options(config, where)
         if len(self.problems) == before:
-            self.check_traits(config, where)
+            self.check_traits(config, where, self.check_options(config, where))
 
-    def check_options(self, config: dict[str, Any], where) -> None:
+    def check_options(self, config: dict[str, Any], where) -> set[str]:
+        """Check every configured option against its plugin's declarations; files named by
+        options must exist only for the plugins the experiment uses. Returns the plugins whose
+        options have problems."""
         installed = self.plugins.names()
+        used = used_plugins(config)
+        faulty: set[str] = set()
         for plugin, table in config["options"].items():
+            before = len(self.problems)
             place = self.raw.where(*where(("options", plugin)))
             if plugin not in installed:
                 self.problems.append(Problem(place, f"options for plugin {plugin!r}, which is not installed{close_match(plugin, installed)}"))
@@ -326,23 +330,30 @@ class MatrixBuilder:
                     known = ", ".join(declarations) or "none"
                     self.problems.append(Problem(place, f"plugin {plugin!r} has no option {key!r}{close_match(key, declarations)}; its options: {known}"))
                     continue
-                for message in option_problems(value, declarations[key], check_paths=self.check_files):
+                for message in option_problems(value, declarations[key], check_paths=self.check_files and plugin in used):
                     self.problems.append(Problem(place, message))
+            if len(self.problems) > before:
+                faulty.add(plugin)
+        return faulty
 
-    def check_traits(self, config: dict[str, Any], where) -> None:
-        """Refuse combinations of plugins that cannot work, from what each declares it does."""
+    def check_traits(self, config: dict[str, Any], where, faulty: set[str]) -> None:
+        """Refuse combinations of plugins that cannot work, from what each declares it does
+        (plugins whose options have problems are left out: their traits are unknown)."""
         options = self.plugin_options(config)
         traits = {}
         for name in used_plugins(config):
+            if name in faulty:
+                continue
             try:
                 traits[name] = self.plugins.traits(name, options[name])
             except PluginCallError as error:
                 self.problems.append(Problem(self.raw.where(*where(("options", name))), str(error)))
-                return
         model = config["model"]
+        if model not in traits:
+            return
         if "normalizes_input" in traits[model]:
             for name in config["preprocess"]:
-                if "normalizes_pixels" in traits[name]:
+                if "normalizes_pixels" in traits.get(name, ()):
                     self.problems.append(Problem(
                         self.raw.where(*where(("preprocess",))),
                         f"the model from {model!r} normalises its input itself, and {name!r} would normalise it "

@@ -55,6 +55,9 @@ def test_bad_option_values_and_seeds_are_all_reported_at_once_with_their_lines(t
 
     [experiments.B]
     grid = { seed = [1, -1] }
+
+    [experiments.C]
+    fine_tune = false
     """
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
     code, error = dry_run(path, capsys)
@@ -66,6 +69,8 @@ def test_bad_option_values_and_seeds_are_all_reported_at_once_with_their_lines(t
         f"{place(path, 'scale_factor = ', 'defaults.options.face_crop.scale_factor')}: must be a finite number, not inf",
         f"{place(path, 'seed = 4294967296', 'experiments.A.seed')}: must be <= 4294967295, not 4294967296",
         f"{place(path, 'grid = ', 'experiments.B.grid.seed')}: must be >= 0, not -1",
+        f"{place(path, 'fine_tune = false', 'experiments.C.fine_tune')}: No-FT (fine_tune = false) evaluates the model's "
+        "pretrained expression classifier, but 'mobilenet' with weights = 'none', alpha = 0.25 has none",
     ]
     for line in expected:
         assert line in error, f"missing: {line}\n{error}"
