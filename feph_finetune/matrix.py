@@ -96,6 +96,7 @@ class Run:
             "preprocess": self.config["preprocess"],
             "augment": self.config["augment"],
             "class_weights": self.config["class_weights"],
+            "data": self.dataset.get("fingerprint", ""),
         }
 
 

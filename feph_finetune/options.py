@@ -12,6 +12,7 @@ No TensorFlow here (the CLI validates configurations without it).
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,8 +173,7 @@ def _hashable(value: Any) -> bool:
 
 
 def _close(word: Any, choices: Sequence[Any]) -> str:
-    import difflib
-
+    """A ' (did you mean X?)' hint for a misspelt choice, or an empty string."""
     if not isinstance(word, str):
         return ""
     texts = [choice for choice in choices if isinstance(choice, str)]
