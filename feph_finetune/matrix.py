@@ -305,8 +305,10 @@ class MatrixBuilder:
                 elif not self.plugins.implements(name, hook):
                     serving = [p for p in installed if self.plugins.implements(p, hook)]
                     self.problems.append(Problem(place, f"plugin {name!r} does not implement {hook}; plugins that do: {', '.join(serving)}"))
-        if len(self.problems) == before:
-            self.check_traits(config, where, self.check_options(config, where))
+        names_found = len(self.problems) == before
+        faulty = self.check_options(config, where)
+        if names_found:
+            self.check_traits(config, where, faulty)
 
     def check_options(self, config: dict[str, Any], where) -> set[str]:
         """Check every configured option against its plugin's declarations; files named by

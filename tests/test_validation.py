@@ -303,11 +303,12 @@ def test_fewer_groups_than_folds_is_refused_by_the_dry_run(tmp_path, capsys):
 def test_an_empty_dataset_folder_is_refused(tmp_path, capsys):
     root = tmp_path / "empty"
     root.mkdir()
-    path = write_matrix(tmp_path / "m.toml", root, '[experiments.A]\nmodel = "mobilenett"\n')
+    path = write_matrix(tmp_path / "m.toml", root, '[experiments.A]\nmodel = "mobilenett"\noptions.flip.mode = "dubble"\n')
     code, error = dry_run(path, capsys)
     assert code == 2
-    assert "dataset.root: no labels CSV" in error
-    assert "experiments.A.model: plugin 'mobilenett' is not installed" in error   # reported together
+    assert "dataset.root: no labels CSV" in error   # all reported together:
+    assert "experiments.A.model: plugin 'mobilenett' is not installed" in error
+    assert "experiments.A.options.flip.mode: 'dubble' is not one of" in error
 
 
 def test_the_dry_run_reads_the_index_without_tensorflow_or_decoding(tmp_path, synthetic_feph):
