@@ -361,7 +361,7 @@ def _report_blocks(rows: list[dict]) -> list[_Grid | _Notes]:
         blocks.append(_Notes(title, comparisons))
     data_lines = _data_lines(rows)
     if data_lines:
-        blocks.append(_Notes("Data (fingerprint of the labels CSV and image files; python -m feph_finetune data ROOT)", data_lines))
+        blocks.append(_Notes("Data each row came from (python -m feph_finetune data ROOT shows it)", data_lines))
     failures = [_failure_line(failure) for row in rows for failure in row["failures"]]
     if failures:
         blocks.append(_Notes("Failed runs", failures))
