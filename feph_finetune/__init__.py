@@ -14,6 +14,7 @@ from feph_finetune.api import (
     TrainingStage,
 )
 from feph_finetune.hookspecs import hookimpl
+from feph_finetune.options import Option
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,7 @@ __all__ = [
     "Augmentation",
     "BuiltModel",
     "FrameResult",
+    "Option",
     "PluginError",
     "Preprocessing",
     "RunContext",

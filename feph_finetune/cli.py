@@ -228,6 +228,8 @@ def cmd_run(args, console: Console) -> int:
     runs = select(matrix, args.only, args.phase)
     if args.demo and not args.dry_run:
         demo.prepare_demo(settings, paths, console, backbones={run.config["model"] for run in runs})
+        matrix = build_matrix(raw, plugins)  # now that the data exists: checked, and its fingerprint in the ids
+        runs = select(matrix, args.only, args.phase)
     if args.dry_run:
         print_runs(runs, args.json, console)
         return EXIT_OK

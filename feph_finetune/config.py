@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from feph_finetune.options import matches_type, type_name  # noqa: F401 (re-exported)
+
 PHASES = ("exploratory", "cv")
 GROUP_KEYS = ("sequence", "signer")
 
@@ -240,25 +242,6 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 # --- types ---------------------------------------------------------------------------------------
-
-
-def type_name(value: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def matches_type(value: Any, default: Any) -> bool:
-    """Whether ``value`` may replace ``default``: same type, an int for a float, anything for None."""
-    if default is None:
-        return True
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, list):
-        return isinstance(value, list) and all(matches_type(item, default[0]) for item in value) if default else isinstance(value, list)
-    return isinstance(value, type(default))
 
 
 def check_table(raw: RawConfig, table: Any, defaults: dict, keys: tuple[str, ...], problems: list[Problem]) -> None:

@@ -3,6 +3,9 @@
 The release is messy in documented ways (SPEC §2): multi-label cells, empty labels, IDs without
 ``.png``. Every CSV row either becomes a :class:`Sample` or is counted under exactly one reason of
 :data:`DROP_REASONS`, so a user can always account for the difference between rows and images.
+Rows are resolved to files first, so that one image is one sample at most, however often and
+under whichever spelling of its ID the CSV lists it. A :attr:`Dataset.fingerprint` identifies
+the data (labels and image files) cheaply, so that results of changed data are never reused.
 IDs are treated as untrusted: an ID that points outside the image folder is refused before any
 file is opened. No TensorFlow here; images are decoded with OpenCV.
 """
@@ -10,6 +13,7 @@ file is opened. No TensorFlow here; images are decoded with OpenCV.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +34,8 @@ DROP_REASONS: tuple[str, ...] = (
     "missing_file",
     "unreadable",
     "outside_root",
+    "duplicate_row",
+    "conflicting_labels",
 )
 
 ID_COLUMN = "External ID"
@@ -48,6 +54,10 @@ LABEL_CODES: dict[str, str] = {
 NONE_CODE = "7"
 NO_FACE_TEXT = "face_not_visible"
 MULTI_LABEL_PATTERN = re.compile(r"[0-7]{2,}")
+#: A whole number written as a float by a spreadsheet's re-save (``3.0``): read as the number.
+INTEGRAL_FLOAT_PATTERN = re.compile(r"(\d+)\.0+")
+#: Hex digits of the data fingerprint kept in run ids and reports.
+FINGERPRINT_DIGITS = 12
 
 #: ``<sequence>.avi_pid<n>_fn<frame>-<n>[.png]``: frames of one video sequence share group 1.
 FRAME_NAME_PATTERN = re.compile(r"^(.+?)\.avi_pid\d+_fn(\d+)-\d+(\.png)?$")
@@ -99,6 +109,7 @@ class Dataset:
     samples: list[Sample]
     dropped: dict[str, int]
     dropped_rows: list[DroppedRow] = field(default_factory=list)
+    fingerprint: str = ""
 
     def labels(self) -> np.ndarray:
         """Class index of every sample, in sample order."""
@@ -111,14 +122,15 @@ class Dataset:
         return np.array([getattr(sample, key) for sample in self.samples], dtype=str)
 
 
-def load_dataset(root, labels_csv: str | None = None, images_dir: str | None = None, settings: dict[str, str] = TOML_SETTINGS) -> Dataset:
+def load_dataset(root, labels_csv: str | None = None, images_dir: str | None = None, decode: bool = True, settings: dict[str, str] = TOML_SETTINGS) -> Dataset:
     """Read the release under ``root``; ``labels_csv``/``images_dir`` override the search.
 
     Overrides are relative to ``root`` or absolute. Without them the single ``*.csv`` in ``root``
     or its direct subfolders is used, and the single subfolder holding PNGs beside that CSV
-    (else in ``root``; a folder itself when none of its subfolders holds PNGs). ``settings``
-    names the two overrides in error hints (``{"labels": ..., "images": ...}``; default: the
-    TOML keys). Raises DatasetError when the layout is unusable.
+    (else in ``root``; a folder itself when none of its subfolders holds PNGs). ``decode=False``
+    skips decoding the images (see :func:`load_index`). ``settings`` names the two overrides in
+    error hints (``{"labels": ..., "images": ...}``; default: the TOML keys). Raises DatasetError
+    for an unusable layout.
     """
     root = Path(root)
     try:
@@ -128,11 +140,37 @@ def load_dataset(root, labels_csv: str | None = None, images_dir: str | None = N
             raise
         phrase, setting = error.hint
         raise DatasetError(f"{error}; {phrase} {settings[setting]}") from None
-    samples, dropped_rows = _samples_from_rows(image_folder, _read_rows(csv_path))
+    rows = list(_read_rows(csv_path))
+    samples, dropped_rows, files = _samples_from_rows(image_folder, rows, decode)
     dropped = {reason: 0 for reason in DROP_REASONS}
     for row in dropped_rows:
         dropped[row.reason] += 1
-    return Dataset(root=root, samples=samples, dropped=dropped, dropped_rows=dropped_rows)
+    return Dataset(root=root, samples=samples, dropped=dropped, dropped_rows=dropped_rows,
+                   fingerprint=data_fingerprint(csv_path, image_folder, files))
+
+
+def load_index(root, labels_csv: str | None = None, images_dir: str | None = None) -> Dataset:
+    """The release's index: the CSV and the files it names, without decoding any image.
+
+    Cheap enough for validating a configuration (a CSV and a ``stat`` per row). Its samples may
+    include files that do not decode, which :func:`load_dataset` drops as ``unreadable``; its
+    fingerprint is the same as theirs.
+    """
+    return load_dataset(root, labels_csv, images_dir, decode=False)
+
+
+def data_fingerprint(csv_path: Path, image_folder: Path, files) -> str:
+    """A short hex digest (sha256) of the labels file's bytes and of the image files the rows
+    resolve to (path within the image folder, size, modification time): changes when a label, an
+    image, or the set of images changes; no image is decoded."""
+    digest = hashlib.sha256(csv_path.read_bytes())
+    for path in sorted(set(files)):
+        try:
+            status = path.stat()
+        except OSError:
+            continue
+        digest.update(f"\0{path.relative_to(image_folder).as_posix()}\0{status.st_size}\0{status.st_mtime_ns}".encode())
+    return digest.hexdigest()[:FINGERPRINT_DIGITS]
 
 
 def read_image(path) -> np.ndarray:
@@ -149,6 +187,9 @@ def read_image(path) -> np.ndarray:
 def label_reason(cell: str) -> int | str:
     """The class index a ``Facial_label`` cell names, or the drop reason when it names none."""
     text = cell.strip()
+    integral = INTEGRAL_FLOAT_PATTERN.fullmatch(text)
+    if integral:
+        text = integral.group(1)
     if not text or text.casefold() == NO_FACE_TEXT:
         return "no_label"
     if text in LABEL_CODES:
@@ -282,37 +323,60 @@ def _cell(cells: list[str], index: int) -> str:
 # --- turning a row into a sample ------------------------------------------------------------
 
 
-def _samples_from_rows(image_folder: Path, rows) -> tuple[list[Sample], list[DroppedRow]]:
-    """Kept samples in CSV order, and the dropped rows; decoding runs in parallel threads."""
+def _samples_from_rows(image_folder: Path, rows, decode: bool = True) -> tuple[list[Sample], list[DroppedRow], list[Path]]:
+    """Kept samples in CSV order, the dropped rows, and every file a row resolves to.
+
+    Each row's label is read and its ID resolved to a file first; rows naming the same file are
+    then settled together (:func:`_repeated_files`), and only the remaining rows become samples,
+    after their decoding (in parallel threads) when ``decode``.
+    """
+    rows = [(line, external_id, label_reason(label_cell), _resolve_image(image_folder, external_id))
+            for line, external_id, label_cell in rows]
+    dropped_rows = _repeated_files(rows)
+    settled = {row.line for row in dropped_rows}
     candidates: list[tuple[int, str, Sample]] = []
-    dropped_rows: list[DroppedRow] = []
-    for line, external_id, label_cell in rows:
-        outcome = _candidate_from_row(image_folder, external_id, label_cell)
-        if isinstance(outcome, Sample):
-            candidates.append((line, external_id, outcome))
-        else:
-            dropped_rows.append(DroppedRow(line, external_id, outcome))
+    for line, external_id, label, found in rows:
+        if line in settled:
+            continue
+        if isinstance(label, str) or isinstance(found, str):
+            dropped_rows.append(DroppedRow(line, external_id, label if isinstance(label, str) else found))
+            continue
+        name, path = found
+        sequence = sequence_of(name)
+        candidates.append((line, external_id, Sample(path=path, label=label, sequence=sequence, signer=signer_of(sequence))))
+    decodable = _decodable([c[2].path for c in candidates]) if decode else [True] * len(candidates)
     samples: list[Sample] = []
-    for (line, external_id, sample), decodable in zip(candidates, _decodable([c[2].path for c in candidates])):
-        if decodable:
+    for (line, external_id, sample), ok in zip(candidates, decodable):
+        if ok:
             samples.append(sample)
         else:
             dropped_rows.append(DroppedRow(line, external_id, "unreadable"))
     dropped_rows.sort(key=lambda row: row.line)
-    return samples, dropped_rows
+    files = [found[1] for _, _, _, found in rows if not isinstance(found, str)]
+    return samples, dropped_rows, files
 
 
-def _candidate_from_row(image_folder: Path, external_id: str, label_cell: str) -> Sample | str:
-    """The row's sample before decoding, or why it is dropped (label first, then the file)."""
-    label = label_reason(label_cell)
-    if isinstance(label, str):
-        return label
-    found = _resolve_image(image_folder, external_id)
-    if isinstance(found, str):
-        return found
-    name, path = found
-    sequence = sequence_of(name)
-    return Sample(path=path, label=label, sequence=sequence, signer=signer_of(sequence))
+def _repeated_files(rows) -> list[DroppedRow]:
+    """The rows dropped because another row names the same file.
+
+    All rows of a file whose label cells disagree (after reading: ``3`` and ``3.0`` agree) are
+    ``conflicting_labels``: which one is right is unknown, and the paper drops frames with more
+    than one label. When they agree, the first row stands for the file and the later ones are
+    ``duplicate_row`` (the same ``External ID`` repeated, or written with and without ``.png``).
+    """
+    by_file: dict[Path, list[tuple[int, str, int | str]]] = {}
+    for line, external_id, label, found in rows:
+        if not isinstance(found, str):
+            by_file.setdefault(found[1], []).append((line, external_id, label))
+    dropped: list[DroppedRow] = []
+    for group in by_file.values():
+        if len(group) < 2:
+            continue
+        if len({label for _, _, label in group}) > 1:
+            dropped += [DroppedRow(line, external_id, "conflicting_labels") for line, external_id, _ in group]
+        else:
+            dropped += [DroppedRow(line, external_id, "duplicate_row") for line, external_id, _ in group[1:]]
+    return dropped
 
 
 def _decodable(paths: list[Path]) -> list[bool]:

@@ -59,7 +59,7 @@ def demo_settings(raw: RawConfig) -> dict[str, Any]:
 
 #: Part of the cache key: raise it when the demo's data or base models are made differently, so
 #: that a cache written by an older version is not reused.
-DEMO_FORMAT = 2
+DEMO_FORMAT = 3
 
 
 def demo_paths(settings: dict[str, Any]) -> DemoPaths:
@@ -125,16 +125,16 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
     on 3,600 faces reached 40% held-out accuracy in 9 epochs, while with random shifts and
     brightness changes it often stayed at chance for 12.
 
-    The MobileNet base takes its input as Savchenko's MobileNet does: BGR with the ImageNet channel
-    means subtracted (Keras' "caffe" mode), so that, as in the paper, experiments with the
-    ``normalize`` plugin (IP) feed it what it was trained on and the others do not. EfficientNet
-    rescales its input itself.
+    The MobileNet base takes its input as Savchenko's MobileNet does (SPEC §1 IP): RGB minus
+    103.939, 116.779, 123.68 on R, G, B, no channel flip, so that, as in the paper, experiments with
+    the ``normalize`` plugin (IP, its default ``rgb_means``) feed it what it was trained on and the
+    others do not. EfficientNet rescales its input itself.
     """
     import keras
 
     def model_input(x: np.ndarray) -> np.ndarray:
         x = x.astype("float32")
-        return keras.applications.imagenet_utils.preprocess_input(x, mode="caffe") if backbone == "mobilenet" else x
+        return x - np.array([103.939, 116.779, 123.68], dtype="float32") if backbone == "mobilenet" else x
 
     size = settings["input_size"]
     keras.utils.set_random_seed(settings["seed"])

@@ -24,6 +24,8 @@ REASON_TEXT = {
     "missing_file": "no such image file",
     "unreadable": "file is not a decodable image",
     "outside_root": "ID points outside the image folder",
+    "duplicate_row": "repeats an earlier row's image and label",
+    "conflicting_labels": "image listed with different labels",
 }
 
 
@@ -43,6 +45,7 @@ def describe_dataset(dataset: Dataset, folds: int = 5, seed: int = 0, test_fract
         "images": len(dataset.samples),
         "classes": {name: class_counts.get(index, 0) for index, name in enumerate(CLASSES)},
         "sequences": len(set(sequences.tolist())),
+        "fingerprint": dataset.fingerprint,
         "dropped": {reason: int(dataset.dropped.get(reason, 0)) for reason in DROP_REASONS},
         "holdout": {"train": 0, "test": 0, "test_sequences": []},
         "folds": [],
@@ -69,7 +72,8 @@ def _test_side(split: Split, sequences) -> dict:
 
 def _class_table(description: dict) -> Table:
     images = description["images"]
-    table = Table(title=f"{images} images in {description['sequences']} sequences")
+    table = Table(title=f"{images} images in {description['sequences']} sequences",
+                  caption=f"data fingerprint {description['fingerprint']}" if description.get("fingerprint") else None)
     table.add_column("class")
     table.add_column("images", justify="right")
     table.add_column("share", justify="right")

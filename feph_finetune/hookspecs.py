@@ -26,15 +26,52 @@ PROJECT = "feph_finetune"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+#: The traits a ``plugin_traits`` implementation may declare (see that hook).
+TRAITS = ("normalizes_pixels", "normalizes_input", "pretrained_classifier")
+
 
 @hookspec(firstresult=True)
 def plugin_options():
-    """Declare the plugin's options and their defaults.
+    """Declare the plugin's options: their defaults and the values they accept.
 
     Called when a configuration is validated, before any work, for every plugin an experiment
-    names. Returns a dict ``{option: default}``; the TOML's ``[*.options.<plugin>]`` table may set
-    only these keys, with values of the default's type (an int is accepted for a float; a default
-    of None accepts any value). A plugin without options need not implement this hook.
+    names. Returns a dict ``{option: declaration}``; the TOML's ``[*.options.<plugin>]`` table may
+    set only these keys. Each declaration is either
+
+    - a plain default (``"mode": "double"``): the option accepts values of the default's type (an
+      int is accepted for a float; a default of None accepts any value); or
+    - a :class:`feph_finetune.Option` (``"margin": Option(0.2, minimum=0, help=...)``), which
+      adds ``choices``, numeric bounds (``minimum``/``maximum``, inclusive unless
+      ``exclusive_minimum``/``exclusive_maximum``), ``finite`` (on by default: no inf or nan),
+      ``path="file"`` (an existing file, or one of ``choices``), ``suffixes``, ``retired`` values
+      with a hint, and a ``check`` function for any other rule.
+
+    Every problem is reported at once with the TOML line that set the value, and ``--dry-run``
+    exits with code 2, so a hook never needs to re-check its options: ``context.options`` holds
+    checked values with the defaults filled in. A plugin without options need not implement this
+    hook.
+    """
+
+
+@hookspec(firstresult=True)
+def plugin_traits(options):
+    """Say what the plugin does, with these options, that other plugins of an experiment depend on.
+
+    Called when a configuration is validated, before any work, for every plugin an experiment
+    names, with ``options``: the plugin's checked options, defaults filled in. Returns a
+    collection of trait names, or None for none. The core knows these traits and refuses, before
+    any work, experiments that combine plugins wrongly:
+
+    - ``"normalizes_pixels"`` (a ``preprocess`` plugin): its ``batch`` step normalises pixel
+      values (:attr:`feph_finetune.Preprocessing.normalizes`).
+    - ``"normalizes_input"`` (a ``build_model`` plugin): the model normalises raw 0-255 pixels
+      itself (:attr:`feph_finetune.BuiltModel.normalizes_input`), so no ``preprocess`` plugin
+      with ``"normalizes_pixels"`` may be used with it.
+    - ``"pretrained_classifier"`` (a ``build_model`` plugin): the model comes with a pretrained
+      expression classifier (:attr:`feph_finetune.BuiltModel.pretrained`), which No-FT
+      experiments (``fine_tune = false``) evaluate; without it they are refused.
+
+    Traits are promises: the run still checks the objects the hooks return.
     """
 
 

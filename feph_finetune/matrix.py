@@ -36,7 +36,24 @@ from feph_finetune.config import (
     split_dotted,
     type_name,
 )
-from feph_finetune.plugins import Plugins
+from feph_finetune.dataset import Dataset, DatasetError, load_index
+from feph_finetune.options import Option, option_problems
+from feph_finetune.plugins import PluginCallError, Plugins
+
+#: Seeds feed NumPy and Keras (``keras.utils.set_random_seed``), which take 32-bit unsigned seeds.
+SEED = Option(0, minimum=0, maximum=2**32 - 1)
+
+#: Bounds on the sizes of a configuration, so that an absurd value is refused before it allocates
+#: or loops: each fold needs a group of its own (the loaded data bounds ``folds`` further);
+#: Keras' MobileNet and EfficientNet take inputs of 32 px or more, and the frame array of FePh's
+#: 2,531 images takes 8 GB at 1024 px.
+SIZE_LIMITS = {
+    ("dataset", "folds"): Option(5, minimum=2, maximum=10_000),
+    ("dataset", "test_fraction"): Option(0.2, minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True),
+    ("input_size",): Option(224, minimum=32, maximum=1024),
+    ("batch_size",): Option(32, minimum=1, maximum=65_536),
+    ("validation_split",): Option(0.0, minimum=0, maximum=1, exclusive_maximum=True),
+}
 
 FEPH_SOURCE = (
     "FePh is published on Harvard Dataverse (doi:10.7910/DVN/358QMQ); download it and point "
@@ -80,6 +97,7 @@ class Run:
             "preprocess": self.config["preprocess"],
             "augment": self.config["augment"],
             "class_weights": self.config["class_weights"],
+            "data": self.dataset.get("fingerprint", ""),
         }
 
 
@@ -120,10 +138,12 @@ def run_id(experiment: str, phase: str, fold: int | None, config: dict, dataset:
 class MatrixBuilder:
     """Resolves and checks every experiment of a raw configuration, collecting problems."""
 
-    def __init__(self, raw: RawConfig, plugins: Plugins):
+    def __init__(self, raw: RawConfig, plugins: Plugins, check_files: bool = True):
         self.raw = raw
         self.plugins = plugins
+        self.check_files = check_files
         self.problems: list[Problem] = []
+        self.index: Dataset | None = None
 
     def problem(self, keys: tuple[str, ...], message: str) -> None:
         self.problems.append(Problem(self.raw.where(*keys), message))
@@ -137,6 +157,8 @@ class MatrixBuilder:
             self.problem(("experiments",), "no experiments: add at least one [experiments.NAME] table")
         if not isinstance(data.get("seed", 0), int) or isinstance(data.get("seed"), bool):
             return {**TOP_LEVEL, **data, "seed": TOP_LEVEL["seed"]}
+        for message in option_problems(data.get("seed", TOP_LEVEL["seed"]), SEED):
+            self.problem(("seed",), message)
         return {**TOP_LEVEL, **data}
 
     def dataset(self, table: Any, check_root: bool) -> dict[str, Any]:
@@ -144,10 +166,10 @@ class MatrixBuilder:
         dataset = {**DATASET_DEFAULTS, **(table if isinstance(table, dict) else {})}
         if dataset["group_by"] not in GROUP_KEYS:
             self.problem(("dataset", "group_by"), f"must be one of {', '.join(GROUP_KEYS)}")
-        if isinstance(dataset["folds"], int) and dataset["folds"] < 2:
-            self.problem(("dataset", "folds"), "needs at least 2 folds")
-        if isinstance(dataset["test_fraction"], (int, float)) and not 0 < dataset["test_fraction"] < 1:
-            self.problem(("dataset", "test_fraction"), "must lie between 0 and 1")
+        for key in ("folds", "test_fraction"):
+            if key in (table if isinstance(table, dict) else {}) and matches_type(dataset[key], DATASET_DEFAULTS[key]):
+                for message in option_problems(dataset[key], SIZE_LIMITS[("dataset", key)]):
+                    self.problem(("dataset", key), message)
         if check_root:
             root = dataset["root"]
             if not root:
@@ -166,6 +188,40 @@ class MatrixBuilder:
             if not plots_available():
                 self.problem(("report", "figures"), f"figures need matplotlib, which is not installed: {PLOTS_INSTALL}")
         return report
+
+    def dataset_index(self, dataset: dict[str, Any], report: bool) -> None:
+        """Read the dataset's index (its CSV and file listing; no image is decoded) when its root
+        exists: record its fingerprint in ``dataset`` (part of every run's id) and, when
+        ``report``, refuse data no run could use: no usable image, too few groups to split."""
+        root = dataset["root"]
+        if not isinstance(root, str) or not root or not Path(root).expanduser().is_dir():
+            return
+        try:
+            index = load_index(Path(root).expanduser(), dataset["labels"] or None, dataset["images"] or None)
+        except DatasetError as error:
+            if report:
+                self.problem(("dataset", "root"), str(error))
+            return
+        dataset["fingerprint"] = index.fingerprint
+        if not report:
+            return
+        if not index.samples:
+            dropped = ", ".join(f"{count} {reason}" for reason, count in index.dropped.items() if count) or "none"
+            self.problem(("dataset", "root"), f"no usable image: the labels CSV has {len(index.dropped_rows)} rows "
+                         f"and none becomes a sample (rows dropped: {dropped}); see python -m feph_finetune data {root}")
+            return
+        self.index = index
+
+    def check_groups(self, dataset: dict[str, Any], runs: list[Run]) -> None:
+        """The loaded data must have enough groups for a hold-out split and for the folds."""
+        if self.index is None or not self.index.samples:
+            return
+        groups = len(set(self.index.groups(dataset["group_by"]).tolist()))
+        formed = f"the {len(self.index.samples)} usable images form only {groups} (group_by = {dataset['group_by']!r})"
+        if any(run.phase == "cv" for run in runs) and dataset["folds"] > groups:
+            self.problem(("dataset", "folds"), f"{dataset['folds']} folds need at least {dataset['folds']} groups, but {formed}")
+        if any(run.phase == "exploratory" for run in runs) and groups < 2:
+            self.problem(("dataset", "group_by"), f"a hold-out split needs at least 2 groups, but {formed}")
 
     # --- experiments ---
 
@@ -239,15 +295,14 @@ class MatrixBuilder:
         for phase in config["phases"] if isinstance(config["phases"], list) else []:
             if phase not in PHASES:
                 self.problems.append(Problem(self.raw.where(*where(("phases",))), f"unknown phase {phase!r}; phases are {', '.join(PHASES)}"))
-        for key in ("input_size", "batch_size"):
-            if isinstance(config[key], int) and config[key] < 1:
-                self.problems.append(Problem(self.raw.where(*where((key,))), "must be a positive integer"))
-        if isinstance(config["validation_split"], (int, float)) and not 0 <= config["validation_split"] < 1:
-            self.problems.append(Problem(self.raw.where(*where(("validation_split",))), "must be at least 0 and below 1"))
-        if len(self.problems) == before:
+        if len(self.problems) == before:  # types are right: check ranges, plugins and options
+            for key, limit in [(("seed",), SEED)] + [(k, v) for k, v in SIZE_LIMITS.items() if k[0] != "dataset"]:
+                for message in option_problems(config[key[0]], limit):
+                    self.problems.append(Problem(self.raw.where(*where(key)), message))
             self.check_plugins(config, where)
 
     def check_plugins(self, config: dict[str, Any], where) -> None:
+        before = len(self.problems)
         installed = self.plugins.names()
         for key, hook in PLUGIN_KEYS.items():
             if key == "optimizer" and not config["fine_tune"]:
@@ -263,11 +318,20 @@ class MatrixBuilder:
                 elif not self.plugins.implements(name, hook):
                     serving = [p for p in installed if self.plugins.implements(p, hook)]
                     self.problems.append(Problem(place, f"plugin {name!r} does not implement {hook}; plugins that do: {', '.join(serving)}"))
-        self.check_options(config, where)
+        names_found = len(self.problems) == before
+        faulty = self.check_options(config, where)
+        if names_found:
+            self.check_traits(config, where, faulty)
 
-    def check_options(self, config: dict[str, Any], where) -> None:
+    def check_options(self, config: dict[str, Any], where) -> set[str]:
+        """Check every configured option against its plugin's declarations; files named by
+        options must exist only for the plugins the experiment uses. Returns the plugins whose
+        options have problems."""
         installed = self.plugins.names()
+        used = used_plugins(config)
+        faulty: set[str] = set()
         for plugin, table in config["options"].items():
+            before = len(self.problems)
             place = self.raw.where(*where(("options", plugin)))
             if plugin not in installed:
                 self.problems.append(Problem(place, f"options for an unusable plugin: {self.plugins.missing(plugin)}"))
@@ -275,14 +339,51 @@ class MatrixBuilder:
             if not isinstance(table, dict):
                 self.problems.append(Problem(place, f"expected a table, got {type_name(table)}"))
                 continue
-            defaults = self.plugins.option_defaults(plugin)
+            declarations = self.plugins.option_declarations(plugin)
             for key, value in table.items():
                 place = self.raw.where(*where(("options", plugin, key)))
-                if key not in defaults:
-                    known = ", ".join(defaults) or "none"
-                    self.problems.append(Problem(place, f"plugin {plugin!r} has no option {key!r}{close_match(key, defaults)}; its options: {known}"))
-                elif not matches_type(value, defaults[key]):
-                    self.problems.append(Problem(place, f"expected {type_name(defaults[key])}, got {type_name(value)} {value!r}"))
+                if key not in declarations:
+                    known = ", ".join(declarations) or "none"
+                    self.problems.append(Problem(place, f"plugin {plugin!r} has no option {key!r}{close_match(key, declarations)}; its options: {known}"))
+                    continue
+                for message in option_problems(value, declarations[key], check_paths=self.check_files and plugin in used):
+                    self.problems.append(Problem(place, message))
+            if len(self.problems) > before:
+                faulty.add(plugin)
+        return faulty
+
+    def check_traits(self, config: dict[str, Any], where, faulty: set[str]) -> None:
+        """Refuse combinations of plugins that cannot work, from what each declares it does
+        (plugins whose options have problems are left out: their traits are unknown)."""
+        options = self.plugin_options(config)
+        traits = {}
+        for name in used_plugins(config):
+            if name in faulty:
+                continue
+            try:
+                traits[name] = self.plugins.traits(name, options[name])
+            except PluginCallError as error:
+                self.problems.append(Problem(self.raw.where(*where(("options", name))), str(error)))
+        model = config["model"]
+        if model not in traits:
+            return
+        if "normalizes_input" in traits[model]:
+            for name in config["preprocess"]:
+                if "normalizes_pixels" in traits.get(name, ()):
+                    self.problems.append(Problem(
+                        self.raw.where(*where(("preprocess",))),
+                        f"the model from {model!r} normalises its input itself, and {name!r} would normalise it "
+                        f"again; remove {name!r} from this experiment's preprocess list",
+                    ))
+        if not config["fine_tune"] and "pretrained_classifier" not in traits[model]:
+            set_options = config["options"].get(model) or {}
+            shown = ", ".join(f"{key} = {value!r}" for key, value in set_options.items()) or "its defaults"
+            self.problems.append(Problem(
+                self.raw.where(*where(("fine_tune",))),
+                f"No-FT (fine_tune = false) evaluates the model's pretrained expression classifier, but "
+                f"{model!r} with {shown} has none; give it weights that carry one (a whole expression model), "
+                "or fine-tune",
+            ))
 
     def plugin_options(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The options of the plugins the experiment uses, defaults filled in."""
@@ -295,6 +396,12 @@ class MatrixBuilder:
         top = self.top_level()
         dataset = self.dataset(top["dataset"], check_root)
         report = self.report(top["report"])
+        if not self.problems:
+            self.dataset_index(dataset, report=check_root)
+        # problems so far are reported with the experiments', not instead of them
+        early, self.problems = self.problems, []
+        if early and not (matches_type(dataset["folds"], 0) and 2 <= dataset["folds"] <= SIZE_LIMITS[("dataset", "folds")].maximum):
+            dataset = {**dataset, "folds": DATASET_DEFAULTS["folds"]}  # only to go on checking
         defaults = top["defaults"] if isinstance(top["defaults"], dict) else {}
         check_table(self.raw, defaults, EXPERIMENT_DEFAULTS, ("defaults",), self.problems)
         experiments = top["experiments"] if isinstance(top["experiments"], dict) else {}
@@ -303,10 +410,13 @@ class MatrixBuilder:
                 self.problem(("experiments", name), "experiment names may use letters, digits and _ . + - only")
             check_table(self.raw, table, EXPERIMENT_DEFAULTS, ("experiments", name), self.problems)
         if self.problems:
-            raise ConfigError(self.problems)
+            raise ConfigError(early + self.problems)
         runs: list[Run] = []
         for order, name in enumerate(experiments):
             runs += self.experiment_runs(name, order, experiments, defaults, top["seed"], dataset)
+        if check_root:
+            self.check_groups(dataset, runs)
+        self.problems = early + self.problems
         if self.problems:
             raise ConfigError(list(dict.fromkeys(self.problems)))
         return Matrix(top["seed"], top["output"], dataset, runs, list(experiments), report)
@@ -370,8 +480,13 @@ def apply_demo(raw: RawConfig, demo_root: str, weights: dict[str, str]) -> None:
 
 
 def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True) -> Matrix:
-    """Validate ``raw`` and expand it into runs; raises ConfigError listing every problem."""
-    return MatrixBuilder(raw, plugins).build(check_root)
+    """Validate ``raw`` and expand it into runs; raises ConfigError listing every problem.
+
+    ``check_root=False`` (the demo, whose data and base models are written after validation)
+    skips what needs files on disk: the dataset root and its index, and files named by options.
+    The dataset's index is still read, for its fingerprint, when the root exists.
+    """
+    return MatrixBuilder(raw, plugins, check_files=check_root).build(check_root)
 
 
 def select(matrix: Matrix, only: list[str] | None, phase: str | None) -> list[Run]:

@@ -25,6 +25,7 @@ from typing import Any
 import pluggy
 
 from feph_finetune import hookspecs
+from feph_finetune.options import Option, as_option
 
 ENTRY_POINT_GROUP = "feph_finetune"
 LOAD_PLUGINS_ENV = "FEPH_FINETUNE_LOAD_PLUGINS"
@@ -324,8 +325,23 @@ class Plugins:
         except Exception as error:
             raise PluginCallError(name, hook, error) from error
 
+    def option_declarations(self, name: str) -> dict[str, Option]:
+        """The plugin's options as :class:`~feph_finetune.Option` declarations (plain defaults wrapped)."""
+        return {key: as_option(value) for key, value in dict(self.call(name, "plugin_options") or {}).items()}
+
     def option_defaults(self, name: str) -> dict[str, Any]:
-        return dict(self.call(name, "plugin_options") or {})
+        return {key: option.default for key, option in self.option_declarations(name).items()}
+
+    def traits(self, name: str, options: dict[str, Any]) -> frozenset[str]:
+        """What the plugin declares it does with these options (``plugin_traits``); unknown names refused."""
+        declared = self.call(name, "plugin_traits", options=options) or ()
+        if isinstance(declared, str):
+            declared = (declared,)
+        unknown = sorted(set(declared) - set(hookspecs.TRAITS))
+        if unknown:
+            raise PluginCallError(name, "plugin_traits", ValueError(
+                f"unknown trait(s) {', '.join(map(repr, unknown))}; known: {', '.join(hookspecs.TRAITS)}"))
+        return frozenset(declared)
 
 
 def _build_manager() -> Plugins:

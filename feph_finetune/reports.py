@@ -101,12 +101,14 @@ def configuration_name(row: dict) -> str:
 
 
 def _group_runs(records: Iterable[dict]) -> list[list[dict]]:
-    """The records grouped by (phase, experiment, variant), groups in report order."""
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+    """The records grouped by (phase, experiment, variant, data), groups in report order.
+
+    Runs on different data (another data fingerprint) are never averaged together."""
+    groups: dict[tuple[str, str, str, str], list[dict]] = {}
     for position, record in enumerate(records):
         _check_record(position, record)
         variant_key = json.dumps(record.get("variant") or {}, sort_keys=True, default=str)
-        groups.setdefault((record["phase"], record["experiment"], variant_key), []).append(record)
+        groups.setdefault((record["phase"], record["experiment"], variant_key, str(record.get("data") or "")), []).append(record)
     return sorted(groups.values(), key=_group_sort_key)
 
 
@@ -159,6 +161,7 @@ def _summarize_group(runs: list[dict]) -> dict:
         "order": first.get("order"),
         "phase": first["phase"],
         "variant": dict(first.get("variant") or {}),
+        "data": str(first.get("data") or ""),
         "folds": len(finished),
         "failed": len(failed),
         "failures": [_failure(run) for run in failed],
@@ -416,6 +419,9 @@ def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
     if comparisons:
         title = "Paired comparisons with the No-FT baseline (accuracy per fold, two-sided paired t-test)"
         blocks.append(_Notes(title, comparisons))
+    data_lines = _data_lines(rows)
+    if data_lines:
+        blocks.append(_Notes("Data each row came from (python -m feph_finetune data ROOT shows it)", data_lines))
     failures = [_failure_line(failure) for row in rows for failure in row["failures"]]
     if failures:
         blocks.append(_Notes("Failed runs", failures))
@@ -636,6 +642,19 @@ def _cost_grid(rows: list[dict], compact: bool) -> _Grid:
     return grid
 
 
+def _data_lines(rows: list[dict]) -> list[str]:
+    """Which data each row came from: one line per data fingerprint, naming its rows when several."""
+    if not any(row["data"] for row in rows):
+        return []
+    by_data: dict[str, list[str]] = {}
+    for row in rows:
+        by_data.setdefault(row["data"] or "unknown (recorded before fingerprints)", []).append(
+            f"{_short_name(row)} ({'cv' if row['phase'] == 'cv' else 'x'})")
+    if len(by_data) == 1:
+        return [f"{next(iter(by_data))}: all rows"]
+    return [f"{data}: {', '.join(names)}" for data, names in by_data.items()]
+
+
 def _format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -783,7 +802,7 @@ def _flat_row(row: dict, names: dict[str, list[str]]) -> dict[str, Any]:
     """One summary row as scalar columns, the same columns for every row; metrics stay fractions."""
     flat: dict[str, Any] = {
         name: row[name]
-        for name in ("phase", "experiment", "label", "cv_label", "model", "baseline", "order", "folds", "failed")
+        for name in ("phase", "experiment", "label", "cv_label", "model", "baseline", "order", "data", "folds", "failed")
     }
     flat["variant"] = json.dumps(row["variant"], sort_keys=True) if row["variant"] else ""
     for name in _PAPER_SCALARS:

@@ -60,6 +60,7 @@ def run_record(run: Run, status: str) -> dict[str, Any]:
         "fold": run.fold,
         "seed": run.seed,
         "variant": run.variant,
+        "data": run.dataset.get("fingerprint", ""),
         "status": status,
         "classes": list(CLASSES),
     }

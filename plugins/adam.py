@@ -7,10 +7,14 @@ trains 7 more epochs with Adam at lr 1e-3. Every number is an option.
 from __future__ import annotations
 
 from feph_finetune import TrainingStage, hookimpl
-from feph_finetune_plugins.schedules import HEAD_OPTIONS, OptionReader, adam, head_stage
+from feph_finetune_plugins.schedules import HEAD_OPTIONS, adam, epochs, head_stage, learning_rate, with_defaults
 
 PLUGIN = "adam"
-OPTIONS = {**HEAD_OPTIONS, "epochs": 7, "lr": 1e-3}
+OPTIONS = {
+    **HEAD_OPTIONS,
+    "epochs": epochs(7, "epochs of phase 2 (all layers)"),
+    "lr": learning_rate(1e-3, "Adam learning rate of phase 2"),
+}
 
 
 @hookimpl
@@ -20,8 +24,8 @@ def plugin_options():
 
 @hookimpl
 def optimizer_schedule(context):
-    options = OptionReader(PLUGIN, OPTIONS, context.options)
+    options = with_defaults(OPTIONS, context.options)
     return [
         head_stage(options),
-        TrainingStage("adam", "all", options.epochs("epochs"), adam(options.positive("lr"))),
+        TrainingStage("adam", "all", int(options["epochs"]), adam(float(options["lr"]))),
     ]

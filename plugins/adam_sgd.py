@@ -9,16 +9,18 @@ authors' code used Adam at 1e-4 and SGD at 1e-3 instead: set ``adam_lr = 1e-4`` 
 from __future__ import annotations
 
 from feph_finetune import TrainingStage, hookimpl
-from feph_finetune_plugins.schedules import HEAD_OPTIONS, OptionReader, adam, head_stage, sgd
+from feph_finetune_plugins.schedules import (
+    HEAD_OPTIONS, adam, epochs, head_stage, learning_rate, momentum, sgd, with_defaults,
+)
 
 PLUGIN = "adam_sgd"
 OPTIONS = {
     **HEAD_OPTIONS,
-    "adam_epochs": 5,
-    "adam_lr": 1e-3,
-    "sgd_epochs": 2,
-    "sgd_lr": 1e-4,
-    "momentum": 0.0,
+    "adam_epochs": epochs(5, "epochs of Adam on all layers"),
+    "adam_lr": learning_rate(1e-3, "Adam learning rate on all layers"),
+    "sgd_epochs": epochs(2, "epochs of SGD on all layers, after Adam"),
+    "sgd_lr": learning_rate(1e-4, "SGD learning rate"),
+    "momentum": momentum(),
 }
 
 
@@ -29,14 +31,9 @@ def plugin_options():
 
 @hookimpl
 def optimizer_schedule(context):
-    options = OptionReader(PLUGIN, OPTIONS, context.options)
+    options = with_defaults(OPTIONS, context.options)
     return [
         head_stage(options),
-        TrainingStage("adam", "all", options.epochs("adam_epochs"), adam(options.positive("adam_lr"))),
-        TrainingStage(
-            "sgd",
-            "all",
-            options.epochs("sgd_epochs"),
-            sgd(options.positive("sgd_lr"), options.momentum("momentum")),
-        ),
+        TrainingStage("adam", "all", int(options["adam_epochs"]), adam(float(options["adam_lr"]))),
+        TrainingStage("sgd", "all", int(options["sgd_epochs"]), sgd(float(options["sgd_lr"]), float(options["momentum"]))),
     ]

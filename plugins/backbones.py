@@ -24,9 +24,9 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from feph_finetune import BuiltModel, PluginError, RunContext
+from feph_finetune import CLASSES, BuiltModel, Option, PluginError, RunContext
 
 #: The FePh class of each output of Savchenko's HSEmotion 7-class models, in their order.
 SAVCHENKO_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -38,14 +38,51 @@ HEAD_LAYER_NAME = "feph_head"
 LAYER_NAMES_SHOWN = 12
 
 
-def common_options() -> dict[str, Any]:
-    """The options every backbone plugin offers, with their defaults."""
+#: What the ``weights`` option may name: a Keras file, whole model or weights only.
+WEIGHTS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def common_options() -> dict[str, Option]:
+    """The options every backbone plugin offers, with their defaults and accepted values."""
     return {
-        "weights": "none",
-        "cut_layer": "",
-        "dropout": 0.0,
-        "pretrained_classes": list(SAVCHENKO_CLASSES),
+        "weights": Option(
+            "none", choices=("none", "imagenet"), path="file", suffixes=WEIGHTS_SUFFIXES,
+            help="none, imagenet, or a Keras file (.weights.h5 for the base; .keras or .h5 for a whole "
+                 "model); PyTorch (.pt) and ONNX files must be converted to Keras first",
+        ),
+        "cut_layer": Option("", help="the layer to put the new head on (default: below the model's top)"),
+        "dropout": Option(0.0, help="dropout before the new softmax layer, in [0, 1)", minimum=0, maximum=1,
+                          exclusive_maximum=True),
+        "pretrained_classes": Option(
+            list(SAVCHENKO_CLASSES), check=_each_class_once,
+            help="the FePh class of each output of a pretrained classifier, in its order",
+        ),
     }
+
+
+def _each_class_once(names: list[str]) -> str | None:
+    """``pretrained_classes`` must name each FePh class exactly once."""
+    unknown = [name for name in names if name not in CLASSES]
+    if unknown or len(set(names)) != len(names) or len(names) != len(CLASSES):
+        return (f"must name each of the {len(CLASSES)} classes {list(CLASSES)} once, in the pretrained "
+                f"model's output order, not {names}" + (f" (unknown: {unknown})" if unknown else ""))
+    return None
+
+
+def weights_traits(weights: str) -> set[str]:
+    """``pretrained_classifier`` unless ``weights`` surely carries no classifier: none, imagenet,
+    a ``.weights.h5`` file or a legacy ``.h5`` without a model configuration. A whole model may
+    still lack a 7-class top: the run checks its output when it loads it."""
+    text = str(weights).strip()
+    if text.lower() in ("none", "imagenet") or text.lower().endswith(".weights.h5"):
+        return set()
+    path = Path(text).expanduser()
+    if path.name.lower().endswith((".h5", ".hdf5")) and path.is_file():
+        try:
+            return {"pretrained_classifier"} if _h5_holds_model(path, "") else set()
+        except PluginError:
+            return set()
+    return {"pretrained_classifier"}
 
 
 @dataclass(frozen=True)
@@ -77,11 +114,11 @@ class WeightsSource:
 
 def build_backbone_model(context: RunContext, backbone: Backbone) -> BuiltModel:
     """Build the classifier to fine-tune: the base from the ``weights`` option plus a new head."""
-    options = {**common_options(), **context.options}
+    options = {**{key: option.default for key, option in common_options().items()}, **context.options}
     plugin = backbone.plugin
-    dropout = _dropout(options["dropout"], plugin)
+    dropout = float(options["dropout"])
     cut_layer = str(options["cut_layer"] or "")
-    pretrained_classes = _pretrained_classes(options["pretrained_classes"], context.classes, plugin)
+    pretrained_classes = tuple(str(name) for name in options["pretrained_classes"])
     source = resolve_weights(options["weights"], plugin)
 
     if source.kind == "model_file":
@@ -113,7 +150,7 @@ def build_backbone_model(context: RunContext, backbone: Backbone) -> BuiltModel:
 
 
 def resolve_weights(value: Any, plugin: str) -> WeightsSource:
-    """Understand the ``weights`` option; a file must exist and have a known kind."""
+    """Understand the ``weights`` option (its value was checked with the configuration)."""
     text = str(value).strip()
     if text.lower() == "none":
         return WeightsSource("none")
@@ -121,14 +158,6 @@ def resolve_weights(value: Any, plugin: str) -> WeightsSource:
         return WeightsSource("imagenet")
     path = Path(text).expanduser()
     name = path.name.lower()
-    if not name.endswith((".keras", ".h5", ".hdf5")):
-        raise PluginError(
-            f"{plugin}: option weights = {text!r} is neither 'none', 'imagenet' nor a Keras file "
-            "(.weights.h5 for backbone weights; .keras or .h5 for a whole model). PyTorch (.pt) and "
-            "ONNX files must be converted to Keras first."
-        )
-    if not path.is_file():
-        raise PluginError(f"{plugin}: option weights = {text!r}: no such file ({path.absolute()})")
     if name.endswith(".weights.h5") or name.endswith(".keras"):
         return WeightsSource("weights_file" if name.endswith(".weights.h5") else "model_file", path)
     return WeightsSource("model_file" if _h5_holds_model(path, plugin) else "weights_file", path)
@@ -143,26 +172,6 @@ def _h5_holds_model(path: Path, plugin: str) -> bool:
             return "model_config" in file.attrs
     except OSError as error:
         raise PluginError(f"{plugin}: option weights: {path} is not a readable HDF5 file ({error})") from error
-
-
-def _dropout(value: Any, plugin: str) -> float:
-    rate = float(value)
-    if not 0.0 <= rate < 1.0:
-        raise PluginError(f"{plugin}: option dropout = {value!r} must be at least 0 and below 1")
-    return rate
-
-
-def _pretrained_classes(value: Any, classes: Sequence[str], plugin: str) -> tuple[str, ...]:
-    """The FePh class of each output of a pretrained classifier: each FePh class exactly once."""
-    names = tuple(str(name) for name in value)
-    unknown = [name for name in names if name not in classes]
-    if unknown or len(set(names)) != len(names) or len(names) != len(classes):
-        raise PluginError(
-            f"{plugin}: option pretrained_classes = {list(names)} must name each of the "
-            f"{len(classes)} classes {list(classes)} once, in the pretrained model's output order"
-            + (f" (unknown: {unknown})" if unknown else "")
-        )
-    return names
 
 
 # --- building and loading --------------------------------------------------------------------

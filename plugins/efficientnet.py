@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from feph_finetune import BuiltModel, RunContext, hookimpl
-from feph_finetune_plugins.backbones import Backbone, build_backbone_model, common_options
+from feph_finetune_plugins.backbones import Backbone, build_backbone_model, common_options, weights_traits
 
 
 def _make_base(input_size: int, weights: str | None) -> Any:
@@ -37,6 +37,12 @@ EFFICIENTNET_B0 = Backbone(
 @hookimpl
 def plugin_options() -> dict[str, Any]:
     return common_options()
+
+
+@hookimpl
+def plugin_traits(options) -> set[str]:
+    """Keras' EfficientNet rescales raw pixels inside the model: ``normalizes_input``."""
+    return {"normalizes_input"} | weights_traits(options["weights"])
 
 
 @hookimpl

@@ -14,10 +14,10 @@ that is the head and shoulders, where the face almost always is. Such images are
 
 Options (``[*.options.face_crop]``):
 
-- ``margin`` (0.2): fraction of the face box's side added on each side.
-- ``scale_factor`` (1.1): the cascade's image-pyramid step; smaller finds more, slower.
-- ``min_neighbors`` (5): overlapping detections needed to accept a face; higher is stricter.
-- ``min_face`` (0.1): smallest face side, as a fraction of the image's shorter side.
+- ``margin`` (0.2): fraction of the face box's side added on each side, >= 0.
+- ``scale_factor`` (1.1): the cascade's image-pyramid step, > 1; smaller finds more, slower.
+- ``min_neighbors`` (5): overlapping detections needed to accept a face, >= 0; higher is stricter.
+- ``min_face`` (0.1): smallest face side, as a fraction of the image's shorter side, in (0, 1].
 - ``fallback`` ("upper_centre"): what to return without a face: ``"upper_centre"`` or
   ``"centre"`` (the centred square).
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from feph_finetune import FrameResult, PluginError, Preprocessing, hookimpl
+from feph_finetune import FrameResult, Option, PluginError, Preprocessing, hookimpl
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 FALLBACKS = ("upper_centre", "centre")
@@ -41,14 +41,28 @@ _cascades: dict[str, object] = {}
 _cascade_lock = threading.Lock()   # CascadeClassifier.detectMultiScale is not thread-safe
 
 
+#: The options, with the values each accepts (checked by the core before any work). A
+#: ``scale_factor`` of 1 or less would never shrink the image pyramid; ``inf`` made OpenCV's
+#: cascade fail with ``std::bad_alloc``.
+OPTIONS = {
+    "margin": Option(0.2, help="fraction of the face box's side added on each side, >= 0", minimum=0),
+    "scale_factor": Option(1.1, help="the cascade's image-pyramid step, > 1 (smaller finds more, slower)",
+                           minimum=1, exclusive_minimum=True),
+    "min_neighbors": Option(5, help="overlapping detections needed to accept a face, >= 0", minimum=0),
+    "min_face": Option(0.1, help="smallest face side, as a fraction of the image's shorter side, in (0, 1]",
+                       minimum=0, exclusive_minimum=True, maximum=1),
+    "fallback": Option("upper_centre", help="the square used without a face", choices=FALLBACKS),
+}
+
+
 @hookimpl
 def plugin_options():
-    return {"margin": 0.2, "scale_factor": 1.1, "min_neighbors": 5, "min_face": 0.1, "fallback": "upper_centre"}
+    return dict(OPTIONS)
 
 
 @hookimpl
 def preprocess(context):
-    options = _checked_options(context.options)
+    options = {name: context.options.get(name, option.default) for name, option in OPTIONS.items()}
     cascade_path = cascade_file()
     cascade = load_cascade(cascade_path)
 
@@ -56,30 +70,6 @@ def preprocess(context):
         return crop_face(image, cascade, **options)
 
     return Preprocessing(frame=frame, cache_key=cache_key(options, cascade_path))
-
-
-def _checked_options(options) -> dict:
-    """The options this plugin uses, checked, so that a bad TOML value fails before any image."""
-    defaults = plugin_options()
-    merged = {name: options.get(name, default) for name, default in defaults.items()}
-    problems = [f"{name} must be a number, not {merged[name]!r}" for name in ("margin", "scale_factor", "min_face")
-                if isinstance(merged[name], bool) or not isinstance(merged[name], (int, float))]
-    if problems:
-        raise PluginError("face_crop options: " + "; ".join(problems))
-    if not merged["margin"] >= 0:
-        problems.append(f"margin must be >= 0, not {merged['margin']!r}")
-    if not merged["scale_factor"] > 1:
-        problems.append(f"scale_factor must be > 1, not {merged['scale_factor']!r}")
-    if isinstance(merged["min_neighbors"], bool) or not isinstance(merged["min_neighbors"], int) \
-            or merged["min_neighbors"] < 0:
-        problems.append(f"min_neighbors must be an integer >= 0, not {merged['min_neighbors']!r}")
-    if not 0 < merged["min_face"] <= 1:
-        problems.append(f"min_face must be in (0, 1], not {merged['min_face']!r}")
-    if merged["fallback"] not in FALLBACKS:
-        problems.append(f"fallback must be one of {', '.join(FALLBACKS)}, not {merged['fallback']!r}")
-    if problems:
-        raise PluginError("face_crop options: " + "; ".join(problems))
-    return merged
 
 
 def _cv2():

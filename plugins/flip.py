@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from feph_finetune import Augmentation, PluginError, hookimpl
+from feph_finetune import Augmentation, Option, hookimpl
 
 MODES = ("double", "random")
 
 
 @hookimpl
 def plugin_options():
-    return {"mode": "double"}
+    return {"mode": Option("double", help="double: add mirror images (the paper); random: flip per epoch", choices=MODES)}
 
 
 @hookimpl
 def augment(context):
-    mode = context.options["mode"]
-    if mode not in MODES:
-        raise PluginError(f"option mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if mode == "double":
+    if context.options.get("mode", "double") == "double":
         return Augmentation(expand=add_mirror_images)
     return Augmentation(batch=random_flip)
 

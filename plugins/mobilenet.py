@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from feph_finetune import BuiltModel, PluginError, RunContext, hookimpl
-from feph_finetune_plugins.backbones import Backbone, build_backbone_model, common_options
+from feph_finetune import BuiltModel, Option, PluginError, RunContext, hookimpl
+from feph_finetune_plugins.backbones import Backbone, build_backbone_model, common_options, weights_traits
 
 #: The widths for which Keras publishes ImageNet weights.
 IMAGENET_ALPHAS = (0.25, 0.5, 0.75, 1.0)
@@ -20,14 +20,18 @@ IMAGENET_SIDES = (128, 160, 192, 224)
 
 @hookimpl
 def plugin_options() -> dict[str, Any]:
-    return {**common_options(), "alpha": 1.0}
+    return {**common_options(), "alpha": Option(1.0, help="width multiplier, > 0 (ImageNet weights: 0.25, 0.5, 0.75, 1)",
+                                                minimum=0, exclusive_minimum=True)}
+
+
+@hookimpl
+def plugin_traits(options) -> set[str]:
+    return weights_traits(options["weights"])
 
 
 @hookimpl
 def build_model(context: RunContext) -> BuiltModel:
     alpha = float(context.options.get("alpha", 1.0))
-    if alpha <= 0:
-        raise PluginError(f"mobilenet: option alpha = {alpha} must be positive")
     backbone = Backbone(
         plugin="mobilenet",
         description=f"MobileNet alpha={alpha}",

@@ -1,42 +1,64 @@
 """Image normalisation, the paper's IP: zero-centre pixel values before the model.
 
-- ``imagenet`` (default): Keras' "caffe" preprocessing that Savchenko's MobileNet expects: RGB to
-  BGR, then subtract the ImageNet channel means (103.939, 116.779, 123.68).
+Option ``mode``:
+
+- ``rgb_means`` (default): what Savchenko's MobileNet was trained on and the paper's code does
+  (SPEC §1 IP, HSE-asavchenko/face-emotion-recognition ``mobilenet_preprocess_input``): keep RGB
+  order and subtract 103.939, 116.779, 123.68 from R, G, B.
+- ``caffe_bgr``: Keras' "caffe" preprocessing: RGB to BGR, then subtract the same numbers from B,
+  G, R (what Savchenko's Android app feeds the model).
 - ``dataset_mean``: the paper's equation 1, X' = X - mu, with mu the mean of the training split
   (per pixel and channel, or per channel with ``per = "channel"``). Test images are normalised with
   the training split's mean; they never contribute to it.
+
+The former mode ``imagenet`` is refused with a hint: it was Keras' caffe mode, which is not what
+the paper did.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from feph_finetune import PluginError, Preprocessing, hookimpl
+from feph_finetune import Option, PluginError, Preprocessing, hookimpl
 
-IMAGENET_BGR_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
-MODES = ("imagenet", "dataset_mean")
+#: The channel means subtracted in ``rgb_means`` (from R, G, B) and ``caffe_bgr`` (from B, G, R).
+CAFFE_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+MODES = ("rgb_means", "caffe_bgr", "dataset_mean")
 
 
 @hookimpl
 def plugin_options():
-    return {"mode": "imagenet", "per": "pixel"}
+    return {
+        "mode": Option("rgb_means", help="rgb_means (the paper's), caffe_bgr (Keras' caffe) or dataset_mean",
+                       choices=MODES, retired={"imagenet": "it was renamed: use 'rgb_means' (the paper's: RGB "
+                                               "minus the means, no flip) or 'caffe_bgr' (Keras' caffe: BGR, then the means)"}),
+        "per": Option("pixel", help="dataset_mean over each pixel and channel, or over each channel", choices=("pixel", "channel")),
+    }
+
+
+@hookimpl
+def plugin_traits(options):
+    return {"normalizes_pixels"}
 
 
 @hookimpl
 def preprocess(context):
-    mode, per = context.options["mode"], context.options["per"]
-    if mode not in MODES:
-        raise PluginError(f"option mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if per not in ("pixel", "channel"):
-        raise PluginError(f"option per must be 'pixel' or 'channel', not {per!r}")
-    if mode == "imagenet":
+    mode, per = context.options.get("mode", "rgb_means"), context.options.get("per", "pixel")
+    if mode == "rgb_means":
+        return Preprocessing(batch=rgb_means_normalize, normalizes=True)
+    if mode == "caffe_bgr":
         return Preprocessing(batch=caffe_normalize, normalizes=True)
     return TrainingMean(per).preprocessing()
 
 
+def rgb_means_normalize(x):
+    """Subtract 103.939, 116.779, 123.68 from R, G, B (no channel flip); NumPy or TensorFlow."""
+    return x - CAFFE_MEANS
+
+
 def caffe_normalize(x):
-    """RGB to BGR and ImageNet mean subtraction; works on NumPy arrays and TensorFlow tensors."""
-    return x[..., ::-1] - IMAGENET_BGR_MEANS
+    """RGB to BGR, then subtract 103.939, 116.779, 123.68 from B, G, R; NumPy or TensorFlow."""
+    return x[..., ::-1] - CAFFE_MEANS
 
 
 class TrainingMean:

@@ -21,10 +21,15 @@ import functools
 from typing import Any
 
 from feph_finetune import TrainingStage, hookimpl
-from feph_finetune_plugins.schedules import HEAD_OPTIONS, OptionReader, adam, head_stage
+from feph_finetune_plugins.schedules import HEAD_OPTIONS, adam, epochs, head_stage, learning_rate, rho, with_defaults
 
 PLUGIN = "sam"
-OPTIONS = {**HEAD_OPTIONS, "epochs": 6, "lr": 1e-4, "rho": 0.05}
+OPTIONS = {
+    **HEAD_OPTIONS,
+    "epochs": epochs(6, "epochs of SAM around Adam on all layers"),
+    "lr": learning_rate(1e-4, "Adam learning rate inside SAM"),
+    "rho": rho(),
+}
 
 #: Added to the gradient norm so that a zero gradient gives no perturbation, not a division by zero.
 NORM_EPSILON = 1e-12
@@ -37,15 +42,10 @@ def plugin_options():
 
 @hookimpl
 def optimizer_schedule(context):
-    options = OptionReader(PLUGIN, OPTIONS, context.options)
+    options = with_defaults(OPTIONS, context.options)
     return [
         head_stage(options),
-        sam_stage(
-            "sam_adam",
-            epochs=options.epochs("epochs"),
-            optimizer=adam(options.positive("lr")),
-            rho=options.positive("rho"),
-        ),
+        sam_stage("sam_adam", epochs=int(options["epochs"]), optimizer=adam(float(options["lr"])), rho=float(options["rho"])),
     ]
 
 

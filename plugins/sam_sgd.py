@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from feph_finetune import hookimpl
 from feph_finetune_plugins.sam import sam_stage
-from feph_finetune_plugins.schedules import HEAD_OPTIONS, OptionReader, head_stage, sgd
+from feph_finetune_plugins.schedules import (
+    HEAD_OPTIONS, epochs, head_stage, learning_rate, momentum, rho, sgd, with_defaults,
+)
 
 PLUGIN = "sam_sgd"
-OPTIONS = {**HEAD_OPTIONS, "epochs": 6, "lr": 1e-4, "rho": 0.05, "momentum": 0.0}
+OPTIONS = {
+    **HEAD_OPTIONS,
+    "epochs": epochs(6, "epochs of SAM around SGD on all layers"),
+    "lr": learning_rate(1e-4, "SGD learning rate inside SAM"),
+    "rho": rho(),
+    "momentum": momentum(),
+}
 
 
 @hookimpl
@@ -22,13 +30,13 @@ def plugin_options():
 
 @hookimpl
 def optimizer_schedule(context):
-    options = OptionReader(PLUGIN, OPTIONS, context.options)
+    options = with_defaults(OPTIONS, context.options)
     return [
         head_stage(options),
         sam_stage(
             "sam_sgd",
-            epochs=options.epochs("epochs"),
-            optimizer=sgd(options.positive("lr"), options.momentum("momentum")),
-            rho=options.positive("rho"),
+            epochs=int(options["epochs"]),
+            optimizer=sgd(float(options["lr"]), float(options["momentum"])),
+            rho=float(options["rho"]),
         ),
     ]

@@ -81,6 +81,12 @@ def write_matrix(path: Path, root: Path, experiments: str, extra: str = "") -> P
     return path
 
 
+def line_of(path: Path, text: str) -> int:
+    """The number of the last line of ``path`` that contains ``text`` (for ``file:line`` messages)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return max(number for number, line in enumerate(lines, start=1) if text in line)
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``python -m feph_finetune ARGS`` in a subprocess (for exit codes and import checks)."""
     return subprocess.run(

@@ -82,15 +82,19 @@ def write_feph_fixture(root: Path, per_class: int = 4, sequences_per_class: int 
 
 def _write_bad_rows(root: Path, images: Path, rows: list[tuple[str, str]], size) -> dict[str, int]:
     """Append one or more rows per drop reason; return the count of each reason."""
-    existing = rows[0][0]
+    def own_image(number: int) -> str:  # a file no other row names: one image, one row
+        name = f"label_defect_{number}.png"
+        write_png(images / name, size, value=9000 + number)
+        return name
+
     write_png(root / "outside.png", size, value=7)
     (images / "broken.png").write_bytes(b"this is not a PNG file")
     (images / "empty.png").write_bytes(b"")
     bad = {
-        "multi_label": [(existing, "36"), ("../outside.png", "07")],  # label reasons come first
-        "no_label": [(existing, ""), (existing, "Face_not_visible")],
-        "none": [(existing, "7")],
-        "unknown_label": [(existing, "3.0"), (existing, "9"), (existing, "happy")],
+        "multi_label": [(own_image(0), "36"), ("../outside.png", "07")],  # label reasons come first
+        "no_label": [(own_image(1), ""), (own_image(2), "Face_not_visible")],
+        "none": [(own_image(3), "7")],
+        "unknown_label": [(own_image(4), "3.5"), (own_image(5), "9"), (own_image(6), "happy")],
         "missing_file": [("does_not_exist.png", "2"), ("nope", "4")],
         "unreadable": [("broken.png", "1"), ("empty", "5")],
         "outside_root": [("../outside.png", "0"), ("../outside", "3"), (str((root / "outside.png").resolve()), "6")],
@@ -98,7 +102,8 @@ def _write_bad_rows(root: Path, images: Path, rows: list[tuple[str, str]], size)
     for reason_rows in bad.values():
         rows.extend(reason_rows)
     return {reason: len(bad.get(reason, [])) for reason in
-            ("none", "multi_label", "no_label", "unknown_label", "missing_file", "unreadable", "outside_root")}
+            ("none", "multi_label", "no_label", "unknown_label", "missing_file", "unreadable", "outside_root",
+             "duplicate_row", "conflicting_labels")}
 
 
 def _write_csv(path: Path, rows: list[tuple[str, str]]) -> None:

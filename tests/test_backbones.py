@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from feph_finetune import CLASSES, PluginError, RunContext
+from feph_finetune.options import option_problems
 from feph_finetune_plugins import backbones, efficientnet, mobilenet
 
 SIDE = 32
@@ -114,11 +115,14 @@ def test_unknown_cut_layer_lists_layer_names():
     assert "conv_pw_13_relu" in str(error.value)
 
 
-def test_bad_options_are_refused():
-    with pytest.raises(PluginError, match="dropout"):
-        build_mobilenet(dropout=1.5)
-    with pytest.raises(PluginError, match="pretrained_classes"):
-        build_mobilenet(pretrained_classes=["anger"] * 7)
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("dropout", 1.5, "< 1"), ("dropout", -0.1, ">= 0"), ("alpha", 0.0, "> 0"),
+    ("pretrained_classes", ["anger"] * 7, "must name each of the 7 classes"),
+    ("pretrained_classes", list(CLASSES[:6]) + ["joy"], "unknown: ['joy']"),
+])
+def test_bad_options_are_refused_by_their_declarations(option, value, says):
+    (problem,) = option_problems(value, mobilenet.plugin_options()[option])
+    assert says in problem
 
 
 # --- weights files ---------------------------------------------------------------------------
@@ -169,18 +173,35 @@ def test_legacy_h5_without_model_config_loads_as_weights(tmp_path):
     assert result.pretrained is None
 
 
-def test_missing_file_names_path_and_option(tmp_path):
+def test_missing_weights_file_is_refused_naming_the_path(tmp_path):
     path = tmp_path / "absent" / "mobilenet_7.h5"
-    with pytest.raises(PluginError, match="option weights") as error:
-        build_mobilenet(weights=str(path))
-    assert str(path) in str(error.value)
+    (problem,) = option_problems(str(path), mobilenet.plugin_options()["weights"])
+    assert "no such file" in problem and str(path) in problem
 
 
-def test_unsupported_file_kind_is_refused(tmp_path):
+def test_unsupported_weights_file_kind_is_refused(tmp_path):
     path = tmp_path / "enet_b0_7.pt"
     path.write_bytes(b"torch")
-    with pytest.raises(PluginError, match="converted"):
-        efficientnet.build_model(make_context(weights=str(path)))
+    (problem,) = option_problems(str(path), efficientnet.plugin_options()["weights"])
+    assert "neither one of 'none', 'imagenet' nor a file ending in .keras" in problem and "converted" in problem
+
+
+def test_weights_say_whether_the_model_has_a_pretrained_classifier(tmp_path, classifier_file):
+    keras.utils.set_random_seed(4)
+    base = tiny_base()
+    weights_only = tmp_path / "base.weights.h5"
+    base.save_weights(weights_only)
+    legacy_weights = tmp_path / "mobilenet_no_top.h5"
+    base.save(legacy_weights)
+    with h5py.File(legacy_weights, "r+") as file:
+        del file.attrs["model_config"]
+    legacy_model = tmp_path / "whole.h5"
+    tiny_classifier().save(legacy_model)
+    for weights in ("none", "imagenet", str(weights_only), str(legacy_weights)):
+        assert mobilenet.plugin_traits({"weights": weights}) == set(), weights
+    for weights in (str(classifier_file), str(legacy_model)):
+        assert mobilenet.plugin_traits({"weights": weights}) == {"pretrained_classifier"}, weights
+    assert efficientnet.plugin_traits({"weights": "imagenet"}) == {"normalizes_input"}
 
 
 # --- whole pretrained models -----------------------------------------------------------------

@@ -17,8 +17,8 @@ from fephfixture import write_png
 
 
 @pytest.fixture
-def matrix_file(tmp_path):
-    return write_matrix(tmp_path / "m.toml", tmp_path, "[experiments.NoFT]\n[experiments.FineTune]\n")
+def matrix_file(tmp_path, synthetic_feph):
+    return write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.NoFT]\n[experiments.FineTune]\n")
 
 
 @pytest.mark.parametrize("assignment", ["=4", " =4", "defaults. =4", "a..b=1", ".a=1", "defaults.batch_size", "defaults batch=1"])

@@ -16,10 +16,11 @@ import pytest
 
 from feph_finetune import Augmentation, PluginError, hookimpl
 from feph_finetune.cli import main
+from feph_finetune.config import ConfigError
 from feph_finetune.plugins import PluginCallError, get_plugins
 from feph_finetune.preparation import RunData
 
-from conftest import TinyMatrix, write_matrix
+from conftest import TinyMatrix, line_of, write_matrix
 
 IMAGENET_BGR_MEANS = (103.939, 116.779, 123.68)
 
@@ -161,28 +162,42 @@ def test_flip_random_differs_between_seeds(random_flip, noise_batch):
     assert not np.array_equal(first, second)
 
 
-def test_flip_with_an_unknown_mode_names_the_allowed_modes(synthetic_feph, tmp_path):
-    tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\naugment = ["flip"]\noptions.flip.mode = "sideways"\n')
-    with pytest.raises(PluginCallError) as raised:
-        tiny.prepare("A")
-    assert (raised.value.plugin, raised.value.hook) == ("flip", "augment")
-    assert isinstance(raised.value.error, PluginError)
-    assert all(word in str(raised.value.error) for word in ("double", "random", "sideways"))
+@pytest.mark.parametrize("mode, hint", [("sideways", ""), ("dubble", "did you mean 'double'")])
+def test_flip_with_an_unknown_mode_is_refused_before_any_work_naming_the_allowed_modes(synthetic_feph, tmp_path, mode, hint):
+    with pytest.raises(ConfigError) as raised:
+        TinyMatrix(tmp_path, synthetic_feph, f'[experiments.A]\naugment = ["flip"]\noptions.flip.mode = "{mode}"\n')
+    message = str(raised.value)
+    line = line_of(tmp_path / "m.toml", "options.flip.mode")
+    assert f"m.toml:{line} experiments.A.options.flip.mode: '{mode}' is not one of 'double', 'random'" in message
+    assert hint in message
 
 
 # --- normalize -------------------------------------------------------------------------------
 
 
-def test_normalize_imagenet_swaps_to_bgr_and_subtracts_the_imagenet_means(synthetic_feph, tmp_path):
+@pytest.mark.parametrize("mode, expected", [
+    ("", [[[[10.0, 20.0, 30.0], [200.0, 150.0, 0.0]]]]),          # rgb_means, the default: no flip
+    ("caffe_bgr", [[[[30.0, 20.0, 10.0], [0.0, 150.0, 200.0]]]]),  # Keras' caffe: BGR first
+])
+def test_normalize_subtracts_the_means_in_rgb_order_or_after_a_bgr_flip(synthetic_feph, tmp_path, mode, expected):
     import tensorflow as tf
 
-    tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\npreprocess = ["face_crop", "normalize"]\n')
+    options = f'options.normalize.mode = "{mode}"\n' if mode else ""
+    tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\npreprocess = ["face_crop", "normalize"]\n' + options)
     step = only_step(tiny.prepare("A"), "normalize")
     rgb = np.array([[[[10.0, 20.0, 30.0], [200.0, 150.0, 0.0]]]], dtype=np.float32)
-    bgr_centred = np.array([[[[30.0, 20.0, 10.0], [0.0, 150.0, 200.0]]]]) - np.array(IMAGENET_BGR_MEANS)
+    centred = np.array(expected) - np.array(IMAGENET_BGR_MEANS)
     assert step.normalizes and step.fit is None
-    np.testing.assert_allclose(np.asarray(step.batch(rgb)), bgr_centred, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(np.asarray(step.batch(tf.constant(rgb))), bgr_centred, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(step.batch(rgb)), centred, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(step.batch(tf.constant(rgb))), centred, rtol=0, atol=1e-4)
+
+
+def test_normalize_refuses_the_former_mode_imagenet_naming_the_two_new_ones(synthetic_feph, tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\npreprocess = ["normalize"]\noptions.normalize.mode = "imagenet"\n')
+    message = str(raised.value)
+    assert "experiments.A.options.normalize.mode: 'imagenet' is no longer accepted" in message
+    assert "'rgb_means'" in message and "'caffe_bgr'" in message
 
 
 def dataset_mean_run(tmp_path: Path, root: Path, per: str) -> RunData:
@@ -215,7 +230,7 @@ def test_normalize_dataset_mean_centres_test_batches_on_the_training_mean(synthe
     assert not np.allclose(centred, test_batch - test_batch.mean(axis=AXES[per]), rtol=0, atol=1e-3)
 
 
-def test_normalize_with_a_self_normalising_model_fails_the_run_naming_normalize(synthetic_feph, tmp_path):
+def test_normalize_with_a_self_normalising_model_is_refused_before_any_work(synthetic_feph, tmp_path, capsys):
     experiments = """
     [experiments.E]
     model = "efficientnet"
@@ -223,12 +238,11 @@ def test_normalize_with_a_self_normalising_model_fails_the_run_naming_normalize(
     options.efficientnet.weights = "none"
     """
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
-    assert main([str(path), "--output", str(tmp_path / "runs")]) == 1
-    (result_file,) = (tmp_path / "runs").glob("*/result.json")
-    record = json.loads(result_file.read_text())
-    assert record["status"] == "failed"
-    assert (record["error"]["plugin"], record["error"]["hook"]) == ("normalize", "preprocess")
-    assert "efficientnet" in record["error"]["message"]
+    assert main([str(path), "--dry-run", "--output", str(tmp_path / "runs")]) == 2
+    error = capsys.readouterr().err
+    assert f"{path}:{line_of(path, 'preprocess = [')} experiments.E.preprocess:" in error
+    assert "'efficientnet' normalises its input itself" in error and "remove 'normalize'" in error
+    assert not (tmp_path / "runs").exists()
 
 
 # --- a malformed augment plugin --------------------------------------------------------------

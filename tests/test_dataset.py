@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -105,13 +106,14 @@ def test_symlink_escaping_the_image_folder_is_refused(tmp_path):
 def test_bad_cells_never_crash_the_loader(tmp_path):
     root = tmp_path / "feph"
     write_png(root / "images" / "a.png")
+    write_png(root / "images" / "b.png", value=1)
     long_name = "x" * 5000
     (root / "labels.csv").write_text(
         "External ID,Facial_label,Gender\n"
         "a.png,1\n"  # short row
         f"{long_name},2,male\n"
         ",3,female\n"
-        "a.png, 07 ,male\n"
+        "b.png, 07 ,male\n"
     )
     dataset = load_dataset(root)
     assert len(dataset.samples) == 1
@@ -196,3 +198,94 @@ def test_frame_names_without_the_pattern_are_their_own_sequence(tmp_path):
         ("plain", "plain"),
         ("09May_2010_Sunday_tagesschau_default-3", "09May_2010_Sunday_tagesschau"),
     ]
+
+
+# --- one image, one sample at most (issue 12 §2) ----------------------------------------------
+
+
+def write_rows(root, rows: list[tuple[str, str]], names: list[str]) -> None:
+    for number, name in enumerate(names):
+        write_png(root / "images" / name, value=number)
+    lines = ["External ID,Facial_label"] + [f"{external_id},{label}" for external_id, label in rows]
+    (root / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+FRAMES = [frame_name("01April_2010_Thursday", frame % 2, frame) for frame in range(4)]   # two sequences
+
+
+def reasons(dataset) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for row in dataset.dropped_rows:
+        found.setdefault(row.reason, []).append(row.line)
+    return found
+
+
+def test_an_exact_repeat_is_one_sample_and_a_duplicate_row(tmp_path):
+    write_rows(tmp_path, [(FRAMES[0], "1"), (FRAMES[1], "2"), (FRAMES[0], "1")], FRAMES[:2])
+    dataset = load_dataset(tmp_path)
+    assert sorted(sample.path.name for sample in dataset.samples) == sorted(FRAMES[:2])
+    assert reasons(dataset) == {"duplicate_row": [4]}
+    assert dataset.dropped["duplicate_row"] == 1
+
+
+def test_an_id_with_and_without_png_is_one_sample(tmp_path):
+    write_rows(tmp_path, [(FRAMES[0][: -len(".png")], "3"), (FRAMES[0], "3.0")], FRAMES[:1])
+    dataset = load_dataset(tmp_path)
+    assert [(sample.path.name, CLASSES[sample.label]) for sample in dataset.samples] == [(FRAMES[0], "fear")]
+    assert reasons(dataset) == {"duplicate_row": [3]}
+
+
+def test_conflicting_labels_drop_every_row_of_that_file(tmp_path):
+    rows = [(FRAMES[0], "1"), (FRAMES[1], "4"), (FRAMES[0][: -len(".png")], "5"), (FRAMES[2], "6"), (FRAMES[2], "7")]
+    write_rows(tmp_path, rows, FRAMES[:3])
+    dataset = load_dataset(tmp_path)
+    assert [sample.path.name for sample in dataset.samples] == [FRAMES[1]]
+    assert reasons(dataset) == {"conflicting_labels": [2, 4, 5, 6]}
+    assert len(dataset.samples) + sum(dataset.dropped.values()) == len(rows)
+
+
+def test_spreadsheet_floats_are_read_as_label_codes():
+    from feph_finetune.dataset import label_reason
+
+    assert label_reason("3.0") == CLASSES.index("fear")
+    assert label_reason(" 0.00 ") == CLASSES.index("neutral")
+    assert label_reason("7.0") == "none"
+    assert label_reason("36.0") == "multi_label"
+    assert label_reason("3.5") == "unknown_label"
+
+
+def test_the_data_command_shows_repeats_and_conflicts(tmp_path, capsys):
+    from feph_finetune.cli import main
+
+    rows = [(FRAMES[0], "1"), (FRAMES[0], "1"), (FRAMES[1], "2"), (FRAMES[1], "3"), (FRAMES[2], "4"), (FRAMES[3], "5")]
+    write_rows(tmp_path, rows, FRAMES)
+    assert main(["data", str(tmp_path), "--json", "--folds", "0"]) == 0
+    description = json.loads(capsys.readouterr().out)
+    assert description["images"] == 3
+    assert description["dropped"]["duplicate_row"] == 1 and description["dropped"]["conflicting_labels"] == 2
+    assert description["fingerprint"] == load_dataset(tmp_path).fingerprint
+
+
+# --- the data fingerprint ----------------------------------------------------------------------
+
+
+def test_the_fingerprint_changes_with_labels_images_and_the_set_of_images(tmp_path):
+    rows = [(FRAMES[0], "1"), (FRAMES[1], "2"), (FRAMES[2], "3")]
+    write_rows(tmp_path, rows, FRAMES[:2])          # FRAMES[2] is missing at first
+    first = load_dataset(tmp_path).fingerprint
+    assert first == load_dataset(tmp_path).fingerprint == load_dataset(tmp_path, decode=False).fingerprint
+    fingerprints = {first}
+
+    (tmp_path / "labels.csv").write_text((tmp_path / "labels.csv").read_text().replace(f"{FRAMES[1]},2", f"{FRAMES[1]},4"))
+    fingerprints.add(load_dataset(tmp_path).fingerprint)
+    write_png(tmp_path / "images" / FRAMES[2], value=50)           # a listed image appears
+    fingerprints.add(load_dataset(tmp_path).fingerprint)
+    write_png(tmp_path / "images" / FRAMES[0], value=99)           # an image is replaced
+    stamp = (tmp_path / "images" / FRAMES[0]).stat().st_mtime_ns
+    os.utime(tmp_path / "images" / FRAMES[0], ns=(stamp + 10**9, stamp + 10**9))
+    fingerprints.add(load_dataset(tmp_path).fingerprint)
+    assert len(fingerprints) == 4
+
+    before = load_dataset(tmp_path).fingerprint
+    write_png(tmp_path / "images" / "unlisted.png", value=7)       # a file no row names changes nothing
+    assert load_dataset(tmp_path).fingerprint == before

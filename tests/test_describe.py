@@ -24,7 +24,8 @@ def test_description_has_the_documented_shape_and_counts(loaded):
     dataset, expected = loaded
     description = describe_dataset(dataset, folds=5, seed=0)
     assert json.loads(json.dumps(description)) == description
-    assert set(description) == {"images", "classes", "sequences", "dropped", "holdout", "folds"}
+    assert set(description) == {"images", "classes", "sequences", "fingerprint", "dropped", "holdout", "folds"}
+    assert description["fingerprint"] == dataset.fingerprint and len(dataset.fingerprint) == 12
     assert description["images"] == expected["images"]
     assert description["classes"] == expected["classes"]
     assert list(description["classes"]) == list(CLASSES)

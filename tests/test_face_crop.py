@@ -8,6 +8,7 @@ import pluggy
 import pytest
 
 from feph_finetune import FrameResult, PluginError, Preprocessing, RunContext, hookspecs
+from feph_finetune.options import option_problems
 from feph_finetune.synth import Frame, make_signers, render_frame
 from feph_finetune_plugins import face_crop
 
@@ -16,7 +17,7 @@ CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface
 
 def context(**options) -> RunContext:
     return RunContext(run_id="r", experiment="e", phase="exploratory", fold=None, seed=0, input_size=48,
-                      config={}, options={**face_crop.plugin_options(), **options})
+                      config={}, options={**{key: option.default for key, option in face_crop.plugin_options().items()}, **options})
 
 
 def frame_step(**options):
@@ -112,13 +113,18 @@ def test_cache_key_follows_every_option():
     assert f"opencv{cv2.__version__.split('.')[0]}" in base
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("margin", -0.1), ("scale_factor", 1.0), ("min_neighbors", -1), ("min_face", 0.0), ("fallback", "pad"),
-    ("margin", "wide"),
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("margin", -0.1, ">= 0"), ("margin", -5.0, ">= 0"), ("scale_factor", 1.0, "> 1"), ("scale_factor", float("inf"), "finite"),
+    ("min_neighbors", -1, ">= 0"), ("min_neighbors", 2.5, "expected integer"), ("min_face", 0.0, "> 0"),
+    ("min_face", float("nan"), "finite"), ("fallback", "pad", "'upper_centre', 'centre'"), ("margin", "wide", "expected float"),
 ])
-def test_bad_options_are_refused_with_their_name(option, value):
-    with pytest.raises(PluginError, match=option):
-        face_crop.preprocess(context(**{option: value}))
+def test_bad_options_are_refused_by_their_declarations(option, value, says):
+    (problem,) = option_problems(value, face_crop.plugin_options()[option])
+    assert says in problem
+
+
+def test_default_options_pass_their_declarations():
+    assert all(option_problems(option.default, option) == [] for option in face_crop.plugin_options().values())
 
 
 def test_non_image_input_is_refused():
@@ -145,5 +151,5 @@ def test_registers_as_a_pluggy_plugin():
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     manager.register(face_crop, name="face_crop")
-    assert manager.hook.plugin_options()["fallback"] == "upper_centre"
+    assert manager.hook.plugin_options()["fallback"].default == "upper_centre"
     assert isinstance(manager.hook.preprocess(context=context()), Preprocessing)

@@ -17,8 +17,19 @@ def matrix_of(path, overrides=()):
     return build_matrix(read_config(path, list(overrides)), get_plugins())
 
 
-def test_paper_matrix_has_12_exploratory_and_30_cv_runs_without_tensorflow(tmp_path):
-    result = run_cli("experiments.toml", "--dry-run", "--json", "--set", f"dataset.root={tmp_path}")
+def paper_matrix_overrides(synthetic_feph, tmp_path) -> list[str]:
+    """``--set`` arguments that point experiments.toml at test data and at stand-in whole-model
+    files (validation checks that they exist; a dry run never opens them)."""
+    overrides = [f"dataset.root={synthetic_feph}"]
+    for backbone in ("mobilenet", "efficientnet"):
+        stand_in = tmp_path / f"{backbone}_7.keras"
+        stand_in.write_bytes(b"")
+        overrides.append(f"defaults.options.{backbone}.weights={stand_in}")
+    return [argument for override in overrides for argument in ("--set", override)]
+
+
+def test_paper_matrix_has_12_exploratory_and_30_cv_runs_without_tensorflow(tmp_path, synthetic_feph):
+    result = run_cli("experiments.toml", "--dry-run", "--json", *paper_matrix_overrides(synthetic_feph, tmp_path))
     assert result.returncode == 0, result.stderr
     runs = json.loads(result.stdout)
     exploratory = [run for run in runs if run["phase"] == "exploratory"]
@@ -31,14 +42,15 @@ def test_paper_matrix_has_12_exploratory_and_30_cv_runs_without_tensorflow(tmp_p
 
 
 
-def test_dry_run_table_and_plugins_listing_do_not_import_tensorflow(tmp_path):
+def test_dry_run_table_and_plugins_listing_do_not_import_tensorflow(tmp_path, synthetic_feph):
     import subprocess
     import sys
 
+    arguments = ["experiments.toml", "--dry-run", *paper_matrix_overrides(synthetic_feph, tmp_path)]
     code = (
         "import sys\n"
         "from feph_finetune.cli import main\n"
-        f"main(['experiments.toml', '--dry-run', '--set', 'dataset.root={tmp_path}'])\n"
+        f"assert main({arguments!r}) == 0\n"
         "main(['plugins', '--json'])\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
         "print('ok')\n"
@@ -48,12 +60,12 @@ def test_dry_run_table_and_plugins_listing_do_not_import_tensorflow(tmp_path):
     assert result.stdout.strip().endswith("ok")
 
 
-def test_run_ids_are_stable_and_depend_on_the_configuration(tmp_path):
+def test_run_ids_are_stable_and_depend_on_the_configuration(tmp_path, synthetic_feph):
     experiments = """
     [experiments.A]
     phases = ["exploratory", "cv"]
     """
-    path = write_matrix(tmp_path / "m.toml", tmp_path, experiments)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
     first = [run.id for run in matrix_of(path).runs]
     assert first == [run.id for run in matrix_of(path).runs]
     assert len(set(first)) == 4
@@ -63,7 +75,7 @@ def test_run_ids_are_stable_and_depend_on_the_configuration(tmp_path):
     assert relabelled == first
 
 
-def test_inheritance_overrides_and_grid_expansion(tmp_path):
+def test_inheritance_overrides_and_grid_expansion(tmp_path, synthetic_feph):
     experiments = """
     [experiments.base]
     optimizer = "adam"
@@ -75,7 +87,7 @@ def test_inheritance_overrides_and_grid_expansion(tmp_path):
     class_weights = "class_weights"
     grid = { seed = [1, 2], "options.adam.lr" = [0.01, 0.001] }
     """
-    matrix = matrix_of(write_matrix(tmp_path / "m.toml", tmp_path, experiments))
+    matrix = matrix_of(write_matrix(tmp_path / "m.toml", synthetic_feph, experiments))
     child = [run for run in matrix.runs if run.experiment == "child"]
     assert len(child) == 4  # phases are not inherited: the child runs exploratory only
     assert all(run.config["augment"] == ["flip"] and run.config["class_weights"] == "class_weights" for run in child)
@@ -125,8 +137,8 @@ def test_all_problems_are_reported_at_once(tmp_path):
     assert "batchsize" in text
 
 
-def test_set_override_reads_toml_values_and_plain_strings(tmp_path):
-    path = write_matrix(tmp_path / "m.toml", tmp_path, "[experiments.A]\n")
+def test_set_override_reads_toml_values_and_plain_strings(tmp_path, synthetic_feph):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
     matrix = matrix_of(path, ["defaults.batch_size=4", "experiments.A.augment=['flip']"])
     assert matrix.runs[0].config["batch_size"] == 4 and matrix.runs[0].config["augment"] == ["flip"]
     with pytest.raises(ConfigError) as error:
@@ -134,7 +146,7 @@ def test_set_override_reads_toml_values_and_plain_strings(tmp_path):
     assert "--set defaults.batch_size=big" in str(error.value)
 
 
-def test_unknown_only_name_is_an_error(tmp_path):
-    path = write_matrix(tmp_path / "m.toml", tmp_path, "[experiments.Alpha]\n")
+def test_unknown_only_name_is_an_error(tmp_path, synthetic_feph):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.Alpha]\n")
     result = run_cli(str(path), "--dry-run", "--only", "Alpah")
     assert result.returncode == 2 and "did you mean 'Alpha'" in result.stderr

@@ -48,8 +48,8 @@ def site(tmp_path, monkeypatch):
         del sys.modules[module]
 
 
-def test_the_hookspecs_are_the_designs_six_plus_options():
-    assert set(hook_names()) == SIX_HOOKS | {"plugin_options"}
+def test_the_hookspecs_are_the_designs_six_plus_options_and_traits():
+    assert set(hook_names()) == SIX_HOOKS | {"plugin_options", "plugin_traits"}
 
 
 def test_plugins_json_lists_builtins_covering_all_six_hooks():
@@ -156,10 +156,10 @@ def cli_with(site, *args, **env):
     return run_cli(*args, env={"PYTHONPATH": str(site), **env})
 
 
-def matrices(tmp_path, plugin):
-    """Two experiment files: one whose evaluate list names ``plugin``, one that does not."""
-    using = write_matrix(tmp_path / "uses.toml", tmp_path, f'[experiments.A]\nevaluate = ["paper_metrics", "{plugin}"]\n')
-    other = write_matrix(tmp_path / "other.toml", tmp_path, '[experiments.B]\nevaluate = ["paper_metrics"]\n')
+def matrices(tmp_path, root, plugin):
+    """Two experiment files on the data in ``root``: one whose evaluate list names ``plugin``, one that does not."""
+    using = write_matrix(tmp_path / "uses.toml", root, f'[experiments.A]\nevaluate = ["paper_metrics", "{plugin}"]\n')
+    other = write_matrix(tmp_path / "other.toml", root, '[experiments.B]\nevaluate = ["paper_metrics"]\n')
     return using, other
 
 
@@ -169,11 +169,11 @@ def listed(site, **env) -> dict[tuple[str, str], dict]:
     return {(entry["name"], entry["origin"]): entry for entry in json.loads(result.stdout)}
 
 
-def test_a_misnamed_hook_argument_is_one_message_naming_plugin_hook_and_offered_arguments(site, tmp_path):
+def test_a_misnamed_hook_argument_is_one_message_naming_plugin_hook_and_offered_arguments(site, tmp_path, synthetic_feph):
     write_distribution(site, body="from feph_finetune import hookimpl\n\n@hookimpl\ndef evaluate(y_true, probs, context):\n    return {}\n")
     entry = listed(site)[("extra_metric", "feph-extra 1.2.3")]
     assert entry["status"] == "broken" and entry["hooks"] == []
-    using, other = matrices(tmp_path, "extra_metric")
+    using, other = matrices(tmp_path, synthetic_feph, "extra_metric")
     refused = cli_with(site, str(using), "--dry-run")
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) <= 4
@@ -183,7 +183,7 @@ def test_a_misnamed_hook_argument_is_one_message_naming_plugin_hook_and_offered_
     assert cli_with(site, str(other), "--dry-run").returncode == 0
 
 
-def test_an_import_error_is_listed_and_blocks_only_the_files_that_use_the_plugin(site, tmp_path):
+def test_an_import_error_is_listed_and_blocks_only_the_files_that_use_the_plugin(site, tmp_path, synthetic_feph):
     write_distribution(site, body="import feph_no_such_dependency\n")
     write_distribution(site, name="feph-good", module="feph_good_metric", entry="good_metric", body=GOOD_METRIC)
     entries = listed(site)
@@ -192,20 +192,20 @@ def test_an_import_error_is_listed_and_blocks_only_the_files_that_use_the_plugin
     assert entries[("good_metric", "feph-good 1.2.3")]["status"] == "ok"
     table = cli_with(site, "plugins")
     assert table.returncode == 0 and "broken" in table.stdout and "feph_no_such_dependency" in table.stdout
-    using, other = matrices(tmp_path, "extra_metric")
+    using, other = matrices(tmp_path, synthetic_feph, "extra_metric")
     refused = cli_with(site, str(using), "--dry-run")
     assert refused.returncode == 2 and "ModuleNotFoundError" in refused.stderr and "feph_no_such_dependency" in refused.stderr
     assert cli_with(site, str(other), "--dry-run").returncode == 0
-    good, _ = matrices(tmp_path, "good_metric")
+    good, _ = matrices(tmp_path, synthetic_feph, "good_metric")
     assert cli_with(site, str(good), "--dry-run").returncode == 0
 
 
-def test_two_distributions_with_one_name_are_both_in_conflict_and_named(site, tmp_path):
+def test_two_distributions_with_one_name_are_both_in_conflict_and_named(site, tmp_path, synthetic_feph):
     write_distribution(site, name="feph-kappa", module="feph_kappa_one", entry="kappa", body=GOOD_METRIC)
     write_distribution(site, name="kappa-metrics", version="2.0", module="feph_kappa_two", entry="kappa", body=GOOD_METRIC)
     entries = listed(site)
     assert entries[("kappa", "feph-kappa 1.2.3")]["status"] == entries[("kappa", "kappa-metrics 2.0")]["status"] == "conflict"
-    using, other = matrices(tmp_path, "kappa")
+    using, other = matrices(tmp_path, synthetic_feph, "kappa")
     refused = cli_with(site, str(using), "--dry-run")
     assert refused.returncode == 2
     assert "feph-kappa 1.2.3" in refused.stderr and "kappa-metrics 2.0" in refused.stderr and "FEPH_FINETUNE_LOAD_PLUGINS" in refused.stderr
@@ -214,20 +214,20 @@ def test_two_distributions_with_one_name_are_both_in_conflict_and_named(site, tm
     assert cli_with(site, str(using), "--dry-run", FEPH_FINETUNE_LOAD_PLUGINS="kappa-metrics").returncode == 0
 
 
-def test_a_third_party_plugin_may_not_replace_a_builtin(site, tmp_path):
+def test_a_third_party_plugin_may_not_replace_a_builtin(site, tmp_path, synthetic_feph):
     write_distribution(site, name="feph-flip", module="feph_flip_other", entry="flip", body=GOOD_METRIC)
     entries = listed(site)
     assert entries[("flip", "builtin")]["status"] == "ok" and entries[("flip", "builtin")]["hooks"] == ["plugin_options", "augment"]
     assert entries[("flip", "feph-flip 1.2.3")]["status"] == "refused"
-    path = write_matrix(tmp_path / "flip.toml", tmp_path, '[experiments.A]\naugment = ["flip"]\n')
+    path = write_matrix(tmp_path / "flip.toml", synthetic_feph, '[experiments.A]\naugment = ["flip"]\n')
     result = cli_with(site, str(path), "--dry-run")
     assert result.returncode == 0
     assert "warning" in result.stderr and "'flip' of feph-flip 1.2.3 is ignored" in result.stderr and "built-in" in result.stderr
 
 
-def test_a_filtered_plugin_is_reported_as_filtered_not_as_missing(site, tmp_path):
+def test_a_filtered_plugin_is_reported_as_filtered_not_as_missing(site, tmp_path, synthetic_feph):
     write_distribution(site)
-    using, _ = matrices(tmp_path, "extra_metric")
+    using, _ = matrices(tmp_path, synthetic_feph, "extra_metric")
     refused = cli_with(site, str(using), "--dry-run", FEPH_FINETUNE_LOAD_PLUGINS="")
     assert refused.returncode == 2
     assert "not installed" not in refused.stderr

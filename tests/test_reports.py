@@ -455,3 +455,28 @@ def test_every_configuration_of_the_shipped_matrix_has_its_published_accuracy():
         "M0": pytest.approx((44.1, 4.7)), "M1": pytest.approx((51.7, 7.4)), "M2": pytest.approx((62.4, 3.2)),
         "E0": pytest.approx((45.7, 4.7)), "E1": pytest.approx((62.2, 2.4)), "E2": pytest.approx((62.8, 4.7)),
     }
+
+
+def test_runs_on_different_data_are_never_averaged_and_the_report_names_the_data():
+    rng = random.Random(0)
+    numbers = np.random.default_rng(0)
+    runs = []
+    for data, accuracy in (("aaaaaaaaaaaa", 0.4), ("bbbbbbbbbbbb", 0.8)):
+        for fold in range(2):
+            run = make_run("M2", "cv", model="mobilenet", order=0, accuracy=accuracy, rng=numbers, fold=fold, cv_label="M2")
+            run.update(id=f"{run['id']}-{data}", data=data)
+            runs.append(run)
+    rng.shuffle(runs)
+    rows = summarize(runs)
+    assert sorted((row["data"], row["accuracy"], row["folds"]) for row in rows) == [("aaaaaaaaaaaa", 0.4, 2), ("bbbbbbbbbbbb", 0.8, 2)]
+    buffer = io.StringIO()
+    render(runs, "markdown", Console(file=buffer, width=80))
+    assert "aaaaaaaaaaaa: M2 (cv)" in buffer.getvalue() and "bbbbbbbbbbbb: M2 (cv)" in buffer.getvalue()
+    flat = list(csv.DictReader(io.StringIO(_csv(runs))))
+    assert sorted(row["data"] for row in flat) == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
+
+
+def _csv(runs) -> str:
+    buffer = io.StringIO()
+    render(runs, "csv", Console(file=buffer, width=200))
+    return buffer.getvalue()

@@ -107,3 +107,36 @@ def test_report_metrics_match_the_stored_predictions(synthetic_feph, tmp_path):
     assert np.isclose(row["accuracy_std"], np.std(accuracies, ddof=1))
     for name, values in sensitivities.items():
         assert np.isclose(row["sensitivity"][name], np.mean(values))
+
+
+def test_changed_data_means_new_runs_and_the_report_says_which_data(synthetic_feph, tmp_path, capsys):
+    """Editing the labels CSV and rerunning the same TOML must not reuse the old results."""
+    import shutil
+
+    from feph_finetune.dataset import load_dataset
+
+    root = tmp_path / "FePh"
+    shutil.copytree(synthetic_feph, root)
+    path = write_matrix(tmp_path / "m.toml", root, "[experiments.A]\npreprocess = []\noptions.adam.epochs = 0\n")
+    outdir = tmp_path / "runs"
+    assert main([str(path), "--output", str(outdir)]) == 0
+    first = load_dataset(root).fingerprint
+    assert f"{first}: all rows" in capsys.readouterr().out
+    assert main([str(path), "--output", str(outdir)]) == 0
+    assert "skipped 1 finished runs" in capsys.readouterr().out
+
+    (csv_path,) = root.glob("*.csv")
+    lines = csv_path.read_text(encoding="utf-8-sig").splitlines()
+    relabelled = next(number for number, line in enumerate(lines) if line.split(",")[2] == "6")   # a surprise frame
+    lines[relabelled] = lines[relabelled].replace(",6,", ",5,", 1)                                # becomes sad
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    second = load_dataset(root).fingerprint
+    assert second != first
+
+    assert main([str(path), "--output", str(outdir)]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped" not in printed and f"{second}: all rows" in printed
+    records = [json.loads(file.read_text()) for file in outdir.glob("*/result.json")]
+    assert sorted(record["data"] for record in records) == sorted([first, second])
+    rows = report_json(outdir)
+    assert sorted(row["data"] for row in rows) == sorted([first, second])   # never averaged together

@@ -93,8 +93,8 @@ def test_training_pipeline_reshuffles_each_epoch_and_repeats_with_the_seed():
 
 
 @pytest.fixture
-def tiny_mobilenet(tmp_path):
-    tiny = TinyMatrix(tmp_path, tmp_path, "[experiments.A]\n")
+def tiny_mobilenet(tmp_path, synthetic_feph):
+    tiny = TinyMatrix(tmp_path, synthetic_feph, "[experiments.A]\n")
     return tiny.plugins.call("mobilenet", "build_model", context=tiny.context("A", "mobilenet"))
 
 

@@ -1,0 +1,181 @@
+"""Plugin option declarations: what values an option accepts, checked before any work.
+
+A plugin's ``plugin_options`` hook returns ``{name: value}`` where each value is either a plain
+default (the option then accepts values of the default's type) or an :class:`Option`, which adds
+the checks a plugin would otherwise write by hand and run only when a run starts: allowed
+choices, numeric ranges, finiteness, a file that must exist, a free-form check. The core checks
+every configured value against its declaration while it validates the configuration, so a wrong
+value stops ``--dry-run`` with exit code 2 instead of failing each run minutes later.
+
+No TensorFlow here (the CLI validates configurations without it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+#: What ``Option.path`` may ask for.
+PATH_KINDS = ("file", "dir")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One plugin option: its default and what values it accepts.
+
+    - ``default``: the value when the configuration does not set one; its type is the option's
+      type (bool, int, float, str or a list of those; an int is accepted for a float; None
+      accepts any value).
+    - ``help``: one line for people reading ``plugin_options`` or an error message.
+    - ``choices``: the only allowed values (for a list option: of each item).
+    - ``minimum``/``maximum``: numeric bounds, inclusive unless ``exclusive_minimum`` /
+      ``exclusive_maximum`` is True.
+    - ``finite``: refuse ``inf`` and ``nan`` (TOML can write both); on by default.
+    - ``path``: ``"file"`` or ``"dir"``: the value names one that must exist, relative to the
+      current directory or absolute, ``~`` expanded. With ``choices`` too, a value is either one
+      of the choices or such a path (``weights = "none"``, ``"imagenet"`` or a file).
+    - ``suffixes``: with ``path``, the endings a path may have (case-insensitive).
+    - ``retired``: former values, each with a hint of what to write instead.
+    - ``check``: any further rule: a function of the value returning an error message, or None
+      when the value is fine. It must not import TensorFlow or read large files.
+    """
+
+    default: Any
+    help: str = ""
+    choices: Sequence[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    finite: bool = True
+    path: str | None = None
+    suffixes: Sequence[str] = ()
+    retired: Mapping[Any, str] = field(default_factory=dict)
+    check: Callable[[Any], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.path is not None and self.path not in PATH_KINDS:
+            raise ValueError(f"Option path must be one of {', '.join(PATH_KINDS)}, not {self.path!r}")
+        if self.choices is not None and self.path is None and not _is_list(self.default) \
+                and self.default not in self.choices:
+            raise ValueError(f"Option default {self.default!r} is not one of its choices {list(self.choices)}")
+
+
+def as_option(value: Any) -> Option:
+    """A declaration from what ``plugin_options`` returned for one option (a default or an Option)."""
+    return value if isinstance(value, Option) else Option(default=value)
+
+
+def option_problems(value: Any, option: Option, check_paths: bool = True) -> list[str]:
+    """Why ``value`` is not acceptable for ``option`` (an empty list when it is).
+
+    ``check_paths=False`` skips the existence of ``path`` options, for files that are written
+    later (the demo's base models). Messages describe the value only; the caller names the place.
+    """
+    if not matches_type(value, option.default):
+        expected = type_name(option.default)
+        if _is_list(option.default) and option.default:
+            expected = f"array of {type_name(option.default[0])}s"
+        return [f"expected {expected}, got {type_name(value)} {value!r}"]
+    items = value if _is_list(value) else [value]
+    problems: list[str] = []
+    for item in items:
+        problems += _item_problems(item, option, check_paths)
+    if not problems and option.check is not None:
+        message = option.check(value)
+        if message:
+            problems.append(message)
+    return problems
+
+
+def _item_problems(item: Any, option: Option, check_paths: bool) -> list[str]:
+    if _hashable(item) and item in option.retired:
+        return [f"{item!r} is no longer accepted: {option.retired[item]}"]
+    if option.path is not None and isinstance(item, str) and (option.choices is None or item not in option.choices):
+        return _path_problems(item, option, check_paths)
+    if option.choices is not None and item not in option.choices:
+        return [f"{item!r} is not one of {', '.join(repr(choice) for choice in option.choices)}{_close(item, option.choices)}"]
+    if _is_number(item):
+        return _number_problems(item, option)
+    return []
+
+
+def _number_problems(number: float, option: Option) -> list[str]:
+    if option.finite and not math.isfinite(number):
+        return [f"must be a finite number, not {number!r}"]
+    if option.minimum is not None:
+        below = number <= option.minimum if option.exclusive_minimum else number < option.minimum
+        if below:
+            return [f"must be {'>' if option.exclusive_minimum else '>='} {option.minimum}, not {number!r}"]
+    if option.maximum is not None:
+        above = number >= option.maximum if option.exclusive_maximum else number > option.maximum
+        if above:
+            return [f"must be {'<' if option.exclusive_maximum else '<='} {option.maximum}, not {number!r}"]
+    return []
+
+
+def _path_problems(text: str, option: Option, check_paths: bool) -> list[str]:
+    if option.suffixes and not text.lower().endswith(tuple(suffix.lower() for suffix in option.suffixes)):
+        kinds = f"a {option.path} ending in {', '.join(option.suffixes)}"
+        allowed = f"neither one of {', '.join(repr(c) for c in option.choices)} nor {kinds}" if option.choices else f"not {kinds}"
+        return [f"{text!r} is {allowed}{_close(text, option.choices or ())}" + (f" ({option.help})" if option.help else "")]
+    if not check_paths:
+        return []
+    path = Path(text).expanduser()
+    exists = path.is_file() if option.path == "file" else path.is_dir()
+    if not exists:
+        return [f"no such {option.path}: {text!r} ({path.absolute()})"]
+    return []
+
+
+# --- types (shared with the core's own keys) ----------------------------------------------------
+
+
+def type_name(value: Any) -> str:
+    """The TOML name of a value's type, for messages."""
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def matches_type(value: Any, default: Any) -> bool:
+    """Whether ``value`` may replace ``default``: same type, an int for a float, anything for None."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            return False
+        return all(matches_type(item, default[0]) for item in value) if default else True
+    return isinstance(value, type(default))
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _close(word: Any, choices: Sequence[Any]) -> str:
+    """A ' (did you mean X?)' hint for a misspelt choice, or an empty string."""
+    if not isinstance(word, str):
+        return ""
+    texts = [choice for choice in choices if isinstance(choice, str)]
+    matches = difflib.get_close_matches(word, texts, n=1, cutoff=0.6)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
