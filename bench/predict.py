@@ -8,8 +8,10 @@ each on the whole video and best of ``--repeats``:
 1. decoding the video alone;
 2. decoding + the frame steps (Haar face detection and crop, resize);
 3. the whole ``predict`` pipeline (decoding, frame steps, normalisation, model), as the command
-   runs it, without writing rows;
-4. the model alone on ready batches (the model's share of 3).
+   runs it, without writing rows; and the same without preparing the next batch in a thread;
+4. the model alone on ready batches (the model's share of 3);
+5. memory: the process's peak resident size after predicting the video, then after predicting a
+   video four times as long (flat memory: the second adds next to nothing).
 
     python bench/predict.py                    # 300 frames, batch 32, alpha 1.0, 224 px
     python bench/predict.py --quick            # 40 frames, alpha 0.25, 64 px: a smoke test
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -111,15 +114,22 @@ def main() -> None:
         decode = best_of(args.repeats, lambda: sum(1 for _ in source.frames()))
         steps = best_of(args.repeats, lambda: [apply_steps(frame.image, bundle.frame_steps, bundle.input_size) for frame in source.frames()])
         whole = best_of(args.repeats, lambda: predictor.run(source, None))
+        serial = Predictor(bundle, Settings(batch_size=args.batch_size, prefetch=False))
+        whole_serial = best_of(args.repeats, lambda: serial.run(source, None))
         ready = np.random.default_rng(0).integers(0, 256, (args.batch_size, args.size, args.size, 3), dtype=np.uint8)
         batches = -(-args.frames // args.batch_size)
         model = best_of(args.repeats, lambda: [predictor.probabilities(ready) for _ in range(batches)])
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        longer = open_source(str(synthetic_video(folder / "long", 4 * args.frames, fps=25)))
+        predictor.run(longer, None)
+        peak_long = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     frames = args.frames
     print(f"predict: MobileNet alpha {args.alpha} at {args.size} px, batch {args.batch_size}, {frames} frames of 210x260 MJPG video")
     print(f"machine: {platform.processor() or platform.machine()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, OpenCV {cv2.__version__}")
-    for label, seconds in (("decode", decode), ("decode + face crop + resize", steps), ("whole predict pipeline", whole), ("model alone (ready batches)", model)):
+    for label, seconds in (("decode", decode), ("decode + face crop + resize", steps), ("whole predict pipeline", whole), ("the same without prefetching", whole_serial), ("model alone (ready batches)", model)):
         print(f"  {label:30s} {frames / seconds:8.1f} frames/s  ({seconds:.2f} s)")
+    print(f"  peak memory: {peak:.0f} MB after {frames} frames, {peak_long:.0f} MB after {4 * frames} more")
 
 
 if __name__ == "__main__":

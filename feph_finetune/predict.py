@@ -29,12 +29,14 @@ import json
 import math
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from feph_finetune.api import FrameResult
 from feph_finetune.bundle import Bundle
 from feph_finetune.frames import apply_steps
 from feph_finetune.sources import Frame, Source
@@ -155,6 +157,7 @@ class Settings:
     batch_size: int = 32
     smooth: int = 1
     every: int = 1
+    prefetch: bool = True  # prepare the next batch in a thread while the model runs
 
 
 class Predictor:
@@ -188,8 +191,7 @@ class Predictor:
         summary = InputSummary(source.name, source.kind, self.bundle.classes)
         smoother = CentredMean(self.settings.smooth)
         started = time.perf_counter()
-        for batch in _batches(source.frames(), self.settings.batch_size, summary.problems):
-            prepared = [apply_steps(frame.image, self.frame_steps, self.bundle.input_size) for frame in batch]
+        for batch, prepared in self.prepared_batches(source, summary.problems):
             probabilities = self.probabilities(np.stack([result.image for result in prepared]))
             for frame, result, row_probabilities in zip(batch, prepared, probabilities):
                 row = self.row(source, frame, result, row_probabilities)
@@ -201,6 +203,27 @@ class Predictor:
         self.frames_done += summary.frames
         self.seconds += time.perf_counter() - started
         return summary
+
+    def prepared_batches(self, source: Source, problems: list[str]) -> Iterator[tuple[list[Frame], list[FrameResult]]]:
+        """Batches of frames with their frame-step results (face crop, resize).
+
+        With ``Settings.prefetch`` a worker thread decodes and crops the next batch while the model
+        predicts the current one (OpenCV and TensorFlow release the GIL), holding one batch ahead.
+        """
+        batches = _batches(source.frames(), self.settings.batch_size, problems)
+
+        def next_prepared():
+            batch = next(batches, None)
+            return None if batch is None else (batch, [apply_steps(frame.image, self.frame_steps, self.bundle.input_size) for frame in batch])
+
+        if not self.settings.prefetch:
+            yield from iter(next_prepared, None)
+            return
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            future = worker.submit(next_prepared)
+            while (item := future.result()) is not None:
+                future = worker.submit(next_prepared)
+                yield item
 
     def row(self, source: Source, frame: Frame, result, probabilities: np.ndarray) -> dict[str, Any]:
         classes = self.bundle.classes
