@@ -72,9 +72,9 @@ def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str
 
         handles.append(Patch(color="0.8", label="no face found"))
         labels.append("no face found")
-    figure.legend(handles, labels, loc="upper right", ncols=min(len(labels), 8), fontsize=9, frameon=False)
     figure.suptitle(title, x=0.01, ha="left", fontsize=11)
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.55 / figure.get_size_inches()[1]))
+    figure.tight_layout(rect=(0, 0, 0.85, 1))
+    figure.legend(handles, labels, loc="center left", bbox_to_anchor=(0.855, 0.5), fontsize=9, frameon=False)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)

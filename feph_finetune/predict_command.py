@@ -67,7 +67,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
         print_summary(summaries, bundle, console)
         _finish_outputs(summaries, bundle, args, console)
     if bad:
-        return _fail(errors, [message if message.startswith(name) else f"{name}: {message}" for name, message in bad.items()], heading=f"{len(bad)} of {len(args.inputs)} inputs could not be processed")
+        return _fail(errors, [message if message.startswith(name) else f"{name}: {message}" for name, message in bad.items()], heading=f"{len(bad)} of {len(args.inputs)} inputs could not be processed in full (everything readable was)")
     return EXIT_OK
 
 

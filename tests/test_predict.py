@@ -200,7 +200,7 @@ def test_bad_inputs_are_named_and_the_good_ones_still_processed(trained, tmp_pat
     code = predict(trained.run_dir, tmp_path / "missing.png", empty_folder, junk, no_frames, broken, trained.images[0], "--out", out)
     assert code == 2
     errors = capsys.readouterr().err
-    assert "5 of 6 inputs could not be processed" in errors
+    assert "5 of 6 inputs could not be processed in full" in errors
     assert f"{tmp_path / 'missing.png'}: no such file or folder" in errors
     assert f"{empty_folder}: the folder holds no image files" in errors
     assert f"{junk}: cannot read it as an image or a video" in errors
