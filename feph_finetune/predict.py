@@ -3,7 +3,8 @@
 Each frame goes through the bundle's frame steps and resize (:func:`feph_finetune.frames.apply_steps`,
 the face detector running once per frame) and, in batches, through its batch steps
 (:func:`feph_finetune.training.preprocess_batch`) into the model: the functions that prepared the
-run's own training and test images. Frames are streamed: at most one batch of images is in memory.
+run's own training and test images. Frames are streamed: at most two batches of images are in
+memory (the one the model predicts, the next one being decoded and cropped).
 
 Output rows (one per kept frame), in this column order:
 

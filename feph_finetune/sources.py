@@ -57,10 +57,6 @@ class Source:
     files: list[Path] | None = None
     fps: float | None = None
 
-    @property
-    def is_sequence(self) -> bool:
-        return self.kind != "image"
-
     def frames(self) -> Iterator[Frame]:
         """The kept frames, in order; a frame that cannot be read carries a ``problem``."""
         if self.kind == "video":
