@@ -132,6 +132,8 @@ def find_bundle(path: Path) -> Path:
     hint = "a bundle is a folder with bundle.json and model.keras, as a run with save_model = true leaves in its run directory, or by `python -m feph_finetune export RUN_DIR OUT`"
     if path.is_file() and path.suffix in (".keras", ".h5"):
         raise BundleError(f"{path}: a bare Keras model file is not a bundle (it does not say how frames were cropped and normalised); {hint}")
+    if path.is_dir() and (path / MODEL_FILE).is_file():
+        raise BundleError(f"{path}: holds {MODEL_FILE} but no {MANIFEST} (saved before bundles existed, or interrupted); run it again with --force to write a bundle")
     if path.is_dir() and (path / RESULT_FILE).is_file():
         raise BundleError(f"{path}: this run saved no model; set save_model = true for its experiment and run it again with --force")
     raise BundleError(f"{path}: not a model bundle (no {MANIFEST}); {hint}")
