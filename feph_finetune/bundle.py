@@ -129,7 +129,7 @@ def find_bundle(path: Path) -> Path:
         raise BundleError(f"{path}: no such file or folder")
     if path.is_dir() and (path / MANIFEST).is_file():
         return path
-    hint = "a bundle is a folder with bundle.json and model.keras, as a run with save_model = true leaves in its run directory, or by `python -m feph_finetune export RUN_DIR OUT`"
+    hint = "a bundle is a folder with bundle.json and model.keras: the run directory of a run with save_model = true, or a folder written by `python -m feph_finetune export RUN_DIR OUT`"
     if path.is_file() and path.suffix in (".keras", ".h5"):
         raise BundleError(f"{path}: a bare Keras model file is not a bundle (it does not say how frames were cropped and normalised); {hint}")
     if path.is_dir() and (path / MODEL_FILE).is_file():

@@ -181,7 +181,7 @@ def cmd_export(args, console: Console) -> int:
     try:
         out = export_bundle(args.run_dir, args.out)
     except BundleError as error:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     console.print(f"exported the model bundle of {args.run_dir} to {out}/", highlight=False)
     return EXIT_OK
