@@ -48,10 +48,19 @@ class RunContext:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """One image after a ``Preprocessing.frame`` step; ``fallback`` names why it is not the usual result."""
+    """One image after a ``Preprocessing.frame`` step.
+
+    - ``image``: the result, uint8 RGB (H, W, 3).
+    - ``fallback``: None for the usual result, else why it is not (``"no_face"``: no face was
+      found and a fixed region was used instead).
+    - ``box``: optional; the region the step found, ``(x, y, w, h)`` in integer pixels of the image
+      the step received (the face detector's box, before any margin). ``predict`` reports it per
+      frame; the crop cache does not keep it.
+    """
 
     image: np.ndarray
     fallback: str | None = None
+    box: tuple[int, int, int, int] | None = None
 
 
 @dataclass
@@ -70,6 +79,13 @@ class Preprocessing:
       TensorFlow tensors (arithmetic, slicing).
     - ``normalizes``: True when ``batch`` normalises pixel values, so that the core can refuse to
       normalise twice with a backbone that normalises inside the model.
+    - ``state() -> dict[str, np.ndarray]`` and ``restore(state)``: for a step with ``fit``, what
+      it learned and how to set it again. A run that saves its model stores ``state()`` (after
+      ``fit``) in the model bundle; ``predict`` builds the step anew from the same options and
+      calls ``restore`` with the stored arrays instead of ``fit``, so that new frames are
+      prepared exactly as the training and test images were. The arrays are saved with
+      ``numpy.savez`` (no pickling: numeric or string dtypes only). A step with ``fit`` but
+      without ``state`` cannot be saved in a bundle.
     """
 
     frame: Callable[[np.ndarray], FrameResult] | None = None
@@ -77,6 +93,8 @@ class Preprocessing:
     batch: Callable[[Any], Any] | None = None
     cache_key: str = ""
     normalizes: bool = False
+    state: Callable[[], dict[str, np.ndarray]] | None = None
+    restore: Callable[[Mapping[str, np.ndarray]], None] | None = None
 
 
 @dataclass

@@ -31,13 +31,15 @@ other commands (each has --help):
   data      describe a FePh-format dataset as the runner sees it (classes, drops, splits)
   synth     write a synthetic FePh-format dataset (the demo's and tests' data)
   report    print the tables of a results directory, write its figures and report.md
+  predict   apply a trained model bundle to images, frame folders and videos
+  export    copy a finished run's model bundle to a folder of its own
 """
 
 
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m feph_finetune", description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s {plugins,data,synth,report} ...",
+        usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s {plugins,data,synth,report,predict,export} ...",
     )
     parser.add_argument("config", type=Path, metavar="EXPERIMENTS.toml", help="the experiment matrix")
     parser.add_argument("--version", action="version", version=f"feph_finetune {feph_finetune.__version__}")
@@ -88,6 +90,29 @@ def report_parser() -> argparse.ArgumentParser:
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--figures", type=Path, metavar="DIR", help='also write PNG figures (confusion matrices, cross-validation accuracy, sensitivity, learning curves) and report.md into DIR; needs matplotlib: pip install "feph_finetune[plots]"')
     only.add_argument("--confusion", metavar="NAME", help="print the confusion matrix of one configuration (experiment name or c/v label, e.g. M2) instead of the tables")
+    return parser
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m feph_finetune predict",
+        description="Apply a trained model to new frames, prepared exactly as in its training run (face crop, resize, normalisation with the run's fitted statistics). "
+        "Prints a summary per input; --out writes one row per frame (input, file, frame, time_s, face_found, face_x/y/w/h, fallback, p_<class>..., predicted[, smooth_<class>..., smooth_predicted]).",
+    )
+    parser.add_argument("model", type=Path, metavar="MODEL", help="a model bundle: a run directory of a run with save_model = true, or a folder from `export`")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of frames (natural order: fn9 before fn45), or videos (mp4, avi, webm...)")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write one row per frame: FILE.csv (CSV with a header) or FILE.jsonl (JSON lines)")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the class probabilities over time of each video or folder (needs matplotlib)")
+    parser.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th frame of videos and folders: 0, K, 2K... (default 1)")
+    parser.add_argument("--smooth", type=int, default=1, metavar="N", help="add smooth_<class> columns: centred moving average over N frames (odd; cut short at the ends)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="frames per model call (default 32)")
+    return parser
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m feph_finetune export", description="Copy the model bundle of a finished run (save_model = true) to a new folder: model.keras, bundle.json and the fitted preprocessing state.")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory in the results directory")
+    parser.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
     return parser
 
 
@@ -196,6 +221,24 @@ def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: b
     console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}")
 
 
+def cmd_predict(args, console: Console) -> int:
+    from feph_finetune.predict_command import predict_command
+
+    return predict_command(args, console, Console(stderr=True))
+
+
+def cmd_export(args, console: Console) -> int:
+    from feph_finetune.bundle import BundleError, export_bundle
+
+    try:
+        out = export_bundle(args.run_dir, args.out)
+    except BundleError as error:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    console.print(f"exported the model bundle of {args.run_dir} to {out}/", highlight=False)
+    return EXIT_OK
+
+
 def print_runs(runs, as_json: bool, console: Console) -> None:
     if as_json:
         print(json.dumps([run.describe() for run in runs], indent=2))
@@ -262,6 +305,8 @@ COMMANDS = {
     "data": (data_parser, cmd_data),
     "synth": (synth_parser, cmd_synth),
     "report": (report_parser, cmd_report),
+    "predict": (predict_parser, cmd_predict),
+    "export": (export_parser, cmd_export),
 }
 
 

@@ -98,11 +98,18 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def apply_steps(image: np.ndarray, steps: Sequence[FrameStep], size: int) -> FrameResult:
-    fallback = None
+    """One image through the frame steps, then resized: the model's input for training images
+    (:func:`compute_frames`) and for new frames (``predict``) alike.
+
+    ``image`` is uint8 RGB (H, W, 3); the result's image is uint8 (size, size, 3). Its
+    ``fallback`` is the last step's non-empty fallback, its ``box`` the last box a step reported
+    (in the coordinates of the image that step received).
+    """
+    fallback, box = None, None
     for step in steps:
         result = step.preprocessing.frame(image)
-        image, fallback = result.image, result.fallback or fallback
-    return FrameResult(resize_square(image, size), fallback)
+        image, fallback, box = result.image, result.fallback or fallback, result.box or box
+    return FrameResult(resize_square(image, size), fallback, box)
 
 
 def compute_frames(dataset: Dataset, steps: Sequence[FrameStep], size: int, cache: CropCache | None) -> FrameSet:

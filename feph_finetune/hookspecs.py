@@ -83,6 +83,10 @@ def preprocess(context):
     is loaded. Returns a :class:`feph_finetune.Preprocessing` (a cached per-image ``frame`` step
     such as face cropping, a ``fit`` on the training split and a per-batch ``batch`` transform
     such as normalisation), or None. Steps apply in the list's order.
+
+    Also called by ``predict`` to rebuild the step of a saved model, with the options stored in
+    its bundle: a step that learns in ``fit`` must then offer ``state``/``restore`` (see
+    :class:`feph_finetune.Preprocessing`), or a run with ``save_model = true`` fails.
     """
 
 

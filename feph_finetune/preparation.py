@@ -54,6 +54,7 @@ class RunData:
     test: Examples
     val: Examples | None = None
     batch_steps: list[tuple[str, Preprocessing]] = field(default_factory=list)
+    preprocessing: list[tuple[str, Preprocessing]] = field(default_factory=list)  # every step, fitted; for the model bundle
     augmentations: list[tuple[str, Augmentation]] = field(default_factory=list)
     class_weight: dict[int, float] | None = None
     fallbacks: int = 0
@@ -134,6 +135,7 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
             _call_plugin_function(name, "preprocess", step.fit, train_pixels)
         del train_pixels
     data.batch_steps = [(name, step) for name, step in steps if step.batch is not None]
+    data.preprocessing = steps
     if config["class_weights"]:
         data.class_weight = plugins.call(config["class_weights"], "weight_classes", labels=data.train.labels, context=context_for(config["class_weights"]))
         _check_class_weight(config["class_weights"], data.class_weight, len(context_for(config["class_weights"]).classes))

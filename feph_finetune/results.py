@@ -1,7 +1,8 @@
 """The results store: one directory per run, every file written atomically.
 
 A run's directory holds ``config.json``, ``history.json``, ``predictions.npz``, ``metrics.json``,
-``environment.json`` and optionally ``model.keras``; ``result.json`` is written last and is the
+``environment.json`` and optionally a model bundle (``model.keras``, ``bundle.json``, ``state.npz``:
+see :mod:`feph_finetune.bundle`); ``result.json`` is written last and is the
 only file a later step trusts: a run without it (killed mid-way) is simply run again.
 """
 

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import feph_finetune
 from feph_finetune.api import CLASSES, RunContext
+from feph_finetune.bundle import write_bundle
 from feph_finetune.frames import default_cache_dir
 from feph_finetune.matrix import Matrix, Run
 from feph_finetune.plugins import PluginCallError, Plugins
@@ -123,9 +124,10 @@ class MatrixRunner:
             self.store.write_predictions(run.id, data.test.labels, outcome.y_prob)
             self.store.write(run.id, "history.json", outcome.history)
             self.store.write(run.id, "metrics.json", metrics)
+            environment = self.environment(run, training.environment())
             if run.config["save_model"] and outcome.model is not None:
-                outcome.model.save(self.store.run_dir(run.id) / "model.keras")
-            self.store.write(run.id, "environment.json", self.environment(run, training.environment()))
+                write_bundle(self.store.run_dir(run.id), run, data.preprocessing, outcome.model, environment)
+            self.store.write(run.id, "environment.json", environment)
             record.update(status="done", metrics=metrics, error=None)
             record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
         except PluginCallError as error:

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from feph_finetune import head_features
-from feph_finetune.api import CLASSES, BuiltModel, PluginError, RunContext, TrainingStage
+from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, RunContext, TrainingStage
 from feph_finetune.matrix import Run
 from feph_finetune.plugins import PluginCallError, Plugins
 from feph_finetune.preparation import Examples, RunData
@@ -40,13 +40,20 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 # --- the input pipeline ----------------------------------------------------------------------
 
 
+def preprocess_batch(x, batch_steps: list[tuple[str, Preprocessing]]):
+    """A uint8 batch (B x S x S x 3, tensor or array) cast to float32 and passed through each
+    preprocessing ``batch`` step in order: the model's input in training, testing and ``predict``."""
+    x = tf.cast(x, tf.float32)
+    for _, step in batch_steps:
+        x = step.batch(x)
+    return x
+
+
 def _batch_transform(data: RunData, training: bool) -> Callable:
     """Cast a uint8 batch to float32, apply preprocessing, then (training only) augmentation."""
 
     def transform(x, y, seed=None):
-        x = tf.cast(x, tf.float32)
-        for _, step in data.batch_steps:
-            x = step.batch(x)
+        x = preprocess_batch(x, data.batch_steps)
         if training:
             for index, (_, augmentation) in enumerate(data.augmentations):
                 x = augmentation.batch(x, seed + index)

@@ -126,7 +126,10 @@ def detect_faces(gray: np.ndarray, cascade, scale_factor: float, min_neighbors: 
 
 def crop_face(image: np.ndarray, cascade, margin: float, scale_factor: float, min_neighbors: int,
               min_face: float, fallback: str) -> FrameResult:
-    """The square crop around the largest face in a uint8 RGB image, or the fallback square."""
+    """The square crop around the largest face in a uint8 RGB image, or the fallback square.
+
+    The result's ``box`` is the detector's box of that face (x, y, w, h, before the margin).
+    """
     rgb = _as_rgb(image)
     gray = _cv2().cvtColor(rgb, _cv2().COLOR_RGB2GRAY)
     faces = detect_faces(gray, cascade, scale_factor, min_neighbors, min_face)
@@ -134,9 +137,9 @@ def crop_face(image: np.ndarray, cascade, margin: float, scale_factor: float, mi
     if len(faces) == 0:
         x, y, side = fallback_square(width, height, fallback)
         return FrameResult(image=rgb[y:y + side, x:x + side].copy(), fallback=NO_FACE)
-    x, y, w, h = max(faces, key=lambda box: box[2] * box[3])
-    x, y, side = square_around(x, y, w, h, margin, width, height)
-    return FrameResult(image=rgb[y:y + side, x:x + side].copy())
+    box = tuple(int(value) for value in max(faces, key=lambda box: box[2] * box[3]))
+    x, y, side = square_around(*box, margin, width, height)
+    return FrameResult(image=rgb[y:y + side, x:x + side].copy(), box=box)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

@@ -78,5 +78,21 @@ class TrainingMean:
             raise PluginError("dataset_mean used before its training mean was computed")
         return x - self.mean
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The learned mean (float32, S x S x 3 per pixel or 3 per channel), for a model bundle."""
+        if self.mean is None:
+            raise PluginError("dataset_mean has no training mean to save: fit was not called")
+        return {"mean": self.mean}
+
+    def restore(self, state) -> None:
+        """Set the mean a training run learned (``state()``'s arrays) instead of fitting."""
+        if "mean" not in state:
+            raise PluginError(f"dataset_mean: the saved state has no 'mean' (keys: {', '.join(state) or 'none'})")
+        mean = np.asarray(state["mean"], dtype=np.float32)
+        expected = 1 if len(self.axes) == 3 else 3
+        if mean.ndim != expected:
+            raise PluginError(f"dataset_mean: the saved mean has shape {mean.shape}, not what per = {'channel' if expected == 1 else 'pixel'} learns")
+        self.mean = mean
+
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(fit=self.fit, batch=self.batch, normalizes=True)
+        return Preprocessing(fit=self.fit, batch=self.batch, normalizes=True, state=self.state, restore=self.restore)

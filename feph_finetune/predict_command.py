@@ -1,0 +1,129 @@
+"""``python -m feph_finetune predict``: checks, progress, the per-input summary, the exit code.
+
+Every argument is checked before any work (output suffix, plot and matplotlib, numbers, the
+bundle's manifest and plugins); then each input is opened. A bad input is reported and skipped,
+the good ones are still processed, and the command exits with 2 naming the bad ones.
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def argument_problems(args) -> list[str]:
+    """What is wrong with the options themselves, before MODEL and the inputs are looked at."""
+    from feph_finetune.plots import PlotUnavailable, require_matplotlib
+    from feph_finetune.predict import OUTPUT_SUFFIXES
+
+    problems = []
+    if args.out is not None and args.out.suffix.lower() not in OUTPUT_SUFFIXES:
+        problems.append(f"--out {args.out}: the file name must end in {' or '.join(OUTPUT_SUFFIXES)} (CSV or JSON lines)")
+    if args.plot is not None:
+        if args.plot.suffix.lower() != ".png":
+            problems.append(f"--plot {args.plot}: the file name must end in .png")
+        try:
+            require_matplotlib()
+        except PlotUnavailable as error:
+            problems.append(str(error))
+    if args.every < 1:
+        problems.append(f"--every {args.every}: must be 1 or more")
+    if args.smooth < 1 or args.smooth % 2 == 0:
+        problems.append(f"--smooth {args.smooth}: must be a positive odd number of frames (the window is centred on each frame)")
+    if args.batch_size < 1:
+        problems.append(f"--batch-size {args.batch_size}: must be 1 or more")
+    return problems
+
+
+def predict_command(args, console: Console, errors: Console) -> int:
+    from feph_finetune.bundle import BundleError, load_model, open_bundle
+    from feph_finetune.plugins import get_plugins
+    from feph_finetune.sources import InputError, open_source
+
+    problems = argument_problems(args)
+    if problems:
+        return _fail(errors, problems)
+    try:
+        bundle = open_bundle(args.model, get_plugins())
+    except BundleError as error:
+        return _fail(errors, [f"MODEL {error}"])
+    sources, bad = [], {}
+    for name in args.inputs:
+        try:
+            sources.append(open_source(name, args.every))
+        except InputError as error:
+            bad[name] = str(error)
+    if sources:
+        try:
+            load_model(bundle)
+        except BundleError as error:
+            return _fail(errors, [f"MODEL {error}"])
+        summaries = _run(bundle, sources, args, console)
+        bad.update({summary.name: "; ".join(summary.problems) for summary in summaries if summary.problems})
+        print_summary(summaries, bundle, console)
+        _finish_outputs(summaries, bundle, args, console)
+    if bad:
+        return _fail(errors, [message if message.startswith(name) else f"{name}: {message}" for name, message in bad.items()], heading=f"{len(bad)} of {len(args.inputs)} inputs could not be processed in full (everything readable was)")
+    return EXIT_OK
+
+
+def _run(bundle, sources, args, console: Console):
+    from feph_finetune.predict import Predictor, RowWriter, Settings, columns
+
+    predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every))
+    writer = RowWriter(args.out, columns(bundle.classes, args.smooth > 1)) if args.out else None
+    summaries = []
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+    try:
+        with progress:
+            for source in sources:
+                task = progress.add_task(source.name[-30:], total=source.total)
+                summaries.append(predictor.run(source, writer, advance=lambda n, task=task: progress.advance(task, n)))
+                progress.remove_task(task)
+    finally:
+        if writer is not None:
+            writer.close()
+    console.print(f"{predictor.frames_done} frames in {predictor.seconds:.1f} s ({predictor.frames_per_second:.1f} frames/s, batch {args.batch_size})", highlight=False)
+    return summaries
+
+
+def print_summary(summaries, bundle, console: Console) -> None:
+    """Per input: frames, faces found, and the share of frames predicted as each class (fits 80 columns)."""
+    table = Table(title=f"model {bundle.run_id}: share of frames per predicted class", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
+    table.add_column("input", no_wrap=True, min_width=20)
+    table.add_column("frames", justify="right", no_wrap=True)
+    table.add_column("faces", justify="right", no_wrap=True)
+    for name in bundle.classes:
+        table.add_column(name[:4], justify="right", no_wrap=True, min_width=4)
+    for summary in summaries:
+        shares = [f"{100 * summary.predicted.get(name, 0) / summary.frames:.0f}%" if summary.frames else "-" for name in bundle.classes]
+        faces = "-" if summary.faces is None else str(summary.faces)
+        table.add_row(_tail(summary.name, 20), str(summary.frames), faces, *shares)
+    console.print(table, width=min(80, console.width))
+
+
+def _tail(name: str, width: int) -> str:
+    """The end of a long path, which names the file."""
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def _finish_outputs(summaries, bundle, args, console: Console) -> None:
+    if args.out:
+        console.print(f"rows written to {args.out}", highlight=False)
+    if args.plot:
+        from feph_finetune.plots import plot_probabilities
+
+        smoothing = f", centred mean over {args.smooth} frames" if args.smooth > 1 else ""
+        panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}")
+        console.print(f"plot of {panels} sequences written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", highlight=False)
+
+
+def _fail(errors: Console, lines: list[str], heading: str | None = None) -> int:
+    errors.print(f"[bold red]error: {heading or ('1 problem' if len(lines) == 1 else f'{len(lines)} problems')}[/bold red]")
+    for line in lines:
+        errors.print(line, markup=False, highlight=False, soft_wrap=True)
+    return EXIT_USAGE

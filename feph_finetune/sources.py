@@ -1,0 +1,127 @@
+"""Where ``predict`` gets frames: image files, folders of frames, and videos, streamed one frame at a time.
+
+- An image file (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) is one
+  frame, decoded as the training images are (:func:`feph_finetune.dataset.read_image`: RGB,
+  alpha dropped).
+- A folder is one sequence: its image files (not sub-folders), in natural order, so that
+  ``fn000009`` comes before ``fn000045`` and ``frame2`` before ``frame10``; the frame index is the
+  position in that order.
+- Any other file is opened as a video with OpenCV's ``VideoCapture`` (its FFmpeg backend reads
+  mp4, avi, webm, mkv...). The frame index counts decoded frames from 0; the timestamp is
+  index / the container's frame rate (``CAP_PROP_FPS``), in seconds, empty when the container
+  gives none.
+
+``every`` keeps frames 0, K, 2K...; skipped video frames are only grabbed, not decoded into
+images. Nothing holds more than one frame: a long video streams in constant memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from feph_finetune.dataset import DatasetError, read_image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class InputError(Exception):
+    """An input that cannot be read (missing, not decodable, a video without frames, an empty folder)."""
+
+
+@dataclass
+class Frame:
+    """One frame of an input: uint8 RGB ``image`` (H, W, 3), or the ``problem`` that stopped it."""
+
+    index: int
+    image: np.ndarray | None
+    file: str | None = None
+    time_s: float | None = None
+    problem: str | None = None
+
+
+@dataclass
+class Source:
+    """One input named on the command line: its kind, expected frame count and frame stream."""
+
+    name: str
+    path: Path
+    kind: str  # "image", "folder" or "video"
+    every: int
+    total: int | None
+    files: list[Path] | None = None
+    fps: float | None = None
+
+    def frames(self) -> Iterator[Frame]:
+        """The kept frames, in order; a frame that cannot be read carries a ``problem``."""
+        if self.kind == "video":
+            yield from _video_frames(self)
+        else:
+            for index, path in enumerate(self.files or []):
+                if index % self.every == 0:
+                    yield _image_frame(index, path)
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders the digit runs in a name by value: ``fn9`` < ``fn45`` < ``fn100``."""
+    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
+
+
+def open_source(name: str, every: int = 1) -> Source:
+    """Check one input and say what it is, reading no more than a video's header.
+
+    Raises :class:`InputError` for a missing path, a folder without images, or a file that is
+    neither a readable image name nor a video OpenCV can open.
+    """
+    path = Path(name)
+    if not path.exists():
+        raise InputError(f"{name}: no such file or folder")
+    if path.is_dir():
+        files = sorted((child for child in path.iterdir() if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES), key=lambda child: natural_key(child.name))
+        if not files:
+            raise InputError(f"{name}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return Source(name, path, "folder", every, len(range(0, len(files), every)), files=files)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return Source(name, path, "image", 1, 1, files=[path])
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise InputError(f"{name}: cannot read it as an image or a video (OpenCV's FFmpeg backend cannot open it)")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    return Source(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None)
+
+
+def _image_frame(index: int, path: Path) -> Frame:
+    try:
+        image = read_image(path)
+    except DatasetError as error:
+        return Frame(index, None, file=path.name, problem=str(error))
+    return Frame(index, image, file=path.name)
+
+
+def _video_frames(source: Source) -> Iterator[Frame]:
+    capture = cv2.VideoCapture(str(source.path))
+    index = 0
+    try:
+        while True:
+            if index % source.every == 0:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                time_s = index / source.fps if source.fps else None
+                yield Frame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s=time_s)
+            elif not capture.grab():
+                break
+            index += 1
+    finally:
+        capture.release()
+    if index == 0:
+        yield Frame(0, None, problem=f"{source.name}: the video has no frames")

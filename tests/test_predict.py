@@ -1,0 +1,263 @@
+"""Model bundles and ``predict``: a tiny run's bundle predicts new frames exactly as the run did."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rich.console import Console
+
+from feph_finetune.cli import main
+from feph_finetune.config import read_config
+from feph_finetune.dataset import read_image
+from feph_finetune.matrix import build_matrix
+from feph_finetune.plugins import get_plugins
+from feph_finetune.preparation import DataSource, prepare
+from feph_finetune.results import RunStore
+from feph_finetune.runner import MatrixRunner
+
+from conftest import write_matrix
+
+# dataset_mean learns a statistic from the training split: the bundle must carry it.
+SAVED = """
+[experiments.P]
+preprocess = ["face_crop", "normalize"]
+save_model = true
+
+[experiments.P.options.normalize]
+mode = "dataset_mean"
+
+[experiments.P.options.mobilenet]
+weights = "{weights}"
+"""
+
+CLASSES = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+P_COLUMNS = [f"p_{name}" for name in CLASSES]
+
+
+def responsive_base(path: Path) -> Path:
+    """Base weights whose features depend on the input.
+
+    With Keras' default initialisation the tiny MobileNet's activations fade to about 1e-15 by
+    the last layer, so every image gets the same probabilities and no comparison of probabilities
+    could fail; He-normal kernels with a gain of 2 keep them of order 1.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    base = keras.applications.MobileNet(include_top=False, weights=None, input_shape=(32, 32, 3), alpha=0.25, pooling="avg")
+    rng = np.random.default_rng(0)
+    for layer in base.layers:
+        if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.Conv2D)):
+            kernel, *rest = layer.get_weights()
+            height, width, channels = kernel.shape[:3]
+            fan_in = height * width * (1 if isinstance(layer, keras.layers.DepthwiseConv2D) else channels)
+            layer.set_weights([rng.normal(0, 2 * np.sqrt(2 / fan_in), kernel.shape).astype("float32"), *rest])
+    base.save_weights(path)
+    return path
+
+
+class Trained:
+    """A finished tiny run with a bundle, its test images (in the run's order) and their probabilities."""
+
+    def __init__(self, folder: Path, root: Path):
+        weights = responsive_base(folder / "base.weights.h5")
+        matrix = build_matrix(read_config(write_matrix(folder / "m.toml", root, SAVED.format(weights=weights))), get_plugins())
+        (run,) = matrix.runs
+        runner = MatrixRunner(matrix, get_plugins(), RunStore(folder / "runs"), Console(file=io.StringIO()), source=DataSource())
+        assert runner.run_one(run) == "done"
+        data = prepare(run, get_plugins(), runner.source, runner.context_factory(run, {}), matrix.seed)
+        samples = runner.source.dataset(run.dataset).samples
+        self.run_dir = runner.store.run_dir(run.id)
+        self.images = [Path(samples[index].path) for index in data.test.index]
+        self.y_prob = runner.store.predictions(run.id)[1]
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_feph, tmp_path_factory) -> Trained:
+    return Trained(tmp_path_factory.mktemp("trained"), synthetic_feph)
+
+
+def predict(*args: str) -> int:
+    return main(["predict", *map(str, args)])
+
+
+def read_rows(path: Path) -> list[dict]:
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def probabilities(rows: list[dict], prefix: str = "p_") -> np.ndarray:
+    return np.array([[float(row[f"{prefix}{name}"]) for name in CLASSES] for row in rows])
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float, codec: str) -> Path:
+    """Write RGB frames with OpenCV (which takes BGR)."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
+    assert writer.isOpened(), f"OpenCV cannot write {codec} to {path.suffix}"
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def test_a_run_with_save_model_is_a_bundle(trained):
+    assert np.ptp(trained.y_prob, axis=0).max() > 0.01, "the run's probabilities must differ between images for the comparisons below to mean anything"
+    manifest = json.loads((trained.run_dir / "bundle.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["input_size"] == 32
+    assert manifest["classes"] == list(CLASSES)
+    assert [entry["plugin"] for entry in manifest["preprocess"]] == ["face_crop", "normalize"]
+    assert manifest["preprocess"][1]["options"]["mode"] == "dataset_mean"
+    assert manifest["run"]["id"] == trained.run_dir.name
+    assert {"feph_finetune", "tensorflow", "keras"} <= set(manifest["versions"])
+    with np.load(trained.run_dir / "state.npz") as state:
+        assert state["1/mean"].shape == (32, 32, 3)   # the training split's per-pixel mean
+
+
+def test_a_folder_of_frames_predicts_what_the_run_recorded(trained, tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for position, image in enumerate(trained.images):   # frame2 must come before frame10: natural order
+        shutil.copy(image, folder / f"frame{position}.png")
+    assert len(trained.images) > 10
+    out = tmp_path / "rows.csv"
+    assert predict(trained.run_dir, folder, "--out", out, "--batch-size", "5") == 0
+    rows = read_rows(out)
+    assert [row["file"] for row in rows] == [f"frame{position}.png" for position in range(len(trained.images))]
+    assert [int(row["frame"]) for row in rows] == list(range(len(trained.images)))
+    np.testing.assert_allclose(probabilities(rows), trained.y_prob, atol=1e-5)
+    assert [row["predicted"] for row in rows] == [CLASSES[k] for k in trained.y_prob.argmax(axis=1)]
+    assert all(row["time_s"] == "" for row in rows)
+    found = [row for row in rows if row["face_found"] == "true"]
+    assert found and all(int(row["face_w"]) > 0 and row["fallback"] == "" for row in found)
+    assert all(row["face_x"] == "" and row["fallback"] == "no_face" for row in rows if row["face_found"] == "false")
+    summary = capsys.readouterr().out
+    table = summary[summary.index("model "):summary.index("rows written")]
+    assert str(folder)[-15:] in table and f" {len(rows)} " in table and max(map(len, table.splitlines())) <= 80
+
+
+def test_single_images_predict_what_the_run_recorded(trained, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    chosen = [0, 3, 7]
+    assert predict(trained.run_dir, *[trained.images[k] for k in chosen], "--out", out) == 0
+    rows = read_rows(out)
+    assert [row["input"] for row in rows] == [str(trained.images[k]) for k in chosen]
+    assert all(row["time_s"] is None and row["face_found"] in (True, False) for row in rows)
+    np.testing.assert_allclose(probabilities(rows), trained.y_prob[chosen], atol=1e-5)
+
+
+def test_a_lossless_video_predicts_what_the_run_recorded_with_timestamps(trained, tmp_path):
+    frames = [read_image(path) for path in trained.images]
+    video = write_video(tmp_path / "signer.avi", frames, fps=5, codec="FFV1")
+    out = tmp_path / "rows.csv"
+    assert predict(trained.run_dir, video, "--out", out) == 0
+    rows = read_rows(out)
+    assert [int(row["frame"]) for row in rows] == list(range(len(frames)))
+    np.testing.assert_allclose([float(row["time_s"]) for row in rows], np.arange(len(frames)) / 5)
+    np.testing.assert_allclose(probabilities(rows), trained.y_prob, atol=1e-5)
+
+
+def test_every_and_smooth_on_an_mjpg_video(trained, tmp_path):
+    frames = [read_image(path) for path in trained.images[:14]]
+    video = write_video(tmp_path / "signer.avi", frames, fps=10, codec="MJPG")
+    assert predict(trained.run_dir, video, "--out", tmp_path / "all.csv") == 0
+    every = read_rows(tmp_path / "all.csv")
+    assert predict(trained.run_dir, video, "--out", tmp_path / "kept.csv", "--every", "3", "--smooth", "3") == 0
+    kept = read_rows(tmp_path / "kept.csv")
+
+    assert [int(row["frame"]) for row in kept] == [0, 3, 6, 9, 12]
+    np.testing.assert_allclose([float(row["time_s"]) for row in kept], [0.0, 0.3, 0.6, 0.9, 1.2])
+    raw = probabilities(kept)
+    np.testing.assert_allclose(raw, probabilities(every)[[0, 3, 6, 9, 12]], atol=1e-6)   # raw values stay
+    # centred mean over 3 kept frames; at each end the window is cut short to the frames that exist
+    expected = np.array([raw[max(0, k - 1) : k + 2].mean(axis=0) for k in range(len(raw))])
+    np.testing.assert_allclose(probabilities(kept, "smooth_"), expected, atol=1e-6)
+    assert [row["smooth_predicted"] for row in kept] == [CLASSES[k] for k in expected.argmax(axis=1)]
+    assert "smooth_anger" not in every[0]
+
+
+def test_bad_inputs_are_named_and_the_good_ones_still_processed(trained, tmp_path, capsys):
+    empty_folder = tmp_path / "no_images"
+    empty_folder.mkdir()
+    (empty_folder / "notes.txt").write_text("not a frame")
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video")
+    no_frames = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(no_frames), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48)).release()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    out = tmp_path / "rows.csv"
+    code = predict(trained.run_dir, tmp_path / "missing.png", empty_folder, junk, no_frames, broken, trained.images[0], "--out", out)
+    assert code == 2
+    errors = capsys.readouterr().err
+    assert "5 of 6 inputs could not be processed in full" in errors
+    assert f"{tmp_path / 'missing.png'}: no such file or folder" in errors
+    assert f"{empty_folder}: the folder holds no image files" in errors
+    assert f"{junk}: cannot read it as an image or a video" in errors
+    assert f"{no_frames}: the video has no frames" in errors
+    assert f"cannot decode image {broken}" in errors
+    assert [row["input"] for row in read_rows(out)] == [str(trained.images[0])]
+
+
+def test_model_that_is_not_a_bundle(trained, tmp_path, capsys):
+    newer = tmp_path / "newer"
+    assert main(["export", str(trained.run_dir), str(newer)]) == 0
+    manifest = json.loads((newer / "bundle.json").read_text())
+    (newer / "bundle.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    keras_file = tmp_path / "model.keras"
+    shutil.copy(trained.run_dir / "model.keras", keras_file)
+    unsaved = tmp_path / "unsaved_run"
+    unsaved.mkdir()
+    (unsaved / "result.json").write_text("{}")
+    cases = {
+        newer: "bundle format version 99 is newer than this feph_finetune",
+        keras_file: "a bare Keras model file is not a bundle",
+        unsaved: "this run saved no model; set save_model = true",
+        tmp_path / "nowhere": "no such file or folder",
+        trained.images[0].parent: "not a model bundle (no bundle.json)",
+    }
+    for model, message in cases.items():
+        assert predict(model, trained.images[0]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_export_copies_a_bundle_that_predicts_the_same(trained, tmp_path, capsys):
+    out = tmp_path / "exported"
+    assert main(["export", str(trained.run_dir), str(out)]) == 0
+    assert sorted(path.name for path in out.iterdir()) == ["bundle.json", "model.keras", "state.npz"]
+    assert predict(out, trained.images[1], "--out", tmp_path / "rows.csv") == 0
+    np.testing.assert_allclose(probabilities(read_rows(tmp_path / "rows.csv")), trained.y_prob[[1]], atol=1e-5)
+    assert main(["export", str(trained.run_dir), str(out)]) == 2
+    assert "already exists and is not an empty folder" in capsys.readouterr().err
+
+
+def test_plot_and_its_missing_library(trained, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for position, image in enumerate(trained.images[:6]):
+        shutil.copy(image, folder / f"fn{position:06d}.png")
+    plot = tmp_path / "plot.png"
+    assert predict(trained.run_dir, folder, "--plot", plot, "--smooth", "3") == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and cv2.imread(str(plot)).shape[1] >= 600
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # as if the plots extra were not installed
+    assert predict(trained.run_dir, folder, "--plot", tmp_path / "again.png") == 2
+    assert 'pip install "feph_finetune[plots]"' in capsys.readouterr().err
+    assert not (tmp_path / "again.png").exists()
+
+
+def test_options_are_checked_before_any_work(trained, tmp_path, capsys):
+    assert predict(trained.run_dir, trained.images[0], "--out", tmp_path / "rows.txt", "--smooth", "4", "--every", "0") == 2
+    errors = capsys.readouterr().err
+    assert "must end in .csv or .jsonl" in errors and "--smooth 4: must be a positive odd number" in errors and "--every 0" in errors
+    assert not (tmp_path / "rows.txt").exists()
