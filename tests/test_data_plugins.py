@@ -173,10 +173,18 @@ def test_flip_with_an_unknown_mode_names_the_allowed_modes(synthetic_feph, tmp_p
 # --- normalize -------------------------------------------------------------------------------
 
 
-def test_normalize_imagenet_swaps_to_bgr_and_subtracts_the_imagenet_means(synthetic_feph, tmp_path):
+def test_normalize_by_default_subtracts_savchenkos_means_from_r_g_b_without_a_flip(synthetic_feph, tmp_path):
+    tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\npreprocess = ["face_crop", "normalize"]\n')
+    step = only_step(tiny.prepare("A"), "normalize")
+    rgb = np.array([[[[10.0, 20.0, 30.0], [200.0, 150.0, 0.0]]]], dtype=np.float32)
+    expected = rgb - np.array([103.939, 116.779, 123.68])
+    np.testing.assert_allclose(np.asarray(step.batch(rgb)), expected, rtol=0, atol=1e-4)
+
+
+def test_normalize_caffe_bgr_swaps_to_bgr_and_subtracts_the_imagenet_means(synthetic_feph, tmp_path):
     import tensorflow as tf
 
-    tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\npreprocess = ["face_crop", "normalize"]\n')
+    tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\npreprocess = ["face_crop", "normalize"]\noptions.normalize = { mode = "caffe_bgr" }\n')
     step = only_step(tiny.prepare("A"), "normalize")
     rgb = np.array([[[[10.0, 20.0, 30.0], [200.0, 150.0, 0.0]]]], dtype=np.float32)
     bgr_centred = np.array([[[[30.0, 20.0, 10.0], [0.0, 150.0, 200.0]]]]) - np.array(IMAGENET_BGR_MEANS)
