@@ -50,7 +50,8 @@ def demo_settings(raw: RawConfig) -> dict[str, Any]:
     check_table(raw, table, DEMO_DEFAULTS, ("demo",), problems)
     if isinstance(table, dict):
         check_table(raw, table.get("defaults", {}), EXPERIMENT_DEFAULTS, ("demo", "defaults"), problems)
-        _check_base_epochs(raw, table.get("base_epochs", {}), problems)
+        if isinstance(table.get("base_epochs"), dict):  # any other type is reported above
+            _check_base_epochs(raw, table["base_epochs"], problems)
     if problems:
         raise ConfigError(problems)
     settings = {**DEMO_DEFAULTS, **table, "base_epochs": {**DEMO_DEFAULTS["base_epochs"], **table.get("base_epochs", {})}}
@@ -69,10 +70,10 @@ def demo_settings(raw: RawConfig) -> dict[str, Any]:
 def _check_base_epochs(raw: RawConfig, table: Any, problems: list[Problem]) -> None:
     """``[demo] base_epochs``: a table of non-negative epoch counts, one per demo backbone."""
     where = ("demo", "base_epochs")
-    before = len(problems)
     check_table(raw, table, DEMO_DEFAULTS["base_epochs"], where, problems)
-    if len(problems) == before:
-        problems.extend(Problem(raw.where(*where, key), f"must be at least 1, got {value}") for key, value in table.items() if value < 1)
+    for key, value in table.items():
+        if key in DEMO_BACKBONES and isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            problems.append(Problem(raw.where(*where, key), f"must be at least 1, got {value}"))
 
 
 #: Part of the cache key: raise it when the demo's data or base models are made differently, so
