@@ -68,7 +68,7 @@ def demo_settings(raw: RawConfig) -> dict[str, Any]:
 
 
 def _check_base_epochs(raw: RawConfig, table: Any, problems: list[Problem]) -> None:
-    """``[demo] base_epochs``: a table of non-negative epoch counts, one per demo backbone."""
+    """``[demo] base_epochs``: a table of epoch counts (at least 1), one per demo backbone."""
     where = ("demo", "base_epochs")
     check_table(raw, table, DEMO_DEFAULTS["base_epochs"], where, problems)
     for key, value in table.items():
@@ -163,7 +163,7 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
 
     Deterministic: Python, NumPy and TensorFlow are seeded from ``settings["seed"]`` and
     TensorFlow's op determinism is switched on (for the rest of the process, as a demo run's
-    ``deterministic = true`` does), so the same settings give the same file, bit for bit, on
+    ``deterministic = true`` does), so the same settings give the same weights, bit for bit, on
     machines with the same CPU count and library versions.
     """
     import keras
