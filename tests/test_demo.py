@@ -86,8 +86,8 @@ def test_pre_training_a_base_twice_gives_the_same_weights_bit_for_bit(tmp_path):
     import keras
 
     generic = tmp_path / "generic"
-    write_synthetic_dataset(generic, images=64, seed=1, domain="generic")
-    settings = {"input_size": 32, "seed": 4, "alpha": 0.25, "base_epochs": 2}
+    write_synthetic_dataset(generic, images=40, seed=1, domain="generic")
+    settings = {"input_size": 32, "seed": 4, "alpha": 0.25, "base_epochs": 1}
     weights = []
     for attempt in ("a", "b"):
         (tmp_path / attempt).mkdir()
