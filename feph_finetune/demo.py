@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ from feph_finetune.frames import default_cache_dir
 
 #: The backbones the demo pre-trains, and how each is built (Keras application, extra arguments).
 DEMO_BACKBONES = ("mobilenet", "efficientnet")
+
+#: What Savchenko's MobileNet subtracts from the R, G and B channels, in that order, with no
+#: channel flip (SPEC section 1, IP: HSE-asavchenko/face-emotion-recognition,
+#: ``src/train_emotions.ipynb``, ``mobilenet_preprocess_input``). The numbers are the ImageNet
+#: means that Keras' "caffe" mode subtracts from B, G and R after flipping RGB to BGR.
+SAVCHENKO_RGB_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,13 @@ def demo_settings(raw: RawConfig) -> dict[str, Any]:
     table = raw.data.get("demo", {})
     problems: list[Problem] = []
     check_table(raw, table, DEMO_DEFAULTS, ("demo",), problems)
-    check_table(raw, table.get("defaults", {}), EXPERIMENT_DEFAULTS, ("demo", "defaults"), problems)
+    if isinstance(table, dict):
+        check_table(raw, table.get("defaults", {}), EXPERIMENT_DEFAULTS, ("demo", "defaults"), problems)
+        if isinstance(table.get("base_epochs"), dict):  # any other type is reported above
+            _check_base_epochs(raw, table["base_epochs"], problems)
     if problems:
         raise ConfigError(problems)
-    settings = {**DEMO_DEFAULTS, **table}
+    settings = {**DEMO_DEFAULTS, **table, "base_epochs": {**DEMO_DEFAULTS["base_epochs"], **table.get("base_epochs", {})}}
     defaults = deep_merge({**EXPERIMENT_DEFAULTS, **raw.data.get("defaults", {})}, settings["defaults"])
     options = defaults.get("options", {})
     return {
@@ -55,6 +65,15 @@ def demo_settings(raw: RawConfig) -> dict[str, Any]:
         "input_size": defaults["input_size"],
         "alpha": options.get("mobilenet", {}).get("alpha", 1.0),
     }
+
+
+def _check_base_epochs(raw: RawConfig, table: Any, problems: list[Problem]) -> None:
+    """``[demo] base_epochs``: a table of epoch counts (at least 1), one per demo backbone."""
+    where = ("demo", "base_epochs")
+    check_table(raw, table, DEMO_DEFAULTS["base_epochs"], where, problems)
+    for key, value in table.items():
+        if key in DEMO_BACKBONES and isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            problems.append(Problem(raw.where(*where, key), f"must be at least 1, got {value}"))
 
 
 #: Part of the cache key: raise it when the demo's data or base models are made differently, so
@@ -83,8 +102,11 @@ def prepare_demo(settings: dict[str, Any], paths: DemoPaths, console, backbones:
                 write_synthetic_dataset(temporary, images=images, seed=seed, domain=domain)
     for backbone, path in paths.base_models.items():
         if backbone in backbones and not path.is_file():
-            console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({settings['base_epochs']} epochs)")
-            accuracy = pretrain_base_model(backbone, settings, paths.generic, path)
+            epochs = settings["base_epochs"][backbone]
+            console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({epochs} epochs)")
+            started = time.perf_counter()
+            accuracy = pretrain_base_model(backbone, {**settings, "base_epochs": epochs}, paths.generic, path)
+            console.log(f"demo: pre-trained the {backbone} base model in {time.perf_counter() - started:.0f} s")
             console.log(f"demo: the {backbone} base model classifies {accuracy:.0%} of held-out generic faces (chance: {1 / len(CLASSES):.0%})")
 
 
@@ -116,28 +138,40 @@ def generic_faces(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     return images, dataset.labels()
 
 
+def base_model_input(backbone: str, images: np.ndarray) -> np.ndarray:
+    """The float32 input a demo base model takes, from uint8 RGB ``images`` of shape (N, S, S, 3).
+
+    MobileNet: RGB minus :data:`SAVCHENKO_RGB_MEANS`, no channel flip, as Savchenko's MobileNet was
+    trained, so that in the demo, as in the paper, the experiments with the ``normalize`` plugin's
+    default mode (``rgb_means``, IP) feed the base what it was trained on and the others do not.
+    EfficientNet: the raw 0-255 values (Keras' EfficientNet rescales its input itself).
+    """
+    x = images.astype(np.float32)
+    return x - SAVCHENKO_RGB_MEANS if backbone == "mobilenet" else x
+
+
 def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, path: Path) -> float:
     """Train a backbone with a 7-way expression top (classes in Savchenko's order) and save it whole.
 
-    A tenth of the generic faces is held out; the accuracy on it, returned and written next to the
-    model (``.json``), says how much the base learned about expressions rather than memorised.
-    Thousands of faces without augmentation learn fastest: measured at 64 px, MobileNet alpha 0.5
-    on 3,600 faces reached 40% held-out accuracy in 9 epochs, while with random shifts and
-    brightness changes it often stayed at chance for 12.
+    ``settings``: ``input_size`` (pixels), ``seed``, ``alpha`` (MobileNet width) and
+    ``base_epochs`` (an int, for this backbone). A tenth of the generic faces is held out; the
+    accuracy on it, returned and written next to the model (``.json``), says how much the base
+    learned about expressions rather than memorised. Thousands of faces without augmentation
+    learn fastest: measured at 64 px, MobileNet alpha 0.5 on 3,600 faces reached 40% held-out
+    accuracy in 9 epochs, while with random shifts and brightness changes it often stayed at
+    chance for 12. The input is :func:`base_model_input`.
 
-    The MobileNet base takes its input as Savchenko's MobileNet does (SPEC §1 IP): RGB minus
-    103.939, 116.779, 123.68 on R, G, B, no channel flip, so that, as in the paper, experiments with
-    the ``normalize`` plugin (IP, its default ``rgb_means``) feed it what it was trained on and the
-    others do not. EfficientNet rescales its input itself.
+    Deterministic: Python, NumPy and TensorFlow are seeded from ``settings["seed"]`` and
+    TensorFlow's op determinism is switched on (for the rest of the process, as a demo run's
+    ``deterministic = true`` does), so the same settings give the same weights, bit for bit, on
+    machines with the same CPU count and library versions.
     """
     import keras
-
-    def model_input(x: np.ndarray) -> np.ndarray:
-        x = x.astype("float32")
-        return x - np.array([103.939, 116.779, 123.68], dtype="float32") if backbone == "mobilenet" else x
+    import tensorflow as tf
 
     size = settings["input_size"]
     keras.utils.set_random_seed(settings["seed"])
+    tf.config.experimental.enable_op_determinism()
     inputs = keras.Input((size, size, 3))
     if backbone == "mobilenet":
         base = keras.applications.MobileNet(include_top=False, weights=None, input_tensor=inputs, alpha=settings["alpha"], pooling="avg")
@@ -152,8 +186,8 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     images, labels = generic_faces(generic, size)
     held_out = np.random.default_rng(settings["seed"]).permutation(len(images)) < max(1, len(images) // 10)
-    model.fit(model_input(images[~held_out]), labels[~held_out], batch_size=32, epochs=settings["base_epochs"], shuffle=True, verbose=0)
-    predicted = model.predict(model_input(images[held_out]), batch_size=64, verbose=0).argmax(axis=1)
+    model.fit(base_model_input(backbone, images[~held_out]), labels[~held_out], batch_size=32, epochs=settings["base_epochs"], shuffle=True, verbose=0)
+    predicted = model.predict(base_model_input(backbone, images[held_out]), batch_size=64, verbose=0).argmax(axis=1)
     accuracy = float(np.mean(predicted == labels[held_out]))
     with tempfile.TemporaryDirectory(dir=path.parent) as folder:
         temporary = Path(folder) / path.name

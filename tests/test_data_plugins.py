@@ -22,7 +22,7 @@ from feph_finetune.preparation import RunData
 
 from conftest import TinyMatrix, line_of, write_matrix
 
-IMAGENET_BGR_MEANS = (103.939, 116.779, 123.68)
+CAFFE_MEANS = (103.939, 116.779, 123.68)
 
 
 def paper_weights(labels: np.ndarray) -> dict[int, float]:
@@ -186,7 +186,7 @@ def test_normalize_subtracts_the_means_in_rgb_order_or_after_a_bgr_flip(syntheti
     tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\npreprocess = ["face_crop", "normalize"]\n' + options)
     step = only_step(tiny.prepare("A"), "normalize")
     rgb = np.array([[[[10.0, 20.0, 30.0], [200.0, 150.0, 0.0]]]], dtype=np.float32)
-    centred = np.array(expected) - np.array(IMAGENET_BGR_MEANS)
+    centred = np.array(expected) - np.array(CAFFE_MEANS)
     assert step.normalizes and step.fit is None
     np.testing.assert_allclose(np.asarray(step.batch(rgb)), centred, rtol=0, atol=1e-4)
     np.testing.assert_allclose(np.asarray(step.batch(tf.constant(rgb))), centred, rtol=0, atol=1e-4)
