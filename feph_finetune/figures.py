@@ -54,7 +54,7 @@ def plots_available() -> bool:
         return False
 
 
-def _matplotlib() -> tuple[Any, Any]:
+def agg_figure_classes() -> tuple[Any, Any]:
     """``(Figure, FigureCanvasAgg)``; PlotsUnavailable with the install command when missing."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -84,7 +84,7 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
     ``history.json`` under its id; ``source`` names the results in the report's heading.
     Raises PlotsUnavailable before writing anything when matplotlib is missing.
     """
-    _matplotlib()
+    agg_figure_classes()
     out_dir.mkdir(parents=True, exist_ok=True)
     plots: list[Plot] = []
     names = _StableNames()
@@ -153,7 +153,7 @@ def _legend_name(row: dict) -> str:
 
 
 def _new_figure(width: float, height: float):
-    Figure, FigureCanvasAgg = _matplotlib()
+    Figure, FigureCanvasAgg = agg_figure_classes()
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     return figure

@@ -1,7 +1,7 @@
 """``predict --plot``: class probabilities over time, one panel per video or frame folder.
 
-Uses matplotlib (the optional extra ``feph_finetune[plots]``), imported only here and only when a
-plot is asked for; the Agg backend writes the PNG without a display.
+Uses matplotlib (the optional extra ``feph_finetune[plots]``) through :mod:`feph_finetune.figures`,
+only when a plot is asked for; the Agg canvas writes the PNG without a display.
 """
 
 from __future__ import annotations
@@ -11,21 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from feph_finetune.figures import agg_figure_classes
 from feph_finetune.predict import InputSummary
-
-INSTALL_HINT = 'pip install "feph_finetune[plots]"'
-
-
-class PlotUnavailable(Exception):
-    """matplotlib is not installed."""
-
-
-def require_matplotlib() -> None:
-    """Raise :class:`PlotUnavailable` with the install command when matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as error:
-        raise PlotUnavailable(f"--plot needs matplotlib: {INSTALL_HINT}") from error
 
 
 def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str) -> int:
@@ -36,17 +23,16 @@ def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str
     faintly; frames where no face was found are marked with grey bands. Returns the number of
     panels (0: nothing to draw, no file written).
     """
-    require_matplotlib()
+    Figure, FigureCanvasAgg = agg_figure_classes()
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     sequences = [summary for summary in summaries if summary.kind != "image" and summary.frames > 0]
     if not sequences:
         return 0
-    colours = plt.get_cmap("tab10").colors
-    figure, axes = plt.subplots(len(sequences), 1, figsize=(10, 2.8 * len(sequences) + 0.8), squeeze=False, sharey=True)
+    colours = matplotlib.colormaps["tab10"].colors
+    figure = Figure(figsize=(10, 2.8 * len(sequences) + 0.8))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(sequences), 1, squeeze=False, sharey=True)
     for ax, summary in zip(axes[:, 0], sequences):
         x = np.asarray(summary.x, dtype=float)
         raw = np.asarray(summary.probabilities)
@@ -77,7 +63,6 @@ def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str
     figure.legend(handles, labels, loc="center left", bbox_to_anchor=(0.855, 0.5), fontsize=9, frameon=False)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return len(sequences)
 
 

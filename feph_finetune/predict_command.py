@@ -17,7 +17,7 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 def argument_problems(args) -> list[str]:
     """What is wrong with the options themselves, before MODEL and the inputs are looked at."""
-    from feph_finetune.plots import PlotUnavailable, require_matplotlib
+    from feph_finetune.figures import PLOTS_INSTALL, plots_available
     from feph_finetune.predict import OUTPUT_SUFFIXES
 
     problems = []
@@ -26,10 +26,8 @@ def argument_problems(args) -> list[str]:
     if args.plot is not None:
         if args.plot.suffix.lower() != ".png":
             problems.append(f"--plot {args.plot}: the file name must end in .png")
-        try:
-            require_matplotlib()
-        except PlotUnavailable as error:
-            problems.append(str(error))
+        if not plots_available():
+            problems.append(f"--plot needs matplotlib, which is not installed: {PLOTS_INSTALL}")
     if args.every < 1:
         problems.append(f"--every {args.every}: must be 1 or more")
     if args.smooth < 1 or args.smooth % 2 == 0:
