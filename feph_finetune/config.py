@@ -17,7 +17,7 @@ PHASES = ("exploratory", "cv")
 GROUP_KEYS = ("sequence", "signer")
 
 #: Keys of the top level, with their defaults (``dataset`` and ``experiments`` are required).
-TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}}
+TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}, "executor": {}}
 
 DATASET_DEFAULTS = {
     "root": "",

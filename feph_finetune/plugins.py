@@ -23,7 +23,8 @@ from feph_finetune import hookspecs
 ENTRY_POINT_GROUP = "feph_finetune"
 LOAD_PLUGINS_ENV = "FEPH_FINETUNE_LOAD_PLUGINS"
 
-#: The built-in plugins, registered under the last part of their module name.
+#: The built-in plugins, registered under the last part of their module name (the executors are
+#: core machinery, registered through the same hook a third-party executor uses).
 DEFAULT_PLUGINS = (
     "feph_finetune_plugins.face_crop",
     "feph_finetune_plugins.normalize",
@@ -36,6 +37,7 @@ DEFAULT_PLUGINS = (
     "feph_finetune_plugins.sam_sgd",
     "feph_finetune_plugins.class_weights",
     "feph_finetune_plugins.paper_metrics",
+    "feph_finetune.executors",  # the built-in executors: inline, process, ray
 )
 
 

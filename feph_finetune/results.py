@@ -89,6 +89,10 @@ class RunStore:
         with np.load(self.run_dir(run_id) / "predictions.npz") as data:
             return data["y_true"], data["y_prob"]
 
+    def discard_result(self, run_id: str) -> None:
+        """Forget the run's final record before it runs again (its other files are overwritten)."""
+        (self.run_dir(run_id) / RESULT_FILE).unlink(missing_ok=True)
+
     def finish(self, run_id: str, record: dict[str, Any]) -> None:
         """Write the final record last: from now on the run counts as done (or failed)."""
         self.write(run_id, RESULT_FILE, record)
