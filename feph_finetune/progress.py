@@ -91,6 +91,7 @@ class MatrixView:
         kind = event.get("event")
         if kind == "started":
             state.state, state.started = "running", time.monotonic()
+            self.concurrency = max(self.concurrency, self.count("running"))  # an executor may run more than it said
             self.line(f"started {state.run.id} ({state.run.label}, {state.where()})")
         elif kind == "progress":
             new_epoch = (event.get("stage"), event.get("epoch")) != (state.stage, state.epoch)

@@ -226,7 +226,7 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
 def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None) -> TrainingOutcome:
     """Build the model, fine-tune it stage by stage (unless No-FT), and predict the test split."""
     config = run.config
-    keras.backend.clear_session()  # drop the previous run's models; layer names start afresh (see README, "Known limitations")
+    keras.backend.clear_session()  # drop the previous run's models; layer names start afresh (memory: see README, "Executors")
     seed_everything(run.seed, config["deterministic"])
     model_plugin = config["model"]
     built = plugins.call(model_plugin, "build_model", context=context_for(model_plugin))

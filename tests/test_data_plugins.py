@@ -223,7 +223,7 @@ def test_normalize_with_a_self_normalising_model_fails_the_run_naming_normalize(
     options.efficientnet.weights = "none"
     """
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
-    assert main([str(path), "--output", str(tmp_path / "runs")]) == 1
+    assert main([str(path), "--executor", "inline", "--output", str(tmp_path / "runs")]) == 1
     (result_file,) = (tmp_path / "runs").glob("*/result.json")
     record = json.loads(result_file.read_text())
     assert record["status"] == "failed"

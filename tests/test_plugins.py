@@ -48,7 +48,7 @@ def site(tmp_path, monkeypatch):
 
 
 def test_the_hookspecs_are_the_designs_six_plus_options():
-    assert set(hook_names()) == SIX_HOOKS | {"plugin_options"}
+    assert set(hook_names()) == SIX_HOOKS | {"plugin_options", "register_executors"}
 
 
 def test_plugins_json_lists_builtins_covering_all_six_hooks():
@@ -95,7 +95,7 @@ def test_entry_point_plugin_is_called_during_a_run(site, synthetic_feph, tmp_pat
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nevaluate = ["paper_metrics", "extra_metric"]\n')
     from feph_finetune.cli import main
 
-    assert main([str(path), "--output", str(tmp_path / "runs")]) == 0
+    assert main([str(path), "--executor", "inline", "--output", str(tmp_path / "runs")]) == 0
     import feph_extra_metric
 
     assert len(feph_extra_metric.CALLS) == 1

@@ -117,6 +117,7 @@ class Child:
 
     def __init__(self, job: RunJob, device: int | None, events: queue.Queue):
         self.job, self.events = job, events
+        self.payload = pickle.dumps(job)  # here, so that a job that cannot travel fails loudly in the parent
         self.store = RunStore(Path(job.output))
         self.store.discard_result(job.id)
         run_dir = self.store.run_dir(job.id)
@@ -135,18 +136,22 @@ class Child:
         threading.Thread(target=self.pump, args=(read_fd,), daemon=True).start()
 
     def pump(self, read_fd: int) -> None:
+        """Send the job, then forward the child's events until its pipe closes (always ending
+        with the ``None`` that tells the parent to collect the child)."""
         try:
-            self.process.stdin.write(pickle.dumps(self.job))
-            self.process.stdin.close()
-        except (BrokenPipeError, OSError):  # the child died at once; its exit status tells why
-            pass
-        with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                try:
-                    self.events.put((self, json.loads(line)))
-                except json.JSONDecodeError:
-                    continue
-        self.events.put((self, None))
+            try:
+                self.process.stdin.write(self.payload)
+                self.process.stdin.close()
+            except OSError:  # the child died at once; its exit status tells why
+                pass
+            with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as lines:
+                for line in lines:
+                    try:
+                        self.events.put((self, json.loads(line)))
+                    except json.JSONDecodeError:
+                        continue
+        finally:
+            self.events.put((self, None))
 
     def finish(self) -> None:
         """Wait for the child; a run without ``result.json`` is recorded as failed with the exit

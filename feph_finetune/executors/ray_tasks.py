@@ -22,6 +22,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -111,20 +112,16 @@ def ship_inputs(jobs: list[RunJob], here: InProcess) -> dict[str, Any]:
 
 
 def run_task(job: RunJob, inputs: RunInputs, events) -> dict[str, bytes]:
-    """On a Ray worker: execute the run into a temporary store and return its files by name.
+    """On a Ray worker: execute the run in a temporary folder and return its files by name.
 
     The worker's stdout and stderr (TensorFlow's notices) go to the run's ``stderr.log``, which
-    comes back with a failed run only.
+    comes back with a failed run only; events go to the driver through the ``events`` queue.
     """
-    from feph_finetune.plugins import get_plugins
-
     folder = Path(tempfile.mkdtemp(prefix="feph_finetune_ray_"))
     try:
         log = open(folder / "stderr.log", "wb")
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)  # this worker serves this task only (max_calls=1)
-        source = DataSource()
-        source.add(inputs)
 
         def report(event: dict) -> None:
             try:
@@ -132,14 +129,26 @@ def run_task(job: RunJob, inputs: RunInputs, events) -> dict[str, bytes]:
             except Exception:  # a full or lost queue costs progress lines, never the run
                 pass
 
-        status = execute_run(RunJob(job.run, job.split_seed, str(folder / "store")), get_plugins(), source, report)
-        log.flush()
-        files = {path.name: path.read_bytes() for path in (folder / "store" / job.id).iterdir() if path.is_file() and not path.name.startswith(".")}
-        if status != "done":
-            files["stderr.log"] = (folder / "stderr.log").read_bytes()
-        return files
+        return run_in_folder(job, inputs, folder, report)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_in_folder(job: RunJob, inputs: RunInputs, folder: Path, report: Report) -> dict[str, bytes]:
+    """Execute ``job`` into a results store under ``folder`` from the shipped ``inputs`` alone
+    (the dataset's folder is never read) and return the run's files, ``stderr.log`` included
+    when the run failed and the folder has one."""
+    from feph_finetune.plugins import get_plugins
+
+    source = DataSource()
+    source.add(inputs)
+    status = execute_run(RunJob(job.run, job.split_seed, str(folder / "store")), get_plugins(), source, report)
+    run_dir = folder / "store" / job.id
+    files = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file() and not path.name.startswith(".")}
+    if status != "done" and (folder / "stderr.log").is_file():
+        sys.stderr.flush()
+        files["stderr.log"] = (folder / "stderr.log").read_bytes()
+    return files
 
 
 def drain(events, report: Report) -> None:
