@@ -139,12 +139,13 @@ class MatrixView:
 
     def render(self) -> Group:
         elapsed = time.monotonic() - self.began
-        summary = Text.assemble(
-            (f"{len(self.states)} runs", "bold"), "  ",
+        counts = Text.assemble(
+            (f"{len(self.states)} runs", "bold"), ": ",
             (f"{self.count('queued')} queued", "dim"), " · ", (f"{self.count('running')} running", "cyan"), " · ",
             (f"{self.count('done')} done", "green"), " · ", (f"{self.count('failed')} failed", "red" if self.count("failed") else "dim"),
-            f"   {clock(elapsed)} elapsed, ", (f"~{clock(self.eta())} left" if self.eta() is not None else "time left: after the first run", ""),
         )
+        eta = self.eta()
+        times = Text(f"{clock(elapsed)} elapsed · " + (f"about {clock(eta)} left" if eta is not None else "time left known after the first run"), "dim")
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False)
         table.add_column("run", no_wrap=True, overflow="ellipsis", max_width=30)
         table.add_column("state", no_wrap=True)
@@ -158,7 +159,7 @@ class MatrixView:
                 table.add_row(run_id, Text("done", "green"), f"accuracy {self.percent(state.accuracy)} in {clock(state.seconds)}")
             else:
                 table.add_row(run_id, Text("failed", "red"), state.error or "")
-        return Group(summary, table) if table.row_count else Group(summary)
+        return Group(counts, times, table) if table.row_count else Group(counts, times)
 
     @staticmethod
     def running_detail(state: RunState) -> str:

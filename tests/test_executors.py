@@ -287,13 +287,15 @@ def test_the_live_view_fits_80_columns_and_shows_every_state(synthetic_feph, tmp
         {"event": "started", "run": runs[2].id, "time": 0},
         {"event": "finished", "run": runs[2].id, "status": "failed", "accuracy": None, "seconds": 3.0, "error": "core (process): WorkerDied: the run's process was killed by SIGKILL (out of memory, or killed by hand)"},
     ]
+    console.print(view.render())  # before any event: no estimate yet
     for event in events:
         view.report(event)
     console.print(view.render())
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
-    assert "4 runs" in text and "1 queued" in text and "1 running" in text and "1 done" in text and "1 failed" in text
-    assert "~0:32 left" in text  # (one queued run of the mean 32 s + 32 s left of the running one) / 2 at once
+    assert "time left known after the first run" in text
+    assert "4 runs: 1 queued" in text and "1 queued" in text and "1 running" in text and "1 done" in text and "1 failed" in text
+    assert "about 0:32 left" in text  # (one queued run of the mean 32 s + 32 s left of the running one) / 2 at once
     assert "sgd epoch 6/7 loss 1.234" in text and "accuracy 43.2%" in text and "WorkerDied" in text
 
     plain = Console(width=200, file=io.StringIO())
