@@ -18,6 +18,7 @@ dict, so that events can cross a pipe or a Ray queue unchanged:
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import time
@@ -29,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 import feph_finetune
-from feph_finetune.api import CLASSES, RunContext
+from feph_finetune.api import CLASSES, PluginError, RunContext
 from feph_finetune.frames import default_cache_dir
 from feph_finetune.matrix import Run
 from feph_finetune.plugins import PluginCallError, Plugins
@@ -170,6 +171,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     started, wall_started = time.perf_counter(), time.time()
     report({"event": "started", "run": run.id, "time": wall_started})
     try:
+        check_installed(run, plugins)
         data = prepare(run, plugins, source, context_for, job.split_seed)
         counters["face_fallback"] = data.fallbacks
         from feph_finetune import training  # TensorFlow is imported here, when a run really starts
@@ -193,6 +195,18 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     record["counters"] = counters
     store.finish(run.id, record)
     return record["status"]
+
+
+def check_installed(run: Run, plugins: Plugins) -> None:
+    """Refuse to run without a plugin the run names: in another process or on another machine a
+    plugin object registered at run time, or a distribution not installed there, is missing, and
+    running without it would silently be another experiment."""
+    for name in run.plugins_used():
+        if not plugins.pm.has_plugin(name):
+            raise PluginCallError(name, "load", PluginError(
+                f"plugin {name!r} is not installed in the process executing this run (pid {os.getpid()}); install its distribution "
+                "there, or use --executor inline for a plugin registered at run time"
+            ))
 
 
 def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]:

@@ -235,6 +235,22 @@ def test_a_third_party_executor_registered_through_the_hook_runs_the_matrix(synt
     assert record["status"] == "done"
 
 
+class NoAugmentation:
+    @hookimpl
+    def augment(self, context):
+        return None
+
+
+def test_a_child_without_a_plugin_the_run_names_fails_the_run_naming_the_plugin(synthetic_feph, tmp_path):
+    get_plugins().pm.register(NoAugmentation(), name="here_only")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\naugment = ["here_only"]\n')
+    runner = quiet_runner(path, tmp_path / "runs", ProcessExecutor({}))
+    (run_id,) = runner.run_all(runner.matrix.runs).failed
+    error = runner.store.result(run_id)["error"]
+    assert (error["plugin"], error["hook"]) == ("here_only", "load")
+    assert "not installed in the process executing this run" in error["message"] and "--executor inline" in error["message"]
+
+
 def test_executor_mistakes_are_reported_with_their_place_before_any_work(synthetic_feph, tmp_path, capsys):
     extra = textwrap.dedent("""
     [executor]
