@@ -9,7 +9,10 @@ Measures, on synthetic FePh-format data written to a temporary folder (nothing d
    phase 1 with the base frozen: time, and the head's test accuracy;
 4. SAM: time per training step against the base optimizer alone;
 5. peak resident memory of a whole MobileNet run of the CLI, in a subprocess;
-6. training throughput (images/s) of MobileNet and EfficientNet-B0 at several input sizes.
+6. training throughput (images/s) of MobileNet and EfficientNet-B0 at several input sizes;
+7. the demo command's wall time and peak resident memory of its whole process tree (the command
+   and its children, sampled from /proc) with the executors ``inline``, ``process --jobs 1`` and
+   ``process --jobs 2``, after one warm-up invocation that builds the demo's data and base models.
 
 Every figure is a ratio of two timings taken in this one invocation, a count, or a measured
 value; results and their targets go to BENCHMARKS.md. Item 5 runs first, before this process
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,7 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
-ITEMS = (1, 2, 3, 4, 5, 6)
+ITEMS = (1, 2, 3, 4, 5, 6, 7)
 CLASS_COUNT = 7
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -71,10 +75,12 @@ class Settings:
     memory_images: int = 600       # item 5 (--full-memory: FePh's 2,531)
     throughput_sizes: tuple[int, ...] = (96, 224)
     seed: int = 1234
+    demo_args: tuple[str, ...] = ()  # item 7: extra arguments of the demo command (none: the whole demo)
 
 
 QUICK = dict(images=120, size=48, run_images=120, paper_size=64, alpha=0.25, repeats=1, steps=3, generic_images=160,
-             base_epochs=2, memory_images=120, throughput_sizes=(48,))
+             base_epochs=2, memory_images=120, throughput_sizes=(48,),
+             demo_args=("--only", "M0", "M1", "--phase", "exploratory", "--set", "demo.images=120", "--set", "demo.generic_images=300", "--set", "demo.base_epochs.mobilenet=1", "--set", "demo.base_epochs.efficientnet=1"))
 FEPH_IMAGES = 2531  # the release after the paper's filter
 
 
@@ -579,6 +585,73 @@ def peak_rss_gb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss * 1024 / 1e9
 
 
+# --- 7. the demo per executor ----------------------------------------------------------------
+
+#: Item 7's executors, as command-line arguments.
+DEMO_EXECUTORS = {"inline": ("--executor", "inline"), "process --jobs 1": ("--executor", "process", "--jobs", "1"), "process --jobs 2": ("--executor", "process", "--jobs", "2")}
+SAMPLE_S = 0.2
+
+
+def bench_demo_executors(settings: Settings, ws: Workspace) -> list[Row]:
+    """The demo command's wall time and the peak of its process tree's summed RSS, per executor.
+
+    A warm-up invocation first writes the demo's data and pre-trains its base models (cached), so
+    that every measured invocation does the same work: the matrix, into a fresh output folder.
+    """
+    base = [sys.executable, "-m", "feph_finetune", str(REPO / "experiments.toml"), "--demo", *settings.demo_args]
+    warm, warm_seconds, _ = tree_peak(base + ["--output", str(ws.root / "demo-warm-up"), "--executor", "process"])
+    rows = [Row(7, "demo: warm-up (data, base models, runs)", f"{warm_seconds / 60:.1f} min", "", None, f"peak {warm:.2f} GB")]
+    what = " ".join(settings.demo_args) or "the whole demo"
+    for name, arguments in DEMO_EXECUTORS.items():
+        peak, seconds, biggest = tree_peak(base + ["--output", str(ws.root / f"demo-{name.replace(' ', '')}"), *arguments])
+        rows.append(Row(7, f"demo with {name}: wall time", f"{seconds / 60:.1f} min", "< 10 min (whole demo)", seconds < 600 if not settings.demo_args else None, what))
+        rows.append(Row(7, f"demo with {name}: peak RSS, command + children", f"{peak:.2f} GB", "", None, f"largest single process {biggest:.2f} GB; sampled every {SAMPLE_S} s"))
+    return rows
+
+
+def tree_peak(command: list[str]) -> tuple[float, float, float]:
+    """Run ``command``; return the peak of the summed RSS of it and its descendants (GB), its wall
+    time (s) and the largest RSS of a single process (GB), sampling /proc every SAMPLE_S."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # the cache: run_items' FEPH_FINETUNE_CACHE
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.append(process.stdout.read()), daemon=True)
+    reader.start()
+    peak = biggest = 0.0
+    while process.poll() is None:
+        sizes = [rss_gb(pid) for pid in descendants(process.pid)]
+        peak, biggest = max(peak, sum(sizes)), max([biggest, *sizes])
+        time.sleep(SAMPLE_S)
+    reader.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"item 7: {' '.join(command)} exited {process.returncode}:\n{b''.join(output).decode(errors='replace')[-2000:]}")
+    return peak, time.perf_counter() - started, biggest
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Linux /proc ``children`` lists)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                stack += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def rss_gb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return 0.0
+
+
 # --- 6. throughput ---------------------------------------------------------------------------
 
 
@@ -606,18 +679,19 @@ def bench_throughput(settings: Settings, ws: Workspace) -> list[Row]:
 
 BENCHMARKS: dict[int, Callable[[Settings, Workspace], list[Row]]] = {
     1: bench_runner_overhead, 2: bench_crop_cache, 3: bench_head_features, 4: bench_sam, 5: bench_memory, 6: bench_throughput,
+    7: bench_demo_executors,
 }
 #: Memory first: see the module docstring.
-EXECUTION_ORDER = (5, 2, 1, 3, 4, 6)
+EXECUTION_ORDER = (5, 7, 2, 1, 3, 4, 6)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python bench/run.py",
-        description="Benchmark feph_finetune on synthetic data (items 1-6 of BENCHMARKS.md). Nothing downloads; everything is written to a temporary folder.",
+        description="Benchmark feph_finetune on synthetic data (items 1-7 of BENCHMARKS.md). Nothing downloads; everything is written to a temporary folder.",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of every item (about 2 minutes)")
-    parser.add_argument("--only", nargs="+", type=int, choices=ITEMS, metavar="N", help="run only these items (1-6)")
+    parser.add_argument("--only", nargs="+", type=int, choices=ITEMS, metavar="N", help="run only these items (1-7)")
     parser.add_argument("--size", type=int, help="input side of item 2 and the first SAM row (default 96)")
     parser.add_argument("--paper-size", type=int, help="input side of items 1, 3, 5 and the second SAM row (default 224, the paper's)")
     parser.add_argument("--images", type=int, help="synthetic images of items 1, 3 and 5 (default 600)")

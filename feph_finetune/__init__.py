@@ -1,6 +1,8 @@
 """feph_finetune: fine-tune facial-expression CNNs on the FePh sign-language dataset.
 
-The public API for plugins is what this module exports; nothing here imports TensorFlow.
+The public API for plugins is what this module exports; nothing here imports TensorFlow. The
+objects for writing an executor (``Executor``, ``InProcess``, ``RunJob``, ``execute_run``) are
+imported on first use.
 """
 
 from feph_finetune.api import (
@@ -18,9 +20,30 @@ from feph_finetune.options import Option
 
 __version__ = "0.1.0"
 
+#: Objects for writing an executor, imported on first use (they pull in the runner's modules).
+_EXECUTION_API = {
+    "Executor": "feph_finetune.executors",
+    "InProcess": "feph_finetune.executors",
+    "RunJob": "feph_finetune.execution",
+    "execute_run": "feph_finetune.execution",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXECUTION_API:
+        import importlib
+
+        return getattr(importlib.import_module(_EXECUTION_API[name]), name)
+    raise AttributeError(f"module 'feph_finetune' has no attribute {name!r}")
+
+
 __all__ = [
     "CLASSES",
     "Augmentation",
+    "Executor",
+    "InProcess",
+    "RunJob",
+    "execute_run",
     "BuiltModel",
     "FrameResult",
     "Option",

@@ -50,6 +50,9 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a dotted TOML key, e.g. --set dataset.root=/data/FePh (repeatable)")
     parser.add_argument("--output", type=Path, help="results directory (default: the TOML's output, else runs/; runs/demo with --demo)")
     parser.add_argument("--force", action="store_true", help="discard the selected runs' results and rerun them (interrupted: continue without --force)")
+    parser.add_argument("--executor", metavar="NAME", help="where runs execute: process (default: a fresh child process per run), inline (in this process), ray (a Ray cluster), or one a plugin registers; options in the TOML's [executor.NAME] table")
+    parser.add_argument("--jobs", metavar="N|auto", help="process executor: runs at once (default 1, or one per device with --devices; auto: what the machine allows)")
+    parser.add_argument("--devices", metavar="0,1,...", help="process executor: GPU indices; each child sees one through CUDA_VISIBLE_DEVICES")
     parser.add_argument("--demo", action="store_true", help="use synthetic FePh-format data and a base model pre-trained on synthetic faces, at the TOML's [demo] settings")
     return parser
 
@@ -269,6 +272,9 @@ def cmd_run(args, console: Console) -> int:
     plugins = load_plugins()
     matrix = build_matrix(raw, plugins, check_root=not args.demo)  # the demo's data is written below
     runs = select(matrix, args.only, args.phase)
+    from feph_finetune.executors import choose_executor
+
+    executor = choose_executor(raw, plugins, args.executor, args.jobs, args.devices).create()
     if args.demo and not args.dry_run:
         demo.prepare_demo(settings, paths, console, backbones={run.config["model"] for run in runs})
         matrix = build_matrix(raw, plugins)  # now that the data exists: checked, and its fingerprint in the ids
@@ -285,7 +291,7 @@ def cmd_run(args, console: Console) -> int:
     if args.force:
         for run in runs:
             store.discard(run.id)
-    outcome = MatrixRunner(matrix, plugins, store, console).run_all(runs)
+    outcome = MatrixRunner(matrix, plugins, store, console, executor=executor).run_all(runs)
     if outcome.skipped:
         console.print(f"skipped {len(outcome.skipped)} finished runs (use --force to rerun them)")
     records = store.records([run.id for run in runs])

@@ -19,7 +19,7 @@ PHASES = ("exploratory", "cv")
 GROUP_KEYS = ("sequence", "signer")
 
 #: Keys of the top level, with their defaults (``dataset`` and ``experiments`` are required).
-TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}, "report": {}}
+TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}, "report": {}, "executor": {}}
 
 DATASET_DEFAULTS = {
     "root": "",

@@ -12,6 +12,7 @@ in. Implementations may accept only the arguments they use (pluggy passes them b
 that asks for an argument its hook does not offer, or implements a hook not specified here, is
 not registered: ``python -m feph_finetune plugins`` lists it as broken with the reason, and a
 configuration that names it is refused with that reason.
+``register_executors`` is the exception: it is called on every plugin, once, and adds to a registry.
 
 A hook that raises fails its run, and only its run: the error is recorded with the plugin's name
 and the rest of the matrix goes on. Raise :class:`feph_finetune.PluginError` for a clear message.
@@ -144,4 +145,21 @@ def evaluate(y_true, y_prob, context):
     (later plugins may not overwrite earlier keys), or None. Scalars in [0, 1] named
     ``accuracy``, ``avg_sensitivity`` and a ``sensitivity`` dict ``{class: value}`` fill the
     paper's report columns; other scalar metrics get columns of their own.
+    """
+
+
+@hookspec
+def register_executors(register):
+    """Contribute executors: the backends that decide where runs execute and how many at once.
+
+    Called once on every plugin (not only on those an experiment names) when the command line
+    resolves ``--executor NAME`` or the TOML's ``[executor]`` table, before any work. Call
+    ``register(cls)`` for each executor: a subclass of :class:`feph_finetune.Executor` with a
+    unique ``name``, a one-line ``summary``, its ``options`` (``{option: default}``, set in the
+    TOML's ``[executor.<name>]`` table and checked by its ``check``), and an ``execute(jobs,
+    report, here)`` that runs each :class:`feph_finetune.RunJob` through
+    :func:`feph_finetune.execute_run` (in this process or elsewhere) and leaves a ``result.json``
+    per job. The built-in ``inline``, ``process`` and ``ray`` come through this hook too, the way
+    llm's ``register_models`` or datasette's ``publish_subcommand`` contribute backends. A name
+    registered twice is an error naming the plugin. Returns None.
     """

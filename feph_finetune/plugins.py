@@ -30,7 +30,8 @@ from feph_finetune.options import Option, as_option
 ENTRY_POINT_GROUP = "feph_finetune"
 LOAD_PLUGINS_ENV = "FEPH_FINETUNE_LOAD_PLUGINS"
 
-#: The built-in plugins, registered under the last part of their module name.
+#: The built-in plugins, registered under the last part of their module name (the executors are
+#: core machinery, registered through the same hook a third-party executor uses).
 DEFAULT_PLUGINS = (
     "feph_finetune_plugins.face_crop",
     "feph_finetune_plugins.normalize",
@@ -43,6 +44,7 @@ DEFAULT_PLUGINS = (
     "feph_finetune_plugins.sam_sgd",
     "feph_finetune_plugins.class_weights",
     "feph_finetune_plugins.paper_metrics",
+    "feph_finetune.executors",  # the built-in executors: inline, process, ray
 )
 BUILTIN_NAMES = frozenset(module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS)
 

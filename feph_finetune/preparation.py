@@ -70,8 +70,12 @@ class DataSource:
         self._splits: dict[tuple, Any] = {}
         self.frames_computed = 0
 
+    @staticmethod
+    def dataset_key(settings: dict[str, Any]) -> tuple:
+        return (settings["root"], settings["labels"], settings["images"])
+
     def dataset(self, settings: dict[str, Any]) -> Dataset:
-        key = (settings["root"], settings["labels"], settings["images"])
+        key = self.dataset_key(settings)
         if key not in self._datasets:
             self._datasets[key] = load_dataset(settings["root"], settings["labels"] or None, settings["images"] or None)
         return self._datasets[key]
@@ -89,14 +93,53 @@ class DataSource:
             self._splits[key] = kfold_splits(dataset.labels(), groups, settings["folds"], split_seed)
         return self._splits[key][run.fold]
 
+    @staticmethod
+    def frames_key(dataset: Dataset, steps: list[FrameStep], size: int) -> tuple:
+        return (str(dataset.root), tuple(step.signature for step in steps), size)
+
     def frames(self, dataset: Dataset, steps: list[FrameStep], size: int, settings: dict[str, Any]) -> FrameSet:
-        key = (str(dataset.root), tuple(step.signature for step in steps), size)
+        key = self.frames_key(dataset, steps, size)
         if key not in self._frames:
             root = Path(settings["cache_dir"]).expanduser() if settings["cache_dir"] else self.cache_dir or default_cache_dir()
             frames = compute_frames(dataset, steps, size, CropCache(root))
             self.frames_computed += frames.computed
             self._frames[key] = frames
         return self._frames[key]
+
+
+    def inputs(self, run: Run, plugins: Plugins, context_for: Callable[[str], RunContext]) -> "RunInputs":
+        """The loaded dataset and the frame array a run reads: what a worker that cannot see the
+        dataset's folder needs (one per dataset, frame steps and input size, not per run)."""
+        dataset = self.dataset(run.dataset)
+        steps = frame_steps(preprocess_steps(run, plugins, context_for))
+        size = run.config["input_size"]
+        return RunInputs(self.dataset_key(run.dataset), dataset, self.frames_key(dataset, steps, size), self.frames(dataset, steps, size, run.dataset))
+
+    def add(self, inputs: "RunInputs") -> None:
+        """Serve ``inputs`` from now on instead of reading and cropping the images here."""
+        self._datasets[inputs.dataset_key] = inputs.dataset
+        self._frames[inputs.frames_key] = inputs.frames
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A dataset and one frame array of it (uint8, N x S x S x 3), with their keys in
+    :class:`DataSource`; picklable, for shipping to a worker once per matrix."""
+
+    dataset_key: tuple
+    dataset: Dataset
+    frames_key: tuple
+    frames: FrameSet
+
+
+def preprocess_steps(run: Run, plugins: Plugins, context_for: Callable[[str], RunContext]) -> list[tuple[str, Preprocessing]]:
+    """The run's ``preprocess`` contributions in the TOML's order, plugins returning None left out."""
+    steps = [(name, plugins.call(name, "preprocess", context=context_for(name))) for name in run.config["preprocess"]]
+    return [(name, step) for name, step in steps if step is not None]
+
+
+def frame_steps(steps: list[tuple[str, Preprocessing]]) -> list[FrameStep]:
+    return [FrameStep(name, step) for name, step in steps if step.frame is not None]
 
 
 def validation_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> Split:
@@ -109,10 +152,8 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
     config = run.config
     dataset = source.dataset(run.dataset)
     split = source.split(run, dataset, split_seed)
-    steps = [(name, plugins.call(name, "preprocess", context=context_for(name))) for name in config["preprocess"]]
-    steps = [(name, step) for name, step in steps if step is not None]
-    frame_steps = [FrameStep(name, step) for name, step in steps if step.frame is not None]
-    frames = source.frames(dataset, frame_steps, config["input_size"], run.dataset)
+    steps = preprocess_steps(run, plugins, context_for)
+    frames = source.frames(dataset, frame_steps(steps), config["input_size"], run.dataset)
     labels = dataset.labels()
     train_index, val_index = split.train, None
     if config["validation_split"] > 0:

@@ -1,30 +1,28 @@
-"""Running a matrix: skip what is finished, run the rest, record failures, keep going.
+"""Running a matrix: skip what is finished, hand the rest to an executor, report as runs end.
 
 Each run's files go to its own directory in the results store; its ``result.json`` is written
 last, so an interrupted matrix resumes where it stopped and never trusts a half-written run.
+Where the runs execute (this process, child processes, a Ray cluster) is the executor's business
+(:mod:`feph_finetune.executors`); what one run does is :func:`feph_finetune.execution.execute_run`.
 """
 
 from __future__ import annotations
 
-import platform
-import subprocess
-import time
-import traceback
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Iterator
 
-import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-import feph_finetune
-from feph_finetune.api import CLASSES, RunContext
-from feph_finetune.bundle import write_bundle
-from feph_finetune.frames import default_cache_dir
+from feph_finetune.api import RunContext
+from feph_finetune.execution import RunJob, context_factory, execute_run, ignore
+from feph_finetune.executors import Executor, InProcess
 from feph_finetune.matrix import Matrix, Run
-from feph_finetune.plugins import PluginCallError, Plugins
-from feph_finetune.preparation import DataSource, prepare
+from feph_finetune.plugins import Plugins
+from feph_finetune.preparation import DataSource
+from feph_finetune.progress import MatrixView
 from feph_finetune.results import RunStore
 
 
@@ -35,146 +33,68 @@ class MatrixOutcome:
     failed: list[str] = field(default_factory=list)
 
 
-def git_commit() -> str | None:
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt like Ctrl-C (exit 130, children
+    stopped); only the main thread can install signal handlers, elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def plugin_versions(plugins: Plugins, names: list[str]) -> dict[str, str]:
-    return {name: plugins.origins.get(name, f"builtin {feph_finetune.__version__}") for name in names}
-
-
-def run_record(run: Run, status: str) -> dict[str, Any]:
-    """The part of ``result.json`` that describes the run itself (reports group by it)."""
-    return {
-        "id": run.id,
-        "experiment": run.experiment,
-        "label": run.label,
-        "cv_label": run.cv_label,
-        "model": run.config["model"],
-        "baseline": not run.config["fine_tune"],
-        "order": run.order,
-        "phase": run.phase,
-        "fold": run.fold,
-        "seed": run.seed,
-        "variant": run.variant,
-        "data": run.dataset.get("fingerprint", ""),
-        "status": status,
-        "classes": list(CLASSES),
-    }
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class MatrixRunner:
-    """Executes runs one after another against a results store."""
+    """Executes the unfinished runs of a matrix against a results store, through an executor.
 
-    def __init__(self, matrix: Matrix, plugins: Plugins, store: RunStore, console: Console, source: DataSource | None = None):
+    Without ``executor`` the runs execute in this process (the ``inline`` executor), which is
+    what a program using the runner as a library usually wants; the command line defaults to
+    ``process``.
+    """
+
+    def __init__(self, matrix: Matrix, plugins: Plugins, store: RunStore, console: Console, source: DataSource | None = None, executor: Executor | None = None):
+        from feph_finetune.executors.inline import InlineExecutor
+
         self.matrix = matrix
         self.plugins = plugins
         self.store = store
         self.console = console
         self.source = source or DataSource()
+        self.executor = executor or InlineExecutor({})
 
     def context_factory(self, run: Run, counters: dict[str, int]):
-        cache_dir = Path(run.dataset["cache_dir"]).expanduser() if run.dataset["cache_dir"] else default_cache_dir()
+        return context_factory(run, counters)
 
-        def context_for(plugin: str) -> RunContext:
-            return RunContext(
-                run_id=run.id,
-                experiment=run.experiment,
-                phase=run.phase,
-                fold=run.fold,
-                seed=run.seed,
-                input_size=run.config["input_size"],
-                config=run.config,
-                options=run.config["options"].get(plugin, {}),
-                cache_dir=cache_dir,
-                counters=counters,
-            )
-
-        return context_for
+    def job(self, run: Run) -> RunJob:
+        return RunJob(run, self.matrix.seed, str(self.store.root))
 
     def run_all(self, runs: list[Run], force: bool = False) -> MatrixOutcome:
         outcome = MatrixOutcome()
-        for number, run in enumerate(runs, start=1):
+        pending = []
+        for run in runs:
             if not force and self.store.is_done(run.id):
                 outcome.skipped.append(run.id)
-                continue
-            self.console.log(f"[{number}/{len(runs)}] {run.id}  ({run.label}, {run.phase}{'' if run.fold is None else f' fold {run.fold}'})")
-            status = self.run_one(run)
-            (outcome.done if status == "done" else outcome.failed).append(run.id)
+            else:
+                pending.append(run)
+        if pending:
+            concurrency = getattr(self.executor, "concurrency", lambda: 1)()
+            with sigterm_as_interrupt(), MatrixView(self.console, pending, concurrency, self.executor.name) as view:
+                self.executor.execute([self.job(run) for run in pending], view.report, InProcess(self.plugins, self.source))
+        for run in pending:
+            record = self.store.result(run.id)
+            (outcome.done if record and record.get("status") == "done" else outcome.failed).append(run.id)
+        for run_id in outcome.failed:
+            error = (self.store.result(run_id) or {}).get("error") or {}
+            self.console.print(f"[red]run {run_id} failed[/red] in plugin {error.get('plugin')!r} ({error.get('hook')}): {error.get('type')}: {error.get('message')}", soft_wrap=True)
         return outcome
 
     def run_one(self, run: Run) -> str:
-        counters: dict[str, int] = {}
-        context_for = self.context_factory(run, counters)
-        self.store.write(run.id, "config.json", {"run": run.describe(), "config": run.config, "dataset": run.dataset})
-        record = run_record(run, "failed")
-        started = time.perf_counter()
-        try:
-            data = prepare(run, self.plugins, self.source, context_for, self.matrix.seed)
-            counters["face_fallback"] = data.fallbacks
-            from feph_finetune import training  # TensorFlow is imported here, when a run really starts
-
-            with self.progress() as progress:
-                outcome = training.train_and_predict(run, self.plugins, data, context_for, progress)
-            metrics = self.evaluate(run, data.test.labels, outcome.y_prob, context_for)
-            self.store.write_predictions(run.id, data.test.labels, outcome.y_prob)
-            self.store.write(run.id, "history.json", outcome.history)
-            self.store.write(run.id, "metrics.json", metrics)
-            environment = self.environment(run, training.environment())
-            if run.config["save_model"] and outcome.model is not None:
-                write_bundle(self.store.run_dir(run.id), run, data.preprocessing, outcome.model, environment)
-            self.store.write(run.id, "environment.json", environment)
-            record.update(status="done", metrics=metrics, error=None)
-            record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
-        except PluginCallError as error:
-            record.update(error=self.error_record(error.plugin, error.hook, error.error))
-        except Exception as error:  # anything else (out of memory, a core bug) fails this run only
-            record.update(error=self.error_record("core", "run", error))
-        record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
-        record["counters"] = counters
-        self.store.finish(run.id, record)
-        if record["status"] == "failed":
-            error = record["error"]
-            self.console.print(f"[red]run {run.id} failed[/red] in plugin {error['plugin']!r} ({error['hook']}): {error['type']}: {error['message']}")
-        return record["status"]
-
-    def evaluate(self, run: Run, y_true: np.ndarray, y_prob: np.ndarray, context_for) -> dict[str, Any]:
-        metrics: dict[str, Any] = {}
-        for name in run.config["evaluate"]:
-            result = self.plugins.call(name, "evaluate", y_true=y_true, y_prob=y_prob, context=context_for(name)) or {}
-            clashes = sorted(set(result) & set(metrics))
-            if clashes:
-                raise PluginCallError(name, "evaluate", KeyError(f"metrics {clashes} already set by an earlier evaluate plugin"))
-            metrics.update(result)
-        return metrics
-
-    def environment(self, run: Run, framework: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "feph_finetune": feph_finetune.__version__,
-            "plugins": plugin_versions(self.plugins, run.plugins_used()),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "seed": run.seed,
-            "split_seed": self.matrix.seed,
-            "git_commit": git_commit(),
-            **framework,
-        }
-
-    @staticmethod
-    def error_record(plugin: str, hook: str, error: BaseException) -> dict[str, Any]:
-        return {
-            "plugin": plugin,
-            "hook": hook,
-            "type": type(error).__name__,
-            "message": str(error),
-            "traceback": "".join(traceback.format_exception(error))[-4000:],
-        }
-
-    def progress(self) -> Progress:
-        return Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=self.console, transient=True, disable=not self.console.is_terminal
-        )
+        """Execute one run here and now (whatever the executor), returning its status."""
+        return execute_run(self.job(run), self.plugins, self.source, ignore)

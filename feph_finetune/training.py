@@ -115,7 +115,8 @@ def set_trainable(built: BuiltModel, which: str, train_batchnorm: bool) -> None:
 
 
 class ProgressCallback(keras.callbacks.Callback):
-    """Feeds a rich progress bar with the run, stage, epoch, batch and loss."""
+    """Feeds a progress display (a rich ``Progress`` or :class:`feph_finetune.execution.ProgressEvents`)
+    with the stage, epoch (counted across stages), batch and loss."""
 
     def __init__(self, progress, task, stage: str, epochs: int, first_epoch: int):
         super().__init__()
@@ -127,8 +128,10 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss", float("nan"))
+        epochs = self.first_epoch + self.epochs
         self.progress.update(
-            self.task, advance=1, description=f"{self.stage} epoch {self.epoch + 1}/{self.first_epoch + self.epochs} batch {batch + 1} loss {float(loss):.3f}"
+            self.task, advance=1, description=f"{self.stage} epoch {self.epoch + 1}/{epochs} batch {batch + 1} loss {float(loss):.3f}",
+            stage=self.stage, epoch=self.epoch + 1, epochs=epochs, loss=float(loss),
         )
 
 
@@ -230,7 +233,7 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
 def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None) -> TrainingOutcome:
     """Build the model, fine-tune it stage by stage (unless No-FT), and predict the test split."""
     config = run.config
-    keras.backend.clear_session()  # drop the previous run's models; layer names start afresh (see README, "Known limitations")
+    keras.backend.clear_session()  # drop the previous run's models; layer names start afresh (memory: see README, "Executors")
     seed_everything(run.seed, config["deterministic"])
     model_plugin = config["model"]
     built = plugins.call(model_plugin, "build_model", context=context_for(model_plugin))

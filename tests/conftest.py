@@ -117,3 +117,37 @@ class TinyMatrix:
         run = self.runs[experiment]
         self.runner.run_one(run)
         return self.store.result(run.id)
+
+
+KILLER_PLUGIN = '''
+import os
+import signal
+from pathlib import Path
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def plugin_options():
+    return {"marker": ""}
+
+
+@hookimpl
+def augment(context):
+    """While the marker file exists, the process running the run dies by SIGKILL."""
+    if Path(context.options["marker"]).exists():
+        os.kill(os.getpid(), signal.SIGKILL)
+    return None
+'''
+
+
+def write_killer_distribution(site: Path) -> dict[str, str]:
+    """An installed distribution ``feph-killer`` whose plugin ``killer`` SIGKILLs its process while
+    ``options.killer.marker`` exists; returns the environment that makes children see it."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "feph_killer.py").write_text(KILLER_PLUGIN, encoding="utf-8")
+    info = site / "feph_killer-0.1.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: feph-killer\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[feph_finetune]\nkiller = feph_killer\n", encoding="utf-8")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))}

@@ -48,8 +48,8 @@ def site(tmp_path, monkeypatch):
         del sys.modules[module]
 
 
-def test_the_hookspecs_are_the_designs_six_plus_options_and_traits():
-    assert set(hook_names()) == SIX_HOOKS | {"plugin_options", "plugin_traits"}
+def test_the_hookspecs_are_the_designs_six_plus_options_traits_and_executors():
+    assert set(hook_names()) == SIX_HOOKS | {"plugin_options", "plugin_traits", "register_executors"}
 
 
 def test_plugins_json_lists_builtins_covering_all_six_hooks():
@@ -96,7 +96,7 @@ def test_entry_point_plugin_is_called_during_a_run(site, synthetic_feph, tmp_pat
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nevaluate = ["paper_metrics", "extra_metric"]\n')
     from feph_finetune.cli import main
 
-    assert main([str(path), "--output", str(tmp_path / "runs")]) == 0
+    assert main([str(path), "--executor", "inline", "--output", str(tmp_path / "runs")]) == 0
     import feph_extra_metric
 
     assert len(feph_extra_metric.CALLS) == 1

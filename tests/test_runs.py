@@ -55,7 +55,7 @@ def test_a_killed_matrix_resumes_without_redoing_finished_runs(synthetic_feph, t
     assert len(list(interrupted.glob("*/result.json"))) == 5
 
     straight = tmp_path / "straight"
-    assert run_cli(str(path), "--output", str(straight)).returncode == 0
+    assert run_cli(str(path), "--executor", "inline", "--output", str(straight)).returncode == 0
     assert without_timing(report_json(interrupted)) == without_timing(report_json(straight))
 
 
@@ -75,7 +75,7 @@ def test_a_failing_plugin_fails_its_run_only(synthetic_feph, tmp_path, capsys):
     experiments = '[experiments.good]\n\n[experiments.bad]\naugment = ["broken_augment"]\n'
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
     outdir = tmp_path / "runs"
-    assert main([str(path), "--output", str(outdir)]) == 1
+    assert main([str(path), "--executor", "inline", "--output", str(outdir)]) == 1
     output = capsys.readouterr().out
     assert "1 of 2 runs failed" in output and "broken_augment" in output
     records = {json.loads(p.read_text())["experiment"]: json.loads(p.read_text()) for p in outdir.glob("*/result.json")}
@@ -89,7 +89,7 @@ def test_a_failing_plugin_fails_its_run_only(synthetic_feph, tmp_path, capsys):
 def test_report_metrics_match_the_stored_predictions(synthetic_feph, tmp_path):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nphases = ["cv"]\n')
     outdir = tmp_path / "runs"
-    assert main([str(path), "--output", str(outdir)]) == 0
+    assert main([str(path), "--executor", "inline", "--output", str(outdir)]) == 0
     accuracies, sensitivities = [], {name: [] for name in CLASSES}
     for run_dir in sorted(outdir.iterdir()):
         with np.load(run_dir / "predictions.npz") as stored:

@@ -132,7 +132,7 @@ def test_all_layers_stage_changes_the_base_weights(synthetic_feph, tmp_path):
     """
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
     outdir = tmp_path / "runs"
-    assert main([str(path), "--output", str(outdir)]) == 0
+    assert main([str(path), "--executor", "inline", "--output", str(outdir)]) == 0
     (saved,) = outdir.glob("*/model.keras")
     trained = keras.models.load_model(saved, compile=False)
     original = keras.models.load_model(base_file, compile=False)
@@ -170,7 +170,7 @@ def test_head_stage_trains_on_features_where_it_applies_with_the_same_result(syn
     base_file = small_classifier_file(tmp_path / "base.keras")
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, HEAD_ONLY.format(base_file=base_file))
     outdir = tmp_path / "runs"
-    assert main([str(path), "--output", str(outdir)]) == 0
+    assert main([str(path), "--executor", "inline", "--output", str(outdir)]) == 0
     assert [entry["head_features"] for entry in history(outdir, "features")] == [True, True]
     assert [entry["head_features"] for entry in history(outdir, "plain")] == [False, False]
     assert [entry["head_features"] for entry in history(outdir, "random_flip")] == [False, False]
@@ -196,7 +196,7 @@ def test_best_epoch_keeps_the_weights_of_the_best_validation_accuracy():
 def test_validation_split_reports_validation_accuracy_per_epoch(synthetic_feph, tmp_path):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\nvalidation_split = 0.3\n")
     outdir = tmp_path / "runs"
-    assert main([str(path), "--output", str(outdir)]) == 0
+    assert main([str(path), "--executor", "inline", "--output", str(outdir)]) == 0
     entries = history(outdir, "A")
     assert len(entries) == 2 and all("val_accuracy" in entry for entry in entries)
 

@@ -1,0 +1,252 @@
+"""Executing runs: the one function that turns a :class:`RunJob` into files in the results store.
+
+Every executor (``inline``, ``process``, ``ray`` and any registered by a plugin) ends up calling
+:func:`execute_run`, in this process or in another one; what differs is only where and how many
+at a time. Nothing here imports TensorFlow: :mod:`feph_finetune.training` is imported inside
+:func:`execute_run`, when a run really starts.
+
+A run reports what it does through ``report(event)``, a callable taking one JSON-serialisable
+dict, so that events can cross a pipe or a Ray queue unchanged:
+
+- ``{"event": "started", "run": ID, "time": UNIX_SECONDS}``
+- ``{"event": "progress", "run": ID, "stage": NAME, "epoch": E, "epochs": N, "loss": FLOAT}``
+  (``epoch`` counts from 1 across stages; at most one every :data:`PROGRESS_INTERVAL_S` per run,
+  plus one at every new epoch)
+- ``{"event": "finished", "run": ID, "status": "done"|"failed", "accuracy": FLOAT|None,
+  "seconds": FLOAT, "error": STR|None}`` (sent by the executor once ``result.json`` is final)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import feph_finetune
+from feph_finetune.api import CLASSES, PluginError, RunContext
+from feph_finetune.bundle import write_bundle
+from feph_finetune.frames import default_cache_dir
+from feph_finetune.matrix import Run
+from feph_finetune.plugins import PluginCallError, Plugins
+from feph_finetune.preparation import DataSource, prepare
+from feph_finetune.results import RunStore
+
+#: Seconds between two ``progress`` events of one run (a new epoch is always reported).
+PROGRESS_INTERVAL_S = 0.5
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def ignore(event: dict[str, Any]) -> None:
+    """A ``report`` that drops every event."""
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Everything one run needs, and nothing of the process that made it: picklable.
+
+    ``run`` carries the resolved configuration and the dataset settings (the dataset's location),
+    ``split_seed`` the matrix's seed that fixes the splits, ``output`` the results store's root
+    on the machine that writes the run's files.
+    """
+
+    run: Run
+    split_seed: int
+    output: str
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def plugin_versions(plugins: Plugins, names: list[str]) -> dict[str, str]:
+    return {name: plugins.origins.get(name, f"builtin {feph_finetune.__version__}") for name in names}
+
+
+def run_record(run: Run, status: str) -> dict[str, Any]:
+    """The part of ``result.json`` that describes the run itself (reports group by it)."""
+    return {
+        "id": run.id,
+        "experiment": run.experiment,
+        "label": run.label,
+        "cv_label": run.cv_label,
+        "model": run.config["model"],
+        "baseline": not run.config["fine_tune"],
+        "order": run.order,
+        "phase": run.phase,
+        "fold": run.fold,
+        "seed": run.seed,
+        "variant": run.variant,
+        "data": run.dataset.get("fingerprint", ""),
+        "status": status,
+        "classes": list(CLASSES),
+    }
+
+
+def error_record(plugin: str, hook: str, error: BaseException) -> dict[str, Any]:
+    return {
+        "plugin": plugin,
+        "hook": hook,
+        "type": type(error).__name__,
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(error))[-4000:],
+    }
+
+
+def context_factory(run: Run, counters: dict[str, int]) -> Callable[[str], RunContext]:
+    """``context_for(plugin)``: the :class:`RunContext` each hook of the run receives."""
+    cache_dir = Path(run.dataset["cache_dir"]).expanduser() if run.dataset["cache_dir"] else default_cache_dir()
+
+    def context_for(plugin: str) -> RunContext:
+        return RunContext(
+            run_id=run.id,
+            experiment=run.experiment,
+            phase=run.phase,
+            fold=run.fold,
+            seed=run.seed,
+            input_size=run.config["input_size"],
+            config=run.config,
+            options=run.config["options"].get(plugin, {}),
+            cache_dir=cache_dir,
+            counters=counters,
+        )
+
+    return context_for
+
+
+class ProgressEvents:
+    """Turns the training loop's progress calls into throttled ``progress`` events.
+
+    It offers the part of :class:`rich.progress.Progress` that :mod:`feph_finetune.training`
+    uses (``add_task``, ``update`` with the fields ``stage``, ``epoch``, ``epochs``, ``loss``,
+    ``remove_task``), so training needs no knowledge of where its progress goes.
+    """
+
+    def __init__(self, run_id: str, report: Report):
+        self.run_id, self.report = run_id, report
+        self.sent_at, self.epoch = 0.0, None
+
+    def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
+        return 0
+
+    def remove_task(self, task: int) -> None:
+        pass
+
+    def update(self, task: int, stage: str | None = None, epoch: int | None = None, epochs: int | None = None, loss: float | None = None, **ignored: Any) -> None:
+        now = time.monotonic()
+        if stage is None or (epoch == self.epoch and now - self.sent_at < PROGRESS_INTERVAL_S):
+            return
+        self.sent_at, self.epoch = now, epoch
+        self.report({"event": "progress", "run": self.run_id, "stage": stage, "epoch": epoch, "epochs": epochs, "loss": loss})
+
+
+def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Report = ignore) -> str:
+    """Run one job into its results store and return its status, ``"done"`` or ``"failed"``.
+
+    Writes ``config.json``, ``history.json``, ``predictions.npz``, ``metrics.json``,
+    ``environment.json`` (and, with ``save_model``, a model bundle: :mod:`feph_finetune.bundle`),
+    then ``result.json`` last.
+    Any exception of a plugin or of the core fails this run only and is recorded in its
+    ``result.json``; an interruption (KeyboardInterrupt, a signal) propagates and leaves no
+    ``result.json``, so the run is never trusted and is run again next time.
+    """
+    run, store = job.run, RunStore(Path(job.output))
+    store.discard(run.id)  # a stale result of an earlier attempt must not outlive this one
+    counters: dict[str, int] = {}
+    context_for = context_factory(run, counters)
+    store.write(run.id, "config.json", {"run": run.describe(), "config": run.config, "dataset": run.dataset})
+    record = run_record(run, "failed")
+    started, wall_started = time.perf_counter(), time.time()
+    report({"event": "started", "run": run.id, "time": wall_started})
+    try:
+        check_installed(run, plugins)
+        data = prepare(run, plugins, source, context_for, job.split_seed)
+        counters["face_fallback"] = data.fallbacks
+        from feph_finetune import training  # TensorFlow is imported here, when a run really starts
+
+        outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report))
+        metrics = evaluate(run, plugins, data.test.labels, outcome.y_prob, context_for)
+        store.write_predictions(run.id, data.test.labels, outcome.y_prob)
+        store.write(run.id, "history.json", outcome.history)
+        store.write(run.id, "metrics.json", metrics)
+        run_environment = environment(run, plugins, job.split_seed, training.environment())
+        if run.config["save_model"] and outcome.model is not None:
+            write_bundle(store.run_dir(run.id), run, data.preprocessing, outcome.model, run_environment)
+        store.write(run.id, "environment.json", run_environment)
+        record.update(status="done", metrics=metrics, error=None)
+        record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
+    except PluginCallError as error:
+        record.update(error=error_record(error.plugin, error.hook, error.error))
+    except Exception as error:  # anything else (out of memory, a core bug) fails this run only
+        record.update(error=error_record("core", "run", error))
+    record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
+    record["timing"].update(started=wall_started, finished=time.time())
+    record["counters"] = counters
+    store.finish(run.id, record)
+    return record["status"]
+
+
+def check_installed(run: Run, plugins: Plugins) -> None:
+    """Refuse to run without a plugin the run names: in another process or on another machine a
+    plugin object registered at run time, or a distribution not installed there, is missing, and
+    running without it would silently be another experiment."""
+    for name in run.plugins_used():
+        if not plugins.pm.has_plugin(name):
+            raise PluginCallError(name, "load", PluginError(
+                f"plugin {name!r} is not installed in the process executing this run (pid {os.getpid()}); install its distribution "
+                "there, or use --executor inline for a plugin registered at run time"
+            ))
+
+
+def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``finished`` event of a run from its ``result.json`` record (None: no record)."""
+    if record is None:
+        return {"event": "finished", "run": run_id, "status": "failed", "accuracy": None, "seconds": None, "error": "no result.json"}
+    error = record.get("error") or None
+    return {
+        "event": "finished",
+        "run": run_id,
+        "status": record.get("status", "failed"),
+        "accuracy": (record.get("metrics") or {}).get("accuracy"),
+        "seconds": (record.get("timing") or {}).get("total_s"),
+        "error": None if error is None else f"{error.get('plugin')} ({error.get('hook')}): {error.get('type')}: {error.get('message')}",
+    }
+
+
+def evaluate(run: Run, plugins: Plugins, y_true: np.ndarray, y_prob: np.ndarray, context_for) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    for name in run.config["evaluate"]:
+        result = plugins.call(name, "evaluate", y_true=y_true, y_prob=y_prob, context=context_for(name)) or {}
+        clashes = sorted(set(result) & set(metrics))
+        if clashes:
+            raise PluginCallError(name, "evaluate", KeyError(f"metrics {clashes} already set by an earlier evaluate plugin"))
+        metrics.update(result)
+    return metrics
+
+
+def environment(run: Run, plugins: Plugins, split_seed: int, framework: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "feph_finetune": feph_finetune.__version__,
+        "plugins": plugin_versions(plugins, run.plugins_used()),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "seed": run.seed,
+        "split_seed": split_seed,
+        "git_commit": git_commit(),
+        **framework,
+    }

@@ -1,0 +1,205 @@
+"""The ``process`` executor (the default): each run in a fresh child process, ``jobs`` at once.
+
+The parent never imports TensorFlow; each child imports it, runs one job and exits, returning all
+of its memory. So a matrix's peak memory is that of its largest run (times ``jobs``), whatever its
+length; a child that dies (SIGKILL, out of memory, a segfault) fails its run only; and with
+``devices`` each child sees one GPU through ``CUDA_VISIBLE_DEVICES``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from feph_finetune.execution import Report, RunJob, run_record
+from feph_finetune.executors import Executor, InProcess
+from feph_finetune.executors.worker import EVENTS_FD_ENV, PARENT_PID_ENV
+from feph_finetune.results import RunStore
+
+STDERR_LOG = "stderr.log"
+#: Lines of a dead child's stderr kept in its ``result.json`` (all of it stays in ``stderr.log``).
+STDERR_TAIL_LINES = 20
+#: Seconds a child gets to exit after SIGTERM before SIGKILL.
+STOP_GRACE_S = 5.0
+#: Resident memory budgeted per concurrent run by ``jobs = "auto"`` on a machine without devices.
+AUTO_MEMORY_PER_RUN_GIB = 2.0
+
+
+class ProcessExecutor(Executor):
+    name = "process"
+    summary = "each run in a fresh child process; jobs at once; one GPU per child with devices"
+    options = {"jobs": 0, "devices": []}
+
+    @classmethod
+    def check(cls, options: dict[str, Any]) -> dict[str, str]:
+        problems = {}
+        jobs = options.get("jobs", 0)
+        if jobs != "auto" and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0):
+            problems["jobs"] = f"expected a number of runs at once (1, 2, ...) or \"auto\", got {jobs!r}"
+        devices = options.get("devices", [])
+        if not isinstance(devices, list) or not all(isinstance(device, int) and not isinstance(device, bool) and device >= 0 for device in devices):
+            problems["devices"] = f"expected GPU indices such as [0, 1] (--devices 0,1), got {devices!r}"
+        return problems
+
+    def concurrency(self) -> int:
+        """Runs at once: ``jobs``; 0 (the default) is one per device, else 1; ``auto`` is one
+        per device, else one per two CPU cores within the available memory."""
+        jobs, devices = self.settings["jobs"], self.settings["devices"]
+        if jobs == "auto":
+            return len(devices) or auto_jobs()
+        return jobs or len(devices) or 1
+
+    def execute(self, jobs: list[RunJob], report: Report, here: InProcess) -> None:
+        devices = self.settings["devices"]
+        slots = self.concurrency()
+        pending, running = deque(jobs), {}
+        events: queue.Queue = queue.Queue()
+        try:
+            while pending or running:
+                for slot in range(slots):
+                    if slot not in running and pending:
+                        device = devices[slot % len(devices)] if devices else None
+                        running[slot] = Child(pending.popleft(), device, events)
+                child, event = events.get()
+                if event is not None:
+                    report(event)
+                    continue
+                child.finish()
+                del running[next(slot for slot, other in running.items() if other is child)]
+                self.report_finished(child.job, report)
+        except BaseException:
+            for child in running.values():
+                child.stop()
+            raise
+
+
+def auto_jobs() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    by_memory = int(available_memory_gib() // AUTO_MEMORY_PER_RUN_GIB) if available_memory_gib() else cores
+    return max(1, min(cores // 2, by_memory))
+
+
+def available_memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def child_environment(device: int | None, events_fd: int) -> dict[str, str]:
+    """The parent's environment, TensorFlow's C++ notices off unless the user set a level, and
+    the one GPU this child may use."""
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env[EVENTS_FD_ENV] = str(events_fd)
+    env[PARENT_PID_ENV] = str(os.getpid())
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(device)
+    return env
+
+
+class Child:
+    """One worker process serving one job; its events go to ``events`` as ``(child, event)``,
+    then ``(child, None)`` when its event pipe closes."""
+
+    def __init__(self, job: RunJob, device: int | None, events: queue.Queue):
+        self.job, self.events = job, events
+        self.payload = pickle.dumps(job)  # here, so that a job that cannot travel fails loudly in the parent
+        self.store = RunStore(Path(job.output))
+        self.store.discard(job.id)
+        run_dir = self.store.run_dir(job.id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = run_dir / STDERR_LOG
+        self.log = open(self.log_path, "wb")
+        read_fd, write_fd = os.pipe()
+        self.started = time.time()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "feph_finetune.executors.worker", job.id],
+                stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT, env=child_environment(device, write_fd), pass_fds=(write_fd,),
+            )
+        finally:
+            os.close(write_fd)
+        threading.Thread(target=self.pump, args=(read_fd,), daemon=True).start()
+
+    def pump(self, read_fd: int) -> None:
+        """Send the job, then forward the child's events until its pipe closes (always ending
+        with the ``None`` that tells the parent to collect the child)."""
+        try:
+            try:
+                self.process.stdin.write(self.payload)
+                self.process.stdin.close()
+            except OSError:  # the child died at once; its exit status tells why
+                pass
+            with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as lines:
+                for line in lines:
+                    try:
+                        self.events.put((self, json.loads(line)))
+                    except json.JSONDecodeError:
+                        continue
+        finally:
+            self.events.put((self, None))
+
+    def finish(self) -> None:
+        """Wait for the child; a run without ``result.json`` is recorded as failed with the exit
+        signal or code and the end of its stderr. A done run's ``stderr.log`` is removed."""
+        code = self.process.wait()
+        self.log.close()
+        record = self.store.result(self.job.id)
+        if record is None:
+            self.store.finish(self.job.id, self.death_record(code))
+        elif record.get("status") == "done":
+            self.log_path.unlink(missing_ok=True)
+
+    def death_record(self, code: int) -> dict[str, Any]:
+        if code < 0:
+            signal_name = signal.Signals(-code).name
+            message = f"the run's process was killed by {signal_name}" + (" (out of memory, or killed by hand)" if -code == signal.SIGKILL else "")
+        else:
+            signal_name, message = None, f"the run's process exited with code {code} before writing its result"
+        record = run_record(self.job.run, "failed")
+        record["error"] = {
+            "plugin": "core",
+            "hook": "process",
+            "type": "WorkerDied",
+            "message": f"{message}; its output is in {STDERR_LOG}",
+            "exit_signal": signal_name,
+            "exit_code": code if code >= 0 else None,
+            "stderr_tail": tail(self.log_path, STDERR_TAIL_LINES),
+            "traceback": "",
+        }
+        record["timing"] = {"total_s": time.time() - self.started, "stages": {}, "started": self.started, "finished": time.time()}
+        record["counters"] = {}
+        return record
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`; the run keeps no ``result.json``."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]

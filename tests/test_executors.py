@@ -1,0 +1,322 @@
+"""Executors: the same results wherever runs execute, a dead child fails its run only, the parent
+stays small, Ctrl-C/SIGTERM stop everything, third-party executors, options checked first."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from feph_finetune import Executor, execute_run, hookimpl
+from feph_finetune.cli import main
+from feph_finetune.config import read_config
+from feph_finetune.executors import InProcess
+from feph_finetune.executors.inline import InlineExecutor
+from feph_finetune.executors.process import ProcessExecutor
+from feph_finetune.matrix import build_matrix
+from feph_finetune.plugins import get_plugins
+from feph_finetune.preparation import DataSource
+from feph_finetune.progress import MatrixView
+from feph_finetune.results import RunStore
+from feph_finetune.runner import MatrixRunner
+
+from conftest import REPO, run_cli, write_killer_distribution, write_matrix
+
+TWO_SEEDS = """
+[experiments.A]
+deterministic = true
+grid = { seed = [1, 2] }
+"""
+
+
+def quiet_runner(path: Path, outdir: Path, executor) -> MatrixRunner:
+    plugins = get_plugins()
+    return MatrixRunner(build_matrix(read_config(path), plugins), plugins, RunStore(outdir), Console(file=io.StringIO()), executor=executor)
+
+
+def run_matrix(path: Path, outdir: Path, executor) -> RunStore:
+    """The whole matrix of ``path`` through ``executor``, quietly, into ``outdir``."""
+    runner = quiet_runner(path, outdir, executor)
+    outcome = runner.run_all(runner.matrix.runs)
+    assert not outcome.failed, [runner.store.result(run_id)["error"] for run_id in outcome.failed]
+    return runner.store
+
+
+def results(store: RunStore) -> dict[str, tuple]:
+    """Per run id: its metrics and its predicted probabilities."""
+    return {record["id"]: (record["metrics"], store.predictions(record["id"])[1]) for record in store.records()}
+
+
+def assert_same_results(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for run_id in a:
+        assert a[run_id][0] == b[run_id][0], run_id
+        np.testing.assert_array_equal(a[run_id][1], b[run_id][1])
+
+
+def test_inline_and_process_executors_give_identical_results_and_jobs_overlap(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_SEEDS)
+    inline = results(run_matrix(path, tmp_path / "inline", InlineExecutor({})))
+    one_job = results(run_matrix(path, tmp_path / "jobs1", ProcessExecutor({"jobs": 1})))
+    two_jobs_store = run_matrix(path, tmp_path / "jobs2", ProcessExecutor({"jobs": 2}))
+    assert len(inline) == 2
+    assert_same_results(inline, one_job)
+    assert_same_results(inline, results(two_jobs_store))
+    first, second = (record["timing"] for record in two_jobs_store.records())
+    assert first["started"] < second["finished"] and second["started"] < first["finished"], "two jobs should run at the same time"
+    assert not list((tmp_path / "jobs2").glob("*/stderr.log")), "a done run keeps no stderr.log"
+
+
+def test_a_killed_child_fails_its_run_only_and_the_next_invocation_completes_the_matrix(synthetic_feph, tmp_path):
+    env = write_killer_distribution(tmp_path / "site")
+    marker = tmp_path / "kill-me"
+    marker.touch()
+    experiments = f"""
+    [experiments.good]
+    deterministic = true
+
+    [experiments.killed]
+    deterministic = true
+    augment = ["killer"]
+    options.killer.marker = "{marker}"
+    """
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    outdir = tmp_path / "runs"
+    first = run_cli(str(path), "--output", str(outdir), "--jobs", "2", env=env)
+    assert first.returncode == 1, first.stderr
+    records = {record["experiment"]: record for record in RunStore(outdir).records()}
+    assert records["good"]["status"] == "done"
+    killed = records["killed"]
+    assert killed["status"] == "failed"
+    assert killed["error"]["exit_signal"] == "SIGKILL" and "SIGKILL" in killed["error"]["message"]
+    assert isinstance(killed["error"]["stderr_tail"], list)
+    assert (outdir / killed["id"] / "stderr.log").is_file()
+    assert "1 of 2 runs failed" in first.stdout
+
+    marker.unlink()
+    second = run_cli(str(path), "--output", str(outdir), env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "skipped 1 finished runs" in second.stdout
+    straight = tmp_path / "straight"
+    assert run_cli(str(path), "--executor", "inline", "--output", str(straight), env=env).returncode == 0
+    assert report_rows(outdir) == report_rows(straight)
+
+
+def report_rows(outdir: Path) -> list[dict]:
+    """The JSON report less the wall-clock times, which no two invocations share."""
+    result = run_cli("report", str(outdir), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return [{key: value for key, value in row.items() if key != "time_s"} for row in json.loads(result.stdout)]
+
+
+PARENT_MEMORY = """
+import io, json, sys
+from pathlib import Path
+from rich.console import Console
+from feph_finetune.config import read_config
+from feph_finetune.executors import InProcess
+from feph_finetune.executors.process import ProcessExecutor
+from feph_finetune.matrix import build_matrix
+from feph_finetune.plugins import get_plugins
+from feph_finetune.preparation import DataSource
+from feph_finetune.runner import MatrixRunner
+from feph_finetune.results import RunStore
+
+def rss_kib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+plugins = get_plugins()
+matrix = build_matrix(read_config(Path(sys.argv[1])), plugins)
+runner = MatrixRunner(matrix, plugins, RunStore(Path(sys.argv[2])), Console(file=io.StringIO()), executor=ProcessExecutor({"jobs": 2}))
+samples = []
+def report(event):
+    if event["event"] == "finished":
+        samples.append((event["status"], rss_kib()))
+runner.executor.execute([runner.job(run) for run in matrix.runs], report, InProcess(plugins, DataSource()))
+print(json.dumps({"samples": samples, "tensorflow": "tensorflow" in sys.modules or "keras" in sys.modules}))
+"""
+
+
+def test_the_parent_neither_imports_tensorflow_nor_grows_across_ten_runs(synthetic_feph, tmp_path):
+    experiments = """
+    [experiments.A]
+    grid = { seed = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] }
+    options.adam.head_epochs = 0
+    options.adam.epochs = 0
+    """
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    result = subprocess.run([sys.executable, "-c", PARENT_MEMORY, str(path), str(tmp_path / "runs")], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)
+    assert not measured["tensorflow"]
+    assert [status for status, _ in measured["samples"]] == ["done"] * 10
+    rss = [kib for _, kib in measured["samples"]]
+    assert rss[-1] - rss[1] < 8 * 1024, f"the parent grew from {rss[1]} to {rss[-1]} KiB"
+
+
+def test_sigterm_stops_the_children_and_exits_130_leaving_no_result(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_SEEDS)
+    outdir = tmp_path / "runs"
+    parent = subprocess.Popen([sys.executable, "-m", "feph_finetune", str(path), "--output", str(outdir), "--jobs", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    children: list[int] = []
+    while len(children) < 2 and time.monotonic() < deadline and parent.poll() is None:
+        time.sleep(0.2)
+        children = worker_children(parent.pid)
+    assert len(children) == 2, "both children should have started"
+    parent.send_signal(signal.SIGTERM)
+    _, stderr = parent.communicate(timeout=60)
+    assert parent.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower() for pid in children)
+    assert not list(outdir.glob("*/result.json"))
+
+
+def worker_children(pid: int) -> list[int]:
+    """The pids of the ``feph_finetune.executors.worker`` children of ``pid`` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                if b"feph_finetune.executors.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+            except OSError:
+                continue
+    return found
+
+
+class ReversedExecutor(Executor):
+    """A third-party executor: runs the jobs here, last first, and remembers them."""
+
+    name = "reversed"
+    summary = "last run first"
+    options = {"note": ""}
+    executed: list[str] = []
+
+    def execute(self, jobs, report, here: InProcess) -> None:
+        for job in reversed(jobs):
+            execute_run(job, here.plugins, here.source, report)
+            ReversedExecutor.executed.append((job.id, self.settings["note"]))
+            self.report_finished(job, report)
+
+
+class ReversedPlugin:
+    @hookimpl
+    def register_executors(self, register):
+        register(ReversedExecutor)
+
+
+def test_a_third_party_executor_registered_through_the_hook_runs_the_matrix(synthetic_feph, tmp_path):
+    get_plugins().pm.register(ReversedPlugin(), name="reversed_executor")
+    ReversedExecutor.executed = []
+    extra = '[executor]\nname = "reversed"\n\n[executor.reversed]\nnote = "from the TOML"\n\n'
+    path = tmp_path / "m.toml"
+    write_matrix(path, synthetic_feph, "[experiments.A]\n")
+    path.write_text(path.read_text().replace("[dataset]", extra + "[dataset]", 1))
+    outdir = tmp_path / "runs"
+    assert main([str(path), "--output", str(outdir)]) == 0
+    (record,) = RunStore(outdir).records()
+    assert ReversedExecutor.executed == [(record["id"], "from the TOML")]
+    assert record["status"] == "done"
+
+
+class NoAugmentation:
+    @hookimpl
+    def augment(self, context):
+        return None
+
+
+def test_a_child_without_a_plugin_the_run_names_fails_the_run_naming_the_plugin(synthetic_feph, tmp_path):
+    get_plugins().pm.register(NoAugmentation(), name="here_only")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\naugment = ["here_only"]\n')
+    runner = quiet_runner(path, tmp_path / "runs", ProcessExecutor({}))
+    (run_id,) = runner.run_all(runner.matrix.runs).failed
+    error = runner.store.result(run_id)["error"]
+    assert (error["plugin"], error["hook"]) == ("here_only", "load")
+    assert "not installed in the process executing this run" in error["message"] and "--executor inline" in error["message"]
+
+
+def test_executor_mistakes_are_reported_with_their_place_before_any_work(synthetic_feph, tmp_path, capsys):
+    extra = textwrap.dedent("""
+    [executor]
+    name = "proces"
+
+    [executor.process]
+    jobs = "many"
+    device = [0]
+
+    [executor.slurm]
+    queue = "gpu"
+    """)
+    path = tmp_path / "m.toml"
+    write_matrix(path, synthetic_feph, "[experiments.A]\n")
+    path.write_text(path.read_text().replace("[dataset]", extra + "\n[dataset]", 1))
+    assert main([str(path), "--dry-run"]) == 2
+    errors = capsys.readouterr().err
+    line = {text: number for number, text in enumerate(path.read_text().splitlines(), start=1)}
+    name, jobs, device, slurm = line['name = "proces"'], line['jobs = "many"'], line["device = [0]"], line["[executor.slurm]"]
+    assert f"{path}:{name} executor.name: no executor 'proces' (did you mean 'process'?)" in errors
+    assert f"{path}:{jobs} executor.process.jobs: expected a number of runs at once" in errors
+    assert f"{path}:{device} executor.process.device: executor 'process' has no option 'device' (did you mean 'devices'?)" in errors
+    assert f"{path}:{slurm} executor.slurm: unknown key 'slurm'" in errors
+
+    good = write_matrix(tmp_path / "good.toml", synthetic_feph, "[experiments.A]\n")
+    assert main([str(good), "--dry-run", "--executor", "inline", "--jobs", "2"]) == 2
+    assert "--jobs: executor 'inline' has no option 'jobs'" in capsys.readouterr().err
+    assert main([str(good), "--dry-run", "--devices", "0,x"]) == 2
+    assert "--devices: expected GPU indices" in capsys.readouterr().err
+
+
+def test_the_ray_executor_without_ray_exits_2_with_the_install_command(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    code = f"import sys; sys.modules['ray'] = None\nfrom feph_finetune.cli import main\nsys.exit(main([{str(path)!r}, '--executor', 'ray', '--dry-run']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2
+    assert "executor 'ray' is not available" in result.stderr and 'pip install "feph_finetune[ray]"' in result.stderr
+
+
+def test_the_live_view_fits_80_columns_and_shows_every_state(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.M-FT-SGD-SAM-long-name]\ngrid = { seed = [1, 2, 3, 4] }\n')
+    runs = build_matrix(read_config(path), get_plugins()).runs
+    console = Console(width=80, force_terminal=True, record=True, file=io.StringIO())
+    view = MatrixView(console, runs, concurrency=2, executor="process")
+    events = [
+        {"event": "started", "run": runs[0].id, "time": 0},
+        {"event": "finished", "run": runs[0].id, "status": "done", "accuracy": 0.4321, "seconds": 61.0, "error": None},
+        {"event": "started", "run": runs[1].id, "time": 0},
+        {"event": "progress", "run": runs[1].id, "stage": "sgd", "epoch": 6, "epochs": 7, "loss": 1.2345},
+        {"event": "started", "run": runs[2].id, "time": 0},
+        {"event": "finished", "run": runs[2].id, "status": "failed", "accuracy": None, "seconds": 3.0, "error": "core (process): WorkerDied: the run's process was killed by SIGKILL (out of memory, or killed by hand)"},
+    ]
+    console.print(view.render())  # before any event: no estimate yet
+    for event in events:
+        view.report(event)
+    console.print(view.render())
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "time left known after the first run" in text
+    assert "4 runs: 1 queued" in text and "1 queued" in text and "1 running" in text and "1 done" in text and "1 failed" in text
+    assert "about 0:32 left" in text  # (one queued run of the mean 32 s + 32 s left of the running one) / 2 at once
+    assert "sgd epoch 6/7 loss 1.234" in text and "accuracy 43.2%" in text and "WorkerDied" in text
+
+    plain = Console(width=200, file=io.StringIO())
+    with MatrixView(plain, runs, concurrency=1) as log:
+        for event in events:
+            log.report(event)
+    lines = plain.file.getvalue().splitlines()
+    assert len(lines) == 1 + len(events) and "done " + runs[0].id + ": accuracy 43.2% in 1:01" in lines[2]
