@@ -1,10 +1,18 @@
 """Image normalisation, the paper's IP: zero-centre pixel values before the model.
 
-- ``imagenet`` (default): Keras' "caffe" preprocessing that Savchenko's MobileNet expects: RGB to
-  BGR, then subtract the ImageNet channel means (103.939, 116.779, 123.68).
+- ``rgb_means`` (default): what Savchenko's ``mobilenet_7.h5`` was trained on and what the paper's
+  code fed it: RGB float pixels with 103.939, 116.779 and 123.68 subtracted from R, G and B, in
+  that order, with no channel flip (HSE-asavchenko/face-emotion-recognition,
+  ``src/train_emotions.ipynb``, ``mobilenet_preprocess_input``; SPEC section 1, IP).
+- ``caffe_bgr``: Keras' "caffe" mode (``keras.applications.imagenet_utils.preprocess_input``):
+  RGB flipped to BGR, then the same three numbers subtracted from B, G and R. Only Savchenko's
+  Android app feeds his models this way; it is here for models trained on BGR input.
 - ``dataset_mean``: the paper's equation 1, X' = X - mu, with mu the mean of the training split
   (per pixel and channel, or per channel with ``per = "channel"``). Test images are normalised with
   the training split's mean; they never contribute to it.
+
+The earlier name ``imagenet`` (what ``caffe_bgr`` is now) is refused: it fed Savchenko's model
+swapped channels, and an old configuration must say which of the two it means.
 """
 
 from __future__ import annotations
@@ -13,30 +21,53 @@ import numpy as np
 
 from feph_finetune import PluginError, Preprocessing, hookimpl
 
-IMAGENET_BGR_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
-MODES = ("imagenet", "dataset_mean")
+#: Subtracted from channels 0, 1, 2 (R, G, B in ``rgb_means``; B, G, R in ``caffe_bgr``). The
+#: ImageNet channel means in BGR order of the original Caffe models, as Keras' "caffe" mode uses.
+CAFFE_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+MODES = ("rgb_means", "caffe_bgr", "dataset_mean")
 
 
 @hookimpl
 def plugin_options():
-    return {"mode": "imagenet", "per": "pixel"}
+    return {"mode": "rgb_means", "per": "pixel"}
 
 
 @hookimpl
 def preprocess(context):
     mode, per = context.options["mode"], context.options["per"]
+    if mode == "imagenet":
+        raise PluginError(
+            "option mode = 'imagenet' was removed because it was ambiguous: use 'rgb_means' (the paper's and "
+            "Savchenko's MobileNet input: R, G, B minus 103.939, 116.779, 123.68, no flip) or 'caffe_bgr' "
+            "(Keras' caffe mode: RGB flipped to BGR, then the same means subtracted)"
+        )
     if mode not in MODES:
         raise PluginError(f"option mode must be one of {', '.join(MODES)}, not {mode!r}")
     if per not in ("pixel", "channel"):
         raise PluginError(f"option per must be 'pixel' or 'channel', not {per!r}")
-    if mode == "imagenet":
-        return Preprocessing(batch=caffe_normalize, normalizes=True)
+    if mode == "rgb_means":
+        return Preprocessing(batch=rgb_means_normalize, normalizes=True)
+    if mode == "caffe_bgr":
+        return Preprocessing(batch=caffe_bgr_normalize, normalizes=True)
     return TrainingMean(per).preprocessing()
 
 
-def caffe_normalize(x):
-    """RGB to BGR and ImageNet mean subtraction; works on NumPy arrays and TensorFlow tensors."""
-    return x[..., ::-1] - IMAGENET_BGR_MEANS
+def rgb_means_normalize(x):
+    """R, G, B minus 103.939, 116.779, 123.68, channels kept in order.
+
+    ``x``: float32 (..., 3) RGB in 0-255, a NumPy array or a TensorFlow tensor; returns the same
+    shape and dtype.
+    """
+    return x - CAFFE_MEANS
+
+
+def caffe_bgr_normalize(x):
+    """Keras' "caffe" mode: RGB to BGR, then B, G, R minus 103.939, 116.779, 123.68.
+
+    ``x``: float32 (..., 3) RGB in 0-255, a NumPy array or a TensorFlow tensor; returns BGR of the
+    same shape and dtype.
+    """
+    return x[..., ::-1] - CAFFE_MEANS
 
 
 class TrainingMean:
