@@ -109,8 +109,8 @@ def convert(
         raise ConversionError(f"{source}: no such file")
     model_source = _read(source, trust_pickle, report)
     names = _class_names(classes, model_source.classes, source)
-    report(f"read {source} ({model_source.kind}): {ARCHITECTURE}, {model_source.classes} classes: {', '.join(names)}")
     keras_model = _build(model_source, source)
+    report(f"read {source} ({model_source.kind}): {ARCHITECTURE}, {model_source.classes} classes: {', '.join(names)}")
     difference = _verify(model_source, keras_model)
     report(f"largest difference of probabilities, source vs Keras, on {CHECK_IMAGES} random images: {difference:.2e} (limit {TOLERANCE:g})")
     if not difference <= TOLERANCE:

@@ -13,6 +13,7 @@ there is none replaced by empty stand-ins: the weights are still read, that code
 from __future__ import annotations
 
 import pickle
+import re
 import sys
 import types
 from collections.abc import Mapping
@@ -97,12 +98,12 @@ def _load(path: Path, trust_pickle: bool, torch: Any) -> tuple[Any, set[str]]:
         return torch.load(str(path), map_location="cpu", weights_only=True), set()
     except pickle.UnpicklingError as error:
         if not trust_pickle:
-            reason = str(error).strip().splitlines()
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
             raise ConversionError(
                 f"{path}: holds pickled Python objects, not only tensors (a whole model saved with "
                 "torch.save(model), as Savchenko's enet_b0_7.pt is). Loading it runs code the file names, "
                 "so a malicious file could do anything on this machine. If you trust where it comes from, "
-                f"run again with --trust-pickle. (torch: {reason[-1] if reason else error})"
+                "run again with --trust-pickle." + (f" (It names {found.group(1)}.)" if found else "")
             ) from error
     except Exception as error:
         raise ConversionError(f"{path}: not a readable PyTorch file ({type(error).__name__}: {error})") from error
