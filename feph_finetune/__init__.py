@@ -13,6 +13,7 @@ from feph_finetune.api import (
     RunContext,
     TrainingStage,
 )
+from feph_finetune.convert import ConversionError, ConvertedModel, efficientnet_b0_classifier, read_converted
 from feph_finetune.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -21,11 +22,15 @@ __all__ = [
     "CLASSES",
     "Augmentation",
     "BuiltModel",
+    "ConversionError",
+    "ConvertedModel",
     "FrameResult",
     "PluginError",
     "Preprocessing",
     "RunContext",
     "TrainingStage",
+    "efficientnet_b0_classifier",
     "hookimpl",
+    "read_converted",
     "__version__",
 ]

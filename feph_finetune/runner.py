@@ -126,6 +126,8 @@ class MatrixRunner:
                 outcome.model.save(self.store.run_dir(run.id) / "model.keras")
             self.store.write(run.id, "environment.json", self.environment(run, training.environment()))
             record.update(status="done", metrics=metrics, error=None)
+            if outcome.notes:  # how the results were obtained, beyond the configuration (No-FT's dropped classes)
+                record["notes"] = outcome.notes
             record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
         except PluginCallError as error:
             record.update(error=self.error_record(error.plugin, error.hook, error.error))

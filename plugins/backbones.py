@@ -13,6 +13,10 @@ load files, replace the top and fill in :class:`feph_finetune.BuiltModel` the sa
   such as Savchenko's ``mobilenet_7.h5``): the model is loaded as is and becomes both the
   ``pretrained`` classifier for the No-FT baseline and, cut below its top, the base of the new
   model (the two share their layers).
+- a file written by ``python -m feph_finetune convert`` (``.keras`` or ``.weights.h5``, with the
+  converter's ``<file>.json`` next to it): a whole classifier as above, whose output classes are
+  the names in that JSON, mapped to FePh's by name (Happiness is happy, Sadness sad...). An output
+  with no FePh class (Contempt, in HSEmotion's 8-class models) stays in the model; No-FT drops it.
 
 Keras is imported inside functions only: the CLI imports the plugin modules without TensorFlow.
 """
@@ -26,10 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from feph_finetune import BuiltModel, PluginError, RunContext
+from feph_finetune import BuiltModel, ConversionError, PluginError, RunContext, efficientnet_b0_classifier, read_converted
 
 #: The FePh class of each output of Savchenko's HSEmotion 7-class models, in their order.
 SAVCHENKO_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+#: The FePh class each class name of an expression dataset stands for (AffectNet and HSEmotion
+#: name them by nouns: Happiness, Sadness); compared in lower case.
+FEPH_CLASS_NAMES: dict[str, str] = {
+    "anger": "anger", "angry": "anger", "disgust": "disgust", "disgusted": "disgust", "fear": "fear",
+    "fearful": "fear", "happy": "happy", "happiness": "happy", "neutral": "neutral", "sad": "sad",
+    "sadness": "sad", "surprise": "surprise", "surprised": "surprise",
+}
 
 #: Name of the new softmax layer; the other new layers are named after it.
 HEAD_LAYER_NAME = "feph_head"
@@ -73,6 +85,7 @@ class WeightsSource:
 
     kind: str
     path: Path | None = None
+    converted: Any = None  # a ConvertedModel when the file comes from ``python -m feph_finetune convert``
 
 
 def build_backbone_model(context: RunContext, backbone: Backbone) -> BuiltModel:
@@ -81,13 +94,16 @@ def build_backbone_model(context: RunContext, backbone: Backbone) -> BuiltModel:
     plugin = backbone.plugin
     dropout = _dropout(options["dropout"], plugin)
     cut_layer = str(options["cut_layer"] or "")
-    pretrained_classes = _pretrained_classes(options["pretrained_classes"], context.classes, plugin)
     source = resolve_weights(options["weights"], plugin)
+    if source.converted is not None:
+        pretrained_classes = _converted_classes(source, options["pretrained_classes"], context.classes, backbone)
+    else:
+        pretrained_classes = _pretrained_classes(options["pretrained_classes"], context.classes, plugin)
 
     if source.kind == "model_file":
-        source_model = load_whole_model(source.path, plugin)
+        source_model = _load_classifier(source, plugin)
         check_input_size(source_model, context.input_size, source.path, plugin)
-        pretrained = source_model if _output_width(source_model) == len(context.classes) else None
+        pretrained = source_model if _output_width(source_model) == len(pretrained_classes) else None
     else:
         source_model = _build_base(backbone, context.input_size, source)
         pretrained = None
@@ -125,10 +141,16 @@ def resolve_weights(value: Any, plugin: str) -> WeightsSource:
         raise PluginError(
             f"{plugin}: option weights = {text!r} is neither 'none', 'imagenet' nor a Keras file "
             "(.weights.h5 for backbone weights; .keras or .h5 for a whole model). PyTorch (.pt) and "
-            "ONNX files must be converted to Keras first."
+            "ONNX files must be converted to Keras first: python -m feph_finetune convert SOURCE OUT.keras"
         )
     if not path.is_file():
         raise PluginError(f"{plugin}: option weights = {text!r}: no such file ({path.absolute()})")
+    try:
+        converted = read_converted(path)
+    except ConversionError as error:
+        raise PluginError(f"{plugin}: option weights: {error}") from error
+    if converted is not None:
+        return WeightsSource("model_file", path, converted)
     if name.endswith(".weights.h5") or name.endswith(".keras"):
         return WeightsSource("weights_file" if name.endswith(".weights.h5") else "model_file", path)
     return WeightsSource("model_file" if _h5_holds_model(path, plugin) else "weights_file", path)
@@ -153,16 +175,40 @@ def _dropout(value: Any, plugin: str) -> float:
 
 
 def _pretrained_classes(value: Any, classes: Sequence[str], plugin: str) -> tuple[str, ...]:
-    """The FePh class of each output of a pretrained classifier: each FePh class exactly once."""
+    """The class of each output of a pretrained classifier: each FePh class exactly once.
+
+    Other names are outputs FePh lacks (an 8-class model's ``contempt``); No-FT drops them.
+    """
     names = tuple(str(name) for name in value)
-    unknown = [name for name in names if name not in classes]
-    if unknown or len(set(names)) != len(names) or len(names) != len(classes):
+    missing = [name for name in classes if names.count(name) != 1]
+    if missing or len(set(names)) != len(names):
         raise PluginError(
             f"{plugin}: option pretrained_classes = {list(names)} must name each of the "
-            f"{len(classes)} classes {list(classes)} once, in the pretrained model's output order"
-            + (f" (unknown: {unknown})" if unknown else "")
+            f"{len(classes)} classes {list(classes)} once, in the pretrained model's output order "
+            "(other names are outputs FePh lacks, dropped in No-FT)"
+            + (f"; missing or repeated: {missing}" if missing else "")
         )
     return names
+
+
+def _converted_classes(source: WeightsSource, option: Any, classes: Sequence[str], backbone: Backbone) -> tuple[str, ...]:
+    """FePh names for the outputs of a converted file, from the class names its JSON records."""
+    plugin, converted = backbone.plugin, source.converted
+    if converted.architecture != backbone.description:
+        raise PluginError(
+            f"{plugin}: option weights: {source.path} was converted to {converted.architecture}, "
+            f"not {backbone.description}"
+        )
+    names = tuple(FEPH_CLASS_NAMES.get(name.lower(), name.lower()) for name in converted.classes)
+    if list(option) != common_options()["pretrained_classes"] and tuple(option) != names:
+        raise PluginError(
+            f"{plugin}: option pretrained_classes = {list(option)} contradicts the classes recorded "
+            f"with {source.path} ({', '.join(converted.classes)}); remove the option"
+        )
+    try:
+        return _pretrained_classes(names, classes, plugin)
+    except PluginError as error:
+        raise PluginError(f"{plugin}: the classes of {source.path} ({', '.join(converted.classes)}) do not cover FePh's: {error}") from error
 
 
 # --- building and loading --------------------------------------------------------------------
@@ -272,6 +318,22 @@ def load_whole_model(path: Path, plugin: str) -> Any:
             f"{plugin}: option weights: cannot load the model in {path}: {type(error).__name__}: "
             f"{_shorten(error)}"
         ) from error
+
+
+def _load_classifier(source: WeightsSource, plugin: str) -> Any:
+    if source.converted is not None and source.path.name.lower().endswith(".weights.h5"):
+        return load_converted_weights(source, plugin)
+    return load_whole_model(source.path, plugin)
+
+
+def load_converted_weights(source: WeightsSource, plugin: str) -> Any:
+    """The classifier of a converted ``.weights.h5``: the converter's architecture, its weights loaded."""
+    model = efficientnet_b0_classifier(len(source.converted.classes))
+    try:
+        model.load_weights(str(source.path))
+    except Exception as error:
+        raise PluginError(f"{plugin}: option weights: cannot load {source.path} into the converted {source.converted.architecture}: {_shorten(error)}") from error
+    return model
 
 
 def check_input_size(model: Any, input_size: int, path: Path, plugin: str) -> None:

@@ -145,7 +145,10 @@ def build_converted(source: SourceModel, origin: str) -> Any:
         else:
             layer.set_weights([kernel])
             batchnorm.set_weights([w.astype(np.float32) for w in _batchnorm_weights(conv, float(batchnorm.epsilon))])
-    normalization = model.get_layer("normalization")
+    import keras
+
+    # found by type: Keras names it "normalization_1" and so on when the session holds others
+    normalization = next(layer for layer in model.layers if isinstance(layer, keras.layers.Normalization))
     normalization.set_weights([IMAGENET_MEAN, IMAGENET_STD**2, np.zeros((), np.int64)])
     normalization.finalize_state()  # set_weights bypasses it; the layer computes with constants made here
     model.get_layer("predictions").set_weights([source.classifier_weight.T.astype(np.float32), source.classifier_bias.astype(np.float32)])
