@@ -44,7 +44,7 @@ def random_b0(classes: int, seed: int, architecture: str = "tf_efficientnet_b0")
         norm.reset_running_stats()
     model.train()
     with torch.no_grad():
-        model(torch.from_numpy(source_input(check_images(16, seed=seed + 100))))
+        model(torch.from_numpy(source_input(check_images(8, seed=seed + 100))))
         model.eval()
         for norm in norms:
             n = norm.num_features

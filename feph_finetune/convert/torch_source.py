@@ -57,11 +57,13 @@ def read_torch(path: Path, trust_pickle: bool, report=print) -> SourceModel:
         model = reference
     else:
         model = _runnable(pickled, reference, torch, notes)
+    convolutions = _convolutions(pickled if pickled is not None else reference)
+    _check_padding(convolutions, path)
     for note in notes:
         report(f"note: {note}")
     return SourceModel(
         kind="pickled PyTorch model" if pickled is not None else "PyTorch state_dict",
-        convolutions=_convolutions(pickled if pickled is not None else reference),
+        convolutions=convolutions,
         classifier_weight=state["classifier.weight"].detach().cpu().numpy().astype(np.float32),
         classifier_bias=state["classifier.bias"].detach().cpu().numpy().astype(np.float32),
         probabilities=_runner(model, torch),
@@ -227,6 +229,17 @@ def _convolutions(model: Any) -> list[SourceConv]:
                 "padding": _padding(module),
             })
     return [SourceConv(**conv) for conv in convolutions]
+
+
+def _check_padding(convolutions: list[SourceConv], path: Path) -> None:
+    """Refuse PyTorch's padding before building anything: Keras' EfficientNet-B0 pads as TensorFlow."""
+    for conv in convolutions:
+        if conv.padding != "same":
+            raise ConversionError(
+                f"{path}: convolution {conv.name} (stride {conv.strides[0]}) uses {conv.padding} padding, as "
+                f"timm's efficientnet_b0 does; Keras' EfficientNet-B0 pads as TensorFlow's 'same', like timm's "
+                f"{TIMM_ARCHITECTURE} (Savchenko's models): the two cannot give the same outputs"
+            )
 
 
 def _array(tensor: Any) -> np.ndarray:
