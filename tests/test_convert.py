@@ -130,6 +130,7 @@ def test_no_ft_maps_a_converted_8_class_model_by_name_and_drops_contempt(sources
     model = "efficientnet"
     fine_tune = false
     input_size = 224
+    preprocess = []
     options.efficientnet.weights = "{onnx_keras}"
     """
     tiny = TinyMatrix(tmp_path, synthetic_feph, experiments)
