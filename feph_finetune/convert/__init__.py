@@ -50,6 +50,7 @@ class ConvertedModel:
 
     ``classes``: the source's class names in its output order. ``max_abs_difference``: the largest
     difference of probabilities between source and conversion on ``check_images`` random images.
+    ``notes``: what the reader of the source had to assume or work around (see :mod:`.torch_source`).
     """
 
     architecture: str
@@ -60,6 +61,7 @@ class ConvertedModel:
     source_sha256: str
     max_abs_difference: float
     check_images: int
+    notes: tuple[str, ...] = ()
     input: str = "RGB, float 0-255, (N, 224, 224, 3); x / 255, ImageNet mean and std are inside the model"
     format: str = SIDECAR_FORMAT
 
@@ -84,7 +86,7 @@ def read_converted(path: Path | str) -> ConvertedModel | None:
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         return None
     try:
-        return ConvertedModel(**{**data, "classes": tuple(data["classes"])})
+        return ConvertedModel(**{**data, "classes": tuple(data["classes"]), "notes": tuple(data.get("notes", ()))})
     except (TypeError, KeyError) as error:
         raise ConversionError(f"{sidecar}: not a complete description of a converted model ({error})") from error
 
@@ -122,6 +124,7 @@ def convert(
     info = ConvertedModel(
         architecture=ARCHITECTURE, classes=tuple(names), input_size=INPUT_SIZE, source=source.name,
         source_kind=model_source.kind, source_sha256=_sha256(source), max_abs_difference=float(difference), check_images=CHECK_IMAGES,
+        notes=tuple(model_source.notes),
     )
     _write(keras_model, info, out)
     report(f"wrote {out} and {sidecar_path(out).name}")
@@ -203,6 +206,6 @@ def _write(keras_model, info: ConvertedModel, out: Path) -> None:
         else:
             keras_model.save_weights(model_file)
         sidecar = Path(folder) / "sidecar.json"
-        sidecar.write_text(json.dumps({**asdict(info), "classes": list(info.classes)}, indent=2) + "\n", encoding="utf-8")
+        sidecar.write_text(json.dumps({**asdict(info), "classes": list(info.classes), "notes": list(info.notes)}, indent=2) + "\n", encoding="utf-8")
         os.replace(model_file, out)
         os.replace(sidecar, sidecar_path(out))
