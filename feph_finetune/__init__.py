@@ -15,6 +15,7 @@ from feph_finetune.api import (
     RunContext,
     TrainingStage,
 )
+from feph_finetune.convert import ConversionError, ConvertedModel, efficientnet_b0_classifier, read_converted
 from feph_finetune.hookspecs import hookimpl
 from feph_finetune.options import Option
 
@@ -45,12 +46,16 @@ __all__ = [
     "RunJob",
     "execute_run",
     "BuiltModel",
+    "ConversionError",
+    "ConvertedModel",
     "FrameResult",
     "Option",
     "PluginError",
     "Preprocessing",
     "RunContext",
     "TrainingStage",
+    "efficientnet_b0_classifier",
     "hookimpl",
+    "read_converted",
     "__version__",
 ]

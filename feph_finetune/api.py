@@ -121,7 +121,8 @@ class BuiltModel:
     - ``head``: the layers that are new (the replaced top); phase 1 trains only these.
     - ``pretrained``: the pretrained model with its own top, for the No-FT baseline; None when the
       weights carry no expression classifier (random or ImageNet weights).
-    - ``pretrained_classes``: the FePh class of each output of ``pretrained``, in its order.
+    - ``pretrained_classes``: the FePh class of each output of ``pretrained``, in its order; a name
+      that is not a FePh class marks an output FePh lacks (``contempt``), which No-FT drops.
     - ``normalizes_input``: True when the model normalises raw 0-255 pixels itself (Keras'
       EfficientNet does), so no ``preprocess`` step may normalise as well.
     """

@@ -1,4 +1,4 @@
-"""The command line: run a matrix, and the ``plugins``, ``data``, ``synth`` and ``report`` jobs.
+"""The command line: run a matrix, and the ``plugins``, ``data``, ``synth``, ``report`` and ``convert`` jobs.
 
 Only running a matrix imports TensorFlow (when its first run starts); ``--help``, listing plugins,
 a dry run, describing data and rendering a report stay fast.
@@ -33,13 +33,14 @@ other commands (each has --help):
   report    print the tables of a results directory, write its figures and report.md
   predict   apply a trained model bundle to images, frame folders and videos
   export    copy a finished run's model bundle to a folder of its own
+  convert   convert Savchenko's EfficientNet-B0 (.pt, .onnx) to a Keras file
 """
 
 
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m feph_finetune", description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s {plugins,data,synth,report,predict,export} ...",
+        usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s {plugins,data,synth,report,predict,export,convert} ...",
     )
     parser.add_argument("config", type=Path, metavar="EXPERIMENTS.toml", help="the experiment matrix")
     parser.add_argument("--version", action="version", version=f"feph_finetune {feph_finetune.__version__}")
@@ -116,6 +117,27 @@ def export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m feph_finetune export", description="Copy the model bundle of a finished run (save_model = true) to a new folder: model.keras, bundle.json and the fitted preprocessing state.")
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory in the results directory")
     parser.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
+    return parser
+
+
+CONVERT_DESCRIPTION = """\
+Convert an EfficientNet-B0 expression model to a Keras 3 file the efficientnet plugin takes as
+weights: Savchenko's enet_b0_7.pt (a whole pickled timm model), a state_dict of timm's
+tf_efficientnet_b0, or an HSEmotion ONNX file (enet_b0_8_best_afew.onnx). The Keras model takes
+raw RGB 0-255 at 224x224 (x/255 and the ImageNet mean and std are inside it) and outputs the
+source's softmax in the source's class order, recorded in OUT.json next to it. Source and
+conversion are run on the same random images first: nothing is written when their probabilities
+differ by more than 1e-4. Needs pip install "feph_finetune[convert]" (ONNX) or
+"feph_finetune[convert-torch]" (.pt).
+"""
+
+
+def convert_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="a .onnx file, or a PyTorch .pt/.pth file (state_dict or whole model)")
+    parser.add_argument("out", type=Path, metavar="OUT", help="OUT.keras (whole model) or OUT.weights.h5 (weights only)")
+    parser.add_argument("--trust-pickle", action="store_true", help="allow a whole pickled model (enet_b0_7.pt): unpickling runs code named in the file, so only for files you trust")
+    parser.add_argument("--classes", help="the source's class names in output order, comma-separated (default: HSEmotion's 7 or 8)")
     return parser
 
 
@@ -242,6 +264,18 @@ def cmd_export(args, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_convert(args, console: Console) -> int:
+    from feph_finetune.convert import ConversionError, convert
+
+    classes = [name for name in args.classes.split(",")] if args.classes else None
+    try:
+        convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, report=lambda line: console.print(line, markup=False, highlight=False))
+    except ConversionError as error:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def print_runs(runs, as_json: bool, console: Console) -> None:
     if as_json:
         print(json.dumps([run.describe() for run in runs], indent=2))
@@ -313,6 +347,7 @@ COMMANDS = {
     "report": (report_parser, cmd_report),
     "predict": (predict_parser, cmd_predict),
     "export": (export_parser, cmd_export),
+    "convert": (convert_parser, cmd_convert),
 }
 
 

@@ -189,6 +189,8 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
             write_bundle(store.run_dir(run.id), run, data.preprocessing, outcome.model, run_environment)
         store.write(run.id, "environment.json", run_environment)
         record.update(status="done", metrics=metrics, error=None)
+        if outcome.notes:  # how the results were obtained, beyond the configuration (No-FT's dropped classes)
+            record["notes"] = outcome.notes
         record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
     except PluginCallError as error:
         record.update(error=error_record(error.plugin, error.hook, error.error))

@@ -28,6 +28,7 @@ class TrainingOutcome:
     history: list[dict[str, Any]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     model: Any = None
+    notes: list[str] = field(default_factory=list)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -219,15 +220,30 @@ def predict(model, examples: Examples, data: RunData, batch_size: int) -> np.nda
     return np.asarray(model.predict(dataset.map(lambda images, _: images), verbose=0), dtype=np.float64)
 
 
-def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData, batch_size: int, classes=CLASSES) -> np.ndarray:
-    """No-FT: the pretrained model's own predictions, columns reordered to the FePh classes."""
+def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData, batch_size: int, classes=CLASSES, notes: list[str] | None = None) -> np.ndarray:
+    """No-FT: the pretrained model's own predictions, columns reordered to the FePh classes.
+
+    Outputs whose class FePh lacks (Contempt, in HSEmotion's 8-class models) are dropped and the
+    remaining probabilities divided by their sum, so each row sums to 1 again and the argmax is
+    the most probable FePh class; ``notes`` receives a sentence saying so for the run's results.
+    """
     if built.pretrained is None or not built.pretrained_classes:
-        raise PluginCallError(model_plugin, "build_model", PluginError("No-FT needs a pretrained expression model (weights = a whole-model file with a 7-class top)"))
+        raise PluginCallError(model_plugin, "build_model", PluginError("No-FT needs a pretrained expression model (weights = a whole-model file with a 7-class top, or a converted file)"))
     order = list(built.pretrained_classes)
-    if sorted(order) != sorted(classes):
+    if any(order.count(name) != 1 for name in classes):
         raise PluginCallError(model_plugin, "build_model", PluginError(f"pretrained_classes must name each of {', '.join(classes)} once, got {order}"))
     raw = predict(built.pretrained, data.test, data, batch_size)
-    return raw[:, [order.index(name) for name in classes]]
+    mapped = raw[:, [order.index(name) for name in classes]]
+    dropped = [name for name in order if name not in classes]
+    if not dropped:
+        return mapped
+    if notes is not None:
+        notes.append(
+            f"No-FT: the pretrained model's output{'s' if len(dropped) > 1 else ''} {', '.join(dropped)} "
+            f"{'have' if len(dropped) > 1 else 'has'} no FePh class; dropped, and the probabilities of the "
+            f"{len(classes)} FePh classes divided by their sum"
+        )
+    return mapped / mapped.sum(axis=1, keepdims=True)
 
 
 def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None) -> TrainingOutcome:
@@ -245,7 +261,8 @@ def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Ca
             normalizing[0], "preprocess", PluginError(f"the model from {model_plugin!r} normalises its input itself; remove {normalizing[0]!r} from this experiment's preprocess list")
         )
     if not config["fine_tune"]:
-        return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"]))
+        notes: list[str] = []
+        return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"], notes=notes), notes=notes)
     optimizer_plugin = config["optimizer"]
     stages = _checked_stages(optimizer_plugin, plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
     outcome = train_stages(run, built, stages, data, optimizer_plugin, progress)

@@ -13,6 +13,10 @@ load files, replace the top and fill in :class:`feph_finetune.BuiltModel` the sa
   such as Savchenko's ``mobilenet_7.h5``): the model is loaded as is and becomes both the
   ``pretrained`` classifier for the No-FT baseline and, cut below its top, the base of the new
   model (the two share their layers).
+- a file written by ``python -m feph_finetune convert`` (``.keras`` or ``.weights.h5``, with the
+  converter's ``<file>.json`` next to it): a whole classifier as above, whose output classes are
+  the names in that JSON, mapped to FePh's by name (Happiness is happy, Sadness sad...). An output
+  with no FePh class (Contempt, in HSEmotion's 8-class models) stays in the model; No-FT drops it.
 
 Keras is imported inside functions only: the CLI imports the plugin modules without TensorFlow.
 """
@@ -24,9 +28,9 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from feph_finetune import CLASSES, BuiltModel, Option, PluginError, RunContext
+from feph_finetune import CLASSES, BuiltModel, ConversionError, Option, PluginError, RunContext, efficientnet_b0_classifier, read_converted
 
 #: The FePh class of each output of Savchenko's HSEmotion 7-class models, in their order.
 SAVCHENKO_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -37,6 +41,14 @@ HEAD_LAYER_NAME = "feph_head"
 #: How many layer names an unknown ``cut_layer`` error shows (those nearest the top).
 LAYER_NAMES_SHOWN = 12
 
+
+#: The FePh class each class name of an expression dataset stands for (AffectNet and HSEmotion
+#: name them by nouns: Happiness, Sadness); compared in lower case.
+FEPH_CLASS_NAMES: dict[str, str] = {
+    "anger": "anger", "angry": "anger", "disgust": "disgust", "disgusted": "disgust", "fear": "fear",
+    "fearful": "fear", "happy": "happy", "happiness": "happy", "neutral": "neutral", "sad": "sad",
+    "sadness": "sad", "surprise": "surprise", "surprised": "surprise",
+}
 
 #: What the ``weights`` option may name: a Keras file, whole model or weights only.
 WEIGHTS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -54,18 +66,24 @@ def common_options() -> dict[str, Option]:
         "dropout": Option(0.0, help="dropout before the new softmax layer, in [0, 1)", minimum=0, maximum=1,
                           exclusive_maximum=True),
         "pretrained_classes": Option(
-            list(SAVCHENKO_CLASSES), check=_each_class_once,
+            list(SAVCHENKO_CLASSES), check=class_order_problem,
             help="the FePh class of each output of a pretrained classifier, in its order",
         ),
     }
 
 
-def _each_class_once(names: list[str]) -> str | None:
-    """``pretrained_classes`` must name each FePh class exactly once."""
-    unknown = [name for name in names if name not in CLASSES]
-    if unknown or len(set(names)) != len(names) or len(names) != len(CLASSES):
-        return (f"must name each of the {len(CLASSES)} classes {list(CLASSES)} once, in the pretrained "
-                f"model's output order, not {names}" + (f" (unknown: {unknown})" if unknown else ""))
+def class_order_problem(names: Sequence[str], classes: Sequence[str] = CLASSES) -> str | None:
+    """What is wrong with ``names`` as the class of each output of a pretrained classifier.
+
+    Each FePh class must appear exactly once; other names are outputs FePh lacks (an 8-class
+    model's ``contempt``), which No-FT drops. None when the order is usable.
+    """
+    names = [str(name) for name in names]
+    missing = [name for name in classes if names.count(name) != 1]
+    if missing or len(set(names)) != len(names):
+        return (f"must name each of the {len(classes)} classes {list(classes)} once, in the pretrained "
+                f"model's output order (other names are outputs FePh lacks, dropped in No-FT), not {names}"
+                + (f"; missing or repeated: {missing}" if missing else ""))
     return None
 
 
@@ -74,7 +92,14 @@ def weights_traits(weights: str) -> set[str]:
     a ``.weights.h5`` file or a legacy ``.h5`` without a model configuration. A whole model may
     still lack a 7-class top: the run checks its output when it loads it."""
     text = str(weights).strip()
-    if text.lower() in ("none", "imagenet") or text.lower().endswith(".weights.h5"):
+    if text.lower() in ("none", "imagenet"):
+        return set()
+    try:
+        if read_converted(Path(text).expanduser()) is not None:  # a converter's file: a whole classifier
+            return {"pretrained_classifier"}
+    except ConversionError:
+        return {"pretrained_classifier"}  # its unreadable description is reported when the run loads it
+    if text.lower().endswith(".weights.h5"):
         return set()
     path = Path(text).expanduser()
     if path.name.lower().endswith((".h5", ".hdf5")) and path.is_file():
@@ -110,6 +135,7 @@ class WeightsSource:
 
     kind: str
     path: Path | None = None
+    converted: Any = None  # a ConvertedModel when the file comes from ``python -m feph_finetune convert``
 
 
 def build_backbone_model(context: RunContext, backbone: Backbone) -> BuiltModel:
@@ -118,13 +144,16 @@ def build_backbone_model(context: RunContext, backbone: Backbone) -> BuiltModel:
     plugin = backbone.plugin
     dropout = float(options["dropout"])
     cut_layer = str(options["cut_layer"] or "")
-    pretrained_classes = tuple(str(name) for name in options["pretrained_classes"])
     source = resolve_weights(options["weights"], plugin)
+    if source.converted is not None:
+        pretrained_classes = _converted_classes(source, options["pretrained_classes"], context.classes, backbone)
+    else:
+        pretrained_classes = tuple(str(name) for name in options["pretrained_classes"])
 
     if source.kind == "model_file":
-        source_model = load_whole_model(source.path, plugin)
+        source_model = _load_classifier(source, plugin)
         check_input_size(source_model, context.input_size, source.path, plugin)
-        pretrained = source_model if _output_width(source_model) == len(context.classes) else None
+        pretrained = source_model if _output_width(source_model) == len(pretrained_classes) else None
     else:
         source_model = _build_base(backbone, context.input_size, source)
         pretrained = None
@@ -157,10 +186,36 @@ def resolve_weights(value: Any, plugin: str) -> WeightsSource:
     if text.lower() == "imagenet":
         return WeightsSource("imagenet")
     path = Path(text).expanduser()
+    try:
+        converted = read_converted(path)
+    except ConversionError as error:
+        raise PluginError(f"{plugin}: option weights: {error}") from error
+    if converted is not None:
+        return WeightsSource("model_file", path, converted)
     name = path.name.lower()
     if name.endswith(".weights.h5") or name.endswith(".keras"):
         return WeightsSource("weights_file" if name.endswith(".weights.h5") else "model_file", path)
     return WeightsSource("model_file" if _h5_holds_model(path, plugin) else "weights_file", path)
+
+
+def _converted_classes(source: WeightsSource, option: Any, classes: Sequence[str], backbone: Backbone) -> tuple[str, ...]:
+    """FePh names for the outputs of a converted file, from the class names its JSON records."""
+    plugin, converted = backbone.plugin, source.converted
+    if converted.architecture != backbone.description:
+        raise PluginError(
+            f"{plugin}: option weights: {source.path} was converted to {converted.architecture}, "
+            f"not {backbone.description}"
+        )
+    names = tuple(FEPH_CLASS_NAMES.get(name.lower(), name.lower()) for name in converted.classes)
+    if list(option) != common_options()["pretrained_classes"].default and tuple(option) != names:
+        raise PluginError(
+            f"{plugin}: option pretrained_classes = {list(option)} contradicts the classes recorded "
+            f"with {source.path} ({', '.join(converted.classes)}); remove the option"
+        )
+    problem = class_order_problem(names, classes)
+    if problem:
+        raise PluginError(f"{plugin}: the classes of {source.path} ({', '.join(converted.classes)}) do not cover FePh's: {problem}")
+    return names
 
 
 def _h5_holds_model(path: Path, plugin: str) -> bool:
@@ -281,6 +336,22 @@ def load_whole_model(path: Path, plugin: str) -> Any:
             f"{plugin}: option weights: cannot load the model in {path}: {type(error).__name__}: "
             f"{_shorten(error)}"
         ) from error
+
+
+def _load_classifier(source: WeightsSource, plugin: str) -> Any:
+    if source.converted is not None and source.path.name.lower().endswith(".weights.h5"):
+        return load_converted_weights(source, plugin)
+    return load_whole_model(source.path, plugin)
+
+
+def load_converted_weights(source: WeightsSource, plugin: str) -> Any:
+    """The classifier of a converted ``.weights.h5``: the converter's architecture, its weights loaded."""
+    model = efficientnet_b0_classifier(len(source.converted.classes))
+    try:
+        model.load_weights(str(source.path))
+    except Exception as error:
+        raise PluginError(f"{plugin}: option weights: cannot load {source.path} into the converted {source.converted.architecture}: {_shorten(error)}") from error
+    return model
 
 
 def check_input_size(model: Any, input_size: int, path: Path, plugin: str) -> None:

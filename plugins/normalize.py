@@ -2,17 +2,19 @@
 
 Option ``mode``:
 
-- ``rgb_means`` (default): what Savchenko's MobileNet was trained on and the paper's code does
-  (SPEC §1 IP, HSE-asavchenko/face-emotion-recognition ``mobilenet_preprocess_input``): keep RGB
-  order and subtract 103.939, 116.779, 123.68 from R, G, B.
-- ``caffe_bgr``: Keras' "caffe" preprocessing: RGB to BGR, then subtract the same numbers from B,
-  G, R (what Savchenko's Android app feeds the model).
+- ``rgb_means`` (default): what Savchenko's ``mobilenet_7.h5`` was trained on and what the paper's
+  code fed it: RGB float pixels with 103.939, 116.779 and 123.68 subtracted from R, G and B, in
+  that order, with no channel flip (HSE-asavchenko/face-emotion-recognition,
+  ``src/train_emotions.ipynb``, ``mobilenet_preprocess_input``; SPEC section 1, IP).
+- ``caffe_bgr``: Keras' "caffe" mode (``keras.applications.imagenet_utils.preprocess_input``):
+  RGB flipped to BGR, then the same three numbers subtracted from B, G and R. Only Savchenko's
+  Android app feeds his models this way; it is here for models trained on BGR input.
 - ``dataset_mean``: the paper's equation 1, X' = X - mu, with mu the mean of the training split
   (per pixel and channel, or per channel with ``per = "channel"``). Test images are normalised with
   the training split's mean; they never contribute to it.
 
-The former mode ``imagenet`` is refused with a hint: it was Keras' caffe mode, which is not what
-the paper did.
+The earlier name ``imagenet`` (what ``caffe_bgr`` is now) is refused: it fed Savchenko's model
+swapped channels, and an old configuration must say which of the two it means.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import numpy as np
 
 from feph_finetune import Option, PluginError, Preprocessing, hookimpl
 
-#: The channel means subtracted in ``rgb_means`` (from R, G, B) and ``caffe_bgr`` (from B, G, R).
+#: Subtracted from channels 0, 1, 2 (R, G, B in ``rgb_means``; B, G, R in ``caffe_bgr``). The
+#: ImageNet channel means in BGR order of the original Caffe models, as Keras' "caffe" mode uses.
 CAFFE_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 MODES = ("rgb_means", "caffe_bgr", "dataset_mean")
 
@@ -47,17 +50,25 @@ def preprocess(context):
     if mode == "rgb_means":
         return Preprocessing(batch=rgb_means_normalize, normalizes=True)
     if mode == "caffe_bgr":
-        return Preprocessing(batch=caffe_normalize, normalizes=True)
+        return Preprocessing(batch=caffe_bgr_normalize, normalizes=True)
     return TrainingMean(per).preprocessing()
 
 
 def rgb_means_normalize(x):
-    """Subtract 103.939, 116.779, 123.68 from R, G, B (no channel flip); NumPy or TensorFlow."""
+    """R, G, B minus 103.939, 116.779, 123.68, channels kept in order.
+
+    ``x``: float32 (..., 3) RGB in 0-255, a NumPy array or a TensorFlow tensor; returns the same
+    shape and dtype.
+    """
     return x - CAFFE_MEANS
 
 
-def caffe_normalize(x):
-    """RGB to BGR, then subtract 103.939, 116.779, 123.68 from B, G, R; NumPy or TensorFlow."""
+def caffe_bgr_normalize(x):
+    """Keras' "caffe" mode: RGB to BGR, then B, G, R minus 103.939, 116.779, 123.68.
+
+    ``x``: float32 (..., 3) RGB in 0-255, a NumPy array or a TensorFlow tensor; returns BGR of the
+    same shape and dtype.
+    """
     return x[..., ::-1] - CAFFE_MEANS
 
 

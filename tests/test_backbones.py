@@ -246,6 +246,16 @@ def test_whole_model_with_another_output_width_is_no_pretrained_classifier(tmp_p
     assert result.model.output_shape == (None, len(CLASSES))
 
 
+def test_pretrained_classes_may_name_outputs_fephs_classes_lack(tmp_path):
+    path = tmp_path / "eight_way.keras"
+    tiny_classifier(outputs=8).save(path)
+    order = ["anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    result = build_mobilenet(weights=str(path), pretrained_classes=order)
+    assert result.pretrained is not None and list(result.pretrained_classes) == order
+    with pytest.raises(PluginError, match="missing or repeated: \\['fear'\\]"):
+        build_mobilenet(weights=str(path), pretrained_classes=[name if name != "fear" else "afraid" for name in order])
+
+
 def test_model_built_by_the_plugin_reloads_as_a_base(tmp_path):
     """A demo base model saved from this plugin has a `feph_head` already: names must not clash."""
     path = tmp_path / "demo_base.keras"

@@ -22,6 +22,7 @@ from feph_finetune.preparation import RunData
 
 from conftest import TinyMatrix, line_of, write_matrix
 
+#: Savchenko's MobileNet input: subtracted from R, G, B (SPEC section 1, IP).
 CAFFE_MEANS = (103.939, 116.779, 123.68)
 
 
@@ -175,21 +176,42 @@ def test_flip_with_an_unknown_mode_is_refused_before_any_work_naming_the_allowed
 # --- normalize -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode, expected", [
-    ("", [[[[10.0, 20.0, 30.0], [200.0, 150.0, 0.0]]]]),          # rgb_means, the default: no flip
-    ("caffe_bgr", [[[[30.0, 20.0, 10.0], [0.0, 150.0, 200.0]]]]),  # Keras' caffe: BGR first
-])
-def test_normalize_subtracts_the_means_in_rgb_order_or_after_a_bgr_flip(synthetic_feph, tmp_path, mode, expected):
+def normalize_step(tmp_path: Path, root: Path, mode: str | None = None):
+    options = f'options.normalize.mode = "{mode}"\n' if mode else ""
+    tiny = TinyMatrix(tmp_path, root, f'[experiments.A]\npreprocess = ["face_crop", "normalize"]\n{options}')
+    return only_step(tiny.prepare("A"), "normalize")
+
+
+def test_normalize_default_subtracts_savchenkos_means_from_r_g_b_in_place(synthetic_feph, tmp_path):
     import tensorflow as tf
 
-    options = f'options.normalize.mode = "{mode}"\n' if mode else ""
-    tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\npreprocess = ["face_crop", "normalize"]\n' + options)
-    step = only_step(tiny.prepare("A"), "normalize")
-    rgb = np.array([[[[10.0, 20.0, 30.0], [200.0, 150.0, 0.0]]]], dtype=np.float32)
-    centred = np.array(expected) - np.array(CAFFE_MEANS)
+    step = normalize_step(tmp_path, synthetic_feph)
+    means = np.array([[[CAFFE_MEANS]]], dtype=np.float32)
     assert step.normalizes and step.fit is None
-    np.testing.assert_allclose(np.asarray(step.batch(rgb)), centred, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(np.asarray(step.batch(tf.constant(rgb))), centred, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(step.batch(means)), np.zeros((1, 1, 1, 3)))
+    np.testing.assert_array_equal(np.asarray(step.batch(tf.constant(means))), np.zeros((1, 1, 1, 3)))
+
+
+def test_normalize_default_keeps_a_pure_red_image_red(synthetic_feph, tmp_path):
+    step = normalize_step(tmp_path, synthetic_feph, "rgb_means")
+    red = np.zeros((1, 4, 4, 3), dtype=np.float32)
+    red[..., 0] = 255.0
+    change = np.asarray(step.batch(red)) - np.asarray(step.batch(np.zeros_like(red)))
+    np.testing.assert_allclose(change[..., 0], 255.0, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(change[..., 1:], 0.0)
+
+
+def test_normalize_caffe_bgr_is_keras_caffe_mode(synthetic_feph, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    step = normalize_step(tmp_path, synthetic_feph, "caffe_bgr")
+    rgb = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
+    keras_caffe = keras.applications.imagenet_utils.preprocess_input(rgb.copy(), mode="caffe")
+    bgr_centred = np.array([[[[30.0, 20.0, 10.0]]]]) - np.array(CAFFE_MEANS)
+    np.testing.assert_allclose(np.asarray(step.batch(rgb)), keras_caffe, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(step.batch(tf.constant(rgb))), keras_caffe, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(step.batch(np.array([[[[10.0, 20.0, 30.0]]]], np.float32))), bgr_centred, rtol=0, atol=1e-4)
 
 
 def test_normalize_refuses_the_former_mode_imagenet_naming_the_two_new_ones(synthetic_feph, tmp_path):
