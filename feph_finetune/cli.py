@@ -155,6 +155,11 @@ def load_plugins():
     return plugins
 
 
+def warn(line: str) -> None:
+    """One warning line on stderr (a skipped result file, ...)."""
+    Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def cmd_plugins(args, console: Console) -> int:
     infos = load_plugins().info()
     if args.json:
@@ -209,12 +214,10 @@ def cmd_report(args, console: Console) -> int:
         if not plots_available():
             raise ConfigError([Problem(f"--figures {args.figures}", f"figures need matplotlib, which is not installed: {PLOTS_INSTALL}")])
     if not args.outdir.is_dir():
-        console.print(f"[red]error:[/red] {args.outdir}: no such results directory")
-        return EXIT_USAGE
-    records = RunStore(args.outdir).records()
+        raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory")])
+    records = RunStore(args.outdir, warn=warn).records()
     if not records:
-        console.print(f"[red]error:[/red] {args.outdir}: no finished runs (no */result.json)")
-        return EXIT_USAGE
+        raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
     if args.confusion is not None:
         return print_confusion(records, args.confusion, console)
     render(records, args.format, console, paper=args.paper)
@@ -321,7 +324,7 @@ def cmd_run(args, console: Console) -> int:
     from feph_finetune.runner import MatrixRunner
 
     output = args.output or Path("runs/demo" if args.demo else matrix.output)
-    store = RunStore(output)
+    store = RunStore(output, warn=warn)
     if args.force:
         for run in runs:
             store.discard(run.id)
@@ -375,10 +378,11 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.config import ConfigError
     from feph_finetune.dataset import DatasetError
     from feph_finetune.plugins import PluginLoadError
+    from feph_finetune.reports import RecordError
 
     try:
         return command(args, console)
-    except (ConfigError, DatasetError, PluginLoadError) as error:
+    except (ConfigError, DatasetError, PluginLoadError, RecordError) as error:
         problems = getattr(error, "problems", None)
         lines = [str(problem) for problem in problems] if problems else [str(error)]
         heading = "error:" if len(lines) == 1 else f"error: {len(lines)} problems"
