@@ -12,13 +12,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
 
 def argument_problems(args) -> list[str]:
     """What is wrong with the options themselves, before MODEL and the inputs are looked at."""
     from feph_finetune.figures import PLOTS_INSTALL, plots_available
     from feph_finetune.predict import OUTPUT_SUFFIXES
+    from feph_finetune.results import output_file_problem
 
     problems = []
     if args.out is not None and args.out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -26,6 +27,10 @@ def argument_problems(args) -> list[str]:
     if args.plot is not None:
         if args.plot.suffix.lower() != ".png":
             problems.append(f"--plot {args.plot}: the file name must end in .png")
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        problem = None if path is None else output_file_problem(path)
+        if problem:
+            problems.append(f"{option} {path}: {problem}")
         if not plots_available():
             problems.append(f"--plot needs matplotlib, which is not installed: {PLOTS_INSTALL}")
     if args.every < 1:
@@ -60,7 +65,11 @@ def predict_command(args, console: Console, errors: Console) -> int:
             load_model(bundle)
         except BundleError as error:
             return _fail(errors, [f"MODEL {error}"])
-        summaries = _run(bundle, sources, args, console)
+        try:
+            summaries = _run(bundle, sources, args, console)
+        except KeyboardInterrupt:
+            errors.print(f"interrupted: nothing was written to {args.out}" if args.out else "interrupted", markup=False, highlight=False, soft_wrap=True)
+            return EXIT_INTERRUPTED
         bad.update({summary.name: "; ".join(summary.problems) for summary in summaries if summary.problems})
         print_summary(summaries, bundle, console)
         _finish_outputs(summaries, bundle, args, console)
@@ -70,21 +79,26 @@ def predict_command(args, console: Console, errors: Console) -> int:
 
 
 def _run(bundle, sources, args, console: Console):
+    """Predict every source; the rows go to a temporary file renamed to --out only when all are done,
+    so an interrupt or a crash leaves --out as it was (absent, or the previous file)."""
+    from contextlib import ExitStack
+
     from feph_finetune.predict import Predictor, RowWriter, Settings, columns
+    from feph_finetune.results import atomic_path
 
     predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every))
-    writer = RowWriter(args.out, columns(bundle.classes, args.smooth > 1)) if args.out else None
     summaries = []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
-    try:
+    with ExitStack() as outputs:
+        writer = None
+        if args.out:
+            temporary = outputs.enter_context(atomic_path(args.out))
+            writer = outputs.enter_context(RowWriter(temporary, columns(bundle.classes, args.smooth > 1), suffix=args.out.suffix))
         with progress:
             for source in sources:
                 task = progress.add_task(source.name[-30:], total=source.total)
                 summaries.append(predictor.run(source, writer, advance=lambda n, task=task: progress.advance(task, n)))
                 progress.remove_task(task)
-    finally:
-        if writer is not None:
-            writer.close()
     console.print(f"{predictor.frames_done} frames in {predictor.seconds:.1f} s ({predictor.frames_per_second:.1f} frames/s, batch {args.batch_size})", highlight=False)
     return summaries
 

@@ -41,6 +41,26 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.unlink(temporary)
 
 
+def output_file_problem(path: Path) -> str | None:
+    """Why a file cannot be written at ``path``, or None: checked before any work starts.
+
+    Refused: an existing folder, a parent that does not exist or is not a folder, a parent this
+    process cannot write to (the file is written beside its target, then renamed, see
+    :func:`atomic_path`), an existing file that cannot be replaced.
+    """
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        return "is a folder; give a file name"
+    if not parent.exists():
+        return f"the folder {parent} does not exist"
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write to the folder {parent} (permission denied)"
+    return None
+
+
 def _create_temporary(path: Path) -> str:
     """Create a new empty file beside ``path`` with mode 0o666 less the umask; return its name."""
     while True:

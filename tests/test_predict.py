@@ -261,3 +261,38 @@ def test_options_are_checked_before_any_work(trained, tmp_path, capsys):
     errors = capsys.readouterr().err
     assert "must end in .csv or .jsonl" in errors and "--smooth 4: must be a positive odd number" in errors and "--every 0" in errors
     assert not (tmp_path / "rows.txt").exists()
+
+
+def test_output_targets_are_checked_before_any_work(trained, tmp_path, capsys):
+    folder = tmp_path / "d.csv"
+    folder.mkdir()
+    (tmp_path / "p.png").mkdir()
+    assert predict(trained.run_dir, trained.images[0], "--out", folder, "--plot", tmp_path / "p.png") == 2
+    errors = capsys.readouterr().err
+    assert f"--out {folder}: is a folder" in errors and f"--plot {tmp_path / 'p.png'}: is a folder" in errors
+    assert predict(trained.run_dir, trained.images[0], "--out", tmp_path / "missing" / "rows.csv") == 2
+    assert f"the folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["d.csv", "p.png"]
+
+
+def test_an_interrupt_leaves_the_previous_out_file_and_says_so(trained, tmp_path, capsys, monkeypatch):
+    from feph_finetune.predict import Predictor
+
+    out = tmp_path / "rows.csv"
+    out.write_text("previous rows\n", encoding="utf-8")
+    original, calls = Predictor.run, []
+
+    def interrupted_on_the_second_input(self, source, writer, advance=lambda n: None):
+        calls.append(source.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, source, writer, advance)
+
+    monkeypatch.setattr(Predictor, "run", interrupted_on_the_second_input)
+    assert predict(trained.run_dir, trained.images[0], trained.images[1], "--out", out) == 130
+    assert len(calls) == 2 and f"interrupted: nothing was written to {out}" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "previous rows\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["rows.csv"]  # no temporary file left
+    monkeypatch.setattr(Predictor, "run", original)
+    assert predict(trained.run_dir, trained.images[0], "--out", out) == 0
+    assert len(read_rows(out)) == 1
