@@ -68,7 +68,7 @@ def data_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m feph_finetune data", description="Describe a FePh-format dataset as the runner will see it: kept images per class, sequences, dropped rows by reason, and the grouped hold-out and cross-validation splits.")
     parser.add_argument("root", type=Path, help="the dataset folder (labels CSV and image folder)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds, 2 or more (default 5)")
     parser.add_argument("--seed", type=int, default=1234, help="split seed (default 1234, as experiments.toml)")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="hold-out test share (default 0.2)")
     parser.add_argument("--group-by", choices=("sequence", "signer"), default="sequence", help="keep these groups on one side of every split")
@@ -181,8 +181,16 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.dataset import load_dataset
     from feph_finetune.describe import describe_dataset, render_description
 
+    from feph_finetune.config import ConfigError, Problem
     from feph_finetune.dataset import DatasetError
 
+    problems = []
+    if args.folds < 2:
+        problems.append(Problem(f"--folds {args.folds}", "must be 2 or more (cross-validation needs at least two folds)"))
+    if not 0.0 < args.test_fraction < 1.0:
+        problems.append(Problem(f"--test-fraction {args.test_fraction}", "must lie strictly between 0 and 1"))
+    if problems:
+        raise ConfigError(problems)
     dataset = load_dataset(args.root, args.labels, args.images, settings={"labels": "--labels FILE", "images": "--images FOLDER"})
     try:
         description = describe_dataset(dataset, folds=args.folds, seed=args.seed, test_fraction=args.test_fraction, group_by=args.group_by)
@@ -192,6 +200,9 @@ def cmd_data(args, console: Console) -> int:
         print(json.dumps(description, indent=2))
     else:
         render_description(description, console)
+    if not dataset.samples:
+        dropped = ", ".join(f"{count} {reason}" for reason, count in description["dropped"].items() if count) or "none"
+        raise DatasetError(f"{args.root}: no usable image: no row of the labels CSV becomes a sample (rows dropped: {dropped})")
     return EXIT_OK
 
 
