@@ -385,15 +385,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def guarded(command, args, console: Console, errors: Console, argv: list[str] = ()) -> int:
-    """Turn the expected failures into one-screen messages and exit code 2."""
+    """Turn the expected failures into one-screen messages and exit code 2.
+
+    A :class:`PluginCallError` that reaches here came from a plugin called outside a run (a run's
+    own failures are recorded in its result.json): the message names the plugin and hook.
+    """
     from feph_finetune.config import ConfigError
     from feph_finetune.dataset import DatasetError
-    from feph_finetune.plugins import PluginLoadError
+    from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.reports import RecordError
 
     try:
         return command(args, console)
-    except (ConfigError, DatasetError, PluginLoadError, RecordError) as error:
+    except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         problems = getattr(error, "problems", None)
         lines = [str(problem) for problem in problems] if problems else [str(error)]
         heading = "error:" if len(lines) == 1 else f"error: {len(lines)} problems"

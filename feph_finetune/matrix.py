@@ -339,7 +339,12 @@ class MatrixBuilder:
             if not isinstance(table, dict):
                 self.problems.append(Problem(place, f"expected a table, got {type_name(table)}"))
                 continue
-            declarations = self.plugins.option_declarations(plugin)
+            try:
+                declarations = self.plugins.option_declarations(plugin)
+            except PluginCallError as error:
+                self.problems.append(Problem(place, str(error)))
+                faulty.add(plugin)
+                continue
             for key, value in table.items():
                 place = self.raw.where(*where(("options", plugin, key)))
                 if key not in declarations:
@@ -355,13 +360,13 @@ class MatrixBuilder:
     def check_traits(self, config: dict[str, Any], where, faulty: set[str]) -> None:
         """Refuse combinations of plugins that cannot work, from what each declares it does
         (plugins whose options have problems are left out: their traits are unknown)."""
-        options = self.plugin_options(config)
         traits = {}
         for name in used_plugins(config):
             if name in faulty:
                 continue
             try:
-                traits[name] = self.plugins.traits(name, options[name])
+                options = {**self.plugins.option_defaults(name), **config["options"].get(name, {})}
+                traits[name] = self.plugins.traits(name, options)
             except PluginCallError as error:
                 self.problems.append(Problem(self.raw.where(*where(("options", name))), str(error)))
         model = config["model"]
