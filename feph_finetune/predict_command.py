@@ -53,7 +53,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
     try:
         bundle = open_bundle(args.model, get_plugins())
     except BundleError as error:
-        return _fail(errors, [f"MODEL {error}"])
+        return _fail(errors, [f"MODEL {line}" for line in str(error).splitlines()])
     sources, bad = [], {}
     for name in args.inputs:
         try:
@@ -64,7 +64,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
         try:
             load_model(bundle)
         except BundleError as error:
-            return _fail(errors, [f"MODEL {error}"])
+            return _fail(errors, [f"MODEL {line}" for line in str(error).splitlines()])
         try:
             summaries = _run(bundle, sources, args, console)
         except KeyboardInterrupt:

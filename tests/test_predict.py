@@ -296,3 +296,30 @@ def test_an_interrupt_leaves_the_previous_out_file_and_says_so(trained, tmp_path
     monkeypatch.setattr(Predictor, "run", original)
     assert predict(trained.run_dir, trained.images[0], "--out", out) == 0
     assert len(read_rows(out)) == 1
+
+
+def test_a_manifest_is_checked_like_a_configuration_before_any_work(trained, tmp_path, capsys):
+    bundle = tmp_path / "edited"
+    assert main(["export", str(trained.run_dir), str(bundle)]) == 0
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["preprocess"][0]["plugin"] == "face_crop"
+    edited = json.loads(json.dumps(manifest))
+    edited["preprocess"][0]["options"].update(margin="x", scale_factr=1.1)
+    (bundle / "bundle.json").write_text(json.dumps(edited))
+    assert predict(bundle, trained.images[0]) == 2
+    errors = " ".join(capsys.readouterr().err.split())
+    where = f"MODEL {bundle / 'bundle.json'} preprocess[0].options"
+    assert f"{where}.margin: plugin 'face_crop': expected" in errors and "'x'" in errors
+    assert f"{where}.scale_factr: plugin 'face_crop' has no option 'scale_factr' (did you mean 'scale_factor'?)" in errors
+    escaping = {**manifest, "model": "../../" + trained.run_dir.name + "/model.keras"}
+    (bundle / "bundle.json").write_text(json.dumps(escaping))
+    assert predict(bundle, trained.images[0]) == 2
+    errors = " ".join(capsys.readouterr().err.split())
+    assert f"MODEL {bundle / 'bundle.json'} model: '../../" in errors and "is outside the bundle folder" in errors
+    (bundle / "bundle.json").write_text(json.dumps({**manifest, "model": str((trained.run_dir / "model.keras").resolve())}))
+    assert predict(bundle, trained.images[0]) == 2
+    assert "is outside the bundle folder" in " ".join(capsys.readouterr().err.split())
+    (bundle / "bundle.json").write_text(json.dumps({**manifest, "input_size": "32", "preprocess": [{"plugin": "face_crop"}]}))
+    assert predict(bundle, trained.images[0]) == 2
+    errors = " ".join(capsys.readouterr().err.split())
+    assert "input_size: expected a positive integer" in errors and "preprocess[0]: expected an object with plugin, options and state" in errors
