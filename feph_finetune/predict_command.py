@@ -104,13 +104,18 @@ def _run(bundle, sources, args, console: Console):
 
 
 def print_summary(summaries, bundle, console: Console) -> None:
-    """Per input: frames, faces found, and the share of frames predicted as each class (fits 80 columns)."""
+    """Per input: frames, faces found, and the share of frames predicted as each class (fits 80 columns).
+
+    Class columns are headed by :func:`feph_finetune.reports.class_abbreviations`, as in ``report``."""
+    from feph_finetune.reports import class_abbreviations
+
+    short = class_abbreviations(bundle.classes)
     table = Table(title=f"model {bundle.run_id}: share of frames per predicted class", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
     table.add_column("input", no_wrap=True, min_width=20)
     table.add_column("frames", justify="right", no_wrap=True)
     table.add_column("faces", justify="right", no_wrap=True)
     for name in bundle.classes:
-        table.add_column(name[:4], justify="right", no_wrap=True, min_width=4)
+        table.add_column(short[name], justify="right", no_wrap=True, min_width=4)
     for summary in summaries:
         shares = [f"{100 * summary.predicted.get(name, 0) / summary.frames:.0f}%" if summary.frames else "-" for name in bundle.classes]
         faces = "-" if summary.faces is None else str(summary.faces)

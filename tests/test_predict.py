@@ -144,6 +144,8 @@ def test_a_folder_of_frames_predicts_what_the_run_recorded(trained, tmp_path, ca
     summary = capsys.readouterr().out
     table = summary[summary.index("model "):summary.index("rows written")]
     assert str(folder)[-15:] in table and f" {len(rows)} " in table and max(map(len, table.splitlines())) <= 80
+    header = next(line for line in table.splitlines() if "frames" in line and "faces" in line).split()
+    assert header[-len(CLASSES):] == ["ang", "dis", "fea", "hap", "neu", "sad", "sur"]  # as report abbreviates them
 
 
 def test_single_images_predict_what_the_run_recorded(trained, tmp_path):
