@@ -207,9 +207,22 @@ def cmd_data(args, console: Console) -> int:
 
 
 def cmd_synth(args, console: Console) -> int:
+    from feph_finetune.config import ConfigError, Problem
+    from feph_finetune.results import output_folder_problem
     from feph_finetune.synth import write_synthetic_dataset
 
-    summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
+    problems = []
+    if args.images < 1:
+        problems.append(Problem(f"--images {args.images}", "must be 1 or more"))
+    problem = output_folder_problem(args.out)
+    if problem:
+        problems.append(Problem(str(args.out), problem))
+    if problems:
+        raise ConfigError(problems)
+    try:
+        summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
+    except FileExistsError as error:  # a dataset is already there: refused before anything is written
+        raise ConfigError([Problem(str(args.out), str(error).removeprefix("write_synthetic_dataset: ").removeprefix(f"{args.out} "))]) from error
     console.print(f"wrote {summary.get('kept', args.images)} images ({args.domain}) to {args.out}")
     return EXIT_OK
 
@@ -221,9 +234,13 @@ def cmd_report(args, console: Console) -> int:
 
     if args.figures is not None:
         from feph_finetune.figures import PLOTS_INSTALL, plots_available
+        from feph_finetune.results import output_folder_problem
 
         if not plots_available():
             raise ConfigError([Problem(f"--figures {args.figures}", f"figures need matplotlib, which is not installed: {PLOTS_INSTALL}")])
+        problem = output_folder_problem(args.figures)
+        if problem:
+            raise ConfigError([Problem(f"--figures {args.figures}", problem)])
     if not args.outdir.is_dir():
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory")])
     records = RunStore(args.outdir, warn=warn).records()
@@ -320,6 +337,8 @@ def cmd_run(args, console: Console) -> int:
     plugins = load_plugins()
     matrix = build_matrix(raw, plugins, check_root=not args.demo)  # the demo's data is written below
     runs = select(matrix, args.only, args.phase)
+    output = args.output or Path("runs/demo" if args.demo else matrix.output)
+    _check_output_folders(output, matrix)
     from feph_finetune.executors import choose_executor
 
     executor = choose_executor(raw, plugins, args.executor, args.jobs, args.devices).create()
@@ -334,7 +353,6 @@ def cmd_run(args, console: Console) -> int:
     from feph_finetune.results import RunStore
     from feph_finetune.runner import MatrixRunner
 
-    output = args.output or Path("runs/demo" if args.demo else matrix.output)
     store = RunStore(output, warn=warn)
     if args.force:
         for run in runs:
@@ -352,6 +370,19 @@ def cmd_run(args, console: Console) -> int:
         return EXIT_FAILED_RUNS
     console.print(f"results in {output}/")
     return EXIT_OK
+
+
+def _check_output_folders(output: Path, matrix) -> None:
+    """Refuse a results folder (and [report] figures_dir) that cannot be written, before any run."""
+    from feph_finetune.config import ConfigError, Problem
+    from feph_finetune.results import output_folder_problem
+
+    folders = {"results directory": output}
+    if matrix.report["figures"] and matrix.report["figures_dir"]:
+        folders["report.figures_dir"] = Path(matrix.report["figures_dir"])
+    problems = [Problem(f"{name} {folder}", problem) for name, folder in folders.items() if (problem := output_folder_problem(folder))]
+    if problems:
+        raise ConfigError(problems)
 
 
 COMMANDS = {

@@ -61,6 +61,25 @@ def output_file_problem(path: Path) -> str | None:
     return None
 
 
+def output_folder_problem(path: Path) -> str | None:
+    """Why a folder cannot be created or written at ``path``, or None: checked before any work.
+
+    Refused: an existing file, a file on the way to it, a nearest existing folder this process
+    cannot write to (the missing folders are created there).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return "is a file, not a folder"
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write to the folder {existing} (permission denied)"
+    return None
+
+
 def _create_temporary(path: Path) -> str:
     """Create a new empty file beside ``path`` with mode 0o666 less the umask; return its name."""
     while True:

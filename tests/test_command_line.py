@@ -167,3 +167,19 @@ def test_data_refuses_folds_below_two_and_a_dataset_without_images(tmp_path, syn
     captured = capsys.readouterr()
     assert json.loads(captured.out)["images"] == 0  # the description is still printed
     assert f"{root}: no usable image" in captured.err
+
+
+def test_output_folders_that_cannot_be_written_are_refused_before_any_work(matrix_file, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    assert main([str(matrix_file), "--output", str(a_file)]) == 2
+    assert f"results directory {a_file}: is a file, not a folder" in capsys.readouterr().err
+    assert main(["synth", str(a_file / "sub"), "--images", "3"]) == 2
+    assert f"{a_file / 'sub'}: {a_file} is a file, not a folder" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "s"), "--images", "0"]) == 2
+    assert "--images 0: must be 1 or more" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    runs = tmp_path / "runs"
+    write_json(runs / "r1" / "result.json", {"experiment": "A", "phase": "exploratory", "status": "done", "metrics": {"accuracy": 0.5}})
+    assert main(["report", str(runs), "--figures", str(a_file)]) == 2
+    captured = capsys.readouterr()
+    assert f"--figures {a_file}: is a file, not a folder" in captured.err and captured.out == ""
