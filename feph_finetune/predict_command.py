@@ -27,12 +27,12 @@ def argument_problems(args) -> list[str]:
     if args.plot is not None:
         if args.plot.suffix.lower() != ".png":
             problems.append(f"--plot {args.plot}: the file name must end in .png")
+        if not plots_available():
+            problems.append(f"--plot needs matplotlib, which is not installed: {PLOTS_INSTALL}")
     for option, path in (("--out", args.out), ("--plot", args.plot)):
         problem = None if path is None else output_file_problem(path)
         if problem:
             problems.append(f"{option} {path}: {problem}")
-        if not plots_available():
-            problems.append(f"--plot needs matplotlib, which is not installed: {PLOTS_INSTALL}")
     if args.every < 1:
         problems.append(f"--every {args.every}: must be 1 or more")
     if args.smooth < 1 or args.smooth % 2 == 0:

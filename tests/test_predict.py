@@ -325,3 +325,16 @@ def test_a_manifest_is_checked_like_a_configuration_before_any_work(trained, tmp
     assert predict(bundle, trained.images[0]) == 2
     errors = " ".join(capsys.readouterr().err.split())
     assert "input_size: expected a positive integer" in errors and "preprocess[0]: expected an object with plugin, options and state" in errors
+
+
+def test_without_plot_matplotlib_is_not_needed_and_with_it_said_once(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from feph_finetune import figures
+    from feph_finetune.predict_command import argument_problems
+
+    monkeypatch.setattr(figures, "plots_available", lambda: False)
+    args = Namespace(out=tmp_path / "rows.csv", plot=None, every=1, smooth=1, batch_size=4)
+    assert argument_problems(args) == []
+    problems = argument_problems(Namespace(**{**vars(args), "plot": tmp_path / "p.png"}))
+    assert len(problems) == 1 and "--plot needs matplotlib" in problems[0]
