@@ -37,7 +37,9 @@ import numpy as np
 
 import feph_finetune
 from feph_finetune.api import PluginError, Preprocessing, RunContext
+from feph_finetune.config import close_match
 from feph_finetune.frames import FrameStep
+from feph_finetune.options import option_problems
 from feph_finetune.plugins import PluginCallError, Plugins
 from feph_finetune.results import RESULT_FILE, atomic_path, write_json
 
@@ -163,9 +165,43 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     missing = [key for key in ("model", "input_size", "classes", "preprocess", "run", "config") if key not in manifest]
     if missing:
         raise BundleError(f"{path}: the manifest lacks {', '.join(missing)}")
-    if not (Path(folder) / manifest["model"]).is_file():
-        raise BundleError(f"{Path(folder) / manifest['model']}: the bundle's model file is missing")
+    problems = _shape_problems(manifest)
+    if problems:
+        raise BundleError("\n".join(f"{path} {key}: {message}" for key, message in problems))
+    model = Path(folder) / manifest["model"]
+    if not model.resolve().is_relative_to(Path(folder).resolve()) or Path(manifest["model"]).is_absolute():
+        raise BundleError(f"{path} model: {manifest['model']!r} is outside the bundle folder; the model file must lie inside it (e.g. {MODEL_FILE!r})")
+    if not model.is_file():
+        raise BundleError(f"{model}: the bundle's model file is missing")
     return manifest
+
+
+def _shape_problems(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, why) for each manifest value of the wrong type; what :func:`write_bundle` writes has none."""
+    problems = []
+
+    def expect(key: str, value: Any, ok: bool, what: str) -> None:
+        if not ok:
+            problems.append((key, f"expected {what}, got {value!r}"))
+
+    expect("model", manifest["model"], isinstance(manifest["model"], str) and bool(manifest["model"]), "a file name")
+    size = manifest["input_size"]
+    expect("input_size", size, isinstance(size, int) and not isinstance(size, bool) and size > 0, "a positive integer (pixels)")
+    classes = manifest["classes"]
+    expect("classes", classes, isinstance(classes, list) and bool(classes) and all(isinstance(name, str) for name in classes), "a list of class names")
+    run = manifest["run"]
+    expect("run", run, isinstance(run, dict) and {"id", "experiment", "phase", "fold", "seed"} <= set(run), "an object with id, experiment, phase, fold, seed")
+    expect("config", manifest["config"], isinstance(manifest["config"], dict), "an object")
+    steps = manifest["preprocess"]
+    expect("preprocess", steps, isinstance(steps, list), "a list of steps")
+    for index, entry in enumerate(steps if isinstance(steps, list) else []):
+        key = f"preprocess[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("plugin"), str) or "options" not in entry:
+            problems.append((key, f"expected an object with plugin, options and state, got {entry!r}"))
+            continue
+        expect(f"{key}.options", entry["options"], isinstance(entry["options"], dict), "an object")
+        expect(f"{key}.state", entry.get("state"), entry.get("state") is None or isinstance(entry.get("state"), str), "null or a key prefix of state.npz")
+    return problems
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -211,12 +247,16 @@ def open_bundle(path: Path, plugins: Plugins) -> Bundle:
 def rebuild_preprocessing(folder: Path, manifest: Mapping[str, Any], plugins: Plugins) -> list[tuple[str, Preprocessing]]:
     """Each stored step from its plugin's ``preprocess`` hook, with the stored options and state."""
     run = manifest["run"]
+    for entry in manifest["preprocess"]:
+        if not plugins.implements(entry["plugin"], "preprocess"):
+            raise BundleError(f"{folder}: the model was trained with the preprocess plugin {entry['plugin']!r}, which is not installed here (`python -m feph_finetune plugins` lists the installed ones)")
+    problems = [line for index, entry in enumerate(manifest["preprocess"]) for line in _option_problems(folder, index, entry, plugins)]
+    if problems:
+        raise BundleError("\n".join(problems))
     state = _read_state(folder)
     steps = []
     for entry in manifest["preprocess"]:
         name = entry["plugin"]
-        if not plugins.implements(name, "preprocess"):
-            raise BundleError(f"{folder}: the model was trained with the preprocess plugin {name!r}, which is not installed here (`python -m feph_finetune plugins` lists the installed ones)")
         context = RunContext(
             run_id=run["id"], experiment=run["experiment"], phase=run["phase"], fold=run["fold"], seed=run["seed"],
             input_size=int(manifest["input_size"]), config=manifest["config"], options=entry["options"], classes=tuple(manifest["classes"]),
@@ -235,6 +275,25 @@ def rebuild_preprocessing(folder: Path, manifest: Mapping[str, Any], plugins: Pl
         if step is not None:
             steps.append((name, step))
     return steps
+
+
+def _option_problems(folder: Path, index: int, entry: Mapping[str, Any], plugins: Plugins) -> list[str]:
+    """The manifest's options for one step checked against its plugin's declarations, as a
+    configuration's are (:func:`feph_finetune.options.option_problems`); one line per problem,
+    naming the manifest, the key and the plugin. Paths are not checked for existence: the
+    plugin names a missing file itself when it needs one."""
+    name, where = entry["plugin"], f"{Path(folder) / MANIFEST} preprocess[{index}].options"
+    try:
+        declarations = plugins.option_declarations(name)
+    except PluginCallError as error:
+        return [f"{where}: {error}"]
+    lines = []
+    for key, value in entry["options"].items():
+        if key not in declarations:
+            lines.append(f"{where}.{key}: plugin {name!r} has no option {key!r}{close_match(key, declarations)}; its options: {', '.join(declarations) or 'none'}")
+            continue
+        lines += [f"{where}.{key}: plugin {name!r}: {message}" for message in option_problems(value, declarations[key], check_paths=False)]
+    return lines
 
 
 def _read_state(folder: Path) -> dict[str, np.ndarray]:

@@ -68,7 +68,7 @@ def data_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m feph_finetune data", description="Describe a FePh-format dataset as the runner will see it: kept images per class, sequences, dropped rows by reason, and the grouped hold-out and cross-validation splits.")
     parser.add_argument("root", type=Path, help="the dataset folder (labels CSV and image folder)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds, 2 or more (default 5)")
     parser.add_argument("--seed", type=int, default=1234, help="split seed (default 1234, as experiments.toml)")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="hold-out test share (default 0.2)")
     parser.add_argument("--group-by", choices=("sequence", "signer"), default="sequence", help="keep these groups on one side of every split")
@@ -155,6 +155,11 @@ def load_plugins():
     return plugins
 
 
+def warn(line: str) -> None:
+    """One warning line on stderr (a skipped result file, ...)."""
+    Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def cmd_plugins(args, console: Console) -> int:
     infos = load_plugins().info()
     if args.json:
@@ -176,8 +181,16 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.dataset import load_dataset
     from feph_finetune.describe import describe_dataset, render_description
 
+    from feph_finetune.config import ConfigError, Problem
     from feph_finetune.dataset import DatasetError
 
+    problems = []
+    if args.folds < 2:
+        problems.append(Problem(f"--folds {args.folds}", "must be 2 or more (cross-validation needs at least two folds)"))
+    if not 0.0 < args.test_fraction < 1.0:
+        problems.append(Problem(f"--test-fraction {args.test_fraction}", "must lie strictly between 0 and 1"))
+    if problems:
+        raise ConfigError(problems)
     dataset = load_dataset(args.root, args.labels, args.images, settings={"labels": "--labels FILE", "images": "--images FOLDER"})
     try:
         description = describe_dataset(dataset, folds=args.folds, seed=args.seed, test_fraction=args.test_fraction, group_by=args.group_by)
@@ -187,13 +200,29 @@ def cmd_data(args, console: Console) -> int:
         print(json.dumps(description, indent=2))
     else:
         render_description(description, console)
+    if not dataset.samples:
+        dropped = ", ".join(f"{count} {reason}" for reason, count in description["dropped"].items() if count) or "none"
+        raise DatasetError(f"{args.root}: no usable image: no row of the labels CSV becomes a sample (rows dropped: {dropped})")
     return EXIT_OK
 
 
 def cmd_synth(args, console: Console) -> int:
+    from feph_finetune.config import ConfigError, Problem
+    from feph_finetune.results import output_folder_problem
     from feph_finetune.synth import write_synthetic_dataset
 
-    summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
+    problems = []
+    if args.images < 1:
+        problems.append(Problem(f"--images {args.images}", "must be 1 or more"))
+    problem = output_folder_problem(args.out)
+    if problem:
+        problems.append(Problem(str(args.out), problem))
+    if problems:
+        raise ConfigError(problems)
+    try:
+        summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
+    except FileExistsError as error:  # a dataset is already there: refused before anything is written
+        raise ConfigError([Problem(str(args.out), str(error).removeprefix("write_synthetic_dataset: ").removeprefix(f"{args.out} "))]) from error
     console.print(f"wrote {summary.get('kept', args.images)} images ({args.domain}) to {args.out}")
     return EXIT_OK
 
@@ -205,16 +234,18 @@ def cmd_report(args, console: Console) -> int:
 
     if args.figures is not None:
         from feph_finetune.figures import PLOTS_INSTALL, plots_available
+        from feph_finetune.results import output_folder_problem
 
         if not plots_available():
             raise ConfigError([Problem(f"--figures {args.figures}", f"figures need matplotlib, which is not installed: {PLOTS_INSTALL}")])
+        problem = output_folder_problem(args.figures)
+        if problem:
+            raise ConfigError([Problem(f"--figures {args.figures}", problem)])
     if not args.outdir.is_dir():
-        console.print(f"[red]error:[/red] {args.outdir}: no such results directory")
-        return EXIT_USAGE
-    records = RunStore(args.outdir).records()
+        raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory")])
+    records = RunStore(args.outdir, warn=warn).records()
     if not records:
-        console.print(f"[red]error:[/red] {args.outdir}: no finished runs (no */result.json)")
-        return EXIT_USAGE
+        raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
     if args.confusion is not None:
         return print_confusion(records, args.confusion, console)
     render(records, args.format, console, paper=args.paper)
@@ -306,6 +337,8 @@ def cmd_run(args, console: Console) -> int:
     plugins = load_plugins()
     matrix = build_matrix(raw, plugins, check_root=not args.demo)  # the demo's data is written below
     runs = select(matrix, args.only, args.phase)
+    output = args.output or Path("runs/demo" if args.demo else matrix.output)
+    _check_output_folders(output, matrix)
     from feph_finetune.executors import choose_executor
 
     executor = choose_executor(raw, plugins, args.executor, args.jobs, args.devices).create()
@@ -320,8 +353,7 @@ def cmd_run(args, console: Console) -> int:
     from feph_finetune.results import RunStore
     from feph_finetune.runner import MatrixRunner
 
-    output = args.output or Path("runs/demo" if args.demo else matrix.output)
-    store = RunStore(output)
+    store = RunStore(output, warn=warn)
     if args.force:
         for run in runs:
             store.discard(run.id)
@@ -338,6 +370,19 @@ def cmd_run(args, console: Console) -> int:
         return EXIT_FAILED_RUNS
     console.print(f"results in {output}/")
     return EXIT_OK
+
+
+def _check_output_folders(output: Path, matrix) -> None:
+    """Refuse a results folder (and [report] figures_dir) that cannot be written, before any run."""
+    from feph_finetune.config import ConfigError, Problem
+    from feph_finetune.results import output_folder_problem
+
+    folders = {"results directory": output}
+    if matrix.report["figures"] and matrix.report["figures_dir"]:
+        folders["report.figures_dir"] = Path(matrix.report["figures_dir"])
+    problems = [Problem(f"{name} {folder}", problem) for name, folder in folders.items() if (problem := output_folder_problem(folder))]
+    if problems:
+        raise ConfigError(problems)
 
 
 COMMANDS = {
@@ -371,14 +416,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def guarded(command, args, console: Console, errors: Console, argv: list[str] = ()) -> int:
-    """Turn the expected failures into one-screen messages and exit code 2."""
+    """Turn the expected failures into one-screen messages and exit code 2.
+
+    A :class:`PluginCallError` that reaches here came from a plugin called outside a run (a run's
+    own failures are recorded in its result.json): the message names the plugin and hook.
+    """
     from feph_finetune.config import ConfigError
     from feph_finetune.dataset import DatasetError
-    from feph_finetune.plugins import PluginLoadError
+    from feph_finetune.plugins import PluginCallError, PluginLoadError
+    from feph_finetune.reports import RecordError
 
     try:
         return command(args, console)
-    except (ConfigError, DatasetError, PluginLoadError) as error:
+    except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         problems = getattr(error, "problems", None)
         lines = [str(problem) for problem in problems] if problems else [str(error)]
         heading = "error:" if len(lines) == 1 else f"error: {len(lines)} problems"

@@ -220,6 +220,7 @@ def read_config(path: Path, overrides: list[str] = ()) -> RawConfig:
     for assignment in overrides:
         try:
             keys, value = parse_override(assignment)
+            _check_override_target(keys, data, path)
             set_dotted(data, keys, value)
         except ConfigError as error:
             problems += [Problem(f"--set {assignment}", problem.message) for problem in error.problems]
@@ -228,6 +229,21 @@ def read_config(path: Path, overrides: list[str] = ()) -> RawConfig:
     if problems:
         raise ConfigError(problems)
     return RawConfig(data, KeyLocator(str(path), text), overridden)
+
+
+def _check_override_target(keys: list[str], data: dict, path: Path) -> None:
+    """Refuse an override that would add an experiment the file does not have.
+
+    ``--set`` changes settings; a typo in an experiment's name must not train an extra
+    experiment with the defaults (``--set experiments.M3.batch_size=16`` when there is no M3).
+    """
+    if keys[0] != "experiments" or len(keys) < 2:
+        return
+    experiments = data.get("experiments")
+    known = list(experiments) if isinstance(experiments, dict) else []
+    if keys[1] not in known:
+        listed = ", ".join(known) if known else "none"
+        raise ConfigError([Problem(".".join(keys), f"no experiment {keys[1]!r} in {path}{close_match(keys[1], known)}; experiments: {listed}")])
 
 
 def set_dotted(table: dict, keys: list[str], value: Any) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from feph_finetune.confusion import row_shares, summed_confusion
 from feph_finetune.reports import configuration_name, finished, markdown_report, short_name
+from feph_finetune.results import atomic_path
 from feph_finetune.stats import mean_ci95
 
 #: What to run when matplotlib is missing.
@@ -106,7 +107,8 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
         if figure is not None:
             plots.append(_save(figure, out_dir, names.file("learning_curves", row), _SECTIONS[3], _row_title(row)))
     markdown = out_dir / "report.md"
-    markdown.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
+    with atomic_path(markdown) as temporary:  # an interrupt never leaves half a report.md
+        temporary.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
     return [out_dir / plot.file for plot in plots] + [markdown]
 
 
@@ -160,7 +162,8 @@ def _new_figure(width: float, height: float):
 
 
 def _save(figure, out_dir: Path, name: str, section: str, caption: str) -> Plot:
-    figure.savefig(out_dir / name, dpi=DPI)
+    with atomic_path(out_dir / name) as temporary:
+        figure.savefig(temporary, dpi=DPI, format="png")
     return Plot(name, section, caption)
 
 

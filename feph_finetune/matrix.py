@@ -339,7 +339,12 @@ class MatrixBuilder:
             if not isinstance(table, dict):
                 self.problems.append(Problem(place, f"expected a table, got {type_name(table)}"))
                 continue
-            declarations = self.plugins.option_declarations(plugin)
+            try:
+                declarations = self.plugins.option_declarations(plugin)
+            except PluginCallError as error:
+                self.problems.append(Problem(place, str(error)))
+                faulty.add(plugin)
+                continue
             for key, value in table.items():
                 place = self.raw.where(*where(("options", plugin, key)))
                 if key not in declarations:
@@ -355,13 +360,13 @@ class MatrixBuilder:
     def check_traits(self, config: dict[str, Any], where, faulty: set[str]) -> None:
         """Refuse combinations of plugins that cannot work, from what each declares it does
         (plugins whose options have problems are left out: their traits are unknown)."""
-        options = self.plugin_options(config)
         traits = {}
         for name in used_plugins(config):
             if name in faulty:
                 continue
             try:
-                traits[name] = self.plugins.traits(name, options[name])
+                options = {**self.plugins.option_defaults(name), **config["options"].get(name, {})}
+                traits[name] = self.plugins.traits(name, options)
             except PluginCallError as error:
                 self.problems.append(Problem(self.raw.where(*where(("options", name))), str(error)))
         model = config["model"]
@@ -490,10 +495,25 @@ def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True) -> M
 
 
 def select(matrix: Matrix, only: list[str] | None, phase: str | None) -> list[Run]:
-    """The runs that ``--only`` and ``--phase`` keep; unknown experiment names are an error."""
+    """The runs that ``--only`` and ``--phase`` keep.
+
+    ConfigError for an unknown experiment name, and when no run is left: a command that would
+    do nothing says so (exit 2) instead of reporting success.
+    """
     if only:
         unknown = [name for name in only if name not in matrix.experiments]
         if unknown:
             known = ", ".join(matrix.experiments)
             raise ConfigError([Problem(f"--only {name}", f"no experiment {name!r}{close_match(name, matrix.experiments)}; experiments: {known}") for name in unknown])
-    return [run for run in matrix.runs if (not only or run.experiment in only) and (not phase or run.phase == phase)]
+    runs = [run for run in matrix.runs if (not only or run.experiment in only) and (not phase or run.phase == phase)]
+    if not runs:
+        raise ConfigError([_nothing_selected(matrix, only, phase)])
+    return runs
+
+
+def _nothing_selected(matrix: Matrix, only: list[str] | None, phase: str | None) -> Problem:
+    options = " ".join(part for part in (f"--only {' '.join(only)}" if only else "", f"--phase {phase}" if phase else "") if part)
+    if phase:
+        having = list(dict.fromkeys(run.experiment for run in matrix.runs if run.phase == phase))
+        return Problem(options, f"no runs selected (experiments with a {phase} phase: {', '.join(having) or 'none'})")
+    return Problem(options or "experiments", "no runs selected: the file defines no runs")

@@ -61,8 +61,10 @@ def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str
     figure.suptitle(title, x=0.01, ha="left", fontsize=11)
     figure.tight_layout(rect=(0, 0, 0.85, 1))
     figure.legend(handles, labels, loc="center left", bbox_to_anchor=(0.855, 0.5), fontsize=9, frameon=False)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    from feph_finetune.results import atomic_path
+
+    with atomic_path(Path(path)) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
     return len(sequences)
 
 

@@ -193,6 +193,22 @@ def _register_entry_point(pm: pluggy.PluginManager, candidate: _EntryPoint) -> s
         if pm.has_plugin(candidate.name):
             pm.unregister(name=candidate.name)
         return f"{type(error).__name__}: {' '.join(str(error).split())}"
+    problem = _declaration_problem(Plugins(pm, {}), candidate.name)
+    if problem:
+        pm.unregister(name=candidate.name)
+    return problem
+
+
+def _declaration_problem(plugins: "Plugins", name: str) -> str:
+    """Why plugin ``name``'s ``plugin_options`` cannot be used ('' when it can), called once at load.
+
+    A plugin whose declarations raise would otherwise be listed as usable and fail only when a
+    configuration is checked; like a wrong hook argument, it is broken from the start.
+    """
+    try:
+        plugins.option_declarations(name)
+    except PluginCallError as error:
+        return f"plugin_options() failed: {type(error.error).__name__}: {error.error}"
     return ""
 
 
@@ -328,8 +344,16 @@ class Plugins:
             raise PluginCallError(name, hook, error) from error
 
     def option_declarations(self, name: str) -> dict[str, Option]:
-        """The plugin's options as :class:`~feph_finetune.Option` declarations (plain defaults wrapped)."""
-        return {key: as_option(value) for key, value in dict(self.call(name, "plugin_options") or {}).items()}
+        """The plugin's options as :class:`~feph_finetune.Option` declarations (plain defaults wrapped).
+
+        Raises :class:`PluginCallError` when ``plugin_options`` raises or returns something other
+        than a mapping of option names to defaults or Options.
+        """
+        declared = self.call(name, "plugin_options") or {}
+        try:
+            return {str(key): as_option(value) for key, value in dict(declared).items()}
+        except (TypeError, ValueError) as error:
+            raise PluginCallError(name, "plugin_options", TypeError(f"must return a mapping of option names to defaults or Options, got {declared!r}")) from error
 
     def option_defaults(self, name: str) -> dict[str, Any]:
         return {key: option.default for key, option in self.option_declarations(name).items()}

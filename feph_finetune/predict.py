@@ -94,14 +94,19 @@ class CentredMean:
 
 
 class RowWriter:
-    """Rows to ``path`` as CSV (empty cells for missing values) or JSON lines (null), by suffix."""
+    """Rows to ``path`` as CSV (empty cells for missing values) or JSON lines (null).
 
-    def __init__(self, path: Path, fields: list[str]):
+    The format follows ``suffix`` (default: ``path``'s), so that a temporary file beside the
+    target (see :func:`feph_finetune.results.atomic_path`) is written in the target's format.
+    A context manager: leaving it closes the file.
+    """
+
+    def __init__(self, path: Path, fields: list[str], suffix: str | None = None):
         self.path, self.fields = Path(path), fields
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = open(self.path, "w", encoding="utf-8", newline="")
         self.csv = None
-        if self.path.suffix.lower() == ".csv":
+        if (suffix or self.path.suffix).lower() == ".csv":
             self.csv = csv.DictWriter(self.handle, fieldnames=fields)
             self.csv.writeheader()
 
@@ -113,6 +118,12 @@ class RowWriter:
 
     def close(self) -> None:
         self.handle.close()
+
+    def __enter__(self) -> "RowWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 # --- per-input results ---------------------------------------------------------------------------

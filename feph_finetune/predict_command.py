@@ -12,13 +12,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
 
 def argument_problems(args) -> list[str]:
     """What is wrong with the options themselves, before MODEL and the inputs are looked at."""
     from feph_finetune.figures import PLOTS_INSTALL, plots_available
     from feph_finetune.predict import OUTPUT_SUFFIXES
+    from feph_finetune.results import output_file_problem
 
     problems = []
     if args.out is not None and args.out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -28,6 +29,10 @@ def argument_problems(args) -> list[str]:
             problems.append(f"--plot {args.plot}: the file name must end in .png")
         if not plots_available():
             problems.append(f"--plot needs matplotlib, which is not installed: {PLOTS_INSTALL}")
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        problem = None if path is None else output_file_problem(path)
+        if problem:
+            problems.append(f"{option} {path}: {problem}")
     if args.every < 1:
         problems.append(f"--every {args.every}: must be 1 or more")
     if args.smooth < 1 or args.smooth % 2 == 0:
@@ -48,7 +53,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
     try:
         bundle = open_bundle(args.model, get_plugins())
     except BundleError as error:
-        return _fail(errors, [f"MODEL {error}"])
+        return _fail(errors, [f"MODEL {line}" for line in str(error).splitlines()])
     sources, bad = [], {}
     for name in args.inputs:
         try:
@@ -59,8 +64,12 @@ def predict_command(args, console: Console, errors: Console) -> int:
         try:
             load_model(bundle)
         except BundleError as error:
-            return _fail(errors, [f"MODEL {error}"])
-        summaries = _run(bundle, sources, args, console)
+            return _fail(errors, [f"MODEL {line}" for line in str(error).splitlines()])
+        try:
+            summaries = _run(bundle, sources, args, console)
+        except KeyboardInterrupt:
+            errors.print(f"interrupted: nothing was written to {args.out}" if args.out else "interrupted", markup=False, highlight=False, soft_wrap=True)
+            return EXIT_INTERRUPTED
         bad.update({summary.name: "; ".join(summary.problems) for summary in summaries if summary.problems})
         print_summary(summaries, bundle, console)
         _finish_outputs(summaries, bundle, args, console)
@@ -70,33 +79,43 @@ def predict_command(args, console: Console, errors: Console) -> int:
 
 
 def _run(bundle, sources, args, console: Console):
+    """Predict every source; the rows go to a temporary file renamed to --out only when all are done,
+    so an interrupt or a crash leaves --out as it was (absent, or the previous file)."""
+    from contextlib import ExitStack
+
     from feph_finetune.predict import Predictor, RowWriter, Settings, columns
+    from feph_finetune.results import atomic_path
 
     predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every))
-    writer = RowWriter(args.out, columns(bundle.classes, args.smooth > 1)) if args.out else None
     summaries = []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
-    try:
+    with ExitStack() as outputs:
+        writer = None
+        if args.out:
+            temporary = outputs.enter_context(atomic_path(args.out))
+            writer = outputs.enter_context(RowWriter(temporary, columns(bundle.classes, args.smooth > 1), suffix=args.out.suffix))
         with progress:
             for source in sources:
                 task = progress.add_task(source.name[-30:], total=source.total)
                 summaries.append(predictor.run(source, writer, advance=lambda n, task=task: progress.advance(task, n)))
                 progress.remove_task(task)
-    finally:
-        if writer is not None:
-            writer.close()
     console.print(f"{predictor.frames_done} frames in {predictor.seconds:.1f} s ({predictor.frames_per_second:.1f} frames/s, batch {args.batch_size})", highlight=False)
     return summaries
 
 
 def print_summary(summaries, bundle, console: Console) -> None:
-    """Per input: frames, faces found, and the share of frames predicted as each class (fits 80 columns)."""
+    """Per input: frames, faces found, and the share of frames predicted as each class (fits 80 columns).
+
+    Class columns are headed by :func:`feph_finetune.reports.class_abbreviations`, as in ``report``."""
+    from feph_finetune.reports import class_abbreviations
+
+    short = class_abbreviations(bundle.classes)
     table = Table(title=f"model {bundle.run_id}: share of frames per predicted class", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
     table.add_column("input", no_wrap=True, min_width=20)
     table.add_column("frames", justify="right", no_wrap=True)
     table.add_column("faces", justify="right", no_wrap=True)
     for name in bundle.classes:
-        table.add_column(name[:4], justify="right", no_wrap=True, min_width=4)
+        table.add_column(short[name], justify="right", no_wrap=True, min_width=4)
     for summary in summaries:
         shares = [f"{100 * summary.predicted.get(name, 0) / summary.frames:.0f}%" if summary.frames else "-" for name in bundle.classes]
         faces = "-" if summary.faces is None else str(summary.faces)

@@ -26,6 +26,7 @@ from rich.text import Text
 
 from feph_finetune.api import CLASSES
 from feph_finetune.paper import published
+from feph_finetune.results import record_problem
 from feph_finetune.stats import paired_t
 
 if TYPE_CHECKING:
@@ -112,16 +113,15 @@ def _group_runs(records: Iterable[dict]) -> list[list[dict]]:
     return sorted(groups.values(), key=_group_sort_key)
 
 
+class RecordError(ValueError):
+    """A run record that cannot be reported (see :func:`feph_finetune.results.record_problem`)."""
+
+
 def _check_record(position: int, record: Any) -> None:
-    if not isinstance(record, dict):
-        raise ValueError(f"run record {position}: expected a dict, got {type(record).__name__}")
-    for key in ("experiment", "phase"):
-        if not isinstance(record.get(key), str) or not record.get(key):
-            run_id = record.get("id", "?")
-            raise ValueError(f"run record {position} (id {run_id}): missing or empty text field {key!r}")
-    variant = record.get("variant")
-    if variant is not None and not isinstance(variant, dict):
-        raise ValueError(f"run record {position} (id {record.get('id', '?')}): 'variant' must be a dict")
+    problem = record_problem(record)
+    if problem is not None:
+        run_id = record.get("id", "?") if isinstance(record, dict) else "?"
+        raise RecordError(f"run record {position} (id {run_id}): {problem}")
 
 
 def _group_sort_key(runs: list[dict]) -> tuple:

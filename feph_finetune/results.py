@@ -13,7 +13,7 @@ import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -39,6 +39,45 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def output_file_problem(path: Path) -> str | None:
+    """Why a file cannot be written at ``path``, or None: checked before any work starts.
+
+    Refused: an existing folder, a parent that does not exist or is not a folder, a parent this
+    process cannot write to (the file is written beside its target, then renamed, see
+    :func:`atomic_path`), an existing file that cannot be replaced.
+    """
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        return "is a folder; give a file name"
+    if not parent.exists():
+        return f"the folder {parent} does not exist"
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write to the folder {parent} (permission denied)"
+    return None
+
+
+def output_folder_problem(path: Path) -> str | None:
+    """Why a folder cannot be created or written at ``path``, or None: checked before any work.
+
+    Refused: an existing file, a file on the way to it, a nearest existing folder this process
+    cannot write to (the missing folders are created there).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return "is a file, not a folder"
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write to the folder {existing} (permission denied)"
+    return None
 
 
 def _create_temporary(path: Path) -> str:
@@ -73,21 +112,63 @@ def write_arrays(path: Path, **arrays: np.ndarray) -> None:
             np.savez(handle, **arrays)
 
 
-class RunStore:
-    """The output directory of a matrix: a sub-directory per run id."""
+def record_problem(record: Any) -> str | None:
+    """Why ``record`` (a parsed ``result.json``) cannot be a run's final record, or None when it can.
 
-    def __init__(self, root: Path):
+    A record is a JSON object with non-empty text ``experiment`` and ``phase``; ``variant`` and
+    ``metrics``, when present, are objects, and ``status``, when present, is text.
+    """
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {_json_kind(record)}"
+    for key in ("experiment", "phase"):
+        if not isinstance(record.get(key), str) or not record[key]:
+            return f"missing or empty text field {key!r}"
+    for key in ("variant", "metrics"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            return f"{key!r} must be a JSON object, got {_json_kind(record[key])}"
+    if "status" in record and not isinstance(record["status"], str):
+        return f"'status' must be text, got {_json_kind(record['status'])}"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "an array", str: "text", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+class RunStore:
+    """The output directory of a matrix: a sub-directory per run id.
+
+    ``warn`` receives one line per ``result.json`` that exists but cannot be used (not JSON, not
+    UTF-8, the wrong shape: see :func:`record_problem`), naming the file and why; such a run counts
+    as not finished, so a matrix runs it again and a report leaves it out.
+    """
+
+    def __init__(self, root: Path, warn: Callable[[str], None] | None = None):
         self.root = Path(root)
+        self.warn = warn
+        self._warned: set[Path] = set()
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / run_id
 
     def result(self, run_id: str) -> dict[str, Any] | None:
-        """The run's final record, or None when it never finished writing one."""
+        """The run's final record, or None when it never finished writing a usable one."""
+        path = self.run_dir(run_id) / RESULT_FILE
         try:
-            return json.loads((self.run_dir(run_id) / RESULT_FILE).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            return self._skip(path, f"unreadable ({error})")
+        problem = record_problem(record)
+        return record if problem is None else self._skip(path, problem)
+
+    def _skip(self, path: Path, why: str) -> None:
+        if self.warn is not None and path not in self._warned:
+            self._warned.add(path)
+            self.warn(f"{path}: skipped, {why}; the run counts as not finished")
+        return None
 
     def is_done(self, run_id: str) -> bool:
         result = self.result(run_id)

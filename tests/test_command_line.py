@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from feph_finetune.cli import main
-from feph_finetune.config import ConfigError, parse_override
+from feph_finetune.config import ConfigError, parse_override, read_config
 from feph_finetune.dataset import load_dataset
 from feph_finetune.results import write_json
 from conftest import run_cli, write_matrix
@@ -133,3 +133,53 @@ def test_an_interrupted_force_leaves_no_stale_result_that_the_continue_command_w
     assert not any(store.is_done(run_id) for run_id in ids)
     for run_id in ids:  # set aside, not lost
         assert json.loads((outdir / run_id / "result.previous.json").read_text()) == {"id": run_id, "status": "done"}
+
+
+def test_set_never_adds_an_experiment_the_file_does_not_have(matrix_file, capsys):
+    assert main([str(matrix_file), "--dry-run", "--set", "experiments.FineTun.batch_size=16", "--set", "experiments.Z={model='mobilenet'}"]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert f"no experiment 'FineTun' in {matrix_file} (did you mean 'FineTune'?); experiments: NoFT, FineTune" in message
+    assert f"no experiment 'Z' in {matrix_file}; experiments: NoFT, FineTune" in message
+    assert main([str(matrix_file), "--dry-run", "--json", "--set", "experiments.FineTune.batch_size=8"]) == 0
+    assert [run["experiment"] for run in json.loads(capsys.readouterr().out)] == ["NoFT", "FineTune"]
+    assert read_config(matrix_file, ["experiments.FineTune.batch_size=8"]).data["experiments"]["FineTune"]["batch_size"] == 8
+
+
+def test_a_selection_without_runs_is_exit_2_naming_the_experiments_that_have_the_phase(matrix_file, tmp_path, capsys):
+    for extra in ([], ["--only", "NoFT"]):
+        assert main([str(matrix_file), "--dry-run", "--phase", "cv", *extra]) == 2
+        captured = capsys.readouterr()
+        assert "no runs selected (experiments with a cv phase: none)" in captured.err and captured.out == ""
+    assert main([str(matrix_file), "--phase", "cv", "--output", str(tmp_path / "runs")]) == 2
+    assert "results in" not in capsys.readouterr().out and not (tmp_path / "runs").exists()
+
+
+def test_data_refuses_folds_below_two_and_a_dataset_without_images(tmp_path, synthetic_feph, capsys):
+    for folds in ("0", "1", "-3"):
+        assert main(["data", str(synthetic_feph), "--folds", folds]) == 2
+        assert f"--folds {folds}: must be 2 or more" in capsys.readouterr().err
+    assert main(["data", str(synthetic_feph), "--test-fraction", "1"]) == 2
+    assert "--test-fraction 1.0: must lie strictly between 0 and 1" in capsys.readouterr().err
+    root = tmp_path / "header_only"
+    write_png(root / "images" / "a.png")
+    (root / "labels.csv").write_text("External ID,Facial_label\n", encoding="utf-8")
+    assert main(["data", str(root), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["images"] == 0  # the description is still printed
+    assert f"{root}: no usable image" in captured.err
+
+
+def test_output_folders_that_cannot_be_written_are_refused_before_any_work(matrix_file, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    assert main([str(matrix_file), "--output", str(a_file)]) == 2
+    assert f"results directory {a_file}: is a file, not a folder" in capsys.readouterr().err
+    assert main(["synth", str(a_file / "sub"), "--images", "3"]) == 2
+    assert f"{a_file / 'sub'}: {a_file} is a file, not a folder" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "s"), "--images", "0"]) == 2
+    assert "--images 0: must be 1 or more" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    runs = tmp_path / "runs"
+    write_json(runs / "r1" / "result.json", {"experiment": "A", "phase": "exploratory", "status": "done", "metrics": {"accuracy": 0.5}})
+    assert main(["report", str(runs), "--figures", str(a_file)]) == 2
+    captured = capsys.readouterr()
+    assert f"--figures {a_file}: is a file, not a folder" in captured.err and captured.out == ""

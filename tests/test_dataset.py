@@ -259,7 +259,7 @@ def test_the_data_command_shows_repeats_and_conflicts(tmp_path, capsys):
 
     rows = [(FRAMES[0], "1"), (FRAMES[0], "1"), (FRAMES[1], "2"), (FRAMES[1], "3"), (FRAMES[2], "4"), (FRAMES[3], "5")]
     write_rows(tmp_path, rows, FRAMES)
-    assert main(["data", str(tmp_path), "--json", "--folds", "0"]) == 0
+    assert main(["data", str(tmp_path), "--json", "--folds", "2"]) == 0  # --folds 0 is refused (folds >= 2)
     description = json.loads(capsys.readouterr().out)
     assert description["images"] == 3
     assert description["dropped"]["duplicate_row"] == 1 and description["dropped"]["conflicting_labels"] == 2

@@ -248,3 +248,55 @@ def test_an_unknown_plugin_is_still_reported_as_not_installed(tmp_path):
     path = write_matrix(tmp_path / "m.toml", tmp_path, '[experiments.A]\nevaluate = ["paper_metric"]\n')
     result = run_cli(str(path), "--dry-run")
     assert result.returncode == 2 and "'paper_metric' is not installed (did you mean 'paper_metrics'?)" in " ".join(result.stderr.split())
+
+
+RAISING_OPTIONS = """
+    from feph_finetune import hookimpl
+
+    @hookimpl
+    def plugin_options():
+        raise RuntimeError("boom in the declarations")
+
+    @hookimpl
+    def evaluate(y_true, y_prob):
+        return {}
+"""
+
+
+def test_a_plugin_whose_options_raise_is_listed_broken_and_refused_where_used(site, tmp_path, synthetic_feph):
+    write_distribution(site, body=RAISING_OPTIONS)
+    entry = listed(site)[("extra_metric", "feph-extra 1.2.3")]
+    assert entry["status"] == "broken" and entry["error"] == "plugin_options() failed: RuntimeError: boom in the declarations"
+    using, other = matrices(tmp_path, synthetic_feph, "extra_metric")
+    refused = cli_with(site, str(using), "--dry-run")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert "uses.toml:" in message and "'extra_metric' of feph-extra 1.2.3 is broken" in message and "boom in the declarations" in message
+    assert cli_with(site, str(other), "--dry-run").returncode == 0
+
+
+class RaisingOptions:
+    """Registered at run time, so never checked at load: the configuration check names it."""
+
+    @hookimpl
+    def plugin_options(self):
+        raise RuntimeError("boom in the declarations")
+
+    @hookimpl
+    def evaluate(self, y_true, y_prob):
+        return {}
+
+
+@pytest.mark.parametrize("options", ["", "[experiments.A.options.raiser]\nx = 1\n"])
+def test_options_that_raise_at_check_time_are_exit_2_naming_the_place_and_the_plugin(tmp_path, synthetic_feph, capsys, options):
+    from conftest import line_of
+    from feph_finetune.cli import main
+
+    get_plugins().pm.register(RaisingOptions(), name="raiser")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nevaluate = ["paper_metrics", "raiser"]\n' + options)
+    assert main([str(path), "--dry-run"]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    key = "experiments.A.options.raiser" if options else "experiments.A"
+    line = line_of(path, "[experiments.A.options.raiser]" if options else "[experiments.A]")
+    assert f"{path}:{line} {key}" in message
+    assert "plugin 'raiser' failed in hook 'plugin_options': RuntimeError: boom in the declarations" in message

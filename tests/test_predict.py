@@ -144,6 +144,8 @@ def test_a_folder_of_frames_predicts_what_the_run_recorded(trained, tmp_path, ca
     summary = capsys.readouterr().out
     table = summary[summary.index("model "):summary.index("rows written")]
     assert str(folder)[-15:] in table and f" {len(rows)} " in table and max(map(len, table.splitlines())) <= 80
+    header = next(line for line in table.splitlines() if "frames" in line and "faces" in line).split()
+    assert header[-len(CLASSES):] == ["ang", "dis", "fea", "hap", "neu", "sad", "sur"]  # as report abbreviates them
 
 
 def test_single_images_predict_what_the_run_recorded(trained, tmp_path):
@@ -261,3 +263,78 @@ def test_options_are_checked_before_any_work(trained, tmp_path, capsys):
     errors = capsys.readouterr().err
     assert "must end in .csv or .jsonl" in errors and "--smooth 4: must be a positive odd number" in errors and "--every 0" in errors
     assert not (tmp_path / "rows.txt").exists()
+
+
+def test_output_targets_are_checked_before_any_work(trained, tmp_path, capsys):
+    folder = tmp_path / "d.csv"
+    folder.mkdir()
+    (tmp_path / "p.png").mkdir()
+    assert predict(trained.run_dir, trained.images[0], "--out", folder, "--plot", tmp_path / "p.png") == 2
+    errors = capsys.readouterr().err
+    assert f"--out {folder}: is a folder" in errors and f"--plot {tmp_path / 'p.png'}: is a folder" in errors
+    assert predict(trained.run_dir, trained.images[0], "--out", tmp_path / "missing" / "rows.csv") == 2
+    assert f"the folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["d.csv", "p.png"]
+
+
+def test_an_interrupt_leaves_the_previous_out_file_and_says_so(trained, tmp_path, capsys, monkeypatch):
+    from feph_finetune.predict import Predictor
+
+    out = tmp_path / "rows.csv"
+    out.write_text("previous rows\n", encoding="utf-8")
+    original, calls = Predictor.run, []
+
+    def interrupted_on_the_second_input(self, source, writer, advance=lambda n: None):
+        calls.append(source.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, source, writer, advance)
+
+    monkeypatch.setattr(Predictor, "run", interrupted_on_the_second_input)
+    assert predict(trained.run_dir, trained.images[0], trained.images[1], "--out", out) == 130
+    assert len(calls) == 2 and f"interrupted: nothing was written to {out}" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "previous rows\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["rows.csv"]  # no temporary file left
+    monkeypatch.setattr(Predictor, "run", original)
+    assert predict(trained.run_dir, trained.images[0], "--out", out) == 0
+    assert len(read_rows(out)) == 1
+
+
+def test_a_manifest_is_checked_like_a_configuration_before_any_work(trained, tmp_path, capsys):
+    bundle = tmp_path / "edited"
+    assert main(["export", str(trained.run_dir), str(bundle)]) == 0
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["preprocess"][0]["plugin"] == "face_crop"
+    edited = json.loads(json.dumps(manifest))
+    edited["preprocess"][0]["options"].update(margin="x", scale_factr=1.1)
+    (bundle / "bundle.json").write_text(json.dumps(edited))
+    assert predict(bundle, trained.images[0]) == 2
+    errors = " ".join(capsys.readouterr().err.split())
+    where = f"MODEL {bundle / 'bundle.json'} preprocess[0].options"
+    assert f"{where}.margin: plugin 'face_crop': expected" in errors and "'x'" in errors
+    assert f"{where}.scale_factr: plugin 'face_crop' has no option 'scale_factr' (did you mean 'scale_factor'?)" in errors
+    escaping = {**manifest, "model": "../../" + trained.run_dir.name + "/model.keras"}
+    (bundle / "bundle.json").write_text(json.dumps(escaping))
+    assert predict(bundle, trained.images[0]) == 2
+    errors = " ".join(capsys.readouterr().err.split())
+    assert f"MODEL {bundle / 'bundle.json'} model: '../../" in errors and "is outside the bundle folder" in errors
+    (bundle / "bundle.json").write_text(json.dumps({**manifest, "model": str((trained.run_dir / "model.keras").resolve())}))
+    assert predict(bundle, trained.images[0]) == 2
+    assert "is outside the bundle folder" in " ".join(capsys.readouterr().err.split())
+    (bundle / "bundle.json").write_text(json.dumps({**manifest, "input_size": "32", "preprocess": [{"plugin": "face_crop"}]}))
+    assert predict(bundle, trained.images[0]) == 2
+    errors = " ".join(capsys.readouterr().err.split())
+    assert "input_size: expected a positive integer" in errors and "preprocess[0]: expected an object with plugin, options and state" in errors
+
+
+def test_without_plot_matplotlib_is_not_needed_and_with_it_said_once(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from feph_finetune import figures
+    from feph_finetune.predict_command import argument_problems
+
+    monkeypatch.setattr(figures, "plots_available", lambda: False)
+    args = Namespace(out=tmp_path / "rows.csv", plot=None, every=1, smooth=1, batch_size=4)
+    assert argument_problems(args) == []
+    problems = argument_problems(Namespace(**{**vars(args), "plot": tmp_path / "p.png"}))
+    assert len(problems) == 1 and "--plot needs matplotlib" in problems[0]

@@ -480,3 +480,52 @@ def _csv(runs) -> str:
     buffer = io.StringIO()
     render(runs, "csv", Console(file=buffer, width=200))
     return buffer.getvalue()
+
+
+def _write_results(outdir, files: dict) -> None:
+    for run_id, text in files.items():
+        (outdir / run_id).mkdir(parents=True)
+        (outdir / run_id / "result.json").write_text(text, encoding="utf-8")
+
+
+def test_unreadable_or_ill_shaped_result_files_are_skipped_with_one_warning_each(tmp_path, capsys):
+    from feph_finetune.cli import main
+    from feph_finetune.results import RunStore
+
+    good = make_run("M2", "exploratory", model="mobilenet", order=0, accuracy=0.6, rng=np.random.default_rng(0))
+    bad = {"array": "[1, 2]", "other-object": '{"a": 1}', "truncated": json.dumps(good)[:40], "metrics-list": json.dumps({**good, "metrics": [1]})}
+    _write_results(tmp_path, {"good": json.dumps(good), **bad})
+
+    assert main(["report", str(tmp_path), "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "M2" in captured.out and "Traceback" not in captured.err
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == len(bad)
+    for run_id in bad:
+        assert sum(str(tmp_path / run_id / "result.json") in line for line in warnings) == 1
+    store = RunStore(tmp_path)
+    assert store.is_done("good") and not any(store.is_done(run_id) for run_id in bad)  # so a matrix reruns them
+
+
+def test_report_errors_go_to_stderr_with_exit_2(tmp_path, capsys):
+    from feph_finetune.cli import main
+
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no such results directory" in captured.err
+    _write_results(tmp_path, {"array": "[1, 2]"})
+    assert main(["report", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no finished runs" in captured.err and "array" in captured.err
+
+
+def test_an_ill_shaped_record_passed_to_the_reports_is_a_usage_error_not_a_traceback(capsys):
+    from rich.console import Console as RichConsole
+
+    from feph_finetune.cli import guarded
+
+    def command(args, console):
+        render([{"experiment": "M2", "phase": 3}], "table", console)
+
+    assert guarded(command, None, RichConsole(file=io.StringIO()), RichConsole(stderr=True)) == 2
+    assert "'phase'" in capsys.readouterr().err
