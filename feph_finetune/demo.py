@@ -100,14 +100,37 @@ def prepare_demo(settings: dict[str, Any], paths: DemoPaths, console, backbones:
             console.log(f"demo: writing {images} synthetic {domain} images to {folder}")
             with _new_folder(folder) as temporary:
                 write_synthetic_dataset(temporary, images=images, seed=seed, domain=domain)
-    for backbone, path in paths.base_models.items():
-        if backbone in backbones and not path.is_file():
-            epochs = settings["base_epochs"][backbone]
-            console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({epochs} epochs)")
-            started = time.perf_counter()
-            accuracy = pretrain_base_model(backbone, {**settings, "base_epochs": epochs}, paths.generic, path)
-            console.log(f"demo: pre-trained the {backbone} base model in {time.perf_counter() - started:.0f} s")
-            console.log(f"demo: the {backbone} base model classifies {accuracy:.0%} of held-out generic faces (chance: {1 / len(CLASSES):.0%})")
+    missing = [backbone for backbone, path in paths.base_models.items() if backbone in backbones and not path.is_file()]
+    if missing:
+        pretrain_in_children(missing, settings, paths, console)
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ start-up notices out of the console, unless the user set a level."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pretrain_in_children(backbones: list[str], settings: dict[str, Any], paths: DemoPaths, console) -> None:
+    """Pre-train the base models of ``backbones`` at once, each in a fresh child process.
+
+    Children keep TensorFlow out of the command's own process (its memory would stay there for the
+    whole matrix) and let the two bases train side by side. Each child seeds itself, so the
+    weights do not depend on what runs beside it.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    started = time.perf_counter()
+    for backbone in backbones:
+        console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({settings['base_epochs'][backbone]} epochs)")
+    with ProcessPoolExecutor(len(backbones), multiprocessing.get_context("spawn"), initializer=quiet_tensorflow) as pool:
+        futures = {
+            backbone: pool.submit(pretrain_base_model, backbone, {**settings, "base_epochs": settings["base_epochs"][backbone]}, paths.generic, paths.base_models[backbone])
+            for backbone in backbones
+        }
+        for backbone, future in futures.items():
+            accuracy = future.result()
+            console.log(f"demo: the {backbone} base model classifies {accuracy:.0%} of held-out generic faces (chance: {1 / len(CLASSES):.0%}); {time.perf_counter() - started:.0f} s since pre-training began")
 
 
 class _new_folder:

@@ -10,6 +10,7 @@ only 5 points over MobileNet's No-FT (16% to 21%) and EfficientNet's No-FT staye
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -82,17 +83,20 @@ def test_the_mobilenet_base_takes_rgb_minus_savchenkos_means_without_a_channel_f
     np.testing.assert_array_equal(demo.base_model_input("efficientnet", images), images.astype(np.float32))
 
 
-def test_pre_training_a_base_twice_gives_the_same_weights_bit_for_bit(tmp_path):
+def test_pre_training_a_base_twice_gives_the_same_weights_bit_for_bit_here_or_in_a_child(tmp_path):
     import keras
+    from rich.console import Console
 
     generic = tmp_path / "generic"
     write_synthetic_dataset(generic, images=40, seed=1, domain="generic")
     settings = {"input_size": 32, "seed": 4, "alpha": 0.25, "base_epochs": 1}
-    weights = []
-    for attempt in ("a", "b"):
-        (tmp_path / attempt).mkdir()
-        demo.pretrain_base_model("mobilenet", settings, generic, tmp_path / attempt / "base.keras")
-        weights.append(keras.models.load_model(tmp_path / attempt / "base.keras").get_weights())
+    here, child = tmp_path / "here" / "base.keras", tmp_path / "child" / "base.keras"
+    here.parent.mkdir()
+    child.parent.mkdir()
+    demo.pretrain_base_model("mobilenet", settings, generic, here)
+    paths = demo.DemoPaths(tmp_path, tmp_path / "FePh", generic, {"mobilenet": child})
+    demo.pretrain_in_children(["mobilenet"], {**settings, "base_epochs": {"mobilenet": 1}}, paths, Console(file=io.StringIO()))
+    weights = [keras.models.load_model(path).get_weights() for path in (here, child)]
     assert len(weights[0]) == len(weights[1]) > 0
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
 

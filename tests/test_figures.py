@@ -163,19 +163,23 @@ def test_report_table_keys_are_validated(tmp_path):
     assert "report.paper: expected boolean, got string 'yes'" in result.stderr
 
 
-def test_a_matrix_with_report_figures_writes_them_after_its_runs(tmp_path, capsys, monkeypatch):
+def test_a_matrix_with_report_figures_writes_them_after_its_runs(tmp_path, capsys, monkeypatch, synthetic_feph):
     """The runner is replaced by one that stores fake results (training is tested elsewhere)."""
-    from feph_finetune.runner import MatrixRunner, run_record
+    from feph_finetune.execution import run_record
+    from feph_finetune.runner import MatrixOutcome, MatrixRunner
 
-    def fake_run(runner, run):
-        confusion = sample_confusion(0.6, np.random.default_rng(0), scale=0.2)
-        runner.store.write(run.id, "history.json", history_of([("head", 1), ("adam", 1)], 0.6, np.random.default_rng(1)))
-        runner.store.finish(run.id, {**run_record(run, "done"), "metrics": metrics_of(confusion), "error": None,
-                                     "timing": {"total_s": 1.0, "stages": {}}, "counters": {}})
-        return "done"
+    def fake_run_all(runner, runs, force=False):
+        outcome = MatrixOutcome()
+        for run in runs:
+            confusion = sample_confusion(0.6, np.random.default_rng(0), scale=0.2)
+            runner.store.write(run.id, "history.json", history_of([("head", 1), ("adam", 1)], 0.6, np.random.default_rng(1)))
+            runner.store.finish(run.id, {**run_record(run, "done"), "metrics": metrics_of(confusion), "error": None,
+                                         "timing": {"total_s": 1.0, "stages": {}}, "counters": {}})
+            outcome.done.append(run.id)
+        return outcome
 
-    monkeypatch.setattr(MatrixRunner, "run_one", fake_run)
-    path = write_matrix(tmp_path / "m.toml", tmp_path, "[experiments.A]\n", extra=f"[report]\nfigures = true\nfigures_dir = \"{tmp_path / 'shared'}\"\n")
+    monkeypatch.setattr(MatrixRunner, "run_all", fake_run_all)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra=f"[report]\nfigures = true\nfigures_dir = \"{tmp_path / 'shared'}\"\n")
     assert main([str(path), "--output", str(tmp_path / "runs")]) == 0
     written = {file.name for file in (tmp_path / "shared").iterdir()}
     assert written == {"report.md", "sensitivity_exploratory.png", "confusion_exploratory_A.png", "learning_curves_exploratory_A.png"}
