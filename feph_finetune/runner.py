@@ -16,7 +16,6 @@ from typing import Iterator
 
 from rich.console import Console
 
-from feph_finetune.api import RunContext
 from feph_finetune.execution import RunJob, context_factory, execute_run, ignore
 from feph_finetune.executors import Executor, InProcess
 from feph_finetune.matrix import Matrix, Run

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,6 @@ from feph_finetune.executors.inline import InlineExecutor
 from feph_finetune.executors.process import ProcessExecutor
 from feph_finetune.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
-from feph_finetune.preparation import DataSource
 from feph_finetune.progress import MatrixView
 from feph_finetune.results import RunStore
 from feph_finetune.runner import MatrixRunner
@@ -127,7 +125,6 @@ from feph_finetune.executors import InProcess
 from feph_finetune.executors.process import ProcessExecutor
 from feph_finetune.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
-from feph_finetune.preparation import DataSource
 from feph_finetune.runner import MatrixRunner
 from feph_finetune.results import RunStore
 

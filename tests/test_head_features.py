@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
-from feph_finetune import BuiltModel, RunContext, TrainingStage  # noqa: E402
-from feph_finetune.head_features import applies, split_at_head, train_head_on_features, unsuitable_reason  # noqa: E402
-from feph_finetune_plugins import mobilenet  # noqa: E402
-from feph_finetune_plugins.backbones import attach_head  # noqa: E402
+from feph_finetune import BuiltModel, RunContext, TrainingStage
+from feph_finetune.head_features import applies, split_at_head, train_head_on_features, unsuitable_reason
+from feph_finetune_plugins import mobilenet
+from feph_finetune_plugins.backbones import attach_head
 
 SIZE = 32
 BATCH = 8

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
-from feph_finetune_plugins.sam import sharpness_aware, sharpness_aware_model_class  # noqa: E402
+from feph_finetune_plugins.sam import sharpness_aware, sharpness_aware_model_class
 
 CLASSES = 3
 FEATURES = 4

@@ -12,14 +12,14 @@ import json
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
-from feph_finetune import CLASSES  # noqa: E402
-from feph_finetune.cli import main  # noqa: E402
-from feph_finetune.preparation import Examples, RunData  # noqa: E402
-from feph_finetune.training import BestEpoch, make_dataset, set_trainable  # noqa: E402
+from feph_finetune import CLASSES
+from feph_finetune.cli import main
+from feph_finetune.preparation import Examples, RunData
+from feph_finetune.training import BestEpoch, make_dataset, set_trainable
 
-from conftest import TinyMatrix, write_matrix  # noqa: E402
+from conftest import TinyMatrix, write_matrix
 
 #: A class order other than FePh's, as a pretrained model may have.
 PRETRAINED_ORDER = ["surprise", "anger", "sad", "disgust", "happy", "fear", "neutral"]
