@@ -124,15 +124,11 @@ def paired_t(differences: Iterable[float]) -> dict:
     a zero-width interval; a zero mean gives t = 0 and p = 1.
     """
     values = _finite_values(differences)
-    n = int(values.size)
-    result = {"n": n, "mean": None, "sd": None, "t": None, "df": None, "p": None, "ci95": None}
-    if n == 0:
+    summary = _mean_and_sd(values)
+    result = {**summary, "t": None, "df": None, "p": None, "ci95": None}
+    n, mean, sd = summary["n"], summary["mean"], summary["sd"]
+    if sd is None:
         return result
-    mean = float(values.mean())
-    result["mean"] = mean
-    if n < 2:
-        return result
-    sd = float(values.std(ddof=1))
     if sd <= _ZERO_SPREAD * float(np.abs(values).max()):
         sd = 0.0
     df = n - 1
@@ -146,6 +142,15 @@ def paired_t(differences: Iterable[float]) -> dict:
     half_width = t_ppf(0.975, df) * standard_error
     result.update(t=t, p=t_two_sided_p(t, df), ci95=(mean - half_width, mean + half_width))
     return result
+
+
+def _mean_and_sd(values: np.ndarray) -> dict:
+    """``{"n", "mean", "sd"}`` of a flat float array: ``mean`` None without values, ``sd`` (sample
+    standard deviation, ddof=1) None with fewer than two."""
+    n = int(values.size)
+    mean = float(values.mean()) if n else None
+    sd = float(values.std(ddof=1)) if n >= 2 else None
+    return {"n": n, "mean": mean, "sd": sd}
 
 
 def _finite_values(differences: Iterable[float], caller: str = "paired_t", what: str = "difference") -> np.ndarray:
@@ -171,16 +176,11 @@ def mean_ci95(values: Iterable[float]) -> dict:
     ``sd`` and ``ci95`` are None, with none ``mean`` is None too. NaN or infinite values are
     refused (ValueError naming the position).
     """
-    values = _finite_values(values, caller="mean_ci95", what="value")
-    n = int(values.size)
-    result = {"n": n, "mean": None, "sd": None, "ci95": None}
-    if n == 0:
+    summary = _mean_and_sd(_finite_values(values, caller="mean_ci95", what="value"))
+    result = {**summary, "ci95": None}
+    if summary["sd"] is None:
         return result
-    mean = float(values.mean())
-    result["mean"] = mean
-    if n < 2:
-        return result
-    sd = float(values.std(ddof=1))
+    n, mean, sd = summary["n"], summary["mean"], summary["sd"]
     half_width = t_ppf(0.975, n - 1) * sd / math.sqrt(n)
-    result.update(sd=sd, ci95=(mean - half_width, mean + half_width))
+    result["ci95"] = (mean - half_width, mean + half_width)
     return result
