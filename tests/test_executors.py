@@ -125,6 +125,7 @@ from feph_finetune.executors import InProcess
 from feph_finetune.executors.process import ProcessExecutor
 from feph_finetune.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
+from feph_finetune.preparation import DataSource
 from feph_finetune.runner import MatrixRunner
 from feph_finetune.results import RunStore
 
