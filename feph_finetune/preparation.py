@@ -106,7 +106,6 @@ class DataSource:
             self._frames[key] = frames
         return self._frames[key]
 
-
     def inputs(self, run: Run, plugins: Plugins, context_for: Callable[[str], RunContext]) -> "RunInputs":
         """The loaded dataset and the frame array a run reads: what a worker that cannot see the
         dataset's folder needs (one per dataset, frame steps and input size, not per run)."""

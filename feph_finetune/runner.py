@@ -74,11 +74,12 @@ class MatrixRunner:
     def job(self, run: Run) -> RunJob:
         return RunJob(run, self.matrix.seed, str(self.store.root))
 
-    def run_all(self, runs: list[Run], force: bool = False) -> MatrixOutcome:
+    def run_all(self, runs: list[Run]) -> MatrixOutcome:
+        """Run every run without a finished result (``--force`` sets results aside beforehand)."""
         outcome = MatrixOutcome()
         pending = []
         for run in runs:
-            if not force and self.store.is_done(run.id):
+            if self.store.is_done(run.id):
                 outcome.skipped.append(run.id)
             else:
                 pending.append(run)

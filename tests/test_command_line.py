@@ -101,7 +101,7 @@ def test_result_files_follow_the_umask(tmp_path, umask, mode):
 def test_interrupt_prints_the_command_that_continues_without_force(matrix_file, tmp_path, monkeypatch, capsys, force):
     from feph_finetune.runner import MatrixRunner
 
-    def interrupted(self, runs, force=False):
+    def interrupted(self, runs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(MatrixRunner, "run_all", interrupted)
@@ -125,7 +125,7 @@ def test_an_interrupted_force_leaves_no_stale_result_that_the_continue_command_w
     for run_id in ids:
         store.finish(run_id, {"id": run_id, "status": "done"})
 
-    def interrupted(self, runs, force=False):
+    def interrupted(self, runs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(MatrixRunner, "run_all", interrupted)

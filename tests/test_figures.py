@@ -168,7 +168,7 @@ def test_a_matrix_with_report_figures_writes_them_after_its_runs(tmp_path, capsy
     from feph_finetune.execution import run_record
     from feph_finetune.runner import MatrixOutcome, MatrixRunner
 
-    def fake_run_all(runner, runs, force=False):
+    def fake_run_all(runner, runs):
         outcome = MatrixOutcome()
         for run in runs:
             confusion = sample_confusion(0.6, np.random.default_rng(0), scale=0.2)
