@@ -11,6 +11,8 @@ import json
 import os
 import shlex
 import sys
+from contextlib import closing, nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -341,23 +343,30 @@ def cmd_run(args, console: Console) -> int:
     _check_output_folders(output, matrix)
     from feph_finetune.executors import choose_executor
 
-    executor = choose_executor(raw, plugins, args.executor, args.jobs, args.devices).create()
+    choice = choose_executor(raw, plugins, args.executor, args.jobs, args.devices)
+    if args.demo and choice.cls.name == "process" and args.jobs is None and args.devices is None and "jobs" not in raw.data.get("executor", {}).get("process", {}):
+        choice = replace(choice, settings={**choice.settings, "jobs": demo.demo_jobs()})
+    executor = choice.create()
     if args.demo and not args.dry_run:
-        demo.prepare_demo(settings, paths, console, backbones={run.config["model"] for run in runs})
-        matrix = build_matrix(raw, plugins)  # now that the data exists: checked, and its fingerprint in the ids
+        demo.write_demo_data(settings, paths, console)
+        matrix = build_matrix(raw, plugins, check_files=False)  # the data exists now: checked, its fingerprint in the ids
         runs = select(matrix, args.only, args.phase)
     if args.dry_run:
         print_runs(runs, args.json, console)
         return EXIT_OK
     from feph_finetune.reports import render
     from feph_finetune.results import RunStore
-    from feph_finetune.runner import MatrixRunner
+    from feph_finetune.runner import MatrixOutcome, MatrixRunner, sigterm_as_interrupt
 
     store = RunStore(output, warn=warn)
     if args.force:
         for run in runs:
             store.discard(run.id)
-    outcome = MatrixRunner(matrix, plugins, store, console, executor=executor).run_all(runs)
+    runner, outcome = MatrixRunner(matrix, plugins, store, console, executor=executor), MatrixOutcome()
+    groups = demo.runs_as_bases_are_ready(runs, settings, paths, console) if args.demo else iter([runs])
+    with sigterm_as_interrupt(), closing(groups) if args.demo else nullcontext():  # closing: stop the pre-training now
+        for group in groups:
+            outcome.add(runner.run_all(group))
     if outcome.skipped:
         console.print(f"skipped {len(outcome.skipped)} finished runs (use --force to rerun them)")
     records = store.records([run.id for run in runs])
@@ -423,6 +432,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     """
     from feph_finetune.config import ConfigError
     from feph_finetune.dataset import DatasetError
+    from feph_finetune.demo import PretrainingFailed
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.reports import RecordError
 
@@ -436,6 +446,9 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         for line in lines:
             errors.print(line, markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    except PretrainingFailed as error:
+        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        return EXIT_FAILED_RUNS
     except KeyboardInterrupt:
         if command is cmd_run:
             errors.print(f"interrupted: finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)

@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from feph_finetune.api import BuiltModel, TrainingStage
+from feph_finetune.compiling import compile_for_stage
 
 #: Keras layers without weights that give the same output for an image every time: leading ones
 #: of the head run once with the frozen part, so that spatial features (N x H x W x C) are stored
@@ -110,15 +111,13 @@ def train_head_on_features(
     Returns ``{"loss": [...], "accuracy": [...]}`` per epoch, plus ``val_loss`` and
     ``val_accuracy`` with validation: the ``history`` of a Keras ``fit``.
     """
-    import keras
-
     split = split_at_head(built)
     features = _features(split.extractor, train, train_labels, batch_size, "training")
     validation_data = None
     if validation is not None:
         images, labels = validation
         validation_data = (_features(split.extractor, images, labels, batch_size, "validation"), np.asarray(labels, dtype="int32"))
-    split.head.compile(optimizer=stage.optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    compile_for_stage(split.head, stage.optimizer)
     history = split.head.fit(
         _shuffled_batches(features, train_labels, batch_size, seed),
         validation_data=validation_data,

@@ -484,14 +484,15 @@ def apply_demo(raw: RawConfig, demo_root: str, weights: dict[str, str]) -> None:
         raw.data["dataset"].pop(key, None)
 
 
-def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True) -> Matrix:
+def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True, check_files: bool | None = None) -> Matrix:
     """Validate ``raw`` and expand it into runs; raises ConfigError listing every problem.
 
     ``check_root=False`` (the demo, whose data and base models are written after validation)
-    skips what needs files on disk: the dataset root and its index, and files named by options.
-    The dataset's index is still read, for its fingerprint, when the root exists.
+    skips the dataset root and its index; the index is still read, for its fingerprint, when the
+    root exists. ``check_files=False`` skips the files named by options (the demo's base models,
+    pre-trained while the first runs execute); by default it follows ``check_root``.
     """
-    return MatrixBuilder(raw, plugins, check_files=check_root).build(check_root)
+    return MatrixBuilder(raw, plugins, check_files=check_root if check_files is None else check_files).build(check_root)
 
 
 def select(matrix: Matrix, only: list[str] | None, phase: str | None) -> list[Run]:

@@ -31,6 +31,12 @@ class MatrixOutcome:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
+    def add(self, other: "MatrixOutcome") -> None:
+        """Count ``other``'s runs too (a matrix run in several groups)."""
+        self.done += other.done
+        self.skipped += other.skipped
+        self.failed += other.failed
+
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:

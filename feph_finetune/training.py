@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from feph_finetune import head_features
 from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, RunContext, TrainingStage
+from feph_finetune.compiling import compile_for_stage
 from feph_finetune.matrix import Run
 from feph_finetune.plugins import PluginCallError, Plugins
 from feph_finetune.preparation import Examples, RunData
@@ -178,7 +179,7 @@ def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data:
             history = _train_head_on_features(built, stage, data, validation, run.seed, batch_size, callbacks, epoch)
         else:
             trained = stage.wrap(built.model) if stage.wrap else built.model
-            trained.compile(optimizer=stage.optimizer, loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+            compile_for_stage(trained, stage.optimizer)
             history = trained.fit(train, validation_data=validation, epochs=epoch + stage.epochs, initial_epoch=epoch, class_weight=data.class_weight, callbacks=callbacks, shuffle=False, verbose=0).history
         outcome.stage_seconds[stage.name] = outcome.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started
         if progress:

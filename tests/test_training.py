@@ -222,3 +222,24 @@ def test_no_ft_reorders_the_pretrained_models_classes_to_fephs(synthetic_feph, t
     _, stored = tiny.store.predictions(tiny.runs["noft"].id)
     np.testing.assert_allclose(stored, expected, atol=1e-5)
     assert PRETRAINED_ORDER != list(CLASSES) and not np.allclose(stored, raw, atol=1e-3)
+
+
+def test_a_stage_compiled_by_the_core_traces_its_train_step_once():
+    """Keras 3 creates the optimizer's and the metric's variables inside the first trace unless
+    they exist, and TensorFlow then traces the step again: seconds per stage for EfficientNet."""
+    from feph_finetune.compiling import compile_for_stage
+
+    traced = []
+
+    class Counting(keras.Model):
+        def train_step(self, data):
+            traced.append(len(traced))
+            return super().train_step(data)
+
+    inputs = keras.Input((4,))
+    model = Counting(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    compile_for_stage(model, keras.optimizers.Adam(1e-3))
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+    history = model.fit(x, np.arange(40) % 3, batch_size=16, epochs=2, verbose=0)
+    assert traced == [0]
+    assert set(history.history) == {"loss", "accuracy"}

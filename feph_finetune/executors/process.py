@@ -83,8 +83,13 @@ class ProcessExecutor(Executor):
             raise
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def auto_jobs() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     by_memory = int(available_memory_gib() // AUTO_MEMORY_PER_RUN_GIB) if available_memory_gib() else cores
     return max(1, min(cores // 2, by_memory))
 

@@ -1,0 +1,29 @@
+"""Compiling a Keras model for one training stage so that its train step is traced only once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def compile_for_stage(model: Any, optimizer: Any) -> None:
+    """Compile ``model`` with ``optimizer``, sparse categorical cross-entropy and accuracy, and
+    create the optimizer's and the metric's variables now.
+
+    Without a distribution strategy Keras 3 creates them lazily, inside the first trace of the
+    train step, and TensorFlow traces a function that created variables a second time. Measured
+    on this project's 2-core CPU (TF 2.21, Keras 3.15), each stage of EfficientNet-B0 at 64 px
+    spent about 12 s on that second trace; a demo run has one or two such stages.
+
+    The metric is passed as an object (its variables exist once it is constructed) and keeps
+    the name ``accuracy``, so the history's keys are ``accuracy`` and ``val_accuracy`` as with
+    ``metrics=["accuracy"]``. An optimizer already built (reused from an earlier stage) is kept.
+    """
+    import keras
+
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
