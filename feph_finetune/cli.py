@@ -344,9 +344,7 @@ def cmd_run(args, console: Console) -> int:
     from feph_finetune.executors import choose_executor
 
     choice = choose_executor(raw, plugins, args.executor, args.jobs, args.devices)
-    if args.demo and choice.cls.name == "process" and args.jobs is None and args.devices is None and "jobs" not in raw.data.get("executor", {}).get("process", {}):
-        choice = replace(choice, settings={**choice.settings, "jobs": demo.demo_jobs()})
-    executor = choice.create()
+    executor = (with_demo_jobs(choice, raw, args) if args.demo else choice).create()
     if args.demo and not args.dry_run:
         demo.write_demo_data(settings, paths, console)
         matrix = build_matrix(raw, plugins, check_files=False)  # the data exists now: checked, its fingerprint in the ids
@@ -364,7 +362,7 @@ def cmd_run(args, console: Console) -> int:
             store.discard(run.id)
     runner, outcome = MatrixRunner(matrix, plugins, store, console, executor=executor), MatrixOutcome()
     groups = demo.runs_as_bases_are_ready(runs, settings, paths, console) if args.demo else iter([runs])
-    with sigterm_as_interrupt(), closing(groups) if args.demo else nullcontext():  # closing: stop the pre-training now
+    with sigterm_as_interrupt(), closing(groups) if args.demo else nullcontext():  # an interrupt stops the pre-training at once
         for group in groups:
             outcome.add(runner.run_all(group))
     if outcome.skipped:
@@ -379,6 +377,17 @@ def cmd_run(args, console: Console) -> int:
         return EXIT_FAILED_RUNS
     console.print(f"results in {output}/")
     return EXIT_OK
+
+
+def with_demo_jobs(choice, raw, args):
+    """The demo runs one run per CPU core (:func:`feph_finetune.demo.demo_jobs`) with the
+    ``process`` executor, unless ``--jobs``, ``--devices`` or ``[executor.process] jobs`` decide."""
+    from feph_finetune.demo import demo_jobs
+
+    decided = args.jobs is not None or args.devices is not None or "jobs" in raw.data.get("executor", {}).get("process", {})
+    if choice.cls.name != "process" or decided:
+        return choice
+    return replace(choice, settings={**choice.settings, "jobs": demo_jobs()})
 
 
 def _check_output_folders(output: Path, matrix) -> None:
