@@ -347,7 +347,8 @@ def cmd_run(args, console: Console) -> int:
     executor = (with_demo_jobs(choice, raw, args) if args.demo else choice).create()
     if args.demo and not args.dry_run:
         demo.write_demo_data(settings, paths, console)
-        matrix = build_matrix(raw, plugins, check_files=False)  # the data exists now: checked, its fingerprint in the ids
+        # The data exists now: checked, its fingerprint in the ids. The bases are written later.
+        matrix = build_matrix(raw, plugins, pending_files=frozenset(str(path) for path in paths.base_models.values()))
         runs = select(matrix, args.only, args.phase)
     if args.dry_run:
         print_runs(runs, args.json, console)
@@ -361,7 +362,7 @@ def cmd_run(args, console: Console) -> int:
         for run in runs:
             store.discard(run.id)
     runner, outcome = MatrixRunner(matrix, plugins, store, console, executor=executor), MatrixOutcome()
-    groups = demo.runs_as_bases_are_ready(runs, settings, paths, console) if args.demo else iter([runs])
+    groups = demo.runs_as_bases_are_ready(runs, settings, paths, console, store.is_done) if args.demo else iter([runs])
     with sigterm_as_interrupt(), closing(groups) if args.demo else nullcontext():  # an interrupt stops the pre-training at once
         for group in groups:
             outcome.add(runner.run_all(group))
@@ -381,10 +382,10 @@ def cmd_run(args, console: Console) -> int:
 
 def with_demo_jobs(choice, raw, args):
     """The demo runs one run per CPU core (:func:`feph_finetune.demo.demo_jobs`) with the
-    ``process`` executor, unless ``--jobs``, ``--devices`` or ``[executor.process] jobs`` decide."""
+    ``process`` executor, unless ``--jobs``, ``--devices`` or ``[executor.process]`` decide."""
     from feph_finetune.demo import demo_jobs
 
-    decided = args.jobs is not None or args.devices is not None or "jobs" in raw.data.get("executor", {}).get("process", {})
+    decided = args.jobs is not None or args.devices is not None or bool({"jobs", "devices"} & set(raw.data.get("executor", {}).get("process", {})))
     if choice.cls.name != "process" or decided:
         return choice
     return replace(choice, settings={**choice.settings, "jobs": demo_jobs()})
@@ -457,6 +458,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         return EXIT_USAGE
     except PretrainingFailed as error:
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        errors.print(f"finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_FAILED_RUNS
     except KeyboardInterrupt:
         if command is cmd_run:

@@ -16,7 +16,9 @@ def compile_for_stage(model: Any, optimizer: Any) -> None:
 
     The metric is passed as an object (its variables exist once it is constructed) and keeps
     the name ``accuracy``, so the history's keys are ``accuracy`` and ``val_accuracy`` as with
-    ``metrics=["accuracy"]``. An optimizer already built (reused from an earlier stage) is kept.
+    ``metrics=["accuracy"]``. The optimizer built is the model's own (Keras may wrap or resolve
+    ``optimizer``); one already built (reused from an earlier stage) is kept, and a model not yet
+    built (its variables made on first call) is left to Keras.
     """
     import keras
 
@@ -25,5 +27,5 @@ def compile_for_stage(model: Any, optimizer: Any) -> None:
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    if not optimizer.built:
-        optimizer.build(model.trainable_variables)
+    if model.built and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)

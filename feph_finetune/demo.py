@@ -13,8 +13,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,6 +43,7 @@ SAVCHENKO_RGB_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 #: 3,600 generic faces at 64 px: EfficientNet-B0 reached 54% held-out accuracy in 5 epochs this
 #: way, against 46% after 5 of 10 epochs at a constant 1e-3 (62% after all 10).
 BASE_PEAK_LR = 3e-3
+BASE_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -97,13 +101,14 @@ def demo_paths(settings: dict[str, Any]) -> DemoPaths:
 def demo_jobs() -> int:
     """The demo's runs at once with the ``process`` executor, unless ``--jobs`` or
     ``[executor.process] jobs`` says otherwise: one per CPU core, within the available memory
-    (2 GiB a run). A demo run spends much of its time tracing TensorFlow graphs, which uses one
+    (2 GiB a run; where it cannot be read, one per two cores). A demo run spends much of its time tracing TensorFlow graphs, which uses one
     core: two at once kept this project's 2-core machine 90% busy over the whole demo."""
     from feph_finetune.executors.process import AUTO_MEMORY_PER_RUN_GIB, available_memory_gib, usable_cores
 
-    memory = available_memory_gib()
-    cores = usable_cores()
-    return max(1, min(cores, int(memory // AUTO_MEMORY_PER_RUN_GIB) if memory else cores))
+    memory, cores = available_memory_gib(), usable_cores()
+    if memory is None:  # not Linux: no reading of the free memory, so half the cores
+        return max(1, cores // 2)
+    return max(1, min(cores, int(memory // AUTO_MEMORY_PER_RUN_GIB)))
 
 
 def write_demo_data(settings: dict[str, Any], paths: DemoPaths, console) -> None:
@@ -120,18 +125,20 @@ def write_demo_data(settings: dict[str, Any], paths: DemoPaths, console) -> None
                 write_synthetic_dataset(temporary, images=images, seed=seed, domain=domain)
 
 
-def runs_as_bases_are_ready(runs: list, settings: dict[str, Any], paths: DemoPaths, console) -> Iterator[list]:
-    """The demo's runs in groups that can start: first those whose base model exists, then each
-    backbone's runs as soon as its base is pre-trained, while the other bases keep training.
+def runs_as_bases_are_ready(runs: list, settings: dict[str, Any], paths: DemoPaths, console, is_done=lambda run_id: False) -> Iterator[list]:
+    """The demo's runs in groups that can start: first those whose base model exists (or that
+    ``is_done(run_id)`` says are finished), then the runs of each backbone whose base is
+    pre-trained, in the order the bases finish, while the other bases keep training.
 
-    So on a machine of a few cores the MobileNet runs fill the cores the EfficientNet base's
-    pre-training leaves idle, instead of waiting for it. Each group keeps the matrix's order.
-    Leaving the loop early (an error, Ctrl-C) stops the pre-training children.
+    The caller runs one group to its end before it asks for the next: so on a machine of a few
+    cores the MobileNet runs use the cores the EfficientNet base's pre-training leaves idle, and
+    the EfficientNet runs start once both that group and their base are done. Each group keeps the
+    matrix's order. Leaving the loop early (an error, Ctrl-C) stops the pre-training children.
     """
     waiting: dict[str, list] = {}
     for run in runs:
         backbone = run.config["model"]
-        if backbone in paths.base_models and not paths.base_models[backbone].is_file():
+        if backbone in paths.base_models and not paths.base_models[backbone].is_file() and not is_done(run.id):
             waiting.setdefault(backbone, []).append(run)
     ready = [run for run in runs if run.config["model"] not in waiting]
     with BasePretraining(list(waiting), settings, paths, console) as pretraining:
@@ -159,14 +166,22 @@ class BasePretraining:
         self.paths, self.console = paths, console
         self.children: dict[str, Any] = {}
         context = multiprocessing.get_context("spawn")
-        for backbone in backbones:
-            epochs = settings["base_epochs"][backbone]
-            console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({epochs} epochs)")
-            child = context.Process(
-                target=pretrain_quietly, args=(backbone, {**settings, "base_epochs": epochs}, paths.generic, paths.base_models[backbone], os.getpid()), name=f"pretrain-{backbone}"
-            )
-            child.start()
-            self.children[backbone] = child
+        try:
+            for backbone in backbones:
+                epochs = settings["base_epochs"][backbone]
+                console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({epochs} epochs)")
+                # A daemon is terminated, not joined, if the command exits without stop(); a child
+                # that starts with SIGINT ignored leaves Ctrl-C to the parent (no traceback of its own).
+                child = context.Process(
+                    target=pretrain_quietly, args=(backbone, {**settings, "base_epochs": epochs}, paths.generic, paths.base_models[backbone], os.getpid()),
+                    name=f"pretrain-{backbone}", daemon=True,
+                )
+                with _sigint_ignored():
+                    child.start()
+                self.children[backbone] = child
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def running(self) -> bool:
@@ -174,7 +189,7 @@ class BasePretraining:
 
     def next_trained(self) -> str:
         """Wait for the next child to finish and return its backbone; :class:`PretrainingFailed`
-        if it exited without its model (its traceback is on stderr above)."""
+        if it exited without its model (its output, a traceback say, stays in its log)."""
         from multiprocessing.connection import wait
 
         finished = wait([child.sentinel for child in self.children.values()])
@@ -183,7 +198,8 @@ class BasePretraining:
         child.join()
         model = self.paths.base_models[backbone]
         if child.exitcode != 0 or not model.is_file():
-            how = f"was killed by signal {-child.exitcode}" if child.exitcode < 0 else f"exited with code {child.exitcode}"
+            how = f"was killed by {signal.Signals(-child.exitcode).name}" if child.exitcode < 0 else f"exited with code {child.exitcode}"
+            how += " (out of memory, or killed by hand)" if child.exitcode == -signal.SIGKILL else ""
             raise PretrainingFailed(
                 f"demo: pre-training the {backbone} base model failed: its process {how}; its output is in "
                 f"{pretraining_log(model)}. Run the command again to retry"
@@ -213,6 +229,19 @@ class BasePretraining:
         self.stop()
 
 
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored within the block (in the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def pretrain_quietly(backbone: str, settings: dict[str, Any], generic: Path, path: Path, parent: int) -> None:
     """:func:`pretrain_base_model` in a child process of ``parent`` (a pid) whose output
     (TensorFlow's start-up notices, which ``TF_CPP_MIN_LOG_LEVEL`` no longer silences, and any
@@ -226,10 +255,7 @@ def pretrain_quietly(backbone: str, settings: dict[str, Any], generic: Path, pat
     with open(pretraining_log(path), "wb") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        try:
-            pretrain_base_model(backbone, settings, generic, path)
-        except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
-            raise SystemExit(130) from None
+        pretrain_base_model(backbone, settings, generic, path)
 
 
 def pretraining_log(model: Path) -> Path:
@@ -286,7 +312,8 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
     learned about expressions rather than memorised. Thousands of faces without augmentation
     learn fastest: measured at 64 px, MobileNet alpha 0.5 on 3,600 faces reached 40% held-out
     accuracy in 9 epochs, while with random shifts and brightness changes it often stayed at
-    chance for 12. The input is :func:`base_model_input`.
+    chance for 12. The input is :func:`base_model_input`; the optimizer Adam, its learning rate
+    warmed up to :data:`BASE_PEAK_LR` and decayed.
 
     Deterministic: Python, NumPy and TensorFlow are seeded from ``settings["seed"]`` and
     TensorFlow's op determinism is switched on (for the rest of the process, as a demo run's
@@ -315,11 +342,11 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
     started = time.perf_counter()
     images, labels = generic_faces(generic, size)
     held_out = np.random.default_rng(settings["seed"]).permutation(len(images)) < max(1, len(images) // 10)
-    steps = settings["base_epochs"] * -(-int((~held_out).sum()) // 32)
+    steps = settings["base_epochs"] * -(-int((~held_out).sum()) // BASE_BATCH_SIZE)
     warmup = max(1, steps // 10)
     schedule = keras.optimizers.schedules.CosineDecay(0.0, max(1, steps - warmup), warmup_target=BASE_PEAK_LR, warmup_steps=warmup)
     compile_for_stage(model, keras.optimizers.Adam(schedule))
-    model.fit(base_model_input(backbone, images[~held_out]), labels[~held_out], batch_size=32, epochs=settings["base_epochs"], shuffle=True, verbose=0)
+    model.fit(base_model_input(backbone, images[~held_out]), labels[~held_out], batch_size=BASE_BATCH_SIZE, epochs=settings["base_epochs"], shuffle=True, verbose=0)
     predicted = model.predict(base_model_input(backbone, images[held_out]), batch_size=64, verbose=0).argmax(axis=1)
     accuracy = float(np.mean(predicted == labels[held_out]))
     with tempfile.TemporaryDirectory(dir=path.parent) as folder:

@@ -138,10 +138,11 @@ def run_id(experiment: str, phase: str, fold: int | None, config: dict, dataset:
 class MatrixBuilder:
     """Resolves and checks every experiment of a raw configuration, collecting problems."""
 
-    def __init__(self, raw: RawConfig, plugins: Plugins, check_files: bool = True):
+    def __init__(self, raw: RawConfig, plugins: Plugins, check_files: bool = True, pending_files: frozenset[str] = frozenset()):
         self.raw = raw
         self.plugins = plugins
         self.check_files = check_files
+        self.pending_files = pending_files
         self.problems: list[Problem] = []
         self.index: Dataset | None = None
 
@@ -351,7 +352,7 @@ class MatrixBuilder:
                     known = ", ".join(declarations) or "none"
                     self.problems.append(Problem(place, f"plugin {plugin!r} has no option {key!r}{close_match(key, declarations)}; its options: {known}"))
                     continue
-                for message in option_problems(value, declarations[key], check_paths=self.check_files and plugin in used):
+                for message in option_problems(value, declarations[key], check_paths=self.check_files and plugin in used and not (isinstance(value, str) and value in self.pending_files)):
                     self.problems.append(Problem(place, message))
             if len(self.problems) > before:
                 faulty.add(plugin)
@@ -484,15 +485,16 @@ def apply_demo(raw: RawConfig, demo_root: str, weights: dict[str, str]) -> None:
         raw.data["dataset"].pop(key, None)
 
 
-def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True, check_files: bool | None = None) -> Matrix:
+def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True, pending_files: frozenset[str] = frozenset()) -> Matrix:
     """Validate ``raw`` and expand it into runs; raises ConfigError listing every problem.
 
     ``check_root=False`` (the demo, whose data and base models are written after validation)
-    skips the dataset root and its index; the index is still read, for its fingerprint, when the
-    root exists. ``check_files=False`` skips the files named by options (the demo's base models,
-    pre-trained while the first runs execute); by default it follows ``check_root``.
+    skips what needs files on disk: the dataset root and its index, and files named by options.
+    The dataset's index is still read, for its fingerprint, when the root exists.
+    ``pending_files``: paths that options may name before they exist, because the caller writes
+    them before a run needs them (the demo's base models, pre-trained beside the first runs).
     """
-    return MatrixBuilder(raw, plugins, check_files=check_root if check_files is None else check_files).build(check_root)
+    return MatrixBuilder(raw, plugins, check_files=check_root, pending_files=pending_files).build(check_root)
 
 
 def select(matrix: Matrix, only: list[str] | None, phase: str | None) -> list[Run]:

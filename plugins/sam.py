@@ -81,6 +81,11 @@ def sharpness_aware_model_class() -> type:
             self.inner = inner
             self.rho = float(rho)
             self._gradients_here = None
+            self.built = inner.built  # it owns no variables: built when the inner model is
+
+        def compile(self, *args: Any, **kwargs: Any) -> None:
+            super().compile(*args, **kwargs)
+            self._gradients_here = None  # traced for the old loss, optimizer and trainable set
 
         def call(self, inputs: Any, training: bool | None = None) -> Any:
             return self.inner(inputs, training=training)
