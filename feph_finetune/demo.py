@@ -133,7 +133,9 @@ def runs_as_bases_are_ready(runs: list, settings: dict[str, Any], paths: DemoPat
     The caller runs one group to its end before it asks for the next: so on a machine of a few
     cores the MobileNet runs use the cores the EfficientNet base's pre-training leaves idle, and
     the EfficientNet runs start once both that group and their base are done. Each group keeps the
-    matrix's order. Leaving the loop early (an error, Ctrl-C) stops the pre-training children.
+    matrix's order. A base whose pre-training fails holds back only its own runs:
+    :class:`PretrainingFailed` is raised after the others. Leaving the loop early (an error,
+    Ctrl-C) stops the pre-training children.
     """
     waiting: dict[str, list] = {}
     for run in runs:
@@ -141,11 +143,19 @@ def runs_as_bases_are_ready(runs: list, settings: dict[str, Any], paths: DemoPat
         if backbone in paths.base_models and not paths.base_models[backbone].is_file() and not is_done(run.id):
             waiting.setdefault(backbone, []).append(run)
     ready = [run for run in runs if run.config["model"] not in waiting]
+    failures: list[str] = []
     with BasePretraining(list(waiting), settings, paths, console) as pretraining:
         if ready:
             yield ready
         while pretraining.running:
-            yield waiting[pretraining.next_trained()]
+            try:
+                backbone = pretraining.next_trained()
+            except PretrainingFailed as error:  # the other bases train on, and their runs run
+                failures.append(str(error))
+                continue
+            yield waiting[backbone]
+    if failures:
+        raise PretrainingFailed("\n".join(failures))
 
 
 class PretrainingFailed(RuntimeError):

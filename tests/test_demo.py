@@ -202,3 +202,35 @@ def test_the_demo_default_jobs_give_way_to_flags_and_the_toml(monkeypatch, flags
     raw = argparse.Namespace(data={"executor": {"process": table}} if table else {})  # what with_demo_jobs reads of a RawConfig
     args = argparse.Namespace(jobs=flags[0], devices=flags[1])
     assert with_demo_jobs(choice, raw, args).settings["jobs"] == (7 if expected == "demo" else 0)
+
+
+def test_a_failed_base_holds_back_only_its_own_runs(tmp_path, monkeypatch):
+    class Run:
+        def __init__(self, name, model):
+            self.name, self.id, self.config = name, name, {"model": model}
+
+    class FailingEfficientNet:
+        def __init__(self, backbones, settings, paths, console):
+            self.order = ["efficientnet", "mobilenet"]
+
+        running = property(lambda self: bool(self.order))
+
+        def next_trained(self):
+            backbone = self.order.pop(0)
+            if backbone == "efficientnet":
+                raise demo.PretrainingFailed("demo: pre-training the efficientnet base model failed")
+            return backbone
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            pass
+
+    monkeypatch.setattr(demo, "BasePretraining", FailingEfficientNet)
+    paths = demo.DemoPaths(tmp_path, tmp_path / "FePh", tmp_path / "generic", {name: tmp_path / f"{name}.keras" for name in demo.DEMO_BACKBONES})
+    runs = [Run("M0", "mobilenet"), Run("E0", "efficientnet")]
+    groups = demo.runs_as_bases_are_ready(runs, {}, paths, None)
+    assert [run.name for run in next(groups)] == ["M0"]
+    with pytest.raises(demo.PretrainingFailed, match="efficientnet base model failed"):
+        next(groups)
