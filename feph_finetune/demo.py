@@ -15,9 +15,7 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -100,15 +98,13 @@ def demo_paths(settings: dict[str, Any]) -> DemoPaths:
 
 def demo_jobs() -> int:
     """The demo's runs at once with the ``process`` executor, unless ``--jobs`` or
-    ``[executor.process] jobs`` says otherwise: one per CPU core, within the available memory
-    (2 GiB a run; where it cannot be read, one per two cores). A demo run spends much of its time tracing TensorFlow graphs, which uses one
-    core: two at once kept this project's 2-core machine 90% busy over the whole demo."""
-    from feph_finetune.executors.process import AUTO_MEMORY_PER_RUN_GIB, available_memory_gib, usable_cores
+    ``[executor.process]`` says otherwise: one per CPU core, within the available memory
+    (:func:`feph_finetune.executors.process.runs_within_memory`). A demo run spends much of its
+    time tracing TensorFlow graphs, which uses one core: two at once kept this project's 2-core
+    machine 90% busy over the whole demo."""
+    from feph_finetune.executors.process import runs_within_memory
 
-    memory, cores = available_memory_gib(), usable_cores()
-    if memory is None:  # not Linux: no reading of the free memory, so half the cores
-        return max(1, cores // 2)
-    return max(1, min(cores, int(memory // AUTO_MEMORY_PER_RUN_GIB)))
+    return runs_within_memory(cores_per_run=1)
 
 
 def write_demo_data(settings: dict[str, Any], paths: DemoPaths, console) -> None:
@@ -173,6 +169,8 @@ class BasePretraining:
     def __init__(self, backbones: list[str], settings: dict[str, Any], paths: DemoPaths, console):
         import multiprocessing
 
+        from feph_finetune.runner import signal_handled
+
         self.paths, self.console = paths, console
         self.children: dict[str, Any] = {}
         context = multiprocessing.get_context("spawn")
@@ -186,7 +184,7 @@ class BasePretraining:
                     target=pretrain_quietly, args=(backbone, {**settings, "base_epochs": epochs}, paths.generic, paths.base_models[backbone], os.getpid()),
                     name=f"pretrain-{backbone}", daemon=True,
                 )
-                with _sigint_ignored():
+                with signal_handled(signal.SIGINT, signal.SIG_IGN):
                     child.start()
                 self.children[backbone] = child
         except BaseException:
@@ -237,19 +235,6 @@ class BasePretraining:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-
-
-@contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored within the block (in the main thread; elsewhere nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def pretrain_quietly(backbone: str, settings: dict[str, Any], generic: Path, path: Path, parent: int) -> None:

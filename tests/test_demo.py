@@ -136,45 +136,60 @@ def test_a_pre_training_child_that_dies_is_reported_with_its_signal(tmp_path):
             pretraining.next_trained()
 
 
-def test_runs_whose_base_exists_start_first_and_the_others_as_their_base_is_trained(tmp_path, monkeypatch):
-    """The grouping, with pre-training replaced by a stand-in that reports EfficientNet first."""
+class FakeRun:
+    """What :func:`demo.runs_as_bases_are_ready` reads of a Run."""
 
-    class Run:
-        def __init__(self, name, model):
-            self.name, self.id, self.config = name, name, {"model": model}
+    def __init__(self, name, model):
+        self.name, self.id, self.config = name, name, {"model": model}
+
+
+@pytest.fixture
+def stand_in_pretraining(tmp_path, monkeypatch):
+    """Pre-training replaced by a stand-in whose bases finish in name order (EfficientNet first);
+    those named in ``record.failing`` fail. Returns ``(record, paths)``: ``record.started`` lists
+    the backbones of each pre-training, ``record.stopped`` one entry per one left."""
+    from types import SimpleNamespace
+
+    record = SimpleNamespace(started=[], stopped=[], failing=set())
 
     class StandIn:
         def __init__(self, backbones, settings, paths, console):
-            self.order = sorted(backbones)  # efficientnet before mobilenet
-            started.append(list(backbones))
+            self.order = sorted(backbones)
+            record.started.append(list(backbones))
 
         running = property(lambda self: bool(self.order))
 
         def next_trained(self):
-            return self.order.pop(0)
+            backbone = self.order.pop(0)
+            if backbone in record.failing:
+                raise demo.PretrainingFailed(f"demo: pre-training the {backbone} base model failed")
+            return backbone
 
         def __enter__(self):
             return self
 
         def __exit__(self, *exc_info):
-            stopped.append(True)
+            record.stopped.append(True)
 
-    started, stopped = [], []
     monkeypatch.setattr(demo, "BasePretraining", StandIn)
-    paths = demo.DemoPaths(tmp_path, tmp_path / "FePh", tmp_path / "generic", {name: tmp_path / f"{name}.keras" for name in demo.DEMO_BACKBONES})
-    runs = [Run("M0", "mobilenet"), Run("E0", "efficientnet"), Run("X", "their_model"), Run("M1", "mobilenet"), Run("E1", "efficientnet")]
+    return record, demo.DemoPaths(tmp_path, tmp_path / "FePh", tmp_path / "generic", {name: tmp_path / f"{name}.keras" for name in demo.DEMO_BACKBONES})
+
+
+def test_runs_whose_base_exists_start_first_and_the_others_as_their_base_is_trained(stand_in_pretraining):
+    record, paths = stand_in_pretraining
+    runs = [FakeRun("M0", "mobilenet"), FakeRun("E0", "efficientnet"), FakeRun("X", "their_model"), FakeRun("M1", "mobilenet"), FakeRun("E1", "efficientnet")]
     groups = [[run.name for run in group] for group in demo.runs_as_bases_are_ready(runs, {}, paths, None)]
-    assert started == [["mobilenet", "efficientnet"]] and stopped == [True]
+    assert record.started == [["mobilenet", "efficientnet"]] and record.stopped == [True]
     assert groups == [["X"], ["E0", "E1"], ["M0", "M1"]]
 
     paths.base_models["efficientnet"].write_bytes(b"trained before")  # a cached base: its runs need no wait
-    started.clear()
+    record.started.clear()
     groups = [[run.name for run in group] for group in demo.runs_as_bases_are_ready(runs, {}, paths, None)]
-    assert started == [["mobilenet"]] and groups == [["E0", "X", "E1"], ["M0", "M1"]]
+    assert record.started == [["mobilenet"]] and groups == [["E0", "X", "E1"], ["M0", "M1"]]
 
-    started.clear()  # every MobileNet run finished already: its base is not pre-trained again
+    record.started.clear()  # every MobileNet run finished already: its base is not pre-trained again
     groups = [[run.name for run in group] for group in demo.runs_as_bases_are_ready(runs, {}, paths, None, is_done=lambda run_id: run_id in ("M0", "M1"))]
-    assert started == [[]] and groups == [["M0", "E0", "X", "M1", "E1"]]
+    assert record.started == [[]] and groups == [["M0", "E0", "X", "M1", "E1"]]
 
 
 @pytest.mark.parametrize("cores, memory, jobs", [(4, 64.0, 4), (4, 5.0, 2), (4, 1.0, 1), (4, None, 2), (1, None, 1)])
@@ -204,33 +219,10 @@ def test_the_demo_default_jobs_give_way_to_flags_and_the_toml(monkeypatch, flags
     assert with_demo_jobs(choice, raw, args).settings["jobs"] == (7 if expected == "demo" else 0)
 
 
-def test_a_failed_base_holds_back_only_its_own_runs(tmp_path, monkeypatch):
-    class Run:
-        def __init__(self, name, model):
-            self.name, self.id, self.config = name, name, {"model": model}
-
-    class FailingEfficientNet:
-        def __init__(self, backbones, settings, paths, console):
-            self.order = ["efficientnet", "mobilenet"]
-
-        running = property(lambda self: bool(self.order))
-
-        def next_trained(self):
-            backbone = self.order.pop(0)
-            if backbone == "efficientnet":
-                raise demo.PretrainingFailed("demo: pre-training the efficientnet base model failed")
-            return backbone
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc_info):
-            pass
-
-    monkeypatch.setattr(demo, "BasePretraining", FailingEfficientNet)
-    paths = demo.DemoPaths(tmp_path, tmp_path / "FePh", tmp_path / "generic", {name: tmp_path / f"{name}.keras" for name in demo.DEMO_BACKBONES})
-    runs = [Run("M0", "mobilenet"), Run("E0", "efficientnet")]
-    groups = demo.runs_as_bases_are_ready(runs, {}, paths, None)
+def test_a_failed_base_holds_back_only_its_own_runs(stand_in_pretraining):
+    record, paths = stand_in_pretraining
+    record.failing.add("efficientnet")
+    groups = demo.runs_as_bases_are_ready([FakeRun("M0", "mobilenet"), FakeRun("E0", "efficientnet")], {}, paths, None)
     assert [run.name for run in next(groups)] == ["M0"]
     with pytest.raises(demo.PretrainingFailed, match="efficientnet base model failed"):
         next(groups)

@@ -89,9 +89,17 @@ def usable_cores() -> int:
 
 
 def auto_jobs() -> int:
-    cores = usable_cores()
-    by_memory = int(available_memory_gib() // AUTO_MEMORY_PER_RUN_GIB) if available_memory_gib() else cores
-    return max(1, min(cores // 2, by_memory))
+    return runs_within_memory(cores_per_run=2)
+
+
+def runs_within_memory(cores_per_run: int) -> int:
+    """Runs at once: one per ``cores_per_run`` usable CPU cores, within the available memory at
+    :data:`AUTO_MEMORY_PER_RUN_GIB` a run; where the memory cannot be read (not Linux), one per
+    two cores. At least 1."""
+    cores, memory = usable_cores(), available_memory_gib()
+    if memory is None:
+        return max(1, cores // 2)
+    return max(1, min(cores // cores_per_run, int(memory // AUTO_MEMORY_PER_RUN_GIB)))
 
 
 def available_memory_gib() -> float | None:
