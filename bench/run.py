@@ -8,7 +8,7 @@ Measures, on synthetic FePh-format data written to a temporary folder (nothing d
 3. phase 1 on precomputed features (:mod:`feph_finetune.head_features`) against plain-Keras
    phase 1 with the base frozen: time, and the head's test accuracy;
 4. SAM: time per training step against the base optimizer alone;
-5. peak resident memory of a whole MobileNet run of the CLI, in a subprocess;
+5. peak resident memory of a whole MobileNet run of the CLI (``--executor inline``), in a subprocess;
 6. training throughput (images/s) of MobileNet and EfficientNet-B0 at several input sizes;
 7. the demo command's wall time and peak resident memory of its whole process tree (the command
    and its children, sampled from /proc) with the executors ``inline``, ``process --jobs 1`` and
@@ -509,7 +509,7 @@ def pretrained_base(settings: Settings, ws: Workspace) -> Path:
     path = ws.root / f"mobilenet_base_{settings.size}.keras"
     if not path.is_file():
         generic = ws.dataset(settings.generic_images, domain="generic", seed=1)
-        demo_settings = {"input_size": settings.size, "seed": settings.seed, "alpha": settings.alpha, "base_epochs": settings.base_epochs}
+        demo_settings = {"input_size": settings.size, "seed": settings.seed, "alpha": settings.alpha, "threads": 0, "base_epochs": settings.base_epochs}
         _, seconds = timed(lambda: pretrain_base_model("mobilenet", demo_settings, generic, path))
         console.log(f"pre-trained the item-3 base ({settings.size}px, {settings.base_epochs} epochs) in {seconds:.0f} s")
     return path
@@ -547,7 +547,8 @@ def sam_row(size: int, settings: Settings) -> Row:
 
 
 def bench_memory(settings: Settings, ws: Workspace) -> list[Row]:
-    """Peak RSS of ``python -m feph_finetune`` running MobileNet FT (1 head + 1 all epoch)."""
+    """Peak RSS of ``python -m feph_finetune --executor inline`` running MobileNet FT (1 head + 1
+    all epoch)."""
     if "tensorflow" in sys.modules:
         raise RuntimeError("item 5 must run before this process imports TensorFlow (a child's peak RSS counts the parent's pages)")
     path = experiment_toml(ws, ws.dataset(settings.memory_images), replace(settings, size=settings.paper_size), """
@@ -566,7 +567,9 @@ def bench_memory(settings: Settings, ws: Workspace) -> list[Row]:
     """)
     output = ws.root / "memory-runs"
     parent_peak = peak_rss_gb(resource.RUSAGE_SELF)
-    command = [sys.executable, "-m", "feph_finetune", str(path), "--output", str(output), "--force"]
+    # inline: the run in the command's own process, which this process waits for, so that
+    # RUSAGE_CHILDREN sees it (a process executor's child is the fork server's, not ours).
+    command = [sys.executable, "-m", "feph_finetune", str(path), "--output", str(output), "--force", "--executor", "inline"]
     completed, seconds = timed(lambda: subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, "FEPH_FINETUNE_CACHE": str(ws.cache)}))
     if completed.returncode != 0:
         raise RuntimeError(f"item 5: {' '.join(command)} exited {completed.returncode}:\n{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}")

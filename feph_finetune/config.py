@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ EXPERIMENT_DEFAULTS: dict[str, Any] = {
     "head_features": True,
     "validation_split": 0.0,
     "deterministic": False,
+    "threads": 0,
     "save_model": False,
     "options": {},
     "grid": {},
@@ -75,9 +76,11 @@ PLUGIN_KEYS = {
 #: beside the matching rows, in the console's tables and in ``report.md``.
 REPORT_DEFAULTS = {"figures": False, "paper": False, "figures_dir": ""}
 
-#: The ``[demo]`` table; ``base_epochs`` is per backbone (an EfficientNet epoch costs about three
+#: The ``[demo]`` table; ``folds`` (0: ``[dataset] folds``) replaces the cross-validation folds
+#: for the demo; ``base_epochs`` is per backbone (an EfficientNet epoch costs about three
 #: MobileNet ones, so the two can be sized apart).
 DEMO_DEFAULTS = {
+    "folds": 0,
     "images": 300,
     "generic_images": 4000,
     "seed": 7,
@@ -158,8 +161,13 @@ class RawConfig:
     data: dict[str, Any]
     locator: KeyLocator
     overridden: dict[tuple[str, ...], str]
+    #: Keys whose value was copied from another key (``[demo] folds`` into ``dataset.folds``):
+    #: a problem with it is named where the value was written.
+    copied_from: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
 
     def where(self, *keys: str) -> str:
+        if tuple(keys) in self.copied_from:
+            return self.where(*self.copied_from[tuple(keys)])
         if tuple(keys) in self.overridden:
             return f"--set {self.overridden[tuple(keys)]}"
         return self.locator.where(tuple(keys))

@@ -25,6 +25,7 @@ import numpy as np
 from feph_finetune.api import CLASSES
 from feph_finetune.config import DEMO_DEFAULTS, EXPERIMENT_DEFAULTS, ConfigError, Problem, RawConfig, check_table, deep_merge
 from feph_finetune.frames import default_cache_dir
+from feph_finetune.options import option_problems
 
 #: The backbones the demo pre-trains, and how each is built (Keras application, extra arguments).
 DEMO_BACKBONES = ("mobilenet", "efficientnet")
@@ -61,6 +62,7 @@ def demo_settings(raw: RawConfig) -> dict[str, Any]:
         check_table(raw, table.get("defaults", {}), EXPERIMENT_DEFAULTS, ("demo", "defaults"), problems)
         if isinstance(table.get("base_epochs"), dict):  # any other type is reported above
             _check_base_epochs(raw, table["base_epochs"], problems)
+        _check_folds(raw, table.get("folds", 0), problems)
     if problems:
         raise ConfigError(problems)
     settings = {**DEMO_DEFAULTS, **table, "base_epochs": {**DEMO_DEFAULTS["base_epochs"], **table.get("base_epochs", {})}}
@@ -73,7 +75,17 @@ def demo_settings(raw: RawConfig) -> dict[str, Any]:
         "base_epochs": settings["base_epochs"],
         "input_size": defaults["input_size"],
         "alpha": options.get("mobilenet", {}).get("alpha", 1.0),
+        "threads": defaults["threads"],
     }
+
+
+def _check_folds(raw: RawConfig, folds: Any, problems: list[Problem]) -> None:
+    """``[demo] folds``: 0 (keep ``[dataset] folds``), or a count within ``dataset.folds``' bounds."""
+    from feph_finetune.matrix import SIZE_LIMITS
+
+    if isinstance(folds, int) and not isinstance(folds, bool) and folds != 0:  # any other type is reported above
+        for message in option_problems(folds, SIZE_LIMITS[("dataset", "folds")]):
+            problems.append(Problem(raw.where("demo", "folds"), message))
 
 
 def _check_base_epochs(raw: RawConfig, table: Any, problems: list[Problem]) -> None:
@@ -167,25 +179,21 @@ class BasePretraining:
     """
 
     def __init__(self, backbones: list[str], settings: dict[str, Any], paths: DemoPaths, console):
-        import multiprocessing
-
-        from feph_finetune.runner import signal_handled
+        from feph_finetune.executors.forkserver import process_context
 
         self.paths, self.console = paths, console
         self.children: dict[str, Any] = {}
-        context = multiprocessing.get_context("spawn")
+        context = process_context()
         try:
             for backbone in backbones:
                 epochs = settings["base_epochs"][backbone]
                 console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({epochs} epochs)")
-                # A daemon is terminated, not joined, if the command exits without stop(); a child
-                # that starts with SIGINT ignored leaves Ctrl-C to the parent (no traceback of its own).
+                # A daemon is terminated, not joined, if the command exits without stop().
                 child = context.Process(
-                    target=pretrain_quietly, args=(backbone, {**settings, "base_epochs": epochs}, paths.generic, paths.base_models[backbone], os.getpid()),
+                    target=pretrain_quietly, args=(backbone, {**settings, "base_epochs": epochs}, paths.generic, paths.base_models[backbone], dict(os.environ)),
                     name=f"pretrain-{backbone}", daemon=True,
                 )
-                with signal_handled(signal.SIGINT, signal.SIG_IGN):
-                    child.start()
+                child.start()
                 self.children[backbone] = child
         except BaseException:
             self.stop()
@@ -237,20 +245,24 @@ class BasePretraining:
         self.stop()
 
 
-def pretrain_quietly(backbone: str, settings: dict[str, Any], generic: Path, path: Path, parent: int) -> None:
-    """:func:`pretrain_base_model` in a child process of ``parent`` (a pid) whose output
-    (TensorFlow's start-up notices, which ``TF_CPP_MIN_LOG_LEVEL`` no longer silences, and any
-    traceback) goes to :func:`pretraining_log` instead of the console. The child is killed with
-    its parent (Linux), so a killed command leaves no orphan training on."""
-    from feph_finetune.executors.worker import die_with_parent
+def pretrain_quietly(backbone: str, settings: dict[str, Any], generic: Path, path: Path, environment: dict[str, str]) -> None:
+    """:func:`pretrain_base_model` in a child process of
+    :func:`~feph_finetune.executors.forkserver.process_context`, with the command's
+    ``environment``. It ignores Ctrl-C, which the command handles by stopping it; its output
+    (TensorFlow's notices, any traceback) goes to :func:`pretraining_log` instead of the console;
+    and it dies with the command, so a killed command leaves no orphan training on."""
+    from feph_finetune.executors.forkserver import adopt_environment, die_with_command, redirect_output
 
-    die_with_parent()
-    if os.getppid() != parent:
-        os._exit(1)  # the parent died before die_with_parent took effect
-    with open(pretraining_log(path), "wb") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        pretrain_base_model(backbone, settings, generic, path)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop() sends it: leave no temporary folder behind
+    redirect_output(pretraining_log(path))
+    die_with_command()
+    adopt_environment(environment)
+    pretrain_base_model(backbone, settings, generic, path)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def pretraining_log(model: Path) -> Path:
@@ -301,8 +313,9 @@ def base_model_input(backbone: str, images: np.ndarray) -> np.ndarray:
 def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, path: Path) -> float:
     """Train a backbone with a 7-way expression top (classes in Savchenko's order) and save it whole.
 
-    ``settings``: ``input_size`` (pixels), ``seed``, ``alpha`` (MobileNet width) and
-    ``base_epochs`` (an int, for this backbone). A tenth of the generic faces is held out; the
+    ``settings``: ``input_size`` (pixels), ``seed``, ``alpha`` (MobileNet width), ``threads``
+    (TensorFlow's, as the runs': :func:`~feph_finetune.training.use_threads`) and ``base_epochs``
+    (an int, for this backbone). A tenth of the generic faces is held out; the
     accuracy on it, returned and written next to the model (``.json``), says how much the base
     learned about expressions rather than memorised. Thousands of faces without augmentation
     learn fastest: measured at 64 px, MobileNet alpha 0.5 on 3,600 faces reached 40% held-out
@@ -313,14 +326,16 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
     Deterministic: Python, NumPy and TensorFlow are seeded from ``settings["seed"]`` and
     TensorFlow's op determinism is switched on (for the rest of the process, as a demo run's
     ``deterministic = true`` does), so the same settings give the same weights, bit for bit, on
-    machines with the same CPU count and library versions.
+    machines with the same library versions, and the same CPU count unless ``threads`` is set.
     """
     import keras
     import tensorflow as tf
 
     from feph_finetune.compiling import compile_for_stage
+    from feph_finetune.training import use_threads
 
     size = settings["input_size"]
+    use_threads(settings["threads"])
     keras.utils.set_random_seed(settings["seed"])
     tf.config.experimental.enable_op_determinism()
     inputs = keras.Input((size, size, 3))

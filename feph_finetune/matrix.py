@@ -53,6 +53,7 @@ SIZE_LIMITS = {
     ("input_size",): Option(224, minimum=32, maximum=1024),
     ("batch_size",): Option(32, minimum=1, maximum=65_536),
     ("validation_split",): Option(0.0, minimum=0, maximum=1, exclusive_maximum=True),
+    ("threads",): Option(0, minimum=0, maximum=1024),
 }
 
 FEPH_SOURCE = (
@@ -481,6 +482,9 @@ def apply_demo(raw: RawConfig, demo_root: str, weights: dict[str, str]) -> None:
     for plugin, path in weights.items():
         set_dotted(raw.data, ["defaults", "options", plugin, "weights"], path)
     set_dotted(raw.data, ["dataset", "root"], demo_root)
+    if demo["folds"] and ("dataset", "folds") not in raw.overridden:  # --set dataset.folds wins
+        set_dotted(raw.data, ["dataset", "folds"], demo["folds"])
+        raw.copied_from[("dataset", "folds")] = ("demo", "folds")
     for key in ("labels", "images"):
         raw.data["dataset"].pop(key, None)
 

@@ -30,10 +30,11 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.toml"
 
 
 def test_fine_tuning_beats_the_no_ft_baseline_on_the_demo_for_both_backbones(tmp_path, capsys):
-    """The demo's claim, on its own settings and base models, in 3-fold cross-validation (the
-    README's table is 5-fold): M1 and E2 each beat their No-FT row (M0, E0) by 10 points."""
+    """The demo's claim, on its own settings and base models, in its own 3-fold cross-validation
+    (these are four rows of the README's table): M1 and E2 each beat their No-FT row (M0, E0) by
+    10 points."""
     outdir = tmp_path / "runs"
-    argv = [str(EXPERIMENTS), "--demo", "--only", "M0", "M1", "E0", "E2", "--phase", "cv", "--set", "dataset.folds=3", "--output", str(outdir)]
+    argv = [str(EXPERIMENTS), "--demo", "--only", "M0", "M1", "E0", "E2", "--phase", "cv", "--output", str(outdir)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Table 5" in printed and printed.count("base model classifies") == 2
@@ -59,7 +60,7 @@ def test_pre_training_a_base_twice_gives_the_same_weights_bit_for_bit_here_or_in
 
     generic = tmp_path / "generic"
     write_synthetic_dataset(generic, images=40, seed=1, domain="generic")
-    settings = {"input_size": 32, "seed": 4, "alpha": 0.25, "base_epochs": 1}
+    settings = {"input_size": 32, "seed": 4, "alpha": 0.25, "threads": 0, "base_epochs": 1}
     here, child = tmp_path / "here" / "base.keras", tmp_path / "child" / "base.keras"
     here.parent.mkdir()
     child.parent.mkdir()
@@ -97,23 +98,53 @@ def test_bad_base_epochs_are_refused_naming_the_key(tmp_path, capsys, base_epoch
         demo.demo_settings(read_config(path, []))
 
 
+@pytest.mark.parametrize("folds, message", [(1, "must be >= 2, not 1"), (-2, "must be >= 2, not -2"), ("3", "expected int")])
+def test_bad_demo_folds_are_refused_naming_the_key(tmp_path, capsys, folds, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'[dataset]\nroot = "x"\n\n[experiments.A]\nmodel = "mobilenet"\n\n[demo]\nfolds = {json.dumps(folds)}\n', encoding="utf-8")
+    assert main([str(path), "--demo", "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert "demo.folds" in error and message in error, error
+
+
+def test_the_demo_folds_replace_the_datasets_and_zero_keeps_them(tmp_path, capsys):
+    path = tmp_path / "m.toml"
+    body = '[dataset]\nroot = "x"\nfolds = 5\n\n[experiments.A]\nphases = ["cv"]\n\n[demo]\n'
+    for demo_table, flags, folds in (("folds = 3\n", [], 3), ("folds = 0\n", [], 5), ("", [], 5), ("folds = 3\n", ["--set", "dataset.folds=4"], 4)):
+        path.write_text(body + demo_table, encoding="utf-8")
+        assert main([str(path), "--demo", "--dry-run", "--json", *flags]) == 0
+        runs = json.loads(capsys.readouterr().out)
+        assert sorted(run["fold"] for run in runs) == list(range(folds))
+
+
+def test_demo_folds_the_data_cannot_give_are_named_at_demo_folds(tmp_path, capsys, monkeypatch):
+    """Checked once the demo's data is written, before any pre-training."""
+    monkeypatch.setenv("FEPH_FINETUNE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "m.toml"
+    path.write_text('[dataset]\nroot = "x"\n\n[experiments.A]\nphases = ["cv"]\n\n[demo]\nimages = 30\ngeneric_images = 10\n', encoding="utf-8")
+    assert main([str(path), "--demo", "--set", "demo.folds=9000", "--output", str(tmp_path / "runs")]) == 2
+    assert not list((tmp_path / "cache").rglob("*.keras"))
+    assert "--set demo.folds=9000: 9000 folds need at least 9000 groups" in capsys.readouterr().err
+
+
 def test_the_demo_cache_key_follows_every_setting():
-    settings = {"images": 300, "generic_images": 2000, "seed": 7, "base_epochs": {"mobilenet": 10, "efficientnet": 6}, "input_size": 48, "alpha": 0.5}
-    changed = {**settings, "base_epochs": {"mobilenet": 10, "efficientnet": 5}}
-    assert demo.demo_paths(settings).root != demo.demo_paths(changed).root
+    settings = {"images": 300, "generic_images": 2000, "seed": 7, "base_epochs": {"mobilenet": 10, "efficientnet": 6}, "input_size": 48, "alpha": 0.5, "threads": 1}
+    others = {"images": 301, "generic_images": 2001, "seed": 8, "base_epochs": {"mobilenet": 10, "efficientnet": 5}, "input_size": 64, "alpha": 0.25, "threads": 0}
+    assert sorted(others) == sorted(settings)
+    for key, value in others.items():
+        assert demo.demo_paths(settings).root != demo.demo_paths({**settings, key: value}).root, key
     assert demo.demo_paths(settings).root == demo.demo_paths(dict(settings)).root
 
 
 def tiny_pretraining(tmp_path, backbones):
-    """A :class:`demo.BasePretraining` of ``backbones`` on 20 generic faces (its children take a
-    few seconds to import TensorFlow before they train)."""
+    """A :class:`demo.BasePretraining` of ``backbones`` on 20 generic faces."""
     from rich.console import Console
 
     generic = tmp_path / "generic"
     if not generic.is_dir():
         write_synthetic_dataset(generic, images=20, seed=1, domain="generic")
     paths = demo.DemoPaths(tmp_path, tmp_path / "FePh", generic, {name: tmp_path / f"{name}_base.keras" for name in demo.DEMO_BACKBONES})
-    settings = {"input_size": 32, "seed": 4, "alpha": 0.25, "base_epochs": {name: 1 for name in demo.DEMO_BACKBONES}}
+    settings = {"input_size": 32, "seed": 4, "alpha": 0.25, "threads": 1, "base_epochs": {name: 1 for name in demo.DEMO_BACKBONES}}
     return demo.BasePretraining(backbones, settings, paths, Console(file=io.StringIO())), paths
 
 

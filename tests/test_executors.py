@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -163,39 +164,107 @@ def test_the_parent_neither_imports_tensorflow_nor_grows_across_ten_runs(synthet
     assert rss[-1] - rss[1] < 8 * 1024, f"the parent grew from {rss[1]} to {rss[-1]} KiB"
 
 
-def test_sigterm_stops_the_children_and_exits_130_leaving_no_result(synthetic_feph, tmp_path):
+def start_with_two_children(synthetic_feph, tmp_path) -> tuple[subprocess.Popen, list[int], Path]:
+    """The command on a two-run matrix with ``--jobs 2``, once both run processes exist."""
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_SEEDS)
     outdir = tmp_path / "runs"
-    parent = subprocess.Popen([sys.executable, "-m", "feph_finetune", str(path), "--output", str(outdir), "--jobs", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = subprocess.Popen([sys.executable, "-m", "feph_finetune", str(path), "--output", str(outdir), "--jobs", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     children: list[int] = []
-    while len(children) < 2 and time.monotonic() < deadline and parent.poll() is None:
+    while len(children) < 2 and time.monotonic() < deadline and command.poll() is None:
         time.sleep(0.2)
-        children = worker_children(parent.pid)
+        children = worker_children(command.pid)
     assert len(children) == 2, "both children should have started"
-    parent.send_signal(signal.SIGTERM)
-    _, stderr = parent.communicate(timeout=60)
-    assert parent.returncode == 130, stderr
+    return command, children, outdir
+
+
+def test_sigterm_stops_the_children_and_exits_130_leaving_no_result(synthetic_feph, tmp_path):
+    command, children, outdir = start_with_two_children(synthetic_feph, tmp_path)
+    command.send_signal(signal.SIGTERM)
+    _, stderr = command.communicate(timeout=60)
+    assert command.returncode == 130, stderr
     assert "interrupted" in stderr
-    assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower() for pid in children)
+    assert not any(map(running, children))
     assert not list(outdir.glob("*/result.json"))
 
 
+def test_a_killed_command_leaves_no_run_process_behind(synthetic_feph, tmp_path):
+    command, children, outdir = start_with_two_children(synthetic_feph, tmp_path)
+    command.kill()
+    command.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while any(map(running, children)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(running, children)), "a run process outlived its killed command"
+    assert not list(outdir.glob("*/result.json"))
+
+
+def test_runs_whose_process_cannot_start_fail_naming_why_and_the_matrix_ends(synthetic_feph, tmp_path):
+    """A TensorFlow whose import crashes takes the fork server down with it (here a stand-in that
+    aborts): each run fails saying so, instead of the command ending with a traceback."""
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "tensorflow.py").write_text("import os\nos.abort()\n")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_SEEDS)
+    result = run_cli(str(path), "--output", str(tmp_path / "runs"), env={"PYTHONPATH": f"{fake}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    records = RunStore(tmp_path / "runs").records()
+    assert [record["status"] for record in records] == ["failed", "failed"]
+    assert all("could not start" in record["error"]["message"] for record in records)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
+def test_a_run_uses_the_threads_its_configuration_names_in_its_child(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\nthreads = 1\n")
+    store = run_matrix(path, tmp_path / "runs", ProcessExecutor({}))
+    (record,) = store.records()
+    environment = json.loads((store.run_dir(record["id"]) / "environment.json").read_text())
+    assert environment["threads"] == {"intra_op": 1, "inter_op": 1}
+
+
+def test_threads_that_cannot_apply_in_a_running_tensorflow_are_named_not_ignored():
+    code = (
+        "import tensorflow as tf\n"
+        "from feph_finetune.training import use_threads\n"
+        "tf.constant(1.0) + 1.0\n"
+        "use_threads(0)\n"
+        "try:\n    use_threads(1)\nexcept RuntimeError as error:\n    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "threads = 1 cannot apply" in result.stdout and "process executor" in result.stdout
+
+
 def worker_children(pid: int) -> list[int]:
-    """The pids of the ``feph_finetune.executors.worker`` children of ``pid`` (Linux /proc)."""
+    """The pids of the run processes of the command ``pid``: the children of its fork server
+    (Linux /proc)."""
+    servers = [child for child in process_children(pid) if b"multiprocessing.forkserver" in cmdline(child)]
+    return [worker for server in servers for worker in process_children(server)]
+
+
+def process_children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            children = (task / "children").read_text().split()
+            found += [int(child) for child in (task / "children").read_text().split()]
         except OSError:
             continue
-        for child in children:
-            try:
-                if b"feph_finetune.executors.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    found.append(int(child))
-            except OSError:
-                continue
     return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 class ReversedExecutor(Executor):

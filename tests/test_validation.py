@@ -94,6 +94,7 @@ def test_top_level_seed_outside_32_bits_is_refused(tmp_path, synthetic_feph, cap
     ("defaults.input_size=100000", "must be <= 1024, not 100000"),
     ("defaults.input_size=8", "must be >= 32, not 8"),
     ("defaults.validation_split=-0.5", "must be >= 0, not -0.5"),
+    ("defaults.threads=-1", "must be >= 0, not -1"),
     ("defaults.options.adam.epochs=-1", "must be >= 0, not -1"),
     ("defaults.options.adam.head_epochs=99999999999", "must be <= 10000, not 99999999999"),
     ("defaults.options.adam.lr=0", "must be > 0, not 0"),

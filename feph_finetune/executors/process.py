@@ -1,7 +1,7 @@
 """The ``process`` executor (the default): each run in a fresh child process, ``jobs`` at once.
 
-The parent never imports TensorFlow; each child imports it, runs one job and exits, returning all
-of its memory. So a matrix's peak memory is that of its largest run (times ``jobs``), whatever its
+The parent never imports TensorFlow; each child is forked from a server that imported it once
+(:mod:`feph_finetune.executors.forkserver`), runs one job and exits, returning all of its memory. So a matrix's peak memory is that of its largest run (times ``jobs``), whatever its
 length; a child that dies (SIGKILL, out of memory, a segfault) fails its run only; and with
 ``devices`` each child sees one GPU through ``CUDA_VISIBLE_DEVICES``.
 """
@@ -13,8 +13,6 @@ import os
 import pickle
 import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -23,7 +21,8 @@ from typing import Any
 
 from feph_finetune.execution import Report, RunJob, run_record
 from feph_finetune.executors import Executor, InProcess
-from feph_finetune.executors.worker import EVENTS_FD_ENV, PARENT_PID_ENV
+from feph_finetune.executors.forkserver import process_context
+from feph_finetune.executors.worker import run_job
 from feph_finetune.results import RunStore
 
 STDERR_LOG = "stderr.log"
@@ -112,13 +111,11 @@ def available_memory_gib() -> float | None:
     return None
 
 
-def child_environment(device: int | None, events_fd: int) -> dict[str, str]:
-    """The parent's environment, TensorFlow's C++ notices off unless the user set a level, and
+def child_environment(device: int | None) -> dict[str, str]:
+    """The command's environment, TensorFlow's C++ notices off unless the user set a level, and
     the one GPU this child may use."""
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env[EVENTS_FD_ENV] = str(events_fd)
-    env[PARENT_PID_ENV] = str(os.getpid())
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(device)
     return env
@@ -130,55 +127,64 @@ class Child:
 
     def __init__(self, job: RunJob, device: int | None, events: queue.Queue):
         self.job, self.events = job, events
-        self.payload = pickle.dumps(job)  # here, so that a job that cannot travel fails loudly in the parent
+        payload = pickle.dumps(job)  # here, so that a job that cannot travel fails loudly before its run folder changes
         self.store = RunStore(Path(job.output))
         self.store.discard(job.id)
         run_dir = self.store.run_dir(job.id)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = run_dir / STDERR_LOG
-        self.log = open(self.log_path, "wb")
-        read_fd, write_fd = os.pipe()
+        self.log_path.write_bytes(b"")
+        context = process_context()
+        reader, writer = context.Pipe(duplex=False)
         self.started = time.time()
+        self.process = context.Process(target=run_job, args=(payload, child_environment(device), str(self.log_path), writer), name=f"run-{job.id}", daemon=True)
+        self.start_failure: str | None = None
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "feph_finetune.executors.worker", job.id],
-                stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT, env=child_environment(device, write_fd), pass_fds=(write_fd,),
+            self.process.start()
+        except (EOFError, OSError) as error:  # the fork server died: its TensorFlow import crashed, say
+            self.start_failure = (
+                f"the run's process could not start ({type(error).__name__}): the server that forks run processes, "
+                f"with TensorFlow imported, has ended; python -c \"import tensorflow\" shows whether TensorFlow loads"
             )
         finally:
-            os.close(write_fd)
-        threading.Thread(target=self.pump, args=(read_fd,), daemon=True).start()
+            writer.close()
+        threading.Thread(target=self.pump, args=(reader,), daemon=True).start()
 
-    def pump(self, read_fd: int) -> None:
-        """Send the job, then forward the child's events until its pipe closes (always ending
-        with the ``None`` that tells the parent to collect the child)."""
+    def pump(self, reader: Any) -> None:
+        """Forward the child's events until its pipe closes (always ending with the ``None`` that
+        tells the parent to collect the child)."""
         try:
-            try:
-                self.process.stdin.write(self.payload)
-                self.process.stdin.close()
-            except OSError:  # the child died at once; its exit status tells why
-                pass
-            with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as lines:
-                for line in lines:
-                    try:
-                        self.events.put((self, json.loads(line)))
-                    except json.JSONDecodeError:
-                        continue
+            while True:
+                try:
+                    message = reader.recv_bytes()
+                except (EOFError, OSError):
+                    return
+                try:
+                    self.events.put((self, json.loads(message)))
+                except json.JSONDecodeError:
+                    continue
         finally:
+            reader.close()
             self.events.put((self, None))
 
     def finish(self) -> None:
         """Wait for the child; a run without ``result.json`` is recorded as failed with the exit
         signal or code and the end of its stderr. A done run's ``stderr.log`` is removed."""
-        code = self.process.wait()
-        self.log.close()
+        if self.start_failure:
+            self.store.finish(self.job.id, self.death_record(None))
+            return
+        self.process.join()
+        code = self.process.exitcode
         record = self.store.result(self.job.id)
         if record is None:
             self.store.finish(self.job.id, self.death_record(code))
         elif record.get("status") == "done":
             self.log_path.unlink(missing_ok=True)
 
-    def death_record(self, code: int) -> dict[str, Any]:
-        if code < 0:
+    def death_record(self, code: int | None) -> dict[str, Any]:
+        if code is None:
+            signal_name, message = None, self.start_failure
+        elif code < 0:
             signal_name = signal.Signals(-code).name
             message = f"the run's process was killed by {signal_name}" + (" (out of memory, or killed by hand)" if -code == signal.SIGKILL else "")
         else:
@@ -188,9 +194,9 @@ class Child:
             "plugin": "core",
             "hook": "process",
             "type": "WorkerDied",
-            "message": f"{message}; its output is in {STDERR_LOG}",
+            "message": message if code is None else f"{message}; its output is in {STDERR_LOG}",
             "exit_signal": signal_name,
-            "exit_code": code if code >= 0 else None,
+            "exit_code": code if code is not None and code >= 0 else None,
             "stderr_tail": tail(self.log_path, STDERR_TAIL_LINES),
             "traceback": "",
         }
@@ -200,14 +206,14 @@ class Child:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`; the run keeps no ``result.json``."""
-        if self.process.poll() is None:
+        if self.start_failure:
+            return
+        if self.process.is_alive():
             self.process.terminate()
-            try:
-                self.process.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
+            self.process.join(STOP_GRACE_S)
+            if self.process.is_alive():
                 self.process.kill()
-                self.process.wait()
-        self.log.close()
+        self.process.join()
 
 
 def tail(path: Path, lines: int) -> list[str]:

@@ -1,10 +1,10 @@
-"""The child process of the ``process`` executor: ``python -m feph_finetune.executors.worker RUN_ID``.
+"""The child process of the ``process`` executor: :func:`run_job` executes one run.
 
-Reads one pickled :class:`~feph_finetune.execution.RunJob` from stdin, executes it with
-:func:`~feph_finetune.execution.execute_run` into the job's results store, and writes the run's
-events as JSON lines to the file descriptor named by ``FEPH_FINETUNE_EVENTS_FD`` (not stdout,
-which plugins and TensorFlow may write to; the parent sends stdout and stderr to the run's
-``stderr.log``). The run id on the command line is only there for ``ps``.
+The child is forked from the server of :mod:`feph_finetune.executors.forkserver` (TensorFlow
+already imported). It takes the command's environment, sends its stdout and stderr to the run's
+``stderr.log``, executes the job with :func:`~feph_finetune.execution.execute_run` into the job's
+results store, and sends the run's events as JSON over ``events`` (not stdout, which plugins and
+TensorFlow may write to).
 
 Exit status 0 once ``result.json`` is written, whether the run is done or failed; 130 when
 interrupted. Any other ending (a signal, out of memory, a crash inside TensorFlow) leaves no
@@ -14,57 +14,38 @@ interrupted. Any other ending (a signal, out of memory, a crash inside TensorFlo
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import signal
 import sys
+from typing import Any, Callable
 
-EVENTS_FD_ENV = "FEPH_FINETUNE_EVENTS_FD"
-PARENT_PID_ENV = "FEPH_FINETUNE_PARENT_PID"
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (a killed command leaves no
-    orphan still writing into the results store); elsewhere a no-op."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    if os.environ.get(PARENT_PID_ENV) and os.getppid() != int(os.environ[PARENT_PID_ENV]):
-        os._exit(1)  # the parent died before prctl took effect
+from feph_finetune.executors.forkserver import adopt_environment, die_with_command, redirect_output
 
 
-def event_writer(fd: int):
-    stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+def event_sender(events: Any) -> Callable[[dict], None]:
+    """Report events through the connection ``events``; a parent that stopped listening does not
+    stop the run."""
 
     def report(event: dict) -> None:
         try:
-            stream.write(json.dumps(event) + "\n")
-        except (BrokenPipeError, ValueError):  # the parent stopped listening: keep running the run
+            events.send_bytes(json.dumps(event).encode("utf-8"))
+        except (BrokenPipeError, OSError, ValueError):
             pass
 
     return report
 
 
-def main() -> int:
-    die_with_parent()
-    job = pickle.load(sys.stdin.buffer)
-    from feph_finetune.execution import execute_run
-    from feph_finetune.plugins import get_plugins
-    from feph_finetune.preparation import DataSource
-
-    report = event_writer(int(os.environ[EVENTS_FD_ENV]))
-    execute_run(job, get_plugins(), DataSource(), report)
-    return 0
-
-
-if __name__ == "__main__":
+def run_job(payload: bytes, environment: dict[str, str], log: str, events: Any) -> None:
+    """Execute the pickled :class:`~feph_finetune.execution.RunJob` ``payload`` in this child
+    process. The job is unpickled here, after the output went to the run's ``stderr.log``, so
+    that whatever fails is in the log."""
+    redirect_output(log)
+    die_with_command()
+    adopt_environment(environment)
     try:
-        sys.exit(main())
+        from feph_finetune.execution import execute_run
+        from feph_finetune.plugins import get_plugins
+        from feph_finetune.preparation import DataSource
+
+        execute_run(pickle.loads(payload), get_plugins(), DataSource(), event_sender(events))
     except KeyboardInterrupt:
         sys.exit(130)
