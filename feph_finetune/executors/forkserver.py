@@ -11,8 +11,9 @@ no device is initialised and a child still picks its GPU with ``CUDA_VISIBLE_DEV
 
 A child inherits the server's environment, which is the command's environment when the first
 child started; :func:`adopt_environment` gives it the command's environment of the moment.
-Variables TensorFlow reads while it is imported (``TF_CPP_MIN_LOG_LEVEL``,
-``TF_ENABLE_ONEDNN_OPTS``) keep the server's values.
+What TensorFlow and Keras read while they are imported (``TF_CPP_MIN_LOG_LEVEL``,
+``TF_ENABLE_ONEDNN_OPTS``, ``KERAS_BACKEND``, ``KERAS_HOME`` and its ``keras.json``) keeps the
+server's values.
 """
 
 from __future__ import annotations

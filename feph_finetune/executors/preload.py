@@ -3,8 +3,10 @@ quietly.
 
 TensorFlow 2.21 prints start-up notices (absl's, oneDNN's, CUDA probing) on file descriptor 2
 whatever ``TF_CPP_MIN_LOG_LEVEL`` says, and the server's descriptor 2 is the command's console;
-they are discarded here. If the import fails, nothing is raised: each child imports TensorFlow
-itself when its run needs it, and the error lands in that run's ``stderr.log`` and result.
+they are discarded here. If the import raises, nothing is raised here: each child imports
+TensorFlow itself when its run needs it, and the error lands in that run's ``stderr.log`` and
+result. If it crashes the server, the runs fail as unable to start
+(:class:`feph_finetune.executors.process.Child`).
 """
 
 import importlib

@@ -1,9 +1,10 @@
 """The ``process`` executor (the default): each run in a fresh child process, ``jobs`` at once.
 
 The parent never imports TensorFlow; each child is forked from a server that imported it once
-(:mod:`feph_finetune.executors.forkserver`), runs one job and exits, returning all of its memory. So a matrix's peak memory is that of its largest run (times ``jobs``), whatever its
-length; a child that dies (SIGKILL, out of memory, a segfault) fails its run only; and with
-``devices`` each child sees one GPU through ``CUDA_VISIBLE_DEVICES``.
+(:mod:`feph_finetune.executors.forkserver`), runs one job and exits, returning all of its memory.
+So a matrix's peak memory is that of its largest run (times ``jobs``), whatever its length; a
+child that dies (SIGKILL, out of memory, a segfault) fails its run only; and with ``devices``
+each child sees one GPU through ``CUDA_VISIBLE_DEVICES``.
 """
 
 from __future__ import annotations
