@@ -208,16 +208,16 @@ class BasePretraining:
         if it exited without its model (its output, a traceback say, stays in its log)."""
         from multiprocessing.connection import wait
 
+        from feph_finetune.executors.forkserver import exit_description
+
         finished = wait([child.sentinel for child in self.children.values()])
         backbone = next(name for name, child in self.children.items() if child.sentinel in finished)
         child = self.children.pop(backbone)
         child.join()
         model = self.paths.base_models[backbone]
         if child.exitcode != 0 or not model.is_file():
-            how = f"was killed by {signal.Signals(-child.exitcode).name}" if child.exitcode < 0 else f"exited with code {child.exitcode}"
-            how += " (out of memory, or killed by hand)" if child.exitcode == -signal.SIGKILL else ""
             raise PretrainingFailed(
-                f"demo: pre-training the {backbone} base model failed: its process {how}; its output is in "
+                f"demo: pre-training the {backbone} base model failed: its process {exit_description(child.exitcode)}; its output is in "
                 f"{pretraining_log(model)}. Run the command again to retry"
             )
         pretraining_log(model).unlink(missing_ok=True)
@@ -251,13 +251,11 @@ def pretrain_quietly(backbone: str, settings: dict[str, Any], generic: Path, pat
     ``environment``. It ignores Ctrl-C, which the command handles by stopping it; its output
     (TensorFlow's notices, any traceback) goes to :func:`pretraining_log` instead of the console;
     and it dies with the command, so a killed command leaves no orphan training on."""
-    from feph_finetune.executors.forkserver import adopt_environment, die_with_command, redirect_output
+    from feph_finetune.executors.forkserver import begin_child
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop() sends it: leave no temporary folder behind
-    redirect_output(pretraining_log(path))
-    die_with_command()
-    adopt_environment(environment)
+    begin_child(pretraining_log(path), environment)
     pretrain_base_model(backbone, settings, generic, path)
 
 
@@ -329,15 +327,13 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
     machines with the same library versions, and the same CPU count unless ``threads`` is set.
     """
     import keras
-    import tensorflow as tf
 
     from feph_finetune.compiling import compile_for_stage
-    from feph_finetune.training import use_threads
+    from feph_finetune.training import seed_everything, use_threads
 
     size = settings["input_size"]
     use_threads(settings["threads"])
-    keras.utils.set_random_seed(settings["seed"])
-    tf.config.experimental.enable_op_determinism()
+    seed_everything(settings["seed"], deterministic=True)
     inputs = keras.Input((size, size, 3))
     if backbone == "mobilenet":
         base = keras.applications.MobileNet(include_top=False, weights=None, input_tensor=inputs, alpha=settings["alpha"], pooling="avg")

@@ -39,28 +39,21 @@ class MatrixOutcome:
 
 
 @contextmanager
-def signal_handled(signum: int, handler) -> Iterator[None]:
-    """Within the block, ``signum`` goes to ``handler`` (a function or ``signal.SIG_IGN``), then
-    back to what it went to before; only the main thread can install signal handlers, elsewhere
-    nothing changes."""
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt like Ctrl-C (exit 130, children
+    stopped); only the main thread can install signal handlers, elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signum, handler)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
-        signal.signal(signum, previous)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def sigterm_as_interrupt():
-    """Within the block, SIGTERM raises KeyboardInterrupt like Ctrl-C (exit 130, children
-    stopped); see :func:`signal_handled`."""
-    return signal_handled(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, previous)
 
 
 class MatrixRunner:

@@ -10,7 +10,7 @@ from one run reaches the next. The server imports TensorFlow without running any
 no device is initialised and a child still picks its GPU with ``CUDA_VISIBLE_DEVICES``.
 
 A child inherits the server's environment, which is the command's environment when the first
-child started; :func:`adopt_environment` gives it the command's environment of the moment.
+child started; :func:`begin_child` gives it the command's environment of the moment.
 What TensorFlow and Keras read while they are imported (``TF_CPP_MIN_LOG_LEVEL``,
 ``TF_ENABLE_ONEDNN_OPTS``, ``KERAS_BACKEND``, ``KERAS_HOME`` and its ``keras.json``) keeps the
 server's values.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 
@@ -38,25 +39,33 @@ def process_context():
     return context
 
 
-def adopt_environment(environment: dict[str, str]) -> None:
-    """Replace this child's environment with ``environment`` (the command's, with the child's
-    own settings), before TensorFlow initialises its devices."""
-    os.environ.clear()
-    os.environ.update(environment)
-
-
-def redirect_output(path) -> None:
-    """Send this process's stdout and stderr (Python's and TensorFlow's C++ logging) to the file
-    ``path``, which starts empty."""
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
+def begin_child(log, environment: dict[str, str]) -> None:
+    """What a child of :func:`process_context` does first: send its stdout and stderr (Python's
+    and TensorFlow's C++ logging) to the file ``log``, which starts empty, so that whatever fails
+    next is there; end as soon as the command ends (:func:`_die_with_command`); and take
+    ``environment`` (the command's, with the child's own settings) before TensorFlow initialises
+    its devices."""
+    fd = os.open(log, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    _die_with_command()
+    os.environ.clear()
+    os.environ.update(environment)
 
 
-def die_with_command() -> None:
+def exit_description(code: int) -> str:
+    """How a child with exit code ``code`` (``Process.exitcode``: negative for a signal) ended,
+    as "was killed by SIGKILL (...)" or "exited with code 1"."""
+    if code >= 0:
+        return f"exited with code {code}"
+    name = signal.Signals(-code).name
+    return f"was killed by {name}" + (" (out of memory, or killed by hand)" if -code == signal.SIGKILL else "")
+
+
+def _die_with_command() -> None:
     """End this child as soon as the command that started it ends, however it ends, so that a
     killed command leaves no orphan still writing into its results store.
 

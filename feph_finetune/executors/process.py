@@ -22,7 +22,7 @@ from typing import Any
 
 from feph_finetune.execution import Report, RunJob, run_record
 from feph_finetune.executors import Executor, InProcess
-from feph_finetune.executors.forkserver import process_context
+from feph_finetune.executors.forkserver import exit_description, process_context
 from feph_finetune.executors.worker import run_job
 from feph_finetune.results import RunStore
 
@@ -183,13 +183,11 @@ class Child:
             self.log_path.unlink(missing_ok=True)
 
     def death_record(self, code: int | None) -> dict[str, Any]:
+        signal_name = signal.Signals(-code).name if code is not None and code < 0 else None
         if code is None:
-            signal_name, message = None, self.start_failure
-        elif code < 0:
-            signal_name = signal.Signals(-code).name
-            message = f"the run's process was killed by {signal_name}" + (" (out of memory, or killed by hand)" if -code == signal.SIGKILL else "")
+            message = self.start_failure
         else:
-            signal_name, message = None, f"the run's process exited with code {code} before writing its result"
+            message = f"the run's process {exit_description(code)}" + ("" if signal_name else " before writing its result")
         record = run_record(self.job.run, "failed")
         record["error"] = {
             "plugin": "core",

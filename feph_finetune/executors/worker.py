@@ -18,7 +18,7 @@ import pickle
 import sys
 from typing import Any, Callable
 
-from feph_finetune.executors.forkserver import adopt_environment, die_with_command, redirect_output
+from feph_finetune.executors.forkserver import begin_child
 
 
 def event_sender(events: Any) -> Callable[[dict], None]:
@@ -38,9 +38,7 @@ def run_job(payload: bytes, environment: dict[str, str], log: str, events: Any) 
     """Execute the pickled :class:`~feph_finetune.execution.RunJob` ``payload`` in this child
     process. The job is unpickled here, after the output went to the run's ``stderr.log``, so
     that whatever fails is in the log."""
-    redirect_output(log)
-    die_with_command()
-    adopt_environment(environment)
+    begin_child(log, environment)
     try:
         from feph_finetune.execution import execute_run
         from feph_finetune.plugins import get_plugins
