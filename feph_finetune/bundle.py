@@ -26,9 +26,7 @@ Nothing here imports TensorFlow except :func:`load_model`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -41,7 +39,7 @@ from feph_finetune.config import close_match
 from feph_finetune.frames import FrameStep
 from feph_finetune.options import option_problems
 from feph_finetune.plugins import PluginCallError, Plugins
-from feph_finetune.results import RESULT_FILE, atomic_path, write_json
+from feph_finetune.results import RESULT_FILE, atomic_folder, atomic_path, write_json
 
 FORMAT = "feph_finetune-bundle"
 #: Raise when a bundle's layout or the manifest's meaning changes; older readers refuse newer bundles.
@@ -101,14 +99,8 @@ def write_bundle(folder: Path, run: Any, steps: Sequence[tuple[str, Preprocessin
 
 def _save_model(model: Any, path: Path) -> None:
     """``model.save`` to a temporary ``.keras`` name beside ``path``, then renamed over it."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def _call(plugin: str, function, *args):
@@ -337,16 +329,8 @@ def export_bundle(run_dir: Path, out: Path) -> Path:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BundleError(f"{out}: already exists and is not an empty folder; choose a new folder")
-    staging = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{out.name}."))
-    try:
+    with atomic_folder(out) as staging:
         for name in (manifest["model"], STATE_FILE, MANIFEST):
             if (folder / name).is_file():
-                shutil.copy2(folder / name, staging / name)
-        if out.exists():
-            out.rmdir()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging), str(out))
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+                shutil.copyfile(folder / name, staging / name)  # modes from the umask, as for any new file
     return out

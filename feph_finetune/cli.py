@@ -116,7 +116,7 @@ def predict_parser() -> argparse.ArgumentParser:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune export", description="Copy the model bundle of a finished run (save_model = true) to a new folder: model.keras, bundle.json and the fitted preprocessing state.")
+    parser = argparse.ArgumentParser(prog="python -m feph_finetune export", description="Copy the model bundle of a finished run (save_model = true) to a new folder: model.keras, bundle.json and, when a preprocessing step learned something from the training split (normalize's dataset_mean), state.npz.")
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory in the results directory")
     parser.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
     return parser
@@ -293,7 +293,8 @@ def cmd_export(args, console: Console) -> int:
     except BundleError as error:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
-    console.print(f"exported the model bundle of {args.run_dir} to {out}/", highlight=False)
+    files = ", ".join(sorted(path.name for path in out.iterdir()))
+    console.print(f"exported the model bundle of {args.run_dir} to {out}/ ({files})", highlight=False)
     return EXIT_OK
 
 

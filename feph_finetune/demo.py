@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from feph_finetune.api import CLASSES
 from feph_finetune.config import DEMO_DEFAULTS, EXPERIMENT_DEFAULTS, ConfigError, Problem, RawConfig, check_table, deep_merge
 from feph_finetune.frames import default_cache_dir
 from feph_finetune.options import option_problems
+from feph_finetune.results import atomic_folder, atomic_path
 
 #: The backbones the demo pre-trains, and how each is built (Keras application, extra arguments).
 DEMO_BACKBONES = ("mobilenet", "efficientnet")
@@ -129,7 +128,7 @@ def write_demo_data(settings: dict[str, Any], paths: DemoPaths, console) -> None
     ):
         if not folder.is_dir():
             console.log(f"demo: writing {images} synthetic {domain} images to {folder}")
-            with _new_folder(folder) as temporary:
+            with atomic_folder(folder) as temporary:
                 write_synthetic_dataset(temporary, images=images, seed=seed, domain=domain)
 
 
@@ -268,24 +267,6 @@ def pretraining_log(model: Path) -> Path:
     return model.with_suffix(".log")
 
 
-class _new_folder:
-    """A temporary folder renamed to its final name only when everything in it is written."""
-
-    def __init__(self, final: Path):
-        self.final = final
-
-    def __enter__(self) -> Path:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.temporary = Path(tempfile.mkdtemp(dir=self.final.parent, prefix=f".{self.final.name}."))
-        return self.temporary
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            os.replace(self.temporary, self.final)
-        else:
-            shutil.rmtree(self.temporary, ignore_errors=True)
-
-
 def generic_faces(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The generic domain's images, resized to ``size``, and their class indices."""
     from feph_finetune.dataset import load_dataset, read_image
@@ -355,10 +336,8 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
     model.fit(base_model_input(backbone, images[~held_out]), labels[~held_out], batch_size=BASE_BATCH_SIZE, epochs=settings["base_epochs"], shuffle=True, verbose=0)
     predicted = model.predict(base_model_input(backbone, images[held_out]), batch_size=64, verbose=0).argmax(axis=1)
     accuracy = float(np.mean(predicted == labels[held_out]))
-    with tempfile.TemporaryDirectory(dir=path.parent) as folder:
-        temporary = Path(folder) / path.name
+    with atomic_path(path.with_suffix(".json")) as temporary:
+        temporary.write_text(json.dumps({"held_out_accuracy": accuracy, "held_out_images": int(held_out.sum()), "seconds": time.perf_counter() - started, **settings}, indent=2), encoding="utf-8")
+    with atomic_path(path) as temporary:  # the model last: its presence means the base is ready
         model.save(temporary)
-        temporary.with_suffix(".json").write_text(json.dumps({"held_out_accuracy": accuracy, "held_out_images": int(held_out.sum()), "seconds": time.perf_counter() - started, **settings}, indent=2), encoding="utf-8")
-        os.replace(temporary.with_suffix(".json"), path.with_suffix(".json"))
-        os.replace(temporary, path)
     return accuracy

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -27,7 +28,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
     A crash leaves either the old file or the new one, never half of one. The file's mode
     follows the umask, like any file the user creates (0o644 under the usual umask 0o022):
-    :func:`tempfile.mkstemp` would make every result private to its owner (0o600).
+    :func:`tempfile.mkstemp` would make every result private to its owner (0o600). The
+    temporary name ends in ``path``'s name, so that writers choosing a format by the suffix (Keras'
+    ``model.save``, ``save_weights``' ``.weights.h5``) write ``path``'s format. Every file the project writes atomically goes through
+    here, every folder through :func:`atomic_folder`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _create_temporary(path)
@@ -39,6 +43,27 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a new empty folder beside ``path``; on success, rename it to ``path``.
+
+    ``path`` must not exist or be an empty folder (it is replaced). On an error the temporary
+    folder and its contents are removed and ``path`` is as it was. The folder's mode follows the
+    umask (0o755 under 0o022), where :func:`tempfile.mkdtemp` would make it 0o700; files written
+    into it keep their own modes.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _create_temporary(path, folder=True)
+    try:
+        yield Path(temporary)
+        if path.is_dir():
+            path.rmdir()  # only an empty folder: refuses (OSError) to lose anything in it
+        os.replace(temporary, path)
+    finally:
+        if os.path.isdir(temporary):
+            shutil.rmtree(temporary)
 
 
 def output_file_problem(path: Path) -> str | None:
@@ -80,12 +105,16 @@ def output_folder_problem(path: Path) -> str | None:
     return None
 
 
-def _create_temporary(path: Path) -> str:
-    """Create a new empty file beside ``path`` with mode 0o666 less the umask; return its name."""
+def _create_temporary(path: Path, folder: bool = False) -> str:
+    """Create a new empty file (mode 0o666 less the umask) or folder (0o777 less the umask)
+    beside ``path``, hidden and ending in ``path``'s name (``.<random>.tmp.NAME``); return its name."""
     while True:
-        candidate = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        candidate = path.parent / f".{secrets.token_hex(6)}.tmp.{path.name}"
         try:
-            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            if folder:
+                os.mkdir(candidate, 0o777)
+            else:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
             continue
         return str(candidate)

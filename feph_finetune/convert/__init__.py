@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,6 +22,7 @@ import numpy as np
 
 from feph_finetune.convert.keras_target import ARCHITECTURE, INPUT_SIZE, efficientnet_b0_classifier
 from feph_finetune.convert.source import ConversionError, SourceModel
+from feph_finetune.results import atomic_path
 
 __all__ = ["ConversionError", "ConvertedModel", "convert", "efficientnet_b0_classifier", "read_converted", "sidecar_path"]
 
@@ -199,13 +198,9 @@ def _write(keras_model, info: ConvertedModel, out: Path) -> None:
     """Write the model and its sidecar next to each other, each renamed into place when complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".weights.h5" if str(out).endswith(".weights.h5") else ".keras"
-    with tempfile.TemporaryDirectory(dir=out.parent) as folder:
-        model_file = Path(folder) / f"model{suffix}"
+    with atomic_path(out) as model_file, atomic_path(sidecar_path(out)) as sidecar:
         if suffix == ".keras":
             keras_model.save(model_file)
         else:
             keras_model.save_weights(model_file)
-        sidecar = Path(folder) / "sidecar.json"
         sidecar.write_text(json.dumps({**asdict(info), "classes": list(info.classes), "notes": list(info.notes)}, indent=2) + "\n", encoding="utf-8")
-        os.replace(model_file, out)
-        os.replace(sidecar, sidecar_path(out))

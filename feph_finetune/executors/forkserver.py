@@ -45,7 +45,7 @@ def begin_child(log, environment: dict[str, str]) -> None:
     next is there; end as soon as the command ends (:func:`_die_with_command`); and take
     ``environment`` (the command's, with the child's own settings) before TensorFlow initialises
     its devices."""
-    fd = os.open(log, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
+    fd = os.open(log, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o666)  # less the umask, as any file
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)

@@ -1,0 +1,105 @@
+"""Every file and folder the project writes atomically gets the umask's mode, as any file the user
+creates (README, "Results"): no writer may make a private 0o600 file or 0o700 folder under 0o022.
+
+The writers are exercised with stand-in models (an object whose ``save`` writes bytes), so no
+TensorFlow is imported; what is tested is the writing, not Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from feph_finetune.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MODEL_FILE, _save_model, export_bundle
+from feph_finetune.results import atomic_folder, atomic_path
+
+UMASKS = [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)]
+
+
+class FakeModel:
+    """Stands in for a Keras model: ``save`` and ``save_weights`` write a few bytes to the path."""
+
+    def save(self, path):
+        assert str(path).endswith((".keras", ".h5")), f"Keras would refuse the name {path}"
+        Path(path).write_bytes(b"model")
+
+    save_weights = save
+
+
+@pytest.fixture
+def umask(request):
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def write_fake_bundle(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / MODEL_FILE).write_bytes(b"model")
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "model": MODEL_FILE, "input_size": 32, "classes": ["a", "b"], "preprocess": [],
+        "run": {"id": "x", "experiment": "x", "phase": "exploratory", "fold": None, "seed": 1}, "config": {},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), UMASKS, indirect=["umask"])
+def test_atomic_file_and_folder_follow_the_umask(tmp_path, umask, file_mode, folder_mode):
+    with atomic_path(tmp_path / "new" / "a.json") as temporary:
+        temporary.write_text("{}")
+    with atomic_folder(tmp_path / "folder") as temporary:
+        (temporary / "inside.txt").write_text("x")
+    assert mode(tmp_path / "new" / "a.json") == file_mode
+    assert mode(tmp_path / "folder") == folder_mode and mode(tmp_path / "folder" / "inside.txt") == file_mode
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder", "new"]  # no temporary left
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), UMASKS, indirect=["umask"])
+def test_saved_model_and_exported_bundle_follow_the_umask(tmp_path, umask, file_mode, folder_mode):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _save_model(FakeModel(), run_dir / MODEL_FILE)
+    assert mode(run_dir / MODEL_FILE) == file_mode
+    source = write_fake_bundle(tmp_path / "bundle")
+    (source / MODEL_FILE).chmod(0o600)  # a bundle saved before this fix: the copy still follows the umask
+    out = export_bundle(source, tmp_path / "deep" / "exported")
+    assert mode(out) == folder_mode
+    assert {path.name: mode(path) for path in out.iterdir()} == {MODEL_FILE: file_mode, MANIFEST: file_mode}
+    assert [path.name for path in (tmp_path / "deep").iterdir()] == ["exported"]
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), UMASKS, indirect=["umask"])
+def test_converted_model_and_its_sidecar_follow_the_umask(tmp_path, umask, file_mode, folder_mode):
+    from feph_finetune.convert import ConvertedModel, _write
+
+    info = ConvertedModel(**{name: () if name in ("classes", "notes") else "x" for name in ConvertedModel.__dataclass_fields__})
+    for out in (tmp_path / "m.keras", tmp_path / "w.weights.h5"):
+        _write(FakeModel(), info, out)
+        assert mode(out) == file_mode and mode(out.with_name(out.name + ".json")) == file_mode
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), UMASKS, indirect=["umask"])
+def test_demo_data_folder_follows_the_umask(tmp_path, umask, file_mode, folder_mode, monkeypatch):
+    from feph_finetune import demo
+
+    monkeypatch.setattr("feph_finetune.synth.write_synthetic_dataset", lambda folder, **_: (Path(folder) / "labels.csv").write_text("x"))
+    paths = demo.DemoPaths(**{name: tmp_path / name for name in demo.DemoPaths.__dataclass_fields__})
+    demo.write_demo_data({"images": 1, "generic_images": 1, "seed": 0}, paths, type("Quiet", (), {"log": lambda *_: None})())
+    assert mode(paths.data) == folder_mode and mode(paths.data / "labels.csv") == file_mode
+
+
+def test_failed_atomic_folder_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError), atomic_folder(tmp_path / "out") as temporary:
+        (temporary / "half").write_text("x")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
