@@ -417,6 +417,24 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a closed output pipe (``plugins --json | head``) ends it quietly.
+
+    Python's documentation ("Note on SIGPIPE", :mod:`signal`) recommends this: catch
+    :exc:`BrokenPipeError`, point stdout at devnull so that the interpreter's final flush cannot
+    raise again, and exit 1, which is also what rich's consoles do when their pipe breaks.
+    """
+    try:
+        code = _command_line(argv)
+        sys.stdout.flush()  # inside the try: a pipe closed while the last buffer waits
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
+
+
+def _command_line(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
