@@ -127,10 +127,24 @@ def find_bundle(path: Path) -> Path:
     if path.is_file() and path.suffix in (".keras", ".h5"):
         raise BundleError(f"{path}: a bare Keras model file is not a bundle (it does not say how frames were cropped and normalised); {hint}")
     if path.is_dir() and (path / MODEL_FILE).is_file():
-        raise BundleError(f"{path}: holds {MODEL_FILE} but no {MANIFEST} (saved before bundles existed, or interrupted); run it again with --force to write a bundle")
+        raise BundleError(f"{path}: holds {MODEL_FILE} but no {MANIFEST} (saved before bundles existed, or interrupted); {rerun_with_model(path)}")
     if path.is_dir() and (path / RESULT_FILE).is_file():
-        raise BundleError(f"{path}: this run saved no model; set save_model = true for its experiment and run it again with --force")
+        raise BundleError(f"{path}: this run saved no model; {rerun_with_model(path)}")
     raise BundleError(f"{path}: not a model bundle (no {MANIFEST}); {hint}")
+
+
+def rerun_with_model(run_dir: Path) -> str:
+    """How to give the finished run in ``run_dir`` a model bundle: run it again, with ``--force``
+    (``save_model`` does not change the run's id, so without it the run is skipped as finished)."""
+    try:
+        record = json.loads((Path(run_dir) / RESULT_FILE).read_text(encoding="utf-8"))
+        experiment, phase = str(record["experiment"]), str(record["phase"])
+    except (OSError, ValueError, KeyError, TypeError):
+        experiment, phase = "NAME", "PHASE"
+    return (
+        f"run it again with save_model and --force (saving a model keeps the run's id, so without --force the finished run is skipped): "
+        f"python -m feph_finetune EXPERIMENTS.toml --only {experiment} --phase {phase} --set experiments.{experiment}.save_model=true --force"
+    )
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -369,6 +369,7 @@ def cmd_run(args, console: Console) -> int:
             outcome.add(runner.run_all(group))
     if outcome.skipped:
         console.print(f"skipped {len(outcome.skipped)} finished runs (use --force to rerun them)")
+        print_unsaved_models(runs, outcome.skipped, store, console)
     records = store.records([run.id for run in runs])
     if records:
         render(records, "table", console, paper=matrix.report["paper"])
@@ -379,6 +380,17 @@ def cmd_run(args, console: Console) -> int:
         return EXIT_FAILED_RUNS
     console.print(f"results in {output}/")
     return EXIT_OK
+
+
+def print_unsaved_models(runs, skipped: list[str], store, console: Console) -> None:
+    """Say which skipped runs ask for ``save_model`` but finished without one: the setting does
+    not change a run's id (:data:`feph_finetune.matrix.RESULT_NEUTRAL_KEYS`), so only ``--force``
+    runs them again to save it."""
+    from feph_finetune.bundle import MANIFEST
+
+    unsaved = [run.id for run in runs if run.id in skipped and run.config["save_model"] and not (store.run_dir(run.id) / MANIFEST).is_file()]
+    if unsaved:
+        console.print(f"{len(unsaved)} of them finished without a saved model although save_model = true: add --force to run them again and save it ({', '.join(unsaved)})", highlight=False)
 
 
 def with_demo_jobs(choice, raw, args):

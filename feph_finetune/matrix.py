@@ -127,9 +127,18 @@ def used_plugins(config: dict[str, Any]) -> list[str]:
     return names
 
 
+#: Experiment keys that never change a run's result, only what else the run leaves behind: the
+#: run id hashes them at their default, so that setting one neither splits a configuration's runs
+#: nor gives a finished run a new id. (Reset to the default, not left out, so that every id
+#: computed before this rule, with the default, is unchanged.)
+RESULT_NEUTRAL_KEYS = ("save_model",)
+
+
 def run_id(experiment: str, phase: str, fold: int | None, config: dict, dataset: dict) -> str:
-    """A stable id: readable prefix plus a hash of everything that changes the result."""
+    """A stable id: readable prefix plus a hash of everything that changes the result (not
+    :data:`RESULT_NEUTRAL_KEYS`, nor the names and grid that only label the runs)."""
     identity = {key: value for key, value in config.items() if key not in NOT_INHERITED + ("grid",)}
+    identity.update({key: EXPERIMENT_DEFAULTS[key] for key in RESULT_NEUTRAL_KEYS if key in identity})
     payload = {"config": identity, "dataset": dataset, "phase": phase, "fold": fold}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
     where = "x" if phase == "exploratory" else f"cv{fold}"
@@ -275,6 +284,9 @@ class MatrixBuilder:
             head = split_dotted(key)[0]
             if head not in EXPERIMENT_DEFAULTS or head in ("grid", "extends", "label", "cv_label", "phases"):
                 self.problem(keys + (key,), f"cannot expand {key!r}: not a setting of a run{close_match(head, EXPERIMENT_DEFAULTS)}")
+                return [{}]
+            if head in RESULT_NEUTRAL_KEYS:
+                self.problem(keys + (key,), f"cannot expand {key!r}: it does not change a run's result, so every value would be the same run; set it on the experiment instead")
                 return [{}]
             if not isinstance(values, list) or not values:
                 self.problem(keys + (key,), "expected a non-empty array of values to expand")

@@ -1,0 +1,70 @@
+"""A setting that does not change a run's result (``save_model``) neither splits nor merges a
+configuration's runs: the run id ignores it, and the ids of existing results folders stay."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from feph_finetune.bundle import BundleError, find_bundle
+from feph_finetune.cli import main
+from feph_finetune.config import EXPERIMENT_DEFAULTS, ConfigError, read_config
+from feph_finetune.matrix import RESULT_NEUTRAL_KEYS, build_matrix, run_id
+from feph_finetune.plugins import get_plugins
+from feph_finetune.results import RunStore
+from conftest import write_matrix
+from fake_store import metrics_of, record, sample_confusion
+
+DATASET = {"root": "data/FePh", "folds": 5, "test_fraction": 0.2, "group_by": "sequence", "fingerprint": "abc", "split_seed": 1234}
+
+
+def default_config(**changes) -> dict:
+    config = copy.deepcopy(EXPERIMENT_DEFAULTS)
+    config.update(seed=1234, label="FT", options={"face_crop": {"margin": 0.2}}, **changes)
+    return config
+
+
+def test_ids_of_existing_configurations_are_unchanged():
+    # Computed with run_id on main at commit 301ebcd, before result-neutral keys existed: every
+    # results folder written before keeps its ids, so its finished runs are still skipped.
+    assert run_id("M2", "exploratory", None, default_config(), DATASET) == "M2-x-4230f50498"
+    assert run_id("M2", "cv", 3, default_config(), DATASET) == "M2-cv3-46b24321ac"
+
+
+@pytest.mark.parametrize("key", RESULT_NEUTRAL_KEYS)
+def test_a_result_neutral_key_keeps_the_id(key):
+    changed = default_config(**{key: not EXPERIMENT_DEFAULTS[key]})
+    assert run_id("M2", "exploratory", None, changed, DATASET) == run_id("M2", "exploratory", None, default_config(), DATASET)
+    assert run_id("M2", "exploratory", None, default_config(batch_size=16), DATASET) != run_id("M2", "exploratory", None, default_config(), DATASET)
+
+
+def test_saving_a_model_keeps_the_matrix_ids(tmp_path, synthetic_feph):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.FT]\nphases = ['exploratory', 'cv']\n")
+    plain = build_matrix(read_config(path), get_plugins())
+    saving = build_matrix(read_config(path, ["experiments.FT.save_model=true"]), get_plugins())
+    assert [run.id for run in saving.runs] == [run.id for run in plain.runs]
+    assert all(run.config["save_model"] for run in saving.runs)
+
+
+def test_a_grid_over_a_result_neutral_key_is_refused(tmp_path, synthetic_feph):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.FT]\ngrid = { save_model = [true, false] }\n")
+    with pytest.raises(ConfigError, match="save_model.*does not change a run's result"):
+        build_matrix(read_config(path), get_plugins())
+
+
+def test_a_finished_run_without_a_model_says_how_to_save_one(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.FT]\n")
+    (run,) = build_matrix(read_config(path), get_plugins()).runs
+    store = RunStore(tmp_path / "runs")
+    finished = record("M2", 0, "exploratory", None, metrics_of(sample_confusion(0.6, np.random.default_rng(0))), 1.0)
+    store.finish(run.id, {**finished, "id": run.id, "experiment": "FT", "cv_label": ""})
+    with pytest.raises(BundleError) as error:
+        find_bundle(store.run_dir(run.id))
+    message = str(error.value)
+    assert "--only FT --phase exploratory --set experiments.FT.save_model=true --force" in message
+    # The matrix with save_model skips the finished run (same id) and says how to save its model.
+    assert main([str(path), "--output", str(store.root), "--set", "experiments.FT.save_model=true"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "skipped 1 finished runs" in out and f"1 of them finished without a saved model although save_model = true: add --force to run them again and save it ({run.id})" in out
