@@ -29,7 +29,7 @@ k-fold cross-validation), then print the paper's tables. Finished runs in the ou
 skipped, so an interrupted matrix continues where it stopped.
 
 other commands (each has --help):
-  plugins   list the installed plugins and the hooks they implement
+  plugins   list the installed plugins, the hooks they implement and their options
   data      describe a FePh-format dataset as the runner sees it (classes, drops, splits)
   synth     write a synthetic FePh-format dataset (the demo's and tests' data)
   report    print the tables of a results directory, write its figures and report.md
@@ -54,15 +54,15 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, help="results directory (default: the TOML's output, else runs/; runs/demo with --demo)")
     parser.add_argument("--force", action="store_true", help="discard the selected runs' results and rerun them (interrupted: continue without --force)")
     parser.add_argument("--executor", metavar="NAME", help="where runs execute: process (default: a fresh child process per run), inline (in this process), ray (a Ray cluster), or one a plugin registers; options in the TOML's [executor.NAME] table")
-    parser.add_argument("--jobs", metavar="N|auto", help="process executor: runs at once (default 1, or one per device with --devices; auto: what the machine allows)")
+    parser.add_argument("--jobs", metavar="N|auto", help="process executor: runs at once (default 1; one per device with --devices; with --demo, one per CPU core within the free memory; auto: what the machine allows)")
     parser.add_argument("--devices", metavar="0,1,...", help="process executor: GPU indices; each child sees one through CUDA_VISIBLE_DEVICES")
     parser.add_argument("--demo", action="store_true", help="use synthetic FePh-format data and a base model pre-trained on synthetic faces, at the TOML's [demo] settings")
     return parser
 
 
 def plugins_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version), its status and the hooks it implements. A third-party plugin that cannot be used is listed with its problem: broken (import error, wrong hook), conflict (two distributions offer the name), refused (it would replace a built-in), filtered (FEPH_FINETUNE_LOAD_PLUGINS leaves its distribution out).")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks, status, error}")
+    parser = argparse.ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version), its status, the hooks it implements and its options with their defaults. A third-party plugin that cannot be used is listed with its problem: broken (import error, wrong hook), conflict (two distributions offer the name), refused (it would replace a built-in), filtered (FEPH_FINETUNE_LOAD_PLUGINS leaves its distribution out).")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks, options, status, error}")
     return parser
 
 
@@ -165,14 +165,17 @@ def warn(line: str) -> None:
 def cmd_plugins(args, console: Console) -> int:
     infos = load_plugins().info()
     if args.json:
-        print(json.dumps([info.as_dict() for info in infos], indent=2))
+        print(json.dumps([info.as_dict() for info in infos], indent=2, default=str))
         return EXIT_OK
-    table = Table(title="feph_finetune plugins")
-    for column in ("name", "origin", "status", "hooks, or the problem"):
-        table.add_column(column)
+    table = Table(title="feph_finetune plugins", caption=escape("options with their defaults; set them in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]"))
+    table.add_column("name", no_wrap=True)
+    table.add_column("origin", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("hooks and options, or the problem", ratio=1)
     for info in infos:
         if info.status == "ok":
-            table.add_row(info.name, info.origin, info.status, ", ".join(info.hooks))
+            options = ", ".join(f"{key}={json.dumps(value, default=str)}" for key, value in info.options.items())
+            table.add_row(info.name, info.origin, info.status, escape(", ".join(info.hooks) + (f"\noptions: {options}" if options else "")))
         else:
             table.add_row(info.name, info.origin, f"[red]{info.status}[/red]", escape(info.error))
     console.print(table)
@@ -184,13 +187,16 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.describe import describe_dataset, render_description
 
     from feph_finetune.config import ConfigError, Problem
-    from feph_finetune.dataset import DatasetError
+    from feph_finetune.dataset import FEPH_DOWNLOAD, DatasetError
 
     problems = []
     if args.folds < 2:
         problems.append(Problem(f"--folds {args.folds}", "must be 2 or more (cross-validation needs at least two folds)"))
     if not 0.0 < args.test_fraction < 1.0:
         problems.append(Problem(f"--test-fraction {args.test_fraction}", "must lie strictly between 0 and 1"))
+    if not args.root.is_dir():
+        what = "is a file, not a folder" if args.root.exists() else "no such folder"
+        problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
     if problems:
         raise ConfigError(problems)
     dataset = load_dataset(args.root, args.labels, args.images, settings={"labels": "--labels FILE", "images": "--images FOLDER"})

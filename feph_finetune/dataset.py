@@ -65,6 +65,10 @@ SIGNER_SEPARATOR = "_default"
 DECODE_THREADS = 8
 
 
+#: Where the real data comes from, for messages about a missing dataset folder.
+FEPH_DOWNLOAD = 'FePh is published on Harvard Dataverse (doi:10.7910/DVN/358QMQ): download and unpack it (README, "Running on the real FePh")'
+
+
 class DatasetError(Exception):
     """The release's layout is unusable (no CSV, several CSVs, a missing column ...).
 

@@ -36,7 +36,7 @@ from feph_finetune.config import (
     split_dotted,
     type_name,
 )
-from feph_finetune.dataset import Dataset, DatasetError, load_index
+from feph_finetune.dataset import FEPH_DOWNLOAD, Dataset, DatasetError, load_index
 from feph_finetune.options import Option, option_problems
 from feph_finetune.plugins import PluginCallError, Plugins
 
@@ -56,10 +56,7 @@ SIZE_LIMITS = {
     ("threads",): Option(0, minimum=0, maximum=1024),
 }
 
-FEPH_SOURCE = (
-    "FePh is published on Harvard Dataverse (doi:10.7910/DVN/358QMQ); download it and point "
-    "dataset.root at the folder, or try the tool on synthetic data with --demo"
-)
+FEPH_SOURCE = f"{FEPH_DOWNLOAD}, then point dataset.root at its folder, or try the tool on synthetic data with --demo"
 
 
 @dataclass(frozen=True)

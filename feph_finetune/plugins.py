@@ -18,7 +18,7 @@ import importlib.metadata
 import inspect
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -82,9 +82,11 @@ class PluginInfo:
     hooks: tuple[str, ...]
     status: str = "ok"
     error: str = ""
+    #: The options ``plugin_options`` declares, with their defaults (empty for an unusable plugin).
+    options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "origin": self.origin, "hooks": list(self.hooks), "status": self.status, "error": self.error or None}
+        return {"name": self.name, "origin": self.origin, "hooks": list(self.hooks), "options": dict(self.options), "status": self.status, "error": self.error or None}
 
 
 class PluginCallError(Exception):
@@ -314,7 +316,7 @@ class Plugins:
 
     def info(self) -> list[PluginInfo]:
         """Every registered plugin, then every unavailable entry point, sorted by name."""
-        registered = [PluginInfo(name, self.origins.get(name, "builtin"), self.hooks_of(name)) for name in self.names()]
+        registered = [PluginInfo(name, self.origins.get(name, "builtin"), self.hooks_of(name), options=self.option_defaults(name)) for name in self.names()]
         return sorted(registered + self.unavailable, key=lambda info: (info.name, info.status != "ok"))
 
     def missing(self, name: str) -> str:

@@ -1,0 +1,57 @@
+"""What a new user meets in the first hour: help texts that say what happens, a missing dataset
+folder that says where FePh comes from, and `plugins` listing the options the TOML can set."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from feph_finetune.cli import main, run_parser
+from feph_finetune.config import read_config
+from feph_finetune.plugins import get_plugins
+from conftest import REPO
+
+
+def test_jobs_help_states_the_demo_default():
+    help_text = " ".join(run_parser().format_help().split())
+    assert "default 1; one per device with --devices; with --demo, one per CPU core" in help_text
+
+
+def test_data_on_a_missing_folder_says_where_fephs_comes_from(tmp_path, capsys):
+    assert main(["data", str(tmp_path / "FePh")]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert f"ROOT {tmp_path / 'FePh'}: no such folder" in message
+    assert "Harvard Dataverse (doi:10.7910/DVN/358QMQ)" in message and '(README, "Running on the real FePh")' in message
+    (tmp_path / "file").write_text("x")
+    assert main(["data", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_plugins_lists_every_declared_option_with_its_default(capsys):
+    plugins = get_plugins()
+    assert main(["plugins", "--json"]) == 0
+    listed = {entry["name"]: entry["options"] for entry in json.loads(capsys.readouterr().out)}
+    for name in plugins.names():
+        assert listed[name] == json.loads(json.dumps(plugins.option_defaults(name), default=str)), name
+    assert listed["face_crop"]["margin"] == 0.2 and listed["class_weights"] == {}
+    assert main(["plugins"]) == 0
+    table = " ".join(capsys.readouterr().out.split())
+    assert 'options: mode="double"' in table and "margin=0.2" in table
+
+
+def test_experiments_toml_and_readme_say_where_options_and_caches_are():
+    text = (REPO / "experiments.toml").read_text(encoding="utf-8")
+    assert "plugin options are listed by\n# `python -m feph_finetune plugins`" in text
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    caches = re.search(r"\*\*Caches\.\*\*(.*?)(?=\*\*|Other experiment keys)", readme).group(1)
+    assert "`FEPH_FINETUNE_CACHE`" in caches and "demo" in caches and "moves them too" in caches
+
+
+def test_demo_cache_follows_feph_finetune_cache(tmp_path, monkeypatch):
+    from feph_finetune import demo
+
+    monkeypatch.setenv("FEPH_FINETUNE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "m.toml"
+    path.write_text("[dataset]\nroot = 'x'\n[experiments.A]\n", encoding="utf-8")
+    paths = demo.demo_paths(demo.demo_settings(read_config(path)))
+    assert paths.root.is_relative_to(tmp_path / "cache" / "demo")
