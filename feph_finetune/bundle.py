@@ -314,7 +314,10 @@ def _read_state(folder: Path) -> dict[str, np.ndarray]:
 
 
 def load_model(bundle: Bundle) -> Any:
-    """Load the bundle's Keras model in safe mode (imports TensorFlow) and check its shapes."""
+    """Load the bundle's Keras model in safe mode (imports TensorFlow, quietly) and check its shapes."""
+    from feph_finetune.quiet_tensorflow import import_tensorflow
+
+    import_tensorflow()
     import keras
 
     path = bundle.folder / bundle.manifest["model"]

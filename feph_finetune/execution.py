@@ -36,6 +36,7 @@ from feph_finetune.frames import default_cache_dir
 from feph_finetune.matrix import Run
 from feph_finetune.plugins import PluginCallError, Plugins
 from feph_finetune.preparation import DataSource, prepare
+from feph_finetune.quiet_tensorflow import import_tensorflow
 from feph_finetune.results import RunStore
 
 #: Seconds between two ``progress`` events of one run (a new epoch is always reported).
@@ -177,7 +178,8 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         check_installed(run, plugins)
         data = prepare(run, plugins, source, context_for, job.split_seed)
         counters["face_fallback"] = data.fallbacks
-        from feph_finetune import training  # TensorFlow is imported here, when a run really starts
+        import_tensorflow()  # here, when a run really starts; its notices never reach the console
+        from feph_finetune import training
 
         outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report))
         metrics = evaluate(run, plugins, data.test.labels, outcome.y_prob, context_for)

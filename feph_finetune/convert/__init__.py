@@ -22,6 +22,7 @@ import numpy as np
 
 from feph_finetune.convert.keras_target import ARCHITECTURE, INPUT_SIZE, efficientnet_b0_classifier
 from feph_finetune.convert.source import ConversionError, SourceModel
+from feph_finetune.quiet_tensorflow import import_tensorflow
 from feph_finetune.results import atomic_path
 
 __all__ = ["ConversionError", "ConvertedModel", "convert", "efficientnet_b0_classifier", "read_converted", "sidecar_path"]
@@ -110,6 +111,7 @@ def convert(
         raise ConversionError(f"{source}: no such file")
     model_source = _read(source, trust_pickle, report)
     names = _class_names(classes, model_source.classes, source)
+    import_tensorflow()  # after the source's torch or ONNX: timm after TensorFlow crashes
     keras_model = _build(model_source, source)
     report(f"read {source} ({model_source.kind}): {ARCHITECTURE}, {model_source.classes} classes: {', '.join(names)}")
     difference = _verify(model_source, keras_model)
