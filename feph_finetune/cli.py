@@ -317,19 +317,54 @@ def cmd_convert(args, console: Console) -> int:
 
 
 def print_runs(runs, as_json: bool, console: Console) -> None:
+    """The runs of a dry run, laid out for the console's width (80 columns and up).
+
+    The id already names the experiment, the phase (``x``: the exploratory split, ``cvK``: fold
+    K) and the configuration's hash, so it stands alone and never wraps, nor do the model and
+    optimizer; the plugins that prepare the data (preprocess, +augment, weights=class weights)
+    share one column that wraps between names, never inside one; a grid variant's ``key=value``
+    pairs wrap between pairs and fold only a pair longer than the room left.
+    """
     if as_json:
         print(json.dumps([run.describe() for run in runs], indent=2))
         return
-    table = Table(title=f"{len(runs)} runs")
-    for column in ("id", "experiment", "phase", "fold", "model", "optimizer", "preprocess", "augment", "class weights", "variant"):
-        table.add_column(column)
+    from rich import box
+
+    rows = []
     for run in runs:
         info = run.describe()
-        table.add_row(
-            run.id, run.experiment, run.phase, "" if run.fold is None else str(run.fold), info["model"], info["optimizer"] or "No-FT",
-            ", ".join(info["preprocess"]), ", ".join(info["augment"]), info["class_weights"], " ".join(f"{k}={v}" for k, v in run.variant.items()),
-        )
+        steps = [*info["preprocess"], *(f"+{name}" for name in info["augment"]), *([f"weights={info['class_weights']}"] if info["class_weights"] else [])]
+        rows.append([run.id, info["model"], info["optimizer"] or "No-FT", ", ".join(steps), " ".join(f"{key}={value}" for key, value in run.variant.items())])
+    headers = ["run id", "model", "optimizer", "data steps", "variant"]
+    if not any(row[4] for row in rows):
+        headers, rows = headers[:4], [row[:4] for row in rows]
+    widths = _run_column_widths(headers, rows, console.width)
+    if sum(widths) + 2 * (len(widths) - 1) > console.width:  # long ids: the rest in one column beside them
+        headers, rows = ["run id", "model, optimizer; data steps; variant"], [[row[0], "; ".join(filter(None, [f"{row[1]}, {row[2]}", *row[3:]]))] for row in rows]
+        widths = [max(len(row[0]) for row in rows), console.width - max(len(row[0]) for row in rows) - 2]
+    table = Table(
+        title=f"{len(runs)} runs", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
+        caption="run id: experiment, x (exploratory split) or cvK (fold K), hash of configuration and data; data steps: preprocess plugins, +augment, weights=class weights plugin",
+    )
+    for index, (header, width) in enumerate(zip(headers, widths)):
+        table.add_column(header, width=width, no_wrap=index == 0 or (index < 3 and len(headers) > 2), overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
     console.print(table)
+
+
+def _run_column_widths(headers: list[str], rows: list[list[str]], width: int) -> list[int]:
+    """Widths of :func:`print_runs`' columns: the first three as wide as their longest cell, the
+    wrapping ones what is left, each at least its longest word (``key=value`` pair for the
+    variant) while the room allows. Columns are separated by 2 characters."""
+    natural = [max(len(text) for text in [header, *(row[index] for row in rows)]) for index, header in enumerate(headers)]
+    longest_word = [max(len(word) for text in [header, *(row[index] for row in rows)] for word in text.split()) for index, header in enumerate(headers)]
+    room = width - sum(natural[:3]) - 2 * (len(headers) - 1)
+    if len(headers) == 4:
+        return [*natural[:3], max(longest_word[3], min(natural[3], room))]
+    variant_min = min(longest_word[4], max(10, room - longest_word[3]))
+    steps = max(longest_word[3], min(natural[3], room - variant_min))
+    return [*natural[:3], steps, min(natural[4], max(variant_min, room - steps))]
 
 
 def cmd_run(args, console: Console) -> int:
@@ -434,6 +469,21 @@ COMMANDS = {
 }
 
 
+def output_console() -> Console:
+    """The console of a command's output (tables, progress and log lines).
+
+    ``log_path=False``: a ``Console.log`` line (the demo's) shows the time and the message, not
+    the source file and line that called it, which took a column of every log line and wrapped
+    the messages at 80 columns.
+    """
+    console = Console(log_path=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # A log file or a pipe: the tables fit any width from 80 up, but log lines (run ids,
+        # failures) read better unwrapped. COLUMNS=80 gives a pipe a terminal's width.
+        console = Console(width=160, log_path=False)
+    return console
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; a closed output pipe (``plugins --json | head``) ends it quietly.
 
@@ -454,11 +504,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command_line(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    console = Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # A log file or a pipe: the tables fit any width from 80 up, but log lines (run ids,
-        # failures) read better unwrapped. COLUMNS=80 gives a pipe a terminal's width.
-        console = Console(width=160)
+    console = output_console()
     errors = Console(stderr=True)
     if argv and argv[0] in COMMANDS:
         make_parser, command = COMMANDS[argv[0]]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from rich import box
+from rich.cells import cell_len
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
@@ -604,6 +605,8 @@ def _format_metric(column: _Column, row: dict, with_std: bool, compact: bool = F
     if mean is None:
         return column.blank
     text = _format_number(column, mean)
+    if compact and text == "100.0":
+        text = "100"  # as narrow as "99.9": a perfect class must not widen its column past 80 columns
     if not with_std:
         return text
     std = column.std(row)
@@ -734,7 +737,7 @@ def _rich_table(grid: _Grid, width: int) -> Table:
     for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
         if index == grid.flexible:
             others = sum(natural) - natural[index] + _COLUMN_GAP * (len(natural) - 1)
-            fitted = max(_FLEXIBLE_MIN, min(natural[index], width - others))
+            fitted = max(_FLEXIBLE_MIN, _longest_name(grid, index), min(natural[index], width - others))
             table.add_column(header, width=fitted, overflow="fold")
         else:
             table.add_column(header, justify="right" if numeric else "left", width=natural[index])
@@ -742,6 +745,14 @@ def _rich_table(grid: _Grid, width: int) -> Table:
         styled = [Text(cell.text, style="bold" if cell.bold else "") for cell in cells]
         table.add_row(*styled, end_section=index in grid.section_ends)
     return table
+
+
+def _longest_name(grid: _Grid, index: int) -> int:
+    """The display width of the longest word of a column's header and cells that is a name (a
+    configuration label's word, an architecture), which the column never breaks; a grid
+    variant's ``key=value`` may fold when it is longer than the room left."""
+    words = [word for text in [grid.headers[index], *(cells[index].text for cells in grid.rows)] for word in text.split() if "=" not in word]
+    return max([cell_len(word) for word in words] + [1])
 
 
 def _natural_width(grid: _Grid, index: int) -> int:

@@ -81,3 +81,91 @@ def test_commands_that_import_tensorflow_print_none_of_its_notices(tmp_path, syn
     ran = run_cli(str(matrix), "--executor", "inline", "--output", str(tmp_path / "runs"), env={"COLUMNS": "80"})
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert not [notice for notice in TENSORFLOW_NOTICES if notice in ran.stdout + ran.stderr], ran.stdout + ran.stderr
+
+
+def perfect_classes_store(root):
+    """The fake store with some accuracies and many class sensitivities at 100%: the widest
+    numbers a table meets (the demo's small test splits have such classes)."""
+    import json
+
+    write_fake_store(root)
+    for index, path in enumerate(sorted(root.glob("*/result.json"))):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        for name in list(record["metrics"]["sensitivity"])[: 1 + index % 7]:
+            record["metrics"]["sensitivity"][name] = 1.0
+        if index % 5 == 0:
+            record["metrics"]["accuracy"] = 1.0
+        path.write_text(json.dumps(record), encoding="utf-8")
+    return root
+
+
+def printed_at(columns: int, capsys, monkeypatch, *args: str) -> str:
+    from feph_finetune.cli import main
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(list(args)) == 0, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def assert_readable(text: str, names: set[str], columns: int = 80) -> None:
+    """No line wider than ``columns`` display cells, nothing cut with an ellipsis, and every name
+    printed whole (as a word of some line, not split across two)."""
+    from rich.cells import cell_len
+
+    assert max(cell_len(line) for line in text.splitlines()) <= columns
+    assert "…" not in text
+    words = {word.strip(",;()[]") for line in text.splitlines() for word in line.split()}
+    assert not sorted(name for name in names if name not in words), text
+
+
+def test_reports_are_readable_at_80_columns(tmp_path, capsys, monkeypatch):
+    from fake_store import MATRIX
+
+    store = perfect_classes_store(tmp_path / "runs")
+    names = {"configuration", "mobilenet", "efficientnet", "architecture"} | {word for _, label, *_ in MATRIX.values() for word in label.split()}
+    for args in (["report", str(store)], ["report", str(store), "--paper"]):
+        assert_readable(printed_at(80, capsys, monkeypatch, *args), names)
+        assert_readable(printed_at(160, capsys, monkeypatch, *args), names, columns=160)
+
+
+def test_dry_run_plugins_and_data_are_readable_at_80_columns(tmp_path, synthetic_feph, capsys, monkeypatch):
+    from feph_finetune.config import read_config
+    from feph_finetune.matrix import build_matrix
+    from feph_finetune.plugins import get_plugins
+
+    experiments = """
+    [experiments.M-FT-SGD-SAM-HF-CW-IP]
+    optimizer = "sam_sgd"
+    preprocess = ["face_crop", "normalize"]
+    augment = ["flip"]
+    class_weights = "class_weights"
+    phases = ["exploratory", "cv"]
+    grid = { "options.sam_sgd.rho" = [0.05, 0.1], seed = [1, 2] }
+    [experiments.E]
+    model = "efficientnet"
+    [experiments.E.options.efficientnet]
+    weights = "none"
+    """
+    matrix = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    runs = build_matrix(read_config(matrix), get_plugins()).runs
+    names = {run.id for run in runs} | {"face_crop", "normalize", "+flip", "weights=class_weights", "sam_sgd", "efficientnet", "mobilenet", "seed=1"}
+    for columns in (80, 160):
+        assert_readable(printed_at(columns, capsys, monkeypatch, str(matrix), "--dry-run"), names, columns)
+    plugins = get_plugins()
+    option_names = {name for plugin in plugins.names() for name in plugins.option_defaults(plugin)}
+    listing = printed_at(80, capsys, monkeypatch, "plugins")
+    assert_readable(listing, set(plugins.names()) | {"options:"})
+    assert all(f"{name}=" in listing for name in option_names)
+    assert_readable(printed_at(80, capsys, monkeypatch, "data", str(synthetic_feph)), {"conflicting_labels", "duplicate_row", "surprise"})
+
+
+def test_log_lines_show_no_source_column_at_80_columns(monkeypatch):
+    from feph_finetune.cli import output_console
+
+    monkeypatch.setenv("COLUMNS", "80")
+    console = output_console()
+    with console.capture() as captured:
+        console.log("demo: the efficientnet base model classifies 54% of held-out generic faces (chance: 14%); pre-trained in 281 s")
+    text = captured.get()
+    assert "test_console_output.py" not in text and ".py:" not in text
+    assert "pre-trained in 281 s" in " ".join(text.split()) and max(len(line) for line in text.splitlines()) <= 80
