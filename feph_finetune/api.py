@@ -144,6 +144,8 @@ class TrainingStage:
     - ``optimizer``: a fresh Keras optimizer instance.
     - ``wrap``: optional; turns the model into the model that is compiled and fitted for this stage
       (a custom ``train_step`` such as SAM's). It must share the given model's weights.
+    - ``label``: optional; the stage in words for people (learning-curve figures), e.g. ``"all
+      layers, SAM around SGD"``; recorded in ``history.json`` as ``stage_label``. Default: ``name``.
     """
 
     name: str
@@ -151,6 +153,7 @@ class TrainingStage:
     epochs: int
     optimizer: Any
     wrap: Callable[[Any], Any] | None = None
+    label: str = ""
 
     def __post_init__(self) -> None:
         if self.trainable not in ("head", "all"):

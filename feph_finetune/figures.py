@@ -103,7 +103,7 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
         if figure is not None:
             plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _row_title(row)))
     for row, runs in configurations:
-        figure = learning_curves_figure(row, _histories(runs, run_dirs))
+        figure = learning_curves_figure(row, _histories(runs, run_dirs), _class_weighted(runs, run_dirs))
         if figure is not None:
             plots.append(_save(figure, out_dir, names.file("learning_curves", row), _SECTIONS[3], _row_title(row)))
     markdown = out_dir / "report.md"
@@ -191,9 +191,13 @@ def confusion_figure(row: dict, runs: list[dict]):
     axes.set_yticks(range(len(classes)), [f"{name} ({counts[index].sum()})" for index, name in enumerate(classes)])
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class (test images)")
-    where = f"summed over {folds} fold{'s' if folds != 1 else ''}" if row["phase"] == "cv" else "one split"
-    accuracy = np.trace(counts) / max(counts.sum(), 1)
-    axes.set_title(f"{_row_title(row)}\n{where}, {counts.sum()} test images, accuracy {100 * accuracy:.1f}%", fontsize=10)
+    accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
+    if row["phase"] == "cv":
+        # The tables give the mean of the folds' accuracies; this one counts every test image once.
+        where = f"summed over {folds} fold{'s' if folds != 1 else ''}, {counts.sum()} test images: accuracy {accuracy:.1f}% pooled over folds"
+    else:
+        where = f"one split, {counts.sum()} test images: accuracy {accuracy:.1f}%"
+    axes.set_title(f"{_row_title(row)}\n{where}", fontsize=10)
     figure.colorbar(image, ax=axes, label="share of the true class (%)", shrink=0.85)
     return figure
 
@@ -211,9 +215,10 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
     """
     from matplotlib.lines import Line2D
 
-    figure = _new_figure(max(6.0, 1.3 * len(configurations) + 2.5), 4.8)
+    figure = _new_figure(max(7.0, 1.3 * len(configurations) + 2.5), 5.3)
     axes = figure.add_subplot()
     with_paper = False
+    handles = _reference_lines(axes, configurations)
     for position, (row, runs) in enumerate(configurations):
         values = [value for _, value in _fold_accuracy(runs)]
         colour = _backbone_colour(row)
@@ -222,6 +227,7 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
         interval = mean_ci95(values)
         if interval["mean"] is not None:
             low, high = interval["ci95"] or (interval["mean"], interval["mean"])
+            low, high = max(low, 0.0), min(high, 100.0)  # an accuracy lies in [0, 100]: so does its interval
             axes.errorbar(position + 0.04, interval["mean"], yerr=[[interval["mean"] - low], [high - interval["mean"]]],
                           fmt="D", color=colour, capsize=5, markersize=6, zorder=4)
             axes.text(position + 0.1, interval["mean"], f"{interval['mean']:.1f}", va="center", fontsize=8)
@@ -230,7 +236,7 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
             with_paper = True
             axes.errorbar(position + 0.34, 100 * paper["accuracy"], yerr=100 * (paper["accuracy_std"] or 0), fmt="*",
                           color="crimson", markersize=9, capsize=3, zorder=5)
-    handles = [
+    handles = handles + [
         Line2D([], [], linestyle="", marker="o", color="0.25", label="accuracy of one fold"),
         Line2D([], [], linestyle="", marker="s", color="0.6", label="No-FT baseline (one fold)"),
         Line2D([], [], linestyle="-", marker="D", color="0.25", label="mean and 95% CI (t, n-1 dof)"),
@@ -239,11 +245,37 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
         handles.append(Line2D([], [], linestyle="-", marker="*", markersize=9, color="crimson", label="paper, Table 5: mean ± std"))
     axes.set_xticks(range(len(configurations)), [f"{short_name(row)}\n{row['label']}" for row, _ in configurations], fontsize=8)
     axes.set_xlim(-0.6, len(configurations) - 0.4)
+    low, high = axes.get_ylim()
+    axes.set_ylim(max(low, 0.0), min(high, 100.0))
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Cross-validation: accuracy per fold, mean and 95% confidence interval", fontsize=11)
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(handles=handles, fontsize=8, loc="best")
+    axes.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=4, frameon=False)  # never over the points
     return figure
+
+
+def _reference_lines(axes, configurations: list[tuple[dict, list[dict]]]) -> list:
+    """Draw chance (100 / classes) and, where the runs recorded confusion matrices, the
+    majority-class rate (the largest class's share of all their test images: what always
+    predicting it scores) as labelled horizontal lines; return their legend handles."""
+    from matplotlib.lines import Line2D
+
+    classes = list(dict.fromkeys(name for row, _ in configurations for name in row["sensitivity"]))
+    handles = []
+    if classes:
+        chance = 100.0 / len(classes)
+        axes.axhline(chance, color="0.45", linestyle=":", linewidth=1.0, zorder=1)
+        handles.append(Line2D([], [], color="0.45", linestyle=":", label=f"chance: 1/{len(classes)} = {chance:.1f}%"))
+    totals = np.zeros(len(classes))
+    for _, runs in configurations:
+        summed = summed_confusion(runs, classes)
+        if summed is not None:
+            totals += summed[0].sum(axis=1)
+    if totals.sum() > 0:
+        majority = 100.0 * totals.max() / totals.sum()
+        axes.axhline(majority, color="0.45", linestyle="--", linewidth=1.0, zorder=1)
+        handles.append(Line2D([], [], color="0.45", linestyle="--", label=f"majority class ({classes[int(totals.argmax())]}): {majority:.1f}%"))
+    return handles
 
 
 def _backbone_colour(row: dict) -> str:
@@ -256,38 +288,61 @@ def sensitivity_figure(rows: list[dict], phase: str):
     """Grouped bars: per class (and their average), one bar per configuration; std as error bars in cv."""
     classes = list(dict.fromkeys(name for row in rows for name in row["sensitivity"]))
     groups = [*classes, "average"]
-    figure = _new_figure(max(8.0, 0.16 * len(rows) * len(groups) + 2.0), 5.0)
+    # At most SENSITIVITY_WIDTH inches (1,320 px) however many configurations: their bars get
+    # thinner, the legend goes under the axes in columns.
+    figure = _new_figure(min(SENSITIVITY_WIDTH, max(8.0, 0.16 * len(rows) * len(groups) + 2.0)), 5.0 + 0.22 * -(-len(rows) // 3))
     axes = figure.add_subplot()
     width = 0.84 / len(rows)
-    colours = _colours(len(rows))
     for index, row in enumerate(rows):
+        colour, hatch = _bar_style(index, row)
         means = [row["sensitivity"].get(name) for name in classes] + [row["avg_sensitivity"]]
-        stds = [(row.get("sensitivity_std") or {}).get(name) for name in classes] + [row.get("avg_sensitivity_std")]
-        heights = [100.0 * value if value is not None else np.nan for value in means]
-        errors = [100.0 * value if value is not None else 0.0 for value in stds] if phase == "cv" else None
+        heights = np.array([100.0 * value if value is not None else np.nan for value in means])
         positions = np.arange(len(groups)) - 0.42 + width * (index + 0.5)
-        axes.bar(positions, heights, width=width * 0.92, color=colours[index], yerr=errors,
+        axes.bar(positions, heights, width=width * 0.92, color=colour, yerr=_std_within_percent(row, classes, heights) if phase == "cv" else None,
                  error_kw={"elinewidth": 0.7, "capsize": 1.5, "alpha": 0.6}, label=_legend_name(row),
-                 hatch="//" if row["baseline"] else None, edgecolor="white" if not row["baseline"] else "0.3", linewidth=0.4)
+                 hatch=hatch, edgecolor="0.3" if hatch else "white", linewidth=0.4)
+        zero = heights == 0  # a bar of height 0 is invisible: mark it, so that 0% is not read as missing
+        axes.scatter(positions[zero], np.full(zero.sum(), 0.8), marker="_", s=(200 * width) ** 2 / 4, color=colour, linewidths=2.5, zorder=3, clip_on=False)
     axes.axvline(len(classes) - 0.5, color="0.6", linewidth=0.8, linestyle=":")
     axes.set_xticks(range(len(groups)), groups)
     axes.set_xlim(-0.5, len(groups) - 0.5)
     axes.set_ylim(0, 105)
     axes.set_ylabel("sensitivity (%)")
-    hatched = "; hatched: No-FT" if any(row["baseline"] for row in rows) else ""
-    axes.set_title(f"Sensitivity per class, {_phase_words(phase)}{hatched}", fontsize=11)
+    zeros = any(value == 0 for row in rows for value in [*row["sensitivity"].values(), row["avg_sensitivity"]])
+    notes = [note for note, shown in (("hatched //: No-FT", any(row["baseline"] for row in rows)), ("a dash on the axis: 0%", zeros)) if shown]
+    axes.set_title(f"Sensitivity per class, {_phase_words(phase)}" + "".join(f"\n{'; '.join(notes)}" for _ in notes[:1]), fontsize=11)
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="configuration", title_fontsize=8)
+    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=3, title="configuration", title_fontsize=8, frameon=False)
     return figure
 
 
-def _colours(count: int) -> list:
+#: The widest a sensitivity figure gets, in inches (at :data:`DPI`: 1,320 px).
+SENSITIVITY_WIDTH = 12.0
+
+#: Fill patterns that tell apart configurations beyond the palette's 9 colours (the 10th
+#: configuration repeats the 1st colour with dots, and so on); No-FT baselines are hatched "//".
+_EXTRA_HATCHES = ("..", "xx", "--", "oo")
+
+
+def _bar_style(index: int, row: dict) -> tuple[Any, str | None]:
+    """The colour and hatch of the ``index``-th configuration's bars: one of tab10's 9 colours
+    (its grey is left to the other figures' baselines), and beyond 9 a hatch, so that no two
+    configurations look alike (tab20's pairs of shades were hard to tell apart)."""
     from matplotlib import colormaps
 
-    # tab10 without its grey (index 7), which the other figures keep for No-FT baselines.
-    palette = colormaps["tab20" if count > 9 else "tab10"]
-    indices = [index for index in range(palette.N) if palette.N != 10 or index != 7]
-    return [palette(indices[index % len(indices)]) for index in range(count)]
+    palette = [colormaps["tab10"](number) for number in range(10) if number != 7]
+    cycle, position = divmod(index, len(palette))
+    hatch = "//" if row["baseline"] else _EXTRA_HATCHES[(cycle - 1) % len(_EXTRA_HATCHES)] if cycle else None
+    return palette[position], hatch
+
+
+def _std_within_percent(row: dict, classes: list[str], heights: np.ndarray) -> np.ndarray:
+    """Error bars (2 x bars, below and above) of one std over folds, cut at 0% and 100%: a
+    sensitivity cannot leave that range, and a bar past 100% was clipped by the axes."""
+    stds = [(row.get("sensitivity_std") or {}).get(name) for name in classes] + [row.get("avg_sensitivity_std")]
+    spread = np.array([100.0 * value if value is not None else 0.0 for value in stds])
+    means = np.nan_to_num(heights)
+    return np.vstack([np.minimum(spread, means), np.minimum(spread, 100.0 - means)])
 
 
 def _histories(runs: list[dict], run_dirs: Path) -> list[tuple[int | None, list[dict]]]:
@@ -304,11 +359,25 @@ def _histories(runs: list[dict], run_dirs: Path) -> list[tuple[int | None, list[
     return sorted(found, key=lambda item: -1 if item[0] is None else item[0])
 
 
+def _class_weighted(runs: list[dict], run_dirs: Path) -> bool:
+    """Whether the runs trained with class weights, from their ``config.json`` (written when a run
+    starts, so results of any age have it)."""
+    for run in finished(runs):
+        try:
+            config = json.loads((run_dirs / str(run.get("id")) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(config, dict) and isinstance(config.get("config"), dict) and config["config"].get("class_weights"):
+            return True
+    return False
+
+
 def _stage_spans(history: list[dict]) -> list[tuple[str, int, int]]:
-    """``(stage, first epoch, last epoch)`` of each run of consecutive epochs in one stage."""
+    """``(stage, first epoch, last epoch)`` of each run of consecutive epochs in one stage; the
+    stage in words (``stage_label``, from ``TrainingStage.label``) where the history has it."""
     spans: list[tuple[str, int, int]] = []
     for entry in history:
-        stage, epoch = str(entry.get("stage", "")), int(entry.get("epoch", 0))
+        stage, epoch = str(entry.get("stage_label") or entry.get("stage", "")), int(entry.get("epoch", 0))
         if spans and spans[-1][0] == stage:
             spans[-1] = (stage, spans[-1][1], epoch)
         else:
@@ -316,8 +385,12 @@ def _stage_spans(history: list[dict]) -> list[tuple[str, int, int]]:
     return spans
 
 
-def learning_curves_figure(row: dict, histories: list[tuple[int | None, list[dict]]]):
-    """Loss and accuracy per epoch, a line per run (fold), validation dashed, stages shaded; None without history."""
+def learning_curves_figure(row: dict, histories: list[tuple[int | None, list[dict]]], class_weighted: bool = False):
+    """Loss and accuracy per epoch, a line per run (fold), validation dashed, stages shaded; None without history.
+
+    ``class_weighted``: the runs trained with class weights, so their loss is the class-weighted
+    cross-entropy (Keras' ``class_weight``), which the axis says.
+    """
     if not histories:
         return None
     figure = _new_figure(9.0, 3.8)
@@ -337,17 +410,17 @@ def learning_curves_figure(row: dict, histories: list[tuple[int | None, list[dic
                     points = [(epoch, scale * value) for epoch, value in zip(epochs, values) if isinstance(value, (int, float))]
                     axes.plot(*zip(*points), style, color=colour, marker="o", markersize=3, linewidth=1.2,
                               label=f"{name}, {suffix}" if validated else name)
-    spans = _stage_spans(histories[0][1])
+    spans = _stage_spans(histories[0][1])  # (label, first, last)
     for axes in (loss_axes, accuracy_axes):
         for number, (stage, first, last) in enumerate(spans):
             axes.axvspan(first - 0.5, last + 0.5, color=_STAGE_SHADES[number % 2], zorder=0)
-            axes.text((first + last) / 2, 1.01, stage, transform=axes.get_xaxis_transform(), ha="center", va="bottom", fontsize=8, color="0.3")
+            axes.text((first + last) / 2, 1.01, stage.replace(", ", ",\n", 1), transform=axes.get_xaxis_transform(), ha="center", va="bottom", fontsize=7, color="0.3")
         axes.set_xlabel("epoch")
         axes.set_xlim(0.5, spans[-1][2] + 0.5)
         axes.grid(alpha=0.3)
         axes.xaxis.get_major_locator().set_params(integer=True)
     on = "" if validated else "training "
-    loss_axes.set_ylabel(f"{on}loss (cross-entropy)")
+    loss_axes.set_ylabel(f"{on}loss ({'class-weighted ' if class_weighted else ''}cross-entropy)")
     accuracy_axes.set_ylabel(f"{on}accuracy (%)")
     if validated or len(histories) > 1:
         accuracy_axes.legend(fontsize=7, loc="best")

@@ -239,7 +239,7 @@ def _train_head_on_features(built: BuiltModel, stage: TrainingStage, data: RunDa
 def _record_history(outcome: TrainingOutcome, stage: TrainingStage, first_epoch: int, history: dict[str, list], on_features: bool, optimizer_plugin: str) -> None:
     """Append one entry per epoch; a non-finite loss fails the run, attributed to the schedule."""
     for offset, values in enumerate(zip(*history.values())):
-        entry = {"stage": stage.name, "epoch": first_epoch + offset + 1, "head_features": on_features, **{key: float(value) for key, value in zip(history, values)}}
+        entry = {"stage": stage.name, "stage_label": stage.label or stage.name, "epoch": first_epoch + offset + 1, "head_features": on_features, **{key: float(value) for key, value in zip(history, values)}}
         outcome.history.append(entry)
         if not math.isfinite(entry.get("loss", 0.0)):
             raise PluginCallError(optimizer_plugin, "optimizer_schedule", FloatingPointError(f"loss became {entry['loss']} in stage {stage.name!r}, epoch {entry['epoch']}"))

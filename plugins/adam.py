@@ -27,5 +27,5 @@ def optimizer_schedule(context):
     options = with_defaults(OPTIONS, context.options)
     return [
         head_stage(options),
-        TrainingStage("adam", "all", int(options["epochs"]), adam(float(options["lr"]))),
+        TrainingStage("adam", "all", int(options["epochs"]), adam(float(options["lr"])), label="all layers, Adam"),
     ]

@@ -34,6 +34,6 @@ def optimizer_schedule(context):
     options = with_defaults(OPTIONS, context.options)
     return [
         head_stage(options),
-        TrainingStage("adam", "all", int(options["adam_epochs"]), adam(float(options["adam_lr"]))),
-        TrainingStage("sgd", "all", int(options["sgd_epochs"]), sgd(float(options["sgd_lr"]), float(options["momentum"]))),
+        TrainingStage("adam", "all", int(options["adam_epochs"]), adam(float(options["adam_lr"])), label="all layers, Adam"),
+        TrainingStage("sgd", "all", int(options["sgd_epochs"]), sgd(float(options["sgd_lr"]), float(options["momentum"])), label="all layers, SGD"),
     ]

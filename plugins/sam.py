@@ -45,13 +45,13 @@ def optimizer_schedule(context):
     options = with_defaults(OPTIONS, context.options)
     return [
         head_stage(options),
-        sam_stage("sam_adam", epochs=int(options["epochs"]), optimizer=adam(float(options["lr"])), rho=float(options["rho"])),
+        sam_stage("sam_adam", epochs=int(options["epochs"]), optimizer=adam(float(options["lr"])), rho=float(options["rho"]), label="all layers, SAM around Adam"),
     ]
 
 
-def sam_stage(name: str, epochs: int, optimizer: Any, rho: float) -> TrainingStage:
+def sam_stage(name: str, epochs: int, optimizer: Any, rho: float, label: str = "") -> TrainingStage:
     """An all-layers stage that trains with SAM of radius ``rho`` around ``optimizer``."""
-    return TrainingStage(name, "all", epochs, optimizer, wrap=functools.partial(sharpness_aware, rho=rho))
+    return TrainingStage(name, "all", epochs, optimizer, wrap=functools.partial(sharpness_aware, rho=rho), label=label)
 
 
 def sharpness_aware(model: Any, rho: float = 0.05) -> Any:

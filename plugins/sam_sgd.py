@@ -38,5 +38,6 @@ def optimizer_schedule(context):
             epochs=int(options["epochs"]),
             optimizer=sgd(float(options["lr"]), float(options["momentum"])),
             rho=float(options["rho"]),
+            label="all layers, SAM around SGD",
         ),
     ]

@@ -72,4 +72,5 @@ def head_stage(options: Mapping[str, Any]) -> TrainingStage:
         trainable="head",
         epochs=int(options["head_epochs"]),
         optimizer=adam(float(options["head_lr"])),
+        label="head only (base frozen), Adam",
     )

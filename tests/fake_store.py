@@ -24,7 +24,10 @@ FOLDS = 5
 
 #: experiment: (model, label, cv_label, baseline, level of the diagonal, stages or None)
 MOBILENET_STAGES = [("head", 3), ("adam", 5), ("sgd", 2)]
-EFFICIENTNET_STAGES = [("head", 3), ("sam", 6)]
+EFFICIENTNET_STAGES = [("head", 3), ("sam_adam", 6)]
+#: The built-in schedules' stage labels (``TrainingStage.label``), recorded as ``stage_label``.
+STAGE_LABELS = {"head": "head only (base frozen), Adam", "adam": "all layers, Adam", "sgd": "all layers, SGD",
+                "sam_adam": "all layers, SAM around Adam", "sam_sgd": "all layers, SAM around SGD"}
 MATRIX = {
     "M0": ("mobilenet", "No-FT", "M0", True, 0.42, None),
     "M-FT": ("mobilenet", "FT", "", False, 0.62, MOBILENET_STAGES[:2]),
@@ -34,7 +37,7 @@ MATRIX = {
     "E0": ("efficientnet", "No-FT", "E0", True, 0.44, None),
     "E1": ("efficientnet", "FT + SAM + HF + CW", "E1", False, 0.60, EFFICIENTNET_STAGES),
     "E2": ("efficientnet", "FT + SAM + HF", "E2", False, 0.63, EFFICIENTNET_STAGES),
-    "E-FT-SGD-SAM-HF": ("efficientnet", "FT-SGD + SAM + HF", "", False, 0.61, [("head", 3), ("sam", 3), ("sam_sgd", 3)]),
+    "E-FT-SGD-SAM-HF": ("efficientnet", "FT-SGD + SAM + HF", "", False, 0.61, [("head", 3), ("sam_adam", 3), ("sam_sgd", 3)]),
 }
 
 
@@ -70,7 +73,7 @@ def history_of(stages: list[tuple[str, int]], final: float, rng: np.random.Gener
             progress = epoch / total
             accuracy = float(np.clip(0.25 + (final + 0.15 - 0.25) * progress ** 0.6 + rng.normal(0, 0.015), 0, 1))
             loss = float(1.95 * (1 - 0.65 * progress ** 0.7) + rng.normal(0, 0.03))
-            history.append({"stage": stage, "epoch": epoch, "head_features": stage == "head", "accuracy": accuracy, "loss": loss})
+            history.append({"stage": stage, "stage_label": STAGE_LABELS.get(stage, stage), "epoch": epoch, "head_features": stage == "head", "accuracy": accuracy, "loss": loss})
     return history
 
 
@@ -103,6 +106,8 @@ def write_fake_store(root: Path, seed: int = 0, experiments: list[str] | None = 
             (folder / "result.json").write_text(json.dumps(run, indent=2), encoding="utf-8")
             history = history_of(stages, metrics["accuracy"], rng) if stages else []
             (folder / "history.json").write_text(json.dumps(history, indent=2), encoding="utf-8")
+            class_weights = "class_weights" if "CW" in MATRIX[experiment][1] else ""
+            (folder / "config.json").write_text(json.dumps({"run": {"id": run["id"]}, "config": {"model": model, "class_weights": class_weights}}), encoding="utf-8")
             records.append(run)
     return records
 

@@ -1,0 +1,110 @@
+"""What the figures say and how far they reach: percentages inside [0, 100], chance and majority
+lines, zero bars that show, a bounded width with configurations told apart, the loss named as
+weighted when it is, stages in words, and a confusion title that says its accuracy is pooled."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from feph_finetune.figures import DPI, SENSITIVITY_WIDTH, _class_weighted, confusion_figure, cv_accuracy_figure, learning_curves_figure, sensitivity_figure
+from feph_finetune.reports import configurations
+from feph_finetune.results import RunStore
+from fake_store import CLASSES, write_fake_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    write_fake_store(root, experiments=["M0", "M1", "M2", "E2"])
+    return root
+
+
+def chosen(store, phase: str, experiment: str | None = None):
+    found = [(row, runs) for row, runs in configurations(RunStore(store).records()) if row["phase"] == phase]
+    return found if experiment is None else next(item for item in found if item[0]["experiment"] == experiment)
+
+
+def segments_y(axes) -> list[float]:
+    """Every y value of the error bars (line collections) drawn on ``axes``."""
+    return [y for collection in axes.collections if hasattr(collection, "get_segments") for segment in collection.get_segments() for _, y in segment]
+
+
+def test_cv_accuracy_stays_within_0_and_100_and_shows_chance_and_majority(store):
+    cv = chosen(store, "cv")
+    row, runs = next(item for item in cv if item[0]["experiment"] == "M0")
+    for run, accuracy in zip(runs, (0.02, 0.05, 0.6, 0.03, 0.04)):  # a 95% CI far below 0 (t, 4 dof)
+        run["metrics"]["accuracy"] = accuracy
+    for run, accuracy in zip(chosen(store, "cv", "M2")[1], (0.99, 1.0, 0.4, 0.98, 1.0)):  # and far above 100
+        run["metrics"]["accuracy"] = accuracy
+    axes = cv_accuracy_figure(cv).axes[0]
+    low, high = axes.get_ylim()
+    assert 0 <= low < high <= 100
+    assert all(0 <= y <= 100 for y in segments_y(axes))
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    totals = np.sum([np.array(run["metrics"]["confusion"]).sum(axis=1) for _, runs in cv for run in runs], axis=0)
+    majority = f"majority class ({CLASSES[int(totals.argmax())]}): {100 * totals.max() / totals.sum():.1f}%"
+    assert "chance: 1/7 = 14.3%" in labels and majority in labels
+    assert sorted(line.get_ydata()[0] for line in axes.get_lines() if line.get_linestyle() in (":", "--"))[:2] == pytest.approx([100 / 7, 100 * totals.max() / totals.sum()])
+
+
+def many_rows(count: int, phase: str) -> list[dict]:
+    rng = np.random.default_rng(1)
+    rows = []
+    for index in range(count):
+        sensitivity = {name: float(rng.choice([0.0, 1.0, rng.uniform(0.1, 0.9)])) for name in CLASSES}
+        sensitivity["anger"] = 0.0 if index == count - 1 else 0.97
+        rows.append({
+            "phase": phase, "experiment": f"X{index}", "label": f"configuration {index}", "cv_label": f"X{index}", "model": "mobilenet",
+            "variant": {}, "baseline": index == 0, "sensitivity": sensitivity, "avg_sensitivity": float(np.mean(list(sensitivity.values()))),
+            "sensitivity_std": {name: 0.2 for name in CLASSES}, "avg_sensitivity_std": 0.1,
+        })
+    return rows
+
+
+@pytest.mark.parametrize("count", [2, 13, 25])
+def test_sensitivity_figures_are_bounded_and_tell_configurations_apart(count):
+    rows = many_rows(count, "cv")
+    figure = sensitivity_figure(rows, "cv")
+    assert figure.get_size_inches()[0] * DPI <= SENSITIVITY_WIDTH * DPI <= 1320
+    axes = figure.axes[0]
+    bars = [container for container in axes.containers if hasattr(container, "patches")]
+    styles = [(tuple(np.round(bar.patches[0].get_facecolor(), 3)), bar.patches[0].get_hatch()) for bar in bars]
+    assert len(set(styles)) == count  # no two configurations drawn alike
+    assert all(0 <= y <= 100 for y in segments_y(axes))  # std bars cut at 100: none clipped by the axes
+    dashes = [offset for collection in axes.collections if not hasattr(collection, "get_segments") for offset in collection.get_offsets()]
+    assert any(abs(x - (-0.42 + 0.84 / count * (count - 0.5))) < 1e-6 for x, _ in dashes)  # the last row's 0% anger is marked
+    assert "0%" in axes.get_title()
+
+
+def test_learning_curves_name_the_weighted_loss_and_the_stages_in_words(store):
+    row, runs = chosen(store, "cv", "M1")  # FT-SGD + IP + HF + CW
+    assert _class_weighted(runs, store) and not _class_weighted(chosen(store, "cv", "M2")[1], store)
+    histories = [(run["fold"], json.loads((store / run["id"] / "history.json").read_text())) for run in runs]
+    figure = learning_curves_figure(row, histories, class_weighted=True)
+    loss_axes = figure.axes[0]
+    assert loss_axes.get_ylabel() == "training loss (class-weighted cross-entropy)"
+    texts = " ".join(text.get_text() for text in loss_axes.texts)
+    assert "head only (base frozen)" in texts and "all layers,\nSGD" in texts and "sgd" not in texts.split()
+    assert learning_curves_figure(row, histories).axes[0].get_ylabel() == "training loss (cross-entropy)"
+
+
+def test_confusion_titles_say_the_accuracy_is_pooled_over_folds(store):
+    cv_title = confusion_figure(*chosen(store, "cv", "M2")).axes[0].get_title()
+    assert "accuracy" in cv_title and "pooled over folds" in cv_title and "summed over 5 folds" in cv_title
+    assert "pooled" not in confusion_figure(*chosen(store, "exploratory", "M2")).axes[0].get_title()
+
+
+def test_every_built_in_stage_has_words_for_people():
+    pytest.importorskip("keras")
+    from feph_finetune import RunContext
+    from feph_finetune_plugins import adam, adam_sgd, sam, sam_sgd
+
+    context = RunContext(run_id="run", experiment="exp", phase="exploratory", fold=None, seed=0, input_size=32, config={}, options={})
+    for plugin in (adam, adam_sgd, sam, sam_sgd):
+        for stage in plugin.optimizer_schedule(context=context):
+            assert stage.label and "_" not in stage.label, (plugin.__name__, stage.name)
