@@ -301,8 +301,9 @@ def sensitivity_figure(rows: list[dict], phase: str):
         axes.bar(positions, heights, width=width * 0.92, color=colour, yerr=_std_within_percent(row, classes, heights) if phase == "cv" else None,
                  error_kw={"elinewidth": 0.7, "capsize": 1.5, "alpha": 0.6}, label=_legend_name(row),
                  hatch=hatch, edgecolor="0.3" if hatch else "white", linewidth=0.4)
-        zero = heights == 0  # a bar of height 0 is invisible: mark it, so that 0% is not read as missing
-        axes.scatter(positions[zero], np.full(zero.sum(), 0.8), marker="_", s=(200 * width) ** 2 / 4, color=colour, linewidths=2.5, zorder=3, clip_on=False)
+        zero = heights == 0  # a bar of height 0 is invisible: a dash as wide as the bar, so that 0% is not read as missing
+        bar_points = 0.9 * width * figure.get_size_inches()[0] * 72 / len(groups)
+        axes.scatter(positions[zero], np.full(zero.sum(), 0.8), marker="_", s=bar_points ** 2, color=colour, linewidths=2.5, zorder=3, clip_on=False)
     axes.axvline(len(classes) - 0.5, color="0.6", linewidth=0.8, linestyle=":")
     axes.set_xticks(range(len(groups)), groups)
     axes.set_xlim(-0.5, len(groups) - 0.5)
@@ -310,7 +311,8 @@ def sensitivity_figure(rows: list[dict], phase: str):
     axes.set_ylabel("sensitivity (%)")
     zeros = any(value == 0 for row in rows for value in [*row["sensitivity"].values(), row["avg_sensitivity"]])
     notes = [note for note, shown in (("hatched //: No-FT", any(row["baseline"] for row in rows)), ("a dash on the axis: 0%", zeros)) if shown]
-    axes.set_title(f"Sensitivity per class, {_phase_words(phase)}" + "".join(f"\n{'; '.join(notes)}" for _ in notes[:1]), fontsize=11)
+    title = f"Sensitivity per class, {_phase_words(phase)}"
+    axes.set_title(title + ("\n" + "; ".join(notes) if notes else ""), fontsize=11)
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=3, title="configuration", title_fontsize=8, frameon=False)
     return figure

@@ -29,9 +29,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     A crash leaves either the old file or the new one, never half of one. The file's mode
     follows the umask, like any file the user creates (0o644 under the usual umask 0o022):
     :func:`tempfile.mkstemp` would make every result private to its owner (0o600). The
-    temporary name ends in ``path``'s name, so that writers choosing a format by the suffix (Keras'
-    ``model.save``, ``save_weights``' ``.weights.h5``) write ``path``'s format. Every file the project writes atomically goes through
-    here, every folder through :func:`atomic_folder`.
+    temporary name ends in ``path``'s name, so that writers choosing a format by the suffix
+    (Keras' ``model.save``; ``save_weights`` wants ``.weights.h5``) write ``path``'s format.
+    Every file the project writes atomically goes through here, every folder through
+    :func:`atomic_folder`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _create_temporary(path)
