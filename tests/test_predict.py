@@ -224,7 +224,7 @@ def test_model_that_is_not_a_bundle(trained, tmp_path, capsys):
     cases = {
         newer: "bundle format version 99 is newer than this feph_finetune",
         keras_file: "a bare Keras model file is not a bundle",
-        unsaved: "this run saved no model; set save_model = true",
+        unsaved: "this run saved no model; run it again with save_model and --force",
         tmp_path / "nowhere": "no such file or folder",
         trained.images[0].parent: "not a model bundle (no bundle.json)",
     }
