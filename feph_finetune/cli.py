@@ -443,6 +443,8 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.config import ConfigError
     from feph_finetune.dataset import DatasetError
     from feph_finetune.demo import PretrainingFailed
+    from feph_finetune.executors import ExecutorError
+    from feph_finetune.results import NoSpaceError
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.reports import RecordError
 
@@ -455,6 +457,14 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         errors.print(f"[bold red]{heading}[/bold red]")
         for line in lines:
             errors.print(line, markup=False, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except ExecutorError as error:
+        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        return EXIT_USAGE
+    except NoSpaceError as error:  # the results folder's disk is full: stop, keep what finished
+        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        if command is cmd_run:
+            errors.print(f"finished runs are saved; free some space, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)

@@ -53,12 +53,18 @@ EXPERIMENT_DEFAULTS: dict[str, Any] = {
     "deterministic": False,
     "threads": 0,
     "save_model": False,
+    "timeout": 0.0,
     "options": {},
     "grid": {},
 }
 
 #: Keys an experiment does not take from the experiment it ``extends`` (they describe it alone).
 NOT_INHERITED = ("label", "cv_label", "phases", "extends")
+
+#: Keys that say how a run executes, not what it computes: they are left out of the run's id, so
+#: changing them neither splits nor merges a configuration's runs. ``timeout``: seconds a run may
+#: take before its executor stops it (0: no limit).
+EXECUTION_ONLY = ("timeout",)
 
 #: Which experiment keys name plugins, and the hook each plugin must implement.
 PLUGIN_KEYS = {

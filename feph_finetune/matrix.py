@@ -19,6 +19,7 @@ from feph_finetune.config import (
     DEMO_DEFAULTS,
     EXPERIMENT_DEFAULTS,
     EXPERIMENT_NAME,
+    EXECUTION_ONLY,
     GROUP_KEYS,
     NOT_INHERITED,
     PHASES,
@@ -54,6 +55,7 @@ SIZE_LIMITS = {
     ("batch_size",): Option(32, minimum=1, maximum=65_536),
     ("validation_split",): Option(0.0, minimum=0, maximum=1, exclusive_maximum=True),
     ("threads",): Option(0, minimum=0, maximum=1024),
+    ("timeout",): Option(0.0, minimum=0, maximum=30 * 24 * 3600),  # seconds; 30 days is no limit in practice
 }
 
 FEPH_SOURCE = (
@@ -129,7 +131,7 @@ def used_plugins(config: dict[str, Any]) -> list[str]:
 
 def run_id(experiment: str, phase: str, fold: int | None, config: dict, dataset: dict) -> str:
     """A stable id: readable prefix plus a hash of everything that changes the result."""
-    identity = {key: value for key, value in config.items() if key not in NOT_INHERITED + ("grid",)}
+    identity = {key: value for key, value in config.items() if key not in NOT_INHERITED + EXECUTION_ONLY + ("grid",)}
     payload = {"config": identity, "dataset": dataset, "phase": phase, "fold": fold}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
     where = "x" if phase == "exploratory" else f"cv{fold}"

@@ -16,7 +16,7 @@ from feph_finetune.api import Augmentation, PluginError, Preprocessing, RunConte
 from feph_finetune.dataset import Dataset, load_dataset
 from feph_finetune.frames import CropCache, FrameSet, FrameStep, compute_frames, default_cache_dir
 from feph_finetune.matrix import Run
-from feph_finetune.plugins import PluginCallError, Plugins
+from feph_finetune.plugins import PluginCallError, Plugins, inside_hook
 from feph_finetune.splits import Split, holdout_split, kfold_splits
 
 
@@ -194,7 +194,8 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
 def _call_plugin_function(plugin: str, hook: str, function: Callable, *args: Any) -> Any:
     """Call a function a plugin returned, attributing its errors to the plugin."""
     try:
-        return function(*args)
+        with inside_hook(plugin, hook):
+            return function(*args)
     except Exception as error:
         raise PluginCallError(plugin, hook, error) from error
 
