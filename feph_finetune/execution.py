@@ -15,6 +15,8 @@ dict, so that events can cross a pipe or a Ray queue unchanged:
 - ``{"event": "activity", "run": ID, "where": TEXT}``: the run entered a step of the core
   ("data preparation") or a plugin's hook ("plugin 'face_crop' (preprocess)"), so that an
   executor that stops it for its ``timeout`` can say where it was (:class:`Whereabouts`)
+- ``{"event": "warning", "run": ID, "message": TEXT}``: something the person running the matrix
+  should know that does not fail the run (a crop cache that cannot be written); shown once
 - ``{"event": "finished", "run": ID, "status": "done"|"failed", "accuracy": FLOAT|None,
   "seconds": FLOAT, "error": STR|None}`` (sent by the executor once ``result.json`` is final)
 
@@ -196,6 +198,8 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         activity.step("data preparation")
         data = prepare(run, plugins, source, context_for, job.split_seed)
         counters["face_fallback"] = data.fallbacks
+        for message in data.warnings:
+            report({"event": "warning", "run": run.id, "message": message})
         activity.step("training")
         from feph_finetune import training  # TensorFlow is imported here, when a run really starts
 

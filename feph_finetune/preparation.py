@@ -58,6 +58,7 @@ class RunData:
     augmentations: list[tuple[str, Augmentation]] = field(default_factory=list)
     class_weight: dict[int, float] | None = None
     fallbacks: int = 0
+    warnings: list[str] = field(default_factory=list)  # for the person running the matrix (a crop cache that cannot be written)
 
 
 class DataSource:
@@ -167,6 +168,7 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
         test=examples(split.test),
         val=None if val_index is None else examples(val_index),
         fallbacks=sum(1 for fallback in frames.fallbacks if fallback),
+        warnings=[frames.cache_problem] if frames.cache_problem else [],
     )
     fitted = [(name, step) for name, step in steps if step.fit is not None]
     if fitted:

@@ -62,6 +62,7 @@ class MatrixView:
     def __init__(self, console: Console, runs: list[Run], concurrency: int | None = 1, executor: str = ""):
         self.console, self.concurrency, self.executor = console, max(1, concurrency or 1), executor
         self.concurrency_known = concurrency is not None
+        self.warned: set[str] = set()
         self.states = {run.id: RunState(run) for run in runs}
         self.finished_order: list[str] = []
         self.began = time.monotonic()
@@ -105,6 +106,9 @@ class MatrixView:
             state.stage, state.epoch, state.epochs, state.loss = event.get("stage", ""), event.get("epoch"), event.get("epochs"), event.get("loss")
             if new_epoch:
                 self.line(f"{state.run.id}: {state.stage} epoch {state.epoch}/{state.epochs}")
+        elif kind == "warning" and event.get("message") not in self.warned:
+            self.warned.add(event.get("message"))
+            self.console.print(f"warning: {event.get('message')}", markup=False, highlight=False, soft_wrap=True)
         elif kind == "finished":
             state.state = "done" if event.get("status") == "done" else "failed"
             state.accuracy, state.error = event.get("accuracy"), event.get("error")
