@@ -168,7 +168,6 @@ def connect(address: str, timeout: float) -> None:
     where = address or "a local cluster"
     if address not in ("", "auto"):
         reachable_or_raise(address, min(timeout, 10.0))
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # no C++ warnings on the console while it connects
     outcome: dict[str, BaseException] = {}
 
     def start() -> None:
@@ -179,20 +178,36 @@ def connect(address: str, timeout: float) -> None:
 
     keep_sigterm = command_sigterm_keeper()
     thread = threading.Thread(target=start, name="ray-connect", daemon=True)
-    thread.start()
     deadline = time.monotonic() + timeout
+    console = quiet_descriptor_2()  # Ray's C++ warnings, a line a second while it retries; the error below says why
+    thread.start()
     try:
         while thread.is_alive() and time.monotonic() < deadline:
             thread.join(0.2)
             keep_sigterm()
     finally:
         keep_sigterm()
+        if thread.is_alive():  # it goes on until the command exits: Python's stderr moves to the console's descriptor
+            sys.stderr = os.fdopen(console, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+        else:
+            os.dup2(console, 2)
+            os.close(console)
     if thread.is_alive():
         raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)")
     if "error" in outcome:
         error = outcome["error"]
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
         raise ExecutorError(f"cannot connect to the Ray cluster at {where}: {type(error).__name__}" + (f": {first}" if first else ""))
+
+
+def quiet_descriptor_2() -> int:
+    """Send file descriptor 2 (where Ray's C++ code logs) to /dev/null; return a descriptor of
+    where it went before (the console)."""
+    sys.stderr.flush()
+    console, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    return console
 
 
 def reachable_or_raise(address: str, timeout: float) -> None:
