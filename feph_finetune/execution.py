@@ -44,7 +44,7 @@ from feph_finetune.frames import default_cache_dir
 from feph_finetune.matrix import Run
 from feph_finetune.plugins import PluginCallError, Plugins, hook_listener
 from feph_finetune.preparation import DataSource, prepare
-from feph_finetune.results import RunStore, ensure_space
+from feph_finetune.results import NO_SPACE_ERRNOS, NoSpaceError, RunStore, ensure_space
 
 #: Seconds between two ``progress`` events of one run (a new epoch is always reported).
 PROGRESS_INTERVAL_S = 0.5
@@ -220,7 +220,9 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
     except PluginCallError as error:
         record.update(error=error_record(error.plugin, error.hook, error.error))
-    except Exception as error:  # anything else (out of memory, a core bug) fails this run only
+    except Exception as error:  # anything else (out of memory, a full disk, a core bug) fails this run only
+        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
+            error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
         record.update(error=error_record("core", "run", error))
     finally:
         hook_listener.reset(listening)

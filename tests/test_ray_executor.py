@@ -18,6 +18,7 @@ import pytest
 
 from feph_finetune.config import read_config
 from feph_finetune.execution import RunJob, context_factory
+from feph_finetune.executors import ExecutorError
 from feph_finetune.executors.inline import InlineExecutor
 from feph_finetune.executors.ray_tasks import RayExecutor, run_in_folder, write_run_files
 from feph_finetune.matrix import build_matrix
@@ -115,15 +116,21 @@ def test_runs_at_once_never_exceed_the_cpus_over_num_cpus_and_the_header_says_so
     assert f"{at_once} at a time (2 CPUs in the cluster, num_cpus = {num_cpus} a run)" in runner.console.file.getvalue()
 
 
-def test_a_ray_run_past_its_timeout_is_stopped_and_the_others_finish(ray_cluster, synthetic_feph, tmp_path):
+@pytest.mark.parametrize("hook, timeout", [("preprocess", 2), ("evaluate", 45)])
+def test_a_ray_run_past_its_timeout_is_stopped_and_the_others_finish(ray_cluster, synthetic_feph, tmp_path, hook, timeout):
+    """``preprocess`` also runs on the driver, which prepares the inputs it ships; ``evaluate``
+    on a worker only, whose task is cancelled (the timeout leaves a tiny run's training time)."""
     marker = tmp_path / "hang"
     marker.touch()
     experiments = f"""
     [experiments.hung]
-    timeout = 2
+    timeout = {timeout}
     preprocess = ["face_crop", "hang"]
+    evaluate = ["paper_metrics", "hang"]
     options.hang.marker = "{marker}"
-    options.hang.hook = "preprocess"
+    options.hang.hook = "{hook}"
+    options.adam.head_epochs = 0
+    options.adam.epochs = 0
 
     [experiments.later]
     options.adam.head_epochs = 0
@@ -134,7 +141,7 @@ def test_a_ray_run_past_its_timeout_is_stopped_and_the_others_finish(ray_cluster
     outcome = runner.run_all(runner.matrix.runs)
     records = {record["experiment"]: record for record in runner.store.records()}
     assert records["later"]["status"] == "done" and len(outcome.failed) == 1
-    assert records["hung"]["error"]["message"] == "timed out after 2 s in plugin 'hang' (preprocess)"
+    assert records["hung"]["error"]["message"] == f"timed out after {timeout} s in plugin 'hang' ({hook})"
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
@@ -210,4 +217,12 @@ def test_sigterm_while_ray_runs_exits_130_with_the_continue_command(synthetic_fe
     assert code == 130, stderr
     assert "interrupted: finished runs are saved; to continue, run:" in stderr
     assert "SIGTERM received" not in stderr and "Traceback" not in stderr
+    assert not list((tmp_path / "runs").glob("*/result.json"))
+
+
+def test_a_cluster_without_the_resources_of_one_run_stops_the_command_instead_of_waiting_for_ever(ray_cluster, synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    runner = quiet_runner(path, tmp_path / "runs", RayExecutor({"num_gpus": 1.0}))
+    with pytest.raises(ExecutorError, match="cannot run a single run now: 2 CPUs in the cluster, num_cpus = 1 a run; 0 GPUs, num_gpus = 1 a run"):
+        runner.run_all(runner.matrix.runs)
     assert not list((tmp_path / "runs").glob("*/result.json"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
-import textwrap
+import threading
 
 import pytest
 
@@ -117,3 +117,15 @@ def test_timeout_is_checked_before_any_work_and_is_not_part_of_a_runs_id(synthet
         path = write_matrix(tmp_path / f"t{timeout}.toml", synthetic_feph, f"[experiments.A]\ntimeout = {timeout}\n")
         ids.append([run.id for run in build_matrix(read_config(path), get_plugins()).runs])
     assert ids[0] == ids[1], "a timeout does not change what a run computes"
+
+
+def test_the_inline_executor_outside_the_main_thread_fails_a_run_with_a_timeout_saying_why(synthetic_feph, tmp_path):
+    """Its timer is a signal, which only the main thread receives: the run is not started
+    rather than run without its limit."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\ntimeout = 5\n")
+    runner = quiet_runner(path, tmp_path / "runs", InlineExecutor({}))
+    worker = threading.Thread(target=runner.run_all, args=(runner.matrix.runs,))
+    worker.start()
+    worker.join(60)
+    (record,) = runner.store.records()
+    assert record["status"] == "failed" and "cannot be enforced by the inline executor outside the main thread" in record["error"]["message"]

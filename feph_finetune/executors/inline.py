@@ -26,6 +26,10 @@ from feph_finetune.executors import Executor, InProcess
 from feph_finetune.results import RunStore
 
 
+#: Seconds between two :class:`RunTimedOut` of one run past its timeout.
+REPEAT_S = 1.0
+
+
 class RunTimedOut(BaseException):
     """Raised in a run past its ``timeout``; a BaseException, so that no ``except Exception`` in
     a plugin or in the core records it as an ordinary failure and carries on."""
@@ -60,19 +64,25 @@ class InlineExecutor(Executor):
 
 @contextmanager
 def alarm(seconds: float) -> Iterator[None]:
-    """Within the block, raise :class:`RunTimedOut` after ``seconds`` (0: never). Main thread only."""
-    if not seconds:
+    """Within the block, raise :class:`RunTimedOut` after ``seconds`` (0: never), and again
+    every :data:`REPEAT_S` while the block has not ended (code that swallowed it with a bare
+    ``except:`` meets it again). Signals reach the main thread only: elsewhere, no limit."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
 
+    armed = [True]
+
     def expire(signum, frame):
-        raise RunTimedOut
+        if armed[0]:
+            raise RunTimedOut
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, REPEAT_S)
     try:
         yield
     finally:
+        armed[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 

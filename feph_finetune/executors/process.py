@@ -24,7 +24,7 @@ from feph_finetune.execution import Report, RunJob, Whereabouts, run_record, tim
 from feph_finetune.executors import Executor, InProcess
 from feph_finetune.executors.forkserver import exit_description, process_context
 from feph_finetune.executors.worker import run_job
-from feph_finetune.results import RunStore
+from feph_finetune.results import NO_SPACE_ERRNOS, NoSpaceError, RunStore
 
 STDERR_LOG = "stderr.log"
 #: Lines of a dead child's stderr kept in its ``result.json`` (all of it stays in ``stderr.log``).
@@ -151,9 +151,14 @@ class Child:
         self.store = RunStore(Path(job.output))
         self.store.discard(job.id)
         run_dir = self.store.run_dir(job.id)
-        run_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = run_dir / STDERR_LOG
-        self.log_path.write_bytes(b"")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.log_path.write_bytes(b"")
+        except OSError as error:
+            if error.errno in NO_SPACE_ERRNOS:
+                raise NoSpaceError(run_dir, STDERR_LOG) from error
+            raise
         context = process_context()
         reader, writer = context.Pipe(duplex=False)
         self.started = time.time()

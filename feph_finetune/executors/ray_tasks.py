@@ -19,23 +19,22 @@ need the same Python packages as the driver (feph_finetune, its plugins, TensorF
 from __future__ import annotations
 
 import importlib.util
-import logging
 import math
 import os
 import shutil
-import signal
-import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from feph_finetune.execution import Report, RunJob, Whereabouts, context_factory, execute_run, run_record, timed_out_record, timeout_of
+from feph_finetune.execution import Activity, Report, RunJob, Whereabouts, context_factory, error_record, execute_run, run_record, timed_out_record, timeout_of
 from feph_finetune.executors import Executor, ExecutorError, InProcess
+from feph_finetune.executors.inline import RunTimedOut, alarm
+from feph_finetune.executors.ray_connect import connect, host_and_port
+from feph_finetune.plugins import PluginCallError, hook_listener
 from feph_finetune.preparation import DataSource, RunInputs
-from feph_finetune.results import RESULT_FILE, RunStore, atomic_path
+from feph_finetune.results import RESULT_FILE, NoSpaceError, RunStore, atomic_path
 
 INSTALL = 'pip install "feph_finetune[ray]"'
 #: Seconds between two polls of the event sink while tasks run.
@@ -80,9 +79,9 @@ class RayExecutor(Executor):
         try:
             report(self.concurrency_event())
             sink = ray.remote(num_cpus=0)(EventSink).remote()
-            shipped = ship_inputs(jobs, here)
+            shipped = ship_inputs(jobs, here, report)
             task = ray.remote(max_calls=1, num_cpus=self.settings["num_cpus"], num_gpus=self.settings["num_gpus"], max_retries=self.settings["max_retries"])(run_task)
-            pending = {task.remote(job, shipped[job.id], sink): job for job in jobs}
+            pending = {task.remote(job, shipped[job.id], sink): job for job in jobs if job.id in shipped}
             self.follow(pending, sink, report)
         except BaseException:
             for ref in pending:
@@ -120,6 +119,8 @@ class RayExecutor(Executor):
                 job = pending.pop(ref)
                 try:
                     write_run_files(job, ray.get(ref))
+                except NoSpaceError:
+                    raise
                 except Exception as error:  # stopped for its timeout, or its worker or node was lost beyond the retries
                     store = RunStore(Path(job.output))
                     if job.id in timed_out:
@@ -141,101 +142,9 @@ class RayExecutor(Executor):
         if self.settings["num_gpus"]:
             runs = min(runs, int(gpus / self.settings["num_gpus"] + 1e-9))
             why += f"; {gpus:g} GPUs, num_gpus = {self.settings['num_gpus']:g} a run"
+        if runs == 0:  # every task would wait for resources that do not exist, for ever
+            raise ExecutorError(f"the Ray cluster cannot run a single run now: {why}; lower executor.ray.num_cpus or num_gpus, or add nodes")
         return {"event": "concurrency", "runs": runs, "why": why}
-
-
-def host_and_port(address: str) -> tuple[str, int] | None:
-    """``(host, port)`` of ``"HOST:PORT"`` or ``"ray://HOST:PORT"``, or None when it is neither."""
-    host, colon, port = address.removeprefix("ray://").rpartition(":")
-    host = host.strip("[]")  # an IPv6 address: [::1]:6379
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return None
-    return host, int(port)
-
-
-def connect(address: str, timeout: float) -> None:
-    """Connect this process to the Ray cluster at ``address`` (empty: start a local one) within
-    ``timeout`` seconds, or raise :class:`ExecutorError` saying why.
-
-    Ray itself retries an unreachable address for minutes, printing only C++ warnings, and takes
-    over SIGTERM (``ray.init`` installs a handler that exits with 15, its core worker a crash
-    handler that prints a stack and dies). So a ``HOST:PORT`` must first accept a TCP connection,
-    ``ray.init`` runs in a thread the command waits for at most ``timeout`` seconds, and the
-    command's own SIGTERM handler (interrupt, exit 130) is put back while it waits and after.
-    """
-    import ray
-
-    where = address or "a local cluster"
-    if address not in ("", "auto"):
-        reachable_or_raise(address, min(timeout, 10.0))
-    outcome: dict[str, BaseException] = {}
-
-    def start() -> None:
-        try:
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-        except BaseException as error:  # reported by the waiting thread
-            outcome["error"] = error
-
-    keep_sigterm = command_sigterm_keeper()
-    thread = threading.Thread(target=start, name="ray-connect", daemon=True)
-    deadline = time.monotonic() + timeout
-    console = quiet_descriptor_2()  # Ray's C++ warnings, a line a second while it retries; the error below says why
-    thread.start()
-    try:
-        while thread.is_alive() and time.monotonic() < deadline:
-            thread.join(0.2)
-            keep_sigterm()
-    finally:
-        keep_sigterm()
-        if thread.is_alive():  # it goes on until the command exits: Python's stderr moves to the console's descriptor
-            sys.stderr = os.fdopen(console, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
-        else:
-            os.dup2(console, 2)
-            os.close(console)
-    if thread.is_alive():
-        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)")
-    if "error" in outcome:
-        error = outcome["error"]
-        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: {type(error).__name__}" + (f": {first}" if first else ""))
-
-
-def quiet_descriptor_2() -> int:
-    """Send file descriptor 2 (where Ray's C++ code logs) to /dev/null; return a descriptor of
-    where it went before (the console)."""
-    sys.stderr.flush()
-    console, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    return console
-
-
-def reachable_or_raise(address: str, timeout: float) -> None:
-    """Raise :class:`ExecutorError` unless ``address``'s host accepts a TCP connection on its
-    port within ``timeout`` seconds ("auto" and "" are not checked)."""
-    host, port = host_and_port(address) or ("", 0)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except socket.gaierror as error:
-        raise ExecutorError(f"cannot connect to the Ray cluster at {address}: unknown host {host!r} ({error.strerror})") from None
-    except ConnectionRefusedError:
-        raise ExecutorError(f"cannot connect to the Ray cluster at {address}: connection refused (nothing listens on port {port} of {host})") from None
-    except OSError as error:
-        why = f"no answer within {timeout:g} s" if isinstance(error, TimeoutError) else (error.strerror or str(error))
-        raise ExecutorError(f"cannot connect to the Ray cluster at {address}: {why}") from None
-
-
-def command_sigterm_keeper():
-    """A function that puts back the command's SIGTERM handler (the one installed now) wherever
-    Ray replaced it; from a thread other than the main one, a function that does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    handler = signal.getsignal(signal.SIGTERM)
-
-    def keep() -> None:
-        signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
-
-    return keep
 
 
 class EventSink:
@@ -258,15 +167,42 @@ class EventSink:
         return events
 
 
-def ship_inputs(jobs: list[RunJob], here: InProcess) -> dict[str, Any]:
+def ship_inputs(jobs: list[RunJob], here: InProcess, report: Report) -> dict[str, Any]:
     """Per job, the object-store reference of its dataset and frame array; each distinct array
-    is put once."""
+    is put once.
+
+    The driver calls the runs' ``preprocess`` hooks and frame steps here, so a run's
+    ``timeout`` applies here too (a :func:`~feph_finetune.executors.inline.alarm`, from the main
+    thread only) and a plugin's error fails its run only: such a run is recorded, reported
+    finished and left out of the result.
+    """
     import ray
 
     refs: dict[tuple, Any] = {}
     by_job = {}
+    whereabouts = Whereabouts()
     for job in jobs:
-        inputs = here.source.inputs(job.run, here.plugins, context_factory(job.run, {}))
+        activity, started = Activity(job.id, whereabouts.note), time.time()
+        listening = hook_listener.set(activity.hook)
+        record = None
+        try:
+            activity.step("data preparation on the driver")
+            with alarm(timeout_of(job)):
+                inputs = here.source.inputs(job.run, here.plugins, context_factory(job.run, {}))
+        except RunTimedOut:
+            record = timed_out_record(job.run, timeout_of(job), whereabouts.of(job.id), started)
+        except PluginCallError as error:
+            record = run_record(job.run, "failed")
+            record.update(error=error_record(error.plugin, error.hook, error.error), counters={})
+            record["timing"] = {"total_s": time.time() - started, "stages": {}, "started": started, "finished": time.time()}
+        finally:
+            hook_listener.reset(listening)
+        if record is not None:
+            store = RunStore(Path(job.output))
+            store.discard(job.id)
+            store.finish(job.id, record)
+            Executor.report_finished(job, report)
+            continue
         key = (inputs.dataset_key, inputs.frames_key)
         if key not in refs:
             refs[key] = ray.put(inputs)
