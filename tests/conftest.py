@@ -148,6 +148,7 @@ def write_killer_distribution(site: Path) -> dict[str, str]:
 
 
 HANG_PLUGIN = '''
+import os
 import time
 from pathlib import Path
 
@@ -156,12 +157,13 @@ from feph_finetune import hookimpl
 
 @hookimpl
 def plugin_options():
-    return {"marker": "", "hook": "evaluate"}
+    return {"marker": "", "hook": "evaluate", "spare_pid": 0}
 
 
 def hang_while_marked(context, hook):
-    """While the marker file exists, the hook named by ``options.hang.hook`` never returns."""
-    while context.options["hook"] == hook and Path(context.options["marker"]).exists():
+    """While the marker file exists, the hook named by ``options.hang.hook`` never returns, except
+    in the process ``options.hang.spare_pid`` (a Ray driver, which also calls preprocess)."""
+    while context.options["hook"] == hook and Path(context.options["marker"]).exists() and os.getpid() != context.options["spare_pid"]:
         time.sleep(3600)
 
 
@@ -180,7 +182,8 @@ def evaluate(y_true, y_prob, context):
 
 def write_hang_distribution(site: Path) -> dict[str, str]:
     """An installed distribution ``feph-hang`` whose plugin ``hang`` sleeps forever in the hook
-    ``options.hang.hook`` (preprocess or evaluate) while ``options.hang.marker`` exists."""
+    ``options.hang.hook`` (preprocess or evaluate) while ``options.hang.marker`` exists, except
+    in the process ``options.hang.spare_pid``."""
     return write_distribution(site, "hang", HANG_PLUGIN)
 
 
