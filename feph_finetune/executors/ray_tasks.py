@@ -1,9 +1,12 @@
 """The ``ray`` executor: each run as a task of a Ray cluster (``pip install "feph_finetune[ray]"``).
 
-Ray is imported only here, inside :meth:`RayExecutor.execute`. ``address`` is a running cluster
-(``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:10001"``); empty starts a local cluster for the
-invocation and stops it afterwards. If this process is already connected to Ray
-(``ray.init`` was called), that connection is used as it is.
+Ray is imported only inside :meth:`RayExecutor.execute` (and the connection it makes,
+:mod:`feph_finetune.executors.ray_connect`). ``address`` is a running cluster (``"auto"``,
+``"HOST:PORT"`` or ``"ray://HOST:10001"``); empty starts a local cluster for the invocation and
+stops it afterwards. If this process is already connected to Ray (``ray.init`` was called), that
+connection is used as it is. Runs at once: the cluster's CPUs over ``num_cpus`` (and GPUs over
+``num_gpus``), which the executor reports once connected; a run's ``timeout`` counts from its
+task's start (its ``started`` event) and cancels the task.
 
 Workers need not share a filesystem with the driver. The driver reads the dataset and computes
 each distinct frame array once (a matrix has one per input size and frame steps: 0.38 GB for
