@@ -1,7 +1,7 @@
 """feph_finetune: fine-tune facial-expression CNNs on the FePh sign-language dataset.
 
 The public API for plugins is what this module exports; nothing here imports TensorFlow. The
-objects for writing an executor (``Executor``, ``InProcess``, ``RunJob``, ``execute_run``) are
+objects for writing an executor (``Executor``, ``ExecutorError``, ``InProcess``, ``RunJob``, ``execute_run``) are
 imported on first use.
 """
 
@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 #: Objects for writing an executor, imported on first use (they pull in the runner's modules).
 _EXECUTION_API = {
     "Executor": "feph_finetune.executors",
+    "ExecutorError": "feph_finetune.executors",
     "InProcess": "feph_finetune.executors",
     "RunJob": "feph_finetune.execution",
     "execute_run": "feph_finetune.execution",
@@ -42,6 +43,7 @@ __all__ = [
     "CLASSES",
     "Augmentation",
     "Executor",
+    "ExecutorError",
     "InProcess",
     "RunJob",
     "execute_run",

@@ -425,7 +425,7 @@ def cmd_run(args, console: Console) -> int:
 
 def print_unsaved_models(runs, skipped: list[str], store, console: Console) -> None:
     """Say which skipped runs ask for ``save_model`` but finished without one: the setting does
-    not change a run's id (:data:`feph_finetune.matrix.RESULT_NEUTRAL_KEYS`), so only ``--force``
+    not change a run's id (:data:`feph_finetune.config.RESULT_NEUTRAL_KEYS`), so only ``--force``
     runs them again to save it."""
     from feph_finetune.bundle import MANIFEST
 
@@ -526,6 +526,8 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.config import ConfigError
     from feph_finetune.dataset import DatasetError
     from feph_finetune.demo import PretrainingFailed
+    from feph_finetune.executors import ExecutorError
+    from feph_finetune.results import NoSpaceError
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.reports import RecordError
 
@@ -538,6 +540,14 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         errors.print(f"[bold red]{heading}[/bold red]")
         for line in lines:
             errors.print(line, markup=False, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except ExecutorError as error:
+        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        return EXIT_USAGE
+    except NoSpaceError as error:  # the results folder's disk is full: stop, keep what finished
+        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        if command is cmd_run:
+            errors.print(f"finished runs are saved; free some space, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)

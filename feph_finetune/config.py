@@ -53,12 +53,23 @@ EXPERIMENT_DEFAULTS: dict[str, Any] = {
     "deterministic": False,
     "threads": 0,
     "save_model": False,
+    "timeout": 0.0,
     "options": {},
     "grid": {},
 }
 
 #: Keys an experiment does not take from the experiment it ``extends`` (they describe it alone).
 NOT_INHERITED = ("label", "cv_label", "phases", "extends")
+
+#: Experiment keys that never change a run's result, only how the run executes or what else it
+#: leaves behind (``save_model``: a model bundle; ``timeout``: seconds before its executor stops
+#: it): the run id does not depend on them, so setting one neither splits nor merges a
+#: configuration's runs, and a grid over one is refused.
+RESULT_NEUTRAL_KEYS = ("save_model", "timeout")
+
+#: The result-neutral keys that ids computed before this rule included: the id hashes them at
+#: their default (the others are left out), so every id computed before is unchanged.
+HASHED_AT_DEFAULT = ("save_model",)
 
 #: Which experiment keys name plugins, and the hook each plugin must implement.
 PLUGIN_KEYS = {

@@ -12,8 +12,16 @@ dict, so that events can cross a pipe or a Ray queue unchanged:
 - ``{"event": "progress", "run": ID, "stage": NAME, "epoch": E, "epochs": N, "loss": FLOAT}``
   (``epoch`` counts from 1 across stages; at most one every :data:`PROGRESS_INTERVAL_S` per run,
   plus one at every new epoch)
+- ``{"event": "activity", "run": ID, "where": TEXT}``: the run entered a step of the core
+  ("data preparation") or a plugin's hook ("plugin 'face_crop' (preprocess)"), so that an
+  executor that stops it for its ``timeout`` can say where it was (:class:`Whereabouts`)
+- ``{"event": "warning", "run": ID, "message": TEXT}``: something the person running the matrix
+  should know that does not fail the run (a crop cache that cannot be written); shown once
 - ``{"event": "finished", "run": ID, "status": "done"|"failed", "accuracy": FLOAT|None,
   "seconds": FLOAT, "error": STR|None}`` (sent by the executor once ``result.json`` is final)
+
+A run's ``timeout`` (seconds, 0: none) is the executor's to enforce, since only the process that
+waits for a run can stop it: the run is stopped and recorded with :func:`timed_out_record`.
 """
 
 from __future__ import annotations
@@ -34,13 +42,22 @@ from feph_finetune.api import CLASSES, PluginError, RunContext
 from feph_finetune.bundle import write_bundle
 from feph_finetune.frames import default_cache_dir
 from feph_finetune.matrix import Run
-from feph_finetune.plugins import PluginCallError, Plugins
+from feph_finetune.plugins import PluginCallError, Plugins, hook_listener
 from feph_finetune.preparation import DataSource, prepare
 from feph_finetune.quiet_tensorflow import import_tensorflow
-from feph_finetune.results import RunStore
+from feph_finetune.results import NO_SPACE_ERRNOS, NoSpaceError, RunStore, ensure_space
 
 #: Seconds between two ``progress`` events of one run (a new epoch is always reported).
 PROGRESS_INTERVAL_S = 0.5
+
+#: Free bytes a run needs in the results folder before it starts, with room to spare: its JSON
+#: files, predictions and ``stderr.log`` take under 1 MB on FePh (2,531 test images' predictions
+#: are 2,531 x 7 float32 = 71 KB).
+RUN_FILES_BYTES = 8 * 2**20
+#: Free bytes a model bundle (``save_model``) adds: EfficientNet-B0's 5.3 M float32 parameters
+#: are 21 MB and ``model.keras`` keeps Adam's two moments beside them (64 MB); MobileNet-v1 has
+#: 4.2 M parameters.
+MODEL_BUNDLE_BYTES = 96 * 2**20
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -174,15 +191,24 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     record = run_record(run, "failed")
     started, wall_started = time.perf_counter(), time.time()
     report({"event": "started", "run": run.id, "time": wall_started})
+    activity = Activity(run.id, report)
+    listening = hook_listener.set(activity.hook)
     try:
         check_installed(run, plugins)
+        ensure_run_space(job)
+        activity.step("data preparation")
         data = prepare(run, plugins, source, context_for, job.split_seed)
         counters["face_fallback"] = data.fallbacks
+        for message in data.warnings:
+            report({"event": "warning", "run": run.id, "message": message})
+        activity.step("training")
         import_tensorflow()  # here, when a run really starts; its notices never reach the console
         from feph_finetune import training
 
         outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report))
+        activity.step("evaluation")
         metrics = evaluate(run, plugins, data.test.labels, outcome.y_prob, context_for)
+        activity.step("saving the results")
         store.write_predictions(run.id, data.test.labels, outcome.y_prob)
         store.write(run.id, "history.json", outcome.history)
         store.write(run.id, "metrics.json", metrics)
@@ -196,13 +222,25 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
     except PluginCallError as error:
         record.update(error=error_record(error.plugin, error.hook, error.error))
-    except Exception as error:  # anything else (out of memory, a core bug) fails this run only
+    except Exception as error:  # anything else (out of memory, a full disk, a core bug) fails this run only
+        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
+            error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
         record.update(error=error_record("core", "run", error))
+    finally:
+        hook_listener.reset(listening)
     record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
     record["timing"].update(started=wall_started, finished=time.time())
     record["counters"] = counters
     store.finish(run.id, record)
     return record["status"]
+
+
+def ensure_run_space(job: RunJob) -> None:
+    """Raise :class:`~feph_finetune.results.NoSpaceError` when the results folder's disk cannot
+    take the job's files (:data:`RUN_FILES_BYTES`, and :data:`MODEL_BUNDLE_BYTES` with
+    ``save_model``): checked before a run's long work, not after it."""
+    needed = RUN_FILES_BYTES + (MODEL_BUNDLE_BYTES if job.run.config["save_model"] else 0)
+    ensure_space(Path(job.output), needed, f"the files of run {job.id}")
 
 
 def check_installed(run: Run, plugins: Plugins) -> None:
@@ -215,6 +253,72 @@ def check_installed(run: Run, plugins: Plugins) -> None:
                 f"plugin {name!r} is not installed in the process executing this run (pid {os.getpid()}); install its distribution "
                 "there, or use --executor inline for a plugin registered at run time"
             ))
+
+
+class Activity:
+    """Reports where a run is (``activity`` events): the core's steps, and within them the plugin
+    hooks the run calls (through :data:`feph_finetune.plugins.hook_listener`); leaving a hook
+    reports the step again."""
+
+    def __init__(self, run_id: str, report: Report):
+        self.run_id, self.report, self.step_name = run_id, report, "start-up"
+
+    def step(self, name: str) -> None:
+        self.step_name = name
+        self._send(name)
+
+    def hook(self, plugin: str | None, hook: str | None) -> None:
+        self._send(self.step_name if plugin is None else f"plugin {plugin!r} ({hook})")
+
+    def _send(self, where: str) -> None:
+        self.report({"event": "activity", "run": self.run_id, "where": where})
+
+
+class Whereabouts:
+    """Where each run is, from its events: the last ``activity``, or the training stage and epoch
+    of the last ``progress`` event. Executors feed it every event to say where a run that
+    timed out was."""
+
+    def __init__(self):
+        self.places: dict[str, str] = {}
+
+    def note(self, event: dict[str, Any]) -> None:
+        run, kind = event.get("run"), event.get("event")
+        if kind == "activity":
+            self.places[run] = str(event.get("where"))
+        elif kind == "progress" and event.get("stage"):
+            self.places[run] = f"training stage {event['stage']!r}, epoch {event.get('epoch')}/{event.get('epochs')}"
+        elif kind == "started":
+            self.places[run] = "start-up"
+
+    def of(self, run_id: str) -> str:
+        return self.places.get(run_id, "start-up")
+
+
+def timeout_of(job: RunJob) -> float:
+    """The job's ``timeout`` in seconds; 0 for none."""
+    return float(job.run.config.get("timeout") or 0)
+
+
+def timed_out_record(run: Run, timeout: float, where: str, started: float, **details: Any) -> dict[str, Any]:
+    """The ``result.json`` of a run its executor stopped after ``timeout`` seconds, ``where``
+    it was (:class:`Whereabouts`); ``started`` is the run's start (Unix seconds). ``details``
+    join the error (``stderr_tail``, say)."""
+    record = run_record(run, "failed")
+    record["error"] = {
+        "plugin": "core",
+        "hook": "timeout",
+        "type": "TimedOut",
+        "message": f"timed out after {timeout:g} s in {where}",
+        "where": where,
+        "timeout_s": timeout,
+        "traceback": "",
+        **details,
+    }
+    now = time.time()
+    record["timing"] = {"total_s": now - started, "stages": {}, "started": started, "finished": now}
+    record["counters"] = {}
+    return record
 
 
 def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]:

@@ -51,13 +51,21 @@ class FrameSet:
     images: np.ndarray
     fallbacks: list[str | None]
     computed: int  # images whose frame steps ran (not found in the cache)
+    cache_problem: str | None = None  # why the cache could not be written (CropCache.problem)
 
 
 class CropCache:
-    """Frame results on disk under ``root/<key[:2]>/<key>.npz``."""
+    """Frame results on disk under ``root/<key[:2]>/<key>.npz``.
+
+    The cache is an optimisation: when an entry cannot be written (a full disk, a folder that
+    is read-only or not a folder), :attr:`problem` says why, naming the cache folder, and the
+    frames are computed without storing them from then on; the run goes on and warns once
+    (:func:`feph_finetune.execution.execute_run`'s ``warning`` event).
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root) / "crops"
+        self.problem: str | None = None
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
@@ -76,10 +84,15 @@ class CropCache:
         return FrameResult(image, fallback or None)
 
     def store(self, key: str, result: FrameResult) -> None:
+        if self.problem is not None:
+            return
         buffer = io.BytesIO()
         np.savez(buffer, image=result.image, fallback=result.fallback or "", checksum=_checksum(result.image))
-        with atomic_path(self.path(key)) as temporary:
-            temporary.write_bytes(buffer.getvalue())
+        try:
+            with atomic_path(self.path(key)) as temporary:
+                temporary.write_bytes(buffer.getvalue())
+        except OSError as error:
+            self.problem = f"the crop cache {self.root} cannot be written ({os.strerror(error.errno) if error.errno else error}); face crops are computed without caching them"
 
 
 def _checksum(image: np.ndarray) -> str:
@@ -129,4 +142,4 @@ def compute_frames(dataset: Dataset, steps: Sequence[FrameStep], size: int, cach
                 cache.store(key, result)
         images[index] = result.image
         fallbacks.append(result.fallback)
-    return FrameSet(images, fallbacks, computed)
+    return FrameSet(images, fallbacks, computed, cache.problem if cache else None)

@@ -159,7 +159,15 @@ def register_executors(register):
     TOML's ``[executor.<name>]`` table and checked by its ``check``), and an ``execute(jobs,
     report, here)`` that runs each :class:`feph_finetune.RunJob` through
     :func:`feph_finetune.execute_run` (in this process or elsewhere) and leaves a ``result.json``
-    per job. The built-in ``inline``, ``process`` and ``ray`` come through this hook too, the way
+    per job. An executor also enforces each run's ``timeout`` (seconds from the run's ``started``
+    event, 0: none): it stops the run, the other runs go on, and the run is recorded with
+    :func:`feph_finetune.execution.timed_out_record` saying where it was (the run's
+    ``activity`` and ``progress`` events, read by :class:`feph_finetune.execution.Whereabouts`);
+    one that cannot stop a run records it as failed, saying so, rather than let it run on. It
+    calls ``report_finished`` after each run (which stops the matrix when the results folder's
+    disk is full), keeps the command's SIGTERM handler in place, and raises
+    :class:`feph_finetune.ExecutorError` when it cannot start at all (an unreachable cluster).
+    The built-in ``inline``, ``process`` and ``ray`` come through this hook too, the way
     llm's ``register_models`` or datasette's ``publish_subcommand`` contribute backends. A name
     registered twice is an error naming the plugin. Returns None.
     """

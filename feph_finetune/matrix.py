@@ -20,10 +20,12 @@ from feph_finetune.config import (
     EXPERIMENT_DEFAULTS,
     EXPERIMENT_NAME,
     GROUP_KEYS,
+    HASHED_AT_DEFAULT,
     NOT_INHERITED,
     PHASES,
     PLUGIN_KEYS,
     REPORT_DEFAULTS,
+    RESULT_NEUTRAL_KEYS,
     TOP_LEVEL,
     ConfigError,
     Problem,
@@ -54,6 +56,7 @@ SIZE_LIMITS = {
     ("batch_size",): Option(32, minimum=1, maximum=65_536),
     ("validation_split",): Option(0.0, minimum=0, maximum=1, exclusive_maximum=True),
     ("threads",): Option(0, minimum=0, maximum=1024),
+    ("timeout",): Option(0.0, minimum=0, maximum=30 * 24 * 3600),  # seconds; 30 days is no limit in practice
 }
 
 FEPH_SOURCE = f"{FEPH_DOWNLOAD}, then point dataset.root at its folder, or try the tool on synthetic data with --demo"
@@ -124,18 +127,13 @@ def used_plugins(config: dict[str, Any]) -> list[str]:
     return names
 
 
-#: Experiment keys that never change a run's result, only what else the run leaves behind: the
-#: run id hashes them at their default, so that setting one neither splits a configuration's runs
-#: nor gives a finished run a new id. (Reset to the default, not left out, so that every id
-#: computed before this rule, with the default, is unchanged.)
-RESULT_NEUTRAL_KEYS = ("save_model",)
-
-
 def run_id(experiment: str, phase: str, fold: int | None, config: dict, dataset: dict) -> str:
     """A stable id: readable prefix plus a hash of everything that changes the result (not
-    :data:`RESULT_NEUTRAL_KEYS`, nor the names and grid that only label the runs)."""
-    identity = {key: value for key, value in config.items() if key not in NOT_INHERITED + ("grid",)}
-    identity.update({key: EXPERIMENT_DEFAULTS[key] for key in RESULT_NEUTRAL_KEYS if key in identity})
+    :data:`~feph_finetune.config.RESULT_NEUTRAL_KEYS`, nor the names and grid that only label the
+    runs)."""
+    left_out = NOT_INHERITED + ("grid",) + tuple(key for key in RESULT_NEUTRAL_KEYS if key not in HASHED_AT_DEFAULT)
+    identity = {key: value for key, value in config.items() if key not in left_out}
+    identity.update({key: EXPERIMENT_DEFAULTS[key] for key in HASHED_AT_DEFAULT if key in identity})
     payload = {"config": identity, "dataset": dataset, "phase": phase, "fold": fold}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
     where = "x" if phase == "exploratory" else f"cv{fold}"

@@ -18,14 +18,36 @@ import importlib.metadata
 import inspect
 import os
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pluggy
 
 from feph_finetune import hookspecs
 from feph_finetune.options import Option, as_option
+
+#: Who wants to know which plugin hook runs now: ``listener(plugin, hook)`` on entering a hook or
+#: a function a hook returned, ``listener(None, None)`` on leaving it. The runner of a run sets it
+#: (:func:`feph_finetune.execution.execute_run`), so that a run stopped for taking too long can
+#: say where it was; a context variable, so that runs in threads of one process each have theirs.
+hook_listener: ContextVar[Callable[[str | None, str | None], None] | None] = ContextVar("hook_listener", default=None)
+
+
+@contextmanager
+def inside_hook(plugin: str, hook: str) -> Iterator[None]:
+    """Tell the :data:`hook_listener` that ``plugin``'s ``hook`` runs within the block. Leaving it
+    by an exception says nothing more: the hook is where the run stopped."""
+    listener = hook_listener.get()
+    if listener is None:
+        yield
+        return
+    listener(plugin, hook)
+    yield
+    listener(None, None)
+
 
 ENTRY_POINT_GROUP = "feph_finetune"
 LOAD_PLUGINS_ENV = "FEPH_FINETUNE_LOAD_PLUGINS"
@@ -341,7 +363,8 @@ class Plugins:
         others = [plugin for other, plugin in self.pm.list_name_plugin() if other != name]
         caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
         try:
-            return caller(**kwargs)
+            with inside_hook(name, hook):
+                return caller(**kwargs)
         except Exception as error:
             raise PluginCallError(name, hook, error) from error
 

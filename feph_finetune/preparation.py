@@ -16,7 +16,7 @@ from feph_finetune.api import Augmentation, PluginError, Preprocessing, RunConte
 from feph_finetune.dataset import Dataset, load_dataset
 from feph_finetune.frames import CropCache, FrameSet, FrameStep, compute_frames, default_cache_dir
 from feph_finetune.matrix import Run
-from feph_finetune.plugins import PluginCallError, Plugins
+from feph_finetune.plugins import PluginCallError, Plugins, inside_hook
 from feph_finetune.splits import Split, holdout_split, kfold_splits
 
 
@@ -58,6 +58,7 @@ class RunData:
     augmentations: list[tuple[str, Augmentation]] = field(default_factory=list)
     class_weight: dict[int, float] | None = None
     fallbacks: int = 0
+    warnings: list[str] = field(default_factory=list)  # for the person running the matrix (a crop cache that cannot be written)
 
 
 class DataSource:
@@ -167,6 +168,7 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
         test=examples(split.test),
         val=None if val_index is None else examples(val_index),
         fallbacks=sum(1 for fallback in frames.fallbacks if fallback),
+        warnings=[frames.cache_problem] if frames.cache_problem else [],
     )
     fitted = [(name, step) for name, step in steps if step.fit is not None]
     if fitted:
@@ -194,7 +196,8 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
 def _call_plugin_function(plugin: str, hook: str, function: Callable, *args: Any) -> Any:
     """Call a function a plugin returned, attributing its errors to the plugin."""
     try:
-        return function(*args)
+        with inside_hook(plugin, hook):
+            return function(*args)
     except Exception as error:
         raise PluginCallError(plugin, hook, error) from error
 

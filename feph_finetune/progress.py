@@ -54,11 +54,15 @@ class MatrixView:
     """Tracks the runs of one invocation from their events and shows them on ``console``.
 
     Use as a context manager around the executor; pass :meth:`report` as its ``report``.
-    ``concurrency`` (runs at once) only feeds the estimate of the time left.
+    ``concurrency`` (runs at once) feeds the estimate of the time left; None when the executor
+    knows it only once it started (a Ray cluster's resources), from its ``concurrency`` event
+    (``{"event": "concurrency", "runs": N, "why": TEXT}``).
     """
 
-    def __init__(self, console: Console, runs: list[Run], concurrency: int = 1, executor: str = ""):
-        self.console, self.concurrency, self.executor = console, max(1, concurrency), executor
+    def __init__(self, console: Console, runs: list[Run], concurrency: int | None = 1, executor: str = ""):
+        self.console, self.concurrency, self.executor = console, max(1, concurrency or 1), executor
+        self.concurrency_known = concurrency is not None
+        self.warned: set[str] = set()
         self.states = {run.id: RunState(run) for run in runs}
         self.finished_order: list[str] = []
         self.began = time.monotonic()
@@ -73,7 +77,7 @@ class MatrixView:
             self.live = Live(self.render(), console=self.console, refresh_per_second=4, transient=False, get_renderable=self.render)
             self.live.start()
         else:
-            self.line(f"running {len(self.states)} runs{where}, {self.concurrency} at a time")
+            self.line(f"running {len(self.states)} runs{where}" + (f", {self.concurrency} at a time" if self.concurrency_known else ""))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -85,6 +89,10 @@ class MatrixView:
     # --- events ---
 
     def report(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "concurrency":
+            self.concurrency = max(1, int(event.get("runs") or 1))
+            self.line(f"{event.get('runs')} at a time ({event.get('why')})")
+            return
         state = self.states.get(event.get("run"))
         if state is None:
             return
@@ -98,6 +106,9 @@ class MatrixView:
             state.stage, state.epoch, state.epochs, state.loss = event.get("stage", ""), event.get("epoch"), event.get("epochs"), event.get("loss")
             if new_epoch:
                 self.line(f"{state.run.id}: {state.stage} epoch {state.epoch}/{state.epochs}")
+        elif kind == "warning" and event.get("message") not in self.warned:
+            self.warned.add(event.get("message"))
+            self.console.print(f"warning: {event.get('message')}", markup=False, highlight=False, soft_wrap=True)
         elif kind == "finished":
             state.state = "done" if event.get("status") == "done" else "failed"
             state.accuracy, state.error = event.get("accuracy"), event.get("error")

@@ -8,6 +8,7 @@ only file a later step trusts: a run without it (killed mid-way) is simply run a
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -20,6 +21,51 @@ import numpy as np
 
 RESULT_FILE = "result.json"
 PREVIOUS_RESULT_FILE = "result.previous.json"
+#: The errors of a full disk (or a full quota).
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpaceError(OSError):
+    """A file could not be written, or a run would not fit, because the disk (or quota) of
+    ``folder`` is full; the message names the folder, what did not fit and the space left, which
+    ``OSError: [Errno 28]`` does not."""
+
+    def __init__(self, folder: Path, what: str, needed: int | None = None):
+        self.folder = Path(folder)
+        free = free_bytes(self.folder)
+        left = "" if free is None else f" ({human_bytes(free)} free" + ("" if needed is None else f", about {human_bytes(needed)} needed") + ")"
+        super().__init__(errno.ENOSPC, f"no space left on the disk of {self.folder} for {what}{left}")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Bytes this process may still write on the disk of ``folder`` (its nearest existing
+    parent), or None when that cannot be read."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def ensure_space(folder: Path, needed: int, what: str) -> None:
+    """Raise :class:`NoSpaceError` when the disk of ``folder`` has less than ``needed`` bytes
+    free for ``what`` (a description for the message); no check where free space is unknown."""
+    free = free_bytes(folder)
+    if free is not None and free < needed:
+        raise NoSpaceError(folder, what, needed)
 
 
 @contextmanager
@@ -32,17 +78,23 @@ def atomic_path(path: Path) -> Iterator[Path]:
     temporary name ends in ``path``'s name, so that writers choosing a format by the suffix
     (Keras' ``model.save``; ``save_weights`` wants ``.weights.h5``) write ``path``'s format.
     Every file the project writes atomically goes through here, every folder through
-    :func:`atomic_folder`.
+    :func:`atomic_folder`. A full disk raises :class:`NoSpaceError` naming ``path``, and leaves
+    no temporary file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _create_temporary(path)
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _create_temporary(path)
         yield Path(temporary)
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
+            raise NoSpaceError(path.parent, path.name) from error
+        raise
     finally:
-        if os.path.exists(temporary):
+        if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
 
 

@@ -16,7 +16,7 @@ from typing import Iterator
 
 from rich.console import Console
 
-from feph_finetune.execution import RunJob, context_factory, execute_run, ignore
+from feph_finetune.execution import RunJob, context_factory, ensure_run_space, execute_run, ignore
 from feph_finetune.executors import Executor, InProcess
 from feph_finetune.matrix import Matrix, Run
 from feph_finetune.plugins import Plugins
@@ -90,6 +90,8 @@ class MatrixRunner:
             else:
                 pending.append(run)
         if pending:
+            for run in pending:  # a full disk stops the matrix before any run trains for nothing
+                ensure_run_space(self.job(run))
             concurrency = getattr(self.executor, "concurrency", lambda: 1)()
             with sigterm_as_interrupt(), MatrixView(self.console, pending, concurrency, self.executor.name) as view:
                 self.executor.execute([self.job(run) for run in pending], view.report, InProcess(self.plugins, self.source))

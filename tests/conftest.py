@@ -144,10 +144,56 @@ def augment(context):
 def write_killer_distribution(site: Path) -> dict[str, str]:
     """An installed distribution ``feph-killer`` whose plugin ``killer`` SIGKILLs its process while
     ``options.killer.marker`` exists; returns the environment that makes children see it."""
+    return write_distribution(site, "killer", KILLER_PLUGIN)
+
+
+HANG_PLUGIN = '''
+import os
+import time
+from pathlib import Path
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def plugin_options():
+    return {"marker": "", "hook": "evaluate", "spare_pid": 0}
+
+
+def hang_while_marked(context, hook):
+    """While the marker file exists, the hook named by ``options.hang.hook`` never returns, except
+    in the process ``options.hang.spare_pid`` (a Ray driver, which also calls preprocess)."""
+    while context.options["hook"] == hook and Path(context.options["marker"]).exists() and os.getpid() != context.options["spare_pid"]:
+        time.sleep(3600)
+
+
+@hookimpl
+def preprocess(context):
+    hang_while_marked(context, "preprocess")
+    return None
+
+
+@hookimpl
+def evaluate(y_true, y_prob, context):
+    hang_while_marked(context, "evaluate")
+    return {}
+'''
+
+
+def write_hang_distribution(site: Path) -> dict[str, str]:
+    """An installed distribution ``feph-hang`` whose plugin ``hang`` sleeps forever in the hook
+    ``options.hang.hook`` (preprocess or evaluate) while ``options.hang.marker`` exists, except
+    in the process ``options.hang.spare_pid``."""
+    return write_distribution(site, "hang", HANG_PLUGIN)
+
+
+def write_distribution(site: Path, name: str, code: str) -> dict[str, str]:
+    """An installed distribution ``feph-NAME`` with the plugin ``name`` (module ``feph_NAME``);
+    returns the environment that makes child processes see it."""
     site.mkdir(parents=True, exist_ok=True)
-    (site / "feph_killer.py").write_text(KILLER_PLUGIN, encoding="utf-8")
-    info = site / "feph_killer-0.1.dist-info"
+    (site / f"feph_{name}.py").write_text(code, encoding="utf-8")
+    info = site / f"feph_{name}-0.1.dist-info"
     info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: feph-killer\nVersion: 0.1\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text("[feph_finetune]\nkiller = feph_killer\n", encoding="utf-8")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: feph-{name}\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[feph_finetune]\n{name} = feph_{name}\n", encoding="utf-8")
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))}

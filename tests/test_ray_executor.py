@@ -1,18 +1,24 @@
 """The ``ray`` executor on a local Ray cluster (127.0.0.1, 2 CPUs) that this module starts once and
-stops: the same results as ``inline``, lost workers retried then recorded, and workers that never
-read the dataset's folder."""
+stops: the same results as ``inline``, lost workers retried then recorded, workers that never
+read the dataset's folder, runs at once within ``num_cpus``, timeouts; and, in commands of their
+own, addresses it cannot connect to and SIGTERM."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
 
 import pytest
 
 from feph_finetune.config import read_config
 from feph_finetune.execution import RunJob, context_factory
+from feph_finetune.executors import ExecutorError
 from feph_finetune.executors.inline import InlineExecutor
 from feph_finetune.executors.ray_tasks import RayExecutor, run_in_folder, write_run_files
 from feph_finetune.matrix import build_matrix
@@ -20,7 +26,7 @@ from feph_finetune.plugins import get_plugins
 from feph_finetune.preparation import DataSource
 from feph_finetune.results import RunStore
 
-from conftest import write_killer_distribution, write_matrix
+from conftest import REPO, run_cli, write_hang_distribution, write_killer_distribution, write_matrix
 from test_executors import TWO_SEEDS, assert_same_results, quiet_runner, results, run_matrix
 
 
@@ -31,6 +37,7 @@ def ray_cluster(tmp_path_factory):
 
     site = tmp_path_factory.mktemp("site")
     previous = os.environ.get("PYTHONPATH")
+    write_hang_distribution(site)
     os.environ["PYTHONPATH"] = write_killer_distribution(site)["PYTHONPATH"]  # inherited by Ray's workers
     sys.path.insert(0, str(site))
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, logging_level=logging.ERROR)
@@ -38,6 +45,7 @@ def ray_cluster(tmp_path_factory):
     ray.shutdown()
     sys.path.remove(str(site))
     sys.modules.pop("feph_killer", None)
+    sys.modules.pop("feph_hang", None)
     if previous is None:
         os.environ.pop("PYTHONPATH", None)
     else:
@@ -81,3 +89,147 @@ def test_a_worker_needs_only_the_shipped_inputs_not_the_dataset_folder(synthetic
     assert RunStore(tmp_path / "driver").is_done(run.id)
     assert {"config.json", "history.json", "metrics.json", "predictions.npz", "environment.json", "result.json"} <= set(files)
     assert events[0]["event"] == "started" and any(event["event"] == "progress" for event in events)
+
+
+def most_at_once(records: list[dict]) -> int:
+    """The most runs whose [started, finished] intervals (worker clock) share an instant."""
+    times = [record["timing"] for record in records]
+    return max(sum(1 for other in times if other["started"] <= timing["started"] < other["finished"]) for timing in times)
+
+
+THREE_QUICK_RUNS = """
+[experiments.A]
+grid = { seed = [1, 2, 3] }
+options.adam.head_epochs = 0
+options.adam.epochs = 0
+"""
+
+
+@pytest.mark.parametrize("num_cpus, at_once", [(2, 1), (1, 2)])
+def test_runs_at_once_never_exceed_the_cpus_over_num_cpus_and_the_header_says_so(ray_cluster, synthetic_feph, tmp_path, num_cpus, at_once):
+    """A task that waited on Ray (``ray.get``) to send an event lent its CPUs back, and a third
+    run started beside two (2 CPUs, num_cpus = 1)."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, THREE_QUICK_RUNS)
+    runner = quiet_runner(path, tmp_path / "runs", RayExecutor({"num_cpus": float(num_cpus)}))
+    assert not runner.run_all(runner.matrix.runs).failed
+    assert most_at_once(runner.store.records()) <= at_once
+    assert f"{at_once} at a time (2 CPUs in the cluster, num_cpus = {num_cpus} a run)" in runner.console.file.getvalue()
+
+
+@pytest.mark.parametrize("on", ["driver", "worker"])
+def test_a_ray_run_past_its_timeout_is_stopped_and_the_others_finish(ray_cluster, synthetic_feph, tmp_path, on):
+    """``preprocess`` runs on the driver, which prepares the inputs it ships, and again on the
+    worker, whose task is then cancelled."""
+    marker = tmp_path / "hang"
+    marker.touch()
+    experiments = f"""
+    [experiments.hung]
+    timeout = 5
+    preprocess = ["face_crop", "hang"]
+    options.hang.marker = "{marker}"
+    options.hang.hook = "preprocess"
+    options.hang.spare_pid = {os.getpid() if on == "worker" else 0}
+
+    [experiments.later]
+    options.adam.head_epochs = 0
+    options.adam.epochs = 0
+    """
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    runner = quiet_runner(path, tmp_path / "runs", RayExecutor({"max_retries": 2}))
+    outcome = runner.run_all(runner.matrix.runs)
+    records = {record["experiment"]: record for record in runner.store.records()}
+    assert records["later"]["status"] == "done" and len(outcome.failed) == 1
+    assert records["hung"]["error"]["message"] == "timed out after 5 s in plugin 'hang' (preprocess)"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_address_nothing_listens_on_exits_2_at_once(synthetic_feph, tmp_path, address):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    began = time.monotonic()
+    result = run_cli(str(path), "--output", str(tmp_path / "runs"), "--executor", "ray", "--set", f"executor.ray.address={address}")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot connect to the Ray cluster at {address}: connection refused" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3
+    assert time.monotonic() - began < 60
+
+
+@pytest.fixture
+def silent_port():
+    """A port on 127.0.0.1 that accepts connections and never answers (a cluster that does not
+    let the driver in)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_a_cluster_that_never_answers_is_given_up_after_connect_timeout(synthetic_feph, tmp_path, silent_port):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    address = f"127.0.0.1:{silent_port}"
+    began = time.monotonic()
+    result = run_cli(str(path), "--output", str(tmp_path / "runs"), "--executor", "ray", "--set", f"executor.ray.address={address}", "--set", "executor.ray.connect_timeout=3")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot connect to the Ray cluster at {address}: no answer within 3 s" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - began < 90
+
+
+def sigterm_when(command: subprocess.Popen, ready) -> tuple[int, str]:
+    """Send SIGTERM to ``command`` once ``ready()`` (or after 3 minutes); its exit code and stderr."""
+    deadline = time.monotonic() + 180
+    while not ready() and time.monotonic() < deadline and command.poll() is None:
+        time.sleep(0.2)
+    command.send_signal(signal.SIGTERM)
+    _, stderr = command.communicate(timeout=120)
+    return command.returncode, stderr
+
+
+def test_sigterm_while_connecting_exits_130_with_the_continue_command(synthetic_feph, tmp_path, silent_port):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    log = tmp_path / "stdout.log"
+    with open(log, "w") as stdout:
+        command = subprocess.Popen(
+            [sys.executable, "-m", "feph_finetune", str(path), "--output", str(tmp_path / "runs"), "--executor", "ray", "--set", f"executor.ray.address=127.0.0.1:{silent_port}"],
+            cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True,
+        )
+        seen: list[float] = []
+
+        def connecting() -> bool:  # the header is the last line before the connection; then 3 s into it
+            if not seen and "with executor 'ray'" in log.read_text():
+                seen.append(time.monotonic())
+            return bool(seen) and time.monotonic() - seen[0] > 3
+
+        code, stderr = sigterm_when(command, connecting)
+    assert seen, "the command should have reached the connection"
+    assert code == 130, stderr
+    assert "interrupted: finished runs are saved; to continue, run:" in stderr and "SIGTERM received" not in stderr
+
+
+def test_sigterm_while_ray_runs_exits_130_with_the_continue_command(synthetic_feph, tmp_path):
+    """A local cluster of the command's own, a run that hangs in evaluate: SIGTERM ends all of it."""
+    env = write_hang_distribution(tmp_path / "site")
+    marker = tmp_path / "hang"
+    marker.touch()
+    experiments = f'[experiments.hung]\nevaluate = ["paper_metrics", "hang"]\noptions.hang.marker = "{marker}"\n'
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    log = tmp_path / "stdout.log"
+    with open(log, "w") as stdout:
+        command = subprocess.Popen(
+            [sys.executable, "-m", "feph_finetune", str(path), "--output", str(tmp_path / "runs"), "--executor", "ray"],
+            cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+        )
+        code, stderr = sigterm_when(command, lambda: "started hung" in log.read_text())
+    assert "started hung" in log.read_text(), "the run should have started"
+    assert code == 130, stderr
+    assert "interrupted: finished runs are saved; to continue, run:" in stderr
+    assert "SIGTERM received" not in stderr and "Traceback" not in stderr
+    assert not list((tmp_path / "runs").glob("*/result.json"))
+
+
+def test_a_cluster_without_the_resources_of_one_run_stops_the_command_instead_of_waiting_for_ever(ray_cluster, synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    runner = quiet_runner(path, tmp_path / "runs", RayExecutor({"num_gpus": 1.0}))
+    with pytest.raises(ExecutorError, match="cannot run a single run now: 2 CPUs in the cluster, num_cpus = 1 a run; 0 GPUs, num_gpus = 1 a run"):
+        runner.run_all(runner.matrix.runs)
+    assert not list((tmp_path / "runs").glob("*/result.json"))

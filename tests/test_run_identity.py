@@ -10,8 +10,8 @@ import pytest
 
 from feph_finetune.bundle import BundleError, find_bundle
 from feph_finetune.cli import main
-from feph_finetune.config import EXPERIMENT_DEFAULTS, ConfigError, read_config
-from feph_finetune.matrix import RESULT_NEUTRAL_KEYS, build_matrix, run_id
+from feph_finetune.config import EXPERIMENT_DEFAULTS, RESULT_NEUTRAL_KEYS, ConfigError, read_config
+from feph_finetune.matrix import build_matrix, run_id
 from feph_finetune.plugins import get_plugins
 from feph_finetune.results import RunStore
 from conftest import write_matrix
@@ -35,7 +35,7 @@ def test_ids_of_existing_configurations_are_unchanged():
 
 @pytest.mark.parametrize("key", RESULT_NEUTRAL_KEYS)
 def test_a_result_neutral_key_keeps_the_id(key):
-    changed = default_config(**{key: not EXPERIMENT_DEFAULTS[key]})
+    changed = default_config(**{key: {"save_model": True, "timeout": 60.0}[key]})
     assert run_id("M2", "exploratory", None, changed, DATASET) == run_id("M2", "exploratory", None, default_config(), DATASET)
     assert run_id("M2", "exploratory", None, default_config(batch_size=16), DATASET) != run_id("M2", "exploratory", None, default_config(), DATASET)
 

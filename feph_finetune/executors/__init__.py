@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from feph_finetune.config import ConfigError, Problem, RawConfig, close_match, matches_type, type_name
-from feph_finetune.execution import Report, RunJob, finished_event
+from feph_finetune.execution import Report, RunJob, ensure_run_space, finished_event
 from feph_finetune.hookspecs import hookimpl
 from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins
 from feph_finetune.preparation import DataSource
@@ -34,6 +34,12 @@ BUILTIN_EXECUTORS = (
     "feph_finetune.executors.process:ProcessExecutor",
     "feph_finetune.executors.ray_tasks:RayExecutor",
 )
+
+
+class ExecutorError(Exception):
+    """An executor cannot do its work at all (a cluster it cannot reach, say): the command stops
+    with this one-line message and exit code 2. Failures of single runs are recorded in their
+    ``result.json`` instead."""
 
 
 @dataclass
@@ -85,14 +91,25 @@ class Executor:
         :func:`feph_finetune.execute_run`, or by the executor for a run whose worker died), after
         which the executor calls :meth:`report_finished`. Events of the runs (``started``,
         ``progress``) go to ``report``, from the calling thread. On KeyboardInterrupt (Ctrl-C, or
-        SIGTERM, which the runner turns into one), stop the work and re-raise.
+        SIGTERM, which the runner turns into one), stop the work and re-raise; keep the command's
+        SIGTERM handler in place (a library that replaces it must have it put back).
+
+        A run's ``timeout`` (:func:`feph_finetune.execution.timeout_of`, seconds from its
+        ``started`` event; 0: none) is the executor's to enforce: stop the run, and record it
+        with :func:`feph_finetune.execution.timed_out_record`, naming where it was from its
+        events (:class:`feph_finetune.execution.Whereabouts`); the other jobs go on. An executor
+        that cannot stop a run records it as failed, saying why, rather than ignore the limit.
+        Raise :class:`ExecutorError` when the work cannot start at all (an unreachable cluster).
         """
         raise NotImplementedError
 
     @staticmethod
     def report_finished(job: RunJob, report: Report) -> None:
-        """Send the ``finished`` event of a job from its stored ``result.json``."""
+        """Send the ``finished`` event of a job from its stored ``result.json``; then raise
+        :class:`~feph_finetune.results.NoSpaceError` if the results folder's disk has no room
+        for another such run, which stops the matrix like an interrupt (finished runs kept)."""
         report(finished_event(job.id, RunStore(job.output).result(job.id)))
+        ensure_run_space(job)
 
 
 @hookimpl

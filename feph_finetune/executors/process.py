@@ -20,17 +20,20 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from feph_finetune.execution import Report, RunJob, run_record
+from feph_finetune.execution import Report, RunJob, Whereabouts, run_record, timed_out_record, timeout_of
 from feph_finetune.executors import Executor, InProcess
 from feph_finetune.executors.forkserver import exit_description, process_context
 from feph_finetune.executors.worker import run_job
-from feph_finetune.results import RunStore
+from feph_finetune.results import NO_SPACE_ERRNOS, NoSpaceError, RunStore
 
 STDERR_LOG = "stderr.log"
 #: Lines of a dead child's stderr kept in its ``result.json`` (all of it stays in ``stderr.log``).
 STDERR_TAIL_LINES = 20
 #: Seconds a child gets to exit after SIGTERM before SIGKILL.
 STOP_GRACE_S = 5.0
+#: Seconds a child that timed out gets to write its Python stack to ``stderr.log`` (on SIGUSR1,
+#: :func:`feph_finetune.executors.worker.run_job`) before it is stopped.
+STACK_DUMP_S = 1.0
 #: Resident memory budgeted per concurrent run by ``jobs = "auto"`` on a machine without devices.
 AUTO_MEMORY_PER_RUN_GIB = 2.0
 
@@ -64,14 +67,24 @@ class ProcessExecutor(Executor):
         slots = self.concurrency()
         pending, running = deque(jobs), {}
         events: queue.Queue = queue.Queue()
+        whereabouts = Whereabouts()
         try:
             while pending or running:
                 for slot in range(slots):
                     if slot not in running and pending:
                         device = devices[slot % len(devices)] if devices else None
                         running[slot] = Child(pending.popleft(), device, events)
-                child, event = events.get()
+                try:
+                    child, event = events.get(timeout=next_deadline(running.values()))
+                except queue.Empty:  # a run is past its timeout: its pipe closes once it is stopped
+                    for child in running.values():
+                        if child.past_deadline():
+                            child.time_out(whereabouts.of(child.job.id))
+                    continue
                 if event is not None:
+                    whereabouts.note(event)
+                    if event.get("event") == "started":
+                        child.begin()
                     report(event)
                     continue
                 child.finish()
@@ -81,6 +94,12 @@ class ProcessExecutor(Executor):
             for child in running.values():
                 child.stop()
             raise
+
+
+def next_deadline(children) -> float | None:
+    """Seconds until the first of ``children`` is past its timeout (None: no timeout)."""
+    deadlines = [child.deadline for child in children if child.deadline is not None and child.where is None]
+    return max(0.0, min(deadlines) - time.time()) if deadlines else None
 
 
 def usable_cores() -> int:
@@ -132,12 +151,20 @@ class Child:
         self.store = RunStore(Path(job.output))
         self.store.discard(job.id)
         run_dir = self.store.run_dir(job.id)
-        run_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = run_dir / STDERR_LOG
-        self.log_path.write_bytes(b"")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.log_path.write_bytes(b"")
+        except OSError as error:
+            if error.errno in NO_SPACE_ERRNOS:
+                raise NoSpaceError(run_dir, STDERR_LOG) from error
+            raise
         context = process_context()
         reader, writer = context.Pipe(duplex=False)
         self.started = time.time()
+        self.timeout = timeout_of(job)
+        self.deadline: float | None = None  # set when the run starts (:meth:`begin`)
+        self.where: str | None = None  # where the run was when it timed out; None while it may run
         self.process = context.Process(target=run_job, args=(payload, child_environment(device), str(self.log_path), writer), name=f"run-{job.id}", daemon=True)
         self.start_failure: str | None = None
         try:
@@ -168,16 +195,38 @@ class Child:
             reader.close()
             self.events.put((self, None))
 
+    def begin(self) -> None:
+        """The run has started (its ``started`` event): its ``timeout`` counts from now, not
+        from the process's creation, which can wait for the fork server's TensorFlow import."""
+        self.started = time.time()
+        self.deadline = self.started + self.timeout if self.timeout else None
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and self.where is None and time.time() >= self.deadline
+
+    def time_out(self, where: str) -> None:
+        """Stop a run past its timeout, first asking it for its Python stack (into ``stderr.log``);
+        :meth:`finish` records it as timed out ``where`` it was."""
+        self.where = where
+        if self.start_failure or not self.process.is_alive():
+            return
+        os.kill(self.process.pid, signal.SIGUSR1)
+        self.process.join(STACK_DUMP_S)
+        self.stop()
+
     def finish(self) -> None:
-        """Wait for the child; a run without ``result.json`` is recorded as failed with the exit
-        signal or code and the end of its stderr. A done run's ``stderr.log`` is removed."""
+        """Wait for the child; a run without ``result.json`` is recorded as failed: timed out, or
+        with the exit signal or code, with the end of its stderr. A done run's ``stderr.log`` is
+        removed."""
         if self.start_failure:
             self.store.finish(self.job.id, self.death_record(None))
             return
         self.process.join()
         code = self.process.exitcode
         record = self.store.result(self.job.id)
-        if record is None:
+        if record is None and self.where is not None:
+            self.store.finish(self.job.id, timed_out_record(self.job.run, self.timeout, self.where, self.started, stderr_tail=tail(self.log_path, STDERR_TAIL_LINES)))
+        elif record is None:
             self.store.finish(self.job.id, self.death_record(code))
         elif record.get("status") == "done":
             self.log_path.unlink(missing_ok=True)

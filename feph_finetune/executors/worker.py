@@ -7,14 +7,17 @@ results store, and sends the run's events as JSON over ``events`` (not stdout, w
 TensorFlow may write to).
 
 Exit status 0 once ``result.json`` is written, whether the run is done or failed; 130 when
-interrupted. Any other ending (a signal, out of memory, a crash inside TensorFlow) leaves no
+interrupted. SIGUSR1 writes every thread's Python stack to ``stderr.log`` (the parent asks for it
+before it stops a run past its ``timeout``). Any other ending (a signal, out of memory, a crash inside TensorFlow) leaves no
 ``result.json``, and the parent records the run as failed with the exit signal or code.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import pickle
+import signal
 import sys
 from typing import Any, Callable
 
@@ -39,6 +42,7 @@ def run_job(payload: bytes, environment: dict[str, str], log: str, events: Any) 
     process. The job is unpickled here, after the output went to the run's ``stderr.log``, so
     that whatever fails is in the log."""
     begin_child(log, environment)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks for the stack of a run past its timeout
     try:
         from feph_finetune.execution import execute_run
         from feph_finetune.plugins import get_plugins

@@ -1,0 +1,192 @@
+"""Full disks: a results folder without room stops the matrix early, naming the folder, keeping
+finished runs and printing the command that continues; a crop cache without room only warns.
+
+The disk is faked (``shutil.disk_usage``, or ENOSPC from the results store's file creation) so
+that the tests need no privileges; the last test uses a real 4 MB tmpfs where it may mount one.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import shutil
+import subprocess
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from feph_finetune import results
+from feph_finetune.cli import main
+from feph_finetune.config import read_config
+from feph_finetune.executors.inline import InlineExecutor
+from feph_finetune.matrix import build_matrix
+from feph_finetune.plugins import get_plugins
+from feph_finetune.results import RunStore
+from feph_finetune.runner import MatrixRunner
+
+from conftest import run_cli, write_distribution, write_matrix
+
+TWO_QUICK_RUNS = """
+[experiments.A]
+grid = { seed = [1, 2] }
+options.adam.head_epochs = 0
+options.adam.epochs = 0
+"""
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def fake_free_space(monkeypatch, folder: Path, free) -> None:
+    """``shutil.disk_usage`` of paths under ``folder`` reports ``free()`` bytes free."""
+    real = shutil.disk_usage
+
+    def disk_usage(path):
+        if Path(path).resolve().is_relative_to(folder.resolve()) or folder.resolve().is_relative_to(Path(path).resolve()):
+            return Usage(2**30, 2**30 - free(), free())
+        return real(path)
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+
+
+def test_a_full_results_disk_stops_the_matrix_before_any_run_naming_the_folder(synthetic_feph, tmp_path, monkeypatch, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    outdir = tmp_path / "runs"
+    fake_free_space(monkeypatch, tmp_path, lambda: 10**6)
+    assert main([str(path), "--output", str(outdir)]) == 2
+    err = capsys.readouterr().err
+    assert f"no space left on the disk of {outdir} for the files of run A-x-" in err and "(1.0 MB free, about 8.4 MB needed)" in err
+    assert f"free some space, then continue with: python -m feph_finetune {path} --output {outdir}" in err.replace("\n", " ")
+    assert "Traceback" not in err
+    assert not list(outdir.glob("*/result.json"))
+
+
+def test_a_disk_that_fills_up_stops_the_matrix_after_the_finished_run(synthetic_feph, tmp_path, monkeypatch, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    outdir = tmp_path / "runs"
+    fake_free_space(monkeypatch, tmp_path, lambda: 10**6 if list(outdir.glob("*/result.json")) else 10**9)
+    assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 2
+    err = capsys.readouterr().err
+    assert f"no space left on the disk of {outdir}" in err and "continue with:" in err and "Traceback" not in err
+    (finished,) = RunStore(outdir).records()
+    assert finished["status"] == "done"
+
+    monkeypatch.undo()  # room again
+    assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 0
+    assert "skipped 1 finished runs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("first_failing", ["history.json", "result.json"])
+def test_enospc_while_a_run_writes_its_files_stops_cleanly_keeping_the_finished_run(synthetic_feph, tmp_path, monkeypatch, capsys, first_failing):
+    """The disk fills while the second run writes ``first_failing``: every file after it fails
+    too, its failure record included."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    outdir = tmp_path / "runs"
+    create, full = results._create_temporary, []
+
+    def create_temporary(target: Path) -> str:
+        second_run = list(outdir.glob("*/result.json")) and not (target.parent / "result.json").exists()
+        if full or (second_run and target.name == first_failing):
+            full.append(target)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return create(target)
+
+    monkeypatch.setattr(results, "_create_temporary", create_temporary)
+    assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 2
+    err = capsys.readouterr().err
+    assert f"no space left on the disk of {outdir}" in err and "result.json" in err and "continue with:" in err
+    assert "Traceback" not in err
+    (finished,) = RunStore(outdir).records()
+    assert finished["status"] == "done"
+    assert not list(outdir.glob("*/.*.tmp")), "no temporary file is left behind"
+
+
+def test_a_crop_cache_that_cannot_be_written_warns_once_and_the_runs_go_on(synthetic_feph, tmp_path, monkeypatch):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    cache = tmp_path / "cache"
+    path.write_text(path.read_text().replace("folds = 3", f'folds = 3\ncache_dir = "{cache}"'))
+    create = results._create_temporary
+
+    def create_temporary(target: Path) -> str:
+        if target.is_relative_to(cache):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return create(target)
+
+    monkeypatch.setattr(results, "_create_temporary", create_temporary)
+    plugins = get_plugins()
+    console = Console(file=io.StringIO(), width=200)
+    runner = MatrixRunner(build_matrix(read_config(path), plugins), plugins, RunStore(tmp_path / "runs"), console, executor=InlineExecutor({}))
+    outcome = runner.run_all(runner.matrix.runs)
+    assert len(outcome.done) == 2 and not outcome.failed
+    warnings = [line for line in console.file.getvalue().splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: the crop cache {cache / 'crops'} cannot be written (No space left on device); face crops are computed without caching them"]
+
+
+FILLER_PLUGIN = '''
+import errno
+from pathlib import Path
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def plugin_options():
+    return {"fill": ""}
+
+
+@hookimpl
+def evaluate(y_true, y_prob, context):
+    """Fill the disk of the folder ``options.filler.fill`` (this run trained; now it cannot write)."""
+    with open(Path(context.options["fill"]) / "filler.bin", "ab") as filler:
+        try:
+            while True:
+                filler.write(b"x" * 65536)
+                filler.flush()
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+    return {}
+'''
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 12 MB tmpfs (root only; skipped where it cannot be mounted)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_filled_during_a_child_run_stops_the_command_without_a_traceback(synthetic_feph, tmp_path, tiny_tmpfs):
+    """The process executor on a real full disk: the child cannot write its files nor its failure
+    record, the parent cannot write the record of the dead child; the command stops with exit 2,
+    the finished run kept, and continues once there is room."""
+    env = write_distribution(tmp_path / "site", "filler", FILLER_PLUGIN)
+    outdir = tiny_tmpfs / "runs"
+    experiments = f"""
+    [experiments.A]
+    options.adam.head_epochs = 0
+    options.adam.epochs = 0
+
+    [experiments.B]
+    evaluate = ["paper_metrics", "filler"]
+    options.filler.fill = "{tiny_tmpfs}"
+    options.adam.head_epochs = 0
+    options.adam.epochs = 0
+    """
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    first = run_cli(str(path), "--output", str(outdir), env=env)
+    assert first.returncode == 2, first.stdout + first.stderr
+    assert f"no space left on the disk of {outdir}" in first.stderr and "continue with:" in first.stderr
+    assert "Traceback" not in first.stderr
+    records = {record["experiment"]: record for record in RunStore(outdir).records()}
+    assert records["A"]["status"] == "done" and "B" not in records
+
+    (tiny_tmpfs / "filler.bin").unlink()
+    again = run_cli(str(path), "--output", str(outdir), "--only", "A", env=env)
+    assert again.returncode == 0 and "skipped 1 finished runs" in again.stdout
