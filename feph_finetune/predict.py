@@ -10,7 +10,8 @@ Output rows (one per kept frame), in this column order:
 
 - ``input``: the INPUT argument the frame comes from; ``file``: the image's file name (folders and
   images), empty for video;
-- ``frame``: the frame index (video: decoded frames from 0; folder: position in natural order);
+- ``frame``: the frame index (video: the frame's position in the container from 0, so a frame
+  that could not be decoded leaves a gap; folder: position in natural order);
   ``time_s``: seconds from the video's start, frame / the container's frame rate; empty otherwise;
 - ``face_found``: true when a frame step found a face, false when it used its fallback (then
   ``fallback`` says which, e.g. ``no_face``), empty when no frame step reports either;

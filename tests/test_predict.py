@@ -211,6 +211,23 @@ def test_bad_inputs_are_named_and_the_good_ones_still_processed(trained, tmp_pat
     assert [row["input"] for row in read_rows(out)] == [str(trained.images[0])]
 
 
+def test_cut_off_and_damaged_videos_exit_2_keep_their_rows_and_their_frame_numbers(trained, tmp_path, capsys):
+    from test_sources import DAMAGED, FPS, FRAMES, damaged
+
+    cut, corrupt = damaged(tmp_path, "cut"), damaged(tmp_path, "payload")
+    out = tmp_path / "rows.csv"
+    assert predict(trained.run_dir, cut, corrupt, "--out", out) == 2
+    errors = capsys.readouterr().err
+    assert "2 of 2 inputs could not be processed in full" in errors
+    assert f"{cut}: decoding stopped at frame {DAMAGED - 1} ({DAMAGED} frames decoded), but the container announces {FRAMES}" in errors
+    assert f"{corrupt}: frame {DAMAGED} could not be decoded" in errors
+    rows = read_rows(out)
+    assert [int(row["frame"]) for row in rows if row["input"] == str(cut)] == list(range(DAMAGED))
+    kept = [row for row in rows if row["input"] == str(corrupt)]
+    assert [int(row["frame"]) for row in kept] == [index for index in range(FRAMES) if index != DAMAGED]
+    assert [float(row["time_s"]) for row in kept] == pytest.approx([index / FPS for index in range(FRAMES) if index != DAMAGED])
+
+
 def test_model_that_is_not_a_bundle(trained, tmp_path, capsys):
     newer = tmp_path / "newer"
     assert main(["export", str(trained.run_dir), str(newer)]) == 0
