@@ -86,7 +86,7 @@ def _run(bundle, sources, args, console: Console):
     from feph_finetune.predict import Predictor, RowWriter, Settings, columns
     from feph_finetune.results import atomic_path
 
-    predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every))
+    predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every, series=args.plot is not None))
     summaries = []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
     with ExitStack() as outputs:
