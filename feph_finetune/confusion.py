@@ -80,10 +80,13 @@ def confusion_table(row: dict, runs: list[dict]) -> Group | Text:
     grows from white (0%) to dark blue (100%), and the diagonal is bold, which is what remains on
     a console without colour. The last columns are the row's images and its sensitivity.
     Returns the title, the table and its legend as one group, or a line of text when no finished
-    run recorded a confusion matrix.
+    run recorded a confusion matrix or the runs' matrices cannot be summed (different classes).
     """
     classes = list(row["sensitivity"]) or []
-    summed = summed_confusion(runs, classes)
+    try:
+        summed = summed_confusion(runs, classes)
+    except ValueError as error:  # runs of one configuration with different class lists
+        return Text(f"{_title(row, 0)}: no matrix: {error}")
     title = _title(row, summed[1] if summed else 0)
     if summed is None:
         return Text(f"{title}: no finished run recorded a confusion matrix")

@@ -199,7 +199,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
     record["timing"].update(started=wall_started, finished=time.time())
     record["counters"] = counters
-    store.finish(run.id, record)
+    store.finish(run.id, _readable(record))
     return record["status"]
 
 
@@ -213,6 +213,19 @@ def check_installed(run: Run, plugins: Plugins) -> None:
                 f"plugin {name!r} is not installed in the process executing this run (pid {os.getpid()}); install its distribution "
                 "there, or use --executor inline for a plugin registered at run time"
             ))
+
+
+def _readable(record: dict[str, Any]) -> dict[str, Any]:
+    """The record, or when its metrics or counters have a shape the reports refuse (an evaluate
+    plugin's percentages, a non-numeric counter: :class:`feph_finetune.records.RunRecord`), a
+    failed record saying why, so the run fails now, visibly, instead of being rerun every time."""
+    from feph_finetune.records import RecordShapeError, RunRecord
+
+    try:
+        RunRecord.from_json(record)
+    except RecordShapeError as error:
+        return {**record, "status": "failed", "metrics": None, "counters": {}, "error": error_record("core", "record", error)}
+    return record
 
 
 def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -77,12 +77,15 @@ class Plot:
 _SECTIONS = ("Cross-validation accuracy", "Sensitivity per class", "Confusion matrices", "Learning curves")
 
 
-def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, source: str = "") -> list[Path]:
+def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, source: str = "",
+                 warn: Callable[[str], None] = lambda line: None) -> list[Path]:
     """Write every figure of ``configurations`` and ``report.md`` into ``out_dir``; return their paths.
 
     ``configurations`` come from :func:`feph_finetune.reports.configurations` (with ``paper`` to
     show the published values); ``run_dirs`` is the results directory holding each run's
-    ``history.json`` under its id; ``source`` names the results in the report's heading.
+    ``history.json`` under its id; ``source`` names the results in the report's heading; ``warn``
+    receives a line for each figure left out (a ``history.json`` of the wrong shape, runs whose
+    confusion matrices cannot be summed), naming the file or run.
     Raises PlotsUnavailable before writing anything when matplotlib is missing.
     """
     agg_figure_classes()
@@ -99,11 +102,15 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
             plots.append(_save(sensitivity_figure(rows, phase), out_dir, f"sensitivity_{_slug(phase)}.png", _SECTIONS[1],
                                f"Sensitivity (recall) per class, {_phase_words(phase)}."))
     for row, runs in configurations:
-        figure = confusion_figure(row, runs)
+        try:
+            figure = confusion_figure(row, runs)
+        except ValueError as error:  # runs of one configuration with different class lists
+            warn(f"{_row_title(row)}: no confusion figure: {error}")
+            continue
         if figure is not None:
             plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _row_title(row)))
     for row, runs in configurations:
-        figure = learning_curves_figure(row, _histories(runs, run_dirs))
+        figure = learning_curves_figure(row, _histories(runs, run_dirs, warn))
         if figure is not None:
             plots.append(_save(figure, out_dir, names.file("learning_curves", row), _SECTIONS[3], _row_title(row)))
     markdown = out_dir / "report.md"
@@ -290,17 +297,27 @@ def _colours(count: int) -> list:
     return [palette(indices[index % len(indices)]) for index in range(count)]
 
 
-def _histories(runs: list[dict], run_dirs: Path) -> list[tuple[int | None, list[dict]]]:
-    """``(fold, epochs)`` of every finished run with a non-empty ``history.json`` (No-FT has none)."""
+def _histories(runs: list[dict], run_dirs: Path, warn: Callable[[str], None]) -> list[tuple[int | None, list[dict]]]:
+    """``(fold, epochs)`` of every finished run with a non-empty ``history.json`` (No-FT has none).
+
+    A history is an array of objects, each with a whole ``epoch`` number; one that is not (hand
+    edited, truncated) is left out with a warning naming the file."""
     found = []
     for run in finished(runs):
         path = run_dirs / str(run.get("id")) / "history.json"
         try:
             history = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except FileNotFoundError:
             continue
-        if isinstance(history, list) and history:
-            found.append((run.get("fold"), [entry for entry in history if isinstance(entry, dict)]))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            warn(f"{path}: left out of the learning curves, unreadable ({error})")
+            continue
+        if history == []:
+            continue
+        if not isinstance(history, list) or not all(isinstance(entry, dict) and type(entry.get("epoch")) is int for entry in history):
+            warn(f"{path}: left out of the learning curves, expected an array of objects each with a whole 'epoch' number")
+            continue
+        found.append((run.get("fold"), history))
     return sorted(found, key=lambda item: -1 if item[0] is None else item[0])
 
 
@@ -308,7 +325,7 @@ def _stage_spans(history: list[dict]) -> list[tuple[str, int, int]]:
     """``(stage, first epoch, last epoch)`` of each run of consecutive epochs in one stage."""
     spans: list[tuple[str, int, int]] = []
     for entry in history:
-        stage, epoch = str(entry.get("stage", "")), int(entry.get("epoch", 0))
+        stage, epoch = str(entry.get("stage", "")), entry["epoch"]
         if spans and spans[-1][0] == stage:
             spans[-1] = (stage, spans[-1][1], epoch)
         else:
