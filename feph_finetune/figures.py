@@ -22,9 +22,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -65,6 +67,58 @@ def agg_figure_classes() -> tuple[Any, Any]:
     return Figure, FigureCanvasAgg
 
 
+#: Fonts that draw a placeholder box for every character: never a fallback for missing glyphs.
+_PLACEHOLDER_FONTS = ("Last Resort",)
+
+
+@contextmanager
+def fonts_for(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator[None]:
+    """Draw inside this context so that every character of ``texts`` has a glyph where a font has it.
+
+    The characters the default font (DejaVu Sans) lacks, CJK labels for instance, are looked up
+    in the fonts matplotlib finds on the system (``font_manager``), and the fonts that have them
+    are added to ``font.family`` as fallbacks (matplotlib takes each glyph from the first font in
+    the list that has it). Characters no font has get one ``warn`` line naming them, instead of
+    matplotlib's "Glyph ... missing" warning for every label that holds one; they are drawn as boxes.
+    """
+    import warnings
+
+    import matplotlib
+    from matplotlib import font_manager
+
+    family = list(matplotlib.rcParams["font.family"])
+    wanted = {char for text in texts for char in str(text) if char.isprintable() and not char.isspace()}
+    missing = wanted - _charmap(font_manager.findfont(font_manager.FontProperties(family=family)))
+    fallbacks: list[str] = []
+    for entry in font_manager.fontManager.ttflist if missing else []:
+        if entry.name.startswith(_PLACEHOLDER_FONTS) or entry.name in fallbacks or entry.style != "normal":
+            continue
+        covered = missing & _charmap(entry.fname)
+        if covered:
+            fallbacks.append(entry.name)
+            missing -= covered
+        if not missing:
+            break
+    if missing:
+        shown = "".join(sorted(missing)[:12]) + ("…" if len(missing) > 12 else "")
+        warn(f"figures: no installed font has the characters {shown} of the labels; they are drawn as boxes "
+             "(install a font that has them, e.g. Noto Sans CJK for Chinese, Japanese, Korean)")
+    with matplotlib.rc_context({"font.family": family + fallbacks}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        yield
+
+
+@lru_cache(maxsize=None)
+def _charmap(path: str) -> frozenset[str]:
+    """The characters a font file has glyphs for (its first face, for a collection)."""
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(chr(code) for code in FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a font file FreeType cannot read has no glyphs for us
+        return frozenset()
+
+
 @dataclass
 class Plot:
     """One written figure: its file (in the report's folder), section and caption in ``report.md``."""
@@ -90,33 +144,43 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
     """
     agg_figure_classes()
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots: list[Plot] = []
-    names = _StableNames()
-    cv = [(row, runs) for row, runs in configurations if row["phase"] == "cv" and finished(runs)]
-    if cv:
-        plots.append(_save(cv_accuracy_figure(cv), out_dir, "cv_accuracy.png", _SECTIONS[0],
-                           "Accuracy of each fold (dots), mean and 95% confidence interval (bar); No-FT baselines in grey."))
-    for phase in dict.fromkeys(row["phase"] for row, _ in configurations):
-        rows = [row for row, runs in configurations if row["phase"] == phase and finished(runs)]
-        if rows:
-            plots.append(_save(sensitivity_figure(rows, phase), out_dir, f"sensitivity_{_slug(phase)}.png", _SECTIONS[1],
-                               f"Sensitivity (recall) per class, {_phase_words(phase)}."))
-    for row, runs in configurations:
-        try:
-            figure = confusion_figure(row, runs)
-        except ValueError as error:  # runs of one configuration with different class lists
-            warn(f"{_row_title(row)}: no confusion figure: {error}")
-            continue
-        if figure is not None:
-            plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _row_title(row)))
-    for row, runs in configurations:
-        figure = learning_curves_figure(row, _histories(runs, run_dirs, warn))
-        if figure is not None:
-            plots.append(_save(figure, out_dir, names.file("learning_curves", row), _SECTIONS[3], _row_title(row)))
+    with fonts_for(_texts(configurations), warn):
+        plots: list[Plot] = []
+        names = _StableNames()
+        cv = [(row, runs) for row, runs in configurations if row["phase"] == "cv" and finished(runs)]
+        if cv:
+            plots.append(_save(cv_accuracy_figure(cv), out_dir, "cv_accuracy.png", _SECTIONS[0],
+                               "Accuracy of each fold (dots), mean and 95% confidence interval (bar); No-FT baselines in grey."))
+        for phase in dict.fromkeys(row["phase"] for row, _ in configurations):
+            rows = [row for row, runs in configurations if row["phase"] == phase and finished(runs)]
+            if rows:
+                plots.append(_save(sensitivity_figure(rows, phase), out_dir, f"sensitivity_{_slug(phase)}.png", _SECTIONS[1],
+                                   f"Sensitivity (recall) per class, {_phase_words(phase)}."))
+        for row, runs in configurations:
+            try:
+                figure = confusion_figure(row, runs)
+            except ValueError as error:  # runs of one configuration with different class lists
+                warn(f"{_row_title(row)}: no confusion figure: {error}")
+                continue
+            if figure is not None:
+                plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _row_title(row)))
+        for row, runs in configurations:
+            figure = learning_curves_figure(row, _histories(runs, run_dirs, warn))
+            if figure is not None:
+                plots.append(_save(figure, out_dir, names.file("learning_curves", row), _SECTIONS[3], _row_title(row)))
     markdown = out_dir / "report.md"
     with atomic_path(markdown) as temporary:  # an interrupt never leaves half a report.md
         temporary.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
     return [out_dir / plot.file for plot in plots] + [markdown]
+
+
+def _texts(configurations: list[tuple[dict, list[dict]]]) -> list[str]:
+    """Every name the figures may draw: labels, experiment keys, models, variants, class names."""
+    texts = []
+    for row, runs in configurations:
+        texts += [row["label"], row["cv_label"], row["experiment"], row["model"], row["phase"], *map(str, row["variant"].items()), *row["sensitivity"]]
+        texts += [" ".join(map(str, run.get("classes") or [])) for run in runs]
+    return texts
 
 
 # --- names -------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from rich import box
+from rich.cells import cell_len
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
@@ -748,10 +749,11 @@ def _rich_table(grid: _Grid, width: int) -> Table:
 
 
 def _natural_width(grid: _Grid, index: int) -> int:
-    """The width a column needs: its widest cell line, and its header's longest word (headers wrap)."""
+    """The width a column needs, in terminal cells (a CJK character takes two): its widest cell
+    line, and its header's longest word (headers wrap)."""
     lines = [line for cells in grid.rows for line in cells[index].text.split("\n")]
     header_words = grid.headers[index].split() or [""]
-    return max([len(line) for line in lines] + [len(word) for word in header_words] + [1])
+    return max([cell_len(line) for line in lines] + [cell_len(word) for word in header_words] + [1])
 
 
 def _markdown_text(blocks: list[_Grid | _Notes]) -> str:
