@@ -33,7 +33,8 @@ def summed_confusion(runs: Iterable[dict], classes: list[str]) -> tuple[np.ndarr
     """The confusion counts summed over the finished runs that recorded one, and how many did.
 
     Returns ``(counts, runs)`` with counts an int64 array of shape ``(len(classes),)*2`` (rows:
-    true class, columns: predicted class), or None when no finished run recorded a matrix. A
+    true class, columns: predicted class), or None when no finished run recorded a matrix. A run
+    that lists the same classes in another order has its matrix reordered to ``classes``; a
     matrix of another shape is refused (ValueError naming the run): summing it would mix classes.
     """
     total = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -43,6 +44,10 @@ def summed_confusion(runs: Iterable[dict], classes: list[str]) -> tuple[np.ndarr
         if matrix is None:
             continue
         counts = np.asarray(matrix, dtype=np.int64)
+        own = run.get("classes") or []
+        if sorted(own) == sorted(classes) and own != list(classes):
+            order = [own.index(name) for name in classes]
+            counts = counts[np.ix_(order, order)]
         if counts.shape != total.shape:
             raise ValueError(f"run {run.get('id', '?')}: confusion matrix of shape {counts.shape}, expected {total.shape} for {len(classes)} classes")
         total += counts

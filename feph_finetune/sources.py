@@ -125,12 +125,16 @@ def _video_frames(source: Source) -> Iterator[Frame]:
     capture = cv2.VideoCapture(str(source.path))
     timestamps = capture.getBackendName() == "FFMPEG"
     last = -1  # container index of the last decoded frame
-    decoded = 0
+    decoded, gaps, unnamed = 0, 0, 0
     try:
         while capture.grab() or _retry(capture, source.announced, last):
             index = _container_index(capture, last) if timestamps else last + 1
             if index > last + 1:
-                yield Frame(last + 1, None, problem=f"{source.name}: {_frames_words(last + 1, index - 1)} could not be decoded (left out; later frames keep their numbers)")
+                gaps += 1
+                if gaps <= _GAPS_NAMED:
+                    yield Frame(last + 1, None, problem=f"{source.name}: {_frames_words(last + 1, index - 1)} could not be decoded (left out; later frames keep their numbers)")
+                else:
+                    unnamed += index - 1 - last
             last, decoded = index, decoded + 1
             if index % source.every == 0:
                 ok, bgr = capture.retrieve()
@@ -140,11 +144,16 @@ def _video_frames(source: Source) -> Iterator[Frame]:
                     yield Frame(index, None, problem=f"{source.name}: frame {index} could not be decoded (left out)")
     finally:
         capture.release()
+    if unnamed:
+        yield Frame(last, None, problem=f"{source.name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
     if decoded == 0:
         yield Frame(0, None, problem=f"{source.name}: the video has no frames" if not source.announced else f"{source.name}: no frame could be decoded of the {source.announced} the container announces")
     elif source.announced and last + 1 < source.announced:
         yield Frame(last + 1, None, problem=f"{source.name}: decoding stopped at frame {last} ({decoded} frames decoded), but the container announces {source.announced}: the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)")
 
+
+#: Places with undecodable frames named one by one; the rest are counted in one line (one screen).
+_GAPS_NAMED = 5
 
 #: Failed reads in a row after which a video of unknown length counts as ended (about 8 s at 30 fps).
 _RETRIES_UNKNOWN = 250

@@ -235,3 +235,17 @@ def test_a_run_whose_metrics_the_reports_would_refuse_is_recorded_as_failed_sayi
     assert RunRecord.from_json(failed).status == "failed"  # readable: the matrix reports it and retries it
     good = json.loads((store / TARGET / "result.json").read_text(encoding="utf-8"))
     assert _readable(good) == good
+
+
+def test_a_fold_listing_the_classes_in_another_order_is_summed_class_by_class(store):
+    from feph_finetune.confusion import summed_confusion
+    from feph_finetune.results import RunStore
+
+    runs = [record for record in RunStore(store).records() if record["experiment"] == "M2" and record["phase"] == "cv"]
+    classes = runs[0]["classes"]
+    expected, _ = summed_confusion(runs, classes)
+    reordered = copy.deepcopy(runs)
+    target = next(run for run in reordered if run["id"] == TARGET)
+    target["classes"] = classes[::-1]
+    target["metrics"]["confusion"] = [row[::-1] for row in target["metrics"]["confusion"][::-1]]
+    assert (summed_confusion(reordered, classes)[0] == expected).all()

@@ -95,3 +95,17 @@ def test_a_lost_chunk_without_a_trace_in_the_timestamps_is_still_reported(tmp_pa
     _, shown, problems = read(path)
     assert len(shown) == FRAMES - 1
     assert len(problems) == 1 and f"but the container announces {FRAMES}" in problems[0]
+
+
+def test_a_badly_damaged_video_names_five_gaps_and_counts_the_rest(tmp_path):
+    data = bytearray(write_mjpg(tmp_path / "whole.avi").read_bytes())
+    for offset, size in frame_chunks(bytes(data))[1::2]:  # every odd frame
+        data[offset + 8 : offset + 8 + size] = b"\x55" * size
+    path = tmp_path / "damaged.avi"
+    path.write_bytes(bytes(data))
+    _, shown, problems = read(path)
+    assert shown == {index: index for index in range(0, FRAMES, 2)}
+    assert problems[:5] == [f"{path}: frame {index} could not be decoded (left out; later frames keep their numbers)" for index in (1, 3, 5, 7, 9)]
+    assert problems[5:] == [f"{path}: 14 more frames in 14 more places could not be decoded (left out)",
+                            f"{path}: decoding stopped at frame 38 (20 frames decoded), but the container announces 40: "
+                            "the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)"]
