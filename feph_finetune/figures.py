@@ -87,8 +87,8 @@ def fonts_for(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator[Non
     from matplotlib import font_manager
 
     family = list(matplotlib.rcParams["font.family"])
-    wanted = {char for text in texts for char in str(text) if char.isprintable() and not char.isspace()}
-    missing = wanted - _charmap(font_manager.findfont(font_manager.FontProperties(family=family)))
+    wanted = dict.fromkeys(char for text in texts for char in str(text) if char.isprintable() and not char.isspace())
+    missing = wanted.keys() - _charmap(font_manager.findfont(font_manager.FontProperties(family=family)))
     fallbacks: list[str] = []
     for entry in font_manager.fontManager.ttflist if missing else []:
         if entry.name.startswith(_PLACEHOLDER_FONTS) or entry.name in fallbacks or entry.style != "normal":
@@ -100,7 +100,7 @@ def fonts_for(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator[Non
         if not missing:
             break
     if missing:
-        shown = "".join(sorted(missing)[:12]) + ("…" if len(missing) > 12 else "")
+        shown = "".join([char for char in wanted if char in missing][:12]) + ("…" if len(missing) > 12 else "")
         warn(f"figures: no installed font has the characters {shown} of the labels; they are drawn as boxes "
              "(install a font that has them, e.g. Noto Sans CJK for Chinese, Japanese, Korean)")
     with matplotlib.rc_context({"font.family": family + fallbacks}), warnings.catch_warnings():
@@ -145,33 +145,39 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
     agg_figure_classes()
     out_dir.mkdir(parents=True, exist_ok=True)
     with fonts_for(_texts(configurations), warn):
-        plots: list[Plot] = []
-        names = _StableNames()
-        cv = [(row, runs) for row, runs in configurations if row["phase"] == "cv" and finished(runs)]
-        if cv:
-            plots.append(_save(cv_accuracy_figure(cv), out_dir, "cv_accuracy.png", _SECTIONS[0],
-                               "Accuracy of each fold (dots), mean and 95% confidence interval (bar); No-FT baselines in grey."))
-        for phase in dict.fromkeys(row["phase"] for row, _ in configurations):
-            rows = [row for row, runs in configurations if row["phase"] == phase and finished(runs)]
-            if rows:
-                plots.append(_save(sensitivity_figure(rows, phase), out_dir, f"sensitivity_{_slug(phase)}.png", _SECTIONS[1],
-                                   f"Sensitivity (recall) per class, {_phase_words(phase)}."))
-        for row, runs in configurations:
-            try:
-                figure = confusion_figure(row, runs)
-            except ValueError as error:  # runs of one configuration with different class lists
-                warn(f"{_row_title(row)}: no confusion figure: {error}")
-                continue
-            if figure is not None:
-                plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _row_title(row)))
-        for row, runs in configurations:
-            figure = learning_curves_figure(row, _histories(runs, run_dirs, warn))
-            if figure is not None:
-                plots.append(_save(figure, out_dir, names.file("learning_curves", row), _SECTIONS[3], _row_title(row)))
+        plots = _figures(configurations, run_dirs, out_dir, warn)
     markdown = out_dir / "report.md"
     with atomic_path(markdown) as temporary:  # an interrupt never leaves half a report.md
         temporary.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
     return [out_dir / plot.file for plot in plots] + [markdown]
+
+
+def _figures(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, warn: Callable[[str], None]) -> list[Plot]:
+    """Draw and save every figure (see :func:`write_report`); the ones written, in report order."""
+    plots: list[Plot] = []
+    names = _StableNames()
+    cv = [(row, runs) for row, runs in configurations if row["phase"] == "cv" and finished(runs)]
+    if cv:
+        plots.append(_save(cv_accuracy_figure(cv), out_dir, "cv_accuracy.png", _SECTIONS[0],
+                           "Accuracy of each fold (dots), mean and 95% confidence interval (bar); No-FT baselines in grey."))
+    for phase in dict.fromkeys(row["phase"] for row, _ in configurations):
+        rows = [row for row, runs in configurations if row["phase"] == phase and finished(runs)]
+        if rows:
+            plots.append(_save(sensitivity_figure(rows, phase), out_dir, f"sensitivity_{_slug(phase)}.png", _SECTIONS[1],
+                               f"Sensitivity (recall) per class, {_phase_words(phase)}."))
+    for row, runs in configurations:
+        try:
+            figure = confusion_figure(row, runs)
+        except ValueError as error:  # runs of one configuration with different class lists
+            warn(f"{_row_title(row)}: no confusion figure: {error}")
+            continue
+        if figure is not None:
+            plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _row_title(row)))
+    for row, runs in configurations:
+        figure = learning_curves_figure(row, _histories(runs, run_dirs, warn))
+        if figure is not None:
+            plots.append(_save(figure, out_dir, names.file("learning_curves", row), _SECTIONS[3], _row_title(row)))
+    return plots
 
 
 def _texts(configurations: list[tuple[dict, list[dict]]]) -> list[str]:
