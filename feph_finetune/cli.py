@@ -281,7 +281,7 @@ def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: b
     from feph_finetune.figures import write_report
     from feph_finetune.reports import configurations
 
-    written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir))
+    written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir), warn=warn)
     console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}")
 
 

@@ -33,7 +33,8 @@ def summed_confusion(runs: Iterable[dict], classes: list[str]) -> tuple[np.ndarr
     """The confusion counts summed over the finished runs that recorded one, and how many did.
 
     Returns ``(counts, runs)`` with counts an int64 array of shape ``(len(classes),)*2`` (rows:
-    true class, columns: predicted class), or None when no finished run recorded a matrix. A
+    true class, columns: predicted class), or None when no finished run recorded a matrix. A run
+    that lists the same classes in another order has its matrix reordered to ``classes``; a
     matrix of another shape is refused (ValueError naming the run): summing it would mix classes.
     """
     total = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -43,6 +44,10 @@ def summed_confusion(runs: Iterable[dict], classes: list[str]) -> tuple[np.ndarr
         if matrix is None:
             continue
         counts = np.asarray(matrix, dtype=np.int64)
+        own = run.get("classes") or []
+        if sorted(own) == sorted(classes) and own != list(classes):
+            order = [own.index(name) for name in classes]
+            counts = counts[np.ix_(order, order)]
         if counts.shape != total.shape:
             raise ValueError(f"run {run.get('id', '?')}: confusion matrix of shape {counts.shape}, expected {total.shape} for {len(classes)} classes")
         total += counts
@@ -80,10 +85,13 @@ def confusion_table(row: dict, runs: list[dict]) -> Group | Text:
     grows from white (0%) to dark blue (100%), and the diagonal is bold, which is what remains on
     a console without colour. The last columns are the row's images and its sensitivity.
     Returns the title, the table and its legend as one group, or a line of text when no finished
-    run recorded a confusion matrix.
+    run recorded a confusion matrix or the runs' matrices cannot be summed (different classes).
     """
     classes = list(row["sensitivity"]) or []
-    summed = summed_confusion(runs, classes)
+    try:
+        summed = summed_confusion(runs, classes)
+    except ValueError as error:  # runs of one configuration with different class lists
+        return Text(f"{_title(row, 0)}: no matrix: {error}")
     title = _title(row, summed[1] if summed else 0)
     if summed is None:
         return Text(f"{title}: no finished run recorded a confusion matrix")

@@ -231,7 +231,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
     record["timing"].update(started=wall_started, finished=time.time())
     record["counters"] = counters
-    store.finish(run.id, record)
+    store.finish(run.id, _readable(record))
     return record["status"]
 
 
@@ -318,6 +318,19 @@ def timed_out_record(run: Run, timeout: float, where: str, started: float, **det
     now = time.time()
     record["timing"] = {"total_s": now - started, "stages": {}, "started": started, "finished": now}
     record["counters"] = {}
+    return record
+
+
+def _readable(record: dict[str, Any]) -> dict[str, Any]:
+    """The record, or when its metrics or counters have a shape the reports refuse (an evaluate
+    plugin's percentages, a non-numeric counter: :class:`feph_finetune.records.RunRecord`), a
+    failed record saying why, so the run fails now, visibly, instead of being rerun every time."""
+    from feph_finetune.records import RecordShapeError, RunRecord
+
+    try:
+        RunRecord.from_json(record)
+    except RecordShapeError as error:
+        return {**record, "status": "failed", "metrics": None, "counters": {}, "error": error_record("core", "record", error)}
     return record
 
 

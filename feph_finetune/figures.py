@@ -22,9 +22,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -65,6 +67,58 @@ def agg_figure_classes() -> tuple[Any, Any]:
     return Figure, FigureCanvasAgg
 
 
+#: Fonts that draw a placeholder box for every character: never a fallback for missing glyphs.
+_PLACEHOLDER_FONTS = ("Last Resort",)
+
+
+@contextmanager
+def fonts_for(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator[None]:
+    """Draw inside this context so that every character of ``texts`` has a glyph where a font has it.
+
+    The characters the default font (DejaVu Sans) lacks, CJK labels for instance, are looked up
+    in the fonts matplotlib finds on the system (``font_manager``), and the fonts that have them
+    are added to ``font.family`` as fallbacks (matplotlib takes each glyph from the first font in
+    the list that has it). Characters no font has get one ``warn`` line naming them, instead of
+    matplotlib's "Glyph ... missing" warning for every label that holds one; they are drawn as boxes.
+    """
+    import warnings
+
+    import matplotlib
+    from matplotlib import font_manager
+
+    family = list(matplotlib.rcParams["font.family"])
+    wanted = dict.fromkeys(char for text in texts for char in str(text) if char.isprintable() and not char.isspace())
+    missing = wanted.keys() - _charmap(font_manager.findfont(font_manager.FontProperties(family=family)))
+    fallbacks: list[str] = []
+    for entry in font_manager.fontManager.ttflist if missing else []:
+        if entry.name.startswith(_PLACEHOLDER_FONTS) or entry.name in fallbacks or entry.style != "normal":
+            continue
+        covered = missing & _charmap(entry.fname)
+        if covered:
+            fallbacks.append(entry.name)
+            missing -= covered
+        if not missing:
+            break
+    if missing:
+        shown = "".join([char for char in wanted if char in missing][:12]) + ("…" if len(missing) > 12 else "")
+        warn(f"figures: no installed font has the characters {shown} of the labels; they are drawn as boxes "
+             "(install a font that has them, e.g. Noto Sans CJK for Chinese, Japanese, Korean)")
+    with matplotlib.rc_context({"font.family": family + fallbacks}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        yield
+
+
+@lru_cache(maxsize=None)
+def _charmap(path: str) -> frozenset[str]:
+    """The characters a font file has glyphs for (its first face, for a collection)."""
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(chr(code) for code in FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a font file FreeType cannot read has no glyphs for us
+        return frozenset()
+
+
 @dataclass
 class Plot:
     """One written figure: its file (in the report's folder), section and caption in ``report.md``."""
@@ -77,16 +131,29 @@ class Plot:
 _SECTIONS = ("Cross-validation accuracy", "Sensitivity per class", "Confusion matrices", "Learning curves")
 
 
-def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, source: str = "") -> list[Path]:
+def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, source: str = "",
+                 warn: Callable[[str], None] = lambda line: None) -> list[Path]:
     """Write every figure of ``configurations`` and ``report.md`` into ``out_dir``; return their paths.
 
     ``configurations`` come from :func:`feph_finetune.reports.configurations` (with ``paper`` to
     show the published values); ``run_dirs`` is the results directory holding each run's
-    ``history.json`` under its id; ``source`` names the results in the report's heading.
+    ``history.json`` under its id; ``source`` names the results in the report's heading; ``warn``
+    receives a line for each figure left out (a ``history.json`` of the wrong shape, runs whose
+    confusion matrices cannot be summed), naming the file or run.
     Raises PlotsUnavailable before writing anything when matplotlib is missing.
     """
     agg_figure_classes()
     out_dir.mkdir(parents=True, exist_ok=True)
+    with fonts_for(_texts(configurations), warn):
+        plots = _figures(configurations, run_dirs, out_dir, warn)
+    markdown = out_dir / "report.md"
+    with atomic_path(markdown) as temporary:  # an interrupt never leaves half a report.md
+        temporary.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
+    return [out_dir / plot.file for plot in plots] + [markdown]
+
+
+def _figures(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, warn: Callable[[str], None]) -> list[Plot]:
+    """Draw and save every figure (see :func:`write_report`); the ones written, in report order."""
     plots: list[Plot] = []
     names = _StableNames()
     cv = [(row, runs) for row, runs in configurations if row["phase"] == "cv" and finished(runs)]
@@ -99,17 +166,27 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
             plots.append(_save(sensitivity_figure(rows, phase), out_dir, f"sensitivity_{_slug(phase)}.png", _SECTIONS[1],
                                f"Sensitivity (recall) per class, {_phase_words(phase)}."))
     for row, runs in configurations:
-        figure = confusion_figure(row, runs)
+        try:
+            figure = confusion_figure(row, runs)
+        except ValueError as error:  # runs of one configuration with different class lists
+            warn(f"{_row_title(row)}: no confusion figure: {error}")
+            continue
         if figure is not None:
             plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _row_title(row)))
     for row, runs in configurations:
-        figure = learning_curves_figure(row, _histories(runs, run_dirs), _class_weighted(runs, run_dirs))
+        figure = learning_curves_figure(row, _histories(runs, run_dirs, warn), _class_weighted(runs, run_dirs))
         if figure is not None:
             plots.append(_save(figure, out_dir, names.file("learning_curves", row), _SECTIONS[3], _row_title(row)))
-    markdown = out_dir / "report.md"
-    with atomic_path(markdown) as temporary:  # an interrupt never leaves half a report.md
-        temporary.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
-    return [out_dir / plot.file for plot in plots] + [markdown]
+    return plots
+
+
+def _texts(configurations: list[tuple[dict, list[dict]]]) -> list[str]:
+    """Every name the figures may draw: labels, experiment keys, models, variants, class names."""
+    texts = []
+    for row, runs in configurations:
+        texts += [row["label"], row["cv_label"], row["experiment"], row["model"], row["phase"], *map(str, row["variant"].items()), *row["sensitivity"]]
+        texts += [" ".join(map(str, run.get("classes") or [])) for run in runs]
+    return texts
 
 
 # --- names -------------------------------------------------------------------------------------
@@ -347,17 +424,27 @@ def _std_within_percent(row: dict, classes: list[str], heights: np.ndarray) -> n
     return np.vstack([np.minimum(spread, means), np.minimum(spread, 100.0 - means)])
 
 
-def _histories(runs: list[dict], run_dirs: Path) -> list[tuple[int | None, list[dict]]]:
-    """``(fold, epochs)`` of every finished run with a non-empty ``history.json`` (No-FT has none)."""
+def _histories(runs: list[dict], run_dirs: Path, warn: Callable[[str], None]) -> list[tuple[int | None, list[dict]]]:
+    """``(fold, epochs)`` of every finished run with a non-empty ``history.json`` (No-FT has none).
+
+    A history is an array of objects, each with a whole ``epoch`` number; one that is not (hand
+    edited, truncated) is left out with a warning naming the file."""
     found = []
     for run in finished(runs):
         path = run_dirs / str(run.get("id")) / "history.json"
         try:
             history = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except FileNotFoundError:
             continue
-        if isinstance(history, list) and history:
-            found.append((run.get("fold"), [entry for entry in history if isinstance(entry, dict)]))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            warn(f"{path}: left out of the learning curves, unreadable ({error})")
+            continue
+        if history == []:
+            continue
+        if not isinstance(history, list) or not all(isinstance(entry, dict) and type(entry.get("epoch")) is int for entry in history):
+            warn(f"{path}: left out of the learning curves, expected an array of objects each with a whole 'epoch' number")
+            continue
+        found.append((run.get("fold"), history))
     return sorted(found, key=lambda item: -1 if item[0] is None else item[0])
 
 
@@ -379,7 +466,7 @@ def _stage_spans(history: list[dict]) -> list[tuple[str, int, int]]:
     stage in words (``stage_label``, from ``TrainingStage.label``) where the history has it."""
     spans: list[tuple[str, int, int]] = []
     for entry in history:
-        stage, epoch = str(entry.get("stage_label") or entry.get("stage", "")), int(entry.get("epoch", 0))
+        stage, epoch = str(entry.get("stage_label") or entry.get("stage", "")), entry["epoch"]
         if spans and spans[-1][0] == stage:
             spans[-1] = (stage, spans[-1][1], epoch)
         else:

@@ -7,28 +7,36 @@ only when a plot is asked for; the Agg canvas writes the PNG without a display.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from feph_finetune.figures import agg_figure_classes
+from feph_finetune.figures import agg_figure_classes, fonts_for
 from feph_finetune.predict import InputSummary
 
 
-def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str) -> int:
+def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str, warn: Callable[[str], None] = lambda line: None) -> int:
     """Write one panel per sequence (a video or folder with frames) to the PNG ``path``.
 
     Each panel draws the probability of each class against time (video, seconds) or frame
     index (folder): the smoothed values when ``--smooth`` was given, over the raw ones drawn
     faintly; frames where no face was found are marked with grey bands. Returns the number of
-    panels (0: nothing to draw, no file written).
+    panels (0: nothing to draw, no file written). Labels in any script are drawn with an
+    installed font that has them (:func:`feph_finetune.figures.fonts_for`), else ``warn`` says so.
     """
-    Figure, FigureCanvasAgg = agg_figure_classes()
-    import matplotlib
-
+    agg_figure_classes()
     sequences = [summary for summary in summaries if summary.kind != "image" and summary.frames > 0]
     if not sequences:
         return 0
+    with fonts_for([title, *(summary.name for summary in sequences), *sequences[0].classes], warn):
+        _draw(sequences, path, title)
+    return len(sequences)
+
+
+def _draw(sequences: Sequence[InputSummary], path: Path, title: str) -> None:
+    Figure, FigureCanvasAgg = agg_figure_classes()
+    import matplotlib
+
     colours = matplotlib.colormaps["tab10"].colors
     figure = Figure(figsize=(10, 2.8 * len(sequences) + 0.8))
     FigureCanvasAgg(figure)
@@ -65,7 +73,6 @@ def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str
 
     with atomic_path(Path(path)) as temporary:
         figure.savefig(temporary, dpi=100, format="png")
-    return len(sequences)
 
 
 def _mark_no_face(ax, x: np.ndarray, no_face: np.ndarray) -> None:

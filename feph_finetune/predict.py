@@ -3,14 +3,16 @@
 Each frame goes through the bundle's frame steps and resize (:func:`feph_finetune.frames.apply_steps`,
 the face detector running once per frame) and, in batches, through its batch steps
 (:func:`feph_finetune.training.preprocess_batch`) into the model: the functions that prepared the
-run's own training and test images. Frames are streamed: at most two batches of images are in
-memory (the one the model predicts, the next one being decoded and cropped).
+run's own training and test images. Frames are streamed and cropped as they are decoded: memory
+holds about one full frame and two batches of model-sized crops (the one the model predicts, the
+next one being prepared), and per-frame probabilities only when a plot needs them.
 
 Output rows (one per kept frame), in this column order:
 
 - ``input``: the INPUT argument the frame comes from; ``file``: the image's file name (folders and
   images), empty for video;
-- ``frame``: the frame index (video: decoded frames from 0; folder: position in natural order);
+- ``frame``: the frame index (video: the frame's position in the container from 0, so a frame
+  that could not be decoded leaves a gap; folder: position in natural order);
   ``time_s``: seconds from the video's start, frame / the container's frame rate; empty otherwise;
 - ``face_found``: true when a frame step found a face, false when it used its fallback (then
   ``fallback`` says which, e.g. ``no_face``), empty when no frame step reports either;
@@ -31,7 +33,7 @@ import math
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -149,11 +151,15 @@ class InputSummary:
     def x_label(self) -> str:
         return "time (s)" if self.kind == "video" and self.x and all(isinstance(value, float) for value in self.x) else "frame"
 
-    def add(self, row: dict, probabilities: np.ndarray, smoothed: np.ndarray | None) -> None:
+    def add(self, row: dict, probabilities: np.ndarray, smoothed: np.ndarray | None, series: bool) -> None:
+        """Count one emitted row; with ``series`` (``--plot``) also keep its values for the plot,
+        else nothing per frame is kept (a long video's summary stays a few counters)."""
         self.frames += 1
         if row["face_found"] is not None:
             self.faces = (self.faces or 0) + int(row["face_found"])
         self.predicted[row["predicted"]] = self.predicted.get(row["predicted"], 0) + 1
+        if not series:
+            return
         self.x.append(row["time_s"] if row["time_s"] is not None else row["frame"])
         self.probabilities.append(probabilities)
         if smoothed is not None:
@@ -170,6 +176,7 @@ class Settings:
     smooth: int = 1
     every: int = 1
     prefetch: bool = True  # prepare the next batch in a thread while the model runs
+    series: bool = False  # keep each frame's probabilities in the summaries (for --plot)
 
 
 class Predictor:
@@ -217,16 +224,19 @@ class Predictor:
         return summary
 
     def prepared_batches(self, source: Source, problems: list[str]) -> Iterator[tuple[list[Frame], list[FrameResult]]]:
-        """Batches of frames with their frame-step results (face crop, resize).
+        """Batches of frames (without their images) with their frame-step results (face crop, resize).
 
-        With ``Settings.prefetch`` a worker thread decodes and crops the next batch while the model
-        predicts the current one (OpenCV and TensorFlow release the GIL), holding one batch ahead.
+        Each frame goes through the frame steps as soon as it is decoded and its full image is
+        dropped then, so memory follows the model's input size, not the video's: about one full
+        frame at a time, plus two batches of ``input_size`` crops. With ``Settings.prefetch`` a
+        worker thread decodes and crops the next batch while the model predicts the current one
+        (OpenCV and TensorFlow release the GIL), holding one batch ahead.
         """
-        batches = _batches(source.frames(), self.settings.batch_size, problems)
+        batches = _batches(self._cropped(source.frames(), problems), self.settings.batch_size)
 
         def next_prepared():
             batch = next(batches, None)
-            return None if batch is None else (batch, [apply_steps(frame.image, self.frame_steps, self.bundle.input_size) for frame in batch])
+            return None if batch is None else ([frame for frame, _ in batch], [result for _, result in batch])
 
         if not self.settings.prefetch:
             yield from iter(next_prepared, None)
@@ -236,6 +246,16 @@ class Predictor:
             while (item := future.result()) is not None:
                 future = worker.submit(next_prepared)
                 yield item
+
+    def _cropped(self, frames: Iterable[Frame], problems: list[str]) -> Iterator[tuple[Frame, FrameResult]]:
+        """Each readable frame, its image dropped, with its frame-step result; unreadable frames
+        are left out and their problem noted."""
+        for frame in frames:
+            if frame.problem is not None:
+                problems.append(frame.problem)
+                continue
+            result = apply_steps(frame.image, self.frame_steps, self.bundle.input_size)
+            yield replace(frame, image=None), result
 
     def row(self, source: Source, frame: Frame, result, probabilities: np.ndarray) -> dict[str, Any]:
         classes = self.bundle.classes
@@ -254,7 +274,7 @@ class Predictor:
         if self.settings.smooth > 1:
             row.update({f"smooth_{name}": float(value) for name, value in zip(self.bundle.classes, smoothed)})
             row["smooth_predicted"] = self.bundle.classes[int(np.argmax(smoothed))]
-        summary.add(row, raw, smoothed if self.settings.smooth > 1 else None)
+        summary.add(row, raw, smoothed if self.settings.smooth > 1 else None, self.settings.series)
         if writer is not None:
             writer.write(row)
 
@@ -263,14 +283,11 @@ class Predictor:
         return self.frames_done / self.seconds if self.seconds > 0 else math.nan
 
 
-def _batches(frames: Iterable[Frame], size: int, problems: list[str]) -> Iterator[list[Frame]]:
-    """Readable frames in lists of ``size``; unreadable ones are left out and their problem noted."""
-    batch: list[Frame] = []
-    for frame in frames:
-        if frame.problem is not None:
-            problems.append(frame.problem)
-            continue
-        batch.append(frame)
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
         if len(batch) == size:
             yield batch
             batch = []

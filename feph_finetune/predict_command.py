@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -86,7 +87,7 @@ def _run(bundle, sources, args, console: Console):
     from feph_finetune.predict import Predictor, RowWriter, Settings, columns
     from feph_finetune.results import atomic_path
 
-    predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every))
+    predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every, series=args.plot is not None))
     summaries = []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
     with ExitStack() as outputs:
@@ -124,8 +125,16 @@ def print_summary(summaries, bundle, console: Console) -> None:
 
 
 def _tail(name: str, width: int) -> str:
-    """The end of a long path, which names the file."""
-    return name if len(name) <= width else "…" + name[-(width - 1):]
+    """The end of a long path, which names the file, in at most ``width`` terminal cells (a CJK
+    character takes two)."""
+    from rich.cells import cell_len
+
+    if cell_len(name) <= width:
+        return name
+    start = len(name)
+    while start > 0 and cell_len(name[start - 1 :]) <= width - 1:
+        start -= 1
+    return "…" + name[start:]
 
 
 def _finish_outputs(summaries, bundle, args, console: Console) -> None:
@@ -135,7 +144,8 @@ def _finish_outputs(summaries, bundle, args, console: Console) -> None:
         from feph_finetune.plots import plot_probabilities
 
         smoothing = f", centred mean over {args.smooth} frames" if args.smooth > 1 else ""
-        panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}")
+        warn = lambda line: Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+        panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}", warn)
         console.print(f"plot of {panels} sequences written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", highlight=False)
 
 

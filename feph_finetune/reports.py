@@ -27,7 +27,7 @@ from rich.text import Text
 
 from feph_finetune.api import CLASSES
 from feph_finetune.paper import published
-from feph_finetune.results import record_problem
+from feph_finetune.records import RecordShapeError, RunRecord
 from feph_finetune.stats import paired_t
 
 if TYPE_CHECKING:
@@ -108,21 +108,24 @@ def _group_runs(records: Iterable[dict]) -> list[list[dict]]:
     Runs on different data (another data fingerprint) are never averaged together."""
     groups: dict[tuple[str, str, str, str], list[dict]] = {}
     for position, record in enumerate(records):
-        _check_record(position, record)
+        record = _checked(position, record)
         variant_key = json.dumps(record.get("variant") or {}, sort_keys=True, default=str)
         groups.setdefault((record["phase"], record["experiment"], variant_key, str(record.get("data") or "")), []).append(record)
     return sorted(groups.values(), key=_group_sort_key)
 
 
 class RecordError(ValueError):
-    """A run record that cannot be reported (see :func:`feph_finetune.results.record_problem`)."""
+    """A run record that cannot be reported (see :class:`feph_finetune.records.RunRecord`)."""
 
 
-def _check_record(position: int, record: Any) -> None:
-    problem = record_problem(record)
-    if problem is not None:
+def _checked(position: int, record: Any) -> dict:
+    """The record checked and normalised as :meth:`feph_finetune.results.RunStore.result` does
+    (records handed to :func:`summarize` directly, not read from a store, are checked here)."""
+    try:
+        return RunRecord.from_json(record).to_json()
+    except RecordShapeError as error:
         run_id = record.get("id", "?") if isinstance(record, dict) else "?"
-        raise RecordError(f"run record {position} (id {run_id}): {problem}")
+        raise RecordError(f"run record {position} (id {run_id}): {error}") from None
 
 
 def _group_sort_key(runs: list[dict]) -> tuple:
@@ -756,10 +759,11 @@ def _longest_name(grid: _Grid, index: int) -> int:
 
 
 def _natural_width(grid: _Grid, index: int) -> int:
-    """The width a column needs: its widest cell line, and its header's longest word (headers wrap)."""
+    """The width a column needs, in terminal cells (a CJK character takes two): its widest cell
+    line, and its header's longest word (headers wrap)."""
     lines = [line for cells in grid.rows for line in cells[index].text.split("\n")]
     header_words = grid.headers[index].split() or [""]
-    return max([len(line) for line in lines] + [len(word) for word in header_words] + [1])
+    return max([cell_len(line) for line in lines] + [cell_len(word) for word in header_words] + [1])
 
 
 def _markdown_text(blocks: list[_Grid | _Notes]) -> str:

@@ -194,36 +194,13 @@ def write_arrays(path: Path, **arrays: np.ndarray) -> None:
             np.savez(handle, **arrays)
 
 
-def record_problem(record: Any) -> str | None:
-    """Why ``record`` (a parsed ``result.json``) cannot be a run's final record, or None when it can.
-
-    A record is a JSON object with non-empty text ``experiment`` and ``phase``; ``variant`` and
-    ``metrics``, when present, are objects, and ``status``, when present, is text.
-    """
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {_json_kind(record)}"
-    for key in ("experiment", "phase"):
-        if not isinstance(record.get(key), str) or not record[key]:
-            return f"missing or empty text field {key!r}"
-    for key in ("variant", "metrics"):
-        if record.get(key) is not None and not isinstance(record[key], dict):
-            return f"{key!r} must be a JSON object, got {_json_kind(record[key])}"
-    if "status" in record and not isinstance(record["status"], str):
-        return f"'status' must be text, got {_json_kind(record['status'])}"
-    return None
-
-
-def _json_kind(value: Any) -> str:
-    kinds = {dict: "an object", list: "an array", str: "text", bool: "a boolean", type(None): "null"}
-    return kinds.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
-
-
 class RunStore:
     """The output directory of a matrix: a sub-directory per run id.
 
     ``warn`` receives one line per ``result.json`` that exists but cannot be used (not JSON, not
-    UTF-8, the wrong shape: see :func:`record_problem`), naming the file and why; such a run counts
-    as not finished, so a matrix runs it again and a report leaves it out.
+    UTF-8, a field of the wrong shape: see :class:`feph_finetune.records.RunRecord`), naming the
+    file and every problem; such a run counts as not finished, so a matrix runs it again and a
+    report leaves it out.
     """
 
     def __init__(self, root: Path, warn: Callable[[str], None] | None = None):
@@ -235,7 +212,10 @@ class RunStore:
         return self.root / run_id
 
     def result(self, run_id: str) -> dict[str, Any] | None:
-        """The run's final record, or None when it never finished writing a usable one."""
+        """The run's final record, checked and normalised (:meth:`RunRecord.to_json`), or None when
+        it never finished writing a usable one."""
+        from feph_finetune.records import RecordShapeError, RunRecord
+
         path = self.run_dir(run_id) / RESULT_FILE
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
@@ -243,8 +223,10 @@ class RunStore:
             return None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             return self._skip(path, f"unreadable ({error})")
-        problem = record_problem(record)
-        return record if problem is None else self._skip(path, problem)
+        try:
+            return RunRecord.from_json(record).to_json()
+        except RecordShapeError as error:
+            return self._skip(path, f"wrong shape ({error})")
 
     def _skip(self, path: Path, why: str) -> None:
         if self.warn is not None and path not in self._warned:

@@ -7,9 +7,11 @@
   ``fn000009`` comes before ``fn000045`` and ``frame2`` before ``frame10``; the frame index is the
   position in that order.
 - Any other file is opened as a video with OpenCV's ``VideoCapture`` (its FFmpeg backend reads
-  mp4, avi, webm, mkv...). The frame index counts decoded frames from 0; the timestamp is
-  index / the container's frame rate (``CAP_PROP_FPS``), in seconds, empty when the container
-  gives none.
+  mp4, avi, webm, mkv...). The frame index is the frame's position in the container from 0
+  (its timestamp in frames), so a frame that cannot be decoded leaves a gap, reported, and
+  never shifts the later ones; the timestamp is index / the container's frame rate
+  (``CAP_PROP_FPS``), in seconds, empty when the container gives none. A video whose decoding
+  ends before the frame count its container announces is reported as cut off or damaged.
 
 ``every`` keeps frames 0, K, 2K...; skipped video frames are only grabbed, not decoded into
 images. Nothing holds more than one frame: a long video streams in constant memory.
@@ -56,6 +58,7 @@ class Source:
     total: int | None
     files: list[Path] | None = None
     fps: float | None = None
+    announced: int | None = None  # video: the frame count the container announces (None: unknown)
 
     def frames(self) -> Iterator[Frame]:
         """The kept frames, in order; a frame that cannot be read carries a ``problem``."""
@@ -96,7 +99,7 @@ def open_source(name: str, every: int = 1) -> Source:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
         capture.release()
-    return Source(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None)
+    return Source(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None, announced=count if count > 0 else None)
 
 
 def _image_frame(index: int, path: Path) -> Frame:
@@ -108,20 +111,67 @@ def _image_frame(index: int, path: Path) -> Frame:
 
 
 def _video_frames(source: Source) -> Iterator[Frame]:
+    """The kept frames of a video, numbered by the container's position, never by counting.
+
+    A frame that cannot be decoded (a corrupt chunk) does not shift the later ones: with OpenCV's
+    FFmpeg backend each frame's index is its presentation timestamp in frames
+    (``CAP_PROP_PTS``), so a hole shows as a jump, reported as a problem frame naming the
+    missing indices. Failed reads are retried as long as the container announces more frames
+    (a failed read at the end of a file costs microseconds), else :data:`_RETRIES_UNKNOWN`
+    times. Decoding that ends before the announced frame count (a file cut off, or a chunk lost
+    with its timestamp) is reported too: the rows read are kept, the input counts as not read
+    in full.
+    """
     capture = cv2.VideoCapture(str(source.path))
-    index = 0
+    timestamps = capture.getBackendName() == "FFMPEG"
+    last = -1  # container index of the last decoded frame
+    decoded, gaps, unnamed = 0, 0, 0
     try:
-        while True:
+        while capture.grab() or _retry(capture, source.announced, last):
+            index = _container_index(capture, last) if timestamps else last + 1
+            if index > last + 1:
+                gaps += 1
+                if gaps <= _GAPS_NAMED:
+                    yield Frame(last + 1, None, problem=f"{source.name}: {_frames_words(last + 1, index - 1)} could not be decoded (left out; later frames keep their numbers)")
+                else:
+                    unnamed += index - 1 - last
+            last, decoded = index, decoded + 1
             if index % source.every == 0:
-                ok, bgr = capture.read()
-                if not ok:
-                    break
-                time_s = index / source.fps if source.fps else None
-                yield Frame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s=time_s)
-            elif not capture.grab():
-                break
-            index += 1
+                ok, bgr = capture.retrieve()
+                if ok:
+                    yield Frame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s=index / source.fps if source.fps else None)
+                else:
+                    yield Frame(index, None, problem=f"{source.name}: frame {index} could not be decoded (left out)")
     finally:
         capture.release()
-    if index == 0:
-        yield Frame(0, None, problem=f"{source.name}: the video has no frames")
+    if unnamed:
+        yield Frame(last, None, problem=f"{source.name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
+    if decoded == 0:
+        yield Frame(0, None, problem=f"{source.name}: the video has no frames" if not source.announced else f"{source.name}: no frame could be decoded of the {source.announced} the container announces")
+    elif source.announced and last + 1 < source.announced:
+        yield Frame(last + 1, None, problem=f"{source.name}: decoding stopped at frame {last} ({decoded} frames decoded), but the container announces {source.announced}: the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)")
+
+
+#: Places with undecodable frames named one by one; the rest are counted in one line (one screen).
+_GAPS_NAMED = 5
+
+#: Failed reads in a row after which a video of unknown length counts as ended (about 8 s at 30 fps).
+_RETRIES_UNKNOWN = 250
+
+
+def _retry(capture, announced: int | None, last: int) -> bool:
+    """After a failed read, read on until one succeeds (True) or the frames that can remain are
+    exhausted (False): a corrupt chunk fails one read, the end of the file fails them all."""
+    remaining = announced - (last + 1) if announced else _RETRIES_UNKNOWN
+    return any(capture.grab() for _ in range(max(remaining, 0)))
+
+
+def _container_index(capture, last: int) -> int:
+    """The grabbed frame's index: its timestamp in frames (OpenCV converts it with the stream's
+    frame rate), unless the container gives none or one that does not advance (then ``last + 1``)."""
+    index = round(capture.get(cv2.CAP_PROP_PTS))
+    return index if index > last else last + 1
+
+
+def _frames_words(first: int, last: int) -> str:
+    return f"frame {first}" if first == last else f"frames {first}-{last}"

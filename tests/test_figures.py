@@ -184,3 +184,52 @@ def test_a_matrix_with_report_figures_writes_them_after_its_runs(tmp_path, capsy
     written = {file.name for file in (tmp_path / "shared").iterdir()}
     assert written == {"report.md", "sensitivity_exploratory.png", "confusion_exploratory_A.png", "learning_curves_exploratory_A.png"}
     assert f"and {tmp_path / 'shared' / 'report.md'}" in capsys.readouterr().out
+
+
+def _fonts_have(characters: str) -> bool:
+    """Whether each of ``characters`` is in some font matplotlib finds (not the Last Resort placeholder)."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    covered = set()
+    for entry in font_manager.fontManager.ttflist:
+        if not entry.name.startswith("Last Resort"):
+            covered |= {chr(code) for code in FT2Font(entry.fname).get_charmap()}
+    return set(characters) <= covered
+
+
+@pytest.mark.parametrize("label", ["Ɑᶁ tuned", "手語-A 微調整"])
+def test_labels_in_any_script_use_a_font_that_has_them_else_one_clear_warning(tmp_path, capsys, label):
+    """ᶁ is not in DejaVu Sans but in STIXGeneral, which matplotlib ships: always drawn. CJK needs a
+    system font (fonts-noto-cjk...): drawn where one is installed, else one warning names the
+    characters, never matplotlib's "Glyph ... missing" for every label."""
+    import json
+    import warnings
+
+    write_fake_store(tmp_path / "runs", experiments=["M-FT"])  # one exploratory run: three figures
+    (path,) = (tmp_path / "runs").glob("*/result.json")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record["label"] = label
+    path.write_text(json.dumps(record), encoding="utf-8")
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        assert main(["report", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]) == 0
+    assert [str(warning.message) for warning in raised if "Glyph" in str(warning.message)] == []
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    if _fonts_have(label.replace(" ", "")):
+        assert warned == []
+    else:
+        assert len(warned) == 1 and "no installed font has the characters" in warned[0] and "手" in warned[0]
+
+
+def test_console_tables_measure_labels_in_terminal_cells():
+    from fake_store import record as fake_record
+
+    runs = [fake_record("M2", 0, "exploratory", None, metrics_of(sample_confusion(0.6, np.random.default_rng(0))), 10.0)]
+    runs[0].update(cv_label="手語-A", label="手語の表情-微調整")
+    from feph_finetune.reports import render
+
+    for width in (160, 80):
+        printed = io.StringIO()
+        render(runs, "table", Console(file=printed, width=width))
+        assert "手語-A" in printed.getvalue() and "手語の表情-微調整" in printed.getvalue(), printed.getvalue()

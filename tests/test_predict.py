@@ -211,6 +211,23 @@ def test_bad_inputs_are_named_and_the_good_ones_still_processed(trained, tmp_pat
     assert [row["input"] for row in read_rows(out)] == [str(trained.images[0])]
 
 
+def test_cut_off_and_damaged_videos_exit_2_keep_their_rows_and_their_frame_numbers(trained, tmp_path, capsys):
+    from test_sources import DAMAGED, FPS, FRAMES, damaged
+
+    cut, corrupt = damaged(tmp_path, "cut"), damaged(tmp_path, "payload")
+    out = tmp_path / "rows.csv"
+    assert predict(trained.run_dir, cut, corrupt, "--out", out) == 2
+    errors = capsys.readouterr().err
+    assert "2 of 2 inputs could not be processed in full" in errors
+    assert f"{cut}: decoding stopped at frame {DAMAGED - 1} ({DAMAGED} frames decoded), but the container announces {FRAMES}" in errors
+    assert f"{corrupt}: frame {DAMAGED} could not be decoded" in errors
+    rows = read_rows(out)
+    assert [int(row["frame"]) for row in rows if row["input"] == str(cut)] == list(range(DAMAGED))
+    kept = [row for row in rows if row["input"] == str(corrupt)]
+    assert [int(row["frame"]) for row in kept] == [index for index in range(FRAMES) if index != DAMAGED]
+    assert [float(row["time_s"]) for row in kept] == pytest.approx([index / FPS for index in range(FRAMES) if index != DAMAGED])
+
+
 def test_model_that_is_not_a_bundle(trained, tmp_path, capsys):
     newer = tmp_path / "newer"
     assert main(["export", str(trained.run_dir), str(newer)]) == 0
@@ -338,3 +355,64 @@ def test_without_plot_matplotlib_is_not_needed_and_with_it_said_once(tmp_path, m
     assert argument_problems(args) == []
     problems = argument_problems(Namespace(**{**vars(args), "plot": tmp_path / "p.png"}))
     assert len(problems) == 1 and "--plot needs matplotlib" in problems[0]
+
+
+class _Uniform:
+    """A stand-in model: the same probabilities for every frame (memory tests need no real model)."""
+
+    def predict_on_batch(self, x):
+        return np.full((len(x), len(CLASSES)), 1 / len(CLASSES), dtype=np.float32)
+
+
+class _Frames:
+    """A stand-in video of ``count`` flat frames of ``height`` x ``width``, made as they are read."""
+
+    def __init__(self, count: int, height: int, width: int):
+        self.name, self.kind, self.count, self.shape = "stand-in.mp4", "video", count, (height, width, 3)
+
+    def frames(self):
+        from feph_finetune.sources import Frame
+
+        for index in range(self.count):
+            yield Frame(index, np.full(self.shape, index % 256, dtype=np.uint8), time_s=index / 30)
+
+
+def _peak_and_retained(source, series: bool = False, batch_size: int = 4):
+    """tracemalloc's peak and retained bytes (numpy's arrays included) while predicting ``source``."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    from feph_finetune.predict import Predictor, Settings
+
+    bundle = SimpleNamespace(model=_Uniform(), classes=CLASSES, frame_steps=[], batch_steps=[], input_size=32)
+    predictor = Predictor(bundle, Settings(batch_size=batch_size, series=series))
+    predictor.run(_Frames(2, 8, 8), None)  # TensorFlow's first call allocates once: not the frames' share
+    tracemalloc.start()
+    try:
+        summary = predictor.run(source, None)
+        return tracemalloc.get_traced_memory()[1], tracemalloc.get_traced_memory()[0], summary
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_follows_the_model_input_not_the_frame_size():
+    frame_bytes = 2160 * 3840 * 3
+    peak, _, summary = _peak_and_retained(_Frames(8, 2160, 3840))
+    assert summary.frames == 8
+    # Streaming holds the frame being made (in the source) and the one being cropped; keeping full
+    # frames until their batch was predicted held two batches of them (8 frames here).
+    assert peak < 3 * frame_bytes, f"peak {peak / 1e6:.0f} MB for frames of {frame_bytes / 1e6:.0f} MB"
+
+
+def test_per_frame_values_are_kept_only_for_a_plot():
+    retained = {}
+    for frames in (1_000, 8_000):
+        _, retained[frames], summary = _peak_and_retained(_Frames(frames, 8, 8), batch_size=500)
+        assert summary.frames == frames and summary.probabilities == []
+    _, retained_for_plot, plotted = _peak_and_retained(_Frames(8_000, 8, 8), series=True, batch_size=500)
+    assert len(plotted.probabilities) == 8_000
+    # Without --plot a summary is a few counters: 7,000 more frames may not keep even one byte
+    # each (large batches: TensorFlow keeps some tens of bytes per call, not per frame);
+    # with the plot's series each frame keeps its probabilities, hundreds of bytes.
+    assert retained[8_000] - retained[1_000] < 7_000, retained
+    assert retained_for_plot - retained[8_000] > 100 * 8_000

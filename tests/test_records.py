@@ -1,0 +1,251 @@
+"""Hand-edited and older ``result.json`` shapes: every report mode skips the record with one
+warning naming the file, and never fails with a traceback; records round-trip through JSON."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from feph_finetune.cli import main
+from feph_finetune.records import RecordShapeError, RunRecord
+
+from fake_store import write_fake_store
+
+#: The record that gets spoilt: a cross-validation fold of M2 (tables, t-test, figures all read it).
+TARGET = "M2-cv2-fake"
+DELETE = object()
+
+
+def ragged(record):
+    record["metrics"]["confusion"][3] = record["metrics"]["confusion"][3][:5]
+
+
+def nested(record):
+    """The whole record one level down, as an older or hand-made wrapper might write it."""
+    inner = dict(record)
+    record.clear()
+    record["result"] = inner
+
+
+def array_record(record):
+    return [record]
+
+
+#: (field path, bad value or a function spoiling the record in place / returning a new one)
+SPOILS = [
+    ("metrics.sensitivity", [0.5] * 7),
+    ("metrics.sensitivity.anger", "high"),
+    ("metrics.sensitivity.fear", 57.0),
+    ("counters", ["face_fallback", 2]),
+    ("counters.face_fallback", "two"),
+    ("counters.face_fallback", math.inf),
+    ("metrics.confusion", ragged),
+    ("metrics.confusion", "7x7"),
+    ("metrics.confusion", [[1, 2], [3, 4]]),
+    ("metrics.confusion", [[-1] * 7] * 7),
+    ("metrics.confusion", [[0.5] * 7] * 7),
+    ("classes", "anger,disgust,fear,happy,neutral,sad,surprise"),
+    ("classes", ["anger"] * 7),
+    ("classes", []),
+    ("fold", "two"),
+    ("fold", 2.5),
+    ("fold", -1),
+    ("fold", True),
+    ("metrics.accuracy", math.nan),
+    ("metrics.accuracy", "0.61"),
+    ("metrics.accuracy", 61.0),
+    ("metrics.avg_sensitivity", {"mean": 0.5}),
+    ("metrics", [0.61]),
+    ("metrics", "done"),
+    ("experiment", DELETE),
+    ("phase", DELETE),
+    ("phase", ["cv"]),
+    ("experiment", 2),
+    ("variant", "seed=3"),
+    ("order", "first"),
+    ("baseline", "no"),
+    ("label", 5),
+    ("seed", "1234"),
+    ("model", ["mobilenet"]),
+    ("data", {"fingerprint": 1}),
+    ("status", True),
+    ("error", "boom"),
+    ("error", {"message": ["boom"]}),
+    ("timing", [1, 2]),
+    ("timing.total_s", "12 s"),
+    ("timing.total_s", -3),
+    ("timing.stages", [["head", 3]]),
+    ("(whole record)", nested),
+    ("(whole record)", array_record),
+]
+
+
+def spoil(record: dict, path: str, bad):
+    if callable(bad) and bad is not DELETE:
+        returned = bad(record)
+        return record if returned is None else returned
+    *parents, last = path.split(".")
+    holder = record
+    for key in parents:
+        holder = holder[key]
+    if bad is DELETE:
+        del holder[last]
+    else:
+        holder[last] = bad
+    return record
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("store")
+    write_fake_store(root, experiments=["M0", "M2"])
+    return root
+
+
+MODES = {
+    "table": [],
+    "markdown": ["--format", "markdown"],
+    "csv": ["--format", "csv"],
+    "json": ["--format", "json"],
+    "paper": ["--paper"],
+    "confusion": ["--confusion", "M2"],
+}
+
+
+@pytest.mark.parametrize("path, bad", SPOILS, ids=[f"{path}={getattr(bad, '__name__', repr(bad))[:20]}" for path, bad in SPOILS])
+def test_a_spoilt_field_skips_the_record_with_one_warning_in_every_report_mode(store, capsys, path, bad):
+    target = store / TARGET / "result.json"
+    good = target.read_text(encoding="utf-8")
+    try:
+        target.write_text(json.dumps(spoil(json.loads(good), path, bad)), encoding="utf-8")
+        for mode, options in MODES.items():
+            assert main(["report", str(store), *options]) == 0, mode
+            captured = capsys.readouterr()
+            warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+            assert len(warnings) == 1 and str(target) in warnings[0] and "skipped" in warnings[0], (mode, captured.err)
+            if mode == "json":
+                (m2_cv,) = [row for row in json.loads(captured.out) if row["experiment"] == "M2" and row["phase"] == "cv"]
+                assert m2_cv["folds"] == 4  # the spoilt fold is left out, the others kept
+    finally:
+        target.write_text(good, encoding="utf-8")
+
+
+def test_figures_skip_every_spoilt_record_with_one_warning_each(tmp_path, capsys):
+    """All spoils at once, each in its own copy of the target (drawing the figures takes seconds)."""
+    write_fake_store(tmp_path / "runs", experiments=["M0", "M2"])
+    good = (tmp_path / "runs" / TARGET / "result.json").read_text(encoding="utf-8")
+    spoilt = []
+    for number, (path, bad) in enumerate(SPOILS):
+        record = spoil(json.loads(good), path, bad)
+        if isinstance(record, dict) and "id" in record:
+            record["id"] = f"spoilt-{number}"
+        spoilt.append(tmp_path / "runs" / f"spoilt-{number}" / "result.json")
+        spoilt[-1].parent.mkdir()
+        spoilt[-1].write_text(json.dumps(record), encoding="utf-8")
+    assert main(["report", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert sorted(warnings) == sorted(line for line in warnings if "skipped" in line) and len(warnings) == len(SPOILS)
+    for path in spoilt:
+        assert sum(str(path) in line for line in warnings) == 1, path
+    assert (tmp_path / "figures" / "cv_accuracy.png").is_file() and (tmp_path / "figures" / "report.md").is_file()
+
+
+def test_the_warning_names_each_spoilt_field(store, capsys):
+    target = store / TARGET / "result.json"
+    good = target.read_text(encoding="utf-8")
+    record = json.loads(good)
+    record["fold"], record["counters"], record["metrics"]["accuracy"] = "two", [], math.nan
+    try:
+        target.write_text(json.dumps(record), encoding="utf-8")
+        assert main(["report", str(store), "--format", "csv"]) == 0
+        err = " ".join(capsys.readouterr().err.split())
+        for problem in ("fold: expected a whole number from 0 or null, got text", "counters: expected an object (counter name: number) or null, got an array",
+                        "metrics.accuracy: expected a fraction from 0 to 1 or null, got NaN"):
+            assert problem in err
+    finally:
+        target.write_text(good, encoding="utf-8")
+
+
+def test_records_round_trip_through_json(store):
+    for path in sorted(store.glob("*/result.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["notes"] = ["a field this version does not know"]
+        record = RunRecord.from_json(data)
+        assert RunRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+        assert without_nulls(record.to_json()) == without_nulls(data)  # nothing lost, only absent fields made null
+
+
+def without_nulls(value):
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    return value
+
+
+def test_every_problem_of_a_record_is_collected():
+    with pytest.raises(RecordShapeError) as raised:
+        RunRecord.from_json({"experiment": "", "phase": "cv", "fold": "x", "metrics": {"accuracy": 2}})
+    assert raised.value.problems == [
+        "experiment: expected non-empty text, got text",
+        "fold: expected a whole number from 0 or null, got text",
+        "metrics.accuracy: expected a fraction from 0 to 1 or null, got the number 2",
+    ]
+
+
+def test_a_valid_record_of_a_failed_run_reads(store):
+    record = json.loads((store / TARGET / "result.json").read_text(encoding="utf-8"))
+    record.update(status="failed", metrics=None, error={"plugin": "sam", "hook": "training_stages", "type": "ValueError", "message": "rho", "traceback": "..."})
+    assert RunRecord.from_json(copy.deepcopy(record)).to_json()["error"] == record["error"]
+
+
+def test_odd_histories_and_class_lists_that_differ_between_folds_leave_out_one_figure_each(tmp_path, capsys):
+    """Each record valid alone: a fold with six classes (its own 6 x 6 matrix) cannot be summed
+    with the others' 7 x 7; a ``history.json`` with a text epoch cannot be drawn."""
+    write_fake_store(tmp_path / "runs", experiments=["M2"])
+    target = tmp_path / "runs" / TARGET / "result.json"
+    record = json.loads(target.read_text(encoding="utf-8"))
+    record["classes"] = record["classes"][:6]
+    record["metrics"]["confusion"] = [row[:6] for row in record["metrics"]["confusion"][:6]]
+    del record["metrics"]["sensitivity"]["surprise"]
+    target.write_text(json.dumps(record), encoding="utf-8")
+    history = tmp_path / "runs" / "M2-cv3-fake" / "history.json"
+    history.write_text(json.dumps([{"epoch": "1", "loss": 1.0}]), encoding="utf-8")
+
+    assert main(["report", str(tmp_path / "runs"), "--confusion", "M2"]) == 0
+    assert f"run {TARGET}: confusion matrix of shape (6, 6), expected (7, 7) for 7 classes" in " ".join(capsys.readouterr().out.split())
+    assert main(["report", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]) == 0
+    warnings = " ".join(capsys.readouterr().err.split())
+    assert "no confusion figure: run M2-cv2-fake: confusion matrix of shape (6, 6)" in warnings
+    assert f"{history}: left out of the learning curves" in warnings
+    assert (tmp_path / "figures" / "learning_curves_cv_M2.png").is_file()  # the other folds' curves
+
+
+def test_a_run_whose_metrics_the_reports_would_refuse_is_recorded_as_failed_saying_why(store):
+    from feph_finetune.execution import _readable
+
+    record = json.loads((store / TARGET / "result.json").read_text(encoding="utf-8"))
+    record["metrics"]["accuracy"] = 61.0  # an evaluate plugin's percentage
+    failed = _readable(record)
+    assert failed["status"] == "failed" and failed["metrics"] is None
+    assert failed["error"]["message"] == "metrics.accuracy: expected a fraction from 0 to 1 or null, got the number 61.0"
+    assert RunRecord.from_json(failed).status == "failed"  # readable: the matrix reports it and retries it
+    good = json.loads((store / TARGET / "result.json").read_text(encoding="utf-8"))
+    assert _readable(good) == good
+
+
+def test_a_fold_listing_the_classes_in_another_order_is_summed_class_by_class(store):
+    from feph_finetune.confusion import summed_confusion
+    from feph_finetune.results import RunStore
+
+    runs = [record for record in RunStore(store).records() if record["experiment"] == "M2" and record["phase"] == "cv"]
+    classes = runs[0]["classes"]
+    expected, _ = summed_confusion(runs, classes)
+    reordered = copy.deepcopy(runs)
+    target = next(run for run in reordered if run["id"] == TARGET)
+    target["classes"] = classes[::-1]
+    target["metrics"]["confusion"] = [row[::-1] for row in target["metrics"]["confusion"][::-1]]
+    assert (summed_confusion(reordered, classes)[0] == expected).all()
