@@ -345,7 +345,10 @@ def _reference_lines(axes, configurations: list[tuple[dict, list[dict]]]) -> lis
         handles.append(Line2D([], [], color="0.45", linestyle=":", label=f"chance: 1/{len(classes)} = {chance:.1f}%"))
     totals = np.zeros(len(classes))
     for _, runs in configurations:
-        summed = summed_confusion(runs, classes)
+        try:
+            summed = summed_confusion(runs, classes)
+        except ValueError:  # folds with other class lists: the confusion figure warns about them
+            continue
         if summed is not None:
             totals += summed[0].sum(axis=1)
     if totals.sum() > 0:
