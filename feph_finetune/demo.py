@@ -1,10 +1,12 @@
 """The demo: the paper's protocol in miniature on synthetic data, runnable on a laptop CPU.
 
-It writes a synthetic FePh-format dataset and a synthetic "generic faces" dataset, pre-trains a
-small base model per backbone on the generic faces (standing in for Savchenko's AffectNet models),
-and points the matrix at both, so that No-FT rows measure a real domain shift and fine-tuning has
-something to improve. Everything is cached under the cache directory, keyed by its settings, and
-built once.
+It writes a synthetic FePh-format dataset, takes a small base model per backbone pre-trained on
+synthetic "generic faces" (standing in for Savchenko's AffectNet models), and points the matrix
+at both, so that No-FT rows measure a real domain shift and fine-tuning has something to
+improve. The bases are shipped with the package (:mod:`feph_finetune.demo_bases`) and installed
+when the ``[demo]`` settings are theirs; at other settings the generic faces are written and the
+bases pre-trained here. Everything is cached under the cache directory, keyed by its settings,
+and built once.
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ SAVCHENKO_RGB_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 #: steps to this peak, then cosine decay to 0 (Loshchilov & Hutter 2017; Keras' ``CosineDecay``).
 #: Measured on 3,600 generic faces at 64 px: EfficientNet-B0 reached 54% held-out accuracy in 5
 #: epochs this way, against 46% after 5 of 10 epochs at a constant 1e-3 (62% after all 10).
-#: MobileNet alpha 0.5 at a 3e-3 peak was chaotic: 41%, 17% and 13% (chance 14%) on three CPU
-#: kernel paths; at 1e-3 it gave 28.5% (Eigen) and 31.0% (oneDNN) on this project's 2-core AVX2
-#: machine (10 epochs). The demo uses the shipped bases anyway (:mod:`feph_finetune.demo_bases`).
+#: MobileNet alpha 0.5 at a 3e-3 peak for 10 epochs was chaotic: 41%, 17% and 13% (chance 14%)
+#: on three CPU kernel paths; at 1e-3 it gave 28.5% (Eigen) and 31.0% (oneDNN) in 10 epochs on
+#: this project's 2-core AVX2 machine, and 40.5% (Eigen) in 20, the demo's setting. The demo
+#: uses the shipped bases where its settings allow (:mod:`feph_finetune.demo_bases`).
 BASE_PEAK_LR = {"mobilenet": 1e-3, "efficientnet": 3e-3}
 BASE_BATCH_SIZE = 32
 
