@@ -120,6 +120,7 @@ def export_base(model_path: Path, backbone: str, settings: dict[str, Any], gener
     """Round a pre-trained base's weights to float16, measure them on the held-out generic faces
     and write them to ``folder`` with their record; returns the record."""
     import keras
+    import tensorflow as tf
 
     from feph_finetune.demo import base_model_input, generic_faces, held_out_mask
 
@@ -133,8 +134,6 @@ def export_base(model_path: Path, backbone: str, settings: dict[str, Any], gener
     name = f"demo_{backbone}_base.npz"
     path = folder / name
     np.savez_compressed(path, **{f"w{index:03d}": weight for index, weight in enumerate(weights)})
-    import tensorflow as tf
-
     return {
         "settings": base_settings(settings, backbone),
         "held_out_accuracy": float(np.mean(predicted == labels[held_out])),
@@ -200,8 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a dotted TOML key, as in the main command")
     parser.add_argument("--to", type=Path, default=SHIPPED_DIR, help=f"folder to write (default: the package's {SHIPPED_DIR})")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    console = Console()
-    return guarded(lambda args, console: make_shipped_bases(args.config, args.overrides, args.to, console) and 0, args, console, Console(stderr=True))
+    return guarded(_make_command, args, Console(), Console(stderr=True))
+
+
+def _make_command(args: argparse.Namespace, console) -> int:
+    make_shipped_bases(args.config, args.overrides, args.to, console)
+    return 0
 
 
 if __name__ == "__main__":
