@@ -95,7 +95,7 @@ DEMO_DEFAULTS = {
     "images": 300,
     "generic_images": 4000,
     "seed": 7,
-    "base_epochs": {"mobilenet": 10, "efficientnet": 5},
+    "base_epochs": {"mobilenet": 20, "efficientnet": 5},
     "defaults": {},
 }
 

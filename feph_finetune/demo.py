@@ -1,10 +1,12 @@
 """The demo: the paper's protocol in miniature on synthetic data, runnable on a laptop CPU.
 
-It writes a synthetic FePh-format dataset and a synthetic "generic faces" dataset, pre-trains a
-small base model per backbone on the generic faces (standing in for Savchenko's AffectNet models),
-and points the matrix at both, so that No-FT rows measure a real domain shift and fine-tuning has
-something to improve. Everything is cached under the cache directory, keyed by its settings, and
-built once.
+It writes a synthetic FePh-format dataset, takes a small base model per backbone pre-trained on
+synthetic "generic faces" (standing in for Savchenko's AffectNet models), and points the matrix
+at both, so that No-FT rows measure a real domain shift and fine-tuning has something to
+improve. The bases are shipped with the package (:mod:`feph_finetune.demo_bases`) and installed
+when the ``[demo]`` settings are theirs; at other settings the generic faces are written and the
+bases pre-trained here. Everything is cached under the cache directory, keyed by its settings,
+and built once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -36,20 +38,33 @@ DEMO_BACKBONES = ("mobilenet", "efficientnet")
 SAVCHENKO_RGB_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
-#: Pre-training's learning rate: Adam warmed up linearly over the first tenth of the steps to this
-#: peak, then cosine decay to 0 (Loshchilov & Hutter 2017; Keras' ``CosineDecay``). Measured on
-#: 3,600 generic faces at 64 px: EfficientNet-B0 reached 54% held-out accuracy in 5 epochs this
-#: way, against 46% after 5 of 10 epochs at a constant 1e-3 (62% after all 10).
-BASE_PEAK_LR = 3e-3
+#: Pre-training's learning rate per backbone: Adam warmed up linearly over the first tenth of the
+#: steps to this peak, then cosine decay to 0 (Loshchilov & Hutter 2017; Keras' ``CosineDecay``).
+#: Measured on 3,600 generic faces at 64 px: EfficientNet-B0 reached 54% held-out accuracy in 5
+#: epochs this way, against 46% after 5 of 10 epochs at a constant 1e-3 (62% after all 10).
+#: MobileNet alpha 0.5 at a 3e-3 peak for 10 epochs was chaotic: 41%, 17% and 13% (chance 14%)
+#: on three CPU kernel paths; at 1e-3 it gave 28.5% (Eigen) and 31.0% (oneDNN) in 10 epochs on
+#: this project's 2-core AVX2 machine, and 40.5% (Eigen) in 20, the demo's setting. The demo
+#: uses the shipped bases where its settings allow (:mod:`feph_finetune.demo_bases`).
+BASE_PEAK_LR = {"mobilenet": 1e-3, "efficientnet": 3e-3}
 BASE_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
 class DemoPaths:
+    """Where the demo's files go. ``base_models``: the whole-model file each backbone's runs
+    load; ``shipped``: the records of the backbones whose base is installed from the package
+    (:mod:`feph_finetune.demo_bases`) instead of pre-trained."""
+
     root: Path
     data: Path
     generic: Path
     base_models: dict[str, Path]
+    shipped: dict[str, dict] = field(default_factory=dict)
+
+    def needs_generic_faces(self) -> bool:
+        """Whether a base is still to be pre-trained (only pre-training reads the generic faces)."""
+        return any(not path.is_file() and name not in self.shipped for name, path in self.base_models.items())
 
 
 def demo_settings(raw: RawConfig) -> dict[str, Any]:
@@ -98,13 +113,20 @@ def _check_base_epochs(raw: RawConfig, table: Any, problems: list[Problem]) -> N
 
 #: Part of the cache key: raise it when the demo's data or base models are made differently, so
 #: that a cache written by an older version is not reused.
-DEMO_FORMAT = 4
+DEMO_FORMAT = 5
 
 
-def demo_paths(settings: dict[str, Any]) -> DemoPaths:
+def demo_paths(settings: dict[str, Any], shipped: bool = True) -> DemoPaths:
+    """The demo's cache folder for ``settings``. A backbone whose shipped base was made with these
+    settings gets it (installed as ``<backbone>_shipped_base.keras``) unless ``shipped`` is False;
+    the others a base pre-trained here (``<backbone>_base.keras``)."""
+    from feph_finetune.demo_bases import shipped_base
+
     digest = hashlib.sha256(json.dumps({**settings, "format": DEMO_FORMAT}, sort_keys=True).encode()).hexdigest()[:12]
     root = default_cache_dir() / "demo" / digest
-    return DemoPaths(root, root / "FePh", root / "generic", {name: root / f"{name}_base.keras" for name in DEMO_BACKBONES})
+    records = {name: record for name in DEMO_BACKBONES if shipped and (record := shipped_base(settings, name)) is not None}
+    models = {name: root / f"{name}_{'shipped_' if name in records else ''}base.keras" for name in DEMO_BACKBONES}
+    return DemoPaths(root, root / "FePh", root / "generic", models, records)
 
 
 def demo_jobs() -> int:
@@ -119,13 +141,16 @@ def demo_jobs() -> int:
 
 
 def write_demo_data(settings: dict[str, Any], paths: DemoPaths, console) -> None:
-    """Write the demo's FePh-like and generic datasets where they are missing."""
+    """Write the demo's FePh-like dataset, and the generic faces if a base is to be pre-trained,
+    where they are missing."""
     from feph_finetune.synth import write_synthetic_dataset
 
     for folder, domain, images, seed in (
         (paths.data, "feph", settings["images"], settings["seed"]),
         (paths.generic, "generic", settings["generic_images"], settings["seed"] + 1),
     ):
+        if domain == "generic" and not paths.needs_generic_faces():
+            continue
         if not folder.is_dir():
             console.log(f"demo: writing {images} synthetic {domain} images to {folder}")
             with atomic_folder(folder) as temporary:
@@ -149,6 +174,13 @@ def runs_as_bases_are_ready(runs: list, settings: dict[str, Any], paths: DemoPat
         backbone = run.config["model"]
         if backbone in paths.base_models and not paths.base_models[backbone].is_file() and not is_done(run.id):
             waiting.setdefault(backbone, []).append(run)
+    shipped = [backbone for backbone in waiting if backbone in paths.shipped]
+    if shipped:  # seconds: installed before any run, so that every run can start in one group
+        with BasePretraining(shipped, settings, paths, console) as installing:
+            while installing.running:
+                installing.next_trained()
+        for backbone in shipped:
+            del waiting[backbone]
     ready = [run for run in runs if run.config["model"] not in waiting]
     failures: list[str] = []
     with BasePretraining(list(waiting), settings, paths, console) as pretraining:
@@ -166,11 +198,12 @@ def runs_as_bases_are_ready(runs: list, settings: dict[str, Any], paths: DemoPat
 
 
 class PretrainingFailed(RuntimeError):
-    """A base model's pre-training child exited without writing its model."""
+    """A base model's pre-training (or installing) child exited without writing its model."""
 
 
 class BasePretraining:
-    """Pre-trains the base models of ``backbones``, each in a fresh child process, all at once.
+    """Pre-trains the base models of ``backbones``, each in a fresh child process, all at once;
+    a backbone in ``paths.shipped`` gets its shipped base installed instead (a few seconds).
 
     Children keep TensorFlow out of the command's own process (its memory would stay there for the
     whole matrix) and train side by side. Each child seeds itself, so the weights do not depend on
@@ -178,6 +211,7 @@ class BasePretraining:
     """
 
     def __init__(self, backbones: list[str], settings: dict[str, Any], paths: DemoPaths, console):
+        from feph_finetune.demo_bases import read_shipped_weights
         from feph_finetune.executors.forkserver import process_context
 
         self.paths, self.console = paths, console
@@ -186,10 +220,15 @@ class BasePretraining:
         try:
             for backbone in backbones:
                 epochs = settings["base_epochs"][backbone]
-                console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({epochs} epochs)")
+                record = paths.shipped.get(backbone)
+                if record is None:
+                    console.log(f"demo: pre-training the {backbone} base model on synthetic generic faces ({epochs} epochs)")
+                else:
+                    read_shipped_weights(record)  # a missing or damaged file is named here, not in a child's log
+                    console.log(f"demo: installing the {backbone} base model shipped with feph_finetune (made for these settings)")
                 # A daemon is terminated, not joined, if the command exits without stop().
                 child = context.Process(
-                    target=pretrain_quietly, args=(backbone, {**settings, "base_epochs": epochs}, paths.generic, paths.base_models[backbone], dict(os.environ)),
+                    target=pretrain_quietly, args=(backbone, {**settings, "base_epochs": epochs}, paths.generic, paths.base_models[backbone], record, dict(os.environ)),
                     name=f"pretrain-{backbone}", daemon=True,
                 )
                 child.start()
@@ -221,9 +260,13 @@ class BasePretraining:
             )
         pretraining_log(model).unlink(missing_ok=True)
         report = json.loads(model.with_suffix(".json").read_text(encoding="utf-8"))
+        how = (
+            f"shipped, pre-trained once with TF_ENABLE_ONEDNN_OPTS={report['made_with']['TF_ENABLE_ONEDNN_OPTS']}" if report.get("shipped")
+            else f"pre-trained in {report['seconds']:.0f} s"
+        )
         self.console.log(
             f"demo: the {backbone} base model classifies {report['held_out_accuracy']:.0%} of held-out generic faces "
-            f"(chance: {1 / len(CLASSES):.0%}); pre-trained in {report['seconds']:.0f} s"
+            f"(chance: {1 / len(CLASSES):.0%}); {how}"
         )
         return backbone
 
@@ -244,8 +287,9 @@ class BasePretraining:
         self.stop()
 
 
-def pretrain_quietly(backbone: str, settings: dict[str, Any], generic: Path, path: Path, environment: dict[str, str]) -> None:
-    """:func:`pretrain_base_model` in a child process of
+def pretrain_quietly(backbone: str, settings: dict[str, Any], generic: Path, path: Path, shipped: dict | None, environment: dict[str, str]) -> None:
+    """:func:`pretrain_base_model` (or, given a ``shipped`` record,
+    :func:`~feph_finetune.demo_bases.install_shipped_base`) in a child process of
     :func:`~feph_finetune.executors.forkserver.process_context`, with the command's
     ``environment``. It ignores Ctrl-C, which the command handles by stopping it; its output
     (TensorFlow's notices, any traceback) goes to :func:`pretraining_log` instead of the console;
@@ -255,7 +299,12 @@ def pretrain_quietly(backbone: str, settings: dict[str, Any], generic: Path, pat
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop() sends it: leave no temporary folder behind
     begin_child(pretraining_log(path), environment)
-    pretrain_base_model(backbone, settings, generic, path)
+    if shipped is None:
+        pretrain_base_model(backbone, settings, generic, path)
+    else:
+        from feph_finetune.demo_bases import install_shipped_base
+
+        install_shipped_base(backbone, settings, shipped, path)
 
 
 def _exit_on_sigterm(signum, frame):
@@ -312,9 +361,35 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
     from feph_finetune.compiling import compile_for_stage
     from feph_finetune.training import seed_everything, use_threads
 
-    size = settings["input_size"]
     use_threads(settings["threads"])
     seed_everything(settings["seed"], deterministic=True)
+    model = base_architecture(backbone, settings)
+    started = time.perf_counter()
+    images, labels = generic_faces(generic, settings["input_size"])
+    held_out = held_out_mask(len(images), settings["seed"])
+    steps = settings["base_epochs"] * -(-int((~held_out).sum()) // BASE_BATCH_SIZE)
+    warmup = max(1, steps // 10)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, max(1, steps - warmup), warmup_target=BASE_PEAK_LR[backbone], warmup_steps=warmup)
+    compile_for_stage(model, keras.optimizers.Adam(schedule))
+    model.fit(base_model_input(backbone, images[~held_out]), labels[~held_out], batch_size=BASE_BATCH_SIZE, epochs=settings["base_epochs"], shuffle=True, verbose=0)
+    predicted = model.predict(base_model_input(backbone, images[held_out]), batch_size=64, verbose=0).argmax(axis=1)
+    accuracy = float(np.mean(predicted == labels[held_out]))
+    save_base(model, path, {"held_out_accuracy": accuracy, "held_out_images": int(held_out.sum()), "seconds": time.perf_counter() - started, **settings})
+    return accuracy
+
+
+def held_out_mask(count: int, seed: int) -> np.ndarray:
+    """Which of ``count`` generic faces pre-training holds out: a tenth (at least one), drawn from ``seed``."""
+    return np.random.default_rng(seed).permutation(count) < max(1, count // 10)
+
+
+def base_architecture(backbone: str, settings: dict[str, Any]):
+    """A demo base, untrained: the backbone at ``settings["input_size"]`` (MobileNet of width
+    ``settings["alpha"]``) with average pooling, a 64-unit ``feats`` layer and a 7-way softmax
+    ``emotion_preds`` (classes in Savchenko's order), as Savchenko's models end."""
+    import keras
+
+    size = settings["input_size"]
     inputs = keras.Input((size, size, 3))
     if backbone == "mobilenet":
         base = keras.applications.MobileNet(include_top=False, weights=None, input_tensor=inputs, alpha=settings["alpha"], pooling="avg")
@@ -326,18 +401,13 @@ def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, 
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9  # few steps: let the moving statistics converge, or inference mode is garbage
-    started = time.perf_counter()
-    images, labels = generic_faces(generic, size)
-    held_out = np.random.default_rng(settings["seed"]).permutation(len(images)) < max(1, len(images) // 10)
-    steps = settings["base_epochs"] * -(-int((~held_out).sum()) // BASE_BATCH_SIZE)
-    warmup = max(1, steps // 10)
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, max(1, steps - warmup), warmup_target=BASE_PEAK_LR, warmup_steps=warmup)
-    compile_for_stage(model, keras.optimizers.Adam(schedule))
-    model.fit(base_model_input(backbone, images[~held_out]), labels[~held_out], batch_size=BASE_BATCH_SIZE, epochs=settings["base_epochs"], shuffle=True, verbose=0)
-    predicted = model.predict(base_model_input(backbone, images[held_out]), batch_size=64, verbose=0).argmax(axis=1)
-    accuracy = float(np.mean(predicted == labels[held_out]))
+    return model
+
+
+def save_base(model, path: Path, record: dict[str, Any]) -> None:
+    """Save a base model whole at ``path`` and ``record`` beside it (``.json``), each file
+    appearing only once complete: the model last, as it is what says the base is ready."""
     with atomic_path(path.with_suffix(".json")) as temporary:
-        temporary.write_text(json.dumps({"held_out_accuracy": accuracy, "held_out_images": int(held_out.sum()), "seconds": time.perf_counter() - started, **settings}, indent=2), encoding="utf-8")
-    with atomic_path(path) as temporary:  # the model last: its presence means the base is ready
+        temporary.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    with atomic_path(path) as temporary:
         model.save(temporary)
-    return accuracy

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from feph_finetune.api import BuiltModel, TrainingStage
-from feph_finetune.compiling import compile_for_stage
+from feph_finetune.compiling import compile_for_stage, predict_traced_once
 
 #: Keras layers without weights that give the same output for an image every time: leading ones
 #: of the head run once with the frozen part, so that spatial features (N x H x W x C) are stored
@@ -173,7 +173,7 @@ def _was_called(layer: Any) -> bool:
 
 def _features(extractor: Any, images: Any, labels: np.ndarray, batch_size: int, what: str) -> np.ndarray:
     """The extractor's output in inference mode, one row per label."""
-    features = np.asarray(extractor.predict(images, batch_size=batch_size, verbose=0))
+    features = predict_traced_once(extractor, images, batch_size)
     if len(features) != len(labels):
         raise ValueError(f"train_head_on_features: the {what} images gave {len(features)} feature rows for {len(labels)} labels")
     return features

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from feph_finetune import head_features
 from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, RunContext, TrainingStage
-from feph_finetune.compiling import compile_for_stage
+from feph_finetune.compiling import compile_for_stage, predict_traced_once
 from feph_finetune.matrix import Run
 from feph_finetune.plugins import PluginCallError, Plugins
 from feph_finetune.preparation import Examples, RunData
@@ -247,7 +247,7 @@ def _record_history(outcome: TrainingOutcome, stage: TrainingStage, first_epoch:
 
 def predict(model, examples: Examples, data: RunData, batch_size: int) -> np.ndarray:
     dataset = make_dataset(examples, data, batch_size, seed=0, training=False)
-    return np.asarray(model.predict(dataset.map(lambda images, _: images), verbose=0), dtype=np.float64)
+    return np.asarray(predict_traced_once(model, dataset, batch_size), dtype=np.float64)
 
 
 def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData, batch_size: int, classes=CLASSES, notes: list[str] | None = None) -> np.ndarray:

@@ -1,11 +1,9 @@
-"""The demo: fine-tuning beats the pretrained model used as is for both backbones, the bases
-pre-train beside the runs, and the demo's base models and data come out the same every time.
+"""The demo: fine-tuning beats the pretrained model used as is for both backbones, the shipped
+bases are used when the settings are theirs and pre-trained otherwise, the bases pre-train
+beside the runs, and the demo's base models and data come out the same every time.
 
-The end-to-end test is the slowest of the suite (about six minutes on two cores): it writes the
-demo's synthetic data, pre-trains both of its bases and runs four of its experiments in 3-fold
-cross-validation. Smaller settings do not give bases whose features transfer: measured at 48 px
-with 1,440 generic training faces (MobileNet 10, EfficientNet 5 epochs), fine-tuning gained only 5
-points over MobileNet's No-FT (16% to 21%) and EfficientNet's No-FT stayed at chance (13%).
+The end-to-end test is the slowest of the suite: it writes the demo's synthetic data, installs
+the shipped bases and runs four of its experiments in the demo's 5-fold cross-validation.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feph_finetune import demo
+from feph_finetune import demo, demo_bases
 from feph_finetune.cli import main
 from feph_finetune.config import ConfigError, read_config
 from feph_finetune.synth import write_synthetic_dataset
@@ -29,23 +27,29 @@ from conftest import run_cli
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.toml"
 
 
+@pytest.mark.numerics
 def test_fine_tuning_beats_the_no_ft_baseline_on_the_demo_for_both_backbones(tmp_path, capsys):
-    """The demo's claim, on its own settings and base models, in its own 3-fold cross-validation
-    (these are four rows of the README's table): M1 and E2 each beat their No-FT row (M0, E0) by
-    10 points."""
+    """The demo's claim, on its own settings and shipped bases, in its own 5-fold
+    cross-validation (four rows of the README's table): each base classifies the held-out
+    generic faces well above chance, and M1 and E2 beat their No-FT row (M0, E0) in the paired
+    t-test at p < 0.05, the conclusion the README states; not particular numbers, which differ
+    between CPU kernel paths."""
     outdir = tmp_path / "runs"
     argv = [str(EXPERIMENTS), "--demo", "--only", "M0", "M1", "E0", "E2", "--phase", "cv", "--output", str(outdir)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Table 5" in printed and printed.count("base model classifies") == 2
+    assert "pre-training" not in printed and printed.count("shipped") >= 2
+    for record in demo_bases.shipped_records().values():
+        assert record["held_out_accuracy"] >= 2 / 7, "a base at twice chance or more: it learned expressions"
     result = run_cli("report", str(outdir), "--format", "json")
     rows = {row["experiment"]: row for row in json.loads(result.stdout)}
-    assert all(rows[name]["folds"] == 3 for name in ("M0", "M1", "E0", "E2"))
+    assert all(rows[name]["folds"] == 5 for name in ("M0", "M1", "E0", "E2"))
     for no_ft, fine_tuned in (("M0", "M1"), ("E0", "E2")):
-        before, after = rows[no_ft]["accuracy"], rows[fine_tuned]["accuracy"]
-        print(f"{no_ft} {before:.3f}, {fine_tuned} {after:.3f}")
-        assert before > 1 / 7, f"{no_ft}: the base should transfer something, No-FT above chance"
-        assert after >= before + 0.10, f"{fine_tuned} {after:.3f} vs {no_ft} {before:.3f}"
+        before, after, test = rows[no_ft]["accuracy"], rows[fine_tuned]["accuracy"], rows[fine_tuned]["versus_baseline"]
+        print(f"{no_ft} {before:.3f}, {fine_tuned} {after:.3f}, p = {test['p']:.4f}")
+        assert test["baseline"] == no_ft and test["folds"] == 5
+        assert test["mean_diff"] > 0 and test["p"] < 0.05, f"{fine_tuned} {after:.3f} vs {no_ft} {before:.3f}: {test}"
 
 
 def test_the_mobilenet_base_takes_rgb_minus_savchenkos_means_without_a_channel_flip():
@@ -54,6 +58,7 @@ def test_the_mobilenet_base_takes_rgb_minus_savchenkos_means_without_a_channel_f
     np.testing.assert_array_equal(demo.base_model_input("efficientnet", images), images.astype(np.float32))
 
 
+@pytest.mark.numerics  # bit for bit on one kernel path, whichever it is
 def test_pre_training_a_base_twice_gives_the_same_weights_bit_for_bit_here_or_in_a_child(tmp_path):
     import keras
     from rich.console import Console
@@ -73,6 +78,101 @@ def test_pre_training_a_base_twice_gives_the_same_weights_bit_for_bit_here_or_in
     weights = [keras.models.load_model(path).get_weights() for path in (here, child)]
     assert len(weights[0]) == len(weights[1]) > 0
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
+
+
+def demo_toml_settings(*overrides):
+    return demo.demo_settings(read_config(EXPERIMENTS, list(overrides)))
+
+
+@pytest.mark.parametrize(
+    "overrides, shipped",
+    [
+        ((), {"mobilenet", "efficientnet"}),
+        (("demo.defaults.threads=2", "demo.images=200", "demo.folds=3"), {"mobilenet", "efficientnet"}),  # the runs change, not the bases
+        (("demo.base_epochs.mobilenet=11",), {"efficientnet"}),
+        (("demo.defaults.options.mobilenet.alpha=0.25",), {"efficientnet"}),
+        (("demo.seed=8",), set()),
+        (("demo.defaults.input_size=48",), set()),
+        (("demo.generic_images=3000",), set()),
+    ],
+)
+def test_the_shipped_bases_are_used_only_at_the_settings_they_were_made_with(overrides, shipped):
+    paths = demo.demo_paths(demo_toml_settings(*overrides))
+    assert set(paths.shipped) == shipped
+    for name, path in paths.base_models.items():
+        assert path.parent == paths.root and path.name == (f"{name}_shipped_base.keras" if name in shipped else f"{name}_base.keras")
+    assert paths.needs_generic_faces() == (shipped != set(demo.DEMO_BACKBONES))
+
+
+def test_with_the_shipped_bases_the_demo_writes_no_generic_faces(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    monkeypatch.setenv("FEPH_FINETUNE_CACHE", str(tmp_path))
+    settings = {**demo_toml_settings(), "images": 20}
+    paths = demo.demo_paths(settings)
+    assert set(paths.shipped) == set(demo.DEMO_BACKBONES)
+    demo.write_demo_data(settings, paths, Console(file=io.StringIO()))
+    assert paths.data.is_dir() and not paths.generic.exists()
+
+
+@pytest.mark.numerics
+def test_an_installed_shipped_base_holds_the_shipped_weights_bit_for_bit(tmp_path):
+    """float16 widened to float32 is exact: the installed model is the same on every machine."""
+    import keras
+
+    settings = demo_toml_settings()
+    record = demo_bases.shipped_base(settings, "mobilenet")
+    path = tmp_path / "mobilenet_shipped_base.keras"
+    demo_bases.install_shipped_base("mobilenet", settings, record, path)
+    installed, shipped = keras.models.load_model(path).get_weights(), demo_bases.read_shipped_weights(record)
+    assert len(installed) == len(shipped) > 0 and all(np.array_equal(a, b) for a, b in zip(installed, shipped))
+    assert json.loads(path.with_suffix(".json").read_text())["held_out_accuracy"] == record["held_out_accuracy"]
+
+
+def test_a_missing_or_damaged_shipped_base_is_named(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    record = demo_bases.shipped_records()["mobilenet"]
+    with pytest.raises(demo_bases.ShippedBaseError, match="demo_mobilenet_base.npz is missing; reinstall"):
+        demo_bases.read_shipped_weights(record, folder)
+    damaged = (demo_bases.SHIPPED_DIR / record["weights"]).read_bytes()
+    (folder / record["weights"]).write_bytes(damaged[:-1] + bytes([damaged[-1] ^ 1]))
+    with pytest.raises(demo_bases.ShippedBaseError, match="demo_mobilenet_base.npz is damaged"):
+        demo_bases.read_shipped_weights(record, folder)
+
+
+def test_the_shipped_bases_are_package_data():
+    """Found by a normal ``pip install .`` too: pyproject.toml lists them as package data."""
+    import tomllib
+
+    listed = tomllib.loads((EXPERIMENTS.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["feph_finetune"]
+    files = {path.relative_to(demo_bases.SHIPPED_DIR.parent).as_posix() for path in demo_bases.SHIPPED_DIR.iterdir()}
+    assert files and all(any(Path(name).match(pattern) for pattern in listed) for name in files), (files, listed)
+    assert sum(path.stat().st_size for path in demo_bases.SHIPPED_DIR.iterdir()) < 20e6
+
+
+def test_the_bases_command_pre_trains_exports_and_the_demo_then_uses_them(tmp_path, monkeypatch):
+    """``python -m feph_finetune.demo_bases`` on tiny settings: both bases pre-trained, rounded
+    to float16, measured and recorded; the record matches those settings and no others."""
+    from rich.console import Console
+
+    monkeypatch.setenv("FEPH_FINETUNE_CACHE", str(tmp_path / "cache"))
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(
+        '[dataset]\nroot = "x"\n\n[experiments.A]\nmodel = "mobilenet"\n\n[demo]\nimages = 20\ngeneric_images = 30\n'
+        'base_epochs = { mobilenet = 1, efficientnet = 1 }\n\n[demo.defaults]\ninput_size = 32\nthreads = 1\n\n'
+        "[demo.defaults.options.mobilenet]\nalpha = 0.25\n",
+        encoding="utf-8",
+    )
+    folder = tmp_path / "shipped"
+    records = demo_bases.make_shipped_bases(toml, [], folder, Console(file=io.StringIO()))
+    assert set(records) == set(demo.DEMO_BACKBONES) == set(json.loads((folder / demo_bases.RECORD).read_text()))
+    settings = demo.demo_settings(read_config(toml, []))
+    for name, record in records.items():
+        assert demo_bases.shipped_base(settings, name, folder) == record and record["held_out_images"] == 3
+        assert 0 <= record["held_out_accuracy"] <= 1 and record["made_with"]["threads"] == 1
+        assert all(weight.dtype == np.float16 for weight in np.load(folder / record["weights"]).values())
+    assert demo_bases.shipped_base({**settings, "input_size": 48}, "mobilenet", folder) is None
 
 
 def test_synthetic_data_is_the_same_bit_for_bit_from_the_same_seed(tmp_path):
@@ -257,3 +357,16 @@ def test_a_failed_base_holds_back_only_its_own_runs(stand_in_pretraining):
     assert [run.name for run in next(groups)] == ["M0"]
     with pytest.raises(demo.PretrainingFailed, match="efficientnet base model failed"):
         next(groups)
+
+
+def test_shipped_bases_are_installed_before_any_run_and_their_runs_start_with_the_others(stand_in_pretraining):
+    """Installing takes seconds: done first, so the runs of every shipped base form one group
+    (two at a time from the first run to the last), and only the other bases pre-train beside them."""
+    import dataclasses
+
+    record, paths = stand_in_pretraining
+    paths = dataclasses.replace(paths, shipped={"mobilenet": {"weights": "stand-in"}})
+    runs = [FakeRun("M0", "mobilenet"), FakeRun("E0", "efficientnet"), FakeRun("M1", "mobilenet")]
+    groups = [[run.name for run in group] for group in demo.runs_as_bases_are_ready(runs, {}, paths, None)]
+    assert record.started == [["mobilenet"], ["efficientnet"]]
+    assert groups == [["M0", "M1"], ["E0"]]
