@@ -16,8 +16,9 @@ this reuses). Savchenko's training notebook replaces timm's classifier by
   ``check_images(4, seed=99, size)`` at its variant's side.
 - conversions of the PyTorch files (torch imported first, as the command line does):
   ``seq7.keras``, ``seq8_sd.weights.h5``, ``b2_8.keras``, ``pytorch_sd_default.keras``
-  (converted as the default ``tf_efficientnet_b0``); ``log.json`` holds each conversion's report
-  lines, or its error message.
+  (converted as the default ``tf_efficientnet_b0``); refused: ``pytorch_sd.pt`` as
+  ``--architecture efficientnet_b0`` (its padding), ``seq8_sd.pt`` as ``tf_efficientnet_b2`` (its
+  shapes). ``log.json`` holds each conversion's report lines, or its error message.
 
 Seeds: a random EfficientNet with perturbed BatchNorm amplifies float32 round-off, so for some
 seeds even a correct conversion differs from PyTorch by up to 2e-4 (seen for seed 11 and 14),
@@ -79,6 +80,7 @@ def main(out: Path) -> None:
         ("b2_8", "b2_8.pt", "b2_8.keras", {"trust_pickle": True}),
         ("pytorch_sd_default", "pytorch_sd.pt", "pytorch_sd_default.keras", {}),
         ("pytorch_sd_named", "pytorch_sd.pt", "pytorch_sd_named.keras", {"architecture": "efficientnet_b0"}),
+        ("b0_weights_as_b2", "seq8_sd.pt", "b0_weights_as_b2.keras", {"architecture": "tf_efficientnet_b2"}),
     ):
         lines: list[str] = []
         try:
