@@ -373,7 +373,10 @@ class MatrixBuilder:
             table = config["options"].get(name) or {}
             if name in faulty or any(isinstance(value, str) and value in self.pending_files for value in table.values()):
                 continue
-            declarations = self.plugins.option_declarations(name)
+            try:
+                declarations = self.plugins.option_declarations(name)
+            except PluginCallError:
+                continue  # reported by the traits' check
             options = {**{key: option.default for key, option in declarations.items()}, **table}
             for key, option in declarations.items():
                 message = option.check_with_options(options[key], options) if option.check_with_options else None

@@ -34,7 +34,7 @@ def plugin_options() -> dict[str, Any]:
 @hookimpl
 def plugin_traits(options) -> set[str]:
     """Keras' EfficientNet rescales raw pixels inside the model: ``normalizes_input``."""
-    return {"normalizes_input"} | weights_traits(options["weights"], options["pretrained_classes"])
+    return {"normalizes_input"} | weights_traits(options["weights"], options.get("pretrained_classes"))
 
 
 @hookimpl

@@ -26,7 +26,7 @@ def plugin_options() -> dict[str, Any]:
 
 @hookimpl
 def plugin_traits(options) -> set[str]:
-    return weights_traits(options["weights"], options["pretrained_classes"])
+    return weights_traits(options["weights"], options.get("pretrained_classes"))
 
 
 @hookimpl
