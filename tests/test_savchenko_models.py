@@ -143,6 +143,7 @@ def test_efficientnet_builds_b2_from_a_converted_file_at_the_runs_size(sources):
 
 def test_no_ft_and_fine_tuning_run_from_a_converted_b2_file(sources, synthetic_feph, tmp_path):
     for fine_tune in (False, True):
+        (tmp_path / str(fine_tune)).mkdir()
         tiny = TinyMatrix(tmp_path / str(fine_tune), synthetic_feph, b2_experiments(sources / "b2_8.keras", fine_tune))
         assert tiny.runs["B2"].config["input_size"] == 32  # [defaults] sets it: the variant's 260 is only a default
         record = tiny.run_result("B2")
