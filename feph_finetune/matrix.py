@@ -389,8 +389,8 @@ class MatrixBuilder:
         """The model plugin's ``model_input``: its side when the TOML sets no ``input_size``; a
         model that takes no other side refuses a different one."""
         model = config["model"]
-        if not self.check_files or any(isinstance(value, str) and value in self.pending_files for value in (config["options"].get(model) or {}).values()):
-            return
+        if any(isinstance(value, str) and value in self.pending_files for value in (config["options"].get(model) or {}).values()):
+            return  # a file written later: the run checks its input
         try:
             wanted = self.plugins.call(model, "model_input", options=config["options"][model])
         except PluginCallError as error:
