@@ -32,6 +32,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import timm  # noqa: F401  (before TensorFlow: see above)
 import torch
 
@@ -47,15 +48,13 @@ def sequential(model: torch.nn.Module, dropout: bool = False) -> torch.nn.Module
     return model.eval()
 
 
-def probabilities(model: torch.nn.Module, size: int, classes: int) -> torch.Tensor:
+def probabilities(model: torch.nn.Module, size: int, classes: int) -> np.ndarray:
     with torch.no_grad():
         logits = model(torch.from_numpy(source_input(check_images(4, seed=IMAGE_SEED, size=size))))
     return torch.softmax(logits[:, :classes].double(), dim=1).numpy()
 
 
 def main(out: Path) -> None:
-    import numpy as np
-
     out.mkdir(parents=True, exist_ok=True)
     seq7 = sequential(random_b0(7, seed=10))
     torch.save(seq7, out / "seq7.pt")
