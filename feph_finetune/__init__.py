@@ -15,7 +15,8 @@ from feph_finetune.api import (
     RunContext,
     TrainingStage,
 )
-from feph_finetune.convert import ConversionError, ConvertedModel, efficientnet_b0_classifier, read_converted
+from feph_finetune.convert import VARIANTS as EFFICIENTNET_VARIANTS
+from feph_finetune.convert import ConversionError, ConvertedModel, efficientnet_b0_classifier, efficientnet_classifier, read_converted
 from feph_finetune.hookspecs import hookimpl
 from feph_finetune.options import Option
 
@@ -41,6 +42,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "CLASSES",
+    "EFFICIENTNET_VARIANTS",
     "Augmentation",
     "Executor",
     "ExecutorError",
@@ -57,6 +59,7 @@ __all__ = [
     "RunContext",
     "TrainingStage",
     "efficientnet_b0_classifier",
+    "efficientnet_classifier",
     "hookimpl",
     "read_converted",
     "__version__",

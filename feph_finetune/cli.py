@@ -35,7 +35,7 @@ other commands (each has --help):
   report    print the tables of a results directory, write its figures and report.md
   predict   apply a trained model bundle to images, frame folders and videos
   export    copy a finished run's model bundle to a folder of its own
-  convert   convert Savchenko's EfficientNet-B0 (.pt, .onnx) to a Keras file
+  convert   convert Savchenko's EfficientNet-B0/B2 (.pt, .onnx) to a Keras file
 """
 
 
@@ -123,13 +123,15 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 CONVERT_DESCRIPTION = """\
-Convert an EfficientNet-B0 expression model to a Keras 3 file the efficientnet plugin takes as
-weights: Savchenko's enet_b0_7.pt (a whole pickled timm model), a state_dict of timm's
-tf_efficientnet_b0, or an HSEmotion ONNX file (enet_b0_8_best_afew.onnx). The Keras model takes
-raw RGB 0-255 at 224x224 (x/255 and the ImageNet mean and std are inside it) and outputs the
-source's softmax in the source's class order, recorded in OUT.json next to it. Source and
-conversion are run on the same random images first: nothing is written when their probabilities
-differ by more than 1e-4. Needs pip install "feph_finetune[convert]" (ONNX) or
+Convert an EfficientNet-B0 or -B2 expression model to a Keras 3 file the efficientnet plugin
+takes as weights: Savchenko's enet_b0_7.pt or enet_b2_8.pt (whole pickled timm models), a
+state_dict of a timm EfficientNet, or an HSEmotion ONNX file (enet_b0_8_best_afew.onnx). The
+variant is told from the file. The Keras model takes raw RGB 0-255 (x/255 and the ImageNet mean
+and std are inside it; 224x224 for B0, 260x260 for B2) and outputs the source's softmax in the
+source's class order, recorded in OUT.json next to it; multi-task files (8 classes, then valence
+and arousal) keep the 8 classes only. Source and conversion are run on the same random images
+first: nothing is written when their probabilities differ by more than 1e-4. A state_dict is
+run as --architecture for that check. Needs pip install "feph_finetune[convert]" (ONNX) or
 "feph_finetune[convert-torch]" (.pt).
 """
 
@@ -140,6 +142,8 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("out", type=Path, metavar="OUT", help="OUT.keras (whole model) or OUT.weights.h5 (weights only)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a whole pickled model (enet_b0_7.pt): unpickling runs code named in the file, so only for files you trust")
     parser.add_argument("--classes", help="the source's class names in output order, comma-separated (default: HSEmotion's 7 or 8)")
+    parser.add_argument("--architecture", help="for a state_dict: the timm architecture it was trained as, run to verify the "
+                        "conversion (default: tf_efficientnet_b0 or tf_efficientnet_b2, Savchenko's, from the file's shapes)")
     return parser
 
 
@@ -309,7 +313,8 @@ def cmd_convert(args, console: Console) -> int:
 
     classes = [name for name in args.classes.split(",")] if args.classes else None
     try:
-        convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, report=lambda line: console.print(line, markup=False, highlight=False))
+        convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
+                report=lambda line: console.print(line, markup=False, highlight=False))
     except ConversionError as error:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False)
         return EXIT_USAGE

@@ -77,6 +77,21 @@ def plugin_traits(options):
 
 
 @hookspec(firstresult=True)
+def model_input(options):
+    """Say what input side the model a ``build_model`` plugin builds with these options is made for.
+
+    Called when a configuration is validated, before any work, with the plugin's checked options
+    (defaults filled in), and without TensorFlow: read files' headers only. Returns None (no
+    preference: the experiment's ``input_size``, default 224, applies) or a dict:
+
+    - ``"size"``: the side in pixels the model is made for (EfficientNet-B2: 260). An experiment
+      that does not set ``input_size`` (nor its ``[defaults]``, ancestors or grid) runs at it.
+    - ``"fixed"``: True when the model takes no other side (a whole-model file with a fixed input
+      shape); an experiment whose ``input_size`` differs is then refused before any work.
+    """
+
+
+@hookspec(firstresult=True)
 def preprocess(context):
     """Contribute a preprocessing step to the input pipeline of training and test data.
 

@@ -256,6 +256,10 @@ class MatrixBuilder:
 
     def source(self, chain: list[str], experiments: dict, defaults: dict, keys: tuple[str, ...]) -> tuple[str, ...]:
         """Where a resolved value was set: the experiment, an ancestor, or [defaults]."""
+        return self.setter(chain, experiments, defaults, keys) or ("experiments", chain[0]) + keys
+
+    def setter(self, chain: list[str], experiments: dict, defaults: dict, keys: tuple[str, ...]) -> tuple[str, ...] | None:
+        """Where the TOML sets a value of an experiment (as :meth:`source`); None where it does not."""
         def sets(table: dict) -> bool:
             for key in keys:
                 if not isinstance(table, dict) or key not in table:
@@ -268,7 +272,7 @@ class MatrixBuilder:
                 return ("experiments", name) + keys
         if sets(defaults):
             return ("defaults",) + keys
-        return ("experiments", chain[0]) + keys
+        return None
 
     def grid_points(self, name: str, grid: Any) -> list[dict[str, Any]]:
         keys = ("experiments", name, "grid")
@@ -330,6 +334,7 @@ class MatrixBuilder:
         names_found = len(self.problems) == before
         faulty = self.check_options(config, where)
         if names_found:
+            self.check_option_rules(config, where, faulty)
             self.check_traits(config, where, faulty)
 
     def check_options(self, config: dict[str, Any], where) -> set[str]:
@@ -365,6 +370,50 @@ class MatrixBuilder:
             if len(self.problems) > before:
                 faulty.add(plugin)
         return faulty
+
+    def check_option_rules(self, config: dict[str, Any], where, faulty: set[str]) -> None:
+        """Run the ``check_with_options`` rules of the plugins the experiment uses, whose options
+        passed their own checks; where files are checked and none is written later."""
+        if not self.check_files:
+            return
+        for name in used_plugins(config):
+            table = config["options"].get(name) or {}
+            if name in faulty or any(isinstance(value, str) and value in self.pending_files for value in table.values()):
+                continue
+            try:
+                declarations = self.plugins.option_declarations(name)
+            except PluginCallError:
+                continue  # reported by the traits' check
+            options = {**{key: option.default for key, option in declarations.items()}, **table}
+            for key, option in declarations.items():
+                message = option.check_with_options(options[key], options) if option.check_with_options else None
+                if message:
+                    place = ("options", name, key) if key in table else ("options", name)
+                    self.problems.append(Problem(self.raw.where(*where(place)), message))
+                    faulty.add(name)
+
+    def model_input_size(self, config: dict[str, Any], where, size_set: bool) -> None:
+        """The model plugin's ``model_input``: its side when the TOML sets no ``input_size``; a
+        model that takes no other side refuses a different one."""
+        model = config["model"]
+        if any(isinstance(value, str) and value in self.pending_files for value in (config["options"].get(model) or {}).values()):
+            return  # a file written later: the run checks its input
+        try:
+            wanted = self.plugins.call(model, "model_input", options=config["options"][model])
+        except PluginCallError as error:
+            self.problems.append(Problem(self.raw.where(*where(("options", model))), str(error)))
+            return
+        size = wanted.get("size") if isinstance(wanted, dict) else None
+        if not isinstance(size, int) or size == config["input_size"]:
+            return
+        if not size_set:
+            config["input_size"] = size
+        elif wanted.get("fixed"):
+            self.problems.append(Problem(
+                self.raw.where(*where(("input_size",))),
+                f"the model from {model!r} takes {size}x{size} images only, not {config['input_size']}: set input_size = {size}, "
+                "or remove input_size to use the model's",
+            ))
 
     def check_traits(self, config: dict[str, Any], where, faulty: set[str]) -> None:
         """Refuse combinations of plugins that cannot work, from what each declares it does
@@ -455,6 +504,10 @@ class MatrixBuilder:
             if len(self.problems) > before:
                 continue
             config["options"] = self.plugin_options(config)
+            size_set = "input_size" in variant or self.setter(chain, experiments, defaults, ("input_size",)) is not None
+            self.model_input_size(config, where, size_set)
+            if len(self.problems) > before:
+                continue
             runs += self.phase_runs(name, order, config, variant, dataset)
         return runs
 

@@ -41,6 +41,11 @@ class Option:
     - ``retired``: former values, each with a hint of what to write instead.
     - ``check``: any further rule: a function of the value returning an error message, or None
       when the value is fine. It must not import TensorFlow or read large files.
+    - ``check_with_options``: a rule that involves the plugin's other options: a function of
+      (value, options), ``options`` being all of the plugin's options with defaults filled in,
+      returning an error message or None. Run only when every option passed its own checks, for
+      the plugins an experiment uses, where files named by options are checked (not for files a
+      command writes later). The same restrictions as ``check``.
     """
 
     default: Any
@@ -55,6 +60,7 @@ class Option:
     suffixes: Sequence[str] = ()
     retired: Mapping[Any, str] = field(default_factory=dict)
     check: Callable[[Any], str | None] | None = None
+    check_with_options: Callable[[Any, Mapping[str, Any]], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.path is not None and self.path not in PATH_KINDS:

@@ -60,6 +60,7 @@ DEFAULT_PLUGINS = (
     "feph_finetune_plugins.flip",
     "feph_finetune_plugins.mobilenet",
     "feph_finetune_plugins.efficientnet",
+    "feph_finetune_plugins.keras_model",
     "feph_finetune_plugins.adam",
     "feph_finetune_plugins.adam_sgd",
     "feph_finetune_plugins.sam",

@@ -17,6 +17,11 @@ load files, replace the top and fill in :class:`feph_finetune.BuiltModel` the sa
   converter's ``<file>.json`` next to it): a whole classifier as above, whose output classes are
   the names in that JSON, mapped to FePh's by name (Happiness is happy, Sadness sad...). An output
   with no FePh class (Contempt, in HSEmotion's 8-class models) stays in the model; No-FT drops it.
+  The JSON names the variant (EfficientNet-B0, -B2): the classifier is built for it at the run's
+  input size and the file's weights loaded (EfficientNet takes any side).
+
+The plugins build RGB models: a whole-model file that takes another number of channels is
+refused while the configuration is checked (the ``keras_model`` plugin takes such files).
 
 Keras is imported inside functions only: the CLI imports the plugin modules without TensorFlow.
 """
@@ -30,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from feph_finetune import CLASSES, BuiltModel, ConversionError, Option, PluginError, RunContext, efficientnet_b0_classifier, read_converted
+from feph_finetune import CLASSES, BuiltModel, ConversionError, Option, PluginError, RunContext, efficientnet_classifier, read_converted
+from feph_finetune_plugins.keras_file import UnreadableModel, read_header
 
 #: The FePh class of each output of Savchenko's HSEmotion 7-class models, in their order.
 SAVCHENKO_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -58,7 +64,7 @@ def common_options() -> dict[str, Option]:
     """The options every backbone plugin offers, with their defaults and accepted values."""
     return {
         "weights": Option(
-            "none", choices=("none", "imagenet"), path="file", suffixes=WEIGHTS_SUFFIXES,
+            "none", choices=("none", "imagenet"), path="file", suffixes=WEIGHTS_SUFFIXES, check=rgb_file_problem,
             help="none, imagenet, or a Keras file (.weights.h5 for the base; .keras or .h5 for a whole "
                  "model); PyTorch (.pt) and ONNX files must be converted to Keras first",
         ),
@@ -66,7 +72,7 @@ def common_options() -> dict[str, Option]:
         "dropout": Option(0.0, help="dropout before the new softmax layer, in [0, 1)", minimum=0, maximum=1,
                           exclusive_maximum=True),
         "pretrained_classes": Option(
-            list(SAVCHENKO_CLASSES), check=class_order_problem,
+            list(SAVCHENKO_CLASSES), check=class_order_problem, check_with_options=output_width_problem,
             help="the FePh class of each output of a pretrained classifier, in its order",
         ),
     }
@@ -87,10 +93,51 @@ def class_order_problem(names: Sequence[str], classes: Sequence[str] = CLASSES) 
     return None
 
 
-def weights_traits(weights: str) -> set[str]:
+def file_header(value: Any):
+    """The input shape and output width of the whole-model file ``value`` names (read without
+    TensorFlow), or None: not a file, weights only, a converter's file, or unreadable (the run
+    reports that when it loads it)."""
+    path = Path(str(value).strip()).expanduser()
+    if not path.is_file() or not path.name.lower().endswith((".keras", ".h5", ".hdf5")) or path.name.lower().endswith(".weights.h5"):
+        return None
+    try:
+        return None if read_converted(path) is not None else read_header(path)
+    except (ConversionError, UnreadableModel):
+        return None
+
+
+def rgb_file_problem(weights: Any) -> str | None:
+    """Refuse a whole-model file whose input is not RGB: these plugins build (S, S, 3) models."""
+    header = file_header(weights)
+    if header is None or header.channels == 3:
+        return None
+    return (f"the model in {weights} takes inputs of shape {header.describe()}; this plugin needs RGB "
+            "images (S, S, 3): use the keras_model plugin for models with other inputs")
+
+
+def output_width_problem(classes: Sequence[str], options: dict[str, Any], file_option: str = "weights") -> str | None:
+    """Refuse ``pretrained_classes`` set to a list whose length is not the whole-model file's
+    output width. The default list is left alone: it only matters for No-FT, which the
+    ``pretrained_classifier`` trait then refuses (fine-tuning cuts the classifier off)."""
+    header = file_header(options.get(file_option, ""))
+    if header is None or header.outputs is None or len(classes) == header.outputs:
+        return None
+    if list(classes) == list(SAVCHENKO_CLASSES):
+        return None
+    return (f"names {len(classes)} classes, but the model in {options[file_option]} has {header.outputs} outputs: "
+            "name the FePh class of each output, in its order")
+
+
+def model_input_of(value: Any) -> dict[str, Any] | None:
+    """``model_input`` for a whole-model file with a fixed square input: its side, fixed."""
+    header = file_header(value)
+    return {"size": header.side, "fixed": True} if header is not None and header.side else None
+
+
+def weights_traits(weights: str, pretrained_classes: Sequence[str] | None = None) -> set[str]:
     """``pretrained_classifier`` unless ``weights`` surely carries no classifier: none, imagenet,
-    a ``.weights.h5`` file or a legacy ``.h5`` without a model configuration. A whole model may
-    still lack a 7-class top: the run checks its output when it loads it."""
+    a ``.weights.h5`` file or a legacy ``.h5`` without a model configuration, or a whole model
+    whose output width is not the length of ``pretrained_classes`` (when given)."""
     text = str(weights).strip()
     if text.lower() in ("none", "imagenet"):
         return set()
@@ -102,6 +149,9 @@ def weights_traits(weights: str) -> set[str]:
     if text.lower().endswith(".weights.h5"):
         return set()
     path = Path(text).expanduser()
+    header = file_header(path)
+    if header is not None and pretrained_classes is not None and header.outputs not in (None, len(pretrained_classes)):
+        return set()  # a classifier, but not one pretrained_classes describes: No-FT cannot map it
     if path.name.lower().endswith((".h5", ".hdf5")) and path.is_file():
         try:
             return {"pretrained_classifier"} if _h5_holds_model(path, "") else set()
@@ -151,7 +201,7 @@ def build_backbone_model(context: RunContext, backbone: Backbone) -> BuiltModel:
         pretrained_classes = tuple(str(name) for name in options["pretrained_classes"])
 
     if source.kind == "model_file":
-        source_model = _load_classifier(source, plugin)
+        source_model = _load_classifier(source, plugin, context.input_size)
         check_input_size(source_model, context.input_size, source.path, plugin)
         pretrained = source_model if _output_width(source_model) == len(pretrained_classes) else None
     else:
@@ -325,7 +375,7 @@ def compat_custom_objects() -> dict[str, type]:
     return {"DepthwiseConv2D": DepthwiseConv2D}
 
 
-def load_whole_model(path: Path, plugin: str) -> Any:
+def load_whole_model(path: Path, plugin: str, option: str = "weights") -> Any:
     """Load a whole Keras model (``.keras``, or legacy ``.h5`` from tf.keras 2.x) without compiling."""
     import keras
 
@@ -333,20 +383,24 @@ def load_whole_model(path: Path, plugin: str) -> Any:
         return keras.models.load_model(path, compile=False, safe_mode=True, custom_objects=compat_custom_objects())
     except Exception as error:
         raise PluginError(
-            f"{plugin}: option weights: cannot load the model in {path}: {type(error).__name__}: "
+            f"{plugin}: option {option}: cannot load the model in {path}: {type(error).__name__}: "
             f"{_shorten(error)}"
         ) from error
 
 
-def _load_classifier(source: WeightsSource, plugin: str) -> Any:
-    if source.converted is not None and source.path.name.lower().endswith(".weights.h5"):
-        return load_converted_weights(source, plugin)
+def _load_classifier(source: WeightsSource, plugin: str, input_size: int) -> Any:
+    if source.converted is not None:
+        return load_converted_weights(source, plugin, input_size)
     return load_whole_model(source.path, plugin)
 
 
-def load_converted_weights(source: WeightsSource, plugin: str) -> Any:
-    """The classifier of a converted ``.weights.h5``: the converter's architecture, its weights loaded."""
-    model = efficientnet_b0_classifier(len(source.converted.classes))
+def load_converted_weights(source: WeightsSource, plugin: str, input_size: int) -> Any:
+    """The classifier of a converted file (``.keras`` or ``.weights.h5``): the converter's
+    variant built for ``input_size``, the file's weights loaded (they fit any side)."""
+    variant = source.converted.variant
+    if variant is None:
+        raise PluginError(f"{plugin}: option weights: {source.path} holds an {source.converted.architecture}, which this version cannot build")
+    model = efficientnet_classifier(len(source.converted.classes), variant.name, input_size)
     try:
         model.load_weights(str(source.path))
     except Exception as error:

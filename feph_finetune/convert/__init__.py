@@ -1,11 +1,17 @@
-"""``python -m feph_finetune convert``: Savchenko's EfficientNet-B0 models as Keras 3 files.
+"""``python -m feph_finetune convert``: Savchenko's EfficientNet models as Keras 3 files.
 
 The paper's EfficientNet rows start from Savchenko's AffectNet model, published only for PyTorch
-(``enet_b0_7.pt``) and ONNX (``enet_b0_8_best_afew.onnx``...). :func:`convert` reads such a
-source (:mod:`.onnx_source`, :mod:`.torch_source`), puts its weights into Keras' EfficientNet-B0
-(:mod:`.keras_target`), runs both on the same random images and writes the Keras file only when
-their probabilities agree within :data:`TOLERANCE`. Next to the file, ``<file>.json`` records the
-source's class names in its output order, which the ``efficientnet`` plugin maps to FePh's.
+(``enet_b0_7.pt``, ``enet_b2_8.pt``) and ONNX (``enet_b0_8_best_afew.onnx``...). :func:`convert`
+reads such a source (:mod:`.onnx_source`, :mod:`.torch_source`), tells B0 from B2 by the width
+of the features its classifier reads, puts its weights into Keras' EfficientNet of that variant
+(:mod:`.keras_target`), runs both on the same random images at the variant's input side and
+writes the Keras file only when their probabilities agree within :data:`TOLERANCE`. Next to the
+file, ``<file>.json`` records the variant and the source's class names in its output order,
+which the ``efficientnet`` plugin maps to FePh's.
+
+HSEmotion's multi-task models (``enet_b0_8_va_mtl``) output 8 expression logits, then valence and
+arousal: the Keras model keeps the softmax over the 8 expression logits only, and the sidecar
+records the two regression outputs as dropped (:attr:`ConvertedModel.dropped_outputs`).
 
 Nothing here imports TensorFlow, torch or ONNX at import time.
 """
@@ -20,16 +26,28 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from feph_finetune.convert.keras_target import ARCHITECTURE, INPUT_SIZE, efficientnet_b0_classifier
+from feph_finetune.convert.keras_target import (
+    INPUT_SIZE,
+    VARIANTS,
+    Variant,
+    efficientnet_b0_classifier,
+    efficientnet_classifier,
+    supported,
+    variant_by_architecture,
+    variant_by_features,
+)
 from feph_finetune.convert.source import ConversionError, SourceModel
 from feph_finetune.quiet_tensorflow import import_tensorflow
 from feph_finetune.results import atomic_path
 
-__all__ = ["ConversionError", "ConvertedModel", "convert", "efficientnet_b0_classifier", "read_converted", "sidecar_path"]
+__all__ = [
+    "ConversionError", "ConvertedModel", "VARIANTS", "convert", "efficientnet_b0_classifier", "efficientnet_classifier",
+    "read_converted", "sidecar_path", "variant_by_architecture",
+]
 
 #: Largest allowed difference between the source's and the Keras model's probabilities.
 TOLERANCE = 1e-4
-#: Random RGB images, 224x224, on which source and conversion are compared.
+#: Random RGB images, at the variant's input side, on which source and conversion are compared.
 CHECK_IMAGES = 8
 CHECK_SEED = 0
 
@@ -39,6 +57,8 @@ HSEMOTION_CLASSES = {
     7: ("Anger", "Disgust", "Fear", "Happiness", "Neutral", "Sadness", "Surprise"),
     8: ("Anger", "Contempt", "Disgust", "Fear", "Happiness", "Neutral", "Sadness", "Surprise"),
 }
+#: What HSEmotion's multi-task models (``*_va_mtl``) output after the 8 expression logits.
+REGRESSION_OUTPUTS = ("valence", "arousal")
 
 SIDECAR_FORMAT = "feph_finetune converted model 1"
 OUTPUT_SUFFIXES = (".keras", ".weights.h5")
@@ -51,6 +71,10 @@ class ConvertedModel:
     ``classes``: the source's class names in its output order. ``max_abs_difference``: the largest
     difference of probabilities between source and conversion on ``check_images`` random images.
     ``notes``: what the reader of the source had to assume or work around (see :mod:`.torch_source`).
+    ``verified_against``: what computed the source's probabilities (the file itself, or a named
+    timm architecture carrying its weights). ``dropped_outputs``: source outputs after the classes
+    that the Keras model leaves out (valence, arousal). ``input_size``: the side the variant was
+    trained at and the conversion checked at (the weights fit other sides too).
     """
 
     architecture: str
@@ -62,8 +86,15 @@ class ConvertedModel:
     max_abs_difference: float
     check_images: int
     notes: tuple[str, ...] = ()
-    input: str = "RGB, float 0-255, (N, 224, 224, 3); x / 255, ImageNet mean and std are inside the model"
+    input: str = "RGB, float 0-255, (N, S, S, 3); x / 255, ImageNet mean and std are inside the model"
+    verified_against: str = ""
+    dropped_outputs: tuple[str, ...] = ()
     format: str = SIDECAR_FORMAT
+
+    @property
+    def variant(self) -> Variant | None:
+        """The EfficientNet variant the file holds (None for an architecture this version lacks)."""
+        return variant_by_architecture(self.architecture)
 
 
 def sidecar_path(path: Path | str) -> Path:
@@ -86,7 +117,8 @@ def read_converted(path: Path | str) -> ConvertedModel | None:
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         return None
     try:
-        return ConvertedModel(**{**data, "classes": tuple(data["classes"]), "notes": tuple(data.get("notes", ()))})
+        return ConvertedModel(**{**data, "classes": tuple(data["classes"]), "notes": tuple(data.get("notes", ())),
+                                 "dropped_outputs": tuple(data.get("dropped_outputs", ()))})
     except (TypeError, KeyError) as error:
         raise ConversionError(f"{sidecar}: not a complete description of a converted model ({error})") from error
 
@@ -97,73 +129,113 @@ def convert(
     trust_pickle: bool = False,
     classes: Sequence[str] | None = None,
     report: Callable[[str], None] = print,
+    architecture: str | None = None,
 ) -> ConvertedModel:
     """Convert ``source`` (``.onnx``, or ``.pt``/``.pth``) to ``out`` (``.keras`` or ``.weights.h5``).
 
     ``classes``: the source's class names in output order; by default HSEmotion's for 7 or 8
-    classes. Raises ConversionError, having written nothing, when the source is unreadable, not an
-    EfficientNet-B0, or its conversion differs by more than :data:`TOLERANCE`.
+    outputs, and for 10 its multi-task layout (8 classes, then valence and arousal, dropped).
+    ``architecture``: the timm architecture a state_dict is run as for the verification (default:
+    the ``tf_`` variant its shapes fit). Raises ConversionError, having written nothing, when the
+    source is unreadable, not a supported EfficientNet, or its conversion differs by more than
+    :data:`TOLERANCE`.
     """
     source, out = Path(source), Path(out)
     if not str(out).endswith(OUTPUT_SUFFIXES):
         raise ConversionError(f"{out}: the output must end in .keras (whole model) or .weights.h5 (weights only)")
     if not source.is_file():
         raise ConversionError(f"{source}: no such file")
-    model_source = _read(source, trust_pickle, report)
-    names = _class_names(classes, model_source.classes, source)
+    model_source = _read(source, trust_pickle, report, architecture)
+    names, dropped = _output_names(classes, model_source.outputs, source)
+    variant = _variant(model_source, source)
     import_tensorflow()  # after the source's torch or ONNX: timm after TensorFlow crashes
-    keras_model = _build(model_source, source)
-    report(f"read {source} ({model_source.kind}): {ARCHITECTURE}, {model_source.classes} classes: {', '.join(names)}")
-    difference = _verify(model_source, keras_model)
-    report(f"largest difference of probabilities, source vs Keras, on {CHECK_IMAGES} random images: {difference:.2e} (limit {TOLERANCE:g})")
+    keras_model = _build(model_source, variant, len(names), source)
+    report(f"read {source} ({model_source.kind}): {variant.architecture}, {len(names)} classes: {', '.join(names)}")
+    if dropped:
+        report(f"note: outputs {len(names) + 1}-{model_source.outputs} taken as {' and '.join(dropped)} (HSEmotion's multi-task layout); "
+               "the Keras model outputs the softmax over the classes alone, without them")
+    difference = _verify(model_source, keras_model, variant, len(names))
+    report(f"verified against {model_source.verified_against}: largest difference of probabilities, source vs Keras, "
+           f"on {CHECK_IMAGES} random {variant.input_size}x{variant.input_size} images: {difference:.2e} (limit {TOLERANCE:g})")
     if not difference <= TOLERANCE:
         raise ConversionError(
             f"{source}: the Keras model's probabilities differ from the source's by {difference:.2e} (> {TOLERANCE:g}); "
-            "nothing written. The source may compute something Keras' EfficientNet-B0 does not (another "
+            f"nothing written. The source may compute something Keras' {variant.architecture} does not (another "
             "activation, padding or input size)"
         )
+    notes = list(model_source.notes) + ([f"outputs {', '.join(dropped)} dropped: the model outputs the expression classes only"] if dropped else [])
     info = ConvertedModel(
-        architecture=ARCHITECTURE, classes=tuple(names), input_size=INPUT_SIZE, source=source.name,
+        architecture=variant.architecture, classes=tuple(names), input_size=variant.input_size, source=source.name,
         source_kind=model_source.kind, source_sha256=_sha256(source), max_abs_difference=float(difference), check_images=CHECK_IMAGES,
-        notes=tuple(model_source.notes),
+        notes=tuple(notes), verified_against=model_source.verified_against, dropped_outputs=tuple(dropped),
     )
     _write(keras_model, info, out)
     report(f"wrote {out} and {sidecar_path(out).name}")
     return info
 
 
-def _read(source: Path, trust_pickle: bool, report: Callable[[str], None]) -> SourceModel:
+def _read(source: Path, trust_pickle: bool, report: Callable[[str], None], architecture: str | None) -> SourceModel:
     suffix = source.suffix.lower()
     if suffix == ".onnx":
+        if architecture:
+            raise ConversionError(f"{source}: --architecture is for PyTorch state_dicts; an ONNX file records its own computation")
         from feph_finetune.convert.onnx_source import read_onnx
 
         return read_onnx(source)
     if suffix in (".pt", ".pth", ".bin"):
         from feph_finetune.convert.torch_source import read_torch
 
-        return read_torch(source, trust_pickle, report)
+        return read_torch(source, trust_pickle, report, architecture)
     raise ConversionError(f"{source}: unknown kind of file; the converter reads .onnx and PyTorch .pt/.pth files")
 
 
-def _class_names(classes: Sequence[str] | None, count: int, source: Path) -> list[str]:
+def _output_names(classes: Sequence[str] | None, count: int, source: Path) -> tuple[list[str], list[str]]:
+    """The class names of the source's first outputs, and the regression outputs after them.
+
+    Without ``classes``: HSEmotion's 7 or 8 classes, or for 10 outputs its multi-task layout.
+    ``classes`` may name all outputs, or all but the last two (then valence and arousal).
+    """
+    extra = len(REGRESSION_OUTPUTS)
     if classes is None:
-        if count not in HSEMOTION_CLASSES:
-            raise ConversionError(f"{source}: {count} classes, not HSEmotion's 7 or 8: name them in output order with --classes")
-        return list(HSEMOTION_CLASSES[count])
+        if count in HSEMOTION_CLASSES:
+            return list(HSEMOTION_CLASSES[count]), []
+        if count == len(HSEMOTION_CLASSES[8]) + extra:
+            return list(HSEMOTION_CLASSES[8]), list(REGRESSION_OUTPUTS)
+        raise ConversionError(
+            f"{source}: {count} outputs, not HSEmotion's 7 or 8 classes, nor its 8 classes then valence and arousal: "
+            "name the classes in output order with --classes"
+        )
     names = [str(name).strip() for name in classes]
-    if len(names) != count or len(set(n.lower() for n in names)) != count or not all(names):
-        raise ConversionError(f"--classes names {len(names)} classes {names}; the source has {count} outputs: name each once, in output order")
-    return names
+    if len(set(n.lower() for n in names)) != len(names) or not all(names) or len(names) not in (count, count - extra):
+        raise ConversionError(
+            f"--classes names {len(names)} classes {names}; the source has {count} outputs: name each class once, in output "
+            f"order (all {count} outputs, or the first {count - extra} when the last two are valence and arousal)"
+        )
+    return names, list(REGRESSION_OUTPUTS) if len(names) < count else []
 
 
-def _build(model_source: SourceModel, source: Path):
+def _variant(model_source: SourceModel, source: Path) -> Variant:
+    """The variant the classifier's width names; for another width B0, whose check then names the
+    first convolution that differs (the message adds which widths are supported)."""
+    try:
+        return variant_by_features(model_source.features, str(source))
+    except ConversionError:
+        return VARIANTS["b0"]
+
+
+def _build(model_source: SourceModel, variant: Variant, classes: int, source: Path):
     from feph_finetune.convert.keras_target import build_converted
 
-    return build_converted(model_source, str(source))
+    try:
+        return build_converted(model_source, variant, classes, str(source))
+    except ConversionError as error:
+        if model_source.features == variant.features:
+            raise
+        raise ConversionError(f"{error} (its classifier reads {model_source.features} features; the converter writes EfficientNet {supported()})") from error
 
 
-def check_images(count: int = CHECK_IMAGES, seed: int = CHECK_SEED) -> np.ndarray:
-    """The comparison inputs: float32 (count, 224, 224, 3) RGB 0-255, random but smooth.
+def check_images(count: int = CHECK_IMAGES, seed: int = CHECK_SEED, size: int = INPUT_SIZE) -> np.ndarray:
+    """The comparison inputs: float32 (count, size, size, 3) RGB 0-255, random but smooth.
 
     Each is a grid of 4x4 to 28x28 uniform random colours, enlarged bilinearly. Per-pixel noise
     would be a poor test: it drives a network's activations far beyond what photographs do, where
@@ -177,13 +249,13 @@ def check_images(count: int = CHECK_IMAGES, seed: int = CHECK_SEED) -> np.ndarra
     for _ in range(count):
         cells = int(rng.integers(4, 29))
         grid = rng.integers(0, 256, (cells, cells, 3)).astype(np.float32)
-        images.append(cv2.resize(grid, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR))
+        images.append(cv2.resize(grid, (size, size), interpolation=cv2.INTER_LINEAR))
     return np.stack(images)
 
 
-def _verify(model_source: SourceModel, keras_model) -> float:
-    images = check_images()
-    expected = model_source.probabilities(images)
+def _verify(model_source: SourceModel, keras_model, variant: Variant, classes: int) -> float:
+    images = check_images(size=variant.input_size)
+    expected = model_source.probabilities(images, classes)
     converted = np.asarray(keras_model.predict(images, batch_size=CHECK_IMAGES, verbose=0), dtype=np.float64)
     return float(np.max(np.abs(expected - converted)))
 

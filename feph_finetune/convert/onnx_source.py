@@ -1,4 +1,4 @@
-"""Read an ONNX EfficientNet-B0 such as HSEmotion's ``enet_b0_8_best_afew.onnx``.
+"""Read an ONNX EfficientNet (B0, B2) such as HSEmotion's ``enet_b0_8_best_afew.onnx``.
 
 Such files were exported from timm models in eval mode: each BatchNorm is folded into the
 convolution before it (weights scaled, a bias added), and TensorFlow's "same" padding of the
@@ -47,6 +47,7 @@ def read_onnx(path: Path) -> SourceModel:
         classifier_weight=weight,
         classifier_bias=bias,
         probabilities=_runner(path, ends_in_softmax),
+        verified_against=f"the ONNX file {path.name} run by onnxruntime",
     )
 
 
@@ -124,7 +125,8 @@ def _classifier(graph: Any, constants: dict, path: Path) -> tuple[np.ndarray, np
 
 
 def _runner(path: Path, ends_in_softmax: bool):
-    """A function running the file with onnxruntime on RGB 0-255 images, returning probabilities."""
+    """A function running the file with onnxruntime on RGB 0-255 images, returning the softmax of its
+    first ``classes`` outputs (a graph that ends in Softmax must have exactly that many)."""
     try:
         import onnxruntime
     except ImportError as error:
@@ -132,8 +134,12 @@ def _runner(path: Path, ends_in_softmax: bool):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 
-    def probabilities(images: np.ndarray) -> np.ndarray:
+    def probabilities(images: np.ndarray, classes: int) -> np.ndarray:
         outputs = np.concatenate([session.run(None, {input_name: source_input(images[i : i + 1])})[0] for i in range(len(images))])
-        return outputs.astype(np.float64) if ends_in_softmax else softmax(outputs)
+        if not ends_in_softmax:
+            return softmax(outputs[:, :classes])
+        if outputs.shape[1] != classes:
+            raise ConversionError(f"{path}: the graph ends in a Softmax over all {outputs.shape[1]} outputs; {classes} of them cannot be told apart as classes")
+        return outputs.astype(np.float64)
 
     return probabilities

@@ -1,7 +1,7 @@
 """What a converter reads from a source model, whatever its format: convolutions in forward order.
 
 Both readers (:mod:`.onnx_source`, :mod:`.torch_source`) reduce their file to a
-:class:`SourceModel`; :mod:`.keras_target` matches it to Keras' EfficientNet-B0 layer by layer.
+:class:`SourceModel`; :mod:`.keras_target` matches it to a Keras EfficientNet layer by layer.
 Arrays keep PyTorch's layouts: convolution weights (out, in / groups, kh, kw), classifier weights
 (classes, features).
 """
@@ -20,7 +20,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 class ConversionError(Exception):
-    """The source cannot be converted (unreadable, not EfficientNet-B0, not verified); nothing is written."""
+    """The source cannot be converted (unreadable, not a supported EfficientNet, not verified); nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -55,20 +55,30 @@ class SourceConv:
 class SourceModel:
     """A source reduced to what the conversion needs.
 
-    ``probabilities(images)``: the source's own softmax for float32 RGB images (N, 224, 224, 3) in
-    0-255, with the source's preprocessing applied; shape (N, classes).
+    ``probabilities(images, classes)``: the source's own softmax over its first ``classes``
+    outputs (the expression logits; HSEmotion's multi-task models add valence and arousal after
+    them) for float32 RGB images (N, S, S, 3) in 0-255, with the source's preprocessing applied;
+    shape (N, classes), float64. ``verified_against``: what computes those probabilities, in words
+    (the file itself, or a named architecture carrying the file's weights).
     """
 
     kind: str
     convolutions: list[SourceConv]
     classifier_weight: np.ndarray
     classifier_bias: np.ndarray
-    probabilities: Callable[[np.ndarray], np.ndarray]
+    probabilities: Callable[[np.ndarray, int], np.ndarray]
+    verified_against: str
     notes: list[str] = field(default_factory=list)
 
     @property
-    def classes(self) -> int:
+    def outputs(self) -> int:
+        """How many outputs the classifier has (expression logits, then any regression outputs)."""
         return int(self.classifier_weight.shape[0])
+
+    @property
+    def features(self) -> int:
+        """The width of the pooled features the classifier reads (1280 for B0, 1408 for B2)."""
+        return int(self.classifier_weight.shape[1]) if self.classifier_weight.ndim == 2 else 0
 
 
 def source_input(images: np.ndarray) -> np.ndarray:

@@ -1,11 +1,19 @@
-"""Read a PyTorch EfficientNet-B0: a state_dict of timm's ``tf_efficientnet_b0``, or a whole pickled model.
+"""Read a PyTorch EfficientNet (B0, B2): a state_dict of a timm EfficientNet, or a whole pickled model.
 
 Savchenko's ``enet_b0_7.pt`` is a whole timm 0.4.5 ``tf_efficientnet_b0_ns`` (the same network as
-``tf_efficientnet_b0``) pickled with ``torch.save(model)``. Unpickling such a file runs code named
-in it, so it is done only when the user says the file is trusted (``trust_pickle``); a state_dict
-holds only tensors and loads with ``weights_only=True``. Classes a newer timm moved or removed
+``tf_efficientnet_b0``) pickled with ``torch.save(model)`` after his training notebook replaced
+its classifier by ``nn.Sequential(nn.Linear(1280, n))``: its state keys are
+``classifier.0.weight``/``.bias`` (SPEC section 3); ``enet_b2_8.pt`` is the same for
+``tf_efficientnet_b2_ns``. A classifier that is a ``Linear``, or a ``Sequential`` holding one
+``Linear`` (and dropout), is read. Unpickling a whole model runs code named in it, so it is done
+only when the user says the file is trusted (``trust_pickle``); a state_dict holds only tensors
+and loads with ``weights_only=True``. Classes a newer timm moved or removed
 (``timm.models.layers`` became ``timm.layers``) are looked up under their new names, and where
 there is none replaced by empty stand-ins: the weights are still read, that code is never run.
+
+A state_dict records neither padding nor BatchNorm epsilon: it is run, for the verification, as
+the timm architecture the user names (``architecture``), by default the ``tf_`` variant its
+shapes fit, and the verification says so.
 
 ``torch`` and ``timm`` import only here, so that ONNX users need neither.
 """
@@ -22,19 +30,27 @@ from typing import Any
 
 import numpy as np
 
+from feph_finetune.convert.keras_target import VARIANTS
 from feph_finetune.convert.source import BatchNorm, ConversionError, SourceConv, SourceModel, missing_package, source_input
 
 #: The timm architecture of Savchenko's EfficientNet-B0 models (``tf_efficientnet_b0_ns`` in
 #: timm 0.4.5 is this network with other pretrained weights).
-TIMM_ARCHITECTURE = "tf_efficientnet_b0"
+TIMM_ARCHITECTURE = VARIANTS["b0"].timm
 
 #: Modules older timm versions had, under their current names.
 TIMM_RENAMES = (("timm.models.layers", "timm.layers"), ("timm.models.efficientnet_blocks", "timm.models._efficientnet_blocks"),
                 ("timm.models.efficientnet_builder", "timm.models._efficientnet_builder"))
 
+#: ``classifier.0.weight`` (a Sequential's Linear) -> index 0.
+SEQUENTIAL_KEY = re.compile(r"^classifier\.(\d+)\.(weight|bias)$")
 
-def read_torch(path: Path, trust_pickle: bool, report=print) -> SourceModel:
-    """The convolutions, classifier and a runner of a ``.pt``/``.pth`` file; ConversionError if refused."""
+
+def read_torch(path: Path, trust_pickle: bool, report=print, architecture: str | None = None) -> SourceModel:
+    """The convolutions, classifier and a runner of a ``.pt``/``.pth`` file; ConversionError if refused.
+
+    ``architecture``: the timm architecture a state_dict is run as (default: the ``tf_`` variant
+    whose classifier width the file has); refused for a whole model, which records its own.
+    """
     torch, timm = _import_torch()
     loaded, stand_ins = _load(path, trust_pickle, torch)
     if isinstance(loaded, torch.nn.Module):
@@ -43,32 +59,78 @@ def read_torch(path: Path, trust_pickle: bool, report=print) -> SourceModel:
         pickled, state = None, _state_dict(loaded, path, torch)
     else:
         raise ConversionError(f"{path}: holds a {type(loaded).__name__}, neither a state_dict nor a PyTorch model")
-    if "classifier.weight" not in state:
-        raise ConversionError(f"{path}: no classifier.weight: not a timm EfficientNet classifier ({_first_keys(state)})")
-    classes = int(state["classifier.weight"].shape[0])
-    reference = timm.create_model(TIMM_ARCHITECTURE, pretrained=False, num_classes=classes).eval()
-    _compare(state, reference.state_dict(), path)
+    if pickled is not None and architecture:
+        raise ConversionError(f"{path}: --architecture is for state_dicts; this file is a whole model, which records its own architecture")
+    state, layout = _classifier_state(state, path)
+    outputs, features = (int(n) for n in state["classifier.weight"].shape)
+    architecture = architecture or _default_architecture(features)
+    reference = _create(timm, architecture, outputs, path)
+    _compare(state, reference.state_dict(), path, architecture)
     reference.load_state_dict(state, strict=False)
     notes = []
+    if layout != "Linear":
+        notes.append(f"classifier {layout}, read as its Linear")
     if stand_ins:
         notes.append(f"not in timm {timm.__version__} (weights read, code not run): {', '.join(sorted(stand_ins))}")
     if pickled is None:
-        notes.append(f"a state_dict does not record padding or BatchNorm epsilon: taken to be timm {TIMM_ARCHITECTURE}'s")
-        model = reference
+        notes.append(f"a state_dict does not record padding or BatchNorm epsilon: run as timm's {architecture} (--architecture)")
+        model, verified_against = reference, f"timm's {architecture} carrying the file's weights"
     else:
-        model = _runnable(pickled, reference, torch, notes)
+        model, verified_against = _runnable(pickled, reference, torch, notes, architecture)
     convolutions = _convolutions(pickled if pickled is not None else reference)
-    _check_padding(convolutions, path)
+    _check_padding(convolutions, path, architecture)
     for note in notes:
         report(f"note: {note}")
     return SourceModel(
         kind="pickled PyTorch model" if pickled is not None else "PyTorch state_dict",
         convolutions=convolutions,
-        classifier_weight=state["classifier.weight"].detach().cpu().numpy().astype(np.float32),
-        classifier_bias=state["classifier.bias"].detach().cpu().numpy().astype(np.float32),
+        classifier_weight=_array(state["classifier.weight"]),
+        classifier_bias=_array(state["classifier.bias"]),
         probabilities=_runner(model, torch),
+        verified_against=verified_against,
         notes=notes,
     )
+
+
+def _classifier_state(state: Mapping, path: Path) -> tuple[dict[str, Any], str]:
+    """The state with the classifier under ``classifier.weight``/``.bias``, and its layout in words.
+
+    timm's own classifier is a Linear (``classifier.weight``); Savchenko's is
+    ``Sequential(Linear)`` (``classifier.0.weight``), possibly with Dropout before it (then
+    ``classifier.1.weight``). A Sequential with more than one layer that has weights is refused.
+    """
+    if "classifier.weight" in state:
+        return dict(state), "Linear"
+    indices = sorted({int(match.group(1)) for key in state if (match := SEQUENTIAL_KEY.match(key))})
+    others = [key for key in state if key.startswith("classifier.") and not SEQUENTIAL_KEY.match(key)]
+    if not indices:
+        raise ConversionError(f"{path}: no classifier.weight or classifier.0.weight: not a timm EfficientNet classifier ({_first_keys(state)})")
+    if len(indices) > 1 or others or f"classifier.{indices[0]}.bias" not in state or state[f"classifier.{indices[0]}.weight"].dim() != 2:
+        layers = sorted({".".join(key.split(".")[:2]) for key in state if key.startswith("classifier.")})
+        raise ConversionError(
+            f"{path}: the classifier holds {', '.join(layers)}; only a Linear, alone or in a Sequential "
+            "with dropout (Savchenko's Sequential(Linear)), can be converted"
+        )
+    index = indices[0]
+    renamed = {key: value for key, value in state.items() if not key.startswith("classifier.")}
+    renamed["classifier.weight"] = state[f"classifier.{index}.weight"]
+    renamed["classifier.bias"] = state[f"classifier.{index}.bias"]
+    return renamed, "Sequential(Linear)" if index == 0 else f"Sequential, its Linear at index {index}"
+
+
+def _default_architecture(features: int) -> str:
+    """The ``tf_`` EfficientNet whose classifier reads ``features`` features (B0 for any other
+    width: the comparison of the weights then names what differs)."""
+    return next((v.timm for v in VARIANTS.values() if v.features == features), TIMM_ARCHITECTURE)
+
+
+def _create(timm: Any, architecture: str, outputs: int, path: Path) -> Any:
+    """timm's ``architecture`` with random weights; ``_ns`` names (timm 0.4-0.6) are the same networks."""
+    name = architecture.removesuffix("_ns")
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=outputs).eval()
+    except Exception as error:
+        raise ConversionError(f"{path}: --architecture {architecture}: timm {timm.__version__} cannot build it ({type(error).__name__}: {error})") from error
 
 
 def _import_torch() -> tuple[Any, Any]:
@@ -163,37 +225,51 @@ def _module_of(key: str) -> str:
     return ".".join(parts[:3]) if parts[0] == "blocks" else parts[0]
 
 
-def _compare(state: Mapping, expected: Mapping, path: Path) -> None:
-    """Refuse a state_dict that is not timm's tf_efficientnet_b0, naming the modules that differ."""
+def _compare(state: Mapping, expected: Mapping, path: Path, architecture: str) -> None:
+    """Refuse weights that do not fit timm's ``architecture``, naming the modules that differ."""
+    short = _short_name(architecture)
     keys = {key for key in state if not key.endswith("num_batches_tracked")}
     wanted = {key for key in expected if not key.endswith("num_batches_tracked")}
     problems = []
     extra = sorted({_module_of(key) for key in keys - wanted})
     missing = sorted({_module_of(key) for key in wanted - keys})
     if extra:
-        problems.append(f"it has {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''}, which B0 lacks")
+        problems.append(f"it has {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''}, which {short} lacks")
     if missing:
         problems.append(f"it lacks {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
     shapes = [key for key in sorted(keys & wanted) if tuple(state[key].shape) != tuple(expected[key].shape)]
     if shapes:
-        problems.append("shapes differ: " + "; ".join(f"{key} {tuple(state[key].shape)}, B0 {tuple(expected[key].shape)}" for key in shapes[:4]))
+        problems.append("shapes differ: " + "; ".join(f"{key} {tuple(state[key].shape)}, {short} {tuple(expected[key].shape)}" for key in shapes[:4]))
     if problems:
-        raise ConversionError(f"{path}: not an EfficientNet-B0 (timm {TIMM_ARCHITECTURE}): " + "; ".join(problems))
+        raise ConversionError(f"{path}: not an {_long_name(architecture)} (timm {architecture}): " + "; ".join(problems))
 
 
-def _runnable(pickled: Any, reference: Any, torch: Any, notes: list[str]) -> Any:
-    """The pickled model itself when its own code runs here; else timm's network with its weights, said so."""
+def _short_name(architecture: str) -> str:
+    """``tf_efficientnet_b2_ns`` -> ``B2``; other timm names unchanged."""
+    match = re.search(r"efficientnet_(b\d+)", architecture)
+    return match.group(1).upper() if match else architecture
+
+
+def _long_name(architecture: str) -> str:
+    """``tf_efficientnet_b0`` -> ``EfficientNet-B0``."""
+    short = _short_name(architecture)
+    return f"EfficientNet-{short}" if short != architecture else architecture
+
+
+def _runnable(pickled: Any, reference: Any, torch: Any, notes: list[str], architecture: str) -> tuple[Any, str]:
+    """The pickled model itself when its own code runs here; else timm's network with its weights,
+    said so; with what the verification then compares against, in words."""
     probe = torch.zeros(1, 3, 224, 224)
     try:
         with torch.no_grad():
             pickled.eval()(probe)
-        return pickled
+        return pickled, "the pickled model's own forward"
     except Exception as error:
         notes.append(
             f"the pickled model's own forward fails with this timm ({type(error).__name__}: {error}); the conversion "
-            f"is verified against timm's {TIMM_ARCHITECTURE} carrying the pickled weights instead"
+            f"is verified against timm's {architecture} carrying the pickled weights instead"
         )
-        return reference
+        return reference, f"timm's {architecture} carrying the pickled weights"
 
 
 def _padding(module: Any) -> str:
@@ -231,14 +307,15 @@ def _convolutions(model: Any) -> list[SourceConv]:
     return [SourceConv(**conv) for conv in convolutions]
 
 
-def _check_padding(convolutions: list[SourceConv], path: Path) -> None:
-    """Refuse PyTorch's padding before building anything: Keras' EfficientNet-B0 pads as TensorFlow."""
+def _check_padding(convolutions: list[SourceConv], path: Path, architecture: str) -> None:
+    """Refuse PyTorch's padding before building anything: Keras' EfficientNet pads as TensorFlow."""
+    name = _long_name(architecture)
     for conv in convolutions:
         if conv.padding != "same":
             raise ConversionError(
                 f"{path}: convolution {conv.name} (stride {conv.strides[0]}) uses {conv.padding} padding, as "
-                f"timm's efficientnet_b0 does; Keras' EfficientNet-B0 pads as TensorFlow's 'same', like timm's "
-                f"{TIMM_ARCHITECTURE} (Savchenko's models): the two cannot give the same outputs"
+                f"timm's {architecture.removeprefix('tf_')} does; Keras' {name} pads as TensorFlow's 'same', like timm's "
+                f"tf_{architecture.removeprefix('tf_')} (Savchenko's models): the two cannot give the same outputs"
             )
 
 
@@ -247,9 +324,9 @@ def _array(tensor: Any) -> np.ndarray:
 
 
 def _runner(model: Any, torch: Any):
-    def probabilities(images: np.ndarray) -> np.ndarray:
+    def probabilities(images: np.ndarray, classes: int) -> np.ndarray:
         with torch.no_grad():
             logits = model.eval()(torch.from_numpy(source_input(images)))
-        return torch.softmax(logits.double(), dim=1).numpy()
+        return torch.softmax(logits[:, :classes].double(), dim=1).numpy()
 
     return probabilities
