@@ -97,7 +97,7 @@ def test_one_step_matches_the_formula_and_differs_from_sgd(data, weighting, jit_
 
     expected_kernel, expected_bias = sam_update_by_hand(x, y, loss_weights, kernel, bias, rho, lr)
     new_kernel, new_bias = model.layers[-1].get_weights()
-    # TensorFlow's float32 step against NumPy's by hand: 6.4e-8 measured on the Eigen path;
+    # TensorFlow's float32 step against NumPy's by hand: 6.4e-8 measured on both kernel paths;
     # 1e-5 is float32 rounding with margin, and 100 times below SAM's difference from SGD (1e-3).
     np.testing.assert_allclose(new_kernel, expected_kernel, atol=1e-5)
     np.testing.assert_allclose(new_bias, expected_bias, atol=1e-5)
@@ -116,7 +116,7 @@ def test_reported_loss_is_the_loss_at_the_unperturbed_weights(data):
     wrapped = sharpness_aware(model, rho=0.5)
     compile_with(wrapped, keras.optimizers.SGD(learning_rate=0.5))
     history = wrapped.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
-    assert history.history["loss"][0] == pytest.approx(float(expected), rel=1e-5)  # float32 reordering: 2.2e-7 measured (Eigen)
+    assert history.history["loss"][0] == pytest.approx(float(expected), rel=1e-5)  # float32 reordering: 2.2e-7 measured, both paths
 
 
 def batchnorm_model() -> keras.Model:
@@ -148,7 +148,7 @@ def test_batchnorm_statistics_are_updated_once_per_step(data):
     expected = reference.layers[1].get_weights()[2:]
     for name, old, new, once in zip(["moving_mean", "moving_variance"], before, after, expected):
         assert not np.allclose(new, old), f"{name} was not updated"
-        np.testing.assert_allclose(new, once, atol=1e-6, err_msg=name)  # float32 of O(1) statistics: 6e-8 measured (Eigen)
+        np.testing.assert_allclose(new, once, atol=1e-6, err_msg=name)  # float32 of O(1) statistics: 6e-8 measured, both paths
     # The trainable weights of the same layer did move: only the statistics were restored.
     assert not np.allclose(model.layers[1].get_weights()[0], reference.layers[1].get_weights()[0])
 
@@ -188,7 +188,7 @@ def test_a_small_model_trains_with_sam(class_weight):
     losses = history.history["loss"]
     assert losses[-1] < 0.8 * losses[0], losses
     # The wrapper trained the inner model's own weights; evaluate and predict work unchanged.
-    np.testing.assert_allclose(wrapped.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)  # one set of weights: 0 measured (Eigen)
+    np.testing.assert_allclose(wrapped.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)  # one set of weights: 0 measured, both paths
     assert set(wrapped.evaluate(x, y, verbose=0, return_dict=True)) == {"loss", "accuracy"}
 
 

@@ -177,7 +177,7 @@ def test_head_stage_trains_on_features_where_it_applies_with_the_same_result(syn
     assert [entry["head_features"] for entry in history(outdir, "random_flip")] == [False, False]
     features, plain = predictions(outdir, "features"), predictions(outdir, "plain")
     assert np.abs(features - predictions(outdir, "untrained")).max() > 1e-3
-    np.testing.assert_allclose(features, plain, atol=1e-5)  # the same float32 steps by another route: 0 measured (Eigen)
+    np.testing.assert_allclose(features, plain, atol=1e-5)  # the same float32 steps by another route: 0 measured, both paths
     for a, b in zip(history(outdir, "features"), history(outdir, "plain")):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
 
