@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from rich.console import Console
 
 from feph_finetune import Executor, execute_run, hookimpl
@@ -62,6 +63,7 @@ def assert_same_results(a: dict, b: dict) -> None:
         np.testing.assert_array_equal(a[run_id][1], b[run_id][1])
 
 
+@pytest.mark.numerics
 def test_inline_and_process_executors_give_identical_results_and_jobs_overlap(synthetic_feph, tmp_path):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_SEEDS)
     inline = results(run_matrix(path, tmp_path / "inline", InlineExecutor({})))
