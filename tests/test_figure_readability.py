@@ -9,8 +9,6 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("matplotlib")
-
 from feph_finetune.figures import DPI, SENSITIVITY_WIDTH, _class_weighted, confusion_figure, cv_accuracy_figure, learning_curves_figure, sensitivity_figure
 from feph_finetune.reports import configurations
 from feph_finetune.results import RunStore
@@ -100,7 +98,6 @@ def test_confusion_titles_say_the_accuracy_is_pooled_over_folds(store):
 
 
 def test_every_built_in_stage_has_words_for_people():
-    pytest.importorskip("keras")
     from feph_finetune import RunContext
     from feph_finetune_plugins import adam, adam_sgd, sam, sam_sgd
 

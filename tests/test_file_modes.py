@@ -93,7 +93,7 @@ def test_demo_data_folder_follows_the_umask(tmp_path, umask, file_mode, folder_m
     from feph_finetune import demo
 
     monkeypatch.setattr("feph_finetune.synth.write_synthetic_dataset", lambda folder, **_: (Path(folder) / "labels.csv").write_text("x"))
-    paths = demo.DemoPaths(**{name: tmp_path / name for name in demo.DemoPaths.__dataclass_fields__})
+    paths = demo.DemoPaths(tmp_path / "root", tmp_path / "data", tmp_path / "generic", base_models={})
     demo.write_demo_data({"images": 1, "generic_images": 1, "seed": 0}, paths, type("Quiet", (), {"log": lambda *_: None})())
     assert mode(paths.data) == folder_mode and mode(paths.data / "labels.csv") == file_mode
 

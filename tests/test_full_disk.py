@@ -153,11 +153,14 @@ def evaluate(y_true, y_prob, context):
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
-    """A 12 MB tmpfs (root only; skipped where it cannot be mounted)."""
+    """A 12 MB tmpfs. Mounting one needs root: skipped for other users; as root (CI) a mount that
+    fails is a failure, so CI never skips it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True, text=True)
+    assert mounted.returncode == 0, f"cannot mount a tmpfs as root: {mounted.stderr}"
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
 

@@ -220,7 +220,7 @@ def test_sigterm_while_ray_runs_exits_130_with_the_continue_command(synthetic_fe
             cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
         )
         code, stderr = sigterm_when(command, lambda: "started hung" in log.read_text())
-    assert "started hung" in log.read_text(), "the run should have started"
+    assert "started hung" in log.read_text(), f"the run should have started; exit {code}; stderr: {stderr[-3000:]}"
     assert code == 130, stderr
     assert "interrupted: finished runs are saved; to continue, run:" in stderr
     assert "SIGTERM received" not in stderr and "Traceback" not in stderr

@@ -4,7 +4,8 @@ Ray itself retries an unreachable address for minutes, printing only C++ warning
 second), and takes over SIGTERM: ``ray.init`` installs a handler that exits with 15, and its
 core worker a crash handler that prints a stack and dies. Here a ``HOST:PORT`` must first accept
 a TCP connection, ``ray.init`` runs in a thread the command waits for at most
-``connect_timeout`` seconds with file descriptor 2 quiet, and the command's own SIGTERM handler
+``connect_timeout`` seconds with file descriptor 2 quiet (a local cluster starts in the main
+thread: its processes die with the thread that starts them), and the command's own SIGTERM handler
 (interrupt, exit 130) is put back while it waits and after. Ray is imported only inside
 :func:`connect`.
 """
@@ -49,22 +50,34 @@ def connect(address: str, timeout: float) -> None:
             outcome["error"] = error
 
     keep_sigterm = command_sigterm_keeper()
-    thread = threading.Thread(target=start, name="ray-connect", daemon=True)
-    deadline = time.monotonic() + timeout
     console = quiet_descriptor_2()  # Ray's C++ warnings, a line a second while it retries; the error below says why
-    thread.start()
-    try:
-        while thread.is_alive() and time.monotonic() < deadline:
-            thread.join(0.2)
+    if not address:
+        # A local cluster's processes get SIGKILL when the thread that started them ends (Ray sets
+        # PR_SET_PDEATHSIG, which Linux ties to the thread), so this thread starts it; Ray bounds
+        # a local start itself (60 s for its GCS).
+        try:
+            start()
+        finally:
             keep_sigterm()
-    finally:
-        keep_sigterm()
-        if thread.is_alive():  # it goes on until the command exits: Python's stderr moves to the console's descriptor
-            sys.stderr = os.fdopen(console, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
-        else:
             os.dup2(console, 2)
             os.close(console)
-    if thread.is_alive():
+        thread = None
+    else:
+        thread = threading.Thread(target=start, name="ray-connect", daemon=True)
+        deadline = time.monotonic() + timeout
+        thread.start()
+        try:
+            while thread.is_alive() and time.monotonic() < deadline:
+                thread.join(0.2)
+                keep_sigterm()
+        finally:
+            keep_sigterm()
+            if thread.is_alive():  # it goes on until the command exits: Python's stderr moves to the console's descriptor
+                sys.stderr = os.fdopen(console, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+            else:
+                os.dup2(console, 2)
+                os.close(console)
+    if thread is not None and thread.is_alive():
         raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)")
     if "error" in outcome:
         error = outcome["error"]
