@@ -32,8 +32,8 @@ import numpy as np
 
 
 def synthetic_video(folder: Path, frames: int, fps: float) -> Path:
-    from feph_finetune.dataset import read_image
-    from feph_finetune.synth import write_synthetic_dataset
+    from feph_finetune.data.feph import read_image
+    from feph_finetune.demo.synth import write_synthetic_dataset
 
     write_synthetic_dataset(folder / "FePh", images=min(frames, 120), seed=0)
     images = []
@@ -56,7 +56,7 @@ def mobilenet_bundle(folder: Path, size: int, alpha: float) -> Path:
     import keras
 
     from feph_finetune.api import CLASSES, RunContext
-    from feph_finetune.bundle import write_bundle
+    from feph_finetune.predict.bundle import write_bundle
     from feph_finetune.plugins import get_plugins
 
     base = keras.applications.MobileNet(input_shape=(size, size, 3), alpha=alpha, weights=None, include_top=False, pooling="avg")
@@ -96,11 +96,11 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from feph_finetune.bundle import load_model, open_bundle
-    from feph_finetune.frames import apply_steps
+    from feph_finetune.predict.bundle import load_model, open_bundle
+    from feph_finetune.data.frames import apply_steps
     from feph_finetune.plugins import get_plugins
-    from feph_finetune.predict import Predictor, Settings
-    from feph_finetune.sources import open_source
+    from feph_finetune.predict.apply import Predictor, Settings
+    from feph_finetune.predict.inputs import open_source
 
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)

@@ -5,7 +5,7 @@ Measures, on synthetic FePh-format data written to a temporary folder (nothing d
 1. runner overhead: one fine-tuning run through ``MatrixRunner`` against the same model, data,
    batch size and epochs written inline with plain ``model.fit``;
 2. the crop cache: face detections in a second pass, and cached-load against detection throughput;
-3. phase 1 on precomputed features (:mod:`feph_finetune.head_features`) against plain-Keras
+3. phase 1 on precomputed features (:mod:`feph_finetune.training.head_features`) against plain-Keras
    phase 1 with the base frozen: time, and the head's test accuracy;
 4. SAM: time per training step against the base optimizer alone;
 5. peak resident memory of a whole MobileNet run of the CLI (``--executor inline``), in a subprocess;
@@ -110,7 +110,7 @@ class Workspace:
 
     def dataset(self, images: int, domain: str = "feph", seed: int = 0) -> Path:
         """A synthetic dataset of ``images`` kept images, written on first use."""
-        from feph_finetune.synth import write_synthetic_dataset
+        from feph_finetune.demo.synth import write_synthetic_dataset
 
         folder = self.root / f"{domain}-{images}-{seed}"
         if not folder.is_dir():  # written aside, then renamed: a kept workspace never holds half a dataset
@@ -171,8 +171,8 @@ def toml_string(path: Path) -> str:
 
 def the_matrix(path: Path):
     """The matrix of a TOML, its runs by experiment name (one run each), and the plugins."""
-    from feph_finetune.config import read_config
-    from feph_finetune.matrix import build_matrix
+    from feph_finetune.config.reading import read_config
+    from feph_finetune.config.matrix import build_matrix
     from feph_finetune.plugins import get_plugins
 
     plugins = get_plugins()
@@ -188,8 +188,8 @@ def the_run(path: Path):
 
 
 def quiet_runner(matrix, plugins, ws: Workspace, source):
-    from feph_finetune.results import RunStore
-    from feph_finetune.runner import MatrixRunner
+    from feph_finetune.results.store import RunStore
+    from feph_finetune.execution.runner import MatrixRunner
 
     return MatrixRunner(matrix, plugins, RunStore(ws.root / "runs"), Console(file=io.StringIO()), source=source)
 
@@ -298,7 +298,7 @@ def warm_up_tensorflow() -> None:
 def bench_runner_overhead(settings: Settings, ws: Workspace) -> list[Row]:
     """The paper's FT (head, then all layers, Adam) with a random flip per batch, so that both
     sides run the frozen base every epoch (the feature path of item 3 does not apply)."""
-    from feph_finetune.preparation import DataSource, prepare
+    from feph_finetune.data.preparation import DataSource, prepare
 
     settings = replace(settings, size=settings.paper_size)
     path = experiment_toml(ws, ws.dataset(settings.run_images), settings, """
@@ -388,8 +388,8 @@ def plain_fine_tuning(data, settings: Settings, path: Path) -> float:
 
 def bench_crop_cache(settings: Settings, ws: Workspace) -> list[Row]:
     """Detect faces in every image into an empty cache, then load the same frames again."""
-    from feph_finetune.dataset import load_dataset
-    from feph_finetune.frames import CropCache, FrameStep, compute_frames
+    from feph_finetune.data.feph import load_dataset
+    from feph_finetune.data.frames import CropCache, FrameStep, compute_frames
 
     dataset = load_dataset(ws.dataset(settings.images))
     detections = {"count": 0}
@@ -435,7 +435,7 @@ def bench_head_features(settings: Settings, ws: Workspace) -> list[Row]:
     """Phase 1 through the runner, with ``head_features`` on and off, at the paper's input size, on
     a base pre-trained on synthetic generic faces (a random base gives near-zero features, so its
     accuracy would mean nothing). The head stage's own time is compared, from ``result.json``."""
-    from feph_finetune.preparation import DataSource, prepare
+    from feph_finetune.data.preparation import DataSource, prepare
 
     paper = replace(settings, size=settings.paper_size)
     base_file = pretrained_base(paper, ws)
@@ -504,7 +504,7 @@ def accuracy_row(plain: np.ndarray, features: np.ndarray, truth: np.ndarray, lr:
 
 def pretrained_base(settings: Settings, ws: Workspace) -> Path:
     """The demo's stand-in for an AffectNet model: MobileNet pre-trained on synthetic generic faces."""
-    from feph_finetune.demo import pretrain_base_model
+    from feph_finetune.demo.protocol import pretrain_base_model
 
     path = ws.root / f"mobilenet_base_{settings.size}.keras"
     if not path.is_file():

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import cv2
 
-from feph_finetune.dataset import DatasetError, read_image
-from feph_finetune.sources import natural_key
+from feph_finetune.data.feph import DatasetError, read_image
+from feph_finetune.predict.inputs import natural_key
 
 FRAME_NAME = r"^(.+?)\.avi_pid\d+_fn(\d+)-\d+(\.png)?$"
 

@@ -18,17 +18,17 @@ from feph_finetune.api import (
 from feph_finetune.convert import VARIANTS as EFFICIENTNET_VARIANTS
 from feph_finetune.convert import ConversionError, ConvertedModel, efficientnet_b0_classifier, efficientnet_classifier, read_converted
 from feph_finetune.hookspecs import hookimpl
-from feph_finetune.options import Option
+from feph_finetune.config.options import Option
 
 __version__ = "0.1.0"
 
 #: Objects for writing an executor, imported on first use (they pull in the runner's modules).
 _EXECUTION_API = {
-    "Executor": "feph_finetune.executors",
-    "ExecutorError": "feph_finetune.executors",
-    "InProcess": "feph_finetune.executors",
-    "RunJob": "feph_finetune.execution",
-    "execute_run": "feph_finetune.execution",
+    "Executor": "feph_finetune.execution.executors",
+    "ExecutorError": "feph_finetune.execution.executors",
+    "InProcess": "feph_finetune.execution.executors",
+    "RunJob": "feph_finetune.execution.job",
+    "execute_run": "feph_finetune.execution.job",
 }
 
 

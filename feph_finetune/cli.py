@@ -187,11 +187,11 @@ def cmd_plugins(args, console: Console) -> int:
 
 
 def cmd_data(args, console: Console) -> int:
-    from feph_finetune.dataset import load_dataset
-    from feph_finetune.describe import describe_dataset, render_description
+    from feph_finetune.data.feph import load_dataset
+    from feph_finetune.data.describe import describe_dataset, render_description
 
-    from feph_finetune.config import ConfigError, Problem
-    from feph_finetune.dataset import FEPH_DOWNLOAD, DatasetError
+    from feph_finetune.config.reading import ConfigError, Problem
+    from feph_finetune.data.feph import FEPH_DOWNLOAD, DatasetError
 
     problems = []
     if args.folds < 2:
@@ -219,9 +219,9 @@ def cmd_data(args, console: Console) -> int:
 
 
 def cmd_synth(args, console: Console) -> int:
-    from feph_finetune.config import ConfigError, Problem
-    from feph_finetune.results import output_folder_problem
-    from feph_finetune.synth import write_synthetic_dataset
+    from feph_finetune.config.reading import ConfigError, Problem
+    from feph_finetune.results.store import output_folder_problem
+    from feph_finetune.demo.synth import write_synthetic_dataset
 
     problems = []
     if args.images < 1:
@@ -240,13 +240,13 @@ def cmd_synth(args, console: Console) -> int:
 
 
 def cmd_report(args, console: Console) -> int:
-    from feph_finetune.config import ConfigError, Problem
-    from feph_finetune.reports import render
-    from feph_finetune.results import RunStore
+    from feph_finetune.config.reading import ConfigError, Problem
+    from feph_finetune.results.reports import render
+    from feph_finetune.results.store import RunStore
 
     if args.figures is not None:
-        from feph_finetune.figures import PLOTS_INSTALL, plots_available
-        from feph_finetune.results import output_folder_problem
+        from feph_finetune.results.figures import PLOTS_INSTALL, plots_available
+        from feph_finetune.results.store import output_folder_problem
 
         if not plots_available():
             raise ConfigError([Problem(f"--figures {args.figures}", f"figures need matplotlib, which is not installed: {PLOTS_INSTALL}")])
@@ -267,9 +267,9 @@ def cmd_report(args, console: Console) -> int:
 
 
 def print_confusion(records: list[dict], name: str, console: Console) -> int:
-    from feph_finetune import confusion
-    from feph_finetune.config import ConfigError, Problem, close_match
-    from feph_finetune.reports import configurations
+    from feph_finetune.results import confusion
+    from feph_finetune.config.reading import ConfigError, Problem, close_match
+    from feph_finetune.results.reports import configurations
 
     everything = configurations(records)
     chosen = confusion.matching(everything, name)
@@ -282,21 +282,21 @@ def print_confusion(records: list[dict], name: str, console: Console) -> int:
 
 def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: bool, console: Console) -> None:
     """The figures and report.md of ``records`` into ``figures_dir`` (the report command, and [report] figures)."""
-    from feph_finetune.figures import write_report
-    from feph_finetune.reports import configurations
+    from feph_finetune.results.figures import write_report
+    from feph_finetune.results.reports import configurations
 
     written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir), warn=warn)
     console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}")
 
 
 def cmd_predict(args, console: Console) -> int:
-    from feph_finetune.predict_command import predict_command
+    from feph_finetune.predict.command import predict_command
 
     return predict_command(args, console, Console(stderr=True))
 
 
 def cmd_export(args, console: Console) -> int:
-    from feph_finetune.bundle import BundleError, export_bundle
+    from feph_finetune.predict.bundle import BundleError, export_bundle
 
     try:
         out = export_bundle(args.run_dir, args.out)
@@ -373,12 +373,12 @@ def _run_column_widths(headers: list[str], rows: list[list[str]], width: int) ->
 
 
 def cmd_run(args, console: Console) -> int:
-    from feph_finetune.config import read_config
-    from feph_finetune.matrix import apply_demo, build_matrix, select
+    from feph_finetune.config.reading import read_config
+    from feph_finetune.config.matrix import apply_demo, build_matrix, select
 
     raw = read_config(args.config, args.overrides)
     if args.demo:
-        from feph_finetune import demo
+        from feph_finetune.demo import protocol as demo
 
         settings = demo.demo_settings(raw)
         paths = demo.demo_paths(settings)
@@ -388,7 +388,7 @@ def cmd_run(args, console: Console) -> int:
     runs = select(matrix, args.only, args.phase)
     output = args.output or Path("runs/demo" if args.demo else matrix.output)
     _check_output_folders(output, matrix)
-    from feph_finetune.executors import choose_executor
+    from feph_finetune.execution.executors import choose_executor
 
     choice = choose_executor(raw, plugins, args.executor, args.jobs, args.devices)
     executor = (with_demo_jobs(choice, raw, args) if args.demo else choice).create()
@@ -400,9 +400,9 @@ def cmd_run(args, console: Console) -> int:
     if args.dry_run:
         print_runs(runs, args.json, console)
         return EXIT_OK
-    from feph_finetune.reports import render
-    from feph_finetune.results import RunStore
-    from feph_finetune.runner import MatrixOutcome, MatrixRunner, sigterm_as_interrupt
+    from feph_finetune.results.reports import render
+    from feph_finetune.results.store import RunStore
+    from feph_finetune.execution.runner import MatrixOutcome, MatrixRunner, sigterm_as_interrupt
 
     store = RunStore(output, warn=warn)
     if args.force:
@@ -430,9 +430,9 @@ def cmd_run(args, console: Console) -> int:
 
 def print_unsaved_models(runs, skipped: list[str], store, console: Console) -> None:
     """Say which skipped runs ask for ``save_model`` but finished without one: the setting does
-    not change a run's id (:data:`feph_finetune.config.RESULT_NEUTRAL_KEYS`), so only ``--force``
+    not change a run's id (:data:`feph_finetune.config.reading.RESULT_NEUTRAL_KEYS`), so only ``--force``
     runs them again to save it."""
-    from feph_finetune.bundle import MANIFEST
+    from feph_finetune.predict.bundle import MANIFEST
 
     unsaved = [run.id for run in runs if run.id in skipped and run.config["save_model"] and not (store.run_dir(run.id) / MANIFEST).is_file()]
     if unsaved:
@@ -440,9 +440,9 @@ def print_unsaved_models(runs, skipped: list[str], store, console: Console) -> N
 
 
 def with_demo_jobs(choice, raw, args):
-    """The demo runs one run per CPU core (:func:`feph_finetune.demo.demo_jobs`) with the
+    """The demo runs one run per CPU core (:func:`feph_finetune.demo.protocol.demo_jobs`) with the
     ``process`` executor, unless ``--jobs``, ``--devices`` or ``[executor.process]`` decide."""
-    from feph_finetune.demo import demo_jobs
+    from feph_finetune.demo.protocol import demo_jobs
 
     decided = args.jobs is not None or args.devices is not None or bool({"jobs", "devices"} & set(raw.data.get("executor", {}).get("process", {})))
     if choice.cls.name != "process" or decided:
@@ -452,8 +452,8 @@ def with_demo_jobs(choice, raw, args):
 
 def _check_output_folders(output: Path, matrix) -> None:
     """Refuse a results folder (and [report] figures_dir) that cannot be written, before any run."""
-    from feph_finetune.config import ConfigError, Problem
-    from feph_finetune.results import output_folder_problem
+    from feph_finetune.config.reading import ConfigError, Problem
+    from feph_finetune.results.store import output_folder_problem
 
     folders = {"results directory": output}
     if matrix.report["figures"] and matrix.report["figures_dir"]:
@@ -528,13 +528,13 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     A :class:`PluginCallError` that reaches here came from a plugin called outside a run (a run's
     own failures are recorded in its result.json): the message names the plugin and hook.
     """
-    from feph_finetune.config import ConfigError
-    from feph_finetune.dataset import DatasetError
-    from feph_finetune.demo import PretrainingFailed
-    from feph_finetune.executors import ExecutorError
-    from feph_finetune.results import NoSpaceError
+    from feph_finetune.config.reading import ConfigError
+    from feph_finetune.data.feph import DatasetError
+    from feph_finetune.demo.protocol import PretrainingFailed
+    from feph_finetune.execution.executors import ExecutorError
+    from feph_finetune.results.store import NoSpaceError
     from feph_finetune.plugins import PluginCallError, PluginLoadError
-    from feph_finetune.reports import RecordError
+    from feph_finetune.results.reports import RecordError
 
     try:
         return command(args, console)

@@ -176,8 +176,8 @@ def register_executors(register):
     :func:`feph_finetune.execute_run` (in this process or elsewhere) and leaves a ``result.json``
     per job. An executor also enforces each run's ``timeout`` (seconds from the run's ``started``
     event, 0: none): it stops the run, the other runs go on, and the run is recorded with
-    :func:`feph_finetune.execution.timed_out_record` saying where it was (the run's
-    ``activity`` and ``progress`` events, read by :class:`feph_finetune.execution.Whereabouts`);
+    :func:`feph_finetune.execution.job.timed_out_record` saying where it was (the run's
+    ``activity`` and ``progress`` events, read by :class:`feph_finetune.execution.job.Whereabouts`);
     one that cannot stop a run records it as failed, saying so, rather than let it run on. It
     calls ``report_finished`` after each run (which stops the matrix when the results folder's
     disk is full), keeps the command's SIGTERM handler in place, and raises

@@ -27,11 +27,11 @@ from typing import Any, Callable, Iterator
 import pluggy
 
 from feph_finetune import hookspecs
-from feph_finetune.options import Option, as_option
+from feph_finetune.config.options import Option, as_option
 
 #: Who wants to know which plugin hook runs now: ``listener(plugin, hook)`` on entering a hook or
 #: a function a hook returned, ``listener(None, None)`` on leaving it. The runner of a run sets it
-#: (:func:`feph_finetune.execution.execute_run`), so that a run stopped for taking too long can
+#: (:func:`feph_finetune.execution.job.execute_run`), so that a run stopped for taking too long can
 #: say where it was; a context variable, so that runs in threads of one process each have theirs.
 hook_listener: ContextVar[Callable[[str | None, str | None], None] | None] = ContextVar("hook_listener", default=None)
 
@@ -67,7 +67,7 @@ DEFAULT_PLUGINS = (
     "feph_finetune_plugins.sam_sgd",
     "feph_finetune_plugins.class_weights",
     "feph_finetune_plugins.paper_metrics",
-    "feph_finetune.executors",  # the built-in executors: inline, process, ray
+    "feph_finetune.execution.executors",  # the built-in executors: inline, process, ray
 )
 BUILTIN_NAMES = frozenset(module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS)
 

@@ -13,12 +13,12 @@ import pytest
 from rich.console import Console
 
 from feph_finetune.api import RunContext
-from feph_finetune.config import read_config
-from feph_finetune.matrix import build_matrix
+from feph_finetune.config.reading import read_config
+from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins, reset_plugins
-from feph_finetune.preparation import DataSource, RunData, prepare
-from feph_finetune.results import RunStore
-from feph_finetune.runner import MatrixRunner
+from feph_finetune.data.preparation import DataSource, RunData, prepare
+from feph_finetune.results.store import RunStore
+from feph_finetune.execution.runner import MatrixRunner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def fresh_plugins():
 @pytest.fixture(scope="session")
 def synthetic_feph(tmp_path_factory) -> Path:
     """A small synthetic FePh-format dataset, written once per test session."""
-    from feph_finetune.synth import write_synthetic_dataset
+    from feph_finetune.demo.synth import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synthetic") / "FePh"
     write_synthetic_dataset(root, images=120, seed=0)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from feph_finetune import CLASSES, PluginError, RunContext
-from feph_finetune.options import option_problems
+from feph_finetune.config.options import option_problems
 from feph_finetune_plugins import backbones, efficientnet, mobilenet
 
 SIDE = 32

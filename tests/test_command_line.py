@@ -9,9 +9,9 @@ import stat
 import pytest
 
 from feph_finetune.cli import main
-from feph_finetune.config import ConfigError, parse_override, read_config
-from feph_finetune.dataset import load_dataset
-from feph_finetune.results import write_json
+from feph_finetune.config.reading import ConfigError, parse_override, read_config
+from feph_finetune.data.feph import load_dataset
+from feph_finetune.results.store import write_json
 from conftest import run_cli, write_matrix
 from fephfixture import write_png
 
@@ -99,7 +99,7 @@ def test_result_files_follow_the_umask(tmp_path, umask, mode):
 
 @pytest.mark.parametrize("force", ["--force", "--forc"])
 def test_interrupt_prints_the_command_that_continues_without_force(matrix_file, tmp_path, monkeypatch, capsys, force):
-    from feph_finetune.runner import MatrixRunner
+    from feph_finetune.execution.runner import MatrixRunner
 
     def interrupted(self, runs):
         raise KeyboardInterrupt
@@ -113,11 +113,11 @@ def test_interrupt_prints_the_command_that_continues_without_force(matrix_file, 
 
 
 def test_an_interrupted_force_leaves_no_stale_result_that_the_continue_command_would_skip(matrix_file, tmp_path, monkeypatch):
-    from feph_finetune.config import read_config
-    from feph_finetune.matrix import build_matrix
+    from feph_finetune.config.reading import read_config
+    from feph_finetune.config.matrix import build_matrix
     from feph_finetune.plugins import get_plugins
-    from feph_finetune.results import RunStore
-    from feph_finetune.runner import MatrixRunner
+    from feph_finetune.results.store import RunStore
+    from feph_finetune.execution.runner import MatrixRunner
 
     outdir = tmp_path / "runs"
     store = RunStore(outdir)

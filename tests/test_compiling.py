@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from feph_finetune.compiling import predict_traced_once
+from feph_finetune.training.compiling import predict_traced_once
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ def tiny_bundle(folder):
     import json
 
     from feph_finetune.api import CLASSES
-    from feph_finetune.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MODEL_FILE
+    from feph_finetune.predict.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MODEL_FILE
 
     folder.mkdir()
     subprocess.run([sys.executable, "-c", TINY_BUNDLE_MODEL, str(folder / MODEL_FILE)], check=True, capture_output=True, timeout=300)
@@ -129,8 +129,8 @@ def test_reports_are_readable_at_80_columns(tmp_path, capsys, monkeypatch):
 
 
 def test_dry_run_plugins_and_data_are_readable_at_80_columns(tmp_path, synthetic_feph, capsys, monkeypatch):
-    from feph_finetune.config import read_config
-    from feph_finetune.matrix import build_matrix
+    from feph_finetune.config.reading import read_config
+    from feph_finetune.config.matrix import build_matrix
     from feph_finetune.plugins import get_plugins
 
     experiments = """

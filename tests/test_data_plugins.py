@@ -15,9 +15,9 @@ import pytest
 
 from feph_finetune import Augmentation, PluginError, hookimpl
 from feph_finetune.cli import main
-from feph_finetune.config import ConfigError
+from feph_finetune.config.reading import ConfigError
 from feph_finetune.plugins import PluginCallError, get_plugins
-from feph_finetune.preparation import RunData
+from feph_finetune.data.preparation import RunData
 
 from conftest import TinyMatrix, line_of, write_matrix
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from feph_finetune import CLASSES
-from feph_finetune.dataset import DROP_REASONS, DatasetError, load_dataset, read_image
+from feph_finetune.data.feph import DROP_REASONS, DatasetError, load_dataset, read_image
 from fephfixture import IMAGES_DIR, LABELS_CSV, frame_name, write_feph_fixture, write_png
 
 
@@ -241,7 +241,7 @@ def test_conflicting_labels_drop_every_row_of_that_file(tmp_path):
 
 
 def test_spreadsheet_floats_are_read_as_label_codes():
-    from feph_finetune.dataset import label_reason
+    from feph_finetune.data.feph import label_reason
 
     assert label_reason("3.0") == CLASSES.index("fear")
     assert label_reason(" 0.00 ") == CLASSES.index("neutral")

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feph_finetune import demo, demo_bases
+from feph_finetune.demo import protocol as demo
+from feph_finetune.demo import bases as demo_bases
 from feph_finetune.cli import main
-from feph_finetune.config import ConfigError, read_config
-from feph_finetune.synth import write_synthetic_dataset
+from feph_finetune.config.reading import ConfigError, read_config
+from feph_finetune.demo.synth import write_synthetic_dataset
 
 from conftest import run_cli
 
@@ -145,14 +146,14 @@ def test_the_shipped_bases_are_package_data():
     """Found by a normal ``pip install .`` too: pyproject.toml lists them as package data."""
     import tomllib
 
-    listed = tomllib.loads((EXPERIMENTS.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["feph_finetune"]
+    listed = tomllib.loads((EXPERIMENTS.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["feph_finetune.demo"]
     files = {path.relative_to(demo_bases.SHIPPED_DIR.parent).as_posix() for path in demo_bases.SHIPPED_DIR.iterdir()}
     assert files and all(any(Path(name).match(pattern) for pattern in listed) for name in files), (files, listed)
     assert sum(path.stat().st_size for path in demo_bases.SHIPPED_DIR.iterdir()) < 20e6
 
 
 def test_the_bases_command_pre_trains_exports_and_the_demo_then_uses_them(tmp_path, monkeypatch):
-    """``python -m feph_finetune.demo_bases`` on tiny settings: both bases pre-trained, rounded
+    """``python -m feph_finetune.demo.bases`` on tiny settings: both bases pre-trained, rounded
     to float16, measured and recorded; the record matches those settings and no others."""
     from rich.console import Console
 
@@ -325,7 +326,7 @@ def test_runs_whose_base_exists_start_first_and_the_others_as_their_base_is_trai
 
 @pytest.mark.parametrize("cores, memory, jobs", [(4, 64.0, 4), (4, 5.0, 2), (4, 1.0, 1), (4, None, 2), (1, None, 1)])
 def test_the_demo_runs_one_run_per_core_within_the_free_memory(monkeypatch, cores, memory, jobs):
-    from feph_finetune.executors import process
+    from feph_finetune.execution.executors import process
 
     monkeypatch.setattr(process, "usable_cores", lambda: cores)
     monkeypatch.setattr(process, "available_memory_gib", lambda: memory)
@@ -340,8 +341,8 @@ def test_the_demo_default_jobs_give_way_to_flags_and_the_toml(monkeypatch, flags
     import argparse
 
     from feph_finetune.cli import with_demo_jobs
-    from feph_finetune.executors import ExecutorChoice
-    from feph_finetune.executors.process import ProcessExecutor
+    from feph_finetune.execution.executors import ExecutorChoice
+    from feph_finetune.execution.executors.process import ProcessExecutor
 
     monkeypatch.setattr(demo, "demo_jobs", lambda: 7)
     choice = ExecutorChoice(ProcessExecutor, {"jobs": 0, "devices": []})

@@ -9,8 +9,8 @@ import pytest
 from rich.console import Console
 
 from feph_finetune import CLASSES
-from feph_finetune.dataset import DROP_REASONS, Dataset, load_dataset
-from feph_finetune.describe import describe_dataset, render_description
+from feph_finetune.data.feph import DROP_REASONS, Dataset, load_dataset
+from feph_finetune.data.describe import describe_dataset, render_description
 from fephfixture import write_feph_fixture
 
 

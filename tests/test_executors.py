@@ -19,15 +19,15 @@ from rich.console import Console
 
 from feph_finetune import Executor, execute_run, hookimpl
 from feph_finetune.cli import main
-from feph_finetune.config import read_config
-from feph_finetune.executors import InProcess
-from feph_finetune.executors.inline import InlineExecutor
-from feph_finetune.executors.process import ProcessExecutor
-from feph_finetune.matrix import build_matrix
+from feph_finetune.config.reading import read_config
+from feph_finetune.execution.executors import InProcess
+from feph_finetune.execution.executors.inline import InlineExecutor
+from feph_finetune.execution.executors.process import ProcessExecutor
+from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
-from feph_finetune.progress import MatrixView
-from feph_finetune.results import RunStore
-from feph_finetune.runner import MatrixRunner
+from feph_finetune.execution.progress import MatrixView
+from feph_finetune.results.store import RunStore
+from feph_finetune.execution.runner import MatrixRunner
 
 from conftest import REPO, run_cli, write_killer_distribution, write_matrix
 
@@ -123,14 +123,14 @@ PARENT_MEMORY = """
 import io, json, sys
 from pathlib import Path
 from rich.console import Console
-from feph_finetune.config import read_config
-from feph_finetune.executors import InProcess
-from feph_finetune.executors.process import ProcessExecutor
-from feph_finetune.matrix import build_matrix
+from feph_finetune.config.reading import read_config
+from feph_finetune.execution.executors import InProcess
+from feph_finetune.execution.executors.process import ProcessExecutor
+from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
-from feph_finetune.preparation import DataSource
-from feph_finetune.runner import MatrixRunner
-from feph_finetune.results import RunStore
+from feph_finetune.data.preparation import DataSource
+from feph_finetune.execution.runner import MatrixRunner
+from feph_finetune.results.store import RunStore
 
 def rss_kib():
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -235,7 +235,7 @@ def test_a_run_uses_the_threads_its_configuration_names_in_its_child(synthetic_f
 def test_threads_that_cannot_apply_in_a_running_tensorflow_are_named_not_ignored():
     code = (
         "import tensorflow as tf\n"
-        "from feph_finetune.training import use_threads\n"
+        "from feph_finetune.training.stages import use_threads\n"
         "tf.constant(1.0) + 1.0\n"
         "use_threads(0)\n"
         "try:\n    use_threads(1)\nexcept RuntimeError as error:\n    print(error)\n"

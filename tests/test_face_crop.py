@@ -8,8 +8,8 @@ import pluggy
 import pytest
 
 from feph_finetune import FrameResult, PluginError, Preprocessing, RunContext, hookspecs
-from feph_finetune.options import option_problems
-from feph_finetune.synth import Frame, make_signers, render_frame
+from feph_finetune.config.options import option_problems
+from feph_finetune.demo.synth import Frame, make_signers, render_frame
 from feph_finetune_plugins import face_crop
 
 CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")

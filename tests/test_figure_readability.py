@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from feph_finetune.figures import DPI, SENSITIVITY_WIDTH, _class_weighted, confusion_figure, cv_accuracy_figure, learning_curves_figure, sensitivity_figure
-from feph_finetune.reports import configurations
-from feph_finetune.results import RunStore
+from feph_finetune.results.figures import DPI, SENSITIVITY_WIDTH, _class_weighted, confusion_figure, cv_accuracy_figure, learning_curves_figure, sensitivity_figure
+from feph_finetune.results.reports import configurations
+from feph_finetune.results.store import RunStore
 from fake_store import CLASSES, write_fake_store
 
 

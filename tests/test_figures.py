@@ -14,10 +14,10 @@ import pytest
 from rich.console import Console
 
 from feph_finetune.cli import main
-from feph_finetune.confusion import confusion_table, row_shares, summed_confusion
-from feph_finetune.reports import configurations
-from feph_finetune.results import RunStore
-from feph_finetune.stats import mean_ci95, t_ppf
+from feph_finetune.results.confusion import confusion_table, row_shares, summed_confusion
+from feph_finetune.results.reports import configurations
+from feph_finetune.results.store import RunStore
+from feph_finetune.results.stats import mean_ci95, t_ppf
 
 from conftest import REPO, run_cli, write_matrix
 from fake_store import CLASSES, FOLDS, history_of, metrics_of, sample_confusion, write_fake_store
@@ -165,8 +165,8 @@ def test_report_table_keys_are_validated(tmp_path):
 
 def test_a_matrix_with_report_figures_writes_them_after_its_runs(tmp_path, capsys, monkeypatch, synthetic_feph):
     """The runner is replaced by one that stores fake results (training is tested elsewhere)."""
-    from feph_finetune.execution import run_record
-    from feph_finetune.runner import MatrixOutcome, MatrixRunner
+    from feph_finetune.execution.job import run_record
+    from feph_finetune.execution.runner import MatrixOutcome, MatrixRunner
 
     def fake_run_all(runner, runs):
         outcome = MatrixOutcome()
@@ -227,7 +227,7 @@ def test_console_tables_measure_labels_in_terminal_cells():
 
     runs = [fake_record("M2", 0, "exploratory", None, metrics_of(sample_confusion(0.6, np.random.default_rng(0))), 10.0)]
     runs[0].update(cv_label="手語-A", label="手語の表情-微調整")
-    from feph_finetune.reports import render
+    from feph_finetune.results.reports import render
 
     for width in (160, 80):
         printed = io.StringIO()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from feph_finetune.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MODEL_FILE, _save_model, export_bundle
-from feph_finetune.results import atomic_folder, atomic_path
+from feph_finetune.predict.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MODEL_FILE, _save_model, export_bundle
+from feph_finetune.results.store import atomic_folder, atomic_path
 
 UMASKS = [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)]
 
@@ -90,9 +90,9 @@ def test_converted_model_and_its_sidecar_follow_the_umask(tmp_path, umask, file_
 
 @pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), UMASKS, indirect=["umask"])
 def test_demo_data_folder_follows_the_umask(tmp_path, umask, file_mode, folder_mode, monkeypatch):
-    from feph_finetune import demo
+    from feph_finetune.demo import protocol as demo
 
-    monkeypatch.setattr("feph_finetune.synth.write_synthetic_dataset", lambda folder, **_: (Path(folder) / "labels.csv").write_text("x"))
+    monkeypatch.setattr("feph_finetune.demo.synth.write_synthetic_dataset", lambda folder, **_: (Path(folder) / "labels.csv").write_text("x"))
     paths = demo.DemoPaths(tmp_path / "root", tmp_path / "data", tmp_path / "generic", base_models={})
     demo.write_demo_data({"images": 1, "generic_images": 1, "seed": 0}, paths, type("Quiet", (), {"log": lambda *_: None})())
     assert mode(paths.data) == folder_mode and mode(paths.data / "labels.csv") == file_mode

@@ -7,7 +7,7 @@ import json
 import re
 
 from feph_finetune.cli import main, run_parser
-from feph_finetune.config import read_config
+from feph_finetune.config.reading import read_config
 from feph_finetune.plugins import get_plugins
 from conftest import REPO
 
@@ -48,7 +48,7 @@ def test_experiments_toml_and_readme_say_where_options_and_caches_are():
 
 
 def test_demo_cache_follows_feph_finetune_cache(tmp_path, monkeypatch):
-    from feph_finetune import demo
+    from feph_finetune.demo import protocol as demo
 
     monkeypatch.setenv("FEPH_FINETUNE_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "m.toml"

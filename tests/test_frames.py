@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from feph_finetune import FrameResult, Preprocessing
-from feph_finetune.dataset import load_dataset
-from feph_finetune.frames import CropCache, FrameStep, compute_frames
+from feph_finetune.data.feph import load_dataset
+from feph_finetune.data.frames import CropCache, FrameStep, compute_frames
 
 
 class CountingCrop:

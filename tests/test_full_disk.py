@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from feph_finetune import results
+from feph_finetune.results import store as results
 from feph_finetune.cli import main
-from feph_finetune.config import read_config
-from feph_finetune.executors.inline import InlineExecutor
-from feph_finetune.matrix import build_matrix
+from feph_finetune.config.reading import read_config
+from feph_finetune.execution.executors.inline import InlineExecutor
+from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
-from feph_finetune.results import RunStore
-from feph_finetune.runner import MatrixRunner
+from feph_finetune.results.store import RunStore
+from feph_finetune.execution.runner import MatrixRunner
 
 from conftest import run_cli, write_distribution, write_matrix
 

@@ -9,7 +9,7 @@ import pytest
 import keras
 
 from feph_finetune import BuiltModel, RunContext, TrainingStage
-from feph_finetune.head_features import applies, split_at_head, train_head_on_features, unsuitable_reason
+from feph_finetune.training.head_features import applies, split_at_head, train_head_on_features, unsuitable_reason
 from feph_finetune_plugins import mobilenet
 from feph_finetune_plugins.backbones import attach_head
 

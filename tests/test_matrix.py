@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from feph_finetune.config import ConfigError, read_config
-from feph_finetune.matrix import build_matrix, select
+from feph_finetune.config.reading import ConfigError, read_config
+from feph_finetune.config.matrix import build_matrix, select
 from feph_finetune.plugins import get_plugins
 
 from conftest import REPO, run_cli, write_matrix

@@ -121,8 +121,8 @@ def test_a_plugin_registered_for_one_test_is_validated_and_called(tmp_path):
     plugins = get_plugins()
     plugins.pm.register(NoisyMetric(), name="noisy")
     assert plugins.call("noisy", "evaluate", y_true=[1, 2], y_prob=None, context=type("C", (), {"options": {"scale": 2.0}})()) == {"scaled_count": 4.0}
-    from feph_finetune.config import ConfigError, read_config
-    from feph_finetune.matrix import build_matrix
+    from feph_finetune.config.reading import ConfigError, read_config
+    from feph_finetune.config.matrix import build_matrix
 
     path = write_matrix(tmp_path / "m.toml", tmp_path, '[experiments.A]\nevaluate = ["noisy"]\n[experiments.A.options.noisy]\nscael = 3.0\n')
     with pytest.raises(ConfigError) as error:
@@ -131,8 +131,8 @@ def test_a_plugin_registered_for_one_test_is_validated_and_called(tmp_path):
 
 
 def test_naming_a_plugin_without_the_hook_is_an_error(tmp_path):
-    from feph_finetune.config import ConfigError, read_config
-    from feph_finetune.matrix import build_matrix
+    from feph_finetune.config.reading import ConfigError, read_config
+    from feph_finetune.config.matrix import build_matrix
 
     path = write_matrix(tmp_path / "m.toml", tmp_path, '[experiments.A]\naugment = ["normalize"]\n')
     with pytest.raises(ConfigError) as error:

@@ -15,13 +15,13 @@ import pytest
 from rich.console import Console
 
 from feph_finetune.cli import main
-from feph_finetune.config import read_config
-from feph_finetune.dataset import read_image
-from feph_finetune.matrix import build_matrix
+from feph_finetune.config.reading import read_config
+from feph_finetune.data.feph import read_image
+from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
-from feph_finetune.preparation import DataSource, prepare
-from feph_finetune.results import RunStore
-from feph_finetune.runner import MatrixRunner
+from feph_finetune.data.preparation import DataSource, prepare
+from feph_finetune.results.store import RunStore
+from feph_finetune.execution.runner import MatrixRunner
 
 from conftest import write_matrix
 
@@ -304,7 +304,7 @@ def test_output_targets_are_checked_before_any_work(trained, tmp_path, capsys):
 
 
 def test_an_interrupt_leaves_the_previous_out_file_and_says_so(trained, tmp_path, capsys, monkeypatch):
-    from feph_finetune.predict import Predictor
+    from feph_finetune.predict.apply import Predictor
 
     out = tmp_path / "rows.csv"
     out.write_text("previous rows\n", encoding="utf-8")
@@ -356,8 +356,8 @@ def test_a_manifest_is_checked_like_a_configuration_before_any_work(trained, tmp
 def test_without_plot_matplotlib_is_not_needed_and_with_it_said_once(tmp_path, monkeypatch):
     from argparse import Namespace
 
-    from feph_finetune import figures
-    from feph_finetune.predict_command import argument_problems
+    from feph_finetune.results import figures
+    from feph_finetune.predict.command import argument_problems
 
     monkeypatch.setattr(figures, "plots_available", lambda: False)
     args = Namespace(out=tmp_path / "rows.csv", plot=None, every=1, smooth=1, batch_size=4)
@@ -380,7 +380,7 @@ class _Frames:
         self.name, self.kind, self.count, self.shape = "stand-in.mp4", "video", count, (height, width, 3)
 
     def frames(self):
-        from feph_finetune.sources import Frame
+        from feph_finetune.predict.inputs import Frame
 
         for index in range(self.count):
             yield Frame(index, np.full(self.shape, index % 256, dtype=np.uint8), time_s=index / 30)
@@ -391,7 +391,7 @@ def _peak_and_retained(source, series: bool = False, batch_size: int = 4):
     import tracemalloc
     from types import SimpleNamespace
 
-    from feph_finetune.predict import Predictor, Settings
+    from feph_finetune.predict.apply import Predictor, Settings
 
     bundle = SimpleNamespace(model=_Uniform(), classes=CLASSES, frame_steps=[], batch_steps=[], input_size=32)
     predictor = Predictor(bundle, Settings(batch_size=batch_size, series=series))

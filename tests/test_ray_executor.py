@@ -16,15 +16,15 @@ import time
 
 import pytest
 
-from feph_finetune.config import read_config
-from feph_finetune.execution import RunJob, context_factory
-from feph_finetune.executors import ExecutorError
-from feph_finetune.executors.inline import InlineExecutor
-from feph_finetune.executors.ray_tasks import RayExecutor, run_in_folder, write_run_files
-from feph_finetune.matrix import build_matrix
+from feph_finetune.config.reading import read_config
+from feph_finetune.execution.job import RunJob, context_factory
+from feph_finetune.execution.executors import ExecutorError
+from feph_finetune.execution.executors.inline import InlineExecutor
+from feph_finetune.execution.executors.ray_tasks import RayExecutor, run_in_folder, write_run_files
+from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
-from feph_finetune.preparation import DataSource
-from feph_finetune.results import RunStore
+from feph_finetune.data.preparation import DataSource
+from feph_finetune.results.store import RunStore
 
 from conftest import REPO, run_cli, write_hang_distribution, write_killer_distribution, write_matrix
 from test_executors import TWO_SEEDS, assert_same_results, quiet_runner, results, run_matrix

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from feph_finetune.cli import main
-from feph_finetune.records import RecordShapeError, RunRecord
+from feph_finetune.results.records import RecordShapeError, RunRecord
 
 from fake_store import write_fake_store
 
@@ -225,7 +225,7 @@ def test_odd_histories_and_class_lists_that_differ_between_folds_leave_out_one_f
 
 
 def test_a_run_whose_metrics_the_reports_would_refuse_is_recorded_as_failed_saying_why(store):
-    from feph_finetune.execution import _readable
+    from feph_finetune.execution.job import _readable
 
     record = json.loads((store / TARGET / "result.json").read_text(encoding="utf-8"))
     record["metrics"]["accuracy"] = 61.0  # an evaluate plugin's percentage
@@ -238,8 +238,8 @@ def test_a_run_whose_metrics_the_reports_would_refuse_is_recorded_as_failed_sayi
 
 
 def test_a_fold_listing_the_classes_in_another_order_is_summed_class_by_class(store):
-    from feph_finetune.confusion import summed_confusion
-    from feph_finetune.results import RunStore
+    from feph_finetune.results.confusion import summed_confusion
+    from feph_finetune.results.store import RunStore
 
     runs = [record for record in RunStore(store).records() if record["experiment"] == "M2" and record["phase"] == "cv"]
     classes = runs[0]["classes"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from feph_finetune.reports import FORMATS, render, summarize
-from feph_finetune.stats import paired_t
+from feph_finetune.results.reports import FORMATS, render, summarize
+from feph_finetune.results.stats import paired_t
 
 CLASSES = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 FOLDS = 5
@@ -436,9 +436,9 @@ def test_paper_values_in_every_format(records):
 def test_every_configuration_of_the_shipped_matrix_has_its_published_accuracy():
     from pathlib import Path
 
-    from feph_finetune.config import read_config
-    from feph_finetune.matrix import build_matrix
-    from feph_finetune.paper import published
+    from feph_finetune.config.reading import read_config
+    from feph_finetune.config.matrix import build_matrix
+    from feph_finetune.results.paper import published
     from feph_finetune.plugins import get_plugins
 
     matrix = build_matrix(read_config(Path(__file__).parents[1] / "experiments.toml"), get_plugins(), check_root=False)
@@ -490,7 +490,7 @@ def _write_results(outdir, files: dict) -> None:
 
 def test_unreadable_or_ill_shaped_result_files_are_skipped_with_one_warning_each(tmp_path, capsys):
     from feph_finetune.cli import main
-    from feph_finetune.results import RunStore
+    from feph_finetune.results.store import RunStore
 
     good = make_run("M2", "exploratory", model="mobilenet", order=0, accuracy=0.6, rng=np.random.default_rng(0))
     bad = {"array": "[1, 2]", "other-object": '{"a": 1}', "truncated": json.dumps(good)[:40], "metrics-list": json.dumps({**good, "metrics": [1]})}

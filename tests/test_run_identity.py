@@ -8,12 +8,12 @@ import copy
 import numpy as np
 import pytest
 
-from feph_finetune.bundle import BundleError, find_bundle
+from feph_finetune.predict.bundle import BundleError, find_bundle
 from feph_finetune.cli import main
-from feph_finetune.config import EXPERIMENT_DEFAULTS, RESULT_NEUTRAL_KEYS, ConfigError, read_config
-from feph_finetune.matrix import build_matrix, run_id
+from feph_finetune.config.reading import EXPERIMENT_DEFAULTS, RESULT_NEUTRAL_KEYS, ConfigError, read_config
+from feph_finetune.config.matrix import build_matrix, run_id
 from feph_finetune.plugins import get_plugins
-from feph_finetune.results import RunStore
+from feph_finetune.results.store import RunStore
 from conftest import write_matrix
 from fake_store import metrics_of, record, sample_confusion
 

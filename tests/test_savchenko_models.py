@@ -19,9 +19,9 @@ import pytest
 
 from feph_finetune import CLASSES, RunContext
 from feph_finetune.cli import main
-from feph_finetune.config import read_config
+from feph_finetune.config.reading import read_config
 from feph_finetune.convert import TOLERANCE, check_images, efficientnet_classifier, read_converted
-from feph_finetune.matrix import build_matrix
+from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
 from feph_finetune_plugins import efficientnet, keras_model
 

@@ -9,7 +9,7 @@ import pluggy
 import pytest
 
 from feph_finetune import RunContext, hookspecs
-from feph_finetune.options import as_option, option_problems
+from feph_finetune.config.options import as_option, option_problems
 from feph_finetune_plugins import adam, adam_sgd, sam, sam_sgd, schedules
 
 SCHEDULE_PLUGINS = {"adam": adam, "adam_sgd": adam_sgd, "sam": sam, "sam_sgd": sam_sgd}

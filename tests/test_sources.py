@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from feph_finetune.sources import open_source
+from feph_finetune.predict.inputs import open_source
 
 FRAMES, DAMAGED, FPS = 40, 20, 10.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from feph_finetune.splits import holdout_split, kfold_splits
+from feph_finetune.data.splits import holdout_split, kfold_splits
 
 #: The paper's training-set class shares (Table 1): an imbalanced distribution to stratify.
 PAPER_SHARES = np.array([18.30, 7.72, 12.43, 7.92, 7.58, 14.36, 31.85]) / 100.0

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from feph_finetune.stats import paired_t, regularized_incomplete_beta, t_cdf, t_ppf, t_two_sided_p
+from feph_finetune.results.stats import paired_t, regularized_incomplete_beta, t_cdf, t_ppf, t_two_sided_p
 
 
 @pytest.mark.parametrize("x", [0.01, 0.2, 0.5, 0.77, 0.99])

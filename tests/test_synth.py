@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from feph_finetune import CLASSES
-from feph_finetune.synth import TABLE1_SHARES, Frame, make_signers, render_frame, write_synthetic_dataset
+from feph_finetune.demo.synth import TABLE1_SHARES, Frame, make_signers, render_frame, write_synthetic_dataset
 
 NAME_PATTERN = re.compile(r"^(.+?)\.avi_pid\d+_fn(\d+)-\d+(\.png)?$")
 CODES = {"0": "neutral", "1": "anger", "2": "disgust", "3": "fear", "4": "happy", "5": "sad", "6": "surprise"}

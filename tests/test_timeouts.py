@@ -10,11 +10,11 @@ import threading
 import pytest
 
 from feph_finetune.cli import main
-from feph_finetune.config import read_config
-from feph_finetune.executors.inline import InlineExecutor
-from feph_finetune.matrix import build_matrix
+from feph_finetune.config.reading import read_config
+from feph_finetune.execution.executors.inline import InlineExecutor
+from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
-from feph_finetune.results import RunStore
+from feph_finetune.results.store import RunStore
 
 from conftest import run_cli, write_hang_distribution, write_matrix
 from test_executors import quiet_runner

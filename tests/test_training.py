@@ -16,8 +16,8 @@ import keras
 
 from feph_finetune import CLASSES
 from feph_finetune.cli import main
-from feph_finetune.preparation import Examples, RunData
-from feph_finetune.training import BestEpoch, make_dataset, set_trainable
+from feph_finetune.data.preparation import Examples, RunData
+from feph_finetune.training.stages import BestEpoch, make_dataset, set_trainable
 
 from conftest import TinyMatrix, write_matrix
 
@@ -229,7 +229,7 @@ def test_no_ft_reorders_the_pretrained_models_classes_to_fephs(synthetic_feph, t
 def test_a_stage_compiled_by_the_core_traces_its_train_step_once():
     """Keras 3 creates the optimizer's and the metric's variables inside the first trace unless
     they exist, and TensorFlow then traces the step again: seconds per stage for EfficientNet."""
-    from feph_finetune.compiling import compile_for_stage
+    from feph_finetune.training.compiling import compile_for_stage
 
     traced = []
 

@@ -17,9 +17,9 @@ import pytest
 
 from feph_finetune import Option, hookimpl
 from feph_finetune.cli import main
-from feph_finetune.config import ConfigError, read_config
-from feph_finetune.matrix import build_matrix
-from feph_finetune.options import option_problems
+from feph_finetune.config.reading import ConfigError, read_config
+from feph_finetune.config.matrix import build_matrix
+from feph_finetune.config.options import option_problems
 from feph_finetune.plugins import get_plugins
 from fephfixture import frame_name, write_png
 
@@ -316,7 +316,7 @@ def test_the_dry_run_reads_the_index_without_tensorflow_or_decoding(tmp_path, sy
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nphases = ["exploratory", "cv"]\n')
     code = textwrap.dedent(f"""
         import sys
-        import feph_finetune.dataset as dataset
+        import feph_finetune.data.feph as dataset
         decoded = []
         real_decode = dataset._decode
         dataset._decode = lambda path: decoded.append(path) or real_decode(path)

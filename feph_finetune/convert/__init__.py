@@ -37,8 +37,8 @@ from feph_finetune.convert.keras_target import (
     variant_by_features,
 )
 from feph_finetune.convert.source import ConversionError, SourceModel
-from feph_finetune.quiet_tensorflow import import_tensorflow
-from feph_finetune.results import atomic_path
+from feph_finetune.training.quiet_tensorflow import import_tensorflow
+from feph_finetune.results.store import atomic_path
 
 __all__ = [
     "ConversionError", "ConvertedModel", "VARIANTS", "convert", "efficientnet_b0_classifier", "efficientnet_classifier",

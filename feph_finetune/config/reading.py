@@ -1,0 +1,302 @@
+"""Reading an experiments TOML: parsing, ``--set`` overrides, and the schema of every key.
+
+Nothing here runs anything: it turns text into plain dicts and reports every problem it finds at
+once, each naming its place (``file:line key``), so that a user fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from feph_finetune.config.options import matches_type, type_name  # noqa: F401 (re-exported)
+
+PHASES = ("exploratory", "cv")
+GROUP_KEYS = ("sequence", "signer")
+
+#: Keys of the top level, with their defaults (``dataset`` and ``experiments`` are required).
+TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}, "report": {}, "executor": {}}
+
+DATASET_DEFAULTS = {
+    "root": "",
+    "labels": "",
+    "images": "",
+    "group_by": "sequence",
+    "folds": 5,
+    "test_fraction": 0.2,
+    "cache_dir": "",
+}
+
+#: Every key an experiment (or ``[defaults]``) may set, with the built-in default.
+EXPERIMENT_DEFAULTS: dict[str, Any] = {
+    "label": "",
+    "cv_label": "",
+    "extends": "",
+    "phases": ["exploratory"],
+    "fine_tune": True,
+    "model": "mobilenet",
+    "preprocess": ["face_crop"],
+    "augment": [],
+    "optimizer": "adam",
+    "class_weights": "",
+    "evaluate": ["paper_metrics"],
+    "input_size": 224,
+    "batch_size": 32,
+    "seed": None,
+    "train_batchnorm": False,
+    "head_features": True,
+    "validation_split": 0.0,
+    "deterministic": False,
+    "threads": 0,
+    "save_model": False,
+    "timeout": 0.0,
+    "options": {},
+    "grid": {},
+}
+
+#: Keys an experiment does not take from the experiment it ``extends`` (they describe it alone).
+NOT_INHERITED = ("label", "cv_label", "phases", "extends")
+
+#: Experiment keys that never change a run's result, only how the run executes or what else it
+#: leaves behind (``save_model``: a model bundle; ``timeout``: seconds before its executor stops
+#: it): the run id does not depend on them, so setting one neither splits nor merges a
+#: configuration's runs, and a grid over one is refused.
+RESULT_NEUTRAL_KEYS = ("save_model", "timeout")
+
+#: The result-neutral keys that ids computed before this rule included: the id hashes them at
+#: their default (the others are left out), so every id computed before is unchanged.
+HASHED_AT_DEFAULT = ("save_model",)
+
+#: Which experiment keys name plugins, and the hook each plugin must implement.
+PLUGIN_KEYS = {
+    "model": "build_model",
+    "preprocess": "preprocess",
+    "augment": "augment",
+    "optimizer": "optimizer_schedule",
+    "class_weights": "weight_classes",
+    "evaluate": "evaluate",
+}
+
+#: The ``[report]`` table: what a matrix writes after its tables. ``figures``: the PNGs and
+#: ``report.md`` of :mod:`feph_finetune.results.figures` (needs the ``plots`` extra), into ``figures_dir``
+#: (default: ``report`` inside the output directory); ``paper``: the paper's published accuracy
+#: beside the matching rows, in the console's tables and in ``report.md``.
+REPORT_DEFAULTS = {"figures": False, "paper": False, "figures_dir": ""}
+
+#: The ``[demo]`` table; ``folds`` (0: ``[dataset] folds``) replaces the cross-validation folds
+#: for the demo; ``base_epochs`` is per backbone (an EfficientNet epoch costs about three
+#: MobileNet ones, so the two can be sized apart).
+DEMO_DEFAULTS = {
+    "folds": 0,
+    "images": 300,
+    "generic_images": 4000,
+    "seed": 7,
+    "base_epochs": {"mobilenet": 20, "efficientnet": 5},
+    "defaults": {},
+}
+
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in a configuration; each names its place."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+def close_match(word: str, choices) -> str:
+    """A ' (did you mean X?)' hint, or an empty string."""
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+# --- locating keys in the text -------------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+
+
+def split_dotted(key: str) -> list[str]:
+    """Split a TOML dotted key (``a."b.c".d``) into its parts."""
+    parts = re.findall(r"\"([^\"]*)\"|'([^']*)'|([^.\s]+)", key)
+    return [quoted or single or bare for quoted, single, bare in parts]
+
+
+class KeyLocator:
+    """Maps dotted key paths to the line of the TOML text that sets them."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = _HEADER.match(line)
+            if header:
+                table = tuple(split_dotted(header.group(1)))
+                self.lines.setdefault(table, number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                self.lines.setdefault(table + tuple(split_dotted(key.group(1))), number)
+
+    def where(self, keys: tuple[str, ...]) -> str:
+        dotted = ".".join(keys)
+        for end in range(len(keys), 0, -1):
+            if keys[:end] in self.lines:
+                return f"{self.path}:{self.lines[keys[:end]]} {dotted}"
+        return f"{self.path} {dotted}" if dotted else self.path
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RawConfig:
+    """The TOML as parsed, with the overrides applied and a way to name places in it."""
+
+    data: dict[str, Any]
+    locator: KeyLocator
+    overridden: dict[tuple[str, ...], str]
+    #: Keys whose value was copied from another key (``[demo] folds`` into ``dataset.folds``):
+    #: a problem with it is named where the value was written.
+    copied_from: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+
+    def where(self, *keys: str) -> str:
+        if tuple(keys) in self.copied_from:
+            return self.where(*self.copied_from[tuple(keys)])
+        if tuple(keys) in self.overridden:
+            return f"--set {self.overridden[tuple(keys)]}"
+        return self.locator.where(tuple(keys))
+
+
+OVERRIDE_FORM = "malformed: expected KEY=VALUE where KEY is a dotted TOML key, e.g. --set dataset.root=/data/FePh or --set experiments.M2.batch_size=16"
+
+
+def parse_override(assignment: str) -> tuple[list[str], Any]:
+    """``key.path=value`` as ``(["key", "path"], value)``; ConfigError when malformed.
+
+    The key is parsed by the TOML parser itself, so it follows TOML's rules for dotted keys
+    (bare parts of letters, digits, ``_`` and ``-``, or quoted parts; no empty part). The value
+    is read as a TOML value when it is one (``16``, ``1e-4``, ``true``, ``["flip"]``), else taken
+    as a string (``/data/FePh``).
+    """
+    key, equals, value = assignment.partition("=")
+    keys = _dotted_key(key)
+    if not equals or keys is None:
+        raise ConfigError([Problem(f"--set {assignment}", OVERRIDE_FORM)])
+    try:
+        parsed_table = tomllib.loads(f"v = {value.strip()}")
+    except tomllib.TOMLDecodeError:
+        parsed_table = {}
+    parsed = parsed_table["v"] if list(parsed_table) == ["v"] else value.strip()
+    return keys, parsed
+
+
+def _dotted_key(key: str) -> list[str] | None:
+    """The parts of a TOML dotted key, or None when ``key`` is not one."""
+    if "\n" in key or "\r" in key:
+        return None
+    try:
+        table = tomllib.loads(f"{key} = 0")
+    except tomllib.TOMLDecodeError:
+        return None
+    parts = []
+    while isinstance(table, dict) and len(table) == 1:
+        (part, table), = table.items()
+        parts.append(part)
+    return parts or None
+
+
+def read_config(path: Path, overrides: list[str] = ()) -> RawConfig:
+    """Parse the TOML at ``path`` and apply ``--set`` overrides; syntax errors name the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([Problem(str(path), f"cannot read: {error}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([Problem(str(path), f"TOML syntax error: {error}")]) from None
+    overridden = {}
+    problems = []
+    for assignment in overrides:
+        try:
+            keys, value = parse_override(assignment)
+            _check_override_target(keys, data, path)
+            set_dotted(data, keys, value)
+        except ConfigError as error:
+            problems += [Problem(f"--set {assignment}", problem.message) for problem in error.problems]
+            continue
+        overridden[tuple(keys)] = assignment
+    if problems:
+        raise ConfigError(problems)
+    return RawConfig(data, KeyLocator(str(path), text), overridden)
+
+
+def _check_override_target(keys: list[str], data: dict, path: Path) -> None:
+    """Refuse an override that would add an experiment the file does not have.
+
+    ``--set`` changes settings; a typo in an experiment's name must not train an extra
+    experiment with the defaults (``--set experiments.M3.batch_size=16`` when there is no M3).
+    """
+    if keys[0] != "experiments" or len(keys) < 2:
+        return
+    experiments = data.get("experiments")
+    known = list(experiments) if isinstance(experiments, dict) else []
+    if keys[1] not in known:
+        listed = ", ".join(known) if known else "none"
+        raise ConfigError([Problem(".".join(keys), f"no experiment {keys[1]!r} in {path}{close_match(keys[1], known)}; experiments: {listed}")])
+
+
+def set_dotted(table: dict, keys: list[str], value: Any) -> None:
+    for position, key in enumerate(keys[:-1]):
+        table = table.setdefault(key, {})
+        if not isinstance(table, dict):
+            raise ConfigError([Problem(".".join(keys), f"{'.'.join(keys[: position + 1])} is {table!r} ({type_name(table)}), not a table")])
+    table[keys[-1]] = value
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """A copy of ``base`` with ``override`` laid over it, tables merged key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# --- types ---------------------------------------------------------------------------------------
+
+
+def check_table(raw: RawConfig, table: Any, defaults: dict, keys: tuple[str, ...], problems: list[Problem]) -> None:
+    """Report unknown keys (with a close match) and wrongly typed values of one table."""
+    if not isinstance(table, dict):
+        problems.append(Problem(raw.where(*keys), f"expected a table, got {type_name(table)}"))
+        return
+    for key, value in table.items():
+        if key not in defaults:
+            problems.append(Problem(raw.where(*keys, key), f"unknown key {key!r}{close_match(key, defaults)}"))
+        elif defaults[key] is not None and not matches_type(value, defaults[key]):
+            expected = type_name(defaults[key])
+            if isinstance(defaults[key], list):
+                expected = "array of strings" if (not defaults[key] or isinstance(defaults[key][0], str)) else expected
+            problems.append(Problem(raw.where(*keys, key), f"expected {expected}, got {type_name(value)} {value!r}"))

@@ -1,0 +1,210 @@
+"""Executors: where the runs of a matrix execute and how many at a time.
+
+The matrix runner decides *what* to run (skipping finished runs); an executor decides *where*:
+``inline`` runs them one by one in the calling process, ``process`` (the default) in a fresh
+child process each, ``ray`` as tasks of a Ray cluster. Executors are classes registered through
+the ``register_executors`` hook (:mod:`feph_finetune.hookspecs`), the built-in ones by this
+module, which the plugin manager registers like any built-in plugin; a third party adds one
+(Slurm, Kubernetes) with a plugin of its own.
+
+The choice comes from ``--executor NAME`` or the TOML's ``[executor]`` table (``name``, and a
+sub-table of options per executor, e.g. ``[executor.process] jobs = 2``), validated with every
+other key before any work.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from feph_finetune.config.reading import ConfigError, Problem, RawConfig, close_match, matches_type, type_name
+from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finished_event
+from feph_finetune.hookspecs import hookimpl
+from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins
+from feph_finetune.data.preparation import DataSource
+from feph_finetune.results.store import RunStore
+
+#: The executor of the command line when neither ``--executor`` nor ``[executor] name`` says.
+DEFAULT_EXECUTOR = "process"
+
+#: The built-in executors: ``module:class``, registered by this module's hook implementation.
+BUILTIN_EXECUTORS = (
+    "feph_finetune.execution.executors.inline:InlineExecutor",
+    "feph_finetune.execution.executors.process:ProcessExecutor",
+    "feph_finetune.execution.executors.ray_tasks:RayExecutor",
+)
+
+
+class ExecutorError(Exception):
+    """An executor cannot do its work at all (a cluster it cannot reach, say): the command stops
+    with this one-line message and exit code 2. Failures of single runs are recorded in their
+    ``result.json`` instead."""
+
+
+@dataclass
+class InProcess:
+    """The calling process's plugin registry and data cache, for executors that run jobs here."""
+
+    plugins: Plugins
+    source: DataSource
+
+
+class Executor:
+    """Base class of executors. Subclasses set ``name``, ``summary`` and ``options`` and
+    implement :meth:`execute`.
+
+    ``options`` maps each option to its default; ``[executor.<name>]`` may set only these keys,
+    with values of the default's type unless :meth:`check` says otherwise. An instance is made
+    with the resolved options (defaults filled in) as ``self.settings``.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, settings: dict[str, Any]):
+        self.settings = {**self.options, **settings}
+
+    @classmethod
+    def check(cls, options: dict[str, Any]) -> dict[str, str]:
+        """Problems with the given options, ``{option: message}``; empty when they are fine.
+
+        Called before any work. The base checks each value's type against its default.
+        """
+        return {
+            key: f"expected {type_name(cls.options[key])}, got {type_name(value)} {value!r}"
+            for key, value in options.items()
+            if key in cls.options and not matches_type(value, cls.options[key])
+        }
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this executor cannot work here (a missing package, with the command that installs
+        it), or None. Called before any work; must not import the package."""
+        return None
+
+    def execute(self, jobs: list[RunJob], report: Report, here: InProcess) -> None:
+        """Execute every job, in any order and as many at a time as the executor sees fit.
+
+        Each job ends with a ``result.json`` in ``RunStore(job.output)`` (written by
+        :func:`feph_finetune.execute_run`, or by the executor for a run whose worker died), after
+        which the executor calls :meth:`report_finished`. Events of the runs (``started``,
+        ``progress``) go to ``report``, from the calling thread. On KeyboardInterrupt (Ctrl-C, or
+        SIGTERM, which the runner turns into one), stop the work and re-raise; keep the command's
+        SIGTERM handler in place (a library that replaces it must have it put back).
+
+        A run's ``timeout`` (:func:`feph_finetune.execution.job.timeout_of`, seconds from its
+        ``started`` event; 0: none) is the executor's to enforce: stop the run, and record it
+        with :func:`feph_finetune.execution.job.timed_out_record`, naming where it was from its
+        events (:class:`feph_finetune.execution.job.Whereabouts`); the other jobs go on. An executor
+        that cannot stop a run records it as failed, saying why, rather than ignore the limit.
+        Raise :class:`ExecutorError` when the work cannot start at all (an unreachable cluster).
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def report_finished(job: RunJob, report: Report) -> None:
+        """Send the ``finished`` event of a job from its stored ``result.json``; then raise
+        :class:`~feph_finetune.results.store.NoSpaceError` if the results folder's disk has no room
+        for another such run, which stops the matrix like an interrupt (finished runs kept)."""
+        report(finished_event(job.id, RunStore(job.output).result(job.id)))
+        ensure_run_space(job)
+
+
+@hookimpl
+def register_executors(register):
+    for entry in BUILTIN_EXECUTORS:
+        module, name = entry.split(":")
+        register(getattr(importlib.import_module(module), name))
+
+
+def executor_classes(plugins: Plugins) -> dict[str, type[Executor]]:
+    """Every registered executor by name, from each plugin's ``register_executors``."""
+    found: dict[str, type[Executor]] = {}
+    for plugin in plugins.names():
+        def register(cls, plugin=plugin):
+            if not (isinstance(cls, type) and issubclass(cls, Executor)) or not isinstance(cls.name, str) or not cls.name:
+                raise PluginLoadError(f"plugin {plugin!r}: register_executors must register Executor subclasses with a name, got {cls!r}")
+            if cls.name in found:
+                raise PluginLoadError(f"plugin {plugin!r} registers executor {cls.name!r}, already registered by {found[cls.name].__module__}")
+            found[cls.name] = cls
+
+        try:
+            plugins.call(plugin, "register_executors", register=register)
+        except PluginCallError as error:
+            if isinstance(error.error, PluginLoadError):
+                raise error.error from None
+            raise PluginLoadError(str(error)) from error
+    return found
+
+
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """The chosen executor class and its resolved options."""
+
+    cls: type[Executor]
+    settings: dict[str, Any]
+
+    def create(self) -> Executor:
+        return self.cls(self.settings)
+
+
+def choose_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jobs: str | None = None, devices: str | None = None) -> ExecutorChoice:
+    """The executor from the TOML's ``[executor]`` table and the ``--executor``, ``--jobs`` and
+    ``--devices`` flags (which win), every problem raised at once as a ConfigError naming its
+    place (``file:line key`` or the flag)."""
+    registered = executor_classes(plugins)
+    problems: list[Problem] = []
+    table = raw.data.get("executor", {})
+    if not isinstance(table, dict):
+        raise ConfigError([Problem(raw.where("executor"), f"expected a table, got {type_name(table)}")])
+    for key, value in table.items():
+        if key == "name":
+            continue
+        if key not in registered:
+            problems.append(Problem(raw.where("executor", key), f"unknown key {key!r}{close_match(key, ['name', *registered])}; [executor] takes name and a table per executor ({', '.join(registered)})"))
+        elif not isinstance(value, dict):
+            problems.append(Problem(raw.where("executor", key), f"expected a table of {key}'s options, got {type_name(value)}"))
+        else:
+            problems += option_problems(raw, registered[key], value)
+    chosen = name or table.get("name", DEFAULT_EXECUTOR)
+    place = "--executor" if name else raw.where("executor", "name")
+    if not isinstance(chosen, str) or chosen not in registered:
+        problems.append(Problem(place, f"no executor {chosen!r}{close_match(str(chosen), registered)}; installed: {', '.join(registered)}"))
+        raise ConfigError(problems)
+    cls = registered[chosen]
+    settings = dict(table.get(chosen, {})) if isinstance(table.get(chosen), dict) else {}
+    for flag, key, value in (("--jobs", "jobs", jobs), ("--devices", "devices", devices)):
+        if value is None:
+            continue
+        if key not in cls.options:
+            problems.append(Problem(flag, f"executor {chosen!r} has no option {key!r}; its options: {', '.join(cls.options) or 'none'}"))
+            continue
+        settings[key] = parse_flag(key, value)
+        problems += [Problem(flag, message) for message in cls.check({key: settings[key]}).values()]
+    reason = cls.unavailable()
+    if reason:
+        problems.append(Problem(place, f"executor {chosen!r} is not available: {reason}"))
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return ExecutorChoice(cls, {**cls.options, **settings})
+
+
+def option_problems(raw: RawConfig, cls: type[Executor], options: dict[str, Any]) -> list[Problem]:
+    problems = []
+    for key in options:
+        if key not in cls.options:
+            known = ", ".join(cls.options) or "none"
+            problems.append(Problem(raw.where("executor", cls.name, key), f"executor {cls.name!r} has no option {key!r}{close_match(key, cls.options)}; its options: {known}"))
+    for key, message in cls.check({key: value for key, value in options.items() if key in cls.options}).items():
+        problems.append(Problem(raw.where("executor", cls.name, key), message))
+    return problems
+
+
+def parse_flag(key: str, value: str) -> Any:
+    """``--jobs 2`` is the integer 2 (``auto`` stays a word); ``--devices 0,1`` the list [0, 1]."""
+    if key == "devices":
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        return [int(part) if part.isdigit() else part for part in parts]
+    return int(value) if value.strip().lstrip("-").isdigit() else value.strip()

@@ -1,0 +1,272 @@
+"""The ``process`` executor (the default): each run in a fresh child process, ``jobs`` at once.
+
+The parent never imports TensorFlow; each child is forked from a server that imported it once
+(:mod:`feph_finetune.execution.executors.forkserver`), runs one job and exits, returning all of its memory.
+So a matrix's peak memory is that of its largest run (times ``jobs``), whatever its length; a
+child that dies (SIGKILL, out of memory, a segfault) fails its run only; and with ``devices``
+each child sees one GPU through ``CUDA_VISIBLE_DEVICES``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from feph_finetune.execution.job import Report, RunJob, Whereabouts, run_record, timed_out_record, timeout_of
+from feph_finetune.execution.executors import Executor, InProcess
+from feph_finetune.execution.executors.forkserver import exit_description, process_context
+from feph_finetune.execution.executors.worker import run_job
+from feph_finetune.results.store import NO_SPACE_ERRNOS, NoSpaceError, RunStore
+
+STDERR_LOG = "stderr.log"
+#: Lines of a dead child's stderr kept in its ``result.json`` (all of it stays in ``stderr.log``).
+STDERR_TAIL_LINES = 20
+#: Seconds a child gets to exit after SIGTERM before SIGKILL.
+STOP_GRACE_S = 5.0
+#: Seconds a child that timed out gets to write its Python stack to ``stderr.log`` (on SIGUSR1,
+#: :func:`feph_finetune.execution.executors.worker.run_job`) before it is stopped.
+STACK_DUMP_S = 1.0
+#: Resident memory budgeted per concurrent run by ``jobs = "auto"`` on a machine without devices.
+AUTO_MEMORY_PER_RUN_GIB = 2.0
+
+
+class ProcessExecutor(Executor):
+    name = "process"
+    summary = "each run in a fresh child process; jobs at once; one GPU per child with devices"
+    options = {"jobs": 0, "devices": []}
+
+    @classmethod
+    def check(cls, options: dict[str, Any]) -> dict[str, str]:
+        problems = {}
+        jobs = options.get("jobs", 0)
+        if jobs != "auto" and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0):
+            problems["jobs"] = f"expected a number of runs at once (1, 2, ...) or \"auto\", got {jobs!r}"
+        devices = options.get("devices", [])
+        if not isinstance(devices, list) or not all(isinstance(device, int) and not isinstance(device, bool) and device >= 0 for device in devices):
+            problems["devices"] = f"expected GPU indices such as [0, 1] (--devices 0,1), got {devices!r}"
+        return problems
+
+    def concurrency(self) -> int:
+        """Runs at once: ``jobs``; 0 (the default) is one per device, else 1; ``auto`` is one
+        per device, else one per two CPU cores within the available memory."""
+        jobs, devices = self.settings["jobs"], self.settings["devices"]
+        if jobs == "auto":
+            return len(devices) or auto_jobs()
+        return jobs or len(devices) or 1
+
+    def execute(self, jobs: list[RunJob], report: Report, here: InProcess) -> None:
+        devices = self.settings["devices"]
+        slots = self.concurrency()
+        pending, running = deque(jobs), {}
+        events: queue.Queue = queue.Queue()
+        whereabouts = Whereabouts()
+        try:
+            while pending or running:
+                for slot in range(slots):
+                    if slot not in running and pending:
+                        device = devices[slot % len(devices)] if devices else None
+                        running[slot] = Child(pending.popleft(), device, events)
+                try:
+                    child, event = events.get(timeout=next_deadline(running.values()))
+                except queue.Empty:  # a run is past its timeout: its pipe closes once it is stopped
+                    for child in running.values():
+                        if child.past_deadline():
+                            child.time_out(whereabouts.of(child.job.id))
+                    continue
+                if event is not None:
+                    whereabouts.note(event)
+                    if event.get("event") == "started":
+                        child.begin()
+                    report(event)
+                    continue
+                child.finish()
+                del running[next(slot for slot, other in running.items() if other is child)]
+                self.report_finished(child.job, report)
+        except BaseException:
+            for child in running.values():
+                child.stop()
+            raise
+
+
+def next_deadline(children) -> float | None:
+    """Seconds until the first of ``children`` is past its timeout (None: no timeout)."""
+    deadlines = [child.deadline for child in children if child.deadline is not None and child.where is None]
+    return max(0.0, min(deadlines) - time.time()) if deadlines else None
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def auto_jobs() -> int:
+    return runs_within_memory(cores_per_run=2)
+
+
+def runs_within_memory(cores_per_run: int) -> int:
+    """Runs at once: one per ``cores_per_run`` usable CPU cores, within the available memory at
+    :data:`AUTO_MEMORY_PER_RUN_GIB` a run; where the memory cannot be read (not Linux), one per
+    two cores. At least 1."""
+    cores, memory = usable_cores(), available_memory_gib()
+    if memory is None:
+        return max(1, cores // 2)
+    return max(1, min(cores // cores_per_run, int(memory // AUTO_MEMORY_PER_RUN_GIB)))
+
+
+def available_memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def child_environment(device: int | None) -> dict[str, str]:
+    """The command's environment, TensorFlow's C++ notices off unless the user set a level, and
+    the one GPU this child may use."""
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(device)
+    return env
+
+
+class Child:
+    """One worker process serving one job; its events go to ``events`` as ``(child, event)``,
+    then ``(child, None)`` when its event pipe closes."""
+
+    def __init__(self, job: RunJob, device: int | None, events: queue.Queue):
+        self.job, self.events = job, events
+        payload = pickle.dumps(job)  # here, so that a job that cannot travel fails loudly before its run folder changes
+        self.store = RunStore(Path(job.output))
+        self.store.discard(job.id)
+        run_dir = self.store.run_dir(job.id)
+        self.log_path = run_dir / STDERR_LOG
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.log_path.write_bytes(b"")
+        except OSError as error:
+            if error.errno in NO_SPACE_ERRNOS:
+                raise NoSpaceError(run_dir, STDERR_LOG) from error
+            raise
+        context = process_context()
+        reader, writer = context.Pipe(duplex=False)
+        self.started = time.time()
+        self.timeout = timeout_of(job)
+        self.deadline: float | None = None  # set when the run starts (:meth:`begin`)
+        self.where: str | None = None  # where the run was when it timed out; None while it may run
+        self.process = context.Process(target=run_job, args=(payload, child_environment(device), str(self.log_path), writer), name=f"run-{job.id}", daemon=True)
+        self.start_failure: str | None = None
+        try:
+            self.process.start()
+        except (EOFError, OSError) as error:  # the fork server died: its TensorFlow import crashed, say
+            self.start_failure = (
+                f"the run's process could not start ({type(error).__name__}): the server that forks run processes, "
+                f"with TensorFlow imported, has ended; python -c \"import tensorflow\" shows whether TensorFlow loads"
+            )
+        finally:
+            writer.close()
+        threading.Thread(target=self.pump, args=(reader,), daemon=True).start()
+
+    def pump(self, reader: Any) -> None:
+        """Forward the child's events until its pipe closes (always ending with the ``None`` that
+        tells the parent to collect the child)."""
+        try:
+            while True:
+                try:
+                    message = reader.recv_bytes()
+                except (EOFError, OSError):
+                    return
+                try:
+                    self.events.put((self, json.loads(message)))
+                except json.JSONDecodeError:
+                    continue
+        finally:
+            reader.close()
+            self.events.put((self, None))
+
+    def begin(self) -> None:
+        """The run has started (its ``started`` event): its ``timeout`` counts from now, not
+        from the process's creation, which can wait for the fork server's TensorFlow import."""
+        self.started = time.time()
+        self.deadline = self.started + self.timeout if self.timeout else None
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and self.where is None and time.time() >= self.deadline
+
+    def time_out(self, where: str) -> None:
+        """Stop a run past its timeout, first asking it for its Python stack (into ``stderr.log``);
+        :meth:`finish` records it as timed out ``where`` it was."""
+        self.where = where
+        if self.start_failure or not self.process.is_alive():
+            return
+        os.kill(self.process.pid, signal.SIGUSR1)
+        self.process.join(STACK_DUMP_S)
+        self.stop()
+
+    def finish(self) -> None:
+        """Wait for the child; a run without ``result.json`` is recorded as failed: timed out, or
+        with the exit signal or code, with the end of its stderr. A done run's ``stderr.log`` is
+        removed."""
+        if self.start_failure:
+            self.store.finish(self.job.id, self.death_record(None))
+            return
+        self.process.join()
+        code = self.process.exitcode
+        record = self.store.result(self.job.id)
+        if record is None and self.where is not None:
+            self.store.finish(self.job.id, timed_out_record(self.job.run, self.timeout, self.where, self.started, stderr_tail=tail(self.log_path, STDERR_TAIL_LINES)))
+        elif record is None:
+            self.store.finish(self.job.id, self.death_record(code))
+        elif record.get("status") == "done":
+            self.log_path.unlink(missing_ok=True)
+
+    def death_record(self, code: int | None) -> dict[str, Any]:
+        signal_name = signal.Signals(-code).name if code is not None and code < 0 else None
+        if code is None:
+            message = self.start_failure
+        else:
+            message = f"the run's process {exit_description(code)}" + ("" if signal_name else " before writing its result")
+        record = run_record(self.job.run, "failed")
+        record["error"] = {
+            "plugin": "core",
+            "hook": "process",
+            "type": "WorkerDied",
+            "message": message if code is None else f"{message}; its output is in {STDERR_LOG}",
+            "exit_signal": signal_name,
+            "exit_code": code if code is not None and code >= 0 else None,
+            "stderr_tail": tail(self.log_path, STDERR_TAIL_LINES),
+            "traceback": "",
+        }
+        record["timing"] = {"total_s": time.time() - self.started, "stages": {}, "started": self.started, "finished": time.time()}
+        record["counters"] = {}
+        return record
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`; the run keeps no ``result.json``."""
+        if self.start_failure:
+            return
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(STOP_GRACE_S)
+            if self.process.is_alive():
+                self.process.kill()
+        self.process.join()
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]

@@ -1,0 +1,289 @@
+"""The ``ray`` executor: each run as a task of a Ray cluster (``pip install "feph_finetune[ray]"``).
+
+Ray is imported only inside :meth:`RayExecutor.execute` (and the connection it makes,
+:mod:`feph_finetune.execution.executors.ray_connect`). ``address`` is a running cluster (``"auto"``,
+``"HOST:PORT"`` or ``"ray://HOST:10001"``); empty starts a local cluster for the invocation and
+stops it afterwards. If this process is already connected to Ray (``ray.init`` was called), that
+connection is used as it is. Runs at once: the cluster's CPUs over ``num_cpus`` (and GPUs over
+``num_gpus``), which the executor reports once connected; a run's ``timeout`` counts from its
+task's start (its ``started`` event) and cancels the task.
+
+Workers need not share a filesystem with the driver. The driver reads the dataset and computes
+each distinct frame array once (a matrix has one per input size and frame steps: 0.38 GB for
+FePh at 224 px), puts it into Ray's object store once, and every task reads it from there
+(zero-copy on the worker's node); a task runs :func:`~feph_finetune.execution.job.execute_run` into
+a temporary folder on its worker and returns the run's files, which the driver writes into its
+own results store, ``result.json`` last, as tasks finish. A task's worker serves that one task
+and exits (``max_calls=1``), so TensorFlow's memory never accumulates in a reused worker; a task
+whose worker or node is lost is retried ``max_retries`` times, then recorded as failed. Workers
+need the same Python packages as the driver (feph_finetune, its plugins, TensorFlow).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, context_factory, error_record, execute_run, run_record, timed_out_record, timeout_of
+from feph_finetune.execution.executors import Executor, ExecutorError, InProcess
+from feph_finetune.execution.executors.inline import RunTimedOut, alarm
+from feph_finetune.execution.executors.ray_connect import connect, host_and_port
+from feph_finetune.plugins import PluginCallError, hook_listener
+from feph_finetune.data.preparation import DataSource, RunInputs
+from feph_finetune.results.store import RESULT_FILE, NoSpaceError, RunStore, atomic_path
+
+INSTALL = 'pip install "feph_finetune[ray]"'
+#: Seconds between two polls of the event sink while tasks run.
+POLL_S = 0.25
+
+
+class RayExecutor(Executor):
+    name = "ray"
+    summary = "each run as a task of a Ray cluster (address), num_cpus/num_gpus per run"
+    options = {"address": "", "num_cpus": 1.0, "num_gpus": 0.0, "max_retries": 2, "connect_timeout": 60.0}
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        if importlib.util.find_spec("ray") is None:
+            return f"Ray is not installed; install it with: {INSTALL}"
+        return None
+
+    @classmethod
+    def check(cls, options: dict[str, Any]) -> dict[str, str]:
+        problems = super().check(options)
+        for key in ("num_cpus", "num_gpus", "connect_timeout"):
+            if key not in problems and key in options and not (options[key] >= (0 if key == "num_gpus" else 1e-9) and math.isfinite(options[key])):
+                problems[key] = "must be 0 or more" if key == "num_gpus" else "must be positive"
+        if "max_retries" not in problems and options.get("max_retries", 0) < 0:
+            problems["max_retries"] = "must be 0 or more"
+        address = options.get("address", "")
+        if "address" not in problems and address not in ("", "auto") and host_and_port(address) is None:
+            problems["address"] = f"expected \"auto\", \"HOST:PORT\", \"ray://HOST:PORT\" or \"\" (a local cluster for this invocation), got {address!r}"
+        return problems
+
+    def concurrency(self) -> None:
+        """Unknown until connected: the cluster's resources decide (a ``concurrency`` event)."""
+        return None
+
+    def execute(self, jobs: list[RunJob], report: Report, here: InProcess) -> None:
+        import ray
+
+        connected_here = not ray.is_initialized()
+        if connected_here:
+            connect(self.settings["address"], self.settings["connect_timeout"])
+        pending: dict[Any, RunJob] = {}
+        try:
+            report(self.concurrency_event())
+            sink = ray.remote(num_cpus=0)(EventSink).remote()
+            shipped = ship_inputs(jobs, here, report)
+            task = ray.remote(max_calls=1, num_cpus=self.settings["num_cpus"], num_gpus=self.settings["num_gpus"], max_retries=self.settings["max_retries"])(run_task)
+            pending = {task.remote(job, shipped[job.id], sink): job for job in jobs if job.id in shipped}
+            self.follow(pending, sink, report)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            if connected_here:
+                ray.shutdown()
+
+    def follow(self, pending: dict[Any, RunJob], sink: Any, report: Report) -> None:
+        """Report the tasks' events and write each task's files as it ends, until none is left
+        (``pending`` empties); stop a task past its run's ``timeout``, counted from its start."""
+        import ray
+
+        whereabouts, started, timed_out = Whereabouts(), {}, {}
+        refs = {job.id: ref for ref, job in pending.items()}
+
+        def relay() -> None:
+            for event in drain(sink):
+                whereabouts.note(event)
+                if event.get("event") == "started":
+                    started.setdefault(event.get("run"), time.time())
+                report(event)
+
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            relay()
+            now = time.time()
+            for run_id, began in started.items():
+                job = pending.get(refs[run_id])
+                if job is not None and run_id not in timed_out and timeout_of(job) and now - began >= timeout_of(job):
+                    timed_out[run_id] = whereabouts.of(run_id)
+                    ray.cancel(refs[run_id], force=True)
+            for ref in ready:
+                job = pending.pop(ref)
+                try:
+                    write_run_files(job, ray.get(ref))
+                except NoSpaceError:
+                    raise
+                except Exception as error:  # stopped for its timeout, or its worker or node was lost beyond the retries
+                    store = RunStore(Path(job.output))
+                    if job.id in timed_out:
+                        store.finish(job.id, timed_out_record(job.run, timeout_of(job), timed_out[job.id], started[job.id]))
+                    else:
+                        store.finish(job.id, lost_record(job, error, self.settings["max_retries"]))
+                relay()
+                self.report_finished(job, report)
+
+    def concurrency_event(self) -> dict[str, Any]:
+        """How many runs the connected cluster runs at once: its CPUs (and GPUs) over each
+        run's ``num_cpus`` (and ``num_gpus``), as a ``concurrency`` event."""
+        import ray
+
+        resources = ray.cluster_resources()
+        cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+        runs = int(cpus / self.settings["num_cpus"] + 1e-9)
+        why = f"{cpus:g} CPUs in the cluster, num_cpus = {self.settings['num_cpus']:g} a run"
+        if self.settings["num_gpus"]:
+            runs = min(runs, int(gpus / self.settings["num_gpus"] + 1e-9))
+            why += f"; {gpus:g} GPUs, num_gpus = {self.settings['num_gpus']:g} a run"
+        if runs == 0:  # every task would wait for resources that do not exist, for ever
+            raise ExecutorError(f"the Ray cluster cannot run a single run now: {why}; lower executor.ray.num_cpus or num_gpus, or add nodes")
+        return {"event": "concurrency", "runs": runs, "why": why}
+
+
+class EventSink:
+    """A Ray actor that holds the runs' events until the driver takes them.
+
+    Tasks call ``put.remote(event)`` without waiting for it: a task that waits on Ray
+    (``ray.get``) lends its CPUs back to the cluster while it waits, and the cluster starts
+    another task on them, so runs would overlap beyond ``num_cpus``. Ray delivers one caller's
+    calls to an actor in order, so a run's events stay in order; the last ones of a task may be
+    lost when its worker exits (the driver reports the run's end from its files)."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+
+    def put(self, event: dict) -> None:
+        self.events.append(event)
+
+    def take(self) -> list[dict]:
+        events, self.events = self.events, []
+        return events
+
+
+def ship_inputs(jobs: list[RunJob], here: InProcess, report: Report) -> dict[str, Any]:
+    """Per job, the object-store reference of its dataset and frame array; each distinct array
+    is put once.
+
+    The driver calls the runs' ``preprocess`` hooks and frame steps here, so a run's
+    ``timeout`` applies here too (a :func:`~feph_finetune.execution.executors.inline.alarm`, from the main
+    thread only) and a plugin's error fails its run only: such a run is recorded, reported
+    finished and left out of the result.
+    """
+    import ray
+
+    refs: dict[tuple, Any] = {}
+    by_job = {}
+    whereabouts = Whereabouts()
+    for job in jobs:
+        activity, started = Activity(job.id, whereabouts.note), time.time()
+        listening = hook_listener.set(activity.hook)
+        record = None
+        try:
+            activity.step("data preparation on the driver")
+            with alarm(timeout_of(job)):
+                inputs = here.source.inputs(job.run, here.plugins, context_factory(job.run, {}))
+        except RunTimedOut:
+            record = timed_out_record(job.run, timeout_of(job), whereabouts.of(job.id), started)
+        except PluginCallError as error:
+            record = run_record(job.run, "failed")
+            record.update(error=error_record(error.plugin, error.hook, error.error), counters={})
+            record["timing"] = {"total_s": time.time() - started, "stages": {}, "started": started, "finished": time.time()}
+        finally:
+            hook_listener.reset(listening)
+        if record is not None:
+            store = RunStore(Path(job.output))
+            store.discard(job.id)
+            store.finish(job.id, record)
+            Executor.report_finished(job, report)
+            continue
+        key = (inputs.dataset_key, inputs.frames_key)
+        if key not in refs:
+            refs[key] = ray.put(inputs)
+        by_job[job.id] = refs[key]
+    return by_job
+
+
+def run_task(job: RunJob, inputs: RunInputs, sink) -> dict[str, bytes]:
+    """On a Ray worker: execute the run in a temporary folder and return its files by name.
+
+    The worker's stdout and stderr (TensorFlow's notices) go to the run's ``stderr.log``, which
+    comes back with a failed run only; events go to the driver through the :class:`EventSink`
+    ``sink``, never waited for.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="feph_finetune_ray_"))
+    try:
+        log = open(folder / "stderr.log", "wb")
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)  # this worker serves this task only (max_calls=1)
+
+        def report(event: dict) -> None:
+            try:
+                sink.put.remote(event)
+            except Exception:  # a lost sink costs progress lines, never the run
+                pass
+
+        return run_in_folder(job, inputs, folder, report)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_in_folder(job: RunJob, inputs: RunInputs, folder: Path, report: Report) -> dict[str, bytes]:
+    """Execute ``job`` into a results store under ``folder`` from the shipped ``inputs`` alone
+    (the dataset's folder is never read) and return the run's files, ``stderr.log`` included
+    when the run failed and the folder has one."""
+    from feph_finetune.plugins import get_plugins
+
+    source = DataSource()
+    source.add(inputs)
+    status = execute_run(RunJob(job.run, job.split_seed, str(folder / "store")), get_plugins(), source, report)
+    run_dir = folder / "store" / job.id
+    files = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file() and not path.name.startswith(".")}
+    if status != "done" and (folder / "stderr.log").is_file():
+        sys.stderr.flush()
+        files["stderr.log"] = (folder / "stderr.log").read_bytes()
+    return files
+
+
+def drain(sink) -> list[dict]:
+    """The events the sink holds; none when it cannot be reached (progress lines are lost, the
+    runs are not)."""
+    import ray
+
+    try:
+        return ray.get(sink.take.remote(), timeout=30)
+    except Exception:
+        return []
+
+
+def write_run_files(job: RunJob, files: dict[str, bytes]) -> None:
+    """Write a task's files into the driver's store, each atomically, ``result.json`` last."""
+    store = RunStore(Path(job.output))
+    store.discard(job.id)
+    for name in sorted(files, key=lambda name: name == RESULT_FILE):
+        with atomic_path(store.run_dir(job.id) / name) as temporary:
+            temporary.write_bytes(files[name])
+
+
+def lost_record(job: RunJob, error: BaseException, retries: int) -> dict[str, Any]:
+    record = run_record(job.run, "failed")
+    record["error"] = {
+        "plugin": "core",
+        "hook": "ray",
+        "type": type(error).__name__,
+        "message": f"the run's Ray task failed after {retries} retries: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
+        "traceback": str(error)[-4000:],
+    }
+    now = time.time()
+    record["timing"] = {"total_s": 0.0, "stages": {}, "started": now, "finished": now}
+    record["counters"] = {}
+    return record

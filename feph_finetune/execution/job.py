@@ -1,0 +1,373 @@
+"""Executing runs: the one function that turns a :class:`RunJob` into files in the results store.
+
+Every executor (``inline``, ``process``, ``ray`` and any registered by a plugin) ends up calling
+:func:`execute_run`, in this process or in another one; what differs is only where and how many
+at a time. Nothing here imports TensorFlow: :mod:`feph_finetune.training.stages` is imported inside
+:func:`execute_run`, when a run really starts.
+
+A run reports what it does through ``report(event)``, a callable taking one JSON-serialisable
+dict, so that events can cross a pipe or a Ray queue unchanged:
+
+- ``{"event": "started", "run": ID, "time": UNIX_SECONDS}``
+- ``{"event": "progress", "run": ID, "stage": NAME, "epoch": E, "epochs": N, "loss": FLOAT}``
+  (``epoch`` counts from 1 across stages; at most one every :data:`PROGRESS_INTERVAL_S` per run,
+  plus one at every new epoch)
+- ``{"event": "activity", "run": ID, "where": TEXT}``: the run entered a step of the core
+  ("data preparation") or a plugin's hook ("plugin 'face_crop' (preprocess)"), so that an
+  executor that stops it for its ``timeout`` can say where it was (:class:`Whereabouts`)
+- ``{"event": "warning", "run": ID, "message": TEXT}``: something the person running the matrix
+  should know that does not fail the run (a crop cache that cannot be written); shown once
+- ``{"event": "finished", "run": ID, "status": "done"|"failed", "accuracy": FLOAT|None,
+  "seconds": FLOAT, "error": STR|None}`` (sent by the executor once ``result.json`` is final)
+
+A run's ``timeout`` (seconds, 0: none) is the executor's to enforce, since only the process that
+waits for a run can stop it: the run is stopped and recorded with :func:`timed_out_record`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import feph_finetune
+from feph_finetune.api import CLASSES, PluginError, RunContext
+from feph_finetune.predict.bundle import write_bundle
+from feph_finetune.data.frames import default_cache_dir
+from feph_finetune.config.matrix import Run
+from feph_finetune.plugins import PluginCallError, Plugins, hook_listener
+from feph_finetune.data.preparation import DataSource, prepare
+from feph_finetune.training.quiet_tensorflow import import_tensorflow
+from feph_finetune.results.store import NO_SPACE_ERRNOS, NoSpaceError, RunStore, ensure_space
+
+#: Seconds between two ``progress`` events of one run (a new epoch is always reported).
+PROGRESS_INTERVAL_S = 0.5
+
+#: Free bytes a run needs in the results folder before it starts, with room to spare: its JSON
+#: files, predictions and ``stderr.log`` take under 1 MB on FePh (2,531 test images' predictions
+#: are 2,531 x 7 float32 = 71 KB).
+RUN_FILES_BYTES = 8 * 2**20
+#: Free bytes a model bundle (``save_model``) adds: EfficientNet-B0's 5.3 M float32 parameters
+#: are 21 MB and ``model.keras`` keeps Adam's two moments beside them (64 MB); MobileNet-v1 has
+#: 4.2 M parameters.
+MODEL_BUNDLE_BYTES = 96 * 2**20
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def ignore(event: dict[str, Any]) -> None:
+    """A ``report`` that drops every event."""
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Everything one run needs, and nothing of the process that made it: picklable.
+
+    ``run`` carries the resolved configuration and the dataset settings (the dataset's location),
+    ``split_seed`` the matrix's seed that fixes the splits, ``output`` the results store's root
+    on the machine that writes the run's files.
+    """
+
+    run: Run
+    split_seed: int
+    output: str
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def plugin_versions(plugins: Plugins, names: list[str]) -> dict[str, str]:
+    return {name: plugins.origins.get(name, f"builtin {feph_finetune.__version__}") for name in names}
+
+
+def run_record(run: Run, status: str) -> dict[str, Any]:
+    """The part of ``result.json`` that describes the run itself (reports group by it)."""
+    return {
+        "id": run.id,
+        "experiment": run.experiment,
+        "label": run.label,
+        "cv_label": run.cv_label,
+        "model": run.config["model"],
+        "baseline": not run.config["fine_tune"],
+        "order": run.order,
+        "phase": run.phase,
+        "fold": run.fold,
+        "seed": run.seed,
+        "variant": run.variant,
+        "data": run.dataset.get("fingerprint", ""),
+        "status": status,
+        "classes": list(CLASSES),
+    }
+
+
+def error_record(plugin: str, hook: str, error: BaseException) -> dict[str, Any]:
+    return {
+        "plugin": plugin,
+        "hook": hook,
+        "type": type(error).__name__,
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(error))[-4000:],
+    }
+
+
+def context_factory(run: Run, counters: dict[str, int]) -> Callable[[str], RunContext]:
+    """``context_for(plugin)``: the :class:`RunContext` each hook of the run receives."""
+    cache_dir = Path(run.dataset["cache_dir"]).expanduser() if run.dataset["cache_dir"] else default_cache_dir()
+
+    def context_for(plugin: str) -> RunContext:
+        return RunContext(
+            run_id=run.id,
+            experiment=run.experiment,
+            phase=run.phase,
+            fold=run.fold,
+            seed=run.seed,
+            input_size=run.config["input_size"],
+            config=run.config,
+            options=run.config["options"].get(plugin, {}),
+            cache_dir=cache_dir,
+            counters=counters,
+        )
+
+    return context_for
+
+
+class ProgressEvents:
+    """Turns the training loop's progress calls into throttled ``progress`` events.
+
+    It offers the part of :class:`rich.progress.Progress` that :mod:`feph_finetune.training.stages`
+    uses (``add_task``, ``update`` with the fields ``stage``, ``epoch``, ``epochs``, ``loss``,
+    ``remove_task``), so training needs no knowledge of where its progress goes.
+    """
+
+    def __init__(self, run_id: str, report: Report):
+        self.run_id, self.report = run_id, report
+        self.sent_at, self.epoch = 0.0, None
+
+    def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
+        return 0
+
+    def remove_task(self, task: int) -> None:
+        pass
+
+    def update(self, task: int, stage: str | None = None, epoch: int | None = None, epochs: int | None = None, loss: float | None = None, **ignored: Any) -> None:
+        now = time.monotonic()
+        if stage is None or (epoch == self.epoch and now - self.sent_at < PROGRESS_INTERVAL_S):
+            return
+        self.sent_at, self.epoch = now, epoch
+        self.report({"event": "progress", "run": self.run_id, "stage": stage, "epoch": epoch, "epochs": epochs, "loss": loss})
+
+
+def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Report = ignore) -> str:
+    """Run one job into its results store and return its status, ``"done"`` or ``"failed"``.
+
+    Writes ``config.json``, ``history.json``, ``predictions.npz``, ``metrics.json``,
+    ``environment.json`` (and, with ``save_model``, a model bundle: :mod:`feph_finetune.predict.bundle`),
+    then ``result.json`` last.
+    Any exception of a plugin or of the core fails this run only and is recorded in its
+    ``result.json``; an interruption (KeyboardInterrupt, a signal) propagates and leaves no
+    ``result.json``, so the run is never trusted and is run again next time.
+    """
+    run, store = job.run, RunStore(Path(job.output))
+    store.discard(run.id)  # a stale result of an earlier attempt must not outlive this one
+    counters: dict[str, int] = {}
+    context_for = context_factory(run, counters)
+    store.write(run.id, "config.json", {"run": run.describe(), "config": run.config, "dataset": run.dataset})
+    record = run_record(run, "failed")
+    started, wall_started = time.perf_counter(), time.time()
+    report({"event": "started", "run": run.id, "time": wall_started})
+    activity = Activity(run.id, report)
+    listening = hook_listener.set(activity.hook)
+    try:
+        check_installed(run, plugins)
+        ensure_run_space(job)
+        activity.step("data preparation")
+        data = prepare(run, plugins, source, context_for, job.split_seed)
+        counters["face_fallback"] = data.fallbacks
+        for message in data.warnings:
+            report({"event": "warning", "run": run.id, "message": message})
+        activity.step("training")
+        import_tensorflow()  # here, when a run really starts; its notices never reach the console
+        from feph_finetune.training import stages as training
+
+        outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report))
+        activity.step("evaluation")
+        metrics = evaluate(run, plugins, data.test.labels, outcome.y_prob, context_for)
+        activity.step("saving the results")
+        store.write_predictions(run.id, data.test.labels, outcome.y_prob)
+        store.write(run.id, "history.json", outcome.history)
+        store.write(run.id, "metrics.json", metrics)
+        run_environment = environment(run, plugins, job.split_seed, training.environment())
+        if run.config["save_model"] and outcome.model is not None:
+            write_bundle(store.run_dir(run.id), run, data.preprocessing, outcome.model, run_environment)
+        store.write(run.id, "environment.json", run_environment)
+        record.update(status="done", metrics=metrics, error=None)
+        if outcome.notes:  # how the results were obtained, beyond the configuration (No-FT's dropped classes)
+            record["notes"] = outcome.notes
+        record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
+    except PluginCallError as error:
+        record.update(error=error_record(error.plugin, error.hook, error.error))
+    except Exception as error:  # anything else (out of memory, a full disk, a core bug) fails this run only
+        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
+            error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
+        record.update(error=error_record("core", "run", error))
+    finally:
+        hook_listener.reset(listening)
+    record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
+    record["timing"].update(started=wall_started, finished=time.time())
+    record["counters"] = counters
+    store.finish(run.id, _readable(record))
+    return record["status"]
+
+
+def ensure_run_space(job: RunJob) -> None:
+    """Raise :class:`~feph_finetune.results.store.NoSpaceError` when the results folder's disk cannot
+    take the job's files (:data:`RUN_FILES_BYTES`, and :data:`MODEL_BUNDLE_BYTES` with
+    ``save_model``): checked before a run's long work, not after it."""
+    needed = RUN_FILES_BYTES + (MODEL_BUNDLE_BYTES if job.run.config["save_model"] else 0)
+    ensure_space(Path(job.output), needed, f"the files of run {job.id}")
+
+
+def check_installed(run: Run, plugins: Plugins) -> None:
+    """Refuse to run without a plugin the run names: in another process or on another machine a
+    plugin object registered at run time, or a distribution not installed there, is missing, and
+    running without it would silently be another experiment."""
+    for name in run.plugins_used():
+        if not plugins.pm.has_plugin(name):
+            raise PluginCallError(name, "load", PluginError(
+                f"plugin {name!r} is not installed in the process executing this run (pid {os.getpid()}); install its distribution "
+                "there, or use --executor inline for a plugin registered at run time"
+            ))
+
+
+class Activity:
+    """Reports where a run is (``activity`` events): the core's steps, and within them the plugin
+    hooks the run calls (through :data:`feph_finetune.plugins.hook_listener`); leaving a hook
+    reports the step again."""
+
+    def __init__(self, run_id: str, report: Report):
+        self.run_id, self.report, self.step_name = run_id, report, "start-up"
+
+    def step(self, name: str) -> None:
+        self.step_name = name
+        self._send(name)
+
+    def hook(self, plugin: str | None, hook: str | None) -> None:
+        self._send(self.step_name if plugin is None else f"plugin {plugin!r} ({hook})")
+
+    def _send(self, where: str) -> None:
+        self.report({"event": "activity", "run": self.run_id, "where": where})
+
+
+class Whereabouts:
+    """Where each run is, from its events: the last ``activity``, or the training stage and epoch
+    of the last ``progress`` event. Executors feed it every event to say where a run that
+    timed out was."""
+
+    def __init__(self):
+        self.places: dict[str, str] = {}
+
+    def note(self, event: dict[str, Any]) -> None:
+        run, kind = event.get("run"), event.get("event")
+        if kind == "activity":
+            self.places[run] = str(event.get("where"))
+        elif kind == "progress" and event.get("stage"):
+            self.places[run] = f"training stage {event['stage']!r}, epoch {event.get('epoch')}/{event.get('epochs')}"
+        elif kind == "started":
+            self.places[run] = "start-up"
+
+    def of(self, run_id: str) -> str:
+        return self.places.get(run_id, "start-up")
+
+
+def timeout_of(job: RunJob) -> float:
+    """The job's ``timeout`` in seconds; 0 for none."""
+    return float(job.run.config.get("timeout") or 0)
+
+
+def timed_out_record(run: Run, timeout: float, where: str, started: float, **details: Any) -> dict[str, Any]:
+    """The ``result.json`` of a run its executor stopped after ``timeout`` seconds, ``where``
+    it was (:class:`Whereabouts`); ``started`` is the run's start (Unix seconds). ``details``
+    join the error (``stderr_tail``, say)."""
+    record = run_record(run, "failed")
+    record["error"] = {
+        "plugin": "core",
+        "hook": "timeout",
+        "type": "TimedOut",
+        "message": f"timed out after {timeout:g} s in {where}",
+        "where": where,
+        "timeout_s": timeout,
+        "traceback": "",
+        **details,
+    }
+    now = time.time()
+    record["timing"] = {"total_s": now - started, "stages": {}, "started": started, "finished": now}
+    record["counters"] = {}
+    return record
+
+
+def _readable(record: dict[str, Any]) -> dict[str, Any]:
+    """The record, or when its metrics or counters have a shape the reports refuse (an evaluate
+    plugin's percentages, a non-numeric counter: :class:`feph_finetune.results.records.RunRecord`), a
+    failed record saying why, so the run fails now, visibly, instead of being rerun every time."""
+    from feph_finetune.results.records import RecordShapeError, RunRecord
+
+    try:
+        RunRecord.from_json(record)
+    except RecordShapeError as error:
+        return {**record, "status": "failed", "metrics": None, "counters": {}, "error": error_record("core", "record", error)}
+    return record
+
+
+def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``finished`` event of a run from its ``result.json`` record (None: no record)."""
+    if record is None:
+        return {"event": "finished", "run": run_id, "status": "failed", "accuracy": None, "seconds": None, "error": "no result.json"}
+    error = record.get("error") or None
+    return {
+        "event": "finished",
+        "run": run_id,
+        "status": record.get("status", "failed"),
+        "accuracy": (record.get("metrics") or {}).get("accuracy"),
+        "seconds": (record.get("timing") or {}).get("total_s"),
+        "error": None if error is None else f"{error.get('plugin')} ({error.get('hook')}): {error.get('type')}: {error.get('message')}",
+    }
+
+
+def evaluate(run: Run, plugins: Plugins, y_true: np.ndarray, y_prob: np.ndarray, context_for) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    for name in run.config["evaluate"]:
+        result = plugins.call(name, "evaluate", y_true=y_true, y_prob=y_prob, context=context_for(name)) or {}
+        clashes = sorted(set(result) & set(metrics))
+        if clashes:
+            raise PluginCallError(name, "evaluate", KeyError(f"metrics {clashes} already set by an earlier evaluate plugin"))
+        metrics.update(result)
+    return metrics
+
+
+def environment(run: Run, plugins: Plugins, split_seed: int, framework: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "feph_finetune": feph_finetune.__version__,
+        "plugins": plugin_versions(plugins, run.plugins_used()),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "seed": run.seed,
+        "split_seed": split_seed,
+        "git_commit": git_commit(),
+        **framework,
+    }

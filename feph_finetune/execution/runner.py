@@ -1,0 +1,108 @@
+"""Running a matrix: skip what is finished, hand the rest to an executor, report as runs end.
+
+Each run's files go to its own directory in the results store; its ``result.json`` is written
+last, so an interrupted matrix resumes where it stopped and never trusts a half-written run.
+Where the runs execute (this process, child processes, a Ray cluster) is the executor's business
+(:mod:`feph_finetune.execution.executors`); what one run does is :func:`feph_finetune.execution.job.execute_run`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from rich.console import Console
+
+from feph_finetune.execution.job import RunJob, context_factory, ensure_run_space, execute_run, ignore
+from feph_finetune.execution.executors import Executor, InProcess
+from feph_finetune.config.matrix import Matrix, Run
+from feph_finetune.plugins import Plugins
+from feph_finetune.data.preparation import DataSource
+from feph_finetune.execution.progress import MatrixView
+from feph_finetune.results.store import RunStore
+
+
+@dataclass
+class MatrixOutcome:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def add(self, other: "MatrixOutcome") -> None:
+        """Count ``other``'s runs too (a matrix run in several groups)."""
+        self.done += other.done
+        self.skipped += other.skipped
+        self.failed += other.failed
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt like Ctrl-C (exit 130, children
+    stopped); only the main thread can install signal handlers, elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class MatrixRunner:
+    """Executes the unfinished runs of a matrix against a results store, through an executor.
+
+    Without ``executor`` the runs execute in this process (the ``inline`` executor), which is
+    what a program using the runner as a library usually wants; the command line defaults to
+    ``process``.
+    """
+
+    def __init__(self, matrix: Matrix, plugins: Plugins, store: RunStore, console: Console, source: DataSource | None = None, executor: Executor | None = None):
+        from feph_finetune.execution.executors.inline import InlineExecutor
+
+        self.matrix = matrix
+        self.plugins = plugins
+        self.store = store
+        self.console = console
+        self.source = source or DataSource()
+        self.executor = executor or InlineExecutor({})
+
+    def context_factory(self, run: Run, counters: dict[str, int]):
+        return context_factory(run, counters)
+
+    def job(self, run: Run) -> RunJob:
+        return RunJob(run, self.matrix.seed, str(self.store.root))
+
+    def run_all(self, runs: list[Run]) -> MatrixOutcome:
+        """Run every run without a finished result (``--force`` sets results aside beforehand)."""
+        outcome = MatrixOutcome()
+        pending = []
+        for run in runs:
+            if self.store.is_done(run.id):
+                outcome.skipped.append(run.id)
+            else:
+                pending.append(run)
+        if pending:
+            for run in pending:  # a full disk stops the matrix before any run trains for nothing
+                ensure_run_space(self.job(run))
+            concurrency = getattr(self.executor, "concurrency", lambda: 1)()
+            with sigterm_as_interrupt(), MatrixView(self.console, pending, concurrency, self.executor.name) as view:
+                self.executor.execute([self.job(run) for run in pending], view.report, InProcess(self.plugins, self.source))
+        for run in pending:
+            record = self.store.result(run.id)
+            (outcome.done if record and record.get("status") == "done" else outcome.failed).append(run.id)
+        for run_id in outcome.failed:
+            error = (self.store.result(run_id) or {}).get("error") or {}
+            self.console.print(f"[red]run {run_id} failed[/red] in plugin {error.get('plugin')!r} ({error.get('hook')}): {error.get('type')}: {error.get('message')}", soft_wrap=True)
+        return outcome
+
+    def run_one(self, run: Run) -> str:
+        """Execute one run here and now (whatever the executor), returning its status."""
+        return execute_run(self.job(run), self.plugins, self.source, ignore)

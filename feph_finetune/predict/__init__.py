@@ -1,0 +1,1 @@
+"""Trained models applied to new frames: model bundles, inputs, predictions and plots."""

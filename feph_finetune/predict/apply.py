@@ -1,0 +1,295 @@
+"""Apply a model bundle to new frames: images, folders of frames, videos.
+
+Each frame goes through the bundle's frame steps and resize (:func:`feph_finetune.data.frames.apply_steps`,
+the face detector running once per frame) and, in batches, through its batch steps
+(:func:`feph_finetune.training.stages.preprocess_batch`) into the model: the functions that prepared the
+run's own training and test images. Frames are streamed and cropped as they are decoded: memory
+holds about one full frame and two batches of model-sized crops (the one the model predicts, the
+next one being prepared), and per-frame probabilities only when a plot needs them.
+
+Output rows (one per kept frame), in this column order:
+
+- ``input``: the INPUT argument the frame comes from; ``file``: the image's file name (folders and
+  images), empty for video;
+- ``frame``: the frame index (video: the frame's position in the container from 0, so a frame
+  that could not be decoded leaves a gap; folder: position in natural order);
+  ``time_s``: seconds from the video's start, frame / the container's frame rate; empty otherwise;
+- ``face_found``: true when a frame step found a face, false when it used its fallback (then
+  ``fallback`` says which, e.g. ``no_face``), empty when no frame step reports either;
+  ``face_x``, ``face_y``, ``face_w``, ``face_h``: the detector's box in pixels of the frame;
+- ``p_<class>``: the model's probability of each class, in the bundle's class order;
+  ``predicted``: the most probable class;
+- with ``--smooth N``: ``smooth_<class>`` and ``smooth_predicted``, from the centred moving average
+  of the probabilities over N frames of the same input (N odd: (N-1)/2 kept frames before and
+  after). At the start and end of a sequence the window is cut short and averages the frames
+  that exist (no padding). Frames without a face take part like the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from feph_finetune.api import FrameResult
+from feph_finetune.predict.bundle import Bundle
+from feph_finetune.data.frames import apply_steps
+from feph_finetune.predict.inputs import Frame, Source
+
+OUTPUT_SUFFIXES = (".csv", ".jsonl")
+
+
+def columns(classes: tuple[str, ...], smooth: bool) -> list[str]:
+    """The output's columns, in order (see the module's docstring)."""
+    head = ["input", "file", "frame", "time_s", "face_found", "face_x", "face_y", "face_w", "face_h", "fallback"]
+    probabilities = [f"p_{name}" for name in classes] + ["predicted"]
+    smoothed = [f"smooth_{name}" for name in classes] + ["smooth_predicted"] if smooth else []
+    return head + probabilities + smoothed
+
+
+# --- smoothing -----------------------------------------------------------------------------------
+
+
+class CentredMean:
+    """Centred moving average over ``n`` (odd) consecutive rows, streamed.
+
+    ``push(row, probabilities)`` returns the rows whose window is complete, each with its mean;
+    ``flush()`` returns the rest at the end of the sequence, with windows cut short. Holds at most
+    ``n`` rows.
+    """
+
+    def __init__(self, n: int):
+        if n < 1 or n % 2 == 0:
+            raise ValueError(f"the smoothing window must be a positive odd number of frames, not {n}")
+        self.half = n // 2
+        self.rows: deque = deque()
+        self.next = 0  # position in ``rows`` of the next row to return
+
+    def push(self, row: dict, probabilities: np.ndarray) -> list[tuple[dict, np.ndarray]]:
+        self.rows.append((row, probabilities))
+        return self._ready(final=False)
+
+    def flush(self) -> list[tuple[dict, np.ndarray]]:
+        return self._ready(final=True)
+
+    def _ready(self, final: bool) -> list[tuple[dict, np.ndarray]]:
+        out = []
+        while self.next < len(self.rows) and (final or len(self.rows) - 1 - self.next >= self.half):
+            window = [probabilities for _, probabilities in list(self.rows)[max(0, self.next - self.half) : self.next + self.half + 1]]
+            out.append((self.rows[self.next][0], np.mean(window, axis=0)))
+            self.next += 1
+            while self.next > self.half:
+                self.rows.popleft()
+                self.next -= 1
+        return out
+
+
+# --- writers -------------------------------------------------------------------------------------
+
+
+class RowWriter:
+    """Rows to ``path`` as CSV (empty cells for missing values) or JSON lines (null).
+
+    The format follows ``suffix`` (default: ``path``'s), so that a temporary file beside the
+    target (see :func:`feph_finetune.results.store.atomic_path`) is written in the target's format.
+    A context manager: leaving it closes the file.
+    """
+
+    def __init__(self, path: Path, fields: list[str], suffix: str | None = None):
+        self.path, self.fields = Path(path), fields
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "w", encoding="utf-8", newline="")
+        self.csv = None
+        if (suffix or self.path.suffix).lower() == ".csv":
+            self.csv = csv.DictWriter(self.handle, fieldnames=fields)
+            self.csv.writeheader()
+
+    def write(self, row: dict) -> None:
+        if self.csv is not None:
+            self.csv.writerow({key: "" if value is None else str(value).lower() if isinstance(value, bool) else value for key, value in row.items()})
+        else:
+            self.handle.write(json.dumps(row) + "\n")
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def __enter__(self) -> "RowWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+# --- per-input results ---------------------------------------------------------------------------
+
+
+@dataclass
+class InputSummary:
+    """What the console table and the plot show of one input."""
+
+    name: str
+    kind: str
+    classes: tuple[str, ...]
+    frames: int = 0
+    faces: int | None = None
+    predicted: dict[str, int] = field(default_factory=dict)
+    x: list[float] = field(default_factory=list)  # seconds for video, frame index otherwise
+    probabilities: list[np.ndarray] = field(default_factory=list)
+    smoothed: list[np.ndarray] = field(default_factory=list)
+    no_face: list[bool] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def x_label(self) -> str:
+        return "time (s)" if self.kind == "video" and self.x and all(isinstance(value, float) for value in self.x) else "frame"
+
+    def add(self, row: dict, probabilities: np.ndarray, smoothed: np.ndarray | None, series: bool) -> None:
+        """Count one emitted row; with ``series`` (``--plot``) also keep its values for the plot,
+        else nothing per frame is kept (a long video's summary stays a few counters)."""
+        self.frames += 1
+        if row["face_found"] is not None:
+            self.faces = (self.faces or 0) + int(row["face_found"])
+        self.predicted[row["predicted"]] = self.predicted.get(row["predicted"], 0) + 1
+        if not series:
+            return
+        self.x.append(row["time_s"] if row["time_s"] is not None else row["frame"])
+        self.probabilities.append(probabilities)
+        if smoothed is not None:
+            self.smoothed.append(smoothed)
+        self.no_face.append(row["face_found"] is False)
+
+
+# --- the pipeline --------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    batch_size: int = 32
+    smooth: int = 1
+    every: int = 1
+    prefetch: bool = True  # prepare the next batch in a thread while the model runs
+    series: bool = False  # keep each frame's probabilities in the summaries (for --plot)
+
+
+class Predictor:
+    """Runs a loaded bundle (model included) on sources, writing rows and collecting summaries."""
+
+    def __init__(self, bundle: Bundle, settings: Settings):
+        from feph_finetune.training.stages import preprocess_batch  # TensorFlow: the model is loaded already
+
+        self.bundle, self.settings = bundle, settings
+        self.preprocess_batch = preprocess_batch
+        self.frame_steps = bundle.frame_steps
+        self.frames_done = 0
+        self.seconds = 0.0
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (float64, B x classes) of a uint8 batch (B x S x S x 3) already
+        through the frame steps.
+
+        A short last batch is padded with black frames to the batch size and the padding's rows
+        dropped, so that the compiled prediction function keeps one input shape (no retracing);
+        inference-mode layers treat each frame alone, so the padding changes no result.
+        """
+        count = len(images)
+        if count < self.settings.batch_size:
+            images = np.concatenate([images, np.zeros((self.settings.batch_size - count, *images.shape[1:]), dtype=images.dtype)])
+        x = np.asarray(self.preprocess_batch(images, self.bundle.batch_steps))  # a tensor argument would retrace predict_on_batch per call
+        return np.asarray(self.bundle.model.predict_on_batch(x), dtype=np.float64)[:count]
+
+    def run(self, source: Source, writer: RowWriter | None, advance=lambda n: None) -> InputSummary:
+        """Predict every kept frame of ``source``; problems (unreadable frames) go to the summary."""
+        summary = InputSummary(source.name, source.kind, self.bundle.classes)
+        smoother = CentredMean(self.settings.smooth)
+        started = time.perf_counter()
+        for batch, prepared in self.prepared_batches(source, summary.problems):
+            probabilities = self.probabilities(np.stack([result.image for result in prepared]))
+            for frame, result, row_probabilities in zip(batch, prepared, probabilities):
+                row = self.row(source, frame, result, row_probabilities)
+                for ready, smoothed in smoother.push(row, row_probabilities):
+                    self.emit(ready, smoothed, summary, writer)
+            advance(len(batch))
+        for ready, smoothed in smoother.flush():
+            self.emit(ready, smoothed, summary, writer)
+        self.frames_done += summary.frames
+        self.seconds += time.perf_counter() - started
+        return summary
+
+    def prepared_batches(self, source: Source, problems: list[str]) -> Iterator[tuple[list[Frame], list[FrameResult]]]:
+        """Batches of frames (without their images) with their frame-step results (face crop, resize).
+
+        Each frame goes through the frame steps as soon as it is decoded and its full image is
+        dropped then, so memory follows the model's input size, not the video's: about one full
+        frame at a time, plus two batches of ``input_size`` crops. With ``Settings.prefetch`` a
+        worker thread decodes and crops the next batch while the model predicts the current one
+        (OpenCV and TensorFlow release the GIL), holding one batch ahead.
+        """
+        batches = _batches(self._cropped(source.frames(), problems), self.settings.batch_size)
+
+        def next_prepared():
+            batch = next(batches, None)
+            return None if batch is None else ([frame for frame, _ in batch], [result for _, result in batch])
+
+        if not self.settings.prefetch:
+            yield from iter(next_prepared, None)
+            return
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            future = worker.submit(next_prepared)
+            while (item := future.result()) is not None:
+                future = worker.submit(next_prepared)
+                yield item
+
+    def _cropped(self, frames: Iterable[Frame], problems: list[str]) -> Iterator[tuple[Frame, FrameResult]]:
+        """Each readable frame, its image dropped, with its frame-step result; unreadable frames
+        are left out and their problem noted."""
+        for frame in frames:
+            if frame.problem is not None:
+                problems.append(frame.problem)
+                continue
+            result = apply_steps(frame.image, self.frame_steps, self.bundle.input_size)
+            yield replace(frame, image=None), result
+
+    def row(self, source: Source, frame: Frame, result, probabilities: np.ndarray) -> dict[str, Any]:
+        classes = self.bundle.classes
+        found = True if result.box is not None and result.fallback is None else False if result.fallback else None
+        box = result.box if found else (None, None, None, None)
+        row = {
+            "input": source.name, "file": frame.file, "frame": frame.index, "time_s": frame.time_s, "face_found": found,
+            "face_x": box[0], "face_y": box[1], "face_w": box[2], "face_h": box[3], "fallback": result.fallback,
+        }
+        row.update({f"p_{name}": float(value) for name, value in zip(classes, probabilities)})
+        row["predicted"] = classes[int(np.argmax(probabilities))]
+        return row
+
+    def emit(self, row: dict, smoothed: np.ndarray, summary: InputSummary, writer: RowWriter | None) -> None:
+        raw = np.array([row[f"p_{name}"] for name in self.bundle.classes])
+        if self.settings.smooth > 1:
+            row.update({f"smooth_{name}": float(value) for name, value in zip(self.bundle.classes, smoothed)})
+            row["smooth_predicted"] = self.bundle.classes[int(np.argmax(smoothed))]
+        summary.add(row, raw, smoothed if self.settings.smooth > 1 else None, self.settings.series)
+        if writer is not None:
+            writer.write(row)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames_done / self.seconds if self.seconds > 0 else math.nan
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

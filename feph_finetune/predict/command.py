@@ -1,0 +1,156 @@
+"""``python -m feph_finetune predict``: checks, progress, the per-input summary, the exit code.
+
+Every argument is checked before any work (output suffix, plot and matplotlib, numbers, the
+bundle's manifest and plugins); then each input is opened. A bad input is reported and skipped,
+the good ones are still processed, and the command exits with 2 naming the bad ones.
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+
+
+def argument_problems(args) -> list[str]:
+    """What is wrong with the options themselves, before MODEL and the inputs are looked at."""
+    from feph_finetune.results.figures import PLOTS_INSTALL, plots_available
+    from feph_finetune.predict.apply import OUTPUT_SUFFIXES
+    from feph_finetune.results.store import output_file_problem
+
+    problems = []
+    if args.out is not None and args.out.suffix.lower() not in OUTPUT_SUFFIXES:
+        problems.append(f"--out {args.out}: the file name must end in {' or '.join(OUTPUT_SUFFIXES)} (CSV or JSON lines)")
+    if args.plot is not None:
+        if args.plot.suffix.lower() != ".png":
+            problems.append(f"--plot {args.plot}: the file name must end in .png")
+        if not plots_available():
+            problems.append(f"--plot needs matplotlib, which is not installed: {PLOTS_INSTALL}")
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        problem = None if path is None else output_file_problem(path)
+        if problem:
+            problems.append(f"{option} {path}: {problem}")
+    if args.every < 1:
+        problems.append(f"--every {args.every}: must be 1 or more")
+    if args.smooth < 1 or args.smooth % 2 == 0:
+        problems.append(f"--smooth {args.smooth}: must be a positive odd number of frames (the window is centred on each frame)")
+    if args.batch_size < 1:
+        problems.append(f"--batch-size {args.batch_size}: must be 1 or more")
+    return problems
+
+
+def predict_command(args, console: Console, errors: Console) -> int:
+    from feph_finetune.predict.bundle import BundleError, load_model, open_bundle
+    from feph_finetune.plugins import get_plugins
+    from feph_finetune.predict.inputs import InputError, open_source
+
+    problems = argument_problems(args)
+    if problems:
+        return _fail(errors, problems)
+    try:
+        bundle = open_bundle(args.model, get_plugins())
+    except BundleError as error:
+        return _fail(errors, [f"MODEL {line}" for line in str(error).splitlines()])
+    sources, bad = [], {}
+    for name in args.inputs:
+        try:
+            sources.append(open_source(name, args.every))
+        except InputError as error:
+            bad[name] = str(error)
+    if sources:
+        try:
+            load_model(bundle)
+        except BundleError as error:
+            return _fail(errors, [f"MODEL {line}" for line in str(error).splitlines()])
+        try:
+            summaries = _run(bundle, sources, args, console)
+        except KeyboardInterrupt:
+            errors.print(f"interrupted: nothing was written to {args.out}" if args.out else "interrupted", markup=False, highlight=False, soft_wrap=True)
+            return EXIT_INTERRUPTED
+        bad.update({summary.name: "; ".join(summary.problems) for summary in summaries if summary.problems})
+        print_summary(summaries, bundle, console)
+        _finish_outputs(summaries, bundle, args, console)
+    if bad:
+        return _fail(errors, [message if message.startswith(name) else f"{name}: {message}" for name, message in bad.items()], heading=f"{len(bad)} of {len(args.inputs)} inputs could not be processed in full (everything readable was)")
+    return EXIT_OK
+
+
+def _run(bundle, sources, args, console: Console):
+    """Predict every source; the rows go to a temporary file renamed to --out only when all are done,
+    so an interrupt or a crash leaves --out as it was (absent, or the previous file)."""
+    from contextlib import ExitStack
+
+    from feph_finetune.predict.apply import Predictor, RowWriter, Settings, columns
+    from feph_finetune.results.store import atomic_path
+
+    predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every, series=args.plot is not None))
+    summaries = []
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+    with ExitStack() as outputs:
+        writer = None
+        if args.out:
+            temporary = outputs.enter_context(atomic_path(args.out))
+            writer = outputs.enter_context(RowWriter(temporary, columns(bundle.classes, args.smooth > 1), suffix=args.out.suffix))
+        with progress:
+            for source in sources:
+                task = progress.add_task(source.name[-30:], total=source.total)
+                summaries.append(predictor.run(source, writer, advance=lambda n, task=task: progress.advance(task, n)))
+                progress.remove_task(task)
+    console.print(f"{predictor.frames_done} frames in {predictor.seconds:.1f} s ({predictor.frames_per_second:.1f} frames/s, batch {args.batch_size})", highlight=False)
+    return summaries
+
+
+def print_summary(summaries, bundle, console: Console) -> None:
+    """Per input: frames, faces found, and the share of frames predicted as each class (fits 80 columns).
+
+    Class columns are headed by :func:`feph_finetune.results.reports.class_abbreviations`, as in ``report``."""
+    from feph_finetune.results.reports import class_abbreviations
+
+    short = class_abbreviations(bundle.classes)
+    table = Table(title=f"model {bundle.run_id}: share of frames per predicted class", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
+    table.add_column("input", no_wrap=True, min_width=20)
+    table.add_column("frames", justify="right", no_wrap=True)
+    table.add_column("faces", justify="right", no_wrap=True)
+    for name in bundle.classes:
+        table.add_column(short[name], justify="right", no_wrap=True, min_width=4)
+    for summary in summaries:
+        shares = [f"{100 * summary.predicted.get(name, 0) / summary.frames:.0f}%" if summary.frames else "-" for name in bundle.classes]
+        faces = "-" if summary.faces is None else str(summary.faces)
+        table.add_row(_tail(summary.name, 20), str(summary.frames), faces, *shares)
+    console.print(table, width=min(80, console.width))
+
+
+def _tail(name: str, width: int) -> str:
+    """The end of a long path, which names the file, in at most ``width`` terminal cells (a CJK
+    character takes two)."""
+    from rich.cells import cell_len
+
+    if cell_len(name) <= width:
+        return name
+    start = len(name)
+    while start > 0 and cell_len(name[start - 1 :]) <= width - 1:
+        start -= 1
+    return "…" + name[start:]
+
+
+def _finish_outputs(summaries, bundle, args, console: Console) -> None:
+    if args.out:
+        console.print(f"rows written to {args.out}", highlight=False)
+    if args.plot:
+        from feph_finetune.predict.plots import plot_probabilities
+
+        smoothing = f", centred mean over {args.smooth} frames" if args.smooth > 1 else ""
+        warn = lambda line: Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+        panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}", warn)
+        console.print(f"plot of {panels} sequences written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", highlight=False)
+
+
+def _fail(errors: Console, lines: list[str], heading: str | None = None) -> int:
+    errors.print(f"[bold red]error: {heading or ('1 problem' if len(lines) == 1 else f'{len(lines)} problems')}[/bold red]")
+    for line in lines:
+        errors.print(line, markup=False, highlight=False, soft_wrap=True)
+    return EXIT_USAGE

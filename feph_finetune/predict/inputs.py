@@ -1,0 +1,177 @@
+"""Where ``predict`` gets frames: image files, folders of frames, and videos, streamed one frame at a time.
+
+- An image file (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) is one
+  frame, decoded as the training images are (:func:`feph_finetune.data.feph.read_image`: RGB,
+  alpha dropped).
+- A folder is one sequence: its image files (not sub-folders), in natural order, so that
+  ``fn000009`` comes before ``fn000045`` and ``frame2`` before ``frame10``; the frame index is the
+  position in that order.
+- Any other file is opened as a video with OpenCV's ``VideoCapture`` (its FFmpeg backend reads
+  mp4, avi, webm, mkv...). The frame index is the frame's position in the container from 0
+  (its timestamp in frames), so a frame that cannot be decoded leaves a gap, reported, and
+  never shifts the later ones; the timestamp is index / the container's frame rate
+  (``CAP_PROP_FPS``), in seconds, empty when the container gives none. A video whose decoding
+  ends before the frame count its container announces is reported as cut off or damaged.
+
+``every`` keeps frames 0, K, 2K...; skipped video frames are only grabbed, not decoded into
+images. Nothing holds more than one frame: a long video streams in constant memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from feph_finetune.data.feph import DatasetError, read_image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class InputError(Exception):
+    """An input that cannot be read (missing, not decodable, a video without frames, an empty folder)."""
+
+
+@dataclass
+class Frame:
+    """One frame of an input: uint8 RGB ``image`` (H, W, 3), or the ``problem`` that stopped it."""
+
+    index: int
+    image: np.ndarray | None
+    file: str | None = None
+    time_s: float | None = None
+    problem: str | None = None
+
+
+@dataclass
+class Source:
+    """One input named on the command line: its kind, expected frame count and frame stream."""
+
+    name: str
+    path: Path
+    kind: str  # "image", "folder" or "video"
+    every: int
+    total: int | None
+    files: list[Path] | None = None
+    fps: float | None = None
+    announced: int | None = None  # video: the frame count the container announces (None: unknown)
+
+    def frames(self) -> Iterator[Frame]:
+        """The kept frames, in order; a frame that cannot be read carries a ``problem``."""
+        if self.kind == "video":
+            yield from _video_frames(self)
+        else:
+            for index, path in enumerate(self.files or []):
+                if index % self.every == 0:
+                    yield _image_frame(index, path)
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders the digit runs in a name by value: ``fn9`` < ``fn45`` < ``fn100``."""
+    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
+
+
+def open_source(name: str, every: int = 1) -> Source:
+    """Check one input and say what it is, reading no more than a video's header.
+
+    Raises :class:`InputError` for a missing path, a folder without images, or a file that is
+    neither a readable image name nor a video OpenCV can open.
+    """
+    path = Path(name)
+    if not path.exists():
+        raise InputError(f"{name}: no such file or folder")
+    if path.is_dir():
+        files = sorted((child for child in path.iterdir() if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES), key=lambda child: natural_key(child.name))
+        if not files:
+            raise InputError(f"{name}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return Source(name, path, "folder", every, len(range(0, len(files), every)), files=files)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return Source(name, path, "image", 1, 1, files=[path])
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise InputError(f"{name}: cannot read it as an image or a video (OpenCV's FFmpeg backend cannot open it)")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    return Source(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None, announced=count if count > 0 else None)
+
+
+def _image_frame(index: int, path: Path) -> Frame:
+    try:
+        image = read_image(path)
+    except DatasetError as error:
+        return Frame(index, None, file=path.name, problem=str(error))
+    return Frame(index, image, file=path.name)
+
+
+def _video_frames(source: Source) -> Iterator[Frame]:
+    """The kept frames of a video, numbered by the container's position, never by counting.
+
+    A frame that cannot be decoded (a corrupt chunk) does not shift the later ones: with OpenCV's
+    FFmpeg backend each frame's index is its presentation timestamp in frames
+    (``CAP_PROP_PTS``), so a hole shows as a jump, reported as a problem frame naming the
+    missing indices. Failed reads are retried as long as the container announces more frames
+    (a failed read at the end of a file costs microseconds), else :data:`_RETRIES_UNKNOWN`
+    times. Decoding that ends before the announced frame count (a file cut off, or a chunk lost
+    with its timestamp) is reported too: the rows read are kept, the input counts as not read
+    in full.
+    """
+    capture = cv2.VideoCapture(str(source.path))
+    timestamps = capture.getBackendName() == "FFMPEG"
+    last = -1  # container index of the last decoded frame
+    decoded, gaps, unnamed = 0, 0, 0
+    try:
+        while capture.grab() or _retry(capture, source.announced, last):
+            index = _container_index(capture, last) if timestamps else last + 1
+            if index > last + 1:
+                gaps += 1
+                if gaps <= _GAPS_NAMED:
+                    yield Frame(last + 1, None, problem=f"{source.name}: {_frames_words(last + 1, index - 1)} could not be decoded (left out; later frames keep their numbers)")
+                else:
+                    unnamed += index - 1 - last
+            last, decoded = index, decoded + 1
+            if index % source.every == 0:
+                ok, bgr = capture.retrieve()
+                if ok:
+                    yield Frame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s=index / source.fps if source.fps else None)
+                else:
+                    yield Frame(index, None, problem=f"{source.name}: frame {index} could not be decoded (left out)")
+    finally:
+        capture.release()
+    if unnamed:
+        yield Frame(last, None, problem=f"{source.name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
+    if decoded == 0:
+        yield Frame(0, None, problem=f"{source.name}: the video has no frames" if not source.announced else f"{source.name}: no frame could be decoded of the {source.announced} the container announces")
+    elif source.announced and last + 1 < source.announced:
+        yield Frame(last + 1, None, problem=f"{source.name}: decoding stopped at frame {last} ({decoded} frames decoded), but the container announces {source.announced}: the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)")
+
+
+#: Places with undecodable frames named one by one; the rest are counted in one line (one screen).
+_GAPS_NAMED = 5
+
+#: Failed reads in a row after which a video of unknown length counts as ended (about 8 s at 30 fps).
+_RETRIES_UNKNOWN = 250
+
+
+def _retry(capture, announced: int | None, last: int) -> bool:
+    """After a failed read, read on until one succeeds (True) or the frames that can remain are
+    exhausted (False): a corrupt chunk fails one read, the end of the file fails them all."""
+    remaining = announced - (last + 1) if announced else _RETRIES_UNKNOWN
+    return any(capture.grab() for _ in range(max(remaining, 0)))
+
+
+def _container_index(capture, last: int) -> int:
+    """The grabbed frame's index: its timestamp in frames (OpenCV converts it with the stream's
+    frame rate), unless the container gives none or one that does not advance (then ``last + 1``)."""
+    index = round(capture.get(cv2.CAP_PROP_PTS))
+    return index if index > last else last + 1
+
+
+def _frames_words(first: int, last: int) -> str:
+    return f"frame {first}" if first == last else f"frames {first}-{last}"

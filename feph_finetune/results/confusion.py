@@ -1,0 +1,138 @@
+"""Confusion matrices of a configuration: summed over its folds, row-normalised, shown in the console.
+
+A run's matrix is the ``confusion`` entry of its metrics (the ``paper_metrics`` plugin writes it):
+a list of ``len(classes)`` lists of integer counts, rows the true class, columns the predicted
+class. A cross-validated configuration's matrix is the sum over its finished folds: each test
+image counts once, so the sum is the confusion matrix of the whole dataset's out-of-fold
+predictions. Nothing here imports matplotlib or TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+from rich import box
+from rich.console import Group
+from rich.color import Color
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, short_name
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+#: The colour of a cell holding the whole row (share 1.0); a share of 0 is white. RGB 0-255.
+_FULL = (8, 69, 148)
+_EMPTY = (255, 255, 255)
+
+
+def summed_confusion(runs: Iterable[dict], classes: list[str]) -> tuple[np.ndarray, int] | None:
+    """The confusion counts summed over the finished runs that recorded one, and how many did.
+
+    Returns ``(counts, runs)`` with counts an int64 array of shape ``(len(classes),)*2`` (rows:
+    true class, columns: predicted class), or None when no finished run recorded a matrix. A run
+    that lists the same classes in another order has its matrix reordered to ``classes``; a
+    matrix of another shape is refused (ValueError naming the run): summing it would mix classes.
+    """
+    total = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    counted = 0
+    for run in finished(runs):
+        matrix = run["metrics"].get("confusion")
+        if matrix is None:
+            continue
+        counts = np.asarray(matrix, dtype=np.int64)
+        own = run.get("classes") or []
+        if sorted(own) == sorted(classes) and own != list(classes):
+            order = [own.index(name) for name in classes]
+            counts = counts[np.ix_(order, order)]
+        if counts.shape != total.shape:
+            raise ValueError(f"run {run.get('id', '?')}: confusion matrix of shape {counts.shape}, expected {total.shape} for {len(classes)} classes")
+        total += counts
+        counted += 1
+    return (total, counted) if counted else None
+
+
+def row_shares(counts: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (the share of a true class predicted as each class), float64.
+
+    The diagonal is then the sensitivity of each class. A class without test images has an
+    undefined row: NaN, not 0.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    sums = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sums > 0, counts / np.where(sums > 0, sums, 1.0), np.nan)
+
+
+def matching(configurations: list[tuple[dict, list[dict]]], name: str) -> list[tuple[dict, list[dict]]]:
+    """The configurations a user means by ``name``: its experiment key or its c/v label (any phase)."""
+    return [(row, runs) for row, runs in configurations if name in (row["experiment"], row["cv_label"])]
+
+
+def known_names(configurations: list[tuple[dict, list[dict]]]) -> list[str]:
+    """The experiment keys (and c/v labels) that :func:`matching` accepts, in report order."""
+    names = [row["experiment"] for row, _ in configurations] + [row["cv_label"] for row, _ in configurations if row["cv_label"]]
+    return list(dict.fromkeys(names))
+
+
+def confusion_table(row: dict, runs: list[dict]) -> Group | Text:
+    """One configuration's summed confusion matrix as a rich table, cells shaded by their row share.
+
+    Each cell holds the count and, under it, its share of the true class in %; the background
+    grows from white (0%) to dark blue (100%), and the diagonal is bold, which is what remains on
+    a console without colour. The last columns are the row's images and its sensitivity.
+    Returns the title, the table and its legend as one group, or a line of text when no finished
+    run recorded a confusion matrix or the runs' matrices cannot be summed (different classes).
+    """
+    classes = list(row["sensitivity"]) or []
+    try:
+        summed = summed_confusion(runs, classes)
+    except ValueError as error:  # runs of one configuration with different class lists
+        return Text(f"{_title(row, 0)}: no matrix: {error}")
+    title = _title(row, summed[1] if summed else 0)
+    if summed is None:
+        return Text(f"{title}: no finished run recorded a confusion matrix")
+    counts, _ = summed
+    shares = row_shares(counts)
+    short = class_abbreviations(classes)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
+    legend = ", ".join(f"{short[name]} {name}" for name in classes if short[name] != name)
+    table.add_column("true class")
+    for name in classes:
+        table.add_column(short[name], justify="right")
+    table.add_column("images", justify="right")
+    table.add_column("sens.", justify="right")
+    for index, name in enumerate(classes):
+        cells = [_cell(int(counts[index, column]), shares[index, column], index == column) for column in range(len(classes))]
+        sensitivity = shares[index, index]
+        table.add_row(Text(name), *cells, Text(str(int(counts[index].sum()))), Text("–" if np.isnan(sensitivity) else f"{100 * sensitivity:.1f}"))
+    caption = f"rows: true class, columns: predicted class{f' ({legend})' if legend else ''}; cells: images and % of the row"
+    return Group(Text(title, style="table.title"), table, Text(caption, style="table.caption"))
+
+
+def _title(row: dict, runs: int) -> str:
+    name = short_name(row) if row["phase"] == "cv" else configuration_name(row)
+    if row["phase"] == "cv":
+        where = f"cross-validation, summed over {runs} fold{'s' if runs != 1 else ''}"
+    else:
+        where = f"{row['phase']} phase"
+    return f"{name} ({row['label'] if row['phase'] == 'cv' else row['model']}), {where}"
+
+
+def _cell(count: int, share: float, diagonal: bool) -> Text:
+    if np.isnan(share):
+        return Text(f"{count}\n–")
+    red, green, blue = (round(empty + share * (full - empty)) for empty, full in zip(_EMPTY, _FULL))
+    foreground = "white" if share > 0.45 else "black"
+    style = Style(color=foreground, bgcolor=Color.from_rgb(red, green, blue), bold=diagonal)
+    return Text(f"{count}\n{100 * share:.0f}%", style=style)
+
+
+def print_confusion(configurations: list[tuple[dict, list[dict]]], console: "Console") -> None:
+    """Print the confusion table of each given configuration, one after another."""
+    for row, runs in configurations:
+        console.print(confusion_table(row, runs))
+        console.print()

@@ -1,0 +1,540 @@
+"""Figures of a results directory and ``report.md``, the file that shows them beside the tables.
+
+``python -m feph_finetune report OUTDIR --figures DIR`` (or ``[report] figures = true`` after a
+matrix) writes into DIR, under names that depend only on the configurations (so a rerun replaces
+its files and links stay valid):
+
+- ``confusion_<phase>_<experiment>[_<variant>].png``: one per configuration, row-normalised,
+  counts and percentages in the cells, summed over the folds in cross-validation;
+- ``cv_accuracy.png``: each cross-validated configuration's per-fold accuracy, its mean and 95%
+  confidence interval (:func:`feph_finetune.results.stats.mean_ci95`), No-FT baselines marked;
+- ``sensitivity_<phase>.png``: the sensitivity of every class, configurations side by side;
+- ``learning_curves_<phase>_<experiment>[_<variant>].png``: loss and accuracy per epoch of each
+  run of a configuration (one line per fold), from ``history.json``, training stages marked;
+- ``report.md``: the markdown tables, then every figure, linked relatively.
+
+matplotlib is the optional extra ``plots``; it is imported here only, inside the functions, and
+draws with its Agg canvas without touching pyplot's global state.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from feph_finetune.results.confusion import row_shares, summed_confusion
+from feph_finetune.results.reports import configuration_name, finished, markdown_report, short_name
+from feph_finetune.results.store import atomic_path
+from feph_finetune.results.stats import mean_ci95
+
+#: What to run when matplotlib is missing.
+PLOTS_INSTALL = 'pip install "feph_finetune[plots]"'
+
+#: Resolution of every PNG (dots per inch); figure sizes below are in inches.
+DPI = 110
+
+_STAGE_SHADES = ("#f2f2f2", "#dfe8f3")
+_FOLD_COLOURS = "tab10"
+
+
+class PlotsUnavailable(ImportError):
+    """matplotlib (the ``plots`` extra) is not installed."""
+
+
+def plots_available() -> bool:
+    """Whether matplotlib can be found, without importing it (it takes a second)."""
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):  # ValueError: a module entry of None in sys.modules
+        return False
+
+
+def agg_figure_classes() -> tuple[Any, Any]:
+    """``(Figure, FigureCanvasAgg)``; PlotsUnavailable with the install command when missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise PlotsUnavailable(f"figures need matplotlib, which is not installed ({error}): {PLOTS_INSTALL}") from error
+    return Figure, FigureCanvasAgg
+
+
+#: Fonts that draw a placeholder box for every character: never a fallback for missing glyphs.
+_PLACEHOLDER_FONTS = ("Last Resort",)
+
+
+@contextmanager
+def fonts_for(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator[None]:
+    """Draw inside this context so that every character of ``texts`` has a glyph where a font has it.
+
+    The characters the default font (DejaVu Sans) lacks, CJK labels for instance, are looked up
+    in the fonts matplotlib finds on the system (``font_manager``), and the fonts that have them
+    are added to ``font.family`` as fallbacks (matplotlib takes each glyph from the first font in
+    the list that has it). Characters no font has get one ``warn`` line naming them, instead of
+    matplotlib's "Glyph ... missing" warning for every label that holds one; they are drawn as boxes.
+    """
+    import warnings
+
+    import matplotlib
+    from matplotlib import font_manager
+
+    family = list(matplotlib.rcParams["font.family"])
+    wanted = dict.fromkeys(char for text in texts for char in str(text) if char.isprintable() and not char.isspace())
+    missing = wanted.keys() - _charmap(font_manager.findfont(font_manager.FontProperties(family=family)))
+    fallbacks: list[str] = []
+    for entry in font_manager.fontManager.ttflist if missing else []:
+        if entry.name.startswith(_PLACEHOLDER_FONTS) or entry.name in fallbacks or entry.style != "normal":
+            continue
+        covered = missing & _charmap(entry.fname)
+        if covered:
+            fallbacks.append(entry.name)
+            missing -= covered
+        if not missing:
+            break
+    if missing:
+        shown = "".join([char for char in wanted if char in missing][:12]) + ("…" if len(missing) > 12 else "")
+        warn(f"figures: no installed font has the characters {shown} of the labels; they are drawn as boxes "
+             "(install a font that has them, e.g. Noto Sans CJK for Chinese, Japanese, Korean)")
+    with matplotlib.rc_context({"font.family": family + fallbacks}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        yield
+
+
+@lru_cache(maxsize=None)
+def _charmap(path: str) -> frozenset[str]:
+    """The characters a font file has glyphs for (its first face, for a collection)."""
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(chr(code) for code in FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a font file FreeType cannot read has no glyphs for us
+        return frozenset()
+
+
+@dataclass
+class Plot:
+    """One written figure: its file (in the report's folder), section and caption in ``report.md``."""
+
+    file: str
+    section: str
+    caption: str
+
+
+_SECTIONS = ("Cross-validation accuracy", "Sensitivity per class", "Confusion matrices", "Learning curves")
+
+
+def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, source: str = "",
+                 warn: Callable[[str], None] = lambda line: None) -> list[Path]:
+    """Write every figure of ``configurations`` and ``report.md`` into ``out_dir``; return their paths.
+
+    ``configurations`` come from :func:`feph_finetune.results.reports.configurations` (with ``paper`` to
+    show the published values); ``run_dirs`` is the results directory holding each run's
+    ``history.json`` under its id; ``source`` names the results in the report's heading; ``warn``
+    receives a line for each figure left out (a ``history.json`` of the wrong shape, runs whose
+    confusion matrices cannot be summed), naming the file or run.
+    Raises PlotsUnavailable before writing anything when matplotlib is missing.
+    """
+    agg_figure_classes()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with fonts_for(_texts(configurations), warn):
+        plots = _figures(configurations, run_dirs, out_dir, warn)
+    markdown = out_dir / "report.md"
+    with atomic_path(markdown) as temporary:  # an interrupt never leaves half a report.md
+        temporary.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
+    return [out_dir / plot.file for plot in plots] + [markdown]
+
+
+def _figures(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, warn: Callable[[str], None]) -> list[Plot]:
+    """Draw and save every figure (see :func:`write_report`); the ones written, in report order."""
+    plots: list[Plot] = []
+    names = _StableNames()
+    cv = [(row, runs) for row, runs in configurations if row["phase"] == "cv" and finished(runs)]
+    if cv:
+        plots.append(_save(cv_accuracy_figure(cv), out_dir, "cv_accuracy.png", _SECTIONS[0],
+                           "Accuracy of each fold (dots), mean and 95% confidence interval (bar); No-FT baselines in grey."))
+    for phase in dict.fromkeys(row["phase"] for row, _ in configurations):
+        rows = [row for row, runs in configurations if row["phase"] == phase and finished(runs)]
+        if rows:
+            plots.append(_save(sensitivity_figure(rows, phase), out_dir, f"sensitivity_{_slug(phase)}.png", _SECTIONS[1],
+                               f"Sensitivity (recall) per class, {_phase_words(phase)}."))
+    for row, runs in configurations:
+        try:
+            figure = confusion_figure(row, runs)
+        except ValueError as error:  # runs of one configuration with different class lists
+            warn(f"{_row_title(row)}: no confusion figure: {error}")
+            continue
+        if figure is not None:
+            plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _row_title(row)))
+    for row, runs in configurations:
+        figure = learning_curves_figure(row, _histories(runs, run_dirs, warn), _class_weighted(runs, run_dirs))
+        if figure is not None:
+            plots.append(_save(figure, out_dir, names.file("learning_curves", row), _SECTIONS[3], _row_title(row)))
+    return plots
+
+
+def _texts(configurations: list[tuple[dict, list[dict]]]) -> list[str]:
+    """Every name the figures may draw: labels, experiment keys, models, variants, class names."""
+    texts = []
+    for row, runs in configurations:
+        texts += [row["label"], row["cv_label"], row["experiment"], row["model"], row["phase"], *map(str, row["variant"].items()), *row["sensitivity"]]
+        texts += [" ".join(map(str, run.get("classes") or [])) for run in runs]
+    return texts
+
+
+# --- names -------------------------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-") or "x"
+
+
+class _StableNames:
+    """File names from the configuration alone; a clash after slugging gets a numbered suffix."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def file(self, kind: str, row: dict) -> str:
+        parts = [row["phase"], row["experiment"], *(f"{key}-{value}" for key, value in sorted(row["variant"].items()))]
+        stem = f"{kind}_" + "_".join(_slug(str(part)) for part in parts)
+        name, number = f"{stem}.png", 2
+        while name in self.used:
+            name, number = f"{stem}-{number}.png", number + 1
+        self.used.add(name)
+        return name
+
+
+def _phase_words(phase: str) -> str:
+    return {"cv": "cross-validation (mean over folds, bars: std)", "exploratory": "exploratory phase (one split)"}.get(phase, f"phase {phase}")
+
+
+def _row_title(row: dict) -> str:
+    if row["phase"] == "cv":
+        return f"{short_name(row)}: {row['label']} ({row['model']}), cross-validation"
+    return f"{configuration_name(row)} ({row['model']}), {row['phase']} phase"
+
+
+def _legend_name(row: dict) -> str:
+    if row["phase"] == "cv":
+        return f"{short_name(row)}: {row['label']}"
+    return f"{configuration_name(row)} ({row['model']})"
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def _new_figure(width: float, height: float):
+    Figure, FigureCanvasAgg = agg_figure_classes()
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, out_dir: Path, name: str, section: str, caption: str) -> Plot:
+    with atomic_path(out_dir / name) as temporary:
+        figure.savefig(temporary, dpi=DPI, format="png")
+    return Plot(name, section, caption)
+
+
+def confusion_figure(row: dict, runs: list[dict]):
+    """The row-normalised confusion matrix, counts and % in the cells; None without a recorded matrix."""
+    classes = list(row["sensitivity"])
+    summed = summed_confusion(runs, classes)
+    if summed is None:
+        return None
+    counts, folds = summed
+    shares = 100.0 * row_shares(counts)
+    figure = _new_figure(6.4, 5.6)
+    axes = figure.add_subplot()
+    from matplotlib import colormaps
+
+    # A class without test images has no shares: grey, unlike a row of zeros.
+    image = axes.imshow(np.ma.masked_invalid(shares), cmap=colormaps["Blues"].with_extremes(bad="0.85"), vmin=0.0, vmax=100.0)
+    for true in range(len(classes)):
+        for predicted in range(len(classes)):
+            share = shares[true, predicted]
+            text = f"{counts[true, predicted]}\n" + ("–" if np.isnan(share) else f"{share:.0f}%")
+            axes.text(predicted, true, text, ha="center", va="center", fontsize=8,
+                      color="white" if share > 55 else "black", fontweight="bold" if true == predicted else "normal")
+    axes.set_xticks(range(len(classes)), classes, rotation=40, ha="right")
+    axes.set_yticks(range(len(classes)), [f"{name} ({counts[index].sum()})" for index, name in enumerate(classes)])
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class (test images)")
+    accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
+    if row["phase"] == "cv":
+        # The tables give the mean of the folds' accuracies; this one counts every test image once.
+        where = f"summed over {folds} fold{'s' if folds != 1 else ''}, {counts.sum()} test images: accuracy {accuracy:.1f}% pooled over folds"
+    else:
+        where = f"one split, {counts.sum()} test images: accuracy {accuracy:.1f}%"
+    axes.set_title(f"{_row_title(row)}\n{where}", fontsize=10)
+    figure.colorbar(image, ax=axes, label="share of the true class (%)", shrink=0.85)
+    return figure
+
+
+def _fold_accuracy(runs: list[dict]) -> list[tuple[int, float]]:
+    return sorted((run.get("fold") or 0, 100.0 * run["metrics"]["accuracy"]) for run in finished(runs)
+                  if isinstance(run["metrics"].get("accuracy"), (int, float)))
+
+
+def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
+    """Per-fold accuracy (dots), mean and t-based 95% CI (bar) per cross-validated configuration.
+
+    Fine-tuned configurations are coloured by backbone, No-FT baselines are grey squares; with
+    ``paper`` values in the rows, the published mean and std (Table 5) stand to the right.
+    """
+    from matplotlib.lines import Line2D
+
+    figure = _new_figure(max(7.0, 1.3 * len(configurations) + 2.5), 5.3)
+    axes = figure.add_subplot()
+    with_paper = False
+    handles = _reference_lines(axes, configurations)
+    for position, (row, runs) in enumerate(configurations):
+        values = [value for _, value in _fold_accuracy(runs)]
+        colour = _backbone_colour(row)
+        offsets = np.linspace(-0.07, 0.07, len(values)) if len(values) > 1 else np.zeros(len(values))
+        axes.scatter(position - 0.2 + offsets, values, s=22, color=colour, alpha=0.8, zorder=3, marker="s" if row["baseline"] else "o")
+        interval = mean_ci95(values)
+        if interval["mean"] is not None:
+            low, high = interval["ci95"] or (interval["mean"], interval["mean"])
+            low, high = max(low, 0.0), min(high, 100.0)  # an accuracy lies in [0, 100]: so does its interval
+            axes.errorbar(position + 0.04, interval["mean"], yerr=[[interval["mean"] - low], [high - interval["mean"]]],
+                          fmt="D", color=colour, capsize=5, markersize=6, zorder=4)
+            axes.text(position + 0.1, interval["mean"], f"{interval['mean']:.1f}", va="center", fontsize=8)
+        paper = row.get("paper")
+        if paper:
+            with_paper = True
+            axes.errorbar(position + 0.34, 100 * paper["accuracy"], yerr=100 * (paper["accuracy_std"] or 0), fmt="*",
+                          color="crimson", markersize=9, capsize=3, zorder=5)
+    handles = handles + [
+        Line2D([], [], linestyle="", marker="o", color="0.25", label="accuracy of one fold"),
+        Line2D([], [], linestyle="", marker="s", color="0.6", label="No-FT baseline (one fold)"),
+        Line2D([], [], linestyle="-", marker="D", color="0.25", label="mean and 95% CI (t, n-1 dof)"),
+    ]
+    if with_paper:
+        handles.append(Line2D([], [], linestyle="-", marker="*", markersize=9, color="crimson", label="paper, Table 5: mean ± std"))
+    axes.set_xticks(range(len(configurations)), [f"{short_name(row)}\n{row['label']}" for row, _ in configurations], fontsize=8)
+    axes.set_xlim(-0.6, len(configurations) - 0.4)
+    low, high = axes.get_ylim()
+    axes.set_ylim(max(low, 0.0), min(high, 100.0))
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title("Cross-validation: accuracy per fold, mean and 95% confidence interval", fontsize=11)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=4, frameon=False)  # never over the points
+    return figure
+
+
+def _reference_lines(axes, configurations: list[tuple[dict, list[dict]]]) -> list:
+    """Draw chance (100 / classes) and, where the runs recorded confusion matrices, the
+    majority-class rate (the largest class's share of all their test images: what always
+    predicting it scores) as labelled horizontal lines; return their legend handles."""
+    from matplotlib.lines import Line2D
+
+    classes = list(dict.fromkeys(name for row, _ in configurations for name in row["sensitivity"]))
+    handles = []
+    if classes:
+        chance = 100.0 / len(classes)
+        axes.axhline(chance, color="0.45", linestyle=":", linewidth=1.0, zorder=1)
+        handles.append(Line2D([], [], color="0.45", linestyle=":", label=f"chance: 1/{len(classes)} = {chance:.1f}%"))
+    totals = np.zeros(len(classes))
+    for _, runs in configurations:
+        try:
+            summed = summed_confusion(runs, classes)
+        except ValueError:  # folds with other class lists: the confusion figure warns about them
+            continue
+        if summed is not None:
+            totals += summed[0].sum(axis=1)
+    if totals.sum() > 0:
+        majority = 100.0 * totals.max() / totals.sum()
+        axes.axhline(majority, color="0.45", linestyle="--", linewidth=1.0, zorder=1)
+        handles.append(Line2D([], [], color="0.45", linestyle="--", label=f"majority class ({classes[int(totals.argmax())]}): {majority:.1f}%"))
+    return handles
+
+
+def _backbone_colour(row: dict) -> str:
+    if row["baseline"]:
+        return "0.6"
+    return {"mobilenet": "C0", "efficientnet": "C1"}.get(row["model"], "C2")
+
+
+def sensitivity_figure(rows: list[dict], phase: str):
+    """Grouped bars: per class (and their average), one bar per configuration; std as error bars in cv."""
+    classes = list(dict.fromkeys(name for row in rows for name in row["sensitivity"]))
+    groups = [*classes, "average"]
+    # At most SENSITIVITY_WIDTH inches (1,320 px) however many configurations: their bars get
+    # thinner, the legend goes under the axes in columns.
+    figure = _new_figure(min(SENSITIVITY_WIDTH, max(8.0, 0.16 * len(rows) * len(groups) + 2.0)), 5.0 + 0.22 * -(-len(rows) // 3))
+    axes = figure.add_subplot()
+    width = 0.84 / len(rows)
+    for index, row in enumerate(rows):
+        colour, hatch = _bar_style(index, row)
+        means = [row["sensitivity"].get(name) for name in classes] + [row["avg_sensitivity"]]
+        heights = np.array([100.0 * value if value is not None else np.nan for value in means])
+        positions = np.arange(len(groups)) - 0.42 + width * (index + 0.5)
+        axes.bar(positions, heights, width=width * 0.92, color=colour, yerr=_std_within_percent(row, classes, heights) if phase == "cv" else None,
+                 error_kw={"elinewidth": 0.7, "capsize": 1.5, "alpha": 0.6}, label=_legend_name(row),
+                 hatch=hatch, edgecolor="0.3" if hatch else "white", linewidth=0.4)
+        zero = heights == 0  # a bar of height 0 is invisible: a dash as wide as the bar, so that 0% is not read as missing
+        bar_points = 0.9 * width * figure.get_size_inches()[0] * 72 / len(groups)
+        axes.scatter(positions[zero], np.full(zero.sum(), 0.8), marker="_", s=bar_points ** 2, color=colour, linewidths=2.5, zorder=3, clip_on=False)
+    axes.axvline(len(classes) - 0.5, color="0.6", linewidth=0.8, linestyle=":")
+    axes.set_xticks(range(len(groups)), groups)
+    axes.set_xlim(-0.5, len(groups) - 0.5)
+    axes.set_ylim(0, 105)
+    axes.set_ylabel("sensitivity (%)")
+    zeros = any(value == 0 for row in rows for value in [*row["sensitivity"].values(), row["avg_sensitivity"]])
+    notes = [note for note, shown in (("hatched //: No-FT", any(row["baseline"] for row in rows)), ("a dash on the axis: 0%", zeros)) if shown]
+    title = f"Sensitivity per class, {_phase_words(phase)}"
+    axes.set_title(title + ("\n" + "; ".join(notes) if notes else ""), fontsize=11)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=3, title="configuration", title_fontsize=8, frameon=False)
+    return figure
+
+
+#: The widest a sensitivity figure gets, in inches (at :data:`DPI`: 1,320 px).
+SENSITIVITY_WIDTH = 12.0
+
+#: Fill patterns that tell apart configurations beyond the palette's 9 colours (the 10th
+#: configuration repeats the 1st colour with dots, and so on); No-FT baselines are hatched "//".
+_EXTRA_HATCHES = ("..", "xx", "--", "oo")
+
+
+def _bar_style(index: int, row: dict) -> tuple[Any, str | None]:
+    """The colour and hatch of the ``index``-th configuration's bars: one of tab10's 9 colours
+    (its grey is left to the other figures' baselines), and beyond 9 a hatch, so that no two
+    configurations look alike (tab20's pairs of shades were hard to tell apart)."""
+    from matplotlib import colormaps
+
+    palette = [colormaps["tab10"](number) for number in range(10) if number != 7]
+    cycle, position = divmod(index, len(palette))
+    hatch = "//" if row["baseline"] else _EXTRA_HATCHES[(cycle - 1) % len(_EXTRA_HATCHES)] if cycle else None
+    return palette[position], hatch
+
+
+def _std_within_percent(row: dict, classes: list[str], heights: np.ndarray) -> np.ndarray:
+    """Error bars (2 x bars, below and above) of one std over folds, cut at 0% and 100%: a
+    sensitivity cannot leave that range, and a bar past 100% was clipped by the axes."""
+    stds = [(row.get("sensitivity_std") or {}).get(name) for name in classes] + [row.get("avg_sensitivity_std")]
+    spread = np.array([100.0 * value if value is not None else 0.0 for value in stds])
+    means = np.nan_to_num(heights)
+    return np.vstack([np.minimum(spread, means), np.minimum(spread, 100.0 - means)])
+
+
+def _histories(runs: list[dict], run_dirs: Path, warn: Callable[[str], None]) -> list[tuple[int | None, list[dict]]]:
+    """``(fold, epochs)`` of every finished run with a non-empty ``history.json`` (No-FT has none).
+
+    A history is an array of objects, each with a whole ``epoch`` number; one that is not (hand
+    edited, truncated) is left out with a warning naming the file."""
+    found = []
+    for run in finished(runs):
+        path = run_dirs / str(run.get("id")) / "history.json"
+        try:
+            history = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            warn(f"{path}: left out of the learning curves, unreadable ({error})")
+            continue
+        if history == []:
+            continue
+        if not isinstance(history, list) or not all(isinstance(entry, dict) and type(entry.get("epoch")) is int for entry in history):
+            warn(f"{path}: left out of the learning curves, expected an array of objects each with a whole 'epoch' number")
+            continue
+        found.append((run.get("fold"), history))
+    return sorted(found, key=lambda item: -1 if item[0] is None else item[0])
+
+
+def _class_weighted(runs: list[dict], run_dirs: Path) -> bool:
+    """Whether the runs trained with class weights, from their ``config.json`` (written when a run
+    starts, so results of any age have it)."""
+    for run in finished(runs):
+        try:
+            config = json.loads((run_dirs / str(run.get("id")) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(config, dict) and isinstance(config.get("config"), dict) and config["config"].get("class_weights"):
+            return True
+    return False
+
+
+def _stage_spans(history: list[dict]) -> list[tuple[str, int, int]]:
+    """``(stage, first epoch, last epoch)`` of each run of consecutive epochs in one stage; the
+    stage in words (``stage_label``, from ``TrainingStage.label``) where the history has it."""
+    spans: list[tuple[str, int, int]] = []
+    for entry in history:
+        stage, epoch = str(entry.get("stage_label") or entry.get("stage", "")), entry["epoch"]
+        if spans and spans[-1][0] == stage:
+            spans[-1] = (stage, spans[-1][1], epoch)
+        else:
+            spans.append((stage, epoch, epoch))
+    return spans
+
+
+def learning_curves_figure(row: dict, histories: list[tuple[int | None, list[dict]]], class_weighted: bool = False):
+    """Loss and accuracy per epoch, a line per run (fold), validation dashed, stages shaded; None without history.
+
+    ``class_weighted``: the runs trained with class weights, so their loss is the class-weighted
+    cross-entropy (Keras' ``class_weight``), which the axis says.
+    """
+    if not histories:
+        return None
+    figure = _new_figure(9.0, 3.8)
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    from matplotlib import colormaps
+
+    palette = colormaps[_FOLD_COLOURS]
+    validated = any(key.startswith("val_") for _, history in histories for entry in history for key in entry)
+    for index, (fold, history) in enumerate(histories):
+        colour = palette(index % palette.N)
+        epochs = [entry.get("epoch") for entry in history]
+        name = "run" if fold is None else f"fold {fold}"
+        for axes, key, scale in ((loss_axes, "loss", 1.0), (accuracy_axes, "accuracy", 100.0)):
+            for prefix, style, suffix in (("", "-", "training"), ("val_", "--", "validation")):
+                values = [entry.get(prefix + key) for entry in history]
+                if any(isinstance(value, (int, float)) for value in values):
+                    points = [(epoch, scale * value) for epoch, value in zip(epochs, values) if isinstance(value, (int, float))]
+                    axes.plot(*zip(*points), style, color=colour, marker="o", markersize=3, linewidth=1.2,
+                              label=f"{name}, {suffix}" if validated else name)
+    spans = _stage_spans(histories[0][1])  # (label, first, last)
+    for axes in (loss_axes, accuracy_axes):
+        for number, (stage, first, last) in enumerate(spans):
+            axes.axvspan(first - 0.5, last + 0.5, color=_STAGE_SHADES[number % 2], zorder=0)
+            axes.text((first + last) / 2, 1.01, stage.replace(", ", ",\n", 1), transform=axes.get_xaxis_transform(), ha="center", va="bottom", fontsize=7, color="0.3")
+        axes.set_xlabel("epoch")
+        axes.set_xlim(0.5, spans[-1][2] + 0.5)
+        axes.grid(alpha=0.3)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+    on = "" if validated else "training "
+    loss_axes.set_ylabel(f"{on}loss ({'class-weighted ' if class_weighted else ''}cross-entropy)")
+    accuracy_axes.set_ylabel(f"{on}accuracy (%)")
+    if validated or len(histories) > 1:
+        accuracy_axes.legend(fontsize=7, loc="best")
+    figure.suptitle(f"Learning curves: {_row_title(row)} (shaded: training stages)", fontsize=10)
+    return figure
+
+
+# --- report.md ---------------------------------------------------------------------------------
+
+
+def _report_markdown(rows: list[dict], plots: list[Plot], source: str) -> str:
+    heading = f"# Results{f' of `{source}`' if source else ''}"
+    parts = [heading, "Written by `python -m feph_finetune report`; the figures are the PNG files beside this file.",
+             "## Tables", markdown_report(rows)]
+    for section in _SECTIONS:
+        chosen = [plot for plot in plots if plot.section == section]
+        if chosen:
+            parts.append(f"## {section}")
+            parts.extend(f"![{_escaped(plot.caption)}]({plot.file})\n\n*{_escaped(plot.caption)}*" for plot in chosen)
+    return "\n\n".join(parts) + "\n"
+
+
+def _escaped(text: str) -> str:
+    """Text safe inside a markdown image's alt text and an emphasis (grid variants hold brackets)."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)

@@ -1,0 +1,281 @@
+"""A run's final record (``result.json``) as a typed value, checked field by field when it is read.
+
+:meth:`RunRecord.from_json` is the one place where a record's shape is checked: every reader
+(``report`` in all its modes, the figures, the matrix deciding what is done, the executors) gets
+records through :meth:`feph_finetune.results.store.RunStore.result`, which uses it. It collects every
+problem of a record, each naming its field (``metrics.sensitivity.anger``), so a hand-edited or
+older record is refused whole, with one warning naming the file, instead of failing later in
+whichever report mode first touches the odd field. :meth:`RunRecord.to_json` gives the record
+back as the JSON object that was read, normalised (absent known fields are null); fields this
+version does not know are kept as they are, so ``from_json(to_json(r)) == r``.
+
+The shape (written by :func:`feph_finetune.execution.job.execute_run`; metrics by the ``evaluate``
+plugins, the paper's by ``paper_metrics``):
+
+- ``experiment``, ``phase``: non-empty text; ``id``, ``label``, ``cv_label``, ``model``,
+  ``data``, ``status``: text or null; ``baseline``: true/false or null; ``order``: a finite
+  number or null; ``fold``: a whole number from 0 or null; ``seed``: a whole number or null;
+  ``variant``: an object or null;
+- ``classes``: null or an array of distinct non-empty texts;
+- ``metrics``: null or an object: ``accuracy`` and ``avg_sensitivity`` fractions from 0 to 1 or
+  null; ``sensitivity`` an object of class name to a fraction or null; ``confusion`` null or a
+  square array of arrays of counts (whole numbers from 0), one row per class of the record
+  (``classes``, else the ``sensitivity`` names, else the paper's seven); any other metric is
+  free (numbers among them are reported as further metrics);
+- ``error``: null or an object whose ``plugin``, ``hook``, ``type``, ``message`` and
+  ``traceback`` are text or null;
+- ``timing``: null or an object: ``total_s``, ``started``, ``finished`` finite numbers from 0 or
+  null, ``stages`` an object of stage name to seconds;
+- ``counters``: null or an object of counter name to a finite number.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from feph_finetune.api import CLASSES
+
+
+class RecordShapeError(ValueError):
+    """A record of the wrong shape; ``problems`` lists each field's problem (one line each)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def json_kind(value: Any) -> str:
+    """How a JSON value's kind reads in a message: "an object", "an array", "text", "NaN"..."""
+    kinds = {dict: "an object", list: "an array", str: "text", bool: "a boolean", type(None): "null"}
+    if type(value) in kinds:
+        return kinds[type(value)]
+    if isinstance(value, numbers.Real):
+        return "NaN" if math.isnan(value) else "an infinite number" if math.isinf(value) else f"the number {value}"
+    return type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Check:
+    """Collects ``field: expected ..., got ...`` lines while fields are taken from a JSON object."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, name: str, expected: str, value: Any) -> None:
+        self.problems.append(f"{name}: expected {expected}, got {json_kind(value)}")
+
+    def text(self, data: dict, key: str, prefix: str = "", required: bool = False) -> str | None:
+        value = data.get(key)
+        if isinstance(value, str) and (value or not required):
+            return value
+        if value is None and not required:
+            return None
+        self.fail(prefix + key, "non-empty text" if required else "text or null", value)
+        return None
+
+    def fraction(self, value: Any, name: str) -> float | None:
+        if value is None or (_is_number(value) and math.isfinite(value) and 0 <= value <= 1):
+            return value
+        self.fail(name, "a fraction from 0 to 1 or null", value)
+        return None
+
+    def finite(self, value: Any, name: str, minimum: float = -math.inf) -> float | None:
+        if value is None or (_is_number(value) and math.isfinite(value) and value >= minimum):
+            return value
+        self.fail(name, "a finite number" + (f" from {minimum:g}" if minimum > -math.inf else "") + " or null", value)
+        return None
+
+    def whole(self, value: Any, name: str, minimum: int | None = None) -> int | None:
+        if value is None or (_is_whole(value) and (minimum is None or value >= minimum)):
+            return value
+        self.fail(name, "a whole number" + (f" from {minimum}" if minimum is not None else "") + " or null", value)
+        return None
+
+    def mapping(self, value: Any, name: str, what: str = "an object or null") -> dict | None:
+        if value is None or isinstance(value, dict):
+            return value
+        self.fail(name, what, value)
+        return None
+
+
+@dataclass
+class RunError:
+    """Why a run failed: the plugin and hook (``core``/``run`` for the core), the exception."""
+
+    plugin: str | None = None
+    hook: str | None = None
+    type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+    more: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, data: dict, check: _Check) -> "RunError":
+        names = [item.name for item in fields(cls) if item.name != "more"]
+        return cls(**{name: check.text(data, name, "error.") for name in names}, more={k: v for k, v in data.items() if k not in names})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plugin": self.plugin, "hook": self.hook, "type": self.type, "message": self.message, "traceback": self.traceback, **self.more}
+
+
+@dataclass
+class Metrics:
+    """A finished run's metrics; fractions, not percentages (see the module's docstring)."""
+
+    accuracy: float | None = None
+    avg_sensitivity: float | None = None
+    sensitivity: dict[str, float | None] | None = None
+    confusion: list[list[int]] | None = None
+    more: dict[str, Any] = field(default_factory=dict)  # further metrics of other evaluate plugins
+
+    @classmethod
+    def read(cls, data: dict, check: _Check, classes: list[str] | None) -> "Metrics":
+        sensitivity = check.mapping(data.get("sensitivity"), "metrics.sensitivity", "an object (class name: fraction or null) or null")
+        if sensitivity is not None:
+            sensitivity = {name: check.fraction(value, f"metrics.sensitivity.{name}") for name, value in sensitivity.items()}
+        rows = len(classes or sensitivity or CLASSES)
+        known = ("accuracy", "avg_sensitivity", "sensitivity", "confusion")
+        return cls(
+            accuracy=check.fraction(data.get("accuracy"), "metrics.accuracy"),
+            avg_sensitivity=check.fraction(data.get("avg_sensitivity"), "metrics.avg_sensitivity"),
+            sensitivity=sensitivity,
+            confusion=_confusion(data.get("confusion"), rows, check),
+            more={key: value for key, value in data.items() if key not in known},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "avg_sensitivity": self.avg_sensitivity, "sensitivity": self.sensitivity, "confusion": self.confusion, **self.more}
+
+
+def _confusion(value: Any, rows: int, check: _Check) -> list[list[int]] | None:
+    expected = f"null or {rows} arrays of {rows} counts (whole numbers from 0), one per class"
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != rows or not all(isinstance(row, list) and len(row) == rows for row in value):
+        shape = f"{len(value)} arrays of {sorted({len(row) if isinstance(row, list) else 'no' for row in value}, key=str)} values" if isinstance(value, list) else json_kind(value)
+        check.problems.append(f"metrics.confusion: expected {expected}, got {shape}")
+        return None
+    if not all(_is_whole(count) and count >= 0 for row in value for count in row):
+        bad = next(count for row in value for count in row if not (_is_whole(count) and count >= 0))
+        check.fail("metrics.confusion", "counts that are whole numbers from 0", bad)
+        return None
+    return value
+
+
+@dataclass
+class Timing:
+    """Seconds a run took (``total_s``, per training ``stages``) and when it ran (Unix times)."""
+
+    total_s: float | None = None
+    stages: dict[str, float] | None = None
+    started: float | None = None
+    finished: float | None = None
+    more: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, data: dict, check: _Check) -> "Timing":
+        stages = check.mapping(data.get("stages"), "timing.stages")
+        if stages is not None:
+            stages = {name: check.finite(value, f"timing.stages.{name}", 0) for name, value in stages.items()}
+        known = ("total_s", "stages", "started", "finished")
+        return cls(
+            total_s=check.finite(data.get("total_s"), "timing.total_s", 0), stages=stages,
+            started=check.finite(data.get("started"), "timing.started", 0), finished=check.finite(data.get("finished"), "timing.finished", 0),
+            more={key: value for key, value in data.items() if key not in known},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"total_s": self.total_s, "stages": self.stages, "started": self.started, "finished": self.finished, **self.more}
+
+
+@dataclass
+class RunRecord:
+    """One run's ``result.json``, every field checked (see the module's docstring)."""
+
+    experiment: str
+    phase: str
+    id: str | None = None
+    label: str | None = None
+    cv_label: str | None = None
+    model: str | None = None
+    baseline: bool | None = None
+    order: float | None = None
+    fold: int | None = None
+    seed: int | None = None
+    variant: dict[str, Any] | None = None
+    data: str | None = None
+    status: str | None = None
+    classes: list[str] | None = None
+    metrics: Metrics | None = None
+    error: RunError | None = None
+    timing: Timing | None = None
+    counters: dict[str, float] | None = None
+    more: dict[str, Any] = field(default_factory=dict)  # fields this version does not know (notes...)
+
+    @classmethod
+    def from_json(cls, data: Any) -> "RunRecord":
+        """The record in ``data`` (parsed JSON); :class:`RecordShapeError` listing every field's problem."""
+        if not isinstance(data, dict):
+            raise RecordShapeError([f"expected a JSON object, got {json_kind(data)}"])
+        check = _Check()
+        experiment, phase = check.text(data, "experiment", required=True), check.text(data, "phase", required=True)
+        baseline = data.get("baseline")
+        if baseline is not None and not isinstance(baseline, bool):
+            check.fail("baseline", "true, false or null", baseline)
+        classes = _classes(data.get("classes"), check)
+        metrics = check.mapping(data.get("metrics"), "metrics")
+        error = check.mapping(data.get("error"), "error")
+        timing = check.mapping(data.get("timing"), "timing")
+        counters = check.mapping(data.get("counters"), "counters", "an object (counter name: number) or null")
+        if counters is not None:
+            counters = {name: check.finite(value, f"counters.{name}") for name, value in counters.items()}
+        record = cls(
+            experiment=experiment or "", phase=phase or "",
+            **{key: check.text(data, key) for key in ("id", "label", "cv_label", "model", "data", "status")},
+            baseline=baseline if isinstance(baseline, bool) else None,
+            order=check.finite(data.get("order"), "order"),
+            fold=check.whole(data.get("fold"), "fold", 0),
+            seed=check.whole(data.get("seed"), "seed"),
+            variant=check.mapping(data.get("variant"), "variant"),
+            classes=classes,
+            metrics=None if metrics is None else Metrics.read(metrics, check, classes),
+            error=None if error is None else RunError.read(error, check),
+            timing=None if timing is None else Timing.read(timing, check),
+            counters=counters,
+            more={key: value for key, value in data.items() if key not in _FIELDS},
+        )
+        if check.problems:
+            raise RecordShapeError(check.problems)
+        return record
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON object (what :meth:`from_json` reads; known fields always present)."""
+        data: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
+        for name in ("metrics", "error", "timing"):
+            data[name] = None if data[name] is None else data[name].to_json()
+        return {**data, **self.more}
+
+
+_FIELDS = tuple(item.name for item in fields(RunRecord) if item.name != "more")
+
+
+def _classes(value: Any, check: _Check) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, list) and value and all(isinstance(name, str) and name for name in value) and len(set(value)) == len(value):
+        return value
+    if isinstance(value, list):
+        check.problems.append("classes: expected distinct non-empty class names, got " + ("an empty array" if not value else "repeated, empty or non-text names"))
+    else:
+        check.fail("classes", "an array of distinct class names or null", value)
+    return None

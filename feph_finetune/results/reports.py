@@ -1,0 +1,869 @@
+"""The paper's reports: run records aggregated into Tables 4 and 5, and rendered four ways.
+
+The results store hands over one plain dict per run (see :func:`summarize`). ``summarize`` turns
+them into one row per (phase, experiment, variant): means over the finished runs, standard
+deviations over cross-validation folds, failures, cost, and a paired t-test against the No-FT
+baseline of the same backbone. ``render`` prints those rows as rich tables laid out like the
+paper's (``table``), GitHub markdown, CSV or JSON. Nothing here imports TensorFlow, so reporting
+stays instant.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+from rich import box
+from rich.cells import cell_len
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from feph_finetune.api import CLASSES
+from feph_finetune.results.paper import published
+from feph_finetune.results.records import RecordShapeError, RunRecord
+from feph_finetune.results.stats import paired_t
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+#: The output formats ``render`` accepts.
+FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
+
+_PHASE_RANK = {"exploratory": 0, "cv": 1}
+_PAPER_SCALARS = ("accuracy", "avg_sensitivity")
+_MESSAGE_LIMIT = 160
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregation
+# --------------------------------------------------------------------------------------------
+
+
+def summarize(records: Iterable[dict], paper: bool = False) -> list[dict]:
+    """Aggregate run records into report rows, one per (phase, experiment, variant).
+
+    Rows come in report order: the exploratory phase first, then by the experiment's ``order``
+    in the TOML, then by variant. Each row holds the experiment's names (``experiment``,
+    ``label``, ``cv_label``, ``model``, ``baseline``, ``order``, ``phase``, ``variant``); ``folds``
+    (finished runs aggregated), ``failed`` and ``failures`` (``{"id", "plugin", "hook", "type",
+    "message"}`` each); the means ``accuracy``, ``avg_sensitivity``, ``sensitivity`` (class ->
+    value) and ``extra`` (further scalar metrics, name -> value), None where no run finished;
+    ``time_s`` (mean ``timing.total_s`` per finished run) and ``counters`` (each counter summed
+    over the finished runs, e.g. ``face_fallback``).
+
+    Cross-validation rows also hold ``accuracy_std``, ``avg_sensitivity_std``, ``sensitivity_std``
+    and ``extra_std`` (sample standard deviation over folds, None with fewer than two) and
+    ``versus_baseline``: the paired t-test of per-fold accuracy against the No-FT baseline of the
+    same model, on the folds both finished (``{"baseline", "folds", "mean_diff", "ci95", "t",
+    "p"}``, differences as fractions), or None for a baseline row or a model without baseline.
+
+    With ``paper``, every row also holds ``paper``: the accuracy the paper published for the same
+    configuration (see :func:`feph_finetune.results.paper.published`), or None for a row that is not one
+    of the paper's.
+    """
+    return [row for row, _ in configurations(records, paper)]
+
+
+def configurations(records: Iterable[dict], paper: bool = False) -> list[tuple[dict, list[dict]]]:
+    """Each summary row of :func:`summarize` with the run records behind it (finished or not).
+
+    The figures need the runs themselves: per-fold accuracies, confusion matrices, histories.
+    """
+    groups = _group_runs(records)
+    rows = [_summarize_group(runs) for runs in groups]
+    fold_accuracies = [_fold_accuracies(runs) for runs in groups]
+    for index, row in enumerate(rows):
+        if row["phase"] == "cv":
+            row["versus_baseline"] = _versus_baseline(index, rows, fold_accuracies)
+        if paper:
+            row["paper"] = published(row["model"], row["phase"], row["label"], row["cv_label"])
+    return list(zip(rows, groups))
+
+
+def finished(runs: Iterable[dict]) -> list[dict]:
+    """The runs that finished with metrics (the ones a row's means are taken over)."""
+    return [run for run in runs if _is_finished(run)]
+
+
+def short_name(row: dict) -> str:
+    """The row's c/v abbreviation (else its experiment key) with its variant, e.g. ``M2 [seed=3]``."""
+    return _short_name(row)
+
+
+def configuration_name(row: dict) -> str:
+    """The row's configuration label with its variant, e.g. ``FT-SGD + IP + HF [seed=3]``."""
+    return _configuration_name(row)
+
+
+def _group_runs(records: Iterable[dict]) -> list[list[dict]]:
+    """The records grouped by (phase, experiment, variant, data), groups in report order.
+
+    Runs on different data (another data fingerprint) are never averaged together."""
+    groups: dict[tuple[str, str, str, str], list[dict]] = {}
+    for position, record in enumerate(records):
+        record = _checked(position, record)
+        variant_key = json.dumps(record.get("variant") or {}, sort_keys=True, default=str)
+        groups.setdefault((record["phase"], record["experiment"], variant_key, str(record.get("data") or "")), []).append(record)
+    return sorted(groups.values(), key=_group_sort_key)
+
+
+class RecordError(ValueError):
+    """A run record that cannot be reported (see :class:`feph_finetune.results.records.RunRecord`)."""
+
+
+def _checked(position: int, record: Any) -> dict:
+    """The record checked and normalised as :meth:`feph_finetune.results.store.RunStore.result` does
+    (records handed to :func:`summarize` directly, not read from a store, are checked here)."""
+    try:
+        return RunRecord.from_json(record).to_json()
+    except RecordShapeError as error:
+        run_id = record.get("id", "?") if isinstance(record, dict) else "?"
+        raise RecordError(f"run record {position} (id {run_id}): {error}") from None
+
+
+def _group_sort_key(runs: list[dict]) -> tuple:
+    first = runs[0]
+    order = first.get("order")
+    return (
+        _PHASE_RANK.get(first["phase"], len(_PHASE_RANK)),
+        first["phase"],
+        order if isinstance(order, numbers.Real) else math.inf,
+        first["experiment"],
+        _variant_sort_key(first.get("variant") or {}),
+    )
+
+
+def _variant_sort_key(variant: dict) -> tuple:
+    """Sort variants by their values, numbers numerically (seed 3 before seed 10)."""
+
+    def value_key(value: Any) -> tuple:
+        if _is_number(value):
+            return (0, float(value), "")
+        return (1, 0.0, str(value))
+
+    return tuple((name, value_key(variant[name])) for name in sorted(variant))
+
+
+def _summarize_group(runs: list[dict]) -> dict:
+    first = runs[0]
+    finished = [run for run in runs if _is_finished(run)]
+    failed = [run for run in runs if run.get("status") == "failed"]
+    with_std = first["phase"] == "cv"
+    row: dict[str, Any] = {
+        "experiment": first["experiment"],
+        "label": first.get("label") or first["experiment"],
+        "cv_label": first.get("cv_label") or "",
+        "model": first.get("model") or "",
+        "baseline": bool(first.get("baseline")),
+        "order": first.get("order"),
+        "phase": first["phase"],
+        "variant": dict(first.get("variant") or {}),
+        "data": str(first.get("data") or ""),
+        "folds": len(finished),
+        "failed": len(failed),
+        "failures": [_failure(run) for run in failed],
+    }
+    for name in _PAPER_SCALARS:
+        _add_mean_std(row, name, [_scalar(run["metrics"].get(name)) for run in finished], with_std)
+    sensitivities = {
+        name: [_scalar((run["metrics"].get("sensitivity") or {}).get(name)) for run in finished]
+        for name in _classes_of(runs)
+    }
+    extras = {name: [_scalar(run["metrics"].get(name)) for run in finished] for name in _extra_names(finished)}
+    _add_mean_std_dict(row, "sensitivity", sensitivities, with_std)
+    _add_mean_std_dict(row, "extra", extras, with_std)
+    row["time_s"] = _mean([_scalar((run.get("timing") or {}).get("total_s")) for run in finished])
+    row["counters"] = _summed_counters(finished)
+    return row
+
+
+def _is_finished(run: dict) -> bool:
+    return run.get("status") == "done" and isinstance(run.get("metrics"), dict)
+
+
+def _failure(run: dict) -> dict:
+    error = run.get("error") or {}
+    return {
+        "id": run.get("id"),
+        "plugin": error.get("plugin"),
+        "hook": error.get("hook"),
+        "type": error.get("type"),
+        "message": error.get("message") or "no error recorded",
+    }
+
+
+def _classes_of(runs: list[dict]) -> list[str]:
+    """The class names of the runs, in their order; the paper's seven when records name none."""
+    names: list[str] = []
+    for run in runs:
+        listed = run.get("classes") or list(((run.get("metrics") or {}).get("sensitivity") or {}))
+        names.extend(name for name in listed if name not in names)
+    return names or list(CLASSES)
+
+
+def _extra_names(finished: list[dict]) -> list[str]:
+    """Scalar metrics beyond the paper's, in order of first appearance (third-party evaluations)."""
+    names: list[str] = []
+    for run in finished:
+        for name, value in run["metrics"].items():
+            if name not in _PAPER_SCALARS and name not in names and _is_number(value):
+                names.append(name)
+    return names
+
+
+def _add_mean_std(row: dict, name: str, values: list[float | None], with_std: bool) -> None:
+    row[name] = _mean(values)
+    if with_std:
+        row[f"{name}_std"] = _std(values)
+
+
+def _add_mean_std_dict(row: dict, name: str, values: dict[str, list[float | None]], with_std: bool) -> None:
+    row[name] = {key: _mean(series) for key, series in values.items()}
+    if with_std:
+        row[f"{name}_std"] = {key: _std(series) for key, series in values.items()}
+
+
+def _summed_counters(finished: list[dict]) -> dict[str, int | float]:
+    totals: dict[str, int | float] = {}
+    for run in finished:
+        for name, value in (run.get("counters") or {}).items():
+            if _is_number(value):
+                totals[name] = totals.get(name, 0) + value
+    return totals
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _scalar(value: Any) -> float | None:
+    """A finite number as float; anything else (missing, None, NaN) as None, left out of means."""
+    if _is_number(value) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return float(np.mean(present)) if present else None
+
+
+def _std(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return float(np.std(present, ddof=1)) if len(present) >= 2 else None
+
+
+def _fold_accuracies(runs: list[dict]) -> dict[int, float]:
+    """Accuracy per fold index of the finished runs (averaged should a fold appear twice)."""
+    per_fold: dict[int, list[float]] = {}
+    for run in runs:
+        accuracy = _scalar(run["metrics"].get("accuracy")) if _is_finished(run) else None
+        if accuracy is not None and isinstance(run.get("fold"), int):
+            per_fold.setdefault(run["fold"], []).append(accuracy)
+    return {fold: float(np.mean(values)) for fold, values in per_fold.items()}
+
+
+def _versus_baseline(index: int, rows: list[dict], fold_accuracies: list[dict[int, float]]) -> dict | None:
+    row = rows[index]
+    if row["baseline"]:
+        return None
+    baseline_index = _baseline_index(row, rows)
+    if baseline_index is None:
+        return None
+    ours, theirs = fold_accuracies[index], fold_accuracies[baseline_index]
+    common = sorted(set(ours) & set(theirs))
+    test = paired_t([ours[fold] - theirs[fold] for fold in common])
+    return {
+        "baseline": _short_name(rows[baseline_index]),
+        "folds": test["n"],
+        "mean_diff": test["mean"],
+        "ci95": list(test["ci95"]) if test["ci95"] is not None else None,
+        "t": test["t"],
+        "p": test["p"],
+    }
+
+
+def _baseline_index(row: dict, rows: list[dict]) -> int | None:
+    """The cv No-FT row of the same model: same variant first, else the plain one, else the first."""
+    candidates = [
+        index
+        for index, other in enumerate(rows)
+        if other["phase"] == row["phase"] and other["baseline"] and other["model"] == row["model"]
+    ]
+    for wanted in (row["variant"], {}):
+        for index in candidates:
+            if rows[index]["variant"] == wanted:
+                return index
+    return candidates[0] if candidates else None
+
+
+def _short_name(row: dict) -> str:
+    """The paper's c/v abbreviation of a row (else its experiment key), with its variant."""
+    return _with_variant(row["cv_label"] or row["experiment"], row["variant"])
+
+
+def _configuration_name(row: dict) -> str:
+    return _with_variant(row["label"], row["variant"])
+
+
+def _with_variant(name: str, variant: dict) -> str:
+    if not variant:
+        return name
+    return f"{name} [{', '.join(f'{key}={value}' for key, value in variant.items())}]"
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+
+
+def render(records: Iterable[dict], fmt: str, console: "Console", paper: bool = False) -> None:
+    """Print the report of ``records`` on ``console`` in ``fmt``: one of :data:`FORMATS`.
+
+    ``table`` and ``markdown`` show the exploratory phase like the paper's Table 4 and the
+    cross-validation phase like its Table 5 (percentages, best value per column and backbone in
+    bold), then cost and fallback counts, the paired comparisons with the baseline and the failed
+    runs. ``csv`` writes one row per summary row; ``json`` writes the summary rows themselves.
+    With ``paper``, every format adds the paper's published accuracy (and its std over folds)
+    beside the rows that are the paper's configurations (:mod:`feph_finetune.results.paper`).
+
+    ``table`` is laid out for the console's width and fits 80 columns: class names are
+    abbreviated (a legend follows each table), backbones head their sections instead of taking a
+    column, cross-validation cells put the std under the mean, and metrics of third-party plugins
+    get a table of their own. Only the configuration names wrap; no number is ever cut.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"report format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
+    rows = summarize(records, paper=paper)
+    if fmt == "json":
+        console.out(json.dumps(_json_safe(rows), indent=2, allow_nan=False), highlight=False)
+    elif fmt == "csv":
+        console.out(_csv_text(rows).rstrip("\n"), highlight=False)
+    elif not rows:
+        console.out("No runs recorded.", highlight=False)
+    elif fmt == "markdown":
+        console.out(markdown_report(rows), highlight=False)
+    else:
+        _print_rich(_report_blocks(rows, compact=True), console)
+
+
+def markdown_report(rows: list[dict]) -> str:
+    """The report of summary rows (from :func:`summarize`) as GitHub markdown, one ``###`` per table."""
+    return _markdown_text(_report_blocks(rows, compact=False))
+
+
+@dataclass
+class _Cell:
+    text: str
+    bold: bool = False
+
+
+@dataclass
+class _Grid:
+    """A table independent of its output format; ``section_ends`` are row indices ending a section.
+
+    ``flexible`` is the column that may wrap (configuration names) when the table must fit the
+    console; ``caption`` follows the table (the legend of abbreviated headers).
+    """
+
+    title: str
+    headers: list[str]
+    numeric: list[bool]
+    rows: list[list[_Cell]] = field(default_factory=list)
+    section_ends: set[int] = field(default_factory=set)
+    flexible: int | None = None
+    caption: str = ""
+
+
+@dataclass
+class _Notes:
+    title: str
+    lines: list[str]
+
+
+@dataclass
+class _Column:
+    """A metric column of the paper's tables: how to read its mean and std from a row.
+
+    ``blank`` is shown where the row has no value (the paper's column for rows it never ran).
+    """
+
+    header: str
+    mean: Callable[[dict], float | None]
+    std: Callable[[dict], float | None]
+    percent: bool = True
+    bold_best: bool = True
+    blank: str = "–"
+
+
+def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
+    """The report's tables and notes; ``compact`` lays them out for an 80-column console."""
+    blocks: list[_Grid | _Notes] = []
+    columns = _metric_columns(rows, compact)
+    extras = [column for column in columns if not column.percent]
+    if compact:
+        columns = [column for column in columns if column.percent]
+    for phase in dict.fromkeys(row["phase"] for row in rows):
+        phase_rows = [row for row in rows if row["phase"] == phase]
+        if phase == "cv":
+            blocks.append(_cross_validation_grid(phase_rows, columns, compact))
+        else:
+            blocks.append(_single_split_grid(phase, phase_rows, columns, compact))
+        if compact and extras:
+            blocks.append(_extra_grid(phase, phase_rows, extras))
+    blocks.append(_cost_grid(rows, compact))
+    comparisons = [_comparison_line(row) for row in rows if row.get("versus_baseline")]
+    if comparisons:
+        title = "Paired comparisons with the No-FT baseline (accuracy per fold, two-sided paired t-test)"
+        blocks.append(_Notes(title, comparisons))
+    data_lines = _data_lines(rows)
+    if data_lines:
+        blocks.append(_Notes("Data each row came from (python -m feph_finetune data ROOT shows it)", data_lines))
+    failures = [_failure_line(failure) for row in rows for failure in row["failures"]]
+    if failures:
+        blocks.append(_Notes("Failed runs", failures))
+    return blocks
+
+
+def _metric_columns(rows: list[dict], compact: bool) -> list[_Column]:
+    """Accuracy, the paper's accuracy (when asked), the sensitivities, their average, then others.
+
+    Third-party metrics are shown as they are (not in %) and never bolded: whether more is
+    better is unknown for them. ``compact`` abbreviates the class names (:func:`class_abbreviations`).
+    """
+    classes, extras = _names_across(rows, "sensitivity"), _names_across(rows, "extra")
+    short = class_abbreviations(classes) if compact else {name: name for name in classes}
+
+    def scalar(header: str, name: str) -> _Column:
+        return _Column(header, lambda row: row[name], lambda row: row.get(f"{name}_std"))
+
+    def keyed(header: str, group: str, key: str, percent: bool = True) -> _Column:
+        return _Column(
+            header,
+            lambda row: row[group].get(key),
+            lambda row: (row.get(f"{group}_std") or {}).get(key),
+            percent=percent,
+            bold_best=percent,
+        )
+
+    paper = []
+    if any("paper" in row for row in rows):
+        paper = [
+            _Column(
+                "paper" if compact else "paper acc.",
+                lambda row: (row.get("paper") or {}).get("accuracy"),
+                lambda row: (row.get("paper") or {}).get("accuracy_std"),
+                bold_best=False,
+                blank="",
+            )
+        ]
+    return [
+        scalar("acc.", "accuracy"),
+        *paper,
+        *(keyed(short[name], "sensitivity", name) for name in classes),
+        scalar("avg. sens.", "avg_sensitivity"),
+        *(keyed(name, "extra", name, percent=False) for name in extras),
+    ]
+
+
+def class_abbreviations(classes: Iterable[str]) -> dict[str, str]:
+    """Short, distinct column headers for class names: the first three letters, longer on a clash.
+
+    The paper's seven become ang, dis, fea, hap, neu, sad, sur. A name of three letters or fewer
+    stays as it is.
+    """
+    names = list(dict.fromkeys(classes))
+    for length in range(3, max((len(name) for name in names), default=3) + 1):
+        short = {name: name[:length] for name in names}
+        if len(set(short.values())) == len(names):
+            return short
+    return {name: name for name in names}
+
+
+def _legend(classes: list[str], short: dict[str, str], paper: bool) -> str:
+    pairs = [f"{short[name]} {name}" for name in classes if short[name] != name]
+    parts = [", ".join(pairs)] if pairs else []
+    if paper:
+        parts.append("paper: the published accuracy")
+    return "; ".join(parts)
+
+
+def _grid_caption(rows: list[dict], compact: bool) -> str:
+    if not compact:
+        return ""
+    classes = _names_across(rows, "sensitivity")
+    return _legend(classes, class_abbreviations(classes), any("paper" in row for row in rows))
+
+
+def _single_split_grid(phase: str, rows: list[dict], columns: list[_Column], compact: bool) -> _Grid:
+    """Paper Table 4: one row per configuration, sections per architecture, values in %."""
+    title = "Exploratory phase (paper Table 4)" if phase == "exploratory" else f"Phase {phase}"
+    leading = ["configuration", "c/v"] if compact else ["architecture", "configuration", "c/v"]
+    grid = _Grid(
+        title=f"{title}: accuracy, sensitivity per class and average sensitivity (%)",
+        headers=[*leading, *(column.header for column in columns)],
+        numeric=[*(False for _ in leading), *(True for _ in columns)],
+        flexible=0 if compact else None,
+        caption=_grid_caption(rows, compact),
+    )
+    for section in _sections_by_model(rows):
+        metric_cells = _metric_cells(section, columns, with_std=False, compact=compact)
+        if compact:
+            grid.rows.append([_Cell(section[0]["model"], bold=True)] + [_Cell("") for _ in grid.headers[1:]])
+        for position, (row, cells) in enumerate(zip(section, metric_cells)):
+            names = [_Cell(_configuration_name(row)), _Cell(row["cv_label"])]
+            if not compact:
+                names.insert(0, _Cell(row["model"] if position == 0 else ""))
+            grid.rows.append(names + cells)
+        grid.section_ends.add(len(grid.rows) - 1)
+    return grid
+
+
+def _cross_validation_grid(rows: list[dict], columns: list[_Column], compact: bool) -> _Grid:
+    """Paper Table 5: one row per c/v configuration, "mean (std)" over folds, values in %."""
+    grid = _Grid(
+        title="Cross-validation phase (paper Table 5): mean (std) over folds (%)"
+        if not compact
+        else "Cross-validation phase (paper Table 5): mean over folds, ± std (%)",
+        headers=["c/v", *(column.header if compact else f"{column.header} (std)" for column in columns)],
+        numeric=[False, *(True for _ in columns)],
+        flexible=0 if compact else None,
+        caption=_grid_caption(rows, compact),
+    )
+    for section in _sections_by_model(rows):
+        for row, cells in zip(section, _metric_cells(section, columns, with_std=True, compact=compact)):
+            grid.rows.append([_Cell(_short_name(row))] + cells)
+        grid.section_ends.add(len(grid.rows) - 1)
+    return grid
+
+
+def _extra_grid(phase: str, rows: list[dict], columns: list[_Column]) -> _Grid:
+    """The metrics of third-party evaluate plugins, beside the paper's table (console only)."""
+    cv = phase == "cv"
+    names = {"cv": "Cross-validation: further metrics (mean ± std over folds)", "exploratory": "Exploratory phase: further metrics"}
+    grid = _Grid(
+        title=names.get(phase, f"Phase {phase}: further metrics"),
+        headers=["configuration", *(column.header for column in columns)],
+        numeric=[False, *(True for _ in columns)],
+        flexible=0,
+    )
+    for section in _sections_by_model(rows):
+        for row, cells in zip(section, _metric_cells(section, columns, with_std=cv, compact=True)):
+            grid.rows.append([_Cell(_short_name(row) if cv else f"{_configuration_name(row)} ({row['model']})")] + cells)
+        grid.section_ends.add(len(grid.rows) - 1)
+    return grid
+
+
+def _names_across(rows: list[dict], group: str) -> list[str]:
+    """The keys of the ``group`` dict (sensitivity, extra, counters) over all rows, first seen first."""
+    return list(dict.fromkeys(key for row in rows for key in row[group]))
+
+
+def _sections_by_model(rows: list[dict]) -> list[list[dict]]:
+    """The rows grouped by backbone, in order of first appearance, keeping their order within."""
+    sections: dict[str, list[dict]] = {}
+    for row in rows:
+        sections.setdefault(row["model"], []).append(row)
+    return list(sections.values())
+
+
+def _metric_cells(section: list[dict], columns: list[_Column], with_std: bool, compact: bool) -> list[list[_Cell]]:
+    """The metric cells of one section's rows, the best value of each column bolded.
+
+    "Best" compares the values as printed, so ties at the shown precision are all bold (as in
+    the paper); a column with a single value has no best to point out.
+    """
+    shown = [[_shown_value(column, column.mean(row)) for column in columns] for row in section]
+    best = []
+    for index, column in enumerate(columns):
+        present = [values[index] for values in shown if values[index] is not None]
+        best.append(max(present) if column.bold_best and len(present) >= 2 else None)
+    cells = []
+    for row, values in zip(section, shown):
+        cells.append(
+            [
+                _Cell(_format_metric(column, row, with_std, compact), bold=value is not None and value == best[index])
+                for index, (column, value) in enumerate(zip(columns, values))
+            ]
+        )
+    return cells
+
+
+def _shown_value(column: _Column, value: float | None) -> float | None:
+    if value is None:
+        return None
+    return round(100.0 * value, 1) if column.percent else round(value, 3)
+
+
+def _format_metric(column: _Column, row: dict, with_std: bool, compact: bool = False) -> str:
+    """"62.4 (3.2)" in markdown; "62.4" over "±3.2" in the console (``compact``), to save width."""
+    mean = column.mean(row)
+    if mean is None:
+        return column.blank
+    text = _format_number(column, mean)
+    if compact and text == "100.0":
+        text = "100"  # as narrow as "99.9": a perfect class must not widen its column past 80 columns
+    if not with_std:
+        return text
+    std = column.std(row)
+    spread = _format_number(column, std) if std is not None else "–"
+    if compact:
+        return f"{text}\n{'±' + spread if std is not None else spread}"
+    return f"{text} ({spread})"
+
+
+def _format_number(column: _Column, value: float) -> str:
+    return f"{100.0 * value:.1f}" if column.percent else f"{value:.3f}"
+
+
+def _cost_grid(rows: list[dict], compact: bool) -> _Grid:
+    """Runs, failures, time and counters per row; ``compact`` heads each phase with a row instead of a column."""
+    counter_names = _names_across(rows, "counters")
+    leading = ["architecture", "configuration"] if compact else ["phase", "architecture", "configuration"]
+    grid = _Grid(
+        title="Runs, mean training time per run and counters (counters summed over finished runs)",
+        headers=[*leading, "runs", "failed", "time" if compact else "time per run", *counter_names],
+        numeric=[*(False for _ in leading), True, True, True, *(True for _ in counter_names)],
+        flexible=1 if compact else None,
+    )
+    for phase in dict.fromkeys(row["phase"] for row in rows):
+        if compact:
+            grid.rows.append([_Cell(phase, bold=True)] + [_Cell("") for _ in grid.headers[1:]])
+        for row in (row for row in rows if row["phase"] == phase):
+            cells = [row["model"], _configuration_name(row), str(row["folds"]), str(row["failed"])]
+            if not compact:
+                cells.insert(0, row["phase"])
+            cells.append(_format_duration(row["time_s"]))
+            cells.extend(_format_count(row["counters"].get(name, 0)) for name in counter_names)
+            grid.rows.append([_Cell(text) for text in cells])
+        if compact:
+            grid.section_ends.add(len(grid.rows) - 1)
+    return grid
+
+
+def _data_lines(rows: list[dict]) -> list[str]:
+    """Which data each row came from: one line per data fingerprint, naming its rows when several."""
+    if not any(row["data"] for row in rows):
+        return []
+    by_data: dict[str, list[str]] = {}
+    for row in rows:
+        by_data.setdefault(row["data"] or "unknown (recorded before fingerprints)", []).append(
+            f"{_short_name(row)} ({'cv' if row['phase'] == 'cv' else 'x'})")
+    if len(by_data) == 1:
+        return [f"{next(iter(by_data))}: all rows"]
+    return [f"{data}: {', '.join(names)}" for data, names in by_data.items()]
+
+
+def _format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _format_count(value: int | float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def _comparison_line(row: dict) -> str:
+    """E.g. "M2 vs M0: +18.3 points, 95% CI [10.1, 26.5], p = 0.003 (5 folds)"."""
+    test = row["versus_baseline"]
+    name = f"{_short_name(row)} vs {test['baseline']}"
+    if test["folds"] == 0:
+        return f"{name}: no fold finished by both"
+    difference = f"{100.0 * test['mean_diff']:+.1f} points"
+    if test["p"] is None:
+        return f"{name}: {difference} (1 paired fold: too few for a test)"
+    low, high = (100.0 * bound for bound in test["ci95"])
+    return f"{name}: {difference}, 95% CI [{low:.1f}, {high:.1f}], {_format_p(test['p'])} ({test['folds']} folds)"
+
+
+def _format_p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _failure_line(failure: dict) -> str:
+    where = ".".join(part for part in (failure["plugin"], failure["hook"]) if part) or "core"
+    kind = f"{failure['type']}: " if failure.get("type") else ""
+    message = " ".join(str(failure["message"]).split())
+    if len(message) > _MESSAGE_LIMIT:
+        message = message[: _MESSAGE_LIMIT - 1] + "…"
+    return f"{failure['id']}: {where}: {kind}{message}"
+
+
+def _print_rich(blocks: list[_Grid | _Notes], console: "Console") -> None:
+    # Text objects throughout: labels such as "FT [seed=3]" must not be read as rich markup.
+    # Notes wrap at the console's width with a hanging indent, so a pipe at 80 columns reads well.
+    # Titles and legends are printed apart from their tables, to wrap at the console's width
+    # rather than at a narrow table's.
+    for block in blocks:
+        if isinstance(block, _Grid):
+            console.print(Text(block.title, style="table.title"))
+            console.print(_rich_table(block, console.width))
+            if block.caption:
+                console.print(Text(block.caption, style="table.caption"))
+        else:
+            console.print(Text(block.title, style="bold"))
+            for line in block.lines:
+                console.print(Padding(Text(line, overflow="fold"), (0, 0, 0, 2), expand=False))
+        console.print()
+
+
+#: Columns of a console table are separated by one space of padding and one of the box's divider.
+_COLUMN_GAP = 2
+#: The narrowest the wrapping column of a console table gets, whatever the console's width.
+_FLEXIBLE_MIN = 10
+
+
+def _rich_table(grid: _Grid, width: int) -> Table:
+    """The grid as a rich table no wider than ``width``: fixed numeric columns, one wrapping column.
+
+    Every column but ``grid.flexible`` is as wide as its widest cell line, so no number ever
+    wraps or is cut (headers wrap at spaces); the flexible column takes the width that is left and
+    wraps its names, folding a word longer than the column (a grid variant) rather than cutting
+    it with an ellipsis.
+    """
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
+    natural = [_natural_width(grid, index) for index in range(len(grid.headers))]
+    for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
+        if index == grid.flexible:
+            others = sum(natural) - natural[index] + _COLUMN_GAP * (len(natural) - 1)
+            fitted = max(_FLEXIBLE_MIN, _longest_name(grid, index), min(natural[index], width - others))
+            table.add_column(header, width=fitted, overflow="fold")
+        else:
+            table.add_column(header, justify="right" if numeric else "left", width=natural[index])
+    for index, cells in enumerate(grid.rows):
+        styled = [Text(cell.text, style="bold" if cell.bold else "") for cell in cells]
+        table.add_row(*styled, end_section=index in grid.section_ends)
+    return table
+
+
+def _longest_name(grid: _Grid, index: int) -> int:
+    """The display width of the longest word of a column's header and cells that is a name (a
+    configuration label's word, an architecture), which the column never breaks; a grid
+    variant's ``key=value`` may fold when it is longer than the room left."""
+    words = [word for text in [grid.headers[index], *(cells[index].text for cells in grid.rows)] for word in text.split() if "=" not in word]
+    return max([cell_len(word) for word in words] + [1])
+
+
+def _natural_width(grid: _Grid, index: int) -> int:
+    """The width a column needs, in terminal cells (a CJK character takes two): its widest cell
+    line, and its header's longest word (headers wrap)."""
+    lines = [line for cells in grid.rows for line in cells[index].text.split("\n")]
+    header_words = grid.headers[index].split() or [""]
+    return max([cell_len(line) for line in lines] + [cell_len(word) for word in header_words] + [1])
+
+
+def _markdown_text(blocks: list[_Grid | _Notes]) -> str:
+    parts = []
+    for block in blocks:
+        if isinstance(block, _Grid):
+            parts.append(f"### {block.title}\n\n{_markdown_table(block)}")
+        else:
+            lines = "\n".join(f"- {_markdown_escape(line)}" for line in block.lines)
+            parts.append(f"### {block.title}\n\n{lines}")
+    return "\n\n".join(parts)
+
+
+def _markdown_table(grid: _Grid) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    lines = [
+        line([_markdown_escape(header) for header in grid.headers]),
+        line(["---:" if numeric else "---" for numeric in grid.numeric]),
+    ]
+    for cells in grid.rows:
+        texts = [_markdown_escape(cell.text) for cell in cells]
+        lines.append(line([f"**{text}**" if cell.bold and text else text for cell, text in zip(cells, texts)]))
+    return "\n".join(lines)
+
+
+def _markdown_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+
+
+# --------------------------------------------------------------------------------------------
+# CSV and JSON
+# --------------------------------------------------------------------------------------------
+
+
+def _csv_text(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    names = {group: _names_across(rows, group) for group in ("sensitivity", "extra", "counters")}
+    flat = [_flat_row(row, names) for row in rows]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(flat[0]), lineterminator="\n")
+    writer.writeheader()
+    for values in flat:
+        writer.writerow({name: _csv_value(value) for name, value in values.items()})
+    return buffer.getvalue()
+
+
+def _flat_row(row: dict, names: dict[str, list[str]]) -> dict[str, Any]:
+    """One summary row as scalar columns, the same columns for every row; metrics stay fractions."""
+    flat: dict[str, Any] = {
+        name: row[name]
+        for name in ("phase", "experiment", "label", "cv_label", "model", "baseline", "order", "data", "folds", "failed")
+    }
+    flat["variant"] = json.dumps(row["variant"], sort_keys=True) if row["variant"] else ""
+    for name in _PAPER_SCALARS:
+        flat[name] = row[name]
+        flat[f"{name}_std"] = row.get(f"{name}_std")
+    if "paper" in row:
+        published_row = row["paper"] or {}
+        flat["paper_accuracy"] = published_row.get("accuracy")
+        flat["paper_accuracy_std"] = published_row.get("accuracy_std")
+        flat["paper_table"] = published_row.get("table")
+    for group, prefix in (("sensitivity", "sensitivity_"), ("extra", "")):
+        for key in names[group]:
+            column = f"{prefix}{key}" if f"{prefix}{key}" not in flat else f"metric_{key}"
+            flat[column] = row[group].get(key)
+            flat[f"{column}_std"] = (row.get(f"{group}_std") or {}).get(key)
+    flat["time_s"] = row["time_s"]
+    for name in names["counters"]:
+        flat[f"counter_{name}"] = row["counters"].get(name, 0)
+    versus = row.get("versus_baseline") or {}
+    ci95 = versus.get("ci95") or (None, None)
+    flat.update(
+        vs_baseline=versus.get("baseline"),
+        vs_folds=versus.get("folds"),
+        vs_mean_diff=versus.get("mean_diff"),
+        vs_ci95_low=ci95[0],
+        vs_ci95_high=ci95[1],
+        vs_t=versus.get("t"),
+        vs_p=versus.get("p"),
+    )
+    return flat
+
+
+def _csv_value(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON: tuples as lists, and infinite or NaN floats (t of a zero-spread test) as null."""
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value) if math.isfinite(value) else None
+    return value

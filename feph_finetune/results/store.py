@@ -1,0 +1,271 @@
+"""The results store: one directory per run, every file written atomically.
+
+A run's directory holds ``config.json``, ``history.json``, ``predictions.npz``, ``metrics.json``,
+``environment.json`` and optionally a model bundle (``model.keras``, ``bundle.json``, ``state.npz``:
+see :mod:`feph_finetune.predict.bundle`); ``result.json`` is written last and is the
+only file a later step trusts: a run without it (killed mid-way) is simply run again.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+RESULT_FILE = "result.json"
+PREVIOUS_RESULT_FILE = "result.previous.json"
+#: The errors of a full disk (or a full quota).
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpaceError(OSError):
+    """A file could not be written, or a run would not fit, because the disk (or quota) of
+    ``folder`` is full; the message names the folder, what did not fit and the space left, which
+    ``OSError: [Errno 28]`` does not."""
+
+    def __init__(self, folder: Path, what: str, needed: int | None = None):
+        self.folder = Path(folder)
+        free = free_bytes(self.folder)
+        left = "" if free is None else f" ({human_bytes(free)} free" + ("" if needed is None else f", about {human_bytes(needed)} needed") + ")"
+        super().__init__(errno.ENOSPC, f"no space left on the disk of {self.folder} for {what}{left}")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Bytes this process may still write on the disk of ``folder`` (its nearest existing
+    parent), or None when that cannot be read."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def ensure_space(folder: Path, needed: int, what: str) -> None:
+    """Raise :class:`NoSpaceError` when the disk of ``folder`` has less than ``needed`` bytes
+    free for ``what`` (a description for the message); no check where free space is unknown."""
+    free = free_bytes(folder)
+    if free is not None and free < needed:
+        raise NoSpaceError(folder, what, needed)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success, rename it over ``path``.
+
+    A crash leaves either the old file or the new one, never half of one. The file's mode
+    follows the umask, like any file the user creates (0o644 under the usual umask 0o022):
+    :func:`tempfile.mkstemp` would make every result private to its owner (0o600). The
+    temporary name ends in ``path``'s name, so that writers choosing a format by the suffix
+    (Keras' ``model.save``; ``save_weights`` wants ``.weights.h5``) write ``path``'s format.
+    Every file the project writes atomically goes through here, every folder through
+    :func:`atomic_folder`. A full disk raises :class:`NoSpaceError` naming ``path``, and leaves
+    no temporary file.
+    """
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _create_temporary(path)
+        yield Path(temporary)
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        if error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
+            raise NoSpaceError(path.parent, path.name) from error
+        raise
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a new empty folder beside ``path``; on success, rename it to ``path``.
+
+    ``path`` must not exist or be an empty folder (it is replaced). On an error the temporary
+    folder and its contents are removed and ``path`` is as it was. The folder's mode follows the
+    umask (0o755 under 0o022), where :func:`tempfile.mkdtemp` would make it 0o700; files written
+    into it keep their own modes.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _create_temporary(path, folder=True)
+    try:
+        yield Path(temporary)
+        if path.is_dir():
+            path.rmdir()  # only an empty folder: refuses (OSError) to lose anything in it
+        os.replace(temporary, path)
+    finally:
+        if os.path.isdir(temporary):
+            shutil.rmtree(temporary)
+
+
+def output_file_problem(path: Path) -> str | None:
+    """Why a file cannot be written at ``path``, or None: checked before any work starts.
+
+    Refused: an existing folder, a parent that does not exist or is not a folder, a parent this
+    process cannot write to (the file is written beside its target, then renamed, see
+    :func:`atomic_path`), an existing file that cannot be replaced.
+    """
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        return "is a folder; give a file name"
+    if not parent.exists():
+        return f"the folder {parent} does not exist"
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write to the folder {parent} (permission denied)"
+    return None
+
+
+def output_folder_problem(path: Path) -> str | None:
+    """Why a folder cannot be created or written at ``path``, or None: checked before any work.
+
+    Refused: an existing file, a file on the way to it, a nearest existing folder this process
+    cannot write to (the missing folders are created there).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return "is a file, not a folder"
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write to the folder {existing} (permission denied)"
+    return None
+
+
+def _create_temporary(path: Path, folder: bool = False) -> str:
+    """Create a new empty file (mode 0o666 less the umask) or folder (0o777 less the umask)
+    beside ``path``, hidden and ending in ``path``'s name (``.<random>.tmp.NAME``); return its name."""
+    while True:
+        candidate = path.parent / f".{secrets.token_hex(6)}.tmp.{path.name}"
+        try:
+            if folder:
+                os.mkdir(candidate, 0o777)
+            else:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(candidate)
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def write_arrays(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+class RunStore:
+    """The output directory of a matrix: a sub-directory per run id.
+
+    ``warn`` receives one line per ``result.json`` that exists but cannot be used (not JSON, not
+    UTF-8, a field of the wrong shape: see :class:`feph_finetune.results.records.RunRecord`), naming the
+    file and every problem; such a run counts as not finished, so a matrix runs it again and a
+    report leaves it out.
+    """
+
+    def __init__(self, root: Path, warn: Callable[[str], None] | None = None):
+        self.root = Path(root)
+        self.warn = warn
+        self._warned: set[Path] = set()
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    def result(self, run_id: str) -> dict[str, Any] | None:
+        """The run's final record, checked and normalised (:meth:`RunRecord.to_json`), or None when
+        it never finished writing a usable one."""
+        from feph_finetune.results.records import RecordShapeError, RunRecord
+
+        path = self.run_dir(run_id) / RESULT_FILE
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            return self._skip(path, f"unreadable ({error})")
+        try:
+            return RunRecord.from_json(record).to_json()
+        except RecordShapeError as error:
+            return self._skip(path, f"wrong shape ({error})")
+
+    def _skip(self, path: Path, why: str) -> None:
+        if self.warn is not None and path not in self._warned:
+            self._warned.add(path)
+            self.warn(f"{path}: skipped, {why}; the run counts as not finished")
+        return None
+
+    def is_done(self, run_id: str) -> bool:
+        result = self.result(run_id)
+        return bool(result) and result.get("status") == "done"
+
+    def write(self, run_id: str, name: str, data: Any) -> None:
+        write_json(self.run_dir(run_id) / name, data)
+
+    def write_predictions(self, run_id: str, y_true: np.ndarray, y_prob: np.ndarray) -> None:
+        write_arrays(self.run_dir(run_id) / "predictions.npz", y_true=y_true, y_prob=y_prob)
+
+    def predictions(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(self.run_dir(run_id) / "predictions.npz") as data:
+            return data["y_true"], data["y_prob"]
+
+    def discard(self, run_id: str) -> None:
+        """Mark a finished run as to be redone: its ``result.json`` becomes ``result.previous.json``.
+
+        ``--force`` does this to every selected run before the first starts, so that after an
+        interrupt the same command without ``--force`` reruns exactly the runs not yet redone.
+        The previous record is kept, not deleted (nothing finished is lost; rename it back to
+        restore the run); a rerun overwrites the run's other files as it writes them.
+        """
+        current = self.run_dir(run_id) / RESULT_FILE
+        if current.exists():
+            os.replace(current, current.with_name(PREVIOUS_RESULT_FILE))
+
+    def finish(self, run_id: str, record: dict[str, Any]) -> None:
+        """Write the final record last: from now on the run counts as done (or failed)."""
+        self.write(run_id, RESULT_FILE, record)
+
+    def records(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """The final records of the given runs (all runs under the root when None)."""
+        if ids is None:
+            ids = sorted(path.parent.name for path in self.root.glob(f"*/{RESULT_FILE}"))
+        return [record for record in map(self.result, ids) if record is not None]

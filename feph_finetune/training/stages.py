@@ -1,0 +1,310 @@
+"""Model building, staged fine-tuning and prediction: the only core module that imports TensorFlow.
+
+It is imported when the first run starts, never by listing plugins, a dry run, describing data or
+rendering reports.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+from feph_finetune.training import head_features
+from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, RunContext, TrainingStage
+from feph_finetune.training.compiling import compile_for_stage, predict_traced_once
+from feph_finetune.config.matrix import Run
+from feph_finetune.plugins import PluginCallError, Plugins
+from feph_finetune.data.preparation import Examples, RunData
+
+
+@dataclass
+class TrainingOutcome:
+    y_prob: np.ndarray
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    model: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def use_threads(threads: int) -> None:
+    """Run TensorFlow's ops on ``threads`` threads, within an op and across ops; 0: TensorFlow's
+    default, one per CPU core.
+
+    The count is part of what a result depends on: floating-point sums split across a different
+    number of threads round differently. Measured on this project's 2-core machine (TF 2.21, op
+    determinism on), MobileNet and EfficientNet-B0 trained for two epochs on 1 thread and on 2
+    ended with different weights, while 2 threads and the default gave the same. It is also
+    faster when runs share the CPU: two EfficientNet-B0 runs with SAM side by side took 22.3 s
+    on 1 thread each and 24.0 s on the default.
+
+    Raises RuntimeError where TensorFlow already runs in this process with another count (an
+    earlier run of the ``inline`` executor): TensorFlow fixes it when it starts.
+    """
+    current = (tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads())
+    if current == (threads, threads):
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        raise RuntimeError(
+            f"threads = {threads} cannot apply: TensorFlow already runs in this process with "
+            f"{current[0] or 'its default number of'} threads (an earlier run of the inline executor); "
+            f"run the matrix with the process executor"
+        ) from None
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Fix Python, NumPy and TensorFlow randomness (initialisation, shuffling, augmentation)."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+# --- the input pipeline ----------------------------------------------------------------------
+
+
+def preprocess_batch(x, batch_steps: list[tuple[str, Preprocessing]]):
+    """A uint8 batch (B x S x S x 3, tensor or array) cast to float32 and passed through each
+    preprocessing ``batch`` step in order: the model's input in training, testing and ``predict``."""
+    x = tf.cast(x, tf.float32)
+    for _, step in batch_steps:
+        x = step.batch(x)
+    return x
+
+
+def _batch_transform(data: RunData, training: bool) -> Callable:
+    """Cast a uint8 batch to float32, apply preprocessing, then (training only) augmentation."""
+
+    def transform(x, y, seed=None):
+        x = preprocess_batch(x, data.batch_steps)
+        if training:
+            for index, (_, augmentation) in enumerate(data.augmentations):
+                x = augmentation.batch(x, seed + index)
+        return x, y
+
+    return transform
+
+
+def make_dataset(examples: Examples, data: RunData, batch_size: int, seed: int, training: bool) -> tf.data.Dataset:
+    """Batches of model-ready ``(images, labels)``, shuffled per epoch when ``training``.
+
+    Only indices flow through shuffling and batching; each batch of uint8 rows is gathered from
+    the shared image array, then cast, preprocessed and (training only) augmented. So neither a
+    tensor copy of the images nor a shuffle buffer of them is held: the memory is one batch.
+    """
+    images = examples.images
+    dataset = tf.data.Dataset.from_tensor_slices((examples.index.astype("int64"), examples.labels.astype("int32")))
+    if training:
+        dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+
+    def gather(index, labels):
+        rows = tf.numpy_function(lambda chosen: images[chosen], [index], tf.uint8, stateful=False)
+        rows.set_shape((None, *images.shape[1:]))
+        return rows, labels
+
+    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    transform = _batch_transform(data, training)
+    if training and data.augmentations:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(lambda batch, s: transform(*batch, seed=s), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# --- trainability ----------------------------------------------------------------------------
+
+
+def _all_layers(layer) -> list:
+    layers = [layer]
+    for child in getattr(layer, "layers", []):
+        layers += _all_layers(child)
+    return layers
+
+
+def set_trainable(built: BuiltModel, which: str, train_batchnorm: bool) -> None:
+    """``head``: only the new layers train. ``all``: everything, BatchNorm kept in inference mode
+    unless ``train_batchnorm`` (the Keras transfer-learning guide's advice for small data)."""
+    head = {id(layer) for layer in built.head}
+    for layer in _all_layers(built.model)[1:]:
+        if which == "head":
+            layer.trainable = id(layer) in head
+        else:
+            layer.trainable = train_batchnorm or not isinstance(layer, keras.layers.BatchNormalization)
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Feeds a progress display (a rich ``Progress`` or :class:`feph_finetune.execution.job.ProgressEvents`)
+    with the stage, epoch (counted across stages), batch and loss."""
+
+    def __init__(self, progress, task, stage: str, epochs: int, first_epoch: int):
+        super().__init__()
+        self.progress, self.task, self.stage = progress, task, stage
+        self.epochs, self.first_epoch = epochs, first_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss", float("nan"))
+        epochs = self.first_epoch + self.epochs
+        self.progress.update(
+            self.task, advance=1, description=f"{self.stage} epoch {self.epoch + 1}/{epochs} batch {batch + 1} loss {float(loss):.3f}",
+            stage=self.stage, epoch=self.epoch + 1, epochs=epochs, loss=float(loss),
+        )
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Remembers the weights of the epoch with the best validation accuracy, across stages."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.target, self.best, self.weights = model, -math.inf, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = (logs or {}).get("val_accuracy")
+        if accuracy is not None and accuracy > self.best:
+            self.best, self.weights = accuracy, self.target.get_weights()
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def _checked_stages(name: str, stages: Any) -> list[TrainingStage]:
+    if not isinstance(stages, (list, tuple)) or not all(isinstance(stage, TrainingStage) for stage in stages):
+        raise PluginCallError(name, "optimizer_schedule", PluginError(f"must return a list of TrainingStage, got {stages!r}"))
+    return list(stages)
+
+
+def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data: RunData, optimizer_plugin: str, progress) -> TrainingOutcome:
+    """Train ``built`` stage by stage, epochs numbered across stages; keep the best epoch if validating."""
+    batch_size = run.config["batch_size"]
+    train = make_dataset(data.train, data, batch_size, run.seed, training=True)
+    validation = None if data.val is None else make_dataset(data.val, data, batch_size, run.seed, training=False)
+    best = BestEpoch(built.model) if validation is not None else None
+    outcome = TrainingOutcome(y_prob=np.empty(0))
+    epoch = 0
+    for stage in stages:
+        if stage.epochs == 0:
+            continue
+        set_trainable(built, stage.trainable, run.config["train_batchnorm"])
+        task = progress.add_task(stage.name, total=math.ceil(len(data.train) / batch_size) * stage.epochs) if progress else None
+        callbacks = [keras.callbacks.TerminateOnNaN()] + ([ProgressCallback(progress, task, stage.name, stage.epochs, epoch)] if progress else []) + ([best] if best else [])
+        on_features = run.config["head_features"] and head_features.applies(built, stage, random_augmentation=bool(data.augmentations))
+        started = time.perf_counter()
+        if on_features:
+            history = _train_head_on_features(built, stage, data, validation, run.seed, batch_size, callbacks, epoch)
+        else:
+            trained = stage.wrap(built.model) if stage.wrap else built.model
+            compile_for_stage(trained, stage.optimizer)
+            history = trained.fit(train, validation_data=validation, epochs=epoch + stage.epochs, initial_epoch=epoch, class_weight=data.class_weight, callbacks=callbacks, shuffle=False, verbose=0).history
+        outcome.stage_seconds[stage.name] = outcome.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started
+        if progress:
+            progress.remove_task(task)
+        _record_history(outcome, stage, epoch, history, on_features, optimizer_plugin)
+        epoch += stage.epochs
+    if best is not None and best.weights is not None:
+        built.model.set_weights(best.weights)
+    return outcome
+
+
+def _train_head_on_features(built: BuiltModel, stage: TrainingStage, data: RunData, validation, seed: int, batch_size: int, callbacks: list, initial_epoch: int) -> dict[str, list]:
+    """The stage through :mod:`feph_finetune.training.head_features`: the frozen base sees each image once."""
+    return head_features.train_head_on_features(
+        built,
+        stage,
+        make_dataset(data.train, data, batch_size, seed, training=False),
+        data.train.labels,
+        batch_size=batch_size,
+        seed=seed,
+        class_weight=data.class_weight,
+        validation=None if validation is None else (validation, data.val.labels),
+        callbacks=callbacks,
+        initial_epoch=initial_epoch,
+    )
+
+
+def _record_history(outcome: TrainingOutcome, stage: TrainingStage, first_epoch: int, history: dict[str, list], on_features: bool, optimizer_plugin: str) -> None:
+    """Append one entry per epoch; a non-finite loss fails the run, attributed to the schedule."""
+    for offset, values in enumerate(zip(*history.values())):
+        entry = {"stage": stage.name, "stage_label": stage.label or stage.name, "epoch": first_epoch + offset + 1, "head_features": on_features, **{key: float(value) for key, value in zip(history, values)}}
+        outcome.history.append(entry)
+        if not math.isfinite(entry.get("loss", 0.0)):
+            raise PluginCallError(optimizer_plugin, "optimizer_schedule", FloatingPointError(f"loss became {entry['loss']} in stage {stage.name!r}, epoch {entry['epoch']}"))
+
+
+def predict(model, examples: Examples, data: RunData, batch_size: int) -> np.ndarray:
+    dataset = make_dataset(examples, data, batch_size, seed=0, training=False)
+    return np.asarray(predict_traced_once(model, dataset, batch_size), dtype=np.float64)
+
+
+def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData, batch_size: int, classes=CLASSES, notes: list[str] | None = None) -> np.ndarray:
+    """No-FT: the pretrained model's own predictions, columns reordered to the FePh classes.
+
+    Outputs whose class FePh lacks (Contempt, in HSEmotion's 8-class models) are dropped and the
+    remaining probabilities divided by their sum, so each row sums to 1 again and the argmax is
+    the most probable FePh class; ``notes`` receives a sentence saying so for the run's results.
+    """
+    if built.pretrained is None or not built.pretrained_classes:
+        raise PluginCallError(model_plugin, "build_model", PluginError("No-FT needs a pretrained expression model (weights = a whole-model file with a 7-class top, or a converted file)"))
+    order = list(built.pretrained_classes)
+    if any(order.count(name) != 1 for name in classes):
+        raise PluginCallError(model_plugin, "build_model", PluginError(f"pretrained_classes must name each of {', '.join(classes)} once, got {order}"))
+    raw = predict(built.pretrained, data.test, data, batch_size)
+    mapped = raw[:, [order.index(name) for name in classes]]
+    dropped = [name for name in order if name not in classes]
+    if not dropped:
+        return mapped
+    if notes is not None:
+        notes.append(
+            f"No-FT: the pretrained model's output{'s' if len(dropped) > 1 else ''} {', '.join(dropped)} "
+            f"{'have' if len(dropped) > 1 else 'has'} no FePh class; dropped, and the probabilities of the "
+            f"{len(classes)} FePh classes divided by their sum"
+        )
+    return mapped / mapped.sum(axis=1, keepdims=True)
+
+
+def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None) -> TrainingOutcome:
+    """Build the model, fine-tune it stage by stage (unless No-FT), and predict the test split."""
+    config = run.config
+    keras.backend.clear_session()  # drop the previous run's models; layer names start afresh (memory: see README, "Executors")
+    use_threads(config["threads"])
+    seed_everything(run.seed, config["deterministic"])
+    model_plugin = config["model"]
+    built = plugins.call(model_plugin, "build_model", context=context_for(model_plugin))
+    if not isinstance(built, BuiltModel):
+        raise PluginCallError(model_plugin, "build_model", PluginError(f"must return a BuiltModel, got {type(built).__name__}"))
+    normalizing = [name for name, step in data.batch_steps if step.normalizes]
+    if built.normalizes_input and normalizing:
+        raise PluginCallError(
+            normalizing[0], "preprocess", PluginError(f"the model from {model_plugin!r} normalises its input itself; remove {normalizing[0]!r} from this experiment's preprocess list")
+        )
+    if not config["fine_tune"]:
+        notes: list[str] = []
+        return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"], notes=notes), notes=notes)
+    optimizer_plugin = config["optimizer"]
+    stages = _checked_stages(optimizer_plugin, plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
+    outcome = train_stages(run, built, stages, data, optimizer_plugin, progress)
+    outcome.y_prob = predict(built.model, data.test, data, config["batch_size"])
+    outcome.model = built.model
+    return outcome
+
+
+def environment() -> dict[str, Any]:
+    """What the results depend on beyond the configuration: library versions, the device, and
+    the CPU cores TensorFlow's threads (0: one per core) ran on."""
+    devices = [device.device_type for device in tf.config.list_physical_devices()]
+    threads = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(), "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "devices": devices, "threads": threads, "cpu_count": os.cpu_count()}
