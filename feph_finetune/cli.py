@@ -62,7 +62,8 @@ def run_parser() -> argparse.ArgumentParser:
 
 def plugins_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version), its status, the hooks it implements and its options with their defaults. A third-party plugin that cannot be used is listed with its problem: broken (import error, wrong hook), conflict (two distributions offer the name), refused (it would replace a built-in), filtered (FEPH_FINETUNE_LOAD_PLUGINS leaves its distribution out).")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks, options, status, error}")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks, options, status, error} (with --settings: of {table, key, default, accepts, help})")
+    parser.add_argument("--settings", action="store_true", help="list every setting a TOML may hold instead, from its declaration: the core's tables, [demo], each executor's and each plugin's options")
     return parser
 
 
@@ -171,6 +172,8 @@ def warn(line: str) -> None:
 
 
 def cmd_plugins(args, console: Console) -> int:
+    if args.settings:
+        return print_settings(load_plugins(), args.json, console)
     infos = load_plugins().info()
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], indent=2, default=str))
@@ -186,6 +189,28 @@ def cmd_plugins(args, console: Console) -> int:
             table.add_row(info.name, info.origin, info.status, escape(", ".join(info.hooks) + (f"\noptions: {options}" if options else "")))
         else:
             table.add_row(info.name, info.origin, f"[red]{info.status}[/red]", escape(info.error))
+    console.print(table)
+    return EXIT_OK
+
+
+def print_settings(plugins, as_json: bool, console: Console) -> int:
+    """Every declared setting, one row each (:func:`feph_finetune.config.schema.setting_rows`)."""
+    from feph_finetune.config.schema import CORE_TABLES, setting_rows
+    from feph_finetune.demo.protocol import DEMO_OPTIONS
+    from feph_finetune.execution.executors import NAME_OPTION, executor_classes
+
+    tables = {**CORE_TABLES, "demo": DEMO_OPTIONS, "executor": {"name": NAME_OPTION}}
+    tables.update({f"executor.{name}": cls.declarations() for name, cls in executor_classes(plugins).items()})
+    tables.update({f"options.{info.name}": plugins.option_declarations(info.name) for info in plugins.info() if info.status == "ok"})
+    rows = setting_rows(tables)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    table = Table(title="feph_finetune settings", caption=escape("options.PLUGIN: in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]"))
+    for column in ("table", "key", "default", "accepts", "help"):
+        table.add_column(column, overflow="fold", ratio=1 if column in ("accepts", "help") else None)
+    for row in rows:
+        table.add_row(escape(f"[{row['table']}]" if row["table"] else "(top level)"), row["key"], escape(json.dumps(row["default"], default=str)), escape(row["accepts"]), escape(row["help"]))
     console.print(table)
     return EXIT_OK
 

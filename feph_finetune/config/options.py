@@ -138,12 +138,16 @@ def describe(option: Option) -> str:
     if option.choices is not None:
         parts.append("one of " + ", ".join(repr(choice) for choice in option.choices))
     if option.minimum is not None:
-        parts.append(f"{'>' if option.exclusive_minimum else '>='} {option.minimum:g}")
+        parts.append(f"{'>' if option.exclusive_minimum else '>='} {_number(option.minimum)}")
     if option.maximum is not None:
-        parts.append(f"{'<' if option.exclusive_maximum else '<='} {option.maximum:g}")
+        parts.append(f"{'<' if option.exclusive_maximum else '<='} {_number(option.maximum)}")
     if option.path is not None:
         parts.append(f"an existing {option.path}" + (f" ({', '.join(option.suffixes)})" if option.suffixes else ""))
     return ", ".join(parts)
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def _item_problems(item: Any, option: Option, check_paths: bool) -> list[str]:

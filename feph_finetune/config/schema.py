@@ -94,6 +94,24 @@ CORE_TABLES: dict[str, dict[str, Option]] = {
 }
 
 
+def setting_rows(tables: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per declared setting, ``{table, key, default, accepts, help}``, for listings
+    (``plugins --settings``): ``tables`` maps a table's place (``"dataset"``,
+    ``"executor.process"``) to its declarations. A sub-table declared with ``Option(table=...)``
+    is listed under its own place, unless its declarations are listed already (``[demo]
+    defaults`` takes an experiment's keys)."""
+    from feph_finetune.config.options import describe
+
+    rows = []
+    for place, declarations in tables.items():
+        for key, value in declarations.items():
+            option = as_option(value)
+            rows.append({"table": place, "key": key, "default": option.default, "accepts": describe(option), "help": option.help})
+            if option.table is not None and not any(option.table is listed for listed in tables.values()):
+                rows += setting_rows({f"{place}.{key}" if place else key: option.table})
+    return rows
+
+
 def defaults_of(declarations: Mapping[str, Any]) -> dict[str, Any]:
     """``{key: default}`` of a table's declarations (plain defaults or Options); a fresh copy."""
     import copy

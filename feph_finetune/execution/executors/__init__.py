@@ -200,8 +200,13 @@ def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jo
 
 
 def parse_flag(key: str, value: str) -> Any:
-    """``--jobs 2`` is the integer 2 (``auto`` stays a word); ``--devices 0,1`` the list [0, 1]."""
+    """``--jobs 2`` is the integer 2 (``auto`` stays a word); ``--devices 0,1`` the list [0, 1]
+    (the declarations check the values, a negative number included)."""
     if key == "devices":
-        parts = [part.strip() for part in value.split(",") if part.strip()]
-        return [int(part) if part.isdigit() else part for part in parts]
-    return int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+        return [_integer_or_text(part) for part in value.split(",") if part.strip()]
+    return _integer_or_text(value)
+
+
+def _integer_or_text(text: str) -> int | str:
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
