@@ -16,19 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS
 from feph_finetune.config.reading import (
-    DATASET_OPTIONS,
     EXPERIMENT_DEFAULTS,
     EXPERIMENT_NAME,
-    EXPERIMENT_OPTIONS,
     HASHED_AT_DEFAULT,
     NOT_INHERITED,
     PLUGIN_KEYS,
     REPORT_DEFAULTS,
-    REPORT_OPTIONS,
     RESULT_NEUTRAL_KEYS,
     TOP_LEVEL,
-    TOP_LEVEL_OPTIONS,
     ConfigError,
     Problem,
     RawConfig,

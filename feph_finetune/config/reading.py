@@ -1,4 +1,4 @@
-"""Reading an experiments TOML: parsing, ``--set`` overrides, and the schema of every key.
+"""Reading an experiments TOML: parsing, ``--set`` overrides, and checking tables against the schema.
 
 Nothing here runs anything: it turns text into plain dicts and reports every problem it finds at
 once, each naming its place (``file:line key``), so that a user fixes the file in one pass.
@@ -13,16 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from feph_finetune.config.options import Option, as_option, matches_type, option_problems, type_name  # noqa: F401 (re-exported)
-from feph_finetune.config.schema import (  # noqa: F401 (re-exported)
-    DATASET_OPTIONS,
-    EXPERIMENT_OPTIONS,
-    GROUP_KEYS,
-    PHASES,
-    REPORT_OPTIONS,
-    TOP_LEVEL_OPTIONS,
-    defaults_of,
-)
+from feph_finetune.config.options import as_option, option_problems, type_name
+from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, defaults_of
 
 #: The defaults of each table, from its declarations (:mod:`feph_finetune.config.schema`).
 TOP_LEVEL = defaults_of(TOP_LEVEL_OPTIONS)
