@@ -317,7 +317,7 @@ class MatrixBuilder:
         """The plugins the experiment uses whose names are right (installed, serving their key)."""
         return [name for name in used_plugins(config) if f"plugin:{name}" not in invalid]
 
-    def check_options(self, config: dict[str, Any], where, invalid: set[str]) -> set[str]:
+    def check_options(self, config: dict[str, Any], where) -> set[str]:
         """Check every configured option against its plugin's declarations; files named by
         options must exist only for the plugins the experiment uses. Returns the plugins whose
         options have problems."""
@@ -328,8 +328,7 @@ class MatrixBuilder:
             before = len(self.problems)
             place = self.raw.where(*where(("options", plugin)))
             if plugin not in installed:
-                if f"plugin:{plugin}" not in invalid:  # a misspelt name in the options only
-                    self.problems.append(Problem(place, f"options for an unusable plugin: {self.plugins.missing(plugin)}"))
+                self.problems.append(Problem(place, f"options for an unusable plugin: {self.plugins.missing(plugin)}"))
                 continue
             if not isinstance(table, dict):
                 self.problems.append(Problem(place, f"expected a table, got {type_name(table)}"))
@@ -486,11 +485,10 @@ class MatrixBuilder:
             before = len(self.problems)
             invalid = self.check_experiment(config, where)
             usable = self.usable_plugins(config, invalid)
-            faulty = self.check_options(config, where, invalid) if "options" not in invalid else set(usable)
-            if invalid & set(PLUGIN_KEYS) | {"fine_tune"} & invalid:
-                faulty |= set(usable)  # which plugins an experiment combines is unknown
+            faulty = set(usable) if "options" in invalid else self.check_options(config, where)
             self.check_option_rules(config, where, faulty, usable)
-            self.check_traits(config, where, faulty, usable)
+            if not invalid & {*PLUGIN_KEYS, "fine_tune"}:  # else what the experiment combines is unknown
+                self.check_traits(config, where, faulty, usable)
             if len(self.problems) > before:
                 continue
             config["options"] = self.plugin_options(config)
