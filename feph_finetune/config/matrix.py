@@ -157,7 +157,7 @@ class MatrixBuilder:
         keep their defaults here, only to go on checking)."""
         invalid = check_section(self.raw, table, DATASET_OPTIONS, ("dataset",), self.problems)
         dataset = valid_values(table, DATASET_OPTIONS)
-        if check_root and "root" not in invalid:
+        if check_root and not invalid & {"", "root"}:
             root = dataset["root"]
             if not root:
                 self.problem(("dataset", "root"), f"not set. {FEPH_SOURCE}")
@@ -440,8 +440,8 @@ class MatrixBuilder:
         """The matrix of every run whose experiment could be resolved; problems are collected in
         :attr:`problems` (the matrix is only usable when there are none)."""
         top = self.top_level()
-        dataset, dataset_invalid = self.dataset(top["dataset"], check_root)
-        report = self.report(top["report"])
+        dataset, dataset_invalid = self.dataset(self.raw.data.get("dataset", {}), check_root)
+        report = self.report(self.raw.data.get("report", {}))
         if not dataset_invalid & {"", "root", "labels", "images"}:
             self.dataset_index(dataset, report=check_root)
         defaults = top["defaults"]

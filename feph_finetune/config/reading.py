@@ -244,7 +244,7 @@ def check_section(raw: RawConfig, table: Any, declarations: Mapping[str, Any], k
     'process'"``) names who declares the keys in unknown-key messages.
     """
     if not isinstance(table, dict):
-        problems.append(Problem(raw.where(*keys), f"expected a table, got {type_name(table)} {table!r}"))
+        problems.append(Problem(raw.where(*keys), f"expected table, got {type_name(table)} {table!r}"))  # as option_problems says it
         return {""}
     invalid = set()
     for key, value in table.items():

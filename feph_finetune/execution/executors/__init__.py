@@ -167,8 +167,7 @@ def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jo
     problems: list[Problem] = []
     table = raw.data.get("executor", {})
     if not isinstance(table, dict):
-        problems.append(Problem(raw.where("executor"), f"expected a table, got {type_name(table)}"))
-        table = {}
+        table = {}  # reported with the other keys of the top level
     for key, value in table.items():
         if key == "name":
             problems += [Problem(raw.where("executor", key), message) for message in option_problems(value, NAME_OPTION)]
