@@ -43,6 +43,9 @@ grid = { batch_sise = [8, 16] }
 [experiments.Weighted]
 fine_tune = false
 options.mobilenet.weights = "{missing}"
+
+[experiments.Child]
+extends = "Goood"
 """
 
 
@@ -53,7 +56,9 @@ def place(path, text: str, key: str) -> str:
 def test_one_dry_run_reports_faults_of_every_stage_at_once(tmp_path, synthetic_feph, capsys):
     missing = tmp_path / "models" / "mobilenet_7.h5"
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, EIGHT_FAULTS.replace("{missing}", str(missing)))
-    path.write_text(path.read_text().replace("folds = 3", "folds = 9000"), encoding="utf-8")
+    (tmp_path / "taken").write_text("a file, not a folder", encoding="utf-8")
+    text = path.read_text().replace("folds = 3", "folds = 9000").replace("seed = 3", f'seed = 3\noutput = "{tmp_path / "taken"}"')
+    path.write_text(text, encoding="utf-8")
     code = main([str(path), "--dry-run"])
     error = capsys.readouterr().err
     assert code == 2
@@ -67,6 +72,8 @@ def test_one_dry_run_reports_faults_of_every_stage_at_once(tmp_path, synthetic_f
         f"{place(path, 'fodls = ', 'demo.fodls')}: unknown key 'fodls' (did you mean 'folds'?)",
         f"{place(path, 'folds = 9000', 'dataset.folds')}: 9000 folds need at least 9000 groups",
         f"{place(path, 'options.mobilenet.weights', 'experiments.Weighted.options.mobilenet.weights')}: no such file",
+        f"{place(path, 'extends = ', 'experiments.Child.extends')}: no experiment 'Goood' (did you mean 'Good'?)",
+        f"results directory {tmp_path / 'taken'}: ",
     ]
     for line in expected:
         assert line in error, f"missing: {line}\n{error}"
