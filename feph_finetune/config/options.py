@@ -111,24 +111,23 @@ def option_problems(value: Any, option: Option, check_paths: bool = True) -> lis
 
 
 def _matches(value: Any, option: Option) -> bool:
-    """Whether ``value`` has the option's type (``kind`` standing in for what the default does not show)."""
-    if option.kind is None or (option.default is not None and not (_is_list(option.default) and not option.default)):
-        return matches_type(value, option.default)
-    if _is_list(option.default):
-        return isinstance(value, list) and all(matches_type(item, option.kind()) for item in value)
-    return value is None or matches_type(value, option.kind())
+    return matches_type(value, _example(option))
+
+
+def _example(option: Option) -> Any:
+    """A value of the option's type: its default, or one of ``kind`` where the default does not
+    show the type (None, an empty list)."""
+    if option.kind is None or (option.default is not None and option.default != []):
+        return option.default
+    return [option.kind()] if _is_list(option.default) else option.kind()
 
 
 def expected_values(option: Option) -> str:
     """What ``option`` accepts, in a message's words: its ``expects``, else its type's TOML name."""
     if option.expects:
         return option.expects
-    example = option.kind() if option.kind is not None else option.default
-    if _is_list(option.default):
-        item = option.default[0] if option.default else example if option.kind is not None else None
-        expected = f"array of {type_name(item)}s" if item is not None and not _is_list(item) else "array"
-    else:
-        expected = type_name(example)
+    example = _example(option)
+    expected = f"array of {type_name(example[0])}s" if _is_list(example) and example else type_name(example)
     return " or ".join([expected, *(repr(word) for word in option.keywords)])
 
 
