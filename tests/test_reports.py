@@ -223,7 +223,7 @@ def test_single_fold_has_no_std(records):
 
 
 def test_record_without_phase_is_refused_with_its_id():
-    with pytest.raises(ValueError, match=r"run record 0 \(id broken-run\): phase: expected non-empty text, got null"):
+    with pytest.raises(ValueError, match=r"run record 0 \(id broken-run\): phase: expected one of \"exploratory\", \"cv\", got null"):
         summarize([{"id": "broken-run", "experiment": "M0"}])
 
 
@@ -528,4 +528,4 @@ def test_an_ill_shaped_record_passed_to_the_reports_is_a_usage_error_not_a_trace
         render([{"experiment": "M2", "phase": 3}], "table", console)
 
     assert guarded(command, None, RichConsole(file=io.StringIO()), RichConsole(stderr=True)) == 2
-    assert "phase: expected non-empty text, got the number 3" in capsys.readouterr().err
+    assert "phase: expected one of \"exploratory\", \"cv\", got the number 3" in capsys.readouterr().err
