@@ -99,6 +99,8 @@ def test_a_hung_run_of_the_inline_executor_is_stopped_and_the_timer_is_gone_afte
     assert [records[experiment]["status"] for experiment in ("hung", "later")] == ["failed", "done"]
     assert records["hung"]["error"]["message"] == "timed out after 2 s in plugin 'hang' (preprocess)"
     assert len(outcome.failed) == 1
+    said = " ".join(runner.console.file.getvalue().split())
+    assert f"run {records['hung']['id']} timed out after 2 s in plugin 'hang' (preprocess)" in said and "'core'" not in said
 
     marker.unlink()
     path.write_text(path.read_text().replace("timeout = 2", "timeout = 0"))

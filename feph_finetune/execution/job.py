@@ -335,6 +335,15 @@ def _readable(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def failure_summary(error: dict[str, Any]) -> str:
+    """A failed run's ``error`` in one line: "timed out after N s in <where>", or "failed in
+    plugin 'sam' (training_stages): ValueError: ..." ("in the core" for the core's own errors)."""
+    if error.get("type") == "TimedOut":
+        return str(error.get("message"))
+    place = "the core" if error.get("plugin") == "core" else f"plugin {error.get('plugin')!r}"
+    return f"failed in {place} ({error.get('hook')}): {error.get('type')}: {error.get('message')}"
+
+
 def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]:
     """The ``finished`` event of a run from its ``result.json`` record (None: no record)."""
     if record is None:
@@ -346,7 +355,7 @@ def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]
         "status": record.get("status", "failed"),
         "accuracy": (record.get("metrics") or {}).get("accuracy"),
         "seconds": (record.get("timing") or {}).get("total_s"),
-        "error": None if error is None else f"{error.get('plugin')} ({error.get('hook')}): {error.get('type')}: {error.get('message')}",
+        "error": None if error is None else failure_summary(error),
     }
 
 
