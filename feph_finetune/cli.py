@@ -7,6 +7,7 @@ a dry run, describing data and rendering a report stay fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
@@ -22,6 +23,9 @@ from rich.table import Table
 import feph_finetune
 
 EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE = 0, 1, 2
+#: The reader of the output went away (``... | head``): what a shell reports for a command that
+#: SIGPIPE killed (128 + 13), distinct from 1, "some runs failed".
+EXIT_CLOSED_PIPE = 141
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -481,20 +485,29 @@ def output_console() -> Console:
     the source file and line that called it, which took a column of every log line and wrapped
     the messages at 80 columns.
     """
-    console = Console(log_path=False)
+    console = OutputConsole(log_path=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # A log file or a pipe: the tables fit any width from 80 up, but log lines (run ids,
         # failures) read better unwrapped. COLUMNS=80 gives a pipe a terminal's width.
-        console = Console(width=160, log_path=False)
+        console = OutputConsole(width=160, log_path=False)
     return console
+
+
+class OutputConsole(Console):
+    """A console whose closed pipe reaches :func:`main` as :exc:`BrokenPipeError` (rich's own
+    exits with 1, which here means "some runs failed")."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the output pipe was closed")
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; a closed output pipe (``plugins --json | head``) ends it quietly.
 
     Python's documentation ("Note on SIGPIPE", :mod:`signal`) recommends this: catch
-    :exc:`BrokenPipeError`, point stdout at devnull so that the interpreter's final flush cannot
-    raise again, and exit 1, which is also what rich's consoles do when their pipe breaks.
+    :exc:`BrokenPipeError` and point stdout at devnull so that the interpreter's final flush
+    cannot raise again; the exit code is :data:`EXIT_CLOSED_PIPE`, as if SIGPIPE had ended it.
     """
     try:
         code = _command_line(argv)
@@ -504,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        return 1
+        return EXIT_CLOSED_PIPE
 
 
 def _command_line(argv: list[str] | None) -> int:
