@@ -224,7 +224,7 @@ def cmd_data(args, console: Console) -> int:
 
 def cmd_synth(args, console: Console) -> int:
     from feph_finetune.config.reading import ConfigError, Problem
-    from feph_finetune.results.store import output_folder_problem
+    from feph_finetune.results.store import output_folder_problem, writing_to
     from feph_finetune.demo.synth import write_synthetic_dataset
 
     problems = []
@@ -236,7 +236,8 @@ def cmd_synth(args, console: Console) -> int:
     if problems:
         raise ConfigError(problems)
     try:
-        summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
+        with writing_to(args.out):
+            summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
     except FileExistsError as error:  # a dataset is already there: refused before anything is written
         raise ConfigError([Problem(str(args.out), str(error).removeprefix("write_synthetic_dataset: ").removeprefix(f"{args.out} "))]) from error
     console.print(f"wrote {summary.get('kept', args.images)} images ({args.domain}) to {args.out}")
@@ -288,8 +289,10 @@ def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: b
     """The figures and report.md of ``records`` into ``figures_dir`` (the report command, and [report] figures)."""
     from feph_finetune.results.figures import write_report
     from feph_finetune.results.reports import configurations
+    from feph_finetune.results.store import writing_to
 
-    written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir), warn=warn)
+    with writing_to(figures_dir):
+        written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir), warn=warn)
     console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}")
 
 
@@ -301,9 +304,11 @@ def cmd_predict(args, console: Console) -> int:
 
 def cmd_export(args, console: Console) -> int:
     from feph_finetune.predict.bundle import BundleError, export_bundle
+    from feph_finetune.results.store import writing_to
 
     try:
-        out = export_bundle(args.run_dir, args.out)
+        with writing_to(args.out):
+            out = export_bundle(args.run_dir, args.out)
     except BundleError as error:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
@@ -314,10 +319,12 @@ def cmd_export(args, console: Console) -> int:
 
 def cmd_convert(args, console: Console) -> int:
     from feph_finetune.convert import ConversionError, convert
+    from feph_finetune.results.store import writing_to
 
     classes = [name for name in args.classes.split(",")] if args.classes else None
     try:
-        convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
+        with writing_to(args.out):
+            convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
                 report=lambda line: console.print(line, markup=False, highlight=False))
     except ConversionError as error:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False)
@@ -545,7 +552,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.data.feph import DatasetError
     from feph_finetune.demo.protocol import PretrainingFailed
     from feph_finetune.execution.executors import ExecutorError
-    from feph_finetune.results.store import NoSpaceError
+    from feph_finetune.results.store import NoSpaceError, UnwritableError
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.results.reports import RecordError
 
@@ -562,10 +569,11 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     except ExecutorError as error:
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
         return EXIT_USAGE
-    except NoSpaceError as error:  # the results folder's disk is full: stop, keep what finished
+    except (NoSpaceError, UnwritableError) as error:  # a full, read-only or forbidden disk: stop, keep what finished
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
         if command is cmd_run:
-            errors.print(f"finished runs are saved; free some space, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
+            remedy = "free some space" if isinstance(error, NoSpaceError) else "make it writable"
+            errors.print(f"finished runs are saved; {remedy}, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
