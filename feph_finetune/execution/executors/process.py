@@ -223,6 +223,7 @@ class Child:
             return
         self.process.join()
         code = self.process.exitcode
+        self.signal_group(signal.SIGKILL)  # a run's processes end with it
         record = self.store.result(self.job.id)
         if record is None and self.where is not None:
             self.store.finish(self.job.id, timed_out_record(self.job.run, self.timeout, self.where, self.started, stderr_tail=tail(self.log_path, STDERR_TAIL_LINES)))
@@ -253,15 +254,28 @@ class Child:
         return record
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`; the run keeps no ``result.json``."""
+        """SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`, to the run's whole process group
+        (the run and whatever it started: a plugin's hung subprocess); the run keeps no
+        ``result.json``."""
         if self.start_failure:
             return
         if self.process.is_alive():
-            self.process.terminate()
+            self.signal_group(signal.SIGTERM)
             self.process.join(STOP_GRACE_S)
             if self.process.is_alive():
-                self.process.kill()
+                self.signal_group(signal.SIGKILL)
         self.process.join()
+        self.signal_group(signal.SIGKILL)  # what outlived the run itself
+
+    def signal_group(self, signum: int) -> None:
+        """Send ``signum`` to the run's process group, which the run's process leads
+        (:func:`~feph_finetune.execution.executors.forkserver.begin_child`); to the process
+        alone before it has made its group."""
+        try:
+            os.killpg(self.process.pid, signum)
+        except (ProcessLookupError, AttributeError):  # no such group (yet, or any more); no groups (Windows)
+            if self.process.is_alive():
+                os.kill(self.process.pid, signum)
 
 
 def tail(path: Path, lines: int) -> list[str]:
