@@ -339,12 +339,17 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     K) and the configuration's hash, so it stands alone and never wraps, nor do the model and
     optimizer; the plugins that prepare the data (preprocess, +augment, weights=class weights)
     share one column that wraps between names, never inside one; a grid variant's ``key=value``
-    pairs wrap between pairs and fold only a pair longer than the room left.
+    pairs wrap between pairs and fold only a pair longer than the room left, after a ``.`` or
+    ``=`` where it can (:func:`~feph_finetune.results.reports.fold_long_words`). Widths are
+    display cells.
     """
     if as_json:
         print(json.dumps([run.describe() for run in runs], indent=2))
         return
     from rich import box
+    from rich.cells import cell_len
+
+    from feph_finetune.results.reports import fold_long_words
 
     rows = []
     for run in runs:
@@ -357,24 +362,27 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     widths = _run_column_widths(headers, rows, console.width)
     if sum(widths) + 2 * (len(widths) - 1) > console.width:  # long ids: the rest in one column beside them
         headers, rows = ["run id", "model, optimizer; data steps; variant"], [[row[0], "; ".join(filter(None, [f"{row[1]}, {row[2]}", *row[3:]]))] for row in rows]
-        widths = [max(len(row[0]) for row in rows), console.width - max(len(row[0]) for row in rows) - 2]
+        widths = [max(cell_len(row[0]) for row in rows), console.width - max(cell_len(row[0]) for row in rows) - 2]
     table = Table(
         title=f"{len(runs)} runs", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
         caption="run id: experiment, x (exploratory split) or cvK (fold K), hash of configuration and data; data steps: preprocess plugins, +augment, weights=class weights plugin",
     )
-    for index, (header, width) in enumerate(zip(headers, widths)):
-        table.add_column(header, width=width, no_wrap=index == 0 or (index < 3 and len(headers) > 2), overflow="fold")
+    wraps = [not (index == 0 or (index < 3 and len(headers) > 2)) for index in range(len(headers))]
+    for header, width, wrap in zip(headers, widths, wraps):
+        table.add_column(header, width=width, no_wrap=not wrap, overflow="fold")
     for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
+        table.add_row(*(escape(fold_long_words(cell, width) if wrap else cell) for cell, width, wrap in zip(row, widths, wraps)))
     console.print(table)
 
 
 def _run_column_widths(headers: list[str], rows: list[list[str]], width: int) -> list[int]:
     """Widths of :func:`print_runs`' columns: the first three as wide as their longest cell, the
     wrapping ones what is left, each at least its longest word (``key=value`` pair for the
-    variant) while the room allows. Columns are separated by 2 characters."""
-    natural = [max(len(text) for text in [header, *(row[index] for row in rows)]) for index, header in enumerate(headers)]
-    longest_word = [max(len(word) for text in [header, *(row[index] for row in rows)] for word in text.split()) for index, header in enumerate(headers)]
+    variant) while the room allows. Columns are separated by 2 cells; widths are display cells."""
+    from rich.cells import cell_len
+
+    natural = [max(cell_len(text) for text in [header, *(row[index] for row in rows)]) for index, header in enumerate(headers)]
+    longest_word = [max(cell_len(word) for text in [header, *(row[index] for row in rows)] for word in text.split()) for index, header in enumerate(headers)]
     room = width - sum(natural[:3]) - 2 * (len(headers) - 1)
     if len(headers) == 4:
         return [*natural[:3], max(longest_word[3], min(natural[3], room))]

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import numbers
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -728,26 +729,102 @@ _FLEXIBLE_MIN = 10
 
 
 def _rich_table(grid: _Grid, width: int) -> Table:
-    """The grid as a rich table no wider than ``width``: fixed numeric columns, one wrapping column.
+    """The grid as a rich table no wider than ``width`` (in display cells) where its numbers fit.
 
-    Every column but ``grid.flexible`` is as wide as its widest cell line, so no number ever
-    wraps or is cut (headers wrap at spaces); the flexible column takes the width that is left and
-    wraps its names, folding a word longer than the column (a grid variant) rather than cutting
-    it with an ellipsis.
+    Numeric columns are as wide as their widest cell line, so no number ever wraps or is cut
+    (headers wrap at spaces); the text columns (names) give up the width the table lacks
+    (:func:`_text_column_widths`) and wrap their names between words, breaking a word longer than
+    its column at a ``.``/``=``/``_``... where it has one (:func:`fold_long_words`) rather than
+    cutting it with an ellipsis.
     """
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
-    natural = [_natural_width(grid, index) for index in range(len(grid.headers))]
+    widths = _text_column_widths(grid, width)
     for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
-        if index == grid.flexible:
-            others = sum(natural) - natural[index] + _COLUMN_GAP * (len(natural) - 1)
-            fitted = max(_FLEXIBLE_MIN, _longest_name(grid, index), min(natural[index], width - others))
-            table.add_column(header, width=fitted, overflow="fold")
-        else:
-            table.add_column(header, justify="right" if numeric else "left", width=natural[index])
+        table.add_column(header, justify="right" if numeric else "left", width=widths[index], overflow="fold")
     for index, cells in enumerate(grid.rows):
-        styled = [Text(cell.text, style="bold" if cell.bold else "") for cell in cells]
+        styled = [Text(cell.text if numeric else fold_long_words(cell.text, widths[column]), style="bold" if cell.bold else "")
+                  for column, (cell, numeric) in enumerate(zip(cells, grid.numeric))]
         table.add_row(*styled, end_section=index in grid.section_ends)
     return table
+
+
+def _text_column_widths(grid: _Grid, width: int) -> list[int]:
+    """Each column's width: its natural width (:func:`_natural_width`), less what the table lacks
+    to fit ``width``, taken from the text columns widest first: from ``grid.flexible`` down to its
+    longest name, then from every text column down to its longest name, then down to
+    :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that folds). Numeric
+    columns never give up width."""
+    widths = [_natural_width(grid, index) for index in range(len(grid.headers))]
+    text = [index for index, numeric in enumerate(grid.numeric) if not numeric]
+    names = {index: _longest_name(grid, index) for index in text}
+    flexible = [grid.flexible] if grid.flexible is not None else []
+    headers = {index: max(cell_len(word) for word in grid.headers[index].split() or [""]) for index in text}
+    for columns, floor in ((flexible, names), (text, names), (text, {index: max(_FLEXIBLE_MIN, headers[index]) for index in text})):
+        _shrink(widths, columns, floor, sum(widths) + _COLUMN_GAP * (len(widths) - 1) - width)
+    return widths
+
+
+def _shrink(widths: list[int], columns: list[int], floor: dict[int, int], excess: int) -> None:
+    """Take ``excess`` cells from ``columns`` (in place), always from the widest, none below its ``floor``."""
+    while excess > 0:
+        candidates = [index for index in columns if widths[index] > floor[index]]
+        if not candidates:
+            return
+        widest = max(candidates, key=lambda index: widths[index])
+        widths[widest] -= 1
+        excess -= 1
+
+
+#: Where a word too long for its column may break (after one of these), before any other place:
+#: between the parts of a dotted option name or a key and its value first, then inside a name.
+_BREAKS_AFTER = ("./=:,", "_-+")
+
+
+def fold_long_words(text: str, width: int) -> str:
+    """``text`` with every word wider than ``width`` display cells broken into lines that fit:
+    after the last ``.``/``=``... that fits (``options.flip.`` / ``mode=double``), else after a
+    ``_``/``-``, else at the width; never inside a character's cluster (a combining mark, a ZWJ emoji sequence), and a
+    wide CJK character counts two cells."""
+    if width < 1:
+        return text
+    return "\n".join(" ".join(_fold_word(word, width) for word in line.split(" ")) for line in text.split("\n"))
+
+
+def _fold_word(word: str, width: int) -> str:
+    pieces = []
+    while cell_len(word) > width:
+        fits = _clusters_within(word, width)
+        cut = fits
+        for separators in _BREAKS_AFTER:
+            breaks = [end for end in range(fits // 3 + 1, fits) if word[end - 1] in separators]
+            if breaks:
+                cut = breaks[-1]
+                break
+        pieces.append(word[:cut])
+        word = word[cut:]
+    return "\n".join([*pieces, word])
+
+
+def _clusters_within(word: str, width: int) -> int:
+    """How many characters of ``word`` (at least one cluster) fit in ``width`` cells, ending
+    between clusters."""
+    end, cells = 0, 0
+    while end < len(word):
+        cluster = _cluster_end(word, end)
+        size = cell_len(word[end:cluster])
+        if cells + size > width and end > 0:
+            break
+        end, cells = cluster, cells + size
+    return end
+
+
+def _cluster_end(word: str, start: int) -> int:
+    """The end of the character cluster at ``start``: a base character with its combining marks,
+    variation selectors and ZWJ-joined successors."""
+    end = start + 1
+    while end < len(word) and (unicodedata.category(word[end]).startswith("M") or word[end] in "\u200d\ufe0e\ufe0f" or word[end - 1] == "\u200d"):
+        end += 1
+    return end
 
 
 def _longest_name(grid: _Grid, index: int) -> int:
