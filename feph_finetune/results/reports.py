@@ -407,18 +407,18 @@ class _Column:
 def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
     """The report's tables and notes; ``compact`` lays them out for an 80-column console."""
     blocks: list[_Grid | _Notes] = []
-    columns = _metric_columns(rows, compact)
-    extras = [column for column in columns if not column.percent]
-    if compact:
-        columns = [column for column in columns if column.percent]
     for phase in dict.fromkeys(row["phase"] for row in rows):
-        phase_rows = [row for row in rows if row["phase"] == phase]
-        if phase == "cv":
-            blocks.append(_cross_validation_grid(phase_rows, columns, compact))
-        else:
-            blocks.append(_single_split_grid(phase, phase_rows, columns, compact))
-        if compact and extras:
-            blocks.append(_extra_grid(phase, phase_rows, extras))
+        for group, other in _class_groups([row for row in rows if row["phase"] == phase]):
+            columns = _metric_columns(group, compact)
+            extras = [column for column in columns if not column.percent]
+            if compact:
+                columns = [column for column in columns if column.percent]
+            grid = _cross_validation_grid(group, columns, compact) if phase == "cv" else _single_split_grid(phase, group, columns, compact)
+            if other:
+                grid.title += f"; runs with other classes: {', '.join(_names_across(group, 'sensitivity'))}"
+            blocks.append(grid)
+            if compact and extras:
+                blocks.append(_extra_grid(phase, group, extras))
     blocks.append(_cost_grid(rows, compact))
     comparisons = [_comparison_line(row) for row in rows if row.get("versus_baseline")]
     if comparisons:
@@ -431,6 +431,23 @@ def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
     if failures:
         blocks.append(_Notes("Failed runs", failures))
     return blocks
+
+
+def _class_groups(rows: list[dict]) -> list[tuple[list[dict], bool]]:
+    """``rows`` split by the classes their runs had (as a set: the order does not matter), each
+    with whether it is a group of other classes: the first group is the paper's seven classes, or
+    the most common set; rows without sensitivities (no finished run) join it. Rows of other
+    classes get tables of their own instead of doubling every table's class columns."""
+    groups: dict[frozenset, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row["sensitivity"]), []).append(row)
+    unknown = groups.pop(frozenset(), [])
+    if not groups:
+        return [(unknown, False)]
+    main = frozenset(CLASSES) if frozenset(CLASSES) in groups else max(groups, key=lambda key: len(groups[key]))
+    chosen = {id(row) for row in [*groups[main], *unknown]}
+    first = [row for row in rows if id(row) in chosen]
+    return [(first, False)] + [(group, True) for key, group in groups.items() if key != main]
 
 
 def _metric_columns(rows: list[dict], compact: bool) -> list[_Column]:
@@ -482,10 +499,21 @@ def class_abbreviations(classes: Iterable[str]) -> dict[str, str]:
     """
     names = list(dict.fromkeys(classes))
     for length in range(3, max((len(name) for name in names), default=3) + 1):
-        short = {name: name[:length] for name in names}
+        short = {name: _first_clusters(name, length) for name in names}
         if len(set(short.values())) == len(names):
             return short
     return {name: name for name in names}
+
+
+def _first_clusters(name: str, count: int) -> str:
+    """The first ``count`` character clusters of ``name`` (a Devanagari consonant with its vowel
+    sign, an emoji sequence, count as one), so that an abbreviation never splits a character."""
+    end = 0
+    for _ in range(count):
+        if end >= len(name):
+            break
+        end = _cluster_end(name, end)
+    return name[:end]
 
 
 def _legend(classes: list[str], short: dict[str, str], paper: bool) -> str:
