@@ -305,3 +305,25 @@ def test_writing_commands_on_a_real_read_only_disk_say_so(tmp_path, read_only_tm
         assert result.returncode == 2, result.stdout + result.stderr
         assert "read-only" in result.stderr and "Traceback" not in result.stderr and "permission denied" not in result.stderr, result.stderr
         assert str(read_only_tmpfs / "existing") in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_a_results_disk_that_turns_read_only_stops_the_matrix_saying_so(synthetic_feph, tmp_path, monkeypatch, capsys, executor):
+    """Every file after the first run's is refused with EROFS (a disk remounted read-only):
+    in-process the run's record cannot be written, with ``process`` not even the run's log."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    outdir = tmp_path / "runs"
+    create, write_bytes = results._create_temporary, Path.write_bytes
+
+    def read_only_once_one_finished(target: Path):
+        if list(outdir.glob("*/result.json")) and Path(target).is_relative_to(outdir):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(target))
+
+    monkeypatch.setattr(results, "_create_temporary", lambda target, folder=False: read_only_once_one_finished(target) or create(target, folder))
+    monkeypatch.setattr(Path, "write_bytes", lambda self, data: read_only_once_one_finished(self) or write_bytes(self, data))
+    assert main([str(path), "--output", str(outdir), "--executor", executor, "--jobs", "1"] if executor == "process" else [str(path), "--output", str(outdir), "--executor", executor]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the file system is read-only" in err and str(outdir) in err and "Traceback" not in err
+    assert "finished runs are saved; make it writable, then continue with:" in err
+    (finished,) = RunStore(outdir).records()
+    assert finished["status"] == "done"

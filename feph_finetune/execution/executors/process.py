@@ -24,7 +24,7 @@ from feph_finetune.execution.job import Report, RunJob, Whereabouts, run_record,
 from feph_finetune.execution.executors import Executor, InProcess
 from feph_finetune.execution.executors.forkserver import exit_description, process_context
 from feph_finetune.execution.executors.worker import run_job
-from feph_finetune.results.store import NO_SPACE_ERRNOS, NoSpaceError, RunStore
+from feph_finetune.results.store import RunStore, write_error
 
 STDERR_LOG = "stderr.log"
 #: Lines of a dead child's stderr kept in its ``result.json`` (all of it stays in ``stderr.log``).
@@ -155,10 +155,11 @@ class Child:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             self.log_path.write_bytes(b"")
-        except OSError as error:
-            if error.errno in NO_SPACE_ERRNOS:
-                raise NoSpaceError(run_dir, STDERR_LOG) from error
-            raise
+        except OSError as error:  # a full, read-only or forbidden results disk: named, not a traceback
+            failure = write_error(error, self.log_path)
+            if failure is error:
+                raise
+            raise failure from error
         context = process_context()
         reader, writer = context.Pipe(duplex=False)
         self.started = time.time()
