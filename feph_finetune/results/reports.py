@@ -768,7 +768,7 @@ def _rich_table(grid: _Grid, width: int) -> Table:
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
     widths = _text_column_widths(grid, width)
     for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
-        table.add_column(header, justify="right" if numeric else "left", width=widths[index], overflow="fold")
+        table.add_column(header, justify="right" if numeric else "left", width=widths[index], overflow="ellipsis" if numeric else "fold")
     for index, cells in enumerate(grid.rows):
         styled = [Text(cell.text if numeric else fold_long_words(cell.text, widths[column]), style="bold" if cell.bold else "")
                   for column, (cell, numeric) in enumerate(zip(cells, grid.numeric))]
@@ -780,14 +780,16 @@ def _text_column_widths(grid: _Grid, width: int) -> list[int]:
     """Each column's width: its natural width (:func:`_natural_width`), less what the table lacks
     to fit ``width``, taken from the text columns widest first: from ``grid.flexible`` down to its
     longest name, then from every text column down to its longest name, then down to
-    :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that folds). Numeric
-    columns never give up width."""
+    :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that folds), then
+    down to its header's longest word. Numeric columns never give up width (were the table still
+    too wide, rich would cut numbers with "…", never fold them into wrong ones)."""
     widths = [_natural_width(grid, index) for index in range(len(grid.headers))]
     text = [index for index, numeric in enumerate(grid.numeric) if not numeric]
     names = {index: _longest_name(grid, index) for index in text}
     flexible = [grid.flexible] if grid.flexible is not None else []
     headers = {index: max(cell_len(word) for word in grid.headers[index].split() or [""]) for index in text}
-    for columns, floor in ((flexible, names), (text, names), (text, {index: max(_FLEXIBLE_MIN, headers[index]) for index in text})):
+    stages = ((flexible, names), (text, names), (text, {index: max(_FLEXIBLE_MIN, headers[index]) for index in text}), (text, headers))
+    for columns, floor in stages:
         _shrink(widths, columns, floor, sum(widths) + _COLUMN_GAP * (len(widths) - 1) - width)
     return widths
 
