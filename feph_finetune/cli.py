@@ -560,7 +560,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.data.feph import DatasetError
     from feph_finetune.demo.protocol import PretrainingFailed
     from feph_finetune.execution.executors import ExecutorError
-    from feph_finetune.results.store import NoSpaceError, UnwritableError
+    from feph_finetune.results.store import NoSpaceError, UnwritableError, write_error
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.results.reports import RecordError
 
@@ -577,7 +577,11 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     except ExecutorError as error:
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
         return EXIT_USAGE
-    except (NoSpaceError, UnwritableError) as error:  # a full, read-only or forbidden disk: stop, keep what finished
+    except OSError as error:  # a full, read-only or forbidden disk: stop, keep what finished
+        if error.filename and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # errors of writing only (EACCES may be a read)
+            error = write_error(error, Path(error.filename))
+        if not isinstance(error, (NoSpaceError, UnwritableError)):
+            raise
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
         if command is cmd_run:
             remedy = "free some space" if isinstance(error, NoSpaceError) else "make it writable"

@@ -327,3 +327,24 @@ def test_a_results_disk_that_turns_read_only_stops_the_matrix_saying_so(syntheti
     assert "finished runs are saved; make it writable, then continue with:" in err
     (finished,) = RunStore(outdir).records()
     assert finished["status"] == "done"
+
+
+def test_any_command_meeting_a_full_or_read_only_disk_where_it_did_not_expect_one_names_the_path(tmp_path, capsys):
+    """The command line's last resort, for writers no command wraps (the demo's data, say): a full
+    or read-only disk named by the error; a permission error, which may come from reading, is
+    left as it is."""
+    from rich.console import Console as RichConsole
+
+    from feph_finetune.cli import guarded
+
+    def writing(code):
+        def command(args, console):
+            raise OSError(code, os.strerror(code), str(tmp_path / "cache" / "FePh_labels.csv"))
+        return command
+
+    for code, said in ((errno.EROFS, f"cannot write {tmp_path / 'cache' / 'FePh_labels.csv'}: the file system is read-only"),
+                       (errno.ENOSPC, f"no space left on the disk of {tmp_path / 'cache'} for FePh_labels.csv")):
+        assert guarded(writing(code), None, RichConsole(file=io.StringIO()), RichConsole(stderr=True)) == 2
+        assert said in " ".join(capsys.readouterr().err.split())
+    with pytest.raises(PermissionError):
+        guarded(writing(errno.EACCES), None, RichConsole(file=io.StringIO()), RichConsole(stderr=True))
