@@ -7,6 +7,7 @@ a dry run, describing data and rendering a report stay fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
@@ -22,6 +23,9 @@ from rich.table import Table
 import feph_finetune
 
 EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE = 0, 1, 2
+#: The reader of the output went away (``... | head``): what a shell reports for a command that
+#: SIGPIPE killed (128 + 13), distinct from 1, "some runs failed".
+EXIT_CLOSED_PIPE = 141
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -250,7 +254,7 @@ def cmd_data(args, console: Console) -> int:
 
 def cmd_synth(args, console: Console) -> int:
     from feph_finetune.config.reading import ConfigError, Problem
-    from feph_finetune.results.store import output_folder_problem
+    from feph_finetune.results.store import output_folder_problem, writing_to
     from feph_finetune.demo.synth import write_synthetic_dataset
 
     problems = []
@@ -262,7 +266,8 @@ def cmd_synth(args, console: Console) -> int:
     if problems:
         raise ConfigError(problems)
     try:
-        summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
+        with writing_to(args.out):
+            summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
     except FileExistsError as error:  # a dataset is already there: refused before anything is written
         raise ConfigError([Problem(str(args.out), str(error).removeprefix("write_synthetic_dataset: ").removeprefix(f"{args.out} "))]) from error
     console.print(f"wrote {summary.get('kept', args.images)} images ({args.domain}) to {args.out}")
@@ -314,8 +319,10 @@ def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: b
     """The figures and report.md of ``records`` into ``figures_dir`` (the report command, and [report] figures)."""
     from feph_finetune.results.figures import write_report
     from feph_finetune.results.reports import configurations
+    from feph_finetune.results.store import writing_to
 
-    written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir), warn=warn)
+    with writing_to(figures_dir):
+        written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir), warn=warn)
     console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}")
 
 
@@ -327,9 +334,11 @@ def cmd_predict(args, console: Console) -> int:
 
 def cmd_export(args, console: Console) -> int:
     from feph_finetune.predict.bundle import BundleError, export_bundle
+    from feph_finetune.results.store import writing_to
 
     try:
-        out = export_bundle(args.run_dir, args.out)
+        with writing_to(args.out):
+            out = export_bundle(args.run_dir, args.out)
     except BundleError as error:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
@@ -340,10 +349,12 @@ def cmd_export(args, console: Console) -> int:
 
 def cmd_convert(args, console: Console) -> int:
     from feph_finetune.convert import ConversionError, convert
+    from feph_finetune.results.store import writing_to
 
     classes = [name for name in args.classes.split(",")] if args.classes else None
     try:
-        convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
+        with writing_to(args.out):
+            convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
                 report=lambda line: console.print(line, markup=False, highlight=False))
     except ConversionError as error:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False)
@@ -358,12 +369,17 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     K) and the configuration's hash, so it stands alone and never wraps, nor do the model and
     optimizer; the plugins that prepare the data (preprocess, +augment, weights=class weights)
     share one column that wraps between names, never inside one; a grid variant's ``key=value``
-    pairs wrap between pairs and fold only a pair longer than the room left.
+    pairs wrap between pairs and fold only a pair longer than the room left, after a ``.`` or
+    ``=`` where it can (:func:`~feph_finetune.results.reports.fold_long_words`). Widths are
+    display cells.
     """
     if as_json:
         print(json.dumps([run.describe() for run in runs], indent=2))
         return
     from rich import box
+    from rich.cells import cell_len
+
+    from feph_finetune.results.reports import fold_long_words
 
     rows = []
     for run in runs:
@@ -376,24 +392,27 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     widths = _run_column_widths(headers, rows, console.width)
     if sum(widths) + 2 * (len(widths) - 1) > console.width:  # long ids: the rest in one column beside them
         headers, rows = ["run id", "model, optimizer; data steps; variant"], [[row[0], "; ".join(filter(None, [f"{row[1]}, {row[2]}", *row[3:]]))] for row in rows]
-        widths = [max(len(row[0]) for row in rows), console.width - max(len(row[0]) for row in rows) - 2]
+        widths = [max(cell_len(row[0]) for row in rows), console.width - max(cell_len(row[0]) for row in rows) - 2]
     table = Table(
         title=f"{len(runs)} runs", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
         caption="run id: experiment, x (exploratory split) or cvK (fold K), hash of configuration and data; data steps: preprocess plugins, +augment, weights=class weights plugin",
     )
-    for index, (header, width) in enumerate(zip(headers, widths)):
-        table.add_column(header, width=width, no_wrap=index == 0 or (index < 3 and len(headers) > 2), overflow="fold")
+    wraps = [not (index == 0 or (index < 3 and len(headers) > 2)) for index in range(len(headers))]
+    for header, width, wrap in zip(headers, widths, wraps):
+        table.add_column(header, width=width, no_wrap=not wrap, overflow="fold")
     for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
+        table.add_row(*(escape(fold_long_words(cell, width) if wrap else cell) for cell, width, wrap in zip(row, widths, wraps)))
     console.print(table)
 
 
 def _run_column_widths(headers: list[str], rows: list[list[str]], width: int) -> list[int]:
     """Widths of :func:`print_runs`' columns: the first three as wide as their longest cell, the
     wrapping ones what is left, each at least its longest word (``key=value`` pair for the
-    variant) while the room allows. Columns are separated by 2 characters."""
-    natural = [max(len(text) for text in [header, *(row[index] for row in rows)]) for index, header in enumerate(headers)]
-    longest_word = [max(len(word) for text in [header, *(row[index] for row in rows)] for word in text.split()) for index, header in enumerate(headers)]
+    variant) while the room allows. Columns are separated by 2 cells; widths are display cells."""
+    from rich.cells import cell_len
+
+    natural = [max(cell_len(text) for text in [header, *(row[index] for row in rows)]) for index, header in enumerate(headers)]
+    longest_word = [max(cell_len(word) for text in [header, *(row[index] for row in rows)] for word in text.split()) for index, header in enumerate(headers)]
     room = width - sum(natural[:3]) - 2 * (len(headers) - 1)
     if len(headers) == 4:
         return [*natural[:3], max(longest_word[3], min(natural[3], room))]
@@ -497,20 +516,29 @@ def output_console() -> Console:
     the source file and line that called it, which took a column of every log line and wrapped
     the messages at 80 columns.
     """
-    console = Console(log_path=False)
+    console = OutputConsole(log_path=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # A log file or a pipe: the tables fit any width from 80 up, but log lines (run ids,
         # failures) read better unwrapped. COLUMNS=80 gives a pipe a terminal's width.
-        console = Console(width=160, log_path=False)
+        console = OutputConsole(width=160, log_path=False)
     return console
+
+
+class OutputConsole(Console):
+    """A console whose closed pipe reaches :func:`main` as :exc:`BrokenPipeError` (rich's own
+    exits with 1, which here means "some runs failed")."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the output pipe was closed")
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; a closed output pipe (``plugins --json | head``) ends it quietly.
 
     Python's documentation ("Note on SIGPIPE", :mod:`signal`) recommends this: catch
-    :exc:`BrokenPipeError`, point stdout at devnull so that the interpreter's final flush cannot
-    raise again, and exit 1, which is also what rich's consoles do when their pipe breaks.
+    :exc:`BrokenPipeError` and point stdout at devnull so that the interpreter's final flush
+    cannot raise again; the exit code is :data:`EXIT_CLOSED_PIPE`, as if SIGPIPE had ended it.
     """
     try:
         code = _command_line(argv)
@@ -520,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        return 1
+        return EXIT_CLOSED_PIPE
 
 
 def _command_line(argv: list[str] | None) -> int:
@@ -548,7 +576,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.data.feph import DatasetError
     from feph_finetune.demo.protocol import PretrainingFailed
     from feph_finetune.execution.executors import ExecutorError
-    from feph_finetune.results.store import NoSpaceError
+    from feph_finetune.results.store import NoSpaceError, UnwritableError, write_error
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.results.reports import RecordError
 
@@ -565,10 +593,15 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     except ExecutorError as error:
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
         return EXIT_USAGE
-    except NoSpaceError as error:  # the results folder's disk is full: stop, keep what finished
+    except OSError as error:  # a full, read-only or forbidden disk: stop, keep what finished
+        if error.filename and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # errors of writing only (EACCES may be a read)
+            error = write_error(error, Path(error.filename))
+        if not isinstance(error, (NoSpaceError, UnwritableError)):
+            raise
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
         if command is cmd_run:
-            errors.print(f"finished runs are saved; free some space, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
+            remedy = "free some space" if isinstance(error, NoSpaceError) else "make it writable"
+            errors.print(f"finished runs are saved; {remedy}, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
         errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)

@@ -8,6 +8,7 @@ that the tests need no privileges; the last test uses a real 4 MB tmpfs where it
 from __future__ import annotations
 
 import errno
+import json
 import io
 import os
 import shutil
@@ -126,6 +127,7 @@ def test_a_crop_cache_that_cannot_be_written_warns_once_and_the_runs_go_on(synth
 
 FILLER_PLUGIN = '''
 import errno
+import json
 from pathlib import Path
 
 from feph_finetune import hookimpl
@@ -193,3 +195,156 @@ def test_a_disk_filled_during_a_child_run_stops_the_command_without_a_traceback(
     (tiny_tmpfs / "filler.bin").unlink()
     again = run_cli(str(path), "--output", str(outdir), "--only", "A", env=env)
     assert again.returncode == 0 and "skipped 1 finished runs" in again.stdout
+
+
+# --- every command that writes: a full, read-only or forbidden disk -------------------------------
+
+#: What each errno's one-line error says (a read-only disk is not "permission denied").
+WRITE_FAILURES = {
+    errno.ENOSPC: "no space left on the disk of",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+}
+
+
+def fake_bundle(folder: Path) -> Path:
+    """A bundle folder as ``export`` copies it: the manifest is checked, the model only copied."""
+    from feph_finetune.api import CLASSES
+    from feph_finetune.predict.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MODEL_FILE, STATE_FILE
+
+    folder.mkdir()
+    (folder / MODEL_FILE).write_bytes(b"model" * 1000)
+    (folder / STATE_FILE).write_bytes(b"state" * 100)
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "model": MODEL_FILE, "input_size": 32, "classes": list(CLASSES), "preprocess": [],
+        "run": {"id": "tiny", "experiment": "tiny", "phase": "exploratory", "fold": None, "seed": 1}, "config": {},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+def fail_after(monkeypatch, owner, name: str, code: int, calls: int) -> None:
+    """``owner.name`` (a writer) works ``calls`` times, then writes half its bytes and raises
+    ``OSError(code)`` naming its target, as a filling or read-only disk does."""
+    real, done = getattr(owner, name), []
+
+    def failing(*args, **kwargs):
+        if len(done) >= calls:
+            target = Path(args[1] if len(args) > 1 and isinstance(args[1], (str, Path)) else args[0])
+            raise OSError(code, os.strerror(code), str(target))
+        done.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, failing)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("code", list(WRITE_FAILURES))
+def test_export_onto_a_full_or_unwritable_disk_ends_in_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, code):
+    bundle = fake_bundle(tmp_path / "bundle")
+    before = snapshot(bundle)
+    out = tmp_path / "exports" / "model"
+    fail_after(monkeypatch, shutil, "copyfile", code, calls=1)  # the model is copied, then the state fails
+    assert main(["export", str(bundle), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert WRITE_FAILURES[code] in err and str(tmp_path / "exports") in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3, err
+    assert not out.exists() and not list((tmp_path / "exports").iterdir()), "no half export, no temporary folder"
+    assert snapshot(bundle) == before
+
+
+@pytest.mark.parametrize("code", list(WRITE_FAILURES))
+def test_synth_onto_a_disk_that_fills_or_turns_read_only_removes_its_half_dataset(tmp_path, capsys, monkeypatch, code):
+    out = tmp_path / "data" / "FePh"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("kept")
+    fail_after(monkeypatch, Path, "write_bytes", code, calls=5)
+    assert main(["synth", str(out), "--images", "30"]) == 2
+    err = capsys.readouterr().err
+    assert WRITE_FAILURES[code] in err and str(out) in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3, err
+    assert not out.exists(), "the half-written images and the folders made for them are removed"
+    assert (tmp_path / "data" / "notes.txt").read_text() == "kept"
+
+
+def test_a_read_only_file_system_is_refused_before_any_work_and_called_so(tmp_path, capsys, monkeypatch):
+    """``statvfs`` says read-only (as root, ``os.access`` alone would not tell, and for other users
+    it would say "permission denied")."""
+    real = os.statvfs
+    ReadOnly = namedtuple("ReadOnly", "f_flag")
+    monkeypatch.setattr(os, "statvfs", lambda path: ReadOnly(os.ST_RDONLY) if Path(path).is_relative_to(tmp_path) else real(path))
+    for command in (["synth", str(tmp_path / "FePh")], ["report", str(tmp_path), "--figures", str(tmp_path / "figures")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"cannot write to the folder {tmp_path} (the file system is read-only)" in " ".join(err.split()) and "permission denied" not in err
+
+
+@pytest.fixture
+def read_only_tmpfs(tmp_path):
+    """A read-only tmpfs holding a folder ``existing``; needs root (skipped for other users)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    assert mounted.returncode == 0, f"cannot mount a tmpfs as root: {mounted.stderr}"
+    (mount / "existing").mkdir()
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True, text=True)
+    assert remounted.returncode == 0, remounted.stderr
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_writing_commands_on_a_real_read_only_disk_say_so(tmp_path, read_only_tmpfs):
+    bundle = fake_bundle(tmp_path / "bundle")
+    for command in (["export", str(bundle), str(read_only_tmpfs / "existing" / "model")], ["synth", str(read_only_tmpfs / "existing")]):
+        result = run_cli(*command)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "read-only" in result.stderr and "Traceback" not in result.stderr and "permission denied" not in result.stderr, result.stderr
+        assert str(read_only_tmpfs / "existing") in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_a_results_disk_that_turns_read_only_stops_the_matrix_saying_so(synthetic_feph, tmp_path, monkeypatch, capsys, executor):
+    """Every file after the first run's is refused with EROFS (a disk remounted read-only):
+    in-process the run's record cannot be written, with ``process`` not even the run's log."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    outdir = tmp_path / "runs"
+    create, write_bytes = results._create_temporary, Path.write_bytes
+
+    def read_only_once_one_finished(target: Path):
+        if list(outdir.glob("*/result.json")) and Path(target).is_relative_to(outdir):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(target))
+
+    monkeypatch.setattr(results, "_create_temporary", lambda target, folder=False: read_only_once_one_finished(target) or create(target, folder))
+    monkeypatch.setattr(Path, "write_bytes", lambda self, data: read_only_once_one_finished(self) or write_bytes(self, data))
+    assert main([str(path), "--output", str(outdir), "--executor", executor, "--jobs", "1"] if executor == "process" else [str(path), "--output", str(outdir), "--executor", executor]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the file system is read-only" in err and str(outdir) in err and "Traceback" not in err
+    assert "finished runs are saved; make it writable, then continue with:" in err
+    (finished,) = RunStore(outdir).records()
+    assert finished["status"] == "done"
+
+
+def test_any_command_meeting_a_full_or_read_only_disk_where_it_did_not_expect_one_names_the_path(tmp_path, capsys):
+    """The command line's last resort, for writers no command wraps (the demo's data, say): a full
+    or read-only disk named by the error; a permission error, which may come from reading, is
+    left as it is."""
+    from rich.console import Console as RichConsole
+
+    from feph_finetune.cli import guarded
+
+    def writing(code):
+        def command(args, console):
+            raise OSError(code, os.strerror(code), str(tmp_path / "cache" / "FePh_labels.csv"))
+        return command
+
+    for code, said in ((errno.EROFS, f"cannot write {tmp_path / 'cache' / 'FePh_labels.csv'}: the file system is read-only"),
+                       (errno.ENOSPC, f"no space left on the disk of {tmp_path / 'cache'} for FePh_labels.csv")):
+        assert guarded(writing(code), None, RichConsole(file=io.StringIO()), RichConsole(stderr=True)) == 2
+        assert said in " ".join(capsys.readouterr().err.split())
+    with pytest.raises(PermissionError):
+        guarded(writing(errno.EACCES), None, RichConsole(file=io.StringIO()), RichConsole(stderr=True))

@@ -35,6 +35,10 @@ def array_record(record):
     return [record]
 
 
+def exploratory_with_a_fold(record):
+    record["phase"] = "exploratory"  # the fold (2) stays: an exploratory run has none
+
+
 #: (field path, bad value or a function spoiling the record in place / returning a new one)
 SPOILS = [
     ("metrics.sensitivity", [0.5] * 7),
@@ -81,6 +85,18 @@ SPOILS = [
     ("timing.stages", [["head", 3]]),
     ("(whole record)", nested),
     ("(whole record)", array_record),
+    ("phase", "final"),
+    ("phase", exploratory_with_a_fold),
+    ("fold", 1e30),
+    ("fold", 10**30),
+    ("fold", None),
+    ("status", "maybe"),
+    ("metrics.sensitivity.contempt", 0.5),
+    ("metrics.sensitivity.anger", DELETE),
+    ("counters.face_fallback", -2),
+    ("counters.frames_skipped", -0.5),
+    ("metrics.f1", math.nan),
+    ("metrics.f1", -math.inf),
 ]
 
 
@@ -164,7 +180,7 @@ def test_the_warning_names_each_spoilt_field(store, capsys):
         target.write_text(json.dumps(record), encoding="utf-8")
         assert main(["report", str(store), "--format", "csv"]) == 0
         err = " ".join(capsys.readouterr().err.split())
-        for problem in ("fold: expected a whole number from 0 or null, got text", "counters: expected an object (counter name: number) or null, got an array",
+        for problem in ("fold: expected a whole number from 0 to 9999 in the cv phase, got text", "counters: expected an object (counter name: number) or null, got an array",
                         "metrics.accuracy: expected a fraction from 0 to 1 or null, got NaN"):
             assert problem in err
     finally:
@@ -191,7 +207,7 @@ def test_every_problem_of_a_record_is_collected():
         RunRecord.from_json({"experiment": "", "phase": "cv", "fold": "x", "metrics": {"accuracy": 2}})
     assert raised.value.problems == [
         "experiment: expected non-empty text, got text",
-        "fold: expected a whole number from 0 or null, got text",
+        "fold: expected a whole number from 0 to 9999 in the cv phase, got text",
         "metrics.accuracy: expected a fraction from 0 to 1 or null, got the number 2",
     ]
 
@@ -249,3 +265,35 @@ def test_a_fold_listing_the_classes_in_another_order_is_summed_class_by_class(st
     target["classes"] = classes[::-1]
     target["metrics"]["confusion"] = [row[::-1] for row in target["metrics"]["confusion"][::-1]]
     assert (summed_confusion(reordered, classes)[0] == expected).all()
+
+
+def test_values_outside_what_a_run_writes_are_named():
+    """Each new kind of out-of-range value names its field and what was expected."""
+    record = {"experiment": "M2", "phase": "final", "status": "maybe", "classes": ["a", "b"], "counters": {"face_fallback": -1},
+              "metrics": {"sensitivity": {"a": 0.5, "c": 0.5}, "f1": math.nan}}
+    with pytest.raises(RecordShapeError) as raised:
+        RunRecord.from_json(record)
+    assert raised.value.problems == [
+        'phase: expected one of "exploratory", "cv", got "final"',
+        "counters.face_fallback: expected a finite number from 0 or null, got the number -1",
+        'status: expected one of "done", "failed" or null, got "maybe"',
+        "metrics.sensitivity: expected one value per name of classes, got no value for b; values for names not in classes: c",
+        "metrics.f1: expected a finite number or null, got NaN",
+    ]
+
+
+@pytest.mark.parametrize("returned", [[["accuracy", 0.5]], "accuracy=0.5", 0.5])
+def test_an_evaluate_plugin_returning_anything_but_an_object_fails_the_run_naming_it(returned):
+    """``metrics.json`` and the record hold one object of metrics: a list of pairs, a text or a
+    number from an evaluate plugin fails the run in that plugin, instead of writing it."""
+    from types import SimpleNamespace
+
+    from feph_finetune.execution.job import evaluate
+    from feph_finetune.plugins import PluginCallError
+
+    plugins = SimpleNamespace(call=lambda name, hook, **kwargs: returned)
+    run = SimpleNamespace(config={"evaluate": ["odd"]})
+    with pytest.raises(PluginCallError) as raised:
+        evaluate(run, plugins, None, None, lambda name: None)
+    assert (raised.value.plugin, raised.value.hook) == ("odd", "evaluate")
+    assert "evaluate must return an object of metric name: value, got" in str(raised.value.error)

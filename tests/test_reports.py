@@ -223,7 +223,7 @@ def test_single_fold_has_no_std(records):
 
 
 def test_record_without_phase_is_refused_with_its_id():
-    with pytest.raises(ValueError, match=r"run record 0 \(id broken-run\): phase: expected non-empty text, got null"):
+    with pytest.raises(ValueError, match=r"run record 0 \(id broken-run\): phase: expected one of \"exploratory\", \"cv\", got null"):
         summarize([{"id": "broken-run", "experiment": "M0"}])
 
 
@@ -528,4 +528,49 @@ def test_an_ill_shaped_record_passed_to_the_reports_is_a_usage_error_not_a_trace
         render([{"experiment": "M2", "phase": 3}], "table", console)
 
     assert guarded(command, None, RichConsole(file=io.StringIO()), RichConsole(stderr=True)) == 2
-    assert "phase: expected non-empty text, got the number 3" in capsys.readouterr().err
+    assert "phase: expected one of \"exploratory\", \"cv\", got the number 3" in capsys.readouterr().err
+
+
+#: Another class list for the same seven classes (a model trained with Japanese class names).
+JAPANESE = ["怒り", "嫌悪", "恐怖", "幸福", "中立", "悲しみ", "驚き"]
+
+
+def with_other_classes(records, experiment: str, names: list[str]) -> list[dict]:
+    """The records, those of ``experiment`` renamed class by class to ``names``."""
+    from feph_finetune.api import CLASSES
+
+    renamed = []
+    for record in records:
+        record = json.loads(json.dumps(record))
+        if record["experiment"] == experiment and record.get("metrics"):
+            mapping = dict(zip(CLASSES, names))
+            record["classes"] = names
+            record["metrics"]["sensitivity"] = {mapping[name]: value for name, value in record["metrics"]["sensitivity"].items()}
+        renamed.append(record)
+    return renamed
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_rows_of_another_class_list_get_their_own_table_naming_their_classes(records, fmt):
+    from rich.cells import cell_len
+
+    experiment = summarize(records)[-1]["experiment"]
+    other = with_other_classes(records, experiment, JAPANESE)
+    buffer = io.StringIO()
+    render(other, fmt, Console(file=buffer, width=80))
+    text = buffer.getvalue()
+    tables = [block for block in text.split("\n\n") if "acc." in block or "accuracy" in block]
+    if fmt == "table":
+        assert all("…" not in block and max(cell_len(line) for line in block.splitlines()) <= 80 for block in tables), text
+    apart = [block for block in tables if "runs with other classes: 怒り, 嫌悪, 恐怖, 幸福, 中立, 悲しみ, 驚き" in " ".join(block.split())]
+    assert len(apart) >= 1, text
+    for block in tables:
+        japanese, paper = sum(name in block for name in JAPANESE), sum(name in block for name in ("ang", "dis", "fea", "hap", "neu", "sad", "sur"))
+        assert not (japanese and paper and block not in apart), "one table never mixes the two class lists"
+
+
+@pytest.mark.parametrize("name, short", [("नमस्ते", "नमस्"), ("👩‍💻👩‍💻👩‍💻👩‍💻", "👩‍💻👩‍💻👩‍💻"), ("手語の名前", "手語の")])
+def test_class_abbreviations_keep_whole_characters(name, short):
+    from feph_finetune.results.reports import class_abbreviations
+
+    assert class_abbreviations([name, "anger"])[name] == short

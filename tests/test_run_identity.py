@@ -68,3 +68,27 @@ def test_a_finished_run_without_a_model_says_how_to_save_one(tmp_path, synthetic
     assert main([str(path), "--output", str(store.root), "--set", "experiments.FT.save_model=true"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "skipped 1 finished runs" in out and f"1 of them finished without a saved model although save_model = true: add --force to run them again and save it ({run.id})" in out
+
+
+@pytest.mark.parametrize("error, why", [
+    ({"plugin": "sam", "hook": "training_stages", "type": "ValueError", "message": "rho"}, "failed"),
+    ({"plugin": "core", "hook": "timeout", "type": "TimedOut", "message": "timed out after 5 s in training"}, "timed out"),
+])
+def test_a_failed_run_without_a_model_says_the_matrix_reruns_it_without_force(tmp_path, error, why):
+    """Only a finished run is skipped as finished: a failed or timed-out one is run again anyway."""
+    store = RunStore(tmp_path / "runs")
+    failed = record("M2", 0, "exploratory", None, None, 1.0)
+    store.finish(failed["id"], {**failed, "status": "failed", "error": error})
+    with pytest.raises(BundleError) as raised:
+        find_bundle(store.run_dir(failed["id"]))
+    message = str(raised.value)
+    assert f"the run {why}, so the matrix runs it again" in message and "--force" not in message
+    assert message.endswith("--only M2 --phase exploratory --set experiments.M2.save_model=true")
+
+
+def test_a_failed_runs_line_names_the_core_or_the_plugin_and_a_timeout_says_where():
+    from feph_finetune.execution.job import failure_summary
+
+    assert failure_summary({"plugin": "core", "hook": "timeout", "type": "TimedOut", "message": "timed out after 5 s in training"}) == "timed out after 5 s in training"
+    assert failure_summary({"plugin": "core", "hook": "run", "type": "OSError", "message": "disk"}) == "failed in the core (run): OSError: disk"
+    assert failure_summary({"plugin": "sam", "hook": "training_stages", "type": "ValueError", "message": "rho"}) == "failed in plugin 'sam' (training_stages): ValueError: rho"

@@ -7,12 +7,15 @@ decoded frame says which it is. What OpenCV 4.14 reports for each damage (checke
   announces 40 (the AVI header says so);
 - frame 20's JPEG bytes overwritten: its read fails, the next read gives frame 21 with
   ``CAP_PROP_PTS`` 21 (the container's position), while counting decoded frames would say 20;
-- frame 20's chunk tag overwritten: the demuxer skips the chunk and numbers the next ones by
-  counting, so frame 21 comes with PTS 20: only the shortfall against the announced 40 shows.
+- frame 20's chunk header damaged (its tag, or its size): the demuxer resyncs to the next header
+  it recognises and numbers the chunks by counting, so frame 21 comes with PTS 20 (a size too
+  large by 100 bytes swallows frame 21's header instead, one by 4000 frames 21-26); the AVI's
+  index gives the true numbers.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -54,6 +57,11 @@ def damaged(tmp_path: Path, how: str) -> Path:
         data[offset + 8 : offset + 8 + size] = b"\x55" * size
     elif how == "tag":
         data[offset : offset + 4] = b"xxxx"
+    elif how == "header":
+        data[offset : offset + 8] = bytes(8)
+    elif how.startswith("size"):  # "size+100": the size field off by that much; "size": past the file's end
+        delta = int(how[4:] or 2**31)
+        data[offset + 4 : offset + 8] = struct.pack("<I", min(size + delta, 2**32 - 1))
     path = tmp_path / f"{how}.avi"
     path.write_bytes(bytes(data))
     return path
@@ -90,11 +98,41 @@ def test_a_corrupt_frame_in_the_middle_leaves_a_gap_and_later_frames_keep_their_
     assert problems == [f"{path}: frame {DAMAGED} could not be decoded (left out; later frames keep their numbers)"]
 
 
-def test_a_lost_chunk_without_a_trace_in_the_timestamps_is_still_reported(tmp_path):
-    path = damaged(tmp_path, "tag")
+def swallowed(tmp_path: Path, delta: int) -> list[int]:
+    """The frames whose headers lie in the ``delta`` bytes that frame 20's enlarged size claims."""
+    chunks = frame_chunks(write_mjpg(tmp_path / "whole.avi").read_bytes())
+    end = chunks[DAMAGED][0] + 8 + chunks[DAMAGED][1] + delta
+    return [index for index, (offset, _) in enumerate(chunks) if index > DAMAGED and offset < end]
+
+
+@pytest.mark.parametrize("how, lost", [("tag", [20]), ("header", [20]), ("size", [20]), ("size+100", 100), ("size+2000", 2000)])
+def test_a_damaged_chunk_header_leaves_a_gap_and_later_frames_keep_their_numbers(tmp_path, how, lost):
+    """The frame numbers come from the AVI's index, not from the demuxer's count of chunks."""
+    lost = lost if isinstance(lost, list) else swallowed(tmp_path, lost)
+    assert lost and lost[-1] < FRAMES - 1, "the damage leaves later frames to number"
+    path = damaged(tmp_path, how)
     _, shown, problems = read(path)
-    assert len(shown) == FRAMES - 1
-    assert len(problems) == 1 and f"but the container announces {FRAMES}" in problems[0]
+    assert shown == {index: index for index in range(FRAMES) if index not in lost}
+    gap = f"frame {lost[0]}" if len(lost) == 1 else f"frames {lost[0]}-{lost[-1]}"
+    assert problems == [f"{path}: {gap} could not be decoded (left out; later frames keep their numbers)"]
+
+
+def test_ffmpegs_own_log_lines_never_reach_the_console(tmp_path):
+    """A chunk 100 bytes short makes FFmpeg's MJPEG decoder log "[mjpeg @ 0x...] overread 8" on
+    file descriptor 2 (C code, past Python's sys.stderr): reading it through ``open_source``
+    prints nothing there."""
+    import subprocess
+    import sys
+
+    path = damaged(tmp_path, "size-100")
+    read_it = "import sys; from feph_finetune.predict.inputs import open_source; print(len(list(open_source(sys.argv[1]).frames())))"
+    bare = "import sys, cv2; capture = cv2.VideoCapture(sys.argv[1]); print(sum(capture.grab() for _ in range(50)))"
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("OPENCV_")}
+    unsilenced = subprocess.run([sys.executable, "-c", bare, str(path)], capture_output=True, text=True, env=environment, timeout=120)
+    assert "@ 0x" in unsilenced.stderr, "the damage makes FFmpeg log (else this test proves nothing)"
+    silenced = subprocess.run([sys.executable, "-c", read_it, str(path)], capture_output=True, text=True, env=environment, timeout=120)
+    assert silenced.returncode == 0 and silenced.stdout.strip() == str(FRAMES), silenced.stderr
+    assert silenced.stderr == ""
 
 
 def test_a_badly_damaged_video_names_five_gaps_and_counts_the_rest(tmp_path):

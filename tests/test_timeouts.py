@@ -3,9 +3,12 @@ on with the matrix, and the next invocation runs it again."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +19,7 @@ from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
 from feph_finetune.results.store import RunStore
 
-from conftest import run_cli, write_hang_distribution, write_matrix
+from conftest import run_cli, write_distribution, write_hang_distribution, write_matrix
 from test_executors import quiet_runner
 
 #: A run that hangs in the hook ``{hook}`` while ``{marker}`` exists, then one that does not.
@@ -99,6 +102,8 @@ def test_a_hung_run_of_the_inline_executor_is_stopped_and_the_timer_is_gone_afte
     assert [records[experiment]["status"] for experiment in ("hung", "later")] == ["failed", "done"]
     assert records["hung"]["error"]["message"] == "timed out after 2 s in plugin 'hang' (preprocess)"
     assert len(outcome.failed) == 1
+    said = " ".join(runner.console.file.getvalue().split())
+    assert f"run {records['hung']['id']} timed out after 2 s in plugin 'hang' (preprocess)" in said and "'core'" not in said
 
     marker.unlink()
     path.write_text(path.read_text().replace("timeout = 2", "timeout = 0"))
@@ -129,3 +134,51 @@ def test_the_inline_executor_outside_the_main_thread_fails_a_run_with_a_timeout_
     worker.join(60)
     (record,) = runner.store.records()
     assert record["status"] == "failed" and "cannot be enforced by the inline executor outside the main thread" in record["error"]["message"]
+
+
+#: A plugin whose preprocess starts ``sleep SECONDS`` and then hangs (a hook waiting on a tool).
+SPAWN_AND_HANG = '''
+import subprocess
+import time
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def plugin_options():
+    return {"seconds": ""}
+
+
+@hookimpl
+def preprocess(context):
+    subprocess.Popen(["sleep", context.options["seconds"]])
+    time.sleep(3600)
+'''
+
+
+def processes_running(argv: list[str]) -> list[int]:
+    """The ids of the processes whose command line is exactly ``argv`` (zombies excepted)."""
+    wanted, found = "\0".join(argv) + "\0", []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_text() == wanted and "\nState:\tZ" not in (entry / "status").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process list from /proc")
+def test_a_timed_out_run_of_the_process_executor_takes_the_processes_it_started_with_it(synthetic_feph, tmp_path):
+    env = write_distribution(tmp_path / "site", "spawner", SPAWN_AND_HANG)
+    seconds = f"{1000 + os.getpid() % 1000}.{time.time_ns() % 997}"  # a command line no other test starts
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f"""
+[experiments.hung]
+timeout = 3
+preprocess = ["face_crop", "spawner"]
+options.spawner.seconds = "{seconds}"
+""")
+    result = run_cli(str(path), "--output", str(tmp_path / "runs"), "--jobs", "1", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "timed out after 3 s in plugin 'spawner' (preprocess)" in result.stdout
+    assert processes_running(["sleep", seconds]) == [], "the hook's subprocess outlived its run"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 
 from feph_finetune.api import CLASSES
+from feph_finetune.results.store import atomic_path
 
 #: The release's label codes for the seven classes (code 7 is "none of the above").
 LABEL_CODES: dict[str, int] = {
@@ -679,6 +681,8 @@ def write_synthetic_dataset(out, images: int = 300, seed: int = 0, domain: str =
     release's defective rows on top. Refuses an ``out`` that already holds a dataset, so that
     stale images never mix with new ones. Returns a summary: ``path``, ``domain``, ``seed``,
     ``kept``, ``rows``, ``per_class``, ``bad_rows``, ``no_extension``, ``signers``, ``sequences``.
+    An :exc:`OSError` while writing (a full or read-only disk) removes what this call wrote, so
+    that no half dataset is left to be read as a whole one, and propagates.
     """
     if domain not in DOMAINS:
         raise ValueError(f"write_synthetic_dataset: domain must be one of {DOMAINS}, not {domain!r}")
@@ -687,8 +691,27 @@ def write_synthetic_dataset(out, images: int = 300, seed: int = 0, domain: str =
     root = Path(out)
     images_dir = root / IMAGES_DIR
     _refuse_existing(root, images_dir)
-    images_dir.mkdir(parents=True, exist_ok=True)
+    created = [folder for folder in (*reversed(images_dir.parents), images_dir) if not folder.exists()]
+    try:
+        images_dir.mkdir(parents=True, exist_ok=True)
+        return _write_dataset(root, images_dir, images, seed, domain)
+    except OSError:
+        _remove_partial(images_dir, created)
+        raise
 
+
+def _remove_partial(images_dir: Path, created: list[Path]) -> None:
+    """Remove the images of a dataset whose writing failed (the folder held none before), and
+    the folders created for it; what cannot be removed (a read-only disk) stays."""
+    with suppress(OSError):
+        for file in images_dir.iterdir() if images_dir.is_dir() else ():
+            file.unlink()
+    for folder in reversed(created):
+        with suppress(OSError):
+            folder.rmdir()
+
+
+def _write_dataset(root: Path, images_dir: Path, images: int, seed: int, domain: str) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     signers = make_signers(signer_count(images, domain), domain, rng)
     frames = plan_frames(class_counts(images, domain), signers, rng)
@@ -745,14 +768,17 @@ def _write_frame(frame: Frame, signers: list[Signer], domain: str, images_dir: P
 
 
 def _write_rgba_png(path: Path, rgb: np.ndarray) -> None:
-    """The release's PNGs carry an opaque alpha channel."""
-    bgra = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
-    if not cv2.imwrite(str(path), bgra):
-        raise OSError(f"write_synthetic_dataset: could not write {path}")
+    """The release's PNGs carry an opaque alpha channel. Encoded here and written by Python, so
+    that a full disk raises ENOSPC naming the file (``cv2.imwrite`` only returns False)."""
+    encoded, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA))
+    if not encoded:
+        raise ValueError(f"write_synthetic_dataset: could not encode {path.name} as PNG")
+    path.write_bytes(data.tobytes())
 
 
 def _write_labels(path: Path, rows: list[tuple[str, str, str]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    """Written last and atomically: a labels file means a complete dataset."""
+    with atomic_path(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for index, (external_id, label, gender) in enumerate(rows):

@@ -46,6 +46,7 @@ from feph_finetune.plugins import PluginCallError, Plugins, hook_listener
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
 from feph_finetune.results.store import NO_SPACE_ERRNOS, NoSpaceError, RunStore, ensure_space
+from feph_finetune.results.records import json_kind
 
 #: Seconds between two ``progress`` events of one run (a new epoch is always reported).
 PROGRESS_INTERVAL_S = 0.5
@@ -334,6 +335,15 @@ def _readable(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def failure_summary(error: dict[str, Any]) -> str:
+    """A failed run's ``error`` in one line: "timed out after N s in <where>", or "failed in
+    plugin 'sam' (training_stages): ValueError: ..." ("in the core" for the core's own errors)."""
+    if error.get("type") == "TimedOut":
+        return str(error.get("message"))
+    place = "the core" if error.get("plugin") == "core" else f"plugin {error.get('plugin')!r}"
+    return f"failed in {place} ({error.get('hook')}): {error.get('type')}: {error.get('message')}"
+
+
 def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]:
     """The ``finished`` event of a run from its ``result.json`` record (None: no record)."""
     if record is None:
@@ -345,7 +355,7 @@ def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]
         "status": record.get("status", "failed"),
         "accuracy": (record.get("metrics") or {}).get("accuracy"),
         "seconds": (record.get("timing") or {}).get("total_s"),
-        "error": None if error is None else f"{error.get('plugin')} ({error.get('hook')}): {error.get('type')}: {error.get('message')}",
+        "error": None if error is None else failure_summary(error),
     }
 
 
@@ -353,6 +363,8 @@ def evaluate(run: Run, plugins: Plugins, y_true: np.ndarray, y_prob: np.ndarray,
     metrics: dict[str, Any] = {}
     for name in run.config["evaluate"]:
         result = plugins.call(name, "evaluate", y_true=y_true, y_prob=y_prob, context=context_for(name)) or {}
+        if not isinstance(result, dict):  # metrics.json and the record hold one object of metrics
+            raise PluginCallError(name, "evaluate", TypeError(f"evaluate must return an object of metric name: value, got {json_kind(result)}"))
         clashes = sorted(set(result) & set(metrics))
         if clashes:
             raise PluginCallError(name, "evaluate", KeyError(f"metrics {clashes} already set by an earlier evaluate plugin"))

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 
-from feph_finetune.execution.job import RunJob, context_factory, ensure_run_space, execute_run, ignore
+from feph_finetune.execution.job import RunJob, context_factory, ensure_run_space, execute_run, failure_summary, ignore
 from feph_finetune.execution.executors import Executor, InProcess
 from feph_finetune.config.matrix import Matrix, Run
 from feph_finetune.plugins import Plugins
@@ -100,7 +101,7 @@ class MatrixRunner:
             (outcome.done if record and record.get("status") == "done" else outcome.failed).append(run.id)
         for run_id in outcome.failed:
             error = (self.store.result(run_id) or {}).get("error") or {}
-            self.console.print(f"[red]run {run_id} failed[/red] in plugin {error.get('plugin')!r} ({error.get('hook')}): {error.get('type')}: {error.get('message')}", soft_wrap=True)
+            self.console.print(f"[red]run {run_id}[/red] {escape(failure_summary(error))}", soft_wrap=True)
         return outcome
 
     def run_one(self, run: Run) -> str:

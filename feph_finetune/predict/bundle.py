@@ -134,17 +134,19 @@ def find_bundle(path: Path) -> Path:
 
 
 def rerun_with_model(run_dir: Path) -> str:
-    """How to give the finished run in ``run_dir`` a model bundle: run it again, with ``--force``
-    (``save_model`` does not change the run's id, so without it the run is skipped as finished)."""
+    """How to give the run in ``run_dir`` a model bundle: a finished run is run again with
+    ``--force`` (``save_model`` does not change the run's id, so without it the run is skipped as
+    finished); a failed or timed-out one is run again by the matrix anyway, so no ``--force``."""
     try:
         record = json.loads((Path(run_dir) / RESULT_FILE).read_text(encoding="utf-8"))
-        experiment, phase = str(record["experiment"]), str(record["phase"])
-    except (OSError, ValueError, KeyError, TypeError):
-        experiment, phase = "NAME", "PHASE"
-    return (
-        f"run it again with save_model and --force (saving a model keeps the run's id, so without --force the finished run is skipped): "
-        f"python -m feph_finetune EXPERIMENTS.toml --only {experiment} --phase {phase} --set experiments.{experiment}.save_model=true --force"
-    )
+        experiment, phase, status, error = str(record["experiment"]), str(record["phase"]), record.get("status"), record.get("error")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        experiment, phase, status, error = "NAME", "PHASE", "done", None
+    command = f"python -m feph_finetune EXPERIMENTS.toml --only {experiment} --phase {phase} --set experiments.{experiment}.save_model=true"
+    if status != "done":
+        why = "timed out" if isinstance(error, dict) and error.get("type") == "TimedOut" else "failed"
+        return f"the run {why}, so the matrix runs it again; with save_model it saves the model: {command}"
+    return f"run it again with save_model and --force (saving a model keeps the run's id, so without --force the finished run is skipped): {command} --force"
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

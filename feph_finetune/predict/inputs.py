@@ -10,8 +10,12 @@
   mp4, avi, webm, mkv...). The frame index is the frame's position in the container from 0
   (its timestamp in frames), so a frame that cannot be decoded leaves a gap, reported, and
   never shifts the later ones; the timestamp is index / the container's frame rate
-  (``CAP_PROP_FPS``), in seconds, empty when the container gives none. A video whose decoding
-  ends before the frame count its container announces is reported as cut off or damaged.
+  (``CAP_PROP_FPS``), in seconds, empty when the container gives none. An AVI has no timestamps
+  (the demuxer counts chunks): where a chunk header is damaged, its index gives the numbers
+  (:mod:`feph_finetune.predict.avi`). A video whose decoding ends before the frame count its
+  container announces is reported as cut off or damaged. FFmpeg's own log lines
+  (``[mjpeg @ 0x...] overread 8``) never reach the console: the problems are reported here, per
+  input (``OPENCV_FFMPEG_LOGLEVEL``, set before the first video is opened, unless already set).
 
 ``every`` keeps frames 0, K, 2K...; skipped video frames are only grabbed, not decoded into
 images. Nothing holds more than one frame: a long video streams in constant memory.
@@ -19,6 +23,7 @@ images. Nothing holds more than one frame: a long video streams in constant memo
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +33,11 @@ import cv2
 import numpy as np
 
 from feph_finetune.data.feph import DatasetError, read_image
+from feph_finetune.predict.avi import avi_frame_numbers
+
+#: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
+#: ``VideoCapture`` of the process); a level set later is ignored.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -124,11 +134,12 @@ def _video_frames(source: Source) -> Iterator[Frame]:
     """
     capture = cv2.VideoCapture(str(source.path))
     timestamps = capture.getBackendName() == "FFMPEG"
+    numbers = avi_frame_numbers(source.path) if timestamps else None
     last = -1  # container index of the last decoded frame
     decoded, gaps, unnamed = 0, 0, 0
     try:
         while capture.grab() or _retry(capture, source.announced, last):
-            index = _container_index(capture, last) if timestamps else last + 1
+            index = _container_index(capture, last, numbers) if timestamps else last + 1
             if index > last + 1:
                 gaps += 1
                 if gaps <= _GAPS_NAMED:
@@ -166,10 +177,14 @@ def _retry(capture, announced: int | None, last: int) -> bool:
     return any(capture.grab() for _ in range(max(remaining, 0)))
 
 
-def _container_index(capture, last: int) -> int:
+def _container_index(capture, last: int, numbers: list[int] | None = None) -> int:
     """The grabbed frame's index: its timestamp in frames (OpenCV converts it with the stream's
-    frame rate), unless the container gives none or one that does not advance (then ``last + 1``)."""
+    frame rate), looked up in ``numbers`` (an AVI's frame numbers by packet, where the demuxer's
+    count went wrong: :func:`~feph_finetune.predict.avi.avi_frame_numbers`), unless the container
+    gives none or one that does not advance (then ``last + 1``)."""
     index = round(capture.get(cv2.CAP_PROP_PTS))
+    if numbers is not None and 0 <= index < len(numbers):
+        index = numbers[index]
     return index if index > last else last + 1
 
 

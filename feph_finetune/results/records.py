@@ -12,21 +12,23 @@ version does not know are kept as they are, so ``from_json(to_json(r)) == r``.
 The shape (written by :func:`feph_finetune.execution.job.execute_run`; metrics by the ``evaluate``
 plugins, the paper's by ``paper_metrics``):
 
-- ``experiment``, ``phase``: non-empty text; ``id``, ``label``, ``cv_label``, ``model``,
-  ``data``, ``status``: text or null; ``baseline``: true/false or null; ``order``: a finite
-  number or null; ``fold``: a whole number from 0 or null; ``seed``: a whole number or null;
-  ``variant``: an object or null;
+- ``experiment``: non-empty text; ``phase``: one of :data:`~feph_finetune.config.reading.PHASES`;
+  ``id``, ``label``, ``cv_label``, ``model``, ``data``: text or null; ``status``: ``"done"``,
+  ``"failed"`` or null; ``baseline``: true/false or null; ``order``: a finite number or null;
+  ``fold``: a whole number from 0 below :data:`MAX_FOLDS` in the ``cv`` phase, null (or absent)
+  in the ``exploratory`` phase; ``seed``: a whole number or null; ``variant``: an object or null;
 - ``classes``: null or an array of distinct non-empty texts;
 - ``metrics``: null or an object: ``accuracy`` and ``avg_sensitivity`` fractions from 0 to 1 or
-  null; ``sensitivity`` an object of class name to a fraction or null; ``confusion`` null or a
+  null; ``sensitivity`` an object of class name to a fraction or null, one per name of
+  ``classes`` when the record lists them; ``confusion`` null or a
   square array of arrays of counts (whole numbers from 0), one row per class of the record
   (``classes``, else the ``sensitivity`` names, else the paper's seven); any other metric is
-  free (numbers among them are reported as further metrics);
+  free, but a number among them (reported as a further metric) must be finite;
 - ``error``: null or an object whose ``plugin``, ``hook``, ``type``, ``message`` and
   ``traceback`` are text or null;
 - ``timing``: null or an object: ``total_s``, ``started``, ``finished`` finite numbers from 0 or
   null, ``stages`` an object of stage name to seconds;
-- ``counters``: null or an object of counter name to a finite number.
+- ``counters``: null or an object of counter name to a finite number from 0 (a count).
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from feph_finetune.api import CLASSES
+from feph_finetune.config.reading import PHASES
+
+#: Run statuses a record may carry (null: an older record that did not say).
+STATUSES = ("done", "failed")
+#: Folds are numbered from 0 below the most folds a configuration may ask for (``dataset.folds``).
+MAX_FOLDS = 10_000
 
 
 class RecordShapeError(ValueError):
@@ -101,6 +109,18 @@ class _Check:
         self.fail(name, "a whole number" + (f" from {minimum}" if minimum is not None else "") + " or null", value)
         return None
 
+    def choice(self, data: dict, key: str, choices: tuple[str, ...], required: bool = False) -> str | None:
+        value = data.get(key)
+        if value in choices or (value is None and not required):
+            return value
+        names = ", ".join(f'"{choice}"' for choice in choices)
+        expected = f"one of {names}" + ("" if required else " or null")
+        if isinstance(value, str):
+            self.problems.append(f'{key}: expected {expected}, got "{value}"')
+        else:
+            self.fail(key, expected, value)
+        return None
+
     def mapping(self, value: Any, name: str, what: str = "an object or null") -> dict | None:
         if value is None or isinstance(value, dict):
             return value
@@ -143,8 +163,12 @@ class Metrics:
         sensitivity = check.mapping(data.get("sensitivity"), "metrics.sensitivity", "an object (class name: fraction or null) or null")
         if sensitivity is not None:
             sensitivity = {name: check.fraction(value, f"metrics.sensitivity.{name}") for name, value in sensitivity.items()}
+            _same_classes(sensitivity, classes, check)
         rows = len(classes or sensitivity or CLASSES)
         known = ("accuracy", "avg_sensitivity", "sensitivity", "confusion")
+        for name, value in data.items():
+            if name not in known and _is_number(value):
+                check.finite(value, f"metrics.{name}")
         return cls(
             accuracy=check.fraction(data.get("accuracy"), "metrics.accuracy"),
             avg_sensitivity=check.fraction(data.get("avg_sensitivity"), "metrics.avg_sensitivity"),
@@ -155,6 +179,17 @@ class Metrics:
 
     def to_json(self) -> dict[str, Any]:
         return {"accuracy": self.accuracy, "avg_sensitivity": self.avg_sensitivity, "sensitivity": self.sensitivity, "confusion": self.confusion, **self.more}
+
+
+def _same_classes(sensitivity: dict, classes: list[str] | None, check: _Check) -> None:
+    """A sensitivity per class of the record: a missing or foreign name would shift the columns
+    of every report that lines records up by class."""
+    if classes is None:
+        return
+    missing, foreign = [name for name in classes if name not in sensitivity], [name for name in sensitivity if name not in classes]
+    if missing or foreign:
+        got = "; ".join(part for part in (missing and "no value for " + ", ".join(missing), foreign and "values for names not in classes: " + ", ".join(foreign)) if part)
+        check.problems.append(f"metrics.sensitivity: expected one value per name of classes, got {got}")
 
 
 def _confusion(value: Any, rows: int, check: _Check) -> list[list[int]] | None:
@@ -228,7 +263,7 @@ class RunRecord:
         if not isinstance(data, dict):
             raise RecordShapeError([f"expected a JSON object, got {json_kind(data)}"])
         check = _Check()
-        experiment, phase = check.text(data, "experiment", required=True), check.text(data, "phase", required=True)
+        experiment, phase = check.text(data, "experiment", required=True), check.choice(data, "phase", PHASES, required=True)
         baseline = data.get("baseline")
         if baseline is not None and not isinstance(baseline, bool):
             check.fail("baseline", "true, false or null", baseline)
@@ -238,13 +273,14 @@ class RunRecord:
         timing = check.mapping(data.get("timing"), "timing")
         counters = check.mapping(data.get("counters"), "counters", "an object (counter name: number) or null")
         if counters is not None:
-            counters = {name: check.finite(value, f"counters.{name}") for name, value in counters.items()}
+            counters = {name: check.finite(value, f"counters.{name}", 0) for name, value in counters.items()}
         record = cls(
             experiment=experiment or "", phase=phase or "",
-            **{key: check.text(data, key) for key in ("id", "label", "cv_label", "model", "data", "status")},
+            **{key: check.text(data, key) for key in ("id", "label", "cv_label", "model", "data")},
+            status=check.choice(data, "status", STATUSES),
             baseline=baseline if isinstance(baseline, bool) else None,
             order=check.finite(data.get("order"), "order"),
-            fold=check.whole(data.get("fold"), "fold", 0),
+            fold=_fold(data.get("fold"), phase, check),
             seed=check.whole(data.get("seed"), "seed"),
             variant=check.mapping(data.get("variant"), "variant"),
             classes=classes,
@@ -267,6 +303,17 @@ class RunRecord:
 
 
 _FIELDS = tuple(item.name for item in fields(RunRecord) if item.name != "more")
+
+
+def _fold(value: Any, phase: str | None, check: _Check) -> int | None:
+    """The fold of a ``cv`` record (0 to :data:`MAX_FOLDS` - 1); an ``exploratory`` record has none."""
+    if phase == "exploratory" and value is not None:
+        check.fail("fold", "null in the exploratory phase", value)
+        return None
+    if phase == "cv" and not (_is_whole(value) and 0 <= value < MAX_FOLDS):
+        check.fail("fold", f"a whole number from 0 to {MAX_FOLDS - 1} in the cv phase", value)
+        return None
+    return check.whole(value, "fold", 0)  # in an unknown phase (itself a problem): any fold from 0
 
 
 def _classes(value: Any, check: _Check) -> list[str] | None:

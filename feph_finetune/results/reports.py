@@ -15,6 +15,7 @@ import io
 import json
 import math
 import numbers
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -406,18 +407,18 @@ class _Column:
 def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
     """The report's tables and notes; ``compact`` lays them out for an 80-column console."""
     blocks: list[_Grid | _Notes] = []
-    columns = _metric_columns(rows, compact)
-    extras = [column for column in columns if not column.percent]
-    if compact:
-        columns = [column for column in columns if column.percent]
     for phase in dict.fromkeys(row["phase"] for row in rows):
-        phase_rows = [row for row in rows if row["phase"] == phase]
-        if phase == "cv":
-            blocks.append(_cross_validation_grid(phase_rows, columns, compact))
-        else:
-            blocks.append(_single_split_grid(phase, phase_rows, columns, compact))
-        if compact and extras:
-            blocks.append(_extra_grid(phase, phase_rows, extras))
+        for group, other in _class_groups([row for row in rows if row["phase"] == phase]):
+            columns = _metric_columns(group, compact)
+            extras = [column for column in columns if not column.percent]
+            if compact:
+                columns = [column for column in columns if column.percent]
+            grid = _cross_validation_grid(group, columns, compact) if phase == "cv" else _single_split_grid(phase, group, columns, compact)
+            if other:
+                grid.title += f"; runs with other classes: {', '.join(_names_across(group, 'sensitivity'))}"
+            blocks.append(grid)
+            if compact and extras:
+                blocks.append(_extra_grid(phase, group, extras))
     blocks.append(_cost_grid(rows, compact))
     comparisons = [_comparison_line(row) for row in rows if row.get("versus_baseline")]
     if comparisons:
@@ -430,6 +431,23 @@ def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
     if failures:
         blocks.append(_Notes("Failed runs", failures))
     return blocks
+
+
+def _class_groups(rows: list[dict]) -> list[tuple[list[dict], bool]]:
+    """``rows`` split by the classes their runs had (as a set: the order does not matter), each
+    with whether it is a group of other classes: the first group is the paper's seven classes, or
+    the most common set; rows without sensitivities (no finished run) join it. Rows of other
+    classes get tables of their own instead of doubling every table's class columns."""
+    groups: dict[frozenset, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row["sensitivity"]), []).append(row)
+    unknown = groups.pop(frozenset(), [])
+    if not groups:
+        return [(unknown, False)]
+    main = frozenset(CLASSES) if frozenset(CLASSES) in groups else max(groups, key=lambda key: len(groups[key]))
+    chosen = {id(row) for row in [*groups[main], *unknown]}
+    first = [row for row in rows if id(row) in chosen]
+    return [(first, False)] + [(group, True) for key, group in groups.items() if key != main]
 
 
 def _metric_columns(rows: list[dict], compact: bool) -> list[_Column]:
@@ -481,10 +499,21 @@ def class_abbreviations(classes: Iterable[str]) -> dict[str, str]:
     """
     names = list(dict.fromkeys(classes))
     for length in range(3, max((len(name) for name in names), default=3) + 1):
-        short = {name: name[:length] for name in names}
+        short = {name: _first_clusters(name, length) for name in names}
         if len(set(short.values())) == len(names):
             return short
     return {name: name for name in names}
+
+
+def _first_clusters(name: str, count: int) -> str:
+    """The first ``count`` character clusters of ``name`` (a Devanagari consonant with its vowel
+    sign, an emoji sequence, count as one), so that an abbreviation never splits a character."""
+    end = 0
+    for _ in range(count):
+        if end >= len(name):
+            break
+        end = _cluster_end(name, end)
+    return name[:end]
 
 
 def _legend(classes: list[str], short: dict[str, str], paper: bool) -> str:
@@ -728,26 +757,104 @@ _FLEXIBLE_MIN = 10
 
 
 def _rich_table(grid: _Grid, width: int) -> Table:
-    """The grid as a rich table no wider than ``width``: fixed numeric columns, one wrapping column.
+    """The grid as a rich table no wider than ``width`` (in display cells) where its numbers fit.
 
-    Every column but ``grid.flexible`` is as wide as its widest cell line, so no number ever
-    wraps or is cut (headers wrap at spaces); the flexible column takes the width that is left and
-    wraps its names, folding a word longer than the column (a grid variant) rather than cutting
-    it with an ellipsis.
+    Numeric columns are as wide as their widest cell line, so no number ever wraps or is cut
+    (headers wrap at spaces); the text columns (names) give up the width the table lacks
+    (:func:`_text_column_widths`) and wrap their names between words, breaking a word longer than
+    its column at a ``.``/``=``/``_``... where it has one (:func:`fold_long_words`) rather than
+    cutting it with an ellipsis.
     """
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
-    natural = [_natural_width(grid, index) for index in range(len(grid.headers))]
+    widths = _text_column_widths(grid, width)
     for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
-        if index == grid.flexible:
-            others = sum(natural) - natural[index] + _COLUMN_GAP * (len(natural) - 1)
-            fitted = max(_FLEXIBLE_MIN, _longest_name(grid, index), min(natural[index], width - others))
-            table.add_column(header, width=fitted, overflow="fold")
-        else:
-            table.add_column(header, justify="right" if numeric else "left", width=natural[index])
+        table.add_column(header, justify="right" if numeric else "left", width=widths[index], overflow="ellipsis" if numeric else "fold")
     for index, cells in enumerate(grid.rows):
-        styled = [Text(cell.text, style="bold" if cell.bold else "") for cell in cells]
+        styled = [Text(cell.text if numeric else fold_long_words(cell.text, widths[column]), style="bold" if cell.bold else "")
+                  for column, (cell, numeric) in enumerate(zip(cells, grid.numeric))]
         table.add_row(*styled, end_section=index in grid.section_ends)
     return table
+
+
+def _text_column_widths(grid: _Grid, width: int) -> list[int]:
+    """Each column's width: its natural width (:func:`_natural_width`), less what the table lacks
+    to fit ``width``, taken from the text columns widest first: from ``grid.flexible`` down to its
+    longest name, then from every text column down to its longest name, then down to
+    :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that folds), then
+    down to its header's longest word. Numeric columns never give up width (were the table still
+    too wide, rich would cut numbers with "…", never fold them into wrong ones)."""
+    widths = [_natural_width(grid, index) for index in range(len(grid.headers))]
+    text = [index for index, numeric in enumerate(grid.numeric) if not numeric]
+    names = {index: _longest_name(grid, index) for index in text}
+    flexible = [grid.flexible] if grid.flexible is not None else []
+    headers = {index: max(cell_len(word) for word in grid.headers[index].split() or [""]) for index in text}
+    stages = ((flexible, names), (text, names), (text, {index: max(_FLEXIBLE_MIN, headers[index]) for index in text}), (text, headers))
+    for columns, floor in stages:
+        _shrink(widths, columns, floor, sum(widths) + _COLUMN_GAP * (len(widths) - 1) - width)
+    return widths
+
+
+def _shrink(widths: list[int], columns: list[int], floor: dict[int, int], excess: int) -> None:
+    """Take ``excess`` cells from ``columns`` (in place), always from the widest, none below its ``floor``."""
+    while excess > 0:
+        candidates = [index for index in columns if widths[index] > floor[index]]
+        if not candidates:
+            return
+        widest = max(candidates, key=lambda index: widths[index])
+        widths[widest] -= 1
+        excess -= 1
+
+
+#: Where a word too long for its column may break (after one of these), before any other place:
+#: between the parts of a dotted option name or a key and its value first, then inside a name.
+_BREAKS_AFTER = ("./=:,", "_-+")
+
+
+def fold_long_words(text: str, width: int) -> str:
+    """``text`` with every word wider than ``width`` display cells broken into lines that fit:
+    after the last ``.``/``=``... that fits (``options.flip.`` / ``mode=double``), else after a
+    ``_``/``-``, else at the width; never inside a character's cluster (a combining mark, a ZWJ emoji sequence), and a
+    wide CJK character counts two cells."""
+    if width < 1:
+        return text
+    return "\n".join(" ".join(_fold_word(word, width) for word in line.split(" ")) for line in text.split("\n"))
+
+
+def _fold_word(word: str, width: int) -> str:
+    pieces = []
+    while cell_len(word) > width:
+        fits = _clusters_within(word, width)
+        cut = fits
+        for separators in _BREAKS_AFTER:
+            breaks = [end for end in range(fits // 3 + 1, fits) if word[end - 1] in separators]
+            if breaks:
+                cut = breaks[-1]
+                break
+        pieces.append(word[:cut])
+        word = word[cut:]
+    return "\n".join([*pieces, word])
+
+
+def _clusters_within(word: str, width: int) -> int:
+    """How many characters of ``word`` (at least one cluster) fit in ``width`` cells, ending
+    between clusters."""
+    end, cells = 0, 0
+    while end < len(word):
+        cluster = _cluster_end(word, end)
+        size = cell_len(word[end:cluster])
+        if cells + size > width and end > 0:
+            break
+        end, cells = cluster, cells + size
+    return end
+
+
+def _cluster_end(word: str, start: int) -> int:
+    """The end of the character cluster at ``start``: a base character with its combining marks,
+    variation selectors and ZWJ-joined successors."""
+    end = start + 1
+    while end < len(word) and (unicodedata.category(word[end]).startswith("M") or word[end] in "\u200d\ufe0e\ufe0f" or word[end - 1] == "\u200d"):
+        end += 1
+    return end
 
 
 def _longest_name(grid: _Grid, index: int) -> int:

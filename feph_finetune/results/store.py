@@ -23,6 +23,9 @@ RESULT_FILE = "result.json"
 PREVIOUS_RESULT_FILE = "result.previous.json"
 #: The errors of a full disk (or a full quota).
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+#: The errors of a place that cannot be written at all, in words (``os.strerror`` would say
+#: "Read-only file system" for one and "Permission denied" for the other, with no path).
+UNWRITABLE_ERRNOS = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
 
 
 class NoSpaceError(OSError):
@@ -38,6 +41,45 @@ class NoSpaceError(OSError):
 
     def __str__(self) -> str:
         return self.strerror
+
+
+class UnwritableError(OSError):
+    """``path`` could not be written: its file system is read-only or this process may not
+    write there (:data:`UNWRITABLE_ERRNOS`); the message names the path and which it is."""
+
+    def __init__(self, path: Path, code: int):
+        self.path = Path(path)
+        super().__init__(code, f"cannot write {self.path}: {UNWRITABLE_ERRNOS[code]}")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def write_error(error: OSError, path: Path) -> OSError:
+    """The error to raise for ``error`` met while writing ``path``: a :class:`NoSpaceError` for
+    a full disk, an :class:`UnwritableError` for a read-only or forbidden place (both naming a
+    path), else ``error`` itself."""
+    if isinstance(error, (NoSpaceError, UnwritableError)):
+        return error
+    if error.errno in NO_SPACE_ERRNOS:
+        return NoSpaceError(Path(path).parent, Path(path).name)
+    if error.errno in UNWRITABLE_ERRNOS:
+        return UnwritableError(Path(path), error.errno)
+    return error
+
+
+@contextmanager
+def writing_to(path: Path) -> Iterator[None]:
+    """Within the block, a full disk or a read-only or forbidden place met while writing ``path``
+    (a file or a folder) is raised as :func:`write_error` says, naming the file the error names
+    (else ``path``), so that the command line reports it in one line instead of a traceback."""
+    try:
+        yield
+    except OSError as error:
+        failure = write_error(error, Path(error.filename or path))
+        if failure is error:
+            raise
+        raise failure from error
 
 
 def free_bytes(folder: Path) -> int | None:
@@ -90,9 +132,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.fsync(written.fileno())
         os.replace(temporary, path)
     except OSError as error:
-        if error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
-            raise NoSpaceError(path.parent, path.name) from error
-        raise
+        failure = write_error(error, path)
+        if failure is error:
+            raise
+        raise failure from error
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
@@ -105,17 +148,24 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     ``path`` must not exist or be an empty folder (it is replaced). On an error the temporary
     folder and its contents are removed and ``path`` is as it was. The folder's mode follows the
     umask (0o755 under 0o022), where :func:`tempfile.mkdtemp` would make it 0o700; files written
-    into it keep their own modes.
+    into it keep their own modes. A full disk, a read-only or forbidden place raise
+    :class:`NoSpaceError` or :class:`UnwritableError` naming a path (:func:`write_error`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _create_temporary(path, folder=True)
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _create_temporary(path, folder=True)
         yield Path(temporary)
         if path.is_dir():
             path.rmdir()  # only an empty folder: refuses (OSError) to lose anything in it
         os.replace(temporary, path)
+    except OSError as error:
+        failure = write_error(error, path)
+        if failure is error:
+            raise
+        raise failure from error
     finally:
-        if os.path.isdir(temporary):
+        if temporary is not None and os.path.isdir(temporary):
             shutil.rmtree(temporary)
 
 
@@ -134,9 +184,7 @@ def output_file_problem(path: Path) -> str | None:
         return f"the folder {parent} does not exist"
     if not parent.is_dir():
         return f"{parent} is not a folder"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot write to the folder {parent} (permission denied)"
-    return None
+    return _unwritable_folder(parent)
 
 
 def output_folder_problem(path: Path) -> str | None:
@@ -153,8 +201,19 @@ def output_folder_problem(path: Path) -> str | None:
         existing = existing.parent
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"cannot write to the folder {existing} (permission denied)"
+    return _unwritable_folder(existing)
+
+
+def _unwritable_folder(folder: Path) -> str | None:
+    """Why nothing can be created in the existing ``folder`` (a read-only file system, no
+    permission), or None."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"cannot write to the folder {folder} (the file system is read-only)"
+    except OSError:
+        pass  # no statvfs here: the access check below still applies
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write to the folder {folder} (permission denied)"
     return None
 
 

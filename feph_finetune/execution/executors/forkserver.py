@@ -40,11 +40,15 @@ def process_context():
 
 
 def begin_child(log, environment: dict[str, str]) -> None:
-    """What a child of :func:`process_context` does first: send its stdout and stderr (Python's
-    and TensorFlow's C++ logging) to the file ``log``, which starts empty, so that whatever fails
-    next is there; end as soon as the command ends (:func:`_die_with_command`); and take
-    ``environment`` (the command's, with the child's own settings) before TensorFlow initialises
-    its devices."""
+    """What a child of :func:`process_context` does first: lead a process group of its own, so
+    that stopping the run stops every process it started (a plugin's subprocess) with it
+    (:meth:`~feph_finetune.execution.executors.process.Child.stop`); send its stdout and stderr
+    (Python's and TensorFlow's C++ logging) to the file ``log``, which starts empty, so that
+    whatever fails next is there; end as soon as the command ends (:func:`_die_with_command`); and
+    take ``environment`` (the command's, with the child's own settings) before TensorFlow
+    initialises its devices."""
+    if hasattr(os, "setsid"):
+        os.setsid()  # a new session: Ctrl-C reaches the command only, which stops its runs
     fd = os.open(log, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o666)  # less the umask, as any file
     sys.stdout.flush()
     sys.stderr.flush()
@@ -80,6 +84,8 @@ def _die_with_command() -> None:
 
     def watch() -> None:
         wait([sentinel])
+        if hasattr(os, "killpg") and os.getpgid(0) == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)  # the run's own subprocesses too, and this process
         os._exit(1)
 
     threading.Thread(target=watch, name="die-with-command", daemon=True).start()

@@ -25,7 +25,7 @@ from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, InProcess
 from feph_finetune.execution.executors.forkserver import exit_description, process_context
 from feph_finetune.execution.executors.worker import run_job
-from feph_finetune.results.store import NO_SPACE_ERRNOS, NoSpaceError, RunStore
+from feph_finetune.results.store import RunStore, write_error
 
 STDERR_LOG = "stderr.log"
 #: Lines of a dead child's stderr kept in its ``result.json`` (all of it stays in ``stderr.log``).
@@ -150,10 +150,11 @@ class Child:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             self.log_path.write_bytes(b"")
-        except OSError as error:
-            if error.errno in NO_SPACE_ERRNOS:
-                raise NoSpaceError(run_dir, STDERR_LOG) from error
-            raise
+        except OSError as error:  # a full, read-only or forbidden results disk: named, not a traceback
+            failure = write_error(error, self.log_path)
+            if failure is error:
+                raise
+            raise failure from error
         context = process_context()
         reader, writer = context.Pipe(duplex=False)
         self.started = time.time()
@@ -218,6 +219,7 @@ class Child:
             return
         self.process.join()
         code = self.process.exitcode
+        self.signal_group(signal.SIGKILL)  # a run's processes end with it
         record = self.store.result(self.job.id)
         if record is None and self.where is not None:
             self.store.finish(self.job.id, timed_out_record(self.job.run, self.timeout, self.where, self.started, stderr_tail=tail(self.log_path, STDERR_TAIL_LINES)))
@@ -248,15 +250,28 @@ class Child:
         return record
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`; the run keeps no ``result.json``."""
+        """SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`, to the run's whole process group
+        (the run and whatever it started: a plugin's hung subprocess); the run keeps no
+        ``result.json``."""
         if self.start_failure:
             return
         if self.process.is_alive():
-            self.process.terminate()
+            self.signal_group(signal.SIGTERM)
             self.process.join(STOP_GRACE_S)
             if self.process.is_alive():
-                self.process.kill()
+                self.signal_group(signal.SIGKILL)
         self.process.join()
+        self.signal_group(signal.SIGKILL)  # what outlived the run itself
+
+    def signal_group(self, signum: int) -> None:
+        """Send ``signum`` to the run's process group, which the run's process leads
+        (:func:`~feph_finetune.execution.executors.forkserver.begin_child`); to the process
+        alone before it has made its group."""
+        try:
+            os.killpg(self.process.pid, signum)
+        except (ProcessLookupError, AttributeError):  # no such group (yet, or any more); no groups (Windows)
+            if self.process.is_alive():
+                os.kill(self.process.pid, signum)
 
 
 def tail(path: Path, lines: int) -> list[str]:
