@@ -12,7 +12,7 @@ version does not know are kept as they are, so ``from_json(to_json(r)) == r``.
 The shape (written by :func:`feph_finetune.execution.job.execute_run`; metrics by the ``evaluate``
 plugins, the paper's by ``paper_metrics``):
 
-- ``experiment``: non-empty text; ``phase``: one of :data:`~feph_finetune.config.reading.PHASES`;
+- ``experiment``: non-empty text; ``phase``: one of :data:`~feph_finetune.config.schema.PHASES`;
   ``id``, ``label``, ``cv_label``, ``model``, ``data``: text or null; ``status``: ``"done"``,
   ``"failed"`` or null; ``baseline``: true/false or null; ``order``: a finite number or null;
   ``fold``: a whole number from 0 below :data:`MAX_FOLDS` in the ``cv`` phase, null (or absent)
@@ -39,12 +39,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from feph_finetune.api import CLASSES
-from feph_finetune.config.reading import PHASES
+from feph_finetune.config.schema import DATASET_OPTIONS, PHASES
 
 #: Run statuses a record may carry (null: an older record that did not say).
 STATUSES = ("done", "failed")
 #: Folds are numbered from 0 below the most folds a configuration may ask for (``dataset.folds``).
-MAX_FOLDS = 10_000
+MAX_FOLDS = int(DATASET_OPTIONS["folds"].maximum)
 
 
 class RecordShapeError(ValueError):
