@@ -56,6 +56,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--executor", metavar="NAME", help="where runs execute: process (default: a fresh child process per run), inline (in this process), ray (a Ray cluster), or one a plugin registers; options in the TOML's [executor.NAME] table")
     parser.add_argument("--jobs", metavar="N|auto", help="process executor: runs at once (default 1; one per device with --devices; with --demo, one per CPU core within the free memory; auto: what the machine allows)")
     parser.add_argument("--devices", metavar="0,1,...", help="process executor: GPU indices; each child sees one through CUDA_VISIBLE_DEVICES")
+    parser.add_argument("--track", action="append", default=[], metavar="NAME", help="also report every run to this tracking plugin (tensorboard, mlflow, or one a plugin adds; options in the TOML's [tracking.NAME] table; repeatable)")
     parser.add_argument("--demo", action="store_true", help="use synthetic FePh-format data and a base model pre-trained on synthetic faces, at the TOML's [demo] settings")
     return parser
 
@@ -377,6 +378,7 @@ def cmd_run(args, console: Console) -> int:
     from feph_finetune.config.matrix import apply_demo, build_matrix, select
 
     raw = read_config(args.config, args.overrides)
+    raw.track = args.track
     if args.demo:
         from feph_finetune.demo import protocol as demo
 

@@ -27,6 +27,8 @@ from feph_finetune.config.reading import (
     REPORT_DEFAULTS,
     RESULT_NEUTRAL_KEYS,
     TOP_LEVEL,
+    TRACKING_DEFAULTS,
+    TRACKING_HOOKS,
     ConfigError,
     Problem,
     RawConfig,
@@ -112,6 +114,10 @@ class Matrix:
     runs: list[Run]
     experiments: list[str]
     report: dict[str, Any] = field(default_factory=lambda: dict(REPORT_DEFAULTS))
+    #: The enabled tracking plugins, each with its options (defaults filled in), in order.
+    tracking: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The configuration's name: its TOML file's name without ``.toml``.
+    name: str = ""
 
 
 def used_plugins(config: dict[str, Any]) -> list[str]:
@@ -194,6 +200,71 @@ class MatrixBuilder:
             if not plots_available():
                 self.problem(("report", "figures"), f"figures need matplotlib, which is not installed: {PLOTS_INSTALL}")
         return report
+
+    def tracking(self, table: Any) -> dict[str, dict[str, Any]]:
+        """The ``[tracking]`` table: the enabled tracking plugins, each with its checked options
+        (from ``[tracking.<plugin>]``, defaults filled in)."""
+        if not isinstance(table, dict):
+            self.problem(("tracking",), f"expected a table, got {type_name(table)}")
+            return {}
+        tracking_plugins = [name for name in self.plugins.names() if any(self.plugins.implements(name, hook) for hook in TRACKING_HOOKS)]
+        enabled = table.get("plugins", TRACKING_DEFAULTS["plugins"])
+        if not isinstance(enabled, list) or not all(isinstance(name, str) for name in enabled):
+            self.problem(("tracking", "plugins"), f"expected an array of plugin names, got {type_name(enabled)} {enabled!r}")
+            enabled = []
+        for name in enabled:
+            if name not in tracking_plugins:
+                self.problem(("tracking", "plugins"), self._not_tracking(name, tracking_plugins))
+        for name in self.raw.track:
+            if name not in tracking_plugins:
+                self.problems.append(Problem(f"--track {name}", self._not_tracking(name, tracking_plugins)))
+        enabled = list(dict.fromkeys(enabled + self.raw.track))
+        for name, options in table.items():
+            if name == "plugins":
+                continue
+            if name not in tracking_plugins:
+                self.problem(("tracking", name), f"unknown key {name!r}: {self._not_tracking(name, tracking_plugins)}")
+            elif not isinstance(options, dict):
+                self.problem(("tracking", name), f"expected a table of {name!r}'s options, got {type_name(options)}")
+            else:
+                self._check_tracking_options(name, options)
+        enabled = [name for name in enabled if name in tracking_plugins]
+        for name in enabled:
+            self._check_tracking_rules(name, table.get(name) if isinstance(table.get(name), dict) else {})
+        return {name: {**self.plugins.option_defaults(name), **(table.get(name) or {})} for name in enabled}
+
+    def _not_tracking(self, name: str, tracking_plugins: list[str]) -> str:
+        if name in self.plugins.names():
+            return f"plugin {name!r} is not a tracking plugin (it implements none of {', '.join(TRACKING_HOOKS)}); tracking plugins: {', '.join(tracking_plugins) or 'none'}"
+        if any(info.name == name for info in self.plugins.unavailable):
+            return self.plugins.missing(name)  # installed but broken: say why
+        return f"no tracking plugin {name!r}{close_match(name, tracking_plugins)}; tracking plugins: {', '.join(tracking_plugins) or 'none'}"
+
+    def _check_tracking_options(self, name: str, options: dict[str, Any]) -> None:
+        try:
+            declarations = self.plugins.option_declarations(name)
+        except PluginCallError as error:
+            self.problem(("tracking", name), str(error))
+            return
+        for key, value in options.items():
+            if key not in declarations:
+                self.problem(("tracking", name, key), f"plugin {name!r} has no option {key!r}{close_match(key, declarations)}; its options: {', '.join(declarations) or 'none'}")
+                continue
+            for message in option_problems(value, declarations[key]):
+                self.problem(("tracking", name, key), message)
+
+    def _check_tracking_rules(self, name: str, table: dict[str, Any]) -> None:
+        """The ``check_with_options`` rules of an enabled tracking plugin, with its defaults
+        filled in: where a plugin refuses what it cannot do here (its library not installed)."""
+        try:
+            declarations = self.plugins.option_declarations(name)
+        except PluginCallError:
+            return  # reported with its options
+        options = {**{key: option.default for key, option in declarations.items()}, **table}
+        for key, option in declarations.items():
+            message = option.check_with_options(options[key], options) if option.check_with_options and not option_problems(options[key], option) else None
+            if message:
+                self.problem(("tracking", name, key) if key in table else ("tracking", "plugins"), message)
 
     def dataset_index(self, dataset: dict[str, Any], report: bool) -> None:
         """Read the dataset's index (its CSV and file listing; no image is decoded) when its root
@@ -459,6 +530,7 @@ class MatrixBuilder:
         top = self.top_level()
         dataset = self.dataset(top["dataset"], check_root)
         report = self.report(top["report"])
+        tracking = self.tracking(top["tracking"])
         if not self.problems:
             self.dataset_index(dataset, report=check_root)
         # problems so far are reported with the experiments', not instead of them
@@ -482,7 +554,7 @@ class MatrixBuilder:
         self.problems = early + self.problems
         if self.problems:
             raise ConfigError(list(dict.fromkeys(self.problems)))
-        return Matrix(top["seed"], top["output"], dataset, runs, list(experiments), report)
+        return Matrix(top["seed"], top["output"], dataset, runs, list(experiments), report, tracking, Path(self.raw.locator.path).stem)
 
     def experiment_runs(self, name, order, experiments, defaults, seed, dataset) -> list[Run]:
         chain = self.experiment_chain(name, experiments)

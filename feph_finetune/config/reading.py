@@ -19,7 +19,7 @@ PHASES = ("exploratory", "cv")
 GROUP_KEYS = ("sequence", "signer")
 
 #: Keys of the top level, with their defaults (``dataset`` and ``experiments`` are required).
-TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}, "report": {}, "executor": {}}
+TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}, "report": {}, "executor": {}, "tracking": {}}
 
 DATASET_DEFAULTS = {
     "root": "",
@@ -86,6 +86,14 @@ PLUGIN_KEYS = {
 #: (default: ``report`` inside the output directory); ``paper``: the paper's published accuracy
 #: beside the matching rows, in the console's tables and in ``report.md``.
 REPORT_DEFAULTS = {"figures": False, "paper": False, "figures_dir": ""}
+
+#: The ``[tracking]`` table: ``plugins`` names the tracking plugins every run reports to
+#: (``tensorboard``, ``mlflow``, a third party's); each may have its options in a
+#: ``[tracking.<plugin>]`` table (:mod:`feph_finetune.execution.tracking`).
+TRACKING_DEFAULTS: dict[str, Any] = {"plugins": []}
+
+#: The hooks that make a plugin a tracking plugin (it implements at least one).
+TRACKING_HOOKS = ("track_run_start", "track_epoch", "track_run_end", "track_matrix_end")
 
 #: The ``[demo]`` table; ``folds`` (0: ``[dataset] folds``) replaces the cross-validation folds
 #: for the demo; ``base_epochs`` is per backbone (an EfficientNet epoch costs about three
@@ -175,6 +183,8 @@ class RawConfig:
     #: Keys whose value was copied from another key (``[demo] folds`` into ``dataset.folds``):
     #: a problem with it is named where the value was written.
     copied_from: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+    #: Tracking plugins the command line enables (``--track NAME``) beside ``[tracking] plugins``.
+    track: list[str] = field(default_factory=list)
 
     def where(self, *keys: str) -> str:
         if tuple(keys) in self.copied_from:
