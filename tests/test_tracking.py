@@ -303,3 +303,22 @@ def test_a_tracking_plugin_that_raises_is_dropped_for_the_run_and_the_run_finish
     assert record["notes"] == [message]
     assert result.stdout.count("tracking plugin 'recorder' failed") == 1
     assert [json.loads(line)["hook"] for line in log.read_text().splitlines()] == ["track_run_start"]  # nothing after the failure
+
+
+def test_the_readme_tracking_plugin_works_as_written(tmp_path, synthetic_feph):
+    from test_plugins import write_distribution
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("# feph_csvlog.py")
+    code = readme[start:readme.index("```", start)]
+    site = tmp_path / "site"
+    site.mkdir()
+    write_distribution(site, name="feph-csvlog", module="feph_csvlog", body=code, entry="csvlog")
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n')
+    result = run_cli(str(path), "--executor", "inline", "--output", str(tmp_path / "runs"), "--track", "csvlog",
+                     env={"PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    (folder,) = run_folders(tmp_path / "runs").values()
+    rows = (folder / "curves.csv").read_text().splitlines()
+    history = read_json(folder / "history.json")
+    assert rows == ["stage,epoch,loss,accuracy"] + [f"{entry['stage']},{entry['epoch']},{entry['loss']},{entry['accuracy']}" for entry in history]
