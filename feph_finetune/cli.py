@@ -63,7 +63,8 @@ def run_parser() -> argparse.ArgumentParser:
 
 def plugins_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version), its status, the hooks it implements and its options with their defaults. A third-party plugin that cannot be used is listed with its problem: broken (import error, wrong hook), conflict (two distributions offer the name), refused (it would replace a built-in), filtered (FEPH_FINETUNE_LOAD_PLUGINS leaves its distribution out).")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks, options, status, error}")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks, options, status, error} (with --settings: of {table, key, default, accepts, help})")
+    parser.add_argument("--settings", action="store_true", help="list every setting a TOML may hold instead, from its declaration: the core's tables, [demo], each executor's and each plugin's options")
     return parser
 
 
@@ -71,10 +72,14 @@ def data_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m feph_finetune data", description="Describe a FePh-format dataset as the runner will see it: kept images per class, sequences, dropped rows by reason, and the grouped hold-out and cross-validation splits.")
     parser.add_argument("root", type=Path, help="the dataset folder (labels CSV and image folder)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds, 2 or more (default 5)")
-    parser.add_argument("--seed", type=int, default=1234, help="split seed (default 1234, as experiments.toml)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="hold-out test share (default 0.2)")
-    parser.add_argument("--group-by", choices=("sequence", "signer"), default="sequence", help="keep these groups on one side of every split")
+    from feph_finetune.config.options import describe
+    from feph_finetune.config.schema import DATASET_OPTIONS, TOP_LEVEL_OPTIONS
+
+    folds, seed, test_fraction, group_by = DATASET_OPTIONS["folds"], TOP_LEVEL_OPTIONS["seed"], DATASET_OPTIONS["test_fraction"], DATASET_OPTIONS["group_by"]
+    parser.add_argument("--folds", type=int, default=folds.default, help=f"cross-validation folds, as [dataset] folds: {describe(folds)} (default {folds.default})")
+    parser.add_argument("--seed", type=int, default=seed.default, help=f"split seed, as the TOML's seed (default {seed.default})")
+    parser.add_argument("--test-fraction", type=float, default=test_fraction.default, help=f"hold-out test share, as [dataset] test_fraction (default {test_fraction.default})")
+    parser.add_argument("--group-by", choices=group_by.choices, default=group_by.default, help="keep these groups on one side of every split")
     parser.add_argument("--labels", help="labels CSV, relative to ROOT (default: the one CSV found)")
     parser.add_argument("--images", help="image folder, relative to ROOT (default: the one found)")
     return parser
@@ -168,6 +173,8 @@ def warn(line: str) -> None:
 
 
 def cmd_plugins(args, console: Console) -> int:
+    if args.settings:
+        return print_settings(load_plugins(), args.json, console)
     infos = load_plugins().info()
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], indent=2, default=str))
@@ -187,18 +194,44 @@ def cmd_plugins(args, console: Console) -> int:
     return EXIT_OK
 
 
+def print_settings(plugins, as_json: bool, console: Console) -> int:
+    """Every declared setting, one row each (:func:`feph_finetune.config.schema.setting_rows`)."""
+    from feph_finetune.config.schema import CORE_TABLES, TRACKING_HOOKS, setting_rows
+    from feph_finetune.demo.protocol import DEMO_OPTIONS
+    from feph_finetune.execution.executors import NAME_OPTION, executor_classes
+
+    tables = {**CORE_TABLES, "demo": DEMO_OPTIONS, "executor": {"name": NAME_OPTION}}
+    tables.update({f"executor.{name}": cls.declarations() for name, cls in executor_classes(plugins).items()})
+    for info in plugins.info():
+        if info.status == "ok":
+            tracking = any(hook in info.hooks for hook in TRACKING_HOOKS)
+            tables[f"{'tracking' if tracking else 'options'}.{info.name}"] = plugins.option_declarations(info.name)
+    rows = setting_rows(tables)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    table = Table(title="feph_finetune settings", caption=escape("options.PLUGIN: in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]; tracking.PLUGIN: in [tracking.PLUGIN]"))
+    for column in ("table", "key", "default", "accepts", "help"):
+        table.add_column(column, overflow="fold", ratio=1 if column in ("accepts", "help") else None)
+    for row in rows:
+        table.add_row(escape(f"[{row['table']}]" if row["table"] else "(top level)"), row["key"], escape(json.dumps(row["default"], default=str)), escape(row["accepts"]), escape(row["help"]))
+    console.print(table)
+    return EXIT_OK
+
+
 def cmd_data(args, console: Console) -> int:
     from feph_finetune.data.feph import load_dataset
     from feph_finetune.data.describe import describe_dataset, render_description
 
-    from feph_finetune.config.reading import ConfigError, Problem
+    from feph_finetune.config.reading import ConfigError, Problem, flag_problems
+    from feph_finetune.config.schema import DATASET_OPTIONS, TOP_LEVEL_OPTIONS
     from feph_finetune.data.feph import FEPH_DOWNLOAD, DatasetError
 
-    problems = []
-    if args.folds < 2:
-        problems.append(Problem(f"--folds {args.folds}", "must be 2 or more (cross-validation needs at least two folds)"))
-    if not 0.0 < args.test_fraction < 1.0:
-        problems.append(Problem(f"--test-fraction {args.test_fraction}", "must lie strictly between 0 and 1"))
+    problems = flag_problems([
+        ("--folds", args.folds, DATASET_OPTIONS["folds"]),
+        ("--seed", args.seed, TOP_LEVEL_OPTIONS["seed"]),
+        ("--test-fraction", args.test_fraction, DATASET_OPTIONS["test_fraction"]),
+    ])
     if not args.root.is_dir():
         what = "is a file, not a folder" if args.root.exists() else "no such folder"
         problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
@@ -374,31 +407,30 @@ def _run_column_widths(headers: list[str], rows: list[list[str]], width: int) ->
 
 
 def cmd_run(args, console: Console) -> int:
+    from feph_finetune.config.checking import check_configuration
+    from feph_finetune.config.matrix import apply_demo
     from feph_finetune.config.reading import read_config
-    from feph_finetune.config.matrix import apply_demo, build_matrix, select
+    from feph_finetune.demo import protocol as demo
 
     raw = read_config(args.config, args.overrides)
     raw.track = args.track
     if args.demo:
-        from feph_finetune.demo import protocol as demo
-
-        settings = demo.demo_settings(raw)
+        settings = demo.demo_settings(raw, check=False)  # [demo]'s problems are reported with every other
         paths = demo.demo_paths(settings)
-        apply_demo(raw, str(paths.data), {name: str(path) for name, path in paths.base_models.items()})
+        apply_demo(raw, str(paths.data), {name: str(path) for name, path in paths.base_models.items()}, demo.demo_table(raw))
     plugins = load_plugins()
-    matrix = build_matrix(raw, plugins, check_root=not args.demo)  # the demo's data is written below
-    runs = select(matrix, args.only, args.phase)
-    output = args.output or Path("runs/demo" if args.demo else matrix.output)
-    _check_output_folders(output, matrix)
-    from feph_finetune.execution.executors import choose_executor
-
-    choice = choose_executor(raw, plugins, args.executor, args.jobs, args.devices)
-    executor = (with_demo_jobs(choice, raw, args) if args.demo else choice).create()
+    check = dict(
+        only=args.only, phase=args.phase, output=args.output or (Path("runs/demo") if args.demo else None),
+        executor=args.executor, jobs=args.jobs, devices=args.devices, tables={"demo": demo.DEMO_OPTIONS},
+    )
+    checked = check_configuration(raw, plugins, check_files=not args.demo, **check)  # the demo's data is written below
+    matrix, runs, output = checked.matrix, checked.runs, checked.output
+    executor = (with_demo_jobs(checked.executor, raw, args) if args.demo else checked.executor).create()
     if args.demo and not args.dry_run:
         demo.write_demo_data(settings, paths, console)
         # The data exists now: checked, its fingerprint in the ids. The bases are written later.
-        matrix = build_matrix(raw, plugins, pending_files=frozenset(str(path) for path in paths.base_models.values()))
-        runs = select(matrix, args.only, args.phase)
+        checked = check_configuration(raw, plugins, pending_files=frozenset(str(path) for path in paths.base_models.values()), **check)
+        matrix, runs = checked.matrix, checked.runs
     if args.dry_run:
         print_runs(runs, args.json, console)
         return EXIT_OK
@@ -450,19 +482,6 @@ def with_demo_jobs(choice, raw, args):
     if choice.cls.name != "process" or decided:
         return choice
     return replace(choice, settings={**choice.settings, "jobs": demo_jobs()})
-
-
-def _check_output_folders(output: Path, matrix) -> None:
-    """Refuse a results folder (and [report] figures_dir) that cannot be written, before any run."""
-    from feph_finetune.config.reading import ConfigError, Problem
-    from feph_finetune.results.store import output_folder_problem
-
-    folders = {"results directory": output}
-    if matrix.report["figures"] and matrix.report["figures_dir"]:
-        folders["report.figures_dir"] = Path(matrix.report["figures_dir"])
-    problems = [Problem(f"{name} {folder}", problem) for name, folder in folders.items() if (problem := output_folder_problem(folder))]
-    if problems:
-        raise ConfigError(problems)
 
 
 COMMANDS = {

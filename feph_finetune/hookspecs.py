@@ -173,8 +173,9 @@ def register_executors(register):
     Called once on every plugin (not only on those an experiment names) when the command line
     resolves ``--executor NAME`` or the TOML's ``[executor]`` table, before any work. Call
     ``register(cls)`` for each executor: a subclass of :class:`feph_finetune.Executor` with a
-    unique ``name``, a one-line ``summary``, its ``options`` (``{option: default}``, set in the
-    TOML's ``[executor.<name>]`` table and checked by its ``check``), and an ``execute(jobs,
+    unique ``name``, a one-line ``summary``, its ``options`` (``{option: Option(...)}`` or
+    ``{option: default}``, as ``plugin_options`` declares a plugin's; set in the TOML's
+    ``[executor.<name>]`` table and checked against them with the whole configuration), and an ``execute(jobs,
     report, here)`` that runs each :class:`feph_finetune.RunJob` through
     :func:`feph_finetune.execute_run` (in this process or elsewhere) and leaves a ``result.json``
     per job. An executor also enforces each run's ``timeout`` (seconds from the run's ``started``

@@ -157,9 +157,13 @@ def test_a_selection_without_runs_is_exit_2_naming_the_experiments_that_have_the
 def test_data_refuses_folds_below_two_and_a_dataset_without_images(tmp_path, synthetic_feph, capsys):
     for folds in ("0", "1", "-3"):
         assert main(["data", str(synthetic_feph), "--folds", folds]) == 2
-        assert f"--folds {folds}: must be 2 or more" in capsys.readouterr().err
+        assert f"--folds {folds}: must be >= 2, not {folds}" in capsys.readouterr().err
+    # the TOML's limit on dataset.folds, from the same declaration
+    assert main(["data", str(synthetic_feph), "--folds", "10001", "--seed", "-1"]) == 2
+    error = capsys.readouterr().err
+    assert "--folds 10001: must be <= 10000, not 10001" in error and "--seed -1: must be >= 0, not -1" in error
     assert main(["data", str(synthetic_feph), "--test-fraction", "1"]) == 2
-    assert "--test-fraction 1.0: must lie strictly between 0 and 1" in capsys.readouterr().err
+    assert "--test-fraction 1.0: must be < 1, not 1.0" in capsys.readouterr().err
     root = tmp_path / "header_only"
     write_png(root / "images" / "a.png")
     (root / "labels.csv").write_text("External ID,Facial_label\n", encoding="utf-8")

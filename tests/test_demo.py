@@ -186,7 +186,7 @@ def test_synthetic_data_is_the_same_bit_for_bit_from_the_same_seed(tmp_path):
 
 @pytest.mark.parametrize(
     "base_epochs, message",
-    [({"mobilenet": 0}, "must be at least 1"), ({"resnet": 3}, "unknown key 'resnet'"), ({"efficientnet": "6"}, "expected int"), (10, "expected table")],
+    [({"mobilenet": 0}, "must be >= 1, not 0"), ({"resnet": 3}, "unknown key 'resnet'"), ({"efficientnet": "6"}, "expected int"), (10, "expected table")],
 )
 def test_bad_base_epochs_are_refused_naming_the_key(tmp_path, capsys, base_epochs, message):
     value = "{ " + ", ".join(f"{key} = {json.dumps(number)}" for key, number in base_epochs.items()) + " }" if isinstance(base_epochs, dict) else str(base_epochs)

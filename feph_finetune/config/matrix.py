@@ -1,7 +1,9 @@
 """From a parsed configuration to the list of runs: inheritance, grids, plugin checks, stable ids.
 
-Validation happens here, before any work: every problem of the whole file is collected and raised
-at once as a :class:`~feph_finetune.config.reading.ConfigError`.
+Validation happens here, before any work: every problem of the whole file is collected in one
+pass and raised at once as a :class:`~feph_finetune.config.reading.ConfigError`
+(:func:`feph_finetune.config.checking.check_configuration` adds the executor and the output
+folders to the same pass).
 """
 
 from __future__ import annotations
@@ -14,52 +16,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, TRACKING_HOOKS, TRACKING_OPTIONS
 from feph_finetune.config.reading import (
-    DATASET_DEFAULTS,
-    DEMO_DEFAULTS,
     EXPERIMENT_DEFAULTS,
     EXPERIMENT_NAME,
-    GROUP_KEYS,
     HASHED_AT_DEFAULT,
     NOT_INHERITED,
-    PHASES,
     PLUGIN_KEYS,
     REPORT_DEFAULTS,
     RESULT_NEUTRAL_KEYS,
     TOP_LEVEL,
-    TRACKING_DEFAULTS,
-    TRACKING_HOOKS,
     ConfigError,
     Problem,
     RawConfig,
-    check_table,
+    check_section,
     close_match,
     deep_merge,
-    matches_type,
     set_dotted,
     split_dotted,
     type_name,
+    valid_values,
 )
+from feph_finetune.config.options import option_problems
 from feph_finetune.data.feph import FEPH_DOWNLOAD, Dataset, DatasetError, load_index
-from feph_finetune.config.options import Option, option_problems
 from feph_finetune.plugins import PluginCallError, Plugins
-
-#: Seeds feed NumPy and Keras (``keras.utils.set_random_seed``), which take 32-bit unsigned seeds.
-SEED = Option(0, minimum=0, maximum=2**32 - 1)
-
-#: Bounds on the sizes of a configuration, so that an absurd value is refused before it allocates
-#: or loops: each fold needs a group of its own (the loaded data bounds ``folds`` further);
-#: Keras' MobileNet and EfficientNet take inputs of 32 px or more, and the frame array of FePh's
-#: 2,531 images takes 8 GB at 1024 px.
-SIZE_LIMITS = {
-    ("dataset", "folds"): Option(5, minimum=2, maximum=10_000),
-    ("dataset", "test_fraction"): Option(0.2, minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True),
-    ("input_size",): Option(224, minimum=32, maximum=1024),
-    ("batch_size",): Option(32, minimum=1, maximum=65_536),
-    ("validation_split",): Option(0.0, minimum=0, maximum=1, exclusive_maximum=True),
-    ("threads",): Option(0, minimum=0, maximum=1024),
-    ("timeout",): Option(0.0, minimum=0, maximum=30 * 24 * 3600),  # seconds; 30 days is no limit in practice
-}
 
 FEPH_SOURCE = f"{FEPH_DOWNLOAD}, then point dataset.root at its folder, or try the tool on synthetic data with --demo"
 
@@ -147,7 +127,13 @@ def run_id(experiment: str, phase: str, fold: int | None, config: dict, dataset:
 
 
 class MatrixBuilder:
-    """Resolves and checks every experiment of a raw configuration, collecting problems."""
+    """Resolves and checks every experiment of a raw configuration, collecting problems.
+
+    One pass: a value that fails its check is reported and replaced by its default, or its key
+    noted as invalid, and checking goes on; only what depends on an invalid value is skipped (a
+    plugin's traits when its name or options are wrong, the folds against the data's groups when
+    ``folds`` is wrong, ...). :meth:`build` raises every problem at once.
+    """
 
     def __init__(self, raw: RawConfig, plugins: Plugins, check_files: bool = True, pending_files: frozenset[str] = frozenset()):
         self.raw = raw
@@ -163,37 +149,30 @@ class MatrixBuilder:
     # --- the top level and the dataset ---
 
     def top_level(self) -> dict[str, Any]:
+        """The top level, its invalid values replaced by their defaults (reported)."""
         data = self.raw.data
-        check_table(self.raw, data, TOP_LEVEL, (), self.problems)
-        if "experiments" not in data or not data.get("experiments"):
+        check_section(self.raw, data, TOP_LEVEL_OPTIONS, (), self.problems)
+        if not data.get("experiments"):
             self.problem(("experiments",), "no experiments: add at least one [experiments.NAME] table")
-        if not isinstance(data.get("seed", 0), int) or isinstance(data.get("seed"), bool):
-            return {**TOP_LEVEL, **data, "seed": TOP_LEVEL["seed"]}
-        for message in option_problems(data.get("seed", TOP_LEVEL["seed"]), SEED):
-            self.problem(("seed",), message)
-        return {**TOP_LEVEL, **data}
+        return valid_values(data, TOP_LEVEL_OPTIONS)
 
-    def dataset(self, table: Any, check_root: bool) -> dict[str, Any]:
-        check_table(self.raw, table, DATASET_DEFAULTS, ("dataset",), self.problems)
-        dataset = {**DATASET_DEFAULTS, **(table if isinstance(table, dict) else {})}
-        if dataset["group_by"] not in GROUP_KEYS:
-            self.problem(("dataset", "group_by"), f"must be one of {', '.join(GROUP_KEYS)}")
-        for key in ("folds", "test_fraction"):
-            if key in (table if isinstance(table, dict) else {}) and matches_type(dataset[key], DATASET_DEFAULTS[key]):
-                for message in option_problems(dataset[key], SIZE_LIMITS[("dataset", key)]):
-                    self.problem(("dataset", key), message)
-        if check_root:
+    def dataset(self, table: Any, check_root: bool) -> tuple[dict[str, Any], set[str]]:
+        """``[dataset]`` with defaults filled in, and the keys whose values are invalid (which
+        keep their defaults here, only to go on checking)."""
+        invalid = check_section(self.raw, table, DATASET_OPTIONS, ("dataset",), self.problems)
+        dataset = valid_values(table, DATASET_OPTIONS)
+        if check_root and not invalid & {"", "root"}:
             root = dataset["root"]
             if not root:
                 self.problem(("dataset", "root"), f"not set. {FEPH_SOURCE}")
-            elif isinstance(root, str) and not Path(root).expanduser().is_dir():
+            elif not Path(root).expanduser().is_dir():
                 self.problem(("dataset", "root"), f"folder {root!r} does not exist. {FEPH_SOURCE}")
-        return dataset
+        return dataset, invalid
 
     def report(self, table: Any) -> dict[str, Any]:
         """The ``[report]`` table, its defaults filled in; figures without matplotlib is a problem now, not after the runs."""
-        check_table(self.raw, table, REPORT_DEFAULTS, ("report",), self.problems)
-        report = {**REPORT_DEFAULTS, **(table if isinstance(table, dict) else {})}
+        check_section(self.raw, table, REPORT_OPTIONS, ("report",), self.problems)
+        report = valid_values(table, REPORT_OPTIONS)
         if report["figures"] is True:
             from feph_finetune.results.figures import PLOTS_INSTALL, plots_available
 
@@ -202,15 +181,15 @@ class MatrixBuilder:
         return report
 
     def tracking(self, table: Any) -> dict[str, dict[str, Any]]:
-        """The ``[tracking]`` table: the enabled tracking plugins, each with its checked options
-        (from ``[tracking.<plugin>]``, defaults filled in)."""
+        """The ``[tracking]`` table: the enabled tracking plugins (``plugins`` and ``--track``),
+        each with its checked options (from ``[tracking.<plugin>]``, defaults filled in)."""
         if not isinstance(table, dict):
-            self.problem(("tracking",), f"expected a table, got {type_name(table)}")
-            return {}
+            self.problem(("tracking",), f"expected table, got {type_name(table)} {table!r}")
+            table = {}
         tracking_plugins = [name for name in self.plugins.names() if any(self.plugins.implements(name, hook) for hook in TRACKING_HOOKS)]
-        enabled = table.get("plugins", TRACKING_DEFAULTS["plugins"])
-        if not isinstance(enabled, list) or not all(isinstance(name, str) for name in enabled):
-            self.problem(("tracking", "plugins"), f"expected an array of plugin names, got {type_name(enabled)} {enabled!r}")
+        enabled = table.get("plugins", [])
+        for message in option_problems(enabled, TRACKING_OPTIONS["plugins"]):
+            self.problem(("tracking", "plugins"), message)
             enabled = []
         for name in enabled:
             if name not in tracking_plugins:
@@ -218,20 +197,17 @@ class MatrixBuilder:
         for name in self.raw.track:
             if name not in tracking_plugins:
                 self.problems.append(Problem(f"--track {name}", self._not_tracking(name, tracking_plugins)))
-        enabled = list(dict.fromkeys(enabled + self.raw.track))
         for name, options in table.items():
             if name == "plugins":
                 continue
             if name not in tracking_plugins:
                 self.problem(("tracking", name), f"unknown key {name!r}: {self._not_tracking(name, tracking_plugins)}")
-            elif not isinstance(options, dict):
-                self.problem(("tracking", name), f"expected a table of {name!r}'s options, got {type_name(options)}")
             else:
                 self._check_tracking_options(name, options)
-        enabled = [name for name in enabled if name in tracking_plugins]
+        enabled = [name for name in dict.fromkeys(enabled + self.raw.track) if name in tracking_plugins]
         for name in enabled:
             self._check_tracking_rules(name, table.get(name) if isinstance(table.get(name), dict) else {})
-        return {name: {**self.plugins.option_defaults(name), **(table.get(name) or {})} for name in enabled}
+        return {name: {**self.plugins.option_defaults(name), **(table.get(name) if isinstance(table.get(name), dict) else {})} for name in enabled}
 
     def _not_tracking(self, name: str, tracking_plugins: list[str]) -> str:
         if name in self.plugins.names():
@@ -240,18 +216,13 @@ class MatrixBuilder:
             return self.plugins.missing(name)  # installed but broken: say why
         return f"no tracking plugin {name!r}{close_match(name, tracking_plugins)}; tracking plugins: {', '.join(tracking_plugins) or 'none'}"
 
-    def _check_tracking_options(self, name: str, options: dict[str, Any]) -> None:
+    def _check_tracking_options(self, name: str, options: Any) -> None:
         try:
             declarations = self.plugins.option_declarations(name)
         except PluginCallError as error:
             self.problem(("tracking", name), str(error))
             return
-        for key, value in options.items():
-            if key not in declarations:
-                self.problem(("tracking", name, key), f"plugin {name!r} has no option {key!r}{close_match(key, declarations)}; its options: {', '.join(declarations) or 'none'}")
-                continue
-            for message in option_problems(value, declarations[key]):
-                self.problem(("tracking", name, key), message)
+        check_section(self.raw, options, declarations, ("tracking", name), self.problems, owner=f"plugin {name!r}")
 
     def _check_tracking_rules(self, name: str, table: dict[str, Any]) -> None:
         """The ``check_with_options`` rules of an enabled tracking plugin, with its defaults
@@ -271,7 +242,7 @@ class MatrixBuilder:
         exists: record its fingerprint in ``dataset`` (part of every run's id) and, when
         ``report``, refuse data no run could use: no usable image, too few groups to split."""
         root = dataset["root"]
-        if not isinstance(root, str) or not root or not Path(root).expanduser().is_dir():
+        if not root or not Path(root).expanduser().is_dir():
             return
         try:
             index = load_index(Path(root).expanduser(), dataset["labels"] or None, dataset["images"] or None)
@@ -289,13 +260,14 @@ class MatrixBuilder:
             return
         self.index = index
 
-    def check_groups(self, dataset: dict[str, Any], runs: list[Run]) -> None:
-        """The loaded data must have enough groups for a hold-out split and for the folds."""
-        if self.index is None or not self.index.samples:
+    def check_groups(self, dataset: dict[str, Any], runs: list[Run], invalid: set[str]) -> None:
+        """The loaded data must have enough groups for a hold-out split and for the folds
+        (skipped for an invalid ``folds`` or ``group_by``)."""
+        if self.index is None or not self.index.samples or "group_by" in invalid:
             return
         groups = len(set(self.index.groups(dataset["group_by"]).tolist()))
         formed = f"the {len(self.index.samples)} usable images form only {groups} (group_by = {dataset['group_by']!r})"
-        if any(run.phase == "cv" for run in runs) and dataset["folds"] > groups:
+        if "folds" not in invalid and any(run.phase == "cv" for run in runs) and dataset["folds"] > groups:
             self.problem(("dataset", "folds"), f"{dataset['folds']} folds need at least {dataset['folds']} groups, but {formed}")
         if any(run.phase == "exploratory" for run in runs) and groups < 2:
             self.problem(("dataset", "group_by"), f"a hold-out split needs at least 2 groups, but {formed}")
@@ -306,7 +278,9 @@ class MatrixBuilder:
         """The experiment, then the one it extends, and so on (problems reported, never looping)."""
         chain = [name]
         while parent := experiments[chain[-1]].get("extends", ""):
-            if not isinstance(parent, str) or parent not in experiments:
+            if not isinstance(parent, str):
+                break  # reported as the key's type
+            if parent not in experiments:
                 self.problem(("experiments", chain[-1], "extends"), f"no experiment {parent!r}{close_match(str(parent), experiments)}")
                 break
             if parent in chain:
@@ -346,67 +320,63 @@ class MatrixBuilder:
         return None
 
     def grid_points(self, name: str, grid: Any) -> list[dict[str, Any]]:
+        """Every combination of the grid's values; a key that cannot be expanded is reported
+        and left out, the others still expanded."""
         keys = ("experiments", name, "grid")
         if not isinstance(grid, dict):
-            self.problem(keys, f"expected a table of arrays, got {type_name(grid)}")
-            return [{}]
+            return [{}]  # reported with the experiment's other keys
+        expandable = {}
         for key, values in grid.items():
             head = split_dotted(key)[0]
-            if head not in EXPERIMENT_DEFAULTS or head in ("grid", "extends", "label", "cv_label", "phases"):
-                self.problem(keys + (key,), f"cannot expand {key!r}: not a setting of a run{close_match(head, EXPERIMENT_DEFAULTS)}")
-                return [{}]
-            if head in RESULT_NEUTRAL_KEYS:
+            if head not in EXPERIMENT_OPTIONS or head in ("grid", "extends", "label", "cv_label", "phases"):
+                self.problem(keys + (key,), f"cannot expand {key!r}: not a setting of a run{close_match(head, EXPERIMENT_OPTIONS)}")
+            elif head in RESULT_NEUTRAL_KEYS:
                 self.problem(keys + (key,), f"cannot expand {key!r}: it does not change a run's result, so every value would be the same run; set it on the experiment instead")
-                return [{}]
-            if not isinstance(values, list) or not values:
+            elif not isinstance(values, list) or not values:
                 self.problem(keys + (key,), "expected a non-empty array of values to expand")
-                return [{}]
-        names = list(grid)
-        return [dict(zip(names, values)) for values in itertools.product(*(grid[key] for key in names))]
+            else:
+                expandable[key] = values
+        names = list(expandable)
+        return [dict(zip(names, values)) for values in itertools.product(*(expandable[key] for key in names))]
 
-    def check_experiment(self, config: dict[str, Any], where) -> None:
-        """Check a resolved experiment; ``where(keys)`` names the place a value came from."""
-        before = len(self.problems)
-        for key, default in EXPERIMENT_DEFAULTS.items():
-            value = config[key]
-            if key == "seed":
-                default = 0
-            if not matches_type(value, default):
-                self.problems.append(Problem(self.raw.where(*where((key,))), f"expected {type_name(default)}, got {type_name(value)} {value!r}"))
-        for key in ("preprocess", "augment", "evaluate", "phases"):
-            if isinstance(config[key], list) and not all(isinstance(item, str) for item in config[key]):
-                self.problems.append(Problem(self.raw.where(*where((key,))), "expected an array of strings"))
-        for phase in config["phases"] if isinstance(config["phases"], list) else []:
-            if phase not in PHASES:
-                self.problems.append(Problem(self.raw.where(*where(("phases",))), f"unknown phase {phase!r}; phases are {', '.join(PHASES)}"))
-        if len(self.problems) == before:  # types are right: check ranges, plugins and options
-            for key, limit in [(("seed",), SEED)] + [(k, v) for k, v in SIZE_LIMITS.items() if k[0] != "dataset"]:
-                for message in option_problems(config[key[0]], limit):
-                    self.problems.append(Problem(self.raw.where(*where(key)), message))
-            self.check_plugins(config, where)
+    def check_experiment(self, config: dict[str, Any], where) -> set[str]:
+        """Check a resolved experiment; ``where(keys)`` names the place a value came from.
+        Invalid values are replaced by their defaults, only to go on checking; returns their keys."""
+        invalid = set()
+        for key, option in EXPERIMENT_OPTIONS.items():
+            messages = option_problems(config[key], option)
+            self.problems += [Problem(self.raw.where(*where((key,))), message) for message in messages]
+            if messages:
+                invalid.add(key)
+                config[key] = copy.deepcopy(option.default)
+        self.check_plugins(config, where, invalid)
+        return invalid
 
-    def check_plugins(self, config: dict[str, Any], where) -> None:
-        before = len(self.problems)
+    def check_plugins(self, config: dict[str, Any], where, invalid: set[str]) -> None:
+        """Every plugin name must be installed and implement its key's hook. Names that are not
+        are added to ``invalid`` as ``plugin:NAME``."""
         installed = self.plugins.names()
         for key, hook in PLUGIN_KEYS.items():
-            if key == "optimizer" and not config["fine_tune"]:
+            if key in invalid or (key == "optimizer" and not config["fine_tune"]):
                 continue
             value = config[key]
             names = value if isinstance(value, list) else [value]
             if key in ("model", "optimizer") and not value:
                 self.problems.append(Problem(self.raw.where(*where((key,))), f"names no plugin; a {hook} plugin is needed"))
+                invalid.add(key)
             for name in filter(None, names):
                 place = self.raw.where(*where((key,)))
                 if name not in installed:
                     self.problems.append(Problem(place, self.plugins.missing(name)))
+                    invalid.add(f"plugin:{name}")
                 elif not self.plugins.implements(name, hook):
                     serving = [p for p in installed if self.plugins.implements(p, hook)]
                     self.problems.append(Problem(place, f"plugin {name!r} does not implement {hook}; plugins that do: {', '.join(serving)}"))
-        names_found = len(self.problems) == before
-        faulty = self.check_options(config, where)
-        if names_found:
-            self.check_option_rules(config, where, faulty)
-            self.check_traits(config, where, faulty)
+                    invalid.add(f"plugin:{name}")
+
+    def usable_plugins(self, config: dict[str, Any], invalid: set[str]) -> list[str]:
+        """The plugins the experiment uses whose names are right (installed, serving their key)."""
+        return [name for name in used_plugins(config) if f"plugin:{name}" not in invalid]
 
     def check_options(self, config: dict[str, Any], where) -> set[str]:
         """Check every configured option against its plugin's declarations; files named by
@@ -423,6 +393,7 @@ class MatrixBuilder:
                 continue
             if not isinstance(table, dict):
                 self.problems.append(Problem(place, f"expected a table, got {type_name(table)}"))
+                faulty.add(plugin)
                 continue
             try:
                 declarations = self.plugins.option_declarations(plugin)
@@ -442,12 +413,12 @@ class MatrixBuilder:
                 faulty.add(plugin)
         return faulty
 
-    def check_option_rules(self, config: dict[str, Any], where, faulty: set[str]) -> None:
+    def check_option_rules(self, config: dict[str, Any], where, faulty: set[str], usable: list[str]) -> None:
         """Run the ``check_with_options`` rules of the plugins the experiment uses, whose options
         passed their own checks; where files are checked and none is written later."""
         if not self.check_files:
             return
-        for name in used_plugins(config):
+        for name in usable:
             table = config["options"].get(name) or {}
             if name in faulty or any(isinstance(value, str) and value in self.pending_files for value in table.values()):
                 continue
@@ -486,11 +457,11 @@ class MatrixBuilder:
                 "or remove input_size to use the model's",
             ))
 
-    def check_traits(self, config: dict[str, Any], where, faulty: set[str]) -> None:
+    def check_traits(self, config: dict[str, Any], where, faulty: set[str], usable: list[str]) -> None:
         """Refuse combinations of plugins that cannot work, from what each declares it does
-        (plugins whose options have problems are left out: their traits are unknown)."""
+        (plugins whose names or options have problems are left out: their traits are unknown)."""
         traits = {}
-        for name in used_plugins(config):
+        for name in usable:
             if name in faulty:
                 continue
             try:
@@ -526,35 +497,37 @@ class MatrixBuilder:
 
     # --- everything ---
 
-    def build(self, check_root: bool = True) -> Matrix:
+    def matrix(self, check_root: bool = True) -> Matrix:
+        """The matrix of every run whose experiment could be resolved; problems are collected in
+        :attr:`problems` (the matrix is only usable when there are none)."""
         top = self.top_level()
-        dataset = self.dataset(top["dataset"], check_root)
-        report = self.report(top["report"])
-        tracking = self.tracking(top["tracking"])
-        if not self.problems:
+        dataset, dataset_invalid = self.dataset(self.raw.data.get("dataset", {}), check_root)
+        report = self.report(self.raw.data.get("report", {}))
+        tracking = self.tracking(self.raw.data.get("tracking", {}))
+        if not dataset_invalid & {"", "root", "labels", "images"}:
             self.dataset_index(dataset, report=check_root)
-        # problems so far are reported with the experiments', not instead of them
-        early, self.problems = self.problems, []
-        if early and not (matches_type(dataset["folds"], 0) and 2 <= dataset["folds"] <= SIZE_LIMITS[("dataset", "folds")].maximum):
-            dataset = {**dataset, "folds": DATASET_DEFAULTS["folds"]}  # only to go on checking
-        defaults = top["defaults"] if isinstance(top["defaults"], dict) else {}
-        check_table(self.raw, defaults, EXPERIMENT_DEFAULTS, ("defaults",), self.problems)
-        experiments = top["experiments"] if isinstance(top["experiments"], dict) else {}
-        for name, table in experiments.items():
+        defaults = top["defaults"]
+        check_section(self.raw, defaults, EXPERIMENT_OPTIONS, ("defaults",), self.problems)
+        experiments = {}
+        for name, table in top["experiments"].items():
             if not EXPERIMENT_NAME.match(name):
                 self.problem(("experiments", name), "experiment names may use letters, digits and _ . + - only")
-            check_table(self.raw, table, EXPERIMENT_DEFAULTS, ("experiments", name), self.problems)
-        if self.problems:
-            raise ConfigError(early + self.problems)
+            if not check_section(self.raw, table, EXPERIMENT_OPTIONS, ("experiments", name), self.problems) >= {""}:
+                experiments[name] = table
         runs: list[Run] = []
         for order, name in enumerate(experiments):
             runs += self.experiment_runs(name, order, experiments, defaults, top["seed"], dataset)
         if check_root:
-            self.check_groups(dataset, runs)
-        self.problems = early + self.problems
+            self.check_groups(dataset, runs, dataset_invalid)
+        self.problems = list(dict.fromkeys(self.problems))
+        return Matrix(top["seed"], top["output"], dataset, runs, list(top["experiments"]), report, tracking, Path(self.raw.locator.path).stem)
+
+    def build(self, check_root: bool = True) -> Matrix:
+        """:meth:`matrix`, raising a ConfigError with every problem when there are any."""
+        matrix = self.matrix(check_root)
         if self.problems:
-            raise ConfigError(list(dict.fromkeys(self.problems)))
-        return Matrix(top["seed"], top["output"], dataset, runs, list(experiments), report, tracking, Path(self.raw.locator.path).stem)
+            raise ConfigError(self.problems)
+        return matrix
 
     def experiment_runs(self, name, order, experiments, defaults, seed, dataset) -> list[Run]:
         chain = self.experiment_chain(name, experiments)
@@ -572,7 +545,12 @@ class MatrixBuilder:
                 return self.source(chain, experiments, defaults, keys)
 
             before = len(self.problems)
-            self.check_experiment(config, where)
+            invalid = self.check_experiment(config, where)
+            usable = self.usable_plugins(config, invalid)
+            faulty = set(usable) if "options" in invalid else self.check_options(config, where)
+            self.check_option_rules(config, where, faulty, usable)
+            if not invalid & {*PLUGIN_KEYS, "fine_tune"}:  # else what the experiment combines is unknown
+                self.check_traits(config, where, faulty, usable)
             if len(self.problems) > before:
                 continue
             config["options"] = self.plugin_options(config)
@@ -607,18 +585,32 @@ class MatrixBuilder:
         return runs
 
 
-def apply_demo(raw: RawConfig, demo_root: str, weights: dict[str, str]) -> None:
-    """Lay the ``[demo]`` table's settings over the configuration, for the synthetic demo."""
-    demo = {**DEMO_DEFAULTS, **raw.data.get("demo", {})}
-    raw.data["defaults"] = deep_merge(raw.data.get("defaults", {}), demo["defaults"])
-    for plugin, path in weights.items():
-        set_dotted(raw.data, ["defaults", "options", plugin, "weights"], path)
+def apply_demo(raw: RawConfig, demo_root: str, weights: dict[str, str], demo: dict[str, Any]) -> None:
+    """Lay the ``[demo]`` table's settings over the configuration, for the synthetic demo.
+
+    ``demo``: the table's valid values, defaults filled in (its ``folds`` and ``defaults``; its
+    problems are reported by the check of the whole configuration). A value copied from it is
+    named, in problems, where the ``[demo]`` table sets it.
+    """
+    if isinstance(raw.data.get("defaults", {}), dict):
+        raw.data["defaults"] = deep_merge(raw.data.get("defaults", {}), demo["defaults"])
+        for keys in _leaves(demo["defaults"]):
+            raw.copied_from[("defaults", *keys)] = ("demo", "defaults", *keys)
+        for plugin, path in weights.items():
+            set_dotted(raw.data, ["defaults", "options", plugin, "weights"], path)
+    if not isinstance(raw.data.get("dataset", {}), dict):
+        return  # reported with the other keys
     set_dotted(raw.data, ["dataset", "root"], demo_root)
     if demo["folds"] and ("dataset", "folds") not in raw.overridden:  # --set dataset.folds wins
         set_dotted(raw.data, ["dataset", "folds"], demo["folds"])
         raw.copied_from[("dataset", "folds")] = ("demo", "folds")
     for key in ("labels", "images"):
         raw.data["dataset"].pop(key, None)
+
+
+def _leaves(table: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The key paths of a nested table's values that are not tables."""
+    return [(key, *rest) for key, value in table.items() for rest in (_leaves(value) if isinstance(value, dict) and value else [()])]
 
 
 def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True, pending_files: frozenset[str] = frozenset()) -> Matrix:
@@ -633,17 +625,24 @@ def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True, pend
     return MatrixBuilder(raw, plugins, check_files=check_root, pending_files=pending_files).build(check_root)
 
 
+def selection_problems(matrix: Matrix, only: list[str] | None) -> list[Problem]:
+    """The ``--only`` names that are no experiment of the matrix, each a problem."""
+    known = ", ".join(matrix.experiments)
+    return [
+        Problem(f"--only {name}", f"no experiment {name!r}{close_match(name, matrix.experiments)}; experiments: {known}")
+        for name in only or () if name not in matrix.experiments
+    ]
+
+
 def select(matrix: Matrix, only: list[str] | None, phase: str | None) -> list[Run]:
     """The runs that ``--only`` and ``--phase`` keep.
 
     ConfigError for an unknown experiment name, and when no run is left: a command that would
     do nothing says so (exit 2) instead of reporting success.
     """
-    if only:
-        unknown = [name for name in only if name not in matrix.experiments]
-        if unknown:
-            known = ", ".join(matrix.experiments)
-            raise ConfigError([Problem(f"--only {name}", f"no experiment {name!r}{close_match(name, matrix.experiments)}; experiments: {known}") for name in unknown])
+    problems = selection_problems(matrix, only)
+    if problems:
+        raise ConfigError(problems)
     runs = [run for run in matrix.runs if (not only or run.experiment in only) and (not phase or run.phase == phase)]
     if not runs:
         raise ConfigError([_nothing_selected(matrix, only, phase)])

@@ -1,11 +1,13 @@
-"""Plugin option declarations: what values an option accepts, checked before any work.
+"""Option declarations: what values a setting accepts, checked before any work.
 
-A plugin's ``plugin_options`` hook returns ``{name: value}`` where each value is either a plain
-default (the option then accepts values of the default's type) or an :class:`Option`, which adds
-the checks a plugin would otherwise write by hand and run only when a run starts: allowed
-choices, numeric ranges, finiteness, a file that must exist, a free-form check. The core checks
-every configured value against its declaration while it validates the configuration, so a wrong
-value stops ``--dry-run`` with exit code 2 instead of failing each run minutes later.
+Every setting is declared with an :class:`Option`: the core's own keys
+(:mod:`feph_finetune.config.schema`), each executor's (its ``options`` class attribute), each
+plugin's (its ``plugin_options`` hook) and the demo's ``[demo]`` table. A declaration given as a
+plain default accepts values of the default's type; an :class:`Option` adds the checks one would
+otherwise write by hand and run only when a run starts: allowed choices, numeric ranges,
+finiteness, a file that must exist, a free-form check. The core checks every configured value
+against its declaration while it validates the configuration, so a wrong value stops
+``--dry-run`` with exit code 2 instead of failing each run minutes later.
 
 No TensorFlow here (the CLI validates configurations without it).
 """
@@ -24,11 +26,19 @@ PATH_KINDS = ("file", "dir")
 
 @dataclass(frozen=True)
 class Option:
-    """One plugin option: its default and what values it accepts.
+    """One setting: its default and what values it accepts.
 
     - ``default``: the value when the configuration does not set one; its type is the option's
-      type (bool, int, float, str or a list of those; an int is accepted for a float; None
-      accepts any value).
+      type (bool, int, float, str, a table (dict) or a list of those; an int is accepted for a
+      float; None accepts any value unless ``kind`` says).
+    - ``kind``: the type of the values (of a list option: of its items) when the default does
+      not show it: a default of None (``seed``: unset means the matrix's) or an empty list
+      (``augment = []`` takes strings).
+    - ``keywords``: words accepted besides values of the option's type (``jobs = "auto"``).
+    - ``table``: for a table option, the declarations of its keys (``[demo] base_epochs``),
+      checked one by one like a section's; the default then holds the defaults of those given.
+    - ``expects``: how messages describe the accepted values when the type alone says too
+      little (``"GPU indices such as [0, 1]"``).
     - ``help``: one line for people reading ``plugin_options`` or an error message.
     - ``choices``: the only allowed values (for a list option: of each item).
     - ``minimum``/``maximum``: numeric bounds, inclusive unless ``exclusive_minimum`` /
@@ -50,6 +60,10 @@ class Option:
 
     default: Any
     help: str = ""
+    kind: type | None = None
+    keywords: Sequence[str] = ()
+    expects: str = ""
+    table: Mapping[str, Any] | None = None
     choices: Sequence[Any] | None = None
     minimum: float | None = None
     maximum: float | None = None
@@ -81,11 +95,10 @@ def option_problems(value: Any, option: Option, check_paths: bool = True) -> lis
     ``check_paths=False`` skips the existence of ``path`` options, for files that are written
     later (the demo's base models). Messages describe the value only; the caller names the place.
     """
-    if not matches_type(value, option.default):
-        expected = type_name(option.default)
-        if _is_list(option.default) and option.default:
-            expected = f"array of {type_name(option.default[0])}s"
-        return [f"expected {expected}, got {type_name(value)} {value!r}"]
+    if isinstance(value, str) and value in option.keywords:
+        return []
+    if not _matches(value, option):
+        return [f"expected {expected_values(option)}, got {type_name(value)} {value!r}"]
     items = value if _is_list(value) else [value]
     problems: list[str] = []
     for item in items:
@@ -95,6 +108,45 @@ def option_problems(value: Any, option: Option, check_paths: bool = True) -> lis
         if message:
             problems.append(message)
     return problems
+
+
+def _matches(value: Any, option: Option) -> bool:
+    return matches_type(value, _example(option))
+
+
+def _example(option: Option) -> Any:
+    """A value of the option's type: its default, or one of ``kind`` where the default does not
+    show the type (None, an empty list)."""
+    if option.kind is None or (option.default is not None and option.default != []):
+        return option.default
+    return [option.kind()] if _is_list(option.default) else option.kind()
+
+
+def expected_values(option: Option) -> str:
+    """What ``option`` accepts, in a message's words: its ``expects``, else its type's TOML name."""
+    if option.expects:
+        return option.expects
+    example = _example(option)
+    expected = f"array of {type_name(example[0])}s" if _is_list(example) and example else type_name(example)
+    return " or ".join([expected, *(repr(word) for word in option.keywords)])
+
+
+def describe(option: Option) -> str:
+    """What ``option`` accepts, in one line, for listings (``plugins --settings``)."""
+    parts = [expected_values(option)]
+    if option.choices is not None:
+        parts.append("one of " + ", ".join(repr(choice) for choice in option.choices))
+    if option.minimum is not None:
+        parts.append(f"{'>' if option.exclusive_minimum else '>='} {_number(option.minimum)}")
+    if option.maximum is not None:
+        parts.append(f"{'<' if option.exclusive_maximum else '<='} {_number(option.maximum)}")
+    if option.path is not None:
+        parts.append(f"an existing {option.path}" + (f" ({', '.join(option.suffixes)})" if option.suffixes else ""))
+    return ", ".join(parts)
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def _item_problems(item: Any, option: Option, check_paths: bool) -> list[str]:

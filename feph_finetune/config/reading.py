@@ -1,4 +1,4 @@
-"""Reading an experiments TOML: parsing, ``--set`` overrides, and the schema of every key.
+"""Reading an experiments TOML: parsing, ``--set`` overrides, and checking tables against the schema.
 
 Nothing here runs anything: it turns text into plain dicts and reports every problem it finds at
 once, each naming its place (``file:line key``), so that a user fixes the file in one pass.
@@ -11,52 +11,16 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from feph_finetune.config.options import matches_type, type_name  # noqa: F401 (re-exported)
+from feph_finetune.config.options import as_option, option_problems, type_name
+from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, defaults_of
 
-PHASES = ("exploratory", "cv")
-GROUP_KEYS = ("sequence", "signer")
-
-#: Keys of the top level, with their defaults (``dataset`` and ``experiments`` are required).
-TOP_LEVEL = {"seed": 1234, "output": "runs", "dataset": {}, "defaults": {}, "experiments": {}, "demo": {}, "report": {}, "executor": {}, "tracking": {}}
-
-DATASET_DEFAULTS = {
-    "root": "",
-    "labels": "",
-    "images": "",
-    "group_by": "sequence",
-    "folds": 5,
-    "test_fraction": 0.2,
-    "cache_dir": "",
-}
-
-#: Every key an experiment (or ``[defaults]``) may set, with the built-in default.
-EXPERIMENT_DEFAULTS: dict[str, Any] = {
-    "label": "",
-    "cv_label": "",
-    "extends": "",
-    "phases": ["exploratory"],
-    "fine_tune": True,
-    "model": "mobilenet",
-    "preprocess": ["face_crop"],
-    "augment": [],
-    "optimizer": "adam",
-    "class_weights": "",
-    "evaluate": ["paper_metrics"],
-    "input_size": 224,
-    "batch_size": 32,
-    "seed": None,
-    "train_batchnorm": False,
-    "head_features": True,
-    "validation_split": 0.0,
-    "deterministic": False,
-    "threads": 0,
-    "save_model": False,
-    "timeout": 0.0,
-    "options": {},
-    "grid": {},
-}
+#: The defaults of each table, from its declarations (:mod:`feph_finetune.config.schema`).
+TOP_LEVEL = defaults_of(TOP_LEVEL_OPTIONS)
+DATASET_DEFAULTS = defaults_of(DATASET_OPTIONS)
+EXPERIMENT_DEFAULTS: dict[str, Any] = defaults_of(EXPERIMENT_OPTIONS)
+REPORT_DEFAULTS = defaults_of(REPORT_OPTIONS)
 
 #: Keys an experiment does not take from the experiment it ``extends`` (they describe it alone).
 NOT_INHERITED = ("label", "cv_label", "phases", "extends")
@@ -79,32 +43,6 @@ PLUGIN_KEYS = {
     "optimizer": "optimizer_schedule",
     "class_weights": "weight_classes",
     "evaluate": "evaluate",
-}
-
-#: The ``[report]`` table: what a matrix writes after its tables. ``figures``: the PNGs and
-#: ``report.md`` of :mod:`feph_finetune.results.figures` (needs the ``plots`` extra), into ``figures_dir``
-#: (default: ``report`` inside the output directory); ``paper``: the paper's published accuracy
-#: beside the matching rows, in the console's tables and in ``report.md``.
-REPORT_DEFAULTS = {"figures": False, "paper": False, "figures_dir": ""}
-
-#: The ``[tracking]`` table: ``plugins`` names the tracking plugins every run reports to
-#: (``tensorboard``, ``mlflow``, a third party's); each may have its options in a
-#: ``[tracking.<plugin>]`` table (:mod:`feph_finetune.execution.tracking`).
-TRACKING_DEFAULTS: dict[str, Any] = {"plugins": []}
-
-#: The hooks that make a plugin a tracking plugin (it implements at least one).
-TRACKING_HOOKS = ("track_run_start", "track_epoch", "track_run_end", "track_matrix_end")
-
-#: The ``[demo]`` table; ``folds`` (0: ``[dataset] folds``) replaces the cross-validation folds
-#: for the demo; ``base_epochs`` is per backbone (an EfficientNet epoch costs about three
-#: MobileNet ones, so the two can be sized apart).
-DEMO_DEFAULTS = {
-    "folds": 0,
-    "images": 300,
-    "generic_images": 4000,
-    "seed": 7,
-    "base_epochs": {"mobilenet": 20, "efficientnet": 5},
-    "defaults": {},
 }
 
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -187,8 +125,9 @@ class RawConfig:
     track: list[str] = field(default_factory=list)
 
     def where(self, *keys: str) -> str:
-        if tuple(keys) in self.copied_from:
-            return self.where(*self.copied_from[tuple(keys)])
+        for end in range(len(keys), 0, -1):
+            if tuple(keys[:end]) in self.copied_from:
+                return self.where(*self.copied_from[tuple(keys[:end])], *keys[end:])
         if tuple(keys) in self.overridden:
             return f"--set {self.overridden[tuple(keys)]}"
         return self.locator.where(tuple(keys))
@@ -297,16 +236,53 @@ def deep_merge(base: dict, override: dict) -> dict:
 # --- types ---------------------------------------------------------------------------------------
 
 
-def check_table(raw: RawConfig, table: Any, defaults: dict, keys: tuple[str, ...], problems: list[Problem]) -> None:
-    """Report unknown keys (with a close match) and wrongly typed values of one table."""
+def check_section(raw: RawConfig, table: Any, declarations: Mapping[str, Any], keys: tuple[str, ...], problems: list[Problem], owner: str = "") -> set[str]:
+    """Check one table against its declarations (:class:`~feph_finetune.config.options.Option`
+    or plain defaults): unknown keys (with a close match) and values that fail their checks, each
+    a :class:`Problem` appended to ``problems``; a sub-table declared with ``Option(table=...)``
+    is checked key by key the same way. Returns the keys whose values are invalid (or unknown),
+    so that the caller goes on with the rest and skips only what depends on them; a ``table``
+    that is not one is reported, and all of it is invalid (``{""}``). ``owner`` (``"executor
+    'process'"``) names who declares the keys in unknown-key messages.
+    """
     if not isinstance(table, dict):
-        problems.append(Problem(raw.where(*keys), f"expected a table, got {type_name(table)}"))
-        return
+        problems.append(Problem(raw.where(*keys), f"expected table, got {type_name(table)} {table!r}"))  # as option_problems says it
+        return {""}
+    invalid = set()
     for key, value in table.items():
-        if key not in defaults:
-            problems.append(Problem(raw.where(*keys, key), f"unknown key {key!r}{close_match(key, defaults)}"))
-        elif defaults[key] is not None and not matches_type(value, defaults[key]):
-            expected = type_name(defaults[key])
-            if isinstance(defaults[key], list):
-                expected = "array of strings" if (not defaults[key] or isinstance(defaults[key][0], str)) else expected
-            problems.append(Problem(raw.where(*keys, key), f"expected {expected}, got {type_name(value)} {value!r}"))
+        if key not in declarations:
+            hint = close_match(key, declarations)
+            if owner:
+                problems.append(Problem(raw.where(*keys, key), f"{owner} has no option {key!r}{hint}; its options: {', '.join(declarations) or 'none'}"))
+            else:
+                problems.append(Problem(raw.where(*keys, key), f"unknown key {key!r}{hint}"))
+            invalid.add(key)
+            continue
+        option = as_option(declarations[key])
+        messages = option_problems(value, option)
+        problems += [Problem(raw.where(*keys, key), message) for message in messages]
+        if messages or (option.table is not None and check_section(raw, value, option.table, keys + (key,), problems)):
+            invalid.add(key)
+    return invalid
+
+
+def flag_problems(flags: list[tuple[str, Any, Any]]) -> list[Problem]:
+    """Command-line flags checked against the declarations of the settings they set:
+    ``[(flag, value, declaration)]``, each problem named ``FLAG VALUE``."""
+    return [Problem(f"{flag} {value}", message) for flag, value, option in flags for message in option_problems(value, as_option(option))]
+
+
+def valid_values(table: Any, declarations: Mapping[str, Any]) -> dict[str, Any]:
+    """A table's defaults with its valid values laid over them (a sub-table's likewise): what
+    checks that depend on a table go on with when some of its values are invalid (those keep
+    their defaults, only to go on checking; :func:`check_section` reports them)."""
+    given = table if isinstance(table, dict) else {}
+    values = defaults_of(declarations)
+    for key, value in given.items():
+        option = as_option(declarations[key]) if key in declarations else None
+        if option is None or option_problems(value, option):
+            continue
+        if option.table is not None:
+            value = {**option.default, **{k: v for k, v in value.items() if k in option.table and not option_problems(v, as_option(option.table[k]))}}
+        values[key] = value
+    return values

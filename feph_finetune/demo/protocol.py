@@ -23,9 +23,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from feph_finetune.api import CLASSES
-from feph_finetune.config.reading import DEMO_DEFAULTS, EXPERIMENT_DEFAULTS, ConfigError, Problem, RawConfig, check_table, deep_merge
+from feph_finetune.config.options import Option, option_problems
+from feph_finetune.config.reading import ConfigError, Problem, RawConfig, check_section, deep_merge, valid_values
+from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, SEED_MAXIMUM
 from feph_finetune.data.frames import default_cache_dir
-from feph_finetune.config.options import option_problems
 from feph_finetune.results.store import atomic_folder, atomic_path
 
 #: The backbones the demo pre-trains, and how each is built (Keras application, extra arguments).
@@ -67,48 +68,60 @@ class DemoPaths:
         return any(not path.is_file() and name not in self.shipped for name, path in self.base_models.items())
 
 
-def demo_settings(raw: RawConfig) -> dict[str, Any]:
-    """The ``[demo]`` table with defaults, and the input size and width the base models need."""
-    table = raw.data.get("demo", {})
-    problems: list[Problem] = []
-    check_table(raw, table, DEMO_DEFAULTS, ("demo",), problems)
-    if isinstance(table, dict):
-        check_table(raw, table.get("defaults", {}), EXPERIMENT_DEFAULTS, ("demo", "defaults"), problems)
-        if isinstance(table.get("base_epochs"), dict):  # any other type is reported above
-            _check_base_epochs(raw, table["base_epochs"], problems)
-        _check_folds(raw, table.get("folds", 0), problems)
-    if problems:
-        raise ConfigError(problems)
-    settings = {**DEMO_DEFAULTS, **table, "base_epochs": {**DEMO_DEFAULTS["base_epochs"], **table.get("base_epochs", {})}}
-    defaults = deep_merge({**EXPERIMENT_DEFAULTS, **raw.data.get("defaults", {})}, settings["defaults"])
-    options = defaults.get("options", {})
+def _demo_folds_problem(folds: int) -> str | None:
+    """``[demo] folds``: 0 (keep ``[dataset] folds``), or a count within ``dataset.folds``' bounds."""
+    return None if folds == 0 else next(iter(option_problems(folds, DATASET_OPTIONS["folds"])), None)
+
+
+#: The ``[demo]`` table. The demo declares it, not the core's schema: the demo is a client of the
+#: core, which never imports it; the command line registers it with the check of every
+#: configuration (``check_configuration(tables=...)``), so a typo in ``[demo]`` is reported with
+#: or without ``--demo``. ``folds`` (0: ``[dataset] folds``) replaces the cross-validation folds
+#: for the demo; ``base_epochs`` is per backbone (an EfficientNet epoch costs about three
+#: MobileNet ones, so the two can be sized apart); ``defaults`` is laid over ``[defaults]``.
+DEMO_OPTIONS: dict[str, Option] = {
+    "folds": Option(0, "cross-validation folds of the demo (0: [dataset] folds)", check=_demo_folds_problem),
+    "images": Option(300, "synthetic FePh-format images", minimum=1),
+    "generic_images": Option(4000, "synthetic generic faces a base model is pre-trained on", minimum=1),
+    "seed": Option(7, "seed of the synthetic data and of pre-training", minimum=0, maximum=SEED_MAXIMUM),
+    "base_epochs": Option(
+        {"mobilenet": 20, "efficientnet": 5}, "pre-training epochs per backbone",
+        table={"mobilenet": Option(20, "MobileNet base's epochs", minimum=1), "efficientnet": Option(5, "EfficientNet base's epochs", minimum=1)},
+    ),
+    "defaults": Option({}, "experiment settings laid over [defaults] for the demo", table=EXPERIMENT_OPTIONS),
+}
+
+
+def demo_table(raw: RawConfig) -> dict[str, Any]:
+    """The ``[demo]`` table's valid values, defaults filled in (invalid ones keep their
+    defaults: the check of the configuration reports them)."""
+    return valid_values(raw.data.get("demo", {}), DEMO_OPTIONS)
+
+
+def demo_settings(raw: RawConfig, check: bool = True) -> dict[str, Any]:
+    """The ``[demo]`` table with defaults, and the input size and width the base models need.
+
+    ``check``: raise a ConfigError with the ``[demo]`` table's problems; False leaves them to the
+    check of the whole configuration, which reports them with every other problem (invalid values
+    keep their defaults here).
+    """
+    if check:
+        problems: list[Problem] = []
+        check_section(raw, raw.data.get("demo", {}), DEMO_OPTIONS, ("demo",), problems)
+        if problems:
+            raise ConfigError(problems)
+    settings = demo_table(raw)
+    defaults = deep_merge(valid_values(raw.data.get("defaults", {}), EXPERIMENT_OPTIONS), settings["defaults"])
+    mobilenet = defaults["options"].get("mobilenet", {})
     return {
         "images": settings["images"],
         "generic_images": settings["generic_images"],
         "seed": settings["seed"],
         "base_epochs": settings["base_epochs"],
         "input_size": defaults["input_size"],
-        "alpha": options.get("mobilenet", {}).get("alpha", 1.0),
+        "alpha": mobilenet.get("alpha", 1.0) if isinstance(mobilenet, dict) else 1.0,
         "threads": defaults["threads"],
     }
-
-
-def _check_folds(raw: RawConfig, folds: Any, problems: list[Problem]) -> None:
-    """``[demo] folds``: 0 (keep ``[dataset] folds``), or a count within ``dataset.folds``' bounds."""
-    from feph_finetune.config.matrix import SIZE_LIMITS
-
-    if isinstance(folds, int) and not isinstance(folds, bool) and folds != 0:  # any other type is reported above
-        for message in option_problems(folds, SIZE_LIMITS[("dataset", "folds")]):
-            problems.append(Problem(raw.where("demo", "folds"), message))
-
-
-def _check_base_epochs(raw: RawConfig, table: Any, problems: list[Problem]) -> None:
-    """``[demo] base_epochs``: a table of epoch counts (at least 1), one per demo backbone."""
-    where = ("demo", "base_epochs")
-    check_table(raw, table, DEMO_DEFAULTS["base_epochs"], where, problems)
-    for key, value in table.items():
-        if key in DEMO_BACKBONES and isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            problems.append(Problem(raw.where(*where, key), f"must be at least 1, got {value}"))
 
 
 #: Part of the cache key: raise it when the demo's data or base models are made differently, so

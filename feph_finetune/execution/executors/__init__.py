@@ -8,8 +8,10 @@ module, which the plugin manager registers like any built-in plugin; a third par
 (Slurm, Kubernetes) with a plugin of its own.
 
 The choice comes from ``--executor NAME`` or the TOML's ``[executor]`` table (``name``, and a
-sub-table of options per executor, e.g. ``[executor.process] jobs = 2``), validated with every
-other key before any work.
+sub-table of options per executor, e.g. ``[executor.process] jobs = 2``). Each executor declares
+its options as plugins do theirs (``options = {name: Option(...)}``), and they are checked with
+every other key, in the same pass (:func:`feph_finetune.config.checking.check_configuration`),
+before any work; so are the ``--jobs`` and ``--devices`` flags, against the same declarations.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from feph_finetune.config.reading import ConfigError, Problem, RawConfig, close_match, matches_type, type_name
+from feph_finetune.config.options import Option, as_option, option_problems
+from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, type_name, valid_values
 from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finished_event
 from feph_finetune.hookspecs import hookimpl
 from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins
@@ -54,9 +57,12 @@ class Executor:
     """Base class of executors. Subclasses set ``name``, ``summary`` and ``options`` and
     implement :meth:`execute`.
 
-    ``options`` maps each option to its default; ``[executor.<name>]`` may set only these keys,
-    with values of the default's type unless :meth:`check` says otherwise. An instance is made
-    with the resolved options (defaults filled in) as ``self.settings``.
+    ``options`` declares each option as a plugin's ``plugin_options`` does: ``{name: Option}``
+    (:class:`~feph_finetune.config.options.Option`: default, help, choices, bounds, a check),
+    or a plain default, which accepts values of its type. ``[executor.<name>]`` may set only
+    these keys, and its values (and ``--jobs``/``--devices``) are checked against them with the
+    rest of the configuration. An instance is made with the resolved options (defaults filled
+    in) as ``self.settings``.
     """
 
     name: ClassVar[str] = ""
@@ -64,19 +70,16 @@ class Executor:
     options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, settings: dict[str, Any]):
-        self.settings = {**self.options, **settings}
+        self.settings = {**self.option_defaults(), **settings}
 
     @classmethod
-    def check(cls, options: dict[str, Any]) -> dict[str, str]:
-        """Problems with the given options, ``{option: message}``; empty when they are fine.
+    def declarations(cls) -> dict[str, Option]:
+        """The executor's options as :class:`~feph_finetune.config.options.Option` declarations."""
+        return {key: as_option(value) for key, value in cls.options.items()}
 
-        Called before any work. The base checks each value's type against its default.
-        """
-        return {
-            key: f"expected {type_name(cls.options[key])}, got {type_name(value)} {value!r}"
-            for key, value in options.items()
-            if key in cls.options and not matches_type(value, cls.options[key])
-        }
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        return {key: option.default for key, option in cls.declarations().items()}
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -150,61 +153,59 @@ class ExecutorChoice:
         return self.cls(self.settings)
 
 
-def choose_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jobs: str | None = None, devices: str | None = None) -> ExecutorChoice:
+#: The ``[executor]`` table's own key; the others name executors, each a table of its options.
+NAME_OPTION = Option(DEFAULT_EXECUTOR, "the executor (--executor wins)")
+
+
+def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jobs: str | None = None, devices: str | None = None) -> tuple[ExecutorChoice | None, list[Problem]]:
     """The executor from the TOML's ``[executor]`` table and the ``--executor``, ``--jobs`` and
-    ``--devices`` flags (which win), every problem raised at once as a ConfigError naming its
-    place (``file:line key`` or the flag)."""
+    ``--devices`` flags (which win), and every problem with them, each naming its place
+    (``file:line key`` or the flag): every registered executor's table is checked against its
+    declarations, the chosen one's flags too. The choice is None when no executor could be
+    chosen; it is only to be used when there are no problems."""
     registered = executor_classes(plugins)
     problems: list[Problem] = []
     table = raw.data.get("executor", {})
     if not isinstance(table, dict):
-        raise ConfigError([Problem(raw.where("executor"), f"expected a table, got {type_name(table)}")])
+        table = {}  # reported with the other keys of the top level
     for key, value in table.items():
         if key == "name":
-            continue
-        if key not in registered:
+            problems += [Problem(raw.where("executor", key), message) for message in option_problems(value, NAME_OPTION)]
+        elif key not in registered:
             problems.append(Problem(raw.where("executor", key), f"unknown key {key!r}{close_match(key, ['name', *registered])}; [executor] takes name and a table per executor ({', '.join(registered)})"))
-        elif not isinstance(value, dict):
-            problems.append(Problem(raw.where("executor", key), f"expected a table of {key}'s options, got {type_name(value)}"))
         else:
-            problems += option_problems(raw, registered[key], value)
+            check_section(raw, value, registered[key].declarations(), ("executor", key), problems, owner=f"executor {key!r}")
     chosen = name or table.get("name", DEFAULT_EXECUTOR)
     place = "--executor" if name else raw.where("executor", "name")
     if not isinstance(chosen, str) or chosen not in registered:
-        problems.append(Problem(place, f"no executor {chosen!r}{close_match(str(chosen), registered)}; installed: {', '.join(registered)}"))
-        raise ConfigError(problems)
+        if isinstance(chosen, str):
+            problems.append(Problem(place, f"no executor {chosen!r}{close_match(chosen, registered)}; installed: {', '.join(registered)}"))
+        return None, problems
     cls = registered[chosen]
-    settings = dict(table.get(chosen, {})) if isinstance(table.get(chosen), dict) else {}
+    declarations = cls.declarations()
+    settings = valid_values(table.get(chosen), declarations)
     for flag, key, value in (("--jobs", "jobs", jobs), ("--devices", "devices", devices)):
         if value is None:
             continue
-        if key not in cls.options:
-            problems.append(Problem(flag, f"executor {chosen!r} has no option {key!r}; its options: {', '.join(cls.options) or 'none'}"))
+        if key not in declarations:
+            problems.append(Problem(flag, f"executor {chosen!r} has no option {key!r}; its options: {', '.join(declarations) or 'none'}"))
             continue
         settings[key] = parse_flag(key, value)
-        problems += [Problem(flag, message) for message in cls.check({key: settings[key]}).values()]
+        problems += [Problem(flag, message) for message in option_problems(settings[key], declarations[key])]
     reason = cls.unavailable()
     if reason:
         problems.append(Problem(place, f"executor {chosen!r} is not available: {reason}"))
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
-    return ExecutorChoice(cls, {**cls.options, **settings})
-
-
-def option_problems(raw: RawConfig, cls: type[Executor], options: dict[str, Any]) -> list[Problem]:
-    problems = []
-    for key in options:
-        if key not in cls.options:
-            known = ", ".join(cls.options) or "none"
-            problems.append(Problem(raw.where("executor", cls.name, key), f"executor {cls.name!r} has no option {key!r}{close_match(key, cls.options)}; its options: {known}"))
-    for key, message in cls.check({key: value for key, value in options.items() if key in cls.options}).items():
-        problems.append(Problem(raw.where("executor", cls.name, key), message))
-    return problems
+    return ExecutorChoice(cls, settings), list(dict.fromkeys(problems))
 
 
 def parse_flag(key: str, value: str) -> Any:
-    """``--jobs 2`` is the integer 2 (``auto`` stays a word); ``--devices 0,1`` the list [0, 1]."""
+    """``--jobs 2`` is the integer 2 (``auto`` stays a word); ``--devices 0,1`` the list [0, 1]
+    (the declarations check the values, a negative number included)."""
     if key == "devices":
-        parts = [part.strip() for part in value.split(",") if part.strip()]
-        return [int(part) if part.isdigit() else part for part in parts]
-    return int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+        return [_integer_or_text(part) for part in value.split(",") if part.strip()]
+    return _integer_or_text(value)
+
+
+def _integer_or_text(text: str) -> int | str:
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from feph_finetune.execution.job import Report, RunJob, Whereabouts, run_record, timed_out_record, timeout_of
+from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, InProcess
 from feph_finetune.execution.executors.forkserver import exit_description, process_context
 from feph_finetune.execution.executors.worker import run_job
@@ -41,18 +42,12 @@ AUTO_MEMORY_PER_RUN_GIB = 2.0
 class ProcessExecutor(Executor):
     name = "process"
     summary = "each run in a fresh child process; jobs at once; one GPU per child with devices"
-    options = {"jobs": 0, "devices": []}
-
-    @classmethod
-    def check(cls, options: dict[str, Any]) -> dict[str, str]:
-        problems = {}
-        jobs = options.get("jobs", 0)
-        if jobs != "auto" and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0):
-            problems["jobs"] = f"expected a number of runs at once (1, 2, ...) or \"auto\", got {jobs!r}"
-        devices = options.get("devices", [])
-        if not isinstance(devices, list) or not all(isinstance(device, int) and not isinstance(device, bool) and device >= 0 for device in devices):
-            problems["devices"] = f"expected GPU indices such as [0, 1] (--devices 0,1), got {devices!r}"
-        return problems
+    options = {
+        "jobs": Option(0, "runs at once; 0: one per device, else 1; auto: one per device, else what the cores and memory allow",
+                       minimum=0, keywords=("auto",), expects='a number of runs at once (1, 2, ...) or "auto"'),
+        "devices": Option([], "GPU indices; each child sees one through CUDA_VISIBLE_DEVICES", kind=int, minimum=0,
+                          expects="GPU indices such as [0, 1] (--devices 0,1)"),
+    }
 
     def concurrency(self) -> int:
         """Runs at once: ``jobs``; 0 (the default) is one per device, else 1; ``auto`` is one

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 import importlib.util
-import math
 import os
 import shutil
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, context_factory, error_record, execute_run, run_record, timed_out_record, timeout_of
+from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, ExecutorError, InProcess
 from feph_finetune.execution.executors.inline import RunTimedOut, alarm
 from feph_finetune.execution.executors.ray_connect import connect, host_and_port
@@ -48,26 +48,21 @@ POLL_S = 0.25
 class RayExecutor(Executor):
     name = "ray"
     summary = "each run as a task of a Ray cluster (address), num_cpus/num_gpus per run"
-    options = {"address": "", "num_cpus": 1.0, "num_gpus": 0.0, "max_retries": 2, "connect_timeout": 60.0}
+    options = {
+        "address": Option("", 'the cluster: "auto", "HOST:PORT", "ray://HOST:PORT", or "" (a local cluster for this invocation)',
+                          check=lambda address: None if address in ("", "auto") or host_and_port(address) is not None
+                          else f'expected "auto", "HOST:PORT", "ray://HOST:PORT" or "" (a local cluster for this invocation), got {address!r}'),
+        "num_cpus": Option(1.0, "CPUs per run", minimum=0, exclusive_minimum=True),
+        "num_gpus": Option(0.0, "GPUs per run", minimum=0),
+        "max_retries": Option(2, "retries of a run whose worker or node was lost", minimum=0),
+        "connect_timeout": Option(60.0, "seconds to reach the cluster", minimum=0, exclusive_minimum=True),
+    }
 
     @classmethod
     def unavailable(cls) -> str | None:
         if importlib.util.find_spec("ray") is None:
             return f"Ray is not installed; install it with: {INSTALL}"
         return None
-
-    @classmethod
-    def check(cls, options: dict[str, Any]) -> dict[str, str]:
-        problems = super().check(options)
-        for key in ("num_cpus", "num_gpus", "connect_timeout"):
-            if key not in problems and key in options and not (options[key] >= (0 if key == "num_gpus" else 1e-9) and math.isfinite(options[key])):
-                problems[key] = "must be 0 or more" if key == "num_gpus" else "must be positive"
-        if "max_retries" not in problems and options.get("max_retries", 0) < 0:
-            problems["max_retries"] = "must be 0 or more"
-        address = options.get("address", "")
-        if "address" not in problems and address not in ("", "auto") and host_and_port(address) is None:
-            problems["address"] = f"expected \"auto\", \"HOST:PORT\", \"ray://HOST:PORT\" or \"\" (a local cluster for this invocation), got {address!r}"
-        return problems
 
     def concurrency(self) -> None:
         """Unknown until connected: the cluster's resources decide (a ``concurrency`` event)."""

@@ -1,0 +1,91 @@
+"""The whole check of a configuration, in one pass, before any work.
+
+:func:`check_configuration` checks everything a run of the matrix depends on: every key against
+its declaration (:mod:`feph_finetune.config.schema`), inheritance, grids, plugin names, plugin
+options and traits, the dataset (folds against its groups, files named by options), the executor
+and its options (with ``--jobs`` and ``--devices``), the results folders, ``--only`` and
+``--phase``, and the tables a client registers (the demo's ``[demo]``). A value that fails its
+check is reported and checking goes on; only what depends on an invalid value is skipped. It
+returns what a run needs, or raises one :class:`~feph_finetune.config.reading.ConfigError` with
+every problem, each naming its place (``file:line key`` or the flag).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from feph_finetune.config.matrix import Matrix, MatrixBuilder, Run, select, selection_problems
+from feph_finetune.config.reading import ConfigError, Problem, RawConfig, check_section
+from feph_finetune.execution.executors import ExecutorChoice, check_executor
+from feph_finetune.plugins import Plugins
+
+
+@dataclass(frozen=True)
+class CheckedConfiguration:
+    """What a run of a checked configuration needs: the matrix, the runs ``--only`` and
+    ``--phase`` select (in the matrix's order), the executor and the results folder."""
+
+    matrix: Matrix
+    runs: list[Run]
+    executor: ExecutorChoice
+    output: Path
+
+
+def check_configuration(
+    raw: RawConfig,
+    plugins: Plugins,
+    *,
+    only: list[str] | None = None,
+    phase: str | None = None,
+    output: Path | None = None,
+    executor: str | None = None,
+    jobs: str | None = None,
+    devices: str | None = None,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
+    check_files: bool = True,
+    pending_files: frozenset[str] = frozenset(),
+) -> CheckedConfiguration:
+    """Check ``raw`` (with its ``--set`` overrides applied) in one pass.
+
+    ``output``: the results folder (default: the TOML's ``output``); ``executor``, ``jobs`` and
+    ``devices``: the flags' text, None when not given. ``tables``: declarations of top-level
+    tables a client of the core owns (``{"demo": DEMO_OPTIONS}``), checked when the file has
+    them. ``check_files=False`` (the demo, whose data and base models are written after the
+    check) skips what needs files on disk: the dataset root and its index, files named by
+    options; ``pending_files``: paths options may name before they exist, because the caller
+    writes them before a run needs them.
+
+    Raises ConfigError with every problem; returns the :class:`CheckedConfiguration` otherwise.
+    """
+    builder = MatrixBuilder(raw, plugins, check_files=check_files, pending_files=pending_files)
+    matrix = builder.matrix(check_root=check_files)
+    problems = list(builder.problems)
+    for name, declarations in (tables or {}).items():
+        if name in raw.data:
+            check_section(raw, raw.data[name], declarations, (name,), problems)
+    problems += selection_problems(matrix, only)
+    folder = Path(output) if output is not None else Path(matrix.output)
+    problems += output_problems(folder, matrix.report)
+    choice, executor_problems = check_executor(raw, plugins, executor, jobs, devices)
+    problems += executor_problems
+    runs: list[Run] = []
+    if not problems:  # with problems, a run left out by them would make "no runs selected" wrong
+        try:
+            runs = select(matrix, only, phase)
+        except ConfigError as error:
+            problems += error.problems
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return CheckedConfiguration(matrix, runs, choice, folder)
+
+
+def output_problems(output: Path, report: Mapping[str, Any]) -> list[Problem]:
+    """A results folder (and ``[report] figures_dir``) that cannot be written, each a problem."""
+    from feph_finetune.results.store import output_folder_problem
+
+    folders = {"results directory": output}
+    if report["figures"] and report["figures_dir"]:
+        folders["report.figures_dir"] = Path(report["figures_dir"])
+    return [Problem(f"{name} {folder}", problem) for name, folder in folders.items() if (problem := output_folder_problem(folder))]

@@ -1,0 +1,187 @@
+"""One schema, one pass (issue 20): every setting is declared with an ``Option`` (core keys,
+executors' options, plugins' options, ``[demo]``), and a single ``--dry-run`` reports every
+problem of a file, whatever stage it belongs to, each with its place, exit code 2.
+
+No test here trains or imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+
+from feph_finetune.cli import main
+from feph_finetune.config.options import Option, option_problems
+from feph_finetune.config.reading import ConfigError, read_config
+from feph_finetune.config.checking import check_configuration
+from feph_finetune.plugins import get_plugins
+
+from conftest import line_of, run_cli, write_distribution, write_matrix
+
+EIGHT_FAULTS = """
+[executor.process]
+jobs = "many"
+
+[demo]
+fodls = 3
+
+[experiments.Good]
+phases = ["cv"]
+
+[experiments.Typed]
+batch_size = "eight"
+
+[experiments.Misnamed]
+model = "mobilenett"
+
+[experiments.Flipped]
+augment = ["flip"]
+options.flip.mode = "dubble"
+
+[experiments.Gridded]
+grid = { batch_sise = [8, 16] }
+
+[experiments.Weighted]
+fine_tune = false
+options.mobilenet.weights = "{missing}"
+
+[experiments.Child]
+extends = "Goood"
+"""
+
+
+def place(path, text: str, key: str) -> str:
+    return f"{path}:{line_of(path, text)} {key}"
+
+
+def test_one_dry_run_reports_faults_of_every_stage_at_once(tmp_path, synthetic_feph, capsys):
+    missing = tmp_path / "models" / "mobilenet_7.h5"
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, EIGHT_FAULTS.replace("{missing}", str(missing)))
+    (tmp_path / "taken").write_text("a file, not a folder", encoding="utf-8")
+    text = path.read_text().replace("folds = 3", "folds = 9000").replace("seed = 3", f'seed = 3\noutput = "{tmp_path / "taken"}"')
+    path.write_text(text, encoding="utf-8")
+    code = main([str(path), "--dry-run"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in error
+    expected = [
+        f"{place(path, 'batch_size = ', 'experiments.Typed.batch_size')}: expected integer, got string 'eight'",
+        f"{place(path, 'model = ', 'experiments.Misnamed.model')}: plugin 'mobilenett' is not installed (did you mean 'mobilenet'?)",
+        f"{place(path, 'options.flip.mode', 'experiments.Flipped.options.flip.mode')}: 'dubble' is not one of 'double', 'random'",
+        f"{place(path, 'grid = ', 'experiments.Gridded.grid.batch_sise')}: cannot expand 'batch_sise': not a setting of a run (did you mean 'batch_size'?)",
+        f"{place(path, 'jobs = ', 'executor.process.jobs')}: expected a number of runs at once",
+        f"{place(path, 'fodls = ', 'demo.fodls')}: unknown key 'fodls' (did you mean 'folds'?)",
+        f"{place(path, 'folds = 9000', 'dataset.folds')}: 9000 folds need at least 9000 groups",
+        f"{place(path, 'options.mobilenet.weights', 'experiments.Weighted.options.mobilenet.weights')}: no such file",
+        f"{place(path, 'extends = ', 'experiments.Child.extends')}: no experiment 'Goood' (did you mean 'Good'?)",
+        f"results directory {tmp_path / 'taken'}: ",
+    ]
+    for line in expected:
+        assert line in error, f"missing: {line}\n{error}"
+    assert f"error: {len(expected)} problems" in error
+
+
+def test_a_type_error_does_not_hide_the_plugins_options_and_traits_of_the_same_experiment(tmp_path, synthetic_feph):
+    experiments = """
+    [experiments.A]
+    batch_size = "eight"
+    augment = ["flipp"]
+    options.face_crop.margin = -5.0
+    grid = { threads = [1, -1], input_sise = [32] }
+    """
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    try:
+        check_configuration(read_config(path), get_plugins())
+    except ConfigError as error:
+        text = str(error)
+    else:
+        raise AssertionError("no problem reported")
+    for part in ("experiments.A.batch_size: expected integer", "experiments.A.augment: plugin 'flipp' is not installed (did you mean 'flip'?)",
+                 "experiments.A.options.face_crop.margin: must be >= 0", "experiments.A.grid.threads: must be >= 0, not -1",
+                 "experiments.A.grid.input_sise: cannot expand"):
+        assert part in text, f"missing: {part}\n{text}"
+
+
+def test_the_demo_table_is_checked_without_demo(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra="\n[demo]\nfolds = 1\nbase_epochs = { mobilenet = 0 }\n")
+    assert main([str(path), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert f"{place(path, 'folds = 1', 'demo.folds')}: must be >= 2, not 1" in error
+    assert "demo.base_epochs.mobilenet: must be >= 1, not 0" in error
+
+
+def test_the_check_returns_what_a_run_needs(tmp_path, synthetic_feph):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\n[experiments.B]\nphases = ["cv"]\n')
+    checked = check_configuration(read_config(path), get_plugins(), only=["B"], output=tmp_path / "out", jobs="2")
+    assert [run.experiment for run in checked.runs] == ["B"] * 3
+    assert checked.output == tmp_path / "out"
+    assert checked.executor.cls.name == "process" and checked.executor.settings == {"jobs": 2, "devices": []}
+
+
+SLURM_EXECUTOR = '''
+from feph_finetune import Executor, Option, hookimpl
+
+
+class SlurmExecutor(Executor):
+    name = "slurm"
+    summary = "each run as a Slurm job"
+    options = {"partition": Option("gpu", choices=("gpu", "cpu")), "hours": Option(1.0, minimum=0, exclusive_minimum=True), "account": ""}
+
+    def execute(self, jobs, report, here):
+        raise NotImplementedError
+
+
+@hookimpl
+def register_executors(register):
+    register(SlurmExecutor)
+'''
+
+
+def test_a_third_party_executor_declares_its_options_and_they_are_checked_in_the_same_pass(tmp_path, synthetic_feph):
+    env = write_distribution(tmp_path / "site", "slurm", SLURM_EXECUTOR)
+    extra = '\n[executor]\nname = "slurm"\n\n[executor.slurm]\npartition = "gpus"\nhours = 0\nacount = "lab"\n'
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nbatch_size = "eight"\n', extra=extra)
+    result = run_cli(str(path), "--dry-run", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for line in (
+        f"{place(path, 'partition = ', 'executor.slurm.partition')}: 'gpus' is not one of 'gpu', 'cpu' (did you mean 'gpu'?)",
+        f"{place(path, 'hours = ', 'executor.slurm.hours')}: must be > 0, not 0",
+        f"{place(path, 'acount = ', 'executor.slurm.acount')}: executor 'slurm' has no option 'acount' (did you mean 'account'?)",
+        f"{place(path, 'batch_size = ', 'experiments.A.batch_size')}: expected integer, got string 'eight'",
+    ):
+        assert line in result.stderr, f"missing: {line}\n{result.stderr}"
+    listed = json.loads(run_cli("plugins", "--settings", "--json", env=env).stdout)
+    slurm = {row["key"]: row for row in listed if row["table"] == "executor.slurm"}
+    assert slurm["partition"]["default"] == "gpu" and "one of 'gpu', 'cpu'" in slurm["partition"]["accepts"]
+
+
+def test_plugins_settings_lists_every_declared_setting(capsys):
+    assert main(["plugins", "--settings", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    keys = {(row["table"], row["key"]) for row in rows}
+    assert {("", "seed"), ("dataset", "folds"), ("defaults / experiments.NAME", "batch_size"), ("report", "figures"),
+            ("executor.process", "jobs"), ("executor.ray", "num_cpus"), ("demo", "folds"), ("demo.base_epochs", "mobilenet"),
+            ("options.flip", "mode")} <= keys
+    folds = next(row for row in rows if (row["table"], row["key"]) == ("dataset", "folds"))
+    assert folds["default"] == 5 and ">= 2" in folds["accepts"] and "<= 10000" in folds["accepts"]
+    assert main(["plugins", "--settings"]) == 0
+    assert "test_fraction" in capsys.readouterr().out
+
+
+def test_flags_are_checked_by_the_declarations_of_the_settings_they_set(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    assert main([str(path), "--dry-run", "--jobs", "-2", "--devices", "0,-1", "--set", "defaults.batch_size=0"]) == 2
+    error = capsys.readouterr().err
+    assert "--jobs: must be >= 0, not -2" in error and "--devices: must be >= 0, not -1" in error
+    assert "--set defaults.batch_size=0: must be >= 1, not 0" in error
+
+
+def test_an_option_with_keywords_kind_and_expects():
+    jobs = Option(0, minimum=0, keywords=("auto",))
+    assert option_problems("auto", jobs) == [] and option_problems("many", jobs) == ["expected integer or 'auto', got string 'many'"]
+    seed = Option(None, kind=int, minimum=0)
+    assert option_problems(3, seed) == [] and option_problems("3", seed) == ["expected integer, got string '3'"]
+    names = Option([], kind=str)
+    assert option_problems(["a"], names) == [] and option_problems([1], names) == ["expected array of strings, got array [1]"]
+    devices = Option([], kind=int, minimum=0, expects="GPU indices")
+    assert option_problems([0, -1], devices) == ["must be >= 0, not -1"] and option_problems(["x"], devices) == ["expected GPU indices, got array ['x']"]
