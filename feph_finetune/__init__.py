@@ -13,6 +13,7 @@ from feph_finetune.api import (
     PluginError,
     Preprocessing,
     RunContext,
+    TrackedRun,
     TrainingStage,
 )
 from feph_finetune.convert import VARIANTS as EFFICIENTNET_VARIANTS
@@ -57,6 +58,7 @@ __all__ = [
     "PluginError",
     "Preprocessing",
     "RunContext",
+    "TrackedRun",
     "TrainingStage",
     "efficientnet_b0_classifier",
     "efficientnet_classifier",

@@ -134,6 +134,41 @@ class BuiltModel:
     normalizes_input: bool = False
 
 
+@dataclass(frozen=True)
+class TrackedRun:
+    """What the tracking hooks (``track_run_start``, ``track_epoch``, ``track_run_end``) say about
+    the run they report, so that a tracking plugin can name and tag it in its backend.
+
+    - ``id``: the run id (``E1-cv0-ce82c1f710``), the name of its folder in the results store;
+      stable across invocations, so a backend can find a run it logged before.
+    - ``experiment``, ``label``, ``cv_label``: the experiment's name and its report labels.
+    - ``phase``: ``"exploratory"`` or ``"cv"``; ``fold``: the fold index, None for the single split.
+    - ``seed``: the run's seed; ``config``: its resolved configuration (JSON-serialisable, the
+      content of ``config.json``'s ``config``); ``variant``: the values its experiment's
+      ``grid`` gave it (empty without a grid); ``data``: the data's fingerprint. Runs with the
+      same experiment, variant and data are the folds of one configuration.
+    - ``run_dir``: the run's folder (its files are there once the run ends).
+    - ``matrix``: the configuration's name (the TOML file's name without ``.toml``).
+    - ``version``: feph_finetune's version; ``git_commit``: the commit of its source tree, when
+      it runs from a git checkout (else None).
+    """
+
+    id: str
+    experiment: str
+    label: str
+    cv_label: str
+    phase: str
+    fold: int | None
+    seed: int
+    config: Mapping[str, Any]
+    variant: Mapping[str, Any]
+    data: str
+    run_dir: Path
+    matrix: str
+    version: str
+    git_commit: str | None = None
+
+
 @dataclass
 class TrainingStage:
     """One stretch of training with one optimizer, from an ``optimizer_schedule`` implementation.

@@ -60,6 +60,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--executor", metavar="NAME", help="where runs execute: process (default: a fresh child process per run), inline (in this process), ray (a Ray cluster), or one a plugin registers; options in the TOML's [executor.NAME] table")
     parser.add_argument("--jobs", metavar="N|auto", help="process executor: runs at once (default 1; one per device with --devices; with --demo, one per CPU core within the free memory; auto: what the machine allows)")
     parser.add_argument("--devices", metavar="0,1,...", help="process executor: GPU indices; each child sees one through CUDA_VISIBLE_DEVICES")
+    parser.add_argument("--track", action="append", default=[], metavar="NAME", help="also report every run to this tracking plugin (tensorboard, mlflow, or one a plugin adds; options in the TOML's [tracking.NAME] table; repeatable)")
     parser.add_argument("--demo", action="store_true", help="use synthetic FePh-format data and a base model pre-trained on synthetic faces, at the TOML's [demo] settings")
     return parser
 
@@ -199,18 +200,21 @@ def cmd_plugins(args, console: Console) -> int:
 
 def print_settings(plugins, as_json: bool, console: Console) -> int:
     """Every declared setting, one row each (:func:`feph_finetune.config.schema.setting_rows`)."""
-    from feph_finetune.config.schema import CORE_TABLES, setting_rows
+    from feph_finetune.config.schema import CORE_TABLES, TRACKING_HOOKS, setting_rows
     from feph_finetune.demo.protocol import DEMO_OPTIONS
     from feph_finetune.execution.executors import NAME_OPTION, executor_classes
 
     tables = {**CORE_TABLES, "demo": DEMO_OPTIONS, "executor": {"name": NAME_OPTION}}
     tables.update({f"executor.{name}": cls.declarations() for name, cls in executor_classes(plugins).items()})
-    tables.update({f"options.{info.name}": plugins.option_declarations(info.name) for info in plugins.info() if info.status == "ok"})
+    for info in plugins.info():
+        if info.status == "ok":
+            tracking = any(hook in info.hooks for hook in TRACKING_HOOKS)
+            tables[f"{'tracking' if tracking else 'options'}.{info.name}"] = plugins.option_declarations(info.name)
     rows = setting_rows(tables)
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
-    table = Table(title="feph_finetune settings", caption=escape("options.PLUGIN: in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]"))
+    table = Table(title="feph_finetune settings", caption=escape("options.PLUGIN: in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]; tracking.PLUGIN: in [tracking.PLUGIN]"))
     for column in ("table", "key", "default", "accepts", "help"):
         table.add_column(column, overflow="fold", ratio=1 if column in ("accepts", "help") else None)
     for row in rows:
@@ -428,6 +432,7 @@ def cmd_run(args, console: Console) -> int:
     from feph_finetune.demo import protocol as demo
 
     raw = read_config(args.config, args.overrides)
+    raw.track = args.track
     if args.demo:
         settings = demo.demo_settings(raw, check=False)  # [demo]'s problems are reported with every other
         paths = demo.demo_paths(settings)

@@ -13,8 +13,11 @@ that asks for an argument its hook does not offer, or implements a hook not spec
 not registered: ``python -m feph_finetune plugins`` lists it as broken with the reason, and a
 configuration that names it is refused with that reason.
 ``register_executors`` is the exception: it is called on every plugin, once, and adds to a registry.
+The tracking hooks (``track_*``) are called on the plugins the ``[tracking]`` table enables, for
+every run of the matrix.
 
-A hook that raises fails its run, and only its run: the error is recorded with the plugin's name
+A hook that raises fails its run, and only its run (a tracking hook never does: see
+``track_run_start``): the error is recorded with the plugin's name
 and the rest of the matrix goes on. Raise :class:`feph_finetune.PluginError` for a clear message.
 """
 
@@ -186,4 +189,66 @@ def register_executors(register):
     The built-in ``inline``, ``process`` and ``ray`` come through this hook too, the way
     llm's ``register_models`` or datasette's ``publish_subcommand`` contribute backends. A name
     registered twice is an error naming the plugin. Returns None.
+    """
+
+
+@hookspec(firstresult=True)
+def track_run_start(run, context):
+    """Start tracking a run: a tracking backend opens its record of it (TensorBoard's event file,
+    an MLflow run).
+
+    Called in the run's own process (whatever the executor), on each plugin that ``[tracking]
+    plugins`` (or ``--track NAME``) enables, after the run's ``config.json`` is written and before
+    its data is prepared. ``run`` is a :class:`feph_finetune.TrackedRun` (id, experiment, phase,
+    fold, resolved configuration, data fingerprint, run folder); ``context.options`` holds the
+    plugin's options from ``[tracking.<plugin>]``, checked before any work like every plugin's.
+    Returns None.
+
+    Tracking never costs a result: when a tracking hook raises, the run goes on, the person
+    running the matrix gets one warning for the run, the run's ``result.json`` gets a note saying
+    what was not logged, and the plugin's other tracking hooks are not called again for that
+    run. A run that is resumed after an interruption starts anew, so a backend that finds a record
+    of the same ``run.id`` left unfinished should replace or close it; a finished run is never
+    tracked again, unless ``--force`` reruns it (then as a new run).
+    """
+
+
+@hookspec(firstresult=True)
+def track_epoch(run, stage, epoch, logs, context):
+    """Log one epoch of training.
+
+    Called in the run's own process after each epoch of each training stage (not at all for a
+    No-FT run), with ``stage``: the stage's name (``head``, ``adam``, ``sgd``...), ``epoch``: the
+    epoch counted from 1 across stages (the step of a curve that spans the stages; the same number
+    as in ``history.json``), and ``logs``: Keras' values of the epoch as floats (``loss``,
+    ``accuracy``, and ``val_loss``, ``val_accuracy`` with a validation split), the same as the
+    epoch's entry of ``history.json``. Returns None.
+    """
+
+
+@hookspec(firstresult=True)
+def track_run_end(run, status, record, context):
+    """Finish tracking a run.
+
+    Called in the run's own process when the run ends, whether it succeeded or failed, after its
+    files are written and just before its ``result.json``: ``status`` is ``"done"`` or
+    ``"failed"``, ``record`` the content of ``result.json`` as it will be written (``metrics``:
+    the evaluate plugins' metrics, None when the run failed; ``error``; ``timing``), and the
+    run's folder (``run.run_dir``) holds ``config.json``, ``metrics.json``, ``history.json`` and
+    ``predictions.npz`` of a run that is done. Not called for a run its executor had to stop
+    (a ``timeout``, a crashed process). Returns None.
+    """
+
+
+@hookspec(firstresult=True)
+def track_matrix_end(matrix, records, output, options):
+    """Log what spans runs, such as a configuration's mean and spread over its folds.
+
+    Called in the process that drives the matrix (not a run's), on each enabled tracking plugin,
+    after the runs of an invocation have ended, even when every run was already finished: so an
+    implementation must be idempotent (find and update what it logged before rather than add).
+    ``matrix`` is the configuration's name (as :attr:`feph_finetune.TrackedRun.matrix`),
+    ``records`` the ``result.json`` records (dicts) of the selected runs that are done,
+    ``output`` the results folder (:class:`pathlib.Path`), ``options`` the plugin's options.
+    A failure is one warning; it changes no run. Returns None.
     """

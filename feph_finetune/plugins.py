@@ -67,6 +67,8 @@ DEFAULT_PLUGINS = (
     "feph_finetune_plugins.sam_sgd",
     "feph_finetune_plugins.class_weights",
     "feph_finetune_plugins.paper_metrics",
+    "feph_finetune_plugins.tensorboard",
+    "feph_finetune_plugins.mlflow",
     "feph_finetune.execution.executors",  # the built-in executors: inline, process, ray
 )
 BUILTIN_NAMES = frozenset(module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS
+from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, TRACKING_HOOKS, TRACKING_OPTIONS
 from feph_finetune.config.reading import (
     EXPERIMENT_DEFAULTS,
     EXPERIMENT_NAME,
@@ -94,6 +94,10 @@ class Matrix:
     runs: list[Run]
     experiments: list[str]
     report: dict[str, Any] = field(default_factory=lambda: dict(REPORT_DEFAULTS))
+    #: The enabled tracking plugins, each with its options (defaults filled in), in order.
+    tracking: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The configuration's name: its TOML file's name without ``.toml``.
+    name: str = ""
 
 
 def used_plugins(config: dict[str, Any]) -> list[str]:
@@ -175,6 +179,63 @@ class MatrixBuilder:
             if not plots_available():
                 self.problem(("report", "figures"), f"figures need matplotlib, which is not installed: {PLOTS_INSTALL}")
         return report
+
+    def tracking(self, table: Any) -> dict[str, dict[str, Any]]:
+        """The ``[tracking]`` table: the enabled tracking plugins (``plugins`` and ``--track``),
+        each with its checked options (from ``[tracking.<plugin>]``, defaults filled in)."""
+        if not isinstance(table, dict):
+            self.problem(("tracking",), f"expected table, got {type_name(table)} {table!r}")
+            table = {}
+        tracking_plugins = [name for name in self.plugins.names() if any(self.plugins.implements(name, hook) for hook in TRACKING_HOOKS)]
+        enabled = table.get("plugins", [])
+        for message in option_problems(enabled, TRACKING_OPTIONS["plugins"]):
+            self.problem(("tracking", "plugins"), message)
+            enabled = []
+        for name in enabled:
+            if name not in tracking_plugins:
+                self.problem(("tracking", "plugins"), self._not_tracking(name, tracking_plugins))
+        for name in self.raw.track:
+            if name not in tracking_plugins:
+                self.problems.append(Problem(f"--track {name}", self._not_tracking(name, tracking_plugins)))
+        for name, options in table.items():
+            if name == "plugins":
+                continue
+            if name not in tracking_plugins:
+                self.problem(("tracking", name), f"unknown key {name!r}: {self._not_tracking(name, tracking_plugins)}")
+            else:
+                self._check_tracking_options(name, options)
+        enabled = [name for name in dict.fromkeys(enabled + self.raw.track) if name in tracking_plugins]
+        for name in enabled:
+            self._check_tracking_rules(name, table.get(name) if isinstance(table.get(name), dict) else {})
+        return {name: {**self.plugins.option_defaults(name), **(table.get(name) if isinstance(table.get(name), dict) else {})} for name in enabled}
+
+    def _not_tracking(self, name: str, tracking_plugins: list[str]) -> str:
+        if name in self.plugins.names():
+            return f"plugin {name!r} is not a tracking plugin (it implements none of {', '.join(TRACKING_HOOKS)}); tracking plugins: {', '.join(tracking_plugins) or 'none'}"
+        if any(info.name == name for info in self.plugins.unavailable):
+            return self.plugins.missing(name)  # installed but broken: say why
+        return f"no tracking plugin {name!r}{close_match(name, tracking_plugins)}; tracking plugins: {', '.join(tracking_plugins) or 'none'}"
+
+    def _check_tracking_options(self, name: str, options: Any) -> None:
+        try:
+            declarations = self.plugins.option_declarations(name)
+        except PluginCallError as error:
+            self.problem(("tracking", name), str(error))
+            return
+        check_section(self.raw, options, declarations, ("tracking", name), self.problems, owner=f"plugin {name!r}")
+
+    def _check_tracking_rules(self, name: str, table: dict[str, Any]) -> None:
+        """The ``check_with_options`` rules of an enabled tracking plugin, with its defaults
+        filled in: where a plugin refuses what it cannot do here (its library not installed)."""
+        try:
+            declarations = self.plugins.option_declarations(name)
+        except PluginCallError:
+            return  # reported with its options
+        options = {**{key: option.default for key, option in declarations.items()}, **table}
+        for key, option in declarations.items():
+            message = option.check_with_options(options[key], options) if option.check_with_options and not option_problems(options[key], option) else None
+            if message:
+                self.problem(("tracking", name, key) if key in table else ("tracking", "plugins"), message)
 
     def dataset_index(self, dataset: dict[str, Any], report: bool) -> None:
         """Read the dataset's index (its CSV and file listing; no image is decoded) when its root
@@ -442,6 +503,7 @@ class MatrixBuilder:
         top = self.top_level()
         dataset, dataset_invalid = self.dataset(self.raw.data.get("dataset", {}), check_root)
         report = self.report(self.raw.data.get("report", {}))
+        tracking = self.tracking(self.raw.data.get("tracking", {}))
         if not dataset_invalid & {"", "root", "labels", "images"}:
             self.dataset_index(dataset, report=check_root)
         defaults = top["defaults"]
@@ -458,7 +520,7 @@ class MatrixBuilder:
         if check_root:
             self.check_groups(dataset, runs, dataset_invalid)
         self.problems = list(dict.fromkeys(self.problems))
-        return Matrix(top["seed"], top["output"], dataset, runs, list(top["experiments"]), report)
+        return Matrix(top["seed"], top["output"], dataset, runs, list(top["experiments"]), report, tracking, Path(self.raw.locator.path).stem)
 
     def build(self, check_root: bool = True) -> Matrix:
         """:meth:`matrix`, raising a ConfigError with every problem when there are any."""

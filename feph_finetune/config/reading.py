@@ -121,6 +121,8 @@ class RawConfig:
     #: Keys whose value was copied from another key (``[demo] folds`` into ``dataset.folds``):
     #: a problem with it is named where the value was written.
     copied_from: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+    #: Tracking plugins the command line enables (``--track NAME``) beside ``[tracking] plugins``.
+    track: list[str] = field(default_factory=list)
 
     def where(self, *keys: str) -> str:
         for end in range(len(keys), 0, -1):

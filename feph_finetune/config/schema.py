@@ -33,6 +33,7 @@ TOP_LEVEL_OPTIONS: dict[str, Option] = {
     "demo": Option({}, "the synthetic demo's settings (python -m feph_finetune --demo)"),
     "report": Option({}, "what a matrix writes after its tables: see [report]"),
     "executor": Option({}, "where runs execute: name, and a table of options per executor"),
+    "tracking": Option({}, "experiment tracking: plugins, and a table of options per tracking plugin"),
 }
 
 #: ``[dataset]``. ``folds``: each fold needs a group of its own (the loaded data bounds it further).
@@ -84,6 +85,16 @@ REPORT_OPTIONS: dict[str, Option] = {
     "figures_dir": Option("", "where figures go (default: report/ in the results directory)"),
 }
 
+#: ``[tracking]``: the tracking plugins every run reports to (``tensorboard``, ``mlflow``, a third
+#: party's; ``--track NAME`` adds one); each has its options in a ``[tracking.<plugin>]`` table,
+#: declared by the plugin (:mod:`feph_finetune.execution.tracking`).
+TRACKING_OPTIONS: dict[str, Option] = {
+    "plugins": Option([], "tracking plugins every run reports to", kind=str),
+}
+
+#: The hooks that make a plugin a tracking plugin (it implements at least one).
+TRACKING_HOOKS = ("track_run_start", "track_epoch", "track_run_end", "track_matrix_end")
+
 #: The declared tables by their place in the file, for listings. ``[defaults]`` and each
 #: ``[experiments.NAME]`` share :data:`EXPERIMENT_OPTIONS`.
 CORE_TABLES: dict[str, dict[str, Option]] = {
@@ -91,6 +102,7 @@ CORE_TABLES: dict[str, dict[str, Option]] = {
     "dataset": DATASET_OPTIONS,
     "defaults / experiments.NAME": EXPERIMENT_OPTIONS,
     "report": REPORT_OPTIONS,
+    "tracking": TRACKING_OPTIONS,
 }
 
 

@@ -31,9 +31,9 @@ import platform
 import subprocess
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from feph_finetune.api import CLASSES, PluginError, RunContext
 from feph_finetune.predict.bundle import write_bundle
 from feph_finetune.data.frames import default_cache_dir
 from feph_finetune.config.matrix import Run
+from feph_finetune.execution.tracking import RunTracking, tracked_run
 from feph_finetune.plugins import PluginCallError, Plugins, hook_listener
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
@@ -73,12 +74,15 @@ class RunJob:
 
     ``run`` carries the resolved configuration and the dataset settings (the dataset's location),
     ``split_seed`` the matrix's seed that fixes the splits, ``output`` the results store's root
-    on the machine that writes the run's files.
+    on the machine that writes the run's files, ``tracking`` the enabled tracking plugins with
+    their options (:mod:`feph_finetune.execution.tracking`), ``matrix`` the configuration's name.
     """
 
     run: Run
     split_seed: int
     output: str
+    tracking: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    matrix: str = ""
 
     @property
     def id(self) -> str:
@@ -189,6 +193,8 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     counters: dict[str, int] = {}
     context_for = context_factory(run, counters)
     store.write(run.id, "config.json", {"run": run.describe(), "config": run.config, "dataset": run.dataset})
+    tracking = RunTracking(tracked_run(run, store.run_dir(run.id), job.matrix), job.tracking, plugins, report)
+    tracking.start()
     record = run_record(run, "failed")
     started, wall_started = time.perf_counter(), time.time()
     report({"event": "started", "run": run.id, "time": wall_started})
@@ -206,7 +212,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         import_tensorflow()  # here, when a run really starts; its notices never reach the console
         from feph_finetune.training import stages as training
 
-        outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report))
+        outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report), on_epoch=tracking.epoch)
         activity.step("evaluation")
         metrics = evaluate(run, plugins, data.test.labels, outcome.y_prob, context_for)
         activity.step("saving the results")
@@ -232,7 +238,9 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
     record["timing"].update(started=wall_started, finished=time.time())
     record["counters"] = counters
-    store.finish(run.id, _readable(record))
+    record = _readable(record)
+    tracking.end(record)
+    store.finish(run.id, record)
     return record["status"]
 
 

@@ -23,6 +23,7 @@ from feph_finetune.config.matrix import Matrix, Run
 from feph_finetune.plugins import Plugins
 from feph_finetune.data.preparation import DataSource
 from feph_finetune.execution.progress import MatrixView
+from feph_finetune.execution.tracking import track_matrix_end
 from feph_finetune.results.store import RunStore
 
 
@@ -79,7 +80,7 @@ class MatrixRunner:
         return context_factory(run, counters)
 
     def job(self, run: Run) -> RunJob:
-        return RunJob(run, self.matrix.seed, str(self.store.root))
+        return RunJob(run, self.matrix.seed, str(self.store.root), self.matrix.tracking, self.matrix.name)
 
     def run_all(self, runs: list[Run]) -> MatrixOutcome:
         """Run every run without a finished result (``--force`` sets results aside beforehand)."""
@@ -102,7 +103,13 @@ class MatrixRunner:
         for run_id in outcome.failed:
             error = (self.store.result(run_id) or {}).get("error") or {}
             self.console.print(f"[red]run {run_id}[/red] {escape(failure_summary(error))}", soft_wrap=True)
+        if self.matrix.tracking:
+            done = [record for record in self.store.records([run.id for run in runs]) if record.get("status") == "done"]
+            track_matrix_end(self.matrix.name, self.matrix.tracking, done, self.store.root, self.plugins, self._warn)
         return outcome
+
+    def _warn(self, message: str) -> None:
+        self.console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
     def run_one(self, run: Run) -> str:
         """Execute one run here and now (whatever the executor), returning its status."""

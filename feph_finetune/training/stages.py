@@ -166,6 +166,18 @@ class ProgressCallback(keras.callbacks.Callback):
         )
 
 
+class EpochEnd(keras.callbacks.Callback):
+    """Calls ``on_epoch(stage, epoch, logs)`` after each epoch: the epoch counted from 1 across
+    stages, the logs as floats (what ``history.json`` records), for the tracking plugins."""
+
+    def __init__(self, on_epoch: Callable[[str, int, dict[str, float]], None], stage: str):
+        super().__init__()
+        self.on_epoch, self.stage = on_epoch, stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_epoch(self.stage, epoch + 1, {key: float(value) for key, value in (logs or {}).items()})
+
+
 class BestEpoch(keras.callbacks.Callback):
     """Remembers the weights of the epoch with the best validation accuracy, across stages."""
 
@@ -188,8 +200,9 @@ def _checked_stages(name: str, stages: Any) -> list[TrainingStage]:
     return list(stages)
 
 
-def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data: RunData, optimizer_plugin: str, progress) -> TrainingOutcome:
-    """Train ``built`` stage by stage, epochs numbered across stages; keep the best epoch if validating."""
+def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data: RunData, optimizer_plugin: str, progress, on_epoch=None) -> TrainingOutcome:
+    """Train ``built`` stage by stage, epochs numbered across stages; keep the best epoch if
+    validating; ``on_epoch(stage, epoch, logs)`` is told each epoch's end (:class:`EpochEnd`)."""
     batch_size = run.config["batch_size"]
     train = make_dataset(data.train, data, batch_size, run.seed, training=True)
     validation = None if data.val is None else make_dataset(data.val, data, batch_size, run.seed, training=False)
@@ -201,7 +214,7 @@ def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data:
             continue
         set_trainable(built, stage.trainable, run.config["train_batchnorm"])
         task = progress.add_task(stage.name, total=math.ceil(len(data.train) / batch_size) * stage.epochs) if progress else None
-        callbacks = [keras.callbacks.TerminateOnNaN()] + ([ProgressCallback(progress, task, stage.name, stage.epochs, epoch)] if progress else []) + ([best] if best else [])
+        callbacks = [keras.callbacks.TerminateOnNaN()] + ([ProgressCallback(progress, task, stage.name, stage.epochs, epoch)] if progress else []) + ([best] if best else []) + ([EpochEnd(on_epoch, stage.name)] if on_epoch else [])
         on_features = run.config["head_features"] and head_features.applies(built, stage, random_augmentation=bool(data.augmentations))
         started = time.perf_counter()
         if on_features:
@@ -276,8 +289,9 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
     return mapped / mapped.sum(axis=1, keepdims=True)
 
 
-def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None) -> TrainingOutcome:
-    """Build the model, fine-tune it stage by stage (unless No-FT), and predict the test split."""
+def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None, on_epoch=None) -> TrainingOutcome:
+    """Build the model, fine-tune it stage by stage (unless No-FT), and predict the test split;
+    ``on_epoch(stage, epoch, logs)`` is called after each epoch (:class:`EpochEnd`)."""
     config = run.config
     keras.backend.clear_session()  # drop the previous run's models; layer names start afresh (memory: see README, "Executors")
     use_threads(config["threads"])
@@ -296,7 +310,7 @@ def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Ca
         return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"], notes=notes), notes=notes)
     optimizer_plugin = config["optimizer"]
     stages = _checked_stages(optimizer_plugin, plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
-    outcome = train_stages(run, built, stages, data, optimizer_plugin, progress)
+    outcome = train_stages(run, built, stages, data, optimizer_plugin, progress, on_epoch)
     outcome.y_prob = predict(built.model, data.test, data, config["batch_size"])
     outcome.model = built.model
     return outcome

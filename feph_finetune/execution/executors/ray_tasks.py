@@ -21,6 +21,7 @@ need the same Python packages as the driver (feph_finetune, its plugins, TensorF
 
 from __future__ import annotations
 
+from dataclasses import replace
 import importlib.util
 import os
 import shutil
@@ -240,7 +241,7 @@ def run_in_folder(job: RunJob, inputs: RunInputs, folder: Path, report: Report) 
 
     source = DataSource()
     source.add(inputs)
-    status = execute_run(RunJob(job.run, job.split_seed, str(folder / "store")), get_plugins(), source, report)
+    status = execute_run(replace(job, output=str(folder / "store")), get_plugins(), source, report)
     run_dir = folder / "store" / job.id
     files = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file() and not path.name.startswith(".")}
     if status != "done" and (folder / "stderr.log").is_file():

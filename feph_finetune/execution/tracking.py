@@ -1,0 +1,99 @@
+"""Experiment tracking: the enabled tracking plugins are told about each run, never at its cost.
+
+The ``[tracking]`` table (or ``--track NAME``) enables tracking plugins, such as the built-in
+``tensorboard`` and ``mlflow``; the core calls their hooks (:mod:`feph_finetune.hookspecs`,
+``track_*``) in the run's own process, so every executor tracks alike. A tracking plugin that
+raises, or a backend that cannot be reached, must not cost a result that took minutes to train:
+the plugin is dropped for the rest of that run, one warning is shown, and the run's
+``result.json`` gets a note saying from where on nothing was logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import feph_finetune
+from feph_finetune.api import RunContext, TrackedRun
+from feph_finetune.config.matrix import Run
+from feph_finetune.plugins import PluginCallError, Plugins
+
+#: What a tracking hook failure is told as, for a warning and a note of the run.
+_WHAT_IS_LOST = {
+    "track_run_start": "nothing of this run was logged",
+    "track_epoch": "the later epochs and the run's end were not logged",
+    "track_run_end": "the run's end (status, final metrics, files) was not logged",
+}
+
+
+def tracked_run(run: Run, run_dir: Path, matrix: str) -> TrackedRun:
+    """The :class:`~feph_finetune.TrackedRun` the tracking hooks receive for ``run``."""
+    from feph_finetune.execution.job import git_commit
+
+    return TrackedRun(
+        id=run.id,
+        experiment=run.experiment,
+        label=run.label,
+        cv_label=run.cv_label,
+        phase=run.phase,
+        fold=run.fold,
+        seed=run.seed,
+        config=run.config,
+        variant=run.variant,
+        data=run.dataset.get("fingerprint", ""),
+        run_dir=run_dir,
+        matrix=matrix,
+        version=feph_finetune.__version__,
+        git_commit=git_commit(),
+    )
+
+
+class RunTracking:
+    """Calls the enabled tracking plugins' hooks for one run, in the run's process.
+
+    ``tracking`` maps each enabled plugin to its checked options; ``report`` receives one
+    ``warning`` event per failed plugin. :attr:`notes` collects what was not logged, for the
+    run's ``result.json``.
+    """
+
+    def __init__(self, run: TrackedRun, tracking: Mapping[str, Mapping[str, Any]], plugins: Plugins, report: Callable[[dict[str, Any]], None]):
+        self.run, self.plugins, self.report = run, plugins, report
+        self.enabled = dict(tracking)
+        self.notes: list[str] = []
+
+    def start(self) -> None:
+        self._call("track_run_start")
+
+    def epoch(self, stage: str, epoch: int, logs: Mapping[str, float]) -> None:
+        self._call("track_epoch", stage=stage, epoch=epoch, logs=dict(logs))
+
+    def end(self, record: dict[str, Any]) -> None:
+        """Tell the plugins the run ended; ``record`` (the ``result.json`` to be written) gets
+        the notes of every tracking failure of the run."""
+        self._call("track_run_end", status=record["status"], record=record)
+        if self.notes:
+            record["notes"] = list(record.get("notes") or []) + self.notes
+
+    def _call(self, hook: str, **arguments: Any) -> None:
+        for name, options in list(self.enabled.items()):
+            context = RunContext(
+                run_id=self.run.id, experiment=self.run.experiment, phase=self.run.phase, fold=self.run.fold,
+                seed=self.run.seed, input_size=self.run.config.get("input_size", 0), config=self.run.config, options=options,
+            )
+            try:
+                self.plugins.call(name, hook, run=self.run, context=context, **arguments)
+            except PluginCallError as failure:
+                del self.enabled[name]
+                message = f"run {self.run.id}: tracking plugin {name!r} failed in {hook}: {type(failure.error).__name__}: {failure.error}; {_WHAT_IS_LOST[hook]} by it"
+                self.notes.append(message)
+                self.report({"event": "warning", "run": self.run.id, "message": message})
+
+
+def track_matrix_end(matrix: str, tracking: Mapping[str, Mapping[str, Any]], records: list[dict[str, Any]], output: Path, plugins: Plugins, warn: Callable[[str], None]) -> None:
+    """Call ``track_matrix_end`` on each enabled tracking plugin in the driving process; a
+    failure is one warning (the runs' results are written already)."""
+    for name, options in tracking.items():
+        try:
+            plugins.call(name, "track_matrix_end", matrix=matrix, records=records, output=output, options=dict(options))
+        except PluginCallError as failure:
+            warn(f"tracking plugin {name!r} failed in track_matrix_end: {type(failure.error).__name__}: {failure.error}; what spans runs (fold means) was not logged by it")

@@ -1,0 +1,209 @@
+"""Plugin ``mlflow``: every run as an MLflow run, local or on a tracking server (extra ``mlflow``).
+
+One MLflow experiment per matrix (option ``experiment``, default the TOML file's name), one MLflow
+run per run:
+
+- tags: ``feph.run_id``, ``feph.experiment``, ``feph.label``, ``feph.phase``, ``feph.fold``,
+  ``feph.data`` (the data's fingerprint), ``feph.version``, ``feph.git_commit``;
+- params: the resolved configuration, flattened to dotted keys (``options.mobilenet.alpha``);
+- metrics: per epoch ``<stage>/<log>`` (``adam/loss``), step = the epoch counted across stages as
+  in ``history.json``; at the end ``accuracy``, ``avg_sensitivity``, ``sensitivity/<class>`` and
+  any other numeric metric;
+- artifacts: ``metrics.json``, ``config.json`` and ``confusion.png``.
+
+For cross-validation, a parent run per configuration (experiment, grid variant, data) holds the
+mean and sample standard deviation over its finished folds (``accuracy_mean``, ``accuracy_std``,
+``avg_sensitivity_mean``...; ``folds``), and the fold runs are its children. A second invocation
+finds what it logged by these tags and adds nothing.
+
+The tracking URI is the option ``uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite store in the
+results folder (``sqlite:///OUTDIR/mlflow.db``; ``mlflow ui --backend-store-uri`` that URI shows
+it). With the ``ray`` executor runs write into a temporary folder on their node: give ``uri``
+a tracking server there. An unreachable server costs each request ``timeout_s`` at most, without
+retries: the run finishes, and says in its ``result.json`` what was not logged.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from feph_finetune import Option, hookimpl
+from feph_finetune_plugins.tracking_common import confusion_image, final_scalars, flat_items, png_bytes
+
+INSTALL = "pip install 'feph_finetune[mlflow]'"
+LOCAL_STORE = "mlflow.db"
+#: MLflow's limits: values of a param (6,000 characters in MLflow 3) and entries per log_batch.
+PARAM_CHARACTERS, BATCH_SIZE = 6000, 100
+
+#: Per run id: the MLflow client and run id, opened by track_run_start.
+_open: dict[str, tuple[Any, str]] = {}
+
+
+def _uri_problem(uri: str, options: dict) -> str | None:
+    if importlib.util.find_spec("mlflow") is None:
+        return f"the mlflow tracking plugin needs MLflow, which is not installed: {INSTALL}"
+    return None
+
+
+@hookimpl
+def plugin_options():
+    return {
+        "uri": Option("", help="tracking URI (http://host:5000, sqlite:///file.db); default MLFLOW_TRACKING_URI, else OUTDIR/mlflow.db",
+                      check_with_options=_uri_problem),
+        "experiment": Option("", help="the MLflow experiment; default: the TOML file's name"),
+        "timeout_s": Option(10.0, help="seconds an HTTP request to the server may take (no retries)", minimum=0, exclusive_minimum=True, maximum=3600),
+        "artifacts": Option(True, help="log metrics.json, config.json and confusion.png"),
+    }
+
+
+@hookimpl
+def track_run_start(run, context):
+    client = _client(context.options, Path(run.run_dir).parent)
+    experiment_id = _experiment_id(client, context.options.get("experiment") or run.matrix)
+    for stale in _runs_tagged(client, experiment_id, "feph.run_id", run.id, status="RUNNING"):
+        client.set_terminated(stale.info.run_id, status="KILLED")  # an interrupted attempt
+    tags = {
+        "feph.run_id": run.id, "feph.experiment": run.experiment, "feph.label": run.label, "feph.phase": run.phase,
+        "feph.fold": "" if run.fold is None else str(run.fold), "feph.data": run.data, "feph.version": run.version,
+        "feph.git_commit": run.git_commit or "", "feph.configuration": _configuration(run.experiment, run.variant, run.data),
+    }
+    mlflow_run = client.create_run(experiment_id, run_name=run.id, tags=tags)
+    _open[run.id] = (client, mlflow_run.info.run_id)
+    _log_batch(client, mlflow_run.info.run_id, params=[(key, _param(value)) for key, value in flat_items(run.config)])
+
+
+@hookimpl
+def track_epoch(run, stage, epoch, logs):
+    client, run_id = _open[run.id]
+    _log_batch(client, run_id, metrics=[(f"{stage}/{name}", value, epoch) for name, value in logs.items()])
+
+
+@hookimpl
+def track_run_end(run, status, record, context):
+    client, run_id = _open.pop(run.id)
+    metrics = record.get("metrics") or {}
+    _log_batch(client, run_id, metrics=[(name, value, 0) for name, value in final_scalars(metrics).items()])
+    if context.options.get("artifacts", True):
+        folder = Path(run.run_dir)
+        for name in ("metrics.json", "config.json"):
+            if (folder / name).is_file():
+                client.log_artifact(run_id, str(folder / name))
+        if metrics.get("confusion"):
+            with tempfile.TemporaryDirectory() as scratch:
+                figure = Path(scratch) / "confusion.png"
+                figure.write_bytes(png_bytes(confusion_image(metrics["confusion"], record.get("classes") or [])))
+                client.log_artifact(run_id, str(figure))
+    client.set_terminated(run_id, status="FINISHED" if status == "done" else "FAILED")
+
+
+@hookimpl
+def track_matrix_end(matrix, records, output, options):
+    folds = [record for record in records if record.get("phase") == "cv"]
+    if not folds:
+        return
+    client = _client(options, Path(output))
+    experiment_id = _experiment_id(client, options.get("experiment") or matrix)
+    children = {run.data.tags.get("feph.run_id"): run for run in _runs_tagged(client, experiment_id, "feph.phase", "cv")}
+    groups: dict[str, list[dict]] = {}
+    for record in folds:
+        groups.setdefault(_configuration(record["experiment"], record.get("variant") or {}, record.get("data") or ""), []).append(record)
+    for configuration, members in groups.items():
+        parent = _parent_run(client, experiment_id, configuration, members[0])
+        _log_fold_statistics(client, parent, members)
+        for record in members:
+            child = children.get(record["id"])
+            if child is not None and child.data.tags.get("mlflow.parentRunId") != parent.info.run_id:
+                client.set_tag(child.info.run_id, "mlflow.parentRunId", parent.info.run_id)
+
+
+def _client(options: dict, output: Path):
+    """An MlflowClient for the option ``uri``, else MLFLOW_TRACKING_URI, else the local store."""
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, round(options.get("timeout_s", 10.0))))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    from mlflow.tracking import MlflowClient
+
+    uri = options.get("uri") or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if not uri:
+        uri = f"sqlite:///{(Path(output) / LOCAL_STORE).absolute()}"
+        with open(Path(output) / f"{LOCAL_STORE}.lock", "w") as lock:  # runs in parallel create it once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)  # creates the store's tables
+        return client
+    return MlflowClient(uri)
+
+
+def _experiment_id(client, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception:  # another run of the matrix created it meanwhile
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _runs_tagged(client, experiment_id: str, tag: str, value: str, status: str | None = None) -> list:
+    query = f"tags.`{tag}` = '{value}'" + (f" and attributes.status = '{status}'" if status else "")
+    return list(client.search_runs([experiment_id], filter_string=query, max_results=50000))
+
+
+def _configuration(experiment: str, variant: Any, data: str) -> str:
+    """What identifies a configuration across its folds (experiment, grid variant and data), as
+    a short hash that a search filter can quote."""
+    identity = json.dumps([experiment, variant or {}, data], sort_keys=True, default=str)
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def _parent_run(client, experiment_id: str, configuration: str, record: dict):
+    found = _runs_tagged(client, experiment_id, "feph.parent", configuration)
+    if found:
+        return found[0]
+    name = f"{record.get('cv_label') or record['experiment']} (cross-validation)"
+    parent = client.create_run(experiment_id, run_name=name, tags={"feph.parent": configuration, "feph.experiment": record["experiment"], "feph.phase": "cv"})
+    client.set_terminated(parent.info.run_id, status="FINISHED")
+    return client.get_run(parent.info.run_id)
+
+
+def _log_fold_statistics(client, parent, members: list[dict]) -> None:
+    """Mean and sample standard deviation over the folds; a value already logged is not logged
+    again, so that an invocation with nothing new changes nothing."""
+    per_metric: dict[str, list[float]] = {}
+    for record in members:
+        for name, value in final_scalars(record.get("metrics")).items():
+            per_metric.setdefault(name, []).append(value)
+    values = {"folds": float(len(members))}
+    for name, series in per_metric.items():
+        values[f"{name}_mean"] = statistics.fmean(series)
+        if len(series) > 1:
+            values[f"{name}_std"] = statistics.stdev(series)
+    logged = parent.data.metrics
+    changed = [(name, value, 0) for name, value in values.items() if logged.get(name) != value]
+    _log_batch(client, parent.info.run_id, metrics=changed)
+
+
+def _log_batch(client, run_id: str, params=(), metrics=()) -> None:
+    from mlflow.entities import Metric, Param
+
+    params = [Param(key, value) for key, value in params]
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, value, now, step) for key, value, step in metrics]
+    for start in range(0, max(len(params), len(metrics)), BATCH_SIZE):
+        client.log_batch(run_id, metrics=metrics[start:start + BATCH_SIZE], params=params[start:start + BATCH_SIZE])
+
+
+def _param(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text[:PARAM_CHARACTERS]

@@ -1,0 +1,324 @@
+"""Experiment tracking: TensorBoard event files, a real MLflow tracking server, and the hooks a
+third-party tracking plugin receives; tracking never costs a run its result."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import line_of, run_cli, write_matrix
+
+TWO_EXPERIMENTS = """
+[experiments.A]
+model = "mobilenet"
+
+[experiments.B]
+model = "mobilenet"
+augment = ["flip"]
+"""
+
+RECORDING_PLUGIN = '''
+import json
+import os
+
+from feph_finetune import Option, PluginError, hookimpl
+
+
+@hookimpl
+def plugin_options():
+    return {"log": Option("", help="JSON-lines file of the calls"), "fail_in": Option("", help="hook that raises")}
+
+
+def _note(context, hook, **fields):
+    if context.options["fail_in"] == hook:
+        raise PluginError("backend unreachable")
+    with open(context.options["log"], "a") as log:
+        log.write(json.dumps({"hook": hook, "pid": os.getpid(), **fields}) + "\\n")
+
+
+@hookimpl
+def track_run_start(run, context):
+    _note(context, "track_run_start", run=run.id, phase=run.phase, fold=run.fold, data=run.data, batch_size=run.config["batch_size"])
+
+
+@hookimpl
+def track_epoch(run, stage, epoch, logs, context):
+    _note(context, "track_epoch", run=run.id, stage=stage, epoch=epoch, logs=logs)
+
+
+@hookimpl
+def track_run_end(run, status, record, context):
+    _note(context, "track_run_end", run=run.id, status=status, accuracy=record["metrics"]["accuracy"], files=sorted(os.listdir(run.run_dir)))
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_folders(output: Path) -> dict[str, Path]:
+    return {folder.name: folder for folder in output.iterdir() if (folder / "result.json").is_file()}
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def tiny(tmp_path: Path, root: Path, experiments: str, extra: str = "") -> Path:
+    return write_matrix(tmp_path / "tracked.toml", root, experiments, extra)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_tracking_mistakes_are_reported_before_any_work(tmp_path, synthetic_feph):
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n', extra="""
+        [tracking]
+        plugins = ["mlflwo", "face_crop"]
+
+        [tracking.tensorboard]
+        confusion_imag = false
+
+        [tracking.mlflow]
+        timeout_s = -1
+    """)
+    result = run_cli(str(path), "--dry-run", "--track", "tensorbord")
+    assert result.returncode == 2, result.stderr
+    errors = result.stderr
+    assert f"tracked.toml:{line_of(path, 'plugins = ')} tracking.plugins: no tracking plugin 'mlflwo' (did you mean 'mlflow'?)" in errors
+    assert "plugin 'face_crop' is not a tracking plugin" in errors
+    assert f"tracked.toml:{line_of(path, 'confusion_imag')} tracking.tensorboard.confusion_imag: plugin 'tensorboard' has no option 'confusion_imag' (did you mean 'confusion_image'?)" in errors
+    assert f"tracked.toml:{line_of(path, 'timeout_s')} tracking.mlflow.timeout_s: must be > 0" in errors
+    assert "no tracking plugin 'tensorbord' (did you mean 'tensorboard'?)" in errors
+    assert "Traceback" not in errors
+
+
+# --- TensorBoard -----------------------------------------------------------------------------
+
+
+def event_values(folder: Path) -> dict[str, list[tuple[int, object, str]]]:
+    """Every summary of a run's event files: tag -> [(step, value, TensorBoard plugin)]."""
+    import tensorflow as tf
+
+    values: dict[str, list] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                values.setdefault(value.tag, []).append((event.step, tf.make_ndarray(value.tensor), value.metadata.plugin_data.plugin_name))
+    return values
+
+
+def test_tensorboard_events_match_the_history_of_every_stage(tmp_path, synthetic_feph):
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n', extra='[tracking]\nplugins = ["tensorboard"]\n')
+    output = tmp_path / "runs"
+    result = run_cli(str(path), "--executor", "inline", "--output", str(output))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (folder,) = run_folders(output).values()
+    history = read_json(folder / "history.json")
+    events = event_values(folder)
+    assert [entry["stage"] for entry in history] == ["head", "adam"]  # two stages, one epoch each
+    for name in ("loss", "accuracy"):
+        # float32 summaries of the float32 values Keras logged: equal after the same rounding
+        assert [(step, float(value)) for step, value, _ in events[name]] == [(entry["epoch"], float(np.float32(entry[name]))) for entry in history]
+        assert {plugin for _, _, plugin in events[name]} == {"scalars"}
+    assert [(step, int(value)) for step, value, _ in events["stage"]] == [(1, 1), (2, 2)]
+    assert [(step, value.item().decode()) for step, value, _ in events["stages"]] == [(1, "stage 1: head (from epoch 1)"), (2, "stage 2: adam (from epoch 2)")]
+    metrics = read_json(folder / "metrics.json")
+    assert float(events["final/accuracy"][0][1]) == float(np.float32(metrics["accuracy"]))
+    ((step, image, plugin),) = events["confusion"]
+    assert (step, plugin, image[2][:8]) == (2, "images", b"\x89PNG\r\n\x1a\n")
+    import cv2
+
+    decoded = cv2.imdecode(np.frombuffer(image[2], np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape[:2] == (int(image[1]), int(image[0]))
+
+
+def test_a_rerun_replaces_its_event_files(tmp_path, synthetic_feph):
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\nfine_tune = true\n', extra='[tracking]\nplugins = ["tensorboard"]\n')
+    output = tmp_path / "runs"
+    for _ in range(2):
+        result = run_cli(str(path), "--executor", "inline", "--output", str(output), "--force")
+        assert result.returncode == 0, result.stdout + result.stderr
+    (folder,) = run_folders(output).values()
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1
+    assert [step for step, _, _ in event_values(folder)["loss"]] == [1, 2]
+
+
+# --- MLflow ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 with a SQLite backend in a temporary folder."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180  # the server imports Flask, SQLAlchemy and runs its migrations
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            time.sleep(1)
+        assert server.poll() is None, (tmp_path / "server.log").read_text()
+    else:
+        raise AssertionError("the MLflow server did not answer within 180 s:\n" + (tmp_path / "server.log").read_text())
+    yield uri
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+
+
+def flat(table: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and value:
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def test_mlflow_server_receives_every_run_and_the_fold_statistics(tmp_path, synthetic_feph, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    path = tiny(tmp_path, synthetic_feph, TWO_EXPERIMENTS)
+    command = [str(path), "--executor", "inline", "--output", str(tmp_path / "runs"), "--phase", "cv", "--set", "dataset.folds=2",
+               "--set", 'defaults.phases=["cv"]', "--track", "mlflow", "--set", f"tracking.mlflow.uri={mlflow_server}"]
+    result = run_cli(*command)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" not in result.stdout
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("tracked")  # the TOML file's name
+    runs = client.search_runs([experiment.experiment_id])
+    children = {run.data.tags["feph.run_id"]: run for run in runs if "feph.run_id" in run.data.tags}
+    parents = {run.data.tags["feph.experiment"]: run for run in runs if "feph.parent" in run.data.tags}
+    folders = run_folders(tmp_path / "runs")
+    assert set(children) == set(folders) and len(folders) == 4 and set(parents) == {"A", "B"}
+    for run_id, run in children.items():
+        folder = folders[run_id]
+        config = read_json(folder / "config.json")["config"]
+        assert run.data.params == flat(config)
+        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parents[run.data.tags["feph.experiment"]].info.run_id
+        assert run.data.tags["feph.data"] == read_json(folder / "result.json")["data"]
+        for entry in read_json(folder / "history.json"):
+            for name in ("loss", "accuracy"):
+                history = client.get_metric_history(run.info.run_id, f"{entry['stage']}/{name}")
+                assert [(point.step, point.value) for point in history] == [(entry["epoch"], entry[name])]
+        metrics = read_json(folder / "metrics.json")
+        assert run.data.metrics["accuracy"] == metrics["accuracy"]
+        assert run.data.metrics["avg_sensitivity"] == metrics["avg_sensitivity"]
+        for cls, share in metrics["sensitivity"].items():
+            assert run.data.metrics.get(f"sensitivity/{cls}") == share
+        assert {artifact.path for artifact in client.list_artifacts(run.info.run_id)} == {"metrics.json", "config.json", "confusion.png"}
+    for name, parent in parents.items():
+        accuracies = [read_json(folders[run_id] / "metrics.json")["accuracy"] for run_id, run in children.items() if run.data.tags["feph.experiment"] == name]
+        assert parent.data.metrics["folds"] == 2
+        assert parent.data.metrics["accuracy_mean"] == pytest.approx(np.mean(accuracies), rel=1e-12)  # summation order only
+        assert parent.data.metrics["accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1), rel=1e-9)
+
+    again = run_cli(*command)
+    assert again.returncode == 0 and "skipped 4 finished runs" in again.stdout, again.stdout + again.stderr
+    assert len(client.search_runs([experiment.experiment_id])) == len(runs)
+
+
+def test_an_unreachable_tracking_server_costs_no_run(tmp_path, synthetic_feph):
+    closed = f"http://127.0.0.1:{free_port()}"
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\nphases = ["cv"]\n')
+    result = run_cli(str(path), "--executor", "inline", "--output", str(tmp_path / "runs"), "--set", "dataset.folds=2",
+                     "--track", "mlflow", "--set", f"tracking.mlflow.uri={closed}", "--set", "tracking.mlflow.timeout_s=2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    folders = run_folders(tmp_path / "runs")
+    assert len(folders) == 2
+    for run_id, folder in folders.items():
+        record = read_json(folder / "result.json")
+        assert record["status"] == "done"
+        assert {"config.json", "history.json", "metrics.json", "predictions.npz", "environment.json"} <= {p.name for p in folder.iterdir()}
+        (note,) = record["notes"]
+        assert note.startswith(f"run {run_id}: tracking plugin 'mlflow' failed in track_run_start") and "nothing of this run was logged" in note
+        assert result.stdout.count(f"warning: run {run_id}: tracking plugin 'mlflow'") == 1
+    assert "warning: tracking plugin 'mlflow' failed in track_matrix_end" in result.stdout
+
+
+# --- a third party's tracking plugin ---------------------------------------------------------
+
+
+@pytest.fixture
+def recording_plugin(tmp_path):
+    from test_plugins import write_distribution
+
+    site = tmp_path / "site"
+    site.mkdir()
+    write_distribution(site, name="feph-recorder", module="feph_recorder", body=RECORDING_PLUGIN, entry="recorder")
+    return {"PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def test_a_third_party_tracking_plugin_receives_the_three_calls_in_the_runs_process(tmp_path, synthetic_feph, recording_plugin):
+    log = tmp_path / "calls.jsonl"
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n', extra=f'[tracking]\nplugins = ["recorder"]\n[tracking.recorder]\nlog = "{log}"\n')
+    result = run_cli(str(path), "--output", str(tmp_path / "runs"), env=recording_plugin)  # the process executor
+    assert result.returncode == 0, result.stdout + result.stderr
+    (folder,) = run_folders(tmp_path / "runs").values()
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [call["hook"] for call in calls] == ["track_run_start", "track_epoch", "track_epoch", "track_run_end"]
+    assert len({call["pid"] for call in calls}) == 1 and calls[0]["pid"] != os.getpid()
+    start, end = calls[0], calls[-1]
+    assert (start["run"], start["phase"], start["fold"], start["batch_size"]) == (folder.name, "exploratory", None, 16)
+    assert start["data"] == read_json(folder / "result.json")["data"]
+    history = read_json(folder / "history.json")
+    assert [(call["stage"], call["epoch"], call["logs"]) for call in calls[1:3]] == [
+        (entry["stage"], entry["epoch"], {key: entry[key] for key in call["logs"]}) for entry, call in zip(history, calls[1:3])
+    ]
+    assert all(set(call["logs"]) == {"loss", "accuracy"} for call in calls[1:3])
+    assert (end["status"], end["accuracy"]) == ("done", read_json(folder / "metrics.json")["accuracy"])
+    assert {"config.json", "metrics.json", "history.json", "predictions.npz"} <= set(end["files"]) and "result.json" not in end["files"]
+
+
+def test_a_tracking_plugin_that_raises_is_dropped_for_the_run_and_the_run_finishes(tmp_path, synthetic_feph, recording_plugin):
+    log = tmp_path / "calls.jsonl"
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n',
+                extra=f'[tracking.recorder]\nlog = "{log}"\nfail_in = "track_epoch"\n')
+    result = run_cli(str(path), "--executor", "inline", "--output", str(tmp_path / "runs"), "--track", "recorder", env=recording_plugin)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (folder,) = run_folders(tmp_path / "runs").values()
+    record = read_json(folder / "result.json")
+    assert record["status"] == "done"
+    message = f"run {folder.name}: tracking plugin 'recorder' failed in track_epoch: PluginError: backend unreachable; the later epochs and the run's end were not logged by it"
+    assert record["notes"] == [message]
+    assert result.stdout.count("tracking plugin 'recorder' failed") == 1
+    assert [json.loads(line)["hook"] for line in log.read_text().splitlines()] == ["track_run_start"]  # nothing after the failure
+
+
+def test_the_readme_tracking_plugin_works_as_written(tmp_path, synthetic_feph):
+    from test_plugins import write_distribution
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("# feph_csvlog.py")
+    code = readme[start:readme.index("```", start)]
+    site = tmp_path / "site"
+    site.mkdir()
+    write_distribution(site, name="feph-csvlog", module="feph_csvlog", body=code, entry="csvlog")
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n')
+    result = run_cli(str(path), "--executor", "inline", "--output", str(tmp_path / "runs"), "--track", "csvlog",
+                     env={"PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    (folder,) = run_folders(tmp_path / "runs").values()
+    rows = (folder / "curves.csv").read_text().splitlines()
+    history = read_json(folder / "history.json")
+    assert rows == ["stage,epoch,loss,accuracy"] + [f"{entry['stage']},{entry['epoch']},{entry['loss']},{entry['accuracy']}" for entry in history]
