@@ -23,9 +23,13 @@ import os
 import signal
 import sys
 import threading
+import time
+from typing import Callable, Iterable
 
 #: The module the server imports once for all its children.
 PRELOAD = "feph_finetune.execution.executors.preload"
+#: Seconds a child gets to exit after SIGTERM before SIGKILL.
+STOP_GRACE_S = 5.0
 
 
 def process_context():
@@ -37,6 +41,31 @@ def process_context():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([PRELOAD])
     return context
+
+
+def start_child(target: Callable[..., None], args: tuple, name: str) -> multiprocessing.Process:
+    """Start ``target(*args)`` in a child of :func:`process_context`, which should begin with
+    :func:`begin_child`. A daemon: the command terminates it, not waits for it, if it exits
+    without :func:`stop_children`. Raises what ``Process.start`` raises (OSError, EOFError when the
+    server has died)."""
+    child = process_context().Process(target=target, args=args, name=name, daemon=True)
+    child.start()
+    return child
+
+
+def stop_children(children: Iterable[multiprocessing.Process], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM every child, give them ``grace_s`` seconds to exit side by side, then SIGKILL
+    those still alive; returns once all are collected."""
+    children = list(children)
+    for child in children:
+        if child.is_alive():
+            child.terminate()
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+        child.join()
 
 
 def begin_child(log, environment: dict[str, str]) -> None:
