@@ -20,8 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import feph_finetune
-
-EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE = 0, 1, 2
+from feph_finetune.errors import EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, print_error
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -301,8 +300,7 @@ def cmd_export(args, console: Console) -> int:
     try:
         out = export_bundle(args.run_dir, args.out)
     except BundleError as error:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
-        return EXIT_USAGE
+        return print_error(Console(stderr=True), str(error))
     files = ", ".join(sorted(path.name for path in out.iterdir()))
     console.print(f"exported the model bundle of {args.run_dir} to {out}/ ({files})", highlight=False)
     return EXIT_OK
@@ -316,8 +314,7 @@ def cmd_convert(args, console: Console) -> int:
         convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
                 report=lambda line: console.print(line, markup=False, highlight=False))
     except ConversionError as error:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False)
-        return EXIT_USAGE
+        return print_error(Console(stderr=True), str(error))
     return EXIT_OK
 
 
@@ -540,22 +537,16 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         return command(args, console)
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         problems = getattr(error, "problems", None)
-        lines = [str(problem) for problem in problems] if problems else [str(error)]
-        heading = "error:" if len(lines) == 1 else f"error: {len(lines)} problems"
-        errors.print(f"[bold red]{heading}[/bold red]")
-        for line in lines:
-            errors.print(line, markup=False, highlight=False, soft_wrap=True)
-        return EXIT_USAGE
+        return print_error(errors, [str(problem) for problem in problems] if problems else str(error))
     except ExecutorError as error:
-        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
-        return EXIT_USAGE
+        return print_error(errors, str(error))
     except NoSpaceError as error:  # the results folder's disk is full: stop, keep what finished
-        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        print_error(errors, str(error))
         if command is cmd_run:
             errors.print(f"finished runs are saved; free some space, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
-        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        print_error(errors, str(error))
         errors.print(f"finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_FAILED_RUNS
     except KeyboardInterrupt:
@@ -563,7 +554,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
             errors.print(f"interrupted: finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         else:
             errors.print("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def continue_command(argv: list[str]) -> str:

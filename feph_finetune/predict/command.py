@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+from feph_finetune.errors import EXIT_INTERRUPTED, EXIT_OK, print_error
 
 
 def argument_problems(args) -> list[str]:
@@ -50,11 +50,11 @@ def predict_command(args, console: Console, errors: Console) -> int:
 
     problems = argument_problems(args)
     if problems:
-        return _fail(errors, problems)
+        return print_error(errors, problems)
     try:
         bundle = open_bundle(args.model, get_plugins())
     except BundleError as error:
-        return _fail(errors, [f"MODEL {line}" for line in str(error).splitlines()])
+        return print_error(errors, [f"MODEL {line}" for line in str(error).splitlines()])
     sources, bad = [], {}
     for name in args.inputs:
         try:
@@ -65,7 +65,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
         try:
             load_model(bundle)
         except BundleError as error:
-            return _fail(errors, [f"MODEL {line}" for line in str(error).splitlines()])
+            return print_error(errors, [f"MODEL {line}" for line in str(error).splitlines()])
         try:
             summaries = _run(bundle, sources, args, console)
         except KeyboardInterrupt:
@@ -75,7 +75,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
         print_summary(summaries, bundle, console)
         _finish_outputs(summaries, bundle, args, console)
     if bad:
-        return _fail(errors, [message if message.startswith(name) else f"{name}: {message}" for name, message in bad.items()], heading=f"{len(bad)} of {len(args.inputs)} inputs could not be processed in full (everything readable was)")
+        return print_error(errors, [message if message.startswith(name) else f"{name}: {message}" for name, message in bad.items()], heading=f"{len(bad)} of {len(args.inputs)} inputs could not be processed in full (everything readable was)")
     return EXIT_OK
 
 
@@ -147,10 +147,3 @@ def _finish_outputs(summaries, bundle, args, console: Console) -> None:
         warn = lambda line: Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
         panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}", warn)
         console.print(f"plot of {panels} sequences written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", highlight=False)
-
-
-def _fail(errors: Console, lines: list[str], heading: str | None = None) -> int:
-    errors.print(f"[bold red]error: {heading or ('1 problem' if len(lines) == 1 else f'{len(lines)} problems')}[/bold red]")
-    for line in lines:
-        errors.print(line, markup=False, highlight=False, soft_wrap=True)
-    return EXIT_USAGE
