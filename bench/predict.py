@@ -100,27 +100,27 @@ def main() -> None:
     from feph_finetune.data.frames import apply_steps
     from feph_finetune.plugins import get_plugins
     from feph_finetune.predict.apply import Predictor, Settings
-    from feph_finetune.predict.inputs import open_source
+    from feph_finetune.predict.inputs import open_input
 
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         video = synthetic_video(folder, args.frames, fps=25)
         bundle = open_bundle(mobilenet_bundle(folder, args.size, args.alpha), get_plugins())
         load_model(bundle)
-        source = open_source(str(video))
+        video_input = open_input(str(video))
         predictor = Predictor(bundle, Settings(batch_size=args.batch_size))
-        predictor.run(open_source(str(video), 1), None)  # warm-up: traces the prediction function
+        predictor.run(open_input(str(video), 1), None)  # warm-up: traces the prediction function
 
-        decode = best_of(args.repeats, lambda: sum(1 for _ in source.frames()))
-        steps = best_of(args.repeats, lambda: [apply_steps(frame.image, bundle.frame_steps, bundle.input_size) for frame in source.frames()])
-        whole = best_of(args.repeats, lambda: predictor.run(source, None))
+        decode = best_of(args.repeats, lambda: sum(1 for _ in video_input.frames()))
+        steps = best_of(args.repeats, lambda: [apply_steps(frame.image, bundle.frame_steps, bundle.input_size) for frame in video_input.frames()])
+        whole = best_of(args.repeats, lambda: predictor.run(video_input, None))
         serial = Predictor(bundle, Settings(batch_size=args.batch_size, prefetch=False))
-        whole_serial = best_of(args.repeats, lambda: serial.run(source, None))
+        whole_serial = best_of(args.repeats, lambda: serial.run(video_input, None))
         ready = np.random.default_rng(0).integers(0, 256, (args.batch_size, args.size, args.size, 3), dtype=np.uint8)
         batches = -(-args.frames // args.batch_size)
         model = best_of(args.repeats, lambda: [predictor.probabilities(ready) for _ in range(batches)])
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        longer = open_source(str(synthetic_video(folder / "long", 4 * args.frames, fps=25)))
+        longer = open_input(str(synthetic_video(folder / "long", 4 * args.frames, fps=25)))
         predictor.run(longer, None)
         peak_long = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -21,11 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import feph_finetune
-
-EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE = 0, 1, 2
-#: The reader of the output went away (``... | head``): what a shell reports for a command that
-#: SIGPIPE killed (128 + 13), distinct from 1, "some runs failed".
-EXIT_CLOSED_PIPE = 141
+from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, print_error
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -344,8 +340,7 @@ def cmd_export(args, console: Console) -> int:
         with writing_to(args.out):
             out = export_bundle(args.run_dir, args.out)
     except BundleError as error:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
-        return EXIT_USAGE
+        return print_error(Console(stderr=True), str(error))
     files = ", ".join(sorted(path.name for path in out.iterdir()))
     console.print(f"exported the model bundle of {args.run_dir} to {out}/ ({files})", highlight=False)
     return EXIT_OK
@@ -361,8 +356,7 @@ def cmd_convert(args, console: Console) -> int:
             convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
                 report=lambda line: console.print(line, markup=False, highlight=False))
     except ConversionError as error:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", highlight=False)
-        return EXIT_USAGE
+        return print_error(Console(stderr=True), str(error))
     return EXIT_OK
 
 
@@ -589,27 +583,21 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         return command(args, console)
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         problems = getattr(error, "problems", None)
-        lines = [str(problem) for problem in problems] if problems else [str(error)]
-        heading = "error:" if len(lines) == 1 else f"error: {len(lines)} problems"
-        errors.print(f"[bold red]{heading}[/bold red]")
-        for line in lines:
-            errors.print(line, markup=False, highlight=False, soft_wrap=True)
-        return EXIT_USAGE
+        return print_error(errors, [str(problem) for problem in problems] if problems else str(error))
     except ExecutorError as error:
-        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
-        return EXIT_USAGE
+        return print_error(errors, str(error))
     except OSError as error:  # a full, read-only or forbidden disk: stop, keep what finished
         if error.filename and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # errors of writing only (EACCES may be a read)
             error = write_error(error, Path(error.filename))
         if not isinstance(error, (NoSpaceError, UnwritableError)):
             raise
-        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        print_error(errors, str(error))
         if command is cmd_run:
             remedy = "free some space" if isinstance(error, NoSpaceError) else "make it writable"
             errors.print(f"finished runs are saved; {remedy}, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
-        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        print_error(errors, str(error))
         errors.print(f"finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_FAILED_RUNS
     except KeyboardInterrupt:
@@ -617,7 +605,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
             errors.print(f"interrupted: finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         else:
             errors.print("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def continue_command(argv: list[str]) -> str:

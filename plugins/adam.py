@@ -6,8 +6,8 @@ trains 7 more epochs with Adam at lr 1e-3. Every number is an option.
 
 from __future__ import annotations
 
-from feph_finetune import TrainingStage, hookimpl
-from feph_finetune_plugins.schedules import HEAD_OPTIONS, adam, epochs, head_stage, learning_rate, with_defaults
+from feph_finetune import TrainingStage
+from feph_finetune_plugins.schedules import HEAD_OPTIONS, adam, epochs, learning_rate, schedule_hooks
 
 PLUGIN = "adam"
 OPTIONS = {
@@ -17,15 +17,11 @@ OPTIONS = {
 }
 
 
-@hookimpl
-def plugin_options():
-    return dict(OPTIONS)
-
-
-@hookimpl
-def optimizer_schedule(context):
-    options = with_defaults(OPTIONS, context.options)
+def later_stages(options: dict) -> list[TrainingStage]:
+    """Phase 2, after :func:`~feph_finetune_plugins.schedules.head_stage`."""
     return [
-        head_stage(options),
         TrainingStage("adam", "all", int(options["epochs"]), adam(float(options["lr"])), label="all layers, Adam"),
     ]
+
+
+plugin_options, optimizer_schedule = schedule_hooks(OPTIONS, later_stages)

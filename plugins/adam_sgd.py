@@ -8,9 +8,9 @@ authors' code used Adam at 1e-4 and SGD at 1e-3 instead: set ``adam_lr = 1e-4`` 
 
 from __future__ import annotations
 
-from feph_finetune import TrainingStage, hookimpl
+from feph_finetune import TrainingStage
 from feph_finetune_plugins.schedules import (
-    HEAD_OPTIONS, adam, epochs, head_stage, learning_rate, momentum, sgd, with_defaults,
+    HEAD_OPTIONS, adam, epochs, learning_rate, momentum, sgd, schedule_hooks,
 )
 
 PLUGIN = "adam_sgd"
@@ -24,16 +24,12 @@ OPTIONS = {
 }
 
 
-@hookimpl
-def plugin_options():
-    return dict(OPTIONS)
-
-
-@hookimpl
-def optimizer_schedule(context):
-    options = with_defaults(OPTIONS, context.options)
+def later_stages(options: dict) -> list[TrainingStage]:
+    """Phase 2, after :func:`~feph_finetune_plugins.schedules.head_stage`."""
     return [
-        head_stage(options),
         TrainingStage("adam", "all", int(options["adam_epochs"]), adam(float(options["adam_lr"])), label="all layers, Adam"),
         TrainingStage("sgd", "all", int(options["sgd_epochs"]), sgd(float(options["sgd_lr"]), float(options["momentum"])), label="all layers, SGD"),
     ]
+
+
+plugin_options, optimizer_schedule = schedule_hooks(OPTIONS, later_stages)

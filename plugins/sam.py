@@ -20,8 +20,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from feph_finetune import TrainingStage, hookimpl
-from feph_finetune_plugins.schedules import HEAD_OPTIONS, adam, epochs, head_stage, learning_rate, rho, with_defaults
+from feph_finetune import TrainingStage
+from feph_finetune_plugins.schedules import HEAD_OPTIONS, adam, epochs, learning_rate, rho, schedule_hooks
 
 PLUGIN = "sam"
 OPTIONS = {
@@ -35,18 +35,14 @@ OPTIONS = {
 NORM_EPSILON = 1e-12
 
 
-@hookimpl
-def plugin_options():
-    return dict(OPTIONS)
-
-
-@hookimpl
-def optimizer_schedule(context):
-    options = with_defaults(OPTIONS, context.options)
+def later_stages(options: dict) -> list[TrainingStage]:
+    """Phase 2, after :func:`~feph_finetune_plugins.schedules.head_stage`."""
     return [
-        head_stage(options),
         sam_stage("sam_adam", epochs=int(options["epochs"]), optimizer=adam(float(options["lr"])), rho=float(options["rho"]), label="all layers, SAM around Adam"),
     ]
+
+
+plugin_options, optimizer_schedule = schedule_hooks(OPTIONS, later_stages)
 
 
 def sam_stage(name: str, epochs: int, optimizer: Any, rho: float, label: str = "") -> TrainingStage:

@@ -7,10 +7,10 @@ layer and trains 6 epochs with SAM (radius rho 0.05) around SGD at lr 1e-4. The 
 
 from __future__ import annotations
 
-from feph_finetune import hookimpl
+from feph_finetune import TrainingStage
 from feph_finetune_plugins.sam import sam_stage
 from feph_finetune_plugins.schedules import (
-    HEAD_OPTIONS, epochs, head_stage, learning_rate, momentum, rho, sgd, with_defaults,
+    HEAD_OPTIONS, epochs, learning_rate, momentum, rho, sgd, schedule_hooks,
 )
 
 PLUGIN = "sam_sgd"
@@ -23,16 +23,9 @@ OPTIONS = {
 }
 
 
-@hookimpl
-def plugin_options():
-    return dict(OPTIONS)
-
-
-@hookimpl
-def optimizer_schedule(context):
-    options = with_defaults(OPTIONS, context.options)
+def later_stages(options: dict) -> list[TrainingStage]:
+    """Phase 2, after :func:`~feph_finetune_plugins.schedules.head_stage`."""
     return [
-        head_stage(options),
         sam_stage(
             "sam_sgd",
             epochs=int(options["epochs"]),
@@ -41,3 +34,6 @@ def optimizer_schedule(context):
             label="all layers, SAM around SGD",
         ),
     ]
+
+
+plugin_options, optimizer_schedule = schedule_hooks(OPTIONS, later_stages)

@@ -1,17 +1,18 @@
 """What the optimizer-schedule plugins (adam, adam_sgd, sam, sam_sgd) share.
 
-Not a plugin itself: it implements no hook. It declares the plugins' kinds of options (epochs,
-learning rates, momentum, SAM's radius) with the values each accepts, builds the Keras optimizers
-(importing Keras only when a schedule is actually built, never when a plugin module is imported)
-and the phase-1 stage that all four schedules begin with. The core checks option values against
+Not a plugin itself: it implements no hook, it builds them. It declares the plugins' kinds of
+options (epochs, learning rates, momentum, SAM's radius) with the values each accepts, builds the
+Keras optimizers (importing Keras only when a schedule is actually built, never when a plugin module
+is imported), the phase-1 stage that all four schedules begin with, and the two hooks every schedule
+plugin implements (:func:`schedule_hooks`). The core checks option values against
 these declarations before any work, so the schedules read ``context.options`` as given.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from feph_finetune import Option, TrainingStage
+from feph_finetune import Option, TrainingStage, hookimpl
 
 #: An upper bound on any stage's epochs, so that a typo cannot start a run that never ends: the
 #: paper trains 10 epochs in all.
@@ -74,3 +75,27 @@ def head_stage(options: Mapping[str, Any]) -> TrainingStage:
         optimizer=adam(float(options["head_lr"])),
         label="head only (base frozen), Adam",
     )
+
+
+def schedule_hooks(
+    declarations: Mapping[str, Option], later_stages: Callable[[dict[str, Any]], list[TrainingStage]]
+) -> tuple[Callable[[], dict[str, Option]], Callable[[Any], list[TrainingStage]]]:
+    """The ``plugin_options`` and ``optimizer_schedule`` hooks of a schedule plugin.
+
+    ``declarations`` are the plugin's options (:data:`HEAD_OPTIONS` among them); the schedule is
+    :func:`head_stage` followed by ``later_stages(options)``, the options at their defaults where
+    the run sets none. A plugin module binds both to the hooks' names::
+
+        plugin_options, optimizer_schedule = schedule_hooks(OPTIONS, later_stages)
+    """
+
+    @hookimpl
+    def plugin_options() -> dict[str, Option]:
+        return dict(declarations)
+
+    @hookimpl
+    def optimizer_schedule(context: Any) -> list[TrainingStage]:
+        options = with_defaults(declarations, context.options)
+        return [head_stage(options), *later_stages(options)]
+
+    return plugin_options, optimizer_schedule

@@ -59,6 +59,40 @@ def test_the_mobilenet_base_takes_rgb_minus_savchenkos_means_without_a_channel_f
     np.testing.assert_array_equal(demo.base_model_input("efficientnet", images), images.astype(np.float32))
 
 
+def keras_reference_base(backbone, settings):
+    """The demo base as the demo built it before its backbones came from the plugins: Keras'
+    application on an input tensor, then ``feats`` and ``emotion_preds``."""
+    import keras
+
+    size = settings["input_size"]
+    inputs = keras.Input((size, size, 3))
+    if backbone == "mobilenet":
+        base = keras.applications.MobileNet(include_top=False, weights=None, input_tensor=inputs, alpha=settings["alpha"], pooling="avg")
+    else:
+        base = keras.applications.EfficientNetB0(include_top=False, weights=None, input_tensor=inputs, pooling="avg")
+    features = keras.layers.Dense(64, activation="relu", name="feats")(base.output)
+    outputs = keras.layers.Dense(7, activation="softmax", name="emotion_preds")(features)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet", "efficientnet"])
+def test_a_base_built_through_its_plugin_starts_from_the_same_weights_as_before(backbone):
+    """The shipped bases and the demo's caches were made from these initial weights: the seed
+    must give the same ones, whatever the plugin builds and the demo leaves unused."""
+    from feph_finetune.training.stages import seed_everything
+
+    settings = {"input_size": 32, "seed": 4, "alpha": 0.25, "threads": 0}
+    seed_everything(settings["seed"], deterministic=True)
+    reference = keras_reference_base(backbone, settings)
+    seed_everything(settings["seed"], deterministic=True)
+    model = demo.base_architecture(backbone, settings)
+    assert [type(layer).__name__ for layer in model.layers] == [type(layer).__name__ for layer in reference.layers]
+    assert [layer.name for layer in model.layers][-2:] == ["feats", "emotion_preds"]
+    weights, expected = model.get_weights(), reference.get_weights()
+    assert len(weights) == len(expected) > 0
+    assert all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(weights, expected))
+
+
 @pytest.mark.numerics  # bit for bit on one kernel path, whichever it is
 def test_pre_training_a_base_twice_gives_the_same_weights_bit_for_bit_here_or_in_a_child(tmp_path):
     import keras

@@ -12,10 +12,11 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from feph_finetune.predict.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MODEL_FILE, _save_model, export_bundle
-from feph_finetune.results.store import atomic_folder, atomic_path
+from feph_finetune.predict.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MODEL_FILE, STATE_FILE, export_bundle
+from feph_finetune.results.store import RunStore, atomic_folder, atomic_path, write_arrays, write_model
 
 UMASKS = [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)]
 
@@ -67,8 +68,9 @@ def test_atomic_file_and_folder_follow_the_umask(tmp_path, umask, file_mode, fol
 def test_saved_model_and_exported_bundle_follow_the_umask(tmp_path, umask, file_mode, folder_mode):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    _save_model(FakeModel(), run_dir / MODEL_FILE)
-    assert mode(run_dir / MODEL_FILE) == file_mode
+    write_model(run_dir / MODEL_FILE, FakeModel())
+    write_arrays(run_dir / STATE_FILE, mean=np.zeros(3, np.float32))
+    assert mode(run_dir / MODEL_FILE) == file_mode and mode(run_dir / STATE_FILE) == file_mode
     source = write_fake_bundle(tmp_path / "bundle")
     (source / MODEL_FILE).chmod(0o600)  # a bundle saved before this fix: the copy still follows the umask
     out = export_bundle(source, tmp_path / "deep" / "exported")
@@ -96,6 +98,40 @@ def test_demo_data_folder_follows_the_umask(tmp_path, umask, file_mode, folder_m
     paths = demo.DemoPaths(tmp_path / "root", tmp_path / "data", tmp_path / "generic", base_models={})
     demo.write_demo_data({"images": 1, "generic_images": 1, "seed": 0}, paths, type("Quiet", (), {"log": lambda *_: None})())
     assert mode(paths.data) == folder_mode and mode(paths.data / "labels.csv") == file_mode
+
+
+class FakeFigure:
+    """Stands in for a Matplotlib figure: ``savefig`` writes a few bytes to the path."""
+
+    def savefig(self, path, **_):
+        Path(path).write_bytes(b"png")
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), UMASKS, indirect=["umask"])
+def test_run_files_figures_crop_cache_and_demo_bases_follow_the_umask(tmp_path, umask, file_mode, folder_mode):
+    """The other writers: a run's JSON files, predictions and ``result.json``; a figure; a
+    crop-cache entry (and the folders it creates); a demo base model and its record."""
+    from feph_finetune.api import FrameResult
+    from feph_finetune.data.frames import CropCache
+    from feph_finetune.demo.protocol import save_base
+    from feph_finetune.results.figures import _save
+
+    store = RunStore(tmp_path / "runs")
+    store.write("r", "config.json", {"a": 1})
+    store.write_predictions("r", np.zeros(2, np.int64), np.zeros((2, 7), np.float32))
+    store.finish("r", {"experiment": "A", "phase": "exploratory", "status": "failed"})
+    _save(FakeFigure(), tmp_path / "figures", "cv_accuracy.png", "section", "caption")
+    cache = CropCache(tmp_path / "cache")
+    cache.store("ab" + "0" * 62, FrameResult(np.zeros((4, 4, 3), np.uint8)))
+    save_base(FakeModel(), tmp_path / "demo" / "mobilenet_base.keras", {"held_out_accuracy": 0.5})
+    assert cache.problem is None
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert sorted(path.name for path in files) == sorted([
+        "config.json", "predictions.npz", "result.json", "cv_accuracy.png", "ab" + "0" * 62 + ".npz", "mobilenet_base.keras", "mobilenet_base.json",
+    ])  # and no temporary file left
+    assert {path.relative_to(tmp_path).as_posix(): mode(path) for path in files} == {path.relative_to(tmp_path).as_posix(): file_mode for path in files}
+    folders = [path for path in tmp_path.rglob("*") if path.is_dir()]
+    assert {path.name: mode(path) for path in folders} == {path.name: folder_mode for path in folders}
 
 
 def test_failed_atomic_folder_leaves_nothing(tmp_path):

@@ -380,10 +380,10 @@ class _Frames:
         self.name, self.kind, self.count, self.shape = "stand-in.mp4", "video", count, (height, width, 3)
 
     def frames(self):
-        from feph_finetune.predict.inputs import Frame
+        from feph_finetune.predict.inputs import InputFrame
 
         for index in range(self.count):
-            yield Frame(index, np.full(self.shape, index % 256, dtype=np.uint8), time_s=index / 30)
+            yield InputFrame(index, np.full(self.shape, index % 256, dtype=np.uint8), time_s=index / 30)
 
 
 def _peak_and_retained(source, series: bool = False, batch_size: int = 4):

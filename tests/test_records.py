@@ -196,6 +196,24 @@ def test_records_round_trip_through_json(store):
         assert without_nulls(record.to_json()) == without_nulls(data)  # nothing lost, only absent fields made null
 
 
+@pytest.mark.parametrize("paper", [False, True])
+def test_summary_rows_round_trip_through_json_and_are_what_reports_print(store, paper):
+    from feph_finetune.results.records import SummaryRow
+    from feph_finetune.results.reports import summarize, summary_rows
+    from feph_finetune.results.store import RunStore
+
+    records = RunStore(store).records()
+    failed = {**records[-1], "id": "failed-run", "status": "failed", "metrics": None, "error": {"plugin": "core", "hook": "run", "type": "X", "message": "m", "traceback": ""}}
+    records.append(failed)
+    typed = [row for row, _ in summary_rows(records, paper)]
+    assert {row.phase for row in typed} == {"exploratory", "cv"} and any(row.failures for row in typed)
+    assert [row.to_json() for row in typed] == summarize(records, paper)
+    for row in typed:
+        data = json.loads(json.dumps(row.to_json()))
+        assert SummaryRow.from_json(data) == row
+        assert ("accuracy_std" in data, "versus_baseline" in data, "paper" in data) == (row.phase == "cv", row.phase == "cv", paper)
+
+
 def without_nulls(value):
     if isinstance(value, dict):
         return {key: without_nulls(item) for key, item in value.items() if item is not None}

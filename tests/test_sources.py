@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
-from feph_finetune.predict.inputs import open_source
+from feph_finetune.predict.inputs import open_input
 
 FRAMES, DAMAGED, FPS = 40, 20, 10.0
 
@@ -68,7 +68,7 @@ def damaged(tmp_path: Path, how: str) -> Path:
 
 
 def read(path: Path, every: int = 1):
-    source = open_source(str(path), every)
+    source = open_input(str(path), every)
     frames = list(source.frames())
     shown = {frame.index: round(float(frame.image.mean()) / 6) for frame in frames if frame.problem is None}
     return source, shown, [frame.problem for frame in frames if frame.problem is not None]

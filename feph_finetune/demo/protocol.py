@@ -27,17 +27,10 @@ from feph_finetune.config.options import Option, option_problems
 from feph_finetune.config.reading import ConfigError, Problem, RawConfig, check_section, deep_merge, valid_values
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, SEED_MAXIMUM
 from feph_finetune.data.frames import default_cache_dir
-from feph_finetune.results.store import atomic_folder, atomic_path
+from feph_finetune.results.store import atomic_folder, atomic_path, write_model
 
 #: The backbones the demo pre-trains, and how each is built (Keras application, extra arguments).
 DEMO_BACKBONES = ("mobilenet", "efficientnet")
-
-#: What Savchenko's MobileNet subtracts from the R, G and B channels, in that order, with no
-#: channel flip (SPEC section 1, IP: HSE-asavchenko/face-emotion-recognition,
-#: ``src/train_emotions.ipynb``, ``mobilenet_preprocess_input``). The numbers are the ImageNet
-#: means that Keras' "caffe" mode subtracts from B, G and R after flipping RGB to BGR.
-SAVCHENKO_RGB_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
-
 
 #: Pre-training's learning rate per backbone: Adam warmed up linearly over the first tenth of the
 #: steps to this peak, then cosine decay to 0 (Loshchilov & Hutter 2017; Keras' ``CosineDecay``).
@@ -49,6 +42,8 @@ SAVCHENKO_RGB_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 #: uses the shipped bases where its settings allow (:mod:`feph_finetune.demo.bases`).
 BASE_PEAK_LR = {"mobilenet": 1e-3, "efficientnet": 3e-3}
 BASE_BATCH_SIZE = 32
+#: Far more seeds than a backbone plugin's layers draw (EfficientNet-B0: about 100).
+MAX_BACKBONE_DRAWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -119,9 +114,16 @@ def demo_settings(raw: RawConfig, check: bool = True) -> dict[str, Any]:
         "seed": settings["seed"],
         "base_epochs": settings["base_epochs"],
         "input_size": defaults["input_size"],
-        "alpha": mobilenet.get("alpha", 1.0) if isinstance(mobilenet, dict) else 1.0,
+        "alpha": mobilenet.get("alpha", _plugin_default("mobilenet", "alpha")) if isinstance(mobilenet, dict) else _plugin_default("mobilenet", "alpha"),
         "threads": defaults["threads"],
     }
+
+
+def _plugin_default(plugin: str, option: str) -> Any:
+    """An option's default as the plugin declares it."""
+    from feph_finetune.plugins import get_plugins
+
+    return get_plugins().option_defaults(plugin)[option]
 
 
 #: Part of the cache key: raise it when the demo's data or base models are made differently, so
@@ -225,11 +227,10 @@ class BasePretraining:
 
     def __init__(self, backbones: list[str], settings: dict[str, Any], paths: DemoPaths, console):
         from feph_finetune.demo.bases import read_shipped_weights
-        from feph_finetune.execution.executors.forkserver import process_context
+        from feph_finetune.execution.executors.forkserver import start_child
 
         self.paths, self.console = paths, console
         self.children: dict[str, Any] = {}
-        context = process_context()
         try:
             for backbone in backbones:
                 epochs = settings["base_epochs"][backbone]
@@ -239,13 +240,10 @@ class BasePretraining:
                 else:
                     read_shipped_weights(record)  # a missing or damaged file is named here, not in a child's log
                     console.log(f"demo: installing the {backbone} base model shipped with feph_finetune (made for these settings)")
-                # A daemon is terminated, not joined, if the command exits without stop().
-                child = context.Process(
-                    target=pretrain_quietly, args=(backbone, {**settings, "base_epochs": epochs}, paths.generic, paths.base_models[backbone], record, dict(os.environ)),
-                    name=f"pretrain-{backbone}", daemon=True,
+                self.children[backbone] = start_child(
+                    pretrain_quietly, (backbone, {**settings, "base_epochs": epochs}, paths.generic, paths.base_models[backbone], record, dict(os.environ)),
+                    name=f"pretrain-{backbone}",
                 )
-                child.start()
-                self.children[backbone] = child
         except BaseException:
             self.stop()
             raise
@@ -284,13 +282,10 @@ class BasePretraining:
         return backbone
 
     def stop(self) -> None:
-        for child in self.children.values():
-            child.terminate()
-        for child in self.children.values():
-            child.join(5)
-            if child.is_alive():
-                child.kill()
-                child.join()
+        """Stop the children still running, as the ``process`` executor stops a run's child."""
+        from feph_finetune.execution.executors.forkserver import stop_children
+
+        stop_children(self.children.values())
         self.children.clear()
 
     def __enter__(self) -> "BasePretraining":
@@ -342,13 +337,22 @@ def generic_faces(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
 def base_model_input(backbone: str, images: np.ndarray) -> np.ndarray:
     """The float32 input a demo base model takes, from uint8 RGB ``images`` of shape (N, S, S, 3).
 
-    MobileNet: RGB minus :data:`SAVCHENKO_RGB_MEANS`, no channel flip, as Savchenko's MobileNet was
-    trained, so that in the demo, as in the paper, the experiments with the ``normalize`` plugin's
-    default mode (``rgb_means``, IP) feed the base what it was trained on and the others do not.
-    EfficientNet: the raw 0-255 values (Keras' EfficientNet rescales its input itself).
+    A backbone that rescales raw pixels itself (its plugin's trait ``normalizes_input``:
+    EfficientNet) takes the raw 0-255 values; the others (MobileNet) the ``normalize`` plugin's
+    default mode, RGB minus Savchenko's means with no channel flip, as Savchenko's MobileNet was
+    trained: so in the demo, as in the paper, the experiments with that mode feed the base what it
+    was trained on and the others do not.
     """
+    from feph_finetune.api import RunContext
+    from feph_finetune.plugins import get_plugins
+
+    plugins = get_plugins()
     x = images.astype(np.float32)
-    return x - SAVCHENKO_RGB_MEANS if backbone == "mobilenet" else x
+    if "normalizes_input" in plugins.traits(backbone, {**plugins.option_defaults(backbone), "weights": "none"}):
+        return x
+    context = RunContext(run_id="demo-base-input", experiment="demo", phase="base", fold=None, seed=0, input_size=x.shape[1],
+                         config={}, options=plugins.option_defaults("normalize"))
+    return np.asarray(plugins.call("normalize", "preprocess", context=context).batch(x), dtype=np.float32)
 
 
 def pretrain_base_model(backbone: str, settings: dict[str, Any], generic: Path, path: Path) -> float:
@@ -399,22 +403,70 @@ def held_out_mask(count: int, seed: int) -> np.ndarray:
 def base_architecture(backbone: str, settings: dict[str, Any]):
     """A demo base, untrained: the backbone at ``settings["input_size"]`` (MobileNet of width
     ``settings["alpha"]``) with average pooling, a 64-unit ``feats`` layer and a 7-way softmax
-    ``emotion_preds`` (classes in Savchenko's order), as Savchenko's models end."""
+    ``emotion_preds`` (classes in Savchenko's order), as Savchenko's models end.
+
+    The backbone comes from its plugin's ``build_model`` (random weights, no dropout), as any
+    run's does; the demo keeps the plugin's base and puts its own top on the pooled features.
+    Its initial weights depend only on the seed: see :func:`_without_draws_of`.
+    """
+    import random
+
     import keras
 
-    size = settings["input_size"]
-    inputs = keras.Input((size, size, 3))
-    if backbone == "mobilenet":
-        base = keras.applications.MobileNet(include_top=False, weights=None, input_tensor=inputs, alpha=settings["alpha"], pooling="avg")
-    else:
-        base = keras.applications.EfficientNetB0(include_top=False, weights=None, input_tensor=inputs, pooling="avg")
-    features = keras.layers.Dense(64, activation="relu", name="feats")(base.output)
+    state = random.getstate()
+    built = _plugin_classifier(backbone, settings)
+    head = built.head[-1]
+    _without_draws_of(head, state)
+    features = keras.layers.Dense(64, activation="relu", name="feats")(head.input)
     outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name="emotion_preds")(features)
-    model = keras.Model(inputs, outputs, name=f"demo_{backbone}_base")
+    model = keras.Model(built.model.input, outputs, name=f"demo_{backbone}_base")
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9  # few steps: let the moving statistics converge, or inference mode is garbage
     return model
+
+
+def _plugin_classifier(backbone: str, settings: dict[str, Any]):
+    """The backbone plugin's classifier (:class:`~feph_finetune.BuiltModel`): random weights,
+    the demo's input size and MobileNet width, no dropout, one new softmax layer on the pooled
+    features."""
+    from feph_finetune.api import RunContext
+    from feph_finetune.plugins import get_plugins
+
+    plugins = get_plugins()
+    options = {**plugins.option_defaults(backbone), "weights": "none", "dropout": 0.0}
+    if backbone == "mobilenet":
+        options["alpha"] = settings["alpha"]
+    size = settings["input_size"]
+    context = RunContext(
+        run_id=f"demo-{backbone}-base", experiment="demo", phase="base", fold=None, seed=settings["seed"],
+        input_size=size, config={}, options=options,
+    )
+    return plugins.call(backbone, "build_model", context=context)
+
+
+def _without_draws_of(head, state: tuple) -> None:
+    """Put Python's random generator back where it stood before the plugin built ``head``, the
+    new top the demo does not use; ``state`` is the generator's state before the plugin began.
+
+    Keras draws a layer's initializer seed from Python's generator when the layer is made, so
+    the unused top would shift the seeds of ``feats`` and ``emotion_preds`` by one draw: the
+    same seed would then give other initial weights than the demo's earlier bases (the shipped
+    ones were made before the backbones came from the plugins). The draws are replayed from
+    ``state`` up to the one that gave the top its seed. RuntimeError if none did (a Keras that
+    draws seeds otherwise): the bases would silently differ.
+    """
+    import random
+
+    drawn = head.kernel_initializer.seed
+    generator = random.Random()
+    generator.setstate(state)
+    for _ in range(MAX_BACKBONE_DRAWS):
+        before = generator.getstate()
+        if generator.randint(1, int(1e9)) == drawn:
+            random.setstate(before)
+            return
+    raise RuntimeError(f"demo: the seed of the {head.name!r} layer is not among the first {MAX_BACKBONE_DRAWS} draws of Python's random generator")
 
 
 def save_base(model, path: Path, record: dict[str, Any]) -> None:
@@ -422,5 +474,4 @@ def save_base(model, path: Path, record: dict[str, Any]) -> None:
     appearing only once complete: the model last, as it is what says the base is ready."""
     with atomic_path(path.with_suffix(".json")) as temporary:
         temporary.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    with atomic_path(path) as temporary:
-        model.save(temporary)
+    write_model(path, model)

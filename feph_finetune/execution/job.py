@@ -121,6 +121,20 @@ def run_record(run: Run, status: str) -> dict[str, Any]:
     }
 
 
+def failed_record(run: Run, error: dict[str, Any], started: float | None = None) -> dict[str, Any]:
+    """The ``result.json`` of a run that failed outside :func:`execute_run` (its process died, it
+    timed out, its executor lost it): :func:`run_record`, the ``error`` (``plugin``, ``hook``,
+    ``type``, ``message``, ``traceback`` and any details), and the timing from ``started`` (Unix
+    seconds; None: it never started, 0 s) to now. No counters: the run's own are lost."""
+    now = time.time()
+    record = run_record(run, "failed")
+    record["error"] = error
+    begun = now if started is None else started
+    record["timing"] = {"total_s": now - begun, "stages": {}, "started": begun, "finished": now}
+    record["counters"] = {}
+    return record
+
+
 def error_record(plugin: str, hook: str, error: BaseException) -> dict[str, Any]:
     return {
         "plugin": plugin,
@@ -313,8 +327,7 @@ def timed_out_record(run: Run, timeout: float, where: str, started: float, **det
     """The ``result.json`` of a run its executor stopped after ``timeout`` seconds, ``where``
     it was (:class:`Whereabouts`); ``started`` is the run's start (Unix seconds). ``details``
     join the error (``stderr_tail``, say)."""
-    record = run_record(run, "failed")
-    record["error"] = {
+    error = {
         "plugin": "core",
         "hook": "timeout",
         "type": "TimedOut",
@@ -324,10 +337,7 @@ def timed_out_record(run: Run, timeout: float, where: str, started: float, **det
         "traceback": "",
         **details,
     }
-    now = time.time()
-    record["timing"] = {"total_s": now - started, "stages": {}, "started": started, "finished": now}
-    record["counters"] = {}
-    return record
+    return failed_record(run, error, started)
 
 
 def _readable(record: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ class RunState:
     loss: float | None = None
     accuracy: float | None = None
     seconds: float | None = None
-    error: str | None = None
+    error: str = ""  # why a failed run failed
 
     def where(self) -> str:
         return self.run.phase if self.run.fold is None else f"{self.run.phase} fold {self.run.fold}"
@@ -111,7 +111,7 @@ class MatrixView:
             self.console.print(f"warning: {event.get('message')}", markup=False, highlight=False, soft_wrap=True)
         elif kind == "finished":
             state.state = "done" if event.get("status") == "done" else "failed"
-            state.accuracy, state.error = event.get("accuracy"), event.get("error")
+            state.accuracy, state.error = event.get("accuracy"), event.get("error") or ""
             state.seconds = event.get("seconds") or (time.monotonic() - state.started if state.started else None)
             self.finished_order.append(state.run.id)
             if state.state == "done":
@@ -169,7 +169,7 @@ class MatrixView:
             if state.state == "done":
                 table.add_row(run_id, Text("done", "green"), f"accuracy {self.percent(state.accuracy)} in {clock(state.seconds)}")
             else:
-                table.add_row(run_id, Text("failed", "red"), state.error or "")
+                table.add_row(run_id, Text("failed", "red"), state.error)
         return Group(counts, times, table) if table.row_count else Group(counts, times)
 
     @staticmethod

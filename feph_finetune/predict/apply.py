@@ -42,7 +42,7 @@ import numpy as np
 from feph_finetune.api import FrameResult
 from feph_finetune.predict.bundle import Bundle
 from feph_finetune.data.frames import apply_steps
-from feph_finetune.predict.inputs import Frame, Source
+from feph_finetune.predict.inputs import InputFrame, PredictInput
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
@@ -180,7 +180,7 @@ class Settings:
 
 
 class Predictor:
-    """Runs a loaded bundle (model included) on sources, writing rows and collecting summaries."""
+    """Runs a loaded bundle (model included) on inputs, writing rows and collecting summaries."""
 
     def __init__(self, bundle: Bundle, settings: Settings):
         from feph_finetune.training.stages import preprocess_batch  # TensorFlow: the model is loaded already
@@ -205,15 +205,15 @@ class Predictor:
         x = np.asarray(self.preprocess_batch(images, self.bundle.batch_steps))  # a tensor argument would retrace predict_on_batch per call
         return np.asarray(self.bundle.model.predict_on_batch(x), dtype=np.float64)[:count]
 
-    def run(self, source: Source, writer: RowWriter | None, advance=lambda n: None) -> InputSummary:
+    def run(self, predict_input: PredictInput, writer: RowWriter | None, advance=lambda n: None) -> InputSummary:
         """Predict every kept frame of ``source``; problems (unreadable frames) go to the summary."""
-        summary = InputSummary(source.name, source.kind, self.bundle.classes)
+        summary = InputSummary(predict_input.name, predict_input.kind, self.bundle.classes)
         smoother = CentredMean(self.settings.smooth)
         started = time.perf_counter()
-        for batch, prepared in self.prepared_batches(source, summary.problems):
+        for batch, prepared in self.prepared_batches(predict_input, summary.problems):
             probabilities = self.probabilities(np.stack([result.image for result in prepared]))
             for frame, result, row_probabilities in zip(batch, prepared, probabilities):
-                row = self.row(source, frame, result, row_probabilities)
+                row = self.row(predict_input, frame, result, row_probabilities)
                 for ready, smoothed in smoother.push(row, row_probabilities):
                     self.emit(ready, smoothed, summary, writer)
             advance(len(batch))
@@ -223,7 +223,7 @@ class Predictor:
         self.seconds += time.perf_counter() - started
         return summary
 
-    def prepared_batches(self, source: Source, problems: list[str]) -> Iterator[tuple[list[Frame], list[FrameResult]]]:
+    def prepared_batches(self, predict_input: PredictInput, problems: list[str]) -> Iterator[tuple[list[InputFrame], list[FrameResult]]]:
         """Batches of frames (without their images) with their frame-step results (face crop, resize).
 
         Each frame goes through the frame steps as soon as it is decoded and its full image is
@@ -232,7 +232,7 @@ class Predictor:
         worker thread decodes and crops the next batch while the model predicts the current one
         (OpenCV and TensorFlow release the GIL), holding one batch ahead.
         """
-        batches = _batches(self._cropped(source.frames(), problems), self.settings.batch_size)
+        batches = _batches(self._cropped(predict_input.frames(), problems), self.settings.batch_size)
 
         def next_prepared():
             batch = next(batches, None)
@@ -247,7 +247,7 @@ class Predictor:
                 future = worker.submit(next_prepared)
                 yield item
 
-    def _cropped(self, frames: Iterable[Frame], problems: list[str]) -> Iterator[tuple[Frame, FrameResult]]:
+    def _cropped(self, frames: Iterable[InputFrame], problems: list[str]) -> Iterator[tuple[InputFrame, FrameResult]]:
         """Each readable frame, its image dropped, with its frame-step result; unreadable frames
         are left out and their problem noted."""
         for frame in frames:
@@ -257,12 +257,12 @@ class Predictor:
             result = apply_steps(frame.image, self.frame_steps, self.bundle.input_size)
             yield replace(frame, image=None), result
 
-    def row(self, source: Source, frame: Frame, result, probabilities: np.ndarray) -> dict[str, Any]:
+    def row(self, predict_input: PredictInput, frame: InputFrame, result, probabilities: np.ndarray) -> dict[str, Any]:
         classes = self.bundle.classes
         found = True if result.box is not None and result.fallback is None else False if result.fallback else None
         box = result.box if found else (None, None, None, None)
         row = {
-            "input": source.name, "file": frame.file, "frame": frame.index, "time_s": frame.time_s, "face_found": found,
+            "input": predict_input.name, "file": frame.file, "frame": frame.index, "time_s": frame.time_s, "face_found": found,
             "face_x": box[0], "face_y": box[1], "face_w": box[2], "face_h": box[3], "fallback": result.fallback,
         }
         row.update({f"p_{name}": float(value) for name, value in zip(classes, probabilities)})

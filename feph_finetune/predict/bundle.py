@@ -39,7 +39,7 @@ from feph_finetune.config.reading import close_match
 from feph_finetune.data.frames import FrameStep
 from feph_finetune.config.options import option_problems
 from feph_finetune.plugins import PluginCallError, Plugins
-from feph_finetune.results.store import RESULT_FILE, atomic_folder, atomic_path, write_json
+from feph_finetune.results.store import RESULT_FILE, atomic_folder, write_arrays, write_json, write_model
 
 FORMAT = "feph_finetune-bundle"
 #: Raise when a bundle's layout or the manifest's meaning changes; older readers refuse newer bundles.
@@ -76,10 +76,9 @@ def write_bundle(folder: Path, run: Any, steps: Sequence[tuple[str, Preprocessin
         entries.append(entry)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MANIFEST).unlink(missing_ok=True)  # an interrupted rewrite must not leave a stale manifest
-    _save_model(model, folder / MODEL_FILE)
+    write_model(folder / MODEL_FILE, model)
     if arrays:
-        with atomic_path(folder / STATE_FILE) as temporary, open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
+        write_arrays(folder / STATE_FILE, **arrays)
     else:
         (folder / STATE_FILE).unlink(missing_ok=True)
     manifest = {
@@ -95,12 +94,6 @@ def write_bundle(folder: Path, run: Any, steps: Sequence[tuple[str, Preprocessin
     }
     write_json(folder / MANIFEST, manifest)
     return folder
-
-
-def _save_model(model: Any, path: Path) -> None:
-    """``model.save`` to a temporary ``.keras`` name beside ``path``, then renamed over it."""
-    with atomic_path(path) as temporary:
-        model.save(temporary)
 
 
 def _call(plugin: str, function, *args):

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+from feph_finetune.errors import EXIT_INTERRUPTED, EXIT_OK, print_error
 
 
 def argument_problems(args) -> list[str]:
@@ -46,28 +46,28 @@ def argument_problems(args) -> list[str]:
 def predict_command(args, console: Console, errors: Console) -> int:
     from feph_finetune.predict.bundle import BundleError, load_model, open_bundle
     from feph_finetune.plugins import get_plugins
-    from feph_finetune.predict.inputs import InputError, open_source
+    from feph_finetune.predict.inputs import InputError, open_input
 
     problems = argument_problems(args)
     if problems:
-        return _fail(errors, problems)
+        return print_error(errors, problems)
     try:
         bundle = open_bundle(args.model, get_plugins())
     except BundleError as error:
-        return _fail(errors, [f"MODEL {line}" for line in str(error).splitlines()])
-    sources, bad = [], {}
+        return print_error(errors, [f"MODEL {line}" for line in str(error).splitlines()])
+    inputs, bad = [], {}
     for name in args.inputs:
         try:
-            sources.append(open_source(name, args.every))
+            inputs.append(open_input(name, args.every))
         except InputError as error:
             bad[name] = str(error)
-    if sources:
+    if inputs:
         try:
             load_model(bundle)
         except BundleError as error:
-            return _fail(errors, [f"MODEL {line}" for line in str(error).splitlines()])
+            return print_error(errors, [f"MODEL {line}" for line in str(error).splitlines()])
         try:
-            summaries = _run(bundle, sources, args, console)
+            summaries = _run(bundle, inputs, args, console)
         except KeyboardInterrupt:
             errors.print(f"interrupted: nothing was written to {args.out}" if args.out else "interrupted", markup=False, highlight=False, soft_wrap=True)
             return EXIT_INTERRUPTED
@@ -75,11 +75,11 @@ def predict_command(args, console: Console, errors: Console) -> int:
         print_summary(summaries, bundle, console)
         _finish_outputs(summaries, bundle, args, console)
     if bad:
-        return _fail(errors, [message if message.startswith(name) else f"{name}: {message}" for name, message in bad.items()], heading=f"{len(bad)} of {len(args.inputs)} inputs could not be processed in full (everything readable was)")
+        return print_error(errors, [message if message.startswith(name) else f"{name}: {message}" for name, message in bad.items()], heading=f"{len(bad)} of {len(args.inputs)} inputs could not be processed in full (everything readable was)")
     return EXIT_OK
 
 
-def _run(bundle, sources, args, console: Console):
+def _run(bundle, inputs, args, console: Console):
     """Predict every source; the rows go to a temporary file renamed to --out only when all are done,
     so an interrupt or a crash leaves --out as it was (absent, or the previous file)."""
     from contextlib import ExitStack
@@ -96,9 +96,9 @@ def _run(bundle, sources, args, console: Console):
             temporary = outputs.enter_context(atomic_path(args.out))
             writer = outputs.enter_context(RowWriter(temporary, columns(bundle.classes, args.smooth > 1), suffix=args.out.suffix))
         with progress:
-            for source in sources:
-                task = progress.add_task(source.name[-30:], total=source.total)
-                summaries.append(predictor.run(source, writer, advance=lambda n, task=task: progress.advance(task, n)))
+            for predict_input in inputs:
+                task = progress.add_task(predict_input.name[-30:], total=predict_input.total)
+                summaries.append(predictor.run(predict_input, writer, advance=lambda n, task=task: progress.advance(task, n)))
                 progress.remove_task(task)
     console.print(f"{predictor.frames_done} frames in {predictor.seconds:.1f} s ({predictor.frames_per_second:.1f} frames/s, batch {args.batch_size})", highlight=False)
     return summaries
@@ -147,10 +147,3 @@ def _finish_outputs(summaries, bundle, args, console: Console) -> None:
         warn = lambda line: Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
         panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}", warn)
         console.print(f"plot of {panels} sequences written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", highlight=False)
-
-
-def _fail(errors: Console, lines: list[str], heading: str | None = None) -> int:
-    errors.print(f"[bold red]error: {heading or ('1 problem' if len(lines) == 1 else f'{len(lines)} problems')}[/bold red]")
-    for line in lines:
-        errors.print(line, markup=False, highlight=False, soft_wrap=True)
-    return EXIT_USAGE

@@ -47,7 +47,7 @@ class InputError(Exception):
 
 
 @dataclass
-class Frame:
+class InputFrame:
     """One frame of an input: uint8 RGB ``image`` (H, W, 3), or the ``problem`` that stopped it."""
 
     index: int
@@ -58,7 +58,7 @@ class Frame:
 
 
 @dataclass
-class Source:
+class PredictInput:
     """One input named on the command line: its kind, expected frame count and frame stream."""
 
     name: str
@@ -70,7 +70,7 @@ class Source:
     fps: float | None = None
     announced: int | None = None  # video: the frame count the container announces (None: unknown)
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self) -> Iterator[InputFrame]:
         """The kept frames, in order; a frame that cannot be read carries a ``problem``."""
         if self.kind == "video":
             yield from _video_frames(self)
@@ -85,7 +85,7 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
 
 
-def open_source(name: str, every: int = 1) -> Source:
+def open_input(name: str, every: int = 1) -> PredictInput:
     """Check one input and say what it is, reading no more than a video's header.
 
     Raises :class:`InputError` for a missing path, a folder without images, or a file that is
@@ -98,9 +98,9 @@ def open_source(name: str, every: int = 1) -> Source:
         files = sorted((child for child in path.iterdir() if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES), key=lambda child: natural_key(child.name))
         if not files:
             raise InputError(f"{name}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-        return Source(name, path, "folder", every, len(range(0, len(files), every)), files=files)
+        return PredictInput(name, path, "folder", every, len(range(0, len(files), every)), files=files)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return Source(name, path, "image", 1, 1, files=[path])
+        return PredictInput(name, path, "image", 1, 1, files=[path])
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
@@ -109,18 +109,18 @@ def open_source(name: str, every: int = 1) -> Source:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
         capture.release()
-    return Source(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None, announced=count if count > 0 else None)
+    return PredictInput(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None, announced=count if count > 0 else None)
 
 
-def _image_frame(index: int, path: Path) -> Frame:
+def _image_frame(index: int, path: Path) -> InputFrame:
     try:
         image = read_image(path)
     except DatasetError as error:
-        return Frame(index, None, file=path.name, problem=str(error))
-    return Frame(index, image, file=path.name)
+        return InputFrame(index, None, file=path.name, problem=str(error))
+    return InputFrame(index, image, file=path.name)
 
 
-def _video_frames(source: Source) -> Iterator[Frame]:
+def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     """The kept frames of a video, numbered by the container's position, never by counting.
 
     A frame that cannot be decoded (a corrupt chunk) does not shift the later ones: with OpenCV's
@@ -132,35 +132,35 @@ def _video_frames(source: Source) -> Iterator[Frame]:
     with its timestamp) is reported too: the rows read are kept, the input counts as not read
     in full.
     """
-    capture = cv2.VideoCapture(str(source.path))
+    capture = cv2.VideoCapture(str(predict_input.path))
     timestamps = capture.getBackendName() == "FFMPEG"
-    numbers = avi_frame_numbers(source.path) if timestamps else None
+    numbers = avi_frame_numbers(predict_input.path) if timestamps else None
     last = -1  # container index of the last decoded frame
     decoded, gaps, unnamed = 0, 0, 0
     try:
-        while capture.grab() or _retry(capture, source.announced, last):
+        while capture.grab() or _retry(capture, predict_input.announced, last):
             index = _container_index(capture, last, numbers) if timestamps else last + 1
             if index > last + 1:
                 gaps += 1
                 if gaps <= _GAPS_NAMED:
-                    yield Frame(last + 1, None, problem=f"{source.name}: {_frames_words(last + 1, index - 1)} could not be decoded (left out; later frames keep their numbers)")
+                    yield InputFrame(last + 1, None, problem=f"{predict_input.name}: {_frames_words(last + 1, index - 1)} could not be decoded (left out; later frames keep their numbers)")
                 else:
                     unnamed += index - 1 - last
             last, decoded = index, decoded + 1
-            if index % source.every == 0:
+            if index % predict_input.every == 0:
                 ok, bgr = capture.retrieve()
                 if ok:
-                    yield Frame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s=index / source.fps if source.fps else None)
+                    yield InputFrame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s=index / predict_input.fps if predict_input.fps else None)
                 else:
-                    yield Frame(index, None, problem=f"{source.name}: frame {index} could not be decoded (left out)")
+                    yield InputFrame(index, None, problem=f"{predict_input.name}: frame {index} could not be decoded (left out)")
     finally:
         capture.release()
     if unnamed:
-        yield Frame(last, None, problem=f"{source.name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
+        yield InputFrame(last, None, problem=f"{predict_input.name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
     if decoded == 0:
-        yield Frame(0, None, problem=f"{source.name}: the video has no frames" if not source.announced else f"{source.name}: no frame could be decoded of the {source.announced} the container announces")
-    elif source.announced and last + 1 < source.announced:
-        yield Frame(last + 1, None, problem=f"{source.name}: decoding stopped at frame {last} ({decoded} frames decoded), but the container announces {source.announced}: the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)")
+        yield InputFrame(0, None, problem=f"{predict_input.name}: the video has no frames" if not predict_input.announced else f"{predict_input.name}: no frame could be decoded of the {predict_input.announced} the container announces")
+    elif predict_input.announced and last + 1 < predict_input.announced:
+        yield InputFrame(last + 1, None, problem=f"{predict_input.name}: decoding stopped at frame {last} ({decoded} frames decoded), but the container announces {predict_input.announced}: the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)")
 
 
 #: Places with undecodable frames named one by one; the rest are counted in one line (one screen).

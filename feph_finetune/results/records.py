@@ -326,3 +326,146 @@ def _classes(value: Any, check: _Check) -> list[str] | None:
     else:
         check.fail("classes", "an array of distinct class names or null", value)
     return None
+
+
+# --- summary rows ----------------------------------------------------------------------------
+
+
+@dataclass
+class RunFailure:
+    """One failed run of a summary row: its id and where and how it failed."""
+
+    id: str | None
+    plugin: str | None
+    hook: str | None
+    type: str | None
+    message: str
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> "RunFailure":
+        """The failure recorded in a run's (checked) ``result.json``."""
+        error = record.get("error") or {}
+        return cls(record.get("id"), error.get("plugin"), error.get("hook"), error.get("type"), error.get("message") or "no error recorded")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunFailure":
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "plugin": self.plugin, "hook": self.hook, "type": self.type, "message": self.message}
+
+
+@dataclass
+class BaselineTest:
+    """A cross-validation row's paired t-test of per-fold accuracy against the No-FT ``baseline``
+    row (its short name) of the same model, on the ``folds`` both finished; ``mean_diff`` and the
+    bounds of ``ci95`` are differences of fractions (None: too few folds)."""
+
+    baseline: str
+    folds: int
+    mean_diff: float | None
+    ci95: list[float] | None
+    t: float | None
+    p: float | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "BaselineTest":
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "folds": self.folds, "mean_diff": self.mean_diff, "ci95": self.ci95, "t": self.t, "p": self.p}
+
+
+@dataclass
+class FoldSpread:
+    """A cross-validation row's sample standard deviations over folds (None with fewer than two)."""
+
+    accuracy: float | None
+    avg_sensitivity: float | None
+    sensitivity: dict[str, float | None]
+    extra: dict[str, float | None]
+
+
+#: The JSON keys of a summary row whose means have a ``_std`` twin in cross-validation rows.
+_SPREAD_KEYS = ("accuracy", "avg_sensitivity", "sensitivity", "extra")
+
+
+@dataclass
+class SummaryRow:
+    """One row of a report: a (phase, experiment, variant, data) configuration over its runs
+    (:func:`feph_finetune.results.reports.summarize`).
+
+    Names: ``experiment``, ``label`` (the experiment's when the TOML gives none), ``cv_label``,
+    ``model``, ``baseline`` (a No-FT row), ``order`` (the experiment's place in the TOML),
+    ``phase``, ``variant`` (grid values), ``data`` (the data fingerprint). Runs: ``folds`` (finished
+    runs averaged), ``failed`` and ``failures``. Means over the finished runs, None where none
+    finished: ``accuracy``, ``avg_sensitivity`` (fractions), ``sensitivity`` (class name ->
+    fraction), ``extra`` (further scalar metrics), ``time_s`` (seconds per run); ``counters``
+    (summed). Cross-validation rows only: ``spread`` and ``versus_baseline`` (None for a baseline
+    row or a model without one). ``paper``: what the paper published for the configuration, only
+    when the report was asked for it (``with_paper``; None for a row that is not the paper's).
+
+    :meth:`to_json` gives the row as reports print it (``report --format json``): the spread as
+    ``<mean>_std`` keys after each mean, keys in a fixed order; ``from_json(row.to_json()) == row``.
+    """
+
+    experiment: str
+    label: str
+    cv_label: str
+    model: str
+    baseline: bool
+    order: float | None
+    phase: str
+    variant: dict[str, Any]
+    data: str
+    folds: int
+    failed: int
+    failures: list[RunFailure]
+    accuracy: float | None
+    avg_sensitivity: float | None
+    sensitivity: dict[str, float | None]
+    extra: dict[str, float | None]
+    time_s: float | None
+    counters: dict[str, float]
+    spread: FoldSpread | None = None
+    versus_baseline: BaselineTest | None = None
+    paper: dict[str, Any] | None = None
+    with_paper: bool = False
+
+    @property
+    def is_cv(self) -> bool:
+        return self.phase == "cv"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SummaryRow":
+        """The row in ``data``, as :meth:`to_json` writes it."""
+        plain = {item.name: data[item.name] for item in fields(cls) if item.name in data and item.name not in ("spread", "versus_baseline", "paper", "failures")}
+        versus = data.get("versus_baseline")
+        return cls(
+            **plain,
+            failures=[RunFailure.from_json(failure) for failure in data["failures"]],
+            spread=FoldSpread(**{key: data[f"{key}_std"] for key in _SPREAD_KEYS}) if "accuracy_std" in data else None,
+            versus_baseline=None if versus is None else BaselineTest.from_json(versus),
+            paper=data.get("paper"),
+            with_paper="paper" in data,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as a JSON object: the names, the runs, each mean (followed by its ``_std`` in
+        cross-validation rows), ``time_s``, ``counters``, then ``versus_baseline`` (cross-validation
+        rows) and ``paper`` (when asked for)."""
+        data: dict[str, Any] = {
+            "experiment": self.experiment, "label": self.label, "cv_label": self.cv_label, "model": self.model,
+            "baseline": self.baseline, "order": self.order, "phase": self.phase, "variant": self.variant, "data": self.data,
+            "folds": self.folds, "failed": self.failed, "failures": [failure.to_json() for failure in self.failures],
+        }
+        for key in _SPREAD_KEYS:
+            data[key] = getattr(self, key)
+            if self.spread is not None:
+                data[f"{key}_std"] = getattr(self.spread, key)
+        data.update(time_s=self.time_s, counters=self.counters)
+        if self.is_cv:
+            data["versus_baseline"] = None if self.versus_baseline is None else self.versus_baseline.to_json()
+        if self.with_paper:
+            data["paper"] = self.paper
+        return data

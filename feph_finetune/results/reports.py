@@ -28,7 +28,7 @@ from rich.text import Text
 
 from feph_finetune.api import CLASSES
 from feph_finetune.results.paper import published
-from feph_finetune.results.records import RecordShapeError, RunRecord
+from feph_finetune.results.records import BaselineTest, FoldSpread, RecordShapeError, RunFailure, RunRecord, SummaryRow
 from feph_finetune.results.stats import paired_t
 
 if TYPE_CHECKING:
@@ -51,23 +51,12 @@ def summarize(records: Iterable[dict], paper: bool = False) -> list[dict]:
     """Aggregate run records into report rows, one per (phase, experiment, variant).
 
     Rows come in report order: the exploratory phase first, then by the experiment's ``order``
-    in the TOML, then by variant. Each row holds the experiment's names (``experiment``,
-    ``label``, ``cv_label``, ``model``, ``baseline``, ``order``, ``phase``, ``variant``); ``folds``
-    (finished runs aggregated), ``failed`` and ``failures`` (``{"id", "plugin", "hook", "type",
-    "message"}`` each); the means ``accuracy``, ``avg_sensitivity``, ``sensitivity`` (class ->
-    value) and ``extra`` (further scalar metrics, name -> value), None where no run finished;
-    ``time_s`` (mean ``timing.total_s`` per finished run) and ``counters`` (each counter summed
-    over the finished runs, e.g. ``face_fallback``).
-
-    Cross-validation rows also hold ``accuracy_std``, ``avg_sensitivity_std``, ``sensitivity_std``
-    and ``extra_std`` (sample standard deviation over folds, None with fewer than two) and
-    ``versus_baseline``: the paired t-test of per-fold accuracy against the No-FT baseline of the
-    same model, on the folds both finished (``{"baseline", "folds", "mean_diff", "ci95", "t",
-    "p"}``, differences as fractions), or None for a baseline row or a model without baseline.
-
-    With ``paper``, every row also holds ``paper``: the accuracy the paper published for the same
-    configuration (see :func:`feph_finetune.results.paper.published`), or None for a row that is not one
-    of the paper's.
+    in the TOML, then by variant. Each row is a :class:`~feph_finetune.results.records.SummaryRow`
+    as JSON (:meth:`~feph_finetune.results.records.SummaryRow.to_json`), which documents its keys:
+    means over the finished runs, standard deviations over cross-validation folds, failures,
+    cost, the paired t-test against the No-FT baseline of the same backbone (cross-validation
+    rows), and with ``paper`` the accuracy the paper published for the same configuration (see
+    :func:`feph_finetune.results.paper.published`).
     """
     return [row for row, _ in configurations(records, paper)]
 
@@ -77,14 +66,19 @@ def configurations(records: Iterable[dict], paper: bool = False) -> list[tuple[d
 
     The figures need the runs themselves: per-fold accuracies, confusion matrices, histories.
     """
+    return [(row.to_json(), runs) for row, runs in summary_rows(records, paper)]
+
+
+def summary_rows(records: Iterable[dict], paper: bool = False) -> list[tuple[SummaryRow, list[dict]]]:
+    """:func:`configurations` with each row as a typed :class:`~feph_finetune.results.records.SummaryRow`."""
     groups = _group_runs(records)
     rows = [_summarize_group(runs) for runs in groups]
     fold_accuracies = [_fold_accuracies(runs) for runs in groups]
     for index, row in enumerate(rows):
-        if row["phase"] == "cv":
-            row["versus_baseline"] = _versus_baseline(index, rows, fold_accuracies)
+        if row.is_cv:
+            row.versus_baseline = _versus_baseline(index, rows, fold_accuracies)
         if paper:
-            row["paper"] = published(row["model"], row["phase"], row["label"], row["cv_label"])
+            row.paper, row.with_paper = published(row.model, row.phase, row.label, row.cv_label), True
     return list(zip(rows, groups))
 
 
@@ -152,52 +146,47 @@ def _variant_sort_key(variant: dict) -> tuple:
     return tuple((name, value_key(variant[name])) for name in sorted(variant))
 
 
-def _summarize_group(runs: list[dict]) -> dict:
+def _summarize_group(runs: list[dict]) -> SummaryRow:
     first = runs[0]
     finished = [run for run in runs if _is_finished(run)]
     failed = [run for run in runs if run.get("status") == "failed"]
-    with_std = first["phase"] == "cv"
-    row: dict[str, Any] = {
-        "experiment": first["experiment"],
-        "label": first.get("label") or first["experiment"],
-        "cv_label": first.get("cv_label") or "",
-        "model": first.get("model") or "",
-        "baseline": bool(first.get("baseline")),
-        "order": first.get("order"),
-        "phase": first["phase"],
-        "variant": dict(first.get("variant") or {}),
-        "data": str(first.get("data") or ""),
-        "folds": len(finished),
-        "failed": len(failed),
-        "failures": [_failure(run) for run in failed],
-    }
-    for name in _PAPER_SCALARS:
-        _add_mean_std(row, name, [_scalar(run["metrics"].get(name)) for run in finished], with_std)
+    scalars = {name: [_scalar(run["metrics"].get(name)) for run in finished] for name in _PAPER_SCALARS}
     sensitivities = {
         name: [_scalar((run["metrics"].get("sensitivity") or {}).get(name)) for run in finished]
         for name in _classes_of(runs)
     }
     extras = {name: [_scalar(run["metrics"].get(name)) for run in finished] for name in _extra_names(finished)}
-    _add_mean_std_dict(row, "sensitivity", sensitivities, with_std)
-    _add_mean_std_dict(row, "extra", extras, with_std)
-    row["time_s"] = _mean([_scalar((run.get("timing") or {}).get("total_s")) for run in finished])
-    row["counters"] = _summed_counters(finished)
-    return row
+    spread = None if first["phase"] != "cv" else FoldSpread(
+        accuracy=_std(scalars["accuracy"]),
+        avg_sensitivity=_std(scalars["avg_sensitivity"]),
+        sensitivity={key: _std(series) for key, series in sensitivities.items()},
+        extra={key: _std(series) for key, series in extras.items()},
+    )
+    return SummaryRow(
+        experiment=first["experiment"],
+        label=first.get("label") or first["experiment"],
+        cv_label=first.get("cv_label") or "",
+        model=first.get("model") or "",
+        baseline=bool(first.get("baseline")),
+        order=first.get("order"),
+        phase=first["phase"],
+        variant=dict(first.get("variant") or {}),
+        data=str(first.get("data") or ""),
+        folds=len(finished),
+        failed=len(failed),
+        failures=[RunFailure.of(run) for run in failed],
+        accuracy=_mean(scalars["accuracy"]),
+        avg_sensitivity=_mean(scalars["avg_sensitivity"]),
+        sensitivity={key: _mean(series) for key, series in sensitivities.items()},
+        extra={key: _mean(series) for key, series in extras.items()},
+        time_s=_mean([_scalar((run.get("timing") or {}).get("total_s")) for run in finished]),
+        counters=_summed_counters(finished),
+        spread=spread,
+    )
 
 
 def _is_finished(run: dict) -> bool:
     return run.get("status") == "done" and isinstance(run.get("metrics"), dict)
-
-
-def _failure(run: dict) -> dict:
-    error = run.get("error") or {}
-    return {
-        "id": run.get("id"),
-        "plugin": error.get("plugin"),
-        "hook": error.get("hook"),
-        "type": error.get("type"),
-        "message": error.get("message") or "no error recorded",
-    }
 
 
 def _classes_of(runs: list[dict]) -> list[str]:
@@ -217,18 +206,6 @@ def _extra_names(finished: list[dict]) -> list[str]:
             if name not in _PAPER_SCALARS and name not in names and _is_number(value):
                 names.append(name)
     return names
-
-
-def _add_mean_std(row: dict, name: str, values: list[float | None], with_std: bool) -> None:
-    row[name] = _mean(values)
-    if with_std:
-        row[f"{name}_std"] = _std(values)
-
-
-def _add_mean_std_dict(row: dict, name: str, values: dict[str, list[float | None]], with_std: bool) -> None:
-    row[name] = {key: _mean(series) for key, series in values.items()}
-    if with_std:
-        row[f"{name}_std"] = {key: _std(series) for key, series in values.items()}
 
 
 def _summed_counters(finished: list[dict]) -> dict[str, int | float]:
@@ -271,9 +248,9 @@ def _fold_accuracies(runs: list[dict]) -> dict[int, float]:
     return {fold: float(np.mean(values)) for fold, values in per_fold.items()}
 
 
-def _versus_baseline(index: int, rows: list[dict], fold_accuracies: list[dict[int, float]]) -> dict | None:
+def _versus_baseline(index: int, rows: list[SummaryRow], fold_accuracies: list[dict[int, float]]) -> BaselineTest | None:
     row = rows[index]
-    if row["baseline"]:
+    if row.baseline:
         return None
     baseline_index = _baseline_index(row, rows)
     if baseline_index is None:
@@ -281,26 +258,27 @@ def _versus_baseline(index: int, rows: list[dict], fold_accuracies: list[dict[in
     ours, theirs = fold_accuracies[index], fold_accuracies[baseline_index]
     common = sorted(set(ours) & set(theirs))
     test = paired_t([ours[fold] - theirs[fold] for fold in common])
-    return {
-        "baseline": _short_name(rows[baseline_index]),
-        "folds": test["n"],
-        "mean_diff": test["mean"],
-        "ci95": list(test["ci95"]) if test["ci95"] is not None else None,
-        "t": test["t"],
-        "p": test["p"],
-    }
+    baseline = rows[baseline_index]
+    return BaselineTest(
+        baseline=_with_variant(baseline.cv_label or baseline.experiment, baseline.variant),
+        folds=test["n"],
+        mean_diff=test["mean"],
+        ci95=list(test["ci95"]) if test["ci95"] is not None else None,
+        t=test["t"],
+        p=test["p"],
+    )
 
 
-def _baseline_index(row: dict, rows: list[dict]) -> int | None:
+def _baseline_index(row: SummaryRow, rows: list[SummaryRow]) -> int | None:
     """The cv No-FT row of the same model: same variant first, else the plain one, else the first."""
     candidates = [
         index
         for index, other in enumerate(rows)
-        if other["phase"] == row["phase"] and other["baseline"] and other["model"] == row["model"]
+        if other.phase == row.phase and other.baseline and other.model == row.model
     ]
-    for wanted in (row["variant"], {}):
+    for wanted in (row.variant, {}):
         for index in candidates:
-            if rows[index]["variant"] == wanted:
+            if rows[index].variant == wanted:
                 return index
     return candidates[0] if candidates else None
 

@@ -248,9 +248,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """``numpy.savez`` of ``arrays`` (no pickling), atomically at ``path``."""
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             np.savez(handle, **arrays)
+
+
+def write_model(path: Path, model: Any) -> None:
+    """``model.save`` (a Keras model; the format follows ``path``'s suffix) atomically at ``path``."""
+    with atomic_path(path) as temporary:
+        model.save(temporary)
 
 
 class RunStore:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from feph_finetune.config.options import Option, as_option, option_problems
-from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, type_name, valid_values
+from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, valid_values
 from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finished_event
 from feph_finetune.hookspecs import hookimpl
 from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins

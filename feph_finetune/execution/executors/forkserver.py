@@ -23,9 +23,13 @@ import os
 import signal
 import sys
 import threading
+import time
+from typing import Callable, Iterable
 
 #: The module the server imports once for all its children.
 PRELOAD = "feph_finetune.execution.executors.preload"
+#: Seconds a child gets to exit after SIGTERM before SIGKILL.
+STOP_GRACE_S = 5.0
 
 
 def process_context():
@@ -37,6 +41,43 @@ def process_context():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([PRELOAD])
     return context
+
+
+def start_child(target: Callable[..., None], args: tuple, name: str) -> multiprocessing.Process:
+    """Start ``target(*args)`` in a child of :func:`process_context`, which should begin with
+    :func:`begin_child`. A daemon: the command terminates it, not waits for it, if it exits
+    without :func:`stop_children`. Raises what ``Process.start`` raises (OSError, EOFError when the
+    server has died)."""
+    child = process_context().Process(target=target, args=args, name=name, daemon=True)
+    child.start()
+    return child
+
+
+def stop_children(children: Iterable[multiprocessing.Process], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the process group of every child (each leads one: :func:`begin_child`), give them
+    ``grace_s`` seconds to exit side by side, then SIGKILL the groups still alive; returns once
+    all are collected, and SIGKILLs what the children started and left behind."""
+    children = list(children)
+    for child in children:
+        if child.is_alive():
+            signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            signal_group(child, signal.SIGKILL)
+        child.join()
+        signal_group(child, signal.SIGKILL)  # what outlived the child itself
+
+
+def signal_group(child: multiprocessing.Process, signum: int) -> None:
+    """Send ``signum`` to the process group ``child`` leads (:func:`begin_child`); to the child
+    alone before it has made its group."""
+    try:
+        os.killpg(child.pid, signum)
+    except (ProcessLookupError, PermissionError, AttributeError):  # no such group (yet, or any more); no groups (Windows)
+        if child.is_alive():
+            os.kill(child.pid, signum)
 
 
 def begin_child(log, environment: dict[str, str]) -> None:

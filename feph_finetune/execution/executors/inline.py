@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from feph_finetune.execution.job import Report, RunJob, Whereabouts, execute_run, run_record, timed_out_record, timeout_of
+from feph_finetune.execution.job import Report, RunJob, Whereabouts, execute_run, failed_record, timed_out_record, timeout_of
 from feph_finetune.execution.executors import Executor, InProcess
 from feph_finetune.results.store import RunStore
 
@@ -88,9 +88,7 @@ def alarm(seconds: float) -> Iterator[None]:
 
 
 def no_timer_record(job: RunJob, timeout: float) -> dict:
-    record = run_record(job.run, "failed")
-    now = time.time()
-    record["error"] = {
+    return failed_record(job.run, {
         "plugin": "core",
         "hook": "timeout",
         "type": "TimeoutUnavailable",
@@ -99,7 +97,4 @@ def no_timer_record(job: RunJob, timeout: float) -> dict:
             "run the matrix from the main thread, use the process executor, or set timeout = 0"
         ),
         "traceback": "",
-    }
-    record["timing"] = {"total_s": 0.0, "stages": {}, "started": now, "finished": now}
-    record["counters"] = {}
-    return record
+    })

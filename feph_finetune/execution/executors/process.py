@@ -20,18 +20,16 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from feph_finetune.execution.job import Report, RunJob, Whereabouts, run_record, timed_out_record, timeout_of
+from feph_finetune.execution.job import Report, RunJob, Whereabouts, failed_record, timed_out_record, timeout_of
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, InProcess
-from feph_finetune.execution.executors.forkserver import exit_description, process_context
+from feph_finetune.execution.executors.forkserver import exit_description, process_context, signal_group, start_child, stop_children
 from feph_finetune.execution.executors.worker import run_job
 from feph_finetune.results.store import RunStore, write_error
 
 STDERR_LOG = "stderr.log"
 #: Lines of a dead child's stderr kept in its ``result.json`` (all of it stays in ``stderr.log``).
 STDERR_TAIL_LINES = 20
-#: Seconds a child gets to exit after SIGTERM before SIGKILL.
-STOP_GRACE_S = 5.0
 #: Seconds a child that timed out gets to write its Python stack to ``stderr.log`` (on SIGUSR1,
 #: :func:`feph_finetune.execution.executors.worker.run_job`) before it is stopped.
 STACK_DUMP_S = 1.0
@@ -155,16 +153,15 @@ class Child:
             if failure is error:
                 raise
             raise failure from error
-        context = process_context()
-        reader, writer = context.Pipe(duplex=False)
+        reader, writer = process_context().Pipe(duplex=False)
         self.started = time.time()
         self.timeout = timeout_of(job)
         self.deadline: float | None = None  # set when the run starts (:meth:`begin`)
         self.where: str | None = None  # where the run was when it timed out; None while it may run
-        self.process = context.Process(target=run_job, args=(payload, child_environment(device), str(self.log_path), writer), name=f"run-{job.id}", daemon=True)
+        self.process: Any = None
         self.start_failure: str | None = None
         try:
-            self.process.start()
+            self.process = start_child(run_job, (payload, child_environment(device), str(self.log_path), writer), name=f"run-{job.id}")
         except (EOFError, OSError) as error:  # the fork server died: its TensorFlow import crashed, say
             self.start_failure = (
                 f"the run's process could not start ({type(error).__name__}): the server that forks run processes, "
@@ -219,7 +216,7 @@ class Child:
             return
         self.process.join()
         code = self.process.exitcode
-        self.signal_group(signal.SIGKILL)  # a run's processes end with it
+        signal_group(self.process, signal.SIGKILL)  # a run's processes end with it
         record = self.store.result(self.job.id)
         if record is None and self.where is not None:
             self.store.finish(self.job.id, timed_out_record(self.job.run, self.timeout, self.where, self.started, stderr_tail=tail(self.log_path, STDERR_TAIL_LINES)))
@@ -234,8 +231,7 @@ class Child:
             message = self.start_failure
         else:
             message = f"the run's process {exit_description(code)}" + ("" if signal_name else " before writing its result")
-        record = run_record(self.job.run, "failed")
-        record["error"] = {
+        return failed_record(self.job.run, {
             "plugin": "core",
             "hook": "process",
             "type": "WorkerDied",
@@ -244,34 +240,14 @@ class Child:
             "exit_code": code if code is not None and code >= 0 else None,
             "stderr_tail": tail(self.log_path, STDERR_TAIL_LINES),
             "traceback": "",
-        }
-        record["timing"] = {"total_s": time.time() - self.started, "stages": {}, "started": self.started, "finished": time.time()}
-        record["counters"] = {}
-        return record
+        }, self.started)
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`, to the run's whole process group
-        (the run and whatever it started: a plugin's hung subprocess); the run keeps no
-        ``result.json``."""
-        if self.start_failure:
-            return
-        if self.process.is_alive():
-            self.signal_group(signal.SIGTERM)
-            self.process.join(STOP_GRACE_S)
-            if self.process.is_alive():
-                self.signal_group(signal.SIGKILL)
-        self.process.join()
-        self.signal_group(signal.SIGKILL)  # what outlived the run itself
-
-    def signal_group(self, signum: int) -> None:
-        """Send ``signum`` to the run's process group, which the run's process leads
-        (:func:`~feph_finetune.execution.executors.forkserver.begin_child`); to the process
-        alone before it has made its group."""
-        try:
-            os.killpg(self.process.pid, signum)
-        except (ProcessLookupError, AttributeError):  # no such group (yet, or any more); no groups (Windows)
-            if self.process.is_alive():
-                os.kill(self.process.pid, signum)
+        """SIGTERM, then SIGKILL after :data:`~feph_finetune.execution.executors.forkserver.STOP_GRACE_S`,
+        to the run's whole process group (the run and whatever it started: a plugin's hung
+        subprocess); the run keeps no ``result.json``."""
+        if not self.start_failure:
+            stop_children([self.process])
 
 
 def tail(path: Path, lines: int) -> list[str]:

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, context_factory, error_record, execute_run, run_record, timed_out_record, timeout_of
+from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, context_factory, error_record, execute_run, failed_record, timed_out_record, timeout_of
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, ExecutorError, InProcess
 from feph_finetune.execution.executors.inline import RunTimedOut, alarm
@@ -191,9 +191,7 @@ def ship_inputs(jobs: list[RunJob], here: InProcess, report: Report) -> dict[str
         except RunTimedOut:
             record = timed_out_record(job.run, timeout_of(job), whereabouts.of(job.id), started)
         except PluginCallError as error:
-            record = run_record(job.run, "failed")
-            record.update(error=error_record(error.plugin, error.hook, error.error), counters={})
-            record["timing"] = {"total_s": time.time() - started, "stages": {}, "started": started, "finished": time.time()}
+            record = failed_record(job.run, error_record(error.plugin, error.hook, error.error), started)
         finally:
             hook_listener.reset(listening)
         if record is not None:
@@ -271,15 +269,10 @@ def write_run_files(job: RunJob, files: dict[str, bytes]) -> None:
 
 
 def lost_record(job: RunJob, error: BaseException, retries: int) -> dict[str, Any]:
-    record = run_record(job.run, "failed")
-    record["error"] = {
+    return failed_record(job.run, {
         "plugin": "core",
         "hook": "ray",
         "type": type(error).__name__,
         "message": f"the run's Ray task failed after {retries} retries: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
         "traceback": str(error)[-4000:],
-    }
-    now = time.time()
-    record["timing"] = {"total_s": 0.0, "stages": {}, "started": now, "finished": now}
-    record["counters"] = {}
-    return record
+    })

@@ -21,6 +21,7 @@ import signal
 import sys
 from typing import Any, Callable
 
+from feph_finetune.errors import EXIT_INTERRUPTED
 from feph_finetune.execution.executors.forkserver import begin_child
 
 
@@ -50,4 +51,4 @@ def run_job(payload: bytes, environment: dict[str, str], log: str, events: Any) 
 
         execute_run(pickle.loads(payload), get_plugins(), DataSource(), event_sender(events))
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,40 @@
+"""The exit codes of every command, and the one way a user error is printed.
+
+Exit codes (README, "Exit codes"): :data:`EXIT_OK` 0, everything worked; :data:`EXIT_FAILED_RUNS`
+1, some runs failed (the others finished, each failure is in its run's ``result.json``);
+:data:`EXIT_USAGE` 2, a usage or configuration error, a bad input, or work that cannot start;
+:data:`EXIT_INTERRUPTED` 130, Ctrl-C or SIGTERM (128 + SIGINT, as shells report it);
+:data:`EXIT_CLOSED_PIPE` 141, the output's reader went away (``... | head``), as a shell reports a
+command SIGPIPE killed (128 + 13), distinct from 1.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rich.console import Console
+
+EXIT_OK = 0
+EXIT_FAILED_RUNS = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141
+
+
+def print_error(errors: Console, problems: str | Sequence[str], heading: str | None = None) -> int:
+    """Print a user error on ``errors`` (stderr) and return :data:`EXIT_USAGE`.
+
+    ``problems``: one message or a list of them, printed as given (no markup). One message and no
+    ``heading`` gives the one line ``error: MESSAGE``; otherwise a red ``error: HEADING`` line
+    (by default "N problems") and each message on its own lines. Multi-line messages keep their
+    lines.
+    """
+    lines = [problems] if isinstance(problems, str) else list(problems)
+    if heading is None and len(lines) == 1:
+        errors.print("[bold red]error:[/bold red] ", end="")
+        errors.print(lines[0], markup=False, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    errors.print(f"[bold red]error: {heading or f'{len(lines)} problems'}[/bold red]", highlight=False)
+    for line in lines:
+        errors.print(line, markup=False, highlight=False, soft_wrap=True)
+    return EXIT_USAGE
