@@ -16,7 +16,6 @@ from typing import Any
 
 from feph_finetune.config.reading import (
     DATASET_DEFAULTS,
-    DEMO_DEFAULTS,
     EXPERIMENT_DEFAULTS,
     EXPERIMENT_NAME,
     GROUP_KEYS,
@@ -533,20 +532,6 @@ class MatrixBuilder:
                     )
                 )
         return runs
-
-
-def apply_demo(raw: RawConfig, demo_root: str, weights: dict[str, str]) -> None:
-    """Lay the ``[demo]`` table's settings over the configuration, for the synthetic demo."""
-    demo = {**DEMO_DEFAULTS, **raw.data.get("demo", {})}
-    raw.data["defaults"] = deep_merge(raw.data.get("defaults", {}), demo["defaults"])
-    for plugin, path in weights.items():
-        set_dotted(raw.data, ["defaults", "options", plugin, "weights"], path)
-    set_dotted(raw.data, ["dataset", "root"], demo_root)
-    if demo["folds"] and ("dataset", "folds") not in raw.overridden:  # --set dataset.folds wins
-        set_dotted(raw.data, ["dataset", "folds"], demo["folds"])
-        raw.copied_from[("dataset", "folds")] = ("demo", "folds")
-    for key in ("labels", "images"):
-        raw.data["dataset"].pop(key, None)
 
 
 def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True, pending_files: frozenset[str] = frozenset()) -> Matrix:
