@@ -9,7 +9,7 @@ The command line only parses its flags into a session and prints; :func:`run_mat
 
 A client that makes its data at run time (the demo, :mod:`feph_finetune.demo.session`) subclasses
 :class:`Session` and overrides :meth:`Session.read` (lay settings over the configuration),
-:meth:`Session.executor` (its default executor options), :meth:`Session.prepare` (write the data
+:meth:`Session.executor_choice` (its default executor options), :meth:`Session.prepare` (write the data
 once every check has passed) and :meth:`Session.groups` (start runs as what they need is ready).
 Nothing here imports TensorFlow; the first run does.
 """
@@ -132,7 +132,7 @@ class Session:
         runs = select(matrix, self.only, self.phase)
         output = self.output or self.default_output(matrix)
         check_output_folders(output, matrix)
-        choice = self.executor(choose_executor(raw, plugins, self.executor_name, self.jobs, self.devices), raw)
+        choice = self.executor_choice(choose_executor(raw, plugins, self.executor_name, self.jobs, self.devices), raw)
         return Plan(raw, plugins, matrix, runs, RunStore(output, warn=self.warn), choice.create())
 
     def read(self) -> RawConfig:
@@ -156,7 +156,7 @@ class Session:
         """The results folder when none is given: the TOML's ``output``."""
         return Path(matrix.output)
 
-    def executor(self, choice, raw: RawConfig):
+    def executor_choice(self, choice, raw: RawConfig):
         """The executor choice (:class:`feph_finetune.execution.executors.ExecutorChoice`) as
         used; a client may change the options that neither the flags nor the TOML decide."""
         return choice

@@ -36,7 +36,7 @@ class DemoSession(Session):
     def default_output(self, matrix: Matrix) -> Path:
         return Path("runs/demo")
 
-    def executor(self, choice, raw: RawConfig):
+    def executor_choice(self, choice, raw: RawConfig):
         return with_demo_jobs(choice, raw, self.jobs, self.devices)
 
     def prepare(self, plan: Plan) -> Plan:
