@@ -65,7 +65,7 @@ class Session:
     """One invocation of a matrix; see the module's docstring.
 
     ``config``: the experiments TOML, or its tables as a dict (for a notebook; problems are then
-    named by dotted key, without a line). ``only``: experiment names to keep; ``phase``:
+    named by dotted key, without a line). ``only``: experiment names to keep (or one name); ``phase``:
     ``"exploratory"`` or ``"cv"``; ``overrides``: ``KEY=VALUE`` strings as ``--set`` takes them.
     ``executor``, ``jobs`` and ``devices`` are ``--executor``, ``--jobs`` and ``--devices``
     (text, as on the command line): None leaves the TOML's ``[executor]`` table to decide,
@@ -99,7 +99,7 @@ class Session:
         warn: Callable[[str], None] | None = None,
     ):
         self.config = config
-        self.only = list(only) if only is not None else None
+        self.only = None if only is None else [only] if isinstance(only, str) else list(only)
         self.phase = phase
         self.overrides = list(overrides)
         self.executor_name = executor

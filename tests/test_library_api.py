@@ -52,6 +52,7 @@ def test_plan_matrix_gives_the_runs_of_the_dry_run(synthetic_feph, tmp_path, cap
     listed = [run["id"] for run in json.loads(capsys.readouterr().out)]
     planned = feph_finetune.plan_matrix(path, phase="cv")
     assert [run.id for run in planned] == listed and len(listed) == 3  # [dataset] folds = 3
+    assert [run.experiment for run in feph_finetune.plan_matrix(path, only="B")] == ["B"]
 
 
 def test_a_dict_configuration_is_checked_and_its_problems_named_by_key(synthetic_feph):
