@@ -190,14 +190,15 @@ class Session:
         self.plan()
         return self._plan.store
 
-    def runner(self, source=None):
-        """A :class:`feph_finetune.execution.runner.MatrixRunner` for this session's matrix,
-        store and executor (tests and benchmarks run single runs through it); ``source``: a
-        :class:`feph_finetune.data.preparation.DataSource` to share its caches."""
+    def runner(self, source=None, executor=None):
+        """A :class:`feph_finetune.execution.runner.MatrixRunner` for this session's matrix and
+        store (tests and benchmarks run single runs through it); ``source``: a
+        :class:`feph_finetune.data.preparation.DataSource` to share its caches; ``executor``: an
+        :class:`feph_finetune.Executor` instance instead of the session's."""
         from feph_finetune.execution.runner import MatrixRunner
 
         self.plan()
-        return MatrixRunner(self._plan.matrix, self._plan.plugins, self.store, self.console, source=source, executor=self._plan.executor)
+        return MatrixRunner(self._plan.matrix, self._plan.plugins, self.store, self.console, source=source, executor=executor or self._plan.executor)
 
     def prepare(self, plan: Plan) -> Plan:
         """Called by :meth:`run` once every check has passed, before the first run: a client
