@@ -180,6 +180,7 @@ class Session:
 
     @property
     def plugins(self):
+        """The plugin registry the matrix was checked against (:class:`feph_finetune.plugins.Plugins`)."""
         self.plan()
         return self._plan.plugins
 

@@ -122,8 +122,10 @@ PARENT_MEMORY = """
 import io, json, sys
 from pathlib import Path
 from rich.console import Console
+from feph_finetune.config.reading import read_config
 from feph_finetune.execution.executors import InProcess
 from feph_finetune.execution.executors.process import ProcessExecutor
+from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
 from feph_finetune.data.preparation import DataSource
 from feph_finetune.execution.runner import MatrixRunner
