@@ -169,29 +169,21 @@ def toml_string(path: Path) -> str:
     return json.dumps(str(path))
 
 
-def the_matrix(path: Path):
-    """The matrix of a TOML, its runs by experiment name (one run each), and the plugins."""
-    from feph_finetune.config.reading import read_config
-    from feph_finetune.config.matrix import build_matrix
-    from feph_finetune.plugins import get_plugins
+def quiet_runner(path: Path, ws: Workspace, source=None):
+    """A runner of a bench TOML's matrix, through the library's session (runs in this process,
+    results under the workspace's runs/, nothing printed), and its runs by experiment name."""
+    from feph_finetune.session import Session
 
-    plugins = get_plugins()
-    matrix = build_matrix(read_config(path), plugins)
-    return matrix, {run.experiment: run for run in matrix.runs}, plugins
+    session = Session(path, executor="inline", output=ws.root / "runs", console=Console(file=io.StringIO()))
+    runs = {run.experiment: run for run in session.plan()}
+    return session.runner(source=source), runs
 
 
-def the_run(path: Path):
-    """The matrix of a one-experiment TOML, its only run, and the plugins."""
-    matrix, runs, plugins = the_matrix(path)
+def the_run(path: Path, ws: Workspace, source=None):
+    """The runner of a one-experiment TOML (see :func:`quiet_runner`) and its only run."""
+    runner, runs = quiet_runner(path, ws, source)
     (run,) = runs.values()
-    return matrix, run, plugins
-
-
-def quiet_runner(matrix, plugins, ws: Workspace, source):
-    from feph_finetune.results.store import RunStore
-    from feph_finetune.execution.runner import MatrixRunner
-
-    return MatrixRunner(matrix, plugins, RunStore(ws.root / "runs"), Console(file=io.StringIO()), source=source)
+    return runner, run
 
 
 def keras_base(backbone: str, size: int, alpha: float):
@@ -319,10 +311,8 @@ def bench_runner_overhead(settings: Settings, ws: Workspace) -> list[Row]:
         [defaults.options.flip]
         mode = "random"
     """)
-    matrix, run, plugins = the_run(path)
-    source = DataSource()
-    runner = quiet_runner(matrix, plugins, ws, source)
-    data = prepare(run, plugins, source, runner.context_factory(run, {}), matrix.seed)  # the crops, once, untimed
+    runner, run = the_run(path, ws, DataSource())
+    data = prepare(run, runner.plugins, runner.source, runner.context_factory(run, {}), runner.matrix.seed)  # the crops, once, untimed
     warm_up_tensorflow()
 
     def through_runner() -> None:
@@ -335,7 +325,7 @@ def bench_runner_overhead(settings: Settings, ws: Workspace) -> list[Row]:
     plain, through = best["plain"], best["runner"]
     ratio = through / plain
     steps = settings.head_epochs + settings.epochs
-    trained = base_was_trainable(run, plugins, runner.context_factory(run, {}), runner.store.run_dir(run.id) / "model.keras")
+    trained = base_was_trainable(run, runner.plugins, runner.context_factory(run, {}), runner.store.run_dir(run.id) / "model.keras")
     return [
         Row(1, "runner / plain model.fit, one FT run", f"{ratio:.3f} ({through:.1f} s / {plain:.1f} s)", "<= 1.05", ratio <= 1.05 and trained[0] == trained[1],
             f"MobileNet a={settings.alpha} {settings.size}px, {len(data.train)} train imgs, {steps} epochs, batch {settings.batch_size}, "
@@ -456,11 +446,10 @@ def bench_head_features(settings: Settings, ws: Workspace) -> list[Row]:
         head_lr = {paper.head_lr}
         epochs = 0
     """)
-    matrix, runs, plugins = the_matrix(path)
-    runner = quiet_runner(matrix, plugins, ws, DataSource())
+    runner, runs = quiet_runner(path, ws, DataSource())
     for run in runs.values():  # the crops and TensorFlow's start-up, untimed
         checked_run(runner, run, 3)
-    train_images = len(prepare(runs["plain"], plugins, runner.source, runner.context_factory(runs["plain"], {}), matrix.seed).train)
+    train_images = len(prepare(runs["plain"], runner.plugins, runner.source, runner.context_factory(runs["plain"], {}), runner.matrix.seed).train)
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(paper.repeats):
         for name, run in runs.items():
@@ -575,8 +564,8 @@ def bench_memory(settings: Settings, ws: Workspace) -> list[Row]:
         raise RuntimeError(f"item 5: {' '.join(command)} exited {completed.returncode}:\n{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}")
     peak = peak_rss_gb(resource.RUSAGE_CHILDREN)
     full = settings.memory_images >= FEPH_IMAGES and settings.paper_size >= 224
-    matrix, run, plugins = the_run(path)
-    trained = base_was_trainable(run, plugins, quiet_runner(matrix, plugins, ws, None).context_factory(run, {}), output / run.id / "model.keras")
+    runner, run = the_run(path, ws)
+    trained = base_was_trainable(run, runner.plugins, runner.context_factory(run, {}), output / run.id / "model.keras")
     return [
         Row(5, "peak RSS, whole MobileNet run (CLI)", f"{peak:.2f} GB", "<= 1.5 GB" if full else "(<= 1.5 GB at full size)", peak <= 1.5 if full else None,
             f"{settings.memory_images} images at {settings.paper_size}px, a=1.0, batch {settings.batch_size}, {seconds:.0f} s; "

@@ -1,8 +1,9 @@
 """feph_finetune: fine-tune facial-expression CNNs on the FePh sign-language dataset.
 
 The public API for plugins is what this module exports; nothing here imports TensorFlow. The
-objects for writing an executor (``Executor``, ``ExecutorError``, ``InProcess``, ``RunJob``, ``execute_run``) are
-imported on first use.
+objects for writing an executor (``Executor``, ``ExecutorError``, ``InProcess``, ``RunJob``, ``execute_run``) and
+for running a matrix from Python (``run_matrix``, ``plan_matrix``, ``Session``, ``MatrixResult``,
+``load_results``, ``Results``, ``RunRecord``) are imported on first use.
 """
 
 from feph_finetune.api import (
@@ -32,12 +33,24 @@ _EXECUTION_API = {
     "execute_run": "feph_finetune.execution.job",
 }
 
+#: Running a matrix and reading its results from Python (a notebook, a script), on first use.
+_LIBRARY_API = {
+    "run_matrix": "feph_finetune.session",
+    "plan_matrix": "feph_finetune.session",
+    "Session": "feph_finetune.session",
+    "MatrixResult": "feph_finetune.session",
+    "load_results": "feph_finetune.results.collection",
+    "Results": "feph_finetune.results.collection",
+    "RunRecord": "feph_finetune.results.records",
+}
+
 
 def __getattr__(name: str):
-    if name in _EXECUTION_API:
+    module = _EXECUTION_API.get(name) or _LIBRARY_API.get(name)
+    if module is not None:
         import importlib
 
-        return getattr(importlib.import_module(_EXECUTION_API[name]), name)
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'feph_finetune' has no attribute {name!r}")
 
 
@@ -48,7 +61,11 @@ __all__ = [
     "Executor",
     "ExecutorError",
     "InProcess",
+    "MatrixResult",
+    "Results",
     "RunJob",
+    "RunRecord",
+    "Session",
     "execute_run",
     "BuiltModel",
     "ConversionError",
@@ -63,6 +80,9 @@ __all__ = [
     "efficientnet_b0_classifier",
     "efficientnet_classifier",
     "hookimpl",
+    "load_results",
+    "plan_matrix",
     "read_converted",
+    "run_matrix",
     "__version__",
 ]

@@ -12,8 +12,6 @@ import json
 import os
 import shlex
 import sys
-from contextlib import closing, nullcontext
-from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -161,9 +159,8 @@ def load_plugins():
     from feph_finetune.plugins import get_plugins
 
     plugins = get_plugins()
-    errors = Console(stderr=True)
     for warning in plugins.warnings:
-        errors.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+        warn(warning)
     return plugins
 
 
@@ -297,7 +294,9 @@ def cmd_report(args, console: Console) -> int:
         return print_confusion(records, args.confusion, console)
     render(records, args.format, console, paper=args.paper)
     if args.figures is not None:
-        write_figures(records, args.outdir, args.figures, args.paper, console)
+        from feph_finetune.session import write_figures
+
+        write_figures(records, args.outdir, args.figures, args.paper, console, warn)
     return EXIT_OK
 
 
@@ -313,17 +312,6 @@ def print_confusion(records: list[dict], name: str, console: Console) -> int:
         raise ConfigError([Problem(f"--confusion {name}", f"no configuration {name!r}{close_match(name, known)}; configurations: {', '.join(known)}")])
     confusion.print_confusion(chosen, console)
     return EXIT_OK
-
-
-def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: bool, console: Console) -> None:
-    """The figures and report.md of ``records`` into ``figures_dir`` (the report command, and [report] figures)."""
-    from feph_finetune.results.figures import write_report
-    from feph_finetune.results.reports import configurations
-    from feph_finetune.results.store import writing_to
-
-    with writing_to(figures_dir):
-        written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir), warn=warn)
-    console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}")
 
 
 def cmd_predict(args, console: Console) -> int:
@@ -420,81 +408,28 @@ def _run_column_widths(headers: list[str], rows: list[list[str]], width: int) ->
 
 
 def cmd_run(args, console: Console) -> int:
-    from feph_finetune.config.checking import check_configuration
-    from feph_finetune.config.matrix import apply_demo
-    from feph_finetune.config.reading import read_config
-    from feph_finetune.demo import protocol as demo
+    """Run the matrix through a :class:`feph_finetune.session.Session` (the demo's with ``--demo``)."""
+    from feph_finetune.demo.protocol import DEMO_OPTIONS
 
-    raw = read_config(args.config, args.overrides)
-    raw.track = args.track
     if args.demo:
-        settings = demo.demo_settings(raw, check=False)  # [demo]'s problems are reported with every other
-        paths = demo.demo_paths(settings)
-        apply_demo(raw, str(paths.data), {name: str(path) for name, path in paths.base_models.items()}, demo.demo_table(raw))
-    plugins = load_plugins()
-    check = dict(
-        only=args.only, phase=args.phase, output=args.output or (Path("runs/demo") if args.demo else None),
-        executor=args.executor, jobs=args.jobs, devices=args.devices, tables={"demo": demo.DEMO_OPTIONS},
+        from feph_finetune.demo.session import DemoSession as Session
+    else:
+        from feph_finetune.session import Session
+
+    session = Session(
+        args.config, only=args.only, phase=args.phase, overrides=args.overrides, executor=args.executor, jobs=args.jobs,
+        devices=args.devices, force=args.force, output=args.output, track=args.track, tables={"demo": DEMO_OPTIONS},
+        console=console, warn=warn,
     )
-    checked = check_configuration(raw, plugins, check_files=not args.demo, **check)  # the demo's data is written below
-    matrix, runs, output = checked.matrix, checked.runs, checked.output
-    executor = (with_demo_jobs(checked.executor, raw, args) if args.demo else checked.executor).create()
-    if args.demo and not args.dry_run:
-        demo.write_demo_data(settings, paths, console)
-        # The data exists now: checked, its fingerprint in the ids. The bases are written later.
-        checked = check_configuration(raw, plugins, pending_files=frozenset(str(path) for path in paths.base_models.values()), **check)
-        matrix, runs = checked.matrix, checked.runs
     if args.dry_run:
-        print_runs(runs, args.json, console)
+        print_runs(session.plan(), args.json, console)
         return EXIT_OK
-    from feph_finetune.results.reports import render
-    from feph_finetune.results.store import RunStore
-    from feph_finetune.execution.runner import MatrixOutcome, MatrixRunner, sigterm_as_interrupt
-
-    store = RunStore(output, warn=warn)
-    if args.force:
-        for run in runs:
-            store.discard(run.id)
-    runner, outcome = MatrixRunner(matrix, plugins, store, console, executor=executor), MatrixOutcome()
-    groups = demo.runs_as_bases_are_ready(runs, settings, paths, console, store.is_done) if args.demo else iter([runs])
-    with sigterm_as_interrupt(), closing(groups) if args.demo else nullcontext():  # an interrupt stops the pre-training at once
-        for group in groups:
-            outcome.add(runner.run_all(group))
-    if outcome.skipped:
-        console.print(f"skipped {len(outcome.skipped)} finished runs (use --force to rerun them)")
-        print_unsaved_models(runs, outcome.skipped, store, console)
-    records = store.records([run.id for run in runs])
-    if records:
-        render(records, "table", console, paper=matrix.report["paper"])
-        if matrix.report["figures"]:
-            write_figures(records, output, Path(matrix.report["figures_dir"] or output / "report"), matrix.report["paper"], console)
-    if outcome.failed:
-        console.print(f"[red]{len(outcome.failed)} of {len(runs)} runs failed:[/red] {', '.join(outcome.failed)} (details in each run's result.json)")
+    result = session.run()
+    if result.failed:
+        console.print(f"[red]{len(result.failed)} of {len(result.runs)} runs failed:[/red] {', '.join(result.failed)} (details in each run's result.json)")
         return EXIT_FAILED_RUNS
-    console.print(f"results in {output}/")
+    console.print(f"results in {result.output}/")
     return EXIT_OK
-
-
-def print_unsaved_models(runs, skipped: list[str], store, console: Console) -> None:
-    """Say which skipped runs ask for ``save_model`` but finished without one: the setting does
-    not change a run's id (:data:`feph_finetune.config.reading.RESULT_NEUTRAL_KEYS`), so only ``--force``
-    runs them again to save it."""
-    from feph_finetune.predict.bundle import MANIFEST
-
-    unsaved = [run.id for run in runs if run.id in skipped and run.config["save_model"] and not (store.run_dir(run.id) / MANIFEST).is_file()]
-    if unsaved:
-        console.print(f"{len(unsaved)} of them finished without a saved model although save_model = true: add --force to run them again and save it ({', '.join(unsaved)})", highlight=False)
-
-
-def with_demo_jobs(choice, raw, args):
-    """The demo runs one run per CPU core (:func:`feph_finetune.demo.protocol.demo_jobs`) with the
-    ``process`` executor, unless ``--jobs``, ``--devices`` or ``[executor.process]`` decide."""
-    from feph_finetune.demo.protocol import demo_jobs
-
-    decided = args.jobs is not None or args.devices is not None or bool({"jobs", "devices"} & set(raw.data.get("executor", {}).get("process", {})))
-    if choice.cls.name != "process" or decided:
-        return choice
-    return replace(choice, settings={**choice.settings, "jobs": demo_jobs()})
 
 
 COMMANDS = {

@@ -13,12 +13,9 @@ import pytest
 from rich.console import Console
 
 from feph_finetune.api import RunContext
-from feph_finetune.config.reading import read_config
-from feph_finetune.config.matrix import build_matrix
-from feph_finetune.plugins import get_plugins, reset_plugins
+from feph_finetune.plugins import reset_plugins
 from feph_finetune.data.preparation import DataSource, RunData, prepare
-from feph_finetune.results.store import RunStore
-from feph_finetune.execution.runner import MatrixRunner
+from feph_finetune.session import Session
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,15 +93,15 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
 
 
 class TinyMatrix:
-    """A one-run-per-experiment matrix over the synthetic data, with a quiet runner."""
+    """A one-run-per-experiment matrix over the synthetic data, with a quiet runner (a
+    :class:`feph_finetune.session.Session` running in this process)."""
 
     def __init__(self, tmp_path: Path, root: Path, experiments: str):
         path = write_matrix(tmp_path / "m.toml", root, experiments)
-        self.plugins = get_plugins()
-        self.matrix = build_matrix(read_config(path), self.plugins)
-        self.runs = {run.experiment: run for run in self.matrix.runs}
-        self.store = RunStore(tmp_path / "runs")
-        self.runner = MatrixRunner(self.matrix, self.plugins, self.store, Console(file=io.StringIO()), source=DataSource())
+        session = Session(path, executor="inline", output=tmp_path / "runs", console=Console(file=io.StringIO()))
+        self.runs = {run.experiment: run for run in session.plan()}
+        self.matrix, self.plugins, self.store = session.matrix, session.plugins, session.store
+        self.runner = session.runner(source=DataSource())
 
     def context(self, experiment: str, plugin: str) -> RunContext:
         return self.runner.context_factory(self.runs[experiment], {})(plugin)

@@ -374,15 +374,14 @@ def test_the_demo_runs_one_run_per_core_within_the_free_memory(monkeypatch, core
 def test_the_demo_default_jobs_give_way_to_flags_and_the_toml(monkeypatch, flags, table, expected):
     import argparse
 
-    from feph_finetune.cli import with_demo_jobs
+    from feph_finetune.demo.session import with_demo_jobs
     from feph_finetune.execution.executors import ExecutorChoice
     from feph_finetune.execution.executors.process import ProcessExecutor
 
     monkeypatch.setattr(demo, "demo_jobs", lambda: 7)
     choice = ExecutorChoice(ProcessExecutor, {"jobs": 0, "devices": []})
     raw = argparse.Namespace(data={"executor": {"process": table}} if table else {})  # what with_demo_jobs reads of a RawConfig
-    args = argparse.Namespace(jobs=flags[0], devices=flags[1])
-    assert with_demo_jobs(choice, raw, args).settings["jobs"] == (7 if expected == "demo" else 0)
+    assert with_demo_jobs(choice, raw, *flags).settings["jobs"] == (7 if expected == "demo" else 0)
 
 
 def test_a_failed_base_holds_back_only_its_own_runs(stand_in_pretraining):

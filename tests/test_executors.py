@@ -19,15 +19,14 @@ from rich.console import Console
 
 from feph_finetune import Executor, execute_run, hookimpl
 from feph_finetune.cli import main
-from feph_finetune.config.reading import read_config
 from feph_finetune.execution.executors import InProcess
 from feph_finetune.execution.executors.inline import InlineExecutor
 from feph_finetune.execution.executors.process import ProcessExecutor
-from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
 from feph_finetune.execution.progress import MatrixView
 from feph_finetune.results.store import RunStore
 from feph_finetune.execution.runner import MatrixRunner
+from feph_finetune.session import Session, plan_matrix
 
 from conftest import REPO, run_cli, write_killer_distribution, write_matrix
 
@@ -39,8 +38,8 @@ grid = { seed = [1, 2] }
 
 
 def quiet_runner(path: Path, outdir: Path, executor) -> MatrixRunner:
-    plugins = get_plugins()
-    return MatrixRunner(build_matrix(read_config(path), plugins), plugins, RunStore(outdir), Console(file=io.StringIO()), executor=executor)
+    """A runner of the matrix of ``path`` (a session's) into ``outdir``, through ``executor``, quietly."""
+    return Session(path, output=outdir, console=Console(file=io.StringIO())).runner(executor=executor)
 
 
 def run_matrix(path: Path, outdir: Path, executor) -> RunStore:
@@ -361,7 +360,7 @@ def test_the_ray_executor_without_ray_exits_2_with_the_install_command(synthetic
 
 def test_the_live_view_fits_80_columns_and_shows_every_state(synthetic_feph, tmp_path):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.M-FT-SGD-SAM-long-name]\ngrid = { seed = [1, 2, 3, 4] }\n')
-    runs = build_matrix(read_config(path), get_plugins()).runs
+    runs = plan_matrix(path)
     console = Console(width=80, force_terminal=True, record=True, file=io.StringIO())
     view = MatrixView(console, runs, concurrency=2, executor="process")
     events = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
 import sys
@@ -12,18 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from rich.console import Console
 
 from feph_finetune.cli import main
-from feph_finetune.config.reading import read_config
 from feph_finetune.data.feph import read_image
-from feph_finetune.config.matrix import build_matrix
-from feph_finetune.plugins import get_plugins
-from feph_finetune.data.preparation import DataSource, prepare
-from feph_finetune.results.store import RunStore
-from feph_finetune.execution.runner import MatrixRunner
 
-from conftest import write_matrix
+from conftest import TinyMatrix
 
 # dataset_mean learns a statistic from the training split: the bundle must carry it.
 SAVED = """
@@ -69,11 +61,11 @@ class Trained:
 
     def __init__(self, folder: Path, root: Path):
         weights = responsive_base(folder / "base.weights.h5")
-        matrix = build_matrix(read_config(write_matrix(folder / "m.toml", root, SAVED.format(weights=weights))), get_plugins())
-        (run,) = matrix.runs
-        runner = MatrixRunner(matrix, get_plugins(), RunStore(folder / "runs"), Console(file=io.StringIO()), source=DataSource())
+        tiny = TinyMatrix(folder, root, SAVED.format(weights=weights))
+        (run,) = tiny.runs.values()
+        runner = tiny.runner
         assert runner.run_one(run) == "done"
-        data = prepare(run, get_plugins(), runner.source, runner.context_factory(run, {}), matrix.seed)
+        data = tiny.prepare(run.experiment)
         samples = runner.source.dataset(run.dataset).samples
         self.run_dir = runner.store.run_dir(run.id)
         self.images = [Path(samples[index].path) for index in data.test.index]

@@ -585,34 +585,6 @@ class MatrixBuilder:
         return runs
 
 
-def apply_demo(raw: RawConfig, demo_root: str, weights: dict[str, str], demo: dict[str, Any]) -> None:
-    """Lay the ``[demo]`` table's settings over the configuration, for the synthetic demo.
-
-    ``demo``: the table's valid values, defaults filled in (its ``folds`` and ``defaults``; its
-    problems are reported by the check of the whole configuration). A value copied from it is
-    named, in problems, where the ``[demo]`` table sets it.
-    """
-    if isinstance(raw.data.get("defaults", {}), dict):
-        raw.data["defaults"] = deep_merge(raw.data.get("defaults", {}), demo["defaults"])
-        for keys in _leaves(demo["defaults"]):
-            raw.copied_from[("defaults", *keys)] = ("demo", "defaults", *keys)
-        for plugin, path in weights.items():
-            set_dotted(raw.data, ["defaults", "options", plugin, "weights"], path)
-    if not isinstance(raw.data.get("dataset", {}), dict):
-        return  # reported with the other keys
-    set_dotted(raw.data, ["dataset", "root"], demo_root)
-    if demo["folds"] and ("dataset", "folds") not in raw.overridden:  # --set dataset.folds wins
-        set_dotted(raw.data, ["dataset", "folds"], demo["folds"])
-        raw.copied_from[("dataset", "folds")] = ("demo", "folds")
-    for key in ("labels", "images"):
-        raw.data["dataset"].pop(key, None)
-
-
-def _leaves(table: dict[str, Any]) -> list[tuple[str, ...]]:
-    """The key paths of a nested table's values that are not tables."""
-    return [(key, *rest) for key, value in table.items() for rest in (_leaves(value) if isinstance(value, dict) and value else [()])]
-
-
 def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True, pending_files: frozenset[str] = frozenset()) -> Matrix:
     """Validate ``raw`` and expand it into runs; raises ConfigError listing every problem.
 

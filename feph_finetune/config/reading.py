@@ -6,6 +6,7 @@ once, each naming its place (``file:line key``), so that a user fixes the file i
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import tomllib
@@ -183,6 +184,23 @@ def read_config(path: Path, overrides: list[str] = ()) -> RawConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([Problem(str(path), f"TOML syntax error: {error}")]) from None
+    return RawConfig(data, KeyLocator(str(path), text), _apply_overrides(data, overrides, path))
+
+
+def config_from_dict(tables: Mapping[str, Any], overrides: list[str] = ()) -> RawConfig:
+    """A configuration given as a dict of TOML tables (a notebook's), copied, with ``--set``
+    overrides applied; problems are named ``<dict> KEY``, there being no file or line."""
+    data = copy.deepcopy(dict(tables))
+    return RawConfig(data, KeyLocator(DICT_CONFIG, ""), _apply_overrides(data, overrides, Path(DICT_CONFIG)))
+
+
+#: How problems name a configuration given as a dict.
+DICT_CONFIG = "<dict>"
+
+
+def _apply_overrides(data: dict, overrides: list[str], path: Path) -> dict[tuple[str, ...], str]:
+    """Apply ``--set KEY=VALUE`` overrides to ``data`` in place; return the keys set, each with
+    its assignment (for naming a problem ``--set ...``). ConfigError listing every bad one."""
     overridden = {}
     problems = []
     for assignment in overrides:
@@ -196,7 +214,7 @@ def read_config(path: Path, overrides: list[str] = ()) -> RawConfig:
         overridden[tuple(keys)] = assignment
     if problems:
         raise ConfigError(problems)
-    return RawConfig(data, KeyLocator(str(path), text), overridden)
+    return overridden
 
 
 def _check_override_target(keys: list[str], data: dict, path: Path) -> None:

@@ -1,0 +1,297 @@
+"""Running a matrix from Python: the workflow behind ``python -m feph_finetune EXPERIMENTS.toml``.
+
+A :class:`Session` holds one invocation's choices (the configuration, which runs, where they
+execute, where results go) and does the work in two steps, like pytest's session that its
+command line drives: :meth:`Session.plan` checks everything and returns the runs, running
+nothing; :meth:`Session.run` executes the unfinished ones and returns a :class:`MatrixResult`.
+The command line only parses its flags into a session and prints; :func:`run_matrix` and
+:func:`plan_matrix` are the one-call forms for a notebook or a script.
+
+A client that makes its data at run time (the demo, :mod:`feph_finetune.demo.session`) subclasses
+:class:`Session` and overrides :meth:`Session.read` (lay settings over the configuration),
+:meth:`Session.executor_choice` (its default executor options), :meth:`Session.prepare` (write the data
+once every check has passed) and :meth:`Session.groups` (start runs as what they need is ready).
+Nothing here imports TensorFlow; the first run does.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import closing
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from rich.console import Console
+
+from feph_finetune.config.matrix import Matrix, Run
+from feph_finetune.config.reading import RawConfig
+from feph_finetune.results.collection import Results
+
+@dataclass(frozen=True)
+class Plan:
+    """What :meth:`Session.plan` checked and resolved: the configuration, the installed plugins,
+    the matrix, the selected runs (in the matrix's order), the results store and the executor."""
+
+    raw: RawConfig
+    plugins: Any  # feph_finetune.plugins.Plugins
+    matrix: Matrix
+    runs: list[Run]
+    store: Any  # feph_finetune.results.store.RunStore
+    executor: Any  # feph_finetune.execution.executors.Executor
+
+
+@dataclass(frozen=True)
+class MatrixResult:
+    """What :meth:`Session.run` did: the selected runs, the ids of those that finished now
+    (``done``), were already finished (``skipped``) or failed (``failed``: details in each run's
+    ``result.json`` and its record's ``error``), the usable records of the selected runs, and the
+    results folder."""
+
+    runs: list[Run]
+    done: list[str]
+    skipped: list[str]
+    failed: list[str]
+    records: Results
+    output: Path
+
+    @property
+    def ok(self) -> bool:
+        """True when no selected run failed."""
+        return not self.failed
+
+
+class Session:
+    """One invocation of a matrix; see the module's docstring.
+
+    ``config``: the experiments TOML, or its tables as a dict (for a notebook; problems are then
+    named by dotted key, without a line). ``only``: experiment names to keep (or one name); ``phase``:
+    ``"exploratory"`` or ``"cv"``; ``overrides``: ``KEY=VALUE`` strings as ``--set`` takes them.
+    ``executor``, ``jobs`` and ``devices`` are ``--executor``, ``--jobs`` and ``--devices``
+    (text, as on the command line): None leaves the TOML's ``[executor]`` table to decide,
+    whose default is ``process``. ``force``: set the selected runs' results aside first and run
+    them again. ``output``: the results folder (default: the TOML's ``output``). ``track``:
+    tracking plugins to enable besides ``[tracking] plugins`` (``--track``). ``tables``:
+    declarations of top-level tables a client of the core owns (the command line passes the
+    demo's ``{"demo": DEMO_OPTIONS}``), checked with the rest. ``console``:
+    where progress, tables and log lines go (default: a rich console on stdout; ``Console(quiet=True)``
+    is silent). ``warn``: called with one line per warning (a plugin that cannot be used, a
+    ``result.json`` that cannot be read); default :func:`warnings.warn`.
+
+    Configuration mistakes raise :class:`feph_finetune.config.reading.ConfigError` listing every
+    problem, before any run starts.
+    """
+
+    #: Whether :meth:`plan` checks the files the configuration names (the dataset root, weights
+    #: files); a client that writes them in :meth:`prepare` sets it False.
+    check_files = True
+
+    def __init__(
+        self,
+        config: "str | Path | Mapping[str, Any]",
+        *,
+        only: Iterable[str] | None = None,
+        phase: str | None = None,
+        overrides: Iterable[str] = (),
+        executor: str | None = None,
+        jobs: str | int | None = None,
+        devices: str | None = None,
+        force: bool = False,
+        output: str | Path | None = None,
+        track: Iterable[str] = (),
+        tables: Mapping[str, Mapping[str, Any]] | None = None,
+        console: Console | None = None,
+        warn: Callable[[str], None] | None = None,
+    ):
+        self.config = config
+        self.only = None if only is None else [only] if isinstance(only, str) else list(only)
+        self.phase = phase
+        self.overrides = list(overrides)
+        self.executor_name = executor
+        self.jobs = None if jobs is None else str(jobs)
+        self.devices = devices
+        self.force = force
+        self.output = None if output is None else Path(output)
+        self.track = list(track)
+        self.tables = dict(tables or {})
+        self.console = console or Console(log_path=False)
+        self.warn = warn or _python_warning
+        self._plan: Plan | None = None
+
+    # --- checking --------------------------------------------------------------------------------
+
+    def plan(self) -> list[Run]:
+        """Check the configuration, the selection, the results folder and the executor, and
+        return the selected runs; nothing is run or written. Checked once per session."""
+        if self._plan is None:
+            self._plan = self._check()
+        return self._plan.runs
+
+    def _check(self) -> Plan:
+        """Every check of an invocation, in one pass
+        (:func:`feph_finetune.config.checking.check_configuration`)."""
+        from feph_finetune.config.checking import check_configuration
+        from feph_finetune.results.store import RunStore
+
+        raw = self.read()
+        plugins = self.load_plugins()
+        checked = check_configuration(
+            raw, plugins, only=self.only, phase=self.phase, output=self.output or self.default_output(), executor=self.executor_name,
+            jobs=self.jobs, devices=self.devices, tables=self.tables, check_files=self.check_files,
+        )
+        choice = self.executor_choice(checked.executor, raw)
+        return Plan(raw, plugins, checked.matrix, checked.runs, RunStore(checked.output, warn=self.warn), choice.create())
+
+    def read(self) -> RawConfig:
+        """The configuration with the overrides and ``track`` applied (a client lays its
+        settings over it here)."""
+        from feph_finetune.config.reading import config_from_dict, read_config
+
+        raw = config_from_dict(self.config, self.overrides) if isinstance(self.config, Mapping) else read_config(Path(self.config), self.overrides)
+        raw.track = list(self.track)
+        return raw
+
+    def load_plugins(self):
+        """The plugin registry, after passing its warnings (unusable plugins) to ``warn``."""
+        from feph_finetune.plugins import get_plugins
+
+        plugins = get_plugins()
+        for warning in plugins.warnings:
+            self.warn(warning)
+        return plugins
+
+    def default_output(self) -> Path | None:
+        """The results folder when none is given; None: the TOML's ``output``."""
+        return None
+
+    def executor_choice(self, choice, raw: RawConfig):
+        """The executor choice (:class:`feph_finetune.execution.executors.ExecutorChoice`) as
+        used; a client may change the options that neither the flags nor the TOML decide."""
+        return choice
+
+    def rebuild(self, plan: Plan, pending_files: Iterable[str | Path] = ()) -> Plan:
+        """``plan`` with its matrix built again, now checking the files the configuration names
+        (which :meth:`prepare` wrote), except ``pending_files``, written later while runs run.
+        The data's fingerprint enters the run ids here."""
+        from feph_finetune.config.matrix import build_matrix, select
+
+        matrix = build_matrix(plan.raw, plan.plugins, pending_files=frozenset(str(path) for path in pending_files))
+        return replace(plan, matrix=matrix, runs=select(matrix, self.only, self.phase))
+
+    # --- running ---------------------------------------------------------------------------------
+
+    @property
+    def matrix(self) -> Matrix:
+        """The checked matrix (all its runs, not only the selected ones)."""
+        self.plan()
+        return self._plan.matrix
+
+    @property
+    def plugins(self):
+        """The plugin registry the matrix was checked against (:class:`feph_finetune.plugins.Plugins`)."""
+        self.plan()
+        return self._plan.plugins
+
+    @property
+    def store(self):
+        """The results folder as a :class:`feph_finetune.results.store.RunStore` (one per
+        session: an unusable ``result.json`` is warned about once)."""
+        self.plan()
+        return self._plan.store
+
+    def runner(self, source=None, executor=None):
+        """A :class:`feph_finetune.execution.runner.MatrixRunner` for this session's matrix and
+        store (tests and benchmarks run single runs through it); ``source``: a
+        :class:`feph_finetune.data.preparation.DataSource` to share its caches; ``executor``: an
+        :class:`feph_finetune.Executor` instance instead of the session's."""
+        from feph_finetune.execution.runner import MatrixRunner
+
+        self.plan()
+        return MatrixRunner(self._plan.matrix, self._plan.plugins, self.store, self.console, source=source, executor=executor or self._plan.executor)
+
+    def prepare(self, plan: Plan) -> Plan:
+        """Called by :meth:`run` once every check has passed, before the first run: a client
+        writes the data its configuration names here and returns :meth:`rebuild`'s plan."""
+        return plan
+
+    def groups(self, runs: list[Run], is_done: Callable[[str], bool]) -> Iterator[list[Run]]:
+        """The runs in groups, each run to its end before the next is asked for (a client starts
+        runs as what they need becomes ready); closed early on an error or an interrupt."""
+        yield runs
+
+    def run(self) -> MatrixResult:
+        """Run the selected runs that are not finished (all of them with ``force``), then print
+        the tables of their records and write the figures that ``[report]`` asks for.
+
+        Raises ConfigError before any run for a configuration mistake; an interrupt (Ctrl-C,
+        SIGTERM) raises KeyboardInterrupt after stopping the running runs, finished ones saved.
+        """
+        from feph_finetune.execution.runner import MatrixOutcome, sigterm_as_interrupt
+
+        self.plan()
+        self._plan = plan = self.prepare(self._plan)
+        store = plan.store
+        if self.force:
+            for run in plan.runs:
+                store.discard(run.id)
+        runner, outcome = self.runner(), MatrixOutcome()
+        groups = self.groups(plan.runs, store.is_done)
+        with sigterm_as_interrupt(), closing(groups):  # an interrupt closes the groups at once
+            for group in groups:
+                outcome.add(runner.run_all(group))
+        result = MatrixResult(plan.runs, outcome.done, outcome.skipped, outcome.failed, Results.from_store(store, [run.id for run in plan.runs]), store.root)
+        self.report(result)
+        return result
+
+    def report(self, result: MatrixResult) -> None:
+        """What the command line prints after the runs: skipped runs, the tables, the figures."""
+        from feph_finetune.results.reports import render
+
+        if result.skipped:
+            self.console.print(f"skipped {len(result.skipped)} finished runs (use --force to rerun them)")
+            self._print_unsaved_models(result)
+        if result.records:
+            report = self._plan.matrix.report
+            render(result.records.to_json(), "table", self.console, paper=report["paper"])
+            if report["figures"]:
+                write_figures(result.records.to_json(), result.output, Path(report["figures_dir"] or result.output / "report"), report["paper"], self.console, self.warn)
+
+    def _print_unsaved_models(self, result: MatrixResult) -> None:
+        """Say which skipped runs ask for ``save_model`` but finished without one: the setting does
+        not change a run's id (:data:`feph_finetune.config.reading.RESULT_NEUTRAL_KEYS`), so only ``--force``
+        runs them again to save it."""
+        from feph_finetune.predict.bundle import MANIFEST
+
+        store = self.store
+        unsaved = [run.id for run in result.runs if run.id in result.skipped and run.config["save_model"] and not (store.run_dir(run.id) / MANIFEST).is_file()]
+        if unsaved:
+            self.console.print(f"{len(unsaved)} of them finished without a saved model although save_model = true: add --force to run them again and save it ({', '.join(unsaved)})", highlight=False)
+
+
+def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: bool, console: Console, warn: Callable[[str], None]) -> None:
+    """The figures and report.md of ``records`` into ``figures_dir`` (the report command, and [report] figures)."""
+    from feph_finetune.results.figures import write_report
+    from feph_finetune.results.reports import configurations
+    from feph_finetune.results.store import writing_to
+
+    with writing_to(figures_dir):
+        written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir), warn=warn)
+    console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}")
+
+
+def _python_warning(line: str) -> None:
+    warnings.warn(line, stacklevel=3)
+
+
+def plan_matrix(config: "str | Path | Mapping[str, Any]", **options: Any) -> list[Run]:
+    """The runs that :func:`run_matrix` with the same arguments would run, checked, running
+    nothing (``--dry-run``). ``run.id``, ``run.experiment``, ``run.phase``, ``run.fold`` and
+    ``run.describe()`` say what each is."""
+    return Session(config, **options).plan()
+
+
+def run_matrix(config: "str | Path | Mapping[str, Any]", **options: Any) -> MatrixResult:
+    """Run a matrix as ``python -m feph_finetune`` does and return what happened; the arguments
+    are :class:`Session`'s. Finished runs in the results folder are skipped (``force=True``
+    reruns them); ``result.records`` are the selected runs' typed records."""
+    return Session(config, **options).run()

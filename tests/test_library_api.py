@@ -1,0 +1,125 @@
+"""The library API: run_matrix, plan_matrix, Session, load_results, and the README's example."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+import feph_finetune
+from feph_finetune.cli import main
+from feph_finetune.config.reading import ConfigError
+from feph_finetune.results.records import RunRecord
+
+from conftest import REPO, write_matrix
+from fake_store import write_fake_store
+
+
+def readme_example() -> str:
+    """The Python code block of the README's "Use from Python" section."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Use from Python"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_example_runs_and_a_second_run_skips_what_finished(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(readme_example(), "README.md", "exec"), namespace)
+    result, records = namespace["result"], namespace["records"]
+    assert result.ok and len(result.done) == 2 and not result.skipped
+    assert sorted(record.id for record in records) == sorted(result.done)
+    assert all(isinstance(record, RunRecord) and record.status == "done" for record in records)
+    assert [row["accuracy"] for row in namespace["rows"]] == [record.metrics.accuracy for record in records]
+    assert "FT + HF" in capsys.readouterr().out  # the same tables as the command line
+
+    again = feph_finetune.run_matrix(namespace["config"], executor="inline")
+    assert again.skipped == result.done and not again.done
+
+    forced = feph_finetune.run_matrix(namespace["config"], executor="inline", only=["M-FT"], force=True)
+    (rerun,) = forced.done
+    assert rerun.startswith("M-FT-x-") and not forced.skipped
+    assert [record.id for record in forced.records] == [rerun]
+
+
+def test_plan_matrix_gives_the_runs_of_the_dry_run(synthetic_feph, tmp_path, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nphases = ["exploratory", "cv"]\n\n[experiments.B]\naugment = ["flip"]\n')
+    assert main([str(path), "--dry-run", "--json", "--phase", "cv"]) == 0
+    listed = [run["id"] for run in json.loads(capsys.readouterr().out)]
+    planned = feph_finetune.plan_matrix(path, phase="cv")
+    assert [run.id for run in planned] == listed and len(listed) == 3  # [dataset] folds = 3
+    assert [run.experiment for run in feph_finetune.plan_matrix(path, only="B")] == ["B"]
+
+
+def test_a_dict_configuration_is_checked_and_its_problems_named_by_key(synthetic_feph):
+    config = {"dataset": {"root": str(synthetic_feph)}, "defaults": {"batch_sise": 16}, "experiments": {"A": {}}}
+    with pytest.raises(ConfigError) as raised:
+        feph_finetune.plan_matrix(config)
+    (problem,) = raised.value.problems
+    assert str(problem).startswith("<dict> defaults.batch_sise: unknown key") and "batch_size" in str(problem)
+    with pytest.raises(ConfigError, match=r"--set experiments\.B\.seed=1: no experiment 'B'"):
+        feph_finetune.plan_matrix(config, overrides=["experiments.B.seed=1"])
+    assert config["defaults"] == {"batch_sise": 16}  # the caller's dict is left as it was
+
+
+def test_load_results_reads_typed_records_and_leaves_out_unusable_files(tmp_path):
+    written = write_fake_store(tmp_path, experiments=["M0", "M2"])
+    (tmp_path / "broken-x-0").mkdir()
+    (tmp_path / "broken-x-0" / "result.json").write_text("{not json", encoding="utf-8")
+    warnings: list[str] = []
+    records = feph_finetune.load_results(tmp_path, warn=warnings.append)
+    assert [record.id for record in records] == sorted(run["id"] for run in written)
+    assert [record.to_json() for record in records] == sorted((RunRecord.from_json(run).to_json() for run in written), key=lambda run: run["id"])
+    assert len(warnings) == 1 and "broken-x-0/result.json: skipped, unreadable" in warnings[0]
+    row = records.rows()[0]
+    first = records[0]
+    assert row["accuracy"] == first.metrics.accuracy and row["sensitivity.anger"] == first.metrics.sensitivity["anger"]
+    assert row["total_s"] == first.timing.total_s and row["error"] is None
+    assert isinstance(records[:2], feph_finetune.Results) and len(records[:2]) == 2
+
+
+def test_to_frame_gives_a_dataframe(tmp_path):
+    pandas = pytest.importorskip("pandas")  # not a dependency; CI has it (the mlflow extra brings it)
+    write_fake_store(tmp_path, experiments=["M2"])
+    records = feph_finetune.load_results(tmp_path)
+    frame = records.to_frame()
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame["id"]) == [record.id for record in records]
+    assert list(frame["accuracy"]) == [record.metrics.accuracy for record in records]
+
+
+def test_to_frame_without_pandas_names_pip_install_pandas(tmp_path, monkeypatch):
+    write_fake_store(tmp_path, experiments=["M2"])
+    records = feph_finetune.load_results(tmp_path)
+    monkeypatch.setitem(sys.modules, "pandas", None)  # what an environment without pandas imports
+    with pytest.raises(ImportError, match="pip install pandas"):
+        records.to_frame()
+
+
+def test_load_results_of_a_missing_folder_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such results directory"):
+        feph_finetune.load_results(tmp_path / "nowhere")
+
+
+def test_the_api_is_exported_without_importing_tensorflow():
+    code = ("import sys, feph_finetune as f; f.run_matrix, f.plan_matrix, f.Session, f.MatrixResult, f.load_results, f.Results, f.RunRecord; "
+            "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=120).returncode == 0
+
+
+def test_the_core_never_imports_the_demo():
+    """The demo is a client of the core: only the command line and the demo itself import it."""
+    package = REPO / "feph_finetune"
+    importers = []
+    for path in package.rglob("*.py"):
+        if path.is_relative_to(package / "demo") or path == package / "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [f"{node.module}.{alias.name}" for alias in node.names] if isinstance(node, ast.ImportFrom) and node.module else []
+            if any(name == "feph_finetune.demo" or name.startswith("feph_finetune.demo.") for name in names):
+                importers.append(str(path.relative_to(REPO)))
+    assert importers == []
