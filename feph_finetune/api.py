@@ -154,17 +154,17 @@ class TrackedRun:
     """
 
     id: str
+    matrix: str
     experiment: str
     label: str
     cv_label: str
+    variant: Mapping[str, Any]
     phase: str
     fold: int | None
+    data: str
     seed: int
     config: Mapping[str, Any]
-    variant: Mapping[str, Any]
-    data: str
     run_dir: Path
-    matrix: str
     version: str
     git_commit: str | None = None
 

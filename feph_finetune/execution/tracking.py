@@ -30,21 +30,10 @@ def tracked_run(run: Run, run_dir: Path, matrix: str) -> TrackedRun:
     """The :class:`~feph_finetune.TrackedRun` the tracking hooks receive for ``run``."""
     from feph_finetune.execution.job import git_commit
 
+    described = {key: getattr(run, key) for key in ("id", "experiment", "label", "cv_label", "variant", "phase", "fold", "seed", "config")}
     return TrackedRun(
-        id=run.id,
-        experiment=run.experiment,
-        label=run.label,
-        cv_label=run.cv_label,
-        phase=run.phase,
-        fold=run.fold,
-        seed=run.seed,
-        config=run.config,
-        variant=run.variant,
-        data=run.dataset.get("fingerprint", ""),
-        run_dir=run_dir,
-        matrix=matrix,
-        version=feph_finetune.__version__,
-        git_commit=git_commit(),
+        **described, matrix=matrix, data=run.dataset.get("fingerprint", ""), run_dir=run_dir,
+        version=feph_finetune.__version__, git_commit=git_commit(),
     )
 
 

@@ -69,14 +69,15 @@ def write_error(error: OSError, path: Path) -> OSError:
 
 
 @contextmanager
-def writing_to(path: Path) -> Iterator[None]:
+def writing_to(path: Path, name_path: bool = False) -> Iterator[None]:
     """Within the block, a full disk or a read-only or forbidden place met while writing ``path``
     (a file or a folder) is raised as :func:`write_error` says, naming the file the error names
-    (else ``path``), so that the command line reports it in one line instead of a traceback."""
+    (else, or with ``name_path``, ``path``), so that the command line reports it in one line
+    instead of a traceback."""
     try:
         yield
     except OSError as error:
-        failure = write_error(error, Path(error.filename or path))
+        failure = write_error(error, path if name_path else Path(error.filename or path))
         if failure is error:
             raise
         raise failure from error
@@ -125,17 +126,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     temporary = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = _create_temporary(path)
-        yield Path(temporary)
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        failure = write_error(error, path)
-        if failure is error:
-            raise
-        raise failure from error
+        with writing_to(path, name_path=True):  # not the temporary file's name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = _create_temporary(path)
+            yield Path(temporary)
+            with open(temporary, "rb+") as written:
+                os.fsync(written.fileno())
+            os.replace(temporary, path)
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
@@ -153,17 +150,13 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     """
     temporary = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = _create_temporary(path, folder=True)
-        yield Path(temporary)
-        if path.is_dir():
-            path.rmdir()  # only an empty folder: refuses (OSError) to lose anything in it
-        os.replace(temporary, path)
-    except OSError as error:
-        failure = write_error(error, path)
-        if failure is error:
-            raise
-        raise failure from error
+        with writing_to(path, name_path=True):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = _create_temporary(path, folder=True)
+            yield Path(temporary)
+            if path.is_dir():
+                path.rmdir()  # only an empty folder: refuses (OSError) to lose anything in it
+            os.replace(temporary, path)
     finally:
         if temporary is not None and os.path.isdir(temporary):
             shutil.rmtree(temporary)
