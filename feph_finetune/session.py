@@ -106,13 +106,13 @@ class Session:
         self.config = config
         self.only = None if only is None else [only] if isinstance(only, str) else list(only)
         self.phase = phase
-        self.overrides = list(overrides)
+        self.overrides = [overrides] if isinstance(overrides, str) else list(overrides)
         self.executor_name = executor
         self.jobs = None if jobs is None else str(jobs)
         self.devices = devices
         self.force = force
         self.output = None if output is None else Path(output)
-        self.track = list(track)
+        self.track = [track] if isinstance(track, str) else list(track)
         self.tables = dict(tables or {})
         self.console = console or Console(log_path=False)
         self.warn = warn or _python_warning

@@ -17,10 +17,11 @@ mean and sample standard deviation over its finished folds (``accuracy_mean``, `
 finds what it logged by these tags and adds nothing.
 
 The tracking URI is the option ``uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite store in the
-results folder (``sqlite:///OUTDIR/mlflow.db``; ``mlflow ui --backend-store-uri`` that URI shows
-it). With the ``ray`` executor runs write into a temporary folder on their node: give ``uri``
+results folder (``sqlite:///OUTDIR/mlflow.db``, artifacts in ``OUTDIR/mlartifacts``; ``mlflow ui
+--backend-store-uri`` that URI shows it). With the ``ray`` executor runs write into a temporary folder on their node: give ``uri``
 a tracking server there. An unreachable server costs each request ``timeout_s`` at most, without
-retries: the run finishes, and says in its ``result.json`` what was not logged.
+retries: the run finishes, and says in its ``result.json`` what was not logged. A run interrupted
+(Ctrl-C) stays RUNNING in MLflow until the matrix resumes it: its rerun marks it KILLED.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import statistics
 import tempfile
@@ -40,7 +42,7 @@ from feph_finetune import Option, hookimpl
 from feph_finetune_plugins.tracking_common import confusion_image, final_scalars, flat_items, png_bytes
 
 INSTALL = "pip install 'feph_finetune[mlflow]'"
-LOCAL_STORE = "mlflow.db"
+LOCAL_STORE, LOCAL_ARTIFACTS = "mlflow.db", "mlartifacts"
 #: MLflow's limits: values of a param (6,000 characters in MLflow 3) and entries per log_batch.
 PARAM_CHARACTERS, BATCH_SIZE = 6000, 100
 
@@ -67,8 +69,8 @@ def plugin_options():
 
 @hookimpl
 def track_run_start(run, context):
-    client = _client(context.options, Path(run.run_dir).parent)
-    experiment_id = _experiment_id(client, context.options.get("experiment") or run.matrix)
+    client, artifacts = _store(context.options, Path(run.run_dir).parent)
+    experiment_id = _experiment_id(client, context.options.get("experiment") or run.matrix, artifacts)
     for stale in _runs_tagged(client, experiment_id, "feph.run_id", run.id, status="RUNNING"):
         client.set_terminated(stale.info.run_id, status="KILLED")  # an interrupted attempt
     tags = {
@@ -110,44 +112,56 @@ def track_matrix_end(matrix, records, output, options):
     folds = [record for record in records if record.get("phase") == "cv"]
     if not folds:
         return
-    client = _client(options, Path(output))
-    experiment_id = _experiment_id(client, options.get("experiment") or matrix)
-    children = {run.data.tags.get("feph.run_id"): run for run in _runs_tagged(client, experiment_id, "feph.phase", "cv")}
+    client, artifacts = _store(options, Path(output))
+    experiment_id = _experiment_id(client, options.get("experiment") or matrix, artifacts)
+    tracked = [run for run in _runs_tagged(client, experiment_id, "feph.phase", "cv") if "feph.run_id" in run.data.tags]
+    latest = {}  # per run id, its newest finished MLflow run: a rerun (--force) replaces the one before
+    for run in sorted(tracked, key=lambda run: run.info.start_time or 0):
+        if run.info.status == "FINISHED":
+            latest[run.data.tags["feph.run_id"]] = run
     groups: dict[str, list[dict]] = {}
     for record in folds:
         groups.setdefault(_configuration(record["experiment"], record.get("variant") or {}, record.get("data") or ""), []).append(record)
     for configuration, members in groups.items():
         parent = _parent_run(client, experiment_id, configuration, members[0])
         _log_fold_statistics(client, parent, members)
-        for record in members:
-            child = children.get(record["id"])
-            if child is not None and child.data.tags.get("mlflow.parentRunId") != parent.info.run_id:
-                client.set_tag(child.info.run_id, "mlflow.parentRunId", parent.info.run_id)
+        children = {latest[record["id"]].info.run_id for record in members if record["id"] in latest}
+        for run in tracked:
+            linked = run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+            if run.info.run_id in children and not linked:
+                client.set_tag(run.info.run_id, "mlflow.parentRunId", parent.info.run_id)
+            elif run.info.run_id not in children and linked:  # an earlier attempt of a fold
+                client.delete_tag(run.info.run_id, "mlflow.parentRunId")
 
 
-def _client(options: dict, output: Path):
-    """An MlflowClient for the option ``uri``, else MLFLOW_TRACKING_URI, else the local store."""
+def _store(options: dict, output: Path):
+    """An MlflowClient for the option ``uri``, else MLFLOW_TRACKING_URI, else the local store in
+    ``output``; with the local store, also where its artifacts go (``output/mlartifacts``, so
+    that they stay with the results), else None (the server's or the store's default)."""
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, round(options.get("timeout_s", 10.0))))
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     from mlflow.tracking import MlflowClient
 
+    for name in ("mlflow", "alembic"):  # their INFO lines (creating the store's tables) are not the user's; set after
+        logging.getLogger(name).setLevel(logging.WARNING)  # the import, which sets MLflow's own level
+
     uri = options.get("uri") or os.environ.get("MLFLOW_TRACKING_URI") or ""
-    if not uri:
-        uri = f"sqlite:///{(Path(output) / LOCAL_STORE).absolute()}"
-        with open(Path(output) / f"{LOCAL_STORE}.lock", "w") as lock:  # runs in parallel create it once
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            client = MlflowClient(uri)
-            client.search_experiments(max_results=1)  # creates the store's tables
-        return client
-    return MlflowClient(uri)
+    if uri:
+        return MlflowClient(uri), None
+    output = Path(output).absolute()
+    with open(output / f"{LOCAL_STORE}.lock", "w") as lock:  # runs in parallel create the store once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(f"sqlite:///{output / LOCAL_STORE}")
+        client.search_experiments(max_results=1)  # creates the store's tables
+    return client, (output / LOCAL_ARTIFACTS).as_uri()
 
 
-def _experiment_id(client, name: str) -> str:
+def _experiment_id(client, name: str, artifacts: str | None) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=artifacts)
     except Exception:  # another run of the matrix created it meanwhile
         experiment = client.get_experiment_by_name(name)
         if experiment is None:

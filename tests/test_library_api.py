@@ -37,7 +37,9 @@ def test_the_readme_example_runs_and_a_second_run_skips_what_finished(tmp_path, 
     assert [row["accuracy"] for row in namespace["rows"]] == [record.metrics.accuracy for record in records]
     assert "FT + HF" in capsys.readouterr().out  # the same tables as the command line
 
-    again = feph_finetune.run_matrix(namespace["config"], executor="inline")
+    second: dict = {}
+    exec(compile(readme_example(), "README.md", "exec"), second)  # the notebook's cell, run again
+    again = second["result"]
     assert again.skipped == result.done and not again.done
 
     forced = feph_finetune.run_matrix(namespace["config"], executor="inline", only=["M-FT"], force=True)
@@ -75,6 +77,11 @@ def test_load_results_reads_typed_records_and_leaves_out_unusable_files(tmp_path
     assert [record.id for record in records] == sorted(run["id"] for run in written)
     assert [record.to_json() for record in records] == sorted((RunRecord.from_json(run).to_json() for run in written), key=lambda run: run["id"])
     assert len(warnings) == 1 and "broken-x-0/result.json: skipped, unreadable" in warnings[0]
+    copied = tmp_path / "M2-x-copied" / "result.json"  # another run's record, copied by hand
+    copied.parent.mkdir()
+    copied.write_text((tmp_path / written[0]["id"] / "result.json").read_text(encoding="utf-8"), encoding="utf-8")
+    assert [record.id for record in feph_finetune.load_results(tmp_path, warn=warnings.append)] == [record.id for record in records]
+    assert any(f"M2-x-copied/result.json: skipped, its id {written[0]['id']!r} is not its folder's name" in line for line in warnings)
     row = records.rows()[0]
     first = records[0]
     assert row["accuracy"] == first.metrics.accuracy and row["sensitivity.anger"] == first.metrics.sensitivity["anger"]
@@ -123,3 +130,10 @@ def test_the_core_never_imports_the_demo():
             if any(name == "feph_finetune.demo" or name.startswith("feph_finetune.demo.") for name in names):
                 importers.append(str(path.relative_to(REPO)))
     assert importers == []
+
+
+def test_a_single_string_is_one_override_and_one_tracker(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\n')
+    session = feph_finetune.Session(path, overrides="seed=4", track="tensorboard")
+    assert (session.overrides, session.track) == (["seed=4"], ["tensorboard"])
+    assert session.plan()[0].seed == 4 and session.matrix.tracking == {"tensorboard": {"confusion_image": True}}

@@ -101,6 +101,21 @@ def test_a_type_error_does_not_hide_the_plugins_options_and_traits_of_the_same_e
         assert part in text, f"missing: {part}\n{text}"
 
 
+def test_an_experiment_with_an_unknown_plugin_still_has_its_folds_checked_against_the_data(tmp_path, synthetic_feph):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nphases = ["exploratory", "cv"]\npreprocess = ["face_crop", "normalise"]\n')
+    with_faults = check_configuration_problems(read_config(path, ["dataset.folds=500"]))
+    assert "experiments.A.preprocess: plugin 'normalise' is not installed (did you mean 'normalize'?)" in with_faults
+    assert "--set dataset.folds=500: 500 folds need at least 500 groups" in with_faults
+
+
+def check_configuration_problems(raw) -> str:
+    try:
+        check_configuration(raw, get_plugins())
+    except ConfigError as error:
+        return str(error)
+    raise AssertionError("no problem reported")
+
+
 def test_the_demo_table_is_checked_without_demo(tmp_path, synthetic_feph, capsys):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra="\n[demo]\nfolds = 1\nbase_epochs = { mobilenet = 0 }\n")
     assert main([str(path), "--dry-run"]) == 2

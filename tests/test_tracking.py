@@ -237,6 +237,35 @@ def test_mlflow_server_receives_every_run_and_the_fold_statistics(tmp_path, synt
     assert again.returncode == 0 and "skipped 4 finished runs" in again.stdout, again.stdout + again.stderr
     assert len(client.search_runs([experiment.experiment_id])) == len(runs)
 
+    rerun = run_cli(*command, "--only", "A", "--force")  # a new tracked run per fold; the parent takes the new ones
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    after = client.search_runs([experiment.experiment_id])
+    assert len(after) == len(runs) + 2
+    parent_a = parents["A"].info.run_id
+    linked = {run.info.run_id for run in after if run.data.tags.get("mlflow.parentRunId") == parent_a}
+    newest = {run.data.tags["feph.run_id"]: run.info.run_id for run in sorted(after, key=lambda run: run.info.start_time) if run.data.tags.get("feph.experiment") == "A" and "feph.run_id" in run.data.tags}
+    assert linked == set(newest.values()) and len(linked) == 2
+    assert (tmp_path / "runs" / "mlartifacts").is_dir() is False  # a server keeps its artifacts itself
+
+
+def test_the_default_mlflow_store_and_its_artifacts_stay_in_the_results_folder(tmp_path, synthetic_feph, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    output = tmp_path / "runs"
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n')
+    result = run_cli(str(path), "--executor", "inline", "--output", str(output), "--track", "mlflow", env={"MLFLOW_TRACKING_URI": ""})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "INFO" not in result.stdout + result.stderr  # MLflow's and alembic's log lines stay out of the console
+    client = MlflowClient(f"sqlite:///{output / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tracked")
+    assert experiment.artifact_location == (output / "mlartifacts").absolute().as_uri()
+    (run,) = client.search_runs([experiment.experiment_id])
+    (folder,) = run_folders(output).values()
+    stored = output / "mlartifacts" / run.info.run_id / "artifacts"
+    assert (stored / "metrics.json").read_bytes() == (folder / "metrics.json").read_bytes()
+    assert (stored / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 def test_an_unreachable_tracking_server_costs_no_run(tmp_path, synthetic_feph):
     closed = f"http://127.0.0.1:{free_port()}"

@@ -141,6 +141,8 @@ class MatrixBuilder:
         self.check_files = check_files
         self.pending_files = pending_files
         self.problems: list[Problem] = []
+        #: The phases the experiments ask for, faulty or not (the data must have groups enough for them).
+        self.phases_asked: set[str] = set()
         self.index: Dataset | None = None
 
     def problem(self, keys: tuple[str, ...], message: str) -> None:
@@ -267,9 +269,10 @@ class MatrixBuilder:
             return
         groups = len(set(self.index.groups(dataset["group_by"]).tolist()))
         formed = f"the {len(self.index.samples)} usable images form only {groups} (group_by = {dataset['group_by']!r})"
-        if "folds" not in invalid and any(run.phase == "cv" for run in runs) and dataset["folds"] > groups:
+        phases = self.phases_asked | {run.phase for run in runs}
+        if "folds" not in invalid and "cv" in phases and dataset["folds"] > groups:
             self.problem(("dataset", "folds"), f"{dataset['folds']} folds need at least {dataset['folds']} groups, but {formed}")
-        if any(run.phase == "exploratory" for run in runs) and groups < 2:
+        if "exploratory" in phases and groups < 2:
             self.problem(("dataset", "group_by"), f"a hold-out split needs at least 2 groups, but {formed}")
 
     # --- experiments ---
@@ -546,6 +549,8 @@ class MatrixBuilder:
 
             before = len(self.problems)
             invalid = self.check_experiment(config, where)
+            if "phases" not in invalid:  # checked against the data even when this experiment has other faults
+                self.phases_asked.update(config["phases"])
             usable = self.usable_plugins(config, invalid)
             faulty = set(usable) if "options" in invalid else self.check_options(config, where)
             self.check_option_rules(config, where, faulty, usable)

@@ -283,9 +283,12 @@ class RunStore:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             return self._skip(path, f"unreadable ({error})")
         try:
-            return RunRecord.from_json(record).to_json()
+            checked = RunRecord.from_json(record).to_json()
         except RecordShapeError as error:
             return self._skip(path, f"wrong shape ({error})")
+        if checked.get("id") and checked["id"] != run_id:  # copied from another run's folder: not this run's result
+            return self._skip(path, f"its id {checked['id']!r} is not its folder's name")
+        return checked
 
     def _skip(self, path: Path, why: str) -> None:
         if self.warn is not None and path not in self._warned:
