@@ -92,6 +92,34 @@ def model_input(options):
 
 
 @hookspec(firstresult=True)
+def load_dataset(root, settings, decode):
+    """Read a dataset: the samples, the classes, everything dropped and why, a fingerprint.
+
+    Called on the plugin that ``[dataset] format`` names (default ``feph``), once when a
+    configuration is validated (``decode=False``: list and stat the files, decode none, so that
+    checking stays cheap) and once per process that runs the matrix or describes the data
+    (``decode=True``: a file that does not decode is dropped as ``unreadable``). The
+    fingerprint must not depend on ``decode``. Arguments:
+
+    - ``root``: the dataset's folder (a ``pathlib.Path``, ``~`` expanded; it exists).
+    - ``settings``: the whole ``[dataset]`` table with defaults filled in: the core keys (``root``,
+      ``labels``, ``images``, ``group_by``, ``group_pattern``...) and the options this plugin
+      declares with ``plugin_options``, which are set as ``[dataset]`` keys and checked with the
+      rest of the configuration before any work.
+    - ``decode``: whether to decode each kept image.
+
+    Returns a :class:`feph_finetune.Dataset`: ``classes`` in label order (they become the model's
+    outputs and the reports' columns), one :class:`feph_finetune.Sample` per kept image (its
+    ``groups`` offer the keys ``group_by`` may name; ``split`` marks data that comes split
+    already), every :class:`feph_finetune.DroppedEntry` with a reason declared in
+    ``drop_reasons``. Raise :class:`feph_finetune.DatasetError` for a layout that cannot be read:
+    it is reported like a configuration error (exit 2), naming the setting in its ``hint``.
+    ``feph_finetune.read_csv_rows``, ``resolve_inside``, ``samples_from_rows`` and
+    ``files_fingerprint`` do the robust parts of reading a labels file.
+    """
+
+
+@hookspec(firstresult=True)
 def preprocess(context):
     """Contribute a preprocessing step to the input pipeline of training and test data.
 

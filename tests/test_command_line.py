@@ -10,7 +10,7 @@ import pytest
 
 from feph_finetune.cli import main
 from feph_finetune.config.reading import ConfigError, parse_override, read_config
-from feph_finetune.data.feph import load_dataset
+from feph_finetune_plugins.feph import read_release as load_dataset
 from feph_finetune.results.store import write_json
 from conftest import run_cli, write_matrix
 from fephfixture import write_png

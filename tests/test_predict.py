@@ -16,7 +16,7 @@ from rich.console import Console
 
 from feph_finetune.cli import main
 from feph_finetune.config.reading import read_config
-from feph_finetune.data.feph import read_image
+from feph_finetune import read_image
 from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
 from feph_finetune.data.preparation import DataSource, prepare
