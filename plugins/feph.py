@@ -138,11 +138,11 @@ def _locate_release(root: Path, labels_csv: str | None, images_dir: str | None) 
     """The labels CSV and the resolved image folder, from the overrides or by searching."""
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a folder")
-    csv_path = _locate(root, labels_csv, "labels CSV") if labels_csv else _find_labels_csv(root)
+    csv_path = locate(root, labels_csv, "labels CSV") if labels_csv else find_labels_csv(root)
     if not csv_path.is_file():
         raise DatasetError(f"labels CSV {csv_path} is not a file")
     if images_dir:
-        image_folder = _locate(root, images_dir, "image folder")
+        image_folder = locate(root, images_dir, "image folder")
     else:
         image_folder = _find_image_folder(root, csv_path.parent)
     if not image_folder.is_dir():
@@ -150,7 +150,7 @@ def _locate_release(root: Path, labels_csv: str | None, images_dir: str | None) 
     return csv_path, image_folder.resolve()
 
 
-def _locate(root: Path, override: str, what: str) -> Path:
+def locate(root: Path, override: str, what: str) -> Path:
     path = Path(override)
     path = path if path.is_absolute() else root / path
     if not path.exists():
@@ -158,7 +158,7 @@ def _locate(root: Path, override: str, what: str) -> Path:
     return path
 
 
-def _find_labels_csv(root: Path) -> Path:
+def find_labels_csv(root: Path) -> Path:
     found = sorted(root.glob("*.csv")) + sorted(root.glob("*/*.csv"))
     found = [path for path in found if path.is_file()]
     if not found:

@@ -68,7 +68,7 @@ def describe_dataset(dataset: Dataset, folds: int = 5, seed: int = 0, test_fract
     settings = {"group_by": group_by, "group_pattern": group_pattern, "test_fraction": test_fraction, "folds": folds}
     labels = dataset.labels()
     groups = group_labels(dataset, settings)
-    sequences = dataset.groups("sequence") if "sequence" in dataset.group_keys else groups
+    sequences = _sequences(dataset, groups, group_pattern)
     class_counts = Counter(labels.tolist())
     warnings = [grouping_warning(groups)] if grouping_warning(groups) else []
     if dataset.presplit:
@@ -96,6 +96,15 @@ def describe_dataset(dataset: Dataset, folds: int = 5, seed: int = 0, test_fract
     if folds:
         description["folds"] = [_test_side(split, sequences) for split in kfold_splits(labels, groups, k=folds, seed=seed)]
     return description
+
+
+def _sequences(dataset: Dataset, groups, group_pattern: str):
+    """What the splits list as their test side's units: the data's ``sequence`` key where it
+    offers one that groups frames and no ``group_pattern`` overrides it, else the groups."""
+    if group_pattern or "sequence" not in dataset.group_keys:
+        return groups
+    sequences = dataset.groups("sequence")
+    return groups if len(set(sequences.tolist())) == len(sequences) > 1 else sequences
 
 
 def render_description(description: dict, console) -> None:
