@@ -88,6 +88,9 @@ def model_input(options):
       that does not set ``input_size`` (nor its ``[defaults]``, ancestors or grid) runs at it.
     - ``"fixed"``: True when the model takes no other side (a whole-model file with a fixed input
       shape); an experiment whose ``input_size`` differs is then refused before any work.
+    - ``"classes"``: the class names of the model's pretrained expression classifier, in its
+      output order (default: FePh's seven). A No-FT experiment (``fine_tune = false``) on a
+      dataset with a class these lack is refused before any work, naming the classes.
     """
 
 

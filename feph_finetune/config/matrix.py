@@ -40,7 +40,7 @@ from feph_finetune.config.reading import (
     valid_values,
 )
 from feph_finetune.config.options import option_problems
-from feph_finetune.api import Dataset, DatasetError
+from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, load_index
 from feph_finetune.plugins import PluginCallError, Plugins
 
@@ -68,6 +68,12 @@ class Run:
 
     def plugins_used(self) -> list[str]:
         return used_plugins(self.config)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The dataset's classes in label order, as read when the configuration was checked
+        (FePh's when the data did not exist yet: the demo writes it afterwards)."""
+        return tuple(self.dataset.get("classes") or CLASSES)
 
     def describe(self) -> dict[str, Any]:
         """The JSON form of a run, as ``--dry-run --json`` prints it."""
@@ -220,6 +226,7 @@ class MatrixBuilder:
                 self.problem(("dataset", "format" if isinstance(error, PluginCallError) else "root"), str(error))
             return
         dataset["fingerprint"] = index.fingerprint
+        dataset["classes"] = list(index.classes)
         if not report:
             return
         if not index.samples:
@@ -409,6 +416,18 @@ class MatrixBuilder:
                     self.problems.append(Problem(self.raw.where(*where(place)), message))
                     faulty.add(name)
 
+    def check_pretrained_classes(self, config: dict[str, Any], where, wanted: Any) -> None:
+        """No-FT evaluates the model's pretrained classifier, mapped to the dataset's classes by
+        name: refused when the dataset has a class the classifier lacks (the data's classes are
+        known once its index is read; the classifier's from ``model_input``, default FePh's)."""
+        dataset_classes = self.index.classes if self.index is not None else ()
+        known = wanted.get("classes") if isinstance(wanted, dict) and wanted.get("classes") else CLASSES
+        missing = [name for name in dataset_classes if name.lower() not in {str(other).lower() for other in known}]
+        if missing:
+            self.problems.append(Problem(self.raw.where(*where(("fine_tune",))),
+                f"No-FT evaluates the pretrained classifier of {config['model']!r}, which has no class {', '.join(map(repr, missing))} "
+                f"of the dataset (its classes: {', '.join(map(str, known))}); fine-tune instead (fine_tune = true)"))
+
     def model_input_size(self, config: dict[str, Any], where, size_set: bool) -> None:
         """The model plugin's ``model_input``: its side when the TOML sets no ``input_size``; a
         model that takes no other side refuses a different one."""
@@ -420,6 +439,8 @@ class MatrixBuilder:
         except PluginCallError as error:
             self.problems.append(Problem(self.raw.where(*where(("options", model))), str(error)))
             return
+        if not config["fine_tune"]:
+            self.check_pretrained_classes(config, where, wanted)
         size = wanted.get("size") if isinstance(wanted, dict) else None
         if not isinstance(size, int) or size == config["input_size"]:
             return
@@ -537,7 +558,7 @@ class MatrixBuilder:
 
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
         identity_dataset = {key: value for key, value in dataset.items()
-                            if key != "cache_dir" and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
+                            if key not in ("cache_dir", "classes") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
         identity_dataset["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
         runs = []
         for phase in config["phases"]:

@@ -36,18 +36,19 @@ def toml_spelling(setting: str) -> str:
 
 def load_dataset(settings: Mapping[str, Any], decode: bool = True, plugins: Plugins | None = None,
                  spell: Callable[[str], str] = toml_spelling) -> Dataset:
-    """The dataset ``settings`` (a ``[dataset]`` table; missing keys take their defaults) describe.
+    """The dataset ``settings`` (a ``[dataset]`` table; missing keys, the format's options
+    included, take their defaults) describe.
 
     ``decode=False`` reads only the index (no image decoded; the same fingerprint). ``spell``
     names a setting in error hints the way the user sets it. Raises :class:`DatasetError` for a
     layout the format cannot read, :class:`PluginCallError` when the format plugin fails or
     returns something unusable.
     """
-    settings = {**DATASET_DEFAULTS, **settings}
     plugins = plugins or get_plugins()
-    name = settings["format"]
+    name = settings.get("format") or DATASET_DEFAULTS["format"]
     if not plugins.implements(name, FORMAT_HOOK):
         raise DatasetError(format_problem(plugins, name))
+    settings = {**DATASET_DEFAULTS, **plugins.option_defaults(name), **settings}
     root = Path(settings["root"]).expanduser()
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a folder")

@@ -293,7 +293,7 @@ def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Ca
         )
     if not config["fine_tune"]:
         notes: list[str] = []
-        return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"], notes=notes), notes=notes)
+        return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"], run.classes, notes), notes=notes)
     optimizer_plugin = config["optimizer"]
     stages = _checked_stages(optimizer_plugin, plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
     outcome = train_stages(run, built, stages, data, optimizer_plugin, progress)
