@@ -180,3 +180,65 @@ def test_no_ft_is_refused_at_the_dry_run_naming_the_classes_the_model_lacks(tmp_
     assert main([str(path), "--dry-run"]) == 2
     error = capsys.readouterr().err
     assert "experiments.B.fine_tune: No-FT evaluates the pretrained classifier of 'mobilenet', which has no class 'raised_brows'" in error
+
+
+def run_matrix(tmp_path: Path, root: Path, dataset: str, experiments: str, *flags: str) -> Path:
+    """Run a tiny matrix in this process; its results folder."""
+    path = matrix_toml(tmp_path / "m.toml", root, dataset, experiments)
+    output = tmp_path / "runs"
+    assert main([str(path), "--output", str(output), "--executor", "inline", *flags]) == 0
+    return output
+
+
+def results(output: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(output.glob("*/result.json"))]
+
+
+def test_a_four_class_folders_matrix_runs_both_phases_and_every_output_names_its_classes(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_folders(root)
+    experiments = """
+    [experiments.A]
+    phases = ["exploratory", "cv"]
+    save_model = true
+    [experiments.B]
+    phases = ["exploratory", "cv"]
+    batch_size = 8
+    """
+    output = run_matrix(tmp_path, root, f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\n', experiments)
+    records = results(output)
+    assert len(records) == 6 and all(record["status"] == "done" for record in records), [r.get("error") for r in records]
+    assert all(record["classes"] == sorted(FOUR) for record in records)
+    assert all(set(record["metrics"]["sensitivity"]) == set(FOUR) for record in records)
+    capsys.readouterr()
+    figures = tmp_path / "figures"
+    assert main(["report", str(output), "--format", "csv", "--figures", str(figures)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert all(name in header for name in FOUR)
+    assert all(name.replace("_", "\\_") in (figures / "report.md").read_text() for name in FOUR)  # markdown-escaped
+    bundle = next(output.glob("A-x-*"))
+    assert json.loads((bundle / "bundle.json").read_text())["classes"] == sorted(FOUR)
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", str(bundle), str(root / "neutral"), "--out", str(out)]) == 0
+    columns = out.read_text().splitlines()[0].split(",")
+    assert {f"p_{name}" for name in FOUR} <= set(columns)
+
+
+@pytest.mark.parametrize("count", [2, 12])
+def test_two_and_twelve_classes_run_end_to_end(tmp_path, capsys, count):
+    names = tuple(f"marker_{index:02d}" for index in range(count))
+    root = tmp_path / "data"
+    write_folders(root, classes=names, videos=2 if count == 12 else 3)
+    output = run_matrix(tmp_path, root, f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\ntest_fraction = 0.5\n', "[experiments.A]\n")
+    record, = results(output)
+    assert record["status"] == "done", record.get("error")
+    assert len(record["metrics"]["confusion"]) == count
+    capsys.readouterr()
+    assert main(["report", str(output)]) == 0
+    table = capsys.readouterr().out
+    header = next(line for line in table.splitlines() if " acc. " in line)
+    if count == 2:
+        assert "marker_00" in header and len(header) <= 80, table
+    else:  # one distinct, narrow column per class, named in the legend
+        assert header.split()[3:3 + count] == [f"m{index:02d}" for index in range(count)], table
+        assert "m11 marker_11" in " ".join(table.split()), table
