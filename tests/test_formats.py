@@ -242,3 +242,63 @@ def test_two_and_twelve_classes_run_end_to_end(tmp_path, capsys, count):
     assert f"{short[-1]} marker_{count - 1:02d}" in " ".join(table.split()), table
     if count == 2:
         assert len(header) <= 80, table
+
+
+#: The README's example of a third-party dataset format ("Your own data"), verbatim.
+JSONL_FORMAT = '''
+"""A dataset format for a JSON-lines file: {"image": "clips/a_1.png", "label": "smile", "clip": "a"} per line."""
+import json
+
+from feph_finetune import Dataset, DroppedEntry, Option, Sample, files_fingerprint, hookimpl, resolve_inside
+
+REASONS = {"missing_file": "no such image", "outside_root": "image outside the dataset folder"}
+
+
+@hookimpl
+def plugin_options():
+    return {"annotations": Option("annotations.jsonl", "the JSON-lines file, relative to the root")}
+
+
+@hookimpl
+def load_dataset(root, settings):
+    path, folder = root / settings["annotations"], root.resolve()
+    lines = [(number, json.loads(text)) for number, text in enumerate(path.read_text().splitlines(), 1) if text.strip()]
+    classes = tuple(sorted({entry["label"] for _, entry in lines}))
+    samples, dropped = [], []
+    for number, entry in lines:
+        found = resolve_inside(folder, entry["image"])
+        if isinstance(found, str):
+            dropped.append(DroppedEntry(number, entry["image"], found))
+        else:
+            samples.append(Sample(found[1], classes.index(entry["label"]), {"clip": entry["clip"]}))
+    fingerprint = files_fingerprint(path, folder, [sample.path for sample in samples])
+    return Dataset(root, samples, classes, dropped, REASONS, fingerprint)
+'''
+
+
+def test_a_third_party_format_installed_by_entry_point_runs_a_tiny_matrix(tmp_path, monkeypatch, capsys):
+    import importlib
+
+    from conftest import write_distribution
+
+    site = tmp_path / "site"
+    write_distribution(site, "jsonl", JSONL_FORMAT)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    root = tmp_path / "data"
+    lines = []
+    for label, name in enumerate(("calm", "smile", "frown")):
+        for clip in range(3):
+            for frame in range(2):
+                image = f"clips/{name}{clip}_{frame}.png"
+                write_image(root / image, label, hash((name, clip, frame)) % 10_000)
+                lines.append(json.dumps({"image": image, "label": name, "clip": f"{name}{clip}"}))
+    lines.append(json.dumps({"image": "../escape.png", "label": "calm", "clip": "x"}))
+    (root / "annotations.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["data", str(root), "--format", "jsonl", "--group-by", "clip", "--json"]) == 0
+    description = json.loads(capsys.readouterr().out)
+    assert description["classes"] == {"calm": 6, "frown": 6, "smile": 6} and description["dropped"]["outside_root"] == 1
+    output = run_matrix(tmp_path, root, 'format = "jsonl"\ngroup_by = "clip"\n', "[experiments.A]\n")
+    record, = results(output)
+    assert record["status"] == "done", record.get("error")
+    assert record["classes"] == ["calm", "frown", "smile"]
