@@ -203,7 +203,9 @@ def print_settings(plugins, as_json: bool, console: Console) -> int:
 
     tables = {**CORE_TABLES, "demo": DEMO_OPTIONS, "executor": {"name": NAME_OPTION}}
     tables.update({f"executor.{name}": cls.declarations() for name, cls in executor_classes(plugins).items()})
-    tables.update({f"options.{info.name}": plugins.option_declarations(info.name) for info in plugins.info() if info.status == "ok"})
+    formats = {info.name for info in plugins.info() if info.status == "ok" and plugins.implements(info.name, "load_dataset")}
+    tables.update({f"dataset (format = {name!r})" if name in formats else f"options.{name}": plugins.option_declarations(name)
+                   for name in sorted(info.name for info in plugins.info() if info.status == "ok")})
     rows = setting_rows(tables)
     if as_json:
         print(json.dumps(rows, indent=2, default=str))

@@ -156,6 +156,9 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
     """Split, preprocess, augment and weight one run's data (the plugins' non-model hooks)."""
     config = run.config
     dataset = source.dataset(run.dataset)
+    if tuple(dataset.classes) != run.classes:  # the model's outputs and every report column follow run.classes
+        raise ValueError(f"the data's classes {list(dataset.classes)} are not those read when the configuration was checked "
+                         f"({list(run.classes)}): the data changed; run again")
     split = source.split(run, dataset, split_seed)
     steps = preprocess_steps(run, plugins, context_for)
     frames = source.frames(dataset, frame_steps(steps), config["input_size"], run.dataset)
