@@ -16,18 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feph_finetune import (
-    Dataset,
-    DatasetError,
-    Option,
-    Sample,
-    files_fingerprint,
-    hookimpl,
-    read_csv_rows,
-    resolve_inside,
-    samples_from_rows,
-    whole_number,
-)
+from feph_finetune import Dataset, DatasetError, Option, Sample, files_fingerprint, hookimpl, read_csv_rows, resolve_inside, samples_from_rows, whole_number
 from feph_finetune_plugins.feph import find_labels_csv, frame_of, locate, sequence_of
 
 DROP_REASONS: dict[str, str] = {

@@ -157,7 +157,9 @@ def test_format_settings_are_checked_in_the_one_pass(tmp_path, capsys):
     assert "dataset.group_pattern: needs a group in parentheses" in error
     path = matrix_toml(tmp_path / "n.toml", root, 'format = "folderz"\n', "[experiments.A]\n")
     assert main([str(path), "--dry-run"]) == 2
-    assert "dataset.format: plugin 'folderz' is not installed (did you mean 'folders'?)" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "dataset.format: plugin 'folderz' is not installed (did you mean 'folders'?)" in error
+    assert "error:\n" in error and "problems" not in error  # that problem alone
 
 
 def test_feph_run_ids_do_not_depend_on_the_new_dataset_keys_at_their_defaults(tmp_path, synthetic_feph, capsys):

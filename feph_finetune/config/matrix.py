@@ -167,12 +167,11 @@ class MatrixBuilder:
     def dataset(self, table: Any, check_root: bool) -> tuple[dict[str, Any], set[str]]:
         """``[dataset]`` with defaults filled in, and the keys whose values are invalid (which
         keep their defaults here, only to go on checking)."""
-        declarations = self.dataset_declarations(table)
+        declarations, format_usable = self.dataset_declarations(table)
         invalid = check_section(self.raw, table, declarations, ("dataset",), self.problems)
         dataset = valid_values(table, declarations)
-        if "format" not in declarations:
+        if not format_usable:
             invalid.add("format")
-            dataset["format"] = table.get("format")
         if check_root and not invalid & {"", "root"}:
             root = dataset["root"]
             if not root:
@@ -181,25 +180,25 @@ class MatrixBuilder:
                 self.problem(("dataset", "root"), f"folder {root!r} does not exist. {FEPH_SOURCE}")
         return dataset, invalid
 
-    def dataset_declarations(self, table: Any) -> dict[str, Any]:
-        """``[dataset]``'s declarations: the core keys and the options of the format it names.
+    def dataset_declarations(self, table: Any) -> tuple[dict[str, Any], bool]:
+        """``[dataset]``'s declarations: the core keys and the options of the format it names;
+        and whether that format is usable.
 
-        When the format is unusable (reported here), its keys are unknown: they are left
-        unchecked rather than each reported as unknown, and ``format`` is left out, marking it.
+        When it is not (reported here), its keys are unknown: they are accepted unchecked rather
+        than each reported as an unknown key.
         """
         name = table.get("format", DATASET_OPTIONS["format"].default) if isinstance(table, dict) else DATASET_OPTIONS["format"].default
         if not isinstance(name, str):
-            return dict(DATASET_OPTIONS)  # its type is reported with the other keys
+            return dict(DATASET_OPTIONS), False  # its type is reported with the other keys
         problem = format_problem(self.plugins, name)
         if not problem:
             try:
-                return {**self.plugins.option_declarations(name), **DATASET_OPTIONS}
+                return {**self.plugins.option_declarations(name), **DATASET_OPTIONS}, True
             except PluginCallError as error:
                 problem = str(error)
         self.problem(("dataset", "format"), problem)
-        given = table if isinstance(table, dict) else {}
-        unchecked = {key: None for key in given if key not in DATASET_OPTIONS}
-        return {key: option for key, option in {**DATASET_OPTIONS, **unchecked}.items() if key != "format"}
+        unchecked = {key: None for key in table if key not in DATASET_OPTIONS}
+        return {**DATASET_OPTIONS, **unchecked}, False
 
     def report(self, table: Any) -> dict[str, Any]:
         """The ``[report]`` table, its defaults filled in; figures without matplotlib is a problem now, not after the runs."""
