@@ -217,12 +217,13 @@ class BuiltModel:
     """A classifier ready to fine-tune, from a ``build_model`` implementation.
 
     - ``model``: a Keras model mapping float32 images (B x S x S x 3) to softmax probabilities over
-      ``CLASSES``.
+      ``context.classes`` (the dataset's).
     - ``head``: the layers that are new (the replaced top); phase 1 trains only these.
     - ``pretrained``: the pretrained model with its own top, for the No-FT baseline; None when the
       weights carry no expression classifier (random or ImageNet weights).
-    - ``pretrained_classes``: the FePh class of each output of ``pretrained``, in its order; a name
-      that is not a FePh class marks an output FePh lacks (``contempt``), which No-FT drops.
+    - ``pretrained_classes``: the class name of each output of ``pretrained``, in its order; No-FT
+      maps them to the dataset's classes by name, and drops an output the dataset lacks
+      (``contempt``).
     - ``normalizes_input``: True when the model normalises raw 0-255 pixels itself (Keras'
       EfficientNet does), so no ``preprocess`` step may normalise as well.
     """

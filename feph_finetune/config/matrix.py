@@ -250,7 +250,7 @@ class MatrixBuilder:
         formed = f"the {len(self.index.samples)} usable images form only {groups} ({grouping})"
         if "folds" not in invalid and any(run.phase == "cv" for run in runs) and dataset["folds"] > groups:
             self.problem(("dataset", "folds"), f"{dataset['folds']} folds need at least {dataset['folds']} groups, but {formed}")
-        if any(run.phase == "exploratory" for run in runs) and groups < 2:
+        if any(run.phase == "exploratory" for run in runs) and groups < 2 and not self.index.presplit:
             self.problem(("dataset", "group_by"), f"a hold-out split needs at least 2 groups, but {formed}")
 
     # --- experiments ---

@@ -6,6 +6,7 @@ through :class:`DataSource`, so a matrix of 42 runs reads and crops each image o
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -13,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from feph_finetune.api import Augmentation, Dataset, PluginError, Preprocessing, RunContext
-from feph_finetune.data.datasets import cv_splits, exploratory_split, group_labels, load_dataset
+from feph_finetune.data.datasets import cv_splits, exploratory_split, group_labels, grouping_warning, load_dataset
 from feph_finetune.data.frames import CropCache, FrameSet, FrameStep, compute_frames, default_cache_dir
 from feph_finetune.config.matrix import Run
 from feph_finetune.plugins import PluginCallError, Plugins, inside_hook
@@ -101,7 +102,10 @@ class DataSource:
 
     @staticmethod
     def frames_key(dataset: Dataset, steps: list[FrameStep], size: int) -> tuple:
-        return (str(dataset.root), tuple(step.signature for step in steps), size)
+        """The frame array's key: its rows are the dataset's samples, so two readings of one root
+        (another format, another ``classes`` list) have arrays of their own."""
+        samples = hashlib.sha256("\0".join(str(sample.path) for sample in dataset.samples).encode()).hexdigest()
+        return (str(dataset.root), samples, tuple(step.signature for step in steps), size)
 
     def frames(self, dataset: Dataset, steps: list[FrameStep], size: int, settings: dict[str, Any]) -> FrameSet:
         key = self.frames_key(dataset, steps, size)
@@ -176,7 +180,7 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
         test=examples(split.test),
         val=None if val_index is None else examples(val_index),
         fallbacks=sum(1 for fallback in frames.fallbacks if fallback),
-        warnings=[frames.cache_problem] if frames.cache_problem else [],
+        warnings=[message for message in (frames.cache_problem, grouping_warning(group_labels(dataset, run.dataset))) if message],
     )
     fitted = [(name, step) for name, step in steps if step.fit is not None]
     if fitted:
