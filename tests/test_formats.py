@@ -155,6 +155,9 @@ def test_format_settings_are_checked_in_the_one_pass(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "dataset.clases: unknown key 'clases' (did you mean 'classes'?)" in error
     assert "dataset.group_pattern: needs a group in parentheses" in error
+    path = matrix_toml(tmp_path / "k.toml", root, 'format = "folders"\ngroup_by = "signer"\n', "[experiments.A]\n")
+    assert main([str(path), "--dry-run"]) == 2
+    assert "dataset.group_by: unknown grouping key 'signer': this data offers 'folder', 'sequence'" in capsys.readouterr().err
     path = matrix_toml(tmp_path / "n.toml", root, 'format = "folderz"\n', "[experiments.A]\n")
     assert main([str(path), "--dry-run"]) == 2
     error = capsys.readouterr().err
