@@ -1,7 +1,7 @@
 """The hook specifications: everything a plugin can contribute to a run.
 
 An experiment in the TOML names, for each hook, which plugins serve it (``model = "mobilenet"``,
-``preprocess = ["face_crop", "normalize"]``...). The core calls a hook on each named plugin alone,
+``preprocess = ["face_crop", "normalize"]``...; ``[dataset] format`` names the ``load_dataset`` one). The core calls a hook on each named plugin alone,
 one at a time and in the TOML's order, so a plugin is never asked to act in an experiment that did
 not name it. Each call therefore has exactly one implementation, and its return value is the
 result (all hooks are ``firstresult``). A plugin that returns None contributes nothing.
