@@ -32,7 +32,7 @@ import numpy as np
 
 
 def synthetic_video(folder: Path, frames: int, fps: float) -> Path:
-    from feph_finetune.data.feph import read_image
+    from feph_finetune import read_image
     from feph_finetune.demo.synth import write_synthetic_dataset
 
     write_synthetic_dataset(folder / "FePh", images=min(frames, 120), seed=0)

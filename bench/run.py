@@ -378,10 +378,10 @@ def plain_fine_tuning(data, settings: Settings, path: Path) -> float:
 
 def bench_crop_cache(settings: Settings, ws: Workspace) -> list[Row]:
     """Detect faces in every image into an empty cache, then load the same frames again."""
-    from feph_finetune.data.feph import load_dataset
+    from feph_finetune.data.datasets import load_dataset
     from feph_finetune.data.frames import CropCache, FrameStep, compute_frames
 
-    dataset = load_dataset(ws.dataset(settings.images))
+    dataset = load_dataset({"root": str(ws.dataset(settings.images))})
     detections = {"count": 0}
     crop = face_crop_step(settings)
     frame = crop.frame

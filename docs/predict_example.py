@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cv2
 
-from feph_finetune.data.feph import DatasetError, read_image
+from feph_finetune import DatasetError, read_image
 from feph_finetune.predict.inputs import natural_key
 
 FRAME_NAME = r"^(.+?)\.avi_pid\d+_fn(\d+)-\d+(\.png)?$"

@@ -10,13 +10,19 @@ from feph_finetune.api import (
     CLASSES,
     Augmentation,
     BuiltModel,
+    Dataset,
+    DatasetError,
+    DroppedEntry,
     FrameResult,
     PluginError,
     Preprocessing,
     RunContext,
+    Sample,
     TrackedRun,
     TrainingStage,
 )
+from feph_finetune.data.images import decodable, read_image
+from feph_finetune.data.labelled_files import files_fingerprint, read_csv_rows, resolve_inside, samples_from_rows, settle_repeats, whole_number
 from feph_finetune.convert import VARIANTS as EFFICIENTNET_VARIANTS
 from feph_finetune.convert import ConversionError, ConvertedModel, efficientnet_b0_classifier, efficientnet_classifier, read_converted
 from feph_finetune.hookspecs import hookimpl
@@ -68,6 +74,18 @@ __all__ = [
     "Session",
     "execute_run",
     "BuiltModel",
+    "Dataset",
+    "DatasetError",
+    "DroppedEntry",
+    "Sample",
+    "decodable",
+    "files_fingerprint",
+    "read_csv_rows",
+    "read_image",
+    "resolve_inside",
+    "samples_from_rows",
+    "settle_repeats",
+    "whole_number",
     "ConversionError",
     "ConvertedModel",
     "FrameResult",

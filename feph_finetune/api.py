@@ -13,12 +13,112 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-#: The seven FePh classes, in the order of every label index, prediction column and report column.
+#: FePh's seven classes in label order: the ``feph`` format's classes, and the names pretrained
+#: expression classifiers (Savchenko's) are matched against. Other formats take theirs from the data.
 CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 
 class PluginError(Exception):
     """A plugin refuses its input or options; the run fails with this message and the plugin's name."""
+
+
+class DatasetError(Exception):
+    """A dataset's layout is unusable (no labels file, a missing column, a listed class without images).
+
+    Raised by a ``load_dataset`` implementation; shown as a configuration error (exit 2), not as a
+    failed run. ``hint`` is ``(phrase, setting)`` when setting a ``[dataset]`` key would fix it,
+    e.g. ``("choose one with", "labels")``: the core spells the setting the way the user set it
+    (``dataset.labels`` in a TOML, ``--labels FILE`` for the ``data`` command).
+    """
+
+    def __init__(self, message: str, hint: tuple[str, str] | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One kept image of a dataset.
+
+    - ``path``: the image file (resolved, inside the dataset's root).
+    - ``label``: index into :attr:`Dataset.classes`.
+    - ``groups``: the grouping keys the format offers, ``{key: group}`` (FePh: ``sequence`` and
+      ``signer``); ``[dataset] group_by`` picks one, so that a group never straddles a split.
+    - ``frame``: the frame's index in its video when the file name says so, else None.
+    - ``split``: ``"train"`` or ``"test"`` when the data comes split already (a ``folders``
+      dataset with ``train/`` and ``test/``): the exploratory phase then uses this split.
+    """
+
+    path: Path
+    label: int
+    groups: Mapping[str, str] = field(default_factory=dict)
+    frame: int | None = None
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class DroppedEntry:
+    """An entry of the data that did not become a sample, so that a user can look it up.
+
+    ``entry`` is what the data calls it (a CSV row's ID, a file's path relative to the root),
+    ``line`` the line of the labels file (None for files found on disk), ``reason`` a key of
+    :attr:`Dataset.drop_reasons`.
+    """
+
+    line: int | None
+    entry: str
+    reason: str
+
+
+@dataclass
+class Dataset:
+    """What a ``load_dataset`` implementation returns: the kept samples and everything dropped.
+
+    - ``classes``: the class names in label order (the model's outputs, the report's columns).
+    - ``dropped_entries``: every entry that is no sample, with its reason, in the data's order.
+    - ``drop_reasons``: every reason the format can give, ``{reason: meaning}`` in display order,
+      so that the ``data`` command lists zeros too.
+    - ``fingerprint``: a short hex digest that changes when a label or an image changes (part of
+      every run's id, so that results of changed data are never reused).
+    - ``notes``: what a user should know about how the data was read (a folder skipped).
+    """
+
+    root: Path
+    samples: list[Sample]
+    classes: tuple[str, ...]
+    dropped_entries: list[DroppedEntry] = field(default_factory=list)
+    drop_reasons: Mapping[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """How many entries were dropped for each reason, every declared reason included."""
+        counts = {reason: 0 for reason in self.drop_reasons}
+        for entry in self.dropped_entries:
+            counts[entry.reason] = counts.get(entry.reason, 0) + 1
+        return counts
+
+    @property
+    def group_keys(self) -> tuple[str, ...]:
+        """The grouping keys every sample offers (``[dataset] group_by`` may name one)."""
+        keys = [set(sample.groups) for sample in self.samples]
+        return tuple(sorted(set.intersection(*keys))) if keys else ()
+
+    @property
+    def presplit(self) -> bool:
+        """True when the data says which samples are for training and which for testing."""
+        return any(sample.split is not None for sample in self.samples)
+
+    def labels(self) -> np.ndarray:
+        """Class index of every sample, in sample order (int64, N)."""
+        return np.array([sample.label for sample in self.samples], dtype=np.int64)
+
+    def groups(self, key: str = "sequence") -> np.ndarray:
+        """Grouping key ``key`` of every sample (str, N); ValueError for a key the data lacks."""
+        if self.samples and key not in self.group_keys:
+            raise ValueError(f"unknown grouping key {key!r}: this data offers {', '.join(map(repr, self.group_keys)) or 'none'}")
+        return np.array([sample.groups[key] for sample in self.samples], dtype=str)
 
 
 @dataclass
@@ -117,12 +217,13 @@ class BuiltModel:
     """A classifier ready to fine-tune, from a ``build_model`` implementation.
 
     - ``model``: a Keras model mapping float32 images (B x S x S x 3) to softmax probabilities over
-      ``CLASSES``.
+      ``context.classes`` (the dataset's).
     - ``head``: the layers that are new (the replaced top); phase 1 trains only these.
     - ``pretrained``: the pretrained model with its own top, for the No-FT baseline; None when the
       weights carry no expression classifier (random or ImageNet weights).
-    - ``pretrained_classes``: the FePh class of each output of ``pretrained``, in its order; a name
-      that is not a FePh class marks an output FePh lacks (``contempt``), which No-FT drops.
+    - ``pretrained_classes``: the class name of each output of ``pretrained``, in its order; No-FT
+      maps them to the dataset's classes by name, and drops an output the dataset lacks
+      (``contempt``).
     - ``normalizes_input``: True when the model normalises raw 0-255 pixels itself (Keras'
       EfficientNet does), so no ``preprocess`` step may normalise as well.
     """

@@ -67,8 +67,8 @@ def plugins_parser() -> argparse.ArgumentParser:
 
 
 def data_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune data", description="Describe a FePh-format dataset as the runner will see it: kept images per class, sequences, dropped rows by reason, and the grouped hold-out and cross-validation splits.")
-    parser.add_argument("root", type=Path, help="the dataset folder (labels CSV and image folder)")
+    parser = argparse.ArgumentParser(prog="python -m feph_finetune data", description="Describe a dataset of any format as the runner will see it: kept images per class, groups, dropped entries by reason, and the grouped hold-out and cross-validation splits.")
+    parser.add_argument("root", type=Path, help="the dataset folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     from feph_finetune.config.options import describe
     from feph_finetune.config.schema import DATASET_OPTIONS, TOP_LEVEL_OPTIONS
@@ -77,9 +77,11 @@ def data_parser() -> argparse.ArgumentParser:
     parser.add_argument("--folds", type=int, default=folds.default, help=f"cross-validation folds, as [dataset] folds: {describe(folds)} (default {folds.default})")
     parser.add_argument("--seed", type=int, default=seed.default, help=f"split seed, as the TOML's seed (default {seed.default})")
     parser.add_argument("--test-fraction", type=float, default=test_fraction.default, help=f"hold-out test share, as [dataset] test_fraction (default {test_fraction.default})")
-    parser.add_argument("--group-by", choices=group_by.choices, default=group_by.default, help="keep these groups on one side of every split")
+    parser.add_argument("--group-by", default=group_by.default, help="keep these groups on one side of every split: a key the format offers (feph: sequence, signer)")
     parser.add_argument("--labels", help="labels CSV, relative to ROOT (default: the one CSV found)")
     parser.add_argument("--images", help="image folder, relative to ROOT (default: the one found)")
+    parser.add_argument("--format", default=DATASET_OPTIONS["format"].default, help="the dataset format plugin: feph (default), folders, csv or a third party's")
+    parser.add_argument("--set", action="append", default=[], metavar="dataset.KEY=VALUE", help="a [dataset] setting, as in a TOML (repeatable): dataset.group_pattern='^(.+)_f', dataset.classes=['a','b']")
     return parser
 
 
@@ -199,10 +201,12 @@ def print_settings(plugins, as_json: bool, console: Console) -> int:
 
     tables = {**CORE_TABLES, "demo": DEMO_OPTIONS, "executor": {"name": NAME_OPTION}}
     tables.update({f"executor.{name}": cls.declarations() for name, cls in executor_classes(plugins).items()})
-    for info in plugins.info():
-        if info.status == "ok":
-            tracking = any(hook in info.hooks for hook in TRACKING_HOOKS)
-            tables[f"{'tracking' if tracking else 'options'}.{info.name}"] = plugins.option_declarations(info.name)
+    for name in sorted(info.name for info in plugins.info() if info.status == "ok"):
+        if plugins.implements(name, "load_dataset"):
+            place = f"dataset (format = {name!r})"
+        else:
+            place = f"{'tracking' if any(plugins.implements(name, hook) for hook in TRACKING_HOOKS) else 'options'}.{name}"
+        tables[place] = plugins.option_declarations(name)
     rows = setting_rows(tables)
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
@@ -217,12 +221,11 @@ def print_settings(plugins, as_json: bool, console: Console) -> int:
 
 
 def cmd_data(args, console: Console) -> int:
-    from feph_finetune.data.feph import load_dataset
-    from feph_finetune.data.describe import describe_dataset, render_description
-
+    from feph_finetune.api import DatasetError
     from feph_finetune.config.reading import ConfigError, Problem, flag_problems
     from feph_finetune.config.schema import DATASET_OPTIONS, TOP_LEVEL_OPTIONS
-    from feph_finetune.data.feph import FEPH_DOWNLOAD, DatasetError
+    from feph_finetune.data.datasets import FEPH_DOWNLOAD, load_dataset
+    from feph_finetune.data.describe import DATA_FLAGS, dataset_settings, describe_dataset, render_description
 
     problems = flag_problems([
         ("--folds", args.folds, DATASET_OPTIONS["folds"]),
@@ -232,12 +235,16 @@ def cmd_data(args, console: Console) -> int:
     if not args.root.is_dir():
         what = "is a file, not a folder" if args.root.exists() else "no such folder"
         problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
+    flags = {"root": str(args.root), "format": args.format, "labels": args.labels or "", "images": args.images or "", "group_by": args.group_by,
+             "folds": args.folds, "test_fraction": args.test_fraction}
+    settings = dataset_settings(flags, args.set, problems)
     if problems:
         raise ConfigError(problems)
-    dataset = load_dataset(args.root, args.labels, args.images, settings={"labels": "--labels FILE", "images": "--images FOLDER"})
+    dataset = load_dataset(settings, spell=lambda key: DATA_FLAGS.get(key, f"--set dataset.{key}=..."))
     try:
-        description = describe_dataset(dataset, folds=args.folds, seed=args.seed, test_fraction=args.test_fraction, group_by=args.group_by)
-    except ValueError as error:  # e.g. fewer sequences than folds
+        description = describe_dataset(dataset, folds=args.folds, seed=args.seed, test_fraction=args.test_fraction, group_by=settings["group_by"],
+                                       group_pattern=settings["group_pattern"])
+    except ValueError as error:  # e.g. fewer groups than folds, a group key the data lacks
         raise DatasetError(f"{args.root}: cannot split: {error}") from error
     if args.json:
         print(json.dumps(description, indent=2))
@@ -245,7 +252,7 @@ def cmd_data(args, console: Console) -> int:
         render_description(description, console)
     if not dataset.samples:
         dropped = ", ".join(f"{count} {reason}" for reason, count in description["dropped"].items() if count) or "none"
-        raise DatasetError(f"{args.root}: no usable image: no row of the labels CSV becomes a sample (rows dropped: {dropped})")
+        raise DatasetError(f"{args.root}: no usable image: no entry of the data becomes a sample (dropped: {dropped})")
     return EXIT_OK
 
 
@@ -507,7 +514,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     own failures are recorded in its result.json): the message names the plugin and hook.
     """
     from feph_finetune.config.reading import ConfigError
-    from feph_finetune.data.feph import DatasetError
+    from feph_finetune.api import DatasetError
     from feph_finetune.demo.protocol import PretrainingFailed
     from feph_finetune.execution.executors import ExecutorError
     from feph_finetune.results.store import NoSpaceError, UnwritableError, write_error

@@ -1,7 +1,7 @@
 """The hook specifications: everything a plugin can contribute to a run.
 
 An experiment in the TOML names, for each hook, which plugins serve it (``model = "mobilenet"``,
-``preprocess = ["face_crop", "normalize"]``...). The core calls a hook on each named plugin alone,
+``preprocess = ["face_crop", "normalize"]``...; ``[dataset] format`` names the ``load_dataset`` one). The core calls a hook on each named plugin alone,
 one at a time and in the TOML's order, so a plugin is never asked to act in an experiment that did
 not name it. Each call therefore has exactly one implementation, and its return value is the
 result (all hooks are ``firstresult``). A plugin that returns None contributes nothing.
@@ -91,6 +91,37 @@ def model_input(options):
       that does not set ``input_size`` (nor its ``[defaults]``, ancestors or grid) runs at it.
     - ``"fixed"``: True when the model takes no other side (a whole-model file with a fixed input
       shape); an experiment whose ``input_size`` differs is then refused before any work.
+    - ``"classes"``: the class names of the model's pretrained expression classifier, in its
+      output order (default: FePh's seven). A No-FT experiment (``fine_tune = false``) on a
+      dataset with a class these lack is refused before any work, naming the classes.
+    """
+
+
+@hookspec(firstresult=True)
+def load_dataset(root, settings, decode):
+    """Read a dataset: the samples, the classes, everything dropped and why, a fingerprint.
+
+    Called on the plugin that ``[dataset] format`` names (default ``feph``), once when a
+    configuration is validated (``decode=False``: list and stat the files, decode none, so that
+    checking stays cheap) and once per process that runs the matrix or describes the data
+    (``decode=True``: a file that does not decode is dropped as ``unreadable``). The
+    fingerprint must not depend on ``decode``. Arguments:
+
+    - ``root``: the dataset's folder (a ``pathlib.Path``, ``~`` expanded; it exists).
+    - ``settings``: the whole ``[dataset]`` table with defaults filled in: the core keys (``root``,
+      ``labels``, ``images``, ``group_by``, ``group_pattern``...) and the options this plugin
+      declares with ``plugin_options``, which are set as ``[dataset]`` keys and checked with the
+      rest of the configuration before any work.
+    - ``decode``: whether to decode each kept image.
+
+    Returns a :class:`feph_finetune.Dataset`: ``classes`` in label order (they become the model's
+    outputs and the reports' columns), one :class:`feph_finetune.Sample` per kept image (its
+    ``groups`` offer the keys ``group_by`` may name; ``split`` marks data that comes split
+    already), every :class:`feph_finetune.DroppedEntry` with a reason declared in
+    ``drop_reasons``. Raise :class:`feph_finetune.DatasetError` for a layout that cannot be read:
+    it is reported like a configuration error (exit 2), naming the setting in its ``hint``.
+    ``feph_finetune.read_csv_rows``, ``resolve_inside``, ``samples_from_rows`` and
+    ``files_fingerprint`` do the robust parts of reading a labels file.
     """
 
 

@@ -55,6 +55,9 @@ LOAD_PLUGINS_ENV = "FEPH_FINETUNE_LOAD_PLUGINS"
 #: The built-in plugins, registered under the last part of their module name (the executors are
 #: core machinery, registered through the same hook a third-party executor uses).
 DEFAULT_PLUGINS = (
+    "feph_finetune_plugins.feph",
+    "feph_finetune_plugins.folders",
+    "feph_finetune_plugins.csv",
     "feph_finetune_plugins.face_crop",
     "feph_finetune_plugins.normalize",
     "feph_finetune_plugins.flip",

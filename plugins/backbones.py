@@ -196,7 +196,7 @@ def build_backbone_model(context: RunContext, backbone: Backbone) -> BuiltModel:
     cut_layer = str(options["cut_layer"] or "")
     source = resolve_weights(options["weights"], plugin)
     if source.converted is not None:
-        pretrained_classes = _converted_classes(source, options["pretrained_classes"], context.classes, backbone)
+        pretrained_classes = _converted_classes(source, options["pretrained_classes"], backbone)
     else:
         pretrained_classes = tuple(str(name) for name in options["pretrained_classes"])
 
@@ -248,7 +248,7 @@ def resolve_weights(value: Any, plugin: str) -> WeightsSource:
     return WeightsSource("model_file" if _h5_holds_model(path, plugin) else "weights_file", path)
 
 
-def _converted_classes(source: WeightsSource, option: Any, classes: Sequence[str], backbone: Backbone) -> tuple[str, ...]:
+def _converted_classes(source: WeightsSource, option: Any, backbone: Backbone) -> tuple[str, ...]:
     """FePh names for the outputs of a converted file, from the class names its JSON records."""
     plugin, converted = backbone.plugin, source.converted
     if converted.architecture != backbone.description:
@@ -262,7 +262,7 @@ def _converted_classes(source: WeightsSource, option: Any, classes: Sequence[str
             f"{plugin}: option pretrained_classes = {list(option)} contradicts the classes recorded "
             f"with {source.path} ({', '.join(converted.classes)}); remove the option"
         )
-    problem = class_order_problem(names, classes)
+    problem = class_order_problem(names)  # FePh's seven: a fine-tuned dataset of other classes needs no mapping
     if problem:
         raise PluginError(f"{plugin}: the classes of {source.path} ({', '.join(converted.classes)}) do not cover FePh's: {problem}")
     return names

@@ -41,7 +41,8 @@ def plugin_traits(options) -> set[str]:
 def model_input(options) -> dict[str, Any]:
     """A whole (not converted) model file's side, which it alone takes; else the variant's native
     side, a default only (EfficientNet and converted files take any side)."""
-    return model_input_of(options["weights"]) or {"size": EFFICIENTNET_VARIANTS[_variant(options)].input_size, "fixed": False}
+    side = model_input_of(options["weights"]) or {"size": EFFICIENTNET_VARIANTS[_variant(options)].input_size, "fixed": False}
+    return {**side, "classes": list(options["pretrained_classes"])}
 
 
 @hookimpl

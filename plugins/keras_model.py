@@ -103,7 +103,7 @@ def plugin_traits(options) -> set[str]:
 
 @hookimpl
 def model_input(options) -> dict[str, Any] | None:
-    return model_input_of(options["file"])
+    return {**(model_input_of(options["file"]) or {}), "classes": list(options["pretrained_classes"])}
 
 
 @hookimpl

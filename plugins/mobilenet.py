@@ -32,7 +32,7 @@ def plugin_traits(options) -> set[str]:
 @hookimpl
 def model_input(options) -> dict | None:
     """A whole-model file's side, which it alone takes; else none (input_size applies)."""
-    return model_input_of(options["weights"])
+    return {**(model_input_of(options["weights"]) or {}), "classes": list(options["pretrained_classes"])}
 
 
 @hookimpl

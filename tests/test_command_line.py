@@ -10,7 +10,7 @@ import pytest
 
 from feph_finetune.cli import main
 from feph_finetune.config.reading import ConfigError, parse_override, read_config
-from feph_finetune.data.feph import load_dataset
+from feph_finetune.data.datasets import load_dataset
 from feph_finetune.results.store import write_json
 from conftest import run_cli, write_matrix
 from fephfixture import write_png
@@ -83,7 +83,7 @@ def test_dataset_hints_name_the_toml_keys_by_default(tmp_path):
     (tmp_path / "a.csv").write_text("External ID,Facial_label\n", encoding="utf-8")
     (tmp_path / "b.csv").write_text("External ID,Facial_label\n", encoding="utf-8")
     with pytest.raises(Exception, match="choose one with dataset.labels$"):
-        load_dataset(tmp_path)
+        load_dataset({"root": str(tmp_path)})
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

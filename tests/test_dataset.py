@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from feph_finetune import CLASSES
-from feph_finetune.data.feph import DROP_REASONS, DatasetError, load_dataset, read_image
+from feph_finetune import DatasetError, read_image
+from feph_finetune_plugins.feph import DROP_REASONS, read_release as load_dataset
 from fephfixture import IMAGES_DIR, LABELS_CSV, frame_name, write_feph_fixture, write_png
 
 
@@ -36,7 +37,7 @@ def test_every_row_is_kept_or_counted_under_its_reason(release):
     assert dataset.dropped == expected["dropped"]
     assert list(dataset.dropped) == list(DROP_REASONS)
     assert len(dataset.samples) + sum(dataset.dropped.values()) == expected["rows"]
-    assert len(dataset.dropped_rows) == sum(dataset.dropped.values())
+    assert len(dataset.dropped_entries) == sum(dataset.dropped.values())
 
 
 def test_samples_carry_existing_files_and_grouping_keys(release):
@@ -46,8 +47,8 @@ def test_samples_carry_existing_files_and_grouping_keys(release):
     assert all(sample.path.is_file() and sample.path.is_relative_to(image_folder) for sample in dataset.samples)
     sizes = {}
     for sample in dataset.samples:
-        sizes[sample.sequence] = sizes.get(sample.sequence, 0) + 1
-        assert sample.sequence.startswith(sample.signer + "_default")
+        sizes[sample.groups["sequence"]] = sizes.get(sample.groups["sequence"], 0) + 1
+        assert sample.groups["sequence"].startswith(sample.groups["signer"] + "_default")
     assert sizes == expected["sequence_sizes"]
     assert len(set(dataset.groups("signer"))) == expected["signers"]
 
@@ -68,7 +69,7 @@ def test_outside_ids_are_refused_even_though_the_file_is_a_valid_image(release):
     root, _ = release
     assert read_image(root / "outside.png").shape[2] == 3
     dataset = load_dataset(root)
-    outside_rows = [row.external_id for row in dataset.dropped_rows if row.reason == "outside_root"]
+    outside_rows = [row.entry for row in dataset.dropped_entries if row.reason == "outside_root"]
     assert sorted(outside_rows) == sorted(["../outside.png", "../outside", str((root / "outside.png").resolve())])
     assert all(sample.path.parent == (root / IMAGES_DIR).resolve() for sample in dataset.samples)
 
@@ -190,7 +191,7 @@ def test_frame_names_without_the_pattern_are_their_own_sequence(tmp_path):
     (root / "labels.csv").write_text(
         f"External ID,Facial_label\nplain,1\n{frame_name('09May_2010_Sunday', 3, 12)[:-4]},2\n")
     samples = load_dataset(root).samples
-    assert [(s.sequence, s.signer) for s in samples] == [
+    assert [(s.groups["sequence"], s.groups["signer"]) for s in samples] == [
         ("plain", "plain"),
         ("09May_2010_Sunday_tagesschau_default-3", "09May_2010_Sunday_tagesschau"),
     ]
@@ -211,7 +212,7 @@ FRAMES = [frame_name("01April_2010_Thursday", frame % 2, frame) for frame in ran
 
 def reasons(dataset) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
-    for row in dataset.dropped_rows:
+    for row in dataset.dropped_entries:
         found.setdefault(row.reason, []).append(row.line)
     return found
 
@@ -241,7 +242,7 @@ def test_conflicting_labels_drop_every_row_of_that_file(tmp_path):
 
 
 def test_spreadsheet_floats_are_read_as_label_codes():
-    from feph_finetune.data.feph import label_reason
+    from feph_finetune_plugins.feph import label_reason
 
     assert label_reason("3.0") == CLASSES.index("fear")
     assert label_reason(" 0.00 ") == CLASSES.index("neutral")

@@ -9,7 +9,8 @@ import pytest
 from rich.console import Console
 
 from feph_finetune import CLASSES
-from feph_finetune.data.feph import DROP_REASONS, Dataset, load_dataset
+from feph_finetune import Dataset, DroppedEntry
+from feph_finetune_plugins.feph import DROP_REASONS, read_release as load_dataset
 from feph_finetune.data.describe import describe_dataset, render_description
 from fephfixture import write_feph_fixture
 
@@ -24,7 +25,9 @@ def test_description_has_the_documented_shape_and_counts(loaded):
     dataset, expected = loaded
     description = describe_dataset(dataset, folds=5, seed=0)
     assert json.loads(json.dumps(description)) == description
-    assert set(description) == {"images", "classes", "sequences", "fingerprint", "dropped", "holdout", "folds"}
+    assert set(description) == {"images", "classes", "sequences", "groups", "grouping", "split", "fingerprint", "dropped",
+                                "dropped_unit", "reasons", "notes", "warnings", "holdout", "folds"}
+    assert description["warnings"] == [] and description["split"] == "hold-out"
     assert description["fingerprint"] == dataset.fingerprint and len(dataset.fingerprint) == 12
     assert description["images"] == expected["images"]
     assert description["classes"] == expected["classes"]
@@ -54,7 +57,7 @@ def test_holdout_and_folds_account_for_every_image(loaded):
 def test_signer_grouping_keeps_a_signers_sequences_together(loaded):
     dataset, expected = loaded
     description = describe_dataset(dataset, folds=5, group_by="signer")
-    signer_of = {sample.sequence: sample.signer for sample in dataset.samples}
+    signer_of = {sample.groups["sequence"]: sample.groups["signer"] for sample in dataset.samples}
     for side in [description["holdout"], *description["folds"]]:
         test_signers = {signer_of[sequence] for sequence in side["test_sequences"]}
         whole = [sequence for sequence, signer in signer_of.items() if signer in test_signers]
@@ -62,8 +65,8 @@ def test_signer_grouping_keeps_a_signers_sequences_together(loaded):
 
 
 def test_an_empty_dataset_is_still_described(tmp_path):
-    dropped = {reason: 0 for reason in DROP_REASONS} | {"missing_file": 3}
-    description = describe_dataset(Dataset(root=tmp_path, samples=[], dropped=dropped))
+    dropped = [DroppedEntry(line, f"f{line}.png", "missing_file") for line in (2, 3, 4)]
+    description = describe_dataset(Dataset(root=tmp_path, samples=[], classes=CLASSES, dropped_entries=dropped, drop_reasons=DROP_REASONS))
     assert description["images"] == 0
     assert description["dropped"]["missing_file"] == 3
     assert description["holdout"] == {"train": 0, "test": 0, "test_sequences": []}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from feph_finetune import FrameResult, Preprocessing
-from feph_finetune.data.feph import load_dataset
+from feph_finetune_plugins.feph import read_release as load_dataset
 from feph_finetune.data.frames import CropCache, FrameStep, compute_frames
 
 

@@ -49,7 +49,7 @@ def site(tmp_path, monkeypatch):
 
 
 def test_the_hookspecs_are_the_designs_six_plus_options_traits_model_input_and_executors():
-    assert set(hook_names()) == SIX_HOOKS | {"plugin_options", "plugin_traits", "model_input", "register_executors"}
+    assert set(hook_names()) == SIX_HOOKS | {"plugin_options", "plugin_traits", "model_input", "load_dataset", "register_executors"}
 
 
 def test_plugins_json_lists_builtins_covering_all_six_hooks():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from feph_finetune.cli import main
-from feph_finetune.data.feph import read_image
+from feph_finetune import read_image
 
 from conftest import TinyMatrix
 

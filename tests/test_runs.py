@@ -112,7 +112,7 @@ def test_changed_data_means_new_runs_and_the_report_says_which_data(synthetic_fe
     """Editing the labels CSV and rerunning the same TOML must not reuse the old results."""
     import shutil
 
-    from feph_finetune.data.feph import load_dataset
+    from feph_finetune_plugins.feph import read_release as load_dataset
 
     root = tmp_path / "FePh"
     shutil.copytree(synthetic_feph, root)

@@ -316,7 +316,7 @@ def test_the_dry_run_reads_the_index_without_tensorflow_or_decoding(tmp_path, sy
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nphases = ["exploratory", "cv"]\n')
     code = textwrap.dedent(f"""
         import sys
-        import feph_finetune.data.feph as dataset
+        import feph_finetune.data.images as dataset
         decoded = []
         real_decode = dataset._decode
         dataset._decode = lambda path: decoded.append(path) or real_decode(path)

@@ -18,6 +18,8 @@ from typing import Any
 
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, TRACKING_HOOKS, TRACKING_OPTIONS
 from feph_finetune.config.reading import (
+    DATASET_DEFAULTS,
+    DATASET_DEFAULTS_UNHASHED,
     EXPERIMENT_DEFAULTS,
     EXPERIMENT_NAME,
     HASHED_AT_DEFAULT,
@@ -38,8 +40,12 @@ from feph_finetune.config.reading import (
     valid_values,
 )
 from feph_finetune.config.options import option_problems
-from feph_finetune.data.feph import FEPH_DOWNLOAD, Dataset, DatasetError, load_index
+from feph_finetune.api import CLASSES, Dataset, DatasetError
+from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, load_index
 from feph_finetune.plugins import PluginCallError, Plugins
+
+#: ``[dataset]`` keys the dataset's index does not depend on: an invalid one does not stop reading it.
+INDEPENDENT_OF_THE_INDEX = frozenset({"folds", "test_fraction", "cache_dir", "group_by", "group_pattern"})
 
 FEPH_SOURCE = f"{FEPH_DOWNLOAD}, then point dataset.root at its folder, or try the tool on synthetic data with --demo"
 
@@ -62,6 +68,12 @@ class Run:
 
     def plugins_used(self) -> list[str]:
         return used_plugins(self.config)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The dataset's classes in label order, as read when the configuration was checked
+        (FePh's when the data did not exist yet: the demo writes it afterwards)."""
+        return tuple(self.dataset.get("classes") or CLASSES)
 
     def describe(self) -> dict[str, Any]:
         """The JSON form of a run, as ``--dry-run --json`` prints it."""
@@ -161,8 +173,11 @@ class MatrixBuilder:
     def dataset(self, table: Any, check_root: bool) -> tuple[dict[str, Any], set[str]]:
         """``[dataset]`` with defaults filled in, and the keys whose values are invalid (which
         keep their defaults here, only to go on checking)."""
-        invalid = check_section(self.raw, table, DATASET_OPTIONS, ("dataset",), self.problems)
-        dataset = valid_values(table, DATASET_OPTIONS)
+        declarations, format_usable = self.dataset_declarations(table)
+        invalid = check_section(self.raw, table, declarations, ("dataset",), self.problems)
+        dataset = valid_values(table, declarations)
+        if not format_usable:
+            invalid.add("format")
         if check_root and not invalid & {"", "root"}:
             root = dataset["root"]
             if not root:
@@ -170,6 +185,26 @@ class MatrixBuilder:
             elif not Path(root).expanduser().is_dir():
                 self.problem(("dataset", "root"), f"folder {root!r} does not exist. {FEPH_SOURCE}")
         return dataset, invalid
+
+    def dataset_declarations(self, table: Any) -> tuple[dict[str, Any], bool]:
+        """``[dataset]``'s declarations: the core keys and the options of the format it names;
+        and whether that format is usable.
+
+        When it is not (reported here), its keys are unknown: they are accepted unchecked rather
+        than each reported as an unknown key.
+        """
+        name = table.get("format", DATASET_OPTIONS["format"].default) if isinstance(table, dict) else DATASET_OPTIONS["format"].default
+        if not isinstance(name, str):
+            return dict(DATASET_OPTIONS), False  # its type is reported with the other keys
+        problem = format_problem(self.plugins, name)
+        if not problem:
+            try:
+                return {**self.plugins.option_declarations(name), **DATASET_OPTIONS}, True
+            except PluginCallError as error:
+                problem = str(error)
+        self.problem(("dataset", "format"), problem)
+        unchecked = {key: None for key in table if key not in DATASET_OPTIONS}
+        return {**DATASET_OPTIONS, **unchecked}, False
 
     def report(self, table: Any) -> dict[str, Any]:
         """The ``[report]`` table, its defaults filled in; figures without matplotlib is a problem now, not after the runs."""
@@ -247,17 +282,19 @@ class MatrixBuilder:
         if not root or not Path(root).expanduser().is_dir():
             return
         try:
-            index = load_index(Path(root).expanduser(), dataset["labels"] or None, dataset["images"] or None)
-        except DatasetError as error:
+            index = load_index(dataset, self.plugins)
+        except (DatasetError, PluginCallError) as error:
             if report:
-                self.problem(("dataset", "root"), str(error))
+                self.problem(("dataset", "format" if isinstance(error, PluginCallError) else "root"), str(error))
             return
         dataset["fingerprint"] = index.fingerprint
+        dataset["classes"] = list(index.classes)
         if not report:
             return
         if not index.samples:
             dropped = ", ".join(f"{count} {reason}" for reason, count in index.dropped.items() if count) or "none"
-            self.problem(("dataset", "root"), f"no usable image: the labels CSV has {len(index.dropped_rows)} rows "
+            what = "the labels CSV has {} rows" if dataset["format"] == "feph" else "the data has {} entries"
+            self.problem(("dataset", "root"), f"no usable image: {what.format(len(index.dropped_entries))} "
                          f"and none becomes a sample (rows dropped: {dropped}); see python -m feph_finetune data {root}")
             return
         self.index = index
@@ -265,14 +302,19 @@ class MatrixBuilder:
     def check_groups(self, dataset: dict[str, Any], runs: list[Run], invalid: set[str]) -> None:
         """The loaded data must have enough groups for a hold-out split and for the folds
         (skipped for an invalid ``folds`` or ``group_by``)."""
-        if self.index is None or not self.index.samples or "group_by" in invalid:
+        if self.index is None or not self.index.samples or invalid & {"group_by", "group_pattern"}:
             return
-        groups = len(set(self.index.groups(dataset["group_by"]).tolist()))
-        formed = f"the {len(self.index.samples)} usable images form only {groups} (group_by = {dataset['group_by']!r})"
+        try:
+            groups = len(set(group_labels(self.index, dataset).tolist()))
+        except ValueError as error:
+            self.problem(("dataset", "group_by"), str(error))
+            return
+        grouping = f"group_pattern = {dataset['group_pattern']!r}" if dataset["group_pattern"] else f"group_by = {dataset['group_by']!r}"
+        formed = f"the {len(self.index.samples)} usable images form only {groups} ({grouping})"
         phases = self.phases_asked | {run.phase for run in runs}
         if "folds" not in invalid and "cv" in phases and dataset["folds"] > groups:
             self.problem(("dataset", "folds"), f"{dataset['folds']} folds need at least {dataset['folds']} groups, but {formed}")
-        if "exploratory" in phases and groups < 2:
+        if "exploratory" in phases and groups < 2 and not self.index.presplit:
             self.problem(("dataset", "group_by"), f"a hold-out split needs at least 2 groups, but {formed}")
 
     # --- experiments ---
@@ -437,6 +479,18 @@ class MatrixBuilder:
                     self.problems.append(Problem(self.raw.where(*where(place)), message))
                     faulty.add(name)
 
+    def check_pretrained_classes(self, config: dict[str, Any], where, wanted: Any) -> None:
+        """No-FT evaluates the model's pretrained classifier, mapped to the dataset's classes by
+        name: refused when the dataset has a class the classifier lacks (the data's classes are
+        known once its index is read; the classifier's from ``model_input``, default FePh's)."""
+        dataset_classes = self.index.classes if self.index is not None else ()
+        known = wanted.get("classes") if isinstance(wanted, dict) and wanted.get("classes") else CLASSES
+        missing = [name for name in dataset_classes if name.lower() not in {str(other).lower() for other in known}]
+        if missing:
+            self.problems.append(Problem(self.raw.where(*where(("fine_tune",))),
+                f"No-FT evaluates the pretrained classifier of {config['model']!r}, which has no class {', '.join(map(repr, missing))} "
+                f"of the dataset (its classes: {', '.join(map(str, known))}); fine-tune instead (fine_tune = true)"))
+
     def model_input_size(self, config: dict[str, Any], where, size_set: bool) -> None:
         """The model plugin's ``model_input``: its side when the TOML sets no ``input_size``; a
         model that takes no other side refuses a different one."""
@@ -448,6 +502,8 @@ class MatrixBuilder:
         except PluginCallError as error:
             self.problems.append(Problem(self.raw.where(*where(("options", model))), str(error)))
             return
+        if not config["fine_tune"]:
+            self.check_pretrained_classes(config, where, wanted)
         size = wanted.get("size") if isinstance(wanted, dict) else None
         if not isinstance(size, int) or size == config["input_size"]:
             return
@@ -507,7 +563,7 @@ class MatrixBuilder:
         dataset, dataset_invalid = self.dataset(self.raw.data.get("dataset", {}), check_root)
         report = self.report(self.raw.data.get("report", {}))
         tracking = self.tracking(self.raw.data.get("tracking", {}))
-        if not dataset_invalid & {"", "root", "labels", "images"}:
+        if not dataset_invalid - INDEPENDENT_OF_THE_INDEX:
             self.dataset_index(dataset, report=check_root)
         defaults = top["defaults"]
         check_section(self.raw, defaults, EXPERIMENT_OPTIONS, ("defaults",), self.problems)
@@ -567,7 +623,8 @@ class MatrixBuilder:
         return runs
 
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
-        identity_dataset = {key: value for key, value in dataset.items() if key != "cache_dir"}
+        identity_dataset = {key: value for key, value in dataset.items()
+                            if key not in ("cache_dir", "classes") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
         identity_dataset["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
         runs = []
         for phase in config["phases"]:

@@ -36,6 +36,10 @@ RESULT_NEUTRAL_KEYS = ("save_model", "timeout")
 #: their default (the others are left out), so every id computed before is unchanged.
 HASHED_AT_DEFAULT = ("save_model",)
 
+#: ``[dataset]`` keys added after run ids existed: at their default (FePh's format, grouping by
+#: ``group_by``) they are left out of a run's id, so every id computed before is unchanged.
+DATASET_DEFAULTS_UNHASHED = ("format", "group_pattern")
+
 #: Which experiment keys name plugins, and the hook each plugin must implement.
 PLUGIN_KEYS = {
     "model": "build_model",

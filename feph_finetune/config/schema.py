@@ -13,12 +13,12 @@ No TensorFlow here.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 from feph_finetune.config.options import Option, as_option
 
 PHASES = ("exploratory", "cv")
-GROUP_KEYS = ("sequence", "signer")
 
 #: Seeds feed NumPy and Keras (``keras.utils.set_random_seed``), which take 32-bit unsigned seeds.
 SEED_MAXIMUM = 2**32 - 1
@@ -36,12 +36,33 @@ TOP_LEVEL_OPTIONS: dict[str, Option] = {
     "tracking": Option({}, "experiment tracking: plugins, and a table of options per tracking plugin"),
 }
 
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why ``group_pattern`` is unusable (None when it is usable): it must compile and capture."""
+    if not pattern:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        return f"not a regular expression: {error}"
+    if compiled.groups < 1:
+        return "needs a group in parentheses: the part of the file name that names the group, e.g. '^(.+)_frame'"
+    return None
+
+
 #: ``[dataset]``. ``folds``: each fold needs a group of its own (the loaded data bounds it further).
+#: ``format`` names the ``load_dataset`` plugin; the keys its ``plugin_options`` declare are
+#: ``[dataset]`` keys too. ``labels``, ``images`` and ``group_by`` stay core keys although they
+#: mean most to the ``feph`` format: moving them would break existing files and run ids, and
+#: ``csv`` reads the same two files. ``group_by`` is checked against the keys the data offers.
 DATASET_OPTIONS: dict[str, Option] = {
     "root": Option("", "the dataset folder (labels CSV and image folder)"),
+    "format": Option("feph", "the load_dataset plugin that reads it: feph, folders, csv or a third party's"),
     "labels": Option("", "labels CSV, relative to root (default: the one CSV found)"),
     "images": Option("", "image folder, relative to root (default: the one found)"),
-    "group_by": Option("sequence", "keep these groups on one side of every split", choices=GROUP_KEYS),
+    "group_by": Option("sequence", "keep these groups on one side of every split: a key the format offers (feph: sequence, signer)"),
+    "group_pattern": Option("", "instead of group_by: a regular expression whose first group, found in a file name, is its group", check=pattern_problem),
     "folds": Option(5, "cross-validation folds", minimum=2, maximum=10_000),
     "test_fraction": Option(0.2, "hold-out test share", minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True),
     "cache_dir": Option("", "where decoded frames are cached (default: the user cache)"),

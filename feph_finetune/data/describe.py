@@ -1,8 +1,8 @@
-"""Describe a loaded release: what was kept, what was dropped and why, and how it would be split.
+"""Describe a loaded dataset: what was kept, what was dropped and why, and how it would be split.
 
-This is what ``python -m feph_finetune data ROOT`` shows before any training, so that a user can
-compare their copy of FePh with the paper's (2,531 images, SPEC §2) and see the splits a run
-would use. No TensorFlow here.
+This is what ``python -m feph_finetune data ROOT [--format NAME]`` shows before any training, so
+that a user can compare their copy of FePh with the paper's (2,531 images, SPEC §2), or check
+their own data's classes and groups, and see the splits a run would use. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -11,52 +11,100 @@ from collections import Counter
 
 from rich.table import Table
 
-from feph_finetune.api import CLASSES
-from feph_finetune.data.feph import DROP_REASONS, Dataset
-from feph_finetune.data.splits import Split, holdout_split, kfold_splits
+from feph_finetune.api import Dataset
+from feph_finetune.config.options import as_option, option_problems
+from feph_finetune.config.reading import Problem, close_match, parse_override, ConfigError
+from feph_finetune.config.schema import DATASET_OPTIONS
+from feph_finetune.data.datasets import exploratory_split, format_problem, group_labels, grouping_warning
+from feph_finetune.data.splits import Split, kfold_splits
+from feph_finetune.plugins import get_plugins
 
-#: What each drop reason means, for people reading the table.
-REASON_TEXT = {
-    "none": "label 7, none of the above",
-    "multi_label": "several labels in one cell",
-    "no_label": "empty or Face_not_visible",
-    "unknown_label": "not a label code 0-7",
-    "missing_file": "no such image file",
-    "unreadable": "file is not a decodable image",
-    "outside_root": "ID points outside the image folder",
-    "duplicate_row": "repeats an earlier row's image and label",
-    "conflicting_labels": "image listed with different labels",
-}
+#: How the ``data`` command's flags name the settings they set, for hints in its errors.
+DATA_FLAGS = {"labels": "--labels FILE", "images": "--images FOLDER", "format": "--format NAME", "group_by": "--group-by KEY"}
+
+
+def dataset_settings(flags: dict, assignments: list[str], problems: list[Problem]) -> dict:
+    """The ``[dataset]`` table the ``data`` command's flags and ``--set dataset.KEY=VALUE``
+    describe, defaults filled in; each ``--set`` is checked against the core's and the format's
+    declarations, as a TOML's keys are, its problems appended to ``problems``."""
+    plugins = get_plugins()
+    declarations = dict(DATASET_OPTIONS)
+    problem = format_problem(plugins, flags["format"])
+    if problem:
+        problems.append(Problem(f"--format {flags['format']}", problem))
+    else:
+        declarations = {**plugins.option_declarations(flags["format"]), **DATASET_OPTIONS}
+    settings = {**{key: as_option(option).default for key, option in declarations.items()}, **flags}
+    for assignment in assignments:
+        where = f"--set {assignment}"
+        try:
+            keys, value = parse_override(assignment)
+        except ConfigError as error:
+            problems += error.problems
+            continue
+        if len(keys) != 2 or keys[0] != "dataset":
+            problems.append(Problem(where, "data takes [dataset] settings only: --set dataset.KEY=VALUE"))
+        elif keys[1] not in declarations:
+            if not problem:
+                problems.append(Problem(where, f"unknown key {keys[1]!r}{close_match(keys[1], declarations)}"))
+        else:
+            messages = option_problems(value, as_option(declarations[keys[1]]))
+            problems += [Problem(where, message) for message in messages]
+            settings[keys[1]] = value
+    return settings
 
 
 def describe_dataset(dataset: Dataset, folds: int = 5, seed: int = 0, test_fraction: float = 0.2,
-                     group_by: str = "sequence") -> dict:
+                     group_by: str = "sequence", group_pattern: str = "") -> dict:
     """A JSON-ready summary of ``dataset`` and of its hold-out split and ``folds`` folds.
 
-    Splits group by ``group_by`` (``"sequence"`` or ``"signer"``) but always list the test
-    sequences. ``folds=0`` leaves cross-validation out; a dataset without images has empty
-    splits. Raises ValueError when the data cannot be split so (too few groups for the folds).
+    Splits group by ``group_pattern`` when set, else by ``group_by``, but list the test
+    sequences when the data offers a ``sequence`` key (else the test groups). Data that comes
+    split (``train/`` and ``test/``) is described with its own split, ``test_fraction`` unused;
+    its folds pool both sides. ``folds=0`` leaves cross-validation out; a dataset without images
+    has empty splits. Raises ValueError when the data cannot be split so (too few groups for the
+    folds, a group key the data lacks).
     """
+    settings = {"group_by": group_by, "group_pattern": group_pattern, "test_fraction": test_fraction, "folds": folds}
     labels = dataset.labels()
-    sequences = dataset.groups("sequence")
-    groups = dataset.groups(group_by)
+    groups = group_labels(dataset, settings)
+    sequences = _sequences(dataset, groups, group_pattern)
     class_counts = Counter(labels.tolist())
+    warnings = [grouping_warning(groups)] if grouping_warning(groups) else []
+    if dataset.presplit:
+        warnings.append("the data comes split into train/ and test/: the exploratory phase uses that split, so test_fraction is not used; cross-validation pools both")
     description = {
         "images": len(dataset.samples),
-        "classes": {name: class_counts.get(index, 0) for index, name in enumerate(CLASSES)},
+        "classes": {name: class_counts.get(index, 0) for index, name in enumerate(dataset.classes)},
         "sequences": len(set(sequences.tolist())),
+        "groups": len(set(groups.tolist())),
+        "grouping": f"group_pattern = {group_pattern!r}" if group_pattern else f"group_by = {group_by!r}",
+        "split": "given" if dataset.presplit else "hold-out",
         "fingerprint": dataset.fingerprint,
-        "dropped": {reason: int(dataset.dropped.get(reason, 0)) for reason in DROP_REASONS},
+        "dropped": dataset.dropped,
+        "dropped_unit": "rows" if any(entry.line is not None for entry in dataset.dropped_entries) else "entries",
+        "reasons": dict(dataset.drop_reasons),
+        "notes": list(dataset.notes),
+        "warnings": warnings,
         "holdout": {"train": 0, "test": 0, "test_sequences": []},
         "folds": [],
     }
     if not dataset.samples:
         return description
-    holdout = holdout_split(labels, groups, test_fraction=test_fraction, seed=seed)
+    holdout = exploratory_split(dataset, settings, seed)
     description["holdout"] = {"train": len(holdout.train), **_test_side(holdout, sequences)}
     if folds:
         description["folds"] = [_test_side(split, sequences) for split in kfold_splits(labels, groups, k=folds, seed=seed)]
     return description
+
+
+def _sequences(dataset: Dataset, groups, group_pattern: str):
+    """What the splits list as their test side's units: the data's ``sequence`` key where it
+    offers one that groups frames and no ``group_pattern`` overrides it, else the groups."""
+    if group_pattern or "sequence" not in dataset.group_keys:
+        return groups
+    sequences = dataset.groups("sequence")
+    return groups if len(set(sequences.tolist())) == len(sequences) > 1 else sequences
 
 
 def render_description(description: dict, console) -> None:
@@ -64,6 +112,10 @@ def render_description(description: dict, console) -> None:
     console.print(_class_table(description))
     console.print(_dropped_table(description))
     console.print(_split_table(description))
+    for note in description["notes"]:
+        console.print(f"note: {note}", markup=False)
+    for warning in description["warnings"]:
+        console.print(f"warning: {warning}", markup=False)
 
 
 def _test_side(split: Split, sequences) -> dict:
@@ -72,7 +124,7 @@ def _test_side(split: Split, sequences) -> dict:
 
 def _class_table(description: dict) -> Table:
     images = description["images"]
-    table = Table(title=f"{images} images in {description['sequences']} sequences",
+    table = Table(title=f"{images} images in {description['sequences']} sequences, {description['groups']} groups ({description['grouping']})",
                   caption=f"data fingerprint {description['fingerprint']}" if description.get("fingerprint") else None)
     table.add_column("class")
     table.add_column("images", justify="right")
@@ -85,12 +137,13 @@ def _class_table(description: dict) -> Table:
 
 def _dropped_table(description: dict) -> Table:
     dropped = description["dropped"]
-    table = Table(title=f"{sum(dropped.values())} rows dropped")
+    unit = description["dropped_unit"]
+    table = Table(title=f"{sum(dropped.values())} {unit} dropped")
     table.add_column("reason")
-    table.add_column("rows", justify="right")
+    table.add_column(unit, justify="right")
     table.add_column("meaning")
     for reason, count in dropped.items():
-        table.add_row(reason, str(count), REASON_TEXT.get(reason, ""))
+        table.add_row(reason, str(count), description["reasons"].get(reason, ""))
     return table
 
 
@@ -101,7 +154,7 @@ def _split_table(description: dict) -> Table:
     table.add_column("train", justify="right")
     table.add_column("test", justify="right")
     table.add_column("test sequences", justify="right")
-    table.add_row("hold-out", str(holdout["train"]), str(holdout["test"]), str(len(holdout["test_sequences"])))
+    table.add_row("given split" if description["split"] == "given" else "hold-out", str(holdout["train"]), str(holdout["test"]), str(len(holdout["test_sequences"])))
     images = description["images"]
     for index, fold in enumerate(description["folds"]):
         table.add_row(f"fold {index + 1}", str(images - fold["test"]), str(fold["test"]),

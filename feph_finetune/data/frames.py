@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from feph_finetune.api import FrameResult, Preprocessing
-from feph_finetune.data.feph import Dataset, read_image
+from feph_finetune.api import Dataset
+from feph_finetune.data.images import read_image
 from feph_finetune.results.store import atomic_path
 
 CACHE_ENV = "FEPH_FINETUNE_CACHE"

@@ -6,18 +6,19 @@ through :class:`DataSource`, so a matrix of 42 runs reads and crops each image o
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from feph_finetune.api import Augmentation, PluginError, Preprocessing, RunContext
-from feph_finetune.data.feph import Dataset, load_dataset
+from feph_finetune.api import Augmentation, Dataset, PluginError, Preprocessing, RunContext
+from feph_finetune.data.datasets import cv_splits, exploratory_split, group_labels, grouping_warning, load_dataset
 from feph_finetune.data.frames import CropCache, FrameSet, FrameStep, compute_frames, default_cache_dir
 from feph_finetune.config.matrix import Run
 from feph_finetune.plugins import PluginCallError, Plugins, inside_hook
-from feph_finetune.data.splits import Split, holdout_split, kfold_splits
+from feph_finetune.data.splits import Split, holdout_split
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class RunData:
     warnings: list[str] = field(default_factory=list)  # for the person running the matrix (a crop cache that cannot be written)
 
 
+#: ``[dataset]`` settings that do not change what is read, only how it is split or cached.
+NOT_READING = frozenset({"folds", "test_fraction", "cache_dir", "group_by", "group_pattern", "fingerprint"})
+
+
 class DataSource:
     """Datasets, splits and frame arrays, computed once per process and shared by runs."""
 
@@ -73,30 +78,34 @@ class DataSource:
 
     @staticmethod
     def dataset_key(settings: dict[str, Any]) -> tuple:
-        return (settings["root"], settings["labels"], settings["images"])
+        """What the loaded dataset depends on: every ``[dataset]`` setting but the splits' and the cache's."""
+        return tuple(sorted((key, repr(value)) for key, value in settings.items() if key not in NOT_READING))
 
     def dataset(self, settings: dict[str, Any]) -> Dataset:
         key = self.dataset_key(settings)
         if key not in self._datasets:
-            self._datasets[key] = load_dataset(settings["root"], settings["labels"] or None, settings["images"] or None)
+            self._datasets[key] = load_dataset(settings)
         return self._datasets[key]
 
     def split(self, run: Run, dataset: Dataset, split_seed: int) -> Split:
         settings = run.dataset
-        groups = dataset.groups(settings["group_by"])
+        grouping = (self.dataset_key(settings), settings["group_by"], settings["group_pattern"], split_seed)
         if run.phase == "exploratory":
-            key = ("holdout", settings["root"], settings["group_by"], settings["test_fraction"], split_seed)
+            key = ("holdout", *grouping, settings["test_fraction"])
             if key not in self._splits:
-                self._splits[key] = holdout_split(dataset.labels(), groups, settings["test_fraction"], split_seed)
+                self._splits[key] = exploratory_split(dataset, settings, split_seed)
             return self._splits[key]
-        key = ("cv", settings["root"], settings["group_by"], settings["folds"], split_seed)
+        key = ("cv", *grouping, settings["folds"])
         if key not in self._splits:
-            self._splits[key] = kfold_splits(dataset.labels(), groups, settings["folds"], split_seed)
+            self._splits[key] = cv_splits(dataset, settings, split_seed)
         return self._splits[key][run.fold]
 
     @staticmethod
     def frames_key(dataset: Dataset, steps: list[FrameStep], size: int) -> tuple:
-        return (str(dataset.root), tuple(step.signature for step in steps), size)
+        """The frame array's key: its rows are the dataset's samples, so two readings of one root
+        (another format, another ``classes`` list) have arrays of their own."""
+        samples = hashlib.sha256("\0".join(str(sample.path) for sample in dataset.samples).encode()).hexdigest()
+        return (str(dataset.root), samples, tuple(step.signature for step in steps), size)
 
     def frames(self, dataset: Dataset, steps: list[FrameStep], size: int, settings: dict[str, Any]) -> FrameSet:
         key = self.frames_key(dataset, steps, size)
@@ -151,13 +160,16 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
     """Split, preprocess, augment and weight one run's data (the plugins' non-model hooks)."""
     config = run.config
     dataset = source.dataset(run.dataset)
+    if tuple(dataset.classes) != run.classes:  # the model's outputs and every report column follow run.classes
+        raise ValueError(f"the data's classes {list(dataset.classes)} are not those read when the configuration was checked "
+                         f"({list(run.classes)}): the data changed; run again")
     split = source.split(run, dataset, split_seed)
     steps = preprocess_steps(run, plugins, context_for)
     frames = source.frames(dataset, frame_steps(steps), config["input_size"], run.dataset)
     labels = dataset.labels()
     train_index, val_index = split.train, None
     if config["validation_split"] > 0:
-        inner = validation_holdout(labels[split.train], dataset.groups(run.dataset["group_by"])[split.train], config["validation_split"], run.seed)
+        inner = validation_holdout(labels[split.train], group_labels(dataset, run.dataset)[split.train], config["validation_split"], run.seed)
         train_index, val_index = split.train[inner.train], split.train[inner.test]
 
     def examples(index: np.ndarray) -> Examples:
@@ -168,7 +180,7 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
         test=examples(split.test),
         val=None if val_index is None else examples(val_index),
         fallbacks=sum(1 for fallback in frames.fallbacks if fallback),
-        warnings=[frames.cache_problem] if frames.cache_problem else [],
+        warnings=[message for message in (frames.cache_problem, grouping_warning(group_labels(dataset, run.dataset))) if message],
     )
     fitted = [(name, step) for name, step in steps if step.fit is not None]
     if fitted:

@@ -326,10 +326,11 @@ def pretraining_log(model: Path) -> Path:
 
 def generic_faces(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The generic domain's images, resized to ``size``, and their class indices."""
-    from feph_finetune.data.feph import load_dataset, read_image
+    from feph_finetune.data.datasets import load_dataset
     from feph_finetune.data.frames import resize_square
+    from feph_finetune.data.images import read_image
 
-    dataset = load_dataset(folder)
+    dataset = load_dataset({"root": str(folder)})
     images = np.stack([resize_square(read_image(sample.path), size) for sample in dataset.samples])
     return images, dataset.labels()
 

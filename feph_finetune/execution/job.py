@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 import feph_finetune
-from feph_finetune.api import CLASSES, PluginError, RunContext
+from feph_finetune.api import PluginError, RunContext
 from feph_finetune.predict.bundle import write_bundle
 from feph_finetune.data.frames import default_cache_dir
 from feph_finetune.config.matrix import Run
@@ -117,7 +117,7 @@ def run_record(run: Run, status: str) -> dict[str, Any]:
         "variant": run.variant,
         "data": run.dataset.get("fingerprint", ""),
         "status": status,
-        "classes": list(CLASSES),
+        "classes": list(run.classes),
     }
 
 
@@ -159,6 +159,7 @@ def context_factory(run: Run, counters: dict[str, int]) -> Callable[[str], RunCo
             input_size=run.config["input_size"],
             config=run.config,
             options=run.config["options"].get(plugin, {}),
+            classes=run.classes,
             cache_dir=cache_dir,
             counters=counters,
         )

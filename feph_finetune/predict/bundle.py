@@ -86,7 +86,7 @@ def write_bundle(folder: Path, run: Any, steps: Sequence[tuple[str, Preprocessin
         "format_version": FORMAT_VERSION,
         "model": MODEL_FILE,
         "input_size": run.config["input_size"],
-        "classes": list(feph_finetune.CLASSES),
+        "classes": list(run.classes),
         "preprocess": entries,
         "run": {"id": run.id, "experiment": run.experiment, "label": run.label, "phase": run.phase, "fold": run.fold, "seed": run.seed},
         "config": run.config,

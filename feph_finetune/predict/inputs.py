@@ -1,7 +1,7 @@
 """Where ``predict`` gets frames: image files, folders of frames, and videos, streamed one frame at a time.
 
 - An image file (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) is one
-  frame, decoded as the training images are (:func:`feph_finetune.data.feph.read_image`: RGB,
+  frame, decoded as the training images are (:func:`feph_finetune.read_image`: RGB,
   alpha dropped).
 - A folder is one sequence: its image files (not sub-folders), in natural order, so that
   ``fn000009`` comes before ``fn000045`` and ``frame2`` before ``frame10``; the frame index is the
@@ -32,7 +32,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from feph_finetune.data.feph import DatasetError, read_image
+from feph_finetune.api import DatasetError
+from feph_finetune.data.images import read_image
 from feph_finetune.predict.avi import avi_frame_numbers
 
 #: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first

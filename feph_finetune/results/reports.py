@@ -10,6 +10,8 @@ stays instant.
 
 from __future__ import annotations
 
+import os
+
 import csv
 import io
 import json
@@ -77,8 +79,9 @@ def summary_rows(records: Iterable[dict], paper: bool = False) -> list[tuple[Sum
     for index, row in enumerate(rows):
         if row.is_cv:
             row.versus_baseline = _versus_baseline(index, rows, fold_accuracies)
-        if paper:
-            row.paper, row.with_paper = published(row.model, row.phase, row.label, row.cv_label), True
+        if paper:  # the paper's numbers are for FePh's seven classes only
+            fephs = tuple(_classes_of(groups[index])) == CLASSES
+            row.paper, row.with_paper = (published(row.model, row.phase, row.label, row.cv_label) if fephs else None), True
     return list(zip(rows, groups))
 
 
@@ -473,9 +476,18 @@ def class_abbreviations(classes: Iterable[str]) -> dict[str, str]:
     """Short, distinct column headers for class names: the first three letters, longer on a clash.
 
     The paper's seven become ang, dis, fea, hap, neu, sad, sur. A name of three letters or fewer
-    stays as it is.
+    stays as it is. Names that share a long prefix (``marker_01``, ``marker_02``) keep their
+    first letter and what tells them apart (``m01``, ``m02``), so that many classes stay narrow.
     """
     names = list(dict.fromkeys(classes))
+    short = {name: name[:3] for name in names}
+    for prefix in set(short.values()):
+        clashing = [name for name in names if short[name] == prefix]
+        common = len(os.path.commonprefix(clashing))
+        if len(clashing) > 1 and all(len(name) > common for name in clashing):
+            short.update({name: name[0] + name[common:][:4] for name in clashing})
+    if len(set(short.values())) == len(names):
+        return short
     for length in range(3, max((len(name) for name in names), default=3) + 1):
         short = {name: _first_clusters(name, length) for name in names}
         if len(set(short.values())) == len(names):

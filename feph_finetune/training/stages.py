@@ -264,11 +264,12 @@ def predict(model, examples: Examples, data: RunData, batch_size: int) -> np.nda
 
 
 def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData, batch_size: int, classes=CLASSES, notes: list[str] | None = None) -> np.ndarray:
-    """No-FT: the pretrained model's own predictions, columns reordered to the FePh classes.
+    """No-FT: the pretrained model's own predictions, columns reordered to the dataset's ``classes`` by name.
 
-    Outputs whose class FePh lacks (Contempt, in HSEmotion's 8-class models) are dropped and the
-    remaining probabilities divided by their sum, so each row sums to 1 again and the argmax is
-    the most probable FePh class; ``notes`` receives a sentence saying so for the run's results.
+    Outputs whose class the dataset lacks (Contempt, in HSEmotion's 8-class models) are dropped
+    and the remaining probabilities divided by their sum, so each row sums to 1 again and the
+    argmax is the most probable class of the dataset; ``notes`` receives a sentence saying so for
+    the run's results.
     """
     if built.pretrained is None or not built.pretrained_classes:
         raise PluginCallError(model_plugin, "build_model", PluginError("No-FT needs a pretrained expression model (weights = a whole-model file with a 7-class top, or a converted file)"))
@@ -283,8 +284,8 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
     if notes is not None:
         notes.append(
             f"No-FT: the pretrained model's output{'s' if len(dropped) > 1 else ''} {', '.join(dropped)} "
-            f"{'have' if len(dropped) > 1 else 'has'} no FePh class; dropped, and the probabilities of the "
-            f"{len(classes)} FePh classes divided by their sum"
+            f"{'have' if len(dropped) > 1 else 'has'} no class in the dataset; dropped, and the probabilities of the "
+            f"dataset's {len(classes)} classes divided by their sum"
         )
     return mapped / mapped.sum(axis=1, keepdims=True)
 
@@ -307,7 +308,7 @@ def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Ca
         )
     if not config["fine_tune"]:
         notes: list[str] = []
-        return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"], notes=notes), notes=notes)
+        return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"], run.classes, notes), notes=notes)
     optimizer_plugin = config["optimizer"]
     stages = _checked_stages(optimizer_plugin, plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
     outcome = train_stages(run, built, stages, data, optimizer_plugin, progress, on_epoch)

@@ -1,0 +1,105 @@
+"""The ``csv`` dataset format: any labels CSV with named columns.
+
+``path_column`` names each image, relative to the image folder (``[dataset] images``, default:
+the root) and refused when it points outside it; ``label_column`` its class, as a word
+(``happy``) or a code (``4``, also as ``4.0`` from a spreadsheet) that the ``label_names`` table
+(``{ "4" = "happy", ... }``) names. Classes are ``classes`` in that order when listed, else the
+``label_names`` in the order of their codes, else the words found, sorted. The labels CSV is
+``[dataset] labels`` (default: the one ``*.csv`` in the root or its direct subfolders). It is
+read as robustly as FePh's (BOM, CRLF, quoted fields; duplicate and conflicting rows settled).
+
+Group keys: ``column`` (``group_column``, when set), ``folder`` (the image's folder) and
+``sequence`` (FePh's frame-name pattern; a file whose name lacks it is its own group).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from feph_finetune import Dataset, DatasetError, Option, Sample, files_fingerprint, hookimpl, read_csv_rows, resolve_inside, samples_from_rows, whole_number
+from feph_finetune_plugins.feph import find_labels_csv, frame_of, locate, sequence_of
+
+DROP_REASONS: dict[str, str] = {
+    "no_label": "empty label cell",
+    "unknown_label": "a label that is no class",
+    "missing_file": "no such image file",
+    "unreadable": "file is not a decodable image",
+    "outside_root": "path points outside the image folder",
+    "duplicate_row": "repeats an earlier row's image and label",
+    "conflicting_labels": "image listed with different labels",
+}
+
+
+def _distinct(names) -> str | None:
+    return None if len(set(names)) == len(names) and all(names) else "must list distinct, non-empty class names"
+
+
+def _named(table) -> str | None:
+    if not all(isinstance(name, str) and name for name in table.values()):
+        return "must map each code to a class name: { \"0\" = \"neutral\", ... }"
+    return _distinct(list(table.values()))
+
+
+@hookimpl
+def plugin_options():
+    return {
+        "path_column": Option("path", "the column naming each image, relative to the image folder"),
+        "label_column": Option("label", "the column holding each image's class (a word or a code)"),
+        "group_column": Option("", "a column whose value groups images (group_by = \"column\")"),
+        "label_names": Option({}, "codes to class names: { \"0\" = \"neutral\", ... }", check=_named),
+        "classes": Option([], "the classes, in label order (default: label_names' order, else sorted)", kind=str, check=_distinct),
+    }
+
+
+@hookimpl
+def load_dataset(root, settings, decode):
+    root = Path(root)
+    csv_path = locate(root, settings["labels"], "labels CSV") if settings.get("labels") else find_labels_csv(root)
+    folder = locate(root, settings["images"], "image folder") if settings.get("images") else root
+    if not csv_path.is_file():
+        raise DatasetError(f"labels CSV {csv_path} is not a file")
+    if not folder.is_dir():
+        raise DatasetError(f"image folder {folder} is not a folder")
+    return read_labels(csv_path, folder.resolve(), root, settings, decode)
+
+
+def read_labels(csv_path: Path, folder: Path, root: Path, options, decode: bool = True) -> Dataset:
+    """The samples the CSV's rows name; see the module."""
+    group_column = options["group_column"]
+    columns = [options["path_column"], options["label_column"]] + ([group_column] if group_column else [])
+    cells = list(read_csv_rows(csv_path, columns))
+    names = {whole_number(code): name for code, name in options["label_names"].items()}
+    words = [names.get(whole_number(row[1]), row[1].strip()) for _, row in cells]
+    classes = tuple(options["classes"] or (_by_code(names) if names else sorted({word for word in words if word})))
+    rows = [(line, row[0].strip(), _label(word, classes), resolve_inside(folder, row[0].strip())) for (line, row), word in zip(cells, words)]
+    column_groups: dict[Path, str] = {}
+    if group_column:
+        for (_, row), (_, _, _, found) in zip(cells, rows):
+            if not isinstance(found, str):
+                column_groups.setdefault(found[1], row[2].strip())
+
+    def make_sample(name: str, path: Path, label: int) -> Sample:
+        frame = frame_of(name)
+        relative = path.relative_to(folder)
+        keys = {"folder": relative.parent.as_posix(), "sequence": sequence_of(name) if frame is not None else relative.as_posix()}
+        if group_column:
+            keys["column"] = column_groups[path]
+        return Sample(path=path, label=label, groups=keys, frame=frame)
+
+    samples, dropped, files = samples_from_rows(rows, make_sample, decode)
+    empty = [name for name in options["classes"] if not any(sample.label == classes.index(name) for sample in samples)]
+    if empty:
+        raise DatasetError(f"listed class(es) {', '.join(map(repr, empty))} have no images in {csv_path}", hint=("list only classes with images in", "classes"))
+    return Dataset(root=root, samples=samples, classes=classes, dropped_entries=dropped, drop_reasons=DROP_REASONS,
+                   fingerprint=files_fingerprint(csv_path, folder, files))
+
+
+def _by_code(names: dict[str, str]) -> list[str]:
+    """The class names in the order of their codes: numeric codes by value, others after, as text."""
+    return [names[code] for code in sorted(names, key=lambda code: (not code.isdigit(), int(code) if code.isdigit() else 0, code))]
+
+
+def _label(word: str, classes: tuple[str, ...]) -> int | str:
+    if not word:
+        return "no_label"
+    return classes.index(word) if word in classes else "unknown_label"
