@@ -48,8 +48,9 @@ def site(tmp_path, monkeypatch):
         del sys.modules[module]
 
 
-def test_the_hookspecs_are_the_designs_six_plus_options_traits_model_input_and_executors():
-    assert set(hook_names()) == SIX_HOOKS | {"plugin_options", "plugin_traits", "model_input", "load_dataset", "register_executors"}
+def test_the_hookspecs_are_the_designs_six_plus_options_traits_model_input_datasets_executors_and_tracking():
+    tracking = {"track_run_start", "track_epoch", "track_run_end", "track_matrix_end"}
+    assert set(hook_names()) == SIX_HOOKS | {"plugin_options", "plugin_traits", "model_input", "load_dataset", "register_executors"} | tracking
 
 
 def test_plugins_json_lists_builtins_covering_all_six_hooks():

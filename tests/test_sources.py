@@ -119,13 +119,13 @@ def test_a_damaged_chunk_header_leaves_a_gap_and_later_frames_keep_their_numbers
 
 def test_ffmpegs_own_log_lines_never_reach_the_console(tmp_path):
     """A chunk 100 bytes short makes FFmpeg's MJPEG decoder log "[mjpeg @ 0x...] overread 8" on
-    file descriptor 2 (C code, past Python's sys.stderr): reading it through ``open_source``
+    file descriptor 2 (C code, past Python's sys.stderr): reading it through ``open_input``
     prints nothing there."""
     import subprocess
     import sys
 
     path = damaged(tmp_path, "size-100")
-    read_it = "import sys; from feph_finetune.predict.inputs import open_source; print(len(list(open_source(sys.argv[1]).frames())))"
+    read_it = "import sys; from feph_finetune.predict.inputs import open_input; print(len(list(open_input(sys.argv[1]).frames())))"
     bare = "import sys, cv2; capture = cv2.VideoCapture(sys.argv[1]); print(sum(capture.grab() for _ in range(50)))"
     environment = {key: value for key, value in os.environ.items() if not key.startswith("OPENCV_")}
     unsilenced = subprocess.run([sys.executable, "-c", bare, str(path)], capture_output=True, text=True, env=environment, timeout=120)
