@@ -494,7 +494,7 @@ def test_unreadable_or_ill_shaped_result_files_are_skipped_with_one_warning_each
 
     good = make_run("M2", "exploratory", model="mobilenet", order=0, accuracy=0.6, rng=np.random.default_rng(0))
     bad = {"array": "[1, 2]", "other-object": '{"a": 1}', "truncated": json.dumps(good)[:40], "metrics-list": json.dumps({**good, "metrics": [1]})}
-    _write_results(tmp_path, {"good": json.dumps(good), **bad})
+    _write_results(tmp_path, {good["id"]: json.dumps(good), **bad})
 
     assert main(["report", str(tmp_path), "--format", "csv"]) == 0
     captured = capsys.readouterr()
@@ -504,7 +504,7 @@ def test_unreadable_or_ill_shaped_result_files_are_skipped_with_one_warning_each
     for run_id in bad:
         assert sum(str(tmp_path / run_id / "result.json") in line for line in warnings) == 1
     store = RunStore(tmp_path)
-    assert store.is_done("good") and not any(store.is_done(run_id) for run_id in bad)  # so a matrix reruns them
+    assert store.is_done(good["id"]) and not any(store.is_done(run_id) for run_id in bad)  # so a matrix reruns them
 
 
 def test_report_errors_go_to_stderr_with_exit_2(tmp_path, capsys):

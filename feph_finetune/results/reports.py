@@ -480,12 +480,12 @@ def class_abbreviations(classes: Iterable[str]) -> dict[str, str]:
     first letter and what tells them apart (``m01``, ``m02``), so that many classes stay narrow.
     """
     names = list(dict.fromkeys(classes))
-    short = {name: name[:3] for name in names}
+    short = {name: _first_clusters(name, 3) for name in names}
     for prefix in set(short.values()):
         clashing = [name for name in names if short[name] == prefix]
         common = len(os.path.commonprefix(clashing))
         if len(clashing) > 1 and all(len(name) > common for name in clashing):
-            short.update({name: name[0] + name[common:][:4] for name in clashing})
+            short.update({name: _first_clusters(name, 1) + _first_clusters(name[common:], 4) for name in clashing})
     if len(set(short.values())) == len(names):
         return short
     for length in range(3, max((len(name) for name in names), default=3) + 1):
