@@ -153,18 +153,25 @@ def evaluate(y_true, y_prob, context):
 '''
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """A 12 MB tmpfs. Mounting one needs root: skipped for other users; as root (CI) a mount that
-    fails is a failure, so CI never skips it."""
+def mounted_tmpfs(mount: Path, size: str):
+    """Yield ``mount``, a tmpfs of ``size`` mounted there, unmounted afterwards. Mounting needs
+    root: skipped for other users; as root (CI) a mount that fails is a failure, so CI never
+    skips it."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "tmpfs"
     mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True, text=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True, text=True)
     assert mounted.returncode == 0, f"cannot mount a tmpfs as root: {mounted.stderr}"
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 12 MB tmpfs (:func:`mounted_tmpfs`)."""
+    yield from mounted_tmpfs(tmp_path / "tmpfs", "12m")
 
 
 def test_a_disk_filled_during_a_child_run_stops_the_command_without_a_traceback(synthetic_feph, tmp_path, tiny_tmpfs):
@@ -285,17 +292,11 @@ def test_a_read_only_file_system_is_refused_before_any_work_and_called_so(tmp_pa
 @pytest.fixture
 def read_only_tmpfs(tmp_path):
     """A read-only tmpfs holding a folder ``existing``; needs root (skipped for other users)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
-    assert mounted.returncode == 0, f"cannot mount a tmpfs as root: {mounted.stderr}"
-    (mount / "existing").mkdir()
-    remounted = subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True, text=True)
-    assert remounted.returncode == 0, remounted.stderr
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    for mount in mounted_tmpfs(tmp_path / "ro", "1m"):
+        (mount / "existing").mkdir()
+        remounted = subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True, text=True)
+        assert remounted.returncode == 0, remounted.stderr
+        yield mount
 
 
 def test_writing_commands_on_a_real_read_only_disk_say_so(tmp_path, read_only_tmpfs):

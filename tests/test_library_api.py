@@ -90,7 +90,7 @@ def test_load_results_reads_typed_records_and_leaves_out_unusable_files(tmp_path
 
 
 def test_to_frame_gives_a_dataframe(tmp_path):
-    pandas = pytest.importorskip("pandas")  # not a dependency; CI has it (the mlflow extra brings it)
+    import pandas  # the `pandas` extra, which .ci/run installs: a missing pandas fails here rather than skips
     write_fake_store(tmp_path, experiments=["M2"])
     records = feph_finetune.load_results(tmp_path)
     frame = records.to_frame()
