@@ -3,7 +3,8 @@
 The public API for plugins is what this module exports; nothing here imports TensorFlow. The
 objects for writing an executor (``Executor``, ``ExecutorError``, ``InProcess``, ``RunJob``, ``execute_run``) and
 for running a matrix from Python (``run_matrix``, ``plan_matrix``, ``Session``, ``MatrixResult``,
-``load_results``, ``Results``, ``RunRecord``) are imported on first use.
+``load_results``, ``Results``, ``RunRecord``, and ``RunConfig``, a run's resolved configuration)
+are imported on first use.
 """
 
 from feph_finetune.api import (
@@ -48,6 +49,7 @@ _LIBRARY_API = {
     "load_results": "feph_finetune.results.collection",
     "Results": "feph_finetune.results.collection",
     "RunRecord": "feph_finetune.results.records",
+    "RunConfig": "feph_finetune.config.resolved",
 }
 
 
@@ -69,6 +71,7 @@ __all__ = [
     "InProcess",
     "MatrixResult",
     "Results",
+    "RunConfig",
     "RunJob",
     "RunRecord",
     "Session",

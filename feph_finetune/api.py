@@ -126,7 +126,9 @@ class RunContext:
     """What a hook implementation may know about the run it serves.
 
     ``options`` are the plugin's own options from the TOML (its defaults filled in); ``config`` is
-    the whole resolved configuration of the run, for plugins that need to look around (read-only).
+    the whole resolved configuration of the run, for plugins that need to look around: a
+    read-only mapping of key to value (a :class:`feph_finetune.RunConfig`, whose keys are also
+    attributes; a plain dict where the core has no run, as in ``predict``).
     """
 
     run_id: str
@@ -244,8 +246,9 @@ class TrackedRun:
       stable across invocations, so a backend can find a run it logged before.
     - ``experiment``, ``label``, ``cv_label``: the experiment's name and its report labels.
     - ``phase``: ``"exploratory"`` or ``"cv"``; ``fold``: the fold index, None for the single split.
-    - ``seed``: the run's seed; ``config``: its resolved configuration (JSON-serialisable, the
-      content of ``config.json``'s ``config``); ``variant``: the values its experiment's
+    - ``seed``: the run's seed; ``config``: its resolved configuration, a read-only mapping (a
+      :class:`feph_finetune.RunConfig`; ``config.to_json()`` is the content of ``config.json``'s
+      ``config``); ``variant``: the values its experiment's
       ``grid`` gave it (empty without a grid); ``data``: the data's fingerprint. Runs with the
       same experiment, variant and data are the folds of one configuration.
     - ``run_dir``: the run's folder (its files are there once the run ends).

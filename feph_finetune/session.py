@@ -263,7 +263,7 @@ class Session:
         from feph_finetune.predict.bundle import MANIFEST
 
         store = self.store
-        unsaved = [run.id for run in result.runs if run.id in result.skipped and run.config["save_model"] and not (store.run_dir(run.id) / MANIFEST).is_file()]
+        unsaved = [run.id for run in result.runs if run.id in result.skipped and run.config.save_model and not (store.run_dir(run.id) / MANIFEST).is_file()]
         if unsaved:
             self.console.print(f"{len(unsaved)} of them finished without a saved model although save_model = true: add --force to run them again and save it ({', '.join(unsaved)})", highlight=False)
 

@@ -14,7 +14,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, TRACKING_HOOKS, TRACKING_OPTIONS
 from feph_finetune.config.reading import (
@@ -40,6 +40,7 @@ from feph_finetune.config.reading import (
     valid_values,
 )
 from feph_finetune.config.options import option_problems
+from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, load_index
 from feph_finetune.plugins import PluginCallError, Plugins
@@ -52,7 +53,9 @@ FEPH_SOURCE = f"{FEPH_DOWNLOAD}, then point dataset.root at its folder, or try t
 
 @dataclass(frozen=True)
 class Run:
-    """One training-and-evaluation job of the matrix."""
+    """One training-and-evaluation job of the matrix; ``config`` is its resolved configuration
+    (a :class:`~feph_finetune.config.resolved.RunConfig`, shared by the runs of one experiment
+    variant)."""
 
     id: str
     experiment: str
@@ -63,7 +66,7 @@ class Run:
     fold: int | None
     seed: int
     variant: dict[str, Any]
-    config: dict[str, Any]
+    config: RunConfig
     dataset: dict[str, Any] = field(default_factory=dict)
 
     def plugins_used(self) -> list[str]:
@@ -86,12 +89,12 @@ class Run:
             "fold": self.fold,
             "seed": self.seed,
             "variant": self.variant,
-            "model": self.config["model"],
-            "fine_tune": self.config["fine_tune"],
-            "optimizer": self.config["optimizer"] if self.config["fine_tune"] else "",
-            "preprocess": self.config["preprocess"],
-            "augment": self.config["augment"],
-            "class_weights": self.config["class_weights"],
+            "model": self.config.model,
+            "fine_tune": self.config.fine_tune,
+            "optimizer": self.config.optimizer if self.config.fine_tune else "",
+            "preprocess": self.config.preprocess,
+            "augment": self.config.augment,
+            "class_weights": self.config.class_weights,
             "data": self.dataset.get("fingerprint", ""),
         }
 
@@ -112,7 +115,7 @@ class Matrix:
     name: str = ""
 
 
-def used_plugins(config: dict[str, Any]) -> list[str]:
+def used_plugins(config: Mapping[str, Any]) -> list[str]:
     """Every plugin an experiment's configuration names, in hook order."""
     names: list[str] = []
     for key in PLUGIN_KEYS:
@@ -626,6 +629,7 @@ class MatrixBuilder:
         identity_dataset = {key: value for key, value in dataset.items()
                             if key not in ("cache_dir", "classes") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
         identity_dataset["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
+        record = RunConfig(**{key: config[key] for key in EXPERIMENT_OPTIONS})  # an unknown key is a problem already
         runs = []
         for phase in config["phases"]:
             for fold in [None] if phase == "exploratory" else range(dataset["folds"]):
@@ -640,7 +644,7 @@ class MatrixBuilder:
                         fold=fold,
                         seed=config["seed"],
                         variant=variant,
-                        config=config,
+                        config=record,
                         dataset=dataset,
                     )
                 )

@@ -108,8 +108,8 @@ def run_record(run: Run, status: str) -> dict[str, Any]:
         "experiment": run.experiment,
         "label": run.label,
         "cv_label": run.cv_label,
-        "model": run.config["model"],
-        "baseline": not run.config["fine_tune"],
+        "model": run.config.model,
+        "baseline": not run.config.fine_tune,
         "order": run.order,
         "phase": run.phase,
         "fold": run.fold,
@@ -156,9 +156,9 @@ def context_factory(run: Run, counters: dict[str, int]) -> Callable[[str], RunCo
             phase=run.phase,
             fold=run.fold,
             seed=run.seed,
-            input_size=run.config["input_size"],
+            input_size=run.config.input_size,
             config=run.config,
-            options=run.config["options"].get(plugin, {}),
+            options=run.config.options.get(plugin, {}),
             classes=run.classes,
             cache_dir=cache_dir,
             counters=counters,
@@ -207,7 +207,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     store.discard(run.id)  # a stale result of an earlier attempt must not outlive this one
     counters: dict[str, int] = {}
     context_for = context_factory(run, counters)
-    store.write(run.id, "config.json", {"run": run.describe(), "config": run.config, "dataset": run.dataset})
+    store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset})
     tracking = RunTracking(tracked_run(run, store.run_dir(run.id), job.matrix), job.tracking, plugins, report)
     tracking.start()
     record = run_record(run, "failed")
@@ -235,7 +235,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         store.write(run.id, "history.json", outcome.history)
         store.write(run.id, "metrics.json", metrics)
         run_environment = environment(run, plugins, job.split_seed, training.environment())
-        if run.config["save_model"] and outcome.model is not None:
+        if run.config.save_model and outcome.model is not None:
             write_bundle(store.run_dir(run.id), run, data.preprocessing, outcome.model, run_environment)
         store.write(run.id, "environment.json", run_environment)
         record.update(status="done", metrics=metrics, error=None)
@@ -263,7 +263,7 @@ def ensure_run_space(job: RunJob) -> None:
     """Raise :class:`~feph_finetune.results.store.NoSpaceError` when the results folder's disk cannot
     take the job's files (:data:`RUN_FILES_BYTES`, and :data:`MODEL_BUNDLE_BYTES` with
     ``save_model``): checked before a run's long work, not after it."""
-    needed = RUN_FILES_BYTES + (MODEL_BUNDLE_BYTES if job.run.config["save_model"] else 0)
+    needed = RUN_FILES_BYTES + (MODEL_BUNDLE_BYTES if job.run.config.save_model else 0)
     ensure_space(Path(job.output), needed, f"the files of run {job.id}")
 
 
@@ -321,7 +321,7 @@ class Whereabouts:
 
 def timeout_of(job: RunJob) -> float:
     """The job's ``timeout`` in seconds; 0 for none."""
-    return float(job.run.config.get("timeout") or 0)
+    return float(job.run.config.timeout)
 
 
 def timed_out_record(run: Run, timeout: float, where: str, started: float, **details: Any) -> dict[str, Any]:

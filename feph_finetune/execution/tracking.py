@@ -67,7 +67,7 @@ class RunTracking:
         for name, options in list(self.enabled.items()):
             context = RunContext(
                 run_id=self.run.id, experiment=self.run.experiment, phase=self.run.phase, fold=self.run.fold,
-                seed=self.run.seed, input_size=self.run.config.get("input_size", 0), config=self.run.config, options=options,
+                seed=self.run.seed, input_size=self.run.config.input_size, config=self.run.config, options=options,
             )
             try:
                 self.plugins.call(name, hook, run=self.run, context=context, **arguments)

@@ -231,6 +231,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def _jsonable(value: Any) -> Any:
+    if hasattr(value, "to_json"):  # a typed record (a run's RunConfig in a model bundle's manifest)
+        return value.to_json()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
