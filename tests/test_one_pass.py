@@ -200,3 +200,38 @@ def test_an_option_with_keywords_kind_and_expects():
     assert option_problems(["a"], names) == [] and option_problems([1], names) == ["expected array of strings, got array [1]"]
     devices = Option([], kind=int, minimum=0, expects="GPU indices")
     assert option_problems([0, -1], devices) == ["must be >= 0, not -1"] and option_problems(["x"], devices) == ["expected GPU indices, got array ['x']"]
+
+
+DEMO_DEFAULTS_FAULTS = """
+[demo.defaults]
+augment = ["flipp"]
+
+[demo.defaults.options.mobilenet]
+alpah = 0.5
+
+[demo.defaults.options.flip]
+mode = "dubble"
+"""
+
+
+def test_the_demo_defaults_plugins_and_options_are_checked_without_demo_in_the_same_pass(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nbatch_size = "eight"\n', extra=DEMO_DEFAULTS_FAULTS)
+    expected = [
+        f"{place(path, 'augment = ', 'demo.defaults.augment')}: plugin 'flipp' is not installed (did you mean 'flip'?)",
+        f"{place(path, 'alpah = ', 'demo.defaults.options.mobilenet.alpah')}: plugin 'mobilenet' has no option 'alpah' (did you mean 'alpha'?)",
+        f"{place(path, 'mode = ', 'demo.defaults.options.flip.mode')}: 'dubble' is not one of 'double', 'random'",
+        f"{place(path, 'batch_size = ', 'experiments.A.batch_size')}: expected integer, got string 'eight'",
+    ]
+    for flags in ([], ["--demo"]):  # with --demo they are laid over [defaults]: each is still said once, where it is written
+        assert main([str(path), "--dry-run", *flags]) == 2
+        error = capsys.readouterr().err
+        assert "Traceback" not in error
+        for line in expected:
+            assert error.count(line) == 1, f"{flags}: not once: {line}\n{error}"
+        assert f"error: {len(expected)} problems" in error, error
+
+
+def test_a_valid_demo_defaults_table_passes_a_plain_dry_run(tmp_path, synthetic_feph):
+    extra = '\n[demo.defaults]\naugment = ["flip"]\n\n[demo.defaults.options.flip]\nmode = "random"\n'
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra=extra)
+    assert main([str(path), "--dry-run"]) == 0

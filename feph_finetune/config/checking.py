@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
+from feph_finetune.config.options import as_option
+from feph_finetune.config.schema import EXPERIMENT_OPTIONS
 from feph_finetune.config.matrix import Matrix, MatrixBuilder, Run, select, selection_problems
 from feph_finetune.config.reading import ConfigError, Problem, RawConfig, check_section
 from feph_finetune.execution.executors import ExecutorChoice, check_executor
@@ -52,7 +54,8 @@ def check_configuration(
     ``output``: the results folder (default: the TOML's ``output``); ``executor``, ``jobs`` and
     ``devices``: the flags' text, None when not given. ``tables``: declarations of top-level
     tables a client of the core owns (``{"demo": DEMO_OPTIONS}``), checked when the file has
-    them. ``check_files=False`` (the demo, whose data and base models are written after the
+    them, whether the client runs or not; an experiment's settings among them (``[demo]
+    defaults``) are checked as an experiment's, plugin names and options included. ``check_files=False`` (the demo, whose data and base models are written after the
     check) skips what needs files on disk: the dataset root and its index, files named by
     options; ``pending_files``: paths options may name before they exist, because the caller
     writes them before a run needs them.
@@ -61,10 +64,13 @@ def check_configuration(
     """
     builder = MatrixBuilder(raw, plugins, check_files=check_files, pending_files=pending_files)
     matrix = builder.matrix(check_root=check_files)
-    problems = list(builder.problems)
+    problems: list[Problem] = []
     for name, declarations in (tables or {}).items():
         if name in raw.data:
             check_section(raw, raw.data[name], declarations, (name,), problems)
+            for keys, table in settings_tables(raw.data[name], declarations, (name,)):
+                builder.check_settings_table(table, keys)
+    problems = builder.problems + problems
     problems += selection_problems(matrix, only)
     folder = Path(output) if output is not None else Path(matrix.output)
     problems += output_problems(folder, matrix.report)
@@ -79,6 +85,21 @@ def check_configuration(
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return CheckedConfiguration(matrix, runs, choice, folder)
+
+
+def settings_tables(table: Any, declarations: Mapping[str, Any], keys: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """The tables inside a client's ``table`` that hold an experiment's settings (declared
+    ``Option(table=EXPERIMENT_OPTIONS)``, as ``[demo] defaults``), each with its key path."""
+    if not isinstance(table, dict):
+        return
+    for key, declaration in declarations.items():
+        option = as_option(declaration)
+        if option.table is None or key not in table:
+            continue
+        if option.table is EXPERIMENT_OPTIONS:
+            yield keys + (key,), table[key]
+        else:
+            yield from settings_tables(table[key], option.table, keys + (key,))
 
 
 def output_problems(output: Path, report: Mapping[str, Any]) -> list[Problem]:

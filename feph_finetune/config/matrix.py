@@ -426,10 +426,10 @@ class MatrixBuilder:
         """The plugins the experiment uses whose names are right (installed, serving their key)."""
         return [name for name in used_plugins(config) if f"plugin:{name}" not in invalid]
 
-    def check_options(self, config: dict[str, Any], where) -> set[str]:
+    def check_options(self, config: dict[str, Any], where, check_paths: bool = True) -> set[str]:
         """Check every configured option against its plugin's declarations; files named by
-        options must exist only for the plugins the experiment uses. Returns the plugins whose
-        options have problems."""
+        options must exist only for the plugins the experiment uses (none without
+        ``check_paths``). Returns the plugins whose options have problems."""
         installed = self.plugins.names()
         used = used_plugins(config)
         faulty: set[str] = set()
@@ -455,11 +455,25 @@ class MatrixBuilder:
                     known = ", ".join(declarations) or "none"
                     self.problems.append(Problem(place, f"plugin {plugin!r} has no option {key!r}{close_match(key, declarations)}; its options: {known}"))
                     continue
-                for message in option_problems(value, declarations[key], check_paths=self.check_files and plugin in used and not (isinstance(value, str) and value in self.pending_files)):
+                for message in option_problems(value, declarations[key], check_paths=check_paths and self.check_files and plugin in used and not (isinstance(value, str) and value in self.pending_files)):
                     self.problems.append(Problem(place, message))
             if len(self.problems) > before:
                 faulty.add(plugin)
         return faulty
+
+    def check_settings_table(self, table: Any, keys: tuple[str, ...]) -> None:
+        """Check experiment settings kept outside ``[experiments]`` and ``[defaults]`` (a client's
+        table, ``[demo] defaults``, laid over ``[defaults]`` when the client runs) as an
+        experiment's: the plugins it names and the options it gives them. Its keys' types are
+        checked with its own table. Files named by options are not checked: the client may
+        write them before its runs."""
+        if not isinstance(table, dict):
+            return
+        config = valid_values(table, EXPERIMENT_OPTIONS)
+        unset_or_invalid = {key for key, option in EXPERIMENT_OPTIONS.items() if key not in table or option_problems(table[key], option)}
+        self.check_plugins(config, lambda place: keys + place, unset_or_invalid)
+        if "options" not in unset_or_invalid:
+            self.check_options(config, lambda place: keys + place, check_paths=False)
 
     def check_option_rules(self, config: dict[str, Any], where, faulty: set[str], usable: list[str]) -> None:
         """Run the ``check_with_options`` rules of the plugins the experiment uses, whose options
