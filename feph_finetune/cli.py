@@ -416,6 +416,7 @@ def _run_column_widths(headers: list[str], rows: list[list[str]], width: int) ->
 
 def cmd_run(args, console: Console) -> int:
     """Run the matrix through a :class:`feph_finetune.session.Session` (the demo's with ``--demo``)."""
+    from feph_finetune.config.reading import COMMAND_LINE
     from feph_finetune.demo.protocol import DEMO_OPTIONS
 
     if args.demo:
@@ -426,7 +427,7 @@ def cmd_run(args, console: Console) -> int:
     session = Session(
         args.config, only=args.only, phase=args.phase, overrides=args.overrides, executor=args.executor, jobs=args.jobs,
         devices=args.devices, force=args.force, output=args.output, track=args.track, tables={"demo": DEMO_OPTIONS},
-        console=console, warn=warn,
+        console=console, warn=warn, argument_names=COMMAND_LINE,
     )
     if args.dry_run:
         print_runs(session.plan(), args.json, console)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from rich.console import Console
 
 from feph_finetune.config.matrix import Matrix, Run
-from feph_finetune.config.reading import RawConfig
+from feph_finetune.config.reading import PYTHON, ArgumentNames, RawConfig
 from feph_finetune.results.collection import Results
 
 @dataclass(frozen=True)
@@ -76,7 +76,10 @@ class Session:
     demo's ``{"demo": DEMO_OPTIONS}``), checked with the rest. ``console``:
     where progress, tables and log lines go (default: a rich console on stdout; ``Console(quiet=True)``
     is silent). ``warn``: called with one line per warning (a plugin that cannot be used, a
-    ``result.json`` that cannot be read); default :func:`warnings.warn`.
+    ``result.json`` that cannot be read, options of a tracker that is not enabled); default
+    :func:`warnings.warn`. ``argument_names``: how problems name these arguments (default
+    :data:`feph_finetune.config.reading.PYTHON`: ``jobs``, ``only='B'``; the command line passes
+    ``COMMAND_LINE``: ``--jobs``, ``--only B``).
 
     Configuration mistakes raise :class:`feph_finetune.config.reading.ConfigError` listing every
     problem, before any run starts.
@@ -102,6 +105,7 @@ class Session:
         tables: Mapping[str, Mapping[str, Any]] | None = None,
         console: Console | None = None,
         warn: Callable[[str], None] | None = None,
+        argument_names: ArgumentNames = PYTHON,
     ):
         self.config = config
         self.only = None if only is None else [only] if isinstance(only, str) else list(only)
@@ -116,6 +120,7 @@ class Session:
         self.tables = dict(tables or {})
         self.console = console or Console(log_path=False)
         self.warn = warn or _python_warning
+        self.argument_names = argument_names
         self._plan: Plan | None = None
 
     # --- checking --------------------------------------------------------------------------------
@@ -137,7 +142,7 @@ class Session:
         plugins = self.load_plugins()
         checked = check_configuration(
             raw, plugins, only=self.only, phase=self.phase, output=self.output or self.default_output(), executor=self.executor_name,
-            jobs=self.jobs, devices=self.devices, tables=self.tables, check_files=self.check_files,
+            jobs=self.jobs, devices=self.devices, tables=self.tables, check_files=self.check_files, warn=self.warn,
         )
         choice = self.executor_choice(checked.executor, raw)
         return Plan(raw, plugins, checked.matrix, checked.runs, RunStore(checked.output, warn=self.warn), choice.create())
@@ -147,7 +152,8 @@ class Session:
         settings over it here)."""
         from feph_finetune.config.reading import config_from_dict, read_config
 
-        raw = config_from_dict(self.config, self.overrides) if isinstance(self.config, Mapping) else read_config(Path(self.config), self.overrides)
+        names = self.argument_names
+        raw = config_from_dict(self.config, self.overrides, names) if isinstance(self.config, Mapping) else read_config(Path(self.config), self.overrides, names)
         raw.track = list(self.track)
         return raw
 
@@ -176,7 +182,7 @@ class Session:
         from feph_finetune.config.matrix import build_matrix, select
 
         matrix = build_matrix(plan.raw, plan.plugins, pending_files=frozenset(str(path) for path in pending_files))
-        return replace(plan, matrix=matrix, runs=select(matrix, self.only, self.phase))
+        return replace(plan, matrix=matrix, runs=select(matrix, self.only, self.phase, plan.raw.names))
 
     # --- running ---------------------------------------------------------------------------------
 

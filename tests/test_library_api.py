@@ -63,7 +63,7 @@ def test_a_dict_configuration_is_checked_and_its_problems_named_by_key(synthetic
         feph_finetune.plan_matrix(config)
     (problem,) = raised.value.problems
     assert str(problem).startswith("<dict> defaults.batch_sise: unknown key") and "batch_size" in str(problem)
-    with pytest.raises(ConfigError, match=r"--set experiments\.B\.seed=1: no experiment 'B'"):
+    with pytest.raises(ConfigError, match=r"overrides='experiments\.B\.seed=1': no experiment 'B'"):
         feph_finetune.plan_matrix(config, overrides=["experiments.B.seed=1"])
     assert config["defaults"] == {"batch_sise": 16}  # the caller's dict is left as it was
 
@@ -137,3 +137,38 @@ def test_a_single_string_is_one_override_and_one_tracker(synthetic_feph, tmp_pat
     session = feph_finetune.Session(path, overrides="seed=4", track="tensorboard")
     assert (session.overrides, session.track) == (["seed=4"], ["tensorboard"])
     assert session.plan()[0].seed == 4 and session.matrix.tracking == {"tensorboard": {"confusion_image": True}}
+
+
+def test_library_problems_name_the_keyword_arguments_not_the_flags(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    expected = {
+        "jobs: executor 'inline' has no option 'jobs'": dict(executor="inline", jobs=0),
+        "jobs: must be >= 0, not -1": dict(jobs=-1),
+        "executor: no executor 'inlin' (did you mean 'inline'?)": dict(executor="inlin"),
+        "only='B': no experiment 'B'": dict(only="B"),
+        "track='tensorbord': no tracking plugin 'tensorbord'": dict(track="tensorbord"),
+        "overrides='seed=-1': must be >= 0, not -1": dict(overrides="seed=-1"),
+        "overrides='seed': malformed: expected KEY=VALUE where KEY is a dotted TOML key, e.g. overrides='dataset.root=/data/FePh'": dict(overrides="seed"),
+    }
+    for message, arguments in expected.items():
+        with pytest.raises(ConfigError) as raised:
+            feph_finetune.plan_matrix(path, **arguments)
+        assert message in str(raised.value), f"{arguments}: {raised.value}"
+        assert "--" not in str(raised.value), f"{arguments}: a flag named in a library error: {raised.value}"
+
+
+def test_plan_matrix_names_the_phase_parameter_and_its_choices(synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    with pytest.raises(ConfigError) as raised:
+        feph_finetune.plan_matrix(path, phase="cvv")
+    assert [str(problem) for problem in raised.value.problems] == ["phase='cvv': 'cvv' is not one of 'exploratory', 'cv' (did you mean 'cv'?)"]
+    with pytest.raises(ConfigError, match=r"phase='cv': no runs selected \(experiments with a cv phase: none\)"):
+        feph_finetune.plan_matrix(path, phase="cv")
+
+
+def test_the_command_line_still_names_its_flags(synthetic_feph, tmp_path, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    assert main([str(path), "--dry-run", "--executor", "inline", "--jobs", "2", "--only", "B", "--set", "seed=-1"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    for line in ("--jobs: executor 'inline' has no option 'jobs'", "--only B: no experiment 'B'", "--set seed=-1: must be >= 0, not -1"):
+        assert line in error, error

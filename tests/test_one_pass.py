@@ -8,6 +8,7 @@ No test here trains or imports TensorFlow.
 from __future__ import annotations
 
 import json
+import re
 
 from feph_finetune.cli import main
 from feph_finetune.config.options import Option, option_problems
@@ -235,3 +236,27 @@ def test_a_valid_demo_defaults_table_passes_a_plain_dry_run(tmp_path, synthetic_
     extra = '\n[demo.defaults]\naugment = ["flip"]\n\n[demo.defaults.options.flip]\nmode = "random"\n'
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra=extra)
     assert main([str(path), "--dry-run"]) == 0
+
+
+def test_one_dry_runs_problems_are_listed_by_line_then_those_without_one(tmp_path, synthetic_feph, capsys):
+    """The folds are checked against the data last, the executor's options after the experiments:
+    listed, they follow the file from top to bottom, then come the flags and the folders."""
+    missing = tmp_path / "models" / "mobilenet_7.h5"
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, EIGHT_FAULTS.replace("{missing}", str(missing)))
+    path.write_text(path.read_text().replace("folds = 3", "folds = 9000"), encoding="utf-8")
+    assert main([str(path), "--dry-run", "--only", "Goodd", "--devices", "-1"]) == 2
+    problems = capsys.readouterr().err.splitlines()[1:]
+    lines = [int(found.group(1)) for problem in problems if (found := re.match(rf"{re.escape(str(path))}:(\d+) ", problem))]
+    assert len(lines) == 9 and lines == sorted(lines), problems
+    assert lines[0] == line_of(path, "folds = 9000") < line_of(path, "jobs = ")
+    assert [problem.split(":")[0] for problem in problems[len(lines):]] == ["--only Goodd", "--devices"], problems
+
+
+def test_options_of_a_tracker_that_is_not_enabled_are_a_warning_not_an_error(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra='\n[tracking.tensorboard]\nconfusion_image = false\n')
+    assert main([str(path), "--dry-run"]) == 0
+    warning = " ".join(capsys.readouterr().err.split())
+    assert (f"warning: {place(path, '[tracking.tensorboard]', 'tracking.tensorboard')}: options of the tracking plugin 'tensorboard', "
+            'which is not enabled, so they have no effect; enable it with [tracking] plugins = ["tensorboard"] or --track tensorboard') in warning
+    assert main([str(path), "--dry-run", "--track", "tensorboard"]) == 0  # --track enables it: its options count, nothing to say
+    assert "warning" not in capsys.readouterr().err

@@ -12,16 +12,21 @@ every problem, each naming its place (``file:line key`` or the flag).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-from feph_finetune.config.options import as_option
-from feph_finetune.config.schema import EXPERIMENT_OPTIONS
+from feph_finetune.config.options import Option, as_option, option_problems
+from feph_finetune.config.schema import EXPERIMENT_OPTIONS, PHASES
 from feph_finetune.config.matrix import Matrix, MatrixBuilder, Run, select, selection_problems
-from feph_finetune.config.reading import ConfigError, Problem, RawConfig, check_section
+from feph_finetune.config.reading import ConfigError, Problem, RawConfig, check_section, in_file_order
 from feph_finetune.execution.executors import ExecutorChoice, check_executor
 from feph_finetune.plugins import Plugins
+
+
+#: ``--phase``: the phases a selection may name.
+PHASE_OPTION = Option(PHASES[0], "run only this phase", choices=PHASES)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ def check_configuration(
     tables: Mapping[str, Mapping[str, Any]] | None = None,
     check_files: bool = True,
     pending_files: frozenset[str] = frozenset(),
+    warn: Callable[[str], None] = warnings.warn,
 ) -> CheckedConfiguration:
     """Check ``raw`` (with its ``--set`` overrides applied) in one pass.
 
@@ -58,7 +64,9 @@ def check_configuration(
     defaults``) are checked as an experiment's, plugin names and options included. ``check_files=False`` (the demo, whose data and base models are written after the
     check) skips what needs files on disk: the dataset root and its index, files named by
     options; ``pending_files``: paths options may name before they exist, because the caller
-    writes them before a run needs them.
+    writes them before a run needs them. ``warn`` is called with each line of what is allowed
+    but probably not meant (options of a tracking plugin that is not enabled), problems or not.
+    The arguments are named in problems as ``raw.names`` writes them (flags or keyword arguments).
 
     Raises ConfigError with every problem; returns the :class:`CheckedConfiguration` otherwise.
     """
@@ -71,7 +79,9 @@ def check_configuration(
             for keys, table in settings_tables(raw.data[name], declarations, (name,)):
                 builder.check_settings_table(table, keys)
     problems = builder.problems + problems
-    problems += selection_problems(matrix, only)
+    problems += selection_problems(matrix, only, raw.names)
+    if phase is not None:
+        problems += [Problem(raw.names("phase", phase), message) for message in option_problems(phase, PHASE_OPTION)]
     folder = Path(output) if output is not None else Path(matrix.output)
     problems += output_problems(folder, matrix.report)
     choice, executor_problems = check_executor(raw, plugins, executor, jobs, devices)
@@ -79,11 +89,13 @@ def check_configuration(
     runs: list[Run] = []
     if not problems:  # with problems, a run left out by them would make "no runs selected" wrong
         try:
-            runs = select(matrix, only, phase)
+            runs = select(matrix, only, phase, raw.names)
         except ConfigError as error:
             problems += error.problems
+    for line in builder.warnings:
+        warn(line)
     if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
+        raise ConfigError(in_file_order(problems))
     return CheckedConfiguration(matrix, runs, choice, folder)
 
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, TRACKING_HOOKS, TRACKING_OPTIONS
 from feph_finetune.config.reading import (
+    COMMAND_LINE,
     DATASET_DEFAULTS,
     DATASET_DEFAULTS_UNHASHED,
     EXPERIMENT_DEFAULTS,
@@ -28,12 +29,14 @@ from feph_finetune.config.reading import (
     REPORT_DEFAULTS,
     RESULT_NEUTRAL_KEYS,
     TOP_LEVEL,
+    ArgumentNames,
     ConfigError,
     Problem,
     RawConfig,
     check_section,
     close_match,
     deep_merge,
+    in_file_order,
     set_dotted,
     split_dotted,
     type_name,
@@ -156,6 +159,9 @@ class MatrixBuilder:
         self.check_files = check_files
         self.pending_files = pending_files
         self.problems: list[Problem] = []
+        #: What is allowed but probably not meant (options of a tracking plugin that is not
+        #: enabled), one line each, naming its place.
+        self.warnings: list[str] = []
         #: The phases the experiments ask for, faulty or not (the data must have groups enough for them).
         self.phases_asked: set[str] = set()
         self.index: Dataset | None = None
@@ -236,7 +242,7 @@ class MatrixBuilder:
                 self.problem(("tracking", "plugins"), self._not_tracking(name, tracking_plugins))
         for name in self.raw.track:
             if name not in tracking_plugins:
-                self.problems.append(Problem(f"--track {name}", self._not_tracking(name, tracking_plugins)))
+                self.problems.append(Problem(self.raw.names("track", name), self._not_tracking(name, tracking_plugins)))
         for name, options in table.items():
             if name == "plugins":
                 continue
@@ -245,6 +251,10 @@ class MatrixBuilder:
             else:
                 self._check_tracking_options(name, options)
         enabled = [name for name in dict.fromkeys(enabled + self.raw.track) if name in tracking_plugins]
+        for name in table:
+            if name != "plugins" and name in tracking_plugins and name not in enabled:
+                self.warnings.append(f"{self.raw.where('tracking', name)}: options of the tracking plugin {name!r}, which is not enabled, "
+                                     f'so they have no effect; enable it with [tracking] plugins = ["{name}"] or {self.raw.names("track", name)}')
         for name in enabled:
             self._check_tracking_rules(name, table.get(name) if isinstance(table.get(name), dict) else {})
         return {name: {**self.plugins.option_defaults(name), **(table.get(name) if isinstance(table.get(name), dict) else {})} for name in enabled}
@@ -602,7 +612,7 @@ class MatrixBuilder:
         """:meth:`matrix`, raising a ConfigError with every problem when there are any."""
         matrix = self.matrix(check_root)
         if self.problems:
-            raise ConfigError(self.problems)
+            raise ConfigError(in_file_order(self.problems))
         return matrix
 
     def experiment_runs(self, name, order, experiments, defaults, seed, dataset) -> list[Run]:
@@ -677,32 +687,34 @@ def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True, pend
     return MatrixBuilder(raw, plugins, check_files=check_root, pending_files=pending_files).build(check_root)
 
 
-def selection_problems(matrix: Matrix, only: list[str] | None) -> list[Problem]:
-    """The ``--only`` names that are no experiment of the matrix, each a problem."""
+def selection_problems(matrix: Matrix, only: list[str] | None, names: ArgumentNames = COMMAND_LINE) -> list[Problem]:
+    """The ``--only`` names that are no experiment of the matrix, each a problem (its place as
+    ``names`` writes the argument)."""
     known = ", ".join(matrix.experiments)
     return [
-        Problem(f"--only {name}", f"no experiment {name!r}{close_match(name, matrix.experiments)}; experiments: {known}")
+        Problem(names("only", name), f"no experiment {name!r}{close_match(name, matrix.experiments)}; experiments: {known}")
         for name in only or () if name not in matrix.experiments
     ]
 
 
-def select(matrix: Matrix, only: list[str] | None, phase: str | None) -> list[Run]:
+def select(matrix: Matrix, only: list[str] | None, phase: str | None, names: ArgumentNames = COMMAND_LINE) -> list[Run]:
     """The runs that ``--only`` and ``--phase`` keep.
 
     ConfigError for an unknown experiment name, and when no run is left: a command that would
-    do nothing says so (exit 2) instead of reporting success.
+    do nothing says so (exit 2) instead of reporting success. ``names``: how problems name the
+    arguments.
     """
-    problems = selection_problems(matrix, only)
+    problems = selection_problems(matrix, only, names)
     if problems:
         raise ConfigError(problems)
     runs = [run for run in matrix.runs if (not only or run.experiment in only) and (not phase or run.phase == phase)]
     if not runs:
-        raise ConfigError([_nothing_selected(matrix, only, phase)])
+        raise ConfigError([_nothing_selected(matrix, only, phase, names)])
     return runs
 
 
-def _nothing_selected(matrix: Matrix, only: list[str] | None, phase: str | None) -> Problem:
-    options = " ".join(part for part in (f"--only {' '.join(only)}" if only else "", f"--phase {phase}" if phase else "") if part)
+def _nothing_selected(matrix: Matrix, only: list[str] | None, phase: str | None, names: ArgumentNames) -> Problem:
+    options = " ".join(part for part in (names("only", only) if only else "", names("phase", phase) if phase else "") if part)
     if phase:
         having = list(dict.fromkeys(run.experiment for run in matrix.runs if run.phase == phase))
         return Problem(options, f"no runs selected (experiments with a {phase} phase: {', '.join(having) or 'none'})")

@@ -62,6 +62,21 @@ class Problem:
         return f"{self.where}: {self.message}"
 
 
+#: How a problem's place starts when it has a line: ``FILE:LINE KEY``.
+_FILE_LINE = re.compile(r"^(.+):(\d+) ")
+
+
+def in_file_order(problems: list[Problem]) -> list[Problem]:
+    """``problems`` without repeats, as a reader of the file fixes them: those with a file and a
+    line first, by file then line (those of one line in the order found), then the others (a
+    flag, a folder, a key without a line) in the order found."""
+    def position(problem: Problem) -> tuple:
+        found = _FILE_LINE.match(problem.where)
+        return (0, found.group(1), int(found.group(2))) if found else (1, "", 0)
+
+    return sorted(dict.fromkeys(problems), key=position)
+
+
 class ConfigError(Exception):
     """One or more problems in a configuration; each names its place."""
 
@@ -116,6 +131,32 @@ class KeyLocator:
 # --- reading -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ArgumentNames:
+    """How problems name the arguments of an invocation: as the command line's flags (``--only
+    B``, ``--set KEY=VALUE``; :data:`COMMAND_LINE`) or as the keyword arguments of the Python API
+    (``only='B'``, ``overrides='KEY=VALUE'``; :data:`PYTHON`), so that each reader is told of
+    what they wrote."""
+
+    command_line: bool
+
+    def __call__(self, name: str, value: Any = None) -> str:
+        """The place of argument ``name`` (``"jobs"``), with its ``value`` when given (a list's
+        items follow a flag as separate words)."""
+        if not self.command_line:
+            return name if value is None else f"{name}={value!r}"
+        flag = _FLAGS.get(name, f"--{name}")
+        if value is None:
+            return flag
+        return " ".join([flag, *map(str, value)]) if isinstance(value, (list, tuple)) else f"{flag} {value}"
+
+
+#: The arguments whose flag is not ``--NAME``.
+_FLAGS = {"overrides": "--set"}
+COMMAND_LINE = ArgumentNames(command_line=True)
+PYTHON = ArgumentNames(command_line=False)
+
+
 @dataclass
 class RawConfig:
     """The TOML as parsed, with the overrides applied and a way to name places in it."""
@@ -128,20 +169,25 @@ class RawConfig:
     copied_from: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
     #: Tracking plugins the command line enables (``--track NAME``) beside ``[tracking] plugins``.
     track: list[str] = field(default_factory=list)
+    #: How problems name the invocation's arguments (``--set ...`` or ``overrides=...``).
+    names: ArgumentNames = COMMAND_LINE
 
     def where(self, *keys: str) -> str:
         for end in range(len(keys), 0, -1):
             if tuple(keys[:end]) in self.copied_from:
                 return self.where(*self.copied_from[tuple(keys[:end])], *keys[end:])
         if tuple(keys) in self.overridden:
-            return f"--set {self.overridden[tuple(keys)]}"
+            return self.names("overrides", self.overridden[tuple(keys)])
         return self.locator.where(tuple(keys))
 
 
-OVERRIDE_FORM = "malformed: expected KEY=VALUE where KEY is a dotted TOML key, e.g. --set dataset.root=/data/FePh or --set experiments.M2.batch_size=16"
+def override_form(names: ArgumentNames = COMMAND_LINE) -> str:
+    """What a malformed override is told, its examples written as ``names`` writes overrides."""
+    examples = " or ".join(names("overrides", example) for example in ("dataset.root=/data/FePh", "experiments.M2.batch_size=16"))
+    return f"malformed: expected KEY=VALUE where KEY is a dotted TOML key, e.g. {examples}"
 
 
-def parse_override(assignment: str) -> tuple[list[str], Any]:
+def parse_override(assignment: str, names: ArgumentNames = COMMAND_LINE) -> tuple[list[str], Any]:
     """``key.path=value`` as ``(["key", "path"], value)``; ConfigError when malformed.
 
     The key is parsed by the TOML parser itself, so it follows TOML's rules for dotted keys
@@ -152,7 +198,7 @@ def parse_override(assignment: str) -> tuple[list[str], Any]:
     key, equals, value = assignment.partition("=")
     keys = _dotted_key(key)
     if not equals or keys is None:
-        raise ConfigError([Problem(f"--set {assignment}", OVERRIDE_FORM)])
+        raise ConfigError([Problem(names("overrides", assignment), override_form(names))])
     try:
         parsed_table = tomllib.loads(f"v = {value.strip()}")
     except tomllib.TOMLDecodeError:
@@ -176,8 +222,9 @@ def _dotted_key(key: str) -> list[str] | None:
     return parts or None
 
 
-def read_config(path: Path, overrides: list[str] = ()) -> RawConfig:
-    """Parse the TOML at ``path`` and apply ``--set`` overrides; syntax errors name the line."""
+def read_config(path: Path, overrides: list[str] = (), names: ArgumentNames = COMMAND_LINE) -> RawConfig:
+    """Parse the TOML at ``path`` and apply ``--set`` overrides; syntax errors name the line.
+    ``names``: how problems name the overrides (and, later, the other arguments)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -188,32 +235,32 @@ def read_config(path: Path, overrides: list[str] = ()) -> RawConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([Problem(str(path), f"TOML syntax error: {error}")]) from None
-    return RawConfig(data, KeyLocator(str(path), text), _apply_overrides(data, overrides, path))
+    return RawConfig(data, KeyLocator(str(path), text), _apply_overrides(data, overrides, path, names), names=names)
 
 
-def config_from_dict(tables: Mapping[str, Any], overrides: list[str] = ()) -> RawConfig:
+def config_from_dict(tables: Mapping[str, Any], overrides: list[str] = (), names: ArgumentNames = COMMAND_LINE) -> RawConfig:
     """A configuration given as a dict of TOML tables (a notebook's), copied, with ``--set``
     overrides applied; problems are named ``<dict> KEY``, there being no file or line."""
     data = copy.deepcopy(dict(tables))
-    return RawConfig(data, KeyLocator(DICT_CONFIG, ""), _apply_overrides(data, overrides, Path(DICT_CONFIG)))
+    return RawConfig(data, KeyLocator(DICT_CONFIG, ""), _apply_overrides(data, overrides, Path(DICT_CONFIG), names), names=names)
 
 
 #: How problems name a configuration given as a dict.
 DICT_CONFIG = "<dict>"
 
 
-def _apply_overrides(data: dict, overrides: list[str], path: Path) -> dict[tuple[str, ...], str]:
+def _apply_overrides(data: dict, overrides: list[str], path: Path, names: ArgumentNames) -> dict[tuple[str, ...], str]:
     """Apply ``--set KEY=VALUE`` overrides to ``data`` in place; return the keys set, each with
     its assignment (for naming a problem ``--set ...``). ConfigError listing every bad one."""
     overridden = {}
     problems = []
     for assignment in overrides:
         try:
-            keys, value = parse_override(assignment)
+            keys, value = parse_override(assignment, names)
             _check_override_target(keys, data, path)
             set_dotted(data, keys, value)
         except ConfigError as error:
-            problems += [Problem(f"--set {assignment}", problem.message) for problem in error.problems]
+            problems += [Problem(names("overrides", assignment), problem.message) for problem in error.problems]
             continue
         overridden[tuple(keys)] = assignment
     if problems:

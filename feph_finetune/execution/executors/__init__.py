@@ -176,7 +176,7 @@ def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jo
         else:
             check_section(raw, value, registered[key].declarations(), ("executor", key), problems, owner=f"executor {key!r}")
     chosen = name or table.get("name", DEFAULT_EXECUTOR)
-    place = "--executor" if name else raw.where("executor", "name")
+    place = raw.names("executor") if name else raw.where("executor", "name")
     if not isinstance(chosen, str) or chosen not in registered:
         if isinstance(chosen, str):
             problems.append(Problem(place, f"no executor {chosen!r}{close_match(chosen, registered)}; installed: {', '.join(registered)}"))
@@ -184,9 +184,10 @@ def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jo
     cls = registered[chosen]
     declarations = cls.declarations()
     settings = valid_values(table.get(chosen), declarations)
-    for flag, key, value in (("--jobs", "jobs", jobs), ("--devices", "devices", devices)):
+    for key, value in (("jobs", jobs), ("devices", devices)):
         if value is None:
             continue
+        flag = raw.names(key)
         if key not in declarations:
             problems.append(Problem(flag, f"executor {chosen!r} has no option {key!r}; its options: {', '.join(declarations) or 'none'}"))
             continue
