@@ -118,33 +118,29 @@ def report_rows(outdir: Path) -> list[dict]:
     return [{key: value for key, value in row.items() if key != "time_s"} for row in json.loads(result.stdout)]
 
 
-PARENT_MEMORY = """
-import io, json, sys
+PARENT_MEMORY = r"""
+import io, json, re, sys
 from pathlib import Path
 from rich.console import Console
-from feph_finetune.config.reading import read_config
-from feph_finetune.execution.executors import InProcess
-from feph_finetune.execution.executors.process import ProcessExecutor
-from feph_finetune.config.matrix import build_matrix
-from feph_finetune.plugins import get_plugins
-from feph_finetune.data.preparation import DataSource
-from feph_finetune.execution.runner import MatrixRunner
-from feph_finetune.results.store import RunStore
+import feph_finetune
 
 def rss_kib():
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
 
-plugins = get_plugins()
-matrix = build_matrix(read_config(Path(sys.argv[1])), plugins)
-runner = MatrixRunner(matrix, plugins, RunStore(Path(sys.argv[2])), Console(file=io.StringIO()), executor=ProcessExecutor({"jobs": 2}))
-samples = []
-def report(event):
-    if event["event"] == "finished":
-        samples.append((event["status"], rss_kib()))
-runner.executor.execute([runner.job(run) for run in matrix.runs], report, InProcess(plugins, DataSource()))
-print(json.dumps({"samples": samples, "tensorflow": "tensorflow" in sys.modules or "keras" in sys.modules}))
+class FinishedLines(io.StringIO):
+    # The console's file: samples this process's memory as each run's end is printed (done or FAILED).
+    samples = []
+
+    def write(self, text):
+        for line in text.splitlines():
+            if found := re.match(r"\S+ \[\d+/\d+\] (done|FAILED) ", line):  # 12:00:00 [3/10] done A-x-...: accuracy ...
+                self.samples.append(("done" if found.group(1) == "done" else "failed", rss_kib()))
+        return super().write(text)
+
+result = feph_finetune.run_matrix(Path(sys.argv[1]), output=sys.argv[2], executor="process", jobs=2, console=Console(file=FinishedLines(), width=200))
+print(json.dumps({"samples": FinishedLines.samples, "done": len(result.done), "tensorflow": "tensorflow" in sys.modules or "keras" in sys.modules}))
 """
 
 
@@ -160,7 +156,7 @@ def test_the_parent_neither_imports_tensorflow_nor_grows_across_ten_runs(synthet
     assert result.returncode == 0, result.stderr
     measured = json.loads(result.stdout)
     assert not measured["tensorflow"]
-    assert [status for status, _ in measured["samples"]] == ["done"] * 10
+    assert [status for status, _ in measured["samples"]] == ["done"] * 10 and measured["done"] == 10
     rss = [kib for _, kib in measured["samples"]]
     assert rss[-1] - rss[1] < 8 * 1024, f"the parent grew from {rss[1]} to {rss[-1]} KiB"
 

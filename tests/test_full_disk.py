@@ -19,14 +19,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from feph_finetune import run_matrix
 from feph_finetune.results import store as results
 from feph_finetune.cli import main
-from feph_finetune.config.reading import read_config
-from feph_finetune.execution.executors.inline import InlineExecutor
-from feph_finetune.config.matrix import build_matrix
-from feph_finetune.plugins import get_plugins
 from feph_finetune.results.store import RunStore
-from feph_finetune.execution.runner import MatrixRunner
 
 from conftest import run_cli, write_distribution, write_matrix
 
@@ -116,11 +112,9 @@ def test_a_crop_cache_that_cannot_be_written_warns_once_and_the_runs_go_on(synth
         return create(target)
 
     monkeypatch.setattr(results, "_create_temporary", create_temporary)
-    plugins = get_plugins()
     console = Console(file=io.StringIO(), width=200)
-    runner = MatrixRunner(build_matrix(read_config(path), plugins), plugins, RunStore(tmp_path / "runs"), console, executor=InlineExecutor({}))
-    outcome = runner.run_all(runner.matrix.runs)
-    assert len(outcome.done) == 2 and not outcome.failed
+    result = run_matrix(path, executor="inline", output=tmp_path / "runs", console=console)
+    assert len(result.done) == 2 and not result.failed
     warnings = [line for line in console.file.getvalue().splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: the crop cache {cache / 'crops'} cannot be written (No space left on device); face crops are computed without caching them"]
 
