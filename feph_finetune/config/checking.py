@@ -61,8 +61,9 @@ def check_configuration(
     ``devices``: the flags' text, None when not given. ``tables``: declarations of top-level
     tables a client of the core owns (``{"demo": DEMO_OPTIONS}``), checked when the file has
     them, whether the client runs or not; an experiment's settings among them (``[demo]
-    defaults``) are checked as an experiment's, plugin names and options included. ``check_files=False`` (the demo, whose data and base models are written after the
-    check) skips what needs files on disk: the dataset root and its index, files named by
+    defaults``) are checked as an experiment's, plugin names and options included.
+    ``check_files=False`` (the demo, whose data and base models are written after the check)
+    skips what needs files on disk: the dataset root and its index, files named by
     options; ``pending_files``: paths options may name before they exist, because the caller
     writes them before a run needs them. ``warn`` is called with each line of what is allowed
     but probably not meant (options of a tracking plugin that is not enabled), problems or not.
