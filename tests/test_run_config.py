@@ -17,6 +17,7 @@ import pytest
 import feph_finetune
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.config.schema import EXPERIMENT_OPTIONS
+from feph_finetune.results.store import write_json
 from feph_finetune.session import Session
 
 from conftest import TinyMatrix, write_matrix
@@ -76,6 +77,8 @@ def test_its_json_form_is_config_jsons_in_the_schemas_order_and_reads_back(synth
     again = RunConfig.from_json(json.loads(written))
     assert again == run.config and json.dumps(again.to_json(), indent=2) == written
     assert pickle.loads(pickle.dumps(run.config)) == run.config  # the process executor sends runs to its children
+    write_json(tmp_path / "manifest.json", {"config": run.config})  # as a model bundle's manifest holds it
+    assert json.loads((tmp_path / "manifest.json").read_text())["config"] == run.config.to_json()
     copied = run.config.to_json()
     copied["options"]["mobilenet"]["alpha"] = 1.0
     assert run.config.options["mobilenet"]["alpha"] == 0.25, "to_json gives a copy"
