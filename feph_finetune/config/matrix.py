@@ -41,6 +41,7 @@ from feph_finetune.config.reading import (
 )
 from feph_finetune.config.options import option_problems
 from feph_finetune.api import CLASSES, Dataset, DatasetError
+from feph_finetune.data.class_mapping import map_classes
 from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, load_index
 from feph_finetune.plugins import PluginCallError, Plugins
 
@@ -481,13 +482,19 @@ class MatrixBuilder:
 
     def check_pretrained_classes(self, config: dict[str, Any], where, wanted: Any) -> None:
         """No-FT evaluates the model's pretrained classifier, mapped to the dataset's classes by
-        name: refused when the dataset has a class the classifier lacks (the data's classes are
-        known once its index is read; the classifier's from ``model_input``, default FePh's)."""
+        name (:func:`~feph_finetune.data.class_mapping.map_classes`, as the run maps them):
+        refused when the dataset has a class the classifier lacks (the data's classes are known
+        once its index is read; the classifier's from ``model_input``, default FePh's)."""
         dataset_classes = self.index.classes if self.index is not None else ()
         known = wanted.get("classes") if isinstance(wanted, dict) and wanted.get("classes") else CLASSES
-        missing = [name for name in dataset_classes if name.lower() not in {str(other).lower() for other in known}]
+        place = self.raw.where(*where(("fine_tune",)))
+        try:
+            missing = map_classes(known, dataset_classes).missing
+        except ValueError as error:
+            self.problems.append(Problem(place, f"No-FT evaluates the pretrained classifier of {config['model']!r}, but {error}"))
+            return
         if missing:
-            self.problems.append(Problem(self.raw.where(*where(("fine_tune",))),
+            self.problems.append(Problem(place,
                 f"No-FT evaluates the pretrained classifier of {config['model']!r}, which has no class {', '.join(map(repr, missing))} "
                 f"of the dataset (its classes: {', '.join(map(str, known))}); fine-tune instead (fine_tune = true)"))
 
