@@ -256,9 +256,9 @@ def _converted_classes(source: WeightsSource, option: Any, backbone: Backbone) -
 
 
 def converted_class_names(converted: Any) -> tuple[str, ...]:
-    """The class names of a converted file's outputs, in order: FePh's name where the recorded one
-    is a synonym of it (HSEmotion's ``Happiness`` is ``happy``), else the recorded name."""
-    return tuple(FEPH_CLASS_NAMES.get(name.lower(), name) for name in converted.classes)
+    """The class names of a converted file's outputs, in order, in lower case: FePh's name where the
+    recorded one is a synonym of it (HSEmotion's ``Happiness`` is ``happy``), else the recorded name."""
+    return tuple(FEPH_CLASS_NAMES.get(name.lower(), name.lower()) for name in converted.classes)
 
 
 def pretrained_class_names(weights: Any, option: Sequence[str]) -> list[str]:

@@ -377,3 +377,18 @@ def test_plugin_modules_import_without_tensorflow():
         "sys.exit('keras' in sys.modules or 'tensorflow' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_converted_files_own_classes_are_what_the_dry_run_maps(tmp_path):
+    """``model_input`` names the classes recorded with a converted file (any names, FePh's
+    synonyms made FePh's), not the ``pretrained_classes`` default the file overrides."""
+    from feph_finetune.convert import SIDECAR_FORMAT
+
+    model_file = tmp_path / "brows.keras"
+    model_file.write_bytes(b"")  # only its description is read here
+    description = {"format": SIDECAR_FORMAT, "architecture": "EfficientNet-B0", "classes": ["Raised_Brows", "Happiness", "Neutral"],
+                   "input_size": 224, "source": "brows.pt", "source_kind": "state_dict", "source_sha256": "0" * 64,
+                   "max_abs_difference": 0.0, "check_images": 4}
+    (tmp_path / "brows.keras.json").write_text(json.dumps(description), encoding="utf-8")
+    options = {**{key: option.default for key, option in efficientnet.plugin_options().items()}, "weights": str(model_file)}
+    assert efficientnet.model_input(options)["classes"] == ["raised_brows", "happy", "neutral"]

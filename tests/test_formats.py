@@ -187,6 +187,73 @@ def test_no_ft_is_refused_at_the_dry_run_naming_the_classes_the_model_lacks(tmp_
     assert "experiments.B.fine_tune: No-FT evaluates the pretrained classifier of 'mobilenet', which has no class 'raised_brows'" in error
 
 
+#: A pretrained classifier's own names for the four classes, in another order and case, and one
+#: class the data lacks (No-FT drops its output).
+MODEL_CLASSES = ["Raised_Brows", "yawn", "NEUTRAL", "puffed_cheeks", "Furrowed_Brows"]
+
+
+def keras_classifier(path: Path, outputs: int) -> Path:
+    """A tiny whole Keras classifier for 32 px RGB images with ``outputs`` softmax outputs."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=2, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs)))
+    keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax", name="preds")(features)).save(path)
+    return path
+
+
+def keras_no_ft(model_file: Path, classes: list[str]) -> str:
+    return f"""
+    [experiments.K]
+    model = "keras_model"
+    fine_tune = false
+    options.keras_model.file = "{model_file}"
+    options.keras_model.pretrained_classes = {json.dumps(classes)}
+    """
+
+
+def test_no_ft_maps_a_keras_classifiers_own_class_names_to_the_datasets(tmp_path):
+    import io
+
+    import keras
+    from rich.console import Console
+
+    from feph_finetune.data.preparation import DataSource, prepare
+    from feph_finetune.session import Session
+
+    root = tmp_path / "data"
+    write_folders(root)
+    model_file = keras_classifier(tmp_path / "brows.keras", len(MODEL_CLASSES))
+    path = matrix_toml(tmp_path / "m.toml", root, f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\n', keras_no_ft(model_file, MODEL_CLASSES))
+    session = Session(path, executor="inline", output=tmp_path / "runs", console=Console(file=io.StringIO()))
+    run, = session.plan()
+    runner = session.runner(source=DataSource())
+    runner.run_one(run)
+    record = session.store.result(run.id)
+    assert record["status"] == "done", record["error"]
+    assert record["classes"] == ["furrowed_brows", "neutral", "puffed_cheeks", "raised_brows"]
+    assert "yawn" in record["notes"][0]
+    data = prepare(run, session.plugins, runner.source, runner.context_factory(run, {}), session.matrix.seed)
+    raw = keras.models.load_model(model_file, compile=False).predict(data.test.pixels().astype("float32"), verbose=0)
+    kept = raw[:, [4, 2, 3, 0]]  # the model's columns of furrowed_brows, neutral, puffed_cheeks, raised_brows
+    _, stored = session.store.predictions(run.id)
+    np.testing.assert_allclose(stored, kept / kept.sum(axis=1, keepdims=True), atol=1e-5)  # two float32 passes over other batches
+    assert not np.allclose(stored, raw[:, :4] / raw[:, :4].sum(axis=1, keepdims=True), atol=1e-3)  # the order matters
+
+
+def test_no_ft_with_a_keras_classifier_lacking_a_dataset_class_is_refused_at_the_dry_run(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_folders(root)
+    classes = ["NEUTRAL", "raised_brows", "yawn", "Furrowed_Brows"]
+    model_file = keras_classifier(tmp_path / "brows.keras", len(classes))
+    path = matrix_toml(tmp_path / "m.toml", root, f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\n', keras_no_ft(model_file, classes))
+    assert main([str(path), "--dry-run"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "No-FT evaluates the pretrained classifier of 'keras_model', which has no class 'puffed_cheeks' of the dataset" in error
+    assert "'neutral'" not in error and "'furrowed_brows'" not in error  # matched ignoring case
+
+
 def run_matrix(tmp_path: Path, root: Path, dataset: str, experiments: str, *flags: str) -> Path:
     """Run a tiny matrix in this process; its results folder."""
     path = matrix_toml(tmp_path / "m.toml", root, dataset, experiments)
