@@ -254,6 +254,26 @@ def test_no_ft_with_a_keras_classifier_lacking_a_dataset_class_is_refused_at_the
     assert "'neutral'" not in error and "'furrowed_brows'" not in error  # matched ignoring case
 
 
+def test_runs_record_whether_their_data_had_grouping_and_the_reports_say_when_not(tmp_path, capsys):
+    from feph_finetune.results.reports import UNGROUPED_TITLE
+
+    root = tmp_path / "data"
+    write_folders(root)
+    model_file = keras_classifier(tmp_path / "brows.keras", len(MODEL_CLASSES))
+    experiments = keras_no_ft(model_file, MODEL_CLASSES)
+    for name, dataset, grouped in (("grouped", f"group_pattern = '{PATTERN}'\n", True), ("ungrouped", "", False)):
+        path = matrix_toml(tmp_path / f"{name}.toml", root, 'format = "folders"\n' + dataset, experiments)
+        output = tmp_path / name
+        assert main([str(path), "--output", str(output), "--executor", "inline"]) == 0
+        record, = results(output)
+        assert record["status"] == "done" and record["grouped"] is grouped, record.get("error")
+        capsys.readouterr()
+        assert main(["report", str(output), "--figures", str(tmp_path / f"{name}_figures")]) == 0
+        title = " ".join(UNGROUPED_TITLE.split())
+        assert (title in " ".join(capsys.readouterr().out.split())) is not grouped
+        assert (title in " ".join((tmp_path / f"{name}_figures" / "report.md").read_text().replace("\\", "").split())) is not grouped
+
+
 def run_matrix(tmp_path: Path, root: Path, dataset: str, experiments: str, *flags: str) -> Path:
     """Run a tiny matrix in this process; its results folder."""
     path = matrix_toml(tmp_path / "m.toml", root, dataset, experiments)

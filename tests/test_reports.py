@@ -660,3 +660,25 @@ def test_the_papers_column_shows_only_beside_fephs_seven_classes(records, paper)
                    for block in others), text
         if fmt == "table":
             assert max(cell_len(line) for line in text.splitlines()) <= 80
+
+
+def test_rows_whose_data_had_no_grouping_are_named_in_a_note(records):
+    from feph_finetune.results.reports import UNGROUPED_TITLE, markdown_report
+
+    ungrouped = [{**record, "grouped": False if record["experiment"] == "M2" else True} for record in records]
+    rows = summarize(ungrouped)
+    assert {row["experiment"]: row["grouped"] for row in rows}["M2"] is False and row_of(rows, "cv", "E2")["grouped"] is True
+    title = " ".join(UNGROUPED_TITLE.split())
+    for text in (rendered(ungrouped, "table"), markdown_report(rows)):
+        flat = " ".join(text.replace("\\", "").replace("\n- ", "\n").split())  # markdown escapes and bullets
+        assert f"{title} M2 (x), M2 (cv)" in flat, text
+    everywhere = [{**record, "grouped": False} for record in records]
+    assert f"{title} all rows" in " ".join(rendered(everywhere, "table").split())
+
+
+def test_records_from_before_grouping_was_recorded_get_no_grouping_note(records):
+    from feph_finetune.results.reports import UNGROUPED_TITLE
+
+    assert all("grouped" not in record for record in records)
+    assert all(row["grouped"] is None for row in summarize(records))
+    assert UNGROUPED_TITLE.split()[0] not in rendered(records, "table")

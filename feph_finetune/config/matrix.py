@@ -42,7 +42,7 @@ from feph_finetune.config.reading import (
 from feph_finetune.config.options import option_problems
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.class_mapping import map_classes
-from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, load_index
+from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, grouping_warning, load_index
 from feph_finetune.plugins import PluginCallError, Plugins
 
 #: ``[dataset]`` keys the dataset's index does not depend on: an invalid one does not stop reading it.
@@ -302,14 +302,17 @@ class MatrixBuilder:
 
     def check_groups(self, dataset: dict[str, Any], runs: list[Run], invalid: set[str]) -> None:
         """The loaded data must have enough groups for a hold-out split and for the folds
-        (skipped for an invalid ``folds`` or ``group_by``)."""
+        (skipped for an invalid ``folds`` or ``group_by``); ``dataset["grouped"]`` records
+        whether any two images share a group (False: frames of one video may straddle a split)."""
         if self.index is None or not self.index.samples or invalid & {"group_by", "group_pattern"}:
             return
         try:
-            groups = len(set(group_labels(self.index, dataset).tolist()))
+            labels = group_labels(self.index, dataset)
         except ValueError as error:
             self.problem(("dataset", "group_by"), str(error))
             return
+        groups = len(set(labels.tolist()))
+        dataset["grouped"] = not grouping_warning(labels)  # recorded with each run, for the reports
         grouping = f"group_pattern = {dataset['group_pattern']!r}" if dataset["group_pattern"] else f"group_by = {dataset['group_by']!r}"
         formed = f"the {len(self.index.samples)} usable images form only {groups} ({grouping})"
         phases = self.phases_asked | {run.phase for run in runs}
@@ -631,7 +634,7 @@ class MatrixBuilder:
 
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
         identity_dataset = {key: value for key, value in dataset.items()
-                            if key not in ("cache_dir", "classes") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
+                            if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
         identity_dataset["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
         runs = []
         for phase in config["phases"]:

@@ -42,6 +42,9 @@ FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
 _PHASE_RANK = {"exploratory": 0, "cv": 1}
 _PAPER_SCALARS = ("accuracy", "avg_sensitivity")
 _MESSAGE_LIMIT = 160
+#: The title of the note naming the rows whose data had no grouping.
+UNGROUPED_TITLE = ("Data without grouping: every image was its own group, so frames of one video may sit on both "
+                   "sides of a split and these accuracies may be too high (set dataset.group_by or dataset.group_pattern)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +188,17 @@ def _summarize_group(runs: list[dict]) -> SummaryRow:
         time_s=_mean([_scalar((run.get("timing") or {}).get("total_s")) for run in finished]),
         counters=_summed_counters(finished),
         spread=spread,
+        grouped=_grouped(runs),
     )
+
+
+def _grouped(runs: list[dict]) -> bool | None:
+    """False when any run's data formed no groups, True when every run's did, else None
+    (records from before the runs said)."""
+    recorded = [run.get("grouped") for run in runs]
+    if False in recorded:
+        return False
+    return True if recorded and all(recorded) else None
 
 
 def _is_finished(run: dict) -> bool:
@@ -418,6 +431,9 @@ def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
     data_lines = _data_lines(rows)
     if data_lines:
         blocks.append(_Notes("Data each row came from (python -m feph_finetune data ROOT shows it)", data_lines))
+    ungrouped = _rows_named([row for row in rows if row.get("grouped") is False], rows)
+    if ungrouped:
+        blocks.append(_Notes(UNGROUPED_TITLE, ungrouped))
     failures = [_failure_line(failure) for row in rows for failure in row["failures"]]
     if failures:
         blocks.append(_Notes("Failed runs", failures))
@@ -710,6 +726,15 @@ def _data_lines(rows: list[dict]) -> list[str]:
     if len(by_data) == 1:
         return [f"{next(iter(by_data))}: all rows"]
     return [f"{data}: {', '.join(names)}" for data, names in by_data.items()]
+
+
+def _rows_named(chosen: list[dict], rows: list[dict]) -> list[str]:
+    """One line naming the ``chosen`` rows (``all rows`` when they are all), none for none."""
+    if not chosen:
+        return []
+    if len(chosen) == len(rows):
+        return ["all rows"]
+    return [", ".join(f"{_short_name(row)} ({'cv' if row['phase'] == 'cv' else 'x'})" for row in chosen)]
 
 
 def _format_duration(seconds: float | None) -> str:
