@@ -274,6 +274,33 @@ def test_runs_record_whether_their_data_had_grouping_and_the_reports_say_when_no
         assert (title in " ".join((tmp_path / f"{name}_figures" / "report.md").read_text().replace("\\", "").split())) is not grouped
 
 
+def test_the_papers_column_is_shown_for_fephs_seven_classes_only_however_asked(tmp_path, synthetic_feph, capsys):
+    """``[report] paper = true`` (the report after a matrix) and ``report --paper`` add the
+    published accuracy beside FePh's classes; a table of other classes drops the column, saying why."""
+    note = "no paper column: the paper published results for FePh's seven classes only"
+    seven = keras_classifier(tmp_path / "seven.keras", 7)
+    brows_root = tmp_path / "brows"
+    write_folders(brows_root)
+    brows = keras_classifier(tmp_path / "brows.keras", len(MODEL_CLASSES))
+    cases = {  # name: (data root, [dataset] keys, experiment, FePh's classes)
+        "feph": (synthetic_feph, "", f'[experiments.M0]\nlabel = "No-FT"\nfine_tune = false\noptions.mobilenet.weights = "{seven}"\n', True),
+        "brows": (brows_root, f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\n', keras_no_ft(brows, MODEL_CLASSES), False),
+    }
+    for name, (root, dataset, experiments, fephs) in cases.items():
+        path = matrix_toml(tmp_path / f"{name}.toml", root, dataset, experiments + "\n[report]\npaper = true\n")
+        output = tmp_path / f"{name}_runs"
+        capsys.readouterr()
+        assert main([str(path), "--output", str(output), "--executor", "inline"]) == 0
+        after_matrix = capsys.readouterr().out
+        assert main(["report", str(output), "--paper"]) == 0
+        for text in (after_matrix, capsys.readouterr().out):
+            table = text[text.index("Exploratory phase (paper Table 4)"):]
+            header = table.splitlines()[table.splitlines().index(next(line for line in table.splitlines() if line.startswith("─"))) - 1]
+            assert ("paper" in header.split()) is fephs, table
+            assert ("52.0" in table.split()) is fephs  # the paper's No-FT accuracy for MobileNet
+            assert (note in " ".join(table.split())) is not fephs, table
+
+
 def run_matrix(tmp_path: Path, root: Path, dataset: str, experiments: str, *flags: str) -> Path:
     """Run a tiny matrix in this process; its results folder."""
     path = matrix_toml(tmp_path / "m.toml", root, dataset, experiments)
