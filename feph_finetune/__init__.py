@@ -22,6 +22,7 @@ from feph_finetune.api import (
     TrackedRun,
     TrainingStage,
 )
+from feph_finetune.data.class_mapping import class_names_problem
 from feph_finetune.data.images import decodable, read_image
 from feph_finetune.data.labelled_files import files_fingerprint, read_csv_rows, resolve_inside, samples_from_rows, settle_repeats, whole_number
 from feph_finetune.convert import VARIANTS as EFFICIENTNET_VARIANTS
@@ -81,6 +82,7 @@ __all__ = [
     "DatasetError",
     "DroppedEntry",
     "Sample",
+    "class_names_problem",
     "decodable",
     "files_fingerprint",
     "read_csv_rows",

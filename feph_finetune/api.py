@@ -223,9 +223,9 @@ class BuiltModel:
     - ``head``: the layers that are new (the replaced top); phase 1 trains only these.
     - ``pretrained``: the pretrained model with its own top, for the No-FT baseline; None when the
       weights carry no expression classifier (random or ImageNet weights).
-    - ``pretrained_classes``: the class name of each output of ``pretrained``, in its order; No-FT
-      maps them to the dataset's classes by name, and drops an output the dataset lacks
-      (``contempt``).
+    - ``pretrained_classes``: the class name of each output of ``pretrained``, in its order (any
+      distinct names: :func:`feph_finetune.class_names_problem`); No-FT maps them to the dataset's
+      classes by name, ignoring case, and drops an output the dataset lacks (``contempt``).
     - ``normalizes_input``: True when the model normalises raw 0-255 pixels itself (Keras'
       EfficientNet does), so no ``preprocess`` step may normalise as well.
     """

@@ -93,7 +93,9 @@ def model_input(options):
       shape); an experiment whose ``input_size`` differs is then refused before any work.
     - ``"classes"``: the class names of the model's pretrained expression classifier, in its
       output order (default: FePh's seven). A No-FT experiment (``fine_tune = false``) on a
-      dataset with a class these lack is refused before any work, naming the classes.
+      dataset with a class these lack (compared ignoring case, as the run maps them:
+      :func:`feph_finetune.data.class_mapping.map_classes`) is refused before any work, naming
+      the classes.
     """
 
 

@@ -15,8 +15,9 @@ load files, replace the top and fill in :class:`feph_finetune.BuiltModel` the sa
   model (the two share their layers).
 - a file written by ``python -m feph_finetune convert`` (``.keras`` or ``.weights.h5``, with the
   converter's ``<file>.json`` next to it): a whole classifier as above, whose output classes are
-  the names in that JSON, mapped to FePh's by name (Happiness is happy, Sadness sad...). An output
-  with no FePh class (Contempt, in HSEmotion's 8-class models) stays in the model; No-FT drops it.
+  the names in that JSON, FePh's where one is a synonym of it (Happiness is happy, Sadness sad...).
+  No-FT matches them to the dataset's classes by name and drops an output the dataset lacks
+  (Contempt, in HSEmotion's 8-class models, on FePh).
   The JSON names the variant (EfficientNet-B0, -B2): the classifier is built for it at the run's
   input size and the file's weights loaded (EfficientNet takes any side).
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from feph_finetune import CLASSES, BuiltModel, ConversionError, Option, PluginError, RunContext, efficientnet_classifier, read_converted
+from feph_finetune import BuiltModel, ConversionError, Option, PluginError, RunContext, class_names_problem, efficientnet_classifier, read_converted
 from feph_finetune_plugins.keras_file import UnreadableModel, read_header
 
 #: The FePh class of each output of Savchenko's HSEmotion 7-class models, in their order.
@@ -72,25 +73,11 @@ def common_options() -> dict[str, Option]:
         "dropout": Option(0.0, help="dropout before the new softmax layer, in [0, 1)", minimum=0, maximum=1,
                           exclusive_maximum=True),
         "pretrained_classes": Option(
-            list(SAVCHENKO_CLASSES), check=class_order_problem, check_with_options=output_width_problem,
-            help="the FePh class of each output of a pretrained classifier, in its order",
+            list(SAVCHENKO_CLASSES), check=class_names_problem, check_with_options=output_width_problem,
+            help="the class name of each output of a pretrained classifier, in its order (No-FT matches them "
+                 "to the dataset's classes by name, ignoring case)",
         ),
     }
-
-
-def class_order_problem(names: Sequence[str], classes: Sequence[str] = CLASSES) -> str | None:
-    """What is wrong with ``names`` as the class of each output of a pretrained classifier.
-
-    Each FePh class must appear exactly once; other names are outputs FePh lacks (an 8-class
-    model's ``contempt``), which No-FT drops. None when the order is usable.
-    """
-    names = [str(name) for name in names]
-    missing = [name for name in classes if names.count(name) != 1]
-    if missing or len(set(names)) != len(names):
-        return (f"must name each of the {len(classes)} classes {list(classes)} once, in the pretrained "
-                f"model's output order (other names are outputs FePh lacks, dropped in No-FT), not {names}"
-                + (f"; missing or repeated: {missing}" if missing else ""))
-    return None
 
 
 def file_header(value: Any):
@@ -125,7 +112,7 @@ def output_width_problem(classes: Sequence[str], options: dict[str, Any], file_o
     if list(classes) == list(SAVCHENKO_CLASSES):
         return None
     return (f"names {len(classes)} classes, but the model in {options[file_option]} has {header.outputs} outputs: "
-            "name the FePh class of each output, in its order")
+            "name the class of each output, in its order")
 
 
 def model_input_of(value: Any) -> dict[str, Any] | None:
@@ -249,23 +236,39 @@ def resolve_weights(value: Any, plugin: str) -> WeightsSource:
 
 
 def _converted_classes(source: WeightsSource, option: Any, backbone: Backbone) -> tuple[str, ...]:
-    """FePh names for the outputs of a converted file, from the class names its JSON records."""
+    """The class of each output of a converted file, from the names its JSON records."""
     plugin, converted = backbone.plugin, source.converted
     if converted.architecture != backbone.description:
         raise PluginError(
             f"{plugin}: option weights: {source.path} was converted to {converted.architecture}, "
             f"not {backbone.description}"
         )
-    names = tuple(FEPH_CLASS_NAMES.get(name.lower(), name.lower()) for name in converted.classes)
-    if list(option) != common_options()["pretrained_classes"].default and tuple(option) != names:
+    names = converted_class_names(converted)
+    if list(option) != common_options()["pretrained_classes"].default and [name.casefold() for name in option] != [name.casefold() for name in names]:
         raise PluginError(
             f"{plugin}: option pretrained_classes = {list(option)} contradicts the classes recorded "
             f"with {source.path} ({', '.join(converted.classes)}); remove the option"
         )
-    problem = class_order_problem(names)  # FePh's seven: a fine-tuned dataset of other classes needs no mapping
+    problem = class_names_problem(list(names))
     if problem:
-        raise PluginError(f"{plugin}: the classes of {source.path} ({', '.join(converted.classes)}) do not cover FePh's: {problem}")
+        raise PluginError(f"{plugin}: the classes recorded with {source.path}: {problem}")
     return names
+
+
+def converted_class_names(converted: Any) -> tuple[str, ...]:
+    """The class names of a converted file's outputs, in order, in lower case: FePh's name where the
+    recorded one is a synonym of it (HSEmotion's ``Happiness`` is ``happy``), else the recorded name."""
+    return tuple(FEPH_CLASS_NAMES.get(name.lower(), name.lower()) for name in converted.classes)
+
+
+def pretrained_class_names(weights: Any, option: Sequence[str]) -> list[str]:
+    """The class names of the pretrained classifier a ``weights`` file carries, for ``model_input``:
+    a converted file's (:func:`converted_class_names`), else the ``pretrained_classes`` option."""
+    try:
+        converted = read_converted(Path(str(weights).strip()).expanduser())
+    except ConversionError:
+        converted = None  # reported when the run loads the file
+    return list(converted_class_names(converted)) if converted is not None else list(option)
 
 
 def _h5_holds_model(path: Path, plugin: str) -> bool:

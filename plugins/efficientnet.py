@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from feph_finetune import EFFICIENTNET_VARIANTS, BuiltModel, ConversionError, Option, PluginError, RunContext, hookimpl, read_converted
-from feph_finetune_plugins.backbones import Backbone, build_backbone_model, common_options, model_input_of, weights_traits
+from feph_finetune_plugins.backbones import Backbone, build_backbone_model, common_options, model_input_of, pretrained_class_names, weights_traits
 
 AUTO = "auto"
 DEFAULT_VARIANT = "b0"
@@ -42,7 +42,7 @@ def model_input(options) -> dict[str, Any]:
     """A whole (not converted) model file's side, which it alone takes; else the variant's native
     side, a default only (EfficientNet and converted files take any side)."""
     side = model_input_of(options["weights"]) or {"size": EFFICIENTNET_VARIANTS[_variant(options)].input_size, "fixed": False}
-    return {**side, "classes": list(options["pretrained_classes"])}
+    return {**side, "classes": pretrained_class_names(options["weights"], options["pretrained_classes"])}
 
 
 @hookimpl

@@ -13,8 +13,9 @@ seven classes) for one. This plugin takes such a file as it is:
   0-255 crop: ``raw`` (0-255, unchanged), ``unit`` (0-1), ``symmetric`` (-1-1) or ``caffe``
   (RGB minus 103.939, 116.779, 123.68, as Savchenko's ``mobilenet_7.h5``; RGB files only).
   With any but ``raw`` the model normalises its input itself, so no ``preprocess`` step may.
-- ``pretrained_classes``: the FePh class of each output, in order (as for ``mobilenet``); No-FT
-  evaluates the file's own classifier when the list covers its outputs.
+- ``pretrained_classes``: the class name of each output, in order (as for ``mobilenet``); No-FT
+  evaluates the file's own classifier when the list covers its outputs, matching the names to
+  the dataset's classes (ignoring case).
 - ``cut_layer``, ``dropout``: as for the other backbones; fine-tuning puts a new softmax on the
   features the file's classifier reads (below its last layer with weights), or on ``cut_layer``.
 

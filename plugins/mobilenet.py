@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from feph_finetune import BuiltModel, Option, PluginError, RunContext, hookimpl
-from feph_finetune_plugins.backbones import Backbone, build_backbone_model, common_options, model_input_of, weights_traits
+from feph_finetune_plugins.backbones import Backbone, build_backbone_model, common_options, model_input_of, pretrained_class_names, weights_traits
 
 #: The widths for which Keras publishes ImageNet weights.
 IMAGENET_ALPHAS = (0.25, 0.5, 0.75, 1.0)
@@ -32,7 +32,7 @@ def plugin_traits(options) -> set[str]:
 @hookimpl
 def model_input(options) -> dict | None:
     """A whole-model file's side, which it alone takes; else none (input_size applies)."""
-    return {**(model_input_of(options["weights"]) or {}), "classes": list(options["pretrained_classes"])}
+    return {**(model_input_of(options["weights"]) or {}), "classes": pretrained_class_names(options["weights"], options["pretrained_classes"])}
 
 
 @hookimpl

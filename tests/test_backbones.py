@@ -15,7 +15,7 @@ import pytest
 
 from feph_finetune import CLASSES, PluginError, RunContext
 from feph_finetune.config.options import option_problems
-from feph_finetune_plugins import backbones, efficientnet, mobilenet
+from feph_finetune_plugins import backbones, efficientnet, keras_model, mobilenet
 
 SIDE = 32
 ALPHA = 0.25
@@ -117,8 +117,10 @@ def test_unknown_cut_layer_lists_layer_names():
 
 @pytest.mark.parametrize(("option", "value", "says"), [
     ("dropout", 1.5, "< 1"), ("dropout", -0.1, ">= 0"), ("alpha", 0.0, "> 0"),
-    ("pretrained_classes", ["anger"] * 7, "must name each of the 7 classes"),
-    ("pretrained_classes", list(CLASSES[:6]) + ["joy"], "missing or repeated: ['surprise']"),
+    ("pretrained_classes", ["anger"] * 7, "names a class twice ('anger', "),
+    ("pretrained_classes", ["neutral", "Raised_Brows", "raised_brows"], "names a class twice ('raised_brows'; names are compared ignoring case)"),
+    ("pretrained_classes", ["neutral", " "], "an empty class name"),
+    ("pretrained_classes", [], "must be a non-empty list of class names"),
 ])
 def test_bad_options_are_refused_by_their_declarations(option, value, says):
     (problem,) = option_problems(value, mobilenet.plugin_options()[option])
@@ -252,8 +254,14 @@ def test_pretrained_classes_may_name_outputs_fephs_classes_lack(tmp_path):
     order = ["anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
     result = build_mobilenet(weights=str(path), pretrained_classes=order)
     assert result.pretrained is not None and list(result.pretrained_classes) == order
-    assert backbones.class_order_problem(order) is None
-    assert "missing or repeated: ['fear']" in backbones.class_order_problem([name if name != "fear" else "afraid" for name in order])
+
+
+@pytest.mark.parametrize("names", [["anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"],
+                                   ["Neutral", "raised_brows", "puffed_cheeks"], ["smile"]])
+def test_pretrained_classes_may_be_any_distinct_names(names):
+    """Which of them a dataset has is checked per dataset (No-FT), not by the option."""
+    assert option_problems(names, mobilenet.plugin_options()["pretrained_classes"]) == []
+    assert option_problems(names, keras_model.plugin_options()["pretrained_classes"]) == []
 
 
 def test_model_built_by_the_plugin_reloads_as_a_base(tmp_path):
@@ -369,3 +377,18 @@ def test_plugin_modules_import_without_tensorflow():
         "sys.exit('keras' in sys.modules or 'tensorflow' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_converted_files_own_classes_are_what_the_dry_run_maps(tmp_path):
+    """``model_input`` names the classes recorded with a converted file (any names, FePh's
+    synonyms made FePh's), not the ``pretrained_classes`` default the file overrides."""
+    from feph_finetune.convert import SIDECAR_FORMAT
+
+    model_file = tmp_path / "brows.keras"
+    model_file.write_bytes(b"")  # only its description is read here
+    description = {"format": SIDECAR_FORMAT, "architecture": "EfficientNet-B0", "classes": ["Raised_Brows", "Happiness", "Neutral"],
+                   "input_size": 224, "source": "brows.pt", "source_kind": "state_dict", "source_sha256": "0" * 64,
+                   "max_abs_difference": 0.0, "check_images": 4}
+    (tmp_path / "brows.keras.json").write_text(json.dumps(description), encoding="utf-8")
+    options = {**{key: option.default for key, option in efficientnet.plugin_options().items()}, "weights": str(model_file)}
+    assert efficientnet.model_input(options)["classes"] == ["raised_brows", "happy", "neutral"]

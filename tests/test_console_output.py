@@ -225,3 +225,50 @@ def test_a_word_folds_at_display_cells_between_character_clusters(word, width, p
     folded = fold_long_words(word, width).split("\n")
     assert "".join(folded) == word
     assert folded == pieces, [cell_len(piece) for piece in folded]
+
+
+#: Twelve classes with long names: their per-class columns do not fit 80 columns in one table.
+TWELVE = [f"{word}_expression_marker" for word in
+          "raised furrowed puffed squinted pursed tilted nodding shaking widened lowered clenched blinking".split()]
+
+
+def test_a_twelve_class_confusion_matrix_fits_80_columns_in_two_tables():
+    import io
+
+    import numpy as np
+    from rich.console import Console
+
+    from feph_finetune.results.confusion import confusion_table
+    from feph_finetune.results.reports import class_abbreviations
+
+    counts = np.random.default_rng(0).integers(0, 3000, (len(TWELVE), len(TWELVE)))
+    row = {"sensitivity": dict.fromkeys(TWELVE, 0.5), "phase": "cv", "experiment": "M2", "cv_label": "M2", "label": "FT", "variant": {}, "model": "mobilenet"}
+    runs = [{"status": "done", "metrics": {"confusion": counts.tolist()}, "classes": TWELVE}]
+    buffer = io.StringIO()
+    Console(file=buffer, width=80).print(confusion_table(row, runs, 80))
+    text = buffer.getvalue()
+    assert_readable(text, set(TWELVE) | {"images", "sens."})
+    short = class_abbreviations(TWELVE)
+    headers = [line.split() for line in text.splitlines() if line.startswith("true class")]
+    assert len(headers) == 2 and [word for words in headers for word in words[2:] if word in short.values()] == [short[name] for name in TWELVE]
+    assert all(str(count) in text.split() for count in counts.ravel())  # every count shown, none cut
+
+
+def test_predicts_summary_of_twelve_classes_fits_80_columns():
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from feph_finetune.predict.command import print_summary
+    from feph_finetune.results.reports import class_abbreviations
+
+    bundle = SimpleNamespace(classes=TWELVE, run_id="A-x-0123456789")
+    predicted = {name: index + 1 for index, name in enumerate(TWELVE)}  # 78 frames: 1%, 3%, ... 15%
+    summaries = [SimpleNamespace(name="clips/sentence3.avi", frames=sum(predicted.values()), faces=70, predicted=predicted)]
+    buffer = io.StringIO()
+    print_summary(summaries, bundle, Console(file=buffer, width=160))
+    text = buffer.getvalue()
+    assert_readable(text, {"frames", "faces", *class_abbreviations(TWELVE).values()})
+    shares = [word for line in text.splitlines() for word in line.split() if word.endswith("%")]
+    assert shares == [f"{100 * count / 78:.0f}%" for count in predicted.values()]

@@ -187,6 +187,120 @@ def test_no_ft_is_refused_at_the_dry_run_naming_the_classes_the_model_lacks(tmp_
     assert "experiments.B.fine_tune: No-FT evaluates the pretrained classifier of 'mobilenet', which has no class 'raised_brows'" in error
 
 
+#: A pretrained classifier's own names for the four classes, in another order and case, and one
+#: class the data lacks (No-FT drops its output).
+MODEL_CLASSES = ["Raised_Brows", "yawn", "NEUTRAL", "puffed_cheeks", "Furrowed_Brows"]
+
+
+def keras_classifier(path: Path, outputs: int) -> Path:
+    """A tiny whole Keras classifier for 32 px RGB images with ``outputs`` softmax outputs."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=2, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs)))
+    keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax", name="preds")(features)).save(path)
+    return path
+
+
+def keras_no_ft(model_file: Path, classes: list[str]) -> str:
+    return f"""
+    [experiments.K]
+    model = "keras_model"
+    fine_tune = false
+    options.keras_model.file = "{model_file}"
+    options.keras_model.pretrained_classes = {json.dumps(classes)}
+    """
+
+
+def test_no_ft_maps_a_keras_classifiers_own_class_names_to_the_datasets(tmp_path):
+    import io
+
+    import keras
+    from rich.console import Console
+
+    from feph_finetune.data.preparation import DataSource, prepare
+    from feph_finetune.session import Session
+
+    root = tmp_path / "data"
+    write_folders(root)
+    model_file = keras_classifier(tmp_path / "brows.keras", len(MODEL_CLASSES))
+    path = matrix_toml(tmp_path / "m.toml", root, f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\n', keras_no_ft(model_file, MODEL_CLASSES))
+    session = Session(path, executor="inline", output=tmp_path / "runs", console=Console(file=io.StringIO()))
+    run, = session.plan()
+    runner = session.runner(source=DataSource())
+    runner.run_one(run)
+    record = session.store.result(run.id)
+    assert record["status"] == "done", record["error"]
+    assert record["classes"] == ["furrowed_brows", "neutral", "puffed_cheeks", "raised_brows"]
+    assert "yawn" in record["notes"][0]
+    data = prepare(run, session.plugins, runner.source, runner.context_factory(run, {}), session.matrix.seed)
+    raw = keras.models.load_model(model_file, compile=False).predict(data.test.pixels().astype("float32"), verbose=0)
+    kept = raw[:, [4, 2, 3, 0]]  # the model's columns of furrowed_brows, neutral, puffed_cheeks, raised_brows
+    _, stored = session.store.predictions(run.id)
+    np.testing.assert_allclose(stored, kept / kept.sum(axis=1, keepdims=True), atol=1e-5)  # two float32 passes over other batches
+    assert not np.allclose(stored, raw[:, :4] / raw[:, :4].sum(axis=1, keepdims=True), atol=1e-3)  # the order matters
+
+
+def test_no_ft_with_a_keras_classifier_lacking_a_dataset_class_is_refused_at_the_dry_run(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_folders(root)
+    classes = ["NEUTRAL", "raised_brows", "yawn", "Furrowed_Brows"]
+    model_file = keras_classifier(tmp_path / "brows.keras", len(classes))
+    path = matrix_toml(tmp_path / "m.toml", root, f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\n', keras_no_ft(model_file, classes))
+    assert main([str(path), "--dry-run"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "No-FT evaluates the pretrained classifier of 'keras_model', which has no class 'puffed_cheeks' of the dataset" in error
+    assert "'neutral'" not in error and "'furrowed_brows'" not in error  # matched ignoring case
+
+
+def test_runs_record_whether_their_data_had_grouping_and_the_reports_say_when_not(tmp_path, capsys):
+    from feph_finetune.results.reports import UNGROUPED_TITLE
+
+    root = tmp_path / "data"
+    write_folders(root)
+    model_file = keras_classifier(tmp_path / "brows.keras", len(MODEL_CLASSES))
+    experiments = keras_no_ft(model_file, MODEL_CLASSES)
+    for name, dataset, grouped in (("grouped", f"group_pattern = '{PATTERN}'\n", True), ("ungrouped", "", False)):
+        path = matrix_toml(tmp_path / f"{name}.toml", root, 'format = "folders"\n' + dataset, experiments)
+        output = tmp_path / name
+        assert main([str(path), "--output", str(output), "--executor", "inline"]) == 0
+        record, = results(output)
+        assert record["status"] == "done" and record["grouped"] is grouped, record.get("error")
+        capsys.readouterr()
+        assert main(["report", str(output), "--figures", str(tmp_path / f"{name}_figures")]) == 0
+        title = " ".join(UNGROUPED_TITLE.split())
+        assert (title in " ".join(capsys.readouterr().out.split())) is not grouped
+        assert (title in " ".join((tmp_path / f"{name}_figures" / "report.md").read_text().replace("\\", "").split())) is not grouped
+
+
+def test_the_papers_column_is_shown_for_fephs_seven_classes_only_however_asked(tmp_path, synthetic_feph, capsys):
+    """``[report] paper = true`` (the report after a matrix) and ``report --paper`` add the
+    published accuracy beside FePh's classes; a table of other classes drops the column, saying why."""
+    note = "no paper column: the paper published results for FePh's seven classes only"
+    seven = keras_classifier(tmp_path / "seven.keras", 7)
+    brows_root = tmp_path / "brows"
+    write_folders(brows_root)
+    brows = keras_classifier(tmp_path / "brows.keras", len(MODEL_CLASSES))
+    cases = {  # name: (data root, [dataset] keys, experiment, FePh's classes)
+        "feph": (synthetic_feph, "", f'[experiments.M0]\nlabel = "No-FT"\nfine_tune = false\noptions.mobilenet.weights = "{seven}"\n', True),
+        "brows": (brows_root, f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\n', keras_no_ft(brows, MODEL_CLASSES), False),
+    }
+    for name, (root, dataset, experiments, fephs) in cases.items():
+        path = matrix_toml(tmp_path / f"{name}.toml", root, dataset, experiments + "\n[report]\npaper = true\n")
+        output = tmp_path / f"{name}_runs"
+        capsys.readouterr()
+        assert main([str(path), "--output", str(output), "--executor", "inline"]) == 0
+        after_matrix = capsys.readouterr().out
+        assert main(["report", str(output), "--paper"]) == 0
+        for text in (after_matrix, capsys.readouterr().out):
+            table = text[text.index("Exploratory phase (paper Table 4)"):]
+            header = table.splitlines()[table.splitlines().index(next(line for line in table.splitlines() if line.startswith("─"))) - 1]
+            assert ("paper" in header.split()) is fephs, table
+            assert ("52.0" in table.split()) is fephs  # the paper's No-FT accuracy for MobileNet
+            assert (note in " ".join(table.split())) is not fephs, table
+
+
 def run_matrix(tmp_path: Path, root: Path, dataset: str, experiments: str, *flags: str) -> Path:
     """Run a tiny matrix in this process; its results folder."""
     path = matrix_toml(tmp_path / "m.toml", root, dataset, experiments)

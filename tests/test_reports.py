@@ -574,3 +574,111 @@ def test_class_abbreviations_keep_whole_characters(name, short):
     from feph_finetune.results.reports import class_abbreviations
 
     assert class_abbreviations([name, "anger"])[name] == short
+
+
+# --- many classes ----------------------------------------------------------------------------------
+
+#: Twelve classes with long names, and twelve that share a long prefix.
+LONG_NAMES = [f"{word}_expression_marker" for word in
+              "raised furrowed puffed squinted pursed tilted nodding shaking widened lowered clenched blinking".split()]
+MARKERS = [f"grammatical_marker_{index:02d}" for index in range(12)]
+
+
+def records_of_classes(names: list[str], seed: int = 5) -> list[dict]:
+    """An exploratory M0 and M2 and their cross-validation folds, on data of classes ``names``."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for experiment, phase, fold in [("M0", "exploratory", None), ("M2", "exploratory", None),
+                                    *((experiment, "cv", fold) for experiment in ("M0", "M2") for fold in range(3))]:
+        run = run_of(experiment, phase, rng, accuracy=float(rng.uniform(0.3, 0.7)), fold=fold)
+        values = rng.uniform(0.05, 0.95, len(names))
+        values[0] = 1.0  # a perfect class: the widest number a column meets
+        run["metrics"].update(sensitivity=dict(zip(names, map(float, values))), avg_sensitivity=float(values.mean()),
+                              confusion=[[1] * len(names) for _ in names])
+        run.update(classes=names, data="a8c5d1e0")  # other data than the FePh records'
+        runs.append(run)
+    return runs
+
+
+@pytest.mark.parametrize("names", [LONG_NAMES, MARKERS], ids=["long", "prefixed"])
+def test_twelve_classes_fit_80_columns_in_tables_of_one_column_per_class(names):
+    from feph_finetune.results.reports import class_abbreviations
+
+    records = records_of_classes(names)
+    short = class_abbreviations(names)
+    assert len(set(short.values())) == len(names)
+    buffer = io.StringIO()
+    render(records, "table", Console(file=buffer, width=80))
+    out = buffer.getvalue()
+    assert max(len(line) for line in out.splitlines()) <= 80 and "…" not in out, out
+    for phase in ("Exploratory phase", "Cross-validation phase"):
+        tables = [block for block in out.split("\n\n") if block.startswith(phase)]
+        assert len(tables) == 2, out  # the classes in two tables of six
+        headers = [word for table in tables for lines in [table.splitlines()] for index, line in enumerate(lines)
+                   if index + 1 < len(lines) and lines[index + 1].startswith("─") for word in line.split()]
+        assert [word for word in headers if word in short.values()] == [short[name] for name in names], out
+        assert all(f"{name}" in " ".join(" ".join(tables).split()) for name in names)  # each table's legend
+    for row in summarize(records):
+        assert f"{100 * row['accuracy']:.1f}" in out
+        assert all(f"{100 * value:.1f}".replace("100.0", "100") in out for value in row["sensitivity"].values())
+    wide = io.StringIO()
+    render(records, "table", Console(file=wide, width=200))
+    assert sum(block.startswith("Exploratory phase") for block in wide.getvalue().split("\n\n")) == 1  # room for one table
+
+
+def table_header(block: str) -> str:
+    """The header of a table printed by ``render``: a markdown table's first row, or a console
+    table's lines from the one naming ``c/v`` to the rule under them."""
+    lines = block.splitlines()
+    if any(line.startswith("| ") for line in lines):
+        return next(line for line in lines if line.startswith("| "))
+    first = next(index for index, line in enumerate(lines) if "c/v" in line.split())
+    rule = next(index for index, line in enumerate(lines) if line.startswith("─"))
+    return "\n".join(lines[first:rule])
+
+
+@pytest.mark.parametrize("paper", [False, True])
+def test_the_papers_column_shows_only_beside_fephs_seven_classes(records, paper):
+    """``--paper`` (and ``[report] paper = true``, which renders the same way) adds the
+    published accuracy to tables of FePh's classes only; other class lists get a note instead."""
+    from rich.cells import cell_len
+
+    experiment = summarize(records)[-1]["experiment"]
+    mixed = with_other_classes(records, experiment, JAPANESE)
+    for fmt in ("table", "markdown"):
+        buffer = io.StringIO()
+        render(mixed + records_of_classes(LONG_NAMES[:4]), fmt, Console(file=buffer, width=80), paper=paper)
+        text = buffer.getvalue()
+        blocks = text.split("### ") if fmt == "markdown" else text.split("\n\n")
+        tables = [block for block in blocks if "(paper Table 4)" in block or "(paper Table 5)" in block]
+        others = [block for block in tables if "runs with other classes" in " ".join(block.split())]
+        fephs = [block for block in tables if block not in others]
+        assert fephs and len(others) >= 2, text
+        assert all(("paper" in table_header(block)) == paper for block in fephs), text
+        assert all("paper" not in table_header(block) for block in others), text
+        assert all(("no paper column: the paper published results for FePh's seven classes only" in " ".join(block.split())) == paper
+                   for block in others), text
+        if fmt == "table":
+            assert max(cell_len(line) for line in text.splitlines()) <= 80
+
+
+def test_rows_whose_data_had_no_grouping_are_named_in_a_note(records):
+    from feph_finetune.results.reports import UNGROUPED_TITLE, markdown_report
+
+    ungrouped = [{**record, "grouped": False if record["experiment"] == "M2" else True} for record in records]
+    rows = summarize(ungrouped)
+    assert {row["experiment"]: row["grouped"] for row in rows}["M2"] is False and row_of(rows, "cv", "E2")["grouped"] is True
+    title = " ".join(UNGROUPED_TITLE.split())
+    for text in (rendered(ungrouped, "table"), markdown_report(rows)):
+        flat = " ".join(text.replace("\\", "").replace("\n- ", "\n").split())  # markdown escapes and bullets
+        assert f"{title} M2 (x), M2 (cv)" in flat, text
+    everywhere = [{**record, "grouped": False} for record in records]
+    assert f"{title} all rows" in " ".join(rendered(everywhere, "table").split())
+
+
+def test_records_from_before_grouping_was_recorded_get_no_grouping_note(records):
+    from feph_finetune.results.reports import UNGROUPED_TITLE
+
+    assert all("grouped" not in record for record in records)
+    assert all(row["grouped"] is None for row in summarize(records))
+    assert UNGROUPED_TITLE.split()[0] not in rendered(records, "table")

@@ -45,7 +45,8 @@ from feph_finetune.config.reading import (
 from feph_finetune.config.options import option_problems
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
-from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, load_index
+from feph_finetune.data.class_mapping import map_classes
+from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, grouping_warning, load_index
 from feph_finetune.plugins import PluginCallError, Plugins
 
 #: ``[dataset]`` keys the dataset's index does not depend on: an invalid one does not stop reading it.
@@ -314,14 +315,17 @@ class MatrixBuilder:
 
     def check_groups(self, dataset: dict[str, Any], runs: list[Run], invalid: set[str]) -> None:
         """The loaded data must have enough groups for a hold-out split and for the folds
-        (skipped for an invalid ``folds`` or ``group_by``)."""
+        (skipped for an invalid ``folds`` or ``group_by``); ``dataset["grouped"]`` records
+        whether any two images share a group (False: frames of one video may straddle a split)."""
         if self.index is None or not self.index.samples or invalid & {"group_by", "group_pattern"}:
             return
         try:
-            groups = len(set(group_labels(self.index, dataset).tolist()))
+            labels = group_labels(self.index, dataset)
         except ValueError as error:
             self.problem(("dataset", "group_by"), str(error))
             return
+        groups = len(set(labels.tolist()))
+        dataset["grouped"] = not grouping_warning(labels)  # recorded with each run, for the reports
         grouping = f"group_pattern = {dataset['group_pattern']!r}" if dataset["group_pattern"] else f"group_by = {dataset['group_by']!r}"
         formed = f"the {len(self.index.samples)} usable images form only {groups} ({grouping})"
         phases = self.phases_asked | {run.phase for run in runs}
@@ -508,13 +512,19 @@ class MatrixBuilder:
 
     def check_pretrained_classes(self, config: dict[str, Any], where, wanted: Any) -> None:
         """No-FT evaluates the model's pretrained classifier, mapped to the dataset's classes by
-        name: refused when the dataset has a class the classifier lacks (the data's classes are
-        known once its index is read; the classifier's from ``model_input``, default FePh's)."""
+        name (:func:`~feph_finetune.data.class_mapping.map_classes`, as the run maps them):
+        refused when the dataset has a class the classifier lacks (the data's classes are known
+        once its index is read; the classifier's from ``model_input``, default FePh's)."""
         dataset_classes = self.index.classes if self.index is not None else ()
         known = wanted.get("classes") if isinstance(wanted, dict) and wanted.get("classes") else CLASSES
-        missing = [name for name in dataset_classes if name.lower() not in {str(other).lower() for other in known}]
+        place = self.raw.where(*where(("fine_tune",)))
+        try:
+            missing = map_classes(known, dataset_classes).missing
+        except ValueError as error:
+            self.problems.append(Problem(place, f"No-FT evaluates the pretrained classifier of {config['model']!r}, but {error}"))
+            return
         if missing:
-            self.problems.append(Problem(self.raw.where(*where(("fine_tune",))),
+            self.problems.append(Problem(place,
                 f"No-FT evaluates the pretrained classifier of {config['model']!r}, which has no class {', '.join(map(repr, missing))} "
                 f"of the dataset (its classes: {', '.join(map(str, known))}); fine-tune instead (fine_tune = true)"))
 
@@ -651,7 +661,7 @@ class MatrixBuilder:
 
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
         identity_dataset = {key: value for key, value in dataset.items()
-                            if key not in ("cache_dir", "classes") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
+                            if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
         identity_dataset["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
         record = RunConfig(**{key: config[key] for key in EXPERIMENT_OPTIONS})  # an unknown key is a problem already
         runs = []

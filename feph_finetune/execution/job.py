@@ -116,6 +116,7 @@ def run_record(run: Run, status: str) -> dict[str, Any]:
         "seed": run.seed,
         "variant": run.variant,
         "data": run.dataset.get("fingerprint", ""),
+        "grouped": run.dataset.get("grouped"),
         "status": status,
         "classes": list(run.classes),
     }

@@ -105,23 +105,30 @@ def _run(bundle, inputs, args, console: Console):
 
 
 def print_summary(summaries, bundle, console: Console) -> None:
-    """Per input: frames, faces found, and the share of frames predicted as each class (fits 80 columns).
+    """Per input: frames, faces found, and the share of frames predicted as each class (fits 80
+    columns: classes that do not fit beside the input's name go to further tables).
 
     Class columns are headed by :func:`feph_finetune.results.reports.class_abbreviations`, as in ``report``."""
-    from feph_finetune.results.reports import class_abbreviations
+    from rich.cells import cell_len
+
+    from feph_finetune.results.reports import class_abbreviations, spread_columns
 
     short = class_abbreviations(bundle.classes)
-    table = Table(title=f"model {bundle.run_id}: share of frames per predicted class", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
-    table.add_column("input", no_wrap=True, min_width=20)
-    table.add_column("frames", justify="right", no_wrap=True)
-    table.add_column("faces", justify="right", no_wrap=True)
-    for name in bundle.classes:
-        table.add_column(short[name], justify="right", no_wrap=True, min_width=4)
+    headers = ["input", "frames", "faces", *(short[name] for name in bundle.classes)]
+    rows = []
     for summary in summaries:
         shares = [f"{100 * summary.predicted.get(name, 0) / summary.frames:.0f}%" if summary.frames else "-" for name in bundle.classes]
-        faces = "-" if summary.faces is None else str(summary.faces)
-        table.add_row(_tail(summary.name, 20), str(summary.frames), faces, *shares)
-    console.print(table, width=min(80, console.width))
+        rows.append([_tail(summary.name, 20), str(summary.frames), "-" if summary.faces is None else str(summary.faces), *shares])
+    least = [20, 0, 0, *(4 for _ in bundle.classes)]  # the name column's and a class column's min_width
+    widths = [max([least[column], cell_len(headers[column])] + [cell_len(cells[column]) for cells in rows]) for column in range(len(headers))]
+    width = min(80, console.width)
+    for columns in spread_columns(widths, range(3, len(headers)), width - 2):  # the table's edges take a cell each
+        table = Table(title=f"model {bundle.run_id}: share of frames per predicted class", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
+        for column in columns:
+            table.add_column(headers[column], justify="left" if column == 0 else "right", no_wrap=True, min_width=least[column] or None)
+        for cells in rows:
+            table.add_row(*(cells[column] for column in columns))
+        console.print(table, width=width)
 
 
 def _tail(name: str, width: int) -> str:

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 from rich import box
 from rich.console import Group
+from rich.cells import cell_len
 from rich.color import Color
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, short_name
+from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, short_name, spread_columns
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -78,13 +79,15 @@ def known_names(configurations: list[tuple[dict, list[dict]]]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def confusion_table(row: dict, runs: list[dict]) -> Group | Text:
+def confusion_table(row: dict, runs: list[dict], width: int = 80) -> Group | Text:
     """One configuration's summed confusion matrix as a rich table, cells shaded by their row share.
 
     Each cell holds the count and, under it, its share of the true class in %; the background
     grows from white (0%) to dark blue (100%), and the diagonal is bold, which is what remains on
-    a console without colour. The last columns are the row's images and its sensitivity.
-    Returns the title, the table and its legend as one group, or a line of text when no finished
+    a console without colour. The last columns are the row's images and its sensitivity. When
+    the predicted classes do not fit ``width`` display cells, they are spread over several tables
+    (:func:`~feph_finetune.results.reports.spread_columns`), each with the true classes.
+    Returns the title, the tables and the legend as one group, or a line of text when no finished
     run recorded a confusion matrix or the runs' matrices cannot be summed (different classes).
     """
     classes = list(row["sensitivity"]) or []
@@ -98,19 +101,26 @@ def confusion_table(row: dict, runs: list[dict]) -> Group | Text:
     counts, _ = summed
     shares = row_shares(counts)
     short = class_abbreviations(classes)
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
     legend = ", ".join(f"{short[name]} {name}" for name in classes if short[name] != name)
-    table.add_column("true class")
-    for name in classes:
-        table.add_column(short[name], justify="right")
-    table.add_column("images", justify="right")
-    table.add_column("sens.", justify="right")
+    headers = ["true class", *(short[name] for name in classes), "images", "sens."]
+    rows = []
     for index, name in enumerate(classes):
         cells = [_cell(int(counts[index, column]), shares[index, column], index == column) for column in range(len(classes))]
         sensitivity = shares[index, index]
-        table.add_row(Text(name), *cells, Text(str(int(counts[index].sum()))), Text("–" if np.isnan(sensitivity) else f"{100 * sensitivity:.1f}"))
+        rows.append([Text(name), *cells, Text(str(int(counts[index].sum()))), Text("–" if np.isnan(sensitivity) else f"{100 * sensitivity:.1f}")])
+    widths = [max(cell_len(line) for text in [Text(header), *(cells[column] for cells in rows)] for line in text.plain.split("\n"))
+              for column, header in enumerate(headers)]
+    tables = []
+    for columns in spread_columns(widths, range(1, 1 + len(classes)), width):
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
+        for column in columns:
+            table.add_column(headers[column], justify="left" if column == 0 else "right")
+        for cells in rows:
+            table.add_row(*(cells[column] for column in columns))
+        tables.append(table)
     caption = f"rows: true class, columns: predicted class{f' ({legend})' if legend else ''}; cells: images and % of the row"
-    return Group(Text(title, style="table.title"), table, Text(caption, style="table.caption"))
+    spaced = [part for index, table in enumerate(tables) for part in ([Text("")] if index else []) + [table]]
+    return Group(Text(title, style="table.title"), *spaced, Text(caption, style="table.caption"))
 
 
 def _title(row: dict, runs: int) -> str:
@@ -134,5 +144,5 @@ def _cell(count: int, share: float, diagonal: bool) -> Text:
 def print_confusion(configurations: list[tuple[dict, list[dict]]], console: "Console") -> None:
     """Print the confusion table of each given configuration, one after another."""
     for row, runs in configurations:
-        console.print(confusion_table(row, runs))
+        console.print(confusion_table(row, runs, console.width))
         console.print()

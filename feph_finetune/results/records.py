@@ -17,6 +17,9 @@ plugins, the paper's by ``paper_metrics``):
   ``"failed"`` or null; ``baseline``: true/false or null; ``order``: a finite number or null;
   ``fold``: a whole number from 0 below :data:`MAX_FOLDS` in the ``cv`` phase, null (or absent)
   in the ``exploratory`` phase; ``seed``: a whole number or null; ``variant``: an object or null;
+  ``grouped``: true/false or null (absent in older records): whether the data's images formed
+  groups (false: every image its own group, so frames of one video may sit on both sides of a
+  split);
 - ``classes``: null or an array of distinct non-empty texts;
 - ``metrics``: null or an object: ``accuracy`` and ``avg_sensitivity`` fractions from 0 to 1 or
   null; ``sensitivity`` an object of class name to a fraction or null, one per name of
@@ -249,6 +252,7 @@ class RunRecord:
     seed: int | None = None
     variant: dict[str, Any] | None = None
     data: str | None = None
+    grouped: bool | None = None
     status: str | None = None
     classes: list[str] | None = None
     metrics: Metrics | None = None
@@ -264,9 +268,11 @@ class RunRecord:
             raise RecordShapeError([f"expected a JSON object, got {json_kind(data)}"])
         check = _Check()
         experiment, phase = check.text(data, "experiment", required=True), check.choice(data, "phase", PHASES, required=True)
-        baseline = data.get("baseline")
+        baseline, grouped = data.get("baseline"), data.get("grouped")
         if baseline is not None and not isinstance(baseline, bool):
             check.fail("baseline", "true, false or null", baseline)
+        if grouped is not None and not isinstance(grouped, bool):
+            check.fail("grouped", "true, false or null", grouped)
         classes = _classes(data.get("classes"), check)
         metrics = check.mapping(data.get("metrics"), "metrics")
         error = check.mapping(data.get("error"), "error")
@@ -279,6 +285,7 @@ class RunRecord:
             **{key: check.text(data, key) for key in ("id", "label", "cv_label", "model", "data")},
             status=check.choice(data, "status", STATUSES),
             baseline=baseline if isinstance(baseline, bool) else None,
+            grouped=grouped if isinstance(grouped, bool) else None,
             order=check.finite(data.get("order"), "order"),
             fold=_fold(data.get("fold"), phase, check),
             seed=check.whole(data.get("seed"), "seed"),
@@ -397,7 +404,8 @@ class SummaryRow:
 
     Names: ``experiment``, ``label`` (the experiment's when the TOML gives none), ``cv_label``,
     ``model``, ``baseline`` (a No-FT row), ``order`` (the experiment's place in the TOML),
-    ``phase``, ``variant`` (grid values), ``data`` (the data fingerprint). Runs: ``folds`` (finished
+    ``phase``, ``variant`` (grid values), ``data`` (the data fingerprint), ``grouped`` (False when a
+    run's data had no grouping, True when every run's had, None when not recorded). Runs: ``folds`` (finished
     runs averaged), ``failed`` and ``failures``. Means over the finished runs, None where none
     finished: ``accuracy``, ``avg_sensitivity`` (fractions), ``sensitivity`` (class name ->
     fraction), ``extra`` (further scalar metrics), ``time_s`` (seconds per run); ``counters``
@@ -431,6 +439,7 @@ class SummaryRow:
     versus_baseline: BaselineTest | None = None
     paper: dict[str, Any] | None = None
     with_paper: bool = False
+    grouped: bool | None = None
 
     @property
     def is_cv(self) -> bool:
@@ -457,6 +466,7 @@ class SummaryRow:
         data: dict[str, Any] = {
             "experiment": self.experiment, "label": self.label, "cv_label": self.cv_label, "model": self.model,
             "baseline": self.baseline, "order": self.order, "phase": self.phase, "variant": self.variant, "data": self.data,
+            "grouped": self.grouped,
             "folds": self.folds, "failed": self.failed, "failures": [failure.to_json() for failure in self.failures],
         }
         for key in _SPREAD_KEYS:

@@ -42,6 +42,9 @@ FORMATS: tuple[str, ...] = ("table", "markdown", "csv", "json")
 _PHASE_RANK = {"exploratory": 0, "cv": 1}
 _PAPER_SCALARS = ("accuracy", "avg_sensitivity")
 _MESSAGE_LIMIT = 160
+#: The title of the note naming the rows whose data had no grouping.
+UNGROUPED_TITLE = ("Data without grouping: every image was its own group, so frames of one video may sit on both "
+                   "sides of a split and these accuracies may be too high (set dataset.group_by or dataset.group_pattern)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +188,17 @@ def _summarize_group(runs: list[dict]) -> SummaryRow:
         time_s=_mean([_scalar((run.get("timing") or {}).get("total_s")) for run in finished]),
         counters=_summed_counters(finished),
         spread=spread,
+        grouped=_grouped(runs),
     )
+
+
+def _grouped(runs: list[dict]) -> bool | None:
+    """False when any run's data formed no groups, True when every run's did, else None
+    (records from before the runs said)."""
+    recorded = [run.get("grouped") for run in runs]
+    if False in recorded:
+        return False
+    return True if recorded and all(recorded) else None
 
 
 def _is_finished(run: dict) -> bool:
@@ -352,7 +365,9 @@ class _Grid:
     """A table independent of its output format; ``section_ends`` are row indices ending a section.
 
     ``flexible`` is the column that may wrap (configuration names) when the table must fit the
-    console; ``caption`` follows the table (the legend of abbreviated headers).
+    console; ``per_class`` the columns with one class each, which a console too narrow for all of
+    them gets in several tables (:func:`spread_columns`). The caption follows the table: the
+    ``legend`` of the abbreviated headers it has (header: what it stands for), then ``notes``.
     """
 
     title: str
@@ -361,7 +376,14 @@ class _Grid:
     rows: list[list[_Cell]] = field(default_factory=list)
     section_ends: set[int] = field(default_factory=set)
     flexible: int | None = None
-    caption: str = ""
+    per_class: range | None = None
+    legend: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def caption(self) -> str:
+        pairs = ", ".join(f"{short} {name}" for short, name in self.legend.items() if short in self.headers)
+        return "; ".join(part for part in [pairs, *self.notes] if part)
 
 
 @dataclass
@@ -383,6 +405,7 @@ class _Column:
     percent: bool = True
     bold_best: bool = True
     blank: str = "–"
+    per_class: bool = False
 
 
 def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
@@ -408,6 +431,9 @@ def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
     data_lines = _data_lines(rows)
     if data_lines:
         blocks.append(_Notes("Data each row came from (python -m feph_finetune data ROOT shows it)", data_lines))
+    ungrouped = _rows_named([row for row in rows if row.get("grouped") is False], rows)
+    if ungrouped:
+        blocks.append(_Notes(UNGROUPED_TITLE, ungrouped))
     failures = [_failure_line(failure) for row in rows for failure in row["failures"]]
     if failures:
         blocks.append(_Notes("Failed runs", failures))
@@ -450,10 +476,11 @@ def _metric_columns(rows: list[dict], compact: bool) -> list[_Column]:
             lambda row: (row.get(f"{group}_std") or {}).get(key),
             percent=percent,
             bold_best=percent,
+            per_class=group == "sensitivity",
         )
 
     paper = []
-    if any("paper" in row for row in rows):
+    if _shows_paper(rows):
         paper = [
             _Column(
                 "paper" if compact else "paper acc.",
@@ -506,19 +533,29 @@ def _first_clusters(name: str, count: int) -> str:
     return name[:end]
 
 
-def _legend(classes: list[str], short: dict[str, str], paper: bool) -> str:
-    pairs = [f"{short[name]} {name}" for name in classes if short[name] != name]
-    parts = [", ".join(pairs)] if pairs else []
-    if paper:
-        parts.append("paper: the published accuracy")
-    return "; ".join(parts)
+def _shows_paper(rows: list[dict]) -> bool:
+    """Whether a table of ``rows`` gets the paper's column: the report was asked for the paper's
+    numbers, and the table's classes are FePh's seven (or unknown: no run finished)."""
+    classes = set(_names_across(rows, "sensitivity"))
+    return any("paper" in row for row in rows) and classes in (set(), set(CLASSES))
 
 
-def _grid_caption(rows: list[dict], compact: bool) -> str:
+def _class_legend(rows: list[dict], compact: bool) -> dict[str, str]:
+    """The abbreviated class headers of a table and the class each stands for (console only)."""
     if not compact:
-        return ""
+        return {}
     classes = _names_across(rows, "sensitivity")
-    return _legend(classes, class_abbreviations(classes), any("paper" in row for row in rows))
+    short = class_abbreviations(classes)
+    return {short[name]: name for name in classes if short[name] != name}
+
+
+def _grid_notes(rows: list[dict], compact: bool) -> list[str]:
+    """What the caption says besides the legend: the paper's column, or why it is missing."""
+    if _shows_paper(rows):
+        return ["paper: the published accuracy"] if compact else []
+    if any("paper" in row for row in rows):
+        return ["no paper column: the paper published results for FePh's seven classes only"]
+    return []
 
 
 def _single_split_grid(phase: str, rows: list[dict], columns: list[_Column], compact: bool) -> _Grid:
@@ -530,7 +567,9 @@ def _single_split_grid(phase: str, rows: list[dict], columns: list[_Column], com
         headers=[*leading, *(column.header for column in columns)],
         numeric=[*(False for _ in leading), *(True for _ in columns)],
         flexible=0 if compact else None,
-        caption=_grid_caption(rows, compact),
+        per_class=_class_columns(columns, len(leading)),
+        legend=_class_legend(rows, compact),
+        notes=_grid_notes(rows, compact),
     )
     for section in _sections_by_model(rows):
         metric_cells = _metric_cells(section, columns, with_std=False, compact=compact)
@@ -554,13 +593,22 @@ def _cross_validation_grid(rows: list[dict], columns: list[_Column], compact: bo
         headers=["c/v", *(column.header if compact else f"{column.header} (std)" for column in columns)],
         numeric=[False, *(True for _ in columns)],
         flexible=0 if compact else None,
-        caption=_grid_caption(rows, compact),
+        per_class=_class_columns(columns, 1),
+        legend=_class_legend(rows, compact),
+        notes=_grid_notes(rows, compact),
     )
     for section in _sections_by_model(rows):
         for row, cells in zip(section, _metric_cells(section, columns, with_std=True, compact=compact)):
             grid.rows.append([_Cell(_short_name(row))] + cells)
         grid.section_ends.add(len(grid.rows) - 1)
     return grid
+
+
+def _class_columns(columns: list[_Column], leading: int) -> range:
+    """The indices, in a grid with ``leading`` name columns before ``columns``, of the
+    sensitivity columns (one per class)."""
+    positions = [leading + index for index, column in enumerate(columns) if column.per_class]
+    return range(positions[0], positions[-1] + 1) if positions else range(leading, leading)
 
 
 def _extra_grid(phase: str, rows: list[dict], columns: list[_Column]) -> _Grid:
@@ -680,6 +728,15 @@ def _data_lines(rows: list[dict]) -> list[str]:
     return [f"{data}: {', '.join(names)}" for data, names in by_data.items()]
 
 
+def _rows_named(chosen: list[dict], rows: list[dict]) -> list[str]:
+    """One line naming the ``chosen`` rows (``all rows`` when they are all), none for none."""
+    if not chosen:
+        return []
+    if len(chosen) == len(rows):
+        return ["all rows"]
+    return [", ".join(f"{_short_name(row)} ({'cv' if row['phase'] == 'cv' else 'x'})" for row in chosen)]
+
+
 def _format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -729,10 +786,13 @@ def _print_rich(blocks: list[_Grid | _Notes], console: "Console") -> None:
     # rather than at a narrow table's.
     for block in blocks:
         if isinstance(block, _Grid):
-            console.print(Text(block.title, style="table.title"))
-            console.print(_rich_table(block, console.width))
-            if block.caption:
-                console.print(Text(block.caption, style="table.caption"))
+            for index, part in enumerate(_console_parts(block, console.width)):
+                if index:
+                    console.print()
+                console.print(Text(part.title, style="table.title"))
+                console.print(_rich_table(part, console.width))
+                if part.caption:
+                    console.print(Text(part.caption, style="table.caption"))
         else:
             console.print(Text(block.title, style="bold"))
             for line in block.lines:
@@ -744,6 +804,52 @@ def _print_rich(blocks: list[_Grid | _Notes], console: "Console") -> None:
 _COLUMN_GAP = 2
 #: The narrowest the wrapping column of a console table gets, whatever the console's width.
 _FLEXIBLE_MIN = 10
+
+
+def spread_columns(widths: list[int], spread: range, room: int) -> list[list[int]]:
+    """The columns of a table, by index, split into the columns of several tables with the same
+    rows when they do not fit ``room`` display cells in one: each table has the columns before
+    ``spread`` (names), a run of ``spread``'s (one per class), and the last table the columns
+    after it too. As few tables as fit, with runs of equal length give or take one (12 classes at
+    80 columns: two tables of 6); a single table when everything fits (or ``spread`` is empty).
+    ``widths``: each column's width in cells; columns are :data:`_COLUMN_GAP` apart."""
+    def width(columns: list[int]) -> int:
+        return sum(widths[index] for index in columns) + _COLUMN_GAP * (len(columns) - 1)
+
+    before, after = list(range(spread.start)), list(range(spread.stop, len(widths)))
+    tables = [before + list(spread) + after]
+    for count in range(2, len(spread) + 1):
+        if all(width(columns) <= room for columns in tables):
+            break
+        size = -(-len(spread) // count)
+        runs = [list(spread[start:start + size]) for start in range(0, len(spread), size)]
+        tables = [before + run + (after if index == len(runs) - 1 else []) for index, run in enumerate(runs)]
+    return tables
+
+
+def _console_parts(grid: _Grid, width: int) -> list[_Grid]:
+    """``grid``, or when its class columns do not fit ``width`` beside its other columns, the
+    tables :func:`spread_columns` splits it into, each titled with the classes it shows."""
+    if grid.per_class is None:
+        return [grid]
+    tables = spread_columns(_text_column_widths(grid, width), grid.per_class, width)
+    if len(tables) == 1:
+        return [grid]
+    classes = list(grid.per_class)
+    parts = []
+    for columns in tables:
+        shown = [classes.index(index) + 1 for index in columns if index in grid.per_class]
+        parts.append(_Grid(
+            title=f"{grid.title}, classes {shown[0]}-{shown[-1]} of {len(classes)}",
+            headers=[grid.headers[index] for index in columns],
+            numeric=[grid.numeric[index] for index in columns],
+            rows=[[cells[index] for index in columns] for cells in grid.rows],
+            section_ends=grid.section_ends,
+            flexible=grid.flexible if grid.flexible in columns else None,
+            legend=grid.legend,
+            notes=grid.notes,
+        ))
+    return parts
 
 
 def _rich_table(grid: _Grid, width: int) -> Table:
@@ -867,7 +973,7 @@ def _markdown_text(blocks: list[_Grid | _Notes]) -> str:
     parts = []
     for block in blocks:
         if isinstance(block, _Grid):
-            parts.append(f"### {block.title}\n\n{_markdown_table(block)}")
+            parts.append(f"### {block.title}\n\n{_markdown_table(block)}" + (f"\n\n{_markdown_escape(block.caption)}" if block.caption else ""))
         else:
             lines = "\n".join(f"- {_markdown_escape(line)}" for line in block.lines)
             parts.append(f"### {block.title}\n\n{lines}")

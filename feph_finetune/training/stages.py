@@ -21,6 +21,7 @@ from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, R
 from feph_finetune.training.compiling import compile_for_stage, predict_traced_once
 from feph_finetune.config.matrix import Run
 from feph_finetune.plugins import PluginCallError, Plugins
+from feph_finetune.data.class_mapping import map_classes
 from feph_finetune.data.preparation import Examples, RunData
 
 
@@ -264,21 +265,28 @@ def predict(model, examples: Examples, data: RunData, batch_size: int) -> np.nda
 
 
 def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData, batch_size: int, classes=CLASSES, notes: list[str] | None = None) -> np.ndarray:
-    """No-FT: the pretrained model's own predictions, columns reordered to the dataset's ``classes`` by name.
+    """No-FT: the pretrained model's own predictions, one column per dataset class in ``classes``'
+    order, matched by name (:func:`feph_finetune.data.class_mapping.map_classes`, the rule the
+    configuration check applies).
 
     Outputs whose class the dataset lacks (Contempt, in HSEmotion's 8-class models) are dropped
     and the remaining probabilities divided by their sum, so each row sums to 1 again and the
     argmax is the most probable class of the dataset; ``notes`` receives a sentence saying so for
-    the run's results.
+    the run's results. A dataset class the model lacks fails the run (the configuration check
+    refuses it first).
     """
     if built.pretrained is None or not built.pretrained_classes:
-        raise PluginCallError(model_plugin, "build_model", PluginError("No-FT needs a pretrained expression model (weights = a whole-model file with a 7-class top, or a converted file)"))
-    order = list(built.pretrained_classes)
-    if any(order.count(name) != 1 for name in classes):
-        raise PluginCallError(model_plugin, "build_model", PluginError(f"pretrained_classes must name each of {', '.join(classes)} once, got {order}"))
+        raise PluginCallError(model_plugin, "build_model", PluginError("No-FT needs a pretrained expression model (weights = a whole-model file with a classifier top, or a converted file)"))
+    try:
+        mapping = map_classes(list(built.pretrained_classes), classes)
+    except ValueError as error:
+        raise PluginCallError(model_plugin, "build_model", PluginError(str(error))) from None
+    if mapping.missing:
+        raise PluginCallError(model_plugin, "build_model", PluginError(
+            f"the pretrained model has no class {', '.join(map(repr, mapping.missing))} of the dataset (its classes: {', '.join(built.pretrained_classes)})"))
     raw = predict(built.pretrained, data.test, data, batch_size)
-    mapped = raw[:, [order.index(name) for name in classes]]
-    dropped = [name for name in order if name not in classes]
+    mapped = raw[:, list(mapping.columns)]
+    dropped = mapping.dropped
     if not dropped:
         return mapped
     if notes is not None:
