@@ -219,7 +219,7 @@ def test_cut_off_and_damaged_videos_exit_2_keep_their_rows_and_their_frame_numbe
     assert predict(trained.run_dir, cut, corrupt, "--out", out) == 2
     errors = capsys.readouterr().err
     assert "2 of 2 inputs could not be processed in full" in errors
-    assert f"{cut}: decoding stopped at frame {DAMAGED - 1} ({DAMAGED} frames decoded), but the container announces {FRAMES}" in errors
+    assert f"{cut}: decoding stopped at frame {DAMAGED - 1} ({DAMAGED} frames decoded) of the {FRAMES} the container announces" in errors
     assert f"{corrupt}: frame {DAMAGED} could not be decoded" in errors
     rows = read_rows(out)
     assert [int(row["frame"]) for row in rows if row["input"] == str(cut)] == list(range(DAMAGED))

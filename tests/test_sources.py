@@ -9,8 +9,10 @@ decoded frame says which it is. What OpenCV 4.14 reports for each damage (checke
   ``CAP_PROP_PTS`` 21 (the container's position), while counting decoded frames would say 20;
 - frame 20's chunk header damaged (its tag, or its size): the demuxer resyncs to the next header
   it recognises and numbers the chunks by counting, so frame 21 comes with PTS 20 (a size too
-  large by 100 bytes swallows frame 21's header instead, one by 4000 frames 21-26); the AVI's
-  index gives the true numbers.
+  large by 100 bytes swallows frame 21's header instead, one by 2000 frames 21-26): reading stops
+  at the damage, as no library says which frame comes next;
+- an MKV or MP4 stores each frame's timestamp: a damaged block header in an MKV makes the demuxer
+  skip to the next cluster (frame 36 here), which still comes with PTS 36.
 """
 
 from __future__ import annotations
@@ -67,6 +69,14 @@ def damaged(tmp_path: Path, how: str) -> Path:
     return path
 
 
+def without_index(path: Path) -> Path:
+    """``path`` without its ``idx1`` index (as a recorder killed before writing it leaves a file)."""
+    data = path.read_bytes()
+    bare = path.with_name(f"{path.stem}-noindex.avi")
+    bare.write_bytes(data[: data.rindex(b"idx1")])
+    return bare
+
+
 def read(path: Path, every: int = 1):
     source = open_input(str(path), every)
     frames = list(source.frames())
@@ -81,13 +91,17 @@ def test_a_whole_video_reads_every_frame_without_problems(tmp_path):
     assert problems == []
 
 
+def stopped(path: Path, last: int, why: str) -> str:
+    return (f"{path}: decoding stopped at frame {last} ({last + 1} frames decoded) of the {FRAMES} the container announces: {why}; "
+            "an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
+
+
 @pytest.mark.parametrize("every", [1, 3])
 def test_a_video_cut_off_mid_frame_keeps_its_rows_and_says_where_it_stopped(tmp_path, every):
     path = damaged(tmp_path, "cut")
     _, shown, problems = read(path, every)
     assert shown == {index: index for index in range(0, DAMAGED, every)}
-    assert problems == [f"{path}: decoding stopped at frame {DAMAGED - 1} ({DAMAGED} frames decoded), but the container announces {FRAMES}: "
-                        "the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)"]
+    assert problems == [stopped(path, DAMAGED - 1, f"a chunk at frame {DAMAGED} runs past the end of the file (cut off, or its size is damaged)")]
 
 
 @pytest.mark.parametrize("every", [1, 3])
@@ -105,16 +119,63 @@ def swallowed(tmp_path: Path, delta: int) -> list[int]:
     return [index for index, (offset, _) in enumerate(chunks) if index > DAMAGED and offset < end]
 
 
-@pytest.mark.parametrize("how, lost", [("tag", [20]), ("header", [20]), ("size", [20]), ("size+100", 100), ("size+2000", 2000)])
-def test_a_damaged_chunk_header_leaves_a_gap_and_later_frames_keep_their_numbers(tmp_path, how, lost):
-    """The frame numbers come from the AVI's index, not from the demuxer's count of chunks."""
-    lost = lost if isinstance(lost, list) else swallowed(tmp_path, lost)
-    assert lost and lost[-1] < FRAMES - 1, "the damage leaves later frames to number"
-    path = damaged(tmp_path, how)
+@pytest.mark.parametrize("how, first, why", [("tag", DAMAGED, "a chunk header is damaged at frame 20"),
+                                             ("header", DAMAGED, "a chunk header is damaged at frame 20"),
+                                             ("size", DAMAGED, "the size of a chunk at frame 20 is damaged"),
+                                             ("size+100", DAMAGED + 1, "a chunk header is damaged at frame 21"),
+                                             ("size+2000", DAMAGED + 1, "a chunk header is damaged at frame 21")])
+@pytest.mark.parametrize("index", [True, False], ids=["index", "no-index"])
+def test_a_damaged_chunk_header_stops_reading_there_and_keeps_the_rows_before(tmp_path, how, first, why, index):
+    """Past a damaged header FFmpeg numbers the chunks it finds by counting (frame 21 comes as 20),
+    so no row after it is written: the frames before keep their rows and the stop is named."""
+    if how.startswith("size+"):
+        assert swallowed(tmp_path, int(how[5:])), "the enlarged size swallows later headers (else the demuxer would not resync)"
+    path = damaged(tmp_path, how) if index else without_index(damaged(tmp_path, how))
+    if how == "size" and not index:  # the movi list now ends where the file does
+        why = f"a chunk at frame {first} runs past the end of the file (cut off, or its size is damaged)"
     _, shown, problems = read(path)
-    assert shown == {index: index for index in range(FRAMES) if index not in lost}
-    gap = f"frame {lost[0]}" if len(lost) == 1 else f"frames {lost[0]}-{lost[-1]}"
-    assert problems == [f"{path}: {gap} could not be decoded (left out; later frames keep their numbers)"]
+    assert shown == {index: index for index in range(first)}
+    assert problems == [stopped(path, first - 1, why)]
+
+
+def damaged_mkv(tmp_path: Path, how: str) -> Path:
+    """A 40-frame MJPG Matroska file with frame 20's block damaged: its JPEG bytes ("payload") or
+    its SimpleBlock header from the element ID on ("header")."""
+    path = tmp_path / "whole.mkv"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (64, 48))
+    for index in range(FRAMES):
+        writer.write(np.full((48, 64, 3), 6 * index, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [at for at in range(len(data) - 2) if data[at : at + 3] == b"\xff\xd8\xff"]  # each frame's JPEG
+    assert len(starts) == FRAMES
+    start, end = starts[DAMAGED], starts[DAMAGED + 1]
+    block = data.rfind(b"\xa3", 0, start)  # the SimpleBlock ID before frame 20's JPEG
+    if how == "payload":
+        data[start : end - 16] = b"\x55" * (end - 16 - start)
+    else:
+        data[block : start + 4] = bytes(start + 4 - block)
+    damaged_path = tmp_path / f"{how}.mkv"
+    damaged_path.write_bytes(bytes(data))
+    return damaged_path
+
+
+def test_a_container_with_timestamps_keeps_frame_numbers_after_a_damaged_block(tmp_path):
+    """An MKV's blocks carry their own timestamps: after a damaged block header the demuxer goes
+    on at the next cluster, and the frames there keep their numbers (no stop, a named gap)."""
+    path = damaged_mkv(tmp_path, "header")
+    _, shown, problems = read(path)
+    assert DAMAGED in set(range(FRAMES)) - set(shown), "the damage loses frames (else this test proves nothing)"
+    resumed = min(index for index in shown if index > DAMAGED)
+    assert shown == {index: index for index in [*range(DAMAGED), *range(resumed, FRAMES)]}
+    assert problems == [f"{path}: frames {DAMAGED}-{resumed - 1} could not be decoded (left out; later frames keep their numbers)"]
+
+
+def test_a_corrupt_frame_in_a_container_with_timestamps_leaves_a_gap(tmp_path):
+    path = damaged_mkv(tmp_path, "payload")
+    _, shown, problems = read(path)
+    assert shown == {index: index for index in range(FRAMES) if index != DAMAGED}
+    assert problems == [f"{path}: frame {DAMAGED} could not be decoded (left out; later frames keep their numbers)"]
 
 
 def test_ffmpegs_own_log_lines_never_reach_the_console(tmp_path):
@@ -131,7 +192,7 @@ def test_ffmpegs_own_log_lines_never_reach_the_console(tmp_path):
     unsilenced = subprocess.run([sys.executable, "-c", bare, str(path)], capture_output=True, text=True, env=environment, timeout=120)
     assert "@ 0x" in unsilenced.stderr, "the damage makes FFmpeg log (else this test proves nothing)"
     silenced = subprocess.run([sys.executable, "-c", read_it, str(path)], capture_output=True, text=True, env=environment, timeout=120)
-    assert silenced.returncode == 0 and silenced.stdout.strip() == str(FRAMES), silenced.stderr
+    assert silenced.returncode == 0 and silenced.stdout.strip() == str(len(list(open_input(str(path)).frames()))), silenced.stderr
     assert silenced.stderr == ""
 
 
@@ -145,5 +206,4 @@ def test_a_badly_damaged_video_names_five_gaps_and_counts_the_rest(tmp_path):
     assert shown == {index: index for index in range(0, FRAMES, 2)}
     assert problems[:5] == [f"{path}: frame {index} could not be decoded (left out; later frames keep their numbers)" for index in (1, 3, 5, 7, 9)]
     assert problems[5:] == [f"{path}: 14 more frames in 14 more places could not be decoded (left out)",
-                            f"{path}: decoding stopped at frame 38 (20 frames decoded), but the container announces 40: "
-                            "the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)"]
+                            f"{path}: decoding stopped at frame 38 (20 frames decoded), but the container announces 40: the file is cut off or damaged"]

@@ -11,9 +11,11 @@
   (its timestamp in frames), so a frame that cannot be decoded leaves a gap, reported, and
   never shifts the later ones; the timestamp is index / the container's frame rate
   (``CAP_PROP_FPS``), in seconds, empty when the container gives none. An AVI has no timestamps
-  (the demuxer counts chunks): where a chunk header is damaged, its index gives the numbers
-  (:mod:`feph_finetune.predict.avi`). A video whose decoding ends before the frame count its
-  container announces is reported as cut off or damaged. FFmpeg's own log lines
+  (the demuxer counts chunks): reading stops at its first damaged chunk header, where the count
+  stops saying which frame is which (:mod:`feph_finetune.predict.avi`), and says so. A video
+  whose decoding ends before the frame count its container announces is reported as cut off or
+  damaged. A raw stream without a container (``.mjpeg``, ``.h264``) has no frame numbers of its
+  own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones. FFmpeg's own log lines
   (``[mjpeg @ 0x...] overread 8``) never reach the console: the problems are reported here, per
   input (``OPENCV_FFMPEG_LOGLEVEL``, set before the first video is opened, unless already set).
 
@@ -34,7 +36,7 @@ import numpy as np
 
 from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
-from feph_finetune.predict.avi import avi_frame_numbers
+from feph_finetune.predict.avi import avi_break
 
 #: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
 #: ``VideoCapture`` of the process); a level set later is ignored.
@@ -129,24 +131,30 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     (``CAP_PROP_PTS``), so a hole shows as a jump, reported as a problem frame naming the
     missing indices. Failed reads are retried as long as the container announces more frames
     (a failed read at the end of a file costs microseconds), else :data:`_RETRIES_UNKNOWN`
-    times. Decoding that ends before the announced frame count (a file cut off, or a chunk lost
-    with its timestamp) is reported too: the rows read are kept, the input counts as not read
-    in full.
+    times. An AVI's timestamps are the demuxer's count of chunks, right only up to the first
+    damaged chunk header (:func:`~feph_finetune.predict.avi.avi_break`): reading stops there.
+    Decoding that ends before the announced frame count (a file cut off) is reported too: the
+    rows read are kept, the input counts as not read in full.
     """
     capture = cv2.VideoCapture(str(predict_input.path))
     timestamps = capture.getBackendName() == "FFMPEG"
-    numbers = avi_frame_numbers(predict_input.path) if timestamps else None
+    broken = avi_break(predict_input.path) if timestamps else None
     last = -1  # container index of the last decoded frame
-    decoded, gaps, unnamed = 0, 0, 0
+    decoded, gaps, unnamed, stopped = 0, 0, 0, False
     try:
         while capture.grab() or _retry(capture, predict_input.announced, last):
-            index = _container_index(capture, last, numbers) if timestamps else last + 1
-            if index > last + 1:
+            index = _container_index(capture, last) if timestamps else last + 1
+            stopped = broken is not None and index >= broken.frame
+            known = broken.frame if stopped else index  # the frames before it are numbered right
+            if known > last + 1:
                 gaps += 1
+                later = "" if stopped else "; later frames keep their numbers"
                 if gaps <= _GAPS_NAMED:
-                    yield InputFrame(last + 1, None, problem=f"{predict_input.name}: {_frames_words(last + 1, index - 1)} could not be decoded (left out; later frames keep their numbers)")
+                    yield InputFrame(last + 1, None, problem=f"{predict_input.name}: {_frames_words(last + 1, known - 1)} could not be decoded (left out{later})")
                 else:
-                    unnamed += index - 1 - last
+                    unnamed += known - 1 - last
+            if stopped:
+                break
             last, decoded = index, decoded + 1
             if index % predict_input.every == 0:
                 ok, bgr = capture.retrieve()
@@ -156,12 +164,16 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
                     yield InputFrame(index, None, problem=f"{predict_input.name}: frame {index} could not be decoded (left out)")
     finally:
         capture.release()
+    name, announced = predict_input.name, predict_input.announced
     if unnamed:
-        yield InputFrame(last, None, problem=f"{predict_input.name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
-    if decoded == 0:
-        yield InputFrame(0, None, problem=f"{predict_input.name}: the video has no frames" if not predict_input.announced else f"{predict_input.name}: no frame could be decoded of the {predict_input.announced} the container announces")
-    elif predict_input.announced and last + 1 < predict_input.announced:
-        yield InputFrame(last + 1, None, problem=f"{predict_input.name}: decoding stopped at frame {last} ({decoded} frames decoded), but the container announces {predict_input.announced}: the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)")
+        yield InputFrame(last, None, problem=f"{name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
+    if broken and (stopped or (announced and broken.frame < announced)):
+        of = f" of the {announced} the container announces" if announced else ""
+        yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
+    elif decoded == 0:
+        yield InputFrame(0, None, problem=f"{name}: the video has no frames" if not announced else f"{name}: no frame could be decoded of the {announced} the container announces")
+    elif announced and last + 1 < announced:
+        yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)}, but the container announces {announced}: the file is cut off or damaged")
 
 
 #: Places with undecodable frames named one by one; the rest are counted in one line (one screen).
@@ -178,15 +190,15 @@ def _retry(capture, announced: int | None, last: int) -> bool:
     return any(capture.grab() for _ in range(max(remaining, 0)))
 
 
-def _container_index(capture, last: int, numbers: list[int] | None = None) -> int:
+def _container_index(capture, last: int) -> int:
     """The grabbed frame's index: its timestamp in frames (OpenCV converts it with the stream's
-    frame rate), looked up in ``numbers`` (an AVI's frame numbers by packet, where the demuxer's
-    count went wrong: :func:`~feph_finetune.predict.avi.avi_frame_numbers`), unless the container
-    gives none or one that does not advance (then ``last + 1``)."""
+    frame rate), unless the container gives none or one that does not advance (then ``last + 1``)."""
     index = round(capture.get(cv2.CAP_PROP_PTS))
-    if numbers is not None and 0 <= index < len(numbers):
-        index = numbers[index]
     return index if index > last else last + 1
+
+
+def _stopped_at(last: int, decoded: int) -> str:
+    return f"decoding stopped at frame {last} ({decoded} frames decoded)" if decoded else "no frame could be decoded"
 
 
 def _frames_words(first: int, last: int) -> str:
