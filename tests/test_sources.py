@@ -70,10 +70,14 @@ def damaged(tmp_path: Path, how: str) -> Path:
 
 
 def without_index(path: Path) -> Path:
-    """``path`` without its ``idx1`` index (as a recorder killed before writing it leaves a file)."""
-    data = path.read_bytes()
+    """``path`` without its ``idx1`` index, and with the RIFF and ``movi`` sizes 0, as a writer
+    that cannot seek back (recording to a pipe) leaves them."""
+    data = bytearray(path.read_bytes())
+    data = data[: data.rindex(b"idx1")]
+    movi = data.index(b"movi") - 8
+    data[4:8] = data[movi + 4 : movi + 8] = bytes(4)
     bare = path.with_name(f"{path.stem}-noindex.avi")
-    bare.write_bytes(data[: data.rindex(b"idx1")])
+    bare.write_bytes(bytes(data))
     return bare
 
 
@@ -84,8 +88,10 @@ def read(path: Path, every: int = 1):
     return source, shown, [frame.problem for frame in frames if frame.problem is not None]
 
 
-def test_a_whole_video_reads_every_frame_without_problems(tmp_path):
-    source, shown, problems = read(write_mjpg(tmp_path / "whole.avi"))
+@pytest.mark.parametrize("index", [True, False], ids=["index", "no-index"])
+def test_a_whole_video_reads_every_frame_without_problems(tmp_path, index):
+    whole = write_mjpg(tmp_path / "whole.avi")
+    source, shown, problems = read(whole if index else without_index(whole))
     assert source.announced == FRAMES
     assert shown == {index: index for index in range(FRAMES)}
     assert problems == []

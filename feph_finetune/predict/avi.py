@@ -65,19 +65,21 @@ def _chunk(data, position: int) -> tuple[bytes, int]:
 def _streams_and_movi_lists(data) -> tuple[list[bytes] | None, list[tuple[int, int]]]:
     """Each stream's type (``strh``'s fccType: ``vids``, ``auds``...) from ``hdrl``, and the
     ``(start, end)`` of every ``movi`` list's chunks: the first RIFF's and those of the OpenDML
-    ``RIFF AVIX`` extensions that follow it (files over 1 GB)."""
+    ``RIFF AVIX`` extensions that follow it (files over 1 GB). A RIFF or ``movi`` size of 0 (left
+    by a writer that could not seek back, as when recording to a pipe) runs to the end of the file."""
     streams, movis, riff = None, [], 0
     while riff + 12 <= len(data) and data[riff : riff + 4] == b"RIFF" and data[riff + 8 : riff + 12] in (b"AVI ", b"AVIX"):
-        riff_size = _chunk(data, riff)[1]
+        riff_size = _chunk(data, riff)[1] or len(data) - riff - 8
         riff_end = min(riff + 8 + riff_size, len(data))
         position = riff + 12
         while position + 12 <= riff_end:
             tag, size = _chunk(data, position)
             kind = bytes(data[position + 8 : position + 12])
-            if tag == b"LIST" and kind == b"hdrl":
-                streams = _stream_types(data, position + 12, min(position + 8 + size, len(data)))
-            elif tag == b"LIST" and kind == b"movi":
+            if tag == b"LIST" and kind == b"movi":
+                size = size or len(data) - position - 8
                 movis.append((position + 12, min(position + 8 + size, len(data))))
+            elif tag == b"LIST" and kind == b"hdrl":
+                streams = _stream_types(data, position + 12, min(position + 8 + size, len(data)))
             position += 8 + size + (size & 1)
         riff += 8 + riff_size + (riff_size & 1)
     return streams, movis
