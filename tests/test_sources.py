@@ -84,8 +84,15 @@ def without_index(path: Path) -> Path:
 def read(path: Path, every: int = 1):
     source = open_input(str(path), every)
     frames = list(source.frames())
-    shown = {frame.index: round(float(frame.image.mean()) / 6) for frame in frames if frame.problem is None}
+    shown = {frame.index: round(float(frame.image.mean()) / 6) for frame in frames if frame.image is not None}
     return source, shown, [frame.problem for frame in frames if frame.problem is not None]
+
+
+def read_timed(path: Path) -> tuple[dict[int, tuple[int, float]], list[str], list[str]]:
+    """Each decoded frame's ``(grey level / 6, time_s)`` by its number, the problems, the notes."""
+    frames = list(open_input(str(path)).frames())
+    shown = {frame.index: (round(float(frame.image.mean()) / 6), frame.time_s) for frame in frames if frame.image is not None}
+    return shown, [frame.problem for frame in frames if frame.problem], [frame.note for frame in frames if frame.note]
 
 
 @pytest.mark.parametrize("index", [True, False], ids=["index", "no-index"])
@@ -144,10 +151,11 @@ def test_a_damaged_chunk_header_stops_reading_there_and_keeps_the_rows_before(tm
     assert problems == [stopped(path, first - 1, why)]
 
 
-def damaged_mkv(tmp_path: Path, how: str) -> Path:
-    """A 40-frame MJPG Matroska file with frame 20's block damaged: its JPEG bytes ("payload") or
-    its SimpleBlock header from the element ID on ("header")."""
-    path = tmp_path / "whole.mkv"
+def mkv_frames(path: Path) -> tuple[bytearray, list[int]]:
+    """A 40-frame MJPG Matroska file written at ``path`` by OpenCV (timestamps in ms, 100 ms
+    apart), and the offset of each frame's JPEG in it. A SimpleBlock holds the track number (1
+    byte here), its timestamp relative to its cluster (signed 16-bit big-endian ms) and a flags
+    byte, then the frame: the timestamp lies at JPEG offset - 3."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (64, 48))
     for index in range(FRAMES):
         writer.write(np.full((48, 64, 3), 6 * index, np.uint8))
@@ -155,15 +163,41 @@ def damaged_mkv(tmp_path: Path, how: str) -> Path:
     data = bytearray(path.read_bytes())
     starts = [at for at in range(len(data) - 2) if data[at : at + 3] == b"\xff\xd8\xff"]  # each frame's JPEG
     assert len(starts) == FRAMES
+    return data, starts
+
+
+def damage_mkv_block(data: bytearray, starts: list[int], how: str) -> None:
+    """Damage frame 20's block: its JPEG bytes ("payload") or its SimpleBlock header from the
+    element ID on ("header")."""
     start, end = starts[DAMAGED], starts[DAMAGED + 1]
     block = data.rfind(b"\xa3", 0, start)  # the SimpleBlock ID before frame 20's JPEG
     if how == "payload":
         data[start : end - 16] = b"\x55" * (end - 16 - start)
     else:
         data[block : start + 4] = bytes(start + 4 - block)
+
+
+def damaged_mkv(tmp_path: Path, how: str) -> Path:
+    """A 40-frame MJPG Matroska file with frame 20's block damaged (:func:`damage_mkv_block`)."""
+    data, starts = mkv_frames(tmp_path / "whole.mkv")
+    damage_mkv_block(data, starts, how)
     damaged_path = tmp_path / f"{how}.mkv"
     damaged_path.write_bytes(bytes(data))
     return damaged_path
+
+
+def retimed_mkv(tmp_path: Path, milliseconds: dict[int, int], how: str | None = None) -> Path:
+    """The 40-frame MKV with frame i's timestamp set to ``milliseconds[i]`` (a variable frame
+    rate, as a phone records), and frame 20's block damaged ``how`` (None: not damaged)."""
+    data, starts = mkv_frames(tmp_path / "whole.mkv")
+    for index, ms in milliseconds.items():  # a block's timestamp is relative to its cluster's: shift it
+        relative = struct.unpack(">h", data[starts[index] - 3 : starts[index] - 1])[0]
+        data[starts[index] - 3 : starts[index] - 1] = struct.pack(">h", relative + ms - round(1000 * index / FPS))
+    if how:
+        damage_mkv_block(data, starts, how)
+    path = tmp_path / f"retimed-{how}.mkv"
+    path.write_bytes(bytes(data))
+    return path
 
 
 def test_a_container_with_timestamps_keeps_frame_numbers_after_a_damaged_block(tmp_path):
@@ -182,6 +216,52 @@ def test_a_corrupt_frame_in_a_container_with_timestamps_leaves_a_gap(tmp_path):
     _, shown, problems = read(path)
     assert shown == {index: index for index in range(FRAMES) if index != DAMAGED}
     assert problems == [f"{path}: frame {DAMAGED} could not be decoded (left out; later frames keep their numbers)"]
+
+
+#: Frames 10-12 recorded 60 ms late: off the 10 frames/s grid, and frame 10 nearer slot 11.
+LATE = {10: 1060, 11: 1160, 12: 1260}
+
+
+def variable_rate_note(path: Path, seconds: float, frame: int) -> str:
+    return (f"{path}: the timestamps stop following the 10 frames/s grid at {seconds:.3f} s (a variable frame rate, or repeated "
+            f"timestamps): from frame {frame} on, frames are numbered in decode order and time_s is each frame's own timestamp")
+
+
+def phone_timestamps() -> dict[int, int]:
+    """A phone's timestamps: every one a few ms off the grid (the camera's clock), and the frame
+    rate halved from frame 25 on (poor light)."""
+    jitter = {index: (0, 3, -1, 2, -2)[index % 5] for index in range(FRAMES)}  # frame 0 at 0: times count from it
+    return {index: (100 * index if index < 25 else 2500 + 200 * (index - 25)) + jitter[index] for index in range(FRAMES)}
+
+
+@pytest.mark.parametrize("milliseconds, first", [(LATE, 10), ({11: 1000}, 11), (phone_timestamps(), 1)], ids=["late", "repeated", "phone"])
+def test_a_variable_frame_rate_numbers_frames_in_decode_order_with_their_own_timestamps(tmp_path, milliseconds, first):
+    """No gap is made up where timestamps leave the grid (frame 10 at 1.06 s is nearer slot 11;
+    two frames at 1.0 s share slot 10): up to the first frame off the grid (or repeating a
+    slot) a frame's number is its slot, from there on its place in decode order, said in one
+    note; ``time_s`` is each frame's own timestamp."""
+    path = retimed_mkv(tmp_path, milliseconds)
+    shown, problems, notes = read_timed(path)
+    times = {index: milliseconds.get(index, 100 * index) / 1000 for index in range(FRAMES)}
+    assert shown == {index: (index, pytest.approx(times[index], abs=1e-9)) for index in range(FRAMES)}  # 1e-9: float noise only
+    assert problems == []
+    assert notes == [variable_rate_note(path, times[first], first)]
+
+
+@pytest.mark.parametrize("how", ["payload", "header"])
+def test_damage_in_a_variable_frame_rate_video_is_named_and_later_frames_keep_their_numbers(tmp_path, how):
+    """A frame that fails to decode counts as one; frames the demuxer skips (a damaged block
+    header: on to the next cluster) are counted from the time without frames at the nominal rate."""
+    path = retimed_mkv(tmp_path, LATE, how)
+    shown, problems, notes = read_timed(path)
+    resumed = min(index for index in shown if index > DAMAGED)
+    assert {index: level for index, (level, _) in shown.items()} == {index: index for index in [*range(DAMAGED), *range(resumed, FRAMES)]}
+    assert shown[resumed][1] == pytest.approx(resumed / FPS, abs=1e-9)  # 1e-9: float noise only
+    lost = f"frame {DAMAGED}" if how == "payload" else f"frames {DAMAGED}-{resumed - 1}"
+    counted = "" if how == "payload" else f"; {(resumed - DAMAGED + 1) / FPS:.3f} s without frames, counted at 10 frames/s"
+    assert (how == "payload") == (resumed == DAMAGED + 1), "a damaged header loses several frames (else this test proves nothing)"
+    assert problems == [f"{path}: {lost} could not be decoded (left out; later frames keep their numbers{counted})"]
+    assert notes == [variable_rate_note(path, 1.06, 10)]
 
 
 def test_ffmpegs_own_log_lines_never_reach_the_console(tmp_path):
