@@ -264,6 +264,65 @@ def test_damage_in_a_variable_frame_rate_video_is_named_and_later_frames_keep_th
     assert notes == [variable_rate_note(path, 1.06, 10)]
 
 
+def mp4_box(data: bytearray, *path: bytes) -> list[int]:
+    """The offsets of the boxes along ``path`` (``b"moov", b"trak", ...``), from the outermost."""
+    offsets, position, end = [], 0, len(data)
+    for kind in path:
+        while data[position + 4 : position + 8] != kind:
+            position += struct.unpack(">I", data[position : position + 4])[0]
+            assert position < end, f"no {kind} box"
+        offsets.append(position)
+        position, end = position + 8, position + struct.unpack(">I", data[position : position + 4])[0]
+    return offsets
+
+
+def phone_mp4(tmp_path: Path, ticks: list[int]) -> Path:
+    """A 40-frame MJPEG MP4 as a phone writes it: time base 1/90000 s, frame i lasting
+    ``ticks[i]`` (a sample-duration table, ``stts``, of one entry per frame), so FFmpeg announces
+    the average frame rate. OpenCV writes one entry (every frame the same); the table grows, and
+    so do the boxes holding it (``moov`` is last in the file: no offset moves); the durations
+    follow (an edit list shorter than the frames would hide the last ones)."""
+    path = tmp_path / "constant.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (64, 48))  # stored as mp4v, decoded as MJPEG
+    for index in range(FRAMES):
+        writer.write(np.full((48, 64, 3), 6 * index, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    *holders, stts = mp4_box(data, b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stts")
+    table = struct.pack(">4sII", b"stts", 0, len(ticks)) + b"".join(struct.pack(">II", 1, tick) for tick in ticks)
+    old = struct.unpack(">I", data[stts : stts + 4])[0]
+    data[stts : stts + old] = struct.pack(">I", 4 + len(table)) + table
+    for holder in holders:
+        data[holder : holder + 4] = struct.pack(">I", struct.unpack(">I", data[holder : holder + 4])[0] + 4 + len(table) - old)
+    mdhd = mp4_box(data, b"moov", b"trak", b"mdia", b"mdhd")[-1]
+    data[mdhd + 20 : mdhd + 28] = struct.pack(">II", 90000, sum(ticks))  # version 0: timescale, duration
+    mvhd = mp4_box(data, b"moov", b"mvhd")[-1]
+    duration = struct.pack(">I", round(sum(ticks) * struct.unpack(">I", data[mvhd + 20 : mvhd + 24])[0] / 90000))  # in the movie's timescale
+    tkhd, elst = mp4_box(data, b"moov", b"trak", b"tkhd")[-1], mp4_box(data, b"moov", b"trak", b"edts", b"elst")[-1]
+    for at in (mvhd + 24, tkhd + 28, elst + 16):  # the movie's, the track's, and the edit list's one segment's duration
+        data[at : at + 4] = duration
+    phone = tmp_path / "phone.mp4"
+    phone.write_bytes(bytes(data))
+    return phone
+
+
+def test_a_phone_mp4_with_a_variable_frame_rate_is_numbered_in_decode_order(tmp_path):
+    """The camera's clock (frames 9000 +- 40 ticks of 1/90000 s) and poor light (the rate halved
+    from frame 25 on): FFmpeg announces the average rate, 7.3 frames/s, off which every
+    timestamp lies. No gap is made up, the frame count the container announces is met."""
+    jitter = (0, 37, -12, 25, -40, 8, -31, 19)
+    ticks = [(9000 if index < 25 else 18000) + jitter[index % len(jitter)] for index in range(FRAMES)]
+    path = phone_mp4(tmp_path, ticks)
+    source = open_input(str(path))
+    shown, problems, notes = read_timed(path)
+    times = np.cumsum([0, *ticks[:-1]]) / 90000
+    assert source.announced == FRAMES and source.fps == pytest.approx(FRAMES / (sum(ticks) / 90000))  # float noise only
+    assert shown == {index: (index, pytest.approx(times[index], abs=1e-6)) for index in range(FRAMES)}  # time_s is given to the microsecond
+    assert problems == []
+    assert notes == [f"{path}: the timestamps stop following the {source.fps:g} frames/s grid at {times[1]:.3f} s (a variable frame rate, or repeated "
+                     "timestamps): from frame 1 on, frames are numbered in decode order and time_s is each frame's own timestamp"]
+
+
 def test_ffmpegs_own_log_lines_never_reach_the_console(tmp_path):
     """A chunk 100 bytes short makes FFmpeg's MJPEG decoder log "[mjpeg @ 0x...] overread 8" on
     file descriptor 2 (C code, past Python's sys.stderr): reading it through ``open_input``
