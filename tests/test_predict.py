@@ -228,6 +228,20 @@ def test_cut_off_and_damaged_videos_exit_2_keep_their_rows_and_their_frame_numbe
     assert [float(row["time_s"]) for row in kept] == pytest.approx([index / FPS for index in range(FRAMES) if index != DAMAGED])
 
 
+def test_a_variable_frame_rate_video_exits_0_and_says_once_how_its_frames_are_numbered(trained, tmp_path, capsys):
+    from test_sources import FRAMES, LATE, retimed_mkv, variable_rate_note
+
+    video = retimed_mkv(tmp_path, LATE)
+    out = tmp_path / "rows.csv"
+    assert predict(trained.run_dir, video, "--out", out) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("note: ") == 1 and f"note: {variable_rate_note(video, 1.06, 10)}" in captured.out
+    assert captured.err == ""
+    rows = read_rows(out)
+    assert [int(row["frame"]) for row in rows] == list(range(FRAMES))
+    assert [float(row["time_s"]) for row in rows] == pytest.approx([LATE.get(index, 100 * index) / 1000 for index in range(FRAMES)], abs=1e-9)  # float noise only
+
+
 def test_model_that_is_not_a_bundle(trained, tmp_path, capsys):
     newer = tmp_path / "newer"
     assert main(["export", str(trained.run_dir), str(newer)]) == 0
