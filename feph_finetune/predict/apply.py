@@ -12,8 +12,10 @@ Output rows (one per kept frame), in this column order:
 - ``input``: the INPUT argument the frame comes from; ``file``: the image's file name (folders and
   images), empty for video;
 - ``frame``: the frame index (video: the frame's position in the container from 0, so a frame
-  that could not be decoded leaves a gap; folder: position in natural order);
-  ``time_s``: seconds from the video's start, frame / the container's frame rate; empty otherwise;
+  that could not be decoded leaves a gap, or with a variable frame rate its place in decode order;
+  folder: position in natural order);
+  ``time_s``: seconds from the video's start, frame / the container's frame rate (variable frame
+  rate: the frame's own timestamp); empty otherwise;
 - ``face_found``: true when a frame step found a face, false when it used its fallback (then
   ``fallback`` says which, e.g. ``no_face``), empty when no frame step reports either;
   ``face_x``, ``face_y``, ``face_w``, ``face_h``: the detector's box in pixels of the frame;

@@ -10,7 +10,10 @@
   mp4, avi, webm, mkv...). The frame index is the frame's position in the container from 0
   (its timestamp in frames), so a frame that cannot be decoded leaves a gap, reported, and
   never shifts the later ones; the timestamp is index / the container's frame rate
-  (``CAP_PROP_FPS``), in seconds, empty when the container gives none. An AVI has no timestamps
+  (``CAP_PROP_FPS``), in seconds, empty when the container gives none. A video of variable
+  frame rate (timestamps off that rate's grid, as phones record) is numbered in decode order
+  from its first such timestamp, each frame with its own timestamp, and says so once
+  (:class:`FrameNumbers`). An AVI has no timestamps
   (the demuxer counts chunks): reading stops at its first damaged chunk header, where the count
   stops saying which frame is which (:mod:`feph_finetune.predict.avi`), and says so. A video
   whose decoding ends before the frame count its container announces is reported as cut off or
