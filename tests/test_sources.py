@@ -195,7 +195,7 @@ def retimed_mkv(tmp_path: Path, milliseconds: dict[int, int], how: str | None = 
         data[starts[index] - 3 : starts[index] - 1] = struct.pack(">h", relative + ms - round(1000 * index / FPS))
     if how:
         damage_mkv_block(data, starts, how)
-    path = tmp_path / f"retimed-{how}.mkv"
+    path = tmp_path / f"retimed-{how or 'whole'}.mkv"
     path.write_bytes(bytes(data))
     return path
 

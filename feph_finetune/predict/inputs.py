@@ -146,21 +146,20 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     timestamps = capture.getBackendName() == "FFMPEG"
     broken = avi_break(predict_input.path) if timestamps else None
     numbers = FrameNumbers(predict_input.fps if timestamps else None)
+    last = -1  # the number of the last decoded frame
     decoded, failed, gaps, unnamed, stopped = 0, 0, 0, 0, False
     name, announced = predict_input.name, predict_input.announced
     try:
         while True:
             if not capture.grab():
                 failed += 1
-                if failed <= _retries(announced, numbers.last):
+                if failed <= _retries(announced, last):
                     continue
                 break
-            last = numbers.last
             index = numbers.number(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000 if timestamps else None, failed)
             failed = 0
-            if numbers.note is not None:
-                yield InputFrame(index, None, note=f"{name}: {numbers.note}")
-                numbers.note = None
+            if (note := numbers.take_note()) is not None:
+                yield InputFrame(index, None, note=f"{name}: {note}")
             stopped = broken is not None and index >= broken.frame
             known = broken.frame if stopped else index  # the frames before it are numbered right
             if known > last + 1:
@@ -171,9 +170,8 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
                 else:
                     unnamed += known - 1 - last
             if stopped:
-                numbers.last = last
                 break
-            decoded += 1
+            last, decoded = index, decoded + 1
             if index % predict_input.every == 0:
                 ok, bgr = capture.retrieve()
                 if ok:
@@ -182,7 +180,6 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
                     yield InputFrame(index, None, problem=f"{name}: frame {index} could not be decoded (left out)")
     finally:
         capture.release()
-    last = numbers.last
     if unnamed:
         yield InputFrame(last, None, problem=f"{name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
     if broken and (stopped or (announced and broken.frame < announced)):
@@ -251,6 +248,11 @@ class FrameNumbers:
         self.last, self.time = index, seconds
         return index
 
+    def take_note(self) -> str | None:
+        """What to say once about the numbering (it changed to decode order), None when nothing."""
+        note, self.note = self.note, None
+        return note
+
     def seconds(self, index: int) -> float | None:
         """``time_s`` of frame ``index`` (the last numbered): its slot's time on the grid, else its own timestamp."""
         if self.fps is None:
@@ -264,9 +266,9 @@ class FrameNumbers:
 
 #: How far a constant-rate frame's timestamp may lie from its slot: the coarsest time base in
 #: common use, Matroska's and WebM's 1 ms, rounds a timestamp by at most 0.5 ms; twice that
-#: leaves room for the demuxer's start-time subtraction and double arithmetic, and still sees a
-#: phone's clock drift within its first second or so. Capped at a quarter frame, so that a slot
-#: is never in doubt above 250 frames/s.
+#: leaves room for the demuxer's start-time subtraction and double arithmetic. A variable-rate
+#: frame this close to a slot loses nothing by being numbered by it (its time_s is off by 1 ms at
+#: most). Capped at a quarter frame, so that a slot is never in doubt above 250 frames/s.
 GRID_SECONDS = 0.001
 
 #: A hole in a variable-rate video's timestamps longer than this many nominal frame intervals is
