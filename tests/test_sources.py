@@ -12,7 +12,9 @@ decoded frame says which it is. What OpenCV 4.14 reports for each damage (checke
   large by 100 bytes swallows frame 21's header instead, one by 2000 frames 21-26): reading stops
   at the damage, as no library says which frame comes next;
 - an MKV or MP4 stores each frame's timestamp: a damaged block header in an MKV makes the demuxer
-  skip to the next cluster (frame 36 here), which still comes with PTS 36.
+  skip to the next cluster (frame 36 here), which still comes with PTS 36;
+- a variable frame rate is made by rewriting timestamps: an MKV block's (16 bits, ms, relative to
+  its cluster), an MP4's table of frame durations (``stts``, at 1/90000 s as phones write it).
 """
 
 from __future__ import annotations

@@ -254,11 +254,12 @@ class Predictor:
         """Each readable frame, its image dropped, with its frame-step result; unreadable frames
         are left out and their problem noted in ``summary``, as are notes."""
         for frame in frames:
-            if frame.problem is not None or frame.note is not None:
-                (summary.problems if frame.problem is not None else summary.notes).append(frame.problem or frame.note)
-                continue
-            result = apply_steps(frame.image, self.frame_steps, self.bundle.input_size)
-            yield replace(frame, image=None), result
+            if frame.problem is not None:
+                summary.problems.append(frame.problem)
+            elif frame.note is not None:
+                summary.notes.append(frame.note)
+            else:
+                yield replace(frame, image=None), apply_steps(frame.image, self.frame_steps, self.bundle.input_size)
 
     def row(self, predict_input: PredictInput, frame: InputFrame, result, probabilities: np.ndarray) -> dict[str, Any]:
         classes = self.bundle.classes
