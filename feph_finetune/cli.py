@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import errno
+import itertools
 import json
 import os
 import shlex
 import sys
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 import feph_finetune
 from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, print_error
@@ -211,13 +215,41 @@ def print_settings(plugins, as_json: bool, console: Console) -> int:
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
-    table = Table(title="feph_finetune settings", caption=escape("options.PLUGIN: in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]; tracking.PLUGIN: in [tracking.PLUGIN]"))
+    table = Table(title=_SETTINGS_TITLE, caption=escape(_SETTINGS_CAPTION))
     for column in ("table", "key", "default", "accepts", "help"):
         table.add_column(column, overflow="fold", ratio=1 if column in ("accepts", "help") else None)
     for row in rows:
-        table.add_row(escape(f"[{row['table']}]" if row["table"] else "(top level)"), row["key"], escape(json.dumps(row["default"], default=str)), escape(row["accepts"]), escape(row["help"]))
-    console.print(table)
+        table.add_row(*(escape(text) for text in (_setting_place(row), row["key"], _setting_default(row), row["accepts"], row["help"])))
+    unbounded = console.options.update_width(sys.maxsize)  # Measurement clamps to the width it is given
+    fits = Measurement.get(console, unbounded, table).minimum <= console.width  # every word whole
+    console.print(table if fits else _settings_list(rows))
     return EXIT_OK
+
+
+_SETTINGS_TITLE = "feph_finetune settings"
+_SETTINGS_CAPTION = "options.PLUGIN: in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]; tracking.PLUGIN: in [tracking.PLUGIN]"
+
+
+def _setting_place(row: dict) -> str:
+    return f"[{row['table']}]" if row["table"] else "(top level)"
+
+
+def _setting_default(row: dict) -> str:
+    return json.dumps(row["default"], default=str)
+
+
+def _settings_list(rows: list[dict]) -> Group:
+    """The settings as a list under one heading per TOML table, for a console too narrow for the
+    table without cutting words (80 columns): ``key = default  accepts`` and the help below it,
+    both wrapped at spaces."""
+    lines: list = [Text(_SETTINGS_TITLE, style="bold")]
+    for place, group in itertools.groupby(rows, key=_setting_place):
+        lines.append(Text("\n" + place, style="bold"))
+        for row in group:
+            lines.append(Padding(Text.assemble((row["key"], "bold"), " = ", _setting_default(row), "  ", (row["accepts"], "dim")), (0, 0, 0, 2), expand=False))
+            lines.append(Padding(Text(row["help"]), (0, 0, 0, 6), expand=False))
+    lines.append(Text("\n" + _SETTINGS_CAPTION, style="dim"))
+    return Group(*lines)
 
 
 def cmd_data(args, console: Console) -> int:

@@ -159,6 +159,21 @@ def test_dry_run_plugins_and_data_are_readable_at_80_columns(tmp_path, synthetic
     assert_readable(printed_at(80, capsys, monkeypatch, "data", str(synthetic_feph)), {"conflicting_labels", "duplicate_row", "surprise"})
 
 
+def test_plugins_settings_prints_every_word_whole_at_80_columns(capsys, monkeypatch):
+    """Five columns of settings do not fit 80 columns without cutting words ("cross-validat/ion"):
+    there the settings are listed under a heading per TOML table; a wide console keeps the table."""
+    import json
+
+    rows = json.loads(printed_at(80, capsys, monkeypatch, "plugins", "--settings", "--json"))
+    words = {word.strip(",;()[]") for row in rows for text in (row["key"], row["accepts"], row["help"]) for word in text.split()} - {""}
+    narrow = printed_at(80, capsys, monkeypatch, "plugins", "--settings")
+    assert_readable(narrow, words)
+    assert {f"[{row['table']}]" for row in rows if row["table"]} <= set(narrow.splitlines())
+    wide = printed_at(240, capsys, monkeypatch, "plugins", "--settings")
+    assert "┃ table" in wide
+    assert_readable(wide, words, columns=240)
+
+
 def test_log_lines_show_no_source_column_at_80_columns(monkeypatch):
     from feph_finetune.cli import output_console
 

@@ -363,7 +363,7 @@ def test_the_live_view_fits_80_columns_and_shows_every_state(synthetic_feph, tmp
         {"event": "started", "run": runs[0].id, "time": 0},
         {"event": "finished", "run": runs[0].id, "status": "done", "accuracy": 0.4321, "seconds": 61.0, "error": None},
         {"event": "started", "run": runs[1].id, "time": 0},
-        {"event": "progress", "run": runs[1].id, "stage": "sgd", "epoch": 6, "epochs": 7, "loss": 1.2345},
+        {"event": "progress", "run": runs[1].id, "stage": "sgd", "stage_number": 2, "stages": 2, "epoch": 6, "epochs": 7, "loss": 1.2345},
         {"event": "started", "run": runs[2].id, "time": 0},
         {"event": "finished", "run": runs[2].id, "status": "failed", "accuracy": None, "seconds": 3.0, "error": "core (process): WorkerDied: the run's process was killed by SIGKILL (out of memory, or killed by hand)"},
     ]
@@ -376,7 +376,7 @@ def test_the_live_view_fits_80_columns_and_shows_every_state(synthetic_feph, tmp
     assert "time left known after the first run" in text
     assert "4 runs: 1 queued" in text and "1 queued" in text and "1 running" in text and "1 done" in text and "1 failed" in text
     assert "about 0:32 left" in text  # (one queued run of the mean 32 s + 32 s left of the running one) / 2 at once
-    assert "sgd epoch 6/7 loss 1.234" in text and "accuracy 43.2%" in text and "WorkerDied" in text
+    assert "sgd (stage 2/2) epoch 6/7 loss 1.234" in text and "accuracy 43.2%" in text and "WorkerDied" in text
 
     plain = Console(width=200, file=io.StringIO())
     with MatrixView(plain, runs, concurrency=1) as log:
@@ -384,3 +384,14 @@ def test_the_live_view_fits_80_columns_and_shows_every_state(synthetic_feph, tmp
             log.report(event)
     lines = plain.file.getvalue().splitlines()
     assert len(lines) == 1 + len(events) and "done " + runs[0].id + ": accuracy 43.2% in 1:01" in lines[2]
+
+
+def test_progress_counts_epochs_within_each_stage_and_numbers_the_stages(synthetic_feph, tmp_path, capsys):
+    """Counted across stages, the second stage's only epoch read "adam epoch 2/2", as if Adam had
+    two epochs: each epoch is counted within its stage, and the stage is numbered."""
+    import re
+
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n[experiments.A.options.adam]\nhead_epochs = 1\nepochs = 2\n")
+    assert main([str(path), "--executor", "inline", "--output", str(tmp_path / "runs")]) == 0
+    said = re.findall(r": \S+ \(stage (\d+)/(\d+)\) epoch (\d+)/(\d+)$", capsys.readouterr().out, re.MULTILINE)
+    assert [tuple(map(int, place)) for place in said] == [(1, 2, 1, 1), (2, 2, 1, 2), (2, 2, 2, 2)]

@@ -219,13 +219,27 @@ def test_cut_off_and_damaged_videos_exit_2_keep_their_rows_and_their_frame_numbe
     assert predict(trained.run_dir, cut, corrupt, "--out", out) == 2
     errors = capsys.readouterr().err
     assert "2 of 2 inputs could not be processed in full" in errors
-    assert f"{cut}: decoding stopped at frame {DAMAGED - 1} ({DAMAGED} frames decoded), but the container announces {FRAMES}" in errors
+    assert f"{cut}: decoding stopped at frame {DAMAGED - 1} ({DAMAGED} frames decoded) of the {FRAMES} the container announces" in errors
     assert f"{corrupt}: frame {DAMAGED} could not be decoded" in errors
     rows = read_rows(out)
     assert [int(row["frame"]) for row in rows if row["input"] == str(cut)] == list(range(DAMAGED))
     kept = [row for row in rows if row["input"] == str(corrupt)]
     assert [int(row["frame"]) for row in kept] == [index for index in range(FRAMES) if index != DAMAGED]
     assert [float(row["time_s"]) for row in kept] == pytest.approx([index / FPS for index in range(FRAMES) if index != DAMAGED])
+
+
+def test_a_variable_frame_rate_video_exits_0_and_says_once_how_its_frames_are_numbered(trained, tmp_path, capsys):
+    from test_sources import FRAMES, LATE, retimed_mkv, variable_rate_note
+
+    video = retimed_mkv(tmp_path, LATE)
+    out = tmp_path / "rows.csv"
+    assert predict(trained.run_dir, video, "--out", out) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("note: ") == 1 and f"note: {variable_rate_note(video, 1.06, 10)}" in captured.out
+    assert captured.err == ""
+    rows = read_rows(out)
+    assert [int(row["frame"]) for row in rows] == list(range(FRAMES))
+    assert [float(row["time_s"]) for row in rows] == pytest.approx([LATE.get(index, 100 * index) / 1000 for index in range(FRAMES)], abs=1e-9)  # float noise only
 
 
 def test_model_that_is_not_a_bundle(trained, tmp_path, capsys):

@@ -9,8 +9,12 @@ decoded frame says which it is. What OpenCV 4.14 reports for each damage (checke
   ``CAP_PROP_PTS`` 21 (the container's position), while counting decoded frames would say 20;
 - frame 20's chunk header damaged (its tag, or its size): the demuxer resyncs to the next header
   it recognises and numbers the chunks by counting, so frame 21 comes with PTS 20 (a size too
-  large by 100 bytes swallows frame 21's header instead, one by 4000 frames 21-26); the AVI's
-  index gives the true numbers.
+  large by 100 bytes swallows frame 21's header instead, one by 2000 frames 21-26): reading stops
+  at the damage, as no library says which frame comes next;
+- an MKV or MP4 stores each frame's timestamp: a damaged block header in an MKV makes the demuxer
+  skip to the next cluster (frame 36 here), which still comes with PTS 36;
+- a variable frame rate is made by rewriting timestamps: an MKV block's (16 bits, ms, relative to
+  its cluster), an MP4's table of frame durations (``stts``, at 1/90000 s as phones write it).
 """
 
 from __future__ import annotations
@@ -67,18 +71,44 @@ def damaged(tmp_path: Path, how: str) -> Path:
     return path
 
 
+def without_index(path: Path) -> Path:
+    """``path`` without its ``idx1`` index, and with the RIFF and ``movi`` sizes 0, as a writer
+    that cannot seek back (recording to a pipe) leaves them."""
+    data = bytearray(path.read_bytes())
+    data = data[: data.rindex(b"idx1")]
+    movi = data.index(b"movi") - 8
+    data[4:8] = data[movi + 4 : movi + 8] = bytes(4)
+    bare = path.with_name(f"{path.stem}-noindex.avi")
+    bare.write_bytes(bytes(data))
+    return bare
+
+
 def read(path: Path, every: int = 1):
     source = open_input(str(path), every)
     frames = list(source.frames())
-    shown = {frame.index: round(float(frame.image.mean()) / 6) for frame in frames if frame.problem is None}
+    shown = {frame.index: round(float(frame.image.mean()) / 6) for frame in frames if frame.image is not None}
     return source, shown, [frame.problem for frame in frames if frame.problem is not None]
 
 
-def test_a_whole_video_reads_every_frame_without_problems(tmp_path):
-    source, shown, problems = read(write_mjpg(tmp_path / "whole.avi"))
+def read_timed(path: Path) -> tuple[dict[int, tuple[int, float]], list[str], list[str]]:
+    """Each decoded frame's ``(grey level / 6, time_s)`` by its number, the problems, the notes."""
+    frames = list(open_input(str(path)).frames())
+    shown = {frame.index: (round(float(frame.image.mean()) / 6), frame.time_s) for frame in frames if frame.image is not None}
+    return shown, [frame.problem for frame in frames if frame.problem], [frame.note for frame in frames if frame.note]
+
+
+@pytest.mark.parametrize("index", [True, False], ids=["index", "no-index"])
+def test_a_whole_video_reads_every_frame_without_problems(tmp_path, index):
+    whole = write_mjpg(tmp_path / "whole.avi")
+    source, shown, problems = read(whole if index else without_index(whole))
     assert source.announced == FRAMES
     assert shown == {index: index for index in range(FRAMES)}
     assert problems == []
+
+
+def stopped(path: Path, last: int, why: str) -> str:
+    return (f"{path}: decoding stopped at frame {last} ({last + 1} frames decoded) of the {FRAMES} the container announces: {why}; "
+            "an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
 
 
 @pytest.mark.parametrize("every", [1, 3])
@@ -86,8 +116,7 @@ def test_a_video_cut_off_mid_frame_keeps_its_rows_and_says_where_it_stopped(tmp_
     path = damaged(tmp_path, "cut")
     _, shown, problems = read(path, every)
     assert shown == {index: index for index in range(0, DAMAGED, every)}
-    assert problems == [f"{path}: decoding stopped at frame {DAMAGED - 1} ({DAMAGED} frames decoded), but the container announces {FRAMES}: "
-                        "the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)"]
+    assert problems == [stopped(path, DAMAGED - 1, f"a chunk at frame {DAMAGED} runs past the end of the file (cut off, or its size is damaged)")]
 
 
 @pytest.mark.parametrize("every", [1, 3])
@@ -105,16 +134,195 @@ def swallowed(tmp_path: Path, delta: int) -> list[int]:
     return [index for index, (offset, _) in enumerate(chunks) if index > DAMAGED and offset < end]
 
 
-@pytest.mark.parametrize("how, lost", [("tag", [20]), ("header", [20]), ("size", [20]), ("size+100", 100), ("size+2000", 2000)])
-def test_a_damaged_chunk_header_leaves_a_gap_and_later_frames_keep_their_numbers(tmp_path, how, lost):
-    """The frame numbers come from the AVI's index, not from the demuxer's count of chunks."""
-    lost = lost if isinstance(lost, list) else swallowed(tmp_path, lost)
-    assert lost and lost[-1] < FRAMES - 1, "the damage leaves later frames to number"
-    path = damaged(tmp_path, how)
+@pytest.mark.parametrize("how, first, why", [("tag", DAMAGED, "a chunk header is damaged at frame 20"),
+                                             ("header", DAMAGED, "a chunk header is damaged at frame 20"),
+                                             ("size", DAMAGED, "the size of a chunk at frame 20 is damaged"),
+                                             ("size+100", DAMAGED + 1, "a chunk header is damaged at frame 21"),
+                                             ("size+2000", DAMAGED + 1, "a chunk header is damaged at frame 21")])
+@pytest.mark.parametrize("index", [True, False], ids=["index", "no-index"])
+def test_a_damaged_chunk_header_stops_reading_there_and_keeps_the_rows_before(tmp_path, how, first, why, index):
+    """Past a damaged header FFmpeg numbers the chunks it finds by counting (frame 21 comes as 20),
+    so no row after it is written: the frames before keep their rows and the stop is named."""
+    if how.startswith("size+"):
+        assert swallowed(tmp_path, int(how[5:])), "the enlarged size swallows later headers (else the demuxer would not resync)"
+    path = damaged(tmp_path, how) if index else without_index(damaged(tmp_path, how))
+    if how == "size" and not index:  # the movi list now ends where the file does
+        why = f"a chunk at frame {first} runs past the end of the file (cut off, or its size is damaged)"
     _, shown, problems = read(path)
-    assert shown == {index: index for index in range(FRAMES) if index not in lost}
-    gap = f"frame {lost[0]}" if len(lost) == 1 else f"frames {lost[0]}-{lost[-1]}"
-    assert problems == [f"{path}: {gap} could not be decoded (left out; later frames keep their numbers)"]
+    assert shown == {index: index for index in range(first)}
+    assert problems == [stopped(path, first - 1, why)]
+
+
+def mkv_frames(path: Path) -> tuple[bytearray, list[int]]:
+    """A 40-frame MJPG Matroska file written at ``path`` by OpenCV (timestamps in ms, 100 ms
+    apart), and the offset of each frame's JPEG in it. A SimpleBlock holds the track number (1
+    byte here), its timestamp relative to its cluster (signed 16-bit big-endian ms) and a flags
+    byte, then the frame: the timestamp lies at JPEG offset - 3."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (64, 48))
+    for index in range(FRAMES):
+        writer.write(np.full((48, 64, 3), 6 * index, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [at for at in range(len(data) - 2) if data[at : at + 3] == b"\xff\xd8\xff"]  # each frame's JPEG
+    assert len(starts) == FRAMES
+    return data, starts
+
+
+def damage_mkv_block(data: bytearray, starts: list[int], how: str) -> None:
+    """Damage frame 20's block: its JPEG bytes ("payload") or its SimpleBlock header from the
+    element ID on ("header")."""
+    start, end = starts[DAMAGED], starts[DAMAGED + 1]
+    block = data.rfind(b"\xa3", 0, start)  # the SimpleBlock ID before frame 20's JPEG
+    if how == "payload":
+        data[start : end - 16] = b"\x55" * (end - 16 - start)
+    else:
+        data[block : start + 4] = bytes(start + 4 - block)
+
+
+def damaged_mkv(tmp_path: Path, how: str) -> Path:
+    """A 40-frame MJPG Matroska file with frame 20's block damaged (:func:`damage_mkv_block`)."""
+    data, starts = mkv_frames(tmp_path / "whole.mkv")
+    damage_mkv_block(data, starts, how)
+    damaged_path = tmp_path / f"{how}.mkv"
+    damaged_path.write_bytes(bytes(data))
+    return damaged_path
+
+
+def retimed_mkv(tmp_path: Path, milliseconds: dict[int, int], how: str | None = None) -> Path:
+    """The 40-frame MKV with frame i's timestamp set to ``milliseconds[i]`` (a variable frame
+    rate, as a phone records), and frame 20's block damaged ``how`` (None: not damaged)."""
+    data, starts = mkv_frames(tmp_path / "whole.mkv")
+    for index, ms in milliseconds.items():  # a block's timestamp is relative to its cluster's: shift it
+        relative = struct.unpack(">h", data[starts[index] - 3 : starts[index] - 1])[0]
+        data[starts[index] - 3 : starts[index] - 1] = struct.pack(">h", relative + ms - round(1000 * index / FPS))
+    if how:
+        damage_mkv_block(data, starts, how)
+    path = tmp_path / f"retimed-{how or 'whole'}.mkv"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_container_with_timestamps_keeps_frame_numbers_after_a_damaged_block(tmp_path):
+    """An MKV's blocks carry their own timestamps: after a damaged block header the demuxer goes
+    on at the next cluster, and the frames there keep their numbers (no stop, a named gap)."""
+    path = damaged_mkv(tmp_path, "header")
+    _, shown, problems = read(path)
+    assert DAMAGED in set(range(FRAMES)) - set(shown), "the damage loses frames (else this test proves nothing)"
+    resumed = min(index for index in shown if index > DAMAGED)
+    assert shown == {index: index for index in [*range(DAMAGED), *range(resumed, FRAMES)]}
+    assert problems == [f"{path}: frames {DAMAGED}-{resumed - 1} could not be decoded (left out; later frames keep their numbers)"]
+
+
+def test_a_corrupt_frame_in_a_container_with_timestamps_leaves_a_gap(tmp_path):
+    path = damaged_mkv(tmp_path, "payload")
+    _, shown, problems = read(path)
+    assert shown == {index: index for index in range(FRAMES) if index != DAMAGED}
+    assert problems == [f"{path}: frame {DAMAGED} could not be decoded (left out; later frames keep their numbers)"]
+
+
+#: Frames 10-12 recorded 60 ms late: off the 10 frames/s grid, and frame 10 nearer slot 11.
+LATE = {10: 1060, 11: 1160, 12: 1260}
+
+
+def variable_rate_note(path: Path, seconds: float, frame: int) -> str:
+    return (f"{path}: the timestamps stop following the 10 frames/s grid at {seconds:.3f} s (a variable frame rate, or repeated "
+            f"timestamps): from frame {frame} on, frames are numbered in decode order and time_s is each frame's own timestamp")
+
+
+def phone_timestamps() -> dict[int, int]:
+    """A phone's timestamps: every one a few ms off the grid (the camera's clock), and the frame
+    rate halved from frame 25 on (poor light)."""
+    jitter = {index: (0, 3, -1, 2, -2)[index % 5] for index in range(FRAMES)}  # frame 0 at 0: times count from it
+    return {index: (100 * index if index < 25 else 2500 + 200 * (index - 25)) + jitter[index] for index in range(FRAMES)}
+
+
+@pytest.mark.parametrize("milliseconds, first", [(LATE, 10), ({11: 1000}, 11), (phone_timestamps(), 1)], ids=["late", "repeated", "phone"])
+def test_a_variable_frame_rate_numbers_frames_in_decode_order_with_their_own_timestamps(tmp_path, milliseconds, first):
+    """No gap is made up where timestamps leave the grid (frame 10 at 1.06 s is nearer slot 11;
+    two frames at 1.0 s share slot 10): up to the first frame off the grid (or repeating a
+    slot) a frame's number is its slot, from there on its place in decode order, said in one
+    note; ``time_s`` is each frame's own timestamp."""
+    path = retimed_mkv(tmp_path, milliseconds)
+    shown, problems, notes = read_timed(path)
+    times = {index: milliseconds.get(index, 100 * index) / 1000 for index in range(FRAMES)}
+    assert shown == {index: (index, pytest.approx(times[index], abs=1e-9)) for index in range(FRAMES)}  # 1e-9: float noise only
+    assert problems == []
+    assert notes == [variable_rate_note(path, times[first], first)]
+
+
+@pytest.mark.parametrize("how", ["payload", "header"])
+def test_damage_in_a_variable_frame_rate_video_is_named_and_later_frames_keep_their_numbers(tmp_path, how):
+    """A frame that fails to decode counts as one; frames the demuxer skips (a damaged block
+    header: on to the next cluster) are counted from the time without frames at the nominal rate."""
+    path = retimed_mkv(tmp_path, LATE, how)
+    shown, problems, notes = read_timed(path)
+    resumed = min(index for index in shown if index > DAMAGED)
+    assert {index: level for index, (level, _) in shown.items()} == {index: index for index in [*range(DAMAGED), *range(resumed, FRAMES)]}
+    assert shown[resumed][1] == pytest.approx(resumed / FPS, abs=1e-9)  # 1e-9: float noise only
+    lost = f"frame {DAMAGED}" if how == "payload" else f"frames {DAMAGED}-{resumed - 1}"
+    counted = "" if how == "payload" else f"; {(resumed - DAMAGED + 1) / FPS:.3f} s without frames, counted at 10 frames/s"
+    assert (how == "payload") == (resumed == DAMAGED + 1), "a damaged header loses several frames (else this test proves nothing)"
+    assert problems == [f"{path}: {lost} could not be decoded (left out; later frames keep their numbers{counted})"]
+    assert notes == [variable_rate_note(path, 1.06, 10)]
+
+
+def mp4_box(data: bytearray, *path: bytes) -> list[int]:
+    """The offsets of the boxes along ``path`` (``b"moov", b"trak", ...``), from the outermost."""
+    offsets, position, end = [], 0, len(data)
+    for kind in path:
+        while data[position + 4 : position + 8] != kind:
+            position += struct.unpack(">I", data[position : position + 4])[0]
+            assert position < end, f"no {kind} box"
+        offsets.append(position)
+        position, end = position + 8, position + struct.unpack(">I", data[position : position + 4])[0]
+    return offsets
+
+
+def phone_mp4(tmp_path: Path, ticks: list[int]) -> Path:
+    """A 40-frame MJPEG MP4 as a phone writes it: time base 1/90000 s, frame i lasting
+    ``ticks[i]`` (a sample-duration table, ``stts``, of one entry per frame), so FFmpeg announces
+    the average frame rate. OpenCV writes one entry (every frame the same); the table grows, and
+    so do the boxes holding it (``moov`` is last in the file: no offset moves); the durations
+    follow (an edit list shorter than the frames would hide the last ones)."""
+    path = tmp_path / "constant.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (64, 48))  # stored as mp4v, decoded as MJPEG
+    for index in range(FRAMES):
+        writer.write(np.full((48, 64, 3), 6 * index, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    *holders, stts = mp4_box(data, b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stts")
+    table = struct.pack(">4sII", b"stts", 0, len(ticks)) + b"".join(struct.pack(">II", 1, tick) for tick in ticks)
+    old = struct.unpack(">I", data[stts : stts + 4])[0]
+    data[stts : stts + old] = struct.pack(">I", 4 + len(table)) + table
+    for holder in holders:
+        data[holder : holder + 4] = struct.pack(">I", struct.unpack(">I", data[holder : holder + 4])[0] + 4 + len(table) - old)
+    mdhd = mp4_box(data, b"moov", b"trak", b"mdia", b"mdhd")[-1]
+    data[mdhd + 20 : mdhd + 28] = struct.pack(">II", 90000, sum(ticks))  # version 0: timescale, duration
+    mvhd = mp4_box(data, b"moov", b"mvhd")[-1]
+    duration = struct.pack(">I", round(sum(ticks) * struct.unpack(">I", data[mvhd + 20 : mvhd + 24])[0] / 90000))  # in the movie's timescale
+    tkhd, elst = mp4_box(data, b"moov", b"trak", b"tkhd")[-1], mp4_box(data, b"moov", b"trak", b"edts", b"elst")[-1]
+    for at in (mvhd + 24, tkhd + 28, elst + 16):  # the movie's, the track's, and the edit list's one segment's duration
+        data[at : at + 4] = duration
+    phone = tmp_path / "phone.mp4"
+    phone.write_bytes(bytes(data))
+    return phone
+
+
+def test_a_phone_mp4_with_a_variable_frame_rate_is_numbered_in_decode_order(tmp_path):
+    """The camera's clock (frames 9000 +- 40 ticks of 1/90000 s) and poor light (the rate halved
+    from frame 25 on): FFmpeg announces the average rate, 7.3 frames/s, off which every
+    timestamp lies. No gap is made up, the frame count the container announces is met."""
+    jitter = (0, 37, -12, 25, -40, 8, -31, 19)
+    ticks = [(9000 if index < 25 else 18000) + jitter[index % len(jitter)] for index in range(FRAMES)]
+    path = phone_mp4(tmp_path, ticks)
+    source = open_input(str(path))
+    shown, problems, notes = read_timed(path)
+    times = np.cumsum([0, *ticks[:-1]]) / 90000
+    assert source.announced == FRAMES and source.fps == pytest.approx(FRAMES / (sum(ticks) / 90000))  # float noise only
+    assert shown == {index: (index, pytest.approx(times[index], abs=1e-6)) for index in range(FRAMES)}  # time_s is given to the microsecond
+    assert problems == []
+    assert notes == [f"{path}: the timestamps stop following the {source.fps:g} frames/s grid at {times[1]:.3f} s (a variable frame rate, or repeated "
+                     "timestamps): from frame 1 on, frames are numbered in decode order and time_s is each frame's own timestamp"]
 
 
 def test_ffmpegs_own_log_lines_never_reach_the_console(tmp_path):
@@ -131,7 +339,7 @@ def test_ffmpegs_own_log_lines_never_reach_the_console(tmp_path):
     unsilenced = subprocess.run([sys.executable, "-c", bare, str(path)], capture_output=True, text=True, env=environment, timeout=120)
     assert "@ 0x" in unsilenced.stderr, "the damage makes FFmpeg log (else this test proves nothing)"
     silenced = subprocess.run([sys.executable, "-c", read_it, str(path)], capture_output=True, text=True, env=environment, timeout=120)
-    assert silenced.returncode == 0 and silenced.stdout.strip() == str(FRAMES), silenced.stderr
+    assert silenced.returncode == 0 and silenced.stdout.strip() == str(len(list(open_input(str(path)).frames()))), silenced.stderr
     assert silenced.stderr == ""
 
 
@@ -145,5 +353,4 @@ def test_a_badly_damaged_video_names_five_gaps_and_counts_the_rest(tmp_path):
     assert shown == {index: index for index in range(0, FRAMES, 2)}
     assert problems[:5] == [f"{path}: frame {index} could not be decoded (left out; later frames keep their numbers)" for index in (1, 3, 5, 7, 9)]
     assert problems[5:] == [f"{path}: 14 more frames in 14 more places could not be decoded (left out)",
-                            f"{path}: decoding stopped at frame 38 (20 frames decoded), but the container announces 40: "
-                            "the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)"]
+                            f"{path}: decoding stopped at frame 38 (20 frames decoded), but the container announces 40: the file is cut off or damaged"]

@@ -9,9 +9,9 @@ A run reports what it does through ``report(event)``, a callable taking one JSON
 dict, so that events can cross a pipe or a Ray queue unchanged:
 
 - ``{"event": "started", "run": ID, "time": UNIX_SECONDS}``
-- ``{"event": "progress", "run": ID, "stage": NAME, "epoch": E, "epochs": N, "loss": FLOAT}``
-  (``epoch`` counts from 1 across stages; at most one every :data:`PROGRESS_INTERVAL_S` per run,
-  plus one at every new epoch)
+- ``{"event": "progress", "run": ID, "stage": NAME, "stage_number": K, "stages": S, "epoch": E,
+  "epochs": N, "loss": FLOAT}`` (stage K of the S stages that train; epoch E of its N, from 1;
+  at most one every :data:`PROGRESS_INTERVAL_S` per run, plus one at every new epoch)
 - ``{"event": "activity", "run": ID, "where": TEXT}``: the run entered a step of the core
   ("data preparation") or a plugin's hook ("plugin 'face_crop' (preprocess)"), so that an
   executor that stops it for its ``timeout`` can say where it was (:class:`Whereabouts`)
@@ -42,6 +42,7 @@ from feph_finetune.api import PluginError, RunContext
 from feph_finetune.predict.bundle import write_bundle
 from feph_finetune.data.frames import default_cache_dir
 from feph_finetune.config.matrix import Run
+from feph_finetune.execution.progress import epoch_words
 from feph_finetune.execution.tracking import RunTracking, tracked_run
 from feph_finetune.plugins import PluginCallError, Plugins, hook_listener
 from feph_finetune.data.preparation import DataSource, prepare
@@ -178,7 +179,7 @@ class ProgressEvents:
 
     def __init__(self, run_id: str, report: Report):
         self.run_id, self.report = run_id, report
-        self.sent_at, self.epoch = 0.0, None
+        self.sent_at, self.place = 0.0, None
 
     def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
         return 0
@@ -186,12 +187,13 @@ class ProgressEvents:
     def remove_task(self, task: int) -> None:
         pass
 
-    def update(self, task: int, stage: str | None = None, epoch: int | None = None, epochs: int | None = None, loss: float | None = None, **ignored: Any) -> None:
+    def update(self, task: int, stage: str | None = None, epoch: int | None = None, epochs: int | None = None, loss: float | None = None,
+               stage_number: int | None = None, stages: int | None = None, **ignored: Any) -> None:
         now = time.monotonic()
-        if stage is None or (epoch == self.epoch and now - self.sent_at < PROGRESS_INTERVAL_S):
+        if stage is None or ((stage_number, stage, epoch) == self.place and now - self.sent_at < PROGRESS_INTERVAL_S):
             return
-        self.sent_at, self.epoch = now, epoch
-        self.report({"event": "progress", "run": self.run_id, "stage": stage, "epoch": epoch, "epochs": epochs, "loss": loss})
+        self.sent_at, self.place = now, (stage_number, stage, epoch)
+        self.report({"event": "progress", "run": self.run_id, "stage": stage, "stage_number": stage_number, "stages": stages, "epoch": epoch, "epochs": epochs, "loss": loss})
 
 
 def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Report = ignore) -> str:
@@ -312,7 +314,7 @@ class Whereabouts:
         if kind == "activity":
             self.places[run] = str(event.get("where"))
         elif kind == "progress" and event.get("stage"):
-            self.places[run] = f"training stage {event['stage']!r}, epoch {event.get('epoch')}/{event.get('epochs')}"
+            self.places[run] = f"training: {epoch_words(event['stage'], event.get('epoch'), event.get('epochs'), event.get('stage_number'), event.get('stages'))}"
         elif kind == "started":
             self.places[run] = "start-up"
 

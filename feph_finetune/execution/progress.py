@@ -25,14 +25,24 @@ from feph_finetune.config.matrix import Run
 RECENT_FINISHED = 4
 
 
+def epoch_words(stage: str, epoch: int | None, epochs: int | None, stage_number: int | None = None, stages: int | None = None) -> str:
+    """Where training is, as the progress display says it: ``adam (stage 2/2) epoch 1/3``, the
+    epoch counted within its stage (counted across stages, "adam epoch 2/2" read as the last of
+    two Adam epochs where Adam had one); the stage's number only where a schedule has several."""
+    place = f" (stage {stage_number}/{stages})" if stages and stages > 1 else ""
+    return f"{stage}{place} epoch {epoch}/{epochs}"
+
+
 @dataclass
 class RunState:
     run: Run
     state: str = "queued"  # queued, running, done, failed
     started: float | None = None
     stage: str = ""
-    epoch: int | None = None
-    epochs: int | None = None
+    stage_number: int | None = None
+    stages: int | None = None
+    epoch: int | None = None  # within the stage
+    epochs: int | None = None  # of the stage
     loss: float | None = None
     accuracy: float | None = None
     seconds: float | None = None
@@ -102,10 +112,11 @@ class MatrixView:
             self.concurrency = max(self.concurrency, self.count("running"))  # an executor may run more than it said
             self.line(f"started {state.run.id} ({state.run.label}, {state.where()})")
         elif kind == "progress":
-            new_epoch = (event.get("stage"), event.get("epoch")) != (state.stage, state.epoch)
+            new_epoch = (event.get("stage_number"), event.get("stage"), event.get("epoch")) != (state.stage_number, state.stage, state.epoch)
             state.stage, state.epoch, state.epochs, state.loss = event.get("stage", ""), event.get("epoch"), event.get("epochs"), event.get("loss")
+            state.stage_number, state.stages = event.get("stage_number"), event.get("stages")
             if new_epoch:
-                self.line(f"{state.run.id}: {state.stage} epoch {state.epoch}/{state.epochs}")
+                self.line(f"{state.run.id}: {epoch_words(state.stage, state.epoch, state.epochs, state.stage_number, state.stages)}")
         elif kind == "warning" and event.get("message") not in self.warned:
             self.warned.add(event.get("message"))
             self.console.print(f"warning: {event.get('message')}", markup=False, highlight=False, soft_wrap=True)
@@ -178,4 +189,4 @@ class MatrixView:
         if state.epoch is None:
             return f"preparing  {took}"
         loss = "" if state.loss is None else f" loss {state.loss:.3f}"
-        return f"{state.stage} epoch {state.epoch}/{state.epochs}{loss}  {took}"
+        return f"{epoch_words(state.stage, state.epoch, state.epochs, state.stage_number, state.stages)}{loss}  {took}"

@@ -12,8 +12,10 @@ Output rows (one per kept frame), in this column order:
 - ``input``: the INPUT argument the frame comes from; ``file``: the image's file name (folders and
   images), empty for video;
 - ``frame``: the frame index (video: the frame's position in the container from 0, so a frame
-  that could not be decoded leaves a gap; folder: position in natural order);
-  ``time_s``: seconds from the video's start, frame / the container's frame rate; empty otherwise;
+  that could not be decoded leaves a gap, or with a variable frame rate its place in decode order;
+  folder: position in natural order);
+  ``time_s``: seconds from the video's start, frame / the container's frame rate (variable frame
+  rate: the frame's own timestamp); empty otherwise;
 - ``face_found``: true when a frame step found a face, false when it used its fallback (then
   ``fallback`` says which, e.g. ``no_face``), empty when no frame step reports either;
   ``face_x``, ``face_y``, ``face_w``, ``face_h``: the detector's box in pixels of the frame;
@@ -146,6 +148,7 @@ class InputSummary:
     smoothed: list[np.ndarray] = field(default_factory=list)
     no_face: list[bool] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said on the console, no problem (a variable frame rate)
 
     @property
     def x_label(self) -> str:
@@ -206,11 +209,11 @@ class Predictor:
         return np.asarray(self.bundle.model.predict_on_batch(x), dtype=np.float64)[:count]
 
     def run(self, predict_input: PredictInput, writer: RowWriter | None, advance=lambda n: None) -> InputSummary:
-        """Predict every kept frame of ``source``; problems (unreadable frames) go to the summary."""
+        """Predict every kept frame of ``source``; problems (unreadable frames) and notes go to the summary."""
         summary = InputSummary(predict_input.name, predict_input.kind, self.bundle.classes)
         smoother = CentredMean(self.settings.smooth)
         started = time.perf_counter()
-        for batch, prepared in self.prepared_batches(predict_input, summary.problems):
+        for batch, prepared in self.prepared_batches(predict_input, summary):
             probabilities = self.probabilities(np.stack([result.image for result in prepared]))
             for frame, result, row_probabilities in zip(batch, prepared, probabilities):
                 row = self.row(predict_input, frame, result, row_probabilities)
@@ -223,7 +226,7 @@ class Predictor:
         self.seconds += time.perf_counter() - started
         return summary
 
-    def prepared_batches(self, predict_input: PredictInput, problems: list[str]) -> Iterator[tuple[list[InputFrame], list[FrameResult]]]:
+    def prepared_batches(self, predict_input: PredictInput, summary: InputSummary) -> Iterator[tuple[list[InputFrame], list[FrameResult]]]:
         """Batches of frames (without their images) with their frame-step results (face crop, resize).
 
         Each frame goes through the frame steps as soon as it is decoded and its full image is
@@ -232,7 +235,7 @@ class Predictor:
         worker thread decodes and crops the next batch while the model predicts the current one
         (OpenCV and TensorFlow release the GIL), holding one batch ahead.
         """
-        batches = _batches(self._cropped(predict_input.frames(), problems), self.settings.batch_size)
+        batches = _batches(self._cropped(predict_input.frames(), summary), self.settings.batch_size)
 
         def next_prepared():
             batch = next(batches, None)
@@ -247,15 +250,16 @@ class Predictor:
                 future = worker.submit(next_prepared)
                 yield item
 
-    def _cropped(self, frames: Iterable[InputFrame], problems: list[str]) -> Iterator[tuple[InputFrame, FrameResult]]:
+    def _cropped(self, frames: Iterable[InputFrame], summary: InputSummary) -> Iterator[tuple[InputFrame, FrameResult]]:
         """Each readable frame, its image dropped, with its frame-step result; unreadable frames
-        are left out and their problem noted."""
+        are left out and their problem noted in ``summary``, as are notes."""
         for frame in frames:
             if frame.problem is not None:
-                problems.append(frame.problem)
-                continue
-            result = apply_steps(frame.image, self.frame_steps, self.bundle.input_size)
-            yield replace(frame, image=None), result
+                summary.problems.append(frame.problem)
+            elif frame.note is not None:
+                summary.notes.append(frame.note)
+            else:
+                yield replace(frame, image=None), apply_steps(frame.image, self.frame_steps, self.bundle.input_size)
 
     def row(self, predict_input: PredictInput, frame: InputFrame, result, probabilities: np.ndarray) -> dict[str, Any]:
         classes = self.bundle.classes

@@ -1,12 +1,13 @@
-"""Frame numbers of an AVI whose chunk headers are damaged, from the file's own index.
+"""How far an AVI's frame numbers can be trusted: up to its first damaged chunk header.
 
-An AVI stores no timestamps: FFmpeg's demuxer numbers the video chunks it recognises by counting
-them. When a chunk's header is damaged (its tag or its size), the demuxer resyncs to the next
-header it recognises, so the chunks after the damage are numbered early, and OpenCV's
-``CAP_PROP_PTS`` with them. The ``idx1`` index at the end of the file gives every video chunk's
-offset, in frame order: walking the ``movi`` list as the demuxer does (a header it does not
-recognise is skipped byte by byte) and looking each recognised chunk up in the index gives the
-frame number of the k-th packet the decoder delivers.
+An AVI stores no timestamps: FFmpeg's demuxer numbers the video chunks by counting them, and
+OpenCV's ``CAP_PROP_PTS`` is that count. The count is right while every chunk header before a
+frame is intact: a frame whose payload is damaged is still counted (its read fails, and the later
+frames keep their numbers). A damaged header (its tag or its size) makes the demuxer search for
+the next header it recognises, by rules of its own that differ between FFmpeg versions, and from
+there on its count no longer says which frame is which. Walking the ``movi`` lists chunk by chunk
+by the sizes they declare (the RIFF format itself, not FFmpeg's recovery) finds the first damaged
+header, so that ``predict`` can stop there instead of numbering later frames wrong.
 """
 
 from __future__ import annotations
@@ -14,82 +15,103 @@ from __future__ import annotations
 import mmap
 import struct
 from pathlib import Path
+from typing import NamedTuple
 
-#: Chunk types of a stream's data in ``movi`` (video: dc compressed, db uncompressed; audio: wb...).
+#: Chunk types of a stream's data in ``movi``: dc/db video (compressed/uncompressed), wb audio,
+#: pc palette change, tx text.
 _STREAM_CHUNKS = (b"dc", b"db", b"wb", b"pc", b"tx")
 
 
-def avi_frame_numbers(path: Path) -> list[int] | None:
-    """The frame number (position in the index from 0) of each video packet FFmpeg delivers, in
-    order; None when ``path`` is no AVI with an ``idx1`` index, when nothing is damaged (the
-    packets are the frames 0, 1, 2...), or when a recognised chunk is not in the index (then the
-    numbers cannot be known)."""
+class AviBreak(NamedTuple):
+    """Where an AVI's frame numbers stop being known: ``frame`` (from 0) is the first video frame
+    whose number the demuxer's count no longer gives; ``why`` says so in words."""
+
+    frame: int
+    why: str
+
+
+def avi_break(path: Path) -> AviBreak | None:
+    """The first video frame whose number cannot be known, and why: a damaged chunk header at it
+    or between it and the previous frame, or a chunk that runs past the end of the file (cut off,
+    or its size damaged: which one cannot be told, and either way frame numbers stop there).
+    None when ``path`` is no AVI whose header lists a video stream, or when every chunk header is
+    intact."""
     try:
         with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _frame_numbers(data)
+            return _break(data)
     except (OSError, ValueError, struct.error):
         return None
 
 
-def _frame_numbers(data) -> list[int] | None:
+def _break(data) -> AviBreak | None:
     if data[0:4] != b"RIFF" or data[8:12] != b"AVI ":
         return None
-    movi, index = _movi_and_index(data)
-    if movi is None or index is None:
+    streams, movis = _streams_and_movi_lists(data)
+    video = next((number for number, kind in enumerate(streams or []) if kind == b"vids"), None)
+    if video is None:
         return None
-    frames = _video_offsets(data, movi, index)
-    if not frames:
-        return None
-    stream = data[frames[0] : frames[0] + 2]
-    number_of = {offset: number for number, offset in enumerate(frames)}
-    numbers = [number_of.get(offset) for offset in _recognised_chunks(data, movi, stream)]
-    if None in numbers or numbers == list(range(len(numbers))):
-        return None
-    return numbers
+    frames = 0
+    for start, end in movis:
+        frames, why = _walk_movi(data, start, end, len(streams), b"%02d" % video, frames)
+        if why:
+            return AviBreak(frames, why)
+    return None
 
 
-def _movi_and_index(data) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-    """``(start, end)`` of the ``movi`` list's chunks and of the ``idx1`` entries, from the top-level chunks."""
-    movi = index = None
-    position = 12
-    while position + 8 <= len(data):
-        tag, size = data[position : position + 4], struct.unpack("<I", data[position + 4 : position + 8])[0]
-        if tag == b"LIST" and data[position + 8 : position + 12] == b"movi":
-            movi = (position + 12, min(position + 8 + size, len(data)))
-        elif tag == b"idx1":
-            index = (position + 8, min(position + 8 + size, len(data)))
+def _chunk(data, position: int) -> tuple[bytes, int]:
+    return bytes(data[position : position + 4]), struct.unpack("<I", data[position + 4 : position + 8])[0]
+
+
+def _streams_and_movi_lists(data) -> tuple[list[bytes] | None, list[tuple[int, int]]]:
+    """Each stream's type (``strh``'s fccType: ``vids``, ``auds``...) from ``hdrl``, and the
+    ``(start, end)`` of every ``movi`` list's chunks: the first RIFF's and those of the OpenDML
+    ``RIFF AVIX`` extensions that follow it (files over 1 GB). A RIFF or ``movi`` size of 0 (left
+    by a writer that could not seek back, as when recording to a pipe) runs to the end of the file."""
+    streams, movis, riff = None, [], 0
+    while riff + 12 <= len(data) and data[riff : riff + 4] == b"RIFF" and data[riff + 8 : riff + 12] in (b"AVI ", b"AVIX"):
+        riff_size = _chunk(data, riff)[1] or len(data) - riff - 8
+        riff_end = min(riff + 8 + riff_size, len(data))
+        position = riff + 12
+        while position + 12 <= riff_end:
+            tag, size = _chunk(data, position)
+            kind = bytes(data[position + 8 : position + 12])
+            if tag == b"LIST" and kind == b"movi":
+                size = size or len(data) - position - 8
+                movis.append((position + 12, min(position + 8 + size, len(data))))
+            elif tag == b"LIST" and kind == b"hdrl":
+                streams = _stream_types(data, position + 12, min(position + 8 + size, len(data)))
+            position += 8 + size + (size & 1)
+        riff += 8 + riff_size + (riff_size & 1)
+    return streams, movis
+
+
+def _stream_types(data, start: int, end: int) -> list[bytes]:
+    types, position = [], start
+    while position + 12 <= end:
+        tag, size = _chunk(data, position)
+        if tag == b"LIST" and data[position + 8 : position + 12] == b"strl" and data[position + 12 : position + 16] == b"strh":
+            types.append(bytes(data[position + 20 : position + 24]))
         position += 8 + size + (size & 1)
-    return movi, index
+    return types
 
 
-def _video_offsets(data, movi: tuple[int, int], index: tuple[int, int]) -> list[int]:
-    """The file offsets of the first video stream's chunks, in frame order, from ``idx1``
-    (whose offsets count from the ``movi`` tag, or from the file's start in some writers)."""
-    entries = [struct.unpack("<4sIII", data[at : at + 16]) for at in range(index[0], index[1] - 15, 16)]
-    video = [(tag, offset) for tag, _, offset, _ in entries if tag[2:4] in (b"dc", b"db")]
-    if not video:
-        return []
-    stream = video[0][0][:2]
-    video = [(tag, offset) for tag, offset in video if tag[:2] == stream]
-    relative = movi[0] - 4
-    base = relative if sum(data[relative + offset : relative + offset + 4] == tag for tag, offset in video[:8]) else 0
-    return [base + offset for _, offset in video]
-
-
-def _recognised_chunks(data, movi: tuple[int, int], stream: bytes) -> list[int]:
-    """The offsets of ``stream``'s chunks as the demuxer reads ``movi``: chunk after chunk, a
-    header it does not recognise (a damaged tag, a size past the list's end) skipped byte by byte."""
-    found, position, end = [], movi[0], movi[1]
+def _walk_movi(data, start: int, end: int, streams: int, video: bytes, frames: int) -> tuple[int, str | None]:
+    """Walk one ``movi`` list, counting ``video``'s frame chunks on from ``frames``: ``(frames,
+    None)`` at its end, ``(frames, why)`` at the first damaged header (a tag that is no chunk of
+    this list: a stream number past ``streams``, an unknown type) or chunk past the end."""
+    position = start
     while position + 8 <= end:
-        tag, size = data[position : position + 4], struct.unpack("<I", data[position + 4 : position + 8])[0]
+        tag, size = _chunk(data, position)
+        if position + 8 + size > end:
+            if end == len(data):
+                return frames, f"a chunk at frame {frames} runs past the end of the file (cut off, or its size is damaged)"
+            return frames, f"the size of a chunk at frame {frames} is damaged"
         if tag == b"LIST":
-            position += 12  # a rec list: its chunks follow
-        elif tag == b"JUNK" or tag[:2] == b"ix":
-            position += 8 + size + (size & 1)
-        elif tag[:2].isdigit() and tag[2:4] in _STREAM_CHUNKS and position + 8 + size <= end:
-            if tag[:2] == stream:
-                found.append(position)
-            position += 8 + size + (size & 1)
-        else:
-            position += 1
-    return found
+            position += 12  # a "rec " list: its chunks follow
+            continue
+        if tag[:2] == video and tag[2:] in (b"dc", b"db"):
+            frames += 1
+        elif not (tag == b"JUNK" or tag[:2] == b"ix" or (tag[:2].isdigit() and int(tag[:2]) < streams and tag[2:] in _STREAM_CHUNKS)):
+            return frames, f"a chunk header is damaged at frame {frames}"
+        position += 8 + size + (size & 1)
+    return frames, None

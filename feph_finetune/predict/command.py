@@ -72,6 +72,8 @@ def predict_command(args, console: Console, errors: Console) -> int:
             errors.print(f"interrupted: nothing was written to {args.out}" if args.out else "interrupted", markup=False, highlight=False, soft_wrap=True)
             return EXIT_INTERRUPTED
         bad.update({summary.name: "; ".join(summary.problems) for summary in summaries if summary.problems})
+        for note in (note for summary in summaries for note in summary.notes):
+            console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
         print_summary(summaries, bundle, console)
         _finish_outputs(summaries, bundle, args, console)
     if bad:

@@ -10,10 +10,15 @@
   mp4, avi, webm, mkv...). The frame index is the frame's position in the container from 0
   (its timestamp in frames), so a frame that cannot be decoded leaves a gap, reported, and
   never shifts the later ones; the timestamp is index / the container's frame rate
-  (``CAP_PROP_FPS``), in seconds, empty when the container gives none. An AVI has no timestamps
-  (the demuxer counts chunks): where a chunk header is damaged, its index gives the numbers
-  (:mod:`feph_finetune.predict.avi`). A video whose decoding ends before the frame count its
-  container announces is reported as cut off or damaged. FFmpeg's own log lines
+  (``CAP_PROP_FPS``), in seconds, empty when the container gives none. A video of variable
+  frame rate (timestamps off that rate's grid, as phones record) is numbered in decode order
+  from its first such timestamp, each frame with its own timestamp, and says so once
+  (:class:`FrameNumbers`). An AVI has no timestamps
+  (the demuxer counts chunks): reading stops at its first damaged chunk header, where the count
+  stops saying which frame is which (:mod:`feph_finetune.predict.avi`), and says so. A video
+  whose decoding ends before the frame count its container announces is reported as cut off or
+  damaged. A raw stream without a container (``.mjpeg``, ``.h264``) has no frame numbers of its
+  own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones. FFmpeg's own log lines
   (``[mjpeg @ 0x...] overread 8``) never reach the console: the problems are reported here, per
   input (``OPENCV_FFMPEG_LOGLEVEL``, set before the first video is opened, unless already set).
 
@@ -34,7 +39,7 @@ import numpy as np
 
 from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
-from feph_finetune.predict.avi import avi_frame_numbers
+from feph_finetune.predict.avi import avi_break
 
 #: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
 #: ``VideoCapture`` of the process); a level set later is ignored.
@@ -49,13 +54,15 @@ class InputError(Exception):
 
 @dataclass
 class InputFrame:
-    """One frame of an input: uint8 RGB ``image`` (H, W, 3), or the ``problem`` that stopped it."""
+    """One frame of an input: uint8 RGB ``image`` (H, W, 3), or the ``problem`` that stopped it, or
+    only a ``note`` about the input (no frame)."""
 
     index: int
     image: np.ndarray | None
     file: str | None = None
     time_s: float | None = None
     problem: str | None = None
+    note: str | None = None  # something to say that is no problem (a variable frame rate)
 
 
 @dataclass
@@ -122,46 +129,66 @@ def _image_frame(index: int, path: Path) -> InputFrame:
 
 
 def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
-    """The kept frames of a video, numbered by the container's position, never by counting.
+    """The kept frames of a video, numbered from their timestamps, never by counting alone.
 
-    A frame that cannot be decoded (a corrupt chunk) does not shift the later ones: with OpenCV's
-    FFmpeg backend each frame's index is its presentation timestamp in frames
-    (``CAP_PROP_PTS``), so a hole shows as a jump, reported as a problem frame naming the
-    missing indices. Failed reads are retried as long as the container announces more frames
-    (a failed read at the end of a file costs microseconds), else :data:`_RETRIES_UNKNOWN`
-    times. Decoding that ends before the announced frame count (a file cut off, or a chunk lost
-    with its timestamp) is reported too: the rows read are kept, the input counts as not read
-    in full.
+    A frame that cannot be decoded (a corrupt chunk) does not shift the later ones: each frame is
+    numbered by :class:`FrameNumbers` from its presentation timestamp, so a hole shows as a
+    jump, reported as a problem frame naming the missing indices. Failed reads are retried as
+    long as the container announces more frames (a failed read at the end of a file costs
+    microseconds), else :data:`_RETRIES_UNKNOWN` times. An AVI's timestamps are the demuxer's
+    count of chunks, right only up to the first damaged chunk header
+    (:func:`~feph_finetune.predict.avi.avi_break`): reading stops there. Decoding that ends
+    before the announced frame count (a file cut off) is reported too: the rows read are kept,
+    the input counts as not read in full. A video whose timestamps leave the frame-rate grid
+    (variable frame rate) gets one ``note`` frame saying how its frames are numbered from there.
     """
     capture = cv2.VideoCapture(str(predict_input.path))
     timestamps = capture.getBackendName() == "FFMPEG"
-    numbers = avi_frame_numbers(predict_input.path) if timestamps else None
-    last = -1  # container index of the last decoded frame
-    decoded, gaps, unnamed = 0, 0, 0
+    broken = avi_break(predict_input.path) if timestamps else None
+    numbers = FrameNumbers(predict_input.fps if timestamps else None)
+    last = -1  # the number of the last decoded frame
+    decoded, failed, gaps, unnamed, stopped = 0, 0, 0, 0, False
+    name, announced = predict_input.name, predict_input.announced
     try:
-        while capture.grab() or _retry(capture, predict_input.announced, last):
-            index = _container_index(capture, last, numbers) if timestamps else last + 1
-            if index > last + 1:
+        while True:
+            if not capture.grab():
+                failed += 1
+                if failed <= _retries(announced, last):
+                    continue
+                break
+            index = numbers.number(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000 if timestamps else None, failed)
+            failed = 0
+            if (note := numbers.take_note()) is not None:
+                yield InputFrame(index, None, note=f"{name}: {note}")
+            stopped = broken is not None and index >= broken.frame
+            known = broken.frame if stopped else index  # the frames before it are numbered right
+            if known > last + 1:
                 gaps += 1
+                later = "" if stopped else f"; later frames keep their numbers{numbers.estimate}"
                 if gaps <= _GAPS_NAMED:
-                    yield InputFrame(last + 1, None, problem=f"{predict_input.name}: {_frames_words(last + 1, index - 1)} could not be decoded (left out; later frames keep their numbers)")
+                    yield InputFrame(last + 1, None, problem=f"{name}: {_frames_words(last + 1, known - 1)} could not be decoded (left out{later})")
                 else:
-                    unnamed += index - 1 - last
+                    unnamed += known - 1 - last
+            if stopped:
+                break
             last, decoded = index, decoded + 1
             if index % predict_input.every == 0:
                 ok, bgr = capture.retrieve()
                 if ok:
-                    yield InputFrame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s=index / predict_input.fps if predict_input.fps else None)
+                    yield InputFrame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s=numbers.seconds(index))
                 else:
-                    yield InputFrame(index, None, problem=f"{predict_input.name}: frame {index} could not be decoded (left out)")
+                    yield InputFrame(index, None, problem=f"{name}: frame {index} could not be decoded (left out)")
     finally:
         capture.release()
     if unnamed:
-        yield InputFrame(last, None, problem=f"{predict_input.name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
-    if decoded == 0:
-        yield InputFrame(0, None, problem=f"{predict_input.name}: the video has no frames" if not predict_input.announced else f"{predict_input.name}: no frame could be decoded of the {predict_input.announced} the container announces")
-    elif predict_input.announced and last + 1 < predict_input.announced:
-        yield InputFrame(last + 1, None, problem=f"{predict_input.name}: decoding stopped at frame {last} ({decoded} frames decoded), but the container announces {predict_input.announced}: the file is cut off, or a damaged chunk lost its frame number (frames after it may then be numbered early)")
+        yield InputFrame(last, None, problem=f"{name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
+    if broken and (stopped or (announced and broken.frame < announced)):
+        of = f" of the {announced} the container announces" if announced else ""
+        yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
+    elif decoded == 0:
+        yield InputFrame(0, None, problem=f"{name}: the video has no frames" if not announced else f"{name}: no frame could be decoded of the {announced} the container announces")
+    elif announced and last + 1 < announced and not numbers.variable:
+        yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)}, but the container announces {announced}: the file is cut off or damaged")
 
 
 #: Places with undecodable frames named one by one; the rest are counted in one line (one screen).
@@ -171,22 +198,87 @@ _GAPS_NAMED = 5
 _RETRIES_UNKNOWN = 250
 
 
-def _retry(capture, announced: int | None, last: int) -> bool:
-    """After a failed read, read on until one succeeds (True) or the frames that can remain are
-    exhausted (False): a corrupt chunk fails one read, the end of the file fails them all."""
-    remaining = announced - (last + 1) if announced else _RETRIES_UNKNOWN
-    return any(capture.grab() for _ in range(max(remaining, 0)))
+def _retries(announced: int | None, last: int) -> int:
+    """Failed reads in a row to try before a video counts as ended: as many as the frames that can
+    remain after frame ``last`` (a corrupt chunk fails one read, the end of the file fails them all)."""
+    return max(announced - (last + 1), 0) if announced else _RETRIES_UNKNOWN
 
 
-def _container_index(capture, last: int, numbers: list[int] | None = None) -> int:
-    """The grabbed frame's index: its timestamp in frames (OpenCV converts it with the stream's
-    frame rate), looked up in ``numbers`` (an AVI's frame numbers by packet, where the demuxer's
-    count went wrong: :func:`~feph_finetune.predict.avi.avi_frame_numbers`), unless the container
-    gives none or one that does not advance (then ``last + 1``)."""
-    index = round(capture.get(cv2.CAP_PROP_PTS))
-    if numbers is not None and 0 <= index < len(numbers):
-        index = numbers[index]
-    return index if index > last else last + 1
+class FrameNumbers:
+    """Numbers a video's decoded frames from their timestamps, so that a lost frame leaves a gap.
+
+    While every timestamp lies on the grid of the container's nominal frame rate (within
+    :data:`GRID_SECONDS` of a multiple of 1 / fps), a frame's number is its slot on that grid,
+    ``round(t * fps)``, and ``time_s`` the slot's time: frames lost anywhere leave their slots
+    empty. The first timestamp off the grid, or one that does not advance to a later slot (two
+    frames in one slot, or no timestamp at all), makes the video one of variable frame rate (as
+    phones record, timestamps at 1/90000 s following the camera, the frame rate announced an
+    average): from there on slots say nothing, a frame's number is the next in decode order
+    (``last + 1``, plus one per read that failed just before it), ``time_s`` the frame's own
+    timestamp, and a hole in time longer than :data:`HOLE_INTERVALS` nominal frame intervals is
+    lost data, numbered as frames at the nominal rate (an estimate, said in the gap's report).
+    Without a frame rate (or a timestamp) every frame is the next in decode order.
+    """
+
+    def __init__(self, fps: float | None):
+        self.fps = fps
+        self.last = -1  # the number of the last frame
+        self.time: float | None = None  # its timestamp in seconds
+        self.variable = False
+        self.note: str | None = None  # said once, when the numbering changes to decode order
+        self.estimate = ""  # words for a gap whose size is estimated (variable frame rate)
+
+    def number(self, seconds: float | None, failed: int) -> int:
+        """The number of the frame with timestamp ``seconds`` (None: unknown), decoded after
+        ``failed`` reads that failed."""
+        previous, self.estimate = self.time, ""
+        if self.fps is None or seconds is None:
+            index = self.last + 1 + failed
+        elif not self.variable and self._on_grid(seconds):
+            index = round(seconds * self.fps)
+        else:
+            if not self.variable:
+                self.variable = True
+                self.note = (f"the timestamps stop following the {self.fps:g} frames/s grid at {seconds:.3f} s (a variable frame rate, or repeated "
+                             f"timestamps): from frame {self.last + 1} on, frames are numbered in decode order and time_s is each frame's own timestamp")
+            index = self.last + 1 + failed
+            if previous is not None and (seconds - previous) * self.fps > HOLE_INTERVALS:
+                index = max(index, self.last + round((seconds - previous) * self.fps))
+                self.estimate = f"; {seconds - previous:.3f} s without frames, counted at {self.fps:g} frames/s"
+        self.last, self.time = index, seconds
+        return index
+
+    def take_note(self) -> str | None:
+        """What to say once about the numbering (it changed to decode order), None when nothing."""
+        note, self.note = self.note, None
+        return note
+
+    def seconds(self, index: int) -> float | None:
+        """``time_s`` of frame ``index`` (the last numbered): its slot's time on the grid, else its own timestamp."""
+        if self.fps is None:
+            return None
+        return round(self.time, 6) if self.variable else index / self.fps  # microseconds: no noise such as 1.4000000000000001
+
+    def _on_grid(self, seconds: float) -> bool:
+        slot = round(seconds * self.fps)
+        return slot > self.last and abs(seconds - slot / self.fps) <= min(GRID_SECONDS, 0.25 / self.fps)
+
+
+#: How far a constant-rate frame's timestamp may lie from its slot: the coarsest time base in
+#: common use, Matroska's and WebM's 1 ms, rounds a timestamp by at most 0.5 ms; twice that
+#: leaves room for the demuxer's start-time subtraction and double arithmetic. A variable-rate
+#: frame this close to a slot loses nothing by being numbered by it (its time_s is off by 1 ms at
+#: most). Capped at a quarter frame, so that a slot is never in doubt above 250 frames/s.
+GRID_SECONDS = 0.001
+
+#: A hole in a variable-rate video's timestamps longer than this many nominal frame intervals is
+#: lost data, not the camera: a camera that lowers its frame rate in poor light goes down to half,
+#: at most a quarter, of its nominal rate (30 -> 7.5 frames/s).
+HOLE_INTERVALS = 5
+
+
+def _stopped_at(last: int, decoded: int) -> str:
+    return f"decoding stopped at frame {last} ({decoded} frames decoded)" if decoded else "no frame could be decoded"
 
 
 def _frames_words(first: int, last: int) -> str:

@@ -20,6 +20,7 @@ from feph_finetune.training import head_features
 from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, RunContext, TrainingStage
 from feph_finetune.training.compiling import compile_for_stage, predict_traced_once
 from feph_finetune.config.matrix import Run
+from feph_finetune.execution.progress import epoch_words
 from feph_finetune.plugins import PluginCallError, Plugins
 from feph_finetune.data.class_mapping import map_classes
 from feph_finetune.data.preparation import Examples, RunData
@@ -148,22 +149,24 @@ def set_trainable(built: BuiltModel, which: str, train_batchnorm: bool) -> None:
 
 class ProgressCallback(keras.callbacks.Callback):
     """Feeds a progress display (a rich ``Progress`` or :class:`feph_finetune.execution.job.ProgressEvents`)
-    with the stage, epoch (counted across stages), batch and loss."""
+    with the stage (number ``stage_number`` of ``stages``), the epoch within it (Keras counts
+    across stages, from ``first_epoch``), batch and loss."""
 
-    def __init__(self, progress, task, stage: str, epochs: int, first_epoch: int):
+    def __init__(self, progress, task, stage: str, epochs: int, first_epoch: int, stage_number: int, stages: int):
         super().__init__()
         self.progress, self.task, self.stage = progress, task, stage
         self.epochs, self.first_epoch = epochs, first_epoch
+        self.stage_number, self.stages = stage_number, stages
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        self.epoch = epoch - self.first_epoch + 1
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss", float("nan"))
-        epochs = self.first_epoch + self.epochs
+        loss = float((logs or {}).get("loss", float("nan")))
+        where = epoch_words(self.stage, self.epoch, self.epochs, self.stage_number, self.stages)
         self.progress.update(
-            self.task, advance=1, description=f"{self.stage} epoch {self.epoch + 1}/{epochs} batch {batch + 1} loss {float(loss):.3f}",
-            stage=self.stage, epoch=self.epoch + 1, epochs=epochs, loss=float(loss),
+            self.task, advance=1, description=f"{where} batch {batch + 1} loss {loss:.3f}",
+            stage=self.stage, stage_number=self.stage_number, stages=self.stages, epoch=self.epoch, epochs=self.epochs, loss=loss,
         )
 
 
@@ -210,12 +213,11 @@ def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data:
     best = BestEpoch(built.model) if validation is not None else None
     outcome = TrainingOutcome(y_prob=np.empty(0))
     epoch = 0
-    for stage in stages:
-        if stage.epochs == 0:
-            continue
+    schedule = [stage for stage in stages if stage.epochs > 0]
+    for number, stage in enumerate(schedule, 1):
         set_trainable(built, stage.trainable, run.config["train_batchnorm"])
         task = progress.add_task(stage.name, total=math.ceil(len(data.train) / batch_size) * stage.epochs) if progress else None
-        callbacks = [keras.callbacks.TerminateOnNaN()] + ([ProgressCallback(progress, task, stage.name, stage.epochs, epoch)] if progress else []) + ([best] if best else []) + ([EpochEnd(on_epoch, stage.name)] if on_epoch else [])
+        callbacks = [keras.callbacks.TerminateOnNaN()] + ([ProgressCallback(progress, task, stage.name, stage.epochs, epoch, number, len(schedule))] if progress else []) + ([best] if best else []) + ([EpochEnd(on_epoch, stage.name)] if on_epoch else [])
         on_features = run.config["head_features"] and head_features.applies(built, stage, random_augmentation=bool(data.augmentations))
         started = time.perf_counter()
         if on_features:
