@@ -55,6 +55,15 @@ def isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def no_terminal_size(monkeypatch):
+    """Every test starts without COLUMNS and LINES, whoever runs it: pytest-xdist's workers
+    inherit COLUMNS=80 and LINES=24, a plain ``pytest`` does not, and the command line's tables
+    and log lines take their width from COLUMNS. A test that needs a width sets it."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def fresh_plugins():
     """Each test sees the plugins of its own environment (entry points, registrations)."""
     reset_plugins()

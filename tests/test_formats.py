@@ -344,8 +344,7 @@ def test_a_four_class_folders_matrix_runs_both_phases_and_every_output_names_its
 
 
 @pytest.mark.parametrize("count", [2, 12])
-def test_two_and_twelve_classes_run_end_to_end(tmp_path, capsys, monkeypatch, count):
-    monkeypatch.setenv("COLUMNS", "160")  # one table for all 12 classes (80 columns splits it: tests/test_reports.py)
+def test_two_and_twelve_classes_run_end_to_end(tmp_path, capsys, count):
     names = tuple(f"marker_{index:02d}" for index in range(count))
     root = tmp_path / "data"
     write_folders(root, classes=names, videos=2 if count == 12 else 3)
