@@ -431,3 +431,34 @@ def test_per_frame_values_are_kept_only_for_a_plot():
     # with the plot's series each frame keeps its probabilities, hundreds of bytes.
     assert retained[8_000] - retained[1_000] < 7_000, retained
     assert retained_for_plot - retained[8_000] > 100 * 8_000
+
+
+def test_an_interrupt_stops_the_frame_reader_at_its_next_frame():
+    """Ctrl-C while the model waits for the next batch: the reader thread stops before its next
+    frame instead of finishing the batch (a slow or endless input: an interrupt that never ends)."""
+    import signal
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from feph_finetune.predict.apply import InputSummary, Predictor, Settings
+    from feph_finetune.predict.inputs import InputFrame
+
+    read = []
+
+    def slow_frames():  # 0.2 s a frame, endless: a batch of 64 would take 13 s
+        while True:
+            read.append(len(read))
+            yield InputFrame(len(read) - 1, np.zeros((8, 8, 3), np.uint8))
+            time.sleep(0.2)
+
+    predictor = object.__new__(Predictor)
+    predictor.bundle, predictor.frame_steps, predictor.settings = SimpleNamespace(input_size=8), [], Settings(batch_size=64)
+    source = SimpleNamespace(name="slow", kind="video", frames=slow_frames)
+    timer = threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in predictor.prepared_batches(source, InputSummary("slow", "video", ("a",))):
+            pass
+    assert time.monotonic() - started < 2, f"the reader went on for {len(read)} frames"

@@ -354,3 +354,36 @@ def test_a_badly_damaged_video_names_five_gaps_and_counts_the_rest(tmp_path):
     assert problems[:5] == [f"{path}: frame {index} could not be decoded (left out; later frames keep their numbers)" for index in (1, 3, 5, 7, 9)]
     assert problems[5:] == [f"{path}: 14 more frames in 14 more places could not be decoded (left out)",
                             f"{path}: decoding stopped at frame 38 (20 frames decoded), but the container announces 40: the file is cut off or damaged"]
+
+
+def announcing(path: Path, frames: int) -> Path:
+    """The AVI at ``path`` with its header announcing ``frames`` frames (``avih``'s total frames and
+    the video stream's ``strh`` length), though it holds fewer."""
+    data = bytearray(path.read_bytes())
+    for tag, at in ((b"avih", 16), (b"strh", 32)):
+        field = data.index(tag) + 8 + at
+        data[field : field + 4] = struct.pack("<I", frames)
+    announced = path.with_name(f"announcing-{frames}.avi")
+    announced.write_bytes(bytes(data))
+    return announced
+
+
+@pytest.mark.parametrize("announced", [100_000, 2_000_000_000])
+@pytest.mark.parametrize("index", [True, False], ids=["index", "no-index"])
+def test_a_header_announcing_a_huge_frame_count_is_a_claim_and_reading_stops_soon(tmp_path, index, announced):
+    """2e9 announced frames after 40 real ones: reading gives up after FAILED_READS failed reads in
+    a row (else 2e9 of them: hours), and says where decoding stopped of how many announced."""
+    from feph_finetune.predict.inputs import FAILED_READS
+
+    whole = write_mjpg(tmp_path / "whole.avi")
+    path = announcing(whole if index else without_index(whole), announced)
+    source = open_input(str(path))
+    assert source.announced == announced, "the header is read (else this test proves nothing)"
+    frames = []
+    for frame in source.frames():
+        frames.append(frame)
+        assert len(frames) <= FRAMES + 2, "reading goes on past the real frames"
+    assert {frame.index for frame in frames if frame.image is not None} == set(range(FRAMES))
+    assert [frame.problem for frame in frames if frame.problem] == [
+        f"{path}: decoding stopped at frame {FRAMES - 1} ({FRAMES} frames decoded) of the {announced} the container announces: {FAILED_READS} reads "
+        "in a row failed after it (the file is cut off or damaged, or its header announces frames it does not hold)"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -235,7 +236,8 @@ class Predictor:
         worker thread decodes and crops the next batch while the model predicts the current one
         (OpenCV and TensorFlow release the GIL), holding one batch ahead.
         """
-        batches = _batches(self._cropped(predict_input.frames(), summary), self.settings.batch_size)
+        stop = threading.Event()
+        batches = _batches(self._cropped(predict_input.frames(), summary, stop), self.settings.batch_size)
 
         def next_prepared():
             batch = next(batches, None)
@@ -245,15 +247,21 @@ class Predictor:
             yield from iter(next_prepared, None)
             return
         with ThreadPoolExecutor(max_workers=1) as worker:
-            future = worker.submit(next_prepared)
-            while (item := future.result()) is not None:
+            try:
                 future = worker.submit(next_prepared)
-                yield item
+                while (item := future.result()) is not None:
+                    future = worker.submit(next_prepared)
+                    yield item
+            finally:  # Ctrl-C, or a consumer that stops early: the worker ends at its next frame, which leaving ``with`` waits for
+                stop.set()
 
-    def _cropped(self, frames: Iterable[InputFrame], summary: InputSummary) -> Iterator[tuple[InputFrame, FrameResult]]:
+    def _cropped(self, frames: Iterable[InputFrame], summary: InputSummary, stop: threading.Event) -> Iterator[tuple[InputFrame, FrameResult]]:
         """Each readable frame, its image dropped, with its frame-step result; unreadable frames
-        are left out and their problem noted in ``summary``, as are notes."""
+        are left out and their problem noted in ``summary``, as are notes. Ends before the next
+        frame once ``stop`` is set (an interrupt: a batch of a slow input would take long)."""
         for frame in frames:
+            if stop.is_set():
+                return
             if frame.problem is not None:
                 summary.problems.append(frame.problem)
             elif frame.note is not None:

@@ -135,7 +135,7 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     numbered by :class:`FrameNumbers` from its presentation timestamp, so a hole shows as a
     jump, reported as a problem frame naming the missing indices. Failed reads are retried as
     long as the container announces more frames (a failed read at the end of a file costs
-    microseconds), else :data:`_RETRIES_UNKNOWN` times. An AVI's timestamps are the demuxer's
+    microseconds), at most :data:`FAILED_READS` in a row. An AVI's timestamps are the demuxer's
     count of chunks, right only up to the first damaged chunk header
     (:func:`~feph_finetune.predict.avi.avi_break`): reading stops there. Decoding that ends
     before the announced frame count (a file cut off) is reported too: the rows read are kept,
@@ -187,6 +187,9 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
         yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
     elif decoded == 0:
         yield InputFrame(0, None, problem=f"{name}: the video has no frames" if not announced else f"{name}: no frame could be decoded of the {announced} the container announces")
+    elif announced and last + 1 < announced and failed > FAILED_READS:
+        yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)} of the {announced} the container announces: {FAILED_READS} reads "
+                                                 "in a row failed after it (the file is cut off or damaged, or its header announces frames it does not hold)")
     elif announced and last + 1 < announced and not numbers.variable:
         yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)}, but the container announces {announced}: the file is cut off or damaged")
 
@@ -194,14 +197,17 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
 #: Places with undecodable frames named one by one; the rest are counted in one line (one screen).
 _GAPS_NAMED = 5
 
-#: Failed reads in a row after which a video of unknown length counts as ended (about 8 s at 30 fps).
-_RETRIES_UNKNOWN = 250
+#: Failed reads in a row after which a video counts as ended, whatever its container announces
+#: (about 8 s of frames at 30 fps): a corrupt frame fails one read and a damaged stretch a few,
+#: while a header's frame count is a claim (2e9 frames announced would be hours of failed reads).
+FAILED_READS = 250
 
 
 def _retries(announced: int | None, last: int) -> int:
-    """Failed reads in a row to try before a video counts as ended: as many as the frames that can
-    remain after frame ``last`` (a corrupt chunk fails one read, the end of the file fails them all)."""
-    return max(announced - (last + 1), 0) if announced else _RETRIES_UNKNOWN
+    """Failed reads in a row to try before a video counts as ended: as many as the frames the
+    container says can remain after frame ``last`` (the end of a file fails every read), at most
+    :data:`FAILED_READS`."""
+    return min(max(announced - (last + 1), 0), FAILED_READS) if announced else FAILED_READS
 
 
 class FrameNumbers:
