@@ -387,3 +387,23 @@ def test_a_header_announcing_a_huge_frame_count_is_a_claim_and_reading_stops_soo
     assert [frame.problem for frame in frames if frame.problem] == [
         f"{path}: decoding stopped at frame {FRAMES - 1} ({FRAMES} frames decoded) of the {announced} the container announces: {FAILED_READS} reads "
         "in a row failed after it (the file is cut off or damaged, or its header announces frames it does not hold)"]
+
+
+SHIFTED = {index: 100 * index + 5000 for index in range(1, FRAMES)}
+
+
+@pytest.mark.parametrize("milliseconds, note", [
+    ({DAMAGED: 5000}, "frame 20's timestamp (5.000 s) lies outside the times of the frames around it (19 and the next)"),
+    ({DAMAGED: 2500}, "frame 20's timestamp (2.500 s) lies outside the times of the frames around it (19 and the next)"),
+    ({DAMAGED: 1500}, "frame 20's timestamp (1.500 s) lies outside the times of the frames around it (19 and the next)"),
+    (SHIFTED, "frame 0's timestamp (0.000 s) lies 50 frames before the grid the later frames follow (frame 1 at 5.100 s)"),
+], ids=["jump", "small-jump", "back", "all-but-frame-0-shifted"])
+def test_a_lone_timestamp_out_of_place_is_damage_to_that_frame_and_invents_no_loss(tmp_path, milliseconds, note):
+    """One frame's timestamp that the next frame contradicts (stamped past it, or before the
+    previous frame), or frame 0 stamped far before a grid all later frames follow: every frame
+    keeps its place on the grid, nothing counts as lost, one note names the frame."""
+    path = retimed_mkv(tmp_path, milliseconds)
+    shown, problems, notes = read_timed(path)
+    assert shown == {index: (index, pytest.approx(index / FPS, abs=1e-9)) for index in range(FRAMES)}  # 1e-9: float noise only
+    assert problems == []
+    assert len(notes) == 1 and notes[0].startswith(f"{path}: {note}")

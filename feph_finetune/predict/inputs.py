@@ -147,17 +147,16 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     broken = avi_break(predict_input.path) if timestamps else None
     numbers = FrameNumbers(predict_input.fps if timestamps else None)
     last = -1  # the number of the last decoded frame
-    decoded, failed, gaps, unnamed, stopped = 0, 0, 0, 0, False
+    decoded, gaps, unnamed, stopped = 0, 0, 0, False
     name, announced = predict_input.name, predict_input.announced
+    reads = _Reads(capture, timestamps, lambda: _retries(announced, last))
     try:
-        while True:
-            if not capture.grab():
-                failed += 1
-                if failed <= _retries(announced, last):
-                    continue
-                break
-            index = numbers.number(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000 if timestamps else None, failed)
-            failed = 0
+        frames = iter(reads)
+        current = next(frames, None)
+        while current is not None:
+            following = next(frames, None)  # its timestamp tells whether the current one's is out of place
+            seconds, failed, image = current
+            index = numbers.number(seconds, failed, following[:2] if following else None)
             if (note := numbers.take_note()) is not None:
                 yield InputFrame(index, None, note=f"{name}: {note}")
             stopped = broken is not None and index >= broken.frame
@@ -173,11 +172,11 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
                 break
             last, decoded = index, decoded + 1
             if index % predict_input.every == 0:
-                ok, bgr = capture.retrieve()
-                if ok:
-                    yield InputFrame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s=numbers.seconds(index))
+                if image is not None:
+                    yield InputFrame(index, image, time_s=numbers.seconds(index))
                 else:
                     yield InputFrame(index, None, problem=f"{name}: frame {index} could not be decoded (left out)")
+            current = following
     finally:
         capture.release()
     if unnamed:
@@ -187,11 +186,37 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
         yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
     elif decoded == 0:
         yield InputFrame(0, None, problem=f"{name}: the video has no frames" if not announced else f"{name}: no frame could be decoded of the {announced} the container announces")
-    elif announced and last + 1 < announced and failed > FAILED_READS:
+    elif announced and last + 1 < announced and reads.failed > FAILED_READS:
         yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)} of the {announced} the container announces: {FAILED_READS} reads "
                                                  "in a row failed after it (the file is cut off or damaged, or its header announces frames it does not hold)")
     elif announced and last + 1 < announced and not numbers.variable:
         yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)}, but the container announces {announced}: the file is cut off or damaged")
+
+
+class _Reads:
+    """A video's decoded frames as ``(seconds, failed, image)``: the timestamp (None: none), the
+    reads that failed just before it, the uint8 RGB image (None: it could not be converted).
+    A failed read is retried while ``retries()`` allows; ``failed`` is then the count that ended it.
+
+    Every frame is retrieved (converted) before the next is grabbed: its number waits for the next
+    frame's timestamp. FFmpeg decodes on ``grab``, so ``every`` saves little by skipping this.
+    """
+
+    def __init__(self, capture, timestamps: bool, retries):
+        self.capture, self.timestamps, self.retries = capture, timestamps, retries
+        self.failed = 0
+
+    def __iter__(self) -> Iterator[tuple[float | None, int, np.ndarray | None]]:
+        while True:
+            if not self.capture.grab():
+                self.failed += 1
+                if self.failed <= self.retries():
+                    continue
+                return
+            seconds = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000 if self.timestamps else None
+            ok, bgr = self.capture.retrieve()
+            yield seconds, self.failed, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if ok else None
+            self.failed = 0
 
 
 #: Places with undecodable frames named one by one; the rest are counted in one line (one screen).
@@ -224,6 +249,15 @@ class FrameNumbers:
     timestamp, and a hole in time longer than :data:`HOLE_INTERVALS` nominal frame intervals is
     lost data, numbered as frames at the nominal rate (an estimate, said in the gap's report).
     Without a frame rate (or a timestamp) every frame is the next in decode order.
+
+    A lone timestamp that the next frame's contradicts is damage to that one frame, not a gap or a
+    change of rate (one frame of look-ahead): while on the grid, a frame stamped at or beyond the
+    next frame's slot, or before the previous frame's, when the next frame's slot leaves room
+    between the two, is numbered by its place (the previous number + 1, plus failed reads, below
+    the next frame's slot) and its ``time_s`` is that slot's time; a note names the first such
+    frame. Frame 0 stamped more than one slot before frame 1 (a first frame stamped 0 by a
+    muxer that offsets the others) moves the grid so that frame 1 is slot 1: nothing counts as
+    lost, said in a note.
     """
 
     def __init__(self, fps: float | None):
@@ -233,15 +267,20 @@ class FrameNumbers:
         self.variable = False
         self.note: str | None = None  # said once, when the numbering changes to decode order
         self.estimate = ""  # words for a gap whose size is estimated (variable frame rate)
+        self.offset = 0  # slots the grid starts later than the timestamps' zero (frame 0 stamped early)
+        self.outliers = 0  # frames numbered by their place, their timestamps out of place
 
-    def number(self, seconds: float | None, failed: int) -> int:
+    def number(self, seconds: float | None, failed: int, following: tuple[float | None, int] | None = None) -> int:
         """The number of the frame with timestamp ``seconds`` (None: unknown), decoded after
-        ``failed`` reads that failed."""
+        ``failed`` reads that failed; ``following`` is the next decoded frame's ``(seconds,
+        failed)`` (None: this is the last)."""
         previous, self.estimate = self.time, ""
         if self.fps is None or seconds is None:
             index = self.last + 1 + failed
+        elif not self.variable and (placed := self._placed(seconds, failed, following)) is not None:
+            index, seconds = placed, (placed + self.offset) / self.fps
         elif not self.variable and self._on_grid(seconds):
-            index = round(seconds * self.fps)
+            index = self._slot(seconds)
         else:
             if not self.variable:
                 self.variable = True
@@ -265,9 +304,34 @@ class FrameNumbers:
             return None
         return round(self.time, 6) if self.variable else index / self.fps  # microseconds: no noise such as 1.4000000000000001
 
+    def _slot(self, seconds: float) -> int:
+        return round(seconds * self.fps) - self.offset
+
+    def _near_slot(self, seconds: float) -> bool:
+        return abs(seconds - round(seconds * self.fps) / self.fps) <= min(GRID_SECONDS, 0.25 / self.fps)
+
     def _on_grid(self, seconds: float) -> bool:
-        slot = round(seconds * self.fps)
-        return slot > self.last and abs(seconds - slot / self.fps) <= min(GRID_SECONDS, 0.25 / self.fps)
+        return self._slot(seconds) > self.last and self._near_slot(seconds)
+
+    def _placed(self, seconds: float, failed: int, following: tuple[float | None, int] | None) -> int | None:
+        """The number of a frame whose timestamp the next frame contradicts (see the class), or
+        None when its timestamp is to be believed."""
+        if following is None or following[0] is None or not self._near_slot(following[0]):
+            return None
+        slot, next_slot = self._slot(seconds), self._slot(following[0])
+        if self.last == -1 and self.time is None and following[1] == 0 and next_slot > slot + 1 and slot == 0:
+            self.offset = next_slot - 1
+            self.note = (f"frame 0's timestamp ({seconds:.3f} s) lies {next_slot - 1} frames before the grid the later frames follow (frame 1 at "
+                         f"{following[0]:.3f} s): taken as damaged, nothing is counted as lost, and time_s counts from frame 0's place just before frame 1")
+            return 0
+        if next_slot <= self.last + 1 or self.last < slot < next_slot or slot == self.last:
+            return None
+        self.outliers += 1
+        index = min(self.last + 1 + failed, next_slot - 1)
+        if self.outliers == 1:
+            self.note = (f"frame {index}'s timestamp ({seconds:.3f} s) lies outside the times of the frames around it ({self.last} and the next): "
+                         "taken as damaged, it is numbered by its place and time_s is that place's time (so are any later such frames)")
+        return index
 
 
 #: How far a constant-rate frame's timestamp may lie from its slot: the coarsest time base in
