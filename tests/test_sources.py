@@ -407,3 +407,18 @@ def test_a_lone_timestamp_out_of_place_is_damage_to_that_frame_and_invents_no_lo
     assert shown == {index: (index, pytest.approx(index / FPS, abs=1e-9)) for index in range(FRAMES)}  # 1e-9: float noise only
     assert problems == []
     assert len(notes) == 1 and notes[0].startswith(f"{path}: {note}")
+
+
+@pytest.mark.parametrize("index", [True, False], ids=["index", "no-index"])
+def test_an_empty_frame_chunk_is_a_dropped_frame_not_damage(tmp_path, index):
+    """Capture software marks a frame it dropped with a ``00dc`` chunk of size 0: no row for it,
+    no problem (the input is read in full), one note; later frames keep their numbers."""
+    data = write_mjpg(tmp_path / "whole.avi").read_bytes()
+    offset, size = frame_chunks(data)[DAMAGED]
+    path = tmp_path / "dropped.avi"
+    path.write_bytes(data[:offset] + b"00dc" + bytes(4) + data[offset + 8 + size + (size & 1) :])
+    path = path if index else without_index(path)
+    shown, problems, notes = read_timed(path)
+    assert {index: level for index, (level, _) in shown.items()} == {index: index for index in range(FRAMES) if index != DAMAGED}
+    assert problems == []
+    assert notes == [f"{path}: frame {DAMAGED} is empty in the file (a frame the writer dropped; players show the previous one again): no row"]

@@ -30,32 +30,41 @@ class AviBreak(NamedTuple):
     why: str
 
 
-def avi_break(path: Path) -> AviBreak | None:
-    """The first video frame whose number cannot be known, and why: a damaged chunk header at it
-    or between it and the previous frame, or a chunk that runs past the end of the file (cut off,
-    or its size damaged: which one cannot be told, and either way frame numbers stop there).
-    None when ``path`` is no AVI whose header lists a video stream, or when every chunk header is
-    intact."""
+class AviLayout(NamedTuple):
+    """What walking an AVI's chunks tells about its video frames: where their numbers stop being
+    known (None: nowhere), and the frames whose chunk is empty (size 0: capture software writes one
+    for a frame it dropped, players show the previous frame again)."""
+
+    broken: AviBreak | None
+    empty: frozenset[int]
+
+
+def avi_layout(path: Path) -> AviLayout | None:
+    """The :class:`AviLayout` of ``path``: the first video frame whose number cannot be known, and
+    why (a damaged chunk header at it or between it and the previous frame, or a chunk that runs
+    past the end of the file: cut off, or its size damaged, which one cannot be told, and either
+    way frame numbers stop there), and the empty frames before it. None when ``path`` is no AVI
+    whose header lists a video stream."""
     try:
         with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _break(data)
+            return _layout(data)
     except (OSError, ValueError, struct.error):
         return None
 
 
-def _break(data) -> AviBreak | None:
+def _layout(data) -> AviLayout | None:
     if data[0:4] != b"RIFF" or data[8:12] != b"AVI ":
         return None
     streams, movis = _streams_and_movi_lists(data)
     video = next((number for number, kind in enumerate(streams or []) if kind == b"vids"), None)
     if video is None:
         return None
-    frames = 0
+    frames, empty = 0, set()
     for start, end in movis:
-        frames, why = _walk_movi(data, start, end, len(streams), b"%02d" % video, frames)
+        frames, why = _walk_movi(data, start, end, len(streams), b"%02d" % video, frames, empty)
         if why:
-            return AviBreak(frames, why)
-    return None
+            return AviLayout(AviBreak(frames, why), frozenset(empty))
+    return AviLayout(None, frozenset(empty))
 
 
 def _chunk(data, position: int) -> tuple[bytes, int]:
@@ -95,10 +104,11 @@ def _stream_types(data, start: int, end: int) -> list[bytes]:
     return types
 
 
-def _walk_movi(data, start: int, end: int, streams: int, video: bytes, frames: int) -> tuple[int, str | None]:
-    """Walk one ``movi`` list, counting ``video``'s frame chunks on from ``frames``: ``(frames,
-    None)`` at its end, ``(frames, why)`` at the first damaged header (a tag that is no chunk of
-    this list: a stream number past ``streams``, an unknown type) or chunk past the end."""
+def _walk_movi(data, start: int, end: int, streams: int, video: bytes, frames: int, empty: set[int]) -> tuple[int, str | None]:
+    """Walk one ``movi`` list, counting ``video``'s frame chunks on from ``frames`` (adding the
+    numbers of empty ones to ``empty``): ``(frames, None)`` at its end, ``(frames, why)`` at the
+    first damaged header (a tag that is no chunk of this list: a stream number past ``streams``,
+    an unknown type) or chunk past the end."""
     position = start
     while position + 8 <= end:
         tag, size = _chunk(data, position)
@@ -110,6 +120,8 @@ def _walk_movi(data, start: int, end: int, streams: int, video: bytes, frames: i
             position += 12  # a "rec " list: its chunks follow
             continue
         if tag[:2] == video and tag[2:] in (b"dc", b"db"):
+            if size == 0:
+                empty.add(frames)
             frames += 1
         elif not (tag == b"JUNK" or tag[:2] == b"ix" or (tag[:2].isdigit() and int(tag[:2]) < streams and tag[2:] in _STREAM_CHUNKS)):
             return frames, f"a chunk header is damaged at frame {frames}"

@@ -39,7 +39,7 @@ import numpy as np
 
 from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
-from feph_finetune.predict.avi import avi_break
+from feph_finetune.predict.avi import avi_layout
 
 #: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
 #: ``VideoCapture`` of the process); a level set later is ignored.
@@ -137,14 +137,17 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     long as the container announces more frames (a failed read at the end of a file costs
     microseconds), at most :data:`FAILED_READS` in a row. An AVI's timestamps are the demuxer's
     count of chunks, right only up to the first damaged chunk header
-    (:func:`~feph_finetune.predict.avi.avi_break`): reading stops there. Decoding that ends
+    (:func:`~feph_finetune.predict.avi.avi_layout`): reading stops there; an empty chunk (a
+    dropped frame, as capture software marks it) is no damage: no row, one note. Decoding that ends
     before the announced frame count (a file cut off) is reported too: the rows read are kept,
     the input counts as not read in full. A video whose timestamps leave the frame-rate grid
     (variable frame rate) gets one ``note`` frame saying how its frames are numbered from there.
     """
     capture = cv2.VideoCapture(str(predict_input.path))
     timestamps = capture.getBackendName() == "FFMPEG"
-    broken = avi_break(predict_input.path) if timestamps else None
+    layout = avi_layout(predict_input.path) if timestamps else None
+    broken, empty = (layout.broken, layout.empty) if layout else (None, frozenset())
+    dropped: list[int] = []  # empty AVI chunks met: frames the writer left out on purpose
     numbers = FrameNumbers(predict_input.fps if timestamps else None)
     last = -1  # the number of the last decoded frame
     decoded, gaps, unnamed, stopped = 0, 0, 0, False
@@ -161,7 +164,8 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
                 yield InputFrame(index, None, note=f"{name}: {note}")
             stopped = broken is not None and index >= broken.frame
             known = broken.frame if stopped else index  # the frames before it are numbered right
-            if known > last + 1:
+            dropped += [frame for frame in range(last + 1, known) if frame in empty]
+            if known > last + 1 and not empty.issuperset(range(last + 1, known)):
                 gaps += 1
                 later = "" if stopped else f"; later frames keep their numbers{numbers.estimate}"
                 if gaps <= _GAPS_NAMED:
@@ -179,6 +183,9 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
             current = following
     finally:
         capture.release()
+    if dropped:
+        which = f"frame {dropped[0]} is" if len(dropped) == 1 else f"{len(dropped)} frames ({', '.join(map(str, dropped[:5]))}{'...' if len(dropped) > 5 else ''}) are"
+        yield InputFrame(dropped[0], None, note=f"{name}: {which} empty in the file (a frame the writer dropped; players show the previous one again): no row")
     if unnamed:
         yield InputFrame(last, None, problem=f"{name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
     if broken and (stopped or (announced and broken.frame < announced)):
