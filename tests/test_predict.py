@@ -462,3 +462,22 @@ def test_an_interrupt_stops_the_frame_reader_at_its_next_frame():
         for _ in predictor.prepared_batches(source, InputSummary("slow", "video", ("a",))):
             pass
     assert time.monotonic() - started < 2, f"the reader went on for {len(read)} frames"
+
+
+def test_a_folders_broken_link_is_reported_like_an_undecodable_image_and_skipped_entries_are_named(tmp_path):
+    from feph_finetune.predict.inputs import IMAGE_SUFFIXES, open_input
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for position in range(3):
+        cv2.imwrite(str(folder / f"f{position}.png"), np.full((8, 8, 3), 50 * position, np.uint8))
+    (folder / "f12.png").symlink_to(tmp_path / "nowhere.png")
+    (folder / "f13.png").write_text("not an image")
+    (folder / "notes.txt").write_text("not a frame")
+    (folder / "old").mkdir()
+    frames = list(open_input(str(folder)).frames())
+    assert [frame.index for frame in frames if frame.image is not None] == [0, 1, 2]
+    assert [frame.problem for frame in frames if frame.problem] == [
+        f"image {folder / 'f12.png'} is a broken link (to {tmp_path / 'nowhere.png'}, which does not exist)",
+        f"cannot decode image {folder / 'f13.png'}"]
+    assert [frame.note for frame in frames if frame.note] == [f"{folder}: skipped 1 other file (not {', '.join(IMAGE_SUFFIXES)}) and 1 sub-folder"]

@@ -5,7 +5,8 @@
   alpha dropped).
 - A folder is one sequence: its image files (not sub-folders), in natural order, so that
   ``fn000009`` comes before ``fn000045`` and ``frame2`` before ``frame10``; the frame index is the
-  position in that order.
+  position in that order. A link with an image name that points nowhere is a frame that cannot be
+  read (reported); other files and sub-folders are skipped, said in one note.
 - Any other file is opened as a video with OpenCV's ``VideoCapture`` (its FFmpeg backend reads
   mp4, avi, webm, mkv...). The frame index is the frame's position in the container from 0
   (its timestamp in frames), so a frame that cannot be decoded leaves a gap, reported, and
@@ -22,8 +23,9 @@
   (``[mjpeg @ 0x...] overread 8``) never reach the console: the problems are reported here, per
   input (``OPENCV_FFMPEG_LOGLEVEL``, set before the first video is opened, unless already set).
 
-``every`` keeps frames 0, K, 2K...; skipped video frames are only grabbed, not decoded into
-images. Nothing holds more than one frame: a long video streams in constant memory.
+``every`` keeps frames 0, K, 2K...; every video frame is still read and converted (FFmpeg decodes
+on ``grab``, and a frame's number waits for the next frame's timestamp). Nothing holds more than
+two frames: a long video streams in constant memory.
 """
 
 from __future__ import annotations
@@ -77,12 +79,15 @@ class PredictInput:
     files: list[Path] | None = None
     fps: float | None = None
     announced: int | None = None  # video: the frame count the container announces (None: unknown)
+    skipped: str | None = None  # folder: what it holds besides frames, in words (None: nothing)
 
     def frames(self) -> Iterator[InputFrame]:
         """The kept frames, in order; a frame that cannot be read carries a ``problem``."""
         if self.kind == "video":
             yield from _video_frames(self)
         else:
+            if self.skipped:
+                yield InputFrame(0, None, note=f"{self.name}: skipped {self.skipped}")
             for index, path in enumerate(self.files or []):
                 if index % self.every == 0:
                     yield _image_frame(index, path)
@@ -103,10 +108,11 @@ def open_input(name: str, every: int = 1) -> PredictInput:
     if not path.exists():
         raise InputError(f"{name}: no such file or folder")
     if path.is_dir():
-        files = sorted((child for child in path.iterdir() if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES), key=lambda child: natural_key(child.name))
+        children = list(path.iterdir())
+        files = sorted((child for child in children if _image_name(child)), key=lambda child: natural_key(child.name))
         if not files:
             raise InputError(f"{name}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-        return PredictInput(name, path, "folder", every, len(range(0, len(files), every)), files=files)
+        return PredictInput(name, path, "folder", every, len(range(0, len(files), every)), files=files, skipped=_skipped(children, len(files)))
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return PredictInput(name, path, "image", 1, 1, files=[path])
     capture = cv2.VideoCapture(str(path))
@@ -120,7 +126,23 @@ def open_input(name: str, every: int = 1) -> PredictInput:
     return PredictInput(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None, announced=count if count > 0 else None)
 
 
+def _image_name(child: Path) -> bool:
+    """A folder's entry that is a frame: a file with an image suffix, or a link named so (one that
+    points nowhere is reported when read, as an undecodable image is)."""
+    return child.suffix.lower() in IMAGE_SUFFIXES and (child.is_file() or child.is_symlink())
+
+
+def _skipped(children: list[Path], frames: int) -> str | None:
+    """Words for what a folder holds besides its frames (other files, sub-folders), None when nothing."""
+    folders = sum(child.is_dir() for child in children)
+    others = len(children) - frames - folders
+    parts = [f"{others} other file{'s' * (others != 1)} (not {', '.join(IMAGE_SUFFIXES)})"] * bool(others) + [f"{folders} sub-folder{'s' * (folders != 1)}"] * bool(folders)
+    return " and ".join(parts) or None
+
+
 def _image_frame(index: int, path: Path) -> InputFrame:
+    if path.is_symlink() and not path.exists():
+        return InputFrame(index, None, file=path.name, problem=f"image {path} is a broken link (to {os.readlink(path)}, which does not exist)")
     try:
         image = read_image(path)
     except DatasetError as error:
