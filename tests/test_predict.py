@@ -481,3 +481,31 @@ def test_a_folders_broken_link_is_reported_like_an_undecodable_image_and_skipped
         f"image {folder / 'f12.png'} is a broken link (to {tmp_path / 'nowhere.png'}, which does not exist)",
         f"cannot decode image {folder / 'f13.png'}"]
     assert [frame.note for frame in frames if frame.note] == [f"{folder}: skipped 1 other file (not {', '.join(IMAGE_SUFFIXES)}) and 1 sub-folder"]
+
+
+def test_ctrl_c_during_predict_exits_130_promptly_without_a_traceback(trained, tmp_path):
+    """SIGINT while a long video is being read: the command stops within seconds (the reader
+    thread ends at its next frame), says it was interrupted, and leaves --out as it was."""
+    import signal
+    import subprocess
+    import time
+
+    video = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for index in range(10_000):
+        writer.write(np.full((48, 64, 3), index % 250, np.uint8))
+    writer.release()
+    out = tmp_path / "rows.csv"
+    command = [sys.executable, "-m", "feph_finetune", "predict", str(trained.run_dir), str(video), "--out", str(out), "--batch-size", "4"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(path.stat().st_size > 200 for path in tmp_path.glob("*rows.csv*")):  # rows being written: reading is under way
+        assert process.poll() is None and time.monotonic() < deadline, "predict ended (or never started reading) before the interrupt"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - interrupted < 5, "the interrupt took long to stop predict"
+    assert process.returncode == 130, stderr
+    assert f"interrupted: nothing was written to {out}" in stderr and "Traceback" not in stderr and "terminate called" not in stderr
+    assert not out.exists()
