@@ -396,12 +396,13 @@ SHIFTED = {index: 100 * index + 5000 for index in range(1, FRAMES)}
     ({DAMAGED: 5000}, "frame 20's timestamp (5.000 s) lies outside the times of the frames around it (19 and the next)"),
     ({DAMAGED: 2500}, "frame 20's timestamp (2.500 s) lies outside the times of the frames around it (19 and the next)"),
     ({DAMAGED: 1500}, "frame 20's timestamp (1.500 s) lies outside the times of the frames around it (19 and the next)"),
-    (SHIFTED, "frame 0's timestamp (0.000 s) lies 50 frames before the grid the later frames follow (frame 1 at 5.100 s)"),
+    (SHIFTED, "frame 0's timestamp (0.000 s) lies 50 frames before the grid the later frames follow (frame 1 at 5.100 s, past the 40 frames"),
 ], ids=["jump", "small-jump", "back", "all-but-frame-0-shifted"])
 def test_a_lone_timestamp_out_of_place_is_damage_to_that_frame_and_invents_no_loss(tmp_path, milliseconds, note):
     """One frame's timestamp that the next frame contradicts (stamped past it, or before the
     previous frame), or frame 0 stamped far before a grid all later frames follow: every frame
-    keeps its place on the grid, nothing counts as lost, one note names the frame."""
+    keeps its place on the grid, nothing counts as lost, one note names the frame (frame 1 stamped
+    past the frame count the container announces: no frames can have been lost between 0 and 1)."""
     path = retimed_mkv(tmp_path, milliseconds)
     shown, problems, notes = read_timed(path)
     assert shown == {index: (index, pytest.approx(index / FPS, abs=1e-9)) for index in range(FRAMES)}  # 1e-9: float noise only
@@ -422,3 +423,17 @@ def test_an_empty_frame_chunk_is_a_dropped_frame_not_damage(tmp_path, index):
     assert {index: level for index, (level, _) in shown.items()} == {index: index for index in range(FRAMES) if index != DAMAGED}
     assert problems == []
     assert notes == [f"{path}: frame {DAMAGED} is empty in the file (a frame the writer dropped; players show the previous one again): no row"]
+
+
+def test_frames_lost_right_after_frame_0_are_a_gap_not_a_shifted_grid(tmp_path):
+    """Frame 1's block header damaged: the demuxer goes on at the next cluster, within the frame
+    count the container announces, so the frames there keep their numbers and the loss is named."""
+    data, starts = mkv_frames(tmp_path / "whole.mkv")
+    block = data.rfind(b"\xa3", 0, starts[1])
+    data[block : starts[1] + 4] = bytes(starts[1] + 4 - block)
+    path = tmp_path / "lost-after-0.mkv"
+    path.write_bytes(bytes(data))
+    _, shown, problems = read(path)
+    resumed = min(index for index in shown if index > 0)
+    assert resumed > 1 and shown == {index: index for index in [0, *range(resumed, FRAMES)]}
+    assert problems == [f"{path}: frames 1-{resumed - 1} could not be decoded (left out; later frames keep their numbers)"]

@@ -4,8 +4,9 @@ Each frame goes through the bundle's frame steps and resize (:func:`feph_finetun
 the face detector running once per frame) and, in batches, through its batch steps
 (:func:`feph_finetune.training.stages.preprocess_batch`) into the model: the functions that prepared the
 run's own training and test images. Frames are streamed and cropped as they are decoded: memory
-holds about one full frame and two batches of model-sized crops (the one the model predicts, the
-next one being prepared), and per-frame probabilities only when a plot needs them.
+holds about two full frames (a video frame waits for the next one's timestamp) and two batches
+of model-sized crops (the one the model predicts, the next one being prepared), and per-frame
+probabilities only when a plot needs them.
 
 Output rows (one per kept frame), in this column order:
 
@@ -231,8 +232,8 @@ class Predictor:
         """Batches of frames (without their images) with their frame-step results (face crop, resize).
 
         Each frame goes through the frame steps as soon as it is decoded and its full image is
-        dropped then, so memory follows the model's input size, not the video's: about one full
-        frame at a time, plus two batches of ``input_size`` crops. With ``Settings.prefetch`` a
+        dropped then, so memory follows the model's input size, not the video's: about two full
+        frames at a time, plus two batches of ``input_size`` crops. With ``Settings.prefetch`` a
         worker thread decodes and crops the next batch while the model predicts the current one
         (OpenCV and TensorFlow release the GIL), holding one batch ahead.
         """

@@ -170,7 +170,7 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     layout = avi_layout(predict_input.path) if timestamps else None
     broken, empty = (layout.broken, layout.empty) if layout else (None, frozenset())
     dropped: list[int] = []  # empty AVI chunks met: frames the writer left out on purpose
-    numbers = FrameNumbers(predict_input.fps if timestamps else None)
+    numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced)
     last = -1  # the number of the last decoded frame
     decoded, gaps, unnamed, stopped = 0, 0, 0, False
     name, announced = predict_input.name, predict_input.announced
@@ -284,13 +284,14 @@ class FrameNumbers:
     next frame's slot, or before the previous frame's, when the next frame's slot leaves room
     between the two, is numbered by its place (the previous number + 1, plus failed reads, below
     the next frame's slot) and its ``time_s`` is that slot's time; a note names the first such
-    frame. Frame 0 stamped more than one slot before frame 1 (a first frame stamped 0 by a
-    muxer that offsets the others) moves the grid so that frame 1 is slot 1: nothing counts as
+    frame. Frame 0 stamped at 0 and frame 1 at a slot past the frame count the container announces
+    (a first frame stamped 0 by a muxer that offsets the others; frames lost after frame 0 would
+    leave frame 1 within the count) moves the grid so that frame 1 is slot 1: nothing counts as
     lost, said in a note.
     """
 
-    def __init__(self, fps: float | None):
-        self.fps = fps
+    def __init__(self, fps: float | None, announced: int | None = None):
+        self.fps, self.announced = fps, announced  # announced: the frame count the container announces (None: unknown)
         self.last = -1  # the number of the last frame
         self.time: float | None = None  # its timestamp in seconds
         self.variable = False
@@ -348,10 +349,11 @@ class FrameNumbers:
         if following is None or following[0] is None or not self._near_slot(following[0]):
             return None
         slot, next_slot = self._slot(seconds), self._slot(following[0])
-        if self.last == -1 and self.time is None and following[1] == 0 and next_slot > slot + 1 and slot == 0:
+        if self.last == -1 and self.time is None and following[1] == 0 and slot == 0 and self.announced is not None and next_slot >= self.announced > 1:
             self.offset = next_slot - 1
             self.note = (f"frame 0's timestamp ({seconds:.3f} s) lies {next_slot - 1} frames before the grid the later frames follow (frame 1 at "
-                         f"{following[0]:.3f} s): taken as damaged, nothing is counted as lost, and time_s counts from frame 0's place just before frame 1")
+                         f"{following[0]:.3f} s, past the {self.announced} frames the container announces): taken as damaged, nothing is counted "
+                         "as lost, and time_s counts from frame 0's place just before frame 1")
             return 0
         if next_slot <= self.last + 1 or self.last < slot < next_slot or slot == self.last:
             return None
