@@ -554,8 +554,11 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.results.reports import RecordError
 
+    from feph_finetune.execution.runner import sigterm_as_interrupt
+
     try:
-        return command(args, console)
+        with sigterm_as_interrupt():  # every command: exit 130, its temporary files removed
+            return command(args, console)
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         problems = getattr(error, "problems", None)
         return print_error(errors, [str(problem) for problem in problems] if problems else str(error))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -233,3 +234,21 @@ def test_console_tables_measure_labels_in_terminal_cells():
         printed = io.StringIO()
         render(runs, "table", Console(file=printed, width=width))
         assert "手語-A" in printed.getvalue() and "手語の表情-微調整" in printed.getvalue(), printed.getvalue()
+
+
+def test_figures_onto_a_disk_that_fills_leave_no_new_folder_behind(store, tmp_path, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+
+    real, saved = Figure.savefig, []
+
+    def fill_the_disk_on_the_third(figure, target, **options):
+        if len(saved) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+        saved.append(target)
+        return real(figure, target, **options)
+
+    monkeypatch.setattr(Figure, "savefig", fill_the_disk_on_the_third)
+    out = tmp_path / "new" / "figures"
+    assert main(["report", str(store), "--figures", str(out)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert not out.exists() and list((tmp_path / "new").iterdir()) == [], "no figures folder, no temporary one"

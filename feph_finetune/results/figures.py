@@ -32,7 +32,7 @@ import numpy as np
 
 from feph_finetune.results.confusion import row_shares, summed_confusion
 from feph_finetune.results.reports import configuration_name, finished, markdown_report, short_name
-from feph_finetune.results.store import atomic_path
+from feph_finetune.results.store import atomic_folder, atomic_path
 from feph_finetune.results.stats import mean_ci95
 
 #: What to run when matplotlib is missing.
@@ -143,13 +143,22 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
     Raises PlotsUnavailable before writing anything when matplotlib is missing.
     """
     agg_figure_classes()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists():
+        plots = _write_into(configurations, run_dirs, out_dir, source, warn)
+    else:  # a new folder appears complete or not at all (a full disk, an interrupt)
+        with atomic_folder(out_dir) as staging:
+            plots = _write_into(configurations, run_dirs, staging, source, warn)
+    return [out_dir / plot.file for plot in plots] + [out_dir / "report.md"]
+
+
+def _write_into(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, folder: Path, source: str,
+                warn: Callable[[str], None]) -> list[Plot]:
+    """Write the figures and ``report.md`` into the existing ``folder``; the figures written."""
     with fonts_for(_texts(configurations), warn):
-        plots = _figures(configurations, run_dirs, out_dir, warn)
-    markdown = out_dir / "report.md"
-    with atomic_path(markdown) as temporary:  # an interrupt never leaves half a report.md
+        plots = _figures(configurations, run_dirs, folder, warn)
+    with atomic_path(folder / "report.md") as temporary:  # an interrupt never leaves half a report.md
         temporary.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
-    return [out_dir / plot.file for plot in plots] + [markdown]
+    return plots
 
 
 def _figures(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, warn: Callable[[str], None]) -> list[Plot]:
