@@ -172,7 +172,9 @@ def load_plugins():
 
 def warn(line: str) -> None:
     """One warning line on stderr (a skipped result file, ...)."""
-    Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+    from feph_finetune.printable import printable
+
+    Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(printable(line))}", highlight=False, soft_wrap=True)
 
 
 def cmd_plugins(args, console: Console) -> int:

@@ -32,6 +32,7 @@ import numpy as np
 
 from feph_finetune.results.confusion import row_shares, summed_confusion
 from feph_finetune.results.reports import configuration_name, finished, markdown_report, short_name
+from feph_finetune.printable import printable
 from feph_finetune.results.store import atomic_folder, atomic_path
 from feph_finetune.results.stats import mean_ci95
 
@@ -227,14 +228,14 @@ def _phase_words(phase: str) -> str:
 
 def _row_title(row: dict) -> str:
     if row["phase"] == "cv":
-        return f"{short_name(row)}: {row['label']} ({row['model']}), cross-validation"
-    return f"{configuration_name(row)} ({row['model']}), {row['phase']} phase"
+        return printable(f"{short_name(row)}: {row['label']} ({row['model']}), cross-validation")
+    return printable(f"{configuration_name(row)} ({row['model']}), {row['phase']} phase")
 
 
 def _legend_name(row: dict) -> str:
     if row["phase"] == "cv":
-        return f"{short_name(row)}: {row['label']}"
-    return f"{configuration_name(row)} ({row['model']})"
+        return printable(f"{short_name(row)}: {row['label']}")
+    return printable(f"{configuration_name(row)} ({row['model']})")
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -546,4 +547,4 @@ def _report_markdown(rows: list[dict], plots: list[Plot], source: str) -> str:
 
 def _escaped(text: str) -> str:
     """Text safe inside a markdown image's alt text and an emphasis (grid variants hold brackets)."""
-    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", printable(text))
