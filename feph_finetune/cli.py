@@ -171,10 +171,13 @@ def load_plugins():
 
 
 def warn(line: str) -> None:
-    """One warning line on stderr (a skipped result file, ...)."""
+    """One warning on stderr (a skipped result file, ...): wrapped at the width of a terminal
+    (or of ``COLUMNS``), on one line in a log file or pipe, as :func:`output_console` does."""
     from feph_finetune.printable import printable
 
-    Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(printable(line))}", highlight=False, soft_wrap=True)
+    errors = Console(stderr=True)
+    unwrapped = not errors.is_terminal and "COLUMNS" not in os.environ
+    errors.print(f"[yellow]warning:[/yellow] {escape(printable(line))}", highlight=False, soft_wrap=unwrapped)
 
 
 def cmd_plugins(args, console: Console) -> int:
