@@ -527,7 +527,7 @@ class MatrixBuilder:
         if missing:
             self.problems.append(Problem(place,
                 f"No-FT evaluates the pretrained classifier of {config['model']!r}, which has no class {', '.join(map(repr, missing))} "
-                f"of the dataset (its classes: {', '.join(map(str, known))}); fine-tune instead (fine_tune = true)"))
+                f"of the dataset (its classes: {', '.join(map(repr, known))}); fine-tune instead (fine_tune = true)"))
 
     def model_input_size(self, config: dict[str, Any], where, size_set: bool) -> None:
         """The model plugin's ``model_input``: its side when the TOML sets no ``input_size``; a
