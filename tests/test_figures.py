@@ -310,3 +310,25 @@ def test_a_long_figure_warning_wraps_at_the_terminals_width(tmp_path):
     result = run_cli("report", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures"), env={"COLUMNS": "80"})
     assert result.returncode == 0 and "too long to lay out" in " ".join(result.stderr.split()), result.stderr
     assert max(cell_len(line) for line in result.stderr.splitlines()) <= 80, result.stderr
+
+
+def test_sigterm_while_figures_are_drawn_exits_130_leaving_no_new_folder(store, tmp_path, monkeypatch, capsys):
+    import signal
+
+    from matplotlib.figure import Figure
+
+    real, saved = Figure.savefig, []
+
+    def terminated_on_the_second(figure, target, **options):
+        if saved:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` would, while the second figure is saved
+        saved.append(target)
+        return real(figure, target, **options)
+
+    monkeypatch.setattr(Figure, "savefig", terminated_on_the_second)
+    out = tmp_path / "new" / "figures"
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["report", str(store), "--figures", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not out.exists() and list((tmp_path / "new").iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == before, "the command puts the previous handler back"

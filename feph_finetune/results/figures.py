@@ -116,7 +116,7 @@ def _layout_warnings(warn: Callable[[str], None]) -> Iterator[None]:
     import warnings
 
     with warnings.catch_warnings(record=True) as raised:
-        warnings.simplefilter("default")
+        warnings.filterwarnings("always", message="constrained_layout not applied", category=UserWarning)
         yield
     layout = [warning for warning in raised if "constrained_layout not applied" in str(warning.message)]
     for warning in raised:
