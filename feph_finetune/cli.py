@@ -171,8 +171,13 @@ def load_plugins():
 
 
 def warn(line: str) -> None:
-    """One warning line on stderr (a skipped result file, ...)."""
-    Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+    """One warning on stderr (a skipped result file, ...): wrapped at the width of a terminal
+    (or of ``COLUMNS``), on one line in a log file or pipe, as :func:`output_console` does."""
+    from feph_finetune.printable import printable
+
+    errors = Console(stderr=True)
+    unwrapped = not errors.is_terminal and "COLUMNS" not in os.environ
+    errors.print(f"[yellow]warning:[/yellow] {escape(printable(line))}", highlight=False, soft_wrap=unwrapped)
 
 
 def cmd_plugins(args, console: Console) -> int:
@@ -554,8 +559,11 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.results.reports import RecordError
 
+    from feph_finetune.execution.runner import sigterm_as_interrupt
+
     try:
-        return command(args, console)
+        with sigterm_as_interrupt():  # every command: exit 130, its temporary files removed
+            return command(args, console)
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         problems = getattr(error, "problems", None)
         return print_error(errors, [str(problem) for problem in problems] if problems else str(error))

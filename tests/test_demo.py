@@ -233,7 +233,7 @@ def test_bad_base_epochs_are_refused_naming_the_key(tmp_path, capsys, base_epoch
         demo.demo_settings(read_config(path, []))
 
 
-@pytest.mark.parametrize("folds, message", [(1, "must be >= 2, not 1"), (-2, "must be >= 2, not -2"), ("3", "expected int")])
+@pytest.mark.parametrize("folds, message", [(1, "must be 0 (keep [dataset] folds), or 2 and more up to 10,000, not 1"), (-1, "must be 0 (keep [dataset] folds), or 2 and more up to 10,000, not -1"), ("3", "expected int")])
 def test_bad_demo_folds_are_refused_naming_the_key(tmp_path, capsys, folds, message):
     path = tmp_path / "bad.toml"
     path.write_text(f'[dataset]\nroot = "x"\n\n[experiments.A]\nmodel = "mobilenet"\n\n[demo]\nfolds = {json.dumps(folds)}\n', encoding="utf-8")

@@ -89,3 +89,15 @@ def test_rendering_shows_classes_reasons_and_splits(loaded):
         assert name in text
     assert f"{100 / 7:.1f}%" in text
     assert f"{sum(expected['dropped'].values())} rows dropped" in text
+
+
+def test_class_names_and_notes_from_the_data_are_shown_with_control_characters_escaped(loaded):
+    dataset, _ = loaded
+    description = describe_dataset(dataset, folds=3)
+    description["classes"] = {"c\x1b[31mred": 3, "[bold]tab\there": 2}
+    description["notes"] = ["a folder named x\x1b]0;title\x07"]
+    stream = io.StringIO()
+    render_description(description, Console(file=stream, width=120, color_system=None))
+    text = stream.getvalue()
+    assert "\x1b" not in text and "\t" not in text and "\x07" not in text, repr(text)
+    assert "c\\x1b[31mred" in text and "[bold]tab\\there" in text and "x\\x1b]0;title\\x07" in text, text

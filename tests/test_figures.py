@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -233,3 +234,101 @@ def test_console_tables_measure_labels_in_terminal_cells():
         printed = io.StringIO()
         render(runs, "table", Console(file=printed, width=width))
         assert "手語-A" in printed.getvalue() and "手語の表情-微調整" in printed.getvalue(), printed.getvalue()
+
+
+def test_figures_onto_a_disk_that_fills_leave_no_new_folder_behind(store, tmp_path, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+
+    real, saved = Figure.savefig, []
+
+    def fill_the_disk_on_the_third(figure, target, **options):
+        if len(saved) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+        saved.append(target)
+        return real(figure, target, **options)
+
+    monkeypatch.setattr(Figure, "savefig", fill_the_disk_on_the_third)
+    out = tmp_path / "new" / "figures"
+    assert main(["report", str(store), "--figures", str(out)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert not out.exists() and list((tmp_path / "new").iterdir()) == [], "no figures folder, no temporary one"
+
+
+def _with_classes(root, names: list[str]) -> None:
+    """Rename the classes of every run recorded under ``root`` to ``names`` (in CLASSES' order)."""
+    import json
+
+    mapping = dict(zip(CLASSES, names))
+    for path in root.glob("*/result.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("metrics"):
+            record["classes"] = names
+            record["metrics"]["sensitivity"] = {mapping[name]: value for name, value in record["metrics"]["sensitivity"].items()}
+        path.write_text(json.dumps(record), encoding="utf-8")
+
+
+def test_long_class_names_are_abbreviated_on_the_axes_and_spelled_out_in_the_captions(tmp_path, capsys):
+    import warnings
+
+    names = [f"{name} {'a very long class name ' * 5}"[:120] for name in CLASSES]
+    write_fake_store(tmp_path / "runs", experiments=["M-FT"])
+    _with_classes(tmp_path / "runs", names)
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        assert main(["report", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]) == 0
+    assert [str(warning.message) for warning in raised if "constrained_layout" in str(warning.message)] == []
+    assert "warning:" not in capsys.readouterr().err
+    markdown = (tmp_path / "figures" / "report.md").read_text(encoding="utf-8")
+    assert markdown.count(f"ang: {names[0].strip()}") >= 2, "the sensitivity and confusion captions spell the classes out"
+
+
+def test_labels_too_long_to_lay_out_give_one_warning_line_not_matplotlibs(tmp_path, capsys):
+    import json
+    import warnings
+
+    write_fake_store(tmp_path / "runs", experiments=["M-FT"])
+    for path in (tmp_path / "runs").glob("*/result.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps({**record, "label": "FT " + "with a very long description " * 12}), encoding="utf-8")
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        assert main(["report", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]) == 0
+    assert [str(warning.message) for warning in raised if "constrained_layout" in str(warning.message)] == []
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "too long to lay out" in warned[0], warned
+
+
+def test_a_long_figure_warning_wraps_at_the_terminals_width(tmp_path):
+    import json
+
+    from rich.cells import cell_len
+
+    write_fake_store(tmp_path / "runs", experiments=["M-FT"])
+    for path in (tmp_path / "runs").glob("*/result.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps({**record, "label": "FT " + "with a very long description " * 12}), encoding="utf-8")
+    result = run_cli("report", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures"), env={"COLUMNS": "80"})
+    assert result.returncode == 0 and "too long to lay out" in " ".join(result.stderr.split()), result.stderr
+    assert max(cell_len(line) for line in result.stderr.splitlines()) <= 80, result.stderr
+
+
+def test_sigterm_while_figures_are_drawn_exits_130_leaving_no_new_folder(store, tmp_path, monkeypatch, capsys):
+    import signal
+
+    from matplotlib.figure import Figure
+
+    real, saved = Figure.savefig, []
+
+    def terminated_on_the_second(figure, target, **options):
+        if saved:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` would, while the second figure is saved
+        saved.append(target)
+        return real(figure, target, **options)
+
+    monkeypatch.setattr(Figure, "savefig", terminated_on_the_second)
+    out = tmp_path / "new" / "figures"
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["report", str(store), "--figures", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not out.exists() and list((tmp_path / "new").iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == before, "the command puts the previous handler back"

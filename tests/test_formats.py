@@ -185,6 +185,7 @@ def test_no_ft_is_refused_at_the_dry_run_naming_the_classes_the_model_lacks(tmp_
     assert main([str(path), "--dry-run"]) == 2
     error = capsys.readouterr().err
     assert "experiments.B.fine_tune: No-FT evaluates the pretrained classifier of 'mobilenet', which has no class 'raised_brows'" in error
+    assert "(its classes: 'anger', 'disgust', 'fear'," in " ".join(error.split()), "quoted: a stray space would show"
 
 
 #: A pretrained classifier's own names for the four classes, in another order and case, and one

@@ -682,3 +682,48 @@ def test_records_from_before_grouping_was_recorded_get_no_grouping_note(records)
     assert all("grouped" not in record for record in records)
     assert all(row["grouped"] is None for row in summarize(records))
     assert UNGROUPED_TITLE.split()[0] not in rendered(records, "table")
+
+
+HOSTILE_CLASSES = ["c\x1b[31mred", "tab\there", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_control_characters_in_names_are_shown_escaped_and_markdown_takes_no_html(records, fmt):
+    experiment = summarize(records)[-1]["experiment"]
+    hostile = []
+    for record in with_other_classes(records, experiment, HOSTILE_CLASSES):
+        if record["experiment"] == experiment:
+            record = {**record, "experiment": "line\nbreak <b>x</b> & co", "label": "line\nbreak <b>x</b> & co"}
+        hostile.append(record)
+    buffer = io.StringIO()
+    render(hostile, fmt, Console(file=buffer, width=80))
+    text = buffer.getvalue()
+    assert "\x1b" not in text and "\t" not in text, "a control character reached the output raw"
+    assert "\\x1b" in text and "\\t" in text, text
+    if fmt == "markdown":
+        assert "<b>" not in text and "&lt;b&gt;x&lt;/b&gt; &amp; co" in text, text
+        rows = [line for line in text.splitlines() if line.startswith("|")]
+        assert rows and all(line.endswith("|") for line in rows), "a table row was split"
+    shown = "line\\\\nbreak" if fmt == "markdown" else "line\\nbreak"  # markdown doubles the backslash
+    assert shown in "".join(text.split()), text
+
+
+def test_the_console_confusion_table_shows_control_characters_escaped(records):
+    from feph_finetune.results.confusion import confusion_table
+    from feph_finetune.results.reports import configurations
+
+    experiment = summarize(records)[-1]["experiment"]
+    hostile = with_other_classes(records, experiment, HOSTILE_CLASSES)
+    chosen = [(row, runs) for row, runs in configurations(hostile) if row["experiment"] == experiment]
+    buffer = io.StringIO()
+    for row, runs in chosen:
+        Console(file=buffer, width=80).print(confusion_table(row, runs, 80))
+    text = buffer.getvalue()
+    assert chosen and "\x1b" not in text and "\t" not in text and "\\x1b" in text, text
+
+
+def test_printable_escapes_control_characters_only():
+    from feph_finetune.printable import printable
+
+    assert printable("c\x1b[31mred\ttab\nline\u2028sep\x7f") == "c\\x1b[31mred\\ttab\\nline\\u2028sep\\x7f"
+    assert printable("怒り 👩‍💻 naïve") == "怒り 👩‍💻 naïve"  # other scripts and joined emoji stay as they are

@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,8 +17,10 @@ import numpy as np
 import pytest
 
 from feph_finetune import CLASSES
+from feph_finetune.cli import main
 from feph_finetune.demo.synth import TABLE1_SHARES, Frame, make_signers, render_frame, write_synthetic_dataset
 
+REPO = Path(__file__).resolve().parents[1]
 NAME_PATTERN = re.compile(r"^(.+?)\.avi_pid\d+_fn(\d+)-\d+(\.png)?$")
 CODES = {"0": "neutral", "1": "anger", "2": "disgust", "3": "fear", "4": "happy", "5": "sad", "6": "surprise"}
 
@@ -194,3 +200,21 @@ def test_refuses_a_folder_that_already_holds_a_dataset(tmp_path):
 def test_rejects_an_unknown_domain(tmp_path):
     with pytest.raises(ValueError, match="domain"):
         write_synthetic_dataset(tmp_path / "x", images=5, domain="photos")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_synth_exits_130_leaving_nothing_half_written_and_a_rerun_works(tmp_path, stop):
+    out = tmp_path / "data" / "FePh"
+    command = subprocess.Popen([sys.executable, "-m", "feph_finetune", "synth", str(out), "--images", "100000"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(folder.is_dir() and any(folder.iterdir()) for folder in out.glob(".*.tmp.FePh_images")):
+        assert time.monotonic() < deadline and command.poll() is None, "synth never started writing images"
+        time.sleep(0.1)
+    command.send_signal(stop)
+    _, stderr = command.communicate(timeout=60)
+    assert command.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists(), f"left behind: {sorted(path.name for path in out.rglob('*'))}"
+    assert main(["synth", str(out), "--images", "5"]) == 0
+    assert (out / "FePh_labels.csv").is_file()

@@ -337,3 +337,20 @@ def test_the_demo_dry_run_works_before_its_data_exists(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert '"experiment": "M0"' in captured.out
+
+
+def test_labels_with_control_characters_are_refused_in_one_pass_naming_their_lines(tmp_path, synthetic_feph, capsys):
+    experiments = """
+    [experiments.A]
+    label = "FT\\u001b[31m"
+
+    [experiments.B]
+    cv_label = "two\\tcolumns"
+    """
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    code, err = dry_run(path, capsys)
+    assert code == 2 and err.startswith("error: 2 problems") and "\x1b" not in err and "\t" not in err, err
+    text = " ".join(err.split())
+    first, second = place(path, 'label = "FT', "experiments.A.label"), place(path, 'cv_label = "two', "experiments.B.cv_label")
+    assert f"{first}: 'FT\\x1b[31m' holds control characters" in text, err
+    assert f"{second}: 'two\\tcolumns' holds control characters" in text, err

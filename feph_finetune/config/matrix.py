@@ -43,6 +43,7 @@ from feph_finetune.config.reading import (
     valid_values,
 )
 from feph_finetune.config.options import option_problems
+from feph_finetune.printable import printable
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.class_mapping import map_classes
@@ -526,7 +527,7 @@ class MatrixBuilder:
         if missing:
             self.problems.append(Problem(place,
                 f"No-FT evaluates the pretrained classifier of {config['model']!r}, which has no class {', '.join(map(repr, missing))} "
-                f"of the dataset (its classes: {', '.join(map(str, known))}); fine-tune instead (fine_tune = true)"))
+                f"of the dataset (its classes: {', '.join(map(repr, known))}); fine-tune instead (fine_tune = true)"))
 
     def model_input_size(self, config: dict[str, Any], where, size_set: bool) -> None:
         """The model plugin's ``model_input``: its side when the TOML sets no ``input_size``; a
@@ -608,6 +609,10 @@ class MatrixBuilder:
         for name, table in top["experiments"].items():
             if not EXPERIMENT_NAME.match(name):
                 self.problem(("experiments", name), "experiment names may use letters, digits and _ . + - only")
+            for key in ("label", "cv_label"):
+                text = table.get(key) if isinstance(table, dict) else None
+                if isinstance(text, str) and printable(text) != text:
+                    self.problem(("experiments", name, key), f"'{printable(text)}' holds control characters; a label is shown in tables, give it printable characters only")
             if not check_section(self.raw, table, EXPERIMENT_OPTIONS, ("experiments", name), self.problems) >= {""}:
                 experiments[name] = table
         runs: list[Run] = []

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections import Counter
 
 from rich.table import Table
+from rich.text import Text
+
+from feph_finetune.printable import printable
 
 from feph_finetune.api import Dataset
 from feph_finetune.config.options import as_option, option_problems
@@ -113,9 +116,9 @@ def render_description(description: dict, console) -> None:
     console.print(_dropped_table(description))
     console.print(_split_table(description))
     for note in description["notes"]:
-        console.print(f"note: {note}", markup=False)
+        console.print(f"note: {printable(note)}", markup=False)
     for warning in description["warnings"]:
-        console.print(f"warning: {warning}", markup=False)
+        console.print(f"warning: {printable(warning)}", markup=False)
 
 
 def _test_side(split: Split, sequences) -> dict:
@@ -131,7 +134,7 @@ def _class_table(description: dict) -> Table:
     table.add_column("share", justify="right")
     for name, count in description["classes"].items():
         share = f"{100.0 * count / images:.1f}%" if images else "-"
-        table.add_row(name, str(count), share)
+        table.add_row(Text(printable(name)), str(count), share)
     return table
 
 

@@ -65,7 +65,12 @@ class DemoPaths:
 
 def _demo_folds_problem(folds: int) -> str | None:
     """``[demo] folds``: 0 (keep ``[dataset] folds``), or a count within ``dataset.folds``' bounds."""
-    return None if folds == 0 else next(iter(option_problems(folds, DATASET_OPTIONS["folds"])), None)
+    if folds == 0:
+        return None
+    bounds = DATASET_OPTIONS["folds"]
+    if option_problems(folds, bounds):
+        return f"must be 0 (keep [dataset] folds), or {bounds.minimum} and more up to {bounds.maximum:,}, not {folds}"
+    return None
 
 
 #: The ``[demo]`` table. The demo declares it, not the core's schema: the demo is a client of the

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from feph_finetune.api import CLASSES
-from feph_finetune.results.store import atomic_path
+from feph_finetune.results.store import atomic_folder, atomic_path
 
 #: The release's label codes for the seven classes (code 7 is "none of the above").
 LABEL_CODES: dict[str, int] = {
@@ -681,8 +681,11 @@ def write_synthetic_dataset(out, images: int = 300, seed: int = 0, domain: str =
     release's defective rows on top. Refuses an ``out`` that already holds a dataset, so that
     stale images never mix with new ones. Returns a summary: ``path``, ``domain``, ``seed``,
     ``kept``, ``rows``, ``per_class``, ``bad_rows``, ``no_extension``, ``signers``, ``sequences``.
-    An :exc:`OSError` while writing (a full or read-only disk) removes what this call wrote, so
-    that no half dataset is left to be read as a whole one, and propagates.
+    The images are drawn into a hidden folder beside ``FePh_images`` that is renamed into place
+    when complete (:func:`~feph_finetune.results.store.atomic_folder`), then the labels file is
+    written. Any failure or interrupt (an :exc:`OSError` of a full or read-only disk, Ctrl-C,
+    SIGTERM turned into :exc:`KeyboardInterrupt`) removes what this call wrote, so that no half
+    dataset is left to be read as a whole one or to block a rerun, and propagates.
     """
     if domain not in DOMAINS:
         raise ValueError(f"write_synthetic_dataset: domain must be one of {DOMAINS}, not {domain!r}")
@@ -693,9 +696,8 @@ def write_synthetic_dataset(out, images: int = 300, seed: int = 0, domain: str =
     _refuse_existing(root, images_dir)
     created = [folder for folder in (*reversed(images_dir.parents), images_dir) if not folder.exists()]
     try:
-        images_dir.mkdir(parents=True, exist_ok=True)
         return _write_dataset(root, images_dir, images, seed, domain)
-    except OSError:
+    except BaseException:  # an interrupt too: nothing half-written may stay
         _remove_partial(images_dir, created)
         raise
 
@@ -720,9 +722,9 @@ def _write_dataset(root: Path, images_dir: Path, images: int, seed: int, domain:
     frames.sort(key=lambda frame: frame.file_name)
 
     no_extension = _pick_no_extension(frames, rng) if domain == "feph" else set()
-    rows = []
-    for frame in frames:
-        rows.append(_write_frame(frame, signers, domain, images_dir, rng, frame.file_name in no_extension))
+    with atomic_folder(images_dir) as staging:
+        rows = [_write_frame(frame, signers, domain, staging, rng, frame.file_name in no_extension)
+                for frame in frames]
     _write_labels(root / LABELS_FILE, rows)
     return {
         "path": str(root),

@@ -20,6 +20,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from feph_finetune.printable import printable
 from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, short_name, spread_columns
 
 if TYPE_CHECKING:
@@ -94,20 +95,20 @@ def confusion_table(row: dict, runs: list[dict], width: int = 80) -> Group | Tex
     try:
         summed = summed_confusion(runs, classes)
     except ValueError as error:  # runs of one configuration with different class lists
-        return Text(f"{_title(row, 0)}: no matrix: {error}")
-    title = _title(row, summed[1] if summed else 0)
+        return Text(printable(f"{_title(row, 0)}: no matrix: {error}"))
+    title = printable(_title(row, summed[1] if summed else 0))
     if summed is None:
         return Text(f"{title}: no finished run recorded a confusion matrix")
     counts, _ = summed
     shares = row_shares(counts)
-    short = class_abbreviations(classes)
-    legend = ", ".join(f"{short[name]} {name}" for name in classes if short[name] != name)
+    short = {name: printable(abbreviation) for name, abbreviation in class_abbreviations(classes).items()}
+    legend = ", ".join(f"{short[name]} {printable(name)}" for name in classes if short[name] != printable(name))
     headers = ["true class", *(short[name] for name in classes), "images", "sens."]
     rows = []
     for index, name in enumerate(classes):
         cells = [_cell(int(counts[index, column]), shares[index, column], index == column) for column in range(len(classes))]
         sensitivity = shares[index, index]
-        rows.append([Text(name), *cells, Text(str(int(counts[index].sum()))), Text("–" if np.isnan(sensitivity) else f"{100 * sensitivity:.1f}")])
+        rows.append([Text(printable(name)), *cells, Text(str(int(counts[index].sum()))), Text("–" if np.isnan(sensitivity) else f"{100 * sensitivity:.1f}")])
     widths = [max(cell_len(line) for text in [Text(header), *(cells[column] for cells in rows)] for line in text.plain.split("\n"))
               for column, header in enumerate(headers)]
     tables = []

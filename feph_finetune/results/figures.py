@@ -31,8 +31,9 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from feph_finetune.results.confusion import row_shares, summed_confusion
-from feph_finetune.results.reports import configuration_name, finished, markdown_report, short_name
-from feph_finetune.results.store import atomic_path
+from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, markdown_report, short_name
+from feph_finetune.printable import printable
+from feph_finetune.results.store import atomic_folder, atomic_path
 from feph_finetune.results.stats import mean_ci95
 
 #: What to run when matplotlib is missing.
@@ -108,6 +109,24 @@ def fonts_for(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator[Non
         yield
 
 
+@contextmanager
+def _layout_warnings(warn: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, matplotlib's "constrained_layout not applied" warnings (one per figure
+    whose labels leave its axes no room) become one ``warn`` line; other warnings pass on."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.filterwarnings("always", message="constrained_layout not applied", category=UserWarning)
+        yield
+    layout = [warning for warning in raised if "constrained_layout not applied" in str(warning.message)]
+    for warning in raised:
+        if warning not in layout:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if layout:
+        warn(f"figures: {len(layout)} figure(s) have labels too long to lay out (shorter labels fix it); "
+             "they are drawn without adjusting their layout, and some text may overlap")
+
+
 @lru_cache(maxsize=None)
 def _charmap(path: str) -> frozenset[str]:
     """The characters a font file has glyphs for (its first face, for a collection)."""
@@ -143,13 +162,22 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
     Raises PlotsUnavailable before writing anything when matplotlib is missing.
     """
     agg_figure_classes()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with fonts_for(_texts(configurations), warn):
-        plots = _figures(configurations, run_dirs, out_dir, warn)
-    markdown = out_dir / "report.md"
-    with atomic_path(markdown) as temporary:  # an interrupt never leaves half a report.md
+    if out_dir.exists():
+        plots = _write_into(configurations, run_dirs, out_dir, source, warn)
+    else:  # a new folder appears complete or not at all (a full disk, an interrupt)
+        with atomic_folder(out_dir) as staging:
+            plots = _write_into(configurations, run_dirs, staging, source, warn)
+    return [out_dir / plot.file for plot in plots] + [out_dir / "report.md"]
+
+
+def _write_into(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, folder: Path, source: str,
+                warn: Callable[[str], None]) -> list[Plot]:
+    """Write the figures and ``report.md`` into the existing ``folder``; the figures written."""
+    with fonts_for(_texts(configurations), warn), _layout_warnings(warn):
+        plots = _figures(configurations, run_dirs, folder, warn)
+    with atomic_path(folder / "report.md") as temporary:  # an interrupt never leaves half a report.md
         temporary.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
-    return [out_dir / plot.file for plot in plots] + [markdown]
+    return plots
 
 
 def _figures(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_dir: Path, warn: Callable[[str], None]) -> list[Plot]:
@@ -163,8 +191,9 @@ def _figures(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_
     for phase in dict.fromkeys(row["phase"] for row, _ in configurations):
         rows = [row for row, runs in configurations if row["phase"] == phase and finished(runs)]
         if rows:
+            classes = list(dict.fromkeys(name for row in rows for name in row["sensitivity"]))
             plots.append(_save(sensitivity_figure(rows, phase), out_dir, f"sensitivity_{_slug(phase)}.png", _SECTIONS[1],
-                               f"Sensitivity (recall) per class, {_phase_words(phase)}."))
+                               f"Sensitivity (recall) per class, {_phase_words(phase)}.{tick_legend(classes)}"))
     for row, runs in configurations:
         try:
             figure = confusion_figure(row, runs)
@@ -172,7 +201,7 @@ def _figures(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, out_
             warn(f"{_row_title(row)}: no confusion figure: {error}")
             continue
         if figure is not None:
-            plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _row_title(row)))
+            plots.append(_save(figure, out_dir, names.file("confusion", row), _SECTIONS[2], _confusion_caption(row)))
     for row, runs in configurations:
         figure = learning_curves_figure(row, _histories(runs, run_dirs, warn), _class_weighted(runs, run_dirs))
         if figure is not None:
@@ -218,14 +247,42 @@ def _phase_words(phase: str) -> str:
 
 def _row_title(row: dict) -> str:
     if row["phase"] == "cv":
-        return f"{short_name(row)}: {row['label']} ({row['model']}), cross-validation"
-    return f"{configuration_name(row)} ({row['model']}), {row['phase']} phase"
+        return printable(f"{short_name(row)}: {row['label']} ({row['model']}), cross-validation")
+    return printable(f"{configuration_name(row)} ({row['model']}), {row['phase']} phase")
+
+
+#: The longest class name, in characters, that a figure's axis shows whole; longer names make
+#: every class an abbreviation (as the console tables do), spelled out in the caption, so
+#: that the axes keep their room.
+TICK_NAME_LIMIT = 24
+
+
+def tick_names(classes: list[str]) -> dict[str, str]:
+    """Each class's name on a figure's axis: itself, or the tables' abbreviation
+    (:func:`~feph_finetune.results.reports.class_abbreviations`) when some name is longer than
+    :data:`TICK_NAME_LIMIT`; control characters shown escaped."""
+    if all(len(name) <= TICK_NAME_LIMIT for name in classes):
+        return {name: printable(name) for name in classes}
+    return {name: printable(short) for name, short in class_abbreviations(classes).items()}
+
+
+def tick_legend(classes: list[str]) -> str:
+    """What the abbreviated classes of :func:`tick_names` stand for, as a caption's last
+    sentence (with a leading space); empty when no class is abbreviated."""
+    ticks = tick_names(classes)
+    pairs = [f"{ticks[name]}: {printable(name)}" for name in classes if ticks[name] != printable(name)]
+    return f" Classes: {'; '.join(pairs)}." if pairs else ""
+
+
+def _confusion_caption(row: dict) -> str:
+    legend = tick_legend(list(row["sensitivity"]))
+    return f"{_row_title(row)}.{legend}" if legend else _row_title(row)
 
 
 def _legend_name(row: dict) -> str:
     if row["phase"] == "cv":
-        return f"{short_name(row)}: {row['label']}"
-    return f"{configuration_name(row)} ({row['model']})"
+        return printable(f"{short_name(row)}: {row['label']}")
+    return printable(f"{configuration_name(row)} ({row['model']})")
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -264,8 +321,9 @@ def confusion_figure(row: dict, runs: list[dict]):
             text = f"{counts[true, predicted]}\n" + ("–" if np.isnan(share) else f"{share:.0f}%")
             axes.text(predicted, true, text, ha="center", va="center", fontsize=8,
                       color="white" if share > 55 else "black", fontweight="bold" if true == predicted else "normal")
-    axes.set_xticks(range(len(classes)), classes, rotation=40, ha="right")
-    axes.set_yticks(range(len(classes)), [f"{name} ({counts[index].sum()})" for index, name in enumerate(classes)])
+    ticks = tick_names(classes)
+    axes.set_xticks(range(len(classes)), [ticks[name] for name in classes], rotation=40, ha="right")
+    axes.set_yticks(range(len(classes)), [f"{ticks[name]} ({counts[index].sum()})" for index, name in enumerate(classes)])
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class (test images)")
     accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
@@ -367,7 +425,8 @@ def _backbone_colour(row: dict) -> str:
 def sensitivity_figure(rows: list[dict], phase: str):
     """Grouped bars: per class (and their average), one bar per configuration; std as error bars in cv."""
     classes = list(dict.fromkeys(name for row in rows for name in row["sensitivity"]))
-    groups = [*classes, "average"]
+    ticks = tick_names(classes)
+    groups = [*(ticks[name] for name in classes), "average"]
     # At most SENSITIVITY_WIDTH inches (1,320 px) however many configurations: their bars get
     # thinner, the legend goes under the axes in columns.
     figure = _new_figure(min(SENSITIVITY_WIDTH, max(8.0, 0.16 * len(rows) * len(groups) + 2.0)), 5.0 + 0.22 * -(-len(rows) // 3))
@@ -537,4 +596,4 @@ def _report_markdown(rows: list[dict], plots: list[Plot], source: str) -> str:
 
 def _escaped(text: str) -> str:
     """Text safe inside a markdown image's alt text and an emphasis (grid variants hold brackets)."""
-    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", printable(text))

@@ -18,7 +18,7 @@ import json
 import math
 import numbers
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from feph_finetune.api import CLASSES
+from feph_finetune.printable import printable
 from feph_finetune.results.paper import published
 from feph_finetune.results.records import BaselineTest, FoldSpread, RecordShapeError, RunFailure, RunRecord, SummaryRow
 from feph_finetune.results.stats import paired_t
@@ -346,12 +347,30 @@ def render(records: Iterable[dict], fmt: str, console: "Console", paper: bool = 
     elif fmt == "markdown":
         console.out(markdown_report(rows), highlight=False)
     else:
-        _print_rich(_report_blocks(rows, compact=True), console)
+        _print_rich(_printable_blocks(_report_blocks(rows, compact=True)), console)
 
 
 def markdown_report(rows: list[dict]) -> str:
     """The report of summary rows (from :func:`summarize`) as GitHub markdown, one ``###`` per table."""
-    return _markdown_text(_report_blocks(rows, compact=False))
+    return _markdown_text(_printable_blocks(_report_blocks(rows, compact=False)))
+
+
+def _printable_blocks(blocks: list[_Grid | _Notes]) -> list[_Grid | _Notes]:
+    """``blocks`` with every text but the numbers shown through
+    :func:`~feph_finetune.printable.printable`: the names in them come from data, and a control
+    character must neither act on the terminal nor split a table's line."""
+    shown = []
+    for block in blocks:
+        if isinstance(block, _Notes):
+            shown.append(_Notes(printable(block.title), [printable(line) for line in block.lines]))
+            continue
+        shown.append(replace(
+            block, title=printable(block.title), headers=[printable(header) for header in block.headers],
+            rows=[[cell if numeric else replace(cell, text=printable(cell.text))  # numbers may stack mean over std
+                   for cell, numeric in zip(cells, block.numeric)] for cells in block.rows],
+            legend={printable(short): printable(name) for short, name in block.legend.items()},
+            notes=[printable(note) for note in block.notes]))
+    return shown
 
 
 @dataclass
@@ -973,10 +992,10 @@ def _markdown_text(blocks: list[_Grid | _Notes]) -> str:
     parts = []
     for block in blocks:
         if isinstance(block, _Grid):
-            parts.append(f"### {block.title}\n\n{_markdown_table(block)}" + (f"\n\n{_markdown_escape(block.caption)}" if block.caption else ""))
+            parts.append(f"### {_markdown_escape(block.title)}\n\n{_markdown_table(block)}" + (f"\n\n{_markdown_escape(block.caption)}" if block.caption else ""))
         else:
             lines = "\n".join(f"- {_markdown_escape(line)}" for line in block.lines)
-            parts.append(f"### {block.title}\n\n{lines}")
+            parts.append(f"### {_markdown_escape(block.title)}\n\n{lines}")
     return "\n\n".join(parts)
 
 
@@ -995,6 +1014,8 @@ def _markdown_table(grid: _Grid) -> str:
 
 
 def _markdown_escape(text: str) -> str:
+    """``text`` read as itself in GitHub markdown: no table pipes, emphasis or raw HTML."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
 
 
