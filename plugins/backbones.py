@@ -75,7 +75,7 @@ def common_options() -> dict[str, Option]:
         "dropout": Option(0.0, help="dropout before the new softmax layer, in [0, 1)", minimum=0, maximum=1,
                           exclusive_maximum=True),
         "outputs": Option(
-            "probabilities", choices=OUTPUT_KINDS, unhashed_at_default=True,
+            "probabilities", choices=OUTPUT_KINDS, unhashed_at_default=True, check_with_options=outputs_problem,
             help="what the last layer of a whole-model file gives: probabilities (a softmax), or logits "
                  "(raw scores: No-FT applies a softmax before matching classes)",
         ),
@@ -107,6 +107,17 @@ def rgb_file_problem(weights: Any) -> str | None:
         return None
     return (f"the model in {weights} takes inputs of shape {header.describe()}; this plugin needs RGB "
             "images (S, S, 3): use the keras_model plugin for models with other inputs")
+
+
+def outputs_problem(outputs: str, options: dict[str, Any]) -> str | None:
+    """Refuse ``outputs = "logits"`` for a whole-model file whose last layer is a softmax (its
+    outputs are probabilities already; a second softmax would flatten them). A file whose last
+    layer gives logits is caught when No-FT runs it: fine-tuning such a file needs no setting."""
+    file_option = "file" if "file" in options else "weights"
+    header = file_header(options.get(file_option, ""))
+    if outputs == "logits" and header is not None and header.activation == "softmax":
+        return f"the last layer of the model in {options[file_option]} is a softmax: its outputs are probabilities; remove outputs = \"logits\""
+    return None
 
 
 def output_width_problem(classes: Sequence[str], options: dict[str, Any], file_option: str = "weights") -> str | None:

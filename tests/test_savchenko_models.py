@@ -351,3 +351,14 @@ def test_keras_model_no_ft_gives_the_files_probabilities(classes, softmax, synth
     expected = expected[:, kept] / expected[:, kept].sum(axis=1, keepdims=True)
     # tolerance: float32 softmax and pooling in the model vs float64 NumPy here
     np.testing.assert_allclose(y_prob, expected, rtol=0, atol=1e-5)
+
+
+def test_keras_model_refuses_logits_for_a_softmax_file_at_the_dry_run(gray_file, synthetic_feph, tmp_path, capsys):
+    # the mini-Xception ends in an Activation layer, the linear classifier in a Dense: both named softmax
+    for path in (gray_file, classifier_file(tmp_path, len(CLASSES), softmax=True)):
+        toml = write_matrix(tmp_path / "m.toml", synthetic_feph, linear_experiment(path, list(CLASSES), "logits"))
+        assert main([str(toml), "--dry-run"]) == 2
+        message = " ".join(capsys.readouterr().err.split())
+        assert "options.keras_model.outputs" in message and "is a softmax: its outputs are probabilities" in message
+    logits = classifier_file(tmp_path, len(CLASSES), softmax=False)
+    assert main([str(write_matrix(tmp_path / "m.toml", synthetic_feph, linear_experiment(logits, list(CLASSES), "logits"))), "--dry-run"]) == 0
