@@ -298,7 +298,9 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
     and the remaining probabilities divided by their sum, so each row sums to 1 again and the
     argmax is the most probable class of the dataset; ``notes`` receives a sentence saying so for
     the run's results. A dataset class the model lacks fails the run (the configuration check
-    refuses it first).
+    refuses it first), and so do outputs that are not rows of probabilities
+    (:func:`probability_rows_problem`: logits from a file whose plugin was not told ``outputs =
+    "logits"``), which the mapping would otherwise turn into wrong results without a word.
     """
     if built.pretrained is None or not built.pretrained_classes:
         raise PluginCallError(model_plugin, "build_model", PluginError("No-FT needs a pretrained expression model (weights = a whole-model file with a classifier top, or a converted file)"))
