@@ -221,7 +221,8 @@ class BuiltModel:
     - ``model``: a Keras model mapping float32 images (B x S x S x 3) to softmax probabilities over
       ``context.classes`` (the dataset's).
     - ``head``: the layers that are new (the replaced top); phase 1 trains only these.
-    - ``pretrained``: the pretrained model with its own top, for the No-FT baseline; None when the
+    - ``pretrained``: the pretrained model with its own top, for the No-FT baseline, giving
+      probabilities (B x K, rows summing to 1: No-FT fails the run otherwise); None when the
       weights carry no expression classifier (random or ImageNet weights).
     - ``pretrained_classes``: the class name of each output of ``pretrained``, in its order (any
       distinct names: :func:`feph_finetune.class_names_problem`); No-FT maps them to the dataset's

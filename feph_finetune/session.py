@@ -16,16 +16,17 @@ Nothing here imports TensorFlow; the first run does.
 
 from __future__ import annotations
 
+import multiprocessing
 import warnings
 from contextlib import closing
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from rich.console import Console
 
 from feph_finetune.config.matrix import Matrix, Run
-from feph_finetune.config.reading import PYTHON, ArgumentNames, RawConfig
+from feph_finetune.config.reading import PYTHON, ArgumentNames, ConfigError, Problem, RawConfig
 from feph_finetune.results.collection import Results
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class Session:
     named by dotted key, without a line). ``only``: experiment names to keep (or one name); ``phase``:
     ``"exploratory"`` or ``"cv"``; ``overrides``: ``KEY=VALUE`` strings as ``--set`` takes them.
     ``executor``, ``jobs`` and ``devices`` are ``--executor``, ``--jobs`` and ``--devices``
-    (text, as on the command line): None leaves the TOML's ``[executor]`` table to decide,
+    (text, as on the command line; ``jobs`` may be an int, ``devices`` a list of GPU indices
+    such as ``[0, 1]``): None leaves the TOML's ``[executor]`` table to decide,
     whose default is ``process``. ``force``: set the selected runs' results aside first and run
     them again. ``output``: the results folder (default: the TOML's ``output``). ``track``:
     tracking plugins to enable besides ``[tracking] plugins`` (``--track``). ``tables``:
@@ -82,7 +84,8 @@ class Session:
     ``COMMAND_LINE``: ``--jobs``, ``--only B``).
 
     Configuration mistakes raise :class:`feph_finetune.config.reading.ConfigError` listing every
-    problem, before any run starts.
+    problem, before any run starts; so does an argument of the wrong type (:func:`check_arguments`),
+    at once.
     """
 
     #: Whether :meth:`plan` checks the files the configuration names (the dataset root, weights
@@ -98,7 +101,7 @@ class Session:
         overrides: Iterable[str] = (),
         executor: str | None = None,
         jobs: str | int | None = None,
-        devices: str | None = None,
+        devices: str | Iterable[int] | None = None,
         force: bool = False,
         output: str | Path | None = None,
         track: Iterable[str] = (),
@@ -107,13 +110,16 @@ class Session:
         warn: Callable[[str], None] | None = None,
         argument_names: ArgumentNames = PYTHON,
     ):
+        only, overrides, devices, track = (_listed(value) for value in (only, overrides, devices, track))
+        check_arguments(argument_names, config=config, only=only, overrides=overrides, executor=executor, devices=devices,
+                        force=force, output=output, track=track, console=console, warn=warn)
         self.config = config
         self.only = None if only is None else [only] if isinstance(only, str) else list(only)
         self.phase = phase
         self.overrides = [overrides] if isinstance(overrides, str) else list(overrides)
         self.executor_name = executor
         self.jobs = None if jobs is None else str(jobs)
-        self.devices = devices
+        self.devices = devices if devices is None or isinstance(devices, str) else ",".join(map(str, devices))
         self.force = force
         self.output = None if output is None else Path(output)
         self.track = [track] if isinstance(track, str) else list(track)
@@ -234,6 +240,7 @@ class Session:
         """
         from feph_finetune.execution.runner import MatrixOutcome, sigterm_as_interrupt
 
+        refuse_while_a_child_imports_main()
         self.plan()
         self._plan = plan = self.prepare(self._plan)
         store = plan.store
@@ -283,6 +290,83 @@ def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: b
     with writing_to(figures_dir):
         written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir), warn=warn)
     console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}")
+
+
+def refuse_while_a_child_imports_main() -> None:
+    """RuntimeError saying what to write when a script calls :meth:`Session.run` at its top level
+    and a run's child process is importing it: the ``process`` executor starts children with
+    ``forkserver``, which imports the main module in each, so the call would run there again."""
+    # multiprocessing's own test for a child still importing the main module (its spawn.py)
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError("run_matrix (Session.run) was called while a run's child process imported your script: the process "
+                           "executor starts each run in a child that imports the script's main module; put the calls under "
+                           "`if __name__ == \"__main__\":`")
+
+
+def check_arguments(names: ArgumentNames, **arguments: Any) -> None:
+    """Refuse :class:`Session`'s arguments of the wrong type, each named as ``names`` names it
+    (``only=[1]``): ConfigError listing every one, so that a mistake in a script reads as one on
+    the command line does, not as a TypeError deep inside. Their values are checked later, with
+    the configuration."""
+    problems = [Problem(names(name) if name == "config" else names(name, value), message)  # a config is too long to quote
+                for name, value in arguments.items() for message in _argument_problems(name, value)]
+    if problems:
+        raise ConfigError(problems)
+
+
+#: What each argument of :class:`Session` takes, for :func:`check_arguments`'s messages.
+_TAKES = {
+    "config": "the path of an experiments TOML (str or pathlib.Path) or a dict of its tables",
+    "only": "an experiment name or a list of them",
+    "overrides": "a KEY=VALUE string or a list of them, such as ['seed=4']",
+    "executor": "an executor's name, such as 'inline'",
+    "devices": "GPU indices: a list such as [0, 1] or the text '0,1'",
+    "force": "True or False",
+    "output": "a folder's path (str or pathlib.Path)",
+    "track": "a tracking plugin's name or a list of them",
+    "console": "a rich.console.Console",
+    "warn": "a function of one line of text",
+}
+
+
+def _argument_problems(name: str, value: Any) -> list[str]:
+    """What is wrong with the type of argument ``name``'s ``value`` (a list already if it was an
+    iterable: :func:`_listed`); None is allowed but for ``config`` (the defaults)."""
+    wrong = [f"expected {_TAKES[name]}, got {'None' if value is None else type(value).__name__}"]
+    if value is None:
+        return wrong if name == "config" else []
+    if name == "config":
+        if isinstance(value, Mapping):
+            return [f"keys of a configuration dict must be strings: {key!r} in {where or 'the top level'}" for where, key in _non_string_keys(value)]
+        return [] if isinstance(value, (str, PurePath)) else wrong
+    if name in _ITEM_TYPES:
+        if isinstance(value, str):
+            return []
+        if not isinstance(value, list):
+            return wrong
+        item_type, item_name = _ITEM_TYPES[name]
+        return [] if all(isinstance(item, item_type) and not isinstance(item, bool) for item in value) else [f"expected {_TAKES[name]}, got an item that is not {item_name}"]
+    takes = {"executor": str, "force": bool, "output": (str, PurePath), "console": Console}
+    return [] if (callable(value) if name == "warn" else isinstance(value, takes[name])) else wrong
+
+
+#: The arguments that take a list (or one text), with the type of their items.
+_ITEM_TYPES = {"only": (str, "a string"), "overrides": (str, "a string"), "track": (str, "a string"), "devices": (int, "an integer")}
+
+
+def _listed(value: Any) -> Any:
+    """A list of ``value``'s items when it is an iterable other than text or a dict (a generator
+    is read once), else ``value`` as it is."""
+    return list(value) if isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)) else value
+
+
+def _non_string_keys(tables: Mapping, where: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted place, key) of each key that is not a string in ``tables`` and the tables in it."""
+    for key, value in tables.items():
+        if not isinstance(key, str):
+            yield where, key
+        elif isinstance(value, Mapping):
+            yield from _non_string_keys(value, f"{where}.{key}" if where else key)
 
 
 def _python_warning(line: str) -> None:

@@ -57,6 +57,8 @@ FEPH_CLASS_NAMES: dict[str, str] = {
     "sadness": "sad", "surprise": "surprise", "surprised": "surprise",
 }
 
+#: What the ``outputs`` option says a whole-model file's last layer gives.
+OUTPUT_KINDS = ("probabilities", "logits")
 #: What the ``weights`` option may name: a Keras file, whole model or weights only.
 WEIGHTS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -72,6 +74,11 @@ def common_options() -> dict[str, Option]:
         "cut_layer": Option("", help="the layer to put the new head on (default: below the model's top)"),
         "dropout": Option(0.0, help="dropout before the new softmax layer, in [0, 1)", minimum=0, maximum=1,
                           exclusive_maximum=True),
+        "outputs": Option(
+            "probabilities", choices=OUTPUT_KINDS, unhashed_at_default=True, check_with_options=outputs_problem,
+            help="what the last layer of a whole-model file gives: probabilities (a softmax), or logits "
+                 "(raw scores: No-FT applies a softmax before matching classes)",
+        ),
         "pretrained_classes": Option(
             list(SAVCHENKO_CLASSES), check=class_names_problem, check_with_options=output_width_problem,
             help="the class name of each output of a pretrained classifier, in its order (No-FT matches them "
@@ -100,6 +107,17 @@ def rgb_file_problem(weights: Any) -> str | None:
         return None
     return (f"the model in {weights} takes inputs of shape {header.describe()}; this plugin needs RGB "
             "images (S, S, 3): use the keras_model plugin for models with other inputs")
+
+
+def outputs_problem(outputs: str, options: dict[str, Any]) -> str | None:
+    """Refuse ``outputs = "logits"`` for a whole-model file whose last layer is a softmax (its
+    outputs are probabilities already; a second softmax would flatten them). A file whose last
+    layer gives logits is caught when No-FT runs it: fine-tuning such a file needs no setting."""
+    file_option = "file" if "file" in options else "weights"
+    header = file_header(options.get(file_option, ""))
+    if outputs == "logits" and header is not None and header.activation == "softmax":
+        return f"the last layer of the model in {options[file_option]} is a softmax: its outputs are probabilities; remove outputs = \"logits\""
+    return None
 
 
 def output_width_problem(classes: Sequence[str], options: dict[str, Any], file_option: str = "weights") -> str | None:
@@ -190,7 +208,7 @@ def build_backbone_model(context: RunContext, backbone: Backbone) -> BuiltModel:
     if source.kind == "model_file":
         source_model = _load_classifier(source, plugin, context.input_size)
         check_input_size(source_model, context.input_size, source.path, plugin)
-        pretrained = source_model if _output_width(source_model) == len(pretrained_classes) else None
+        pretrained = as_probabilities(source_model, options["outputs"]) if _output_width(source_model) == len(pretrained_classes) else None
     else:
         source_model = _build_base(backbone, context.input_size, source)
         pretrained = None
@@ -425,6 +443,16 @@ def check_input_size(model: Any, input_size: int, path: Path, plugin: str) -> No
             f"is {input_size}; set input_size = {height} in the configuration or use a model made "
             f"for {input_size}x{input_size}"
         )
+
+
+def as_probabilities(model: Any, outputs: str) -> Any:
+    """The pretrained classifier ``model`` giving probabilities: itself when its ``outputs`` are
+    probabilities, else with a softmax over its (B, K) logits, so No-FT gets rows that sum to 1."""
+    if outputs != "logits":
+        return model
+    import keras
+
+    return keras.Model(model.inputs, keras.layers.Softmax(name="logits_softmax")(model.outputs[0]), name=f"{model.name}_softmax")
 
 
 def _output_width(model: Any) -> int | None:

@@ -22,10 +22,13 @@ class UnreadableModel(Exception):
 @dataclass(frozen=True)
 class ModelHeader:
     """``input_shape``: one image's shape, (height, width, channels), None where any size goes;
-    ``outputs``: the width of the (single) output layer, None when it cannot be told."""
+    ``outputs``: the width of the (single) output layer, None when it cannot be told;
+    ``activation``: the activation of that layer as its configuration names it (``"softmax"``,
+    ``"linear"``), None when it cannot be told."""
 
     input_shape: tuple[int | None, ...]
     outputs: int | None
+    activation: str | None = None
 
     @property
     def channels(self) -> int | None:
@@ -88,7 +91,16 @@ def _header(config: dict[str, Any]) -> ModelHeader:
     shape = _batch_shape(first)
     if not shape:
         raise ValueError("no input shape in the first layer")
-    return ModelHeader(tuple(shape[1:]), _units(last, by_name) if last is not None else None)
+    return ModelHeader(tuple(shape[1:]), _units(last, by_name) if last is not None else None, _activation(last) if last is not None else None)
+
+
+def _activation(layer: dict[str, Any]) -> str | None:
+    """The activation a layer applies last: a ``Softmax`` layer's, or the ``activation`` named in
+    its configuration (a Dense's, an Activation layer's), None when it names none as text."""
+    if layer.get("class_name") == "Softmax":
+        return "softmax"
+    activation = layer["config"].get("activation")
+    return activation if isinstance(activation, str) else None
 
 
 def _layer_names(entries: Any) -> list[str]:

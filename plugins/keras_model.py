@@ -16,6 +16,8 @@ seven classes) for one. This plugin takes such a file as it is:
 - ``pretrained_classes``: the class name of each output, in order (as for ``mobilenet``); No-FT
   evaluates the file's own classifier when the list covers its outputs, matching the names to
   the dataset's classes (ignoring case).
+- ``outputs``: what the file's last layer gives: ``probabilities`` (a softmax, the default) or
+  ``logits`` (raw scores): No-FT then applies a softmax before matching classes.
 - ``cut_layer``, ``dropout``: as for the other backbones; fine-tuning puts a new softmax on the
   features the file's classifier reads (below its last layer with weights), or on ``cut_layer``.
 
@@ -30,6 +32,7 @@ from typing import Any
 
 from feph_finetune import BuiltModel, Option, PluginError, RunContext, hookimpl
 from feph_finetune_plugins.backbones import (
+    as_probabilities,
     attach_head,
     common_options,
     layer_output,
@@ -88,6 +91,7 @@ def plugin_options() -> dict[str, Any]:
                        help="a whole Keras classifier file (.keras, or .h5/.hdf5 from Keras 2 or 3)"),
         "scale": Option("raw", choices=tuple(SCALES), check_with_options=scale_problem,
                         help="the pixel values the file was trained on: raw 0-255, unit 0-1, symmetric -1-1, caffe (RGB minus means)"),
+        "outputs": shared["outputs"],
         "cut_layer": shared["cut_layer"],
         "dropout": shared["dropout"],
         "pretrained_classes": Option(shared["pretrained_classes"].default, help=shared["pretrained_classes"].help,
@@ -125,7 +129,7 @@ def build_model(context: RunContext) -> BuiltModel:
     features = keras.Model(loaded.input, features_at, name=f"{loaded.name}_features")(adapted)
     classes = tuple(str(name) for name in options["pretrained_classes"])
     width = loaded.outputs[0].shape[-1] if len(loaded.outputs) == 1 else None
-    pretrained = keras.Model(image, loaded(adapted), name=f"{loaded.name}_rgb") if width == len(classes) else None
+    pretrained = as_probabilities(keras.Model(image, loaded(adapted), name=f"{loaded.name}_rgb"), options["outputs"]) if width == len(classes) else None
     trunk = keras.Model(image, features, name=f"{PLUGIN}_trunk")
     model, head = attach_head(trunk, features, len(context.classes), float(options["dropout"]), f"{PLUGIN}_feph", PLUGIN)
     return BuiltModel(model=model, head=head, pretrained=pretrained, pretrained_classes=classes if pretrained is not None else None,

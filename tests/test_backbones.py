@@ -44,12 +44,13 @@ def tiny_base():
     )
 
 
-def tiny_classifier(outputs: int = len(CLASSES)):
-    """A stand-in for Savchenko's model: base, pooled features, Dense `feats`, softmax top."""
+def tiny_classifier(outputs: int = len(CLASSES), activation: str | None = "softmax"):
+    """A stand-in for Savchenko's model: base, pooled features, Dense `feats`, softmax top
+    (``activation=None``: a top that gives logits)."""
     base = tiny_base()
     feats = keras.layers.Dense(16, name="feats")(base.output)
     embedding = keras.layers.Dense(8, name="embedding")(feats)
-    top = keras.layers.Dense(outputs, activation="softmax", name="emotion_preds")(embedding)
+    top = keras.layers.Dense(outputs, activation=activation, name="emotion_preds")(embedding)
     return keras.Model(base.input, top)
 
 
@@ -225,6 +226,19 @@ def test_whole_model_shares_its_layers_with_the_new_model(classifier_file):
     kernel = result.model.get_layer("feats").kernel
     kernel.assign(np.zeros(kernel.shape, dtype="float32"))
     np.testing.assert_array_equal(result.pretrained.get_layer("feats").get_weights()[0], 0.0)
+
+
+@pytest.mark.parametrize("outputs", ["probabilities", "logits"])
+def test_whole_model_of_logits_gets_a_softmax_for_no_ft(tmp_path, outputs):
+    keras.utils.set_random_seed(2)
+    path = tmp_path / "logits.keras"
+    tiny_classifier(activation=None).save(path)
+    result = build_mobilenet(weights=str(path), outputs=outputs)
+    logits = keras.saving.load_model(path).predict(images(), verbose=0).astype("float64")
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    # tolerance: a float32 softmax in the model against a float64 one here
+    np.testing.assert_allclose(result.pretrained.predict(images(), verbose=0), softmax if outputs == "logits" else logits, rtol=0, atol=1e-5)
+    assert "logits_softmax" not in layer_names(result.model)  # fine-tuning still cuts below the file's top
 
 
 def test_whole_model_cut_at_the_named_layer(classifier_file):

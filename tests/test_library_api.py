@@ -28,7 +28,7 @@ def readme_example() -> str:
 
 def test_the_readme_example_runs_and_a_second_run_skips_what_finished(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
+    namespace: dict = {"__name__": "__main__"}  # as a script run with python, or a notebook
     exec(compile(readme_example(), "README.md", "exec"), namespace)
     result, records = namespace["result"], namespace["records"]
     assert result.ok and len(result.done) == 2 and not result.skipped
@@ -37,7 +37,7 @@ def test_the_readme_example_runs_and_a_second_run_skips_what_finished(tmp_path, 
     assert [row["accuracy"] for row in namespace["rows"]] == [record.metrics.accuracy for record in records]
     assert "FT + HF" in capsys.readouterr().out  # the same tables as the command line
 
-    second: dict = {}
+    second: dict = {"__name__": "__main__"}
     exec(compile(readme_example(), "README.md", "exec"), second)  # the notebook's cell, run again
     again = second["result"]
     assert again.skipped == result.done and not again.done
@@ -172,3 +172,71 @@ def test_the_command_line_still_names_its_flags(synthetic_feph, tmp_path, capsys
     error = " ".join(capsys.readouterr().err.split())
     for line in ("--jobs: executor 'inline' has no option 'jobs'", "--only B: no experiment 'B'", "--set seed=-1: must be >= 0, not -1"):
         assert line in error, error
+
+
+# --- arguments of the wrong type ----------------------------------------------------------------
+
+
+@pytest.fixture
+def config(tmp_path, synthetic_feph) -> dict:
+    import tomllib
+
+    return tomllib.loads(write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n").read_text())
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"only": [1]}, "only=[1]: expected an experiment name or a list of them, got an item that is not a string"),
+    ({"executor": 3}, "executor=3: expected an executor's name"),
+    ({"output": 5}, "output=5: expected a folder's path"),
+    ({"overrides": {"seed": 4}}, "overrides={'seed': 4}: expected a KEY=VALUE string or a list of them"),
+    ({"force": "no"}, "force='no': expected True or False, got str"),
+    ({"devices": ["0", 1]}, "devices=['0', 1]: expected GPU indices"),
+])
+def test_an_argument_of_the_wrong_type_is_a_config_error_naming_it(config, arguments, message):
+    with pytest.raises(ConfigError) as raised:
+        feph_finetune.plan_matrix(config, **arguments)
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize("value, got", [(None, "None"), ("list", "list"), (b"seed = 1", "bytes")])
+def test_a_config_that_is_neither_a_path_nor_a_dict_is_refused(config, value, got):
+    with pytest.raises(ConfigError, match=f"^config: expected the path of an experiments TOML .* got {got}$"):
+        feph_finetune.plan_matrix([config] if value == "list" else value)
+
+
+def test_a_config_dict_with_a_key_that_is_not_text_is_refused(config):
+    config["defaults"] = {**config.get("defaults", {}), 7: 1}
+    with pytest.raises(ConfigError) as raised:
+        feph_finetune.plan_matrix({**config, 1: 2})
+    assert str(raised.value).splitlines() == ["config: keys of a configuration dict must be strings: 7 in defaults",
+                                              "config: keys of a configuration dict must be strings: 1 in the top level"]
+
+
+def test_devices_as_a_list_of_integers_is_the_flags_text(config):
+    with pytest.raises(ConfigError, match="executor 'inline' has no option 'devices'"):
+        feph_finetune.plan_matrix(config, executor="inline", devices=[0, 1])
+    session = feph_finetune.Session(config, devices=(index for index in [0, 1]))  # any iterable, read once
+    assert session.devices == "0,1"
+
+
+def test_load_results_says_what_it_was_given(tmp_path):
+    toml = tmp_path / "exp.toml"
+    toml.write_text("seed = 1\n")
+    with pytest.raises(FileNotFoundError, match="exp.toml is a file, not a results folder"):
+        feph_finetune.load_results(toml)
+    with pytest.raises(TypeError, match="outdir must be a results folder's path .* got int"):
+        feph_finetune.load_results(5)
+
+
+@pytest.mark.parametrize("data", ["{}", None])
+def test_run_config_from_json_takes_a_dict(data):
+    with pytest.raises(TypeError, match=r"RunConfig.from_json takes the JSON object as a dict \(json.loads of the text\)"):
+        feph_finetune.RunConfig.from_json(data)
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, synthetic_feph):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"import feph_finetune\nfeph_finetune.run_matrix({str(path)!r}, phase='exploratory')\n")
+    finished = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert 'put the calls under `if __name__ == "__main__":`' in finished.stderr + finished.stdout

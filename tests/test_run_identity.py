@@ -14,6 +14,7 @@ from feph_finetune.config.reading import EXPERIMENT_DEFAULTS, RESULT_NEUTRAL_KEY
 from feph_finetune.config.matrix import build_matrix, run_id
 from feph_finetune.plugins import get_plugins
 from feph_finetune.results.store import RunStore
+from feph_finetune_plugins import mobilenet
 from conftest import write_matrix
 from fake_store import metrics_of, record, sample_confusion
 
@@ -92,3 +93,21 @@ def test_a_failed_runs_line_names_the_core_or_the_plugin_and_a_timeout_says_wher
     assert failure_summary({"plugin": "core", "hook": "timeout", "type": "TimedOut", "message": "timed out after 5 s in training"}) == "timed out after 5 s in training"
     assert failure_summary({"plugin": "core", "hook": "run", "type": "OSError", "message": "disk"}) == "failed in the core (run): OSError: disk"
     assert failure_summary({"plugin": "sam", "hook": "training_stages", "type": "ValueError", "message": "rho"}) == "failed in plugin 'sam' (training_stages): ValueError: rho"
+
+
+
+def test_an_option_added_unhashed_at_its_default_keeps_the_id(tmp_path, synthetic_feph, monkeypatch):
+    # backbones' ``outputs`` came after results existed: at its default a run keeps the id it had
+    # when mobilenet did not declare it; set to another value, it makes another run
+    def ids(line: str = "") -> list[str]:
+        path = write_matrix(tmp_path / "m.toml", synthetic_feph, f"[experiments.FT]\n{line}\n")
+        return [run.id for run in build_matrix(read_config(path), get_plugins()).runs]
+
+    declared, logits = ids('options.mobilenet.outputs = "probabilities"'), ids('options.mobilenet.outputs = "logits"')
+    without = {key: option for key, option in mobilenet.common_options().items() if key != "outputs"}
+    monkeypatch.setattr(mobilenet, "common_options", lambda: without)
+    get_plugins.cache_clear()
+    try:
+        assert declared == ids() != logits
+    finally:
+        get_plugins.cache_clear()

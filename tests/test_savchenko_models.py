@@ -295,3 +295,70 @@ options.keras_model.file = "{gray_file}"
     assert "takes 32x32 images only, not 48" in message
     assert "'caffe' subtracts a mean" in message
     assert "Size" not in message  # input_size unset: the file's 32 is used
+
+
+# --- keras_model: a file whose last layer gives logits --------------------------------------
+
+
+def linear_classifier(classes: int, softmax: bool):
+    """An RGB 32x32 classifier whose last layer is a Dense of ``classes`` outputs, with a softmax
+    or linear (logits: negative values and rows that do not sum to 1)."""
+    image = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(image)
+    return keras.Model(image, keras.layers.Dense(classes, activation="softmax" if softmax else None, name="scores")(x))
+
+
+def classifier_file(tmp_path: Path, classes: int, softmax: bool) -> Path:
+    keras.utils.set_random_seed(7)
+    path = tmp_path / f"linear{classes}_{'softmax' if softmax else 'logits'}.keras"
+    linear_classifier(classes, softmax).save(path)
+    return path
+
+
+def linear_experiment(path: Path, classes: list[str], outputs: str | None) -> str:
+    declared = f'options.keras_model.outputs = "{outputs}"' if outputs else ""
+    return f"""
+    [experiments.L]
+    model = "keras_model"
+    fine_tune = false
+    options.keras_model.file = "{path}"
+    options.keras_model.scale = "unit"
+    options.keras_model.pretrained_classes = {json.dumps(classes)}
+    {declared}
+    """
+
+
+@pytest.mark.parametrize("classes", [list(CLASSES), FEPH_OF_HSEMOTION_8], ids=["7", "8-contempt-dropped"])
+def test_keras_model_no_ft_refuses_logits_not_declared(classes, synthetic_feph, tmp_path):
+    path = classifier_file(tmp_path, len(classes), softmax=False)
+    tiny = TinyMatrix(tmp_path, synthetic_feph, linear_experiment(path, classes, None))
+    record = tiny.run_result("L")
+    assert record["status"] == "failed"
+    assert "not probabilities" in record["error"]["message"] and 'options.keras_model.outputs = "logits"' in record["error"]["message"]
+
+
+@pytest.mark.parametrize("classes", [list(CLASSES), FEPH_OF_HSEMOTION_8], ids=["7", "8-contempt-dropped"])
+@pytest.mark.parametrize("softmax", [True, False], ids=["softmax", "logits"])
+def test_keras_model_no_ft_gives_the_files_probabilities(classes, softmax, synthetic_feph, tmp_path):
+    path = classifier_file(tmp_path, len(classes), softmax)
+    tiny = TinyMatrix(tmp_path, synthetic_feph, linear_experiment(path, classes, None if softmax else "logits"))
+    record = tiny.run_result("L")
+    assert record["status"] == "done", record.get("error")
+    _, y_prob = tiny.store.predictions(tiny.runs["L"].id)
+    scores = keras.saving.load_model(path).predict(tiny.prepare("L").test.pixels().astype("float32") / 255, verbose=0).astype("float64")
+    expected = scores if softmax else np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    kept = [classes.index(name) for name in CLASSES]
+    expected = expected[:, kept] / expected[:, kept].sum(axis=1, keepdims=True)
+    # tolerance: float32 softmax and pooling in the model vs float64 NumPy here
+    np.testing.assert_allclose(y_prob, expected, rtol=0, atol=1e-5)
+
+
+def test_keras_model_refuses_logits_for_a_softmax_file_at_the_dry_run(gray_file, synthetic_feph, tmp_path, capsys):
+    # the mini-Xception ends in an Activation layer, the linear classifier in a Dense: both named softmax
+    for path in (gray_file, classifier_file(tmp_path, len(CLASSES), softmax=True)):
+        toml = write_matrix(tmp_path / "m.toml", synthetic_feph, linear_experiment(path, list(CLASSES), "logits"))
+        assert main([str(toml), "--dry-run"]) == 2
+        message = " ".join(capsys.readouterr().err.split())
+        assert "options.keras_model.outputs" in message and "is a softmax: its outputs are probabilities" in message
+    logits = classifier_file(tmp_path, len(CLASSES), softmax=False)
+    assert main([str(write_matrix(tmp_path / "m.toml", synthetic_feph, linear_experiment(logits, list(CLASSES), "logits"))), "--dry-run"]) == 0

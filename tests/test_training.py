@@ -17,7 +17,7 @@ import keras
 from feph_finetune import CLASSES
 from feph_finetune.cli import main
 from feph_finetune.data.preparation import Examples, RunData
-from feph_finetune.training.stages import BestEpoch, make_dataset, set_trainable
+from feph_finetune.training.stages import BestEpoch, make_dataset, probability_rows_problem, set_trainable
 
 from conftest import TinyMatrix, write_matrix
 
@@ -245,3 +245,12 @@ def test_a_stage_compiled_by_the_core_traces_its_train_step_once():
     history = model.fit(x, np.arange(40) % 3, batch_size=16, epochs=2, verbose=0)
     assert traced == [0]
     assert set(history.history) == {"loss", "accuracy"}
+
+
+def test_probability_rows_pass_a_float32_softmax_and_refuse_logits():
+    logits = np.random.default_rng(0).normal(0, 10, (64, 8)).astype("float32")
+    softmax = keras.ops.convert_to_numpy(keras.ops.softmax(logits)).astype("float64")
+    assert probability_rows_problem(softmax) is None
+    assert probability_rows_problem(np.abs(logits).astype("float64")) is not None  # non-negative scores that do not sum to 1
+    assert "below 0" in probability_rows_problem(logits.astype("float64"))
+    assert "not finite" in probability_rows_problem(np.full((2, 8), np.nan))

@@ -592,6 +592,16 @@ class MatrixBuilder:
         configured = config["options"]
         return {name: {**self.plugins.option_defaults(name), **configured.get(name, {})} for name in used_plugins(config)}
 
+    def hashed_options(self, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """``options`` less those declared ``unhashed_at_default`` that are at their default: what
+        of the plugins' options enters the run id."""
+        hashed = {}
+        for name, values in options.items():
+            declared = self.plugins.option_declarations(name)
+            hashed[name] = {key: value for key, value in values.items()
+                            if not (key in declared and declared[key].unhashed_at_default and value == declared[key].default)}
+        return hashed
+
     # --- everything ---
 
     def matrix(self, check_root: bool = True) -> Matrix:
@@ -669,12 +679,13 @@ class MatrixBuilder:
                             if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
         identity_dataset["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
         record = RunConfig(**{key: config[key] for key in EXPERIMENT_OPTIONS})  # an unknown key is a problem already
+        identity_config = {**config, "options": self.hashed_options(config["options"])}
         runs = []
         for phase in config["phases"]:
             for fold in [None] if phase == "exploratory" else range(dataset["folds"]):
                 runs.append(
                     Run(
-                        id=run_id(name, phase, fold, config, identity_dataset),
+                        id=run_id(name, phase, fold, identity_config, identity_dataset),
                         experiment=name,
                         order=order,
                         label=config["label"],

@@ -56,6 +56,8 @@ class Option:
       returning an error message or None. Run only when every option passed its own checks, for
       the plugins an experiment uses, where files named by options are checked (not for files a
       command writes later). The same restrictions as ``check``.
+    - ``unhashed_at_default``: an option added after results existed: at its default it is left
+      out of the run id, so that those results keep their ids.
     """
 
     default: Any
@@ -75,6 +77,7 @@ class Option:
     retired: Mapping[Any, str] = field(default_factory=dict)
     check: Callable[[Any], str | None] | None = None
     check_with_options: Callable[[Any, Mapping[str, Any]], str | None] | None = None
+    unhashed_at_default: bool = False
 
     def __post_init__(self) -> None:
         if self.path is not None and self.path not in PATH_KINDS:

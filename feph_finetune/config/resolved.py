@@ -54,7 +54,10 @@ class ConfigRecord(Mapping):
         """The record of a JSON object as :meth:`to_json` gives it. A key it lacks takes its
         declared default (a ``config.json`` written before that key existed). ValueError
         naming each unknown key and each value its declaration refuses (paths are not checked:
-        a file named then may be gone now)."""
+        a file named then may be gone now); TypeError when ``data`` is not a mapping (a JSON
+        text must be parsed first: ``json.loads``)."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{cls.__name__}.from_json takes the JSON object as a dict (json.loads of the text), got {type(data).__name__}")
         problems = [f"unknown key {key!r}" for key in data if key not in cls.__dataclass_fields__]
         for key, value in data.items():
             option = _declaration(cls, key) if key in cls.__dataclass_fields__ else None

@@ -11,7 +11,7 @@ pandas DataFrame of those rows (pandas is optional: ``pip install pandas``).
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Iterator, Sequence, overload
 
 from feph_finetune.results.records import RunRecord
@@ -93,11 +93,16 @@ def load_results(outdir: str | Path, warn: Callable[[str], None] | None = None) 
 
     A ``result.json`` that cannot be used (not JSON, a field of the wrong shape) is left out and
     named in one line to ``warn`` (default :func:`warnings.warn`), as the ``report`` command
-    does. FileNotFoundError when ``outdir`` is not a folder.
+    does. FileNotFoundError when ``outdir`` is not a folder (saying so when it is a file), TypeError
+    when it is not a path.
     """
     from feph_finetune.results.store import RunStore
 
+    if not isinstance(outdir, (str, PurePath)):
+        raise TypeError(f"load_results: outdir must be a results folder's path (str or pathlib.Path), got {type(outdir).__name__}")
     outdir = Path(outdir)
+    if outdir.is_file():
+        raise FileNotFoundError(f"{outdir} is a file, not a results folder (the folder a matrix writes its runs to, its TOML's output)")
     if not outdir.is_dir():
         raise FileNotFoundError(f"{outdir}: no such results directory")
     return Results.from_store(RunStore(outdir, warn=warn or (lambda line: warnings.warn(line, stacklevel=4))))

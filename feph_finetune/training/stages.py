@@ -266,6 +266,29 @@ def predict(model, examples: Examples, data: RunData, batch_size: int) -> np.nda
     return np.asarray(predict_traced_once(model, dataset, batch_size), dtype=np.float64)
 
 
+#: How far a row of a pretrained model's outputs may be from probabilities: a float32 softmax
+#: over K classes rounds each of its K terms and their sum (relative error about K * 6e-8, so
+#: below 1e-6 for K <= 16); 1e-3 allows that many times over, while logits miss by far more.
+PROBABILITY_TOLERANCE = 1e-3
+
+
+def probability_rows_problem(outputs: np.ndarray) -> str | None:
+    """What makes ``outputs`` (N x K) not rows of probabilities, or None: a value below 0 or a row
+    whose sum is not 1, within :data:`PROBABILITY_TOLERANCE`."""
+    if not len(outputs):
+        return None
+    if not np.all(np.isfinite(outputs)):
+        return "some are not finite"
+    low = outputs.min()
+    if low < -PROBABILITY_TOLERANCE:
+        return f"one is {low:.4g}, below 0"
+    sums = outputs.sum(axis=1)
+    worst = int(np.argmax(np.abs(sums - 1)))
+    if abs(sums[worst] - 1) > PROBABILITY_TOLERANCE:
+        return f"the outputs for test image {worst} sum to {sums[worst]:.4g}, not 1"
+    return None
+
+
 def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData, batch_size: int, classes=CLASSES, notes: list[str] | None = None) -> np.ndarray:
     """No-FT: the pretrained model's own predictions, one column per dataset class in ``classes``'
     order, matched by name (:func:`feph_finetune.data.class_mapping.map_classes`, the rule the
@@ -275,7 +298,9 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
     and the remaining probabilities divided by their sum, so each row sums to 1 again and the
     argmax is the most probable class of the dataset; ``notes`` receives a sentence saying so for
     the run's results. A dataset class the model lacks fails the run (the configuration check
-    refuses it first).
+    refuses it first), and so do outputs that are not rows of probabilities
+    (:func:`probability_rows_problem`: logits from a file whose plugin was not told ``outputs =
+    "logits"``), which the mapping would otherwise turn into wrong results without a word.
     """
     if built.pretrained is None or not built.pretrained_classes:
         raise PluginCallError(model_plugin, "build_model", PluginError("No-FT needs a pretrained expression model (weights = a whole-model file with a classifier top, or a converted file)"))
@@ -287,6 +312,11 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
         raise PluginCallError(model_plugin, "build_model", PluginError(
             f"the pretrained model has no class {', '.join(map(repr, mapping.missing))} of the dataset (its classes: {', '.join(built.pretrained_classes)})"))
     raw = predict(built.pretrained, data.test, data, batch_size)
+    problem = probability_rows_problem(raw)
+    if problem:
+        raise PluginCallError(model_plugin, "build_model", PluginError(
+            f"No-FT: the pretrained model's outputs are not probabilities ({problem}); if its last layer gives raw "
+            f"scores (logits), set options.{model_plugin}.outputs = \"logits\""))
     mapped = raw[:, list(mapping.columns)]
     dropped = mapping.dropped
     if not dropped:
