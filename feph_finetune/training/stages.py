@@ -310,7 +310,7 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
         raise PluginCallError(model_plugin, "build_model", PluginError(str(error))) from None
     if mapping.missing:
         raise PluginCallError(model_plugin, "build_model", PluginError(
-            f"the pretrained model has no class {', '.join(map(repr, mapping.missing))} of the dataset (its classes: {', '.join(built.pretrained_classes)})"))
+            f"the pretrained model has no class {', '.join(map(repr, mapping.missing))} of the dataset (its classes: {', '.join(map(repr, built.pretrained_classes))})"))
     raw = predict(built.pretrained, data.test, data, batch_size)
     problem = probability_rows_problem(raw)
     if problem:
