@@ -121,7 +121,7 @@ def test_the_demo_table_is_checked_without_demo(tmp_path, synthetic_feph, capsys
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra="\n[demo]\nfolds = 1\nbase_epochs = { mobilenet = 0 }\n")
     assert main([str(path), "--dry-run"]) == 2
     error = capsys.readouterr().err
-    assert f"{place(path, 'folds = 1', 'demo.folds')}: must be >= 2, not 1" in error
+    assert f"{place(path, 'folds = 1', 'demo.folds')}: must be 0 (keep [dataset] folds), or 2 and more up to 10,000, not 1" in error
     assert "demo.base_epochs.mobilenet: must be >= 1, not 0" in error
 
 

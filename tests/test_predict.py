@@ -509,3 +509,23 @@ def test_ctrl_c_during_predict_exits_130_promptly_without_a_traceback(trained, t
     assert process.returncode == 130, stderr
     assert f"interrupted: nothing was written to {out}" in stderr and "Traceback" not in stderr and "terminate called" not in stderr
     assert not out.exists()
+
+
+def test_a_model_whose_outputs_are_not_finite_is_named_and_out_is_left_alone(trained, tmp_path, capsys):
+    """NaN probabilities would be argmax'ed into the first class, every frame "anger", exit 0."""
+    import keras
+
+    bundle = tmp_path / "nan"
+    assert main(["export", str(trained.run_dir), str(bundle)]) == 0
+    model = keras.models.load_model(bundle / "model.keras", compile=False)
+    last = next(layer for layer in reversed(model.layers) if layer.weights)
+    weights = last.get_weights()
+    weights[-1] = np.full_like(weights[-1], np.nan)  # the classifier's bias
+    last.set_weights(weights)
+    model.save(bundle / "model.keras")
+    out = tmp_path / "rows.csv"
+    capsys.readouterr()
+    assert predict(bundle, trained.images[0], "--out", out) == 2
+    error = capsys.readouterr().err
+    assert f"MODEL {bundle}: its model gives outputs that are not finite" in " ".join(error.split()), error
+    assert not out.exists()

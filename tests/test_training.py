@@ -254,3 +254,25 @@ def test_probability_rows_pass_a_float32_softmax_and_refuse_logits():
     assert probability_rows_problem(np.abs(logits).astype("float64")) is not None  # non-negative scores that do not sum to 1
     assert "below 0" in probability_rows_problem(logits.astype("float64"))
     assert "not finite" in probability_rows_problem(np.full((2, 8), np.nan))
+
+
+def test_no_ft_refuses_non_finite_outputs_and_rows_given_wholly_to_a_class_the_dataset_lacks(monkeypatch):
+    """Both would divide 0 by 0 or carry NaN into the metrics, scored as the first class."""
+    from types import SimpleNamespace
+
+    from feph_finetune.plugins import PluginCallError
+    from feph_finetune.training import stages
+
+    built = SimpleNamespace(pretrained=object(), pretrained_classes=[*CLASSES, "contempt"])
+    uniform = np.full(8, 1 / 8)
+
+    def outputs_of(raw):
+        monkeypatch.setattr(stages, "predict", lambda *args: np.array(raw))
+        return stages.pretrained_probabilities(built, "keras_model", SimpleNamespace(test=None), 4, classes=CLASSES)
+
+    with pytest.raises(PluginCallError, match="all its probability to 'contempt'"):
+        outputs_of([uniform, [0.0] * 7 + [1.0]])
+    with pytest.raises(PluginCallError, match="not finite") as error:
+        outputs_of([uniform, [np.nan] * 8])
+    assert "logits" not in str(error.value)  # setting outputs = "logits" would not help
+    np.testing.assert_allclose(outputs_of([uniform, uniform]).sum(axis=1), 1.0)

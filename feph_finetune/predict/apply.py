@@ -44,7 +44,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from feph_finetune.api import FrameResult
-from feph_finetune.predict.bundle import Bundle
+from feph_finetune.predict.bundle import Bundle, BundleError
 from feph_finetune.data.frames import apply_steps
 from feph_finetune.predict.inputs import InputFrame, PredictInput
 
@@ -208,7 +208,11 @@ class Predictor:
         if count < self.settings.batch_size:
             images = np.concatenate([images, np.zeros((self.settings.batch_size - count, *images.shape[1:]), dtype=images.dtype)])
         x = np.asarray(self.preprocess_batch(images, self.bundle.batch_steps))  # a tensor argument would retrace predict_on_batch per call
-        return np.asarray(self.bundle.model.predict_on_batch(x), dtype=np.float64)[:count]
+        probabilities = np.asarray(self.bundle.model.predict_on_batch(x), dtype=np.float64)[:count]
+        if not np.all(np.isfinite(probabilities)):  # NaN would be argmax'ed into the first class without a word
+            raise BundleError(f"{self.bundle.folder}: its model gives outputs that are not finite (NaN or infinite): "
+                              "the model file is damaged or its weights overflowed; nothing was predicted with it")
+        return probabilities
 
     def run(self, predict_input: PredictInput, writer: RowWriter | None, advance=lambda n: None) -> InputSummary:
         """Predict every kept frame of ``source``; problems (unreadable frames) and notes go to the summary."""

@@ -71,6 +71,8 @@ def predict_command(args, console: Console, errors: Console) -> int:
         except KeyboardInterrupt:
             errors.print(f"interrupted: nothing was written to {args.out}" if args.out else "interrupted", markup=False, highlight=False, soft_wrap=True)
             return EXIT_INTERRUPTED
+        except BundleError as error:  # a model whose outputs are unusable: --out stays as it was
+            return print_error(errors, [f"MODEL {line}" for line in str(error).splitlines()])
         bad.update({summary.name: "; ".join(summary.problems) for summary in summaries if summary.problems})
         for note in (note for summary in summaries for note in summary.notes):
             console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)

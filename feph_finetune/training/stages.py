@@ -312,6 +312,9 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
         raise PluginCallError(model_plugin, "build_model", PluginError(
             f"the pretrained model has no class {', '.join(map(repr, mapping.missing))} of the dataset (its classes: {', '.join(map(repr, built.pretrained_classes))})"))
     raw = predict(built.pretrained, data.test, data, batch_size)
+    if not np.all(np.isfinite(raw)):
+        raise PluginCallError(model_plugin, "build_model", PluginError(
+            "No-FT: the pretrained model's outputs are not finite (NaN or infinite): the model file is damaged or its weights overflowed"))
     problem = probability_rows_problem(raw)
     if problem:
         raise PluginCallError(model_plugin, "build_model", PluginError(
@@ -321,13 +324,18 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
     dropped = mapping.dropped
     if not dropped:
         return mapped
+    kept = mapped.sum(axis=1, keepdims=True)
+    if np.any(kept <= 0):
+        raise PluginCallError(model_plugin, "build_model", PluginError(
+            f"No-FT: for {int(np.sum(kept <= 0))} of {len(kept)} test images the pretrained model gives all its probability to "
+            f"{', '.join(map(repr, dropped))}, which the dataset lacks: no class of the dataset can be predicted for them"))
     if notes is not None:
         notes.append(
             f"No-FT: the pretrained model's output{'s' if len(dropped) > 1 else ''} {', '.join(dropped)} "
             f"{'have' if len(dropped) > 1 else 'has'} no class in the dataset; dropped, and the probabilities of the "
             f"dataset's {len(classes)} classes divided by their sum"
         )
-    return mapped / mapped.sum(axis=1, keepdims=True)
+    return mapped / kept
 
 
 def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None, on_epoch=None) -> TrainingOutcome:
