@@ -312,14 +312,11 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
         raise PluginCallError(model_plugin, "build_model", PluginError(
             f"the pretrained model has no class {', '.join(map(repr, mapping.missing))} of the dataset (its classes: {', '.join(map(repr, built.pretrained_classes))})"))
     raw = predict(built.pretrained, data.test, data, batch_size)
-    if not np.all(np.isfinite(raw)):
-        raise PluginCallError(model_plugin, "build_model", PluginError(
-            "No-FT: the pretrained model's outputs are not finite (NaN or infinite): the model file is damaged or its weights overflowed"))
     problem = probability_rows_problem(raw)
     if problem:
-        raise PluginCallError(model_plugin, "build_model", PluginError(
-            f"No-FT: the pretrained model's outputs are not probabilities ({problem}); if its last layer gives raw "
-            f"scores (logits), set options.{model_plugin}.outputs = \"logits\""))
+        advice = ("the model file is damaged or its weights overflowed" if not np.all(np.isfinite(raw)) else
+                  f"if its last layer gives raw scores (logits), set options.{model_plugin}.outputs = \"logits\"")
+        raise PluginCallError(model_plugin, "build_model", PluginError(f"No-FT: the pretrained model's outputs are not probabilities ({problem}); {advice}"))
     mapped = raw[:, list(mapping.columns)]
     dropped = mapping.dropped
     if not dropped:
