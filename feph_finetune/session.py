@@ -20,13 +20,14 @@ import multiprocessing
 import warnings
 from contextlib import closing
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from rich.console import Console
 
 from feph_finetune.config.matrix import Matrix, Run
-from feph_finetune.config.reading import PYTHON, ArgumentNames, ConfigError, Problem, RawConfig
+from feph_finetune.config.arguments import check_arguments, listed
+from feph_finetune.config.reading import PYTHON, ArgumentNames, RawConfig
 from feph_finetune.results.collection import Results
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class Session:
     ``COMMAND_LINE``: ``--jobs``, ``--only B``).
 
     Configuration mistakes raise :class:`feph_finetune.config.reading.ConfigError` listing every
-    problem, before any run starts; so does an argument of the wrong type (:func:`check_arguments`),
+    problem, before any run starts; so does an argument of the wrong type (:func:`feph_finetune.config.arguments.check_arguments`),
     at once.
     """
 
@@ -110,7 +111,7 @@ class Session:
         warn: Callable[[str], None] | None = None,
         argument_names: ArgumentNames = PYTHON,
     ):
-        only, overrides, devices, track = (_listed(value) for value in (only, overrides, devices, track))
+        only, overrides, devices, track = (listed(value) for value in (only, overrides, devices, track))
         check_arguments(argument_names, config=config, only=only, overrides=overrides, executor=executor, devices=devices,
                         force=force, output=output, track=track, console=console, warn=warn)
         self.config = config
@@ -301,72 +302,6 @@ def refuse_while_a_child_imports_main() -> None:
         raise RuntimeError("run_matrix (Session.run) was called while a run's child process imported your script: the process "
                            "executor starts each run in a child that imports the script's main module; put the calls under "
                            "`if __name__ == \"__main__\":`")
-
-
-def check_arguments(names: ArgumentNames, **arguments: Any) -> None:
-    """Refuse :class:`Session`'s arguments of the wrong type, each named as ``names`` names it
-    (``only=[1]``): ConfigError listing every one, so that a mistake in a script reads as one on
-    the command line does, not as a TypeError deep inside. Their values are checked later, with
-    the configuration."""
-    problems = [Problem(names(name) if name == "config" else names(name, value), message)  # a config is too long to quote
-                for name, value in arguments.items() for message in _argument_problems(name, value)]
-    if problems:
-        raise ConfigError(problems)
-
-
-#: What each argument of :class:`Session` takes, for :func:`check_arguments`'s messages.
-_TAKES = {
-    "config": "the path of an experiments TOML (str or pathlib.Path) or a dict of its tables",
-    "only": "an experiment name or a list of them",
-    "overrides": "a KEY=VALUE string or a list of them, such as ['seed=4']",
-    "executor": "an executor's name, such as 'inline'",
-    "devices": "GPU indices: a list such as [0, 1] or the text '0,1'",
-    "force": "True or False",
-    "output": "a folder's path (str or pathlib.Path)",
-    "track": "a tracking plugin's name or a list of them",
-    "console": "a rich.console.Console",
-    "warn": "a function of one line of text",
-}
-
-
-def _argument_problems(name: str, value: Any) -> list[str]:
-    """What is wrong with the type of argument ``name``'s ``value`` (a list already if it was an
-    iterable: :func:`_listed`); None is allowed but for ``config`` (the defaults)."""
-    wrong = [f"expected {_TAKES[name]}, got {'None' if value is None else type(value).__name__}"]
-    if value is None:
-        return wrong if name == "config" else []
-    if name == "config":
-        if isinstance(value, Mapping):
-            return [f"keys of a configuration dict must be strings: {key!r} in {where or 'the top level'}" for where, key in _non_string_keys(value)]
-        return [] if isinstance(value, (str, PurePath)) else wrong
-    if name in _ITEM_TYPES:
-        if isinstance(value, str):
-            return []
-        if not isinstance(value, list):
-            return wrong
-        item_type, item_name = _ITEM_TYPES[name]
-        return [] if all(isinstance(item, item_type) and not isinstance(item, bool) for item in value) else [f"expected {_TAKES[name]}, got an item that is not {item_name}"]
-    takes = {"executor": str, "force": bool, "output": (str, PurePath), "console": Console}
-    return [] if (callable(value) if name == "warn" else isinstance(value, takes[name])) else wrong
-
-
-#: The arguments that take a list (or one text), with the type of their items.
-_ITEM_TYPES = {"only": (str, "a string"), "overrides": (str, "a string"), "track": (str, "a string"), "devices": (int, "an integer")}
-
-
-def _listed(value: Any) -> Any:
-    """A list of ``value``'s items when it is an iterable other than text or a dict (a generator
-    is read once), else ``value`` as it is."""
-    return list(value) if isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)) else value
-
-
-def _non_string_keys(tables: Mapping, where: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted place, key) of each key that is not a string in ``tables`` and the tables in it."""
-    for key, value in tables.items():
-        if not isinstance(key, str):
-            yield where, key
-        elif isinstance(value, Mapping):
-            yield from _non_string_keys(value, f"{where}.{key}" if where else key)
 
 
 def _python_warning(line: str) -> None:
