@@ -279,7 +279,7 @@ def cmd_data(args, console: Console) -> int:
         raise ConfigError(problems)
     dataset = load_dataset(settings, spell=lambda key: DATA_FLAGS.get(key, f"--set dataset.{key}=..."))
     try:
-        description = describe_dataset(dataset, folds=args.folds, seed=args.seed, test_fraction=args.test_fraction, group_by=settings["group_by"],
+        description = describe_dataset(dataset, folds=settings["folds"], seed=args.seed, test_fraction=settings["test_fraction"], group_by=settings["group_by"],
                                        group_pattern=settings["group_pattern"])
     except ValueError as error:  # e.g. fewer groups than folds, a group key the data lacks
         raise DatasetError(f"{args.root}: cannot split: {error}") from error

@@ -23,7 +23,7 @@ DROP_REASONS: dict[str, str] = {
     "no_label": "empty label cell",
     "unknown_label": "a label that is no class",
     "missing_file": "no such image file",
-    "unreadable": "file is not a decodable image",
+    "unreadable": "file is not a usable image (not decodable, float or signed pixels, not a regular file, or too large)",
     "outside_root": "path points outside the image folder",
     "duplicate_row": "repeats an earlier row's image and label",
     "conflicting_labels": "image listed with different labels",

@@ -39,7 +39,7 @@ DROP_REASONS: dict[str, str] = {
     "no_label": "empty or Face_not_visible",
     "unknown_label": "not a label code 0-7",
     "missing_file": "no such image file",
-    "unreadable": "file is not a decodable image",
+    "unreadable": "file is not a usable image (not decodable, float or signed pixels, not a regular file, or too large)",
     "outside_root": "ID points outside the image folder",
     "duplicate_row": "repeats an earlier row's image and label",
     "conflicting_labels": "image listed with different labels",

@@ -32,7 +32,7 @@ DROP_REASONS: dict[str, str] = {
     "not_an_image": "file without an image suffix (" + " ".join(IMAGE_SUFFIXES) + ")",
     "no_class": "file beside the class folders, in no class",
     "broken_link": "symbolic link to nothing",
-    "unreadable": "file is not a decodable image",
+    "unreadable": "file is not a usable image (not decodable, float or signed pixels, not a regular file, or too large)",
     "duplicate_file": "the same image again in its class",
     "conflicting_labels": "the same image under several classes",
 }
@@ -72,9 +72,6 @@ def read_folders(root: Path, listed: list[str], decode: bool = True) -> Dataset:
         for name in folders[base]:
             if name in classes:
                 files += [(path, classes.index(name), split) for path in _images(base / name, root, dropped)]
-    empty = [name for name in classes if not any(label == classes.index(name) for _, label, _ in files)]
-    if empty:
-        raise DatasetError(f"listed class(es) {', '.join(map(repr, empty))} have no images in {root}", hint=("list only classes with images in", "classes"))
     files = _settle_copies(files, root, dropped)
     readable = decodable([path for path, _, _ in files]) if decode else [True] * len(files)
     samples = []
@@ -83,8 +80,27 @@ def read_folders(root: Path, listed: list[str], decode: bool = True) -> Dataset:
             samples.append(_sample(path, label, split, root))
         else:
             dropped.append(DroppedEntry(None, _relative(path, root), "unreadable"))
+    _check_every_class_has_images(classes, samples, dropped, root)
     return Dataset(root=root, samples=samples, classes=classes, dropped_entries=dropped, drop_reasons=DROP_REASONS,
                    fingerprint=files_fingerprint(None, root, [path for path, _, _ in files]), notes=notes)
+
+
+def _check_every_class_has_images(classes: tuple[str, ...], samples: list[Sample], dropped: list[DroppedEntry], root: Path) -> None:
+    """A class whose folder yields no sample (missing, empty, or only files dropped: unreadable,
+    copies of other classes' images) is a :class:`~feph_finetune.DatasetError` naming the folder
+    and why its files were dropped: a model cannot learn a class it never sees."""
+    kept = {sample.label for sample in samples}
+    empty = [name for index, name in enumerate(classes) if index not in kept]
+    if not empty:
+        return
+    reasons = {}
+    for entry in dropped:
+        parts = entry.entry.split("/")
+        if any(name in parts[:2] for name in empty) and len(parts) > 1:
+            reasons[entry.reason] = reasons.get(entry.reason, 0) + 1
+    why = f" (files dropped there: {', '.join(f'{count} {reason}' for reason, count in reasons.items())})" if reasons else ""
+    raise DatasetError(f"class folder(s) {', '.join(map(repr, empty))} have no images in {root} that can be used{why}",
+                       hint=("list only classes with images in", "classes"))
 
 
 def _class_folders(base: Path, root: Path, dropped: list[DroppedEntry]) -> list[str]:
@@ -117,6 +133,8 @@ def _images(folder: Path, root: Path, dropped: list[DroppedEntry]) -> list[Path]
                 dropped.append(DroppedEntry(None, _relative(path, root), "broken_link"))
             elif path.suffix.lower() not in IMAGE_SUFFIXES:
                 dropped.append(DroppedEntry(None, _relative(path, root), "not_an_image"))
+            elif not path.is_file():  # a FIFO or device: reading it would block or never end
+                dropped.append(DroppedEntry(None, _relative(path, root), "unreadable"))
             else:
                 images.append(path)
     return images
@@ -133,7 +151,8 @@ def _settle_copies(files: list[tuple[Path, int, str | None]], root: Path, droppe
     for indices in by_size.values():
         if len(indices) > 1:
             for index in indices:
-                by_image.setdefault(hashlib.sha256(files[index][0].read_bytes()).hexdigest(), []).append(index)
+                with open(files[index][0], "rb") as stream:  # a regular file (see _images), hashed in chunks
+                    by_image.setdefault(hashlib.file_digest(stream, "sha256").hexdigest(), []).append(index)
     settled: dict[int, str] = {}
     for indices in by_image.values():
         if len(indices) < 2:

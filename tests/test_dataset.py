@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from feph_finetune import CLASSES
 from feph_finetune import DatasetError, read_image
+from feph_finetune.data import images
 from feph_finetune_plugins.feph import DROP_REASONS, read_release as load_dataset
 from fephfixture import IMAGES_DIR, LABELS_CSV, frame_name, write_feph_fixture, write_png
 
@@ -77,13 +79,13 @@ def test_outside_ids_are_refused_even_though_the_file_is_a_valid_image(release):
 def test_outside_ids_are_never_opened(release, monkeypatch):
     root, _ = release
     opened = []
-    real_read_bytes = type(root).read_bytes
+    real_read = images.read_user_file
 
-    def spy(path):
-        opened.append(path.name)
-        return real_read_bytes(path)
+    def spy(path, limit):
+        opened.append(Path(path).name)
+        return real_read(path, limit)
 
-    monkeypatch.setattr(type(root), "read_bytes", spy)
+    monkeypatch.setattr(images, "read_user_file", spy)  # the one reader of image files
     load_dataset(root)
     assert "outside.png" not in opened
     assert "broken.png" in opened  # the spy does see the loader's reads

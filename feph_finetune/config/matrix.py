@@ -47,7 +47,7 @@ from feph_finetune.printable import printable
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.class_mapping import map_classes
-from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, grouping_warning, load_index
+from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, grouping_warning, load_index, test_fraction_warning
 from feph_finetune.plugins import PluginCallError, Plugins
 
 #: ``[dataset]`` keys the dataset's index does not depend on: an invalid one does not stop reading it.
@@ -316,7 +316,8 @@ class MatrixBuilder:
 
     def check_groups(self, dataset: dict[str, Any], runs: list[Run], invalid: set[str]) -> None:
         """The loaded data must have enough groups for a hold-out split and for the folds
-        (skipped for an invalid ``folds`` or ``group_by``); ``dataset["grouped"]`` records
+        (skipped for an invalid ``folds`` or ``group_by``), and a ``test_fraction`` the hold-out
+        split cannot follow for so few groups is warned about; ``dataset["grouped"]`` records
         whether any two images share a group (False: frames of one video may straddle a split)."""
         if self.index is None or not self.index.samples or invalid & {"group_by", "group_pattern"}:
             return
@@ -334,6 +335,9 @@ class MatrixBuilder:
             self.problem(("dataset", "folds"), f"{dataset['folds']} folds need at least {dataset['folds']} groups, but {formed}")
         if "exploratory" in phases and groups < 2 and not self.index.presplit:
             self.problem(("dataset", "group_by"), f"a hold-out split needs at least 2 groups, but {formed}")
+        if "exploratory" in phases and "test_fraction" not in invalid and not self.index.presplit:
+            if fraction := test_fraction_warning(dataset["test_fraction"], groups):
+                self.warnings.append(f"{self.raw.where('dataset', 'test_fraction')}: {fraction}")
 
     # --- experiments ---
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import io
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, Mapping
 
 from feph_finetune.config.options import as_option, option_problems, type_name
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, defaults_of
+from feph_finetune.data.user_files import MAX_TEXT_BYTES, UnreadableFile, read_user_file
 
 #: The defaults of each table, from its declarations (:mod:`feph_finetune.config.schema`).
 TOP_LEVEL = defaults_of(TOP_LEVEL_OPTIONS)
@@ -226,10 +228,10 @@ def read_config(path: Path, overrides: list[str] = (), names: ArgumentNames = CO
     """Parse the TOML at ``path`` and apply ``--set`` overrides; syntax errors name the line.
     ``names``: how problems name the overrides (and, later, the other arguments)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([Problem(str(path), "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as error:
+        text = io.StringIO(read_user_file(path, MAX_TEXT_BYTES).decode("utf-8"), newline=None).read()  # newlines as read_text reads them
+    except UnreadableFile as error:
+        raise ConfigError([Problem(str(path), "no such file" if error.missing else f"cannot read: it {error}")]) from None
+    except UnicodeDecodeError as error:
         raise ConfigError([Problem(str(path), f"cannot read: {error}")]) from None
     try:
         data = tomllib.loads(text)

@@ -125,6 +125,19 @@ def grouping_warning(groups: np.ndarray) -> str:
     return UNGROUPED_WARNING if len(groups) > 1 and len(set(groups.tolist())) == len(groups) else ""
 
 
+def test_fraction_warning(test_fraction: float, groups: int) -> str:
+    """Why the hold-out split cannot give ``test_fraction`` of ``groups`` groups to the test side
+    ('' when it can): a side asked for fewer than half a group (its share rounds to no group)
+    still gets one whole group (:func:`~feph_finetune.data.splits.holdout_split` leaves no side
+    empty), so the split is far from the share asked for. ``groups`` < 2 is refused elsewhere."""
+    for side, share in (("test", test_fraction), ("training", 1.0 - test_fraction)):
+        if groups >= 2 and share * groups < 0.5:
+            return (f"test_fraction = {test_fraction:g} asks for {share * groups:.2g} of the {groups} groups on the {side} side, "
+                    f"fewer than half a group: the hold-out split puts one whole group there ({100 / groups:.2g}% of the groups, not "
+                    f"{100 * share:.2g}%); choose a fraction between {0.5 / groups:.2g} and {1 - 0.5 / groups:.2g}, or data with more groups")
+    return ""
+
+
 def exploratory_split(dataset: Dataset, settings: Mapping[str, Any], seed: int) -> Split:
     """The exploratory phase's split: the data's own (``Sample.split``) when it comes split,
     else a grouped, stratified hold-out of ``test_fraction``."""

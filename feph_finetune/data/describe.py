@@ -18,18 +18,21 @@ from feph_finetune.api import Dataset
 from feph_finetune.config.options import as_option, option_problems
 from feph_finetune.config.reading import Problem, close_match, parse_override, ConfigError
 from feph_finetune.config.schema import DATASET_OPTIONS
-from feph_finetune.data.datasets import exploratory_split, format_problem, group_labels, grouping_warning
+from feph_finetune.data.datasets import exploratory_split, format_problem, group_labels, grouping_warning, test_fraction_warning
 from feph_finetune.data.splits import Split, kfold_splits
 from feph_finetune.plugins import get_plugins
 
 #: How the ``data`` command's flags name the settings they set, for hints in its errors.
-DATA_FLAGS = {"labels": "--labels FILE", "images": "--images FOLDER", "format": "--format NAME", "group_by": "--group-by KEY"}
+DATA_FLAGS = {"labels": "--labels FILE", "images": "--images FOLDER", "format": "--format NAME", "group_by": "--group-by KEY",
+              "folds": "--folds N", "test_fraction": "--test-fraction F"}
 
 
 def dataset_settings(flags: dict, assignments: list[str], problems: list[Problem]) -> dict:
     """The ``[dataset]`` table the ``data`` command's flags and ``--set dataset.KEY=VALUE``
-    describe, defaults filled in; each ``--set`` is checked against the core's and the format's
-    declarations, as a TOML's keys are, its problems appended to ``problems``."""
+    describe, defaults filled in: the one source of every setting the command uses (a ``--set``
+    wins over the flag for the same key). Each ``--set`` is checked
+    against the core's and the format's declarations, as a TOML's keys are, its problems appended
+    to ``problems``."""
     plugins = get_plugins()
     declarations = dict(DATASET_OPTIONS)
     problem = format_problem(plugins, flags["format"])
@@ -74,6 +77,8 @@ def describe_dataset(dataset: Dataset, folds: int = 5, seed: int = 0, test_fract
     sequences = _sequences(dataset, groups, group_pattern)
     class_counts = Counter(labels.tolist())
     warnings = [grouping_warning(groups)] if grouping_warning(groups) else []
+    if not dataset.presplit and (fraction := test_fraction_warning(test_fraction, len(set(groups.tolist())))):
+        warnings.append(f"dataset.{fraction}")
     if dataset.presplit:
         warnings.append("the data comes split into train/ and test/: the exploratory phase uses that split, so test_fraction is not used; cross-validation pools both")
     description = {

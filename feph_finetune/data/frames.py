@@ -19,7 +19,7 @@ import numpy as np
 
 from feph_finetune.api import FrameResult, Preprocessing
 from feph_finetune.api import Dataset
-from feph_finetune.data.images import read_image
+from feph_finetune.data.images import decode_image, image_bytes
 from feph_finetune.results.store import atomic_path
 
 CACHE_ENV = "FEPH_FINETUNE_CACHE"
@@ -133,14 +133,15 @@ def compute_frames(dataset: Dataset, steps: Sequence[FrameStep], size: int, cach
     fallbacks: list[str | None] = []
     computed = 0
     for index, sample in enumerate(dataset.samples):
-        content = Path(sample.path).read_bytes()
+        content = image_bytes(sample.path)
         key = hashlib.sha256(hashlib.sha256(content).digest() + f"{chain}|{size}".encode()).hexdigest()
         result = cache.load(key, size) if cache else None
         if result is None:
-            result = apply_steps(read_image(sample.path), steps, size)
+            result = apply_steps(decode_image(content, sample.path), steps, size)
             computed += 1
             if cache:
                 cache.store(key, result)
         images[index] = result.image
         fallbacks.append(result.fallback)
     return FrameSet(images, fallbacks, computed, cache.problem if cache else None)
+

@@ -1,8 +1,16 @@
-"""Decoding image files the way training reads them: uint8 RGB, whatever the file's depth.
+"""Decoding image files the way training reads them: uint8 RGB, upright, whatever the file's depth.
 
 Public (``feph_finetune.read_image``, ``feph_finetune.decodable``): dataset formats use it to
-drop files that do not decode, ``predict`` to read new frames exactly as the training images
-were read. No TensorFlow here; images are decoded with OpenCV.
+drop files that cannot be read, ``predict`` to read new frames exactly as the training images
+were read. One rule decides both: a file is usable when :func:`read_image` returns an image
+for it. No TensorFlow here; images are decoded with OpenCV.
+
+Only regular files up to :data:`~feph_finetune.data.user_files.MAX_IMAGE_BYTES` are read
+(:func:`~feph_finetune.data.user_files.read_user_file`): a FIFO named ``x.png`` never blocks.
+A photograph's EXIF orientation is applied (a phone's portrait JPEG is stored sideways with an
+``Orientation`` tag): :data:`DECODE_FLAGS` keep any depth and grey, and OpenCV rotates by the
+tag for every flag but ``IMREAD_UNCHANGED``. Alpha is dropped by the decoder (as a copy of the
+colour channels, the same pixels as decoding all four channels and dropping the fourth).
 """
 
 from __future__ import annotations
@@ -15,43 +23,62 @@ import cv2
 import numpy as np
 
 from feph_finetune.api import DatasetError
+from feph_finetune.data.user_files import MAX_IMAGE_BYTES, UnreadableFile, read_user_file
 
 DECODE_THREADS = 8
+#: 8 or 16 bits, grey or colour, as the file holds them; EXIF orientation applied, alpha dropped.
+DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
 
 
 def read_image(path) -> np.ndarray:
-    """Decode an image file to uint8 RGB (H, W, 3): alpha dropped, grey expanded, 16 bit scaled."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"image {path} does not exist")
-    image = _decode(path)
+    """Decode an image file to uint8 RGB (H, W, 3), upright: grey expanded, 16 bit scaled.
+
+    Raises :class:`~feph_finetune.DatasetError` naming the file and the reason: not a regular
+    file or too big (:func:`~feph_finetune.data.user_files.read_user_file`), not decodable, or
+    a pixel type training cannot use (float, signed, 2 channels).
+    """
+    return decode_image(image_bytes(path), path)
+
+
+def image_bytes(path) -> bytes:
+    """The bytes of an image file, read by the rule of the module (a regular file of bounded
+    size); raises :class:`~feph_finetune.DatasetError` naming the file and what it is instead."""
+    try:
+        return read_user_file(path, MAX_IMAGE_BYTES)
+    except UnreadableFile as error:
+        raise DatasetError(f"image {path} {error}") from None
+
+
+def decode_image(content: bytes, path) -> np.ndarray:
+    """:func:`read_image` for a file's bytes already read (``path`` names it in errors)."""
+    image = _decode(content)
     if image is None:
         raise DatasetError(f"cannot decode image {path}")
     return _to_rgb_uint8(image, path)
 
 
 def decodable(paths: list[Path]) -> list[bool]:
-    """Whether each file decodes as an image; OpenCV releases the GIL, so threads share the cores."""
+    """Whether :func:`read_image` reads each file; OpenCV releases the GIL, so threads share the cores."""
     if not paths:
         return []
     with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, os.cpu_count() or 1)) as pool:
-        return list(pool.map(_is_decodable, paths))
+        return list(pool.map(_readable, paths))
 
 
-def _is_decodable(path: Path) -> bool:
-    return _decode(path) is not None
-
-
-def _decode(path: Path) -> np.ndarray | None:
-    """The image as OpenCV decodes it (any depth and channel count), or None if it cannot."""
+def _readable(path: Path) -> bool:
     try:
-        data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
-    except OSError:
-        return None
-    if data.size == 0:
+        read_image(path)
+    except DatasetError:
+        return False
+    return True
+
+
+def _decode(content: bytes) -> np.ndarray | None:
+    """The image as OpenCV decodes it with :data:`DECODE_FLAGS`, or None if it cannot."""
+    if not content:
         return None
     try:
-        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        return cv2.imdecode(np.frombuffer(content, dtype=np.uint8), DECODE_FLAGS)
     except cv2.error:
         return None
 

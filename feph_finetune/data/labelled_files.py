@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable, Iterator, Sequence
 
 from feph_finetune.api import DatasetError, DroppedEntry, Sample
 from feph_finetune.data.images import decodable
+from feph_finetune.data.user_files import MAX_TEXT_BYTES, UnreadableFile, read_user_file
 
 #: A whole number written as a float by a spreadsheet's re-save (``3.0``): read as the number.
 INTEGRAL_FLOAT_PATTERN = re.compile(r"(\d+)\.0+")
@@ -40,7 +42,7 @@ def read_csv_rows(csv_path: Path, columns: Sequence[str], setting: str = "labels
     lacks a column (naming the columns found).
     """
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as stream:
+        with io.StringIO(labels_bytes(csv_path).decode("utf-8-sig"), newline="") as stream:
             reader = csv.reader(stream)
             header = next(reader, None)
             if header is None:
@@ -53,6 +55,16 @@ def read_csv_rows(csv_path: Path, columns: Sequence[str], setting: str = "labels
         raise DatasetError(f"labels CSV {csv_path} is not UTF-8 text: {error}") from error
     except csv.Error as error:
         raise DatasetError(f"labels CSV {csv_path}: malformed CSV: {error}") from error
+
+
+def labels_bytes(csv_path: Path) -> bytes:
+    """The labels file's bytes: a regular file (links followed) of at most
+    :data:`~feph_finetune.data.user_files.MAX_TEXT_BYTES`, else a
+    :class:`~feph_finetune.DatasetError` saying what it is (a FIFO never blocks)."""
+    try:
+        return read_user_file(csv_path, MAX_TEXT_BYTES)
+    except UnreadableFile as error:
+        raise DatasetError(f"labels CSV {csv_path} {error}") from None
 
 
 def _column_indices(csv_path: Path, header: list[str], columns: Sequence[str]) -> list[int]:
@@ -146,7 +158,7 @@ def files_fingerprint(label_file: Path | None, folder: Path, files) -> str:
     """A short hex digest (sha256) of the labels file's bytes (when there is one) and of the
     files (path within ``folder``, size, modification time): changes when a label, an image, or
     the set of images changes; no image is decoded."""
-    digest = hashlib.sha256(label_file.read_bytes() if label_file is not None else b"")
+    digest = hashlib.sha256(labels_bytes(label_file) if label_file is not None else b"")
     for path in sorted(set(files)):
         try:
             status = path.stat()

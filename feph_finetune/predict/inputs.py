@@ -101,8 +101,9 @@ def natural_key(name: str) -> list:
 def open_input(name: str, every: int = 1) -> PredictInput:
     """Check one input and say what it is, reading no more than a video's header.
 
-    Raises :class:`InputError` for a missing path, a folder without images, or a file that is
-    neither a readable image name nor a video OpenCV can open.
+    Raises :class:`InputError` for a missing path, a FIFO, device or socket (never opened: reading
+    one could block forever), a folder without images, or a file that is neither a readable
+    image name nor a video OpenCV can open.
     """
     path = Path(name)
     if not path.exists():
@@ -113,6 +114,8 @@ def open_input(name: str, every: int = 1) -> PredictInput:
         if not files:
             raise InputError(f"{name}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
         return PredictInput(name, path, "folder", every, len(range(0, len(files), every)), files=files, skipped=_skipped(children, len(files)))
+    if not path.is_file():  # a FIFO (OpenCV would wait for a writer forever), a device, a socket
+        raise InputError(f"{name}: neither a regular file nor a folder (a FIFO, device or socket); predict reads image and video files and folders of frames")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return PredictInput(name, path, "image", 1, 1, files=[path])
     capture = cv2.VideoCapture(str(path))

@@ -1,0 +1,79 @@
+"""Reading a file a user named (an image, a labels CSV, a configuration): regular files only,
+of bounded size, never blocking.
+
+A name in a dataset folder or on the command line may be a FIFO (``mkfifo x.png``: reading it
+waits for a writer forever), a device (a link to ``/dev/zero``: reading it fills the memory), a
+socket or a folder. Each file is opened without blocking (``O_NONBLOCK``, which a regular file
+ignores), symbolic links followed, and what was opened is checked (``fstat``, so a file swapped
+between a check and the open is still caught): it must be a regular file no larger than the
+caller's limit. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+#: Largest image file read (bytes). The biggest photographs (a 100-megapixel camera's 16-bit TIFF,
+#: 200 MB uncompressed) fit; a file beyond it is no face image, and reading it whole (the decoder
+#: needs all bytes) could exhaust the memory of a machine that runs several jobs.
+MAX_IMAGE_BYTES = 256 * 2**20
+#: Largest labels CSV or configuration file read (bytes): FePh's CSV is 40 kB, a labels CSV of
+#: ten million rows about 500 MB; the text is held in memory whole while it is parsed.
+MAX_TEXT_BYTES = 1024 * 2**20
+
+
+class UnreadableFile(OSError):
+    """A file that is missing (``missing``), not a regular file, over its size limit, or fails to
+    read; the message says which, without the path: callers name the file their own way."""
+
+    def __init__(self, message: str, missing: bool = False):
+        super().__init__(message)
+        self.missing = missing
+
+
+def read_user_file(path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path`` (symbolic links followed), at most ``limit`` bytes.
+
+    Raises :class:`UnreadableFile` for a missing file, a FIFO, device, socket or folder, a file
+    larger than ``limit``, or a read error; never blocks on a FIFO or reads an endless device.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise UnreadableFile("does not exist", missing=True) from None
+    except OSError as error:
+        raise UnreadableFile(f"cannot be opened ({error.strerror or error})") from None
+    with os.fdopen(descriptor, "rb") as stream:
+        status = os.fstat(descriptor)
+        problem = _file_problem(status, limit)
+        if problem:
+            raise UnreadableFile(problem)
+        try:
+            data = stream.read(limit + 1)
+        except OSError as error:
+            raise UnreadableFile(f"cannot be read ({error.strerror or error})") from None
+    if len(data) > limit:  # grew since fstat
+        raise UnreadableFile(_too_big(len(data), limit))
+    return data
+
+
+def _file_problem(status: os.stat_result, limit: int) -> str:
+    if stat.S_ISDIR(status.st_mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(status.st_mode):
+        return f"is not a regular file (a {_kind(status.st_mode)}); only regular files are read"
+    if status.st_size > limit:
+        return _too_big(status.st_size, limit)
+    return ""
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _too_big(size: int, limit: int) -> str:
+    return f"is larger ({size / 2**20:.0f} MiB) than the {limit // 2**20} MiB read at most"
+

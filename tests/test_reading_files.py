@@ -1,0 +1,196 @@
+"""Reading the files a user names: photographs upright, unusable pixel types dropped by the same
+rule that refuses them, and FIFOs, devices and huge files refused without ever blocking.
+
+Whatever could hang runs in a subprocess with a timeout, so that a regression fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from feph_finetune import DatasetError, decodable, read_image
+from feph_finetune.data import images
+
+REPO = Path(__file__).resolve().parents[1]
+#: Seconds a command that must not block gets; it answers in under 10 s when it works.
+NO_HANG_S = 120
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+
+
+def with_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """``jpeg`` (as cv2 writes it: SOI, then a JFIF APP0) with an EXIF APP1 segment after the APP0
+    that holds one tag, Orientation (0x0112, a SHORT), in a big-endian TIFF structure."""
+    assert jpeg[:4] == b"\xff\xd8\xff\xe0"
+    entry = struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)
+    payload = b"Exif\x00\x00" + b"MM\x00\x2a" + struct.pack(">IH", 8, 1) + entry + struct.pack(">I", 0)
+    end = 4 + struct.unpack(">H", jpeg[4:6])[0]
+    return jpeg[:end] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[end:]
+
+
+#: An upright 32 x 64 BGR picture: a red block top left, a blue one bottom right.
+UPRIGHT = np.zeros((32, 64, 3), dtype=np.uint8)
+UPRIGHT[:16, :16] = (0, 0, 255)
+UPRIGHT[16:, 48:] = (255, 0, 0)
+
+
+@pytest.mark.parametrize("orientation, stored, turn_back", [
+    (3, np.rot90(UPRIGHT, 2), 2),    # upside down
+    (6, np.rot90(UPRIGHT, 1), -1),   # a phone held upright: stored turned left, shown turned right
+    (8, np.rot90(UPRIGHT, -1), 1),
+])
+def test_a_photographs_exif_orientation_is_applied(tmp_path, orientation, stored, turn_back):
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(stored), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert ok
+    (tmp_path / "as_stored.jpg").write_bytes(encoded.tobytes())
+    (tmp_path / "tagged.jpg").write_bytes(with_orientation(encoded.tobytes(), orientation))
+    as_stored, tagged = read_image(tmp_path / "as_stored.jpg"), read_image(tmp_path / "tagged.jpg")
+    assert tagged.shape == (32, 64, 3)
+    assert np.array_equal(tagged, np.rot90(as_stored, turn_back))  # the same pixels, turned: exact
+    # JPEG blurs colours near block edges; block centres stay within 40 of the pure colours
+    assert np.abs(tagged[8, 8].astype(int) - (255, 0, 0)).max() < 40
+    assert np.abs(tagged[24, 56].astype(int) - (0, 0, 255)).max() < 40
+
+
+def _as_read_before(path: Path) -> np.ndarray:
+    """What ``read_image`` returned before EXIF orientation was applied: every channel decoded
+    (``IMREAD_UNCHANGED``), alpha dropped, 16 bits scaled to 8, as RGB."""
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    image = (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else image
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
+
+
+def test_files_without_exif_decode_to_the_same_pixels_as_before(tmp_path):
+    rng = np.random.default_rng(0)
+    files = {
+        "rgb.png": rng.integers(0, 256, (9, 11, 3), dtype=np.uint8),
+        "rgba.png": rng.integers(0, 256, (9, 11, 4), dtype=np.uint8),
+        "grey.png": rng.integers(0, 256, (9, 11), dtype=np.uint8),
+        "deep.png": rng.integers(0, 65536, (9, 11, 4), dtype=np.uint16),
+        "photo.jpg": rng.integers(0, 256, (16, 24, 3), dtype=np.uint8),
+        "grey.jpg": rng.integers(0, 256, (16, 24), dtype=np.uint8),
+        "rgba.webp": rng.integers(0, 256, (9, 11, 4), dtype=np.uint8),
+        "deep.tiff": rng.integers(0, 65536, (9, 11, 3), dtype=np.uint16),
+    }
+    for name, pixels in files.items():
+        assert cv2.imwrite(str(tmp_path / name), pixels)
+        assert np.array_equal(read_image(tmp_path / name), _as_read_before(tmp_path / name)), name
+
+
+@pytest.mark.parametrize("pixels", [np.full((6, 6, 3), 0.5, dtype=np.float32), np.full((6, 6), -3, dtype=np.int16)], ids=["float32", "int16"])
+def test_an_image_of_an_unusable_pixel_type_is_not_counted_decodable(tmp_path, pixels):
+    path = tmp_path / "odd.tiff"
+    assert cv2.imwrite(str(path), pixels)
+    with pytest.raises(DatasetError, match=f"unsupported pixel type {pixels.dtype}"):
+        read_image(path)
+    assert decodable([path]) == [False]
+
+
+def test_an_image_over_the_size_limit_is_refused_naming_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    assert cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", path.stat().st_size - 1)
+    with pytest.raises(DatasetError, match="big.png is larger"):
+        read_image(path)
+    assert decodable([path]) == [False]
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter; a read that blocks fails the test after NO_HANG_S."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=REPO, timeout=NO_HANG_S)
+
+
+@needs_fifo
+def test_fifos_and_devices_are_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "x.png")
+    os.mkfifo(tmp_path / "labels.csv")
+    os.symlink("/dev/zero", tmp_path / "zero.png")
+    result = _run_python(f"""
+        from pathlib import Path
+        from feph_finetune import DatasetError, decodable, read_csv_rows, read_image
+        folder = Path({str(tmp_path)!r})
+        print(decodable([folder / "x.png", folder / "zero.png"]))
+        for read in (lambda: read_image(folder / "x.png"), lambda: read_image(folder / "zero.png"),
+                     lambda: list(read_csv_rows(folder / "labels.csv", ["a"]))):
+            try:
+                read()
+            except DatasetError as error:
+                print(error)
+    """)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[False, False]"
+    assert lines[1] == f"image {tmp_path / 'x.png'} is not a regular file (a FIFO); only regular files are read"
+    assert lines[2] == f"image {tmp_path / 'zero.png'} is not a regular file (a character device); only regular files are read"
+    assert lines[3] == f"labels CSV {tmp_path / 'labels.csv'} is not a regular file (a FIFO); only regular files are read"
+
+
+@needs_fifo
+def test_a_fifo_as_the_configuration_or_a_predict_input_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "experiments.toml")
+    os.mkfifo(tmp_path / "clip.mp4")
+    os.mkfifo(tmp_path / "frame.png")
+    result = subprocess.run([sys.executable, "-m", "feph_finetune", str(tmp_path / "experiments.toml"), "--dry-run"],
+                            capture_output=True, text=True, cwd=REPO, timeout=NO_HANG_S)
+    assert result.returncode == 2
+    assert f"{tmp_path / 'experiments.toml'}: cannot read: it is not a regular file (a FIFO)" in result.stderr
+    result = _run_python(f"""
+        from feph_finetune.predict.inputs import InputError, open_input
+        for name in ("clip.mp4", "frame.png"):
+            try:
+                open_input({str(tmp_path)!r} + "/" + name)
+            except InputError as error:
+                print(error)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"{tmp_path}/{name}: neither a regular file nor a folder (a FIFO, device or socket); predict reads image and video files and folders of frames"
+        for name in ("clip.mp4", "frame.png")]
+
+
+@needs_fifo
+def test_a_link_to_a_fifo_in_a_folder_of_frames_is_a_frame_that_cannot_be_read(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    assert cv2.imwrite(str(frames / "f1.png"), UPRIGHT)
+    os.mkfifo(tmp_path / "pipe")
+    os.symlink(tmp_path / "pipe", frames / "f2.png")
+    result = _run_python(f"""
+        from feph_finetune.predict.inputs import _image_frame
+        from pathlib import Path
+        for index, name in enumerate(("f1.png", "f2.png")):
+            frame = _image_frame(index, Path({str(frames)!r}) / name)
+            print(frame.problem)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["None", f"image {frames / 'f2.png'} is not a regular file (a FIFO); only regular files are read"]
+
+
+@needs_fifo
+def test_the_data_command_drops_special_files_in_a_folders_dataset_and_never_hangs(tmp_path):
+    root = tmp_path / "data"
+    for name in ("a", "b"):
+        for index in range(3):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            assert cv2.imwrite(str(root / name / f"{name}{index}.png"), np.full((8, 8, 3), 40 * index + (name == "a"), dtype=np.uint8))
+    os.mkfifo(root / "a" / "x.png")
+    os.mkfifo(root / "b" / "y.png")  # two FIFOs of one size: copies are looked for by content
+    os.symlink("/dev/zero", root / "b" / "zero.png")
+    result = subprocess.run([sys.executable, "-m", "feph_finetune", "data", str(root), "--format", "folders", "--folds", "2", "--json"],
+                            capture_output=True, text=True, cwd=REPO, timeout=NO_HANG_S)
+    assert result.returncode == 0, result.stderr
+    description = json.loads(result.stdout)
+    assert description["classes"] == {"a": 3, "b": 3}
+    assert description["dropped"]["unreadable"] == 3
