@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import TINY_DEFAULTS
+from conftest import TINY_DEFAULTS, line_of
+from feph_finetune import DatasetError
 from feph_finetune.cli import main
 from feph_finetune.data.datasets import load_dataset
 
@@ -106,6 +107,44 @@ def test_a_presplit_folder_is_used_as_the_exploratory_split(tmp_path, capsys):
     assert description["split"] == "given"
     assert description["holdout"]["train"] == sum(train.values()) and description["holdout"]["test"] == sum(test.values())
     assert any("test_fraction is not used" in warning for warning in description["warnings"])
+
+
+def test_a_class_folder_without_a_usable_image_is_an_error_naming_it(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_folders(root, classes=("neutral", "smile"))
+    for path in (root / "smile").iterdir():
+        path.write_bytes(f"not an image: {path.name}".encode())
+    assert cv2.imwrite(str(root / "smile" / "depth.tiff"), np.full((8, 8), 0.5, dtype=np.float32))  # decodes, unusable
+    with pytest.raises(DatasetError, match="'smile' have no images"):
+        load_dataset({"root": str(root), "format": "folders"})
+    assert main(["data", str(root), "--format", "folders"]) == 2
+    error = capsys.readouterr().err
+    assert f"class folder(s) 'smile' have no images in {root} that can be used (files dropped there: 7 unreadable)" in error
+
+
+def test_data_takes_folds_and_test_fraction_from_set_as_from_its_flags(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_folders(root)
+    common = ["data", str(root), "--format", "folders", "--set", f"dataset.group_pattern='{PATTERN}'", "--json"]
+    descriptions = []
+    for settings in (["--folds", "4", "--test-fraction", "0.5"], ["--set", "dataset.folds=4", "--set", "dataset.test_fraction=0.5"]):
+        assert main(common + settings) == 0
+        descriptions.append(json.loads(capsys.readouterr().out))
+    assert descriptions[0] == descriptions[1]
+    assert len(descriptions[1]["folds"]) == 4 and descriptions[1]["holdout"]["test"] == 12  # half of 24 images in 12 groups of 2
+
+
+def test_a_test_fraction_too_small_or_large_for_the_groups_is_warned_about(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_folders(root)
+    pattern = f"dataset.group_pattern='{PATTERN}'"
+    assert main(["data", str(root), "--format", "folders", "--set", pattern, "--set", "dataset.test_fraction=0.999", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == [
+        "dataset.test_fraction = 0.999 asks for 0.012 of the 12 groups on the training side, fewer than half a group: the hold-out "
+        "split puts one whole group there (8.3% of the groups, not 0.1%); choose a fraction between 0.042 and 0.96, or data with more groups"]
+    path = matrix_toml(tmp_path / "m.toml", root, f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\ntest_fraction = 0.01\n', "[experiments.A]\n")
+    assert main([str(path), "--dry-run"]) == 0
+    assert f"{path}:{line_of(path, 'test_fraction')} dataset.test_fraction: 0.01 asks for 0.12 of the 12 groups on the test side" in capsys.readouterr().err
 
 
 def write_csv_twin(folders: Path, root: Path) -> None:

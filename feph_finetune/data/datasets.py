@@ -132,7 +132,7 @@ def test_fraction_warning(test_fraction: float, groups: int) -> str:
     empty), so the split is far from the share asked for. ``groups`` < 2 is refused elsewhere."""
     for side, share in (("test", test_fraction), ("training", 1.0 - test_fraction)):
         if groups >= 2 and share * groups < 0.5:
-            return (f"test_fraction = {test_fraction:g} asks for {share * groups:.2g} of the {groups} groups on the {side} side, "
+            return (f"{test_fraction:g} asks for {share * groups:.2g} of the {groups} groups on the {side} side, "
                     f"fewer than half a group: the hold-out split puts one whole group there ({100 / groups:.2g}% of the groups, not "
                     f"{100 * share:.2g}%); choose a fraction between {0.5 / groups:.2g} and {1 - 0.5 / groups:.2g}, or data with more groups")
     return ""

@@ -78,7 +78,7 @@ def describe_dataset(dataset: Dataset, folds: int = 5, seed: int = 0, test_fract
     class_counts = Counter(labels.tolist())
     warnings = [grouping_warning(groups)] if grouping_warning(groups) else []
     if not dataset.presplit and (fraction := test_fraction_warning(test_fraction, len(set(groups.tolist())))):
-        warnings.append(f"dataset.{fraction}")
+        warnings.append(f"dataset.test_fraction = {fraction}")
     if dataset.presplit:
         warnings.append("the data comes split into train/ and test/: the exploratory phase uses that split, so test_fraction is not used; cross-validation pools both")
     description = {
