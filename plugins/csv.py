@@ -4,7 +4,8 @@
 the root) and refused when it points outside it; ``label_column`` its class, as a word
 (``happy``) or a code (``4``, also as ``4.0`` from a spreadsheet) that the ``label_names`` table
 (``{ "4" = "happy", ... }``) names. Classes are ``classes`` in that order when listed, else the
-``label_names`` in the order of their codes, else the words found, sorted. The labels CSV is
+``label_names`` in the order of their codes, else the words found, sorted; a class without a
+usable image is an error. The labels CSV is
 ``[dataset] labels`` (default: the one ``*.csv`` in the root or its direct subfolders). It is
 read as robustly as FePh's (BOM, CRLF, quoted fields; duplicate and conflicting rows settled).
 
@@ -87,11 +88,27 @@ def read_labels(csv_path: Path, folder: Path, root: Path, options, decode: bool 
         return Sample(path=path, label=label, groups=keys, frame=frame)
 
     samples, dropped, files = samples_from_rows(rows, make_sample, decode)
-    empty = [name for name in options["classes"] if not any(sample.label == classes.index(name) for sample in samples)]
-    if empty:
-        raise DatasetError(f"listed class(es) {', '.join(map(repr, empty))} have no images in {csv_path}", hint=("list only classes with images in", "classes"))
+    _check_every_class_has_images(classes, samples, dropped, rows, csv_path)
     return Dataset(root=root, samples=samples, classes=classes, dropped_entries=dropped, drop_reasons=DROP_REASONS,
                    fingerprint=files_fingerprint(csv_path, folder, files))
+
+
+def _check_every_class_has_images(classes: tuple[str, ...], samples: list[Sample], dropped, rows, csv_path: Path) -> None:
+    """A class (listed, named by ``label_names`` or found as a word) without a kept sample (no
+    row, or only rows that are dropped) is a :class:`~feph_finetune.DatasetError` naming it and
+    why its rows were dropped: a model cannot learn a class it never sees."""
+    kept = {sample.label for sample in samples}
+    empty = [index for index in range(len(classes)) if index not in kept]
+    if not empty:
+        return
+    label_of = {line: label for line, _, label, _ in rows}
+    reasons: dict[str, int] = {}
+    for entry in dropped:
+        if label_of.get(entry.line) in empty:
+            reasons[entry.reason] = reasons.get(entry.reason, 0) + 1
+    why = f" (its rows were dropped: {', '.join(f'{count} {reason}' for reason, count in reasons.items())})" if reasons else ""
+    raise DatasetError(f"class(es) {', '.join(repr(classes[index]) for index in empty)} have no images in {csv_path} that can be used{why}",
+                       hint=("list only classes with images in", "classes"))
 
 
 def _by_code(names: dict[str, str]) -> list[str]:

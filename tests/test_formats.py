@@ -186,6 +186,17 @@ def test_csv_codes_are_named_by_label_names_and_spreadsheet_floats_read(tmp_path
     assert [entry.reason for entry in dataset.dropped_entries] == ["unknown_label"]
 
 
+def test_a_csv_class_whose_rows_are_all_dropped_is_an_error_naming_it(tmp_path):
+    root = tmp_path / "data"
+    for index in range(2):
+        write_image(root / f"{index}.png", 0, index)
+    (root / "junk.png").write_bytes(b"not an image")
+    (root / "labels.csv").write_text("path,label\n0.png,calm\n1.png,calm\njunk.png,tense\ngone.png,tense\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"class\(es\) 'tense' have no images in .*labels.csv that can be used "
+                                           r"\(its rows were dropped: 1 unreadable, 1 missing_file\)"):
+        load_dataset({"root": str(root), "format": "csv"})
+
+
 def test_format_settings_are_checked_in_the_one_pass(tmp_path, capsys):
     root = tmp_path / "data"
     write_folders(root)

@@ -44,19 +44,32 @@ UPRIGHT[:16, :16] = (0, 0, 255)
 UPRIGHT[16:, 48:] = (255, 0, 0)
 
 
-@pytest.mark.parametrize("orientation, stored, turn_back", [
-    (3, np.rot90(UPRIGHT, 2), 2),    # upside down
-    (6, np.rot90(UPRIGHT, 1), -1),   # a phone held upright: stored turned left, shown turned right
-    (8, np.rot90(UPRIGHT, -1), 1),
-])
-def test_a_photographs_exif_orientation_is_applied(tmp_path, orientation, stored, turn_back):
-    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(stored), [cv2.IMWRITE_JPEG_QUALITY, 100])
+def transpose(image: np.ndarray) -> np.ndarray:
+    return image.transpose(1, 0, 2)
+
+
+#: EXIF orientation: (how the camera stored an upright picture, how a viewer shows it upright).
+ORIENTATIONS = {
+    2: (np.fliplr, np.fliplr),
+    3: (lambda image: np.rot90(image, 2), lambda image: np.rot90(image, 2)),  # upside down
+    4: (np.flipud, np.flipud),
+    5: (transpose, transpose),
+    6: (lambda image: np.rot90(image, 1), lambda image: np.rot90(image, -1)),  # a phone held upright
+    7: (lambda image: np.rot90(transpose(image), 2), lambda image: np.rot90(transpose(image), 2)),
+    8: (lambda image: np.rot90(image, -1), lambda image: np.rot90(image, 1)),
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+def test_a_photographs_exif_orientation_is_applied(tmp_path, orientation):
+    to_store, to_show = ORIENTATIONS[orientation]
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(to_store(UPRIGHT)), [cv2.IMWRITE_JPEG_QUALITY, 100])
     assert ok
     (tmp_path / "as_stored.jpg").write_bytes(encoded.tobytes())
     (tmp_path / "tagged.jpg").write_bytes(with_orientation(encoded.tobytes(), orientation))
     as_stored, tagged = read_image(tmp_path / "as_stored.jpg"), read_image(tmp_path / "tagged.jpg")
     assert tagged.shape == (32, 64, 3)
-    assert np.array_equal(tagged, np.rot90(as_stored, turn_back))  # the same pixels, turned: exact
+    assert np.array_equal(tagged, to_show(as_stored))  # the same pixels, turned: exact
     # JPEG blurs colours near block edges; block centres stay within 40 of the pure colours
     assert np.abs(tagged[8, 8].astype(int) - (255, 0, 0)).max() < 40
     assert np.abs(tagged[24, 56].astype(int) - (0, 0, 255)).max() < 40

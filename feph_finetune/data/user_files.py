@@ -4,16 +4,16 @@ of bounded size, never blocking.
 A name in a dataset folder or on the command line may be a FIFO (``mkfifo x.png``: reading it
 waits for a writer forever), a device (a link to ``/dev/zero``: reading it fills the memory), a
 socket or a folder. Each file is opened without blocking (``O_NONBLOCK``, which a regular file
-ignores), symbolic links followed, and what was opened is checked (``fstat``, so a file swapped
-between a check and the open is still caught): it must be a regular file no larger than the
-caller's limit. No TensorFlow here.
+ignores), symbolic links followed, after checking what the name points to (``stat``: a device
+is never opened, since opening some acts, like ``/dev/watchdog``), and what was opened is checked
+again (``fstat``: a file swapped between the check and the open is still caught): it must be a
+regular file no larger than the caller's limit. No TensorFlow here.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 
 #: Largest image file read (bytes). The biggest photographs (a 100-megapixel camera's 16-bit TIFF,
 #: 200 MB uncompressed) fit; a file beyond it is no face image, and reading it whole (the decoder
@@ -39,17 +39,10 @@ def read_user_file(path, limit: int) -> bytes:
     Raises :class:`UnreadableFile` for a missing file, a FIFO, device, socket or folder, a file
     larger than ``limit``, or a read error; never blocks on a FIFO or reads an endless device.
     """
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise UnreadableFile("does not exist", missing=True) from None
-    except OSError as error:
-        raise UnreadableFile(f"cannot be opened ({error.strerror or error})") from None
+    _refuse(_file_problem(_opening(os.stat, path), limit))  # a device is never opened: opening some acts
+    descriptor = _opening(os.open, path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0))
     with os.fdopen(descriptor, "rb") as stream:
-        status = os.fstat(descriptor)
-        problem = _file_problem(status, limit)
-        if problem:
-            raise UnreadableFile(problem)
+        _refuse(_file_problem(os.fstat(descriptor), limit))  # what was opened, in case the name changed
         try:
             data = stream.read(limit + 1)
         except OSError as error:
@@ -57,6 +50,21 @@ def read_user_file(path, limit: int) -> bytes:
     if len(data) > limit:  # grew since fstat
         raise UnreadableFile(_too_big(len(data), limit))
     return data
+
+
+def _opening(call, *args):
+    """``call(*args)`` (``os.stat``, ``os.open``), its errors as :class:`UnreadableFile`."""
+    try:
+        return call(*args)
+    except FileNotFoundError:
+        raise UnreadableFile("does not exist", missing=True) from None
+    except (OSError, ValueError) as error:  # ValueError: a name with a NUL byte
+        raise UnreadableFile(f"cannot be opened ({getattr(error, 'strerror', None) or error})") from None
+
+
+def _refuse(problem: str) -> None:
+    if problem:
+        raise UnreadableFile(problem)
 
 
 def _file_problem(status: os.stat_result, limit: int) -> str:
