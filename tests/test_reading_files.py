@@ -6,6 +6,7 @@ Whatever could hang runs in a subprocess with a timeout, so that a regression fa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -207,3 +208,23 @@ def test_the_data_command_drops_special_files_in_a_folders_dataset_and_never_han
     description = json.loads(result.stdout)
     assert description["classes"] == {"a": 3, "b": 3}
     assert description["dropped"]["unreadable"] == 3
+
+
+def test_crops_cached_before_orientation_was_applied_are_not_reused_and_other_files_keep_theirs(tmp_path):
+    """Crop-cache keys once were sha256(sha256(bytes) + "CHAIN|SIZE"); a file with EXIF data
+    (possibly cached sideways) gets a new key, every other file keeps its cached crop."""
+    from feph_finetune import Dataset, FrameResult, Sample
+    from feph_finetune.data.frames import CropCache, compute_frames
+
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(np.rot90(UPRIGHT, 1)), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    (tmp_path / "phone.jpg").write_bytes(with_orientation(encoded.tobytes(), 6))
+    assert cv2.imwrite(str(tmp_path / "plain.png"), UPRIGHT)
+    cache, size, marked = CropCache(tmp_path / "cache"), 16, np.full((16, 16, 3), 7, dtype=np.uint8)
+    for name in ("phone.jpg", "plain.png"):
+        content = (tmp_path / name).read_bytes()
+        cache.store(hashlib.sha256(hashlib.sha256(content).digest() + f"|{size}".encode()).hexdigest(), FrameResult(marked))
+    dataset = Dataset(root=tmp_path, samples=[Sample(tmp_path / name, 0, {}) for name in ("phone.jpg", "plain.png")], classes=("a",))
+    frames = compute_frames(dataset, [], size, cache)
+    assert frames.computed == 1
+    assert not np.array_equal(frames.images[0], marked)  # recomputed, upright
+    assert np.array_equal(frames.images[1], marked)  # the cached crop, kept

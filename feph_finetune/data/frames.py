@@ -19,7 +19,7 @@ import numpy as np
 
 from feph_finetune.api import FrameResult, Preprocessing
 from feph_finetune.api import Dataset
-from feph_finetune.data.images import decode_image, image_bytes
+from feph_finetune.data.images import carries_exif, decode_image, image_bytes
 from feph_finetune.results.store import atomic_path
 
 CACHE_ENV = "FEPH_FINETUNE_CACHE"
@@ -126,6 +126,15 @@ def apply_steps(image: np.ndarray, steps: Sequence[FrameStep], size: int) -> Fra
     return FrameResult(resize_square(image, size), fallback, box)
 
 
+def frame_key(content: bytes, chain: str, size: int) -> str:
+    """The cache key of one image file's frame result: its bytes, the steps' ``chain`` of
+    signatures and the size. A file with EXIF data (:func:`~feph_finetune.data.images.carries_exif`)
+    is keyed apart from the entries cached before its orientation was applied, which may be
+    sideways; every other file keeps its key, and its cached crops."""
+    upright = "|exif-upright" if carries_exif(content) else ""
+    return hashlib.sha256(hashlib.sha256(content).digest() + f"{chain}|{size}{upright}".encode()).hexdigest()
+
+
 def compute_frames(dataset: Dataset, steps: Sequence[FrameStep], size: int, cache: CropCache | None) -> FrameSet:
     """Every sample's image after the frame steps, resized to ``size``, using the cache."""
     chain = "|".join(step.signature for step in steps)
@@ -134,7 +143,7 @@ def compute_frames(dataset: Dataset, steps: Sequence[FrameStep], size: int, cach
     computed = 0
     for index, sample in enumerate(dataset.samples):
         content = image_bytes(sample.path)
-        key = hashlib.sha256(hashlib.sha256(content).digest() + f"{chain}|{size}".encode()).hexdigest()
+        key = frame_key(content, chain, size)
         result = cache.load(key, size) if cache else None
         if result is None:
             result = apply_steps(decode_image(content, sample.path), steps, size)

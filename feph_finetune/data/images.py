@@ -28,6 +28,8 @@ from feph_finetune.data.user_files import MAX_IMAGE_BYTES, UnreadableFile, read_
 DECODE_THREADS = 8
 #: 8 or 16 bits, grey or colour, as the file holds them; EXIF orientation applied, alpha dropped.
 DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+#: Byte strings that open EXIF data in a JPEG, a PNG and a WebP (a TIFF's tags were always applied).
+EXIF_MARKERS = (b"Exif\x00\x00", b"eXIf", b"EXIF")
 
 
 def read_image(path) -> np.ndarray:
@@ -47,6 +49,13 @@ def image_bytes(path) -> bytes:
         return read_user_file(path, MAX_IMAGE_BYTES)
     except UnreadableFile as error:
         raise DatasetError(f"image {path} {error}") from None
+
+
+def carries_exif(content: bytes) -> bool:
+    """Whether an image file's bytes may hold EXIF data (a JPEG's ``Exif`` segment, a PNG's
+    ``eXIf`` chunk, a WebP's ``EXIF`` chunk), so its orientation may turn the decoded image.
+    A chance match in compressed data is harmless: callers only key caches apart with it."""
+    return any(marker in content for marker in EXIF_MARKERS)
 
 
 def decode_image(content: bytes, path) -> np.ndarray:
