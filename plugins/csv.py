@@ -19,6 +19,7 @@ from pathlib import Path
 
 from feph_finetune import Dataset, DatasetError, Option, Sample, files_fingerprint, hookimpl, read_csv_rows, resolve_inside, samples_from_rows, whole_number
 from feph_finetune_plugins.feph import find_labels_csv, frame_of, locate, sequence_of
+from feph_finetune_plugins.folders import empty_classes_error
 
 DROP_REASONS: dict[str, str] = {
     "no_label": "empty label cell",
@@ -99,16 +100,10 @@ def _check_every_class_has_images(classes: tuple[str, ...], samples: list[Sample
     why its rows were dropped: a model cannot learn a class it never sees."""
     kept = {sample.label for sample in samples}
     empty = [index for index in range(len(classes)) if index not in kept]
-    if not empty:
-        return
-    label_of = {line: label for line, _, label, _ in rows}
-    reasons: dict[str, int] = {}
-    for entry in dropped:
-        if label_of.get(entry.line) in empty:
-            reasons[entry.reason] = reasons.get(entry.reason, 0) + 1
-    why = f" (its rows were dropped: {', '.join(f'{count} {reason}' for reason, count in reasons.items())})" if reasons else ""
-    raise DatasetError(f"class(es) {', '.join(repr(classes[index]) for index in empty)} have no images in {csv_path} that can be used{why}",
-                       hint=("list only classes with images in", "classes"))
+    if empty:
+        label_of = {line: label for line, _, label, _ in rows}
+        reasons = [entry.reason for entry in dropped if label_of.get(entry.line) in empty]
+        raise empty_classes_error("class(es)", [classes[index] for index in empty], csv_path, reasons)
 
 
 def _by_code(names: dict[str, str]) -> list[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from pathlib import Path
 
 from feph_finetune import Dataset, DatasetError, DroppedEntry, Option, Sample, decodable, files_fingerprint, hookimpl
@@ -91,16 +92,17 @@ def _check_every_class_has_images(classes: tuple[str, ...], samples: list[Sample
     and why its files were dropped: a model cannot learn a class it never sees."""
     kept = {sample.label for sample in samples}
     empty = [name for index, name in enumerate(classes) if index not in kept]
-    if not empty:
-        return
-    reasons = {}
-    for entry in dropped:
-        parts = entry.entry.split("/")
-        if any(name in parts[:2] for name in empty) and len(parts) > 1:
-            reasons[entry.reason] = reasons.get(entry.reason, 0) + 1
-    why = f" (files dropped there: {', '.join(f'{count} {reason}' for reason, count in reasons.items())})" if reasons else ""
-    raise DatasetError(f"class folder(s) {', '.join(map(repr, empty))} have no images in {root} that can be used{why}",
-                       hint=("list only classes with images in", "classes"))
+    if empty:
+        inside = [entry.reason for entry in dropped if "/" in entry.entry and set(empty) & set(entry.entry.split("/")[:2])]
+        raise empty_classes_error("class folder(s)", empty, root, inside)
+
+
+def empty_classes_error(what: str, empty: list[str], place: Path, reasons: list[str]) -> DatasetError:
+    """The error for classes without a usable image (the ``folders`` and ``csv`` formats):
+    ``what`` and the ``empty`` names, where, and the ``reasons`` their entries were dropped for."""
+    why = f" (dropped there: {', '.join(f'{count} {reason}' for reason, count in Counter(reasons).items())})" if reasons else ""
+    return DatasetError(f"{what} {', '.join(map(repr, empty))} have no images in {place} that can be used{why}",
+                        hint=("list only classes with images in", "classes"))
 
 
 def _class_folders(base: Path, root: Path, dropped: list[DroppedEntry]) -> list[str]:

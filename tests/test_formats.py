@@ -119,7 +119,7 @@ def test_a_class_folder_without_a_usable_image_is_an_error_naming_it(tmp_path, c
         load_dataset({"root": str(root), "format": "folders"})
     assert main(["data", str(root), "--format", "folders"]) == 2
     error = capsys.readouterr().err
-    assert f"class folder(s) 'smile' have no images in {root} that can be used (files dropped there: 7 unreadable)" in error
+    assert f"class folder(s) 'smile' have no images in {root} that can be used (dropped there: 7 unreadable)" in error
 
 
 def test_data_takes_folds_and_test_fraction_from_set_as_from_its_flags(tmp_path, capsys):
@@ -193,7 +193,7 @@ def test_a_csv_class_whose_rows_are_all_dropped_is_an_error_naming_it(tmp_path):
     (root / "junk.png").write_bytes(b"not an image")
     (root / "labels.csv").write_text("path,label\n0.png,calm\n1.png,calm\njunk.png,tense\ngone.png,tense\n", encoding="utf-8")
     with pytest.raises(DatasetError, match=r"class\(es\) 'tense' have no images in .*labels.csv that can be used "
-                                           r"\(its rows were dropped: 1 unreadable, 1 missing_file\)"):
+                                           r"\(dropped there: 1 unreadable, 1 missing_file\)"):
         load_dataset({"root": str(root), "format": "csv"})
 
 

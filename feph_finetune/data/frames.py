@@ -153,4 +153,3 @@ def compute_frames(dataset: Dataset, steps: Sequence[FrameStep], size: int, cach
         images[index] = result.image
         fallbacks.append(result.fallback)
     return FrameSet(images, fallbacks, computed, cache.problem if cache else None)
-

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import stat
 
-#: Largest image file read (bytes). The biggest photographs (a 100-megapixel camera's 16-bit TIFF,
-#: 200 MB uncompressed) fit; a file beyond it is no face image, and reading it whole (the decoder
-#: needs all bytes) could exhaust the memory of a machine that runs several jobs.
+#: Largest image file read (bytes). A 50-megapixel photograph fits (about 25 MB as a JPEG, 150 MB
+#: as an uncompressed 8-bit TIFF); a file beyond it is no face image, and reading it whole (the
+#: decoder needs all bytes, and 8 threads decode at once) could exhaust a shared machine's memory.
 MAX_IMAGE_BYTES = 256 * 2**20
 #: Largest labels CSV or configuration file read (bytes): FePh's CSV is 40 kB, a labels CSV of
 #: ten million rows about 500 MB; the text is held in memory whole while it is parsed.
