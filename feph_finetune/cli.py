@@ -23,7 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 import feph_finetune
-from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, print_error
+from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
+from feph_finetune.printable import EscapingConsole
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -173,11 +174,9 @@ def load_plugins():
 def warn(line: str) -> None:
     """One warning on stderr (a skipped result file, ...): wrapped at the width of a terminal
     (or of ``COLUMNS``), on one line in a log file or pipe, as :func:`output_console` does."""
-    from feph_finetune.printable import printable
-
-    errors = Console(stderr=True)
+    errors = EscapingConsole(stderr=True)
     unwrapped = not errors.is_terminal and "COLUMNS" not in os.environ
-    errors.print(f"[yellow]warning:[/yellow] {escape(printable(line))}", highlight=False, soft_wrap=unwrapped)
+    errors.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=unwrapped)
 
 
 def cmd_plugins(args, console: Console) -> int:
@@ -311,7 +310,7 @@ def cmd_synth(args, console: Console) -> int:
             summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
     except FileExistsError as error:  # a dataset is already there: refused before anything is written
         raise ConfigError([Problem(str(args.out), str(error).removeprefix("write_synthetic_dataset: ").removeprefix(f"{args.out} "))]) from error
-    console.print(f"wrote {summary.get('kept', args.images)} images ({args.domain}) to {args.out}")
+    console.print(f"wrote {summary.get('kept', args.images)} images ({args.domain}) to {args.out}", markup=False)
     return EXIT_OK
 
 
@@ -361,7 +360,7 @@ def print_confusion(records: list[dict], name: str, console: Console) -> int:
 def cmd_predict(args, console: Console) -> int:
     from feph_finetune.predict.command import predict_command
 
-    return predict_command(args, console, Console(stderr=True))
+    return predict_command(args, console, EscapingConsole(stderr=True))
 
 
 def cmd_export(args, console: Console) -> int:
@@ -372,9 +371,9 @@ def cmd_export(args, console: Console) -> int:
         with writing_to(args.out):
             out = export_bundle(args.run_dir, args.out)
     except BundleError as error:
-        return print_error(Console(stderr=True), str(error))
+        return print_error(EscapingConsole(stderr=True), error.problems)
     files = ", ".join(sorted(path.name for path in out.iterdir()))
-    console.print(f"exported the model bundle of {args.run_dir} to {out}/ ({files})", highlight=False)
+    console.print(f"exported the model bundle of {args.run_dir} to {out}/ ({files})", markup=False, highlight=False)
     return EXIT_OK
 
 
@@ -388,7 +387,7 @@ def cmd_convert(args, console: Console) -> int:
             convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
                 report=lambda line: console.print(line, markup=False, highlight=False))
     except ConversionError as error:
-        return print_error(Console(stderr=True), str(error))
+        return print_error(EscapingConsole(stderr=True), str(error))
     return EXIT_OK
 
 
@@ -473,7 +472,7 @@ def cmd_run(args, console: Console) -> int:
     if result.failed:
         console.print(f"[red]{len(result.failed)} of {len(result.runs)} runs failed:[/red] {', '.join(result.failed)} (details in each run's result.json)")
         return EXIT_FAILED_RUNS
-    console.print(f"results in {result.output}/")
+    console.print(f"results in {result.output}/", markup=False)
     return EXIT_OK
 
 
@@ -503,7 +502,7 @@ def output_console() -> Console:
     return console
 
 
-class OutputConsole(Console):
+class OutputConsole(EscapingConsole):
     """A console whose closed pipe reaches :func:`main` as :exc:`BrokenPipeError` (rich's own
     exits with 1, which here means "some runs failed")."""
 
@@ -533,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
 def _command_line(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     console = output_console()
-    errors = Console(stderr=True)
+    errors = EscapingConsole(stderr=True)
     if argv and argv[0] in COMMANDS:
         make_parser, command = COMMANDS[argv[0]]
         args = make_parser().parse_args(argv[1:])
@@ -565,22 +564,21 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         with sigterm_as_interrupt():  # every command: exit 130, its temporary files removed
             return command(args, console)
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
-        problems = getattr(error, "problems", None)
-        return print_error(errors, [str(problem) for problem in problems] if problems else str(error))
+        return print_error(errors, message_lines(error))
     except ExecutorError as error:
-        return print_error(errors, str(error))
+        return print_error(errors, message_lines(error))
     except OSError as error:  # a full, read-only or forbidden disk: stop, keep what finished
         if error.filename and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # errors of writing only (EACCES may be a read)
             error = write_error(error, Path(error.filename))
         if not isinstance(error, (NoSpaceError, UnwritableError)):
             raise
-        print_error(errors, str(error))
+        print_error(errors, message_lines(error))
         if command is cmd_run:
             remedy = "free some space" if isinstance(error, NoSpaceError) else "make it writable"
             errors.print(f"finished runs are saved; {remedy}, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
-        print_error(errors, str(error))
+        print_error(errors, message_lines(error))
         errors.print(f"finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_FAILED_RUNS
     except KeyboardInterrupt:
