@@ -112,8 +112,9 @@ class EscapingConsole(Console):
     def print(self, *objects: Any, **options: Any) -> None:
         super().print(*map(_as_line, objects), **options)
 
-    def log(self, *objects: Any, **options: Any) -> None:
-        super().log(*map(_as_line, objects), **options)
+    def log(self, *objects: Any, _stack_offset: int = 1, **options: Any) -> None:
+        # one frame deeper: the line's source column names the caller, not this method
+        super().log(*map(_as_line, objects), _stack_offset=_stack_offset + 1, **options)
 
     def out(self, *objects: Any, sep: str = " ", end: str = "\n", style: Any = None, highlight: bool | None = None) -> None:
         """Text in a machine-readable format (CSV, JSON, markdown) as rich's ``out`` prints it:
