@@ -24,7 +24,7 @@ from rich.text import Text
 
 import feph_finetune
 from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
-from feph_finetune.printable import EscapingConsole
+from feph_finetune.printable import EscapingConsole, printable
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -43,7 +43,7 @@ other commands (each has --help):
 
 
 def run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m feph_finetune", description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s {plugins,data,synth,report,predict,export,convert} ...",
     )
@@ -65,14 +65,14 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def plugins_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version), its status, the hooks it implements and its options with their defaults. A third-party plugin that cannot be used is listed with its problem: broken (import error, wrong hook), conflict (two distributions offer the name), refused (it would replace a built-in), filtered (FEPH_FINETUNE_LOAD_PLUGINS leaves its distribution out).")
+    parser = ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version), its status, the hooks it implements and its options with their defaults. A third-party plugin that cannot be used is listed with its problem: broken (import error, wrong hook), conflict (two distributions offer the name), refused (it would replace a built-in), filtered (FEPH_FINETUNE_LOAD_PLUGINS leaves its distribution out).")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks, options, status, error} (with --settings: of {table, key, default, accepts, help})")
     parser.add_argument("--settings", action="store_true", help="list every setting a TOML may hold instead, from its declaration: the core's tables, [demo], each executor's and each plugin's options")
     return parser
 
 
 def data_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune data", description="Describe a dataset of any format as the runner will see it: kept images per class, groups, dropped entries by reason, and the grouped hold-out and cross-validation splits.")
+    parser = ArgumentParser(prog="python -m feph_finetune data", description="Describe a dataset of any format as the runner will see it: kept images per class, groups, dropped entries by reason, and the grouped hold-out and cross-validation splits.")
     parser.add_argument("root", type=Path, help="the dataset folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     from feph_finetune.config.options import describe
@@ -91,7 +91,7 @@ def data_parser() -> argparse.ArgumentParser:
 
 
 def synth_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune synth", description="Write a synthetic dataset in the FePh release's layout (labels CSV and RGBA PNGs with sequence-coded names, including bad rows of every kind). Generated, never downloaded.")
+    parser = ArgumentParser(prog="python -m feph_finetune synth", description="Write a synthetic dataset in the FePh release's layout (labels CSV and RGBA PNGs with sequence-coded names, including bad rows of every kind). Generated, never downloaded.")
     parser.add_argument("out", type=Path, help="folder to write")
     parser.add_argument("--images", type=int, default=300, help="number of valid images (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -100,7 +100,7 @@ def synth_parser() -> argparse.ArgumentParser:
 
 
 def report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune report", description="Print the paper's tables (exploratory: Table 4; cross-validation: Table 5) for a results directory, with training times, fallback counts and comparisons against the No-FT baselines.")
+    parser = ArgumentParser(prog="python -m feph_finetune report", description="Print the paper's tables (exploratory: Table 4; cross-validation: Table 5) for a results directory, with training times, fallback counts and comparisons against the No-FT baselines.")
     parser.add_argument("outdir", type=Path, help="results directory of a matrix")
     parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
     parser.add_argument("--paper", action="store_true", help="add the paper's published accuracy (Tables 4 and 5; std for cross-validation) beside the configurations whose label is the paper's")
@@ -111,7 +111,7 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def predict_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m feph_finetune predict",
         description="Apply a trained model to new frames, prepared exactly as in its training run (face crop, resize, normalisation with the run's fitted statistics). "
         "Prints a summary per input; --out writes one row per frame (input, file, frame, time_s, face_found, face_x/y/w/h, fallback, p_<class>..., predicted[, smooth_<class>..., smooth_predicted]).",
@@ -127,7 +127,7 @@ def predict_parser() -> argparse.ArgumentParser:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune export", description="Copy the model bundle of a finished run (save_model = true) to a new folder: model.keras, bundle.json and, when a preprocessing step learned something from the training split (normalize's dataset_mean), state.npz.")
+    parser = ArgumentParser(prog="python -m feph_finetune export", description="Copy the model bundle of a finished run (save_model = true) to a new folder: model.keras, bundle.json and, when a preprocessing step learned something from the training split (normalize's dataset_mean), state.npz.")
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory in the results directory")
     parser.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
     return parser
@@ -148,7 +148,7 @@ run as --architecture for that check. Needs pip install "feph_finetune[convert]"
 
 
 def convert_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a .onnx file, or a PyTorch .pt/.pth file (state_dict or whole model)")
     parser.add_argument("out", type=Path, metavar="OUT", help="OUT.keras (whole model) or OUT.weights.h5 (weights only)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a whole pickled model (enet_b0_7.pt): unpickling runs code named in the file, so only for files you trust")
@@ -156,6 +156,15 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--architecture", help="for a state_dict: the timm architecture it was trained as, run to verify the "
                         "conversion (default: tf_efficientnet_b0 or tf_efficientnet_b2, Savchenko's, from the file's shapes)")
     return parser
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose error line shows the arguments' control characters escaped as
+    every message does (:mod:`feph_finetune.printable`): argparse's own "unrecognized arguments:
+    ..." writes them raw."""
+
+    def error(self, message: str):
+        super().error(printable(message))
 
 
 # --- commands ------------------------------------------------------------------------------------
