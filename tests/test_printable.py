@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from feph_finetune import PluginError, hookimpl
