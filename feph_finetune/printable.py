@@ -44,8 +44,13 @@ Where the rule is applied: once, at the output. Every console this program print
    its cell.
 
 Machine-readable output printed with :meth:`~EscapingConsole.out` (CSV, JSON, markdown) keeps its
-own line breaks and gets the second step only; JSON escapes these characters itself. Files the
-program writes (``report.md``, figures) escape names where they are built, as tables do. Like
+own line breaks and gets the second step only; JSON escapes these characters itself. The two
+messages that do not go through a console are escaped as one line where they are made:
+argparse's error line (``feph_finetune.cli.ArgumentParser``, the same test fails on a plain
+``argparse.ArgumentParser``) and the Python API's default warning (:func:`warnings.warn`, which
+prints its text raw). Files the program writes (``report.md``, figures) escape names where they
+are built, as tables do. A console a library user passes to
+:class:`~feph_finetune.session.Session` prints as it was made to. Like
 ``ls`` on a terminal and git's ``core.quotePath``, the rule is never to let a name act on the
 terminal; unlike them it leaves non-ASCII text alone, since labels in any script are expected.
 """

@@ -28,7 +28,7 @@ from rich.console import Console
 from feph_finetune.config.matrix import Matrix, Run
 from feph_finetune.config.arguments import check_arguments, listed
 from feph_finetune.config.reading import PYTHON, ArgumentNames, RawConfig
-from feph_finetune.printable import EscapingConsole
+from feph_finetune.printable import EscapingConsole, printable
 from feph_finetune.results.collection import Results
 
 @dataclass(frozen=True)
@@ -82,8 +82,8 @@ class Session:
     characters from data escaped, :class:`feph_finetune.printable.EscapingConsole`; a console you
     pass prints as it is made to; ``Console(quiet=True)`` is silent). ``warn``: called with one
     line per warning (a plugin that cannot be used, a ``result.json`` that cannot be read, options
-    of a tracker that is not enabled); default
-    :func:`warnings.warn`. ``argument_names``: how problems name these arguments (default
+    of a tracker that is not enabled); default :func:`warnings.warn`, the line escaped with
+    :func:`~feph_finetune.printable.printable`. ``argument_names``: how problems name these arguments (default
     :data:`feph_finetune.config.reading.PYTHON`: ``jobs``, ``only='B'``; the command line passes
     ``COMMAND_LINE``: ``--jobs``, ``--only B``).
 
@@ -308,7 +308,7 @@ def refuse_while_a_child_imports_main() -> None:
 
 
 def _python_warning(line: str) -> None:
-    warnings.warn(line, stacklevel=3)
+    warnings.warn(printable(line), stacklevel=3)  # Python shows a warning's text raw
 
 
 def plan_matrix(config: "str | Path | Mapping[str, Any]", **options: Any) -> list[Run]:

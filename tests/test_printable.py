@@ -145,3 +145,14 @@ def test_a_label_with_a_right_to_left_override_is_refused_like_a_control_charact
     assert main([str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "'FT\\u202eTF' holds control or invisible characters" in err and "\u202e" not in err, err
+
+
+def test_the_python_apis_default_warning_names_a_hostile_result_file_escaped(tmp_path):
+    from feph_finetune import load_results
+
+    broken = tmp_path / "runs" / HOSTILE
+    broken.mkdir(parents=True)
+    (broken / "result.json").write_text("{not json", encoding="utf-8")
+    with pytest.warns(UserWarning) as caught:
+        load_results(tmp_path / "runs")
+    assert_escaped(" ".join(str(warning.message) for warning in caught))
