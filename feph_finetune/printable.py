@@ -57,6 +57,7 @@ terminal; unlike them it leaves non-ASCII text alone, since labels in any script
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Any
@@ -134,7 +135,12 @@ class EscapingConsole(Console):
             if segment.control or not _MAYBE_ESCAPED.search(segment.text):
                 yield segment
             else:
-                yield Segment(_escaped(segment.text, keep="\n"), segment.style, segment.control)
+                yield Segment(_segment_text(segment.text), segment.style, segment.control)
+
+
+@functools.lru_cache(maxsize=4096)  # a table repeats its borders and cells on every nesting level
+def _segment_text(text: str) -> str:
+    return _escaped(text, keep="\n")
 
 
 def _as_line(item: Any) -> Any:
