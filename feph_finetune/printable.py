@@ -18,7 +18,9 @@ two names.
   line in editors and some terminals;
 - format characters (category ``Cf``): all bidirectional controls (U+061C, U+200E, U+200F,
   U+202A-U+202E, U+2066-U+2069), zero-width space U+200B, word joiner U+2060, byte order mark
-  U+FEFF, soft hyphen U+00AD, tag characters; all invisible, none needed in a name. One exception:
+  U+FEFF, soft hyphen U+00AD, tag characters (which can carry a hidden ASCII text; the price:
+  a subdivision flag such as Scotland's shows its tags escaped); all invisible, none needed in a
+  name. One exception:
   the zero-width joiner U+200D and non-joiner U+200C are kept *between two visible non-ASCII
   characters*, where they do their work: emoji sequences (👩‍💻 is 👩 U+200D 💻, measured as one
   picture), Indic conjuncts, Persian words. Anywhere else (next to ASCII, a space, another
@@ -27,7 +29,9 @@ two names.
 - lone surrogates (category ``Cs``): the bytes of a file name that is not valid UTF-8 (Python
   decodes them as U+DC80-U+DCFF), which a UTF-8 terminal cannot even be sent.
 
-Where the rule is applied: once, at the output. Every console this program prints on is an
+Where the rule is applied: once, at the output, rather than at each place a value is put into a
+message: a place that forgets is silent, while a console that is not an escaping one fails a
+test. Every console this program prints on is an
 :class:`EscapingConsole` (``tests/test_printable.py`` fails when a module makes a plain rich
 ``Console``), which
 
@@ -52,7 +56,8 @@ prints its text raw). Files the program writes (``report.md``, figures) escape n
 are built, as tables do. A console a library user passes to
 :class:`~feph_finetune.session.Session` prints as it was made to. Like
 ``ls`` on a terminal and git's ``core.quotePath``, the rule is never to let a name act on the
-terminal; unlike them it leaves non-ASCII text alone, since labels in any script are expected.
+terminal; unlike git's default it leaves non-ASCII text alone, since labels in any script are
+expected.
 """
 
 from __future__ import annotations
