@@ -23,7 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 import feph_finetune
-from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, print_error
+from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
+from feph_finetune.printable import EscapingConsole, printable
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -42,7 +43,7 @@ other commands (each has --help):
 
 
 def run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m feph_finetune", description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s {plugins,data,synth,report,predict,export,convert} ...",
     )
@@ -64,14 +65,14 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def plugins_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version), its status, the hooks it implements and its options with their defaults. A third-party plugin that cannot be used is listed with its problem: broken (import error, wrong hook), conflict (two distributions offer the name), refused (it would replace a built-in), filtered (FEPH_FINETUNE_LOAD_PLUGINS leaves its distribution out).")
+    parser = ArgumentParser(prog="python -m feph_finetune plugins", description="List every installed plugin: its name, where it comes from (builtin, or a distribution and its version), its status, the hooks it implements and its options with their defaults. A third-party plugin that cannot be used is listed with its problem: broken (import error, wrong hook), conflict (two distributions offer the name), refused (it would replace a built-in), filtered (FEPH_FINETUNE_LOAD_PLUGINS leaves its distribution out).")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {name, origin, hooks, options, status, error} (with --settings: of {table, key, default, accepts, help})")
     parser.add_argument("--settings", action="store_true", help="list every setting a TOML may hold instead, from its declaration: the core's tables, [demo], each executor's and each plugin's options")
     return parser
 
 
 def data_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune data", description="Describe a dataset of any format as the runner will see it: kept images per class, groups, dropped entries by reason, and the grouped hold-out and cross-validation splits.")
+    parser = ArgumentParser(prog="python -m feph_finetune data", description="Describe a dataset of any format as the runner will see it: kept images per class, groups, dropped entries by reason, and the grouped hold-out and cross-validation splits.")
     parser.add_argument("root", type=Path, help="the dataset folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     from feph_finetune.config.options import describe
@@ -90,7 +91,7 @@ def data_parser() -> argparse.ArgumentParser:
 
 
 def synth_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune synth", description="Write a synthetic dataset in the FePh release's layout (labels CSV and RGBA PNGs with sequence-coded names, including bad rows of every kind). Generated, never downloaded.")
+    parser = ArgumentParser(prog="python -m feph_finetune synth", description="Write a synthetic dataset in the FePh release's layout (labels CSV and RGBA PNGs with sequence-coded names, including bad rows of every kind). Generated, never downloaded.")
     parser.add_argument("out", type=Path, help="folder to write")
     parser.add_argument("--images", type=int, default=300, help="number of valid images (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -99,7 +100,7 @@ def synth_parser() -> argparse.ArgumentParser:
 
 
 def report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune report", description="Print the paper's tables (exploratory: Table 4; cross-validation: Table 5) for a results directory, with training times, fallback counts and comparisons against the No-FT baselines.")
+    parser = ArgumentParser(prog="python -m feph_finetune report", description="Print the paper's tables (exploratory: Table 4; cross-validation: Table 5) for a results directory, with training times, fallback counts and comparisons against the No-FT baselines.")
     parser.add_argument("outdir", type=Path, help="results directory of a matrix")
     parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
     parser.add_argument("--paper", action="store_true", help="add the paper's published accuracy (Tables 4 and 5; std for cross-validation) beside the configurations whose label is the paper's")
@@ -110,7 +111,7 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def predict_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m feph_finetune predict",
         description="Apply a trained model to new frames, prepared exactly as in its training run (face crop, resize, normalisation with the run's fitted statistics). "
         "Prints a summary per input; --out writes one row per frame (input, file, frame, time_s, face_found, face_x/y/w/h, fallback, p_<class>..., predicted[, smooth_<class>..., smooth_predicted]).",
@@ -126,7 +127,7 @@ def predict_parser() -> argparse.ArgumentParser:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune export", description="Copy the model bundle of a finished run (save_model = true) to a new folder: model.keras, bundle.json and, when a preprocessing step learned something from the training split (normalize's dataset_mean), state.npz.")
+    parser = ArgumentParser(prog="python -m feph_finetune export", description="Copy the model bundle of a finished run (save_model = true) to a new folder: model.keras, bundle.json and, when a preprocessing step learned something from the training split (normalize's dataset_mean), state.npz.")
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory in the results directory")
     parser.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
     return parser
@@ -147,7 +148,7 @@ run as --architecture for that check. Needs pip install "feph_finetune[convert]"
 
 
 def convert_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a .onnx file, or a PyTorch .pt/.pth file (state_dict or whole model)")
     parser.add_argument("out", type=Path, metavar="OUT", help="OUT.keras (whole model) or OUT.weights.h5 (weights only)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a whole pickled model (enet_b0_7.pt): unpickling runs code named in the file, so only for files you trust")
@@ -155,6 +156,15 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--architecture", help="for a state_dict: the timm architecture it was trained as, run to verify the "
                         "conversion (default: tf_efficientnet_b0 or tf_efficientnet_b2, Savchenko's, from the file's shapes)")
     return parser
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose error line shows the arguments' control characters escaped as
+    every message does (:mod:`feph_finetune.printable`): argparse's own "unrecognized arguments:
+    ..." writes them raw."""
+
+    def error(self, message: str):
+        super().error(printable(message))
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -173,11 +183,9 @@ def load_plugins():
 def warn(line: str) -> None:
     """One warning on stderr (a skipped result file, ...): wrapped at the width of a terminal
     (or of ``COLUMNS``), on one line in a log file or pipe, as :func:`output_console` does."""
-    from feph_finetune.printable import printable
-
-    errors = Console(stderr=True)
+    errors = EscapingConsole(stderr=True)
     unwrapped = not errors.is_terminal and "COLUMNS" not in os.environ
-    errors.print(f"[yellow]warning:[/yellow] {escape(printable(line))}", highlight=False, soft_wrap=unwrapped)
+    errors.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=unwrapped)
 
 
 def cmd_plugins(args, console: Console) -> int:
@@ -311,7 +319,7 @@ def cmd_synth(args, console: Console) -> int:
             summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
     except FileExistsError as error:  # a dataset is already there: refused before anything is written
         raise ConfigError([Problem(str(args.out), str(error).removeprefix("write_synthetic_dataset: ").removeprefix(f"{args.out} "))]) from error
-    console.print(f"wrote {summary.get('kept', args.images)} images ({args.domain}) to {args.out}")
+    console.print(f"wrote {summary.get('kept', args.images)} images ({args.domain}) to {args.out}", markup=False)
     return EXIT_OK
 
 
@@ -361,7 +369,7 @@ def print_confusion(records: list[dict], name: str, console: Console) -> int:
 def cmd_predict(args, console: Console) -> int:
     from feph_finetune.predict.command import predict_command
 
-    return predict_command(args, console, Console(stderr=True))
+    return predict_command(args, console, EscapingConsole(stderr=True))
 
 
 def cmd_export(args, console: Console) -> int:
@@ -372,9 +380,9 @@ def cmd_export(args, console: Console) -> int:
         with writing_to(args.out):
             out = export_bundle(args.run_dir, args.out)
     except BundleError as error:
-        return print_error(Console(stderr=True), str(error))
+        return print_error(EscapingConsole(stderr=True), error.problems)
     files = ", ".join(sorted(path.name for path in out.iterdir()))
-    console.print(f"exported the model bundle of {args.run_dir} to {out}/ ({files})", highlight=False)
+    console.print(f"exported the model bundle of {args.run_dir} to {out}/ ({files})", markup=False, highlight=False)
     return EXIT_OK
 
 
@@ -388,7 +396,7 @@ def cmd_convert(args, console: Console) -> int:
             convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
                 report=lambda line: console.print(line, markup=False, highlight=False))
     except ConversionError as error:
-        return print_error(Console(stderr=True), str(error))
+        return print_error(EscapingConsole(stderr=True), str(error))
     return EXIT_OK
 
 
@@ -473,7 +481,7 @@ def cmd_run(args, console: Console) -> int:
     if result.failed:
         console.print(f"[red]{len(result.failed)} of {len(result.runs)} runs failed:[/red] {', '.join(result.failed)} (details in each run's result.json)")
         return EXIT_FAILED_RUNS
-    console.print(f"results in {result.output}/")
+    console.print(f"results in {result.output}/", markup=False)
     return EXIT_OK
 
 
@@ -503,7 +511,7 @@ def output_console() -> Console:
     return console
 
 
-class OutputConsole(Console):
+class OutputConsole(EscapingConsole):
     """A console whose closed pipe reaches :func:`main` as :exc:`BrokenPipeError` (rich's own
     exits with 1, which here means "some runs failed")."""
 
@@ -533,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
 def _command_line(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     console = output_console()
-    errors = Console(stderr=True)
+    errors = EscapingConsole(stderr=True)
     if argv and argv[0] in COMMANDS:
         make_parser, command = COMMANDS[argv[0]]
         args = make_parser().parse_args(argv[1:])
@@ -565,22 +573,21 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         with sigterm_as_interrupt():  # every command: exit 130, its temporary files removed
             return command(args, console)
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
-        problems = getattr(error, "problems", None)
-        return print_error(errors, [str(problem) for problem in problems] if problems else str(error))
+        return print_error(errors, message_lines(error))
     except ExecutorError as error:
-        return print_error(errors, str(error))
+        return print_error(errors, message_lines(error))
     except OSError as error:  # a full, read-only or forbidden disk: stop, keep what finished
         if error.filename and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # errors of writing only (EACCES may be a read)
             error = write_error(error, Path(error.filename))
         if not isinstance(error, (NoSpaceError, UnwritableError)):
             raise
-        print_error(errors, str(error))
+        print_error(errors, message_lines(error))
         if command is cmd_run:
             remedy = "free some space" if isinstance(error, NoSpaceError) else "make it writable"
             errors.print(f"finished runs are saved; {remedy}, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
-        print_error(errors, str(error))
+        print_error(errors, message_lines(error))
         errors.print(f"finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
         return EXIT_FAILED_RUNS
     except KeyboardInterrupt:

@@ -21,13 +21,31 @@ EXIT_INTERRUPTED = 130
 EXIT_CLOSED_PIPE = 141
 
 
+class ProblemsError(Exception):
+    """An error of one or more problems, one line each, kept apart in ``problems`` (``str`` joins
+    them with newlines): :func:`print_error` prints each on its line, and a newline inside one
+    (from a file name) stays escaped instead of starting a line (:mod:`feph_finetune.printable`)."""
+
+    def __init__(self, *problems: str):
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def message_lines(error: BaseException) -> list[str]:
+    """The lines :func:`print_error` shows for ``error``: its ``problems`` (a
+    :class:`ProblemsError`, a configuration error) or its message."""
+    problems = getattr(error, "problems", None)
+    return [str(problem) for problem in problems] if problems else [str(error)]
+
+
 def print_error(errors: Console, problems: str | Sequence[str], heading: str | None = None) -> int:
     """Print a user error on ``errors`` (stderr) and return :data:`EXIT_USAGE`.
 
     ``problems``: one message or a list of them, printed as given (no markup). One message and no
     ``heading`` gives the one line ``error: MESSAGE``; otherwise a red ``error: HEADING`` line
-    (by default "N problems") and each message on its own lines. Multi-line messages keep their
-    lines.
+    (by default "N problems") and each message on its own line. A message is one line: on an
+    :class:`~feph_finetune.printable.EscapingConsole` a newline or other control character in it
+    is shown escaped (it came from data), so give several lines as several messages.
     """
     lines = [problems] if isinstance(problems, str) else list(problems)
     if heading is None and len(lines) == 1:

@@ -1,28 +1,152 @@
-"""Text from data (class names, labels, experiment and file names) made safe to show.
+"""Text from data (class names, labels, experiment, file and folder names, command-line values)
+made safe to show.
 
-Names come from folder names, CSV cells and hand-edited ``result.json`` files, so they may hold
-control characters: an ESC would reach the terminal as an escape sequence (colours, a moved
-cursor, a changed title), a tab or newline would split a table's header or a markdown row. Every
-table, legend and summary that shows such a name passes it through :func:`printable` (once, where
-the table is built), so that the characters stay visible instead of acting.
+Names come from folder names, CSV cells, TOML keys, command-line arguments and hand-edited
+``result.json`` files, so they may hold any character. Some act instead of showing: an ESC (or a
+C1 CSI, ``\\x9b``) starts a terminal escape sequence (colours, a moved cursor, a changed title, a
+cleared screen); ``\\r`` returns to the start of the line and lets the rest overwrite it; ``\\n``
+starts a new line, so a file name ``a\\nall runs done`` would print a line the program never wrote;
+a right-to-left override (U+202E) makes the text after it display reversed, so a name can look
+like another ("Trojan Source", CVE-2021-42574); a zero-width character hides a difference between
+two names.
+
+:func:`printable` writes each such character as Python writes it in a string literal (``\\x1b``,
+``\\r``, ``\\n``, ``\\u202e``) and leaves every other character, of any script, as it is. Escaped:
+
+- control characters (Unicode category ``Cc``: C0, DEL, C1), ``\\t`` and ``\\n`` included;
+- the line and paragraph separators U+2028 and U+2029 (categories ``Zl``, ``Zp``), which end a
+  line in editors and some terminals;
+- format characters (category ``Cf``): all bidirectional controls (U+061C, U+200E, U+200F,
+  U+202A-U+202E, U+2066-U+2069), zero-width space U+200B, word joiner U+2060, byte order mark
+  U+FEFF, soft hyphen U+00AD, tag characters (which can carry a hidden ASCII text; the price:
+  a subdivision flag such as Scotland's shows its tags escaped); all invisible, none needed in a
+  name. One exception:
+  the zero-width joiner U+200D and non-joiner U+200C are kept *between two visible non-ASCII
+  characters*, where they do their work: emoji sequences (👩‍💻 is 👩 U+200D 💻, measured as one
+  picture), Indic conjuncts, Persian words. Anywhere else (next to ASCII, a space, another
+  escaped character, or at either end) they join nothing and could only hide a difference, so
+  they are escaped;
+- lone surrogates (category ``Cs``): the bytes of a file name that is not valid UTF-8 (Python
+  decodes them as U+DC80-U+DCFF), which a UTF-8 terminal cannot even be sent.
+
+Where the rule is applied: once, at the output, rather than at each place a value is put into a
+message: a place that forgets is silent, while a console that is not an escaping one fails a
+test. Every console this program prints on is an
+:class:`EscapingConsole` (``tests/test_printable.py`` fails when a module makes a plain rich
+``Console``), which
+
+1. escapes every string handed to :meth:`~EscapingConsole.print` or :meth:`~EscapingConsole.log`
+   as one line, ``\\n`` included: a message is one line, so a value interpolated into it (a file
+   name, an experiment name, ``--only`` or ``--set`` values, a path, a plugin's error) can never
+   start a line of its own. A message of several lines is several strings
+   (:func:`feph_finetune.errors.print_error` takes a list) or a rich renderable the program
+   builds;
+2. escapes every text segment that rich renders (tables, the live progress view, ``Text``),
+   keeping only the line ends rich made: even a table cell that forgot :func:`printable` cannot
+   move the cursor or reverse text. Tables still pass names through :func:`printable` where they
+   are built, so that widths are measured on what is shown and a ``\\n`` in a name does not split
+   its cell.
+
+Machine-readable output printed with :meth:`~EscapingConsole.out` (CSV, JSON, markdown) keeps its
+own line breaks and gets the second step only; JSON escapes these characters itself. The two
+messages that do not go through a console are escaped as one line where they are made:
+argparse's error line (``feph_finetune.cli.ArgumentParser``, the same test fails on a plain
+``argparse.ArgumentParser``) and the Python API's default warning (:func:`warnings.warn`, which
+prints its text raw). Files the program writes (``report.md``, figures) escape names where they
+are built, as tables do. A console a library user passes to
+:class:`~feph_finetune.session.Session` prints as it was made to. Like
+``ls`` on a terminal and git's ``core.quotePath``, the rule is never to let a name act on the
+terminal; unlike git's default it leaves non-ASCII text alone, since labels in any script are
+expected.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
+from typing import Any
 
-#: Characters that are not control characters (category ``Cc``) yet end a line in a terminal
-#: or an editor: shown escaped too.
-_LINE_BREAKS = {"\u2028", "\u2029"}
+from rich.console import Console
+from rich.segment import Segment
+
+#: Categories escaped wherever they stand (see the module docstring).
+_ESCAPED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+#: Format characters kept between two visible non-ASCII characters: the zero-width joiner and
+#: non-joiner of emoji sequences and of Indic and Persian writing.
+_JOINERS = {"\u200c", "\u200d"}
+
+#: A string that matches nothing here is printable ASCII only: nothing to escape (the common case).
+_MAYBE_ESCAPED = re.compile(r"[^\x20-\x7e]")
 
 
-def printable(text: str) -> str:
-    """``text`` with every control character written as Python writes it in a string literal
-    (``\\x1b``, ``\\t``, ``\\n``, ``\\u2028``); all other characters, any script, unchanged."""
-    return "".join(_shown(character) for character in str(text))
+def printable(text: Any) -> str:
+    """``str(text)`` with every control, format (but joining), surrogate and line-separator
+    character written as Python writes it in a string literal (``\\x1b``, ``\\t``, ``\\n``,
+    ``\\u202e``); all other characters, any script, unchanged. Idempotent: the result holds no
+    character it would escape."""
+    return _escaped(str(text), keep="")
 
 
-def _shown(character: str) -> str:
-    if unicodedata.category(character) == "Cc" or character in _LINE_BREAKS:
-        return repr(character)[1:-1]
-    return character
+def _escaped(text: str, keep: str) -> str:
+    """``text`` escaped as :func:`printable` says, except the characters in ``keep``."""
+    if not _MAYBE_ESCAPED.search(text):
+        return text
+    return "".join(
+        character if character in keep or not _acts(text, index) else repr(character)[1:-1]
+        for index, character in enumerate(text))
+
+
+def _acts(text: str, index: int) -> bool:
+    """Whether ``text[index]`` is a character :func:`printable` escapes where it stands."""
+    character = text[index]
+    if unicodedata.category(character) not in _ESCAPED_CATEGORIES:
+        return False
+    if character not in _JOINERS:
+        return True
+    before, after = text[index - 1 : index], text[index + 1 : index + 2]
+    return not (_joinable(before) and _joinable(after))
+
+
+def _joinable(character: str) -> bool:
+    """A character a joiner may join: visible and not ASCII (empty at either end of the text)."""
+    return bool(character) and not character.isascii() and not character.isspace() and unicodedata.category(character) not in _ESCAPED_CATEGORIES
+
+
+class EscapingConsole(Console):
+    """A rich console that shows text from data with :func:`printable`'s escapes (module
+    docstring, "Where the rule is applied"): strings given to :meth:`print` and :meth:`log` are
+    escaped whole, ``\\n`` included; every rendered text segment is escaped but its line ends.
+    Output of ordinary text is exactly a plain console's."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        super().print(*map(_as_line, objects), **options)
+
+    def log(self, *objects: Any, _stack_offset: int = 1, **options: Any) -> None:
+        # one frame deeper: the line's source column names the caller, not this method
+        super().log(*map(_as_line, objects), _stack_offset=_stack_offset + 1, **options)
+
+    def out(self, *objects: Any, sep: str = " ", end: str = "\n", style: Any = None, highlight: bool | None = None) -> None:
+        """Text in a machine-readable format (CSV, JSON, markdown) as rich's ``out`` prints it:
+        its own line breaks kept, only the rendered segments escaped."""
+        super().print(sep.join(str(item) for item in objects), style=style, highlight=highlight, emoji=False,
+                      markup=False, no_wrap=True, overflow="ignore", crop=False, end=end)
+
+    def render(self, renderable: Any, options: Any = None):
+        """rich's segments with their text escaped; control segments (rich's own cursor moves)
+        pass as they are. Nested renderables come through here again: escaping is idempotent."""
+        for segment in super().render(renderable, options):
+            if segment.control or not _MAYBE_ESCAPED.search(segment.text):
+                yield segment
+            else:
+                yield Segment(_segment_text(segment.text), segment.style, segment.control)
+
+
+@functools.lru_cache(maxsize=4096)  # a table repeats its borders and cells on every nesting level
+def _segment_text(text: str) -> str:
+    return _escaped(text, keep="\n")
+
+
+def _as_line(item: Any) -> Any:
+    return printable(item) if isinstance(item, str) else item

@@ -28,6 +28,7 @@ from rich.console import Console
 from feph_finetune.config.matrix import Matrix, Run
 from feph_finetune.config.arguments import check_arguments, listed
 from feph_finetune.config.reading import PYTHON, ArgumentNames, RawConfig
+from feph_finetune.printable import EscapingConsole, printable
 from feph_finetune.results.collection import Results
 
 @dataclass(frozen=True)
@@ -77,10 +78,12 @@ class Session:
     tracking plugins to enable besides ``[tracking] plugins`` (``--track``). ``tables``:
     declarations of top-level tables a client of the core owns (the command line passes the
     demo's ``{"demo": DEMO_OPTIONS}``), checked with the rest. ``console``:
-    where progress, tables and log lines go (default: a rich console on stdout; ``Console(quiet=True)``
-    is silent). ``warn``: called with one line per warning (a plugin that cannot be used, a
-    ``result.json`` that cannot be read, options of a tracker that is not enabled); default
-    :func:`warnings.warn`. ``argument_names``: how problems name these arguments (default
+    where progress, tables and log lines go (default: a rich console on stdout that shows control
+    characters from data escaped, :class:`feph_finetune.printable.EscapingConsole`; a console you
+    pass prints as it is made to; ``Console(quiet=True)`` is silent). ``warn``: called with one
+    line per warning (a plugin that cannot be used, a ``result.json`` that cannot be read, options
+    of a tracker that is not enabled); default :func:`warnings.warn`, the line escaped with
+    :func:`~feph_finetune.printable.printable`. ``argument_names``: how problems name these arguments (default
     :data:`feph_finetune.config.reading.PYTHON`: ``jobs``, ``only='B'``; the command line passes
     ``COMMAND_LINE``: ``--jobs``, ``--only B``).
 
@@ -125,7 +128,7 @@ class Session:
         self.output = None if output is None else Path(output)
         self.track = [track] if isinstance(track, str) else list(track)
         self.tables = dict(tables or {})
-        self.console = console or Console(log_path=False)
+        self.console = console or EscapingConsole(log_path=False)
         self.warn = warn or _python_warning
         self.argument_names = argument_names
         self._plan: Plan | None = None
@@ -290,7 +293,7 @@ def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: b
 
     with writing_to(figures_dir):
         written = write_report(configurations(records, paper=paper), outdir, figures_dir, source=str(outdir), warn=warn)
-    console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}")
+    console.print(f"wrote {len(written) - 1} figures and {figures_dir / 'report.md'}", markup=False)
 
 
 def refuse_while_a_child_imports_main() -> None:
@@ -305,7 +308,7 @@ def refuse_while_a_child_imports_main() -> None:
 
 
 def _python_warning(line: str) -> None:
-    warnings.warn(line, stacklevel=3)
+    warnings.warn(printable(line), stacklevel=3)  # Python shows a warning's text raw
 
 
 def plan_matrix(config: "str | Path | Mapping[str, Any]", **options: Any) -> list[Run]:

@@ -352,5 +352,5 @@ def test_labels_with_control_characters_are_refused_in_one_pass_naming_their_lin
     assert code == 2 and err.startswith("error: 2 problems") and "\x1b" not in err and "\t" not in err, err
     text = " ".join(err.split())
     first, second = place(path, 'label = "FT', "experiments.A.label"), place(path, 'cv_label = "two', "experiments.B.cv_label")
-    assert f"{first}: 'FT\\x1b[31m' holds control characters" in text, err
-    assert f"{second}: 'two\\tcolumns' holds control characters" in text, err
+    assert f"{first}: 'FT\\x1b[31m' holds control or invisible characters" in text, err
+    assert f"{second}: 'two\\tcolumns' holds control or invisible characters" in text, err

@@ -626,7 +626,7 @@ class MatrixBuilder:
             for key in ("label", "cv_label"):
                 text = table.get(key) if isinstance(table, dict) else None
                 if isinstance(text, str) and printable(text) != text:
-                    self.problem(("experiments", name, key), f"'{printable(text)}' holds control characters; a label is shown in tables, give it printable characters only")
+                    self.problem(("experiments", name, key), f"'{printable(text)}' holds control or invisible characters; a label is shown in tables, give it printable characters only")
             if not check_section(self.raw, table, EXPERIMENT_OPTIONS, ("experiments", name), self.problems) >= {""}:
                 experiments[name] = table
         runs: list[Run] = []

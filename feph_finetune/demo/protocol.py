@@ -27,6 +27,7 @@ from feph_finetune.config.options import Option, option_problems
 from feph_finetune.config.reading import ConfigError, Problem, RawConfig, check_section, deep_merge, valid_values
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, SEED_MAXIMUM
 from feph_finetune.data.frames import default_cache_dir
+from feph_finetune.errors import ProblemsError
 from feph_finetune.results.store import atomic_folder, atomic_path, write_model
 
 #: The backbones the demo pre-trains, and how each is built (Keras application, extra arguments).
@@ -214,11 +215,12 @@ def runs_as_bases_are_ready(runs: list, settings: dict[str, Any], paths: DemoPat
                 continue
             yield waiting[backbone]
     if failures:
-        raise PretrainingFailed("\n".join(failures))
+        raise PretrainingFailed(*failures)
 
 
-class PretrainingFailed(RuntimeError):
-    """A base model's pre-training (or installing) child exited without writing its model."""
+class PretrainingFailed(ProblemsError, RuntimeError):
+    """A base model's pre-training (or installing) child exited without writing its model;
+    ``problems``: one line per base model that failed."""
 
 
 class BasePretraining:

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from feph_finetune.config.matrix import Run
+from feph_finetune.printable import printable
 
 #: Finished runs listed under the running ones in the live view.
 RECENT_FINISHED = 4
@@ -133,7 +134,8 @@ class MatrixView:
             self.live.refresh()
 
     def line(self, message: str) -> None:
-        """A log line when the output is not a terminal (the live view shows the same)."""
+        """A log line when the output is not a terminal (the live view shows the same); the
+        console shows a control character in ``message`` escaped (:mod:`feph_finetune.printable`)."""
         if self.live is None and not self.console.is_terminal:
             self.console.print(f"{time.strftime('%H:%M:%S')} [{self.count('done') + self.count('failed')}/{len(self.states)}] {message}", markup=False, highlight=False, soft_wrap=True)
 
@@ -174,13 +176,13 @@ class MatrixView:
         table.add_column("detail", no_wrap=True, overflow="ellipsis", max_width=44)
         for state in self.states.values():
             if state.state == "running":
-                table.add_row(state.run.id, Text("running", "cyan"), self.running_detail(state))
+                table.add_row(Text(printable(state.run.id)), Text("running", "cyan"), Text(printable(self.running_detail(state))))
         for run_id in self.finished_order[-RECENT_FINISHED:][::-1]:
             state = self.states[run_id]
             if state.state == "done":
-                table.add_row(run_id, Text("done", "green"), f"accuracy {self.percent(state.accuracy)} in {clock(state.seconds)}")
+                table.add_row(Text(printable(run_id)), Text("done", "green"), f"accuracy {self.percent(state.accuracy)} in {clock(state.seconds)}")
             else:
-                table.add_row(run_id, Text("failed", "red"), state.error)
+                table.add_row(Text(printable(run_id)), Text("failed", "red"), Text(printable(state.error)))
         return Group(counts, times, table) if table.row_count else Group(counts, times)
 
     @staticmethod

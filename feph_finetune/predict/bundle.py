@@ -37,6 +37,7 @@ import feph_finetune
 from feph_finetune.api import PluginError, Preprocessing, RunContext
 from feph_finetune.config.reading import close_match
 from feph_finetune.data.frames import FrameStep
+from feph_finetune.errors import ProblemsError
 from feph_finetune.config.options import option_problems
 from feph_finetune.plugins import PluginCallError, Plugins
 from feph_finetune.results.store import RESULT_FILE, atomic_folder, write_arrays, write_json, write_model
@@ -49,8 +50,9 @@ MODEL_FILE = "model.keras"
 STATE_FILE = "state.npz"
 
 
-class BundleError(Exception):
-    """MODEL is not a usable bundle (missing, not a bundle, newer format, a plugin missing...)."""
+class BundleError(ProblemsError):
+    """MODEL is not a usable bundle (missing, not a bundle, newer format, a plugin missing...);
+    ``problems``: one line each."""
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -168,7 +170,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise BundleError(f"{path}: the manifest lacks {', '.join(missing)}")
     problems = _shape_problems(manifest)
     if problems:
-        raise BundleError("\n".join(f"{path} {key}: {message}" for key, message in problems))
+        raise BundleError(*(f"{path} {key}: {message}" for key, message in problems))
     model = Path(folder) / manifest["model"]
     if not model.resolve().is_relative_to(Path(folder).resolve()) or Path(manifest["model"]).is_absolute():
         raise BundleError(f"{path} model: {manifest['model']!r} is outside the bundle folder; the model file must lie inside it (e.g. {MODEL_FILE!r})")
@@ -253,7 +255,7 @@ def rebuild_preprocessing(folder: Path, manifest: Mapping[str, Any], plugins: Pl
             raise BundleError(f"{folder}: the model was trained with the preprocess plugin {entry['plugin']!r}, which is not installed here (`python -m feph_finetune plugins` lists the installed ones)")
     problems = [line for index, entry in enumerate(manifest["preprocess"]) for line in _option_problems(folder, index, entry, plugins)]
     if problems:
-        raise BundleError("\n".join(problems))
+        raise BundleError(*problems)
     state = _read_state(folder)
     steps = []
     for entry in manifest["preprocess"]:

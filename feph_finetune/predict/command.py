@@ -54,7 +54,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
     try:
         bundle = open_bundle(args.model, get_plugins())
     except BundleError as error:
-        return print_error(errors, [f"MODEL {line}" for line in str(error).splitlines()])
+        return print_error(errors, [f"MODEL {line}" for line in error.problems])
     inputs, bad = [], {}
     for name in args.inputs:
         try:
@@ -65,19 +65,19 @@ def predict_command(args, console: Console, errors: Console) -> int:
         try:
             load_model(bundle)
         except BundleError as error:
-            return print_error(errors, [f"MODEL {line}" for line in str(error).splitlines()])
+            return print_error(errors, [f"MODEL {line}" for line in error.problems])
         try:
             summaries = _run(bundle, inputs, args, console)
         except KeyboardInterrupt:
             errors.print(f"interrupted: nothing was written to {args.out}" if args.out else "interrupted", markup=False, highlight=False, soft_wrap=True)
             return EXIT_INTERRUPTED
         except BundleError as error:  # a model whose outputs are unusable: --out stays as it was
-            return print_error(errors, [f"MODEL {line}" for line in str(error).splitlines()])
+            return print_error(errors, [f"MODEL {line}" for line in error.problems])
         bad.update({summary.name: "; ".join(summary.problems) for summary in summaries if summary.problems})
         for note in (note for summary in summaries for note in summary.notes):
             console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
         print_summary(summaries, bundle, console)
-        _finish_outputs(summaries, bundle, args, console)
+        _finish_outputs(summaries, bundle, args, console, errors)
     if bad:
         return print_error(errors, [message if message.startswith(name) else f"{name}: {message}" for name, message in bad.items()], heading=f"{len(bad)} of {len(args.inputs)} inputs could not be processed in full (everything readable was)")
     return EXIT_OK
@@ -149,13 +149,13 @@ def _tail(name: str, width: int) -> str:
     return "…" + name[start:]
 
 
-def _finish_outputs(summaries, bundle, args, console: Console) -> None:
+def _finish_outputs(summaries, bundle, args, console: Console, errors: Console) -> None:
     if args.out:
-        console.print(f"rows written to {args.out}", highlight=False)
+        console.print(f"rows written to {args.out}", markup=False, highlight=False)
     if args.plot:
         from feph_finetune.predict.plots import plot_probabilities
 
         smoothing = f", centred mean over {args.smooth} frames" if args.smooth > 1 else ""
-        warn = lambda line: Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+        warn = lambda line: errors.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
         panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}", warn)
-        console.print(f"plot of {panels} sequences written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", highlight=False)
+        console.print(f"plot of {panels} sequences written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", markup=False, highlight=False)

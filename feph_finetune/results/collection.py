@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path, PurePath
 from typing import Any, Callable, Iterator, Sequence, overload
 
+from feph_finetune.printable import printable
 from feph_finetune.results.records import RunRecord
 
 #: The record fields that become columns of :meth:`Results.rows` as they are.
@@ -92,8 +93,8 @@ def load_results(outdir: str | Path, warn: Callable[[str], None] | None = None) 
     """The usable run records of the results folder ``outdir``, by run id.
 
     A ``result.json`` that cannot be used (not JSON, a field of the wrong shape) is left out and
-    named in one line to ``warn`` (default :func:`warnings.warn`), as the ``report`` command
-    does. FileNotFoundError when ``outdir`` is not a folder (saying so when it is a file), TypeError
+    named in one line to ``warn`` (default :func:`warnings.warn`, the line escaped with
+    :func:`~feph_finetune.printable.printable`), as the ``report`` command does. FileNotFoundError when ``outdir`` is not a folder (saying so when it is a file), TypeError
     when it is not a path.
     """
     from feph_finetune.results.store import RunStore
@@ -105,4 +106,4 @@ def load_results(outdir: str | Path, warn: Callable[[str], None] | None = None) 
         raise FileNotFoundError(f"{outdir} is a file, not a results folder (the folder a matrix writes its runs to, its TOML's output)")
     if not outdir.is_dir():
         raise FileNotFoundError(f"{outdir}: no such results directory")
-    return Results.from_store(RunStore(outdir, warn=warn or (lambda line: warnings.warn(line, stacklevel=4))))
+    return Results.from_store(RunStore(outdir, warn=warn or (lambda line: warnings.warn(printable(line), stacklevel=4))))
