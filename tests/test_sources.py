@@ -492,6 +492,7 @@ VIDEOS = {
     "jump-mkv": lambda tmp_path: retimed_mkv(tmp_path, {DAMAGED: 5000}),
     "back-mkv": lambda tmp_path: retimed_mkv(tmp_path, {DAMAGED: 1500}),
     "shifted-mkv": lambda tmp_path: retimed_mkv(tmp_path, SHIFTED),
+    "last-past-the-end-mkv": lambda tmp_path: retimed_mkv(tmp_path, {FRAMES - 1: 9000}),
     "phone-mkv": lambda tmp_path: retimed_mkv(tmp_path, phone_timestamps()),
     "phone-mp4": lambda tmp_path: phone_mp4(tmp_path, [9000 + (37, -12, 25)[index % 3] for index in range(FRAMES)]),
 }
@@ -509,3 +510,35 @@ def test_every_writes_the_rows_of_every_frame_that_it_keeps_and_converts_fewer(t
     conversions.clear()
     assert every_frames(path, every) == kept_by(everything, every, path)
     assert len(conversions) < converted_all
+
+
+@pytest.mark.parametrize("milliseconds", [{FRAMES - 1: 9000}, {FRAMES - 1: 1500}], ids=["past-the-end", "back"])
+def test_a_last_timestamp_out_of_place_is_damage_to_that_frame(tmp_path, milliseconds):
+    """The last frame has no next frame to contradict its timestamp; stamped past the frames the
+    container announces, or before the frame before it, it is still damage to that one frame: every
+    frame keeps its place on the grid, the count announced is met, one note names the frame."""
+    path = retimed_mkv(tmp_path, milliseconds)
+    shown, problems, notes = read_timed(path)
+    assert shown == {index: (index, pytest.approx(index / FPS, abs=1e-9)) for index in range(FRAMES)}  # 1e-9: float noise only
+    assert problems == []
+    assert notes == [f"{path}: frame {FRAMES - 1}'s timestamp ({milliseconds[FRAMES - 1] / 1000:.3f} s) lies outside the times of the frames around it "
+                     f"({FRAMES - 2} and the video's end): taken as damaged, it is numbered by its place and time_s is that place's time (so are any later such frames)"]
+
+
+def test_frames_lost_at_the_end_of_a_variable_frame_rate_video_are_named(tmp_path):
+    """A variable-rate MKV cut off at frame 30: its frames are numbered in decode order, so the
+    count it announces (its duration times the nominal rate) cannot be compared with them, but its
+    duration can with the last frame's timestamp: more than 5 nominal intervals are missing."""
+    data, starts = mkv_frames(tmp_path / "whole.mkv")
+    for index, ms in LATE.items():  # as retimed_mkv: off the grid from frame 10 on
+        relative = struct.unpack(">h", data[starts[index] - 3 : starts[index] - 1])[0]
+        data[starts[index] - 3 : starts[index] - 1] = struct.pack(">h", relative + ms - round(1000 * index / FPS))
+    path = tmp_path / "late-cut.mkv"
+    path.write_bytes(bytes(data[: starts[30] - 16]))  # cut before frame 30's block
+    source = open_input(str(path))
+    shown, problems, notes = read_timed(path)
+    last = max(shown)
+    assert source.announced == FRAMES and set(shown) == set(range(last + 1)) and last < 30, "the cut loses the last frames (else this test proves nothing)"
+    assert notes == [variable_rate_note(path, 1.06, 10)]
+    assert problems == [f"{path}: decoding stopped at frame {last} ({last + 1} frames decoded) at {shown[last][1]:.3f} s, but the container's 40 frames at "
+                        f"10 frames/s run to 4.000 s: the last {4 - shown[last][1]:.3f} s are missing (the file is cut off or damaged)"]

@@ -230,6 +230,10 @@ class _VideoReading:
                                                      "in a row failed after it (the file is cut off or damaged, or its header announces frames it does not hold)")
         elif announced and last + 1 < announced and not self.numbers.variable:
             yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)}, but the container announces {announced}: the file is cut off or damaged")
+        elif missing := self.numbers.missing_at_end():
+            end, fps = self.numbers.time + missing, self.numbers.fps
+            yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)} at {self.numbers.time:.3f} s, but the container's {announced} frames at "
+                                                     f"{fps:g} frames/s run to {end:.3f} s: the last {missing:.3f} s are missing (the file is cut off or damaged)")
 
 
 def _kept_frame(name: str, index: int, image: np.ndarray | None, time_s: float | None) -> InputFrame:
@@ -337,7 +341,10 @@ class FrameNumbers:
     next frame's slot, or before the previous frame's, when the next frame's slot leaves room
     between the two, is numbered by its place (the previous number + 1, plus failed reads, below
     the next frame's slot) and its ``time_s`` is that slot's time; a note names the first such
-    frame. Frame 0 stamped at 0 and frame 1 at a slot past the frame count the container announces
+    frame. So is the last frame when stamped before the previous frame's slot, or past the frame
+    count the container announces while its place is within it. Two damaged timestamps in a row
+    are beyond one frame of look-ahead: from the first, the video reads as of variable frame rate.
+    Frame 0 stamped at 0 and frame 1 at a slot past the frame count the container announces
     (a first frame stamped 0 by a muxer that offsets the others; frames lost after frame 0 would
     leave frame 1 within the count) moves the grid so that frame 1 is slot 1: nothing counts as
     lost, said in a note.
@@ -425,7 +432,9 @@ class FrameNumbers:
     def _placed(self, seconds: float, failed: int, following: tuple[float | None, int] | None) -> int | None:
         """The number of a frame whose timestamp the next frame contradicts (see the class), or
         None when its timestamp is to be believed."""
-        if following is None or following[0] is None or not self._near_slot(following[0]):
+        if following is None:
+            return self._placed_last(seconds, failed)
+        if following[0] is None or not self._near_slot(following[0]):
             return None
         slot, next_slot = self._slot(seconds), self._slot(following[0])
         if self.last == -1 and self.time is None and following[1] == 0 and slot == 0 and self.announced is not None and next_slot >= self.announced > 1:
@@ -436,12 +445,34 @@ class FrameNumbers:
             return 0
         if next_slot <= self.last + 1 or self.last < slot < next_slot or slot == self.last:
             return None
+        return self._outlier(min(self.last + 1 + failed, next_slot - 1), seconds, "the next")
+
+    def _placed_last(self, seconds: float, failed: int) -> int | None:
+        """The number of the last frame when its timestamp is out of place with nothing after it
+        to say so: before the previous frame's slot, or past the frames the container announces
+        while its place is within them. None when it is to be believed."""
+        slot, place = self._slot(seconds), self.last + 1 + failed
+        if self.last < 0 or not (slot < self.last or (self.announced is not None and place < self.announced <= slot)):
+            return None
+        return self._outlier(place, seconds, "the video's end")
+
+    def _outlier(self, index: int, seconds: float, after: str) -> int:
+        """``index``, for a frame numbered by its place, its timestamp taken as damaged (said once)."""
         self.outliers += 1
-        index = min(self.last + 1 + failed, next_slot - 1)
         if self.outliers == 1:
-            self.note = (f"frame {index}'s timestamp ({seconds:.3f} s) lies outside the times of the frames around it ({self.last} and the next): "
+            self.note = (f"frame {index}'s timestamp ({seconds:.3f} s) lies outside the times of the frames around it ({self.last} and {after}): "
                          "taken as damaged, it is numbered by its place and time_s is that place's time (so are any later such frames)")
         return index
+
+    def missing_at_end(self) -> float:
+        """Seconds without frames at the end of a variable-rate video: from the last frame's
+        timestamp to the end of the frames the container announces, ``announced / fps`` (its
+        duration: FFmpeg's count is the duration times the rate, or the rate is the average over
+        the count); 0 within :data:`HOLE_INTERVALS` nominal intervals (the last frame's own)."""
+        if not self.variable or not self.announced or self.time is None:
+            return 0.0
+        missing = self.announced / self.fps - self.time
+        return missing if self._hole(missing) else 0.0
 
 
 #: How far a constant-rate frame's timestamp may lie from its slot: the coarsest time base in
