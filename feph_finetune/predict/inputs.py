@@ -185,13 +185,15 @@ class _VideoReading:
         self.name, self.every, self.announced = predict_input.name, predict_input.every, predict_input.announced
         timestamps = capture.getBackendName() == "FFMPEG"
         layout = avi_layout(predict_input.path) if timestamps else None
-        self.broken, self.gaps = (layout.broken, _Gaps(self.name, layout.empty)) if layout else (None, _Gaps(self.name, frozenset()))
+        self.broken = layout.broken if layout else None
+        self.gaps = _Gaps(self.name, layout.empty if layout else frozenset())
         self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced)
         self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last))
         self.last = -1  # the number of the last decoded frame
         self.decoded, self.stopped = 0, False
 
     def frames(self) -> Iterator[InputFrame]:
+        """The kept frames, each gap's problem and the notes in reading order, then how reading ended."""
         grabbed = iter(self.grabs)
         current = next(grabbed, None)  # (seconds, failed)
         while current is not None:
@@ -214,7 +216,7 @@ class _VideoReading:
         yield from self._ending()
 
     def _may_keep(self, seconds: float | None, failed: int) -> bool:
-        return any(index % self.every == 0 for index in self.numbers.possible(seconds, failed))
+        return self.every == 1 or any(index % self.every == 0 for index in self.numbers.possible(seconds, failed))
 
     def _ending(self) -> Iterator[InputFrame]:
         """A problem frame when reading ended before the video did: at a damaged AVI chunk header,
