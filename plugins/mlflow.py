@@ -59,7 +59,7 @@ def _uri_problem(uri: str, options: dict) -> str | None:
     if importlib.util.find_spec("mlflow") is None:
         return f"the mlflow tracking plugin needs MLflow, which is not installed: {INSTALL}"
     given = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    problem = tracking_uri_problem(given) if given else None
+    problem = _tracking_uri_problem(given) if given else None
     return problem and (f"{given!r}: {problem}" if uri else f"MLFLOW_TRACKING_URI={given!r}: {problem}")
 
 
@@ -67,13 +67,12 @@ def _uri_problem(uri: str, options: dict) -> str | None:
 _SERVER_SCHEMES, _DATABASE_SCHEMES, _HOSTED_SCHEMES = ("http", "https"), ("sqlite", "postgresql", "mysql", "mssql"), ("databricks", "databricks-uc", "uc")
 
 
-def tracking_uri_problem(uri: str) -> str | None:
+def _tracking_uri_problem(uri: str) -> str | None:
     """What is wrong with tracking URI ``uri`` as written (None: nothing that can be seen without
     a network): an unknown scheme, a server or database without a host, an SQLite URL of the wrong
     form, a file store whose folder's parent does not exist."""
     parts = urllib.parse.urlsplit(uri)
     scheme, database = parts.scheme.lower(), parts.scheme.lower().split("+")[0]
-    forms = "http(s)://host:port, sqlite:///relative.db or sqlite:////absolute.db, postgresql://host/db, file:///folder, or a folder path"
     if len(scheme) <= 1 or scheme == "file":  # a path (a drive letter is no scheme)
         if parts.netloc not in ("", "localhost") and scheme == "file":
             return f"a file: URI names a folder on this machine (file:///folder), not host {parts.netloc!r}"
@@ -91,6 +90,7 @@ def tracking_uri_problem(uri: str) -> str | None:
         return None if parts.hostname else f"no host in the database URL (expected {scheme}://user:password@host/database)"
     if scheme in _HOSTED_SCHEMES:
         return None
+    forms = "http(s)://host:port, sqlite:///relative.db or sqlite:////absolute.db, postgresql://host/db, file:///folder, or a folder path"
     return f"MLflow has no tracking store for the scheme {parts.scheme!r}; expected {forms}"
 
 
