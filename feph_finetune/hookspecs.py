@@ -285,3 +285,17 @@ def track_matrix_end(matrix, records, output, options):
     ``output`` the results folder (:class:`pathlib.Path`), ``options`` the plugin's options.
     A failure is one warning; it changes no run. Returns None.
     """
+
+
+@hookspec(firstresult=True)
+def track_runs_stopped(matrix, run_ids, output, options):
+    """Close what was logged of runs that were stopped before they ended: the matrix was
+    interrupted (Ctrl-C, SIGTERM) while they ran, so ``track_run_end`` never came.
+
+    Called in the process that drives the matrix, after the executor has stopped the runs and
+    before the command exits 130, on each enabled tracking plugin: ``run_ids``: the ids of the
+    selected runs without a result (those that were running among them; some may never have
+    started), ``matrix``, ``output`` and ``options`` as for :func:`track_matrix_end`. A
+    SIGKILL reaches no code: what it stops stays open until the matrix resumes the run. A
+    failure is one warning. Returns None.
+    """

@@ -21,7 +21,8 @@ results folder (``sqlite:///OUTDIR/mlflow.db``, artifacts in ``OUTDIR/mlartifact
 --backend-store-uri`` that URI shows it). With the ``ray`` executor runs write into a temporary folder on their node: give ``uri``
 a tracking server there. An unreachable server costs each request ``timeout_s`` at most, without
 retries: the run finishes, and says in its ``result.json`` what was not logged. A run interrupted
-(Ctrl-C) stays RUNNING in MLflow until the matrix resumes it: its rerun marks it KILLED.
+(Ctrl-C, SIGTERM) is ended as KILLED before the command exits; one whose command was killed
+(SIGKILL, which no program can handle) stays RUNNING until the matrix resumes it: its rerun marks it KILLED.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import os
 import statistics
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +53,45 @@ _open: dict[str, tuple[Any, str]] = {}
 
 
 def _uri_problem(uri: str, options: dict) -> str | None:
+    """MLflow missing, or a tracking URI (the option, else ``MLFLOW_TRACKING_URI``) that no run
+    could use, told before any work: what its text shows, without importing MLflow (seconds)
+    or asking a server (whether one answers stays a note of each run)."""
     if importlib.util.find_spec("mlflow") is None:
         return f"the mlflow tracking plugin needs MLflow, which is not installed: {INSTALL}"
-    return None
+    given = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    problem = _tracking_uri_problem(given) if given else None
+    return problem and (f"{given!r}: {problem}" if uri else f"MLFLOW_TRACKING_URI={given!r}: {problem}")
+
+
+#: URI schemes MLflow's tracking stores take (a database's may name its driver: ``postgresql+psycopg``).
+_SERVER_SCHEMES, _DATABASE_SCHEMES, _HOSTED_SCHEMES = ("http", "https"), ("sqlite", "postgresql", "mysql", "mssql"), ("databricks", "databricks-uc", "uc")
+
+
+def _tracking_uri_problem(uri: str) -> str | None:
+    """What is wrong with tracking URI ``uri`` as written (None: nothing that can be seen without
+    a network): an unknown scheme, a server or database without a host, an SQLite URL of the wrong
+    form, a file store whose folder's parent does not exist."""
+    parts = urllib.parse.urlsplit(uri)
+    scheme, database = parts.scheme.lower(), parts.scheme.lower().split("+")[0]
+    if len(scheme) <= 1 or scheme == "file":  # a path (a drive letter is no scheme)
+        if parts.netloc not in ("", "localhost") and scheme == "file":
+            return f"a file: URI names a folder on this machine (file:///folder), not host {parts.netloc!r}"
+        folder = Path(urllib.parse.unquote(parts.path) if scheme == "file" else uri).expanduser()
+        if not folder.absolute().parent.is_dir():
+            return f"the folder {str(folder.absolute().parent)!r}, which would hold the file store, does not exist"
+        return None
+    if scheme in _SERVER_SCHEMES:
+        return None if parts.hostname else f"no host in the server's URL (expected {scheme}://host:port)"
+    if database == "sqlite":
+        if parts.netloc or not parts.path.strip("/"):
+            return "an SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db (three slashes, then the path; an in-memory store keeps nothing)"
+        return None
+    if database in _DATABASE_SCHEMES:
+        return None if parts.hostname else f"no host in the database URL (expected {scheme}://user:password@host/database)"
+    if scheme in _HOSTED_SCHEMES:
+        return None
+    forms = "http(s)://host:port, sqlite:///relative.db or sqlite:////absolute.db, postgresql://host/db, file:///folder, or a folder path"
+    return f"MLflow has no tracking store for the scheme {parts.scheme!r}; expected {forms}"
 
 
 @hookimpl
@@ -134,6 +172,24 @@ def track_matrix_end(matrix, records, output, options):
                 client.delete_tag(run.info.run_id, "mlflow.parentRunId")
 
 
+@hookimpl
+def track_runs_stopped(matrix, run_ids, output, options):
+    """End the MLflow runs of the interrupted runs as KILLED (not left RUNNING until a resume)."""
+    for run_id in run_ids:
+        _open.pop(run_id, None)  # the inline executor's: that run's process is this one
+    if not (options.get("uri") or os.environ.get("MLFLOW_TRACKING_URI")) and not (Path(output) / LOCAL_STORE).is_file():
+        return  # no run was logged: the local store is made by the first
+    client, _ = _store(options, Path(output))
+    experiment = client.get_experiment_by_name(options.get("experiment") or matrix)
+    if experiment is None:
+        return
+    stopped = set(run_ids)
+    running = client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=50000)
+    for mlflow_run in running:
+        if mlflow_run.data.tags.get("feph.run_id") in stopped:
+            client.set_terminated(mlflow_run.info.run_id, status="KILLED")
+
+
 def _store(options: dict, output: Path):
     """An MlflowClient for the option ``uri``, else MLFLOW_TRACKING_URI, else the local store in
     ``output``; with the local store, also where its artifacts go (``output/mlartifacts``, so
@@ -149,10 +205,13 @@ def _store(options: dict, output: Path):
     if uri:
         return MlflowClient(uri), None
     output = Path(output).absolute()
-    with open(output / f"{LOCAL_STORE}.lock", "w") as lock:  # runs in parallel create the store once
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    folder = os.open(output, os.O_RDONLY)  # runs in parallel create the store once: a lock on the folder
+    try:  # itself, which leaves no lock file behind (unlinking one would let a third run lock a new one)
+        fcntl.flock(folder, fcntl.LOCK_EX)
         client = MlflowClient(f"sqlite:///{output / LOCAL_STORE}")
         client.search_experiments(max_results=1)  # creates the store's tables
+    finally:
+        os.close(folder)  # releases the lock
     return client, (output / LOCAL_ARTIFACTS).as_uri()
 
 

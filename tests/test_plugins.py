@@ -49,7 +49,7 @@ def site(tmp_path, monkeypatch):
 
 
 def test_the_hookspecs_are_the_designs_six_plus_options_traits_model_input_datasets_executors_and_tracking():
-    tracking = {"track_run_start", "track_epoch", "track_run_end", "track_matrix_end"}
+    tracking = {"track_run_start", "track_epoch", "track_run_end", "track_matrix_end", "track_runs_stopped"}
     assert set(hook_names()) == SIX_HOOKS | {"plugin_options", "plugin_traits", "model_input", "load_dataset", "register_executors"} | tracking
 
 

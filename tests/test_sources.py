@@ -437,3 +437,108 @@ def test_frames_lost_right_after_frame_0_are_a_gap_not_a_shifted_grid(tmp_path):
     resumed = min(index for index in shown if index > 0)
     assert resumed > 1 and shown == {index: index for index in [0, *range(resumed, FRAMES)]}
     assert problems == [f"{path}: frames 1-{resumed - 1} could not be decoded (left out; later frames keep their numbers)"]
+
+
+def write_mp4v(path: Path, frames: int = FRAMES) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (64, 48))
+    for index in range(frames):
+        writer.write(np.full((48, 64, 3), 6 * index, np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def conversions(monkeypatch) -> list[int]:
+    """Counts the frames converted to RGB (one entry per conversion) through the reader's seam."""
+    from feph_finetune.predict import inputs
+
+    counted, convert = [], inputs._retrieve_rgb
+    monkeypatch.setattr(inputs, "_retrieve_rgb", lambda capture: counted.append(1) or convert(capture))
+    return counted
+
+
+@pytest.mark.parametrize("write", [write_mjpg, write_mp4v], ids=["mjpg-avi", "mp4v-mp4"])
+@pytest.mark.parametrize("every", [1, 4, 7])
+def test_every_converts_only_the_frames_it_keeps(tmp_path, conversions, write, every):
+    path = write(tmp_path / f"whole{'.avi' if write is write_mjpg else '.mp4'}")
+    _, shown, problems = read(path, every)
+    assert set(shown) == set(range(0, FRAMES, every)) and problems == []
+    assert all(abs(level - index) <= 1 for index, level in shown.items())  # 1 step (6 grey levels): mp4v is lossy
+    assert len(conversions) == len(range(0, FRAMES, every))
+
+
+def every_frames(path: Path, every: int) -> list[tuple]:
+    """What ``predict`` would write of ``path`` read with ``every``: per frame its number, grey
+    level, time_s, problem and note."""
+    return [(frame.index, None if frame.image is None else round(float(frame.image.mean()) / 6), frame.time_s, frame.problem, frame.note)
+            for frame in open_input(str(path), every).frames()]
+
+
+def kept_by(rows: list[tuple], every: int, path: Path) -> list[tuple]:
+    """The rows of ``every = 1`` that ``every`` keeps: frames (decoded, or one that failed to
+    decode) of a number that is a multiple of it; every gap, note and ending problem."""
+    def is_frame(index, level, problem) -> bool:
+        return level is not None or problem == f"{path}: frame {index} could not be decoded (left out)"
+    return [row for row in rows if not is_frame(row[0], row[1], row[3]) or row[0] % every == 0]
+
+
+VIDEOS = {
+    "cut-avi": lambda tmp_path: damaged(tmp_path, "cut"),
+    "payload-avi": lambda tmp_path: damaged(tmp_path, "payload"),
+    "header-avi": lambda tmp_path: damaged(tmp_path, "header"),
+    "header-mkv": lambda tmp_path: damaged_mkv(tmp_path, "header"),
+    "late-mkv": lambda tmp_path: retimed_mkv(tmp_path, LATE),
+    "late-header-mkv": lambda tmp_path: retimed_mkv(tmp_path, LATE, "header"),
+    "jump-mkv": lambda tmp_path: retimed_mkv(tmp_path, {DAMAGED: 5000}),
+    "back-mkv": lambda tmp_path: retimed_mkv(tmp_path, {DAMAGED: 1500}),
+    "shifted-mkv": lambda tmp_path: retimed_mkv(tmp_path, SHIFTED),
+    "last-past-the-end-mkv": lambda tmp_path: retimed_mkv(tmp_path, {FRAMES - 1: 9000}),
+    "phone-mkv": lambda tmp_path: retimed_mkv(tmp_path, phone_timestamps()),
+    "phone-mp4": lambda tmp_path: phone_mp4(tmp_path, [9000 + (37, -12, 25)[index % 3] for index in range(FRAMES)]),
+}
+
+
+@pytest.mark.parametrize("every", [2, 3, 7])
+@pytest.mark.parametrize("video", VIDEOS)
+def test_every_writes_the_rows_of_every_frame_that_it_keeps_and_converts_fewer(tmp_path, conversions, video, every):
+    """Skipping a frame's conversion changes no row: reading with ``every`` gives exactly the rows
+    of reading every frame that ``every`` keeps, with each gap, note and problem, on damaged and
+    variable-rate videos too (where a frame's number waits for the next frame's timestamp)."""
+    path = VIDEOS[video](tmp_path)
+    everything = every_frames(path, 1)
+    converted_all = len(conversions)
+    conversions.clear()
+    assert every_frames(path, every) == kept_by(everything, every, path)
+    assert len(conversions) < converted_all
+
+
+@pytest.mark.parametrize("milliseconds", [{FRAMES - 1: 9000}, {FRAMES - 1: 1500}], ids=["past-the-end", "back"])
+def test_a_last_timestamp_out_of_place_is_damage_to_that_frame(tmp_path, milliseconds):
+    """The last frame has no next frame to contradict its timestamp; stamped past the frames the
+    container announces, or before the frame before it, it is still damage to that one frame: every
+    frame keeps its place on the grid, the count announced is met, one note names the frame."""
+    path = retimed_mkv(tmp_path, milliseconds)
+    shown, problems, notes = read_timed(path)
+    assert shown == {index: (index, pytest.approx(index / FPS, abs=1e-9)) for index in range(FRAMES)}  # 1e-9: float noise only
+    assert problems == []
+    assert notes == [f"{path}: frame {FRAMES - 1}'s timestamp ({milliseconds[FRAMES - 1] / 1000:.3f} s) lies outside the times of the frames around it "
+                     f"({FRAMES - 2} and the video's end): taken as damaged, it is numbered by its place and time_s is that place's time (so are any later such frames)"]
+
+
+def test_frames_lost_at_the_end_of_a_variable_frame_rate_video_are_named(tmp_path):
+    """A variable-rate MKV cut off at frame 30: its frames are numbered in decode order, so the
+    count it announces (its duration times the nominal rate) cannot be compared with them, but its
+    duration can with the last frame's timestamp: more than 5 nominal intervals are missing."""
+    data, starts = mkv_frames(tmp_path / "whole.mkv")
+    for index, ms in LATE.items():  # as retimed_mkv: off the grid from frame 10 on
+        relative = struct.unpack(">h", data[starts[index] - 3 : starts[index] - 1])[0]
+        data[starts[index] - 3 : starts[index] - 1] = struct.pack(">h", relative + ms - round(1000 * index / FPS))
+    path = tmp_path / "late-cut.mkv"
+    path.write_bytes(bytes(data[: starts[30] - 16]))  # cut before frame 30's block
+    source = open_input(str(path))
+    shown, problems, notes = read_timed(path)
+    last = max(shown)
+    assert source.announced == FRAMES and set(shown) == set(range(last + 1)) and last < 30, "the cut loses the last frames (else this test proves nothing)"
+    assert notes == [variable_rate_note(path, 1.06, 10)]
+    assert problems == [f"{path}: decoding stopped at frame {last} ({last + 1} frames decoded) at {shown[last][1]:.3f} s, but the container's 40 frames at "
+                        f"10 frames/s run to 4.000 s: the last {4 - shown[last][1]:.3f} s are missing (the file is cut off or damaged)"]

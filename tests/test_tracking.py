@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -102,6 +103,36 @@ def test_tracking_mistakes_are_reported_before_any_work(tmp_path, synthetic_feph
     assert f"tracked.toml:{line_of(path, 'timeout_s')} tracking.mlflow.timeout_s: must be > 0" in errors
     assert "no tracking plugin 'tensorbord' (did you mean 'tensorboard'?)" in errors
     assert "Traceback" not in errors
+
+
+@pytest.mark.parametrize("uri, problem", [
+    ("htp:/x", "MLflow has no tracking store for the scheme 'htp'"),
+    ("sqlite://relative", "an SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"),
+    ("http:///x", "no host in the server's URL (expected http://host:port)"),
+    ("file://{tmp}/missing/store", "/missing', which would hold the file store, does not exist"),  # the console shortens the long path before it
+], ids=["scheme", "sqlite", "no-host", "file-folder"])
+def test_a_malformed_mlflow_uri_is_refused_before_any_work(tmp_path, synthetic_feph, uri, problem):
+    """A URI that no run could use is told by the one configuration pass (exit 2, file:line),
+    not by every run's end; whether a server answers is not asked (that stays a note per run)."""
+    uri, problem = uri.format(tmp=tmp_path), problem.format(tmp=tmp_path)
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n', extra=f"""
+        [tracking]
+        plugins = ["mlflow"]
+
+        [tracking.mlflow]
+        uri = "{uri}"
+    """)
+    result = run_cli(str(path), "--output", str(tmp_path / "runs"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"tracked.toml:{line_of(path, 'uri = ')} tracking.mlflow.uri: '" in result.stderr and problem in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+def test_a_malformed_mlflow_tracking_uri_variable_is_refused_before_any_work(tmp_path, synthetic_feph):
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n')
+    result = run_cli(str(path), "--dry-run", "--track", "mlflow", env={"MLFLOW_TRACKING_URI": "htp:/x"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "MLFLOW_TRACKING_URI='htp:/x': MLflow has no tracking store for the scheme 'htp'" in result.stderr
 
 
 # --- TensorBoard -----------------------------------------------------------------------------
@@ -265,6 +296,42 @@ def test_the_default_mlflow_store_and_its_artifacts_stay_in_the_results_folder(t
     stored = output / "mlartifacts" / run.info.run_id / "artifacts"
     assert (stored / "metrics.json").read_bytes() == (folder / "metrics.json").read_bytes()
     assert (stored / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(path.name for path in output.glob("mlflow.db*")) == ["mlflow.db"]  # no lock file or journal left behind
+
+
+def mlflow_statuses(store: Path) -> list[str]:
+    """The status of every run in a local MLflow store, read with sqlite3 (empty until the store exists)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as connection:
+            return [status for (status,) in connection.execute("select status from runs")]
+    except sqlite3.Error:  # not there yet, or its tables not yet made
+        return []
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_an_interrupted_tracked_run_is_ended_as_killed_before_the_command_exits(tmp_path, synthetic_feph, signal_number):
+    """The default executor runs each run in a child process; the parent, interrupted while a run
+    trains, stops it and ends its MLflow run as KILLED (not RUNNING until a resume), then exits 130."""
+    output = tmp_path / "runs"
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n')
+    command = [sys.executable, "-m", "feph_finetune", str(path), "--output", str(output), "--track", "mlflow",
+               "--set", "defaults.options.adam.epochs=200"]  # long enough to be interrupted while it trains
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+                             start_new_session=signal_number == signal.SIGINT)  # Ctrl-C reaches the whole group, as a terminal sends it
+    deadline = time.monotonic() + 300
+    while mlflow_statuses(output / "mlflow.db") != ["RUNNING"] and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert mlflow_statuses(output / "mlflow.db") == ["RUNNING"], "the run never started (else this test proves nothing)"
+    if signal_number == signal.SIGINT:
+        os.killpg(child.pid, signal.SIGINT)
+    else:
+        child.send_signal(signal.SIGTERM)
+    stdout, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130, stdout + stderr
+    assert "interrupted: finished runs are saved" in stderr and "Traceback" not in stderr
+    assert mlflow_statuses(output / "mlflow.db") == ["KILLED"]
 
 
 def test_an_unreachable_tracking_server_costs_no_run(tmp_path, synthetic_feph):

@@ -114,7 +114,7 @@ TRACKING_OPTIONS: dict[str, Option] = {
 }
 
 #: The hooks that make a plugin a tracking plugin (it implements at least one).
-TRACKING_HOOKS = ("track_run_start", "track_epoch", "track_run_end", "track_matrix_end")
+TRACKING_HOOKS = ("track_run_start", "track_epoch", "track_run_end", "track_matrix_end", "track_runs_stopped")
 
 #: The declared tables by their place in the file, for listings. ``[defaults]`` and each
 #: ``[experiments.NAME]`` share :data:`EXPERIMENT_OPTIONS`.

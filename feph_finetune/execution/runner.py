@@ -23,7 +23,7 @@ from feph_finetune.config.matrix import Matrix, Run
 from feph_finetune.plugins import Plugins
 from feph_finetune.data.preparation import DataSource
 from feph_finetune.execution.progress import MatrixView
-from feph_finetune.execution.tracking import track_matrix_end
+from feph_finetune.execution.tracking import track_matrix_end, track_runs_stopped
 from feph_finetune.results.store import RunStore
 
 
@@ -95,8 +95,14 @@ class MatrixRunner:
             for run in pending:  # a full disk stops the matrix before any run trains for nothing
                 ensure_run_space(self.job(run))
             concurrency = getattr(self.executor, "concurrency", lambda: 1)()
-            with sigterm_as_interrupt(), MatrixView(self.console, pending, concurrency, self.executor.name) as view:
-                self.executor.execute([self.job(run) for run in pending], view.report, InProcess(self.plugins, self.source))
+            try:
+                with sigterm_as_interrupt(), MatrixView(self.console, pending, concurrency, self.executor.name) as view:
+                    self.executor.execute([self.job(run) for run in pending], view.report, InProcess(self.plugins, self.source))
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the executor has stopped the runs; their tracked runs are closed
+                if self.matrix.tracking:
+                    stopped = [run.id for run in pending if self.store.result(run.id) is None]
+                    track_runs_stopped(self.matrix.name, self.matrix.tracking, stopped, self.store.root, self.plugins, self._warn)
+                raise
         for run in pending:
             record = self.store.result(run.id)
             (outcome.done if record and record.get("status") == "done" else outcome.failed).append(run.id)

@@ -86,3 +86,13 @@ def track_matrix_end(matrix: str, tracking: Mapping[str, Mapping[str, Any]], rec
             plugins.call(name, "track_matrix_end", matrix=matrix, records=records, output=output, options=dict(options))
         except PluginCallError as failure:
             warn(f"tracking plugin {name!r} failed in track_matrix_end: {type(failure.error).__name__}: {failure.error}; what spans runs (fold means) was not logged by it")
+
+
+def track_runs_stopped(matrix: str, tracking: Mapping[str, Mapping[str, Any]], run_ids: list[str], output: Path, plugins: Plugins, warn: Callable[[str], None]) -> None:
+    """Call ``track_runs_stopped`` on each enabled tracking plugin in the driving process, for
+    the runs an interrupt stopped (``run_ids``: those without a result); a failure is one warning."""
+    for name, options in tracking.items():
+        try:
+            plugins.call(name, "track_runs_stopped", matrix=matrix, run_ids=list(run_ids), output=output, options=dict(options))
+        except PluginCallError as failure:
+            warn(f"tracking plugin {name!r} failed in track_runs_stopped: {type(failure.error).__name__}: {failure.error}; the interrupted runs stay open in it until the matrix resumes them")

@@ -23,9 +23,11 @@
   (``[mjpeg @ 0x...] overread 8``) never reach the console: the problems are reported here, per
   input (``OPENCV_FFMPEG_LOGLEVEL``, set before the first video is opened, unless already set).
 
-``every`` keeps frames 0, K, 2K...; every video frame is still read and converted (FFmpeg decodes
-on ``grab``, and a frame's number waits for the next frame's timestamp). Nothing holds more than
-two frames: a long video streams in constant memory.
+``every`` keeps frames 0, K, 2K...; every video frame is still read (FFmpeg decodes on ``grab``,
+and the timestamps number the frames), but only a frame that can be kept is converted to RGB: its
+number may wait for the next frame's timestamp, so a frame is converted when any number it can get
+is kept (:meth:`FrameNumbers.possible`). Nothing holds more than two frames: a long video streams
+in constant memory.
 """
 
 from __future__ import annotations
@@ -158,87 +160,136 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
 
     A frame that cannot be decoded (a corrupt chunk) does not shift the later ones: each frame is
     numbered by :class:`FrameNumbers` from its presentation timestamp, so a hole shows as a
-    jump, reported as a problem frame naming the missing indices. Failed reads are retried as
-    long as the container announces more frames (a failed read at the end of a file costs
-    microseconds), at most :data:`FAILED_READS` in a row. An AVI's timestamps are the demuxer's
-    count of chunks, right only up to the first damaged chunk header
-    (:func:`~feph_finetune.predict.avi.avi_layout`): reading stops there; an empty chunk (a
-    dropped frame, as capture software marks it) is no damage: no row, one note. Decoding that ends
-    before the announced frame count (a file cut off) is reported too: the rows read are kept,
-    the input counts as not read in full. A video whose timestamps leave the frame-rate grid
-    (variable frame rate) gets one ``note`` frame saying how its frames are numbered from there.
+    jump, reported as a problem frame naming the missing indices (:class:`_Gaps`). Failed reads
+    are retried as long as the container announces more frames, at most :data:`FAILED_READS` in
+    a row (:class:`_Grabs`). An AVI's timestamps are the demuxer's count of chunks, right only up
+    to the first damaged chunk header (:func:`~feph_finetune.predict.avi.avi_layout`): reading
+    stops there; an empty chunk (a dropped frame, as capture software marks it) is no damage: no
+    row, one note. Decoding that ends before the announced frame count (a file cut off) is
+    reported too: the rows read are kept, the input counts as not read in full. A video whose
+    timestamps leave the frame-rate grid (variable frame rate) gets one ``note`` frame saying how
+    its frames are numbered from there.
     """
     capture = cv2.VideoCapture(str(predict_input.path))
-    timestamps = capture.getBackendName() == "FFMPEG"
-    layout = avi_layout(predict_input.path) if timestamps else None
-    broken, empty = (layout.broken, layout.empty) if layout else (None, frozenset())
-    dropped: list[int] = []  # empty AVI chunks met: frames the writer left out on purpose
-    numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced)
-    last = -1  # the number of the last decoded frame
-    decoded, gaps, unnamed, stopped = 0, 0, 0, False
-    name, announced = predict_input.name, predict_input.announced
-    reads = _Reads(capture, timestamps, lambda: _retries(announced, last))
     try:
-        frames = iter(reads)
-        current = next(frames, None)
-        while current is not None:
-            following = next(frames, None)  # its timestamp tells whether the current one's is out of place
-            seconds, failed, image = current
-            index = numbers.number(seconds, failed, following[:2] if following else None)
-            if (note := numbers.take_note()) is not None:
-                yield InputFrame(index, None, note=f"{name}: {note}")
-            stopped = broken is not None and index >= broken.frame
-            known = broken.frame if stopped else index  # the frames before it are numbered right
-            dropped += [frame for frame in range(last + 1, known) if frame in empty]
-            if known > last + 1 and not empty.issuperset(range(last + 1, known)):
-                gaps += 1
-                later = "" if stopped else f"; later frames keep their numbers{numbers.estimate}"
-                if gaps <= _GAPS_NAMED:
-                    yield InputFrame(last + 1, None, problem=f"{name}: {_frames_words(last + 1, known - 1)} could not be decoded (left out{later})")
-                else:
-                    unnamed += known - 1 - last
-            if stopped:
-                break
-            last, decoded = index, decoded + 1
-            if index % predict_input.every == 0:
-                if image is not None:
-                    yield InputFrame(index, image, time_s=numbers.seconds(index))
-                else:
-                    yield InputFrame(index, None, problem=f"{name}: frame {index} could not be decoded (left out)")
-            current = following
+        yield from _VideoReading(predict_input, capture).frames()
     finally:
         capture.release()
-    if dropped:
-        which = f"frame {dropped[0]} is" if len(dropped) == 1 else f"{len(dropped)} frames ({', '.join(map(str, dropped[:5]))}{'...' if len(dropped) > 5 else ''}) are"
-        yield InputFrame(dropped[0], None, note=f"{name}: {which} empty in the file (a frame the writer dropped; players show the previous one again): no row")
-    if unnamed:
-        yield InputFrame(last, None, problem=f"{name}: {unnamed} more frames in {gaps - _GAPS_NAMED} more places could not be decoded (left out)")
-    if broken and (stopped or (announced and broken.frame < announced)):
-        of = f" of the {announced} the container announces" if announced else ""
-        yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
-    elif decoded == 0:
-        yield InputFrame(0, None, problem=f"{name}: the video has no frames" if not announced else f"{name}: no frame could be decoded of the {announced} the container announces")
-    elif announced and last + 1 < announced and reads.failed > FAILED_READS:
-        yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)} of the {announced} the container announces: {FAILED_READS} reads "
-                                                 "in a row failed after it (the file is cut off or damaged, or its header announces frames it does not hold)")
-    elif announced and last + 1 < announced and not numbers.variable:
-        yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)}, but the container announces {announced}: the file is cut off or damaged")
 
 
-class _Reads:
-    """A video's decoded frames as ``(seconds, failed, image)``: the timestamp (None: none), the
-    reads that failed just before it, the uint8 RGB image (None: it could not be converted).
-    A failed read is retried while ``retries()`` allows; ``failed`` is then the count that ended it.
+class _VideoReading:
+    """One pass over an open video: grab, number, keep or skip each frame, then say how it ended.
 
-    Every frame is retrieved (converted) before the next is grabbed: its number waits for the next
-    frame's timestamp. FFmpeg decodes on ``grab``, so ``every`` saves little by skipping this.
+    Only the frames that can be kept (their number a multiple of ``every``, whatever the next
+    frame's timestamp turns out to be: :meth:`FrameNumbers.possible`) are converted to RGB.
+    """
+
+    def __init__(self, predict_input: PredictInput, capture):
+        self.name, self.every, self.announced = predict_input.name, predict_input.every, predict_input.announced
+        timestamps = capture.getBackendName() == "FFMPEG"
+        layout = avi_layout(predict_input.path) if timestamps else None
+        self.broken = layout.broken if layout else None
+        self.gaps = _Gaps(self.name, layout.empty if layout else frozenset())
+        self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced)
+        self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last))
+        self.last = -1  # the number of the last decoded frame
+        self.decoded, self.stopped = 0, False
+
+    def frames(self) -> Iterator[InputFrame]:
+        """The kept frames, each gap's problem and the notes in reading order, then how reading ended."""
+        grabbed = iter(self.grabs)
+        current = next(grabbed, None)  # (seconds, failed)
+        while current is not None:
+            image = self.grabs.image() if self._may_keep(*current) else None
+            following = next(grabbed, None)  # its timestamp tells whether the current one's is out of place
+            index = self.numbers.number(*current, following)
+            if (note := self.numbers.take_note()) is not None:
+                yield InputFrame(index, None, note=f"{self.name}: {note}")
+            self.stopped = self.broken is not None and index >= self.broken.frame
+            known = self.broken.frame if self.stopped else index  # the frames before it are numbered right
+            later = "" if self.stopped else f"; later frames keep their numbers{self.numbers.estimate}"
+            yield from self.gaps.between(self.last, known, later)
+            if self.stopped:
+                break
+            self.last, self.decoded = index, self.decoded + 1
+            if index % self.every == 0:
+                yield _kept_frame(self.name, index, image, self.numbers.seconds(index))
+            current = following
+        yield from self.gaps.summary(self.last)
+        yield from self._ending()
+
+    def _may_keep(self, seconds: float | None, failed: int) -> bool:
+        return self.every == 1 or any(index % self.every == 0 for index in self.numbers.possible(seconds, failed))
+
+    def _ending(self) -> Iterator[InputFrame]:
+        """A problem frame when reading ended before the video did: at a damaged AVI chunk header,
+        with no frame decoded, after :data:`FAILED_READS` failed reads, or short of the announced count."""
+        name, announced, last, decoded, broken = self.name, self.announced, self.last, self.decoded, self.broken
+        if broken and (self.stopped or (announced and broken.frame < announced)):
+            of = f" of the {announced} the container announces" if announced else ""
+            yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
+        elif decoded == 0:
+            yield InputFrame(0, None, problem=f"{name}: the video has no frames" if not announced else f"{name}: no frame could be decoded of the {announced} the container announces")
+        elif announced and last + 1 < announced and self.grabs.failed > FAILED_READS:
+            yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)} of the {announced} the container announces: {FAILED_READS} reads "
+                                                     "in a row failed after it (the file is cut off or damaged, or its header announces frames it does not hold)")
+        elif announced and last + 1 < announced and not self.numbers.variable:
+            yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)}, but the container announces {announced}: the file is cut off or damaged")
+        elif missing := self.numbers.missing_at_end():
+            end, fps = self.numbers.time + missing, self.numbers.fps
+            yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)} at {self.numbers.time:.3f} s, but the container's {announced} frames at "
+                                                     f"{fps:g} frames/s run to {end:.3f} s: the last {missing:.3f} s are missing (the file is cut off or damaged)")
+
+
+def _kept_frame(name: str, index: int, image: np.ndarray | None, time_s: float | None) -> InputFrame:
+    if image is None:
+        return InputFrame(index, None, problem=f"{name}: frame {index} could not be decoded (left out)")
+    return InputFrame(index, image, time_s=time_s)
+
+
+class _Gaps:
+    """The frames missing between decoded ones: a problem per place (the first :data:`_GAPS_NAMED`
+    named, the rest counted in one line), except frames whose AVI chunk is empty (``empty``: the
+    writer dropped them on purpose), said in one note."""
+
+    def __init__(self, name: str, empty: frozenset[int]):
+        self.name, self.empty = name, empty
+        self.dropped: list[int] = []  # empty AVI chunks met
+        self.places, self.unnamed = 0, 0  # places with undecodable frames; frames in the places not named
+
+    def between(self, last: int, known: int, later: str) -> Iterator[InputFrame]:
+        """The problem of frames ``last + 1`` to ``known - 1`` missing, if any (``later``: words on
+        the frames after them)."""
+        self.dropped += [frame for frame in range(last + 1, known) if frame in self.empty]
+        if known > last + 1 and not self.empty.issuperset(range(last + 1, known)):
+            self.places += 1
+            if self.places <= _GAPS_NAMED:
+                yield InputFrame(last + 1, None, problem=f"{self.name}: {_frames_words(last + 1, known - 1)} could not be decoded (left out{later})")
+            else:
+                self.unnamed += known - 1 - last
+
+    def summary(self, last: int) -> Iterator[InputFrame]:
+        dropped = self.dropped
+        if dropped:
+            which = f"frame {dropped[0]} is" if len(dropped) == 1 else f"{len(dropped)} frames ({', '.join(map(str, dropped[:5]))}{'...' if len(dropped) > 5 else ''}) are"
+            yield InputFrame(dropped[0], None, note=f"{self.name}: {which} empty in the file (a frame the writer dropped; players show the previous one again): no row")
+        if self.unnamed:
+            yield InputFrame(last, None, problem=f"{self.name}: {self.unnamed} more frames in {self.places - _GAPS_NAMED} more places could not be decoded (left out)")
+
+
+class _Grabs:
+    """A video's grabbed frames as ``(seconds, failed)``: the timestamp (None: none) and the reads
+    that failed just before it; :meth:`image` converts the frame just grabbed. A failed read is
+    retried while ``retries()`` allows; ``failed`` is then the count that ended it.
+
+    FFmpeg decodes on ``grab``; ``retrieve`` and the RGB conversion are what a skipped frame saves.
     """
 
     def __init__(self, capture, timestamps: bool, retries):
         self.capture, self.timestamps, self.retries = capture, timestamps, retries
         self.failed = 0
 
-    def __iter__(self) -> Iterator[tuple[float | None, int, np.ndarray | None]]:
+    def __iter__(self) -> Iterator[tuple[float | None, int]]:
         while True:
             if not self.capture.grab():
                 self.failed += 1
@@ -246,9 +297,17 @@ class _Reads:
                     continue
                 return
             seconds = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000 if self.timestamps else None
-            ok, bgr = self.capture.retrieve()
-            yield seconds, self.failed, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if ok else None
-            self.failed = 0
+            failed, self.failed = self.failed, 0
+            yield seconds, failed
+
+    def image(self) -> np.ndarray | None:
+        """The frame last grabbed, uint8 RGB (H, W, 3); None when it cannot be converted."""
+        return _retrieve_rgb(self.capture)
+
+
+def _retrieve_rgb(capture) -> np.ndarray | None:
+    ok, bgr = capture.retrieve()
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if ok else None
 
 
 #: Places with undecodable frames named one by one; the rest are counted in one line (one screen).
@@ -287,7 +346,10 @@ class FrameNumbers:
     next frame's slot, or before the previous frame's, when the next frame's slot leaves room
     between the two, is numbered by its place (the previous number + 1, plus failed reads, below
     the next frame's slot) and its ``time_s`` is that slot's time; a note names the first such
-    frame. Frame 0 stamped at 0 and frame 1 at a slot past the frame count the container announces
+    frame. So is the last frame when stamped before the previous frame's slot, or past the frame
+    count the container announces while its place is within it. Two damaged timestamps in a row
+    are beyond one frame of look-ahead: from the first, the video reads as of variable frame rate.
+    Frame 0 stamped at 0 and frame 1 at a slot past the frame count the container announces
     (a first frame stamped 0 by a muxer that offsets the others; frames lost after frame 0 would
     leave frame 1 within the count) moves the grid so that frame 1 is slot 1: nothing counts as
     lost, said in a note.
@@ -308,23 +370,29 @@ class FrameNumbers:
         ``failed`` reads that failed; ``following`` is the next decoded frame's ``(seconds,
         failed)`` (None: this is the last)."""
         previous, self.estimate = self.time, ""
-        if self.fps is None or seconds is None:
-            index = self.last + 1 + failed
-        elif not self.variable and (placed := self._placed(seconds, failed, following)) is not None:
-            index, seconds = placed, (placed + self.offset) / self.fps
-        elif not self.variable and self._on_grid(seconds):
-            index = self._slot(seconds)
-        else:
-            if not self.variable:
-                self.variable = True
-                self.note = (f"the timestamps stop following the {self.fps:g} frames/s grid at {seconds:.3f} s (a variable frame rate, or repeated "
-                             f"timestamps): from frame {self.last + 1} on, frames are numbered in decode order and time_s is each frame's own timestamp")
-            index = self.last + 1 + failed
-            if previous is not None and (seconds - previous) * self.fps > HOLE_INTERVALS:
-                index = max(index, self.last + round((seconds - previous) * self.fps))
-                self.estimate = f"; {seconds - previous:.3f} s without frames, counted at {self.fps:g} frames/s"
+        if self.fps is not None and seconds is not None and not self.variable:
+            if (placed := self._placed(seconds, failed, following)) is not None:
+                self.last, self.time = placed, (placed + self.offset) / self.fps
+                return placed
+            if not self._on_grid(seconds):
+                self._leave_grid(seconds)
+        index = self._unplaced(seconds, failed)
+        if self.variable and seconds is not None and previous is not None and self._hole(seconds - previous):
+            self.estimate = f"; {seconds - previous:.3f} s without frames, counted at {self.fps:g} frames/s"
         self.last, self.time = index, seconds
         return index
+
+    def possible(self, seconds: float | None, failed: int) -> set[int]:
+        """Every number :meth:`number` can give the frame, whatever the next frame's timestamp
+        (known only once it is grabbed, when this frame can no longer be converted): its own
+        timestamp's number, and while on the grid any place up to the failed reads before it
+        (frame 0 also 0), where the next frame's timestamp would place it."""
+        numbers = {self._unplaced(seconds, failed)}
+        if self.fps is not None and seconds is not None and not self.variable:
+            numbers.update(range(self.last + 1, self.last + 2 + failed))
+            if self.last == -1:
+                numbers.add(0)
+        return numbers
 
     def take_note(self) -> str | None:
         """What to say once about the numbering (it changed to decode order), None when nothing."""
@@ -336,6 +404,26 @@ class FrameNumbers:
         if self.fps is None:
             return None
         return round(self.time, 6) if self.variable else index / self.fps  # microseconds: no noise such as 1.4000000000000001
+
+    def _unplaced(self, seconds: float | None, failed: int) -> int:
+        """The number that ``seconds`` gives without the next frame's word: its slot while on the
+        grid, else the next in decode order (a long hole in time counted at the nominal rate)."""
+        if self.fps is None or seconds is None:
+            return self.last + 1 + failed
+        if not self.variable and self._on_grid(seconds):
+            return self._slot(seconds)
+        index = self.last + 1 + failed
+        if self.time is not None and self._hole(seconds - self.time):
+            index = max(index, self.last + round((seconds - self.time) * self.fps))
+        return index
+
+    def _leave_grid(self, seconds: float) -> None:
+        self.variable = True
+        self.note = (f"the timestamps stop following the {self.fps:g} frames/s grid at {seconds:.3f} s (a variable frame rate, or repeated "
+                     f"timestamps): from frame {self.last + 1} on, frames are numbered in decode order and time_s is each frame's own timestamp")
+
+    def _hole(self, interval: float) -> bool:
+        return interval * self.fps > HOLE_INTERVALS
 
     def _slot(self, seconds: float) -> int:
         return round(seconds * self.fps) - self.offset
@@ -349,7 +437,9 @@ class FrameNumbers:
     def _placed(self, seconds: float, failed: int, following: tuple[float | None, int] | None) -> int | None:
         """The number of a frame whose timestamp the next frame contradicts (see the class), or
         None when its timestamp is to be believed."""
-        if following is None or following[0] is None or not self._near_slot(following[0]):
+        if following is None:
+            return self._placed_last(seconds, failed)
+        if following[0] is None or not self._near_slot(following[0]):
             return None
         slot, next_slot = self._slot(seconds), self._slot(following[0])
         if self.last == -1 and self.time is None and following[1] == 0 and slot == 0 and self.announced is not None and next_slot >= self.announced > 1:
@@ -360,12 +450,34 @@ class FrameNumbers:
             return 0
         if next_slot <= self.last + 1 or self.last < slot < next_slot or slot == self.last:
             return None
+        return self._outlier(min(self.last + 1 + failed, next_slot - 1), seconds, "the next")
+
+    def _placed_last(self, seconds: float, failed: int) -> int | None:
+        """The number of the last frame when its timestamp is out of place with nothing after it
+        to say so: before the previous frame's slot, or past the frames the container announces
+        while its place is within them. None when it is to be believed."""
+        slot, place = self._slot(seconds), self.last + 1 + failed
+        if self.last < 0 or not (slot < self.last or (self.announced is not None and place < self.announced <= slot)):
+            return None
+        return self._outlier(place, seconds, "the video's end")
+
+    def _outlier(self, index: int, seconds: float, after: str) -> int:
+        """``index``, for a frame numbered by its place, its timestamp taken as damaged (said once)."""
         self.outliers += 1
-        index = min(self.last + 1 + failed, next_slot - 1)
         if self.outliers == 1:
-            self.note = (f"frame {index}'s timestamp ({seconds:.3f} s) lies outside the times of the frames around it ({self.last} and the next): "
+            self.note = (f"frame {index}'s timestamp ({seconds:.3f} s) lies outside the times of the frames around it ({self.last} and {after}): "
                          "taken as damaged, it is numbered by its place and time_s is that place's time (so are any later such frames)")
         return index
+
+    def missing_at_end(self) -> float:
+        """Seconds without frames at the end of a variable-rate video: from the last frame's
+        timestamp to the end of the frames the container announces, ``announced / fps`` (its
+        duration: FFmpeg's count is the duration times the rate, or the rate is the average over
+        the count); 0 within :data:`HOLE_INTERVALS` nominal intervals (the last frame's own)."""
+        if not self.variable or not self.announced or self.time is None:
+            return 0.0
+        missing = self.announced / self.fps - self.time
+        return missing if self._hole(missing) else 0.0
 
 
 #: How far a constant-rate frame's timestamp may lie from its slot: the coarsest time base in
