@@ -165,7 +165,7 @@ def _item_problems(item: Any, option: Option, check_paths: bool) -> list[str]:
 
 
 def _number_problems(number: float, option: Option) -> list[str]:
-    if option.finite and not math.isfinite(number):
+    if option.finite and isinstance(number, float) and not math.isfinite(number):  # an int is finite (and may be too large for a float)
         return [f"must be a finite number, not {number!r}"]
     if option.minimum is not None:
         below = number <= option.minimum if option.exclusive_minimum else number < option.minimum
