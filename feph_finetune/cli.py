@@ -386,8 +386,8 @@ def cmd_convert(args, console: Console) -> int:
         with writing_to(args.out):
             convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
                 report=lambda line: console.print(line, markup=False, highlight=False))
-    except ConversionError as error:
-        return print_error(Console(stderr=True), str(error))
+    except ConversionError as error:  # one problem a line
+        return print_error(Console(stderr=True), str(error).splitlines())
     return EXIT_OK
 
 
