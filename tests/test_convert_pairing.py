@@ -83,3 +83,16 @@ def test_every_argument_problem_is_reported_at_once(tmp_path, capsys):
                     "--classes has an empty name (at position 3)"):
         assert problem in error, error
     assert "4 problems" in error and "Traceback" not in error
+
+
+def test_a_dry_run_refuses_weights_whose_sidecar_was_written_for_another_file(tmp_path, synthetic_feph, capsys):
+    from conftest import line_of, write_matrix
+
+    out = tmp_path / "m.keras"
+    write(("a", "b"), out)
+    out.write_text("a model converted later", encoding="utf-8")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f'[experiments.A]\nmodel = "efficientnet"\noptions.efficientnet.weights = "{out}"\n')
+    assert main([str(path), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    key = "experiments.A.options.efficientnet.weights"
+    assert f"{path}:{line_of(path, 'weights = ')} {key}: {out}.json: describes another file than {out}" in error, error

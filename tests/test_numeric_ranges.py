@@ -139,4 +139,4 @@ def test_every_numeric_setting_has_an_upper_bound_and_refuses_absurd_values():
 def test_an_int_too_large_for_a_float_is_refused_not_a_traceback():
     """TOML reads ``lr = 1`` followed by 400 zeros as an int that ``math.isfinite`` cannot take."""
     learning_rate = Option(0.001, minimum=0, exclusive_minimum=True, maximum=10.0)
-    assert option_problems(10**400, learning_rate) == [f"must be <= 10.0, not {10**400!r}"]
+    assert option_problems(10**400, learning_rate) == ["must be <= 10.0, not an integer of 401 digits"]
