@@ -70,3 +70,20 @@ def test_the_previous_handlers_are_put_back():
         with interrupts_deferred():
             pass
     assert {number: signal.getsignal(number) for number in SIGNALS} == before
+
+
+@pytest.mark.parametrize("stop", SIGNALS)
+def test_every_command_exits_130_on_each_stop_signal(stop, tmp_path):
+    """``guarded`` wraps every command: whatever it writes when the signal lands is removed."""
+    from rich.console import Console
+
+    from feph_finetune.cli import guarded
+
+    def command(args, console):
+        with atomic_folder(tmp_path / "written"):
+            os.kill(os.getpid(), stop)
+        return 0
+
+    quiet = Console(quiet=True)
+    assert guarded(command, None, quiet, quiet) == 130
+    assert leftovers(tmp_path) == []
