@@ -36,7 +36,7 @@ def _odd(frames: int) -> str | None:
 #: frames is over 5 minutes at 30 fps.
 PREDICT_NUMBERS: dict[str, Option] = {
     "--every": Option(1, "keep every K-th frame of videos and folders: 0, K, 2K...", minimum=1, maximum=1_000_000),
-    "--smooth": Option(1, "add smooth_<class> columns: centred moving average over N frames, cut short at the ends", minimum=1, maximum=10_001, check=_odd),
+    "--smooth": Option(1, "add smooth_<class> columns: centred moving average over N frames (N odd), cut short at the ends", minimum=1, maximum=10_001, check=_odd),
     "--batch-size": Option(32, "frames per model call", minimum=1, maximum=4096),
 }
 
