@@ -54,13 +54,12 @@ DATA_NUMBERS: dict[str, Option] = {
 }
 
 
-def add_flag(parser: argparse.ArgumentParser, flag: str, declarations: Mapping[str, Option], metavar: str | None = None, help: str | None = None) -> None:
+def add_flag(parser: argparse.ArgumentParser, flag: str, declarations: Mapping[str, Option], metavar: str | None = None) -> None:
     """Add ``flag`` as declared: parsed as its default's type, its default, and a help that ends
     with what it accepts (``integer, >= 1, <= 4096``)."""
     option = declarations[flag]
     parse = float if isinstance(option.default, float) else int
-    text = help or option.help
-    parser.add_argument(flag, type=parse, default=option.default, metavar=metavar, help=f"{text} ({describe(option)}; default {option.default})")
+    parser.add_argument(flag, type=parse, default=option.default, metavar=metavar, help=f"{option.help} ({describe(option)}; default {option.default})")
 
 
 def flag_problems_of(args: argparse.Namespace, declarations: Mapping[str, Option]) -> list[Problem]:
