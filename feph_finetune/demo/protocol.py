@@ -86,7 +86,7 @@ BASE_EPOCHS_MAXIMUM = 10_000
 #: for the demo; ``base_epochs`` is per backbone (an EfficientNet epoch costs about three
 #: MobileNet ones, so the two can be sized apart); ``defaults`` is laid over ``[defaults]``.
 DEMO_OPTIONS: dict[str, Option] = {
-    "folds": Option(0, "cross-validation folds of the demo (0: [dataset] folds)", minimum=0, maximum=DATASET_OPTIONS["folds"].maximum, check=_demo_folds_problem),
+    "folds": Option(0, "cross-validation folds of the demo (0: [dataset] folds)", maximum=DATASET_OPTIONS["folds"].maximum, check=_demo_folds_problem),
     "images": Option(300, "synthetic FePh-format images", minimum=1, maximum=SYNTH_IMAGES_MAXIMUM),
     "generic_images": Option(4000, "synthetic generic faces a base model is pre-trained on", minimum=1, maximum=SYNTH_IMAGES_MAXIMUM),
     "seed": Option(7, "seed of the synthetic data and of pre-training", minimum=0, maximum=SEED_MAXIMUM),
