@@ -93,8 +93,10 @@ def data_parser() -> argparse.ArgumentParser:
 def synth_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune synth", description="Write a synthetic dataset in the FePh release's layout (labels CSV and RGBA PNGs with sequence-coded names, including bad rows of every kind). Generated, never downloaded.")
     parser.add_argument("out", type=Path, help="folder to write")
-    parser.add_argument("--images", type=int, default=300, help="number of valid images (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    from feph_finetune.config.flags import SYNTH_NUMBERS, add_flag
+
+    add_flag(parser, "--images", SYNTH_NUMBERS)
+    add_flag(parser, "--seed", SYNTH_NUMBERS)
     parser.add_argument("--domain", choices=("feph", "generic"), default="feph", help="feph: signers' upper bodies; generic: face close-ups for pre-training a base model")
     return parser
 
@@ -120,9 +122,11 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of frames (natural order: fn9 before fn45), or videos (mp4, avi, webm...)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="write one row per frame: FILE.csv (CSV with a header) or FILE.jsonl (JSON lines)")
     parser.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the class probabilities over time of each video or folder (needs matplotlib)")
-    parser.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th frame of videos and folders: 0, K, 2K... (default 1)")
-    parser.add_argument("--smooth", type=int, default=1, metavar="N", help="add smooth_<class> columns: centred moving average over N frames (odd; cut short at the ends)")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="frames per model call (default 32)")
+    from feph_finetune.config.flags import PREDICT_NUMBERS, add_flag
+
+    add_flag(parser, "--every", PREDICT_NUMBERS, metavar="K")
+    add_flag(parser, "--smooth", PREDICT_NUMBERS, metavar="N")
+    add_flag(parser, "--batch-size", PREDICT_NUMBERS, metavar="B")
     return parser
 
 
@@ -267,16 +271,12 @@ def _settings_list(rows: list[dict]) -> Group:
 
 def cmd_data(args, console: Console) -> int:
     from feph_finetune.api import DatasetError
-    from feph_finetune.config.reading import ConfigError, Problem, flag_problems
-    from feph_finetune.config.schema import DATASET_OPTIONS, TOP_LEVEL_OPTIONS
+    from feph_finetune.config.flags import DATA_NUMBERS, flag_problems_of
+    from feph_finetune.config.reading import ConfigError, Problem
     from feph_finetune.data.datasets import FEPH_DOWNLOAD, load_dataset
     from feph_finetune.data.describe import DATA_FLAGS, dataset_settings, describe_dataset, render_description
 
-    problems = flag_problems([
-        ("--folds", args.folds, DATASET_OPTIONS["folds"]),
-        ("--seed", args.seed, TOP_LEVEL_OPTIONS["seed"]),
-        ("--test-fraction", args.test_fraction, DATASET_OPTIONS["test_fraction"]),
-    ])
+    problems = flag_problems_of(args, DATA_NUMBERS)
     if not args.root.is_dir():
         what = "is a file, not a folder" if args.root.exists() else "no such folder"
         problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
@@ -302,13 +302,12 @@ def cmd_data(args, console: Console) -> int:
 
 
 def cmd_synth(args, console: Console) -> int:
+    from feph_finetune.config.flags import SYNTH_NUMBERS, flag_problems_of
     from feph_finetune.config.reading import ConfigError, Problem
     from feph_finetune.results.store import output_folder_problem, writing_to
     from feph_finetune.demo.synth import write_synthetic_dataset
 
-    problems = []
-    if args.images < 1:
-        problems.append(Problem(f"--images {args.images}", "must be 1 or more"))
+    problems = flag_problems_of(args, SYNTH_NUMBERS)
     problem = output_folder_problem(args.out)
     if problem:
         problems.append(Problem(str(args.out), problem))
@@ -395,8 +394,8 @@ def cmd_convert(args, console: Console) -> int:
         with writing_to(args.out):
             convert(args.source, args.out, trust_pickle=args.trust_pickle, classes=classes, architecture=args.architecture,
                 report=lambda line: console.print(line, markup=False, highlight=False))
-    except ConversionError as error:
-        return print_error(EscapingConsole(stderr=True), str(error))
+    except ConversionError as error:  # one problem a line
+        return print_error(EscapingConsole(stderr=True), message_lines(error))
     return EXIT_OK
 
 
@@ -567,10 +566,10 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.results.reports import RecordError
 
-    from feph_finetune.execution.runner import sigterm_as_interrupt
+    from feph_finetune.interrupts import stop_signals_as_interrupt
 
     try:
-        with sigterm_as_interrupt():  # every command: exit 130, its temporary files removed
+        with stop_signals_as_interrupt():  # SIGTERM, SIGHUP, every command: exit 130, its temporary files removed
             return command(args, console)
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         return print_error(errors, message_lines(error))

@@ -3,7 +3,7 @@
 Exit codes (README, "Exit codes"): :data:`EXIT_OK` 0, everything worked; :data:`EXIT_FAILED_RUNS`
 1, some runs failed (the others finished, each failure is in its run's ``result.json``);
 :data:`EXIT_USAGE` 2, a usage or configuration error, a bad input, or work that cannot start;
-:data:`EXIT_INTERRUPTED` 130, Ctrl-C or SIGTERM (128 + SIGINT, as shells report it);
+:data:`EXIT_INTERRUPTED` 130, Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT, as shells report it);
 :data:`EXIT_CLOSED_PIPE` 141, the output's reader went away (``... | head``), as a shell reports a
 command SIGPIPE killed (128 + 13), distinct from 1.
 """

@@ -242,7 +242,8 @@ class Session:
         Raises ConfigError before any run for a configuration mistake; an interrupt (Ctrl-C,
         SIGTERM) raises KeyboardInterrupt after stopping the running runs, finished ones saved.
         """
-        from feph_finetune.execution.runner import MatrixOutcome, sigterm_as_interrupt
+        from feph_finetune.execution.runner import MatrixOutcome
+        from feph_finetune.interrupts import stop_signals_as_interrupt
 
         refuse_while_a_child_imports_main()
         self.plan()
@@ -253,7 +254,7 @@ class Session:
                 store.discard(run.id)
         runner, outcome = self.runner(), MatrixOutcome()
         groups = self.groups(plan.runs, store.is_done)
-        with sigterm_as_interrupt(), closing(groups):  # an interrupt closes the groups at once
+        with stop_signals_as_interrupt(), closing(groups):  # an interrupt closes the groups at once
             for group in groups:
                 outcome.add(runner.run_all(group))
         result = MatrixResult(plan.runs, outcome.done, outcome.skipped, outcome.failed, Results.from_store(store, [run.id for run in plan.runs]), store.root)

@@ -67,7 +67,7 @@ def common_options() -> dict[str, Option]:
     """The options every backbone plugin offers, with their defaults and accepted values."""
     return {
         "weights": Option(
-            "none", choices=("none", "imagenet"), path="file", suffixes=WEIGHTS_SUFFIXES, check=rgb_file_problem,
+            "none", choices=("none", "imagenet"), path="file", suffixes=WEIGHTS_SUFFIXES, check=weights_file_problem,
             help="none, imagenet, or a Keras file (.weights.h5 for the base; .keras or .h5 for a whole "
                  "model); PyTorch (.pt) and ONNX files must be converted to Keras first",
         ),
@@ -98,6 +98,18 @@ def file_header(value: Any):
         return None if read_converted(path) is not None else read_header(path)
     except (ConversionError, UnreadableModel):
         return None
+
+
+def weights_file_problem(weights: Any) -> str | None:
+    """Refuse a converter's file whose ``.json`` cannot be used (unreadable, or written for another
+    file: a conversion interrupted between the two), then a whole-model file whose input is not RGB."""
+    path = Path(str(weights).strip()).expanduser()
+    if path.is_file():
+        try:
+            read_converted(path)
+        except ConversionError as error:
+            return str(error)
+    return rgb_file_problem(weights)
 
 
 def rgb_file_problem(weights: Any) -> str | None:

@@ -43,12 +43,14 @@ _cascade_lock = threading.Lock()   # CascadeClassifier.detectMultiScale is not t
 
 #: The options, with the values each accepts (checked by the core before any work). A
 #: ``scale_factor`` of 1 or less would never shrink the image pyramid; ``inf`` made OpenCV's
-#: cascade fail with ``std::bad_alloc``.
+#: cascade fail with ``std::bad_alloc``; above 10 the pyramid has one level, and a margin of 10
+#: face sides on each side crops the whole frame for any face. ``min_neighbors`` beyond 1,000
+#: accepts no face (the cascade finds a few dozen overlapping boxes at most).
 OPTIONS = {
-    "margin": Option(0.2, help="fraction of the face box's side added on each side, >= 0", minimum=0),
+    "margin": Option(0.2, help="fraction of the face box's side added on each side, >= 0", minimum=0, maximum=10),
     "scale_factor": Option(1.1, help="the cascade's image-pyramid step, > 1 (smaller finds more, slower)",
-                           minimum=1, exclusive_minimum=True),
-    "min_neighbors": Option(5, help="overlapping detections needed to accept a face, >= 0", minimum=0),
+                           minimum=1, exclusive_minimum=True, maximum=10),
+    "min_neighbors": Option(5, help="overlapping detections needed to accept a face, >= 0", minimum=0, maximum=1000),
     "min_face": Option(0.1, help="smallest face side, as a fraction of the image's shorter side, in (0, 1]",
                        minimum=0, exclusive_minimum=True, maximum=1),
     "fallback": Option("upper_centre", help="the square used without a face", choices=FALLBACKS),

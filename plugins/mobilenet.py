@@ -21,7 +21,7 @@ IMAGENET_SIDES = (128, 160, 192, 224)
 @hookimpl
 def plugin_options() -> dict[str, Any]:
     return {**common_options(), "alpha": Option(1.0, help="width multiplier, > 0 (ImageNet weights: 0.25, 0.5, 0.75, 1)",
-                                                minimum=0, exclusive_minimum=True)}
+                                                minimum=0, exclusive_minimum=True, maximum=4)}  # memory grows as alpha squared
 
 
 @hookimpl

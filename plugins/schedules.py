@@ -17,6 +17,12 @@ from feph_finetune import Option, TrainingStage, hookimpl
 #: An upper bound on any stage's epochs, so that a typo cannot start a run that never ends: the
 #: paper trains 10 epochs in all.
 MAX_EPOCHS = 10_000
+#: An upper bound on learning rates: Adam and SGD diverge well below 10 on these networks (the
+#: paper's are 1e-3 and 1e-4), so a larger one is a typo (``1e3`` for ``1e-3``).
+MAX_LEARNING_RATE = 10.0
+#: An upper bound on SAM's radius: it is a distance in weight space, where 10 already steps far
+#: outside any minimum (Foret et al. 2020 search 0.01 to 2).
+MAX_RHO = 10.0
 
 
 def epochs(default: int, help: str) -> Option:
@@ -25,8 +31,8 @@ def epochs(default: int, help: str) -> Option:
 
 
 def learning_rate(default: float, help: str) -> Option:
-    """A finite learning rate > 0."""
-    return Option(default, help=help, minimum=0, exclusive_minimum=True)
+    """A learning rate > 0, up to :data:`MAX_LEARNING_RATE`."""
+    return Option(default, help=help, minimum=0, exclusive_minimum=True, maximum=MAX_LEARNING_RATE)
 
 
 def momentum(default: float = 0.0) -> Option:
@@ -35,8 +41,8 @@ def momentum(default: float = 0.0) -> Option:
 
 
 def rho(default: float = 0.05) -> Option:
-    """SAM's neighbourhood radius, finite and > 0 (Foret et al. 2020 use 0.05)."""
-    return Option(default, help="SAM radius rho, > 0", minimum=0, exclusive_minimum=True)
+    """SAM's neighbourhood radius, > 0 up to :data:`MAX_RHO` (Foret et al. 2020 use 0.05)."""
+    return Option(default, help="SAM radius rho, > 0", minimum=0, exclusive_minimum=True, maximum=MAX_RHO)
 
 
 #: The options of the phase-1 stage (base frozen, only the new head trains), the same in every

@@ -181,7 +181,7 @@ def test_output_folders_that_cannot_be_written_are_refused_before_any_work(matri
     assert main(["synth", str(a_file / "sub"), "--images", "3"]) == 2
     assert f"{a_file / 'sub'}: {a_file} is a file, not a folder" in capsys.readouterr().err
     assert main(["synth", str(tmp_path / "s"), "--images", "0"]) == 2
-    assert "--images 0: must be 1 or more" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    assert "--images 0: must be >= 1, not 0" in capsys.readouterr().err and not (tmp_path / "s").exists()
     runs = tmp_path / "runs"
     write_json(runs / "r1" / "result.json", {"experiment": "A", "phase": "exploratory", "status": "done", "metrics": {"accuracy": 0.5}})
     assert main(["report", str(runs), "--figures", str(a_file)]) == 2

@@ -343,7 +343,7 @@ def test_executor_mistakes_are_reported_with_their_place_before_any_work(synthet
     assert main([str(good), "--dry-run", "--executor", "inline", "--jobs", "2"]) == 2
     assert "--jobs: executor 'inline' has no option 'jobs'" in capsys.readouterr().err
     assert main([str(good), "--dry-run", "--devices", "0,x"]) == 2
-    assert "--devices: expected GPU indices" in capsys.readouterr().err
+    assert "--devices: expected an array of GPU indices such as [0, 1]" in capsys.readouterr().err
 
 
 def test_the_ray_executor_without_ray_exits_2_with_the_install_command(synthetic_feph, tmp_path):

@@ -150,3 +150,12 @@ def test_unknown_only_name_is_an_error(tmp_path, synthetic_feph):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.Alpha]\n")
     result = run_cli(str(path), "--dry-run", "--only", "Alpah")
     assert result.returncode == 2 and "did you mean 'Alpha'" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["label", "cv_label", "extends", "phases", "grid"])
+def test_a_grid_over_a_key_that_names_or_shapes_the_experiment_says_why_not_and_what_instead(key, synthetic_feph, tmp_path):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f'[experiments.A.grid]\n{key} = ["x", "y"]\n')
+    with pytest.raises(ConfigError) as raised:
+        matrix_of(path)
+    message = next(str(problem) for problem in raised.value.problems if f"grid.{key}" in problem.where)
+    assert f"cannot expand {key!r}: " in message and "did you mean" not in message, message

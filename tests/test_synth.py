@@ -202,7 +202,7 @@ def test_rejects_an_unknown_domain(tmp_path):
         write_synthetic_dataset(tmp_path / "x", images=5, domain="photos")
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_an_interrupted_synth_exits_130_leaving_nothing_half_written_and_a_rerun_works(tmp_path, stop):
     out = tmp_path / "data" / "FePh"
     command = subprocess.Popen([sys.executable, "-m", "feph_finetune", "synth", str(out), "--images", "100000"],

@@ -146,6 +146,16 @@ def run_id(experiment: str, phase: str, fold: int | None, config: dict, dataset:
     return f"{experiment}-{where}-{digest}"
 
 
+#: Experiment keys a grid cannot expand, each with the reason and what to write instead.
+NOT_EXPANDABLE = {
+    "label": "it names the experiment's row in the tables, not a setting of a run; for a row per value, write one experiment per value (extends = ...) with its own label",
+    "cv_label": "it names the experiment's row in the cross-validation table, not a setting of a run; for a row per value, write one experiment per value (extends = ...) with its own cv_label",
+    "extends": "an experiment extends one other; for several bases, write one experiment per base",
+    "phases": "every combination runs in the experiment's phases; set phases on the experiment",
+    "grid": "a grid holds settings, not another grid",
+}
+
+
 class MatrixBuilder:
     """Resolves and checks every experiment of a raw configuration, collecting problems.
 
@@ -395,7 +405,9 @@ class MatrixBuilder:
         expandable = {}
         for key, values in grid.items():
             head = split_dotted(key)[0]
-            if head not in EXPERIMENT_OPTIONS or head in ("grid", "extends", "label", "cv_label", "phases"):
+            if head in NOT_EXPANDABLE:
+                self.problem(keys + (key,), f"cannot expand {key!r}: {NOT_EXPANDABLE[head]}")
+            elif head not in EXPERIMENT_OPTIONS:
                 self.problem(keys + (key,), f"cannot expand {key!r}: not a setting of a run{close_match(head, EXPERIMENT_OPTIONS)}")
             elif head in RESULT_NEUTRAL_KEYS:
                 self.problem(keys + (key,), f"cannot expand {key!r}: it does not change a run's result, so every value would be the same run; set it on the experiment instead")

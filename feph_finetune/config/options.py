@@ -165,17 +165,23 @@ def _item_problems(item: Any, option: Option, check_paths: bool) -> list[str]:
 
 
 def _number_problems(number: float, option: Option) -> list[str]:
-    if option.finite and not math.isfinite(number):
+    if option.finite and isinstance(number, float) and not math.isfinite(number):  # an int is finite (and may be too large for a float)
         return [f"must be a finite number, not {number!r}"]
     if option.minimum is not None:
         below = number <= option.minimum if option.exclusive_minimum else number < option.minimum
         if below:
-            return [f"must be {'>' if option.exclusive_minimum else '>='} {option.minimum}, not {number!r}"]
+            return [f"must be {'>' if option.exclusive_minimum else '>='} {option.minimum}, not {_shown(number)}"]
     if option.maximum is not None:
         above = number >= option.maximum if option.exclusive_maximum else number > option.maximum
         if above:
-            return [f"must be {'<' if option.exclusive_maximum else '<='} {option.maximum}, not {number!r}"]
+            return [f"must be {'<' if option.exclusive_maximum else '<='} {option.maximum}, not {_shown(number)}"]
     return []
+
+
+def _shown(number: float) -> str:
+    """A number as a message quotes it: an integer of hundreds of digits by its length."""
+    digits = len(str(abs(number))) if isinstance(number, int) else 0
+    return f"an integer of {digits} digits" if digits > 20 else repr(number)
 
 
 def _path_problems(text: str, option: Option, check_paths: bool) -> list[str]:

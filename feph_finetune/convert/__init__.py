@@ -18,9 +18,10 @@ Nothing here imports TensorFlow, torch or ONNX at import time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -75,6 +76,9 @@ class ConvertedModel:
     timm architecture carrying its weights). ``dropped_outputs``: source outputs after the classes
     that the Keras model leaves out (valence, arousal). ``input_size``: the side the variant was
     trained at and the conversion checked at (the weights fit other sides too).
+    ``model_sha256``: the hash of the file this describes, written after it, so that a sidecar
+    left from an earlier conversion (one interrupted between the two files, or files mixed by
+    hand) is told apart (:func:`read_converted`); empty in sidecars written before it was added.
     """
 
     architecture: str
@@ -90,6 +94,7 @@ class ConvertedModel:
     verified_against: str = ""
     dropped_outputs: tuple[str, ...] = ()
     format: str = SIDECAR_FORMAT
+    model_sha256: str = ""
 
     @property
     def variant(self) -> Variant | None:
@@ -105,7 +110,8 @@ def sidecar_path(path: Path | str) -> Path:
 def read_converted(path: Path | str) -> ConvertedModel | None:
     """The description of a converted file, or None when the file has no converter's sidecar.
 
-    Raises ConversionError when the sidecar exists but cannot be read.
+    Raises ConversionError when the sidecar exists but cannot be read, or describes another file
+    than the one beside it (its ``model_sha256`` differs).
     """
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
@@ -117,10 +123,14 @@ def read_converted(path: Path | str) -> ConvertedModel | None:
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         return None
     try:
-        return ConvertedModel(**{**data, "classes": tuple(data["classes"]), "notes": tuple(data.get("notes", ())),
+        info = ConvertedModel(**{**data, "classes": tuple(data["classes"]), "notes": tuple(data.get("notes", ())),
                                  "dropped_outputs": tuple(data.get("dropped_outputs", ()))})
     except (TypeError, KeyError) as error:
         raise ConversionError(f"{sidecar}: not a complete description of a converted model ({error})") from error
+    if info.model_sha256 and Path(path).is_file() and _file_sha256(Path(path)) != info.model_sha256:
+        raise ConversionError(f"{sidecar}: describes another file than {path} (its model_sha256 differs): a conversion was "
+                              "interrupted between the two files, or they were mixed; convert the source again")
+    return info
 
 
 def convert(
@@ -141,10 +151,9 @@ def convert(
     :data:`TOLERANCE`.
     """
     source, out = Path(source), Path(out)
-    if not str(out).endswith(OUTPUT_SUFFIXES):
-        raise ConversionError(f"{out}: the output must end in .keras (whole model) or .weights.h5 (weights only)")
-    if not source.is_file():
-        raise ConversionError(f"{source}: no such file")
+    problems = _argument_problems(source, out, classes, architecture)
+    if problems:
+        raise ConversionError(*problems)
     model_source = _read(source, trust_pickle, report, architecture)
     names, dropped = _output_names(classes, model_source.outputs, source)
     variant = _variant(model_source, source)
@@ -169,16 +178,38 @@ def convert(
         source_kind=model_source.kind, source_sha256=_sha256(source), max_abs_difference=float(difference), check_images=CHECK_IMAGES,
         notes=tuple(notes), verified_against=model_source.verified_against, dropped_outputs=tuple(dropped),
     )
-    _write(keras_model, info, out)
+    info = _write(keras_model, info, out)
     report(f"wrote {out} and {sidecar_path(out).name}")
     return info
+
+
+def _argument_problems(source: Path, out: Path, classes: Sequence[str] | None, architecture: str | None) -> list[str]:
+    """Everything wrong with the arguments that is known before the source is read, all at once
+    (one line each); what depends on the source (its number of outputs) is checked after."""
+    problems = []
+    if not str(out).endswith(OUTPUT_SUFFIXES):
+        problems.append(f"{out}: the output must end in .keras (whole model) or .weights.h5 (weights only)")
+    if not source.is_file():
+        problems.append(f"{source}: no such file")
+    elif architecture and source.suffix.lower() == ".onnx":
+        problems.append(f"{source}: --architecture is for PyTorch state_dicts; an ONNX file records its own computation")
+    if classes is not None:
+        names = [str(name).strip() for name in classes]
+        spellings: dict[str, list[str]] = {}
+        for name in filter(None, names):
+            spellings.setdefault(name.lower(), []).append(name)
+        repeated = ["=".join(map(repr, same)) for same in spellings.values() if len(same) > 1]
+        if repeated:
+            problems.append(f"--classes repeats {', '.join(repeated)} (case aside): name each class once, in output order")
+        if not all(names):
+            problems.append(f"--classes has an empty name (at position {', '.join(str(i + 1) for i, name in enumerate(names) if not name)}): "
+                            "name each class, comma-separated, in output order")
+    return problems
 
 
 def _read(source: Path, trust_pickle: bool, report: Callable[[str], None], architecture: str | None) -> SourceModel:
     suffix = source.suffix.lower()
     if suffix == ".onnx":
-        if architecture:
-            raise ConversionError(f"{source}: --architecture is for PyTorch state_dicts; an ONNX file records its own computation")
         from feph_finetune.convert.onnx_source import read_onnx
 
         return read_onnx(source)
@@ -205,8 +236,8 @@ def _output_names(classes: Sequence[str] | None, count: int, source: Path) -> tu
             f"{source}: {count} outputs, not HSEmotion's 7 or 8 classes, nor its 8 classes then valence and arousal: "
             "name the classes in output order with --classes"
         )
-    names = [str(name).strip() for name in classes]
-    if len(set(n.lower() for n in names)) != len(names) or not all(names) or len(names) not in (count, count - extra):
+    names = [str(name).strip() for name in classes]  # each named once: _argument_problems
+    if len(names) not in (count, count - extra):
         raise ConversionError(
             f"--classes names {len(names)} classes {names}; the source has {count} outputs: name each class once, in output "
             f"order (all {count} outputs, or the first {count - extra} when the last two are valence and arousal)"
@@ -260,6 +291,18 @@ def _verify(model_source: SourceModel, keras_model, variant: Variant, classes: i
     return float(np.max(np.abs(expected - converted)))
 
 
+def _file_sha256(path: Path) -> str:
+    """:func:`_sha256` of a file, remembered while its size and modification time stay the same
+    (the plugins read a converted file's sidecar several times while checking a configuration)."""
+    status = path.stat()
+    return _cached_sha256(str(path.resolve()), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return _sha256(Path(path))
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:
@@ -268,13 +311,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write(keras_model, info: ConvertedModel, out: Path) -> None:
-    """Write the model and its sidecar next to each other, each renamed into place when complete."""
+def _write(keras_model, info: ConvertedModel, out: Path) -> ConvertedModel:
+    """Write the model, then its sidecar with the model's hash, each renamed into place when
+    complete; return the sidecar's description. An interrupt between the two leaves the new
+    model beside the old sidecar, which :func:`read_converted` then refuses by the hash: a
+    sidecar is never taken to describe a model it was not written for."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".weights.h5" if str(out).endswith(".weights.h5") else ".keras"
-    with atomic_path(out) as model_file, atomic_path(sidecar_path(out)) as sidecar:
-        if suffix == ".keras":
-            keras_model.save(model_file)
-        else:
+    with atomic_path(out) as model_file:
+        if str(out).endswith(".weights.h5"):
             keras_model.save_weights(model_file)
+        else:
+            keras_model.save(model_file)
+    info = replace(info, model_sha256=_sha256(out))
+    with atomic_path(sidecar_path(out)) as sidecar:
         sidecar.write_text(json.dumps({**asdict(info), "classes": list(info.classes), "notes": list(info.notes)}, indent=2) + "\n", encoding="utf-8")

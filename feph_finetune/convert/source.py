@@ -13,14 +13,17 @@ from typing import Callable
 
 import numpy as np
 
+from feph_finetune.errors import ProblemsError
+
 #: The input Savchenko's models were trained on (SPEC section 3; timm's default configuration):
 #: RGB, x / 255, then minus this mean and divided by this standard deviation, per channel.
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-class ConversionError(Exception):
-    """The source cannot be converted (unreadable, not a supported EfficientNet, not verified); nothing is written."""
+class ConversionError(ProblemsError):
+    """The source cannot be converted (unreadable, not a supported EfficientNet, not verified); nothing is written.
+    One problem a line (``problems``)."""
 
 
 @dataclass(frozen=True)

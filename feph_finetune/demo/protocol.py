@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from feph_finetune.api import CLASSES
+from feph_finetune.config.flags import SYNTH_IMAGES_MAXIMUM
 from feph_finetune.config.options import Option, option_problems
 from feph_finetune.config.reading import ConfigError, Problem, RawConfig, check_section, deep_merge, valid_values
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, SEED_MAXIMUM
@@ -74,6 +75,11 @@ def _demo_folds_problem(folds: int) -> str | None:
     return None
 
 
+#: Most pre-training epochs of a base: it trains on a few thousand synthetic faces, which 10,000
+#: epochs have long overfitted.
+BASE_EPOCHS_MAXIMUM = 10_000
+
+
 #: The ``[demo]`` table. The demo declares it, not the core's schema: the demo is a client of the
 #: core, which never imports it; the command line registers it with the check of every
 #: configuration (``check_configuration(tables=...)``), so a typo in ``[demo]`` is reported with
@@ -81,13 +87,14 @@ def _demo_folds_problem(folds: int) -> str | None:
 #: for the demo; ``base_epochs`` is per backbone (an EfficientNet epoch costs about three
 #: MobileNet ones, so the two can be sized apart); ``defaults`` is laid over ``[defaults]``.
 DEMO_OPTIONS: dict[str, Option] = {
-    "folds": Option(0, "cross-validation folds of the demo (0: [dataset] folds)", check=_demo_folds_problem),
-    "images": Option(300, "synthetic FePh-format images", minimum=1),
-    "generic_images": Option(4000, "synthetic generic faces a base model is pre-trained on", minimum=1),
+    "folds": Option(0, "cross-validation folds of the demo (0: [dataset] folds)", maximum=DATASET_OPTIONS["folds"].maximum, check=_demo_folds_problem),
+    "images": Option(300, "synthetic FePh-format images", minimum=1, maximum=SYNTH_IMAGES_MAXIMUM),
+    "generic_images": Option(4000, "synthetic generic faces a base model is pre-trained on", minimum=1, maximum=SYNTH_IMAGES_MAXIMUM),
     "seed": Option(7, "seed of the synthetic data and of pre-training", minimum=0, maximum=SEED_MAXIMUM),
     "base_epochs": Option(
         {"mobilenet": 20, "efficientnet": 5}, "pre-training epochs per backbone",
-        table={"mobilenet": Option(20, "MobileNet base's epochs", minimum=1), "efficientnet": Option(5, "EfficientNet base's epochs", minimum=1)},
+        table={"mobilenet": Option(20, "MobileNet base's epochs", minimum=1, maximum=BASE_EPOCHS_MAXIMUM),
+               "efficientnet": Option(5, "EfficientNet base's epochs", minimum=1, maximum=BASE_EPOCHS_MAXIMUM)},
     ),
     "defaults": Option({}, "experiment settings laid over [defaults] for the demo", table=EXPERIMENT_OPTIONS),
 }

@@ -8,11 +8,7 @@ Where the runs execute (this process, child processes, a Ray cluster) is the exe
 
 from __future__ import annotations
 
-import signal
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -25,6 +21,7 @@ from feph_finetune.data.preparation import DataSource
 from feph_finetune.execution.progress import MatrixView
 from feph_finetune.execution.tracking import track_matrix_end, track_runs_stopped
 from feph_finetune.results.store import RunStore
+from feph_finetune.interrupts import stop_signals_as_interrupt
 
 
 @dataclass
@@ -38,24 +35,6 @@ class MatrixOutcome:
         self.done += other.done
         self.skipped += other.skipped
         self.failed += other.failed
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt like Ctrl-C (exit 130, children
-    stopped); only the main thread can install signal handlers, elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class MatrixRunner:
@@ -96,7 +75,7 @@ class MatrixRunner:
                 ensure_run_space(self.job(run))
             concurrency = getattr(self.executor, "concurrency", lambda: 1)()
             try:
-                with sigterm_as_interrupt(), MatrixView(self.console, pending, concurrency, self.executor.name) as view:
+                with stop_signals_as_interrupt(), MatrixView(self.console, pending, concurrency, self.executor.name) as view:
                     self.executor.execute([self.job(run) for run in pending], view.report, InProcess(self.plugins, self.source))
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the executor has stopped the runs; their tracked runs are closed
                 if self.matrix.tracking:

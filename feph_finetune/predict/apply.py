@@ -200,13 +200,17 @@ class Predictor:
         """Class probabilities (float64, B x classes) of a uint8 batch (B x S x S x 3) already
         through the frame steps.
 
-        A short last batch is padded with black frames to the batch size and the padding's rows
-        dropped, so that the compiled prediction function keeps one input shape (no retracing);
-        inference-mode layers treat each frame alone, so the padding changes no result.
+        A short batch is padded with black frames to :func:`padded_size` and the padding's rows
+        dropped: each new input shape costs a retrace of the compiled prediction function, so
+        the shapes are kept to the powers of two up to the batch size (a few, whatever the
+        inputs' lengths), while the memory follows the frames there are, not ``--batch-size``
+        (3 images take a batch of 4, not of 32). Inference-mode layers treat each frame alone,
+        so the padding changes no result.
         """
         count = len(images)
-        if count < self.settings.batch_size:
-            images = np.concatenate([images, np.zeros((self.settings.batch_size - count, *images.shape[1:]), dtype=images.dtype)])
+        size = padded_size(count, self.settings.batch_size)
+        if count < size:
+            images = np.concatenate([images, np.zeros((size - count, *images.shape[1:]), dtype=images.dtype)])
         x = np.asarray(self.preprocess_batch(images, self.bundle.batch_steps))  # a tensor argument would retrace predict_on_batch per call
         probabilities = np.asarray(self.bundle.model.predict_on_batch(x), dtype=np.float64)[:count]
         if not np.all(np.isfinite(probabilities)):  # NaN would be argmax'ed into the first class without a word
@@ -298,6 +302,12 @@ class Predictor:
     @property
     def frames_per_second(self) -> float:
         return self.frames_done / self.seconds if self.seconds > 0 else math.nan
+
+
+def padded_size(count: int, batch_size: int) -> int:
+    """The batch a short batch of ``count`` frames is padded to: the next power of two, at most
+    ``batch_size`` (a full batch stays as it is)."""
+    return min(batch_size, 1 << max(count - 1, 0).bit_length())
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:

@@ -18,6 +18,7 @@ from feph_finetune.errors import EXIT_INTERRUPTED, EXIT_OK, print_error
 
 def argument_problems(args) -> list[str]:
     """What is wrong with the options themselves, before MODEL and the inputs are looked at."""
+    from feph_finetune.config.flags import PREDICT_NUMBERS, flag_problems_of
     from feph_finetune.results.figures import PLOTS_INSTALL, plots_available
     from feph_finetune.predict.apply import OUTPUT_SUFFIXES
     from feph_finetune.results.store import output_file_problem
@@ -34,12 +35,7 @@ def argument_problems(args) -> list[str]:
         problem = None if path is None else output_file_problem(path)
         if problem:
             problems.append(f"{option} {path}: {problem}")
-    if args.every < 1:
-        problems.append(f"--every {args.every}: must be 1 or more")
-    if args.smooth < 1 or args.smooth % 2 == 0:
-        problems.append(f"--smooth {args.smooth}: must be a positive odd number of frames (the window is centred on each frame)")
-    if args.batch_size < 1:
-        problems.append(f"--batch-size {args.batch_size}: must be 1 or more")
+    problems += [str(problem) for problem in flag_problems_of(args, PREDICT_NUMBERS)]
     return problems
 
 

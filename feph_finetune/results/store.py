@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from feph_finetune.interrupts import interrupts_deferred
+
 RESULT_FILE = "result.json"
 PREVIOUS_RESULT_FILE = "result.previous.json"
 #: The errors of a full disk (or a full quota).
@@ -122,20 +124,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
     (Keras' ``model.save``; ``save_weights`` wants ``.weights.h5``) write ``path``'s format.
     Every file the project writes atomically goes through here, every folder through
     :func:`atomic_folder`. A full disk raises :class:`NoSpaceError` naming ``path``, and leaves
-    no temporary file.
+    no temporary file; so does an interrupt (Ctrl-C, SIGTERM, SIGHUP), at any point.
     """
     temporary = None
     try:
         with writing_to(path, name_path=True):  # not the temporary file's name
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = _create_temporary(path)
+            with interrupts_deferred():  # no interrupt between creating it and knowing its name
+                temporary = _create_temporary(path)
             yield Path(temporary)
             with open(temporary, "rb+") as written:
                 os.fsync(written.fileno())
             os.replace(temporary, path)
     finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
+        with interrupts_deferred():
+            if temporary is not None and os.path.exists(temporary):
+                os.unlink(temporary)
 
 
 @contextmanager
@@ -152,14 +156,16 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     try:
         with writing_to(path, name_path=True):
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = _create_temporary(path, folder=True)
+            with interrupts_deferred():
+                temporary = _create_temporary(path, folder=True)
             yield Path(temporary)
             if path.is_dir():
                 path.rmdir()  # only an empty folder: refuses (OSError) to lose anything in it
             os.replace(temporary, path)
     finally:
-        if temporary is not None and os.path.isdir(temporary):
-            shutil.rmtree(temporary)
+        with interrupts_deferred():  # a second Ctrl-C must not leave half of it
+            if temporary is not None and os.path.isdir(temporary):
+                shutil.rmtree(temporary)
 
 
 def output_file_problem(path: Path) -> str | None:

@@ -35,6 +35,22 @@ STDERR_TAIL_LINES = 20
 STACK_DUMP_S = 1.0
 #: Resident memory budgeted per concurrent run by ``jobs = "auto"`` on a machine without devices.
 AUTO_MEMORY_PER_RUN_GIB = 2.0
+#: Most runs at once. More than the CPU count is allowed (runs waiting on a GPU or a disk leave
+#: cores idle), but each run is a child process holding TensorFlow (0.5 GB and more), so 256 at
+#: once already asks for 128 GB: a larger number is a typo.
+MAX_JOBS = 256
+#: Highest GPU index: no machine holds more devices than this (CUDA numbers them from 0).
+MAX_DEVICE = 255
+
+
+def _distinct_devices(devices: list[int]) -> str | None:
+    """Each GPU once: a repeated index would put two runs on one device without saying so;
+    ``jobs`` above the number of devices is the way to run several per device."""
+    repeated = sorted({device for device in devices if devices.count(device) > 1})
+    if repeated:
+        return (f"lists GPU {', '.join(map(str, repeated))} more than once; to run several runs per GPU, "
+                f"list each once and set jobs to more than their number (jobs = {2 * len(set(devices))})")
+    return None
 
 
 class ProcessExecutor(Executor):
@@ -42,9 +58,9 @@ class ProcessExecutor(Executor):
     summary = "each run in a fresh child process; jobs at once; one GPU per child with devices"
     options = {
         "jobs": Option(0, "runs at once; 0: one per device, else 1; auto: one per device, else what the cores and memory allow",
-                       minimum=0, keywords=("auto",), expects='a number of runs at once (1, 2, ...) or "auto"'),
-        "devices": Option([], "GPU indices; each child sees one through CUDA_VISIBLE_DEVICES", kind=int, minimum=0,
-                          expects="GPU indices such as [0, 1] (--devices 0,1)"),
+                       minimum=0, maximum=MAX_JOBS, keywords=("auto",), expects='a number of runs at once (1, 2, ...) or "auto"'),
+        "devices": Option([], "GPU indices, each once; each child sees one through CUDA_VISIBLE_DEVICES", kind=int, minimum=0,
+                          maximum=MAX_DEVICE, check=_distinct_devices, expects="an array of GPU indices such as [0, 1]"),
     }
 
     def concurrency(self) -> int:

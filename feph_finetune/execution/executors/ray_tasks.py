@@ -52,10 +52,10 @@ class RayExecutor(Executor):
         "address": Option("", 'the cluster: "auto", "HOST:PORT", "ray://HOST:PORT", or "" (a local cluster for this invocation)',
                           check=lambda address: None if address in ("", "auto") or host_and_port(address) is not None
                           else f'expected "auto", "HOST:PORT", "ray://HOST:PORT" or "" (a local cluster for this invocation), got {address!r}'),
-        "num_cpus": Option(1.0, "CPUs per run", minimum=0, exclusive_minimum=True),
-        "num_gpus": Option(0.0, "GPUs per run", minimum=0),
-        "max_retries": Option(2, "retries of a run whose worker or node was lost", minimum=0),
-        "connect_timeout": Option(60.0, "seconds to reach the cluster", minimum=0, exclusive_minimum=True),
+        "num_cpus": Option(1.0, "CPUs per run (a run asking more than a node has never starts)", minimum=0, exclusive_minimum=True, maximum=1024),
+        "num_gpus": Option(0.0, "GPUs per run (a run asking more than a node has never starts)", minimum=0, maximum=64),
+        "max_retries": Option(2, "retries of a run whose worker or node was lost", minimum=0, maximum=100),
+        "connect_timeout": Option(60.0, "seconds to reach the cluster", minimum=0, exclusive_minimum=True, maximum=3600),
     }
 
     @classmethod

@@ -1,0 +1,98 @@
+"""A converted model and its sidecar ``.json`` always belong together: the model is written
+first, the sidecar last with the model's hash, and the reader refuses a sidecar written for
+another file; and every problem with ``convert``'s arguments is reported at once."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import feph_finetune.convert as converting
+from feph_finetune.cli import main
+from feph_finetune.convert import ConversionError, ConvertedModel, read_converted, sidecar_path
+
+
+class FakeKerasModel:
+    """Stands for a Keras model: ``save`` writes bytes that name its classes."""
+
+    def __init__(self, classes: tuple[str, ...]):
+        self.classes = classes
+
+    def save(self, path) -> None:
+        Path(path).write_text(",".join(self.classes), encoding="utf-8")
+
+
+def description(classes: tuple[str, ...]) -> ConvertedModel:
+    return ConvertedModel(architecture="EfficientNet-B0", classes=classes, input_size=224, source="m.onnx", source_kind="onnx",
+                          source_sha256="0" * 64, max_abs_difference=0.0, check_images=4)
+
+
+def write(classes: tuple[str, ...], out: Path) -> None:
+    converting._write(FakeKerasModel(classes), description(classes), out)
+
+
+def test_a_sidecar_describes_the_model_beside_it(tmp_path):
+    out = tmp_path / "m.keras"
+    write(("a", "b"), out)
+    assert read_converted(out).classes == ("a", "b") and len(read_converted(out).model_sha256) == 64
+
+
+def test_an_interrupt_between_the_two_files_never_pairs_a_sidecar_with_another_model(tmp_path, monkeypatch):
+    out = tmp_path / "m.keras"
+    write(("old", "pair"), out)
+    real, finished = converting.atomic_path, []
+
+    @contextmanager
+    def interrupted_after_the_first_file(path):
+        with real(path) as temporary:
+            yield temporary
+        finished.append(path)
+        if len(finished) == 1:
+            raise KeyboardInterrupt  # as Ctrl-C between the two renames
+
+    monkeypatch.setattr(converting, "atomic_path", interrupted_after_the_first_file)
+    with pytest.raises(KeyboardInterrupt):
+        write(("new", "pair"), out)
+    model_classes = tuple(out.read_text(encoding="utf-8").split(","))
+    try:
+        described = read_converted(out).classes
+    except ConversionError as error:
+        assert "convert the source again" in str(error)
+    else:
+        assert described == model_classes, f"the sidecar says {described}, the model beside it holds {model_classes}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["m.keras", "m.keras.json"], "no temporary left"
+
+
+def test_a_sidecar_from_before_the_hash_still_reads(tmp_path):
+    out = tmp_path / "m.keras"
+    write(("a", "b"), out)
+    data = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
+    del data["model_sha256"]
+    sidecar_path(out).write_text(json.dumps(data), encoding="utf-8")
+    out.write_text("another model", encoding="utf-8")
+    assert read_converted(out).classes == ("a", "b")
+
+
+def test_every_argument_problem_is_reported_at_once(tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "missing.onnx"), str(tmp_path / "out.txt"), "--classes", "a,A,,b"]) == 2
+    error = capsys.readouterr().err
+    for problem in ("the output must end in .keras", "missing.onnx: no such file", "--classes repeats 'a'='A' (case aside)",
+                    "--classes has an empty name (at position 3)"):
+        assert problem in error, error
+    assert "4 problems" in error and "Traceback" not in error
+
+
+def test_a_dry_run_refuses_weights_whose_sidecar_was_written_for_another_file(tmp_path, synthetic_feph, capsys):
+    from conftest import line_of, write_matrix
+
+    out = tmp_path / "m.keras"
+    write(("a", "b"), out)
+    out.write_text("a model converted later", encoding="utf-8")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f'[experiments.A]\nmodel = "efficientnet"\noptions.efficientnet.weights = "{out}"\n')
+    assert main([str(path), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    key = "experiments.A.options.efficientnet.weights"
+    assert f"{path}:{line_of(path, 'weights = ')} {key}: {out}.json: describes another file than {out}" in error, error
