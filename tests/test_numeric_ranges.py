@@ -140,3 +140,10 @@ def test_an_int_too_large_for_a_float_is_refused_not_a_traceback():
     """TOML reads ``lr = 1`` followed by 400 zeros as an int that ``math.isfinite`` cannot take."""
     learning_rate = Option(0.001, minimum=0, exclusive_minimum=True, maximum=10.0)
     assert option_problems(10**400, learning_rate) == ["must be <= 10.0, not an integer of 401 digits"]
+
+
+def test_a_huge_flag_value_is_quoted_short_so_its_message_stays_one_readable_line(tmp_path, capsys):
+    """``--images 1`` followed by 400 zeros used to be quoted whole: a 470-character line."""
+    assert main(["synth", str(tmp_path / "s"), "--images", str(10**400)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "error: --images 10000000000000000000…00000000: must be <= 1000000, not an integer of 401 digits"

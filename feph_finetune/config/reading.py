@@ -340,7 +340,14 @@ def check_section(raw: RawConfig, table: Any, declarations: Mapping[str, Any], k
 def flag_problems(flags: list[tuple[str, Any, Any]]) -> list[Problem]:
     """Command-line flags checked against the declarations of the settings they set:
     ``[(flag, value, declaration)]``, each problem named ``FLAG VALUE``."""
-    return [Problem(f"{flag} {value}", message) for flag, value, option in flags for message in option_problems(value, as_option(option))]
+    return [Problem(f"{flag} {_quoted(value)}", message) for flag, value, option in flags for message in option_problems(value, as_option(option))]
+
+
+def _quoted(value: Any) -> str:
+    """A flag's value as a place names it: at most 40 characters, so that the line stays readable
+    (the message itself says what was wrong with it, e.g. "an integer of 401 digits")."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}…{text[-8:]}"
 
 
 def valid_values(table: Any, declarations: Mapping[str, Any]) -> dict[str, Any]:
