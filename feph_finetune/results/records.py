@@ -86,7 +86,7 @@ MAX_WHOLE = 2**63 - 1
 MAX_COUNT = 10**12
 
 
-def _is_number(value: Any) -> bool:
+def is_float_number(value: Any) -> bool:
     """A JSON number a float can hold: an integer past about 1.8e308 cannot (``math.isfinite``,
     numpy and the reports' arithmetic raise OverflowError on it)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -112,7 +112,7 @@ def _overflowing_numbers(value: Any, name: str, check: "_Check") -> None:
             pending.extend((child, f"{where}.{key}") for key, child in item.items())
         elif isinstance(item, list):
             pending.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
-        elif isinstance(item, int) and not isinstance(item, bool) and not _is_number(item):
+        elif isinstance(item, int) and not isinstance(item, bool) and not is_float_number(item):
             check.fail(where, "a number a float can hold (within about 1.8e308)", item)
 
 
@@ -135,13 +135,13 @@ class _Check:
         return None
 
     def fraction(self, value: Any, name: str) -> float | None:
-        if value is None or (_is_number(value) and math.isfinite(value) and 0 <= value <= 1):
+        if value is None or (is_float_number(value) and math.isfinite(value) and 0 <= value <= 1):
             return value
         self.fail(name, "a fraction from 0 to 1 or null", value)
         return None
 
     def finite(self, value: Any, name: str, minimum: float = -math.inf) -> float | None:
-        if value is None or (_is_number(value) and math.isfinite(value) and value >= minimum):
+        if value is None or (is_float_number(value) and math.isfinite(value) and value >= minimum):
             return value
         self.fail(name, "a finite number" + (f" from {minimum:g}" if minimum > -math.inf else "") + " or null", value)
         return None
