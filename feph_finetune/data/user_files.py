@@ -115,12 +115,12 @@ def read_json_file(path, limit: int = MAX_JSON_BYTES):
         raise UnreadableFile(f"is nested too deeply (arrays or objects more than {MAX_JSON_DEPTH} levels deep)") from None
     except ValueError as error:  # json.JSONDecodeError, or an integer past Python's digit limit
         raise UnreadableFile(f"is not valid JSON ({error})") from None
-    if _json_depth(value) > MAX_JSON_DEPTH:
+    if nesting_depth(value) > MAX_JSON_DEPTH:
         raise UnreadableFile(f"is nested too deeply (arrays or objects more than {MAX_JSON_DEPTH} levels deep)")
     return value
 
 
-def _json_depth(value) -> int:
+def nesting_depth(value: object) -> int:
     """How deeply arrays and objects nest in a parsed JSON value (0: a scalar); iterative, so any
     depth the parser accepted is measured without recursion."""
     deepest, pending = 0, [(value, 0)]
