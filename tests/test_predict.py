@@ -361,8 +361,8 @@ def test_a_manifest_is_checked_like_a_configuration_before_any_work(trained, tmp
 
 def test_a_hand_edited_or_special_manifest_is_refused_with_exit_2_naming_it(trained, tmp_path, capsys):
     """Repeated class names (one column each would repeat), a format version this program never
-    wrote, nesting past Python's stack; a FIFO or /dev/zero as bundle.json (in a child process with
-    a timeout, so that a regression fails instead of hanging)."""
+    wrote, nesting past Python's stack; a FIFO or /dev/zero as bundle.json, a FIFO as state.npz
+    (in a child process with a timeout, so that a regression fails instead of hanging)."""
     import os
     import subprocess
     import sys
@@ -389,6 +389,13 @@ def test_a_hand_edited_or_special_manifest_is_refused_with_exit_2_naming_it(trai
         done = subprocess.run([sys.executable, "-m", "feph_finetune", "predict", str(bundle), str(trained.images[0])],
                               capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "1000"})  # the error on one line
         assert done.returncode == 2 and "is not a regular file" in done.stderr and str(manifest_path) in done.stderr, done.stderr
+    manifest_path.unlink()
+    manifest_path.write_text(json.dumps(manifest))
+    (bundle / "state.npz").unlink()
+    os.mkfifo(bundle / "state.npz")
+    done = subprocess.run([sys.executable, "-m", "feph_finetune", "predict", str(bundle), str(trained.images[0])],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "1000"})  # the error on one line
+    assert done.returncode == 2 and f"{bundle / 'state.npz'}: cannot read the fitted preprocessing state: it is not a regular file (a FIFO)" in done.stderr, done.stderr
 
 
 def test_without_plot_matplotlib_is_not_needed_and_with_it_said_once(tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ Nothing here imports TensorFlow except :func:`load_model`.
 
 from __future__ import annotations
 
+import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ import numpy as np
 import feph_finetune
 from feph_finetune.api import PluginError, Preprocessing, RunContext
 from feph_finetune.config.reading import close_match
-from feph_finetune.data.user_files import UnreadableFile, read_json_file
+from feph_finetune.data.user_files import MAX_JSON_BYTES, UnreadableFile, read_json_file, read_user_file
 from feph_finetune.data.frames import FrameStep
 from feph_finetune.errors import ProblemsError
 from feph_finetune.config.options import option_problems
@@ -53,6 +54,9 @@ MANIFEST = "bundle.json"
 MAX_INPUT_SIZE = 4096
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.npz"
+#: The largest ``state.npz`` read (bytes): fitted preprocessing state (statistics, a PCA basis) is
+#: small; the file is held whole in memory.
+MAX_STATE_BYTES = MAX_JSON_BYTES
 
 
 class BundleError(ProblemsError):
@@ -312,10 +316,14 @@ def _option_problems(folder: Path, index: int, entry: Mapping[str, Any], plugins
 
 def _read_state(folder: Path) -> dict[str, np.ndarray]:
     path = Path(folder) / STATE_FILE
-    if not path.is_file():
-        return {}
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        data = read_user_file(path, MAX_STATE_BYTES)
+    except UnreadableFile as error:
+        if error.missing:
+            return {}
+        raise BundleError(f"{path}: cannot read the fitted preprocessing state: it {error}") from None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             return {key: stored[key] for key in stored.files}
     except Exception as error:
         raise BundleError(f"{path}: cannot read the fitted preprocessing state: {error}") from error
