@@ -362,6 +362,9 @@ def test_special_or_endless_or_too_deep_result_files_are_skipped_without_hanging
         assert len(warnings) == 3, done.stderr
         for path, why in zip(spoilt.values(), ("not a regular file (a FIFO)", "not a regular file (a character device)", "nested too deeply")):
             assert sum(str(path) in line and why in line for line in warnings) == 1, (path, done.stderr)
+    matrix_view = "from feph_finetune.results.store import RunStore; import sys; print(sorted(i for i in sys.argv[2:] if not RunStore(sys.argv[1]).is_done(i)))"
+    done = subprocess.run([sys.executable, "-c", matrix_view, str(tmp_path), *spoilt, "M2-cv0-fake"], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == str(sorted(spoilt)), done.stderr  # what the matrix runs again
 
 
 #: history.json spoils: (what, the history of fold 3 after spoiling, words of the warning)
