@@ -224,6 +224,12 @@ def _dotted_key(key: str) -> list[str] | None:
     return parts or None
 
 
+#: The deepest nesting of tables, arrays and inline tables a configuration may have: an
+#: experiments TOML is at most 5 deep (``experiments.NAME.plugins.P.option``, a list inside); far
+#: deeper text (hand-made) would exhaust Python's stack in the code that checks and copies it.
+MAX_TOML_DEPTH = 64
+
+
 def read_config(path: Path, overrides: list[str] = (), names: ArgumentNames = COMMAND_LINE) -> RawConfig:
     """Parse the TOML at ``path`` and apply ``--set`` overrides; syntax errors name the line.
     ``names``: how problems name the overrides (and, later, the other arguments)."""
@@ -242,12 +248,6 @@ def read_config(path: Path, overrides: list[str] = (), names: ArgumentNames = CO
     if data is None or nesting_depth(data) > MAX_TOML_DEPTH:
         raise ConfigError([Problem(str(path), f"nested too deeply (tables, arrays or inline tables more than {MAX_TOML_DEPTH} levels deep)")])
     return RawConfig(data, KeyLocator(str(path), text), _apply_overrides(data, overrides, path, names), names=names)
-
-
-#: The deepest nesting of tables, arrays and inline tables a configuration may have: an
-#: experiments TOML is at most 5 deep (``experiments.NAME.plugins.P.option``, a list inside); far
-#: deeper text (hand-made) would exhaust Python's stack in the code that checks and copies it.
-MAX_TOML_DEPTH = 64
 
 
 def config_from_dict(tables: Mapping[str, Any], overrides: list[str] = (), names: ArgumentNames = COMMAND_LINE) -> RawConfig:

@@ -1,5 +1,6 @@
-"""Reading a file a user named (an image, a labels CSV, a configuration): regular files only,
-of bounded size, never blocking.
+"""Reading a file a user named (an image, a labels CSV, a configuration) or one the program reads
+back (a run's JSON records, a bundle's manifest: :func:`read_json_file`): regular files only, of
+bounded size, never blocking.
 
 A name in a dataset folder or on the command line may be a FIFO (``mkfifo x.png``: reading it
 waits for a writer forever), a device (a link to ``/dev/zero``: reading it fills the memory), a
@@ -87,7 +88,6 @@ def _too_big(size: int, limit: int) -> str:
     return f"is larger ({size / 2**20:.0f} MiB) than the {limit // 2**20} MiB read at most"
 
 
-
 #: Largest JSON file the program reads back (a run's ``result.json``, ``history.json``,
 #: ``config.json``, a bundle's ``bundle.json``, a converted model's sidecar), in bytes: what the
 #: program writes is kilobytes (a history of 10,000 epochs about 2 MB); each is held whole in memory.
@@ -111,18 +111,21 @@ def read_json_file(path, limit: int = MAX_JSON_BYTES):
         value = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as error:
         raise UnreadableFile(f"is not UTF-8 text ({error})") from None
-    except RecursionError:
-        raise UnreadableFile(f"is nested too deeply (arrays or objects more than {MAX_JSON_DEPTH} levels deep)") from None
+    except RecursionError:  # the parser recurses per level: far past MAX_JSON_DEPTH
+        raise UnreadableFile(_TOO_DEEP) from None
     except ValueError as error:  # json.JSONDecodeError, or an integer past Python's digit limit
         raise UnreadableFile(f"is not valid JSON ({error})") from None
     if nesting_depth(value) > MAX_JSON_DEPTH:
-        raise UnreadableFile(f"is nested too deeply (arrays or objects more than {MAX_JSON_DEPTH} levels deep)")
+        raise UnreadableFile(_TOO_DEEP)
     return value
 
 
+_TOO_DEEP = f"is nested too deeply (arrays or objects more than {MAX_JSON_DEPTH} levels deep)"
+
+
 def nesting_depth(value: object) -> int:
-    """How deeply arrays and objects nest in a parsed JSON value (0: a scalar); iterative, so any
-    depth the parser accepted is measured without recursion."""
+    """How deeply lists and dicts nest in a parsed JSON or TOML value (0: a scalar); iterative, so
+    any depth the parser accepted is measured without recursion."""
     deepest, pending = 0, [(value, 0)]
     while pending:
         item, depth = pending.pop()
