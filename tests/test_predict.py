@@ -359,6 +359,45 @@ def test_a_manifest_is_checked_like_a_configuration_before_any_work(trained, tmp
     assert "input_size: expected a positive integer" in errors and "preprocess[0]: expected an object with plugin, options and state" in errors
 
 
+def test_a_hand_edited_or_special_manifest_is_refused_with_exit_2_naming_it(trained, tmp_path, capsys):
+    """Repeated class names (one column each would repeat), a format version this program never
+    wrote, nesting past Python's stack; a FIFO or /dev/zero as bundle.json, a FIFO as state.npz
+    (in a child process with a timeout, so that a regression fails instead of hanging)."""
+    import os
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "edited"
+    assert main(["export", str(trained.run_dir), str(bundle)]) == 0
+    manifest_path = bundle / "bundle.json"
+    manifest = json.loads(manifest_path.read_text())
+    cases = {
+        json.dumps({**manifest, "classes": ["a"] * 7}): "classes: expected distinct names (one prediction column each), got 'a' more than once",
+        json.dumps({**manifest, "format_version": 0}): "format_version 0 is not a bundle format version; this feph_finetune reads 1",
+        json.dumps({**manifest, "input_size": 10**400}): "input_size: expected a positive integer (pixels) up to 4096",
+        '{"zz": ' + "[" * 100_000 + "]" * 100_000 + "}": "cannot read the manifest: it is nested too deeply",
+    }
+    for text, words in cases.items():
+        manifest_path.write_text(text)
+        assert predict(bundle, trained.images[0], "--out", tmp_path / "rows.csv") == 2
+        errors = " ".join(capsys.readouterr().err.split())
+        assert f"MODEL {manifest_path}" in errors and words in errors and "Traceback" not in errors, errors
+        assert not (tmp_path / "rows.csv").exists()
+    for special in ("fifo", "zero"):
+        manifest_path.unlink()
+        os.mkfifo(manifest_path) if special == "fifo" else manifest_path.symlink_to("/dev/zero")
+        done = subprocess.run([sys.executable, "-m", "feph_finetune", "predict", str(bundle), str(trained.images[0])],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "1000"})  # the error on one line
+        assert done.returncode == 2 and "is not a regular file" in done.stderr and str(manifest_path) in done.stderr, done.stderr
+    manifest_path.unlink()
+    manifest_path.write_text(json.dumps(manifest))
+    (bundle / "state.npz").unlink()
+    os.mkfifo(bundle / "state.npz")
+    done = subprocess.run([sys.executable, "-m", "feph_finetune", "predict", str(bundle), str(trained.images[0])],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "1000"})  # the error on one line
+    assert done.returncode == 2 and f"{bundle / 'state.npz'}: cannot read the fitted preprocessing state: it is not a regular file (a FIFO)" in done.stderr, done.stderr
+
+
 def test_without_plot_matplotlib_is_not_needed_and_with_it_said_once(tmp_path, monkeypatch):
     from argparse import Namespace
 

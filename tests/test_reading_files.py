@@ -228,3 +228,89 @@ def test_crops_cached_before_orientation_was_applied_are_not_reused_and_other_fi
     assert frames.computed == 1
     assert not np.array_equal(frames.images[0], marked)  # recomputed, upright
     assert np.array_equal(frames.images[1], marked)  # the cached crop, kept
+
+
+@needs_fifo
+def test_a_crop_cache_entry_that_is_no_regular_file_is_computed_again_with_one_warning(tmp_path):
+    """A FIFO as a cached crop would block the run forever, a link to /dev/zero fill the memory:
+    neither is read; the crops are computed again, stored over them, and the cache said once."""
+    result = _run_python(f"""
+        import os
+        from pathlib import Path
+        import cv2, numpy as np
+        from feph_finetune import Dataset, Sample
+        from feph_finetune.data.frames import CropCache, compute_frames, frame_key
+        root = Path({str(tmp_path)!r})
+        cache, names = CropCache(root / "cache"), ("a.png", "b.png", "c.png")
+        for number, name in enumerate(names):
+            assert cv2.imwrite(str(root / name), np.full((16, 16, 3), 40 * number, dtype=np.uint8))
+        fifo, device = (cache.path(frame_key((root / name).read_bytes(), "", 16)) for name in names[:2])
+        for path in (fifo, device):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(fifo)
+        device.symlink_to("/dev/zero")
+        dataset = Dataset(root=root, samples=[Sample(root / name, 0, {{}}) for name in names], classes=("a",))
+        frames = compute_frames(dataset, [], 16, cache)
+        print(frames.computed)
+        print(frames.cache_problem)
+        print(fifo.is_file() and not fifo.is_symlink(), device.is_file() and not device.is_symlink())
+        print(compute_frames(dataset, [], 16, cache).computed)
+    """)
+    assert result.returncode == 0, result.stderr
+    computed, said, replaced, again = result.stdout.splitlines()
+    assert computed == "3" and replaced == "True True" and again == "0"  # stored over the special files, then reused
+    assert said.startswith("the crop cache entry ") and "is not a regular file (a FIFO)" in said and said.count("crop cache entry") == 1
+
+
+def test_json_read_back_is_refused_when_special_large_deep_or_not_json(tmp_path):
+    from feph_finetune.data.user_files import UnreadableFile, read_json_file
+
+    files = {"deep.json": "[" * 100_000 + "]" * 100_000, "deep65.json": "[" * 65 + "]" * 65, "digits.json": "1" + "0" * 5000,
+             "latin1.json": b'{"a": "\xe9"}', "garbled.json": "{", "ok.json": '{"a": [[1, 2.5]], "b": null}'}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert read_json_file(tmp_path / "ok.json") == {"a": [[1, 2.5]], "b": None}
+    for name, why in (("deep.json", "is nested too deeply"), ("deep65.json", "is nested too deeply"), ("digits.json", "is not valid JSON"),
+                      ("latin1.json", "is not UTF-8 text"), ("garbled.json", "is not valid JSON"), ("missing.json", "does not exist")):
+        with pytest.raises(UnreadableFile, match=why):
+            read_json_file(tmp_path / name)
+    (tmp_path / "deep64.json").write_text("[" * 64 + "]" * 64)
+    assert read_json_file(tmp_path / "deep64.json") is not None  # the deepest allowed
+    with pytest.raises(UnreadableFile, match="larger"):
+        read_json_file(tmp_path / "ok.json", limit=10)
+
+
+@needs_fifo
+def test_a_converted_models_sidecar_is_read_as_json_read_back(tmp_path):
+    from feph_finetune import ConversionError, read_converted
+
+    model = tmp_path / "enet.keras"
+    model.write_bytes(b"not read")
+    assert read_converted(model) is None  # no sidecar
+    os.mkfifo(tmp_path / "enet.keras.json")
+    with pytest.raises(ConversionError, match=r"enet.keras.json: unreadable \(it is not a regular file \(a FIFO\)"):
+        read_converted(model)
+    (tmp_path / "enet.keras.json").unlink()
+    (tmp_path / "enet.keras.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConversionError, match="nested too deeply"):
+        read_converted(model)
+
+
+def test_a_configuration_saved_with_a_byte_order_mark_reads(tmp_path):
+    from feph_finetune.config.reading import read_config
+
+    text = '[dataset]\nroot = "data/FePh"\n\n[experiments.M2]\nmodel = "mobilenet"\n'
+    (tmp_path / "notepad.toml").write_bytes("\ufeff".encode() + text.encode())
+    (tmp_path / "plain.toml").write_text(text)
+    assert read_config(tmp_path / "notepad.toml").data == read_config(tmp_path / "plain.toml").data
+    assert read_config(tmp_path / "notepad.toml").locator.lines == read_config(tmp_path / "plain.toml").locator.lines  # lines as in the editor
+
+
+@pytest.mark.parametrize("nested", ["zz = " + "[" * 5000 + "]" * 5000, "variant = " + "{a=" * 3000 + "1" + "}" * 3000, "zz = " + "[" * 70 + "]" * 70])
+def test_a_configuration_nested_too_deeply_is_a_usage_error_naming_the_file(tmp_path, capsys, nested):
+    from feph_finetune.cli import main
+
+    (tmp_path / "deep.toml").write_text(nested + "\n")
+    assert main([str(tmp_path / "deep.toml"), "--dry-run"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{tmp_path / 'deep.toml'}: nested too deeply" in err and "Traceback" not in err

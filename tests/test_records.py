@@ -97,11 +97,22 @@ SPOILS = [
     ("counters.frames_skipped", -0.5),
     ("metrics.f1", math.nan),
     ("metrics.f1", -math.inf),
+    # integers a float cannot hold (JSON integers have no limit): every numeric field, free ones too
+    ("metrics.accuracy", 10**400),
+    ("order", 10**400),
+    ("timing.total_s", 10**400),
+    ("counters.face_fallback", 10**400),
+    ("metrics.f1", 10**400),
+    ("variant", {"lr": 10**400}),
+    ("notes", [{"x": -(10**400)}]),
+    ("seed", 2**64),
+    ("metrics.confusion", lambda record: record["metrics"]["confusion"][0].__setitem__(0, 2**64)),
+    ("zz", json.loads("[" * 70 + "]" * 70)),  # nested past what is read (a record is about 5 deep)
 ]
 
 
 def spoil(record: dict, path: str, bad):
-    if callable(bad) and bad is not DELETE:
+    if callable(bad) and bad is not DELETE:  # a function spoiling the record
         returned = bad(record)
         return record if returned is None else returned
     *parents, last = path.split(".")
@@ -315,3 +326,91 @@ def test_an_evaluate_plugin_returning_anything_but_an_object_fails_the_run_namin
         evaluate(run, plugins, None, None, lambda name: None)
     assert (raised.value.plugin, raised.value.hook) == ("odd", "evaluate")
     assert "evaluate must return an object of metric name: value, got" in str(raised.value.error)
+
+
+def test_the_largest_integers_are_named_by_their_digits_and_the_field():
+    record = json.loads(json.dumps({"experiment": "M2", "phase": "cv", "fold": 1, "metrics": {"accuracy": 10**400}}))
+    with pytest.raises(RecordShapeError, match=r"metrics.accuracy: expected a fraction from 0 to 1 or null, got an integer of 401 digits"):
+        RunRecord.from_json(record)
+
+
+def deeply_nested(depth: int) -> str:
+    """A record's text with a field ``zz`` of arrays ``depth`` deep (too deep for ``json.dumps``)."""
+    return '{"experiment": "M2", "phase": "cv", "fold": 2, "zz": ' + "[" * depth + "]" * depth + "}"
+
+
+def test_special_or_endless_or_too_deep_result_files_are_skipped_without_hanging(tmp_path):
+    """A FIFO (reading waits for a writer forever), a link to /dev/zero (reading never ends) and
+    nesting past Python's stack: each skipped with its warning, in a child process with a timeout,
+    so that a regression fails instead of hanging the suite."""
+    import os
+    import subprocess
+    import sys
+
+    write_fake_store(tmp_path, experiments=["M2"])
+    spoilt = {name: tmp_path / name / "result.json" for name in ("M2-cv2-fake", "M2-cv3-fake", "M2-cv4-fake")}
+    for path in spoilt.values():
+        path.unlink()
+    os.mkfifo(spoilt["M2-cv2-fake"])
+    spoilt["M2-cv3-fake"].symlink_to("/dev/zero")
+    spoilt["M2-cv4-fake"].write_text(deeply_nested(100_000), encoding="utf-8")
+    for options in ([], ["--format", "json"], ["--confusion", "M2"]):
+        done = subprocess.run([sys.executable, "-m", "feph_finetune", "report", str(tmp_path), *options], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "COLUMNS": "1000"})  # a warning on one line
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 3, done.stderr
+        for path, why in zip(spoilt.values(), ("not a regular file (a FIFO)", "not a regular file (a character device)", "nested too deeply")):
+            assert sum(str(path) in line and why in line for line in warnings) == 1, (path, done.stderr)
+    matrix_view = "from feph_finetune.results.store import RunStore; import sys; print(sorted(i for i in sys.argv[2:] if not RunStore(sys.argv[1]).is_done(i)))"
+    done = subprocess.run([sys.executable, "-c", matrix_view, str(tmp_path), *spoilt, "M2-cv0-fake"], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == str(sorted(spoilt)), done.stderr  # what the matrix runs again
+
+
+#: history.json spoils: (what, the history of fold 3 after spoiling, words of the warning)
+HISTORY_SPOILS = [
+    ("huge epoch", lambda history: history[0].__setitem__("epoch", 10**5), "].epoch: expected a whole number from"),
+    ("vast epoch", lambda history: history[-1].__setitem__("epoch", 10**15), "].epoch: expected a whole number from"),
+    ("negative epoch", lambda history: history[0].__setitem__("epoch", -5), "[0].epoch: expected a whole number from 1 (epochs increase) to 100000, got the number -5"),
+    ("loss past a float", lambda history: history[0].__setitem__("loss", 10**400), "[0].loss: expected a number or null, got an integer of 401 digits"),
+    ("text accuracy", lambda history: history[1].__setitem__("val_accuracy", "0.5"), "[1].val_accuracy"),
+]
+
+
+@pytest.mark.parametrize("what, change, words", HISTORY_SPOILS, ids=[spoilt[0] for spoilt in HISTORY_SPOILS])
+def test_a_history_that_cannot_be_drawn_leaves_out_its_curves_with_a_warning(tmp_path, capsys, what, change, words):
+    write_fake_store(tmp_path / "runs", experiments=["M2"])
+    path = tmp_path / "runs" / "M2-cv3-fake" / "history.json"
+    history = json.loads(path.read_text(encoding="utf-8"))
+    change(history)
+    path.write_text(json.dumps(history), encoding="utf-8")
+    assert main(["report", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]) == 0
+    warnings = " ".join(capsys.readouterr().err.split())
+    assert f"{path}: left out of the learning curves, " in warnings and words in warnings, warnings
+    assert "too long to lay out" not in warnings
+    assert (tmp_path / "figures" / "learning_curves_cv_M2.png").is_file()  # the other folds' curves
+
+
+def test_special_or_deep_history_and_config_files_are_left_out_without_hanging(tmp_path):
+    """``--figures`` reads each run's history.json and config.json: a FIFO or /dev/zero in their
+    place, or nesting past Python's stack, is left out with a warning (a child process with a
+    timeout, so that a regression fails instead of hanging)."""
+    import os
+    import subprocess
+    import sys
+
+    write_fake_store(tmp_path / "runs", experiments=["M2"])
+    runs = tmp_path / "runs"
+    for name in ("M2-cv1-fake/history.json", "M2-cv2-fake/history.json", "M2-cv0-fake/config.json", "M2-cv1-fake/config.json"):
+        (runs / name).unlink(missing_ok=True)
+    os.mkfifo(runs / "M2-cv1-fake" / "history.json")
+    (runs / "M2-cv2-fake" / "history.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    os.mkfifo(runs / "M2-cv0-fake" / "config.json")
+    (runs / "M2-cv1-fake" / "config.json").symlink_to("/dev/zero")
+    done = subprocess.run([sys.executable, "-m", "feph_finetune", "report", str(runs), "--figures", str(tmp_path / "figures")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "1000"})  # a warning on one line
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert any(str(runs / "M2-cv1-fake" / "history.json") in line and "FIFO" in line for line in warnings), done.stderr
+    assert any(str(runs / "M2-cv2-fake" / "history.json") in line and "nested too deeply" in line for line in warnings), done.stderr
+    assert (tmp_path / "figures" / "learning_curves_cv_M2.png").is_file()

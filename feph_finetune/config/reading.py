@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from feph_finetune.config.options import as_option, option_problems, type_name
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, defaults_of
-from feph_finetune.data.user_files import MAX_TEXT_BYTES, UnreadableFile, read_user_file
+from feph_finetune.data.user_files import MAX_TEXT_BYTES, UnreadableFile, nesting_depth, read_user_file
 
 #: The defaults of each table, from its declarations (:mod:`feph_finetune.config.schema`).
 TOP_LEVEL = defaults_of(TOP_LEVEL_OPTIONS)
@@ -203,7 +203,7 @@ def parse_override(assignment: str, names: ArgumentNames = COMMAND_LINE) -> tupl
         raise ConfigError([Problem(names("overrides", assignment), override_form(names))])
     try:
         parsed_table = tomllib.loads(f"v = {value.strip()}")
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):  # RecursionError: nested past Python's stack
         parsed_table = {}
     parsed = parsed_table["v"] if list(parsed_table) == ["v"] else value.strip()
     return keys, parsed
@@ -224,11 +224,17 @@ def _dotted_key(key: str) -> list[str] | None:
     return parts or None
 
 
+#: The deepest nesting of tables, arrays and inline tables a configuration may have: an
+#: experiments TOML is at most 5 deep (``experiments.NAME.plugins.P.option``, a list inside); far
+#: deeper text (hand-made) would exhaust Python's stack in the code that checks and copies it.
+MAX_TOML_DEPTH = 64
+
+
 def read_config(path: Path, overrides: list[str] = (), names: ArgumentNames = COMMAND_LINE) -> RawConfig:
     """Parse the TOML at ``path`` and apply ``--set`` overrides; syntax errors name the line.
     ``names``: how problems name the overrides (and, later, the other arguments)."""
     try:
-        text = io.StringIO(read_user_file(path, MAX_TEXT_BYTES).decode("utf-8"), newline=None).read()  # newlines as read_text reads them
+        text = io.StringIO(read_user_file(path, MAX_TEXT_BYTES).decode("utf-8-sig"), newline=None).read()  # a BOM (Notepad) dropped; newlines as read_text reads them
     except UnreadableFile as error:
         raise ConfigError([Problem(str(path), "no such file" if error.missing else f"cannot read: it {error}")]) from None
     except UnicodeDecodeError as error:
@@ -237,6 +243,10 @@ def read_config(path: Path, overrides: list[str] = (), names: ArgumentNames = CO
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([Problem(str(path), f"TOML syntax error: {error}")]) from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        data = None
+    if data is None or nesting_depth(data) > MAX_TOML_DEPTH:
+        raise ConfigError([Problem(str(path), f"nested too deeply (tables, arrays or inline tables more than {MAX_TOML_DEPTH} levels deep)")])
     return RawConfig(data, KeyLocator(str(path), text), _apply_overrides(data, overrides, path, names), names=names)
 
 

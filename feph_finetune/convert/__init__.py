@@ -38,6 +38,7 @@ from feph_finetune.convert.keras_target import (
     variant_by_features,
 )
 from feph_finetune.convert.source import ConversionError, SourceModel
+from feph_finetune.data.user_files import UnreadableFile, read_json_file
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
 from feph_finetune.results.store import atomic_path
 
@@ -114,12 +115,12 @@ def read_converted(path: Path | str) -> ConvertedModel | None:
     than the one beside it (its ``model_sha256`` differs).
     """
     sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        return None
     try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConversionError(f"{sidecar}: unreadable ({error})") from error
+        data = read_json_file(sidecar)
+    except UnreadableFile as error:
+        if error.missing:
+            return None
+        raise ConversionError(f"{sidecar}: unreadable (it {error})") from None
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         return None
     try:

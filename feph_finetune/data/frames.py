@@ -20,9 +20,13 @@ import numpy as np
 from feph_finetune.api import FrameResult, Preprocessing
 from feph_finetune.api import Dataset
 from feph_finetune.data.images import carries_exif, decode_image, image_bytes
+from feph_finetune.data.user_files import UnreadableFile, read_user_file
 from feph_finetune.results.store import atomic_path
 
 CACHE_ENV = "FEPH_FINETUNE_CACHE"
+#: The largest crop cache entry read (bytes): an entry holds one uint8 image of the largest
+#: input size (1024 x 1024 x 3, 3 MiB) and two short texts.
+MAX_CACHE_ENTRY_BYTES = 16 * 2**20
 
 
 def default_cache_dir() -> Path:
@@ -52,7 +56,7 @@ class FrameSet:
     images: np.ndarray
     fallbacks: list[str | None]
     computed: int  # images whose frame steps ran (not found in the cache)
-    cache_problem: str | None = None  # why the cache could not be written (CropCache.problem)
+    cache_problem: str | None = None  # why the cache could not be written or an entry read (CropCache.problem, .skipped)
 
 
 class CropCache:
@@ -67,17 +71,26 @@ class CropCache:
     def __init__(self, root: Path):
         self.root = Path(root) / "crops"
         self.problem: str | None = None
+        self.skipped: str | None = None  # the first entry that is no regular file (a FIFO...), said once
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
     def load(self, key: str, size: int) -> FrameResult | None:
-        """The cached result, or None when absent or corrupt (then it is recomputed)."""
+        """The cached result, or None when absent or corrupt (then it is recomputed and stored
+        over it). An entry that is no regular file (a FIFO would block the run forever, a link
+        to a device fill the memory) or is oversized is never read: it is recomputed too, and
+        :attr:`skipped` names the first such entry for the run's one warning."""
+        path = self.path(key)
         try:
-            with np.load(self.path(key), allow_pickle=False) as entry:
-                image, fallback, checksum = entry["image"], str(entry["fallback"]), str(entry["checksum"])
-        except FileNotFoundError:
+            data = read_user_file(path, MAX_CACHE_ENTRY_BYTES)
+        except UnreadableFile as error:
+            if not error.missing and self.skipped is None:
+                self.skipped = f"the crop cache entry {path} {error}; such entries are computed again instead"
             return None
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as entry:
+                image, fallback, checksum = entry["image"], str(entry["fallback"]), str(entry["checksum"])
         except Exception:  # a truncated or garbled file: any decoding error means "recompute"
             return None
         if image.shape != (size, size, 3) or image.dtype != np.uint8 or _checksum(image) != checksum:
@@ -152,4 +165,5 @@ def compute_frames(dataset: Dataset, steps: Sequence[FrameStep], size: int, cach
                 cache.store(key, result)
         images[index] = result.image
         fallbacks.append(result.fallback)
-    return FrameSet(images, fallbacks, computed, cache.problem if cache else None)
+    said = "; ".join(message for message in (cache.problem, cache.skipped) if message) if cache else ""
+    return FrameSet(images, fallbacks, computed, said or None)

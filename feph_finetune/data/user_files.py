@@ -1,5 +1,6 @@
-"""Reading a file a user named (an image, a labels CSV, a configuration): regular files only,
-of bounded size, never blocking.
+"""Reading a file a user named (an image, a labels CSV, a configuration) or one the program reads
+back (a run's JSON records, a bundle's manifest: :func:`read_json_file`): regular files only, of
+bounded size, never blocking.
 
 A name in a dataset folder or on the command line may be a FIFO (``mkfifo x.png``: reading it
 waits for a writer forever), a device (a link to ``/dev/zero``: reading it fills the memory), a
@@ -12,6 +13,7 @@ regular file no larger than the caller's limit. No TensorFlow here.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -85,3 +87,49 @@ def _kind(mode: int) -> str:
 def _too_big(size: int, limit: int) -> str:
     return f"is larger ({size / 2**20:.0f} MiB) than the {limit // 2**20} MiB read at most"
 
+
+#: Largest JSON file the program reads back (a run's ``result.json``, ``history.json``,
+#: ``config.json``, a bundle's ``bundle.json``, a converted model's sidecar), in bytes: what the
+#: program writes is kilobytes (a history of 10,000 epochs about 2 MB); each is held whole in memory.
+MAX_JSON_BYTES = 256 * 2**20
+#: Deepest nesting of arrays and objects read from such a file: what the program writes is at most
+#: 5 levels deep; far deeper input (hand-made) would exhaust Python's stack in whichever code
+#: walks it next (a report, a copy, ``json.dumps``), so it is refused when read.
+MAX_JSON_DEPTH = 64
+
+
+def read_json_file(path, limit: int = MAX_JSON_BYTES):
+    """The JSON value in the regular file at ``path`` (UTF-8, at most ``limit`` bytes, arrays and
+    objects nested at most :data:`MAX_JSON_DEPTH` deep): a dict, list, str, int, float, bool or None.
+
+    Raises :class:`UnreadableFile` (its message says why, without the path) for everything
+    :func:`read_user_file` refuses, text that is not UTF-8, not JSON, has an integer of more
+    digits than Python converts, or is nested too deeply; never a RecursionError.
+    """
+    data = read_user_file(path, limit)
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise UnreadableFile(f"is not UTF-8 text ({error})") from None
+    except RecursionError:  # the parser recurses per level: far past MAX_JSON_DEPTH
+        raise UnreadableFile(_TOO_DEEP) from None
+    except ValueError as error:  # json.JSONDecodeError, or an integer past Python's digit limit
+        raise UnreadableFile(f"is not valid JSON ({error})") from None
+    if nesting_depth(value) > MAX_JSON_DEPTH:
+        raise UnreadableFile(_TOO_DEEP)
+    return value
+
+
+_TOO_DEEP = f"is nested too deeply (arrays or objects more than {MAX_JSON_DEPTH} levels deep)"
+
+
+def nesting_depth(value: object) -> int:
+    """How deeply lists and dicts nest in a parsed JSON or TOML value (0: a scalar); iterative, so
+    any depth the parser accepted is measured without recursion."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth + 1)
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

@@ -25,7 +25,7 @@ Nothing here imports TensorFlow except :func:`load_model`.
 
 from __future__ import annotations
 
-import json
+import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ import numpy as np
 import feph_finetune
 from feph_finetune.api import PluginError, Preprocessing, RunContext
 from feph_finetune.config.reading import close_match
+from feph_finetune.data.user_files import MAX_JSON_BYTES, UnreadableFile, read_json_file, read_user_file
 from feph_finetune.data.frames import FrameStep
 from feph_finetune.errors import ProblemsError
 from feph_finetune.config.options import option_problems
@@ -45,9 +46,17 @@ from feph_finetune.results.store import RESULT_FILE, atomic_folder, write_arrays
 FORMAT = "feph_finetune-bundle"
 #: Raise when a bundle's layout or the manifest's meaning changes; older readers refuse newer bundles.
 FORMAT_VERSION = 1
+#: The format versions :func:`read_manifest` reads (versions are numbered from 1).
+READABLE_VERSIONS = (1,)
 MANIFEST = "bundle.json"
+#: The largest model input a manifest may give (pixels a side), beyond any face model's: a far
+#: larger one (hand-edited) would make each frame's array gigabytes.
+MAX_INPUT_SIZE = 4096
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.npz"
+#: The largest ``state.npz`` read (bytes): fitted preprocessing state (statistics, a PCA basis) is
+#: small; the file is held whole in memory.
+MAX_STATE_BYTES = MAX_JSON_BYTES
 
 
 class BundleError(ProblemsError):
@@ -116,7 +125,7 @@ def find_bundle(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise BundleError(f"{path}: no such file or folder")
-    if path.is_dir() and (path / MANIFEST).is_file():
+    if path.is_dir() and (path / MANIFEST).exists():  # a FIFO or device there: read_manifest says so
         return path
     hint = "a bundle is a folder with bundle.json and model.keras: the run directory of a run with save_model = true, or a folder written by `python -m feph_finetune export RUN_DIR OUT`"
     if path.is_file() and path.suffix in (".keras", ".h5"):
@@ -133,7 +142,7 @@ def rerun_with_model(run_dir: Path) -> str:
     ``--force`` (``save_model`` does not change the run's id, so without it the run is skipped as
     finished); a failed or timed-out one is run again by the matrix anyway, so no ``--force``."""
     try:
-        record = json.loads((Path(run_dir) / RESULT_FILE).read_text(encoding="utf-8"))
+        record = read_json_file(Path(run_dir) / RESULT_FILE)
         experiment, phase, status, error = str(record["experiment"]), str(record["phase"]), record.get("status"), record.get("error")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         experiment, phase, status, error = "NAME", "PHASE", "done", None
@@ -152,9 +161,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     """
     path = Path(folder) / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BundleError(f"{path}: cannot read the manifest: {error}") from error
+        manifest = read_json_file(path)
+    except UnreadableFile as error:
+        raise BundleError(f"{path}: cannot read the manifest: it {error}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path}: not a feph_finetune bundle manifest (format is not {FORMAT!r})")
     version = manifest.get("format_version")
@@ -165,6 +174,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             f"{path}: bundle format version {version} is newer than this feph_finetune {feph_finetune.__version__} reads "
             f"(up to {FORMAT_VERSION}); upgrade feph_finetune to use this model"
         )
+    if version not in READABLE_VERSIONS:
+        raise BundleError(f"{path}: format_version {version} is not a bundle format version; this feph_finetune reads {', '.join(map(str, READABLE_VERSIONS))}")
     missing = [key for key in ("model", "input_size", "classes", "preprocess", "run", "config") if key not in manifest]
     if missing:
         raise BundleError(f"{path}: the manifest lacks {', '.join(missing)}")
@@ -189,9 +200,13 @@ def _shape_problems(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
 
     expect("model", manifest["model"], isinstance(manifest["model"], str) and bool(manifest["model"]), "a file name")
     size = manifest["input_size"]
-    expect("input_size", size, isinstance(size, int) and not isinstance(size, bool) and size > 0, "a positive integer (pixels)")
+    expect("input_size", size, isinstance(size, int) and not isinstance(size, bool) and 0 < size <= MAX_INPUT_SIZE, f"a positive integer (pixels) up to {MAX_INPUT_SIZE}")
     classes = manifest["classes"]
-    expect("classes", classes, isinstance(classes, list) and bool(classes) and all(isinstance(name, str) for name in classes), "a list of class names")
+    if isinstance(classes, list) and classes and all(isinstance(name, str) and name for name in classes) and len(set(classes)) < len(classes):
+        repeated = sorted({name for name in classes if classes.count(name) > 1})
+        problems.append(("classes", f"expected distinct names (one prediction column each), got {', '.join(map(repr, repeated))} more than once"))
+    else:
+        expect("classes", classes, isinstance(classes, list) and bool(classes) and all(isinstance(name, str) and name for name in classes), "a list of class names")
     run = manifest["run"]
     expect("run", run, isinstance(run, dict) and {"id", "experiment", "phase", "fold", "seed"} <= set(run), "an object with id, experiment, phase, fold, seed")
     expect("config", manifest["config"], isinstance(manifest["config"], dict), "an object")
@@ -301,10 +316,14 @@ def _option_problems(folder: Path, index: int, entry: Mapping[str, Any], plugins
 
 def _read_state(folder: Path) -> dict[str, np.ndarray]:
     path = Path(folder) / STATE_FILE
-    if not path.is_file():
-        return {}
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        data = read_user_file(path, MAX_STATE_BYTES)
+    except UnreadableFile as error:
+        if error.missing:
+            return {}
+        raise BundleError(f"{path}: cannot read the fitted preprocessing state: it {error}") from None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             return {key: stored[key] for key in stored.files}
     except Exception as error:
         raise BundleError(f"{path}: cannot read the fitted preprocessing state: {error}") from error

@@ -20,7 +20,6 @@ draws with its Agg canvas without touching pyplot's global state.
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,10 +29,12 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from feph_finetune.data.user_files import UnreadableFile, read_json_file
 from feph_finetune.results.confusion import row_shares, summed_confusion
 from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, markdown_report, short_name
 from feph_finetune.printable import printable
 from feph_finetune.results.store import atomic_folder, atomic_path
+from feph_finetune.results.records import is_float_number, json_kind
 from feph_finetune.results.stats import mean_ci95
 
 #: What to run when matplotlib is missing.
@@ -486,37 +487,66 @@ def _std_within_percent(row: dict, classes: list[str], heights: np.ndarray) -> n
     return np.vstack([np.minimum(spread, means), np.minimum(spread, 100.0 - means)])
 
 
+#: The largest epoch number a history may give: ten stages of the built-in schedules' 10,000
+#: epochs; a far larger one (hand-edited) cannot be laid out on an axis.
+MAX_HISTORY_EPOCHS = 100_000
+#: The values of a history entry the learning curves draw.
+CURVE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
 def _histories(runs: list[dict], run_dirs: Path, warn: Callable[[str], None]) -> list[tuple[int | None, list[dict]]]:
     """``(fold, epochs)`` of every finished run with a non-empty ``history.json`` (No-FT has none).
 
-    A history is an array of objects, each with a whole ``epoch`` number; one that is not (hand
-    edited, truncated) is left out with a warning naming the file."""
+    A history that :func:`history_problem` refuses, or a file that cannot be read (a FIFO, too
+    large or deep: :func:`~feph_finetune.data.user_files.read_json_file`), is left out with a
+    warning naming the file."""
     found = []
     for run in finished(runs):
         path = run_dirs / str(run.get("id")) / "history.json"
         try:
-            history = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            continue
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            warn(f"{path}: left out of the learning curves, unreadable ({error})")
+            history = read_json_file(path)
+        except UnreadableFile as error:
+            if not error.missing:
+                warn(f"{path}: left out of the learning curves, unreadable (it {error})")
             continue
         if history == []:
             continue
-        if not isinstance(history, list) or not all(isinstance(entry, dict) and type(entry.get("epoch")) is int for entry in history):
-            warn(f"{path}: left out of the learning curves, expected an array of objects each with a whole 'epoch' number")
+        problem = history_problem(history)
+        if problem:
+            warn(f"{path}: left out of the learning curves, {problem}")
             continue
         found.append((run.get("fold"), history))
     return sorted(found, key=lambda item: -1 if item[0] is None else item[0])
 
 
+def history_problem(history: Any) -> str:
+    """Why a parsed ``history.json`` cannot be drawn ("" when it can): it must be an array of
+    objects, each with a whole ``epoch`` from 1 to :data:`MAX_HISTORY_EPOCHS`, increasing (a run
+    numbers its epochs across stages), and :data:`CURVE_KEYS` values that are numbers a float
+    holds or null (NaN, written by a run that diverged, is a gap in the curve)."""
+    if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
+        return "expected an array of objects, one per epoch"
+    previous = 0
+    for index, entry in enumerate(history):
+        epoch = entry.get("epoch")
+        if type(epoch) is not int or not previous < epoch <= MAX_HISTORY_EPOCHS:
+            return f"[{index}].epoch: expected a whole number from {previous + 1} (epochs increase) to {MAX_HISTORY_EPOCHS}, got {json_kind(epoch)}"
+        previous = epoch
+        for key in CURVE_KEYS:
+            value = entry.get(key)
+            if value is not None and not is_float_number(value):
+                return f"[{index}].{key}: expected a number or null, got {json_kind(value)}"
+    return ""
+
+
 def _class_weighted(runs: list[dict], run_dirs: Path) -> bool:
     """Whether the runs trained with class weights, from their ``config.json`` (written when a run
-    starts, so results of any age have it)."""
+    starts, so results of any age have it); one that cannot be read (missing, a FIFO, not JSON)
+    says nothing."""
     for run in finished(runs):
         try:
-            config = json.loads((run_dirs / str(run.get("id")) / "config.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            config = read_json_file(run_dirs / str(run.get("id")) / "config.json")
+        except UnreadableFile:
             continue
         if isinstance(config, dict) and isinstance(config.get("config"), dict) and config["config"].get("class_weights"):
             return True
@@ -534,6 +564,11 @@ def _stage_spans(history: list[dict]) -> list[tuple[str, int, int]]:
         else:
             spans.append((stage, epoch, epoch))
     return spans
+
+
+def _drawn(value: Any) -> bool:
+    """A history value that is a point of a curve (None, NaN and infinities are gaps)."""
+    return type(value) in (int, float) and np.isfinite(float(value))
 
 
 def learning_curves_figure(row: dict, histories: list[tuple[int | None, list[dict]]], class_weighted: bool = False):
@@ -557,8 +592,8 @@ def learning_curves_figure(row: dict, histories: list[tuple[int | None, list[dic
         for axes, key, scale in ((loss_axes, "loss", 1.0), (accuracy_axes, "accuracy", 100.0)):
             for prefix, style, suffix in (("", "-", "training"), ("val_", "--", "validation")):
                 values = [entry.get(prefix + key) for entry in history]
-                if any(isinstance(value, (int, float)) for value in values):
-                    points = [(epoch, scale * value) for epoch, value in zip(epochs, values) if isinstance(value, (int, float))]
+                if any(_drawn(value) for value in values):
+                    points = [(epoch, scale * value) for epoch, value in zip(epochs, values) if _drawn(value)]
                     axes.plot(*zip(*points), style, color=colour, marker="o", markersize=3, linewidth=1.2,
                               label=f"{name}, {suffix}" if validated else name)
     spans = _stage_spans(histories[0][1])  # (label, first, last)

@@ -32,6 +32,12 @@ plugins, the paper's by ``paper_metrics``):
 - ``timing``: null or an object: ``total_s``, ``started``, ``finished`` finite numbers from 0 or
   null, ``stages`` an object of stage name to seconds;
 - ``counters``: null or an object of counter name to a finite number from 0 (a count).
+
+Every number, in free fields too (``variant``, further metrics, fields this version does not
+know), must be one a float can hold: JSON integers have no limit, and one past about 1.8e308
+would fail the reports' arithmetic; whole numbers must fit 64 bits, confusion counts
+:data:`MAX_COUNT`. Reading the file (its kind, size and nesting) is
+:func:`feph_finetune.data.user_files.read_json_file`'s part.
 """
 
 from __future__ import annotations
@@ -63,17 +69,51 @@ def json_kind(value: Any) -> str:
     kinds = {dict: "an object", list: "an array", str: "text", bool: "a boolean", type(None): "null"}
     if type(value) in kinds:
         return kinds[type(value)]
+    if isinstance(value, int) and abs(value) >= _LARGE_INTEGER:
+        return f"an integer of {len(str(abs(value)))} digits"
     if isinstance(value, numbers.Real):
         return "NaN" if math.isnan(value) else "an infinite number" if math.isinf(value) else f"the number {value}"
     return type(value).__name__
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+#: Integers from this magnitude are named by their digits in messages, not written out.
+_LARGE_INTEGER = 10**20
+#: The largest whole number a record holds (``fold``, ``seed``, a count): a signed 64-bit integer,
+#: what numpy and the C parts of Python take; JSON integers have no limit of their own.
+MAX_WHOLE = 2**63 - 1
+#: The largest confusion count: a trillion test images is beyond any dataset, and 49 cells summed
+#: over :data:`MAX_FOLDS` folds stay within :data:`MAX_WHOLE`.
+MAX_COUNT = 10**12
+
+
+def is_float_number(value: Any) -> bool:
+    """A JSON number a float can hold: an integer past about 1.8e308 cannot (``math.isfinite``,
+    numpy and the reports' arithmetic raise OverflowError on it)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _is_whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_WHOLE
+
+
+def _overflowing_numbers(value: Any, name: str, check: "_Check") -> None:
+    """Name each number in ``value`` (a free field's JSON, walked without recursion) that no float
+    can hold, so that no report later fails on it."""
+    pending = [(value, name)]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, dict):
+            pending.extend((child, f"{where}.{key}") for key, child in item.items())
+        elif isinstance(item, list):
+            pending.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
+        elif isinstance(item, int) and not isinstance(item, bool) and not is_float_number(item):
+            check.fail(where, "a number a float can hold (within about 1.8e308)", item)
 
 
 class _Check:
@@ -95,13 +135,13 @@ class _Check:
         return None
 
     def fraction(self, value: Any, name: str) -> float | None:
-        if value is None or (_is_number(value) and math.isfinite(value) and 0 <= value <= 1):
+        if value is None or (is_float_number(value) and math.isfinite(value) and 0 <= value <= 1):
             return value
         self.fail(name, "a fraction from 0 to 1 or null", value)
         return None
 
     def finite(self, value: Any, name: str, minimum: float = -math.inf) -> float | None:
-        if value is None or (_is_number(value) and math.isfinite(value) and value >= minimum):
+        if value is None or (is_float_number(value) and math.isfinite(value) and value >= minimum):
             return value
         self.fail(name, "a finite number" + (f" from {minimum:g}" if minimum > -math.inf else "") + " or null", value)
         return None
@@ -109,7 +149,7 @@ class _Check:
     def whole(self, value: Any, name: str, minimum: int | None = None) -> int | None:
         if value is None or (_is_whole(value) and (minimum is None or value >= minimum)):
             return value
-        self.fail(name, "a whole number" + (f" from {minimum}" if minimum is not None else "") + " or null", value)
+        self.fail(name, "a whole number" + (f" from {minimum}" if minimum is not None else "") + " of at most 64 bits or null", value)
         return None
 
     def choice(self, data: dict, key: str, choices: tuple[str, ...], required: bool = False) -> str | None:
@@ -170,8 +210,10 @@ class Metrics:
         rows = len(classes or sensitivity or CLASSES)
         known = ("accuracy", "avg_sensitivity", "sensitivity", "confusion")
         for name, value in data.items():
-            if name not in known and _is_number(value):
+            if name not in known and isinstance(value, numbers.Real) and not isinstance(value, bool):
                 check.finite(value, f"metrics.{name}")
+            elif name not in known:
+                _overflowing_numbers(value, f"metrics.{name}", check)
         return cls(
             accuracy=check.fraction(data.get("accuracy"), "metrics.accuracy"),
             avg_sensitivity=check.fraction(data.get("avg_sensitivity"), "metrics.avg_sensitivity"),
@@ -195,6 +237,10 @@ def _same_classes(sensitivity: dict, classes: list[str] | None, check: _Check) -
         check.problems.append(f"metrics.sensitivity: expected one value per name of classes, got {got}")
 
 
+def _is_count(value: Any) -> bool:
+    return _is_whole(value) and 0 <= value <= MAX_COUNT
+
+
 def _confusion(value: Any, rows: int, check: _Check) -> list[list[int]] | None:
     expected = f"null or {rows} arrays of {rows} counts (whole numbers from 0), one per class"
     if value is None:
@@ -203,9 +249,9 @@ def _confusion(value: Any, rows: int, check: _Check) -> list[list[int]] | None:
         shape = f"{len(value)} arrays of {sorted({len(row) if isinstance(row, list) else 'no' for row in value}, key=str)} values" if isinstance(value, list) else json_kind(value)
         check.problems.append(f"metrics.confusion: expected {expected}, got {shape}")
         return None
-    if not all(_is_whole(count) and count >= 0 for row in value for count in row):
-        bad = next(count for row in value for count in row if not (_is_whole(count) and count >= 0))
-        check.fail("metrics.confusion", "counts that are whole numbers from 0", bad)
+    if not all(_is_count(count) for row in value for count in row):
+        bad = next(count for row in value for count in row if not _is_count(count))
+        check.fail("metrics.confusion", f"counts that are whole numbers from 0 to {MAX_COUNT:.0e}", bad)
         return None
     return value
 
@@ -297,6 +343,9 @@ class RunRecord:
             counters=counters,
             more={key: value for key, value in data.items() if key not in _FIELDS},
         )
+        free = {"variant": record.variant, **record.more, "error": record.error and record.error.more, "timing": record.timing and record.timing.more}
+        for name, value in free.items():
+            _overflowing_numbers(value, name, check)
         if check.problems:
             raise RecordShapeError(check.problems)
         return record

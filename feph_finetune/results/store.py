@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from feph_finetune.data.user_files import UnreadableFile, read_json_file
 from feph_finetune.interrupts import interrupts_deferred
 
 RESULT_FILE = "result.json"
@@ -285,11 +286,9 @@ class RunStore:
 
         path = self.run_dir(run_id) / RESULT_FILE
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            return self._skip(path, f"unreadable ({error})")
+            record = read_json_file(path)
+        except UnreadableFile as error:
+            return None if error.missing else self._skip(path, f"unreadable (it {error})")
         try:
             checked = RunRecord.from_json(record).to_json()
         except RecordShapeError as error:
