@@ -111,22 +111,20 @@ def file_header(value: Any):
 
 
 def weights_file_problem(weights: Any) -> str | None:
-    """Refuse a file that is not the Keras file its suffix says (:func:`feph_finetune.keras_file_problem`),
-    a converter's file whose ``.json`` cannot be used (unreadable, or written for another file: a
-    conversion interrupted between the two), then a whole-model file whose input is not RGB.
-    Whether weights-only files fit the architecture is known only when the run builds it."""
+    """Refuse a converter's file whose ``.json`` cannot be used (unreadable, or written for another
+    file: a conversion interrupted between the two, or the file replaced since), a file that is not
+    the Keras file its suffix says (:func:`feph_finetune.keras_file_problem`), then a whole-model
+    file whose input is not RGB. Whether weights-only files fit the architecture is known only when
+    the run builds it (that needs TensorFlow)."""
     if str(weights).strip().lower() in ("none", "imagenet"):
         return None
-    problem = keras_file_problem(weights)
-    if problem:
-        return problem
     path = Path(str(weights).strip()).expanduser()
     if path.is_file():
         try:
             read_converted(path)
         except ConversionError as error:
             return str(error)
-    return rgb_file_problem(weights)
+    return keras_file_problem(weights) or rgb_file_problem(weights)
 
 
 def rgb_file_problem(weights: Any) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import zipfile
 
@@ -54,6 +55,9 @@ def write_bad_files(folder, keras_files) -> dict[str, str]:
     shutil.copy(keras_files / "base.h5", folder / "legacy.weights.h5")
     shutil.copy(keras_files / "base.weights.h5", folder / "keras3.h5")
     h5py.File(folder / "nothing.h5", "w").close()
+    with zipfile.ZipFile(folder / "unconfigured.keras", "w") as archive:
+        archive.writestr("config.json", "{not json")
+        archive.write(keras_files / "base.weights.h5", "model.weights.h5")
     return {
         "notes.h5": "a text file, not HDF5",
         "empty.h5": "the file is empty",
@@ -65,6 +69,7 @@ def write_bad_files(folder, keras_files) -> dict[str, str]:
         "legacy.weights.h5": "a legacy Keras HDF5 file named .weights.h5",
         "keras3.h5": "a Keras 3 weights file named .h5",
         "nothing.h5": "an HDF5 file without Keras weights in it",
+        "unconfigured.keras": "a zip archive whose config.json is not JSON",
     }
 
 
@@ -75,7 +80,7 @@ def bad_files(tmp_path_factory, keras_files):
 
 
 BAD_NAMES = ["notes.h5", "empty.h5", "image.keras", "image.weights.h5", "archive.keras", "renamed.h5", "renamed.keras",
-             "legacy.weights.h5", "keras3.h5", "nothing.h5"]
+             "legacy.weights.h5", "keras3.h5", "nothing.h5", "unconfigured.keras"]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
@@ -148,9 +153,17 @@ def test_an_hdf5_file_with_a_user_block_is_read(tmp_path, keras_files):
     assert keras_file_problem(path, whole_model=True) is None
 
 
-def test_a_missing_file_or_a_folder_is_left_to_the_path_check_or_named(tmp_path):
-    assert keras_file_problem(tmp_path / "later.keras") is None  # the option's path check, or written later (the demo)
-    assert keras_file_problem(tmp_path) == f"{tmp_path}: not a Keras weights file (it is a folder, not a file)"
+def test_what_is_no_regular_file_is_refused_once_by_the_path_check(tmp_path):
+    from feph_finetune_plugins import mobilenet
+
+    fifo, folder = tmp_path / "fifo.h5", tmp_path / "folder.keras"
+    os.mkfifo(fifo)
+    folder.mkdir()
+    option = mobilenet.plugin_options()["weights"]
+    assert option_problems(str(fifo), option) == [f"{str(fifo)!r} is not a regular file (a FIFO); only regular files are read"]
+    assert option_problems(str(folder), option) == [f"{str(folder)!r} is a folder, not a file"]
+    for path in (fifo, folder, tmp_path / "later.keras"):  # a missing one may be written later (the demo's bases)
+        assert keras_file_problem(path) is None
 
 
 def test_a_third_party_option_gets_the_same_check(bad_files):

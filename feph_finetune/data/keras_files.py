@@ -9,7 +9,8 @@ architecture (that needs the model built, which is left to the run).
 
 What each suffix must hold, as Keras reads it:
 
-- ``.keras``: a zip archive holding ``config.json`` and ``model.weights.h5`` (an HDF5 file).
+- ``.keras``: a zip archive holding ``config.json`` (a model's configuration, JSON) and
+  ``model.weights.h5`` (an HDF5 file).
 - ``.weights.h5``: an HDF5 file in Keras 3's weights layout (top-level ``layers`` or ``vars``).
 - ``.h5``, ``.hdf5``: an HDF5 file in Keras' legacy layout: a whole model (attribute
   ``model_config``) or weights only (attribute ``layer_names``, or a ``model_weights`` group);
@@ -22,6 +23,7 @@ comes first.
 from __future__ import annotations
 
 import codecs
+import json
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,6 +33,8 @@ from feph_finetune.data.user_files import MAX_MODEL_BYTES, UnreadableFile, open_
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: What a ``.keras`` archive must hold (Keras 3's saving format).
 KERAS_ARCHIVE_MEMBERS = ("config.json", "model.weights.h5")
+#: Largest ``config.json`` read from a ``.keras`` archive (bytes): EfficientNet-B7's is 0.3 MB.
+MAX_CONFIG_BYTES = 64 * 2**20
 #: Top-level names of an HDF5 file in Keras 3's weights layout (``save_weights``, ``model.weights.h5``).
 KERAS3_WEIGHTS_GROUPS = ("layers", "vars")
 
@@ -53,14 +57,14 @@ def keras_file_problem(value: Any, whole_model: bool = False) -> str | None:
 
     For an ``Option(path="file", check=keras_file_problem)`` (a plugin's ``weights`` option);
     ``whole_model=True`` also refuses weights-only files (an option that loads a whole model:
-    ``functools.partial(keras_file_problem, whole_model=True)``). A name that does not exist is
-    None: the option's ``path`` check says so (or the file is written later, as the demo's base
-    models). Messages read ``<value>: not a Keras weights file (<what it is>)`` (``model file``
+    ``functools.partial(keras_file_problem, whole_model=True)``). A name that does not exist, or
+    names a folder, a FIFO or a device, is None: the option's ``path`` check says so (a missing
+    file may also be written later, as the demo's base models are). Messages read ``<value>: not a Keras weights file (<what it is>)`` (``model file``
     with ``whole_model``); the caller names the place. No TensorFlow; reads a few bytes and the
     zip's or HDF5 file's table of contents.
     """
     path = Path(str(value).strip()).expanduser()
-    if not path.exists():
+    if not path.is_file():
         return None
     reason = _file_problem(path, whole_model)
     return f"{value}: not a Keras {'model' if whole_model else 'weights'} file ({reason})" if reason else None
@@ -107,8 +111,15 @@ def _archive_problem(stream: BinaryIO) -> str | None:
             with archive.open("model.weights.h5") as weights:
                 if weights.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
                     return "a zip archive whose model.weights.h5 is not HDF5"
+            if archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
+                return "a zip archive whose config.json is too large to be a model's configuration"
+            config = json.loads(archive.read("config.json"))
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         return f"a damaged zip archive ({error})"
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return f"a zip archive whose config.json is not JSON ({error})"
+    if not isinstance(config, dict) or "class_name" not in config:
+        return "a zip archive whose config.json describes no Keras model"
     return None
 
 

@@ -69,6 +69,17 @@ def open_user_file(path, limit: int) -> BinaryIO:
     return stream
 
 
+def regular_file_problem(path) -> str | None:
+    """Why ``path`` names no regular file ("is a folder, not a file", "is not a regular file (a
+    FIFO)..."), from its ``stat`` alone; None when it is one or does not exist (callers say
+    "no such file" their own way)."""
+    try:
+        _refuse(_file_problem(_opening(os.stat, path), limit=float("inf")))
+    except UnreadableFile as error:
+        return None if error.missing else str(error)
+    return None
+
+
 def _opening(call, *args):
     """``call(*args)`` (``os.stat``, ``os.open``), its errors as :class:`UnreadableFile`."""
     try:
