@@ -22,7 +22,10 @@ load files, replace the top and fill in :class:`feph_finetune.BuiltModel` the sa
   input size and the file's weights loaded (EfficientNet takes any side).
 
 The plugins build RGB models: a whole-model file that takes another number of channels is
-refused while the configuration is checked (the ``keras_model`` plugin takes such files).
+refused while the configuration is checked (the ``keras_model`` plugin takes such files). So is
+a file that does not hold what its suffix says (:func:`feph_finetune.keras_file_problem`, read
+without TensorFlow); whether a weights-only file fits the architecture shows only when the run
+loads it into the built base.
 
 Keras is imported inside functions only: the CLI imports the plugin modules without TensorFlow.
 """

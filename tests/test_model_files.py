@@ -55,6 +55,8 @@ def write_bad_files(folder, keras_files) -> dict[str, str]:
     shutil.copy(keras_files / "base.h5", folder / "legacy.weights.h5")
     shutil.copy(keras_files / "base.weights.h5", folder / "keras3.h5")
     h5py.File(folder / "nothing.h5", "w").close()
+    for name in ("base.h5", "base.keras"):  # a download cut short
+        (folder / f"truncated{name[4:]}").write_bytes((keras_files / name).read_bytes()[:3000])
     with zipfile.ZipFile(folder / "unconfigured.keras", "w") as archive:
         archive.writestr("config.json", "{not json")
         archive.write(keras_files / "base.weights.h5", "model.weights.h5")
@@ -70,6 +72,8 @@ def write_bad_files(folder, keras_files) -> dict[str, str]:
         "keras3.h5": "a Keras 3 weights file named .h5",
         "nothing.h5": "an HDF5 file without Keras weights in it",
         "unconfigured.keras": "a zip archive whose config.json is not JSON",
+        "truncated.h5": "a damaged HDF5 file",
+        "truncated.keras": "a damaged zip archive",
     }
 
 
@@ -80,7 +84,8 @@ def bad_files(tmp_path_factory, keras_files):
 
 
 BAD_NAMES = ["notes.h5", "empty.h5", "image.keras", "image.weights.h5", "archive.keras", "renamed.h5", "renamed.keras",
-             "legacy.weights.h5", "keras3.h5", "nothing.h5", "unconfigured.keras"]
+             "legacy.weights.h5", "keras3.h5", "nothing.h5", "unconfigured.keras",
+             "truncated.h5", "truncated.keras"]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
@@ -211,3 +216,12 @@ def test_a_weights_file_spoilt_after_the_check_fails_its_run_saying_what_it_is(b
     with pytest.raises(PluginError) as caught:
         mobilenet.build_model(context)
     assert str(caught.value) == f"mobilenet: option weights: {folder / name}: not a Keras weights file ({says[name]})"
+
+
+def test_a_bundle_model_keras_cannot_load_is_described_as_what_it_is(tmp_path):
+    from feph_finetune.predict.bundle import Bundle, BundleError, load_model
+
+    (tmp_path / "model.keras").write_bytes(PNG_START)
+    with pytest.raises(BundleError) as caught:
+        load_model(Bundle(tmp_path, {"model": "model.keras"}, []))
+    assert str(caught.value) == f"{tmp_path / 'model.keras'}: not a Keras model file (a PNG image, not a zip archive)"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import codecs
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -59,8 +60,9 @@ def keras_file_problem(value: Any, whole_model: bool = False) -> str | None:
     ``whole_model=True`` also refuses weights-only files (an option that loads a whole model:
     ``functools.partial(keras_file_problem, whole_model=True)``). A name that does not exist, or
     names a folder, a FIFO or a device, is None: the option's ``path`` check says so (a missing
-    file may also be written later, as the demo's base models are). Messages read ``<value>: not a Keras weights file (<what it is>)`` (``model file``
-    with ``whole_model``); the caller names the place. No TensorFlow; reads a few bytes and the
+    file may also be written later, as the demo's base models are). Messages read ``<value>: not
+    a Keras weights file (<what it is>)`` (``model file`` with ``whole_model``); the caller names
+    the place. No TensorFlow; reads a few bytes, a ``.keras`` archive's ``config.json`` and the
     zip's or HDF5 file's table of contents.
     """
     path = Path(str(value).strip()).expanduser()
@@ -114,7 +116,7 @@ def _archive_problem(stream: BinaryIO) -> str | None:
             if archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
                 return "a zip archive whose config.json is too large to be a model's configuration"
             config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as error:  # NotImplementedError: a compression zipfile lacks
         return f"a damaged zip archive ({error})"
     except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return f"a zip archive whose config.json is not JSON ({error})"
@@ -152,7 +154,7 @@ def _keras_layout(stream: BinaryIO) -> str | None:
     try:
         with h5py.File(stream, "r") as file:
             attributes, groups = set(file.attrs), set(file.keys())
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
         return f"a damaged HDF5 file ({error})"
     if "model_config" in attributes:
         return "legacy model"
