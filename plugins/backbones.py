@@ -22,7 +22,10 @@ load files, replace the top and fill in :class:`feph_finetune.BuiltModel` the sa
   input size and the file's weights loaded (EfficientNet takes any side).
 
 The plugins build RGB models: a whole-model file that takes another number of channels is
-refused while the configuration is checked (the ``keras_model`` plugin takes such files).
+refused while the configuration is checked (the ``keras_model`` plugin takes such files). So is
+a file that does not hold what its suffix says (:func:`feph_finetune.keras_file_problem`, read
+without TensorFlow); whether a weights-only file fits the architecture shows only when the run
+loads it into the built base.
 
 Keras is imported inside functions only: the CLI imports the plugin modules without TensorFlow.
 """
@@ -36,7 +39,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from feph_finetune import BuiltModel, ConversionError, Option, PluginError, RunContext, class_names_problem, efficientnet_classifier, read_converted
+from feph_finetune import (
+    BuiltModel,
+    ConversionError,
+    Option,
+    PluginError,
+    RunContext,
+    class_names_problem,
+    efficientnet_classifier,
+    keras_file_problem,
+    read_converted,
+)
 from feph_finetune_plugins.keras_file import UnreadableModel, read_header
 
 #: The FePh class of each output of Savchenko's HSEmotion 7-class models, in their order.
@@ -102,14 +115,19 @@ def file_header(value: Any):
 
 def weights_file_problem(weights: Any) -> str | None:
     """Refuse a converter's file whose ``.json`` cannot be used (unreadable, or written for another
-    file: a conversion interrupted between the two), then a whole-model file whose input is not RGB."""
+    file: a conversion interrupted between the two, or the file replaced since), a file that is not
+    the Keras file its suffix says (:func:`feph_finetune.keras_file_problem`), then a whole-model
+    file whose input is not RGB. Whether weights-only files fit the architecture is known only when
+    the run builds it (that needs TensorFlow)."""
+    if str(weights).strip().lower() in ("none", "imagenet"):
+        return None
     path = Path(str(weights).strip()).expanduser()
     if path.is_file():
         try:
             read_converted(path)
         except ConversionError as error:
             return str(error)
-    return rgb_file_problem(weights)
+    return keras_file_problem(weights) or rgb_file_problem(weights)
 
 
 def rgb_file_problem(weights: Any) -> str | None:
@@ -253,6 +271,9 @@ def resolve_weights(value: Any, plugin: str) -> WeightsSource:
     if text.lower() == "imagenet":
         return WeightsSource("imagenet")
     path = Path(text).expanduser()
+    problem = keras_file_problem(text)  # checked with the configuration; the file may have changed since
+    if problem:
+        raise PluginError(f"{plugin}: option weights: {problem}")
     try:
         converted = read_converted(path)
     except ConversionError as error:
@@ -372,10 +393,8 @@ def load_base_weights(base: Any, path: Path, backbone: Backbone) -> None:
         try:
             base.load_weights(str(path))
         except Exception as error:
-            raise PluginError(
-                f"{backbone.plugin}: option weights: {path} does not fit {backbone.description}: "
-                f"{_shorten(error)}"
-            ) from error
+            problem = keras_file_problem(path) or f"{path} does not fit {backbone.description}: {_shorten(error)}"
+            raise PluginError(f"{backbone.plugin}: option weights: {problem}") from error
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
@@ -415,10 +434,9 @@ def load_whole_model(path: Path, plugin: str, option: str = "weights") -> Any:
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True, custom_objects=compat_custom_objects())
     except Exception as error:
-        raise PluginError(
-            f"{plugin}: option {option}: cannot load the model in {path}: {type(error).__name__}: "
-            f"{_shorten(error)}"
-        ) from error
+        # What the file really is, where Keras' own error misleads ("File not found" for a .keras name that is no zip)
+        problem = keras_file_problem(path, whole_model=True) or f"cannot load the model in {path}: {type(error).__name__}: {_shorten(error)}"
+        raise PluginError(f"{plugin}: option {option}: {problem}") from error
 
 
 def _load_classifier(source: WeightsSource, plugin: str, input_size: int) -> Any:

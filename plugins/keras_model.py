@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from feph_finetune import BuiltModel, Option, PluginError, RunContext, hookimpl
+from feph_finetune import BuiltModel, Option, PluginError, RunContext, hookimpl, keras_file_problem
 from feph_finetune_plugins.backbones import (
     as_probabilities,
     attach_head,
@@ -57,10 +57,14 @@ GRAY_WEIGHTS = [0.299, 0.587, 0.114]
 
 
 def file_problem(value: Any) -> str | None:
-    """What makes ``value`` unusable as the classifier file, read from its header (no TensorFlow)."""
+    """What makes ``value`` unusable as the classifier file: not a whole Keras model in the format
+    its suffix says, or one whose input is no image, read from its header (no TensorFlow)."""
     path = Path(str(value)).expanduser()
     if not path.is_file():
         return None  # the option's path check says so
+    problem = keras_file_problem(value, whole_model=True)
+    if problem:
+        return problem
     try:
         header = read_header(path)
     except UnreadableModel as error:

@@ -1,4 +1,5 @@
-"""Write a tiny FePh-format release for tests: a labels CSV, RGBA PNGs and every kind of bad row.
+"""Write a tiny FePh-format release for tests: a labels CSV, RGBA PNGs and every kind of bad row
+(and a ``.keras`` file as the configuration check reads it).
 
 ``write_feph_fixture`` returns the counts a correct loader must report, so tests compare against
 what was written rather than against numbers copied from a run.
@@ -7,6 +8,8 @@ what was written rather than against numbers copied from a run.
 from __future__ import annotations
 
 import csv
+import json
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -113,3 +116,14 @@ def _write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
         writer.writerow(["Index", "External ID", "Facial_label", "Gender"])
         for index, (external_id, label) in enumerate(rows):
             writer.writerow([index, external_id, label, "female" if index % 2 else "male"])
+
+
+def write_keras_archive(path) -> None:
+    """A ``.keras`` file as validation reads it, without TensorFlow: a zip holding a model's
+    ``config.json`` (any input side, 7 softmax outputs) and a ``model.weights.h5`` that starts
+    as HDF5 files do (validation reads no weights; the run loads them)."""
+    layers = [{"class_name": "InputLayer", "config": {"name": "image", "batch_shape": [None, None, None, 3]}},
+              {"class_name": "Dense", "config": {"name": "classes", "units": 7, "activation": "softmax"}}]
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"name": "m", "layers": layers}}))
+        archive.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n" + bytes(64))

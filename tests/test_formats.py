@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_DEFAULTS, line_of
+from fephfixture import write_keras_archive
 from feph_finetune import DatasetError
 from feph_finetune.cli import main
 from feph_finetune.data.datasets import load_dataset
@@ -229,7 +230,7 @@ def test_no_ft_is_refused_at_the_dry_run_naming_the_classes_the_model_lacks(tmp_
     root = tmp_path / "data"
     write_folders(root, classes=("neutral", "happy", "raised_brows"))
     model_file = tmp_path / "savchenko.keras"
-    model_file.write_bytes(b"")  # validation only checks that it exists; the run loads it
+    write_keras_archive(model_file)
     experiments = f'[experiments.B]\nfine_tune = false\noptions.mobilenet.weights = "{model_file}"\n'
     path = matrix_toml(tmp_path / "m.toml", root, f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\n', experiments)
     assert main([str(path), "--dry-run"]) == 2

@@ -21,7 +21,7 @@ from feph_finetune.config.reading import ConfigError, read_config
 from feph_finetune.config.matrix import build_matrix
 from feph_finetune.config.options import option_problems
 from feph_finetune.plugins import get_plugins
-from fephfixture import frame_name, write_png
+from fephfixture import frame_name, write_keras_archive, write_png
 
 from conftest import REPO, line_of, write_matrix
 
@@ -142,7 +142,7 @@ def test_no_ft_without_a_pretrained_classifier_is_refused(tmp_path, synthetic_fe
 
 def test_no_ft_with_a_whole_model_file_passes_validation(tmp_path, synthetic_feph, capsys):
     model_file = tmp_path / "savchenko.keras"
-    model_file.write_bytes(b"")   # validation only checks that it exists; the run loads it
+    write_keras_archive(model_file)
     experiments = f'[experiments.M0]\nfine_tune = false\noptions.mobilenet.weights = "{model_file}"\n'
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
     code, error = dry_run(path, capsys)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from typing import BinaryIO
 
 #: Largest image file read (bytes). A 50-megapixel photograph fits (about 25 MB as a JPEG, 150 MB
 #: as an uncompressed 8-bit TIFF); a file beyond it is no face image, and reading it whole (the
@@ -24,6 +25,9 @@ MAX_IMAGE_BYTES = 256 * 2**20
 #: Largest labels CSV or configuration file read (bytes): FePh's CSV is 40 kB, a labels CSV of
 #: ten million rows about 500 MB; the text is held in memory whole while it is parsed.
 MAX_TEXT_BYTES = 1024 * 2**20
+#: Largest Keras model or weights file checked (bytes), of which only a few bytes and the table of
+#: contents are read: Keras Applications' largest weights (ConvNeXt XLarge) are 1.4 GB.
+MAX_MODEL_BYTES = 16 * 2**30
 
 
 class UnreadableFile(OSError):
@@ -41,10 +45,7 @@ def read_user_file(path, limit: int) -> bytes:
     Raises :class:`UnreadableFile` for a missing file, a FIFO, device, socket or folder, a file
     larger than ``limit``, or a read error; never blocks on a FIFO or reads an endless device.
     """
-    _refuse(_file_problem(_opening(os.stat, path), limit))  # a device is never opened: opening some acts
-    descriptor = _opening(os.open, path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0))
-    with os.fdopen(descriptor, "rb") as stream:
-        _refuse(_file_problem(os.fstat(descriptor), limit))  # what was opened, in case the name changed
+    with open_user_file(path, limit) as stream:
         try:
             data = stream.read(limit + 1)
         except OSError as error:
@@ -52,6 +53,33 @@ def read_user_file(path, limit: int) -> bytes:
     if len(data) > limit:  # grew since fstat
         raise UnreadableFile(_too_big(len(data), limit))
     return data
+
+
+def open_user_file(path, limit: int) -> BinaryIO:
+    """The regular file at ``path`` (symbolic links followed), no larger than ``limit`` bytes, open
+    for reading in binary mode, for a caller that reads only part of it (a model file's header).
+
+    Raises :class:`UnreadableFile` as :func:`read_user_file` does; never blocks on a FIFO.
+    """
+    _refuse(_file_problem(_opening(os.stat, path), limit))  # a device is never opened: opening some acts
+    descriptor = _opening(os.open, path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0))
+    stream = os.fdopen(descriptor, "rb")
+    problem = _file_problem(os.fstat(descriptor), limit)  # what was opened, in case the name changed
+    if problem:
+        stream.close()
+        raise UnreadableFile(problem)
+    return stream
+
+
+def regular_file_problem(path) -> str | None:
+    """Why ``path`` names no regular file ("is a folder, not a file", "is not a regular file (a
+    FIFO)..."), from its ``stat`` alone; None when it is one or does not exist (callers say
+    "no such file" their own way)."""
+    try:
+        _refuse(_file_problem(_opening(os.stat, path), limit=float("inf")))
+    except UnreadableFile as error:
+        return None if error.missing else str(error)
+    return None
 
 
 def _opening(call, *args):

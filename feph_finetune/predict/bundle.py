@@ -38,6 +38,7 @@ from feph_finetune.api import PluginError, Preprocessing, RunContext
 from feph_finetune.config.reading import close_match
 from feph_finetune.data.user_files import MAX_JSON_BYTES, UnreadableFile, read_json_file, read_user_file
 from feph_finetune.data.frames import FrameStep
+from feph_finetune.data.keras_files import keras_file_problem
 from feph_finetune.errors import ProblemsError
 from feph_finetune.config.options import option_problems
 from feph_finetune.plugins import PluginCallError, Plugins
@@ -340,7 +341,8 @@ def load_model(bundle: Bundle) -> Any:
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:
-        raise BundleError(f"{path}: Keras cannot load the model: {type(error).__name__}: {' '.join(str(error).split())[:400]}") from error
+        problem = keras_file_problem(path, whole_model=True)  # what the file is, where Keras says "File not found" for a .keras that is no zip
+        raise BundleError(problem or f"{path}: Keras cannot load the model: {type(error).__name__}: {' '.join(str(error).split())[:400]}") from error
     size, classes = bundle.input_size, len(bundle.classes)
     if tuple(model.inputs[0].shape)[1:] not in ((size, size, 3), (None, None, 3)) or model.outputs[0].shape[-1] != classes:
         raise BundleError(f"{path}: the model maps {tuple(model.inputs[0].shape)[1:]} to {model.outputs[0].shape[-1]} outputs, but the manifest says {size}x{size}x3 images and {classes} classes")
