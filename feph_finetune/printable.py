@@ -118,7 +118,16 @@ class EscapingConsole(Console):
     """A rich console that shows text from data with :func:`printable`'s escapes (module
     docstring, "Where the rule is applied"): strings given to :meth:`print` and :meth:`log` are
     escaped whole, ``\\n`` included; every rendered text segment is escaped but its line ends.
-    Output of ordinary text is exactly a plain console's."""
+
+    Rich markup is off by default (``markup=False``): a string is shown as it is, never read as
+    markup, wherever rich meets it (printed, a table cell, title or caption, a log line). A name
+    such as ``mk[/]`` or a class ``[red]x`` is data; read as markup the first would raise
+    ``MarkupError`` and the second would lose its brackets. Styling is asked for where the
+    program writes it: ``print(..., markup=True)`` with every value inside passed through
+    :func:`rich.markup.escape`, or a :class:`rich.text.Text` with a style."""
+
+    def __init__(self, *args: Any, markup: bool = False, **options: Any) -> None:
+        super().__init__(*args, markup=markup, **options)
 
     def print(self, *objects: Any, **options: Any) -> None:
         super().print(*map(_as_line, objects), **options)

@@ -883,7 +883,7 @@ def _rich_table(grid: _Grid, width: int) -> Table:
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
     widths = _text_column_widths(grid, width)
     for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
-        table.add_column(header, justify="right" if numeric else "left", width=widths[index], overflow="ellipsis" if numeric else "fold")
+        table.add_column(Text(header), justify="right" if numeric else "left", width=widths[index], overflow="ellipsis" if numeric else "fold")
     for index, cells in enumerate(grid.rows):
         styled = [Text(cell.text if numeric else fold_long_words(cell.text, widths[column]), style="bold" if cell.bold else "")
                   for column, (cell, numeric) in enumerate(zip(cells, grid.numeric))]
