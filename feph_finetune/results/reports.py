@@ -1029,12 +1029,18 @@ def _csv_text(rows: list[dict]) -> str:
         return ""
     names = {group: _names_across(rows, group) for group in ("sensitivity", "extra", "counters")}
     flat = [_flat_row(row, names) for row in rows]
+    columns = list(flat[0])
+    return "".join([_csv_record(columns), *(_csv_record([_csv_value(values[name]) for name in columns]) for values in flat)])
+
+
+def _csv_record(values: list) -> str:
+    """One CSV record ending in ``"\\n"``. The csv module quotes a field holding a character of
+    its line terminator: written with ``"\\r\\n"`` (then given ``"\\n"``), a ``"\\r"`` inside a
+    class name is quoted too, where with ``"\\n"`` it would stand bare and end the record for a
+    reader."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(flat[0]), lineterminator="\n")
-    writer.writeheader()
-    for values in flat:
-        writer.writerow({name: _csv_value(value) for name, value in values.items()})
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()[:-2] + "\n"
 
 
 def _flat_row(row: dict, names: dict[str, list[str]]) -> dict[str, Any]:
