@@ -228,3 +228,63 @@ def test_crops_cached_before_orientation_was_applied_are_not_reused_and_other_fi
     assert frames.computed == 1
     assert not np.array_equal(frames.images[0], marked)  # recomputed, upright
     assert np.array_equal(frames.images[1], marked)  # the cached crop, kept
+
+
+def _special_files(folder: Path) -> list[str]:
+    """A FIFO, a socket and a link to /dev/zero, all with image names, in ``folder``; their names."""
+    import socket
+
+    os.mkfifo(folder / "fifo.png")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(folder / "socket.png"))
+    os.symlink("/dev/zero", folder / "zero.png")
+    return ["fifo.png", "socket.png", "zero.png"]
+
+
+@needs_fifo
+def test_special_files_named_by_a_labels_csv_are_dropped_as_unreadable_not_missing_or_outside(tmp_path):
+    from feph_finetune import resolve_inside
+
+    images = tmp_path / "images"
+    images.mkdir()
+    special = _special_files(images)
+    for index in range(4):
+        assert cv2.imwrite(str(images / f"ok{index}.png"), np.full((8, 8, 3), 30 * index, dtype=np.uint8))
+    assert [resolve_inside(images.resolve(), Path(name).stem, (".png",)) for name in special] == ["unreadable"] * 3  # feph's IDs
+    assert resolve_inside(images.resolve(), "nothing.png") == "missing_file"
+    rows = [f"ok{index}.png,{'ab'[index % 2]}" for index in range(4)] + [f"{name},a" for name in special]
+    (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "feph_finetune", "data", str(tmp_path), "--format", "csv", "--set", "dataset.images=images", "--folds", "2", "--json"],
+                            capture_output=True, text=True, cwd=REPO, timeout=NO_HANG_S)
+    assert result.returncode == 0, result.stderr
+    dropped = json.loads(result.stdout)["dropped"]
+    assert dropped["unreadable"] == 3 and dropped["missing_file"] == dropped["outside_root"] == 0, dropped
+
+
+@needs_fifo
+def test_predict_reports_a_bundle_part_or_frame_that_is_no_regular_file_as_such(tmp_path, monkeypatch):
+    from feph_finetune.predict import bundle as bundles
+    from feph_finetune.predict.bundle import BundleError, find_bundle, read_manifest
+    from feph_finetune.predict.inputs import open_input
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    os.mkfifo(bundle / "bundle.json")
+    (bundle / "model.keras").write_bytes(b"")
+    with pytest.raises(BundleError, match=r"bundle\.json: is not a regular file \(a FIFO\)"):
+        find_bundle(bundle)
+    os.unlink(bundle / "bundle.json")
+    os.unlink(bundle / "model.keras")
+    os.mkfifo(bundle / "model.keras")
+    monkeypatch.setattr(bundles, "_shape_problems", lambda manifest: [])  # only the model file is looked at here
+    manifest = {"format": bundles.FORMAT, "format_version": bundles.FORMAT_VERSION, "model": "model.keras",
+                **dict.fromkeys(("input_size", "classes", "preprocess", "run", "config"))}
+    (bundle / "bundle.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(BundleError, match=r"model\.keras: the bundle's model file is not a regular file \(a FIFO\)"):
+        read_manifest(bundle)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    assert cv2.imwrite(str(frames / "f1.png"), UPRIGHT)
+    special = _special_files(frames)
+    opened = open_input(str(frames))
+    assert sorted(path.name for path in opened.files) == sorted(["f1.png", *special]) and opened.skipped is None

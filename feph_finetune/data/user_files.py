@@ -52,6 +52,18 @@ def read_user_file(path, limit: int) -> bytes:
     return data
 
 
+def kind_problem(path) -> str:
+    """What keeps the file at ``path`` (links followed) from being read, if it is no regular file:
+    ``"is not a regular file (a FIFO); only regular files are read"``, ``"is a folder, not a
+    file"``; ``""`` for a regular file or a name that does not exist. For callers that check a
+    name before handing it to a reader that would block on a FIFO (Keras, a JSON reader)."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return ""
+    return _file_problem(status, limit=status.st_size)
+
+
 def _opening(call, *args):
     """``call(*args)`` (``os.stat``, ``os.open``), its errors as :class:`UnreadableFile`."""
     try:
