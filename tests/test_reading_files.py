@@ -288,3 +288,37 @@ def test_predict_reports_a_bundle_part_or_frame_that_is_no_regular_file_as_such(
     special = _special_files(frames)
     opened = open_input(str(frames))
     assert sorted(path.name for path in opened.files) == sorted(["f1.png", *special]) and opened.skipped is None
+
+
+def _python_with_pixel_limit(code: str, limit: str | None) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (OpenCV reads the limit once) with the limit set or unset."""
+    environment = {key: value for key, value in os.environ.items() if key != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    if limit is not None:
+        environment["OPENCV_IO_MAX_IMAGE_PIXELS"] = limit
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=REPO, timeout=NO_HANG_S, env=environment)
+
+
+def test_the_decoded_pixel_limit_is_set_before_the_first_decode_unless_the_user_set_one():
+    show = "import os, feph_finetune; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
+    assert _python_with_pixel_limit(show, None).stdout.split() == [str(images.MAX_IMAGE_PIXELS)]
+    assert _python_with_pixel_limit(show, "5000").stdout.split() == ["5000"]
+    assert images.MAX_IMAGE_PIXELS < 2**30  # below OpenCV's own default, or setting it does nothing
+
+
+def test_an_image_over_the_pixel_limit_is_refused_naming_the_limit(tmp_path):
+    """A small file, many pixels: 200 x 100 = 20,000 pixels against a limit of 19,999, the
+    mechanism the default limit (2**27) uses for a 400 KB PNG of 20000 x 20000 pixels."""
+    assert cv2.imwrite(str(tmp_path / "big.png"), np.zeros((100, 200), dtype=np.uint8))
+    assert cv2.imwrite(str(tmp_path / "fits.png"), np.zeros((99, 200), dtype=np.uint8))
+    result = _python_with_pixel_limit(f"""
+        from pathlib import Path
+        from feph_finetune import DatasetError, decodable, read_image
+        folder = Path({str(tmp_path)!r})
+        print(decodable([folder / "big.png", folder / "fits.png"]))
+        try:
+            read_image(folder / "big.png")
+        except DatasetError as error:
+            print(error)
+    """, "19999")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[False, True]", f"image {tmp_path / 'big.png'} has more pixels than the 19999 decoded at most (OPENCV_IO_MAX_IMAGE_PIXELS)"]
