@@ -80,6 +80,16 @@ def test_the_predict_summary_shows_inputs_and_classes_named_like_markup():
     assert_literal(out.getvalue(), [f"mk{name}" for name in NAMES] + ["model [/]-x-1"])
 
 
+def test_predicts_progress_bar_shows_an_input_named_like_markup():
+    from feph_finetune.predict.command import input_progress
+
+    out = io.StringIO()
+    progress = input_progress(EscapingConsole(file=out, width=100, force_terminal=True, color_system=None))
+    progress.add_task("/data/mk[/] [red]x [bold]", total=3)
+    progress.console.print(progress.make_tasks_table(progress.tasks))
+    assert_literal(out.getvalue())
+
+
 def test_the_live_view_and_its_lines_show_runs_named_like_markup(synthetic_feph, tmp_path):
     runs = plan_matrix(write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\n'))
     out = io.StringIO()

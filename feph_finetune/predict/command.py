@@ -90,7 +90,7 @@ def _run(bundle, inputs, args, console: Console):
 
     predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every, series=args.plot is not None))
     summaries = []
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+    progress = input_progress(console)
     with ExitStack() as outputs:
         writer = None
         if args.out:
@@ -103,6 +103,12 @@ def _run(bundle, inputs, args, console: Console):
                 progress.remove_task(task)
     console.print(f"{predictor.frames_done} frames in {predictor.seconds:.1f} s ({predictor.frames_per_second:.1f} frames/s, batch {args.batch_size})", highlight=False)
     return summaries
+
+
+def input_progress(console: Console) -> Progress:
+    """The bar shown per input on a terminal; the input's name (its description) is no markup."""
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
 
 
 def print_summary(summaries, bundle, console: Console) -> None:
