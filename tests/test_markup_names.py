@@ -45,6 +45,12 @@ def test_report_shows_class_names_that_look_like_markup_as_they_are(markup_runs,
     assert_literal(capsys.readouterr().out)
 
 
+def test_report_figures_with_class_names_that_look_like_markup(markup_runs, tmp_path, capsys):
+    assert main(["report", str(markup_runs), "--figures", str(tmp_path / "figures")]) == 0
+    assert_literal(capsys.readouterr().out)
+    assert all(name in (tmp_path / "figures" / "report.md").read_text(encoding="utf-8") for name in ("[red]x", "[bold]"))
+
+
 def test_the_data_description_shows_class_folders_named_like_markup(tmp_path, capsys):
     import cv2
     import numpy as np
