@@ -189,7 +189,7 @@ def warn(line: str) -> None:
     (or of ``COLUMNS``), on one line in a log file or pipe, as :func:`output_console` does."""
     errors = EscapingConsole(stderr=True)
     unwrapped = not errors.is_terminal and "COLUMNS" not in os.environ
-    errors.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=unwrapped)
+    errors.print(f"[yellow]warning:[/yellow] {escape(line)}", markup=True, highlight=False, soft_wrap=unwrapped)
 
 
 def cmd_plugins(args, console: Console) -> int:
@@ -199,7 +199,7 @@ def cmd_plugins(args, console: Console) -> int:
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], indent=2, default=str))
         return EXIT_OK
-    table = Table(title="feph_finetune plugins", caption=escape("options with their defaults; set them in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]"))
+    table = Table(title="feph_finetune plugins", caption="options with their defaults; set them in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]")
     table.add_column("name", no_wrap=True)
     table.add_column("origin", overflow="fold")
     table.add_column("status", no_wrap=True)
@@ -207,9 +207,9 @@ def cmd_plugins(args, console: Console) -> int:
     for info in infos:
         if info.status == "ok":
             options = ", ".join(f"{key}={json.dumps(value, default=str)}" for key, value in info.options.items())
-            table.add_row(info.name, info.origin, info.status, escape(", ".join(info.hooks) + (f"\noptions: {options}" if options else "")))
+            table.add_row(info.name, info.origin, info.status, ", ".join(info.hooks) + (f"\noptions: {options}" if options else ""))
         else:
-            table.add_row(info.name, info.origin, f"[red]{info.status}[/red]", escape(info.error))
+            table.add_row(info.name, info.origin, Text(info.status, style="red"), info.error)
     console.print(table)
     return EXIT_OK
 
@@ -232,11 +232,11 @@ def print_settings(plugins, as_json: bool, console: Console) -> int:
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
-    table = Table(title=_SETTINGS_TITLE, caption=escape(_SETTINGS_CAPTION))
+    table = Table(title=_SETTINGS_TITLE, caption=_SETTINGS_CAPTION)
     for column in ("table", "key", "default", "accepts", "help"):
         table.add_column(column, overflow="fold", ratio=1 if column in ("accepts", "help") else None)
     for row in rows:
-        table.add_row(*(escape(text) for text in (_setting_place(row), row["key"], _setting_default(row), row["accepts"], row["help"])))
+        table.add_row(_setting_place(row), row["key"], _setting_default(row), row["accepts"], row["help"])
     unbounded = console.options.update_width(sys.maxsize)  # Measurement clamps to the width it is given
     fits = Measurement.get(console, unbounded, table).minimum <= console.width  # every word whole
     console.print(table if fits else _settings_list(rows))
@@ -438,7 +438,7 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     for header, width, wrap in zip(headers, widths, wraps):
         table.add_column(header, width=width, no_wrap=not wrap, overflow="fold")
     for row in rows:
-        table.add_row(*(escape(fold_long_words(cell, width) if wrap else cell) for cell, width, wrap in zip(row, widths, wraps)))
+        table.add_row(*(fold_long_words(cell, width) if wrap else cell for cell, width, wrap in zip(row, widths, wraps)))
     console.print(table)
 
 
@@ -478,7 +478,7 @@ def cmd_run(args, console: Console) -> int:
         return EXIT_OK
     result = session.run()
     if result.failed:
-        console.print(f"[red]{len(result.failed)} of {len(result.runs)} runs failed:[/red] {', '.join(result.failed)} (details in each run's result.json)")
+        console.print(f"[red]{len(result.failed)} of {len(result.runs)} runs failed:[/red] {escape(', '.join(result.failed))} (details in each run's result.json)", markup=True)
         return EXIT_FAILED_RUNS
     console.print(f"results in {result.output}/", markup=False)
     return EXIT_OK
@@ -583,15 +583,15 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         print_error(errors, message_lines(error))
         if command is cmd_run:
             remedy = "free some space" if isinstance(error, NoSpaceError) else "make it writable"
-            errors.print(f"finished runs are saved; {remedy}, then continue with: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
+            errors.print(f"finished runs are saved; {remedy}, then continue with: {continue_command(argv)}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
         print_error(errors, message_lines(error))
-        errors.print(f"finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
+        errors.print(f"finished runs are saved; to continue, run: {continue_command(argv)}", highlight=False, soft_wrap=True)
         return EXIT_FAILED_RUNS
     except KeyboardInterrupt:
         if command is cmd_run:
-            errors.print(f"interrupted: finished runs are saved; to continue, run: {escape(continue_command(argv))}", highlight=False, soft_wrap=True)
+            errors.print(f"interrupted: finished runs are saved; to continue, run: {continue_command(argv)}", highlight=False, soft_wrap=True)
         else:
             errors.print("interrupted")
         return EXIT_INTERRUPTED

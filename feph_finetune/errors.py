@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 EXIT_OK = 0
 EXIT_FAILED_RUNS = 1
@@ -49,10 +50,10 @@ def print_error(errors: Console, problems: str | Sequence[str], heading: str | N
     """
     lines = [problems] if isinstance(problems, str) else list(problems)
     if heading is None and len(lines) == 1:
-        errors.print("[bold red]error:[/bold red] ", end="")
+        errors.print("[bold red]error:[/bold red] ", end="", markup=True)
         errors.print(lines[0], markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
-    errors.print(f"[bold red]error: {heading or f'{len(lines)} problems'}[/bold red]", highlight=False)
+    errors.print(f"[bold red]error: {escape(heading or f'{len(lines)} problems')}[/bold red]", markup=True, highlight=False)
     for line in lines:
         errors.print(line, markup=False, highlight=False, soft_wrap=True)
     return EXIT_USAGE

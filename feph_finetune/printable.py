@@ -48,7 +48,9 @@ test. Every console this program prints on is an
    its cell.
 
 Machine-readable output printed with :meth:`~EscapingConsole.out` (CSV, JSON, markdown) keeps its
-own line breaks and gets the second step only; JSON escapes these characters itself. The two
+own line breaks and, on a terminal, gets the second step only; to a pipe or a file it is written
+as it is (a program reads it; CSV quotes what needs quoting, JSON escapes these characters
+itself), all but lone surrogates, which cannot be encoded and are written escaped. The two
 messages that do not go through a console are escaped as one line where they are made:
 argparse's error line (``feph_finetune.cli.ArgumentParser``, the same test fails on a plain
 ``argparse.ArgumentParser``) and the Python API's default warning (:func:`warnings.warn`, which
@@ -76,6 +78,9 @@ _ESCAPED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 #: Format characters kept between two visible non-ASCII characters: the zero-width joiner and
 #: non-joiner of emoji sequences and of Indic and Persian writing.
 _JOINERS = {"\u200c", "\u200d"}
+
+#: Lone surrogates: the bytes of a name that is not UTF-8, which no UTF-8 output can encode.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 #: A string that matches nothing here is printable ASCII only: nothing to escape (the common case).
 _MAYBE_ESCAPED = re.compile(r"[^\x20-\x7e]")
@@ -118,7 +123,16 @@ class EscapingConsole(Console):
     """A rich console that shows text from data with :func:`printable`'s escapes (module
     docstring, "Where the rule is applied"): strings given to :meth:`print` and :meth:`log` are
     escaped whole, ``\\n`` included; every rendered text segment is escaped but its line ends.
-    Output of ordinary text is exactly a plain console's."""
+
+    Rich markup is off by default (``markup=False``): a string is shown as it is, never read as
+    markup, wherever rich meets it (printed, a table cell, title or caption, a log line). A name
+    such as ``mk[/]`` or a class ``[red]x`` is data; read as markup the first would raise
+    ``MarkupError`` and the second would lose its brackets. Styling is asked for where the
+    program writes it: ``print(..., markup=True)`` with every value inside passed through
+    :func:`rich.markup.escape`, or a :class:`rich.text.Text` with a style."""
+
+    def __init__(self, *args: Any, markup: bool = False, **options: Any) -> None:
+        super().__init__(*args, markup=markup, **options)
 
     def print(self, *objects: Any, **options: Any) -> None:
         super().print(*map(_as_line, objects), **options)
@@ -128,9 +142,20 @@ class EscapingConsole(Console):
         super().log(*map(_as_line, objects), _stack_offset=_stack_offset + 1, **options)
 
     def out(self, *objects: Any, sep: str = " ", end: str = "\n", style: Any = None, highlight: bool | None = None) -> None:
-        """Text in a machine-readable format (CSV, JSON, markdown) as rich's ``out`` prints it:
-        its own line breaks kept, only the rendered segments escaped."""
-        super().print(sep.join(str(item) for item in objects), style=style, highlight=highlight, emoji=False,
+        """Text in a machine-readable format (CSV, JSON, markdown). To a terminal, as rich's
+        ``out`` prints it with its own line breaks kept and all else escaped. Not to a
+        terminal (a pipe, a file), written as it is: a program reads it, and a class ``cr\\rOVER``
+        must stay that name in a CSV header (the format quotes what needs quoting), as ``ls``
+        quotes names only on a terminal."""
+        text = sep.join(str(item) for item in objects)
+        if not self.is_terminal:
+            text = _SURROGATES.sub(lambda match: printable(match.group()), text)
+            if not self.quiet:
+                self.file.write(text + end)
+                self.file.flush()
+            return
+        # escaped before rich sees it: rich drops a "\r" from text it renders, unseen by render()
+        super().print(_segment_text(text), style=style, highlight=highlight, emoji=False,
                       markup=False, no_wrap=True, overflow="ignore", crop=False, end=end)
 
     def render(self, renderable: Any, options: Any = None):

@@ -33,6 +33,9 @@ DROP_REASONS: dict[str, str] = {
     "not_an_image": "file without an image suffix (" + " ".join(IMAGE_SUFFIXES) + ")",
     "no_class": "file beside the class folders, in no class",
     "broken_link": "symbolic link to nothing",
+    "link_outside": "symbolic link to a folder outside the dataset, not followed",
+    "link_cycle": "symbolic link to a folder that holds it (a loop), not followed",
+    "unreadable_folder": "folder that cannot be listed (no permission)",
     "unreadable": "file is not a usable image (not decodable, float or signed pixels, not a regular file, or too large)",
     "duplicate_file": "the same image again in its class",
     "conflicting_labels": "the same image under several classes",
@@ -118,28 +121,69 @@ def _class_folders(base: Path, root: Path, dropped: list[DroppedEntry]) -> list[
 
 def _images(folder: Path, root: Path, dropped: list[DroppedEntry]) -> list[Path]:
     """Every image file under ``folder``, nested folders and symbolic links followed (each real
-    folder once), sorted; other files dropped with their reason. Hidden files are ignored."""
+    folder once), sorted; other files dropped with their reason. Hidden files are ignored.
+
+    A link to a folder is followed only where it stays inside the dataset (``root`` or the class
+    folder, links resolved): one to a folder outside (``ln -s / happy/all``) would walk the whole
+    file system, and one to a folder that holds it loops; both are dropped with their reason
+    (:func:`_link_problem`). A folder or file that cannot be looked at (no permission) is dropped
+    too, rather than failing the whole dataset."""
     images, seen = [], set()
-    for current, subfolders, names in os.walk(folder, followlinks=True):
+    bounds = (os.path.realpath(root), os.path.realpath(folder))
+    unlisted = lambda error: dropped.append(DroppedEntry(None, _relative(Path(error.filename), root), "unreadable_folder"))
+    for current, subfolders, names in os.walk(folder, followlinks=True, onerror=unlisted):
         real = os.path.realpath(current)
         if real in seen:
             subfolders[:] = []
             continue
         seen.add(real)
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        subfolders[:] = [name for name in sorted(subfolders) if not name.startswith(".") and _followed(Path(current) / name, real, bounds, root, dropped)]
         for name in sorted(names):
             path = Path(current) / name
             if name.startswith("."):
                 continue
-            if not path.exists():
-                dropped.append(DroppedEntry(None, _relative(path, root), "broken_link"))
-            elif path.suffix.lower() not in IMAGE_SUFFIXES:
-                dropped.append(DroppedEntry(None, _relative(path, root), "not_an_image"))
-            elif not path.is_file():  # a FIFO or device: reading it would block or never end
-                dropped.append(DroppedEntry(None, _relative(path, root), "unreadable"))
+            try:
+                reason = _file_reason(path)
+            except OSError:  # no permission to look at it
+                reason = "unreadable"
+            if reason:
+                dropped.append(DroppedEntry(None, _relative(path, root), reason))
             else:
                 images.append(path)
     return images
+
+
+def _followed(path: Path, parent: str, bounds: tuple[str, str], root: Path, dropped: list[DroppedEntry]) -> bool:
+    """Whether the walk enters the sub-folder ``path`` of the real folder ``parent``; a link it
+    does not follow is dropped with :func:`_link_problem`'s reason."""
+    problem = _link_problem(path, parent, bounds) if path.is_symlink() else None
+    if problem:
+        dropped.append(DroppedEntry(None, _relative(path, root), problem))
+    return not problem
+
+
+def _link_problem(link: Path, parent: str, bounds: tuple[str, str]) -> str | None:
+    """``"link_outside"`` for a link to a folder outside both ``bounds`` (real paths of the
+    dataset root and the class folder), ``"link_cycle"`` for one to ``parent`` or a folder
+    holding it, else None."""
+    target = os.path.realpath(link)
+    if not any(target == bound or target.startswith(bound.rstrip(os.sep) + os.sep) for bound in bounds):
+        return "link_outside"
+    if parent == target or parent.startswith(target.rstrip(os.sep) + os.sep):
+        return "link_cycle"
+    return None
+
+
+def _file_reason(path: Path) -> str | None:
+    """Why the walked file ``path`` is no image to read, or None; raises OSError when it cannot
+    even be looked at."""
+    if not path.exists():
+        return "broken_link"
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return "not_an_image"
+    if not path.is_file():  # a FIFO or device: reading it would block or never end
+        return "unreadable"
+    return None
 
 
 def _settle_copies(files: list[tuple[Path, int, str | None]], root: Path, dropped: list[DroppedEntry]) -> list[tuple[Path, int, str | None]]:

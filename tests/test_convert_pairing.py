@@ -96,3 +96,34 @@ def test_a_dry_run_refuses_weights_whose_sidecar_was_written_for_another_file(tm
     error = capsys.readouterr().err
     key = "experiments.A.options.efficientnet.weights"
     assert f"{path}:{line_of(path, 'weights = ')} {key}: {out}.json: describes another file than {out}" in error, error
+
+
+@pytest.mark.parametrize("edit, problem", [
+    ({"classes": "abc"}, 'classes: must be a list of non-empty class names, not "abc"'),
+    ({"classes": ["a", ""]}, "classes: must be a list of non-empty class names"),
+    ({"classes": ["a", "a"]}, "classes: repeats a class name"),
+    ({"model_sha256": ""}, 'model_sha256: must be 64 hexadecimal digits, not ""'),
+    ({"model_sha256": "z" * 64}, "model_sha256: must be 64 hexadecimal digits"),
+    ({"input_size": "224"}, 'input_size: must be a positive integer, not "224"'),
+], ids=["classes-text", "classes-empty-name", "classes-repeated", "sha-empty", "sha-not-hex", "size-text"])
+def test_a_sidecar_with_a_field_of_the_wrong_shape_is_refused_naming_it(tmp_path, edit, problem):
+    out = tmp_path / "m.keras"
+    write(("a", "b"), out)
+    data = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
+    sidecar_path(out).write_text(json.dumps({**data, **edit}), encoding="utf-8")
+    with pytest.raises(ConversionError) as refused:
+        read_converted(out)
+    assert f"{sidecar_path(out)} {problem}" in str(refused.value), str(refused.value)
+
+
+def test_a_dry_run_refuses_weights_whose_sidecar_holds_classes_as_a_text(tmp_path, synthetic_feph, capsys):  # issue 22: accepted, classes ("a", "b", "c")
+    from conftest import write_matrix
+
+    out = tmp_path / "m.keras"
+    write(("a", "b"), out)
+    data = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
+    sidecar_path(out).write_text(json.dumps({**data, "classes": "abc", "model_sha256": ""}), encoding="utf-8")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f'[experiments.A]\nmodel = "mobilenet"\noptions.mobilenet.weights = "{out}"\n')
+    assert main([str(path), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert f"{out}.json classes: must be a list" in error and f"{out}.json model_sha256: must be" in error and "Traceback" not in error, error

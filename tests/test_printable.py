@@ -46,7 +46,8 @@ def test_printable_escapes_bidi_and_invisible_characters_and_keeps_joined_emoji_
 def test_ordinary_text_prints_exactly_as_on_a_plain_console():
     text = "[bold]M2[/bold] done 👩‍💻 怒り ±1.5 │ tab-free"
     plain, escaping = io.StringIO(), io.StringIO()
-    for console in (Console(file=plain, width=90, force_terminal=True, log_time=False), EscapingConsole(file=escaping, width=90, force_terminal=True, log_time=False)):
+    # markup off on both: an escaping console reads no markup (a name "[bold]" is data)
+    for console in (Console(file=plain, width=90, force_terminal=True, log_time=False, markup=False), EscapingConsole(file=escaping, width=90, force_terminal=True, log_time=False)):
         console.print(text)
         console.log(text)  # the source column names this file and line on both
         console.out("a,b\nc,d")
@@ -156,3 +157,24 @@ def test_the_python_apis_default_warning_names_a_hostile_result_file_escaped(tmp
     with pytest.warns(UserWarning) as caught:
         load_results(tmp_path / "runs")
     assert_escaped(" ".join(str(warning.message) for warning in caught))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_machine_readable_reports_keep_class_names_raw_off_a_terminal_and_escape_them_on_one(fmt):
+    import csv
+
+    from feph_finetune.results.reports import render
+    from test_reports import records_of_classes
+
+    names = ["cr\rOVER", "ok\x1b[2J", "a,b\"c"]
+    records = records_of_classes([*names, "plain"])
+    piped, terminal = io.StringIO(), io.StringIO()
+    render(records, fmt, EscapingConsole(file=piped, width=80))
+    render(records, fmt, EscapingConsole(file=terminal, width=80, force_terminal=True, color_system=None))
+    if fmt == "csv":
+        header = next(csv.reader(io.StringIO(piped.getvalue(), newline="")))
+        assert all(f"sensitivity_{name}" in header for name in names), header
+    else:
+        assert all(name in row["sensitivity"] for row in json.loads(piped.getvalue()) for name in names)
+    shown = terminal.getvalue()
+    assert "\x1b" not in shown and "\r" not in shown and ("cr\\rOVER" in shown and "ok\\x1b[2J" in shown if fmt == "csv" else True), repr(shown)

@@ -314,3 +314,95 @@ def test_a_configuration_nested_too_deeply_is_a_usage_error_naming_the_file(tmp_
     assert main([str(tmp_path / "deep.toml"), "--dry-run"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"{tmp_path / 'deep.toml'}: nested too deeply" in err and "Traceback" not in err
+def _special_files(folder: Path) -> list[str]:
+    """A FIFO, a socket and a link to /dev/zero, all with image names, in ``folder``; their names."""
+    import socket
+
+    os.mkfifo(folder / "fifo.png")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(folder / "socket.png"))
+    os.symlink("/dev/zero", folder / "zero.png")
+    return ["fifo.png", "socket.png", "zero.png"]
+
+
+@needs_fifo
+def test_special_files_named_by_a_labels_csv_are_dropped_as_unreadable_not_missing_or_outside(tmp_path):
+    from feph_finetune import resolve_inside
+
+    images = tmp_path / "images"
+    images.mkdir()
+    special = _special_files(images)
+    for index in range(4):
+        assert cv2.imwrite(str(images / f"ok{index}.png"), np.full((8, 8, 3), 30 * index, dtype=np.uint8))
+    assert [resolve_inside(images.resolve(), Path(name).stem, (".png",)) for name in special] == ["unreadable"] * 3  # feph's IDs
+    assert resolve_inside(images.resolve(), "nothing.png") == "missing_file"
+    rows = [f"ok{index}.png,{'ab'[index % 2]}" for index in range(4)] + [f"{name},a" for name in special]
+    (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "feph_finetune", "data", str(tmp_path), "--format", "csv", "--set", "dataset.images=images", "--folds", "2", "--json"],
+                            capture_output=True, text=True, cwd=REPO, timeout=NO_HANG_S)
+    assert result.returncode == 0, result.stderr
+    dropped = json.loads(result.stdout)["dropped"]
+    assert dropped["unreadable"] == 3 and dropped["missing_file"] == dropped["outside_root"] == 0, dropped
+
+
+@needs_fifo
+def test_predict_reports_a_bundle_part_or_frame_that_is_no_regular_file_as_such(tmp_path, monkeypatch):
+    from feph_finetune.predict import bundle as bundles
+    from feph_finetune.predict.bundle import BundleError, find_bundle, read_manifest
+    from feph_finetune.predict.inputs import open_input
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    os.mkfifo(bundle / "bundle.json")
+    (bundle / "model.keras").write_bytes(b"")
+    with pytest.raises(BundleError, match=r"bundle\.json: is not a regular file \(a FIFO\)"):
+        find_bundle(bundle)
+    os.unlink(bundle / "bundle.json")
+    os.unlink(bundle / "model.keras")
+    os.mkfifo(bundle / "model.keras")
+    monkeypatch.setattr(bundles, "_shape_problems", lambda manifest: [])  # only the model file is looked at here
+    manifest = {"format": bundles.FORMAT, "format_version": bundles.FORMAT_VERSION, "model": "model.keras",
+                **dict.fromkeys(("input_size", "classes", "preprocess", "run", "config"))}
+    (bundle / "bundle.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(BundleError, match=r"model\.keras: the bundle's model file is not a regular file \(a FIFO\)"):
+        read_manifest(bundle)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    assert cv2.imwrite(str(frames / "f1.png"), UPRIGHT)
+    special = _special_files(frames)
+    opened = open_input(str(frames))
+    assert sorted(path.name for path in opened.files) == sorted(["f1.png", *special]) and opened.skipped is None
+
+
+def _python_with_pixel_limit(code: str, limit: str | None) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (OpenCV reads the limit once) with the limit set or unset."""
+    environment = {key: value for key, value in os.environ.items() if key != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    if limit is not None:
+        environment["OPENCV_IO_MAX_IMAGE_PIXELS"] = limit
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=REPO, timeout=NO_HANG_S, env=environment)
+
+
+def test_the_decoded_pixel_limit_is_set_before_the_first_decode_unless_the_user_set_one():
+    show = "import os, feph_finetune; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
+    assert _python_with_pixel_limit(show, None).stdout.split() == [str(images.MAX_IMAGE_PIXELS)]
+    assert _python_with_pixel_limit(show, "5000").stdout.split() == ["5000"]
+    assert images.MAX_IMAGE_PIXELS < 2**30  # below OpenCV's own default, or setting it does nothing
+
+
+def test_an_image_over_the_pixel_limit_is_refused_naming_the_limit(tmp_path):
+    """A small file, many pixels: 200 x 100 = 20,000 pixels against a limit of 19,999, the
+    mechanism the default limit (2**27) uses for a 400 KB PNG of 20000 x 20000 pixels."""
+    assert cv2.imwrite(str(tmp_path / "big.png"), np.zeros((100, 200), dtype=np.uint8))
+    assert cv2.imwrite(str(tmp_path / "fits.png"), np.zeros((99, 200), dtype=np.uint8))
+    result = _python_with_pixel_limit(f"""
+        from pathlib import Path
+        from feph_finetune import DatasetError, decodable, read_image
+        folder = Path({str(tmp_path)!r})
+        print(decodable([folder / "big.png", folder / "fits.png"]))
+        try:
+            read_image(folder / "big.png")
+        except DatasetError as error:
+            print(error)
+    """, "19999")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[False, True]", f"image {tmp_path / 'big.png'} has more pixels than the 19999 decoded at most (OPENCV_IO_MAX_IMAGE_PIXELS)"]

@@ -111,8 +111,9 @@ def sidecar_path(path: Path | str) -> Path:
 def read_converted(path: Path | str) -> ConvertedModel | None:
     """The description of a converted file, or None when the file has no converter's sidecar.
 
-    Raises ConversionError when the sidecar exists but cannot be read, or describes another file
-    than the one beside it (its ``model_sha256`` differs).
+    Raises ConversionError when the sidecar exists but cannot be read, holds a field of the wrong
+    shape (:func:`_sidecar_problems`, one line each), or describes another file than the one
+    beside it (its ``model_sha256`` differs).
     """
     sidecar = sidecar_path(path)
     try:
@@ -123,6 +124,9 @@ def read_converted(path: Path | str) -> ConvertedModel | None:
         raise ConversionError(f"{sidecar}: unreadable (it {error})") from None
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         return None
+    problems = _sidecar_problems(data)
+    if problems:
+        raise ConversionError(*(f"{sidecar} {key}: {problem}" for key, problem in problems))
     try:
         info = ConvertedModel(**{**data, "classes": tuple(data["classes"]), "notes": tuple(data.get("notes", ())),
                                  "dropped_outputs": tuple(data.get("dropped_outputs", ()))})
@@ -132,6 +136,33 @@ def read_converted(path: Path | str) -> ConvertedModel | None:
         raise ConversionError(f"{sidecar}: describes another file than {path} (its model_sha256 differs): a conversion was "
                               "interrupted between the two files, or they were mixed; convert the source again")
     return info
+
+
+def _sidecar_problems(data: dict) -> list[tuple[str, str]]:
+    """``(key, problem)`` for each field of a sidecar that a converter cannot have written: a
+    hand-edited or truncated file must not be read as ``"classes": "abc"`` -> ``('a', 'b', 'c')``.
+    ``classes``: distinct non-empty strings; ``model_sha256``, when present (sidecars written
+    before it lack it): 64 hexadecimal digits; ``input_size``: a positive integer; the names and
+    hashes texts; ``notes`` and ``dropped_outputs`` lists of texts. Missing keys are left to the caller."""
+    problems = []
+    classes = data.get("classes")
+    if "classes" in data and not (isinstance(classes, list) and classes and all(isinstance(name, str) and name for name in classes)):
+        problems.append(("classes", f"must be a list of non-empty class names, not {json.dumps(classes)[:60]}"))
+    elif isinstance(classes, list) and len(set(classes)) != len(classes):
+        problems.append(("classes", "repeats a class name"))
+    sha = data.get("model_sha256")
+    if "model_sha256" in data and not (isinstance(sha, str) and len(sha) == 64 and all(digit in "0123456789abcdef" for digit in sha.lower())):
+        problems.append(("model_sha256", f"must be 64 hexadecimal digits, not {json.dumps(sha)[:80]}"))
+    size = data.get("input_size")
+    if "input_size" in data and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+        problems.append(("input_size", f"must be a positive integer, not {json.dumps(size)[:40]}"))
+    for key in ("architecture", "source", "source_kind", "source_sha256", "input", "verified_against"):
+        if key in data and not isinstance(data[key], str):
+            problems.append((key, f"must be a text, not {json.dumps(data[key])[:40]}"))
+    for key in ("notes", "dropped_outputs"):
+        if key in data and not (isinstance(data[key], list) and all(isinstance(item, str) for item in data[key])):
+            problems.append((key, f"must be a list of texts, not {json.dumps(data[key])[:40]}"))
+    return problems
 
 
 def convert(

@@ -11,6 +11,12 @@ A photograph's EXIF orientation is applied (a phone's portrait JPEG is stored si
 ``Orientation`` tag): :data:`DECODE_FLAGS` keep any depth and grey, and OpenCV rotates by the
 tag for every flag but ``IMREAD_UNCHANGED``. Alpha is dropped by the decoder (as a copy of the
 colour channels, the same pixels as decoding all four channels and dropping the fourth).
+
+A small file can hold a huge image: a 20000 x 20000 grey PNG is 400 KB and decodes to 400 MB
+(and more while converted). The decoded size is bounded by OpenCV's own check, the environment
+variable ``OPENCV_IO_MAX_IMAGE_PIXELS``, which OpenCV reads once, at its first decode: it is set
+to :data:`MAX_IMAGE_PIXELS` here, when this module is imported (before any decode), unless the
+user set it. A larger image is refused with a message naming the limit.
 """
 
 from __future__ import annotations
@@ -19,7 +25,14 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
+#: Most pixels an image may have (width x height) to be decoded: 2**27, about 134 megapixels,
+#: more than any phone or DSLR photograph (100-megapixel medium format cameras included), while one
+#: decode of 16-bit RGB stays under 1 GB; a face crop needs a small part of it. OpenCV's default,
+#: 2**30, lets 8 decoding threads take 8 x 6 GB. A user's own ``OPENCV_IO_MAX_IMAGE_PIXELS`` is kept.
+MAX_IMAGE_PIXELS = 2**27
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
+
+import cv2  # noqa: E402  (after the limit is set: OpenCV reads it at its first decode)
 import numpy as np
 
 from feph_finetune.api import DatasetError
@@ -60,7 +73,7 @@ def carries_exif(content: bytes) -> bool:
 
 def decode_image(content: bytes, path) -> np.ndarray:
     """:func:`read_image` for a file's bytes already read (``path`` names it in errors)."""
-    image = _decode(content)
+    image = _decode(content, path)
     if image is None:
         raise DatasetError(f"cannot decode image {path}")
     return _to_rgb_uint8(image, path)
@@ -82,13 +95,17 @@ def _readable(path: Path) -> bool:
     return True
 
 
-def _decode(content: bytes) -> np.ndarray | None:
-    """The image as OpenCV decodes it with :data:`DECODE_FLAGS`, or None if it cannot."""
+def _decode(content: bytes, path) -> np.ndarray | None:
+    """The image as OpenCV decodes it with :data:`DECODE_FLAGS`, or None if it cannot. Raises
+    :class:`~feph_finetune.DatasetError` for an image over the pixel limit (module docstring)."""
     if not content:
         return None
     try:
         return cv2.imdecode(np.frombuffer(content, dtype=np.uint8), DECODE_FLAGS)
-    except cv2.error:
+    except cv2.error as error:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(error):
+            limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")
+            raise DatasetError(f"image {path} has more pixels than the {limit} decoded at most (OPENCV_IO_MAX_IMAGE_PIXELS)") from None
         return None
 
 

@@ -80,10 +80,12 @@ def _column_indices(csv_path: Path, header: list[str], columns: Sequence[str]) -
 
 def resolve_inside(folder: Path, name: str, suffixes: Sequence[str] = ()) -> tuple[str, Path] | str:
     """``(file name, resolved path)`` of the file ``name`` names in ``folder`` (resolved), or
-    ``"outside_root"``/``"missing_file"``.
+    ``"outside_root"``/``"missing_file"``/``"unreadable"``.
 
     Each candidate (``name`` as is, then with each of ``suffixes``) is checked to stay inside the
-    folder, symlinks followed, before its existence is even tested.
+    folder, symlinks followed, before its existence is even tested. A candidate that exists but
+    is no regular file nor folder (a FIFO, socket or device, or a link to one such as
+    ``/dev/zero``, wherever it points) is ``"unreadable"``: it is there, it cannot be an image.
     """
     if not name:
         return "missing_file"
@@ -92,6 +94,8 @@ def resolve_inside(folder: Path, name: str, suffixes: Sequence[str] = ()) -> tup
     for candidate in (name, *(name + suffix for suffix in suffixes)):
         try:
             path = (folder / candidate).resolve()
+            if path.exists() and not path.is_file() and not path.is_dir():
+                return "unreadable"
             if not path.is_relative_to(folder):
                 return "outside_root"
             if path.is_file():

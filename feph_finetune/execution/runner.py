@@ -87,7 +87,7 @@ class MatrixRunner:
             (outcome.done if record and record.get("status") == "done" else outcome.failed).append(run.id)
         for run_id in outcome.failed:
             error = (self.store.result(run_id) or {}).get("error") or {}
-            self.console.print(f"[red]run {run_id}[/red] {escape(failure_summary(error))}", soft_wrap=True)
+            self.console.print(f"[red]run {escape(run_id)}[/red] {escape(failure_summary(error))}", markup=True, soft_wrap=True)
         if self.matrix.tracking:
             done = [record for record in self.store.records([run.id for run in runs]) if record.get("status") == "done"]
             track_matrix_end(self.matrix.name, self.matrix.tracking, done, self.store.root, self.plugins, self._warn)

@@ -36,7 +36,7 @@ import numpy as np
 import feph_finetune
 from feph_finetune.api import PluginError, Preprocessing, RunContext
 from feph_finetune.config.reading import close_match
-from feph_finetune.data.user_files import MAX_JSON_BYTES, UnreadableFile, read_json_file, read_user_file
+from feph_finetune.data.user_files import MAX_JSON_BYTES, UnreadableFile, read_json_file, read_user_file, regular_file_problem
 from feph_finetune.data.frames import FrameStep
 from feph_finetune.data.keras_files import keras_file_problem
 from feph_finetune.errors import ProblemsError
@@ -126,7 +126,9 @@ def find_bundle(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise BundleError(f"{path}: no such file or folder")
-    if path.is_dir() and (path / MANIFEST).exists():  # a FIFO or device there: read_manifest says so
+    if path.is_dir() and (problem := regular_file_problem(path / MANIFEST)):
+        raise BundleError(f"{path / MANIFEST}: {problem}")
+    if path.is_dir() and (path / MANIFEST).is_file():
         return path
     hint = "a bundle is a folder with bundle.json and model.keras: the run directory of a run with save_model = true, or a folder written by `python -m feph_finetune export RUN_DIR OUT`"
     if path.is_file() and path.suffix in (".keras", ".h5"):
@@ -186,6 +188,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     model = Path(folder) / manifest["model"]
     if not model.resolve().is_relative_to(Path(folder).resolve()) or Path(manifest["model"]).is_absolute():
         raise BundleError(f"{path} model: {manifest['model']!r} is outside the bundle folder; the model file must lie inside it (e.g. {MODEL_FILE!r})")
+    if problem := regular_file_problem(model):
+        raise BundleError(f"{model}: the bundle's model file {problem}")
     if not model.is_file():
         raise BundleError(f"{model}: the bundle's model file is missing")
     return manifest

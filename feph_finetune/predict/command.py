@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from feph_finetune.errors import EXIT_INTERRUPTED, EXIT_OK, print_error
 
@@ -89,7 +90,7 @@ def _run(bundle, inputs, args, console: Console):
 
     predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every, series=args.plot is not None))
     summaries = []
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+    progress = input_progress(console)
     with ExitStack() as outputs:
         writer = None
         if args.out:
@@ -102,6 +103,12 @@ def _run(bundle, inputs, args, console: Console):
                 progress.remove_task(task)
     console.print(f"{predictor.frames_done} frames in {predictor.seconds:.1f} s ({predictor.frames_per_second:.1f} frames/s, batch {args.batch_size})", highlight=False)
     return summaries
+
+
+def input_progress(console: Console) -> Progress:
+    """The bar shown per input on a terminal; the input's name (its description) is no markup."""
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
 
 
 def print_summary(summaries, bundle, console: Console) -> None:
@@ -124,11 +131,11 @@ def print_summary(summaries, bundle, console: Console) -> None:
     widths = [max([least[column], cell_len(headers[column])] + [cell_len(cells[column]) for cells in rows]) for column in range(len(headers))]
     width = min(80, console.width)
     for columns in spread_columns(widths, range(3, len(headers)), width - 2):  # the table's edges take a cell each
-        table = Table(title=f"model {bundle.run_id}: share of frames per predicted class", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
+        table = Table(title=Text(f"model {printable(bundle.run_id)}: share of frames per predicted class"), box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
         for column in columns:
-            table.add_column(headers[column], justify="left" if column == 0 else "right", no_wrap=True, min_width=least[column] or None)
+            table.add_column(Text(headers[column]), justify="left" if column == 0 else "right", no_wrap=True, min_width=least[column] or None)
         for cells in rows:
-            table.add_row(*(cells[column] for column in columns))
+            table.add_row(*(Text(cells[column]) for column in columns))
         console.print(table, width=width)
 
 
@@ -152,6 +159,6 @@ def _finish_outputs(summaries, bundle, args, console: Console, errors: Console) 
         from feph_finetune.predict.plots import plot_probabilities
 
         smoothing = f", centred mean over {args.smooth} frames" if args.smooth > 1 else ""
-        warn = lambda line: errors.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+        warn = lambda line: errors.print(f"[yellow]warning:[/yellow] {escape(line)}", markup=True, highlight=False, soft_wrap=True)
         panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}", warn)
         console.print(f"plot of {panels} sequences written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", markup=False, highlight=False)

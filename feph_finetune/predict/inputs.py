@@ -132,9 +132,10 @@ def open_input(name: str, every: int = 1) -> PredictInput:
 
 
 def _image_name(child: Path) -> bool:
-    """A folder's entry that is a frame: a file with an image suffix, or a link named so (one that
-    points nowhere is reported when read, as an undecodable image is)."""
-    return child.suffix.lower() in IMAGE_SUFFIXES and (child.is_file() or child.is_symlink())
+    """A folder's entry that is a frame: anything but a folder with an image suffix. One that is
+    no regular file (a FIFO, a link to a device) or a link that points nowhere is reported when
+    read, as an undecodable image is."""
+    return child.suffix.lower() in IMAGE_SUFFIXES and not child.is_dir()
 
 
 def _skipped(children: list[Path], frames: int) -> str | None:

@@ -115,7 +115,7 @@ def confusion_table(row: dict, runs: list[dict], width: int = 80) -> Group | Tex
     for columns in spread_columns(widths, range(1, 1 + len(classes)), width):
         table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
         for column in columns:
-            table.add_column(headers[column], justify="left" if column == 0 else "right")
+            table.add_column(Text(headers[column]), justify="left" if column == 0 else "right")
         for cells in rows:
             table.add_row(*(cells[column] for column in columns))
         tables.append(table)

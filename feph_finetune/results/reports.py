@@ -883,7 +883,7 @@ def _rich_table(grid: _Grid, width: int) -> Table:
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
     widths = _text_column_widths(grid, width)
     for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
-        table.add_column(header, justify="right" if numeric else "left", width=widths[index], overflow="ellipsis" if numeric else "fold")
+        table.add_column(Text(header), justify="right" if numeric else "left", width=widths[index], overflow="ellipsis" if numeric else "fold")
     for index, cells in enumerate(grid.rows):
         styled = [Text(cell.text if numeric else fold_long_words(cell.text, widths[column]), style="bold" if cell.bold else "")
                   for column, (cell, numeric) in enumerate(zip(cells, grid.numeric))]
@@ -1029,12 +1029,18 @@ def _csv_text(rows: list[dict]) -> str:
         return ""
     names = {group: _names_across(rows, group) for group in ("sensitivity", "extra", "counters")}
     flat = [_flat_row(row, names) for row in rows]
+    columns = list(flat[0])
+    return "".join([_csv_record(columns), *(_csv_record([_csv_value(values[name]) for name in columns]) for values in flat)])
+
+
+def _csv_record(values: list) -> str:
+    """One CSV record ending in ``"\\n"``. The csv module quotes a field holding a character of
+    its line terminator: written with ``"\\r\\n"`` (then given ``"\\n"``), a ``"\\r"`` inside a
+    class name is quoted too, where with ``"\\n"`` it would stand bare and end the record for a
+    reader."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(flat[0]), lineterminator="\n")
-    writer.writeheader()
-    for values in flat:
-        writer.writerow({name: _csv_value(value) for name, value in values.items()})
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()[:-2] + "\n"
 
 
 def _flat_row(row: dict, names: dict[str, list[str]]) -> dict[str, Any]:
