@@ -13,7 +13,6 @@ import numpy as np
 
 from feph_finetune.data.datasets import load_dataset
 
-from conftest import REPO
 
 
 def write_image(path: Path, value: int) -> None:
