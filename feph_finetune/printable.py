@@ -118,7 +118,13 @@ class EscapingConsole(Console):
     """A rich console that shows text from data with :func:`printable`'s escapes (module
     docstring, "Where the rule is applied"): strings given to :meth:`print` and :meth:`log` are
     escaped whole, ``\\n`` included; every rendered text segment is escaped but its line ends.
-    Output of ordinary text is exactly a plain console's."""
+    Output of ordinary text is exactly a plain console's.
+
+    rich's emoji codes are off (``emoji=False`` unless given): a name holding ``:smile:`` or
+    ``A:B:`` is shown as written, never as a picture; the program's own text uses none."""
+
+    def __init__(self, *args: Any, emoji: bool = False, **options: Any) -> None:
+        super().__init__(*args, emoji=emoji, **options)
 
     def print(self, *objects: Any, **options: Any) -> None:
         super().print(*map(_as_line, objects), **options)

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -120,14 +122,11 @@ def open_input(name: str, every: int = 1) -> PredictInput:
         raise InputError(f"{name}: neither a regular file nor a folder (a FIFO, device or socket); predict reads image and video files and folders of frames")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return PredictInput(name, path, "image", 1, 1, files=[path])
-    capture = cv2.VideoCapture(str(path))
-    try:
+    with _video_capture(path) as capture:
         if not capture.isOpened():
             raise InputError(f"{name}: cannot read it as an image or a video (OpenCV's FFmpeg backend cannot open it)")
         fps = capture.get(cv2.CAP_PROP_FPS)
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
     return PredictInput(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None, announced=count if count > 0 else None)
 
 
@@ -170,11 +169,38 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     timestamps leave the frame-rate grid (variable frame rate) gets one ``note`` frame saying how
     its frames are numbered from there.
     """
-    capture = cv2.VideoCapture(str(predict_input.path))
-    try:
+    with _video_capture(predict_input.path) as capture:
         yield from _VideoReading(predict_input, capture).frames()
-    finally:
-        capture.release()
+
+
+@contextmanager
+def _video_capture(path: Path) -> Iterator["cv2.VideoCapture"]:
+    """An OpenCV capture of ``path``, released on leaving (see :func:`_utf8_name`)."""
+    with _utf8_name(path) as name:
+        capture = cv2.VideoCapture(name)
+        try:
+            yield capture
+        finally:
+            capture.release()
+
+
+@contextmanager
+def _utf8_name(path: Path) -> Iterator[str]:
+    """A name of ``path`` that OpenCV can take: ``str(path)``, or for a path that is not valid UTF-8
+    a symbolic link to it with an ASCII name in a temporary folder, removed on leaving.
+
+    OpenCV takes a path as UTF-8 text and crashes the process (SIGSEGV) on one that is not valid
+    UTF-8 (Linux allows any bytes in a name; Python holds them as U+DC80-U+DCFF).
+    """
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        with tempfile.TemporaryDirectory(prefix="feph-video-") as folder:
+            link = os.path.join(folder, "video" + (path.suffix if path.suffix.isascii() else ""))
+            os.symlink(os.fsencode(path.absolute()), link)
+            yield link
+        return
+    yield str(path)
 
 
 class _VideoReading:
