@@ -414,9 +414,22 @@ class MatrixBuilder:
             elif not isinstance(values, list) or not values:
                 self.problem(keys + (key,), "expected a non-empty array of values to expand")
             else:
-                expandable[key] = values
+                expandable[key] = self.distinct_values(keys + (key,), values)
         names = list(expandable)
         return [dict(zip(names, values)) for values in itertools.product(*(expandable[key] for key in names))]
+
+    def distinct_values(self, keys: tuple[str, ...], values: list) -> list:
+        """``values`` without repeats; each repeat is a problem: a grid's value is a run, and a
+        repeated one (``[1, 1]``, ``[0.001, 1e-3]``) would be the same run twice, writing one folder."""
+        seen: dict[str, Any] = {}
+        for value in values:
+            canonical = json.dumps(value, sort_keys=True, default=str)  # as the run id hashes it
+            if canonical in seen:
+                same = f" ({seen[canonical]!r} is the same value)" if repr(seen[canonical]) != repr(value) else ""
+                self.problem(keys, f"the value {value!r} is repeated{same}: each value makes a run, so it would run twice into one folder; list it once")
+            else:
+                seen[canonical] = value
+        return list(seen.values())
 
     def check_experiment(self, config: dict[str, Any], where) -> set[str]:
         """Check a resolved experiment; ``where(keys)`` names the place a value came from.
