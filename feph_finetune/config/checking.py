@@ -25,9 +25,6 @@ from feph_finetune.execution.executors import ExecutorChoice, check_executor
 from feph_finetune.plugins import Plugins
 
 
-#: The longest file or folder name Linux file systems take (NAME_MAX), in bytes: a run's id names its results folder.
-NAME_MAX = 255
-
 #: ``--phase``: the phases a selection may name.
 PHASE_OPTION = Option(PHASES[0], "run only this phase", choices=PHASES)
 
@@ -130,10 +127,12 @@ def output_problems(output: Path, report: Mapping[str, Any]) -> list[Problem]:
 
 
 def run_id_problems(runs: list[Run], raw: RawConfig) -> list[Problem]:
-    """Run ids that cannot name a results folder: one longer than :data:`NAME_MAX` bytes (the
+    """Run ids that cannot name a results folder: one longer than ``NAME_MAX`` bytes (the
     experiment's name makes it long; the folder could not be created), or one shared by two runs
     (a grid value that does not change the run: both would write one folder at once). Each
     problem names the experiment's place; a shared id names both runs."""
+    from feph_finetune.results.store import NAME_MAX
+
     problems, first_with, longest_id = [], {}, {}
     for run in runs:
         longest_id[run.experiment] = max(longest_id.get(run.experiment, ""), run.id, key=lambda text: len(text.encode("utf-8")))

@@ -216,6 +216,14 @@ def _unwritable_folder(folder: Path) -> str | None:
     return None
 
 
+#: The longest file or folder name Linux file systems take (NAME_MAX), in bytes.
+NAME_MAX = 255
+
+#: The longest name a file written through :func:`atomic_path` may have: its temporary's name
+#: adds a prefix (``.<12 hex digits>.tmp.``, :func:`_create_temporary`).
+LONGEST_ATOMIC_NAME = NAME_MAX - len(".000000000000.tmp.")
+
+
 def _create_temporary(path: Path, folder: bool = False) -> str:
     """Create a new empty file (mode 0o666 less the umask) or folder (0o777 less the umask)
     beside ``path``, hidden and ending in ``path``'s name (``.<random>.tmp.NAME``); return its name."""
