@@ -11,8 +11,10 @@ import errno
 import itertools
 import json
 import os
+import re
 import shlex
 import sys
+import textwrap
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -31,7 +33,7 @@ Run an experiment matrix: every experiment of the TOML in its phases (a grouped 
 k-fold cross-validation), then print the paper's tables. Finished runs in the output directory are
 skipped, so an interrupted matrix continues where it stopped.
 
-other commands (each has --help):
+commands (each has --help):
   plugins   list the installed plugins, the hooks they implement and their options
   data      describe a FePh-format dataset as the runner sees it (classes, drops, splits)
   synth     write a synthetic FePh-format dataset (the demo's and tests' data)
@@ -44,8 +46,8 @@ other commands (each has --help):
 
 def run_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m feph_finetune", description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s {plugins,data,synth,report,predict,export,convert} ...",
+        prog="python -m feph_finetune", description=RUN_DESCRIPTION, formatter_class=ParagraphsHelpFormatter,
+        usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s COMMAND ...  (commands below)",
     )
     parser.add_argument("config", type=Path, metavar="EXPERIMENTS.toml", help="the experiment matrix")
     parser.add_argument("--version", action="version", version=f"feph_finetune {feph_finetune.__version__}")
@@ -152,7 +154,7 @@ run as --architecture for that check. Needs pip install "feph_finetune[convert]"
 
 
 def convert_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=ParagraphsHelpFormatter)
     parser.add_argument("source", type=Path, help="a .onnx file, or a PyTorch .pt/.pth file (state_dict or whole model)")
     parser.add_argument("out", type=Path, metavar="OUT", help="OUT.keras (whole model) or OUT.weights.h5 (weights only)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a whole pickled model (enet_b0_7.pt): unpickling runs code named in the file, so only for files you trust")
@@ -160,6 +162,27 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--architecture", help="for a state_dict: the timm architecture it was trained as, run to verify the "
                         "conversion (default: tf_efficientnet_b0 or tf_efficientnet_b2, Savchenko's, from the file's shapes)")
     return parser
+
+
+class ParagraphsHelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, whose description keeps its paragraphs (blank lines) and its indented
+    lines (a list of ``name   words``, each its own line, wrapped under its words), each wrapped
+    to the terminal's width: argparse's default joins all into one paragraph, its raw formatter
+    wraps nothing."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(self._fill_paragraph(paragraph, width, indent) for paragraph in text.strip("\n").split("\n\n"))
+
+    @staticmethod
+    def _fill_paragraph(paragraph: str, width: int, indent: str) -> str:
+        lines = paragraph.splitlines()
+        if not any(line[:1].isspace() for line in lines):
+            return textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
+        filled = []
+        for line in lines:
+            hanging = re.match(r"\s*\S+\s{2,}|\s*", line).end()  # under the words of "  name   words"
+            filled.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + " " * hanging, break_on_hyphens=False))
+        return "\n".join(filled)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import re
 
-from feph_finetune.cli import main, run_parser
+import pytest
+
+from feph_finetune.cli import COMMANDS, main, run_parser
 from feph_finetune.config.reading import read_config
 from feph_finetune.plugins import get_plugins
 from conftest import REPO
@@ -55,3 +57,14 @@ def test_demo_cache_follows_feph_finetune_cache(tmp_path, monkeypatch):
     path.write_text("[dataset]\nroot = 'x'\n[experiments.A]\n", encoding="utf-8")
     paths = demo.demo_paths(demo.demo_settings(read_config(path)))
     assert paths.root.is_relative_to(tmp_path / "cache" / "demo")
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_help_fits_80_columns(command, monkeypatch, capsys):
+    """argparse wraps at COLUMNS - 2; a raw description or a hand-written usage line does not wrap."""
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--help"] if command else ["--help"])
+    assert exit.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) > 5 and [line for line in lines if len(line) > 80] == []
