@@ -5,6 +5,7 @@ another file; and every problem with ``convert``'s arguments is reported at once
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,6 +84,16 @@ def test_every_argument_problem_is_reported_at_once(tmp_path, capsys):
                     "--classes has an empty name (at position 3)"):
         assert problem in error, error
     assert "4 problems" in error and "Traceback" not in error
+
+
+def test_a_source_that_is_no_regular_file_is_named_so(tmp_path, capsys):
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    folder = tmp_path / "folder.pt"
+    folder.mkdir()
+    for source, problem in ((fifo, "is not a regular file (a FIFO); only regular files are read"), (folder, "is a folder, not a file")):
+        assert main(["convert", str(source), str(tmp_path / "o.keras")]) == 2
+        assert f"{source}: {problem}" in capsys.readouterr().err
 
 
 def test_a_dry_run_refuses_weights_whose_sidecar_was_written_for_another_file(tmp_path, synthetic_feph, capsys):

@@ -22,6 +22,8 @@ MAX_IMAGE_BYTES = 256 * 2**20
 #: Largest labels CSV or configuration file read (bytes): FePh's CSV is 40 kB, a labels CSV of
 #: ten million rows about 500 MB; the text is held in memory whole while it is parsed.
 MAX_TEXT_BYTES = 1024 * 2**20
+#: No limit: for a file whose size is the reader's business (a model).
+MAX_FILE_BYTES = 2**63 - 1
 
 
 class UnreadableFile(OSError):
@@ -39,7 +41,7 @@ def read_user_file(path, limit: int) -> bytes:
     Raises :class:`UnreadableFile` for a missing file, a FIFO, device, socket or folder, a file
     larger than ``limit``, or a read error; never blocks on a FIFO or reads an endless device.
     """
-    _refuse(_file_problem(_opening(os.stat, path), limit))  # a device is never opened: opening some acts
+    check_user_file(path, limit)  # a device is never opened: opening some acts
     descriptor = _opening(os.open, path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0))
     with os.fdopen(descriptor, "rb") as stream:
         _refuse(_file_problem(os.fstat(descriptor), limit))  # what was opened, in case the name changed
@@ -50,6 +52,13 @@ def read_user_file(path, limit: int) -> bytes:
     if len(data) > limit:  # grew since fstat
         raise UnreadableFile(_too_big(len(data), limit))
     return data
+
+
+def check_user_file(path, limit: int = MAX_FILE_BYTES) -> None:
+    """Refuse ``path`` unless it names a regular file (symbolic links followed) of at most ``limit``
+    bytes, as :func:`read_user_file` does, without opening it: for a file a library reads itself
+    (a model for ``convert``). Raises :class:`UnreadableFile`."""
+    _refuse(_file_problem(_opening(os.stat, path), limit))
 
 
 def _opening(call, *args):
