@@ -16,6 +16,7 @@ import shlex
 import sys
 import textwrap
 from pathlib import Path
+from typing import Sequence
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -455,7 +456,6 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
         widths = [max(cell_len(row[0]) for row in rows), console.width - max(cell_len(row[0]) for row in rows) - 2]
     table = Table(
         title=f"{len(runs)} runs", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
-        caption="run id: experiment, x (exploratory split) or cvK (fold K), hash of configuration and data; data steps: preprocess plugins, +augment, weights=class weights plugin",
     )
     wraps = [not (index == 0 or (index < 3 and len(headers) > 2)) for index in range(len(headers))]
     for header, width, wrap in zip(headers, widths, wraps):
@@ -463,6 +463,30 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     for row in rows:
         table.add_row(*(escape(fold_long_words(cell, width) if wrap else cell) for cell, width, wrap in zip(row, widths, wraps)))
     console.print(table)
+    for entry in RUN_TABLE_LEGEND:
+        for line in phrase_lines(entry, console.width):
+            console.print(line, style="table.caption", highlight=False, markup=False)
+
+
+#: What the run table's columns hold, an entry per column, each phrase by phrase: the legend is
+#: left-aligned at the console's width, an entry starts a line, a line breaks only between phrases.
+RUN_TABLE_LEGEND = (("run id: experiment,", "x (exploratory split)", "or cvK (fold K),", "hash of configuration and data"),
+                    ("data steps: preprocess plugins,", "+augment,", "weights=class weights plugin"))
+
+
+def phrase_lines(phrases: Sequence[str], width: int) -> list[str]:
+    """``phrases`` joined by spaces into lines of at most ``width`` display cells, left-aligned,
+    broken only between phrases (a phrase wider than ``width`` has a line of its own, which the
+    console wraps)."""
+    from rich.cells import cell_len
+
+    lines: list[str] = []
+    for phrase in phrases:
+        if lines and cell_len(lines[-1]) + 1 + cell_len(phrase) <= width:
+            lines[-1] += " " + phrase
+        else:
+            lines.append(phrase)
+    return lines
 
 
 def _run_column_widths(headers: list[str], rows: list[list[str]], width: int) -> list[int]:

@@ -68,3 +68,19 @@ def test_every_help_fits_80_columns(command, monkeypatch, capsys):
     assert exit.value.code == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) > 5 and [line for line in lines if len(line) > 80] == []
+
+
+@pytest.mark.parametrize("columns", [80, 44])
+def test_the_dry_run_legend_breaks_only_between_its_phrases_left_aligned(columns, synthetic_feph, tmp_path, monkeypatch, capsys):
+    from feph_finetune.cli import RUN_TABLE_LEGEND
+
+    from conftest import write_matrix
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main([str(write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    legend = lines[next(index for index, line in enumerate(lines) if line.startswith("run id: experiment")):]
+    assert all(len(line) <= columns and line == line.strip() for line in legend), legend
+    assert " ".join(legend) == " ".join(phrase for entry in RUN_TABLE_LEGEND for phrase in entry)
+    assert all(any(phrase in line for line in legend) for entry in RUN_TABLE_LEGEND for phrase in entry), legend  # none split
+    assert any(line.startswith("data steps:") for line in legend)
