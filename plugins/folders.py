@@ -106,18 +106,10 @@ def empty_classes_error(what: str, empty: list[str], place: Path, reasons: list[
 
 
 def _class_folders(base: Path, root: Path, dropped: list[DroppedEntry]) -> list[str]:
-    """The class folders in ``base``, sorted; a file beside them is dropped as ``no_class``.
-
-    A folder whose name is not valid UTF-8 (Linux allows any bytes) is a
-    :class:`~feph_finetune.DatasetError` naming it: a class name is written into records, reports
-    and prediction files as text, which such a name cannot be.
-    """
+    """The class folders in ``base``, sorted; a file beside them is dropped as ``no_class``."""
     names = []
     for entry in sorted(base.iterdir()):
         if entry.is_dir():
-            if not _is_utf8(entry.name):
-                raise DatasetError(f"class folder {_relative(entry, root)!r} in {root}: its name is not valid UTF-8 (shown escaped); "
-                                   "a class name is written into records and reports as text: rename the folder")
             names.append(entry.name)
         elif not entry.name.startswith("."):
             dropped.append(DroppedEntry(None, _relative(entry, root), "no_class"))
@@ -185,15 +177,6 @@ def _sample(path: Path, label: int, split: str | None, root: Path) -> Sample:
     frame = frame_of(path.name)
     sequence = sequence_of(path.name) if frame is not None else "/".join(relative)
     return Sample(path=path, label=label, groups={"folder": folder, "sequence": sequence}, frame=frame, split=split)
-
-
-def _is_utf8(name: str) -> bool:
-    """Whether ``name`` came from valid UTF-8 bytes (Python holds other bytes as U+DC80-U+DCFF)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -9,6 +9,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import feph_finetune.convert as converting
@@ -107,3 +108,22 @@ def test_a_dry_run_refuses_weights_whose_sidecar_was_written_for_another_file(tm
     error = capsys.readouterr().err
     key = "experiments.A.options.efficientnet.weights"
     assert f"{path}:{line_of(path, 'weights = ')} {key}: {out}.json: describes another file than {out}" in error, error
+
+
+def test_an_onnx_source_whose_name_is_not_utf8_is_run(tmp_path):
+    """onnxruntime takes a file's name as UTF-8 text and refused one of other bytes (Linux allows
+    any); the check run of ``convert`` reads such a file itself. \\xff never occurs in UTF-8."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    from feph_finetune.convert.onnx_source import _runner
+
+    pooled = helper.make_node("ReduceMean", ["x"], ["y"], axes=[2, 3], keepdims=0)  # NCHW -> (N, 3): one logit per channel
+    graph = helper.make_graph([pooled], "mean", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    plain, odd = tmp_path / "plain.onnx", tmp_path / os.fsdecode(b"odd\xff.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), plain)
+    odd.write_bytes(plain.read_bytes())
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 8, 8, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(_runner(odd, ends_in_softmax=False)(images, 3), _runner(plain, ends_in_softmax=False)(images, 3))

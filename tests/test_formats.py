@@ -506,10 +506,10 @@ def test_path_hashes_are_of_the_bytes_on_disk_and_unchanged_for_utf8_names(tmp_p
     assert bytes(Path("data_é")) == "data_é".encode("utf-8")
 
 
-def test_a_class_folder_whose_name_is_not_utf8_is_refused_naming_it(tmp_path, capsys):
+def test_a_class_whose_name_is_not_utf8_is_refused_naming_it(tmp_path, capsys):
     root = tmp_path / "data"
     write_folders(root, classes=("happy", "sad"), videos=1)
     (root / "sad").rename(root / os.fsdecode(b"sad\xff"))  # OpenCV crashes on a name that is not UTF-8
     assert main(["data", str(root), "--format", "folders"]) == 2
     error = capsys.readouterr().err
-    assert "class folder 'sad\\udcff'" in error and "not valid UTF-8" in error and "rename the folder" in error
+    assert f"class 'sad\\udcff' in {root}: not valid UTF-8" in error and "rename it" in error

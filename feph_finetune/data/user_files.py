@@ -54,6 +54,17 @@ def read_user_file(path, limit: int) -> bytes:
     return data
 
 
+def is_utf8_name(name: str) -> bool:
+    """Whether ``name`` came from valid UTF-8 bytes. Linux allows any bytes in a name; Python holds
+    the others as U+DC80-U+DCFF, which cannot be written as UTF-8 text (records, CSV) nor handed to
+    a library that takes names as UTF-8 (OpenCV crashes, onnxruntime and TensorFlow refuse)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_user_file(path, limit: int = MAX_FILE_BYTES) -> None:
     """Refuse ``path`` unless it names a regular file (symbolic links followed) of at most ``limit``
     bytes, as :func:`read_user_file` does, without opening it: for a file a library reads itself

@@ -45,6 +45,7 @@ import numpy as np
 
 from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
+from feph_finetune.data.user_files import is_utf8_name
 from feph_finetune.predict.avi import avi_layout
 
 #: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
@@ -192,15 +193,13 @@ def _utf8_name(path: Path) -> Iterator[str]:
     OpenCV takes a path as UTF-8 text and crashes the process (SIGSEGV) on one that is not valid
     UTF-8 (Linux allows any bytes in a name; Python holds them as U+DC80-U+DCFF).
     """
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        with tempfile.TemporaryDirectory(prefix="feph-video-") as folder:
-            link = os.path.join(folder, "video" + (path.suffix if path.suffix.isascii() else ""))
-            os.symlink(os.fsencode(path.absolute()), link)
-            yield link
+    if is_utf8_name(str(path)):
+        yield str(path)
         return
-    yield str(path)
+    with tempfile.TemporaryDirectory(prefix="feph-video-") as folder:
+        link = os.path.join(folder, "video" + (path.suffix if path.suffix.isascii() else ""))
+        os.symlink(os.fsencode(path.absolute()), link)
+        yield link
 
 
 class _VideoReading:
