@@ -623,6 +623,10 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     except ExecutorError as error:
         return print_error(errors, message_lines(error))
     except OSError as error:  # a full, read-only or forbidden disk: stop, keep what finished
+        if error.errno == errno.ENAMETOOLONG and error.filename:  # a path given (or made from one) past the file system's limit
+            from feph_finetune.data.user_files import lookup_problem
+
+            return print_error(errors, [f"{error.filename}: {lookup_problem(error.filename) or error.strerror}"])
         if error.filename and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # errors of writing only (EACCES may be a read)
             error = write_error(error, Path(error.filename))
         if not isinstance(error, (NoSpaceError, UnwritableError)):

@@ -338,7 +338,8 @@ def test_figure_names_from_long_experiment_names_and_grid_values_fit_a_file_name
     """A figure's name holds its experiment and grid point; cut with a digest where it would pass
     the 255 bytes a file name may have (its temporary's prefix included), still distinct."""
     from feph_finetune.results.figures import _StableNames
-    from feph_finetune.results.store import LONGEST_ATOMIC_NAME, NAME_MAX
+    from feph_finetune.data.user_files import NAME_MAX
+    from feph_finetune.results.store import LONGEST_ATOMIC_NAME
 
     names = _StableNames()
     long_value = "v" * 300

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from feph_finetune.cli import main
 from feph_finetune.config.options import Option, option_problems
 from feph_finetune.config.reading import ConfigError, read_config
@@ -294,3 +296,28 @@ def test_two_runs_with_one_id_are_refused_naming_both(tmp_path, synthetic_feph, 
     error = dry_run_error(path, capsys)
     assert re.search(r"experiments\.A\.grid: two runs have the id A-x-\w+: experiments\.A \(grid options\.sam\.rho=0\.01\) "
                      r"and experiments\.A \(grid options\.sam\.rho=0\.02\) make the same run", error), error
+
+
+def test_paths_with_a_name_too_long_for_the_file_system_are_problems_of_the_one_pass(tmp_path, synthetic_feph, capsys):
+    """Linux refuses a file or folder name over 255 bytes (ENAMETOOLONG): looking such a path up
+    raised a traceback, or passed the dry run and failed every run."""
+    long = str(tmp_path / ("q" * 300))
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\n')
+    error = dry_run_error(path, capsys, "--set", f"experiments.A.options.mobilenet.weights={long}.h5", "--set", f"dataset.cache_dir={long}", "--output", long)
+    too_long = "a name in it has 300 bytes, more than the 255 a file or folder name may have"
+    for place_ in (f"--set experiments.A.options.mobilenet.weights={long}.h5: '{long}.h5': a name in it has 303 bytes",
+                   f"--set dataset.cache_dir={long}: {too_long}", f"results directory {long}: {too_long}"):
+        assert place_ in error, error
+    error = dry_run_error(path, capsys, "--set", f"dataset.root={long}")
+    assert f"--set dataset.root={long}: '{long}': {too_long}" in error
+
+
+@pytest.mark.parametrize("command", ["data", "synth", "report", "predict"])
+def test_every_command_names_a_path_too_long_for_the_file_system(command, tmp_path, capsys, monkeypatch):
+    long = str(tmp_path / ("q" * 300))
+    monkeypatch.setattr("feph_finetune.predict.bundle.open_bundle", lambda path, plugins: object())  # inputs are opened before the model
+    argv = {"data": ["data", long], "synth": ["synth", long], "report": ["report", long], "predict": ["predict", str(tmp_path), long + ".png"]}[command]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"{long}{'.png' * (command == 'predict')}: a name in it has" in error and "more than the 255 a file or folder name may have" in error, error
+    assert "Traceback" not in error

@@ -131,7 +131,7 @@ def run_id_problems(runs: list[Run], raw: RawConfig) -> list[Problem]:
     experiment's name makes it long; the folder could not be created), or one shared by two runs
     (a grid value that does not change the run: both would write one folder at once). Each
     problem names the experiment's place; a shared id names both runs."""
-    from feph_finetune.results.store import NAME_MAX
+    from feph_finetune.data.user_files import NAME_MAX
 
     problems, first_with, longest_id = [], {}, {}
     for run in runs:

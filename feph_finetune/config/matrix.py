@@ -47,6 +47,7 @@ from feph_finetune.printable import printable
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.class_mapping import map_classes
+from feph_finetune.data.user_files import lookup_problem
 from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, grouping_warning, load_index, test_fraction_warning
 from feph_finetune.plugins import PluginCallError, Plugins
 
@@ -203,6 +204,8 @@ class MatrixBuilder:
             root = dataset["root"]
             if not root:
                 self.problem(("dataset", "root"), f"not set. {FEPH_SOURCE}")
+            elif problem := lookup_problem(Path(root).expanduser()):
+                self.problem(("dataset", "root"), f"{root!r}: {problem}")
             elif not Path(root).expanduser().is_dir():
                 self.problem(("dataset", "root"), f"folder {root!r} does not exist. {FEPH_SOURCE}")
         return dataset, invalid
@@ -304,7 +307,7 @@ class MatrixBuilder:
         exists: record its fingerprint in ``dataset`` (part of every run's id) and, when
         ``report``, refuse data no run could use: no usable image, too few groups to split."""
         root = dataset["root"]
-        if not root or not Path(root).expanduser().is_dir():
+        if not root or lookup_problem(Path(root).expanduser()) or not Path(root).expanduser().is_dir():
             return
         try:
             index = load_index(dataset, self.plugins)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from feph_finetune.data.user_files import lookup_problem
+
 #: What ``Option.path`` may ask for.
 PATH_KINDS = ("file", "dir")
 
@@ -192,6 +194,9 @@ def _path_problems(text: str, option: Option, check_paths: bool) -> list[str]:
     if not check_paths:
         return []
     path = Path(text).expanduser()
+    problem = lookup_problem(path)
+    if problem:
+        return [f"{text!r}: {problem}"]
     exists = path.is_file() if option.path == "file" else path.is_dir()
     if not exists:
         return [f"no such {option.path}: {text!r} ({path.absolute()})"]

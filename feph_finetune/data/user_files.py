@@ -12,6 +12,7 @@ regular file no larger than the caller's limit. No TensorFlow here.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -52,6 +53,29 @@ def read_user_file(path, limit: int) -> bytes:
     if len(data) > limit:  # grew since fstat
         raise UnreadableFile(_too_big(len(data), limit))
     return data
+
+
+#: The longest file or folder name Linux file systems take (NAME_MAX), in bytes.
+NAME_MAX = 255
+
+
+def lookup_problem(path) -> str | None:
+    """Why ``path`` cannot even be looked up, or None (it exists, or it does not):
+    a file or folder name in it longer than :data:`NAME_MAX` bytes, a NUL byte, a folder on the
+    way that cannot be searched. ``Path.exists()`` and ``is_dir()`` raise these as ``OSError``
+    (``ENAMETOOLONG``), where a missing file only answers False."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except ValueError:  # a NUL byte
+        return "a name cannot hold a NUL byte"
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            longest = max(os.fsencode(path).split(b"/"), key=len)
+            return f"a name in it has {len(longest)} bytes, more than the {NAME_MAX} a file or folder name may have"
+        return f"cannot be looked up ({error.strerror or error})"
+    return None
 
 
 def is_utf8_name(name: str) -> bool:

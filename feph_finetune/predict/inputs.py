@@ -45,7 +45,7 @@ import numpy as np
 
 from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
-from feph_finetune.data.user_files import is_utf8_name
+from feph_finetune.data.user_files import is_utf8_name, lookup_problem
 from feph_finetune.predict.avi import avi_layout
 
 #: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
@@ -111,6 +111,9 @@ def open_input(name: str, every: int = 1) -> PredictInput:
     image name nor a video OpenCV can open.
     """
     path = Path(name)
+    problem = lookup_problem(path)
+    if problem:
+        raise InputError(f"{name}: {problem}")
     if not path.exists():
         raise InputError(f"{name}: no such file or folder")
     if path.is_dir():
