@@ -8,6 +8,7 @@ No test here trains or imports TensorFlow.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -321,3 +322,18 @@ def test_every_command_names_a_path_too_long_for_the_file_system(command, tmp_pa
     error = capsys.readouterr().err
     assert f"{long}{'.png' * (command == 'predict')}: a name in it has" in error and "more than the 255 a file or folder name may have" in error, error
     assert "Traceback" not in error
+
+
+def test_a_path_that_is_no_file_or_no_folder_is_named_for_what_it_is(tmp_path, synthetic_feph, capsys):
+    """A FIFO (reading it waits forever), a folder or a file where the other is expected was
+    reported as missing."""
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)
+    (tmp_path / "folder.h5").mkdir()
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\n[experiments.B]\n')
+    error = dry_run_error(path, capsys, "--set", f"experiments.A.options.mobilenet.weights={fifo}",
+                          "--set", f"experiments.B.options.mobilenet.weights={tmp_path / 'folder.h5'}")
+    assert f"'{fifo}' is not a regular file (a FIFO); only regular files are read" in error
+    assert f"'{tmp_path / 'folder.h5'}' is a folder, not a file" in error
+    error = dry_run_error(path, capsys, "--set", f"dataset.root={path}")
+    assert f"--set dataset.root={path}: '{path}' is a file, not a folder" in error

@@ -206,6 +206,8 @@ class MatrixBuilder:
                 self.problem(("dataset", "root"), f"not set. {FEPH_SOURCE}")
             elif problem := lookup_problem(Path(root).expanduser()):
                 self.problem(("dataset", "root"), f"{root!r}: {problem}")
+            elif Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
+                self.problem(("dataset", "root"), f"{root!r} is a file, not a folder")
             elif not Path(root).expanduser().is_dir():
                 self.problem(("dataset", "root"), f"folder {root!r} does not exist. {FEPH_SOURCE}")
         return dataset, invalid
