@@ -11,9 +11,12 @@ import errno
 import itertools
 import json
 import os
+import re
 import shlex
 import sys
+import textwrap
 from pathlib import Path
+from typing import Sequence
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -31,7 +34,7 @@ Run an experiment matrix: every experiment of the TOML in its phases (a grouped 
 k-fold cross-validation), then print the paper's tables. Finished runs in the output directory are
 skipped, so an interrupted matrix continues where it stopped.
 
-other commands (each has --help):
+commands (each has --help):
   plugins   list the installed plugins, the hooks they implement and their options
   data      describe a FePh-format dataset as the runner sees it (classes, drops, splits)
   synth     write a synthetic FePh-format dataset (the demo's and tests' data)
@@ -44,8 +47,8 @@ other commands (each has --help):
 
 def run_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m feph_finetune", description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s {plugins,data,synth,report,predict,export,convert} ...",
+        prog="python -m feph_finetune", description=RUN_DESCRIPTION, formatter_class=ParagraphsHelpFormatter,
+        usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s COMMAND ...  (commands below)",
     )
     parser.add_argument("config", type=Path, metavar="EXPERIMENTS.toml", help="the experiment matrix")
     parser.add_argument("--version", action="version", version=f"feph_finetune {feph_finetune.__version__}")
@@ -152,7 +155,7 @@ run as --architecture for that check. Needs pip install "feph_finetune[convert]"
 
 
 def convert_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=ParagraphsHelpFormatter)
     parser.add_argument("source", type=Path, help="a .onnx file, or a PyTorch .pt/.pth file (state_dict or whole model)")
     parser.add_argument("out", type=Path, metavar="OUT", help="OUT.keras (whole model) or OUT.weights.h5 (weights only)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a whole pickled model (enet_b0_7.pt): unpickling runs code named in the file, so only for files you trust")
@@ -160,6 +163,27 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--architecture", help="for a state_dict: the timm architecture it was trained as, run to verify the "
                         "conversion (default: tf_efficientnet_b0 or tf_efficientnet_b2, Savchenko's, from the file's shapes)")
     return parser
+
+
+class ParagraphsHelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, whose description keeps its paragraphs (blank lines) and its indented
+    lines (a list of ``name   words``, each its own line, wrapped under its words), each wrapped
+    to the terminal's width: argparse's default joins all into one paragraph, its raw formatter
+    wraps nothing."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(self._fill_paragraph(paragraph, width, indent) for paragraph in text.strip("\n").split("\n\n"))
+
+    @staticmethod
+    def _fill_paragraph(paragraph: str, width: int, indent: str) -> str:
+        lines = paragraph.splitlines()
+        if not any(line[:1].isspace() for line in lines):
+            return textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
+        filled = []
+        for line in lines:
+            hanging = re.match(r"\s*\S+\s{2,}|\s*", line).end()  # under the words of "  name   words"
+            filled.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + " " * hanging, break_on_hyphens=False))
+        return "\n".join(filled)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -432,7 +456,6 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
         widths = [max(cell_len(row[0]) for row in rows), console.width - max(cell_len(row[0]) for row in rows) - 2]
     table = Table(
         title=f"{len(runs)} runs", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
-        caption="run id: experiment, x (exploratory split) or cvK (fold K), hash of configuration and data; data steps: preprocess plugins, +augment, weights=class weights plugin",
     )
     wraps = [not (index == 0 or (index < 3 and len(headers) > 2)) for index in range(len(headers))]
     for header, width, wrap in zip(headers, widths, wraps):
@@ -440,6 +463,30 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     for row in rows:
         table.add_row(*(fold_long_words(cell, width) if wrap else cell for cell, width, wrap in zip(row, widths, wraps)))
     console.print(table)
+    for entry in RUN_TABLE_LEGEND:
+        for line in phrase_lines(entry, console.width):
+            console.print(line, style="table.caption", highlight=False, markup=False)
+
+
+#: What the run table's columns hold, an entry per column, each phrase by phrase: the legend is
+#: left-aligned at the console's width, an entry starts a line, a line breaks only between phrases.
+RUN_TABLE_LEGEND = (("run id: experiment,", "x (exploratory split)", "or cvK (fold K),", "hash of configuration and data"),
+                    ("data steps: preprocess plugins,", "+augment,", "weights=class weights plugin"))
+
+
+def phrase_lines(phrases: Sequence[str], width: int) -> list[str]:
+    """``phrases`` joined by spaces into lines of at most ``width`` display cells, left-aligned,
+    broken only between phrases (a phrase wider than ``width`` has a line of its own, which the
+    console wraps)."""
+    from rich.cells import cell_len
+
+    lines: list[str] = []
+    for phrase in phrases:
+        if lines and cell_len(lines[-1]) + 1 + cell_len(phrase) <= width:
+            lines[-1] += " " + phrase
+        else:
+            lines.append(phrase)
+    return lines
 
 
 def _run_column_widths(headers: list[str], rows: list[list[str]], width: int) -> list[int]:
@@ -576,6 +623,10 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     except ExecutorError as error:
         return print_error(errors, message_lines(error))
     except OSError as error:  # a full, read-only or forbidden disk: stop, keep what finished
+        if error.errno == errno.ENAMETOOLONG and error.filename:  # a path given (or made from one) past the file system's limit
+            from feph_finetune.data.user_files import lookup_problem
+
+            return print_error(errors, [f"{error.filename}: {lookup_problem(error.filename) or error.strerror}"])
         if error.filename and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # errors of writing only (EACCES may be a read)
             error = write_error(error, Path(error.filename))
         if not isinstance(error, (NoSpaceError, UnwritableError)):

@@ -129,10 +129,12 @@ class EscapingConsole(Console):
     such as ``mk[/]`` or a class ``[red]x`` is data; read as markup the first would raise
     ``MarkupError`` and the second would lose its brackets. Styling is asked for where the
     program writes it: ``print(..., markup=True)`` with every value inside passed through
-    :func:`rich.markup.escape`, or a :class:`rich.text.Text` with a style."""
+    :func:`rich.markup.escape`, or a :class:`rich.text.Text` with a style. rich's emoji codes are
+    off too (``emoji=False``): a name holding ``:smile:`` or ``A:B:`` is shown as written, never
+    as a picture; the program's own text uses none."""
 
-    def __init__(self, *args: Any, markup: bool = False, **options: Any) -> None:
-        super().__init__(*args, markup=markup, **options)
+    def __init__(self, *args: Any, markup: bool = False, emoji: bool = False, **options: Any) -> None:
+        super().__init__(*args, markup=markup, emoji=emoji, **options)
 
     def print(self, *objects: Any, **options: Any) -> None:
         super().print(*map(_as_line, objects), **options)

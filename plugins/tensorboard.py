@@ -16,6 +16,7 @@ package. Viewing needs TensorBoard itself: ``pip install tensorboard``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from feph_finetune import Option, hookimpl
@@ -75,7 +76,7 @@ def _state(run) -> dict:
 
     state = _open.setdefault(run.id, {"writer": None, "stages": [], "epoch": 0})
     if state["writer"] is None:
-        state["writer"] = tf.summary.create_file_writer(str(run.run_dir))
+        state["writer"] = tf.summary.create_file_writer(os.fsencode(run.run_dir))  # bytes: TensorFlow takes text as UTF-8 only
     return state
 
 

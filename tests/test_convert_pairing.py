@@ -5,9 +5,11 @@ another file; and every problem with ``convert``'s arguments is reported at once
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import feph_finetune.convert as converting
@@ -85,6 +87,16 @@ def test_every_argument_problem_is_reported_at_once(tmp_path, capsys):
     assert "4 problems" in error and "Traceback" not in error
 
 
+def test_a_source_that_is_no_regular_file_is_named_so(tmp_path, capsys):
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    folder = tmp_path / "folder.pt"
+    folder.mkdir()
+    for source, problem in ((fifo, "is not a regular file (a FIFO); only regular files are read"), (folder, "is a folder, not a file")):
+        assert main(["convert", str(source), str(tmp_path / "o.keras")]) == 2
+        assert f"{source}: {problem}" in capsys.readouterr().err
+
+
 def test_a_dry_run_refuses_weights_whose_sidecar_was_written_for_another_file(tmp_path, synthetic_feph, capsys):
     from conftest import line_of, write_matrix
 
@@ -127,3 +139,20 @@ def test_a_dry_run_refuses_weights_whose_sidecar_holds_classes_as_a_text(tmp_pat
     assert main([str(path), "--dry-run"]) == 2
     error = capsys.readouterr().err
     assert f"{out}.json classes: must be a list" in error and f"{out}.json model_sha256: must be" in error and "Traceback" not in error, error
+def test_an_onnx_source_whose_name_is_not_utf8_is_run(tmp_path):
+    """onnxruntime takes a file's name as UTF-8 text and refused one of other bytes (Linux allows
+    any); the check run of ``convert`` reads such a file itself. \\xff never occurs in UTF-8."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    from feph_finetune.convert.onnx_source import _runner
+
+    pooled = helper.make_node("ReduceMean", ["x"], ["y"], axes=[2, 3], keepdims=0)  # NCHW -> (N, 3): one logit per channel
+    graph = helper.make_graph([pooled], "mean", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    plain, odd = tmp_path / "plain.onnx", tmp_path / os.fsdecode(b"odd\xff.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), plain)
+    odd.write_bytes(plain.read_bytes())
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 8, 8, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(_runner(odd, ends_in_softmax=False)(images, 3), _runner(plain, ends_in_softmax=False)(images, 3))

@@ -332,3 +332,19 @@ def test_sigterm_while_figures_are_drawn_exits_130_leaving_no_new_folder(store, 
     assert "interrupted" in capsys.readouterr().err
     assert not out.exists() and list((tmp_path / "new").iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) == before, "the command puts the previous handler back"
+
+
+def test_figure_names_from_long_experiment_names_and_grid_values_fit_a_file_name():
+    """A figure's name holds its experiment and grid point; cut with a digest where it would pass
+    the 255 bytes a file name may have (its temporary's prefix included), still distinct."""
+    from feph_finetune.results.figures import _StableNames
+    from feph_finetune.data.user_files import NAME_MAX
+    from feph_finetune.results.store import LONGEST_ATOMIC_NAME
+
+    names = _StableNames()
+    long_value = "v" * 300
+    rows = [{"phase": "cv", "experiment": "E" * 240, "variant": {"options.x.path": long_value + end}} for end in ("1", "2", "2")]
+    files = [names.file("learning_curves", row) for row in rows]
+    assert all(len(name.encode()) <= LONGEST_ATOMIC_NAME < NAME_MAX for name in files), [len(name) for name in files]
+    assert len(set(files)) == 3 and files[2] == files[1].replace(".png", "-2.png")
+    assert names.file("confusion", {"phase": "x", "experiment": "A", "variant": {"seed": 1}}) == "confusion_x_A_seed-1.png"  # short names as before

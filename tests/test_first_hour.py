@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import re
 
-from feph_finetune.cli import main, run_parser
+import pytest
+
+from feph_finetune.cli import COMMANDS, main, run_parser
 from feph_finetune.config.reading import read_config
 from feph_finetune.plugins import get_plugins
 from conftest import REPO
@@ -55,3 +57,30 @@ def test_demo_cache_follows_feph_finetune_cache(tmp_path, monkeypatch):
     path.write_text("[dataset]\nroot = 'x'\n[experiments.A]\n", encoding="utf-8")
     paths = demo.demo_paths(demo.demo_settings(read_config(path)))
     assert paths.root.is_relative_to(tmp_path / "cache" / "demo")
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_help_fits_80_columns(command, monkeypatch, capsys):
+    """argparse wraps at COLUMNS - 2; a raw description or a hand-written usage line does not wrap."""
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--help"] if command else ["--help"])
+    assert exit.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) > 5 and [line for line in lines if len(line) > 80] == []
+
+
+@pytest.mark.parametrize("columns", [80, 44])
+def test_the_dry_run_legend_breaks_only_between_its_phrases_left_aligned(columns, synthetic_feph, tmp_path, monkeypatch, capsys):
+    from feph_finetune.cli import RUN_TABLE_LEGEND
+
+    from conftest import write_matrix
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main([str(write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    legend = lines[next(index for index, line in enumerate(lines) if line.startswith("run id: experiment")):]
+    assert all(len(line) <= columns and line == line.strip() for line in legend), legend
+    assert " ".join(legend) == " ".join(phrase for entry in RUN_TABLE_LEGEND for phrase in entry)
+    assert all(any(phrase in line for line in legend) for entry in RUN_TABLE_LEGEND for phrase in entry), legend  # none split
+    assert any(line.startswith("data steps:") for line in legend)

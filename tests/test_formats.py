@@ -473,3 +473,44 @@ def test_a_third_party_format_installed_by_entry_point_runs_a_tiny_matrix(tmp_pa
     record, = results(output)
     assert record["status"] == "done", record.get("error")
     assert record["classes"] == ["calm", "frown", "smile"]
+
+
+def test_a_dataset_whose_root_and_file_names_are_not_utf8_runs(tmp_path, capsys):
+    """Linux allows any bytes in a name (Python holds the undecodable ones as U+DC80-U+DCFF); hashing
+    such a path as UTF-8 text failed every run. \\xfe and \\xff never occur in UTF-8."""
+    root = tmp_path / os.fsdecode(b"data\xff")
+    write_folders(tmp_path / "plain", classes=FOUR[:2])  # OpenCV crashes on a name that is not UTF-8
+    (tmp_path / "plain").rename(root)
+    for path in sorted(root.glob("*/*.png"))[::2]:
+        path.rename(path.with_name(os.fsdecode(path.stem.encode() + b"\xfe.png")))
+    path = matrix_toml(tmp_path / "m.toml", tmp_path / "set_below", f'format = "folders"\ngroup_pattern = \'{PATTERN}\'\n', '[experiments.A]\nphases = ["exploratory"]\n')
+    output = tmp_path / "runs"
+    assert main([str(path), "--set", f"dataset.root={root}", "--output", str(output), "--executor", "inline"]) == 0  # a TOML file is UTF-8
+    (record,) = results(output)
+    assert record["status"] == "done", record.get("error")
+
+
+def test_path_hashes_are_of_the_bytes_on_disk_and_unchanged_for_utf8_names(tmp_path):
+    """A frame array's key hashes its samples' paths: as UTF-8 for a UTF-8 name (as before, so
+    that no key changes), as the bytes on disk for any other name."""
+    import hashlib
+
+    from feph_finetune.data.preparation import DataSource
+
+    for name in ("data_é", os.fsdecode(b"data\xff")):
+        root = tmp_path / name
+        write_folders(tmp_path / "plain", classes=FOUR[:2], videos=1)  # OpenCV crashes on a name that is not UTF-8
+        (tmp_path / "plain").rename(root)
+        dataset = load_dataset({"root": str(root), "format": "folders"})
+        expected = hashlib.sha256(b"\0".join(bytes(sample.path) for sample in dataset.samples)).hexdigest()
+        assert DataSource.frames_key(dataset, [], 32)[1] == expected
+    assert bytes(Path("data_é")) == "data_é".encode("utf-8")
+
+
+def test_a_class_whose_name_is_not_utf8_is_refused_naming_it(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_folders(root, classes=("happy", "sad"), videos=1)
+    (root / "sad").rename(root / os.fsdecode(b"sad\xff"))  # OpenCV crashes on a name that is not UTF-8
+    assert main(["data", str(root), "--format", "folders"]) == 2
+    error = capsys.readouterr().err
+    assert f"class 'sad\\udcff' in {root}: not valid UTF-8" in error and "rename it" in error

@@ -8,7 +8,10 @@ No test here trains or imports TensorFlow.
 from __future__ import annotations
 
 import json
+import os
 import re
+
+import pytest
 
 from feph_finetune.cli import main
 from feph_finetune.config.options import Option, option_problems
@@ -260,3 +263,77 @@ def test_options_of_a_tracker_that_is_not_enabled_are_a_warning_not_an_error(tmp
             'which is not enabled, so they have no effect; enable it with [tracking] plugins = ["tensorboard"] or --track tensorboard') in warning
     assert main([str(path), "--dry-run", "--track", "tensorboard"]) == 0  # --track enables it: its options count, nothing to say
     assert "warning" not in capsys.readouterr().err
+
+
+def dry_run_error(path, capsys, *flags: str) -> str:
+    """The error of ``--dry-run`` over ``path``, which must exit 2 without a traceback."""
+    assert main([str(path), "--dry-run", *flags]) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    return error
+
+
+def test_an_experiment_name_too_long_for_a_folder_name_is_refused_at_the_dry_run(tmp_path, synthetic_feph, capsys):
+    """A run id names its results folder; Linux refuses a name over 255 bytes (ENAMETOOLONG)."""
+    longest = "A" * (255 - len("-cv2-0123456789"))  # the longest name whose every run id fits
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f'[experiments.{longest}]\nphases = ["exploratory", "cv"]\n[experiments.{"B" * 300}]\nphases = ["exploratory", "cv"]\n')
+    error = dry_run_error(path, capsys)
+    assert f"{place(path, 'B' * 300, 'experiments.' + 'B' * 300)}: the experiment's name is too long" in error
+    assert "more than the 255 a file name may have; shorten the name to at most 240 characters" in error
+    assert "error: 2 problems" not in error and f"experiments.{longest}" not in error
+
+
+def test_a_grid_value_given_twice_is_refused_naming_the_key_and_the_value(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    error = dry_run_error(path, capsys, "--set", "experiments.A.grid={seed=[1,1]}")
+    assert "experiments.A.grid.seed: the value 1 is repeated: each value makes a run" in error
+    error = dry_run_error(path, capsys, "--set", 'experiments.A.grid={"options.adam.lr"=[0.001,1e-3]}')
+    assert "experiments.A.grid.options.adam.lr: the value 0.001 is repeated" in error
+
+
+def test_two_runs_with_one_id_are_refused_naming_both(tmp_path, synthetic_feph, capsys):
+    """Values of an option of a plugin the experiment does not use do not change the run."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\ngrid = { "options.sam.rho" = [0.01, 0.02] }\n')
+    error = dry_run_error(path, capsys)
+    assert re.search(r"experiments\.A\.grid: two runs have the id A-x-\w+: experiments\.A \(grid options\.sam\.rho=0\.01\) "
+                     r"and experiments\.A \(grid options\.sam\.rho=0\.02\) make the same run", error), error
+
+
+def test_paths_with_a_name_too_long_for_the_file_system_are_problems_of_the_one_pass(tmp_path, synthetic_feph, capsys):
+    """Linux refuses a file or folder name over 255 bytes (ENAMETOOLONG): looking such a path up
+    raised a traceback, or passed the dry run and failed every run."""
+    long = str(tmp_path / ("q" * 300))
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\n')
+    error = dry_run_error(path, capsys, "--set", f"experiments.A.options.mobilenet.weights={long}.h5", "--set", f"dataset.cache_dir={long}", "--output", long)
+    too_long = "a name in it has 300 bytes, more than the 255 a file or folder name may have"
+    for place_ in (f"--set experiments.A.options.mobilenet.weights={long}.h5: '{long}.h5': a name in it has 303 bytes",
+                   f"--set dataset.cache_dir={long}: {too_long}", f"results directory {long}: {too_long}"):
+        assert place_ in error, error
+    error = dry_run_error(path, capsys, "--set", f"dataset.root={long}")
+    assert f"--set dataset.root={long}: '{long}': {too_long}" in error
+
+
+@pytest.mark.parametrize("command", ["data", "synth", "report", "predict"])
+def test_every_command_names_a_path_too_long_for_the_file_system(command, tmp_path, capsys, monkeypatch):
+    long = str(tmp_path / ("q" * 300))
+    monkeypatch.setattr("feph_finetune.predict.bundle.open_bundle", lambda path, plugins: object())  # inputs are opened before the model
+    argv = {"data": ["data", long], "synth": ["synth", long], "report": ["report", long], "predict": ["predict", str(tmp_path), long + ".png"]}[command]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"{long}{'.png' * (command == 'predict')}: a name in it has" in error and "more than the 255 a file or folder name may have" in error, error
+    assert "Traceback" not in error
+
+
+def test_a_path_that_is_no_file_or_no_folder_is_named_for_what_it_is(tmp_path, synthetic_feph, capsys):
+    """A FIFO (reading it waits forever), a folder or a file where the other is expected was
+    reported as missing."""
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)
+    (tmp_path / "folder.h5").mkdir()
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\n[experiments.B]\n')
+    error = dry_run_error(path, capsys, "--set", f"experiments.A.options.mobilenet.weights={fifo}",
+                          "--set", f"experiments.B.options.mobilenet.weights={tmp_path / 'folder.h5'}")
+    assert f"'{fifo}' is not a regular file (a FIFO); only regular files are read" in error
+    assert f"'{tmp_path / 'folder.h5'}' is a folder, not a file" in error
+    error = dry_run_error(path, capsys, "--set", f"dataset.root={path}")
+    assert f"--set dataset.root={path}: '{path}' is a file, not a folder" in error

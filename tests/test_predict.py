@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from feph_finetune.cli import main
 from feph_finetune import read_image
 
-from conftest import TinyMatrix
+from conftest import TinyMatrix, run_cli
 
 # dataset_mean learns a statistic from the training split: the bundle must carry it.
 SAVED = """
@@ -568,3 +569,26 @@ def test_a_model_whose_outputs_are_not_finite_is_named_and_out_is_left_alone(tra
     error = capsys.readouterr().err
     assert f"MODEL {bundle}: its model gives outputs that are not finite" in " ".join(error.split()), error
     assert not out.exists()
+
+
+def escaped(path: Path) -> str:
+    """``path`` as printable() shows a name that is not valid UTF-8: each undecodable byte as \\udcXX."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def test_inputs_whose_names_are_not_utf8_are_read_and_named_escaped(trained, tmp_path):
+    """Linux allows any bytes in a name (Python holds the undecodable ones as U+DC80-U+DCFF); OpenCV
+    crashed (SIGSEGV) on such a video path, and the CSV's ``input`` cell could not be written.
+    Run in a subprocess, so that a crash fails this test only. \xfe and \xff never occur in UTF-8."""
+    folder = tmp_path / os.fsdecode(b"odd\xff")
+    folder.mkdir()
+    frames = [read_image(path) for path in trained.images[:3]]
+    video = write_video(tmp_path / "plain.avi", frames, fps=5, codec="FFV1").rename(folder / os.fsdecode(b"v\xfe.avi"))
+    image = folder / os.fsdecode(b"f\xfe.png")
+    image.write_bytes(trained.images[0].read_bytes())
+    for out, named in ((tmp_path / "rows.csv", escaped), (tmp_path / "rows.jsonl", str)):
+        finished = run_cli("predict", str(trained.run_dir), str(video), str(image), "--out", str(out))
+        assert finished.returncode == 0, finished.stderr
+        rows = read_rows(out)
+        assert [(row["input"], int(row["frame"])) for row in rows] == [(named(video), 0), (named(video), 1), (named(video), 2), (named(image), 0)]
+        np.testing.assert_allclose(probabilities(rows), trained.y_prob[[0, 1, 2, 0]], atol=1e-5)  # lossless FFV1: the run's images

@@ -178,3 +178,15 @@ def test_machine_readable_reports_keep_class_names_raw_off_a_terminal_and_escape
         assert all(name in row["sensitivity"] for row in json.loads(piped.getvalue()) for name in names)
     shown = terminal.getvalue()
     assert "\x1b" not in shown and "\r" not in shown and ("cr\\rOVER" in shown and "ok\\x1b[2J" in shown if fmt == "csv" else True), repr(shown)
+def test_emoji_codes_in_names_are_shown_as_written(synthetic_feph, tmp_path, capsys, monkeypatch):
+    """rich turns ``:smile:`` into 😄 and ``:B:`` into 🅱 unless told not to: in a file name, an
+    experiment name, a label, each family of message shows the text as written."""
+    monkeypatch.setattr("feph_finetune.predict.bundle.open_bundle", lambda path, plugins: object())
+    assert main(["predict", str(tmp_path), "emo/:smile:/nonexist.png"]) == 2
+    assert "emo/:smile:/nonexist.png: no such file" in capsys.readouterr().err
+    named = write_matrix(tmp_path / "named.toml", synthetic_feph, '[experiments."A:B:"]\n')
+    assert main([str(named), "--dry-run"]) == 2
+    assert "experiments.A:B::" in capsys.readouterr().err
+    console = EscapingConsole(file=io.StringIO(), width=80)  # as the progress log shows a label
+    console.log("started :smile: A:B:")
+    assert "started :smile: A:B:" in console.file.getvalue()

@@ -418,3 +418,14 @@ def test_the_readme_tracking_plugin_works_as_written(tmp_path, synthetic_feph):
     rows = (folder / "curves.csv").read_text().splitlines()
     history = read_json(folder / "history.json")
     assert rows == ["stage,epoch,loss,accuracy"] + [f"{entry['stage']},{entry['epoch']},{entry['loss']},{entry['accuracy']}" for entry in history]
+
+
+def test_tensorboard_writes_into_a_results_folder_whose_name_is_not_utf8(tmp_path, synthetic_feph):
+    """TensorFlow takes a folder's name as UTF-8 text: it failed on a name of other bytes (Linux
+    allows any), and the run's epochs were not logged. \\xff never occurs in UTF-8."""
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\nphases = ["exploratory"]\n', extra='[tracking]\nplugins = ["tensorboard"]\n')
+    output = tmp_path / os.fsdecode(b"runs\xff")
+    result = run_cli(str(path), "--executor", "inline", "--output", str(output))
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stdout + result.stderr
+    (folder,) = run_folders(output.rename(tmp_path / "plain")).values()  # TensorFlow's reader takes UTF-8 names only
+    assert [step for step, _, _ in event_values(folder)["loss"]] == [1, 2]

@@ -80,6 +80,7 @@ def check_configuration(
             for keys, table in settings_tables(raw.data[name], declarations, (name,)):
                 builder.check_settings_table(table, keys)
     problems = builder.problems + problems
+    problems += run_id_problems(matrix.runs, raw)
     problems += selection_problems(matrix, only, raw.names)
     if phase is not None:
         problems += [Problem(raw.names("phase", phase), message) for message in option_problems(phase, PHASE_OPTION)]
@@ -123,3 +124,33 @@ def output_problems(output: Path, report: Mapping[str, Any]) -> list[Problem]:
     if report["figures"] and report["figures_dir"]:
         folders["report.figures_dir"] = Path(report["figures_dir"])
     return [Problem(f"{name} {folder}", problem) for name, folder in folders.items() if (problem := output_folder_problem(folder))]
+
+
+def run_id_problems(runs: list[Run], raw: RawConfig) -> list[Problem]:
+    """Run ids that cannot name a results folder: one longer than ``NAME_MAX`` bytes (the
+    experiment's name makes it long; the folder could not be created), or one shared by two runs
+    (a grid value that does not change the run: both would write one folder at once). Each
+    problem names the experiment's place; a shared id names both runs."""
+    from feph_finetune.data.user_files import NAME_MAX
+
+    problems, first_with, longest_id = [], {}, {}
+    for run in runs:
+        longest_id[run.experiment] = max(longest_id.get(run.experiment, ""), run.id, key=lambda text: len(text.encode("utf-8")))
+        other = first_with.setdefault(run.id, run)
+        if other is not run:
+            place = raw.where("experiments", run.experiment, *(("grid",) if run.variant else ()))
+            problems.append(Problem(place, f"two runs have the id {run.id}: {_run_source(other)} and {_run_source(run)} make the same run, "
+                                           "which would be run twice into one folder; remove the setting that does not change the run"))
+    for experiment, run_id in longest_id.items():
+        size = len(run_id.encode("utf-8"))
+        if size > NAME_MAX:
+            problems.append(Problem(raw.where("experiments", experiment),
+                                    f"the experiment's name is too long: its run id {run_id[:40]}... names a results folder and has {size} bytes, "
+                                    f"more than the {NAME_MAX} a file name may have; shorten the name to at most {len(experiment) - (size - NAME_MAX)} characters"))
+    return problems
+
+
+def _run_source(run: Run) -> str:
+    """A run as the configuration makes it: its experiment and grid point."""
+    point = ", ".join(f"{key}={value!r}" for key, value in run.variant.items())
+    return f"experiments.{run.experiment}" + (f" (grid {point})" if point else "")

@@ -47,6 +47,7 @@ from feph_finetune.printable import printable
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.class_mapping import map_classes
+from feph_finetune.data.user_files import lookup_problem
 from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, grouping_warning, load_index, test_fraction_warning
 from feph_finetune.plugins import PluginCallError, Plugins
 
@@ -203,6 +204,10 @@ class MatrixBuilder:
             root = dataset["root"]
             if not root:
                 self.problem(("dataset", "root"), f"not set. {FEPH_SOURCE}")
+            elif problem := lookup_problem(Path(root).expanduser()):
+                self.problem(("dataset", "root"), f"{root!r}: {problem}")
+            elif Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
+                self.problem(("dataset", "root"), f"{root!r} is a file, not a folder")
             elif not Path(root).expanduser().is_dir():
                 self.problem(("dataset", "root"), f"folder {root!r} does not exist. {FEPH_SOURCE}")
         return dataset, invalid
@@ -304,7 +309,7 @@ class MatrixBuilder:
         exists: record its fingerprint in ``dataset`` (part of every run's id) and, when
         ``report``, refuse data no run could use: no usable image, too few groups to split."""
         root = dataset["root"]
-        if not root or not Path(root).expanduser().is_dir():
+        if not root or lookup_problem(Path(root).expanduser()) or not Path(root).expanduser().is_dir():
             return
         try:
             index = load_index(dataset, self.plugins)
@@ -414,9 +419,22 @@ class MatrixBuilder:
             elif not isinstance(values, list) or not values:
                 self.problem(keys + (key,), "expected a non-empty array of values to expand")
             else:
-                expandable[key] = values
+                expandable[key] = self.distinct_values(keys + (key,), values)
         names = list(expandable)
         return [dict(zip(names, values)) for values in itertools.product(*(expandable[key] for key in names))]
+
+    def distinct_values(self, keys: tuple[str, ...], values: list) -> list:
+        """``values`` without repeats; each repeat is a problem: a grid's value is a run, and a
+        repeated one (``[1, 1]``, ``[0.001, 1e-3]``) would be the same run twice, writing one folder."""
+        seen: dict[str, Any] = {}
+        for value in values:
+            canonical = json.dumps(value, sort_keys=True, default=str)  # as the run id hashes it
+            if canonical in seen:
+                same = f" ({seen[canonical]!r} is the same value)" if repr(seen[canonical]) != repr(value) else ""
+                self.problem(keys, f"the value {value!r} is repeated{same}: each value makes a run, so it would run twice into one folder; list it once")
+            else:
+                seen[canonical] = value
+        return list(seen.values())
 
     def check_experiment(self, config: dict[str, Any], where) -> set[str]:
         """Check a resolved experiment; ``where(keys)`` names the place a value came from.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from feph_finetune.data.user_files import regular_file_problem
+from feph_finetune.data.user_files import UnreadableFile, check_user_file, lookup_problem
 
 #: What ``Option.path`` may ask for.
 PATH_KINDS = ("file", "dir")
@@ -194,12 +194,20 @@ def _path_problems(text: str, option: Option, check_paths: bool) -> list[str]:
     if not check_paths:
         return []
     path = Path(text).expanduser()
-    not_regular = regular_file_problem(path) if option.path == "file" else None
-    if not_regular:  # a FIFO, a device, a folder: there, but no file to read
-        return [f"{text!r} {not_regular}"]
+    problem = lookup_problem(path)
+    if problem:
+        return [f"{text!r}: {problem}"]
     exists = path.is_file() if option.path == "file" else path.is_dir()
-    if not exists:
+    if exists:
+        return []
+    if not path.exists():
         return [f"no such {option.path}: {text!r} ({path.absolute()})"]
+    if option.path == "dir":
+        return [f"{text!r} is a file, not a folder"]
+    try:
+        check_user_file(path)
+    except UnreadableFile as error:  # a folder, a FIFO, a device: what it is, in user_files' words
+        return [f"{text!r} {error}"]
     return []
 
 

@@ -14,9 +14,11 @@ No TensorFlow here.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Mapping
 
 from feph_finetune.config.options import Option, as_option
+from feph_finetune.data.user_files import lookup_problem
 
 PHASES = ("exploratory", "cv")
 
@@ -36,6 +38,12 @@ TOP_LEVEL_OPTIONS: dict[str, Option] = {
     "tracking": Option({}, "experiment tracking: plugins, and a table of options per tracking plugin"),
 }
 
+
+
+def folder_name_problem(text: str) -> str | None:
+    """Why a folder named by ``text`` (``~`` expanded) could never be created (a name in it too
+    long), or None; one that does not exist yet is fine."""
+    return lookup_problem(Path(text).expanduser()) if text else None
 
 
 def pattern_problem(pattern: str) -> str | None:
@@ -65,7 +73,7 @@ DATASET_OPTIONS: dict[str, Option] = {
     "group_pattern": Option("", "instead of group_by: a regular expression whose first group, found in a file name, is its group", check=pattern_problem),
     "folds": Option(5, "cross-validation folds", minimum=2, maximum=10_000),
     "test_fraction": Option(0.2, "hold-out test share", minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True),
-    "cache_dir": Option("", "where decoded frames are cached (default: the user cache)"),
+    "cache_dir": Option("", "where decoded frames are cached (default: the user cache)", check=folder_name_problem),
 }
 
 #: Every key an experiment (or ``[defaults]``) may set. Sizes are bounded so that an absurd value

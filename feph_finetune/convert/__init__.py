@@ -38,7 +38,7 @@ from feph_finetune.convert.keras_target import (
     variant_by_features,
 )
 from feph_finetune.convert.source import ConversionError, SourceModel
-from feph_finetune.data.user_files import UnreadableFile, read_json_file
+from feph_finetune.data.user_files import UnreadableFile, check_user_file, read_json_file
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
 from feph_finetune.results.store import atomic_path
 
@@ -221,9 +221,11 @@ def _argument_problems(source: Path, out: Path, classes: Sequence[str] | None, a
     problems = []
     if not str(out).endswith(OUTPUT_SUFFIXES):
         problems.append(f"{out}: the output must end in .keras (whole model) or .weights.h5 (weights only)")
-    if not source.is_file():
-        problems.append(f"{source}: no such file")
-    elif architecture and source.suffix.lower() == ".onnx":
+    try:
+        check_user_file(source)
+    except UnreadableFile as error:
+        problems.append(f"{source}: {'no such file' if error.missing else error}")
+    if architecture and source.suffix.lower() == ".onnx":
         problems.append(f"{source}: --architecture is for PyTorch state_dicts; an ONNX file records its own computation")
     if classes is not None:
         names = [str(name).strip() for name in classes]

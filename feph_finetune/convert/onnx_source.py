@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from feph_finetune.convert.source import BatchNorm, ConversionError, SourceConv, SourceModel, missing_package, softmax, source_input
+from feph_finetune.data.user_files import is_utf8_name
 
 
 def read_onnx(path: Path) -> SourceModel:
@@ -131,7 +132,9 @@ def _runner(path: Path, ends_in_softmax: bool):
         import onnxruntime
     except ImportError as error:
         raise missing_package("onnxruntime", "convert") from error
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    # onnxruntime takes a name as UTF-8 text only: the file of a name of other bytes is read here
+    model = str(path) if is_utf8_name(str(path)) else path.read_bytes()
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 
     def probabilities(images: np.ndarray, classes: int) -> np.ndarray:
@@ -143,3 +146,4 @@ def _runner(path: Path, ends_in_softmax: bool):
         return outputs.astype(np.float64)
 
     return probabilities
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable, Iterator, Sequence
@@ -168,5 +169,5 @@ def files_fingerprint(label_file: Path | None, folder: Path, files) -> str:
             status = path.stat()
         except OSError:
             continue
-        digest.update(f"\0{path.relative_to(folder).as_posix()}\0{status.st_size}\0{status.st_mtime_ns}".encode())
+        digest.update(b"\0" + os.fsencode(path.relative_to(folder).as_posix()) + f"\0{status.st_size}\0{status.st_mtime_ns}".encode())
     return digest.hexdigest()[:FINGERPRINT_DIGITS]

@@ -7,6 +7,7 @@ through :class:`DataSource`, so a matrix of 42 runs reads and crops each image o
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -104,7 +105,7 @@ class DataSource:
     def frames_key(dataset: Dataset, steps: list[FrameStep], size: int) -> tuple:
         """The frame array's key: its rows are the dataset's samples, so two readings of one root
         (another format, another ``classes`` list) have arrays of their own."""
-        samples = hashlib.sha256("\0".join(str(sample.path) for sample in dataset.samples).encode()).hexdigest()
+        samples = hashlib.sha256(b"\0".join(os.fsencode(sample.path) for sample in dataset.samples)).hexdigest()
         return (str(dataset.root), samples, tuple(step.signature for step in steps), size)
 
     def frames(self, dataset: Dataset, steps: list[FrameStep], size: int, settings: dict[str, Any]) -> FrameSet:

@@ -13,6 +13,7 @@ regular file no larger than the caller's limit. No TensorFlow here.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -28,6 +29,8 @@ MAX_TEXT_BYTES = 1024 * 2**20
 #: Largest Keras model or weights file checked (bytes), of which only a few bytes and the table of
 #: contents are read: Keras Applications' largest weights (ConvNeXt XLarge) are 1.4 GB.
 MAX_MODEL_BYTES = 16 * 2**30
+#: No limit: for a file whose size is the reader's business (a model).
+MAX_FILE_BYTES = 2**63 - 1
 
 
 class UnreadableFile(OSError):
@@ -55,13 +58,54 @@ def read_user_file(path, limit: int) -> bytes:
     return data
 
 
+#: The longest file or folder name Linux file systems take (NAME_MAX), in bytes.
+NAME_MAX = 255
+
+
+def lookup_problem(path) -> str | None:
+    """Why ``path`` cannot even be looked up, or None (it exists, or it does not):
+    a file or folder name in it longer than :data:`NAME_MAX` bytes, a NUL byte, a folder on the
+    way that cannot be searched. ``Path.exists()`` and ``is_dir()`` raise these as ``OSError``
+    (``ENAMETOOLONG``), where a missing file only answers False."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except ValueError:  # a NUL byte
+        return "a name cannot hold a NUL byte"
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            longest = max(os.fsencode(path).split(b"/"), key=len)
+            return f"a name in it has {len(longest)} bytes, more than the {NAME_MAX} a file or folder name may have"
+        return f"cannot be looked up ({error.strerror or error})"
+    return None
+
+
+def is_utf8_name(name: str) -> bool:
+    """Whether ``name`` came from valid UTF-8 bytes. Linux allows any bytes in a name; Python holds
+    the others as U+DC80-U+DCFF, which cannot be written as UTF-8 text (records, CSV) nor handed to
+    a library that takes names as UTF-8 (OpenCV crashes, onnxruntime and TensorFlow refuse)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_user_file(path, limit: int = MAX_FILE_BYTES) -> None:
+    """Refuse ``path`` unless it names a regular file (symbolic links followed) of at most ``limit``
+    bytes, as :func:`read_user_file` does, without opening it: for a file a library reads itself
+    (a model for ``convert``). Raises :class:`UnreadableFile`."""
+    _refuse(_file_problem(_opening(os.stat, path), limit))
+
+
 def open_user_file(path, limit: int) -> BinaryIO:
     """The regular file at ``path`` (symbolic links followed), no larger than ``limit`` bytes, open
     for reading in binary mode, for a caller that reads only part of it (a model file's header).
 
     Raises :class:`UnreadableFile` as :func:`read_user_file` does; never blocks on a FIFO.
     """
-    _refuse(_file_problem(_opening(os.stat, path), limit))  # a device is never opened: opening some acts
+    check_user_file(path, limit)  # a device is never opened: opening some acts
     descriptor = _opening(os.open, path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0))
     stream = os.fdopen(descriptor, "rb")
     problem = _file_problem(os.fstat(descriptor), limit)  # what was opened, in case the name changed
@@ -76,7 +120,7 @@ def regular_file_problem(path) -> str | None:
     FIFO)..."), from its ``stat`` alone; None when it is one or does not exist (callers say
     "no such file" their own way)."""
     try:
-        _refuse(_file_problem(_opening(os.stat, path), limit=float("inf")))
+        check_user_file(path)
     except UnreadableFile as error:
         return None if error.missing else str(error)
     return None

@@ -110,7 +110,8 @@ class RowWriter:
     def __init__(self, path: Path, fields: list[str], suffix: str | None = None):
         self.path, self.fields = Path(path), fields
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "w", encoding="utf-8", newline="")
+        # a name that is not valid UTF-8 (a file name's bytes, as U+DC80-U+DCFF) is written as printable() shows it: \udcff
+        self.handle = open(self.path, "w", encoding="utf-8", errors="backslashreplace", newline="")
         self.csv = None
         if (suffix or self.path.suffix).lower() == ".csv":
             self.csv = csv.DictWriter(self.handle, fieldnames=fields)

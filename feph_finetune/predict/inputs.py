@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -43,6 +45,7 @@ import numpy as np
 
 from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
+from feph_finetune.data.user_files import is_utf8_name, lookup_problem
 from feph_finetune.predict.avi import avi_layout
 
 #: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
@@ -108,6 +111,9 @@ def open_input(name: str, every: int = 1) -> PredictInput:
     image name nor a video OpenCV can open.
     """
     path = Path(name)
+    problem = lookup_problem(path)
+    if problem:
+        raise InputError(f"{name}: {problem}")
     if not path.exists():
         raise InputError(f"{name}: no such file or folder")
     if path.is_dir():
@@ -120,14 +126,11 @@ def open_input(name: str, every: int = 1) -> PredictInput:
         raise InputError(f"{name}: neither a regular file nor a folder (a FIFO, device or socket); predict reads image and video files and folders of frames")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return PredictInput(name, path, "image", 1, 1, files=[path])
-    capture = cv2.VideoCapture(str(path))
-    try:
+    with _video_capture(path) as capture:
         if not capture.isOpened():
             raise InputError(f"{name}: cannot read it as an image or a video (OpenCV's FFmpeg backend cannot open it)")
         fps = capture.get(cv2.CAP_PROP_FPS)
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
     return PredictInput(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None, announced=count if count > 0 else None)
 
 
@@ -171,11 +174,36 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     timestamps leave the frame-rate grid (variable frame rate) gets one ``note`` frame saying how
     its frames are numbered from there.
     """
-    capture = cv2.VideoCapture(str(predict_input.path))
-    try:
+    with _video_capture(predict_input.path) as capture:
         yield from _VideoReading(predict_input, capture).frames()
-    finally:
-        capture.release()
+
+
+@contextmanager
+def _video_capture(path: Path) -> Iterator["cv2.VideoCapture"]:
+    """An OpenCV capture of ``path``, released on leaving (see :func:`_utf8_name`)."""
+    with _utf8_name(path) as name:
+        capture = cv2.VideoCapture(name)
+        try:
+            yield capture
+        finally:
+            capture.release()
+
+
+@contextmanager
+def _utf8_name(path: Path) -> Iterator[str]:
+    """A name of ``path`` that OpenCV can take: ``str(path)``, or for a path that is not valid UTF-8
+    a symbolic link to it with an ASCII name in a temporary folder, removed on leaving.
+
+    OpenCV takes a path as UTF-8 text and crashes the process (SIGSEGV) on one that is not valid
+    UTF-8 (Linux allows any bytes in a name; Python holds them as U+DC80-U+DCFF).
+    """
+    if is_utf8_name(str(path)):
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="feph-video-") as folder:
+        link = os.path.join(folder, "video" + (path.suffix if path.suffix.isascii() else ""))
+        os.symlink(os.fsencode(path.absolute()), link)
+        yield link
 
 
 class _VideoReading:

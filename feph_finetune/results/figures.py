@@ -19,6 +19,7 @@ draws with its Agg canvas without touching pyplot's global state.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import re
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from feph_finetune.data.user_files import UnreadableFile, read_json_file
 from feph_finetune.results.confusion import row_shares, summed_confusion
 from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, markdown_report, short_name
 from feph_finetune.printable import printable
-from feph_finetune.results.store import atomic_folder, atomic_path
+from feph_finetune.results.store import LONGEST_ATOMIC_NAME, atomic_folder, atomic_path
 from feph_finetune.results.records import is_float_number, json_kind
 from feph_finetune.results.stats import mean_ci95
 
@@ -227,7 +228,12 @@ def _slug(text: str) -> str:
 
 
 class _StableNames:
-    """File names from the configuration alone; a clash after slugging gets a numbered suffix."""
+    """File names from the configuration alone; a clash after slugging gets a numbered suffix.
+    A name longer than a file name may be (a long experiment name or grid value) is cut, a
+    digest of the whole in its place: still stable, still distinct."""
+
+    #: The longest stem (ASCII after slugging): room for ``-<number>.png`` (up to 999 clashes).
+    LONGEST_STEM = LONGEST_ATOMIC_NAME - len("-999.png")
 
     def __init__(self) -> None:
         self.used: set[str] = set()
@@ -235,6 +241,9 @@ class _StableNames:
     def file(self, kind: str, row: dict) -> str:
         parts = [row["phase"], row["experiment"], *(f"{key}-{value}" for key, value in sorted(row["variant"].items()))]
         stem = f"{kind}_" + "_".join(_slug(str(part)) for part in parts)
+        if len(stem) > self.LONGEST_STEM:
+            digest = hashlib.sha256(stem.encode("ascii")).hexdigest()[:10]
+            stem = f"{stem[: self.LONGEST_STEM - len(digest) - 1]}-{digest}"
         name, number = f"{stem}.png", 2
         while name in self.used:
             name, number = f"{stem}-{number}.png", number + 1

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from feph_finetune.data.user_files import UnreadableFile, read_json_file
+from feph_finetune.data.user_files import NAME_MAX, UnreadableFile, lookup_problem, read_json_file
 from feph_finetune.interrupts import interrupts_deferred
 
 RESULT_FILE = "result.json"
@@ -178,6 +178,8 @@ def output_file_problem(path: Path) -> str | None:
     """
     path = Path(path)
     parent = path.parent
+    if problem := _name_problem(path):
+        return problem
     if path.is_dir():
         return "is a folder; give a file name"
     if not parent.exists():
@@ -194,6 +196,8 @@ def output_folder_problem(path: Path) -> str | None:
     cannot write to (the missing folders are created there).
     """
     path = Path(path)
+    if problem := _name_problem(path):
+        return problem
     if path.exists() and not path.is_dir():
         return "is a file, not a folder"
     existing = path
@@ -202,6 +206,15 @@ def output_folder_problem(path: Path) -> str | None:
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
     return _unwritable_folder(existing)
+
+
+def _name_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be looked up (:func:`~feph_finetune.data.user_files.lookup_problem`), or
+    why its own name cannot be written through a temporary beside it (:data:`LONGEST_ATOMIC_NAME`)."""
+    problem = lookup_problem(path)
+    if problem is None and len(os.fsencode(path.name)) > LONGEST_ATOMIC_NAME:
+        problem = f"its name has {len(os.fsencode(path.name))} bytes, more than the {LONGEST_ATOMIC_NAME} written here may have (a temporary name beside it adds {NAME_MAX - LONGEST_ATOMIC_NAME})"
+    return problem
 
 
 def _unwritable_folder(folder: Path) -> str | None:
@@ -215,6 +228,11 @@ def _unwritable_folder(folder: Path) -> str | None:
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"cannot write to the folder {folder} (permission denied)"
     return None
+
+
+#: The longest name a file written through :func:`atomic_path` may have: its temporary's name
+#: adds a prefix (``.<12 hex digits>.tmp.``, :func:`_create_temporary`).
+LONGEST_ATOMIC_NAME = NAME_MAX - len(".000000000000.tmp.")
 
 
 def _create_temporary(path: Path, folder: bool = False) -> str:
