@@ -9,10 +9,11 @@ keeping its name, removing it), so that no interrupt can land between them.
 One stop is enough: the first signal raises KeyboardInterrupt, and the ones after it, while the
 command cleans up (removes its temporaries, ends its tracked runs, prints the command that
 continues), are only noted, so that an impatient second Ctrl-C cannot leave a half-done cleanup.
-A cleanup that hangs is forced with a signal Python cannot answer: Ctrl-\\ (SIGQUIT) or ``kill
--KILL PID``, as the note printed on the second signal says. :func:`run_command_process` keeps
-this for the whole life of a command-line process, so that it exits 130 whenever a stop signal
-lands, before its command or after it.
+A cleanup that hangs is forced with a signal the project leaves to its default, which ends the
+process at once: Ctrl-\\ (SIGQUIT) or ``kill -KILL PID``, as the note printed on the second
+signal says. :func:`run_command_process` keeps the handlers for the rest of a command-line
+process's life, so that it exits 130 whenever a stop signal lands from the start of its command
+on, its last line printed or not.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from feph_finetune.errors import EXIT_INTERRUPTED
 #: leaving its temporary files behind). Windows has neither SIGHUP nor handlers for it.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
-
 #: The signals that stop a command: Ctrl-C's SIGINT and :data:`STOP_SIGNALS`.
 ALL_STOP_SIGNALS = (signal.SIGINT, *STOP_SIGNALS)
 
@@ -47,7 +47,7 @@ class _Stopping:
     received = False  # a stop signal arrived: the command is stopping (or exits 130 once done)
     told = False  # the note that a stop is under way was printed
     finished = False  # the command has returned (run_command_process): a signal only sets the exit code
-    after_finish = False  # a signal arrived after the exit code was chosen
+    after_finish = False  # a signal arrived after the command returned
 
 
 def _stop(signum, frame) -> None:
