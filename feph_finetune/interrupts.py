@@ -5,19 +5,66 @@ same way, with exit 130 and nothing half-written.
 which every writer answers by removing its temporary file or folder; :func:`interrupts_deferred`
 holds the three back for the few steps that must not be cut in two (creating a temporary and
 keeping its name, removing it), so that no interrupt can land between them.
+
+One stop is enough: the first signal raises KeyboardInterrupt, and the ones after it, while the
+command cleans up (removes its temporaries, ends its tracked runs, prints the command that
+continues), are only noted, so that an impatient second Ctrl-C cannot leave a half-done cleanup.
+A cleanup that hangs is forced with a signal the project leaves to its default, which ends the
+process at once: Ctrl-\\ (SIGQUIT) or ``kill -KILL PID``, as the note printed on the second
+signal says. :func:`run_command_process` keeps the handlers for the rest of a command-line
+process's life, so that it exits 130 whenever a stop signal lands from the start of its command
+on, its last line printed or not.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
+
+from feph_finetune.errors import EXIT_INTERRUPTED
 
 #: The signals that ask a command to stop, besides Ctrl-C's SIGINT: ``kill PID`` (SIGTERM) and a
 #: closed terminal or dropped ``ssh`` session (SIGHUP, whose default would end the command at once,
 #: leaving its temporary files behind). Windows has neither SIGHUP nor handlers for it.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+#: The signals that stop a command: Ctrl-C's SIGINT and :data:`STOP_SIGNALS`.
+ALL_STOP_SIGNALS = (signal.SIGINT, *STOP_SIGNALS)
+
+#: What the second stop signal prints, once: the cleanup goes on, and how to force it.
+STILL_STOPPING = "stopping: cleaning up first (press Ctrl-\\ or run kill -KILL {pid} to stop at once, leaving temporary files behind)\n"
+
+
+class _Stopping:
+    """The process's answer to stop signals, shared by every :func:`stop_signals_as_interrupt`
+    block (only the main thread runs signal handlers, so no lock is needed)."""
+
+    depth = 0  # blocks open: the state is forgotten when the outermost one ends
+    received = False  # a stop signal arrived: the command is stopping (or exits 130 once done)
+    told = False  # the note that a stop is under way was printed
+    finished = False  # the command has returned (run_command_process): a signal only sets the exit code
+    after_finish = False  # a signal arrived after the command returned
+
+
+def _stop(signum, frame) -> None:
+    """The handler of every stop signal: the first raises KeyboardInterrupt (unless the command
+    has finished), the others are noted and leave the cleanup alone."""
+    if _Stopping.finished:
+        _Stopping.received = _Stopping.after_finish = True
+        return
+    if not _Stopping.received:
+        _Stopping.received = True
+        raise KeyboardInterrupt
+    if not _Stopping.told:
+        _Stopping.told = True
+        try:
+            os.write(2, STILL_STOPPING.format(pid=os.getpid()).encode())
+        except OSError:  # stderr closed: the note is a courtesy
+            pass
 
 
 def _in_main_thread() -> bool:
@@ -33,21 +80,63 @@ def _put_back(handlers: dict[int, object]) -> None:
 
 @contextmanager
 def stop_signals_as_interrupt() -> Iterator[None]:
-    """Within the block, each of :data:`STOP_SIGNALS` raises KeyboardInterrupt like Ctrl-C (exit
-    130, children stopped, temporary files removed); the previous handlers are put back after it.
-    Outside the main thread nothing changes."""
+    """Within the block, the first of Ctrl-C and :data:`STOP_SIGNALS` raises KeyboardInterrupt
+    (exit 130, children stopped, temporary files removed); later ones are noted and do not cut the
+    cleanup short (see the module's docstring). The previous handlers are put back after the
+    block, and the stop forgotten after the outermost one. Outside the main thread nothing changes."""
     if not _in_main_thread():
         yield
         return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = {number: signal.signal(number, interrupt) for number in STOP_SIGNALS}
+    previous = {number: signal.signal(number, _stop) for number in ALL_STOP_SIGNALS}
+    _Stopping.depth += 1
     try:
         yield
     finally:
+        _Stopping.depth -= 1
         _put_back(previous)
+        if _Stopping.depth == 0:
+            _Stopping.received = _Stopping.told = False
+
+
+def run_command_process(command: Callable[[], int]) -> int:
+    """Run a command-line process's ``command`` and return its exit code: 130 when a stop signal
+    arrived at any point, the command's own code otherwise. The handlers stay in place until the
+    process exits (they are never put back), so a signal while the command starts, after it has
+    printed its last line or while the interpreter shuts down is answered as 130 too, not with
+    the signal's own exit (143 for SIGTERM, 129 for SIGHUP). For ``python -m feph_finetune`` and
+    the ``feph-finetune`` script only: a library call keeps :func:`stop_signals_as_interrupt`."""
+    for number in ALL_STOP_SIGNALS:
+        signal.signal(number, _stop)
+    _Stopping.depth += 1  # never closed: the stop is remembered until the exit
+    _answer_until_exit()
+    try:
+        code = command()
+        _Stopping.finished = True
+    except KeyboardInterrupt:
+        _Stopping.finished = True
+        code = EXIT_INTERRUPTED
+    return EXIT_INTERRUPTED if _Stopping.received else code
+
+
+def _answer_until_exit() -> None:
+    """Register, first so that it runs last, the exit handler that turns a stop signal that came
+    after the exit code was chosen (during the other exit handlers) into exit 130, and ignores
+    the stop signals from there on: the interpreter's own shutdown puts back the default
+    handlers of those it answered, which would end the process with the signal's exit."""
+    import atexit
+
+    def exit_130() -> None:
+        for number in ALL_STOP_SIGNALS:
+            signal.signal(number, signal.SIG_IGN)
+        if _Stopping.after_finish:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):  # closed, or its reader gone
+                    pass
+            os._exit(EXIT_INTERRUPTED)
+
+    atexit.register(exit_130)
 
 
 @contextmanager
@@ -60,7 +149,7 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     noted: list[int] = []
-    previous = {number: signal.signal(number, lambda signum, frame: noted.append(signum)) for number in (signal.SIGINT, *STOP_SIGNALS)}
+    previous = {number: signal.signal(number, lambda signum, frame: noted.append(signum)) for number in ALL_STOP_SIGNALS}
     try:
         yield
     finally:

@@ -18,7 +18,8 @@ finds what it logged by these tags and adds nothing.
 
 The tracking URI is the option ``uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite store in the
 results folder (``sqlite:///OUTDIR/mlflow.db``, artifacts in ``OUTDIR/mlartifacts``; ``mlflow ui
---backend-store-uri`` that URI shows it). With the ``ray`` executor runs write into a temporary folder on their node: give ``uri``
+--backend-store-uri`` that URI shows it). A database ``uri`` of your own (``sqlite:////abs/x.db``,
+``postgresql://...``) keeps its artifacts in ``OUTDIR/mlartifacts`` too, never in the current folder. With the ``ray`` executor runs write into a temporary folder on their node: give ``uri``
 a tracking server there. An unreachable server costs each request ``timeout_s`` at most, without
 retries: the run finishes, and says in its ``result.json`` what was not logged. A run interrupted
 (Ctrl-C, SIGTERM) is ended as KILLED before the command exits; one whose command was killed
@@ -69,9 +70,14 @@ _SERVER_SCHEMES, _DATABASE_SCHEMES, _HOSTED_SCHEMES = ("http", "https"), ("sqlit
 
 def _tracking_uri_problem(uri: str) -> str | None:
     """What is wrong with tracking URI ``uri`` as written (None: nothing that can be seen without
-    a network): an unknown scheme, a server or database without a host, an SQLite URL of the wrong
-    form, a file store whose folder's parent does not exist."""
-    parts = urllib.parse.urlsplit(uri)
+    a network): text that is no URL (``http://[::1``, a port that is no number), an unknown scheme,
+    a server or database without a host, an SQLite URL of the wrong form, a file store whose
+    folder's parent does not exist."""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError as error:
+        return f"not a URL that can be read ({error})"
     scheme, database = parts.scheme.lower(), parts.scheme.lower().split("+")[0]
     if len(scheme) <= 1 or scheme == "file":  # a path (a drive letter is no scheme)
         if parts.netloc not in ("", "localhost") and scheme == "file":
@@ -192,8 +198,10 @@ def track_runs_stopped(matrix, run_ids, output, options):
 
 def _store(options: dict, output: Path):
     """An MlflowClient for the option ``uri``, else MLFLOW_TRACKING_URI, else the local store in
-    ``output``; with the local store, also where its artifacts go (``output/mlartifacts``, so
-    that they stay with the results), else None (the server's or the store's default)."""
+    ``output``; with the local store or any database store (``sqlite:``, ``postgresql:``...), also
+    where its artifacts go (``output/mlartifacts``, so that they stay with the results: MLflow
+    would put them in ``./mlruns`` in the current folder), else None (a server or a file store
+    keeps its own)."""
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, round(options.get("timeout_s", 10.0))))
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     from mlflow.tracking import MlflowClient
@@ -203,7 +211,8 @@ def _store(options: dict, output: Path):
 
     uri = options.get("uri") or os.environ.get("MLFLOW_TRACKING_URI") or ""
     if uri:
-        return MlflowClient(uri), None
+        database = urllib.parse.urlsplit(uri).scheme.lower().split("+")[0] in _DATABASE_SCHEMES
+        return MlflowClient(uri), (Path(output).absolute() / LOCAL_ARTIFACTS).as_uri() if database else None
     output = Path(output).absolute()
     folder = os.open(output, os.O_RDONLY)  # runs in parallel create the store once: a lock on the folder
     try:  # itself, which leaves no lock file behind (unlinking one would let a third run lock a new one)

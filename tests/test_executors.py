@@ -346,6 +346,14 @@ def test_executor_mistakes_are_reported_with_their_place_before_any_work(synthet
     assert "--devices: expected an array of GPU indices such as [0, 1]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("devices", ["0,,1", "", "0,1,", " "])
+def test_devices_with_an_empty_index_are_refused(synthetic_feph, tmp_path, capsys, devices):
+    """An empty item is a typo, not 'no device': ``--devices 0,,1`` would silently use two GPUs."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    assert main([str(path), "--dry-run", "--devices", devices]) == 2
+    assert "--devices: expected an array of GPU indices such as [0, 1], got array [" in capsys.readouterr().err
+
+
 def test_the_ray_executor_without_ray_exits_2_with_the_install_command(synthetic_feph, tmp_path):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
     code = f"import sys; sys.modules['ray'] = None\nfrom feph_finetune.cli import main\nsys.exit(main([{str(path)!r}, '--executor', 'ray', '--dry-run']))"

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
+
+from conftest import REPO
 
 from feph_finetune.interrupts import STOP_SIGNALS, interrupts_deferred, stop_signals_as_interrupt
 from feph_finetune.results import store
@@ -87,3 +93,86 @@ def test_every_command_exits_130_on_each_stop_signal(stop, tmp_path):
     quiet = Console(quiet=True)
     assert guarded(command, None, quiet, quiet) == 130
     assert leftovers(tmp_path) == []
+
+
+# --- a second signal, and one after the command ----------------------------------------------
+
+
+@pytest.mark.parametrize("stop", SIGNALS)
+def test_a_second_signal_does_not_cut_the_cleanup_short(stop):
+    """The first signal stops the work; one more during the cleanup is noted, not raised."""
+    steps = []
+    with stop_signals_as_interrupt(), pytest.raises(KeyboardInterrupt):
+        try:
+            os.kill(os.getpid(), stop)
+            steps.append("not reached")
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), stop)
+            steps.append("cleaned up")
+            raise
+    assert steps == ["cleaned up"]
+
+
+def test_the_stop_is_forgotten_after_the_outermost_block():
+    """A library call (a notebook's ``Session.run``) can be interrupted again the next time."""
+    for _ in range(2):
+        with stop_signals_as_interrupt(), pytest.raises(KeyboardInterrupt):
+            with stop_signals_as_interrupt():
+                os.kill(os.getpid(), signal.SIGTERM)
+
+
+def command_process(tmp_path, stop, *args: str, signal_when: str = "", gap_s: float = 0.0) -> subprocess.Popen:
+    """``python -m feph_finetune ARGS`` where ``cli.main`` is wrapped to send ``stop`` to its own
+    process: after the command returned (``returned``) or from an exit handler registered during
+    the command, which runs as the process exits (``exiting``)."""
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import atexit, os, runpy, signal, sys
+        import feph_finetune.cli as cli
+
+        command = cli.main
+
+        def main(argv=None):
+            if {signal_when!r} == "exiting":
+                atexit.register(os.kill, os.getpid(), {int(stop)})
+            code = command(argv)
+            if {signal_when!r} == "returned":
+                os.kill(os.getpid(), {int(stop)})
+            return code
+
+        cli.main = main
+        sys.argv = ["feph_finetune", *{list(args)!r}]
+        runpy.run_module("feph_finetune", run_name="__main__")
+    """))
+    return subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("when", ["returned", "exiting"])
+@pytest.mark.parametrize("stop", STOP_SIGNALS, ids=lambda number: signal.Signals(number).name)
+def test_a_signal_after_the_command_still_exits_130(tmp_path, stop, when):
+    """The command-line process keeps its handlers until it exits: a signal after the command's
+    last line is answered as 130, not with the signal's own exit (143, 129)."""
+    process = command_process(tmp_path, stop, "plugins", signal_when=when)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr and "face_crop" in stdout  # the command's output is complete
+
+
+@pytest.mark.parametrize("gap_s", [0.01, 0.3])
+@pytest.mark.parametrize("stop", STOP_SIGNALS, ids=lambda number: signal.Signals(number).name)
+def test_two_quick_signals_to_synth_exit_130_leaving_nothing(tmp_path, stop, gap_s):
+    out = tmp_path / "data" / "FePh"
+    command = subprocess.Popen([sys.executable, "-m", "feph_finetune", "synth", str(out), "--images", "100000"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(folder.is_dir() and any(folder.iterdir()) for folder in out.glob(".*.tmp.FePh_images")):
+        assert time.monotonic() < deadline and command.poll() is None, "synth never started writing images"
+        time.sleep(0.05)
+    command.send_signal(stop)
+    time.sleep(gap_s)
+    if command.poll() is None:
+        command.send_signal(stop)
+    _, stderr = command.communicate(timeout=60)
+    assert command.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists(), f"left behind: {sorted(path.name for path in out.rglob('*'))}"

@@ -26,7 +26,7 @@ from feph_finetune.plugins import get_plugins
 from feph_finetune.data.preparation import DataSource
 from feph_finetune.results.store import RunStore
 
-from conftest import REPO, run_cli, write_hang_distribution, write_killer_distribution, write_matrix
+from conftest import REPO, line_of, run_cli, write_hang_distribution, write_killer_distribution, write_matrix
 from test_executors import TWO_SEEDS, assert_same_results, quiet_runner, results, run_matrix
 
 
@@ -233,3 +233,39 @@ def test_a_cluster_without_the_resources_of_one_run_stops_the_command_instead_of
     with pytest.raises(ExecutorError, match="cannot run a single run now: 2 CPUs in the cluster, num_cpus = 1 a run; 0 GPUs, num_gpus = 1 a run"):
         runner.run_all(runner.matrix.runs)
     assert not list((tmp_path / "runs").glob("*/result.json"))
+
+
+@pytest.mark.parametrize("option", ["num_cpus", "num_gpus"])
+def test_a_resource_finer_than_ray_counts_is_refused_at_dry_run(synthetic_feph, tmp_path, option):
+    """Ray takes resources in ten-thousandths and would refuse 0.00001 only when the first task is
+    submitted; the declaration says so at ``--dry-run``, naming the file and line."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra=f"""
+        [executor]
+        name = "ray"
+
+        [executor.ray]
+        {option} = 0.00001
+    """)
+    result = run_cli(str(path), "--dry-run")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"m.toml:{line_of(path, option)} executor.ray.{option}: must be a multiple of 0.0001" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("quantity", [0.0001, 0.0003, 0.5, 1.5, 2.0, 64.0, 0.00001, 0.00015, 1.00001])
+def test_the_declared_resource_rule_agrees_with_ray(quantity):
+    """What the declaration accepts, Ray accepts (checked where Ray checks a task's options,
+    without starting Ray); what Ray refuses, the declaration refuses."""
+    import ray
+
+    from feph_finetune.config.options import option_problems
+
+    declared = {option: option_problems(quantity, RayExecutor.options[option]) for option in ("num_cpus", "num_gpus")}
+    for option, problems in declared.items():
+        try:
+            ray.remote(**{option: quantity})(lambda: None)
+            ray_accepts = True
+        except ValueError:
+            ray_accepts = False
+        assert ray_accepts or problems, f"{option} = {quantity}: Ray refuses it, the declaration accepts it"
+        assert not problems or quantity in (0.00001, 0.00015, 1.00001), problems  # the three finer than 0.0001

@@ -110,7 +110,10 @@ def test_tracking_mistakes_are_reported_before_any_work(tmp_path, synthetic_feph
     ("sqlite://relative", "an SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"),
     ("http:///x", "no host in the server's URL (expected http://host:port)"),
     ("file://{tmp}/missing/store", "/missing', which would hold the file store, does not exist"),  # the console shortens the long path before it
-], ids=["scheme", "sqlite", "no-host", "file-folder"])
+    ("http://[::1", "not a URL that can be read (Invalid IPv6 URL)"),
+    ("postgresql://[", "not a URL that can be read (Invalid IPv6 URL)"),
+    ("http://host:50x0", "not a URL that can be read (Port could not be cast to integer value"),
+], ids=["scheme", "sqlite", "no-host", "file-folder", "ipv6", "database-ipv6", "port"])
 def test_a_malformed_mlflow_uri_is_refused_before_any_work(tmp_path, synthetic_feph, uri, problem):
     """A URI that no run could use is told by the one configuration pass (exit 2, file:line),
     not by every run's end; whether a server answers is not asked (that stays a note per run)."""
@@ -133,6 +136,16 @@ def test_a_malformed_mlflow_tracking_uri_variable_is_refused_before_any_work(tmp
     result = run_cli(str(path), "--dry-run", "--track", "mlflow", env={"MLFLOW_TRACKING_URI": "htp:/x"})
     assert result.returncode == 2, result.stdout + result.stderr
     assert "MLFLOW_TRACKING_URI='htp:/x': MLflow has no tracking store for the scheme 'htp'" in result.stderr
+
+
+def test_a_uri_that_is_no_url_is_refused_naming_the_key_or_the_variable(tmp_path, synthetic_feph):
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n')
+    result = run_cli(str(path), "--dry-run", "--track", "mlflow", "--set", "tracking.mlflow.uri='http://[::1'", env={"MLFLOW_TRACKING_URI": ""})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--set tracking.mlflow.uri='http://[::1': 'http://[::1': not a URL that can be read (Invalid IPv6 URL)" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli(str(path), "--dry-run", "--track", "mlflow", env={"MLFLOW_TRACKING_URI": "http://[x"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "MLFLOW_TRACKING_URI='http://[x': not a URL that can be read (Invalid IPv6 URL)" in result.stderr and "Traceback" not in result.stderr
 
 
 # --- TensorBoard -----------------------------------------------------------------------------
@@ -299,6 +312,23 @@ def test_the_default_mlflow_store_and_its_artifacts_stay_in_the_results_folder(t
     assert sorted(path.name for path in output.glob("mlflow.db*")) == ["mlflow.db"]  # no lock file or journal left behind
 
 
+def test_an_sqlite_uri_of_ones_own_keeps_the_artifacts_in_the_results_folder(tmp_path, synthetic_feph):
+    """MLflow would put them in ./mlruns, in whatever folder the command was started from."""
+    from mlflow.tracking import MlflowClient
+
+    output, here, database = tmp_path / "runs", tmp_path / "here", tmp_path / "store" / "x.db"
+    here.mkdir()
+    database.parent.mkdir()
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n')
+    result = run_cli(str(path), "--executor", "inline", "--output", str(output), "--track", "mlflow",
+                     "--set", f"tracking.mlflow.uri='sqlite:///{database}'", cwd=here, env={"MLFLOW_TRACKING_URI": ""})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(here.iterdir()) == []
+    experiment = MlflowClient(f"sqlite:///{database}").get_experiment_by_name("tracked")
+    assert experiment.artifact_location == (output / "mlartifacts").as_uri()
+    assert any((output / "mlartifacts").rglob("metrics.json"))
+
+
 def mlflow_statuses(store: Path) -> list[str]:
     """The status of every run in a local MLflow store, read with sqlite3 (empty until the store exists)."""
     import sqlite3
@@ -310,10 +340,12 @@ def mlflow_statuses(store: Path) -> list[str]:
         return []
 
 
+@pytest.mark.parametrize("signals", [1, 2], ids=["once", "twice"])
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_an_interrupted_tracked_run_is_ended_as_killed_before_the_command_exits(tmp_path, synthetic_feph, signal_number):
+def test_an_interrupted_tracked_run_is_ended_as_killed_before_the_command_exits(tmp_path, synthetic_feph, signal_number, signals):
     """The default executor runs each run in a child process; the parent, interrupted while a run
-    trains, stops it and ends its MLflow run as KILLED (not RUNNING until a resume), then exits 130."""
+    trains, stops it and ends its MLflow run as KILLED (not RUNNING until a resume), then exits 130.
+    A second signal while it cleans up (an impatient Ctrl-C) does not cut that short."""
     output = tmp_path / "runs"
     path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n')
     command = [sys.executable, "-m", "feph_finetune", str(path), "--output", str(output), "--track", "mlflow",
@@ -324,10 +356,12 @@ def test_an_interrupted_tracked_run_is_ended_as_killed_before_the_command_exits(
     while mlflow_statuses(output / "mlflow.db") != ["RUNNING"] and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert mlflow_statuses(output / "mlflow.db") == ["RUNNING"], "the run never started (else this test proves nothing)"
-    if signal_number == signal.SIGINT:
-        os.killpg(child.pid, signal.SIGINT)
-    else:
-        child.send_signal(signal.SIGTERM)
+    for repeat in range(signals):
+        time.sleep(0.3 * repeat)
+        if signal_number == signal.SIGINT:
+            os.killpg(child.pid, signal.SIGINT)
+        else:
+            child.send_signal(signal.SIGTERM)
     stdout, stderr = child.communicate(timeout=120)
     assert child.returncode == 130, stdout + stderr
     assert "interrupted: finished runs are saved" in stderr and "Traceback" not in stderr

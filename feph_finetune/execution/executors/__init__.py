@@ -201,9 +201,10 @@ def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jo
 
 def parse_flag(key: str, value: str) -> Any:
     """``--jobs 2`` is the integer 2 (``auto`` stays a word); ``--devices 0,1`` the list [0, 1]
-    (the declarations check the values, a negative number included)."""
+    (the declarations check the values, a negative number included, and the empty text that an
+    empty item leaves: ``0,,1`` and ``''`` are refused, not read as fewer devices)."""
     if key == "devices":
-        return [_integer_or_text(part) for part in value.split(",") if part.strip()]
+        return [_integer_or_text(part) for part in value.split(",")]
     return _integer_or_text(value)
 
 

@@ -43,6 +43,18 @@ from feph_finetune.results.store import RESULT_FILE, NoSpaceError, RunStore, ato
 INSTALL = 'pip install "feph_finetune[ray]"'
 #: Seconds between two polls of the event sink while tasks run.
 POLL_S = 0.25
+#: Ray counts a resource in ten-thousandths (``RESOURCE_UNIT_SCALING``): it refuses a quantity
+#: finer than that when the first task is submitted.
+RESOURCE_UNIT = 0.0001
+
+
+def resource_quantity_problem(quantity: float) -> str | None:
+    """Why ``quantity`` (``num_cpus``, ``num_gpus``) is no quantity Ray takes, or None: it must be
+    0 or a multiple of :data:`RESOURCE_UNIT`, so that ``--dry-run`` says so, not the first task."""
+    units = quantity / RESOURCE_UNIT
+    if abs(units - round(units)) > 1e-6:  # a decimal such as 0.0003 is 2.9999999999999996 units in binary floating point
+        return f"must be a multiple of {RESOURCE_UNIT} (Ray counts resources in ten-thousandths), not {quantity!r}"
+    return None
 
 
 class RayExecutor(Executor):
@@ -52,8 +64,10 @@ class RayExecutor(Executor):
         "address": Option("", 'the cluster: "auto", "HOST:PORT", "ray://HOST:PORT", or "" (a local cluster for this invocation)',
                           check=lambda address: None if address in ("", "auto") or host_and_port(address) is not None
                           else f'expected "auto", "HOST:PORT", "ray://HOST:PORT" or "" (a local cluster for this invocation), got {address!r}'),
-        "num_cpus": Option(1.0, "CPUs per run (a run asking more than a node has never starts)", minimum=0, exclusive_minimum=True, maximum=1024),
-        "num_gpus": Option(0.0, "GPUs per run (a run asking more than a node has never starts)", minimum=0, maximum=64),
+        "num_cpus": Option(1.0, "CPUs per run (a run asking more than a node has never starts)", minimum=0, exclusive_minimum=True, maximum=1024,
+                           check=resource_quantity_problem),
+        "num_gpus": Option(0.0, "GPUs per run (a run asking more than a node has never starts)", minimum=0, maximum=64,
+                           check=resource_quantity_problem),
         "max_retries": Option(2, "retries of a run whose worker or node was lost", minimum=0, maximum=100),
         "connect_timeout": Option(60.0, "seconds to reach the cluster", minimum=0, exclusive_minimum=True, maximum=3600),
     }
