@@ -11,6 +11,7 @@ from feph_finetune.config.matrix import build_matrix, select
 from feph_finetune.plugins import get_plugins
 
 from conftest import REPO, run_cli, write_matrix
+from fephfixture import write_keras_archive
 
 
 def matrix_of(path, overrides=()):
@@ -19,11 +20,11 @@ def matrix_of(path, overrides=()):
 
 def paper_matrix_overrides(synthetic_feph, tmp_path) -> list[str]:
     """``--set`` arguments that point experiments.toml at test data and at stand-in whole-model
-    files (validation checks that they exist; a dry run never opens them)."""
+    files (validation reads their headers, without TensorFlow; a dry run never loads them)."""
     overrides = [f"dataset.root={synthetic_feph}"]
     for backbone in ("mobilenet", "efficientnet"):
         stand_in = tmp_path / f"{backbone}_7.keras"
-        stand_in.write_bytes(b"")
+        write_keras_archive(stand_in)
         overrides.append(f"defaults.options.{backbone}.weights={stand_in}")
     return [argument for override in overrides for argument in ("--set", override)]
 
