@@ -27,7 +27,8 @@ two names.
   escaped character, or at either end) they join nothing and could only hide a difference, so
   they are escaped;
 - lone surrogates (category ``Cs``): the bytes of a file name that is not valid UTF-8 (Python
-  decodes them as U+DC80-U+DCFF), which a UTF-8 terminal cannot even be sent.
+  decodes them as U+DC80-U+DCFF), which a UTF-8 terminal cannot even be sent; each is shown
+  as the byte it stands for (``\\xff``), as ``ls -b`` shows it, so the name can be found.
 
 Where the rule is applied: once, at the output, rather than at each place a value is put into a
 message: a place that forgets is silent, while a console that is not an escaping one fails a
@@ -99,8 +100,16 @@ def _escaped(text: str, keep: str) -> str:
     if not _MAYBE_ESCAPED.search(text):
         return text
     return "".join(
-        character if character in keep or not _acts(text, index) else repr(character)[1:-1]
+        character if character in keep or not _acts(text, index) else _escape(character)
         for index, character in enumerate(text))
+
+
+def _escape(character: str) -> str:
+    """``character`` as Python writes it in a string literal; a byte of a name that is not UTF-8
+    (held by Python as U+DC80-U+DCFF) as that byte, ``\\xff``, the way ``ls -b`` and git show it."""
+    if "\udc80" <= character <= "\udcff":
+        return f"\\x{ord(character) - 0xDC00:02x}"
+    return repr(character)[1:-1]
 
 
 def _acts(text: str, index: int) -> bool:

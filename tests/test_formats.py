@@ -513,4 +513,4 @@ def test_a_class_whose_name_is_not_utf8_is_refused_naming_it(tmp_path, capsys):
     (root / "sad").rename(root / os.fsdecode(b"sad\xff"))  # OpenCV crashes on a name that is not UTF-8
     assert main(["data", str(root), "--format", "folders"]) == 2
     error = capsys.readouterr().err
-    assert f"class 'sad\\udcff' in {root}: not valid UTF-8" in error and "rename it" in error
+    assert f"class 'sad\\xff' in {root}: not valid UTF-8" in error and "rename it" in error

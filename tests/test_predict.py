@@ -572,8 +572,8 @@ def test_a_model_whose_outputs_are_not_finite_is_named_and_out_is_left_alone(tra
 
 
 def escaped(path: Path) -> str:
-    """``path`` as printable() shows a name that is not valid UTF-8: each undecodable byte as \\udcXX."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    """``path`` as printable() shows a name that is not valid UTF-8: each undecodable byte as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def test_inputs_whose_names_are_not_utf8_are_read_and_named_escaped(trained, tmp_path):

@@ -36,7 +36,7 @@ def assert_escaped(output: str) -> None:
 
 def test_printable_escapes_bidi_and_invisible_characters_and_keeps_joined_emoji_and_scripts():
     assert printable("x\u202eabc\u2066d\u2069\u200b\ufeff\u00ad\x9b\x00") == "x\\u202eabc\\u2066d\\u2069\\u200b\\ufeff\\xad\\x9b\\x00"
-    assert printable("bad\udcffbytes") == "bad\\udcffbytes"  # a file name that is not UTF-8
+    assert printable("bad\udcffbytes") == "bad\\xffbytes"  # a file name that is not UTF-8: the byte, as ls -b shows it
     kept = "👩‍💻 ❤️‍🔥 क्‍ष می‌خواهم 怒り naïve"  # ZWJ emoji, a Devanagari conjunct (ZWJ), Persian (ZWNJ)
     assert printable(kept) == kept
     assert printable("a\u200db \u200dx y\u200c") == "a\\u200db \\u200dx y\\u200c"  # joining nothing: escaped

@@ -406,3 +406,18 @@ def test_an_image_over_the_pixel_limit_is_refused_naming_the_limit(tmp_path):
     """, "19999")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["[False, True]", f"image {tmp_path / 'big.png'} has more pixels than the 19999 decoded at most (OPENCV_IO_MAX_IMAGE_PIXELS)"]
+
+
+def test_opencvs_own_warnings_about_a_damaged_image_stay_off_the_console(tmp_path):
+    """OpenCV printed "[ WARN:0@1.2] global grfmt_png.cpp:793 ... PNG input buffer is incomplete"
+    for each damaged file, between the program's own messages, which say what was dropped."""
+    whole = tmp_path / "whole.png"
+    assert cv2.imwrite(str(whole), np.zeros((32, 32, 3), dtype=np.uint8))
+    (tmp_path / "cut.png").write_bytes(whole.read_bytes()[:100])
+    result = _run_python(f"""
+        from pathlib import Path
+        from feph_finetune.data.images import decodable
+        print(decodable([Path({str(tmp_path / "cut.png")!r}), Path({str(whole)!r})]))
+    """)
+    assert result.returncode == 0 and result.stdout.strip() == "[False, True]", result.stderr
+    assert "WARN" not in result.stderr and "grfmt_png" not in result.stderr, result.stderr

@@ -82,6 +82,8 @@ SPOILS = [
     ("timing", [1, 2]),
     ("timing.total_s", "12 s"),
     ("timing.total_s", -3),
+    ("timing.total_s", 1e308),  # finite, but the report's time column would print 309 digits
+    ("timing.finished", 1e300),
     ("timing.stages", [["head", 3]]),
     ("(whole record)", nested),
     ("(whole record)", array_record),
@@ -95,6 +97,7 @@ SPOILS = [
     ("metrics.sensitivity.anger", DELETE),
     ("counters.face_fallback", -2),
     ("counters.frames_skipped", -0.5),
+    ("counters.face_fallback", 2**62),
     ("metrics.f1", math.nan),
     ("metrics.f1", -math.inf),
     # integers a float cannot hold (JSON integers have no limit): every numeric field, free ones too
@@ -304,7 +307,7 @@ def test_values_outside_what_a_run_writes_are_named():
         RunRecord.from_json(record)
     assert raised.value.problems == [
         'phase: expected one of "exploratory", "cv", got "final"',
-        "counters.face_fallback: expected a finite number from 0 or null, got the number -1",
+        "counters.face_fallback: expected a finite number from 0 to 1e+12 or null, got the number -1",
         'status: expected one of "done", "failed" or null, got "maybe"',
         "metrics.sensitivity: expected one value per name of classes, got no value for b; values for names not in classes: c",
         "metrics.f1: expected a finite number or null, got NaN",

@@ -16,6 +16,7 @@ import numpy as np
 from feph_finetune.api import Dataset, DatasetError, PluginError
 from feph_finetune.config.reading import DATASET_DEFAULTS
 from feph_finetune.data.splits import Split, holdout_split, kfold_splits
+from feph_finetune.printable import printable
 from feph_finetune.data.user_files import is_utf8_name
 from feph_finetune.plugins import PluginCallError, Plugins, get_plugins
 
@@ -62,7 +63,7 @@ def load_dataset(settings: Mapping[str, Any], decode: bool = True, plugins: Plug
     problem = returned_problem(dataset)
     if problem:
         raise PluginCallError(name, FORMAT_HOOK, PluginError(problem))
-    odd = [repr(label) for label in dataset.classes if not is_utf8_name(label)]
+    odd = [f"'{printable(label)}'" for label in dataset.classes if not is_utf8_name(label)]
     if odd:
         raise DatasetError(f"class {', '.join(odd)} in {root}: not valid UTF-8 (a folder or file name of other bytes, shown escaped); "
                            "class names are written into records and reports as text: rename it")

@@ -35,6 +35,12 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
 import cv2  # noqa: E402  (after the limit is set: OpenCV reads it at its first decode)
 import numpy as np
 
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    # OpenCV's own warnings ("[ WARN:0@1.2] global grfmt_png.cpp:793 ... PNG input buffer is
+    # incomplete", one per damaged file) would stand between the program's messages, which already
+    # say what could not be read and why; errors still show. A user's OPENCV_LOG_LEVEL is kept.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 from feph_finetune.api import DatasetError
 from feph_finetune.data.user_files import MAX_IMAGE_BYTES, UnreadableFile, read_user_file
 

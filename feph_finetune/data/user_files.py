@@ -180,7 +180,7 @@ def read_json_file(path, limit: int = MAX_JSON_BYTES):
     """
     data = read_user_file(path, limit)
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = json.loads(data.decode("utf-8-sig"))  # a byte-order mark (Windows Notepad) is not content
     except UnicodeDecodeError as error:
         raise UnreadableFile(f"is not UTF-8 text ({error})") from None
     except RecursionError:  # the parser recurses per level: far past MAX_JSON_DEPTH

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import math
 import threading
 import time
@@ -99,6 +100,19 @@ class CentredMean:
 # --- writers -------------------------------------------------------------------------------------
 
 
+def _csv_cell(value):
+    """A CSV cell: empty for a missing value, ``true``/``false``, and a name that is not valid UTF-8
+    (a file name's bytes, held as U+DC80-U+DCFF) with each such byte written ``\\xff``, as
+    :func:`feph_finetune.printable.printable` and ``ls -b`` show it (JSON lines escape it their way)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return os.fsencode(value).decode("utf-8", "backslashreplace")
+    return value
+
+
 class RowWriter:
     """Rows to ``path`` as CSV (empty cells for missing values) or JSON lines (null).
 
@@ -110,8 +124,7 @@ class RowWriter:
     def __init__(self, path: Path, fields: list[str], suffix: str | None = None):
         self.path, self.fields = Path(path), fields
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # a name that is not valid UTF-8 (a file name's bytes, as U+DC80-U+DCFF) is written as printable() shows it: \udcff
-        self.handle = open(self.path, "w", encoding="utf-8", errors="backslashreplace", newline="")
+        self.handle = open(self.path, "w", encoding="utf-8", newline="")
         self.csv = None
         if (suffix or self.path.suffix).lower() == ".csv":
             self.csv = csv.DictWriter(self.handle, fieldnames=fields)
@@ -119,7 +132,7 @@ class RowWriter:
 
     def write(self, row: dict) -> None:
         if self.csv is not None:
-            self.csv.writerow({key: "" if value is None else str(value).lower() if isinstance(value, bool) else value for key, value in row.items()})
+            self.csv.writerow({key: _csv_cell(value) for key, value in row.items()})
         else:
             self.handle.write(json.dumps(row) + "\n")
 

@@ -29,9 +29,11 @@ plugins, the paper's by ``paper_metrics``):
   free, but a number among them (reported as a further metric) must be finite;
 - ``error``: null or an object whose ``plugin``, ``hook``, ``type``, ``message`` and
   ``traceback`` are text or null;
-- ``timing``: null or an object: ``total_s``, ``started``, ``finished`` finite numbers from 0 or
-  null, ``stages`` an object of stage name to seconds;
-- ``counters``: null or an object of counter name to a finite number from 0 (a count).
+- ``timing``: null or an object: ``total_s`` (up to :data:`MAX_SECONDS`), ``started``,
+  ``finished`` (up to :data:`MAX_UNIX_TIME`) finite numbers from 0 or null, ``stages`` an object
+  of stage name to seconds (up to :data:`MAX_SECONDS`);
+- ``counters``: null or an object of counter name to a finite number from 0 to :data:`MAX_COUNT`
+  (a count).
 
 Every number, in free fields too (``variant``, further metrics, fields this version does not
 know), must be one a float can hold: JSON integers have no limit, and one past about 1.8e308
@@ -84,6 +86,11 @@ MAX_WHOLE = 2**63 - 1
 #: The largest confusion count: a trillion test images is beyond any dataset, and 49 cells summed
 #: over :data:`MAX_FOLDS` folds stay within :data:`MAX_WHOLE`.
 MAX_COUNT = 10**12
+#: Longest run a record may say it took (seconds): about 32 years. A larger time is a hand edit,
+#: and the report's time column would print its hundreds of digits.
+MAX_SECONDS = 1e9
+#: Latest Unix time a record may give for ``started``/``finished``: the year 2286.
+MAX_UNIX_TIME = 1e10
 
 
 def is_float_number(value: Any) -> bool:
@@ -140,10 +147,11 @@ class _Check:
         self.fail(name, "a fraction from 0 to 1 or null", value)
         return None
 
-    def finite(self, value: Any, name: str, minimum: float = -math.inf) -> float | None:
-        if value is None or (is_float_number(value) and math.isfinite(value) and value >= minimum):
+    def finite(self, value: Any, name: str, minimum: float = -math.inf, maximum: float = math.inf) -> float | None:
+        if value is None or (is_float_number(value) and math.isfinite(value) and minimum <= value <= maximum):
             return value
-        self.fail(name, "a finite number" + (f" from {minimum:g}" if minimum > -math.inf else "") + " or null", value)
+        bounds = (f" from {minimum:g}" if minimum > -math.inf else "") + (f" to {maximum:g}" if maximum < math.inf else "")
+        self.fail(name, f"a finite number{bounds} or null", value)
         return None
 
     def whole(self, value: Any, name: str, minimum: int | None = None) -> int | None:
@@ -270,11 +278,12 @@ class Timing:
     def read(cls, data: dict, check: _Check) -> "Timing":
         stages = check.mapping(data.get("stages"), "timing.stages")
         if stages is not None:
-            stages = {name: check.finite(value, f"timing.stages.{name}", 0) for name, value in stages.items()}
+            stages = {name: check.finite(value, f"timing.stages.{name}", 0, MAX_SECONDS) for name, value in stages.items()}
         known = ("total_s", "stages", "started", "finished")
         return cls(
-            total_s=check.finite(data.get("total_s"), "timing.total_s", 0), stages=stages,
-            started=check.finite(data.get("started"), "timing.started", 0), finished=check.finite(data.get("finished"), "timing.finished", 0),
+            total_s=check.finite(data.get("total_s"), "timing.total_s", 0, MAX_SECONDS), stages=stages,
+            started=check.finite(data.get("started"), "timing.started", 0, MAX_UNIX_TIME),
+            finished=check.finite(data.get("finished"), "timing.finished", 0, MAX_UNIX_TIME),
             more={key: value for key, value in data.items() if key not in known},
         )
 
@@ -325,7 +334,7 @@ class RunRecord:
         timing = check.mapping(data.get("timing"), "timing")
         counters = check.mapping(data.get("counters"), "counters", "an object (counter name: number) or null")
         if counters is not None:
-            counters = {name: check.finite(value, f"counters.{name}", 0) for name, value in counters.items()}
+            counters = {name: check.finite(value, f"counters.{name}", 0, MAX_COUNT) for name, value in counters.items()}
         record = cls(
             experiment=experiment or "", phase=phase or "",
             **{key: check.text(data, key) for key in ("id", "label", "cv_label", "model", "data")},
