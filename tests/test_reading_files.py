@@ -421,3 +421,11 @@ def test_opencvs_own_warnings_about_a_damaged_image_stay_off_the_console(tmp_pat
     """)
     assert result.returncode == 0 and result.stdout.strip() == "[False, True]", result.stderr
     assert "WARN" not in result.stderr and "grfmt_png" not in result.stderr, result.stderr
+
+
+def test_json_read_back_with_a_byte_order_mark_reads_as_toml_with_one_does(tmp_path):
+    """Notepad saves a hand-edited result.json with a BOM; json.loads refused it ("Unexpected UTF-8 BOM")."""
+    from feph_finetune.data.user_files import read_json_file
+
+    (tmp_path / "edited.json").write_bytes("\ufeff".encode() + b'{"accuracy": 0.5}')
+    assert read_json_file(tmp_path / "edited.json") == {"accuracy": 0.5}
