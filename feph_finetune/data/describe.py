@@ -12,7 +12,7 @@ from collections import Counter
 from rich.table import Table
 from rich.text import Text
 
-from feph_finetune.printable import printable
+from feph_finetune.printable import printable, shortened
 
 from feph_finetune.api import Dataset
 from feph_finetune.config.options import as_option, option_problems
@@ -37,12 +37,12 @@ def dataset_settings(flags: dict, assignments: list[str], problems: list[Problem
     declarations = dict(DATASET_OPTIONS)
     problem = format_problem(plugins, flags["format"])
     if problem:
-        problems.append(Problem(f"--format {flags['format']}", problem))
+        problems.append(Problem(f"--format {shortened(flags['format'])}", problem))
     else:
         declarations = {**plugins.option_declarations(flags["format"]), **DATASET_OPTIONS}
     settings = {**{key: as_option(option).default for key, option in declarations.items()}, **flags}
     for assignment in assignments:
-        where = f"--set {assignment}"
+        where = f"--set {shortened(assignment)}"
         try:
             keys, value = parse_override(assignment)
         except ConfigError as error:
