@@ -195,8 +195,8 @@ LONG_WORD = "A" * 20000
 
 @pytest.mark.parametrize("arguments, shown", [
     (["--only", LONG_WORD], "--only AAAAAAAAAAAAAAAAAAAA…AAAAAAAA: no experiment 'AAAAAAAAAAAAAAAAAAA…AAAAAAA'"),
-    (["--set", "experiments.NoFT.grid.seed=" + "[" * 20000 + "]" * 20000], "--set experiments.NoFT.gri…]]]]]]]]: expected a non-empty array"),
-    (["--set", f"experiments.{LONG_WORD}.seed=1"], "--set experiments.AAAAAAAA…A.seed=1: no experiment 'AAAAAAAAAAAAAAAAAAA…AAAAAAA'"),
+    (["--set", "experiments.NoFT.grid.seed=" + "[" * 20000 + "]" * 20000], "--set experiments.NoFT.grid.seed=" + "[" * 100 + "…]]]]]]]]: expected a non-empty array"),
+    (["--set", f"experiments.{LONG_WORD}.seed=1"], "--set experiments." + "A" * 88 + "…AAA.seed=1: no experiment 'AAAAAAAAAAAAAAAAAAA…AAAAAAA'"),
     (["--phase", LONG_WORD], "argument --phase: invalid choice: 'AAAAAAAAAAAAAAAAAAAA…AAAAAAAA' (choose from"),
     ([LONG_WORD], "unrecognized arguments: AAAAAAAAAAAAAAAAAAAA…AAAAAAAA"),
 ])

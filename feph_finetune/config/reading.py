@@ -146,13 +146,23 @@ class ArgumentNames:
 
     def __call__(self, name: str, value: Any = None) -> str:
         """The place of argument ``name`` (``"jobs"``), with its ``value`` when given (a list's
-        items follow a flag as separate words), each value :func:`shortened`."""
+        items follow a flag as separate words), each value :func:`shortened` (an override's
+        value, its key kept whole unless absurd: :func:`shortened_assignment`)."""
+        shown = shortened_assignment if name == "overrides" else shortened
         if not self.command_line:
-            return name if value is None else f"{name}={shortened(repr(value))}"
+            return name if value is None else f"{name}={shown(repr(value))}"
         flag = _FLAGS.get(name, f"--{name}")
         if value is None:
             return flag
-        return " ".join([flag, *map(shortened, value)]) if isinstance(value, (list, tuple)) else f"{flag} {shortened(value)}"
+        return " ".join([flag, *map(shown, value)]) if isinstance(value, (list, tuple)) else f"{flag} {shown(value)}"
+
+
+def shortened_assignment(assignment: str) -> str:
+    """``KEY=VALUE`` as a place names it: the key and the value each :func:`shortened` to 120
+    characters, so that a typical key (``experiments.NAME.options.PLUGIN.KEY``) and path stay
+    whole and a value of kilobytes does not."""
+    key, equals, value = assignment.partition("=")
+    return f"{shortened(key, 120)}={shortened(value, 120)}" if equals else shortened(assignment, 120)
 
 
 #: The arguments whose flag is not ``--NAME``.
