@@ -147,7 +147,7 @@ class ArgumentNames:
     def __call__(self, name: str, value: Any = None) -> str:
         """The place of argument ``name`` (``"jobs"``), with its ``value`` when given (a list's
         items follow a flag as separate words), each value :func:`shortened` (an override's
-        value, its key kept whole unless absurd: :func:`shortened_assignment`)."""
+        key and value each to 120 characters: :func:`shortened_assignment`)."""
         shown = shortened_assignment if name == "overrides" else shortened
         if not self.command_line:
             return name if value is None else f"{name}={shown(repr(value))}"
