@@ -27,7 +27,7 @@ from rich.text import Text
 
 import feph_finetune
 from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
-from feph_finetune.printable import EscapingConsole, printable
+from feph_finetune.printable import EscapingConsole, printable, shortened
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -78,12 +78,12 @@ def data_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune data", description="Describe a dataset of any format as the runner will see it: kept images per class, groups, dropped entries by reason, and the grouped hold-out and cross-validation splits.")
     parser.add_argument("root", type=Path, help="the dataset folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    from feph_finetune.config.options import describe
+    from feph_finetune.config.options import describe, integer
     from feph_finetune.config.schema import DATASET_OPTIONS, TOP_LEVEL_OPTIONS
 
     folds, seed, test_fraction, group_by = DATASET_OPTIONS["folds"], TOP_LEVEL_OPTIONS["seed"], DATASET_OPTIONS["test_fraction"], DATASET_OPTIONS["group_by"]
-    parser.add_argument("--folds", type=int, default=folds.default, help=f"cross-validation folds, as [dataset] folds: {describe(folds)} (default {folds.default})")
-    parser.add_argument("--seed", type=int, default=seed.default, help=f"split seed, as the TOML's seed (default {seed.default})")
+    parser.add_argument("--folds", type=integer, default=folds.default, help=f"cross-validation folds, as [dataset] folds: {describe(folds)} (default {folds.default})")
+    parser.add_argument("--seed", type=integer, default=seed.default, help=f"split seed, as the TOML's seed (default {seed.default})")
     parser.add_argument("--test-fraction", type=float, default=test_fraction.default, help=f"hold-out test share, as [dataset] test_fraction (default {test_fraction.default})")
     parser.add_argument("--group-by", default=group_by.default, help="keep these groups on one side of every split: a key the format offers (feph: sequence, signer)")
     parser.add_argument("--labels", help="labels CSV, relative to ROOT (default: the one CSV found)")
@@ -189,10 +189,22 @@ class ParagraphsHelpFormatter(argparse.HelpFormatter):
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, whose error line shows the arguments' control characters escaped as
     every message does (:mod:`feph_finetune.printable`): argparse's own "unrecognized arguments:
-    ..." writes them raw."""
+    ..." writes them raw; and each argument it quotes :func:`shortened`, as every message quotes
+    a user's value: argparse writes "invalid int value: '999...'" with all of a 5,000-digit value."""
 
     def error(self, message: str):
-        super().error(printable(message))
+        super().error(printable(_ARGPARSE_WORD.sub(_shortened_word, message)))
+
+
+#: What argparse's messages quote of the arguments: a value as ``repr`` writes it (``'x'``), or
+#: a word (an unrecognized argument, an option given with ``=``).
+_ARGPARSE_WORD = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+""")
+
+
+def _shortened_word(found: re.Match) -> str:
+    word = found[0]
+    quoted = len(word) > 1 and word[0] == word[-1] and word[0] in "'\""
+    return f"{word[0]}{shortened(word[1:-1])}{word[-1]}" if quoted else shortened(word)
 
 
 # --- commands ------------------------------------------------------------------------------------

@@ -95,6 +95,14 @@ def printable(text: Any) -> str:
     return _escaped(str(text), keep="")
 
 
+def shortened(value: Any, length: int = 40) -> str:
+    """``str(value)`` as a message quotes a user's value: at most ``length`` characters (the
+    first ``length - 20``, ``…``, the last 8), so that a value of kilobytes leaves the message one
+    readable line (the message says what was wrong with it, e.g. "an integer of 401 digits")."""
+    text = str(value)
+    return text if len(text) <= length else f"{text[:length - 20]}…{text[-8:]}"
+
+
 def _escaped(text: str, keep: str) -> str:
     """``text`` escaped as :func:`printable` says, except the characters in ``keep``."""
     if not _MAYBE_ESCAPED.search(text):

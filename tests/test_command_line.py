@@ -187,3 +187,31 @@ def test_output_folders_that_cannot_be_written_are_refused_before_any_work(matri
     assert main(["report", str(runs), "--figures", str(a_file)]) == 2
     captured = capsys.readouterr()
     assert f"--figures {a_file}: is a file, not a folder" in captured.err and captured.out == ""
+
+
+#: A value of kilobytes: every message quotes it shortened (first 20 characters, …, last 8).
+LONG_WORD = "A" * 20000
+
+
+@pytest.mark.parametrize("arguments, shown", [
+    (["--only", LONG_WORD], "--only AAAAAAAAAAAAAAAAAAAA…AAAAAAAA: no experiment 'AAAAAAAAAAAAAAAAAAA…AAAAAAA'"),
+    (["--set", "experiments.NoFT.grid.seed=" + "[" * 20000 + "]" * 20000], "--set experiments.NoFT.grid.seed=" + "[" * 100 + "…]]]]]]]]: expected a non-empty array"),
+    (["--set", f"experiments.{LONG_WORD}.seed=1"], "--set experiments." + "A" * 88 + "…AAA.seed=1: no experiment 'AAAAAAAAAAAAAAAAAAA…AAAAAAA'"),
+    (["--phase", LONG_WORD], "argument --phase: invalid choice: 'AAAAAAAAAAAAAAAAAAAA…AAAAAAAA' (choose from"),
+    ([LONG_WORD], "unrecognized arguments: AAAAAAAAAAAAAAAAAAAA…AAAAAAAA"),
+])
+def test_a_long_value_is_quoted_short_in_every_message(matrix_file, capsys, arguments, shown):
+    try:
+        code = main([str(matrix_file), "--dry-run", *arguments])
+    except SystemExit as stop:  # argparse's own refusals
+        code = stop.code
+    error = capsys.readouterr().err
+    assert code == 2 and shown in error and "Traceback" not in error and len(error.encode()) < 1024
+
+
+def test_argparse_quotes_a_bad_flag_value_short(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["data", str(tmp_path), "--folds", LONG_WORD])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and "argument --folds: invalid integer value: 'AAAAAAAAAAAAAAAAAAAA…AAAAAAAA'" in error
+    assert len(error.encode()) < 1024

@@ -147,3 +147,44 @@ def test_a_huge_flag_value_is_quoted_short_so_its_message_stays_one_readable_lin
     assert main(["synth", str(tmp_path / "s"), "--images", str(10**400)]) == 2
     error = capsys.readouterr().err.strip()
     assert error == "error: --images 10000000000000000000…00000000: must be <= 1000000, not an integer of 401 digits"
+
+
+#: More digits than Python turns into an int (``sys.get_int_max_str_digits()``: 4300).
+LONG_INTEGER = "9" * 5000
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--jobs", LONG_INTEGER], "--jobs: must be <= 256, not an integer of 5000 digits"),
+    (["--devices", LONG_INTEGER], "--devices: must be <= 255, not an integer of 5000 digits"),
+    (["--devices", f"0,-{LONG_INTEGER}"], "--devices: must be >= 0, not an integer of 5000 digits"),
+    (["--set", f"seed={LONG_INTEGER}"], "--set seed=" + "9" * 100 + "…99999999: a number too long to read (over 4300 digits)"),
+    (["--set", f"experiments.A.grid.seed=[1, {LONG_INTEGER}]"], "a number too long to read (over 4300 digits)"),
+])
+def test_an_integer_longer_than_python_reads_is_refused_naming_its_flag(arguments, message, tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    assert exit_code([str(path), "--dry-run", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error and len(error.encode()) < 1024
+
+
+def test_an_integer_longer_than_python_reads_in_a_toml_names_its_file_and_line(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra=f"\n[executor.process]\njobs = {LONG_INTEGER}\n")
+    assert exit_code([str(path), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert error.strip() == f"error: {path}:{line_of(path, 'jobs =')}: a number too long to read (over 4300 digits)"
+
+
+@pytest.mark.parametrize("flag", ["--folds", "--seed"])
+def test_an_integer_longer_than_python_reads_in_a_command_flag_is_refused_by_its_range(flag, tmp_path, capsys):
+    argv = ["synth", str(tmp_path / "synthetic"), flag, LONG_INTEGER] if flag == "--seed" else ["data", str(tmp_path), flag, LONG_INTEGER]
+    assert exit_code(argv) == 2
+    error = capsys.readouterr().err
+    assert f"{flag} 99999999999999999999…99999999: must be <= " in error and "not an integer of 5000 digits" in error
+    assert "Traceback" not in error and len(error.encode()) < 1024
+
+
+def test_data_set_of_an_integer_longer_than_python_reads_names_the_assignment(tmp_path, capsys):
+    assert exit_code(["data", str(tmp_path), "--set", f"dataset.folds={LONG_INTEGER}"]) == 2
+    error = capsys.readouterr().err
+    assert "--set dataset.folds=" + "9" * 100 + "…99999999: a number too long to read (over 4300 digits)" in error
+    assert "Traceback" not in error and len(error.encode()) < 1024

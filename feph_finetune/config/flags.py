@@ -3,7 +3,8 @@
 ``predict``, ``synth`` and ``data`` take numbers that no TOML holds; their ranges are declared
 here with the same :class:`~feph_finetune.config.options.Option` the settings use, so that their
 ``--help`` and their checks come from one place. argparse only turns the text into an ``int``
-(refusing ``1e20`` or ``x`` itself); :func:`flag_problems_of` then checks every declared flag in
+(refusing ``1e20`` or ``x`` itself; :func:`~feph_finetune.config.options.integer`: digits past
+Python's limit too); :func:`flag_problems_of` then checks every declared flag in
 one pass, so that a command reports all its bad numbers at once, each named ``--FLAG VALUE``,
 before any work (exit 2).
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 from typing import Mapping
 
-from feph_finetune.config.options import Option, describe
+from feph_finetune.config.options import Option, describe, integer
 from feph_finetune.config.reading import Problem, flag_problems
 from feph_finetune.config.schema import DATASET_OPTIONS, SEED_MAXIMUM, TOP_LEVEL_OPTIONS
 
@@ -58,7 +59,7 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, declarations: Mapping[s
     """Add ``flag`` as declared: parsed as its default's type, its default, and a help that ends
     with what it accepts (``integer, >= 1, <= 4096``)."""
     option = declarations[flag]
-    parse = float if isinstance(option.default, float) else int
+    parse = float if isinstance(option.default, float) else integer
     parser.add_argument(flag, type=parse, default=option.default, metavar=metavar, help=f"{option.help} ({describe(option)}; default {option.default})")
 
 

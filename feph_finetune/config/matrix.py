@@ -43,7 +43,7 @@ from feph_finetune.config.reading import (
     valid_values,
 )
 from feph_finetune.config.options import option_problems
-from feph_finetune.printable import printable
+from feph_finetune.printable import printable, shortened
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.class_mapping import map_classes
@@ -752,7 +752,7 @@ def selection_problems(matrix: Matrix, only: list[str] | None, names: ArgumentNa
     ``names`` writes the argument)."""
     known = ", ".join(matrix.experiments)
     return [
-        Problem(names("only", name), f"no experiment {name!r}{close_match(name, matrix.experiments)}; experiments: {known}")
+        Problem(names("only", name), f"no experiment {shortened(repr(name))}{close_match(name, matrix.experiments)}; experiments: {known}")
         for name in only or () if name not in matrix.experiments
     ]
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -182,8 +184,51 @@ def _number_problems(number: float, option: Option) -> list[str]:
 
 def _shown(number: float) -> str:
     """A number as a message quotes it: an integer of hundreds of digits by its length."""
-    digits = len(str(abs(number))) if isinstance(number, int) else 0
+    digits = digit_count(number) if isinstance(number, int) else 0
     return f"an integer of {digits} digits" if digits > 20 else repr(number)
+
+
+def digit_count(number: int) -> int:
+    """The decimal digits of ``number``'s magnitude, counted without ``str()`` (which refuses an
+    int of more than ``sys.get_int_max_str_digits()`` digits)."""
+    magnitude = abs(number)
+    digits = max(1, int(magnitude.bit_length() * math.log10(2)))  # exact or one short
+    return digits + 1 if magnitude >= 10**digits else digits
+
+
+class LongInteger(int):
+    """A decimal integer longer than Python turns into an int: a stand-in of the same sign and
+    number of digits (so every range check refuses it as it would the number, and a message calls
+    it "an integer of N digits"), written as the text it was read from."""
+
+    def __new__(cls, text: str):
+        digits = len(text.lstrip("+-"))
+        stand_in = super().__new__(cls, -(10 ** (digits - 1)) if text.startswith("-") else 10 ** (digits - 1))
+        stand_in.text = text
+        return stand_in
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
+#: A decimal integer as :func:`integer` reads one: sign, leading zeros, digits (ASCII only).
+_DECIMAL = re.compile(r"([+-]?)0*([0-9]+)", re.ASCII)
+
+
+def integer(text: str) -> int:
+    """``int(text)``, and a :class:`LongInteger` for a decimal integer longer than Python reads
+    (``sys.get_int_max_str_digits()``, 4300 digits by default). ValueError when ``text`` is no
+    integer. Named for argparse, whose message for a bad value is "invalid integer value: 'x'"."""
+    try:
+        return int(text)
+    except ValueError:
+        found = _DECIMAL.fullmatch(text.strip())
+        if not found:
+            raise
+        sign, digits = found.groups()
+        return LongInteger(sign + digits) if len(digits) > sys.get_int_max_str_digits() else int(sign + digits)
 
 
 def _path_problems(text: str, option: Option, check_paths: bool) -> list[str]:

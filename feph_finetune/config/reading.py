@@ -10,6 +10,7 @@ import copy
 import difflib
 import io
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Mapping
 from feph_finetune.config.options import as_option, option_problems, type_name
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, defaults_of
 from feph_finetune.data.user_files import MAX_TEXT_BYTES, UnreadableFile, nesting_depth, read_user_file
+from feph_finetune.printable import shortened
 
 #: The defaults of each table, from its declarations (:mod:`feph_finetune.config.schema`).
 TOP_LEVEL = defaults_of(TOP_LEVEL_OPTIONS)
@@ -144,13 +146,23 @@ class ArgumentNames:
 
     def __call__(self, name: str, value: Any = None) -> str:
         """The place of argument ``name`` (``"jobs"``), with its ``value`` when given (a list's
-        items follow a flag as separate words)."""
+        items follow a flag as separate words), each value :func:`shortened` (an override's
+        key and value each to 120 characters: :func:`shortened_assignment`)."""
+        shown = shortened_assignment if name == "overrides" else shortened
         if not self.command_line:
-            return name if value is None else f"{name}={value!r}"
+            return name if value is None else f"{name}={shown(repr(value))}"
         flag = _FLAGS.get(name, f"--{name}")
         if value is None:
             return flag
-        return " ".join([flag, *map(str, value)]) if isinstance(value, (list, tuple)) else f"{flag} {value}"
+        return " ".join([flag, *map(shown, value)]) if isinstance(value, (list, tuple)) else f"{flag} {shown(value)}"
+
+
+def shortened_assignment(assignment: str) -> str:
+    """``KEY=VALUE`` as a place names it: the key and the value each :func:`shortened` to 120
+    characters, so that a typical key (``experiments.NAME.options.PLUGIN.KEY``) and path stay
+    whole and a value of kilobytes does not."""
+    key, equals, value = assignment.partition("=")
+    return f"{shortened(key, 120)}={shortened(value, 120)}" if equals else shortened(assignment, 120)
 
 
 #: The arguments whose flag is not ``--NAME``.
@@ -205,6 +217,8 @@ def parse_override(assignment: str, names: ArgumentNames = COMMAND_LINE) -> tupl
         parsed_table = tomllib.loads(f"v = {value.strip()}")
     except (tomllib.TOMLDecodeError, RecursionError):  # RecursionError: nested past Python's stack
         parsed_table = {}
+    except ValueError:  # an integer longer than Python reads
+        raise ConfigError([Problem(names("overrides", assignment), too_long_number())]) from None
     parsed = parsed_table["v"] if list(parsed_table) == ["v"] else value.strip()
     return keys, parsed
 
@@ -243,11 +257,26 @@ def read_config(path: Path, overrides: list[str] = (), names: ArgumentNames = CO
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([Problem(str(path), f"TOML syntax error: {error}")]) from None
+    except ValueError:  # an integer longer than Python reads: tomllib says neither where nor why
+        raise ConfigError([Problem(_long_number_place(path, text), too_long_number())]) from None
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
         data = None
     if data is None or nesting_depth(data) > MAX_TOML_DEPTH:
         raise ConfigError([Problem(str(path), f"nested too deeply (tables, arrays or inline tables more than {MAX_TOML_DEPTH} levels deep)")])
     return RawConfig(data, KeyLocator(str(path), text), _apply_overrides(data, overrides, path, names), names=names)
+
+
+def too_long_number() -> str:
+    """What a TOML integer longer than Python reads is told (Python refuses to turn text of more
+    than ``sys.get_int_max_str_digits()`` digits, 4300 by default, into an int)."""
+    return f"a number too long to read (over {sys.get_int_max_str_digits()} digits)"
+
+
+def _long_number_place(path: Path, text: str) -> str:
+    """``path:line`` of the first run of digits in ``text`` longer than Python reads (``path``
+    alone when none is found: the limit was changed, or the digits are split by ``_``)."""
+    found = re.search(rf"[0-9]{{{sys.get_int_max_str_digits() + 1},}}", text)
+    return f"{path}:{text.count(chr(10), 0, found.start()) + 1}" if found else str(path)
 
 
 def config_from_dict(tables: Mapping[str, Any], overrides: list[str] = (), names: ArgumentNames = COMMAND_LINE) -> RawConfig:
@@ -292,7 +321,7 @@ def _check_override_target(keys: list[str], data: dict, path: Path) -> None:
     known = list(experiments) if isinstance(experiments, dict) else []
     if keys[1] not in known:
         listed = ", ".join(known) if known else "none"
-        raise ConfigError([Problem(".".join(keys), f"no experiment {keys[1]!r} in {path}{close_match(keys[1], known)}; experiments: {listed}")])
+        raise ConfigError([Problem(".".join(keys), f"no experiment {shortened(repr(keys[1]))} in {path}{close_match(keys[1], known)}; experiments: {listed}")])
 
 
 def set_dotted(table: dict, keys: list[str], value: Any) -> None:
@@ -350,14 +379,7 @@ def check_section(raw: RawConfig, table: Any, declarations: Mapping[str, Any], k
 def flag_problems(flags: list[tuple[str, Any, Any]]) -> list[Problem]:
     """Command-line flags checked against the declarations of the settings they set:
     ``[(flag, value, declaration)]``, each problem named ``FLAG VALUE``."""
-    return [Problem(f"{flag} {_quoted(value)}", message) for flag, value, option in flags for message in option_problems(value, as_option(option))]
-
-
-def _quoted(value: Any) -> str:
-    """A flag's value as a place names it: at most 40 characters, so that the line stays readable
-    (the message itself says what was wrong with it, e.g. "an integer of 401 digits")."""
-    text = str(value)
-    return text if len(text) <= 40 else f"{text[:20]}…{text[-8:]}"
+    return [Problem(f"{flag} {shortened(value)}", message) for flag, value, option in flags for message in option_problems(value, as_option(option))]
 
 
 def valid_values(table: Any, declarations: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from collections import Counter
 from rich.table import Table
 from rich.text import Text
 
-from feph_finetune.printable import printable
+from feph_finetune.printable import printable, shortened
 
 from feph_finetune.api import Dataset
 from feph_finetune.config.options import as_option, option_problems
-from feph_finetune.config.reading import Problem, close_match, parse_override, ConfigError
+from feph_finetune.config.reading import Problem, close_match, parse_override, shortened_assignment, ConfigError
 from feph_finetune.config.schema import DATASET_OPTIONS
 from feph_finetune.data.datasets import exploratory_split, format_problem, group_labels, grouping_warning, test_fraction_warning
 from feph_finetune.data.splits import Split, kfold_splits
@@ -37,12 +37,12 @@ def dataset_settings(flags: dict, assignments: list[str], problems: list[Problem
     declarations = dict(DATASET_OPTIONS)
     problem = format_problem(plugins, flags["format"])
     if problem:
-        problems.append(Problem(f"--format {flags['format']}", problem))
+        problems.append(Problem(f"--format {shortened(flags['format'])}", problem))
     else:
         declarations = {**plugins.option_declarations(flags["format"]), **DATASET_OPTIONS}
     settings = {**{key: as_option(option).default for key, option in declarations.items()}, **flags}
     for assignment in assignments:
-        where = f"--set {assignment}"
+        where = f"--set {shortened_assignment(assignment)}"
         try:
             keys, value = parse_override(assignment)
         except ConfigError as error:

@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from feph_finetune.config.options import Option, as_option, option_problems
+from feph_finetune.config.options import Option, as_option, integer, option_problems
 from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, valid_values
 from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finished_event
 from feph_finetune.hookspecs import hookimpl
@@ -210,4 +210,4 @@ def parse_flag(key: str, value: str) -> Any:
 
 def _integer_or_text(text: str) -> int | str:
     text = text.strip()
-    return int(text) if text.lstrip("-").isdigit() else text
+    return integer(text) if text.lstrip("-").isascii() and text.lstrip("-").isdigit() else text
