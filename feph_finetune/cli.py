@@ -28,6 +28,7 @@ from rich.text import Text
 import feph_finetune
 from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
 from feph_finetune.printable import EscapingConsole, printable
+from feph_finetune.stdout import OutputError, closed_stdout, discard_stdout, stdout_failures_marked
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -574,13 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     cannot raise again; the exit code is :data:`EXIT_CLOSED_PIPE`, as if SIGPIPE had ended it.
     """
     try:
-        code = _command_line(argv)
-        sys.stdout.flush()  # inside the try: a pipe closed while the last buffer waits
-        return code
+        return _command_line(argv)  # :func:`guarded` flushes stdout: a pipe closed while the last buffer waits
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        discard_stdout()
         return EXIT_CLOSED_PIPE
 
 
@@ -615,9 +612,16 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
 
     from feph_finetune.interrupts import stop_signals_as_interrupt
 
+    if closed_stdout():  # started with ``>&-``: no output to show, and fd 1 would go to the next file opened
+        return print_error(errors, str(closed_stdout()))
     try:
-        with stop_signals_as_interrupt():  # SIGTERM, SIGHUP, every command: exit 130, its temporary files removed
-            return command(args, console)
+        with stop_signals_as_interrupt(), stdout_failures_marked():  # SIGTERM, SIGHUP, every command: exit 130, its temporary files removed
+            code = command(args, console)
+            sys.stdout.flush()  # a full disk takes print()'s buffered text only here
+            return code
+    except OutputError as error:  # stdout on a full disk (``> /dev/full``) or closed meanwhile
+        discard_stdout()
+        return print_error(errors, str(error))
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         return print_error(errors, message_lines(error))
     except ExecutorError as error:
