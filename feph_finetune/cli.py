@@ -300,10 +300,10 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.config.reading import ConfigError, Problem
     from feph_finetune.data.datasets import FEPH_DOWNLOAD, load_dataset
     from feph_finetune.data.describe import DATA_FLAGS, dataset_settings, describe_dataset, render_description
+    from feph_finetune.data.user_files import input_folder_problem
 
     problems = flag_problems_of(args, DATA_NUMBERS)
-    if not args.root.is_dir():
-        what = "is a file, not a folder" if args.root.exists() else "no such folder"
+    if what := input_folder_problem(args.root):
         problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
     flags = {"root": str(args.root), "format": args.format, "labels": args.labels or "", "images": args.images or "", "group_by": args.group_by,
              "folds": args.folds, "test_fraction": args.test_fraction}
@@ -351,6 +351,7 @@ def cmd_report(args, console: Console) -> int:
     from feph_finetune.config.reading import ConfigError, Problem
     from feph_finetune.results.reports import render
     from feph_finetune.results.store import RunStore
+    from feph_finetune.data.user_files import input_folder_problem
 
     if args.figures is not None:
         from feph_finetune.results.figures import PLOTS_INSTALL, plots_available
@@ -361,8 +362,8 @@ def cmd_report(args, console: Console) -> int:
         problem = output_folder_problem(args.figures)
         if problem:
             raise ConfigError([Problem(f"--figures {args.figures}", problem)])
-    if not args.outdir.is_dir():
-        raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory")])
+    if problem := input_folder_problem(args.outdir):
+        raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory" if problem == "no such folder" else problem)])
     records = RunStore(args.outdir, warn=warn).records()
     if not records:
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
