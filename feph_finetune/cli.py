@@ -28,6 +28,7 @@ from rich.text import Text
 import feph_finetune
 from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
 from feph_finetune.printable import EscapingConsole, printable, shortened
+from feph_finetune.stdout import OutputError, closed_stdout, discard_stdout, stdout_failures_marked
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -311,10 +312,10 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.config.reading import ConfigError, Problem
     from feph_finetune.data.datasets import FEPH_DOWNLOAD, load_dataset
     from feph_finetune.data.describe import DATA_FLAGS, dataset_settings, describe_dataset, render_description
+    from feph_finetune.data.user_files import input_folder_problem
 
     problems = flag_problems_of(args, DATA_NUMBERS)
-    if not args.root.is_dir():
-        what = "is a file, not a folder" if args.root.exists() else "no such folder"
+    if what := input_folder_problem(args.root):
         problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
     flags = {"root": str(args.root), "format": args.format, "labels": args.labels or "", "images": args.images or "", "group_by": args.group_by,
              "folds": args.folds, "test_fraction": args.test_fraction}
@@ -362,6 +363,7 @@ def cmd_report(args, console: Console) -> int:
     from feph_finetune.config.reading import ConfigError, Problem
     from feph_finetune.results.reports import render
     from feph_finetune.results.store import RunStore
+    from feph_finetune.data.user_files import input_folder_problem
 
     if args.figures is not None:
         from feph_finetune.results.figures import PLOTS_INSTALL, plots_available
@@ -372,8 +374,8 @@ def cmd_report(args, console: Console) -> int:
         problem = output_folder_problem(args.figures)
         if problem:
             raise ConfigError([Problem(f"--figures {args.figures}", problem)])
-    if not args.outdir.is_dir():
-        raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory")])
+    if problem := input_folder_problem(args.outdir):
+        raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory" if problem == "no such folder" else problem)])
     records = RunStore(args.outdir, warn=warn).records()
     if not records:
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
@@ -586,13 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     cannot raise again; the exit code is :data:`EXIT_CLOSED_PIPE`, as if SIGPIPE had ended it.
     """
     try:
-        code = _command_line(argv)
-        sys.stdout.flush()  # inside the try: a pipe closed while the last buffer waits
-        return code
+        return _command_line(argv)  # :func:`guarded` flushes stdout: a pipe closed while the last buffer waits
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        discard_stdout()
         return EXIT_CLOSED_PIPE
 
 
@@ -627,9 +625,16 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
 
     from feph_finetune.interrupts import stop_signals_as_interrupt
 
+    if closed_stdout():  # started with ``>&-``: no output to show, and fd 1 would go to the next file opened
+        return print_error(errors, str(closed_stdout()))
     try:
-        with stop_signals_as_interrupt():  # SIGTERM, SIGHUP, every command: exit 130, its temporary files removed
-            return command(args, console)
+        with stop_signals_as_interrupt(), stdout_failures_marked():  # SIGTERM, SIGHUP, every command: exit 130, its temporary files removed
+            code = command(args, console)
+            sys.stdout.flush()  # a full disk takes print()'s buffered text only here
+            return code
+    except OutputError as error:  # stdout on a full disk (``> /dev/full``) or closed meanwhile
+        discard_stdout()
+        return print_error(errors, str(error))
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         return print_error(errors, message_lines(error))
     except ExecutorError as error:

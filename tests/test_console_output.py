@@ -3,7 +3,10 @@ tables and logs at 80 columns."""
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import shlex
 import subprocess
 import sys
 
@@ -39,6 +42,25 @@ def test_commands_piped_into_a_closed_reader_end_quietly(fake_store, synthetic_f
         result = cli_with_reader_gone(*args)
         assert result.stderr == "", f"{args}: {result.stderr}"
         assert result.returncode == 141, args  # as if SIGPIPE had ended it (128 + 13), not 1 ("some runs failed")
+
+
+def cli_with_stdout(stdout: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m feph_finetune ARGS`` with its stdout on ``/dev/full`` or closed (``>&-``)."""
+    redirect = {"full": "> /dev/full", "closed": ">&-"}[stdout]
+    command = f"{shlex.join([sys.executable, '-m', 'feph_finetune', *args])} {redirect}"
+    return subprocess.run(["sh", "-c", command], cwd=REPO, stderr=subprocess.PIPE, text=True, timeout=300, env={**os.environ, "COLUMNS": "80"})
+
+
+@pytest.mark.parametrize("stdout, reason", [("full", "no space left on device"), ("closed", "standard output is closed")])
+def test_commands_whose_stdout_cannot_be_written_say_so_in_one_line(fake_store, synthetic_feph, tmp_path, stdout, reason):
+    matrix = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.FT]\n[experiments.FT2]\n")
+    for args in (
+        ["plugins", "--json"], ["plugins"], ["report", str(fake_store)], ["report", str(fake_store), "--format", "csv"],
+        [str(matrix), "--dry-run", "--json"], ["data", str(synthetic_feph), "--json"],
+    ):
+        result = cli_with_stdout(stdout, *args)
+        assert result.stderr == f"error: the output could not be written: {reason}\n", f"{args}: {result.stderr}"
+        assert result.returncode == 2, args
 
 
 #: What TensorFlow 2.21 prints from C++ on its own when imported or when it looks for devices.
@@ -287,3 +309,19 @@ def test_predicts_summary_of_twelve_classes_fits_80_columns():
     assert_readable(text, {"frames", "faces", *class_abbreviations(TWELVE).values()})
     shares = [word for line in text.splitlines() for word in line.split() if word.endswith("%")]
     assert shares == [f"{100 * count / 78:.0f}%" for count in predicted.values()]
+
+
+def test_a_failed_write_to_another_open_file_is_not_reported_as_the_output(tmp_path):
+    """Only stdout's own failures are "the output could not be written"; a file the command
+    opened and could not write (no file name on the error either) still stops it as before."""
+    from feph_finetune.cli import guarded
+    from feph_finetune.printable import EscapingConsole
+    from feph_finetune.stdout import OutputError
+
+    def writing_a_full_file(args, console):
+        with open("/dev/full", "w") as file:
+            file.write("x")
+
+    with pytest.raises(OSError) as caught:
+        guarded(writing_a_full_file, None, EscapingConsole(file=io.StringIO()), EscapingConsole(file=io.StringIO()))
+    assert caught.value.errno == errno.ENOSPC and not isinstance(caught.value, OutputError)

@@ -70,15 +70,39 @@ def lookup_problem(path) -> str | None:
     try:
         os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(path):  # read as missing, written through to a place that may not exist
+            return f"is a link to nothing ({os.path.join(os.path.dirname(path), os.readlink(path))})"
         return None
     except ValueError:  # a NUL byte
         return "a name cannot hold a NUL byte"
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is a link loop"
         if error.errno == errno.ENAMETOOLONG:
             longest = max(os.fsencode(path).split(b"/"), key=len)
             return f"a name in it has {len(longest)} bytes, more than the {NAME_MAX} a file or folder name may have"
         return f"cannot be looked up ({error.strerror or error})"
     return None
+
+
+def input_folder_problem(path) -> str | None:
+    """Why ``path`` is not a folder to read, or None: it cannot be looked up (a dangling link, a
+    link loop, see :func:`lookup_problem`), does not exist, or is something else."""
+    if problem := lookup_problem(path):
+        return problem
+    if not os.path.exists(path):
+        return "no such folder"
+    return None if os.path.isdir(path) else f"is {file_kind(path)}, not a folder"
+
+
+def file_kind(path) -> str:
+    """What ``path`` (which exists) is, for a message: "a file", "a FIFO", "a character device"..."""
+    mode = os.stat(path).st_mode
+    for is_kind, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if is_kind(mode):
+            return kind
+    return "a file"
 
 
 def is_utf8_name(name: str) -> bool:

@@ -36,13 +36,13 @@ import numpy as np
 import feph_finetune
 from feph_finetune.api import PluginError, Preprocessing, RunContext
 from feph_finetune.config.reading import close_match
-from feph_finetune.data.user_files import MAX_JSON_BYTES, UnreadableFile, read_json_file, read_user_file, regular_file_problem
+from feph_finetune.data.user_files import MAX_JSON_BYTES, UnreadableFile, lookup_problem, read_json_file, read_user_file, regular_file_problem
 from feph_finetune.data.frames import FrameStep
 from feph_finetune.data.keras_files import keras_file_problem
 from feph_finetune.errors import ProblemsError
 from feph_finetune.config.options import option_problems
 from feph_finetune.plugins import PluginCallError, Plugins
-from feph_finetune.results.store import RESULT_FILE, atomic_folder, write_arrays, write_json, write_model
+from feph_finetune.results.store import RESULT_FILE, atomic_folder, output_folder_problem, write_arrays, write_json, write_model
 
 FORMAT = "feph_finetune-bundle"
 #: Raise when a bundle's layout or the manifest's meaning changes; older readers refuse newer bundles.
@@ -124,6 +124,8 @@ def find_bundle(path: Path) -> Path:
     Raises :class:`BundleError` saying what ``path`` is instead and how to get a bundle.
     """
     path = Path(path)
+    if problem := lookup_problem(path):
+        raise BundleError(f"{path}: {problem}")
     if not path.exists():
         raise BundleError(f"{path}: no such file or folder")
     if path.is_dir() and (problem := regular_file_problem(path / MANIFEST)):
@@ -368,6 +370,8 @@ def export_bundle(run_dir: Path, out: Path) -> Path:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BundleError(f"{out}: already exists and is not an empty folder; choose a new folder")
+    if problem := output_folder_problem(out):  # a link to nothing or a loop, an unwritable parent
+        raise BundleError(f"{out}: {problem}")
     with atomic_folder(out) as staging:
         for name in (manifest["model"], STATE_FILE, MANIFEST):
             if (folder / name).is_file():

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from feph_finetune.data.user_files import NAME_MAX, UnreadableFile, lookup_problem, read_json_file
+from feph_finetune.data.user_files import NAME_MAX, UnreadableFile, file_kind, lookup_problem, read_json_file
 from feph_finetune.interrupts import interrupts_deferred
 
 RESULT_FILE = "result.json"
@@ -199,12 +199,12 @@ def output_folder_problem(path: Path) -> str | None:
     if problem := _name_problem(path):
         return problem
     if path.exists() and not path.is_dir():
-        return "is a file, not a folder"
+        return f"is {file_kind(path)}, not a folder"
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        return f"{existing} is a file, not a folder"
+        return f"{existing} is {file_kind(existing)}, not a folder"
     return _unwritable_folder(existing)
 
 

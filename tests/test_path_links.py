@@ -1,0 +1,75 @@
+"""Paths a command is given that are links to nothing, link loops or FIFOs (issue 22): each is
+refused before any work, naming the path and what it is, with exit 2 (they gave tracebacks from
+``os.replace``, "[Errno 17] File exists", or "no such folder")."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from feph_finetune.cli import main
+from feph_finetune.predict.bundle import BundleError, export_bundle
+from feph_finetune.results.store import output_folder_problem
+
+from fake_store import write_fake_store
+
+
+@pytest.fixture
+def odd_paths(tmp_path) -> dict[str, tuple[Path, str]]:
+    """Each odd path and the words its error must hold."""
+    os.symlink(tmp_path / "nowhere", tmp_path / "dang")
+    os.symlink(tmp_path / "cycd2", tmp_path / "cycd1")
+    os.symlink(tmp_path / "cycd1", tmp_path / "cycd2")
+    os.mkfifo(tmp_path / "fifo")
+    return {
+        "dangling": (tmp_path / "dang", f"is a link to nothing ({tmp_path / 'nowhere'})"),
+        "loop": (tmp_path / "cycd1", "is a link loop"),
+        "fifo": (tmp_path / "fifo", "is a FIFO, not a folder"),
+    }
+
+
+def refused(capsys, *args) -> str:
+    """The error line of a command that must stop with exit 2."""
+    assert main([str(arg) for arg in args]) == 2, args
+    errors = capsys.readouterr().err
+    assert "Traceback" not in errors
+    return errors
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop", "fifo"])
+def test_an_output_folder_that_is_a_dangling_link_a_loop_or_a_fifo_is_refused(tmp_path, capsys, odd_paths, kind):
+    path, words = odd_paths[kind]
+    runs = tmp_path / "runs"
+    write_fake_store(runs)
+    assert words in refused(capsys, "synth", path)
+    assert words in refused(capsys, "report", runs, "--figures", path)
+    assert not (tmp_path / "nowhere").exists()
+    assert output_folder_problem(path) == words  # export_bundle's rule, the same
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop", "fifo"])
+def test_an_input_folder_that_is_a_dangling_link_a_loop_or_a_fifo_is_named_so(tmp_path, capsys, odd_paths, kind):
+    path, words = odd_paths[kind]
+    assert words in refused(capsys, "data", path)
+    assert words in refused(capsys, "report", path)
+    if kind != "fifo":  # MODEL and RUN may be files: a FIFO is refused there as not a bundle
+        assert words in refused(capsys, "predict", path, tmp_path)
+        assert words in refused(capsys, "export", path, tmp_path / "out")
+
+
+def test_a_device_is_not_a_folder(capsys):
+    assert "/dev/zero: is a character device, not a folder" in refused(capsys, "data", "/dev/zero")
+
+
+def test_export_refuses_a_dangling_link_as_its_output_before_copying(tmp_path, monkeypatch, odd_paths):
+    import feph_finetune.predict.bundle as bundle
+
+    monkeypatch.setattr(bundle, "find_bundle", lambda run_dir: tmp_path)
+    monkeypatch.setattr(bundle, "read_manifest", lambda folder: {"model": "model.keras"})
+    for kind in ("dangling", "loop"):
+        path, words = odd_paths[kind]
+        with pytest.raises(BundleError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            export_bundle(tmp_path, path)
+    assert not (tmp_path / "nowhere").exists()
