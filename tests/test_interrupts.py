@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,53 @@ def test_two_quick_signals_to_synth_exit_130_leaving_nothing(tmp_path, stop, gap
     assert command.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not out.exists(), f"left behind: {sorted(path.name for path in out.rglob('*'))}"
+
+
+def start_matrix(tmp_path, root) -> subprocess.Popen:
+    """A two-run matrix in a new session (so that a signal can reach its whole process group, as
+    a terminal's Ctrl-C does: the command, the fork server and the runs not yet on their own)."""
+    from conftest import write_matrix
+
+    matrix = write_matrix(tmp_path / "grid.toml", root, """
+        [experiments.A]
+        preprocess = []
+        grid = { seed = [1, 2] }
+        [experiments.A.options.adam]
+        head_epochs = 0
+        """)
+    return subprocess.Popen([sys.executable, "-m", "feph_finetune", str(matrix), "--output", str(tmp_path / "out"), "--jobs", "1"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for_fork_server(command: subprocess.Popen) -> None:
+    """Return once ``command`` has started its fork server (Linux: read from ``/proc``)."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline and command.poll() is None, "the fork server never started"
+        for status in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                cmdline, stat = status.read_bytes(), (status.parent / "stat").read_text()
+            except OSError:  # the process has gone
+                continue
+            if b"forkserver" in cmdline and int(stat.rsplit(")", 1)[1].split()[1]) == command.pid:
+                return
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server and /proc are Linux's")
+@pytest.mark.parametrize("stop,times", [(signal.SIGINT, 1), (signal.SIGTERM, 3)], ids=["ctrl-c", "3xTERM"])
+def test_a_matrix_stopped_as_it_starts_exits_130_quietly(tmp_path, synthetic_feph, stop, times):
+    """Stop signals to the whole group while the fork server still imports TensorFlow: exit 130,
+    no traceback from any process, and no run folder for a run that never started."""
+    command = start_matrix(tmp_path, synthetic_feph)
+    wait_for_fork_server(command)
+    for _ in range(times):
+        os.killpg(command.pid, stop)
+        time.sleep(0.3)
+    stdout, stderr = command.communicate(timeout=120)
+    assert command.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    output = tmp_path / "out"
+    runs = [folder for folder in output.iterdir() if folder.is_dir()] if output.is_dir() else []
+    never_started = [run.name for run in runs if [path.name for path in run.iterdir()] == ["stderr.log"] and not (run / "stderr.log").stat().st_size]
+    assert not never_started, f"run folders of runs that never started: {never_started}"

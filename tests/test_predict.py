@@ -592,3 +592,26 @@ def test_inputs_whose_names_are_not_utf8_are_read_and_named_escaped(trained, tmp
         rows = read_rows(out)
         assert [(row["input"], int(row["frame"])) for row in rows] == [(named(video), 0), (named(video), 1), (named(video), 2), (named(image), 0)]
         np.testing.assert_allclose(probabilities(rows), trained.y_prob[[0, 1, 2, 0]], atol=1e-5)  # lossless FFV1: the run's images
+
+
+@pytest.mark.parametrize("gap_s", [0.01, 0.3])
+def test_two_sigterms_to_predict_exit_130_leaving_nothing(trained, tmp_path, gap_s):
+    """A second SIGTERM while ``predict`` cleans up after the first still ends it with 130 (not
+    143), with no traceback and no temporary file beside ``--out``."""
+    import signal
+    import subprocess
+    import time
+
+    frames = [read_image(path) for path in trained.images] * 100  # long enough to be stopped mid-way
+    video = write_video(tmp_path / "signer.avi", frames, fps=25, codec="MJPG")
+    out = tmp_path / "rows.csv"
+    command = subprocess.Popen([sys.executable, "-m", "feph_finetune", "predict", str(trained.run_dir), str(video), "--out", str(out), "--batch-size", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # TensorFlow imported and frames under way on a loaded 2-core machine; earlier is answered the same
+    for _ in range(2):
+        command.send_signal(signal.SIGTERM)
+        time.sleep(gap_s)
+    _, stderr = command.communicate(timeout=120)
+    assert command.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["signer.avi"]

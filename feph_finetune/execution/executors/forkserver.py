@@ -26,6 +26,8 @@ import threading
 import time
 from typing import Callable, Iterable
 
+from feph_finetune.errors import EXIT_INTERRUPTED
+
 #: The module the server imports once for all its children.
 PRELOAD = "feph_finetune.execution.executors.preload"
 #: Seconds a child gets to exit after SIGTERM before SIGKILL.
@@ -48,9 +50,32 @@ def start_child(target: Callable[..., None], args: tuple, name: str) -> multipro
     :func:`begin_child`. A daemon: the command terminates it, not waits for it, if it exits
     without :func:`stop_children`. Raises what ``Process.start`` raises (OSError, EOFError when the
     server has died)."""
-    child = process_context().Process(target=target, args=args, name=name, daemon=True)
+    context = process_context()
+    if context.get_start_method() == "forkserver":
+        _start_server_ignoring_ctrl_c()
+    child = context.Process(target=target, args=args, name=name, daemon=True)
     child.start()
     return child
+
+
+def _start_server_ignoring_ctrl_c() -> None:
+    """Start the fork server, unless it runs, with SIGINT ignored, which it keeps across ``exec``
+    and hands to every child it forks: a terminal's Ctrl-C reaches the whole process group, and
+    the server (importing :data:`PRELOAD` for seconds) and a child not yet in its own session
+    (:func:`begin_child`) would each print a KeyboardInterrupt traceback. The command stops them
+    itself (:func:`stop_children`; the server ends when the command does). SIGINT is ignored in
+    the command only while the server is forked (about a millisecond; none once it runs), and
+    only from the main thread, the one that can change handlers."""
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def stop_children(children: Iterable[multiprocessing.Process], grace_s: float = STOP_GRACE_S) -> None:
@@ -90,7 +115,10 @@ def begin_child(log, environment: dict[str, str]) -> None:
     initialises its devices."""
     if hasattr(os, "setsid"):
         os.setsid()  # a new session: Ctrl-C reaches the command only, which stops its runs
-    fd = os.open(log, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o666)  # less the umask, as any file
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o666)  # less the umask, as any file
+    except FileNotFoundError:  # the command removed the run's folder: it was stopped as it forked this child
+        os._exit(EXIT_INTERRUPTED)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)

@@ -1,26 +1,22 @@
 """Imported once by the server of :mod:`feph_finetune.execution.executors.forkserver`: TensorFlow and Keras,
 quietly (:mod:`feph_finetune.training.quiet_tensorflow`; the server's descriptors 1 and 2 are the command's
-console).
+console). The server ignores Ctrl-C from its start
+(:func:`feph_finetune.execution.executors.forkserver.start_child`): the command handles it.
 
 If the import raises, nothing is raised here: each child imports TensorFlow itself when its run
 needs it, and the error lands in that run's ``stderr.log`` and result. If it crashes the server,
 the runs fail as unable to start (:class:`feph_finetune.execution.executors.process.Child`).
 """
 
-import signal
-
 from feph_finetune.training.quiet_tensorflow import discarded, import_tensorflow
 
 
 def _import_quietly() -> None:
-    interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
     try:
         with discarded(1):
             import_tensorflow(find_devices=False)  # no device touched: each child picks its GPU
     except Exception:  # the children meet the same error, where it is reported
         pass
-    finally:
-        signal.signal(signal.SIGINT, interrupt)
 
 
 _import_quietly()

@@ -173,6 +173,7 @@ class Child:
         self.started = time.time()
         self.timeout = timeout_of(job)
         self.deadline: float | None = None  # set when the run starts (:meth:`begin`)
+        self.begun = False  # the run has started (its ``started`` event)
         self.where: str | None = None  # where the run was when it timed out; None while it may run
         self.process: Any = None
         self.start_failure: str | None = None
@@ -183,6 +184,11 @@ class Child:
                 f"the run's process could not start ({type(error).__name__}): the server that forks run processes, "
                 f"with TensorFlow imported, has ended; python -c \"import tensorflow\" shows whether TensorFlow loads"
             )
+        except BaseException:  # interrupted while the server forks it (which waits for the server's import)
+            if self.process is not None:
+                stop_children([self.process])
+            self.forget_unstarted()
+            raise
         finally:
             writer.close()
         threading.Thread(target=self.pump, args=(reader,), daemon=True).start()
@@ -207,7 +213,7 @@ class Child:
     def begin(self) -> None:
         """The run has started (its ``started`` event): its ``timeout`` counts from now, not
         from the process's creation, which can wait for the fork server's TensorFlow import."""
-        self.started = time.time()
+        self.started, self.begun = time.time(), True
         self.deadline = self.started + self.timeout if self.timeout else None
 
     def past_deadline(self) -> bool:
@@ -261,9 +267,23 @@ class Child:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after :data:`~feph_finetune.execution.executors.forkserver.STOP_GRACE_S`,
         to the run's whole process group (the run and whatever it started: a plugin's hung
-        subprocess); the run keeps no ``result.json``."""
+        subprocess); the run keeps no ``result.json``. A run stopped before it started leaves
+        nothing new behind (:meth:`forget_unstarted`)."""
         if not self.start_failure:
             stop_children([self.process])
+        if not self.begun:
+            self.forget_unstarted()
+
+    def forget_unstarted(self) -> None:
+        """Remove what starting the run's process created: its ``stderr.log`` while empty (a
+        non-empty one says why the start went wrong and stays), then its folder while empty (an
+        earlier run's files keep it)."""
+        try:
+            if self.log_path.stat().st_size == 0:
+                self.log_path.unlink()
+            self.log_path.parent.rmdir()
+        except OSError:  # not empty, or already gone
+            pass
 
 
 def tail(path: Path, lines: int) -> list[str]:
