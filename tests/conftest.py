@@ -203,3 +203,16 @@ def write_distribution(site: Path, name: str, code: str) -> dict[str, str]:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: feph-{name}\nVersion: 0.1\n", encoding="utf-8")
     (info / "entry_points.txt").write_text(f"[feph_finetune]\n{name} = feph_{name}\n", encoding="utf-8")
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))}
+
+
+def synth_writing_images(out, poll_s: float = 0.05):
+    """A ``synth OUT --images 100000`` process, returned once it has written its first images into
+    its temporary folder (so that a signal then lands in the middle of the writing)."""
+    import subprocess, sys, time
+    command = subprocess.Popen([sys.executable, "-m", "feph_finetune", "synth", str(out), "--images", "100000"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(folder.is_dir() and any(folder.iterdir()) for folder in out.glob(".*.tmp.FePh_images")):
+        assert time.monotonic() < deadline and command.poll() is None, "synth never started writing images"
+        time.sleep(poll_s)
+    return command

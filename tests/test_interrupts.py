@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, synth_writing_images
 
 from feph_finetune.interrupts import STOP_SIGNALS, interrupts_deferred, stop_signals_as_interrupt
 from feph_finetune.results import store
@@ -163,12 +163,7 @@ def test_a_signal_after_the_command_still_exits_130(tmp_path, stop, when):
 @pytest.mark.parametrize("stop", STOP_SIGNALS, ids=lambda number: signal.Signals(number).name)
 def test_two_quick_signals_to_synth_exit_130_leaving_nothing(tmp_path, stop, gap_s):
     out = tmp_path / "data" / "FePh"
-    command = subprocess.Popen([sys.executable, "-m", "feph_finetune", "synth", str(out), "--images", "100000"],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not any(folder.is_dir() and any(folder.iterdir()) for folder in out.glob(".*.tmp.FePh_images")):
-        assert time.monotonic() < deadline and command.poll() is None, "synth never started writing images"
-        time.sleep(0.05)
+    command = synth_writing_images(out, poll_s=0.05)
     command.send_signal(stop)
     time.sleep(gap_s)
     if command.poll() is None:

@@ -6,9 +6,6 @@ import csv
 import hashlib
 import re
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +17,8 @@ from feph_finetune import CLASSES
 from feph_finetune.cli import main
 from feph_finetune.demo.synth import TABLE1_SHARES, Frame, make_signers, render_frame, write_synthetic_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import synth_writing_images
+
 NAME_PATTERN = re.compile(r"^(.+?)\.avi_pid\d+_fn(\d+)-\d+(\.png)?$")
 CODES = {"0": "neutral", "1": "anger", "2": "disgust", "3": "fear", "4": "happy", "5": "sad", "6": "surprise"}
 
@@ -205,12 +203,7 @@ def test_rejects_an_unknown_domain(tmp_path):
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_an_interrupted_synth_exits_130_leaving_nothing_half_written_and_a_rerun_works(tmp_path, stop):
     out = tmp_path / "data" / "FePh"
-    command = subprocess.Popen([sys.executable, "-m", "feph_finetune", "synth", str(out), "--images", "100000"],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not any(folder.is_dir() and any(folder.iterdir()) for folder in out.glob(".*.tmp.FePh_images")):
-        assert time.monotonic() < deadline and command.poll() is None, "synth never started writing images"
-        time.sleep(0.1)
+    command = synth_writing_images(out, poll_s=0.1)
     command.send_signal(stop)
     _, stderr = command.communicate(timeout=60)
     assert command.returncode == 130, stderr
