@@ -3,6 +3,12 @@
 The process answers stop signals as 130 from its start to its exit
 (:func:`feph_finetune.interrupts.run_command_process`); :func:`feph_finetune.cli.main`, which
 tests and notebooks call, puts the handlers back when it returns.
+
+The handlers are installed before the command-line modules are imported: until then only this
+module, :mod:`feph_finetune.interrupts` and :mod:`feph_finetune.errors` are loaded (the package
+imports its exports on first use), so a stop signal during the imports (a quarter of a second) is
+answered as 130 too. What remains is the interpreter's own start-up (``site``, ``runpy``), before
+any of the project's code runs: a signal there ends the process with the signal's exit.
 """
 
 import sys
@@ -10,10 +16,15 @@ import sys
 from feph_finetune.interrupts import run_command_process
 
 
-def run() -> int:
+def _command_line() -> int:
+    """The command line's :func:`~feph_finetune.cli.main`, imported with the handlers in place."""
     from feph_finetune.cli import main
 
-    return run_command_process(main)
+    return main()
+
+
+def run() -> int:
+    return run_command_process(_command_line)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ command SIGPIPE killed (128 + 13), distinct from 1.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from rich.console import Console
-from rich.markup import escape
+if TYPE_CHECKING:  # rich is imported where an error is printed: this module is imported before the stop-signal handlers are in place
+    from rich.console import Console
 
 EXIT_OK = 0
 EXIT_FAILED_RUNS = 1
@@ -48,6 +48,8 @@ def print_error(errors: Console, problems: str | Sequence[str], heading: str | N
     :class:`~feph_finetune.printable.EscapingConsole` a newline or other control character in it
     is shown escaped (it came from data), so give several lines as several messages.
     """
+    from rich.markup import escape
+
     lines = [problems] if isinstance(problems, str) else list(problems)
     if heading is None and len(lines) == 1:
         errors.print("[bold red]error:[/bold red] ", end="", markup=True)
