@@ -222,3 +222,75 @@ def test_a_matrix_stopped_as_it_starts_exits_130_quietly(tmp_path, synthetic_fep
     runs = [folder for folder in output.iterdir() if folder.is_dir()] if output.is_dir() else []
     never_started = [run.name for run in runs if [path.name for path in run.iterdir()] == ["stderr.log"] and not (run / "stderr.log").stat().st_size]
     assert not never_started, f"run folders of runs that never started: {never_started}"
+
+
+#: The modules a command-line process may have loaded when it installs its stop-signal handlers:
+#: besides the standard library's, only these, so that a signal during the imports that follow
+#: (the command line, numpy, rich, OpenCV: a quarter of a second) is answered as 130.
+FIRST_MODULES = {"feph_finetune", "feph_finetune.__main__", "feph_finetune.interrupts", "feph_finetune.errors"}
+HEAVY_MODULES = {"numpy", "rich", "cv2", "pluggy", "feph_finetune.cli", "feph_finetune.api"}
+
+
+@pytest.mark.parametrize("entry", [
+    'runpy.run_module("feph_finetune", run_name="__main__", alter_sys=True)',  # python -m feph_finetune
+    "from feph_finetune.__main__ import run; sys.exit(run())",  # the feph-finetune script pip writes
+], ids=["python-m", "script"])
+def test_the_stop_handlers_come_before_any_heavy_import(tmp_path, entry):
+    """Deterministic, unlike a signal raced against the start: the modules loaded at the moment
+    the SIGTERM handler is installed are recorded (``signal.signal`` wrapped), and must be the
+    few the handlers need."""
+    loaded_file = tmp_path / "loaded.txt"
+    script = tmp_path / "entry.py"
+    script.write_text(textwrap.dedent(f"""
+        import runpy, signal, sys
+        install = signal.signal
+
+        def recording(number, handler):
+            if number == signal.SIGTERM and handler is not signal.SIG_DFL:
+                with open({str(loaded_file)!r}, "x") as loaded:  # "x": only the first installation
+                    loaded.write("\\n".join(sorted(sys.modules)))
+                signal.signal = install
+            return install(number, handler)
+
+        signal.signal = recording
+        sys.argv = ["feph_finetune", "plugins"]
+        {entry}
+    """))
+    command = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert command.returncode == 0, command.stderr
+    loaded = set(loaded_file.read_text().splitlines())
+    assert {name for name in loaded if name.startswith("feph_finetune")} <= FIRST_MODULES
+    assert not {name.partition(".")[0] for name in loaded} & HEAVY_MODULES
+
+
+def caught_signals(pid: int) -> int:
+    """The process's mask of signals it has handlers for (``SigCgt`` in /proc/PID/status: bit
+    N - 1 for signal N); 0 once it has gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:")), 0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the handlers from /proc")
+@pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.1, 0.2])
+@pytest.mark.parametrize("stop", STOP_SIGNALS, ids=lambda number: signal.Signals(number).name)
+def test_a_signal_as_the_command_starts_exits_130(stop, delay_s):
+    """A stop signal while ``python -m feph_finetune`` imports its modules exits 130, quietly.
+
+    The signal is sent ``delay_s`` after the handler is in place, which the test reads from
+    /proc (polling): before that lies the interpreter's own start-up (``site``, ``runpy``), and
+    the ~10 ms of importing this package, :mod:`feph_finetune.interrupts` and
+    :mod:`feph_finetune.errors`, where no Python code can answer a signal and it ends the process
+    with its own exit (143, 129); a test that raced it would flake. That the window ends before
+    any heavy import is :func:`test_the_stop_handlers_come_before_any_heavy_import`."""
+    command = subprocess.Popen([sys.executable, "-m", "feph_finetune", "plugins"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while command.poll() is None and not caught_signals(command.pid) & (1 << (stop - 1)):
+        time.sleep(0.0005)
+    time.sleep(delay_s)
+    command.send_signal(stop)
+    _, stderr = command.communicate(timeout=120)
+    assert command.returncode in (130, 0), stderr  # 0: the command had finished
+    assert len(stderr.splitlines()) <= 1 and "Traceback" not in stderr, stderr

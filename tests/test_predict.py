@@ -17,6 +17,7 @@ from feph_finetune.cli import main
 from feph_finetune import read_image
 
 from conftest import TinyMatrix, run_cli
+from test_native_stderr import damaged_avi
 
 # dataset_mean learns a statistic from the training split: the bundle must carry it.
 SAVED = """
@@ -210,6 +211,21 @@ def test_bad_inputs_are_named_and_the_good_ones_still_processed(trained, tmp_pat
     assert f"{no_frames}: the video has no frames" in errors
     assert f"cannot decode image {broken}" in errors
     assert [row["input"] for row in read_rows(out)] == [str(trained.images[0])]
+
+
+def test_opencv_s_raw_stderr_never_reaches_the_user_only_one_escaped_warning(trained, tmp_path):
+    """OpenCV's AVI parser writes a damaged header's bytes to fd 2 with C's fprintf: run as a
+    command (a real fd 2), predict shows them as one escaped warning naming the input, and the
+    input is reported unreadable while the good one is processed."""
+    video = damaged_avi(tmp_path / "damaged.avi")
+    finished = run_cli("predict", str(trained.run_dir), str(video), str(trained.images[0]))
+    assert finished.returncode == 2, finished.stderr
+    lines = finished.stderr.splitlines()
+    assert all(line.isprintable() and "\ufffd" not in line for line in lines), lines  # no control characters or stand-ins for bytes
+    assert not any(line.startswith("Unexpected list type") for line in lines), lines
+    (warning,) = [line for line in lines if line.startswith("warning:")]
+    assert f"{video}: OpenCV said while opening it: Unexpected list type" in warning and "\\xfe" in warning
+    assert f"{video}: cannot read it as an image or a video" in finished.stderr
 
 
 def test_cut_off_and_damaged_videos_exit_2_keep_their_rows_and_their_frame_numbers(trained, tmp_path, capsys):

@@ -55,7 +55,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
     inputs, bad = [], {}
     for name in args.inputs:
         try:
-            inputs.append(open_input(name, args.every))
+            inputs.append(open_input(name, args.every, warn=_warner(errors)))
         except InputError as error:
             bad[name] = str(error)
     if inputs:
@@ -159,6 +159,10 @@ def _finish_outputs(summaries, bundle, args, console: Console, errors: Console) 
         from feph_finetune.predict.plots import plot_probabilities
 
         smoothing = f", centred mean over {args.smooth} frames" if args.smooth > 1 else ""
-        warn = lambda line: errors.print(f"[yellow]warning:[/yellow] {escape(line)}", markup=True, highlight=False, soft_wrap=True)
-        panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}", warn)
+        panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}", _warner(errors))
         console.print(f"plot of {panels} sequences written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", markup=False, highlight=False)
+
+
+def _warner(errors: Console):
+    """A function that prints one line as a yellow ``warning:`` on ``errors``, the line no markup."""
+    return lambda line: errors.print(f"[yellow]warning:[/yellow] {escape(line)}", markup=True, highlight=False, soft_wrap=True)

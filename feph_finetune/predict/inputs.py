@@ -22,6 +22,9 @@
   own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones. FFmpeg's own log lines
   (``[mjpeg @ 0x...] overread 8``) never reach the console: the problems are reported here, per
   input (``OPENCV_FFMPEG_LOGLEVEL``, set before the first video is opened, unless already set).
+  What OpenCV's own code writes to stderr while opening a video (its AVI parser quotes a damaged
+  header's bytes) is caught and said as one escaped warning naming the input
+  (:mod:`feph_finetune.native_stderr`).
 
 ``every`` keeps frames 0, K, 2K...; every video frame is still read (FFmpeg decodes on ``grab``,
 and the timestamps number the frames), but only a frame that can be kept is converted to RGB: its
@@ -38,7 +41,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -46,7 +49,9 @@ import numpy as np
 from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
 from feph_finetune.data.user_files import is_utf8_name, lookup_problem
+from feph_finetune.native_stderr import NativeOutput, native_stderr_caught
 from feph_finetune.predict.avi import avi_layout
+from feph_finetune.printable import shortened
 
 #: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
 #: ``VideoCapture`` of the process); a level set later is ignored.
@@ -85,6 +90,7 @@ class PredictInput:
     fps: float | None = None
     announced: int | None = None  # video: the frame count the container announces (None: unknown)
     skipped: str | None = None  # folder: what it holds besides frames, in words (None: nothing)
+    said: str = ""  # video: what OpenCV wrote to stderr while opening it, as open_input warned it
 
     def frames(self) -> Iterator[InputFrame]:
         """The kept frames, in order; a frame that cannot be read carries a ``problem``."""
@@ -103,8 +109,11 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
 
 
-def open_input(name: str, every: int = 1) -> PredictInput:
+def open_input(name: str, every: int = 1, warn: Callable[[str], None] | None = None) -> PredictInput:
     """Check one input and say what it is, reading no more than a video's header.
+
+    ``warn`` gets one line naming the input when OpenCV wrote to stderr while opening it as a
+    video (None: the line is dropped), before the video is reported as unreadable, if it is.
 
     Raises :class:`InputError` for a missing path, a FIFO, device or socket (never opened: reading
     one could block forever), a folder without images, or a file that is neither a readable
@@ -126,12 +135,21 @@ def open_input(name: str, every: int = 1) -> PredictInput:
         raise InputError(f"{name}: neither a regular file nor a folder (a FIFO, device or socket); predict reads image and video files and folders of frames")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return PredictInput(name, path, "image", 1, 1, files=[path])
-    with _video_capture(path) as capture:
+    with _video_capture(path) as (capture, said):
+        if said.lines and warn is not None:
+            warn(_said_line(name, "opening", said))
         if not capture.isOpened():
             raise InputError(f"{name}: cannot read it as an image or a video (OpenCV's FFmpeg backend cannot open it)")
         fps = capture.get(cv2.CAP_PROP_FPS)
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    return PredictInput(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None, announced=count if count > 0 else None)
+    return PredictInput(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None,
+                        announced=count if count > 0 else None, said=str(said))
+
+
+def _said_line(name: str, when: str, said: NativeOutput) -> str:
+    """One line for what OpenCV wrote to stderr ``when`` handling the input ``name``: shortened, as
+    it quotes the file's bytes; the console shows its control characters escaped."""
+    return f"{name}: OpenCV said while {when} it: {shortened(said, 200)}"
 
 
 def _image_name(child: Path) -> bool:
@@ -174,17 +192,30 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     timestamps leave the frame-rate grid (variable frame rate) gets one ``note`` frame saying how
     its frames are numbered from there.
     """
-    with _video_capture(predict_input.path) as capture:
+    with _video_capture(predict_input.path) as (capture, said):
+        if said.lines and str(said) != predict_input.said:  # what open_input warned is not said twice
+            yield InputFrame(0, None, note=_said_line(predict_input.name, "reading", said))
         yield from _VideoReading(predict_input, capture).frames()
 
 
 @contextmanager
-def _video_capture(path: Path) -> Iterator["cv2.VideoCapture"]:
-    """An OpenCV capture of ``path``, released on leaving (see :func:`_utf8_name`)."""
+def _video_capture(path: Path) -> Iterator[tuple["cv2.VideoCapture", NativeOutput]]:
+    """An OpenCV capture of ``path``, released on leaving (see :func:`_utf8_name`), with what
+    OpenCV wrote to stderr while it opened the file (its AVI parser prints a damaged header's
+    bytes with C's ``fprintf``).
+
+    Only the ``VideoCapture`` constructor is watched, as :func:`~feph_finetune.native_stderr.native_stderr_caught`
+    asks, because nothing else writes to stderr then: :func:`open_input` runs before the model is
+    loaded and before predict's progress bar starts, and the reading (:func:`_video_frames`, in
+    predict's prefetch thread) opens the file before its first batch, while the main thread waits
+    for that batch, the model idle (the progress bar draws on stdout's console). Frames are read
+    outside the block: FFmpeg's decoding messages are silenced by its log level instead.
+    """
     with _utf8_name(path) as name:
-        capture = cv2.VideoCapture(name)
+        with native_stderr_caught() as said:
+            capture = cv2.VideoCapture(name)
         try:
-            yield capture
+            yield capture, said
         finally:
             capture.release()
 

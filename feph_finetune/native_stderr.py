@@ -1,0 +1,65 @@
+"""What native code (OpenCV's C++, FFmpeg) writes straight to the process's stderr, caught so
+that it can be reported as one escaped line instead of reaching the terminal raw.
+
+OpenCV's own AVI parser, for one, reports a damaged header with a C ``fprintf(stderr, ...)``
+that quotes the file's bytes ("Unexpected list type. Expected: hdrl. Got: " and four bytes of
+garbage): neither OpenCV's log level nor ``sys.stderr`` can quiet it, only file descriptor 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from feph_finetune.interrupts import interrupts_deferred
+
+#: The most of the caught output that is kept, in bytes: a report quotes a line of it, not pages.
+KEPT_BYTES = 4096
+
+
+@dataclass
+class NativeOutput:
+    """What was written to file descriptor 2 during a :func:`native_stderr_caught` block: its
+    lines, stripped, without empty ones (bytes that are not UTF-8 as ``\\xNN``); set when the
+    block ends."""
+
+    lines: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return " / ".join(self.lines)
+
+
+@contextmanager
+def native_stderr_caught() -> Iterator[NativeOutput]:
+    """Within the block, file descriptor 2 goes to a temporary file; the previous one is back
+    when the block ends, however it ends (an exception, Ctrl-C), and what was written is in the
+    yielded :class:`NativeOutput`.
+
+    fd 2 is the whole process's: anything any thread writes to stderr meanwhile is caught too.
+    Keep the block to a native call during which no other thread writes to stderr (an OpenCV
+    ``VideoCapture`` being opened); a Python error that escapes the block is printed after it,
+    to the real stderr, as ever. The descriptors are swapped with interrupts deferred, so that a
+    Ctrl-C cannot land between a ``dup`` and the step that keeps or undoes it.
+    """
+    output = NativeOutput()
+    sys.stderr.flush()  # what Python already buffered belongs before the block
+    with tempfile.TemporaryFile(prefix="feph-stderr-") as caught:
+        real = None
+        try:
+            with interrupts_deferred():  # a stop noted here is raised as it ends, inside the try
+                real = os.dup(2)
+                os.dup2(caught.fileno(), 2)
+            yield output
+        finally:
+            if real is not None:
+                with interrupts_deferred():
+                    sys.stderr.flush()  # a Python write in the block goes with the rest
+                    os.dup2(real, 2)
+                    os.close(real)
+            caught.seek(0)
+            text = caught.read(KEPT_BYTES).decode("utf-8", errors="backslashreplace")
+            output.lines = tuple(line.strip() for line in text.splitlines() if line.strip())
