@@ -105,17 +105,31 @@ def run_command_process(command: Callable[[], int]) -> int:
     printed its last line or while the interpreter shuts down is answered as 130 too, not with
     the signal's own exit (143 for SIGTERM, 129 for SIGHUP). For ``python -m feph_finetune`` and
     the ``feph-finetune`` script only: a library call keeps :func:`stop_signals_as_interrupt`."""
-    for number in ALL_STOP_SIGNALS:
-        signal.signal(number, _stop)
     _Stopping.depth += 1  # never closed: the stop is remembered until the exit
     _answer_until_exit()
-    try:
+    try:  # a signal can land as soon as its handler is in, before the others are
+        for number in ALL_STOP_SIGNALS:
+            signal.signal(number, _stop)
         code = command()
         _Stopping.finished = True
     except KeyboardInterrupt:
         _Stopping.finished = True
         code = EXIT_INTERRUPTED
+    _forget_unhandled_interrupt()
     return EXIT_INTERRUPTED if _Stopping.received else code
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Clear CPython's note that a KeyboardInterrupt went unhandled, once the command has answered it.
+
+    CPython sets that note whenever a KeyboardInterrupt leaves code that ``exec`` ran from a
+    string (``dataclasses`` and ``namedtuple`` build their methods so, at import), even when a
+    caller catches it, as :func:`run_command_process` does; ``python -m`` then ends the process
+    with SIGINT (-2, "130" to a shell only by luck) instead of exiting with the code chosen.
+    Every ``exec`` of a string starts by clearing the note, so an empty one does, and nothing can
+    set it again: from here on a stop signal only sets the exit code (``_Stopping.finished``).
+    """
+    exec("", {})  # a constant: nothing is evaluated
 
 
 def _answer_until_exit() -> None:
