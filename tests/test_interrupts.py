@@ -296,10 +296,11 @@ def test_a_signal_as_the_command_starts_exits_130(stop, delay_s):
     assert len(stderr.splitlines()) <= 1 and "Traceback" not in stderr, stderr
 
 
-def test_an_interrupt_inside_exec_of_a_string_still_exits_130():
+def test_an_interrupt_inside_exec_of_a_string_still_exits_130(tmp_path):
     """A stop landing in code ``exec`` runs from a string (a dataclass being built at import) made
-    CPython end the process with SIGINT (-2) although the command answered it: the exit is 130."""
-    command = ("import sys; from feph_finetune.interrupts import run_command_process; "
-               "sys.exit(run_command_process(lambda: exec('raise KeyboardInterrupt')))")
-    finished = subprocess.run([sys.executable, "-c", command], cwd=REPO, capture_output=True, text=True, timeout=120)
+    ``python -m`` end the process with SIGINT (-2) although the command answered it: the exit is 130."""
+    (tmp_path / "interrupted_in_exec.py").write_text(
+        "import sys\nfrom feph_finetune.interrupts import run_command_process\n"
+        "sys.exit(run_command_process(lambda: exec('raise KeyboardInterrupt')))\n")
+    finished = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 130, finished.stderr
