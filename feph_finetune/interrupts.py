@@ -125,7 +125,8 @@ def _forget_unhandled_interrupt() -> None:
     CPython sets that note whenever a KeyboardInterrupt leaves code that ``exec`` ran from a
     string (``dataclasses`` and ``namedtuple`` build their methods so, at import), even when a
     caller catches it, as :func:`run_command_process` does; ``python -m`` then ends the process
-    with SIGINT (-2, "130" to a shell only by luck) instead of exiting with the code chosen.
+    by SIGINT once it has shut down instead of exiting with the code chosen (a shell shows that as
+    130 too, but a parent process sees a death by signal: -2 from :mod:`subprocess`).
     Every ``exec`` of a string starts by clearing the note, so an empty one does, and nothing can
     set it again: from here on a stop signal only sets the exit code (``_Stopping.finished``).
     """
