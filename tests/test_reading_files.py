@@ -383,7 +383,9 @@ def _python_with_pixel_limit(code: str, limit: str | None) -> subprocess.Complet
 
 
 def test_the_decoded_pixel_limit_is_set_before_the_first_decode_unless_the_user_set_one():
-    show = "import os, feph_finetune; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
+    # Every decode goes through the image reader, which sets the limit as it is loaded (the
+    # package loads its names on first use, so that ``import feph_finetune`` alone costs nothing).
+    show = "import os; from feph_finetune import read_image; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
     assert _python_with_pixel_limit(show, None).stdout.split() == [str(images.MAX_IMAGE_PIXELS)]
     assert _python_with_pixel_limit(show, "5000").stdout.split() == ["5000"]
     assert images.MAX_IMAGE_PIXELS < 2**30  # below OpenCV's own default, or setting it does nothing
