@@ -25,6 +25,7 @@ from feph_finetune.api import (
 from feph_finetune.data.class_mapping import class_names_problem
 from feph_finetune.data.images import decodable, read_image
 from feph_finetune.data.keras_files import keras_file_problem
+from feph_finetune.data.user_files import input_file_problem, input_folder_problem
 from feph_finetune.data.labelled_files import files_fingerprint, read_csv_rows, resolve_inside, samples_from_rows, settle_repeats, whole_number
 from feph_finetune.convert import VARIANTS as EFFICIENTNET_VARIANTS
 from feph_finetune.convert import ConversionError, ConvertedModel, efficientnet_b0_classifier, efficientnet_classifier, read_converted
@@ -86,6 +87,8 @@ __all__ = [
     "class_names_problem",
     "decodable",
     "files_fingerprint",
+    "input_file_problem",
+    "input_folder_problem",
     "keras_file_problem",
     "read_csv_rows",
     "read_image",
