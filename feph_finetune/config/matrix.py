@@ -699,7 +699,7 @@ class MatrixBuilder:
         chain = self.experiment_chain(name, experiments)
         base = self.resolve(chain, experiments, defaults, seed)
         runs = []
-        made_by: dict[str, dict[str, Any]] = {}  # a variant's runs, by what they are (files by identity): the variant
+        made_by: dict[str, tuple[dict[str, Any], str]] = {}  # what a variant's runs are (files by identity): the variant, its runs' spelled identity
         for variant in self.grid_points(name, base["grid"]):
             config = copy.deepcopy(base)
             for key, value in variant.items():
@@ -727,11 +727,11 @@ class MatrixBuilder:
             self.model_input_size(config, where, size_set)
             if len(self.problems) > before:
                 continue
-            made = json.dumps(self.files_by_identity(config), sort_keys=True, default=str)
-            if made in made_by:
-                self.same_file_problem(name, made_by[made], variant)
+            made, spelled = (json.dumps(identity, sort_keys=True, default=str) for identity in (self.files_by_identity(config), run_identity(config)))
+            if made in made_by and made_by[made][1] != spelled:  # the same spellings: one id, refused with the run ids
+                self.same_file_problem(name, made_by[made][0], variant)
                 continue
-            made_by[made] = variant
+            made_by.setdefault(made, (variant, spelled))
             runs += self.phase_runs(name, order, config, variant, dataset)
         return runs
 
