@@ -8,7 +8,12 @@ socket or a folder. Each file is opened without blocking (``O_NONBLOCK``, which 
 ignores), symbolic links followed, after checking what the name points to (``stat``: a device
 is never opened, since opening some acts, like ``/dev/watchdog``), and what was opened is checked
 again (``fstat``: a file swapped between the check and the open is still caught): it must be a
-regular file no larger than the caller's limit. No TensorFlow here.
+regular file no larger than the caller's limit.
+
+What a path names is found in one place, :func:`classify_path` (missing, a link to nothing, a
+link loop, a folder, a FIFO, ...); every message about a path's kind (:func:`lookup_problem`,
+:func:`input_folder_problem`, :func:`input_file_problem`, :func:`regular_file_problem`, the
+refusals of :func:`check_user_file`) is derived from it, so each is written once. No TensorFlow here.
 """
 
 from __future__ import annotations
