@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time :func:`__getat
     from feph_finetune.data.class_mapping import class_names_problem
     from feph_finetune.data.images import decodable, read_image
     from feph_finetune.data.keras_files import keras_file_problem
+    from feph_finetune.data.user_files import input_file_problem, input_folder_problem
     from feph_finetune.data.labelled_files import files_fingerprint, read_csv_rows, resolve_inside, samples_from_rows, settle_repeats, whole_number
     from feph_finetune.execution.executors import Executor, ExecutorError, InProcess
     from feph_finetune.execution.job import RunJob, execute_run
@@ -75,6 +76,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     **_exports("feph_finetune.data.class_mapping", "class_names_problem"),
     **_exports("feph_finetune.data.images", "decodable", "read_image"),
     **_exports("feph_finetune.data.keras_files", "keras_file_problem"),
+    **_exports("feph_finetune.data.user_files", "input_file_problem", "input_folder_problem"),
     **_exports(
         "feph_finetune.data.labelled_files",
         "files_fingerprint",
@@ -122,50 +124,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-__all__ = [
-    "CLASSES",
-    "EFFICIENTNET_VARIANTS",
-    "Augmentation",
-    "Executor",
-    "ExecutorError",
-    "InProcess",
-    "MatrixResult",
-    "Results",
-    "RunConfig",
-    "RunJob",
-    "RunRecord",
-    "Session",
-    "execute_run",
-    "BuiltModel",
-    "Dataset",
-    "DatasetError",
-    "DroppedEntry",
-    "Sample",
-    "class_names_problem",
-    "decodable",
-    "files_fingerprint",
-    "keras_file_problem",
-    "read_csv_rows",
-    "read_image",
-    "resolve_inside",
-    "samples_from_rows",
-    "settle_repeats",
-    "whole_number",
-    "ConversionError",
-    "ConvertedModel",
-    "FrameResult",
-    "Option",
-    "PluginError",
-    "Preprocessing",
-    "RunContext",
-    "TrackedRun",
-    "TrainingStage",
-    "efficientnet_b0_classifier",
-    "efficientnet_classifier",
-    "hookimpl",
-    "load_results",
-    "plan_matrix",
-    "read_converted",
-    "run_matrix",
-    "__version__",
-]
+__all__ = [*_EXPORTS, "__version__"]

@@ -28,12 +28,16 @@ class DatasetError(Exception):
     Raised by a ``load_dataset`` implementation; shown as a configuration error (exit 2), not as a
     failed run. ``hint`` is ``(phrase, setting)`` when setting a ``[dataset]`` key would fix it,
     e.g. ``("choose one with", "labels")``: the core spells the setting the way the user set it
-    (``dataset.labels`` in a TOML, ``--labels FILE`` for the ``data`` command).
+    (``dataset.labels`` in a TOML, ``--labels FILE`` for the ``data`` command). ``setting`` is
+    the ``[dataset]`` key whose value is at fault (``"labels"`` for a labels file that is a link
+    loop), so that the error is reported where that value was given (its TOML line, or ``--set
+    dataset.labels=...``); None: the dataset as a whole (reported at ``dataset.root``).
     """
 
-    def __init__(self, message: str, hint: tuple[str, str] | None = None):
+    def __init__(self, message: str, hint: tuple[str, str] | None = None, setting: str | None = None):
         super().__init__(message)
         self.hint = hint
+        self.setting = setting
 
 
 @dataclass(frozen=True)

@@ -363,7 +363,7 @@ def cmd_report(args, console: Console) -> int:
     from feph_finetune.config.reading import ConfigError, Problem
     from feph_finetune.results.reports import render
     from feph_finetune.results.store import RunStore
-    from feph_finetune.data.user_files import input_folder_problem
+    from feph_finetune.data.user_files import NO_SUCH_FOLDER, input_folder_problem
 
     if args.figures is not None:
         from feph_finetune.results.figures import PLOTS_INSTALL, plots_available
@@ -375,7 +375,7 @@ def cmd_report(args, console: Console) -> int:
         if problem:
             raise ConfigError([Problem(f"--figures {args.figures}", problem)])
     if problem := input_folder_problem(args.outdir):
-        raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory" if problem == "no such folder" else problem)])
+        raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory" if problem == NO_SUCH_FOLDER else problem)])
     records = RunStore(args.outdir, warn=warn).records()
     if not records:
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feph_finetune import Dataset, DatasetError, Option, Sample, files_fingerprint, hookimpl, read_csv_rows, resolve_inside, samples_from_rows, whole_number
+from feph_finetune import Dataset, Option, Sample, files_fingerprint, hookimpl, read_csv_rows, resolve_inside, samples_from_rows, whole_number
 from feph_finetune_plugins.feph import find_labels_csv, frame_of, locate, sequence_of
 from feph_finetune_plugins.folders import empty_classes_error
 
@@ -56,12 +56,8 @@ def plugin_options():
 @hookimpl
 def load_dataset(root, settings, decode):
     root = Path(root)
-    csv_path = locate(root, settings["labels"], "labels CSV") if settings.get("labels") else find_labels_csv(root)
-    folder = locate(root, settings["images"], "image folder") if settings.get("images") else root
-    if not csv_path.is_file():
-        raise DatasetError(f"labels CSV {csv_path} is not a file")
-    if not folder.is_dir():
-        raise DatasetError(f"image folder {folder} is not a folder")
+    csv_path = locate(root, settings["labels"], "labels") if settings.get("labels") else find_labels_csv(root)
+    folder = locate(root, settings["images"], "images") if settings.get("images") else root
     return read_labels(csv_path, folder.resolve(), root, settings, decode)
 
 

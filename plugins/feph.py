@@ -26,6 +26,8 @@ from feph_finetune import (
     Sample,
     files_fingerprint,
     hookimpl,
+    input_file_problem,
+    input_folder_problem,
     read_csv_rows,
     resolve_inside,
     samples_from_rows,
@@ -136,25 +138,26 @@ def signer_of(sequence: str) -> str:
 
 def _locate_release(root: Path, labels_csv: str | None, images_dir: str | None) -> tuple[Path, Path]:
     """The labels CSV and the resolved image folder, from the overrides or by searching."""
-    if not root.is_dir():
-        raise DatasetError(f"dataset root {root} is not a folder")
-    csv_path = locate(root, labels_csv, "labels CSV") if labels_csv else find_labels_csv(root)
-    if not csv_path.is_file():
-        raise DatasetError(f"labels CSV {csv_path} is not a file")
-    if images_dir:
-        image_folder = locate(root, images_dir, "image folder")
-    else:
-        image_folder = _find_image_folder(root, csv_path.parent)
-    if not image_folder.is_dir():
-        raise DatasetError(f"image folder {image_folder} is not a folder")
+    if problem := input_folder_problem(root):
+        raise DatasetError(f"dataset root {root}: {problem}", setting="root")
+    csv_path = locate(root, labels_csv, "labels") if labels_csv else find_labels_csv(root)
+    image_folder = locate(root, images_dir, "images") if images_dir else _find_image_folder(root, csv_path.parent)
     return csv_path, image_folder.resolve()
 
 
-def locate(root: Path, override: str, what: str) -> Path:
+#: The ``[dataset]`` settings that name a file or folder in the root: what each names, and the check of its kind.
+LOCATED = {"labels": ("labels CSV", input_file_problem), "images": ("image folder", input_folder_problem)}
+
+
+def locate(root: Path, override: str, setting: str) -> Path:
+    """The file or folder that ``setting`` (``"labels"`` or ``"images"``: :data:`LOCATED`) names
+    by ``override``, relative to ``root`` unless absolute. DatasetError, naming the setting at
+    fault, when it is not one to read (missing, a link loop, a FIFO, ...)."""
+    what, problem_of = LOCATED[setting]
     path = Path(override)
     path = path if path.is_absolute() else root / path
-    if not path.exists():
-        raise DatasetError(f"{what} {path} does not exist")
+    if problem := problem_of(path):
+        raise DatasetError(f"{what} {path}: {problem}", setting=setting)
     return path
 
 

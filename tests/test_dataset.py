@@ -149,7 +149,7 @@ def test_layout_errors_name_the_culprit(tmp_path):
         load_dataset(root)
     with pytest.raises(DatasetError, match="missing.csv"):
         load_dataset(root, labels_csv="missing.csv")
-    with pytest.raises(DatasetError, match="not a folder"):
+    with pytest.raises(DatasetError, match="nowhere: no such folder"):
         load_dataset(tmp_path / "nowhere")
 
 

@@ -222,7 +222,7 @@ def test_devices_as_a_list_of_integers_is_the_flags_text(config):
 def test_load_results_says_what_it_was_given(tmp_path):
     toml = tmp_path / "exp.toml"
     toml.write_text("seed = 1\n")
-    with pytest.raises(FileNotFoundError, match="exp.toml is a file, not a results folder"):
+    with pytest.raises(FileNotFoundError, match="exp.toml: is a file, not a folder; give a results folder"):
         feph_finetune.load_results(toml)
     with pytest.raises(TypeError, match="outdir must be a results folder's path .* got int"):
         feph_finetune.load_results(5)

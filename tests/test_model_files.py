@@ -165,8 +165,8 @@ def test_what_is_no_regular_file_is_refused_once_by_the_path_check(tmp_path):
     os.mkfifo(fifo)
     folder.mkdir()
     option = mobilenet.plugin_options()["weights"]
-    assert option_problems(str(fifo), option) == [f"{str(fifo)!r} is not a regular file (a FIFO); only regular files are read"]
-    assert option_problems(str(folder), option) == [f"{str(folder)!r} is a folder, not a file"]
+    assert option_problems(str(fifo), option) == [f"{str(fifo)!r}: is not a regular file (a FIFO); only regular files are read"]
+    assert option_problems(str(folder), option) == [f"{str(folder)!r}: is a folder, not a file"]
     for path in (fifo, folder, tmp_path / "later.keras"):  # a missing one may be written later (the demo's bases)
         assert keras_file_problem(path) is None
 

@@ -21,6 +21,7 @@ from feph_finetune.config.checking import check_configuration
 from feph_finetune.plugins import get_plugins
 
 from conftest import line_of, run_cli, write_distribution, write_matrix
+from fephfixture import write_keras_archive
 
 EIGHT_FAULTS = """
 [executor.process]
@@ -334,7 +335,63 @@ def test_a_path_that_is_no_file_or_no_folder_is_named_for_what_it_is(tmp_path, s
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\n[experiments.B]\n')
     error = dry_run_error(path, capsys, "--set", f"experiments.A.options.mobilenet.weights={fifo}",
                           "--set", f"experiments.B.options.mobilenet.weights={tmp_path / 'folder.h5'}")
-    assert f"'{fifo}' is not a regular file (a FIFO); only regular files are read" in error
-    assert f"'{tmp_path / 'folder.h5'}' is a folder, not a file" in error
+    assert f"'{fifo}': is not a regular file (a FIFO); only regular files are read" in error
+    assert f"'{tmp_path / 'folder.h5'}': is a folder, not a file" in error
     error = dry_run_error(path, capsys, "--set", f"dataset.root={path}")
-    assert f"--set dataset.root={path}: '{path}' is a file, not a folder" in error
+    assert f"--set dataset.root={path}: '{path}': is a file, not a folder" in error
+
+
+@pytest.mark.parametrize("spelling", ["dotted", "link"])
+def test_a_grid_that_names_one_file_two_ways_is_refused_naming_both(tmp_path, synthetic_feph, capsys, spelling):
+    """``bases/a.keras`` and ``bases/../bases/a.keras`` (or a link to it) are one file: two runs
+    of one experiment under two ids (issue 22). The ids of other files are unchanged."""
+    bases = tmp_path / "bases"
+    bases.mkdir()
+    write_keras_archive(bases / "a.keras")
+    write_keras_archive(bases / "b.keras")
+    other = {"dotted": f"{bases}/../bases/a.keras", "link": str(tmp_path / "link.keras")}[spelling]
+    if spelling == "link":
+        os.symlink(bases / "a.keras", other)
+    grid = f'[experiments.A]\ngrid = {{ "options.mobilenet.weights" = ["{bases / "a.keras"}", "{other}"] }}\n'
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, grid)
+    error = " ".join(dry_run_error(path, capsys).split())
+    assert f"{place(path, 'grid = ', 'experiments.A.grid.options.mobilenet.weights')}: the values '{bases / 'a.keras'}' and '{other}' name the same file" in error, error
+    assert "same run twice" in error
+    distinct = write_matrix(tmp_path / "d.toml", synthetic_feph, grid.replace(other, str(bases / "b.keras")))
+    assert main([str(distinct), "--dry-run"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["loop", "dangling", "fifo", "missing"])
+def test_a_dataset_file_set_on_the_command_line_is_named_there_and_says_what_it_is(tmp_path, synthetic_feph, capsys, kind):
+    """``--set dataset.labels=LOOP`` was reported at the TOML's ``dataset.root`` line as "does not
+    exist" (issue 22): the place is the ``--set``, the text says what the path is."""
+    odd = tmp_path / kind
+    words = {"loop": "is a link loop", "dangling": f"is a link to nothing ({tmp_path / 'nowhere'})",
+             "fifo": "is not a regular file (a FIFO)", "missing": "no such file"}[kind]
+    if kind == "loop":
+        os.symlink(tmp_path / "loop2", odd)
+        os.symlink(odd, tmp_path / "loop2")
+    elif kind == "dangling":
+        os.symlink(tmp_path / "nowhere", odd)
+    elif kind == "fifo":
+        os.mkfifo(odd)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    error = " ".join(dry_run_error(path, capsys, "--set", f"dataset.labels={odd}").split())
+    assert f"--set dataset.labels={odd}: labels CSV {odd}: {words}" in error, error
+    assert "dataset.root" not in error, error
+    error = " ".join(dry_run_error(path, capsys, "--set", f"dataset.images={odd}").split())
+    folder_words = {"fifo": "is a FIFO, not a folder", "missing": "no such folder"}.get(kind, words)
+    assert f"--set dataset.images={odd}: image folder {odd}: {folder_words}" in error, error
+
+
+@pytest.mark.parametrize("device", ["fifo", "/dev/null"])
+def test_a_root_or_folder_option_that_is_a_fifo_or_device_is_named_as_such(tmp_path, synthetic_feph, capsys, device):
+    """A FIFO or a device was "a file, not a folder": every path problem is named by one classifier."""
+    odd = str(tmp_path / "fifo") if device == "fifo" else device
+    if device == "fifo":
+        os.mkfifo(odd)
+    words = "is a FIFO, not a folder" if device == "fifo" else "is a character device, not a folder"
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    error = " ".join(dry_run_error(path, capsys, "--set", f"dataset.root={odd}").split())
+    assert f"--set dataset.root={odd}: '{odd}': {words}" in error, error
+    assert option_problems(odd, Option("", path="dir")) == [f"'{odd}': {words}"]

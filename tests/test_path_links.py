@@ -73,3 +73,28 @@ def test_export_refuses_a_dangling_link_as_its_output_before_copying(tmp_path, m
         with pytest.raises(BundleError, match=words.replace("(", r"\(").replace(")", r"\)")):
             export_bundle(tmp_path, path)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_one_classification_names_each_kind_of_path_the_same_way_for_files_and_folders(tmp_path, odd_paths):
+    """Every path message comes from ``classify_path``: what cannot be looked up reads the same
+    whether a file or a folder was wanted; what exists is named by its kind."""
+    from feph_finetune.data.user_files import UnreadableFile, check_user_file, classify_path, input_file_problem, input_folder_problem, lookup_problem, regular_file_problem
+
+    (tmp_path / "file").write_text("x")
+    for kind in ("dangling", "loop"):
+        path, words = odd_paths[kind]
+        assert lookup_problem(path) == input_folder_problem(path) == input_file_problem(path) == regular_file_problem(path) == words
+        with pytest.raises(UnreadableFile, match=words.replace("(", r"\(").replace(")", r"\)")):
+            check_user_file(path)
+    expected = {  # path: (kind, as a folder, as a file)
+        tmp_path / "fifo": ("fifo", "is a FIFO, not a folder", "is not a regular file (a FIFO); only regular files are read"),
+        Path("/dev/null"): ("character device", "is a character device, not a folder", "is not a regular file (a character device); only regular files are read"),
+        tmp_path: ("folder", None, "is a folder, not a file"),
+        tmp_path / "file": ("file", "is a file, not a folder", None),
+        tmp_path / "missing": ("missing", "no such folder", "no such file"),
+    }
+    for path, (kind, as_folder, as_file) in expected.items():
+        assert (classify_path(path).kind, input_folder_problem(path), input_file_problem(path)) == (kind, as_folder, as_file), path
+        assert lookup_problem(path) is None
+    assert regular_file_problem(tmp_path / "missing") is None  # callers say "no such file" their own way
+    assert classify_path(str(tmp_path / ("q" * 300))).kind == "bad name"

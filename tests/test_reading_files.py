@@ -170,7 +170,7 @@ def test_a_fifo_as_the_configuration_or_a_predict_input_is_refused_without_block
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"{tmp_path}/{name}: neither a regular file nor a folder (a FIFO, device or socket); predict reads image and video files and folders of frames"
+        f"{tmp_path}/{name}: is a FIFO, neither a regular file nor a folder; predict reads image and video files and folders of frames"
         for name in ("clip.mp4", "frame.png")]
 
 

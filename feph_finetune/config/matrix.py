@@ -47,7 +47,7 @@ from feph_finetune.printable import printable, shortened
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.class_mapping import map_classes
-from feph_finetune.data.user_files import lookup_problem
+from feph_finetune.data.user_files import NO_SUCH_FOLDER, classify_path, input_folder_problem
 from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, grouping_warning, load_index, test_fraction_warning
 from feph_finetune.plugins import PluginCallError, Plugins
 
@@ -138,13 +138,30 @@ def run_id(experiment: str, phase: str, fold: int | None, config: dict, dataset:
     """A stable id: readable prefix plus a hash of everything that changes the result (not
     :data:`~feph_finetune.config.reading.RESULT_NEUTRAL_KEYS`, nor the names and grid that only label the
     runs)."""
-    left_out = NOT_INHERITED + ("grid",) + tuple(key for key in RESULT_NEUTRAL_KEYS if key not in HASHED_AT_DEFAULT)
-    identity = {key: value for key, value in config.items() if key not in left_out}
-    identity.update({key: EXPERIMENT_DEFAULTS[key] for key in HASHED_AT_DEFAULT if key in identity})
-    payload = {"config": identity, "dataset": dataset, "phase": phase, "fold": fold}
+    payload = {"config": run_identity(config), "dataset": dataset, "phase": phase, "fold": fold}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
     where = "x" if phase == "exploratory" else f"cv{fold}"
     return f"{experiment}-{where}-{digest}"
+
+
+def run_identity(config: dict) -> dict:
+    """What of a run's configuration its id hashes: all but the names, the grid and the settings
+    that do not change the result (those hashed at their default, at it)."""
+    left_out = NOT_INHERITED + ("grid",) + tuple(key for key in RESULT_NEUTRAL_KEYS if key not in HASHED_AT_DEFAULT)
+    identity = {key: value for key, value in config.items() if key not in left_out}
+    identity.update({key: EXPERIMENT_DEFAULTS[key] for key in HASHED_AT_DEFAULT if key in identity})
+    return identity
+
+
+def file_identity(text: Any) -> Any:
+    """What a file option's value names: ``(st_dev, st_ino)`` of the existing file it names (links
+    followed), so that two spellings of one file (``bases/a.keras``, ``bases/../bases/a.keras``,
+    a link to it) are one; the value itself when it names none (a keyword such as ``"imagenet"``,
+    a file written later)."""
+    if not isinstance(text, str) or not text:
+        return text
+    found = classify_path(Path(text).expanduser())
+    return [found.status.st_dev, found.status.st_ino] if found.exists else text
 
 
 #: Experiment keys a grid cannot expand, each with the reason and what to write instead.
@@ -155,6 +172,12 @@ NOT_EXPANDABLE = {
     "phases": "every combination runs in the experiment's phases; set phases on the experiment",
     "grid": "a grid holds settings, not another grid",
 }
+
+
+def _setting_at_fault(error: DatasetError, dataset: Mapping[str, Any]) -> str:
+    """The ``[dataset]`` key a format's error names (:attr:`DatasetError.setting`), where it is one
+    of the table's; else ``root``, the dataset as a whole."""
+    return error.setting if error.setting in dataset else "root"
 
 
 class MatrixBuilder:
@@ -204,12 +227,10 @@ class MatrixBuilder:
             root = dataset["root"]
             if not root:
                 self.problem(("dataset", "root"), f"not set. {FEPH_SOURCE}")
-            elif problem := lookup_problem(Path(root).expanduser()):
-                self.problem(("dataset", "root"), f"{root!r}: {problem}")
-            elif Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
-                self.problem(("dataset", "root"), f"{root!r} is a file, not a folder")
-            elif not Path(root).expanduser().is_dir():
+            elif (problem := input_folder_problem(Path(root).expanduser())) == NO_SUCH_FOLDER:
                 self.problem(("dataset", "root"), f"folder {root!r} does not exist. {FEPH_SOURCE}")
+            elif problem:
+                self.problem(("dataset", "root"), f"{root!r}: {problem}")
         return dataset, invalid
 
     def dataset_declarations(self, table: Any) -> tuple[dict[str, Any], bool]:
@@ -309,13 +330,13 @@ class MatrixBuilder:
         exists: record its fingerprint in ``dataset`` (part of every run's id) and, when
         ``report``, refuse data no run could use: no usable image, too few groups to split."""
         root = dataset["root"]
-        if not root or lookup_problem(Path(root).expanduser()) or not Path(root).expanduser().is_dir():
+        if not root or input_folder_problem(Path(root).expanduser()):
             return
         try:
             index = load_index(dataset, self.plugins)
         except (DatasetError, PluginCallError) as error:
             if report:
-                self.problem(("dataset", "format" if isinstance(error, PluginCallError) else "root"), str(error))
+                self.problem(("dataset", "format" if isinstance(error, PluginCallError) else _setting_at_fault(error, dataset)), str(error))
             return
         dataset["fingerprint"] = index.fingerprint
         dataset["classes"] = list(index.classes)
@@ -678,6 +699,7 @@ class MatrixBuilder:
         chain = self.experiment_chain(name, experiments)
         base = self.resolve(chain, experiments, defaults, seed)
         runs = []
+        made_by: dict[str, tuple[dict[str, Any], str]] = {}  # what a variant's runs are (files by identity): the variant, its runs' spelled identity
         for variant in self.grid_points(name, base["grid"]):
             config = copy.deepcopy(base)
             for key, value in variant.items():
@@ -705,8 +727,35 @@ class MatrixBuilder:
             self.model_input_size(config, where, size_set)
             if len(self.problems) > before:
                 continue
+            made, spelled = (json.dumps(identity, sort_keys=True, default=str) for identity in (self.files_by_identity(config), run_identity(config)))
+            if made in made_by and made_by[made][1] != spelled:  # the same spellings: one id, refused with the run ids
+                self.same_file_problem(name, made_by[made][0], variant)
+                continue
+            made_by.setdefault(made, (variant, spelled))
             runs += self.phase_runs(name, order, config, variant, dataset)
         return runs
+
+    def files_by_identity(self, config: dict[str, Any]) -> dict[str, Any]:
+        """:func:`run_identity` of ``config`` (plugin options filled in), each file a plugin's
+        option names (declared with ``path``) replaced by its :func:`file_identity`."""
+        options = {}
+        for plugin, values in config["options"].items():
+            declared = self.plugins.option_declarations(plugin)
+            options[plugin] = {key: ([file_identity(item) for item in value] if isinstance(value, list) else file_identity(value))
+                               if key in declared and declared[key].path is not None else value
+                               for key, value in values.items()}
+        return run_identity({**config, "options": options})
+
+    def same_file_problem(self, name: str, first: dict[str, Any], variant: dict[str, Any]) -> None:
+        """Two grid points of experiment ``name`` that differ only in how they spell files: one
+        run twice under two ids (its folder written twice, the report counting it twice)."""
+        for key in variant:
+            if first.get(key) != variant[key]:
+                file = f" ({Path(variant[key]).expanduser().resolve()})" if isinstance(variant[key], str) else "s"
+                self.problem(("experiments", name, "grid", key),
+                             f"the values {first.get(key)!r} and {variant[key]!r} name the same file{file}: "
+                             "each value makes a run, so it would be the same run twice under two ids; list it once")
+                return
 
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
         identity_dataset = {key: value for key, value in dataset.items()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from feph_finetune.data.user_files import UnreadableFile, check_user_file, lookup_problem
+from feph_finetune.data.user_files import NO_SUCH_FILE, NO_SUCH_FOLDER, input_file_problem, input_folder_problem
 
 #: What ``Option.path`` may ask for.
 PATH_KINDS = ("file", "dir")
@@ -239,21 +239,10 @@ def _path_problems(text: str, option: Option, check_paths: bool) -> list[str]:
     if not check_paths:
         return []
     path = Path(text).expanduser()
-    problem = lookup_problem(path)
-    if problem:
-        return [f"{text!r}: {problem}"]
-    exists = path.is_file() if option.path == "file" else path.is_dir()
-    if exists:
-        return []
-    if not path.exists():
-        return [f"no such {option.path}: {text!r} ({path.absolute()})"]
-    if option.path == "dir":
-        return [f"{text!r} is a file, not a folder"]
-    try:
-        check_user_file(path)
-    except UnreadableFile as error:  # a folder, a FIFO, a device: what it is, in user_files' words
-        return [f"{text!r} {error}"]
-    return []
+    problem = input_file_problem(path) if option.path == "file" else input_folder_problem(path)
+    if problem in (NO_SUCH_FILE, NO_SUCH_FOLDER):
+        return [f"{problem}: {text!r} ({path.absolute()})"]
+    return [f"{text!r}: {problem}"] if problem else []
 
 
 # --- types (shared with the core's own keys) ----------------------------------------------------

@@ -17,7 +17,7 @@ from feph_finetune.api import Dataset, DatasetError, PluginError
 from feph_finetune.config.reading import DATASET_DEFAULTS
 from feph_finetune.data.splits import Split, holdout_split, kfold_splits
 from feph_finetune.printable import printable
-from feph_finetune.data.user_files import is_utf8_name
+from feph_finetune.data.user_files import input_folder_problem, is_utf8_name
 from feph_finetune.plugins import PluginCallError, Plugins, get_plugins
 
 #: Where the real data comes from, for messages about a missing dataset folder.
@@ -52,8 +52,8 @@ def load_dataset(settings: Mapping[str, Any], decode: bool = True, plugins: Plug
         raise DatasetError(format_problem(plugins, name))
     settings = {**DATASET_DEFAULTS, **plugins.option_defaults(name), **settings}
     root = Path(settings["root"]).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"dataset root {root} is not a folder")
+    if problem := input_folder_problem(root):
+        raise DatasetError(f"dataset root {root}: {problem}", setting="root")
     try:
         dataset = plugins.call(name, FORMAT_HOOK, root=root, settings=settings, decode=decode)
     except PluginCallError as error:
@@ -91,7 +91,7 @@ def hinted(error: DatasetError, spell: Callable[[str], str]) -> DatasetError:
     if error.hint is None:
         return error
     phrase, setting = error.hint
-    return DatasetError(f"{error}; {phrase} {spell(setting)}")
+    return DatasetError(f"{error}; {phrase} {spell(setting)}", setting=error.setting)
 
 
 def returned_problem(dataset: Any) -> str:

@@ -8,7 +8,12 @@ socket or a folder. Each file is opened without blocking (``O_NONBLOCK``, which 
 ignores), symbolic links followed, after checking what the name points to (``stat``: a device
 is never opened, since opening some acts, like ``/dev/watchdog``), and what was opened is checked
 again (``fstat``: a file swapped between the check and the open is still caught): it must be a
-regular file no larger than the caller's limit. No TensorFlow here.
+regular file no larger than the caller's limit.
+
+What a path names is found in one place, :func:`classify_path` (missing, a link to nothing, a
+link loop, a folder, a FIFO, ...); every message about a path's kind (:func:`lookup_problem`,
+:func:`input_folder_problem`, :func:`input_file_problem`, :func:`regular_file_problem`, the
+refusals of :func:`check_user_file`) is derived from it, so each is written once. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import errno
 import json
 import os
 import stat
+from dataclasses import dataclass
 from typing import BinaryIO
 
 #: Largest image file read (bytes). A 50-megapixel photograph fits (about 25 MB as a JPEG, 150 MB
@@ -31,6 +37,8 @@ MAX_TEXT_BYTES = 1024 * 2**20
 MAX_MODEL_BYTES = 16 * 2**30
 #: No limit: for a file whose size is the reader's business (a model).
 MAX_FILE_BYTES = 2**63 - 1
+#: The longest file or folder name Linux file systems take (NAME_MAX), in bytes.
+NAME_MAX = 255
 
 
 class UnreadableFile(OSError):
@@ -58,51 +66,154 @@ def read_user_file(path, limit: int) -> bytes:
     return data
 
 
-#: The longest file or folder name Linux file systems take (NAME_MAX), in bytes.
-NAME_MAX = 255
+# --- what a path names: one classification, from which every message about a path's kind comes ---
+
+#: What :func:`classify_path` finds a name to be, beside the kinds of :data:`KIND_NAMES`: nothing
+#: at all, or a name that cannot be looked up (its problem says why).
+MISSING = "missing"
+DANGLING_LINK = "dangling link"
+LINK_LOOP = "link loop"
+BAD_NAME = "bad name"
+UNSEARCHABLE = "unsearchable"
+FOLDER = "folder"
+REGULAR_FILE = "file"
+
+#: What :func:`input_folder_problem` and :func:`input_file_problem` say of a name that does not exist.
+NO_SUCH_FOLDER = "no such folder"
+NO_SUCH_FILE = "no such file"
+#: What a command that reads a file or a folder (``predict``'s inputs, a bundle) says of a name that does not exist.
+NO_SUCH_FILE_OR_FOLDER = "no such file or folder"
+#: What :class:`UnreadableFile` says of a name that does not exist.
+_DOES_NOT_EXIST = "does not exist"
+
+#: Each kind of existing file (an ``st_mode`` test) and how a message calls it.
+KIND_NAMES = (
+    (stat.S_ISDIR, FOLDER, "a folder"),
+    (stat.S_ISREG, REGULAR_FILE, "a file"),
+    (stat.S_ISFIFO, "fifo", "a FIFO"),
+    (stat.S_ISCHR, "character device", "a character device"),
+    (stat.S_ISBLK, "block device", "a block device"),
+    (stat.S_ISSOCK, "socket", "a socket"),
+)
+
+
+@dataclass(frozen=True)
+class PathKind:
+    """What a name on disk is, from one ``stat`` (symbolic links followed).
+
+    - ``kind``: :data:`MISSING`, :data:`DANGLING_LINK`, :data:`LINK_LOOP`, :data:`BAD_NAME` (a
+      NUL byte, a name over :data:`NAME_MAX` bytes), :data:`UNSEARCHABLE` (a folder on the way
+      that cannot be searched), or one of :data:`KIND_NAMES`' kinds (``"special file"`` else).
+    - ``problem``: for a name that cannot be looked up (all but missing and existing ones), why,
+      as a message's predicate ("is a link loop"); empty otherwise.
+    - ``described``: an existing file's kind as a message calls it ("a FIFO"); empty otherwise.
+    - ``status``: the ``stat`` result of an existing file, else None.
+    """
+
+    kind: str
+    problem: str = ""
+    described: str = ""
+    status: os.stat_result | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.status is not None
+
+
+def classify_path(path) -> PathKind:
+    """What ``path`` names (see :class:`PathKind`); never raises for a path that a ``str`` or
+    ``os.PathLike`` holds. ``Path.exists()`` and ``is_dir()`` raise ``OSError`` for a name too
+    long or a link loop, and answer False for a link to nothing; this tells them apart."""
+    try:
+        status = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(path):  # read as missing, written through to a place that may not exist
+            target = os.path.join(os.path.dirname(path), os.readlink(path))
+            return PathKind(DANGLING_LINK, f"is a link to nothing ({target})")
+        return PathKind(MISSING)
+    except ValueError:  # a NUL byte
+        return PathKind(BAD_NAME, "a name cannot hold a NUL byte")
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return PathKind(LINK_LOOP, "is a link loop")
+        if error.errno == errno.ENAMETOOLONG:
+            longest = max(os.fsencode(path).split(b"/"), key=len)
+            return PathKind(BAD_NAME, f"a name in it has {len(longest)} bytes, more than the {NAME_MAX} a file or folder name may have")
+        return PathKind(UNSEARCHABLE, f"cannot be looked up ({error.strerror or error})")
+    return PathKind(*_kind_of(status.st_mode), status=status)
+
+
+def _kind_of(mode: int) -> tuple[str, str, str]:
+    """``(kind, "", described)`` of an existing file's ``st_mode``."""
+    return next(((kind, "", described) for test, kind, described in KIND_NAMES if test(mode)), ("special file", "", "a special file"))
 
 
 def lookup_problem(path) -> str | None:
-    """Why ``path`` cannot even be looked up, or None (it exists, or it does not):
-    a file or folder name in it longer than :data:`NAME_MAX` bytes, a NUL byte, a folder on the
-    way that cannot be searched. ``Path.exists()`` and ``is_dir()`` raise these as ``OSError``
-    (``ENAMETOOLONG``), where a missing file only answers False."""
-    try:
-        os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        if os.path.islink(path):  # read as missing, written through to a place that may not exist
-            return f"is a link to nothing ({os.path.join(os.path.dirname(path), os.readlink(path))})"
-        return None
-    except ValueError:  # a NUL byte
-        return "a name cannot hold a NUL byte"
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            return "is a link loop"
-        if error.errno == errno.ENAMETOOLONG:
-            longest = max(os.fsencode(path).split(b"/"), key=len)
-            return f"a name in it has {len(longest)} bytes, more than the {NAME_MAX} a file or folder name may have"
-        return f"cannot be looked up ({error.strerror or error})"
-    return None
+    """Why ``path`` cannot even be looked up, or None (it exists, or it does not): a link to
+    nothing, a link loop, a name in it longer than :data:`NAME_MAX` bytes, a NUL byte, a folder on
+    the way that cannot be searched (:func:`classify_path`)."""
+    return classify_path(path).problem or None
 
 
 def input_folder_problem(path) -> str | None:
     """Why ``path`` is not a folder to read, or None: it cannot be looked up (a dangling link, a
-    link loop, see :func:`lookup_problem`), does not exist, or is something else."""
-    if problem := lookup_problem(path):
-        return problem
-    if not os.path.exists(path):
-        return "no such folder"
-    return None if os.path.isdir(path) else f"is {file_kind(path)}, not a folder"
+    link loop, see :func:`lookup_problem`), does not exist ("no such folder"), or is something
+    else ("is a FIFO, not a folder")."""
+    return _not_a(classify_path(path), FOLDER, NO_SUCH_FOLDER)
 
 
-def file_kind(path) -> str:
-    """What ``path`` (which exists) is, for a message: "a file", "a FIFO", "a character device"..."""
-    mode = os.stat(path).st_mode
-    for is_kind, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if is_kind(mode):
-            return kind
-    return "a file"
+def input_file_problem(path) -> str | None:
+    """Why ``path`` is not a regular file to read, or None: it cannot be looked up, does not exist
+    ("no such file"), is a folder ("is a folder, not a file") or another kind of file (see
+    :func:`regular_file_problem`)."""
+    return _not_a(classify_path(path), REGULAR_FILE, NO_SUCH_FILE)
+
+
+def regular_file_problem(path) -> str | None:
+    """Why ``path`` names no regular file ("is a folder, not a file", "is not a regular file (a
+    FIFO)...", "is a link loop"); None when it is one or does not exist (callers say "no such
+    file" their own way)."""
+    return _not_a(classify_path(path), REGULAR_FILE, None)
+
+
+def _not_a(found: PathKind, wanted: str, missing: str | None) -> str | None:
+    """Why ``found`` is not a ``wanted`` (:data:`FOLDER` or :data:`REGULAR_FILE`) to read, ``missing`` when it does not exist."""
+    if found.problem:
+        return found.problem
+    if not found.exists:
+        return missing
+    if found.kind == wanted:
+        return None
+    if wanted == FOLDER:
+        return f"is {found.described}, not a folder"
+    return _file_problem(found.status, MAX_FILE_BYTES) or None
+
+
+def _file_problem(status: os.stat_result, limit: int) -> str:
+    """Why a file of this ``stat`` is not read: not a regular file, or over ``limit`` bytes."""
+    kind, _, described = _kind_of(status.st_mode)
+    if kind == FOLDER:
+        return "is a folder, not a file"
+    if kind != REGULAR_FILE:
+        return f"is not a regular file ({described}); only regular files are read"
+    if status.st_size > limit:
+        return _too_big(status.st_size, limit)
+    return ""
+
+
+def _refuse(problem: str) -> None:
+    if problem:
+        raise UnreadableFile(problem)
+
+
+def _opening(call, *args):
+    """``call(*args)`` (``os.open``), its errors as :class:`UnreadableFile`."""
+    try:
+        return call(*args)
+    except FileNotFoundError:
+        raise UnreadableFile(_DOES_NOT_EXIST, missing=True) from None
+    except (OSError, ValueError) as error:  # ValueError: a name with a NUL byte
+        raise UnreadableFile(f"cannot be opened ({getattr(error, 'strerror', None) or error})") from None
 
 
 def is_utf8_name(name: str) -> bool:
@@ -119,8 +230,12 @@ def is_utf8_name(name: str) -> bool:
 def check_user_file(path, limit: int = MAX_FILE_BYTES) -> None:
     """Refuse ``path`` unless it names a regular file (symbolic links followed) of at most ``limit``
     bytes, as :func:`read_user_file` does, without opening it: for a file a library reads itself
-    (a model for ``convert``). Raises :class:`UnreadableFile`."""
-    _refuse(_file_problem(_opening(os.stat, path), limit))
+    (a model for ``convert``). Raises :class:`UnreadableFile` (``missing`` for a name that does
+    not exist, a link to nothing included)."""
+    found = classify_path(path)
+    if found.kind in (MISSING, DANGLING_LINK):
+        raise UnreadableFile(_DOES_NOT_EXIST if found.kind == MISSING else found.problem, missing=True)
+    _refuse(found.problem or _file_problem(found.status, limit))
 
 
 def open_user_file(path, limit: int) -> BinaryIO:
@@ -137,47 +252,6 @@ def open_user_file(path, limit: int) -> BinaryIO:
         stream.close()
         raise UnreadableFile(problem)
     return stream
-
-
-def regular_file_problem(path) -> str | None:
-    """Why ``path`` names no regular file ("is a folder, not a file", "is not a regular file (a
-    FIFO)..."), from its ``stat`` alone; None when it is one or does not exist (callers say
-    "no such file" their own way)."""
-    try:
-        check_user_file(path)
-    except UnreadableFile as error:
-        return None if error.missing else str(error)
-    return None
-
-
-def _opening(call, *args):
-    """``call(*args)`` (``os.stat``, ``os.open``), its errors as :class:`UnreadableFile`."""
-    try:
-        return call(*args)
-    except FileNotFoundError:
-        raise UnreadableFile("does not exist", missing=True) from None
-    except (OSError, ValueError) as error:  # ValueError: a name with a NUL byte
-        raise UnreadableFile(f"cannot be opened ({getattr(error, 'strerror', None) or error})") from None
-
-
-def _refuse(problem: str) -> None:
-    if problem:
-        raise UnreadableFile(problem)
-
-
-def _file_problem(status: os.stat_result, limit: int) -> str:
-    if stat.S_ISDIR(status.st_mode):
-        return "is a folder, not a file"
-    if not stat.S_ISREG(status.st_mode):
-        return f"is not a regular file (a {_kind(status.st_mode)}); only regular files are read"
-    if status.st_size > limit:
-        return _too_big(status.st_size, limit)
-    return ""
-
-
-def _kind(mode: int) -> str:
-    kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
-    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def _too_big(size: int, limit: int) -> str:

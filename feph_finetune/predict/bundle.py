@@ -36,7 +36,7 @@ import numpy as np
 import feph_finetune
 from feph_finetune.api import PluginError, Preprocessing, RunContext
 from feph_finetune.config.reading import close_match
-from feph_finetune.data.user_files import MAX_JSON_BYTES, UnreadableFile, lookup_problem, read_json_file, read_user_file, regular_file_problem
+from feph_finetune.data.user_files import MAX_JSON_BYTES, NO_SUCH_FILE_OR_FOLDER, UnreadableFile, lookup_problem, read_json_file, read_user_file, regular_file_problem
 from feph_finetune.data.frames import FrameStep
 from feph_finetune.data.keras_files import keras_file_problem
 from feph_finetune.errors import ProblemsError
@@ -127,7 +127,7 @@ def find_bundle(path: Path) -> Path:
     if problem := lookup_problem(path):
         raise BundleError(f"{path}: {problem}")
     if not path.exists():
-        raise BundleError(f"{path}: no such file or folder")
+        raise BundleError(f"{path}: {NO_SUCH_FILE_OR_FOLDER}")
     if path.is_dir() and (problem := regular_file_problem(path / MANIFEST)):
         raise BundleError(f"{path / MANIFEST}: {problem}")
     if path.is_dir() and (path / MANIFEST).is_file():

@@ -48,7 +48,7 @@ import numpy as np
 
 from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
-from feph_finetune.data.user_files import is_utf8_name, lookup_problem
+from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
 from feph_finetune.native_stderr import NativeOutput, native_stderr_caught
 from feph_finetune.predict.avi import avi_layout
 from feph_finetune.printable import shortened
@@ -120,19 +120,19 @@ def open_input(name: str, every: int = 1, warn: Callable[[str], None] | None = N
     image name nor a video OpenCV can open.
     """
     path = Path(name)
-    problem = lookup_problem(path)
-    if problem:
-        raise InputError(f"{name}: {problem}")
-    if not path.exists():
-        raise InputError(f"{name}: no such file or folder")
-    if path.is_dir():
+    found = classify_path(path)
+    if found.problem:
+        raise InputError(f"{name}: {found.problem}")
+    if not found.exists:
+        raise InputError(f"{name}: {NO_SUCH_FILE_OR_FOLDER}")
+    if found.kind == FOLDER:
         children = list(path.iterdir())
         files = sorted((child for child in children if _image_name(child)), key=lambda child: natural_key(child.name))
         if not files:
             raise InputError(f"{name}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
         return PredictInput(name, path, "folder", every, len(range(0, len(files), every)), files=files, skipped=_skipped(children, len(files)))
-    if not path.is_file():  # a FIFO (OpenCV would wait for a writer forever), a device, a socket
-        raise InputError(f"{name}: neither a regular file nor a folder (a FIFO, device or socket); predict reads image and video files and folders of frames")
+    if found.kind != REGULAR_FILE:  # a FIFO (OpenCV would wait for a writer forever), a device, a socket
+        raise InputError(f"{name}: is {found.described}, neither a regular file nor a folder; predict reads image and video files and folders of frames")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return PredictInput(name, path, "image", 1, 1, files=[path])
     with _video_capture(path) as (capture, said):
@@ -168,8 +168,6 @@ def _skipped(children: list[Path], frames: int) -> str | None:
 
 
 def _image_frame(index: int, path: Path) -> InputFrame:
-    if path.is_symlink() and not path.exists():
-        return InputFrame(index, None, file=path.name, problem=f"image {path} is a broken link (to {os.readlink(path)}, which does not exist)")
     try:
         image = read_image(path)
     except DatasetError as error:

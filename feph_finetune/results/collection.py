@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path, PurePath
 from typing import Any, Callable, Iterator, Sequence, overload
 
+from feph_finetune.data.user_files import NO_SUCH_FOLDER, input_folder_problem
 from feph_finetune.printable import printable
 from feph_finetune.results.records import RunRecord
 
@@ -102,8 +103,8 @@ def load_results(outdir: str | Path, warn: Callable[[str], None] | None = None) 
     if not isinstance(outdir, (str, PurePath)):
         raise TypeError(f"load_results: outdir must be a results folder's path (str or pathlib.Path), got {type(outdir).__name__}")
     outdir = Path(outdir)
-    if outdir.is_file():
-        raise FileNotFoundError(f"{outdir} is a file, not a results folder (the folder a matrix writes its runs to, its TOML's output)")
-    if not outdir.is_dir():
+    if (problem := input_folder_problem(outdir)) == NO_SUCH_FOLDER:
         raise FileNotFoundError(f"{outdir}: no such results directory")
+    if problem:
+        raise FileNotFoundError(f"{outdir}: {problem}; give a results folder (the folder a matrix writes its runs to, its TOML's output)")
     return Results.from_store(RunStore(outdir, warn=warn or (lambda line: warnings.warn(printable(line), stacklevel=4))))

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from feph_finetune.data.user_files import NAME_MAX, UnreadableFile, file_kind, lookup_problem, read_json_file
+from feph_finetune.data.user_files import NAME_MAX, NO_SUCH_FOLDER, UnreadableFile, input_folder_problem, lookup_problem, read_json_file
 from feph_finetune.interrupts import interrupts_deferred
 
 RESULT_FILE = "result.json"
@@ -182,10 +182,10 @@ def output_file_problem(path: Path) -> str | None:
         return problem
     if path.is_dir():
         return "is a folder; give a file name"
-    if not parent.exists():
+    if (problem := input_folder_problem(parent)) == NO_SUCH_FOLDER:
         return f"the folder {parent} does not exist"
-    if not parent.is_dir():
-        return f"{parent} is not a folder"
+    if problem:
+        return f"{parent}: {problem}"
     return _unwritable_folder(parent)
 
 
@@ -198,13 +198,13 @@ def output_folder_problem(path: Path) -> str | None:
     path = Path(path)
     if problem := _name_problem(path):
         return problem
-    if path.exists() and not path.is_dir():
-        return f"is {file_kind(path)}, not a folder"
+    if path.exists() and (problem := input_folder_problem(path)):
+        return problem
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is {file_kind(existing)}, not a folder"
+    if problem := input_folder_problem(existing):
+        return f"{existing} {problem}"
     return _unwritable_folder(existing)
 
 
