@@ -42,6 +42,34 @@ epochs = 1
 """
 
 
+def pytest_configure(config):
+    """pytest-xdist first sends each worker a quarter of its share of the tests, in collection
+    order: with the slow tests in front (below), one worker would get all of them. One test at a
+    time (two queued) hands each to whichever worker is free. A ``--maxschedchunk`` given wins."""
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("maxschedchunk", None) is None:
+        config.option.maxschedchunk = 1
+
+
+def declared_seconds(item: pytest.Item) -> float:
+    """The seconds a test's ``@pytest.mark.slow(seconds)`` declares; 0 for a test without it."""
+    marker = item.get_closest_marker("slow")
+    return float(marker.args[0]) if marker else 0.0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slowest first, so that no long test starts late and sets the suite's wall time: modules
+    by their slowest declared test, and in each module its slow tests first. A module stays in
+    one piece (its module-scoped fixtures are built once per worker); the order depends only on
+    the collection, so every xdist worker collects the same one."""
+    module_seconds: dict[Path, float] = {}
+    module_index: dict[Path, int] = {}
+    for item in items:
+        module_index.setdefault(item.path, len(module_index))
+        module_seconds[item.path] = max(module_seconds.get(item.path, 0.0), declared_seconds(item))
+    items.sort(key=lambda item: (-module_seconds[item.path], module_index[item.path], -declared_seconds(item)))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def isolated_cache(tmp_path_factory):
     """Never write to the user's cache; one crop cache for the whole session."""

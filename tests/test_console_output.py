@@ -91,6 +91,7 @@ def tiny_bundle(folder):
     return folder
 
 
+@pytest.mark.slow(35)
 def test_commands_that_import_tensorflow_print_none_of_its_notices(tmp_path, synthetic_feph):
 
     bundle = tiny_bundle(tmp_path / "bundle")

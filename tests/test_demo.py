@@ -28,6 +28,7 @@ from conftest import run_cli
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.toml"
 
 
+@pytest.mark.slow(390)
 @pytest.mark.numerics
 def test_fine_tuning_beats_the_no_ft_baseline_on_the_demo_for_both_backbones(tmp_path, capsys):
     """The demo's claim, on its own settings and shipped bases, in its own 5-fold
@@ -93,6 +94,7 @@ def test_a_base_built_through_its_plugin_starts_from_the_same_weights_as_before(
     assert all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(weights, expected))
 
 
+@pytest.mark.slow(35)
 @pytest.mark.numerics  # bit for bit on one kernel path, whichever it is
 def test_pre_training_a_base_twice_gives_the_same_weights_bit_for_bit_here_or_in_a_child(tmp_path):
     import keras
@@ -186,6 +188,7 @@ def test_the_shipped_bases_are_package_data():
     assert sum(path.stat().st_size for path in demo_bases.SHIPPED_DIR.iterdir()) < 20e6
 
 
+@pytest.mark.slow(70)
 def test_the_bases_command_pre_trains_exports_and_the_demo_then_uses_them(tmp_path, monkeypatch):
     """``python -m feph_finetune.demo.bases`` on tiny settings: both bases pre-trained, rounded
     to float16, measured and recorded; the record matches those settings and no others."""

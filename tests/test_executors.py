@@ -62,6 +62,7 @@ def assert_same_results(a: dict, b: dict) -> None:
         np.testing.assert_array_equal(a[run_id][1], b[run_id][1])
 
 
+@pytest.mark.slow(55)
 @pytest.mark.numerics
 def test_inline_and_process_executors_give_identical_results_and_jobs_overlap(synthetic_feph, tmp_path):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_SEEDS)
@@ -76,6 +77,7 @@ def test_inline_and_process_executors_give_identical_results_and_jobs_overlap(sy
     assert not list((tmp_path / "jobs2").glob("*/stderr.log")), "a done run keeps no stderr.log"
 
 
+@pytest.mark.slow(80)
 def test_a_killed_child_fails_its_run_only_and_the_next_invocation_completes_the_matrix(synthetic_feph, tmp_path):
     env = write_killer_distribution(tmp_path / "site")
     marker = tmp_path / "kill-me"
@@ -144,6 +146,7 @@ print(json.dumps({"samples": FinishedLines.samples, "done": len(result.done), "t
 """
 
 
+@pytest.mark.slow(60)
 def test_the_parent_neither_imports_tensorflow_nor_grows_across_ten_runs(synthetic_feph, tmp_path):
     experiments = """
     [experiments.A]

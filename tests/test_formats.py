@@ -365,6 +365,7 @@ def results(output: Path) -> list[dict]:
     return [json.loads(path.read_text()) for path in sorted(output.glob("*/result.json"))]
 
 
+@pytest.mark.slow(45)
 def test_a_four_class_folders_matrix_runs_both_phases_and_every_output_names_its_classes(tmp_path, capsys):
     root = tmp_path / "data"
     write_folders(root)

@@ -26,6 +26,7 @@ def readme_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow(20)
 def test_the_readme_example_runs_and_a_second_run_skips_what_finished(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__main__"}  # as a script run with python, or a notebook

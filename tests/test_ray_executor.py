@@ -52,6 +52,7 @@ def ray_cluster(tmp_path_factory):
         os.environ["PYTHONPATH"] = previous
 
 
+@pytest.mark.slow(30)
 def test_ray_gives_the_same_results_as_inline(ray_cluster, synthetic_feph, tmp_path):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_SEEDS)
     inline = results(run_matrix(path, tmp_path / "inline", InlineExecutor({})))
@@ -105,6 +106,7 @@ options.adam.epochs = 0
 """
 
 
+@pytest.mark.slow(30)
 @pytest.mark.parametrize("num_cpus, at_once", [(2, 1), (1, 2)])
 def test_runs_at_once_never_exceed_the_cpus_over_num_cpus_and_the_header_says_so(ray_cluster, synthetic_feph, tmp_path, num_cpus, at_once):
     """A task that waited on Ray (``ray.get``) to send an event lent its CPUs back, and a third

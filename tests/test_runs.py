@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from feph_finetune import PluginError, hookimpl
 from feph_finetune.api import CLASSES
@@ -34,6 +35,7 @@ def report_json(outdir) -> list[dict]:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow(130)
 def test_a_killed_matrix_resumes_without_redoing_finished_runs(synthetic_feph, tmp_path):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_EXPERIMENTS)
     interrupted = tmp_path / "interrupted"
@@ -85,6 +87,7 @@ def test_a_failing_plugin_fails_its_run_only(synthetic_feph, tmp_path, capsys):
     assert rows["good"]["folds"] == 1 and rows["bad"]["failed"] == 1
 
 
+@pytest.mark.slow(20)
 def test_report_metrics_match_the_stored_predictions(synthetic_feph, tmp_path):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nphases = ["cv"]\n')
     outdir = tmp_path / "runs"

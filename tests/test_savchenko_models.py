@@ -141,6 +141,7 @@ def test_efficientnet_builds_b2_from_a_converted_file_at_the_runs_size(sources):
     np.testing.assert_allclose(built.pretrained.predict(images(260)[:2], verbose=0), np.load(sources / "b2_8.probs.npy")[:2], rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.slow(50)
 def test_no_ft_and_fine_tuning_run_from_a_converted_b2_file(sources, synthetic_feph, tmp_path):
     for fine_tune in (False, True):
         (tmp_path / str(fine_tune)).mkdir()

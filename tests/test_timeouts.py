@@ -50,6 +50,7 @@ def by_experiment(outdir) -> dict[str, dict]:
     return {record["experiment"]: record for record in RunStore(outdir).records()}
 
 
+@pytest.mark.slow(30)
 def test_a_hung_run_of_the_process_executor_is_stopped_recorded_and_retried_next_time(synthetic_feph, tmp_path):
     env = write_hang_distribution(tmp_path / "site")
     path, marker = hung_matrix(tmp_path, synthetic_feph, "preprocess", 2)
@@ -71,6 +72,7 @@ def test_a_hung_run_of_the_process_executor_is_stopped_recorded_and_retried_next
     assert by_experiment(outdir)["hung"]["status"] == "done"
 
 
+@pytest.mark.slow(55)
 def test_a_run_hung_in_evaluate_says_so(synthetic_feph, tmp_path):
     """The stopped run names the hook it was in, after the training that preceded it (the timeout
     leaves the training of a tiny run ample time on a loaded machine)."""

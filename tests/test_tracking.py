@@ -188,6 +188,7 @@ def test_tensorboard_events_match_the_history_of_every_stage(tmp_path, synthetic
     assert decoded.shape[:2] == (int(image[1]), int(image[0]))
 
 
+@pytest.mark.slow(30)
 def test_a_rerun_replaces_its_event_files(tmp_path, synthetic_feph):
     path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\nfine_tune = true\n', extra='[tracking]\nplugins = ["tensorboard"]\n')
     output = tmp_path / "runs"
@@ -238,6 +239,7 @@ def flat(table: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow(105)
 def test_mlflow_server_receives_every_run_and_the_fold_statistics(tmp_path, synthetic_feph, mlflow_server):
     from mlflow.tracking import MlflowClient
 
@@ -292,6 +294,7 @@ def test_mlflow_server_receives_every_run_and_the_fold_statistics(tmp_path, synt
     assert (tmp_path / "runs" / "mlartifacts").is_dir() is False  # a server keeps its artifacts itself
 
 
+@pytest.mark.slow(20)
 def test_the_default_mlflow_store_and_its_artifacts_stay_in_the_results_folder(tmp_path, synthetic_feph, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -340,6 +343,7 @@ def mlflow_statuses(store: Path) -> list[str]:
         return []
 
 
+@pytest.mark.slow(70)
 @pytest.mark.parametrize("signals", [1, 2], ids=["once", "twice"])
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_an_interrupted_tracked_run_is_ended_as_killed_before_the_command_exits(tmp_path, synthetic_feph, signal_number, signals):
@@ -368,6 +372,7 @@ def test_an_interrupted_tracked_run_is_ended_as_killed_before_the_command_exits(
     assert mlflow_statuses(output / "mlflow.db") == ["KILLED"]
 
 
+@pytest.mark.slow(30)
 def test_an_unreachable_tracking_server_costs_no_run(tmp_path, synthetic_feph):
     closed = f"http://127.0.0.1:{free_port()}"
     path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\nphases = ["cv"]\n')
