@@ -632,7 +632,7 @@ def missing_config(only: list[str] | None) -> str:
     file is required."""
     taken = [name for name in only or () if name.lower().endswith(".toml")]
     if taken:
-        return f"--only took {shortened(taken[0])!r} as an experiment name, and no EXPERIMENTS.toml is left; put EXPERIMENTS.toml before --only, which takes every word after it"
+        return f"--only took {taken[0]!r} as an experiment name, and no EXPERIMENTS.toml is left; put EXPERIMENTS.toml before --only, which takes every word after it"
     return "the following arguments are required: EXPERIMENTS.toml" + (" (put it before --only, which takes every word after it)" if only else "")
 
 

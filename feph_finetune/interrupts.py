@@ -109,12 +109,24 @@ def run_command_process(command: Callable[[], int]) -> int:
             signal.signal(number, _stop)
         code = command()
         _Stopping.finished = True
-    except KeyboardInterrupt as stop:  # outside the command's own answer (cli.main's): while it is imported or parses its arguments
+    except BaseException as error:  # outside the command's own answer (cli.main's): while it is imported or parses its arguments
+        stop = _interrupt_of(error)
+        if stop is None:
+            raise
         _Stopping.finished = True
         code = EXIT_INTERRUPTED
         _say(" ".join(("interrupted", *map(str, stop.args))) + "\n")
     _forget_unhandled_interrupt()
     return EXIT_INTERRUPTED if _Stopping.received else code
+
+
+def _interrupt_of(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that ``error`` is, or that directly caused it: Python itself turns
+    one that lands in a class's ``__set_name__`` (a dataclass's field, at import) into
+    ``RuntimeError("Error calling __set_name__ ...")`` raised from it. None for any other error."""
+    while error is not None and not isinstance(error, KeyboardInterrupt):
+        error = error.__cause__
+    return error
 
 
 def _say(line: str) -> None:

@@ -294,10 +294,12 @@ def _register_entry_point(pm: pluggy.PluginManager, candidate: _EntryPoint) -> s
         return "; ".join(problems)
     try:
         pm.register(plugin, name=candidate.name)
-    except Exception as error:  # pluggy's own validation, or one object under two names
+    except BaseException as error:  # pluggy's own validation, one object under two names, or the plugin's attributes raising
+        if not is_plugin_failure(error):
+            raise
         if pm.has_plugin(candidate.name):
             pm.unregister(name=candidate.name)
-        return f"{type(error).__name__}: {' '.join(str(error).split())}"
+        return " ".join(describe_error(error).split())
     problem = _declaration_problem(Plugins(pm, {}), candidate.name)
     if problem:
         pm.unregister(name=candidate.name)
