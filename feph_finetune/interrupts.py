@@ -100,7 +100,8 @@ def run_command_process(command: Callable[[], int]) -> int:
     arrived at any point, the command's own code otherwise. The handlers stay in place until the
     process exits (they are never put back), so a signal while the command starts, after it has
     printed its last line or while the interpreter shuts down is answered as 130 too, not with
-    the signal's own exit (143 for SIGTERM, 129 for SIGHUP). For ``python -m feph_finetune`` and
+    the signal's own exit (143 for SIGTERM, 129 for SIGHUP); one that reaches here unanswered (the
+    command's modules were importing) prints the "interrupted" line. For ``python -m feph_finetune`` and
     the ``feph-finetune`` script only: a library call keeps :func:`stop_signals_as_interrupt`."""
     try:  # a signal can land as soon as its handler is in, before the others are
         _Stopping.depth += 1  # never closed: the stop is remembered until the exit

@@ -270,6 +270,7 @@ def _import_plugin(candidate: _EntryPoint) -> Any:
         raise PluginLoadInterrupted(f"while loading {printable(loading)}") from None
     finally:
         timer.cancel()
+        timer.join()  # gone before any fork (the process executor's server forks after loading)
 
 
 def _say_slow(loading: str) -> None:

@@ -30,6 +30,8 @@ def test_sys_exit_while_importing_marks_only_that_plugin_broken(site, tmp_path, 
     assert cli_with(site, str(other), "--dry-run").returncode == 0
     described = cli_with(site, "data", str(synthetic_feph))
     assert described.returncode == 0, described.stderr
+    predicted = cli_with(site, "predict", str(tmp_path / "no_bundle"), str(tmp_path / "frame.png"))
+    assert predicted.returncode == 2 and "no_bundle" in predicted.stderr  # its own error, after loading the plugins
     refused = cli_with(site, str(using), "--dry-run")
     assert refused.returncode == 2 and "'sx' of sx 0.1 is broken" in refused.stderr and "sys.exit(3)" in refused.stderr
 
