@@ -51,7 +51,7 @@ def run_parser() -> argparse.ArgumentParser:
         prog="python -m feph_finetune", description=RUN_DESCRIPTION, formatter_class=ParagraphsHelpFormatter,
         usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s COMMAND ...  (commands below)",
     )
-    parser.add_argument("config", type=Path, metavar="EXPERIMENTS.toml", help="the experiment matrix")
+    parser.add_argument("config", type=Path, nargs="?", metavar="EXPERIMENTS.toml", help="the experiment matrix")  # required: refused by missing_config, which says where it went
     parser.add_argument("--version", action="version", version=f"feph_finetune {feph_finetune.__version__}")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the runs as JSON (refused without --dry-run)")
@@ -188,13 +188,18 @@ class ParagraphsHelpFormatter(argparse.HelpFormatter):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser, whose error line shows the arguments' control characters escaped as
-    every message does (:mod:`feph_finetune.printable`): argparse's own "unrecognized arguments:
-    ..." writes them raw; and each argument it quotes :func:`shortened`, as every message quotes
-    a user's value: argparse writes "invalid int value: '999...'" with all of a 5,000-digit value."""
+    """argparse's parser, whose error line starts "error:" as the project's other errors do, and
+    shows the arguments' control characters escaped as every message does
+    (:mod:`feph_finetune.printable`): argparse's own "unrecognized arguments: ..." writes them raw;
+    and each argument it quotes :func:`shortened`, as every message quotes a user's value:
+    argparse writes "invalid int value: '999...'" with all of a 5,000-digit value."""
 
     def error(self, message: str):
-        super().error(printable(_ARGPARSE_WORD.sub(_shortened_word, message)))
+        """Print ``error: MESSAGE`` as every error of the project starts (argparse writes
+        "PROG: error: MESSAGE"), then the usage, and exit 2."""
+        print_error(EscapingConsole(stderr=True), printable(_ARGPARSE_WORD.sub(_shortened_word, message)))
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE)
 
 
 #: What argparse's messages quote of the arguments: a value as ``repr`` writes it (``'x'``), or
@@ -534,15 +539,25 @@ def cmd_run(args, console: Console) -> int:
         devices=args.devices, force=args.force, output=args.output, track=args.track, tables={"demo": DEMO_OPTIONS},
         console=console, warn=warn, argument_names=COMMAND_LINE,
     )
+    runs = session.plan()  # every check: an interrupt until here has no runs to continue
     if args.dry_run:
-        print_runs(session.plan(), args.json, console)
+        print_runs(runs, args.json, console)
         return EXIT_OK
-    result = session.run()
+    try:
+        result = session.run()
+    except KeyboardInterrupt as stop:
+        raise RunsInterrupted from stop
     if result.failed:
         console.print(f"[red]{len(result.failed)} of {len(result.runs)} runs failed:[/red] {escape(', '.join(result.failed))} (details in each run's result.json)", markup=True)
         return EXIT_FAILED_RUNS
     console.print(f"results in {result.output}/", markup=False)
     return EXIT_OK
+
+
+class RunsInterrupted(KeyboardInterrupt):
+    """The matrix was interrupted once its runs were under way: the command's last line says that
+    the finished ones are saved and how to continue (an interrupt before, in the checks, or of
+    another command, says "interrupted" and what it was doing, if it knows)."""
 
 
 COMMANDS = {
@@ -604,9 +619,21 @@ def _command_line(argv: list[str] | None) -> int:
     else:
         parser = run_parser()
         args, command = parser.parse_args(argv), cmd_run
+        if args.config is None:
+            parser.error(missing_config(args.only))
         if args.json and not args.dry_run:
             parser.error("--json applies to --dry-run only (the runs as JSON); for the results as JSON use: python -m feph_finetune report OUTDIR --format json")
     return guarded(command, args, console, errors, argv)
+
+
+def missing_config(only: list[str] | None) -> str:
+    """Why the run command has no EXPERIMENTS.toml: ``--only`` takes every word after it, so
+    ``--only A exp.toml`` took the file for an experiment name; argparse would only say that the
+    file is required."""
+    taken = [name for name in only or () if name.lower().endswith(".toml")]
+    if taken:
+        return f"--only took {taken[0]!r} as an experiment name, and no EXPERIMENTS.toml is left; put EXPERIMENTS.toml before --only, which takes every word after it"
+    return "the following arguments are required: EXPERIMENTS.toml" + (" (put it before --only, which takes every word after it)" if only else "")
 
 
 def guarded(command, args, console: Console, errors: Console, argv: list[str] = ()) -> int:
@@ -657,11 +684,11 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         print_error(errors, message_lines(error))
         errors.print(f"finished runs are saved; to continue, run: {continue_command(argv)}", highlight=False, soft_wrap=True)
         return EXIT_FAILED_RUNS
-    except KeyboardInterrupt:
-        if command is cmd_run:
-            errors.print(f"interrupted: finished runs are saved; to continue, run: {continue_command(argv)}", highlight=False, soft_wrap=True)
-        else:
-            errors.print("interrupted")
+    except RunsInterrupted:
+        errors.print(f"interrupted: finished runs are saved; to continue, run: {continue_command(argv)}", highlight=False, soft_wrap=True)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:  # before any run: nothing to continue
+        errors.print(" ".join(("interrupted", *map(str, stop.args))), markup=False, highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED
 
 

@@ -61,10 +61,7 @@ def _stop(signum, frame) -> None:
         raise KeyboardInterrupt
     if not _Stopping.told:
         _Stopping.told = True
-        try:
-            os.write(2, STILL_STOPPING.format(pid=os.getpid()).encode())
-        except OSError:  # stderr closed: the note is a courtesy
-            pass
+        _say(STILL_STOPPING.format(pid=os.getpid()))
 
 
 def _in_main_thread() -> bool:
@@ -103,20 +100,43 @@ def run_command_process(command: Callable[[], int]) -> int:
     arrived at any point, the command's own code otherwise. The handlers stay in place until the
     process exits (they are never put back), so a signal while the command starts, after it has
     printed its last line or while the interpreter shuts down is answered as 130 too, not with
-    the signal's own exit (143 for SIGTERM, 129 for SIGHUP). For ``python -m feph_finetune`` and
+    the signal's own exit (143 for SIGTERM, 129 for SIGHUP); one that reaches here unanswered (the
+    command's modules were importing) prints the "interrupted" line. For ``python -m feph_finetune`` and
     the ``feph-finetune`` script only: a library call keeps :func:`stop_signals_as_interrupt`."""
-    _Stopping.depth += 1  # never closed: the stop is remembered until the exit
-    _answer_until_exit()
     try:  # a signal can land as soon as its handler is in, before the others are
+        _Stopping.depth += 1  # never closed: the stop is remembered until the exit
+        _answer_until_exit()
         for number in ALL_STOP_SIGNALS:
             signal.signal(number, _stop)
         code = command()
         _Stopping.finished = True
-    except KeyboardInterrupt:
+    except BaseException as error:  # outside the command's own answer (cli.main's): while it is imported or parses its arguments
+        stop = _interrupt_of(error)
+        if stop is None:
+            raise
         _Stopping.finished = True
         code = EXIT_INTERRUPTED
+        _say(" ".join(("interrupted", *map(str, stop.args))) + "\n")
     _forget_unhandled_interrupt()
     return EXIT_INTERRUPTED if _Stopping.received else code
+
+
+def _interrupt_of(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that ``error`` is, or that directly caused it: Python itself turns
+    one that lands in a class's ``__set_name__`` (a dataclass's field, at import) into
+    ``RuntimeError("Error calling __set_name__ ...")`` raised from it. None for any other error."""
+    while error is not None and not isinstance(error, KeyboardInterrupt):
+        error = error.__cause__
+    return error
+
+
+def _say(line: str) -> None:
+    """Write ``line`` on stderr, where the command's own console has not been made (nothing but
+    this module and :mod:`feph_finetune.errors` may be imported yet)."""
+    try:
+        os.write(2, line.encode(errors="backslashreplace"))
+    except OSError:  # stderr closed: the exit code still says it
+        pass
 
 
 def _forget_unhandled_interrupt() -> None:

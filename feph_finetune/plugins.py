@@ -18,6 +18,8 @@ import importlib.metadata
 import inspect
 import os
 import re
+import sys
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -28,12 +30,27 @@ import pluggy
 
 from feph_finetune import hookspecs
 from feph_finetune.config.options import Option, as_option
+from feph_finetune.printable import printable
 
 #: Who wants to know which plugin hook runs now: ``listener(plugin, hook)`` on entering a hook or
 #: a function a hook returned, ``listener(None, None)`` on leaving it. The runner of a run sets it
 #: (:func:`feph_finetune.execution.job.execute_run`), so that a run stopped for taking too long can
 #: say where it was; a context variable, so that runs in threads of one process each have theirs.
 hook_listener: ContextVar[Callable[[str | None, str | None], None] | None] = ContextVar("hook_listener", default=None)
+
+
+@contextmanager
+def plugin_code(plugin: str, hook: str) -> Iterator[None]:
+    """Run plugin code within the block (a hook, or a function a hook returned): the
+    :data:`hook_listener` is told, and the plugin's failure (:func:`is_plugin_failure`) is raised
+    as :class:`PluginCallError` naming ``plugin`` and ``hook``; interrupts pass unchanged."""
+    try:
+        with inside_hook(plugin, hook):
+            yield
+    except BaseException as error:
+        if not is_plugin_failure(error):
+            raise
+        raise PluginCallError(plugin, hook, error) from error
 
 
 @contextmanager
@@ -117,11 +134,33 @@ class PluginInfo:
         return {"name": self.name, "origin": self.origin, "hooks": list(self.hooks), "options": dict(self.options), "status": self.status, "error": self.error or None}
 
 
+class CoreInterrupt(BaseException):
+    """What the core raises into the code it runs, plugin code included, to stop it (a run past
+    its ``timeout``): a BaseException, so that no ``except Exception`` swallows it, and never
+    counted as the failure of the plugin it lands in (:func:`is_plugin_failure`)."""
+
+
+def is_plugin_failure(error: BaseException) -> bool:
+    """Whether ``error``, raised by plugin code (importing it, a hook, a function a hook returned),
+    is that plugin's failure: any exception, ``SystemExit`` (``sys.exit()`` in a plugin) included,
+    but a stop asked for (KeyboardInterrupt: Ctrl-C, SIGTERM), a generator closed, or the core's
+    own :class:`CoreInterrupt`, which must reach the code that answers them."""
+    return not isinstance(error, (KeyboardInterrupt, GeneratorExit, CoreInterrupt))
+
+
+def describe_error(error: BaseException) -> str:
+    """``error`` in the words of a message: "ValueError: bad", or "sys.exit(3)" for a SystemExit
+    (whose own text is just the exit code)."""
+    if isinstance(error, SystemExit):
+        return f"sys.exit({error.code!r})"
+    return f"{type(error).__name__}: {error}"
+
+
 class PluginCallError(Exception):
     """A hook implementation raised; carries the plugin and hook for the run's error record."""
 
     def __init__(self, plugin: str, hook: str, error: BaseException):
-        super().__init__(f"plugin {plugin!r} failed in hook {hook!r}: {type(error).__name__}: {error}")
+        super().__init__(f"plugin {plugin!r} failed in hook {hook!r}: {describe_error(error)}")
         self.plugin = plugin
         self.hook = hook
         self.error = error
@@ -208,21 +247,60 @@ def _hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     return problems
 
 
+#: Seconds a plugin may take to import before stderr says which one is loading (once).
+SLOW_IMPORT_S = 5.0
+
+
+class PluginLoadInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, SIGHUP) while a third-party plugin imports; its text says which one,
+    so that the command's "interrupted" line names the plugin that hung."""
+
+
+def _import_plugin(candidate: _EntryPoint) -> Any:
+    """Import the plugin object of ``candidate``, saying on stderr which plugin is loading when
+    its import takes over :data:`SLOW_IMPORT_S` (a hung import otherwise hangs every command with
+    no word). Raises :class:`PluginLoadInterrupted` when interrupted meanwhile."""
+    loading = f"plugin {candidate.name!r} (module {candidate.entry_point.module})"
+    timer = threading.Timer(SLOW_IMPORT_S, _say_slow, (loading,))
+    timer.daemon = True
+    timer.start()
+    try:
+        return candidate.entry_point.load()
+    except KeyboardInterrupt:
+        raise PluginLoadInterrupted(f"while loading {printable(loading)}") from None
+    finally:
+        timer.cancel()
+        timer.join()  # gone before any fork (the process executor's server forks after loading)
+
+
+def _say_slow(loading: str) -> None:
+    """The timer thread's one line: which plugin's import is slow."""
+    try:
+        sys.stderr.write(f"loading {printable(loading)} is taking long (over {SLOW_IMPORT_S:g} s); Ctrl-C stops the command\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed: the note is a courtesy
+        pass
+
+
 def _register_entry_point(pm: pluggy.PluginManager, candidate: _EntryPoint) -> str:
     """Import and register one entry point; the error text when it cannot be, else ''."""
     try:
-        plugin = candidate.entry_point.load()
-    except Exception as error:  # any import-time failure of third-party code marks it broken
-        return f"cannot be imported ({candidate.entry_point.value}): {type(error).__name__}: {error}"
+        plugin = _import_plugin(candidate)
+    except BaseException as error:  # any import-time failure of third-party code, sys.exit() too, marks it broken
+        if not is_plugin_failure(error):
+            raise
+        return f"cannot be imported ({candidate.entry_point.value}): {describe_error(error)}"
     problems = _hook_problems(pm, plugin)
     if problems:
         return "; ".join(problems)
     try:
         pm.register(plugin, name=candidate.name)
-    except Exception as error:  # pluggy's own validation, or one object under two names
+    except BaseException as error:  # pluggy's own validation, one object under two names, or the plugin's attributes raising
+        if not is_plugin_failure(error):
+            raise
         if pm.has_plugin(candidate.name):
             pm.unregister(name=candidate.name)
-        return f"{type(error).__name__}: {' '.join(str(error).split())}"
+        return " ".join(describe_error(error).split())
     problem = _declaration_problem(Plugins(pm, {}), candidate.name)
     if problem:
         pm.unregister(name=candidate.name)
@@ -361,18 +439,15 @@ class Plugins:
     def call(self, name: str, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` on plugin ``name`` alone; a plugin without that hook returns None.
 
-        An exception from the implementation is re-raised as :class:`PluginCallError` naming the
-        plugin, so that a failed run says who failed.
+        An exception from the implementation (``SystemExit`` too: :func:`is_plugin_failure`) is
+        re-raised as :class:`PluginCallError` naming the plugin, so that a failed run says who failed.
         """
         if not self.implements(name, hook):
             return None
         others = [plugin for other, plugin in self.pm.list_name_plugin() if other != name]
         caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
-        try:
-            with inside_hook(name, hook):
-                return caller(**kwargs)
-        except Exception as error:
-            raise PluginCallError(name, hook, error) from error
+        with plugin_code(name, hook):
+            return caller(**kwargs)
 
     def option_declarations(self, name: str) -> dict[str, Option]:
         """The plugin's options as :class:`~feph_finetune.Option` declarations (plain defaults wrapped).

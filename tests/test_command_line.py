@@ -11,6 +11,7 @@ import pytest
 from feph_finetune.cli import main
 from feph_finetune.config.reading import ConfigError, parse_override, read_config
 from feph_finetune.data.datasets import load_dataset
+from feph_finetune.printable import shortened
 from feph_finetune.results.store import write_json
 from conftest import run_cli, write_matrix
 from fephfixture import write_png
@@ -215,3 +216,34 @@ def test_argparse_quotes_a_bad_flag_value_short(tmp_path, capsys):
     error = capsys.readouterr().err
     assert stop.value.code == 2 and "argument --folds: invalid integer value: 'AAAAAAAAAAAAAAAAAAAA…AAAAAAAA'" in error
     assert len(error.encode()) < 1024
+
+
+def refusal(arguments: list[str], capsys) -> str:
+    """What argparse's refusal of ``arguments`` prints on stderr (it exits 2 by itself)."""
+    with pytest.raises(SystemExit) as stop:
+        main(arguments)
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments", [["--phase", "nope", "m.toml"], [], ["plugins", "--bogus"], ["report"], ["data", "x", "--folds", "two"]], ids=repr)
+def test_a_usage_error_starts_as_every_error_does(arguments, capsys):
+    """argparse wrote "python -m feph_finetune: error: ...", where every other error says "error: ..."."""
+    error = refusal(arguments, capsys)
+    assert error.startswith("error: ") and ": error:" not in error and "usage: python -m feph_finetune" in error
+
+
+def test_only_taking_the_toml_says_so(matrix_file, capsys):
+    """``--only A exp.toml`` left no EXPERIMENTS.toml, and argparse only said that it is required."""
+    error = " ".join(refusal(["--only", "NoFT", str(matrix_file), "--dry-run"], capsys).split())
+    assert f"--only took '{shortened(str(matrix_file))}' as an experiment name" in error and "put EXPERIMENTS.toml before --only" in error
+
+
+@pytest.mark.parametrize("name", ["-rf", "--force", "..", ".hidden", "_x", "Ä1", "A\\n", "A B"])
+def test_an_experiment_name_is_refused_with_the_rule_it_breaks(tmp_path, synthetic_feph, capsys, name):
+    """``-rf`` was refused with "names may use letters, digits and _ . + - only", which it does."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f'[experiments."{name}"]\n[experiments."M2.b+c-d_e"]\n')
+    assert main([str(path), "--dry-run"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "an experiment name starts with an ASCII letter or digit and goes on with ASCII letters, digits and _ . + - only" in error
+    assert error.count("an experiment name starts") == 1  # M2.b+c-d_e keeps to the rule

@@ -304,3 +304,67 @@ def test_an_interrupt_inside_exec_of_a_string_still_exits_130(tmp_path):
         "sys.exit(run_command_process(lambda: exec('raise KeyboardInterrupt')))\n")
     finished = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 130, finished.stderr
+
+
+INTERRUPTED_AT_IMPORT = """
+import os, signal, sys
+
+
+class InterruptAtImport:
+    '''Send this process SIGINT as {module} starts to import: the project's handler raises it there.'''
+
+    def find_spec(self, name, path, target=None):
+        if name == {module!r}:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, InterruptAtImport())
+from feph_finetune.__main__ import run
+
+sys.exit(run())
+"""
+
+
+@pytest.mark.parametrize("module", ["feph_finetune.cli", "feph_finetune.plugins"])
+def test_an_interrupt_before_the_command_answers_it_still_says_interrupted(tmp_path, module):
+    """A stop while the command-line modules import (before :func:`feph_finetune.cli.main`'s own
+    answer) exited 130 with nothing on stderr, though every interrupt says "interrupted". The
+    signal is sent by the process itself as the module's import starts: no race."""
+    (tmp_path / "interrupted_at_import.py").write_text(INTERRUPTED_AT_IMPORT.format(module=module))
+    finished = subprocess.run([sys.executable, "-m", "interrupted_at_import", "plugins"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert finished.returncode == 130, finished.stderr
+    assert finished.stderr == "interrupted\n"
+
+
+INTERRUPTED_IN_SET_NAME = """
+import os, signal, sys
+from feph_finetune.interrupts import run_command_process
+
+
+class Interrupting:
+    '''A descriptor whose __set_name__ meets the stop signal, as a dataclass field being built at import can.'''
+
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def command():
+    class Holder:
+        field = Interrupting()
+    return 0
+
+
+sys.exit(run_command_process(command))
+"""
+
+
+def test_an_interrupt_python_turned_into_another_error_still_exits_130(tmp_path):
+    """Python raises ``RuntimeError`` from a KeyboardInterrupt that lands in ``__set_name__``: the
+    command printed that traceback and exited 1 though its handler had answered the signal."""
+    (tmp_path / "interrupted_in_set_name.py").write_text(INTERRUPTED_IN_SET_NAME)
+    finished = subprocess.run([sys.executable, "-m", "interrupted_in_set_name"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert finished.returncode == 130, finished.stderr
+    assert finished.stderr == "interrupted\n"

@@ -22,7 +22,6 @@ from feph_finetune.config.reading import (
     DATASET_DEFAULTS,
     DATASET_DEFAULTS_UNHASHED,
     EXPERIMENT_DEFAULTS,
-    EXPERIMENT_NAME,
     HASHED_AT_DEFAULT,
     NOT_INHERITED,
     PLUGIN_KEYS,
@@ -36,6 +35,7 @@ from feph_finetune.config.reading import (
     check_section,
     close_match,
     deep_merge,
+    experiment_name_problem,
     in_file_order,
     set_dotted,
     split_dotted,
@@ -672,8 +672,8 @@ class MatrixBuilder:
         check_section(self.raw, defaults, EXPERIMENT_OPTIONS, ("defaults",), self.problems)
         experiments = {}
         for name, table in top["experiments"].items():
-            if not EXPERIMENT_NAME.match(name):
-                self.problem(("experiments", name), "experiment names may use letters, digits and _ . + - only")
+            if experiment_name_problem(name):
+                self.problem(("experiments", name), experiment_name_problem(name))
             for key in ("label", "cv_label"):
                 text = table.get(key) if isinstance(table, dict) else None
                 if isinstance(text, str) and printable(text) != text:

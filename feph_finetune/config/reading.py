@@ -54,7 +54,17 @@ PLUGIN_KEYS = {
     "evaluate": "evaluate",
 }
 
-EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+#: What an experiment name may be: it is a folder-safe word of run ids and tables, and a word
+#: on the command line (``--only NAME``), where a leading ``-`` would read as an option.
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+#: :data:`EXPERIMENT_NAME` in words, the message of a name that breaks it.
+EXPERIMENT_NAME_RULE = "an experiment name starts with an ASCII letter or digit and goes on with ASCII letters, digits and _ . + - only"
+
+
+def experiment_name_problem(name: str) -> str:
+    """Why ``name`` cannot be an experiment's name ('' when it can): :data:`EXPERIMENT_NAME_RULE`."""
+    return "" if EXPERIMENT_NAME.fullmatch(name) else EXPERIMENT_NAME_RULE
 
 
 @dataclass(frozen=True)

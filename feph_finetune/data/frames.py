@@ -21,6 +21,7 @@ from feph_finetune.api import FrameResult, Preprocessing
 from feph_finetune.api import Dataset
 from feph_finetune.data.images import carries_exif, decode_image, image_bytes
 from feph_finetune.data.user_files import UnreadableFile, read_user_file
+from feph_finetune.plugins import plugin_code
 from feph_finetune.results.store import atomic_path
 
 CACHE_ENV = "FEPH_FINETUNE_CACHE"
@@ -134,7 +135,8 @@ def apply_steps(image: np.ndarray, steps: Sequence[FrameStep], size: int) -> Fra
     """
     fallback, box = None, None
     for step in steps:
-        result = step.preprocessing.frame(image)
+        with plugin_code(step.plugin, "preprocess"):
+            result = step.preprocessing.frame(image)
         image, fallback, box = result.image, result.fallback or fallback, result.box or box
     return FrameResult(resize_square(image, size), fallback, box)
 

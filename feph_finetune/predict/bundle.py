@@ -41,7 +41,7 @@ from feph_finetune.data.frames import FrameStep
 from feph_finetune.data.keras_files import keras_file_problem
 from feph_finetune.errors import ProblemsError
 from feph_finetune.config.options import option_problems
-from feph_finetune.plugins import PluginCallError, Plugins
+from feph_finetune.plugins import PluginCallError, Plugins, describe_error, is_plugin_failure, plugin_code
 from feph_finetune.results.store import RESULT_FILE, atomic_folder, output_folder_problem, write_arrays, write_json, write_model
 
 FORMAT = "feph_finetune-bundle"
@@ -109,10 +109,8 @@ def write_bundle(folder: Path, run: Any, steps: Sequence[tuple[str, Preprocessin
 
 
 def _call(plugin: str, function, *args):
-    try:
+    with plugin_code(plugin, "preprocess"):
         return function(*args)
-    except Exception as error:
-        raise PluginCallError(plugin, "preprocess", error) from error
 
 
 # --- finding and reading -------------------------------------------------------------------------
@@ -295,8 +293,10 @@ def rebuild_preprocessing(folder: Path, manifest: Mapping[str, Any], plugins: Pl
                 step.restore({key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)})
         except PluginCallError as error:
             raise BundleError(f"{folder}: plugin {name!r} refused the bundle's options: {error.error}") from error
-        except Exception as error:
-            raise BundleError(f"{folder}: plugin {name!r} could not restore its fitted state: {type(error).__name__}: {error}") from error
+        except BaseException as error:  # sys.exit() in restore() too (is_plugin_failure)
+            if not is_plugin_failure(error):
+                raise
+            raise BundleError(f"{folder}: plugin {name!r} could not restore its fitted state: {describe_error(error)}") from error
         if step is not None:
             steps.append((name, step))
     return steps

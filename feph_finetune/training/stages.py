@@ -21,7 +21,7 @@ from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, R
 from feph_finetune.training.compiling import compile_for_stage, predict_traced_once
 from feph_finetune.config.matrix import Run
 from feph_finetune.execution.progress import epoch_words
-from feph_finetune.plugins import PluginCallError, Plugins
+from feph_finetune.plugins import PluginCallError, Plugins, plugin_code
 from feph_finetune.data.class_mapping import map_classes
 from feph_finetune.data.preparation import Examples, RunData
 
@@ -77,8 +77,9 @@ def preprocess_batch(x, batch_steps: list[tuple[str, Preprocessing]]):
     """A uint8 batch (B x S x S x 3, tensor or array) cast to float32 and passed through each
     preprocessing ``batch`` step in order: the model's input in training, testing and ``predict``."""
     x = tf.cast(x, tf.float32)
-    for _, step in batch_steps:
-        x = step.batch(x)
+    for name, step in batch_steps:
+        with plugin_code(name, "preprocess"):
+            x = step.batch(x)
     return x
 
 
@@ -88,8 +89,9 @@ def _batch_transform(data: RunData, training: bool) -> Callable:
     def transform(x, y, seed=None):
         x = preprocess_batch(x, data.batch_steps)
         if training:
-            for index, (_, augmentation) in enumerate(data.augmentations):
-                x = augmentation.batch(x, seed + index)
+            for index, (name, augmentation) in enumerate(data.augmentations):
+                with plugin_code(name, "augment"):
+                    x = augmentation.batch(x, seed + index)
         return x, y
 
     return transform

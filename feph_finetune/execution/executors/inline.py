@@ -23,6 +23,7 @@ from typing import Iterator
 
 from feph_finetune.execution.job import Report, RunJob, Whereabouts, execute_run, failed_record, timed_out_record, timeout_of
 from feph_finetune.execution.executors import Executor, InProcess
+from feph_finetune.plugins import CoreInterrupt
 from feph_finetune.results.store import RunStore
 
 
@@ -30,9 +31,11 @@ from feph_finetune.results.store import RunStore
 REPEAT_S = 1.0
 
 
-class RunTimedOut(BaseException):
+class RunTimedOut(CoreInterrupt):
     """Raised in a run past its ``timeout``; a BaseException, so that no ``except Exception`` in
-    a plugin or in the core records it as an ordinary failure and carries on."""
+    a plugin or in the core records it as an ordinary failure and carries on, and a
+    :class:`~feph_finetune.plugins.CoreInterrupt`, which the core never takes for the failure of
+    the plugin it lands in."""
 
 
 class InlineExecutor(Executor):

@@ -1,0 +1,139 @@
+"""Plugin code that exits or hangs: ``sys.exit()`` at import or in a hook is that plugin's failure
+like any exception, and Ctrl-C while a plugin imports names it (issue 22)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from feph_finetune import plugins as plugin_manager
+from feph_finetune.execution.executors.inline import RunTimedOut
+from feph_finetune.hookspecs import hookimpl
+from feph_finetune.plugins import PluginCallError, get_plugins
+
+from conftest import REPO, write_matrix
+from test_plugins import cli_with, listed, matrices, site, write_distribution  # noqa: F401 (site: a fixture)
+
+
+def test_sys_exit_while_importing_marks_only_that_plugin_broken(site, tmp_path, synthetic_feph):
+    """``sys.exit(3)`` in a plugin's module stopped every command with exit 3 and no word."""
+    write_distribution(site, name="sx", version="0.1", module="plug_sx", entry="sx", body="import sys\nsys.exit(3)\n")
+    entry = listed(site)[("sx", "sx 0.1")]
+    assert entry["status"] == "broken" and "sys.exit(3)" in entry["error"] and "plug_sx" in entry["error"]
+    using, other = matrices(tmp_path, synthetic_feph, "sx")
+    assert cli_with(site, str(other), "--dry-run").returncode == 0
+    described = cli_with(site, "data", str(synthetic_feph))
+    assert described.returncode == 0, described.stderr
+    predicted = cli_with(site, "predict", str(tmp_path / "no_bundle"), str(tmp_path / "frame.png"))
+    assert predicted.returncode == 2 and "no_bundle" in predicted.stderr  # its own error, after loading the plugins
+    refused = cli_with(site, str(using), "--dry-run")
+    assert refused.returncode == 2 and "'sx' of sx 0.1 is broken" in refused.stderr and "sys.exit(3)" in refused.stderr
+
+
+class Exits:
+    """A plugin registered for one test: its ``evaluate`` raises ``raised``."""
+
+    def __init__(self, raised: BaseException):
+        self.raised = raised
+
+    @hookimpl
+    def evaluate(self, y_true):
+        raise self.raised
+
+
+@pytest.mark.parametrize("raised", [SystemExit(0), SystemExit("bye"), BaseException("odd")], ids=repr)
+def test_a_hook_that_exits_fails_as_the_plugins_error(raised):
+    plugins = get_plugins()
+    plugins.pm.register(Exits(raised), name="exits")
+    with pytest.raises(PluginCallError) as failed:
+        plugins.call("exits", "evaluate", y_true=None, y_prob=None, context=None)
+    assert failed.value.plugin == "exits" and failed.value.hook == "evaluate" and failed.value.error is raised
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt(), RunTimedOut(), GeneratorExit()], ids=lambda error: type(error).__name__)
+def test_interrupts_pass_through_a_hook_unchanged(raised):
+    plugins = get_plugins()
+    plugins.pm.register(Exits(raised), name="exits")
+    with pytest.raises(type(raised)):
+        plugins.call("exits", "evaluate", y_true=None, y_prob=None, context=None)
+
+
+def test_a_step_function_that_exits_fails_as_its_plugins_error():
+    """The functions a hook returns are plugin code too: a batch step's ``sys.exit()``."""
+    import numpy as np
+    from feph_finetune.api import Preprocessing
+    from feph_finetune.training.stages import preprocess_batch
+
+    def leave(x):
+        sys.exit(0)
+
+    with pytest.raises(PluginCallError) as failed:
+        preprocess_batch(np.zeros((1, 4, 4, 3), np.uint8), [("leaver", Preprocessing(batch=leave))])
+    assert failed.value.plugin == "leaver" and "sys.exit(0)" in str(failed.value)
+
+
+EXITING_METRIC = """
+import sys
+from feph_finetune import hookimpl
+
+@hookimpl
+def evaluate(y_true, y_prob, context):
+    sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_sys_exit_in_a_hook_fails_that_run_and_the_matrix_goes_on(site, tmp_path, synthetic_feph, executor):
+    """``sys.exit(0)`` in ``evaluate`` ended the inline command with exit 0 and nothing written,
+    and killed the process executor's child with a WorkerDied naming no plugin."""
+    write_distribution(site, name="sx", version="0.1", module="plug_sx_run", entry="sx", body=EXITING_METRIC)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph,
+                        '[experiments.A]\nevaluate = ["paper_metrics", "sx"]\n[experiments.B]\nevaluate = ["paper_metrics"]\n')
+    finished = cli_with(site, str(path), "--executor", executor, "--output", str(tmp_path / "runs"))
+    assert finished.returncode == 1, finished.stderr
+    records = {record["experiment"]: record for record in (json.loads(path.read_text()) for path in tmp_path.joinpath("runs").glob("*/result.json"))}
+    assert records["B"]["status"] == "done"
+    assert records["A"]["status"] == "failed" and records["A"]["error"]["plugin"] == "sx" and records["A"]["error"]["hook"] == "evaluate"
+    assert records["A"]["error"]["type"] == "SystemExit"
+
+
+def test_a_slow_plugin_import_is_named_once_on_stderr(site, monkeypatch, capfd):
+    write_distribution(site, name="slow", version="0.1", module="plug_slow", entry="slow", body="import time\ntime.sleep(1.0)\n")
+    monkeypatch.setattr(plugin_manager, "SLOW_IMPORT_S", 0.1)
+    assert "slow" in get_plugins().names()
+    said = capfd.readouterr().err
+    assert said.count("loading plugin 'slow' (module plug_slow) is taking long") == 1, said
+
+
+HANGING_PLUGIN = """
+import pathlib, time
+pathlib.Path({marker!r}).write_text("importing")
+time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("command", [["plugins"], ["TOML", "--dry-run"], ["data", "ROOT"]], ids=lambda words: words[0])
+def test_ctrl_c_while_a_plugin_imports_names_it_and_offers_no_continue(site, tmp_path, synthetic_feph, command):
+    """A hung plugin import hung every command; Ctrl-C then said "finished runs are saved; to
+    continue, run: ... --dry-run" where nothing had run. The marker file, written as the import
+    starts, times the signal: no race."""
+    marker = tmp_path / "importing"
+    write_distribution(site, name="hang", version="0.1", module="plug_hang", entry="hang", body=HANGING_PLUGIN.format(marker=str(marker)))
+    _, other = matrices(tmp_path, synthetic_feph, "hang")
+    words = [str(other) if word == "TOML" else str(synthetic_feph) if word == "ROOT" else word for word in command]
+    started = subprocess.Popen([sys.executable, "-m", "feph_finetune", *words], cwd=REPO, env={**os.environ, "PYTHONPATH": str(site)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and started.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started.send_signal(signal.SIGINT)
+    _, stderr = started.communicate(timeout=120)
+    assert started.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted while loading plugin 'hang' (module plug_hang)", stderr
+    assert "continue" not in stderr and "Traceback" not in stderr
