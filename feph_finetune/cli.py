@@ -441,7 +441,9 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     """The runs of a dry run, laid out for the console's width (80 columns and up).
 
     The id already names the experiment, the phase (``x``: the exploratory split, ``cvK``: fold
-    K) and the configuration's hash, so it stands alone and never wraps, nor do the model and
+    K) and the configuration's hash, so it stands alone and never wraps (unless a long
+    experiment name leaves the rest less than :data:`_RUN_DETAILS_MIN` cells: then it folds after
+    a ``_`` or ``-``), nor do the model and
     optimizer; the plugins that prepare the data (preprocess, +augment, weights=class weights)
     share one column that wraps between names, never inside one; a grid variant's ``key=value``
     pairs wrap between pairs and fold only a pair longer than the room left, after a ``.`` or
@@ -467,11 +469,14 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     widths = _run_column_widths(headers, rows, console.width)
     if sum(widths) + 2 * (len(widths) - 1) > console.width:  # long ids: the rest in one column beside them
         headers, rows = ["run id", "model, optimizer; data steps; variant"], [[row[0], "; ".join(filter(None, [f"{row[1]}, {row[2]}", *row[3:]]))] for row in rows]
-        widths = [max(cell_len(row[0]) for row in rows), console.width - max(cell_len(row[0]) for row in rows) - 2]
+        longest_id = max(cell_len(row[0]) for row in rows)
+        widths = [min(longest_id, max(console.width - 2 - _RUN_DETAILS_MIN, console.width // 2)), 0]
+        widths[1] = console.width - widths[0] - 2
     table = Table(
         title=f"{len(runs)} runs", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
     )
-    wraps = [not (index == 0 or (index < 3 and len(headers) > 2)) for index in range(len(headers))]
+    longest = [max(cell_len(text) for text in [header, *(row[index] for row in rows)]) for index, header in enumerate(headers)]
+    wraps = [longest[index] > widths[index] or not (index == 0 or (index < 3 and len(headers) > 2)) for index in range(len(headers))]
     for header, width, wrap in zip(headers, widths, wraps):
         table.add_column(header, width=width, no_wrap=not wrap, overflow="fold")
     for row in rows:
@@ -480,6 +485,11 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     for entry in RUN_TABLE_LEGEND:
         for line in phrase_lines(entry, console.width):
             console.print(line, style="table.caption", highlight=False, markup=False)
+
+
+#: The least width the run table's details column gets beside run ids too long for the console
+#: (a longer id then folds after a ``_`` or ``-``).
+_RUN_DETAILS_MIN = 24
 
 
 #: What the run table's columns hold, an entry per column, each phrase by phrase: the legend is
