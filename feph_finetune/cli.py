@@ -37,7 +37,7 @@ skipped, so an interrupted matrix continues where it stopped.
 
 commands (each has --help):
   plugins   list the installed plugins, the hooks they implement and their options
-  data      describe a FePh-format dataset as the runner sees it (classes, drops, splits)
+  data      describe a dataset of any format as the runner sees it (classes, drops, splits)
   synth     write a synthetic FePh-format dataset (the demo's and tests' data)
   report    print the tables of a results directory, write its figures and report.md
   predict   apply a trained model bundle to images, frame folders and videos
@@ -84,8 +84,8 @@ def data_parser() -> argparse.ArgumentParser:
 
     folds, seed, test_fraction, group_by = DATASET_OPTIONS["folds"], TOP_LEVEL_OPTIONS["seed"], DATASET_OPTIONS["test_fraction"], DATASET_OPTIONS["group_by"]
     parser.add_argument("--folds", type=integer, default=folds.default, help=f"cross-validation folds, as [dataset] folds: {describe(folds)} (default {folds.default})")
-    parser.add_argument("--seed", type=integer, default=seed.default, help=f"split seed, as the TOML's seed (default {seed.default})")
-    parser.add_argument("--test-fraction", type=float, default=test_fraction.default, help=f"hold-out test share, as [dataset] test_fraction (default {test_fraction.default})")
+    parser.add_argument("--seed", type=integer, default=seed.default, help=f"split seed, as the TOML's seed: {describe(seed)} (default {seed.default})")
+    parser.add_argument("--test-fraction", type=float, default=test_fraction.default, help=f"hold-out test share, as [dataset] test_fraction: {describe(test_fraction)} (default {test_fraction.default})")
     parser.add_argument("--group-by", default=group_by.default, help="keep these groups on one side of every split: a key the format offers (feph: sequence, signer)")
     parser.add_argument("--labels", help="labels CSV, relative to ROOT (default: the one CSV found)")
     parser.add_argument("--images", help="image folder, relative to ROOT (default: the one found)")
@@ -108,7 +108,8 @@ def synth_parser() -> argparse.ArgumentParser:
 def report_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune report", description="Print the paper's tables (exploratory: Table 4; cross-validation: Table 5) for a results directory, with training times, fallback counts and comparisons against the No-FT baselines.")
     parser.add_argument("outdir", type=Path, help="results directory of a matrix")
-    parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
+                        help="table: laid out for the console's width (default); markdown: GitHub tables; csv: one row per configuration; json: the summary rows")
     parser.add_argument("--paper", action="store_true", help="add the paper's published accuracy (Tables 4 and 5; std for cross-validation) beside the configurations whose label is the paper's")
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--figures", type=Path, metavar="DIR", help='also write PNG figures (confusion matrices, cross-validation accuracy, sensitivity, learning curves) and report.md into DIR; needs matplotlib: pip install "feph_finetune[plots]"')
