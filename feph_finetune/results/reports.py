@@ -643,6 +643,8 @@ def _extra_grid(phase: str, rows: list[dict], columns: list[_Column]) -> _Grid:
         headers=["configuration", *(column.header for column in columns)],
         numeric=[False, *(True for _ in columns)],
         flexible=0,
+        spread=range(1, 1 + len(columns)),
+        spread_name=("metric", "metrics"),
     )
     for section in _sections_by_model(rows):
         for row, cells in zip(section, _metric_cells(section, columns, with_std=cv, compact=True)):
