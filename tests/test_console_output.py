@@ -360,6 +360,21 @@ def test_predicts_summary_of_twelve_classes_fits_80_columns():
     assert shares == [f"{100 * count / 78:.0f}%" for count in predicted.values()]
 
 
+def test_predicts_summary_title_wraps_at_the_consoles_width_not_a_narrow_tables():
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from feph_finetune.predict.command import print_summary
+
+    bundle = SimpleNamespace(classes=["a", "b"], run_id="A-x-0123456789")
+    summaries = [SimpleNamespace(name="clip.avi", frames=4, faces=4, predicted={"a": 3, "b": 1})]
+    buffer = io.StringIO()
+    print_summary(summaries, bundle, Console(file=buffer, width=160))
+    assert buffer.getvalue().splitlines()[0] == "model A-x-0123456789: share of frames per predicted class", buffer.getvalue()
+
+
 def test_a_failed_write_to_another_open_file_is_not_reported_as_the_output(tmp_path):
     """Only stdout's own failures are "the output could not be written"; a file the command
     opened and could not write (no file name on the error either) still stops it as before."""

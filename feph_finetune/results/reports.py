@@ -837,20 +837,26 @@ def spread_columns(widths: list[int], spread: range, room: int) -> list[list[int
     """The columns of a table, by index, split into the columns of several tables with the same
     rows when they do not fit ``room`` display cells in one: each table has the columns before
     ``spread`` (names), a run of ``spread``'s (one per class), and the last table the columns
-    after it too. As few tables as fit, with runs of equal length give or take one (12 classes at
-    80 columns: two tables of 6); a single table when everything fits (or ``spread`` is empty).
-    ``widths``: each column's width in cells; columns are :data:`_COLUMN_GAP` apart."""
+    after it too, or (when even one of ``spread``'s beside them does not fit) a table of their
+    own. As few tables as fit, with runs of equal length give or take one (12 classes at 80
+    columns: two tables of 6); a single table when everything fits (or ``spread`` is empty); the
+    narrowest layout when nothing fits. ``widths``: each column's width in cells; columns are
+    :data:`_COLUMN_GAP` apart."""
     def width(columns: list[int]) -> int:
         return sum(widths[index] for index in columns) + _COLUMN_GAP * (len(columns) - 1)
 
     before, after = list(range(spread.start)), list(range(spread.stop, len(widths)))
     tables = [before + list(spread) + after]
-    for count in range(2, len(spread) + 1):
-        if all(width(columns) <= room for columns in tables):
-            break
-        size = -(-len(spread) // count)
-        runs = [list(spread[start:start + size]) for start in range(0, len(spread), size)]
-        tables = [before + run + (after if index == len(runs) - 1 else []) for index, run in enumerate(runs)]
+    for separate in (False, True) if after else (False,):
+        for count in range(1, len(spread) + 1):
+            size = -(-len(spread) // count)
+            runs = [list(spread[start:start + size]) for start in range(0, len(spread), size)]
+            if separate:
+                tables = [before + run for run in runs] + [before + after]
+            else:
+                tables = [before + run + (after if index == len(runs) - 1 else []) for index, run in enumerate(runs)]
+            if all(width(columns) <= room for columns in tables):
+                return tables
     return tables
 
 
@@ -875,8 +881,8 @@ def _console_parts(grid: _Grid, width: int) -> list[_Grid]:
     parts = []
     for part, columns in enumerate(tables, start=1):
         shown = [spread.index(index) + 1 for index in columns if index in grid.spread]
-        span = f"{shown[0]}-{shown[-1]}" if len(shown) > 1 else f"{shown[0]}"
-        which = f"{grid.spread_name[len(shown) > 1]} {span} of {len(spread)}" if grid.spread_name else f"part {part} of {len(tables)}"
+        span = f"{shown[0]}-{shown[-1]}" if len(shown) > 1 else f"{shown[0]}" if shown else ""
+        which = f"{grid.spread_name[len(shown) > 1]} {span} of {len(spread)}" if grid.spread_name and shown else f"part {part} of {len(tables)}"
         parts.append(_Grid(
             title=f"{grid.title}, {which}",
             headers=[grid.headers[index] for index in columns],
