@@ -398,8 +398,13 @@ HISTORY_SPOILS = [
     ("huge epoch", lambda history: history[0].__setitem__("epoch", 10**5), "].epoch: expected a whole number from"),
     ("vast epoch", lambda history: history[-1].__setitem__("epoch", 10**15), "].epoch: expected a whole number from"),
     ("negative epoch", lambda history: history[0].__setitem__("epoch", -5), "[0].epoch: expected a whole number from 1 (epochs increase) to 100000, got the number -5"),
-    ("loss past a float", lambda history: history[0].__setitem__("loss", 10**400), "[0].loss: expected a number or null, got an integer of 401 digits"),
+    ("loss past a float", lambda history: history[0].__setitem__("loss", 10**400), "[0].loss: expected a finite number from 0, NaN or null, got an integer of 401 digits"),
     ("text accuracy", lambda history: history[1].__setitem__("val_accuracy", "0.5"), "[1].val_accuracy"),
+    ("infinite loss", lambda history: history[0].__setitem__("loss", math.inf), "[0].loss: expected a finite number from 0, NaN or null, got an infinite number"),
+    ("negative loss", lambda history: history[0].__setitem__("loss", -1.0), "[0].loss: expected a finite number from 0"),
+    ("accuracy in percent", lambda history: history[0].__setitem__("accuracy", 65.0), "[0].accuracy: expected a fraction from 0 to 1, NaN or null, got the number 65.0"),
+    ("numeric stage", lambda history: history[0].__setitem__("stage", 5), "[0].stage: expected text or null, got the number 5"),
+    ("text head_features", lambda history: history[0].__setitem__("head_features", "yes"), "[0].head_features: expected true, false or null, got text"),
 ]
 
 
