@@ -116,3 +116,18 @@ def test_the_title_wraps_at_the_consoles_width_and_shows_the_grouping_as_written
     render_description(description, Console(file=stream, width=160, color_system=None))
     title = stream.getvalue().splitlines()[0]
     assert title.startswith(f"{description['images']} images in ") and title.endswith(f"({shown})"), stream.getvalue()
+
+
+@pytest.mark.parametrize("width", [40, 80])
+def test_every_reason_and_number_is_whole_at_narrow_widths(loaded, width):
+    from rich.cells import cell_len
+
+    dataset, _ = loaded
+    description = describe_dataset(dataset, folds=3)
+    stream = io.StringIO()
+    render_description(description, Console(file=stream, width=width, color_system=None))
+    text = stream.getvalue()
+    assert max(cell_len(line) for line in text.splitlines()) <= width and "…" not in text, text
+    words = {word.strip("│┃") for line in text.splitlines() for word in line.split()}
+    assert set(description["dropped"]) <= words, text  # reasons are identifiers: never cut or folded
+    assert {str(count) for count in description["classes"].values()} <= words

@@ -153,9 +153,9 @@ def _test_side(split: Split, sequences) -> dict:
 def _class_table(description: dict) -> Table:
     images = description["images"]
     table = Table()
-    table.add_column("class")
-    table.add_column("images", justify="right")
-    table.add_column("share", justify="right")
+    table.add_column("class", overflow="fold")  # a name longer than the room folds, never cut
+    table.add_column("images", justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
     for name, count in description["classes"].items():
         share = f"{100.0 * count / images:.1f}%" if images else "-"
         table.add_row(Text(printable(name)), str(count), share)
@@ -166,9 +166,9 @@ def _dropped_table(description: dict) -> Table:
     dropped = description["dropped"]
     unit = description["dropped_unit"]
     table = Table()
-    table.add_column("reason")
-    table.add_column(unit, justify="right")
-    table.add_column("meaning")
+    table.add_column("reason", no_wrap=True, min_width=max([len(reason) for reason in dropped] + [len("reason")]))  # an identifier, never cut
+    table.add_column(unit, justify="right", no_wrap=True)
+    table.add_column("meaning", overflow="fold")
     for reason, count in dropped.items():
         table.add_row(reason, str(count), description["reasons"].get(reason, ""))
     return table
@@ -177,9 +177,9 @@ def _dropped_table(description: dict) -> Table:
 def _split_table(description: dict) -> Table:
     holdout = description["holdout"]
     table = Table()
-    table.add_column("split")
-    table.add_column("train", justify="right")
-    table.add_column("test", justify="right")
+    table.add_column("split", no_wrap=True)
+    table.add_column("train", justify="right", no_wrap=True)
+    table.add_column("test", justify="right", no_wrap=True)
     table.add_column("test sequences", justify="right")
     table.add_row("given split" if description["split"] == "given" else "hold-out", str(holdout["train"]), str(holdout["test"]), str(len(holdout["test_sequences"])))
     images = description["images"]
