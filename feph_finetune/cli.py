@@ -37,7 +37,7 @@ skipped, so an interrupted matrix continues where it stopped.
 
 commands (each has --help):
   plugins   list the installed plugins, the hooks they implement and their options
-  data      describe a FePh-format dataset as the runner sees it (classes, drops, splits)
+  data      describe a dataset of any format as the runner sees it (classes, drops, splits)
   synth     write a synthetic FePh-format dataset (the demo's and tests' data)
   report    print the tables of a results directory, write its figures and report.md
   predict   apply a trained model bundle to images, frame folders and videos
@@ -84,8 +84,8 @@ def data_parser() -> argparse.ArgumentParser:
 
     folds, seed, test_fraction, group_by = DATASET_OPTIONS["folds"], TOP_LEVEL_OPTIONS["seed"], DATASET_OPTIONS["test_fraction"], DATASET_OPTIONS["group_by"]
     parser.add_argument("--folds", type=integer, default=folds.default, help=f"cross-validation folds, as [dataset] folds: {describe(folds)} (default {folds.default})")
-    parser.add_argument("--seed", type=integer, default=seed.default, help=f"split seed, as the TOML's seed (default {seed.default})")
-    parser.add_argument("--test-fraction", type=float, default=test_fraction.default, help=f"hold-out test share, as [dataset] test_fraction (default {test_fraction.default})")
+    parser.add_argument("--seed", type=integer, default=seed.default, help=f"split seed, as the TOML's seed: {describe(seed)} (default {seed.default})")
+    parser.add_argument("--test-fraction", type=float, default=test_fraction.default, help=f"hold-out test share, as [dataset] test_fraction: {describe(test_fraction)} (default {test_fraction.default})")
     parser.add_argument("--group-by", default=group_by.default, help="keep these groups on one side of every split: a key the format offers (feph: sequence, signer)")
     parser.add_argument("--labels", help="labels CSV, relative to ROOT (default: the one CSV found)")
     parser.add_argument("--images", help="image folder, relative to ROOT (default: the one found)")
@@ -108,7 +108,8 @@ def synth_parser() -> argparse.ArgumentParser:
 def report_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune report", description="Print the paper's tables (exploratory: Table 4; cross-validation: Table 5) for a results directory, with training times, fallback counts and comparisons against the No-FT baselines.")
     parser.add_argument("outdir", type=Path, help="results directory of a matrix")
-    parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
+                        help="table: laid out for the console's width (default); markdown: GitHub tables; csv: one row per configuration; json: the summary rows")
     parser.add_argument("--paper", action="store_true", help="add the paper's published accuracy (Tables 4 and 5; std for cross-validation) beside the configurations whose label is the paper's")
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--figures", type=Path, metavar="DIR", help='also write PNG figures (confusion matrices, cross-validation accuracy, sensitivity, learning curves) and report.md into DIR; needs matplotlib: pip install "feph_finetune[plots]"')
@@ -446,7 +447,9 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     """The runs of a dry run, laid out for the console's width (80 columns and up).
 
     The id already names the experiment, the phase (``x``: the exploratory split, ``cvK``: fold
-    K) and the configuration's hash, so it stands alone and never wraps, nor do the model and
+    K) and the configuration's hash, so it stands alone and never wraps (unless a long
+    experiment name leaves the rest less than :data:`_RUN_DETAILS_MIN` cells: then it folds after
+    a ``_`` or ``-``), nor do the model and
     optimizer; the plugins that prepare the data (preprocess, +augment, weights=class weights)
     share one column that wraps between names, never inside one; a grid variant's ``key=value``
     pairs wrap between pairs and fold only a pair longer than the room left, after a ``.`` or
@@ -472,11 +475,14 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     widths = _run_column_widths(headers, rows, console.width)
     if sum(widths) + 2 * (len(widths) - 1) > console.width:  # long ids: the rest in one column beside them
         headers, rows = ["run id", "model, optimizer; data steps; variant"], [[row[0], "; ".join(filter(None, [f"{row[1]}, {row[2]}", *row[3:]]))] for row in rows]
-        widths = [max(cell_len(row[0]) for row in rows), console.width - max(cell_len(row[0]) for row in rows) - 2]
+        longest_id = max(cell_len(row[0]) for row in rows)
+        widths = [min(longest_id, max(console.width - 2 - _RUN_DETAILS_MIN, console.width // 2)), 0]
+        widths[1] = console.width - widths[0] - 2
     table = Table(
         title=f"{len(runs)} runs", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
     )
-    wraps = [not (index == 0 or (index < 3 and len(headers) > 2)) for index in range(len(headers))]
+    longest = [max(cell_len(text) for text in [header, *(row[index] for row in rows)]) for index, header in enumerate(headers)]
+    wraps = [longest[index] > widths[index] or not (index == 0 or (index < 3 and len(headers) > 2)) for index in range(len(headers))]
     for header, width, wrap in zip(headers, widths, wraps):
         table.add_column(header, width=width, no_wrap=not wrap, overflow="fold")
     for row in rows:
@@ -485,6 +491,11 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
     for entry in RUN_TABLE_LEGEND:
         for line in phrase_lines(entry, console.width):
             console.print(line, style="table.caption", highlight=False, markup=False)
+
+
+#: The least width the run table's details column gets beside run ids too long for the console
+#: (a longer id then folds after a ``_`` or ``-``).
+_RUN_DETAILS_MIN = 24
 
 
 #: What the run table's columns hold, an entry per column, each phrase by phrase: the legend is

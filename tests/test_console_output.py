@@ -248,8 +248,57 @@ def test_a_dry_runs_variant_folds_a_long_option_between_its_parts(tmp_path, synt
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
 
 
+#: Counters as plugins name them through ``RunContext.count``: long names, and twelve of them.
+COUNTERS = ["face_fallback", "frames_without_face_found", "images_rejected_blurry", *(f"{letter * 12}" for letter in "abcdefghi")]
+
+
+@pytest.mark.parametrize("columns", [40, 80, 200])
+def test_counters_continue_in_further_tables_and_every_number_stays_whole(tmp_path, capsys, monkeypatch, columns):
+    """The runs/counters table splits its number columns over several tables (as the per-class
+    tables do), the names repeated in each, so that no count, run number or time is cut."""
+    import json
+
+    write_fake_store(tmp_path / "runs", experiments=["M0", "M2"])
+    sums: dict[tuple[str, str], dict[str, int]] = {}
+    for index, path in enumerate(sorted((tmp_path / "runs").glob("*/result.json"))):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["counters"] = {name: 1000 * (position + 1) + index for position, name in enumerate(COUNTERS)}
+        totals = sums.setdefault((record["phase"], record["experiment"]), dict.fromkeys(COUNTERS, 0))
+        for name, value in record["counters"].items():
+            totals[name] += value
+        path.write_text(json.dumps(record), encoding="utf-8")
+    text = printed_at(columns, capsys, monkeypatch, "report", str(tmp_path / "runs"))
+    fitting = {name for name in COUNTERS if len(name) + len("architecture  configuration  ") <= columns}
+    assert_readable(text, {"architecture", "configuration", "mobilenet", "exploratory", "runs", "failed", "No-FT", *fitting}, columns)
+    cost = [block for block in text.split("\n\n") if block.startswith("Runs, mean training time")]
+    assert all("architecture" in block.split() for block in cost), "the name columns repeat in every part"
+    words = {word for block in cost for word in block.split()}
+    assert {"5", "1", "0"} <= words  # runs of a cv row and of an exploratory row, no failure
+    for totals in sums.values():
+        assert {str(value) for value in totals.values()} <= words, text
+    assert len(cost) > 1 or columns > 80
+
+
+@pytest.mark.parametrize("columns", [40, 80])
+def test_a_dry_run_with_a_long_experiment_name_keeps_its_values_whole(tmp_path, synthetic_feph, capsys, monkeypatch, columns):
+    experiments = """
+    [experiments.A_very_long_experiment_name_for_fine_tuning_with_everything_switched_on]
+    grid = { "options.mobilenet.dropout" = [0.25, 0.5], "options.adam.lr" = [0.001, 0.0001] }
+    """
+    matrix = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    text = printed_at(columns, capsys, monkeypatch, str(matrix), "--dry-run")
+    assert_readable(text, {"mobilenet", "face_crop"}, columns)
+    words = {word for line in text.splitlines() for word in line.split()}
+    for value in ("0.25", "0.5", "0.001", "0.0001"):
+        assert value in words or any(word.endswith(f"={value}") for word in words), text
+
+
 @pytest.mark.parametrize("word, width, pieces", [
     ("options.flip.mode=double", 16, ["options.flip.", "mode=double"]),
+    ("options.adam.lr=0.001]", 19, ["options.adam.lr=", "0.001]"]),  # never inside a number
+    ("dropout=0.25,", 11, ["dropout=", "0.25,"]),
+    ("lr=1e-05", 5, ["lr=", "1e-05"]),
+    ("1234567", 3, ["123", "456", "7"]),  # a number wider than the column has to break
     ("手語手語手語", 5, ["手語", "手語", "手語"]),  # two cells a character
     ("नमस्तेनमस्ते", 2, ["नम", "स्ते", "नम", "स्ते"]),  # a virama or vowel sign (no cell of its own) stays with its consonant
     ("👩‍💻👩‍💻👩‍💻", 4, ["👩‍💻👩‍💻", "👩‍💻"]),  # a ZWJ sequence is one picture
@@ -310,6 +359,21 @@ def test_predicts_summary_of_twelve_classes_fits_80_columns():
     assert_readable(text, {"frames", "faces", *class_abbreviations(TWELVE).values()})
     shares = [word for line in text.splitlines() for word in line.split() if word.endswith("%")]
     assert shares == [f"{100 * count / 78:.0f}%" for count in predicted.values()]
+
+
+def test_predicts_summary_title_wraps_at_the_consoles_width_not_a_narrow_tables():
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from feph_finetune.predict.command import print_summary
+
+    bundle = SimpleNamespace(classes=["a", "b"], run_id="A-x-0123456789")
+    summaries = [SimpleNamespace(name="clip.avi", frames=4, faces=4, predicted={"a": 3, "b": 1})]
+    buffer = io.StringIO()
+    print_summary(summaries, bundle, Console(file=buffer, width=160))
+    assert buffer.getvalue().splitlines()[0] == "model A-x-0123456789: share of frames per predicted class", buffer.getvalue()
 
 
 def test_a_failed_write_to_another_open_file_is_not_reported_as_the_output(tmp_path):

@@ -101,3 +101,33 @@ def test_class_names_and_notes_from_the_data_are_shown_with_control_characters_e
     text = stream.getvalue()
     assert "\x1b" not in text and "\t" not in text and "\x07" not in text, repr(text)
     assert "c\\x1b[31mred" in text and "[bold]tab\\there" in text and "x\\x1b]0;title\\x07" in text, text
+
+
+@pytest.mark.parametrize("grouping, shown", [
+    ({"group_pattern": r"^(.+)_f\d+"}, r"group_pattern = '^(.+)_f\d+'"),  # the value as written in TOML: one backslash
+    ({"group_pattern": r"it's_f\d+"}, 'group_pattern = "it\'s_f\\\\d+"'),  # a quote: a basic string, its escapes
+    ({}, "group_by = 'sequence'"),
+])
+def test_the_title_wraps_at_the_consoles_width_and_shows_the_grouping_as_written_in_toml(loaded, grouping, shown):
+    dataset, _ = loaded
+    description = describe_dataset(dataset, folds=3, **grouping)
+    assert description["grouping"] == shown
+    stream = io.StringIO()
+    render_description(description, Console(file=stream, width=160, color_system=None))
+    title = stream.getvalue().splitlines()[0]
+    assert title.startswith(f"{description['images']} images in ") and title.endswith(f"({shown})"), stream.getvalue()
+
+
+@pytest.mark.parametrize("width", [40, 80])
+def test_every_reason_and_number_is_whole_at_narrow_widths(loaded, width):
+    from rich.cells import cell_len
+
+    dataset, _ = loaded
+    description = describe_dataset(dataset, folds=3)
+    stream = io.StringIO()
+    render_description(description, Console(file=stream, width=width, color_system=None))
+    text = stream.getvalue()
+    assert max(cell_len(line) for line in text.splitlines()) <= width and "…" not in text, text
+    words = {word.strip("│┃") for line in text.splitlines() for word in line.split()}
+    assert set(description["dropped"]) <= words, text  # reasons are identifiers: never cut or folded
+    assert {str(count) for count in description["classes"].values()} <= words

@@ -67,6 +67,25 @@ def test_flag_help_gives_the_declared_range(capsys):
     assert "<= 4096" in " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.parametrize("command, declarations", [("predict", PREDICT_NUMBERS), ("synth", SYNTH_NUMBERS), ("data", DATA_NUMBERS)])
+def test_every_numeric_flags_help_gives_its_declared_range(command, declarations):
+    from feph_finetune import cli
+    from feph_finetune.config.options import describe
+
+    actions = {flag: action for action in getattr(cli, f"{command}_parser")()._actions for flag in action.option_strings}
+    for flag, option in declarations.items():
+        assert describe(option) in (actions[flag].help or ""), (flag, actions[flag].help)
+
+
+def test_every_option_of_every_command_has_help():
+    from feph_finetune import cli
+
+    parsers = [getattr(cli, name)() for name in dir(cli) if name.endswith("_parser") and callable(getattr(cli, name))]
+    assert len(parsers) >= 8
+    missing = [(parser.prog, action.dest) for parser in parsers for action in parser._actions if not action.help]
+    assert not missing, missing
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--jobs", "1e9"], "--jobs: expected a number of runs at once"),
     (["--jobs", str(10**9)], "--jobs: must be <= 256"),

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from feph_finetune.cli import main
-from feph_finetune.results.records import RecordShapeError, RunRecord
+from feph_finetune.config.schema import SEED_MAXIMUM
+from feph_finetune.results.records import MAX_ORDER, RecordShapeError, RunRecord
 
 from fake_store import write_fake_store
 
@@ -111,6 +112,16 @@ SPOILS = [
     ("seed", 2**64),
     ("metrics.confusion", lambda record: record["metrics"]["confusion"][0].__setitem__(0, 2**64)),
     ("zz", json.loads("[" * 70 + "]" * 70)),  # nested past what is read (a record is about 5 deep)
+    # in type but out of the range a run writes: order is a place in the TOML, seed what the configuration accepts
+    ("order", 1e20),
+    ("order", -1),
+    ("order", 2.5),
+    ("seed", -1),
+    ("seed", 2**32),
+    ("seed", 7.0),
+    ("notes", 5),
+    ("notes", "a note"),
+    ("notes", ["a note", 3]),
 ]
 
 
@@ -299,6 +310,18 @@ def test_a_fold_listing_the_classes_in_another_order_is_summed_class_by_class(st
     assert (summed_confusion(reordered, classes)[0] == expected).all()
 
 
+def test_order_seed_and_notes_outside_what_a_run_writes_are_named():
+    record = {"experiment": "M2", "phase": "exploratory", "order": 1e20, "seed": -1, "notes": 5}
+    with pytest.raises(RecordShapeError) as raised:
+        RunRecord.from_json(record)
+    assert raised.value.problems == [
+        f"order: expected a whole number from 0 to {MAX_ORDER - 1} or null, got the number 1e+20",
+        f"seed: expected a whole number from 0 to {SEED_MAXIMUM} or null, got the number -1",
+        "notes: expected an array of texts or null, got the number 5",
+    ]
+    assert RunRecord.from_json({**record, "order": 3, "seed": SEED_MAXIMUM, "notes": ["a note"]}).to_json()["notes"] == ["a note"]
+
+
 def test_values_outside_what_a_run_writes_are_named():
     """Each new kind of out-of-range value names its field and what was expected."""
     record = {"experiment": "M2", "phase": "final", "status": "maybe", "classes": ["a", "b"], "counters": {"face_fallback": -1},
@@ -375,8 +398,13 @@ HISTORY_SPOILS = [
     ("huge epoch", lambda history: history[0].__setitem__("epoch", 10**5), "].epoch: expected a whole number from"),
     ("vast epoch", lambda history: history[-1].__setitem__("epoch", 10**15), "].epoch: expected a whole number from"),
     ("negative epoch", lambda history: history[0].__setitem__("epoch", -5), "[0].epoch: expected a whole number from 1 (epochs increase) to 100000, got the number -5"),
-    ("loss past a float", lambda history: history[0].__setitem__("loss", 10**400), "[0].loss: expected a number or null, got an integer of 401 digits"),
+    ("loss past a float", lambda history: history[0].__setitem__("loss", 10**400), "[0].loss: expected a finite number from 0, NaN or null, got an integer of 401 digits"),
     ("text accuracy", lambda history: history[1].__setitem__("val_accuracy", "0.5"), "[1].val_accuracy"),
+    ("infinite loss", lambda history: history[0].__setitem__("loss", math.inf), "[0].loss: expected a finite number from 0, NaN or null, got an infinite number"),
+    ("negative loss", lambda history: history[0].__setitem__("loss", -1.0), "[0].loss: expected a finite number from 0"),
+    ("accuracy in percent", lambda history: history[0].__setitem__("accuracy", 65.0), "[0].accuracy: expected a fraction from 0 to 1, NaN or null, got the number 65.0"),
+    ("numeric stage", lambda history: history[0].__setitem__("stage", 5), "[0].stage: expected text or null, got the number 5"),
+    ("text head_features", lambda history: history[0].__setitem__("head_features", "yes"), "[0].head_features: expected true, false or null, got text"),
 ]
 
 
@@ -417,3 +445,26 @@ def test_special_or_deep_history_and_config_files_are_left_out_without_hanging(t
     assert any(str(runs / "M2-cv1-fake" / "history.json") in line and "FIFO" in line for line in warnings), done.stderr
     assert any(str(runs / "M2-cv2-fake" / "history.json") in line and "nested too deeply" in line for line in warnings), done.stderr
     assert (tmp_path / "figures" / "learning_curves_cv_M2.png").is_file()
+
+
+@pytest.mark.parametrize("key, bad, words", [
+    ("id", 5, "run.id: expected the run's id (non-empty text), got 5"),
+    ("seed", -1, "run.seed: expected a whole number from 0 to"),
+    ("fold", -1, "run.fold: expected a whole number from 0 to"),
+    ("phase", "final", 'run.phase: expected one of "exploratory", "cv", got "final"'),
+    ("label", ["x"], "run.label: expected text or null, got an array"),
+])
+def test_a_bundles_run_fields_are_checked_as_a_records_are(tmp_path, key, bad, words):
+    from feph_finetune.errors import ProblemsError
+    from feph_finetune.predict.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MODEL_FILE, read_manifest
+
+    (tmp_path / MODEL_FILE).write_bytes(b"model")
+    run = {"id": "M2-cv1-fake", "experiment": "M2", "label": "FT", "phase": "cv", "fold": 1, "seed": 1}
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": MODEL_FILE, "input_size": 32, "classes": ["a", "b"],
+                "preprocess": [], "run": run, "config": {}}
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    assert read_manifest(tmp_path)["run"] == run
+    (tmp_path / MANIFEST).write_text(json.dumps({**manifest, "run": {**run, key: bad}}), encoding="utf-8")
+    with pytest.raises(ProblemsError) as raised:
+        read_manifest(tmp_path)
+    assert f"{tmp_path / MANIFEST} {words}" in " ".join(str(line) for line in raised.value.args), raised.value.args

@@ -727,3 +727,17 @@ def test_printable_escapes_control_characters_only():
 
     assert printable("c\x1b[31mred\ttab\nline\u2028sep\x7f") == "c\\x1b[31mred\\ttab\\nline\\u2028sep\\x7f"
     assert printable("怒り 👩‍💻 naïve") == "怒り 👩‍💻 naïve"  # other scripts and joined emoji stay as they are
+
+
+@pytest.mark.parametrize("width", [40, 80])
+def test_many_further_metrics_continue_in_further_tables_every_value_whole(width):
+    rng = np.random.default_rng(11)
+    extra = {f"cohen_kappa_weighted_{index}": float(rng.uniform(0.1, 0.9)) for index in range(8)}
+    runs = [run_of("M2", "exploratory", rng, accuracy=0.6, extra=extra)]
+    buffer = io.StringIO()
+    render(runs, "table", Console(file=buffer, width=width))
+    out = buffer.getvalue()
+    assert max(len(line) for line in out.splitlines()) <= width and "…" not in out, out
+    words = set(out.split())
+    assert {f"{value:.3f}" for value in extra.values()} <= words, out
+    assert sum(block.startswith("Exploratory phase: further metrics") for block in out.split("\n\n")) > 1

@@ -7,6 +7,7 @@ their own data's classes and groups, and see the splits a run would use. No Tens
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from rich.table import Table
@@ -86,7 +87,7 @@ def describe_dataset(dataset: Dataset, folds: int = 5, seed: int = 0, test_fract
         "classes": {name: class_counts.get(index, 0) for index, name in enumerate(dataset.classes)},
         "sequences": len(set(sequences.tolist())),
         "groups": len(set(groups.tolist())),
-        "grouping": f"group_pattern = {group_pattern!r}" if group_pattern else f"group_by = {group_by!r}",
+        "grouping": f"group_pattern = {toml_string(group_pattern)}" if group_pattern else f"group_by = {toml_string(group_by)}",
         "split": "given" if dataset.presplit else "hold-out",
         "fingerprint": dataset.fingerprint,
         "dropped": dataset.dropped,
@@ -115,11 +116,30 @@ def _sequences(dataset: Dataset, groups, group_pattern: str):
     return groups if len(set(sequences.tolist())) == len(sequences) > 1 else sequences
 
 
+def toml_string(value: str) -> str:
+    """``value`` as it is written in the TOML file: a literal string (``'^(.+)_f\\d+'``, the
+    backslash single) where it can be one, else a basic string with its escapes."""
+    if "'" not in value and not any(ord(character) < 32 or ord(character) == 127 for character in value):
+        return f"'{value}'"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def render_description(description: dict, console) -> None:
-    """Print the description as rich tables: classes, dropped rows, split sizes."""
-    console.print(_class_table(description))
-    console.print(_dropped_table(description))
-    console.print(_split_table(description))
+    """Print the description as rich tables: classes, dropped rows, split sizes. Titles and
+    captions are printed apart from their tables, to wrap at the console's width rather than at
+    a narrow table's."""
+    fingerprint = description.get("fingerprint")
+    tables = [
+        (f"{description['images']} images in {description['sequences']} sequences, {description['groups']} groups ({description['grouping']})",
+         _class_table(description), f"data fingerprint {fingerprint}" if fingerprint else None),
+        (f"{sum(description['dropped'].values())} {description['dropped_unit']} dropped", _dropped_table(description), None),
+        ("Splits", _split_table(description), None),
+    ]
+    for title, table, caption in tables:
+        console.print(Text(printable(title), style="table.title"))
+        console.print(table)
+        if caption:
+            console.print(Text(caption, style="table.caption"))
     for note in description["notes"]:
         console.print(f"note: {printable(note)}", markup=False)
     for warning in description["warnings"]:
@@ -132,11 +152,10 @@ def _test_side(split: Split, sequences) -> dict:
 
 def _class_table(description: dict) -> Table:
     images = description["images"]
-    table = Table(title=f"{images} images in {description['sequences']} sequences, {description['groups']} groups ({description['grouping']})",
-                  caption=f"data fingerprint {description['fingerprint']}" if description.get("fingerprint") else None)
-    table.add_column("class")
-    table.add_column("images", justify="right")
-    table.add_column("share", justify="right")
+    table = Table()
+    table.add_column("class", overflow="fold")  # a name longer than the room folds, never cut
+    table.add_column("images", justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
     for name, count in description["classes"].items():
         share = f"{100.0 * count / images:.1f}%" if images else "-"
         table.add_row(Text(printable(name)), str(count), share)
@@ -146,10 +165,10 @@ def _class_table(description: dict) -> Table:
 def _dropped_table(description: dict) -> Table:
     dropped = description["dropped"]
     unit = description["dropped_unit"]
-    table = Table(title=f"{sum(dropped.values())} {unit} dropped")
-    table.add_column("reason")
-    table.add_column(unit, justify="right")
-    table.add_column("meaning")
+    table = Table()
+    table.add_column("reason", no_wrap=True, min_width=max([len(reason) for reason in dropped] + [len("reason")]))  # an identifier, never cut
+    table.add_column(unit, justify="right", no_wrap=True)
+    table.add_column("meaning", overflow="fold")
     for reason, count in dropped.items():
         table.add_row(reason, str(count), description["reasons"].get(reason, ""))
     return table
@@ -157,10 +176,10 @@ def _dropped_table(description: dict) -> Table:
 
 def _split_table(description: dict) -> Table:
     holdout = description["holdout"]
-    table = Table(title="Splits")
-    table.add_column("split")
-    table.add_column("train", justify="right")
-    table.add_column("test", justify="right")
+    table = Table()
+    table.add_column("split", no_wrap=True)
+    table.add_column("train", justify="right", no_wrap=True)
+    table.add_column("test", justify="right", no_wrap=True)
     table.add_column("test sequences", justify="right")
     table.add_row("given split" if description["split"] == "given" else "hold-out", str(holdout["train"]), str(holdout["test"]), str(len(holdout["test_sequences"])))
     images = description["images"]

@@ -214,6 +214,8 @@ def _shape_problems(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
         expect("classes", classes, isinstance(classes, list) and bool(classes) and all(isinstance(name, str) and name for name in classes), "a list of class names")
     run = manifest["run"]
     expect("run", run, isinstance(run, dict) and {"id", "experiment", "phase", "fold", "seed"} <= set(run), "an object with id, experiment, phase, fold, seed")
+    if isinstance(run, dict):
+        problems += _run_problems(run)
     expect("config", manifest["config"], isinstance(manifest["config"], dict), "an object")
     steps = manifest["preprocess"]
     expect("preprocess", steps, isinstance(steps, list), "a list of steps")
@@ -224,6 +226,21 @@ def _shape_problems(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
             continue
         expect(f"{key}.options", entry["options"], isinstance(entry["options"], dict), "an object")
         expect(f"{key}.state", entry.get("state"), entry.get("state") is None or isinstance(entry.get("state"), str), "null or a key prefix of state.npz")
+    return problems
+
+
+def _run_problems(run: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, why) for each of the manifest's ``run`` values of the wrong type or range, checked as
+    a ``result.json``'s same fields are (:class:`~feph_finetune.results.records.RunRecord`): the
+    id names the model in ``predict``'s output and its rows."""
+    from feph_finetune.results.records import RecordShapeError, RunRecord
+
+    known = {key: run.get(key) for key in ("id", "experiment", "label", "phase", "fold", "seed")}
+    problems = [] if isinstance(known["id"], str) and known["id"] else [("run.id", f"expected the run's id (non-empty text), got {known['id']!r}")]
+    try:
+        RunRecord.from_json(known)
+    except RecordShapeError as error:
+        problems += [(f"run.{problem.split(':', 1)[0]}", problem.split(": ", 1)[1]) for problem in error.problems]
     return problems
 
 

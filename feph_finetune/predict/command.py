@@ -131,7 +131,8 @@ def print_summary(summaries, bundle, console: Console) -> None:
     widths = [max([least[column], cell_len(headers[column])] + [cell_len(cells[column]) for cells in rows]) for column in range(len(headers))]
     width = min(80, console.width)
     for columns in spread_columns(widths, range(3, len(headers)), width - 2):  # the table's edges take a cell each
-        table = Table(title=Text(f"model {printable(bundle.run_id)}: share of frames per predicted class"), box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
+        console.print(Text(f"model {printable(bundle.run_id)}: share of frames per predicted class", style="table.title"), width=width)  # wraps at the console's width, not the table's
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for column in columns:
             table.add_column(Text(headers[column]), justify="left" if column == 0 else "right", no_wrap=True, min_width=least[column] or None)
         for cells in rows:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -531,8 +532,9 @@ def _histories(runs: list[dict], run_dirs: Path, warn: Callable[[str], None]) ->
 def history_problem(history: Any) -> str:
     """Why a parsed ``history.json`` cannot be drawn ("" when it can): it must be an array of
     objects, each with a whole ``epoch`` from 1 to :data:`MAX_HISTORY_EPOCHS`, increasing (a run
-    numbers its epochs across stages), and :data:`CURVE_KEYS` values that are numbers a float
-    holds or null (NaN, written by a run that diverged, is a gap in the curve)."""
+    numbers its epochs across stages), ``stage``/``stage_label`` texts, ``head_features`` true or
+    false, and :data:`CURVE_KEYS` values that are accuracies from 0 to 1, losses finite and from 0,
+    or null (NaN, written by a run that diverged, is a gap in the curve)."""
     if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
         return "expected an array of objects, one per epoch"
     previous = 0
@@ -541,11 +543,27 @@ def history_problem(history: Any) -> str:
         if type(epoch) is not int or not previous < epoch <= MAX_HISTORY_EPOCHS:
             return f"[{index}].epoch: expected a whole number from {previous + 1} (epochs increase) to {MAX_HISTORY_EPOCHS}, got {json_kind(epoch)}"
         previous = epoch
+        for key in ("stage", "stage_label"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                return f"[{index}].{key}: expected text or null, got {json_kind(entry[key])}"
+        if entry.get("head_features") is not None and not isinstance(entry["head_features"], bool):
+            return f"[{index}].head_features: expected true, false or null, got {json_kind(entry['head_features'])}"
         for key in CURVE_KEYS:
             value = entry.get(key)
-            if value is not None and not is_float_number(value):
-                return f"[{index}].{key}: expected a number or null, got {json_kind(value)}"
+            if value is not None and not _curve_value(key, value):
+                what = "a fraction from 0 to 1" if key.endswith("accuracy") else "a finite number from 0"
+                return f"[{index}].{key}: expected {what}, NaN or null, got {json_kind(value)}"
     return ""
+
+
+def _curve_value(key: str, value: Any) -> bool:
+    """Whether ``value`` can be drawn as ``key``: NaN (a gap: the run diverged), else an accuracy
+    from 0 to 1 or a loss that is finite and from 0 (cross-entropy never goes below)."""
+    if not is_float_number(value):
+        return False
+    if math.isnan(value):
+        return True
+    return 0 <= value <= 1 if key.endswith("accuracy") else math.isfinite(value) and value >= 0
 
 
 def _class_weighted(runs: list[dict], run_dirs: Path) -> bool:
@@ -557,7 +575,7 @@ def _class_weighted(runs: list[dict], run_dirs: Path) -> bool:
             config = read_json_file(run_dirs / str(run.get("id")) / "config.json")
         except UnreadableFile:
             continue
-        if isinstance(config, dict) and isinstance(config.get("config"), dict) and config["config"].get("class_weights"):
+        if isinstance(config, dict) and isinstance(config.get("config"), dict) and isinstance(config["config"].get("class_weights"), str) and config["config"]["class_weights"]:
             return True
     return False
 

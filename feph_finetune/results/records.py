@@ -14,9 +14,12 @@ plugins, the paper's by ``paper_metrics``):
 
 - ``experiment``: non-empty text; ``phase``: one of :data:`~feph_finetune.config.schema.PHASES`;
   ``id``, ``label``, ``cv_label``, ``model``, ``data``: text or null; ``status``: ``"done"``,
-  ``"failed"`` or null; ``baseline``: true/false or null; ``order``: a finite number or null;
+  ``"failed"`` or null; ``baseline``: true/false or null; ``order`` (the experiment's place in
+  its TOML): a whole number from 0 below :data:`MAX_ORDER` or null;
   ``fold``: a whole number from 0 below :data:`MAX_FOLDS` in the ``cv`` phase, null (or absent)
-  in the ``exploratory`` phase; ``seed``: a whole number or null; ``variant``: an object or null;
+  in the ``exploratory`` phase; ``seed``: a whole number from 0 to
+  :data:`~feph_finetune.config.schema.SEED_MAXIMUM` (what the configuration accepts) or null;
+  ``variant``: an object or null; ``notes`` (absent when there is nothing to say): an array of texts;
   ``grouped``: true/false or null (absent in older records): whether the data's images formed
   groups (false: every image its own group, so frames of one video may sit on both sides of a
   split);
@@ -50,12 +53,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from feph_finetune.api import CLASSES
-from feph_finetune.config.schema import DATASET_OPTIONS, PHASES
+from feph_finetune.config.schema import DATASET_OPTIONS, PHASES, SEED_MAXIMUM
+from feph_finetune.data.user_files import MAX_TEXT_BYTES
 
 #: Run statuses a record may carry (null: an older record that did not say).
 STATUSES = ("done", "failed")
 #: Folds are numbered from 0 below the most folds a configuration may ask for (``dataset.folds``).
 MAX_FOLDS = int(DATASET_OPTIONS["folds"].maximum)
+#: An experiment's ``order`` is its place in a TOML file of at most :data:`MAX_TEXT_BYTES`, where
+#: each experiment takes more than one byte: no matrix has this many experiments.
+MAX_ORDER = MAX_TEXT_BYTES
 
 
 class RecordShapeError(ValueError):
@@ -154,11 +161,18 @@ class _Check:
         self.fail(name, f"a finite number{bounds} or null", value)
         return None
 
-    def whole(self, value: Any, name: str, minimum: int | None = None) -> int | None:
-        if value is None or (_is_whole(value) and (minimum is None or value >= minimum)):
+    def whole(self, value: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
+        if value is None or (_is_whole(value) and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)):
             return value
-        self.fail(name, "a whole number" + (f" from {minimum}" if minimum is not None else "") + " of at most 64 bits or null", value)
+        bounds = (f" from {minimum}" if minimum is not None else "") + (f" to {maximum}" if maximum is not None else " of at most 64 bits")
+        self.fail(name, f"a whole number{bounds} or null", value)
         return None
+
+    def texts(self, data: dict, key: str) -> None:
+        """An optional array of texts (``notes``): absent, null or text lines."""
+        value = data.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(line, str) for line in value)):
+            self.fail(key, "an array of texts or null", value)
 
     def choice(self, data: dict, key: str, choices: tuple[str, ...], required: bool = False) -> str | None:
         value = data.get(key)
@@ -302,7 +316,7 @@ class RunRecord:
     cv_label: str | None = None
     model: str | None = None
     baseline: bool | None = None
-    order: float | None = None
+    order: int | None = None
     fold: int | None = None
     seed: int | None = None
     variant: dict[str, Any] | None = None
@@ -314,7 +328,7 @@ class RunRecord:
     error: RunError | None = None
     timing: Timing | None = None
     counters: dict[str, float] | None = None
-    more: dict[str, Any] = field(default_factory=dict)  # fields this version does not know (notes...)
+    more: dict[str, Any] = field(default_factory=dict)  # further fields: notes (checked), those this version does not know
 
     @classmethod
     def from_json(cls, data: Any) -> "RunRecord":
@@ -341,9 +355,9 @@ class RunRecord:
             status=check.choice(data, "status", STATUSES),
             baseline=baseline if isinstance(baseline, bool) else None,
             grouped=grouped if isinstance(grouped, bool) else None,
-            order=check.finite(data.get("order"), "order"),
+            order=check.whole(data.get("order"), "order", 0, MAX_ORDER - 1),
             fold=_fold(data.get("fold"), phase, check),
-            seed=check.whole(data.get("seed"), "seed"),
+            seed=check.whole(data.get("seed"), "seed", 0, SEED_MAXIMUM),
             variant=check.mapping(data.get("variant"), "variant"),
             classes=classes,
             metrics=None if metrics is None else Metrics.read(metrics, check, classes),
@@ -352,6 +366,7 @@ class RunRecord:
             counters=counters,
             more={key: value for key, value in data.items() if key not in _FIELDS},
         )
+        check.texts(data, "notes")
         free = {"variant": record.variant, **record.more, "error": record.error and record.error.more, "timing": record.timing and record.timing.more}
         for name, value in free.items():
             _overflowing_numbers(value, name, check)

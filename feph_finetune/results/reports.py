@@ -17,6 +17,7 @@ import io
 import json
 import math
 import numbers
+import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -384,8 +385,10 @@ class _Grid:
     """A table independent of its output format; ``section_ends`` are row indices ending a section.
 
     ``flexible`` is the column that may wrap (configuration names) when the table must fit the
-    console; ``per_class`` the columns with one class each, which a console too narrow for all of
-    them gets in several tables (:func:`spread_columns`). The caption follows the table: the
+    console; ``spread`` the number columns (one per class, or every count) that a console too
+    narrow for all of them gets in several tables (:func:`spread_columns`), the name columns
+    before them repeated in each; ``spread_name`` says what one and several of them are
+    (``("class", "classes")``; None: the tables are numbered as parts). The caption follows the table: the
     ``legend`` of the abbreviated headers it has (header: what it stands for), then ``notes``.
     """
 
@@ -395,7 +398,8 @@ class _Grid:
     rows: list[list[_Cell]] = field(default_factory=list)
     section_ends: set[int] = field(default_factory=set)
     flexible: int | None = None
-    per_class: range | None = None
+    spread: range | None = None
+    spread_name: tuple[str, str] | None = ("class", "classes")
     legend: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -586,7 +590,7 @@ def _single_split_grid(phase: str, rows: list[dict], columns: list[_Column], com
         headers=[*leading, *(column.header for column in columns)],
         numeric=[*(False for _ in leading), *(True for _ in columns)],
         flexible=0 if compact else None,
-        per_class=_class_columns(columns, len(leading)),
+        spread=_class_columns(columns, len(leading)),
         legend=_class_legend(rows, compact),
         notes=_grid_notes(rows, compact),
     )
@@ -612,7 +616,7 @@ def _cross_validation_grid(rows: list[dict], columns: list[_Column], compact: bo
         headers=["c/v", *(column.header if compact else f"{column.header} (std)" for column in columns)],
         numeric=[False, *(True for _ in columns)],
         flexible=0 if compact else None,
-        per_class=_class_columns(columns, 1),
+        spread=_class_columns(columns, 1),
         legend=_class_legend(rows, compact),
         notes=_grid_notes(rows, compact),
     )
@@ -639,6 +643,8 @@ def _extra_grid(phase: str, rows: list[dict], columns: list[_Column]) -> _Grid:
         headers=["configuration", *(column.header for column in columns)],
         numeric=[False, *(True for _ in columns)],
         flexible=0,
+        spread=range(1, 1 + len(columns)),
+        spread_name=("metric", "metrics"),
     )
     for section in _sections_by_model(rows):
         for row, cells in zip(section, _metric_cells(section, columns, with_std=cv, compact=True)):
@@ -718,6 +724,8 @@ def _cost_grid(rows: list[dict], compact: bool) -> _Grid:
         headers=[*leading, "runs", "failed", "time" if compact else "time per run", *counter_names],
         numeric=[*(False for _ in leading), True, True, True, *(True for _ in counter_names)],
         flexible=1 if compact else None,
+        spread=range(len(leading), len(leading) + 3 + len(counter_names)),
+        spread_name=None,
     )
     for phase in dict.fromkeys(row["phase"] for row in rows):
         if compact:
@@ -829,37 +837,54 @@ def spread_columns(widths: list[int], spread: range, room: int) -> list[list[int
     """The columns of a table, by index, split into the columns of several tables with the same
     rows when they do not fit ``room`` display cells in one: each table has the columns before
     ``spread`` (names), a run of ``spread``'s (one per class), and the last table the columns
-    after it too. As few tables as fit, with runs of equal length give or take one (12 classes at
-    80 columns: two tables of 6); a single table when everything fits (or ``spread`` is empty).
-    ``widths``: each column's width in cells; columns are :data:`_COLUMN_GAP` apart."""
+    after it too, or (when even one of ``spread``'s beside them does not fit) a table of their
+    own. As few tables as fit, with runs of equal length give or take one (12 classes at 80
+    columns: two tables of 6); a single table when everything fits (or ``spread`` is empty); the
+    narrowest layout when nothing fits. ``widths``: each column's width in cells; columns are
+    :data:`_COLUMN_GAP` apart."""
     def width(columns: list[int]) -> int:
         return sum(widths[index] for index in columns) + _COLUMN_GAP * (len(columns) - 1)
 
     before, after = list(range(spread.start)), list(range(spread.stop, len(widths)))
     tables = [before + list(spread) + after]
-    for count in range(2, len(spread) + 1):
-        if all(width(columns) <= room for columns in tables):
-            break
-        size = -(-len(spread) // count)
-        runs = [list(spread[start:start + size]) for start in range(0, len(spread), size)]
-        tables = [before + run + (after if index == len(runs) - 1 else []) for index, run in enumerate(runs)]
+    for separate in (False, True) if after else (False,):
+        for count in range(1, len(spread) + 1):
+            size = -(-len(spread) // count)
+            runs = [list(spread[start:start + size]) for start in range(0, len(spread), size)]
+            if separate:
+                tables = [before + run for run in runs] + [before + after]
+            else:
+                tables = [before + run + (after if index == len(runs) - 1 else []) for index, run in enumerate(runs)]
+            if all(width(columns) <= room for columns in tables):
+                return tables
     return tables
 
 
 def _console_parts(grid: _Grid, width: int) -> list[_Grid]:
-    """``grid``, or when its class columns do not fit ``width`` beside its other columns, the
-    tables :func:`spread_columns` splits it into, each titled with the classes it shows."""
-    if grid.per_class is None:
+    """``grid``, or when its ``spread`` columns do not fit ``width`` beside its name columns, the
+    tables :func:`spread_columns` splits it into, each titled with the classes it shows (or its
+    part's number). The name columns keep the width of their longest name where that is at
+    most half of ``width`` and one ``spread`` column fits beside them, so that names stay whole;
+    else (a name too long to be worth more tables) they give up width as in
+    :func:`_text_column_widths` and fold."""
+    if grid.spread is None:
         return [grid]
-    tables = spread_columns(_text_column_widths(grid, width), grid.per_class, width)
+    widths = _text_column_widths(grid, width, stages=2)
+    names = sum(wide for wide, numeric in zip(widths, grid.numeric) if not numeric)
+    if names > width // 2 or any(sum(widths[index] for index in columns) + _COLUMN_GAP * (len(columns) - 1) > width
+                                 for columns in spread_columns(widths, grid.spread, width)):
+        widths = _text_column_widths(grid, width, stages=4)
+    tables = spread_columns(widths, grid.spread, width)
     if len(tables) == 1:
         return [grid]
-    classes = list(grid.per_class)
+    spread = list(grid.spread)
     parts = []
-    for columns in tables:
-        shown = [classes.index(index) + 1 for index in columns if index in grid.per_class]
+    for part, columns in enumerate(tables, start=1):
+        shown = [spread.index(index) + 1 for index in columns if index in grid.spread]
+        span = f"{shown[0]}-{shown[-1]}" if len(shown) > 1 else f"{shown[0]}" if shown else ""
+        which = f"{grid.spread_name[len(shown) > 1]} {span} of {len(spread)}" if grid.spread_name and shown else f"part {part} of {len(tables)}"
         parts.append(_Grid(
-            title=f"{grid.title}, classes {shown[0]}-{shown[-1]} of {len(classes)}",
+            title=f"{grid.title}, {which}",
             headers=[grid.headers[index] for index in columns],
             numeric=[grid.numeric[index] for index in columns],
             rows=[[cells[index] for index in columns] for cells in grid.rows],
@@ -883,7 +908,8 @@ def _rich_table(grid: _Grid, width: int) -> Table:
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
     widths = _text_column_widths(grid, width)
     for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
-        table.add_column(Text(header), justify="right" if numeric else "left", width=widths[index], overflow="ellipsis" if numeric else "fold")
+        table.add_column(Text(fold_long_words(header, widths[index])), justify="right" if numeric else "left", width=widths[index],
+                         overflow="ellipsis" if numeric else "fold")
     for index, cells in enumerate(grid.rows):
         styled = [Text(cell.text if numeric else fold_long_words(cell.text, widths[column]), style="bold" if cell.bold else "")
                   for column, (cell, numeric) in enumerate(zip(cells, grid.numeric))]
@@ -891,20 +917,24 @@ def _rich_table(grid: _Grid, width: int) -> Table:
     return table
 
 
-def _text_column_widths(grid: _Grid, width: int) -> list[int]:
+def _text_column_widths(grid: _Grid, width: int, stages: int = 5) -> list[int]:
     """Each column's width: its natural width (:func:`_natural_width`), less what the table lacks
-    to fit ``width``, taken from the text columns widest first: from ``grid.flexible`` down to its
-    longest name, then from every text column down to its longest name, then down to
-    :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that folds), then
-    down to its header's longest word. Numeric columns never give up width (were the table still
-    too wide, rich would cut numbers with "…", never fold them into wrong ones)."""
+    to fit ``width``, taken from the text columns widest first: (1) from ``grid.flexible`` down
+    to its longest name, (2) from every text column down to its longest name, (3) down to
+    :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that folds), (4)
+    down to its header's longest word; only the first ``stages`` of these. (5) A numeric column
+    whose header is wider than its numbers gives up that width (the header folds after a
+    ``_``..., :func:`fold_long_words`). A number never gets less than its width (were the table
+    still too wide, rich would cut numbers with "…", never fold them into wrong ones)."""
     widths = [_natural_width(grid, index) for index in range(len(grid.headers))]
     text = [index for index, numeric in enumerate(grid.numeric) if not numeric]
+    numbers = [index for index, numeric in enumerate(grid.numeric) if numeric]
     names = {index: _longest_name(grid, index) for index in text}
     flexible = [grid.flexible] if grid.flexible is not None else []
     headers = {index: max(cell_len(word) for word in grid.headers[index].split() or [""]) for index in text}
-    stages = ((flexible, names), (text, names), (text, {index: max(_FLEXIBLE_MIN, headers[index]) for index in text}), (text, headers))
-    for columns, floor in stages:
+    steps = ((flexible, names), (text, names), (text, {index: max(_FLEXIBLE_MIN, headers[index]) for index in text}), (text, headers),
+             (numbers, {index: _natural_width(grid, index, header=False) for index in numbers}))
+    for columns, floor in steps[:stages]:
         _shrink(widths, columns, floor, sum(widths) + _COLUMN_GAP * (len(widths) - 1) - width)
     return widths
 
@@ -928,20 +958,27 @@ _BREAKS_AFTER = ("./=:,", "_-+")
 def fold_long_words(text: str, width: int) -> str:
     """``text`` with every word wider than ``width`` display cells broken into lines that fit:
     after the last ``.``/``=``... that fits (``options.flip.`` / ``mode=double``), else after a
-    ``_``/``-``, else at the width; never inside a character's cluster (a combining mark, a ZWJ emoji sequence), and a
+    ``_``/``-``, else at the width; never inside a number (``lr=0.`` / ``001`` would read as two
+    numbers) unless the number alone is wider than ``width``, never inside a character's cluster (a combining mark, a ZWJ emoji sequence), and a
     wide CJK character counts two cells."""
     if width < 1:
         return text
     return "\n".join(" ".join(_fold_word(word, width) for word in line.split(" ")) for line in text.split("\n"))
 
 
+#: A number inside a word (``0.25``, ``1e-05``, ``-3``, ``1,000``): a word never breaks inside one.
+_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?")
+
+
 def _fold_word(word: str, width: int) -> str:
     pieces = []
     while cell_len(word) > width:
         fits = _clusters_within(word, width)
-        cut = fits
+        inside_numbers = {end for match in _NUMBER.finditer(word) for end in range(match.start() + 1, match.end())}
+        boundaries = [end for end in _cluster_ends(word, fits) if end not in inside_numbers]
+        cut = boundaries[-1] if boundaries else fits
         for separators in _BREAKS_AFTER:
-            breaks = [end for end in range(fits // 3 + 1, fits) if word[end - 1] in separators]
+            breaks = [end for end in boundaries if end > fits // 3 and end < fits and word[end - 1] in separators]
             if breaks:
                 cut = breaks[-1]
                 break
@@ -963,6 +1000,14 @@ def _clusters_within(word: str, width: int) -> int:
     return end
 
 
+def _cluster_ends(word: str, stop: int) -> list[int]:
+    """The ends of ``word``'s character clusters up to ``stop`` (places a word may break)."""
+    ends = [_cluster_end(word, 0)]
+    while ends[-1] < stop:
+        ends.append(_cluster_end(word, ends[-1]))
+    return [end for end in ends if end <= stop]
+
+
 def _cluster_end(word: str, start: int) -> int:
     """The end of the character cluster at ``start``: a base character with its combining marks,
     variation selectors and ZWJ-joined successors."""
@@ -980,11 +1025,11 @@ def _longest_name(grid: _Grid, index: int) -> int:
     return max([cell_len(word) for word in words] + [1])
 
 
-def _natural_width(grid: _Grid, index: int) -> int:
+def _natural_width(grid: _Grid, index: int, header: bool = True) -> int:
     """The width a column needs, in terminal cells (a CJK character takes two): its widest cell
-    line, and its header's longest word (headers wrap)."""
+    line, and (with ``header``) its header's longest word (headers wrap)."""
     lines = [line for cells in grid.rows for line in cells[index].text.split("\n")]
-    header_words = grid.headers[index].split() or [""]
+    header_words = (grid.headers[index].split() or [""]) if header else []
     return max([cell_len(line) for line in lines] + [cell_len(word) for word in header_words] + [1])
 
 
