@@ -12,6 +12,7 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,10 +22,12 @@ from feph_finetune.config.reading import (
     COMMAND_LINE,
     DATASET_DEFAULTS,
     DATASET_DEFAULTS_UNHASHED,
+    DATASET_PATHS,
     EXPERIMENT_DEFAULTS,
     EXPERIMENT_NAME,
     HASHED_AT_DEFAULT,
     NOT_INHERITED,
+    NOT_READ_IN_PHASE,
     PLUGIN_KEYS,
     REPORT_DEFAULTS,
     RESULT_NEUTRAL_KEYS,
@@ -42,7 +45,7 @@ from feph_finetune.config.reading import (
     type_name,
     valid_values,
 )
-from feph_finetune.config.options import option_problems
+from feph_finetune.config.options import Option, as_declared, as_option, option_problems
 from feph_finetune.printable import printable, shortened
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
@@ -153,6 +156,16 @@ def run_identity(config: dict) -> dict:
     return identity
 
 
+def path_spelling(value: Any) -> Any:
+    """How a run id spells a path setting's value: ``os.path.normpath`` of each non-empty text,
+    so that ``data/``, ``./data`` and ``data/../data`` are ``data`` (a plain spelling is its own;
+    an absolute and a relative spelling, or ``~``, stay apart: both are common, and one of them
+    would change ids that results folders hold). Lexical: links are not followed."""
+    if isinstance(value, list):
+        return [path_spelling(item) for item in value]
+    return os.path.normpath(value) if isinstance(value, str) and value else value
+
+
 def file_identity(text: Any) -> Any:
     """What a file option's value names: ``(st_dev, st_ino)`` of the existing file it names (links
     followed), so that two spellings of one file (``bases/a.keras``, ``bases/../bases/a.keras``,
@@ -201,6 +214,8 @@ class MatrixBuilder:
         #: The phases the experiments ask for, faulty or not (the data must have groups enough for them).
         self.phases_asked: set[str] = set()
         self.index: Dataset | None = None
+        #: The ``[dataset]`` keys that name files or folders (the core's and its format's).
+        self.dataset_paths: list[str] = list(DATASET_PATHS)
 
     def problem(self, keys: tuple[str, ...], message: str) -> None:
         self.problems.append(Problem(self.raw.where(*keys), message))
@@ -220,7 +235,8 @@ class MatrixBuilder:
         keep their defaults here, only to go on checking)."""
         declarations, format_usable = self.dataset_declarations(table)
         invalid = check_section(self.raw, table, declarations, ("dataset",), self.problems)
-        dataset = valid_values(table, declarations)
+        dataset = {key: as_declared(value, as_option(declarations.get(key))) for key, value in valid_values(table, declarations).items()}
+        self.dataset_paths = [key for key, option in declarations.items() if key in DATASET_PATHS or (isinstance(option, Option) and option.path is not None)]
         if not format_usable:
             invalid.add("format")
         if check_root and not invalid & {"", "root"}:
@@ -449,13 +465,38 @@ class MatrixBuilder:
         repeated one (``[1, 1]``, ``[0.001, 1e-3]``) would be the same run twice, writing one folder."""
         seen: dict[str, Any] = {}
         for value in values:
-            canonical = json.dumps(value, sort_keys=True, default=str)  # as the run id hashes it
+            canonical = json.dumps(self.grid_canonical(keys[-1], value), sort_keys=True, default=str)
             if canonical in seen:
                 same = f" ({seen[canonical]!r} is the same value)" if repr(seen[canonical]) != repr(value) else ""
                 self.problem(keys, f"the value {value!r} is repeated{same}: each value makes a run, so it would run twice into one folder; list it once")
             else:
                 seen[canonical] = value
         return list(seen.values())
+
+    def grid_canonical(self, key: str, value: Any) -> Any:
+        """A grid's value as the run id hashes it (:func:`as_declared`, a path's
+        :func:`path_spelling`), where the key's declaration is known: ``1`` and ``1.0`` of a
+        float setting, ``a.keras`` and ``./a.keras`` of a file, are one value."""
+        option = self.grid_declaration(split_dotted(key))
+        if option is None or option_problems(value, option, check_paths=False):
+            return value  # reported where the value is checked
+        value = as_declared(value, option)
+        return path_spelling(value) if option.path is not None else value
+
+    def grid_declaration(self, parts: list[str]) -> Option | None:
+        """The declaration of a grid's dotted key (``validation_split``,
+        ``options.face_crop.margin``, ``options.adam`` as a table), or None where unknown."""
+        if parts[0] != "options":
+            return EXPERIMENT_OPTIONS.get(parts[0]) if len(parts) == 1 else None
+        if len(parts) not in (2, 3):
+            return None
+        try:
+            declared = self.plugins.option_declarations(parts[1])
+        except PluginCallError:
+            return None
+        if len(parts) == 2:
+            return Option({}, table=declared)
+        return declared.get(parts[2])
 
     def check_experiment(self, config: dict[str, Any], where) -> set[str]:
         """Check a resolved experiment; ``where(keys)`` names the place a value came from.
@@ -645,15 +686,21 @@ class MatrixBuilder:
     def plugin_options(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The options of the plugins the experiment uses, defaults filled in."""
         configured = config["options"]
-        return {name: {**self.plugins.option_defaults(name), **configured.get(name, {})} for name in used_plugins(config)}
+        options = {}
+        for name in used_plugins(config):
+            declared = self.plugins.option_declarations(name)
+            given = {key: as_declared(value, declared[key]) if key in declared else value for key, value in configured.get(name, {}).items()}
+            options[name] = {**self.plugins.option_defaults(name), **given}
+        return options
 
     def hashed_options(self, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """``options`` less those declared ``unhashed_at_default`` that are at their default: what
-        of the plugins' options enters the run id."""
+        """``options`` less those declared ``unhashed_at_default`` that are at their default, the
+        files and folders each in its :func:`path_spelling`: what of the plugins' options enters
+        the run id."""
         hashed = {}
         for name, values in options.items():
             declared = self.plugins.option_declarations(name)
-            hashed[name] = {key: value for key, value in values.items()
+            hashed[name] = {key: path_spelling(value) if key in declared and declared[key].path is not None else value for key, value in values.items()
                             if not (key in declared and declared[key].unhashed_at_default and value == declared[key].default)}
         return hashed
 
@@ -722,6 +769,7 @@ class MatrixBuilder:
                 self.check_traits(config, where, faulty, usable)
             if len(self.problems) > before:
                 continue
+            config.update({key: as_declared(config[key], option) for key, option in EXPERIMENT_OPTIONS.items() if key != "options"})
             config["options"] = self.plugin_options(config)
             size_set = "input_size" in variant or self.setter(chain, experiments, defaults, ("input_size",)) is not None
             self.model_input_size(config, where, size_set)
@@ -760,6 +808,7 @@ class MatrixBuilder:
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
         identity_dataset = {key: value for key, value in dataset.items()
                             if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
+        identity_dataset.update({key: path_spelling(identity_dataset[key]) for key in self.dataset_paths if key in identity_dataset})
         identity_dataset["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
         record = RunConfig(**{key: config[key] for key in EXPERIMENT_OPTIONS})  # an unknown key is a problem already
         identity_config = {**config, "options": self.hashed_options(config["options"])}
@@ -768,7 +817,7 @@ class MatrixBuilder:
             for fold in [None] if phase == "exploratory" else range(dataset["folds"]):
                 runs.append(
                     Run(
-                        id=run_id(name, phase, fold, identity_config, identity_dataset),
+                        id=run_id(name, phase, fold, identity_config, {**identity_dataset, **{key: DATASET_DEFAULTS[key] for key in NOT_READ_IN_PHASE[phase]}}),
                         experiment=name,
                         order=order,
                         label=config["label"],
