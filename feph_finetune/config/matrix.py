@@ -32,6 +32,7 @@ from feph_finetune.config.reading import (
     REPORT_DEFAULTS,
     RESULT_NEUTRAL_KEYS,
     TOP_LEVEL,
+    TRAINING_ONLY_KEYS,
     ArgumentNames,
     ConfigError,
     Problem,
@@ -805,19 +806,36 @@ class MatrixBuilder:
                              "each value makes a run, so it would be the same run twice under two ids; list it once")
                 return
 
+    def dataset_identity(self, dataset: dict[str, Any], phase: str) -> dict[str, Any]:
+        """What of ``[dataset]`` a run id of ``phase`` hashes: the settings that change what is
+        read and how it is split, each path in its :func:`path_spelling`, the keys the phase
+        never reads at their default; with the data's fingerprint and the split seed."""
+        identity = {key: value for key, value in dataset.items()
+                    if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
+        identity.update({key: path_spelling(identity[key]) for key in self.dataset_paths if key in identity})
+        identity.update({key: DATASET_DEFAULTS[key] for key in NOT_READ_IN_PHASE[phase]})
+        identity["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
+        return identity
+
+    def config_identity(self, config: dict[str, Any]) -> dict[str, Any]:
+        """What of an experiment's resolved ``config`` (plugin options filled in) its run ids
+        hash, before :func:`run_identity`: the plugins' options as :meth:`hashed_options`; for
+        No-FT, the keys only training reads at their default and the options of no plugin they
+        name."""
+        if not config["fine_tune"]:
+            config = {**config, **{key: EXPERIMENT_DEFAULTS[key] for key in TRAINING_ONLY_KEYS}}
+            config["options"] = {name: values for name, values in config["options"].items() if name in used_plugins(config)}
+        return {**config, "options": self.hashed_options(config["options"])}
+
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
-        identity_dataset = {key: value for key, value in dataset.items()
-                            if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
-        identity_dataset.update({key: path_spelling(identity_dataset[key]) for key in self.dataset_paths if key in identity_dataset})
-        identity_dataset["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
         record = RunConfig(**{key: config[key] for key in EXPERIMENT_OPTIONS})  # an unknown key is a problem already
-        identity_config = {**config, "options": self.hashed_options(config["options"])}
+        identity_config = self.config_identity(config)
         runs = []
         for phase in config["phases"]:
             for fold in [None] if phase == "exploratory" else range(dataset["folds"]):
                 runs.append(
                     Run(
-                        id=run_id(name, phase, fold, identity_config, {**identity_dataset, **{key: DATASET_DEFAULTS[key] for key in NOT_READ_IN_PHASE[phase]}}),
+                        id=run_id(name, phase, fold, identity_config, self.dataset_identity(dataset, phase)),
                         experiment=name,
                         order=order,
                         label=config["label"],
