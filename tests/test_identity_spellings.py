@@ -82,7 +82,7 @@ def test_a_grid_value_written_twice_as_int_and_float_is_refused(tmp_path, synthe
 
 
 def test_a_grid_file_spelled_twice_is_refused():
-    with pytest.raises(ConfigError, match="'./models/x.h5' is repeated"):
+    with pytest.raises(ConfigError, match="the values 'models/x.h5' and './models/x.h5' name the same file"):
         repo_ids(['experiments.M-FT.grid={"options.mobilenet.weights"=["models/x.h5", "./models/x.h5"]}'])
 
 
@@ -101,3 +101,10 @@ def test_a_setting_only_training_reads_keeps_the_no_ft_ids(training_only):
     plain, changed = repo_ids(), repo_ids([f"experiments.{name}.{training_only}" for name in ("M0", "E0", "M-FT")])
     assert [run_id for run_id in changed if run_id.startswith(("M0-", "E0-"))] == [run_id for run_id in plain if run_id.startswith(("M0-", "E0-"))]
     assert [run_id for run_id in changed if run_id.startswith("M-FT-x")] != [run_id for run_id in plain if run_id.startswith("M-FT-x")]
+
+
+def test_group_by_does_not_split_runs_that_a_group_pattern_groups(tmp_path, synthetic_feph):
+    pattern = "dataset.group_pattern='^(.)'"
+    by_pattern = [matrix_ids(tmp_path, synthetic_feph, [pattern, f"dataset.group_by={key}"]) for key in ("sequence", "signer")]
+    assert by_pattern[0] == by_pattern[1]
+    assert matrix_ids(tmp_path, synthetic_feph, ["dataset.group_by=signer"]) != matrix_ids(tmp_path, synthetic_feph)

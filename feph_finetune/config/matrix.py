@@ -170,12 +170,12 @@ def path_spelling(value: Any) -> Any:
 def file_identity(text: Any) -> Any:
     """What a file option's value names: ``(st_dev, st_ino)`` of the existing file it names (links
     followed), so that two spellings of one file (``bases/a.keras``, ``bases/../bases/a.keras``,
-    a link to it) are one; the value itself when it names none (a keyword such as ``"imagenet"``,
-    a file written later)."""
+    a link to it) are one; its :func:`path_spelling` when it names none (a keyword such as
+    ``"imagenet"``, a file written later)."""
     if not isinstance(text, str) or not text:
         return text
     found = classify_path(Path(text).expanduser())
-    return [found.status.st_dev, found.status.st_ino] if found.exists else text
+    return [found.status.st_dev, found.status.st_ino] if found.exists else path_spelling(text)
 
 
 #: Experiment keys a grid cannot expand, each with the reason and what to write instead.
@@ -475,14 +475,13 @@ class MatrixBuilder:
         return list(seen.values())
 
     def grid_canonical(self, key: str, value: Any) -> Any:
-        """A grid's value as the run id hashes it (:func:`as_declared`, a path's
-        :func:`path_spelling`), where the key's declaration is known: ``1`` and ``1.0`` of a
-        float setting, ``a.keras`` and ``./a.keras`` of a file, are one value."""
+        """A grid's value in its declared type (:func:`as_declared`), where the key's
+        declaration is known: ``1`` and ``1.0`` of a float setting are one value. (Two spellings
+        of one file are refused with what they name: :meth:`same_file_problem`.)"""
         option = self.grid_declaration(split_dotted(key))
         if option is None or option_problems(value, option, check_paths=False):
             return value  # reported where the value is checked
-        value = as_declared(value, option)
-        return path_spelling(value) if option.path is not None else value
+        return as_declared(value, option)
 
     def grid_declaration(self, parts: list[str]) -> Option | None:
         """The declaration of a grid's dotted key (``validation_split``,
@@ -809,11 +808,14 @@ class MatrixBuilder:
     def dataset_identity(self, dataset: dict[str, Any], phase: str) -> dict[str, Any]:
         """What of ``[dataset]`` a run id of ``phase`` hashes: the settings that change what is
         read and how it is split, each path in its :func:`path_spelling`, the keys the phase
-        never reads at their default; with the data's fingerprint and the split seed."""
+        never reads at their default (``group_by`` too where ``group_pattern`` groups); with
+        the data's fingerprint and the split seed."""
         identity = {key: value for key, value in dataset.items()
                     if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
         identity.update({key: path_spelling(identity[key]) for key in self.dataset_paths if key in identity})
         identity.update({key: DATASET_DEFAULTS[key] for key in NOT_READ_IN_PHASE[phase]})
+        if dataset.get("group_pattern"):
+            identity["group_by"] = DATASET_DEFAULTS["group_by"]  # the pattern groups instead (data.datasets.group_labels)
         identity["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
         return identity
 
