@@ -536,6 +536,11 @@ def cmd_run(args, console: Console) -> int:
     )
     if args.dry_run:
         print_runs(session.plan(), args.json, console)
+        if not args.json and (earlier := session.earlier_runs()):
+            from feph_finetune.results.earlier_ids import WHY
+
+            moves = ", ".join(f"{name} -> {run_id}" for run_id, name in earlier.items())
+            console.print(f"{len(earlier)} of these runs are finished under an earlier id and would be carried over, not run again ({WHY}): {moves}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_OK
     result = session.run()
     if result.failed:

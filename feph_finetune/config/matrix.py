@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, TRACKING_HOOKS, TRACKING_OPTIONS
 from feph_finetune.config.reading import (
@@ -236,8 +236,8 @@ class MatrixBuilder:
         keep their defaults here, only to go on checking)."""
         declarations, format_usable = self.dataset_declarations(table)
         invalid = check_section(self.raw, table, declarations, ("dataset",), self.problems)
-        dataset = {key: as_declared(value, as_option(declarations.get(key))) for key, value in valid_values(table, declarations).items()}
-        self.dataset_paths = [key for key, option in declarations.items() if key in DATASET_PATHS or (isinstance(option, Option) and option.path is not None)]
+        dataset = declared_dataset(valid_values(table, declarations), declarations)
+        self.dataset_paths = dataset_paths(declarations)
         if not format_usable:
             invalid.add("format")
         if check_root and not invalid & {"", "root"}:
@@ -686,12 +686,13 @@ class MatrixBuilder:
     def plugin_options(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The options of the plugins the experiment uses, defaults filled in."""
         configured = config["options"]
-        options = {}
-        for name in used_plugins(config):
-            declared = self.plugins.option_declarations(name)
-            given = {key: as_declared(value, declared[key]) if key in declared else value for key, value in configured.get(name, {}).items()}
-            options[name] = {**self.plugins.option_defaults(name), **given}
-        return options
+        return {name: {**self.plugins.option_defaults(name), **self.declared_options(name, configured.get(name, {}))} for name in used_plugins(config)}
+
+    def declared_options(self, name: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Plugin ``name``'s option ``values``, each in its declared type (:func:`as_declared`).
+        PluginCallError when the plugin cannot declare its options (not installed)."""
+        declared = self.plugins.option_declarations(name)
+        return {key: as_declared(value, declared[key]) if key in declared else value for key, value in values.items()}
 
     def hashed_options(self, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """``options`` less those declared ``unhashed_at_default`` that are at their default, the
@@ -769,7 +770,7 @@ class MatrixBuilder:
                 self.check_traits(config, where, faulty, usable)
             if len(self.problems) > before:
                 continue
-            config.update({key: as_declared(config[key], option) for key, option in EXPERIMENT_OPTIONS.items() if key != "options"})
+            config.update(declared_settings(config))
             config["options"] = self.plugin_options(config)
             size_set = "input_size" in variant or self.setter(chain, experiments, defaults, ("input_size",)) is not None
             self.model_input_size(config, where, size_set)
@@ -805,7 +806,7 @@ class MatrixBuilder:
                              "each value makes a run, so it would be the same run twice under two ids; list it once")
                 return
 
-    def dataset_identity(self, dataset: dict[str, Any], phase: str) -> dict[str, Any]:
+    def dataset_identity(self, dataset: dict[str, Any], phase: str, split_seed: int) -> dict[str, Any]:
         """What of ``[dataset]`` a run id of ``phase`` hashes: the settings that change what is
         read and how it is split, each path in its :func:`path_spelling`, the keys the phase
         never reads at their default (``group_by`` too where ``group_pattern`` groups); with
@@ -816,7 +817,7 @@ class MatrixBuilder:
         identity.update({key: DATASET_DEFAULTS[key] for key in NOT_READ_IN_PHASE[phase]})
         if dataset.get("group_pattern"):
             identity["group_by"] = DATASET_DEFAULTS["group_by"]  # the pattern groups instead (data.datasets.group_labels)
-        identity["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
+        identity["split_seed"] = split_seed
         return identity
 
     def config_identity(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -832,12 +833,13 @@ class MatrixBuilder:
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
         record = RunConfig(**{key: config[key] for key in EXPERIMENT_OPTIONS})  # an unknown key is a problem already
         identity_config = self.config_identity(config)
+        split_seed = self.raw.data.get("seed", TOP_LEVEL["seed"])
         runs = []
         for phase in config["phases"]:
             for fold in [None] if phase == "exploratory" else range(dataset["folds"]):
                 runs.append(
                     Run(
-                        id=run_id(name, phase, fold, identity_config, self.dataset_identity(dataset, phase)),
+                        id=run_id(name, phase, fold, identity_config, self.dataset_identity(dataset, phase, split_seed)),
                         experiment=name,
                         order=order,
                         label=config["label"],
@@ -851,6 +853,49 @@ class MatrixBuilder:
                     )
                 )
         return runs
+
+    def recorded_run_id(self, recorded: Mapping[str, Any], split_seed: Any) -> str | None:
+        """The id today's rules give the run that a results folder's ``config.json`` records
+        (``{"run": ..., "config": ..., "dataset": ...}``, as :func:`feph_finetune.execution.job.execute_run`
+        writes it) with its split seed (its ``environment.json``'s ``split_seed``): a run
+        finished under an earlier id's rules (a path spelled ``data/``, ``lr = 1``) gets the id
+        its configuration has now. None where it cannot be told (a record of another shape, a
+        plugin or format no longer installed)."""
+        try:
+            run, config = recorded["run"], RunConfig.from_json(recorded["config"]).to_json()
+            declarations, usable = self.dataset_declarations(recorded["dataset"])
+            if not usable or not isinstance(split_seed, int):
+                return None
+            dataset = declared_dataset(recorded["dataset"], declarations)
+            self.dataset_paths = dataset_paths(declarations)
+            config.update(declared_settings(config))
+            config["options"] = {name: self.declared_options(name, values) for name, values in config["options"].items()}
+            return run_id(run["experiment"], run["phase"], run["fold"], self.config_identity(config), self.dataset_identity(dataset, run["phase"], split_seed))
+        except (KeyError, TypeError, ValueError, AttributeError, PluginCallError):
+            return None
+
+
+def declared_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """An experiment's settings (not its plugins' options) in their declared types
+    (:func:`as_declared`: ``lr = 1`` is ``1.0``)."""
+    return {key: as_declared(config[key], option) for key, option in EXPERIMENT_OPTIONS.items() if key != "options" and key in config}
+
+
+def declared_dataset(dataset: Mapping[str, Any], declarations: Mapping[str, Any]) -> dict[str, Any]:
+    """``[dataset]``'s values in their declared types (:func:`as_declared`)."""
+    return {key: as_declared(value, as_option(declarations.get(key))) for key, value in dataset.items()}
+
+
+def dataset_paths(declarations: Mapping[str, Any]) -> list[str]:
+    """The ``[dataset]`` keys of ``declarations`` that name files or folders (the core's and
+    its format's)."""
+    return [key for key, option in declarations.items() if key in DATASET_PATHS or (isinstance(option, Option) and option.path is not None)]
+
+
+def recorded_id_rules(raw: RawConfig, plugins: Plugins) -> Callable[[Mapping[str, Any], Any], str | None]:
+    """:meth:`MatrixBuilder.recorded_run_id` under ``raw``'s configuration and ``plugins``
+    (for :mod:`feph_finetune.results.earlier_ids`)."""
+    return MatrixBuilder(raw, plugins, check_files=False).recorded_run_id
 
 
 def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True, pending_files: frozenset[str] = frozenset()) -> Matrix:
