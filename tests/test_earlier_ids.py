@@ -11,7 +11,7 @@ import pytest
 
 import feph_finetune.config.matrix as matrix
 from feph_finetune.cli import main
-from feph_finetune.results.earlier_ids import identify_folder
+from feph_finetune.results.earlier_ids import carry_over, identify_folder
 from feph_finetune.results.store import RunStore
 from feph_finetune.session import Session, plan_matrix, run_matrix
 from feph_finetune.config.matrix import recorded_id_rules
@@ -92,3 +92,17 @@ def test_todays_rules_give_a_recorded_run_its_own_id(earlier_run, tmp_path):
     environment = json.loads((other_seed / "environment.json").read_text())
     (other_seed / "environment.json").write_text(json.dumps({**environment, "split_seed": environment["split_seed"] + 1}))
     assert identify_folder(other_seed, identify) not in (None, run.id)  # another split is another run
+
+
+def test_a_report_counts_a_run_recorded_under_both_ids_once(earlier_run, tmp_path, capsys):
+    config, output, old_id = earlier_run
+    [run] = plan_matrix(config, output=output)
+    shutil.copytree(output / old_id, tmp_path / "kept")
+    assert carry_over(RunStore(output), {run.id: old_id}) == 1
+    shutil.copytree(tmp_path / "kept", output / old_id)  # the run under both ids, as if trained again
+    assert len(RunStore(output).records()) == 2
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    assert [row["folds"] for row in json.loads(printed.out)] == [1]  # runs of the configuration
+    assert f"{output / old_id}: the same run as {output / run.id} under an earlier id" in printed.err.replace("\n", "")

@@ -94,3 +94,25 @@ def _write_id(path: Path, keys: tuple[str, ...], run_id: str) -> None:
         place = place[key]
     place[keys[-1]] = run_id
     write_json(path, data)
+
+
+def one_record_per_run(store: RunStore, records: list[dict[str, Any]], identify: Identify, warn: Callable[[str], None]) -> list[dict[str, Any]]:
+    """``records`` (the store's, by folder) with one record per run: where two folders record
+    one run under today's rules (:func:`identify_folder`: an earlier id's folder beside today's,
+    the run trained again before it could be carried over), the record kept is a finished one
+    before a failed one, then the one finished last, then the one under today's id; ``warn``
+    names the other folder, once each. A folder whose record cannot be identified is its own run."""
+    kept: dict[str, dict[str, Any]] = {}
+    for record in records:
+        run_id = identify_folder(store.run_dir(record["id"]), identify) or record["id"]
+        if run_id not in kept:
+            kept[run_id] = record
+            continue
+        newer, older = sorted((record, kept[run_id]), key=lambda each: _preference(each, run_id), reverse=True)
+        kept[run_id] = newer
+        warn(f"{store.run_dir(older['id'])}: the same run as {store.run_dir(newer['id'])} under an earlier id ({WHY}); the report counts {newer['id']} only")
+    return list(kept.values())
+
+
+def _preference(record: dict[str, Any], run_id: str) -> tuple[bool, float, bool]:
+    return record.get("status") == "done", (record.get("timing") or {}).get("finished") or 0.0, record["id"] == run_id
