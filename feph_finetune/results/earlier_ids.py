@@ -51,7 +51,7 @@ def earlier_folders(store: RunStore, run_ids: Iterable[str], matrix_ids: Iterabl
         if name in taken or id_prefix(name) not in prefixes or not store.is_done(name):
             continue
         run_id = identify_folder(store.run_dir(name), identify)
-        finished = (store.result(name).get("timing") or {}).get("finished") or 0.0
+        finished = _finished(store.result(name))
         if run_id in wanted and (run_id not in found or finished > found[run_id][0]):
             found[run_id] = (finished, name)
     return {run_id: name for run_id, (finished, name) in found.items()}
@@ -115,4 +115,9 @@ def one_record_per_run(store: RunStore, records: list[dict[str, Any]], identify:
 
 
 def _preference(record: dict[str, Any], run_id: str) -> tuple[bool, float, bool]:
-    return record.get("status") == "done", (record.get("timing") or {}).get("finished") or 0.0, record["id"] == run_id
+    return record.get("status") == "done", _finished(record), record["id"] == run_id
+
+
+def _finished(record: dict[str, Any]) -> float:
+    """When the run of ``record`` (a checked ``result.json``) ended, in Unix seconds; 0 where unknown."""
+    return (record.get("timing") or {}).get("finished") or 0.0
