@@ -86,14 +86,18 @@ def carry_over(store: RunStore, folders: Mapping[str, str]) -> int:
 
 
 def _write_id(path: Path, keys: tuple[str, ...], run_id: str) -> None:
-    if not path.is_file():
+    """Write ``run_id`` at ``keys`` of the JSON file ``path``; a file that is missing or holds
+    no such place (a bundle written by hand) is left as it is."""
+    try:
+        data = read_json_file(path)
+    except UnreadableFile:
         return
-    data = read_json_file(path)
     place = data
     for key in keys[:-1]:
-        place = place[key]
-    place[keys[-1]] = run_id
-    write_json(path, data)
+        place = place.get(key) if isinstance(place, dict) else None
+    if isinstance(place, dict) and keys[-1] in place:
+        place[keys[-1]] = run_id
+        write_json(path, data)
 
 
 def one_record_per_run(store: RunStore, records: list[dict[str, Any]], identify: Identify, warn: Callable[[str], None]) -> list[dict[str, Any]]:
