@@ -382,7 +382,7 @@ def cmd_report(args, console: Console) -> int:
             raise ConfigError([Problem(f"--figures {args.figures}", problem)])
     if problem := input_folder_problem(args.outdir):
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory" if problem == NO_SUCH_FOLDER else problem)])
-    records = RunStore(args.outdir, warn=warn).records()
+    records = one_run_each(RunStore(args.outdir, warn=warn))
     if not records:
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
     if args.confusion is not None:
@@ -393,6 +393,17 @@ def cmd_report(args, console: Console) -> int:
 
         write_figures(records, args.outdir, args.figures, args.paper, console, warn)
     return EXIT_OK
+
+
+def one_run_each(store) -> list[dict]:
+    """The store's records, one per run under today's ids: a run recorded under an earlier id
+    and again under today's counts once (:func:`feph_finetune.results.earlier_ids.one_record_per_run`)."""
+    from feph_finetune.config.matrix import recorded_id_rules
+    from feph_finetune.config.reading import config_from_dict
+    from feph_finetune.plugins import get_plugins
+    from feph_finetune.results.earlier_ids import one_record_per_run
+
+    return one_record_per_run(store, store.records(), recorded_id_rules(config_from_dict({}), get_plugins()), warn)
 
 
 def print_confusion(records: list[dict], name: str, console: Console) -> int:
@@ -553,6 +564,11 @@ def cmd_run(args, console: Console) -> int:
     runs = session.plan()  # every check: an interrupt until here has no runs to continue
     if args.dry_run:
         print_runs(runs, args.json, console)
+        if not args.json and (earlier := session.earlier_runs()):
+            from feph_finetune.results.earlier_ids import WHY
+
+            moves = ", ".join(f"{name} -> {run_id}" for run_id, name in earlier.items())
+            console.print(f"{len(earlier)} of these runs are finished under an earlier id and would be carried over, not run again ({WHY}): {moves}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_OK
     try:
         result = session.run()

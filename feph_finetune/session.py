@@ -235,6 +235,25 @@ class Session:
         runs as what they need becomes ready); closed early on an error or an interrupt."""
         yield runs
 
+    def earlier_runs(self) -> dict[str, str]:
+        """The selected runs that finished under an earlier version's id, each with that
+        folder's name (:func:`feph_finetune.results.earlier_ids.earlier_folders`): :meth:`run`
+        renames them to their ids and does not run them again; ``--dry-run`` lists them."""
+        from feph_finetune.config.matrix import recorded_id_rules
+        from feph_finetune.results.earlier_ids import earlier_folders
+
+        self.plan()
+        plan = self._plan
+        return earlier_folders(plan.store, [run.id for run in plan.runs], [run.id for run in plan.matrix.runs], recorded_id_rules(plan.raw, plan.plugins))
+
+    def carry_over_earlier_runs(self) -> None:
+        """Rename the :meth:`earlier_runs` to their ids, saying so in one line."""
+        from feph_finetune.results.earlier_ids import WHY, carry_over
+
+        carried = carry_over(self.store, self.earlier_runs())
+        if carried:
+            self.console.print(f"{carried} finished runs carried over to their new ids ({WHY})", markup=False, highlight=False, soft_wrap=True)
+
     def run(self) -> MatrixResult:
         """Run the selected runs that are not finished (all of them with ``force``), then print
         the tables of their records and write the figures that ``[report]`` asks for.
@@ -249,6 +268,7 @@ class Session:
         self.plan()
         self._plan = plan = self.prepare(self._plan)
         store = plan.store
+        self.carry_over_earlier_runs()
         if self.force:
             for run in plan.runs:
                 store.discard(run.id)

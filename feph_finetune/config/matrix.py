@@ -12,22 +12,26 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, REPORT_OPTIONS, TOP_LEVEL_OPTIONS, TRACKING_HOOKS, TRACKING_OPTIONS
 from feph_finetune.config.reading import (
     COMMAND_LINE,
     DATASET_DEFAULTS,
     DATASET_DEFAULTS_UNHASHED,
+    DATASET_PATHS,
     EXPERIMENT_DEFAULTS,
     HASHED_AT_DEFAULT,
     NOT_INHERITED,
+    NOT_READ_IN_PHASE,
     PLUGIN_KEYS,
     REPORT_DEFAULTS,
     RESULT_NEUTRAL_KEYS,
     TOP_LEVEL,
+    TRAINING_ONLY_KEYS,
     ArgumentNames,
     ConfigError,
     Problem,
@@ -42,7 +46,7 @@ from feph_finetune.config.reading import (
     type_name,
     valid_values,
 )
-from feph_finetune.config.options import option_problems
+from feph_finetune.config.options import Option, as_declared, as_option, option_problems
 from feph_finetune.printable import printable, shortened
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
@@ -153,15 +157,25 @@ def run_identity(config: dict) -> dict:
     return identity
 
 
+def path_spelling(value: Any) -> Any:
+    """How a run id spells a path setting's value: ``os.path.normpath`` of each non-empty text,
+    so that ``data/``, ``./data`` and ``data/../data`` are ``data`` (a plain spelling is its own;
+    an absolute and a relative spelling, or ``~``, stay apart: both are common, and one of them
+    would change ids that results folders hold). Lexical: links are not followed."""
+    if isinstance(value, list):
+        return [path_spelling(item) for item in value]
+    return os.path.normpath(value) if isinstance(value, str) and value else value
+
+
 def file_identity(text: Any) -> Any:
     """What a file option's value names: ``(st_dev, st_ino)`` of the existing file it names (links
     followed), so that two spellings of one file (``bases/a.keras``, ``bases/../bases/a.keras``,
-    a link to it) are one; the value itself when it names none (a keyword such as ``"imagenet"``,
-    a file written later)."""
+    a link to it) are one; its :func:`path_spelling` when it names none (a keyword such as
+    ``"imagenet"``, a file written later)."""
     if not isinstance(text, str) or not text:
         return text
     found = classify_path(Path(text).expanduser())
-    return [found.status.st_dev, found.status.st_ino] if found.exists else text
+    return [found.status.st_dev, found.status.st_ino] if found.exists else path_spelling(text)
 
 
 #: Experiment keys a grid cannot expand, each with the reason and what to write instead.
@@ -201,6 +215,8 @@ class MatrixBuilder:
         #: The phases the experiments ask for, faulty or not (the data must have groups enough for them).
         self.phases_asked: set[str] = set()
         self.index: Dataset | None = None
+        #: The ``[dataset]`` keys that name files or folders (the core's and its format's).
+        self.dataset_paths: list[str] = list(DATASET_PATHS)
 
     def problem(self, keys: tuple[str, ...], message: str) -> None:
         self.problems.append(Problem(self.raw.where(*keys), message))
@@ -220,7 +236,8 @@ class MatrixBuilder:
         keep their defaults here, only to go on checking)."""
         declarations, format_usable = self.dataset_declarations(table)
         invalid = check_section(self.raw, table, declarations, ("dataset",), self.problems)
-        dataset = valid_values(table, declarations)
+        dataset = declared_dataset(valid_values(table, declarations), declarations)
+        self.dataset_paths = dataset_paths(declarations)
         if not format_usable:
             invalid.add("format")
         if check_root and not invalid & {"", "root"}:
@@ -449,13 +466,37 @@ class MatrixBuilder:
         repeated one (``[1, 1]``, ``[0.001, 1e-3]``) would be the same run twice, writing one folder."""
         seen: dict[str, Any] = {}
         for value in values:
-            canonical = json.dumps(value, sort_keys=True, default=str)  # as the run id hashes it
+            canonical = json.dumps(self.grid_canonical(keys[-1], value), sort_keys=True, default=str)
             if canonical in seen:
                 same = f" ({seen[canonical]!r} is the same value)" if repr(seen[canonical]) != repr(value) else ""
                 self.problem(keys, f"the value {value!r} is repeated{same}: each value makes a run, so it would run twice into one folder; list it once")
             else:
                 seen[canonical] = value
         return list(seen.values())
+
+    def grid_canonical(self, key: str, value: Any) -> Any:
+        """A grid's value in its declared type (:func:`as_declared`), where the key's
+        declaration is known: ``1`` and ``1.0`` of a float setting are one value. (Two spellings
+        of one file are refused with what they name: :meth:`same_file_problem`.)"""
+        option = self.grid_declaration(split_dotted(key))
+        if option is None or option_problems(value, option, check_paths=False):
+            return value  # reported where the value is checked
+        return as_declared(value, option)
+
+    def grid_declaration(self, parts: list[str]) -> Option | None:
+        """The declaration of a grid's dotted key (``validation_split``,
+        ``options.face_crop.margin``, ``options.adam`` as a table), or None where unknown."""
+        if parts[0] != "options":
+            return EXPERIMENT_OPTIONS.get(parts[0]) if len(parts) == 1 else None
+        if len(parts) not in (2, 3):
+            return None
+        try:
+            declared = self.plugins.option_declarations(parts[1])
+        except PluginCallError:
+            return None
+        if len(parts) == 2:
+            return Option({}, table=declared)
+        return declared.get(parts[2])
 
     def check_experiment(self, config: dict[str, Any], where) -> set[str]:
         """Check a resolved experiment; ``where(keys)`` names the place a value came from.
@@ -645,15 +686,22 @@ class MatrixBuilder:
     def plugin_options(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The options of the plugins the experiment uses, defaults filled in."""
         configured = config["options"]
-        return {name: {**self.plugins.option_defaults(name), **configured.get(name, {})} for name in used_plugins(config)}
+        return {name: {**self.plugins.option_defaults(name), **self.declared_options(name, configured.get(name, {}))} for name in used_plugins(config)}
+
+    def declared_options(self, name: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Plugin ``name``'s option ``values``, each in its declared type (:func:`as_declared`).
+        PluginCallError when the plugin cannot declare its options (not installed)."""
+        declared = self.plugins.option_declarations(name)
+        return {key: as_declared(value, declared[key]) if key in declared else value for key, value in values.items()}
 
     def hashed_options(self, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """``options`` less those declared ``unhashed_at_default`` that are at their default: what
-        of the plugins' options enters the run id."""
+        """``options`` less those declared ``unhashed_at_default`` that are at their default, the
+        files and folders each in its :func:`path_spelling`: what of the plugins' options enters
+        the run id."""
         hashed = {}
         for name, values in options.items():
             declared = self.plugins.option_declarations(name)
-            hashed[name] = {key: value for key, value in values.items()
+            hashed[name] = {key: path_spelling(value) if key in declared and declared[key].path is not None else value for key, value in values.items()
                             if not (key in declared and declared[key].unhashed_at_default and value == declared[key].default)}
         return hashed
 
@@ -722,6 +770,7 @@ class MatrixBuilder:
                 self.check_traits(config, where, faulty, usable)
             if len(self.problems) > before:
                 continue
+            config.update(declared_settings(config))
             config["options"] = self.plugin_options(config)
             size_set = "input_size" in variant or self.setter(chain, experiments, defaults, ("input_size",)) is not None
             self.model_input_size(config, where, size_set)
@@ -757,18 +806,40 @@ class MatrixBuilder:
                              "each value makes a run, so it would be the same run twice under two ids; list it once")
                 return
 
+    def dataset_identity(self, dataset: dict[str, Any], phase: str, split_seed: int) -> dict[str, Any]:
+        """What of ``[dataset]`` a run id of ``phase`` hashes: the settings that change what is
+        read and how it is split, each path in its :func:`path_spelling`, the keys the phase
+        never reads at their default (``group_by`` too where ``group_pattern`` groups); with
+        the data's fingerprint and the split seed."""
+        identity = {key: value for key, value in dataset.items()
+                    if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
+        identity.update({key: path_spelling(identity[key]) for key in self.dataset_paths if key in identity})
+        identity.update({key: DATASET_DEFAULTS[key] for key in NOT_READ_IN_PHASE[phase]})
+        if dataset.get("group_pattern"):
+            identity["group_by"] = DATASET_DEFAULTS["group_by"]  # the pattern groups instead (data.datasets.group_labels)
+        identity["split_seed"] = split_seed
+        return identity
+
+    def config_identity(self, config: dict[str, Any]) -> dict[str, Any]:
+        """What of an experiment's resolved ``config`` (plugin options filled in) its run ids
+        hash, before :func:`run_identity`: the plugins' options as :meth:`hashed_options`; for
+        No-FT, the keys only training reads at their default and the options of no plugin they
+        name."""
+        if not config["fine_tune"]:
+            config = {**config, **{key: EXPERIMENT_DEFAULTS[key] for key in TRAINING_ONLY_KEYS}}
+            config["options"] = {name: values for name, values in config["options"].items() if name in used_plugins(config)}
+        return {**config, "options": self.hashed_options(config["options"])}
+
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
-        identity_dataset = {key: value for key, value in dataset.items()
-                            if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
-        identity_dataset["split_seed"] = self.raw.data.get("seed", TOP_LEVEL["seed"])
         record = RunConfig(**{key: config[key] for key in EXPERIMENT_OPTIONS})  # an unknown key is a problem already
-        identity_config = {**config, "options": self.hashed_options(config["options"])}
+        identity_config = self.config_identity(config)
+        split_seed = self.raw.data.get("seed", TOP_LEVEL["seed"])
         runs = []
         for phase in config["phases"]:
             for fold in [None] if phase == "exploratory" else range(dataset["folds"]):
                 runs.append(
                     Run(
-                        id=run_id(name, phase, fold, identity_config, identity_dataset),
+                        id=run_id(name, phase, fold, identity_config, self.dataset_identity(dataset, phase, split_seed)),
                         experiment=name,
                         order=order,
                         label=config["label"],
@@ -782,6 +853,49 @@ class MatrixBuilder:
                     )
                 )
         return runs
+
+    def recorded_run_id(self, recorded: Mapping[str, Any], split_seed: Any) -> str | None:
+        """The id today's rules give the run that a results folder's ``config.json`` records
+        (``{"run": ..., "config": ..., "dataset": ...}``, as :func:`feph_finetune.execution.job.execute_run`
+        writes it) with its split seed (its ``environment.json``'s ``split_seed``): a run
+        finished under an earlier id's rules (a path spelled ``data/``, ``lr = 1``) gets the id
+        its configuration has now. None where it cannot be told (a record of another shape, a
+        plugin or format no longer installed)."""
+        try:
+            run, config = recorded["run"], RunConfig.from_json(recorded["config"]).to_json()
+            declarations, usable = self.dataset_declarations(recorded["dataset"])
+            if not usable or not isinstance(split_seed, int):
+                return None
+            dataset = declared_dataset(recorded["dataset"], declarations)
+            self.dataset_paths = dataset_paths(declarations)
+            config.update(declared_settings(config))
+            config["options"] = {name: self.declared_options(name, values) for name, values in config["options"].items()}
+            return run_id(run["experiment"], run["phase"], run["fold"], self.config_identity(config), self.dataset_identity(dataset, run["phase"], split_seed))
+        except (KeyError, TypeError, ValueError, AttributeError, PluginCallError):
+            return None
+
+
+def declared_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """An experiment's settings (not its plugins' options) in their declared types
+    (:func:`as_declared`: ``lr = 1`` is ``1.0``)."""
+    return {key: as_declared(config[key], option) for key, option in EXPERIMENT_OPTIONS.items() if key != "options" and key in config}
+
+
+def declared_dataset(dataset: Mapping[str, Any], declarations: Mapping[str, Any]) -> dict[str, Any]:
+    """``[dataset]``'s values in their declared types (:func:`as_declared`)."""
+    return {key: as_declared(value, as_option(declarations.get(key))) for key, value in dataset.items()}
+
+
+def dataset_paths(declarations: Mapping[str, Any]) -> list[str]:
+    """The ``[dataset]`` keys of ``declarations`` that name files or folders (the core's and
+    its format's)."""
+    return [key for key, option in declarations.items() if key in DATASET_PATHS or (isinstance(option, Option) and option.path is not None)]
+
+
+def recorded_id_rules(raw: RawConfig, plugins: Plugins) -> Callable[[Mapping[str, Any], Any], str | None]:
+    """:meth:`MatrixBuilder.recorded_run_id` under ``raw``'s configuration and ``plugins``
+    (for :mod:`feph_finetune.results.earlier_ids`)."""
+    return MatrixBuilder(raw, plugins, check_files=False).recorded_run_id
 
 
 def build_matrix(raw: RawConfig, plugins: Plugins, check_root: bool = True, pending_files: frozenset[str] = frozenset()) -> Matrix:

@@ -40,6 +40,19 @@ RESULT_NEUTRAL_KEYS = ("save_model", "timeout")
 #: their default (the others are left out), so every id computed before is unchanged.
 HASHED_AT_DEFAULT = ("save_model",)
 
+#: Experiment keys only training reads: a No-FT run (``fine_tune = false``) evaluates the
+#: pretrained model on the test split, so its id hashes these at their default (and the options
+#: of no plugin they name), as :data:`HASHED_AT_DEFAULT`.
+TRAINING_ONLY_KEYS = ("optimizer", "augment", "class_weights", "validation_split", "train_batchnorm", "head_features")
+
+#: The ``[dataset]`` keys a phase never reads, each hashed at its default in that phase's run
+#: ids (as :data:`HASHED_AT_DEFAULT`): the hold-out split reads ``test_fraction``, not ``folds``;
+#: the folds read ``folds``, not ``test_fraction`` (:mod:`feph_finetune.data.splits`).
+NOT_READ_IN_PHASE = {"exploratory": ("folds",), "cv": ("test_fraction",)}
+
+#: ``[dataset]`` keys that name a file or folder: a run id hashes their normalised spelling.
+DATASET_PATHS = ("root", "labels", "images")
+
 #: ``[dataset]`` keys added after run ids existed: at their default (FePh's format, grouping by
 #: ``group_by``) they are left out of a run's id, so every id computed before is unchanged.
 DATASET_DEFAULTS_UNHASHED = ("format", "group_pattern")

@@ -1,0 +1,127 @@
+"""Finished runs under an earlier version's run id, carried over to the id their configuration has now.
+
+Run ids stopped following how a setting is spelled and the settings a run never reads (README,
+"The experiment file"): a configuration written ``root = "data/"``, ``lr = 1`` or, in exploratory
+runs, ``folds = 10`` has new ids. Its runs finished before are still its runs: a folder of the
+results store whose ``config.json``, its id computed again under today's rules
+(:meth:`feph_finetune.config.matrix.MatrixBuilder.recorded_run_id`), gives a selected run's id is
+renamed to that id, so that the run is not trained again nor counted twice by a report. Only
+folders whose id has the run's readable prefix (``EXP-x-``, ``EXP-cvK-``) are read, and a run
+whose folder exists already (finished or not) is left as it is: nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from feph_finetune.data.user_files import UnreadableFile, read_json_file
+from feph_finetune.results.store import RESULT_FILE, RunStore, write_json
+
+#: Why ids changed, for the one line that says runs were carried over.
+WHY = "run ids now ignore how a setting is spelled and settings a run never reads; see CHANGELOG"
+
+#: The files of a run's folder that record its id (``bundle.json``: a saved model's manifest).
+ID_RECORDS = {RESULT_FILE: ("id",), "config.json": ("run", "id"), "bundle.json": ("run", "id")}
+
+#: ``recorded_run_id(config_json, split_seed)``: a run's id under today's rules, or None.
+Identify = Callable[[Mapping[str, Any], Any], "str | None"]
+
+
+def id_prefix(run_id: str) -> str:
+    """A run id's readable part with its dash: ``FT-x-`` of ``FT-x-2deefcb02c``."""
+    return run_id.rsplit("-", 1)[0] + "-"
+
+
+def earlier_folders(store: RunStore, run_ids: Iterable[str], matrix_ids: Iterable[str], identify: Identify) -> dict[str, str]:
+    """For each of ``run_ids`` that has no folder, the folder (its name) of a finished run
+    recorded under an earlier id that ``identify`` gives as this one; ``{new id: folder name}``.
+
+    Candidates: finished runs (:meth:`RunStore.is_done`) with the run's :func:`id_prefix` that
+    are no run of the matrix (``matrix_ids``). Where two earlier folders give one id (``folds =
+    3`` and ``folds = 4`` of one exploratory run), the one finished last.
+    """
+    wanted = {run_id for run_id in run_ids if not os.path.lexists(store.run_dir(run_id))}
+    if not wanted or not store.root.is_dir():
+        return {}
+    prefixes, taken = {id_prefix(run_id) for run_id in wanted}, set(matrix_ids)
+    found: dict[str, tuple[float, str]] = {}
+    for name in sorted(os.listdir(store.root)):
+        if name in taken or id_prefix(name) not in prefixes or not store.is_done(name):
+            continue
+        run_id = identify_folder(store.run_dir(name), identify)
+        finished = _finished(store.result(name))
+        if run_id in wanted and (run_id not in found or finished > found[run_id][0]):
+            found[run_id] = (finished, name)
+    return {run_id: name for run_id, (finished, name) in found.items()}
+
+
+def identify_folder(folder: Path, identify: Identify) -> str | None:
+    """The id today's rules give the run recorded in ``folder`` (its ``config.json`` and its
+    ``environment.json``'s split seed), or None where those cannot be read."""
+    try:
+        recorded, environment = read_json_file(folder / "config.json"), read_json_file(folder / "environment.json")
+    except UnreadableFile:
+        return None
+    return identify(recorded, environment.get("split_seed")) if isinstance(recorded, dict) and isinstance(environment, dict) else None
+
+
+def carry_over(store: RunStore, folders: Mapping[str, str]) -> int:
+    """Rename each earlier folder to its run's id (``folders``: :func:`earlier_folders`) and
+    write that id into the files that record it (:data:`ID_RECORDS`); returns how many were
+    carried over. A folder whose new name exists by now is left where it is. The rename is
+    atomic; an interrupt before the ids are rewritten leaves a ``result.json`` whose id is not
+    its folder's: the store warns and the run runs again, nothing is lost."""
+    carried = 0
+    for run_id, name in folders.items():
+        new = store.run_dir(run_id)
+        if os.path.lexists(new):
+            continue
+        os.rename(store.run_dir(name), new)
+        for file, keys in ID_RECORDS.items():
+            _write_id(new / file, keys, run_id)
+        carried += 1
+    return carried
+
+
+def _write_id(path: Path, keys: tuple[str, ...], run_id: str) -> None:
+    """Write ``run_id`` at ``keys`` of the JSON file ``path``; a file that is missing or holds
+    no such place (a bundle written by hand) is left as it is."""
+    try:
+        data = read_json_file(path)
+    except UnreadableFile:
+        return
+    place = data
+    for key in keys[:-1]:
+        place = place.get(key) if isinstance(place, dict) else None
+    if isinstance(place, dict) and keys[-1] in place:
+        place[keys[-1]] = run_id
+        write_json(path, data)
+
+
+def one_record_per_run(store: RunStore, records: list[dict[str, Any]], identify: Identify, warn: Callable[[str], None]) -> list[dict[str, Any]]:
+    """``records`` (the store's, by folder) with one record per run: where two folders record
+    one run under today's rules (:func:`identify_folder`: an earlier id's folder beside today's,
+    the run trained again before it could be carried over), the record kept is a finished one
+    before a failed one, then the one finished last, then the one under today's id; ``warn``
+    names the other folder, once each. A folder whose record cannot be identified is its own run."""
+    kept: dict[str, dict[str, Any]] = {}
+    for record in records:
+        run_id = identify_folder(store.run_dir(record["id"]), identify) or record["id"]
+        if run_id not in kept:
+            kept[run_id] = record
+            continue
+        newer, older = sorted((record, kept[run_id]), key=lambda each: _preference(each, run_id), reverse=True)
+        kept[run_id] = newer
+        warn(f"{store.run_dir(older['id'])}: the same run as {store.run_dir(newer['id'])} under an earlier id ({WHY}); the report counts {newer['id']} only")
+    return list(kept.values())
+
+
+def _preference(record: dict[str, Any], run_id: str) -> tuple[bool, float, bool]:
+    return record.get("status") == "done", _finished(record), record["id"] == run_id
+
+
+def _finished(record: dict[str, Any]) -> float:
+    """When the run of ``record`` (a checked ``result.json``) ended, in Unix seconds; 0 where unknown."""
+    return (record.get("timing") or {}).get("finished") or 0.0

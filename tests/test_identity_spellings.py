@@ -1,0 +1,110 @@
+"""Two ways of writing one setting, and a setting a run never reads, give one run id: the id
+neither splits a configuration's runs (a trailing slash from tab completion rerunning every
+finished run) nor lets a grid list one run twice; the ids of plainly written configurations stay."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from feph_finetune.config.matrix import build_matrix
+from feph_finetune.config.reading import ConfigError, read_config
+from feph_finetune.plugins import get_plugins
+from conftest import REPO, write_matrix
+
+EXPERIMENTS_TOML = REPO / "experiments.toml"
+
+
+def matrix_ids(tmp_path: Path, root: str | Path, sets: list[str] = (), experiments: str = "[experiments.FT]\n") -> list[str]:
+    path = write_matrix(tmp_path / "m.toml", root, experiments)
+    return [run.id for run in build_matrix(read_config(path, list(sets)), get_plugins()).runs]
+
+
+def repo_ids(sets: list[str] = ()) -> list[str]:
+    """The run ids of the repository's experiments.toml (no data or model files needed)."""
+    return [run.id for run in build_matrix(read_config(EXPERIMENTS_TOML, list(sets)), get_plugins(), check_root=False).runs]
+
+
+def digest(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("sets, first, count, all_ids", [
+    # Computed on main at b780e4a, before spellings were normalised: results folders keep their ids.
+    ([], "M0-x-52fd0f8d92", 42, "afe47faa1912768d"),
+    (["dataset.root=/srv/FePh"], "M0-x-2f8c57187b", 42, "06bc5018495df2cb"),
+    (["dataset.root=~/FePh"], "M0-x-e98bd7c812", 42, "2b2c6cd10f5deff7"),
+])
+def test_plainly_written_configurations_keep_their_ids(sets, first, count, all_ids):
+    ids = repo_ids(sets)
+    assert (ids[0], len(ids), digest(ids)) == (first, count, all_ids)
+
+
+@pytest.mark.parametrize("spelling", ["FePh/", "./FePh", "FePh/../FePh", "./FePh//"])
+def test_a_dataset_folder_spelled_another_way_is_the_same_runs(tmp_path, synthetic_feph, monkeypatch, spelling):
+    monkeypatch.chdir(synthetic_feph.parent)
+    assert matrix_ids(tmp_path, spelling) == matrix_ids(tmp_path, "FePh")
+
+
+def test_the_labels_and_images_spelled_another_way_are_the_same_runs(tmp_path, synthetic_feph):
+    plain = matrix_ids(tmp_path, synthetic_feph, ["dataset.labels=FePh_labels.csv", "dataset.images=FePh_images"])
+    assert matrix_ids(tmp_path, synthetic_feph, ["dataset.labels=./FePh_labels.csv", "dataset.images=FePh_images/"]) == plain
+    assert matrix_ids(tmp_path, f"{synthetic_feph}/") == matrix_ids(tmp_path, synthetic_feph)
+
+
+@pytest.mark.parametrize("whole, written_as_float", [
+    ("experiments.FT.validation_split=0", "experiments.FT.validation_split=0.0"),
+    ("experiments.FT.options.mobilenet.dropout=0", "experiments.FT.options.mobilenet.dropout=0.0"),
+    ("experiments.FT.options.face_crop.margin=1", "experiments.FT.options.face_crop.margin=1.0"),
+    ("experiments.FT.options.adam.lr=1", "experiments.FT.options.adam.lr=1.0"),
+])
+def test_a_whole_number_of_a_float_setting_is_that_float(tmp_path, synthetic_feph, whole, written_as_float):
+    assert matrix_ids(tmp_path, synthetic_feph, [whole]) == matrix_ids(tmp_path, synthetic_feph, [written_as_float])
+
+
+def test_a_run_is_given_the_declared_type(tmp_path, synthetic_feph):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.FT]\nvalidation_split = 0\noptions.face_crop.margin = 1\n")
+    (run,) = build_matrix(read_config(path), get_plugins()).runs
+    assert type(run.config["validation_split"]) is float and type(run.config["options"]["face_crop"]["margin"]) is float
+    assert (run.config["validation_split"], run.config["options"]["face_crop"]["margin"]) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("grid, repeated", [
+    ('{ "options.face_crop.margin" = [1, 1.0] }', "1.0 is repeated (1 is the same value)"),
+    ("{ validation_split = [0, 0.1, 0.0] }", "0.0 is repeated (0 is the same value)"),
+    ('{ "options.face_crop" = [{ margin = 1 }, { margin = 1.0 }] }', "is repeated"),
+])
+def test_a_grid_value_written_twice_as_int_and_float_is_refused(tmp_path, synthetic_feph, grid, repeated):
+    with pytest.raises(ConfigError, match="grid.*" + repeated.replace("(", r"\(").replace(")", r"\)")):
+        matrix_ids(tmp_path, synthetic_feph, experiments=f"[experiments.FT]\ngrid = {grid}\n")
+
+
+def test_a_grid_file_spelled_twice_is_refused():
+    with pytest.raises(ConfigError, match="the values 'models/x.h5' and './models/x.h5' name the same file"):
+        repo_ids(['experiments.M-FT.grid={"options.mobilenet.weights"=["models/x.h5", "./models/x.h5"]}'])
+
+
+def test_folds_do_not_split_the_exploratory_runs_nor_the_test_fraction_the_folds(tmp_path, synthetic_feph):
+    both = "[experiments.FT]\nphases = ['exploratory', 'cv']\n"
+    two, three = (matrix_ids(tmp_path, synthetic_feph, [f"dataset.folds={folds}"], both) for folds in (2, 3))
+    assert two[0] == three[0] and two[0].startswith("FT-x-") and two[1] != three[1]
+    low, high = (matrix_ids(tmp_path, synthetic_feph, [f"dataset.test_fraction={fraction}"], both) for fraction in (0.25, 0.3))
+    assert low[1:] == high[1:] and low[0] != high[0]
+
+
+@pytest.mark.parametrize("training_only", [
+    "optimizer=adam_sgd", "augment=['flip']", "class_weights=class_weights", "validation_split=0.1", "train_batchnorm=true", "head_features=false",
+])
+def test_a_setting_only_training_reads_keeps_the_no_ft_ids(training_only):
+    plain, changed = repo_ids(), repo_ids([f"experiments.{name}.{training_only}" for name in ("M0", "E0", "M-FT")])
+    assert [run_id for run_id in changed if run_id.startswith(("M0-", "E0-"))] == [run_id for run_id in plain if run_id.startswith(("M0-", "E0-"))]
+    assert [run_id for run_id in changed if run_id.startswith("M-FT-x")] != [run_id for run_id in plain if run_id.startswith("M-FT-x")]
+
+
+def test_group_by_does_not_split_runs_that_a_group_pattern_groups(tmp_path, synthetic_feph):
+    pattern = "dataset.group_pattern='^(.)'"
+    by_pattern = [matrix_ids(tmp_path, synthetic_feph, [pattern, f"dataset.group_by={key}"]) for key in ("sequence", "signer")]
+    assert by_pattern[0] == by_pattern[1]
+    assert matrix_ids(tmp_path, synthetic_feph, ["dataset.group_by=signer"]) != matrix_ids(tmp_path, synthetic_feph)
