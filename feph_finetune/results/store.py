@@ -33,17 +33,28 @@ UNWRITABLE_ERRNOS = {errno.EROFS: "the file system is read-only", errno.EACCES: 
 
 class NoSpaceError(OSError):
     """A file could not be written, or a run would not fit, because the disk (or quota) of
-    ``folder`` is full; the message names the folder, what did not fit and the space left, which
-    ``OSError: [Errno 28]`` does not."""
+    ``folder`` is full: of bytes, or of inodes (the file system's count of files, which a disk of
+    many small files, or a small ``nr_inodes``, runs out of first). The message names the folder,
+    what did not fit and which was exhausted with what is left, which ``OSError: [Errno 28]`` does
+    not. ``needed``: the bytes needed, ``files_needed`` the files, where known; ``inodes``: whether
+    the inodes ran out (None: found from the disk, :func:`inodes_exhausted`)."""
 
-    def __init__(self, folder: Path, what: str, needed: int | None = None):
+    def __init__(self, folder: Path, what: str, needed: int | None = None, files_needed: int | None = None, inodes: bool | None = None):
         self.folder = Path(folder)
-        free = free_bytes(self.folder)
-        left = "" if free is None else f" ({human_bytes(free)} free" + ("" if needed is None else f", about {human_bytes(needed)} needed") + ")"
-        super().__init__(errno.ENOSPC, f"no space left on the disk of {self.folder} for {what}{left}")
+        self.inodes = inodes_exhausted(self.folder) if inodes is None else inodes
+        if self.inodes:
+            free, wanted, unit, words = free_files(self.folder), files_needed, _files, "no free inodes (files) left"
+        else:
+            free, wanted, unit, words = free_bytes(self.folder), needed, human_bytes, "no space left"
+        left = "" if free is None else f" ({unit(free)} free" + ("" if wanted is None else f", about {unit(wanted)} needed") + ")"
+        super().__init__(errno.ENOSPC, f"{words} on the disk of {self.folder} for {what}{left}")
 
     def __str__(self) -> str:
         return self.strerror
+
+
+def _files(count: int) -> str:
+    return f"{count} file" + ("" if count == 1 else "s")
 
 
 class UnwritableError(OSError):
@@ -89,13 +100,35 @@ def writing_to(path: Path, name_path: bool = False) -> Iterator[None]:
 def free_bytes(folder: Path) -> int | None:
     """Bytes this process may still write on the disk of ``folder`` (its nearest existing
     parent), or None when that cannot be read."""
+    try:
+        return shutil.disk_usage(_existing(folder)).free
+    except OSError:
+        return None
+
+
+def free_files(folder: Path) -> int | None:
+    """Files (inodes) this process may still create on the disk of ``folder`` (its nearest
+    existing parent), or None where the file system has no fixed count (``f_files`` 0: btrfs,
+    some network file systems) or it cannot be read."""
+    try:
+        status = os.statvfs(_existing(folder))
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return None
+    return status.f_favail if getattr(status, "f_files", 0) else None
+
+
+def inodes_exhausted(folder: Path) -> bool:
+    """Whether the disk of ``folder`` has no inode left (so a full disk's ENOSPC is about files,
+    not bytes)."""
+    return free_files(folder) == 0
+
+
+def _existing(folder: Path) -> Path:
+    """``folder`` or its nearest existing parent."""
     folder = Path(folder)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return None
+    return folder
 
 
 def human_bytes(count: float) -> str:
@@ -106,12 +139,16 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
-def ensure_space(folder: Path, needed: int, what: str) -> None:
-    """Raise :class:`NoSpaceError` when the disk of ``folder`` has less than ``needed`` bytes
-    free for ``what`` (a description for the message); no check where free space is unknown."""
+def ensure_space(folder: Path, needed: int, what: str, files: int = 0) -> None:
+    """Raise :class:`NoSpaceError` when the disk of ``folder`` has less than ``needed`` bytes, or
+    fewer than ``files`` inodes, free for ``what`` (a description for the message); no check
+    where the free space or free inodes are unknown."""
     free = free_bytes(folder)
     if free is not None and free < needed:
-        raise NoSpaceError(folder, what, needed)
+        raise NoSpaceError(folder, what, needed, inodes=False)
+    free = free_files(folder)
+    if free is not None and free < files:
+        raise NoSpaceError(folder, what, files_needed=files, inodes=True)
 
 
 @contextmanager
