@@ -514,3 +514,16 @@ def test_a_class_whose_name_is_not_utf8_is_refused_naming_it(tmp_path, capsys):
     assert main(["data", str(root), "--format", "folders"]) == 2
     error = capsys.readouterr().err
     assert f"class 'sad\\xff' in {root}: not valid UTF-8" in error and "rename it" in error
+
+
+@pytest.mark.parametrize("header, data, repeated", [
+    ("path,label,group,label", {"format": "csv", "group_column": "group"}, "'label' appears 2 times (columns 2, 4)"),
+    ("External ID,Facial_label,Facial_label", {}, "'Facial_label' appears 2 times (columns 2, 3)"),
+])
+def test_a_labels_csv_repeating_a_column_it_reads_is_refused_naming_line_1_and_the_column(tmp_path, header, data, repeated):
+    root = tmp_path / "data"
+    write_image(root / "images" / "a.png", 0, 0)
+    (root / "labels.csv").write_text(f"{header}\nimages/a.png,1,g,2\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as raised:
+        load_dataset({"root": str(root), **data})
+    assert f"labels CSV {root / 'labels.csv'} line 1: column {repeated}" in str(raised.value)
