@@ -19,7 +19,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from feph_finetune.data.user_files import NAME_MAX, NO_SUCH_FOLDER, UnreadableFile, input_folder_problem, lookup_problem, read_json_file
+from feph_finetune.data.user_files import (
+    FOLDER, NAME_MAX, NO_SUCH_FOLDER, REGULAR_FILE, UnreadableFile, classify_path, input_folder_problem, lookup_problem, read_json_file,
+)
 from feph_finetune.interrupts import interrupts_deferred
 
 RESULT_FILE = "result.json"
@@ -162,9 +164,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     (Keras' ``model.save``; ``save_weights`` wants ``.weights.h5``) write ``path``'s format.
     Every file the project writes atomically goes through here, every folder through
     :func:`atomic_folder`. A full disk raises :class:`NoSpaceError` naming ``path``, and leaves
-    no temporary file; so does an interrupt (Ctrl-C, SIGTERM, SIGHUP), at any point.
+    no temporary file; so does an interrupt (Ctrl-C, SIGTERM, SIGHUP), at any point. A symbolic
+    link at ``path`` is written through (:func:`written_path`): the file it points to is replaced.
     """
-    temporary = None
+    temporary, path = None, written_path(path)
     try:
         with writing_to(path, name_path=True):  # not the temporary file's name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,9 +191,10 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     folder and its contents are removed and ``path`` is as it was. The folder's mode follows the
     umask (0o755 under 0o022), where :func:`tempfile.mkdtemp` would make it 0o700; files written
     into it keep their own modes. A full disk, a read-only or forbidden place raise
-    :class:`NoSpaceError` or :class:`UnwritableError` naming a path (:func:`write_error`).
+    :class:`NoSpaceError` or :class:`UnwritableError` naming a path (:func:`write_error`). A
+    symbolic link to an empty folder is written through (:func:`written_path`), the link kept.
     """
-    temporary = None
+    temporary, path = None, written_path(path)
     try:
         with writing_to(path, name_path=True):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -209,21 +213,44 @@ def atomic_folder(path: Path) -> Iterator[Path]:
 def output_file_problem(path: Path) -> str | None:
     """Why a file cannot be written at ``path``, or None: checked before any work starts.
 
-    Refused: an existing folder, a parent that does not exist or is not a folder, a parent this
-    process cannot write to (the file is written beside its target, then renamed, see
-    :func:`atomic_path`), an existing file that cannot be replaced.
+    Refused: an existing folder, FIFO, device or socket (writing would replace it with a regular
+    file, and a FIFO's reader would wait forever: the kind is named, :func:`classify_path`), a
+    parent that does not exist or is not a folder, a parent this process cannot write to (the
+    file is written beside its target, then renamed, see :func:`atomic_path`), an existing file
+    that cannot be replaced. A symbolic link to a regular file is written through: the file it
+    points to is replaced and the link kept (:func:`written_path`), so its folder is the one checked.
     """
     path = Path(path)
-    parent = path.parent
-    if problem := _name_problem(path):
+    if problem := output_target_problem(path):
         return problem
-    if path.is_dir():
-        return "is a folder; give a file name"
+    parent = written_path(path).parent
     if (problem := input_folder_problem(parent)) == NO_SUCH_FOLDER:
         return f"the folder {parent} does not exist"
     if problem:
         return f"{parent}: {problem}"
     return _unwritable_folder(parent)
+
+
+def output_target_problem(path: Path) -> str | None:
+    """Why the name ``path`` itself cannot take a file written there (the first checks of
+    :func:`output_file_problem`, for a writer that creates the folders on the way): it cannot be
+    looked up, its name is too long, or it exists as a folder, FIFO, device or socket, named so."""
+    path = Path(path)
+    if problem := _name_problem(path):
+        return problem
+    found = classify_path(path)
+    if found.kind == FOLDER:
+        return "is a folder; give a file name"
+    if found.exists and found.kind != REGULAR_FILE:
+        return f"is {found.described}, not a regular file; it is never written over: give a file name"
+    return None
+
+
+def written_path(path: Path) -> Path:
+    """Where writing ``path`` goes: ``path``, or for a symbolic link (to a regular file or a
+    folder) what it points to, links resolved, so that writing replaces the file and keeps the link."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if os.path.islink(path) else path
 
 
 def output_folder_problem(path: Path) -> str | None:
