@@ -194,7 +194,7 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     :class:`NoSpaceError` or :class:`UnwritableError` naming a path (:func:`write_error`). A
     symbolic link to an empty folder is written through (:func:`written_path`), the link kept.
     """
-    temporary, path = None, written_path(path)
+    temporary, path = None, written_path(path, FOLDER)
     try:
         with writing_to(path, name_path=True):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,11 +246,16 @@ def output_target_problem(path: Path) -> str | None:
     return None
 
 
-def written_path(path: Path) -> Path:
-    """Where writing ``path`` goes: ``path``, or for a symbolic link (to a regular file or a
-    folder) what it points to, links resolved, so that writing replaces the file and keeps the link."""
+def written_path(path: Path, kind: str = REGULAR_FILE) -> Path:
+    """Where writing ``path`` goes: for a symbolic link to a ``kind`` (:data:`REGULAR_FILE` or
+    :data:`FOLDER`), what it points to, links resolved, so that writing replaces that and keeps
+    the link; else ``path`` itself (a link to anything else, in a folder of the program's own
+    such as a crop cache, is replaced as a whole: what a user names is checked before,
+    :func:`output_target_problem`)."""
     path = Path(path)
-    return Path(os.path.realpath(path)) if os.path.islink(path) else path
+    if os.path.islink(path) and classify_path(path).kind == kind:
+        return Path(os.path.realpath(path))
+    return path
 
 
 def output_folder_problem(path: Path) -> str | None:
