@@ -165,7 +165,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     Every file the project writes atomically goes through here, every folder through
     :func:`atomic_folder`. A full disk raises :class:`NoSpaceError` naming ``path``, and leaves
     no temporary file; so does an interrupt (Ctrl-C, SIGTERM, SIGHUP), at any point. A symbolic
-    link at ``path`` is written through (:func:`written_path`): the file it points to is replaced.
+    link at ``path`` to a regular file is written through (:func:`written_path`): the file it
+    points to is replaced, the link kept.
     """
     temporary, path = None, written_path(path)
     try:
