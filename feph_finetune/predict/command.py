@@ -37,7 +37,7 @@ def argument_problems(args) -> list[str]:
         if problem:
             problems.append(f"{option} {path}: {problem}")
     problems += [str(problem) for problem in flag_problems_of(args, PREDICT_NUMBERS)]
-    return problems + repeated_inputs(args.inputs)
+    return problems
 
 
 def repeated_inputs(names: list[str]) -> list[str]:
@@ -68,7 +68,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
     from feph_finetune.plugins import get_plugins
     from feph_finetune.predict.inputs import InputError, open_input
 
-    problems = argument_problems(args)
+    problems = argument_problems(args) + repeated_inputs(args.inputs)
     if problems:
         return print_error(errors, problems)
     try:
