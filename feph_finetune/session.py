@@ -258,27 +258,31 @@ class Session:
         """Run the selected runs that are not finished (all of them with ``force``), then print
         the tables of their records and write the figures that ``[report]`` asks for.
 
-        Raises ConfigError before any run for a configuration mistake; an interrupt (Ctrl-C,
+        Raises ConfigError before any run for a configuration mistake,
+        :class:`~feph_finetune.results.output_lock.OutputBusyError` at once when another command
+        runs a matrix in the same results folder (:func:`~feph_finetune.results.output_lock.output_locked`); an interrupt (Ctrl-C,
         SIGTERM) raises KeyboardInterrupt after stopping the running runs, finished ones saved.
         """
         from feph_finetune.execution.runner import MatrixOutcome
         from feph_finetune.interrupts import stop_signals_as_interrupt
+        from feph_finetune.results.output_lock import output_locked
 
         refuse_while_a_child_imports_main()
         self.plan()
-        self._plan = plan = self.prepare(self._plan)
-        store = plan.store
-        self.carry_over_earlier_runs()
-        if self.force:
-            for run in plan.runs:
-                store.discard(run.id)
-        runner, outcome = self.runner(), MatrixOutcome()
-        groups = self.groups(plan.runs, store.is_done)
-        with stop_signals_as_interrupt(), closing(groups):  # an interrupt closes the groups at once
-            for group in groups:
-                outcome.add(runner.run_all(group))
-        result = MatrixResult(plan.runs, outcome.done, outcome.skipped, outcome.failed, Results.from_store(store, [run.id for run in plan.runs]), store.root)
-        self.report(result)
+        with output_locked(self._plan.store.root):  # one command per results folder; released however this process ends
+            self._plan = plan = self.prepare(self._plan)
+            store = plan.store
+            self.carry_over_earlier_runs()
+            if self.force:
+                for run in plan.runs:
+                    store.discard(run.id)
+            runner, outcome = self.runner(), MatrixOutcome()
+            groups = self.groups(plan.runs, store.is_done)
+            with stop_signals_as_interrupt(), closing(groups):  # an interrupt closes the groups at once
+                for group in groups:
+                    outcome.add(runner.run_all(group))
+            result = MatrixResult(plan.runs, outcome.done, outcome.skipped, outcome.failed, Results.from_store(store, [run.id for run in plan.runs]), store.root)
+            self.report(result)
         return result
 
     def report(self, result: MatrixResult) -> None:

@@ -39,6 +39,12 @@ def _distinct(names) -> str | None:
 def _named(table) -> str | None:
     if not all(isinstance(name, str) and name for name in table.values()):
         return "must map each code to a class name: { \"0\" = \"neutral\", ... }"
+    codes: dict[str, list[str]] = {}
+    for code in table:  # "3" and "3.0" are one code, as a cell reads (whole_number)
+        codes.setdefault(whole_number(str(code)), []).append(code)
+    repeated = [" and ".join(map(repr, spellings)) for spellings in codes.values() if len(spellings) > 1]
+    if repeated:
+        return f"names one code twice ({'; '.join(repeated)}): which class it is would be unclear"
     return _distinct(list(table.values()))
 
 

@@ -515,3 +515,36 @@ def test_a_class_whose_name_is_not_utf8_is_refused_naming_it(tmp_path, capsys):
     assert main(["data", str(root), "--format", "folders"]) == 2
     error = capsys.readouterr().err
     assert f"class 'sad\\xff' in {root}: not valid UTF-8" in error and "rename it" in error
+
+
+@pytest.mark.parametrize("header, data, repeated", [
+    ("path,label,group,label", {"format": "csv", "group_column": "group"}, "'label' appears 2 times (columns 2, 4)"),
+    ("External ID,Facial_label,Facial_label", {}, "'Facial_label' appears 2 times (columns 2, 3)"),
+])
+def test_a_labels_csv_repeating_a_column_it_reads_is_refused_naming_line_1_and_the_column(tmp_path, header, data, repeated):
+    root = tmp_path / "data"
+    write_image(root / "images" / "a.png", 0, 0)
+    (root / "labels.csv").write_text(f"{header}\nimages/a.png,1,g,2\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as raised:
+        load_dataset({"root": str(root), **data})
+    assert f"labels CSV {root / 'labels.csv'} line 1: column {repeated}" in str(raised.value)
+
+
+def test_label_names_giving_one_code_twice_is_refused_at_the_dry_run(tmp_path, capsys):
+    """``"1"`` and ``"1.0"`` are one code as a cell reads: one of the two classes would win silently."""
+    root = tmp_path / "data"
+    for index in range(4):
+        write_image(root / f"{index}.png", index % 2, index)
+    (root / "labels.csv").write_text("path,label\n0.png,0\n1.png,1\n2.png,0\n3.png,1\n", encoding="utf-8")
+    path = matrix_toml(tmp_path / "m.toml", root, 'format = "csv"\nlabel_names = { "0" = "calm", "1" = "tense", "1.0" = "wild" }\n', "[experiments.A]\n")
+    assert main([str(path), "--dry-run"]) == 2
+    assert "names one code twice ('1' and '1.0')" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_labels_csv_repeating_a_column_is_refused_at_the_dry_run(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_image(root / "a.png", 0, 0)
+    (root / "labels.csv").write_text("path,label,group,label\na.png,calm,g,tense\n", encoding="utf-8")
+    path = matrix_toml(tmp_path / "m.toml", root, 'format = "csv"\n', "[experiments.A]\n")
+    assert main([str(path), "--dry-run"]) == 2
+    assert f"labels CSV {root / 'labels.csv'} line 1: column 'label' appears 2 times (columns 2, 4)" in " ".join(capsys.readouterr().err.split())

@@ -168,6 +168,67 @@ def tiny_tmpfs(tmp_path):
     yield from mounted_tmpfs(tmp_path / "tmpfs", "12m")
 
 
+def fake_free_inodes(monkeypatch, folder: Path, free: int) -> None:
+    """``os.statvfs`` of paths under ``folder`` reports ``free`` of 1,000 inodes free (bytes as they are)."""
+    real = os.statvfs
+
+    def statvfs(path):
+        status = real(path)
+        if not Path(path).is_relative_to(folder):
+            return status
+        fields = list(status)  # f_bsize f_frsize f_blocks f_bfree f_bavail f_files f_ffree f_favail f_flag f_namemax
+        fields[5:8] = [1000, free, free]
+        return os.statvfs_result(fields)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+
+
+def test_a_disk_without_free_inodes_stops_the_matrix_before_any_run_saying_inodes(synthetic_feph, tmp_path, monkeypatch, capsys):
+    """Bytes to spare, no inode: the check before a run counts the files it writes too."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    outdir = tmp_path / "runs"
+    fake_free_inodes(monkeypatch, tmp_path, 3)
+    assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"no free inodes (files) left on the disk of {outdir} for the files of run A-x-" in err and "(3 files free, about 16 files needed)" in err
+    assert "continue with:" in err and "Traceback" not in err
+    assert not list(outdir.glob("*/result.json"))
+
+
+@pytest.mark.parametrize("inodes_left", [0, 500])
+def test_enospc_says_whether_inodes_or_bytes_ran_out(tmp_path, monkeypatch, inodes_left):
+    fake_free_inodes(monkeypatch, tmp_path, inodes_left)
+
+    def full(target, folder=False):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(results, "_create_temporary", full)
+    with pytest.raises(results.NoSpaceError) as raised:
+        results.write_json(tmp_path / "result.json", {})
+    said = str(raised.value)
+    if inodes_left:
+        assert said.startswith(f"no space left on the disk of {tmp_path} for result.json (") and "free inodes" not in said
+    else:
+        assert said == f"no free inodes (files) left on the disk of {tmp_path} for result.json (0 files free)"
+
+
+@pytest.fixture
+def inode_tmpfs(tmp_path):
+    """A 100 MB tmpfs of 6 inodes (:func:`mounted_tmpfs`): bytes to spare, hardly any files."""
+    yield from mounted_tmpfs(tmp_path / "tmpfs", "100m,nr_inodes=6")
+
+
+def test_a_real_disk_without_inodes_stops_before_training_naming_inodes(synthetic_feph, tmp_path, inode_tmpfs):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    outdir = inode_tmpfs / "r"
+    result = run_cli(str(path), "--output", str(outdir), "--set", "experiments.A.save_model=false")
+    err = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"no free inodes (files) left on the disk of {outdir} for the files of run A-x-" in err and "Traceback" not in err
+    assert "no space left" not in err and "continue with:" in err
+    assert not list(outdir.glob("*/history.json")), "stopped before any run trained"
+
+
 def test_a_disk_filled_during_a_child_run_stops_the_command_without_a_traceback(synthetic_feph, tmp_path, tiny_tmpfs):
     """The process executor on a real full disk: the child cannot write its files nor its failure
     record, the parent cannot write the record of the dead child; the command stops with exit 2,

@@ -431,3 +431,20 @@ def test_json_read_back_with_a_byte_order_mark_reads_as_toml_with_one_does(tmp_p
 
     (tmp_path / "edited.json").write_bytes("\ufeff".encode() + b'{"accuracy": 0.5}')
     assert read_json_file(tmp_path / "edited.json") == {"accuracy": 0.5}
+
+
+def test_json_read_back_with_a_key_twice_in_one_object_is_refused_naming_the_key(tmp_path):
+    """A hand-edited ``result.json`` with ``"status"`` twice: ``json`` alone keeps the last silently."""
+    from feph_finetune.data.user_files import UnreadableFile, read_json_file
+    from feph_finetune.results.store import RunStore
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "result.json").write_text('{"id": "run", "status": "failed", "metrics": {"a": 1}, "status": "done"}')
+    with pytest.raises(UnreadableFile, match="has the key 'status' twice in one object"):
+        read_json_file(tmp_path / "run" / "result.json")
+    warnings = []
+    assert RunStore(tmp_path, warn=warnings.append).result("run") is None
+    assert warnings == [f"{tmp_path / 'run' / 'result.json'}: skipped, unreadable (it has the key 'status' twice in one object; which to use is unclear); the run counts as not finished"]
+    (tmp_path / "nested.json").write_text('[{"a": {"b": 1, "b": 1}}]')
+    with pytest.raises(UnreadableFile, match="has the key 'b' twice"):
+        read_json_file(tmp_path / "nested.json")

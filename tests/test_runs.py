@@ -93,7 +93,7 @@ def test_report_metrics_match_the_stored_predictions(synthetic_feph, tmp_path):
     outdir = tmp_path / "runs"
     assert main([str(path), "--executor", "inline", "--output", str(outdir)]) == 0
     accuracies, sensitivities = [], {name: [] for name in CLASSES}
-    for run_dir in sorted(outdir.iterdir()):
+    for run_dir in sorted(folder for folder in outdir.iterdir() if folder.is_dir()):  # not the lock file
         with np.load(run_dir / "predictions.npz") as stored:
             y_true, predicted = stored["y_true"], stored["y_prob"].argmax(axis=1)
         confusion = np.zeros((7, 7), dtype=int)

@@ -271,11 +271,12 @@ def read_config(path: Path, overrides: list[str] = (), names: ArgumentNames = CO
     """Parse the TOML at ``path`` and apply ``--set`` overrides; syntax errors name the line.
     ``names``: how problems name the overrides (and, later, the other arguments)."""
     try:
-        text = io.StringIO(read_user_file(path, MAX_TEXT_BYTES).decode("utf-8-sig"), newline=None).read()  # a BOM (Notepad) dropped; newlines as read_text reads them
+        data = read_user_file(path, MAX_TEXT_BYTES)
+        text = io.StringIO(data.decode("utf-8-sig"), newline=None).read()  # a BOM (Notepad) dropped; newlines as read_text reads them
     except UnreadableFile as error:
         raise ConfigError([Problem(str(path), "no such file" if error.missing else f"cannot read: it {error}")]) from None
     except UnicodeDecodeError as error:
-        raise ConfigError([Problem(str(path), f"cannot read: {error}")]) from None
+        raise ConfigError([Problem(str(path), not_utf8(data, error))]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -287,6 +288,15 @@ def read_config(path: Path, overrides: list[str] = (), names: ArgumentNames = CO
     if data is None or nesting_depth(data) > MAX_TOML_DEPTH:
         raise ConfigError([Problem(str(path), f"nested too deeply (tables, arrays or inline tables more than {MAX_TOML_DEPTH} levels deep)")])
     return RawConfig(data, KeyLocator(str(path), text), _apply_overrides(data, overrides, path, names), names=names)
+
+
+def not_utf8(data: bytes, error: UnicodeDecodeError) -> str:
+    """Where ``data`` stops being UTF-8, by line and column (in characters) as TOML's syntax
+    errors say (the decoder gives a byte offset), and the byte."""
+    before = data[: error.start]
+    line_start = before[before.rfind(b"\n") + 1 :].decode("utf-8").removeprefix("\ufeff")  # valid up to the error
+    line, column = before.count(b"\n") + 1, len(line_start) + 1
+    return f"not UTF-8 text: byte 0x{data[error.start]:02x} at line {line}, column {column} cannot be read (save the file as UTF-8)"
 
 
 def too_long_number() -> str:

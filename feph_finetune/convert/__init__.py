@@ -38,9 +38,9 @@ from feph_finetune.convert.keras_target import (
     variant_by_features,
 )
 from feph_finetune.convert.source import ConversionError, SourceModel
-from feph_finetune.data.user_files import UnreadableFile, check_user_file, read_json_file
+from feph_finetune.data.user_files import UnreadableFile, check_user_file, classify_path, read_json_file
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
-from feph_finetune.results.store import atomic_path
+from feph_finetune.results.store import atomic_path, output_target_problem
 
 __all__ = [
     "ConversionError", "ConvertedModel", "VARIANTS", "convert", "efficientnet_b0_classifier", "efficientnet_classifier",
@@ -225,6 +225,10 @@ def _argument_problems(source: Path, out: Path, classes: Sequence[str] | None, a
         check_user_file(source)
     except UnreadableFile as error:
         problems.append(f"{source}: {'no such file' if error.missing else error}")
+    else:
+        if classify_path(source).status.st_size == 0:
+            problems.append(f"{source}: is empty (0 bytes), not a model file")
+    problems += [f"{target}: {problem}" for target in (out, sidecar_path(out)) if (problem := output_target_problem(target))]
     if architecture and source.suffix.lower() == ".onnx":
         problems.append(f"{source}: --architecture is for PyTorch state_dicts; an ONNX file records its own computation")
     if classes is not None:

@@ -29,8 +29,10 @@ def read_onnx(path: Path) -> SourceModel:
     try:
         model = onnx.load(str(path))
     except Exception as error:
-        raise ConversionError(f"{path}: not a readable ONNX file ({type(error).__name__}: {error})") from error
+        raise ConversionError(f"{path}: not a readable ONNX file, or a truncated one ({type(error).__name__}: {error})") from error
     graph = model.graph
+    if not graph.node or not graph.output:  # protobuf reads an empty or cut-off message as one with fields missing
+        raise ConversionError(f"{path}: holds no ONNX graph (an empty or truncated file, or not ONNX)")
     constants = _constants(graph, numpy_helper)
     consumers: dict[str, list[Any]] = {}
     producers = {}

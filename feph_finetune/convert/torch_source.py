@@ -170,7 +170,7 @@ def _load(path: Path, trust_pickle: bool, torch: Any) -> tuple[Any, set[str]]:
                 "run again with --trust-pickle." + (f" (It names {found.group(1)}.)" if found else "")
             ) from error
     except Exception as error:
-        raise ConversionError(f"{path}: not a readable PyTorch file ({type(error).__name__}: {error})") from error
+        raise ConversionError(f"{path}: not a readable PyTorch file, or a truncated one ({type(error).__name__}: {error})") from error
     stand_ins: set[str] = set()
     try:
         return torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_compat_pickle(stand_ins, torch)), stand_ins

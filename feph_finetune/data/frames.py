@@ -107,7 +107,8 @@ class CropCache:
             with atomic_path(self.path(key)) as temporary:
                 temporary.write_bytes(buffer.getvalue())
         except OSError as error:
-            self.problem = f"the crop cache {self.root} cannot be written ({os.strerror(error.errno) if error.errno else error}); face crops are computed without caching them"
+            reason = "no free inodes (files) left" if getattr(error, "inodes", False) else os.strerror(error.errno) if error.errno else error
+            self.problem = f"the crop cache {self.root} cannot be written ({reason}); face crops are computed without caching them"
 
 
 def _checksum(image: np.ndarray) -> str:

@@ -39,8 +39,8 @@ def read_csv_rows(csv_path: Path, columns: Sequence[str], setting: str = "labels
     """Yield ``(line, cells)`` for every non-empty data row: the cells of ``columns``, as text.
 
     The header names the columns (surrounding spaces ignored); a missing cell is ``""``. Raises
-    :class:`~feph_finetune.DatasetError` for an empty, non-UTF-8 or malformed file, or one that
-    lacks a column (naming the columns found).
+    :class:`~feph_finetune.DatasetError` for an empty, non-UTF-8 or malformed file, one that
+    lacks a column (naming the columns found), or one whose header repeats a column it reads.
     """
     try:
         with io.StringIO(labels_bytes(csv_path).decode("utf-8-sig"), newline="") as stream:
@@ -76,6 +76,11 @@ def _column_indices(csv_path: Path, header: list[str], columns: Sequence[str]) -
             f"labels CSV {csv_path} lacks column(s) {', '.join(repr(c) for c in missing)}; "
             f"found {', '.join(repr(n) for n in names)}"
         )
+    repeated = [(column, [number for number, name in enumerate(names, 1) if name == column]) for column in columns if names.count(column) > 1]
+    if repeated:
+        raise DatasetError(f"labels CSV {csv_path} line 1: " + "; ".join(
+            f"column {column!r} appears {len(numbers)} times (columns {', '.join(map(str, numbers))}); which to read is unclear, keep one"
+            for column, numbers in repeated))
     return [names.index(column) for column in columns]
 
 

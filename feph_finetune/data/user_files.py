@@ -273,12 +273,15 @@ def read_json_file(path, limit: int = MAX_JSON_BYTES):
     objects nested at most :data:`MAX_JSON_DEPTH` deep): a dict, list, str, int, float, bool or None.
 
     Raises :class:`UnreadableFile` (its message says why, without the path) for everything
-    :func:`read_user_file` refuses, text that is not UTF-8, not JSON, has an integer of more
+    :func:`read_user_file` refuses, text that is not UTF-8, not JSON, repeats a key in one object
+    (``json`` would keep the last silently: a hand-edited record), has an integer of more
     digits than Python converts, or is nested too deeply; never a RecursionError.
     """
     data = read_user_file(path, limit)
     try:
-        value = json.loads(data.decode("utf-8-sig"))  # a byte-order mark (Windows Notepad) is not content
+        value = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_object_without_repeats)  # a byte-order mark (Windows Notepad) is not content
+    except RepeatedKey as error:
+        raise UnreadableFile(f"has the key {error.key!r} twice in one object; which to use is unclear") from None
     except UnicodeDecodeError as error:
         raise UnreadableFile(f"is not UTF-8 text ({error})") from None
     except RecursionError:  # the parser recurses per level: far past MAX_JSON_DEPTH
@@ -287,6 +290,23 @@ def read_json_file(path, limit: int = MAX_JSON_BYTES):
         raise UnreadableFile(f"is not valid JSON ({error})") from None
     if nesting_depth(value) > MAX_JSON_DEPTH:
         raise UnreadableFile(_TOO_DEEP)
+    return value
+
+
+class RepeatedKey(ValueError):
+    """A JSON object that holds ``key`` twice."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _object_without_repeats(pairs: list[tuple[str, object]]) -> dict:
+    """``json``'s ``object_pairs_hook``: the object as a dict, or :class:`RepeatedKey`."""
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        seen = set()
+        raise RepeatedKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
     return value
 
 

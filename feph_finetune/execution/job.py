@@ -61,6 +61,14 @@ RUN_FILES_BYTES = 8 * 2**20
 #: are 21 MB and ``model.keras`` keeps Adam's two moments beside them (64 MB); MobileNet-v1 has
 #: 4.2 M parameters.
 MODEL_BUNDLE_BYTES = 96 * 2**20
+#: Free inodes (files) a run needs in the results folder before it starts: its folder, the files
+#: it writes (``config.json``, ``history.json``, ``predictions.npz``, ``metrics.json``,
+#: ``environment.json``, ``result.json``, ``stderr.log``, a tracker's files), and the temporary
+#: beside each while it is written (:func:`~feph_finetune.results.store.atomic_path`), with room to spare.
+RUN_FILES = 16
+#: Free inodes a model bundle (``save_model``) adds: ``model.keras``, ``bundle.json``,
+#: ``state.npz`` and a temporary.
+MODEL_BUNDLE_FILES = 4
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -264,10 +272,12 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
 
 def ensure_run_space(job: RunJob) -> None:
     """Raise :class:`~feph_finetune.results.store.NoSpaceError` when the results folder's disk cannot
-    take the job's files (:data:`RUN_FILES_BYTES`, and :data:`MODEL_BUNDLE_BYTES` with
-    ``save_model``): checked before a run's long work, not after it."""
-    needed = RUN_FILES_BYTES + (MODEL_BUNDLE_BYTES if job.run.config.save_model else 0)
-    ensure_space(Path(job.output), needed, f"the files of run {job.id}")
+    take the job's files, in bytes (:data:`RUN_FILES_BYTES`, and :data:`MODEL_BUNDLE_BYTES` with
+    ``save_model``) and in inodes (:data:`RUN_FILES`, :data:`MODEL_BUNDLE_FILES`): checked before
+    a run's long work, not after it."""
+    saving = job.run.config.save_model
+    needed = RUN_FILES_BYTES + (MODEL_BUNDLE_BYTES if saving else 0)
+    ensure_space(Path(job.output), needed, f"the files of run {job.id}", files=RUN_FILES + (MODEL_BUNDLE_FILES if saving else 0))
 
 
 def check_installed(run: Run, plugins: Plugins) -> None:

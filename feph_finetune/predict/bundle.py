@@ -36,7 +36,9 @@ import numpy as np
 import feph_finetune
 from feph_finetune.api import PluginError, Preprocessing, RunContext
 from feph_finetune.config.reading import close_match
-from feph_finetune.data.user_files import MAX_JSON_BYTES, NO_SUCH_FILE_OR_FOLDER, UnreadableFile, lookup_problem, read_json_file, read_user_file, regular_file_problem
+from feph_finetune.data.user_files import (
+    FOLDER, MAX_JSON_BYTES, NO_SUCH_FILE_OR_FOLDER, UnreadableFile, classify_path, lookup_problem, read_json_file, read_user_file, regular_file_problem,
+)
 from feph_finetune.data.frames import FrameStep
 from feph_finetune.data.keras_files import keras_file_problem
 from feph_finetune.errors import ProblemsError
@@ -385,7 +387,10 @@ def export_bundle(run_dir: Path, out: Path) -> Path:
     folder = find_bundle(run_dir)
     manifest = read_manifest(folder)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    found = classify_path(out)
+    if found.exists and found.kind != FOLDER:
+        raise BundleError(f"{out}: is {found.described}; export writes a folder: give a new folder's name")
+    if found.exists and any(out.iterdir()):
         raise BundleError(f"{out}: already exists and is not an empty folder; choose a new folder")
     if problem := output_folder_problem(out):  # a link to nothing or a loop, an unwritable parent
         raise BundleError(f"{out}: {problem}")

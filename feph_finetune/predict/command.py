@@ -40,12 +40,35 @@ def argument_problems(args) -> list[str]:
     return problems
 
 
+def repeated_inputs(names: list[str]) -> list[str]:
+    """One problem per input that names a file or folder named before (the same name, another
+    spelling, a link to it: the same device and inode, :func:`classify_path`): its rows would
+    appear twice in --out and the summary. Refused, not silently merged, so that the command
+    line says exactly what was predicted."""
+    from feph_finetune.data.user_files import classify_path
+
+    first: dict[tuple[int, int], str] = {}
+    problems = []
+    for name in names:
+        status = classify_path(name).status
+        if status is None:
+            continue  # missing or unusable: open_input says so
+        identity = (status.st_dev, status.st_ino)
+        if identity not in first:
+            first[identity] = name
+        else:
+            earlier = first[identity]
+            same = "given twice" if earlier == name else f"the same file or folder as INPUT {earlier}"
+            problems.append(f"INPUT {name}: {same}; name each input once")
+    return problems
+
+
 def predict_command(args, console: Console, errors: Console) -> int:
     from feph_finetune.predict.bundle import BundleError, load_model, open_bundle
     from feph_finetune.plugins import get_plugins
     from feph_finetune.predict.inputs import InputError, open_input
 
-    problems = argument_problems(args)
+    problems = argument_problems(args) + repeated_inputs(args.inputs)
     if problems:
         return print_error(errors, problems)
     try:

@@ -19,7 +19,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from feph_finetune.data.user_files import NAME_MAX, NO_SUCH_FOLDER, UnreadableFile, input_folder_problem, lookup_problem, read_json_file
+from feph_finetune.data.user_files import (
+    FOLDER, NAME_MAX, NO_SUCH_FOLDER, REGULAR_FILE, UnreadableFile, classify_path, input_folder_problem, lookup_problem, read_json_file,
+)
 from feph_finetune.interrupts import interrupts_deferred
 
 RESULT_FILE = "result.json"
@@ -33,17 +35,28 @@ UNWRITABLE_ERRNOS = {errno.EROFS: "the file system is read-only", errno.EACCES: 
 
 class NoSpaceError(OSError):
     """A file could not be written, or a run would not fit, because the disk (or quota) of
-    ``folder`` is full; the message names the folder, what did not fit and the space left, which
-    ``OSError: [Errno 28]`` does not."""
+    ``folder`` is full: of bytes, or of inodes (the file system's count of files, which a disk of
+    many small files, or a small ``nr_inodes``, runs out of first). The message names the folder,
+    what did not fit and which was exhausted with what is left, which ``OSError: [Errno 28]`` does
+    not. ``needed``: the bytes needed, ``files_needed`` the files, where known; ``inodes``: whether
+    the inodes ran out (None: found from the disk, :func:`inodes_exhausted`)."""
 
-    def __init__(self, folder: Path, what: str, needed: int | None = None):
+    def __init__(self, folder: Path, what: str, needed: int | None = None, files_needed: int | None = None, inodes: bool | None = None):
         self.folder = Path(folder)
-        free = free_bytes(self.folder)
-        left = "" if free is None else f" ({human_bytes(free)} free" + ("" if needed is None else f", about {human_bytes(needed)} needed") + ")"
-        super().__init__(errno.ENOSPC, f"no space left on the disk of {self.folder} for {what}{left}")
+        self.inodes = inodes_exhausted(self.folder) if inodes is None else inodes
+        if self.inodes:
+            free, wanted, unit, words = free_files(self.folder), files_needed, _files, "no free inodes (files) left"
+        else:
+            free, wanted, unit, words = free_bytes(self.folder), needed, human_bytes, "no space left"
+        left = "" if free is None else f" ({unit(free)} free" + ("" if wanted is None else f", about {unit(wanted)} needed") + ")"
+        super().__init__(errno.ENOSPC, f"{words} on the disk of {self.folder} for {what}{left}")
 
     def __str__(self) -> str:
         return self.strerror
+
+
+def _files(count: int) -> str:
+    return f"{count} file" + ("" if count == 1 else "s")
 
 
 class UnwritableError(OSError):
@@ -89,13 +102,35 @@ def writing_to(path: Path, name_path: bool = False) -> Iterator[None]:
 def free_bytes(folder: Path) -> int | None:
     """Bytes this process may still write on the disk of ``folder`` (its nearest existing
     parent), or None when that cannot be read."""
+    try:
+        return shutil.disk_usage(_existing(folder)).free
+    except OSError:
+        return None
+
+
+def free_files(folder: Path) -> int | None:
+    """Files (inodes) this process may still create on the disk of ``folder`` (its nearest
+    existing parent), or None where the file system has no fixed count (``f_files`` 0: btrfs,
+    some network file systems) or it cannot be read."""
+    try:
+        status = os.statvfs(_existing(folder))
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return None
+    return status.f_favail if getattr(status, "f_files", 0) else None
+
+
+def inodes_exhausted(folder: Path) -> bool:
+    """Whether the disk of ``folder`` has no inode left (so a full disk's ENOSPC is about files,
+    not bytes)."""
+    return free_files(folder) == 0
+
+
+def _existing(folder: Path) -> Path:
+    """``folder`` or its nearest existing parent."""
     folder = Path(folder)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return None
+    return folder
 
 
 def human_bytes(count: float) -> str:
@@ -106,12 +141,16 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
-def ensure_space(folder: Path, needed: int, what: str) -> None:
-    """Raise :class:`NoSpaceError` when the disk of ``folder`` has less than ``needed`` bytes
-    free for ``what`` (a description for the message); no check where free space is unknown."""
+def ensure_space(folder: Path, needed: int, what: str, files: int = 0) -> None:
+    """Raise :class:`NoSpaceError` when the disk of ``folder`` has less than ``needed`` bytes, or
+    fewer than ``files`` inodes, free for ``what`` (a description for the message); no check
+    where the free space or free inodes are unknown."""
     free = free_bytes(folder)
     if free is not None and free < needed:
-        raise NoSpaceError(folder, what, needed)
+        raise NoSpaceError(folder, what, needed, inodes=False)
+    free = free_files(folder)
+    if free is not None and free < files:
+        raise NoSpaceError(folder, what, files_needed=files, inodes=True)
 
 
 @contextmanager
@@ -125,9 +164,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     (Keras' ``model.save``; ``save_weights`` wants ``.weights.h5``) write ``path``'s format.
     Every file the project writes atomically goes through here, every folder through
     :func:`atomic_folder`. A full disk raises :class:`NoSpaceError` naming ``path``, and leaves
-    no temporary file; so does an interrupt (Ctrl-C, SIGTERM, SIGHUP), at any point.
+    no temporary file; so does an interrupt (Ctrl-C, SIGTERM, SIGHUP), at any point. A symbolic
+    link at ``path`` to a regular file is written through (:func:`written_path`): the file it
+    points to is replaced, the link kept.
     """
-    temporary = None
+    temporary, path = None, written_path(path)
     try:
         with writing_to(path, name_path=True):  # not the temporary file's name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,9 +192,10 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     folder and its contents are removed and ``path`` is as it was. The folder's mode follows the
     umask (0o755 under 0o022), where :func:`tempfile.mkdtemp` would make it 0o700; files written
     into it keep their own modes. A full disk, a read-only or forbidden place raise
-    :class:`NoSpaceError` or :class:`UnwritableError` naming a path (:func:`write_error`).
+    :class:`NoSpaceError` or :class:`UnwritableError` naming a path (:func:`write_error`). A
+    symbolic link to an empty folder is written through (:func:`written_path`), the link kept.
     """
-    temporary = None
+    temporary, path = None, written_path(path, FOLDER)
     try:
         with writing_to(path, name_path=True):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,21 +214,49 @@ def atomic_folder(path: Path) -> Iterator[Path]:
 def output_file_problem(path: Path) -> str | None:
     """Why a file cannot be written at ``path``, or None: checked before any work starts.
 
-    Refused: an existing folder, a parent that does not exist or is not a folder, a parent this
-    process cannot write to (the file is written beside its target, then renamed, see
-    :func:`atomic_path`), an existing file that cannot be replaced.
+    Refused: an existing folder, FIFO, device or socket (writing would replace it with a regular
+    file, and a FIFO's reader would wait forever: the kind is named, :func:`classify_path`), a
+    parent that does not exist or is not a folder, a parent this process cannot write to (the
+    file is written beside its target, then renamed, see :func:`atomic_path`), an existing file
+    that cannot be replaced. A symbolic link to a regular file is written through: the file it
+    points to is replaced and the link kept (:func:`written_path`), so its folder is the one checked.
     """
     path = Path(path)
-    parent = path.parent
-    if problem := _name_problem(path):
+    if problem := output_target_problem(path):
         return problem
-    if path.is_dir():
-        return "is a folder; give a file name"
+    parent = written_path(path).parent
     if (problem := input_folder_problem(parent)) == NO_SUCH_FOLDER:
         return f"the folder {parent} does not exist"
     if problem:
         return f"{parent}: {problem}"
     return _unwritable_folder(parent)
+
+
+def output_target_problem(path: Path) -> str | None:
+    """Why the name ``path`` itself cannot take a file written there (the first checks of
+    :func:`output_file_problem`, for a writer that creates the folders on the way): it cannot be
+    looked up, its name is too long, or it exists as a folder, FIFO, device or socket, named so."""
+    path = Path(path)
+    if problem := _name_problem(path):
+        return problem
+    found = classify_path(path)
+    if found.kind == FOLDER:
+        return "is a folder; give a file name"
+    if found.exists and found.kind != REGULAR_FILE:
+        return f"is {found.described}, not a regular file; it is never written over: give a file name"
+    return None
+
+
+def written_path(path: Path, kind: str = REGULAR_FILE) -> Path:
+    """Where writing ``path`` goes: for a symbolic link to a ``kind`` (:data:`REGULAR_FILE` or
+    :data:`FOLDER`), what it points to, links resolved, so that writing replaces that and keeps
+    the link; else ``path`` itself (a link to anything else, in a folder of the program's own
+    such as a crop cache, is replaced as a whole: what a user names is checked before,
+    :func:`output_target_problem`)."""
+    path = Path(path)
+    if os.path.islink(path) and classify_path(path).kind == kind:
+        return Path(os.path.realpath(path))
+    return path
 
 
 def output_folder_problem(path: Path) -> str | None:
