@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -80,6 +81,20 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("FEPH_FINETUNE_CACHE", None)
     else:
         os.environ["FEPH_FINETUNE_CACHE"] = previous
+
+
+#: Devices tests point links at (a labels CSV, a record, a crop cache entry linked to /dev/zero).
+#: As root, a writer that followed such a link would replace the device with a regular file and
+#: break the machine for every later program: this happened once, to /dev/zero, during a change.
+WATCHED_DEVICES = ("/dev/null", "/dev/zero")
+
+
+@pytest.fixture(autouse=True)
+def devices_left_alone():
+    """Fail the test after which a watched device is no longer a character device."""
+    yield
+    replaced = [device for device in WATCHED_DEVICES if not stat.S_ISCHR(os.stat(device).st_mode)]
+    assert not replaced, f"this test replaced {replaced} with a regular file: a writer followed a link to a device"
 
 
 @pytest.fixture(autouse=True)

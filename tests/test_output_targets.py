@@ -1,6 +1,7 @@
 """A file or folder a user names for output that exists as something else (a FIFO, a device, a
 folder where a file goes) is refused before any work, its kind named; a symbolic link to a
-regular file (or folder) is written through: what it points to is replaced, the link kept."""
+regular file (or folder) is written through: what it points to is replaced, the link kept. A
+link among the program's own files (a run's records, the crop cache) is never followed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from feph_finetune.cli import main
-from feph_finetune.results.store import write_json
+from feph_finetune.results.store import atomic_path, write_json
 
 from test_full_disk import fake_bundle
 
@@ -56,14 +57,26 @@ def test_export_onto_an_existing_file_says_it_is_a_file(tmp_path, capsys):
     assert f"{tmp_path / 'model.keras'}: is a file; export writes a folder" in " ".join(capsys.readouterr().err.split())
 
 
-def test_a_link_to_a_regular_file_is_written_through_keeping_the_link(tmp_path):
+def test_a_link_to_a_regular_file_the_user_names_is_written_through_keeping_the_link(tmp_path):
     (tmp_path / "real").mkdir()
-    (tmp_path / "real" / "result.json").write_text("old")
-    link = tmp_path / "result.json"
-    link.symlink_to(tmp_path / "real" / "result.json")
-    write_json(link, {"new": 1})
-    assert link.is_symlink() and (tmp_path / "real" / "result.json").read_text().strip().startswith("{")
+    (tmp_path / "real" / "rows.csv").write_text("old")
+    link = tmp_path / "rows.csv"
+    link.symlink_to(tmp_path / "real" / "rows.csv")
+    with atomic_path(link, follow_link=True) as temporary:
+        temporary.write_text("new")
+    assert link.is_symlink() and (tmp_path / "real" / "rows.csv").read_text() == "new"
     assert not list((tmp_path).glob(".*.tmp.*")) and not list((tmp_path / "real").glob(".*.tmp.*"))
+
+
+def test_a_link_planted_among_the_programs_own_files_is_replaced_never_written_through(tmp_path):
+    """A results folder or a shared crop cache holding a link to another file (someone else's)
+    must not make a run write over that file: the link itself is replaced."""
+    (tmp_path / "victim").write_text("precious")
+    planted = tmp_path / "result.json"
+    planted.symlink_to(tmp_path / "victim")
+    write_json(planted, {"new": 1})
+    assert (tmp_path / "victim").read_text() == "precious"
+    assert not planted.is_symlink() and planted.read_text().strip().startswith("{")
 
 
 def test_export_into_a_link_to_an_empty_folder_fills_that_folder_keeping_the_link(tmp_path, capsys):

@@ -355,7 +355,7 @@ def _write(keras_model, info: ConvertedModel, out: Path) -> ConvertedModel:
     model beside the old sidecar, which :func:`read_converted` then refuses by the hash: a
     sidecar is never taken to describe a model it was not written for."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as model_file:
+    with atomic_path(out, follow_link=True) as model_file:
         if str(out).endswith(".weights.h5"):
             keras_model.save_weights(model_file)
         else:

@@ -394,7 +394,7 @@ def export_bundle(run_dir: Path, out: Path) -> Path:
         raise BundleError(f"{out}: already exists and is not an empty folder; choose a new folder")
     if problem := output_folder_problem(out):  # a link to nothing or a loop, an unwritable parent
         raise BundleError(f"{out}: {problem}")
-    with atomic_folder(out) as staging:
+    with atomic_folder(out, follow_link=True) as staging:
         for name in (manifest["model"], STATE_FILE, MANIFEST):
             if (folder / name).is_file():
                 shutil.copyfile(folder / name, staging / name)  # modes from the umask, as for any new file

@@ -117,7 +117,7 @@ def _run(bundle, inputs, args, console: Console):
     with ExitStack() as outputs:
         writer = None
         if args.out:
-            temporary = outputs.enter_context(atomic_path(args.out))
+            temporary = outputs.enter_context(atomic_path(args.out, follow_link=True))
             writer = outputs.enter_context(RowWriter(temporary, columns(bundle.classes, args.smooth > 1), suffix=args.out.suffix))
         with progress:
             for predict_input in inputs:

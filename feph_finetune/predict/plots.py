@@ -71,7 +71,7 @@ def _draw(sequences: Sequence[InputSummary], path: Path, title: str) -> None:
     figure.legend(handles, labels, loc="center left", bbox_to_anchor=(0.855, 0.5), fontsize=9, frameon=False)
     from feph_finetune.results.store import atomic_path
 
-    with atomic_path(Path(path)) as temporary:
+    with atomic_path(Path(path), follow_link=True) as temporary:
         figure.savefig(temporary, dpi=100, format="png")
 
 

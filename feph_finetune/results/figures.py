@@ -168,7 +168,7 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
     if out_dir.exists():
         plots = _write_into(configurations, run_dirs, out_dir, source, warn)
     else:  # a new folder appears complete or not at all (a full disk, an interrupt)
-        with atomic_folder(out_dir) as staging:
+        with atomic_folder(out_dir, follow_link=True) as staging:
             plots = _write_into(configurations, run_dirs, staging, source, warn)
     return [out_dir / plot.file for plot in plots] + [out_dir / "report.md"]
 

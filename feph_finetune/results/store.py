@@ -154,7 +154,7 @@ def ensure_space(folder: Path, needed: int, what: str, files: int = 0) -> None:
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, *, follow_link: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success, rename it over ``path``.
 
     A crash leaves either the old file or the new one, never half of one. The file's mode
@@ -164,11 +164,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
     (Keras' ``model.save``; ``save_weights`` wants ``.weights.h5``) write ``path``'s format.
     Every file the project writes atomically goes through here, every folder through
     :func:`atomic_folder`. A full disk raises :class:`NoSpaceError` naming ``path``, and leaves
-    no temporary file; so does an interrupt (Ctrl-C, SIGTERM, SIGHUP), at any point. A symbolic
-    link at ``path`` to a regular file is written through (:func:`written_path`): the file it
-    points to is replaced, the link kept.
+    no temporary file; so does an interrupt (Ctrl-C, SIGTERM, SIGHUP), at any point.
+
+    A symbolic link at ``path`` is replaced as a whole, its target never touched: a link planted
+    in a folder of the program's own (a shared crop cache, a results folder) must not make it
+    write over another file. Only where the user named ``path`` (``predict --out``, ``convert``'s
+    output) does ``follow_link`` write through a link to a regular file (:func:`written_path`):
+    the file it points to is replaced, the link kept, as a shell's ``>`` does.
     """
-    temporary, path = None, written_path(path)
+    temporary, path = None, written_path(path) if follow_link else Path(path)
     try:
         with writing_to(path, name_path=True):  # not the temporary file's name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,17 +189,18 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_folder(path: Path) -> Iterator[Path]:
+def atomic_folder(path: Path, *, follow_link: bool = False) -> Iterator[Path]:
     """Yield a new empty folder beside ``path``; on success, rename it to ``path``.
 
     ``path`` must not exist or be an empty folder (it is replaced). On an error the temporary
     folder and its contents are removed and ``path`` is as it was. The folder's mode follows the
     umask (0o755 under 0o022), where :func:`tempfile.mkdtemp` would make it 0o700; files written
     into it keep their own modes. A full disk, a read-only or forbidden place raise
-    :class:`NoSpaceError` or :class:`UnwritableError` naming a path (:func:`write_error`). A
-    symbolic link to an empty folder is written through (:func:`written_path`), the link kept.
+    :class:`NoSpaceError` or :class:`UnwritableError` naming a path (:func:`write_error`). With
+    ``follow_link`` (a folder the user named, as :func:`atomic_path`'s), a symbolic link to an
+    empty folder is written through (:func:`written_path`), the link kept.
     """
-    temporary, path = None, written_path(path, FOLDER)
+    temporary, path = None, written_path(path, FOLDER) if follow_link else Path(path)
     try:
         with writing_to(path, name_path=True):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,9 +255,8 @@ def output_target_problem(path: Path) -> str | None:
 def written_path(path: Path, kind: str = REGULAR_FILE) -> Path:
     """Where writing ``path`` goes: for a symbolic link to a ``kind`` (:data:`REGULAR_FILE` or
     :data:`FOLDER`), what it points to, links resolved, so that writing replaces that and keeps
-    the link; else ``path`` itself (a link to anything else, in a folder of the program's own
-    such as a crop cache, is replaced as a whole: what a user names is checked before,
-    :func:`output_target_problem`)."""
+    the link; else ``path`` itself. For what a user names only (see :func:`atomic_path`); a link
+    to anything else is refused before, :func:`output_target_problem`."""
     path = Path(path)
     if os.path.islink(path) and classify_path(path).kind == kind:
         return Path(os.path.realpath(path))
