@@ -55,12 +55,12 @@ def test_a_run_finished_under_its_earlier_id_is_carried_over_not_trained_again(e
 
     assert main([str(config), "--output", str(output), "--dry-run"]) == 0
     assert "1 of these runs are finished under an earlier id and would be carried over, not run again" in capsys.readouterr().out
-    assert sorted(path.name for path in output.iterdir()) == [old_id]  # a dry run moves nothing
+    assert sorted(path.name for path in output.iterdir() if path.is_dir()) == [old_id]  # a dry run moves nothing
 
     assert main([str(config), "--output", str(output), "--executor", "inline"]) == 0
     printed = capsys.readouterr().out
     assert "1 finished runs carried over to their new ids" in printed and "skipped 1 finished runs" in printed
-    assert sorted(path.name for path in output.iterdir()) == [run.id]
+    assert sorted(path.name for path in output.iterdir() if path.is_dir()) == [run.id]
     moved = output / run.id
     assert (moved / "history.json").read_bytes() == trained and (moved / "history.json").stat().st_mtime_ns == trained_at
     assert json.loads((moved / "config.json").read_text())["run"]["id"] == run.id
@@ -79,7 +79,7 @@ def test_a_run_whose_folder_exists_is_not_overwritten_by_its_earlier_one(earlier
     (output / run.id).mkdir()  # an interrupted run under the new id: both are left as they are
     session = Session(config, output=output, executor="inline", console=EscapingConsole(quiet=True))
     assert session.earlier_runs() == {}
-    assert sorted(path.name for path in output.iterdir()) == sorted([old_id, run.id])
+    assert sorted(path.name for path in output.iterdir() if path.is_dir()) == sorted([old_id, run.id])
 
 
 def test_todays_rules_give_a_recorded_run_its_own_id(earlier_run, tmp_path):
