@@ -48,8 +48,8 @@ def test_an_interrupt_between_the_two_files_never_pairs_a_sidecar_with_another_m
     real, finished = converting.atomic_path, []
 
     @contextmanager
-    def interrupted_after_the_first_file(path):
-        with real(path) as temporary:
+    def interrupted_after_the_first_file(path, **options):
+        with real(path, **options) as temporary:
             yield temporary
         finished.append(path)
         if len(finished) == 1:

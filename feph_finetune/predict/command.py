@@ -22,7 +22,7 @@ def argument_problems(args) -> list[str]:
     from feph_finetune.config.flags import PREDICT_NUMBERS, flag_problems_of
     from feph_finetune.results.figures import PLOTS_INSTALL, plots_available
     from feph_finetune.predict.apply import OUTPUT_SUFFIXES
-    from feph_finetune.results.store import output_file_problem
+    from feph_finetune.results.store import output_file_problem, overwritten_input_problem
 
     problems = []
     if args.out is not None and args.out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -32,12 +32,32 @@ def argument_problems(args) -> list[str]:
             problems.append(f"--plot {args.plot}: the file name must end in .png")
         if not plots_available():
             problems.append(f"--plot needs matplotlib, which is not installed: {PLOTS_INSTALL}")
+    files, folders = read_paths(args.model, args.inputs)
     for option, path in (("--out", args.out), ("--plot", args.plot)):
-        problem = None if path is None else output_file_problem(path)
+        problem = None if path is None else output_file_problem(path) or overwritten_input_problem(path, "predict", files, folders)
         if problem:
             problems.append(f"{option} {path}: {problem}")
     problems += [str(problem) for problem in flag_problems_of(args, PREDICT_NUMBERS)]
     return problems
+
+
+def read_paths(model, inputs: list[str]) -> tuple[list, list]:
+    """``(files, folders)`` that predict reads: the model's files (a bundle or run folder's own
+    files: none may be written over), the input files, and the input folders (every frame in one
+    is read, so nothing may be written into it). Names that cannot be read are left out: the
+    checks of MODEL and the inputs say why."""
+    from pathlib import Path
+
+    from feph_finetune.data.user_files import FOLDER, classify_path
+
+    model, files = Path(model), [Path(model)]
+    if classify_path(model).kind == FOLDER:
+        try:
+            files = sorted(child for child in model.iterdir() if child.is_file())
+        except OSError:  # an unreadable folder: open_bundle names it
+            files = []
+    kinds = {name: classify_path(name).kind for name in inputs}
+    return files + [Path(name) for name in inputs if kinds[name] != FOLDER], [Path(name) for name in inputs if kinds[name] == FOLDER]
 
 
 def repeated_inputs(names: list[str]) -> list[str]:
