@@ -22,7 +22,7 @@ def argument_problems(args) -> list[str]:
     from feph_finetune.config.flags import PREDICT_NUMBERS, flag_problems_of
     from feph_finetune.results.figures import PLOTS_INSTALL, plots_available
     from feph_finetune.predict.apply import OUTPUT_SUFFIXES
-    from feph_finetune.results.store import output_file_problem, overwritten_input_problem
+    from feph_finetune.results.store import output_file_problem
 
     problems = []
     if args.out is not None and args.out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -32,13 +32,23 @@ def argument_problems(args) -> list[str]:
             problems.append(f"--plot {args.plot}: the file name must end in .png")
         if not plots_available():
             problems.append(f"--plot needs matplotlib, which is not installed: {PLOTS_INSTALL}")
-    files, folders = read_paths(args.model, args.inputs)
     for option, path in (("--out", args.out), ("--plot", args.plot)):
-        problem = None if path is None else output_file_problem(path) or overwritten_input_problem(path, "predict", files, folders)
+        problem = None if path is None else output_file_problem(path)
         if problem:
             problems.append(f"{option} {path}: {problem}")
     problems += [str(problem) for problem in flag_problems_of(args, PREDICT_NUMBERS)]
     return problems
+
+
+def overwritten_inputs(args) -> list[str]:
+    """One problem per output (--out, --plot) that is a file predict reads or lies inside an
+    input folder of frames (:func:`~feph_finetune.results.store.overwritten_input_problem`):
+    written, it would replace the model or an input, or be read as a frame next time."""
+    from feph_finetune.results.store import overwritten_input_problem
+
+    files, folders = read_paths(args.model, args.inputs)
+    outputs = [(option, path) for option, path in (("--out", args.out), ("--plot", args.plot)) if path is not None]
+    return [f"{option} {path}: {problem}" for option, path in outputs if (problem := overwritten_input_problem(path, "predict", files, folders))]
 
 
 def read_paths(model, inputs: list[str]) -> tuple[list, list]:
@@ -88,7 +98,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
     from feph_finetune.plugins import get_plugins
     from feph_finetune.predict.inputs import InputError, open_input
 
-    problems = argument_problems(args) + repeated_inputs(args.inputs)
+    problems = argument_problems(args) + repeated_inputs(args.inputs) + overwritten_inputs(args)
     if problems:
         return print_error(errors, problems)
     try:
