@@ -326,6 +326,19 @@ def test_output_targets_are_checked_before_any_work(trained, tmp_path, capsys):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["d.csv", "p.png"]
 
 
+def test_an_out_linked_to_the_runs_own_model_is_refused_and_the_model_still_predicts(trained, tmp_path, capsys):
+    """A saved run, not a stand-in bundle: before the check, predict exited 0 having replaced
+    model.keras with its CSV."""
+    model = trained.run_dir / "model.keras"
+    saved = model.read_bytes()
+    out = tmp_path / "o.csv"
+    out.symlink_to(model)
+    assert predict(trained.run_dir, trained.images[0], "--out", out) == 2
+    assert f"is {model}, which predict reads" in " ".join(capsys.readouterr().err.split())
+    assert model.read_bytes() == saved
+    assert predict(trained.run_dir, trained.images[0], "--out", tmp_path / "rows.csv") == 0
+
+
 def test_an_interrupt_leaves_the_previous_out_file_and_says_so(trained, tmp_path, capsys, monkeypatch):
     from feph_finetune.predict.apply import Predictor
 

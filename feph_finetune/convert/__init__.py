@@ -40,7 +40,7 @@ from feph_finetune.convert.keras_target import (
 from feph_finetune.convert.source import ConversionError, SourceModel
 from feph_finetune.data.user_files import UnreadableFile, check_user_file, classify_path, read_json_file
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
-from feph_finetune.results.store import atomic_path, output_target_problem
+from feph_finetune.results.store import atomic_path, output_target_problem, overwritten_input_problem
 
 __all__ = [
     "ConversionError", "ConvertedModel", "VARIANTS", "convert", "efficientnet_b0_classifier", "efficientnet_classifier",
@@ -229,6 +229,8 @@ def _argument_problems(source: Path, out: Path, classes: Sequence[str] | None, a
         if classify_path(source).status.st_size == 0:
             problems.append(f"{source}: is empty (0 bytes), not a model file")
     problems += [f"{target}: {problem}" for target in (out, sidecar_path(out)) if (problem := output_target_problem(target))]
+    if problem := overwritten_input_problem(out, "convert", files=[source]):  # a link to the source: written through
+        problems.append(f"{out}: {problem}")
     if architecture and source.suffix.lower() == ".onnx":
         problems.append(f"{source}: --architecture is for PyTorch state_dicts; an ONNX file records its own computation")
     if classes is not None:

@@ -40,6 +40,36 @@ def argument_problems(args) -> list[str]:
     return problems
 
 
+def overwritten_inputs(args) -> list[str]:
+    """One problem per output (--out, --plot) that is a file predict reads or lies inside an
+    input folder of frames (:func:`~feph_finetune.results.store.overwritten_input_problem`):
+    written, it would replace the model or an input, or be read as a frame next time."""
+    from feph_finetune.results.store import overwritten_input_problem
+
+    files, folders = read_paths(args.model, args.inputs)
+    outputs = [(option, path) for option, path in (("--out", args.out), ("--plot", args.plot)) if path is not None]
+    return [f"{option} {path}: {problem}" for option, path in outputs if (problem := overwritten_input_problem(path, "predict", files, folders))]
+
+
+def read_paths(model, inputs: list[str]) -> tuple[list, list]:
+    """``(files, folders)`` that predict reads: the model's files (a bundle or run folder's own
+    files: none may be written over), the input files, and the input folders (every frame in one
+    is read, so nothing may be written into it). Names that cannot be read are left out: the
+    checks of MODEL and the inputs say why."""
+    from pathlib import Path
+
+    from feph_finetune.data.user_files import FOLDER, classify_path
+
+    model, files = Path(model), [Path(model)]
+    if classify_path(model).kind == FOLDER:
+        try:
+            files = sorted(child for child in model.iterdir() if child.is_file())
+        except OSError:  # an unreadable folder: open_bundle names it
+            files = []
+    kinds = {name: classify_path(name).kind for name in inputs}
+    return files + [Path(name) for name in inputs if kinds[name] != FOLDER], [Path(name) for name in inputs if kinds[name] == FOLDER]
+
+
 def repeated_inputs(names: list[str]) -> list[str]:
     """One problem per input that names a file or folder named before (the same name, another
     spelling, a link to it: the same device and inode, :func:`classify_path`): its rows would
@@ -68,7 +98,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
     from feph_finetune.plugins import get_plugins
     from feph_finetune.predict.inputs import InputError, open_input
 
-    problems = argument_problems(args) + repeated_inputs(args.inputs)
+    problems = argument_problems(args) + repeated_inputs(args.inputs) + overwritten_inputs(args)
     if problems:
         return print_error(errors, problems)
     try:

@@ -15,7 +15,7 @@ import secrets
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -235,6 +235,42 @@ def output_file_problem(path: Path) -> str | None:
     if problem:
         return f"{parent}: {problem}"
     return _unwritable_folder(parent)
+
+
+def overwritten_input_problem(path: Path, command: str, files: Iterable[Path] = (), folders: Iterable[Path] = ()) -> str | None:
+    """Why writing ``path`` would destroy or add to what ``command`` reads, or None: checked with
+    :func:`output_file_problem`, before any work.
+
+    ``files``: the files the command reads (its inputs, the files of the model or run it loads);
+    ``path`` is refused where it is one of them by identity (device and inode, links followed:
+    another spelling, a symbolic or hard link; an output the user names is written through a
+    link, :func:`written_path`). ``folders``: folders whose files the command reads (a folder of
+    frames); ``path`` is refused anywhere inside one, where the file would be read next time.
+    The answer names the file or folder read, for a message "OPTION PATH: <answer>".
+    """
+    found = classify_path(path)
+    if found.exists:
+        written = (found.status.st_dev, found.status.st_ino)
+        for file in files:
+            status = classify_path(file).status
+            if status is not None and (status.st_dev, status.st_ino) == written:
+                return f"is {file}, which {command} reads; give another file"
+    around = _folder_identities(written_path(path).parent)
+    for folder in folders:
+        status = classify_path(folder).status
+        if status is not None and (status.st_dev, status.st_ino) in around:
+            return f"lies inside {folder}, a folder whose files {command} reads (it would be read as one of them next time); give a file elsewhere"
+    return None
+
+
+def _folder_identities(folder: Path) -> set[tuple[int, int]]:
+    """``(st_dev, st_ino)`` of ``folder`` and of every folder above it (links resolved) that exists."""
+    identities = set()
+    for above in (resolved := Path(os.path.realpath(folder)), *resolved.parents):
+        status = classify_path(above).status
+        if status is not None:
+            identities.add((status.st_dev, status.st_ino))
+    return identities
 
 
 def output_target_problem(path: Path) -> str | None:
