@@ -58,15 +58,26 @@ def test_predict_out_onto_its_own_input_is_refused_and_the_input_kept(tmp_path, 
     assert source.read_bytes() == before
 
 
-@pytest.mark.parametrize("option, name", [("--plot", "plot.png"), ("--out", "rows.csv")])
-def test_predict_output_inside_a_frame_folder_it_reads_is_refused(tmp_path, capsys, option, name):
+def test_a_plot_inside_a_frame_folder_it_reads_is_refused(tmp_path, capsys):
     frames = tmp_path / "F"
     for index in range(3):
         image(frames / f"{index}.png")
-    target = frames / name
-    err = refused(capsys, ["predict", str(fake_bundle(tmp_path / "run")), str(frames), option, str(target)])
-    assert f"{option} {target}: lies inside {frames}, a folder whose files predict reads" in err, err
+    target = frames / "plot.png"
+    err = refused(capsys, ["predict", str(fake_bundle(tmp_path / "run")), str(frames), "--plot", str(target)])
+    assert f"--plot {target}: lies inside {frames}, a folder whose files predict reads" in err, err
     assert sorted(child.name for child in frames.iterdir()) == ["0.png", "1.png", "2.png"]
+
+
+def test_a_csv_beside_the_frames_is_no_frame_and_is_allowed(tmp_path):
+    """Only images are read from a folder of frames: rows.csv there overwrites nothing."""
+    from argparse import Namespace
+
+    from feph_finetune.predict.command import overwritten_inputs
+
+    frames = tmp_path / "F"
+    image(frames / "0.png")
+    assert overwritten_inputs(Namespace(model=str(tmp_path / "run"), inputs=[str(frames)], out=frames / "rows.csv", plot=None)) == []
+    assert overwritten_inputs(Namespace(model=str(tmp_path / "run"), inputs=[str(frames)], out=None, plot=frames / "plot.png")) != []
 
 
 def test_a_link_from_elsewhere_into_a_frame_folder_is_refused_too(tmp_path, capsys):

@@ -41,14 +41,18 @@ def argument_problems(args) -> list[str]:
 
 
 def overwritten_inputs(args) -> list[str]:
-    """One problem per output (--out, --plot) that is a file predict reads or lies inside an
-    input folder of frames (:func:`~feph_finetune.results.store.overwritten_input_problem`):
-    written, it would replace the model or an input, or be read as a frame next time."""
+    """One problem per output (--out, --plot) that is a file predict reads or, an image (the
+    ``--plot`` PNG), lies inside an input folder of frames
+    (:func:`~feph_finetune.results.store.overwritten_input_problem`): written, it would replace
+    the model or an input, or be read as a frame next time. A CSV beside the frames is never read."""
     from feph_finetune.results.store import overwritten_input_problem
+
+    from feph_finetune.predict.inputs import IMAGE_SUFFIXES
 
     files, folders = read_paths(args.model, args.inputs)
     outputs = [(option, path) for option, path in (("--out", args.out), ("--plot", args.plot)) if path is not None]
-    return [f"{option} {path}: {problem}" for option, path in outputs if (problem := overwritten_input_problem(path, "predict", files, folders))]
+    return [f"{option} {path}: {problem}" for option, path in outputs
+            if (problem := overwritten_input_problem(path, "predict", files, folders if path.suffix.lower() in IMAGE_SUFFIXES else ()))]
 
 
 def read_paths(model, inputs: list[str]) -> tuple[list, list]:
