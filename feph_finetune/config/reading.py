@@ -213,8 +213,9 @@ class RawConfig:
         for end in range(len(keys), 0, -1):
             if tuple(keys[:end]) in self.copied_from:
                 return self.where(*self.copied_from[tuple(keys[:end])], *keys[end:])
-        if tuple(keys) in self.overridden:
-            return self.names("overrides", self.overridden[tuple(keys)])
+        for end in range(len(keys), 0, -1):  # a key inside a table given with --set is in that --set
+            if tuple(keys[:end]) in self.overridden:
+                return self.names("overrides", self.overridden[tuple(keys[:end])])
         return self.locator.where(tuple(keys))
 
 
