@@ -51,14 +51,14 @@ def run_parser() -> argparse.ArgumentParser:
         prog="python -m feph_finetune", description=RUN_DESCRIPTION, formatter_class=ParagraphsHelpFormatter,
         usage="%(prog)s EXPERIMENTS.toml [options]\n       %(prog)s COMMAND ...  (commands below)",
     )
-    parser.add_argument("config", type=Path, nargs="?", metavar="EXPERIMENTS.toml", help="the experiment matrix")  # required: refused by missing_config, which says where it went
+    parser.add_argument("config", type=path_argument, nargs="?", metavar="EXPERIMENTS.toml", help="the experiment matrix")  # required: refused by missing_config, which says where it went
     parser.add_argument("--version", action="version", version=f"feph_finetune {feph_finetune.__version__}")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the runs as JSON (refused without --dry-run)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
     parser.add_argument("--phase", choices=("exploratory", "cv"), help="run only this phase")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a dotted TOML key, e.g. --set dataset.root=/data/FePh (repeatable)")
-    parser.add_argument("--output", type=Path, help="results directory (default: the TOML's output, else runs/; runs/demo with --demo)")
+    parser.add_argument("--output", type=path_argument, help="results directory (default: the TOML's output, else runs/; runs/demo with --demo)")
     parser.add_argument("--force", action="store_true", help="discard the selected runs' results and rerun them (interrupted: continue without --force)")
     parser.add_argument("--executor", metavar="NAME", help="where runs execute: process (default: a fresh child process per run), inline (in this process), ray (a Ray cluster), or one a plugin registers; options in the TOML's [executor.NAME] table")
     parser.add_argument("--jobs", metavar="N|auto", help="process executor: runs at once (default 1; one per device with --devices; with --demo, one per CPU core within the free memory; auto: what the machine allows)")
@@ -77,7 +77,7 @@ def plugins_parser() -> argparse.ArgumentParser:
 
 def data_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune data", description="Describe a dataset of any format as the runner will see it: kept images per class, groups, dropped entries by reason, and the grouped hold-out and cross-validation splits.")
-    parser.add_argument("root", type=Path, help="the dataset folder")
+    parser.add_argument("root", type=path_argument, help="the dataset folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     from feph_finetune.config.options import describe, integer
     from feph_finetune.config.schema import DATASET_OPTIONS, TOP_LEVEL_OPTIONS
@@ -96,7 +96,7 @@ def data_parser() -> argparse.ArgumentParser:
 
 def synth_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune synth", description="Write a synthetic dataset in the FePh release's layout (labels CSV and RGBA PNGs with sequence-coded names, including bad rows of every kind). Generated, never downloaded.")
-    parser.add_argument("out", type=Path, help="folder to write")
+    parser.add_argument("out", type=path_argument, help="folder to write")
     from feph_finetune.config.flags import SYNTH_NUMBERS, add_flag
 
     add_flag(parser, "--images", SYNTH_NUMBERS)
@@ -107,12 +107,12 @@ def synth_parser() -> argparse.ArgumentParser:
 
 def report_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune report", description="Print the paper's tables (exploratory: Table 4; cross-validation: Table 5) for a results directory, with training times, fallback counts and comparisons against the No-FT baselines.")
-    parser.add_argument("outdir", type=Path, help="results directory of a matrix")
+    parser.add_argument("outdir", type=path_argument, help="results directory of a matrix")
     parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
                         help="table: laid out for the console's width (default); markdown: GitHub tables; csv: one row per configuration; json: the summary rows")
     parser.add_argument("--paper", action="store_true", help="add the paper's published accuracy (Tables 4 and 5; std for cross-validation) beside the configurations whose label is the paper's")
     only = parser.add_mutually_exclusive_group()
-    only.add_argument("--figures", type=Path, metavar="DIR", help='also write PNG figures (confusion matrices, cross-validation accuracy, sensitivity, learning curves) and report.md into DIR; needs matplotlib: pip install "feph_finetune[plots]"')
+    only.add_argument("--figures", type=path_argument, metavar="DIR", help='also write PNG figures (confusion matrices, cross-validation accuracy, sensitivity, learning curves) and report.md into DIR; needs matplotlib: pip install "feph_finetune[plots]"')
     only.add_argument("--confusion", metavar="NAME", help="print the confusion matrix of one configuration (experiment name or c/v label, e.g. M2) instead of the tables")
     return parser
 
@@ -123,10 +123,10 @@ def predict_parser() -> argparse.ArgumentParser:
         description="Apply a trained model to new frames, prepared exactly as in its training run (face crop, resize, normalisation with the run's fitted statistics). "
         "Prints a summary per input; --out writes one row per frame (input, file, frame, time_s, face_found, face_x/y/w/h, fallback, p_<class>..., predicted[, smooth_<class>..., smooth_predicted]).",
     )
-    parser.add_argument("model", type=Path, metavar="MODEL", help="a model bundle: a run directory of a run with save_model = true, or a folder from `export`")
+    parser.add_argument("model", type=path_argument, metavar="MODEL", help="a model bundle: a run directory of a run with save_model = true, or a folder from `export`")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of frames (natural order: fn9 before fn45), or videos (mp4, avi, webm...)")
-    parser.add_argument("--out", type=Path, metavar="FILE", help="write one row per frame: FILE.csv (CSV with a header) or FILE.jsonl (JSON lines)")
-    parser.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the class probabilities over time of each video or folder (needs matplotlib)")
+    parser.add_argument("--out", type=path_argument, metavar="FILE", help="write one row per frame: FILE.csv (CSV with a header) or FILE.jsonl (JSON lines)")
+    parser.add_argument("--plot", type=path_argument, metavar="FILE.png", help="draw the class probabilities over time of each video or folder (needs matplotlib)")
     from feph_finetune.config.flags import PREDICT_NUMBERS, add_flag
 
     add_flag(parser, "--every", PREDICT_NUMBERS, metavar="K")
@@ -137,8 +137,8 @@ def predict_parser() -> argparse.ArgumentParser:
 
 def export_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune export", description="Copy the model bundle of a finished run (save_model = true) to a new folder: model.keras, bundle.json and, when a preprocessing step learned something from the training split (normalize's dataset_mean), state.npz.")
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory in the results directory")
-    parser.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
+    parser.add_argument("run_dir", type=path_argument, metavar="RUN_DIR", help="the run's directory in the results directory")
+    parser.add_argument("out", type=path_argument, metavar="OUT", help="a new (or empty) folder")
     return parser
 
 
@@ -158,8 +158,8 @@ run as --architecture for that check. Needs pip install "feph_finetune[convert]"
 
 def convert_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=ParagraphsHelpFormatter)
-    parser.add_argument("source", type=Path, help="a .onnx file, or a PyTorch .pt/.pth file (state_dict or whole model)")
-    parser.add_argument("out", type=Path, metavar="OUT", help="OUT.keras (whole model) or OUT.weights.h5 (weights only)")
+    parser.add_argument("source", type=path_argument, help="a .onnx file, or a PyTorch .pt/.pth file (state_dict or whole model)")
+    parser.add_argument("out", type=path_argument, metavar="OUT", help="OUT.keras (whole model) or OUT.weights.h5 (weights only)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a whole pickled model (enet_b0_7.pt): unpickling runs code named in the file, so only for files you trust")
     parser.add_argument("--classes", help="the source's class names in output order, comma-separated (default: HSEmotion's 7 or 8)")
     parser.add_argument("--architecture", help="for a state_dict: the timm architecture it was trained as, run to verify the "
@@ -201,6 +201,16 @@ class ArgumentParser(argparse.ArgumentParser):
         print_error(EscapingConsole(stderr=True), printable(_ARGPARSE_WORD.sub(_shortened_word, message)))
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE)
+
+
+def path_argument(text: str) -> Path:
+    """The argparse type of every path a command takes (positional or option): ``Path(text)``,
+    but an empty text is refused (exit 2, argparse naming the argument), where ``Path("")`` would
+    be the current folder: an unset shell variable (``--output "$OUT"``) would otherwise train,
+    synthesise or write a report into wherever the command was started."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?): name a file or folder")
+    return Path(text)
 
 
 #: What argparse's messages quote of the arguments: a value as ``repr`` writes it (``'x'``), or

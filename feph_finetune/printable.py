@@ -70,8 +70,14 @@ import re
 import unicodedata
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.segment import Segment
+
+#: The narrowest console (display cells): a width below it (``COLUMNS=0`` or ``1``, which rich
+#: takes as given) is taken as this one. At 0 rich prints nothing at all, error messages
+#: included; at 1 one character a line. The tables and messages are laid out for 80 and still
+#: read at 40.
+MIN_WIDTH = 40
 
 #: Categories escaped wherever they stand (see the module docstring).
 _ESCAPED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
@@ -152,6 +158,17 @@ class EscapingConsole(Console):
 
     def __init__(self, *args: Any, markup: bool = False, emoji: bool = False, **options: Any) -> None:
         super().__init__(*args, markup=markup, emoji=emoji, **options)
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """rich's size, its width at least :data:`MIN_WIDTH` cells: every width the console uses
+        (``width``, ``options``) is read from here."""
+        width, height = super().size
+        return ConsoleDimensions(max(width, MIN_WIDTH), height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
 
     def print(self, *objects: Any, **options: Any) -> None:
         super().print(*map(_as_line, objects), **options)

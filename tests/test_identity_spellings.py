@@ -64,6 +64,14 @@ def test_a_whole_number_of_a_float_setting_is_that_float(tmp_path, synthetic_fep
     assert matrix_ids(tmp_path, synthetic_feph, [whole]) == matrix_ids(tmp_path, synthetic_feph, [written_as_float])
 
 
+@pytest.mark.parametrize("negative_zero, zero", [
+    ("experiments.FT.validation_split=-0.0", "experiments.FT.validation_split=0"),
+    ("experiments.FT.options.mobilenet.dropout=-0.0", "experiments.FT.options.mobilenet.dropout=0.0"),
+])
+def test_negative_zero_is_zero(tmp_path, synthetic_feph, negative_zero, zero):
+    assert matrix_ids(tmp_path, synthetic_feph, [negative_zero]) == matrix_ids(tmp_path, synthetic_feph, [zero])
+
+
 def test_a_run_is_given_the_declared_type(tmp_path, synthetic_feph):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.FT]\nvalidation_split = 0\noptions.face_crop.margin = 1\n")
     (run,) = build_matrix(read_config(path), get_plugins()).runs
@@ -74,6 +82,7 @@ def test_a_run_is_given_the_declared_type(tmp_path, synthetic_feph):
 @pytest.mark.parametrize("grid, repeated", [
     ('{ "options.face_crop.margin" = [1, 1.0] }', "1.0 is repeated (1 is the same value)"),
     ("{ validation_split = [0, 0.1, 0.0] }", "0.0 is repeated (0 is the same value)"),
+    ("{ validation_split = [-0.0, 0.0] }", "0.0 is repeated (-0.0 is the same value)"),
     ('{ "options.face_crop" = [{ margin = 1 }, { margin = 1.0 }] }', "is repeated"),
 ])
 def test_a_grid_value_written_twice_as_int_and_float_is_refused(tmp_path, synthetic_feph, grid, repeated):
@@ -108,3 +117,11 @@ def test_group_by_does_not_split_runs_that_a_group_pattern_groups(tmp_path, synt
     by_pattern = [matrix_ids(tmp_path, synthetic_feph, [pattern, f"dataset.group_by={key}"]) for key in ("sequence", "signer")]
     assert by_pattern[0] == by_pattern[1]
     assert matrix_ids(tmp_path, synthetic_feph, ["dataset.group_by=signer"]) != matrix_ids(tmp_path, synthetic_feph)
+
+
+def test_a_grid_given_with_set_is_named_by_its_set(tmp_path, synthetic_feph):
+    grid = 'experiments.FT.grid={"options.adam.lr"=[-1.0, 0.01]}'
+    with pytest.raises(ConfigError) as error:
+        matrix_ids(tmp_path, synthetic_feph, [grid])
+    (problem,) = [problem for problem in error.value.problems if "options.adam.lr" in str(problem)]
+    assert problem.where == f"--set {grid} experiments.FT.grid.options.adam.lr"

@@ -47,6 +47,8 @@ def _argument_problems(name: str, value: Any) -> list[str]:
     wrong = [f"expected {_TAKES[name]}, got {'None' if value is None else type(value).__name__}"]
     if value is None:
         return wrong if name == "config" else []
+    if name in ("config", "output") and value == "":
+        return [f"expected {_TAKES[name]}, got an empty path (which would be the current folder)"]
     if name == "config":
         if isinstance(value, Mapping):
             return [f"keys of a configuration dict must be strings: {key!r} in {where or 'the top level'}" for where, key in _non_string_keys(value)]

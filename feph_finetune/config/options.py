@@ -273,16 +273,18 @@ def matches_type(value: Any, default: Any) -> bool:
 def as_declared(value: Any, option: Option) -> Any:
     """``value`` (which passed :func:`option_problems`) in its option's declared type: a whole
     number given to a float setting (``margin = 1``, ``validation_split = 0``) as that float
-    (``1.0``, ``0.0``), in a list and in a declared table too, so that a run and its id see one
-    value however it is written. Any other value is returned as it is (an int too large to be
-    a float exactly, too)."""
+    (``1.0``, ``0.0``), and a float ``-0.0`` as ``0.0``, in a list and in a declared table too,
+    so that a run, its id and a grid's repeated values see one value however it is written. Any
+    other value is returned as it is (an int too large to be a float exactly, too)."""
     if option.table is not None and isinstance(value, dict):
         return {key: as_declared(item, as_option(option.table[key])) if key in option.table else item for key, item in value.items()}
     example = _example(option)
     if _is_list(value):
         item_option = Option(example[0] if _is_list(example) and example else None)
         return [as_declared(item, item_option) for item in value]
-    if isinstance(example, float) and _is_number(value) and not isinstance(value, float) and _exact_float(value):
+    if isinstance(value, float):
+        return value + 0.0  # -0.0 as 0.0: the same number, so the same run and id
+    if isinstance(example, float) and _is_number(value) and _exact_float(value):
         return float(value)
     return value
 

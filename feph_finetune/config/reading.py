@@ -213,8 +213,10 @@ class RawConfig:
         for end in range(len(keys), 0, -1):
             if tuple(keys[:end]) in self.copied_from:
                 return self.where(*self.copied_from[tuple(keys[:end])], *keys[end:])
-        if tuple(keys) in self.overridden:
-            return self.names("overrides", self.overridden[tuple(keys)])
+        for end in range(len(keys), 0, -1):  # a key inside a table given with --set: that --set, then the key
+            if tuple(keys[:end]) in self.overridden:
+                given = self.names("overrides", self.overridden[tuple(keys[:end])])
+                return given if end == len(keys) else f"{given} {'.'.join(keys)}"
         return self.locator.where(tuple(keys))
 
 

@@ -189,13 +189,13 @@ def make_shipped_bases(config: Path, overrides: list[str], folder: Path, console
 
 
 def main(argv: list[str] | None = None) -> int:
-    from feph_finetune.cli import ArgumentParser, guarded
+    from feph_finetune.cli import ArgumentParser, guarded, path_argument
     from feph_finetune.printable import EscapingConsole
 
     parser = ArgumentParser(prog="python -m feph_finetune.demo.bases", description="Pre-train the demo's base models and write them as the package's shipped bases.")
-    parser.add_argument("config", type=Path, metavar="EXPERIMENTS.toml", help="the experiment file whose [demo] settings to use")
+    parser.add_argument("config", type=path_argument, metavar="EXPERIMENTS.toml", help="the experiment file whose [demo] settings to use")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a dotted TOML key, as in the main command")
-    parser.add_argument("--to", type=Path, default=SHIPPED_DIR, help=f"folder to write (default: the package's {SHIPPED_DIR})")
+    parser.add_argument("--to", type=path_argument, default=SHIPPED_DIR, help=f"folder to write (default: the package's {SHIPPED_DIR})")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     return guarded(_make_command, args, EscapingConsole(), EscapingConsole(stderr=True))
 
