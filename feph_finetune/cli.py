@@ -686,7 +686,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.results.store import NoSpaceError, UnwritableError, write_error
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.results.reports import RecordError
-    from feph_finetune.results.output_lock import OutputBusyError
+    from feph_finetune.results.output_lock import LockFileError, OutputBusyError
 
     from feph_finetune.interrupts import stop_signals_as_interrupt
 
@@ -702,7 +702,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         return print_error(errors, str(error))
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         return print_error(errors, message_lines(error))
-    except (ExecutorError, OutputBusyError) as error:
+    except (ExecutorError, OutputBusyError, LockFileError) as error:
         return print_error(errors, message_lines(error))
     except OSError as error:  # a full, read-only or forbidden disk: stop, keep what finished
         if error.errno == errno.ENAMETOOLONG and error.filename:  # a path given (or made from one) past the file system's limit

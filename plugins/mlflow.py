@@ -214,8 +214,12 @@ def _store(options: dict, output: Path):
         database = urllib.parse.urlsplit(uri).scheme.lower().split("+")[0] in _DATABASE_SCHEMES
         return MlflowClient(uri), (Path(output).absolute() / LOCAL_ARTIFACTS).as_uri() if database else None
     output = Path(output).absolute()
-    folder = os.open(output, os.O_RDONLY)  # runs in parallel create the store once: a lock on the folder
-    try:  # itself, which leaves no lock file behind (unlinking one would let a third run lock a new one)
+    (output / LOCAL_ARTIFACTS).mkdir(parents=True, exist_ok=True)
+    # Runs in parallel create the store once: a lock on the artifacts folder itself, which leaves no lock
+    # file behind (unlinking one would let a third run lock a new one). Not on ``output``: the matrix
+    # command holds that folder's lock (feph_finetune.results.output_lock), a conflict even in its own process.
+    folder = os.open(output / LOCAL_ARTIFACTS, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
         fcntl.flock(folder, fcntl.LOCK_EX)
         client = MlflowClient(f"sqlite:///{output / LOCAL_STORE}")
         client.search_experiments(max_results=1)  # creates the store's tables

@@ -5,6 +5,8 @@ change the result must not split a configuration's runs, across an upgrade eithe
 from __future__ import annotations
 
 import json
+import os
+import signal
 import shutil
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 import feph_finetune.config.matrix as matrix
 from feph_finetune.cli import main
 from feph_finetune.results.earlier_ids import carry_over, identify_folder
+from feph_finetune.results.output_lock import LOCK_FILE
 from feph_finetune.results.store import RunStore
 from feph_finetune.session import Session, plan_matrix, run_matrix
 from feph_finetune.config.matrix import recorded_id_rules
@@ -55,12 +58,12 @@ def test_a_run_finished_under_its_earlier_id_is_carried_over_not_trained_again(e
 
     assert main([str(config), "--output", str(output), "--dry-run"]) == 0
     assert "1 of these runs are finished under an earlier id and would be carried over, not run again" in capsys.readouterr().out
-    assert sorted(path.name for path in output.iterdir() if path.is_dir()) == [old_id]  # a dry run moves nothing
+    assert sorted(path.name for path in output.iterdir() if path.name != LOCK_FILE) == [old_id]  # a dry run moves nothing
 
     assert main([str(config), "--output", str(output), "--executor", "inline"]) == 0
     printed = capsys.readouterr().out
     assert "1 finished runs carried over to their new ids" in printed and "skipped 1 finished runs" in printed
-    assert sorted(path.name for path in output.iterdir() if path.is_dir()) == [run.id]
+    assert sorted(path.name for path in output.iterdir() if path.name != LOCK_FILE) == [run.id]
     moved = output / run.id
     assert (moved / "history.json").read_bytes() == trained and (moved / "history.json").stat().st_mtime_ns == trained_at
     assert json.loads((moved / "config.json").read_text())["run"]["id"] == run.id
@@ -79,7 +82,7 @@ def test_a_run_whose_folder_exists_is_not_overwritten_by_its_earlier_one(earlier
     (output / run.id).mkdir()  # an interrupted run under the new id: both are left as they are
     session = Session(config, output=output, executor="inline", console=EscapingConsole(quiet=True))
     assert session.earlier_runs() == {}
-    assert sorted(path.name for path in output.iterdir() if path.is_dir()) == sorted([old_id, run.id])
+    assert sorted(path.name for path in output.iterdir() if path.name != LOCK_FILE) == sorted([old_id, run.id])
 
 
 def test_todays_rules_give_a_recorded_run_its_own_id(earlier_run, tmp_path):
@@ -106,3 +109,45 @@ def test_a_report_counts_a_run_recorded_under_both_ids_once(earlier_run, tmp_pat
     printed = capsys.readouterr()
     assert [row["folds"] for row in json.loads(printed.out)] == [1]  # runs of the configuration
     assert f"{output / old_id}: the same run as {output / run.id} under an earlier id" in printed.err.replace("\n", "")
+
+
+def _renaming_then(monkeypatch, then):
+    """Make ``carry_over``'s rename call ``then()`` once the folder has its new name."""
+    import feph_finetune.results.earlier_ids as earlier_ids
+
+    real = os.rename
+
+    def rename(old, new):
+        real(old, new)
+        then()
+
+    monkeypatch.setattr(earlier_ids.os, "rename", rename)
+
+
+def test_ctrl_c_between_the_rename_and_the_rewrite_leaves_the_run_finished(earlier_run, monkeypatch):
+    config, output, old_id = earlier_run
+    [run] = plan_matrix(config, output=output)
+    _renaming_then(monkeypatch, lambda: signal.raise_signal(signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        carry_over(RunStore(output), {run.id: old_id})
+    monkeypatch.undo()
+    assert RunStore(output).is_done(run.id), "the interrupt waited for the ids to be rewritten"
+
+
+def test_a_carry_over_stopped_between_the_rename_and_the_rewrite_is_finished_next_time(earlier_run, monkeypatch):
+    config, output, old_id = earlier_run
+    [run] = plan_matrix(config, output=output)
+
+    def killed():
+        raise SystemExit("killed")  # as a SIGKILL or a full disk would stop it: no rewrite
+
+    _renaming_then(monkeypatch, killed)
+    with pytest.raises(SystemExit):
+        carry_over(RunStore(output), {run.id: old_id})
+    monkeypatch.undo()
+    assert not RunStore(output).is_done(run.id)
+    session = Session(config, output=output, executor="inline", console=EscapingConsole(quiet=True))
+    assert session.earlier_runs() == {run.id: run.id}  # found half carried over
+    assert main([str(config), "--output", str(output), "--executor", "inline"]) == 0
+    assert RunStore(output).is_done(run.id) and json.loads((output / run.id / "config.json").read_text())["run"]["id"] == run.id
+    assert sorted(path.name for path in output.iterdir() if path.name != LOCK_FILE) == [run.id]

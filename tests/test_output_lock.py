@@ -3,6 +3,7 @@ ends with the process that holds it, even where a child it started lives on."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -85,3 +86,58 @@ def test_the_lock_file_is_no_run_to_a_report(tmp_path):
     with output_locked(tmp_path / "runs"):
         assert RunStore(tmp_path / "runs").records() == []
     assert main(["report", str(tmp_path / "runs")]) == 2  # "no finished runs", not a traceback over the lock file
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda path, victim: path.symlink_to(victim), "a link to "),
+    (lambda path, victim: path.symlink_to(victim.parent / "nothing"), "a link to "),
+    (lambda path, victim: path.mkdir(), "a folder"),
+    (lambda path, victim: os.mkfifo(path), "a FIFO"),
+], ids=["link", "dangling link", "folder", "fifo"])
+def test_a_lock_file_that_is_no_regular_file_is_refused_never_followed(synthetic_feph, tmp_path, capsys, make, what):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    outdir = tmp_path / "runs"
+    outdir.mkdir()
+    make(outdir / LOCK_FILE, victim)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, ONE_QUICK_RUN)
+    assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{outdir / LOCK_FILE} is {what}" in err and "remove it; feph_finetune keeps its lock there" in err
+    assert "Traceback" not in err
+    assert victim.read_text() == "precious\n" and not (tmp_path / "nothing").exists()
+    assert sorted(path.name for path in outdir.iterdir()) == [LOCK_FILE], "no run started"
+
+
+def test_deleting_the_lock_file_lets_no_second_command_in(tmp_path, holder):
+    process, _ = holder
+    (tmp_path / "runs" / LOCK_FILE).unlink()
+    with pytest.raises(OutputBusyError, match="pid unknown"):
+        with output_locked(tmp_path / "runs"):
+            pass
+
+
+def test_a_full_disk_or_a_read_only_folder_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    from feph_finetune.results.store import NoSpaceError, UnwritableError
+    import feph_finetune.results.output_lock as output_lock
+
+    def full(descriptor, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(output_lock.os, "write", full)
+    with pytest.raises(NoSpaceError, match=LOCK_FILE):
+        with output_locked(tmp_path / "runs"):
+            pass
+    monkeypatch.undo()
+
+    real_open = os.open
+
+    def read_only(path, flags, *mode):
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *mode)
+
+    monkeypatch.setattr(output_lock.os, "open", read_only)
+    with pytest.raises(UnwritableError, match="read-only"):
+        with output_locked(tmp_path / "other"):
+            pass

@@ -42,9 +42,11 @@ def earlier_folders(store: RunStore, run_ids: Iterable[str], matrix_ids: Iterabl
     are no run of the matrix (``matrix_ids``). Where two earlier folders give one id (``folds =
     3`` and ``folds = 4`` of one exploratory run), the one finished last.
     """
+    run_ids = list(run_ids)
+    half_carried = {run_id: run_id for run_id in run_ids if _half_carried(store, run_id, identify)}
     wanted = {run_id for run_id in run_ids if not os.path.lexists(store.run_dir(run_id))}
     if not wanted or not store.root.is_dir():
-        return {}
+        return half_carried
     prefixes, taken = {id_prefix(run_id) for run_id in wanted}, set(matrix_ids)
     found: dict[str, tuple[float, str]] = {}
     for name in sorted(os.listdir(store.root)):
@@ -54,7 +56,19 @@ def earlier_folders(store: RunStore, run_ids: Iterable[str], matrix_ids: Iterabl
         finished = _finished(store.result(name))
         if run_id in wanted and (run_id not in found or finished > found[run_id][0]):
             found[run_id] = (finished, name)
-    return {run_id: name for run_id, (finished, name) in found.items()}
+    return half_carried | {run_id: name for run_id, (finished, name) in found.items()}
+
+
+def _half_carried(store: RunStore, run_id: str, identify: Identify) -> bool:
+    """Whether the folder of ``run_id`` is an earlier run renamed by a :func:`carry_over` that
+    stopped before it rewrote the ids (a killed process, a full disk): its ``result.json``
+    records another id with the same :func:`id_prefix`, which today's rules give as ``run_id``."""
+    folder = store.run_dir(run_id)
+    try:
+        recorded = read_json_file(folder / RESULT_FILE).get("id") if os.path.isdir(folder) else None
+    except (UnreadableFile, AttributeError):
+        return False
+    return isinstance(recorded, str) and recorded != run_id and id_prefix(recorded) == id_prefix(run_id) and identify_folder(folder, identify) == run_id
 
 
 def identify_folder(folder: Path, identify: Identify) -> str | None:
@@ -70,19 +84,31 @@ def identify_folder(folder: Path, identify: Identify) -> str | None:
 def carry_over(store: RunStore, folders: Mapping[str, str]) -> int:
     """Rename each earlier folder to its run's id (``folders``: :func:`earlier_folders`) and
     write that id into the files that record it (:data:`ID_RECORDS`); returns how many were
-    carried over. A folder whose new name exists by now is left where it is. The rename is
-    atomic; an interrupt before the ids are rewritten leaves a ``result.json`` whose id is not
-    its folder's: the store warns and the run runs again, nothing is lost."""
+    carried over. A folder whose new name exists by now is left where it is, except one that
+    :func:`earlier_folders` found half carried over (given under its own name): its ids are
+    rewritten. Each folder's rename and rewrites run under
+    :func:`~feph_finetune.interrupts.interrupts_deferred`, so Ctrl-C or SIGTERM waits for these
+    few small writes; a process killed or a disk filled between them leaves a folder that the
+    next command finds half carried over and finishes."""
+    from feph_finetune.interrupts import interrupts_deferred
+
     carried = 0
     for run_id, name in folders.items():
         new = store.run_dir(run_id)
-        if os.path.lexists(new):
+        if name != run_id and os.path.lexists(new):
             continue
-        os.rename(store.run_dir(name), new)
-        for file, keys in ID_RECORDS.items():
-            _write_id(new / file, keys, run_id)
+        with interrupts_deferred():
+            if name != run_id:
+                os.rename(store.run_dir(name), new)
+            _write_ids(new, run_id)
         carried += 1
     return carried
+
+
+def _write_ids(folder: Path, run_id: str) -> None:
+    """Write ``run_id`` into the files of ``folder`` that record it (:data:`ID_RECORDS`)."""
+    for file, keys in ID_RECORDS.items():
+        _write_id(folder / file, keys, run_id)
 
 
 def _write_id(path: Path, keys: tuple[str, ...], run_id: str) -> None:
