@@ -19,7 +19,9 @@ from feph_finetune.interrupts import run_command_process
 def _command_line() -> int:
     """The command line's :func:`~feph_finetune.cli.main`, imported with the handlers in place."""
     from feph_finetune.cli import main
+    from feph_finetune.unraisable import print_warning
 
+    sys.unraisablehook = print_warning  # kept until the exit: objects collected at shutdown too (cli.main puts back its caller's)
     return main()
 
 

@@ -639,8 +639,11 @@ def main(argv: list[str] | None = None) -> int:
     :exc:`BrokenPipeError` and point stdout at devnull so that the interpreter's final flush
     cannot raise again; the exit code is :data:`EXIT_CLOSED_PIPE`, as if SIGPIPE had ended it.
     """
+    from feph_finetune.unraisable import unraisable_as_warnings
+
     try:
-        return _command_line(argv)  # :func:`guarded` flushes stdout: a pipe closed while the last buffer waits
+        with unraisable_as_warnings():  # a plugin object's __del__ that raises: one line, no traceback
+            return _command_line(argv)  # :func:`guarded` flushes stdout: a pipe closed while the last buffer waits
     except BrokenPipeError:
         discard_stdout()
         return EXIT_CLOSED_PIPE

@@ -64,6 +64,16 @@ def _stop(signum, frame) -> None:
         _say(STILL_STOPPING.format(pid=os.getpid()))
 
 
+def interrupt_may_be_a_stop() -> bool:
+    """Whether a KeyboardInterrupt caught now may answer a stop signal, and must stop the command:
+    yes once one came, or where SIGINT goes to a handler this module did not install (Python's
+    own, in a notebook or a library call: a Ctrl-C cannot be told apart there). No where this
+    module's handler is in place and no signal came, or SIGINT is ignored (the process
+    executor's runs): then code raised it itself, a plugin's failure
+    (:func:`feph_finetune.plugins.is_plugin_failure`)."""
+    return _Stopping.received or signal.getsignal(signal.SIGINT) not in (_stop, signal.SIG_IGN)
+
+
 def _in_main_thread() -> bool:
     """Only the main thread can install signal handlers (and Python runs them there only)."""
     return threading.current_thread() is threading.main_thread()

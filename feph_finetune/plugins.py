@@ -30,6 +30,7 @@ import pluggy
 
 from feph_finetune import hookspecs
 from feph_finetune.config.options import Option, as_option
+from feph_finetune.interrupts import interrupt_may_be_a_stop
 from feph_finetune.printable import printable
 
 #: Who wants to know which plugin hook runs now: ``listener(plugin, hook)`` on entering a hook or
@@ -142,10 +143,15 @@ class CoreInterrupt(BaseException):
 
 def is_plugin_failure(error: BaseException) -> bool:
     """Whether ``error``, raised by plugin code (importing it, a hook, a function a hook returned),
-    is that plugin's failure: any exception, ``SystemExit`` (``sys.exit()`` in a plugin) included,
-    but a stop asked for (KeyboardInterrupt: Ctrl-C, SIGTERM), a generator closed, or the core's
-    own :class:`CoreInterrupt`, which must reach the code that answers them."""
-    return not isinstance(error, (KeyboardInterrupt, GeneratorExit, CoreInterrupt))
+    is that plugin's failure: any exception, ``SystemExit`` (``sys.exit()`` in a plugin) and
+    ``GeneratorExit`` included (no call site of plugin code is a generator paused inside it, so
+    only the plugin can have raised it), but not a stop asked for (a KeyboardInterrupt while a
+    stop signal came: Ctrl-C, SIGTERM; :func:`~feph_finetune.interrupts.interrupt_may_be_a_stop`)
+    nor the core's own :class:`CoreInterrupt`, which must reach the code that answers them. A
+    KeyboardInterrupt the plugin raised itself, no signal having come, is its failure."""
+    if isinstance(error, KeyboardInterrupt):
+        return not interrupt_may_be_a_stop()
+    return not isinstance(error, CoreInterrupt)
 
 
 def describe_error(error: BaseException) -> str:
@@ -153,6 +159,8 @@ def describe_error(error: BaseException) -> str:
     (whose own text is just the exit code)."""
     if isinstance(error, SystemExit):
         return f"sys.exit({error.code!r})"
+    if isinstance(error, KeyboardInterrupt):
+        return f"raised KeyboardInterrupt without a Ctrl-C{': ' if str(error) else ''}{error}"
     return f"{type(error).__name__}: {error}"
 
 
@@ -266,7 +274,9 @@ def _import_plugin(candidate: _EntryPoint) -> Any:
     timer.start()
     try:
         return candidate.entry_point.load()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
+        if not interrupt_may_be_a_stop():  # the plugin raised it itself: its failure (broken)
+            raise
         raise PluginLoadInterrupted(f"while loading {printable(loading)}") from None
     finally:
         timer.cancel()

@@ -47,8 +47,10 @@ class Exits:
         raise self.raised
 
 
-@pytest.mark.parametrize("raised", [SystemExit(0), SystemExit("bye"), BaseException("odd")], ids=repr)
+@pytest.mark.parametrize("raised", [SystemExit(0), SystemExit("bye"), BaseException("odd"), GeneratorExit()], ids=repr)
 def test_a_hook_that_exits_fails_as_the_plugins_error(raised):
+    """``GeneratorExit`` too: no call site of plugin code is a generator being closed, so only the
+    plugin raised it (it crashed the whole matrix, or the process executor's child)."""
     plugins = get_plugins()
     plugins.pm.register(Exits(raised), name="exits")
     with pytest.raises(PluginCallError) as failed:
@@ -56,12 +58,49 @@ def test_a_hook_that_exits_fails_as_the_plugins_error(raised):
     assert failed.value.plugin == "exits" and failed.value.hook == "evaluate" and failed.value.error is raised
 
 
-@pytest.mark.parametrize("raised", [KeyboardInterrupt(), RunTimedOut(), GeneratorExit()], ids=lambda error: type(error).__name__)
+@pytest.mark.parametrize("raised", [KeyboardInterrupt(), RunTimedOut()], ids=lambda error: type(error).__name__)
 def test_interrupts_pass_through_a_hook_unchanged(raised):
+    """Under Python's own SIGINT handler (a notebook, a library call) a KeyboardInterrupt may be a
+    Ctrl-C: it stops, as the core's own interrupts do."""
     plugins = get_plugins()
     plugins.pm.register(Exits(raised), name="exits")
     with pytest.raises(type(raised)):
         plugins.call("exits", "evaluate", y_true=None, y_prob=None, context=None)
+
+
+class RaisesSignal:
+    """A plugin whose ``evaluate`` sends this process a real SIGINT: a Ctrl-C."""
+
+    @hookimpl
+    def evaluate(self, y_true):
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_a_keyboard_interrupt_without_a_signal_is_the_plugins_failure_and_a_real_one_stops():
+    """A hook that raised KeyboardInterrupt itself stopped the whole matrix with exit 130 as if
+    Ctrl-C had been pressed; with the command's handlers in place, only a real signal stops."""
+    from feph_finetune.interrupts import stop_signals_as_interrupt
+
+    plugins = get_plugins()
+    plugins.pm.register(Exits(KeyboardInterrupt()), name="raises")
+    plugins.pm.register(RaisesSignal(), name="signals")
+    with stop_signals_as_interrupt():
+        with pytest.raises(PluginCallError) as failed:
+            plugins.call("raises", "evaluate", y_true=None, y_prob=None, context=None)
+        assert failed.value.plugin == "raises" and "raised KeyboardInterrupt without a Ctrl-C" in str(failed.value)
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            plugins.call("signals", "evaluate", y_true=None, y_prob=None, context=None)
+        assert not isinstance(stopped.value, PluginCallError)
+
+
+def test_generator_exit_or_keyboard_interrupt_at_import_marks_the_plugin_broken(site):
+    """``raise GeneratorExit`` at import ended ``plugins`` with a traceback and exit 1; a
+    KeyboardInterrupt raised without a signal stopped it with exit 130."""
+    write_distribution(site, name="ge", version="0.1", module="plug_ge", entry="ge", body="raise GeneratorExit('ge')\n")
+    write_distribution(site, name="ki", version="0.1", module="plug_ki", entry="ki", body="raise KeyboardInterrupt\n")
+    found = listed(site)
+    assert found[("ge", "ge 0.1")]["status"] == "broken" and "GeneratorExit: ge" in found[("ge", "ge 0.1")]["error"]
+    assert found[("ki", "ki 0.1")]["status"] == "broken" and "without a Ctrl-C" in found[("ki", "ki 0.1")]["error"]
 
 
 def test_a_step_function_that_exits_fails_as_its_plugins_error():
@@ -101,6 +140,65 @@ def test_sys_exit_in_a_hook_fails_that_run_and_the_matrix_goes_on(site, tmp_path
     assert records["B"]["status"] == "done"
     assert records["A"]["status"] == "failed" and records["A"]["error"]["plugin"] == "sx" and records["A"]["error"]["hook"] == "evaluate"
     assert records["A"]["error"]["type"] == "SystemExit"
+    assert records["A"]["error"]["message"] == "sys.exit(0)"  # as at import; it was "0" (None: "None")
+    assert "failed in plugin 'sx' (evaluate): sys.exit(0)" in finished.stdout + finished.stderr
+
+
+def test_a_worded_error_is_summarised_as_at_import():
+    from feph_finetune.execution.job import error_record, failure_summary
+
+    assert failure_summary(error_record("evil", "evaluate", SystemExit("evil says bye"))) == "failed in plugin 'evil' (evaluate): sys.exit('evil says bye')"
+    assert failure_summary(error_record("evil", "evaluate", ValueError("no"))) == "failed in plugin 'evil' (evaluate): ValueError: no"
+
+
+LEAVING_METRIC = """
+import os
+from feph_finetune import hookimpl
+
+@hookimpl
+def evaluate(y_true, y_prob, context):
+    {leave}
+"""
+
+
+@pytest.mark.parametrize("leave,executor", [("raise KeyboardInterrupt", "inline"), ("raise KeyboardInterrupt", "process"), ("os._exit(0)", "process")])
+def test_a_hook_that_interrupts_or_ends_its_process_fails_as_the_plugins_error(site, tmp_path, synthetic_feph, leave, executor):
+    """A KeyboardInterrupt without Ctrl-C stopped the inline matrix with 130, and the process
+    executor blamed the core ("WorkerDied ... exited with code 130"); ``os._exit(0)`` was
+    "failed in the core (process): WorkerDied ... code 0"."""
+    write_distribution(site, name="ev", version="0.1", module="plug_ev_run", entry="evil", body=LEAVING_METRIC.format(leave=leave))
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph,
+                        '[experiments.A]\nevaluate = ["paper_metrics", "evil"]\n[experiments.B]\nevaluate = ["paper_metrics"]\n')
+    finished = cli_with(site, str(path), "--executor", executor, "--output", str(tmp_path / "runs"))
+    assert finished.returncode == 1, finished.stderr
+    records = {record["experiment"]: record for record in (json.loads(path.read_text()) for path in tmp_path.joinpath("runs").glob("*/result.json"))}
+    assert records["B"]["status"] == "done"
+    error = records["A"]["error"]
+    assert records["A"]["status"] == "failed" and error["plugin"] == "evil" and error["hook"] == "evaluate", error
+    if leave.startswith("os"):
+        assert "the run's process ended (exit code 0) while plugin 'evil' ran its evaluate hook" in error["message"]
+    else:
+        assert error["message"] == "raised KeyboardInterrupt without a Ctrl-C"
+
+
+def test_an_error_in_a_plugin_objects_del_is_one_warning_line_naming_the_plugin(capfd):
+    """A ``__del__`` that raised printed Python's "Exception ignored in" traceback."""
+    from feph_finetune.unraisable import unraisable_as_warnings
+
+    class Leaky:
+        def __del__(self):
+            raise ValueError("gone\nwrong")
+
+    plugins = get_plugins()
+    plugins.pm.register(Exits(ValueError()), name="leaky")  # a plugin of this module, which defines Leaky too
+    before = sys.unraisablehook
+    with unraisable_as_warnings():
+        leaky = Leaky()
+        del leaky
+    assert sys.unraisablehook is before
+    said = capfd.readouterr().err
+    assert said.count("\n") == 1 and "Traceback" not in said and "Exception ignored" not in said, said
+    assert said.startswith("warning: plugin 'leaky': error ignored in <function") and said.rstrip().endswith("ValueError: gone\\nwrong"), said
 
 
 def test_a_slow_plugin_import_is_named_once_on_stderr(site, monkeypatch, capfd):

@@ -44,7 +44,7 @@ from feph_finetune.data.frames import default_cache_dir
 from feph_finetune.config.matrix import Run
 from feph_finetune.execution.progress import epoch_words
 from feph_finetune.execution.tracking import RunTracking, tracked_run
-from feph_finetune.plugins import PluginCallError, Plugins, hook_listener
+from feph_finetune.plugins import PluginCallError, Plugins, describe_error, hook_listener
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
 from feph_finetune.results.store import NO_SPACE_ERRNOS, NoSpaceError, RunStore, ensure_space
@@ -145,12 +145,17 @@ def failed_record(run: Run, error: dict[str, Any], started: float | None = None)
     return record
 
 
+#: Errors whose own text says nothing (a SystemExit's is its exit code): their record's message
+#: is :func:`~feph_finetune.plugins.describe_error`'s words, "sys.exit('bye')", as at import.
+WORDED_ERRORS = (SystemExit, KeyboardInterrupt)
+
+
 def error_record(plugin: str, hook: str, error: BaseException) -> dict[str, Any]:
     return {
         "plugin": plugin,
         "hook": hook,
         "type": type(error).__name__,
-        "message": str(error),
+        "message": describe_error(error) if isinstance(error, WORDED_ERRORS) else str(error),
         "traceback": "".join(traceback.format_exception(error))[-4000:],
     }
 
@@ -305,10 +310,14 @@ class Activity:
         self._send(name)
 
     def hook(self, plugin: str | None, hook: str | None) -> None:
-        self._send(self.step_name if plugin is None else f"plugin {plugin!r} ({hook})")
+        if plugin is None:
+            self._send(self.step_name)
+        else:
+            self._send(f"plugin {plugin!r} ({hook})", plugin=plugin, hook=hook)
 
-    def _send(self, where: str) -> None:
-        self.report({"event": "activity", "run": self.run_id, "where": where})
+    def _send(self, where: str, **in_plugin: str) -> None:
+        """``in_plugin``: the ``plugin`` and ``hook`` running, for a run whose process ends meanwhile."""
+        self.report({"event": "activity", "run": self.run_id, "where": where, **in_plugin})
 
 
 class Whereabouts:
@@ -318,11 +327,15 @@ class Whereabouts:
 
     def __init__(self):
         self.places: dict[str, str] = {}
+        self.hooks: dict[str, tuple[str, str]] = {}  # run id: (plugin, hook) running now
 
     def note(self, event: dict[str, Any]) -> None:
         run, kind = event.get("run"), event.get("event")
         if kind == "activity":
             self.places[run] = str(event.get("where"))
+            self.hooks.pop(run, None)
+            if event.get("plugin") is not None:
+                self.hooks[run] = (str(event["plugin"]), str(event.get("hook")))
         elif kind == "progress" and event.get("stage"):
             self.places[run] = f"training: {epoch_words(event['stage'], event.get('epoch'), event.get('epochs'), event.get('stage_number'), event.get('stages'))}"
         elif kind == "started":
@@ -330,6 +343,10 @@ class Whereabouts:
 
     def of(self, run_id: str) -> str:
         return self.places.get(run_id, "start-up")
+
+    def hook_of(self, run_id: str) -> tuple[str, str] | None:
+        """The (plugin, hook) the run is in now; None in the core's own steps."""
+        return self.hooks.get(run_id)
 
 
 def timeout_of(job: RunJob) -> float:
@@ -373,7 +390,8 @@ def failure_summary(error: dict[str, Any]) -> str:
     if error.get("type") == "TimedOut":
         return str(error.get("message"))
     place = "the core" if error.get("plugin") == "core" else f"plugin {error.get('plugin')!r}"
-    return f"failed in {place} ({error.get('hook')}): {error.get('type')}: {error.get('message')}"
+    worded = error.get("type") in {kind.__name__ for kind in WORDED_ERRORS}
+    return f"failed in {place} ({error.get('hook')}): " + ("" if worded else f"{error.get('type')}: ") + str(error.get("message"))
 
 
 def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]:

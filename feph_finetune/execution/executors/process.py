@@ -96,7 +96,7 @@ class ProcessExecutor(Executor):
                         child.begin()
                     report(event)
                     continue
-                child.finish()
+                child.finish(whereabouts.hook_of(child.job.id))
                 del running[next(slot for slot, other in running.items() if other is child)]
                 self.report_finished(child.job, report)
         except BaseException:
@@ -229,10 +229,10 @@ class Child:
         self.process.join(STACK_DUMP_S)
         self.stop()
 
-    def finish(self) -> None:
+    def finish(self, in_hook: tuple[str, str] | None = None) -> None:
         """Wait for the child; a run without ``result.json`` is recorded as failed: timed out, or
-        with the exit signal or code, with the end of its stderr. A done run's ``stderr.log`` is
-        removed."""
+        with the exit signal or code, with the end of its stderr, and the (plugin, hook) it was in,
+        ``in_hook``, if any (:meth:`Whereabouts.hook_of`). A done run's ``stderr.log`` is removed."""
         if self.start_failure:
             self.store.finish(self.job.id, self.death_record(None))
             return
@@ -243,19 +243,28 @@ class Child:
         if record is None and self.where is not None:
             self.store.finish(self.job.id, timed_out_record(self.job.run, self.timeout, self.where, self.started, stderr_tail=tail(self.log_path, STDERR_TAIL_LINES)))
         elif record is None:
-            self.store.finish(self.job.id, self.death_record(code))
+            self.store.finish(self.job.id, self.death_record(code, in_hook))
         elif record.get("status") == "done":
             self.log_path.unlink(missing_ok=True)
 
-    def death_record(self, code: int | None) -> dict[str, Any]:
+    def death_record(self, code: int | None, in_hook: tuple[str, str] | None = None) -> dict[str, Any]:
+        """The record of a run whose process ended without one: the plugin's failure when it
+        exited (``os._exit()``) while ``in_hook`` = (plugin, hook) ran; a signal (out of memory,
+        killed by hand) names the hook but stays the core's."""
         signal_name = signal.Signals(-code).name if code is not None and code < 0 else None
+        plugin, hook = "core", "process"
         if code is None:
             message = self.start_failure
+        elif in_hook is not None:
+            ended = exit_description(code) if signal_name else f"ended (exit code {code})"
+            message = f"the run's process {ended} while plugin {in_hook[0]!r} ran its {in_hook[1]} hook"
+            if not signal_name:
+                plugin, hook = in_hook
         else:
             message = f"the run's process {exit_description(code)}" + ("" if signal_name else " before writing its result")
         return failed_record(self.job.run, {
-            "plugin": "core",
-            "hook": "process",
+            "plugin": plugin,
+            "hook": hook,
             "type": "WorkerDied",
             "message": message if code is None else f"{message}; its output is in {STDERR_LOG}",
             "exit_signal": signal_name,
