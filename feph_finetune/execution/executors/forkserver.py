@@ -65,17 +65,23 @@ def _start_server_ignoring_ctrl_c() -> None:
     (:func:`begin_child`) would each print a KeyboardInterrupt traceback. The command stops them
     itself (:func:`stop_children`; the server ends when the command does). SIGINT is ignored in
     the command only while the server is forked (about a millisecond; none once it runs), and
-    only from the main thread, the one that can change handlers."""
+    blocked meanwhile, so that a Ctrl-C then waits instead of being lost; only from the main
+    thread, the one that can change handlers."""
     from multiprocessing import forkserver
 
     if threading.current_thread() is not threading.main_thread():
         forkserver.ensure_running()
         return
+    # Blocked as well as ignored: Linux queues a blocked signal even while it is ignored, so a
+    # Ctrl-C in this window is delivered to the command's own handler once it is back (ignored
+    # alone, it was lost and the command ran on). The server inherits both; begin_child unblocks.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         forkserver.ensure_running()
     finally:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def stop_children(children: Iterable[multiprocessing.Process], grace_s: float = STOP_GRACE_S) -> None:
@@ -115,6 +121,7 @@ def begin_child(log, environment: dict[str, str]) -> None:
     initialises its devices."""
     if hasattr(os, "setsid"):
         os.setsid()  # a new session: Ctrl-C reaches the command only, which stops its runs
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since the server's start (ignored still)
     try:
         fd = os.open(log, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o666)  # less the umask, as any file
     except FileNotFoundError:  # the command removed the run's folder: it was stopped as it forked this child
