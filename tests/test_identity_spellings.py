@@ -54,22 +54,16 @@ def test_the_labels_and_images_spelled_another_way_are_the_same_runs(tmp_path, s
     assert matrix_ids(tmp_path, f"{synthetic_feph}/") == matrix_ids(tmp_path, synthetic_feph)
 
 
-@pytest.mark.parametrize("whole, written_as_float", [
-    ("experiments.FT.validation_split=0", "experiments.FT.validation_split=0.0"),
+@pytest.mark.parametrize("spelling, plain", [
+    ("experiments.FT.validation_split=0", "experiments.FT.validation_split=0.0"),  # a whole number of a float setting is that float
     ("experiments.FT.options.mobilenet.dropout=0", "experiments.FT.options.mobilenet.dropout=0.0"),
     ("experiments.FT.options.face_crop.margin=1", "experiments.FT.options.face_crop.margin=1.0"),
     ("experiments.FT.options.adam.lr=1", "experiments.FT.options.adam.lr=1.0"),
-])
-def test_a_whole_number_of_a_float_setting_is_that_float(tmp_path, synthetic_feph, whole, written_as_float):
-    assert matrix_ids(tmp_path, synthetic_feph, [whole]) == matrix_ids(tmp_path, synthetic_feph, [written_as_float])
-
-
-@pytest.mark.parametrize("negative_zero, zero", [
-    ("experiments.FT.validation_split=-0.0", "experiments.FT.validation_split=0"),
+    ("experiments.FT.validation_split=-0.0", "experiments.FT.validation_split=0"),  # negative zero is zero
     ("experiments.FT.options.mobilenet.dropout=-0.0", "experiments.FT.options.mobilenet.dropout=0.0"),
 ])
-def test_negative_zero_is_zero(tmp_path, synthetic_feph, negative_zero, zero):
-    assert matrix_ids(tmp_path, synthetic_feph, [negative_zero]) == matrix_ids(tmp_path, synthetic_feph, [zero])
+def test_spellings_of_one_float_give_one_id(tmp_path, synthetic_feph, spelling, plain):
+    assert matrix_ids(tmp_path, synthetic_feph, [spelling]) == matrix_ids(tmp_path, synthetic_feph, [plain])
 
 
 def test_a_run_is_given_the_declared_type(tmp_path, synthetic_feph):

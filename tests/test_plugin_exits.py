@@ -127,17 +127,24 @@ def evaluate(y_true, y_prob, context):
 """
 
 
+def run_a_and_b(site, tmp_path, synthetic_feph, metric: str, executor: str):
+    """Run a matrix whose experiment A also evaluates with plugin ``metric`` and B does not;
+    assert the command failed (exit 1) and B finished; return the command and the records by experiment."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph,
+                        f'[experiments.A]\nevaluate = ["paper_metrics", "{metric}"]\n[experiments.B]\nevaluate = ["paper_metrics"]\n')
+    finished = cli_with(site, str(path), "--executor", executor, "--output", str(tmp_path / "runs"))
+    assert finished.returncode == 1, finished.stderr
+    records = {record["experiment"]: record for record in (json.loads(path.read_text()) for path in tmp_path.joinpath("runs").glob("*/result.json"))}
+    assert records["B"]["status"] == "done"
+    return finished, records
+
+
 @pytest.mark.parametrize("executor", ["inline", "process"])
 def test_sys_exit_in_a_hook_fails_that_run_and_the_matrix_goes_on(site, tmp_path, synthetic_feph, executor):
     """``sys.exit(0)`` in ``evaluate`` ended the inline command with exit 0 and nothing written,
     and killed the process executor's child with a WorkerDied naming no plugin."""
     write_distribution(site, name="sx", version="0.1", module="plug_sx_run", entry="sx", body=EXITING_METRIC)
-    path = write_matrix(tmp_path / "m.toml", synthetic_feph,
-                        '[experiments.A]\nevaluate = ["paper_metrics", "sx"]\n[experiments.B]\nevaluate = ["paper_metrics"]\n')
-    finished = cli_with(site, str(path), "--executor", executor, "--output", str(tmp_path / "runs"))
-    assert finished.returncode == 1, finished.stderr
-    records = {record["experiment"]: record for record in (json.loads(path.read_text()) for path in tmp_path.joinpath("runs").glob("*/result.json"))}
-    assert records["B"]["status"] == "done"
+    finished, records = run_a_and_b(site, tmp_path, synthetic_feph, "sx", executor)
     assert records["A"]["status"] == "failed" and records["A"]["error"]["plugin"] == "sx" and records["A"]["error"]["hook"] == "evaluate"
     assert records["A"]["error"]["type"] == "SystemExit"
     assert records["A"]["error"]["message"] == "sys.exit(0)"  # as at import; it was "0" (None: "None")
@@ -167,12 +174,7 @@ def test_a_hook_that_interrupts_or_ends_its_process_fails_as_the_plugins_error(s
     executor blamed the core ("WorkerDied ... exited with code 130"); ``os._exit(0)`` was
     "failed in the core (process): WorkerDied ... code 0"."""
     write_distribution(site, name="ev", version="0.1", module="plug_ev_run", entry="evil", body=LEAVING_METRIC.format(leave=leave))
-    path = write_matrix(tmp_path / "m.toml", synthetic_feph,
-                        '[experiments.A]\nevaluate = ["paper_metrics", "evil"]\n[experiments.B]\nevaluate = ["paper_metrics"]\n')
-    finished = cli_with(site, str(path), "--executor", executor, "--output", str(tmp_path / "runs"))
-    assert finished.returncode == 1, finished.stderr
-    records = {record["experiment"]: record for record in (json.loads(path.read_text()) for path in tmp_path.joinpath("runs").glob("*/result.json"))}
-    assert records["B"]["status"] == "done"
+    finished, records = run_a_and_b(site, tmp_path, synthetic_feph, "evil", executor)
     error = records["A"]["error"]
     assert records["A"]["status"] == "failed" and error["plugin"] == "evil" and error["hook"] == "evaluate", error
     if leave.startswith("os"):
