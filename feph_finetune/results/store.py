@@ -310,9 +310,7 @@ def output_folder_problem(path: Path) -> str | None:
         return problem
     if path.exists() and (problem := input_folder_problem(path)):
         return problem
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _existing(path)
     if problem := input_folder_problem(existing):
         return f"{existing} {problem}"
     return _unwritable_folder(existing)
