@@ -170,13 +170,14 @@ def input_progress(console: Console) -> Progress:
 
 def print_summary(summaries, bundle, console: Console) -> None:
     """Per input: frames, faces found, and the share of frames predicted as each class (fits 80
-    columns: classes that do not fit beside the input's name go to further tables).
+    columns: classes that do not fit beside the input's name go to further tables; where even one
+    does not, the input's name folds, so that no count is cut).
 
     Class columns are headed by :func:`feph_finetune.results.reports.class_abbreviations`, as in ``report``."""
     from rich.cells import cell_len
 
     from feph_finetune.printable import printable
-    from feph_finetune.results.reports import class_abbreviations, spread_columns
+    from feph_finetune.results.reports import class_abbreviations, fold_long_words, names_narrowed, spread_columns
 
     short = {name: printable(abbreviation) for name, abbreviation in class_abbreviations(bundle.classes).items()}
     headers = ["input", "frames", "faces", *(short[name] for name in bundle.classes)]
@@ -188,12 +189,14 @@ def print_summary(summaries, bundle, console: Console) -> None:
     widths = [max([least[column], cell_len(headers[column])] + [cell_len(cells[column]) for cells in rows]) for column in range(len(headers))]
     width = min(80, console.width)
     for columns in spread_columns(widths, range(3, len(headers)), width - 2):  # the table's edges take a cell each
+        inputs = names_narrowed([widths[column] for column in columns], {0: [headers[0], *(cells[0] for cells in rows)]}, width - 2)[0]
         console.print(Text(f"model {printable(bundle.run_id)}: share of frames per predicted class", style="table.title"), width=width)  # wraps at the console's width, not the table's
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for column in columns:
-            table.add_column(Text(headers[column]), justify="left" if column == 0 else "right", no_wrap=True, min_width=least[column] or None)
+            table.add_column(Text(headers[column]), justify="left" if column == 0 else "right", no_wrap=True,
+                             min_width=min(inputs, least[column]) if column == 0 else least[column] or None, width=inputs if column == 0 else None)
         for cells in rows:
-            table.add_row(*(Text(cells[column]) for column in columns))
+            table.add_row(*(Text(fold_long_words(cells[column], inputs) if column == 0 else cells[column]) for column in columns))
         console.print(table, width=width)
 
 

@@ -21,7 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from feph_finetune.printable import printable
-from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, short_name, spread_columns
+from feph_finetune.results.reports import (class_abbreviations, configuration_name, finished, fold_long_words, names_narrowed, short_name,
+                                           spread_columns)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -87,7 +88,9 @@ def confusion_table(row: dict, runs: list[dict], width: int = 80) -> Group | Tex
     grows from white (0%) to dark blue (100%), and the diagonal is bold, which is what remains on
     a console without colour. The last columns are the row's images and its sensitivity. When
     the predicted classes do not fit ``width`` display cells, they are spread over several tables
-    (:func:`~feph_finetune.results.reports.spread_columns`), each with the true classes.
+    (:func:`~feph_finetune.results.reports.spread_columns`), each with the true classes; where a
+    table still does not fit, the true classes' names fold
+    (:func:`~feph_finetune.results.reports.names_narrowed`), so that no count is cut.
     Returns the title, the tables and the legend as one group, or a line of text when no finished
     run recorded a confusion matrix or the runs' matrices cannot be summed (different classes).
     """
@@ -113,11 +116,14 @@ def confusion_table(row: dict, runs: list[dict], width: int = 80) -> Group | Tex
               for column, header in enumerate(headers)]
     tables = []
     for columns in spread_columns(widths, range(1, 1 + len(classes)), width):
+        names = [headers[0], *(cells[0].plain for cells in rows)]
+        fitted = names_narrowed([widths[column] for column in columns], {0: names}, width)[0]
         table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
         for column in columns:
-            table.add_column(Text(headers[column]), justify="left" if column == 0 else "right")
+            table.add_column(Text(fold_long_words(headers[0], fitted)) if column == 0 else Text(headers[column]),
+                             justify="left" if column == 0 else "right", width=fitted if column == 0 else None)
         for cells in rows:
-            table.add_row(*(cells[column] for column in columns))
+            table.add_row(*(Text(fold_long_words(cells[0].plain, fitted)) if column == 0 else cells[column] for column in columns))
         tables.append(table)
     caption = f"rows: true class, columns: predicted class{f' ({legend})' if legend else ''}; cells: images and % of the row"
     spaced = [part for index, table in enumerate(tables) for part in ([Text("")] if index else []) + [table]]

@@ -917,15 +917,17 @@ def _rich_table(grid: _Grid, width: int) -> Table:
     return table
 
 
-def _text_column_widths(grid: _Grid, width: int, stages: int = 5) -> list[int]:
+def _text_column_widths(grid: _Grid, width: int, stages: int = 6) -> list[int]:
     """Each column's width: its natural width (:func:`_natural_width`), less what the table lacks
     to fit ``width``, taken from the text columns widest first: (1) from ``grid.flexible`` down
     to its longest name, (2) from every text column down to its longest name, (3) down to
     :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that folds), (4)
     down to its header's longest word; only the first ``stages`` of these. (5) A numeric column
     whose header is wider than its numbers gives up that width (the header folds after a
-    ``_``..., :func:`fold_long_words`). A number never gets less than its width (were the table
-    still too wide, rich would cut numbers with "…", never fold them into wrong ones)."""
+    ``_``..., :func:`fold_long_words`). (6) The text columns give up the rest
+    (:func:`names_narrowed`: their names and headers fold, a 13-digit counter beside them at 40
+    columns). A number never gets less than its width (were the table still too wide, rich would
+    cut numbers with "…", never fold them into wrong ones)."""
     widths = [_natural_width(grid, index) for index in range(len(grid.headers))]
     text = [index for index, numeric in enumerate(grid.numeric) if not numeric]
     numbers = [index for index, numeric in enumerate(grid.numeric) if numeric]
@@ -936,7 +938,33 @@ def _text_column_widths(grid: _Grid, width: int, stages: int = 5) -> list[int]:
              (numbers, {index: _natural_width(grid, index, header=False) for index in numbers}))
     for columns, floor in steps[:stages]:
         _shrink(widths, columns, floor, sum(widths) + _COLUMN_GAP * (len(widths) - 1) - width)
+    if stages > len(steps):
+        texts = [[grid.headers[index], *(cells[index].text for cells in grid.rows)] for index in range(len(grid.headers))]
+        widths = names_narrowed(widths, {index: texts[index] for index in text}, width)
     return widths
+
+
+def names_narrowed(widths: list[int], names: dict[int, list[str]], room: int) -> list[int]:
+    """``widths`` (each column's, in display cells, :data:`_COLUMN_GAP` apart) with the name
+    columns narrowed, widest first, until the table fits ``room`` cells: the last resort of every
+    console table (the report's, ``report --confusion``, ``predict``'s summary), taken only
+    when even one number column beside the names does not fit, so that a number is never cut.
+    ``names``: the name columns by index, each with its texts (header and cells), which the
+    caller then folds to the column's width (:func:`fold_long_words`); a column never gets
+    narrower than its widest character cluster (2 cells for a CJK character), which never splits."""
+    narrowed = list(widths)
+    floors = {index: max([1] + [cell_len(word[start:_cluster_end(word, start)]) for text in texts for word in text.split()
+                                for start in _cluster_starts(word)]) for index, texts in names.items()}
+    _shrink(narrowed, list(names), floors, sum(narrowed) + _COLUMN_GAP * (len(narrowed) - 1) - room)
+    return narrowed
+
+
+def _cluster_starts(word: str) -> list[int]:
+    """Where ``word``'s character clusters start."""
+    starts = [0] if word else []
+    while starts and _cluster_end(word, starts[-1]) < len(word):
+        starts.append(_cluster_end(word, starts[-1]))
+    return starts
 
 
 def _shrink(widths: list[int], columns: list[int], floor: dict[int, int], excess: int) -> None:

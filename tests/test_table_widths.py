@@ -1,0 +1,142 @@
+"""Every number of a console table stays whole at any width from 40 columns: where room runs out,
+the name columns (configurations, class names, counter names, inputs, run ids) fold instead."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from rich.cells import cell_len
+
+from conftest import write_matrix
+from fake_store import write_fake_store
+
+WIDTHS = [40, 41, 44, 80]
+
+#: Names that leave little room: a label without spaces, one of wide (2-cell) characters, long class names.
+LONG_LABEL = "A_very_long_experiment_label_for_fine_tuning_everything"
+CJK_LABEL = "手語の表情を学習する長い実験の名前"
+LONG_CLASSES = [f"{word}_expression_marker_of_the_face"[:30] for word in "raised furrowed puffed squinted pursed tilted nodding".split()]
+CJK_CLASSES = ["怒りの表情を示す手話の顔", "嫌悪の表情を示す手話の顔", "恐怖の表情を示す手話の顔", "幸福の表情を示す手話の顔",
+               "中立の表情を示す手話の顔", "悲しみの表情を示す手話の顔", "驚きの表情を示す手話の顔"]
+
+
+def printed_at(columns: int, capsys, monkeypatch, *args: str) -> str:
+    from feph_finetune.cli import main
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(list(args)) == 0, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def assert_fits(text: str, columns: int, numbers: set[str], shortened: str = "") -> None:
+    """No line wider than ``columns`` display cells, nothing cut with "…" (but the start of
+    a name ``shortened`` to its end), and each of ``numbers`` printed whole: a word of some
+    line (a number split over two lines is two other words)."""
+    assert max(cell_len(line) for line in text.splitlines()) <= columns, text
+    assert all(after[:1] and after[:1] in shortened for after in text.split("…")[1:]), text
+    words = {word.strip(",;()[]±%") for line in text.splitlines() for word in line.split()}
+    assert not sorted(numbers - words), text
+
+
+def store_of(root, *, label: str | None = None, classes: list[str] | None = None, counters: dict[str, int] | None = None):
+    """The fake store's M0 and M2 with M2 relabelled, every run's classes renamed and counters
+    added; returns the store's folder and the records as written."""
+    write_fake_store(root, experiments=["M0", "M2"])
+    records = []
+    for path in sorted(root.glob("*/result.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if label and record["experiment"] == "M2":
+            record["label"] = label
+        if classes:
+            record["metrics"]["sensitivity"] = dict(zip(classes, record["metrics"]["sensitivity"].values()))
+            record["classes"] = classes
+        record["counters"] = counters or {}
+        path.write_text(json.dumps(record), encoding="utf-8")
+        records.append(record)
+    return root, records
+
+
+def shown_numbers(records: list[dict]) -> set[str]:
+    """Every accuracy and sensitivity of the report's rows as the console shows them, and each
+    counter's sum over a row's runs."""
+    from feph_finetune.results.reports import summarize
+
+    numbers = set()
+    for row in summarize(records):
+        values = [row["accuracy"], row["avg_sensitivity"], *row["sensitivity"].values()]
+        numbers |= {f"{100 * value:.1f}".replace("100.0", "100") for value in values}
+        numbers |= {str(int(value)) for value in row["counters"].values()}
+    return numbers
+
+
+@pytest.mark.parametrize("columns", WIDTHS)
+@pytest.mark.parametrize("case", ["13-digit counter", "long counter names", "long label", "CJK label", "long classes", "CJK classes"])
+def test_report_keeps_every_number_whole(tmp_path, capsys, monkeypatch, columns, case):
+    store, records = store_of(tmp_path / "runs", **{
+        "13-digit counter": dict(counters={"face_fallback": 999_999_999_999}),  # summed over 5 folds: 13 digits
+        "long counter names": dict(counters={"frames_without_any_face_found_in_the_crop": 99_999_999_999, "images_rejected_as_blurry": 4567}),
+        "long label": dict(label=LONG_LABEL, counters={"face_fallback": 12345678901}),
+        "CJK label": dict(label=CJK_LABEL, counters={"顔が見つからなかったフレームの数": 1234567890}),
+        "long classes": dict(classes=LONG_CLASSES),
+        "CJK classes": dict(classes=CJK_CLASSES),
+    }[case])
+    numbers = shown_numbers(records)
+    for paper in ([], ["--paper"]):
+        assert_fits(printed_at(columns, capsys, monkeypatch, "report", str(store), *paper), columns, numbers)
+
+
+@pytest.mark.parametrize("columns", WIDTHS)
+@pytest.mark.parametrize("classes", [LONG_CLASSES, CJK_CLASSES], ids=["30-character", "CJK"])
+def test_confusion_rows_named_by_long_class_names_keep_every_count_whole(tmp_path, capsys, monkeypatch, columns, classes):
+    store, records = store_of(tmp_path / "runs", classes=classes)
+    summed = sum(np.asarray(record["metrics"]["confusion"]) for record in records if record["experiment"] == "M2" and record["phase"] == "cv")
+    numbers = {str(count) for count in summed.ravel()} | {str(total) for total in summed.sum(axis=1)}
+    assert_fits(printed_at(columns, capsys, monkeypatch, "report", str(store), "--confusion", "M2"), columns, numbers)
+
+
+@pytest.mark.parametrize("columns", WIDTHS)
+def test_further_metrics_with_long_names_and_a_long_label_keep_every_value_whole(tmp_path, capsys, monkeypatch, columns):
+    store, records = store_of(tmp_path / "runs", label=CJK_LABEL)
+    for path in store.glob("*/result.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["metrics"].update(cohen_kappa_weighted_quadratic=0.4321, matthews_correlation_coefficient=0.1234)
+        path.write_text(json.dumps(record), encoding="utf-8")
+    text = printed_at(columns, capsys, monkeypatch, "report", str(store))
+    assert_fits(text, columns, {"0.432", "0.123"})
+
+
+@pytest.mark.parametrize("columns", WIDTHS)
+@pytest.mark.parametrize("name", ["clips/a_very_long_sentence_recording.avi", "手話の文を撮った長い動画の名前.avi"])
+def test_predicts_summary_keeps_its_counts_whole(monkeypatch, columns, name):
+    from types import SimpleNamespace
+
+    from feph_finetune.cli import output_console
+    from feph_finetune.predict.command import print_summary
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    bundle = SimpleNamespace(classes=LONG_CLASSES, run_id="A_very_long_experiment-x-0123456789abcdef")
+    predicted = {name: 1234567 * (index + 1) for index, name in enumerate(LONG_CLASSES)}
+    frames = sum(predicted.values())
+    summaries = [SimpleNamespace(name=name, frames=frames, faces=frames - 1, predicted=predicted)]
+    console = output_console()
+    with console.capture() as captured:
+        print_summary(summaries, bundle, console)
+    text = captured.get()
+    shares = {f"{100 * count / frames:.0f}" for count in predicted.values()}
+    assert_fits(text, columns, {str(frames), str(frames - 1), *shares}, shortened=name)
+
+
+@pytest.mark.parametrize("columns", WIDTHS)
+@pytest.mark.parametrize("experiment", ["A_very_long_experiment_name_for_fine_tuning_with_everything_on", "A-very-long-experiment-name-for-fine-tuning-with-everything-on"])
+def test_a_dry_run_keeps_its_values_whole(tmp_path, synthetic_feph, capsys, monkeypatch, columns, experiment):
+    experiments = f"""
+    [experiments."{experiment}"]
+    grid = {{ "options.mobilenet.dropout" = [0.25, 0.5], "options.adam.lr" = [0.001, 0.0001] }}
+    """
+    matrix = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    text = printed_at(columns, capsys, monkeypatch, str(matrix), "--dry-run")
+    assert max(cell_len(line) for line in text.splitlines()) <= columns and "…" not in text, text
+    words = {word.split("=")[-1].strip(",;") for line in text.splitlines() for word in line.split()}
+    assert {"0.25", "0.5", "0.001", "0.0001"} <= words, text
