@@ -177,7 +177,7 @@ def print_summary(summaries, bundle, console: Console) -> None:
     from rich.cells import cell_len
 
     from feph_finetune.printable import printable
-    from feph_finetune.results.reports import class_abbreviations, fold_long_words, names_narrowed, spread_columns
+    from feph_finetune.results.reports import class_abbreviations, names_narrowed, spread_columns
 
     short = {name: printable(abbreviation) for name, abbreviation in class_abbreviations(bundle.classes).items()}
     headers = ["input", "frames", "faces", *(short[name] for name in bundle.classes)]
@@ -191,13 +191,21 @@ def print_summary(summaries, bundle, console: Console) -> None:
     for columns in spread_columns(widths, range(3, len(headers)), width - 2):  # the table's edges take a cell each
         inputs = names_narrowed([widths[column] for column in columns], {0: [headers[0], *(cells[0] for cells in rows)]}, width - 2)[0]
         console.print(Text(f"model {printable(bundle.run_id)}: share of frames per predicted class", style="table.title"), width=width)  # wraps at the console's width, not the table's
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for column in columns:
-            table.add_column(Text(headers[column]), justify="left" if column == 0 else "right", no_wrap=True,
-                             min_width=min(inputs, least[column]) if column == 0 else least[column] or None, width=inputs if column == 0 else None)
-        for cells in rows:
-            table.add_row(*(Text(fold_long_words(cells[column], inputs) if column == 0 else cells[column]) for column in columns))
-        console.print(table, width=width)
+        console.print(_summary_table(headers, rows, columns, least, inputs), width=width)
+
+
+def _summary_table(headers: list[str], rows: list[list[str]], columns: list[int], least: list[int], input_width: int) -> Table:
+    """The summary's ``columns`` (the first: the inputs) as a table, each input's name folded to
+    ``input_width`` display cells, the numbers never wrapped, each at least ``least`` cells wide."""
+    from feph_finetune.results.reports import fold_long_words
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column(Text(headers[0]), width=input_width)
+    for column in columns[1:]:
+        table.add_column(Text(headers[column]), justify="right", no_wrap=True, min_width=least[column] or None)
+    for cells in rows:
+        table.add_row(Text(fold_long_words(cells[0], input_width)), *(Text(cells[column]) for column in columns[1:]))
+    return table
 
 
 def _tail(name: str, width: int) -> str:

@@ -114,20 +114,24 @@ def confusion_table(row: dict, runs: list[dict], width: int = 80) -> Group | Tex
         rows.append([Text(printable(name)), *cells, Text(str(int(counts[index].sum()))), Text("–" if np.isnan(sensitivity) else f"{100 * sensitivity:.1f}")])
     widths = [max(cell_len(line) for text in [Text(header), *(cells[column] for cells in rows)] for line in text.plain.split("\n"))
               for column, header in enumerate(headers)]
-    tables = []
-    for columns in spread_columns(widths, range(1, 1 + len(classes)), width):
-        names = [headers[0], *(cells[0].plain for cells in rows)]
-        fitted = names_narrowed([widths[column] for column in columns], {0: names}, width)[0]
-        table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
-        for column in columns:
-            table.add_column(Text(fold_long_words(headers[0], fitted)) if column == 0 else Text(headers[column]),
-                             justify="left" if column == 0 else "right", width=fitted if column == 0 else None)
-        for cells in rows:
-            table.add_row(*(Text(fold_long_words(cells[0].plain, fitted)) if column == 0 else cells[column] for column in columns))
-        tables.append(table)
+    names = [headers[0], *(cells[0].plain for cells in rows)]
+    tables = [_matrix_table(headers, rows, columns, names_narrowed([widths[column] for column in columns], {0: names}, width)[0])
+              for columns in spread_columns(widths, range(1, 1 + len(classes)), width)]
     caption = f"rows: true class, columns: predicted class{f' ({legend})' if legend else ''}; cells: images and % of the row"
     spaced = [part for index, table in enumerate(tables) for part in ([Text("")] if index else []) + [table]]
     return Group(Text(title, style="table.title"), *spaced, Text(caption, style="table.caption"))
+
+
+def _matrix_table(headers: list[str], rows: list[list[Text]], columns: list[int], name_width: int) -> Table:
+    """The matrix's ``columns`` (the first: the true classes) as a table, the class names folded
+    to ``name_width`` display cells."""
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
+    table.add_column(Text(fold_long_words(headers[0], name_width)), width=name_width)
+    for column in columns[1:]:
+        table.add_column(Text(headers[column]), justify="right")
+    for cells in rows:
+        table.add_row(Text(fold_long_words(cells[0].plain, name_width)), *(cells[column] for column in columns[1:]))
+    return table
 
 
 def _title(row: dict, runs: int) -> str:

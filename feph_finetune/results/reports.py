@@ -953,18 +953,20 @@ def names_narrowed(widths: list[int], names: dict[int, list[str]], room: int) ->
     caller then folds to the column's width (:func:`fold_long_words`); a column never gets
     narrower than its widest character cluster (2 cells for a CJK character), which never splits."""
     narrowed = list(widths)
-    floors = {index: max([1] + [cell_len(word[start:_cluster_end(word, start)]) for text in texts for word in text.split()
-                                for start in _cluster_starts(word)]) for index, texts in names.items()}
+    floors = {index: _widest_cluster(texts) for index, texts in names.items()}
     _shrink(narrowed, list(names), floors, sum(narrowed) + _COLUMN_GAP * (len(narrowed) - 1) - room)
     return narrowed
 
 
-def _cluster_starts(word: str) -> list[int]:
-    """Where ``word``'s character clusters start."""
-    starts = [0] if word else []
-    while starts and _cluster_end(word, starts[-1]) < len(word):
-        starts.append(_cluster_end(word, starts[-1]))
-    return starts
+def _widest_cluster(texts: list[str]) -> int:
+    """The display width of the widest character cluster in ``texts`` (at least 1)."""
+    widest = 1
+    for text in texts:
+        start = 0
+        while start < len(text):
+            end = _cluster_end(text, start)
+            widest, start = max(widest, cell_len(text[start:end])), end
+    return widest
 
 
 def _shrink(widths: list[int], columns: list[int], floor: dict[int, int], excess: int) -> None:
