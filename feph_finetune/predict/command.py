@@ -177,14 +177,15 @@ def print_summary(summaries, bundle, console: Console) -> None:
     from rich.cells import cell_len
 
     from feph_finetune.printable import printable
+    from feph_finetune.results.number_text import format_count, format_number
     from feph_finetune.results.reports import class_abbreviations, names_narrowed, spread_columns
 
     short = {name: printable(abbreviation) for name, abbreviation in class_abbreviations(bundle.classes).items()}
     headers = ["input", "frames", "faces", *(short[name] for name in bundle.classes)]
     rows = []
     for summary in summaries:
-        shares = [f"{100 * summary.predicted.get(name, 0) / summary.frames:.0f}%" if summary.frames else "-" for name in bundle.classes]
-        rows.append([_tail(printable(summary.name), 20), str(summary.frames), "-" if summary.faces is None else str(summary.faces), *shares])
+        shares = [f"{format_number(100 * summary.predicted.get(name, 0) / summary.frames, 0)}%" if summary.frames else "-" for name in bundle.classes]
+        rows.append([_tail(printable(summary.name), 20), format_count(summary.frames), "-" if summary.faces is None else format_count(summary.faces), *shares])
     least = [20, 0, 0, *(4 for _ in bundle.classes)]  # the name column's and a class column's min_width
     widths = [max([least[column], cell_len(headers[column])] + [cell_len(cells[column]) for cells in rows]) for column in range(len(headers))]
     width = min(80, console.width)

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from feph_finetune.printable import printable
+from feph_finetune.results.number_text import format_count, format_number
 from feph_finetune.results.reports import (class_abbreviations, configuration_name, finished, fold_long_words, names_narrowed, short_name,
                                            spread_columns)
 
@@ -111,7 +112,7 @@ def confusion_table(row: dict, runs: list[dict], width: int = 80) -> Group | Tex
     for index, name in enumerate(classes):
         cells = [_cell(int(counts[index, column]), shares[index, column], index == column) for column in range(len(classes))]
         sensitivity = shares[index, index]
-        rows.append([Text(printable(name)), *cells, Text(str(int(counts[index].sum()))), Text("–" if np.isnan(sensitivity) else f"{100 * sensitivity:.1f}")])
+        rows.append([Text(printable(name)), *cells, Text(format_count(int(counts[index].sum()))), Text("–" if np.isnan(sensitivity) else format_number(100 * sensitivity, 1))])
     widths = [max(cell_len(line) for text in [Text(header), *(cells[column] for cells in rows)] for line in text.plain.split("\n"))
               for column, header in enumerate(headers)]
     names = [headers[0], *(cells[0].plain for cells in rows)]
@@ -145,11 +146,11 @@ def _title(row: dict, runs: int) -> str:
 
 def _cell(count: int, share: float, diagonal: bool) -> Text:
     if np.isnan(share):
-        return Text(f"{count}\n–")
+        return Text(f"{format_count(count)}\n–")
     red, green, blue = (round(empty + share * (full - empty)) for empty, full in zip(_EMPTY, _FULL))
     foreground = "white" if share > 0.45 else "black"
     style = Style(color=foreground, bgcolor=Color.from_rgb(red, green, blue), bold=diagonal)
-    return Text(f"{count}\n{100 * share:.0f}%", style=style)
+    return Text(f"{format_count(count)}\n{format_number(100 * share, 0)}%", style=style)
 
 
 def print_confusion(configurations: list[tuple[dict, list[dict]]], console: "Console") -> None:

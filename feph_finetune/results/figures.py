@@ -35,6 +35,7 @@ from feph_finetune.data.user_files import UnreadableFile, read_json_file
 from feph_finetune.results.confusion import row_shares, summed_confusion
 from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, markdown_report, short_name
 from feph_finetune.printable import printable
+from feph_finetune.results.number_text import format_count, format_number
 from feph_finetune.results.store import LONGEST_ATOMIC_NAME, atomic_folder, atomic_path
 from feph_finetune.results.records import is_float_number, json_kind
 from feph_finetune.results.stats import mean_ci95
@@ -329,7 +330,7 @@ def confusion_figure(row: dict, runs: list[dict]):
     for true in range(len(classes)):
         for predicted in range(len(classes)):
             share = shares[true, predicted]
-            text = f"{counts[true, predicted]}\n" + ("–" if np.isnan(share) else f"{share:.0f}%")
+            text = f"{format_count(counts[true, predicted])}\n" + ("–" if np.isnan(share) else f"{format_number(share, 0)}%")
             axes.text(predicted, true, text, ha="center", va="center", fontsize=8,
                       color="white" if share > 55 else "black", fontweight="bold" if true == predicted else "normal")
     ticks = tick_names(classes)
@@ -340,9 +341,9 @@ def confusion_figure(row: dict, runs: list[dict]):
     accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
     if row["phase"] == "cv":
         # The tables give the mean of the folds' accuracies; this one counts every test image once.
-        where = f"summed over {folds} fold{'s' if folds != 1 else ''}, {counts.sum()} test images: accuracy {accuracy:.1f}% pooled over folds"
+        where = f"summed over {folds} fold{'s' if folds != 1 else ''}, {format_count(counts.sum())} test images: accuracy {format_number(accuracy, 1)}% pooled over folds"
     else:
-        where = f"one split, {counts.sum()} test images: accuracy {accuracy:.1f}%"
+        where = f"one split, {format_count(counts.sum())} test images: accuracy {format_number(accuracy, 1)}%"
     axes.set_title(f"{_row_title(row)}\n{where}", fontsize=10)
     figure.colorbar(image, ax=axes, label="share of the true class (%)", shrink=0.85)
     return figure
@@ -376,7 +377,7 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
             low, high = max(low, 0.0), min(high, 100.0)  # an accuracy lies in [0, 100]: so does its interval
             axes.errorbar(position + 0.04, interval["mean"], yerr=[[interval["mean"] - low], [high - interval["mean"]]],
                           fmt="D", color=colour, capsize=5, markersize=6, zorder=4)
-            axes.text(position + 0.1, interval["mean"], f"{interval['mean']:.1f}", va="center", fontsize=8)
+            axes.text(position + 0.1, interval["mean"], format_number(interval["mean"], 1), va="center", fontsize=8)
         paper = row.get("paper")
         if paper:
             with_paper = True
@@ -389,7 +390,7 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
     ]
     if with_paper:
         handles.append(Line2D([], [], linestyle="-", marker="*", markersize=9, color="crimson", label="paper, Table 5: mean ± std"))
-    axes.set_xticks(range(len(configurations)), [f"{short_name(row)}\n{row['label']}" for row, _ in configurations], fontsize=8)
+    axes.set_xticks(range(len(configurations)), [f"{printable(short_name(row))}\n{printable(row['label'])}" for row, _ in configurations], fontsize=8)
     axes.set_xlim(-0.6, len(configurations) - 0.4)
     low, high = axes.get_ylim()
     axes.set_ylim(max(low, 0.0), min(high, 100.0))
@@ -411,7 +412,7 @@ def _reference_lines(axes, configurations: list[tuple[dict, list[dict]]]) -> lis
     if classes:
         chance = 100.0 / len(classes)
         axes.axhline(chance, color="0.45", linestyle=":", linewidth=1.0, zorder=1)
-        handles.append(Line2D([], [], color="0.45", linestyle=":", label=f"chance: 1/{len(classes)} = {chance:.1f}%"))
+        handles.append(Line2D([], [], color="0.45", linestyle=":", label=f"chance: 1/{len(classes)} = {format_number(chance, 1)}%"))
     totals = np.zeros(len(classes))
     for _, runs in configurations:
         try:
@@ -423,7 +424,7 @@ def _reference_lines(axes, configurations: list[tuple[dict, list[dict]]]) -> lis
     if totals.sum() > 0:
         majority = 100.0 * totals.max() / totals.sum()
         axes.axhline(majority, color="0.45", linestyle="--", linewidth=1.0, zorder=1)
-        handles.append(Line2D([], [], color="0.45", linestyle="--", label=f"majority class ({classes[int(totals.argmax())]}): {majority:.1f}%"))
+        handles.append(Line2D([], [], color="0.45", linestyle="--", label=f"majority class ({printable(classes[int(totals.argmax())])}): {format_number(majority, 1)}%"))
     return handles
 
 
@@ -502,6 +503,11 @@ def _std_within_percent(row: dict, classes: list[str], heights: np.ndarray) -> n
 MAX_HISTORY_EPOCHS = 100_000
 #: The values of a history entry the learning curves draw.
 CURVE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+#: The largest loss the learning curves draw. Keras' cross-entropy is at most about 16 per image
+#: (it clips probabilities at 1e-7), times a class weight; a loss far beyond (a run that
+#: diverged, a hand-edited file: ``1e300`` is finite) would scale the axis so that every other
+#: curve lies flat at 0, so such a value is left out as a gap, with a warning.
+MAX_HISTORY_LOSS = 1e6
 
 
 def _histories(runs: list[dict], run_dirs: Path, warn: Callable[[str], None]) -> list[tuple[int | None, list[dict]]]:
@@ -525,7 +531,7 @@ def _histories(runs: list[dict], run_dirs: Path, warn: Callable[[str], None]) ->
         if problem:
             warn(f"{path}: left out of the learning curves, {problem}")
             continue
-        found.append((run.get("fold"), history))
+        found.append((run.get("fold"), _within_bounds(history, path, warn)))
     return sorted(found, key=lambda item: -1 if item[0] is None else item[0])
 
 
@@ -556,6 +562,21 @@ def history_problem(history: Any) -> str:
     return ""
 
 
+def _within_bounds(history: list[dict], path: Path, warn: Callable[[str], None]) -> list[dict]:
+    """``history`` with every loss above :data:`MAX_HISTORY_LOSS` taken out (a gap in its curve),
+    and one ``warn`` line naming the file and the keys when there were any."""
+    kept, beyond = [], {}
+    for entry in history:
+        wild = [key for key in CURVE_KEYS if key.endswith("loss") and _drawn(entry.get(key)) and entry[key] > MAX_HISTORY_LOSS]
+        for key in wild:
+            beyond.setdefault(key, entry["epoch"])
+        kept.append({key: value for key, value in entry.items() if key not in wild})
+    if beyond:
+        where = ", ".join(f"{key} (first at epoch {epoch})" for key, epoch in beyond.items())
+        warn(f"{path}: values above {format_number(MAX_HISTORY_LOSS, 0)} of {where} left out of the learning curves (a run that diverged, or an edited file)")
+    return kept
+
+
 def _curve_value(key: str, value: Any) -> bool:
     """Whether ``value`` can be drawn as ``key``: NaN (a gap: the run diverged), else an accuracy
     from 0 to 1 or a loss that is finite and from 0 (cross-entropy never goes below)."""
@@ -582,10 +603,12 @@ def _class_weighted(runs: list[dict], run_dirs: Path) -> bool:
 
 def _stage_spans(history: list[dict]) -> list[tuple[str, int, int]]:
     """``(stage, first epoch, last epoch)`` of each run of consecutive epochs in one stage; the
-    stage in words (``stage_label``, from ``TrainingStage.label``) where the history has it."""
+    stage in words (``stage_label``, from ``TrainingStage.label``) where the history has it, its
+    control characters escaped (:func:`~feph_finetune.printable.printable`: a ``\\n`` drawn as
+    ``\\n``, not a line over the title)."""
     spans: list[tuple[str, int, int]] = []
     for entry in history:
-        stage, epoch = str(entry.get("stage_label") or entry.get("stage", "")), entry["epoch"]
+        stage, epoch = printable(str(entry.get("stage_label") or entry.get("stage", ""))), entry["epoch"]
         if spans and spans[-1][0] == stage:
             spans[-1] = (stage, spans[-1][1], epoch)
         else:

@@ -31,6 +31,7 @@ from rich.text import Text
 
 from feph_finetune.api import CLASSES
 from feph_finetune.printable import printable
+from feph_finetune.results.number_text import SMALL, format_count, format_number
 from feph_finetune.results.paper import published
 from feph_finetune.results.records import BaselineTest, FoldSpread, RecordShapeError, RunFailure, RunRecord, SummaryRow
 from feph_finetune.results.stats import paired_t
@@ -248,12 +249,24 @@ def _scalar(value: Any) -> float | None:
 
 def _mean(values: list[float | None]) -> float | None:
     present = [value for value in values if value is not None]
-    return float(np.mean(present)) if present else None
+    return _scaled(present, np.mean) if present else None
 
 
 def _std(values: list[float | None]) -> float | None:
     present = [value for value in values if value is not None]
-    return float(np.std(present, ddof=1)) if len(present) >= 2 else None
+    return _scaled(present, lambda scaled: np.std(scaled, ddof=1)) if len(present) >= 2 else None
+
+
+def _scaled(values: list[float], statistic: Callable[[np.ndarray], float]) -> float:
+    """``statistic`` of ``values`` computed on them divided by their largest magnitude, then scaled
+    back: a plugin's metric may be any finite float, and the sum or the squares of values near
+    1e308 overflow to infinity; the mean and the spread of finite values are finite (the spread
+    of +-1.7e308 excepted, which stays infinite and is shown as such)."""
+    scale = max(abs(value) for value in values)
+    if scale == 0:
+        return 0.0
+    with np.errstate(over="ignore"):
+        return float(scale * statistic(np.asarray(values, dtype=float) / scale))
 
 
 def _fold_accuracies(runs: list[dict]) -> dict[int, float]:
@@ -712,7 +725,9 @@ def _format_metric(column: _Column, row: dict, with_std: bool, compact: bool = F
 
 
 def _format_number(column: _Column, value: float) -> str:
-    return f"{100.0 * value:.1f}" if column.percent else f"{value:.3f}"
+    """A metric as its column shows it: a percentage with one decimal, a further metric with three
+    (:func:`~feph_finetune.results.number_text.format_number`: scientific notation when wide or tiny)."""
+    return format_number(100.0 * value, 1) if column.percent else format_number(value, 3, small=SMALL)
 
 
 def _cost_grid(rows: list[dict], compact: bool) -> _Grid:
@@ -735,7 +750,7 @@ def _cost_grid(rows: list[dict], compact: bool) -> _Grid:
             if not compact:
                 cells.insert(0, row["phase"])
             cells.append(_format_duration(row["time_s"]))
-            cells.extend(_format_count(row["counters"].get(name, 0)) for name in counter_names)
+            cells.extend(format_count(row["counters"].get(name, 0)) for name in counter_names)
             grid.rows.append([_Cell(text) for text in cells])
         if compact:
             grid.section_ends.add(len(grid.rows) - 1)
@@ -774,10 +789,6 @@ def _format_duration(seconds: float | None) -> str:
         return f"{minutes} min {rest:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def _format_count(value: int | float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
 def _comparison_line(row: dict) -> str:
