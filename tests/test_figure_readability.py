@@ -105,3 +105,37 @@ def test_every_built_in_stage_has_words_for_people():
     for plugin in (adam, adam_sgd, sam, sam_sgd):
         for stage in plugin.optimizer_schedule(context=context):
             assert stage.label and "_" not in stage.label, (plugin.__name__, stage.name)
+
+
+def test_a_loss_beyond_any_cross_entropy_is_left_out_with_one_warning_naming_the_file_and_key(tmp_path):
+    from feph_finetune.results.figures import MAX_HISTORY_LOSS, _histories
+
+    root = tmp_path / "results"
+    write_fake_store(root, experiments=["M2"])
+    row, runs = next((row, runs) for row, runs in configurations(RunStore(root).records()) if row["phase"] == "cv")
+    edited = root / runs[0]["id"] / "history.json"
+    history = json.loads(edited.read_text())
+    history[2]["loss"], history[4]["loss"] = 1e300, 2e300  # finite, as a hand-edited file or a diverged run may hold
+    edited.write_text(json.dumps(history))
+    warnings = []
+    figure = learning_curves_figure(row, _histories(runs, root, warnings.append))
+    assert len(warnings) == 1 and str(edited) in warnings[0] and "loss (first at epoch 3)" in warnings[0], warnings
+    top = max(value for _, y in (line.get_data() for line in figure.axes[0].lines) for value in y)
+    assert top < MAX_HISTORY_LOSS and figure.axes[0].get_ylim()[1] < 10, figure.axes[0].get_ylim()  # the other losses (about 1.7 at most) set the axis
+
+
+def test_a_stage_label_with_a_line_break_is_drawn_escaped_not_over_the_title(store):
+    row, runs = chosen(store, "cv", "M2")
+    histories = [(run["fold"], json.loads((store / run["id"] / "history.json").read_text())) for run in runs]
+    for _, history in histories:
+        for entry in history:
+            entry["stage_label"] = "all layers\nNEW TITLE\x1b[2J, SGD"
+    texts = [text.get_text() for axes in learning_curves_figure(row, histories).axes for text in axes.texts]
+    assert texts and all(text == "all layers\\nNEW TITLE\\x1b[2J,\nSGD" for text in texts), texts
+
+
+def test_the_fold_axis_names_its_configurations_escaped(store):
+    cv = chosen(store, "cv")
+    cv[0][0]["label"] = "No-FT\nEVIL"
+    figure = cv_accuracy_figure(cv)
+    assert any("No-FT\\nEVIL" in tick.get_text() for tick in figure.axes[0].get_xticklabels())

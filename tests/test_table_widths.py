@@ -4,6 +4,7 @@ the name columns (configurations, class names, counter names, inputs, run ids) f
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -140,3 +141,39 @@ def test_a_dry_run_keeps_its_values_whole(tmp_path, synthetic_feph, capsys, monk
     assert max(cell_len(line) for line in text.splitlines()) <= columns and "…" not in text, text
     words = {word.split("=")[-1].strip(",;") for line in text.splitlines() for word in line.split()}
     assert {"0.25", "0.5", "0.001", "0.0001"} <= words, text
+
+
+#: Five metrics of a third-party ``evaluate`` plugin as a hand-edited record gives them: finite, one absurdly large.
+PLUGIN_METRICS = {"kappa": 1e300, "mcc": 0.5, "f1_macro": 0.4321, "roc_auc": 0.9, "brier": 0.0001}
+
+
+def with_metrics(store, metrics_of_run) -> None:
+    """Each record of ``store`` with the further metrics ``metrics_of_run(index)``."""
+    for index, path in enumerate(sorted(store.glob("*/result.json"))):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["metrics"].update(metrics_of_run(index))
+        path.write_text(json.dumps(record), encoding="utf-8")
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_a_huge_plugin_metric_is_written_in_scientific_notation_and_leaves_the_names_whole(tmp_path, capsys, monkeypatch, columns, sign):
+    store, records = store_of(tmp_path / "runs", label="FT-SGD + IP + HF")
+    with_metrics(store, lambda index: {**PLUGIN_METRICS, "kappa": sign * PLUGIN_METRICS["kappa"]})
+    names = {word for record in records for word in (record["label"], f"({record['model']})", record["experiment"]) if " " not in word}
+    for paper in ([], ["--paper"]):
+        text = printed_at(columns, capsys, monkeypatch, "report", str(store), *paper)
+        assert_fits(text, columns, {f"{sign * 1.0:.1f}e+300", "0.500", "0.432", "1.0e-04", *shown_numbers(records)})
+        assert not re.search(r"\d{16}", text), text  # no number longer than a 15-digit count
+        words = {word for line in text.splitlines() for word in line.split()}
+        assert {"configuration", "architecture"} & words and names <= words, text  # no header or name broken inside a word
+        assert "metric 1 of" not in text, text  # the five metrics fit one table at 80 columns and more
+    markdown = printed_at(columns, capsys, monkeypatch, "report", str(store), "--format", "markdown")
+    assert f"{sign * 1.0:.1f}e+300" in markdown and not re.search(r"\d{16}", markdown), markdown
+
+
+def test_a_metric_near_the_largest_float_has_a_finite_mean_over_folds(tmp_path, capsys, monkeypatch):
+    store, _ = store_of(tmp_path / "runs")
+    with_metrics(store, lambda index: {"kappa": 1.5e308})  # any two sum past the largest float
+    text = printed_at(80, capsys, monkeypatch, "report", str(store))
+    assert "inf" not in text and "nan" not in text and text.count("1.5e+308") == 4, text  # M0 and M2, each in both phases
