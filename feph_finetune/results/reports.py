@@ -258,15 +258,18 @@ def _std(values: list[float | None]) -> float | None:
 
 
 def _scaled(values: list[float], statistic: Callable[[np.ndarray], float]) -> float:
-    """``statistic`` of ``values`` computed on them divided by their largest magnitude, then scaled
-    back: a plugin's metric may be any finite float, and the sum or the squares of values near
-    1e308 overflow to infinity; the mean and the spread of finite values are finite (the spread
-    of +-1.7e308 excepted, which stays infinite and is shown as such)."""
-    scale = max(abs(value) for value in values)
-    if scale == 0:
-        return 0.0
-    with np.errstate(over="ignore"):
-        return float(scale * statistic(np.asarray(values, dtype=float) / scale))
+    """``statistic`` of ``values``; where that overflows (a plugin's metric may be any finite
+    float, and the sum or the squares of values near 1e308 do not fit one), computed on them
+    divided by their largest magnitude and scaled back, so that the mean and the spread of finite
+    values are finite (the spread of +-1.7e308 excepted, shown as ``inf``). Values that do not
+    overflow get exactly the plain statistic, as every report gave them before."""
+    array = np.asarray(values, dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        plain = float(statistic(array))
+        if math.isfinite(plain):
+            return plain
+        scale = float(np.max(np.abs(array)))
+        return float(scale * statistic(array / scale))
 
 
 def _fold_accuracies(runs: list[dict]) -> dict[int, float]:
