@@ -139,3 +139,14 @@ def test_the_fold_axis_names_its_configurations_escaped(store):
     cv[0][0]["label"] = "No-FT\nEVIL"
     figure = cv_accuracy_figure(cv)
     assert any("No-FT\\nEVIL" in tick.get_text() for tick in figure.axes[0].get_xticklabels())
+
+
+def test_predicts_plot_draws_input_and_class_names_escaped():
+    from feph_finetune.predict.apply import InputSummary
+    from feph_finetune.predict.plots import probabilities_figure
+
+    summary = InputSummary(name="clip\nEVIL.avi", kind="video", classes=("anger\x1b[2J", "happy"), frames=2, faces=1, x=[0.0, 0.5],
+                           probabilities=[np.array([0.3, 0.7]), np.array([0.6, 0.4])], no_face=[False, True])
+    figure = probabilities_figure([summary], "model\nM2")
+    texts = [figure.axes[0].get_title(loc="left"), figure._suptitle.get_text(), *(text.get_text() for legend in figure.legends for text in legend.get_texts())]
+    assert texts[:2] == ["clip\\nEVIL.avi, face found in 1 of 2 frames", "model\\nM2"] and "anger\\x1b[2J" in texts, texts

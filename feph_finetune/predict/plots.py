@@ -11,7 +11,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from feph_finetune.printable import printable
 from feph_finetune.results.figures import agg_figure_classes, fonts_for
+from feph_finetune.results.number_text import format_count
 from feph_finetune.predict.apply import InputSummary
 
 
@@ -34,6 +36,18 @@ def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str
 
 
 def _draw(sequences: Sequence[InputSummary], path: Path, title: str) -> None:
+    from feph_finetune.results.store import atomic_path
+
+    figure = probabilities_figure(sequences, title)
+    with atomic_path(Path(path), follow_link=True) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
+
+
+def probabilities_figure(sequences: Sequence[InputSummary], title: str):
+    """The figure :func:`plot_probabilities` writes (a matplotlib ``Figure``); names (inputs,
+    classes, the title) drawn with their control characters escaped as the console shows them
+    (:func:`~feph_finetune.printable.printable`: a ``\\n`` in a file name is no line over the
+    panel), counts written as the reports write them (:func:`~feph_finetune.results.number_text.format_count`)."""
     Figure, FigureCanvasAgg = agg_figure_classes()
     import matplotlib
 
@@ -49,12 +63,12 @@ def _draw(sequences: Sequence[InputSummary], path: Path, title: str) -> None:
         for index, name in enumerate(summary.classes):
             colour = colours[index % len(colours)]
             if smooth is None:
-                ax.plot(x, raw[:, index], color=colour, linewidth=1.4, label=name)
+                ax.plot(x, raw[:, index], color=colour, linewidth=1.4, label=printable(name))
             else:
                 ax.plot(x, raw[:, index], color=colour, linewidth=0.7, alpha=0.3)
-                ax.plot(x, smooth[:, index], color=colour, linewidth=1.6, label=name)
-        faces = "" if summary.faces is None else f", face found in {summary.faces} of {summary.frames} frames"
-        ax.set_title(f"{summary.name}{faces}", fontsize=10, loc="left")
+                ax.plot(x, smooth[:, index], color=colour, linewidth=1.6, label=printable(name))
+        faces = "" if summary.faces is None else f", face found in {format_count(summary.faces)} of {format_count(summary.frames)} frames"
+        ax.set_title(f"{printable(summary.name)}{faces}", fontsize=10, loc="left")
         ax.set_xlabel(summary.x_label)
         ax.set_ylabel("probability")
         ax.set_ylim(0, 1)
@@ -66,13 +80,10 @@ def _draw(sequences: Sequence[InputSummary], path: Path, title: str) -> None:
 
         handles.append(Patch(color="0.8", label="no face found"))
         labels.append("no face found")
-    figure.suptitle(title, x=0.01, ha="left", fontsize=11)
+    figure.suptitle(printable(title), x=0.01, ha="left", fontsize=11)
     figure.tight_layout(rect=(0, 0, 0.85, 1))
     figure.legend(handles, labels, loc="center left", bbox_to_anchor=(0.855, 0.5), fontsize=9, frameon=False)
-    from feph_finetune.results.store import atomic_path
-
-    with atomic_path(Path(path), follow_link=True) as temporary:
-        figure.savefig(temporary, dpi=100, format="png")
+    return figure
 
 
 def _mark_no_face(ax, x: np.ndarray, no_face: np.ndarray) -> None:
