@@ -335,7 +335,7 @@ def confusion_figure(row: dict, runs: list[dict]):
                       color="white" if share > 55 else "black", fontweight="bold" if true == predicted else "normal")
     ticks = tick_names(classes)
     axes.set_xticks(range(len(classes)), [ticks[name] for name in classes], rotation=40, ha="right")
-    axes.set_yticks(range(len(classes)), [f"{ticks[name]} ({counts[index].sum()})" for index, name in enumerate(classes)])
+    axes.set_yticks(range(len(classes)), [f"{ticks[name]} ({format_count(counts[index].sum())})" for index, name in enumerate(classes)])
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class (test images)")
     accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
