@@ -19,12 +19,13 @@
   stops saying which frame is which (:mod:`feph_finetune.predict.avi`), and says so. A video
   whose decoding ends before the frame count its container announces is reported as cut off or
   damaged. A raw stream without a container (``.mjpeg``, ``.h264``) has no frame numbers of its
-  own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones. FFmpeg's own log lines
-  (``[mjpeg @ 0x...] overread 8``) never reach the console: the problems are reported here, per
-  input (``OPENCV_FFMPEG_LOGLEVEL``, set before the first video is opened, unless already set).
+  own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones.
   What OpenCV's own code writes to stderr while opening a video (its AVI parser quotes a damaged
   header's bytes) is caught and said as one escaped warning naming the input
-  (:mod:`feph_finetune.native_stderr`).
+  (:mod:`feph_finetune.native_stderr`). So are FFmpeg's errors while a frame is read
+  (``[ffv1 @ 0x...] slice CRC mismatch``: OpenCV, unless ``OPENCV_FFMPEG_LOGLEVEL`` is set, has
+  FFmpeg write its errors to stderr): a problem naming the input and the frame, its row kept. The
+  video is decoded on one thread, so that what FFmpeg says comes while that frame is read.
 
 ``every`` keeps frames 0, K, 2K...; every video frame is still read (FFmpeg decodes on ``grab``,
 and the timestamps number the frames), but only a frame that can be kept is converted to RGB: its
@@ -41,7 +42,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import cv2
 import numpy as np
@@ -49,13 +50,10 @@ import numpy as np
 from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
 from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
-from feph_finetune.native_stderr import NativeOutput, native_stderr_caught
+from feph_finetune.native_stderr import NativeOutput, NativeStderr, native_stderr_caught
 from feph_finetune.predict.avi import avi_layout
 from feph_finetune.printable import shortened
 
-#: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
-#: ``VideoCapture`` of the process); a level set later is ignored.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -190,10 +188,10 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     timestamps leave the frame-rate grid (variable frame rate) gets one ``note`` frame saying how
     its frames are numbered from there.
     """
-    with _video_capture(predict_input.path) as (capture, said):
+    with _video_capture(predict_input.path) as (capture, said), NativeStderr() as stderr:
         if said.lines and str(said) != predict_input.said:  # what open_input warned is not said twice
             yield InputFrame(0, None, note=_said_line(predict_input.name, "reading", said))
-        yield from _VideoReading(predict_input, capture).frames()
+        yield from _VideoReading(predict_input, capture, stderr).frames()
 
 
 @contextmanager
@@ -206,12 +204,14 @@ def _video_capture(path: Path) -> Iterator[tuple["cv2.VideoCapture", NativeOutpu
     asks, because nothing else writes to stderr then: :func:`open_input` runs before the model is
     loaded and before predict's progress bar starts, and the reading (:func:`_video_frames`, in
     predict's prefetch thread) opens the file before its first batch, while the main thread waits
-    for that batch, the model idle (the progress bar draws on stdout's console). Frames are read
-    outside the block: FFmpeg's decoding messages are silenced by its log level instead.
+    for that batch, the model idle (the progress bar draws on stdout's console). Each frame's read
+    is watched too (:class:`_Grabs`): one native call, the main thread busy in the model. FFmpeg
+    decodes on one thread (``CAP_PROP_N_THREADS``), so that it reports a frame's damage during
+    that frame's read, not later from a thread of its own.
     """
     with _utf8_name(path) as name:
         with native_stderr_caught() as said:
-            capture = cv2.VideoCapture(name)
+            capture = cv2.VideoCapture(name, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
         try:
             yield capture, said
         finally:
@@ -242,14 +242,15 @@ class _VideoReading:
     frame's timestamp turns out to be: :meth:`FrameNumbers.possible`) are converted to RGB.
     """
 
-    def __init__(self, predict_input: PredictInput, capture):
+    def __init__(self, predict_input: PredictInput, capture, stderr: NativeStderr):
         self.name, self.every, self.announced = predict_input.name, predict_input.every, predict_input.announced
         timestamps = capture.getBackendName() == "FFMPEG"
         layout = avi_layout(predict_input.path) if timestamps else None
         self.broken = layout.broken if layout else None
         self.gaps = _Gaps(self.name, layout.empty if layout else frozenset())
         self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced)
-        self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last))
+        self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last), stderr)
+        self.errors = 0  # frames at which the decoder reported errors
         self.last = -1  # the number of the last decoded frame
         self.decoded, self.stopped = 0, False
 
@@ -258,9 +259,9 @@ class _VideoReading:
         grabbed = iter(self.grabs)
         current = next(grabbed, None)  # (seconds, failed)
         while current is not None:
-            image = self.grabs.image() if self._may_keep(*current) else None
+            image = self.grabs.image() if self._may_keep(current.seconds, current.failed) else None
             following = next(grabbed, None)  # its timestamp tells whether the current one's is out of place
-            index = self.numbers.number(*current, following)
+            index = self.numbers.number(current.seconds, current.failed, following)
             if (note := self.numbers.take_note()) is not None:
                 yield InputFrame(index, None, note=f"{self.name}: {note}")
             self.stopped = self.broken is not None and index >= self.broken.frame
@@ -269,12 +270,23 @@ class _VideoReading:
             yield from self.gaps.between(self.last, known, later)
             if self.stopped:
                 break
+            yield from self._decoder_said(index, current.said)
             self.last, self.decoded = index, self.decoded + 1
             if index % self.every == 0:
                 yield _kept_frame(self.name, index, image, self.numbers.seconds(index))
             current = following
         yield from self.gaps.summary(self.last)
         yield from self._ending()
+
+    def _decoder_said(self, index: int, said: str) -> Iterator[InputFrame]:
+        """The problem of the decoder's report ``said`` while reading frame ``index`` (and any
+        failed reads just before it), if any: the first :data:`_GAPS_NAMED` such frames named, the
+        rest counted at the end. The frame keeps its row: the input counts as not read cleanly."""
+        if said:
+            self.errors += 1
+            if self.errors <= _GAPS_NAMED:
+                yield InputFrame(index, None, problem=f"{self.name}: FFmpeg reported damage at frame {index}: {shortened(said, 200)} "
+                                                      "(the frame is kept, and may show the damage)")
 
     def _may_keep(self, seconds: float | None, failed: int) -> bool:
         return self.every == 1 or any(index % self.every == 0 for index in self.numbers.possible(seconds, failed))
@@ -283,6 +295,10 @@ class _VideoReading:
         """A problem frame when reading ended before the video did: at a damaged AVI chunk header,
         with no frame decoded, after :data:`FAILED_READS` failed reads, or short of the announced count."""
         name, announced, last, decoded, broken = self.name, self.announced, self.last, self.decoded, self.broken
+        if self.errors > _GAPS_NAMED:
+            yield InputFrame(last, None, problem=f"{name}: FFmpeg reported damage at {self.errors - _GAPS_NAMED} more frames (kept)")
+        if self.grabs.said:
+            yield InputFrame(last + 1, None, problem=f"{name}: FFmpeg reported damage after frame {last}: {shortened(self.grabs.said, 200)}")
         if broken and (self.stopped or (announced and broken.frame < announced)):
             of = f" of the {announced} the container announces" if announced else ""
             yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
@@ -335,28 +351,45 @@ class _Gaps:
             yield InputFrame(last, None, problem=f"{self.name}: {self.unnamed} more frames in {self.places - _GAPS_NAMED} more places could not be decoded (left out)")
 
 
-class _Grabs:
-    """A video's grabbed frames as ``(seconds, failed)``: the timestamp (None: none) and the reads
-    that failed just before it; :meth:`image` converts the frame just grabbed. A failed read is
-    retried while ``retries()`` allows; ``failed`` is then the count that ended it.
+class _Grab(NamedTuple):
+    """One grabbed frame: its timestamp in seconds (None: none), the reads that failed just before
+    it, and what the decoder wrote to stderr while reading it and those (empty: nothing)."""
 
-    FFmpeg decodes on ``grab``; ``retrieve`` and the RGB conversion are what a skipped frame saves.
+    seconds: float | None
+    failed: int
+    said: str
+
+
+class _Grabs:
+    """A video's grabbed frames as :class:`_Grab`; :meth:`image` converts the frame just grabbed.
+    A failed read is retried while ``retries()`` allows; ``failed`` is then the count that ended
+    it, ``said`` what the decoder wrote during those last reads.
+
+    FFmpeg decodes on ``grab``, and says there what it finds wrong (a damaged slice): each grab
+    runs with stderr caught (``stderr``, two ``dup2`` calls a frame). ``retrieve`` and the RGB
+    conversion are what a skipped frame saves.
     """
 
-    def __init__(self, capture, timestamps: bool, retries):
-        self.capture, self.timestamps, self.retries = capture, timestamps, retries
-        self.failed = 0
+    def __init__(self, capture, timestamps: bool, retries, stderr: NativeStderr):
+        self.capture, self.timestamps, self.retries, self.stderr = capture, timestamps, retries, stderr
+        self.failed, self.said = 0, ""
 
-    def __iter__(self) -> Iterator[tuple[float | None, int]]:
+    def __iter__(self) -> Iterator[_Grab]:
+        said = []
         while True:
-            if not self.capture.grab():
+            with self.stderr.caught() as output:
+                grabbed = self.capture.grab()
+            said += output.lines
+            if not grabbed:
                 self.failed += 1
                 if self.failed <= self.retries():
                     continue
+                self.said = " / ".join(said)
                 return
             seconds = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000 if self.timestamps else None
             failed, self.failed = self.failed, 0
-            yield seconds, failed
+            yield _Grab(seconds, failed, " / ".join(said))
+            said = []
 
     def image(self) -> np.ndarray | None:
         """The frame last grabbed, uint8 RGB (H, W, 3); None when it cannot be converted."""
