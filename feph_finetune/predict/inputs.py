@@ -36,6 +36,7 @@ in constant memory.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -52,6 +53,7 @@ from feph_finetune.data.images import read_image
 from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
 from feph_finetune.native_stderr import NativeOutput, NativeStderr, native_stderr_caught
 from feph_finetune.predict.avi import avi_layout
+from feph_finetune.predict.timebase import timestamp_resolution
 from feph_finetune.printable import shortened
 
 
@@ -248,7 +250,8 @@ class _VideoReading:
         layout = avi_layout(predict_input.path) if timestamps else None
         self.broken = layout.broken if layout else None
         self.gaps = _Gaps(self.name, layout.empty if layout else frozenset())
-        self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced)
+        self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced,
+                                    timestamp_resolution(predict_input.path) if timestamps else 0.0)
         self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last), stderr)
         self.errors = 0  # frames at which the decoder reported errors
         self.last = -1  # the number of the last decoded frame
@@ -270,7 +273,8 @@ class _VideoReading:
             yield from self.gaps.between(self.last, known, later)
             if self.stopped:
                 break
-            yield from self._decoder_said(index, current.said)
+            if index == self.last + 1:  # after a gap, what the decoder said explains the gap, reported
+                yield from self._decoder_said(index, current.said)
             self.last, self.decoded = index, self.decoded + 1
             if index % self.every == 0:
                 yield _kept_frame(self.name, index, image, self.numbers.seconds(index))
@@ -279,8 +283,7 @@ class _VideoReading:
         yield from self._ending()
 
     def _decoder_said(self, index: int, said: str) -> Iterator[InputFrame]:
-        """The problem of the decoder's report ``said`` while reading frame ``index`` (and any
-        failed reads just before it), if any: the first :data:`_GAPS_NAMED` such frames named, the
+        """The problem of the decoder's report ``said`` while reading frame ``index``, if any: the first :data:`_GAPS_NAMED` such frames named, the
         rest counted at the end. The frame keeps its row: the input counts as not read cleanly."""
         if said:
             self.errors += 1
@@ -292,13 +295,19 @@ class _VideoReading:
         return self.every == 1 or any(index % self.every == 0 for index in self.numbers.possible(seconds, failed))
 
     def _ending(self) -> Iterator[InputFrame]:
+        """The count of frames FFmpeg reported damage at beyond those named, then how reading
+        ended (:meth:`_stop`), or else what FFmpeg said in the failed reads after the last frame."""
+        if self.errors > _GAPS_NAMED:
+            yield InputFrame(self.last, None, problem=f"{self.name}: FFmpeg reported damage at {self.errors - _GAPS_NAMED} more frames (kept)")
+        stop = list(self._stop())
+        if not stop and self.grabs.said:
+            stop = [InputFrame(self.last + 1, None, problem=f"{self.name}: FFmpeg reported damage after frame {self.last}: {shortened(self.grabs.said, 200)}")]
+        yield from stop
+
+    def _stop(self) -> Iterator[InputFrame]:
         """A problem frame when reading ended before the video did: at a damaged AVI chunk header,
         with no frame decoded, after :data:`FAILED_READS` failed reads, or short of the announced count."""
         name, announced, last, decoded, broken = self.name, self.announced, self.last, self.decoded, self.broken
-        if self.errors > _GAPS_NAMED:
-            yield InputFrame(last, None, problem=f"{name}: FFmpeg reported damage at {self.errors - _GAPS_NAMED} more frames (kept)")
-        if self.grabs.said:
-            yield InputFrame(last + 1, None, problem=f"{name}: FFmpeg reported damage after frame {last}: {shortened(self.grabs.said, 200)}")
         if broken and (self.stopped or (announced and broken.frame < announced)):
             of = f" of the {announced} the container announces" if announced else ""
             yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
@@ -307,7 +316,7 @@ class _VideoReading:
         elif announced and last + 1 < announced and self.grabs.failed > FAILED_READS:
             yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)} of the {announced} the container announces: {FAILED_READS} reads "
                                                      "in a row failed after it (the file is cut off or damaged, or its header announces frames it does not hold)")
-        elif announced and last + 1 < announced and not self.numbers.variable:
+        elif announced and last + 1 < announced - self.numbers.uncertain_count() and not self.numbers.variable:
             yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)}, but the container announces {announced}: the file is cut off or damaged")
         elif missing := self.numbers.missing_at_end():
             end, fps = self.numbers.time + missing, self.numbers.fps
@@ -353,7 +362,8 @@ class _Gaps:
 
 class _Grab(NamedTuple):
     """One grabbed frame: its timestamp in seconds (None: none), the reads that failed just before
-    it, and what the decoder wrote to stderr while reading it and those (empty: nothing)."""
+    it, and what the decoder wrote to stderr while reading it (empty: nothing; what it wrote in
+    the failed reads explains them, which leave a gap)."""
 
     seconds: float | None
     failed: int
@@ -375,21 +385,20 @@ class _Grabs:
         self.failed, self.said = 0, ""
 
     def __iter__(self) -> Iterator[_Grab]:
-        said = []
+        failing = []  # what the decoder wrote during the failed reads in a row so far
         while True:
             with self.stderr.caught() as output:
                 grabbed = self.capture.grab()
-            said += output.lines
             if not grabbed:
+                failing += output.lines
                 self.failed += 1
                 if self.failed <= self.retries():
                     continue
-                self.said = " / ".join(said)
+                self.said = " / ".join(failing)
                 return
             seconds = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000 if self.timestamps else None
-            failed, self.failed = self.failed, 0
-            yield _Grab(seconds, failed, " / ".join(said))
-            said = []
+            failed, self.failed, failing = self.failed, 0, []
+            yield _Grab(seconds, failed, str(output))
 
     def image(self) -> np.ndarray | None:
         """The frame last grabbed, uint8 RGB (H, W, 3); None when it cannot be converted."""
@@ -444,10 +453,19 @@ class FrameNumbers:
     (a first frame stamped 0 by a muxer that offsets the others; frames lost after frame 0 would
     leave frame 1 within the count) moves the grid so that frame 1 is slot 1: nothing counts as
     lost, said in a note.
+
+    Timestamps stored in a unit (``resolution``, seconds: Matroska's millisecond) that rounds them
+    by more than a quarter frame (above 500 frames/s for a millisecond) do not say which slot a
+    frame is: several frames share a stamp. Then the rate is taken as constant, and a frame's
+    number is the next in decode order (plus failed reads), or the earliest slot its stamp allows
+    if that is later (frames lost: a gap, counted short by at most the frames one unit holds);
+    ``time_s`` is the slot's time.
     """
 
-    def __init__(self, fps: float | None, announced: int | None = None):
+    def __init__(self, fps: float | None, announced: int | None = None, resolution: float = 0.0):
         self.fps, self.announced = fps, announced  # announced: the frame count the container announces (None: unknown)
+        self.resolution = resolution  # the unit the container stores timestamps in, seconds (0: exact)
+        self.coarse = fps is not None and resolution * fps > 0.5  # rounding by half a unit can cross a quarter frame
         self.last = -1  # the number of the last frame
         self.time: float | None = None  # its timestamp in seconds
         self.variable = False
@@ -461,6 +479,9 @@ class FrameNumbers:
         ``failed`` reads that failed; ``following`` is the next decoded frame's ``(seconds,
         failed)`` (None: this is the last)."""
         previous, self.estimate = self.time, ""
+        if self.coarse and seconds is not None:
+            self.last, self.time = self._earliest_place(seconds, failed), seconds
+            return self.last
         if self.fps is not None and seconds is not None and not self.variable:
             if (placed := self._placed(seconds, failed, following)) is not None:
                 self.last, self.time = placed, (placed + self.offset) / self.fps
@@ -478,6 +499,8 @@ class FrameNumbers:
         (known only once it is grabbed, when this frame can no longer be converted): its own
         timestamp's number, and while on the grid any place up to the failed reads before it
         (frame 0 also 0), where the next frame's timestamp would place it."""
+        if self.coarse and seconds is not None:
+            return {self._earliest_place(seconds, failed)}
         numbers = {self._unplaced(seconds, failed)}
         if self.fps is not None and seconds is not None and not self.variable:
             numbers.update(range(self.last + 1, self.last + 2 + failed))
@@ -495,6 +518,21 @@ class FrameNumbers:
         if self.fps is None:
             return None
         return round(self.time, 6) if self.variable else index / self.fps  # microseconds: no noise such as 1.4000000000000001
+
+    def uncertain_count(self) -> int:
+        """Frames by which the count the container announces may be off as FFmpeg derives it
+        from a duration stored in coarse units (its last stamp and last frame's length, each
+        rounded by half a unit): 0 for timestamps fine enough."""
+        return math.ceil(self.resolution * self.fps) if self.coarse else 0
+
+    def _earliest_place(self, seconds: float, failed: int) -> int:
+        """A coarse-stamped frame's number: the next in decode order, unless the earliest slot
+        whose time rounds to ``seconds`` (half a unit before it; a millionth of a frame is float
+        noise) is later: frames were lost, and it is the slot ``seconds`` names (the middle of
+        those it allows, so that the frames after it, sharing its stamp or the next, fit)."""
+        if math.ceil((seconds - self.resolution / 2) * self.fps - 1e-6) <= self.last + 1 + failed:
+            return self.last + 1 + failed
+        return round(seconds * self.fps)
 
     def _unplaced(self, seconds: float | None, failed: int) -> int:
         """The number that ``seconds`` gives without the next frame's word: its slot while on the
