@@ -186,7 +186,8 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     to the first damaged chunk header (:func:`~feph_finetune.predict.avi.avi_layout`): reading
     stops there; an empty chunk (a dropped frame, as capture software marks it) is no damage: no
     row, one note. Decoding that ends before the announced frame count (a file cut off) is
-    reported too: the rows read are kept, the input counts as not read in full. A video whose
+    reported too: the rows read are kept, the input counts as not read in full; so is a frame
+    FFmpeg reports damage in while decoding it (:class:`_Grabs`), its row kept. A video whose
     timestamps leave the frame-rate grid (variable frame rate) gets one ``note`` frame saying how
     its frames are numbered from there.
     """
@@ -253,14 +254,14 @@ class _VideoReading:
         self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced,
                                     timestamp_resolution(predict_input.path) if timestamps else 0.0)
         self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last), stderr)
-        self.errors = 0  # frames at which the decoder reported errors
+        self.errors = 0  # frames at which FFmpeg reported damage
         self.last = -1  # the number of the last decoded frame
         self.decoded, self.stopped = 0, False
 
     def frames(self) -> Iterator[InputFrame]:
         """The kept frames, each gap's problem and the notes in reading order, then how reading ended."""
         grabbed = iter(self.grabs)
-        current = next(grabbed, None)  # (seconds, failed)
+        current = next(grabbed, None)  # a _Grab
         while current is not None:
             image = self.grabs.image() if self._may_keep(current.seconds, current.failed) else None
             following = next(grabbed, None)  # its timestamp tells whether the current one's is out of place
@@ -283,8 +284,9 @@ class _VideoReading:
         yield from self._ending()
 
     def _decoder_said(self, index: int, said: str) -> Iterator[InputFrame]:
-        """The problem of the decoder's report ``said`` while reading frame ``index``, if any: the first :data:`_GAPS_NAMED` such frames named, the
-        rest counted at the end. The frame keeps its row: the input counts as not read cleanly."""
+        """The problem of what FFmpeg wrote (``said``) while reading frame ``index``, if anything:
+        the first :data:`_GAPS_NAMED` such frames named, the rest counted at the end. The frame
+        keeps its row; the input counts as not read in full."""
         if said:
             self.errors += 1
             if self.errors <= _GAPS_NAMED:
@@ -457,9 +459,9 @@ class FrameNumbers:
     Timestamps stored in a unit (``resolution``, seconds: Matroska's millisecond) that rounds them
     by more than a quarter frame (above 500 frames/s for a millisecond) do not say which slot a
     frame is: several frames share a stamp. Then the rate is taken as constant, and a frame's
-    number is the next in decode order (plus failed reads), or the earliest slot its stamp allows
-    if that is later (frames lost: a gap, counted short by at most the frames one unit holds);
-    ``time_s`` is the slot's time.
+    number is the next in decode order (plus failed reads), unless even the earliest slot its stamp
+    allows is later (frames lost): then the slot its stamp names, so that the gap is counted within
+    half a unit's frames; ``time_s`` is the slot's time.
     """
 
     def __init__(self, fps: float | None, announced: int | None = None, resolution: float = 0.0):
@@ -480,7 +482,7 @@ class FrameNumbers:
         failed)`` (None: this is the last)."""
         previous, self.estimate = self.time, ""
         if self.coarse and seconds is not None:
-            self.last, self.time = self._earliest_place(seconds, failed), seconds
+            self.last, self.time = self._coarse_place(seconds, failed), seconds
             return self.last
         if self.fps is not None and seconds is not None and not self.variable:
             if (placed := self._placed(seconds, failed, following)) is not None:
@@ -500,7 +502,7 @@ class FrameNumbers:
         timestamp's number, and while on the grid any place up to the failed reads before it
         (frame 0 also 0), where the next frame's timestamp would place it."""
         if self.coarse and seconds is not None:
-            return {self._earliest_place(seconds, failed)}
+            return {self._coarse_place(seconds, failed)}
         numbers = {self._unplaced(seconds, failed)}
         if self.fps is not None and seconds is not None and not self.variable:
             numbers.update(range(self.last + 1, self.last + 2 + failed))
@@ -525,7 +527,7 @@ class FrameNumbers:
         rounded by half a unit): 0 for timestamps fine enough."""
         return math.ceil(self.resolution * self.fps) if self.coarse else 0
 
-    def _earliest_place(self, seconds: float, failed: int) -> int:
+    def _coarse_place(self, seconds: float, failed: int) -> int:
         """A coarse-stamped frame's number: the next in decode order, unless the earliest slot
         whose time rounds to ``seconds`` (half a unit before it; a millionth of a frame is float
         noise) is later: frames were lost, and it is the slot ``seconds`` names (the middle of
