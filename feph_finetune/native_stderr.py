@@ -37,22 +37,46 @@ class NativeOutput:
 def native_stderr_caught() -> Iterator[NativeOutput]:
     """Within the block, file descriptor 2 goes to a temporary file; the previous one is back
     when the block ends, however it ends (an exception, Ctrl-C), and what was written is in the
-    yielded :class:`NativeOutput`.
+    yielded :class:`NativeOutput`. One block: :class:`NativeStderr` for many.
 
     fd 2 is the whole process's: anything any thread writes to stderr meanwhile is caught too.
     Keep the block to a native call during which no other thread writes to stderr (an OpenCV
     ``VideoCapture`` being opened); a Python error that escapes the block is printed after it,
-    to the real stderr, as ever. The descriptors are swapped with interrupts deferred, so that a
-    Ctrl-C cannot land between a ``dup`` and the step that keeps or undoes it.
+    to the real stderr, as ever.
     """
-    output = NativeOutput()
-    sys.stderr.flush()  # what Python already buffered belongs before the block
-    with tempfile.TemporaryFile(prefix="feph-stderr-") as caught:
+    with NativeStderr() as catcher, catcher.caught() as output:
+        yield output
+
+
+class NativeStderr:
+    """Catches file descriptor 2 block after block (:meth:`caught`) into one temporary file, so
+    that watching each of many short native calls (decoding a video's frames, one ``grab`` each)
+    costs two ``dup2`` calls and no file of its own; a context manager that removes the file."""
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile(prefix="feph-stderr-")
+        self._read = 0  # the file's bytes that earlier blocks returned
+
+    def __enter__(self) -> "NativeStderr":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._file.close()
+
+    @contextmanager
+    def caught(self) -> Iterator[NativeOutput]:
+        """Within the block, fd 2 goes to the file; the previous one is back when the block ends,
+        however it ends (an exception, Ctrl-C), and what was written in it is in the yielded
+        :class:`NativeOutput` (at most :data:`KEPT_BYTES`). The descriptors are swapped with
+        interrupts deferred, so that a Ctrl-C cannot land between a ``dup`` and the step that
+        keeps or undoes it."""
+        output = NativeOutput()
+        sys.stderr.flush()  # what Python already buffered belongs before the block
         real = None
         try:
             with interrupts_deferred():  # a stop noted here is raised as it ends, inside the try
                 real = os.dup(2)
-                os.dup2(caught.fileno(), 2)
+                os.dup2(self._file.fileno(), 2)
             yield output
         finally:
             if real is not None:
@@ -60,6 +84,14 @@ def native_stderr_caught() -> Iterator[NativeOutput]:
                     sys.stderr.flush()  # a Python write in the block goes with the rest
                     os.dup2(real, 2)
                     os.close(real)
-            caught.seek(0)
-            text = caught.read(KEPT_BYTES).decode("utf-8", errors="backslashreplace")
-            output.lines = tuple(line.strip() for line in text.splitlines() if line.strip())
+            output.lines = self._new_lines()
+
+    def _new_lines(self) -> tuple[str, ...]:
+        end = os.fstat(self._file.fileno()).st_size
+        if end == self._read:  # nothing written: the usual case, no read
+            return ()
+        self._file.seek(self._read)
+        text = self._file.read(min(end - self._read, KEPT_BYTES)).decode("utf-8", errors="backslashreplace")
+        self._file.seek(end)  # the next block's writes go after these, whatever was read
+        self._read = end
+        return tuple(line.strip() for line in text.splitlines() if line.strip())

@@ -245,6 +245,30 @@ def test_cut_off_and_damaged_videos_exit_2_keep_their_rows_and_their_frame_numbe
     assert [float(row["time_s"]) for row in kept] == pytest.approx([index / FPS for index in range(FRAMES) if index != DAMAGED])
 
 
+def test_damage_only_the_decoder_sees_exits_2_names_the_frame_and_keeps_every_row(trained, tmp_path, capsys):
+    from test_video_decoding import DAMAGED, FRAMES, damaged_inside_a_frame, write
+
+    video = damaged_inside_a_frame(write(tmp_path / "video.mkv", "MJPG", 10.0), "MJPG")
+    out = tmp_path / "rows.csv"
+    assert predict(trained.run_dir, video, "--out", out) == 2
+    errors = capsys.readouterr().err
+    assert "1 of 1 inputs could not be processed in full" in errors
+    assert f"{video}: FFmpeg reported damage at frame {DAMAGED}: [mjpeg @ 0x" in errors and "(the frame is kept, and may show the damage)" in errors
+    assert [int(row["frame"]) for row in read_rows(out)] == list(range(FRAMES))
+
+
+def test_an_intact_video_at_2000_frames_per_second_exits_0(trained, tmp_path, capsys):
+    from test_video_decoding import write
+
+    video = write(tmp_path / "fast.mkv", "MJPG", 2000.0, 100)
+    out = tmp_path / "rows.csv"
+    assert predict(trained.run_dir, video, "--out", out) == 0
+    assert capsys.readouterr().err == ""
+    rows = read_rows(out)
+    assert [int(row["frame"]) for row in rows] == list(range(100))
+    assert [float(row["time_s"]) for row in rows] == pytest.approx([index / 2000 for index in range(100)], abs=1e-9)  # float noise only
+
+
 def test_a_variable_frame_rate_video_exits_0_and_says_once_how_its_frames_are_numbered(trained, tmp_path, capsys):
     from test_sources import FRAMES, LATE, retimed_mkv, variable_rate_note
 

@@ -19,12 +19,13 @@
   stops saying which frame is which (:mod:`feph_finetune.predict.avi`), and says so. A video
   whose decoding ends before the frame count its container announces is reported as cut off or
   damaged. A raw stream without a container (``.mjpeg``, ``.h264``) has no frame numbers of its
-  own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones. FFmpeg's own log lines
-  (``[mjpeg @ 0x...] overread 8``) never reach the console: the problems are reported here, per
-  input (``OPENCV_FFMPEG_LOGLEVEL``, set before the first video is opened, unless already set).
+  own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones.
   What OpenCV's own code writes to stderr while opening a video (its AVI parser quotes a damaged
   header's bytes) is caught and said as one escaped warning naming the input
-  (:mod:`feph_finetune.native_stderr`).
+  (:mod:`feph_finetune.native_stderr`). So are FFmpeg's errors while a frame is read
+  (``[ffv1 @ 0x...] slice CRC mismatch``: OpenCV, unless ``OPENCV_FFMPEG_LOGLEVEL`` is set, has
+  FFmpeg write its errors to stderr): a problem naming the input and the frame, its row kept. The
+  video is decoded on one thread, so that what FFmpeg says comes while that frame is read.
 
 ``every`` keeps frames 0, K, 2K...; every video frame is still read (FFmpeg decodes on ``grab``,
 and the timestamps number the frames), but only a frame that can be kept is converted to RGB: its
@@ -35,13 +36,14 @@ in constant memory.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import cv2
 import numpy as np
@@ -49,13 +51,11 @@ import numpy as np
 from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
 from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
-from feph_finetune.native_stderr import NativeOutput, native_stderr_caught
+from feph_finetune.native_stderr import NativeOutput, NativeStderr, native_stderr_caught
 from feph_finetune.predict.avi import avi_layout
+from feph_finetune.predict.timebase import timestamp_resolution
 from feph_finetune.printable import shortened
 
-#: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
-#: ``VideoCapture`` of the process); a level set later is ignored.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -186,14 +186,15 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     to the first damaged chunk header (:func:`~feph_finetune.predict.avi.avi_layout`): reading
     stops there; an empty chunk (a dropped frame, as capture software marks it) is no damage: no
     row, one note. Decoding that ends before the announced frame count (a file cut off) is
-    reported too: the rows read are kept, the input counts as not read in full. A video whose
+    reported too: the rows read are kept, the input counts as not read in full; so is a frame
+    FFmpeg reports damage in while decoding it (:class:`_Grabs`), its row kept. A video whose
     timestamps leave the frame-rate grid (variable frame rate) gets one ``note`` frame saying how
     its frames are numbered from there.
     """
-    with _video_capture(predict_input.path) as (capture, said):
+    with _video_capture(predict_input.path) as (capture, said), NativeStderr() as stderr:
         if said.lines and str(said) != predict_input.said:  # what open_input warned is not said twice
             yield InputFrame(0, None, note=_said_line(predict_input.name, "reading", said))
-        yield from _VideoReading(predict_input, capture).frames()
+        yield from _VideoReading(predict_input, capture, stderr).frames()
 
 
 @contextmanager
@@ -206,12 +207,14 @@ def _video_capture(path: Path) -> Iterator[tuple["cv2.VideoCapture", NativeOutpu
     asks, because nothing else writes to stderr then: :func:`open_input` runs before the model is
     loaded and before predict's progress bar starts, and the reading (:func:`_video_frames`, in
     predict's prefetch thread) opens the file before its first batch, while the main thread waits
-    for that batch, the model idle (the progress bar draws on stdout's console). Frames are read
-    outside the block: FFmpeg's decoding messages are silenced by its log level instead.
+    for that batch, the model idle (the progress bar draws on stdout's console). Each frame's read
+    is watched too (:class:`_Grabs`): one native call, the main thread busy in the model. FFmpeg
+    decodes on one thread (``CAP_PROP_N_THREADS``), so that it reports a frame's damage during
+    that frame's read, not later from a thread of its own.
     """
     with _utf8_name(path) as name:
         with native_stderr_caught() as said:
-            capture = cv2.VideoCapture(name)
+            capture = cv2.VideoCapture(name, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
         try:
             yield capture, said
         finally:
@@ -242,25 +245,27 @@ class _VideoReading:
     frame's timestamp turns out to be: :meth:`FrameNumbers.possible`) are converted to RGB.
     """
 
-    def __init__(self, predict_input: PredictInput, capture):
+    def __init__(self, predict_input: PredictInput, capture, stderr: NativeStderr):
         self.name, self.every, self.announced = predict_input.name, predict_input.every, predict_input.announced
         timestamps = capture.getBackendName() == "FFMPEG"
         layout = avi_layout(predict_input.path) if timestamps else None
         self.broken = layout.broken if layout else None
         self.gaps = _Gaps(self.name, layout.empty if layout else frozenset())
-        self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced)
-        self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last))
+        self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced,
+                                    timestamp_resolution(predict_input.path) if timestamps else 0.0)
+        self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last), stderr)
+        self.errors = 0  # frames at which FFmpeg reported damage
         self.last = -1  # the number of the last decoded frame
         self.decoded, self.stopped = 0, False
 
     def frames(self) -> Iterator[InputFrame]:
         """The kept frames, each gap's problem and the notes in reading order, then how reading ended."""
         grabbed = iter(self.grabs)
-        current = next(grabbed, None)  # (seconds, failed)
+        current = next(grabbed, None)  # a _Grab
         while current is not None:
-            image = self.grabs.image() if self._may_keep(*current) else None
+            image = self.grabs.image() if self._may_keep(current.seconds, current.failed) else None
             following = next(grabbed, None)  # its timestamp tells whether the current one's is out of place
-            index = self.numbers.number(*current, following)
+            index = self.numbers.number(current.seconds, current.failed, following)
             if (note := self.numbers.take_note()) is not None:
                 yield InputFrame(index, None, note=f"{self.name}: {note}")
             self.stopped = self.broken is not None and index >= self.broken.frame
@@ -269,6 +274,8 @@ class _VideoReading:
             yield from self.gaps.between(self.last, known, later)
             if self.stopped:
                 break
+            if index == self.last + 1:  # after a gap, what the decoder said explains the gap, reported
+                yield from self._decoder_said(index, current.said)
             self.last, self.decoded = index, self.decoded + 1
             if index % self.every == 0:
                 yield _kept_frame(self.name, index, image, self.numbers.seconds(index))
@@ -276,10 +283,30 @@ class _VideoReading:
         yield from self.gaps.summary(self.last)
         yield from self._ending()
 
+    def _decoder_said(self, index: int, said: str) -> Iterator[InputFrame]:
+        """The problem of what FFmpeg wrote (``said``) while reading frame ``index``, if anything:
+        the first :data:`_GAPS_NAMED` such frames named, the rest counted at the end. The frame
+        keeps its row; the input counts as not read in full."""
+        if said:
+            self.errors += 1
+            if self.errors <= _GAPS_NAMED:
+                yield InputFrame(index, None, problem=f"{self.name}: FFmpeg reported damage at frame {index}: {shortened(said, 200)} "
+                                                      "(the frame is kept, and may show the damage)")
+
     def _may_keep(self, seconds: float | None, failed: int) -> bool:
         return self.every == 1 or any(index % self.every == 0 for index in self.numbers.possible(seconds, failed))
 
     def _ending(self) -> Iterator[InputFrame]:
+        """The count of frames FFmpeg reported damage at beyond those named, then how reading
+        ended (:meth:`_stop`), or else what FFmpeg said in the failed reads after the last frame."""
+        if self.errors > _GAPS_NAMED:
+            yield InputFrame(self.last, None, problem=f"{self.name}: FFmpeg reported damage at {self.errors - _GAPS_NAMED} more frames (kept)")
+        stop = list(self._stop())
+        if not stop and self.grabs.said:
+            stop = [InputFrame(self.last + 1, None, problem=f"{self.name}: FFmpeg reported damage after frame {self.last}: {shortened(self.grabs.said, 200)}")]
+        yield from stop
+
+    def _stop(self) -> Iterator[InputFrame]:
         """A problem frame when reading ended before the video did: at a damaged AVI chunk header,
         with no frame decoded, after :data:`FAILED_READS` failed reads, or short of the announced count."""
         name, announced, last, decoded, broken = self.name, self.announced, self.last, self.decoded, self.broken
@@ -291,7 +318,7 @@ class _VideoReading:
         elif announced and last + 1 < announced and self.grabs.failed > FAILED_READS:
             yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)} of the {announced} the container announces: {FAILED_READS} reads "
                                                      "in a row failed after it (the file is cut off or damaged, or its header announces frames it does not hold)")
-        elif announced and last + 1 < announced and not self.numbers.variable:
+        elif announced and last + 1 < announced - self.numbers.uncertain_count() and not self.numbers.variable:
             yield InputFrame(last + 1, None, problem=f"{name}: {_stopped_at(last, decoded)}, but the container announces {announced}: the file is cut off or damaged")
         elif missing := self.numbers.missing_at_end():
             end, fps = self.numbers.time + missing, self.numbers.fps
@@ -335,28 +362,45 @@ class _Gaps:
             yield InputFrame(last, None, problem=f"{self.name}: {self.unnamed} more frames in {self.places - _GAPS_NAMED} more places could not be decoded (left out)")
 
 
-class _Grabs:
-    """A video's grabbed frames as ``(seconds, failed)``: the timestamp (None: none) and the reads
-    that failed just before it; :meth:`image` converts the frame just grabbed. A failed read is
-    retried while ``retries()`` allows; ``failed`` is then the count that ended it.
+class _Grab(NamedTuple):
+    """One grabbed frame: its timestamp in seconds (None: none), the reads that failed just before
+    it, and what the decoder wrote to stderr while reading it (empty: nothing; what it wrote in
+    the failed reads explains them, which leave a gap)."""
 
-    FFmpeg decodes on ``grab``; ``retrieve`` and the RGB conversion are what a skipped frame saves.
+    seconds: float | None
+    failed: int
+    said: str
+
+
+class _Grabs:
+    """A video's grabbed frames as :class:`_Grab`; :meth:`image` converts the frame just grabbed.
+    A failed read is retried while ``retries()`` allows; ``failed`` is then the count that ended
+    it, ``said`` what the decoder wrote during those last reads.
+
+    FFmpeg decodes on ``grab``, and says there what it finds wrong (a damaged slice): each grab
+    runs with stderr caught (``stderr``, two ``dup2`` calls a frame). ``retrieve`` and the RGB
+    conversion are what a skipped frame saves.
     """
 
-    def __init__(self, capture, timestamps: bool, retries):
-        self.capture, self.timestamps, self.retries = capture, timestamps, retries
-        self.failed = 0
+    def __init__(self, capture, timestamps: bool, retries, stderr: NativeStderr):
+        self.capture, self.timestamps, self.retries, self.stderr = capture, timestamps, retries, stderr
+        self.failed, self.said = 0, ""
 
-    def __iter__(self) -> Iterator[tuple[float | None, int]]:
+    def __iter__(self) -> Iterator[_Grab]:
+        failing = []  # what the decoder wrote during the failed reads in a row so far
         while True:
-            if not self.capture.grab():
+            with self.stderr.caught() as output:
+                grabbed = self.capture.grab()
+            if not grabbed:
+                failing += output.lines
                 self.failed += 1
                 if self.failed <= self.retries():
                     continue
+                self.said = " / ".join(failing)
                 return
             seconds = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000 if self.timestamps else None
-            failed, self.failed = self.failed, 0
-            yield seconds, failed
+            failed, self.failed, failing = self.failed, 0, []
+            yield _Grab(seconds, failed, str(output))
 
     def image(self) -> np.ndarray | None:
         """The frame last grabbed, uint8 RGB (H, W, 3); None when it cannot be converted."""
@@ -411,10 +455,19 @@ class FrameNumbers:
     (a first frame stamped 0 by a muxer that offsets the others; frames lost after frame 0 would
     leave frame 1 within the count) moves the grid so that frame 1 is slot 1: nothing counts as
     lost, said in a note.
+
+    Timestamps stored in a unit (``resolution``, seconds: Matroska's millisecond) that rounds them
+    by more than a quarter frame (above 500 frames/s for a millisecond) do not say which slot a
+    frame is: several frames share a stamp. Then the rate is taken as constant, and a frame's
+    number is the next in decode order (plus failed reads), unless even the earliest slot its stamp
+    allows is later (frames lost): then the slot its stamp names, so that the gap is counted within
+    half a unit's frames; ``time_s`` is the slot's time.
     """
 
-    def __init__(self, fps: float | None, announced: int | None = None):
+    def __init__(self, fps: float | None, announced: int | None = None, resolution: float = 0.0):
         self.fps, self.announced = fps, announced  # announced: the frame count the container announces (None: unknown)
+        self.resolution = resolution  # the unit the container stores timestamps in, seconds (0: exact)
+        self.coarse = fps is not None and resolution * fps > 0.5  # rounding by half a unit can cross a quarter frame
         self.last = -1  # the number of the last frame
         self.time: float | None = None  # its timestamp in seconds
         self.variable = False
@@ -428,6 +481,9 @@ class FrameNumbers:
         ``failed`` reads that failed; ``following`` is the next decoded frame's ``(seconds,
         failed)`` (None: this is the last)."""
         previous, self.estimate = self.time, ""
+        if self.coarse and seconds is not None:
+            self.last, self.time = self._coarse_place(seconds, failed), seconds
+            return self.last
         if self.fps is not None and seconds is not None and not self.variable:
             if (placed := self._placed(seconds, failed, following)) is not None:
                 self.last, self.time = placed, (placed + self.offset) / self.fps
@@ -445,6 +501,8 @@ class FrameNumbers:
         (known only once it is grabbed, when this frame can no longer be converted): its own
         timestamp's number, and while on the grid any place up to the failed reads before it
         (frame 0 also 0), where the next frame's timestamp would place it."""
+        if self.coarse and seconds is not None:
+            return {self._coarse_place(seconds, failed)}
         numbers = {self._unplaced(seconds, failed)}
         if self.fps is not None and seconds is not None and not self.variable:
             numbers.update(range(self.last + 1, self.last + 2 + failed))
@@ -462,6 +520,21 @@ class FrameNumbers:
         if self.fps is None:
             return None
         return round(self.time, 6) if self.variable else index / self.fps  # microseconds: no noise such as 1.4000000000000001
+
+    def uncertain_count(self) -> int:
+        """Frames by which the count the container announces may be off as FFmpeg derives it
+        from a duration stored in coarse units (its last stamp and last frame's length, each
+        rounded by half a unit): 0 for timestamps fine enough."""
+        return math.ceil(self.resolution * self.fps) if self.coarse else 0
+
+    def _coarse_place(self, seconds: float, failed: int) -> int:
+        """A coarse-stamped frame's number: the next in decode order, unless the earliest slot
+        whose time rounds to ``seconds`` (half a unit before it; a millionth of a frame is float
+        noise) is later: frames were lost, and it is the slot ``seconds`` names (the middle of
+        those it allows, so that the frames after it, sharing its stamp or the next, fit)."""
+        if math.ceil((seconds - self.resolution / 2) * self.fps - 1e-6) <= self.last + 1 + failed:
+            return self.last + 1 + failed
+        return round(seconds * self.fps)
 
     def _unplaced(self, seconds: float | None, failed: int) -> int:
         """The number that ``seconds`` gives without the next frame's word: its slot while on the
