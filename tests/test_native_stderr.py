@@ -30,6 +30,15 @@ def test_what_fd_2_receives_is_caught_and_fd_2_put_back():
         os.close(before)
 
 
+def test_only_the_decoders_lines_count_and_another_threads_are_passed_on(capfd):
+    """While predict's reading thread watches fd 2, the model's thread may write to it too: only
+    FFmpeg's and OpenCV's bracketed lines are the video's; the rest reaches stderr as written."""
+    with native_stderr_caught() as said:
+        os.write(2, b"[mjpeg @ 0x55d0] mjpeg: unsupported coding type (c8)\nW0000 tensorflow notice\n[ WARN:0@1.2] global cap\n")
+    assert said.decoder_lines().lines == ("[mjpeg @ 0x55d0] mjpeg: unsupported coding type (c8)", "[ WARN:0@1.2] global cap")
+    assert capfd.readouterr().err == "W0000 tensorflow notice\n"
+
+
 def test_fd_2_is_put_back_after_an_interrupt():
     before = os.dup(2)
     try:

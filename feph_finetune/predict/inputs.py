@@ -389,8 +389,9 @@ class _Grabs:
     def __iter__(self) -> Iterator[_Grab]:
         failing = []  # what the decoder wrote during the failed reads in a row so far
         while True:
-            with self.stderr.caught() as output:
+            with self.stderr.caught() as caught:
                 grabbed = self.capture.grab()
+            output = caught.decoder_lines()  # the prefetch thread reads: others may write meanwhile
             if not grabbed:
                 failing += output.lines
                 self.failed += 1
