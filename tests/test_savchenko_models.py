@@ -2,8 +2,9 @@
 multi-task models, state_dicts of another architecture, and any Keras classifier (``keras_model``).
 
 The PyTorch sources and their conversions come from ``tests/timm_savchenko.py``, run once per
-test run (for all xdist workers) in a process of its own (timm cannot be imported after TensorFlow). Probabilities are
-compared on ``check_images(4, seed=99)``, images the converter did not check itself on.
+test run (for all xdist workers) in a process of its own (timm cannot be imported after
+TensorFlow). Probabilities are compared on ``check_images(4, seed=99)``, images the converter did
+not check itself on.
 """
 
 from __future__ import annotations
