@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
+import shutil
 import stat
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from rich.console import Console
@@ -122,6 +125,33 @@ def synthetic_feph(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic") / "FePh"
     write_synthetic_dataset(root, images=120, seed=0)
     return root
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder ``build(folder)`` fills once per test run, for every pytest-xdist worker: the first
+    worker to ask builds it while the others wait on a file lock, then all read the same files.
+    For fixtures whose files cost a minute (the PyTorch sources of the converter's tests), which
+    each worker would otherwise build again. Without xdist, a fresh temporary folder. A build
+    that raised leaves no folder behind, so the next worker to ask builds it again (and reports
+    the same error in its own tests). Tests must only read the folder: others read it too."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder above every worker's
+    folder, built = shared / name, shared / f"{name}.built"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                build(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            built.touch()
+    return folder
 
 
 def write_matrix(path: Path, root: Path, experiments: str, extra: str = "") -> Path:

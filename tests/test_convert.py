@@ -2,7 +2,7 @@
 
 The sources are timm ``tf_efficientnet_b0`` networks with random weights and randomised BatchNorm
 statistics, written by ``tests/timm_sources.py`` in a process of its own (timm cannot be imported
-after TensorFlow), once per module: a state_dict and a pickled whole model (7 classes) converted
+after TensorFlow), once per test run: a state_dict and a pickled whole model (7 classes) converted
 there, and an ONNX export (8 classes, BatchNorm folded) converted here through the CLI. Each
 converted file must give the source's probabilities, computed by PyTorch, on images the converter
 did not check itself on.
@@ -24,23 +24,26 @@ from feph_finetune.cli import main
 from feph_finetune.convert import TOLERANCE, ConversionError, check_images, convert, efficientnet_b0_classifier, read_converted
 from feph_finetune_plugins import efficientnet
 
-from conftest import REPO, TinyMatrix, run_cli
+from conftest import REPO, TinyMatrix, built_once, run_cli
 
 IMAGES = check_images(4, seed=99)  # as tests/timm_sources.py computes the sources' probabilities
 #: The 8-class ONNX source's classes, in an order unlike FePh's, so that mapping by name shows.
 SHUFFLED_8 = ("Surprise", "Sadness", "Neutral", "Contempt", "Happiness", "Fear", "Disgust", "Anger")
 
 
+def write_sources(out: Path) -> None:
+    subprocess.run([sys.executable, str(REPO / "tests" / "timm_sources.py"), str(out)], check=True, cwd=REPO, timeout=900, capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sources")
-    subprocess.run([sys.executable, str(REPO / "tests" / "timm_sources.py"), str(out)], check=True, cwd=REPO, timeout=900, capture_output=True)
-    return out
+    """The sources, written once for all xdist workers (read only: see ``built_once``)."""
+    return built_once(tmp_path_factory, "convert_sources", write_sources)
 
 
 @pytest.fixture(scope="module")
-def onnx_keras(sources) -> Path:
-    out = sources / "m8.keras"
+def onnx_keras(sources, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("onnx_keras") / "m8.keras"
     assert main(["convert", str(sources / "m8.onnx"), str(out), "--classes", ",".join(SHUFFLED_8)]) == 0
     return out
 

@@ -2,8 +2,9 @@
 multi-task models, state_dicts of another architecture, and any Keras classifier (``keras_model``).
 
 The PyTorch sources and their conversions come from ``tests/timm_savchenko.py``, run once per
-module in a process of its own (timm cannot be imported after TensorFlow). Probabilities are
-compared on ``check_images(4, seed=99)``, images the converter did not check itself on.
+test run (for all xdist workers) in a process of its own (timm cannot be imported after
+TensorFlow). Probabilities are compared on ``check_images(4, seed=99)``, images the converter did
+not check itself on.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
 from feph_finetune_plugins import efficientnet, keras_model
 
-from conftest import REPO, TinyMatrix, run_cli, write_matrix
+from conftest import REPO, TinyMatrix, built_once, run_cli, write_matrix
 
 HSEMOTION_8 = ("Anger", "Contempt", "Disgust", "Fear", "Happiness", "Neutral", "Sadness", "Surprise")
 FEPH_OF_HSEMOTION_8 = ["anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
@@ -35,11 +36,14 @@ def images(size: int = 224) -> np.ndarray:
     return check_images(4, seed=99, size=size)
 
 
+def write_sources(out: Path) -> None:
+    subprocess.run([sys.executable, str(REPO / "tests" / "timm_savchenko.py"), str(out)], check=True, cwd=REPO, timeout=1800, capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("savchenko")
-    subprocess.run([sys.executable, str(REPO / "tests" / "timm_savchenko.py"), str(out)], check=True, cwd=REPO, timeout=1800, capture_output=True)
-    return out
+    """The sources, written once for all xdist workers (read only: see ``built_once``)."""
+    return built_once(tmp_path_factory, "savchenko_sources", write_sources)
 
 
 @pytest.fixture(scope="module")
