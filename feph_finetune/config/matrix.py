@@ -188,6 +188,26 @@ NOT_EXPANDABLE = {
 }
 
 
+#: The experiment keys whose list names each item once, with what a repeat would do.
+REPEAT_DOES = {
+    "preprocess": "apply the step twice: crop a crop",
+    "augment": "apply the step twice",
+    "evaluate": "compute the same metrics twice",
+    "phases": "make the same runs twice",
+}
+LISTS_OF_DISTINCT = tuple(REPEAT_DOES)
+
+
+def repeated_items(items: list) -> list:
+    """The items ``items`` lists more than once, each once, in order."""
+    seen, repeated = [], []
+    for item in items:
+        if item in seen and item not in repeated:
+            repeated.append(item)
+        seen.append(item)
+    return repeated
+
+
 def _setting_at_fault(error: DatasetError, dataset: Mapping[str, Any]) -> str:
     """The ``[dataset]`` key a format's error names (:attr:`DatasetError.setting`), where it is one
     of the table's; else ``root``, the dataset as a whole."""
@@ -508,6 +528,11 @@ class MatrixBuilder:
             if messages:
                 invalid.add(key)
                 config[key] = copy.deepcopy(option.default)
+        for key in LISTS_OF_DISTINCT:
+            if key not in invalid and (repeated := repeated_items(config[key])):
+                self.problems += [Problem(self.raw.where(*where((key,))), f"{key} lists {item!r} twice; list it once (a repeat would {REPEAT_DOES[key]})")
+                                  for item in repeated]
+                invalid.add(key)
         self.check_plugins(config, where, invalid)
         return invalid
 
