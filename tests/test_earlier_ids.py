@@ -57,12 +57,12 @@ def test_a_run_finished_under_its_earlier_id_is_carried_over_not_trained_again(e
     trained, trained_at = history.read_bytes(), history.stat().st_mtime_ns
 
     assert main([str(config), "--output", str(output), "--dry-run"]) == 0
-    assert "1 of these runs are finished under an earlier id and would be carried over, not run again" in capsys.readouterr().out
+    assert "1 of these runs is finished under an earlier id and would be carried over, not run again" in capsys.readouterr().out
     assert sorted(path.name for path in output.iterdir() if path.name != LOCK_FILE) == [old_id]  # a dry run moves nothing
 
     assert main([str(config), "--output", str(output), "--executor", "inline"]) == 0
     printed = capsys.readouterr().out
-    assert "1 finished runs carried over to their new ids" in printed and "skipped 1 finished runs" in printed
+    assert "1 finished run carried over to their new ids" in printed and "skipped 1 finished run " in printed
     assert sorted(path.name for path in output.iterdir() if path.name != LOCK_FILE) == [run.id]
     moved = output / run.id
     assert (moved / "history.json").read_bytes() == trained and (moved / "history.json").stat().st_mtime_ns == trained_at
