@@ -355,7 +355,9 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.data.user_files import input_folder_problem
 
     problems = flag_problems_of(args, DATA_NUMBERS)
-    if what := input_folder_problem(args.root):
+    if args.root.is_file():
+        problems.append(Problem(f"ROOT {args.root}", f"a file, not a folder: give the dataset folder that holds it ({args.root.parent})"))
+    elif what := input_folder_problem(args.root):
         problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
     flags = {"root": str(args.root), "format": args.format, "labels": args.labels or "", "images": args.images or "", "group_by": args.group_by,
              "folds": args.folds, "test_fraction": args.test_fraction}
@@ -402,7 +404,7 @@ def cmd_synth(args, console: Console) -> int:
 def cmd_report(args, console: Console) -> int:
     from feph_finetune.config.reading import ConfigError, Problem
     from feph_finetune.results.reports import render
-    from feph_finetune.results.store import RunStore
+    from feph_finetune.results.store import RESULT_FILE, RunStore
     from feph_finetune.data.user_files import NO_SUCH_FOLDER, input_folder_problem
 
     if args.figures is not None:
@@ -417,6 +419,9 @@ def cmd_report(args, console: Console) -> int:
     if problem := input_folder_problem(args.outdir):
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory" if problem == NO_SUCH_FOLDER else problem)])
     records = one_run_each(RunStore(args.outdir, warn=warn))
+    if not records and (args.outdir / RESULT_FILE).is_file():
+        raise ConfigError([Problem(f"OUTDIR {args.outdir}", f"one run's folder (it holds {RESULT_FILE}); give the results directory that holds it: "
+                                                             f"python -m feph_finetune report {shlex.quote(str(args.outdir.parent))}")])
     if not records:
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
     if args.confusion is not None:

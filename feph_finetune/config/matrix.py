@@ -597,6 +597,26 @@ class MatrixBuilder:
                 faulty.add(plugin)
         return faulty
 
+    def warn_unused_options(self, name: str, config: dict[str, Any], where) -> None:
+        """Warn, once each, of options that experiment ``name`` gives (in its own table, its grid
+        or a ``--set``) to an installed plugin it does not use: they have no effect, as a tracking
+        plugin's options when it is not enabled (options in ``[defaults]`` or an ancestor serve
+        other experiments, and are not warned of)."""
+        used = used_plugins(config)
+        for plugin in config["options"]:
+            place = where(("options", plugin))
+            if plugin in used or plugin not in self.plugins.names() or place[:2] != ("experiments", name):
+                continue
+            keys = [key for key, hook in PLUGIN_KEYS.items() if self.plugins.implements(plugin, hook)]
+            if "optimizer" in keys and not config["fine_tune"]:
+                remedy = "No-FT (fine_tune = false) trains nothing, so no optimizer runs; remove them"
+            else:
+                remedy = f"name it in the experiment's {' or '.join(keys) or 'plugin lists'}, or remove them"
+            first = ("options", plugin, *list(config["options"][plugin])[:1]) if isinstance(config["options"][plugin], dict) else ("options", plugin)
+            warning = f"{self.raw.where(*where(first))}: options of the plugin {plugin!r}, which experiment {name} does not use, so they have no effect; {remedy}"
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+
     def check_settings_table(self, table: Any, keys: tuple[str, ...]) -> None:
         """Check experiment settings kept outside ``[experiments]`` and ``[defaults]`` (a client's
         table, ``[demo] defaults``, laid over ``[defaults]`` when the client runs) as an
@@ -782,6 +802,10 @@ class MatrixBuilder:
                 for key in variant:
                     if tuple(split_dotted(key)) == keys[: len(split_dotted(key))]:
                         return ("experiments", name, "grid", key)
+                if self.setter(chain, experiments, defaults, keys) is None:  # a table only a grid key makes (options.adma of options.adma.lr)
+                    for key in variant:
+                        if tuple(split_dotted(key))[: len(keys)] == keys:
+                            return ("experiments", name, "grid", key)
                 return self.source(chain, experiments, defaults, keys)
 
             before = len(self.problems)
@@ -790,6 +814,8 @@ class MatrixBuilder:
                 self.phases_asked.update(config["phases"])
             usable = self.usable_plugins(config, invalid)
             faulty = set(usable) if "options" in invalid else self.check_options(config, where)
+            if not invalid & {*PLUGIN_KEYS, "fine_tune", "options"}:
+                self.warn_unused_options(name, config, where)
             self.check_option_rules(config, where, faulty, usable)
             if not invalid & {*PLUGIN_KEYS, "fine_tune"}:  # else what the experiment combines is unknown
                 self.check_traits(config, where, faulty, usable)
