@@ -356,7 +356,7 @@ def cmd_data(args, console: Console) -> int:
 
     problems = flag_problems_of(args, DATA_NUMBERS)
     if args.root.is_file():
-        problems.append(Problem(f"ROOT {args.root}", f"a file, not a folder: give the dataset folder that holds it ({args.root.parent})"))
+        problems.append(Problem(f"ROOT {args.root}", f"is a file, not a folder: give the dataset folder that holds it ({args.root.parent})"))
     elif what := input_folder_problem(args.root):
         problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
     flags = {"root": str(args.root), "format": args.format, "labels": args.labels or "", "images": args.images or "", "group_by": args.group_by,

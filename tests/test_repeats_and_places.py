@@ -123,7 +123,7 @@ def test_data_of_a_file_names_the_folder_that_holds_it(synthetic_feph, capsys):
     labels = next(synthetic_feph.glob("*.csv"))
     assert main(["data", str(labels)]) == 2
     error = " ".join(capsys.readouterr().err.split())
-    assert f"ROOT {labels}: a file, not a folder: give the dataset folder that holds it ({synthetic_feph})" in error
+    assert f"ROOT {labels}: is a file, not a folder: give the dataset folder that holds it ({synthetic_feph})" in error
     assert "download" not in error.lower()
 
 
