@@ -222,7 +222,7 @@ class StoreOnce(argparse._StoreAction):
     def __call__(self, parser, namespace, values, option_string=None):
         given = getattr(parser, "given", set())
         if option_string and self.dest in given:
-            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)}, then {values}); give it once")
+            parser.error(f"{option_string} given twice ({shortened(str(getattr(namespace, self.dest)))}, then {shortened(str(values))}); give it once")
         given.add(self.dest)
         super().__call__(parser, namespace, values, option_string)
 

@@ -53,6 +53,13 @@ def test_a_plugin_listed_twice_in_defaults_is_one_problem_at_its_line(tmp_path, 
     assert f"error: {place(path, 'preprocess = ', 'defaults.preprocess')}: preprocess lists 'face_crop' twice" in error
 
 
+def test_a_plugin_listed_twice_in_the_demo_defaults_is_refused_without_demo_too(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra='\n[demo.defaults]\naugment = ["flip", "flip"]\n')
+    for flags in ([], ["--demo"]):
+        error = dry_run_error(path, capsys, *flags)
+        assert error.count(f"{place(path, 'augment = ', 'demo.defaults.augment')}: augment lists 'flip' twice; list it once") == 1, (flags, error)
+
+
 # --- options given twice ---------------------------------------------------------------------------
 
 

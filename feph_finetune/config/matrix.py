@@ -528,13 +528,18 @@ class MatrixBuilder:
             if messages:
                 invalid.add(key)
                 config[key] = copy.deepcopy(option.default)
+        self.check_repeats(config, where, invalid)
+        self.check_plugins(config, where, invalid)
+        return invalid
+
+    def check_repeats(self, config: dict[str, Any], where, invalid: set[str]) -> None:
+        """A plugin or phase listed twice (:data:`REPEAT_DOES`) is a problem at its key, which is
+        added to ``invalid``."""
         for key in LISTS_OF_DISTINCT:
-            if key not in invalid and (repeated := repeated_items(config[key])):
+            if key not in invalid and key in config and (repeated := repeated_items(config[key])):
                 self.problems += [Problem(self.raw.where(*where((key,))), f"{key} lists {item!r} twice; list it once (a repeat would {REPEAT_DOES[key]})")
                                   for item in repeated]
                 invalid.add(key)
-        self.check_plugins(config, where, invalid)
-        return invalid
 
     def check_plugins(self, config: dict[str, Any], where, invalid: set[str]) -> None:
         """Every plugin name must be installed and implement its key's hook. Names that are not
@@ -608,7 +613,9 @@ class MatrixBuilder:
             if plugin in used or plugin not in self.plugins.names() or place[:2] != ("experiments", name):
                 continue
             keys = [key for key, hook in PLUGIN_KEYS.items() if self.plugins.implements(plugin, hook)]
-            if "optimizer" in keys and not config["fine_tune"]:
+            if not keys:
+                remedy = f"{plugin!r} serves none of an experiment's plugin lists ({', '.join(PLUGIN_KEYS)}); remove them"
+            elif "optimizer" in keys and not config["fine_tune"]:
                 remedy = "No-FT (fine_tune = false) trains nothing, so no optimizer runs; remove them"
             else:
                 remedy = f"name it in the experiment's {' or '.join(keys) or 'plugin lists'}, or remove them"
@@ -627,6 +634,7 @@ class MatrixBuilder:
             return
         config = valid_values(table, EXPERIMENT_OPTIONS)
         unset_or_invalid = {key for key, option in EXPERIMENT_OPTIONS.items() if key not in table or option_problems(table[key], option)}
+        self.check_repeats(config, lambda place: keys + place, unset_or_invalid)
         self.check_plugins(config, lambda place: keys + place, unset_or_invalid)
         if "options" not in unset_or_invalid:
             self.check_options(config, lambda place: keys + place, check_paths=False)
