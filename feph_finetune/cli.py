@@ -397,7 +397,7 @@ def cmd_synth(args, console: Console) -> int:
             summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
     except FileExistsError as error:  # a dataset is already there: refused before anything is written
         raise ConfigError([Problem(str(args.out), str(error).removeprefix("write_synthetic_dataset: ").removeprefix(f"{args.out} "))]) from error
-    console.print(f"wrote {summary.get('kept', args.images)} images ({args.domain}) to {args.out}", markup=False)
+    console.print(f"wrote {counted(summary.get('kept', args.images), 'image')} ({args.domain}) to {args.out}", markup=False)
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from feph_finetune.cli import main
+from feph_finetune.printable import counted
 from fake_store import write_fake_store
 
 from conftest import line_of, write_matrix
@@ -82,6 +83,7 @@ def test_only_given_twice_selects_both_as_one_only_with_both_does(tmp_path, synt
 
 
 def test_counts_of_one_are_singular(tmp_path, synthetic_feph, capsys):
+    assert [counted(number, "run") for number in (0, 1, 2)] == ["0 runs", "1 run", "2 runs"]
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
     assert main([str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out

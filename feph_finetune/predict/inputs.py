@@ -51,7 +51,7 @@ from feph_finetune.data.images import read_image
 from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
 from feph_finetune.native_stderr import NativeOutput, native_stderr_caught
 from feph_finetune.predict.avi import avi_layout
-from feph_finetune.printable import shortened
+from feph_finetune.printable import counted, shortened
 
 #: AV_LOG_QUIET: OpenCV hands FFmpeg this level when its FFmpeg backend starts (the first
 #: ``VideoCapture`` of the process); a level set later is ignored.
@@ -552,7 +552,7 @@ HOLE_INTERVALS = 5
 
 
 def _stopped_at(last: int, decoded: int) -> str:
-    return f"decoding stopped at frame {last} ({decoded} frames decoded)" if decoded else "no frame could be decoded"
+    return f"decoding stopped at frame {last} ({counted(decoded, 'frame')} decoded)" if decoded else "no frame could be decoded"
 
 
 def _frames_words(first: int, last: int) -> str:
