@@ -27,7 +27,7 @@ from rich.text import Text
 
 import feph_finetune
 from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
-from feph_finetune.printable import EscapingConsole, printable, shortened
+from feph_finetune.printable import EscapingConsole, counted, printable, shortened
 from feph_finetune.stdout import OutputError, closed_stdout, discard_stdout, stdout_failures_marked
 
 RUN_DESCRIPTION = """\
@@ -55,7 +55,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"feph_finetune {feph_finetune.__version__}")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the runs as JSON (refused without --dry-run)")
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
+    parser.add_argument("--only", nargs="+", action="extend", metavar="NAME", help="run only these experiments (repeatable: --only A --only B is --only A B)")
     parser.add_argument("--phase", choices=("exploratory", "cv"), help="run only this phase")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a dotted TOML key, e.g. --set dataset.root=/data/FePh (repeatable)")
     parser.add_argument("--output", type=path_argument, help="results directory (default: the TOML's output, else runs/; runs/demo with --demo)")
@@ -195,12 +195,36 @@ class ArgumentParser(argparse.ArgumentParser):
     and each argument it quotes :func:`shortened`, as every message quotes a user's value:
     argparse writes "invalid int value: '999...'" with all of a 5,000-digit value."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, StoreOnce)  # every option that takes one value (in groups too)
+        self.register("action", "store", StoreOnce)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.given: set[str] = set()  # the destinations of the StoreOnce options given so far
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
         """Print ``error: MESSAGE`` as every error of the project starts (argparse writes
         "PROG: error: MESSAGE"), then the usage, and exit 2."""
         print_error(EscapingConsole(stderr=True), printable(_ARGPARSE_WORD.sub(_shortened_word, message)))
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE)
+
+
+class StoreOnce(argparse._StoreAction):
+    """argparse's store action for an option that takes one value, refused when given twice
+    ("error: --phase given twice (cv, then exploratory); give it once"): argparse keeps the last
+    silently, so ``--phase cv --phase exploratory`` would run one phase where a reader expects
+    both or neither. Options that take several values accumulate instead (``--only A --only B``
+    is ``--only A B``; ``--set`` and ``--track`` repeat)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(parser, "given", set())
+        if option_string and self.dest in given:
+            parser.error(f"{option_string} given twice ({shortened(str(getattr(namespace, self.dest)))}, then {shortened(str(values))}); give it once")
+        given.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
 
 
 def path_argument(text: str) -> Path:
@@ -331,7 +355,9 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.data.user_files import input_folder_problem
 
     problems = flag_problems_of(args, DATA_NUMBERS)
-    if what := input_folder_problem(args.root):
+    if args.root.is_file():
+        problems.append(Problem(f"ROOT {args.root}", f"is a file, not a folder: give the dataset folder that holds it ({args.root.parent})"))
+    elif what := input_folder_problem(args.root):
         problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
     flags = {"root": str(args.root), "format": args.format, "labels": args.labels or "", "images": args.images or "", "group_by": args.group_by,
              "folds": args.folds, "test_fraction": args.test_fraction}
@@ -371,14 +397,14 @@ def cmd_synth(args, console: Console) -> int:
             summary = write_synthetic_dataset(args.out, images=args.images, seed=args.seed, domain=args.domain)
     except FileExistsError as error:  # a dataset is already there: refused before anything is written
         raise ConfigError([Problem(str(args.out), str(error).removeprefix("write_synthetic_dataset: ").removeprefix(f"{args.out} "))]) from error
-    console.print(f"wrote {summary.get('kept', args.images)} images ({args.domain}) to {args.out}", markup=False)
+    console.print(f"wrote {counted(summary.get('kept', args.images), 'image')} ({args.domain}) to {args.out}", markup=False)
     return EXIT_OK
 
 
 def cmd_report(args, console: Console) -> int:
     from feph_finetune.config.reading import ConfigError, Problem
     from feph_finetune.results.reports import render
-    from feph_finetune.results.store import RunStore
+    from feph_finetune.results.store import RESULT_FILE, RunStore
     from feph_finetune.data.user_files import NO_SUCH_FOLDER, input_folder_problem
 
     if args.figures is not None:
@@ -393,6 +419,9 @@ def cmd_report(args, console: Console) -> int:
     if problem := input_folder_problem(args.outdir):
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory" if problem == NO_SUCH_FOLDER else problem)])
     records = one_run_each(RunStore(args.outdir, warn=warn))
+    if not records and (args.outdir / RESULT_FILE).is_file():
+        raise ConfigError([Problem(f"OUTDIR {args.outdir}", f"one run's folder (it holds {RESULT_FILE}); give the results directory that holds it: "
+                                                             f"python -m feph_finetune report {shlex.quote(str(args.outdir.parent))}")])
     if not records:
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
     if args.confusion is not None:
@@ -500,7 +529,7 @@ def print_runs(runs, as_json: bool, console: Console) -> None:
         widths = [min(longest_id, max(console.width - 2 - _RUN_DETAILS_MIN, console.width // 2)), 0]
         widths[1] = console.width - widths[0] - 2
     table = Table(
-        title=f"{len(runs)} runs", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
+        title=counted(len(runs), "run"), box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
     )
     longest = [max(cell_len(text) for text in [header, *(row[index] for row in rows)]) for index, header in enumerate(headers)]
     wraps = [longest[index] > widths[index] or not (index == 0 or (index < 3 and len(headers) > 2)) for index in range(len(headers))]
@@ -578,7 +607,7 @@ def cmd_run(args, console: Console) -> int:
             from feph_finetune.results.earlier_ids import WHY
 
             moves = ", ".join(f"{name} -> {run_id}" for run_id, name in earlier.items())
-            console.print(f"{len(earlier)} of these runs are finished under an earlier id and would be carried over, not run again ({WHY}): {moves}", markup=False, highlight=False, soft_wrap=True)
+            console.print(f"{len(earlier)} of these runs {'is' if len(earlier) == 1 else 'are'} finished under an earlier id and would be carried over, not run again ({WHY}): {moves}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_OK
     try:
         result = session.run()

@@ -101,6 +101,11 @@ def printable(text: Any) -> str:
     return _escaped(str(text), keep="")
 
 
+def counted(number: int, noun: str) -> str:
+    """``number`` with ``noun``, plural but for one: ``1 run``, ``2 runs``, ``0 runs``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def shortened(value: Any, length: int = 40) -> str:
     """``str(value)`` as a message quotes a user's value: at most ``length`` characters (the
     first ``length - 20``, ``…``, the last 8), so that a value of kilobytes leaves the message one

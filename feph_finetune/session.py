@@ -28,7 +28,7 @@ from rich.console import Console
 from feph_finetune.config.matrix import Matrix, Run
 from feph_finetune.config.arguments import check_arguments, listed
 from feph_finetune.config.reading import PYTHON, ArgumentNames, RawConfig
-from feph_finetune.printable import EscapingConsole, printable
+from feph_finetune.printable import EscapingConsole, counted, printable
 from feph_finetune.results.collection import Results
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ class Session:
 
         self.plan()
         plan = self._plan
-        return earlier_folders(plan.store, [run.id for run in plan.runs], [run.id for run in plan.matrix.runs], recorded_id_rules(plan.raw, plan.plugins))
+        return earlier_folders(plan.store, [run.id for run in plan.runs], [run.id for run in plan.matrix.runs], recorded_id_rules(plan.raw, plan.plugins), self.warn)
 
     def carry_over_earlier_runs(self) -> None:
         """Rename the :meth:`earlier_runs` to their ids, saying so in one line."""
@@ -252,7 +252,7 @@ class Session:
 
         carried = carry_over(self.store, self.earlier_runs())
         if carried:
-            self.console.print(f"{carried} finished runs carried over to their new ids ({WHY})", markup=False, highlight=False, soft_wrap=True)
+            self.console.print(f"{counted(carried, 'finished run')} carried over to their new ids ({WHY})", markup=False, highlight=False, soft_wrap=True)
 
     def run(self) -> MatrixResult:
         """Run the selected runs that are not finished (all of them with ``force``), then print
@@ -290,7 +290,7 @@ class Session:
         from feph_finetune.results.reports import render
 
         if result.skipped:
-            self.console.print(f"skipped {len(result.skipped)} finished runs (use --force to rerun them)")
+            self.console.print(f"skipped {counted(len(result.skipped), 'finished run')} (use --force to rerun them)")
             self._print_unsaved_models(result)
         if result.records:
             report = self._plan.matrix.report

@@ -13,12 +13,12 @@ import pytest
 
 import feph_finetune.config.matrix as matrix
 from feph_finetune.cli import main
-from feph_finetune.results.earlier_ids import carry_over, identify_folder
+from feph_finetune.results.earlier_ids import carry_over, earlier_folders, identify_folder
 from feph_finetune.results.output_lock import LOCK_FILE
 from feph_finetune.results.store import RunStore
 from feph_finetune.session import Session, plan_matrix, run_matrix
 from feph_finetune.config.matrix import recorded_id_rules
-from feph_finetune.config.reading import read_config
+from feph_finetune.config.reading import config_from_dict, read_config
 from feph_finetune.plugins import get_plugins
 from feph_finetune.printable import EscapingConsole
 from conftest import write_matrix
@@ -57,12 +57,12 @@ def test_a_run_finished_under_its_earlier_id_is_carried_over_not_trained_again(e
     trained, trained_at = history.read_bytes(), history.stat().st_mtime_ns
 
     assert main([str(config), "--output", str(output), "--dry-run"]) == 0
-    assert "1 of these runs are finished under an earlier id and would be carried over, not run again" in capsys.readouterr().out
+    assert "1 of these runs is finished under an earlier id and would be carried over, not run again" in capsys.readouterr().out
     assert sorted(path.name for path in output.iterdir() if path.name != LOCK_FILE) == [old_id]  # a dry run moves nothing
 
     assert main([str(config), "--output", str(output), "--executor", "inline"]) == 0
     printed = capsys.readouterr().out
-    assert "1 finished runs carried over to their new ids" in printed and "skipped 1 finished runs" in printed
+    assert "1 finished run carried over to their new ids" in printed and "skipped 1 finished run " in printed
     assert sorted(path.name for path in output.iterdir() if path.name != LOCK_FILE) == [run.id]
     moved = output / run.id
     assert (moved / "history.json").read_bytes() == trained and (moved / "history.json").stat().st_mtime_ns == trained_at
@@ -151,3 +151,26 @@ def test_a_carry_over_stopped_between_the_rename_and_the_rewrite_is_finished_nex
     assert main([str(config), "--output", str(output), "--executor", "inline"]) == 0
     assert RunStore(output).is_done(run.id) and json.loads((output / run.id / "config.json").read_text())["run"]["id"] == run.id
     assert sorted(path.name for path in output.iterdir() if path.name != LOCK_FILE) == [run.id]
+
+
+@pytest.mark.parametrize("config_json, why", [
+    ("{", "its config.json is unreadable"),
+    ("[1]", "its config.json is not a JSON object"),
+    ('{"config": {"dataset": null}}', "its config.json records no configuration this version reads"),
+])
+def test_a_finished_run_that_cannot_be_carried_over_is_named_with_why(tmp_path, config_json, why):
+    """Its run trains again under the new id beside it, and a report then counts both: say so."""
+    old = tmp_path / "A-x-0123456789"
+    old.mkdir()
+    (old / "result.json").write_text(json.dumps({"id": old.name, "experiment": "A", "phase": "exploratory", "status": "done"}), encoding="utf-8")
+    (old / "config.json").write_text(config_json, encoding="utf-8")
+    (old / "environment.json").write_text('{"split_seed": 0}', encoding="utf-8")
+    (tmp_path / "B-x-0123456789").mkdir()  # another experiment's folder: no candidate, no word
+    (tmp_path / "B-x-0123456789" / "config.json").write_text("{", encoding="utf-8")
+    warnings = []
+    identify = recorded_id_rules(config_from_dict({}), get_plugins())
+    assert earlier_folders(RunStore(tmp_path), ["A-x-abcdefabcd"], ["A-x-abcdefabcd"], identify, warnings.append) == {}
+    assert len(warnings) == 1 and warnings[0].startswith(f"{old}: a finished run not carried over to a new id: {why}")
+    assert "A-x-abcdefabcd" in warnings[0] and "counts both" in warnings[0]
+    assert earlier_folders(RunStore(tmp_path), ["A-x-abcdefabcd"], ["A-x-abcdefabcd", old.name], identify, warnings.append) == {}
+    assert len(warnings) == 1  # a run of the matrix itself is no candidate

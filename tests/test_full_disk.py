@@ -72,7 +72,7 @@ def test_a_disk_that_fills_up_stops_the_matrix_after_the_finished_run(synthetic_
 
     monkeypatch.undo()  # room again
     assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 0
-    assert "skipped 1 finished runs" in capsys.readouterr().out
+    assert "skipped 1 finished run " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("first_failing", ["history.json", "result.json"])
@@ -256,7 +256,7 @@ def test_a_disk_filled_during_a_child_run_stops_the_command_without_a_traceback(
 
     (tiny_tmpfs / "filler.bin").unlink()
     again = run_cli(str(path), "--output", str(outdir), "--only", "A", env=env)
-    assert again.returncode == 0 and "skipped 1 finished runs" in again.stdout
+    assert again.returncode == 0 and "skipped 1 finished run " in again.stdout
 
 
 # --- every command that writes: a full, read-only or forbidden disk -------------------------------

@@ -468,3 +468,33 @@ def test_a_bundles_run_fields_are_checked_as_a_records_are(tmp_path, key, bad, w
     with pytest.raises(ProblemsError) as raised:
         read_manifest(tmp_path)
     assert f"{tmp_path / MANIFEST} {words}" in " ".join(str(line) for line in raised.value.args), raised.value.args
+
+
+def test_a_record_whose_id_is_null_is_read_as_its_folders_run_in_every_report_mode(store, capsys):
+    """``"id": null`` is allowed (text or null): the id is the folder's name, never a crash."""
+    target = store / TARGET / "result.json"
+    good = target.read_text(encoding="utf-8")
+    try:
+        target.write_text(json.dumps({**json.loads(good), "id": None}), encoding="utf-8")
+        for mode, options in MODES.items():
+            assert main(["report", str(store), *options]) == 0, mode
+            captured = capsys.readouterr()
+            assert "Traceback" not in captured.err and "warning" not in captured.err, (mode, captured.err)
+            if mode == "json":
+                (m2_cv,) = [row for row in json.loads(captured.out) if row["experiment"] == "M2" and row["phase"] == "cv"]
+                assert m2_cv["folds"] == 5  # the fold without an id is counted
+        assert RunRecord.from_json({**json.loads(good), "id": None}, folder=TARGET).id == TARGET
+    finally:
+        target.write_text(good, encoding="utf-8")
+
+
+def test_a_record_whose_id_is_empty_text_is_skipped_with_the_usual_warning(store, capsys):
+    target = store / TARGET / "result.json"
+    good = target.read_text(encoding="utf-8")
+    try:
+        target.write_text(json.dumps({**json.loads(good), "id": ""}), encoding="utf-8")
+        assert main(["report", str(store), "--format", "csv"]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and str(target) in warnings[0] and "id: expected non-empty text" in warnings[0], warnings
+    finally:
+        target.write_text(good, encoding="utf-8")

@@ -68,7 +68,7 @@ def test_a_finished_run_without_a_model_says_how_to_save_one(tmp_path, synthetic
     # The matrix with save_model skips the finished run (same id) and says how to save its model.
     assert main([str(path), "--output", str(store.root), "--set", "experiments.FT.save_model=true"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "skipped 1 finished runs" in out and f"1 of them finished without a saved model although save_model = true: add --force to run them again and save it ({run.id})" in out
+    assert "skipped 1 finished run " in out and f"1 of them finished without a saved model although save_model = true: add --force to run them again and save it ({run.id})" in out
 
 
 @pytest.mark.parametrize("error, why", [

@@ -50,7 +50,7 @@ def test_a_killed_matrix_resumes_without_redoing_finished_runs(synthetic_feph, t
 
     resumed = run_cli(str(path), "--output", str(interrupted))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"skipped {len(finished)} finished runs" in resumed.stdout
+    assert f"skipped {len(finished)} finished run" in resumed.stdout
     for run_id, mtime in finished.items():
         assert (interrupted / run_id / "result.json").stat().st_mtime_ns == mtime
     assert len(list(interrupted.glob("*/result.json"))) == 5
@@ -125,7 +125,7 @@ def test_changed_data_means_new_runs_and_the_report_says_which_data(synthetic_fe
     first = load_dataset(root).fingerprint
     assert f"{first}: all rows" in capsys.readouterr().out
     assert main([str(path), "--output", str(outdir)]) == 0
-    assert "skipped 1 finished runs" in capsys.readouterr().out
+    assert "skipped 1 finished run " in capsys.readouterr().out
 
     (csv_path,) = root.glob("*.csv")
     lines = csv_path.read_text(encoding="utf-8-sig").splitlines()

@@ -68,7 +68,7 @@ def test_a_hung_run_of_the_process_executor_is_stopped_recorded_and_retried_next
     marker.unlink()  # the same run, now without a limit (a timeout is not part of its id)
     second = run_cli(str(path), "--output", str(outdir), "--set", "experiments.hung.timeout=0", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "skipped 1 finished runs" in second.stdout
+    assert "skipped 1 finished run " in second.stdout
     assert by_experiment(outdir)["hung"]["status"] == "done"
 
 

@@ -188,6 +188,26 @@ NOT_EXPANDABLE = {
 }
 
 
+#: The experiment keys whose list names each item once, with what a repeat would do.
+REPEAT_DOES = {
+    "preprocess": "apply the step twice: crop a crop",
+    "augment": "apply the step twice",
+    "evaluate": "compute the same metrics twice",
+    "phases": "make the same runs twice",
+}
+LISTS_OF_DISTINCT = tuple(REPEAT_DOES)
+
+
+def repeated_items(items: list) -> list:
+    """The items ``items`` lists more than once, each once, in order."""
+    seen, repeated = [], []
+    for item in items:
+        if item in seen and item not in repeated:
+            repeated.append(item)
+        seen.append(item)
+    return repeated
+
+
 def _setting_at_fault(error: DatasetError, dataset: Mapping[str, Any]) -> str:
     """The ``[dataset]`` key a format's error names (:attr:`DatasetError.setting`), where it is one
     of the table's; else ``root``, the dataset as a whole."""
@@ -508,8 +528,18 @@ class MatrixBuilder:
             if messages:
                 invalid.add(key)
                 config[key] = copy.deepcopy(option.default)
+        self.check_repeats(config, where, invalid)
         self.check_plugins(config, where, invalid)
         return invalid
+
+    def check_repeats(self, config: dict[str, Any], where, invalid: set[str]) -> None:
+        """A plugin or phase listed twice (:data:`REPEAT_DOES`) is a problem at its key, which is
+        added to ``invalid``."""
+        for key in LISTS_OF_DISTINCT:
+            if key not in invalid and key in config and (repeated := repeated_items(config[key])):
+                self.problems += [Problem(self.raw.where(*where((key,))), f"{key} lists {item!r} twice; list it once (a repeat would {REPEAT_DOES[key]})")
+                                  for item in repeated]
+                invalid.add(key)
 
     def check_plugins(self, config: dict[str, Any], where, invalid: set[str]) -> None:
         """Every plugin name must be installed and implement its key's hook. Names that are not
@@ -572,6 +602,28 @@ class MatrixBuilder:
                 faulty.add(plugin)
         return faulty
 
+    def warn_unused_options(self, name: str, config: dict[str, Any], where) -> None:
+        """Warn, once each, of options that experiment ``name`` gives (in its own table, its grid
+        or a ``--set``) to an installed plugin it does not use: they have no effect, as a tracking
+        plugin's options when it is not enabled (options in ``[defaults]`` or an ancestor serve
+        other experiments, and are not warned of)."""
+        used = used_plugins(config)
+        for plugin in config["options"]:
+            place = where(("options", plugin))
+            if plugin in used or plugin not in self.plugins.names() or place[:2] != ("experiments", name):
+                continue
+            keys = [key for key, hook in PLUGIN_KEYS.items() if self.plugins.implements(plugin, hook)]
+            if not keys:
+                remedy = f"{plugin!r} serves none of an experiment's plugin lists ({', '.join(PLUGIN_KEYS)}); remove them"
+            elif "optimizer" in keys and not config["fine_tune"]:
+                remedy = "No-FT (fine_tune = false) trains nothing, so no optimizer runs; remove them"
+            else:
+                remedy = f"name it in the experiment's {' or '.join(keys) or 'plugin lists'}, or remove them"
+            first = ("options", plugin, *list(config["options"][plugin])[:1]) if isinstance(config["options"][plugin], dict) else ("options", plugin)
+            warning = f"{self.raw.where(*where(first))}: options of the plugin {plugin!r}, which experiment {name} does not use, so they have no effect; {remedy}"
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+
     def check_settings_table(self, table: Any, keys: tuple[str, ...]) -> None:
         """Check experiment settings kept outside ``[experiments]`` and ``[defaults]`` (a client's
         table, ``[demo] defaults``, laid over ``[defaults]`` when the client runs) as an
@@ -582,6 +634,7 @@ class MatrixBuilder:
             return
         config = valid_values(table, EXPERIMENT_OPTIONS)
         unset_or_invalid = {key for key, option in EXPERIMENT_OPTIONS.items() if key not in table or option_problems(table[key], option)}
+        self.check_repeats(config, lambda place: keys + place, unset_or_invalid)
         self.check_plugins(config, lambda place: keys + place, unset_or_invalid)
         if "options" not in unset_or_invalid:
             self.check_options(config, lambda place: keys + place, check_paths=False)
@@ -757,6 +810,10 @@ class MatrixBuilder:
                 for key in variant:
                     if tuple(split_dotted(key)) == keys[: len(split_dotted(key))]:
                         return ("experiments", name, "grid", key)
+                if self.setter(chain, experiments, defaults, keys) is None:  # a table only a grid key makes (options.adma of options.adma.lr)
+                    for key in variant:
+                        if tuple(split_dotted(key))[: len(keys)] == keys:
+                            return ("experiments", name, "grid", key)
                 return self.source(chain, experiments, defaults, keys)
 
             before = len(self.problems)
@@ -765,6 +822,8 @@ class MatrixBuilder:
                 self.phases_asked.update(config["phases"])
             usable = self.usable_plugins(config, invalid)
             faulty = set(usable) if "options" in invalid else self.check_options(config, where)
+            if not invalid & {*PLUGIN_KEYS, "fine_tune", "options"}:
+                self.warn_unused_options(name, config, where)
             self.check_option_rules(config, where, faulty, usable)
             if not invalid & {*PLUGIN_KEYS, "fine_tune"}:  # else what the experiment combines is unknown
                 self.check_traits(config, where, faulty, usable)

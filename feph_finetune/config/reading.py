@@ -334,14 +334,27 @@ def _apply_overrides(data: dict, overrides: list[str], path: Path, names: Argume
         try:
             keys, value = parse_override(assignment, names)
             _check_override_target(keys, data, path)
+            created = _first_missing(data, keys)
             set_dotted(data, keys, value)
         except ConfigError as error:
             problems += [Problem(names("overrides", assignment), problem.message) for problem in error.problems]
             continue
         overridden[tuple(keys)] = assignment
+        for end in range(len(created), len(keys)) if created else ():  # the tables only this --set makes (options.adma): their problems are its own
+            overridden.setdefault(tuple(keys[:end]), assignment)
     if problems:
         raise ConfigError(problems)
     return overridden
+
+
+def _first_missing(data: dict, keys: list[str]) -> tuple[str, ...]:
+    """The shortest part of the dotted key ``keys`` that ``data`` lacks (``()`` when it has all)."""
+    table: Any = data
+    for position, key in enumerate(keys):
+        if not isinstance(table, dict) or key not in table:
+            return tuple(keys[: position + 1])
+        table = table[key]
+    return ()
 
 
 def _check_override_target(keys: list[str], data: dict, path: Path) -> None:

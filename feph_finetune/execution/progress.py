@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from feph_finetune.config.matrix import Run
-from feph_finetune.printable import printable
+from feph_finetune.printable import counted, printable
 
 #: Finished runs listed under the running ones in the live view.
 RECENT_FINISHED = 4
@@ -88,7 +88,7 @@ class MatrixView:
             self.live = Live(self.render(), console=self.console, refresh_per_second=4, transient=False, get_renderable=self.render)
             self.live.start()
         else:
-            self.line(f"running {len(self.states)} runs{where}" + (f", {self.concurrency} at a time" if self.concurrency_known else ""))
+            self.line(f"running {counted(len(self.states), 'run')}{where}" + (f", {self.concurrency} at a time" if self.concurrency_known else ""))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -164,7 +164,7 @@ class MatrixView:
     def render(self) -> Group:
         elapsed = time.monotonic() - self.began
         counts = Text.assemble(
-            (f"{len(self.states)} runs", "bold"), ": ",
+            (counted(len(self.states), "run"), "bold"), ": ",
             (f"{self.count('queued')} queued", "dim"), " · ", (f"{self.count('running')} running", "cyan"), " · ",
             (f"{self.count('done')} done", "green"), " · ", (f"{self.count('failed')} failed", "red" if self.count("failed") else "dim"),
         )

@@ -132,6 +132,8 @@ def find_bundle(path: Path) -> Path:
         raise BundleError(f"{path / MANIFEST}: {problem}")
     if path.is_dir() and (path / MANIFEST).is_file():
         return path
+    if path.is_file() and (path.parent / MANIFEST).is_file():
+        raise BundleError(f"{path}: a file of the model bundle {path.parent or '.'}; give that folder, not its {path.name}")
     hint = "a bundle is a folder with bundle.json and model.keras: the run directory of a run with save_model = true, or a folder written by `python -m feph_finetune export RUN_DIR OUT`"
     if path.is_file() and path.suffix in (".keras", ".h5"):
         raise BundleError(f"{path}: a bare Keras model file is not a bundle (it does not say how frames were cropped and normalised); {hint}")

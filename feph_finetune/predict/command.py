@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from feph_finetune.errors import EXIT_INTERRUPTED, EXIT_OK, print_error
+from feph_finetune.printable import counted
 
 
 def argument_problems(args) -> list[str]:
@@ -158,7 +159,7 @@ def _run(bundle, inputs, args, console: Console):
                 task = progress.add_task(predict_input.name[-30:], total=predict_input.total)
                 summaries.append(predictor.run(predict_input, writer, advance=lambda n, task=task: progress.advance(task, n)))
                 progress.remove_task(task)
-    console.print(f"{predictor.frames_done} frames in {predictor.seconds:.1f} s ({predictor.frames_per_second:.1f} frames/s, batch {args.batch_size})", highlight=False)
+    console.print(f"{counted(predictor.frames_done, 'frame')} in {predictor.seconds:.1f} s ({predictor.frames_per_second:.1f} frames/s, batch {args.batch_size})", highlight=False)
     return summaries
 
 

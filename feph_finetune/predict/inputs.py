@@ -54,7 +54,7 @@ from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULA
 from feph_finetune.native_stderr import NativeOutput, NativeStderr, native_stderr_caught
 from feph_finetune.predict.avi import avi_layout
 from feph_finetune.predict.timebase import timestamp_resolution
-from feph_finetune.printable import shortened
+from feph_finetune.printable import counted, shortened
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -626,7 +626,7 @@ HOLE_INTERVALS = 5
 
 
 def _stopped_at(last: int, decoded: int) -> str:
-    return f"decoding stopped at frame {last} ({decoded} frames decoded)" if decoded else "no frame could be decoded"
+    return f"decoding stopped at frame {last} ({counted(decoded, 'frame')} decoded)" if decoded else "no frame could be decoded"
 
 
 def _frames_words(first: int, last: int) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 from typing import Any, Callable, Iterator, Sequence, overload
 
 from feph_finetune.data.user_files import NO_SUCH_FOLDER, input_folder_problem
-from feph_finetune.printable import printable
+from feph_finetune.printable import counted, printable
 from feph_finetune.results.records import RunRecord
 
 #: The record fields that become columns of :meth:`Results.rows` as they are.
@@ -53,7 +53,7 @@ class Results(Sequence[RunRecord]):
         return iter(self.records)
 
     def __repr__(self) -> str:
-        return f"<Results: {len(self)} runs{f' in {self.root}' if self.root else ''}>"
+        return f"<Results: {counted(len(self), 'run')}{f' in {self.root}' if self.root else ''}>"
 
     def to_json(self) -> list[dict[str, Any]]:
         """The records as the JSON objects of their ``result.json`` (what the reports take)."""

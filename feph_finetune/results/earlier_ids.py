@@ -34,13 +34,17 @@ def id_prefix(run_id: str) -> str:
     return run_id.rsplit("-", 1)[0] + "-"
 
 
-def earlier_folders(store: RunStore, run_ids: Iterable[str], matrix_ids: Iterable[str], identify: Identify) -> dict[str, str]:
+def earlier_folders(store: RunStore, run_ids: Iterable[str], matrix_ids: Iterable[str], identify: Identify,
+                    warn: Callable[[str], None] | None = None) -> dict[str, str]:
     """For each of ``run_ids`` that has no folder, the folder (its name) of a finished run
     recorded under an earlier id that ``identify`` gives as this one; ``{new id: folder name}``.
 
     Candidates: finished runs (:meth:`RunStore.is_done`) with the run's :func:`id_prefix` that
     are no run of the matrix (``matrix_ids``). Where two earlier folders give one id (``folds =
-    3`` and ``folds = 4`` of one exploratory run), the one finished last.
+    3`` and ``folds = 4`` of one exploratory run), the one finished last. A candidate whose run
+    cannot be told (its ``config.json`` unreadable or of another shape) may be an earlier run of
+    one left without a folder, which then trains again beside it: ``warn`` names each such
+    folder, once, and why.
     """
     run_ids = list(run_ids)
     half_carried = {run_id: run_id for run_id in run_ids if _half_carried(store, run_id, identify)}
@@ -49,13 +53,21 @@ def earlier_folders(store: RunStore, run_ids: Iterable[str], matrix_ids: Iterabl
         return half_carried
     prefixes, taken = {id_prefix(run_id) for run_id in wanted}, set(matrix_ids)
     found: dict[str, tuple[float, str]] = {}
+    unidentified: dict[str, str] = {}  # folder name: why its run cannot be told
     for name in sorted(os.listdir(store.root)):
         if name in taken or id_prefix(name) not in prefixes or not store.is_done(name):
             continue
-        run_id = identify_folder(store.run_dir(name), identify)
+        run_id, why = _identified(store.run_dir(name), identify)
         finished = _finished(store.result(name))
-        if run_id in wanted and (run_id not in found or finished > found[run_id][0]):
+        if run_id is None:
+            unidentified[name] = why
+        elif run_id in wanted and (run_id not in found or finished > found[run_id][0]):
             found[run_id] = (finished, name)
+    left = {id_prefix(run_id): run_id for run_id in wanted if run_id not in found}
+    for name, why in unidentified.items():
+        if warn is not None and id_prefix(name) in left:
+            warn(f"{store.run_dir(name)}: a finished run not carried over to a new id: {why}; if it is an earlier run of "
+                 f"{left[id_prefix(name)]}, that run trains again and a report counts both (move the folder away to count one)")
     return half_carried | {run_id: name for run_id, (finished, name) in found.items()}
 
 
@@ -74,11 +86,21 @@ def _half_carried(store: RunStore, run_id: str, identify: Identify) -> bool:
 def identify_folder(folder: Path, identify: Identify) -> str | None:
     """The id today's rules give the run recorded in ``folder`` (its ``config.json`` and its
     ``environment.json``'s split seed), or None where those cannot be read."""
-    try:
-        recorded, environment = read_json_file(folder / "config.json"), read_json_file(folder / "environment.json")
-    except UnreadableFile:
-        return None
-    return identify(recorded, environment.get("split_seed")) if isinstance(recorded, dict) and isinstance(environment, dict) else None
+    return _identified(folder, identify)[0]
+
+
+def _identified(folder: Path, identify: Identify) -> tuple[str | None, str]:
+    """:func:`identify_folder`'s id, or None and why it cannot be told (a phrase naming the file)."""
+    records = {}
+    for file in ("config.json", "environment.json"):
+        try:
+            records[file] = read_json_file(folder / file)
+        except UnreadableFile as error:
+            return None, f"its {file} is unreadable (it {error})"
+        if not isinstance(records[file], dict):
+            return None, f"its {file} is not a JSON object"
+    run_id = identify(records["config.json"], records["environment.json"].get("split_seed"))
+    return run_id, "" if run_id else "its config.json records no configuration this version reads (another shape, or a plugin or dataset format no longer installed)"
 
 
 def carry_over(store: RunStore, folders: Mapping[str, str]) -> int:

@@ -13,7 +13,8 @@ The shape (written by :func:`feph_finetune.execution.job.execute_run`; metrics b
 plugins, the paper's by ``paper_metrics``):
 
 - ``experiment``: non-empty text; ``phase``: one of :data:`~feph_finetune.config.schema.PHASES`;
-  ``id``, ``label``, ``cv_label``, ``model``, ``data``: text or null; ``status``: ``"done"``,
+  ``id``: non-empty text (the run folder's name) or null (read as the folder's name);
+  ``label``, ``cv_label``, ``model``, ``data``: text or null; ``status``: ``"done"``,
   ``"failed"`` or null; ``baseline``: true/false or null; ``order`` (the experiment's place in
   its TOML): a whole number from 0 below :data:`MAX_ORDER` or null;
   ``fold``: a whole number from 0 below :data:`MAX_FOLDS` in the ``cv`` phase, null (or absent)
@@ -331,8 +332,10 @@ class RunRecord:
     more: dict[str, Any] = field(default_factory=dict)  # further fields: notes (checked), those this version does not know
 
     @classmethod
-    def from_json(cls, data: Any) -> "RunRecord":
-        """The record in ``data`` (parsed JSON); :class:`RecordShapeError` listing every field's problem."""
+    def from_json(cls, data: Any, folder: str | None = None) -> "RunRecord":
+        """The record in ``data`` (parsed JSON); :class:`RecordShapeError` listing every field's
+        problem. ``folder``: the name of the run folder it was read from, the id of a record whose
+        ``id`` is null (an id of empty text is a wrong shape: no folder has that name)."""
         if not isinstance(data, dict):
             raise RecordShapeError([f"expected a JSON object, got {json_kind(data)}"])
         check = _Check()
@@ -351,7 +354,8 @@ class RunRecord:
             counters = {name: check.finite(value, f"counters.{name}", 0, MAX_COUNT) for name, value in counters.items()}
         record = cls(
             experiment=experiment or "", phase=phase or "",
-            **{key: check.text(data, key) for key in ("id", "label", "cv_label", "model", "data")},
+            id=_id(data, check, folder),
+            **{key: check.text(data, key) for key in ("label", "cv_label", "model", "data")},
             status=check.choice(data, "status", STATUSES),
             baseline=baseline if isinstance(baseline, bool) else None,
             grouped=grouped if isinstance(grouped, bool) else None,
@@ -383,6 +387,17 @@ class RunRecord:
 
 
 _FIELDS = tuple(item.name for item in fields(RunRecord) if item.name != "more")
+
+
+def _id(data: dict, check: _Check, folder: str | None) -> str | None:
+    """A record's run id: non-empty text, or null (then ``folder``'s name, where known)."""
+    value = data.get("id")
+    if value is None:
+        return folder
+    if isinstance(value, str) and value:
+        return value
+    check.fail("id", "non-empty text (the run folder's name) or null", value)
+    return None
 
 
 def _fold(value: Any, phase: str | None, check: _Check) -> int | None:

@@ -416,7 +416,7 @@ class RunStore:
         except UnreadableFile as error:
             return None if error.missing else self._skip(path, f"unreadable (it {error})")
         try:
-            checked = RunRecord.from_json(record).to_json()
+            checked = RunRecord.from_json(record, folder=run_id).to_json()
         except RecordShapeError as error:
             return self._skip(path, f"wrong shape ({error})")
         if checked.get("id") and checked["id"] != run_id:  # copied from another run's folder: not this run's result

@@ -1,0 +1,146 @@
+"""Issue 22's configuration and command-line mistakes of one kind each: a plugin or phase listed
+twice, an option given twice, a ``--set`` mistake named at another place, options with no
+effect, and arguments that name a file or a run's folder where a folder of another kind is
+meant. Each is caught before any work (exit 2) and named at its place. No test here trains."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from feph_finetune.cli import main
+from feph_finetune.printable import counted
+from fake_store import write_fake_store
+
+from conftest import line_of, write_matrix
+
+
+def place(path, text: str, key: str) -> str:
+    return f"{path}:{line_of(path, text)} {key}"
+
+
+def dry_run_error(path, capsys, *flags: str) -> str:
+    """The error of ``--dry-run`` over ``path``, which must exit 2 without a traceback, in one line."""
+    assert main([str(path), "--dry-run", *flags]) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    return " ".join(error.split())
+
+
+# --- a plugin or phase listed twice ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key, value, item", [
+    ("preprocess", '["face_crop", "face_crop"]', "face_crop"),
+    ("augment", '["flip", "flip"]', "flip"),
+    ("evaluate", '["paper_metrics", "paper_metrics"]', "paper_metrics"),
+    ("phases", '["cv", "cv"]', "cv"),
+])
+def test_an_item_listed_twice_is_refused_at_its_line_and_at_its_set(tmp_path, synthetic_feph, capsys, key, value, item):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f"[experiments.A]\n{key} = {value}\n[experiments.B]\n")
+    error = dry_run_error(path, capsys)
+    assert f"{place(path, f'{key} = ', f'experiments.A.{key}')}: {key} lists {item!r} twice; list it once" in error
+    assert "error: 2 problems" not in error and "two runs have the id" not in error  # one problem, not the run ids it would make
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n[experiments.B]\n")
+    error = dry_run_error(path, capsys, "--set", f"experiments.B.{key}={value}")
+    assert f"--set experiments.B.{key}={value}: {key} lists {item!r} twice; list it once" in error
+
+
+def test_a_plugin_listed_twice_in_defaults_is_one_problem_at_its_line(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n[experiments.B]\n")
+    path.write_text(path.read_text().replace('preprocess = ["face_crop"]', 'preprocess = ["face_crop", "face_crop"]'))
+    error = dry_run_error(path, capsys)
+    assert f"error: {place(path, 'preprocess = ', 'defaults.preprocess')}: preprocess lists 'face_crop' twice" in error
+
+
+def test_a_plugin_listed_twice_in_the_demo_defaults_is_refused_without_demo_too(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n", extra='\n[demo.defaults]\naugment = ["flip", "flip"]\n')
+    for flags in ([], ["--demo"]):
+        error = dry_run_error(path, capsys, *flags)
+        assert error.count(f"{place(path, 'augment = ', 'demo.defaults.augment')}: augment lists 'flip' twice; list it once") == 1, (flags, error)
+
+
+# --- options given twice ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags, given", [
+    (["--phase", "cv", "--phase", "exploratory"], "--phase given twice (cv, then exploratory); give it once"),
+    (["--output", "a", "--output", "b"], "--output given twice (a, then b); give it once"),
+    (["--executor", "inline", "--executor", "process"], "--executor given twice (inline, then process); give it once"),
+])
+def test_an_option_of_one_value_given_twice_is_refused(tmp_path, synthetic_feph, capsys, flags, given):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    with pytest.raises(SystemExit) as exit:
+        main([str(path), "--dry-run", *flags])
+    assert exit.value.code == 2 and f"error: {given}" in capsys.readouterr().err
+
+
+def test_only_given_twice_selects_both_as_one_only_with_both_does(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.N]\n[experiments.P]\n[experiments.Q]\n")
+    assert main([str(path), "--dry-run", "--json", "--only", "N", "--only", "P"]) == 0
+    assert sorted(run["experiment"] for run in json.loads(capsys.readouterr().out)) == ["N", "P"]
+
+
+def test_counts_of_one_are_singular(tmp_path, synthetic_feph, capsys):
+    assert [counted(number, "run") for number in (0, 1, 2)] == ["0 runs", "1 run", "2 runs"]
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    assert main([str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "1 run" in out and "1 runs" not in out
+
+
+# --- a --set mistake is named at the --set ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("assignment, named", [
+    ("experiments.A.options.adma.lr=1", "--set experiments.A.options.adma.lr=1"),
+    ("defaults.options.adma.lr=1", "--set defaults.options.adma.lr=1"),
+    ('experiments.A.grid={"options.adma.lr"=[1,2]}', '--set experiments.A.grid={"options.adma.lr"=[1,2]} experiments.A.grid.options.adma.lr'),
+])
+def test_options_of_a_misspelt_plugin_given_with_set_are_named_at_the_set(tmp_path, synthetic_feph, capsys, assignment, named):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\nmodel = \"mobilenet\"\n")
+    error = dry_run_error(path, capsys, "--set", assignment)
+    assert f"error: {named}: options for an unusable plugin: plugin 'adma' is not installed (did you mean 'adam'?)" in error
+    assert str(path) not in error
+
+
+def test_options_of_a_plugin_the_experiment_does_not_use_are_a_warning(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\n[experiments.B]\naugment = ["flip"]\n[experiments.C]\noptions.normalize.mode = "rgb_means"\n',
+                        extra='\n[defaults.options.flip]\nmode = "double"\n')
+    assert main([str(path), "--dry-run", "--set", 'experiments.A.options.flip.mode="random"']) == 0
+    warnings = [" ".join(line.split()) for line in capsys.readouterr().err.split("warning: ")[1:]]
+    assert warnings == [
+        "--set experiments.A.options.flip.mode=\"random\": options of the plugin 'flip', which experiment A does not use, so they have no effect; "
+        "name it in the experiment's augment, or remove them",
+        f"{place(path, 'options.normalize.mode', 'experiments.C.options.normalize.mode')}: options of the plugin 'normalize', which experiment C "
+        "does not use, so they have no effect; name it in the experiment's preprocess, or remove them",
+    ]  # [defaults.options.flip] serves B: no word
+
+
+# --- a file or a run's folder where another folder is meant ----------------------------------------
+
+
+def test_report_of_one_runs_folder_names_the_results_folder(tmp_path, capsys):
+    write_fake_store(tmp_path / "runs", experiments=["M0"])
+    assert main(["report", str(tmp_path / "runs" / "M0-x-fake")]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert f"one run's folder (it holds result.json); give the results directory that holds it: python -m feph_finetune report {tmp_path / 'runs'}" in error
+
+
+def test_data_of_a_file_names_the_folder_that_holds_it(synthetic_feph, capsys):
+    labels = next(synthetic_feph.glob("*.csv"))
+    assert main(["data", str(labels)]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert f"ROOT {labels}: is a file, not a folder: give the dataset folder that holds it ({synthetic_feph})" in error
+    assert "download" not in error.lower()
+
+
+def test_export_of_a_bundles_file_names_the_bundle_folder(tmp_path, capsys):
+    bundle = tmp_path / "A-x-0123456789"
+    bundle.mkdir()
+    (bundle / "bundle.json").write_text("{}", encoding="utf-8")
+    assert main(["export", str(bundle / "bundle.json"), str(tmp_path / "out")]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert f"{bundle / 'bundle.json'}: a file of the model bundle {bundle}; give that folder, not its bundle.json" in error
+    assert "no bundle.json" not in error
