@@ -254,6 +254,16 @@ class Session:
         if carried:
             self.console.print(f"{carried} finished runs carried over to their new ids ({WHY})", markup=False, highlight=False, soft_wrap=True)
 
+    def rename_finished_runs(self) -> None:
+        """Give the selected finished runs the labels and order their configuration gives now
+        (:func:`feph_finetune.results.display_fields.rename_finished_runs`), saying so in one line."""
+        from feph_finetune.results.display_fields import DISPLAY_FIELDS, rename_finished_runs
+
+        renamed = rename_finished_runs(self.store, self._plan.runs)
+        if renamed:
+            self.console.print(f"{len(renamed)} finished runs take the {', '.join(DISPLAY_FIELDS)} the configuration gives now "
+                               f"(names only, not settings: not run again): {', '.join(renamed)}", markup=False, highlight=False, soft_wrap=True)
+
     def run(self) -> MatrixResult:
         """Run the selected runs that are not finished (all of them with ``force``), then print
         the tables of their records and write the figures that ``[report]`` asks for.
@@ -273,6 +283,7 @@ class Session:
             self._plan = plan = self.prepare(self._plan)
             store = plan.store
             self.carry_over_earlier_runs()
+            self.rename_finished_runs()
             if self.force:
                 for run in plan.runs:
                     store.discard(run.id)
