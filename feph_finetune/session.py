@@ -298,13 +298,16 @@ class Session:
 
     def report(self, result: MatrixResult) -> None:
         """What the command line prints after the runs: skipped runs, the tables, the figures."""
-        from feph_finetune.results.reports import render
+        from feph_finetune.results.reports import configuration_warnings, render
+        from feph_finetune.results.store import RESULT_FILE
 
         if result.skipped:
             self.console.print(f"skipped {len(result.skipped)} finished runs (use --force to rerun them)")
             self._print_unsaved_models(result)
         if result.records:
             report = self._plan.matrix.report
+            for line in configuration_warnings(result.records.to_json(), lambda run_id: str(self.store.run_dir(run_id) / RESULT_FILE)):
+                self.warn(line)  # records edited by hand: the matrix's own runs are one configuration each
             render(result.records.to_json(), "table", self.console, paper=report["paper"])
             if report["figures"]:
                 write_figures(result.records.to_json(), result.output, Path(report["figures_dir"] or result.output / "report"), report["paper"], self.console, self.warn)

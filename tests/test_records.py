@@ -278,7 +278,7 @@ def test_odd_histories_and_class_lists_that_differ_between_folds_leave_out_one_f
     assert main(["report", str(tmp_path / "runs"), "--confusion", "M2"]) == 0
     printed = capsys.readouterr()
     assert "confusion matrix of shape" not in printed.out
-    assert "cv runs of 2 configurations in these results, which differ in classes" in " ".join(printed.err.split())
+    assert "cv runs of one configuration whose records disagree on classes" in " ".join(printed.err.split())
     assert main(["report", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]) == 0
     warnings = " ".join(capsys.readouterr().err.split())
     assert f"{target}" in warnings and "no confusion figure" not in warnings
@@ -422,7 +422,7 @@ def test_a_history_that_cannot_be_drawn_leaves_out_its_curves_with_a_warning(tmp
     warnings = " ".join(capsys.readouterr().err.split())
     assert f"{path}: left out of the learning curves, " in warnings and words in warnings, warnings
     assert "too long to lay out" not in warnings
-    assert len(list((tmp_path / "figures").glob("learning_curves_cv_M2_*.png"))) == 2  # a figure per row: the other folds' curves too
+    assert (tmp_path / "figures" / "learning_curves_cv_M2.png").is_file()  # the other folds' curves
 
 
 def test_special_or_deep_history_and_config_files_are_left_out_without_hanging(tmp_path):

@@ -110,7 +110,7 @@ def test_folds_of_one_configuration_that_disagree_on_what_a_row_shows_are_rows_o
     assert sorted(row["folds"] for row in rows) == [1, 2]
     assert {str(row["variant"][field]) for row in rows} == {str(value), str(runs[1][field])}
     [warning] = reports.configuration_warnings(runs, lambda run_id: f"out/{run_id}/result.json")
-    assert f"which differ in {field};" in warning and "out/M2-fold0/result.json" in warning
+    assert f"cv runs of one configuration whose records disagree on {field};" in warning and "out/M2-fold0/result.json" in warning
 
 
 def test_folds_with_other_classes_are_a_row_of_their_own_not_averaged_class_by_class():
@@ -119,7 +119,7 @@ def test_folds_with_other_classes_are_a_row_of_their_own_not_averaged_class_by_c
     rows = summarize(runs)
     assert sorted((row["folds"], len(row["sensitivity"])) for row in rows) == [(1, 7), (2, 7)]
     [warning] = reports.configuration_warnings(runs)
-    assert "which differ in classes;" in warning and "M2-fold0" in warning
+    assert "whose records disagree on classes;" in warning and "M2-fold0" in warning
 
 
 def test_folds_listing_one_class_list_in_another_order_are_one_row():

@@ -129,7 +129,7 @@ def _group_runs(records: Iterable[dict]) -> list[list[dict]]:
 #: What a report row shows of its runs besides their metrics: runs of one configuration whose
 #: records disagree on one of these (a hand edit) are rows of their own.
 _ROW_FIELDS = ("model", "baseline", "label", "cv_label", "classes")
-_SHOWN_VALUE = 40
+_SHOWN_VALUE = 48
 
 
 @dataclass
@@ -152,8 +152,10 @@ class _Split:
         said = []
         if len(self.configurations) > 1:
             rows = "; ".join(f"{_with_variant(self.experiment, shown)}: {files(runs)}" for shown, runs in self.configurations)
-            said.append(f"{self.phase} runs of {len(self.configurations)} configurations in these results, which differ in {', '.join(self.differing)}; "
-                        f"each is a row of its own, named by what differs ({rows})")
+            configurations = {_configuration_id(runs[0]) for _, runs in self.configurations}
+            kinds = (f"runs of {len(configurations)} configurations in these results, which differ in" if len(configurations) > 1
+                     else "runs of one configuration whose records disagree on")
+            said.append(f"{self.phase} {kinds} {', '.join(self.differing)}; each is a row of its own, named by what differs ({rows})")
         for counted, left_out in self.twice:
             said.append(f"{self.phase} fold {counted['fold']} recorded twice ({files([counted, left_out])}); the row counts {files([counted])} only")
         return said
@@ -195,7 +197,7 @@ def _by_configuration(runs: list[dict]) -> list[list[dict]]:
     only = next(iter(known)) if len(known) == 1 else None
     groups: list[list[dict]] = list(_split_by(runs, lambda run: _configuration_id(run) or only).values())
     for name in _ROW_FIELDS:
-        groups = [part for group in groups for part in _split_by(group, lambda run: _row_fields(run)[name]).values()]
+        groups = [part for group in groups for part in _split_by(group, lambda run: _field_key(run, name)).values()]
     return groups
 
 
@@ -220,7 +222,14 @@ def _row_fields(run: dict) -> dict[str, Any]:
     """What a row shows of ``run`` (:data:`_ROW_FIELDS`) as its record gives it (None or "" where it says nothing)."""
     listed = run.get("classes") or list(((run.get("metrics") or {}).get("sensitivity") or {}))
     return {"model": run.get("model"), "baseline": run.get("baseline"), "label": run.get("label"),
-            "cv_label": run.get("cv_label"), "classes": ",".join(sorted(listed))}
+            "cv_label": run.get("cv_label"), "classes": ",".join(listed)}
+
+
+def _field_key(run: dict, name: str) -> Any:
+    """What of field ``name`` of ``run`` must agree within a row: the set of ``classes`` (a fold
+    listing them in another order is summed class by class), any other field as it is."""
+    value = _row_fields(run)[name]
+    return ",".join(sorted(value.split(","))) if name == "classes" and value else value
 
 
 def _description(run: dict) -> dict[str, Any]:

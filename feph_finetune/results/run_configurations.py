@@ -17,6 +17,7 @@ without a readable ``config.json`` (older runs) carries none and is grouped as b
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,24 +36,30 @@ _DATASET_UNSHOWN = ("fingerprint", "classes", "grouped", "cache_dir")
 
 def with_configurations(store: RunStore, records: list[dict[str, Any]], identify: Identify) -> list[dict[str, Any]]:
     """``records`` (the store's) each with its :data:`CONFIGURATION` read from its folder."""
-    return [{**record, CONFIGURATION: configuration_of(store.run_dir(record["id"]), identify)} for record in records]
+    known: dict[str, dict[str, Any] | None] = {}  # the folds of one configuration record it alike: computed once
+    return [{**record, CONFIGURATION: configuration_of(store.run_dir(record["id"]), identify, known)} for record in records]
 
 
-def configuration_of(folder: Path, identify: Identify) -> dict[str, Any] | None:
+def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str, Any] | None] | None = None) -> dict[str, Any] | None:
     """The configuration of the run recorded in ``folder``: ``{"id": the hash of its id with the
     fold left out, "settings": its settings as dotted names}``; None where its ``config.json``
-    or ``environment.json`` cannot be read or its id cannot be computed again."""
+    or ``environment.json`` cannot be read or its id cannot be computed again. ``known``: the
+    configurations computed so far, by what the files record less the run's id and fold."""
     try:
         recorded, environment = read_json_file(folder / "config.json"), read_json_file(folder / "environment.json")
     except UnreadableFile:
         return None
     if not (isinstance(recorded, dict) and isinstance(environment, dict) and isinstance(recorded.get("run"), dict)):
         return None
-    without_fold = {**recorded, "run": {**recorded["run"], "fold": None}}
+    without_fold = {**recorded, "run": {**recorded["run"], "fold": None, "id": None}}
+    key = json.dumps([without_fold, environment.get("split_seed")], sort_keys=True, default=str)
+    if known is not None and key in known:
+        return known[key]
     identity = identify(without_fold, environment.get("split_seed"))
-    if identity is None:
-        return None
-    return {"id": identity.rsplit("-", 1)[-1], "settings": _settings(recorded)}
+    configuration = None if identity is None else {"id": identity.rsplit("-", 1)[-1], "settings": _settings(recorded)}
+    if known is not None:
+        known[key] = configuration
+    return configuration
 
 
 def _settings(recorded: Mapping[str, Any]) -> dict[str, Any]:
