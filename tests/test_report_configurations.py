@@ -103,6 +103,13 @@ def test_a_fold_recorded_twice_counts_once_and_is_said():
     assert warning == "experiment M2: cv fold 1 recorded twice (M2-fold0, M2-fold1); the row counts M2-fold0 only"
 
 
+def test_of_a_fold_recorded_twice_the_record_whose_id_names_it_counts():
+    """An older id that names its fold but has no hash of a run id's shape, edited to fold 1."""
+    runs = [{**run, "id": f"M2-cv{run['fold']}-old"} for run in records()]
+    runs[0] = {**runs[0], "fold": 1}
+    assert reports.configuration_warnings(runs)[0].endswith("the row counts M2-cv1-old only")
+
+
 @pytest.mark.parametrize("field, value", [("model", "efficientnet"), ("baseline", True), ("cv_label", "M9"), ("label", "FT + IP + HF")])
 def test_folds_of_one_configuration_that_disagree_on_what_a_row_shows_are_rows_of_their_own(field, value):
     runs = records(**{field: value})

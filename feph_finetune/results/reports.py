@@ -269,9 +269,8 @@ def _shown_setting(value: Any) -> Any:
 
 
 def _each_fold_once(runs: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]]]:
-    """``runs`` with each cross-validation fold once: of two records of one fold (records
-    without a configuration, a copy), the finished one, else the one finished last; and the
-    pairs ``(counted, left out)``."""
+    """``runs`` with each cross-validation fold once (records without a configuration, a
+    copy), the one :func:`_preference` gives; and the pairs ``(counted, left out)``."""
     counted: dict[int, dict] = {}
     for run in sorted(runs, key=_preference, reverse=True):
         if run["phase"] == "cv" and isinstance(run.get("fold"), int):
@@ -282,8 +281,10 @@ def _each_fold_once(runs: list[dict]) -> tuple[list[dict], list[tuple[dict, dict
     return kept, left_out
 
 
-def _preference(run: dict) -> tuple[bool, float]:
-    return run.get("status") == "done", float((run.get("timing") or {}).get("finished") or 0.0)
+def _preference(run: dict) -> tuple[bool, bool, float]:
+    """Which record of a fold counts: a finished one, then one whose id names that fold
+    (``M2-cv1-...`` for fold 1, where the other was edited to it), then the one finished last."""
+    return run.get("status") == "done", f"-cv{run.get('fold')}-" in str(run.get("id") or ""), float((run.get("timing") or {}).get("finished") or 0.0)
 
 
 class RecordError(ValueError):
