@@ -68,6 +68,17 @@ def test_runs_of_one_experiment_under_two_configurations_are_a_row_each_and_said
     assert "M2 [options.adam.lr=0.01]" in capsys.readouterr().out
 
 
+def test_runs_split_with_another_seed_are_a_row_each_named_by_it(tmp_path, synthetic_feph):
+    from feph_finetune.cli import one_run_each
+    from feph_finetune.results.store import RunStore
+
+    config, output = write_matrix(tmp_path / "a.toml", synthetic_feph, M2), tmp_path / "out"
+    write_finished(output, plan_matrix(config), accuracy=0.5)
+    write_finished(output, plan_matrix(config, overrides=["seed=4"]), accuracy=0.25, split_seed=4)
+    rows = summarize(one_run_each(RunStore(output)))
+    assert sorted((row["phase"], row["variant"]["split_seed"]) for row in rows) == [("cv", 3), ("cv", 4), ("exploratory", 3), ("exploratory", 4)]
+
+
 def test_a_record_whose_fold_contradicts_its_id_is_skipped_naming_its_file(tmp_path, synthetic_feph, capsys):
     output = tmp_path / "out"
     runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))

@@ -259,9 +259,9 @@ def _told_apart(groups: list[list[dict]]) -> tuple[list[tuple[dict, list[dict]]]
 
 def _shown_setting(value: Any) -> Any:
     """A setting's value as a row's name shows it: numbers and short texts as they are; lists
-    joined; anything longer than :data:`_SHOWN_VALUE` characters shortened."""
+    joined (an empty one ``none``); anything longer than :data:`_SHOWN_VALUE` characters shortened."""
     if isinstance(value, list):
-        value = ",".join(map(str, value))
+        value = ",".join(map(str, value)) or "none"
     if value is None:
         return "unset"
     text = str(value)

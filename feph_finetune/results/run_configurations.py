@@ -10,7 +10,8 @@ rules give the run (:meth:`~feph_finetune.config.matrix.MatrixBuilder.recorded_r
 :mod:`feph_finetune.results.earlier_ids` computes it), with the fold left out.
 
 :func:`with_configurations` adds to each record, under :data:`CONFIGURATION`, that identity and
-the run's settings as dotted names (``options.adam.lr``), which the report shows where rows of
+the run's settings as dotted names (``options.adam.lr``) with the seed of its splits
+(``split_seed``, the TOML's top-level ``seed``), which the report shows where rows of
 one experiment differ (:func:`feph_finetune.results.reports.configuration_warnings`). A record
 without a readable ``config.json`` (older runs) carries none and is grouped as before.
 """
@@ -56,7 +57,7 @@ def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str
     if known is not None and key in known:
         return known[key]
     identity = identify(without_fold, environment.get("split_seed"))
-    configuration = None if identity is None else {"id": identity.rsplit("-", 1)[-1], "settings": _settings(recorded)}
+    configuration = None if identity is None else {"id": identity.rsplit("-", 1)[-1], "settings": {**_settings(recorded), "split_seed": environment.get("split_seed")}}
     if known is not None:
         known[key] = configuration
     return configuration
