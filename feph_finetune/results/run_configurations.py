@@ -57,7 +57,8 @@ def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str
     if known is not None and key in known:
         return known[key]
     identity = identify(without_fold, environment.get("split_seed"))
-    configuration = None if identity is None else {"id": identity.rsplit("-", 1)[-1], "settings": {**_settings(recorded), "split_seed": environment.get("split_seed")}}
+    settings = {**_settings(recorded), "split_seed": environment.get("split_seed")}
+    configuration = None if identity is None else {"id": identity.rsplit("-", 1)[-1], "settings": settings}
     if known is not None:
         known[key] = configuration
     return configuration
