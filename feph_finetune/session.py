@@ -283,10 +283,11 @@ class Session:
             self._plan = plan = self.prepare(self._plan)
             store = plan.store
             self.carry_over_earlier_runs()
-            self.rename_finished_runs()
             if self.force:
                 for run in plan.runs:
                     store.discard(run.id)
+            else:
+                self.rename_finished_runs()
             runner, outcome = self.runner(), MatrixOutcome()
             groups = self.groups(plan.runs, store.is_done)
             with stop_signals_as_interrupt(), closing(groups):  # an interrupt closes the groups at once
