@@ -121,6 +121,13 @@ def test_of_a_fold_recorded_twice_the_record_whose_id_names_it_counts():
     assert reports.configuration_warnings(runs)[0].endswith("the row counts M2-cv1-old only")
 
 
+def test_an_exploratory_run_recorded_twice_counts_once():
+    """Two exploratory records of one experiment without a configuration (older results)."""
+    runs = [{**run, "phase": "exploratory", "fold": None, "id": f"M2-x-{index}"} for index, run in enumerate(records()[:2])]
+    assert [row["folds"] for row in summarize(runs)] == [1]
+    assert reports.configuration_warnings(runs) == ["experiment M2: exploratory run recorded twice (M2-x-0, M2-x-1); the row counts M2-x-0 only"]
+
+
 @pytest.mark.parametrize("field, value", [("model", "efficientnet"), ("baseline", True), ("cv_label", "M9"), ("label", "FT + IP + HF")])
 def test_folds_of_one_configuration_that_disagree_on_what_a_row_shows_are_rows_of_their_own(field, value):
     runs = records(**{field: value})

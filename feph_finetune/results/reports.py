@@ -157,7 +157,8 @@ class _Split:
                      else "runs of one configuration whose records disagree on")
             said.append(f"{self.phase} {kinds} {', '.join(self.differing)}; each is a row of its own, named by what differs ({rows})")
         for counted, left_out in self.twice:
-            said.append(f"{self.phase} fold {counted['fold']} recorded twice ({files([counted, left_out])}); the row counts {files([counted])} only")
+            split = "run" if counted.get("fold") is None else f"fold {counted['fold']}"
+            said.append(f"{self.phase} {split} recorded twice ({files([counted, left_out])}); the row counts {files([counted])} only")
         return said
 
 
@@ -269,16 +270,15 @@ def _shown_setting(value: Any) -> Any:
 
 
 def _each_fold_once(runs: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]]]:
-    """``runs`` with each cross-validation fold once (records without a configuration, a
-    copy), the one :func:`_preference` gives; and the pairs ``(counted, left out)``."""
-    counted: dict[int, dict] = {}
+    """``runs`` (of one configuration and phase) with each fold once, the exploratory phase's one
+    split too (records without a configuration, a copy): the one :func:`_preference` gives;
+    and the pairs ``(counted, left out)``."""
+    counted: dict[int | None, dict] = {}
     for run in sorted(runs, key=_preference, reverse=True):
-        if run["phase"] == "cv" and isinstance(run.get("fold"), int):
-            counted.setdefault(run["fold"], run)
-    kept = [run for run in runs if not (run["phase"] == "cv" and isinstance(run.get("fold"), int)) or counted[run["fold"]] is run]
+        counted.setdefault(run.get("fold"), run)
+    kept = [run for run in runs if counted[run.get("fold")] is run]
     kept_ids = {id(run) for run in kept}
-    left_out = [(counted[run["fold"]], run) for run in runs if id(run) not in kept_ids]
-    return kept, left_out
+    return kept, [(counted[run.get("fold")], run) for run in runs if id(run) not in kept_ids]
 
 
 def _preference(run: dict) -> tuple[bool, bool, float]:
