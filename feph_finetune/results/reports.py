@@ -270,21 +270,22 @@ def _shown_setting(value: Any) -> Any:
 
 
 def _each_fold_once(runs: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]]]:
-    """``runs`` (of one configuration and phase) with each fold once, the exploratory phase's one
-    split too (records without a configuration, a copy): the one :func:`_preference` gives;
-    and the pairs ``(counted, left out)``."""
+    """``runs`` (of one configuration and phase) with each fold's finished record once, the
+    exploratory phase's one split too (records without a configuration, a copy): the one
+    :func:`_preference` gives; and the pairs ``(counted, left out)``. Failed records are kept:
+    no mean counts them."""
     counted: dict[int | None, dict] = {}
-    for run in sorted(runs, key=_preference, reverse=True):
+    for run in sorted(filter(_is_finished, runs), key=_preference, reverse=True):
         counted.setdefault(run.get("fold"), run)
-    kept = [run for run in runs if counted[run.get("fold")] is run]
+    kept = [run for run in runs if not _is_finished(run) or counted[run.get("fold")] is run]
     kept_ids = {id(run) for run in kept}
     return kept, [(counted[run.get("fold")], run) for run in runs if id(run) not in kept_ids]
 
 
-def _preference(run: dict) -> tuple[bool, bool, float]:
-    """Which record of a fold counts: a finished one, then one whose id names that fold
-    (``M2-cv1-...`` for fold 1, where the other was edited to it), then the one finished last."""
-    return run.get("status") == "done", f"-cv{run.get('fold')}-" in str(run.get("id") or ""), float((run.get("timing") or {}).get("finished") or 0.0)
+def _preference(run: dict) -> tuple[bool, float]:
+    """Which finished record of a fold counts: one whose id names that fold (``M2-cv1-...`` for
+    fold 1, where the other was edited to it), then the one finished last."""
+    return f"-cv{run.get('fold')}-" in str(run.get("id") or ""), float((run.get("timing") or {}).get("finished") or 0.0)
 
 
 class RecordError(ValueError):
