@@ -403,7 +403,7 @@ def cmd_synth(args, console: Console) -> int:
 
 def cmd_report(args, console: Console) -> int:
     from feph_finetune.config.reading import ConfigError, Problem
-    from feph_finetune.results.reports import render
+    from feph_finetune.results.reports import configuration_warnings, render
     from feph_finetune.results.store import RESULT_FILE, RunStore
     from feph_finetune.data.user_files import NO_SUCH_FOLDER, input_folder_problem
 
@@ -418,12 +418,15 @@ def cmd_report(args, console: Console) -> int:
             raise ConfigError([Problem(f"--figures {args.figures}", problem)])
     if problem := input_folder_problem(args.outdir):
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no such results directory" if problem == NO_SUCH_FOLDER else problem)])
-    records = one_run_each(RunStore(args.outdir, warn=warn))
+    store = RunStore(args.outdir, warn=warn)
+    records = one_run_each(store)
     if not records and (args.outdir / RESULT_FILE).is_file():
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", f"one run's folder (it holds {RESULT_FILE}); give the results directory that holds it: "
                                                              f"python -m feph_finetune report {shlex.quote(str(args.outdir.parent))}")])
     if not records:
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
+    for line in configuration_warnings(records, lambda run_id: str(store.run_dir(run_id) / RESULT_FILE)):
+        warn(line)
     if args.confusion is not None:
         return print_confusion(records, args.confusion, console)
     render(records, args.format, console, paper=args.paper)
@@ -436,13 +439,17 @@ def cmd_report(args, console: Console) -> int:
 
 def one_run_each(store) -> list[dict]:
     """The store's records, one per run under today's ids: a run recorded under an earlier id
-    and again under today's counts once (:func:`feph_finetune.results.earlier_ids.one_record_per_run`)."""
+    and again under today's counts once (:func:`feph_finetune.results.earlier_ids.one_record_per_run`);
+    each with the configuration it was made under (:func:`feph_finetune.results.run_configurations.with_configurations`),
+    so that a report row averages one configuration's runs only."""
     from feph_finetune.config.matrix import recorded_id_rules
     from feph_finetune.config.reading import config_from_dict
     from feph_finetune.plugins import get_plugins
     from feph_finetune.results.earlier_ids import one_record_per_run
+    from feph_finetune.results.run_configurations import with_configurations
 
-    return one_record_per_run(store, store.records(), recorded_id_rules(config_from_dict({}), get_plugins()), warn)
+    identify = recorded_id_rules(config_from_dict({}), get_plugins())
+    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn), identify)
 
 
 def print_confusion(records: list[dict], name: str, console: Console) -> int:

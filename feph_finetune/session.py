@@ -254,6 +254,16 @@ class Session:
         if carried:
             self.console.print(f"{counted(carried, 'finished run')} carried over to their new ids ({WHY})", markup=False, highlight=False, soft_wrap=True)
 
+    def rename_finished_runs(self) -> None:
+        """Give the selected finished runs the labels and order their configuration gives now
+        (:func:`feph_finetune.results.display_fields.rename_finished_runs`), saying so in one line."""
+        from feph_finetune.results.display_fields import DISPLAY_FIELDS, rename_finished_runs
+
+        renamed = rename_finished_runs(self.store, self._plan.runs)
+        if renamed:
+            self.console.print(f"{len(renamed)} finished runs take the {', '.join(DISPLAY_FIELDS)} the configuration gives now "
+                               f"(names only, not settings: not run again): {', '.join(renamed)}", markup=False, highlight=False, soft_wrap=True)
+
     def run(self) -> MatrixResult:
         """Run the selected runs that are not finished (all of them with ``force``), then print
         the tables of their records and write the figures that ``[report]`` asks for.
@@ -276,6 +286,8 @@ class Session:
             if self.force:
                 for run in plan.runs:
                     store.discard(run.id)
+            else:
+                self.rename_finished_runs()
             runner, outcome = self.runner(), MatrixOutcome()
             groups = self.groups(plan.runs, store.is_done)
             with stop_signals_as_interrupt(), closing(groups):  # an interrupt closes the groups at once
@@ -287,13 +299,16 @@ class Session:
 
     def report(self, result: MatrixResult) -> None:
         """What the command line prints after the runs: skipped runs, the tables, the figures."""
-        from feph_finetune.results.reports import render
+        from feph_finetune.results.reports import configuration_warnings, render
+        from feph_finetune.results.store import RESULT_FILE
 
         if result.skipped:
             self.console.print(f"skipped {counted(len(result.skipped), 'finished run')} (use --force to rerun them)")
             self._print_unsaved_models(result)
         if result.records:
             report = self._plan.matrix.report
+            for line in configuration_warnings(result.records.to_json(), lambda run_id: str(self.store.run_dir(run_id) / RESULT_FILE)):
+                self.warn(line)  # records edited by hand: the matrix's own runs are one configuration each
             render(result.records.to_json(), "table", self.console, paper=report["paper"])
             if report["figures"]:
                 write_figures(result.records.to_json(), result.output, Path(report["figures_dir"] or result.output / "report"), report["paper"], self.console, self.warn)

@@ -13,7 +13,10 @@ The shape (written by :func:`feph_finetune.execution.job.execute_run`; metrics b
 plugins, the paper's by ``paper_metrics``):
 
 - ``experiment``: non-empty text; ``phase``: one of :data:`~feph_finetune.config.schema.PHASES`;
-  ``id``: non-empty text (the run folder's name) or null (read as the folder's name);
+  ``id``: non-empty text (the run folder's name) or null (read as the folder's name); an id of a
+  run's shape (``NAME-x-HASH``, ``NAME-cvK-HASH``: :data:`RUN_ID`) must agree with the record's
+  ``experiment`` (NAME), ``phase`` and ``fold`` (K), as a record hand-edited to another fold
+  does not (it would count one fold twice);
   ``label``, ``cv_label``, ``model``, ``data``: text or null; ``status``: ``"done"``,
   ``"failed"`` or null; ``baseline``: true/false or null; ``order`` (the experiment's place in
   its TOML): a whole number from 0 below :data:`MAX_ORDER` or null;
@@ -48,8 +51,10 @@ would fail the reports' arithmetic; whole numbers must fit 64 bits, confusion co
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -64,6 +69,8 @@ MAX_FOLDS = int(DATASET_OPTIONS["folds"].maximum)
 #: An experiment's ``order`` is its place in a TOML file of at most :data:`MAX_TEXT_BYTES`, where
 #: each experiment takes more than one byte: no matrix has this many experiments.
 MAX_ORDER = MAX_TEXT_BYTES
+#: A run id as :func:`feph_finetune.config.matrix.run_id` makes it: experiment, phase and fold, hash.
+RUN_ID = re.compile(r"(?P<experiment>.+)-(?:x|cv(?P<fold>0|[1-9][0-9]*))-[0-9a-f]{10}")
 
 
 class RecordShapeError(ValueError):
@@ -371,6 +378,7 @@ class RunRecord:
             more={key: value for key, value in data.items() if key not in _FIELDS},
         )
         check.texts(data, "notes")
+        _agrees_with_id(record, check)
         free = {"variant": record.variant, **record.more, "error": record.error and record.error.more, "timing": record.timing and record.timing.more}
         for name, value in free.items():
             _overflowing_numbers(value, name, check)
@@ -409,6 +417,20 @@ def _fold(value: Any, phase: str | None, check: _Check) -> int | None:
         check.fail("fold", f"a whole number from 0 to {MAX_FOLDS - 1} in the cv phase", value)
         return None
     return check.whole(value, "fold", 0)  # in an unknown phase (itself a problem): any fold from 0
+
+
+def _agrees_with_id(record: RunRecord, check: _Check) -> None:
+    """A problem for each of ``experiment``, ``phase``, ``fold`` that contradicts the record's id,
+    where the id has a run's shape (:data:`RUN_ID`); other ids (records written by hand, tests)
+    say nothing of these fields."""
+    matched = RUN_ID.fullmatch(record.id or "")
+    if matched is None:
+        return
+    phase, fold = ("exploratory", None) if matched["fold"] is None else ("cv", int(matched["fold"]))
+    said = {"experiment": matched["experiment"], "phase": phase, "fold": fold}
+    for name, value in said.items():
+        if getattr(record, name) != value and not (name == "fold" and record.phase != phase):
+            check.problems.append(f"{name}: the id {record.id!r} says {json.dumps(value, ensure_ascii=False)}, the record {json.dumps(getattr(record, name), ensure_ascii=False)}")
 
 
 def _classes(value: Any, check: _Check) -> list[str] | None:

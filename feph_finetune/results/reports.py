@@ -33,6 +33,7 @@ from feph_finetune.api import CLASSES
 from feph_finetune.printable import printable
 from feph_finetune.results.number_text import SMALL, format_count, format_number
 from feph_finetune.results.paper import published
+from feph_finetune.results.run_configurations import CONFIGURATION
 from feph_finetune.results.records import BaselineTest, FoldSpread, RecordShapeError, RunFailure, RunRecord, SummaryRow
 from feph_finetune.results.stats import paired_t
 
@@ -106,16 +107,186 @@ def configuration_name(row: dict) -> str:
     return _configuration_name(row)
 
 
-def _group_runs(records: Iterable[dict]) -> list[list[dict]]:
-    """The records grouped by (phase, experiment, variant, data), groups in report order.
+def configuration_warnings(records: Iterable[dict], file_of: Callable[[str], str] = str) -> list[str]:
+    """One warning per experiment whose rows are not simply its runs grouped as
+    :func:`summarize` groups them: runs of several configurations (:mod:`~feph_finetune.results.run_configurations`),
+    or runs of one configuration whose records disagree on what a row shows (:data:`_ROW_FIELDS`),
+    each configuration a row of its own; or a fold recorded twice, counted once. ``file_of``
+    names the file of a run id (a results folder's ``result.json``). ``summarize`` splits and
+    counts the same way whether warned or not; a caller prints these once (the figures group
+    the runs again)."""
+    told: dict[str, list[str]] = {}
+    for split in _grouping(records)[1]:
+        told.setdefault(split.experiment, []).extend(split.lines(file_of))
+    return [f"experiment {experiment}: {'; '.join(lines)}" for experiment, lines in told.items()]
 
-    Runs on different data (another data fingerprint) are never averaged together."""
-    groups: dict[tuple[str, str, str, str], list[dict]] = {}
+
+def _group_runs(records: Iterable[dict]) -> list[list[dict]]:
+    """The records grouped by (phase, experiment, variant, data) and configuration, groups in
+    report order (:func:`_grouping`)."""
+    return _grouping(records)[0]
+
+
+#: What a report row shows of its runs besides their metrics: runs of one configuration whose
+#: records disagree on one of these (a hand edit) are rows of their own.
+_ROW_FIELDS = ("model", "baseline", "label", "cv_label", "classes")
+_SHOWN_VALUE = 48
+
+
+@dataclass
+class _Split:
+    """The runs of one (phase, experiment, variant, data) that are not one row as they are: the
+    configurations they were made under (several where ``differing`` names what differs) and
+    the folds recorded twice (each ``(counted, left out)``)."""
+
+    experiment: str
+    phase: str
+    configurations: list[tuple[dict, list[dict]]]
+    differing: list[str]
+    twice: list[tuple[dict, dict]]
+
+    def lines(self, file_of: Callable[[str], str]) -> list[str]:
+        """What this split says, in parts of one warning line."""
+        def files(runs: list[dict]) -> str:
+            return ", ".join(_file_of(run, file_of) for run in runs)
+
+        said = []
+        if len(self.configurations) > 1:
+            rows = "; ".join(f"{_with_variant(self.experiment, shown)}: {files(runs)}" for shown, runs in self.configurations)
+            configurations = {_configuration_id(runs[0]) for _, runs in self.configurations}
+            kinds = (f"runs of {len(configurations)} configurations in these results, which differ in" if len(configurations) > 1
+                     else "runs of one configuration whose records disagree on")
+            said.append(f"{self.phase} {kinds} {', '.join(self.differing)}; each is a row of its own, named by what differs ({rows})")
+        for counted, left_out in self.twice:
+            split = "run" if counted.get("fold") is None else f"fold {counted['fold']}"
+            said.append(f"{self.phase} {split} recorded twice ({files([counted, left_out])}); the row counts {files([counted])} only")
+        return said
+
+
+def _file_of(run: dict, file_of: Callable[[str], str]) -> str:
+    return file_of(run["id"]) if run.get("id") else "a record without an id"
+
+
+def _grouping(records: Iterable[dict]) -> tuple[list[list[dict]], list[_Split]]:
+    """The records grouped into report rows, in report order, and what was split to get there.
+
+    Runs on different data (another data fingerprint) are never averaged together, nor runs of
+    different configurations (:func:`_by_configuration`); a row counts each fold once."""
+    slots: dict[tuple[str, str, str, str], list[dict]] = {}
     for position, record in enumerate(records):
         record = _checked(position, record)
         variant_key = json.dumps(record.get("variant") or {}, sort_keys=True, default=str)
-        groups.setdefault((record["phase"], record["experiment"], variant_key, str(record.get("data") or "")), []).append(record)
-    return sorted(groups.values(), key=_group_sort_key)
+        slots.setdefault((record["phase"], record["experiment"], variant_key, str(record.get("data") or "")), []).append(record)
+    groups, splits = [], []
+    for runs in slots.values():
+        configurations, differing = _told_apart(_by_configuration(runs))
+        twice = []
+        for _, group in configurations:
+            kept, left_out = _each_fold_once(group)
+            groups.append(kept)
+            twice += left_out
+        if len(configurations) > 1 or twice:
+            splits.append(_Split(runs[0]["experiment"], runs[0]["phase"], configurations, differing, twice))
+    return sorted(groups, key=_group_sort_key), splits
+
+
+def _by_configuration(runs: list[dict]) -> list[list[dict]]:
+    """``runs`` of one slot in groups, one per configuration (:func:`_configuration_id`) and per
+    value of each of :data:`_ROW_FIELDS`. Runs whose configuration is unknown (no readable
+    ``config.json``) join the slot's one known configuration, if it has one; a run that leaves
+    a field empty (an older or a failed run's record) joins the group of its most common value."""
+    known = {_configuration_id(run) for run in runs} - {None}
+    only = next(iter(known)) if len(known) == 1 else None
+    groups: list[list[dict]] = list(_split_by(runs, lambda run: _configuration_id(run) or only).values())
+    for name in _ROW_FIELDS:
+        groups = [part for group in groups for part in _split_by(group, lambda run: _field_key(run, name)).values()]
+    return groups
+
+
+def _split_by(runs: list[dict], value_of: Callable[[dict], Any]) -> dict[str, list[dict]]:
+    """``runs`` by the value ``value_of`` gives (as JSON), runs without one (None, "") in the
+    group of the value most runs have."""
+    keys = [json.dumps(value_of(run), sort_keys=True, default=str, ensure_ascii=False) if value_of(run) not in (None, "") else None for run in runs]
+    given = [key for key in keys if key is not None]
+    most = max(given, key=given.count) if given else None
+    groups: dict[str, list[dict]] = {}
+    for key, run in zip(keys, runs):
+        groups.setdefault(key if key is not None else most, []).append(run)
+    return groups
+
+
+def _configuration_id(run: dict) -> str | None:
+    configuration = run.get(CONFIGURATION)
+    return configuration["id"] if isinstance(configuration, dict) and isinstance(configuration.get("id"), str) else None
+
+
+def _row_fields(run: dict) -> dict[str, Any]:
+    """What a row shows of ``run`` (:data:`_ROW_FIELDS`) as its record gives it (None or "" where it says nothing)."""
+    listed = run.get("classes") or list(((run.get("metrics") or {}).get("sensitivity") or {}))
+    return {"model": run.get("model"), "baseline": run.get("baseline"), "label": run.get("label"),
+            "cv_label": run.get("cv_label"), "classes": ",".join(listed)}
+
+
+def _field_key(run: dict, name: str) -> Any:
+    """What of field ``name`` of ``run`` must agree within a row: the set of ``classes`` (a fold
+    listing them in another order is summed class by class), any other field as it is."""
+    value = _row_fields(run)[name]
+    return ",".join(sorted(value.split(","))) if name == "classes" and value else value
+
+
+def _description(run: dict) -> dict[str, Any]:
+    """The settings of ``run``'s configuration (dotted names) with what its row shows."""
+    configuration = run.get(CONFIGURATION)
+    settings = configuration.get("settings") if isinstance(configuration, dict) else None
+    return {**(settings if isinstance(settings, dict) else {}), **_row_fields(run)}
+
+
+def _told_apart(groups: list[list[dict]]) -> tuple[list[tuple[dict, list[dict]]], list[str]]:
+    """Each group of runs with what tells it from the others (``{setting: value}``, added to its
+    runs' variant, so that its row's name shows it as a grid variant's does), and the names of
+    those settings; a configuration that differs in nothing shown is told by its id."""
+    if len(groups) == 1:
+        return [({}, groups[0])], []
+    descriptions = [_description(group[0]) for group in groups]
+    names = list(dict.fromkeys(name for description in descriptions for name in description))
+    differing = [name for name in names if len({json.dumps(description.get(name), sort_keys=True, default=str) for description in descriptions}) > 1]
+    if not differing:
+        differing, descriptions = ["configuration"], [{"configuration": _configuration_id(group[0]) or "unknown"} for group in groups]
+    told = []
+    for description, group in zip(descriptions, groups):
+        shown = {name: _shown_setting(description.get(name)) for name in differing}
+        told.append((shown, [{**run, "variant": {**(run.get("variant") or {}), **shown}} for run in group]))
+    return told, differing
+
+
+def _shown_setting(value: Any) -> Any:
+    """A setting's value as a row's name shows it: numbers and short texts as they are; lists
+    joined (an empty one ``none``); anything longer than :data:`_SHOWN_VALUE` characters shortened."""
+    if isinstance(value, list):
+        value = ",".join(map(str, value)) or "none"
+    if value is None:
+        return "unset"
+    text = str(value)
+    return value if len(text) <= _SHOWN_VALUE else text[:_SHOWN_VALUE - 1] + "…"
+
+
+def _each_fold_once(runs: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]]]:
+    """``runs`` (of one configuration and phase) with each fold's finished record once, the
+    exploratory phase's one split too (records without a configuration, a copy): the one
+    :func:`_preference` gives; and the pairs ``(counted, left out)``. Failed records are kept:
+    no mean counts them."""
+    counted: dict[int | None, dict] = {}
+    for run in sorted(filter(_is_finished, runs), key=_preference, reverse=True):
+        counted.setdefault(run.get("fold"), run)
+    kept = [run for run in runs if not _is_finished(run) or counted[run.get("fold")] is run]
+    kept_ids = {id(run) for run in kept}
+    return kept, [(counted[run.get("fold")], run) for run in runs if id(run) not in kept_ids]
+
+
+def _preference(run: dict) -> tuple[bool, float]:
+    """Which finished record of a fold counts: one whose id names that fold (``M2-cv1-...`` for
+    fold 1, where the other was edited to it), then the one finished last."""
+    return f"-cv{run.get('fold')}-" in str(run.get("id") or ""), float((run.get("timing") or {}).get("finished") or 0.0)
 
 
 class RecordError(ValueError):

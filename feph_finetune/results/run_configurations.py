@@ -1,0 +1,87 @@
+"""Which configuration each run of a results folder was made under, so that a report row averages
+the runs of one configuration only.
+
+A results folder can hold runs of one experiment made under several configurations: the same
+matrix run again with ``--set defaults.options.adam.lr=0.01`` gives its runs new ids and keeps
+the old ones. Their records (``result.json``) name the same experiment, phase and variant; what
+tells them apart is the configuration each run's ``config.json`` records. A run's configuration
+is what its id hashes (:func:`feph_finetune.config.matrix.run_id`) but the fold: the id today's
+rules give the run (:meth:`~feph_finetune.config.matrix.MatrixBuilder.recorded_run_id`, as
+:mod:`feph_finetune.results.earlier_ids` computes it), with the fold left out.
+
+:func:`with_configurations` adds to each record, under :data:`CONFIGURATION`, that identity and
+the run's settings as dotted names (``options.adam.lr``) with the seed of its splits
+(``split_seed``, the TOML's top-level ``seed``), which the report shows where rows of
+one experiment differ (:func:`feph_finetune.results.reports.configuration_warnings`). A record
+without a readable ``config.json`` (older runs) carries none and is grouped as before.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from feph_finetune.data.user_files import UnreadableFile, read_json_file
+from feph_finetune.results.earlier_ids import Identify
+from feph_finetune.results.store import RunStore
+
+#: The key under which a report record carries its configuration:
+#: ``{"id": text, "settings": {dotted name: value}}``, or null where it cannot be told.
+CONFIGURATION = "configuration"
+
+#: ``[dataset]`` keys that say what was read rather than how (the data's fingerprint is the
+#: record's ``data``, which splits rows already) or that never change a result.
+_DATASET_UNSHOWN = ("fingerprint", "classes", "grouped", "cache_dir")
+
+
+def with_configurations(store: RunStore, records: list[dict[str, Any]], identify: Identify) -> list[dict[str, Any]]:
+    """``records`` (the store's) each with its :data:`CONFIGURATION` read from its folder."""
+    known: dict[str, dict[str, Any] | None] = {}  # the folds of one configuration record it alike: computed once
+    return [{**record, CONFIGURATION: configuration_of(store.run_dir(record["id"]), identify, known)} for record in records]
+
+
+def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str, Any] | None] | None = None) -> dict[str, Any] | None:
+    """The configuration of the run recorded in ``folder``: ``{"id": the hash of its id with the
+    fold left out, "settings": its settings as dotted names}``; None where its ``config.json``
+    or ``environment.json`` cannot be read or its id cannot be computed again. ``known``: the
+    configurations computed so far, by what the files record less the run's id and fold."""
+    try:
+        recorded, environment = read_json_file(folder / "config.json"), read_json_file(folder / "environment.json")
+    except UnreadableFile:
+        return None
+    if not (isinstance(recorded, dict) and isinstance(environment, dict) and isinstance(recorded.get("run"), dict)):
+        return None
+    without_fold = {**recorded, "run": {**recorded["run"], "fold": None, "id": None}}
+    key = json.dumps([without_fold, environment.get("split_seed")], sort_keys=True, default=str)
+    if known is not None and key in known:
+        return known[key]
+    identity = identify(without_fold, environment.get("split_seed"))
+    settings = {**_settings(recorded), "split_seed": environment.get("split_seed")}
+    configuration = None if identity is None else {"id": identity.rsplit("-", 1)[-1], "settings": settings}
+    if known is not None:
+        known[key] = configuration
+    return configuration
+
+
+def _settings(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a ``config.json`` that its id hashes, as dotted names (``options.adam.lr``,
+    ``dataset.test_fraction``); the names and result-neutral settings left out."""
+    from feph_finetune.config.matrix import run_identity  # the configuration's rules, only where a folder is read
+
+    config = recorded.get("config") if isinstance(recorded.get("config"), dict) else {}
+    dataset = recorded.get("dataset") if isinstance(recorded.get("dataset"), dict) else {}
+    shown = {key: value for key, value in dataset.items() if key not in _DATASET_UNSHOWN}
+    return {**_dotted(run_identity(config)), **_dotted(shown, "dataset.")}
+
+
+def _dotted(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested objects flattened to dotted names: ``{"options": {"adam": {"lr": 1}}}`` is
+    ``{"options.adam.lr": 1}``; lists and other values are kept whole."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -1,0 +1,167 @@
+"""A report row averages the runs of one configuration only, each fold once (issue 22: a setting
+that does not change the result must not split or merge a configuration's runs; hand-edited
+records). Runs of several configurations, or records of one that disagree on what a row shows,
+are rows of their own, said in one warning per experiment; a record contradicting its id is
+skipped. Results folders are written here without training: folders of planned runs with the
+``config.json`` and ``environment.json`` a run writes, and a ``result.json`` each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from feph_finetune.cli import main
+from feph_finetune.printable import EscapingConsole
+from feph_finetune.results import reports
+from feph_finetune.results.reports import summarize
+from feph_finetune.session import plan_matrix, run_matrix
+from conftest import write_matrix
+
+CLASSES = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+M2 = '[experiments.M2]\nlabel = "FT + IP"\ncv_label = "M2"\nmodel = "mobilenet"\noptimizer = "adam"\nphases = ["exploratory", "cv"]\n'
+
+
+def result_of(run, accuracy: float, **changed) -> dict:
+    """The ``result.json`` a finished ``run`` (a planned :class:`~feph_finetune.config.matrix.Run`) writes."""
+    sensitivity = {name: accuracy for name in CLASSES}
+    record = {
+        "id": run.id, "experiment": run.experiment, "label": run.label, "cv_label": run.cv_label, "model": run.config.model,
+        "baseline": not run.config.fine_tune, "order": run.order, "phase": run.phase, "fold": run.fold, "seed": run.seed,
+        "variant": run.variant, "data": run.dataset.get("fingerprint", ""), "status": "done", "error": None, "classes": CLASSES,
+        "metrics": {"accuracy": accuracy, "avg_sensitivity": accuracy, "sensitivity": sensitivity},
+        "timing": {"total_s": 1.0, "stages": {}}, "counters": {},
+    }
+    return {**record, **changed}
+
+
+def write_finished(output: Path, runs, accuracy: float, split_seed: int = 3) -> None:
+    """A finished folder for each of ``runs``, as a run leaves it (less its model and predictions)."""
+    for run in runs:
+        folder = output / run.id
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset}), encoding="utf-8")
+        (folder / "environment.json").write_text(json.dumps({"split_seed": split_seed}), encoding="utf-8")
+        (folder / "result.json").write_text(json.dumps(result_of(run, accuracy)), encoding="utf-8")
+
+
+def test_runs_of_one_experiment_under_two_configurations_are_a_row_each_and_said_once(tmp_path, synthetic_feph, capsys):
+    """The same matrix run again with another learning rate into the same folder: new ids, the
+    old runs kept. Each fold of the 3-fold CV is in the folder twice, once per configuration."""
+    output = tmp_path / "out"
+    write_finished(output, plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2)), accuracy=0.5)
+    faster = write_matrix(tmp_path / "b.toml", synthetic_feph, M2 + "[experiments.M2.options.adam]\nlr = 0.01\n")
+    write_finished(output, plan_matrix(faster), accuracy=0.25)
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    rows = json.loads(printed.out)
+    assert sorted((row["phase"], row["folds"], row["accuracy"]) for row in rows) == [
+        ("cv", 3, 0.25), ("cv", 3, 0.5), ("exploratory", 1, 0.25), ("exploratory", 1, 0.5)]
+    assert {row["variant"]["options.adam.lr"] for row in rows if row["accuracy"] == 0.25} == {0.01}
+    warning = " ".join(printed.err.split())
+    assert warning.count("experiment M2:") == 1 and "cv runs of 2 configurations in these results, which differ in options.adam.lr" in warning
+    assert all(f"{folder / 'result.json'}" in warning for folder in output.iterdir())
+
+    assert main(["report", str(output)]) == 0
+    assert "M2 [options.adam.lr=0.01]" in capsys.readouterr().out
+
+
+def test_runs_split_with_another_seed_are_a_row_each_named_by_it(tmp_path, synthetic_feph):
+    from feph_finetune.cli import one_run_each
+    from feph_finetune.results.store import RunStore
+
+    config, output = write_matrix(tmp_path / "a.toml", synthetic_feph, M2), tmp_path / "out"
+    write_finished(output, plan_matrix(config), accuracy=0.5)
+    write_finished(output, plan_matrix(config, overrides=["seed=4"]), accuracy=0.25, split_seed=4)
+    rows = summarize(one_run_each(RunStore(output)))
+    assert sorted((row["phase"], row["variant"]["split_seed"]) for row in rows) == [("cv", 3), ("cv", 4), ("exploratory", 3), ("exploratory", 4)]
+
+
+def test_a_record_whose_fold_contradicts_its_id_is_skipped_naming_its_file(tmp_path, synthetic_feph, capsys):
+    output = tmp_path / "out"
+    runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, runs, accuracy=0.5)
+    edited = output / next(run.id for run in runs if run.fold == 0) / "result.json"
+    edited.write_text(json.dumps({**json.loads(edited.read_text(encoding="utf-8")), "fold": 1}), encoding="utf-8")
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    assert [row["folds"] for row in json.loads(printed.out) if row["phase"] == "cv"] == [2]
+    assert f"{edited}: skipped, wrong shape (fold: the id '{edited.parent.name}' says 0, the record 1)" in " ".join(printed.err.split())
+
+
+def records(**changed_in_first) -> list[dict]:
+    """Three cv folds of M2, none with a configuration (older records), the first changed."""
+    runs = []
+    for fold in range(3):
+        run = {"id": f"M2-fold{fold}", "experiment": "M2", "label": "FT + IP", "cv_label": "M2", "model": "mobilenet", "baseline": False,
+               "order": 0, "phase": "cv", "fold": fold, "status": "done", "classes": CLASSES,
+               "metrics": {"accuracy": 0.5, "avg_sensitivity": 0.5, "sensitivity": dict.fromkeys(CLASSES, 0.5)}}
+        runs.append({**run, **(changed_in_first if fold == 0 else {})})
+    return runs
+
+
+def test_a_fold_recorded_twice_counts_once_and_is_said():
+    """Records whose ids say nothing of their fold (older ones, a copy): one fold twice; the one
+    finished last counts."""
+    runs = records()
+    runs[0] = {**runs[0], "fold": 1, "timing": {"finished": 10.0}}
+    [row] = summarize(runs)
+    assert row["folds"] == 2
+    [warning] = reports.configuration_warnings(runs)
+    assert warning == "experiment M2: cv fold 1 recorded twice (M2-fold0, M2-fold1); the row counts M2-fold0 only"
+
+
+def test_of_a_fold_recorded_twice_the_record_whose_id_names_it_counts():
+    """An older id that names its fold but has no hash of a run id's shape, edited to fold 1."""
+    runs = [{**run, "id": f"M2-cv{run['fold']}-old"} for run in records()]
+    runs[0] = {**runs[0], "fold": 1}
+    assert reports.configuration_warnings(runs)[0].endswith("the row counts M2-cv1-old only")
+
+
+def test_an_exploratory_run_recorded_twice_counts_once():
+    """Two exploratory records of one experiment without a configuration (older results)."""
+    runs = [{**run, "phase": "exploratory", "fold": None, "id": f"M2-x-{index}"} for index, run in enumerate(records()[:2])]
+    assert [row["folds"] for row in summarize(runs)] == [1]
+    assert reports.configuration_warnings(runs) == ["experiment M2: exploratory run recorded twice (M2-x-0, M2-x-1); the row counts M2-x-0 only"]
+
+
+@pytest.mark.parametrize("field, value", [("model", "efficientnet"), ("baseline", True), ("cv_label", "M9"), ("label", "FT + IP + HF")])
+def test_folds_of_one_configuration_that_disagree_on_what_a_row_shows_are_rows_of_their_own(field, value):
+    runs = records(**{field: value})
+    rows = summarize(runs)
+    assert sorted(row["folds"] for row in rows) == [1, 2]
+    assert {str(row["variant"][field]) for row in rows} == {str(value), str(runs[1][field])}
+    [warning] = reports.configuration_warnings(runs, lambda run_id: f"out/{run_id}/result.json")
+    assert f"cv runs of one configuration whose records disagree on {field};" in warning and "out/M2-fold0/result.json" in warning
+
+
+def test_folds_with_other_classes_are_a_row_of_their_own_not_averaged_class_by_class():
+    other = ["怒り", "嫌悪", "恐れ", "喜び", "中立", "悲しみ", "驚き"]
+    runs = records(classes=other, metrics={"accuracy": 0.5, "avg_sensitivity": 0.5, "sensitivity": dict.fromkeys(other, 0.5)})
+    rows = summarize(runs)
+    assert sorted((row["folds"], len(row["sensitivity"])) for row in rows) == [(1, 7), (2, 7)]
+    [warning] = reports.configuration_warnings(runs)
+    assert "whose records disagree on classes;" in warning and "M2-fold0" in warning
+
+
+def test_folds_listing_one_class_list_in_another_order_are_one_row():
+    runs = records(classes=CLASSES[::-1])
+    assert [row["folds"] for row in summarize(runs)] == [3] and reports.configuration_warnings(runs) == []
+
+
+def test_a_renamed_label_shows_in_the_matrix_report_and_in_the_records(tmp_path, synthetic_feph, capsys):
+    """``label`` and ``cv_label`` are no part of a run id: the finished runs are skipped, and
+    the tables show the names the configuration gives now, in the matrix and in ``report``."""
+    config = write_matrix(tmp_path / "a.toml", synthetic_feph, M2)
+    output = tmp_path / "out"
+    write_finished(output, plan_matrix(config), accuracy=0.5)
+    renamed = ["experiments.M2.label=Renamed", "experiments.M2.cv_label=R9"]
+
+    result = run_matrix(config, output=output, executor="inline", overrides=renamed, console=EscapingConsole(quiet=True))
+    assert len(result.skipped) == 4 and not result.done
+    assert {(record.label, record.cv_label) for record in result.records} == {("Renamed", "R9")}
+    assert main(["report", str(output), "--format", "json"]) == 0
+    assert {(row["label"], row["cv_label"]) for row in json.loads(capsys.readouterr().out)} == {("Renamed", "R9")}
