@@ -400,7 +400,8 @@ def _register_entry_point(pm: pluggy.PluginManager, candidate: _EntryPoint, warn
         if pm.has_plugin(candidate.name):
             pm.unregister(name=candidate.name)
         return " ".join(describe_error(error).split())
-    problem = _declaration_problem(Plugins(pm, {}), candidate.name)
+    with redirect_stdout(sys.stderr):  # as at import: the command's stdout may be JSON
+        problem = _declaration_problem(Plugins(pm, {}), candidate.name)
     if problem:
         pm.unregister(name=candidate.name)
     return problem

@@ -83,7 +83,7 @@ def test_a_thread_started_at_import_does_not_keep_a_process_executors_child_aliv
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.B]\nevaluate = ["paper_metrics"]\n')
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "feph_finetune", str(path), "--executor", "process", "--output", str(tmp_path / "runs")],
-                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(site)}, timeout=600)
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(site)}, timeout=300)  # a tiny run takes under a minute; a hung child forever
     assert done.returncode == 0, done.stderr
     record = json.loads(next(tmp_path.joinpath("runs").glob("*/result.json")).read_text())
     assert record["status"] == "done", time.monotonic() - started
@@ -93,6 +93,14 @@ NOISY = """
 import warnings
 print("hello from the import")
 warnings.warn("something is deprecated\\nsecond line")
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def plugin_options():
+    print("options asked for")
+    return {"level": 1}
 """
 
 
@@ -104,9 +112,12 @@ def test_print_and_warnings_at_import_keep_json_stdout_parseable_and_warn_in_one
     assert "hello from the import" in listing.stderr
     warned = [line for line in listing.stderr.splitlines() if "deprecated" in line]
     assert warned == ["warning: plugin 'noisy' warned while imported: UserWarning: something is deprecated\\nsecond line"]
-    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.B]\nevaluate = ["paper_metrics"]\n')
+    assert "options asked for" in listing.stderr  # a hook's print: at load and in the listing
+    settings = cli_with(site, "plugins", "--settings", "--json")
+    assert settings.returncode == 0 and json.loads(settings.stdout) and "options asked for" in settings.stderr
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.B]\nevaluate = ["paper_metrics"]\n[experiments.B.options.noisy]\nlevel = 2\n')
     dry = cli_with(site, str(path), "--dry-run", "--json")
-    assert dry.returncode == 0 and json.loads(dry.stdout)
+    assert dry.returncode == 0 and json.loads(dry.stdout) and "hello from the import" in dry.stderr
 
 
 def test_a_working_directory_changed_at_import_is_restored_with_a_warning(site, tmp_path, synthetic_feph):
