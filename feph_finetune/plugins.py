@@ -302,7 +302,7 @@ def _import_side_effects_contained(name: str, warnings: list[str]) -> Iterator[N
       argument means what the user typed), with a warning;
     - a non-daemon thread it starts is remembered, so that the command does not wait for it at exit.
     """
-    cwd = os.getcwd()
+    cwd = _working_directory()
     threads_before = set(threading.enumerate())
     with redirect_stdout(sys.stderr), pywarnings.catch_warnings(record=True) as caught:
         try:
@@ -315,13 +315,18 @@ def _import_side_effects_contained(name: str, warnings: list[str]) -> Iterator[N
                     _IMPORT_THREADS[thread] = name
 
 
-def _restore_cwd(name: str, cwd: str, warnings: list[str]) -> None:
-    """Go back to ``cwd`` if plugin ``name``'s import left another working directory."""
+def _working_directory() -> str | None:
+    """The working directory, or None where it was removed (nothing to go back to then)."""
     try:
-        now = os.getcwd()
-    except OSError:  # it removed the folder it went to
-        now = "(a removed folder)"
-    if now != cwd:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def _restore_cwd(name: str, cwd: str | None, warnings: list[str]) -> None:
+    """Go back to ``cwd`` if plugin ``name``'s import left another working directory."""
+    now = _working_directory() or "(a removed folder)"
+    if cwd is not None and now != cwd:
         os.chdir(cwd)
         warnings.append(f"plugin {name!r} changed the working directory to {now!r} while imported; changed back to {cwd!r}")
 
