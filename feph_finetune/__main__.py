@@ -26,7 +26,13 @@ def _command_line() -> int:
 
 
 def run() -> int:
-    return run_command_process(_command_line)
+    """The command's exit code; the process ends at once with it when a thread a plugin started
+    would keep it alive (:func:`feph_finetune.plugins.exit_despite_plugin_threads`)."""
+    code = run_command_process(_command_line)
+    from feph_finetune.plugins import exit_despite_plugin_threads
+
+    exit_despite_plugin_threads(code)
+    return code
 
 
 if __name__ == "__main__":

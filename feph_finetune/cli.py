@@ -16,6 +16,7 @@ import shlex
 import sys
 import textwrap
 from pathlib import Path
+from contextlib import nullcontext, redirect_stdout
 from typing import Sequence
 
 from rich.console import Console, Group
@@ -269,10 +270,17 @@ def warn(line: str) -> None:
     errors.print(f"[yellow]warning:[/yellow] {escape(line)}", markup=True, highlight=False, soft_wrap=unwrapped)
 
 
+def plugin_prints_aside(machine_readable: bool):
+    """Within the block, what plugin code print()s goes to stderr when the command's stdout is
+    machine-readable (``--json``), so that it still parses; a context manager."""
+    return redirect_stdout(sys.stderr) if machine_readable else nullcontext()
+
+
 def cmd_plugins(args, console: Console) -> int:
     if args.settings:
         return print_settings(load_plugins(), args.json, console)
-    infos = load_plugins().info()
+    with plugin_prints_aside(args.json):
+        infos = load_plugins().info()
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], indent=2, default=str))
         return EXIT_OK
@@ -298,13 +306,14 @@ def print_settings(plugins, as_json: bool, console: Console) -> int:
     from feph_finetune.execution.executors import NAME_OPTION, executor_classes
 
     tables = {**CORE_TABLES, "demo": DEMO_OPTIONS, "executor": {"name": NAME_OPTION}}
-    tables.update({f"executor.{name}": cls.declarations() for name, cls in executor_classes(plugins).items()})
-    for name in sorted(info.name for info in plugins.info() if info.status == "ok"):
-        if plugins.implements(name, "load_dataset"):
-            place = f"dataset (format = {name!r})"
-        else:
-            place = f"{'tracking' if any(plugins.implements(name, hook) for hook in TRACKING_HOOKS) else 'options'}.{name}"
-        tables[place] = plugins.option_declarations(name)
+    with plugin_prints_aside(as_json):
+        tables.update({f"executor.{name}": cls.declarations() for name, cls in executor_classes(plugins).items()})
+        for name in sorted(info.name for info in plugins.info() if info.status == "ok"):
+            if plugins.implements(name, "load_dataset"):
+                place = f"dataset (format = {name!r})"
+            else:
+                place = f"{'tracking' if any(plugins.implements(name, hook) for hook in TRACKING_HOOKS) else 'options'}.{name}"
+            tables[place] = plugins.option_declarations(name)
     rows = setting_rows(tables)
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
@@ -607,7 +616,8 @@ def cmd_run(args, console: Console) -> int:
         devices=args.devices, force=args.force, output=args.output, track=args.track, tables={"demo": DEMO_OPTIONS},
         console=console, warn=warn, argument_names=COMMAND_LINE,
     )
-    runs = session.plan()  # every check: an interrupt until here has no runs to continue
+    with plugin_prints_aside(args.dry_run and args.json):
+        runs = session.plan()  # every check: an interrupt until here has no runs to continue
     if args.dry_run:
         print_runs(runs, args.json, console)
         if not args.json and (earlier := session.earlier_runs()):

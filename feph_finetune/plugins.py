@@ -20,7 +20,8 @@ import os
 import re
 import sys
 import threading
-from contextlib import contextmanager
+import warnings as pywarnings
+from contextlib import contextmanager, redirect_stdout
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -154,14 +155,35 @@ def is_plugin_failure(error: BaseException) -> bool:
     return not isinstance(error, CoreInterrupt)
 
 
+#: What stands for the text of a plugin's exception whose ``__str__`` (or ``__repr__``) raises.
+UNSHOWABLE = "(its message could not be shown)"
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or :data:`UNSHOWABLE` when the exception's own ``__str__`` raises: a
+    plugin's exception is third-party code, and turning it into text must not fail in its turn."""
+    try:
+        return str(error)
+    except Exception:
+        return UNSHOWABLE
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return UNSHOWABLE
+
+
 def describe_error(error: BaseException) -> str:
     """``error`` in the words of a message: "ValueError: bad", or "sys.exit(3)" for a SystemExit
-    (whose own text is just the exit code)."""
+    (whose own text is just the exit code); never raises (:func:`error_text`)."""
     if isinstance(error, SystemExit):
-        return f"sys.exit({error.code!r})"
+        return f"sys.exit({_safe_repr(error.code)})"
+    text = error_text(error)
     if isinstance(error, KeyboardInterrupt):
-        return f"raised KeyboardInterrupt without a Ctrl-C{': ' if str(error) else ''}{error}"
-    return f"{type(error).__name__}: {error}"
+        return f"raised KeyboardInterrupt without a Ctrl-C{': ' if text else ''}{text}"
+    return f"{type(error).__name__}: {text}"
 
 
 class PluginCallError(Exception):
@@ -264,16 +286,87 @@ class PluginLoadInterrupted(KeyboardInterrupt):
     so that the command's "interrupted" line names the plugin that hung."""
 
 
-def _import_plugin(candidate: _EntryPoint) -> Any:
+#: The non-daemon threads third-party plugins started while imported, and which plugin started
+#: each: the process must not wait for them at its exit (:func:`exit_despite_plugin_threads`).
+_IMPORT_THREADS: dict[threading.Thread, str] = {}
+
+
+@contextmanager
+def _import_side_effects_contained(name: str, warnings: list[str]) -> Iterator[None]:
+    """Keep what a plugin's import does to the whole process from harming the command.
+
+    - text it prints goes to stderr, so that a command's machine-readable stdout (``plugins
+      --json``, ``report --format json``) still parses;
+    - a warning it issues becomes one line of ``warnings``, naming it, instead of Python's two;
+    - the working directory it changes is put back (a relative ``dataset.root``, output folder or
+      argument means what the user typed), with a warning;
+    - a non-daemon thread it starts is remembered, so that the command does not wait for it at exit.
+    """
+    cwd = _working_directory()
+    threads_before = set(threading.enumerate())
+    with redirect_stdout(sys.stderr), pywarnings.catch_warnings(record=True) as caught:
+        try:
+            yield
+        finally:
+            warnings += [f"plugin {name!r} warned while imported: {message.category.__name__}: {error_text(message.message)}" for message in caught]
+            _restore_cwd(name, cwd, warnings)
+            for thread in set(threading.enumerate()) - threads_before:
+                if not thread.daemon:
+                    _IMPORT_THREADS[thread] = name
+
+
+def _working_directory() -> str | None:
+    """The working directory, or None where it was removed (nothing to go back to then)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def _restore_cwd(name: str, cwd: str | None, warnings: list[str]) -> None:
+    """Go back to ``cwd`` if plugin ``name``'s import left another working directory."""
+    now = _working_directory() or "(a removed folder)"
+    if cwd is not None and now != cwd:
+        os.chdir(cwd)
+        warnings.append(f"plugin {name!r} changed the working directory to {now!r} while imported; changed back to {cwd!r}")
+
+
+def exit_despite_plugin_threads(code: int) -> None:
+    """End the process now with ``code`` when non-daemon threads other than the main one are still
+    alive (a plugin's, started at import or by a hook): Python would wait for them at exit,
+    forever for a thread that never ends, and a stop signal would not end the wait. One warning
+    line per thread on stderr, naming the plugin that started it where that is known; stdout and
+    stderr are flushed first. Returns when no such thread is alive. For a process's last step only
+    (``python -m feph_finetune``, a run's child process): ``os._exit`` skips ``atexit`` handlers."""
+    stray = [thread for thread in threading.enumerate() if thread.is_alive() and not thread.daemon and thread is not threading.main_thread()]
+    if not stray:
+        return
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # stdout closed or full: the command's own error was already said
+        pass
+    for thread in stray:
+        started = f"plugin {_IMPORT_THREADS[thread]!r} started while imported" if thread in _IMPORT_THREADS else "plugin code or a library started"
+        try:
+            sys.stderr.write(f"warning: {printable(f'thread {thread.name!r}, which {started}, is still running; exiting without waiting for it')}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _import_plugin(candidate: _EntryPoint, warnings: list[str]) -> Any:
     """Import the plugin object of ``candidate``, saying on stderr which plugin is loading when
     its import takes over :data:`SLOW_IMPORT_S` (a hung import otherwise hangs every command with
-    no word). Raises :class:`PluginLoadInterrupted` when interrupted meanwhile."""
+    no word); its side effects on the process are contained (:func:`_import_side_effects_contained`,
+    which adds to ``warnings``). Raises :class:`PluginLoadInterrupted` when interrupted meanwhile."""
     loading = f"plugin {candidate.name!r} (module {candidate.entry_point.module})"
     timer = threading.Timer(SLOW_IMPORT_S, _say_slow, (loading,))
     timer.daemon = True
     timer.start()
     try:
-        return candidate.entry_point.load()
+        with _import_side_effects_contained(candidate.name, warnings):
+            return candidate.entry_point.load()
     except KeyboardInterrupt as error:
         if not interrupt_may_be_a_stop():  # the plugin raised it itself: its failure (broken)
             raise
@@ -292,10 +385,11 @@ def _say_slow(loading: str) -> None:
         pass
 
 
-def _register_entry_point(pm: pluggy.PluginManager, candidate: _EntryPoint) -> str:
-    """Import and register one entry point; the error text when it cannot be, else ''."""
+def _register_entry_point(pm: pluggy.PluginManager, candidate: _EntryPoint, warnings: list[str]) -> str:
+    """Import and register one entry point; the error text when it cannot be, else ''. What its
+    import warns about, or changes that it should not, is added to ``warnings``."""
     try:
-        plugin = _import_plugin(candidate)
+        plugin = _import_plugin(candidate, warnings)
     except BaseException as error:  # any import-time failure of third-party code, sys.exit() too, marks it broken
         if not is_plugin_failure(error):
             raise
@@ -311,7 +405,8 @@ def _register_entry_point(pm: pluggy.PluginManager, candidate: _EntryPoint) -> s
         if pm.has_plugin(candidate.name):
             pm.unregister(name=candidate.name)
         return " ".join(describe_error(error).split())
-    problem = _declaration_problem(Plugins(pm, {}), candidate.name)
+    with redirect_stdout(sys.stderr):  # as at import: the command's stdout may be JSON
+        problem = _declaration_problem(Plugins(pm, {}), candidate.name)
     if problem:
         pm.unregister(name=candidate.name)
     return problem
@@ -326,7 +421,7 @@ def _declaration_problem(plugins: "Plugins", name: str) -> str:
     try:
         plugins.option_declarations(name)
     except PluginCallError as error:
-        return f"plugin_options() failed: {type(error.error).__name__}: {error.error}"
+        return f"plugin_options() failed: {describe_error(error.error)}"
     return ""
 
 
@@ -360,7 +455,7 @@ def _load_entry_point_plugins(pm: pluggy.PluginManager, origins: dict[str, str],
             error = f"offered by {origins_text}; none is loaded: uninstall all but one, or load one with {LOAD_PLUGINS_ENV}=DISTRIBUTION"
             unavailable += [PluginInfo(name, candidate.origin, (), "conflict", error) for candidate in group]
         else:
-            error = _register_entry_point(pm, group[0])
+            error = _register_entry_point(pm, group[0], warnings)
             if error:
                 unavailable.append(PluginInfo(name, group[0].origin, (), "broken", error))
             else:

@@ -44,7 +44,7 @@ from feph_finetune.data.frames import default_cache_dir
 from feph_finetune.config.matrix import Run
 from feph_finetune.execution.progress import epoch_words
 from feph_finetune.execution.tracking import RunTracking, tracked_run
-from feph_finetune.plugins import PluginCallError, Plugins, describe_error, hook_listener
+from feph_finetune.plugins import PluginCallError, Plugins, describe_error, error_text, hook_listener
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
 from feph_finetune.results.store import NO_SPACE_ERRNOS, NoSpaceError, RunStore, ensure_space
@@ -155,7 +155,7 @@ def error_record(plugin: str, hook: str, error: BaseException) -> dict[str, Any]
         "plugin": plugin,
         "hook": hook,
         "type": type(error).__name__,
-        "message": describe_error(error) if isinstance(error, WORDED_ERRORS) else str(error),
+        "message": describe_error(error) if isinstance(error, WORDED_ERRORS) else error_text(error),
         "traceback": "".join(traceback.format_exception(error))[-4000:],
     }
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import feph_finetune
 from feph_finetune.api import RunContext, TrackedRun
 from feph_finetune.config.matrix import Run
-from feph_finetune.plugins import PluginCallError, Plugins
+from feph_finetune.plugins import PluginCallError, Plugins, describe_error
 
 #: What a tracking hook failure is told as, for a warning and a note of the run.
 _WHAT_IS_LOST = {
@@ -73,7 +73,7 @@ class RunTracking:
                 self.plugins.call(name, hook, run=self.run, context=context, **arguments)
             except PluginCallError as failure:
                 del self.enabled[name]
-                message = f"run {self.run.id}: tracking plugin {name!r} failed in {hook}: {type(failure.error).__name__}: {failure.error}; {_WHAT_IS_LOST[hook]} by it"
+                message = f"run {self.run.id}: tracking plugin {name!r} failed in {hook}: {describe_error(failure.error)}; {_WHAT_IS_LOST[hook]} by it"
                 self.notes.append(message)
                 self.report({"event": "warning", "run": self.run.id, "message": message})
 
@@ -85,7 +85,7 @@ def track_matrix_end(matrix: str, tracking: Mapping[str, Mapping[str, Any]], rec
         try:
             plugins.call(name, "track_matrix_end", matrix=matrix, records=records, output=output, options=dict(options))
         except PluginCallError as failure:
-            warn(f"tracking plugin {name!r} failed in track_matrix_end: {type(failure.error).__name__}: {failure.error}; what spans runs (fold means) was not logged by it")
+            warn(f"tracking plugin {name!r} failed in track_matrix_end: {describe_error(failure.error)}; what spans runs (fold means) was not logged by it")
 
 
 def track_runs_stopped(matrix: str, tracking: Mapping[str, Mapping[str, Any]], run_ids: list[str], output: Path, plugins: Plugins, warn: Callable[[str], None]) -> None:
@@ -95,4 +95,4 @@ def track_runs_stopped(matrix: str, tracking: Mapping[str, Mapping[str, Any]], r
         try:
             plugins.call(name, "track_runs_stopped", matrix=matrix, run_ids=list(run_ids), output=output, options=dict(options))
         except PluginCallError as failure:
-            warn(f"tracking plugin {name!r} failed in track_runs_stopped: {type(failure.error).__name__}: {failure.error}; the interrupted runs stay open in it until the matrix resumes them")
+            warn(f"tracking plugin {name!r} failed in track_runs_stopped: {describe_error(failure.error)}; the interrupted runs stay open in it until the matrix resumes them")

@@ -43,7 +43,7 @@ from feph_finetune.data.frames import FrameStep
 from feph_finetune.data.keras_files import keras_file_problem
 from feph_finetune.errors import ProblemsError
 from feph_finetune.config.options import option_problems
-from feph_finetune.plugins import PluginCallError, Plugins, describe_error, is_plugin_failure, plugin_code
+from feph_finetune.plugins import PluginCallError, Plugins, describe_error, error_text, is_plugin_failure, plugin_code
 from feph_finetune.results.store import RESULT_FILE, atomic_folder, output_folder_problem, write_arrays, write_json, write_model
 
 FORMAT = "feph_finetune-bundle"
@@ -313,7 +313,7 @@ def rebuild_preprocessing(folder: Path, manifest: Mapping[str, Any], plugins: Pl
                 prefix = f"{entry['state']}/"
                 step.restore({key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)})
         except PluginCallError as error:
-            raise BundleError(f"{folder}: plugin {name!r} refused the bundle's options: {error.error}") from error
+            raise BundleError(f"{folder}: plugin {name!r} refused the bundle's options: {error_text(error.error)}") from error
         except BaseException as error:  # sys.exit() in restore() too (is_plugin_failure)
             if not is_plugin_failure(error):
                 raise
