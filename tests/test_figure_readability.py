@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from feph_finetune.results.figures import DPI, SENSITIVITY_WIDTH, _class_weighted, confusion_figure, cv_accuracy_figure, learning_curves_figure, sensitivity_figure
+from feph_finetune.results.figures import DPI, SENSITIVITY_WIDTH, _class_weighted, _cut_off, confusion_figure, cv_accuracy_figure, learning_curves_figure, sensitivity_figure
 from feph_finetune.results.reports import configurations
 from feph_finetune.results.store import RunStore
 from fake_store import CLASSES, write_fake_store
@@ -168,6 +168,9 @@ def test_figures_stay_legible_at_any_class_count(tmp_path, monkeypatch, count):
     labels = _extents(axes.get_xticklabels())
     assert len(labels) == count + 1 and not _crowded_x_labels(axes.get_xticklabels())
     assert not any(_overlapping([figure.legends[0].get_window_extent(), label]) for label in labels)
+    cv_figure = cv_accuracy_figure(cv)
+    cv_figure.canvas.draw()
+    assert not _cut_off(figure) and not _cut_off(cv_figure)  # the legend of 2 configurations was cut at both edges
 
 
 def test_a_long_class_list_is_abbreviated_and_spelled_out_in_the_caption():

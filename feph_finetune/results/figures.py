@@ -114,21 +114,23 @@ def fonts_for(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator[Non
 
 
 @contextmanager
-def _layout_warnings(warn: Callable[[str], None]) -> Iterator[None]:
+def _layout_warnings(warn: Callable[[str], None]) -> Iterator[list[str]]:
     """Within the block, matplotlib's "constrained_layout not applied" warnings (one per figure
-    whose labels leave its axes no room) become one ``warn`` line; other warnings pass on."""
+    whose labels leave its axes no room) and the figures the block adds to the list it is given
+    (text cut at the figure's edge: :func:`_cut_off`) become one ``warn`` line; other warnings pass on."""
     import warnings
 
+    cut_off: list[str] = []
     with warnings.catch_warnings(record=True) as raised:
         warnings.filterwarnings("always", message="constrained_layout not applied", category=UserWarning)
-        yield
+        yield cut_off
     layout = [warning for warning in raised if "constrained_layout not applied" in str(warning.message)]
     for warning in raised:
         if warning not in layout:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    if layout:
-        warn(f"figures: {len(layout)} figure(s) have labels too long to lay out (shorter labels fix it); "
-             "they are drawn without adjusting their layout, and some text may overlap")
+    if layout or cut_off:
+        warn(f"figures: {len(layout) + len(cut_off)} figure(s) have labels too long to lay out (shorter labels fix it); "
+             "they are drawn without adjusting their layout, and some text may overlap or be cut at the edge")
 
 
 @lru_cache(maxsize=None)
@@ -149,6 +151,7 @@ class Plot:
     file: str
     section: str
     caption: str
+    cut_off: bool = False  # some text reaches past the figure's edge (see :func:`_cut_off`)
 
 
 _SECTIONS = ("Cross-validation accuracy", "Sensitivity per class", "Confusion matrices", "Learning curves")
@@ -177,8 +180,9 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
 def _write_into(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, folder: Path, source: str,
                 warn: Callable[[str], None]) -> list[Plot]:
     """Write the figures and ``report.md`` into the existing ``folder``; the figures written."""
-    with fonts_for(_texts(configurations), warn), _layout_warnings(warn):
+    with fonts_for(_texts(configurations), warn), _layout_warnings(warn) as cut_off:
         plots = _figures(configurations, run_dirs, folder, warn)
+        cut_off.extend(plot.file for plot in plots if plot.cut_off)
     with atomic_path(folder / "report.md") as temporary:  # an interrupt never leaves half a report.md
         temporary.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
     return plots
@@ -314,7 +318,16 @@ def _new_figure(width: float, height: float):
 def _save(figure, out_dir: Path, name: str, section: str, caption: str) -> Plot:
     with atomic_path(out_dir / name) as temporary:
         figure.savefig(temporary, dpi=DPI, format="png")
-    return Plot(name, section, caption)
+    return Plot(name, section, caption, _cut_off(figure))
+
+
+def _cut_off(figure) -> bool:
+    """Whether a title or legend text of the drawn ``figure`` reaches more than a pixel past its
+    edge: the layout makes room inside the figure for what fits, a longer line is cut silently."""
+    texts = [*figure.texts, *(axes.title for axes in figure.axes)]
+    texts += [text for legend in [*figure.legends, *(axes.get_legend() for axes in figure.axes)] if legend for text in legend.get_texts()]
+    edge = figure.bbox
+    return any(box.x0 < edge.x0 - 1 or box.x1 > edge.x1 + 1 for box in (text.get_window_extent() for text in texts if text.get_text()))
 
 
 def confusion_figure(row: dict, runs: list[dict]):
@@ -422,7 +435,10 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Cross-validation: accuracy per fold, mean and 95% confidence interval", fontsize=11)
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=4, frameon=False)  # never over the points
+    # Under the axes, never over the points; a column per 2.2 inches, so that it fits the figure's
+    # width (4 columns were cut at both edges of a 7-inch figure).
+    columns = max(1, min(4, int(figure.get_size_inches()[0] / 2.2)))
+    axes.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=columns, frameon=False)
     return figure
 
 
