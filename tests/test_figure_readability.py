@@ -5,11 +5,12 @@ weighted when it is, stages in words, and a confusion title that says its accura
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
-from feph_finetune.results.figures import DPI, SENSITIVITY_WIDTH, _class_weighted, confusion_figure, cv_accuracy_figure, learning_curves_figure, sensitivity_figure
+from feph_finetune.results.figures import DPI, SENSITIVITY_WIDTH, _class_weighted, _cut_off, confusion_figure, cv_accuracy_figure, learning_curves_figure, sensitivity_figure
 from feph_finetune.results.reports import configurations
 from feph_finetune.results.store import RunStore
 from fake_store import CLASSES, write_fake_store
@@ -92,9 +93,9 @@ def test_learning_curves_name_the_weighted_loss_and_the_stages_in_words(store):
 
 
 def test_confusion_titles_say_the_accuracy_is_pooled_over_folds(store):
-    cv_title = confusion_figure(*chosen(store, "cv", "M2")).axes[0].get_title()
+    cv_title = confusion_figure(*chosen(store, "cv", "M2")).get_suptitle()
     assert "accuracy" in cv_title and "pooled over folds" in cv_title and "summed over 5 folds" in cv_title
-    assert "pooled" not in confusion_figure(*chosen(store, "exploratory", "M2")).axes[0].get_title()
+    assert "pooled" not in confusion_figure(*chosen(store, "exploratory", "M2")).get_suptitle()
 
 
 def test_every_built_in_stage_has_words_for_people():
@@ -142,11 +143,87 @@ def test_the_fold_axis_names_its_configurations_escaped(store):
 
 
 def test_predicts_plot_draws_input_and_class_names_escaped():
-    from feph_finetune.predict.apply import InputSummary
+    from feph_finetune.predict.apply import FrameSeries, InputSummary
     from feph_finetune.predict.plots import probabilities_figure
 
-    summary = InputSummary(name="clip\nEVIL.avi", kind="video", classes=("anger\x1b[2J", "happy"), frames=2, faces=1, x=[0.0, 0.5],
-                           probabilities=[np.array([0.3, 0.7]), np.array([0.6, 0.4])], no_face=[False, True])
+    series = FrameSeries(2)
+    series.add(0.0, False, np.array([0.3, 0.7]), None, False)
+    series.add(0.5, False, np.array([0.6, 0.4]), None, True)
+    summary = InputSummary(name="clip\nEVIL.avi", kind="video", classes=("anger\x1b[2J", "happy"), frames=2, faces=1, series=series)
     figure = probabilities_figure([summary], "model\nM2")
     texts = [figure.axes[0].get_title(loc="left"), figure._suptitle.get_text(), *(text.get_text() for legend in figure.legends for text in legend.get_texts())]
     assert texts[:2] == ["clip\\nEVIL.avi, face found in 1 of 2 frames", "model\\nM2"] and "anger\\x1b[2J" in texts, texts
+def _many_class_configurations(tmp_path, monkeypatch, count: int) -> list:
+    """The cross-validated configurations of M0 and M2 over ``count`` classes of 12 characters."""
+    import fake_store
+
+    monkeypatch.setattr(fake_store, "CLASSES", [f"klasse_{index:02d}_name" for index in range(count)])
+    monkeypatch.setattr(fake_store, "TEST_IMAGES", [10 + (7 * index) % 40 for index in range(count)])
+    fake_store.write_fake_store(tmp_path, experiments=["M0", "M2"])
+    return [(row, runs) for row, runs in configurations(RunStore(tmp_path).records()) if row["phase"] == "cv"]
+
+
+def _crowded_x_labels(labels) -> list[tuple[int, int]]:
+    """Neighbouring x tick labels that overlap: upright, their boxes; rotated (parallel lines of
+    text), the distance between their lines, ``pitch * sin(rotation)``, below the font's height."""
+    shown = [label for label in labels if label.get_visible() and label.get_text()]
+    rotation = math.radians(shown[0].get_rotation()) if shown else 0.0
+    if rotation == 0:
+        return _overlapping(_extents(shown))
+    anchors = [label.get_transform().transform(label.get_position())[0] for label in shown]
+    height = shown[0].get_fontsize() * shown[0].figure.dpi / 72
+    return [(i, i + 1) for i in range(len(anchors) - 1) if (anchors[i + 1] - anchors[i]) * math.sin(rotation) < height]
+
+
+def _extents(texts) -> list:
+    return [text.get_window_extent() for text in texts if text.get_visible() and text.get_text()]
+
+
+def _overlapping(boxes) -> list[tuple[int, int]]:
+    """Pairs of boxes that share more than a pixel (antialiasing may touch) in both directions."""
+    return [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+            if min(boxes[i].x1, boxes[j].x1) - max(boxes[i].x0, boxes[j].x0) > 1 and min(boxes[i].y1, boxes[j].y1) - max(boxes[i].y0, boxes[j].y0) > 1]
+
+
+@pytest.mark.parametrize("count", [7, 20, 60])
+def test_figures_stay_legible_at_any_class_count(tmp_path, monkeypatch, count):
+    """60 classes made a 700-pixel confusion matrix of 3,600 overlapping numbers under a colour bar
+    drawn over the title, and sensitivity labels that ran into a black smear (and took minutes)."""
+    from feph_finetune.results.figures import CONFUSION_CELL, CONFUSION_SIDE
+
+    cv = _many_class_configurations(tmp_path, monkeypatch, count)
+    row, runs = next(item for item in cv if item[0]["experiment"] == "M2")
+    figure = confusion_figure(row, runs)
+    figure.canvas.draw()
+    axes, colour_bar = figure.axes
+    assert max(figure.get_size_inches()) <= CONFUSION_SIDE + 2.6
+    assert not _crowded_x_labels(axes.get_xticklabels()) and not _overlapping(_extents(axes.get_yticklabels()))
+    title = figure.texts[0].get_window_extent()  # the suptitle
+    assert not _overlapping([title, colour_bar.get_window_extent()]) and not _overlapping([title, *_extents(axes.texts)])
+    cells = [text for text in axes.texts]
+    if CONFUSION_SIDE / count >= CONFUSION_CELL:
+        assert len(cells) == count * count and _overlapping(_extents(cells)) == []
+    else:  # the numbers go; the title says why
+        assert cells == [] and f"{count} classes: cells too small for their counts" in figure.get_suptitle()
+
+    figure = sensitivity_figure([row for row, _ in cv], "cv")
+    figure.canvas.draw()
+    axes = figure.axes[0]
+    assert figure.get_size_inches()[0] <= SENSITIVITY_WIDTH
+    labels = _extents(axes.get_xticklabels())
+    assert len(labels) == count + 1 and not _crowded_x_labels(axes.get_xticklabels())
+    assert not any(_overlapping([figure.legends[0].get_window_extent(), label]) for label in labels)
+    cv_figure = cv_accuracy_figure(cv)
+    cv_figure.canvas.draw()
+    assert not _cut_off(figure) and not _cut_off(cv_figure)  # the legend of 2 configurations was cut at both edges
+
+
+def test_a_long_class_list_is_abbreviated_and_spelled_out_in_the_caption():
+    from feph_finetune.results.figures import tick_legend, tick_names
+
+    paper = list(CLASSES)
+    assert tick_names(paper) == {name: name for name in paper} and tick_legend(paper) == ""
+    many = [f"klasse_{index:02d}_name" for index in range(60)]
+    ticks = tick_names(many)
+    assert len(set(ticks.values())) == 60 and all(len(tick) < len(name) for name, tick in ticks.items())
+    assert f"{ticks[many[59]]}: {many[59]}" in tick_legend(many)

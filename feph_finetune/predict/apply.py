@@ -36,6 +36,7 @@ import os
 import math
 import threading
 import time
+from array import array
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -149,6 +150,53 @@ class RowWriter:
 # --- per-input results ---------------------------------------------------------------------------
 
 
+class FrameSeries:
+    """The per-frame values a plot draws, in compact growing buffers (``--plot`` only).
+
+    Each frame keeps its x (8 bytes), its probabilities and smoothed probabilities (4 bytes a
+    class each: a plot cannot show more than float32's 7 digits) and a no-face flag (1 byte):
+    a 30,000-frame video of 7 classes holds about 2 MB, where lists of arrays held hundreds of
+    bytes per frame. The properties are numpy views of what was added so far.
+    """
+
+    def __init__(self, classes: int):
+        self.classes = classes
+        self._x, self._no_face = array("d"), array("b")
+        self._probabilities, self._smoothed = array("f"), array("f")
+        self.frame_numbers = False  # some x is a frame index (a frame without a timestamp)
+
+    def add(self, x: float, frame_number: bool, probabilities: np.ndarray, smoothed: np.ndarray | None, no_face: bool) -> None:
+        self._x.append(x)
+        self.frame_numbers |= frame_number
+        self._probabilities.frombytes(np.asarray(probabilities, dtype=np.float32).tobytes())
+        if smoothed is not None:
+            self._smoothed.frombytes(np.asarray(smoothed, dtype=np.float32).tobytes())
+        self._no_face.append(no_face)
+
+    def __len__(self) -> int:
+        return len(self._x)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Shape (frames,), float64: seconds for video, frame index otherwise."""
+        return np.frombuffer(self._x, dtype=np.float64) if self._x else np.zeros(0)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Shape (frames, classes), float32."""
+        return (np.frombuffer(self._probabilities, dtype=np.float32) if self._probabilities else np.zeros(0, np.float32)).reshape(-1, self.classes)
+
+    @property
+    def smoothed(self) -> np.ndarray | None:
+        """Shape (frames, classes), float32; None without ``--smooth``."""
+        return np.frombuffer(self._smoothed, dtype=np.float32).reshape(-1, self.classes) if self._smoothed else None
+
+    @property
+    def no_face(self) -> np.ndarray:
+        """Shape (frames,), bool: the frame step used its fallback."""
+        return np.frombuffer(self._no_face, dtype=np.int8).astype(bool) if self._no_face else np.zeros(0, bool)
+
+
 @dataclass
 class InputSummary:
     """What the console table and the plot show of one input."""
@@ -159,31 +207,27 @@ class InputSummary:
     frames: int = 0
     faces: int | None = None
     predicted: dict[str, int] = field(default_factory=dict)
-    x: list[float] = field(default_factory=list)  # seconds for video, frame index otherwise
-    probabilities: list[np.ndarray] = field(default_factory=list)
-    smoothed: list[np.ndarray] = field(default_factory=list)
-    no_face: list[bool] = field(default_factory=list)
+    series: FrameSeries | None = None  # per-frame values, kept only for --plot
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # said on the console, no problem (a variable frame rate)
 
     @property
     def x_label(self) -> str:
-        return "time (s)" if self.kind == "video" and self.x and all(isinstance(value, float) for value in self.x) else "frame"
+        return "time (s)" if self.kind == "video" and self.series and not self.series.frame_numbers else "frame"
 
     def add(self, row: dict, probabilities: np.ndarray, smoothed: np.ndarray | None, series: bool) -> None:
-        """Count one emitted row; with ``series`` (``--plot``) also keep its values for the plot,
-        else nothing per frame is kept (a long video's summary stays a few counters)."""
+        """Count one emitted row; with ``series`` (``--plot``) also keep its values for the plot
+        (:class:`FrameSeries`), else nothing per frame is kept (a long video's summary stays a few counters)."""
         self.frames += 1
         if row["face_found"] is not None:
             self.faces = (self.faces or 0) + int(row["face_found"])
         self.predicted[row["predicted"]] = self.predicted.get(row["predicted"], 0) + 1
         if not series:
             return
-        self.x.append(row["time_s"] if row["time_s"] is not None else row["frame"])
-        self.probabilities.append(probabilities)
-        if smoothed is not None:
-            self.smoothed.append(smoothed)
-        self.no_face.append(row["face_found"] is False)
+        if self.series is None:
+            self.series = FrameSeries(len(self.classes))
+        timed = row["time_s"] is not None
+        self.series.add(row["time_s"] if timed else row["frame"], not timed, probabilities, smoothed, row["face_found"] is False)
 
 
 # --- the pipeline --------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str
     installed font that has them (:func:`feph_finetune.results.figures.fonts_for`), else ``warn`` says so.
     """
     agg_figure_classes()
-    sequences = [summary for summary in summaries if summary.kind != "image" and summary.frames > 0]
+    sequences = [summary for summary in summaries if summary.kind != "image" and summary.series]
     if not sequences:
         return 0
     with fonts_for([title, *(summary.name for summary in sequences), *sequences[0].classes], warn):
@@ -56,17 +56,15 @@ def probabilities_figure(sequences: Sequence[InputSummary], title: str):
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(sequences), 1, squeeze=False, sharey=True)
     for ax, summary in zip(axes[:, 0], sequences):
-        x = np.asarray(summary.x, dtype=float)
-        raw = np.asarray(summary.probabilities)
-        smooth = np.asarray(summary.smoothed) if summary.smoothed else None
-        _mark_no_face(ax, x, np.asarray(summary.no_face))
+        x, raw, smooth = summary.series.x, summary.series.probabilities, summary.series.smoothed
+        _mark_no_face(ax, x, summary.series.no_face)
         for index, name in enumerate(summary.classes):
             colour = colours[index % len(colours)]
             if smooth is None:
-                ax.plot(x, raw[:, index], color=colour, linewidth=1.4, label=printable(name))
+                ax.plot(*envelope(x, raw[:, index]), color=colour, linewidth=1.4, label=printable(name))
             else:
-                ax.plot(x, raw[:, index], color=colour, linewidth=0.7, alpha=0.3)
-                ax.plot(x, smooth[:, index], color=colour, linewidth=1.6, label=printable(name))
+                ax.plot(*envelope(x, raw[:, index]), color=colour, linewidth=0.7, alpha=0.3)
+                ax.plot(*envelope(x, smooth[:, index]), color=colour, linewidth=1.6, label=printable(name))
         faces = "" if summary.faces is None else f", face found in {format_count(summary.faces)} of {format_count(summary.frames)} frames"
         ax.set_title(f"{printable(summary.name)}{faces}", fontsize=10, loc="left")
         ax.set_xlabel(summary.x_label)
@@ -75,7 +73,7 @@ def probabilities_figure(sequences: Sequence[InputSummary], title: str):
         ax.set_xlim(x.min(), x.max() if x.max() > x.min() else x.min() + 1)
         ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    if any(any(summary.no_face) for summary in sequences):
+    if any(summary.series.no_face.any() for summary in sequences):
         from matplotlib.patches import Patch
 
         handles.append(Patch(color="0.8", label="no face found"))
@@ -86,10 +84,40 @@ def probabilities_figure(sequences: Sequence[InputSummary], title: str):
     return figure
 
 
+#: Runs of points a long curve is cut into by :func:`envelope`: two per pixel column of a panel
+#: (10 inches at 100 dpi, of which the axes take about 800 pixels); with one per column a run
+#: straddling two columns lost a pixel here and there.
+ENVELOPE_COLUMNS = 2_000
+
+
+def envelope(x: np.ndarray, y: np.ndarray, columns: int = ENVELOPE_COLUMNS) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` to draw instead of a long curve, looking the same at the panel's resolution.
+
+    Up to ``4 * columns`` points are returned as they are. Longer curves (shapes (n,)) are cut
+    into ``columns`` runs of consecutive points, each at most half a pixel column wide, and each
+    run gives its first, lowest, highest and last point in the order they occur: the line drawn
+    through them covers the same pixels (every peak and dip stays, and the joins between runs),
+    while matplotlib lays out 8,000 points instead of a point per frame (30,000 points per class
+    and a band per frame took minutes).
+    """
+    if len(x) <= 4 * columns:
+        return x, y
+    bounds = np.linspace(0, len(x), columns + 1).astype(int)
+    runs = np.split(y, bounds[1:-1])
+    lowest = bounds[:-1] + np.array([np.argmin(run) for run in runs])
+    highest = bounds[:-1] + np.array([np.argmax(run) for run in runs])
+    chosen = np.sort(np.stack([bounds[:-1], lowest, highest, bounds[1:] - 1], axis=1), axis=1).ravel()
+    return x[chosen], y[chosen]
+
+
 def _mark_no_face(ax, x: np.ndarray, no_face: np.ndarray) -> None:
-    """Grey bands over the frames without a face, each half a frame step wide on either side."""
+    """Grey bands over the frames without a face, each half a frame step wide on either side;
+    consecutive frames without a face make one band (one band per frame took minutes to draw
+    for a long video where no face was found)."""
     if not no_face.any():
         return
     step = float(np.median(np.diff(x))) if len(x) > 1 else 1.0
-    for position in x[no_face]:
-        ax.axvspan(position - step / 2, position + step / 2, color="0.8", linewidth=0, zorder=0)
+    edges = np.diff(np.concatenate([[0], no_face.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    ax.broken_barh([(x[start] - step / 2, x[end] - x[start] + step) for start, end in zip(starts, ends)], (0, 1),
+                   transform=ax.get_xaxis_transform(), color="0.8", linewidth=0, zorder=0)

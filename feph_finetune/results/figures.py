@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import math
 import re
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -114,21 +115,23 @@ def fonts_for(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator[Non
 
 
 @contextmanager
-def _layout_warnings(warn: Callable[[str], None]) -> Iterator[None]:
+def _layout_warnings(warn: Callable[[str], None]) -> Iterator[list[str]]:
     """Within the block, matplotlib's "constrained_layout not applied" warnings (one per figure
-    whose labels leave its axes no room) become one ``warn`` line; other warnings pass on."""
+    whose labels leave its axes no room) and the figures the block adds to the list it is given
+    (text cut at the figure's edge: :func:`_cut_off`) become one ``warn`` line; other warnings pass on."""
     import warnings
 
+    cut_off: list[str] = []
     with warnings.catch_warnings(record=True) as raised:
         warnings.filterwarnings("always", message="constrained_layout not applied", category=UserWarning)
-        yield
+        yield cut_off
     layout = [warning for warning in raised if "constrained_layout not applied" in str(warning.message)]
     for warning in raised:
         if warning not in layout:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    if layout:
-        warn(f"figures: {len(layout)} figure(s) have labels too long to lay out (shorter labels fix it); "
-             "they are drawn without adjusting their layout, and some text may overlap")
+    if layout or cut_off:
+        warn(f"figures: {len(layout) + len(cut_off)} figure(s) have labels too long to lay out (shorter labels fix it); "
+             "they are drawn without adjusting their layout, and some text may overlap or be cut at the edge")
 
 
 @lru_cache(maxsize=None)
@@ -149,6 +152,7 @@ class Plot:
     file: str
     section: str
     caption: str
+    cut_off: bool = False  # some text reaches past the figure's edge (see :func:`_cut_off`)
 
 
 _SECTIONS = ("Cross-validation accuracy", "Sensitivity per class", "Confusion matrices", "Learning curves")
@@ -177,8 +181,9 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
 def _write_into(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, folder: Path, source: str,
                 warn: Callable[[str], None]) -> list[Plot]:
     """Write the figures and ``report.md`` into the existing ``folder``; the figures written."""
-    with fonts_for(_texts(configurations), warn), _layout_warnings(warn):
+    with fonts_for(_texts(configurations), warn), _layout_warnings(warn) as cut_off:
         plots = _figures(configurations, run_dirs, folder, warn)
+        cut_off.extend(plot.file for plot in plots if plot.cut_off)
     with atomic_path(folder / "report.md") as temporary:  # an interrupt never leaves half a report.md
         temporary.write_text(_report_markdown([row for row, _ in configurations], plots, source), encoding="utf-8")
     return plots
@@ -267,13 +272,17 @@ def _row_title(row: dict) -> str:
 #: every class an abbreviation (as the console tables do), spelled out in the caption, so
 #: that the axes keep their room.
 TICK_NAME_LIMIT = 24
+#: The most characters all class names together may have on an axis (the paper's seven have
+#: 40); more (60 classes of 12 characters) are abbreviated too, as the console tables do.
+TICK_NAMES_TOTAL = 160
 
 
 def tick_names(classes: list[str]) -> dict[str, str]:
     """Each class's name on a figure's axis: itself, or the tables' abbreviation
     (:func:`~feph_finetune.results.reports.class_abbreviations`) when some name is longer than
-    :data:`TICK_NAME_LIMIT`; control characters shown escaped."""
-    if all(len(name) <= TICK_NAME_LIMIT for name in classes):
+    :data:`TICK_NAME_LIMIT` or all of them together longer than :data:`TICK_NAMES_TOTAL`;
+    control characters shown escaped."""
+    if all(len(name) <= TICK_NAME_LIMIT for name in classes) and sum(map(len, classes)) <= TICK_NAMES_TOTAL:
         return {name: printable(name) for name in classes}
     return {name: printable(short) for name, short in class_abbreviations(classes).items()}
 
@@ -310,7 +319,16 @@ def _new_figure(width: float, height: float):
 def _save(figure, out_dir: Path, name: str, section: str, caption: str) -> Plot:
     with atomic_path(out_dir / name) as temporary:
         figure.savefig(temporary, dpi=DPI, format="png")
-    return Plot(name, section, caption)
+    return Plot(name, section, caption, _cut_off(figure))
+
+
+def _cut_off(figure) -> bool:
+    """Whether a title or legend text of the drawn ``figure`` reaches more than a pixel past its
+    edge: the layout makes room inside the figure for what fits, a longer line is cut silently."""
+    texts = [*figure.texts, *(axes.title for axes in figure.axes)]
+    texts += [text for legend in [*figure.legends, *(axes.get_legend() for axes in figure.axes)] if legend for text in legend.get_texts()]
+    edge = figure.bbox
+    return any(box.x0 < edge.x0 - 1 or box.x1 > edge.x1 + 1 for box in (text.get_window_extent() for text in texts if text.get_text()))
 
 
 def confusion_figure(row: dict, runs: list[dict]):
@@ -321,21 +339,25 @@ def confusion_figure(row: dict, runs: list[dict]):
         return None
     counts, folds = summed
     shares = 100.0 * row_shares(counts)
-    figure = _new_figure(6.4, 5.6)
+    side = min(CONFUSION_SIDE, CONFUSION_CELL * len(classes))  # of the matrix, in inches
+    figure = _new_figure(max(6.4, side + 2.6), max(5.6, side + 2.2))
     axes = figure.add_subplot()
     from matplotlib import colormaps
 
     # A class without test images has no shares: grey, unlike a row of zeros.
     image = axes.imshow(np.ma.masked_invalid(shares), cmap=colormaps["Blues"].with_extremes(bad="0.85"), vmin=0.0, vmax=100.0)
-    for true in range(len(classes)):
+    numbered = side / len(classes) >= CONFUSION_CELL
+    for true in range(len(classes)) if numbered else []:
         for predicted in range(len(classes)):
             share = shares[true, predicted]
             text = f"{format_count(counts[true, predicted])}\n" + ("–" if np.isnan(share) else f"{format_number(share, 0)}%")
             axes.text(predicted, true, text, ha="center", va="center", fontsize=8,
                       color="white" if share > 55 else "black", fontweight="bold" if true == predicted else "normal")
     ticks = tick_names(classes)
-    axes.set_xticks(range(len(classes)), [ticks[name] for name in classes], rotation=40, ha="right")
-    axes.set_yticks(range(len(classes)), [f"{ticks[name]} ({format_count(counts[index].sum())})" for index, name in enumerate(classes)])
+    size = _tick_font_size(side / len(classes))
+    rotation = 40 if len(classes) <= 12 else 90
+    axes.set_xticks(range(len(classes)), [ticks[name] for name in classes], rotation=rotation, ha="right" if rotation == 40 else "center", fontsize=size)
+    axes.set_yticks(range(len(classes)), [f"{ticks[name]} ({format_count(counts[index].sum())})" for index, name in enumerate(classes)], fontsize=size)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class (test images)")
     accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
@@ -344,9 +366,26 @@ def confusion_figure(row: dict, runs: list[dict]):
         where = f"summed over {folds} fold{'s' if folds != 1 else ''}, {format_count(counts.sum())} test images: accuracy {format_number(accuracy, 1)}% pooled over folds"
     else:
         where = f"one split, {format_count(counts.sum())} test images: accuracy {format_number(accuracy, 1)}%"
-    axes.set_title(f"{_row_title(row)}\n{where}", fontsize=10)
+    note = "" if numbered else f"\n{len(classes)} classes: cells too small for their counts, the colour shows the share"
+    # Above the colour bar too, so that a title wider than the matrix is never drawn over it.
+    figure.suptitle(f"{_row_title(row)}\n{where}{note}", fontsize=10)
     figure.colorbar(image, ax=axes, label="share of the true class (%)", shrink=0.85)
     return figure
+
+
+#: The side of a confusion matrix's cell, in inches: room for its count and share at 8 points.
+#: Up to :data:`CONFUSION_SIDE` inches the matrix grows with the classes; beyond (from 29
+#: classes) the cells shrink and show their share by colour only (thousands of numbers in
+#: cells a few pixels wide were an unreadable smear and took minutes to lay out).
+CONFUSION_CELL = 0.48
+#: The largest side of a confusion matrix, in inches (at :data:`DPI`: 1,540 px).
+CONFUSION_SIDE = 14.0
+
+
+def _tick_font_size(pitch: float) -> float:
+    """The font size, in points, of tick labels ``pitch`` inches apart: the default 10 where it
+    fits, smaller (down to 5) so that neighbouring labels never overlap."""
+    return float(np.clip(0.8 * 72 * pitch, 5.0, 10.0))
 
 
 def _fold_accuracy(runs: list[dict]) -> list[tuple[int, float]]:
@@ -397,7 +436,10 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Cross-validation: accuracy per fold, mean and 95% confidence interval", fontsize=11)
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=4, frameon=False)  # never over the points
+    # Under the axes, never over the points; a column per 2.2 inches, so that it fits the figure's
+    # width (4 columns were cut at both edges of a 7-inch figure).
+    columns = max(1, min(4, int(figure.get_size_inches()[0] / 2.2)))
+    axes.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=columns, frameon=False)
     return figure
 
 
@@ -441,7 +483,12 @@ def sensitivity_figure(rows: list[dict], phase: str):
     groups = [*(ticks[name] for name in classes), "average"]
     # At most SENSITIVITY_WIDTH inches (1,320 px) however many configurations: their bars get
     # thinner, the legend goes under the axes in columns.
-    figure = _new_figure(min(SENSITIVITY_WIDTH, max(8.0, 0.16 * len(rows) * len(groups) + 2.0)), 5.0 + 0.22 * -(-len(rows) // 3))
+    width = min(SENSITIVITY_WIDTH, max(8.0, 0.16 * len(rows) * len(groups) + 2.0))
+    pitch = (width - 1.2) / len(groups)  # inches between classes: the axes take all but about 1.2 inches
+    upright = max(_text_width(group, 10.0) for group in groups) <= 0.9 * 72 * pitch
+    # Labels that do not fit side by side stand vertically, in a font no taller than their pitch.
+    label_height = 0.0 if upright else max(_text_width(group, _tick_font_size(pitch)) for group in groups) / 72
+    figure = _new_figure(width, 5.0 + 0.22 * -(-len(rows) // 3) + label_height)
     axes = figure.add_subplot()
     width = 0.84 / len(rows)
     for index, row in enumerate(rows):
@@ -456,7 +503,7 @@ def sensitivity_figure(rows: list[dict], phase: str):
         bar_points = 0.9 * width * figure.get_size_inches()[0] * 72 / len(groups)
         axes.scatter(positions[zero], np.full(zero.sum(), 0.8), marker="_", s=bar_points ** 2, color=colour, linewidths=2.5, zorder=3, clip_on=False)
     axes.axvline(len(classes) - 0.5, color="0.6", linewidth=0.8, linestyle=":")
-    axes.set_xticks(range(len(groups)), groups)
+    axes.set_xticks(range(len(groups)), groups, rotation=0 if upright else 90, fontsize=10.0 if upright else _tick_font_size(pitch))
     axes.set_xlim(-0.5, len(groups) - 0.5)
     axes.set_ylim(0, 105)
     axes.set_ylabel("sensitivity (%)")
@@ -465,12 +512,19 @@ def sensitivity_figure(rows: list[dict], phase: str):
     title = f"Sensitivity per class, {_phase_words(phase)}"
     axes.set_title(title + ("\n" + "; ".join(notes) if notes else ""), fontsize=11)
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=3, title="configuration", title_fontsize=8, frameon=False)
+    # Under the tick labels however tall they stand: the layout makes room for a figure's legend "outside".
+    figure.legend(fontsize=7, loc="outside lower center", ncols=3, title="configuration", title_fontsize=8, frameon=False)
     return figure
 
 
 #: The widest a sensitivity figure gets, in inches (at :data:`DPI`: 1,320 px).
 SENSITIVITY_WIDTH = 12.0
+
+
+def _text_width(text: str, size: float) -> float:
+    """About how wide ``text`` is drawn at ``size`` points, in points: wide (CJK) characters an
+    em, others 0.62 em (DejaVu Sans' average; enough to decide whether labels fit side by side)."""
+    return size * sum(1.0 if unicodedata.east_asian_width(char) in "WF" else 0.62 for char in text)
 
 #: Fill patterns that tell apart configurations beyond the palette's 9 colours (the 10th
 #: configuration repeats the 1st colour with dots, and so on); No-FT baselines are hatched "//".
