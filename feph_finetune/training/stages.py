@@ -200,12 +200,6 @@ class BestEpoch(keras.callbacks.Callback):
 # --- training --------------------------------------------------------------------------------
 
 
-def _checked_stages(name: str, stages: Any) -> list[TrainingStage]:
-    if not isinstance(stages, (list, tuple)) or not all(isinstance(stage, TrainingStage) for stage in stages):
-        raise PluginCallError(name, "optimizer_schedule", PluginError(f"must return a list of TrainingStage, got {stages!r}"))
-    return list(stages)
-
-
 def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data: RunData, optimizer_plugin: str, progress, on_epoch=None) -> TrainingOutcome:
     """Train ``built`` stage by stage, epochs numbered across stages; keep the best epoch if
     validating; ``on_epoch(stage, epoch, logs)`` is told each epoch's end (:class:`EpochEnd`)."""
@@ -345,9 +339,7 @@ def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Ca
     use_threads(config["threads"])
     seed_everything(run.seed, config["deterministic"])
     model_plugin = config["model"]
-    built = plugins.call(model_plugin, "build_model", context=context_for(model_plugin))
-    if not isinstance(built, BuiltModel):
-        raise PluginCallError(model_plugin, "build_model", PluginError(f"must return a BuiltModel, got {type(built).__name__}"))
+    built = plugins.call(model_plugin, "build_model", context=context_for(model_plugin))  # a BuiltModel: Plugins.call checks it
     normalizing = [name for name, step in data.batch_steps if step.normalizes]
     if built.normalizes_input and normalizing:
         raise PluginCallError(
@@ -357,7 +349,7 @@ def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Ca
         notes: list[str] = []
         return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"], run.classes, notes), notes=notes)
     optimizer_plugin = config["optimizer"]
-    stages = _checked_stages(optimizer_plugin, plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
+    stages = list(plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
     outcome = train_stages(run, built, stages, data, optimizer_plugin, progress, on_epoch)
     outcome.y_prob = predict(built.model, data.test, data, config["batch_size"])
     outcome.model = built.model
