@@ -9,6 +9,8 @@ caller raises as the plugin's own failure, before the result is used: at configu
 fails the run naming the plugin and hook, before any training that would be wasted.
 
 Hooks whose result the core ignores (``register_executors`` and the tracking hooks) are not checked.
+The functions a hook returns are checked where the core calls them: :func:`frame_problem`,
+:func:`batch_problem` (and ``expand``'s result in :mod:`feph_finetune.data.preparation`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from feph_finetune import hookspecs
-from feph_finetune.api import Augmentation, BuiltModel, Dataset, Preprocessing, TrainingStage
+import numpy as np
+
+from feph_finetune.api import Augmentation, BuiltModel, Dataset, FrameResult, Preprocessing, TrainingStage
 from feph_finetune.results.records import metrics_problems
 from feph_finetune.results.store import jsonable
 
@@ -35,7 +39,7 @@ def result_problem(hook: str, result: Any, arguments: Mapping[str, Any]) -> str:
 def _kind(value: Any) -> str:
     """How a returned value reads in a message: its type and, when short, its value."""
     text = repr(value)
-    return f"{type(value).__name__} {text}" if len(text) <= 80 else f"a {type(value).__name__}"
+    return f"{type(value).__name__} {text}" if len(text) <= 80 else f"a value of type {type(value).__name__}"
 
 
 def _is_real(value: Any) -> bool:
@@ -187,6 +191,40 @@ def _metrics_problem(metrics: Any, arguments: Mapping[str, Any]) -> str:
             return f"must return metrics that are JSON (numbers, text, lists, dicts), got in metric {name!r}: {error}"
     problems = metrics_problems(json.loads(json.dumps(metrics, default=jsonable)), getattr(arguments.get("context"), "classes", None))
     return f"must return metrics of the record's shape, got {'; '.join(problems)}" if problems else ""
+
+
+def frame_problem(result: Any) -> str:
+    """What is wrong with the result of a ``Preprocessing.frame`` step ('' when nothing is): a
+    :class:`feph_finetune.FrameResult` whose image is uint8 RGB (H, W, 3), H and W above 0."""
+    if not isinstance(result, FrameResult):
+        return f"frame must return a feph_finetune.FrameResult, got {_kind(result)}"
+    image = result.image
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and image.size):
+        got = f"{image.dtype} of shape {image.shape}" if isinstance(image, np.ndarray) else _kind(image)
+        return f"frame must return a FrameResult whose image is uint8 RGB of shape (H, W, 3), got {got}"
+    return ""
+
+
+def _sizes(dims: tuple) -> str:
+    """A batch's shape in words: ``(B, 32, 32, 3)``, B for a size known only when it runs."""
+    return "(" + ", ".join("B" if size is None else str(size) for size in dims) + ")"
+
+
+def batch_problem(function: str, given: Any, returned: Any) -> str:
+    """What is wrong with what a ``batch`` function (of a Preprocessing or an Augmentation)
+    returned for the float batch ``given`` ('' when nothing is): a float batch (tensor or array)
+    of the shape it was given, the model's input. Read from the static shape, so a batch inside
+    ``tf.data`` is checked once, when its pipeline is built, before any training."""
+    shape, dtype = getattr(returned, "shape", None), getattr(returned, "dtype", None)
+    try:
+        floating = np.dtype(getattr(dtype, "as_numpy_dtype", dtype)).kind == "f"
+        dims, expected = tuple(shape), tuple(given.shape)
+    except TypeError:
+        return f"{function} must return a float batch (a tensor or array), got {_kind(returned)}"
+    same = len(dims) == len(expected) and all(a is None or b is None or a == b for a, b in zip(dims[1:], expected[1:]))
+    if not (floating and same):
+        return f"{function} must return a float batch of the shape it was given {_sizes(expected)}, got {getattr(dtype, 'name', dtype)} {_sizes(dims)}"
+    return ""
 
 
 _CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from feph_finetune.api import Augmentation, BuiltModel, Preprocessing, TrainingStage
+from feph_finetune.api import Augmentation, BuiltModel, FrameResult, Preprocessing, TrainingStage
 from feph_finetune.config.matrix import build_matrix
 from feph_finetune.config.reading import ConfigError, read_config
 from feph_finetune.hookspecs import hookimpl
@@ -161,3 +161,57 @@ def test_negative_class_weights_fail_the_run_naming_the_plugin_before_training(t
     assert record["status"] == "failed" and (record["error"]["plugin"], record["error"]["hook"]) == ("negative", "weight_classes"), record["error"]
     assert "finite numbers >= 0, got float -1.0 for class 0" in record["error"]["message"]
     assert not (tiny.store.run_dir(tiny.runs["A"].id) / "history.json").exists()  # refused before any training
+
+
+# --- the functions a hook returns: checked where the core calls them ------------------------------
+
+
+@pytest.mark.parametrize("frame,said", [
+    (lambda image: image, "frame must return a feph_finetune.FrameResult, got a value of type ndarray"),  # was an AttributeError in the core
+    (lambda image: FrameResult(image.astype(np.float32)), "image is uint8 RGB of shape (H, W, 3), got float32 of shape (8, 8, 3)"),
+    (lambda image: FrameResult(image[..., 0]), "got uint8 of shape (8, 8)"),
+    (lambda image: FrameResult(image[:0]), "got uint8 of shape (0, 8, 3)"),
+], ids=["array", "float", "gray", "empty"])
+def test_a_frame_step_returning_anything_but_a_uint8_rgb_frame_result_is_its_plugins_failure(frame, said):
+    from feph_finetune.data.frames import FrameStep, apply_steps
+
+    with pytest.raises(PluginCallError) as failed:
+        apply_steps(np.zeros((8, 8, 3), np.uint8), [FrameStep("cropper", Preprocessing(frame=frame))], 4)
+    assert (failed.value.plugin, failed.value.hook) == ("cropper", "preprocess") and said in str(failed.value), str(failed.value)
+
+
+@pytest.mark.parametrize("batch,said", [
+    (lambda x: x[..., 0], "batch must return a float batch of the shape it was given (2, 4, 4, 3), got float32 (2, 4, 4)"),
+    (lambda x: x[:, :2], "got float32 (2, 2, 4, 3)"),
+    (lambda x: np.zeros((2, 4, 4, 3), np.int32), "got int32 (2, 4, 4, 3)"),
+    (lambda x: [1.0], "got list [1.0]"),
+], ids=["channels", "size", "integers", "list"])
+def test_a_preprocessing_batch_of_another_shape_or_dtype_is_its_plugins_failure(batch, said):
+    from feph_finetune.training.stages import preprocess_batch
+
+    with pytest.raises(PluginCallError) as failed:
+        preprocess_batch(np.zeros((2, 4, 4, 3), np.uint8), [("scaler", Preprocessing(batch=batch))])
+    assert (failed.value.plugin, failed.value.hook) == ("scaler", "preprocess") and said in str(failed.value), str(failed.value)
+
+
+def test_an_augmentation_batch_of_another_shape_fails_when_the_pipeline_is_built_not_in_training():
+    """Inside ``tf.data`` the batch function runs when the pipeline is traced: the static shape
+    is checked there, before any epoch (a Keras shape error mid-fit blamed the optimizer)."""
+    from feph_finetune.data.preparation import Examples
+    from feph_finetune.training.stages import make_dataset
+
+    examples = Examples(np.zeros((4, 4, 4, 3), np.uint8), np.arange(4), np.zeros(4, np.int64))
+    data = SimpleNamespace(batch_steps=[], augmentations=[("cropper", Augmentation(batch=lambda x, seed: x[:, 1:, 1:]))])
+    with pytest.raises(PluginCallError) as failed:
+        make_dataset(examples, data, batch_size=2, seed=0, training=True)
+    assert (failed.value.plugin, failed.value.hook) == ("cropper", "augment")
+    assert "batch must return a float batch of the shape it was given (B, 4, 4, 3), got float32 (B, 3, 3, 3)" in str(failed.value)
+
+
+def test_a_model_with_another_number_of_outputs_than_classes_is_the_model_plugins_failure():
+    import keras
+
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
+    message = refused("build_model", BuiltModel(model=model, head=[]))
+    assert "one output per class (3), got a model with 2 outputs" in message
