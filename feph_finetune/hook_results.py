@@ -142,9 +142,8 @@ def _model_problem(built: Any, arguments: Mapping[str, Any]) -> str:
 def _schedule_problem(stages: Any, arguments: Mapping[str, Any]) -> str:
     if not isinstance(stages, (list, tuple)) or not all(isinstance(stage, TrainingStage) for stage in stages):
         return f"must return a list of feph_finetune.TrainingStage, got {_kind(stages)}"
-    if not any(stage.epochs for stage in stages):
-        got = "no stage" if not stages else "stages of 0 epochs"
-        return (f"must return at least one stage with epochs to train, got {got}: the run would train nothing; "
+    if not stages:  # stages of 0 epochs are the configuration's (adam's epochs = 0): an untrained head, meant
+        return ("must return at least one TrainingStage, got none: the run would train nothing without a word; "
                 "an experiment that evaluates the pretrained model untrained sets fine_tune = false")
     return ""
 

@@ -173,7 +173,7 @@ def optimizer_schedule(context):
 
     Called once per run on the experiment's ``optimizer`` plugin, after ``build_model`` (not at
     all for a No-FT experiment). Returns a list of :class:`feph_finetune.TrainingStage`, run in
-    order, with at least one epoch in all: typically a ``head`` stage with the base frozen, then ``all`` stages. A stage may
+    order (at least one; 0 epochs in a stage is allowed): typically a ``head`` stage with the base frozen, then ``all`` stages. A stage may
     ``wrap`` the model in one with its own ``train_step`` (Sharpness-Aware Minimization).
     """
 
