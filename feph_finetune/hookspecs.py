@@ -19,6 +19,9 @@ every run of the matrix.
 A hook that raises fails its run, and only its run (a tracking hook never does: see
 ``track_run_start``): the error is recorded with the plugin's name
 and the rest of the matrix goes on. Raise :class:`feph_finetune.PluginError` for a clear message.
+A hook that returns what its specification does not promise fails the same way, before the core
+uses the result (:mod:`feph_finetune.hook_results`); at configuration time (``plugin_traits``,
+``model_input``) the configuration is refused with exit 2.
 """
 
 from __future__ import annotations
@@ -170,7 +173,7 @@ def optimizer_schedule(context):
 
     Called once per run on the experiment's ``optimizer`` plugin, after ``build_model`` (not at
     all for a No-FT experiment). Returns a list of :class:`feph_finetune.TrainingStage`, run in
-    order: typically a ``head`` stage with the base frozen, then ``all`` stages. A stage may
+    order (at least one; 0 epochs in a stage is allowed): typically a ``head`` stage with the base frozen, then ``all`` stages. A stage may
     ``wrap`` the model in one with its own ``train_step`` (Sharpness-Aware Minimization).
     """
 
@@ -181,7 +184,8 @@ def weight_classes(labels, context):
 
     Called once per run on the experiment's ``class_weights`` plugin, if it names one, with
     ``labels``: the class indices (int array) of the training split only, before augmentation.
-    Returns ``{class_index: weight}`` for every class index in ``range(len(context.classes))``,
+    Returns ``{class_index: weight}`` for every class index in ``range(len(context.classes))``
+    and no other key, each a finite number >= 0 (0 leaves the class out of the loss), not all 0;
     or None for no weighting.
     """
 
@@ -192,7 +196,7 @@ def evaluate(y_true, y_prob, context):
 
     Called once per run, for each plugin in the experiment's ``evaluate`` list, after
     prediction, with ``y_true`` (int array of class indices, N) and ``y_prob`` (float array,
-    N x classes). Returns a dict of JSON-serialisable metrics merged into the run's results
+    N x classes). Returns a dict of JSON-serialisable metrics (no NaN or infinity) merged into the run's results
     (later plugins may not overwrite earlier keys), or None. Scalars in [0, 1] named
     ``accuracy``, ``avg_sensitivity`` and a ``sensitivity`` dict ``{class: value}`` fill the
     paper's report columns; other scalar metrics get columns of their own.

@@ -30,7 +30,9 @@ from typing import Any, Callable, Iterator
 import pluggy
 
 from feph_finetune import hookspecs
+from feph_finetune.api import PluginError
 from feph_finetune.config.options import Option, as_option
+from feph_finetune.hook_results import result_problem
 from feph_finetune.interrupts import interrupt_may_be_a_stop
 from feph_finetune.printable import printable
 
@@ -545,14 +547,20 @@ class Plugins:
         """Call ``hook`` on plugin ``name`` alone; a plugin without that hook returns None.
 
         An exception from the implementation (``SystemExit`` too: :func:`is_plugin_failure`) is
-        re-raised as :class:`PluginCallError` naming the plugin, so that a failed run says who failed.
+        re-raised as :class:`PluginCallError` naming the plugin, so that a failed run says who failed;
+        so is a result that breaks the hook's promise (:func:`feph_finetune.hook_results.result_problem`),
+        before any caller uses it.
         """
         if not self.implements(name, hook):
             return None
         others = [plugin for other, plugin in self.pm.list_name_plugin() if other != name]
         caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
         with plugin_code(name, hook):
-            return caller(**kwargs)
+            result = caller(**kwargs)
+        problem = result_problem(hook, result, kwargs)
+        if problem:
+            raise PluginCallError(name, hook, PluginError(problem))
+        return result
 
     def option_declarations(self, name: str) -> dict[str, Option]:
         """The plugin's options as :class:`~feph_finetune.Option` declarations (plain defaults wrapped).
@@ -570,15 +578,9 @@ class Plugins:
         return {key: option.default for key, option in self.option_declarations(name).items()}
 
     def traits(self, name: str, options: dict[str, Any]) -> frozenset[str]:
-        """What the plugin declares it does with these options (``plugin_traits``); unknown names refused."""
+        """What the plugin declares it does with these options (``plugin_traits``, checked by :meth:`call`)."""
         declared = self.call(name, "plugin_traits", options=options) or ()
-        if isinstance(declared, str):
-            declared = (declared,)
-        unknown = sorted(set(declared) - set(hookspecs.TRAITS))
-        if unknown:
-            raise PluginCallError(name, "plugin_traits", ValueError(
-                f"unknown trait(s) {', '.join(map(repr, unknown))}; known: {', '.join(hookspecs.TRAITS)}"))
-        return frozenset(declared)
+        return frozenset((declared,) if isinstance(declared, str) else declared)
 
 
 def _build_manager() -> Plugins:

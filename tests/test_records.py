@@ -340,23 +340,6 @@ def test_values_outside_what_a_run_writes_are_named():
     ]
 
 
-@pytest.mark.parametrize("returned", [[["accuracy", 0.5]], "accuracy=0.5", 0.5])
-def test_an_evaluate_plugin_returning_anything_but_an_object_fails_the_run_naming_it(returned):
-    """``metrics.json`` and the record hold one object of metrics: a list of pairs, a text or a
-    number from an evaluate plugin fails the run in that plugin, instead of writing it."""
-    from types import SimpleNamespace
-
-    from feph_finetune.execution.job import evaluate
-    from feph_finetune.plugins import PluginCallError
-
-    plugins = SimpleNamespace(call=lambda name, hook, **kwargs: returned)
-    run = SimpleNamespace(config={"evaluate": ["odd"]})
-    with pytest.raises(PluginCallError) as raised:
-        evaluate(run, plugins, None, None, lambda name: None)
-    assert (raised.value.plugin, raised.value.hook) == ("odd", "evaluate")
-    assert "evaluate must return an object of metric name: value, got" in str(raised.value.error)
-
-
 def test_the_largest_integers_are_named_by_their_digits_and_the_field():
     record = json.loads(json.dumps({"experiment": "M2", "phase": "cv", "fold": 1, "metrics": {"accuracy": 10**400}}))
     with pytest.raises(RecordShapeError, match=r"metrics.accuracy: expected a fraction from 0 to 1 or null, got an integer of 401 digits"):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from feph_finetune.api import Dataset, DatasetError, PluginError
+from feph_finetune.api import Dataset, DatasetError
 from feph_finetune.config.reading import DATASET_DEFAULTS
 from feph_finetune.data.splits import Split, holdout_split, kfold_splits
 from feph_finetune.printable import printable
@@ -60,9 +60,6 @@ def load_dataset(settings: Mapping[str, Any], decode: bool = True, plugins: Plug
         if isinstance(error.error, DatasetError):
             raise hinted(error.error, spell) from None
         raise
-    problem = returned_problem(dataset)
-    if problem:
-        raise PluginCallError(name, FORMAT_HOOK, PluginError(problem))
     odd = [f"'{printable(label)}'" for label in dataset.classes if not is_utf8_name(label)]
     if odd:
         raise DatasetError(f"class {', '.join(odd)} in {root}: not valid UTF-8 (a folder or file name of other bytes, shown escaped); "
@@ -92,22 +89,6 @@ def hinted(error: DatasetError, spell: Callable[[str], str]) -> DatasetError:
         return error
     phrase, setting = error.hint
     return DatasetError(f"{error}; {phrase} {spell(setting)}", setting=error.setting)
-
-
-def returned_problem(dataset: Any) -> str:
-    """What is wrong with a ``load_dataset`` result ('' when nothing is)."""
-    if not isinstance(dataset, Dataset):
-        return f"must return a feph_finetune.Dataset, got {type(dataset).__name__}"
-    classes = dataset.classes
-    if not classes or not all(isinstance(name, str) and name for name in classes) or len(set(classes)) != len(classes):
-        return f"classes must be unique non-empty names, got {list(classes)!r}"
-    bad = [sample.path for sample in dataset.samples if not (isinstance(sample.label, int) and 0 <= sample.label < len(classes))]
-    if bad:
-        return f"sample {bad[0]} has a label outside 0..{len(classes) - 1}"
-    splits = {sample.split for sample in dataset.samples}
-    if splits - {None, "train", "test"} or (dataset.presplit and None in splits):
-        return "a sample's split must be 'train' or 'test', and set for every sample or for none"
-    return ""
 
 
 def group_labels(dataset: Dataset, settings: Mapping[str, Any]) -> np.ndarray:

@@ -17,11 +17,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from feph_finetune.api import FrameResult, Preprocessing
+from feph_finetune.api import FrameResult, PluginError, Preprocessing
 from feph_finetune.api import Dataset
 from feph_finetune.data.images import carries_exif, decode_image, image_bytes
 from feph_finetune.data.user_files import UnreadableFile, read_user_file
-from feph_finetune.plugins import plugin_code
+from feph_finetune.hook_results import frame_problem
+from feph_finetune.plugins import PluginCallError, plugin_code
 from feph_finetune.results.store import atomic_path
 
 CACHE_ENV = "FEPH_FINETUNE_CACHE"
@@ -138,6 +139,8 @@ def apply_steps(image: np.ndarray, steps: Sequence[FrameStep], size: int) -> Fra
     for step in steps:
         with plugin_code(step.plugin, "preprocess"):
             result = step.preprocessing.frame(image)
+        if problem := frame_problem(result):
+            raise PluginCallError(step.plugin, "preprocess", PluginError(problem))
         image, fallback, box = result.image, result.fallback or fallback, result.box or box
     return FrameResult(resize_square(image, size), fallback, box)
 

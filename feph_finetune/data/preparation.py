@@ -193,7 +193,6 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
     data.preprocessing = steps
     if config["class_weights"]:
         data.class_weight = plugins.call(config["class_weights"], "weight_classes", labels=data.train.labels, context=context_for(config["class_weights"]))
-        _check_class_weight(config["class_weights"], data.class_weight, len(context_for(config["class_weights"]).classes))
     for name in config["augment"]:
         augmentation = plugins.call(name, "augment", context=context_for(name))
         if augmentation is None:
@@ -226,10 +225,3 @@ def _expanded_examples(plugin: str, expanded: Any, before: Examples) -> Examples
     if problem:
         raise PluginCallError(plugin, "augment", PluginError(f"expand must return {problem}"))
     return Examples.of(images, labels)
-
-
-def _check_class_weight(plugin: str, weights: Any, classes: int) -> None:
-    if weights is None:
-        return
-    if not isinstance(weights, dict) or sorted(weights) != list(range(classes)):
-        raise PluginCallError(plugin, "weight_classes", PluginError(f"must return a weight for each class index 0..{classes - 1}, got {weights!r}"))

@@ -48,7 +48,6 @@ from feph_finetune.plugins import PluginCallError, Plugins, describe_error, erro
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
 from feph_finetune.results.store import NO_SPACE_ERRNOS, NoSpaceError, RunStore, ensure_space
-from feph_finetune.results.records import json_kind
 
 #: Seconds between two ``progress`` events of one run (a new epoch is always reported).
 PROGRESS_INTERVAL_S = 0.5
@@ -412,9 +411,7 @@ def finished_event(run_id: str, record: dict[str, Any] | None) -> dict[str, Any]
 def evaluate(run: Run, plugins: Plugins, y_true: np.ndarray, y_prob: np.ndarray, context_for) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     for name in run.config["evaluate"]:
-        result = plugins.call(name, "evaluate", y_true=y_true, y_prob=y_prob, context=context_for(name)) or {}
-        if not isinstance(result, dict):  # metrics.json and the record hold one object of metrics
-            raise PluginCallError(name, "evaluate", TypeError(f"evaluate must return an object of metric name: value, got {json_kind(result)}"))
+        result = plugins.call(name, "evaluate", y_true=y_true, y_prob=y_prob, context=context_for(name)) or {}  # a dict: Plugins.call checks it
         clashes = sorted(set(result) & set(metrics))
         if clashes:
             raise PluginCallError(name, "evaluate", KeyError(f"metrics {clashes} already set by an earlier evaluate plugin"))

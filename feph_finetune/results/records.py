@@ -256,6 +256,14 @@ class Metrics:
         return {"accuracy": self.accuracy, "avg_sensitivity": self.avg_sensitivity, "sensitivity": self.sensitivity, "confusion": self.confusion, **self.more}
 
 
+def metrics_problems(metrics: dict[str, Any], classes: list[str] | None) -> list[str]:
+    """What a record would refuse in ``metrics`` (a JSON object: an ``evaluate`` plugin's
+    result), one line each, so that a plugin's metric is refused where the plugin returns it."""
+    check = _Check()
+    Metrics.read(metrics, check, None if classes is None else list(classes))
+    return check.problems
+
+
 def _same_classes(sensitivity: dict, classes: list[str] | None, check: _Check) -> None:
     """A sensitivity per class of the record: a missing or foreign name would shift the columns
     of every report that lines records up by class."""

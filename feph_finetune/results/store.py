@@ -360,10 +360,12 @@ def _create_temporary(path: Path, folder: bool = False) -> str:
 
 def write_json(path: Path, data: Any) -> None:
     with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=jsonable) + "\n", encoding="utf-8")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """The JSON form of a value ``json`` cannot write itself (numpy scalars and arrays, paths,
+    typed records); TypeError for any other."""
     if hasattr(value, "to_json"):  # a typed record (a run's RunConfig in a model bundle's manifest)
         return value.to_json()
     if isinstance(value, np.generic):

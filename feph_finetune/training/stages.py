@@ -21,6 +21,7 @@ from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, R
 from feph_finetune.training.compiling import compile_for_stage, predict_traced_once
 from feph_finetune.config.matrix import Run
 from feph_finetune.execution.progress import epoch_words
+from feph_finetune.hook_results import batch_problem
 from feph_finetune.plugins import PluginCallError, Plugins, plugin_code
 from feph_finetune.data.class_mapping import map_classes
 from feph_finetune.data.preparation import Examples, RunData
@@ -79,8 +80,17 @@ def preprocess_batch(x, batch_steps: list[tuple[str, Preprocessing]]):
     x = tf.cast(x, tf.float32)
     for name, step in batch_steps:
         with plugin_code(name, "preprocess"):
-            x = step.batch(x)
+            returned = step.batch(x)
+        x = _checked_batch(name, "preprocess", x, returned)
     return x
+
+
+def _checked_batch(plugin: str, hook: str, given, returned):
+    """``returned``, the result of ``plugin``'s batch function for ``given``, if it is a float
+    batch of the same shape (:func:`feph_finetune.hook_results.batch_problem`); else the plugin's failure."""
+    if problem := batch_problem("batch", given, returned):
+        raise PluginCallError(plugin, hook, PluginError(problem))
+    return returned
 
 
 def _batch_transform(data: RunData, training: bool) -> Callable:
@@ -91,7 +101,8 @@ def _batch_transform(data: RunData, training: bool) -> Callable:
         if training:
             for index, (name, augmentation) in enumerate(data.augmentations):
                 with plugin_code(name, "augment"):
-                    x = augmentation.batch(x, seed + index)
+                    returned = augmentation.batch(x, seed + index)
+                x = _checked_batch(name, "augment", x, returned)
         return x, y
 
     return transform
@@ -119,10 +130,25 @@ def make_dataset(examples: Examples, data: RunData, batch_size: int, seed: int, 
     transform = _batch_transform(data, training)
     if training and data.augmentations:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(lambda batch, s: transform(*batch, seed=s), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = _traced_map(tf.data.Dataset.zip((dataset, seeds)), lambda batch, s: transform(*batch, seed=s))
     else:
-        dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = _traced_map(dataset, transform)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _traced_map(dataset: tf.data.Dataset, transform: Callable) -> tf.data.Dataset:
+    """``dataset.map(transform)``, which traces the plugins' batch functions here, before any
+    epoch. AutoGraph re-raises a plugin's failure while tracing as a StagingError naming no
+    plugin; the :class:`PluginCallError` it wraps is raised instead."""
+    try:
+        return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    except Exception as error:
+        failure = error
+        while failure is not None and not isinstance(failure, PluginCallError):
+            failure = failure.__cause__ or failure.__context__
+        if failure is None:
+            raise
+        raise failure from None
 
 
 # --- trainability ----------------------------------------------------------------------------
@@ -198,12 +224,6 @@ class BestEpoch(keras.callbacks.Callback):
 
 
 # --- training --------------------------------------------------------------------------------
-
-
-def _checked_stages(name: str, stages: Any) -> list[TrainingStage]:
-    if not isinstance(stages, (list, tuple)) or not all(isinstance(stage, TrainingStage) for stage in stages):
-        raise PluginCallError(name, "optimizer_schedule", PluginError(f"must return a list of TrainingStage, got {stages!r}"))
-    return list(stages)
 
 
 def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data: RunData, optimizer_plugin: str, progress, on_epoch=None) -> TrainingOutcome:
@@ -345,9 +365,7 @@ def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Ca
     use_threads(config["threads"])
     seed_everything(run.seed, config["deterministic"])
     model_plugin = config["model"]
-    built = plugins.call(model_plugin, "build_model", context=context_for(model_plugin))
-    if not isinstance(built, BuiltModel):
-        raise PluginCallError(model_plugin, "build_model", PluginError(f"must return a BuiltModel, got {type(built).__name__}"))
+    built = plugins.call(model_plugin, "build_model", context=context_for(model_plugin))  # a BuiltModel: Plugins.call checks it
     normalizing = [name for name, step in data.batch_steps if step.normalizes]
     if built.normalizes_input and normalizing:
         raise PluginCallError(
@@ -357,7 +375,7 @@ def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Ca
         notes: list[str] = []
         return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"], run.classes, notes), notes=notes)
     optimizer_plugin = config["optimizer"]
-    stages = _checked_stages(optimizer_plugin, plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
+    stages = list(plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
     outcome = train_stages(run, built, stages, data, optimizer_plugin, progress, on_epoch)
     outcome.y_prob = predict(built.model, data.test, data, config["batch_size"])
     outcome.model = built.model

@@ -1,0 +1,240 @@
+"""What each hook must return, checked where every hook is called (:meth:`feph_finetune.plugins.Plugins.call`).
+
+A plugin's return value is its promise to the core (see :mod:`feph_finetune.hookspecs`); one that
+breaks it would otherwise fail later in the core or in another plugin (a traceback, a run blamed
+on the wrong party) or, worse, give a "done" run with wrong results (negative class weights negate
+the loss). :func:`result_problem` says what is wrong with a result in one sentence, which the
+caller raises as the plugin's own failure, before the result is used: at configuration time
+(``plugin_traits``, ``model_input``) that refuses the configuration with exit 2, in a run it
+fails the run naming the plugin and hook, before any training that would be wasted.
+
+Hooks whose result the core ignores (``register_executors`` and the tracking hooks) are not checked.
+The functions a hook returns are checked where the core calls them: :func:`frame_problem`,
+:func:`batch_problem` (and ``expand``'s result in :mod:`feph_finetune.data.preparation`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from feph_finetune import hookspecs
+import numpy as np
+
+from feph_finetune.api import Augmentation, BuiltModel, Dataset, FrameResult, Preprocessing, TrainingStage
+from feph_finetune.results.records import metrics_problems
+from feph_finetune.results.store import jsonable
+
+
+def result_problem(hook: str, result: Any, arguments: Mapping[str, Any]) -> str:
+    """What is wrong with ``result``, returned by an implementation of ``hook`` called with
+    ``arguments`` ('' when nothing is): a sentence starting "must return"."""
+    check = _CHECKS.get(hook)
+    return check(result, arguments) if check is not None else ""
+
+
+def _kind(value: Any) -> str:
+    """How a returned value reads in a message: its type and, when short, its value."""
+    text = repr(value)
+    return f"{type(value).__name__} {text}" if len(text) <= 80 else f"a value of type {type(value).__name__}"
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _options_problem(declared: Any, arguments: Mapping[str, Any]) -> str:
+    if declared is None or isinstance(declared, Mapping):
+        return ""
+    return f"must return a mapping of option names to defaults or Options, or None, got {_kind(declared)}"
+
+
+def _traits_problem(declared: Any, arguments: Mapping[str, Any]) -> str:
+    if declared is None or isinstance(declared, str):
+        declared = () if declared is None else (declared,)
+    elif not isinstance(declared, (list, tuple, set, frozenset)):
+        return f"must return a collection of trait names, or None, got {_kind(declared)}"
+    not_names = [item for item in declared if not isinstance(item, str)]
+    if not_names:
+        return f"must return trait names (text), got {_kind(not_names[0])} among {list(declared)!r}"
+    unknown = sorted(set(declared) - set(hookspecs.TRAITS))
+    if unknown:
+        return f"must return known traits, got unknown trait(s) {', '.join(map(repr, unknown))}; known: {', '.join(hookspecs.TRAITS)}"
+    return ""
+
+
+def _model_input_problem(wanted: Any, arguments: Mapping[str, Any]) -> str:
+    if wanted is None:
+        return ""
+    if not isinstance(wanted, Mapping):
+        return f"must return None or a dict with 'size', 'fixed', 'classes', got {_kind(wanted)}"
+    foreign = sorted(map(str, set(wanted) - {"size", "fixed", "classes"}))
+    size, fixed, classes = wanted.get("size"), wanted.get("fixed", False), wanted.get("classes")
+    if foreign:
+        return f"must return a dict with the keys 'size', 'fixed', 'classes' only, got {', '.join(map(repr, foreign))}"
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+        return f"must return a 'size' that is a whole number of pixels above 0, got {_kind(size)}"
+    if not isinstance(fixed, bool):
+        return f"must return a 'fixed' that is True or False, got {_kind(fixed)}"
+    if fixed and size is None:
+        return "must return a 'size' with 'fixed': True"
+    if classes is not None and not (isinstance(classes, (list, tuple)) and all(isinstance(name, str) and name for name in classes)
+                                    and len(set(classes)) == len(classes)):
+        return f"must return 'classes' as a list of distinct non-empty names, got {_kind(classes)}"
+    return ""
+
+
+def _dataset_problem(dataset: Any, arguments: Mapping[str, Any]) -> str:
+    if not isinstance(dataset, Dataset):
+        return f"must return a feph_finetune.Dataset, got {type(dataset).__name__}"
+    classes = dataset.classes
+    if not classes or not all(isinstance(name, str) and name for name in classes) or len(set(classes)) != len(classes):
+        return f"must return classes that are unique non-empty names, got {list(classes)!r}"
+    bad = [sample.path for sample in dataset.samples if not (isinstance(sample.label, int) and 0 <= sample.label < len(classes))]
+    if bad:
+        return f"must return labels within 0..{len(classes) - 1}; sample {bad[0]} has one outside"
+    splits = {sample.split for sample in dataset.samples}
+    if splits - {None, "train", "test"} or (dataset.presplit and None in splits):
+        return "must return samples whose split is 'train' or 'test', set for every sample or for none"
+    return ""
+
+
+def _functions_problem(result: Any, kind: type, names: tuple[str, ...]) -> str:
+    """None, or a ``kind`` whose ``names`` are each a function or None."""
+    if result is None:
+        return ""
+    if not isinstance(result, kind):
+        return f"must return a feph_finetune.{kind.__name__} or None, got {_kind(result)}"
+    for name in names:
+        part = getattr(result, name)
+        if part is not None and not callable(part):
+            return f"must return a {kind.__name__} whose {name} is a function or None, got {_kind(part)}"
+    return ""
+
+
+def _preprocess_problem(step: Any, arguments: Mapping[str, Any]) -> str:
+    return _functions_problem(step, Preprocessing, ("frame", "fit", "batch", "state", "restore"))
+
+
+def _augment_problem(augmentation: Any, arguments: Mapping[str, Any]) -> str:
+    return _functions_problem(augmentation, Augmentation, ("expand", "batch"))
+
+
+def _model_problem(built: Any, arguments: Mapping[str, Any]) -> str:
+    if not isinstance(built, BuiltModel):
+        return f"must return a feph_finetune.BuiltModel, got {_kind(built)}"
+    import keras  # build_model has imported it already
+
+    if not isinstance(built.model, keras.Model):
+        return f"must return a BuiltModel whose model is a Keras model, got {_kind(built.model)}"
+    classes = getattr(arguments.get("context"), "classes", None)
+    outputs = getattr(built.model, "output_shape", None)
+    if classes and isinstance(outputs, tuple) and outputs and isinstance(outputs[-1], int) and outputs[-1] != len(classes):
+        return f"must return a model with one output per class ({len(classes)}), got a model with {outputs[-1]} outputs"
+    if built.pretrained is not None and not isinstance(built.pretrained, keras.Model):
+        return f"must return a BuiltModel whose pretrained is a Keras model or None, got {_kind(built.pretrained)}"
+    return ""
+
+
+def _schedule_problem(stages: Any, arguments: Mapping[str, Any]) -> str:
+    if not isinstance(stages, (list, tuple)) or not all(isinstance(stage, TrainingStage) for stage in stages):
+        return f"must return a list of feph_finetune.TrainingStage, got {_kind(stages)}"
+    if not stages:  # stages of 0 epochs are the configuration's (adam's epochs = 0): an untrained head, meant
+        return ("must return at least one TrainingStage, got none: the run would train nothing without a word; "
+                "an experiment that evaluates the pretrained model untrained sets fine_tune = false")
+    return ""
+
+
+def _weights_problem(weights: Any, arguments: Mapping[str, Any]) -> str:
+    """One finite weight >= 0 per class index, not all 0 (negative weights negate the loss; NaN
+    makes it NaN; a zero weight leaves a class out of the loss, which may be meant)."""
+    if weights is None:
+        return ""
+    classes = len(getattr(arguments.get("context"), "classes", ()) or ())
+    expected = f"a dict of one weight per class index 0..{classes - 1}"
+    if not isinstance(weights, Mapping):
+        return f"must return {expected}, or None, got {_kind(weights)}"
+    indices = [key for key in weights if isinstance(key, numbers.Integral) and not isinstance(key, bool) and 0 <= key < classes]
+    foreign, missing = [key for key in weights if key not in indices], sorted(set(range(classes)) - {int(key) for key in indices})
+    if foreign or missing:
+        got = "; ".join(part for part in (foreign and f"keys that are no class index: {', '.join(map(repr, foreign))}",
+                                          missing and f"no weight for {', '.join(map(str, missing))}") if part)
+        return f"must return {expected}, got {got}"
+    bad = {key: value for key, value in weights.items() if not (_is_real(value) and math.isfinite(value) and value >= 0)}
+    if bad:
+        key, value = next(iter(bad.items()))
+        return f"must return weights that are finite numbers >= 0, got {_kind(value)} for class {key}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+    if not any(weights.values()):
+        return "must return at least one weight above 0, got 0 for every class: nothing would be learned"
+    return ""
+
+
+def _metrics_problem(metrics: Any, arguments: Mapping[str, Any]) -> str:
+    """A dict of JSON metrics that the run's record accepts (no NaN or infinity anywhere:
+    :func:`feph_finetune.results.records.metrics_problems`)."""
+    if metrics is None:
+        return ""
+    if not isinstance(metrics, dict):
+        return f"must return a dict of metric name: value, or None, got {_kind(metrics)}"
+    for name, value in metrics.items():
+        if not isinstance(name, str):
+            return f"must return metric names that are text, got {_kind(name)}"
+        try:
+            json.dumps(value, default=jsonable, allow_nan=False)
+        except ValueError:
+            return f"must return finite numbers, got NaN or infinity in metric {name!r}: {value!r}"[:300]
+        except (TypeError, RecursionError) as error:
+            return f"must return metrics that are JSON (numbers, text, lists, dicts), got in metric {name!r}: {error}"
+    problems = metrics_problems(json.loads(json.dumps(metrics, default=jsonable)), getattr(arguments.get("context"), "classes", None))
+    return f"must return metrics of the record's shape, got {'; '.join(problems)}" if problems else ""
+
+
+def frame_problem(result: Any) -> str:
+    """What is wrong with the result of a ``Preprocessing.frame`` step ('' when nothing is): a
+    :class:`feph_finetune.FrameResult` whose image is uint8 RGB (H, W, 3), H and W above 0."""
+    if not isinstance(result, FrameResult):
+        return f"frame must return a feph_finetune.FrameResult, got {_kind(result)}"
+    image = result.image
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and image.size):
+        got = f"{image.dtype} of shape {image.shape}" if isinstance(image, np.ndarray) else _kind(image)
+        return f"frame must return a FrameResult whose image is uint8 RGB of shape (H, W, 3), got {got}"
+    return ""
+
+
+def _sizes(dims: tuple) -> str:
+    """A batch's shape in words: ``(B, 32, 32, 3)``, B for a size known only when it runs."""
+    return "(" + ", ".join("B" if size is None else str(size) for size in dims) + ")"
+
+
+def batch_problem(function: str, given: Any, returned: Any) -> str:
+    """What is wrong with what a ``batch`` function (of a Preprocessing or an Augmentation)
+    returned for the float batch ``given`` ('' when nothing is): a float batch (tensor or array)
+    of the shape it was given, the model's input. Read from the static shape, so a batch inside
+    ``tf.data`` is checked once, when its pipeline is built, before any training."""
+    shape, dtype = getattr(returned, "shape", None), getattr(returned, "dtype", None)
+    try:
+        floating = np.dtype(getattr(dtype, "as_numpy_dtype", dtype)).kind == "f"
+        dims, expected = tuple(shape), tuple(given.shape)
+    except TypeError:
+        return f"{function} must return a float batch (a tensor or array), got {_kind(returned)}"
+    same = len(dims) == len(expected) and all(a is None or b is None or a == b for a, b in zip(dims[1:], expected[1:]))
+    if not (floating and same):
+        return f"{function} must return a float batch of the shape it was given {_sizes(expected)}, got {getattr(dtype, 'name', dtype)} {_sizes(dims)}"
+    return ""
+
+
+_CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
+    "plugin_options": _options_problem,
+    "plugin_traits": _traits_problem,
+    "model_input": _model_input_problem,
+    "load_dataset": _dataset_problem,
+    "preprocess": _preprocess_problem,
+    "augment": _augment_problem,
+    "build_model": _model_problem,
+    "optimizer_schedule": _schedule_problem,
+    "weight_classes": _weights_problem,
+    "evaluate": _metrics_problem,
+}

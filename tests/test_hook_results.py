@@ -1,0 +1,216 @@
+"""What a plugin's hook returns is checked where the hook is called: a result that breaks the
+hookspec's promise is that plugin's failure, named, before the result is used (issue 22)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from feph_finetune.api import Augmentation, BuiltModel, FrameResult, Preprocessing, TrainingStage
+from feph_finetune.config.matrix import build_matrix
+from feph_finetune.config.reading import ConfigError, read_config
+from feph_finetune.hookspecs import hookimpl
+from feph_finetune.plugins import PluginCallError, get_plugins
+
+from conftest import TinyMatrix, write_matrix
+
+CLASSES = ("a", "b", "c")
+
+
+class Returns:
+    """A plugin registered for one test: each of its hooks returns ``value``."""
+
+    def __init__(self, value):
+        self.value = value
+
+    @hookimpl
+    def plugin_traits(self, options):
+        return self.value
+
+    @hookimpl
+    def model_input(self, options):
+        return self.value
+
+    @hookimpl
+    def preprocess(self, context):
+        return self.value
+
+    @hookimpl
+    def augment(self, context):
+        return self.value
+
+    @hookimpl
+    def build_model(self, context):
+        return self.value
+
+    @hookimpl
+    def optimizer_schedule(self, context):
+        return self.value
+
+    @hookimpl
+    def weight_classes(self, labels, context):
+        return self.value
+
+    @hookimpl
+    def evaluate(self, y_true, y_prob, context):
+        return self.value
+
+
+def call(hook: str, value, **arguments):
+    """Plugin 'odd' returning ``value`` from ``hook``, called as the core calls it."""
+    plugins = get_plugins()
+    plugins.pm.register(Returns(value), name="odd")
+    context = SimpleNamespace(classes=CLASSES, options={})
+    passed = {"options": {}} if hook in ("plugin_traits", "model_input") else {"context": context}
+    if hook == "weight_classes":
+        passed["labels"] = np.array([0, 1, 2])
+    if hook == "evaluate":
+        passed.update(y_true=np.array([0, 1, 2]), y_prob=np.eye(3))
+    return plugins.call("odd", hook, **{**passed, **arguments})
+
+
+def refused(hook: str, value) -> str:
+    """The message of the plugin failure ``value`` from ``hook`` is; asserts plugin and hook are named."""
+    with pytest.raises(PluginCallError) as failed:
+        call(hook, value)
+    assert (failed.value.plugin, failed.value.hook) == ("odd", hook)
+    assert f"plugin 'odd' failed in hook '{hook}'" in str(failed.value)
+    return str(failed.value)
+
+
+def stage(epochs=1):
+    return TrainingStage("adam", "all", epochs, optimizer=None)
+
+
+@pytest.mark.parametrize("hook,value,said", [
+    ("plugin_traits", ["flying", 5], "trait names (text), got int 5"),  # sorted() of mixed types: a TypeError traceback
+    ("plugin_traits", 5, "a collection of trait names"),
+    ("plugin_traits", [["x"]], "trait names (text), got list ['x']"),
+    ("plugin_traits", ["flying"], "unknown trait(s) 'flying'"),
+    ("model_input", {"size": "big"}, "'size' that is a whole number"),  # was ignored without a word
+    ("model_input", {"size": 64, "fixed": "yes"}, "'fixed' that is True or False"),
+    ("model_input", {"side": 64}, "'size', 'fixed', 'classes' only, got 'side'"),
+    ("model_input", 64, "None or a dict"),
+    ("preprocess", lambda x: x, "feph_finetune.Preprocessing or None, got function"),  # was an AttributeError in the core
+    ("preprocess", Preprocessing(batch="normalise"), "whose batch is a function or None, got str"),
+    ("augment", {"batch": None}, "feph_finetune.Augmentation or None, got dict"),
+    ("augment", Augmentation(expand=3), "whose expand is a function"),
+    ("build_model", None, "feph_finetune.BuiltModel, got NoneType"),
+    ("build_model", BuiltModel(model="a model", head=[]), "model is a Keras model, got str"),
+    ("optimizer_schedule", [], "at least one TrainingStage, got none: the run would train nothing"),  # a "done" run that trained nothing
+    ("optimizer_schedule", None, "a list of feph_finetune.TrainingStage, got NoneType"),
+    ("weight_classes", {0: -1.0, 1: -1.0, 2: -1.0}, "finite numbers >= 0, got float -1.0 for class 0 (and 2 more)"),  # a "done" run, loss negated
+    ("weight_classes", {0: math.nan, 1: 1.0, 2: 1.0}, "finite numbers >= 0, got float nan for class 0"),  # blamed on the optimizer
+    ("weight_classes", {0: 1.0, "x": 2, 99: 3.0}, "keys that are no class index: 'x', 99; no weight for 1, 2"),  # a TypeError in the core
+    ("weight_classes", {0: 0, 1: 0.0, 2: 0}, "at least one weight above 0"),
+    ("weight_classes", {0: 1.0, 1: True, 2: 1.0}, "got bool True for class 1"),
+    ("weight_classes", [1.0, 1.0, 1.0], "a dict of one weight per class index 0..2"),
+    ("evaluate", {"kappa": math.nan}, "finite numbers, got NaN or infinity in metric 'kappa'"),  # blamed on the core's record
+    ("evaluate", {"kappa": -math.inf}, "in metric 'kappa'"),
+    ("evaluate", {"per_class": [0.5, math.nan]}, "in metric 'per_class'"),
+    ("evaluate", {"accuracy": 1.5}, "metrics.accuracy: expected a fraction from 0 to 1 or null"),
+    ("evaluate", {"sensitivity": {"a": 1.0}}, "metrics.sensitivity: expected one value per name of classes"),
+    ("evaluate", {"model": object()}, "JSON (numbers, text, lists, dicts), got in metric 'model'"),
+    ("evaluate", {3: 0.5}, "metric names that are text, got int 3"),
+    ("evaluate", [["accuracy", 0.5]], "a dict of metric name: value, or None, got list"),
+    ("evaluate", "accuracy=0.5", "a dict of metric name: value, or None, got str"),
+    ("evaluate", 0.5, "a dict of metric name: value, or None, got float"),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_a_result_that_breaks_the_hookspec_is_the_plugins_failure_naming_it(hook, value, said):
+    message = refused(hook, value)
+    assert said in message, message
+
+
+@pytest.mark.parametrize("hook,value", [
+    ("plugin_traits", None), ("plugin_traits", "normalizes_pixels"), ("plugin_traits", {"pretrained_classifier"}),
+    ("model_input", None), ("model_input", {"size": 260, "fixed": False, "classes": ["x", "y"]}),
+    ("preprocess", None), ("preprocess", Preprocessing(batch=lambda x: x)), ("augment", Augmentation()),
+    ("optimizer_schedule", [stage(0), stage(1)]), ("optimizer_schedule", [stage(0)]),  # 0 epochs: the configuration's choice
+    ("weight_classes", None), ("weight_classes", {np.int64(0): np.float32(0.0), 1: 2, 2: 0.5}),
+    ("evaluate", None), ("evaluate", {"accuracy": np.float64(0.5), "kappa": -0.25, "sensitivity": {"a": 1.0, "b": None, "c": 0}}),
+], ids=repr)
+def test_a_result_that_keeps_the_promise_is_returned_unchanged(hook, value):
+    assert call(hook, value) is value
+
+
+def test_a_trait_of_mixed_types_refuses_the_configuration_naming_plugin_and_hook(tmp_path, synthetic_feph):
+    """``["flying", 5]`` ended ``--dry-run`` and the run with a TypeError traceback (exit 1)."""
+    plugins = get_plugins()
+    plugins.pm.register(Returns(["flying", 5]), name="odd")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nevaluate = ["paper_metrics", "odd"]\n')
+    with pytest.raises(ConfigError) as raised:
+        build_matrix(read_config(path), plugins)
+    assert "plugin 'odd' failed in hook 'plugin_traits'" in str(raised.value) and "got int 5" in str(raised.value)
+
+
+class NegativeWeights:
+    @hookimpl
+    def weight_classes(self, labels, context):
+        return {index: -1.0 for index in range(len(context.classes))}
+
+
+def test_negative_class_weights_fail_the_run_naming_the_plugin_before_training(tmp_path, synthetic_feph):
+    """Weights of -1.0 gave a "done" run trained on the negated loss, without a word."""
+    get_plugins().pm.register(NegativeWeights(), name="negative")
+    tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\nclass_weights = "negative"\n')
+    record = tiny.run_result("A")
+    assert record["status"] == "failed" and (record["error"]["plugin"], record["error"]["hook"]) == ("negative", "weight_classes"), record["error"]
+    assert "finite numbers >= 0, got float -1.0 for class 0" in record["error"]["message"]
+    assert not (tiny.store.run_dir(tiny.runs["A"].id) / "history.json").exists()  # refused before any training
+
+
+# --- the functions a hook returns: checked where the core calls them ------------------------------
+
+
+@pytest.mark.parametrize("frame,said", [
+    (lambda image: image, "frame must return a feph_finetune.FrameResult, got a value of type ndarray"),  # was an AttributeError in the core
+    (lambda image: FrameResult(image.astype(np.float32)), "image is uint8 RGB of shape (H, W, 3), got float32 of shape (8, 8, 3)"),
+    (lambda image: FrameResult(image[..., 0]), "got uint8 of shape (8, 8)"),
+    (lambda image: FrameResult(image[:0]), "got uint8 of shape (0, 8, 3)"),
+], ids=["array", "float", "gray", "empty"])
+def test_a_frame_step_returning_anything_but_a_uint8_rgb_frame_result_is_its_plugins_failure(frame, said):
+    from feph_finetune.data.frames import FrameStep, apply_steps
+
+    with pytest.raises(PluginCallError) as failed:
+        apply_steps(np.zeros((8, 8, 3), np.uint8), [FrameStep("cropper", Preprocessing(frame=frame))], 4)
+    assert (failed.value.plugin, failed.value.hook) == ("cropper", "preprocess") and said in str(failed.value), str(failed.value)
+
+
+@pytest.mark.parametrize("batch,said", [
+    (lambda x: x[..., 0], "batch must return a float batch of the shape it was given (2, 4, 4, 3), got float32 (2, 4, 4)"),
+    (lambda x: x[:, :2], "got float32 (2, 2, 4, 3)"),
+    (lambda x: np.zeros((2, 4, 4, 3), np.int32), "got int32 (2, 4, 4, 3)"),
+    (lambda x: [1.0], "got list [1.0]"),
+], ids=["channels", "size", "integers", "list"])
+def test_a_preprocessing_batch_of_another_shape_or_dtype_is_its_plugins_failure(batch, said):
+    from feph_finetune.training.stages import preprocess_batch
+
+    with pytest.raises(PluginCallError) as failed:
+        preprocess_batch(np.zeros((2, 4, 4, 3), np.uint8), [("scaler", Preprocessing(batch=batch))])
+    assert (failed.value.plugin, failed.value.hook) == ("scaler", "preprocess") and said in str(failed.value), str(failed.value)
+
+
+def test_an_augmentation_batch_of_another_shape_fails_when_the_pipeline_is_built_not_in_training():
+    """Inside ``tf.data`` the batch function runs when the pipeline is traced: the static shape
+    is checked there, before any epoch (a Keras shape error mid-fit blamed the optimizer)."""
+    from feph_finetune.data.preparation import Examples
+    from feph_finetune.training.stages import make_dataset
+
+    examples = Examples(np.zeros((4, 4, 4, 3), np.uint8), np.arange(4), np.zeros(4, np.int64))
+    data = SimpleNamespace(batch_steps=[], augmentations=[("cropper", Augmentation(batch=lambda x, seed: x[:, 1:, 1:]))])
+    with pytest.raises(PluginCallError) as failed:
+        make_dataset(examples, data, batch_size=2, seed=0, training=True)
+    assert (failed.value.plugin, failed.value.hook) == ("cropper", "augment")
+    assert "batch must return a float batch of the shape it was given (B, 4, 4, 3), got float32 (B, 3, 3, 3)" in str(failed.value)
+
+
+def test_a_model_with_another_number_of_outputs_than_classes_is_the_model_plugins_failure():
+    import keras
+
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
+    message = refused("build_model", BuiltModel(model=model, head=[]))
+    assert "one output per class (3), got a model with 2 outputs" in message
