@@ -26,7 +26,7 @@ def _command_line() -> int:
 
 
 def run() -> int:
-    """The command's exit code; the process ends at once with it when a thread a plugin started
+    """The command's exit code; the process ends with it even when a thread a plugin started
     would keep it alive (:func:`feph_finetune.plugins.exit_despite_plugin_threads`)."""
     code = run_command_process(_command_line)
     from feph_finetune.plugins import exit_despite_plugin_threads

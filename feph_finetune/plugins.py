@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import threading
+import time
 import warnings as pywarnings
 from contextlib import contextmanager, redirect_stdout
 from contextvars import ContextVar
@@ -333,21 +334,39 @@ def _restore_cwd(name: str, cwd: str | None, warnings: list[str]) -> None:
         warnings.append(f"plugin {name!r} changed the working directory to {now!r} while imported; changed back to {cwd!r}")
 
 
+#: Seconds the process's exit waits for non-daemon threads before it ends without them: threads
+#: that end as Python shuts down (a library's idle thread-pool workers, which Python's own shutdown
+#: stops) end within it, and then the exit is the normal one, ``atexit`` handlers included.
+EXIT_GRACE_S = 3.0
+
+
 def exit_despite_plugin_threads(code: int) -> None:
-    """End the process now with ``code`` when non-daemon threads other than the main one are still
-    alive (a plugin's, started at import or by a hook): Python would wait for them at exit,
-    forever for a thread that never ends, and a stop signal would not end the wait. One warning
-    line per thread on stderr, naming the plugin that started it where that is known; stdout and
-    stderr are flushed first. Returns when no such thread is alive. For a process's last step only
-    (``python -m feph_finetune``, a run's child process): ``os._exit`` skips ``atexit`` handlers."""
+    """Make sure the process's exit, which follows, cannot wait forever for a non-daemon thread
+    other than the main one (a plugin's, started at import or by a hook): Python waits for them
+    at exit, forever for a thread that never ends, and a stop signal does not end the wait. Where
+    such threads are alive, a daemon watchdog gives them :data:`EXIT_GRACE_S` to end (the normal
+    exit goes on meanwhile); those still alive then get one warning line each on stderr, naming
+    the plugin that started it where that is known, and the process ends with ``code``
+    (``os._exit``: stdout and stderr flushed first, ``atexit`` handlers skipped). For a process's
+    last step only (``python -m feph_finetune``, a run's child process)."""
     stray = [thread for thread in threading.enumerate() if thread.is_alive() and not thread.daemon and thread is not threading.main_thread()]
-    if not stray:
+    if stray:
+        threading.Thread(target=_exit_unless_ended, args=(stray, code), name="feph-finetune-exit", daemon=True).start()
+
+
+def _exit_unless_ended(stray: list[threading.Thread], code: int) -> None:
+    """The watchdog of :func:`exit_despite_plugin_threads`."""
+    deadline = time.monotonic() + EXIT_GRACE_S
+    for thread in stray:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    alive = [thread for thread in stray if thread.is_alive()]
+    if not alive:
         return
     try:
         sys.stdout.flush()
     except (OSError, ValueError):  # stdout closed or full: the command's own error was already said
         pass
-    for thread in stray:
+    for thread in alive:
         started = f"plugin {_IMPORT_THREADS[thread]!r} started while imported" if thread in _IMPORT_THREADS else "plugin code or a library started"
         try:
             sys.stderr.write(f"warning: {printable(f'thread {thread.name!r}, which {started}, is still running; exiting without waiting for it')}\n")

@@ -54,4 +54,4 @@ def run_job(payload: bytes, environment: dict[str, str], log: str, events: Any) 
     except KeyboardInterrupt:
         exit_despite_plugin_threads(EXIT_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
-    exit_despite_plugin_threads(0)  # multiprocessing would wait for a plugin's thread before the child exits
+    exit_despite_plugin_threads(0)  # multiprocessing waits for non-daemon threads before the child exits
