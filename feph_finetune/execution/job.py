@@ -47,7 +47,7 @@ from feph_finetune.execution.tracking import RunTracking, tracked_run
 from feph_finetune.plugins import PluginCallError, Plugins, describe_error, hook_listener
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
-from feph_finetune.results.store import NO_SPACE_ERRNOS, NoSpaceError, RunStore, ensure_space
+from feph_finetune.results.store import NO_SPACE_ERRNOS, PENDING_RESULT_FILE, NoSpaceError, RunStore, ensure_space
 from feph_finetune.results.records import json_kind
 
 #: Seconds between two ``progress`` events of one run (a new epoch is always reported).
@@ -225,12 +225,22 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     context_for = context_factory(run, counters)
     store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset})
     tracking = RunTracking(tracked_run(run, store.run_dir(run.id), job.matrix), job.tracking, plugins, report)
-    tracking.start()
+    activity = Activity(run.id, report)
+    listening = hook_listener.set(activity.hook)  # from the first tracking hook to the last: a hung one is named
+    try:
+        return _execute(job, plugins, source, report, store, tracking, activity, counters, context_for)
+    finally:
+        hook_listener.reset(listening)
+
+
+def _execute(job: RunJob, plugins: Plugins, source: DataSource, report: Report, store: RunStore, tracking: RunTracking,
+             activity: "Activity", counters: dict[str, int], context_for: Callable[[str], RunContext]) -> str:
+    """:func:`execute_run` once its folder, its tracking and the report of where it is are set."""
+    run = job.run
     record = run_record(run, "failed")
     started, wall_started = time.perf_counter(), time.time()
-    report({"event": "started", "run": run.id, "time": wall_started})
-    activity = Activity(run.id, report)
-    listening = hook_listener.set(activity.hook)
+    report({"event": "started", "run": run.id, "time": wall_started})  # the timeout counts from here: a hung track_run_start too
+    tracking.start()
     try:
         check_installed(run, plugins)
         ensure_run_space(job)
@@ -243,7 +253,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         import_tensorflow()  # here, when a run really starts; its notices never reach the console
         from feph_finetune.training import stages as training
 
-        outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report), on_epoch=tracking.epoch)
+        outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report), on_epoch=tracking.epoch, on_prediction=lambda: activity.step("test-set prediction"))
         activity.step("evaluation")
         metrics = evaluate(run, plugins, data.test.labels, outcome.y_prob, context_for)
         activity.step("saving the results")
@@ -264,13 +274,11 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
             error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
         record.update(error=error_record("core", "run", error))
-    finally:
-        hook_listener.reset(listening)
     record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
     record["timing"].update(started=wall_started, finished=time.time())
     record["counters"] = counters
     record = _readable(record)
-    tracking.end(record)
+    tracking.end(record, keep=lambda pending: store.write(run.id, PENDING_RESULT_FILE, pending))
     store.finish(run.id, record)
     return record["status"]
 
@@ -369,6 +377,20 @@ def timed_out_record(run: Run, timeout: float, where: str, started: float, **det
         **details,
     }
     return failed_record(run, error, started)
+
+
+def stopped_run_record(job: RunJob, timeout: float, where: str, started: float, in_hook: tuple[str, str] | None, **details: Any) -> tuple[dict[str, Any], str | None]:
+    """The ``result.json`` of a run its executor stopped after ``timeout`` seconds, and a warning
+    to show, if any. A run stopped in a tracking plugin's ``track_run_end`` (``in_hook``: the
+    (plugin, hook) it was in, :meth:`Whereabouts.hook_of`) had finished: it keeps the record it
+    wrote before that hook (:data:`~feph_finetune.results.store.PENDING_RESULT_FILE`), with a
+    note, and the warning says which tracker did not return. Any other: :func:`timed_out_record`."""
+    pending = RunStore(Path(job.output)).pending_result(job.id) if in_hook is not None and in_hook[1] == "track_run_end" else None
+    if pending is None:
+        return timed_out_record(job.run, timeout, where, started, **details), None
+    message = (f"run {job.id}: tracking plugin {in_hook[0]!r} did not return from track_run_end within the run's timeout ({timeout:g} s); "
+               f"the run's end (status, final metrics, files) was not logged by it")
+    return {**pending, "notes": [*(pending.get("notes") or []), message]}, message
 
 
 def _readable(record: dict[str, Any]) -> dict[str, Any]:
