@@ -31,9 +31,10 @@ import platform
 import subprocess
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -226,61 +227,51 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset})
     tracking = RunTracking(tracked_run(run, store.run_dir(run.id), job.matrix), job.tracking, plugins, report)
     activity = Activity(run.id, report)
-    listening = hook_listener.set(activity.hook)  # from the first tracking hook to the last: a hung one is named
-    try:
-        return _execute(job, plugins, source, report, store, tracking, activity, counters, context_for)
-    finally:
-        hook_listener.reset(listening)
+    with hooks_reported(activity):  # from the first tracking hook to the last: a hung one is named
+        record = run_record(run, "failed")
+        started, wall_started = time.perf_counter(), time.time()
+        report({"event": "started", "run": run.id, "time": wall_started})  # the timeout counts from here: a hung track_run_start too
+        tracking.start()
+        try:
+            check_installed(run, plugins)
+            ensure_run_space(job)
+            activity.step("data preparation")
+            data = prepare(run, plugins, source, context_for, job.split_seed)
+            counters["face_fallback"] = data.fallbacks
+            for message in data.warnings:
+                report({"event": "warning", "run": run.id, "message": message})
+            activity.step("training")
+            import_tensorflow()  # here, when a run really starts; its notices never reach the console
+            from feph_finetune.training import stages as training
 
-
-def _execute(job: RunJob, plugins: Plugins, source: DataSource, report: Report, store: RunStore, tracking: RunTracking,
-             activity: "Activity", counters: dict[str, int], context_for: Callable[[str], RunContext]) -> str:
-    """:func:`execute_run` once its folder, its tracking and the report of where it is are set."""
-    run = job.run
-    record = run_record(run, "failed")
-    started, wall_started = time.perf_counter(), time.time()
-    report({"event": "started", "run": run.id, "time": wall_started})  # the timeout counts from here: a hung track_run_start too
-    tracking.start()
-    try:
-        check_installed(run, plugins)
-        ensure_run_space(job)
-        activity.step("data preparation")
-        data = prepare(run, plugins, source, context_for, job.split_seed)
-        counters["face_fallback"] = data.fallbacks
-        for message in data.warnings:
-            report({"event": "warning", "run": run.id, "message": message})
-        activity.step("training")
-        import_tensorflow()  # here, when a run really starts; its notices never reach the console
-        from feph_finetune.training import stages as training
-
-        outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report), on_epoch=tracking.epoch, on_prediction=lambda: activity.step("test-set prediction"))
-        activity.step("evaluation")
-        metrics = evaluate(run, plugins, data.test.labels, outcome.y_prob, context_for)
-        activity.step("saving the results")
-        store.write_predictions(run.id, data.test.labels, outcome.y_prob)
-        store.write(run.id, "history.json", outcome.history)
-        store.write(run.id, "metrics.json", metrics)
-        run_environment = environment(run, plugins, job.split_seed, training.environment())
-        if run.config.save_model and outcome.model is not None:
-            write_bundle(store.run_dir(run.id), run, data.preprocessing, outcome.model, run_environment)
-        store.write(run.id, "environment.json", run_environment)
-        record.update(status="done", metrics=metrics, error=None)
-        if outcome.notes:  # how the results were obtained, beyond the configuration (No-FT's dropped classes)
-            record["notes"] = outcome.notes
-        record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
-    except PluginCallError as error:
-        record.update(error=error_record(error.plugin, error.hook, error.error))
-    except Exception as error:  # anything else (out of memory, a full disk, a core bug) fails this run only
-        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
-            error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
-        record.update(error=error_record("core", "run", error))
-    record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
-    record["timing"].update(started=wall_started, finished=time.time())
-    record["counters"] = counters
-    record = _readable(record)
-    tracking.end(record, keep=lambda pending: store.write(run.id, PENDING_RESULT_FILE, pending))
-    store.finish(run.id, record)
-    return record["status"]
+            outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report), on_epoch=tracking.epoch, on_prediction=lambda: activity.step("test-set prediction"))
+            activity.step("evaluation")
+            metrics = evaluate(run, plugins, data.test.labels, outcome.y_prob, context_for)
+            activity.step("saving the results")
+            store.write_predictions(run.id, data.test.labels, outcome.y_prob)
+            store.write(run.id, "history.json", outcome.history)
+            store.write(run.id, "metrics.json", metrics)
+            run_environment = environment(run, plugins, job.split_seed, training.environment())
+            if run.config.save_model and outcome.model is not None:
+                write_bundle(store.run_dir(run.id), run, data.preprocessing, outcome.model, run_environment)
+            store.write(run.id, "environment.json", run_environment)
+            record.update(status="done", metrics=metrics, error=None)
+            if outcome.notes:  # how the results were obtained, beyond the configuration (No-FT's dropped classes)
+                record["notes"] = outcome.notes
+            record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
+        except PluginCallError as error:
+            record.update(error=error_record(error.plugin, error.hook, error.error))
+        except Exception as error:  # anything else (out of memory, a full disk, a core bug) fails this run only
+            if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
+                error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
+            record.update(error=error_record("core", "run", error))
+        record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
+        record["timing"].update(started=wall_started, finished=time.time())
+        record["counters"] = counters
+        record = _readable(record)
+        tracking.end(record, keep=lambda pending: store.write(run.id, PENDING_RESULT_FILE, pending))
+        store.finish(run.id, record)
+        return record["status"]
 
 
 def ensure_run_space(job: RunJob) -> None:
@@ -303,6 +294,16 @@ def check_installed(run: Run, plugins: Plugins) -> None:
                 f"plugin {name!r} is not installed in the process executing this run (pid {os.getpid()}); install its distribution "
                 "there, or use --executor inline for a plugin registered at run time"
             ))
+
+
+@contextmanager
+def hooks_reported(activity: "Activity") -> Iterator[None]:
+    """Within the block, every plugin hook the run calls is reported through ``activity``."""
+    listening = hook_listener.set(activity.hook)
+    try:
+        yield
+    finally:
+        hook_listener.reset(listening)
 
 
 class Activity:
