@@ -273,7 +273,8 @@ def track_run_end(run, status, record, context):
     the evaluate plugins' metrics, None when the run failed; ``error``; ``timing``), and the
     run's folder (``run.run_dir``) holds ``config.json``, ``metrics.json``, ``history.json`` and
     ``predictions.npz`` of a run that is done. Not called for a run its executor had to stop
-    (a ``timeout``, a crashed process). Returns None.
+    (a ``timeout``, a crashed process). A call that does not return within the run's
+    ``timeout`` is stopped with the run, which keeps its result, with a warning. Returns None.
     """
 
 
@@ -287,7 +288,9 @@ def track_matrix_end(matrix, records, output, options):
     ``matrix`` is the configuration's name (as :attr:`feph_finetune.TrackedRun.matrix`),
     ``records`` the ``result.json`` records (dicts) of the selected runs that are done,
     ``output`` the results folder (:class:`pathlib.Path`), ``options`` the plugin's options.
-    A failure is one warning; it changes no run. Returns None.
+    A failure is one warning; it changes no run. A call that has not returned after
+    :data:`feph_finetune.execution.tracking.MATRIX_HOOK_BOUND_S` is left running in its thread,
+    with a warning, and the command finishes without it. Returns None.
     """
 
 
@@ -301,5 +304,6 @@ def track_runs_stopped(matrix, run_ids, output, options):
     selected runs without a result (those that were running among them; some may never have
     started), ``matrix``, ``output`` and ``options`` as for :func:`track_matrix_end`. A
     SIGKILL reaches no code: what it stops stays open until the matrix resumes the run. A
-    failure is one warning. Returns None.
+    failure, or a call still running after
+    :data:`feph_finetune.execution.tracking.MATRIX_HOOK_BOUND_S`, is one warning. Returns None.
     """

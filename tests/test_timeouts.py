@@ -184,3 +184,180 @@ options.spawner.seconds = "{seconds}"
     assert result.returncode == 1, result.stdout + result.stderr
     assert "timed out after 3 s in plugin 'spawner' (preprocess)" in result.stdout
     assert processes_running(["sleep", seconds]) == [], "the hook's subprocess outlived its run"
+
+
+#: A plugin whose preprocess swallows every stop: a retry loop with a bare ``except:``.
+SWALLOWER = '''
+import time
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def preprocess(context):
+    while True:
+        try:
+            time.sleep(0.2)
+        except:  # noqa: E722 - what the test is about
+            pass
+'''
+
+FIRST_HUNG_LATER = """
+[experiments.first]
+options.adam.head_epochs = 0
+options.adam.epochs = 0
+
+[experiments.hung]
+timeout = 1
+preprocess = ["face_crop", "swallower"]
+options.adam.head_epochs = 0
+options.adam.epochs = 0
+
+[experiments.later]
+options.adam.head_epochs = 0
+options.adam.epochs = 0
+"""
+
+
+@pytest.mark.slow(40)
+def test_an_inline_run_that_swallows_its_stop_ends_the_command_saying_so_finished_runs_kept(synthetic_feph, tmp_path):
+    """The inline executor cannot take the main thread back from a plugin that catches every
+    exception: after the grace the command records the run, says who held it, and exits 1."""
+    import subprocess
+
+    from conftest import REPO
+
+    env = write_distribution(tmp_path / "site", "swallower", SWALLOWER)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER)
+    outdir = tmp_path / "runs"
+    result = subprocess.run([sys.executable, "-m", "feph_finetune", str(path), "--output", str(outdir), "--executor", "inline"],
+                            capture_output=True, text=True, cwd=REPO, env={**os.environ, **env}, timeout=180)  # hung: TimeoutExpired
+    assert result.returncode == 1, result.stdout + result.stderr
+    records = by_experiment(outdir)
+    assert records["first"]["status"] == "done", "a run finished before is kept"
+    assert "later" not in records, "the command ended with the stuck run"
+    error = records["hung"]["error"]
+    assert error["type"] == "TimedOut" and error["message"].startswith("timed out after 1 s in plugin 'swallower' (preprocess) and did not stop")
+    said = " ".join(result.stdout.split())
+    assert f"run {records['hung']['id']} timed out after 1 s in plugin 'swallower' (preprocess) and did not stop" in said
+    assert "--executor process" in said and "Traceback" not in result.stdout + result.stderr
+
+
+#: A tracking plugin whose hook ``options.stall.hook`` sleeps while ``options.stall.marker``
+#: exists, for at most a minute (so that code which never stops it still ends the test).
+STALLING_TRACKER = '''
+import time
+from pathlib import Path
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def plugin_options():
+    return {"marker": "", "hook": ""}
+
+
+def stall(options, hook):
+    ends = time.monotonic() + 60
+    while options["hook"] == hook and Path(options["marker"]).exists() and time.monotonic() < ends:
+        time.sleep(0.05)
+
+
+@hookimpl
+def track_run_start(run, context):
+    stall(context.options, "track_run_start")
+
+
+@hookimpl
+def track_run_end(run, status, record, context):
+    stall(context.options, "track_run_end")
+
+
+@hookimpl
+def track_matrix_end(matrix, records, output, options):
+    stall(options, "track_matrix_end")
+'''
+
+
+def stalled_matrix(tmp_path, synthetic_feph, hook: str, timeout: float):
+    marker = tmp_path / "stall"
+    marker.touch()
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f"""
+[experiments.A]
+timeout = {timeout}
+options.adam.head_epochs = 0
+options.adam.epochs = 0
+""", f'[tracking]\nplugins = ["stall"]\n[tracking.stall]\nmarker = "{marker}"\nhook = "{hook}"\n')
+    return path, marker
+
+
+@pytest.fixture
+def stall_plugin(tmp_path, monkeypatch):
+    """The tracking plugin ``stall``, installed for this process and its children."""
+    env = write_distribution(tmp_path / "site", "stall", STALLING_TRACKER)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    yield env
+    sys.modules.pop("feph_stall", None)
+
+
+@pytest.mark.slow(45)
+def test_a_tracker_stuck_in_track_run_end_costs_no_finished_run(stall_plugin, synthetic_feph, tmp_path):
+    """The run's files and record were ready: the process executor stops it at its timeout and
+    keeps its result, with a warning naming the tracker; nothing is run again next time."""
+    path, marker = stalled_matrix(tmp_path, synthetic_feph, "track_run_end", 30)
+    outdir = tmp_path / "runs"
+    result = run_cli(str(path), "--output", str(outdir), env=stall_plugin)
+    marker.unlink()
+    assert result.returncode == 0, result.stdout + result.stderr
+    (record,) = RunStore(outdir).records()
+    assert record["status"] == "done" and record["metrics"]["accuracy"] is not None
+    warning = f"run {record['id']}: tracking plugin 'stall' did not return from track_run_end within the run's timeout (30 s)"
+    assert record["notes"][-1].startswith(warning)
+    assert f"warning: {warning}" in " ".join(result.stdout.split())
+    assert not (outdir / record["id"] / "result.pending.json").exists()
+
+
+def test_a_tracker_stuck_in_track_run_start_is_named(stall_plugin, synthetic_feph, tmp_path):
+    path, marker = stalled_matrix(tmp_path, synthetic_feph, "track_run_start", 2)
+    runner = quiet_runner(path, tmp_path / "runs", InlineExecutor({}))
+    runner.run_all(runner.matrix.runs)
+    marker.unlink()
+    (record,) = runner.store.records()
+    assert record["error"]["message"] == "timed out after 2 s in plugin 'stall' (track_run_start)"
+
+
+def test_a_tracker_stuck_in_track_matrix_end_is_given_up_after_its_bound(stall_plugin, synthetic_feph, tmp_path, monkeypatch):
+    from feph_finetune.execution import tracking
+
+    monkeypatch.setattr(tracking, "MATRIX_HOOK_BOUND_S", 1.0)
+    path, marker = stalled_matrix(tmp_path, synthetic_feph, "track_matrix_end", 0)
+    runner = quiet_runner(path, tmp_path / "runs", InlineExecutor({}))
+    began = time.monotonic()
+    try:
+        outcome = runner.run_all(runner.matrix.runs)
+        elapsed = time.monotonic() - began
+    finally:
+        marker.unlink()  # the abandoned call ends
+    assert len(outcome.done) == 1
+    said = " ".join(runner.console.file.getvalue().split())
+    assert "warning: tracking plugin 'stall' did not return from track_matrix_end within 1 s" in said
+    assert elapsed < 50, "the command went on after the bound"
+
+
+def test_a_run_stopped_while_it_predicts_the_test_split_says_so(synthetic_feph, tmp_path):
+    """Where a run is between its last epoch and its evaluation: the prediction of the test split."""
+    from feph_finetune.data.preparation import DataSource
+    from feph_finetune.execution.job import Whereabouts, execute_run
+
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\noptions.adam.head_epochs = 0\noptions.adam.epochs = 1\n")
+    runner = quiet_runner(path, tmp_path / "runs", InlineExecutor({}))
+    (run,) = runner.matrix.runs
+    whereabouts, places = Whereabouts(), []
+
+    def note(event):
+        whereabouts.note(event)
+        places.append(whereabouts.of(run.id))
+
+    assert execute_run(runner.job(run), runner.plugins, DataSource(), note) == "done"
+    trained = max(index for index, place in enumerate(places) if place.startswith("training: "))
+    assert places[trained + 1] == "test-set prediction" and "evaluation" in places[trained + 1:]

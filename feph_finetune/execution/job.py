@@ -31,9 +31,10 @@ import platform
 import subprocess
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -47,7 +48,7 @@ from feph_finetune.execution.tracking import RunTracking, tracked_run
 from feph_finetune.plugins import PluginCallError, Plugins, describe_error, error_text, hook_listener
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
-from feph_finetune.results.store import NO_SPACE_ERRNOS, NoSpaceError, RunStore, ensure_space
+from feph_finetune.results.store import NO_SPACE_ERRNOS, PENDING_RESULT_FILE, NoSpaceError, RunStore, ensure_space
 
 #: Seconds between two ``progress`` events of one run (a new epoch is always reported).
 PROGRESS_INTERVAL_S = 0.5
@@ -224,54 +225,52 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     context_for = context_factory(run, counters)
     store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset})
     tracking = RunTracking(tracked_run(run, store.run_dir(run.id), job.matrix), job.tracking, plugins, report)
-    tracking.start()
-    record = run_record(run, "failed")
-    started, wall_started = time.perf_counter(), time.time()
-    report({"event": "started", "run": run.id, "time": wall_started})
     activity = Activity(run.id, report)
-    listening = hook_listener.set(activity.hook)
-    try:
-        check_installed(run, plugins)
-        ensure_run_space(job)
-        activity.step("data preparation")
-        data = prepare(run, plugins, source, context_for, job.split_seed)
-        counters["face_fallback"] = data.fallbacks
-        for message in data.warnings:
-            report({"event": "warning", "run": run.id, "message": message})
-        activity.step("training")
-        import_tensorflow()  # here, when a run really starts; its notices never reach the console
-        from feph_finetune.training import stages as training
+    with hooks_reported(activity):  # from the first tracking hook to the last: a hung one is named
+        record = run_record(run, "failed")
+        started, wall_started = time.perf_counter(), time.time()
+        report({"event": "started", "run": run.id, "time": wall_started})  # the timeout counts from here: a hung track_run_start too
+        tracking.start()
+        try:
+            check_installed(run, plugins)
+            ensure_run_space(job)
+            activity.step("data preparation")
+            data = prepare(run, plugins, source, context_for, job.split_seed)
+            counters["face_fallback"] = data.fallbacks
+            for message in data.warnings:
+                report({"event": "warning", "run": run.id, "message": message})
+            activity.step("training")
+            import_tensorflow()  # here, when a run really starts; its notices never reach the console
+            from feph_finetune.training import stages as training
 
-        outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report), on_epoch=tracking.epoch)
-        activity.step("evaluation")
-        metrics = evaluate(run, plugins, data.test.labels, outcome.y_prob, context_for)
-        activity.step("saving the results")
-        store.write_predictions(run.id, data.test.labels, outcome.y_prob)
-        store.write(run.id, "history.json", outcome.history)
-        store.write(run.id, "metrics.json", metrics)
-        run_environment = environment(run, plugins, job.split_seed, training.environment())
-        if run.config.save_model and outcome.model is not None:
-            write_bundle(store.run_dir(run.id), run, data.preprocessing, outcome.model, run_environment)
-        store.write(run.id, "environment.json", run_environment)
-        record.update(status="done", metrics=metrics, error=None)
-        if outcome.notes:  # how the results were obtained, beyond the configuration (No-FT's dropped classes)
-            record["notes"] = outcome.notes
-        record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
-    except PluginCallError as error:
-        record.update(error=error_record(error.plugin, error.hook, error.error))
-    except Exception as error:  # anything else (out of memory, a full disk, a core bug) fails this run only
-        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
-            error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
-        record.update(error=error_record("core", "run", error))
-    finally:
-        hook_listener.reset(listening)
-    record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
-    record["timing"].update(started=wall_started, finished=time.time())
-    record["counters"] = counters
-    record = _readable(record)
-    tracking.end(record)
-    store.finish(run.id, record)
-    return record["status"]
+            outcome = training.train_and_predict(run, plugins, data, context_for, ProgressEvents(run.id, report), on_epoch=tracking.epoch, on_prediction=lambda: activity.step("test-set prediction"))
+            activity.step("evaluation")
+            metrics = evaluate(run, plugins, data.test.labels, outcome.y_prob, context_for)
+            activity.step("saving the results")
+            store.write_predictions(run.id, data.test.labels, outcome.y_prob)
+            store.write(run.id, "history.json", outcome.history)
+            store.write(run.id, "metrics.json", metrics)
+            run_environment = environment(run, plugins, job.split_seed, training.environment())
+            if run.config.save_model and outcome.model is not None:
+                write_bundle(store.run_dir(run.id), run, data.preprocessing, outcome.model, run_environment)
+            store.write(run.id, "environment.json", run_environment)
+            record.update(status="done", metrics=metrics, error=None)
+            if outcome.notes:  # how the results were obtained, beyond the configuration (No-FT's dropped classes)
+                record["notes"] = outcome.notes
+            record["timing"] = {"total_s": time.perf_counter() - started, "stages": outcome.stage_seconds}
+        except PluginCallError as error:
+            record.update(error=error_record(error.plugin, error.hook, error.error))
+        except Exception as error:  # anything else (out of memory, a full disk, a core bug) fails this run only
+            if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
+                error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
+            record.update(error=error_record("core", "run", error))
+        record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
+        record["timing"].update(started=wall_started, finished=time.time())
+        record["counters"] = counters
+        record = _readable(record)
+        tracking.end(record, keep=lambda pending: store.write(run.id, PENDING_RESULT_FILE, pending))
+        store.finish(run.id, record)
+        return record["status"]
 
 
 def ensure_run_space(job: RunJob) -> None:
@@ -294,6 +293,16 @@ def check_installed(run: Run, plugins: Plugins) -> None:
                 f"plugin {name!r} is not installed in the process executing this run (pid {os.getpid()}); install its distribution "
                 "there, or use --executor inline for a plugin registered at run time"
             ))
+
+
+@contextmanager
+def hooks_reported(activity: "Activity") -> Iterator[None]:
+    """Within the block, every plugin hook the run calls is reported through ``activity``."""
+    listening = hook_listener.set(activity.hook)
+    try:
+        yield
+    finally:
+        hook_listener.reset(listening)
 
 
 class Activity:
@@ -368,6 +377,20 @@ def timed_out_record(run: Run, timeout: float, where: str, started: float, **det
         **details,
     }
     return failed_record(run, error, started)
+
+
+def stopped_run_record(job: RunJob, timeout: float, where: str, started: float, in_hook: tuple[str, str] | None, **details: Any) -> tuple[dict[str, Any], str | None]:
+    """The ``result.json`` of a run its executor stopped after ``timeout`` seconds, and a warning
+    to show, if any. A run stopped in a tracking plugin's ``track_run_end`` (``in_hook``: the
+    (plugin, hook) it was in, :meth:`Whereabouts.hook_of`) had finished: it keeps the record it
+    wrote before that hook (:data:`~feph_finetune.results.store.PENDING_RESULT_FILE`), with a
+    note, and the warning says which tracker did not return. Any other: :func:`timed_out_record`."""
+    pending = RunStore(Path(job.output)).pending_result(job.id) if in_hook is not None and in_hook[1] == "track_run_end" else None
+    if pending is None:
+        return timed_out_record(job.run, timeout, where, started, **details), None
+    message = (f"run {job.id}: tracking plugin {in_hook[0]!r} did not return from track_run_end within the run's timeout ({timeout:g} s); "
+               f"the run's end (status, final metrics, files) was not logged by it")
+    return {**pending, "notes": [*(pending.get("notes") or []), message]}, message
 
 
 def _readable(record: dict[str, Any]) -> dict[str, Any]:

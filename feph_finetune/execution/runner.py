@@ -9,12 +9,14 @@ Where the runs execute (this process, child processes, a Ray cluster) is the exe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
+from typing import NoReturn
 
 from rich.console import Console
 from rich.markup import escape
 
 from feph_finetune.execution.job import RunJob, context_factory, ensure_run_space, execute_run, failure_summary, ignore
-from feph_finetune.execution.executors import Executor, InProcess
+from feph_finetune.execution.executors import Executor, InProcess, end_process
 from feph_finetune.config.matrix import Matrix, Run
 from feph_finetune.plugins import Plugins
 from feph_finetune.data.preparation import DataSource
@@ -76,7 +78,7 @@ class MatrixRunner:
             concurrency = getattr(self.executor, "concurrency", lambda: 1)()
             try:
                 with stop_signals_as_interrupt(), MatrixView(self.console, pending, concurrency, self.executor.name) as view:
-                    self.executor.execute([self.job(run) for run in pending], view.report, InProcess(self.plugins, self.source))
+                    self.executor.execute([self.job(run) for run in pending], view.report, InProcess(self.plugins, self.source, partial(self._end_stuck, view)))
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the executor has stopped the runs; their tracked runs are closed
                 if self.matrix.tracking:
                     stopped = [run.id for run in pending if self.store.result(run.id) is None]
@@ -92,6 +94,14 @@ class MatrixRunner:
             done = [record for record in self.store.records([run.id for run in runs]) if record.get("status") == "done"]
             track_matrix_end(self.matrix.name, self.matrix.tracking, done, self.store.root, self.plugins, self._warn)
         return outcome
+
+    def _end_stuck(self, view: MatrixView, lines: list[str]) -> NoReturn:
+        """End the command at once for a run in this process that cannot be stopped
+        (:attr:`InProcess.end_command`): close the progress view, say ``lines``, exit 1."""
+        view.__exit__(None, None, None)
+        for line in lines:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        end_process([])
 
     def _warn(self, message: str) -> None:
         self.console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)

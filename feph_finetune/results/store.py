@@ -26,6 +26,10 @@ from feph_finetune.interrupts import interrupts_deferred
 
 RESULT_FILE = "result.json"
 PREVIOUS_RESULT_FILE = "result.previous.json"
+#: The run's record, written just before its tracking plugins are told that it ended
+#: (``track_run_end``): a run its executor stops in that hook keeps this result
+#: (:func:`feph_finetune.execution.job.stopped_run_record`). Removed once ``result.json`` is written.
+PENDING_RESULT_FILE = "result.pending.json"
 #: The errors of a full disk (or a full quota).
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 #: The errors of a place that cannot be written at all, in words (``os.strerror`` would say
@@ -460,6 +464,17 @@ class RunStore:
     def finish(self, run_id: str, record: dict[str, Any]) -> None:
         """Write the final record last: from now on the run counts as done (or failed)."""
         self.write(run_id, RESULT_FILE, record)
+        (self.run_dir(run_id) / PENDING_RESULT_FILE).unlink(missing_ok=True)
+
+    def pending_result(self, run_id: str) -> dict[str, Any] | None:
+        """The record the run wrote before its ``track_run_end`` (:data:`PENDING_RESULT_FILE`), or
+        None when it wrote none or one that cannot be read."""
+        from feph_finetune.results.records import RecordShapeError, RunRecord
+
+        try:
+            return RunRecord.from_json(read_json_file(self.run_dir(run_id) / PENDING_RESULT_FILE)).to_json()
+        except (UnreadableFile, RecordShapeError):
+            return None
 
     def records(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
         """The final records of the given runs (all runs under the root when None)."""

@@ -357,9 +357,11 @@ def pretrained_probabilities(built: BuiltModel, model_plugin: str, data: RunData
     return mapped / kept
 
 
-def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None, on_epoch=None) -> TrainingOutcome:
+def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Callable[[str], RunContext], progress=None, on_epoch=None,
+                      on_prediction: Callable[[], None] = lambda: None) -> TrainingOutcome:
     """Build the model, fine-tune it stage by stage (unless No-FT), and predict the test split;
-    ``on_epoch(stage, epoch, logs)`` is called after each epoch (:class:`EpochEnd`)."""
+    ``on_epoch(stage, epoch, logs)`` is called after each epoch (:class:`EpochEnd`),
+    ``on_prediction()`` as the prediction of the test split begins."""
     config = run.config
     keras.backend.clear_session()  # drop the previous run's models; layer names start afresh (memory: see README, "Executors")
     use_threads(config["threads"])
@@ -373,10 +375,12 @@ def train_and_predict(run: Run, plugins: Plugins, data: RunData, context_for: Ca
         )
     if not config["fine_tune"]:
         notes: list[str] = []
+        on_prediction()
         return TrainingOutcome(y_prob=pretrained_probabilities(built, model_plugin, data, config["batch_size"], run.classes, notes), notes=notes)
     optimizer_plugin = config["optimizer"]
     stages = list(plugins.call(optimizer_plugin, "optimizer_schedule", context=context_for(optimizer_plugin)))
     outcome = train_stages(run, built, stages, data, optimizer_plugin, progress, on_epoch)
+    on_prediction()
     outcome.y_prob = predict(built.model, data.test, data, config["batch_size"])
     outcome.model = built.model
     return outcome

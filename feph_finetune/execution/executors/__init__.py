@@ -17,10 +17,13 @@ before any work; so are the ``--jobs`` and ``--devices`` flags, against the same
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, NoReturn
 
 from feph_finetune.config.options import Option, as_option, integer, option_problems
+from feph_finetune.errors import EXIT_FAILED_RUNS
 from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, valid_values
 from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finished_event
 from feph_finetune.hookspecs import hookimpl
@@ -45,12 +48,35 @@ class ExecutorError(Exception):
     ``result.json`` instead."""
 
 
+def end_process(lines: list[str]) -> NoReturn:
+    """Write ``lines`` on stderr and end this process at once with exit code 1 (some runs failed).
+
+    For a run executing in this process that cannot be stopped (past its ``timeout``, a plugin
+    swallows the stop, or native code never returns): no exception can leave the thread it
+    holds, so nothing after it would ever run. Results written so far are kept (every file is
+    renamed into place whole); ``atexit`` handlers and ``finally`` blocks do not run."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or its reader gone
+            pass
+    try:
+        os.write(2, "".join(line + "\n" for line in lines).encode(errors="backslashreplace"))
+    except OSError:  # stderr closed: the exit code still says it
+        pass
+    os._exit(EXIT_FAILED_RUNS)
+
+
 @dataclass
 class InProcess:
-    """The calling process's plugin registry and data cache, for executors that run jobs here."""
+    """The calling process's plugin registry and data cache, for executors that run jobs here,
+    and ``end_command(lines)``, which ends the command at once (never returning) once a run here
+    cannot be stopped: it says ``lines`` and exits 1 (:func:`end_process`; the runner's first
+    closes its progress view)."""
 
     plugins: Plugins
     source: DataSource
+    end_command: Callable[[list[str]], NoReturn] = end_process
 
 
 class Executor:

@@ -7,9 +7,13 @@ TensorFlow's memory grows by what each finished run leaves behind (see README, "
 A run's ``timeout`` is enforced with a real-time timer (``SIGALRM``) whose handler raises
 :class:`RunTimedOut` in the running code: it ends Python code and the waits Python can
 interrupt (``time.sleep``, I/O, a Keras loop between two batches). It cannot end native code
-that never returns to Python (a deadlocked library); the ``process`` executor can. Signals
-reach only the main thread, so from another thread a run with a timeout fails at once, saying
-so, rather than run without one.
+that never returns to Python (a deadlocked library), nor a plugin that catches every exception
+(a bare ``except:``) and carries on; the ``process`` executor can. Such a run is still running
+:data:`STOP_GRACE_S` after its timeout: a watchdog thread then records it as timed out (it did
+not stop), and, since nothing can take the main thread back from it, ends the command at once
+with exit 1 (:attr:`~feph_finetune.execution.executors.InProcess.end_command`), finished runs
+kept. Signals reach only the main thread, so from another thread a run with a timeout fails at
+once, saying so, rather than run without one.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, NoReturn
 
-from feph_finetune.execution.job import Report, RunJob, Whereabouts, execute_run, failed_record, timed_out_record, timeout_of
+from feph_finetune.execution.job import Report, RunJob, Whereabouts, execute_run, failed_record, stopped_run_record, timeout_of
 from feph_finetune.execution.executors import Executor, InProcess
 from feph_finetune.plugins import CoreInterrupt
 from feph_finetune.results.store import RunStore
@@ -29,6 +34,10 @@ from feph_finetune.results.store import RunStore
 
 #: Seconds between two :class:`RunTimedOut` of one run past its timeout.
 REPEAT_S = 1.0
+#: Seconds a run past its timeout has to end (:class:`RunTimedOut` raised every :data:`REPEAT_S`)
+#: before the command gives it up as one that cannot be stopped: unwinding a run takes well under
+#: a second, so ten repeats that all fail to end it mean the run swallows them.
+STOP_GRACE_S = 10.0
 
 
 class RunTimedOut(CoreInterrupt):
@@ -56,13 +65,61 @@ class InlineExecutor(Executor):
             if timeout and threading.current_thread() is not threading.main_thread():
                 store.finish(job.id, no_timer_record(job, timeout))
             else:
+                stuck = partial(self.end_stuck, job, report, here, whereabouts, started)
                 try:
-                    with alarm(timeout):
+                    with watchdog(timeout + STOP_GRACE_S if timeout else 0, stuck), alarm(timeout):
                         execute_run(job, here.plugins, here.source, noting)
                 except RunTimedOut:
                     if store.result(job.id) is None:  # not if it ended just as the timer fired
-                        store.finish(job.id, timed_out_record(job.run, timeout, whereabouts.of(job.id), started))
+                        record, warning = stopped_run_record(job, timeout, whereabouts.of(job.id), started, whereabouts.hook_of(job.id))
+                        store.finish(job.id, record)
+                        if warning:
+                            report({"event": "warning", "run": job.id, "message": warning})
             self.report_finished(job, report)
+
+    def end_stuck(self, job: RunJob, report: Report, here: InProcess, whereabouts: Whereabouts, started: float) -> NoReturn:
+        """From the watchdog's thread: record a run that did not stop :data:`STOP_GRACE_S` after
+        its timeout (a tracker stuck in ``track_run_end`` keeps the run's result) and end the
+        command, saying who held the run and what to do."""
+        timeout, where, in_hook = timeout_of(job), whereabouts.of(job.id), whereabouts.hook_of(job.id)
+        holder = f"plugin {in_hook[0]!r} ({in_hook[1]})" if in_hook else "the run"
+        why = (f"{holder} did not stop within {STOP_GRACE_S:g} s of being told to: it catches the stop (an except that catches "
+               "everything) or runs native code that never returns")
+        record, warning = stopped_run_record(job, timeout, where, started, in_hook)
+        if warning is None:
+            record["error"]["message"] += f" and did not stop: {why}"
+        store = RunStore(Path(job.output))
+        if store.result(job.id) is None:  # not if it ended just now
+            store.finish(job.id, record)
+        try:
+            self.report_finished(job, report)
+        except OSError:  # a full results disk: the command ends all the same
+            pass
+        here.end_command([
+            f"run {job.id} timed out after {timeout:g} s in {where} and did not stop: {why}.",
+            "The inline executor cannot end a run within its own process, so the command ends here (exit 1): finished runs are saved "
+            "and the others run on the next invocation; use --executor process, which stops such a run and goes on.",
+        ])
+
+
+@contextmanager
+def watchdog(seconds: float, stuck: Callable[[], object]) -> Iterator[None]:
+    """Within the block, call ``stuck()`` from another thread if the block has not ended after
+    ``seconds`` (0: never)."""
+    if not seconds:
+        yield
+        return
+    ended = threading.Event()
+
+    def watch() -> None:
+        if not ended.wait(seconds):
+            stuck()
+
+    threading.Thread(target=watch, name="inline-run-watchdog", daemon=True).start()
+    try:
+        yield
+    finally:
+        ended.set()
 
 
 @contextmanager

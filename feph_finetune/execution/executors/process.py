@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from feph_finetune.execution.job import Report, RunJob, Whereabouts, failed_record, timed_out_record, timeout_of
+from feph_finetune.execution.job import Report, RunJob, Whereabouts, failed_record, stopped_run_record, timeout_of
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, InProcess
 from feph_finetune.execution.executors.forkserver import exit_description, process_context, signal_group, start_child, stop_children
@@ -88,7 +88,7 @@ class ProcessExecutor(Executor):
                 except queue.Empty:  # a run is past its timeout: its pipe closes once it is stopped
                     for child in running.values():
                         if child.past_deadline():
-                            child.time_out(whereabouts.of(child.job.id))
+                            child.time_out(whereabouts.of(child.job.id), whereabouts.hook_of(child.job.id))
                     continue
                 if event is not None:
                     whereabouts.note(event)
@@ -96,7 +96,9 @@ class ProcessExecutor(Executor):
                         child.begin()
                     report(event)
                     continue
-                child.finish(whereabouts.hook_of(child.job.id))
+                warning = child.finish(whereabouts.hook_of(child.job.id))
+                if warning:
+                    report({"event": "warning", "run": child.job.id, "message": warning})
                 del running[next(slot for slot, other in running.items() if other is child)]
                 self.report_finished(child.job, report)
         except BaseException:
@@ -175,6 +177,7 @@ class Child:
         self.deadline: float | None = None  # set when the run starts (:meth:`begin`)
         self.begun = False  # the run has started (its ``started`` event)
         self.where: str | None = None  # where the run was when it timed out; None while it may run
+        self.hook_stopped: tuple[str, str] | None = None  # the (plugin, hook) it was in then
         self.process: Any = None
         self.start_failure: str | None = None
         try:
@@ -219,33 +222,37 @@ class Child:
     def past_deadline(self) -> bool:
         return self.deadline is not None and self.where is None and time.time() >= self.deadline
 
-    def time_out(self, where: str) -> None:
+    def time_out(self, where: str, in_hook: tuple[str, str] | None) -> None:
         """Stop a run past its timeout, first asking it for its Python stack (into ``stderr.log``);
-        :meth:`finish` records it as timed out ``where`` it was."""
-        self.where = where
+        :meth:`finish` records it as timed out ``where`` it was, in the (plugin, hook) ``in_hook``."""
+        self.where, self.hook_stopped = where, in_hook
         if self.start_failure or not self.process.is_alive():
             return
         os.kill(self.process.pid, signal.SIGUSR1)
         self.process.join(STACK_DUMP_S)
         self.stop()
 
-    def finish(self, in_hook: tuple[str, str] | None = None) -> None:
-        """Wait for the child; a run without ``result.json`` is recorded as failed: timed out, or
-        with the exit signal or code, with the end of its stderr, and the (plugin, hook) it was in,
-        ``in_hook``, if any (:meth:`Whereabouts.hook_of`). A done run's ``stderr.log`` is removed."""
+    def finish(self, in_hook: tuple[str, str] | None = None) -> str | None:
+        """Wait for the child; a run without ``result.json`` is recorded as failed: timed out
+        (:func:`~feph_finetune.execution.job.stopped_run_record`: a run stopped in a tracker's
+        ``track_run_end`` keeps its result), or with the exit signal or code, with the end of its
+        stderr, and the (plugin, hook) it was in, ``in_hook``, if any (:meth:`Whereabouts.hook_of`).
+        A done run's ``stderr.log`` is removed. Returns a warning to show, or None."""
         if self.start_failure:
             self.store.finish(self.job.id, self.death_record(None))
-            return
+            return None
         self.process.join()
         code = self.process.exitcode
         signal_group(self.process, signal.SIGKILL)  # a run's processes end with it
-        record = self.store.result(self.job.id)
+        record, warning = self.store.result(self.job.id), None
         if record is None and self.where is not None:
-            self.store.finish(self.job.id, timed_out_record(self.job.run, self.timeout, self.where, self.started, stderr_tail=tail(self.log_path, STDERR_TAIL_LINES)))
+            record, warning = stopped_run_record(self.job, self.timeout, self.where, self.started, self.hook_stopped, stderr_tail=tail(self.log_path, STDERR_TAIL_LINES))
+            self.store.finish(self.job.id, record)
         elif record is None:
             self.store.finish(self.job.id, self.death_record(code, in_hook))
-        elif record.get("status") == "done":
+        if record is not None and record.get("status") == "done":
             self.log_path.unlink(missing_ok=True)
+        return warning
 
     def death_record(self, code: int | None, in_hook: tuple[str, str] | None = None) -> dict[str, Any]:
         """The record of a run whose process ended without one: the plugin's failure when it
