@@ -226,7 +226,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset})
     tracking = RunTracking(tracked_run(run, store.run_dir(run.id), job.matrix), job.tracking, plugins, report)
     tracking.start()
-    record = run_record(run, "failed")
+    record, first_full = run_record(run, "failed"), None
     started, wall_started = time.perf_counter(), time.time()
     report({"event": "started", "run": run.id, "time": wall_started})
     activity = Activity(run.id, report)
@@ -263,6 +263,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     except Exception as error:  # anything else (out of memory, a full disk, a core bug) fails this run only
         if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
             error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
+        first_full = error if isinstance(error, NoSpaceError) else None
         record.update(error=error_record("core", "run", error))
     finally:
         hook_listener.reset(listening)
@@ -271,7 +272,10 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     record["counters"] = counters
     record = _readable(record)
     tracking.end(record)
-    store.finish(run.id, record)
+    try:
+        store.finish(run.id, record)
+    except NoSpaceError as error:  # the disk that failed the run: the message names the first file it refused
+        raise first_full or error
     return record["status"]
 
 
