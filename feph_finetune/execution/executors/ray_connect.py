@@ -86,21 +86,19 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
 
 def disconnect(local_cluster: threading.Event | None = None) -> None:
     """``ray.shutdown()`` (which stops a local cluster), then let the thread that holds
-    ``local_cluster`` end; KeyboardInterrupt if a stop signal came meanwhile or before, whatever
-    Ray made of it: a stop during the shutdown stops the command (exit 130, the command that
-    continues) like one at any other moment."""
+    ``local_cluster`` end; KeyboardInterrupt if a stop signal came meanwhile or before: a stop
+    during the shutdown stops the command (exit 130, the command that continues) like one at any
+    other moment, once the shutdown is done (cut in two, Ray's driver ended the process with
+    exit 1 as it exited)."""
     import ray
 
     try:
-        ray.shutdown()
-    except Exception as error:
-        if stop_under_way():
-            raise KeyboardInterrupt from error
-        raise
+        with interrupts_deferred():  # seconds at most; Ctrl-\\ or kill -KILL still end it at once
+            ray.shutdown()
     finally:
         if local_cluster is not None:
             local_cluster.set()
-    if stop_under_way():  # the interrupt that stopped the runs, or one that Ray's shutdown caught
+    if stop_under_way():  # the interrupt that stopped the runs
         raise KeyboardInterrupt
 
 
