@@ -4,11 +4,10 @@ Ray itself retries an unreachable address for minutes, printing only C++ warning
 second), and takes over SIGTERM: ``ray.init`` installs a handler that exits with 15, and its
 core worker a crash handler that prints a stack and dies. Here a ``HOST:PORT`` must first accept
 a TCP connection, ``ray.init`` runs in a thread the command waits for at most
-``connect_timeout`` seconds with file descriptor 2 quiet (a local cluster starts in the main
-thread: its processes die with the thread that starts them, and a stop signal while it starts
-stops the command, whichever handler answers it), and the command's own SIGTERM handler
-(interrupt, exit 130) is put back while it waits and after. Ray is imported only inside
-:func:`connect`.
+``connect_timeout`` seconds with file descriptor 2 quiet, and the command's own SIGTERM handler
+(interrupt, exit 130) is put back while it waits and after. A local cluster starts in a thread of
+its own too, which holds it until :func:`disconnect` (:func:`start_local_cluster`). Ray is
+imported only inside :func:`connect`.
 """
 
 from __future__ import annotations
@@ -114,8 +113,8 @@ def start_local_cluster(init: Callable[[], None]) -> threading.Event:
     land in Ray's own callbacks, which swallow it: the start would fail as a connection error or
     go on as if nothing had come. Here the command's handlers stay, and the main thread waits.
     A stop signal while the cluster starts lets it finish starting (Ray bounds that: 60 s for its
-    GCS), stops it and raises KeyboardInterrupt: a cluster stopped half-started leaves processes
-    that Ray's own shutdown cannot find.
+    GCS), stops it with Ray's own shutdown and raises KeyboardInterrupt, rather than leave a
+    half-started cluster to Ray's exit handlers while its start goes on in the thread.
     """
     started, release, outcome = threading.Event(), threading.Event(), {}
 
