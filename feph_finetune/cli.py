@@ -764,7 +764,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
             raise
         print_error(errors, message_lines(error))
         if command is cmd_run:
-            remedy = "free some space" if isinstance(error, NoSpaceError) else "make it writable"
+            remedy = error.remedy if isinstance(error, NoSpaceError) else "make it writable"
             errors.print(f"finished runs are saved; {remedy}, then continue with: {continue_command(argv)}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:

@@ -74,6 +74,12 @@ def interrupt_may_be_a_stop() -> bool:
     return _Stopping.received or signal.getsignal(signal.SIGINT) not in (_stop, signal.SIG_IGN)
 
 
+def stop_under_way() -> bool:
+    """Whether a stop signal came and the command is stopping: an error raised now (a library
+    call cut short by the KeyboardInterrupt, which it turned into one of its own) is the stop's."""
+    return _Stopping.received
+
+
 def _in_main_thread() -> bool:
     """Only the main thread can install signal handlers (and Python runs them there only)."""
     return threading.current_thread() is threading.main_thread()

@@ -93,7 +93,9 @@ def test_enospc_while_a_run_writes_its_files_stops_cleanly_keeping_the_finished_
     monkeypatch.setattr(results, "_create_temporary", create_temporary)
     assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 2
     err = capsys.readouterr().err
-    assert f"no space left on the disk of {outdir}" in err and "result.json" in err and "continue with:" in err
+    run_dir = full[0].parent
+    assert f"no space left on the disk of {run_dir} for {first_failing}" in " ".join(err.split()), "the message names the first file refused"
+    assert "free some space, then continue with:" in " ".join(err.split())
     assert "Traceback" not in err
     (finished,) = RunStore(outdir).records()
     assert finished["status"] == "done"
@@ -191,7 +193,8 @@ def test_a_disk_without_free_inodes_stops_the_matrix_before_any_run_saying_inode
     assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"no free inodes (files) left on the disk of {outdir} for the files of run A-x-" in err and "(3 files free, about 16 files needed)" in err
-    assert "continue with:" in err and "Traceback" not in err
+    assert "delete some files (the disk has no free inodes), then continue with:" in err and "free some space" not in err
+    assert "Traceback" not in err
     assert not list(outdir.glob("*/result.json"))
 
 

@@ -190,8 +190,8 @@ def start_matrix(tmp_path, root) -> subprocess.Popen:
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def wait_for_fork_server(command: subprocess.Popen) -> None:
-    """Return once ``command`` has started its fork server (Linux: read from ``/proc``)."""
+def wait_for_fork_server(command: subprocess.Popen) -> int:
+    """Return the pid of ``command``'s fork server once it has started (Linux: read from ``/proc``)."""
     deadline = time.monotonic() + 60
     while True:
         assert time.monotonic() < deadline and command.poll() is None, "the fork server never started"
@@ -201,22 +201,37 @@ def wait_for_fork_server(command: subprocess.Popen) -> None:
             except OSError:  # the process has gone
                 continue
             if b"forkserver" in cmdline and int(stat.rsplit(")", 1)[1].split()[1]) == command.pid:
-                return
+                return int(status.parent.name)
         time.sleep(0.02)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs (exists and is no zombie waiting to be collected)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server and /proc are Linux's")
 @pytest.mark.parametrize("stop,times", [(signal.SIGINT, 1), (signal.SIGTERM, 3)], ids=["ctrl-c", "3xTERM"])
 def test_a_matrix_stopped_as_it_starts_exits_130_quietly(tmp_path, synthetic_feph, stop, times):
     """Stop signals to the whole group while the fork server still imports TensorFlow: exit 130,
-    no traceback from any process, and no run folder for a run that never started."""
+    no traceback from any process, no run folder for a run that never started, and no fork
+    server left finishing its import after the command."""
     command = start_matrix(tmp_path, synthetic_feph)
-    wait_for_fork_server(command)
+    server = wait_for_fork_server(command)
     for _ in range(times):
         os.killpg(command.pid, stop)
         time.sleep(0.3)
+    command.wait(timeout=120)  # not communicate(): the server holds the command's stdout and stderr until it ends
+    deadline = time.monotonic() + 1.0  # the kernel's SIGKILL at the command's exit takes milliseconds; its TensorFlow import took seconds more
+    while running(server) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    outlived = running(server)
     stdout, stderr = command.communicate(timeout=120)
     assert command.returncode == 130, stdout + stderr
+    assert not outlived, "the fork server outlived the command (still importing TensorFlow)"
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     output = tmp_path / "out"
     runs = [folder for folder in output.iterdir() if folder.is_dir()] if output.is_dir() else []

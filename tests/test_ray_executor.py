@@ -177,14 +177,40 @@ def test_a_cluster_that_never_answers_is_given_up_after_connect_timeout(syntheti
     assert time.monotonic() - began < 90
 
 
-def sigterm_when(command: subprocess.Popen, ready) -> tuple[int, str]:
-    """Send SIGTERM to ``command`` once ``ready()`` (or after 3 minutes); its exit code and stderr."""
+def sigterm_when(command: subprocess.Popen, ready, signum: int = signal.SIGTERM, group: bool = False) -> tuple[int, str]:
+    """Send ``signum`` (to its process group with ``group``, as a terminal's Ctrl-C does) to
+    ``command`` once ``ready()`` (or after 3 minutes); its exit code and stderr."""
     deadline = time.monotonic() + 180
     while not ready() and time.monotonic() < deadline and command.poll() is None:
-        time.sleep(0.2)
-    command.send_signal(signal.SIGTERM)
-    _, stderr = command.communicate(timeout=120)
+        time.sleep(0.05)
+    if group:
+        os.killpg(command.pid, signum)
+    else:
+        command.send_signal(signum)
+    _, stderr = command.communicate(timeout=180)
     return command.returncode, stderr
+
+
+def descendants(pid: int) -> list[str]:
+    """The command lines (NUL-separated) of every process below ``pid``, whichever of its threads
+    started it (Linux: ``/proc/PID/task/TID/children``)."""
+    found = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # it has ended
+        return found
+    for thread in threads:
+        try:
+            children = open(f"/proc/{pid}/task/{thread}/children").read().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            try:
+                found.append(open(f"/proc/{child}/cmdline").read())
+            except OSError:
+                continue
+            found += descendants(child)
+    return found
 
 
 def test_sigterm_while_connecting_exits_130_with_the_continue_command(synthetic_feph, tmp_path, silent_port):
@@ -271,3 +297,48 @@ def test_the_declared_resource_rule_agrees_with_ray(quantity):
             ray_accepts = False
         assert ray_accepts or problems, f"{option} = {quantity}: Ray refuses it, the declaration accepts it"
         assert not problems or quantity in (0.00001, 0.00015, 1.00001), problems  # the three finer than 0.0001
+
+
+#: Moments of a local cluster's life (``--executor ray`` without an address) and when each has
+#: come: its GCS has started (``ray.init`` goes on for seconds), its raylet has (``ray.init``
+#: waits for it), it is connected (the header line, then the runs' inputs are shipped and the
+#: first task submitted), the run is done (the cluster is shut down).
+LOCAL_CLUSTER_MOMENTS = {
+    "GCS started": lambda command, log: any("gcs_server" in line for line in descendants(command.pid)),
+    "raylet started": lambda command, log: any("raylet" in line for line in descendants(command.pid)),
+    "connected": lambda command, log: "at a time" in log.read_text(),
+    "run done": lambda command, log: " done " in log.read_text(),
+}
+
+
+@pytest.mark.slow(60)
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds the cluster's processes in /proc (Linux)")
+@pytest.mark.parametrize("moment, signum, group", [
+    ("GCS started", signal.SIGTERM, False),
+    ("raylet started", signal.SIGTERM, False),
+    ("raylet started", signal.SIGINT, True),
+    ("connected", signal.SIGHUP, False),
+    ("run done", signal.SIGTERM, False),
+], ids=["gcs-TERM", "raylet-TERM", "raylet-ctrl-c", "connected-HUP", "done-TERM"])
+def test_a_stop_signal_while_a_local_cluster_starts_or_stops_exits_130_with_the_continue_command(synthetic_feph, tmp_path, moment, signum, group):
+    """``ray.init`` in the main thread put Ray's SIGTERM handler in place (SystemExit: the start
+    failed as "cannot connect", exit 2) or let Ray's callbacks swallow the interrupt (the matrix
+    ran on, exit 0); and a Ctrl-C's KeyboardInterrupt was reported as a failure to connect."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, THREE_QUICK_RUNS.replace("[1, 2, 3]", "[1]"))
+    log = tmp_path / "stdout.log"
+    with open(log, "w") as stdout:
+        command = subprocess.Popen(
+            [sys.executable, "-m", "feph_finetune", str(path), "--output", str(tmp_path / "runs"), "--executor", "ray"],
+            cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        seen: list[bool] = []
+
+        def ready() -> bool:
+            seen[:] = [LOCAL_CLUSTER_MOMENTS[moment](command, log)]
+            return seen[0]
+
+        code, stderr = sigterm_when(command, ready, signum, group)
+    assert seen == [True], f"the command should have reached the moment {moment!r}; exit {code}; stderr: {stderr[-3000:]}"
+    assert code == 130, stderr
+    assert "interrupted: finished runs are saved; to continue, run:" in stderr
+    assert "cannot connect" not in stderr and "Traceback" not in stderr

@@ -227,7 +227,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     tracking = RunTracking(tracked_run(run, store.run_dir(run.id), job.matrix), job.tracking, plugins, report)
     activity = Activity(run.id, report)
     with hooks_reported(activity):  # from the first tracking hook to the last: a hung one is named
-        record = run_record(run, "failed")
+        record, first_full = run_record(run, "failed"), None
         started, wall_started = time.perf_counter(), time.time()
         report({"event": "started", "run": run.id, "time": wall_started})  # the timeout counts from here: a hung track_run_start too
         tracking.start()
@@ -263,13 +263,17 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         except Exception as error:  # anything else (out of memory, a full disk, a core bug) fails this run only
             if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
                 error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
+            first_full = error if isinstance(error, NoSpaceError) else None
             record.update(error=error_record("core", "run", error))
         record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
         record["timing"].update(started=wall_started, finished=time.time())
         record["counters"] = counters
         record = _readable(record)
         tracking.end(record, keep=lambda pending: store.write(run.id, PENDING_RESULT_FILE, pending))
-        store.finish(run.id, record)
+        try:
+            store.finish(run.id, record)
+        except NoSpaceError as error:  # the disk that failed the run: the message names the first file it refused
+            raise first_full or error
         return record["status"]
 
 

@@ -58,6 +58,11 @@ class NoSpaceError(OSError):
     def __str__(self) -> str:
         return self.strerror
 
+    @property
+    def remedy(self) -> str:
+        """What the user must do before continuing: free bytes, or inodes (remove files)."""
+        return "delete some files (the disk has no free inodes)" if self.inodes else "free some space"
+
 
 def _files(count: int) -> str:
     return f"{count} file" + ("" if count == 1 else "s")

@@ -32,6 +32,10 @@ from feph_finetune.errors import EXIT_INTERRUPTED
 PRELOAD = "feph_finetune.execution.executors.preload"
 #: Seconds a child gets to exit after SIGTERM before SIGKILL.
 STOP_GRACE_S = 5.0
+#: The environment variable that gives the fork server the command's pid (:func:`die_with_parent`).
+SERVER_PARENT = "FEPH_FINETUNE_FORK_SERVER_PARENT"
+#: ``prctl``'s option that asks for a signal when the parent thread ends (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 
 
 def process_context():
@@ -77,11 +81,32 @@ def _start_server_ignoring_ctrl_c() -> None:
     # alone, it was lost and the command ran on). The server inherits both; begin_child unblocks.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ[SERVER_PARENT] = str(os.getpid())  # the main thread's: it lives as long as the command
     try:
         forkserver.ensure_running()
     finally:
+        os.environ.pop(SERVER_PARENT, None)
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def die_with_parent() -> None:
+    """In the fork server, first thing: end as soon as the command that started it ends, even
+    while it still imports TensorFlow (seconds, during which the server reads nothing: it would
+    outlive a Ctrl-C'd command by as long). Linux's PR_SET_PDEATHSIG kills it when the thread
+    that started it ends, so only a server started from the command's main thread
+    (:data:`SERVER_PARENT` names the command) asks for it; elsewhere nothing changes, and the
+    server ends once its import is done, as :mod:`multiprocessing` makes it."""
+    parent = os.environ.pop(SERVER_PARENT, "")
+    if not parent.isdigit() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return  # refused (a sandbox): the server ends after its import, as before
+    if os.getppid() != int(parent):  # the command ended before the request: no signal will come
+        os._exit(EXIT_INTERRUPTED)
 
 
 def stop_children(children: Iterable[multiprocessing.Process], grace_s: float = STOP_GRACE_S) -> None:

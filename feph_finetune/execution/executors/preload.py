@@ -6,8 +6,11 @@ console). The server ignores Ctrl-C from its start
 If the import raises, nothing is raised here: each child imports TensorFlow itself when its run
 needs it, and the error lands in that run's ``stderr.log`` and result. If it crashes the server,
 the runs fail as unable to start (:class:`feph_finetune.execution.executors.process.Child`).
+The server ends with the command, even during the import
+(:func:`feph_finetune.execution.executors.forkserver.die_with_parent`).
 """
 
+from feph_finetune.execution.executors.forkserver import die_with_parent
 from feph_finetune.training.quiet_tensorflow import discarded, import_tensorflow
 
 
@@ -19,4 +22,5 @@ def _import_quietly() -> None:
         pass
 
 
+die_with_parent()  # before the import: a command stopped meanwhile takes the server with it
 _import_quietly()

@@ -4,14 +4,15 @@ Ray itself retries an unreachable address for minutes, printing only C++ warning
 second), and takes over SIGTERM: ``ray.init`` installs a handler that exits with 15, and its
 core worker a crash handler that prints a stack and dies. Here a ``HOST:PORT`` must first accept
 a TCP connection, ``ray.init`` runs in a thread the command waits for at most
-``connect_timeout`` seconds with file descriptor 2 quiet (a local cluster starts in the main
-thread: its processes die with the thread that starts them), and the command's own SIGTERM handler
-(interrupt, exit 130) is put back while it waits and after. Ray is imported only inside
-:func:`connect`.
+``connect_timeout`` seconds with file descriptor 2 quiet, and the command's own SIGTERM handler
+(interrupt, exit 130) is put back while it waits and after. A local cluster starts in a thread of
+its own too, which holds it until :func:`disconnect` (:func:`start_local_cluster`). Ray is
+imported only inside :func:`connect`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -19,8 +20,11 @@ import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from feph_finetune.execution.executors import ExecutorError
+from feph_finetune.interrupts import interrupts_deferred, stop_under_way
 
 
 def host_and_port(address: str) -> tuple[str, int] | None:
@@ -32,57 +36,134 @@ def host_and_port(address: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def connect(address: str, timeout: float) -> None:
+def connect(address: str, timeout: float) -> Callable[[], None]:
     """Connect this process to the Ray cluster at ``address`` (empty: start a local one) within
-    ``timeout`` seconds, or raise :class:`ExecutorError` saying why (see the module's notes).
-    Interrupted (SIGTERM, Ctrl-C) while it waits, it raises KeyboardInterrupt at once."""
+    ``timeout`` seconds and return the function that disconnects it (:func:`disconnect`), or
+    raise :class:`ExecutorError` saying why (see the module's notes). Interrupted (SIGTERM,
+    Ctrl-C) while it waits, it raises KeyboardInterrupt (once a local cluster is stopped)."""
     import ray
 
     where = address or "a local cluster"
     if address not in ("", "auto"):
         reachable_or_raise(address, min(timeout, 10.0))
+
+    def init() -> None:
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+
+    if not address:
+        return functools.partial(disconnect, start_local_cluster(init))
     outcome: dict[str, BaseException] = {}
 
     def start() -> None:
         try:
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            init()
         except BaseException as error:  # reported by the waiting thread
             outcome["error"] = error
 
     keep_sigterm = command_sigterm_keeper()
     console = quiet_descriptor_2()  # Ray's C++ warnings, a line a second while it retries; the error below says why
-    if not address:
-        # A local cluster's processes get SIGKILL when the thread that started them ends (Ray sets
-        # PR_SET_PDEATHSIG, which Linux ties to the thread), so this thread starts it; Ray bounds
-        # a local start itself (60 s for its GCS).
-        try:
-            start()
-        finally:
+    thread = threading.Thread(target=start, name="ray-connect", daemon=True)
+    deadline = time.monotonic() + timeout
+    thread.start()
+    try:
+        while thread.is_alive() and time.monotonic() < deadline:
+            thread.join(0.2)
             keep_sigterm()
+    finally:
+        keep_sigterm()
+        if thread.is_alive():  # it goes on until the command exits: Python's stderr moves to the console's descriptor
+            sys.stderr = os.fdopen(console, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+        else:
             os.dup2(console, 2)
             os.close(console)
-        thread = None
-    else:
-        thread = threading.Thread(target=start, name="ray-connect", daemon=True)
-        deadline = time.monotonic() + timeout
-        thread.start()
-        try:
-            while thread.is_alive() and time.monotonic() < deadline:
-                thread.join(0.2)
-                keep_sigterm()
-        finally:
-            keep_sigterm()
-            if thread.is_alive():  # it goes on until the command exits: Python's stderr moves to the console's descriptor
-                sys.stderr = os.fdopen(console, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
-            else:
-                os.dup2(console, 2)
-                os.close(console)
-    if thread is not None and thread.is_alive():
+    if thread.is_alive():
         raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)")
     if "error" in outcome:
-        error = outcome["error"]
-        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: {type(error).__name__}" + (f": {first}" if first else ""))
+        raise connection_error(where, outcome["error"])
+    return disconnect
+
+
+def disconnect(local_cluster: threading.Event | None = None) -> None:
+    """``ray.shutdown()`` (which stops a local cluster), then let the thread that holds
+    ``local_cluster`` end; KeyboardInterrupt if a stop signal came meanwhile or before: a stop
+    during the shutdown stops the command (exit 130, the command that continues) like one at any
+    other moment, once the shutdown is done (cut in two, Ray's driver ended the process with
+    exit 1 as it exited)."""
+    import ray
+
+    try:
+        with interrupts_deferred():  # seconds at most; Ctrl-\\ or kill -KILL still end it at once
+            ray.shutdown()
+    finally:
+        if local_cluster is not None:
+            local_cluster.set()
+    if stop_under_way():  # the interrupt that stopped the runs
+        raise KeyboardInterrupt
+
+
+def start_local_cluster(init: Callable[[], None]) -> threading.Event:
+    """Start a local cluster with ``init`` (``ray.init``) and return the event that lets the
+    thread holding it end (:func:`disconnect` sets it); raise :class:`ExecutorError` saying why
+    it failed, or KeyboardInterrupt when a stop signal came.
+
+    ``init`` runs in a thread of its own that waits, once the cluster is up, until the event is
+    set: the cluster's processes get SIGKILL when the thread that started them ends (Ray sets
+    PR_SET_PDEATHSIG, which Linux ties to the thread). In the main thread, ``ray.init`` would
+    install its own SIGTERM handler, which raises SystemExit, and a stop signal's exception can
+    land in Ray's own callbacks, which swallow it: the start would fail as a connection error or
+    go on as if nothing had come. Here the command's handlers stay, and the main thread waits.
+    A stop signal while the cluster starts lets it finish starting (Ray bounds that: 60 s for its
+    GCS), stops it with Ray's own shutdown and raises KeyboardInterrupt, rather than leave a
+    half-started cluster to Ray's exit handlers while its start goes on in the thread.
+    """
+    started, release, outcome = threading.Event(), threading.Event(), {}
+
+    def hold() -> None:
+        try:
+            init()
+        except BaseException as error:  # reported by the main thread
+            outcome["error"] = error
+        started.set()
+        release.wait()
+
+    thread = threading.Thread(target=hold, name="ray-local-cluster", daemon=True)
+    try:
+        with descriptor_2_quiet():  # Ray's C++ warnings; the error below says why
+            thread.start()
+            while not started.wait(0.2):
+                pass
+    except KeyboardInterrupt:  # the stop is noted: signals from here on do not cut this short
+        if thread.is_alive():
+            started.wait()
+            disconnect(release)
+        raise
+    if "error" in outcome:
+        release.set()
+        raise connection_error("a local cluster", outcome["error"])
+    return release
+
+
+def connection_error(where: str, error: BaseException) -> ExecutorError:
+    """The error that says why ``ray.init`` failed: its type and the first line of its message."""
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return ExecutorError(f"cannot connect to the Ray cluster at {where}: {type(error).__name__}" + (f": {first}" if first else ""))
+
+
+@contextmanager
+def descriptor_2_quiet() -> Iterator[None]:
+    """Within the block, file descriptor 2 (where Ray's C++ code logs) goes to /dev/null; the
+    console is back when it ends, however it ends. The descriptors are swapped with interrupts
+    deferred, so that a stop signal cannot leave the console quiet."""
+    console = None
+    try:
+        with interrupts_deferred():  # a stop noted here is raised as it ends, inside the try
+            console = quiet_descriptor_2()
+        yield
+    finally:
+        if console is not None:
+            with interrupts_deferred():
+                os.dup2(console, 2)
+                os.close(console)
 
 
 def quiet_descriptor_2() -> int:

@@ -85,9 +85,7 @@ class RayExecutor(Executor):
     def execute(self, jobs: list[RunJob], report: Report, here: InProcess) -> None:
         import ray
 
-        connected_here = not ray.is_initialized()
-        if connected_here:
-            connect(self.settings["address"], self.settings["connect_timeout"])
+        disconnect = None if ray.is_initialized() else connect(self.settings["address"], self.settings["connect_timeout"])
         pending: dict[Any, RunJob] = {}
         try:
             report(self.concurrency_event())
@@ -101,8 +99,8 @@ class RayExecutor(Executor):
                 ray.cancel(ref, force=True)
             raise
         finally:
-            if connected_here:
-                ray.shutdown()
+            if disconnect is not None:
+                disconnect()
 
     def follow(self, pending: dict[Any, RunJob], sink: Any, report: Report) -> None:
         """Report the tasks' events and write each task's files as it ends, until none is left
