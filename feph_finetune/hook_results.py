@@ -21,9 +21,9 @@ import numbers
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from feph_finetune import hookspecs
 import numpy as np
 
+from feph_finetune import hookspecs
 from feph_finetune.api import Augmentation, BuiltModel, Dataset, FrameResult, Preprocessing, TrainingStage
 from feph_finetune.results.records import metrics_problems
 from feph_finetune.results.store import jsonable
@@ -38,8 +38,11 @@ def result_problem(hook: str, result: Any, arguments: Mapping[str, Any]) -> str:
 
 def _kind(value: Any) -> str:
     """How a returned value reads in a message: its type and, when short, its value."""
-    text = repr(value)
-    return f"{type(value).__name__} {text}" if len(text) <= 80 else f"a value of type {type(value).__name__}"
+    try:
+        text = repr(value)
+    except Exception:  # a plugin's object whose repr raises is still named by its type
+        text = ""
+    return f"{type(value).__name__} {text}" if text and len(text) <= 80 else f"a value of type {type(value).__name__}"
 
 
 def _is_real(value: Any) -> bool:

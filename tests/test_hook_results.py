@@ -214,3 +214,11 @@ def test_a_model_with_another_number_of_outputs_than_classes_is_the_model_plugin
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
     message = refused("build_model", BuiltModel(model=model, head=[]))
     assert "one output per class (3), got a model with 2 outputs" in message
+
+
+def test_a_result_whose_repr_raises_is_named_by_its_type():
+    class Unshowable:
+        def __repr__(self):
+            raise RuntimeError("repr exploded")
+
+    assert "a value of type Unshowable" in refused("evaluate", Unshowable())
