@@ -26,12 +26,12 @@ def _command_line() -> int:
 
 
 def run() -> int:
-    """The command's exit code; the process ends with it even when a thread a plugin started
-    would keep it alive (:func:`feph_finetune.plugins.exit_despite_plugin_threads`)."""
+    """The command's exit code; the process ends with it even when a thread or exit handler a
+    plugin left would keep it alive (:func:`feph_finetune.plugins.bound_the_exit`)."""
     code = run_command_process(_command_line)
-    from feph_finetune.plugins import exit_despite_plugin_threads
+    from feph_finetune.plugins import bound_the_exit
 
-    exit_despite_plugin_threads(code)
+    bound_the_exit(code)
     return code
 
 

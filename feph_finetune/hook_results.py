@@ -25,6 +25,7 @@ import numpy as np
 
 from feph_finetune import hookspecs
 from feph_finetune.api import Augmentation, BuiltModel, Dataset, FrameResult, Preprocessing, TrainingStage
+from feph_finetune.config.schema import EXPERIMENT_OPTIONS
 from feph_finetune.results.records import metrics_problems
 from feph_finetune.results.store import jsonable
 
@@ -69,6 +70,10 @@ def _traits_problem(declared: Any, arguments: Mapping[str, Any]) -> str:
     return ""
 
 
+#: The image sides ``model_input`` may ask for: what the ``input_size`` setting accepts.
+_SIZES = EXPERIMENT_OPTIONS["input_size"]
+
+
 def _model_input_problem(wanted: Any, arguments: Mapping[str, Any]) -> str:
     if wanted is None:
         return ""
@@ -78,8 +83,8 @@ def _model_input_problem(wanted: Any, arguments: Mapping[str, Any]) -> str:
     size, fixed, classes = wanted.get("size"), wanted.get("fixed", False), wanted.get("classes")
     if foreign:
         return f"must return a dict with the keys 'size', 'fixed', 'classes' only, got {', '.join(map(repr, foreign))}"
-    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
-        return f"must return a 'size' that is a whole number of pixels above 0, got {_kind(size)}"
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and _SIZES.minimum <= size <= _SIZES.maximum):
+        return f"must return a 'size' that is a whole number of pixels from {_SIZES.minimum} to {_SIZES.maximum} (what input_size accepts), got {_kind(size)}"
     if not isinstance(fixed, bool):
         return f"must return a 'fixed' that is True or False, got {_kind(fixed)}"
     if fixed and size is None:
@@ -151,9 +156,18 @@ def _schedule_problem(stages: Any, arguments: Mapping[str, Any]) -> str:
     return ""
 
 
+#: The bounds of a class weight other than 0. Training computes the weighted loss in float32:
+#: a weight below float32's smallest normal numbers (5e-324 is 0 there) trains nothing while
+#: the run reads "done", and one near float32's largest (3.4e38) overflows the loss. Weights
+#: from class frequencies (the paper's n / (classes * n_c)) lie within 1e-3..1e3 for any
+#: imbalance a dataset of under a billion images can have; the bounds leave three decades beyond.
+MIN_CLASS_WEIGHT, MAX_CLASS_WEIGHT = 1e-6, 1e6
+
+
 def _weights_problem(weights: Any, arguments: Mapping[str, Any]) -> str:
-    """One finite weight >= 0 per class index, not all 0 (negative weights negate the loss; NaN
-    makes it NaN; a zero weight leaves a class out of the loss, which may be meant)."""
+    """One weight per class index, each 0 or within :data:`MIN_CLASS_WEIGHT`..:data:`MAX_CLASS_WEIGHT`,
+    not all 0 (negative weights negate the loss; NaN makes it NaN; a zero weight leaves a class
+    out of the loss, which may be meant)."""
     if weights is None:
         return ""
     classes = len(getattr(arguments.get("context"), "classes", ()) or ())
@@ -166,10 +180,11 @@ def _weights_problem(weights: Any, arguments: Mapping[str, Any]) -> str:
         got = "; ".join(part for part in (foreign and f"keys that are no class index: {', '.join(map(repr, foreign))}",
                                           missing and f"no weight for {', '.join(map(str, missing))}") if part)
         return f"must return {expected}, got {got}"
-    bad = {key: value for key, value in weights.items() if not (_is_real(value) and math.isfinite(value) and value >= 0)}
+    bad = {key: value for key, value in weights.items() if not (_is_real(value) and (value == 0 or MIN_CLASS_WEIGHT <= value <= MAX_CLASS_WEIGHT))}
     if bad:
         key, value = next(iter(bad.items()))
-        return f"must return weights that are finite numbers >= 0, got {_kind(value)} for class {key}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+        return (f"must return weights that are 0 or from {MIN_CLASS_WEIGHT:g} to {MAX_CLASS_WEIGHT:g}, got {_kind(value)} for class {key}"
+                + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
     if not any(weights.values()):
         return "must return at least one weight above 0, got 0 for every class: nothing would be learned"
     return ""

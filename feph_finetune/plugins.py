@@ -290,7 +290,7 @@ class PluginLoadInterrupted(KeyboardInterrupt):
 
 
 #: The non-daemon threads third-party plugins started while imported, and which plugin started
-#: each: the process must not wait for them at its exit (:func:`exit_despite_plugin_threads`).
+#: each: the process must not wait for them at its exit (:func:`bound_the_exit`).
 _IMPORT_THREADS: dict[threading.Thread, str] = {}
 
 
@@ -338,38 +338,54 @@ def _restore_cwd(name: str, cwd: str | None, warnings: list[str]) -> None:
 #: that end as Python shuts down (a library's idle thread-pool workers, which Python's own shutdown
 #: stops) end within it, and then the exit is the normal one, ``atexit`` handlers included.
 EXIT_GRACE_S = 3.0
+#: Seconds from the command's end within which its exit must be over, exit handlers included
+#: (``atexit`` functions, and multiprocessing's, which joins the child processes still running):
+#: Ray's shutdown and MLflow's flush of queued logs take seconds; a handler that never returns
+#: (a plugin's) would hold the process for ever, deaf to a stop signal.
+EXIT_BOUND_S = 30.0
 
 
-def exit_despite_plugin_threads(code: int) -> None:
-    """Make sure the process's exit, which follows, cannot wait forever for a non-daemon thread
-    other than the main one (a plugin's, started at import or by a hook): Python waits for them
-    at exit, forever for a thread that never ends, and a stop signal does not end the wait. Where
-    such threads are alive, a daemon watchdog gives them :data:`EXIT_GRACE_S` to end (the normal
-    exit goes on meanwhile); those still alive then get one warning line each on stderr, naming
-    the plugin that started it where that is known, and the process ends with ``code``
-    (``os._exit``: stdout and stderr flushed first, ``atexit`` handlers skipped). For a process's
-    last step only (``python -m feph_finetune``, a run's child process)."""
+def bound_the_exit(code: int) -> None:
+    """Make sure the process's exit, which follows, ends within bounds, with ``code``, whatever a
+    plugin left behind. Python's exit waits for every non-daemon thread other than the main one
+    (a plugin's, started at import or by a hook) and then runs the exit handlers (``atexit``,
+    multiprocessing's join of child processes still running): forever for a thread, handler or
+    child that never ends, and a stop signal does not end the wait. A daemon watchdog gives such
+    threads :data:`EXIT_GRACE_S` and the whole exit :data:`EXIT_BOUND_S`; past a bound it writes
+    one warning line per thread still running (naming the plugin that started it where that is
+    known) or one for the exit handlers, and ends the process with ``code`` (``os._exit``: stdout
+    and stderr flushed first, the rest of the exit skipped). For a process's last step only
+    (``python -m feph_finetune``, a run's child process)."""
     stray = [thread for thread in threading.enumerate() if thread.is_alive() and not thread.daemon and thread is not threading.main_thread()]
-    if stray:
-        threading.Thread(target=_exit_unless_ended, args=(stray, code), name="feph-finetune-exit", daemon=True).start()
+    threading.Thread(target=_watch_the_exit, args=(stray, code), name="feph-finetune-exit", daemon=True).start()
 
 
-def _exit_unless_ended(stray: list[threading.Thread], code: int) -> None:
-    """The watchdog of :func:`exit_despite_plugin_threads`."""
-    deadline = time.monotonic() + EXIT_GRACE_S
+def _watch_the_exit(stray: list[threading.Thread], code: int) -> None:
+    """The watchdog of :func:`bound_the_exit`; returns (and dies with the process) while the exit
+    keeps within its bounds."""
+    started = time.monotonic()
     for thread in stray:
-        thread.join(max(0.0, deadline - time.monotonic()))
+        thread.join(max(0.0, started + EXIT_GRACE_S - time.monotonic()))
     alive = [thread for thread in stray if thread.is_alive()]
     if not alive:
-        return
+        time.sleep(max(0.0, started + EXIT_BOUND_S - time.monotonic()))  # the exit handlers' time; a normal exit ends this thread
+    lines = [f"thread {thread.name!r}, which {_starter(thread)}, is still running; exiting without waiting for it" for thread in alive]
+    _end_now(code, lines or [f"the exit handlers (atexit functions or child processes that a plugin or library left) have not finished after {EXIT_BOUND_S:g} s; exiting without them"])
+
+
+def _starter(thread: threading.Thread) -> str:
+    return f"plugin {_IMPORT_THREADS[thread]!r} started while imported" if thread in _IMPORT_THREADS else "plugin code or a library started"
+
+
+def _end_now(code: int, warnings: list[str]) -> None:
+    """Flush stdout, write each of ``warnings`` on stderr as one escaped line, and end the process with ``code``."""
     try:
         sys.stdout.flush()
     except (OSError, ValueError):  # stdout closed or full: the command's own error was already said
         pass
-    for thread in alive:
-        started = f"plugin {_IMPORT_THREADS[thread]!r} started while imported" if thread in _IMPORT_THREADS else "plugin code or a library started"
+    for warning in warnings:
         try:
-            sys.stderr.write(f"warning: {printable(f'thread {thread.name!r}, which {started}, is still running; exiting without waiting for it')}\n")
+            sys.stderr.write(f"warning: {printable(warning)}\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass

@@ -91,6 +91,8 @@ def stage(epochs=1):
     ("plugin_traits", [["x"]], "trait names (text), got list ['x']"),
     ("plugin_traits", ["flying"], "unknown trait(s) 'flying'"),
     ("model_input", {"size": "big"}, "'size' that is a whole number"),  # was ignored without a word
+    ("model_input", {"size": 2**70}, "pixels from 32 to 1024 (what input_size accepts), got int 1180591620717411303424"),  # a failed run blamed on the core
+    ("model_input", {"size": 31, "fixed": True}, "pixels from 32 to 1024"),
     ("model_input", {"size": 64, "fixed": "yes"}, "'fixed' that is True or False"),
     ("model_input", {"side": 64}, "'size', 'fixed', 'classes' only, got 'side'"),
     ("model_input", 64, "None or a dict"),
@@ -102,8 +104,10 @@ def stage(epochs=1):
     ("build_model", BuiltModel(model="a model", head=[]), "model is a Keras model, got str"),
     ("optimizer_schedule", [], "at least one TrainingStage, got none: the run would train nothing"),  # a "done" run that trained nothing
     ("optimizer_schedule", None, "a list of feph_finetune.TrainingStage, got NoneType"),
-    ("weight_classes", {0: -1.0, 1: -1.0, 2: -1.0}, "finite numbers >= 0, got float -1.0 for class 0 (and 2 more)"),  # a "done" run, loss negated
-    ("weight_classes", {0: math.nan, 1: 1.0, 2: 1.0}, "finite numbers >= 0, got float nan for class 0"),  # blamed on the optimizer
+    ("weight_classes", {0: -1.0, 1: -1.0, 2: -1.0}, "0 or from 1e-06 to 1e+06, got float -1.0 for class 0 (and 2 more)"),  # a "done" run, loss negated
+    ("weight_classes", {0: math.nan, 1: 1.0, 2: 1.0}, "0 or from 1e-06 to 1e+06, got float nan for class 0"),  # blamed on the optimizer
+    ("weight_classes", {0: 5e-324, 1: 5e-324, 2: 5e-324}, "got float 5e-324 for class 0"),  # 0 in float32: a "done" run that learned nothing
+    ("weight_classes", {0: 1e308, 1: 1.0, 2: 1.0}, "got float 1e+308 for class 0"),  # inf in float32: blamed on the core
     ("weight_classes", {0: 1.0, "x": 2, 99: 3.0}, "keys that are no class index: 'x', 99; no weight for 1, 2"),  # a TypeError in the core
     ("weight_classes", {0: 0, 1: 0.0, 2: 0}, "at least one weight above 0"),
     ("weight_classes", {0: 1.0, 1: True, 2: 1.0}, "got bool True for class 1"),
@@ -158,7 +162,7 @@ def test_negative_class_weights_fail_the_run_naming_the_plugin_before_training(t
     tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\nclass_weights = "negative"\n')
     record = tiny.run_result("A")
     assert record["status"] == "failed" and (record["error"]["plugin"], record["error"]["hook"]) == ("negative", "weight_classes"), record["error"]
-    assert "finite numbers >= 0, got float -1.0 for class 0" in record["error"]["message"]
+    assert "0 or from 1e-06 to 1e+06, got float -1.0 for class 0" in record["error"]["message"]
     assert not (tiny.store.run_dir(tiny.runs["A"].id) / "history.json").exists()  # refused before any training
 
 

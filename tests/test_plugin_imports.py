@@ -8,7 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
+
+import pytest
 
 from feph_finetune.plugins import PluginCallError, describe_error
 
@@ -130,3 +133,33 @@ def test_a_working_directory_changed_at_import_is_restored_with_a_warning(site, 
     assert dry.returncode == 0, dry.stderr
     assert f"plugin 'mover' changed the working directory to {str(elsewhere)!r} while imported; changed back to {str(tmp_path)!r}" in " ".join(dry.stderr.split())
     assert path.exists()
+
+
+@pytest.mark.parametrize("left", ["atexit.register(lambda: time.sleep(10**6))",
+                                  "multiprocessing.Process(target=time.sleep, args=(10**6,)).start()"],
+                         ids=["atexit", "child process"])
+def test_an_exit_handler_that_never_returns_ends_the_exit_at_its_bound_with_the_code(left, tmp_path):
+    """An ``atexit`` function, or a child process the exit joins, that never returns held the
+    process for ever (even through SIGTERM): the exit ends at its bound, with the command's code
+    and one warning. The bound is shortened to 2 s here (30 s in a command)."""
+    script = textwrap.dedent(f"""
+        import atexit, multiprocessing, sys, time
+        from feph_finetune import plugins
+        plugins.EXIT_BOUND_S = 2.0
+        {left}
+        plugins.bound_the_exit(3)
+        sys.exit(3)
+    """)
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as stderr_file:  # a file: the child process left holds a pipe open
+        command = subprocess.Popen([sys.executable, "-c", script], stderr=stderr_file, start_new_session=True)
+    try:
+        command.wait(timeout=60)
+        stderr = log.read_text()
+    finally:
+        try:
+            os.killpg(command.pid, signal.SIGKILL)  # the child process left sleeping
+        except ProcessLookupError:  # none left
+            pass
+    assert command.returncode == 3, stderr
+    assert "exit handlers (atexit functions or child processes that a plugin or library left) have not finished after 2 s" in stderr

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from feph_finetune.errors import EXIT_INTERRUPTED
 from feph_finetune.execution.executors.forkserver import begin_child
-from feph_finetune.plugins import exit_despite_plugin_threads
+from feph_finetune.plugins import bound_the_exit
 
 
 def event_sender(events: Any) -> Callable[[dict], None]:
@@ -52,6 +52,6 @@ def run_job(payload: bytes, environment: dict[str, str], log: str, events: Any) 
 
         execute_run(pickle.loads(payload), get_plugins(), DataSource(), event_sender(events))
     except KeyboardInterrupt:
-        exit_despite_plugin_threads(EXIT_INTERRUPTED)
+        bound_the_exit(EXIT_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
-    exit_despite_plugin_threads(0)  # multiprocessing waits for non-daemon threads before the child exits
+    bound_the_exit(0)  # multiprocessing waits for non-daemon threads and child processes before the child exits
