@@ -261,7 +261,8 @@ class Session:
 
         renamed = rename_finished_runs(self.store, self._plan.runs)
         if renamed:
-            self.console.print(f"{len(renamed)} finished runs take the {', '.join(DISPLAY_FIELDS)} the configuration gives now "
+            fields = [name for name in DISPLAY_FIELDS if any(name in changed for changed in renamed.values())]
+            self.console.print(f"{counted(len(renamed), 'finished run')} take{'s' if len(renamed) == 1 else ''} the {', '.join(fields)} the configuration gives now "
                                f"(names only, not settings: not run again): {', '.join(renamed)}", markup=False, highlight=False, soft_wrap=True)
 
     def run(self) -> MatrixResult:

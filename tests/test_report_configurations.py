@@ -7,6 +7,7 @@ skipped. Results folders are written here without training: folders of planned r
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -165,3 +166,13 @@ def test_a_renamed_label_shows_in_the_matrix_report_and_in_the_records(tmp_path,
     assert {(record.label, record.cv_label) for record in result.records} == {("Renamed", "R9")}
     assert main(["report", str(output), "--format", "json"]) == 0
     assert {(row["label"], row["cv_label"]) for row in json.loads(capsys.readouterr().out)} == {("Renamed", "R9")}
+
+
+def test_the_rename_line_counts_the_runs_and_names_only_the_fields_that_changed(tmp_path, synthetic_feph):
+    config = write_matrix(tmp_path / "a.toml", synthetic_feph, M2)
+    output = tmp_path / "out"
+    write_finished(output, plan_matrix(config), accuracy=0.5)
+    printed = io.StringIO()
+    run_matrix(config, output=output, executor="inline", only=["M2"], phase="exploratory", overrides=["experiments.M2.label=Renamed"],
+               console=EscapingConsole(file=printed, width=400))
+    assert "1 finished run takes the label the configuration gives now" in printed.getvalue(), printed.getvalue()

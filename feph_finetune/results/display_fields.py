@@ -19,20 +19,22 @@ from feph_finetune.results.store import RESULT_FILE, RunStore, write_json
 DISPLAY_FIELDS = ("label", "cv_label", "order")
 
 
-def rename_finished_runs(store: RunStore, runs: Iterable[Any]) -> list[str]:
+def rename_finished_runs(store: RunStore, runs: Iterable[Any]) -> dict[str, list[str]]:
     """Write the :data:`DISPLAY_FIELDS` of each of ``runs`` (:class:`~feph_finetune.config.matrix.Run`)
-    into its finished record where they differ; returns the ids of the records rewritten.
+    into its finished record where they differ; returns the ids of the records rewritten, each
+    with the fields that changed.
 
     Each record is replaced whole (:func:`~feph_finetune.results.store.write_json`: a crash
     leaves the old file or the new one) under :func:`~feph_finetune.interrupts.interrupts_deferred`;
     its other fields are kept as written."""
     from feph_finetune.interrupts import interrupts_deferred
 
-    renamed = []
+    renamed = {}
     for run in runs:
         wanted = {name: getattr(run, name) for name in DISPLAY_FIELDS}
         record = store.result(run.id)
-        if record is None or record.get("status") != "done" or all(record.get(name) == value for name, value in wanted.items()):
+        changed = [name for name, value in wanted.items() if record is not None and record.get(name) != value]
+        if record is None or record.get("status") != "done" or not changed:
             continue
         path = store.run_dir(run.id) / RESULT_FILE
         try:
@@ -41,5 +43,5 @@ def rename_finished_runs(store: RunStore, runs: Iterable[Any]) -> list[str]:
             continue
         with interrupts_deferred():
             write_json(path, {**written, **wanted})
-        renamed.append(run.id)
+        renamed[run.id] = changed
     return renamed
