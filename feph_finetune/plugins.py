@@ -299,7 +299,8 @@ def _import_side_effects_contained(name: str, warnings: list[str]) -> Iterator[N
     """Keep what a plugin's import does to the whole process from harming the command.
 
     - text it prints goes to stderr, so that a command's machine-readable stdout (``plugins
-      --json``, ``report --format json``) still parses;
+      --json``, ``report --format json``) still parses: Python's ``print`` and what native code
+      writes to file descriptor 1 (a C extension's banner) alike;
     - a warning it issues becomes one line of ``warnings``, naming it, instead of Python's two;
     - the working directory it changes is put back (a relative ``dataset.root``, output folder or
       argument means what the user typed), with a warning;
@@ -307,7 +308,7 @@ def _import_side_effects_contained(name: str, warnings: list[str]) -> Iterator[N
     """
     cwd = _working_directory()
     threads_before = set(threading.enumerate())
-    with redirect_stdout(sys.stderr), pywarnings.catch_warnings(record=True) as caught:
+    with _descriptor_1_to_2(), redirect_stdout(sys.stderr), pywarnings.catch_warnings(record=True) as caught:
         try:
             yield
         finally:
@@ -316,6 +317,28 @@ def _import_side_effects_contained(name: str, warnings: list[str]) -> Iterator[N
             for thread in set(threading.enumerate()) - threads_before:
                 if not thread.daemon:
                     _IMPORT_THREADS[thread] = name
+
+
+@contextmanager
+def _descriptor_1_to_2() -> Iterator[None]:
+    """Within the block, file descriptor 1 (stdout) writes to where descriptor 2 (stderr) does;
+    nothing is changed where descriptor 1 is closed."""
+    from feph_finetune.interrupts import interrupts_deferred
+
+    sys.stdout.flush()  # the command's own output so far stays on stdout
+    try:
+        saved = os.dup(1)
+    except OSError:
+        yield
+        return
+    try:
+        with interrupts_deferred():  # no Ctrl-C between the dup2 and the try that undoes it
+            os.dup2(2, 1)
+        yield
+    finally:
+        with interrupts_deferred():
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _working_directory() -> str | None:
