@@ -25,6 +25,7 @@ import numpy as np
 
 from feph_finetune import hookspecs
 from feph_finetune.api import Augmentation, BuiltModel, Dataset, FrameResult, Preprocessing, TrainingStage
+from feph_finetune.config.options import Option
 from feph_finetune.config.schema import EXPERIMENT_OPTIONS
 from feph_finetune.results.records import metrics_problems
 from feph_finetune.results.store import jsonable
@@ -51,9 +52,41 @@ def _is_real(value: Any) -> bool:
 
 
 def _options_problem(declared: Any, arguments: Mapping[str, Any]) -> str:
-    if declared is None or isinstance(declared, Mapping):
+    """None, or a mapping of option names to defaults or Options whose defaults are JSON values:
+    a default goes into the run's id and config.json like a configured value (an object there
+    gave an id that changed on every call and a run that crashed writing it; NaN was written as
+    NaN, which a configured value may not be)."""
+    if declared is None:
         return ""
-    return f"must return a mapping of option names to defaults or Options, or None, got {_kind(declared)}"
+    if not isinstance(declared, Mapping):
+        return f"must return a mapping of option names to defaults or Options, or None, got {_kind(declared)}"
+    for name, value in declared.items():
+        default = value.default if isinstance(value, Option) else value
+        try:
+            problem = _json_value_problem(default)
+        except RecursionError:  # a list that holds itself
+            problem = "a value nested too deeply"
+        if problem:
+            return (f"must return defaults that are JSON values (text, finite numbers, true/false, None, "
+                    f"lists and tables of them), got {problem} in the default of option {str(name)!r}")
+    return ""
+
+
+def _json_value_problem(value: Any) -> str:
+    """What in ``value`` is no JSON value, in words ('' when it all is): text, a finite number,
+    a bool, None, or a list or dict (text keys) of those."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return ""
+    if isinstance(value, float):
+        return "" if math.isfinite(value) else f"float {value!r}"
+    if isinstance(value, list):
+        return next(filter(None, map(_json_value_problem, value)), "")
+    if isinstance(value, dict):
+        keys = [key for key in value if not isinstance(key, str)]
+        if keys:
+            return f"a table key {_kind(keys[0])}"
+        return next(filter(None, map(_json_value_problem, value.values())), "")
+    return _kind(value)
 
 
 def _traits_problem(declared: Any, arguments: Mapping[str, Any]) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from feph_finetune.api import Augmentation, BuiltModel, FrameResult, Preprocessing, TrainingStage
+from feph_finetune.config.options import Option
 from feph_finetune.config.matrix import build_matrix
 from feph_finetune.config.reading import ConfigError, read_config
 from feph_finetune.hookspecs import hookimpl
@@ -226,3 +227,55 @@ def test_a_result_whose_repr_raises_is_named_by_its_type():
             raise RuntimeError("repr exploded")
 
     assert "a value of type Unshowable" in refused("evaluate", Unshowable())
+
+
+# --- plugin_options: defaults are JSON values, as configured values are ---------------------------
+
+
+class Declares:
+    """A plugin registered for one test whose ``plugin_options`` returns ``declared``."""
+
+    def __init__(self, declared):
+        self.declared = declared
+
+    @hookimpl
+    def plugin_options(self):
+        return self.declared
+
+    @hookimpl
+    def evaluate(self, y_true, y_prob):
+        return {}
+
+
+@pytest.mark.parametrize("declared,said", [
+    ({"x": object()}, "got object <object object at"),  # a run id that changed on every call, a crash writing config.json
+    ({"x": math.nan}, "got float nan in the default of option 'x'"),  # written as NaN into config.json
+    ({"x": Option(default=[1.0, -math.inf])}, "got float -inf in the default of option 'x'"),
+    ({"x": {"inner": {1: "a"}}}, "got a table key int 1 in the default of option 'x'"),
+    ({"x": (1, 2)}, "got tuple (1, 2) in the default of option 'x'"),
+], ids=["object", "nan", "option-inf", "int-key", "tuple"])
+def test_a_default_that_is_no_json_value_is_the_plugins_failure_naming_the_option(declared, said):
+    plugins = get_plugins()
+    plugins.pm.register(Declares(declared), name="odd")
+    with pytest.raises(PluginCallError) as failed:
+        plugins.option_declarations("odd")
+    assert (failed.value.plugin, failed.value.hook) == ("odd", "plugin_options")
+    assert "must return defaults that are JSON values" in str(failed.value) and said in str(failed.value), str(failed.value)
+
+
+def test_json_defaults_of_every_kind_are_accepted():
+    declared = {"a": "text", "b": 1, "c": 0.5, "d": True, "e": None, "f": [1, "x"], "g": {"h": [{"i": 2.0}]}, "o": Option(default=None, kind=int)}
+    get_plugins().pm.register(Declares(declared), name="fine")
+    assert set(get_plugins().option_declarations("fine")) == set(declared)
+
+
+def test_a_default_that_is_no_json_value_refuses_the_dry_run_naming_plugin_and_option(tmp_path, synthetic_feph, capsys):
+    """``{"x": object()}`` gave ``--dry-run`` exit 0 with a run id that changed on every call."""
+    from feph_finetune.cli import main
+
+    get_plugins().pm.register(Declares({"x": object()}), name="odd")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nevaluate = ["paper_metrics", "odd"]\n')
+    assert main([str(path), "--dry-run", "--output", str(tmp_path / "runs")]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert "plugin 'odd' failed in hook 'plugin_options'" in message and "default of option 'x'" in message and "Traceback" not in message
+    assert not (tmp_path / "runs").exists()

@@ -76,6 +76,37 @@ def test_an_option_of_one_value_given_twice_is_refused(tmp_path, synthetic_feph,
     assert exit.value.code == 2 and f"error: {given}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("first, second", [
+    ("seed=4", "seed=5"),  # was last-wins: the runs of seed 5, without a word
+    ("dataset.folds=3", "dataset.folds=4"),
+    ('experiments.A.options.flip.mode="random"', 'experiments.A.options.flip.mode="double"'),
+    ("seed=4", "seed=4.0"),  # a float is another value than an int
+])
+def test_a_set_key_given_twice_with_different_values_is_refused_naming_both(tmp_path, synthetic_feph, capsys, first, second):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\naugment = ["flip"]\n')
+    error = dry_run_error(path, capsys, "--set", first, "--set", second)
+    key = first.partition("=")[0]
+    assert f"error: --set {second}: {key} is given twice with different values, here and in --set {first}; give it once" in error, error
+
+
+@pytest.mark.parametrize("first, second", [
+    ("experiments.A.options.adam.lr=1", "experiments.A.options.adam={lr=2}"),
+    ("experiments.A.options.adam={lr=2}", "experiments.A.options.adam.lr=1"),
+    ("experiments.A.options.adam={lr=2}", "experiments.A.options.adam.lr=2"),  # even when they agree: one is enough
+])
+def test_a_set_key_and_a_table_holding_it_both_set_are_refused_naming_both(tmp_path, synthetic_feph, capsys, first, second):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    error = dry_run_error(path, capsys, "--set", first, "--set", second)
+    assert f"error: --set {second}: {second.partition('=')[0]} overlaps --set {first}: experiments.A.options.adam is a table holding " \
+           "experiments.A.options.adam.lr, and both are set; set each key once" in error, error
+
+
+def test_a_set_key_given_twice_with_the_same_value_is_accepted(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    assert main([str(path), "--dry-run", "--json", "--set", "seed=5", "--set", "seed=5"]) == 0
+    assert {run["seed"] for run in json.loads(capsys.readouterr().out)} == {5}
+
+
 def test_only_given_twice_selects_both_as_one_only_with_both_does(tmp_path, synthetic_feph, capsys):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.N]\n[experiments.P]\n[experiments.Q]\n")
     assert main([str(path), "--dry-run", "--json", "--only", "N", "--only", "P"]) == 0

@@ -105,6 +105,21 @@ def test_tracking_mistakes_are_reported_before_any_work(tmp_path, synthetic_feph
     assert "Traceback" not in errors
 
 
+@pytest.mark.parametrize("plugins, flags, said", [
+    ('["tensorboard", "tensorboard"]', [], "tracking.plugins: plugins lists 'tensorboard' twice; list it once (a repeat would report every run twice)"),
+    ("[]", ["--track", "tensorboard", "--track", "tensorboard"], "error: --track tensorboard: given twice; give it once (a repeat would report every run twice)"),
+], ids=["table", "flag"])
+def test_a_tracking_plugin_enabled_twice_is_refused_at_its_place(tmp_path, synthetic_feph, capsys, plugins, flags, said):
+    """Accepted without a word, while a plugin listed twice in preprocess/augment/evaluate is refused."""
+    from feph_finetune.cli import main
+
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n', extra=f"\n[tracking]\nplugins = {plugins}\n")
+    assert main([str(path), "--dry-run", *flags]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert said in error and "Traceback" not in error, error
+    assert flags or f"tracked.toml:{line_of(path, 'plugins = ')} tracking.plugins" in error
+
+
 @pytest.mark.parametrize("uri, problem", [
     ("htp:/x", "MLflow has no tracking store for the scheme 'htp'"),
     ("sqlite://relative", "an SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"),

@@ -196,6 +196,8 @@ REPEAT_DOES = {
     "phases": "make the same runs twice",
 }
 LISTS_OF_DISTINCT = tuple(REPEAT_DOES)
+#: What a tracking plugin enabled twice (``[tracking] plugins``, ``--track``) would do.
+TRACKING_REPEAT_DOES = "report every run twice"
 
 
 def repeated_items(items: list) -> list:
@@ -315,9 +317,13 @@ class MatrixBuilder:
         for name in enabled:
             if name not in tracking_plugins:
                 self.problem(("tracking", "plugins"), self._not_tracking(name, tracking_plugins))
+        for name in repeated_items(enabled):
+            self.problem(("tracking", "plugins"), f"plugins lists {name!r} twice; list it once (a repeat would {TRACKING_REPEAT_DOES})")
         for name in self.raw.track:
             if name not in tracking_plugins:
                 self.problems.append(Problem(self.raw.names("track", name), self._not_tracking(name, tracking_plugins)))
+        for name in repeated_items(self.raw.track):
+            self.problems.append(Problem(self.raw.names("track", name), f"given twice; give it once (a repeat would {TRACKING_REPEAT_DOES})"))
         for name, options in table.items():
             if name == "plugins":
                 continue

@@ -329,10 +329,14 @@ def _apply_overrides(data: dict, overrides: list[str], path: Path, names: Argume
     """Apply ``--set KEY=VALUE`` overrides to ``data`` in place; return the keys set, each with
     its assignment (for naming a problem ``--set ...``). ConfigError listing every bad one."""
     overridden = {}
+    given: dict[tuple[str, ...], tuple[str, Any]] = {}  # each key set, with its assignment and value
     problems = []
     for assignment in overrides:
         try:
             keys, value = parse_override(assignment, names)
+            if _given_before(tuple(keys), value, given, names):
+                continue
+            given[tuple(keys)] = (assignment, value)
             _check_override_target(keys, data, path)
             created = _first_missing(data, keys)
             set_dotted(data, keys, value)
@@ -345,6 +349,31 @@ def _apply_overrides(data: dict, overrides: list[str], path: Path, names: Argume
     if problems:
         raise ConfigError(problems)
     return overridden
+
+
+def _given_before(keys: tuple[str, ...], value: Any, given: dict[tuple[str, ...], tuple[str, Any]], names: ArgumentNames) -> bool:
+    """Whether an earlier override set ``keys`` to the same value (then this one changes nothing).
+    ConfigError when one set it to another value, or set a table holding it or a key inside it:
+    the last would otherwise win without a word (``--set seed=4 --set seed=5``)."""
+    for earlier, (assignment, earlier_value) in given.items():
+        shorter = min(len(earlier), len(keys))
+        if earlier[:shorter] != keys[:shorter]:
+            continue
+        if earlier == keys and _same_value(value, earlier_value):
+            return True
+        if earlier == keys:
+            said = f"{'.'.join(keys)} is given twice with different values, here and in {names('overrides', assignment)}; give it once"
+        else:
+            inner, outer = (earlier, keys) if len(earlier) > len(keys) else (keys, earlier)
+            said = (f"{'.'.join(keys)} overlaps {names('overrides', assignment)}: {'.'.join(outer)} is a table holding "
+                    f"{'.'.join(inner)}, and both are set; set each key once")
+        raise ConfigError([Problem(".".join(keys), said)])
+    return False
+
+
+def _same_value(one: Any, other: Any) -> bool:
+    """Whether two override values are the same TOML value (``1`` and ``1.0`` are not; NaN is NaN)."""
+    return type(one) is type(other) and (one == other or repr(one) == repr(other))
 
 
 def _first_missing(data: dict, keys: list[str]) -> tuple[str, ...]:
