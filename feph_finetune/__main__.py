@@ -29,9 +29,9 @@ def run() -> int:
     """The command's exit code; the process ends with it even when a thread or exit handler a
     plugin left would keep it alive (:func:`feph_finetune.plugins.bound_the_exit`)."""
     code = run_command_process(_command_line)
-    from feph_finetune.plugins import bound_the_exit
-
-    bound_the_exit(code)
+    plugins = sys.modules.get("feph_finetune.plugins")  # not imported (a stop at the start): no plugin left anything
+    if plugins is not None:  # importing it now would outlast the stop handlers, put back by now
+        plugins.bound_the_exit(code)
     return code
 
 
