@@ -450,15 +450,18 @@ def one_run_each(store) -> list[dict]:
     """The store's records, one per run under today's ids: a run recorded under an earlier id
     and again under today's counts once (:func:`feph_finetune.results.earlier_ids.one_record_per_run`);
     each with the configuration it was made under (:func:`feph_finetune.results.run_configurations.with_configurations`),
-    so that a report row averages one configuration's runs only."""
+    so that a report row averages one configuration's runs only. Each run's ``config.json`` and
+    ``environment.json`` are read once for both."""
+    from functools import lru_cache
+
     from feph_finetune.config.matrix import recorded_id_rules
     from feph_finetune.config.reading import config_from_dict
     from feph_finetune.plugins import get_plugins
-    from feph_finetune.results.earlier_ids import one_record_per_run
+    from feph_finetune.results.earlier_ids import one_record_per_run, run_files
     from feph_finetune.results.run_configurations import with_configurations
 
-    identify = recorded_id_rules(config_from_dict({}), get_plugins())
-    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn), identify)
+    identify, read = recorded_id_rules(config_from_dict({}), get_plugins()), lru_cache(maxsize=None)(run_files)
+    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn, read), identify, read)
 
 
 def print_confusion(records: list[dict], name: str, console: Console) -> int:

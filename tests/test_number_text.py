@@ -33,6 +33,12 @@ def test_the_forms_the_reports_show():
     assert format_number(math.inf, 3) == "inf" and format_number(-math.inf, 1) == "-inf"
 
 
+def test_a_number_shown_as_zero_has_no_sign():
+    assert format_number(-0.0, 3) == "0.000" and format_number(-0.0, 1) == "0.0" and format_count(-0.0) == "0"
+    assert format_number(-4e-5, 1) == "0.0"  # a percentage rounded to zero: "-0.0" would claim a sign the table cannot show
+    assert format_number(-0.04, 1) == "0.0" and format_number(-0.06, 1) == "-0.1"
+
+
 def test_counts_are_whole_up_to_15_digits():
     assert format_count(999_999_999_999_999) == "999999999999999" and format_count(LARGE_COUNT) == "1.0e+15"
     assert format_count(4) == "4" and format_count(12.5) == "12.5"

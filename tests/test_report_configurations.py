@@ -176,3 +176,21 @@ def test_the_rename_line_counts_the_runs_and_names_only_the_fields_that_changed(
     run_matrix(config, output=output, executor="inline", only=["M2"], phase="exploratory", overrides=["experiments.M2.label=Renamed"],
                console=EscapingConsole(file=printed, width=400))
     assert "1 finished run takes the label the configuration gives now" in printed.getvalue(), printed.getvalue()
+
+
+def test_each_runs_configuration_files_are_read_once(tmp_path, synthetic_feph, capsys, monkeypatch):
+    """Telling which runs are one (earlier ids) and which configuration each was made under both
+    need a run's ``config.json`` and ``environment.json``: a report reads them once."""
+    from feph_finetune.results import earlier_ids
+
+    output = tmp_path / "out"
+    runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, runs, accuracy=0.5)
+    read = []
+    original = earlier_ids.read_json_file
+    monkeypatch.setattr(earlier_ids, "read_json_file", lambda path: read.append(Path(path)) or original(path))
+
+    assert main(["report", str(output), "--format", "json"]) == 0, capsys.readouterr().err
+    assert len(json.loads(capsys.readouterr().out)) == 2  # the exploratory row and the cv row
+    configuration_files = sorted(path for path in read if path.name in ("config.json", "environment.json"))
+    assert configuration_files == sorted(output / run.id / name for run in runs for name in ("config.json", "environment.json"))

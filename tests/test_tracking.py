@@ -120,6 +120,19 @@ def test_a_tracking_plugin_enabled_twice_is_refused_at_its_place(tmp_path, synth
     assert flags or f"tracked.toml:{line_of(path, 'plugins = ')} tracking.plugins" in error
 
 
+def test_a_tracking_plugin_both_in_the_table_and_given_with_track_is_said_once(tmp_path, synthetic_feph, capsys):
+    """Enabled once, as both ask; the warning says so, rather than leaving the user to wonder
+    whether every run is reported twice."""
+    from feph_finetune.cli import main
+
+    path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n', extra='\n[tracking]\nplugins = ["tensorboard"]\n')
+    assert main([str(path), "--dry-run", "--json", "--track", "tensorboard"]) == 0
+    printed = capsys.readouterr()
+    error = " ".join(printed.err.split())
+    assert f"--track tensorboard: 'tensorboard' is already enabled by {path}:{line_of(path, 'plugins = ')} tracking.plugins; it tracks each run once" in error, error
+    assert [run["experiment"] for run in json.loads(printed.out)] == ["A"]  # a warning, not a refusal: the runs are planned
+
+
 @pytest.mark.parametrize("uri, problem", [
     ("htp:/x", "MLflow has no tracking store for the scheme 'htp'"),
     ("sqlite://relative", "an SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"),

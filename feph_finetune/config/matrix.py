@@ -324,6 +324,10 @@ class MatrixBuilder:
                 self.problems.append(Problem(self.raw.names("track", name), self._not_tracking(name, tracking_plugins)))
         for name in repeated_items(self.raw.track):
             self.problems.append(Problem(self.raw.names("track", name), f"given twice; give it once (a repeat would {TRACKING_REPEAT_DOES})"))
+        for name in dict.fromkeys(self.raw.track):
+            if name in enabled and name in tracking_plugins:
+                self.warnings.append(f"{self.raw.names('track', name)}: {name!r} is already enabled by {self.raw.where('tracking', 'plugins')}; "
+                                     "it tracks each run once")
         for name, options in table.items():
             if name == "plugins":
                 continue

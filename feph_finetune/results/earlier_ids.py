@@ -83,23 +83,38 @@ def _half_carried(store: RunStore, run_id: str, identify: Identify) -> bool:
     return isinstance(recorded, str) and recorded != run_id and id_prefix(recorded) == id_prefix(run_id) and identify_folder(folder, identify) == run_id
 
 
-def identify_folder(folder: Path, identify: Identify) -> str | None:
-    """The id today's rules give the run recorded in ``folder`` (its ``config.json`` and its
-    ``environment.json``'s split seed), or None where those cannot be read."""
-    return _identified(folder, identify)[0]
+#: A run folder's ``config.json`` and ``environment.json``, each a JSON object.
+RunFiles = tuple[dict[str, Any], dict[str, Any]]
 
 
-def _identified(folder: Path, identify: Identify) -> tuple[str | None, str]:
-    """:func:`identify_folder`'s id, or None and why it cannot be told (a phrase naming the file)."""
-    records = {}
+def run_files(folder: Path) -> RunFiles | str:
+    """``folder``'s ``config.json`` and ``environment.json``, or why they cannot be read (a phrase
+    naming the file)."""
+    records = []
     for file in ("config.json", "environment.json"):
         try:
-            records[file] = read_json_file(folder / file)
+            records.append(read_json_file(folder / file))
         except UnreadableFile as error:
-            return None, f"its {file} is unreadable (it {error})"
-        if not isinstance(records[file], dict):
-            return None, f"its {file} is not a JSON object"
-    run_id = identify(records["config.json"], records["environment.json"].get("split_seed"))
+            return f"its {file} is unreadable (it {error})"
+        if not isinstance(records[-1], dict):
+            return f"its {file} is not a JSON object"
+    return records[0], records[1]
+
+
+def identify_folder(folder: Path, identify: Identify, read: Callable[[Path], RunFiles | str] = run_files) -> str | None:
+    """The id today's rules give the run recorded in ``folder`` (its ``config.json`` and its
+    ``environment.json``'s split seed), or None where those cannot be read. ``read``: how the two
+    files are read (:func:`run_files`, or a memo of it where a caller reads them again)."""
+    return _identified(folder, identify, read)[0]
+
+
+def _identified(folder: Path, identify: Identify, read: Callable[[Path], RunFiles | str] = run_files) -> tuple[str | None, str]:
+    """:func:`identify_folder`'s id, or None and why it cannot be told (a phrase naming the file)."""
+    files = read(folder)
+    if isinstance(files, str):
+        return None, files
+    recorded, environment = files
+    run_id = identify(recorded, environment.get("split_seed"))
     return run_id, "" if run_id else "its config.json records no configuration this version reads (another shape, or a plugin or dataset format no longer installed)"
 
 
@@ -148,15 +163,17 @@ def _write_id(path: Path, keys: tuple[str, ...], run_id: str) -> None:
         write_json(path, data)
 
 
-def one_record_per_run(store: RunStore, records: list[dict[str, Any]], identify: Identify, warn: Callable[[str], None]) -> list[dict[str, Any]]:
+def one_record_per_run(store: RunStore, records: list[dict[str, Any]], identify: Identify, warn: Callable[[str], None],
+                       read: Callable[[Path], RunFiles | str] = run_files) -> list[dict[str, Any]]:
     """``records`` (the store's, by folder) with one record per run: where two folders record
     one run under today's rules (:func:`identify_folder`: an earlier id's folder beside today's,
     the run trained again before it could be carried over), the record kept is a finished one
     before a failed one, then the one finished last, then the one under today's id; ``warn``
-    names the other folder, once each. A folder whose record cannot be identified is its own run."""
+    names the other folder, once each. A folder whose record cannot be identified is its own run.
+    ``read``: as :func:`identify_folder`'s."""
     kept: dict[str, dict[str, Any]] = {}
     for record in records:
-        run_id = identify_folder(store.run_dir(record["id"]), identify) or record["id"]
+        run_id = identify_folder(store.run_dir(record["id"]), identify, read) or record["id"]
         if run_id not in kept:
             kept[run_id] = record
             continue

@@ -36,6 +36,8 @@ def format_number(value: float, decimals: int, *, small: float = 0.0, large: flo
     if size >= large or 0 < size < small:
         return f"{value:.1e}"
     text = f"{value:.{decimals}f}"
+    if float(text) == 0:
+        return text.lstrip("-")  # -0.0, or -0.0001 at 3 decimals: "-0.000" would read as a sign that is not there
     return text if abs(float(text)) < large else f"{value:.1e}"  # 999999.9996 rounds up to 1000000.000
 
 

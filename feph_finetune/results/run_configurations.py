@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from feph_finetune.data.user_files import UnreadableFile, read_json_file
-from feph_finetune.results.earlier_ids import Identify
+from feph_finetune.results.earlier_ids import Identify, RunFiles, run_files
 from feph_finetune.results.store import RunStore
 
 #: The key under which a report record carries its configuration:
@@ -35,23 +34,24 @@ CONFIGURATION = "configuration"
 _DATASET_UNSHOWN = ("fingerprint", "classes", "grouped", "cache_dir")
 
 
-def with_configurations(store: RunStore, records: list[dict[str, Any]], identify: Identify) -> list[dict[str, Any]]:
-    """``records`` (the store's) each with its :data:`CONFIGURATION` read from its folder."""
+def with_configurations(store: RunStore, records: list[dict[str, Any]], identify: Identify,
+                        read: Callable[[Path], RunFiles | str] = run_files) -> list[dict[str, Any]]:
+    """``records`` (the store's) each with its :data:`CONFIGURATION` read from its folder
+    (``read``: how, :func:`~feph_finetune.results.earlier_ids.run_files` or a memo of it)."""
     known: dict[str, dict[str, Any] | None] = {}  # the folds of one configuration record it alike: computed once
-    return [{**record, CONFIGURATION: configuration_of(store.run_dir(record["id"]), identify, known)} for record in records]
+    return [{**record, CONFIGURATION: configuration_of(store.run_dir(record["id"]), identify, known, read)} for record in records]
 
 
-def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str, Any] | None] | None = None) -> dict[str, Any] | None:
+def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str, Any] | None] | None = None,
+                     read: Callable[[Path], RunFiles | str] = run_files) -> dict[str, Any] | None:
     """The configuration of the run recorded in ``folder``: ``{"id": the hash of its id with the
     fold left out, "settings": its settings as dotted names}``; None where its ``config.json``
     or ``environment.json`` cannot be read or its id cannot be computed again. ``known``: the
     configurations computed so far, by what the files record less the run's id and fold."""
-    try:
-        recorded, environment = read_json_file(folder / "config.json"), read_json_file(folder / "environment.json")
-    except UnreadableFile:
+    files = read(folder)
+    if isinstance(files, str) or not isinstance(files[0].get("run"), dict):
         return None
-    if not (isinstance(recorded, dict) and isinstance(environment, dict) and isinstance(recorded.get("run"), dict)):
-        return None
+    recorded, environment = files
     without_fold = {**recorded, "run": {**recorded["run"], "fold": None, "id": None}}
     key = json.dumps([without_fold, environment.get("split_seed")], sort_keys=True, default=str)
     if known is not None and key in known:
