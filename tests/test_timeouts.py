@@ -317,6 +317,50 @@ def test_a_tracker_stuck_in_track_run_end_costs_no_finished_run(stall_plugin, sy
     assert not (outdir / record["id"] / "result.pending.json").exists()
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_a_run_stopped_or_killed_in_track_run_end_is_kept(stall_plugin, synthetic_feph, tmp_path, stop):
+    """Ctrl-C (or a kill) while a tracker logs a finished run's end: the run had finished, so
+    it stands (at once after a stop, at the next invocation after a kill) and is not trained
+    again; before, it was left without a result.json and trained again."""
+    import subprocess
+
+    from conftest import REPO
+    from feph_finetune.execution.runner import STOPPED_IN_TRACKING
+
+    path, marker = stalled_matrix(tmp_path, synthetic_feph, "track_run_end", 0)
+    outdir = tmp_path / "runs"
+    command = subprocess.Popen([sys.executable, "-m", "feph_finetune", str(path), "--output", str(outdir), "--executor", "inline"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env={**os.environ, **stall_plugin})
+    ends = time.monotonic() + 120
+    while not list(outdir.glob("*/result.pending.json")) and time.monotonic() < ends and command.poll() is None:
+        time.sleep(0.1)
+    command.send_signal(stop)
+    printed = command.communicate(timeout=60)[0]
+    marker.unlink()
+    assert command.returncode == (130 if stop == signal.SIGINT else -signal.SIGKILL), printed
+    runner = quiet_runner(path, outdir, InlineExecutor({}))
+    outcome = runner.run_all(runner.matrix.runs)
+    (record,) = RunStore(outdir).records()
+    assert outcome.skipped == [record["id"]] and record["status"] == "done", "kept, not trained again"
+    assert record["notes"][-1] == STOPPED_IN_TRACKING
+    assert not (outdir / record["id"] / "result.pending.json").exists()
+    if stop == signal.SIGINT:
+        assert f"warning: run {record['id']}: {STOPPED_IN_TRACKING}" in " ".join(printed.split())
+
+
+def test_force_sets_a_never_settled_record_aside_rather_than_keeping_it(tmp_path):
+    """``--force`` redoes a run: a record left before ``track_run_end`` must not stand in for the
+    rerun; it is set aside as ``result.previous.json``, as a finished record is."""
+    import json
+
+    store = RunStore(tmp_path)
+    (tmp_path / "A-x-1").mkdir()
+    (tmp_path / "A-x-1" / "result.pending.json").write_text(json.dumps({"id": "A-x-1"}), encoding="utf-8")
+    store.discard("A-x-1")
+    assert not store.settle_pending("A-x-1", "note") and store.result("A-x-1") is None
+    assert json.loads((tmp_path / "A-x-1" / "result.previous.json").read_text(encoding="utf-8")) == {"id": "A-x-1"}
+
+
 def test_a_tracker_stuck_in_track_run_start_is_named(stall_plugin, synthetic_feph, tmp_path):
     path, marker = stalled_matrix(tmp_path, synthetic_feph, "track_run_start", 2)
     runner = quiet_runner(path, tmp_path / "runs", InlineExecutor({}))

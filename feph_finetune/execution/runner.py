@@ -25,6 +25,10 @@ from feph_finetune.execution.tracking import track_matrix_end, track_runs_stoppe
 from feph_finetune.results.store import RunStore
 from feph_finetune.interrupts import stop_signals_as_interrupt
 
+#: The note of a run that finished but was stopped or killed in a tracking plugin's ``track_run_end``.
+STOPPED_IN_TRACKING = ("finished, but stopped or killed while its tracking plugins logged its end (track_run_end); "
+                       "the run's result stands, its end was not logged by them")
+
 
 @dataclass
 class MatrixOutcome:
@@ -66,6 +70,7 @@ class MatrixRunner:
     def run_all(self, runs: list[Run]) -> MatrixOutcome:
         """Run every run without a finished result (``--force`` sets results aside beforehand)."""
         outcome = MatrixOutcome()
+        self._settle_pending(runs)
         pending = []
         for run in runs:
             if self.store.is_done(run.id):
@@ -80,6 +85,7 @@ class MatrixRunner:
                 with stop_signals_as_interrupt(), MatrixView(self.console, pending, concurrency, self.executor.name) as view:
                     self.executor.execute([self.job(run) for run in pending], view.report, InProcess(self.plugins, self.source, partial(self._end_stuck, view)))
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the executor has stopped the runs; their tracked runs are closed
+                self._settle_pending(pending)
                 if self.matrix.tracking:
                     stopped = [run.id for run in pending if self.store.result(run.id) is None]
                     track_runs_stopped(self.matrix.name, self.matrix.tracking, stopped, self.store.root, self.plugins, self._warn)
@@ -94,6 +100,13 @@ class MatrixRunner:
             done = [record for record in self.store.records([run.id for run in runs]) if record.get("status") == "done"]
             track_matrix_end(self.matrix.name, self.matrix.tracking, done, self.store.root, self.plugins, self._warn)
         return outcome
+
+    def _settle_pending(self, runs: list[Run]) -> None:
+        """Keep the runs that finished but were stopped or killed in a tracking plugin's
+        ``track_run_end`` (:meth:`~feph_finetune.results.store.RunStore.settle_pending`), each said once."""
+        for run in runs:
+            if self.store.settle_pending(run.id, STOPPED_IN_TRACKING):
+                self._warn(f"run {run.id}: {STOPPED_IN_TRACKING}")
 
     def _end_stuck(self, view: MatrixView, lines: list[str]) -> NoReturn:
         """End the command at once for a run in this process that cannot be stopped

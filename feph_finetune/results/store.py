@@ -465,11 +465,23 @@ class RunStore:
         current = self.run_dir(run_id) / RESULT_FILE
         if current.exists():
             os.replace(current, current.with_name(PREVIOUS_RESULT_FILE))
+        elif (pending := current.with_name(PENDING_RESULT_FILE)).exists():  # never settled (:meth:`settle_pending`): set aside the same way
+            os.replace(pending, current.with_name(PREVIOUS_RESULT_FILE))
 
     def finish(self, run_id: str, record: dict[str, Any]) -> None:
         """Write the final record last: from now on the run counts as done (or failed)."""
         self.write(run_id, RESULT_FILE, record)
         (self.run_dir(run_id) / PENDING_RESULT_FILE).unlink(missing_ok=True)
+
+    def settle_pending(self, run_id: str, note: str) -> bool:
+        """Finish a run that wrote its record (:data:`PENDING_RESULT_FILE`) but never returned from
+        its tracking plugins' ``track_run_end``: a stop (Ctrl-C, SIGTERM, a cancelled Ray task) or
+        a kill there. It had finished, so its record stands, with ``note``; returns whether it
+        did. A run with a ``result.json`` (even one that cannot be read) is left as it is."""
+        if os.path.lexists(self.run_dir(run_id) / RESULT_FILE) or (pending := self.pending_result(run_id)) is None:
+            return False
+        self.finish(run_id, {**pending, "notes": [*(pending.get("notes") or []), note]})
+        return True
 
     def pending_result(self, run_id: str) -> dict[str, Any] | None:
         """The record the run wrote before its ``track_run_end`` (:data:`PENDING_RESULT_FILE`), or
