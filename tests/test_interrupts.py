@@ -205,12 +205,38 @@ def wait_for_fork_server(command: subprocess.Popen) -> int:
         time.sleep(0.02)
 
 
-def running(pid: int) -> bool:
-    """Whether process ``pid`` runs (exists and is no zombie waiting to be collected)."""
+def went_on_importing(server: int, bound_s: float = 60.0) -> bool:
+    """Whether the fork server ``server`` went on importing TensorFlow after the command ended:
+    it mapped more of TensorFlow's libraries before it was gone (or killed). Not a time bound:
+    on a loaded machine a server still starting up reaches :func:`die_with_parent`, and so its
+    end, a second or more after the command's; what it must not do is go on importing."""
+    mapped = _tensorflow_mappings(server) or 0
+    deadline = time.monotonic() + bound_s
+    while running_unkilled(server) and time.monotonic() < deadline:
+        if (_tensorflow_mappings(server) or 0) > mapped:
+            return True
+        time.sleep(0.02)
+    return running_unkilled(server)
+
+
+def _tensorflow_mappings(pid: int) -> int | None:
+    """How many of process ``pid``'s memory mappings are TensorFlow's files; None once it is gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return sum("tensorflow" in line for line in Path(f"/proc/{pid}/maps").read_text().splitlines())
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def running_unkilled(pid: int) -> bool:
+    """Whether process ``pid`` runs with no SIGKILL pending: one the kernel has sent (a parent's
+    death signal) is dying, though on a loaded machine (a page fault waiting on the disk) it may
+    take a second or more to be gone."""
+    try:
+        fields = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
     except (FileNotFoundError, ProcessLookupError):
         return False
+    pending = int(fields.get("SigPnd", "0"), 16) | int(fields.get("ShdPnd", "0"), 16)
+    return fields.get("State", "").strip()[:1] != "Z" and not pending & (1 << (signal.SIGKILL - 1))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server and /proc are Linux's")
@@ -225,10 +251,7 @@ def test_a_matrix_stopped_as_it_starts_exits_130_quietly(tmp_path, synthetic_fep
         os.killpg(command.pid, stop)
         time.sleep(0.3)
     command.wait(timeout=120)  # not communicate(): the server holds the command's stdout and stderr until it ends
-    deadline = time.monotonic() + 1.0  # the kernel's SIGKILL at the command's exit takes milliseconds; its TensorFlow import took seconds more
-    while running(server) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    outlived = running(server)
+    outlived = went_on_importing(server)
     stdout, stderr = command.communicate(timeout=120)
     assert command.returncode == 130, stdout + stderr
     assert not outlived, "the fork server outlived the command (still importing TensorFlow)"
