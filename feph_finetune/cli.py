@@ -689,8 +689,8 @@ def main(argv: list[str] | None = None) -> int:
     :exc:`BrokenPipeError` and point stdout at devnull so that the interpreter's final flush
     cannot raise again; the exit code is :data:`EXIT_CLOSED_PIPE`, as if SIGPIPE had ended it.
     A process started with stdout closed (``>&-``) runs as with ``> /dev/null``
-    (:mod:`feph_finetune.standard_streams`; the entry point has done it already, before any file
-    was opened).
+    (:mod:`feph_finetune.standard_streams`): the entry point did it before any file was opened;
+    here again for a program that calls this function without stdout (``sys.stdout`` None).
     """
     from feph_finetune.unraisable import unraisable_as_warnings
 
