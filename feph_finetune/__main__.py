@@ -9,11 +9,19 @@ module, :mod:`feph_finetune.interrupts` and :mod:`feph_finetune.errors` are load
 imports its exports on first use), so a stop signal during the imports (a quarter of a second) is
 answered as 130 too. What remains is the interpreter's own start-up (``site``, ``runpy``), before
 any of the project's code runs: a signal there ends the process with the signal's exit.
+
+Before anything else (importing this module is the start of both), a standard descriptor the
+process was started without gets devnull (:mod:`feph_finetune.standard_streams`), so that no file
+the command opens takes its number.
 """
 
 import sys
 
-from feph_finetune.interrupts import run_command_process
+from feph_finetune.standard_streams import reopen_closed_standard_streams
+
+reopen_closed_standard_streams()
+
+from feph_finetune.interrupts import run_command_process  # noqa: E402 (after the descriptors are open)
 
 
 def _command_line() -> int:

@@ -29,7 +29,8 @@ from rich.text import Text
 import feph_finetune
 from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
 from feph_finetune.printable import EscapingConsole, counted, printable, shortened
-from feph_finetune.stdout import OutputError, closed_stdout, discard_stdout, stdout_failures_marked
+from feph_finetune.standard_streams import reopen_closed_standard_streams
+from feph_finetune.stdout import OutputError, discard_stdout, stdout_failures_marked
 
 RUN_DESCRIPTION = """\
 Run an experiment matrix: every experiment of the TOML in its phases (a grouped 80/20 split, and
@@ -687,8 +688,13 @@ def main(argv: list[str] | None = None) -> int:
     Python's documentation ("Note on SIGPIPE", :mod:`signal`) recommends this: catch
     :exc:`BrokenPipeError` and point stdout at devnull so that the interpreter's final flush
     cannot raise again; the exit code is :data:`EXIT_CLOSED_PIPE`, as if SIGPIPE had ended it.
+    A process started with stdout closed (``>&-``) runs as with ``> /dev/null``
+    (:mod:`feph_finetune.standard_streams`): the entry point did it before any file was opened;
+    here again for a program that calls this function without stdout (``sys.stdout`` None).
     """
     from feph_finetune.unraisable import unraisable_as_warnings
+
+    reopen_closed_standard_streams()
 
     try:
         with unraisable_as_warnings():  # a plugin object's __del__ that raises: one line, no traceback
@@ -742,8 +748,6 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
 
     from feph_finetune.interrupts import stop_signals_as_interrupt
 
-    if closed_stdout():  # started with ``>&-``: no output to show, and fd 1 would go to the next file opened
-        return print_error(errors, str(closed_stdout()))
     try:
         with stop_signals_as_interrupt(), stdout_failures_marked():  # SIGTERM, SIGHUP, every command: exit 130, its temporary files removed
             code = command(args, console)

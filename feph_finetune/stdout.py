@@ -1,5 +1,6 @@
 """A standard output that cannot take the command's output: a full disk (``> /dev/full``), an
-I/O error, or a closed descriptor (``>&-``).
+I/O error, or a descriptor the program closed meanwhile (one closed at the start, ``>&-``, is
+devnull: :mod:`feph_finetune.standard_streams`).
 
 A write to ``sys.stdout`` that fails raises an :exc:`OSError` with no file name, the same as a
 failed write to any other open file; :func:`stdout_failures_marked` tells them apart by wrapping
@@ -26,12 +27,6 @@ class OutputError(OSError):
     def __str__(self) -> str:
         reason = _REASONS.get(self.errno) or os.strerror(self.errno or errno.EIO)
         return f"the output could not be written: {reason[:1].lower()}{reason[1:]}"
-
-
-def closed_stdout() -> OutputError | None:
-    """The error of a process started with its standard output closed (Python sets
-    ``sys.stdout`` to None), before any work whose output would be lost."""
-    return OutputError(errno.EBADF, os.strerror(errno.EBADF)) if sys.stdout is None else None
 
 
 class _MarkedStream:

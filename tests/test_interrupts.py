@@ -265,7 +265,7 @@ def test_a_matrix_stopped_as_it_starts_exits_130_quietly(tmp_path, synthetic_fep
 #: The modules a command-line process may have loaded when it installs its stop-signal handlers:
 #: besides the standard library's, only these, so that a signal during the imports that follow
 #: (the command line, numpy, rich, OpenCV: a quarter of a second) is answered as 130.
-FIRST_MODULES = {"feph_finetune", "feph_finetune.__main__", "feph_finetune.interrupts", "feph_finetune.errors"}
+FIRST_MODULES = {"feph_finetune", "feph_finetune.__main__", "feph_finetune.standard_streams", "feph_finetune.interrupts", "feph_finetune.errors"}
 HEAVY_MODULES = {"numpy", "rich", "cv2", "pluggy", "feph_finetune.cli", "feph_finetune.api"}
 
 

@@ -27,6 +27,7 @@ import time
 from typing import Callable, Iterable
 
 from feph_finetune.errors import EXIT_INTERRUPTED
+from feph_finetune.standard_streams import reopen_closed_standard_streams
 
 #: The module the server imports once for all its children.
 PRELOAD = "feph_finetune.execution.executors.preload"
@@ -143,7 +144,10 @@ def begin_child(log, environment: dict[str, str]) -> None:
     (Python's and TensorFlow's C++ logging) to the file ``log``, which starts empty, so that
     whatever fails next is there; end as soon as the command ends (:func:`_die_with_command`); and
     take ``environment`` (the command's, with the child's own settings) before TensorFlow
-    initialises its devices."""
+    initialises its devices. Descriptors the command was started without are devnull first
+    (:mod:`feph_finetune.standard_streams`; a child spawned by a program that closed them), so
+    that the log cannot take the number of one and close it with its own."""
+    reopen_closed_standard_streams()
     if hasattr(os, "setsid"):
         os.setsid()  # a new session: Ctrl-C reaches the command only, which stops its runs
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since the server's start (ignored still)

@@ -10,8 +10,12 @@ The server ends with the command, even during the import
 (:func:`feph_finetune.execution.executors.forkserver.die_with_parent`).
 """
 
-from feph_finetune.execution.executors.forkserver import die_with_parent
-from feph_finetune.training.quiet_tensorflow import discarded, import_tensorflow
+from feph_finetune.standard_streams import reopen_closed_standard_streams
+
+reopen_closed_standard_streams()  # a server started by a program without stderr: TensorFlow's files must not take fd 2
+
+from feph_finetune.execution.executors.forkserver import die_with_parent  # noqa: E402
+from feph_finetune.training.quiet_tensorflow import discarded, import_tensorflow  # noqa: E402
 
 
 def _import_quietly() -> None:
