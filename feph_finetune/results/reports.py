@@ -674,7 +674,8 @@ def _metric_columns(rows: list[dict], compact: bool) -> list[_Column]:
     better is unknown for them. ``compact`` abbreviates the class names (:func:`class_abbreviations`).
     """
     classes, extras = _names_across(rows, "sensitivity"), _names_across(rows, "extra")
-    short = class_abbreviations(classes) if compact else {name: name for name in classes}
+    short = _class_headers(classes, compact)
+    shown_extras = dict(zip(extras, headers_told_apart(extras, "metric", taken=short.values())))
 
     def scalar(header: str, name: str) -> _Column:
         return _Column(header, lambda row: row[name], lambda row: row.get(f"{name}_std"))
@@ -705,8 +706,28 @@ def _metric_columns(rows: list[dict], compact: bool) -> list[_Column]:
         *paper,
         *(keyed(short[name], "sensitivity", name) for name in classes),
         scalar("avg. sens.", "avg_sensitivity"),
-        *(keyed(name, "extra", name, percent=False) for name in extras),
+        *(keyed(shown_extras[name], "extra", name, percent=False) for name in extras),
     ]
+
+
+#: The headers of the report's own columns in its tables: a class, a further metric or a counter
+#: of that name is told apart from them (:func:`headers_told_apart`).
+_OWN_HEADERS = frozenset({"phase", "architecture", "configuration", "c/v", "acc.", "paper", "paper acc.", "avg. sens.",
+                          "runs", "failed", "time", "time per run"})
+
+
+def headers_told_apart(names: list[str], kind: str, taken: Iterable[str] = ()) -> list[str]:
+    """The headers of columns named by data (``kind``: class, metric, counter): each name as it
+    is, or where it would read as one of the report's own headers (:data:`_OWN_HEADERS`), one in
+    ``taken`` or an earlier one, ``"<kind> <name>"``, so that no two columns of a table read the same."""
+    seen, headers = set(_OWN_HEADERS) | set(taken), []
+    for name in names:
+        header = name
+        while header in seen:
+            header = f"{kind} {header}"
+        seen.add(header)
+        headers.append(header)
+    return headers
 
 
 def class_abbreviations(classes: Iterable[str]) -> dict[str, str]:
@@ -755,8 +776,15 @@ def _class_legend(rows: list[dict], compact: bool) -> dict[str, str]:
     if not compact:
         return {}
     classes = _names_across(rows, "sensitivity")
-    short = class_abbreviations(classes)
+    short = _class_headers(classes, compact)
     return {short[name]: name for name in classes if short[name] != name}
+
+
+def _class_headers(classes: list[str], compact: bool) -> dict[str, str]:
+    """Each class's column header: its abbreviation (``compact``, :func:`class_abbreviations`) or
+    its name, told apart from the table's own headers (:func:`headers_told_apart`)."""
+    short = class_abbreviations(classes) if compact else {name: name for name in classes}
+    return dict(zip(classes, headers_told_apart([short[name] for name in classes], "class")))
 
 
 def _grid_notes(rows: list[dict], compact: bool) -> list[str]:
@@ -910,7 +938,7 @@ def _cost_grid(rows: list[dict], compact: bool) -> _Grid:
     leading = ["architecture", "configuration"] if compact else ["phase", "architecture", "configuration"]
     grid = _Grid(
         title="Runs, mean training time per run and counters (counters summed over finished runs)",
-        headers=[*leading, "runs", "failed", "time" if compact else "time per run", *counter_names],
+        headers=[*leading, "runs", "failed", "time" if compact else "time per run", *headers_told_apart(counter_names, "counter")],
         numeric=[*(False for _ in leading), True, True, True, *(True for _ in counter_names)],
         flexible=1 if compact else None,
         spread=range(len(leading), len(leading) + 3 + len(counter_names)),
@@ -1303,8 +1331,39 @@ def _csv_record(values: list) -> str:
     return buffer.getvalue()[:-2] + "\n"
 
 
+#: The CSV's columns besides the metrics' (whatever the rows hold), and the prefixes and the
+#: suffix of the columns it makes of names (``sensitivity_<class>``, ``counter_<name>``,
+#: ``<metric>_std``): a further metric whose name is one of these columns or has one of these
+#: prefixes or suffix gets the column ``metric_<name>`` (:func:`csv_metric_columns`).
+CSV_OWN_COLUMNS = ("phase", "experiment", "label", "cv_label", "model", "baseline", "order", "data", "folds", "failed", "variant",
+                   "accuracy", "accuracy_std", "avg_sensitivity", "avg_sensitivity_std", "time_s")
+CSV_OWN_PREFIXES = ("sensitivity_", "counter_", "vs_", "paper_", "metric_")
+_STD = "_std"
+
+
+def csv_metric_columns(classes: list[str], metrics: list[str]) -> dict[tuple[str, str], str]:
+    """The CSV column of each class's sensitivity (``("sensitivity", class)``: ``sensitivity_<class>``)
+    and of each further metric (``("extra", name)``: its name, or ``metric_<name>`` where the name
+    could be taken for one of the report's own columns, :data:`CSV_OWN_COLUMNS`,
+    :data:`CSV_OWN_PREFIXES` or a ``_std`` suffix); each column's std follows it as
+    ``<column>_std``. Names that would still meet (class ``a`` and ``a_std``) get ``metric_``
+    once more, so that no column holds two values: the one place the CSV tells names apart."""
+    taken = set(CSV_OWN_COLUMNS)
+    columns: dict[tuple[str, str], str] = {}
+    for group, name in [*(("sensitivity", name) for name in classes), *(("extra", name) for name in metrics)]:
+        column = f"sensitivity_{name}" if group == "sensitivity" else name
+        if group == "extra" and (name in CSV_OWN_COLUMNS or name.startswith(CSV_OWN_PREFIXES) or name.endswith(_STD)):
+            column = f"metric_{name}"
+        while column in taken or column + _STD in taken:
+            column = f"metric_{column}"
+        taken.update((column, column + _STD))
+        columns[group, name] = column
+    return columns
+
+
 def _flat_row(row: dict, names: dict[str, list[str]]) -> dict[str, Any]:
-    """One summary row as scalar columns, the same columns for every row; metrics stay fractions."""
+    """One summary row as scalar columns, the same columns for every row; metrics stay fractions
+    (their columns: :func:`csv_metric_columns`)."""
     flat: dict[str, Any] = {
         name: row[name]
         for name in ("phase", "experiment", "label", "cv_label", "model", "baseline", "order", "data", "folds", "failed")
@@ -1312,17 +1371,15 @@ def _flat_row(row: dict, names: dict[str, list[str]]) -> dict[str, Any]:
     flat["variant"] = json.dumps(row["variant"], sort_keys=True) if row["variant"] else ""
     for name in _PAPER_SCALARS:
         flat[name] = row[name]
-        flat[f"{name}_std"] = row.get(f"{name}_std")
+        flat[f"{name}{_STD}"] = row.get(f"{name}{_STD}")
     if "paper" in row:
         published_row = row["paper"] or {}
         flat["paper_accuracy"] = published_row.get("accuracy")
         flat["paper_accuracy_std"] = published_row.get("accuracy_std")
         flat["paper_table"] = published_row.get("table")
-    for group, prefix in (("sensitivity", "sensitivity_"), ("extra", "")):
-        for key in names[group]:
-            column = f"{prefix}{key}" if f"{prefix}{key}" not in flat else f"metric_{key}"
-            flat[column] = row[group].get(key)
-            flat[f"{column}_std"] = (row.get(f"{group}_std") or {}).get(key)
+    for (group, key), column in csv_metric_columns(names["sensitivity"], names["extra"]).items():
+        flat[column] = row[group].get(key)
+        flat[f"{column}{_STD}"] = (row.get(f"{group}{_STD}") or {}).get(key)
     flat["time_s"] = row["time_s"]
     for name in names["counters"]:
         flat[f"counter_{name}"] = row["counters"].get(name, 0)
