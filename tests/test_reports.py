@@ -769,3 +769,28 @@ def test_csv_metric_columns_never_meet_whatever_the_names():
     columns = csv_metric_columns(["a", "a_std"], ["time_s", "time_s_std", "metric_time_s", "sensitivity_a", "b"])
     every = [name for column in columns.values() for name in (column, f"{column}_std")]
     assert len(every) == len(set(every)) and columns["extra", "b"] == "b" and columns["sensitivity", "a"] == "sensitivity_a"
+
+
+def _same_names(rng):
+    """Records of two experiments whose rows read the same (B hand-edited to A's label and c/v label)."""
+    return [make_run(experiment, "cv", model="mobilenet", order=order, accuracy=0.5 + 0.1 * order, rng=rng, fold=fold,
+                     label="Fine tune", cv_label=cv_label)
+            for order, (experiment, cv_label) in enumerate((("A", ""), ("B", "A"))) for fold in range(2)]
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_rows_that_would_read_the_same_are_told_apart_by_their_experiment(fmt):
+    text = " ".join(rendered(_same_names(np.random.default_rng(0)), fmt).split())
+    assert "A (experiment B)" in text and "Fine tune (experiment B)" in text and "Fine tune (experiment A)" in text, text
+    assert "(experiment A) (experiment" not in text and "A (experiment A)" not in text  # a row named by its own key stays as it is
+
+
+def test_confusion_names_which_configuration_is_which_when_their_names_read_the_same(capsys):
+    from feph_finetune.results.confusion import matching, print_confusion
+    from feph_finetune.results.reports import configurations
+
+    chosen = matching(configurations(_same_names(np.random.default_rng(0))), "A")
+    buffer = io.StringIO()
+    print_confusion(chosen, Console(file=buffer, width=80))
+    titles = [line for line in buffer.getvalue().splitlines() if "cross-validation, summed over" in line]
+    assert len(chosen) == 2 and len(set(titles)) == 2 and any("experiment B" in title for title in titles), titles

@@ -424,6 +424,29 @@ class MatrixBuilder:
 
     # --- experiments ---
 
+    def check_row_names(self, runs: list[Run]) -> None:
+        """Two experiments whose report rows would read the same are refused at the second one's
+        ``label`` or ``cv_label``: the same label (the experiment's key where it has none), backbone
+        and grid variant in one phase (the exploratory table, the runs and counters), or the same
+        c/v label (else key) and variant in the cross-validation table, whatever the backbone (that
+        table names rows by c/v label only, and so do its comparisons and ``report --confusion``)."""
+        first: dict[tuple, str] = {}
+        told: set[tuple[str, str]] = set()
+        for run in runs:
+            variant = json.dumps(run.variant, sort_keys=True, default=str)
+            shown = [("label", (run.phase, run.config.model, run.label or run.experiment, variant),
+                      f"label {run.label or run.experiment!r} with model {run.config.model!r}", f"{run.phase} rows")]
+            if run.phase == "cv":
+                shown.append(("cv_label", (run.cv_label or run.experiment, variant), f"c/v label {run.cv_label or run.experiment!r}", "cross-validation rows"))
+            for key, same, what, where in shown:
+                other = first.setdefault((key, *same), run.experiment)
+                if other != run.experiment and (run.experiment, key) not in told:
+                    told.add((run.experiment, key))
+                    named = "" if (run.label if key == "label" else run.cv_label) else f" (its key: it sets no {key})"
+                    self.problem(("experiments", run.experiment, key),
+                                 f"experiment {run.experiment!r} has the {what}{named} of experiment {other!r}: their {where} "
+                                 f"would read the same in the report; give {run.experiment!r} a {key} of its own")
+
     def experiment_chain(self, name: str, experiments: dict) -> list[str]:
         """The experiment, then the one it extends, and so on (problems reported, never looping)."""
         chain = [name]
@@ -794,6 +817,7 @@ class MatrixBuilder:
         runs: list[Run] = []
         for order, name in enumerate(experiments):
             runs += self.experiment_runs(name, order, experiments, defaults, top["seed"], dataset)
+        self.check_row_names(runs)
         if check_root:
             self.check_groups(dataset, runs, dataset_invalid)
         self.problems = list(dict.fromkeys(self.problems))

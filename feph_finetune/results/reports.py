@@ -107,6 +107,25 @@ def configuration_name(row: dict) -> str:
     return _configuration_name(row)
 
 
+def rows_told_apart(rows: list[dict]) -> list[dict]:
+    """``rows`` (summary rows) with those whose names would read the same in the tables told
+    apart by their experiment, ``label`` or ``cv_label`` followed by ``(experiment NAME)``: rows
+    of one phase and backbone with the same :func:`configuration_name` (the exploratory table, the
+    runs and counters), cross-validation rows with the same :func:`short_name` (Table 5, the paired
+    comparisons, ``--confusion``). A configuration refuses such experiments; records made
+    elsewhere or edited by hand may still have them. A row whose name is its experiment's key
+    stays as it is; the others are copies, the rest of each row unchanged."""
+    told = [dict(row) for row in rows]
+    for field_name, same in (("label", lambda row: (row["phase"], row["model"], _configuration_name(row))),
+                             ("cv_label", lambda row: (row["phase"], _short_name(row)) if row["phase"] == "cv" else None)):
+        keys = [same(row) for row in told]
+        for row, key in zip(told, keys):
+            own = row[field_name] or row["experiment"]
+            if key is not None and keys.count(key) > 1 and own != row["experiment"]:
+                row[field_name] = f"{own} (experiment {row['experiment']})"
+    return told
+
+
 def configuration_warnings(records: Iterable[dict], file_of: Callable[[str], str] = str) -> list[str]:
     """One warning per experiment whose rows are not simply its runs grouped as
     :func:`summarize` groups them: runs of several configurations (:mod:`~feph_finetune.results.run_configurations`),
@@ -620,6 +639,7 @@ class _Column:
 
 def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
     """The report's tables and notes; ``compact`` lays them out for an 80-column console."""
+    rows = rows_told_apart(rows)
     blocks: list[_Grid | _Notes] = []
     for phase in dict.fromkeys(row["phase"] for row in rows):
         for group, other in _class_groups([row for row in rows if row["phase"] == phase]):
