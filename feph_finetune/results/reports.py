@@ -1134,51 +1134,130 @@ def _rich_table(grid: _Grid, width: int) -> Table:
 
     Numeric columns are as wide as their widest cell line, so no number ever wraps or is cut
     (headers wrap at spaces); the text columns (names) give up the width the table lacks
-    (:func:`_text_column_widths`) and wrap their names between words, breaking a word longer than
+    (:func:`_table_layout`) and wrap their names between words, breaking a word longer than
     its column at a ``.``/``=``/``_``... where it has one (:func:`fold_long_words`) rather than
     cutting it with an ellipsis.
     """
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
-    widths = _text_column_widths(grid, width)
+    widths, gap = _table_layout(grid, width)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, gap - 1), collapse_padding=True, pad_edge=False, show_edge=False)
     for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
         table.add_column(Text(fold_long_words(header, widths[index])), justify="right" if numeric else "left", width=widths[index],
                          overflow="ellipsis" if numeric else "fold")
     for index, cells in enumerate(grid.rows):
-        styled = [Text(cell.text if numeric else fold_long_words(cell.text, widths[column]), style="bold" if cell.bold else "")
+        styled = [Text(_numbers_wrapped(cell.text, widths[column]) if numeric else fold_long_words(cell.text, widths[column]),
+                       style="bold" if cell.bold else "")
                   for column, (cell, numeric) in enumerate(zip(cells, grid.numeric))]
         table.add_row(*styled, end_section=index in grid.section_ends)
     return table
 
 
-def _text_column_widths(grid: _Grid, width: int, stages: int = 6) -> list[int]:
-    """Each column's width: its natural width (:func:`_natural_width`), less what the table lacks
-    to fit ``width``, taken from the text columns widest first: (1) from ``grid.flexible`` down
-    to its longest name, (2) from every text column down to its longest name, (3) down to
-    :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that folds), (4)
-    down to its header's longest word; only the first ``stages`` of these. (5) A numeric column
-    whose header is wider than its numbers gives up that width (the header folds after a
-    ``_``..., :func:`fold_long_words`). (6) The text columns give up the rest
-    (:func:`names_narrowed`: their names and headers fold, a 13-digit counter beside them at 40
-    columns). A number never gets less than its width (were the table still too wide, rich would
-    cut numbers with "…", never fold them into wrong ones)."""
-    widths = [_natural_width(grid, index) for index in range(len(grid.headers))]
+def _width_steps(grid: _Grid) -> list[tuple[list[int], dict[int, int]]]:
+    """The steps by which a table's columns give up width, each ``(columns, floor)``: (1) from
+    ``grid.flexible`` down to its longest name, (2) from every text column down to its longest
+    name, (3) down to :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that
+    folds), (4) down to its header's longest word; (5) a numeric column whose header is wider
+    than its numbers gives up that width (the header folds after a ``_``...,
+    :func:`fold_long_words`), (6) then down to its widest number with its unit (a duration
+    ``138888 h 53 min`` wraps between ``138888 h`` and ``53 min``; no number is ever cut)."""
     text = [index for index, numeric in enumerate(grid.numeric) if not numeric]
     numbers = [index for index, numeric in enumerate(grid.numeric) if numeric]
     names = {index: _longest_name(grid, index) for index in text}
     flexible = [grid.flexible] if grid.flexible is not None else []
     headers = {index: max(cell_len(word) for word in grid.headers[index].split() or [""]) for index in text}
-    steps = ((flexible, names), (text, names), (text, {index: max(_FLEXIBLE_MIN, headers[index]) for index in text}), (text, headers),
-             (numbers, {index: _natural_width(grid, index, header=False) for index in numbers}))
-    for columns, floor in steps[:stages]:
-        _shrink(widths, columns, floor, sum(widths) + _COLUMN_GAP * (len(widths) - 1) - width)
-    if stages > len(steps):
-        texts = [[grid.headers[index], *(cells[index].text for cells in grid.rows)] for index in range(len(grid.headers))]
-        widths = names_narrowed(widths, {index: texts[index] for index in text}, width)
+    return [(flexible, names), (text, names), (text, {index: max(_FLEXIBLE_MIN, headers[index]) for index in text}), (text, headers),
+            (numbers, {index: _natural_width(grid, index, header=False) for index in numbers}),
+            (numbers, {index: _unbroken_width(grid, index) for index in numbers})]
+
+
+#: The steps of :func:`_width_steps` that break words: names below their longest word, numbers' headers.
+_BREAKING_WORDS = (2, 3, 4)
+
+
+def _excess(widths: list[int], room: int, gap: int = _COLUMN_GAP) -> int:
+    """How many cells columns of ``widths``, ``gap`` apart, take beyond ``room``."""
+    return sum(widths) + gap * (len(widths) - 1) - room
+
+
+def _text_column_widths(grid: _Grid, width: int, stages: int) -> list[int]:
+    """Each column's width: its natural width (:func:`_natural_width`), less what the table lacks
+    to fit ``width`` (:data:`_COLUMN_GAP` apart), taken by the first ``stages`` of
+    :func:`_width_steps` (how :func:`_console_parts` weighs a grid's names against its numbers)."""
+    widths = [_natural_width(grid, index) for index in range(len(grid.headers))]
+    for columns, floor in _width_steps(grid)[:stages]:
+        _shrink(widths, columns, floor, _excess(widths, width))
     return widths
 
 
-def names_narrowed(widths: list[int], names: dict[int, list[str]], room: int) -> list[int]:
-    """``widths`` (each column's, in display cells, :data:`_COLUMN_GAP` apart) with the name
+def _table_layout(grid: _Grid, width: int) -> tuple[list[int], int]:
+    """Each column's width and the gap between columns (:data:`_COLUMN_GAP`, or 1: the rich
+    table's padding dropped) of a console table that fits ``width``: the steps of
+    :func:`_width_steps` one after another at the usual gap, a step that fits only with a gap of
+    1 taken with that gap before the next step (which would break more words); where none fits,
+    the text columns give up the rest at a gap of 1 (:func:`names_narrowed`: their names and
+    headers fold, a 13-digit counter beside them at 40 columns). A number never gets less than
+    its width (were the table still too wide, rich would cut numbers with "…", never fold them
+    into wrong ones)."""
+    natural = [_natural_width(grid, index) for index in range(len(grid.headers))]
+    widths = list(natural)
+    if _excess(widths, width) <= 0:
+        return widths, _COLUMN_GAP
+    steps = _width_steps(grid)
+    for step, (columns, floor) in enumerate(steps):
+        # a gap of 1 before a step that breaks words (the names' or the numbers' headers) or the last resort
+        for gap in (_COLUMN_GAP, 1) if step + 1 in (*_BREAKING_WORDS, len(steps)) else (_COLUMN_GAP,):
+            tried = list(widths)
+            _shrink(tried, columns, floor, _excess(tried, width, gap))
+            if _excess(tried, width, gap) <= 0:
+                if step == len(steps) - 1:  # a duration that wraps anyway wraps at its narrowest, and the names get the room
+                    tried = [floor[index] if index in floor and tried[index] < natural[index] else wide for index, wide in enumerate(tried)]
+                return _regrown(tried, natural, grid, width, gap), gap
+        _shrink(widths, columns, floor, _excess(widths, width))
+    texts = {index: [grid.headers[index], *(cells[index].text for cells in grid.rows)] for index, numeric in enumerate(grid.numeric) if not numeric}
+    return names_narrowed(widths, texts, width, gap=1), 1
+
+
+def _regrown(widths: list[int], natural: list[int], grid: _Grid, room: int, gap: int) -> list[int]:
+    """``widths`` with the room a step freed beyond what the table lacked given back to the text
+    columns below their natural width, ``grid.flexible`` first, then the one short of most."""
+    grown = list(widths)
+    while _excess(grown, room, gap) < 0:
+        short = [index for index, numeric in enumerate(grid.numeric) if not numeric and grown[index] < natural[index]]
+        if not short:
+            break
+        index = grid.flexible if grid.flexible in short else max(short, key=lambda index: natural[index] - grown[index])
+        grown[index] += 1
+    return grown
+
+
+def _unbroken_width(grid: _Grid, index: int) -> int:
+    """The width a numeric column needs so that its cells wrap between words only after a number's
+    unit (``138888 h`` / ``53 min``, ``18.2 s``): its widest number with the words after it."""
+    groups = [group for cells in grid.rows for line in cells[index].text.split("\n") for group in _NUMBER_WITH_UNIT.findall(line)]
+    return max([cell_len(group) for group in groups] + [1])
+
+
+def _numbers_wrapped(text: str, width: int) -> str:
+    """``text`` (a numeric cell) with each line wider than ``width`` cells wrapped between its
+    numbers with their units (``138888 h`` / ``53 min``), never between a number and its unit."""
+    lines = []
+    for line in text.split("\n"):
+        current = ""
+        for group in _NUMBER_WITH_UNIT.findall(line) if cell_len(line) > width else [line]:
+            if current and cell_len(f"{current} {group}") > width:
+                lines.append(current)
+                current = group
+            else:
+                current = f"{current} {group}" if current else group
+        lines.append(current)
+    return "\n".join(lines)
+
+
+#: A word and the words after it that are not numbers (a number with its unit: ``53 min``).
+_NUMBER_WITH_UNIT = re.compile(r"\S+(?: [^\s\d±+-]\S*)*")
+
+
+def names_narrowed(widths: list[int], names: dict[int, list[str]], room: int, gap: int = _COLUMN_GAP) -> list[int]:
+    """``widths`` (each column's, in display cells, ``gap`` apart) with the name
     columns narrowed, widest first, until the table fits ``room`` cells: the last resort of every
     console table (the report's, ``report --confusion``, ``predict``'s summary), taken only
     when even one number column beside the names does not fit, so that a number is never cut.
@@ -1187,7 +1266,7 @@ def names_narrowed(widths: list[int], names: dict[int, list[str]], room: int) ->
     narrower than its widest character cluster (2 cells for a CJK character), which never splits."""
     narrowed = list(widths)
     floors = {index: _widest_cluster(texts) for index, texts in names.items()}
-    _shrink(narrowed, list(names), floors, sum(narrowed) + _COLUMN_GAP * (len(narrowed) - 1) - room)
+    _shrink(narrowed, list(names), floors, _excess(narrowed, room, gap))
     return narrowed
 
 
