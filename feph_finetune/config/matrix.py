@@ -425,27 +425,20 @@ class MatrixBuilder:
     # --- experiments ---
 
     def check_row_names(self, runs: list[Run]) -> None:
-        """Two experiments whose report rows would read the same are refused at the second one's
-        ``label`` or ``cv_label``: the same label (the experiment's key where it has none), backbone
-        and grid variant in one phase (the exploratory table, the runs and counters), or the same
-        c/v label (else key) and variant in the cross-validation table, whatever the backbone (that
-        table names rows by c/v label only, and so do its comparisons and ``report --confusion``)."""
+        """Two experiments whose report rows would read the same (:func:`row_names`) are refused
+        at the second one's ``label`` or ``cv_label``, once per experiment and key."""
         first: dict[tuple, str] = {}
         told: set[tuple[str, str]] = set()
         for run in runs:
-            variant = json.dumps(run.variant, sort_keys=True, default=str)
-            shown = [("label", (run.phase, run.config.model, run.label or run.experiment, variant),
-                      f"label {run.label or run.experiment!r} with model {run.config.model!r}", f"{run.phase} rows")]
-            if run.phase == "cv":
-                shown.append(("cv_label", (run.cv_label or run.experiment, variant), f"c/v label {run.cv_label or run.experiment!r}", "cross-validation rows"))
-            for key, same, what, where in shown:
-                other = first.setdefault((key, *same), run.experiment)
-                if other != run.experiment and (run.experiment, key) not in told:
-                    told.add((run.experiment, key))
-                    named = "" if (run.label if key == "label" else run.cv_label) else f" (its key: it sets no {key})"
-                    self.problem(("experiments", run.experiment, key),
-                                 f"experiment {run.experiment!r} has the {what}{named} of experiment {other!r}: their {where} "
-                                 f"would read the same in the report; give {run.experiment!r} a {key} of its own")
+            for key, shown, what, rows in row_names(run):
+                other = first.setdefault((key, *shown), run.experiment)
+                if other == run.experiment or (run.experiment, key) in told:
+                    continue
+                told.add((run.experiment, key))
+                unset = "" if getattr(run, key) else f" (its key: it sets no {key})"
+                self.problem(("experiments", run.experiment, key),
+                             f"experiment {run.experiment!r} has the {what}{unset} of experiment {other!r}: their {rows} "
+                             f"would read the same in the report; give {run.experiment!r} a {key} of its own")
 
     def experiment_chain(self, name: str, experiments: dict) -> list[str]:
         """The experiment, then the one it extends, and so on (problems reported, never looping)."""
@@ -966,6 +959,20 @@ class MatrixBuilder:
             return run_id(run["experiment"], run["phase"], run["fold"], self.config_identity(config), self.dataset_identity(dataset, run["phase"], split_seed))
         except (KeyError, TypeError, ValueError, AttributeError, PluginCallError):
             return None
+
+
+def row_names(run: Run) -> list[tuple[str, tuple, str, str]]:
+    """What names ``run``'s rows in the report, each ``(key, what must differ between experiments,
+    how a problem says it, which rows)``: its label (the experiment's key where it has none) with
+    its backbone and grid variant in its phase (the exploratory table, the runs and counters), and
+    in the cross-validation phase its c/v label (else key) with its variant, whatever the
+    backbone (that table, its comparisons and ``report --confusion`` name rows by it only)."""
+    variant = json.dumps(run.variant, sort_keys=True, default=str)
+    label, cv_label = run.label or run.experiment, run.cv_label or run.experiment
+    names = [("label", (run.phase, run.config.model, label, variant), f"label {label!r} with model {run.config.model!r}", f"{run.phase} rows")]
+    if run.phase == "cv":
+        names.append(("cv_label", (cv_label, variant), f"c/v label {cv_label!r}", "cross-validation rows"))
+    return names
 
 
 def declared_settings(config: Mapping[str, Any]) -> dict[str, Any]:

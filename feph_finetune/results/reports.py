@@ -1209,7 +1209,8 @@ def _table_layout(grid: _Grid, width: int) -> tuple[list[int], int]:
             _shrink(tried, columns, floor, _excess(tried, width, gap))
             if _excess(tried, width, gap) <= 0:
                 if step == len(steps) - 1:  # a duration that wraps anyway wraps at its narrowest, and the names get the room
-                    tried = [floor[index] if index in floor and tried[index] < natural[index] else wide for index, wide in enumerate(tried)]
+                    unwrapped = steps[step - 1][1]
+                    tried = [floor[index] if index in floor and tried[index] < unwrapped[index] else wide for index, wide in enumerate(tried)]
                 return _regrown(tried, natural, grid, width, gap), gap
         _shrink(widths, columns, floor, _excess(widths, width))
     texts = {index: [grid.headers[index], *(cells[index].text for cells in grid.rows)] for index, numeric in enumerate(grid.numeric) if not numeric}
