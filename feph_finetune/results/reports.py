@@ -112,16 +112,19 @@ def rows_told_apart(rows: list[dict]) -> list[dict]:
     apart by their experiment, ``label`` or ``cv_label`` followed by ``(experiment NAME)``: rows
     of one phase and backbone with the same :func:`configuration_name` (the exploratory table, the
     runs and counters), cross-validation rows with the same :func:`short_name` (Table 5, the paired
-    comparisons, ``--confusion``). A configuration refuses such experiments; records made
-    elsewhere or edited by hand may still have them. A row whose name is its experiment's key
-    stays as it is; the others are copies, the rest of each row unchanged."""
+    comparisons, ``--confusion``) of several experiments. A configuration refuses such
+    experiments; records made elsewhere or edited by hand may still have them. A row whose name is
+    its experiment's key stays as it is (so do rows of one experiment on other data, which the
+    data note tells apart); the others are copies, the rest of each row unchanged."""
     told = [dict(row) for row in rows]
     for field_name, same in (("label", lambda row: (row["phase"], row["model"], _configuration_name(row))),
                              ("cv_label", lambda row: (row["phase"], _short_name(row)) if row["phase"] == "cv" else None)):
-        keys = [same(row) for row in told]
-        for row, key in zip(told, keys):
+        experiments: dict[Any, set[str]] = {}
+        for row in told:
+            experiments.setdefault(same(row), set()).add(row["experiment"])
+        for row in told:
             own = row[field_name] or row["experiment"]
-            if key is not None and keys.count(key) > 1 and own != row["experiment"]:
+            if same(row) is not None and len(experiments[same(row)]) > 1 and own != row["experiment"]:
                 row[field_name] = f"{own} (experiment {row['experiment']})"
     return told
 
