@@ -395,3 +395,20 @@ def test_a_root_or_folder_option_that_is_a_fifo_or_device_is_named_as_such(tmp_p
     error = " ".join(dry_run_error(path, capsys, "--set", f"dataset.root={odd}").split())
     assert f"--set dataset.root={odd}: '{odd}': {words}" in error, error
     assert option_problems(odd, Option("", path="dir")) == [f"'{odd}': {words}"]
+
+
+def test_two_experiments_whose_report_rows_would_read_the_same_are_refused_at_the_second(tmp_path, synthetic_feph, capsys):
+    body = '[experiments.A]\nlabel = "Fine tune"\nphases = ["exploratory", "cv"]\n\n[experiments.B]\nphases = ["exploratory", "cv"]\n'
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, body)
+    assert main([str(path), "--dry-run"]) == 0
+    error = " ".join(dry_run_error(path, capsys, "--set", 'experiments.B.cv_label="A"', "--set", 'experiments.B.label="Fine tune"').split())
+    assert "--set experiments.B.label=\"Fine tune\": experiment 'B' has the label 'Fine tune' with model 'mobilenet' of experiment 'A'" in error
+    assert "--set experiments.B.cv_label=\"A\": experiment 'B' has the c/v label 'A' of experiment 'A'" in error
+    assert error.count("would read the same") == 2  # once per clash, not once per fold
+    other_model = body.replace('[experiments.B]\n', '[experiments.B]\nlabel = "Fine tune"\nmodel = "efficientnet"\n')
+    path.write_text(path.read_text().replace(body, other_model), encoding="utf-8")
+    assert main([str(path), "--dry-run"]) == 0  # the exploratory table heads each backbone's rows: "No-FT" twice is the paper's
+    path.write_text(path.read_text().replace('model = "efficientnet"\n', 'model = "efficientnet"\ncv_label = "A"\n'), encoding="utf-8")
+    error = " ".join(dry_run_error(path, capsys).split())
+    where = place(path, 'cv_label = "A"', "experiments.B.cv_label")
+    assert f"{where}: experiment 'B' has the c/v label 'A' of experiment 'A'" in error

@@ -741,3 +741,56 @@ def test_many_further_metrics_continue_in_further_tables_every_value_whole(width
     words = set(out.split())
     assert {f"{value:.3f}" for value in extra.values()} <= words, out
     assert sum(block.startswith("Exploratory phase: further metrics") for block in out.split("\n\n")) > 1
+
+
+def test_further_metrics_named_like_the_reports_own_columns_keep_their_values_in_every_format():
+    """A metric named time_s, vs_p or counter_<name> (or <name>_std) used to be overwritten in the CSV
+    by the run time, the t-test or the counter of that name."""
+    rng = np.random.default_rng(0)
+    mine = {"time_s": 0.123, "vs_p": 0.5, "counter_face_fallback": 0.25, "kappa_std": 0.75, "kappa": 0.375, "acc.": 0.625}
+    runs = [make_run("A", "cv", model="mobilenet", order=0, accuracy=0.5, rng=rng, fold=fold, extra=mine,
+                     counters={"face_fallback": 17, "runs": 4}, total_s=18.18) for fold in range(2)]
+    flat = list(csv.DictReader(io.StringIO(_csv(runs))))[0]
+    assert {name: float(flat[f"metric_{name}"]) for name in ("time_s", "vs_p", "counter_face_fallback", "kappa_std")} == {
+        "time_s": 0.123, "vs_p": 0.5, "counter_face_fallback": 0.25, "kappa_std": 0.75}
+    assert float(flat["kappa"]) == 0.375 and float(flat["acc."]) == 0.625  # names that meet no column keep theirs
+    assert float(flat["time_s"]) == 18.18 and flat["counter_face_fallback"] == "34" and flat["counter_runs"] == "8" and flat["vs_p"] == ""
+    header = _csv(runs).splitlines()[0].split(",")
+    assert len(header) == len(set(header))
+    rows = json.loads(rendered(runs, "json"))
+    assert {name: rows[0]["extra"][name] for name in mine} == mine and rows[0]["time_s"] == 18.18
+    markdown = rendered(runs, "markdown")
+    assert "| metric acc. (std) |" in markdown and "| counter runs |" in markdown  # beside the table's own acc. and runs
+
+
+def test_csv_metric_columns_never_meet_whatever_the_names():
+    from feph_finetune.results.reports import csv_metric_columns
+
+    columns = csv_metric_columns(["a", "a_std"], ["time_s", "time_s_std", "metric_time_s", "sensitivity_a", "b"])
+    every = [name for column in columns.values() for name in (column, f"{column}_std")]
+    assert len(every) == len(set(every)) and columns["extra", "b"] == "b" and columns["sensitivity", "a"] == "sensitivity_a"
+
+
+def _same_names(rng):
+    """Records of two experiments whose rows read the same (B hand-edited to A's label and c/v label)."""
+    return [make_run(experiment, "cv", model="mobilenet", order=order, accuracy=0.5 + 0.1 * order, rng=rng, fold=fold,
+                     label="Fine tune", cv_label=cv_label)
+            for order, (experiment, cv_label) in enumerate((("A", ""), ("B", "A"))) for fold in range(2)]
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_rows_that_would_read_the_same_are_told_apart_by_their_experiment(fmt):
+    text = " ".join(rendered(_same_names(np.random.default_rng(0)), fmt).split())
+    assert "A (experiment B)" in text and "Fine tune (experiment B)" in text and "Fine tune (experiment A)" in text, text
+    assert "(experiment A) (experiment" not in text and "A (experiment A)" not in text  # a row named by its own key stays as it is
+
+
+def test_confusion_names_which_configuration_is_which_when_their_names_read_the_same(capsys):
+    from feph_finetune.results.confusion import matching, print_confusion
+    from feph_finetune.results.reports import configurations
+
+    chosen = matching(configurations(_same_names(np.random.default_rng(0))), "A")
+    buffer = io.StringIO()
+    print_confusion(chosen, Console(file=buffer, width=80))
+    titles = [line for line in buffer.getvalue().splitlines() if "cross-validation, summed over" in line]
+    assert len(chosen) == 2 and len(set(titles)) == 2 and any("experiment B" in title for title in titles), titles

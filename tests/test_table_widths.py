@@ -177,3 +177,26 @@ def test_a_metric_near_the_largest_float_has_a_finite_mean_over_folds(tmp_path, 
     with_metrics(store, lambda index: {"kappa": 1.5e308})  # any two sum past the largest float
     text = printed_at(80, capsys, monkeypatch, "report", str(store))
     assert "inf" not in text and "nan" not in text and text.count("1.5e+308") == 4, text  # M0 and M2, each in both phases
+
+
+@pytest.mark.parametrize("columns", [40, 41])
+@pytest.mark.parametrize("case", ["13-digit counter", "mean run time of 5e8 s"])
+def test_the_runs_table_breaks_no_word_while_a_layout_keeps_it_whole(tmp_path, capsys, monkeypatch, columns, case):
+    """12 + 13 + 13 cells of names and a 13-digit counter fit 40 columns 1 cell apart, not 2: the
+    gap narrows before "architecture" or "configuration" breaks; a duration of "138888 h 53 min"
+    wraps between its parts (never inside a number) before a name breaks."""
+    store, records = store_of(tmp_path / "runs", counters={"face_fallback": 999_999_999_999} if case == "13-digit counter" else None)
+    if case != "13-digit counter":
+        for path in store.glob("*/result.json"):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            record["timing"]["total_s"] = 5e8
+            path.write_text(json.dumps(record), encoding="utf-8")
+    text = printed_at(columns, capsys, monkeypatch, "report", str(store))
+    runs_part = text[text.index("Runs, mean training time"):text.index("Paired comparisons")]
+    numbers = {"4999999999995"} if case == "13-digit counter" else {"138888"}
+    assert_fits(runs_part, columns, numbers)
+    for word in ("architecture", "configuration", "exploratory"):
+        assert runs_part.count(word[:-2]) == runs_part.count(word) > 0, runs_part  # no "architectu" / "re"
+    if case != "13-digit counter":
+        assert all(re.search(r"138888 h$", line) for line in runs_part.splitlines() if "138888" in line), runs_part
+        assert all(line.strip() == "53 min" for line in runs_part.splitlines() if "53" in line and "138888" not in line), runs_part

@@ -424,6 +424,22 @@ class MatrixBuilder:
 
     # --- experiments ---
 
+    def check_row_names(self, runs: list[Run]) -> None:
+        """Two experiments whose report rows would read the same (:func:`row_names`) are refused
+        at the second one's ``label`` or ``cv_label``, once per experiment and key."""
+        first: dict[tuple, str] = {}
+        told: set[tuple[str, str]] = set()
+        for run in runs:
+            for key, shown, what, rows in row_names(run):
+                other = first.setdefault((key, *shown), run.experiment)
+                if other == run.experiment or (run.experiment, key) in told:
+                    continue
+                told.add((run.experiment, key))
+                unset = "" if getattr(run, key) else f" (its key: it sets no {key})"
+                self.problem(("experiments", run.experiment, key),
+                             f"experiment {run.experiment!r} has the {what}{unset} of experiment {other!r}: their {rows} "
+                             f"would read the same in the report; give {run.experiment!r} a {key} of its own")
+
     def experiment_chain(self, name: str, experiments: dict) -> list[str]:
         """The experiment, then the one it extends, and so on (problems reported, never looping)."""
         chain = [name]
@@ -794,6 +810,7 @@ class MatrixBuilder:
         runs: list[Run] = []
         for order, name in enumerate(experiments):
             runs += self.experiment_runs(name, order, experiments, defaults, top["seed"], dataset)
+        self.check_row_names(runs)
         if check_root:
             self.check_groups(dataset, runs, dataset_invalid)
         self.problems = list(dict.fromkeys(self.problems))
@@ -942,6 +959,20 @@ class MatrixBuilder:
             return run_id(run["experiment"], run["phase"], run["fold"], self.config_identity(config), self.dataset_identity(dataset, run["phase"], split_seed))
         except (KeyError, TypeError, ValueError, AttributeError, PluginCallError):
             return None
+
+
+def row_names(run: Run) -> list[tuple[str, tuple, str, str]]:
+    """What names ``run``'s rows in the report, each ``(key, what must differ between experiments,
+    how a problem says it, which rows)``: its label (the experiment's key where it has none) with
+    its backbone and grid variant in its phase (the exploratory table, the runs and counters), and
+    in the cross-validation phase its c/v label (else key) with its variant, whatever the
+    backbone (that table, its comparisons and ``report --confusion`` name rows by it only)."""
+    variant = json.dumps(run.variant, sort_keys=True, default=str)
+    label, cv_label = run.label or run.experiment, run.cv_label or run.experiment
+    names = [("label", (run.phase, run.config.model, label, variant), f"label {label!r} with model {run.config.model!r}", f"{run.phase} rows")]
+    if run.phase == "cv":
+        names.append(("cv_label", (cv_label, variant), f"c/v label {cv_label!r}", "cross-validation rows"))
+    return names
 
 
 def declared_settings(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from rich.text import Text
 
 from feph_finetune.printable import printable
 from feph_finetune.results.number_text import format_count, format_number
-from feph_finetune.results.reports import (class_abbreviations, configuration_name, finished, fold_long_words, names_narrowed, short_name,
-                                           spread_columns)
+from feph_finetune.results.reports import (class_abbreviations, configuration_name, finished, fold_long_words, names_narrowed, rows_told_apart,
+                                           short_name, spread_columns)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -154,7 +154,9 @@ def _cell(count: int, share: float, diagonal: bool) -> Text:
 
 
 def print_confusion(configurations: list[tuple[dict, list[dict]]], console: "Console") -> None:
-    """Print the confusion table of each given configuration, one after another."""
-    for row, runs in configurations:
+    """Print the confusion table of each given configuration, one after another, configurations
+    whose titles would read the same told apart by their experiment (:func:`~feph_finetune.results.reports.rows_told_apart`)."""
+    told = rows_told_apart([row for row, _ in configurations])
+    for row, (_, runs) in zip(told, configurations):
         console.print(confusion_table(row, runs, console.width))
         console.print()

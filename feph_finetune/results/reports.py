@@ -107,6 +107,28 @@ def configuration_name(row: dict) -> str:
     return _configuration_name(row)
 
 
+def rows_told_apart(rows: list[dict]) -> list[dict]:
+    """``rows`` (summary rows) with those whose names would read the same in the tables told
+    apart by their experiment, ``label`` or ``cv_label`` followed by ``(experiment NAME)``: rows
+    of one phase and backbone with the same :func:`configuration_name` (the exploratory table, the
+    runs and counters), cross-validation rows with the same :func:`short_name` (Table 5, the paired
+    comparisons, ``--confusion``) of several experiments. A configuration refuses such
+    experiments; records made elsewhere or edited by hand may still have them. A row whose name is
+    its experiment's key stays as it is (so do rows of one experiment on other data, which the
+    data note tells apart); the others are copies, the rest of each row unchanged."""
+    told = [dict(row) for row in rows]
+    for field_name, same in (("label", lambda row: (row["phase"], row["model"], _configuration_name(row))),
+                             ("cv_label", lambda row: (row["phase"], _short_name(row)) if row["phase"] == "cv" else None)):
+        experiments: dict[Any, set[str]] = {}
+        for row in told:
+            experiments.setdefault(same(row), set()).add(row["experiment"])
+        for row in told:
+            own = row[field_name] or row["experiment"]
+            if same(row) is not None and len(experiments[same(row)]) > 1 and own != row["experiment"]:
+                row[field_name] = f"{own} (experiment {row['experiment']})"
+    return told
+
+
 def configuration_warnings(records: Iterable[dict], file_of: Callable[[str], str] = str) -> list[str]:
     """One warning per experiment whose rows are not simply its runs grouped as
     :func:`summarize` groups them: runs of several configurations (:mod:`~feph_finetune.results.run_configurations`),
@@ -620,6 +642,7 @@ class _Column:
 
 def _report_blocks(rows: list[dict], compact: bool) -> list[_Grid | _Notes]:
     """The report's tables and notes; ``compact`` lays them out for an 80-column console."""
+    rows = rows_told_apart(rows)
     blocks: list[_Grid | _Notes] = []
     for phase in dict.fromkeys(row["phase"] for row in rows):
         for group, other in _class_groups([row for row in rows if row["phase"] == phase]):
@@ -674,7 +697,8 @@ def _metric_columns(rows: list[dict], compact: bool) -> list[_Column]:
     better is unknown for them. ``compact`` abbreviates the class names (:func:`class_abbreviations`).
     """
     classes, extras = _names_across(rows, "sensitivity"), _names_across(rows, "extra")
-    short = class_abbreviations(classes) if compact else {name: name for name in classes}
+    short = _class_headers(classes, compact)
+    shown_extras = dict(zip(extras, headers_told_apart(extras, "metric", taken=short.values())))
 
     def scalar(header: str, name: str) -> _Column:
         return _Column(header, lambda row: row[name], lambda row: row.get(f"{name}_std"))
@@ -705,8 +729,28 @@ def _metric_columns(rows: list[dict], compact: bool) -> list[_Column]:
         *paper,
         *(keyed(short[name], "sensitivity", name) for name in classes),
         scalar("avg. sens.", "avg_sensitivity"),
-        *(keyed(name, "extra", name, percent=False) for name in extras),
+        *(keyed(shown_extras[name], "extra", name, percent=False) for name in extras),
     ]
+
+
+#: The headers of the report's own columns in its tables: a class, a further metric or a counter
+#: of that name is told apart from them (:func:`headers_told_apart`).
+_OWN_HEADERS = frozenset({"phase", "architecture", "configuration", "c/v", "acc.", "paper", "paper acc.", "avg. sens.",
+                          "runs", "failed", "time", "time per run"})
+
+
+def headers_told_apart(names: list[str], kind: str, taken: Iterable[str] = ()) -> list[str]:
+    """The headers of columns named by data (``kind``: class, metric, counter): each name as it
+    is, or where it would read as one of the report's own headers (:data:`_OWN_HEADERS`), one in
+    ``taken`` or an earlier one, ``"<kind> <name>"``, so that no two columns of a table read the same."""
+    seen, headers = set(_OWN_HEADERS) | set(taken), []
+    for name in names:
+        header = name
+        while header in seen:
+            header = f"{kind} {header}"
+        seen.add(header)
+        headers.append(header)
+    return headers
 
 
 def class_abbreviations(classes: Iterable[str]) -> dict[str, str]:
@@ -755,8 +799,15 @@ def _class_legend(rows: list[dict], compact: bool) -> dict[str, str]:
     if not compact:
         return {}
     classes = _names_across(rows, "sensitivity")
-    short = class_abbreviations(classes)
+    short = _class_headers(classes, compact)
     return {short[name]: name for name in classes if short[name] != name}
+
+
+def _class_headers(classes: list[str], compact: bool) -> dict[str, str]:
+    """Each class's column header: its abbreviation (``compact``, :func:`class_abbreviations`) or
+    its name, told apart from the table's own headers (:func:`headers_told_apart`)."""
+    short = class_abbreviations(classes) if compact else {name: name for name in classes}
+    return dict(zip(classes, headers_told_apart([short[name] for name in classes], "class")))
 
 
 def _grid_notes(rows: list[dict], compact: bool) -> list[str]:
@@ -910,7 +961,7 @@ def _cost_grid(rows: list[dict], compact: bool) -> _Grid:
     leading = ["architecture", "configuration"] if compact else ["phase", "architecture", "configuration"]
     grid = _Grid(
         title="Runs, mean training time per run and counters (counters summed over finished runs)",
-        headers=[*leading, "runs", "failed", "time" if compact else "time per run", *counter_names],
+        headers=[*leading, "runs", "failed", "time" if compact else "time per run", *headers_told_apart(counter_names, "counter")],
         numeric=[*(False for _ in leading), True, True, True, *(True for _ in counter_names)],
         flexible=1 if compact else None,
         spread=range(len(leading), len(leading) + 3 + len(counter_names)),
@@ -1086,51 +1137,131 @@ def _rich_table(grid: _Grid, width: int) -> Table:
 
     Numeric columns are as wide as their widest cell line, so no number ever wraps or is cut
     (headers wrap at spaces); the text columns (names) give up the width the table lacks
-    (:func:`_text_column_widths`) and wrap their names between words, breaking a word longer than
+    (:func:`_table_layout`) and wrap their names between words, breaking a word longer than
     its column at a ``.``/``=``/``_``... where it has one (:func:`fold_long_words`) rather than
     cutting it with an ellipsis.
     """
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
-    widths = _text_column_widths(grid, width)
+    widths, gap = _table_layout(grid, width)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, gap - 1), collapse_padding=True, pad_edge=False, show_edge=False)
     for index, (header, numeric) in enumerate(zip(grid.headers, grid.numeric)):
         table.add_column(Text(fold_long_words(header, widths[index])), justify="right" if numeric else "left", width=widths[index],
                          overflow="ellipsis" if numeric else "fold")
     for index, cells in enumerate(grid.rows):
-        styled = [Text(cell.text if numeric else fold_long_words(cell.text, widths[column]), style="bold" if cell.bold else "")
+        styled = [Text(_numbers_wrapped(cell.text, widths[column]) if numeric else fold_long_words(cell.text, widths[column]),
+                       style="bold" if cell.bold else "")
                   for column, (cell, numeric) in enumerate(zip(cells, grid.numeric))]
         table.add_row(*styled, end_section=index in grid.section_ends)
     return table
 
 
-def _text_column_widths(grid: _Grid, width: int, stages: int = 6) -> list[int]:
-    """Each column's width: its natural width (:func:`_natural_width`), less what the table lacks
-    to fit ``width``, taken from the text columns widest first: (1) from ``grid.flexible`` down
-    to its longest name, (2) from every text column down to its longest name, (3) down to
-    :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that folds), (4)
-    down to its header's longest word; only the first ``stages`` of these. (5) A numeric column
-    whose header is wider than its numbers gives up that width (the header folds after a
-    ``_``..., :func:`fold_long_words`). (6) The text columns give up the rest
-    (:func:`names_narrowed`: their names and headers fold, a 13-digit counter beside them at 40
-    columns). A number never gets less than its width (were the table still too wide, rich would
-    cut numbers with "…", never fold them into wrong ones)."""
-    widths = [_natural_width(grid, index) for index in range(len(grid.headers))]
+def _width_steps(grid: _Grid) -> list[tuple[list[int], dict[int, int]]]:
+    """The steps by which a table's columns give up width, each ``(columns, floor)``: (1) from
+    ``grid.flexible`` down to its longest name, (2) from every text column down to its longest
+    name, (3) down to :data:`_FLEXIBLE_MIN` or its header's longest word (a name longer than that
+    folds), (4) down to its header's longest word; (5) a numeric column whose header is wider
+    than its numbers gives up that width (the header folds after a ``_``...,
+    :func:`fold_long_words`), (6) then down to its widest number with its unit (a duration
+    ``138888 h 53 min`` wraps between ``138888 h`` and ``53 min``; no number is ever cut)."""
     text = [index for index, numeric in enumerate(grid.numeric) if not numeric]
     numbers = [index for index, numeric in enumerate(grid.numeric) if numeric]
     names = {index: _longest_name(grid, index) for index in text}
     flexible = [grid.flexible] if grid.flexible is not None else []
     headers = {index: max(cell_len(word) for word in grid.headers[index].split() or [""]) for index in text}
-    steps = ((flexible, names), (text, names), (text, {index: max(_FLEXIBLE_MIN, headers[index]) for index in text}), (text, headers),
-             (numbers, {index: _natural_width(grid, index, header=False) for index in numbers}))
-    for columns, floor in steps[:stages]:
-        _shrink(widths, columns, floor, sum(widths) + _COLUMN_GAP * (len(widths) - 1) - width)
-    if stages > len(steps):
-        texts = [[grid.headers[index], *(cells[index].text for cells in grid.rows)] for index in range(len(grid.headers))]
-        widths = names_narrowed(widths, {index: texts[index] for index in text}, width)
+    return [(flexible, names), (text, names), (text, {index: max(_FLEXIBLE_MIN, headers[index]) for index in text}), (text, headers),
+            (numbers, {index: _natural_width(grid, index, header=False) for index in numbers}),
+            (numbers, {index: _unbroken_width(grid, index) for index in numbers})]
+
+
+#: The steps of :func:`_width_steps` that break words: names below their longest word, numbers' headers.
+_BREAKING_WORDS = (2, 3, 4)
+
+
+def _excess(widths: list[int], room: int, gap: int = _COLUMN_GAP) -> int:
+    """How many cells columns of ``widths``, ``gap`` apart, take beyond ``room``."""
+    return sum(widths) + gap * (len(widths) - 1) - room
+
+
+def _text_column_widths(grid: _Grid, width: int, stages: int) -> list[int]:
+    """Each column's width: its natural width (:func:`_natural_width`), less what the table lacks
+    to fit ``width`` (:data:`_COLUMN_GAP` apart), taken by the first ``stages`` of
+    :func:`_width_steps` (how :func:`_console_parts` weighs a grid's names against its numbers)."""
+    widths = [_natural_width(grid, index) for index in range(len(grid.headers))]
+    for columns, floor in _width_steps(grid)[:stages]:
+        _shrink(widths, columns, floor, _excess(widths, width))
     return widths
 
 
-def names_narrowed(widths: list[int], names: dict[int, list[str]], room: int) -> list[int]:
-    """``widths`` (each column's, in display cells, :data:`_COLUMN_GAP` apart) with the name
+def _table_layout(grid: _Grid, width: int) -> tuple[list[int], int]:
+    """Each column's width and the gap between columns (:data:`_COLUMN_GAP`, or 1: the rich
+    table's padding dropped) of a console table that fits ``width``: the steps of
+    :func:`_width_steps` one after another at the usual gap, a step that fits only with a gap of
+    1 taken with that gap before the next step (which would break more words); where none fits,
+    the text columns give up the rest at a gap of 1 (:func:`names_narrowed`: their names and
+    headers fold, a 13-digit counter beside them at 40 columns). A number never gets less than
+    its width (were the table still too wide, rich would cut numbers with "…", never fold them
+    into wrong ones)."""
+    natural = [_natural_width(grid, index) for index in range(len(grid.headers))]
+    widths = list(natural)
+    if _excess(widths, width) <= 0:
+        return widths, _COLUMN_GAP
+    steps = _width_steps(grid)
+    for step, (columns, floor) in enumerate(steps):
+        # a gap of 1 before a step that breaks words (the names' or the numbers' headers) or the last resort
+        for gap in (_COLUMN_GAP, 1) if step + 1 in (*_BREAKING_WORDS, len(steps)) else (_COLUMN_GAP,):
+            tried = list(widths)
+            _shrink(tried, columns, floor, _excess(tried, width, gap))
+            if _excess(tried, width, gap) <= 0:
+                if step == len(steps) - 1:  # a duration that wraps anyway wraps at its narrowest, and the names get the room
+                    unwrapped = steps[step - 1][1]
+                    tried = [floor[index] if index in floor and tried[index] < unwrapped[index] else wide for index, wide in enumerate(tried)]
+                return _regrown(tried, natural, grid, width, gap), gap
+        _shrink(widths, columns, floor, _excess(widths, width))
+    texts = {index: [grid.headers[index], *(cells[index].text for cells in grid.rows)] for index, numeric in enumerate(grid.numeric) if not numeric}
+    return names_narrowed(widths, texts, width, gap=1), 1
+
+
+def _regrown(widths: list[int], natural: list[int], grid: _Grid, room: int, gap: int) -> list[int]:
+    """``widths`` with the room a step freed beyond what the table lacked given back to the text
+    columns below their natural width, ``grid.flexible`` first, then the one short of most."""
+    grown = list(widths)
+    while _excess(grown, room, gap) < 0:
+        short = [index for index, numeric in enumerate(grid.numeric) if not numeric and grown[index] < natural[index]]
+        if not short:
+            break
+        index = grid.flexible if grid.flexible in short else max(short, key=lambda index: natural[index] - grown[index])
+        grown[index] += 1
+    return grown
+
+
+def _unbroken_width(grid: _Grid, index: int) -> int:
+    """The width a numeric column needs so that its cells wrap between words only after a number's
+    unit (``138888 h`` / ``53 min``, ``18.2 s``): its widest number with the words after it."""
+    groups = [group for cells in grid.rows for line in cells[index].text.split("\n") for group in _NUMBER_WITH_UNIT.findall(line)]
+    return max([cell_len(group) for group in groups] + [1])
+
+
+def _numbers_wrapped(text: str, width: int) -> str:
+    """``text`` (a numeric cell) with each line wider than ``width`` cells wrapped between its
+    numbers with their units (``138888 h`` / ``53 min``), never between a number and its unit."""
+    lines = []
+    for line in text.split("\n"):
+        current = ""
+        for group in _NUMBER_WITH_UNIT.findall(line) if cell_len(line) > width else [line]:
+            if current and cell_len(f"{current} {group}") > width:
+                lines.append(current)
+                current = group
+            else:
+                current = f"{current} {group}" if current else group
+        lines.append(current)
+    return "\n".join(lines)
+
+
+#: A word and the words after it that are not numbers (a number with its unit: ``53 min``).
+_NUMBER_WITH_UNIT = re.compile(r"\S+(?: [^\s\d±+-]\S*)*")
+
+
+def names_narrowed(widths: list[int], names: dict[int, list[str]], room: int, gap: int = _COLUMN_GAP) -> list[int]:
+    """``widths`` (each column's, in display cells, ``gap`` apart) with the name
     columns narrowed, widest first, until the table fits ``room`` cells: the last resort of every
     console table (the report's, ``report --confusion``, ``predict``'s summary), taken only
     when even one number column beside the names does not fit, so that a number is never cut.
@@ -1139,7 +1270,7 @@ def names_narrowed(widths: list[int], names: dict[int, list[str]], room: int) ->
     narrower than its widest character cluster (2 cells for a CJK character), which never splits."""
     narrowed = list(widths)
     floors = {index: _widest_cluster(texts) for index, texts in names.items()}
-    _shrink(narrowed, list(names), floors, sum(narrowed) + _COLUMN_GAP * (len(narrowed) - 1) - room)
+    _shrink(narrowed, list(names), floors, _excess(narrowed, room, gap))
     return narrowed
 
 
@@ -1303,8 +1434,39 @@ def _csv_record(values: list) -> str:
     return buffer.getvalue()[:-2] + "\n"
 
 
+#: The CSV's columns besides the metrics' (whatever the rows hold), and the prefixes and the
+#: suffix of the columns it makes of names (``sensitivity_<class>``, ``counter_<name>``,
+#: ``<metric>_std``): a further metric whose name is one of these columns or has one of these
+#: prefixes or suffix gets the column ``metric_<name>`` (:func:`csv_metric_columns`).
+CSV_OWN_COLUMNS = ("phase", "experiment", "label", "cv_label", "model", "baseline", "order", "data", "folds", "failed", "variant",
+                   "accuracy", "accuracy_std", "avg_sensitivity", "avg_sensitivity_std", "time_s")
+CSV_OWN_PREFIXES = ("sensitivity_", "counter_", "vs_", "paper_", "metric_")
+_STD = "_std"
+
+
+def csv_metric_columns(classes: list[str], metrics: list[str]) -> dict[tuple[str, str], str]:
+    """The CSV column of each class's sensitivity (``("sensitivity", class)``: ``sensitivity_<class>``)
+    and of each further metric (``("extra", name)``: its name, or ``metric_<name>`` where the name
+    could be taken for one of the report's own columns, :data:`CSV_OWN_COLUMNS`,
+    :data:`CSV_OWN_PREFIXES` or a ``_std`` suffix); each column's std follows it as
+    ``<column>_std``. Names that would still meet (class ``a`` and ``a_std``) get ``metric_``
+    once more, so that no column holds two values: the one place the CSV tells names apart."""
+    taken = set(CSV_OWN_COLUMNS)
+    columns: dict[tuple[str, str], str] = {}
+    for group, name in [*(("sensitivity", name) for name in classes), *(("extra", name) for name in metrics)]:
+        column = f"sensitivity_{name}" if group == "sensitivity" else name
+        if group == "extra" and (name in CSV_OWN_COLUMNS or name.startswith(CSV_OWN_PREFIXES) or name.endswith(_STD)):
+            column = f"metric_{name}"
+        while column in taken or column + _STD in taken:
+            column = f"metric_{column}"
+        taken.update((column, column + _STD))
+        columns[group, name] = column
+    return columns
+
+
 def _flat_row(row: dict, names: dict[str, list[str]]) -> dict[str, Any]:
-    """One summary row as scalar columns, the same columns for every row; metrics stay fractions."""
+    """One summary row as scalar columns, the same columns for every row; metrics stay fractions
+    (their columns: :func:`csv_metric_columns`)."""
     flat: dict[str, Any] = {
         name: row[name]
         for name in ("phase", "experiment", "label", "cv_label", "model", "baseline", "order", "data", "folds", "failed")
@@ -1312,17 +1474,15 @@ def _flat_row(row: dict, names: dict[str, list[str]]) -> dict[str, Any]:
     flat["variant"] = json.dumps(row["variant"], sort_keys=True) if row["variant"] else ""
     for name in _PAPER_SCALARS:
         flat[name] = row[name]
-        flat[f"{name}_std"] = row.get(f"{name}_std")
+        flat[f"{name}{_STD}"] = row.get(f"{name}{_STD}")
     if "paper" in row:
         published_row = row["paper"] or {}
         flat["paper_accuracy"] = published_row.get("accuracy")
         flat["paper_accuracy_std"] = published_row.get("accuracy_std")
         flat["paper_table"] = published_row.get("table")
-    for group, prefix in (("sensitivity", "sensitivity_"), ("extra", "")):
-        for key in names[group]:
-            column = f"{prefix}{key}" if f"{prefix}{key}" not in flat else f"metric_{key}"
-            flat[column] = row[group].get(key)
-            flat[f"{column}_std"] = (row.get(f"{group}_std") or {}).get(key)
+    for (group, key), column in csv_metric_columns(names["sensitivity"], names["extra"]).items():
+        flat[column] = row[group].get(key)
+        flat[f"{column}{_STD}"] = (row.get(f"{group}{_STD}") or {}).get(key)
     flat["time_s"] = row["time_s"]
     for name in names["counters"]:
         flat[f"counter_{name}"] = row["counters"].get(name, 0)
