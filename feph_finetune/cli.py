@@ -628,7 +628,7 @@ def cmd_run(args, console: Console) -> int:
             from feph_finetune.results.earlier_ids import WHY
 
             moves = ", ".join(f"{name} -> {run_id}" for run_id, name in earlier.items())
-            console.print(f"{len(earlier)} of these runs {'is' if len(earlier) == 1 else 'are'} finished under an earlier id and would be carried over, not run again ({WHY}): {moves}", markup=False, highlight=False, soft_wrap=True)
+            console.print(f"{len(earlier)} of these runs {'is' if len(earlier) == 1 else 'are'} finished under an earlier id and would be carried over, not run again ({WHY}): {moves}", markup=False, highlight=False)  # a list of run ids: wrapped between ids, never inside one
         return EXIT_OK
     try:
         result = session.run()

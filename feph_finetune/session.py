@@ -252,7 +252,7 @@ class Session:
 
         carried = carry_over(self.store, self.earlier_runs())
         if carried:
-            self.console.print(f"{counted(carried, 'finished run')} carried over to their new ids ({WHY})", markup=False, highlight=False, soft_wrap=True)
+            self.console.print(f"{counted(carried, 'finished run')} carried over to their new ids ({WHY})", markup=False, highlight=False)
 
     def rename_finished_runs(self) -> None:
         """Give the selected finished runs the labels and order their configuration gives now
@@ -263,7 +263,7 @@ class Session:
         if renamed:
             fields = [name for name in DISPLAY_FIELDS if any(name in changed for changed in renamed.values())]
             self.console.print(f"{counted(len(renamed), 'finished run')} take{'s' if len(renamed) == 1 else ''} the {', '.join(fields)} the configuration gives now "
-                               f"(names only, not settings: not run again): {', '.join(renamed)}", markup=False, highlight=False, soft_wrap=True)
+                               f"(names only, not settings: not run again): {', '.join(renamed)}", markup=False, highlight=False)  # a list of run ids: wrapped between ids, never inside one
 
     def run(self) -> MatrixResult:
         """Run the selected runs that are not finished (all of them with ``force``), then print

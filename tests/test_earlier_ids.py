@@ -57,7 +57,9 @@ def test_a_run_finished_under_its_earlier_id_is_carried_over_not_trained_again(e
     trained, trained_at = history.read_bytes(), history.stat().st_mtime_ns
 
     assert main([str(config), "--output", str(output), "--dry-run"]) == 0
-    assert "1 of these runs is finished under an earlier id and would be carried over, not run again" in capsys.readouterr().out
+    dry = capsys.readouterr().out
+    assert "1 of these runs is finished under an earlier id and would be carried over, not run again" in " ".join(dry.split())
+    assert f"{old_id} -> {run.id}" in dry, "wrapped between ids, never inside one"
     assert sorted(path.name for path in output.iterdir() if path.name != LOCK_FILE) == [old_id]  # a dry run moves nothing
 
     assert main([str(config), "--output", str(output), "--executor", "inline"]) == 0

@@ -178,6 +178,21 @@ def test_the_rename_line_counts_the_runs_and_names_only_the_fields_that_changed(
     assert "1 finished run takes the label the configuration gives now" in printed.getvalue(), printed.getvalue()
 
 
+def test_the_rename_line_wraps_between_run_ids_never_inside_one(tmp_path, synthetic_feph):
+    """With the terminal's soft wrap, 42 renamed runs made one line of 800 characters that the
+    terminal broke inside ids; rich wraps it between them, at the console's width."""
+    config = write_matrix(tmp_path / "a.toml", synthetic_feph, M2)
+    output = tmp_path / "out"
+    runs = plan_matrix(config)
+    write_finished(output, runs, accuracy=0.5)
+    printed = io.StringIO()
+    run_matrix(config, output=output, executor="inline", overrides=["experiments.M2.label=Renamed"], console=EscapingConsole(file=printed, width=80))
+    text = printed.getvalue()
+    assert max(map(len, text.splitlines())) <= 80, text
+    assert "(names only, not settings: not run again):" in " ".join(text.split())
+    assert all(run.id in text for run in runs), text  # each whole on one line
+
+
 def test_each_runs_configuration_files_are_read_once(tmp_path, synthetic_feph, capsys, monkeypatch):
     """Telling which runs are one (earlier ids) and which configuration each was made under both
     need a run's ``config.json`` and ``environment.json``: a report reads them once."""
