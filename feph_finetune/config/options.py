@@ -86,9 +86,42 @@ class Option:
     def __post_init__(self) -> None:
         if self.path is not None and self.path not in PATH_KINDS:
             raise ValueError(f"Option path must be one of {', '.join(PATH_KINDS)}, not {self.path!r}")
-        if self.choices is not None and self.path is None and not _is_list(self.default) \
-                and self.default not in self.choices:
-            raise ValueError(f"Option default {self.default!r} is not one of its choices {list(self.choices)}")
+        problems = default_problems(self)
+        if problems:
+            raise ValueError(f"Option default {_shortened_repr(self.default)} does not fit its own declaration: {'; '.join(problems)}")
+
+
+def default_problems(option: Option) -> list[str]:
+    """Why ``option``'s own default is not a value it accepts (an empty list when it is): its
+    type, choices, bounds, finiteness, retired values, checked as a configured value is
+    (:func:`option_problems`), for every item of a list. A default of None means unset and is not
+    checked. Neither is a ``path`` option's file (a text default is any path; ``""`` by convention
+    means the user must give one) nor the free-form ``check`` (it may read files, and refuses
+    such a placeholder by design). Refused at construction, so that a plugin's ``plugin_options``
+    cannot declare ``Option(-5, minimum=0)``: the run would be given a value its own plugin refuses."""
+    if option.default is None:
+        return []
+    return _problems(option.default, option, paths="ignore", run_check=False)
+
+
+def _shortened_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+#: A name a configuration can address: a TOML bare key, so that it can be one part of a dotted
+#: key (``[experiments.A.options.PLUGIN]``), of a grid key (``"options.PLUGIN.OPTION"``, split at
+#: its dots) and of ``--set experiments.A.options.PLUGIN.OPTION=1`` alike.
+ADDRESSABLE_NAME = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
+
+
+def name_problem(name: Any) -> str:
+    """Why ``name`` (of a plugin or an option) cannot be addressed in a configuration ('' when it can)."""
+    if not isinstance(name, str):
+        return f"name {_shortened_repr(name)} is {type_name(name)}, not text"
+    if not ADDRESSABLE_NAME.fullmatch(name):
+        return f"{_shortened_repr(name)} cannot be written as a part of a TOML dotted key, a grid key or --set: use only ASCII letters, digits, '_' and '-'"
+    return ""
 
 
 def as_option(value: Any) -> Option:
@@ -102,6 +135,12 @@ def option_problems(value: Any, option: Option, check_paths: bool = True) -> lis
     ``check_paths=False`` skips the existence of ``path`` options, for files that are written
     later (the demo's base models). Messages describe the value only; the caller names the place.
     """
+    return _problems(value, option, paths="exist" if check_paths else "suffix", run_check=True)
+
+
+def _problems(value: Any, option: Option, paths: str, run_check: bool) -> list[str]:
+    """:func:`option_problems`; ``paths``: "exist" checks a path's ending and existence, "suffix"
+    its ending only, "ignore" neither; ``run_check``: whether ``option.check`` runs."""
     if isinstance(value, str) and value in option.keywords:
         return []
     if not _matches(value, option):
@@ -109,8 +148,8 @@ def option_problems(value: Any, option: Option, check_paths: bool = True) -> lis
     items = value if _is_list(value) else [value]
     problems: list[str] = []
     for item in items:
-        problems += _item_problems(item, option, check_paths)
-    if not problems and option.check is not None:
+        problems += _item_problems(item, option, paths)
+    if not problems and run_check and option.check is not None:
         message = option.check(value)
         if message:
             problems.append(message)
@@ -156,11 +195,11 @@ def _number(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
-def _item_problems(item: Any, option: Option, check_paths: bool) -> list[str]:
+def _item_problems(item: Any, option: Option, paths: str) -> list[str]:
     if _hashable(item) and item in option.retired:
         return [f"{item!r} is no longer accepted: {option.retired[item]}"]
     if option.path is not None and isinstance(item, str) and (option.choices is None or item not in option.choices):
-        return _path_problems(item, option, check_paths)
+        return [] if paths == "ignore" else _path_problems(item, option, check_paths=paths == "exist")
     if option.choices is not None and item not in option.choices:
         return [f"{item!r} is not one of {', '.join(repr(choice) for choice in option.choices)}{_close(item, option.choices)}"]
     if _is_number(item):
