@@ -92,16 +92,18 @@ class Option:
 
 
 def default_problems(option: Option) -> list[str]:
-    """Why ``option``'s own default is not a value it accepts (an empty list when it is): its
-    type, choices, bounds, finiteness, retired values, checked as a configured value is
-    (:func:`option_problems`), for every item of a list. A default of None means unset and is not
-    checked. Neither is a ``path`` option's file (a text default is any path; ``""`` by convention
-    means the user must give one) nor the free-form ``check`` (it may read files, and refuses
-    such a placeholder by design). Refused at construction, so that a plugin's ``plugin_options``
-    cannot declare ``Option(-5, minimum=0)``: the run would be given a value its own plugin refuses."""
-    if option.default is None:
+    """Why ``option``'s own default is not a value it accepts (an empty list when it is): each
+    item's choices, bounds, finiteness and retired values, checked as a configured value's are.
+    Not checked: a default of None or a keyword (unset, ``"auto"``), the type (the default is what
+    declares it; a plain list default may mix types), a ``path`` option's file (a text default is
+    any path; ``""`` by convention means the user must give one) and the free-form ``check`` (it
+    may read files, and refuses such a placeholder by design). Refused at construction, so that a
+    plugin's ``plugin_options`` cannot declare ``Option(-5, minimum=0)``: its runs would be given
+    a value their own plugin refuses."""
+    default = option.default
+    if default is None or (isinstance(default, str) and default in option.keywords):
         return []
-    return _problems(option.default, option, paths="ignore", run_check=False)
+    return [problem for item in (default if _is_list(default) else [default]) for problem in _item_problems(item, option, paths="ignore")]
 
 
 def _shortened_repr(value: Any) -> str:
@@ -135,12 +137,6 @@ def option_problems(value: Any, option: Option, check_paths: bool = True) -> lis
     ``check_paths=False`` skips the existence of ``path`` options, for files that are written
     later (the demo's base models). Messages describe the value only; the caller names the place.
     """
-    return _problems(value, option, paths="exist" if check_paths else "suffix", run_check=True)
-
-
-def _problems(value: Any, option: Option, paths: str, run_check: bool) -> list[str]:
-    """:func:`option_problems`; ``paths``: "exist" checks a path's ending and existence, "suffix"
-    its ending only, "ignore" neither; ``run_check``: whether ``option.check`` runs."""
     if isinstance(value, str) and value in option.keywords:
         return []
     if not _matches(value, option):
@@ -148,8 +144,8 @@ def _problems(value: Any, option: Option, paths: str, run_check: bool) -> list[s
     items = value if _is_list(value) else [value]
     problems: list[str] = []
     for item in items:
-        problems += _item_problems(item, option, paths)
-    if not problems and run_check and option.check is not None:
+        problems += _item_problems(item, option, paths="exist" if check_paths else "suffix")
+    if not problems and option.check is not None:
         message = option.check(value)
         if message:
             problems.append(message)
@@ -196,6 +192,8 @@ def _number(bound: float) -> str:
 
 
 def _item_problems(item: Any, option: Option, paths: str) -> list[str]:
+    """Why one value (of a list: one item) is not accepted; ``paths``: "exist" checks a path's
+    ending and existence, "suffix" its ending only, "ignore" neither."""
     if _hashable(item) and item in option.retired:
         return [f"{item!r} is no longer accepted: {option.retired[item]}"]
     if option.path is not None and isinstance(item, str) and (option.choices is None or item not in option.choices):
