@@ -112,9 +112,9 @@ class PluginLoadError(Exception):
 #: The statuses of :class:`PluginInfo`: registered, or why not.
 STATUSES = {
     "ok": "registered and usable",
-    "broken": "could not be imported, or implements a hook wrongly",
-    "conflict": "several distributions offer this name; none is loaded",
-    "refused": "a third-party plugin may not replace a built-in of the same name",
+    "broken": "could not be imported, implements a hook wrongly, or has a name or options a configuration cannot address",
+    "conflict": "several entry points offer this name (or it in other letter case); none is loaded",
+    "refused": "a third-party plugin may not replace a built-in of the same name, in any letter case",
     "filtered": f"its distribution is not named in {LOAD_PLUGINS_ENV}",
 }
 
