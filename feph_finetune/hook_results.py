@@ -25,7 +25,7 @@ import numpy as np
 
 from feph_finetune import hookspecs
 from feph_finetune.api import Augmentation, BuiltModel, Dataset, FrameResult, Preprocessing, TrainingStage
-from feph_finetune.config.options import Option
+from feph_finetune.config.options import Option, name_problem
 from feph_finetune.config.schema import EXPERIMENT_OPTIONS
 from feph_finetune.results.records import metrics_problems
 from feph_finetune.results.store import jsonable
@@ -52,7 +52,8 @@ def _is_real(value: Any) -> bool:
 
 
 def _options_problem(declared: Any, arguments: Mapping[str, Any]) -> str:
-    """None, or a mapping of option names to defaults or Options whose defaults are JSON values:
+    """None, or a mapping of addressable option names (:func:`~feph_finetune.config.options.name_problem`:
+    "a.b" could be declared but never set) to defaults or Options whose defaults are JSON values:
     a default goes into the run's id and config.json like a configured value (an object there
     gave an id that changed on every call and a run that crashed writing it; NaN was written as
     NaN, which a configured value may not be)."""
@@ -61,6 +62,9 @@ def _options_problem(declared: Any, arguments: Mapping[str, Any]) -> str:
     if not isinstance(declared, Mapping):
         return f"must return a mapping of option names to defaults or Options, or None, got {_kind(declared)}"
     for name, value in declared.items():
+        unaddressable = name_problem(name)
+        if unaddressable:
+            return f"must return option names that a configuration can address: option {unaddressable}"
         default = value.default if isinstance(value, Option) else value
         try:
             problem = _json_value_problem(default)
@@ -68,7 +72,7 @@ def _options_problem(declared: Any, arguments: Mapping[str, Any]) -> str:
             problem = "a value nested too deeply"
         if problem:
             return (f"must return defaults that are JSON values (text, finite numbers, true/false, None, "
-                    f"lists and tables of them), got {problem} in the default of option {str(name)!r}")
+                    f"lists and tables of them), got {problem} in the default of option {name!r}")
     return ""
 
 

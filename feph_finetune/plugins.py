@@ -32,7 +32,7 @@ import pluggy
 
 from feph_finetune import hookspecs
 from feph_finetune.api import PluginError
-from feph_finetune.config.options import Option, as_option
+from feph_finetune.config.options import Option, as_option, name_problem
 from feph_finetune.hook_results import result_problem
 from feph_finetune.interrupts import interrupt_may_be_a_stop
 from feph_finetune.printable import printable
@@ -97,6 +97,8 @@ DEFAULT_PLUGINS = (
     "feph_finetune.execution.executors",  # the built-in executors: inline, process, ray
 )
 BUILTIN_NAMES = frozenset(module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS)
+#: The built-in names by their lower case: a third-party "Flip" reads as the built-in "flip".
+_BUILTIN_BY_CASE = {name.lower(): name for name in BUILTIN_NAMES}
 
 
 class PluginLoadError(Exception):
@@ -110,9 +112,9 @@ class PluginLoadError(Exception):
 #: The statuses of :class:`PluginInfo`: registered, or why not.
 STATUSES = {
     "ok": "registered and usable",
-    "broken": "could not be imported, or implements a hook wrongly",
-    "conflict": "several distributions offer this name; none is loaded",
-    "refused": "a third-party plugin may not replace a built-in of the same name",
+    "broken": "could not be imported, implements a hook wrongly, or has a name or options a configuration cannot address",
+    "conflict": "several entry points offer this name (or it in other letter case); none is loaded",
+    "refused": "a third-party plugin may not replace a built-in of the same name, in any letter case",
     "filtered": f"its distribution is not named in {LOAD_PLUGINS_ENV}",
 }
 
@@ -304,9 +306,12 @@ def _import_side_effects_contained(name: str, warnings: list[str]) -> Iterator[N
     - a warning it issues becomes one line of ``warnings``, naming it, instead of Python's two;
     - the working directory it changes is put back (a relative ``dataset.root``, output folder or
       argument means what the user typed), with a warning;
+    - the environment variables it sets, changes or removes are put back (``FEPH_FINETUNE_CACHE``
+      set by one plugin's import would move every run's crop cache), with one warning;
     - a non-daemon thread it starts is remembered, so that the command does not wait for it at exit.
     """
     cwd = _working_directory()
+    environment = dict(os.environ)
     threads_before = set(threading.enumerate())
     with _descriptor_1_to_2(), redirect_stdout(sys.stderr), pywarnings.catch_warnings(record=True) as caught:
         try:
@@ -314,6 +319,7 @@ def _import_side_effects_contained(name: str, warnings: list[str]) -> Iterator[N
         finally:
             warnings += [f"plugin {name!r} warned while imported: {message.category.__name__}: {error_text(message.message)}" for message in caught]
             _restore_cwd(name, cwd, warnings)
+            _restore_environment(name, environment, warnings)
             for thread in set(threading.enumerate()) - threads_before:
                 if not thread.daemon:
                     _IMPORT_THREADS[thread] = name
@@ -355,6 +361,25 @@ def _restore_cwd(name: str, cwd: str | None, warnings: list[str]) -> None:
     if cwd is not None and now != cwd:
         os.chdir(cwd)
         warnings.append(f"plugin {name!r} changed the working directory to {now!r} while imported; changed back to {cwd!r}")
+
+
+def _restore_environment(name: str, before: dict[str, str], warnings: list[str]) -> None:
+    """Put ``os.environ`` back as ``before`` if plugin ``name``'s import changed it; one warning
+    naming the variables (not their values, which may be secrets)."""
+    now = dict(os.environ)
+    if now == before:
+        return
+    changes = {
+        "set": sorted(set(now) - set(before)),
+        "changed": sorted(key for key in set(now) & set(before) if now[key] != before[key]),
+        "removed": sorted(set(before) - set(now)),
+    }
+    for key in changes["set"]:
+        del os.environ[key]
+    for key in changes["changed"] + changes["removed"]:
+        os.environ[key] = before[key]
+    said = "; ".join(f"{verb} {', '.join(keys)}" for verb, keys in changes.items() if keys)
+    warnings.append(f"plugin {name!r} changed environment variables while imported ({said}); changed back: set them in the hook that needs them")
 
 
 #: Seconds the process's exit waits for non-daemon threads before it ends without them: threads
@@ -457,9 +482,13 @@ def _register_entry_point(pm: pluggy.PluginManager, candidate: _EntryPoint, warn
     problems = _hook_problems(pm, plugin)
     if problems:
         return "; ".join(problems)
+    loaded_as = pm.get_name(plugin)
+    if loaded_as is not None:  # pluggy would refuse it with its whole registry in the message
+        what = "module" if candidate.entry_point.attr is None else "object"
+        return f"{what} {candidate.entry_point.value} is already loaded as plugin {loaded_as!r}; a plugin has one name: remove this entry point from {candidate.distribution}"
     try:
         pm.register(plugin, name=candidate.name)
-    except BaseException as error:  # pluggy's own validation, one object under two names, or the plugin's attributes raising
+    except BaseException as error:  # pluggy's own validation, or the plugin's attributes raising
         if not is_plugin_failure(error):
             raise
         if pm.has_plugin(candidate.name):
@@ -488,10 +517,13 @@ def _declaration_problem(plugins: "Plugins", name: str) -> str:
 def _load_entry_point_plugins(pm: pluggy.PluginManager, origins: dict[str, str], unavailable: list[PluginInfo], warnings: list[str]) -> None:
     """Register the third-party plugins; record every entry point that is not registered, and why.
 
-    The rules: a third-party plugin may not replace a built-in (refused, the built-in stays);
-    two distributions offering one name are both left out (conflict), since which one would
-    win depends on the order of ``sys.path``; one that fails to import or implements a hook
-    wrongly is left out (broken). None of these stops the other plugins from loading.
+    The rules: an entry point whose name a configuration cannot address (:func:`name_problem`)
+    is left out (broken); a third-party plugin may not replace a built-in, nor take its name in
+    other letter case (refused, the built-in stays); entry points whose names differ at most in
+    letter case are all left out (conflict), since which one would win depends on the order of
+    ``sys.path`` (or on the case a user types); one that fails to import, implements a hook
+    wrongly or is a module already loaded under another name is left out (broken). None of these
+    stops the other plugins from loading.
     """
     allowed = _allowed_distributions()
     candidates, installed = _installed_entry_points()
@@ -499,27 +531,39 @@ def _load_entry_point_plugins(pm: pluggy.PluginManager, origins: dict[str, str],
         warnings += _unknown_allowed(allowed, installed, candidates)
     by_name: dict[str, list[_EntryPoint]] = {}
     for candidate in candidates:
+        unaddressable = name_problem(candidate.name)
         if allowed is not None and _normalise_distribution(candidate.distribution) not in allowed:
             error = f"{LOAD_PLUGINS_ENV}={os.environ[LOAD_PLUGINS_ENV]!r} does not name its distribution {candidate.distribution!r}"
             unavailable.append(PluginInfo(candidate.name, candidate.origin, (), "filtered", error))
+        elif unaddressable:
+            error = f"the entry point's name {unaddressable}; rename it in {candidate.distribution}"
+            unavailable.append(PluginInfo(candidate.name, candidate.origin, (), "broken", error))
         else:
-            by_name.setdefault(candidate.name, []).append(candidate)
-    for name, group in by_name.items():
-        if name in BUILTIN_NAMES:
-            for candidate in group:
-                error = f"a third-party plugin may not replace the built-in {name!r}; the built-in is used. Rename the entry point in {candidate.distribution}"
-                unavailable.append(PluginInfo(name, candidate.origin, (), "refused", error))
-                warnings.append(f"plugin {name!r} of {candidate.origin} is ignored: {error}")
+            by_name.setdefault(candidate.name.lower(), []).append(candidate)
+    for lower, group in by_name.items():
+        if lower in _BUILTIN_BY_CASE:
+            _refuse(group, _BUILTIN_BY_CASE[lower], unavailable, warnings)
         elif len(group) > 1:
-            origins_text = " and ".join(candidate.origin for candidate in group)
-            error = f"offered by {origins_text}; none is loaded: uninstall all but one, or load one with {LOAD_PLUGINS_ENV}=DISTRIBUTION"
-            unavailable += [PluginInfo(name, candidate.origin, (), "conflict", error) for candidate in group]
+            offers = " and ".join(candidate.origin if candidate.name == group[0].name else f"{candidate.origin} (as {candidate.name!r})" for candidate in group)
+            error = f"offered by {offers}; none is loaded: uninstall all but one, or load one with {LOAD_PLUGINS_ENV}=DISTRIBUTION"
+            unavailable += [PluginInfo(candidate.name, candidate.origin, (), "conflict", error) for candidate in group]
         else:
-            error = _register_entry_point(pm, group[0], warnings)
+            (candidate,) = group
+            error = _register_entry_point(pm, candidate, warnings)
             if error:
-                unavailable.append(PluginInfo(name, group[0].origin, (), "broken", error))
+                unavailable.append(PluginInfo(candidate.name, candidate.origin, (), "broken", error))
             else:
-                origins[name] = group[0].origin
+                origins[candidate.name] = candidate.origin
+
+
+def _refuse(group: list[_EntryPoint], builtin: str, unavailable: list[PluginInfo], warnings: list[str]) -> None:
+    """Record the entry points of ``group``, named as the built-in ``builtin`` or so in other
+    letter case, as refused, each with a warning every command shows."""
+    for candidate in group:
+        taken = f"replace the built-in {builtin!r}" if candidate.name == builtin else f"take the name of the built-in {builtin!r} in other letter case"
+        error = f"a third-party plugin may not {taken}; the built-in is used. Rename the entry point in {candidate.distribution}"
+        unavailable.append(PluginInfo(candidate.name, candidate.origin, (), "refused", error))
+        warnings.append(f"plugin {candidate.name!r} of {candidate.origin} is ignored: {error}")
 
 
 def _unknown_allowed(allowed: set[str], installed: set[str], candidates: list[_EntryPoint]) -> list[str]:
@@ -628,7 +672,7 @@ class Plugins:
         """
         declared = self.call(name, "plugin_options") or {}
         try:
-            return {str(key): as_option(value) for key, value in dict(declared).items()}
+            return {key: as_option(value) for key, value in dict(declared).items()}
         except (TypeError, ValueError) as error:
             raise PluginCallError(name, "plugin_options", TypeError(f"must return a mapping of option names to defaults or Options, got {declared!r}")) from error
 

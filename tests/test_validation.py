@@ -256,7 +256,7 @@ def test_option_declarations_check_what_they_declare(tmp_path):
     assert option_problems(str(tmp_path / "x.keras"), weights, check_paths=False) == []
     checked = Option(3, check=lambda value: None if value % 2 else "must be odd")
     assert option_problems(4, checked) == ["must be odd"]
-    with pytest.raises(ValueError, match="not one of its choices"):
+    with pytest.raises(ValueError, match="does not fit its own declaration: .c. is not one of .a., .b."):
         Option("c", choices=("a", "b"))
 
 

@@ -86,9 +86,44 @@ class Option:
     def __post_init__(self) -> None:
         if self.path is not None and self.path not in PATH_KINDS:
             raise ValueError(f"Option path must be one of {', '.join(PATH_KINDS)}, not {self.path!r}")
-        if self.choices is not None and self.path is None and not _is_list(self.default) \
-                and self.default not in self.choices:
-            raise ValueError(f"Option default {self.default!r} is not one of its choices {list(self.choices)}")
+        problems = default_problems(self)
+        if problems:
+            raise ValueError(f"Option default {_shortened_repr(self.default)} does not fit its own declaration: {'; '.join(problems)}")
+
+
+def default_problems(option: Option) -> list[str]:
+    """Why ``option``'s own default is not a value it accepts (an empty list when it is): each
+    item's choices, bounds, finiteness and retired values, checked as a configured value's are.
+    Not checked: a default of None or a keyword (unset, ``"auto"``), the type (the default is what
+    declares it; a plain list default may mix types), a ``path`` option's file (a text default is
+    any path; ``""`` by convention means the user must give one) and the free-form ``check`` (it
+    may read files, and refuses such a placeholder by design). Refused at construction, so that a
+    plugin's ``plugin_options`` cannot declare ``Option(-5, minimum=0)``: its runs would be given
+    a value their own plugin refuses."""
+    default = option.default
+    if default is None or (isinstance(default, str) and default in option.keywords):
+        return []
+    return [problem for item in (default if _is_list(default) else [default]) for problem in _item_problems(item, option, paths="ignore")]
+
+
+def _shortened_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+#: A name a configuration can address: a TOML bare key, so that it can be one part of a dotted
+#: key (``[experiments.A.options.PLUGIN]``), of a grid key (``"options.PLUGIN.OPTION"``, split at
+#: its dots) and of ``--set experiments.A.options.PLUGIN.OPTION=1`` alike.
+ADDRESSABLE_NAME = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
+
+
+def name_problem(name: Any) -> str:
+    """Why ``name`` (of a plugin or an option) cannot be addressed in a configuration ('' when it can)."""
+    if not isinstance(name, str):
+        return f"name {_shortened_repr(name)} is {type_name(name)}, not text"
+    if not ADDRESSABLE_NAME.fullmatch(name):
+        return f"{_shortened_repr(name)} cannot be written as a part of a TOML dotted key, a grid key or --set: use only ASCII letters, digits, '_' and '-'"
+    return ""
 
 
 def as_option(value: Any) -> Option:
@@ -109,7 +144,7 @@ def option_problems(value: Any, option: Option, check_paths: bool = True) -> lis
     items = value if _is_list(value) else [value]
     problems: list[str] = []
     for item in items:
-        problems += _item_problems(item, option, check_paths)
+        problems += _item_problems(item, option, paths="exist" if check_paths else "suffix")
     if not problems and option.check is not None:
         message = option.check(value)
         if message:
@@ -156,11 +191,13 @@ def _number(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
-def _item_problems(item: Any, option: Option, check_paths: bool) -> list[str]:
+def _item_problems(item: Any, option: Option, paths: str) -> list[str]:
+    """Why one value (of a list: one item) is not accepted; ``paths``: "exist" checks a path's
+    ending and existence, "suffix" its ending only, "ignore" neither."""
     if _hashable(item) and item in option.retired:
         return [f"{item!r} is no longer accepted: {option.retired[item]}"]
     if option.path is not None and isinstance(item, str) and (option.choices is None or item not in option.choices):
-        return _path_problems(item, option, check_paths)
+        return [] if paths == "ignore" else _path_problems(item, option, check_paths=paths == "exist")
     if option.choices is not None and item not in option.choices:
         return [f"{item!r} is not one of {', '.join(repr(choice) for choice in option.choices)}{_close(item, option.choices)}"]
     if _is_number(item):
