@@ -253,6 +253,7 @@ def test_a_disk_filled_during_a_child_run_stops_the_command_without_a_traceback(
     first = run_cli(str(path), "--output", str(outdir), env=env)
     assert first.returncode == 2, first.stdout + first.stderr
     assert f"no space left on the disk of {outdir}" in first.stderr and "continue with:" in first.stderr
+    assert "for predictions.npz" in " ".join(first.stderr.split()), "the first file the disk refused (the run's), not the record the parent wrote after it"
     assert "Traceback" not in first.stderr
     records = {record["experiment"]: record for record in RunStore(outdir).records()}
     assert records["A"]["status"] == "done" and "B" not in records

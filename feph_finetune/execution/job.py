@@ -269,12 +269,25 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         record["timing"].update(started=wall_started, finished=time.time())
         record["counters"] = counters
         record = _readable(record)
-        tracking.end(record, keep=lambda pending: store.write(run.id, PENDING_RESULT_FILE, pending))
         try:
+            tracking.end(record, keep=lambda pending: store.write(run.id, PENDING_RESULT_FILE, pending))
             store.finish(run.id, record)
         except NoSpaceError as error:  # the disk that failed the run: the message names the first file it refused
-            raise first_full or error
+            full = first_full or error
+            report({"event": NO_SPACE_EVENT, "run": run.id, "folder": str(full.folder), "what": full.what})  # for a parent that writes the record
+            raise full
         return record["status"]
+
+
+#: The event of a run that failed on a full disk and could not write its record: the folder and
+#: the first file the disk refused, which an executor that then fails to write the record in
+#: the run's place names (:func:`first_refused`) rather than its own ``result.json``.
+NO_SPACE_EVENT = "no_space"
+
+
+def first_refused(event: dict[str, Any] | None) -> NoSpaceError | None:
+    """The full-disk error a run's :data:`NO_SPACE_EVENT` describes (None for no event)."""
+    return None if event is None else NoSpaceError(Path(str(event.get("folder"))), str(event.get("what")))
 
 
 def ensure_run_space(job: RunJob) -> None:

@@ -46,7 +46,7 @@ class NoSpaceError(OSError):
     the inodes ran out (None: found from the disk, :func:`inodes_exhausted`)."""
 
     def __init__(self, folder: Path, what: str, needed: int | None = None, files_needed: int | None = None, inodes: bool | None = None):
-        self.folder = Path(folder)
+        self.folder, self.what = Path(folder), what
         self.inodes = inodes_exhausted(self.folder) if inodes is None else inodes
         if self.inodes:
             free, wanted, unit, words = free_files(self.folder), files_needed, _files, "no free inodes (files) left"

@@ -20,12 +20,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from feph_finetune.execution.job import Report, RunJob, Whereabouts, failed_record, stopped_run_record, timeout_of
+from feph_finetune.execution.job import NO_SPACE_EVENT, Report, RunJob, Whereabouts, failed_record, first_refused, stopped_run_record, timeout_of
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, InProcess
 from feph_finetune.execution.executors.forkserver import exit_description, process_context, signal_group, start_child, stop_children
 from feph_finetune.execution.executors.worker import run_job
-from feph_finetune.results.store import RunStore, write_error
+from feph_finetune.results.store import NoSpaceError, RunStore, write_error
 
 STDERR_LOG = "stderr.log"
 #: Lines of a dead child's stderr kept in its ``result.json`` (all of it stays in ``stderr.log``).
@@ -90,7 +90,9 @@ class ProcessExecutor(Executor):
                         if child.past_deadline():
                             child.time_out(whereabouts.of(child.job.id), whereabouts.hook_of(child.job.id))
                     continue
-                if event is not None:
+                if event is not None and event.get("event") == NO_SPACE_EVENT:
+                    child.no_space = event
+                elif event is not None:
                     whereabouts.note(event)
                     if event.get("event") == "started":
                         child.begin()
@@ -180,6 +182,7 @@ class Child:
         self.hook_stopped: tuple[str, str] | None = None  # the (plugin, hook) it was in then
         self.process: Any = None
         self.start_failure: str | None = None
+        self.no_space: dict[str, Any] | None = None  # the run's :data:`~feph_finetune.execution.job.NO_SPACE_EVENT`, if it sent one
         try:
             self.process = start_child(run_job, (payload, child_environment(device), str(self.log_path), writer), name=f"run-{job.id}")
         except (EOFError, OSError) as error:  # the fork server died: its TensorFlow import crashed, say
@@ -238,6 +241,12 @@ class Child:
         ``track_run_end`` keeps its result), or with the exit signal or code, with the end of its
         stderr, and the (plugin, hook) it was in, ``in_hook``, if any (:meth:`Whereabouts.hook_of`).
         A done run's ``stderr.log`` is removed. Returns a warning to show, or None."""
+        try:
+            return self._record_end(in_hook)
+        except NoSpaceError as error:  # the run's own failure named the first file the disk refused
+            raise first_refused(self.no_space) or error
+
+    def _record_end(self, in_hook: tuple[str, str] | None) -> str | None:
         if self.start_failure:
             self.store.finish(self.job.id, self.death_record(None))
             return None
