@@ -7,6 +7,7 @@ hook implementation.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -148,8 +149,12 @@ class RunContext:
     counters: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str, n: int = 1) -> None:
-        """Add ``n`` to a named counter; counters are stored with the run's results."""
-        self.counters[name] = self.counters.get(name, 0) + n
+        """Add ``n`` to a named counter; counters are stored with the run's results. Raises
+        ValueError for an ``n`` that is not a whole number from 0 (a count; a fraction would be
+        summed into a count that reads whole), in the calling plugin's hook, which it fails."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ValueError(f"context.count({name!r}, n): n must be a whole number from 0 (a count), got {n!r}")
+        self.counters[name] = self.counters.get(name, 0) + int(n)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from feph_finetune.cli import main
@@ -98,6 +99,7 @@ SPOILS = [
     ("metrics.sensitivity.anger", DELETE),
     ("counters.face_fallback", -2),
     ("counters.frames_skipped", -0.5),
+    ("counters.frames_skipped", 0.0001),  # summed with 17 it read "17.0", a count that is not one
     ("counters.face_fallback", 2**62),
     ("metrics.f1", math.nan),
     ("metrics.f1", -math.inf),
@@ -333,7 +335,7 @@ def test_values_outside_what_a_run_writes_are_named():
         RunRecord.from_json(record)
     assert raised.value.problems == [
         'phase: expected one of "exploratory", "cv", got "final"',
-        "counters.face_fallback: expected a finite number from 0 to 1e+12 or null, got the number -1",
+        "counters.face_fallback: expected a whole number from 0 to 1e+12 (a count) or null, got the number -1",
         'status: expected one of "done", "failed" or null, got "maybe"',
         "metrics.sensitivity: expected one value per name of classes, got no value for b; values for names not in classes: c",
         "metrics.f1: expected a finite number or null, got NaN",
@@ -484,3 +486,16 @@ def test_a_record_whose_id_is_empty_text_is_skipped_with_the_usual_warning(store
         assert len(warnings) == 1 and str(target) in warnings[0] and "id: expected non-empty text" in warnings[0], warnings
     finally:
         target.write_text(good, encoding="utf-8")
+
+
+@pytest.mark.parametrize("n", [0.5, -1, True, "3"])
+def test_a_plugin_counting_what_is_no_count_fails_in_its_own_hook(n):
+    """``context.count`` refuses it where the plugin calls it (its hook fails, naming it), rather
+    than the run's record being refused after the training."""
+    from feph_finetune.api import RunContext
+
+    context = RunContext(run_id="A-x-1", experiment="A", phase="exploratory", fold=None, seed=1, input_size=32, config={})
+    with pytest.raises(ValueError, match="must be a whole number from 0"):
+        context.count("frames_skipped", n)
+    context.count("frames_skipped", np.int64(2))
+    assert context.counters == {"frames_skipped": 2} and type(context.counters["frames_skipped"]) is int

@@ -39,8 +39,8 @@ plugins, the paper's by ``paper_metrics``):
 - ``timing``: null or an object: ``total_s`` (up to :data:`MAX_SECONDS`), ``started``,
   ``finished`` (up to :data:`MAX_UNIX_TIME`) finite numbers from 0 or null, ``stages`` an object
   of stage name to seconds (up to :data:`MAX_SECONDS`);
-- ``counters``: null or an object of counter name to a finite number from 0 to :data:`MAX_COUNT`
-  (a count).
+- ``counters``: null or an object of counter name to a whole number from 0 to :data:`MAX_COUNT`
+  (a count; ``17.0`` is read as 17).
 
 Every number, in free fields too (``variant``, further metrics, fields this version does not
 know), must be one a float can hold: JSON integers have no limit, and one past about 1.8e308
@@ -167,6 +167,15 @@ class _Check:
             return value
         bounds = (f" from {minimum:g}" if minimum > -math.inf else "") + (f" to {maximum:g}" if maximum < math.inf else "")
         self.fail(name, f"a finite number{bounds} or null", value)
+        return None
+
+    def count(self, value: Any, name: str) -> float | None:
+        """A counter's value: a whole number from 0 to :data:`MAX_COUNT` (``17.0`` too, as a
+        float holds it); a fraction (``0.0001``) would be summed into a count that reads whole
+        ("17.0") and is not."""
+        if value is None or (is_float_number(value) and math.isfinite(value) and 0 <= value <= MAX_COUNT and float(value).is_integer()):
+            return value
+        self.fail(name, f"a whole number from 0 to {MAX_COUNT:g} (a count) or null", value)
         return None
 
     def whole(self, value: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
@@ -366,7 +375,7 @@ class RunRecord:
         timing = check.mapping(data.get("timing"), "timing")
         counters = check.mapping(data.get("counters"), "counters", "an object (counter name: number) or null")
         if counters is not None:
-            counters = {name: check.finite(value, f"counters.{name}", 0, MAX_COUNT) for name, value in counters.items()}
+            counters = {name: check.count(value, f"counters.{name}") for name, value in counters.items()}
         record = cls(
             experiment=experiment or "", phase=phase or "",
             id=_id(data, check, folder),
