@@ -5,11 +5,14 @@ run's row in the tables: they are no part of its id (:func:`feph_finetune.config
 so renaming an experiment's label does not run it again. Its ``result.json`` still holds the
 names it was run under, which the tables show; :func:`rename_finished_runs` writes the names of
 today into the finished runs' records, so that the matrix's tables and a later
-``report OUTDIR`` show the names the configuration gives now.
+``report OUTDIR`` show the names the configuration gives now; the run's ``config.json`` and
+its model's ``bundle.json`` (:data:`ALSO_NAMED_IN`) take them too, so that an exported bundle
+carries them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
 from feph_finetune.data.user_files import UnreadableFile, read_json_file
@@ -17,6 +20,9 @@ from feph_finetune.results.store import RESULT_FILE, RunStore, write_json
 
 #: The record fields that name and place a run's row, not a setting of the run.
 DISPLAY_FIELDS = ("label", "cv_label", "order")
+#: The files of a run's folder besides ``result.json`` whose ``run`` object records its names:
+#: the configuration it ran under and its saved model's bundle (which ``export`` copies).
+ALSO_NAMED_IN = ("config.json", "bundle.json")
 
 
 def rename_finished_runs(store: RunStore, runs: Iterable[Any]) -> dict[str, list[str]]:
@@ -42,6 +48,20 @@ def rename_finished_runs(store: RunStore, runs: Iterable[Any]) -> dict[str, list
         except UnreadableFile:
             continue
         with interrupts_deferred():
+            for name in ALSO_NAMED_IN:  # first: a kill before the record is rewritten leaves the rename to do again
+                _rename_in(store.run_dir(run.id) / name, wanted)
             write_json(path, {**written, **wanted})
         renamed[run.id] = changed
     return renamed
+
+
+def _rename_in(path: Path, wanted: dict[str, Any]) -> None:
+    """Write ``wanted``'s names into the ``run`` object of the JSON file ``path`` where it holds
+    them; a file that is missing or unreadable, or holds no such object, is left as it is."""
+    try:
+        data = read_json_file(path)
+    except UnreadableFile:
+        return
+    run = data.get("run") if isinstance(data, dict) else None
+    if isinstance(run, dict) and (names := {key: value for key, value in wanted.items() if key in run and run[key] != value}):
+        write_json(path, {**data, "run": {**run, **names}})
