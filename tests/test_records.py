@@ -95,6 +95,7 @@ SPOILS = [
     ("fold", 10**30),
     ("fold", None),
     ("status", "maybe"),
+    ("status", None),  # shown, it read "runs 0, failed 0" beside its metrics, without a word
     ("metrics.sensitivity.contempt", 0.5),
     ("metrics.sensitivity.anger", DELETE),
     ("counters.face_fallback", -2),

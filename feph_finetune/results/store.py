@@ -432,6 +432,8 @@ class RunStore:
             return self._skip(path, f"wrong shape ({error})")
         if checked.get("id") and checked["id"] != run_id:  # copied from another run's folder: not this run's result
             return self._skip(path, f"its id {checked['id']!r} is not its folder's name")
+        if checked.get("status") is None:  # the tables count done and failed runs: shown, it read "runs 0, failed 0"
+            return self._skip(path, 'it records no status ("done" or "failed")')
         return checked
 
     def _skip(self, path: Path, why: str) -> None:
