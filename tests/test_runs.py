@@ -18,14 +18,18 @@ from feph_finetune.plugins import get_plugins
 
 from conftest import REPO, run_cli, write_matrix
 
+#: Five runs of one all-layers epoch each: the head stage (a second traced model, a fifth of a
+#: tiny run's CPU) adds nothing to what a resume must keep, the finished runs and their numbers.
 TWO_EXPERIMENTS = """
 [experiments.A]
 phases = ["exploratory", "cv"]
 deterministic = true
+options.adam.head_epochs = 0
 
 [experiments.B]
 augment = ["flip"]
 deterministic = true
+options.adam.head_epochs = 0
 """
 
 
