@@ -18,14 +18,18 @@ from feph_finetune.plugins import get_plugins
 
 from conftest import REPO, run_cli, write_matrix
 
+#: Four runs (both phases) of one all-layers epoch each: the head stage (a second traced model, a
+#: fifth of a tiny run's CPU) adds nothing to what a resume must keep, the finished runs and their numbers.
 TWO_EXPERIMENTS = """
 [experiments.A]
-phases = ["exploratory", "cv"]
+phases = ["cv"]
 deterministic = true
+options.adam.head_epochs = 0
 
 [experiments.B]
 augment = ["flip"]
 deterministic = true
+options.adam.head_epochs = 0
 """
 
 
@@ -46,14 +50,14 @@ def test_a_killed_matrix_resumes_without_redoing_finished_runs(synthetic_feph, t
     process.send_signal(signal.SIGKILL)
     process.wait()
     finished = {path.parent.name: path.stat().st_mtime_ns for path in interrupted.glob("*/result.json")}
-    assert 1 <= len(finished) < 5, "the kill should land mid-matrix"
+    assert 1 <= len(finished) < 4, "the kill should land mid-matrix"
 
     resumed = run_cli(str(path), "--output", str(interrupted))
     assert resumed.returncode == 0, resumed.stderr
     assert f"skipped {len(finished)} finished run" in resumed.stdout
     for run_id, mtime in finished.items():
         assert (interrupted / run_id / "result.json").stat().st_mtime_ns == mtime
-    assert len(list(interrupted.glob("*/result.json"))) == 5
+    assert len(list(interrupted.glob("*/result.json"))) == 4
 
     straight = tmp_path / "straight"
     assert run_cli(str(path), "--executor", "inline", "--output", str(straight)).returncode == 0

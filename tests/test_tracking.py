@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from feph_finetune.cli import main
+
 from conftest import line_of, run_cli, write_matrix
 
 TWO_EXPERIMENTS = """
@@ -111,8 +113,6 @@ def test_tracking_mistakes_are_reported_before_any_work(tmp_path, synthetic_feph
 ], ids=["table", "flag"])
 def test_a_tracking_plugin_enabled_twice_is_refused_at_its_place(tmp_path, synthetic_feph, capsys, plugins, flags, said):
     """Accepted without a word, while a plugin listed twice in preprocess/augment/evaluate is refused."""
-    from feph_finetune.cli import main
-
     path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n', extra=f"\n[tracking]\nplugins = {plugins}\n")
     assert main([str(path), "--dry-run", *flags]) == 2
     error = " ".join(capsys.readouterr().err.split())
@@ -123,8 +123,6 @@ def test_a_tracking_plugin_enabled_twice_is_refused_at_its_place(tmp_path, synth
 def test_a_tracking_plugin_both_in_the_table_and_given_with_track_is_said_once(tmp_path, synthetic_feph, capsys):
     """Enabled once, as both ask; the warning says so, rather than leaving the user to wonder
     whether every run is reported twice."""
-    from feph_finetune.cli import main
-
     path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n', extra='\n[tracking]\nplugins = ["tensorboard"]\n')
     assert main([str(path), "--dry-run", "--json", "--track", "tensorboard"]) == 0
     printed = capsys.readouterr()
@@ -194,8 +192,7 @@ def event_values(folder: Path) -> dict[str, list[tuple[int, object, str]]]:
 def test_tensorboard_events_match_the_history_of_every_stage(tmp_path, synthetic_feph):
     path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\n', extra='[tracking]\nplugins = ["tensorboard"]\n')
     output = tmp_path / "runs"
-    result = run_cli(str(path), "--executor", "inline", "--output", str(output))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert main([str(path), "--executor", "inline", "--output", str(output)]) == 0  # here: event_values imports TensorFlow anyway
     (folder,) = run_folders(output).values()
     history = read_json(folder / "history.json")
     events = event_values(folder)
@@ -220,9 +217,8 @@ def test_tensorboard_events_match_the_history_of_every_stage(tmp_path, synthetic
 def test_a_rerun_replaces_its_event_files(tmp_path, synthetic_feph):
     path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\nfine_tune = true\n', extra='[tracking]\nplugins = ["tensorboard"]\n')
     output = tmp_path / "runs"
-    for _ in range(2):
-        result = run_cli(str(path), "--executor", "inline", "--output", str(output), "--force")
-        assert result.returncode == 0, result.stdout + result.stderr
+    for _ in range(2):  # here: event_values imports TensorFlow anyway
+        assert main([str(path), "--executor", "inline", "--output", str(output), "--force"]) == 0
     (folder,) = run_folders(output).values()
     assert len(list(folder.glob("events.out.tfevents.*"))) == 1
     assert [step for step, _, _ in event_values(folder)["loss"]] == [1, 2]
@@ -488,12 +484,13 @@ def test_the_readme_tracking_plugin_works_as_written(tmp_path, synthetic_feph):
     assert rows == ["stage,epoch,loss,accuracy"] + [f"{entry['stage']},{entry['epoch']},{entry['loss']},{entry['accuracy']}" for entry in history]
 
 
-def test_tensorboard_writes_into_a_results_folder_whose_name_is_not_utf8(tmp_path, synthetic_feph):
+def test_tensorboard_writes_into_a_results_folder_whose_name_is_not_utf8(tmp_path, synthetic_feph, capsys):
     """TensorFlow takes a folder's name as UTF-8 text: it failed on a name of other bytes (Linux
     allows any), and the run's epochs were not logged. \\xff never occurs in UTF-8."""
     path = tiny(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\nphases = ["exploratory"]\n', extra='[tracking]\nplugins = ["tensorboard"]\n')
-    output = tmp_path / os.fsdecode(b"runs\xff")
-    result = run_cli(str(path), "--executor", "inline", "--output", str(output))
-    assert result.returncode == 0 and "warning" not in result.stderr, result.stdout + result.stderr
+    output = tmp_path / os.fsdecode(b"runs\xff")  # the name sys.argv gives a command for these bytes
+    assert main([str(path), "--executor", "inline", "--output", str(output)]) == 0  # here: event_values imports TensorFlow anyway
+    printed = capsys.readouterr()
+    assert "warning" not in printed.err, printed.out + printed.err
     (folder,) = run_folders(output.rename(tmp_path / "plain")).values()  # TensorFlow's reader takes UTF-8 names only
     assert [step for step, _, _ in event_values(folder)["loss"]] == [1, 2]
