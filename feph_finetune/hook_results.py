@@ -23,13 +23,14 @@ import json
 import math
 import numbers
 from collections.abc import Mapping
+from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 
 from feph_finetune import hookspecs
-from feph_finetune.api import Augmentation, BuiltModel, Dataset, FrameResult, Preprocessing, TrainingStage
+from feph_finetune.api import Augmentation, BuiltModel, Dataset, DroppedEntry, FrameResult, Preprocessing, Sample, TrainingStage
 from feph_finetune.config.options import Option
 from feph_finetune.config.schema import EXPERIMENT_OPTIONS
 from feph_finetune.data.class_mapping import class_names_problem
@@ -152,18 +153,56 @@ def _model_input_problem(wanted: Any, arguments: Mapping[str, Any]) -> str:
 
 
 def _dataset_problem(dataset: Any, arguments: Mapping[str, Any]) -> str:
+    """A Dataset: unique non-empty class names; a list of Samples, each with a path, a label
+    within the classes (a numpy integer too), text groups, a whole frame number or None, a split
+    set for all or none; dropped entries whose reasons are declared; a text fingerprint (part of
+    every run's id) and text notes."""
     if not isinstance(dataset, Dataset):
         return f"must return a feph_finetune.Dataset, got {type(dataset).__name__}"
     classes = dataset.classes
-    if not classes or not all(isinstance(name, str) and name for name in classes) or len(set(classes)) != len(classes):
-        return f"must return classes that are unique non-empty names, got {list(classes)!r}"
-    bad = [sample.path for sample in dataset.samples if not (isinstance(sample.label, int) and 0 <= sample.label < len(classes))]
+    if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(name, str) and name for name in classes) or len(set(classes)) != len(classes):
+        return f"must return classes that are unique non-empty names, got {_kind(classes)}"
+    if not isinstance(dataset.samples, list) or not all(isinstance(sample, Sample) for sample in dataset.samples):
+        return f"must return samples that are a list of feph_finetune.Sample, got {_kind(dataset.samples)}"
+    bad = [sample.path for sample in dataset.samples if not (_is_whole(sample.label) and 0 <= sample.label < len(classes))]
     if bad:
         return f"must return labels within 0..{len(classes) - 1}; sample {bad[0]} has one outside"
+    for sample in dataset.samples:
+        if broken := _sample_problem(sample):
+            part, words = broken
+            return f"must return samples whose {part} is {words}, got {_kind(getattr(sample, part))} for sample {sample.path}"
     splits = {sample.split for sample in dataset.samples}
     if splits - {None, "train", "test"} or (dataset.presplit and None in splits):
         return "must return samples whose split is 'train' or 'test', set for every sample or for none"
+    if not (isinstance(dataset.drop_reasons, Mapping) and all(isinstance(key, str) and isinstance(value, str) for key, value in dataset.drop_reasons.items())):
+        return f"must return drop_reasons that map reasons (text) to their meaning (text), got {_kind(dataset.drop_reasons)}"
+    undeclared = [entry for entry in dataset.dropped_entries if not (isinstance(entry, DroppedEntry) and entry.reason in dataset.drop_reasons)]
+    if undeclared:
+        return f"must return dropped entries (feph_finetune.DroppedEntry) whose reason is one of drop_reasons, got {_kind(undeclared[0])}"
+    if not isinstance(dataset.fingerprint, str):
+        return f"must return a fingerprint that is text (part of every run's id), got {_kind(dataset.fingerprint)}"
+    if not (isinstance(dataset.notes, list) and all(isinstance(note, str) for note in dataset.notes)):
+        return f"must return notes that are a list of texts, got {_kind(dataset.notes)}"
     return ""
+
+
+def _sample_problem(sample: Sample) -> tuple[str, str] | None:
+    """The field of ``sample`` that breaks the promise and what it must be, or None."""
+    if not isinstance(sample.path, Path):
+        return "path", "a pathlib.Path"
+    if not (isinstance(sample.groups, Mapping) and all(isinstance(key, str) and isinstance(group, str) for key, group in sample.groups.items())):
+        return "groups", "a dict of grouping key (text) to group (text)"
+    if not (sample.frame is None or (_is_whole(sample.frame) and sample.frame >= 0)):
+        return "frame", "a whole number from 0 or None"
+    return None
+
+
+def _normalised_dataset(dataset: Dataset) -> Dataset:
+    """Labels and frame numbers as ``int`` (a numpy integer label is the same class index)."""
+    if all(type(sample.label) is int and type(sample.frame) in (int, type(None)) for sample in dataset.samples):
+        return dataset
+    samples = [replace(sample, label=int(sample.label), frame=None if sample.frame is None else int(sample.frame)) for sample in dataset.samples]
+    return replace(dataset, samples=samples)
 
 
 def _functions_problem(result: Any, kind: type, names: tuple[str, ...]) -> str:
@@ -425,6 +464,7 @@ _CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
 }
 
 _NORMALISERS: dict[str, Callable[[Any], Any]] = {
+    "load_dataset": _normalised_dataset,
     "optimizer_schedule": _normalised_schedule,
     "weight_classes": _normalised_weights,
 }

@@ -4,12 +4,14 @@ hookspec's promise is that plugin's failure, named, before the result is used (i
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from feph_finetune.api import Augmentation, BuiltModel, FrameResult, Preprocessing, TrainingStage
+from feph_finetune.api import Augmentation, BuiltModel, Dataset, DroppedEntry, FrameResult, Preprocessing, Sample, TrainingStage
 from feph_finetune.config.options import Option
 from feph_finetune.config.matrix import build_matrix
 from feph_finetune.config.reading import ConfigError, read_config
@@ -33,6 +35,10 @@ class Returns:
 
     @hookimpl
     def model_input(self, options):
+        return self.value
+
+    @hookimpl
+    def load_dataset(self, root, settings, decode):
         return self.value
 
     @hookimpl
@@ -66,6 +72,8 @@ def call(hook: str, value, **arguments):
     plugins.pm.register(Returns(value), name="odd")
     context = SimpleNamespace(classes=CLASSES, options={})
     passed = {"options": {}} if hook in ("plugin_traits", "model_input") else {"context": context}
+    if hook == "load_dataset":
+        passed = {"root": Path("data"), "settings": {}, "decode": False}
     if hook == "weight_classes":
         passed["labels"] = np.array([0, 1, 2])
     if hook == "evaluate":
@@ -94,6 +102,14 @@ def odd_stage(**fields):
     for name, value in fields.items():
         setattr(made, name, value)
     return made
+
+
+def dataset(**fields) -> Dataset:
+    """Two samples of classes a, b, with ``fields`` of the Dataset or (``sample_*``) of its first sample replaced."""
+    samples = [Sample(Path("data/x.png"), 0, {"sequence": "s1"}, frame=3), Sample(Path("data/y.png"), 1, {"sequence": "s2"})]
+    samples[0] = replace(samples[0], **{key[len("sample_"):]: value for key, value in fields.items() if key.startswith("sample_")})
+    made = Dataset(Path("data"), samples, ("a", "b"), drop_reasons={"unreadable": "the file does not decode"}, fingerprint="f00d")
+    return replace(made, **{key: value for key, value in fields.items() if not key.startswith("sample_")})
 
 
 @pytest.mark.parametrize("hook,value,said", [
@@ -144,7 +160,7 @@ def test_a_result_that_breaks_the_hookspec_is_the_plugins_failure_naming_it(hook
 
 
 @pytest.mark.parametrize("hook,value", [
-    ("plugin_traits", None), ("plugin_traits", "normalizes_pixels"), ("plugin_traits", {"pretrained_classifier"}),
+    ("plugin_traits", None), ("plugin_traits", "normalizes_pixels"), ("plugin_traits", {"pretrained_classifier"}), ("load_dataset", dataset()),
     ("model_input", None), ("model_input", {"size": 260, "fixed": False, "classes": ["x", "y"]}),
     ("preprocess", None), ("preprocess", Preprocessing(batch=lambda x: x)), ("augment", Augmentation()),
     ("optimizer_schedule", [stage(0), stage(1)]), ("optimizer_schedule", [stage(0)]),  # 0 epochs: the configuration's choice
@@ -168,6 +184,26 @@ def test_class_weights_of_numpy_keys_and_fractions_are_given_to_the_core_as_ints
 def test_numpy_epochs_are_given_to_the_core_as_an_int():
     schedule = call("optimizer_schedule", [stage(np.int64(2)), stage(0)])
     assert [(type(stage.epochs), stage.epochs) for stage in schedule] == [(int, 2), (int, 0)]
+
+
+@pytest.mark.parametrize("fields,said", [
+    ({"fingerprint": object()}, "a fingerprint that is text (part of every run's id), got object"),  # a run id that changed on every call
+    ({"sample_path": "data/x.png"}, "samples whose path is a pathlib.Path, got str 'data/x.png'"),
+    ({"sample_groups": {"sequence": 1}}, "samples whose groups is a dict of grouping key (text) to group (text)"),
+    ({"sample_frame": -1}, "samples whose frame is a whole number from 0 or None, got int -1"),
+    ({"sample_label": 1.0}, "labels within 0..1; sample data/x.png has one outside"),
+    ({"dropped_entries": [DroppedEntry(3, "z.png", "missing")]}, "dropped entries (feph_finetune.DroppedEntry) whose reason is one of drop_reasons"),
+    ({"notes": "one note"}, "notes that are a list of texts, got str 'one note'"),
+    ({"samples": (Sample(Path("data/x.png"), 0),)}, "samples that are a list of feph_finetune.Sample, got a value of type tuple"),
+], ids=["fingerprint", "path-text", "group-int", "frame-negative", "label-float", "reason-undeclared", "notes-text", "samples-tuple"])
+def test_a_dataset_whose_parts_break_the_promise_is_the_format_plugins_failure(fields, said):
+    message = refused("load_dataset", dataset(**fields))
+    assert said in message, message
+
+
+def test_numpy_labels_and_frames_of_a_dataset_are_given_to_the_core_as_ints():
+    loaded = call("load_dataset", dataset(sample_label=np.int64(1), sample_frame=np.int32(3)))
+    assert [(type(sample.label), sample.label, type(sample.frame)) for sample in loaded.samples[:1]] == [(int, 1, int)]
 
 
 @pytest.mark.parametrize("made,said", [
