@@ -23,15 +23,15 @@ import json
 import math
 import numbers
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 
 from feph_finetune import hookspecs
 from feph_finetune.api import Augmentation, BuiltModel, Dataset, DroppedEntry, FrameResult, Preprocessing, Sample, TrainingStage
-from feph_finetune.config.options import Option
+from feph_finetune.config.options import Option, option_problems
 from feph_finetune.config.schema import EXPERIMENT_OPTIONS
 from feph_finetune.data.class_mapping import class_names_problem
 from feph_finetune.results.records import metrics_problems
@@ -47,7 +47,7 @@ def result_problem(hook: str, result: Any, arguments: Mapping[str, Any]) -> str:
 
 def normalised_result(hook: str, result: Any) -> Any:
     """``result`` of ``hook``, which :func:`result_problem` accepted, in the plain Python types the
-    core uses (a new object where anything changed; else ``result`` itself)."""
+    core uses (a new object for the hooks that have such types to convert)."""
     normalise = _NORMALISERS.get(hook)
     return normalise(result) if normalise is not None and result is not None else result
 
@@ -93,7 +93,18 @@ def _options_problem(declared: Any, arguments: Mapping[str, Any]) -> str:
         if problem:
             return (f"must return defaults that are JSON values (text, finite numbers, true/false, None, "
                     f"lists and tables of them), got {problem} in the default of option {str(name)!r}")
+        if isinstance(value, Option) and (problem := _bounds_problem(value)):
+            return f"must return defaults within their own bounds: the default of option {str(name)!r} {problem}"
     return ""
+
+
+def _bounds_problem(option: Option) -> str:
+    """What a number default breaks of its own Option's ``minimum``/``maximum`` ('' when nothing):
+    a hook gets the default unchecked (the configuration checks what the TOML sets), while its
+    ``context.options`` promise checked values."""
+    if not _is_real(option.default) or (option.minimum is None and option.maximum is None):
+        return ""
+    return "; ".join(option_problems(option.default, option, check_paths=False))
 
 
 def _json_value_problem(value: Any) -> str:
@@ -176,6 +187,8 @@ def _dataset_problem(dataset: Any, arguments: Mapping[str, Any]) -> str:
         return "must return samples whose split is 'train' or 'test', set for every sample or for none"
     if not (isinstance(dataset.drop_reasons, Mapping) and all(isinstance(key, str) and isinstance(value, str) for key, value in dataset.drop_reasons.items())):
         return f"must return drop_reasons that map reasons (text) to their meaning (text), got {_kind(dataset.drop_reasons)}"
+    if not isinstance(dataset.dropped_entries, list):
+        return f"must return dropped_entries that are a list of feph_finetune.DroppedEntry, got {_kind(dataset.dropped_entries)}"
     undeclared = [entry for entry in dataset.dropped_entries if not (isinstance(entry, DroppedEntry) and entry.reason in dataset.drop_reasons)]
     if undeclared:
         return f"must return dropped entries (feph_finetune.DroppedEntry) whose reason is one of drop_reasons, got {_kind(undeclared[0])}"
@@ -282,28 +295,20 @@ def _schedule_problem(stages: Any, arguments: Mapping[str, Any]) -> str:
     import keras  # build_model has imported it already
 
     for number, stage in enumerate(stages, 1):
-        for part, promise in _STAGE_PROMISES:
-            if not promise.holds(getattr(stage, part), keras):
-                return f"must return stages whose {part} is {promise.words}, got {_kind(getattr(stage, part))} in stage {number}"
+        for part, words, holds in _STAGE_PROMISES:
+            if not holds(getattr(stage, part), keras):
+                return f"must return stages whose {part} is {words}, got {_kind(getattr(stage, part))} in stage {number}"
     return ""
 
 
-@dataclass(frozen=True)
-class _Promise:
-    """What one field of a returned object must be: ``words`` say it, ``holds(value, keras)`` checks it."""
-
-    words: str
-    holds: Callable[[Any, Any], bool]
-
-
-#: Each TrainingStage field training reads, in the order they are checked.
-_STAGE_PROMISES = (
-    ("name", _Promise("text, not empty or blank", lambda value, keras: _is_name(value))),
-    ("trainable", _Promise("'head' or 'all'", lambda value, keras: isinstance(value, str) and value in ("head", "all"))),
-    ("epochs", _Promise("a whole number from 0", lambda value, keras: _is_whole(value) and value >= 0)),
-    ("optimizer", _Promise("a Keras optimizer instance (keras.optimizers.Adam(...))", lambda value, keras: isinstance(value, keras.optimizers.Optimizer))),
-    ("wrap", _Promise("a function (Keras model -> Keras model sharing its weights) or None", lambda value, keras: value is None or callable(value))),
-    ("label", _Promise("text", lambda value, keras: isinstance(value, str))),
+#: Each TrainingStage field training reads, what it must be in words, and ``holds(value, keras)``, in the order they are checked.
+_STAGE_PROMISES: tuple[tuple[str, str, Callable[[Any, Any], bool]], ...] = (
+    ("name", "text, not empty or blank", lambda value, keras: _is_name(value)),
+    ("trainable", "'head' or 'all'", lambda value, keras: isinstance(value, str) and value in ("head", "all")),
+    ("epochs", "a whole number from 0", lambda value, keras: _is_whole(value) and value >= 0),
+    ("optimizer", "a Keras optimizer instance (keras.optimizers.Adam(...))", lambda value, keras: isinstance(value, keras.optimizers.Optimizer)),
+    ("wrap", "a function (Keras model -> Keras model sharing its weights) or None", lambda value, keras: value is None or callable(value)),
+    ("label", "text", lambda value, keras: isinstance(value, str)),
 )
 
 

@@ -53,7 +53,8 @@ def plugin_options():
       ``path="file"`` (an existing file, or one of ``choices``), ``suffixes``, ``retired`` values
       with a hint, and a ``check`` function for any other rule.
 
-    Every problem is reported at once with the TOML line that set the value, and ``--dry-run``
+    Defaults must be JSON values (they go into the run's id), and a number default must lie
+    within its own Option's bounds. Every problem is reported at once with the TOML line that set the value, and ``--dry-run``
     exits with code 2, so a hook never needs to re-check its options: ``context.options`` holds
     checked values with the defaults filled in. A plugin without options need not implement this
     hook.
@@ -123,7 +124,10 @@ def load_dataset(root, settings, decode):
     outputs and the reports' columns), one :class:`feph_finetune.Sample` per kept image (its
     ``groups`` offer the keys ``group_by`` may name; ``split`` marks data that comes split
     already), every :class:`feph_finetune.DroppedEntry` with a reason declared in
-    ``drop_reasons``. Raise :class:`feph_finetune.DatasetError` for a layout that cannot be read:
+    ``drop_reasons`` (text to text), a ``fingerprint`` that is text and ``notes`` that are a list
+    of texts. Each sample's ``path`` is a ``pathlib.Path``, its ``label`` a class index (a numpy
+    integer is taken as an int), its ``groups`` text keys to text, its ``frame`` a whole number
+    from 0 or None. Raise :class:`feph_finetune.DatasetError` for a layout that cannot be read:
     it is reported like a configuration error (exit 2), naming the setting in its ``hint``.
     ``feph_finetune.read_csv_rows``, ``resolve_inside``, ``samples_from_rows`` and
     ``files_fingerprint`` do the robust parts of reading a labels file.

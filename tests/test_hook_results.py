@@ -327,3 +327,144 @@ def test_a_model_whose_head_or_flags_break_the_promise_is_the_model_plugins_fail
         assert call("build_model", built) is built
     else:
         assert said in refused("build_model", built)
+
+
+def test_a_trait_of_mixed_types_refuses_the_configuration_naming_plugin_and_hook(tmp_path, synthetic_feph):
+    """``["flying", 5]`` ended ``--dry-run`` and the run with a TypeError traceback (exit 1)."""
+    plugins = get_plugins()
+    plugins.pm.register(Returns(["flying", 5]), name="odd")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nevaluate = ["paper_metrics", "odd"]\n')
+    with pytest.raises(ConfigError) as raised:
+        build_matrix(read_config(path), plugins)
+    assert "plugin 'odd' failed in hook 'plugin_traits'" in str(raised.value) and "got int 5" in str(raised.value)
+
+
+class NegativeWeights:
+    @hookimpl
+    def weight_classes(self, labels, context):
+        return {index: -1.0 for index in range(len(context.classes))}
+
+
+def test_negative_class_weights_fail_the_run_naming_the_plugin_before_training(tmp_path, synthetic_feph):
+    """Weights of -1.0 gave a "done" run trained on the negated loss, without a word."""
+    get_plugins().pm.register(NegativeWeights(), name="negative")
+    tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\nclass_weights = "negative"\n')
+    record = tiny.run_result("A")
+    assert record["status"] == "failed" and (record["error"]["plugin"], record["error"]["hook"]) == ("negative", "weight_classes"), record["error"]
+    assert "0 or from 1e-06 to 1e+06, got float -1.0 for class 0" in record["error"]["message"]
+    assert not (tiny.store.run_dir(tiny.runs["A"].id) / "history.json").exists()  # refused before any training
+
+
+# --- the functions a hook returns: checked where the core calls them ------------------------------
+
+
+@pytest.mark.parametrize("frame,said", [
+    (lambda image: image, "frame must return a feph_finetune.FrameResult, got a value of type ndarray"),  # was an AttributeError in the core
+    (lambda image: FrameResult(image.astype(np.float32)), "image is uint8 RGB of shape (H, W, 3), got float32 of shape (8, 8, 3)"),
+    (lambda image: FrameResult(image[..., 0]), "got uint8 of shape (8, 8)"),
+    (lambda image: FrameResult(image[:0]), "got uint8 of shape (0, 8, 3)"),
+], ids=["array", "float", "gray", "empty"])
+def test_a_frame_step_returning_anything_but_a_uint8_rgb_frame_result_is_its_plugins_failure(frame, said):
+    from feph_finetune.data.frames import FrameStep, apply_steps
+
+    with pytest.raises(PluginCallError) as failed:
+        apply_steps(np.zeros((8, 8, 3), np.uint8), [FrameStep("cropper", Preprocessing(frame=frame))], 4)
+    assert (failed.value.plugin, failed.value.hook) == ("cropper", "preprocess") and said in str(failed.value), str(failed.value)
+
+
+@pytest.mark.parametrize("batch,said", [
+    (lambda x: x[..., 0], "batch must return a float batch of the shape it was given (2, 4, 4, 3), got float32 (2, 4, 4)"),
+    (lambda x: x[:, :2], "got float32 (2, 2, 4, 3)"),
+    (lambda x: np.zeros((2, 4, 4, 3), np.int32), "got int32 (2, 4, 4, 3)"),
+    (lambda x: [1.0], "got list [1.0]"),
+], ids=["channels", "size", "integers", "list"])
+def test_a_preprocessing_batch_of_another_shape_or_dtype_is_its_plugins_failure(batch, said):
+    from feph_finetune.training.stages import preprocess_batch
+
+    with pytest.raises(PluginCallError) as failed:
+        preprocess_batch(np.zeros((2, 4, 4, 3), np.uint8), [("scaler", Preprocessing(batch=batch))])
+    assert (failed.value.plugin, failed.value.hook) == ("scaler", "preprocess") and said in str(failed.value), str(failed.value)
+
+
+def test_an_augmentation_batch_of_another_shape_fails_when_the_pipeline_is_built_not_in_training():
+    """Inside ``tf.data`` the batch function runs when the pipeline is traced: the static shape
+    is checked there, before any epoch (a Keras shape error mid-fit blamed the optimizer)."""
+    from feph_finetune.data.preparation import Examples
+    from feph_finetune.training.stages import make_dataset
+
+    examples = Examples(np.zeros((4, 4, 4, 3), np.uint8), np.arange(4), np.zeros(4, np.int64))
+    data = SimpleNamespace(batch_steps=[], augmentations=[("cropper", Augmentation(batch=lambda x, seed: x[:, 1:, 1:]))])
+    with pytest.raises(PluginCallError) as failed:
+        make_dataset(examples, data, batch_size=2, seed=0, training=True)
+    assert (failed.value.plugin, failed.value.hook) == ("cropper", "augment")
+    assert "batch must return a float batch of the shape it was given (B, 4, 4, 3), got float32 (B, 3, 3, 3)" in str(failed.value)
+
+
+def test_a_model_with_another_number_of_outputs_than_classes_is_the_model_plugins_failure():
+    import keras
+
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
+    message = refused("build_model", BuiltModel(model=model, head=[]))
+    assert "one output per class (3), got a model with 2 outputs" in message
+
+
+def test_a_result_whose_repr_raises_is_named_by_its_type():
+    class Unshowable:
+        def __repr__(self):
+            raise RuntimeError("repr exploded")
+
+    assert "a value of type Unshowable" in refused("evaluate", Unshowable())
+
+
+# --- plugin_options: defaults are JSON values, as configured values are ---------------------------
+
+
+class Declares:
+    """A plugin registered for one test whose ``plugin_options`` returns ``declared``."""
+
+    def __init__(self, declared):
+        self.declared = declared
+
+    @hookimpl
+    def plugin_options(self):
+        return self.declared
+
+    @hookimpl
+    def evaluate(self, y_true, y_prob):
+        return {}
+
+
+@pytest.mark.parametrize("declared,said", [
+    ({"x": object()}, "got object <object object at"),  # a run id that changed on every call, a crash writing config.json
+    ({"x": math.nan}, "got float nan in the default of option 'x'"),  # written as NaN into config.json
+    ({"x": Option(default=[1.0, -math.inf])}, "got float -inf in the default of option 'x'"),
+    ({"x": {"inner": {1: "a"}}}, "got a table key int 1 in the default of option 'x'"),
+    ({"x": (1, 2)}, "got tuple (1, 2) in the default of option 'x'"),
+    ({"x": Option(-5, minimum=0)}, "within their own bounds: the default of option 'x' must be >= 0, not -5"),  # a hook got -5 as a checked value
+], ids=["object", "nan", "option-inf", "int-key", "tuple", "out-of-bounds"])
+def test_a_default_that_is_no_json_value_or_out_of_its_bounds_is_the_plugins_failure_naming_the_option(declared, said):
+    plugins = get_plugins()
+    plugins.pm.register(Declares(declared), name="odd")
+    with pytest.raises(PluginCallError) as failed:
+        plugins.option_declarations("odd")
+    assert (failed.value.plugin, failed.value.hook) == ("odd", "plugin_options")
+    assert "must return defaults" in str(failed.value) and said in str(failed.value), str(failed.value)
+
+
+def test_json_defaults_of_every_kind_are_accepted():
+    declared = {"a": "text", "b": 1, "c": 0.5, "d": True, "e": None, "f": [1, "x"], "g": {"h": [{"i": 2.0}]}, "o": Option(default=None, kind=int)}
+    get_plugins().pm.register(Declares(declared), name="fine")
+    assert set(get_plugins().option_declarations("fine")) == set(declared)
+
+
+def test_a_default_that_is_no_json_value_refuses_the_dry_run_naming_plugin_and_option(tmp_path, synthetic_feph, capsys):
+    """``{"x": object()}`` gave ``--dry-run`` exit 0 with a run id that changed on every call."""
+    from feph_finetune.cli import main
+
+    get_plugins().pm.register(Declares({"x": object()}), name="odd")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nevaluate = ["paper_metrics", "odd"]\n')
+    assert main([str(path), "--dry-run", "--output", str(tmp_path / "runs")]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert "plugin 'odd' failed in hook 'plugin_options'" in message and "default of option 'x'" in message and "Traceback" not in message
+    assert not (tmp_path / "runs").exists()
