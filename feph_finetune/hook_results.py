@@ -36,6 +36,7 @@ from feph_finetune.config.schema import EXPERIMENT_OPTIONS
 from feph_finetune.data.class_mapping import class_names_problem
 from feph_finetune.results.records import metrics_problems
 from feph_finetune.results.store import jsonable
+from feph_finetune.training.compiling import all_layers
 
 
 def result_problem(hook: str, result: Any, arguments: Mapping[str, Any]) -> str:
@@ -265,7 +266,7 @@ def _model_problem(built: Any, arguments: Mapping[str, Any]) -> str:
         return f"must return a model with one output per class ({len(classes)}), got a model with {outputs[-1]} outputs"
     if not isinstance(built.head, (list, tuple)) or not all(isinstance(layer, keras.layers.Layer) for layer in built.head):
         return f"must return a BuiltModel whose head is a list of Keras layers, got {_kind(built.head)}"
-    own = {id(layer) for layer in _layers_within(built.model)}
+    own = {id(layer) for layer in all_layers(built.model)}
     foreign = [layer for layer in built.head if id(layer) not in own]
     if foreign:
         return f"must return a BuiltModel whose head layers are layers of its model, got layer {foreign[0].name!r}, which is not"
@@ -276,11 +277,6 @@ def _model_problem(built: Any, arguments: Mapping[str, Any]) -> str:
     if not isinstance(built.normalizes_input, bool):
         return f"must return a BuiltModel whose normalizes_input is True or False, got {_kind(built.normalizes_input)}"
     return ""
-
-
-def _layers_within(layer: Any) -> list:
-    """``layer`` and every layer nested in it (a backbone inside a functional model)."""
-    return [layer] + [inner for child in getattr(layer, "layers", []) for inner in _layers_within(child)]
 
 
 def _schedule_problem(stages: Any, arguments: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from feph_finetune.training import head_features
 from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, RunContext, TrainingStage
-from feph_finetune.training.compiling import compile_for_stage, predict_traced_once
+from feph_finetune.training.compiling import all_layers, compile_for_stage, predict_traced_once
 from feph_finetune.config.matrix import Run
 from feph_finetune.execution.progress import epoch_words
 from feph_finetune.hook_results import batch_problem, wrap_problem
@@ -154,18 +154,11 @@ def _traced_map(dataset: tf.data.Dataset, transform: Callable) -> tf.data.Datase
 # --- trainability ----------------------------------------------------------------------------
 
 
-def _all_layers(layer) -> list:
-    layers = [layer]
-    for child in getattr(layer, "layers", []):
-        layers += _all_layers(child)
-    return layers
-
-
 def set_trainable(built: BuiltModel, which: str, train_batchnorm: bool) -> None:
     """``head``: only the new layers train. ``all``: everything, BatchNorm kept in inference mode
     unless ``train_batchnorm`` (the Keras transfer-learning guide's advice for small data)."""
     head = {id(layer) for layer in built.head}
-    for layer in _all_layers(built.model)[1:]:
+    for layer in all_layers(built.model)[1:]:
         if which == "head":
             layer.trainable = id(layer) in head
         else:
