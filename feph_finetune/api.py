@@ -195,8 +195,9 @@ class Preprocessing:
       ``fit``) in the model bundle; ``predict`` builds the step anew from the same options and
       calls ``restore`` with the stored arrays instead of ``fit``, so that new frames are
       prepared exactly as the training and test images were. The arrays are saved with
-      ``numpy.savez`` (no pickling: numeric or string dtypes only). A step with ``fit`` but
-      without ``state`` cannot be saved in a bundle.
+      ``numpy.savez`` (no pickling: numeric, bool or string dtypes only; a run that saves its
+      model checks ``state()`` right after ``fit`` and fails, naming the plugin, otherwise). A
+      step with ``fit`` but without ``state`` cannot be saved in a bundle.
     """
 
     frame: Callable[[np.ndarray], FrameResult] | None = None
@@ -289,10 +290,11 @@ class TrainingStage:
 
     - ``name``: shown in progress and history (``head``, ``adam``, ``sgd``...).
     - ``trainable``: ``"head"`` (base frozen) or ``"all"``.
-    - ``epochs``: how many epochs this stage runs.
+    - ``epochs``: how many epochs this stage runs (a whole number from 0).
     - ``optimizer``: a fresh Keras optimizer instance.
     - ``wrap``: optional; turns the model into the model that is compiled and fitted for this stage
-      (a custom ``train_step`` such as SAM's). It must share the given model's weights.
+      (a custom ``train_step`` such as SAM's): a Keras model that holds all of the given model's
+      weights (checked when the stage begins).
     - ``label``: optional; the stage in words for people (learning-curve figures), e.g. ``"all
       layers, SAM around SGD"``; recorded in ``history.json`` as ``stage_label``. Default: ``name``.
     """

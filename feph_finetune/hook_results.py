@@ -6,11 +6,15 @@ on the wrong party) or, worse, give a "done" run with wrong results (negative cl
 the loss). :func:`result_problem` says what is wrong with a result in one sentence, which the
 caller raises as the plugin's own failure, before the result is used: at configuration time
 (``plugin_traits``, ``model_input``) that refuses the configuration with exit 2, in a run it
-fails the run naming the plugin and hook, before any training that would be wasted.
+fails the run naming the plugin and hook, before any training that would be wasted. A result
+that keeps the promise is then given to the core in plain Python types where the plugin used
+equivalent ones (:func:`normalised_result`: numpy integer class indices, a ``Fraction`` or
+``np.float32`` weight, ``np.int64`` epochs), which the libraries downstream may not take.
 
 Hooks whose result the core ignores (``register_executors`` and the tracking hooks) are not checked.
 The functions a hook returns are checked where the core calls them: :func:`frame_problem`,
-:func:`batch_problem` (and ``expand``'s result in :mod:`feph_finetune.data.preparation`).
+:func:`batch_problem`, :func:`wrap_problem`, :func:`state_problem` (and ``expand``'s result in
+:mod:`feph_finetune.data.preparation`).
 """
 
 from __future__ import annotations
@@ -19,16 +23,20 @@ import json
 import math
 import numbers
 from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from feph_finetune import hookspecs
-from feph_finetune.api import Augmentation, BuiltModel, Dataset, FrameResult, Preprocessing, TrainingStage
+from feph_finetune.api import Augmentation, BuiltModel, Dataset, DroppedEntry, FrameResult, Preprocessing, Sample, TrainingStage
 from feph_finetune.config.options import Option, name_problem
 from feph_finetune.config.schema import EXPERIMENT_OPTIONS
+from feph_finetune.data.class_mapping import class_names_problem
 from feph_finetune.results.records import metrics_problems
 from feph_finetune.results.store import jsonable
+from feph_finetune.training.compiling import all_layers
 
 
 def result_problem(hook: str, result: Any, arguments: Mapping[str, Any]) -> str:
@@ -36,6 +44,13 @@ def result_problem(hook: str, result: Any, arguments: Mapping[str, Any]) -> str:
     ``arguments`` ('' when nothing is): a sentence starting "must return"."""
     check = _CHECKS.get(hook)
     return check(result, arguments) if check is not None else ""
+
+
+def normalised_result(hook: str, result: Any) -> Any:
+    """``result`` of ``hook``, which :func:`result_problem` accepted, in the plain Python types the
+    core uses (a new object for the hooks that have such types to convert)."""
+    normalise = _NORMALISERS.get(hook)
+    return normalise(result) if normalise is not None and result is not None else result
 
 
 def _kind(value: Any) -> str:
@@ -49,6 +64,16 @@ def _kind(value: Any) -> str:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    """An integer (numpy's too), not a bool: 1.5 epochs or a class index of 1.0 is no count."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_name(value: Any) -> bool:
+    """Text with something to show: an empty or blank name is a column, a stage or a file with no title."""
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _options_problem(declared: Any, arguments: Mapping[str, Any]) -> str:
@@ -72,8 +97,8 @@ def _options_problem(declared: Any, arguments: Mapping[str, Any]) -> str:
             problem = "a value nested too deeply"
         if problem:
             return (f"must return defaults that are JSON values (text, finite numbers, true/false, None, "
-                    f"lists and tables of them), got {problem} in the default of option {name!r}")
-    return ""
+                    f"lists and tables of them), got {problem} in the default of option {str(name)!r}")
+    return ""  # a default outside its own declaration cannot be declared (Option checks it: default_problems)
 
 
 def _json_value_problem(value: Any) -> str:
@@ -133,18 +158,58 @@ def _model_input_problem(wanted: Any, arguments: Mapping[str, Any]) -> str:
 
 
 def _dataset_problem(dataset: Any, arguments: Mapping[str, Any]) -> str:
+    """A Dataset: unique non-empty class names; a list of Samples, each with a path, a label
+    within the classes (a numpy integer too), text groups, a whole frame number or None, a split
+    set for all or none; dropped entries whose reasons are declared; a text fingerprint (part of
+    every run's id) and text notes."""
     if not isinstance(dataset, Dataset):
         return f"must return a feph_finetune.Dataset, got {type(dataset).__name__}"
     classes = dataset.classes
-    if not classes or not all(isinstance(name, str) and name for name in classes) or len(set(classes)) != len(classes):
-        return f"must return classes that are unique non-empty names, got {list(classes)!r}"
-    bad = [sample.path for sample in dataset.samples if not (isinstance(sample.label, int) and 0 <= sample.label < len(classes))]
+    if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(name, str) and name for name in classes) or len(set(classes)) != len(classes):
+        return f"must return classes that are unique non-empty names, got {_kind(classes)}"
+    if not isinstance(dataset.samples, list) or not all(isinstance(sample, Sample) for sample in dataset.samples):
+        return f"must return samples that are a list of feph_finetune.Sample, got {_kind(dataset.samples)}"
+    bad = [sample.path for sample in dataset.samples if not (_is_whole(sample.label) and 0 <= sample.label < len(classes))]
     if bad:
         return f"must return labels within 0..{len(classes) - 1}; sample {bad[0]} has one outside"
+    for sample in dataset.samples:
+        if broken := _sample_problem(sample):
+            part, words = broken
+            return f"must return samples whose {part} is {words}, got {_kind(getattr(sample, part))} for sample {sample.path}"
     splits = {sample.split for sample in dataset.samples}
     if splits - {None, "train", "test"} or (dataset.presplit and None in splits):
         return "must return samples whose split is 'train' or 'test', set for every sample or for none"
+    if not (isinstance(dataset.drop_reasons, Mapping) and all(isinstance(key, str) and isinstance(value, str) for key, value in dataset.drop_reasons.items())):
+        return f"must return drop_reasons that map reasons (text) to their meaning (text), got {_kind(dataset.drop_reasons)}"
+    if not isinstance(dataset.dropped_entries, list):
+        return f"must return dropped_entries that are a list of feph_finetune.DroppedEntry, got {_kind(dataset.dropped_entries)}"
+    undeclared = [entry for entry in dataset.dropped_entries if not (isinstance(entry, DroppedEntry) and entry.reason in dataset.drop_reasons)]
+    if undeclared:
+        return f"must return dropped entries (feph_finetune.DroppedEntry) whose reason is one of drop_reasons, got {_kind(undeclared[0])}"
+    if not isinstance(dataset.fingerprint, str):
+        return f"must return a fingerprint that is text (part of every run's id), got {_kind(dataset.fingerprint)}"
+    if not (isinstance(dataset.notes, list) and all(isinstance(note, str) for note in dataset.notes)):
+        return f"must return notes that are a list of texts, got {_kind(dataset.notes)}"
     return ""
+
+
+def _sample_problem(sample: Sample) -> tuple[str, str] | None:
+    """The field of ``sample`` that breaks the promise and what it must be, or None."""
+    if not isinstance(sample.path, Path):
+        return "path", "a pathlib.Path"
+    if not (isinstance(sample.groups, Mapping) and all(isinstance(key, str) and isinstance(group, str) for key, group in sample.groups.items())):
+        return "groups", "a dict of grouping key (text) to group (text)"
+    if not (sample.frame is None or (_is_whole(sample.frame) and sample.frame >= 0)):
+        return "frame", "a whole number from 0 or None"
+    return None
+
+
+def _normalised_dataset(dataset: Dataset) -> Dataset:
+    """Labels and frame numbers as ``int`` (a numpy integer label is the same class index)."""
+    if all(type(sample.label) is int and type(sample.frame) in (int, type(None)) for sample in dataset.samples):
+        return dataset
+    samples = [replace(sample, label=int(sample.label), frame=None if sample.frame is None else int(sample.frame)) for sample in dataset.samples]
+    return replace(dataset, samples=samples)
 
 
 def _functions_problem(result: Any, kind: type, names: tuple[str, ...]) -> str:
@@ -161,7 +226,16 @@ def _functions_problem(result: Any, kind: type, names: tuple[str, ...]) -> str:
 
 
 def _preprocess_problem(step: Any, arguments: Mapping[str, Any]) -> str:
-    return _functions_problem(step, Preprocessing, ("frame", "fit", "batch", "state", "restore"))
+    """None, or a Preprocessing whose parts are functions or None, ``cache_key`` text (it names the
+    crop cache's entries) and ``normalizes`` True or False (it decides a refusal)."""
+    problem = _functions_problem(step, Preprocessing, ("frame", "fit", "batch", "state", "restore"))
+    if problem or step is None:
+        return problem
+    if not isinstance(step.cache_key, str):
+        return f"must return a Preprocessing whose cache_key is text, got {_kind(step.cache_key)}"
+    if not isinstance(step.normalizes, bool):
+        return f"must return a Preprocessing whose normalizes is True or False, got {_kind(step.normalizes)}"
+    return ""
 
 
 def _augment_problem(augmentation: Any, arguments: Mapping[str, Any]) -> str:
@@ -169,6 +243,10 @@ def _augment_problem(augmentation: Any, arguments: Mapping[str, Any]) -> str:
 
 
 def _model_problem(built: Any, arguments: Mapping[str, Any]) -> str:
+    """A BuiltModel: a Keras ``model`` with one output per class, ``head`` layers of that model
+    (a head stage trains them: a layer from elsewhere would train nothing, without a word),
+    ``pretrained`` a Keras model or None with usable ``pretrained_classes``, ``normalizes_input``
+    True or False."""
     if not isinstance(built, BuiltModel):
         return f"must return a feph_finetune.BuiltModel, got {_kind(built)}"
     import keras  # build_model has imported it already
@@ -179,17 +257,66 @@ def _model_problem(built: Any, arguments: Mapping[str, Any]) -> str:
     outputs = getattr(built.model, "output_shape", None)
     if classes and isinstance(outputs, tuple) and outputs and isinstance(outputs[-1], int) and outputs[-1] != len(classes):
         return f"must return a model with one output per class ({len(classes)}), got a model with {outputs[-1]} outputs"
+    if not isinstance(built.head, (list, tuple)) or not all(isinstance(layer, keras.layers.Layer) for layer in built.head):
+        return f"must return a BuiltModel whose head is a list of Keras layers, got {_kind(built.head)}"
+    own = {id(layer) for layer in all_layers(built.model)}
+    foreign = [layer for layer in built.head if id(layer) not in own]
+    if foreign:
+        return f"must return a BuiltModel whose head layers are layers of its model, got layer {foreign[0].name!r}, which is not"
     if built.pretrained is not None and not isinstance(built.pretrained, keras.Model):
         return f"must return a BuiltModel whose pretrained is a Keras model or None, got {_kind(built.pretrained)}"
+    if built.pretrained is not None and built.pretrained_classes is not None and (problem := class_names_problem(built.pretrained_classes)):
+        return f"must return pretrained_classes that name each output of pretrained: {problem}"
+    if not isinstance(built.normalizes_input, bool):
+        return f"must return a BuiltModel whose normalizes_input is True or False, got {_kind(built.normalizes_input)}"
     return ""
 
 
 def _schedule_problem(stages: Any, arguments: Mapping[str, Any]) -> str:
+    """A non-empty list of TrainingStage, each with a name (text, not blank), ``trainable``
+    ``"head"`` or ``"all"``, ``epochs`` a whole number from 0, ``optimizer`` a Keras optimizer
+    instance, ``wrap`` a function or None, ``label`` text: what training reads of each stage."""
     if not isinstance(stages, (list, tuple)) or not all(isinstance(stage, TrainingStage) for stage in stages):
         return f"must return a list of feph_finetune.TrainingStage, got {_kind(stages)}"
     if not stages:  # stages of 0 epochs are the configuration's (adam's epochs = 0): an untrained head, meant
         return ("must return at least one TrainingStage, got none: the run would train nothing without a word; "
                 "an experiment that evaluates the pretrained model untrained sets fine_tune = false")
+    import keras  # build_model has imported it already
+
+    for number, stage in enumerate(stages, 1):
+        for part, words, holds in _STAGE_PROMISES:
+            if not holds(getattr(stage, part), keras):
+                return f"must return stages whose {part} is {words}, got {_kind(getattr(stage, part))} in stage {number}"
+    return ""
+
+
+#: Each TrainingStage field training reads, what it must be in words, and ``holds(value, keras)``, in the order they are checked.
+_STAGE_PROMISES: tuple[tuple[str, str, Callable[[Any, Any], bool]], ...] = (
+    ("name", "text, not empty or blank", lambda value, keras: _is_name(value)),
+    ("trainable", "'head' or 'all'", lambda value, keras: isinstance(value, str) and value in ("head", "all")),
+    ("epochs", "a whole number from 0", lambda value, keras: _is_whole(value) and value >= 0),
+    ("optimizer", "a Keras optimizer instance (keras.optimizers.Adam(...))", lambda value, keras: isinstance(value, keras.optimizers.Optimizer)),
+    ("wrap", "a function (Keras model -> Keras model sharing its weights) or None", lambda value, keras: value is None or callable(value)),
+    ("label", "text", lambda value, keras: isinstance(value, str)),
+)
+
+
+def _normalised_schedule(stages: list[TrainingStage]) -> list[TrainingStage]:
+    """Epochs as ``int`` (Keras counts epochs with Python ints; ``np.int64(2)`` is the same count)."""
+    return [stage if type(stage.epochs) is int else replace(stage, epochs=int(stage.epochs)) for stage in stages]
+
+
+def wrap_problem(given: Any, wrapped: Any) -> str:
+    """What is wrong with what a stage's ``wrap`` returned for the Keras model ``given`` ('' when
+    nothing is): a Keras model that holds every weight of ``given`` (those are what the run saves
+    and predicts with: a copy would be trained while the run reports the untrained model)."""
+    import keras
+
+    if not isinstance(wrapped, keras.Model):
+        return f"wrap must return a Keras model, got {_kind(wrapped)}"
+    shared = {id(weight) for weight in wrapped.weights}
+    if not all(id(weight) in shared for weight in given.weights):
+        return "wrap must return a model that shares the given model's weights, got one that does not hold them (a copy?)"
     return ""
 
 
@@ -227,9 +354,15 @@ def _weights_problem(weights: Any, arguments: Mapping[str, Any]) -> str:
     return ""
 
 
+def _normalised_weights(weights: Mapping) -> dict[int, float]:
+    """``{int: float}``: Keras converts class weights to tensors, which takes no ``Fraction``, and
+    a numpy key is the same class index."""
+    return {int(key): float(value) for key, value in weights.items()}
+
+
 def _metrics_problem(metrics: Any, arguments: Mapping[str, Any]) -> str:
-    """A dict of JSON metrics that the run's record accepts (no NaN or infinity anywhere:
-    :func:`feph_finetune.results.records.metrics_problems`)."""
+    """A dict of JSON metrics, each named by text that is not blank, that the run's record
+    accepts (no NaN or infinity anywhere: :func:`feph_finetune.results.records.metrics_problems`)."""
     if metrics is None:
         return ""
     if not isinstance(metrics, dict):
@@ -237,6 +370,8 @@ def _metrics_problem(metrics: Any, arguments: Mapping[str, Any]) -> str:
     for name, value in metrics.items():
         if not isinstance(name, str):
             return f"must return metric names that are text, got {_kind(name)}"
+        if not name.strip():
+            return f"must return metric names that are not empty or blank (a report column without a title), got {name!r}"
         try:
             json.dumps(value, default=jsonable, allow_nan=False)
         except ValueError:
@@ -257,6 +392,34 @@ def frame_problem(result: Any) -> str:
         got = f"{image.dtype} of shape {image.shape}" if isinstance(image, np.ndarray) else _kind(image)
         return f"frame must return a FrameResult whose image is uint8 RGB of shape (H, W, 3), got {got}"
     return ""
+
+
+def state_problem(state: Any) -> str:
+    """What is wrong with what a ``Preprocessing.state`` returned ('' when nothing is): a dict of
+    text keys (not empty) to arrays that ``numpy.savez`` stores without pickling and ``predict``
+    reads back: numbers, bools or text, or what ``np.asarray`` turns into those (a list of
+    floats). An object array would be written and then refused by ``predict``."""
+    if not isinstance(state, Mapping):
+        return f"state must return a dict of name: NumPy array, got {_kind(state)}"
+    for key, value in state.items():
+        if not (isinstance(key, str) and key):
+            return f"state must return names that are text, not empty, got {_kind(key)}"
+        try:
+            kind = np.asarray(value).dtype.kind
+        except Exception as error:  # a ragged list; an object whose __array__ raises
+            return f"state must return arrays, got for {key!r} a value NumPy cannot make an array of ({type(error).__name__})"
+        if kind not in _STORABLE_KINDS:
+            return f"state must return arrays of numbers, bools or text, got for {key!r} {_kind(value)}"
+    return ""
+
+
+#: The dtype kinds ``numpy.load`` reads without pickling: bool, integers, floats, complex, text.
+_STORABLE_KINDS = "biufcUS"
+
+
+def normalised_state(state: Mapping) -> dict[str, np.ndarray]:
+    """A ``state`` that :func:`state_problem` accepted, as the arrays a bundle stores."""
+    return {key: np.asarray(value) for key, value in state.items()}
 
 
 def _sizes(dims: tuple) -> str:
@@ -292,4 +455,10 @@ _CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "optimizer_schedule": _schedule_problem,
     "weight_classes": _weights_problem,
     "evaluate": _metrics_problem,
+}
+
+_NORMALISERS: dict[str, Callable[[Any], Any]] = {
+    "load_dataset": _normalised_dataset,
+    "optimizer_schedule": _normalised_schedule,
+    "weight_classes": _normalised_weights,
 }

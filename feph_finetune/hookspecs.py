@@ -53,7 +53,8 @@ def plugin_options():
       ``path="file"`` (an existing file, or one of ``choices``), ``suffixes``, ``retired`` values
       with a hint, and a ``check`` function for any other rule.
 
-    Every problem is reported at once with the TOML line that set the value, and ``--dry-run``
+    Defaults must be JSON values (they go into the run's id), and a number default must lie
+    within its own Option's bounds. Every problem is reported at once with the TOML line that set the value, and ``--dry-run``
     exits with code 2, so a hook never needs to re-check its options: ``context.options`` holds
     checked values with the defaults filled in. A plugin without options need not implement this
     hook.
@@ -123,7 +124,10 @@ def load_dataset(root, settings, decode):
     outputs and the reports' columns), one :class:`feph_finetune.Sample` per kept image (its
     ``groups`` offer the keys ``group_by`` may name; ``split`` marks data that comes split
     already), every :class:`feph_finetune.DroppedEntry` with a reason declared in
-    ``drop_reasons``. Raise :class:`feph_finetune.DatasetError` for a layout that cannot be read:
+    ``drop_reasons`` (text to text), a ``fingerprint`` that is text and ``notes`` that are a list
+    of texts. Each sample's ``path`` is a ``pathlib.Path``, its ``label`` a class index (a numpy
+    integer is taken as an int), its ``groups`` text keys to text, its ``frame`` a whole number
+    from 0 or None. Raise :class:`feph_finetune.DatasetError` for a layout that cannot be read:
     it is reported like a configuration error (exit 2), naming the setting in its ``hint``.
     ``feph_finetune.read_csv_rows``, ``resolve_inside``, ``samples_from_rows`` and
     ``files_fingerprint`` do the robust parts of reading a labels file.
@@ -137,11 +141,17 @@ def preprocess(context):
     Called once per run, for each plugin in the experiment's ``preprocess`` list, before any image
     is loaded. Returns a :class:`feph_finetune.Preprocessing` (a cached per-image ``frame`` step
     such as face cropping, a ``fit`` on the training split and a per-batch ``batch`` transform
-    such as normalisation), or None. Steps apply in the list's order.
+    such as normalisation), or None. Steps apply in the list's order. Its parts are functions or
+    None, ``cache_key`` text, ``normalizes`` True or False; what the functions return is checked
+    where the core calls them: ``frame`` a :class:`feph_finetune.FrameResult` with a uint8 RGB
+    image (H, W, 3), ``batch`` a float batch of the shape it was given.
 
     Also called by ``predict`` to rebuild the step of a saved model, with the options stored in
     its bundle: a step that learns in ``fit`` must then offer ``state``/``restore`` (see
-    :class:`feph_finetune.Preprocessing`), or a run with ``save_model = true`` fails.
+    :class:`feph_finetune.Preprocessing`), and ``state()`` must return a dict of names (text, not
+    empty) to arrays of numbers, bools or text (or what ``np.asarray`` makes into those), which
+    ``numpy.load`` reads without pickling; otherwise a run with ``save_model = true`` fails,
+    naming the plugin, right after ``fit``, before training.
     """
 
 
@@ -151,7 +161,10 @@ def augment(context):
 
     Called once per run, for each plugin in the experiment's ``augment`` list, after
     preprocessing. Returns a :class:`feph_finetune.Augmentation` (a one-off ``expand`` of the
-    training arrays, and/or a random per-batch ``batch`` transform), or None.
+    training arrays, and/or a random per-batch ``batch`` transform), or None; its parts are
+    functions or None. ``expand`` must return ``(images, labels)``: uint8 images of the size it
+    was given and one class index (0..classes-1) per image; ``batch`` a float batch of the
+    shape it was given.
     """
 
 
@@ -162,8 +175,10 @@ def build_model(context):
     Called once per run on the experiment's ``model`` plugin, after the data is ready; this is
     where TensorFlow is first needed, so import Keras inside the implementation. The random
     initialisation is already seeded. Returns a :class:`feph_finetune.BuiltModel` whose ``model``
-    outputs softmax probabilities over ``context.classes``, naming the new ``head`` layers and,
-    for the No-FT baseline, the ``pretrained`` model with its class order.
+    is a Keras model with one softmax output per class of ``context.classes``, naming the new
+    ``head`` layers (a list of layers of that model: a head stage trains them) and, for the
+    No-FT baseline, the ``pretrained`` Keras model (or None) with its class order
+    (``pretrained_classes``: distinct non-empty names); ``normalizes_input`` True or False.
     """
 
 
@@ -173,8 +188,13 @@ def optimizer_schedule(context):
 
     Called once per run on the experiment's ``optimizer`` plugin, after ``build_model`` (not at
     all for a No-FT experiment). Returns a list of :class:`feph_finetune.TrainingStage`, run in
-    order (at least one; 0 epochs in a stage is allowed): typically a ``head`` stage with the base frozen, then ``all`` stages. A stage may
-    ``wrap`` the model in one with its own ``train_step`` (Sharpness-Aware Minimization).
+    order (at least one; 0 epochs in a stage is allowed): typically a ``head`` stage with the
+    base frozen, then ``all`` stages. Each stage has a ``name`` (text, not blank), ``trainable``
+    ``"head"`` or ``"all"``, ``epochs`` a whole number from 0 (a numpy integer is taken as an
+    int), an ``optimizer`` that is a Keras optimizer instance, a ``label`` that is text. A stage
+    may ``wrap`` the model in one with its own ``train_step`` (Sharpness-Aware Minimization):
+    a function that, given the Keras model, returns a Keras model holding all of its weights
+    (checked when the stage begins).
     """
 
 
@@ -185,8 +205,11 @@ def weight_classes(labels, context):
     Called once per run on the experiment's ``class_weights`` plugin, if it names one, with
     ``labels``: the class indices (int array) of the training split only, before augmentation.
     Returns ``{class_index: weight}`` for every class index in ``range(len(context.classes))``
-    and no other key, each a finite number >= 0 (0 leaves the class out of the loss), not all 0;
-    or None for no weighting.
+    and no other key (numpy integers are taken as ints), each a real number (int, float, a numpy
+    number or a ``Fraction``: the core uses it as a float) that is 0 (leaves the class out of
+    the loss) or from :data:`feph_finetune.hook_results.MIN_CLASS_WEIGHT` (1e-6) to
+    :data:`~feph_finetune.hook_results.MAX_CLASS_WEIGHT` (1e6), not all 0; or None for no
+    weighting.
     """
 
 
@@ -196,7 +219,8 @@ def evaluate(y_true, y_prob, context):
 
     Called once per run, for each plugin in the experiment's ``evaluate`` list, after
     prediction, with ``y_true`` (int array of class indices, N) and ``y_prob`` (float array,
-    N x classes). Returns a dict of JSON-serialisable metrics (no NaN or infinity) merged into the run's results
+    N x classes). Returns a dict of JSON-serialisable metrics (no NaN or infinity), each named by
+    text that is not empty or blank (a report column's title), merged into the run's results
     (later plugins may not overwrite earlier keys), or None. Scalars in [0, 1] named
     ``accuracy``, ``avg_sensitivity`` and a ``sensitivity`` dict ``{class: value}`` fill the
     paper's report columns; other scalar metrics get columns of their own.

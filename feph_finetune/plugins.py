@@ -33,7 +33,7 @@ import pluggy
 from feph_finetune import hookspecs
 from feph_finetune.api import PluginError
 from feph_finetune.config.options import Option, as_option, name_problem
-from feph_finetune.hook_results import result_problem
+from feph_finetune.hook_results import normalised_result, result_problem
 from feph_finetune.interrupts import interrupt_may_be_a_stop
 from feph_finetune.printable import printable
 
@@ -651,7 +651,8 @@ class Plugins:
         An exception from the implementation (``SystemExit`` too: :func:`is_plugin_failure`) is
         re-raised as :class:`PluginCallError` naming the plugin, so that a failed run says who failed;
         so is a result that breaks the hook's promise (:func:`feph_finetune.hook_results.result_problem`),
-        before any caller uses it.
+        before any caller uses it. A result that keeps it is returned in the plain types the core
+        uses (:func:`feph_finetune.hook_results.normalised_result`).
         """
         if not self.implements(name, hook):
             return None
@@ -662,7 +663,7 @@ class Plugins:
         problem = result_problem(hook, result, kwargs)
         if problem:
             raise PluginCallError(name, hook, PluginError(problem))
-        return result
+        return normalised_result(hook, result)
 
     def option_declarations(self, name: str) -> dict[str, Option]:
         """The plugin's options as :class:`~feph_finetune.Option` declarations (plain defaults wrapped).

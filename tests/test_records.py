@@ -343,6 +343,14 @@ def test_values_outside_what_a_run_writes_are_named():
     ]
 
 
+@pytest.mark.parametrize("name", ["", "  "])
+def test_a_metric_named_by_nothing_is_refused_as_the_reports_would_show_a_column_without_a_title(name):
+    record = json.loads(json.dumps({"experiment": "M2", "phase": "cv", "fold": 1, "metrics": {"accuracy": 0.5, name: 0.3}}))
+    with pytest.raises(RecordShapeError) as raised:
+        RunRecord.from_json(record)
+    assert raised.value.problems == [f"metrics: expected metric names that are not empty or blank, got {name!r}"]
+
+
 def test_the_largest_integers_are_named_by_their_digits_and_the_field():
     record = json.loads(json.dumps({"experiment": "M2", "phase": "cv", "fold": 1, "metrics": {"accuracy": 10**400}}))
     with pytest.raises(RecordShapeError, match=r"metrics.accuracy: expected a fraction from 0 to 1 or null, got an integer of 401 digits"):

@@ -199,7 +199,7 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
             continue
         if augmentation.expand is not None:
             expanded = _call_plugin_function(name, "augment", augmentation.expand, data.train.pixels(), data.train.labels)
-            data.train = _expanded_examples(name, expanded, data.train)
+            data.train = _expanded_examples(name, expanded, data.train, len(run.classes))
         if augmentation.batch is not None:
             data.augmentations.append((name, augmentation))
     return data
@@ -211,9 +211,10 @@ def _call_plugin_function(plugin: str, hook: str, function: Callable, *args: Any
         return function(*args)
 
 
-def _expanded_examples(plugin: str, expanded: Any, before: Examples) -> Examples:
+def _expanded_examples(plugin: str, expanded: Any, before: Examples, classes: int) -> Examples:
     """The training examples an ``expand`` function returned, checked against what it was given:
-    uint8 images of the same size, one integer label each."""
+    uint8 images of the same size, one integer label each, a class index below ``classes`` (the
+    loss of a label beyond them is NaN or an error in the middle of training)."""
     if not (isinstance(expanded, tuple) and len(expanded) == 2 and all(isinstance(part, np.ndarray) for part in expanded)):
         raise PluginCallError(plugin, "augment", PluginError("expand must return (images, labels): a pair of NumPy arrays"))
     images, labels = expanded
@@ -222,6 +223,8 @@ def _expanded_examples(plugin: str, expanded: Any, before: Examples) -> Examples
         problem = f"images of dtype uint8 and shape (N, {', '.join(map(str, before.images.shape[1:]))}), got {images.dtype} {images.shape}"
     elif labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
         problem = f"one integer label per image, got {labels.dtype} labels of shape {labels.shape} for {len(images)} images"
+    elif len(labels) and not (labels.min() >= 0 and labels.max() < classes):
+        problem = f"labels that are class indices 0..{classes - 1}, got labels from {labels.min()} to {labels.max()}"
     if problem:
         raise PluginCallError(plugin, "augment", PluginError(f"expand must return {problem}"))
     return Examples.of(images, labels)

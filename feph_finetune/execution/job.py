@@ -40,7 +40,7 @@ import numpy as np
 
 import feph_finetune
 from feph_finetune.api import PluginError, RunContext
-from feph_finetune.predict.bundle import write_bundle
+from feph_finetune.predict.bundle import fitted_states, write_bundle
 from feph_finetune.data.frames import default_cache_dir
 from feph_finetune.config.matrix import Run
 from feph_finetune.execution.progress import epoch_words
@@ -237,6 +237,8 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
             activity.step("data preparation")
             data = prepare(run, plugins, source, context_for, job.split_seed)
             counters["face_fallback"] = data.fallbacks
+            saving = run.config.save_model and run.config.fine_tune  # No-FT trains no model to save
+            states = fitted_states(data.preprocessing) if saving else None  # a state that cannot be saved fails before training
             for message in data.warnings:
                 report({"event": "warning", "run": run.id, "message": message})
             activity.step("training")
@@ -251,8 +253,8 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
             store.write(run.id, "history.json", outcome.history)
             store.write(run.id, "metrics.json", metrics)
             run_environment = environment(run, plugins, job.split_seed, training.environment())
-            if run.config.save_model and outcome.model is not None:
-                write_bundle(store.run_dir(run.id), run, data.preprocessing, outcome.model, run_environment)
+            if saving and outcome.model is not None:
+                write_bundle(store.run_dir(run.id), run, data.preprocessing, states, outcome.model, run_environment)
             store.write(run.id, "environment.json", run_environment)
             record.update(status="done", metrics=metrics, error=None)
             if outcome.notes:  # how the results were obtained, beyond the configuration (No-FT's dropped classes)

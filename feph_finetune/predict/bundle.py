@@ -42,6 +42,7 @@ from feph_finetune.data.user_files import (
 from feph_finetune.data.frames import FrameStep
 from feph_finetune.data.keras_files import keras_file_problem
 from feph_finetune.errors import ProblemsError
+from feph_finetune.hook_results import normalised_state, state_problem
 from feph_finetune.config.options import option_problems
 from feph_finetune.plugins import PluginCallError, Plugins, describe_error, error_text, is_plugin_failure, plugin_code
 from feph_finetune.results.store import RESULT_FILE, atomic_folder, output_folder_problem, write_arrays, write_json, write_model
@@ -70,24 +71,43 @@ class BundleError(ProblemsError):
 # --- writing -------------------------------------------------------------------------------------
 
 
-def write_bundle(folder: Path, run: Any, steps: Sequence[tuple[str, Preprocessing]], model: Any, versions: Mapping[str, Any]) -> Path:
+def fitted_states(steps: Sequence[tuple[str, Preprocessing]]) -> list[dict[str, np.ndarray] | None]:
+    """What each of ``steps`` (the run's preprocessing steps after ``fit``) learned from the
+    training split, as a bundle stores it: its ``state()`` as arrays, None for a step without
+    ``state``.
+
+    A run that saves its model calls this before training, so that a step whose state cannot
+    be stored fails the run at once, as its plugin's failure (:class:`PluginCallError`): one
+    that fits but offers no ``state``, one whose ``state()`` raises or returns what ``predict``
+    could not read back (:func:`feph_finetune.hook_results.state_problem`: an object array).
+    """
+    states: list[dict[str, np.ndarray] | None] = []
+    for name, step in steps:
+        if step.state is None:
+            if step.fit is not None:
+                raise PluginCallError(name, "preprocess", PluginError("the step learns from the training split (fit) but offers no state() to save; the model cannot be bundled"))
+            states.append(None)
+            continue
+        state = _call(name, step.state)
+        if problem := state_problem(state):
+            raise PluginCallError(name, "preprocess", PluginError(f"{problem}; the model cannot be bundled"))
+        states.append(normalised_state(state))
+    return states
+
+
+def write_bundle(folder: Path, run: Any, steps: Sequence[tuple[str, Preprocessing]], states: Sequence[Mapping[str, np.ndarray] | None],
+                 model: Any, versions: Mapping[str, Any]) -> Path:
     """Write ``run``'s bundle to ``folder``: the model, the fitted preprocessing state, the manifest.
 
-    ``steps`` are the run's preprocessing steps after ``fit`` (``RunData.preprocessing``);
-    ``run`` is a :class:`feph_finetune.config.matrix.Run`. A step that fits but offers no ``state``
-    raises :class:`PluginCallError` naming its plugin. The manifest is written last.
+    ``steps`` are the run's preprocessing steps (``RunData.preprocessing``), ``states`` what
+    :func:`fitted_states` gave for them; ``run`` is a :class:`feph_finetune.config.matrix.Run`.
+    The manifest is written last.
     """
     folder = Path(folder)
     entries, arrays = [], {}
-    for index, (name, step) in enumerate(steps):
-        entry = {"plugin": name, "options": dict(run.config["options"].get(name, {})), "state": None}
-        if step.state is not None:
-            state = _call(name, step.state)
-            entry["state"] = f"{index}"
-            arrays.update({f"{index}/{key}": np.asarray(value) for key, value in dict(state).items()})
-        elif step.fit is not None:
-            raise PluginCallError(name, "preprocess", PluginError("the step learns from the training split (fit) but offers no state() to save; the model cannot be bundled"))
-        entries.append(entry)
+    for index, ((name, step), state) in enumerate(zip(steps, states, strict=True)):
+        entries.append({"plugin": name, "options": dict(run.config["options"].get(name, {})), "state": None if state is None else f"{index}"})
+        arrays.update({f"{index}/{key}": value for key, value in (state or {}).items()})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MANIFEST).unlink(missing_ok=True)  # an interrupted rewrite must not leave a stale manifest
     write_model(folder / MODEL_FILE, model)

@@ -33,7 +33,8 @@ plugins, the paper's by ``paper_metrics``):
   ``classes`` when the record lists them; ``confusion`` null or a
   square array of arrays of counts (whole numbers from 0), one row per class of the record
   (``classes``, else the ``sensitivity`` names, else the paper's seven); any other metric is
-  free, but a number among them (reported as a further metric) must be finite;
+  free, but named by text that is not empty or blank (a report column's title), and a number
+  among them (reported as a further metric) must be finite;
 - ``error``: null or an object whose ``plugin``, ``hook``, ``type``, ``message`` and
   ``traceback`` are text or null;
 - ``timing``: null or an object: ``total_s`` (up to :data:`MAX_SECONDS`), ``started``,
@@ -248,6 +249,9 @@ class Metrics:
             _same_classes(sensitivity, classes, check)
         rows = len(classes or sensitivity or CLASSES)
         known = ("accuracy", "avg_sensitivity", "sensitivity", "confusion")
+        blank = [name for name in data if not name.strip()]
+        if blank:  # a report column without a title
+            check.problems.append(f"metrics: expected metric names that are not empty or blank, got {blank[0]!r}")
         for name, value in data.items():
             if name not in known and isinstance(value, numbers.Real) and not isinstance(value, bool):
                 check.finite(value, f"metrics.{name}")

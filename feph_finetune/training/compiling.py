@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 
+def all_layers(layer: Any) -> list:
+    """``layer`` and every layer nested in it, depth first (a backbone inside a functional model)."""
+    return [layer] + [inner for child in getattr(layer, "layers", []) for inner in all_layers(child)]
+
+
 def compile_for_stage(model: Any, optimizer: Any) -> None:
     """Compile ``model`` with ``optimizer``, sparse categorical cross-entropy and accuracy, and
     create the optimizer's and the metric's variables now.

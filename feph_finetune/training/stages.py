@@ -18,10 +18,10 @@ import tensorflow as tf
 
 from feph_finetune.training import head_features
 from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, RunContext, TrainingStage
-from feph_finetune.training.compiling import compile_for_stage, predict_traced_once
+from feph_finetune.training.compiling import all_layers, compile_for_stage, predict_traced_once
 from feph_finetune.config.matrix import Run
 from feph_finetune.execution.progress import epoch_words
-from feph_finetune.hook_results import batch_problem
+from feph_finetune.hook_results import batch_problem, wrap_problem
 from feph_finetune.plugins import PluginCallError, Plugins, plugin_code
 from feph_finetune.data.class_mapping import map_classes
 from feph_finetune.data.preparation import Examples, RunData
@@ -154,18 +154,11 @@ def _traced_map(dataset: tf.data.Dataset, transform: Callable) -> tf.data.Datase
 # --- trainability ----------------------------------------------------------------------------
 
 
-def _all_layers(layer) -> list:
-    layers = [layer]
-    for child in getattr(layer, "layers", []):
-        layers += _all_layers(child)
-    return layers
-
-
 def set_trainable(built: BuiltModel, which: str, train_batchnorm: bool) -> None:
     """``head``: only the new layers train. ``all``: everything, BatchNorm kept in inference mode
     unless ``train_batchnorm`` (the Keras transfer-learning guide's advice for small data)."""
     head = {id(layer) for layer in built.head}
-    for layer in _all_layers(built.model)[1:]:
+    for layer in all_layers(built.model)[1:]:
         if which == "head":
             layer.trainable = id(layer) in head
         else:
@@ -245,7 +238,7 @@ def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data:
         if on_features:
             history = _train_head_on_features(built, stage, data, validation, run.seed, batch_size, callbacks, epoch)
         else:
-            trained = stage.wrap(built.model) if stage.wrap else built.model
+            trained = _stage_model(built.model, stage, optimizer_plugin)
             compile_for_stage(trained, stage.optimizer)
             history = trained.fit(train, validation_data=validation, epochs=epoch + stage.epochs, initial_epoch=epoch, class_weight=data.class_weight, callbacks=callbacks, shuffle=False, verbose=0).history
         outcome.stage_seconds[stage.name] = outcome.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started
@@ -256,6 +249,19 @@ def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data:
     if best is not None and best.weights is not None:
         built.model.set_weights(best.weights)
     return outcome
+
+
+def _stage_model(model, stage: TrainingStage, optimizer_plugin: str):
+    """The model ``stage`` compiles and fits: ``stage.wrap(model)``, checked
+    (:func:`feph_finetune.hook_results.wrap_problem`), or ``model`` itself; a wrap that fails or
+    breaks its promise is the optimizer plugin's failure, before the stage trains."""
+    if stage.wrap is None:
+        return model
+    with plugin_code(optimizer_plugin, "optimizer_schedule"):
+        wrapped = stage.wrap(model)
+    if problem := wrap_problem(model, wrapped):
+        raise PluginCallError(optimizer_plugin, "optimizer_schedule", PluginError(f"stage {stage.name!r}: {problem}"))
+    return wrapped
 
 
 def _train_head_on_features(built: BuiltModel, stage: TrainingStage, data: RunData, validation, seed: int, batch_size: int, callbacks: list, initial_epoch: int) -> dict[str, list]:
