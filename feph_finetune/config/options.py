@@ -14,9 +14,11 @@ No TensorFlow here (the CLI validates configurations without it).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
+import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +56,9 @@ class Option:
     - ``suffixes``: with ``path``, the endings a path may have (case-insensitive).
     - ``retired``: former values, each with a hint of what to write instead.
     - ``check``: any further rule: a function of the value returning an error message, or None
-      when the value is fine. It must not import TensorFlow or read large files.
+      when the value is fine. It must not import TensorFlow or read large files. A plugin's or
+      executor's check that raises (or returns anything else) is its failure, reported at the
+      value's place (:func:`checked_as_owner`).
     - ``check_with_options``: a rule that involves the plugin's other options: a function of
       (value, options), ``options`` being all of the plugin's options with defaults filled in,
       returning an error message or None. Run only when every option passed its own checks, for
@@ -94,6 +98,41 @@ class Option:
 def as_option(value: Any) -> Option:
     """A declaration from what ``plugin_options`` returned for one option (a default or an Option)."""
     return value if isinstance(value, Option) else Option(default=value)
+
+
+def checked_as_owner(option: Option, owner: str, key: str) -> Option:
+    """``option`` with its ``check`` and ``check_with_options`` called as ``owner``'s code
+    (``"plugin 'x'"``): whatever every caller of the checks does, a check that fails (raises,
+    ``sys.exit()`` included: :func:`~feph_finetune.plugins.is_plugin_failure`) or returns
+    something other than a message or None gives the message "plugin 'x' failed checking
+    option 'k': ZeroDivisionError: ...", a problem of the value's place like any other."""
+    if option.table is not None:
+        option = dataclasses.replace(option, table={name: checked_as_owner(as_option(value), owner, f"{key}.{name}") for name, value in option.table.items()})
+    if option.check is None and option.check_with_options is None:
+        return option
+    what = f"{owner} failed checking option {key!r}"
+    return dataclasses.replace(
+        option,
+        check=None if option.check is None else _contained(option.check, what),
+        check_with_options=None if option.check_with_options is None else _contained(option.check_with_options, what),
+    )
+
+
+def _contained(check: Callable[..., Any], what: str) -> Callable[..., str | None]:
+    def contained(*arguments: Any) -> str | None:
+        from feph_finetune.plugins import describe_error, is_plugin_failure  # plugins imports this module
+
+        try:
+            message = check(*arguments)
+        except BaseException as error:
+            if not is_plugin_failure(error):
+                raise
+            return f"{what}: {describe_error(error)}"
+        if message is not None and not isinstance(message, str):
+            return f"{what}: the check must return a message (str) or None, got {type(message).__name__}"
+        return message
+
+    return contained
 
 
 def option_problems(value: Any, option: Option, check_paths: bool = True) -> list[str]:

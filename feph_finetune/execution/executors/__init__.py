@@ -22,12 +22,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, NoReturn
 
-from feph_finetune.config.options import Option, as_option, integer, option_problems
+from feph_finetune.config.options import Option, as_option, checked_as_owner, integer, option_problems
 from feph_finetune.errors import EXIT_FAILED_RUNS
 from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, valid_values
 from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finished_event
 from feph_finetune.hookspecs import hookimpl
-from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins
+from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins, describe_error, is_plugin_failure
 from feph_finetune.data.preparation import DataSource
 from feph_finetune.results.store import RunStore
 
@@ -101,7 +101,7 @@ class Executor:
     @classmethod
     def declarations(cls) -> dict[str, Option]:
         """The executor's options as :class:`~feph_finetune.config.options.Option` declarations."""
-        return {key: as_option(value) for key, value in cls.options.items()}
+        return {key: checked_as_owner(as_option(value), f"executor {cls.name!r}", key) for key, value in cls.options.items()}
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
@@ -219,10 +219,21 @@ def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jo
             continue
         settings[key] = parse_flag(key, value)
         problems += [Problem(flag, message) for message in option_problems(settings[key], declarations[key])]
-    reason = cls.unavailable()
+    reason = _unavailable(cls)
     if reason:
         problems.append(Problem(place, f"executor {chosen!r} is not available: {reason}"))
     return ExecutorChoice(cls, settings), list(dict.fromkeys(problems))
+
+
+def _unavailable(cls: type[Executor]) -> str | None:
+    """``cls.unavailable()``, an executor's (maybe a third party's) code: its failure is the reason."""
+    try:
+        reason = cls.unavailable()
+    except BaseException as error:
+        if not is_plugin_failure(error):
+            raise
+        return f"its unavailable() failed: {describe_error(error)}"
+    return reason if reason is None or isinstance(reason, str) else f"its unavailable() must return a reason (str) or None, got {type(reason).__name__}"
 
 
 def parse_flag(key: str, value: str) -> Any:
