@@ -218,7 +218,25 @@ def _number_problems(number: float, option: Option) -> list[str]:
         above = number >= option.maximum if option.exclusive_maximum else number > option.maximum
         if above:
             return [f"must be {'<' if option.exclusive_maximum else '<='} {option.maximum}, not {_shown(number)}"]
-    return []
+    changed = float32_problem(number) if isinstance(number, float) or isinstance(_example(option), float) else None
+    return [changed] if changed else []
+
+
+def float32_problem(number: float) -> str | None:
+    """Why a float setting's finite ``number`` means something else in float32, the precision
+    training computes in (a learning rate of 5e-324 is 0 there, and nothing is learned), or None:
+    a non-zero number that rounds to 0, or one that rounds to infinity."""
+    if isinstance(number, float) and not math.isfinite(number):
+        return None  # refused or allowed by ``finite``
+    try:
+        as_float32 = struct.unpack("f", struct.pack("f", float(number)))[0]
+    except OverflowError:  # a float beyond float32's range, or an int beyond even float64's
+        as_float32 = math.inf
+    if math.isinf(as_float32):
+        return f"{_shown(number)} is {'-' if number < 0 else ''}inf in float32, which training uses (the largest float32 is about 3.4e38)"
+    if as_float32 == 0 and number != 0:
+        return f"{_shown(number)} is 0 in float32, which training uses (the smallest non-zero float32 is about 1.4e-45)"
+    return None
 
 
 def _shown(number: float) -> str:
