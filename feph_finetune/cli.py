@@ -359,7 +359,7 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.api import DatasetError
     from feph_finetune.config.flags import DATA_NUMBERS, flag_problems_of
     from feph_finetune.config.reading import ConfigError, Problem
-    from feph_finetune.data.datasets import FEPH_DOWNLOAD, load_dataset
+    from feph_finetune.data.datasets import FEPH_DOWNLOAD, load_dataset, single_class_problem
     from feph_finetune.data.describe import DATA_FLAGS, dataset_settings, describe_dataset, render_description
     from feph_finetune.data.user_files import input_folder_problem
 
@@ -386,6 +386,8 @@ def cmd_data(args, console: Console) -> int:
     if not dataset.samples:
         dropped = ", ".join(f"{count} {reason}" for reason, count in description["dropped"].items() if count) or "none"
         raise DatasetError(f"{args.root}: no usable image: no entry of the data becomes a sample (dropped: {dropped})")
+    if problem := single_class_problem(dataset, settings):
+        raise DatasetError(problem)
     return EXIT_OK
 
 
