@@ -370,7 +370,7 @@ def cmd_data(args, console: Console) -> int:
         problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
     flags = {"root": str(args.root), "format": args.format, "labels": args.labels or "", "images": args.images or "", "group_by": args.group_by,
              "folds": args.folds, "test_fraction": args.test_fraction}
-    settings = dataset_settings(flags, args.set, problems)
+    settings = dataset_settings(flags, args.set, problems, given={"root", *(set(DATA_FLAGS) & args.given)})
     if problems:
         raise ConfigError(problems)
     dataset = load_dataset(settings, spell=lambda key: DATA_FLAGS.get(key, f"--set dataset.{key}=..."))
@@ -706,7 +706,9 @@ def _command_line(argv: list[str] | None) -> int:
     errors = EscapingConsole(stderr=True)
     if argv and argv[0] in COMMANDS:
         make_parser, command = COMMANDS[argv[0]]
-        args = make_parser().parse_args(argv[1:])
+        parser = make_parser()
+        args = parser.parse_args(argv[1:])
+        args.given = frozenset(parser.given)  # the options given, for a --set that sets the same setting (data)
     else:
         parser = run_parser()
         args, command = parser.parse_args(argv), cmd_run

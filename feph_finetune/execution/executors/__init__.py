@@ -24,7 +24,7 @@ from typing import Any, Callable, ClassVar, NoReturn
 
 from feph_finetune.config.options import Option, as_option, checked_as_owner, integer, option_problems
 from feph_finetune.errors import EXIT_FAILED_RUNS
-from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, valid_values
+from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, flag_and_set_problem, valid_values
 from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finished_event
 from feph_finetune.hookspecs import hookimpl
 from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins, describe_error, is_plugin_failure
@@ -203,6 +203,8 @@ def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jo
             check_section(raw, value, registered[key].declarations(), ("executor", key), problems, owner=f"executor {key!r}")
     chosen = name or table.get("name", DEFAULT_EXECUTOR)
     place = raw.names("executor") if name else raw.where("executor", "name")
+    if name and (given_twice := flag_and_set_problem(raw, "executor", name, name, ("executor", "name"))):
+        problems.append(given_twice)
     if not isinstance(chosen, str) or chosen not in registered:
         if isinstance(chosen, str):
             problems.append(Problem(place, f"no executor {chosen!r}{close_match(chosen, registered)}; installed: {', '.join(registered)}"))
@@ -218,6 +220,8 @@ def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jo
             problems.append(Problem(flag, f"executor {chosen!r} has no option {key!r}; its options: {', '.join(declarations) or 'none'}"))
             continue
         settings[key] = parse_flag(key, value)
+        if given_twice := flag_and_set_problem(raw, key, value, settings[key], ("executor", chosen, key)):
+            problems.append(given_twice)
         problems += [Problem(flag, message) for message in option_problems(settings[key], declarations[key])]
     reason = _unavailable(cls)
     if reason:
