@@ -360,7 +360,7 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.api import DatasetError
     from feph_finetune.config.flags import DATA_NUMBERS, flag_problems_of
     from feph_finetune.config.reading import ConfigError, Problem
-    from feph_finetune.data.datasets import FEPH_DOWNLOAD, load_dataset
+    from feph_finetune.data.datasets import FEPH_DOWNLOAD, load_dataset, single_class_problem
     from feph_finetune.data.describe import DATA_FLAGS, dataset_settings, describe_dataset, render_description
     from feph_finetune.data.user_files import input_folder_problem
 
@@ -371,7 +371,7 @@ def cmd_data(args, console: Console) -> int:
         problems.append(Problem(f"ROOT {args.root}", f"{what}. {FEPH_DOWNLOAD}, then give its folder as ROOT; or describe synthetic data: python -m feph_finetune synth data/synthetic"))
     flags = {"root": str(args.root), "format": args.format, "labels": args.labels or "", "images": args.images or "", "group_by": args.group_by,
              "folds": args.folds, "test_fraction": args.test_fraction}
-    settings = dataset_settings(flags, args.set, problems)
+    settings = dataset_settings(flags, args.set, problems, given={"root", *(set(DATA_FLAGS) & args.given)})
     if problems:
         raise ConfigError(problems)
     dataset = load_dataset(settings, spell=lambda key: DATA_FLAGS.get(key, f"--set dataset.{key}=..."))
@@ -387,6 +387,8 @@ def cmd_data(args, console: Console) -> int:
     if not dataset.samples:
         dropped = ", ".join(f"{count} {reason}" for reason, count in description["dropped"].items() if count) or "none"
         raise DatasetError(f"{args.root}: no usable image: no entry of the data becomes a sample (dropped: {dropped})")
+    if problem := single_class_problem(dataset, settings):
+        raise DatasetError(problem)
     return EXIT_OK
 
 
@@ -710,7 +712,9 @@ def _command_line(argv: list[str] | None) -> int:
     errors = EscapingConsole(stderr=True)
     if argv and argv[0] in COMMANDS:
         make_parser, command = COMMANDS[argv[0]]
-        args = make_parser().parse_args(argv[1:])
+        parser = make_parser()
+        args = parser.parse_args(argv[1:])
+        args.given = frozenset(parser.given)  # the options given, for a --set that sets the same setting (data)
     else:
         parser = run_parser()
         args, command = parser.parse_args(argv), cmd_run

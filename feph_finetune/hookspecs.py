@@ -51,7 +51,9 @@ def plugin_options():
       adds ``choices``, numeric bounds (``minimum``/``maximum``, inclusive unless
       ``exclusive_minimum``/``exclusive_maximum``), ``finite`` (on by default: no inf or nan),
       ``path="file"`` (an existing file, or one of ``choices``), ``suffixes``, ``retired`` values
-      with a hint, and a ``check`` function for any other rule.
+      with a hint, and a ``check`` function for any other rule (one that raises is this
+      plugin's failure, reported at the value's place). A float option's value must keep its
+      meaning in float32 (5e-324, 0 there, is refused).
 
     Defaults must be JSON values (they go into the run's id), and a number default must lie
     within its own Option's bounds. Every problem is reported at once with the TOML line that set the value, and ``--dry-run``

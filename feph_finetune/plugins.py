@@ -32,7 +32,7 @@ import pluggy
 
 from feph_finetune import hookspecs
 from feph_finetune.api import PluginError
-from feph_finetune.config.options import Option, as_option, name_problem
+from feph_finetune.config.options import Option, as_option, checked_as_owner, name_problem
 from feph_finetune.hook_results import normalised_result, result_problem
 from feph_finetune.interrupts import interrupt_may_be_a_stop
 from feph_finetune.printable import printable
@@ -673,7 +673,7 @@ class Plugins:
         """
         declared = self.call(name, "plugin_options") or {}
         try:
-            return {key: as_option(value) for key, value in dict(declared).items()}
+            return {str(key): checked_as_owner(as_option(value), f"plugin {name!r}", str(key)) for key, value in dict(declared).items()}
         except (TypeError, ValueError) as error:
             raise PluginCallError(name, "plugin_options", TypeError(f"must return a mapping of option names to defaults or Options, got {declared!r}")) from error
 

@@ -151,7 +151,7 @@ class Session:
         raw = self.read()
         plugins = self.load_plugins()
         checked = check_configuration(
-            raw, plugins, only=self.only, phase=self.phase, output=self.output or self.default_output(), executor=self.executor_name,
+            raw, plugins, only=self.only, phase=self.phase, output=self.output, default_output=self.default_output(), executor=self.executor_name,
             jobs=self.jobs, devices=self.devices, tables=self.tables, check_files=self.check_files, warn=self.warn,
         )
         choice = self.executor_choice(checked.executor, raw)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping
 from feph_finetune.config.options import Option, as_option, option_problems
 from feph_finetune.config.schema import EXPERIMENT_OPTIONS, PHASES
 from feph_finetune.config.matrix import Matrix, MatrixBuilder, Run, select, selection_problems
-from feph_finetune.config.reading import ConfigError, Problem, RawConfig, check_section, in_file_order
+from feph_finetune.config.reading import ConfigError, Problem, RawConfig, check_section, flag_and_set_problem, in_file_order
 from feph_finetune.execution.executors import ExecutorChoice, check_executor
 from feph_finetune.plugins import Plugins
 
@@ -47,6 +47,7 @@ def check_configuration(
     only: list[str] | None = None,
     phase: str | None = None,
     output: Path | None = None,
+    default_output: Path | None = None,
     executor: str | None = None,
     jobs: str | None = None,
     devices: str | None = None,
@@ -57,8 +58,10 @@ def check_configuration(
 ) -> CheckedConfiguration:
     """Check ``raw`` (with its ``--set`` overrides applied) in one pass.
 
-    ``output``: the results folder (default: the TOML's ``output``); ``executor``, ``jobs`` and
-    ``devices``: the flags' text, None when not given. ``tables``: declarations of top-level
+    ``output``: the results folder (default: ``default_output`` where a client has its own, the
+    demo's ``runs/demo``, else the TOML's ``output``), refused where a ``--set output=...`` says
+    another; ``executor``, ``jobs`` and ``devices``: the flags' text, None when not given, each
+    refused likewise where a ``--set`` gives its setting another value. ``tables``: declarations of top-level
     tables a client of the core owns (``{"demo": DEMO_OPTIONS}``), checked when the file has
     them, whether the client runs or not; an experiment's settings among them (``[demo]
     defaults``) are checked as an experiment's, plugin names and options included.
@@ -84,7 +87,9 @@ def check_configuration(
     problems += selection_problems(matrix, only, raw.names)
     if phase is not None:
         problems += [Problem(raw.names("phase", phase), message) for message in option_problems(phase, PHASE_OPTION)]
-    folder = Path(output) if output is not None else Path(matrix.output)
+    folder = Path(output) if output is not None else Path(default_output) if default_output is not None else Path(matrix.output)
+    if output is not None and (given_twice := flag_and_set_problem(raw, "output", str(output), folder, ("output",))):
+        problems.append(given_twice)
     problems += output_problems(folder, matrix.report)
     choice, executor_problems = check_executor(raw, plugins, executor, jobs, devices)
     problems += executor_problems

@@ -52,7 +52,7 @@ from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.class_mapping import map_classes
 from feph_finetune.data.user_files import NO_SUCH_FOLDER, classify_path, input_folder_problem
-from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, grouping_warning, load_index, test_fraction_warning
+from feph_finetune.data.datasets import FEPH_DOWNLOAD, format_problem, group_labels, grouping_warning, load_index, single_class_problem, test_fraction_warning
 from feph_finetune.plugins import PluginCallError, Plugins
 
 #: ``[dataset]`` keys the dataset's index does not depend on: an invalid one does not stop reading it.
@@ -395,6 +395,8 @@ class MatrixBuilder:
             self.problem(("dataset", "root"), f"no usable image: {what.format(len(index.dropped_entries))} "
                          f"and none becomes a sample (rows dropped: {dropped}); see python -m feph_finetune data {root}")
             return
+        if problem := single_class_problem(index, dataset):
+            self.problem(("dataset", "root"), problem)
         self.index = index
 
     def check_groups(self, dataset: dict[str, Any], runs: list[Run], invalid: set[str]) -> None:

@@ -14,9 +14,11 @@ No TensorFlow here (the CLI validates configurations without it).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
+import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +56,9 @@ class Option:
     - ``suffixes``: with ``path``, the endings a path may have (case-insensitive).
     - ``retired``: former values, each with a hint of what to write instead.
     - ``check``: any further rule: a function of the value returning an error message, or None
-      when the value is fine. It must not import TensorFlow or read large files.
+      when the value is fine. It must not import TensorFlow or read large files. A plugin's or
+      executor's check that raises (or returns anything else) is its failure, reported at the
+      value's place (:func:`checked_as_owner`).
     - ``check_with_options``: a rule that involves the plugin's other options: a function of
       (value, options), ``options`` being all of the plugin's options with defaults filled in,
       returning an error message or None. Run only when every option passed its own checks, for
@@ -129,6 +133,41 @@ def name_problem(name: Any) -> str:
 def as_option(value: Any) -> Option:
     """A declaration from what ``plugin_options`` returned for one option (a default or an Option)."""
     return value if isinstance(value, Option) else Option(default=value)
+
+
+def checked_as_owner(option: Option, owner: str, key: str) -> Option:
+    """``option`` with its ``check`` and ``check_with_options`` called as ``owner``'s code
+    (``"plugin 'x'"``): whatever every caller of the checks does, a check that fails (raises,
+    ``sys.exit()`` included: :func:`~feph_finetune.plugins.is_plugin_failure`) or returns
+    something other than a message or None gives the message "plugin 'x' failed checking
+    option 'k': ZeroDivisionError: ...", a problem of the value's place like any other."""
+    if option.table is not None:
+        option = dataclasses.replace(option, table={name: checked_as_owner(as_option(value), owner, f"{key}.{name}") for name, value in option.table.items()})
+    if option.check is None and option.check_with_options is None:
+        return option
+    what = f"{owner} failed checking option {key!r}"
+    return dataclasses.replace(
+        option,
+        check=None if option.check is None else _contained(option.check, what),
+        check_with_options=None if option.check_with_options is None else _contained(option.check_with_options, what),
+    )
+
+
+def _contained(check: Callable[..., Any], what: str) -> Callable[..., str | None]:
+    def contained(*arguments: Any) -> str | None:
+        from feph_finetune.plugins import describe_error, is_plugin_failure  # plugins imports this module
+
+        try:
+            message = check(*arguments)
+        except BaseException as error:
+            if not is_plugin_failure(error):
+                raise
+            return f"{what}: {describe_error(error)}"
+        if message is not None and not isinstance(message, str):
+            return f"{what}: the check must return a message (str) or None, got {type(message).__name__}"
+        return message
+
+    return contained
 
 
 def option_problems(value: Any, option: Option, check_paths: bool = True) -> list[str]:
@@ -216,7 +255,25 @@ def _number_problems(number: float, option: Option) -> list[str]:
         above = number >= option.maximum if option.exclusive_maximum else number > option.maximum
         if above:
             return [f"must be {'<' if option.exclusive_maximum else '<='} {option.maximum}, not {_shown(number)}"]
-    return []
+    changed = float32_problem(number) if isinstance(number, float) or isinstance(_example(option), float) else None
+    return [changed] if changed else []
+
+
+def float32_problem(number: float) -> str | None:
+    """Why a float setting's finite ``number`` means something else in float32, the precision
+    training computes in (a learning rate of 5e-324 is 0 there, and nothing is learned), or None:
+    a non-zero number that rounds to 0, or one that rounds to infinity."""
+    if isinstance(number, float) and not math.isfinite(number):
+        return None  # refused or allowed by ``finite``
+    try:
+        as_float32 = struct.unpack("f", struct.pack("f", float(number)))[0]
+    except OverflowError:  # a float beyond float32's range, or an int beyond even float64's
+        as_float32 = math.inf
+    if math.isinf(as_float32):
+        return f"{_shown(number)} is {'-' if number < 0 else ''}inf in float32, which training uses (the largest float32 is about 3.4e38)"
+    if as_float32 == 0 and number != 0:
+        return f"{_shown(number)} is 0 in float32, which training uses (the smallest non-zero float32 is about 1.4e-45)"
+    return None
 
 
 def _shown(number: float) -> str:

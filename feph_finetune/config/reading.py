@@ -13,7 +13,7 @@ import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Mapping
 
 from feph_finetune.config.options import as_option, option_problems, type_name
@@ -369,6 +369,24 @@ def _given_before(keys: tuple[str, ...], value: Any, given: dict[tuple[str, ...]
                     f"{'.'.join(inner)}, and both are set; set each key once")
         raise ConfigError([Problem(".".join(keys), said)])
     return False
+
+
+def flag_and_set_problem(raw: RawConfig, name: str, text: Any, value: Any, keys: tuple[str, ...]) -> Problem | None:
+    """A command-line argument ``name`` (given as ``text``, meaning ``value``) that sets the
+    setting ``keys`` which a ``--set`` sets too (itself or a table holding it) to another value:
+    a problem naming both, as ``--set`` given twice is, where the flag would win without a word.
+    The same value twice is fine (a path however spelt: ``runs/`` and ``runs``)."""
+    assignment = next((raw.overridden[keys[:end]] for end in range(len(keys), 0, -1) if keys[:end] in raw.overridden), None)
+    if assignment is None:
+        return None
+    table: Any = raw.data
+    for key in keys:
+        if not isinstance(table, dict) or key not in table:
+            return None  # a --set made a table on the way, without this key
+        table = table[key]
+    if _same_value(table, value) or (isinstance(value, PurePath) and isinstance(table, str) and table and PurePath(table) == value):
+        return None
+    return Problem(raw.names(name, text), f"{'.'.join(keys)} is given twice with different values, here and in {raw.names('overrides', assignment)}; give it once")
 
 
 def _same_value(one: Any, other: Any) -> bool:

@@ -112,6 +112,19 @@ def grouping_warning(groups: np.ndarray) -> str:
     return UNGROUPED_WARNING if len(groups) > 1 and len(set(groups.tolist())) == len(groups) else ""
 
 
+def single_class_problem(dataset: Dataset, settings: Mapping[str, Any]) -> str:
+    """Why ``dataset`` (with samples) cannot train a classifier ('' when it can): its samples
+    are of one class only, so every run would report 100% (a ``folders`` root whose only
+    sub-folder is the image folder, FePh's ``FePh_images``). Names the root and the class."""
+    labels = {sample.label for sample in dataset.samples}
+    if len(labels) != 1:
+        return ""
+    (label,) = labels
+    return (f"the data in {printable(str(settings['root']))} (format = {printable(repr(settings['format']))}) has images of one class only, "
+            f"{printable(repr(dataset.classes[label]))} ({len(dataset.samples)} images): a classifier needs at least 2 classes, "
+            "and each run would report 100%; check root and format")
+
+
 def test_fraction_warning(test_fraction: float, groups: int) -> str:
     """Why the hold-out split cannot give ``test_fraction`` of ``groups`` groups to the test side
     ('' when it can): a side asked for fewer than half a group (its share rounds to no group)

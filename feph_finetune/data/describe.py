@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import PurePath
+from typing import Any, Collection
 
 from rich.table import Table
 from rich.text import Text
@@ -28,12 +30,13 @@ DATA_FLAGS = {"labels": "--labels FILE", "images": "--images FOLDER", "format": 
               "folds": "--folds N", "test_fraction": "--test-fraction F"}
 
 
-def dataset_settings(flags: dict, assignments: list[str], problems: list[Problem]) -> dict:
+def dataset_settings(flags: dict, assignments: list[str], problems: list[Problem], given: Collection[str] = ()) -> dict:
     """The ``[dataset]`` table the ``data`` command's flags and ``--set dataset.KEY=VALUE``
-    describe, defaults filled in: the one source of every setting the command uses (a ``--set``
-    wins over the flag for the same key). Each ``--set`` is checked
-    against the core's and the format's declarations, as a TOML's keys are, its problems appended
-    to ``problems``."""
+    describe, defaults filled in: the one source of every setting the command uses. ``given``:
+    the keys of ``flags`` the command line gave (ROOT always); a ``--set`` of one of them to
+    another value is a problem naming both, as ``--set`` given twice is (one would win without
+    a word). Each ``--set`` is checked against the core's and the format's declarations, as a
+    TOML's keys are, its problems appended to ``problems``."""
     plugins = get_plugins()
     declarations = dict(DATASET_OPTIONS)
     problem = format_problem(plugins, flags["format"])
@@ -54,11 +57,22 @@ def dataset_settings(flags: dict, assignments: list[str], problems: list[Problem
         elif keys[1] not in declarations:
             if not problem:
                 problems.append(Problem(where, f"unknown key {keys[1]!r}{close_match(keys[1], declarations)}"))
+        elif keys[1] in given and not _same_setting(value, flags[keys[1]]):
+            flag = "ROOT" if keys[1] == "root" else DATA_FLAGS[keys[1]].split()[0]
+            problems.append(Problem(where, f"dataset.{keys[1]} is given twice with different values, here and in {flag} {shortened(str(flags[keys[1]]))}; give it once"))
         else:
             messages = option_problems(value, as_option(declarations[keys[1]]))
             problems += [Problem(where, message) for message in messages]
             settings[keys[1]] = value
     return settings
+
+
+def _same_setting(value: Any, flag: Any) -> bool:
+    """Whether a ``--set`` value is the one its flag gave: equal, or the same path spelt alike
+    (``data/`` and ``data``)."""
+    if isinstance(value, str) and isinstance(flag, str):
+        return value == flag or (bool(value) and bool(flag) and PurePath(value) == PurePath(flag))
+    return type(value) is type(flag) and value == flag
 
 
 def describe_dataset(dataset: Dataset, folds: int = 5, seed: int = 0, test_fraction: float = 0.2,

@@ -22,12 +22,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, NoReturn
 
-from feph_finetune.config.options import Option, as_option, integer, option_problems
+from feph_finetune.config.options import Option, as_option, checked_as_owner, integer, option_problems
 from feph_finetune.errors import EXIT_FAILED_RUNS
-from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, valid_values
+from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, flag_and_set_problem, valid_values
 from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finished_event
 from feph_finetune.hookspecs import hookimpl
-from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins
+from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins, describe_error, is_plugin_failure
 from feph_finetune.data.preparation import DataSource
 from feph_finetune.results.store import RunStore
 
@@ -101,7 +101,7 @@ class Executor:
     @classmethod
     def declarations(cls) -> dict[str, Option]:
         """The executor's options as :class:`~feph_finetune.config.options.Option` declarations."""
-        return {key: as_option(value) for key, value in cls.options.items()}
+        return {key: checked_as_owner(as_option(value), f"executor {cls.name!r}", key) for key, value in cls.options.items()}
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
@@ -203,6 +203,8 @@ def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jo
             check_section(raw, value, registered[key].declarations(), ("executor", key), problems, owner=f"executor {key!r}")
     chosen = name or table.get("name", DEFAULT_EXECUTOR)
     place = raw.names("executor") if name else raw.where("executor", "name")
+    if name and (given_twice := flag_and_set_problem(raw, "executor", name, name, ("executor", "name"))):
+        problems.append(given_twice)
     if not isinstance(chosen, str) or chosen not in registered:
         if isinstance(chosen, str):
             problems.append(Problem(place, f"no executor {chosen!r}{close_match(chosen, registered)}; installed: {', '.join(registered)}"))
@@ -218,11 +220,24 @@ def check_executor(raw: RawConfig, plugins: Plugins, name: str | None = None, jo
             problems.append(Problem(flag, f"executor {chosen!r} has no option {key!r}; its options: {', '.join(declarations) or 'none'}"))
             continue
         settings[key] = parse_flag(key, value)
+        if given_twice := flag_and_set_problem(raw, key, value, settings[key], ("executor", chosen, key)):
+            problems.append(given_twice)
         problems += [Problem(flag, message) for message in option_problems(settings[key], declarations[key])]
-    reason = cls.unavailable()
+    reason = _unavailable(cls)
     if reason:
         problems.append(Problem(place, f"executor {chosen!r} is not available: {reason}"))
     return ExecutorChoice(cls, settings), list(dict.fromkeys(problems))
+
+
+def _unavailable(cls: type[Executor]) -> str | None:
+    """``cls.unavailable()``, an executor's (maybe a third party's) code: its failure is the reason."""
+    try:
+        reason = cls.unavailable()
+    except BaseException as error:
+        if not is_plugin_failure(error):
+            raise
+        return f"its unavailable() failed: {describe_error(error)}"
+    return reason if reason is None or isinstance(reason, str) else f"its unavailable() must return a reason (str) or None, got {type(reason).__name__}"
 
 
 def parse_flag(key: str, value: str) -> Any:
