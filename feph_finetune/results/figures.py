@@ -14,7 +14,8 @@ its files and links stay valid):
 - ``report.md``: the markdown tables, then every figure, linked relatively.
 
 matplotlib is the optional extra ``plots``; it is imported here only, inside the functions, and
-draws with its Agg canvas without touching pyplot's global state.
+draws with its Agg canvas without touching pyplot's global state, under the project's own settings
+whatever the user's matplotlibrc says (:func:`feph_finetune.results.figures_style.project_style`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ import re
 import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from feph_finetune.data.user_files import UnreadableFile, read_json_file
 from feph_finetune.results.confusion import row_shares, summed_confusion
+from feph_finetune.results.figures_style import project_style
 from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, markdown_report, short_name
 from feph_finetune.printable import printable
 from feph_finetune.results.number_text import format_count, format_number
@@ -73,47 +74,6 @@ def agg_figure_classes() -> tuple[Any, Any]:
     return Figure, FigureCanvasAgg
 
 
-#: Fonts that draw a placeholder box for every character: never a fallback for missing glyphs.
-_PLACEHOLDER_FONTS = ("Last Resort",)
-
-
-@contextmanager
-def fonts_for(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator[None]:
-    """Draw inside this context so that every character of ``texts`` has a glyph where a font has it.
-
-    The characters the default font (DejaVu Sans) lacks, CJK labels for instance, are looked up
-    in the fonts matplotlib finds on the system (``font_manager``), and the fonts that have them
-    are added to ``font.family`` as fallbacks (matplotlib takes each glyph from the first font in
-    the list that has it). Characters no font has get one ``warn`` line naming them, instead of
-    matplotlib's "Glyph ... missing" warning for every label that holds one; they are drawn as boxes.
-    """
-    import warnings
-
-    import matplotlib
-    from matplotlib import font_manager
-
-    family = list(matplotlib.rcParams["font.family"])
-    wanted = dict.fromkeys(char for text in texts for char in str(text) if char.isprintable() and not char.isspace())
-    missing = wanted.keys() - _charmap(font_manager.findfont(font_manager.FontProperties(family=family)))
-    fallbacks: list[str] = []
-    for entry in font_manager.fontManager.ttflist if missing else []:
-        if entry.name.startswith(_PLACEHOLDER_FONTS) or entry.name in fallbacks or entry.style != "normal":
-            continue
-        covered = missing & _charmap(entry.fname)
-        if covered:
-            fallbacks.append(entry.name)
-            missing -= covered
-        if not missing:
-            break
-    if missing:
-        shown = "".join([char for char in wanted if char in missing][:12]) + ("…" if len(missing) > 12 else "")
-        warn(f"figures: no installed font has the characters {shown} of the labels; they are drawn as boxes "
-             "(install a font that has them, e.g. Noto Sans CJK for Chinese, Japanese, Korean)")
-    with matplotlib.rc_context({"font.family": family + fallbacks}), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
-        yield
-
-
 @contextmanager
 def _layout_warnings(warn: Callable[[str], None]) -> Iterator[list[str]]:
     """Within the block, matplotlib's "constrained_layout not applied" warnings (one per figure
@@ -132,17 +92,6 @@ def _layout_warnings(warn: Callable[[str], None]) -> Iterator[list[str]]:
     if layout or cut_off:
         warn(f"figures: {len(layout) + len(cut_off)} figure(s) have labels too long to lay out (shorter labels fix it); "
              "they are drawn without adjusting their layout, and some text may overlap or be cut at the edge")
-
-
-@lru_cache(maxsize=None)
-def _charmap(path: str) -> frozenset[str]:
-    """The characters a font file has glyphs for (its first face, for a collection)."""
-    from matplotlib.ft2font import FT2Font
-
-    try:
-        return frozenset(chr(code) for code in FT2Font(path).get_charmap())
-    except (OSError, RuntimeError, ValueError):  # a font file FreeType cannot read has no glyphs for us
-        return frozenset()
 
 
 @dataclass
@@ -181,7 +130,7 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
 def _write_into(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, folder: Path, source: str,
                 warn: Callable[[str], None]) -> list[Plot]:
     """Write the figures and ``report.md`` into the existing ``folder``; the figures written."""
-    with fonts_for(_texts(configurations), warn), _layout_warnings(warn) as cut_off:
+    with project_style(_texts(configurations), warn), _layout_warnings(warn) as cut_off:
         plots = _figures(configurations, run_dirs, folder, warn)
         cut_off.extend(plot.file for plot in plots if plot.cut_off)
     with atomic_path(folder / "report.md") as temporary:  # an interrupt never leaves half a report.md
