@@ -380,8 +380,7 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
         handles.append(Line2D([], [], linestyle="-", marker="*", markersize=9, color="crimson", label="paper, Table 5: mean ± std"))
     axes.set_xticks(range(len(configurations)), [f"{printable(short_name(row))}\n{printable(row['label'])}" for row, _ in configurations], fontsize=8)
     axes.set_xlim(-0.6, len(configurations) - 0.4)
-    low, high = axes.get_ylim()
-    axes.set_ylim(max(low, 0.0), min(high, 100.0))
+    axes.set_ylim(*_percent_limits(*axes.get_ylim()))
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Cross-validation: accuracy per fold, mean and 95% confidence interval", fontsize=11)
     axes.grid(axis="y", alpha=0.3)
@@ -392,31 +391,82 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
     return figure
 
 
+#: The room below 0% and above 100% on a percentage axis that reaches them, as a share of its
+#: range: a point or cap at 100% drawn whole, its value's label inside the axes.
+PERCENT_MARGIN = 0.04
+
+
+def _percent_limits(low: float, high: float) -> tuple[float, float]:
+    """The y limits of an axis of percentages autoscaled to ``(low, high)``: cut to [0, 100] (an
+    accuracy lies there, so does its interval) plus :data:`PERCENT_MARGIN`, so that nothing
+    drawn at 0% or 100% is cut in half by the frame."""
+    margin = PERCENT_MARGIN * (min(high, 100.0) - max(low, 0.0))
+    return max(low, -margin), min(high, 100.0 + margin)
+
+
 def _reference_lines(axes, configurations: list[tuple[dict, list[dict]]]) -> list:
     """Draw chance (100 / classes) and, where the runs recorded confusion matrices, the
-    majority-class rate (the largest class's share of all their test images: what always
-    predicting it scores) as labelled horizontal lines; return their legend handles."""
+    majority-class rate (the largest class's share of the test images: what always predicting it
+    scores) as labelled horizontal lines; return their legend handles.
+
+    When every configuration has the same classes, each is one line across the figure, the
+    majority pooled over all configurations' test images. When they differ (a configuration
+    trained on other classes), a line for one set of classes is wrong for the others: each
+    configuration gets its own short lines over its column, from its own classes and test images,
+    their values written at their ends.
+    """
     from matplotlib.lines import Line2D
 
+    if len({frozenset(row["sensitivity"]) for row, _ in configurations}) > 1:
+        majorities = [_column_reference_lines(axes, position, list(row["sensitivity"]), runs) for position, (row, runs) in enumerate(configurations)]
+        return [Line2D([], [], color="0.45", linestyle=":", label="chance (1/classes), each column"),
+                *([Line2D([], [], color="0.45", linestyle="--", label="majority class, each column")] if any(majorities) else [])]
     classes = list(dict.fromkeys(name for row, _ in configurations for name in row["sensitivity"]))
     handles = []
     if classes:
         chance = 100.0 / len(classes)
         axes.axhline(chance, color="0.45", linestyle=":", linewidth=1.0, zorder=1)
         handles.append(Line2D([], [], color="0.45", linestyle=":", label=f"chance: 1/{len(classes)} = {format_number(chance, 1)}%"))
+    majority = _majority([runs for _, runs in configurations], classes)
+    if majority:
+        share, name = majority
+        axes.axhline(share, color="0.45", linestyle="--", linewidth=1.0, zorder=1)
+        handles.append(Line2D([], [], color="0.45", linestyle="--", label=f"majority class ({printable(name)}): {format_number(share, 1)}%"))
+    return handles
+
+
+def _column_reference_lines(axes, position: int, classes: list[str], runs: list[dict]) -> bool:
+    """Chance and majority of one configuration (see :func:`_reference_lines`): dotted and dashed
+    lines over its column at x ``position``, their values written small at the column's right end
+    (where no point is drawn; chance above its line, majority below, so that equal values both
+    show). Whether a majority line was drawn (its runs recorded confusion matrices)."""
+    left, right = position - 0.48, position + 0.48
+    if classes:
+        chance = 100.0 / len(classes)
+        axes.hlines(chance, left, right, color="0.45", linestyle=":", linewidth=1.0, zorder=1)
+        axes.text(right, chance, f"1/{len(classes)}", ha="right", va="bottom", fontsize=7, color="0.3")
+    majority = _majority([runs], classes)
+    if majority:
+        share = majority[0]
+        axes.hlines(share, left, right, color="0.45", linestyle="--", linewidth=1.0, zorder=1)
+        axes.text(right, share, f"{format_number(share, 1)}%", ha="right", va="top", fontsize=7, color="0.3")
+    return majority is not None
+
+
+def _majority(groups: list[list[dict]], classes: list[str]) -> tuple[float, str] | None:
+    """``(share in %, class)`` of the largest class among the test images of the runs in
+    ``groups`` that recorded a confusion matrix over ``classes``; None when none did."""
     totals = np.zeros(len(classes))
-    for _, runs in configurations:
+    for runs in groups:
         try:
             summed = summed_confusion(runs, classes)
         except ValueError:  # folds with other class lists: the confusion figure warns about them
             continue
         if summed is not None:
             totals += summed[0].sum(axis=1)
-    if totals.sum() > 0:
-        majority = 100.0 * totals.max() / totals.sum()
-        axes.axhline(majority, color="0.45", linestyle="--", linewidth=1.0, zorder=1)
-        handles.append(Line2D([], [], color="0.45", linestyle="--", label=f"majority class ({printable(classes[int(totals.argmax())])}): {format_number(majority, 1)}%"))
-    return handles
+    if totals.sum() == 0:
+        return None
+    return 100.0 * totals.max() / totals.sum(), classes[int(totals.argmax())]
 
 
 def _backbone_colour(row: dict) -> str:
