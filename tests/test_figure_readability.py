@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from feph_finetune.results.figures import DPI, SENSITIVITY_WIDTH, _class_weighted, _cut_off, confusion_figure, cv_accuracy_figure, learning_curves_figure, sensitivity_figure
+from feph_finetune.results.figures import DPI, PERCENT_MARGIN, SENSITIVITY_WIDTH, _class_weighted, _cut_off, confusion_figure, cv_accuracy_figure, learning_curves_figure, sensitivity_figure
 from feph_finetune.results.reports import configurations
 from feph_finetune.results.store import RunStore
 from fake_store import CLASSES, write_fake_store
@@ -38,17 +38,62 @@ def test_cv_accuracy_stays_within_0_and_100_and_shows_chance_and_majority(store)
     row, runs = next(item for item in cv if item[0]["experiment"] == "M0")
     for run, accuracy in zip(runs, (0.02, 0.05, 0.6, 0.03, 0.04)):  # a 95% CI far below 0 (t, 4 dof)
         run["metrics"]["accuracy"] = accuracy
-    for run, accuracy in zip(chosen(store, "cv", "M2")[1], (0.99, 1.0, 0.4, 0.98, 1.0)):  # and far above 100
+    for run, accuracy in zip(next(runs for row, runs in cv if row["experiment"] == "M2"), (0.99, 1.0, 0.4, 0.98, 1.0)):  # and far above 100
         run["metrics"]["accuracy"] = accuracy
     axes = cv_accuracy_figure(cv).axes[0]
     low, high = axes.get_ylim()
-    assert 0 <= low < high <= 100
+    # Past 0% and 100% only by the margin that keeps a point or cap drawn there whole.
+    assert -100 * PERCENT_MARGIN <= low < 0 and 100 < high <= 100 * (1 + PERCENT_MARGIN), (low, high)
     assert all(0 <= y <= 100 for y in segments_y(axes))
+    assert all(0 <= tick <= 100 for tick in axes.get_yticks() if low <= tick <= high)
     labels = [text.get_text() for text in axes.get_legend().get_texts()]
     totals = np.sum([np.array(run["metrics"]["confusion"]).sum(axis=1) for _, runs in cv for run in runs], axis=0)
     majority = f"majority class ({CLASSES[int(totals.argmax())]}): {100 * totals.max() / totals.sum():.1f}%"
     assert "chance: 1/7 = 14.3%" in labels and majority in labels
     assert sorted(line.get_ydata()[0] for line in axes.get_lines() if line.get_linestyle() in (":", "--"))[:2] == pytest.approx([100 / 7, 100 * totals.max() / totals.sum()])
+
+
+def with_one_class(item: tuple[dict, list[dict]]) -> tuple[dict, list[dict]]:
+    """A cross-validated configuration turned into one trained on a single class, every fold right."""
+    row, runs = item
+    row["sensitivity"], row["sensitivity_std"], row["avg_sensitivity"] = {"only": 1.0}, {"only": 0.0}, 1.0
+    for run in runs:
+        run["classes"], run["metrics"] = ["only"], {"accuracy": 1.0, "avg_sensitivity": 1.0, "sensitivity": {"only": 1.0}, "confusion": [[5]]}
+    return row, runs
+
+
+def test_configurations_with_other_classes_get_their_own_chance_and_majority(store):
+    """A: one class, every fold 100%; M2: FePh's seven. One chance line from all their classes
+    (1/8) was wrong for both; each column now has its own, from its own classes and test images."""
+    cv = [with_one_class(chosen(store, "cv", "M0")), chosen(store, "cv", "M2")]
+    axes = cv_accuracy_figure(cv).axes[0]
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert not any(label.startswith("chance: 1/") for label in labels), labels
+    assert "chance (1/classes), each column" in labels and "majority class, each column" in labels
+    totals = np.sum([np.array(run["metrics"]["confusion"]).sum(axis=1) for run in cv[1][1]], axis=0)
+    seven_majority = 100 * totals.max() / totals.sum()
+    written = {(round(text.get_position()[0]), text.get_text(), round(float(text.get_position()[1]), 6)) for text in axes.texts}  # (column, text, y)
+    own = {(0, "1/1", 100.0), (0, "100.0%", 100.0), (1, "1/7", round(100 / 7, 6)), (1, f"{seven_majority:.1f}%", round(seven_majority, 6))}
+    assert own <= written and not [text for text in written - own if "/" in text[1] or text[1].endswith("%")], written
+    lines = [(segment[0][0], segment[1][0], segment[0][1]) for collection in axes.collections if hasattr(collection, "get_segments")
+             and collection.get_linestyle()[0][1] is not None for segment in collection.get_segments()]  # the dotted and dashed ones
+    assert sorted((round(left), round(float(y), 6)) for left, _, y in lines) == sorted((column, y) for column, _, y in own)
+    assert all(right - left < 1 for left, right, _ in lines)  # each over its own column only
+    assert not [line for line in axes.get_lines() if line.get_linestyle() in (":", "--")]  # no line across the figure
+
+
+def test_points_and_labels_at_100_percent_are_drawn_whole(store):
+    """Every fold of a one-class configuration at 100%: its points, mean and "100.0" lay half
+    outside the axes, cut by the frame."""
+    figure = cv_accuracy_figure([with_one_class(chosen(store, "cv", "M0")), chosen(store, "cv", "M2")])
+    figure.canvas.draw()
+    axes = figure.axes[0]
+    frame = axes.get_window_extent()
+    marker_radius = math.sqrt(22) / 2 * DPI / 72  # s=22 points² in pixels
+    tops = [axes.transData.transform(point)[1] + marker_radius for collection in axes.collections if hasattr(collection, "get_offsets") for point in collection.get_offsets()]
+    assert tops and max(tops) <= frame.y1, (max(tops), frame.y1)
+    hundred = [text.get_window_extent() for text in axes.texts if text.get_text() in ("100.0", "1/1", "100.0%")]
+    assert len(hundred) == 3 and all(frame.y0 <= box.y0 and box.y1 <= frame.y1 for box in hundred), (hundred, frame)
 
 
 def many_rows(count: int, phase: str) -> list[dict]:

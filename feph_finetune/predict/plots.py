@@ -12,7 +12,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from feph_finetune.printable import printable
-from feph_finetune.results.figures import agg_figure_classes, fonts_for
+from feph_finetune.results.figures import agg_figure_classes
+from feph_finetune.results.figures_style import project_style
 from feph_finetune.results.number_text import format_count
 from feph_finetune.predict.apply import InputSummary
 
@@ -23,14 +24,15 @@ def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str
     Each panel draws the probability of each class against time (video, seconds) or frame
     index (folder): the smoothed values when ``--smooth`` was given, over the raw ones drawn
     faintly; frames where no face was found are marked with grey bands. Returns the number of
-    panels (0: nothing to draw, no file written). Labels in any script are drawn with an
-    installed font that has them (:func:`feph_finetune.results.figures.fonts_for`), else ``warn`` says so.
+    panels (0: nothing to draw, no file written). It is drawn under the project's settings whatever
+    the user's matplotlibrc says, labels in any script with an installed font that has them
+    (:func:`feph_finetune.results.figures_style.project_style`), else ``warn`` says so.
     """
     agg_figure_classes()
     sequences = [summary for summary in summaries if summary.kind != "image" and summary.series]
     if not sequences:
         return 0
-    with fonts_for([title, *(summary.name for summary in sequences), *sequences[0].classes], warn):
+    with project_style([title, *(summary.name for summary in sequences), *sequences[0].classes], warn):
         _draw(sequences, path, title)
     return len(sequences)
 

@@ -14,7 +14,8 @@ its files and links stay valid):
 - ``report.md``: the markdown tables, then every figure, linked relatively.
 
 matplotlib is the optional extra ``plots``; it is imported here only, inside the functions, and
-draws with its Agg canvas without touching pyplot's global state.
+draws with its Agg canvas without touching pyplot's global state, under the project's own settings
+whatever the user's matplotlibrc says (:func:`feph_finetune.results.figures_style.project_style`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ import re
 import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from feph_finetune.data.user_files import UnreadableFile, read_json_file
 from feph_finetune.results.confusion import row_shares, summed_confusion
+from feph_finetune.results.figures_style import project_style
 from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, markdown_report, short_name
 from feph_finetune.printable import printable
 from feph_finetune.results.number_text import format_count, format_number
@@ -73,47 +74,6 @@ def agg_figure_classes() -> tuple[Any, Any]:
     return Figure, FigureCanvasAgg
 
 
-#: Fonts that draw a placeholder box for every character: never a fallback for missing glyphs.
-_PLACEHOLDER_FONTS = ("Last Resort",)
-
-
-@contextmanager
-def fonts_for(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator[None]:
-    """Draw inside this context so that every character of ``texts`` has a glyph where a font has it.
-
-    The characters the default font (DejaVu Sans) lacks, CJK labels for instance, are looked up
-    in the fonts matplotlib finds on the system (``font_manager``), and the fonts that have them
-    are added to ``font.family`` as fallbacks (matplotlib takes each glyph from the first font in
-    the list that has it). Characters no font has get one ``warn`` line naming them, instead of
-    matplotlib's "Glyph ... missing" warning for every label that holds one; they are drawn as boxes.
-    """
-    import warnings
-
-    import matplotlib
-    from matplotlib import font_manager
-
-    family = list(matplotlib.rcParams["font.family"])
-    wanted = dict.fromkeys(char for text in texts for char in str(text) if char.isprintable() and not char.isspace())
-    missing = wanted.keys() - _charmap(font_manager.findfont(font_manager.FontProperties(family=family)))
-    fallbacks: list[str] = []
-    for entry in font_manager.fontManager.ttflist if missing else []:
-        if entry.name.startswith(_PLACEHOLDER_FONTS) or entry.name in fallbacks or entry.style != "normal":
-            continue
-        covered = missing & _charmap(entry.fname)
-        if covered:
-            fallbacks.append(entry.name)
-            missing -= covered
-        if not missing:
-            break
-    if missing:
-        shown = "".join([char for char in wanted if char in missing][:12]) + ("…" if len(missing) > 12 else "")
-        warn(f"figures: no installed font has the characters {shown} of the labels; they are drawn as boxes "
-             "(install a font that has them, e.g. Noto Sans CJK for Chinese, Japanese, Korean)")
-    with matplotlib.rc_context({"font.family": family + fallbacks}), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
-        yield
-
-
 @contextmanager
 def _layout_warnings(warn: Callable[[str], None]) -> Iterator[list[str]]:
     """Within the block, matplotlib's "constrained_layout not applied" warnings (one per figure
@@ -132,17 +92,6 @@ def _layout_warnings(warn: Callable[[str], None]) -> Iterator[list[str]]:
     if layout or cut_off:
         warn(f"figures: {len(layout) + len(cut_off)} figure(s) have labels too long to lay out (shorter labels fix it); "
              "they are drawn without adjusting their layout, and some text may overlap or be cut at the edge")
-
-
-@lru_cache(maxsize=None)
-def _charmap(path: str) -> frozenset[str]:
-    """The characters a font file has glyphs for (its first face, for a collection)."""
-    from matplotlib.ft2font import FT2Font
-
-    try:
-        return frozenset(chr(code) for code in FT2Font(path).get_charmap())
-    except (OSError, RuntimeError, ValueError):  # a font file FreeType cannot read has no glyphs for us
-        return frozenset()
 
 
 @dataclass
@@ -181,7 +130,7 @@ def write_report(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, 
 def _write_into(configurations: list[tuple[dict, list[dict]]], run_dirs: Path, folder: Path, source: str,
                 warn: Callable[[str], None]) -> list[Plot]:
     """Write the figures and ``report.md`` into the existing ``folder``; the figures written."""
-    with fonts_for(_texts(configurations), warn), _layout_warnings(warn) as cut_off:
+    with project_style(_texts(configurations), warn), _layout_warnings(warn) as cut_off:
         plots = _figures(configurations, run_dirs, folder, warn)
         cut_off.extend(plot.file for plot in plots if plot.cut_off)
     with atomic_path(folder / "report.md") as temporary:  # an interrupt never leaves half a report.md
@@ -431,8 +380,7 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
         handles.append(Line2D([], [], linestyle="-", marker="*", markersize=9, color="crimson", label="paper, Table 5: mean ± std"))
     axes.set_xticks(range(len(configurations)), [f"{printable(short_name(row))}\n{printable(row['label'])}" for row, _ in configurations], fontsize=8)
     axes.set_xlim(-0.6, len(configurations) - 0.4)
-    low, high = axes.get_ylim()
-    axes.set_ylim(max(low, 0.0), min(high, 100.0))
+    axes.set_ylim(*_percent_limits(*axes.get_ylim()))
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Cross-validation: accuracy per fold, mean and 95% confidence interval", fontsize=11)
     axes.grid(axis="y", alpha=0.3)
@@ -443,31 +391,82 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
     return figure
 
 
+#: The room below 0% and above 100% on a percentage axis that reaches them, as a share of its
+#: range: a point or cap at 100% drawn whole, its value's label inside the axes.
+PERCENT_MARGIN = 0.04
+
+
+def _percent_limits(low: float, high: float) -> tuple[float, float]:
+    """The y limits of an axis of percentages autoscaled to ``(low, high)``: cut to [0, 100] (an
+    accuracy lies there, so does its interval) plus :data:`PERCENT_MARGIN`, so that nothing
+    drawn at 0% or 100% is cut in half by the frame."""
+    margin = PERCENT_MARGIN * (min(high, 100.0) - max(low, 0.0))
+    return max(low, -margin), min(high, 100.0 + margin)
+
+
 def _reference_lines(axes, configurations: list[tuple[dict, list[dict]]]) -> list:
     """Draw chance (100 / classes) and, where the runs recorded confusion matrices, the
-    majority-class rate (the largest class's share of all their test images: what always
-    predicting it scores) as labelled horizontal lines; return their legend handles."""
+    majority-class rate (the largest class's share of the test images: what always predicting it
+    scores) as labelled horizontal lines; return their legend handles.
+
+    When every configuration has the same classes, each is one line across the figure, the
+    majority pooled over all configurations' test images. When they differ (a configuration
+    trained on other classes), a line for one set of classes is wrong for the others: each
+    configuration gets its own short lines over its column, from its own classes and test images,
+    their values written at their ends.
+    """
     from matplotlib.lines import Line2D
 
+    if len({frozenset(row["sensitivity"]) for row, _ in configurations}) > 1:
+        majorities = [_column_reference_lines(axes, position, list(row["sensitivity"]), runs) for position, (row, runs) in enumerate(configurations)]
+        return [Line2D([], [], color="0.45", linestyle=":", label="chance (1/classes), each column"),
+                *([Line2D([], [], color="0.45", linestyle="--", label="majority class, each column")] if any(majorities) else [])]
     classes = list(dict.fromkeys(name for row, _ in configurations for name in row["sensitivity"]))
     handles = []
     if classes:
         chance = 100.0 / len(classes)
         axes.axhline(chance, color="0.45", linestyle=":", linewidth=1.0, zorder=1)
         handles.append(Line2D([], [], color="0.45", linestyle=":", label=f"chance: 1/{len(classes)} = {format_number(chance, 1)}%"))
+    majority = _majority([runs for _, runs in configurations], classes)
+    if majority:
+        share, name = majority
+        axes.axhline(share, color="0.45", linestyle="--", linewidth=1.0, zorder=1)
+        handles.append(Line2D([], [], color="0.45", linestyle="--", label=f"majority class ({printable(name)}): {format_number(share, 1)}%"))
+    return handles
+
+
+def _column_reference_lines(axes, position: int, classes: list[str], runs: list[dict]) -> bool:
+    """Chance and majority of one configuration (see :func:`_reference_lines`): dotted and dashed
+    lines over its column at x ``position``, their values written small at the column's right end
+    (where no point is drawn; chance above its line, majority below, so that equal values both
+    show). Whether a majority line was drawn (its runs recorded confusion matrices)."""
+    left, right = position - 0.48, position + 0.48
+    if classes:
+        chance = 100.0 / len(classes)
+        axes.hlines(chance, left, right, color="0.45", linestyle=":", linewidth=1.0, zorder=1)
+        axes.text(right, chance, f"1/{len(classes)}", ha="right", va="bottom", fontsize=7, color="0.3")
+    majority = _majority([runs], classes)
+    if majority:
+        share = majority[0]
+        axes.hlines(share, left, right, color="0.45", linestyle="--", linewidth=1.0, zorder=1)
+        axes.text(right, share, f"{format_number(share, 1)}%", ha="right", va="top", fontsize=7, color="0.3")
+    return majority is not None
+
+
+def _majority(groups: list[list[dict]], classes: list[str]) -> tuple[float, str] | None:
+    """``(share in %, class)`` of the largest class among the test images of the runs in
+    ``groups`` that recorded a confusion matrix over ``classes``; None when none did."""
     totals = np.zeros(len(classes))
-    for _, runs in configurations:
+    for runs in groups:
         try:
             summed = summed_confusion(runs, classes)
         except ValueError:  # folds with other class lists: the confusion figure warns about them
             continue
         if summed is not None:
             totals += summed[0].sum(axis=1)
-    if totals.sum() > 0:
-        majority = 100.0 * totals.max() / totals.sum()
-        axes.axhline(majority, color="0.45", linestyle="--", linewidth=1.0, zorder=1)
-        handles.append(Line2D([], [], color="0.45", linestyle="--", label=f"majority class ({printable(classes[int(totals.argmax())])}): {format_number(majority, 1)}%"))
-    return handles
+    if totals.sum() == 0:
+        return None
+    return 100.0 * totals.max() / totals.sum(), classes[int(totals.argmax())]
 
 
 def _backbone_colour(row: dict) -> str:
