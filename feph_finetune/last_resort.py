@@ -96,7 +96,9 @@ def _follow_the_earliest() -> None:
     """Arm faulthandler's timer for the earliest pending deadline, or cancel it if none is left."""
     global _armed_in
     if _deadlines:
-        seconds_left = max(min(_deadlines) - time.monotonic(), 0.001)  # faulthandler refuses 0: one already past fires at once
+        # In whole milliseconds, so that the header reads "Timeout (0:00:35)!", not 0:00:34.999987;
+        # at least one, since faulthandler refuses 0 (a deadline already past fires at once).
+        seconds_left = max(round(min(_deadlines) - time.monotonic(), 3), 0.001)
         faulthandler.dump_traceback_later(seconds_left, file=STDERR_FD, exit=True)
         _armed_in = os.getpid()
     else:
