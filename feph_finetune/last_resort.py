@@ -80,8 +80,8 @@ def deadline(seconds: float) -> Iterator[None]:
 
 def deadline_until_exit(seconds: float) -> None:
     """End the process (every thread's stack on stderr, exit 1) if it still runs ``seconds`` from
-    now; for a process's last step (Python's shutdown cancels the timer once the exit handlers
-    are done)."""
+    now, exit handlers included; for a process's last step (nothing cancels it: the process's
+    end ends the timer)."""
     if _timer_is_ours():
         _deadlines.append(time.monotonic() + seconds)
         _follow_the_earliest()

@@ -14,8 +14,9 @@ not stop), and, since nothing can take the main thread back from it, ends the co
 with exit 1 (:attr:`~feph_finetune.execution.executors.InProcess.end_command`), finished runs
 kept. Native code that holds the interpreter's lock while it hangs keeps that thread from
 running too: in a command-line process, :mod:`feph_finetune.last_resort` then ends the command a
-few seconds later with every thread's stack on stderr (exit 1), finished runs kept. Signals reach only the main thread, so from another thread a run with a timeout fails at
-once, saying so, rather than run without one.
+few seconds later with every thread's stack on stderr (exit 1), finished runs kept. Signals
+reach only the main thread, so from another thread a run with a timeout fails at once, saying
+so, rather than run without one.
 """
 
 from __future__ import annotations
