@@ -384,8 +384,8 @@ def bound_the_exit(code: int) -> None:
     on stderr and exit 1 (:func:`feph_finetune.last_resort.deadline_until_exit`). For a process's
     last step only (``python -m feph_finetune``, a run's child process)."""
     stray = [thread for thread in threading.enumerate() if thread.is_alive() and not thread.daemon and thread is not threading.main_thread()]
-    threading.Thread(target=_watch_the_exit, args=(stray, code), name="feph-finetune-exit", daemon=True).start()
     deadline_until_exit(EXIT_BOUND_S + AFTER_WATCHDOG_S)
+    threading.Thread(target=_watch_the_exit, args=(stray, code), name="feph-finetune-exit", daemon=True).start()
 
 
 def _watch_the_exit(stray: list[threading.Thread], code: int) -> None:

@@ -342,6 +342,55 @@ def stall_plugin(tmp_path, monkeypatch):
     sys.modules.pop("feph_stall", None)
 
 
+#: A tracking plugin whose ``track_matrix_end`` deadlocks as :data:`GIL_HOLDER` does, and whose
+#: preprocess fails its run at once (the matrix's end comes without any training).
+GIL_HOLDING_TRACKER = '''
+import ctypes
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def preprocess(context):
+    raise RuntimeError("fails the run before any training")
+
+
+@hookimpl
+def track_matrix_end(matrix, records, output, options):
+    mutex = ctypes.create_string_buffer(64)
+    libc = ctypes.PyDLL(None)
+    libc.pthread_mutex_lock(mutex)
+    libc.pthread_mutex_lock(mutex)
+'''
+
+
+def test_a_tracker_hung_in_track_matrix_end_holding_the_interpreter_ends_the_command(synthetic_feph, tmp_path):
+    """The command waits for ``track_matrix_end`` in a Python thread, which cannot wake while the
+    hook's native code holds the GIL: it hung for ever. It now ends 5 s after the bound (shortened
+    to 1 s here, 120 s in a command), every thread's stack on stderr, exit 1."""
+    import subprocess
+    import textwrap
+
+    from conftest import REPO
+
+    env = write_distribution(tmp_path / "site", "gilend", GIL_HOLDING_TRACKER)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\npreprocess = ["face_crop", "gilend"]\n', '[tracking]\nplugins = ["gilend"]\n')
+    command = textwrap.dedent(f"""
+        import sys
+        from feph_finetune.execution import tracking
+        from feph_finetune.__main__ import run
+        tracking.MATRIX_HOOK_BOUND_S = 1.0
+        sys.argv[1:] = [{str(path)!r}, "--output", {str(tmp_path / "runs")!r}, "--executor", "inline"]
+        sys.exit(run())
+    """)
+    result = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, **env}, timeout=120)  # hung: TimeoutExpired
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Timeout (0:00:06)!" in result.stderr, "faulthandler's header: the 1 s bound + 5 s"
+    plugin = tmp_path / "site" / "feph_gilend.py"
+    assert f'{plugin}", line {line_of(plugin, "pthread_mutex_lock")} in track_matrix_end' in result.stderr
+
+
 @pytest.mark.slow(45)
 def test_a_tracker_stuck_in_track_run_end_costs_no_finished_run(stall_plugin, synthetic_feph, tmp_path):
     """The run's files and record were ready: the process executor stops it at its timeout and
