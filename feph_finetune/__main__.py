@@ -27,8 +27,10 @@ from feph_finetune.interrupts import run_command_process  # noqa: E402 (after th
 def _command_line() -> int:
     """The command line's :func:`~feph_finetune.cli.main`, imported with the handlers in place."""
     from feph_finetune.cli import main
+    from feph_finetune.last_resort import own_this_process
     from feph_finetune.unraisable import print_warning
 
+    own_this_process()  # an inline run's timeout may end this process even where native code holds the interpreter
     sys.unraisablehook = print_warning  # kept until the exit: objects collected at shutdown too (cli.main puts back its caller's)
     return main()
 

@@ -35,6 +35,7 @@ from feph_finetune.api import PluginError
 from feph_finetune.config.options import Option, as_option, checked_as_owner, name_problem
 from feph_finetune.hook_results import normalised_result, result_problem
 from feph_finetune.interrupts import interrupt_may_be_a_stop
+from feph_finetune.last_resort import AFTER_WATCHDOG_S, deadline_until_exit
 from feph_finetune.printable import printable
 
 #: Who wants to know which plugin hook runs now: ``listener(plugin, hook)`` on entering a hook or
@@ -402,9 +403,13 @@ def bound_the_exit(code: int) -> None:
     threads :data:`EXIT_GRACE_S` and the whole exit :data:`EXIT_BOUND_S`; past a bound it writes
     one warning line per thread still running (naming the plugin that started it where that is
     known) or one for the exit handlers, and ends the process with ``code`` (``os._exit``: stdout
-    and stderr flushed first, the rest of the exit skipped). For a process's last step only
-    (``python -m feph_finetune``, a run's child process)."""
+    and stderr flushed first, the rest of the exit skipped). The watchdog needs the interpreter's
+    lock, which a thread or handler hung in native code can hold for ever: the process then ends
+    :data:`~feph_finetune.last_resort.AFTER_WATCHDOG_S` after the bound with every thread's stack
+    on stderr and exit 1 (:func:`feph_finetune.last_resort.deadline_until_exit`). For a process's
+    last step only (``python -m feph_finetune``, a run's child process)."""
     stray = [thread for thread in threading.enumerate() if thread.is_alive() and not thread.daemon and thread is not threading.main_thread()]
+    deadline_until_exit(EXIT_BOUND_S + AFTER_WATCHDOG_S)
     threading.Thread(target=_watch_the_exit, args=(stray, code), name="feph-finetune-exit", daemon=True).start()
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from feph_finetune.plugins import PluginCallError, describe_error
 
-from conftest import REPO, run_cli, write_matrix
+from conftest import REPO, line_of, run_cli, write_matrix
 from test_plugins import cli_with, listed, site, write_distribution  # noqa: F401 (site: a fixture)
 
 UNSHOWABLE = "(its message could not be shown)"  # the words the issue asks for
@@ -165,3 +165,40 @@ def test_an_exit_handler_that_never_returns_ends_the_exit_at_its_bound_with_the_
             pass
     assert command.returncode == 3, stderr
     assert "exit handlers (atexit functions or child processes that a plugin or library left) have not finished after 2 s" in stderr
+
+
+#: A plugin whose exit handler deadlocks in native code that keeps the interpreter's lock (the GIL):
+#: ``ctypes.PyDLL`` does not release it, and a default mutex locked twice by one thread never returns.
+GIL_HOLDING_EXIT_HANDLER = """
+import atexit, ctypes
+
+def deadlock():
+    mutex = ctypes.create_string_buffer(64)  # zeroed: an unlocked default mutex (glibc's PTHREAD_MUTEX_INITIALIZER)
+    libc = ctypes.PyDLL(None)
+    libc.pthread_mutex_lock(mutex)
+    libc.pthread_mutex_lock(mutex)
+
+atexit.register(deadlock)
+"""
+
+
+def test_an_exit_handler_hung_in_native_code_holding_the_interpreter_ends_the_exit(site):
+    """The exit's watchdog is a Python thread, which cannot run while native code holds the GIL:
+    ``plugins`` printed its table and hung for ever. faulthandler's C timer ends it 5 s after the
+    bound (shortened to 2 s here, 30 s in a command) with every thread's stack on stderr, exit 1."""
+    write_distribution(site, name="gilexit", version="0.1", module="plug_gilexit", entry="gilexit", body=GIL_HOLDING_EXIT_HANDLER)
+    command = textwrap.dedent("""
+        import sys
+        from feph_finetune import plugins
+        from feph_finetune.__main__ import run
+        plugins.EXIT_BOUND_S = 2.0
+        sys.argv[1:] = ["plugins", "--json"]
+        sys.exit(run())
+    """)
+    done = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(site)}, timeout=60)  # hung: TimeoutExpired
+    assert done.returncode == 1, done.stderr
+    assert any(entry["name"] == "gilexit" for entry in json.loads(done.stdout)), "the table came before the exit"
+    assert "Timeout (0:00:07)!" in done.stderr, "faulthandler's header: the 2 s bound + 5 s"
+    handler = site / "plug_gilexit.py"
+    assert f'{handler}", line {line_of(handler, "pthread_mutex_lock")} in deadlock' in done.stderr, "the stack names the handler's line"

@@ -19,7 +19,7 @@ from feph_finetune.config.matrix import build_matrix
 from feph_finetune.plugins import get_plugins
 from feph_finetune.results.store import RunStore
 
-from conftest import run_cli, write_distribution, write_hang_distribution, write_matrix
+from conftest import line_of, run_cli, write_distribution, write_hang_distribution, write_matrix
 from test_executors import quiet_runner
 
 #: A run that hangs in the hook ``{hook}`` while ``{marker}`` exists, then one that does not.
@@ -202,6 +202,7 @@ def preprocess(context):
             pass
 '''
 
+#: A run that finishes, one that hangs in the preprocess plugin ``{plugin}`` (timeout 1 s), and one after it.
 FIRST_HUNG_LATER = """
 [experiments.first]
 options.adam.head_epochs = 0
@@ -209,7 +210,7 @@ options.adam.epochs = 0
 
 [experiments.hung]
 timeout = 1
-preprocess = ["face_crop", "swallower"]
+preprocess = ["face_crop", "{plugin}"]
 options.adam.head_epochs = 0
 options.adam.epochs = 0
 
@@ -228,7 +229,7 @@ def test_an_inline_run_that_swallows_its_stop_ends_the_command_saying_so_finishe
     from conftest import REPO
 
     env = write_distribution(tmp_path / "site", "swallower", SWALLOWER)
-    path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER.format(plugin="swallower"))
     outdir = tmp_path / "runs"
     result = subprocess.run([sys.executable, "-m", "feph_finetune", str(path), "--output", str(outdir), "--executor", "inline"],
                             capture_output=True, text=True, cwd=REPO, env={**os.environ, **env}, timeout=180)  # hung: TimeoutExpired
@@ -241,6 +242,47 @@ def test_an_inline_run_that_swallows_its_stop_ends_the_command_saying_so_finishe
     said = " ".join(result.stdout.split())
     assert f"run {records['hung']['id']} timed out after 1 s in plugin 'swallower' (preprocess) and did not stop" in said
     assert "--executor process" in said and "Traceback" not in result.stdout + result.stderr
+
+
+#: A plugin whose preprocess deadlocks in native code that keeps the interpreter's lock (the GIL):
+#: ``ctypes.PyDLL`` does not release it, and a default mutex locked twice by one thread never returns.
+GIL_HOLDER = '''
+import ctypes
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def preprocess(context):
+    mutex = ctypes.create_string_buffer(64)  # zeroed: an unlocked default mutex (glibc's PTHREAD_MUTEX_INITIALIZER)
+    libc = ctypes.PyDLL(None)
+    libc.pthread_mutex_lock(mutex)
+    libc.pthread_mutex_lock(mutex)
+'''
+
+
+@pytest.mark.slow(40)
+def test_an_inline_run_hung_in_native_code_holding_the_interpreter_ends_the_command(synthetic_feph, tmp_path):
+    """The watchdog is a Python thread, which cannot run while native code holds the GIL: the
+    command hung for ever. faulthandler's C timer ends it 5 s after the watchdog's time (1 s
+    timeout + 10 s grace), with every thread's stack on stderr and exit 1; the run finished before
+    is kept, and the hung one, without a record, runs again next time."""
+    import subprocess
+
+    from conftest import REPO
+
+    env = write_distribution(tmp_path / "site", "holder", GIL_HOLDER)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER.format(plugin="holder"))
+    outdir = tmp_path / "runs"
+    result = subprocess.run([sys.executable, "-m", "feph_finetune", str(path), "--output", str(outdir), "--executor", "inline"],
+                            capture_output=True, text=True, cwd=REPO, env={**os.environ, **env}, timeout=150)  # hung: TimeoutExpired
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Timeout (0:00:16)!" in result.stderr, "faulthandler's header: 1 s timeout + 10 s grace + 5 s"
+    plugin = tmp_path / "site" / "feph_holder.py"
+    assert f'{plugin}", line {line_of(plugin, "pthread_mutex_lock")} in preprocess' in result.stderr, "the stack names the plugin's line"
+    records = by_experiment(outdir)
+    assert records["first"]["status"] == "done", "a run finished before is kept"
+    assert set(records) == {"first"}, "the hung run is left to the next invocation"
 
 
 #: A tracking plugin whose hook ``options.stall.hook`` sleeps while ``options.stall.marker``
@@ -298,6 +340,55 @@ def stall_plugin(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     yield env
     sys.modules.pop("feph_stall", None)
+
+
+#: A tracking plugin whose ``track_matrix_end`` deadlocks as :data:`GIL_HOLDER` does, and whose
+#: preprocess fails its run at once (the matrix's end comes without any training).
+GIL_HOLDING_TRACKER = '''
+import ctypes
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def preprocess(context):
+    raise RuntimeError("fails the run before any training")
+
+
+@hookimpl
+def track_matrix_end(matrix, records, output, options):
+    mutex = ctypes.create_string_buffer(64)
+    libc = ctypes.PyDLL(None)
+    libc.pthread_mutex_lock(mutex)
+    libc.pthread_mutex_lock(mutex)
+'''
+
+
+def test_a_tracker_hung_in_track_matrix_end_holding_the_interpreter_ends_the_command(synthetic_feph, tmp_path):
+    """The command waits for ``track_matrix_end`` in a Python thread, which cannot wake while the
+    hook's native code holds the GIL: it hung for ever. It now ends 5 s after the bound (shortened
+    to 1 s here, 120 s in a command), every thread's stack on stderr, exit 1."""
+    import subprocess
+    import textwrap
+
+    from conftest import REPO
+
+    env = write_distribution(tmp_path / "site", "gilend", GIL_HOLDING_TRACKER)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\npreprocess = ["face_crop", "gilend"]\n', '[tracking]\nplugins = ["gilend"]\n')
+    command = textwrap.dedent(f"""
+        import sys
+        from feph_finetune.execution import tracking
+        from feph_finetune.__main__ import run
+        tracking.MATRIX_HOOK_BOUND_S = 1.0
+        sys.argv[1:] = [{str(path)!r}, "--output", {str(tmp_path / "runs")!r}, "--executor", "inline"]
+        sys.exit(run())
+    """)
+    result = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, **env}, timeout=120)  # hung: TimeoutExpired
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Timeout (0:00:06)!" in result.stderr, "faulthandler's header: the 1 s bound + 5 s"
+    plugin = tmp_path / "site" / "feph_gilend.py"
+    assert f'{plugin}", line {line_of(plugin, "pthread_mutex_lock")} in track_matrix_end' in result.stderr
 
 
 @pytest.mark.slow(45)

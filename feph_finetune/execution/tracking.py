@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 import feph_finetune
 from feph_finetune.api import RunContext, TrackedRun
 from feph_finetune.config.matrix import Run
+from feph_finetune.last_resort import AFTER_WATCHDOG_S, deadline
 from feph_finetune.plugins import PluginCallError, Plugins, describe_error
 
 #: Seconds a tracking plugin's hook in the driving process (``track_matrix_end``,
@@ -116,7 +117,10 @@ def _call_bounded(plugins: Plugins, name: str, hook: str, lost: str, warn: Calla
     """Call ``name``'s ``hook`` in a daemon thread and wait at most :data:`MATRIX_HOOK_BOUND_S`:
     a hook that never returns cannot be stopped within this process, so it is left running
     (the interpreter does not wait for it at exit) and the command goes on; ``lost`` says what
-    the plugin then did not log."""
+    the plugin then did not log. One hung in native code that holds the interpreter's lock keeps
+    this thread from going on: the command line's process then ends
+    :data:`~feph_finetune.last_resort.AFTER_WATCHDOG_S` after the bound, every thread's stack on
+    stderr, exit 1 (:func:`feph_finetune.last_resort.deadline`)."""
     failures: list[PluginCallError] = []
 
     def call() -> None:
@@ -126,8 +130,9 @@ def _call_bounded(plugins: Plugins, name: str, hook: str, lost: str, warn: Calla
             failures.append(failure)
 
     caller = threading.Thread(target=call, name=f"{name}.{hook}", daemon=True)
-    caller.start()
-    caller.join(MATRIX_HOOK_BOUND_S)
+    with deadline(MATRIX_HOOK_BOUND_S + AFTER_WATCHDOG_S):  # armed before the hook can take the interpreter's lock for good
+        caller.start()
+        caller.join(MATRIX_HOOK_BOUND_S)
     if caller.is_alive():
         warn(f"tracking plugin {name!r} did not return from {hook} within {MATRIX_HOOK_BOUND_S:g} s; {lost}; the command goes on without it")
     elif failures:

@@ -12,8 +12,11 @@ that never returns to Python (a deadlocked library), nor a plugin that catches e
 :data:`STOP_GRACE_S` after its timeout: a watchdog thread then records it as timed out (it did
 not stop), and, since nothing can take the main thread back from it, ends the command at once
 with exit 1 (:attr:`~feph_finetune.execution.executors.InProcess.end_command`), finished runs
-kept. Signals reach only the main thread, so from another thread a run with a timeout fails at
-once, saying so, rather than run without one.
+kept. Native code that holds the interpreter's lock while it hangs keeps that thread from
+running too: in a command-line process, :mod:`feph_finetune.last_resort` then ends the command a
+few seconds later with every thread's stack on stderr (exit 1), finished runs kept. Signals
+reach only the main thread, so from another thread a run with a timeout fails at once, saying
+so, rather than run without one.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Callable, Iterator, NoReturn
 
 from feph_finetune.execution.job import Report, RunJob, Whereabouts, execute_run, failed_record, stopped_run_record, timeout_of
 from feph_finetune.execution.executors import Executor, InProcess
+from feph_finetune.last_resort import AFTER_WATCHDOG_S, deadline
 from feph_finetune.plugins import CoreInterrupt
 from feph_finetune.results.store import RunStore
 
@@ -105,7 +109,9 @@ class InlineExecutor(Executor):
 @contextmanager
 def watchdog(seconds: float, stuck: Callable[[], object]) -> Iterator[None]:
     """Within the block, call ``stuck()`` from another thread if the block has not ended after
-    ``seconds`` (0: never)."""
+    ``seconds`` (0: never). That thread needs the interpreter's lock, which native code can hold
+    for ever: :data:`~feph_finetune.last_resort.AFTER_WATCHDOG_S` later, in the command line's own
+    process, the process ends regardless (:func:`feph_finetune.last_resort.deadline`)."""
     if not seconds:
         yield
         return
@@ -117,7 +123,8 @@ def watchdog(seconds: float, stuck: Callable[[], object]) -> Iterator[None]:
 
     threading.Thread(target=watch, name="inline-run-watchdog", daemon=True).start()
     try:
-        yield
+        with deadline(seconds + AFTER_WATCHDOG_S):
+            yield
     finally:
         ended.set()
 
