@@ -254,11 +254,13 @@ def _shortened_word(found: re.Match) -> str:
 
 
 def load_plugins():
-    """The plugin registry, after printing its warnings (unusable plugins, unknown names) on stderr."""
+    """The plugin registry, after printing its warnings (unusable plugins, unknown names, executors
+    left out) on stderr."""
+    from feph_finetune.execution.executors import executor_warnings
     from feph_finetune.plugins import get_plugins
 
     plugins = get_plugins()
-    for warning in plugins.warnings:
+    for warning in [*plugins.warnings, *executor_warnings(plugins)]:
         warn(warning)
     return plugins
 
