@@ -73,7 +73,7 @@ def test_a_faulty_third_party_executor_is_left_out_with_a_warning_naming_its_plu
         assert "plugin 'executors'" not in error
         for warning in (
             "plugin 'ex' of feph-ex 0.1: registers executor 'process', the name of a built-in executor; ignored, the built-in is used",
-            "plugin 'ex' of feph-ex 0.1: register_executors must register Executor subclasses, got 42",
+            "plugin 'ex' of feph-ex 0.1: register_executors must register Executor subclasses, got int 42",
             "plugin 'ex' of feph-ex 0.1: executor class Spaced is left out: 'bad exec' cannot be written as a part of a TOML dotted key",
             "executor 'nan_default' is left out: its options must declare defaults that are JSON values",
             "executor 'dotted_option' is left out: its options must declare option names that a configuration can address: option 'a.b'",

@@ -29,6 +29,7 @@ from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finish
 from feph_finetune.hookspecs import hookimpl
 from feph_finetune.hook_results import result_problem
 from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins, describe_error
+from feph_finetune.printable import shortened
 from feph_finetune.data.preparation import DataSource
 from feph_finetune.results.store import RunStore
 
@@ -166,7 +167,7 @@ def executor_warnings(plugins: Plugins) -> list[str]:
 
 
 def executor_registry(plugins: Plugins) -> tuple[dict[str, type[Executor]], list[str]]:
-    """The usable executors by name, and why each third-party registration left out is.
+    """The usable executors by name, and a warning naming the plugin of each registration left out.
 
     The built-in executors come first; then each other plugin's, in name order. A third-party
     registration is left out (the plugin's others kept) when it is no :class:`Executor` subclass,
@@ -225,8 +226,12 @@ def _taken(name: str, owners: dict[str, str]) -> str:
 
 
 def _shortened(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A plugin's value as a message quotes it: its type and short ``repr`` (the type alone where
+    that ``repr`` raises: third-party code)."""
+    try:
+        return f"{type(value).__name__} {shortened(repr(value), 80)}"
+    except Exception:
+        return type(value).__name__
 
 
 @dataclass(frozen=True)
