@@ -254,11 +254,13 @@ def _shortened_word(found: re.Match) -> str:
 
 
 def load_plugins():
-    """The plugin registry, after printing its warnings (unusable plugins, unknown names) on stderr."""
+    """The plugin registry, after printing its warnings (unusable plugins, unknown names, executors
+    left out) on stderr."""
+    from feph_finetune.execution.executors import executor_warnings
     from feph_finetune.plugins import get_plugins
 
     plugins = get_plugins()
-    for warning in plugins.warnings:
+    for warning in [*plugins.warnings, *executor_warnings(plugins)]:
         warn(warning)
     return plugins
 
@@ -285,19 +287,61 @@ def cmd_plugins(args, console: Console) -> int:
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], indent=2, default=str))
         return EXIT_OK
-    table = Table(title="feph_finetune plugins", caption="options with their defaults; set them in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]")
-    table.add_column("name", no_wrap=True)
-    table.add_column("origin", overflow="fold")
-    table.add_column("status", no_wrap=True)
-    table.add_column("hooks and options, or the problem", ratio=1)
-    for info in infos:
-        if info.status == "ok":
-            options = ", ".join(f"{key}={json.dumps(value, default=str)}" for key, value in info.options.items())
-            table.add_row(info.name, info.origin, info.status, ", ".join(info.hooks) + (f"\noptions: {options}" if options else ""))
-        else:
-            table.add_row(info.name, info.origin, Text(info.status, style="red"), info.error)
-    console.print(table)
+    print_plugins(infos, console)
     return EXIT_OK
+
+
+_PLUGINS_TITLE = "feph_finetune plugins"
+_PLUGINS_CAPTION = "options with their defaults; set them in [defaults.options.PLUGIN] or [experiments.NAME.options.PLUGIN]"
+_PLUGINS_HEADERS = ["name", "origin", "status", "hooks and options, or the problem"]
+
+
+def print_plugins(infos, console: Console) -> None:
+    """The plugins as a table whose every word is whole (:func:`~feph_finetune.results.reports.words_whole`),
+    or, where no such table fits the console (a long plugin, origin or option word, 40 columns),
+    as a list, one plugin under another, as ``plugins --settings`` does: no cell is ever cut."""
+    from rich import box
+
+    from feph_finetune.results.reports import words_whole
+
+    rows = [_plugin_cells(info) for info in infos]
+    widths = words_whole([[header, *(row[index] for row in rows)] for index, header in enumerate(_PLUGINS_HEADERS)], console.width)
+    if widths is None:
+        console.print(_plugins_list(rows, console.width))
+        return
+    table = Table(title=_PLUGINS_TITLE, caption=_PLUGINS_CAPTION, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for header, width in zip(_PLUGINS_HEADERS, widths):
+        table.add_column(header, width=width)
+    for name, origin, status, detail in rows:
+        table.add_row(name, origin, _status_text(status), detail)
+    console.print(table)
+
+
+def _plugin_cells(info) -> list[str]:
+    """One plugin's name, origin, status, and its hooks and options (each ``key=default`` one
+    word) or its problem."""
+    if info.status != "ok":
+        return [info.name, info.origin, info.status, info.error]
+    options = ", ".join(f"{key}={json.dumps(value, default=str)}" for key, value in info.options.items())
+    return [info.name, info.origin, info.status, ", ".join(info.hooks) + (f"\noptions: {options}" if options else "")]
+
+
+def _status_text(status: str) -> Text:
+    return Text(status, style=None if status == "ok" else "red")
+
+
+def _plugins_list(rows: list[list[str]], width: int) -> Group:
+    """The plugins one under another: name, status and origin on a line, the hooks and options
+    (or the problem) indented below; a word wider than the console breaks at a ``.``/``=``/``_``
+    where it can (:func:`~feph_finetune.results.reports.fold_long_words`)."""
+    from feph_finetune.results.reports import fold_long_words
+
+    lines: list = [Text(_PLUGINS_TITLE, style="bold")]
+    for name, origin, status, detail in rows:
+        lines.append(Text.assemble("\n", (fold_long_words(name, width), "bold"), "  ", _status_text(fold_long_words(status, width)), "  ", fold_long_words(origin, width)))
+        lines.append(Padding(Text(fold_long_words(detail, width - 2)), (0, 0, 0, 2), expand=False))
+    lines.append(Text("\n" + _PLUGINS_CAPTION, style="dim"))
+    return Group(*lines)
 
 
 def print_settings(plugins, as_json: bool, console: Console) -> int:

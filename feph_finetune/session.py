@@ -168,11 +168,12 @@ class Session:
         return raw
 
     def load_plugins(self):
-        """The plugin registry, after passing its warnings (unusable plugins) to ``warn``."""
+        """The plugin registry, after passing its warnings (unusable plugins, executors left out) to ``warn``."""
+        from feph_finetune.execution.executors import executor_warnings
         from feph_finetune.plugins import get_plugins
 
         plugins = get_plugins()
-        for warning in plugins.warnings:
+        for warning in [*plugins.warnings, *executor_warnings(plugins)]:
             self.warn(warning)
         return plugins
 

@@ -1274,6 +1274,17 @@ def names_narrowed(widths: list[int], names: dict[int, list[str]], room: int, ga
     return narrowed
 
 
+def words_whole(columns: list[list[str]], room: int, gap: int = _COLUMN_GAP) -> list[int] | None:
+    """The widths of a table of text columns (each given by its texts: header and cells), ``gap``
+    apart, that fit ``room`` display cells with every word whole: each column as wide as its
+    longest line, the widest narrowed first, none below its widest word; None when even that does
+    not fit (the caller then lists the rows instead of cutting words, as ``plugins`` does)."""
+    widths = [max([cell_len(line) for text in texts for line in text.split("\n")] + [1]) for texts in columns]
+    floors = {index: max([cell_len(word) for text in texts for word in text.split()] + [1]) for index, texts in enumerate(columns)}
+    _shrink(widths, list(floors), floors, _excess(widths, room, gap))
+    return widths if _excess(widths, room, gap) <= 0 else None
+
+
 def _widest_cluster(texts: list[str]) -> int:
     """The display width of the widest character cluster in ``texts`` (at least 1)."""
     widest = 1

@@ -22,12 +22,14 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, NoReturn
 
-from feph_finetune.config.options import Option, as_option, checked_as_owner, integer, option_problems
+from feph_finetune.config.options import Option, as_option, checked_as_owner, integer, name_problem, option_problems
 from feph_finetune.errors import EXIT_FAILED_RUNS
 from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, flag_and_set_problem, valid_values
 from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finished_event
 from feph_finetune.hookspecs import hookimpl
+from feph_finetune.hook_results import result_problem
 from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins, describe_error, is_plugin_failure
+from feph_finetune.printable import shortened
 from feph_finetune.data.preparation import DataSource
 from feph_finetune.results.store import RunStore
 
@@ -148,24 +150,88 @@ def register_executors(register):
         register(getattr(importlib.import_module(module), name))
 
 
-def executor_classes(plugins: Plugins) -> dict[str, type[Executor]]:
-    """Every registered executor by name, from each plugin's ``register_executors``."""
-    found: dict[str, type[Executor]] = {}
-    for plugin in plugins.names():
-        def register(cls, plugin=plugin):
-            if not (isinstance(cls, type) and issubclass(cls, Executor)) or not isinstance(cls.name, str) or not cls.name:
-                raise PluginLoadError(f"plugin {plugin!r}: register_executors must register Executor subclasses with a name, got {cls!r}")
-            if cls.name in found:
-                raise PluginLoadError(f"plugin {plugin!r} registers executor {cls.name!r}, already registered by {found[cls.name].__module__}")
-            found[cls.name] = cls
+#: The plugin that registers the built-in executors (this module): asked first, so that no third
+#: party takes one of their names.
+BUILTIN_EXECUTOR_PLUGIN = __name__.rsplit(".", 1)[-1]
 
+
+def executor_classes(plugins: Plugins) -> dict[str, type[Executor]]:
+    """Every usable executor by name, from each plugin's ``register_executors`` (:func:`executor_registry`)."""
+    return executor_registry(plugins)[0]
+
+
+def executor_warnings(plugins: Plugins) -> list[str]:
+    """One warning per executor a third-party plugin registers that is left out, naming the plugin
+    (:func:`executor_registry`); every command shows them, as it does a refused plugin's."""
+    return executor_registry(plugins)[1]
+
+
+def executor_registry(plugins: Plugins) -> tuple[dict[str, type[Executor]], list[str]]:
+    """The usable executors by name, and a warning naming the plugin of each registration left out.
+
+    The built-in executors come first; then each other plugin's, in name order. A third-party
+    registration is left out (the plugin's others kept) when it is no :class:`Executor` subclass,
+    its name or an option's cannot be written in a configuration (:func:`name_problem`: the name
+    is a TOML table's, ``[executor.NAME]``), an option's default is no JSON value, or its name is
+    taken (a built-in's: the built-in is used; another plugin's before it); a plugin whose
+    ``register_executors`` raises has none. So one plugin's mistake never blocks a command that
+    does not use its executor, and never blames another plugin. Raises :class:`PluginLoadError`
+    for such a fault of the built-ins (a bug of the project)."""
+    found: dict[str, type[Executor]] = {}
+    owners: dict[str, str] = {}
+    warnings: list[str] = []
+    for plugin in sorted(plugins.names(), key=lambda name: name != BUILTIN_EXECUTOR_PLUGIN):
+        offered: list[Any] = []
         try:
-            plugins.call(plugin, "register_executors", register=register)
+            plugins.call(plugin, "register_executors", register=offered.append)
         except PluginCallError as error:
-            if isinstance(error.error, PluginLoadError):
-                raise error.error from None
-            raise PluginLoadError(str(error)) from error
-    return found
+            problems = [f"failed registering its executors, none is used: {describe_error(error.error)}"]
+        else:
+            problems = []
+            for cls in offered:
+                problem = registration_problem(cls) or _taken(cls.name, owners)
+                if problem:
+                    problems.append(problem)
+                else:
+                    found[cls.name], owners[cls.name] = cls, plugin
+        if problems and plugin == BUILTIN_EXECUTOR_PLUGIN:
+            raise PluginLoadError(f"the built-in executors: {'; '.join(problems)}")
+        origin = plugins.origins.get(plugin, "builtin")
+        warnings += [f"plugin {plugin!r} of {origin}: {problem}" for problem in problems]
+    return found, warnings
+
+
+def registration_problem(cls: Any) -> str:
+    """Why ``cls``, given to ``register_executors``' ``register``, cannot be an executor ('' when
+    it can): the rules of a plugin's name and options (:func:`name_problem`, the checks of
+    ``plugin_options``' result), since ``[executor.NAME]`` is set like ``[defaults.options.PLUGIN]``."""
+    if not (isinstance(cls, type) and issubclass(cls, Executor)):
+        return f"register_executors must register Executor subclasses, got {_shortened(cls)}; it is left out"
+    unaddressable = name_problem(cls.name) if cls.name != "" else "no name: set the class attribute name"
+    if unaddressable:
+        return f"executor class {cls.__name__} is left out: {unaddressable}"
+    declared = result_problem("plugin_options", cls.options, {})
+    if declared:
+        return f"executor {cls.name!r} is left out: its options {declared.replace('must return', 'must declare', 1)}"
+    return ""
+
+
+def _taken(name: str, owners: dict[str, str]) -> str:
+    """Why executor ``name`` is not registered again ('' when nobody has it yet)."""
+    if name not in owners:
+        return ""
+    if owners[name] == BUILTIN_EXECUTOR_PLUGIN:
+        return f"registers executor {name!r}, the name of a built-in executor; ignored, the built-in is used: rename it"
+    return f"registers executor {name!r}, already registered by plugin {owners[name]!r}; ignored: uninstall one of them"
+
+
+def _shortened(value: Any) -> str:
+    """A plugin's value as a message quotes it: its type and short ``repr`` (the type alone where
+    that ``repr`` raises: third-party code)."""
+    try:
+        return f"{type(value).__name__} {shortened(repr(value), 80)}"
+    except Exception:
+        return type(value).__name__
 
 
 @dataclass(frozen=True)
