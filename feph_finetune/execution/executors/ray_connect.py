@@ -6,8 +6,11 @@ core worker a crash handler that prints a stack and dies. Here a ``HOST:PORT`` m
 a TCP connection, ``ray.init`` runs in a thread the command waits for at most
 ``connect_timeout`` seconds with file descriptor 2 quiet, and the command's own SIGTERM handler
 (interrupt, exit 130) is put back while it waits and after. A local cluster starts in a thread of
-its own too, which holds it until :func:`disconnect` (:func:`start_local_cluster`). Ray is
-imported only inside :func:`connect`.
+its own too, which holds it until :func:`disconnect` (:func:`start_local_cluster`). Once a stop
+signal came, no wait on Ray lasts more than :data:`STOP_WAIT_S`: a signal to the command's whole
+process group (a terminal's Ctrl-C, GNU ``timeout``) kills the local cluster's GCS and raylet too,
+and Ray would wait for them for a minute or more (:func:`abandon`). Ray is imported only inside
+:func:`connect`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ from typing import Callable, Iterator
 
 from feph_finetune.execution.executors import ExecutorError
 from feph_finetune.interrupts import interrupts_deferred, stop_under_way
+
+#: Seconds any wait on Ray (a local cluster's start, ``ray.shutdown``, cancelling the tasks) is
+#: given once a stop signal came; past them the command gives Ray up (:func:`abandon`) and exits
+#: 130 with the command that continues.
+STOP_WAIT_S = 5.0
 
 
 def host_and_port(address: str) -> tuple[str, int] | None:
@@ -71,11 +79,7 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
             keep_sigterm()
     finally:
         keep_sigterm()
-        if thread.is_alive():  # it goes on until the command exits: Python's stderr moves to the console's descriptor
-            sys.stderr = os.fdopen(console, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
-        else:
-            os.dup2(console, 2)
-            os.close(console)
+        console_back(console, keep_quiet=thread.is_alive())  # it goes on until the command exits
     if thread.is_alive():
         raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)")
     if "error" in outcome:
@@ -88,17 +92,66 @@ def disconnect(local_cluster: threading.Event | None = None) -> None:
     ``local_cluster`` end; KeyboardInterrupt if a stop signal came meanwhile or before: a stop
     during the shutdown stops the command (exit 130, the command that continues) like one at any
     other moment, once the shutdown is done (cut in two, Ray's driver ended the process with
-    exit 1 as it exited)."""
+    exit 1 as it exited). A shutdown still going :data:`STOP_WAIT_S` after a stop (the stop
+    killed the cluster's processes too) is given up (:func:`abandon`)."""
     import ray
 
     try:
-        with interrupts_deferred():  # seconds at most; Ctrl-\\ or kill -KILL still end it at once
-            ray.shutdown()
+        within_stop_wait(ray.shutdown, or_else=abandon)
     finally:
         if local_cluster is not None:
             local_cluster.set()
     if stop_under_way():  # the interrupt that stopped the runs
         raise KeyboardInterrupt
+
+
+def within_stop_wait(action: Callable[[], object], or_else: Callable[[], None]) -> None:
+    """Call ``action`` (a call into Ray) in a thread of its own, with file descriptor 2 quiet
+    (Ray's C++ warnings), and wait for it: for as long as it takes while no stop signal has come,
+    :data:`STOP_WAIT_S` more once one has (before or during the wait); then call ``or_else`` if it
+    has not returned. An error it raises is left to Ray's own reporting (a teardown has nothing
+    to add). A stop signal during the wait is raised (KeyboardInterrupt) once the wait is over."""
+    thread = threading.Thread(target=swallowing(action), name="ray-bounded-call", daemon=True)
+    deadline = time.monotonic() + STOP_WAIT_S if stop_under_way() else None
+    interrupt = None
+    with descriptor_2_quiet(keep_quiet=thread.is_alive):
+        thread.start()
+        while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
+            try:
+                thread.join(0.2)
+            except KeyboardInterrupt as stop:  # the wait goes on, for STOP_WAIT_S at most
+                interrupt = interrupt or stop
+                deadline = deadline or time.monotonic() + STOP_WAIT_S
+    if thread.is_alive():
+        or_else()
+    if interrupt is not None:
+        raise interrupt
+
+
+def swallowing(action: Callable[[], object]) -> Callable[[], None]:
+    """``action`` with its exceptions dropped (it runs in a thread nobody joins for an answer)."""
+    def call() -> None:
+        try:
+            action()
+        except BaseException:  # Ray's own teardown errors: its logs say them
+            pass
+
+    return call
+
+
+def abandon() -> None:
+    """Give Ray up after a stop, so that the command exits 130 at once: a call into Ray is still
+    waiting :data:`STOP_WAIT_S` after the stop, typically on a GCS that the stop killed. Ray's
+    exit handler (``ray.shutdown``, which would wait on the same GCS) is unregistered. The caller
+    lets the thread holding a local cluster end: the cluster's processes get SIGKILL as it ends
+    or, if it is stuck in ``ray.init``, as the process exits (PR_SET_PDEATHSIG, see
+    :func:`start_local_cluster`). File descriptor 2 stays quiet for the rest of the process
+    (:func:`console_back`), since Ray's threads go on logging their retries."""
+    import atexit
+
+    import ray
+
+    atexit.unregister(ray.shutdown)
 
 
 def start_local_cluster(init: Callable[[], None]) -> threading.Event:
@@ -112,9 +165,11 @@ def start_local_cluster(init: Callable[[], None]) -> threading.Event:
     install its own SIGTERM handler, which raises SystemExit, and a stop signal's exception can
     land in Ray's own callbacks, which swallow it: the start would fail as a connection error or
     go on as if nothing had come. Here the command's handlers stay, and the main thread waits.
-    A stop signal while the cluster starts lets it finish starting (Ray bounds that: 60 s for its
-    GCS), stops it with Ray's own shutdown and raises KeyboardInterrupt, rather than leave a
-    half-started cluster to Ray's exit handlers while its start goes on in the thread.
+    A stop signal while the cluster starts lets it finish starting for :data:`STOP_WAIT_S` at
+    most, stops it with Ray's own shutdown and raises KeyboardInterrupt, rather than leave a
+    half-started cluster to Ray's exit handlers while its start goes on in the thread. A start
+    that does not end by then (the signal went to the whole process group and killed the GCS:
+    ``ray.init`` would wait for it a minute or more) is given up (:func:`abandon`).
     """
     started, release, outcome = threading.Event(), threading.Event(), {}
 
@@ -127,14 +182,21 @@ def start_local_cluster(init: Callable[[], None]) -> threading.Event:
         release.wait()
 
     thread = threading.Thread(target=hold, name="ray-local-cluster", daemon=True)
+    given_up = False
     try:
-        with descriptor_2_quiet():  # Ray's C++ warnings; the error below says why
-            thread.start()
-            while not started.wait(0.2):
-                pass
-    except KeyboardInterrupt:  # the stop is noted: signals from here on do not cut this short
-        if thread.is_alive():
-            started.wait()
+        with descriptor_2_quiet(keep_quiet=lambda: given_up):  # Ray's C++ warnings; the error below says why
+            try:
+                thread.start()
+                while not started.wait(0.2):
+                    pass
+            except KeyboardInterrupt:  # the stop is noted: signals from here on do not cut this short
+                given_up = not started.wait(STOP_WAIT_S)
+                raise
+    except KeyboardInterrupt:
+        if given_up:
+            abandon()
+            release.set()
+        else:
             disconnect(release)
         raise
     if "error" in outcome:
@@ -150,10 +212,11 @@ def connection_error(where: str, error: BaseException) -> ExecutorError:
 
 
 @contextmanager
-def descriptor_2_quiet() -> Iterator[None]:
+def descriptor_2_quiet(keep_quiet: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """Within the block, file descriptor 2 (where Ray's C++ code logs) goes to /dev/null; the
-    console is back when it ends, however it ends. The descriptors are swapped with interrupts
-    deferred, so that a stop signal cannot leave the console quiet."""
+    console is back when it ends, however it ends, unless ``keep_quiet()`` then (a call into
+    Ray goes on: :func:`console_back`). The descriptors are swapped with interrupts deferred,
+    so that a stop signal cannot leave the console quiet."""
     console = None
     try:
         with interrupts_deferred():  # a stop noted here is raised as it ends, inside the try
@@ -162,8 +225,19 @@ def descriptor_2_quiet() -> Iterator[None]:
     finally:
         if console is not None:
             with interrupts_deferred():
-                os.dup2(console, 2)
-                os.close(console)
+                console_back(console, keep_quiet())
+
+
+def console_back(console: int, keep_quiet: bool) -> None:
+    """Put the console (``console``, a descriptor of it) back on file descriptor 2; with
+    ``keep_quiet`` (a call into Ray goes on after the command gave up waiting for it, and logs
+    until the process exits), leave descriptor 2 quiet and move Python's ``sys.stderr`` onto
+    ``console`` instead."""
+    if keep_quiet:
+        sys.stderr = os.fdopen(console, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    else:
+        os.dup2(console, 2)
+        os.close(console)
 
 
 def quiet_descriptor_2() -> int:
