@@ -33,6 +33,9 @@ from feph_finetune.interrupts import interrupts_deferred, stop_under_way
 #: given once a stop signal came; past them the command gives Ray up (:func:`abandon`) and exits
 #: 130 with the command that continues.
 STOP_WAIT_S = 5.0
+#: The process groups of the local cluster's processes (:func:`in_sessions_of_their_own`), which
+#: :func:`kill_local_cluster` ends.
+LOCAL_CLUSTER_GROUPS: list[int] = []
 
 
 def host_and_port(address: str) -> tuple[str, int] | None:
@@ -59,7 +62,7 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 
     if not address:
-        return functools.partial(disconnect, start_local_cluster(init))
+        return functools.partial(disconnect, start_local_cluster(in_sessions_of_their_own(init)))
     outcome: dict[str, BaseException] = {}
 
     def start() -> None:
@@ -101,6 +104,7 @@ def disconnect(local_cluster: threading.Event | None = None) -> None:
     finally:
         if local_cluster is not None:
             local_cluster.set()
+            kill_local_cluster()
     if stop_under_way():  # the interrupt that stopped the runs
         raise KeyboardInterrupt
 
@@ -196,6 +200,7 @@ def start_local_cluster(init: Callable[[], None]) -> threading.Event:
         if given_up:
             abandon()
             release.set()
+            kill_local_cluster()
         else:
             disconnect(release)
         raise
@@ -203,6 +208,48 @@ def start_local_cluster(init: Callable[[], None]) -> threading.Event:
         release.set()
         raise connection_error("a local cluster", outcome["error"])
     return release
+
+
+def in_sessions_of_their_own(init: Callable[[], None]) -> Callable[[], None]:
+    """``init`` (``ray.init`` starting a local cluster), with every process Ray starts (GCS,
+    raylet, agents; the workers inherit the raylet's) in a session and process group of its own.
+
+    A stop signal to the command's whole process group (a terminal's Ctrl-C or hang-up, GNU
+    ``timeout``, ``kill -TERM -PGID``) then reaches the command alone, which stops the cluster
+    itself (:func:`disconnect`): killed by the signal too, the GCS and raylet left ``ray.init``
+    waiting a minute for them, or Ray ended the driver at once with exit 1 ("The connection to
+    the plasma store is failed"). Their fate stays tied to the thread that started them
+    (PR_SET_PDEATHSIG), and their groups are noted for :func:`kill_local_cluster`. Ray does the
+    same on Windows; on Linux it starts them through ``ray._private.services.ConsolePopen``,
+    which gets ``start_new_session`` here."""
+    def init_apart() -> None:
+        from ray._private import services
+
+        popen = services.ConsolePopen
+
+        class SessionPopen(popen):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **{**kwargs, "start_new_session": True})
+                LOCAL_CLUSTER_GROUPS.append(self.pid)
+
+        services.ConsolePopen = SessionPopen
+        try:
+            init()
+        finally:
+            services.ConsolePopen = popen
+
+    return init_apart
+
+
+def kill_local_cluster() -> None:
+    """SIGKILL the process groups of the local cluster's processes (:data:`LOCAL_CLUSTER_GROUPS`):
+    what Ray's shutdown left, or all of it where the command gave Ray up (:func:`abandon`). The
+    agents a raylet starts outlive it otherwise: they wait on a GCS that is gone."""
+    while LOCAL_CLUSTER_GROUPS:
+        try:
+            os.killpg(LOCAL_CLUSTER_GROUPS.pop(), signal.SIGKILL)
+        except OSError:  # ended already (ESRCH)
+            pass
 
 
 def connection_error(where: str, error: BaseException) -> ExecutorError:
