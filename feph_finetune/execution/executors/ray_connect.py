@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -33,9 +34,6 @@ from feph_finetune.interrupts import interrupts_deferred, stop_under_way
 #: given once a stop signal came; past them the command gives Ray up (:func:`abandon`) and exits
 #: 130 with the command that continues.
 STOP_WAIT_S = 5.0
-#: The process groups of the local cluster's processes (:func:`in_sessions_of_their_own`), which
-#: :func:`kill_local_cluster` ends.
-LOCAL_CLUSTER_GROUPS: list[int] = []
 
 
 def host_and_port(address: str) -> tuple[str, int] | None:
@@ -62,7 +60,8 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 
     if not address:
-        return functools.partial(disconnect, start_local_cluster(in_sessions_of_their_own(init)))
+        processes = ClusterProcesses()
+        return functools.partial(disconnect, start_local_cluster(in_sessions_of_their_own(init, processes), processes), processes)
     outcome: dict[str, BaseException] = {}
 
     def start() -> None:
@@ -90,13 +89,13 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     return disconnect
 
 
-def disconnect(local_cluster: threading.Event | None = None) -> None:
+def disconnect(local_cluster: threading.Event | None = None, processes: ClusterProcesses | None = None) -> None:
     """``ray.shutdown()`` (which stops a local cluster), then let the thread that holds
     ``local_cluster`` end; KeyboardInterrupt if a stop signal came meanwhile or before: a stop
     during the shutdown stops the command (exit 130, the command that continues) like one at any
     other moment, once the shutdown is done (cut in two, Ray's driver ended the process with
-    exit 1 as it exited). A shutdown still going :data:`STOP_WAIT_S` after a stop (the stop
-    killed the cluster's processes too) is given up (:func:`abandon`)."""
+    exit 1 as it exited). A shutdown still going :data:`STOP_WAIT_S` after a stop is given up
+    (:func:`abandon`); whatever of the local cluster's ``processes`` is left then is killed."""
     import ray
 
     try:
@@ -104,7 +103,8 @@ def disconnect(local_cluster: threading.Event | None = None) -> None:
     finally:
         if local_cluster is not None:
             local_cluster.set()
-            kill_local_cluster()
+        if processes is not None:
+            processes.kill()
     if stop_under_way():  # the interrupt that stopped the runs
         raise KeyboardInterrupt
 
@@ -158,7 +158,7 @@ def abandon() -> None:
     atexit.unregister(ray.shutdown)
 
 
-def start_local_cluster(init: Callable[[], None]) -> threading.Event:
+def start_local_cluster(init: Callable[[], None], processes: ClusterProcesses) -> threading.Event:
     """Start a local cluster with ``init`` (``ray.init``) and return the event that lets the
     thread holding it end (:func:`disconnect` sets it); raise :class:`ExecutorError` saying why
     it failed, or KeyboardInterrupt when a stop signal came.
@@ -172,8 +172,8 @@ def start_local_cluster(init: Callable[[], None]) -> threading.Event:
     A stop signal while the cluster starts lets it finish starting for :data:`STOP_WAIT_S` at
     most, stops it with Ray's own shutdown and raises KeyboardInterrupt, rather than leave a
     half-started cluster to Ray's exit handlers while its start goes on in the thread. A start
-    that does not end by then (the signal went to the whole process group and killed the GCS:
-    ``ray.init`` would wait for it a minute or more) is given up (:func:`abandon`).
+    that does not end by then is given up (:func:`abandon`): the cluster's ``processes`` are
+    killed, and it starts no more.
     """
     started, release, outcome = threading.Event(), threading.Event(), {}
 
@@ -200,9 +200,9 @@ def start_local_cluster(init: Callable[[], None]) -> threading.Event:
         if given_up:
             abandon()
             release.set()
-            kill_local_cluster()
+            processes.kill()
         else:
-            disconnect(release)
+            disconnect(release, processes)
         raise
     if "error" in outcome:
         release.set()
@@ -210,7 +210,36 @@ def start_local_cluster(init: Callable[[], None]) -> threading.Event:
     return release
 
 
-def in_sessions_of_their_own(init: Callable[[], None]) -> Callable[[], None]:
+class ClusterProcesses:
+    """The process groups of a local cluster's processes (:func:`in_sessions_of_their_own`), to
+    kill what Ray's shutdown left, or all of it where the command gave Ray up (:func:`abandon`):
+    the agents a raylet starts outlive it otherwise, waiting on a GCS that is gone. Once killed,
+    no process starts any more (a ``ray.init`` given up goes on in its thread)."""
+
+    def __init__(self):
+        self.lock, self.groups, self.killed = threading.Lock(), [], False
+
+    def start(self, popen: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+        """``popen()``, its process's group noted; ExecutorError once :meth:`kill` was called."""
+        with self.lock:
+            if self.killed:
+                raise ExecutorError("the local Ray cluster was stopped")
+            process = popen()
+            self.groups.append(process.pid)
+            return process
+
+    def kill(self) -> None:
+        """SIGKILL every noted process group (a group that has ended is passed over)."""
+        with self.lock:
+            self.killed = True
+            while self.groups:
+                try:
+                    os.killpg(self.groups.pop(), signal.SIGKILL)
+                except OSError:  # ended already (ESRCH)
+                    pass
+
+
+def in_sessions_of_their_own(init: Callable[[], None], processes: ClusterProcesses) -> Callable[[], None]:
     """``init`` (``ray.init`` starting a local cluster), with every process Ray starts (GCS,
     raylet, agents; the workers inherit the raylet's) in a session and process group of its own.
 
@@ -219,7 +248,7 @@ def in_sessions_of_their_own(init: Callable[[], None]) -> Callable[[], None]:
     itself (:func:`disconnect`): killed by the signal too, the GCS and raylet left ``ray.init``
     waiting a minute for them, or Ray ended the driver at once with exit 1 ("The connection to
     the plasma store is failed"). Their fate stays tied to the thread that started them
-    (PR_SET_PDEATHSIG), and their groups are noted for :func:`kill_local_cluster`. Ray does the
+    (PR_SET_PDEATHSIG), and their groups are noted in ``processes``. Ray does the
     same on Windows; on Linux it starts them through ``ray._private.services.ConsolePopen``,
     which gets ``start_new_session`` here."""
     def init_apart() -> None:
@@ -227,29 +256,16 @@ def in_sessions_of_their_own(init: Callable[[], None]) -> Callable[[], None]:
 
         popen = services.ConsolePopen
 
-        class SessionPopen(popen):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **{**kwargs, "start_new_session": True})
-                LOCAL_CLUSTER_GROUPS.append(self.pid)
+        def session_popen(*args, **kwargs) -> subprocess.Popen:
+            return processes.start(lambda: popen(*args, **{**kwargs, "start_new_session": True}))
 
-        services.ConsolePopen = SessionPopen
+        services.ConsolePopen = session_popen
         try:
             init()
         finally:
             services.ConsolePopen = popen
 
     return init_apart
-
-
-def kill_local_cluster() -> None:
-    """SIGKILL the process groups of the local cluster's processes (:data:`LOCAL_CLUSTER_GROUPS`):
-    what Ray's shutdown left, or all of it where the command gave Ray up (:func:`abandon`). The
-    agents a raylet starts outlive it otherwise: they wait on a GCS that is gone."""
-    while LOCAL_CLUSTER_GROUPS:
-        try:
-            os.killpg(LOCAL_CLUSTER_GROUPS.pop(), signal.SIGKILL)
-        except OSError:  # ended already (ESRCH)
-            pass
 
 
 def connection_error(where: str, error: BaseException) -> ExecutorError:
