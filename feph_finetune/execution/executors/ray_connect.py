@@ -206,6 +206,7 @@ def start_local_cluster(init: Callable[[], None], processes: ClusterProcesses) -
         raise
     if "error" in outcome:
         release.set()
+        processes.kill()  # what the failed start left
         raise connection_error("a local cluster", outcome["error"])
     return release
 
