@@ -34,6 +34,10 @@ from feph_finetune.interrupts import interrupts_deferred, stop_under_way
 #: given once a stop signal came; past them the command gives Ray up (:func:`abandon`) and exits
 #: 130 with the command that continues.
 STOP_WAIT_S = 5.0
+#: When the waits on Ray must be over (``time.monotonic()``): :data:`STOP_WAIT_S` after the first
+#: wait that saw the stop, shared by the ones after it (:func:`wait_deadline`); set anew by
+#: :func:`connect`.
+_stop_deadline: list[float] = []
 
 
 def host_and_port(address: str) -> tuple[str, int] | None:
@@ -53,6 +57,7 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     import ray
 
     where = address or "a local cluster"
+    _stop_deadline.clear()
     if address not in ("", "auto"):
         reachable_or_raise(address, min(timeout, 10.0))
 
@@ -112,24 +117,33 @@ def disconnect(local_cluster: threading.Event | None = None, processes: ClusterP
 def within_stop_wait(action: Callable[[], object], or_else: Callable[[], None]) -> None:
     """Call ``action`` (a call into Ray) in a thread of its own, with file descriptor 2 quiet
     (Ray's C++ warnings), and wait for it: for as long as it takes while no stop signal has come,
-    :data:`STOP_WAIT_S` more once one has (before or during the wait); then call ``or_else`` if it
-    has not returned. An error it raises is left to Ray's own reporting (a teardown has nothing
+    until :func:`wait_deadline` once one has (before or during the wait); then call ``or_else`` if
+    it has not returned. An error it raises is left to Ray's own reporting (a teardown has nothing
     to add). A stop signal during the wait is raised (KeyboardInterrupt) once the wait is over."""
     thread = threading.Thread(target=swallowing(action), name="ray-bounded-call", daemon=True)
-    deadline = time.monotonic() + STOP_WAIT_S if stop_under_way() else None
+    deadline = wait_deadline() if stop_under_way() else None
     interrupt = None
     with descriptor_2_quiet(keep_quiet=thread.is_alive):
         thread.start()
         while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
             try:
                 thread.join(0.2)
-            except KeyboardInterrupt as stop:  # the wait goes on, for STOP_WAIT_S at most
+            except KeyboardInterrupt as stop:  # the wait goes on, until the deadline
                 interrupt = interrupt or stop
-                deadline = deadline or time.monotonic() + STOP_WAIT_S
+                deadline = wait_deadline()
     if thread.is_alive():
         or_else()
     if interrupt is not None:
         raise interrupt
+
+
+def wait_deadline() -> float:
+    """When the waits on Ray after a stop must be over: :data:`STOP_WAIT_S` after the first wait
+    that asked, so that the waits of one stop (a cluster's start, the tasks' cancelling, the
+    shutdown) take that long at most together."""
+    if not _stop_deadline:
+        _stop_deadline.append(time.monotonic() + STOP_WAIT_S)
+    return _stop_deadline[0]
 
 
 def swallowing(action: Callable[[], object]) -> Callable[[], None]:
@@ -156,6 +170,15 @@ def abandon() -> None:
     import ray
 
     atexit.unregister(ray.shutdown)
+    threading.excepthook = functools.partial(quiet_for_ray_threads, threading.excepthook)
+
+
+def quiet_for_ray_threads(excepthook: Callable, args) -> None:
+    """``threading.excepthook`` once Ray was given up: the failures of Ray's own threads
+    (``ray_listen_error_messages``, say, whose GCS is gone) are its teardown, not the command's
+    to show; any other thread's go to ``excepthook``."""
+    if args.thread is None or not args.thread.name.startswith("ray_"):
+        excepthook(args)
 
 
 def start_local_cluster(init: Callable[[], None], processes: ClusterProcesses) -> threading.Event:
@@ -194,7 +217,7 @@ def start_local_cluster(init: Callable[[], None], processes: ClusterProcesses) -
                 while not started.wait(0.2):
                     pass
             except KeyboardInterrupt:  # the stop is noted: signals from here on do not cut this short
-                given_up = not started.wait(STOP_WAIT_S)
+                given_up = not started.wait(max(0.0, wait_deadline() - time.monotonic()))
                 raise
     except KeyboardInterrupt:
         if given_up:
