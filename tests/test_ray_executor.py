@@ -387,7 +387,7 @@ def test_a_stop_signal_while_a_local_cluster_starts_or_stops_exits_130_with_the_
     assert code == 130, stderr
     assert "interrupted: finished runs are saved; to continue, run:" in stderr
     assert "cannot connect" not in stderr and "Traceback" not in stderr and "GCS" not in stderr
-    assert took < 2 * STOP_WAIT_S + 15, f"ended {took:.0f} s after the signal"  # two bounded waits, plus the exit on a loaded machine
+    assert took < 2 * STOP_WAIT_S + 15, f"ended {took:.0f} s after the signal"  # the waits on Ray (STOP_WAIT_S), then the exit; doubled, plus 15 s, for a loaded machine (31 s before)
     deadline = time.monotonic() + 10  # SIGKILL is delivered at once; an agent's exit takes a moment
     while (left := live_processes_marked(str(tmp_path))) and time.monotonic() < deadline:
         time.sleep(0.2)
