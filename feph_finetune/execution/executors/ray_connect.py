@@ -278,7 +278,10 @@ def in_sessions_of_their_own(init: Callable[[], None], processes: ClusterProcess
     def init_apart() -> None:
         from ray._private import services
 
-        popen = services.ConsolePopen
+        popen = getattr(services, "ConsolePopen", None)
+        if popen is None:  # a Ray that starts its processes otherwise: they share the command's group
+            init()
+            return
 
         def session_popen(*args, **kwargs) -> subprocess.Popen:
             return processes.start(lambda: popen(*args, **{**kwargs, "start_new_session": True}))
