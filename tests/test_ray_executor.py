@@ -26,18 +26,21 @@ from feph_finetune.plugins import get_plugins
 from feph_finetune.data.preparation import DataSource
 from feph_finetune.results.store import RunStore
 
-from conftest import REPO, line_of, run_cli, write_hang_distribution, write_killer_distribution, write_matrix
+from conftest import REPO, line_of, run_cli, write_distribution, write_hang_distribution, write_killer_distribution, write_matrix
 from test_executors import TWO_SEEDS, assert_same_results, quiet_runner, results, run_matrix
+from test_timeouts import STALLING_TRACKER, stalled_matrix
 
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
-    """A local cluster for this module; its workers (and this process) see the killer plugin."""
+    """A local cluster for this module; its workers (and this process) see the killer, hang and
+    stall plugins."""
     import ray
 
     site = tmp_path_factory.mktemp("site")
     previous = os.environ.get("PYTHONPATH")
     write_hang_distribution(site)
+    write_distribution(site, "stall", STALLING_TRACKER)
     os.environ["PYTHONPATH"] = write_killer_distribution(site)["PYTHONPATH"]  # inherited by Ray's workers
     sys.path.insert(0, str(site))
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, logging_level=logging.ERROR)
@@ -46,6 +49,7 @@ def ray_cluster(tmp_path_factory):
     sys.path.remove(str(site))
     sys.modules.pop("feph_killer", None)
     sys.modules.pop("feph_hang", None)
+    sys.modules.pop("feph_stall", None)
     if previous is None:
         os.environ.pop("PYTHONPATH", None)
     else:
@@ -142,6 +146,26 @@ def test_a_ray_run_past_its_timeout_is_stopped_and_the_others_finish(ray_cluster
     records = {record["experiment"]: record for record in runner.store.records()}
     assert records["later"]["status"] == "done" and len(outcome.failed) == 1
     assert records["hung"]["error"]["message"] == "timed out after 5 s in plugin 'hang' (preprocess)"
+
+
+@pytest.mark.slow(40)
+def test_a_ray_run_stopped_in_track_run_end_keeps_its_result(ray_cluster, synthetic_feph, tmp_path):
+    """The run had finished: its files reach the driver as its tracker's ``track_run_end``
+    starts, and its timeout keeps them, with the warning naming the tracker, as with the other
+    executors; before, the run was recorded as timed out without its files and trained again."""
+    path, marker = stalled_matrix(tmp_path, synthetic_feph, "track_run_end", 30)
+    runner = quiet_runner(path, tmp_path / "runs", RayExecutor({}))
+    try:
+        outcome = runner.run_all(runner.matrix.runs)
+    finally:
+        marker.unlink()
+    (record,) = runner.store.records()
+    assert outcome.done == [record["id"]] and record["metrics"]["accuracy"] is not None, record.get("error")
+    assert {"metrics.json", "predictions.npz", "history.json", "environment.json"} <= {path.name for path in (tmp_path / "runs" / record["id"]).iterdir()}
+    warning = f"run {record['id']}: tracking plugin 'stall' did not return from track_run_end within the run's timeout (30 s)"
+    assert record["notes"][-1].startswith(warning)
+    assert warning in " ".join(runner.console.file.getvalue().split())
+    assert not (tmp_path / "runs" / record["id"] / "result.pending.json").exists()
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
@@ -310,32 +334,61 @@ LOCAL_CLUSTER_MOMENTS = {
 }
 
 
+def live_processes_marked(mark: str) -> list[str]:
+    """The command lines of the live processes (zombies aside) whose environment has
+    ``FEPH_TEST_MARK=mark``: a command's and whatever it started, orphaned or not (Linux: /proc)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            marked = f"FEPH_TEST_MARK={mark}".encode() in open(f"/proc/{entry}/environ", "rb").read().split(b"\0")
+            state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
+            command = open(f"/proc/{entry}/cmdline").read().replace("\0", " ")
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if marked and state != "Z":
+            found.append(command)
+    return found
+
+
 @pytest.mark.slow(60)
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds the cluster's processes in /proc (Linux)")
 @pytest.mark.parametrize("moment, signum, group", [  # a cluster a case (30-60 s): the moments and signals that failed
     ("GCS started", signal.SIGTERM, False),
+    ("GCS started", signal.SIGTERM, True),
     ("raylet started", signal.SIGINT, True),
     ("run done", signal.SIGTERM, False),
-], ids=["gcs-TERM", "raylet-ctrl-c", "done-TERM"])
+], ids=["gcs-TERM", "gcs-TERM-group", "raylet-ctrl-c", "done-TERM"])
 def test_a_stop_signal_while_a_local_cluster_starts_or_stops_exits_130_with_the_continue_command(synthetic_feph, tmp_path, moment, signum, group):
     """``ray.init`` in the main thread put Ray's SIGTERM handler in place (SystemExit: the start
     failed as "cannot connect", exit 2) or let Ray's callbacks swallow the interrupt (the matrix
-    ran on, exit 0); and a Ctrl-C's KeyboardInterrupt was reported as a failure to connect."""
+    ran on, exit 0); and a Ctrl-C's KeyboardInterrupt was reported as a failure to connect.
+    SIGTERM to the whole process group (GNU ``timeout``) killed the GCS too: the command waited
+    for ``ray.init`` for ever, or ended after 80 s with exit 1 and Ray's own lines."""
+    from feph_finetune.execution.executors.ray_connect import STOP_WAIT_S
+
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, THREE_QUICK_RUNS.replace("[1, 2, 3]", "[1]"))
     log = tmp_path / "stdout.log"
     with open(log, "w") as stdout:
         command = subprocess.Popen(
             [sys.executable, "-m", "feph_finetune", str(path), "--output", str(tmp_path / "runs"), "--executor", "ray"],
-            cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ, "FEPH_TEST_MARK": str(tmp_path)},
         )
-        seen: list[bool] = []
+        seen: list = []
 
         def ready() -> bool:
             seen[:] = [LOCAL_CLUSTER_MOMENTS[moment](command, log)]
+            if seen[0]:
+                seen.append(time.monotonic())
             return seen[0]
 
         code, stderr = sigterm_when(command, ready, signum, group)
+    took = time.monotonic() - seen.pop() if len(seen) == 2 else None
     assert seen == [True], f"the command should have reached the moment {moment!r}; exit {code}; stderr: {stderr[-3000:]}"
     assert code == 130, stderr
     assert "interrupted: finished runs are saved; to continue, run:" in stderr
-    assert "cannot connect" not in stderr and "Traceback" not in stderr
+    assert "cannot connect" not in stderr and "Traceback" not in stderr and "GCS" not in stderr
+    assert took < 2 * STOP_WAIT_S + 15, f"ended {took:.0f} s after the signal"  # the waits on Ray (STOP_WAIT_S), then the exit; doubled, plus 15 s, for a loaded machine (31 s before)
+    deadline = time.monotonic() + 10  # SIGKILL is delivered at once; an agent's exit takes a moment
+    while (left := live_processes_marked(str(tmp_path))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, left

@@ -6,8 +6,11 @@ core worker a crash handler that prints a stack and dies. Here a ``HOST:PORT`` m
 a TCP connection, ``ray.init`` runs in a thread the command waits for at most
 ``connect_timeout`` seconds with file descriptor 2 quiet, and the command's own SIGTERM handler
 (interrupt, exit 130) is put back while it waits and after. A local cluster starts in a thread of
-its own too, which holds it until :func:`disconnect` (:func:`start_local_cluster`). Ray is
-imported only inside :func:`connect`.
+its own too, which holds it until :func:`disconnect` (:func:`start_local_cluster`). Once a stop
+signal came, no wait on Ray lasts more than :data:`STOP_WAIT_S`: a signal to the command's whole
+process group (a terminal's Ctrl-C, GNU ``timeout``) kills the local cluster's GCS and raylet too,
+and Ray would wait for them for a minute or more (:func:`abandon`). Ray is imported only inside
+:func:`connect`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -25,6 +29,15 @@ from typing import Callable, Iterator
 
 from feph_finetune.execution.executors import ExecutorError
 from feph_finetune.interrupts import interrupts_deferred, stop_under_way
+
+#: Seconds any wait on Ray (a local cluster's start, ``ray.shutdown``, cancelling the tasks) is
+#: given once a stop signal came; past them the command gives Ray up (:func:`abandon`) and exits
+#: 130 with the command that continues.
+STOP_WAIT_S = 5.0
+#: When the waits on Ray must be over (``time.monotonic()``): :data:`STOP_WAIT_S` after the first
+#: wait that saw the stop, shared by the ones after it (:func:`wait_deadline`); set anew by
+#: :func:`connect`.
+_stop_deadline: list[float] = []
 
 
 def host_and_port(address: str) -> tuple[str, int] | None:
@@ -44,6 +57,7 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     import ray
 
     where = address or "a local cluster"
+    _stop_deadline.clear()
     if address not in ("", "auto"):
         reachable_or_raise(address, min(timeout, 10.0))
 
@@ -51,7 +65,8 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 
     if not address:
-        return functools.partial(disconnect, start_local_cluster(init))
+        processes = ClusterProcesses()
+        return functools.partial(disconnect, start_local_cluster(in_sessions_of_their_own(init, processes), processes), processes)
     outcome: dict[str, BaseException] = {}
 
     def start() -> None:
@@ -71,11 +86,7 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
             keep_sigterm()
     finally:
         keep_sigterm()
-        if thread.is_alive():  # it goes on until the command exits: Python's stderr moves to the console's descriptor
-            sys.stderr = os.fdopen(console, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
-        else:
-            os.dup2(console, 2)
-            os.close(console)
+        console_back(console, keep_quiet=thread.is_alive())  # it goes on until the command exits
     if thread.is_alive():
         raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)")
     if "error" in outcome:
@@ -83,25 +94,94 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     return disconnect
 
 
-def disconnect(local_cluster: threading.Event | None = None) -> None:
+def disconnect(local_cluster: threading.Event | None = None, processes: ClusterProcesses | None = None) -> None:
     """``ray.shutdown()`` (which stops a local cluster), then let the thread that holds
     ``local_cluster`` end; KeyboardInterrupt if a stop signal came meanwhile or before: a stop
     during the shutdown stops the command (exit 130, the command that continues) like one at any
     other moment, once the shutdown is done (cut in two, Ray's driver ended the process with
-    exit 1 as it exited)."""
+    exit 1 as it exited). A shutdown still going :data:`STOP_WAIT_S` after a stop is given up
+    (:func:`abandon`); whatever of the local cluster's ``processes`` is left then is killed."""
     import ray
 
     try:
-        with interrupts_deferred():  # seconds at most; Ctrl-\\ or kill -KILL still end it at once
-            ray.shutdown()
+        within_stop_wait(ray.shutdown, or_else=abandon)
     finally:
         if local_cluster is not None:
             local_cluster.set()
+        if processes is not None:
+            processes.kill()
     if stop_under_way():  # the interrupt that stopped the runs
         raise KeyboardInterrupt
 
 
-def start_local_cluster(init: Callable[[], None]) -> threading.Event:
+def within_stop_wait(action: Callable[[], object], or_else: Callable[[], None]) -> None:
+    """Call ``action`` (a call into Ray) in a thread of its own, with file descriptor 2 quiet
+    (Ray's C++ warnings), and wait for it: for as long as it takes while no stop signal has come,
+    until :func:`wait_deadline` once one has (before or during the wait); then call ``or_else`` if
+    it has not returned. An error it raises is left to Ray's own reporting (a teardown has nothing
+    to add). A stop signal during the wait is raised (KeyboardInterrupt) once the wait is over."""
+    thread = threading.Thread(target=swallowing(action), name="ray-bounded-call", daemon=True)
+    deadline = wait_deadline() if stop_under_way() else None
+    interrupt = None
+    with descriptor_2_quiet(keep_quiet=thread.is_alive):
+        thread.start()
+        while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
+            try:
+                thread.join(0.2)
+            except KeyboardInterrupt as stop:  # the wait goes on, until the deadline
+                interrupt = interrupt or stop
+                deadline = wait_deadline()
+    if thread.is_alive():
+        or_else()
+    if interrupt is not None:
+        raise interrupt
+
+
+def wait_deadline() -> float:
+    """When the waits on Ray after a stop must be over: :data:`STOP_WAIT_S` after the first wait
+    that asked, so that the waits of one stop (a cluster's start, the tasks' cancelling, the
+    shutdown) take that long at most together."""
+    if not _stop_deadline:
+        _stop_deadline.append(time.monotonic() + STOP_WAIT_S)
+    return _stop_deadline[0]
+
+
+def swallowing(action: Callable[[], object]) -> Callable[[], None]:
+    """``action`` with its exceptions dropped (it runs in a thread nobody joins for an answer)."""
+    def call() -> None:
+        try:
+            action()
+        except BaseException:  # Ray's own teardown errors: its logs say them
+            pass
+
+    return call
+
+
+def abandon() -> None:
+    """Give Ray up after a stop, so that the command exits 130 at once: a call into Ray is still
+    waiting :data:`STOP_WAIT_S` after the stop, typically on a GCS that the stop killed. Ray's
+    exit handler (``ray.shutdown``, which would wait on the same GCS) is unregistered. The caller
+    lets the thread holding a local cluster end: the cluster's processes get SIGKILL as it ends
+    or, if it is stuck in ``ray.init``, as the process exits (PR_SET_PDEATHSIG, see
+    :func:`start_local_cluster`). File descriptor 2 stays quiet for the rest of the process
+    (:func:`console_back`), since Ray's threads go on logging their retries."""
+    import atexit
+
+    import ray
+
+    atexit.unregister(ray.shutdown)
+    threading.excepthook = functools.partial(quiet_for_ray_threads, threading.excepthook)
+
+
+def quiet_for_ray_threads(excepthook: Callable, args) -> None:
+    """``threading.excepthook`` once Ray was given up: the failures of Ray's own threads
+    (``ray_listen_error_messages``, say, whose GCS is gone) are its teardown, not the command's
+    to show; any other thread's go to ``excepthook``."""
+    if args.thread is None or not args.thread.name.startswith("ray_"):
+        excepthook(args)
+
+
+def start_local_cluster(init: Callable[[], None], processes: ClusterProcesses) -> threading.Event:
     """Start a local cluster with ``init`` (``ray.init``) and return the event that lets the
     thread holding it end (:func:`disconnect` sets it); raise :class:`ExecutorError` saying why
     it failed, or KeyboardInterrupt when a stop signal came.
@@ -112,9 +192,11 @@ def start_local_cluster(init: Callable[[], None]) -> threading.Event:
     install its own SIGTERM handler, which raises SystemExit, and a stop signal's exception can
     land in Ray's own callbacks, which swallow it: the start would fail as a connection error or
     go on as if nothing had come. Here the command's handlers stay, and the main thread waits.
-    A stop signal while the cluster starts lets it finish starting (Ray bounds that: 60 s for its
-    GCS), stops it with Ray's own shutdown and raises KeyboardInterrupt, rather than leave a
-    half-started cluster to Ray's exit handlers while its start goes on in the thread.
+    A stop signal while the cluster starts lets it finish starting for :data:`STOP_WAIT_S` at
+    most, stops it with Ray's own shutdown and raises KeyboardInterrupt, rather than leave a
+    half-started cluster to Ray's exit handlers while its start goes on in the thread. A start
+    that does not end by then is given up (:func:`abandon`): the cluster's ``processes`` are
+    killed, and it starts no more.
     """
     started, release, outcome = threading.Event(), threading.Event(), {}
 
@@ -127,20 +209,90 @@ def start_local_cluster(init: Callable[[], None]) -> threading.Event:
         release.wait()
 
     thread = threading.Thread(target=hold, name="ray-local-cluster", daemon=True)
+    given_up = False
     try:
-        with descriptor_2_quiet():  # Ray's C++ warnings; the error below says why
-            thread.start()
-            while not started.wait(0.2):
-                pass
-    except KeyboardInterrupt:  # the stop is noted: signals from here on do not cut this short
-        if thread.is_alive():
-            started.wait()
-            disconnect(release)
+        with descriptor_2_quiet(keep_quiet=lambda: given_up):  # Ray's C++ warnings; the error below says why
+            try:
+                thread.start()
+                while not started.wait(0.2):
+                    pass
+            except KeyboardInterrupt:  # the stop is noted: signals from here on do not cut this short
+                given_up = not started.wait(max(0.0, wait_deadline() - time.monotonic()))
+                raise
+    except KeyboardInterrupt:
+        if given_up:
+            abandon()
+            release.set()
+            processes.kill()
+        else:
+            disconnect(release, processes)
         raise
     if "error" in outcome:
         release.set()
+        processes.kill()  # what the failed start left
         raise connection_error("a local cluster", outcome["error"])
     return release
+
+
+class ClusterProcesses:
+    """The process groups of a local cluster's processes (:func:`in_sessions_of_their_own`), to
+    kill what Ray's shutdown left, or all of it where the command gave Ray up (:func:`abandon`):
+    the agents a raylet starts outlive it otherwise, waiting on a GCS that is gone. Once killed,
+    no process starts any more (a ``ray.init`` given up goes on in its thread)."""
+
+    def __init__(self):
+        self.lock, self.groups, self.killed = threading.Lock(), [], False
+
+    def start(self, popen: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+        """``popen()``, its process's group noted; ExecutorError once :meth:`kill` was called."""
+        with self.lock:
+            if self.killed:
+                raise ExecutorError("the local Ray cluster was stopped")
+            process = popen()
+            self.groups.append(process.pid)
+            return process
+
+    def kill(self) -> None:
+        """SIGKILL every noted process group (a group that has ended is passed over)."""
+        with self.lock:
+            self.killed = True
+            while self.groups:
+                try:
+                    os.killpg(self.groups.pop(), signal.SIGKILL)
+                except OSError:  # ended already (ESRCH)
+                    pass
+
+
+def in_sessions_of_their_own(init: Callable[[], None], processes: ClusterProcesses) -> Callable[[], None]:
+    """``init`` (``ray.init`` starting a local cluster), with every process Ray starts (GCS,
+    raylet, agents; the workers inherit the raylet's) in a session and process group of its own.
+
+    A stop signal to the command's whole process group (a terminal's Ctrl-C or hang-up, GNU
+    ``timeout``, ``kill -TERM -PGID``) then reaches the command alone, which stops the cluster
+    itself (:func:`disconnect`): killed by the signal too, the GCS and raylet left ``ray.init``
+    waiting a minute for them, or Ray ended the driver at once with exit 1 ("The connection to
+    the plasma store is failed"). Their fate stays tied to the thread that started them
+    (PR_SET_PDEATHSIG), and their groups are noted in ``processes``. Ray does the
+    same on Windows; on Linux it starts them through ``ray._private.services.ConsolePopen``,
+    which gets ``start_new_session`` here."""
+    def init_apart() -> None:
+        from ray._private import services
+
+        popen = getattr(services, "ConsolePopen", None)
+        if popen is None:  # a Ray that starts its processes otherwise: they share the command's group
+            init()
+            return
+
+        def session_popen(*args, **kwargs) -> subprocess.Popen:
+            return processes.start(lambda: popen(*args, **{**kwargs, "start_new_session": True}))
+
+        services.ConsolePopen = session_popen
+        try:
+            init()
+        finally:
+            services.ConsolePopen = popen
+
+    return init_apart
 
 
 def connection_error(where: str, error: BaseException) -> ExecutorError:
@@ -150,10 +302,11 @@ def connection_error(where: str, error: BaseException) -> ExecutorError:
 
 
 @contextmanager
-def descriptor_2_quiet() -> Iterator[None]:
+def descriptor_2_quiet(keep_quiet: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """Within the block, file descriptor 2 (where Ray's C++ code logs) goes to /dev/null; the
-    console is back when it ends, however it ends. The descriptors are swapped with interrupts
-    deferred, so that a stop signal cannot leave the console quiet."""
+    console is back when it ends, however it ends, unless ``keep_quiet()`` then (a call into
+    Ray goes on: :func:`console_back`). The descriptors are swapped with interrupts deferred,
+    so that a stop signal cannot leave the console quiet."""
     console = None
     try:
         with interrupts_deferred():  # a stop noted here is raised as it ends, inside the try
@@ -162,8 +315,19 @@ def descriptor_2_quiet() -> Iterator[None]:
     finally:
         if console is not None:
             with interrupts_deferred():
-                os.dup2(console, 2)
-                os.close(console)
+                console_back(console, keep_quiet())
+
+
+def console_back(console: int, keep_quiet: bool) -> None:
+    """Put the console (``console``, a descriptor of it) back on file descriptor 2; with
+    ``keep_quiet`` (a call into Ray goes on after the command gave up waiting for it, and logs
+    until the process exits), leave descriptor 2 quiet and move Python's ``sys.stderr`` onto
+    ``console`` instead."""
+    if keep_quiet:
+        sys.stderr = os.fdopen(console, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    else:
+        os.dup2(console, 2)
+        os.close(console)
 
 
 def quiet_descriptor_2() -> int:

@@ -16,7 +16,10 @@ a temporary folder on its worker and returns the run's files, which the driver w
 own results store, ``result.json`` last, as tasks finish. A task's worker serves that one task
 and exits (``max_calls=1``), so TensorFlow's memory never accumulates in a reused worker; a task
 whose worker or node is lost is retried ``max_retries`` times, then recorded as failed. Workers
-need the same Python packages as the driver (feph_finetune, its plugins, TensorFlow).
+need the same Python packages as the driver (feph_finetune, its plugins, TensorFlow). A task
+sends its run's files (:data:`KEPT_FILES_EVENT`) as its tracking plugins' ``track_run_end``
+starts: a run stopped there (its timeout, a stop signal) had finished and keeps its result, as
+with the other executors (:func:`~feph_finetune.execution.job.stopped_run_record`).
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, context_factory, error_record, execute_run, failed_record, timed_out_record, timeout_of
+from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, context_factory, error_record, execute_run, failed_record, stopped_run_record, timed_out_record, timeout_of
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, ExecutorError, InProcess
 from feph_finetune.execution.executors.inline import RunTimedOut, alarm
-from feph_finetune.execution.executors.ray_connect import connect, host_and_port
+from feph_finetune.execution.executors.ray_connect import abandon, connect, host_and_port, within_stop_wait
 from feph_finetune.plugins import PluginCallError, hook_listener
 from feph_finetune.data.preparation import DataSource, RunInputs
 from feph_finetune.results.store import RESULT_FILE, NoSpaceError, RunStore, atomic_path
@@ -46,6 +49,9 @@ POLL_S = 0.25
 #: Ray counts a resource in ten-thousandths (``RESOURCE_UNIT_SCALING``): it refuses a quantity
 #: finer than that when the first task is submitted.
 RESOURCE_UNIT = 0.0001
+#: The event a task sends with its run's files (``files``: name to bytes, ``result.pending.json``
+#: among them) as the run's ``track_run_end`` starts; the driver keeps it, never reports it.
+KEPT_FILES_EVENT = "kept_files"
 
 
 def resource_quantity_problem(quantity: float) -> str | None:
@@ -87,24 +93,29 @@ class RayExecutor(Executor):
 
         disconnect = None if ray.is_initialized() else connect(self.settings["address"], self.settings["connect_timeout"])
         pending: dict[Any, RunJob] = {}
+        kept: dict[str, dict[str, bytes]] = {}
         try:
             report(self.concurrency_event())
             sink = ray.remote(num_cpus=0)(EventSink).remote()
             shipped = ship_inputs(jobs, here, report)
             task = ray.remote(max_calls=1, num_cpus=self.settings["num_cpus"], num_gpus=self.settings["num_gpus"], max_retries=self.settings["max_retries"])(run_task)
             pending = {task.remote(job, shipped[job.id], sink): job for job in jobs if job.id in shipped}
-            self.follow(pending, sink, report)
+            self.follow(pending, sink, report, kept)
         except BaseException:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            within_stop_wait(lambda: [ray.cancel(ref, force=True) for ref in pending], or_else=abandon)
+            for job in pending.values():  # stopped in track_run_end: the runner keeps them (RunStore.settle_pending)
+                if job.id in kept:
+                    write_run_files(job, kept[job.id])
             raise
         finally:
             if disconnect is not None:
                 disconnect()
 
-    def follow(self, pending: dict[Any, RunJob], sink: Any, report: Report) -> None:
+    def follow(self, pending: dict[Any, RunJob], sink: Any, report: Report, kept: dict[str, dict[str, bytes]]) -> None:
         """Report the tasks' events and write each task's files as it ends, until none is left
-        (``pending`` empties); stop a task past its run's ``timeout``, counted from its start."""
+        (``pending`` empties); stop a task past its run's ``timeout``, counted from its start.
+        ``kept`` receives the files a run sent as its ``track_run_end`` started
+        (:data:`KEPT_FILES_EVENT`), by run id, until its task ends."""
         import ray
 
         whereabouts, started, timed_out = Whereabouts(), {}, {}
@@ -112,6 +123,9 @@ class RayExecutor(Executor):
 
         def relay() -> None:
             for event in drain(sink):
+                if event.get("event") == KEPT_FILES_EVENT:
+                    kept[event["run"]] = event["files"]
+                    continue
                 whereabouts.note(event)
                 if event.get("event") == "started":
                     started.setdefault(event.get("run"), time.time())
@@ -124,22 +138,34 @@ class RayExecutor(Executor):
             for run_id, began in started.items():
                 job = pending.get(refs[run_id])
                 if job is not None and run_id not in timed_out and timeout_of(job) and now - began >= timeout_of(job):
-                    timed_out[run_id] = whereabouts.of(run_id)
+                    timed_out[run_id] = (whereabouts.of(run_id), whereabouts.hook_of(run_id))
                     ray.cancel(refs[run_id], force=True)
             for ref in ready:
                 job = pending.pop(ref)
+                files = kept.pop(job.id, None)
                 try:
                     write_run_files(job, ray.get(ref))
                 except NoSpaceError:
                     raise
                 except Exception as error:  # stopped for its timeout, or its worker or node was lost beyond the retries
-                    store = RunStore(Path(job.output))
                     if job.id in timed_out:
-                        store.finish(job.id, timed_out_record(job.run, timeout_of(job), timed_out[job.id], started[job.id]))
+                        self.record_timed_out(job, files, *timed_out[job.id], started[job.id], report)
                     else:
-                        store.finish(job.id, lost_record(job, error, self.settings["max_retries"]))
+                        RunStore(Path(job.output)).finish(job.id, lost_record(job, error, self.settings["max_retries"]))
                 relay()
                 self.report_finished(job, report)
+
+    @staticmethod
+    def record_timed_out(job: RunJob, files: dict[str, bytes] | None, where: str, in_hook: tuple[str, str] | None, started: float, report: Report) -> None:
+        """Record a run whose task was stopped for its timeout, ``where`` it was (in the plugin
+        hook ``in_hook``); one stopped in a tracker's ``track_run_end`` keeps the result of the
+        ``files`` it sent as that hook started (:func:`~feph_finetune.execution.job.stopped_run_record`)."""
+        if files is not None:
+            write_run_files(job, files)
+        record, warning = stopped_run_record(job, timeout_of(job), where, started, in_hook)
+        RunStore(Path(job.output)).finish(job.id, record)
+        if warning:
+            report({"event": "warning", "run": job.id, "message": warning})
 
     def concurrency_event(self) -> dict[str, Any]:
         """How many runs the connected cluster runs at once: its CPUs (and GPUs) over each
@@ -246,18 +272,40 @@ def run_task(job: RunJob, inputs: RunInputs, sink) -> dict[str, bytes]:
 def run_in_folder(job: RunJob, inputs: RunInputs, folder: Path, report: Report) -> dict[str, bytes]:
     """Execute ``job`` into a results store under ``folder`` from the shipped ``inputs`` alone
     (the dataset's folder is never read) and return the run's files, ``stderr.log`` included
-    when the run failed and the folder has one."""
+    when the run failed and the folder has one. As its ``track_run_end`` starts, the run's files
+    so far (its pending result among them) are reported too (:data:`KEPT_FILES_EVENT`)."""
     from feph_finetune.plugins import get_plugins
 
     source = DataSource()
     source.add(inputs)
-    status = execute_run(replace(job, output=str(folder / "store")), get_plugins(), source, report)
     run_dir = folder / "store" / job.id
-    files = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file() and not path.name.startswith(".")}
+    status = execute_run(replace(job, output=str(folder / "store")), get_plugins(), source, files_kept_at_run_end(job.id, run_dir, report))
+    files = run_files(run_dir)
     if status != "done" and (folder / "stderr.log").is_file():
         sys.stderr.flush()
         files["stderr.log"] = (folder / "stderr.log").read_bytes()
     return files
+
+
+def files_kept_at_run_end(run_id: str, run_dir: Path, report: Report) -> Report:
+    """``report``, which also reports the run's files (a :data:`KEPT_FILES_EVENT`) before the
+    first event of its tracking plugins' ``track_run_end``: its pending result is written then
+    (:meth:`~feph_finetune.execution.tracking.RunTracking.end`)."""
+    sent = False
+
+    def reporting(event: dict) -> None:
+        nonlocal sent
+        if not sent and event.get("event") == "activity" and event.get("hook") == "track_run_end":
+            sent = True
+            report({"event": KEPT_FILES_EVENT, "run": run_id, "files": run_files(run_dir)})
+        report(event)
+
+    return reporting
+
+
+def run_files(run_dir: Path) -> dict[str, bytes]:
+    """The files of a run's folder by name (hidden ones, temporaries, left out)."""
+    return {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file() and not path.name.startswith(".")}
 
 
 def drain(sink) -> list[dict]:
@@ -272,7 +320,8 @@ def drain(sink) -> list[dict]:
 
 
 def write_run_files(job: RunJob, files: dict[str, bytes]) -> None:
-    """Write a task's files into the driver's store, each atomically, ``result.json`` last."""
+    """Write a task's files into the driver's store, each atomically, ``result.json`` last (the
+    files kept as its ``track_run_end`` started have ``result.pending.json`` instead)."""
     store = RunStore(Path(job.output))
     store.discard(job.id)
     for name in sorted(files, key=lambda name: name == RESULT_FILE):
