@@ -10,10 +10,10 @@ import textwrap
 import pytest
 
 from feph_finetune.config.options import Option
-from feph_finetune.hookspecs import hookimpl
 from feph_finetune.plugins import PluginCallError, get_plugins
 
 from conftest import write_matrix
+from test_hook_results import Declares
 from test_plugins import GOOD_METRIC, cli_with, site, write_distribution  # noqa: F401 (site: a fixture)
 
 
@@ -129,19 +129,6 @@ def test_defaults_that_mean_unset_or_must_be_given_stay_accepted():
     assert Option("auto", keywords=("auto",), minimum=1).default == "auto"
 
 
-class Declares:
-    """A plugin registered for one test whose ``plugin_options`` returns ``declared``."""
-
-    def __init__(self, declared):
-        self.declared = declared
-
-    @hookimpl
-    def plugin_options(self):
-        return self.declared
-
-    @hookimpl
-    def evaluate(self, y_true, y_prob):
-        return {}
 
 
 @pytest.mark.parametrize("name", ["a.b", "", " sp", "é", 1])
