@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -223,11 +224,9 @@ options.adam.epochs = 0
 TEST_GRACE_S = 1.0
 
 
-def command_with_grace(*args: str, env: dict) -> "subprocess.Popen":
+def command_with_grace(*args: str, env: dict) -> subprocess.Popen:
     """``python -m feph_finetune ARGS`` as a subprocess whose stuck runs get :data:`TEST_GRACE_S`
     (``STOP_GRACE_S`` set before the command runs); stdout and stderr together, as text."""
-    import subprocess
-
     from conftest import REPO
 
     launch = ("import sys; from feph_finetune.execution.executors import inline; "
@@ -238,8 +237,6 @@ def command_with_grace(*args: str, env: dict) -> "subprocess.Popen":
 
 def finish(command, seconds: float = 120) -> str:
     """What ``command`` printed once it ended; one that has not ended within ``seconds`` (it hangs) is killed and fails the test."""
-    import subprocess
-
     try:
         return command.communicate(timeout=seconds)[0]
     except subprocess.TimeoutExpired:
@@ -296,10 +293,10 @@ def test_a_full_disk_cannot_keep_the_watchdog_from_ending_the_command(synthetic_
     """The run that did not stop cannot be recorded (the disk is full): the command still ends,
     with exit 2, naming the run, the file and disk refused, and the command that continues;
     before, the watchdog's thread died of the error and the command hung for ever."""
-    env = write_distribution(tmp_path / "site", "fullswallow", FULL_DISK_SWALLOWER)
+    env = write_distribution(tmp_path / "site", "fullswallow", FULL_DISK_SWALLOWER)  # timeout 5: preprocess is reached before it on a loaded machine
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, """
 [experiments.hung]
-timeout = 1
+timeout = 5
 preprocess = ["face_crop", "fullswallow"]
 options.adam.head_epochs = 0
 options.adam.epochs = 0
@@ -309,7 +306,7 @@ options.adam.epochs = 0
     said = " ".join(finish(command).split())
     assert command.returncode == 2, said
     (run_dir,) = [folder for folder in outdir.iterdir() if folder.is_dir()]
-    assert f"run {run_dir.name} timed out after 1 s in plugin 'fullswallow' (preprocess) and did not stop" in said
+    assert f"run {run_dir.name} timed out after 5 s in plugin 'fullswallow' (preprocess) and did not stop" in said
     assert f"error: no space left on the disk of {run_dir} for result.json" in said
     assert f"finished runs are saved; free some space, then continue with: python -m feph_finetune {path} --output {outdir}" in said
     assert "Traceback" not in said and "Exception in thread" not in said
