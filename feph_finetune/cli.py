@@ -794,8 +794,10 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.results.reports import RecordError
     from feph_finetune.results.output_lock import LockFileError, OutputBusyError
 
+    from feph_finetune.execution.executors import CONTINUE_COMMAND
     from feph_finetune.interrupts import stop_signals_as_interrupt
 
+    continuing = CONTINUE_COMMAND.set(continue_command(argv))  # said by a matrix that must end at once (a run that does not stop)
     try:
         with stop_signals_as_interrupt(), stdout_failures_marked():  # SIGTERM, SIGHUP, every command: exit 130, its temporary files removed
             code = command(args, console)
@@ -832,6 +834,8 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     except KeyboardInterrupt as stop:  # before any run: nothing to continue
         errors.print(" ".join(("interrupted", *map(str, stop.args))), markup=False, highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED
+    finally:
+        CONTINUE_COMMAND.reset(continuing)
 
 
 def continue_command(argv: list[str]) -> str:

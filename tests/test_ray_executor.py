@@ -279,6 +279,28 @@ def test_sigterm_while_ray_runs_exits_130_with_the_continue_command(synthetic_fe
     assert not list((tmp_path / "runs").glob("*/result.json"))
 
 
+@pytest.mark.slow(60)
+def test_a_preprocess_hook_that_swallows_its_stop_on_the_driver_ends_the_command(synthetic_feph, tmp_path):
+    """The driver runs the runs' preprocess hooks itself (to ship their inputs): one that catches
+    every stop gets the inline executor's grace past its timeout, then the command records it as
+    timed out "and did not stop", naming the plugin, and exits 1; before, it hung for ever."""
+    from test_timeouts import FIRST_HUNG_LATER, SWALLOWER, by_experiment, command_with_grace, finish
+
+    env = write_distribution(tmp_path / "site", "swallower", SWALLOWER)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER.replace("timeout = 1", "timeout = 3"))
+    outdir = tmp_path / "runs"
+    command = command_with_grace(str(path), "--output", str(outdir), "--executor", "ray", env=env)
+    said = " ".join(finish(command, 240).split())
+    assert command.returncode == 1, said
+    records = by_experiment(outdir)
+    assert set(records) == {"hung"}, "the command ended while the driver prepared the runs' inputs"
+    error = records["hung"]["error"]
+    assert error["type"] == "TimedOut" and error["message"].startswith("timed out after 3 s in plugin 'swallower' (preprocess) and did not stop")
+    assert f"run {records['hung']['id']} timed out after 3 s in plugin 'swallower' (preprocess) and did not stop" in said
+    assert "The Ray driver prepares a run's inputs" in said and "Traceback" not in said
+    assert f"finished runs are saved; to continue, run: python -m feph_finetune {path} --output {outdir} --executor ray" in said
+
+
 def test_a_cluster_without_the_resources_of_one_run_stops_the_command_instead_of_waiting_for_ever(ray_cluster, synthetic_feph, tmp_path):
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
     runner = quiet_runner(path, tmp_path / "runs", RayExecutor({"num_gpus": 1.0}))

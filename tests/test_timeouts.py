@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -220,28 +221,151 @@ options.adam.epochs = 0
 """
 
 
-@pytest.mark.slow(40)
+#: The grace of a run that did not stop, shortened for the commands of these tests (10 s in use).
+TEST_GRACE_S = 1.0
+
+
+def command_with_grace(*args: str, env: dict) -> subprocess.Popen:
+    """``python -m feph_finetune ARGS`` as a subprocess whose stuck runs get :data:`TEST_GRACE_S`
+    (``STOP_GRACE_S`` set before the command runs); stdout and stderr together, as text."""
+    from conftest import REPO
+
+    launch = ("import sys; from feph_finetune.execution.executors import inline; "
+              f"inline.STOP_GRACE_S = {TEST_GRACE_S}; from feph_finetune.__main__ import run; sys.exit(run())")
+    return subprocess.Popen([sys.executable, "-c", launch, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=REPO, env={**os.environ, **env})
+
+
+def finish(command, seconds: float = 120) -> str:
+    """What ``command`` printed once it ended; one that has not ended within ``seconds`` (it hangs) is killed and fails the test."""
+    try:
+        return command.communicate(timeout=seconds)[0]
+    except subprocess.TimeoutExpired:
+        command.kill()
+        pytest.fail(f"the command hung; it printed: {command.communicate()[0][-3000:]}")
+
+
+@pytest.mark.slow(30)
 def test_an_inline_run_that_swallows_its_stop_ends_the_command_saying_so_finished_runs_kept(synthetic_feph, tmp_path):
     """The inline executor cannot take the main thread back from a plugin that catches every
     exception: after the grace the command records the run, says who held it, and exits 1."""
-    import subprocess
-
-    from conftest import REPO
-
     env = write_distribution(tmp_path / "site", "swallower", SWALLOWER)
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER.format(plugin="swallower"))
     outdir = tmp_path / "runs"
-    result = subprocess.run([sys.executable, "-m", "feph_finetune", str(path), "--output", str(outdir), "--executor", "inline"],
-                            capture_output=True, text=True, cwd=REPO, env={**os.environ, **env}, timeout=180)  # hung: TimeoutExpired
-    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(finish(command_with_grace(str(path), "--output", str(outdir), "--executor", "inline", env=env)).split())
     records = by_experiment(outdir)
     assert records["first"]["status"] == "done", "a run finished before is kept"
     assert "later" not in records, "the command ended with the stuck run"
     error = records["hung"]["error"]
     assert error["type"] == "TimedOut" and error["message"].startswith("timed out after 1 s in plugin 'swallower' (preprocess) and did not stop")
-    said = " ".join(result.stdout.split())
     assert f"run {records['hung']['id']} timed out after 1 s in plugin 'swallower' (preprocess) and did not stop" in said
-    assert "--executor process" in said and "Traceback" not in result.stdout + result.stderr
+    assert "--executor process" in said and "Traceback" not in said
+    assert f"finished runs are saved; to continue, run: python -m feph_finetune {path} --output {outdir} --executor inline" in said
+
+
+#: A plugin whose preprocess finds the results disk full (every file the store creates fails with
+#: ENOSPC from now on), then swallows every stop.
+FULL_DISK_SWALLOWER = '''
+import errno
+import os
+import time
+
+from feph_finetune import hookimpl
+from feph_finetune.results import store
+
+
+def full(target, *args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@hookimpl
+def preprocess(context):
+    store._create_temporary = full  # the disk fills up
+    while True:
+        try:
+            time.sleep(0.2)
+        except:  # noqa: E722 - what the test is about
+            pass
+'''
+
+
+@pytest.mark.slow(30)
+def test_a_full_disk_cannot_keep_the_watchdog_from_ending_the_command(synthetic_feph, tmp_path):
+    """The run that did not stop cannot be recorded (the disk is full): the command still ends,
+    with exit 2, naming the run, the file and disk refused, and the command that continues;
+    before, the watchdog's thread died of the error and the command hung for ever."""
+    env = write_distribution(tmp_path / "site", "fullswallow", FULL_DISK_SWALLOWER)  # timeout 5: preprocess is reached before it on a loaded machine
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, """
+[experiments.hung]
+timeout = 5
+preprocess = ["face_crop", "fullswallow"]
+options.adam.head_epochs = 0
+options.adam.epochs = 0
+""")
+    outdir = tmp_path / "runs"
+    command = command_with_grace(str(path), "--output", str(outdir), "--executor", "inline", env=env)
+    said = " ".join(finish(command).split())
+    assert command.returncode == 2, said
+    (run_dir,) = [folder for folder in outdir.iterdir() if folder.is_dir()]
+    assert f"run {run_dir.name} timed out after 5 s in plugin 'fullswallow' (preprocess) and did not stop" in said
+    assert f"error: no space left on the disk of {run_dir} for result.json" in said
+    assert f"finished runs are saved; free some space, then continue with: python -m feph_finetune {path} --output {outdir}" in said
+    assert "Traceback" not in said and "Exception in thread" not in said
+
+
+#: A plugin whose preprocess swallows every stop, once it has created ``options.stopswallow.entered``.
+ENTERED_SWALLOWER = '''
+import time
+from pathlib import Path
+
+from feph_finetune import hookimpl
+
+
+@hookimpl
+def plugin_options():
+    return {"entered": ""}
+
+
+@hookimpl
+def preprocess(context):
+    Path(context.options["entered"]).touch()
+    while True:
+        try:
+            time.sleep(0.2)
+        except:  # noqa: E722 - what the test is about
+            pass
+'''
+
+
+@pytest.mark.slow(30)
+@pytest.mark.parametrize("timeout, signals", [(0, (signal.SIGINT, signal.SIGINT)), (60, (signal.SIGTERM,))], ids=["no-timeout-two-ctrl-c", "timeout-sigterm"])
+def test_a_stop_an_inline_run_swallows_ends_the_command_with_130_after_the_grace(synthetic_feph, tmp_path, timeout, signals):
+    """A stop signal the run swallows arms the grace of a run that did not stop, whatever its
+    timeout: the command ends with 130, the interrupted line and the command that continues, the
+    finished run kept and the stuck one left to run again. Before, a second Ctrl-C only said
+    "stopping" and the command hung (timeout 0), or it waited for the timeout and exited 1."""
+    env = write_distribution(tmp_path / "site", "stopswallow", ENTERED_SWALLOWER)
+    entered = tmp_path / "entered"
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER.replace("timeout = 1", f"timeout = {timeout}").replace(
+        '"swallower"]', f'"stopswallow"]\noptions.stopswallow.entered = "{entered}"'))
+    outdir = tmp_path / "runs"
+    command = command_with_grace(str(path), "--output", str(outdir), "--executor", "inline", env=env)
+    ends = time.monotonic() + 120
+    while not entered.exists() and command.poll() is None and time.monotonic() < ends:
+        time.sleep(0.1)
+    assert entered.exists(), f"the run never reached its preprocess: {finish(command)[-3000:]}"
+    stopped = time.monotonic()
+    for signum in signals:
+        command.send_signal(signum)
+        time.sleep(0.3)
+    said = " ".join(finish(command, 60).split())
+    assert command.returncode == 130, said
+    assert time.monotonic() - stopped < 30, "ended by the grace after the stop, not by the timeout"
+    records = by_experiment(outdir)
+    assert records["first"]["status"] == "done" and set(records) == {"first"}, "the stuck run left to run again"
+    assert "was stopped by a signal in plugin 'stopswallow' (preprocess) and did not stop" in said
+    assert f"interrupted: finished runs are saved; to continue, run: python -m feph_finetune {path} --output {outdir} --executor inline" in said
+    assert "Traceback" not in said
 
 
 #: A plugin whose preprocess deadlocks in native code that keeps the interpreter's lock (the GIL):

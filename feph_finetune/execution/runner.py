@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from feph_finetune.execution.job import RunJob, context_factory, ensure_run_space, execute_run, failure_summary, ignore
+from feph_finetune.errors import EXIT_FAILED_RUNS
 from feph_finetune.execution.executors import Executor, InProcess, end_process
 from feph_finetune.config.matrix import Matrix, Run
 from feph_finetune.plugins import Plugins
@@ -108,13 +109,17 @@ class MatrixRunner:
             if self.store.settle_pending(run.id, STOPPED_IN_TRACKING):
                 self._warn(f"run {run.id}: {STOPPED_IN_TRACKING}")
 
-    def _end_stuck(self, view: MatrixView, lines: list[str]) -> NoReturn:
+    def _end_stuck(self, view: MatrixView, lines: list[str], code: int = EXIT_FAILED_RUNS) -> NoReturn:
         """End the command at once for a run in this process that cannot be stopped
-        (:attr:`InProcess.end_command`): close the progress view, say ``lines``, exit 1."""
-        view.__exit__(None, None, None)
-        for line in lines:
-            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        end_process([])
+        (:attr:`InProcess.end_command`): close the progress view, say ``lines``, exit ``code``.
+        A view or console that fails (a closed or full output) leaves the lines to stderr."""
+        try:
+            view.__exit__(None, None, None)
+            for line in lines:
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        except BaseException:  # the command ends all the same
+            end_process(lines, code)
+        end_process([], code)
 
     def _warn(self, message: str) -> None:
         self.console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, NoReturn
 
@@ -50,8 +51,15 @@ class ExecutorError(Exception):
     ``result.json`` instead."""
 
 
-def end_process(lines: list[str]) -> NoReturn:
-    """Write ``lines`` on stderr and end this process at once with exit code 1 (some runs failed).
+#: How to continue a matrix whose command ended at once (:func:`end_process`), said on its last
+#: line: the command line sets it to its own command while it runs a matrix (in the thread that
+#: runs it; read it there); a program calling the library keeps this default.
+CONTINUE_COMMAND: ContextVar[str] = ContextVar("continue_command", default="the same matrix again")
+
+
+def end_process(lines: list[str], code: int = EXIT_FAILED_RUNS) -> NoReturn:
+    """Write ``lines`` on stderr and end this process at once with exit ``code`` (1: some runs
+    failed; 2: a full disk; 130: a stop signal).
 
     For a run executing in this process that cannot be stopped (past its ``timeout``, a plugin
     swallows the stop, or native code never returns): no exception can leave the thread it
@@ -66,19 +74,19 @@ def end_process(lines: list[str]) -> NoReturn:
         os.write(2, "".join(line + "\n" for line in lines).encode(errors="backslashreplace"))
     except OSError:  # stderr closed: the exit code still says it
         pass
-    os._exit(EXIT_FAILED_RUNS)
+    os._exit(code)
 
 
 @dataclass
 class InProcess:
     """The calling process's plugin registry and data cache, for executors that run jobs here,
-    and ``end_command(lines)``, which ends the command at once (never returning) once a run here
-    cannot be stopped: it says ``lines`` and exits 1 (:func:`end_process`; the runner's first
-    closes its progress view)."""
+    and ``end_command(lines, code=1)``, which ends the command at once (never returning) once a
+    run here cannot be stopped: it says ``lines`` and exits ``code`` (:func:`end_process`; the
+    runner's first closes its progress view)."""
 
     plugins: Plugins
     source: DataSource
-    end_command: Callable[[list[str]], NoReturn] = end_process
+    end_command: Callable[..., NoReturn] = end_process
 
 
 class Executor:

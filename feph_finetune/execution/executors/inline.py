@@ -14,9 +14,12 @@ not stop), and, since nothing can take the main thread back from it, ends the co
 with exit 1 (:attr:`~feph_finetune.execution.executors.InProcess.end_command`), finished runs
 kept. Native code that holds the interpreter's lock while it hangs keeps that thread from
 running too: in a command-line process, :mod:`feph_finetune.last_resort` then ends the command a
-few seconds later with every thread's stack on stderr (exit 1), finished runs kept. Signals
-reach only the main thread, so from another thread a run with a timeout fails at once, saying
-so, rather than run without one.
+few seconds later with every thread's stack on stderr (exit 1), finished runs kept. A stop
+signal (Ctrl-C, SIGTERM, SIGHUP) that the run swallows is given the same grace, whatever the
+timeout: then the command ends with exit 130, the run left to run again. The Ray driver guards
+its preparation of a run's inputs the same way (:class:`StuckRun`). Signals reach only the main
+thread, so from another thread a run with a timeout fails at once, saying so, rather than run
+without one.
 """
 
 from __future__ import annotations
@@ -24,21 +27,25 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from contextlib import contextmanager
-from functools import partial
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, NoReturn
 
+from feph_finetune.errors import EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_USAGE
 from feph_finetune.execution.job import Report, RunJob, Whereabouts, execute_run, failed_record, stopped_run_record, timeout_of
-from feph_finetune.execution.executors import Executor, InProcess
+from feph_finetune.execution.executors import CONTINUE_COMMAND, Executor, InProcess, end_process
+from feph_finetune.interrupts import stop_under_way
 from feph_finetune.last_resort import AFTER_WATCHDOG_S, deadline
 from feph_finetune.plugins import CoreInterrupt
-from feph_finetune.results.store import RunStore
+from feph_finetune.results.store import NoSpaceError, RunStore, UnwritableError
 
 
 #: Seconds between two :class:`RunTimedOut` of one run past its timeout.
 REPEAT_S = 1.0
-#: Seconds a run past its timeout has to end (:class:`RunTimedOut` raised every :data:`REPEAT_S`)
+#: Seconds between two looks of a run's :func:`watchdog` at the clock and for a stop signal.
+WATCH_S = 0.25
+#: Seconds a run past its timeout, or told to stop by a signal, has to end (:class:`RunTimedOut` raised every :data:`REPEAT_S`)
 #: before the command gives it up as one that cannot be stopped: unwinding a run takes well under
 #: a second, so ten repeats that all fail to end it mean the run swallows them.
 STOP_GRACE_S = 10.0
@@ -64,14 +71,16 @@ class InlineExecutor(Executor):
             report(event)
 
         for job in jobs:
+            if stop_under_way():  # a run caught the stop and returned: the command is stopping all the same
+                raise KeyboardInterrupt
             timeout, started = timeout_of(job), time.time()
             store = RunStore(Path(job.output))
             if timeout and threading.current_thread() is not threading.main_thread():
                 store.finish(job.id, no_timer_record(job, timeout))
             else:
-                stuck = partial(self.end_stuck, job, report, here, whereabouts, started)
+                stuck = StuckRun(job, report, here, whereabouts, started, INLINE_ADVICE)
                 try:
-                    with watchdog(timeout + STOP_GRACE_S if timeout else 0, stuck), alarm(timeout):
+                    with watchdog(timeout, stuck.end), alarm(timeout):
                         execute_run(job, here.plugins, here.source, noting)
                 except RunTimedOut:
                     if store.result(job.id) is None:  # not if it ended just as the timer fired
@@ -81,49 +90,109 @@ class InlineExecutor(Executor):
                             report({"event": "warning", "run": job.id, "message": warning})
             self.report_finished(job, report)
 
-    def end_stuck(self, job: RunJob, report: Report, here: InProcess, whereabouts: Whereabouts, started: float) -> NoReturn:
-        """From the watchdog's thread: record a run that did not stop :data:`STOP_GRACE_S` after
-        its timeout (a tracker stuck in ``track_run_end`` keeps the run's result) and end the
-        command, saying who held the run and what to do."""
-        timeout, where, in_hook = timeout_of(job), whereabouts.of(job.id), whereabouts.hook_of(job.id)
-        holder = f"plugin {in_hook[0]!r} ({in_hook[1]})" if in_hook else "the run"
-        why = (f"{holder} did not stop within {STOP_GRACE_S:g} s of being told to: it catches the stop (an except that catches "
-               "everything) or runs native code that never returns")
-        record, warning = stopped_run_record(job, timeout, where, started, in_hook)
-        if warning is None:
-            record["error"]["message"] += f" and did not stop: {why}"
-        store = RunStore(Path(job.output))
-        if store.result(job.id) is None:  # not if it ended just now
-            store.finish(job.id, record)
+
+#: Why the command ends with a run of the inline executor that did not stop, and what to use instead.
+INLINE_ADVICE = ("The inline executor cannot end a run within its own process, so the command ends here; "
+                 "use --executor process, which stops such a run and goes on.")
+
+
+@dataclass
+class StuckRun:
+    """A run executing in this process (an inline run, a Ray driver's preparation of a run's
+    inputs), made in the thread that executes it; :meth:`end` ends the command from a
+    :func:`watchdog`'s thread once the run did not stop when told to. ``advice``: the line that
+    says why the command ends and what to use instead."""
+
+    job: RunJob
+    report: Report
+    here: InProcess
+    whereabouts: Whereabouts
+    started: float
+    advice: str
+    continue_with: str = field(default_factory=CONTINUE_COMMAND.get)
+
+    def end(self, interrupted: bool) -> NoReturn:
+        """Say who held the run and how to continue, and end the command. Past its timeout
+        (``interrupted`` False): record it as timed out "and did not stop" (a tracker stuck in
+        ``track_run_end`` keeps the run's result) and exit 1. After a stop signal: leave it without
+        a result, to run again, and exit 130. Nothing may keep the command from ending: a failure
+        on the way is said with the rest (a full or read-only results disk: exit 2, as elsewhere)."""
+        job, code = self.job, EXIT_INTERRUPTED if interrupted else EXIT_FAILED_RUNS
+        lines: list[str] = []
         try:
-            self.report_finished(job, report)
-        except OSError:  # a full results disk: the command ends all the same
-            pass
-        here.end_command([
-            f"run {job.id} timed out after {timeout:g} s in {where} and did not stop: {why}.",
-            "The inline executor cannot end a run within its own process, so the command ends here (exit 1): finished runs are saved "
-            "and the others run on the next invocation; use --executor process, which stops such a run and goes on.",
-        ])
+            lines += self.describe(interrupted)
+            if not interrupted:
+                self.record()
+            lines.append(f"interrupted: finished runs are saved; to continue, run: {self.continue_with}" if interrupted
+                         else f"finished runs are saved; to continue, run: {self.continue_with}")
+        except (NoSpaceError, UnwritableError) as error:
+            code = EXIT_USAGE
+            remedy = error.remedy if isinstance(error, NoSpaceError) else "make it writable"
+            lines += [f"error: {error}", f"finished runs are saved; {remedy}, then continue with: {self.continue_with}"]
+        except BaseException as error:  # whatever it is, the command ends
+            lines += [f"error: run {job.id} could not be recorded: {type(error).__name__}: {error}",
+                      f"finished runs are saved; to continue, run: {self.continue_with}"]
+        try:
+            self.here.end_command(lines, code)
+        finally:  # an end_command that failed or returned
+            end_process(lines, code)
+
+    def describe(self, interrupted: bool) -> list[str]:
+        """The lines that say what the run did not do, who held it and why the command ends."""
+        job, where = self.job, self.whereabouts.of(self.job.id)
+        if interrupted:
+            return [f"run {job.id} was stopped by a signal in {where} and did not stop: {self.why()}; it is left without a result, "
+                    "to run again.", self.advice]
+        return [f"run {job.id} timed out after {timeout_of(job):g} s in {where} and did not stop: {self.why()}.", self.advice]
+
+    def why(self) -> str:
+        """Who held the run (the plugin and hook it was in, where known) and what such code does."""
+        in_hook = self.whereabouts.hook_of(self.job.id)
+        holder = f"plugin {in_hook[0]!r} ({in_hook[1]})" if in_hook else "the run"
+        return (f"{holder} did not stop within {STOP_GRACE_S:g} s of being told to: it catches the stop (an except that catches "
+                "everything) or runs native code that never returns")
+
+    def record(self) -> None:
+        """Write the result of the run that timed out and did not stop (unless it ended just
+        now), and report it finished."""
+        job = self.job
+        record, warning = stopped_run_record(job, timeout_of(job), self.whereabouts.of(job.id), self.started, self.whereabouts.hook_of(job.id))
+        if warning is None:
+            record["error"]["message"] += f" and did not stop: {self.why()}"
+        store = RunStore(Path(job.output))
+        if store.result(job.id) is None:
+            store.finish(job.id, record)
+        Executor.report_finished(job, self.report)
 
 
 @contextmanager
-def watchdog(seconds: float, stuck: Callable[[], object]) -> Iterator[None]:
-    """Within the block, call ``stuck()`` from another thread if the block has not ended after
-    ``seconds`` (0: never). That thread needs the interpreter's lock, which native code can hold
-    for ever: :data:`~feph_finetune.last_resort.AFTER_WATCHDOG_S` later, in the command line's own
+def watchdog(timeout: float, stuck: Callable[[bool], object]) -> Iterator[None]:
+    """Within the block, call ``stuck(interrupted)`` from another thread once the block has not
+    ended :data:`STOP_GRACE_S` after its ``timeout`` (0: none), or after a stop signal (Ctrl-C,
+    SIGTERM, SIGHUP) reached the command, whatever the timeout: ``interrupted`` says whether
+    one did. Stop signals are watched for in the main thread only, the one they interrupt. That
+    thread needs the interpreter's lock, which native code can hold for ever: with a timeout,
+    :data:`~feph_finetune.last_resort.AFTER_WATCHDOG_S` after the grace, in the command line's own
     process, the process ends regardless (:func:`feph_finetune.last_resort.deadline`)."""
-    if not seconds:
+    watch_stops = threading.current_thread() is threading.main_thread()
+    if not timeout and not watch_stops:
         yield
         return
     ended = threading.Event()
 
     def watch() -> None:
-        if not ended.wait(seconds):
-            stuck()
+        begun, stopped = time.monotonic(), None
+        while not ended.wait(WATCH_S):
+            now = time.monotonic()
+            if stopped is None and watch_stops and stop_under_way():
+                stopped = now
+            if (stopped is not None and now - stopped >= STOP_GRACE_S) or (timeout and now - begun >= timeout + STOP_GRACE_S):
+                stuck(stopped is not None)
+                return
 
     threading.Thread(target=watch, name="inline-run-watchdog", daemon=True).start()
     try:
-        with deadline(seconds + AFTER_WATCHDOG_S):
+        with deadline(timeout + STOP_GRACE_S + AFTER_WATCHDOG_S) if timeout else nullcontext():
             yield
     finally:
         ended.set()

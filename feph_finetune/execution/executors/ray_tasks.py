@@ -37,7 +37,7 @@ from typing import Any
 from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, context_factory, error_record, execute_run, failed_record, stopped_run_record, timed_out_record, timeout_of
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, ExecutorError, InProcess
-from feph_finetune.execution.executors.inline import RunTimedOut, alarm
+from feph_finetune.execution.executors.inline import RunTimedOut, StuckRun, alarm, watchdog
 from feph_finetune.execution.executors.ray_connect import abandon, connect, host_and_port, within_stop_wait
 from feph_finetune.plugins import PluginCallError, hook_listener
 from feph_finetune.data.preparation import DataSource, RunInputs
@@ -204,6 +204,11 @@ class EventSink:
         return events
 
 
+#: Why the command ends with a run whose inputs the driver prepared and that did not stop.
+DRIVER_ADVICE = ("The Ray driver prepares a run's inputs (its preprocess hooks) in its own process and cannot end code there, "
+                 "so the command ends here; fix the plugin, or leave it out of this run.")
+
+
 def ship_inputs(jobs: list[RunJob], here: InProcess, report: Report) -> dict[str, Any]:
     """Per job, the object-store reference of its dataset and frame array; each distinct array
     is put once.
@@ -211,7 +216,9 @@ def ship_inputs(jobs: list[RunJob], here: InProcess, report: Report) -> dict[str
     The driver calls the runs' ``preprocess`` hooks and frame steps here, so a run's
     ``timeout`` applies here too (a :func:`~feph_finetune.execution.executors.inline.alarm`, from the main
     thread only) and a plugin's error fails its run only: such a run is recorded, reported
-    finished and left out of the result.
+    finished and left out of the result. A hook that swallows the stop (of its timeout, or a
+    stop signal) is given the inline executor's grace, then ends the command
+    (:class:`~feph_finetune.execution.executors.inline.StuckRun`): no code can take the driver back.
     """
     import ray
 
@@ -224,7 +231,8 @@ def ship_inputs(jobs: list[RunJob], here: InProcess, report: Report) -> dict[str
         record = None
         try:
             activity.step("data preparation on the driver")
-            with alarm(timeout_of(job)):
+            stuck = StuckRun(job, report, here, whereabouts, started, DRIVER_ADVICE)
+            with watchdog(timeout_of(job), stuck.end), alarm(timeout_of(job)):
                 inputs = here.source.inputs(job.run, here.plugins, context_factory(job.run, {}))
         except RunTimedOut:
             record = timed_out_record(job.run, timeout_of(job), whereabouts.of(job.id), started)
