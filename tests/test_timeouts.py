@@ -346,8 +346,8 @@ def test_a_stop_an_inline_run_swallows_ends_the_command_with_130_after_the_grace
     "stopping" and the command hung (timeout 0), or it waited for the timeout and exited 1."""
     env = write_distribution(tmp_path / "site", "stopswallow", ENTERED_SWALLOWER)
     entered = tmp_path / "entered"
-    path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER.replace("timeout = 1", f"timeout = {timeout}").replace(
-        '"swallower"]', f'"stopswallow"]\noptions.stopswallow.entered = "{entered}"'))
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER.format(plugin="stopswallow").replace("timeout = 1", f"timeout = {timeout}").replace(
+        '"stopswallow"]', f'"stopswallow"]\noptions.stopswallow.entered = "{entered}"'))
     outdir = tmp_path / "runs"
     command = command_with_grace(str(path), "--output", str(outdir), "--executor", "inline", env=env)
     ends = time.monotonic() + 120
