@@ -287,7 +287,7 @@ def test_a_preprocess_hook_that_swallows_its_stop_on_the_driver_ends_the_command
     from test_timeouts import FIRST_HUNG_LATER, SWALLOWER, by_experiment, command_with_grace, finish
 
     env = write_distribution(tmp_path / "site", "swallower", SWALLOWER)
-    path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER.replace("timeout = 1", "timeout = 3"))
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, FIRST_HUNG_LATER.format(plugin="swallower").replace("timeout = 1", "timeout = 3"))
     outdir = tmp_path / "runs"
     command = command_with_grace(str(path), "--output", str(outdir), "--executor", "ray", env=env)
     said = " ".join(finish(command, 240).split())
