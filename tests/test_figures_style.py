@@ -12,12 +12,11 @@ import sys
 import warnings
 from pathlib import Path
 
+import matplotlib  # the plots extra, which CI installs: never skipped
 import pytest
 
-matplotlib = pytest.importorskip("matplotlib")
-
-from feph_finetune.cli import main  # noqa: E402
-from feph_finetune.results.figures_style import project_style  # noqa: E402
+from feph_finetune.cli import main
+from feph_finetune.results.figures_style import project_style
 
 from conftest import REPO, run_cli  # noqa: E402
 from fake_store import CLASSES, write_fake_store  # noqa: E402
