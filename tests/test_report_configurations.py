@@ -129,6 +129,29 @@ def test_an_exploratory_run_recorded_twice_counts_once():
     assert reports.configuration_warnings(runs) == ["experiment M2: exploratory run recorded twice (M2-x-0, M2-x-1); the row counts M2-x-0 only"]
 
 
+@pytest.mark.parametrize("metric", ["accuracy", "avg_sensitivity", "f1"])
+def test_a_metric_some_folds_lack_is_said_with_the_count_its_mean_is_over(metric):
+    """A hand edit (accuracy null) or a plugin that measured some folds only: the row still
+    counts 3 folds, its mean of that metric is over 2 and the warning says so, naming the run."""
+    runs = [{**run, "metrics": {**run["metrics"], "f1": 0.4}} for run in records()]
+    runs[1]["metrics"][metric] = None
+    [row] = summarize(runs)
+    shown = row["extra"]["f1"] if metric == "f1" else row[metric]
+    assert row["folds"] == 3 and shown == pytest.approx(0.4 if metric == "f1" else 0.5)
+    assert reports.configuration_warnings(runs) == [
+        f"experiment M2: cv {metric} missing from M2-fold1; the row's {metric} is the mean of 2 of its 3 runs"]
+
+
+def test_a_metric_no_fold_has_or_a_class_a_fold_never_saw_is_not_warned_about():
+    """A metric every run lacks is a column the row does not show; a class's sensitivity is null
+    where a fold's test set had no sample of it."""
+    runs = records()
+    for run in runs:
+        run["metrics"] = {**run["metrics"], "avg_sensitivity": None}
+    runs[2]["metrics"]["sensitivity"] = {**runs[2]["metrics"]["sensitivity"], "fear": None}
+    assert reports.configuration_warnings(runs) == []
+
+
 @pytest.mark.parametrize("field, value", [("model", "efficientnet"), ("baseline", True), ("cv_label", "M9"), ("label", "FT + IP + HF")])
 def test_folds_of_one_configuration_that_disagree_on_what_a_row_shows_are_rows_of_their_own(field, value):
     runs = records(**{field: value})

@@ -133,7 +133,8 @@ def configuration_warnings(records: Iterable[dict], file_of: Callable[[str], str
     """One warning per experiment whose rows are not simply its runs grouped as
     :func:`summarize` groups them: runs of several configurations (:mod:`~feph_finetune.results.run_configurations`),
     or runs of one configuration whose records disagree on what a row shows (:data:`_ROW_FIELDS`),
-    each configuration a row of its own; or a fold recorded twice, counted once. ``file_of``
+    each configuration a row of its own; a fold recorded twice, counted once; or a row's metric
+    that some of its finished runs lack, its mean over fewer runs than the row counts. ``file_of``
     names the file of a run id (a results folder's ``result.json``). ``summarize`` splits and
     counts the same way whether warned or not; a caller prints these once (the figures group
     the runs again)."""
@@ -158,14 +159,16 @@ _SHOWN_VALUE = 48
 @dataclass
 class _Split:
     """The runs of one (phase, experiment, variant, data) that are not one row as they are: the
-    configurations they were made under (several where ``differing`` names what differs) and
-    the folds recorded twice (each ``(counted, left out)``)."""
+    configurations they were made under (several where ``differing`` names what differs), the
+    folds recorded twice (each ``(counted, left out)``) and the metrics a row's mean takes from
+    some of its runs only (each ``(metric, runs without it, runs the row counts)``)."""
 
     experiment: str
     phase: str
     configurations: list[tuple[dict, list[dict]]]
     differing: list[str]
     twice: list[tuple[dict, dict]]
+    unmeasured: list[tuple[str, list[dict], int]]
 
     def lines(self, file_of: Callable[[str], str]) -> list[str]:
         """What this split says, in parts of one warning line."""
@@ -182,6 +185,9 @@ class _Split:
         for counted, left_out in self.twice:
             split = "run" if counted.get("fold") is None else f"fold {counted['fold']}"
             said.append(f"{self.phase} {split} recorded twice ({files([counted, left_out])}); the row counts {files([counted])} only")
+        for metric, lacking, counted in self.unmeasured:
+            said.append(f"{self.phase} {metric} missing from {files(lacking)}; the row's {metric} is the mean of "
+                        f"{counted - len(lacking)} of its {counted} runs")
         return said
 
 
@@ -202,13 +208,14 @@ def _grouping(records: Iterable[dict]) -> tuple[list[list[dict]], list[_Split]]:
     groups, splits = [], []
     for runs in slots.values():
         configurations, differing = _told_apart(_by_configuration(runs))
-        twice = []
+        twice, unmeasured = [], []
         for _, group in configurations:
             kept, left_out = _each_fold_once(group)
             groups.append(kept)
             twice += left_out
-        if len(configurations) > 1 or twice:
-            splits.append(_Split(runs[0]["experiment"], runs[0]["phase"], configurations, differing, twice))
+            unmeasured += _unmeasured(kept)
+        if len(configurations) > 1 or twice or unmeasured:
+            splits.append(_Split(runs[0]["experiment"], runs[0]["phase"], configurations, differing, twice, unmeasured))
     return sorted(groups, key=_group_sort_key), splits
 
 
@@ -303,6 +310,21 @@ def _each_fold_once(runs: list[dict]) -> tuple[list[dict], list[tuple[dict, dict
     kept = [run for run in runs if not _is_finished(run) or counted[run.get("fold")] is run]
     kept_ids = {id(run) for run in kept}
     return kept, [(counted[run.get("fold")], run) for run in runs if id(run) not in kept_ids]
+
+
+def _unmeasured(runs: list[dict]) -> list[tuple[str, list[dict], int]]:
+    """The row's scalar metrics (accuracy, average sensitivity, further metrics) that some of
+    its finished ``runs`` have and others lack (null, a hand edit, a plugin that measured some
+    folds only): ``(metric, runs without it, finished runs)`` each. Its mean is over the runs
+    that have it while the row says how many it counts. A class's sensitivity may be null where
+    a fold's test set has no sample of that class; its mean over the others is what it means."""
+    finished = [run for run in runs if _is_finished(run)]
+    unmeasured = []
+    for metric in (*_PAPER_SCALARS, *_extra_names(finished)):
+        lacking = [run for run in finished if _scalar(run["metrics"].get(metric)) is None]
+        if 0 < len(lacking) < len(finished):
+            unmeasured.append((metric, lacking, len(finished)))
+    return unmeasured
 
 
 def _preference(run: dict) -> tuple[bool, float]:
