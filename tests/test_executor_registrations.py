@@ -27,6 +27,10 @@ class Process(Executor):
     name = "process"
 
 
+class Inline(Executor):
+    name = "Inline"
+
+
 class Spaced(Executor):
     name = "bad exec"
 
@@ -53,7 +57,7 @@ class Good(Executor):
 
 @hookimpl
 def register_executors(register):
-    for registered in (Process, 42, Spaced, NotANumber, DottedOption, ObjectDefault, Good):
+    for registered in (Process, Inline, 42, Spaced, NotANumber, DottedOption, ObjectDefault, Good):
         register(registered)
 '''
 
@@ -73,6 +77,7 @@ def test_a_faulty_third_party_executor_is_left_out_with_a_warning_naming_its_plu
         assert "plugin 'executors'" not in error
         for warning in (
             "plugin 'ex' of feph-ex 0.1: registers executor 'process', the name of a built-in executor; ignored, the built-in is used",
+            "plugin 'ex' of feph-ex 0.1: registers executor 'Inline' (as 'inline' in other letter case), the name of a built-in executor; ignored",
             "plugin 'ex' of feph-ex 0.1: register_executors must register Executor subclasses, got int 42",
             "plugin 'ex' of feph-ex 0.1: executor class Spaced is left out: 'bad exec' cannot be written as a part of a TOML dotted key",
             "executor 'nan_default' is left out: its options must declare defaults that are JSON values",

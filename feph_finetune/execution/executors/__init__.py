@@ -225,12 +225,16 @@ def registration_problem(cls: Any) -> str:
 
 
 def _taken(name: str, owners: dict[str, str]) -> str:
-    """Why executor ``name`` is not registered again ('' when nobody has it yet)."""
-    if name not in owners:
+    """Why executor ``name`` is not registered again ('' when nobody has it yet). Names are
+    taken in any letter case, as plugins' are: a third-party ``Process`` beside the built-in
+    ``process`` would run where a user mistyped the case."""
+    taken = next((known for known in owners if known.lower() == name.lower()), None)
+    if taken is None:
         return ""
-    if owners[name] == BUILTIN_EXECUTOR_PLUGIN:
-        return f"registers executor {name!r}, the name of a built-in executor; ignored, the built-in is used: rename it"
-    return f"registers executor {name!r}, already registered by plugin {owners[name]!r}; ignored: uninstall one of them"
+    same = repr(name) if taken == name else f"{name!r} (as {taken!r} in other letter case)"
+    if owners[taken] == BUILTIN_EXECUTOR_PLUGIN:
+        return f"registers executor {same}, the name of a built-in executor; ignored, the built-in is used: rename it"
+    return f"registers executor {same}, already registered by plugin {owners[taken]!r}; ignored: uninstall one of them"
 
 
 def _shortened(value: Any) -> str:
