@@ -262,6 +262,40 @@ def test_a_matrix_stopped_as_it_starts_exits_130_quietly(tmp_path, synthetic_fep
     assert not never_started, f"run folders of runs that never started: {never_started}"
 
 
+SERVER_START_STOPPED = """
+import os, signal, sys, threading, time
+from multiprocessing import forkserver, resource_tracker
+from feph_finetune.execution.executors import forkserver as ours
+from feph_finetune.interrupts import stop_signals_as_interrupt
+
+def start_stopped():
+    resource_tracker.ensure_running()  # what the real ensure_running does first: it unblocks SIGINT once it has started it
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    print("blocked" if blocked else "not blocked", "ignored" if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else "handled")
+    os.kill(os.getpid(), signal.SIGINT)  # to the process, as a terminal's: a thread that does not block it takes it
+    time.sleep(0.5)
+
+forkserver.ensure_running = start_stopped
+threading.Thread(target=threading.Event().wait, daemon=True).start()  # a thread of the command's (a watchdog, a plugin's)
+with stop_signals_as_interrupt():
+    try:
+        ours._start_server_ignoring_ctrl_c()
+    except KeyboardInterrupt:
+        print("stopped once the server ran")
+        sys.exit(0)
+print("ran on")
+"""
+
+
+def test_a_ctrl_c_as_the_fork_server_starts_stops_the_command_whichever_thread_takes_it():
+    """Deterministic, unlike the signal raced against the start above (which found it): the
+    server's start gets a Ctrl-C while the command has a second thread. SIGINT ignored in the
+    command meanwhile, that thread took the signal and dropped it: the matrix ran on and exited 0.
+    Blocked in the starting thread (so that the server inherits it blocked), never ignored."""
+    ran = subprocess.run([sys.executable, "-c", SERVER_START_STOPPED], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert ran.stdout.split("\n")[:2] == ["blocked handled", "stopped once the server ran"], ran.stdout + ran.stderr
+
+
 #: The modules a command-line process may have loaded when it installs its stop-signal handlers:
 #: besides the standard library's, only these, so that a signal during the imports that follow
 #: (the command line, numpy, rich, OpenCV: a quarter of a second) is answered as 130.

@@ -27,6 +27,7 @@ import time
 from typing import Callable, Iterable
 
 from feph_finetune.errors import EXIT_INTERRUPTED
+from feph_finetune.interrupts import interrupts_deferred
 from feph_finetune.standard_streams import reopen_closed_standard_streams
 
 #: The module the server imports once for all its children.
@@ -64,31 +65,43 @@ def start_child(target: Callable[..., None], args: tuple, name: str) -> multipro
 
 
 def _start_server_ignoring_ctrl_c() -> None:
-    """Start the fork server, unless it runs, with SIGINT ignored, which it keeps across ``exec``
-    and hands to every child it forks: a terminal's Ctrl-C reaches the whole process group, and
-    the server (importing :data:`PRELOAD` for seconds) and a child not yet in its own session
+    """Start the fork server, unless it runs, with SIGINT blocked, which it keeps across ``exec``
+    until :mod:`~feph_finetune.execution.executors.preload` ignores it, first thing, and hands
+    on to every child it forks: a terminal's Ctrl-C reaches the whole process group, and the
+    server (importing :data:`PRELOAD` for seconds) and a child not yet in its own session
     (:func:`begin_child`) would each print a KeyboardInterrupt traceback. The command stops them
-    itself (:func:`stop_children`; the server ends when the command does). SIGINT is ignored in
-    the command only while the server is forked (about a millisecond; none once it runs), and
-    blocked meanwhile, so that a Ctrl-C then waits instead of being lost; only from the main
-    thread, the one that can change handlers."""
-    from multiprocessing import forkserver
+    itself (:func:`stop_children`; the server ends when the command does).
+
+    The command never ignores SIGINT meanwhile: a signal sent to the process goes to any of its
+    threads that does not block it, and one that takes it while SIGINT is ignored drops it (the
+    command ran on after a Ctrl-C). Blocked in this thread only, a stop signal is taken by
+    another thread or waits here; either way the command's handler runs, and
+    :func:`~feph_finetune.interrupts.interrupts_deferred` raises it once the server runs, not
+    halfway through its start. Only from the main thread, the one that handles signals."""
+    from multiprocessing import forkserver, resource_tracker
 
     if threading.current_thread() is not threading.main_thread():
         forkserver.ensure_running()
         return
-    # Blocked as well as ignored: Linux queues a blocked signal even while it is ignored, so a
-    # Ctrl-C in this window is delivered to the command's own handler once it is back (ignored
-    # alone, it was lost and the command ran on). The server inherits both; begin_child unblocks.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ[SERVER_PARENT] = str(os.getpid())  # the main thread's: it lives as long as the command
-    try:
-        forkserver.ensure_running()
-    finally:
-        os.environ.pop(SERVER_PARENT, None)
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    with interrupts_deferred():
+        # Started first, as multiprocessing starts it, which unblocks SIGINT after: once it runs,
+        # forkserver.ensure_running only checks that it still does and the block holds.
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        os.environ[SERVER_PARENT] = str(os.getpid())  # the main thread's: it lives as long as the command
+        try:
+            forkserver.ensure_running()
+        finally:
+            os.environ.pop(SERVER_PARENT, None)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def ignore_ctrl_c_in_server() -> None:
+    """In the fork server, first thing: ignore SIGINT, blocked since its start
+    (:func:`_start_server_ignoring_ctrl_c`), which drops one that waits. The server and the
+    children it forks keep it ignored (:mod:`multiprocessing` gives each child the server's
+    handlers); a child unblocks it once in a session of its own (:func:`begin_child`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def die_with_parent() -> None:

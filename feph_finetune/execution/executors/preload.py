@@ -1,6 +1,6 @@
 """Imported once by the server of :mod:`feph_finetune.execution.executors.forkserver`: TensorFlow and Keras,
 quietly (:mod:`feph_finetune.training.quiet_tensorflow`; the server's descriptors 1 and 2 are the command's
-console). The server ignores Ctrl-C from its start
+console). The server ignores Ctrl-C, blocked from its start
 (:func:`feph_finetune.execution.executors.forkserver.start_child`): the command handles it.
 
 If the import raises, nothing is raised here: each child imports TensorFlow itself when its run
@@ -14,7 +14,7 @@ from feph_finetune.standard_streams import reopen_closed_standard_streams
 
 reopen_closed_standard_streams()  # a server started by a program without stderr: TensorFlow's files must not take fd 2
 
-from feph_finetune.execution.executors.forkserver import die_with_parent  # noqa: E402
+from feph_finetune.execution.executors.forkserver import die_with_parent, ignore_ctrl_c_in_server  # noqa: E402
 from feph_finetune.training.quiet_tensorflow import discarded, import_tensorflow  # noqa: E402
 
 
@@ -26,5 +26,6 @@ def _import_quietly() -> None:
         pass
 
 
+ignore_ctrl_c_in_server()
 die_with_parent()  # before the import: a command stopped meanwhile takes the server with it
 _import_quietly()
