@@ -4,12 +4,15 @@ finished run) nor lets a grid list one run twice; the ids of plainly written con
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from feph_finetune.config.matrix import build_matrix
+from feph_finetune.config.matrix import build_matrix, recorded_id_rules
 from feph_finetune.config.reading import ConfigError, read_config
 from feph_finetune.plugins import get_plugins
 from conftest import REPO, write_matrix
@@ -52,6 +55,42 @@ def test_the_labels_and_images_spelled_another_way_are_the_same_runs(tmp_path, s
     plain = matrix_ids(tmp_path, synthetic_feph, ["dataset.labels=FePh_labels.csv", "dataset.images=FePh_images"])
     assert matrix_ids(tmp_path, synthetic_feph, ["dataset.labels=./FePh_labels.csv", "dataset.images=FePh_images/"]) == plain
     assert matrix_ids(tmp_path, f"{synthetic_feph}/") == matrix_ids(tmp_path, synthetic_feph)
+
+
+@pytest.mark.parametrize("named", ["labels", "images", "labels absolute", "both"])
+def test_naming_the_labels_or_images_the_format_finds_keeps_the_plain_ids(tmp_path, synthetic_feph, named):
+    """README: the labels CSV and image folder "are found automatically, or name them": naming the
+    ones found is the same configuration (its finished runs are not trained again)."""
+    sets = {"labels": ["dataset.labels=FePh_labels.csv"], "images": ["dataset.images=FePh_images"],
+            "labels absolute": [f"dataset.labels={synthetic_feph / 'FePh_labels.csv'}"],
+            "both": ["dataset.labels=FePh_labels.csv", "dataset.images=FePh_images"]}[named]
+    assert matrix_ids(tmp_path, synthetic_feph, sets) == matrix_ids(tmp_path, synthetic_feph)
+
+
+def test_a_labels_file_with_other_labels_is_other_runs(tmp_path, synthetic_feph):
+    root = tmp_path / "FePh"
+    shutil.copytree(synthetic_feph, root)
+    with open(root / "FePh_labels.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    rows[0]["Facial_label"] = "0" if rows[0]["Facial_label"] != "0" else "1"  # one image's label changed
+    (root / "other").mkdir()
+    with open(root / "other" / "relabelled.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    named = matrix_ids(tmp_path, root, ["dataset.labels=FePh_labels.csv"])
+    assert matrix_ids(tmp_path, root, ["dataset.labels=other/relabelled.csv", "dataset.images=FePh_images"]) != named
+
+
+def test_a_run_recorded_naming_the_labels_is_the_plain_configurations_run(tmp_path, synthetic_feph):
+    """A run trained before this rule, its config.json naming the labels file the format finds,
+    is identified as the plain configuration's run: carried over to its id, and counted once."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.FT]\n")
+    raw = read_config(path, ["dataset.labels=FePh_labels.csv", "dataset.images=FePh_images"])
+    (named,) = build_matrix(raw, get_plugins()).runs
+    recorded = json.loads(json.dumps({"run": named.describe(), "config": named.config.to_json(), "dataset": named.dataset}))
+    identify = recorded_id_rules(read_config(path), get_plugins())
+    assert identify(recorded, 3) == matrix_ids(tmp_path, synthetic_feph)[0]
 
 
 @pytest.mark.parametrize("spelling, plain", [

@@ -25,6 +25,7 @@ from feph_finetune.config.reading import (
     DATASET_PATHS,
     EXPERIMENT_DEFAULTS,
     HASHED_AT_DEFAULT,
+    LOCATED_BY_THE_FINGERPRINT,
     NOT_INHERITED,
     NOT_READ_IN_PHASE,
     PLUGIN_KEYS,
@@ -897,12 +898,16 @@ class MatrixBuilder:
     def dataset_identity(self, dataset: dict[str, Any], phase: str, split_seed: int) -> dict[str, Any]:
         """What of ``[dataset]`` a run id of ``phase`` hashes: the settings that change what is
         read and how it is split, each path in its :func:`path_spelling`, the keys the phase
-        never reads at their default (``group_by`` too where ``group_pattern`` groups); with
-        the data's fingerprint and the split seed."""
+        never reads at their default (``group_by`` too where ``group_pattern`` groups), and,
+        where the data has a fingerprint, the labels file and image folder at theirs
+        (:data:`~feph_finetune.config.reading.LOCATED_BY_THE_FINGERPRINT`); with the data's
+        fingerprint and the split seed."""
         identity = {key: value for key, value in dataset.items()
                     if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
         identity.update({key: path_spelling(identity[key]) for key in self.dataset_paths if key in identity})
         identity.update({key: DATASET_DEFAULTS[key] for key in NOT_READ_IN_PHASE[phase]})
+        if dataset.get("fingerprint"):
+            identity.update({key: DATASET_DEFAULTS[key] for key in LOCATED_BY_THE_FINGERPRINT if key in identity})
         if dataset.get("group_pattern"):
             identity["group_by"] = DATASET_DEFAULTS["group_by"]  # the pattern groups instead (data.datasets.group_labels)
         identity["split_seed"] = split_seed

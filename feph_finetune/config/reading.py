@@ -53,6 +53,15 @@ NOT_READ_IN_PHASE = {"exploratory": ("folds",), "cv": ("test_fraction",)}
 #: ``[dataset]`` keys that name a file or folder: a run id hashes their normalised spelling.
 DATASET_PATHS = ("root", "labels", "images")
 
+#: The ``[dataset]`` keys that say where in the root the labels and images are, not what they
+#: hold: the data's fingerprint says that (a format's fingerprint covers the labels file's bytes
+#: and the images it lists: :class:`feph_finetune.Dataset`). A run id whose data has a fingerprint
+#: hashes them at their default (as :data:`HASHED_AT_DEFAULT`), so that naming the file the format
+#: finds by itself (``labels = "FePh_labels.csv"``), or spelling it absolute, is the same
+#: configuration as not naming it, and ids of files that never named them stay. ``root`` stays
+#: hashed as spelled: ``data`` and ``/home/me/data`` keep the ids existing results hold.
+LOCATED_BY_THE_FINGERPRINT = ("labels", "images")
+
 #: ``[dataset]`` keys added after run ids existed: at their default (FePh's format, grouping by
 #: ``group_by``) they are left out of a run's id, so every id computed before is unchanged.
 DATASET_DEFAULTS_UNHASHED = ("format", "group_pattern")
