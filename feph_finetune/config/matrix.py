@@ -653,6 +653,39 @@ class MatrixBuilder:
             if warning not in self.warnings:
                 self.warnings.append(warning)
 
+    def warn_untrained_options(self, name: str, config: dict[str, Any], where) -> None:
+        """Warn, once each, of what No-FT experiment ``name`` sets (in its own table, its grid
+        or a ``--set``, as :meth:`warn_unused_options`) that only training reads: a key of
+        :data:`~feph_finetune.config.reading.TRAINING_ONLY_KEYS` other than its default, an
+        option declared ``training_only`` of a plugin it uses. No-FT evaluates the pretrained
+        classifier untrained, so they have no effect (its run ids hash them at their default:
+        :meth:`config_identity`)."""
+        if config["fine_tune"]:
+            return
+        places = [((key,), key) for key in TRAINING_ONLY_KEYS if config[key] != EXPERIMENT_DEFAULTS[key]]
+        places += [(("options", plugin, key), f"option {key!r} of the plugin {plugin!r}") for plugin, key in self.training_only_options(config)]
+        for keys, what in places:
+            place = where(keys)
+            warning = (f"{self.raw.where(*place)}: {what} shapes only what fine-tuning trains, and experiment {name} is No-FT "
+                       "(fine_tune = false): it evaluates the pretrained classifier untrained, so this has no effect; remove it")
+            if place[:2] == ("experiments", name) and warning not in self.warnings:
+                self.warnings.append(warning)
+
+    def training_only_options(self, config: dict[str, Any]) -> list[tuple[str, str]]:
+        """``(plugin, option)`` of each option the experiment gives a plugin it uses that the
+        plugin declares ``training_only``."""
+        found = []
+        for plugin in used_plugins(config):
+            values = config["options"].get(plugin)
+            if not isinstance(values, dict) or plugin not in self.plugins.names():
+                continue
+            try:
+                declared = self.plugins.option_declarations(plugin)
+            except PluginCallError:
+                continue  # reported with its options
+            found += [(plugin, key) for key in values if key in declared and declared[key].training_only]
+        return found
+
     def check_settings_table(self, table: Any, keys: tuple[str, ...]) -> None:
         """Check experiment settings kept outside ``[experiments]`` and ``[defaults]`` (a client's
         table, ``[demo] defaults``, laid over ``[defaults]`` when the client runs) as an
@@ -854,6 +887,7 @@ class MatrixBuilder:
             faulty = set(usable) if "options" in invalid else self.check_options(config, where)
             if not invalid & {*PLUGIN_KEYS, "fine_tune", "options"}:
                 self.warn_unused_options(name, config, where)
+                self.warn_untrained_options(name, config, where)
             self.check_option_rules(config, where, faulty, usable)
             if not invalid & {*PLUGIN_KEYS, "fine_tune"}:  # else what the experiment combines is unknown
                 self.check_traits(config, where, faulty, usable)
@@ -916,12 +950,18 @@ class MatrixBuilder:
     def config_identity(self, config: dict[str, Any]) -> dict[str, Any]:
         """What of an experiment's resolved ``config`` (plugin options filled in) its run ids
         hash, before :func:`run_identity`: the plugins' options as :meth:`hashed_options`; for
-        No-FT, the keys only training reads at their default and the options of no plugin they
-        name."""
+        No-FT, the keys only training reads at their default, the options of no plugin they
+        name, and the options declared ``training_only`` at their default."""
         if not config["fine_tune"]:
             config = {**config, **{key: EXPERIMENT_DEFAULTS[key] for key in TRAINING_ONLY_KEYS}}
-            config["options"] = {name: values for name, values in config["options"].items() if name in used_plugins(config)}
+            config["options"] = {name: self.untrained_options(name, values) for name, values in config["options"].items() if name in used_plugins(config)}
         return {**config, "options": self.hashed_options(config["options"])}
+
+    def untrained_options(self, name: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Plugin ``name``'s option ``values`` as far as a No-FT run depends on them: those
+        declared ``training_only`` at their default."""
+        declared = self.plugins.option_declarations(name)
+        return {key: declared[key].default if key in declared and declared[key].training_only else value for key, value in values.items()}
 
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
         record = RunConfig(**{key: config[key] for key in EXPERIMENT_OPTIONS})  # an unknown key is a problem already

@@ -42,7 +42,11 @@ HASHED_AT_DEFAULT = ("save_model",)
 
 #: Experiment keys only training reads: a No-FT run (``fine_tune = false``) evaluates the
 #: pretrained model on the test split, so its id hashes these at their default (and the options
-#: of no plugin they name), as :data:`HASHED_AT_DEFAULT`.
+#: of no plugin they name), as :data:`HASHED_AT_DEFAULT`; a plugin's options declare the same
+#: with ``Option(training_only=True)`` (a model's head ``dropout`` and ``cut_layer``). Not here,
+#: though No-FT uses them only to evaluate: ``batch_size`` (the evaluation batch: a batch's float
+#: sums, and so the predictions' last bits, can depend on its size) and ``deterministic`` (the
+#: ops' determinism of the evaluation too).
 TRAINING_ONLY_KEYS = ("optimizer", "augment", "class_weights", "validation_split", "train_batchnorm", "head_features")
 
 #: The ``[dataset]`` keys a phase never reads, each hashed at its default in that phase's run
