@@ -197,6 +197,15 @@ REPEAT_DOES = {
     "phases": "make the same runs twice",
 }
 LISTS_OF_DISTINCT = tuple(REPEAT_DOES)
+
+#: The experiment keys whose empty list is a mistake, not a choice, each with what it would do
+#: and what to write instead (``preprocess = []``, the images as they are, and ``augment = []``,
+#: none, are choices). Checked with the configuration, not by the keys' declarations: a run's
+#: record is read with those, and records of runs made before stay readable.
+EMPTY_DOES = {
+    "phases": ("give the experiment no runs", 'list "exploratory", "cv" or both, or remove the experiment'),
+    "evaluate": ("measure nothing (no accuracy, no report)", 'list at least one, such as "paper_metrics"'),
+}
 #: What a tracking plugin enabled twice (``[tracking] plugins``, ``--track``) would do.
 TRACKING_REPEAT_DOES = "report every run twice"
 
@@ -558,6 +567,7 @@ class MatrixBuilder:
                 invalid.add(key)
                 config[key] = copy.deepcopy(option.default)
         self.check_repeats(config, where, invalid)
+        self.check_empty_lists(config, where, invalid)
         self.check_plugins(config, where, invalid)
         return invalid
 
@@ -568,6 +578,14 @@ class MatrixBuilder:
             if key not in invalid and key in config and (repeated := repeated_items(config[key])):
                 self.problems += [Problem(self.raw.where(*where((key,))), f"{key} lists {item!r} twice; list it once (a repeat would {REPEAT_DOES[key]})")
                                   for item in repeated]
+                invalid.add(key)
+
+    def check_empty_lists(self, config: dict[str, Any], where, invalid: set[str]) -> None:
+        """An empty list of :data:`EMPTY_DOES` is a problem at its key, which is added to
+        ``invalid``."""
+        for key, (does, remedy) in EMPTY_DOES.items():
+            if key not in invalid and key in config and config[key] == []:
+                self.problems.append(Problem(self.raw.where(*where((key,))), f"{key} lists nothing: it would {does}; {remedy}"))
                 invalid.add(key)
 
     def check_plugins(self, config: dict[str, Any], where, invalid: set[str]) -> None:
@@ -697,6 +715,7 @@ class MatrixBuilder:
         config = valid_values(table, EXPERIMENT_OPTIONS)
         unset_or_invalid = {key for key, option in EXPERIMENT_OPTIONS.items() if key not in table or option_problems(table[key], option)}
         self.check_repeats(config, lambda place: keys + place, unset_or_invalid)
+        self.check_empty_lists(config, lambda place: keys + place, unset_or_invalid)
         self.check_plugins(config, lambda place: keys + place, unset_or_invalid)
         if "options" not in unset_or_invalid:
             self.check_options(config, lambda place: keys + place, check_paths=False)
