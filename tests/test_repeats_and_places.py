@@ -159,9 +159,9 @@ def test_what_only_training_reads_set_on_a_no_ft_experiment_is_a_warning(tmp_pat
     assert main([str(path), "--dry-run", "--set", 'experiments.N.augment=["flip"]', "--set", 'defaults.options.mobilenet.cut_layer="conv_pw_12"']) == 0
     warnings = [" ".join(line.split()) for line in capsys.readouterr().err.split("warning: ")[1:]]
     no_effect = ("shapes only what fine-tuning trains, and experiment N is No-FT (fine_tune = false): it evaluates the pretrained "
-                 "classifier untrained, so this has no effect; remove it")
+                 "classifier untrained, so its result does not depend on this")
     assert warnings == [
-        f'--set experiments.N.augment=["flip"]: augment {no_effect}',
+        f'--set experiments.N.augment=["flip"]: augment {no_effect}; remove it',
         f"{path}:{line_of(path, 'fine_tune = false') + 2} experiments.N.options.mobilenet.dropout: option 'dropout' of the plugin 'mobilenet' {no_effect}",
     ]  # F fine-tunes, and cut_layer in [defaults] serves it: no word
 

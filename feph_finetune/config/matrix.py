@@ -676,16 +676,16 @@ class MatrixBuilder:
         or a ``--set``, as :meth:`warn_unused_options`) that only training reads: a key of
         :data:`~feph_finetune.config.reading.TRAINING_ONLY_KEYS` other than its default, an
         option declared ``training_only`` of a plugin it uses. No-FT evaluates the pretrained
-        classifier untrained, so they have no effect (its run ids hash them at their default:
-        :meth:`config_identity`)."""
+        classifier untrained, so its result does not depend on them (its run ids hash them at
+        their default: :meth:`config_identity`)."""
         if config["fine_tune"]:
             return
-        places = [((key,), key) for key in TRAINING_ONLY_KEYS if config[key] != EXPERIMENT_DEFAULTS[key]]
-        places += [(("options", plugin, key), f"option {key!r} of the plugin {plugin!r}") for plugin, key in self.training_only_options(config)]
-        for keys, what in places:
+        places = [((key,), key, "; remove it") for key in TRAINING_ONLY_KEYS if config[key] != EXPERIMENT_DEFAULTS[key]]
+        places += [(("options", plugin, key), f"option {key!r} of the plugin {plugin!r}", "") for plugin, key in self.training_only_options(config)]
+        for keys, what, remedy in places:  # the plugin still receives its options (a model may need its cut_layer to be built at all)
             place = where(keys)
             warning = (f"{self.raw.where(*place)}: {what} shapes only what fine-tuning trains, and experiment {name} is No-FT "
-                       "(fine_tune = false): it evaluates the pretrained classifier untrained, so this has no effect; remove it")
+                       f"(fine_tune = false): it evaluates the pretrained classifier untrained, so its result does not depend on this{remedy}")
             if place[:2] == ("experiments", name) and warning not in self.warnings:
                 self.warnings.append(warning)
 

@@ -71,8 +71,9 @@ class Option:
       a No-FT run (``fine_tune = false``) evaluates untrained. A No-FT run's id hashes it at its
       default, so that setting it does not split a No-FT configuration's runs (as the core's
       :data:`~feph_finetune.config.reading.TRAINING_ONLY_KEYS`), and a No-FT experiment that
-      sets it is warned that it has no effect. Not for what No-FT reads too, however little:
-      the weights, the input, the evaluation batch.
+      sets it is warned that its result does not depend on it (the plugin still receives it).
+      Not for what No-FT's result depends on, however little: the weights, the input, the
+      evaluation batch.
     """
 
     default: Any
