@@ -113,7 +113,10 @@ def load_dataset(root, settings, decode):
     configuration is validated (``decode=False``: list and stat the files, decode none, so that
     checking stays cheap) and once per process that runs the matrix or describes the data
     (``decode=True``: a file that does not decode is dropped as ``unreadable``). The
-    fingerprint must not depend on ``decode``. Arguments:
+    fingerprint must not depend on ``decode``, and must change with what the data holds: the
+    labels (the bytes of the file ``labels`` names, where the format reads one) and the images
+    (each one's name, and its size and time or contents), since run ids take ``labels`` and
+    ``images`` to be known by it rather than by their spelling. Arguments:
 
     - ``root``: the dataset's folder (a ``pathlib.Path``, ``~`` expanded; it exists).
     - ``settings``: the whole ``[dataset]`` table with defaults filled in: the core keys (``root``,

@@ -84,9 +84,9 @@ def common_options() -> dict[str, Option]:
             help="none, imagenet, or a Keras file (.weights.h5 for the base; .keras or .h5 for a whole "
                  "model); PyTorch (.pt) and ONNX files must be converted to Keras first",
         ),
-        "cut_layer": Option("", help="the layer to put the new head on (default: below the model's top)"),
+        "cut_layer": Option("", help="the layer to put the new head on (default: below the model's top)", training_only=True),
         "dropout": Option(0.0, help="dropout before the new softmax layer, in [0, 1)", minimum=0, maximum=1,
-                          exclusive_maximum=True),
+                          exclusive_maximum=True, training_only=True),
         "outputs": Option(
             "probabilities", choices=OUTPUT_KINDS, unhashed_at_default=True, check_with_options=outputs_problem,
             help="what the last layer of a whole-model file gives: probabilities (a softmax), or logits "

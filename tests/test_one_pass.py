@@ -86,6 +86,28 @@ def test_one_dry_run_reports_faults_of_every_stage_at_once(tmp_path, synthetic_f
     assert f"error: {len(expected)} problems" in error
 
 
+def test_a_list_that_would_leave_nothing_to_do_is_refused_with_the_other_problems(tmp_path, synthetic_feph, capsys):
+    """``phases = []`` gave an experiment no runs without a word (``--only`` of it then said the
+    file defines none), ``evaluate = []`` runs that measure nothing: each is refused at its place,
+    with the file's other problems; lists where empty is a choice stay accepted."""
+    experiments = ('[experiments.A]\nphases = []\n[experiments.B]\nevaluate = []\nbatch_size = "eight"\n'
+                   '[experiments.C]\npreprocess = []\naugment = []\ngrid = {}\n')
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments, extra="\n[tracking]\nplugins = []\n")
+    assert main([str(path), "--dry-run", "--only", "A", "--set", "experiments.C.phases=[]"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert error.startswith("error: 4 problems "), error
+    for line in (
+        f"{place(path, 'phases = []', 'experiments.A.phases')}: phases lists nothing: it would give the experiment no runs; "
+        'list "exploratory", "cv" or both, or remove the experiment',
+        f"{place(path, 'evaluate = []', 'experiments.B.evaluate')}: evaluate lists nothing: it would measure nothing",
+        f"{place(path, 'batch_size = ', 'experiments.B.batch_size')}: expected integer",
+        "--set experiments.C.phases=[]: phases lists nothing: it would give the experiment no runs",
+    ):
+        assert line in error, f"missing: {line}\n{error}"
+    assert main([str(path), "--dry-run", "--set", 'experiments.A.phases=["cv"]', "--set", 'experiments.B.evaluate=["paper_metrics"]',
+                 "--set", "experiments.B.batch_size=8"]) == 0, capsys.readouterr().err
+
+
 def test_a_type_error_does_not_hide_the_plugins_options_and_traits_of_the_same_experiment(tmp_path, synthetic_feph):
     experiments = """
     [experiments.A]

@@ -14,6 +14,7 @@ from feph_finetune.printable import counted
 from fake_store import write_fake_store
 
 from conftest import line_of, write_matrix
+from fephfixture import write_keras_archive
 
 
 def place(path, text: str, key: str) -> str:
@@ -147,6 +148,22 @@ def test_options_of_a_plugin_the_experiment_does_not_use_are_a_warning(tmp_path,
         f"{place(path, 'options.normalize.mode', 'experiments.C.options.normalize.mode')}: options of the plugin 'normalize', which experiment C "
         "does not use, so they have no effect; name it in the experiment's preprocess, or remove them",
     ]  # [defaults.options.flip] serves B: no word
+
+
+def test_what_only_training_reads_set_on_a_no_ft_experiment_is_a_warning(tmp_path, synthetic_feph, capsys):
+    model_file = tmp_path / "savchenko.keras"
+    write_keras_archive(model_file)
+    experiments = (f'[experiments.N]\nfine_tune = false\noptions.mobilenet.weights = "{model_file}"\noptions.mobilenet.dropout = 0.5\n'
+                   "[experiments.F]\noptions.mobilenet.dropout = 0.5\n")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments)
+    assert main([str(path), "--dry-run", "--set", 'experiments.N.augment=["flip"]', "--set", 'defaults.options.mobilenet.cut_layer="conv_pw_12"']) == 0
+    warnings = [" ".join(line.split()) for line in capsys.readouterr().err.split("warning: ")[1:]]
+    no_effect = ("shapes only what fine-tuning trains, and experiment N is No-FT (fine_tune = false): it evaluates the pretrained "
+                 "classifier untrained, so its result does not depend on this")
+    assert warnings == [
+        f'--set experiments.N.augment=["flip"]: augment {no_effect}; remove it',
+        f"{path}:{line_of(path, 'fine_tune = false') + 2} experiments.N.options.mobilenet.dropout: option 'dropout' of the plugin 'mobilenet' {no_effect}",
+    ]  # F fine-tunes, and cut_layer in [defaults] serves it: no word
 
 
 # --- a file or a run's folder where another folder is meant ----------------------------------------

@@ -25,6 +25,7 @@ from feph_finetune.config.reading import (
     DATASET_PATHS,
     EXPERIMENT_DEFAULTS,
     HASHED_AT_DEFAULT,
+    LOCATED_BY_THE_FINGERPRINT,
     NOT_INHERITED,
     NOT_READ_IN_PHASE,
     PLUGIN_KEYS,
@@ -196,6 +197,15 @@ REPEAT_DOES = {
     "phases": "make the same runs twice",
 }
 LISTS_OF_DISTINCT = tuple(REPEAT_DOES)
+
+#: The experiment keys whose empty list is a mistake, not a choice, each with what it would do
+#: and what to write instead (``preprocess = []``, the images as they are, and ``augment = []``,
+#: none, are choices). Checked with the configuration, not by the keys' declarations: a run's
+#: record is read with those, and records of runs made before stay readable.
+EMPTY_DOES = {
+    "phases": ("give the experiment no runs", 'list "exploratory", "cv" or both, or remove the experiment'),
+    "evaluate": ("measure nothing (no accuracy, no report)", 'list at least one, such as "paper_metrics"'),
+}
 #: What a tracking plugin enabled twice (``[tracking] plugins``, ``--track``) would do.
 TRACKING_REPEAT_DOES = "report every run twice"
 
@@ -557,6 +567,7 @@ class MatrixBuilder:
                 invalid.add(key)
                 config[key] = copy.deepcopy(option.default)
         self.check_repeats(config, where, invalid)
+        self.check_empty_lists(config, where, invalid)
         self.check_plugins(config, where, invalid)
         return invalid
 
@@ -567,6 +578,14 @@ class MatrixBuilder:
             if key not in invalid and key in config and (repeated := repeated_items(config[key])):
                 self.problems += [Problem(self.raw.where(*where((key,))), f"{key} lists {item!r} twice; list it once (a repeat would {REPEAT_DOES[key]})")
                                   for item in repeated]
+                invalid.add(key)
+
+    def check_empty_lists(self, config: dict[str, Any], where, invalid: set[str]) -> None:
+        """An empty list of :data:`EMPTY_DOES` is a problem at its key, which is added to
+        ``invalid``."""
+        for key, (does, remedy) in EMPTY_DOES.items():
+            if key not in invalid and key in config and config[key] == []:
+                self.problems.append(Problem(self.raw.where(*where((key,))), f"{key} lists nothing: it would {does}; {remedy}"))
                 invalid.add(key)
 
     def check_plugins(self, config: dict[str, Any], where, invalid: set[str]) -> None:
@@ -652,6 +671,39 @@ class MatrixBuilder:
             if warning not in self.warnings:
                 self.warnings.append(warning)
 
+    def warn_untrained_options(self, name: str, config: dict[str, Any], where) -> None:
+        """Warn, once each, of what No-FT experiment ``name`` sets (in its own table, its grid
+        or a ``--set``, as :meth:`warn_unused_options`) that only training reads: a key of
+        :data:`~feph_finetune.config.reading.TRAINING_ONLY_KEYS` other than its default, an
+        option declared ``training_only`` of a plugin it uses. No-FT evaluates the pretrained
+        classifier untrained, so its result does not depend on them (its run ids hash them at
+        their default: :meth:`config_identity`)."""
+        if config["fine_tune"]:
+            return
+        places = [((key,), key, "; remove it") for key in TRAINING_ONLY_KEYS if config[key] != EXPERIMENT_DEFAULTS[key]]
+        places += [(("options", plugin, key), f"option {key!r} of the plugin {plugin!r}", "") for plugin, key in self.training_only_options(config)]
+        for keys, what, remedy in places:  # the plugin still receives its options (a model may need its cut_layer to be built at all)
+            place = where(keys)
+            warning = (f"{self.raw.where(*place)}: {what} shapes only what fine-tuning trains, and experiment {name} is No-FT "
+                       f"(fine_tune = false): it evaluates the pretrained classifier untrained, so its result does not depend on this{remedy}")
+            if place[:2] == ("experiments", name) and warning not in self.warnings:
+                self.warnings.append(warning)
+
+    def training_only_options(self, config: dict[str, Any]) -> list[tuple[str, str]]:
+        """``(plugin, option)`` of each option the experiment gives a plugin it uses that the
+        plugin declares ``training_only``."""
+        found = []
+        for plugin in used_plugins(config):
+            values = config["options"].get(plugin)
+            if not isinstance(values, dict) or plugin not in self.plugins.names():
+                continue
+            try:
+                declared = self.plugins.option_declarations(plugin)
+            except PluginCallError:
+                continue  # reported with its options
+            found += [(plugin, key) for key in values if key in declared and declared[key].training_only]
+        return found
+
     def check_settings_table(self, table: Any, keys: tuple[str, ...]) -> None:
         """Check experiment settings kept outside ``[experiments]`` and ``[defaults]`` (a client's
         table, ``[demo] defaults``, laid over ``[defaults]`` when the client runs) as an
@@ -663,6 +715,7 @@ class MatrixBuilder:
         config = valid_values(table, EXPERIMENT_OPTIONS)
         unset_or_invalid = {key for key, option in EXPERIMENT_OPTIONS.items() if key not in table or option_problems(table[key], option)}
         self.check_repeats(config, lambda place: keys + place, unset_or_invalid)
+        self.check_empty_lists(config, lambda place: keys + place, unset_or_invalid)
         self.check_plugins(config, lambda place: keys + place, unset_or_invalid)
         if "options" not in unset_or_invalid:
             self.check_options(config, lambda place: keys + place, check_paths=False)
@@ -853,6 +906,7 @@ class MatrixBuilder:
             faulty = set(usable) if "options" in invalid else self.check_options(config, where)
             if not invalid & {*PLUGIN_KEYS, "fine_tune", "options"}:
                 self.warn_unused_options(name, config, where)
+                self.warn_untrained_options(name, config, where)
             self.check_option_rules(config, where, faulty, usable)
             if not invalid & {*PLUGIN_KEYS, "fine_tune"}:  # else what the experiment combines is unknown
                 self.check_traits(config, where, faulty, usable)
@@ -897,12 +951,16 @@ class MatrixBuilder:
     def dataset_identity(self, dataset: dict[str, Any], phase: str, split_seed: int) -> dict[str, Any]:
         """What of ``[dataset]`` a run id of ``phase`` hashes: the settings that change what is
         read and how it is split, each path in its :func:`path_spelling`, the keys the phase
-        never reads at their default (``group_by`` too where ``group_pattern`` groups); with
-        the data's fingerprint and the split seed."""
+        never reads at their default (``group_by`` too where ``group_pattern`` groups), and,
+        where the data has a fingerprint, the labels file and image folder at theirs
+        (:data:`~feph_finetune.config.reading.LOCATED_BY_THE_FINGERPRINT`); with the data's
+        fingerprint and the split seed."""
         identity = {key: value for key, value in dataset.items()
                     if key not in ("cache_dir", "classes", "grouped") and not (key in DATASET_DEFAULTS_UNHASHED and value == DATASET_DEFAULTS[key])}
         identity.update({key: path_spelling(identity[key]) for key in self.dataset_paths if key in identity})
         identity.update({key: DATASET_DEFAULTS[key] for key in NOT_READ_IN_PHASE[phase]})
+        if dataset.get("fingerprint"):
+            identity.update({key: DATASET_DEFAULTS[key] for key in LOCATED_BY_THE_FINGERPRINT if key in identity})
         if dataset.get("group_pattern"):
             identity["group_by"] = DATASET_DEFAULTS["group_by"]  # the pattern groups instead (data.datasets.group_labels)
         identity["split_seed"] = split_seed
@@ -911,12 +969,18 @@ class MatrixBuilder:
     def config_identity(self, config: dict[str, Any]) -> dict[str, Any]:
         """What of an experiment's resolved ``config`` (plugin options filled in) its run ids
         hash, before :func:`run_identity`: the plugins' options as :meth:`hashed_options`; for
-        No-FT, the keys only training reads at their default and the options of no plugin they
-        name."""
+        No-FT, the keys only training reads at their default, the options of no plugin they
+        name, and the options declared ``training_only`` at their default."""
         if not config["fine_tune"]:
             config = {**config, **{key: EXPERIMENT_DEFAULTS[key] for key in TRAINING_ONLY_KEYS}}
-            config["options"] = {name: values for name, values in config["options"].items() if name in used_plugins(config)}
+            config["options"] = {name: self.untrained_options(name, values) for name, values in config["options"].items() if name in used_plugins(config)}
         return {**config, "options": self.hashed_options(config["options"])}
+
+    def untrained_options(self, name: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Plugin ``name``'s option ``values`` as far as a No-FT run depends on them: those
+        declared ``training_only`` at their default."""
+        declared = self.plugins.option_declarations(name)
+        return {key: declared[key].default if key in declared and declared[key].training_only else value for key, value in values.items()}
 
     def phase_runs(self, name, order, config, variant, dataset) -> list[Run]:
         record = RunConfig(**{key: config[key] for key in EXPERIMENT_OPTIONS})  # an unknown key is a problem already

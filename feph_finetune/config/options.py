@@ -66,6 +66,14 @@ class Option:
       command writes later). The same restrictions as ``check``.
     - ``unhashed_at_default``: an option added after results existed: at its default it is left
       out of the run id, so that those results keep their ids.
+    - ``training_only``: the option shapes only what fine-tuning trains (a model plugin's new
+      head: its ``dropout``, the ``cut_layer`` it is put on), not the pretrained classifier that
+      a No-FT run (``fine_tune = false``) evaluates untrained. A No-FT run's id hashes it at its
+      default, so that setting it does not split a No-FT configuration's runs (as the core's
+      :data:`~feph_finetune.config.reading.TRAINING_ONLY_KEYS`), and a No-FT experiment that
+      sets it is warned that its result does not depend on it (the plugin still receives it).
+      Not for what No-FT's result depends on, however little: the weights, the input, the
+      evaluation batch.
     """
 
     default: Any
@@ -86,6 +94,7 @@ class Option:
     check: Callable[[Any], str | None] | None = None
     check_with_options: Callable[[Any, Mapping[str, Any]], str | None] | None = None
     unhashed_at_default: bool = False
+    training_only: bool = False
 
     def __post_init__(self) -> None:
         if self.path is not None and self.path not in PATH_KINDS:

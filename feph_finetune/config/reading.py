@@ -42,7 +42,11 @@ HASHED_AT_DEFAULT = ("save_model",)
 
 #: Experiment keys only training reads: a No-FT run (``fine_tune = false``) evaluates the
 #: pretrained model on the test split, so its id hashes these at their default (and the options
-#: of no plugin they name), as :data:`HASHED_AT_DEFAULT`.
+#: of no plugin they name), as :data:`HASHED_AT_DEFAULT`; a plugin's options declare the same
+#: with ``Option(training_only=True)`` (a model's head ``dropout`` and ``cut_layer``). Not here,
+#: though No-FT uses them only to evaluate: ``batch_size`` (the evaluation batch: a batch's float
+#: sums, and so the predictions' last bits, can depend on its size) and ``deterministic`` (the
+#: ops' determinism of the evaluation too).
 TRAINING_ONLY_KEYS = ("optimizer", "augment", "class_weights", "validation_split", "train_batchnorm", "head_features")
 
 #: The ``[dataset]`` keys a phase never reads, each hashed at its default in that phase's run
@@ -52,6 +56,15 @@ NOT_READ_IN_PHASE = {"exploratory": ("folds",), "cv": ("test_fraction",)}
 
 #: ``[dataset]`` keys that name a file or folder: a run id hashes their normalised spelling.
 DATASET_PATHS = ("root", "labels", "images")
+
+#: The ``[dataset]`` keys that say where in the root the labels and images are, not what they
+#: hold: the data's fingerprint says that (a format's fingerprint covers the labels file's bytes
+#: and the images it lists: :class:`feph_finetune.Dataset`). A run id whose data has a fingerprint
+#: hashes them at their default (as :data:`HASHED_AT_DEFAULT`), so that naming the file the format
+#: finds by itself (``labels = "FePh_labels.csv"``), or spelling it absolute, is the same
+#: configuration as not naming it, and ids of files that never named them stay. ``root`` stays
+#: hashed as spelled: ``data`` and ``/home/me/data`` keep the ids existing results hold.
+LOCATED_BY_THE_FINGERPRINT = ("labels", "images")
 
 #: ``[dataset]`` keys added after run ids existed: at their default (FePh's format, grouping by
 #: ``group_by``) they are left out of a run's id, so every id computed before is unchanged.
