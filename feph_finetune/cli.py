@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 import feph_finetune
+from feph_finetune.invocation import continue_command, program
 from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
 from feph_finetune.printable import EscapingConsole, counted, printable, shortened
 from feph_finetune.standard_streams import reopen_closed_standard_streams
@@ -478,7 +479,7 @@ def cmd_report(args, console: Console) -> int:
     records = one_run_each(store)
     if not records and (args.outdir / RESULT_FILE).is_file():
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", f"one run's folder (it holds {RESULT_FILE}); give the results directory that holds it: "
-                                                             f"python -m feph_finetune report {shlex.quote(str(args.outdir.parent))}")])
+                                                             f"{program()} report {shlex.quote(str(args.outdir.parent))}")])
     if not records:
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
     for line in configuration_warnings(records, lambda run_id: str(store.run_dir(run_id) / RESULT_FILE)):
@@ -836,15 +837,3 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         return EXIT_INTERRUPTED
     finally:
         CONTINUE_COMMAND.reset(continuing)
-
-
-def continue_command(argv: list[str]) -> str:
-    """The command that continues an interrupted matrix: the same one without ``--force``.
-
-    ``--force`` discarded the selected runs' results before the first started, so without it the
-    runs redone before the interrupt are skipped and the others run; with it, all would start over.
-    Abbreviations that argparse accepts (``--for``) count as ``--force`` too.
-    """
-    kept = [arg for arg in argv if not (arg.startswith("--f") and "--force".startswith(arg))]
-    program = Path(sys.argv[0]).name if Path(sys.argv[0]).name == "feph-finetune" else "python -m feph_finetune"
-    return f"{program} {shlex.join(kept)}"
