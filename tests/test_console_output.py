@@ -375,7 +375,7 @@ def test_predicts_summary_of_twelve_classes_fits_80_columns():
     predicted = {name: index + 1 for index, name in enumerate(TWELVE)}  # 78 frames: 1%, 3%, ... 15%
     summaries = [SimpleNamespace(name="clips/sentence3.avi", frames=sum(predicted.values()), faces=70, predicted=predicted)]
     buffer = io.StringIO()
-    print_summary(summaries, bundle, Console(file=buffer, width=160))
+    print_summary(summaries, bundle, Console(file=buffer, width=80))  # the summary takes the console's width: a terminal of 80
     text = buffer.getvalue()
     assert_readable(text, {"frames", "faces", *class_abbreviations(TWELVE).values()})
     shares = [word for line in text.splitlines() for word in line.split() if word.endswith("%")]
