@@ -38,10 +38,10 @@ def test_a_failed_runs_suggestion_repeats_its_toml_overrides_and_folder_and_find
     session = Session(path, executor="inline", output=tmp_path / "runs", overrides=overrides, console=Console(file=io.StringIO()))
     (run,) = session.plan()
 
-    def not_installed(run, plugins):
+    def fail_at_once(run, plugins):
         raise RuntimeError("stopped before training")
 
-    monkeypatch.setattr(job_module, "check_installed", not_installed)  # the run fails at once, its config.json written
+    monkeypatch.setattr(job_module, "check_installed", fail_at_once)  # the run fails at once, its config.json written
     assert execute_run(session.runner().job(run), session.plugins, DataSource()) == "failed"
     config = json.loads((session.store.run_dir(run.id) / "config.json").read_text())
     assert config["invocation"] == {"config": str(path.resolve()), "demo": False, "overrides": overrides}
