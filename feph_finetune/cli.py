@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 import feph_finetune
+from feph_finetune.invocation import continue_command, program
 from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
 from feph_finetune.printable import EscapingConsole, counted, printable, shortened
 from feph_finetune.standard_streams import reopen_closed_standard_streams
@@ -60,8 +61,8 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", action="extend", metavar="NAME", help="run only these experiments (repeatable: --only A --only B is --only A B)")
     parser.add_argument("--phase", choices=("exploratory", "cv"), help="run only this phase")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a dotted TOML key, e.g. --set dataset.root=/data/FePh (repeatable)")
-    parser.add_argument("--output", type=path_argument, help="results directory (default: the TOML's output, else runs/; runs/demo with --demo)")
-    parser.add_argument("--force", action="store_true", help="discard the selected runs' results and rerun them (interrupted: continue without --force)")
+    parser.add_argument("--output", type=path_argument, metavar="DIR", help="results directory (default: the TOML's output, else runs/; runs/demo with --demo)")
+    parser.add_argument("--force", action="store_true", help="rerun the selected runs, finished ones too; each old result.json is kept as result.previous.json (interrupted: continue without --force)")
     parser.add_argument("--executor", metavar="NAME", help="where runs execute: process (default: a fresh child process per run), inline (in this process), ray (a Ray cluster), or one a plugin registers; options in the TOML's [executor.NAME] table")
     parser.add_argument("--jobs", metavar="N|auto", help="process executor: runs at once (default 1; one per device with --devices; with --demo, one per CPU core within the free memory; auto: what the machine allows)")
     parser.add_argument("--devices", metavar="0,1,...", help="process executor: GPU indices; each child sees one through CUDA_VISIBLE_DEVICES")
@@ -85,12 +86,12 @@ def data_parser() -> argparse.ArgumentParser:
     from feph_finetune.config.schema import DATASET_OPTIONS, TOP_LEVEL_OPTIONS
 
     folds, seed, test_fraction, group_by = DATASET_OPTIONS["folds"], TOP_LEVEL_OPTIONS["seed"], DATASET_OPTIONS["test_fraction"], DATASET_OPTIONS["group_by"]
-    parser.add_argument("--folds", type=integer, default=folds.default, help=f"cross-validation folds, as [dataset] folds: {describe(folds)} (default {folds.default})")
-    parser.add_argument("--seed", type=integer, default=seed.default, help=f"split seed, as the TOML's seed: {describe(seed)} (default {seed.default})")
-    parser.add_argument("--test-fraction", type=float, default=test_fraction.default, help=f"hold-out test share, as [dataset] test_fraction: {describe(test_fraction)} (default {test_fraction.default})")
-    parser.add_argument("--group-by", default=group_by.default, help="keep these groups on one side of every split: a key the format offers (feph: sequence, signer)")
-    parser.add_argument("--labels", help="labels CSV, relative to ROOT (default: the one CSV found)")
-    parser.add_argument("--images", help="image folder, relative to ROOT (default: the one found)")
+    parser.add_argument("--folds", type=integer, metavar="K", default=folds.default, help=f"cross-validation folds, as [dataset] folds: {describe(folds)} (default {folds.default})")
+    parser.add_argument("--seed", type=integer, metavar="S", default=seed.default, help=f"split seed, as the TOML's seed: {describe(seed)} (default {seed.default})")
+    parser.add_argument("--test-fraction", type=float, metavar="F", default=test_fraction.default, help=f"hold-out test share, as [dataset] test_fraction: {describe(test_fraction)} (default {test_fraction.default})")
+    parser.add_argument("--group-by", metavar="KEY", default=group_by.default, help="keep these groups on one side of every split: a key the format offers (feph: sequence, signer)")
+    parser.add_argument("--labels", metavar="CSV", help="labels CSV, relative to ROOT (default: the one CSV found)")
+    parser.add_argument("--images", metavar="DIR", help="image folder, relative to ROOT (default: the one found)")
     parser.add_argument("--format", default=DATASET_OPTIONS["format"].default, help="the dataset format plugin: feph (default), folders, csv or a third party's")
     parser.add_argument("--set", action="append", default=[], metavar="dataset.KEY=VALUE", help="a [dataset] setting, as in a TOML (repeatable): dataset.group_pattern='^(.+)_f', dataset.classes=['a','b']")
     return parser
@@ -478,7 +479,7 @@ def cmd_report(args, console: Console) -> int:
     records = one_run_each(store)
     if not records and (args.outdir / RESULT_FILE).is_file():
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", f"one run's folder (it holds {RESULT_FILE}); give the results directory that holds it: "
-                                                             f"python -m feph_finetune report {shlex.quote(str(args.outdir.parent))}")])
+                                                             f"{program()} report {shlex.quote(str(args.outdir.parent))}")])
     if not records:
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
     for line in configuration_warnings(records, lambda run_id: str(store.run_dir(run_id) / RESULT_FILE)):
@@ -836,15 +837,3 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         return EXIT_INTERRUPTED
     finally:
         CONTINUE_COMMAND.reset(continuing)
-
-
-def continue_command(argv: list[str]) -> str:
-    """The command that continues an interrupted matrix: the same one without ``--force``.
-
-    ``--force`` discarded the selected runs' results before the first started, so without it the
-    runs redone before the interrupt are skipped and the others run; with it, all would start over.
-    Abbreviations that argparse accepts (``--for``) count as ``--force`` too.
-    """
-    kept = [arg for arg in argv if not (arg.startswith("--f") and "--force".startswith(arg))]
-    program = Path(sys.argv[0]).name if Path(sys.argv[0]).name == "feph-finetune" else "python -m feph_finetune"
-    return f"{program} {shlex.join(kept)}"

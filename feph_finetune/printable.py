@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 import unicodedata
 from typing import Any
 
@@ -147,6 +148,10 @@ def _joinable(character: str) -> bool:
     return bool(character) and not character.isascii() and not character.isspace() and unicodedata.category(character) not in _ESCAPED_CATEGORIES
 
 
+#: The time of a log line written to a file or a pipe (the progress log's and the demo's alike).
+LOG_TIME = "%H:%M:%S"
+
+
 class EscapingConsole(Console):
     """A rich console that shows text from data with :func:`printable`'s escapes (module
     docstring, "Where the rule is applied"): strings given to :meth:`print` and :meth:`log` are
@@ -179,6 +184,15 @@ class EscapingConsole(Console):
         super().print(*map(_as_line, objects), **options)
 
     def log(self, *objects: Any, _stack_offset: int = 1, **options: Any) -> None:
+        """A log line. Not to a terminal (a log file, a pipe), the progress log's plain format
+        (``HH:MM:SS message``, :data:`LOG_TIME`), one line however long and unpadded: rich's own
+        (``[HH:MM:SS]``, wrapped under an indent and padded with blanks to the width) would mix
+        two formats in one file and leave trailing blanks for ``grep`` to trip on."""
+        if not self.is_terminal:
+            options.pop("log_locals", None)
+            options.setdefault("highlight", False)
+            self.print(time.strftime(LOG_TIME), *objects, soft_wrap=True, **options)
+            return
         # one frame deeper: the line's source column names the caller, not this method
         super().log(*map(_as_line, objects), _stack_offset=_stack_offset + 1, **options)
 

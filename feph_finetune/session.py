@@ -95,6 +95,9 @@ class Session:
     #: Whether :meth:`plan` checks the files the configuration names (the dataset root, weights
     #: files); a client that writes them in :meth:`prepare` sets it False.
     check_files = True
+    #: Whether the session is the synthetic demo's (``--demo``): its runs record it, so that a
+    #: command suggested to run them again says ``--demo`` too.
+    demo = False
 
     def __init__(
         self,
@@ -224,7 +227,14 @@ class Session:
         from feph_finetune.execution.runner import MatrixRunner
 
         self.plan()
-        return MatrixRunner(self._plan.matrix, self._plan.plugins, self.store, self.console, source=source, executor=executor or self._plan.executor)
+        return MatrixRunner(self._plan.matrix, self._plan.plugins, self.store, self.console, source=source, executor=executor or self._plan.executor,
+                            invocation=self.invocation())
+
+    def invocation(self) -> dict[str, Any]:
+        """What each run records of the command that asked for it (:mod:`feph_finetune.invocation`)."""
+        from feph_finetune.invocation import invocation_record
+
+        return invocation_record(self.config, self.overrides, demo=self.demo)
 
     def prepare(self, plan: Plan) -> Plan:
         """Called by :meth:`run` once every check has passed, before the first run: a client
@@ -324,7 +334,14 @@ class Session:
         store = self.store
         unsaved = [run.id for run in result.runs if run.id in result.skipped and run.config.save_model and not (store.run_dir(run.id) / MANIFEST).is_file()]
         if unsaved:
-            self.console.print(f"{len(unsaved)} of them finished without a saved model although save_model = true: add --force to run them again and save it ({', '.join(unsaved)})", highlight=False)
+            from feph_finetune.invocation import matrix_command
+
+            runs = [run for run in result.runs if run.id in unsaved]
+            experiments = list(dict.fromkeys(run.experiment for run in runs))
+            phases = {run.phase for run in runs}
+            command = matrix_command(self.invocation(), store.root, experiments, phases.pop() if len(phases) == 1 else None, force=True)
+            self.console.print(f"{len(unsaved)} of them finished without a saved model although save_model = true ({', '.join(unsaved)}); "
+                               f"to run them again and save it: {command}", highlight=False, soft_wrap=True)
 
 
 def write_figures(records: list[dict], outdir: Path, figures_dir: Path, paper: bool, console: Console, warn: Callable[[str], None]) -> None:

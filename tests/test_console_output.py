@@ -6,11 +6,13 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import shlex
 import subprocess
 import sys
 
 import pytest
+from rich.text import Text
 
 from conftest import REPO, run_cli, write_matrix
 from fake_store import write_fake_store
@@ -199,12 +201,33 @@ def test_log_lines_show_no_source_column_at_80_columns(monkeypatch):
     from feph_finetune.cli import output_console
 
     monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("FORCE_COLOR", "1")  # a terminal: rich's log lines, wrapped to its width
     console = output_console()
     with console.capture() as captured:
         console.log("demo: the efficientnet base model classifies 54% of held-out generic faces (chance: 14%); pre-trained in 281 s")
-    text = captured.get()
+    text = Text.from_ansi(captured.get()).plain
     assert "test_console_output.py" not in text and ".py:" not in text
     assert "pre-trained in 281 s" in " ".join(text.split()) and max(len(line) for line in text.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("columns", [None, "80"])
+def test_in_a_log_file_the_demos_lines_and_the_runners_have_one_format_unpadded(columns, monkeypatch):
+    """A log file (or a pipe) reads with ``grep``: one timestamp style, one line per message, no
+    trailing blanks, whatever COLUMNS says."""
+    from feph_finetune.cli import output_console
+    from feph_finetune.execution.progress import MatrixView
+
+    if columns:
+        monkeypatch.setenv("COLUMNS", columns)
+    console = output_console()
+    console.file = io.StringIO()  # not a terminal, as `> log` makes it
+    message = "demo: the efficientnet base model classifies 61% of held-out generic faces (chance: 14%); shipped, pre-trained once"
+    console.log(message)
+    MatrixView(console, []).line("running 0 runs")
+    demo_line, runner_line = console.file.getvalue().splitlines()
+    stamp = r"\d\d:\d\d:\d\d "
+    assert re.fullmatch(stamp + re.escape(message), demo_line), demo_line
+    assert re.fullmatch(stamp + re.escape("[0/0] running 0 runs"), runner_line), runner_line
 
 
 def test_a_long_label_without_spaces_folds_and_every_metric_column_stays_at_80_columns(tmp_path, capsys, monkeypatch):
@@ -352,7 +375,7 @@ def test_predicts_summary_of_twelve_classes_fits_80_columns():
     predicted = {name: index + 1 for index, name in enumerate(TWELVE)}  # 78 frames: 1%, 3%, ... 15%
     summaries = [SimpleNamespace(name="clips/sentence3.avi", frames=sum(predicted.values()), faces=70, predicted=predicted)]
     buffer = io.StringIO()
-    print_summary(summaries, bundle, Console(file=buffer, width=160))
+    print_summary(summaries, bundle, Console(file=buffer, width=80))  # the summary takes the console's width: a terminal of 80
     text = buffer.getvalue()
     assert_readable(text, {"frames", "faces", *class_abbreviations(TWELVE).values()})
     shares = [word for line in text.splitlines() for word in line.split() if word.endswith("%")]

@@ -19,6 +19,32 @@ def test_jobs_help_states_the_demo_default():
     assert "default 1; one per device with --devices; with --demo, one per CPU core" in help_text
 
 
+def test_force_help_says_the_old_results_are_kept():
+    """``--force`` sets each old record aside (:meth:`RunStore.discard`; test_command_line checks
+    the file): a help that says "discard" scares off a user who wants to keep them."""
+    from feph_finetune.results.store import PREVIOUS_RESULT_FILE, RESULT_FILE
+
+    help_text = " ".join(run_parser().format_help().split())
+    assert f"each old {RESULT_FILE} is kept as {PREVIOUS_RESULT_FILE}" in help_text and "discard" not in help_text
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_option_is_in_the_readmes_commands_table(command):
+    """The table of commands is where a newcomer looks first: an option --help has and it lacks
+    (--track, data's --group-by) is one they never learn of."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = " ".join(line for line in readme.splitlines() if line.startswith(f"| `python -m feph_finetune {command or 'EXPERIMENTS.toml'}"))
+    parser = COMMANDS[command][0]() if command else run_parser()
+    options = [option for action in parser._actions for option in action.option_strings if option.startswith("--") and option not in ("--help", "--version")]
+    assert [option for option in options if option not in rows] == []
+
+
+def test_the_readme_and_help_give_one_default_results_folder():
+    row = next(line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `python -m feph_finetune EXPERIMENTS.toml` |"))
+    assert "`--output DIR` (default: the TOML's `output`, else `runs/`; `runs/demo` with `--demo`)" in row  # as --help says
+    assert "results directory (default: the TOML's output, else runs/; runs/demo with --demo)" in " ".join(run_parser().format_help().split())
+
+
 def test_data_on_a_missing_folder_says_where_fephs_comes_from(tmp_path, capsys):
     assert main(["data", str(tmp_path / "FePh")]) == 2
     message = " ".join(capsys.readouterr().err.split())

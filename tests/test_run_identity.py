@@ -64,11 +64,11 @@ def test_a_finished_run_without_a_model_says_how_to_save_one(tmp_path, synthetic
     with pytest.raises(BundleError) as error:
         find_bundle(store.run_dir(run.id))
     message = str(error.value)
-    assert "--only FT --phase exploratory --set experiments.FT.save_model=true --force" in message
+    assert f"--only FT --phase exploratory --set experiments.FT.save_model=true --output {store.root} --force" in message
     # The matrix with save_model skips the finished run (same id) and says how to save its model.
     assert main([str(path), "--output", str(store.root), "--set", "experiments.FT.save_model=true"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "skipped 1 finished run " in out and f"1 of them finished without a saved model although save_model = true: add --force to run them again and save it ({run.id})" in out
+    assert "skipped 1 finished run " in out and f"1 of them finished without a saved model although save_model = true ({run.id}); to run them again and save it: " in out
 
 
 @pytest.mark.parametrize("error, why", [
@@ -84,7 +84,7 @@ def test_a_failed_run_without_a_model_says_the_matrix_reruns_it_without_force(tm
         find_bundle(store.run_dir(failed["id"]))
     message = str(raised.value)
     assert f"the run {why}, so the matrix runs it again" in message and "--force" not in message
-    assert message.endswith("--only M2 --phase exploratory --set experiments.M2.save_model=true")
+    assert f"--only M2 --phase exploratory --set experiments.M2.save_model=true --output {store.root} (with --demo" in message  # no config.json: what to add
 
 
 def test_a_failed_runs_line_names_the_core_or_the_plugin_and_a_timeout_says_where():

@@ -126,7 +126,7 @@ def test_predicts_summary_keeps_its_counts_whole(monkeypatch, columns, name):
         print_summary(summaries, bundle, console)
     text = captured.get()
     shares = {f"{100 * count / frames:.0f}" for count in predicted.values()}
-    assert_fits(text, columns, {str(frames), str(frames - 1), *shares}, shortened=name)
+    assert_fits(text, columns, {str(frames), str(frames - 1), *shares})  # the name folded, never shortened
 
 
 @pytest.mark.parametrize("columns", WIDTHS)
@@ -200,3 +200,52 @@ def test_the_runs_table_breaks_no_word_while_a_layout_keeps_it_whole(tmp_path, c
     if case != "13-digit counter":
         assert all(re.search(r"138888 h$", line) for line in runs_part.splitlines() if "138888" in line), runs_part
         assert all(line.strip() == "53 min" for line in runs_part.splitlines() if "53" in line and "138888" not in line), runs_part
+
+
+def predict_summary_at(columns: int, names: list[str], monkeypatch) -> str:
+    """``predict``'s summary of ``names`` (each 40 frames of the seven FePh classes) at ``columns``."""
+    from types import SimpleNamespace
+
+    from feph_finetune.api import CLASSES
+    from feph_finetune.cli import output_console
+    from feph_finetune.predict.command import print_summary
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    predicted = dict(zip(CLASSES, [6, 4, 2, 8, 10, 5, 5]))
+    summaries = [SimpleNamespace(name=name, frames=40, faces=30, predicted=predicted) for name in names]
+    console = output_console()
+    with console.capture() as captured:
+        print_summary(summaries, SimpleNamespace(classes=list(CLASSES), run_id="M2-x-0123456789"), console)
+    return captured.get()
+
+
+def input_names(text: str) -> list[str]:
+    """The input names of a summary table, each put together from its folded lines (a row's first
+    line holds its numbers, the lines after it only the rest of its name)."""
+    lines = text.splitlines()
+    body = lines[next(index for index, line in enumerate(lines) if line.strip().startswith("─")) + 1:]
+    names: list[str] = []
+    for line in body:
+        part = re.split(r"\s{2,}", line.strip())[0]
+        if "%" in line:
+            names.append(part)
+        elif part:
+            names[-1] += part
+    return names
+
+
+SAME_FILE_IN_TWO_FOLDERS = ["rec/2024-01-05/signer_a/take1.avi", "rec/2024-01-06/signer_a/take1.avi"]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_predicts_summary_names_every_input_whole_folded_where_it_does_not_fit(monkeypatch, columns):
+    """Two takes in different folders must not read the same (the name was cut to its last 20 cells)."""
+    text = predict_summary_at(columns, SAME_FILE_IN_TWO_FOLDERS, monkeypatch)
+    assert "…" not in text and max(cell_len(line) for line in text.splitlines()) <= columns, text
+    assert input_names(text) == SAME_FILE_IN_TWO_FOLDERS, text
+
+
+def test_predicts_summary_keeps_a_name_on_one_line_where_the_width_allows(monkeypatch):
+    text = predict_summary_at(120, [*SAME_FILE_IN_TWO_FOLDERS, "d/zero20to24_hfyu.avi"], monkeypatch)
+    rows = [line for line in text.splitlines() if "%" in line]
+    assert [row.split()[0] for row in rows] == [*SAME_FILE_IN_TWO_FOLDERS, "d/zero20to24_hfyu.avi"], text

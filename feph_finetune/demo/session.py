@@ -24,6 +24,7 @@ class DemoSession(Session):
     results go to ``runs/demo`` unless ``output`` says otherwise."""
 
     check_files = False  # the data and the bases do not exist before prepare() writes them
+    demo = True
 
     def __init__(self, config, **options: Any):
         options.setdefault("tables", {"demo": protocol.DEMO_OPTIONS})

@@ -45,6 +45,7 @@ from feph_finetune.data.frames import default_cache_dir
 from feph_finetune.config.matrix import Run
 from feph_finetune.execution.progress import epoch_words
 from feph_finetune.execution.tracking import RunTracking, tracked_run
+from feph_finetune.invocation import RECORD_KEY as INVOCATION
 from feph_finetune.plugins import PluginCallError, Plugins, describe_error, error_text, hook_listener
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
@@ -84,7 +85,9 @@ class RunJob:
     ``run`` carries the resolved configuration and the dataset settings (the dataset's location),
     ``split_seed`` the matrix's seed that fixes the splits, ``output`` the results store's root
     on the machine that writes the run's files, ``tracking`` the enabled tracking plugins with
-    their options (:mod:`feph_finetune.execution.tracking`), ``matrix`` the configuration's name.
+    their options (:mod:`feph_finetune.execution.tracking`), ``matrix`` the configuration's name,
+    ``invocation`` the command that asked for the run (:mod:`feph_finetune.invocation`; written
+    into its ``config.json``, so that a suggestion to run it again can repeat that command).
     """
 
     run: Run
@@ -92,6 +95,7 @@ class RunJob:
     output: str
     tracking: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     matrix: str = ""
+    invocation: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -223,7 +227,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     store.discard(run.id)  # a stale result of an earlier attempt must not outlive this one
     counters: dict[str, int] = {}
     context_for = context_factory(run, counters)
-    store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset})
+    store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset, INVOCATION: dict(job.invocation)})
     tracking = RunTracking(tracked_run(run, store.run_dir(run.id), job.matrix), job.tracking, plugins, report)
     activity = Activity(run.id, report)
     with hooks_reported(activity):  # from the first tracking hook to the last: a hung one is named

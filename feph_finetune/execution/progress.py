@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from feph_finetune.config.matrix import Run
-from feph_finetune.printable import counted, printable
+from feph_finetune.printable import LOG_TIME, counted, printable
 
 #: Finished runs listed under the running ones in the live view.
 RECENT_FINISHED = 4
@@ -137,7 +137,7 @@ class MatrixView:
         """A log line when the output is not a terminal (the live view shows the same); the
         console shows a control character in ``message`` escaped (:mod:`feph_finetune.printable`)."""
         if self.live is None and not self.console.is_terminal:
-            self.console.print(f"{time.strftime('%H:%M:%S')} [{self.count('done') + self.count('failed')}/{len(self.states)}] {message}", markup=False, highlight=False, soft_wrap=True)
+            self.console.print(f"{time.strftime(LOG_TIME)} [{self.count('done') + self.count('failed')}/{len(self.states)}] {message}", markup=False, highlight=False, soft_wrap=True)
 
     # --- figures ---
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import NoReturn
+from typing import Any, Mapping, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -49,10 +49,12 @@ class MatrixRunner:
 
     Without ``executor`` the runs execute in this process (the ``inline`` executor), which is
     what a program using the runner as a library usually wants; the command line defaults to
-    ``process``.
+    ``process``. ``invocation``: the command that asked for the runs, recorded in each one's
+    ``config.json`` (:mod:`feph_finetune.invocation`).
     """
 
-    def __init__(self, matrix: Matrix, plugins: Plugins, store: RunStore, console: Console, source: DataSource | None = None, executor: Executor | None = None):
+    def __init__(self, matrix: Matrix, plugins: Plugins, store: RunStore, console: Console, source: DataSource | None = None, executor: Executor | None = None,
+                 invocation: Mapping[str, Any] | None = None):
         from feph_finetune.execution.executors.inline import InlineExecutor
 
         self.matrix = matrix
@@ -61,12 +63,13 @@ class MatrixRunner:
         self.console = console
         self.source = source or DataSource()
         self.executor = executor or InlineExecutor({})
+        self.invocation = dict(invocation or {})
 
     def context_factory(self, run: Run, counters: dict[str, int]):
         return context_factory(run, counters)
 
     def job(self, run: Run) -> RunJob:
-        return RunJob(run, self.matrix.seed, str(self.store.root), self.matrix.tracking, self.matrix.name)
+        return RunJob(run, self.matrix.seed, str(self.store.root), self.matrix.tracking, self.matrix.name, self.invocation)
 
     def run_all(self, runs: list[Run]) -> MatrixOutcome:
         """Run every run without a finished result (``--force`` sets results aside beforehand)."""

@@ -43,6 +43,7 @@ from feph_finetune.data.frames import FrameStep
 from feph_finetune.data.keras_files import keras_file_problem
 from feph_finetune.errors import ProblemsError
 from feph_finetune.hook_results import normalised_state, state_problem
+from feph_finetune.invocation import RECORD_KEY as INVOCATION, matrix_command
 from feph_finetune.config.options import option_problems
 from feph_finetune.plugins import PluginCallError, Plugins, describe_error, error_text, is_plugin_failure, plugin_code
 from feph_finetune.results.store import RESULT_FILE, atomic_folder, output_folder_problem, write_arrays, write_json, write_model
@@ -167,17 +168,34 @@ def find_bundle(path: Path) -> Path:
 def rerun_with_model(run_dir: Path) -> str:
     """How to give the run in ``run_dir`` a model bundle: a finished run is run again with
     ``--force`` (``save_model`` does not change the run's id, so without it the run is skipped as
-    finished); a failed or timed-out one is run again by the matrix anyway, so no ``--force``."""
+    finished); a failed or timed-out one is run again by the matrix anyway, so no ``--force``.
+    The command is the one that made the run (its ``config.json``'s record:
+    :mod:`feph_finetune.invocation`), into the folder that holds it."""
+    run_dir = Path(run_dir)
     try:
-        record = read_json_file(Path(run_dir) / RESULT_FILE)
+        record = read_json_file(run_dir / RESULT_FILE)
         experiment, phase, status, error = str(record["experiment"]), str(record["phase"]), record.get("status"), record.get("error")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         experiment, phase, status, error = "NAME", "PHASE", "done", None
-    command = f"python -m feph_finetune EXPERIMENTS.toml --only {experiment} --phase {phase} --set experiments.{experiment}.save_model=true"
-    if status != "done":
+    made_by = _invocation_of(run_dir)
+    finished = status == "done"
+    command = matrix_command(made_by, run_dir.parent, [experiment], phase, [f"experiments.{experiment}.save_model=true"], force=finished)
+    if made_by is None:
+        command += " (with --demo, if the demo made it, and the --set options it was made with)"
+    if not finished:
         why = "timed out" if isinstance(error, dict) and error.get("type") == "TimedOut" else "failed"
         return f"the run {why}, so the matrix runs it again; with save_model it saves the model: {command}"
-    return f"run it again with save_model and --force (saving a model keeps the run's id, so without --force the finished run is skipped): {command} --force"
+    return f"run it again with save_model and --force (saving a model keeps the run's id, so without --force the finished run is skipped): {command}"
+
+
+def _invocation_of(run_dir: Path) -> dict[str, Any] | None:
+    """The record of the command that made the run in ``run_dir`` (None for a run written before
+    runs recorded it, or an unreadable ``config.json``)."""
+    try:
+        made_by = read_json_file(run_dir / "config.json")[INVOCATION]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return made_by if isinstance(made_by, dict) else None
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -170,9 +170,12 @@ def input_progress(console: Console) -> Progress:
 
 
 def print_summary(summaries, bundle, console: Console) -> None:
-    """Per input: frames, faces found, and the share of frames predicted as each class (fits 80
-    columns: classes that do not fit beside the input's name go to further tables; where even one
-    does not, the input's name folds, so that no count is cut).
+    """Per input: frames, faces found, and the share of frames predicted as each class, at the
+    console's width. An input's name is whole where it fits beside the numbers, else folded
+    (after a ``/``, ``.``, ``_`` or ``-`` where it can: :func:`~feph_finetune.results.reports.fold_long_words`)
+    but never shortened, so two inputs in different folders never read the same. Classes that do
+    not fit beside the name (at least :data:`INPUT_LEAST` cells) go to further tables; where even
+    one does not, the name folds narrower, so that no count is cut.
 
     Class columns are headed by :func:`feph_finetune.results.reports.class_abbreviations`, as in ``report``."""
     from rich.cells import cell_len
@@ -186,14 +189,30 @@ def print_summary(summaries, bundle, console: Console) -> None:
     rows = []
     for summary in summaries:
         shares = [f"{format_number(100 * summary.predicted.get(name, 0) / summary.frames, 0)}%" if summary.frames else "-" for name in bundle.classes]
-        rows.append([_tail(printable(summary.name), 20), format_count(summary.frames), "-" if summary.faces is None else format_count(summary.faces), *shares])
-    least = [20, 0, 0, *(4 for _ in bundle.classes)]  # the name column's and a class column's min_width
+        rows.append([printable(summary.name), format_count(summary.frames), "-" if summary.faces is None else format_count(summary.faces), *shares])
+    least = [0, 0, 0, *(4 for _ in bundle.classes)]  # a class column's min_width
     widths = [max([least[column], cell_len(headers[column])] + [cell_len(cells[column]) for cells in rows]) for column in range(len(headers))]
-    width = min(80, console.width)
-    for columns in spread_columns(widths, range(3, len(headers)), width - 2):  # the table's edges take a cell each
-        inputs = names_narrowed([widths[column] for column in columns], {0: [headers[0], *(cells[0] for cells in rows)]}, width - 2)[0]
-        console.print(Text(f"model {printable(bundle.run_id)}: share of frames per predicted class", style="table.title"), width=width)  # wraps at the console's width, not the table's
-        console.print(_summary_table(headers, rows, columns, least, inputs), width=width)
+    room = console.width - 2  # the table's edges take a cell each
+    widths[0] = _input_width(widths, room)
+    for columns in spread_columns(widths, range(3, len(headers)), room):
+        inputs = names_narrowed([widths[column] for column in columns], {0: [headers[0], *(cells[0] for cells in rows)]}, room)[0]
+        console.print(Text(f"model {printable(bundle.run_id)}: share of frames per predicted class", style="table.title"))  # wraps at the console's width, not the table's
+        console.print(_summary_table(headers, rows, columns, least, inputs))
+
+
+#: The fewest cells the input column gets before class columns move to further tables: enough for
+#: a file's name (``sentence3.avi``) or a folder's part of a path on a line of its own.
+INPUT_LEAST = 20
+#: Display cells between two columns of the summary (``collapse_padding``: one cell each side).
+COLUMN_GAP = 2
+
+
+def _input_width(widths: list[int], room: int) -> int:
+    """The input column's width when the tables are laid out: the longest name where it fits
+    beside every number column in ``room`` cells, else the room left beside them, but at least
+    :data:`INPUT_LEAST` (or the longest name, if shorter)."""
+    beside = room - sum(widths[1:]) - COLUMN_GAP * (len(widths) - 1)
+    return min(widths[0], max(INPUT_LEAST, beside))
 
 
 def _summary_table(headers: list[str], rows: list[list[str]], columns: list[int], least: list[int], input_width: int) -> Table:
@@ -208,19 +227,6 @@ def _summary_table(headers: list[str], rows: list[list[str]], columns: list[int]
     for cells in rows:
         table.add_row(Text(fold_long_words(cells[0], input_width)), *(Text(cells[column]) for column in columns[1:]))
     return table
-
-
-def _tail(name: str, width: int) -> str:
-    """The end of a long path, which names the file, in at most ``width`` terminal cells (a CJK
-    character takes two)."""
-    from rich.cells import cell_len
-
-    if cell_len(name) <= width:
-        return name
-    start = len(name)
-    while start > 0 and cell_len(name[start - 1 :]) <= width - 1:
-        start -= 1
-    return "…" + name[start:]
 
 
 def _finish_outputs(summaries, bundle, args, console: Console, errors: Console) -> None:

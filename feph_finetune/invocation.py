@@ -1,0 +1,94 @@
+"""The command that made a matrix's runs, and the commands the tool suggests from it.
+
+A run's ``config.json`` records how it was asked for (``"invocation"``: the experiments TOML's
+resolved path, or none for a configuration given as a dict; whether it was the synthetic demo; the
+``--set`` overrides). A suggestion to run a run again (``predict`` and ``export`` of a run that
+saved no model; a finished matrix whose runs lack the model they ask for) is built from that
+record, because a command that forgets one part cannot work: without ``--demo`` the demo's data
+and bases are missing, without the overrides the runs get other ids (overrides enter them), and
+without ``--output`` they land in another results folder. A matrix that stops is continued by its
+own command line without ``--force`` (:func:`continue_command`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: The key of ``config.json`` that holds the record.
+RECORD_KEY = "invocation"
+#: What a suggestion says for a run that recorded no experiments TOML (a dict configuration, or
+#: a run written before the record existed).
+UNKNOWN_CONFIG = "EXPERIMENTS.toml"
+
+
+def program() -> str:
+    """How the user started the tool: the ``feph-finetune`` script, else ``python -m feph_finetune``."""
+    return "feph-finetune" if Path(sys.argv[0]).name == "feph-finetune" else "python -m feph_finetune"
+
+
+def invocation_record(config: "str | Path | Mapping[str, Any]", overrides: Sequence[str], demo: bool) -> dict[str, Any]:
+    """What a run's ``config.json`` records of the command that made it (see the module's
+    docstring); the TOML's path is resolved, so that a suggestion works from any folder."""
+    path = None if isinstance(config, Mapping) else str(Path(config).resolve())
+    return {"config": path, "demo": demo, "overrides": list(overrides)}
+
+
+def continue_command(argv: Sequence[str]) -> str:
+    """The command that continues an interrupted matrix: the same one without ``--force``.
+
+    ``--force`` set the selected runs' results aside before the first started, so without it the
+    runs redone before the interrupt are skipped and the others run; with it, all would start over.
+    Abbreviations that argparse accepts (``--for``) count as ``--force`` too.
+    """
+    kept = [arg for arg in argv if not (arg.startswith("--f") and "--force".startswith(arg))]
+    return f"{program()} {shlex.join(kept)}"
+
+
+def matrix_command(record: Any, output: Path, only: Sequence[str], phase: str | None = None,
+                   settings: Sequence[str] = (), force: bool = False) -> str:
+    """The command that runs the experiments ``only`` (in ``phase``, else both) of the runs made
+    by ``record`` again, into ``output``, with the ``settings`` (``KEY=VALUE``) besides the
+    recorded overrides; an override that sets one of those keys (or a table holding one, or a
+    key inside one) or the results folder is left out, since both would be refused together.
+
+    ``record``: a ``config.json``'s ``"invocation"``; anything else (an older run's missing
+    record) gives :data:`UNKNOWN_CONFIG` and no overrides, for the user to complete.
+    """
+    record = record if isinstance(record, Mapping) else {}
+    config = record.get("config")
+    words = [_shown_path(config) if isinstance(config, str) and config else UNKNOWN_CONFIG]
+    if record.get("demo") is True:
+        words.append("--demo")
+    words += ["--only", *only] + (["--phase", phase] if phase else [])
+    replaced = [_key(setting) for setting in settings] + ["output"]
+    overrides = record.get("overrides")
+    for override in overrides if isinstance(overrides, list) else ():
+        if isinstance(override, str) and not any(_overlaps(_key(override), key) for key in replaced):
+            words += ["--set", override]
+    for setting in settings:
+        words += ["--set", setting]
+    words += ["--output", str(output)] + (["--force"] if force else [])
+    return f"{program()} {shlex.join(words)}"
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the working folder where it lies inside it (``experiments.toml``), else whole."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def _key(assignment: str) -> str:
+    """The dotted key of a ``KEY=VALUE`` override, spaces around it removed."""
+    return assignment.partition("=")[0].strip()
+
+
+def _overlaps(key: str, other: str) -> bool:
+    """Whether two dotted keys are the same setting, or one is a table holding the other."""
+    shorter, longer = sorted((key, other), key=len)
+    return longer == shorter or longer.startswith(shorter + ".")

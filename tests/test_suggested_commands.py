@@ -1,0 +1,105 @@
+"""Every command the tool suggests to continue or run runs again works for how they were made: the
+demo or a TOML file (its own path), the same ``--set`` overrides, the same results folder."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from feph_finetune.cli import main, run_parser
+from feph_finetune.demo.session import DemoSession
+from feph_finetune.execution import job as job_module
+from feph_finetune.execution.job import execute_run
+from feph_finetune.data.preparation import DataSource
+from feph_finetune.invocation import invocation_record, matrix_command
+from feph_finetune.predict.bundle import BundleError, find_bundle
+from feph_finetune.results.store import RunStore
+from feph_finetune.session import Session
+from conftest import write_matrix
+from fake_store import metrics_of, record, sample_confusion
+
+
+def suggested_command(message: str) -> list[str]:
+    """The arguments of the ``python -m feph_finetune ...`` command that ends ``message``."""
+    words = shlex.split(message[message.rindex("python -m feph_finetune"):])
+    return words[3:]
+
+
+def test_a_failed_runs_suggestion_repeats_its_toml_overrides_and_folder_and_finds_the_same_run(tmp_path, synthetic_feph, monkeypatch, capsys):
+    """Overrides enter the run ids: a suggestion without them would run other runs than this one."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.FT]\n")
+    overrides = ["experiments.FT.batch_size=16", "experiments.FT.save_model=false"]
+    session = Session(path, executor="inline", output=tmp_path / "runs", overrides=overrides, console=Console(file=io.StringIO()))
+    (run,) = session.plan()
+
+    def fail_at_once(run, plugins):
+        raise RuntimeError("stopped before training")
+
+    monkeypatch.setattr(job_module, "check_installed", fail_at_once)  # the run fails at once, its config.json written
+    assert execute_run(session.runner().job(run), session.plugins, DataSource()) == "failed"
+    config = json.loads((session.store.run_dir(run.id) / "config.json").read_text())
+    assert config["invocation"] == {"config": str(path.resolve()), "demo": False, "overrides": overrides}
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BundleError) as error:
+        find_bundle(session.store.run_dir(run.id))
+    argv = suggested_command(str(error.value))
+    assert argv == ["m.toml", "--only", "FT", "--phase", "exploratory", "--set", "experiments.FT.batch_size=16",
+                    "--set", "experiments.FT.save_model=true", "--output", str(session.store.root)]
+    capsys.readouterr()
+    assert main([*argv, "--dry-run", "--json"]) == 0
+    assert [listed["id"] for listed in json.loads(capsys.readouterr().out)] == [run.id]
+
+
+def test_a_demo_runs_suggestion_says_demo(tmp_path, synthetic_feph, monkeypatch):
+    """The demo's data and bases exist only with --demo: a command without it cannot work."""
+    path = write_matrix(tmp_path / "experiments.toml", synthetic_feph, "[experiments.M2]\nphases = ['cv']\n")
+    demo = DemoSession(path, overrides=["demo.folds=2"], console=Console(file=io.StringIO()))
+    assert demo.invocation() == {"config": str(path.resolve()), "demo": True, "overrides": ["demo.folds=2"]}
+    assert Session(path).invocation()["demo"] is False
+
+    store = RunStore(tmp_path / "runs" / "demo")
+    finished = record("M2", 0, "cv", 0, metrics_of(sample_confusion(0.6, np.random.default_rng(0))), 1.0)
+    store.finish(finished["id"], finished)
+    store.write(finished["id"], "config.json", {"invocation": demo.invocation()})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BundleError) as error:
+        find_bundle(store.run_dir(finished["id"]))
+    args = run_parser().parse_args(suggested_command(str(error.value)))
+    assert (str(args.config), args.demo, args.only, args.phase, args.force) == ("experiments.toml", True, ["M2"], "cv", True)
+    assert args.overrides == ["demo.folds=2", "experiments.M2.save_model=true"] and args.output == store.root
+
+
+def test_a_run_without_a_record_says_what_to_add():
+    """A run written before runs recorded their command: the placeholder, and what it may lack."""
+    command = matrix_command(None, Path("runs"), ["M2"], "cv", force=True)
+    assert command == "python -m feph_finetune EXPERIMENTS.toml --only M2 --phase cv --output runs --force"
+
+
+@pytest.mark.parametrize("override", ["output=elsewhere", "experiments.M2.save_model=false", "experiments.M2={save_model = false}"])
+def test_a_recorded_override_that_the_suggestion_replaces_is_left_out(override):
+    """Both would be refused together (a key set twice with different values)."""
+    record_ = invocation_record({}, [override, "seed=5"], demo=False)
+    argv = shlex.split(matrix_command(record_, Path("runs"), ["M2"], None, ["experiments.M2.save_model=true"]))
+    assert override not in argv and "seed=5" in argv
+
+
+def test_the_matrixs_note_on_runs_without_a_saved_model_gives_the_whole_command(tmp_path, synthetic_feph, capsys):
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.FT]\n")
+    store = RunStore(tmp_path / "runs")
+    session = Session(path, output=store.root, overrides=["experiments.FT.batch_size=16"])
+    (run,) = session.plan()
+    finished = record("M2", 0, "exploratory", None, metrics_of(sample_confusion(0.6, np.random.default_rng(0))), 1.0)
+    store.finish(run.id, {**finished, "id": run.id, "experiment": "FT", "cv_label": ""})
+    argv = [str(path), "--output", str(store.root), "--set", "experiments.FT.batch_size=16", "--set", "experiments.FT.save_model=true"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("1 of them")]  # one line, however wide: a command to copy
+    assert line.endswith(f"to run them again and save it: python -m feph_finetune {shlex.quote(str(path))} --only FT --phase exploratory "
+                         f"--set experiments.FT.batch_size=16 --set experiments.FT.save_model=true --output {store.root} --force")
