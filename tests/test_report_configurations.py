@@ -192,19 +192,22 @@ def test_a_renamed_label_shows_in_the_matrix_report_and_in_the_records(tmp_path,
 
 
 def test_a_renamed_label_reaches_the_runs_configuration_and_its_bundle(tmp_path, synthetic_feph):
-    """An exported bundle carried the old label: only result.json took the new one."""
+    """An exported bundle carried the old label: only result.json took the new one; then the
+    ``config`` object of config.json and bundle.json kept it, each file contradicting itself."""
     config = write_matrix(tmp_path / "a.toml", synthetic_feph, M2)
     output = tmp_path / "out"
     [run, *_] = plan_matrix(config)
     write_finished(output, [run], accuracy=0.5)
-    bundle = {"format": "feph_finetune-bundle", "run": {"id": run.id, "experiment": "M2", "label": run.label}, "classes": CLASSES}
+    bundle = {"format": "feph_finetune-bundle", "run": {"id": run.id, "experiment": "M2", "label": run.label}, "classes": CLASSES,
+              "config": run.config.to_json()}
     (output / run.id / "bundle.json").write_text(json.dumps(bundle), encoding="utf-8")
 
     run_matrix(config, output=output, executor="inline", only=["M2"], phase=run.phase, overrides=["experiments.M2.label=Renamed"],
                console=EscapingConsole(quiet=True))
     recorded = json.loads((output / run.id / "config.json").read_text(encoding="utf-8"))
-    assert recorded["run"]["label"] == "Renamed" and recorded["config"] == run.config.to_json()
-    assert json.loads((output / run.id / "bundle.json").read_text(encoding="utf-8")) == {**bundle, "run": {**bundle["run"], "label": "Renamed"}}
+    renamed = {**run.config.to_json(), "label": "Renamed"}
+    assert recorded["run"]["label"] == "Renamed" and recorded["config"] == renamed
+    assert json.loads((output / run.id / "bundle.json").read_text(encoding="utf-8")) == {**bundle, "run": {**bundle["run"], "label": "Renamed"}, "config": renamed}
 
 
 def test_the_rename_line_counts_the_runs_and_names_only_the_fields_that_changed(tmp_path, synthetic_feph):
