@@ -32,7 +32,8 @@ plugins, the paper's by ``paper_metrics``):
   null; ``sensitivity`` an object of class name to a fraction or null, one per name of
   ``classes`` when the record lists them; ``confusion`` null or a
   square array of arrays of counts (whole numbers from 0), one row per class of the record
-  (``classes``, else the ``sensitivity`` names, else the paper's seven); any other metric is
+  (``classes``, else the ``sensitivity`` names, else the paper's seven), in the order
+  :func:`confusion_classes` gives; any other metric is
   free, but named by text that is not empty or blank (a report column's title), and a number
   among them (reported as a further metric) must be finite;
 - ``error``: null or an object whose ``plugin``, ``hook``, ``type``, ``message`` and
@@ -275,6 +276,26 @@ def metrics_problems(metrics: dict[str, Any], classes: list[str] | None) -> list
     check = _Check()
     Metrics.read(metrics, check, None if classes is None else list(classes))
     return check.problems
+
+
+def confusion_classes(record: dict[str, Any]) -> list[str] | None:
+    """The classes of a record (a JSON object, as :meth:`RunRecord.to_json` gives it) in the
+    order of its confusion matrix's rows and columns: its ``classes``. A record without them was
+    written by a version that knew FePh's seven classes only, in the paper's order
+    (:data:`~feph_finetune.api.CLASSES`): so where its sensitivity names are those seven (in any
+    key order) or it has none. Where they are other names the order cannot be told: JSON keys
+    carry no order (RFC 8259; tools that write JSON again reorder them), so None, and a reader
+    leaves that matrix out rather than sum rows of one class into another's."""
+    if record.get("classes"):
+        return list(record["classes"])
+    sensitivity = (record.get("metrics") or {}).get("sensitivity")
+    return list(CLASSES) if not sensitivity or set(sensitivity) == set(CLASSES) else None
+
+
+def class_names(record: dict[str, Any]) -> list[str]:
+    """The class names of a record: :func:`confusion_classes`, else its sensitivity's names (in
+    no order that means anything); empty when it names none."""
+    return confusion_classes(record) or list((record.get("metrics") or {}).get("sensitivity") or {})
 
 
 def _same_classes(sensitivity: dict, classes: list[str] | None, check: _Check) -> None:
