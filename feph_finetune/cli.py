@@ -508,7 +508,7 @@ def one_run_each(store) -> list[dict]:
     from feph_finetune.results.run_configurations import with_configurations
 
     identify, read = recorded_id_rules(config_from_dict({}), get_plugins()), lru_cache(maxsize=None)(run_files)
-    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn, read), identify, read)
+    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn, read), identify, read, warn)
 
 
 def print_confusion(records: list[dict], name: str, console: Console) -> int:

@@ -251,3 +251,32 @@ def test_each_runs_configuration_files_are_read_once(tmp_path, synthetic_feph, c
     assert len(json.loads(capsys.readouterr().out)) == 2  # the exploratory row and the cv row
     configuration_files = sorted(path for path in read if path.name in ("config.json", "environment.json"))
     assert configuration_files == sorted(output / run.id / name for run in runs for name in ("config.json", "environment.json"))
+
+
+@pytest.mark.parametrize("file, path", [("environment.json", ["split_seed"]), ("config.json", ["dataset", "folds"]),
+                                        ("config.json", ["dataset", "newkey"]), ("config.json", ["config", "options", "adam", "lr"])],
+                         ids=["split_seed", "dataset.folds", "unknown key", "option"])
+def test_a_number_no_float_holds_in_a_runs_settings_leaves_its_configuration_out_with_one_warning_naming_the_file(tmp_path, synthetic_feph,
+                                                                                                                  capsys, file, path):
+    """An integer too large for a float (``1`` and 400 zeros) passes the folder's reading but not
+    the record check that the report makes again once the configuration is attached: every
+    report mode exited 2 naming no file. The run is grouped as one without a readable
+    config.json, and the report goes on."""
+    output = tmp_path / "out"
+    [run, *others] = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, [run, *others], accuracy=0.5)
+    spoilt = output / run.id / file
+    data = json.loads(spoilt.read_text(encoding="utf-8"))
+    held = data
+    for key in path[:-1]:
+        held = held[key]
+    held[path[-1]] = 10**400
+    spoilt.write_text(json.dumps(data), encoding="utf-8")
+
+    for mode in (["--format", "json"], ["--confusion", "M2"]):
+        assert main(["report", str(output), *mode]) == 0, mode
+        printed = capsys.readouterr()
+        warnings = [line for line in printed.err.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and warnings[0].startswith(f"warning: {spoilt}: {'.'.join(path)}: expected a number a float can hold"), printed.err
+    assert main(["report", str(output), "--format", "json"]) == 0
+    assert sorted((row["phase"], row["folds"]) for row in json.loads(capsys.readouterr().out)) == [("cv", 3), ("exploratory", 1)]

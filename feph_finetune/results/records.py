@@ -133,11 +133,22 @@ def _overflowing_numbers(value: Any, name: str, check: "_Check") -> None:
     while pending:
         item, where = pending.pop()
         if isinstance(item, dict):
-            pending.extend((child, f"{where}.{key}") for key, child in item.items())
+            pending.extend((child, f"{where}.{key}" if where else str(key)) for key, child in item.items())
         elif isinstance(item, list):
             pending.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
         elif isinstance(item, int) and not isinstance(item, bool) and not is_float_number(item):
             check.fail(where, "a number a float can hold (within about 1.8e308)", item)
+
+
+def free_value_problems(value: Any, name: str = "") -> list[str]:
+    """What a record refuses in the JSON ``value`` of a free field named ``name`` (``variant``,
+    a field this version does not know, such as the ``configuration`` a report attaches from a
+    run's ``config.json``: :mod:`feph_finetune.results.run_configurations`), one line each; so
+    that what is attached to a record is refused where its file is known, not when the record is
+    checked again without it."""
+    check = _Check()
+    _overflowing_numbers(value, name, check)
+    return check.problems
 
 
 class _Check:
