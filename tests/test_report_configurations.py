@@ -280,3 +280,27 @@ def test_a_number_no_float_holds_in_a_runs_settings_leaves_its_configuration_out
         assert len(warnings) == 1 and warnings[0].startswith(f"warning: {spoilt}: {'.'.join(path)}: expected a number a float can hold"), printed.err
     assert main(["report", str(output), "--format", "json"]) == 0
     assert sorted((row["phase"], row["folds"]) for row in json.loads(capsys.readouterr().out)) == [("cv", 3), ("exploratory", 1)]
+
+
+@pytest.mark.parametrize("name, edited", [("data", "ffffffffffff"), ("variant", {"options.adam.lr": 0.5})], ids=["data", "variant"])
+def test_a_record_contradicting_its_config_json_on_variant_or_data_counts_in_its_configuration_with_a_warning(tmp_path, synthetic_feph,
+                                                                                                             capsys, name, edited):
+    """A fold's result.json edited to other data or a grid value: it was a row of its own, named
+    like its configuration's (data) or after a grid variant that never ran, without a word. The
+    run's id hashes what its config.json records, so the record is the one in error."""
+    output = tmp_path / "out"
+    runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, runs, accuracy=0.5)
+    spoilt = output / next(run.id for run in runs if run.fold == 1) / "result.json"
+    spoilt.write_text(json.dumps({**json.loads(spoilt.read_text(encoding="utf-8")), name: edited}), encoding="utf-8")
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    rows = json.loads(printed.out)
+    assert sorted((row["phase"], row["folds"], json.dumps(row["variant"]), row["data"]) for row in rows) == [
+        ("cv", 3, "{}", runs[0].dataset["fingerprint"]), ("exploratory", 1, "{}", runs[0].dataset["fingerprint"])]
+    said = " ".join(printed.err.split())
+    assert said.count("warning:") == 1
+    assert (f"warning: experiment M2: cv {spoilt} records {name} {json.dumps(edited)}, its config.json "
+            f"{json.dumps(runs[0].variant if name == 'variant' else runs[0].dataset['fingerprint'])} (what its run id hashes); "
+            "counted as config.json says") in said

@@ -30,8 +30,15 @@ from feph_finetune.results.records import free_value_problems
 from feph_finetune.results.store import RunStore
 
 #: The key under which a report record carries its configuration:
-#: ``{"id": text, "settings": {dotted name: value}}``, or null where it cannot be told.
+#: ``{"id": text, "settings": {dotted name: value}, "recorded": {field: value}}``, or null where
+#: it cannot be told.
 CONFIGURATION = "configuration"
+
+#: The fields of a record that its ``config.json`` records too (in its ``run`` object), each with
+#: the JSON type it has there: what its id hashes (the grid values, the data's fingerprint), so
+#: that a record contradicting them is placed by its configuration
+#: (:func:`feph_finetune.results.reports.configuration_warnings` says so).
+RECORDED_IN_CONFIG = {"variant": dict, "data": str}
 
 #: ``[dataset]`` keys that say what was read rather than how (the data's fingerprint is the
 #: record's ``data``, which splits rows already) or that never change a result.
@@ -52,7 +59,9 @@ def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str
                      read: Callable[[Path], RunFiles | str] = run_files,
                      warn: Callable[[str], None] | None = None) -> dict[str, Any] | None:
     """The configuration of the run recorded in ``folder``: ``{"id": the hash of its id with the
-    fold left out, "settings": its settings as dotted names}``; None where its ``config.json``
+    fold left out, "settings": its settings as dotted names, "recorded": its
+    :data:`RECORDED_IN_CONFIG` fields as its config.json's ``run`` gives them (those of their
+    type)}``; None where its ``config.json``
     or ``environment.json`` cannot be read, holds what no record may (said to ``warn``) or its
     id cannot be computed again. ``known``: the configurations computed so far, by what the
     files record less the run's id and fold."""
@@ -70,7 +79,8 @@ def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str
         return known[key]
     identity = identify(without_fold, environment.get("split_seed"))
     settings = {**_settings(recorded), "split_seed": environment.get("split_seed")}
-    configuration = None if identity is None else {"id": identity.rsplit("-", 1)[-1], "settings": settings}
+    recorded_fields = {name: recorded["run"][name] for name, kind in RECORDED_IN_CONFIG.items() if isinstance(recorded["run"].get(name), kind)}
+    configuration = None if identity is None else {"id": identity.rsplit("-", 1)[-1], "settings": settings, "recorded": recorded_fields}
     if known is not None:
         known[key] = configuration
     return configuration
