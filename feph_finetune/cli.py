@@ -410,7 +410,7 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.data.describe import DATA_FLAGS, dataset_settings, describe_dataset, render_description
     from feph_finetune.data.user_files import input_folder_problem
 
-    load_plugins()  # the data formats and their settings are plugins'
+    load_plugins()  # the data formats are plugins: say what loading them did
     problems = flag_problems_of(args, DATA_NUMBERS)
     if args.root.is_file():
         problems.append(Problem(f"ROOT {args.root}", f"is a file, not a folder: give the dataset folder that holds it ({args.root.parent})"))

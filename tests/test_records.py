@@ -354,13 +354,15 @@ def test_a_confusion_whose_class_order_cannot_be_told_is_left_out_with_a_warning
         return {"id": f"X-cv{fold}-0123456789", "experiment": "X", "phase": "cv", "fold": fold, "status": "done", "classes": classes,
                 "metrics": {"accuracy": 0.5, "sensitivity": {"cat": 0.5, "dog": 0.5}, "confusion": confusion}}
 
-    runs = [fold(0, ["cat", "dog"], [[3, 1], [0, 2]]), fold(1, None, [[5, 0], [0, 7]])]
+    failed = {"id": "X-cv2-0123456789", "experiment": "X", "phase": "cv", "fold": 2, "status": "failed", "classes": None, "metrics": None}
+    runs = [fold(0, ["cat", "dog"], [[3, 1], [0, 2]]), fold(1, None, [[5, 0], [0, 7]]), failed]  # failed: names no classes, joins the row
     summed, folds = _summed_by_name(runs)
     assert folds == 1 and summed == {("cat", "cat"): 3, ("cat", "dog"): 1, ("dog", "cat"): 0, ("dog", "dog"): 2}
     [warning] = configuration_warnings(runs, lambda run_id: f"out/{run_id}/result.json")
     assert warning == ("experiment X: cv confusion matrix of out/X-cv1-0123456789/result.json left out: the record lists no classes and its "
                        "sensitivity names other classes than FePh's seven, so the order of the matrix's rows cannot be told")
-    assert summarize(runs)[0]["folds"] == 2  # its other metrics count
+    [row] = summarize(runs)
+    assert (row["folds"], row["failed"]) == (2, 1)  # its other metrics count
 
 
 def test_order_seed_and_notes_outside_what_a_run_writes_are_named():

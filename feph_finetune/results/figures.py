@@ -425,9 +425,9 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Cross-validation: accuracy per fold, mean and 95% confidence interval", fontsize=11)
     axes.grid(axis="y", alpha=0.3)
-    # Under the axes, never over the points; a column per 2.2 inches, so that it fits the figure's
-    # width (4 columns were cut at both edges of a 7-inch figure).
-    # Under the tick labels, however many lines they take (wrapped names: :func:`wrapped`).
+    # Under the axes and their tick labels, however many lines those take (:func:`wrapped`), never
+    # over the points; a column per 2.2 inches, so that it fits the figure's width (4 columns
+    # were cut at both edges of a 7-inch figure).
     columns = max(1, min(4, int(figure.get_size_inches()[0] / 2.2)))
     below = offset_copy(axes.transAxes, fig=figure, y=-(_LEGEND_GAP + lines * _line_height(_CV_TICK_SIZE)), units="points")
     axes.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, ncols=columns, frameon=False)

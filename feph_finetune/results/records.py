@@ -304,9 +304,13 @@ def confusion_classes(record: dict[str, Any]) -> list[str] | None:
 
 
 def class_names(record: dict[str, Any]) -> list[str]:
-    """The class names of a record: :func:`confusion_classes`, else its sensitivity's names (in
-    no order that means anything); empty when it names none."""
-    return confusion_classes(record) or list((record.get("metrics") or {}).get("sensitivity") or {})
+    """The class names a record gives: its ``classes``, else its sensitivity's names (in the
+    paper's order where they are its seven: :func:`confusion_classes`; else in no order that
+    means anything); empty where it names none (a failed run), which says nothing of its classes."""
+    if record.get("classes"):
+        return list(record["classes"])
+    named = list((record.get("metrics") or {}).get("sensitivity") or {})
+    return list(CLASSES) if set(named) == set(CLASSES) else named
 
 
 def _same_classes(sensitivity: dict, classes: list[str] | None, check: _Check) -> None:

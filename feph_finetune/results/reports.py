@@ -136,9 +136,8 @@ def configuration_warnings(records: Iterable[dict], file_of: Callable[[str], str
     or runs of one configuration whose records disagree on what a row shows (:data:`_ROW_FIELDS`),
     each configuration a row of its own; a record whose ``variant`` or ``data`` contradicts its
     config.json, counted as config.json says (:func:`_as_configured`); a fold recorded twice,
-    counted once; or a row's metric
-    that some of its finished runs lack, its mean over fewer runs than the row counts; or a
-    run's confusion matrix left out, the order of its rows unknown. ``file_of``
+    counted once; a row's metric that some of its finished runs lack, its mean over fewer runs
+    than the row counts; or a run's confusion matrix left out, the order of its rows unknown. ``file_of``
     names the file of a run id (a results folder's ``result.json``). ``summarize`` splits and
     counts the same way whether warned or not; a caller prints these once (the figures group
     the runs again)."""
@@ -162,14 +161,14 @@ _SHOWN_VALUE = 48
 
 @dataclass
 class _Split:
-    """The runs of one (phase, experiment, variant, data) that are not one row as they are (the
-    records whose variant or data contradicted their config.json, each with what it recorded and
-    what its config.json says, among them): the
+    """The runs of one (phase, experiment, variant, data) that are not one row as they are: the
     configurations they were made under (several where ``differing`` names what differs), the
     folds recorded twice (each ``(counted, left out)``), the metrics a row's mean takes from
-    some of its runs only (each ``(metric, runs without it, runs the row counts)``) and the runs
+    some of its runs only (each ``(metric, runs without it, runs the row counts)``), the runs
     whose confusion matrix is left out, the order of its rows unknown
-    (:func:`~feph_finetune.results.records.confusion_classes`)."""
+    (:func:`~feph_finetune.results.records.confusion_classes`), and the records that
+    contradicted their config.json (each ``(run, field, recorded, configured)``:
+    :func:`_as_configured`)."""
 
     experiment: str
     phase: str

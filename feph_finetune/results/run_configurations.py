@@ -61,10 +61,9 @@ def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str
     """The configuration of the run recorded in ``folder``: ``{"id": the hash of its id with the
     fold left out, "settings": its settings as dotted names, "recorded": its
     :data:`RECORDED_IN_CONFIG` fields as its config.json's ``run`` gives them (those of their
-    type)}``; None where its ``config.json``
-    or ``environment.json`` cannot be read, holds what no record may (said to ``warn``) or its
-    id cannot be computed again. ``known``: the configurations computed so far, by what the
-    files record less the run's id and fold."""
+    type)}``; None where its ``config.json`` or ``environment.json`` cannot be read, holds what
+    no record may (said to ``warn``) or its id cannot be computed again. ``known``: the
+    configurations computed so far, by what the files record less the run's id and fold."""
     files = read(folder)
     if isinstance(files, str) or not isinstance(files[0].get("run"), dict):
         return None
