@@ -256,7 +256,9 @@ def _shortened_word(found: re.Match) -> str:
 
 def load_plugins():
     """The plugin registry, after printing its warnings (unusable plugins, unknown names, executors
-    left out) on stderr."""
+    left out, what a plugin's import changed and was changed back) on stderr: every command
+    that uses plugins gets them here (the matrix: :meth:`feph_finetune.session.Session.load_plugins`),
+    so that none restores a plugin's changes without a word."""
     from feph_finetune.execution.executors import executor_warnings
     from feph_finetune.plugins import get_plugins
 
@@ -409,6 +411,7 @@ def cmd_data(args, console: Console) -> int:
     from feph_finetune.data.describe import DATA_FLAGS, dataset_settings, describe_dataset, render_description
     from feph_finetune.data.user_files import input_folder_problem
 
+    load_plugins()  # the data formats are plugins: say what loading them did
     problems = flag_problems_of(args, DATA_NUMBERS)
     if args.root.is_file():
         problems.append(Problem(f"ROOT {args.root}", f"is a file, not a folder: give the dataset folder that holds it ({args.root.parent})"))
@@ -504,12 +507,11 @@ def one_run_each(store) -> list[dict]:
 
     from feph_finetune.config.matrix import recorded_id_rules
     from feph_finetune.config.reading import config_from_dict
-    from feph_finetune.plugins import get_plugins
     from feph_finetune.results.earlier_ids import one_record_per_run, run_files
     from feph_finetune.results.run_configurations import with_configurations
 
-    identify, read = recorded_id_rules(config_from_dict({}), get_plugins()), lru_cache(maxsize=None)(run_files)
-    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn, read), identify, read)
+    identify, read = recorded_id_rules(config_from_dict({}), load_plugins()), lru_cache(maxsize=None)(run_files)
+    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn, read), identify, read, warn)
 
 
 def print_confusion(records: list[dict], name: str, console: Console) -> int:

@@ -187,6 +187,22 @@ def test_the_fold_axis_names_its_configurations_escaped(store):
     assert any("No-FT\\nEVIL" in tick.get_text() for tick in figure.axes[0].get_xticklabels())
 
 
+def test_configurations_named_by_long_settings_have_fold_axis_names_that_neither_overlap_nor_meet_the_legend(store):
+    """Two configurations of one experiment, named by what differs (the report's own names):
+    their tick labels printed over each other, unreadable."""
+    cv = chosen(store, "cv")[:3]
+    cv[0][0]["variant"] = {"dataset.labels": "", "dataset.images": ""}
+    cv[1][0]["variant"] = {"dataset.labels": "FePh_labels.csv", "dataset.images": "FePh_images", "options.adam.lr": 0.001}
+    cv[2][0]["label"] = "a label of many words " * 4
+    figure = cv_accuracy_figure(cv)
+    figure.canvas.draw()
+    labels = figure.axes[0].get_xticklabels()
+    assert not _crowded_x_labels(labels)
+    assert not any(_overlapping([figure.axes[0].get_legend().get_window_extent(), label]) for label in _extents(labels))
+    assert not _cut_off(figure)
+    assert "dataset.images=FePh_images" in "".join(label.get_text() for label in labels).replace("\n", "")  # folded, not cut
+
+
 def test_predicts_plot_draws_input_and_class_names_escaped():
     from feph_finetune.predict.apply import FrameSeries, InputSummary
     from feph_finetune.predict.plots import probabilities_figure

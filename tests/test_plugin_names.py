@@ -13,6 +13,7 @@ from feph_finetune.config.options import Option
 from feph_finetune.plugins import PluginCallError, get_plugins
 
 from conftest import write_matrix
+from fake_store import write_fake_store
 from test_hook_results import Declares
 from test_plugins import GOOD_METRIC, cli_with, site, write_distribution  # noqa: F401 (site: a fixture)
 
@@ -174,4 +175,25 @@ def test_the_environment_warning_is_shown_by_commands(site):
     listing = cli_with(site, "plugins")
     assert listing.returncode == 0
     said = " ".join(listing.stderr.split())  # run_cli sets the cache: "changed", not "set"
+    assert "warning: plugin 'mover' changed environment variables while imported (changed FEPH_FINETUNE_CACHE); changed back" in said
+
+
+#: A command of each kind that imports the plugins, with what it needs (a results folder, data).
+PLUGIN_COMMANDS = {
+    "plugins": lambda out, data: ["plugins"],
+    "data": lambda out, data: ["data", str(data)],
+    "report": lambda out, data: ["report", str(out)],
+    "predict": lambda out, data: ["predict", str(out / "no-model"), str(data)],
+    "matrix": lambda out, data: [str(write_matrix(out.parent / "m.toml", data, '[experiments.B]\nevaluate = ["paper_metrics"]\n')), "--dry-run"],
+}
+
+
+@pytest.mark.parametrize("command", list(PLUGIN_COMMANDS))
+def test_every_command_says_what_a_plugins_import_changed_and_was_changed_back(site, tmp_path, synthetic_feph, command):
+    """``report`` (and ``data``, ``predict``) took the registry without its warnings: a plugin's
+    import-time ``os.chdir`` and ``os.environ`` changes were undone without a word."""
+    write_distribution(site, entry="mover", body=f'import os\nos.chdir({str(tmp_path)!r})\nos.environ["FEPH_FINETUNE_CACHE"] = "/x"\n')
+    write_fake_store(tmp_path / "out")
+    said = " ".join(cli_with(site, *PLUGIN_COMMANDS[command](tmp_path / "out", synthetic_feph)).stderr.split())
+    assert "warning: plugin 'mover' changed the working directory to" in said
     assert "warning: plugin 'mover' changed environment variables while imported (changed FEPH_FINETUNE_CACHE); changed back" in said

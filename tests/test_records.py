@@ -14,6 +14,7 @@ import pytest
 from feph_finetune.cli import main
 from feph_finetune.config.schema import SEED_MAXIMUM
 from feph_finetune.results.records import MAX_ORDER, RecordShapeError, RunRecord
+from feph_finetune.results.reports import summarize
 
 from fake_store import write_fake_store
 
@@ -314,6 +315,54 @@ def test_a_fold_listing_the_classes_in_another_order_is_summed_class_by_class(st
     target["classes"] = classes[::-1]
     target["metrics"]["confusion"] = [row[::-1] for row in target["metrics"]["confusion"][::-1]]
     assert (summed_confusion(reordered, classes)[0] == expected).all()
+
+
+def _summed_by_name(runs):
+    """The confusion of ``runs`` (one configuration's) as the reports sum it: over the classes
+    of their row, in the row's order; ``{(true, predicted): count}``."""
+    from feph_finetune.results.confusion import summed_confusion
+    from feph_finetune.results.reports import configurations
+
+    [(row, kept)] = [(row, kept) for row, kept in configurations(runs) if row["phase"] == "cv"]
+    classes = list(row["sensitivity"])
+    counts, folds = summed_confusion(kept, classes)
+    return {(true, predicted): int(counts[i, j]) for i, true in enumerate(classes) for j, predicted in enumerate(classes)}, folds
+
+
+def test_a_record_without_classes_has_its_confusion_in_the_papers_order_whatever_its_sensitivity_key_order(store):
+    """Records without ``classes`` come from versions that knew FePh's seven classes only, in
+    the paper's order; their sensitivity's JSON key order means nothing (a tool that writes the
+    file again may reverse it), so it must not decide which row is which class."""
+    from feph_finetune.results.store import RunStore
+
+    runs = [record for record in RunStore(store).records() if record["experiment"] == "M2" and record["phase"] == "cv"]
+    expected = _summed_by_name(runs)
+    target = next(run for run in runs if run["id"] == TARGET)
+    target["classes"] = None
+    target["metrics"]["sensitivity"] = dict(reversed(target["metrics"]["sensitivity"].items()))
+    runs.sort(key=lambda run: run is not target)  # first: its names would give the row its class order
+    assert _summed_by_name(runs) == expected
+
+
+def test_a_confusion_whose_class_order_cannot_be_told_is_left_out_with_a_warning_naming_its_file():
+    """A record without ``classes`` whose sensitivity names other classes than FePh's seven: the
+    order of its confusion's rows cannot be told, so its matrix is left out of the sum (its other
+    metrics count) and the report's warnings name it."""
+    from feph_finetune.results.reports import configuration_warnings
+
+    def fold(fold, classes, confusion):
+        return {"id": f"X-cv{fold}-0123456789", "experiment": "X", "phase": "cv", "fold": fold, "status": "done", "classes": classes,
+                "metrics": {"accuracy": 0.5, "sensitivity": {"cat": 0.5, "dog": 0.5}, "confusion": confusion}}
+
+    failed = {"id": "X-cv2-0123456789", "experiment": "X", "phase": "cv", "fold": 2, "status": "failed", "classes": None, "metrics": None}
+    runs = [fold(0, ["cat", "dog"], [[3, 1], [0, 2]]), fold(1, None, [[5, 0], [0, 7]]), failed]  # failed: names no classes, joins the row
+    summed, folds = _summed_by_name(runs)
+    assert folds == 1 and summed == {("cat", "cat"): 3, ("cat", "dog"): 1, ("dog", "cat"): 0, ("dog", "dog"): 2}
+    [warning] = configuration_warnings(runs, lambda run_id: f"out/{run_id}/result.json")
+    assert warning == ("experiment X: cv confusion matrix of out/X-cv1-0123456789/result.json left out: the record lists no classes and its "
+                       "sensitivity names other classes than FePh's seven, so the order of the matrix's rows cannot be told")
+    [row] = summarize(runs)
+    assert (row["folds"], row["failed"]) == (2, 1)  # its other metrics count
 
 
 def test_order_seed_and_notes_outside_what_a_run_writes_are_named():

@@ -192,19 +192,22 @@ def test_a_renamed_label_shows_in_the_matrix_report_and_in_the_records(tmp_path,
 
 
 def test_a_renamed_label_reaches_the_runs_configuration_and_its_bundle(tmp_path, synthetic_feph):
-    """An exported bundle carried the old label: only result.json took the new one."""
+    """An exported bundle carried the old label: only result.json took the new one; then the
+    ``config`` object of config.json and bundle.json kept it, each file contradicting itself."""
     config = write_matrix(tmp_path / "a.toml", synthetic_feph, M2)
     output = tmp_path / "out"
     [run, *_] = plan_matrix(config)
     write_finished(output, [run], accuracy=0.5)
-    bundle = {"format": "feph_finetune-bundle", "run": {"id": run.id, "experiment": "M2", "label": run.label}, "classes": CLASSES}
+    bundle = {"format": "feph_finetune-bundle", "run": {"id": run.id, "experiment": "M2", "label": run.label}, "classes": CLASSES,
+              "config": run.config.to_json()}
     (output / run.id / "bundle.json").write_text(json.dumps(bundle), encoding="utf-8")
 
     run_matrix(config, output=output, executor="inline", only=["M2"], phase=run.phase, overrides=["experiments.M2.label=Renamed"],
                console=EscapingConsole(quiet=True))
     recorded = json.loads((output / run.id / "config.json").read_text(encoding="utf-8"))
-    assert recorded["run"]["label"] == "Renamed" and recorded["config"] == run.config.to_json()
-    assert json.loads((output / run.id / "bundle.json").read_text(encoding="utf-8")) == {**bundle, "run": {**bundle["run"], "label": "Renamed"}}
+    renamed = {**run.config.to_json(), "label": "Renamed"}
+    assert recorded["run"]["label"] == "Renamed" and recorded["config"] == renamed
+    assert json.loads((output / run.id / "bundle.json").read_text(encoding="utf-8")) == {**bundle, "run": {**bundle["run"], "label": "Renamed"}, "config": renamed}
 
 
 def test_the_rename_line_counts_the_runs_and_names_only_the_fields_that_changed(tmp_path, synthetic_feph):
@@ -248,3 +251,56 @@ def test_each_runs_configuration_files_are_read_once(tmp_path, synthetic_feph, c
     assert len(json.loads(capsys.readouterr().out)) == 2  # the exploratory row and the cv row
     configuration_files = sorted(path for path in read if path.name in ("config.json", "environment.json"))
     assert configuration_files == sorted(output / run.id / name for run in runs for name in ("config.json", "environment.json"))
+
+
+@pytest.mark.parametrize("file, path", [("environment.json", ["split_seed"]), ("config.json", ["dataset", "folds"]),
+                                        ("config.json", ["dataset", "newkey"]), ("config.json", ["config", "options", "adam", "lr"])],
+                         ids=["split_seed", "dataset.folds", "unknown key", "option"])
+def test_a_number_no_float_holds_in_a_runs_settings_leaves_its_configuration_out_with_one_warning_naming_the_file(tmp_path, synthetic_feph,
+                                                                                                                  capsys, file, path):
+    """An integer too large for a float (``1`` and 400 zeros) passes the folder's reading but not
+    the record check that the report makes again once the configuration is attached: every
+    report mode exited 2 naming no file. The run is grouped as one without a readable
+    config.json, and the report goes on."""
+    output = tmp_path / "out"
+    [run, *others] = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, [run, *others], accuracy=0.5)
+    spoilt = output / run.id / file
+    data = json.loads(spoilt.read_text(encoding="utf-8"))
+    held = data
+    for key in path[:-1]:
+        held = held[key]
+    held[path[-1]] = 10**400
+    spoilt.write_text(json.dumps(data), encoding="utf-8")
+
+    for mode in (["--format", "json"], ["--confusion", "M2"]):
+        assert main(["report", str(output), *mode]) == 0, mode
+        printed = capsys.readouterr()
+        warnings = [line for line in printed.err.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and warnings[0].startswith(f"warning: {spoilt}: {'.'.join(path)}: expected a number a float can hold"), printed.err
+    assert main(["report", str(output), "--format", "json"]) == 0
+    assert sorted((row["phase"], row["folds"]) for row in json.loads(capsys.readouterr().out)) == [("cv", 3), ("exploratory", 1)]
+
+
+@pytest.mark.parametrize("name, edited", [("data", "ffffffffffff"), ("variant", {"options.adam.lr": 0.5})], ids=["data", "variant"])
+def test_a_record_contradicting_its_config_json_on_variant_or_data_counts_in_its_configuration_with_a_warning(tmp_path, synthetic_feph,
+                                                                                                             capsys, name, edited):
+    """A fold's result.json edited to other data or a grid value: it was a row of its own, named
+    like its configuration's (data) or after a grid variant that never ran, without a word. The
+    run's id hashes what its config.json records, so the record is the one in error."""
+    output = tmp_path / "out"
+    runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, runs, accuracy=0.5)
+    spoilt = output / next(run.id for run in runs if run.fold == 1) / "result.json"
+    spoilt.write_text(json.dumps({**json.loads(spoilt.read_text(encoding="utf-8")), name: edited}), encoding="utf-8")
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    rows = json.loads(printed.out)
+    assert sorted((row["phase"], row["folds"], json.dumps(row["variant"]), row["data"]) for row in rows) == [
+        ("cv", 3, "{}", runs[0].dataset["fingerprint"]), ("exploratory", 1, "{}", runs[0].dataset["fingerprint"])]
+    said = " ".join(printed.err.split())
+    assert said.count("warning:") == 1
+    assert (f"warning: experiment M2: cv {spoilt} records {name} {json.dumps(edited)}, its config.json "
+            f"{json.dumps(runs[0].variant if name == 'variant' else runs[0].dataset['fingerprint'])} (what its run id hashes); "
+            "counted as config.json says") in said

@@ -99,15 +99,15 @@ def repeated_inputs(names: list[str]) -> list[str]:
 
 
 def predict_command(args, console: Console, errors: Console) -> int:
+    from feph_finetune.cli import load_plugins
     from feph_finetune.predict.bundle import BundleError, load_model, open_bundle
-    from feph_finetune.plugins import get_plugins
     from feph_finetune.predict.inputs import InputError, open_input
 
     problems = argument_problems(args) + repeated_inputs(args.inputs) + overwritten_inputs(args)
     if problems:
         return print_error(errors, problems)
     try:
-        bundle = open_bundle(args.model, get_plugins())
+        bundle = open_bundle(args.model, load_plugins())
     except BundleError as error:
         return print_error(errors, [f"MODEL {line}" for line in error.problems])
     inputs, bad = [], {}

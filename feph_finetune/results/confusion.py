@@ -22,6 +22,7 @@ from rich.text import Text
 
 from feph_finetune.printable import printable
 from feph_finetune.results.number_text import format_count, format_number
+from feph_finetune.results.records import confusion_classes
 from feph_finetune.results.reports import (class_abbreviations, configuration_name, finished, fold_long_words, names_narrowed, rows_told_apart,
                                            short_name, spread_columns)
 
@@ -38,7 +39,9 @@ def summed_confusion(runs: Iterable[dict], classes: list[str]) -> tuple[np.ndarr
 
     Returns ``(counts, runs)`` with counts an int64 array of shape ``(len(classes),)*2`` (rows:
     true class, columns: predicted class), or None when no finished run recorded a matrix. A run
-    that lists the same classes in another order has its matrix reordered to ``classes``; a
+    whose classes come in another order (:func:`~feph_finetune.results.records.confusion_classes`)
+    has its matrix reordered to ``classes``; one whose order cannot be told is left out (the
+    report's warnings name it: :func:`~feph_finetune.results.reports.configuration_warnings`); a
     matrix of another shape is refused (ValueError naming the run): summing it would mix classes.
     """
     total = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -47,8 +50,10 @@ def summed_confusion(runs: Iterable[dict], classes: list[str]) -> tuple[np.ndarr
         matrix = run["metrics"].get("confusion")
         if matrix is None:
             continue
+        own = confusion_classes(run)
+        if own is None:
+            continue
         counts = np.asarray(matrix, dtype=np.int64)
-        own = run.get("classes") or []
         if sorted(own) == sorted(classes) and own != list(classes):
             order = [own.index(name) for name in classes]
             counts = counts[np.ix_(order, order)]

@@ -6,8 +6,9 @@ so renaming an experiment's label does not run it again. Its ``result.json`` sti
 names it was run under, which the tables show; :func:`rename_finished_runs` writes the names of
 today into the finished runs' records, so that the matrix's tables and a later
 ``report OUTDIR`` show the names the configuration gives now; the run's ``config.json`` and
-its model's ``bundle.json`` (:data:`ALSO_NAMED_IN`) take them too, so that an exported bundle
-carries them.
+its model's ``bundle.json`` (:data:`ALSO_NAMED_IN`) take them too, in each object of theirs
+that holds them (the ``run`` and its ``config``), so that no file contradicts itself and an
+exported bundle carries them.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from feph_finetune.results.store import RESULT_FILE, RunStore, write_json
 
 #: The record fields that name and place a run's row, not a setting of the run.
 DISPLAY_FIELDS = ("label", "cv_label", "order")
-#: The files of a run's folder besides ``result.json`` whose ``run`` object records its names:
-#: the configuration it ran under and its saved model's bundle (which ``export`` copies).
-ALSO_NAMED_IN = ("config.json", "bundle.json")
+#: The files of a run's folder besides ``result.json`` that record its names, each with its
+#: objects that hold them: the configuration it ran under and its saved model's bundle (which
+#: ``export`` copies), each naming the run (``run``) and its experiment's settings (``config``:
+#: ``label``, ``cv_label``).
+ALSO_NAMED_IN = {"config.json": ("run", "config"), "bundle.json": ("run", "config")}
 
 
 def rename_finished_runs(store: RunStore, runs: Iterable[Any]) -> dict[str, list[str]]:
@@ -48,20 +51,27 @@ def rename_finished_runs(store: RunStore, runs: Iterable[Any]) -> dict[str, list
         except UnreadableFile:
             continue
         with interrupts_deferred():
-            for name in ALSO_NAMED_IN:  # first: a kill before the record is rewritten leaves the rename to do again
-                _rename_in(store.run_dir(run.id) / name, wanted)
+            for name, objects in ALSO_NAMED_IN.items():  # first: a kill before the record is rewritten leaves the rename to do again
+                _rename_in(store.run_dir(run.id) / name, objects, wanted)
             write_json(path, {**written, **wanted})
         renamed[run.id] = changed
     return renamed
 
 
-def _rename_in(path: Path, wanted: dict[str, Any]) -> None:
-    """Write ``wanted``'s names into the ``run`` object of the JSON file ``path`` where it holds
-    them; a file that is missing or unreadable, or holds no such object, is left as it is."""
+def _rename_in(path: Path, objects: tuple[str, ...], wanted: dict[str, Any]) -> None:
+    """Write ``wanted``'s names into each of the ``objects`` of the JSON file ``path`` where it
+    holds them (the file replaced whole, once); a file that is missing or unreadable, or holds
+    no such object, is left as it is."""
     try:
         data = read_json_file(path)
     except UnreadableFile:
         return
-    run = data.get("run") if isinstance(data, dict) else None
-    if isinstance(run, dict) and (names := {key: value for key, value in wanted.items() if key in run and run[key] != value}):
-        write_json(path, {**data, "run": {**run, **names}})
+    if not isinstance(data, dict):
+        return
+    renamed = {}
+    for key in objects:
+        held = data.get(key)
+        if isinstance(held, dict) and (names := {name: value for name, value in wanted.items() if name in held and held[name] != value}):
+            renamed[key] = {**held, **names}
+    if renamed:
+        write_json(path, {**data, **renamed})

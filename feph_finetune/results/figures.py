@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from rich.cells import cell_len
 
 from feph_finetune.data.user_files import UnreadableFile, read_json_file
 from feph_finetune.results.confusion import row_shares, summed_confusion
 from feph_finetune.results.figures_style import project_style
-from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, markdown_report, short_name
+from feph_finetune.results.reports import class_abbreviations, configuration_name, finished, fold_long_words, markdown_report, short_name
 from feph_finetune.printable import printable
 from feph_finetune.results.number_text import format_count, format_number
 from feph_finetune.results.store import LONGEST_ATOMIC_NAME, atomic_folder, atomic_path
@@ -337,6 +338,41 @@ def _tick_font_size(pitch: float) -> float:
     return float(np.clip(0.8 * 72 * pitch, 5.0, 10.0))
 
 
+#: What of a figure's width its axes do not take (the y label and ticks, the margins), in inches.
+FIGURE_MARGINS = 1.2
+#: The width of a display cell (an average Latin letter in DejaVu Sans; a CJK character takes
+#: two) as a share of the font size, with room between neighbouring labels.
+_CELL_EMS = 0.65
+
+
+def _tick_cells(pitch: float, font_size: float) -> int:
+    """How many display cells of text fit between ticks ``pitch`` inches apart at ``font_size``."""
+    return max(4, int(pitch * 72 / (_CELL_EMS * font_size)))
+
+
+def wrapped(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` display cells (a wide CJK character counts two),
+    broken between words and, in a word wider than that, where
+    :func:`~feph_finetune.results.reports.fold_long_words` breaks it (``dataset.`` /
+    ``labels=...``): the tick labels of configurations the report names by what differs
+    (``A [dataset.labels=FePh_labels.csv, dataset.images=FePh_images]``) ran into each other."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in fold_long_words(paragraph, width).split(" "):
+            first, *rest = word.split("\n")
+            if line and cell_len(line) + 1 + cell_len(first) > width:
+                lines.append(line)
+                line = first
+            else:
+                line = f"{line} {first}" if line else first
+            for piece in rest:
+                lines.append(line)
+                line = piece
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def _fold_accuracy(runs: list[dict]) -> list[tuple[int, float]]:
     return sorted((run.get("fold") or 0, 100.0 * run["metrics"]["accuracy"]) for run in finished(runs)
                   if isinstance(run["metrics"].get("accuracy"), (int, float)))
@@ -349,8 +385,13 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
     ``paper`` values in the rows, the published mean and std (Table 5) stand to the right.
     """
     from matplotlib.lines import Line2D
+    from matplotlib.transforms import offset_copy
 
-    figure = _new_figure(max(7.0, 1.3 * len(configurations) + 2.5), 5.3)
+    width = max(7.0, 1.3 * len(configurations) + 2.5)
+    cells = _tick_cells((width - FIGURE_MARGINS) / len(configurations), _CV_TICK_SIZE)
+    names = [wrapped(f"{printable(short_name(row))}\n{printable(row['label'])}", cells) for row, _ in configurations]
+    lines = max(name.count("\n") + 1 for name in names)
+    figure = _new_figure(width, 5.3 + (lines - 2) * _line_height(_CV_TICK_SIZE) / 72)  # the axes keep their height however many lines
     axes = figure.add_subplot()
     with_paper = False
     handles = _reference_lines(axes, configurations)
@@ -378,17 +419,31 @@ def cv_accuracy_figure(configurations: list[tuple[dict, list[dict]]]):
     ]
     if with_paper:
         handles.append(Line2D([], [], linestyle="-", marker="*", markersize=9, color="crimson", label="paper, Table 5: mean ± std"))
-    axes.set_xticks(range(len(configurations)), [f"{printable(short_name(row))}\n{printable(row['label'])}" for row, _ in configurations], fontsize=8)
+    axes.set_xticks(range(len(configurations)), names, fontsize=_CV_TICK_SIZE)
     axes.set_xlim(-0.6, len(configurations) - 0.4)
     axes.set_ylim(*_percent_limits(*axes.get_ylim()))
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Cross-validation: accuracy per fold, mean and 95% confidence interval", fontsize=11)
     axes.grid(axis="y", alpha=0.3)
-    # Under the axes, never over the points; a column per 2.2 inches, so that it fits the figure's
-    # width (4 columns were cut at both edges of a 7-inch figure).
+    # Under the axes and their tick labels, however many lines those take (:func:`wrapped`), never
+    # over the points; a column per 2.2 inches, so that it fits the figure's width (4 columns
+    # were cut at both edges of a 7-inch figure).
     columns = max(1, min(4, int(figure.get_size_inches()[0] / 2.2)))
-    axes.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=columns, frameon=False)
+    below = offset_copy(axes.transAxes, fig=figure, y=-(_LEGEND_GAP + lines * _line_height(_CV_TICK_SIZE)), units="points")
+    axes.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, ncols=columns, frameon=False)
     return figure
+
+
+#: The font size of the cross-validation figure's configuration names (points).
+_CV_TICK_SIZE = 8
+#: From the axes' lower edge to the legend, besides the tick labels' lines: the ticks and their
+#: padding, and a gap (points).
+_LEGEND_GAP = 20.0
+
+
+def _line_height(font_size: float) -> float:
+    """The height of one line of text at ``font_size``, in points (matplotlib's line spacing 1.2)."""
+    return 1.2 * font_size
 
 
 #: The room below 0% and above 100% on a percentage axis that reaches them, as a share of its

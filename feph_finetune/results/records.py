@@ -32,7 +32,8 @@ plugins, the paper's by ``paper_metrics``):
   null; ``sensitivity`` an object of class name to a fraction or null, one per name of
   ``classes`` when the record lists them; ``confusion`` null or a
   square array of arrays of counts (whole numbers from 0), one row per class of the record
-  (``classes``, else the ``sensitivity`` names, else the paper's seven); any other metric is
+  (``classes``, else the ``sensitivity`` names, else the paper's seven), in the order
+  :func:`confusion_classes` gives; any other metric is
   free, but named by text that is not empty or blank (a report column's title), and a number
   among them (reported as a further metric) must be finite;
 - ``error``: null or an object whose ``plugin``, ``hook``, ``type``, ``message`` and
@@ -132,11 +133,22 @@ def _overflowing_numbers(value: Any, name: str, check: "_Check") -> None:
     while pending:
         item, where = pending.pop()
         if isinstance(item, dict):
-            pending.extend((child, f"{where}.{key}") for key, child in item.items())
+            pending.extend((child, f"{where}.{key}" if where else str(key)) for key, child in item.items())
         elif isinstance(item, list):
             pending.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
         elif isinstance(item, int) and not isinstance(item, bool) and not is_float_number(item):
             check.fail(where, "a number a float can hold (within about 1.8e308)", item)
+
+
+def free_value_problems(value: Any, name: str = "") -> list[str]:
+    """What a record refuses in the JSON ``value`` of a free field named ``name`` (``variant``,
+    a field this version does not know, such as the ``configuration`` a report attaches from a
+    run's ``config.json``: :mod:`feph_finetune.results.run_configurations`), one line each; so
+    that what is attached to a record is refused where its file is known, not when the record is
+    checked again without it."""
+    check = _Check()
+    _overflowing_numbers(value, name, check)
+    return check.problems
 
 
 class _Check:
@@ -275,6 +287,30 @@ def metrics_problems(metrics: dict[str, Any], classes: list[str] | None) -> list
     check = _Check()
     Metrics.read(metrics, check, None if classes is None else list(classes))
     return check.problems
+
+
+def confusion_classes(record: dict[str, Any]) -> list[str] | None:
+    """The classes of a record (a JSON object, as :meth:`RunRecord.to_json` gives it) in the
+    order of its confusion matrix's rows and columns: its ``classes``. A record without them was
+    written by a version that knew FePh's seven classes only, in the paper's order
+    (:data:`~feph_finetune.api.CLASSES`): so where its sensitivity names are those seven (in any
+    key order) or it has none. Where they are other names the order cannot be told: JSON keys
+    carry no order (RFC 8259; tools that write JSON again reorder them), so None, and a reader
+    leaves that matrix out rather than sum rows of one class into another's."""
+    if record.get("classes"):
+        return list(record["classes"])
+    sensitivity = (record.get("metrics") or {}).get("sensitivity")
+    return list(CLASSES) if not sensitivity or set(sensitivity) == set(CLASSES) else None
+
+
+def class_names(record: dict[str, Any]) -> list[str]:
+    """The class names a record gives: its ``classes``, else its sensitivity's names (in the
+    paper's order where they are its seven: :func:`confusion_classes`; else in no order that
+    means anything); empty where it names none (a failed run), which says nothing of its classes."""
+    if record.get("classes"):
+        return list(record["classes"])
+    named = list((record.get("metrics") or {}).get("sensitivity") or {})
+    return list(CLASSES) if set(named) == set(CLASSES) else named
 
 
 def _same_classes(sensitivity: dict, classes: list[str] | None, check: _Check) -> None:

@@ -34,7 +34,8 @@ from feph_finetune.printable import printable
 from feph_finetune.results.number_text import SMALL, format_count, format_number
 from feph_finetune.results.paper import published
 from feph_finetune.results.run_configurations import CONFIGURATION
-from feph_finetune.results.records import BaselineTest, FoldSpread, RecordShapeError, RunFailure, RunRecord, SummaryRow
+from feph_finetune.results.records import (BaselineTest, FoldSpread, RecordShapeError, RunFailure, RunRecord, SummaryRow, class_names,
+                                           confusion_classes)
 from feph_finetune.results.stats import paired_t
 
 if TYPE_CHECKING:
@@ -133,8 +134,10 @@ def configuration_warnings(records: Iterable[dict], file_of: Callable[[str], str
     """One warning per experiment whose rows are not simply its runs grouped as
     :func:`summarize` groups them: runs of several configurations (:mod:`~feph_finetune.results.run_configurations`),
     or runs of one configuration whose records disagree on what a row shows (:data:`_ROW_FIELDS`),
-    each configuration a row of its own; a fold recorded twice, counted once; or a row's metric
-    that some of its finished runs lack, its mean over fewer runs than the row counts. ``file_of``
+    each configuration a row of its own; a record whose ``variant`` or ``data`` contradicts its
+    config.json, counted as config.json says (:func:`_as_configured`); a fold recorded twice,
+    counted once; a row's metric that some of its finished runs lack, its mean over fewer runs
+    than the row counts; or a run's confusion matrix left out, the order of its rows unknown. ``file_of``
     names the file of a run id (a results folder's ``result.json``). ``summarize`` splits and
     counts the same way whether warned or not; a caller prints these once (the figures group
     the runs again)."""
@@ -160,8 +163,12 @@ _SHOWN_VALUE = 48
 class _Split:
     """The runs of one (phase, experiment, variant, data) that are not one row as they are: the
     configurations they were made under (several where ``differing`` names what differs), the
-    folds recorded twice (each ``(counted, left out)``) and the metrics a row's mean takes from
-    some of its runs only (each ``(metric, runs without it, runs the row counts)``)."""
+    folds recorded twice (each ``(counted, left out)``), the metrics a row's mean takes from
+    some of its runs only (each ``(metric, runs without it, runs the row counts)``), the runs
+    whose confusion matrix is left out, the order of its rows unknown
+    (:func:`~feph_finetune.results.records.confusion_classes`), and the records that
+    contradicted their config.json (each ``(run, field, recorded, configured)``:
+    :func:`_as_configured`)."""
 
     experiment: str
     phase: str
@@ -169,6 +176,8 @@ class _Split:
     differing: list[str]
     twice: list[tuple[dict, dict]]
     unmeasured: list[tuple[str, list[dict], int]]
+    unordered: list[dict] = field(default_factory=list)
+    contradicted: list[tuple[dict, str, Any, Any]] = field(default_factory=list)
 
     def lines(self, file_of: Callable[[str], str]) -> list[str]:
         """What this split says, in parts of one warning line."""
@@ -188,7 +197,17 @@ class _Split:
         for metric, lacking, counted in self.unmeasured:
             said.append(f"{self.phase} {metric} missing from {files(lacking)}; the row's {metric} is the mean of "
                         f"{counted - len(lacking)} of its {counted} runs")
+        if self.unordered:
+            said.append(f"{self.phase} confusion matrix of {files(self.unordered)} left out: the record lists no classes and its "
+                        "sensitivity names other classes than FePh's seven, so the order of the matrix's rows cannot be told")
+        for run, name, recorded, configured in self.contradicted:
+            said.append(f"{self.phase} {files([run])} records {name} {_json_text(recorded)}, its config.json {_json_text(configured)} "
+                        f"(what its run id hashes); counted as config.json says")
         return said
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def _file_of(run: dict, file_of: Callable[[str], str]) -> str:
@@ -201,22 +220,43 @@ def _grouping(records: Iterable[dict]) -> tuple[list[list[dict]], list[_Split]]:
     Runs on different data (another data fingerprint) are never averaged together, nor runs of
     different configurations (:func:`_by_configuration`); a row counts each fold once."""
     slots: dict[tuple[str, str, str, str], list[dict]] = {}
+    contradicting: dict[tuple[str, str, str, str], list[tuple[dict, str, Any, Any]]] = {}
     for position, record in enumerate(records):
-        record = _checked(position, record)
+        record, contradicted = _as_configured(_checked(position, record))
         variant_key = json.dumps(record.get("variant") or {}, sort_keys=True, default=str)
-        slots.setdefault((record["phase"], record["experiment"], variant_key, str(record.get("data") or "")), []).append(record)
+        slot = (record["phase"], record["experiment"], variant_key, str(record.get("data") or ""))
+        slots.setdefault(slot, []).append(record)
+        contradicting.setdefault(slot, []).extend((record, *contradiction) for contradiction in contradicted)
     groups, splits = [], []
-    for runs in slots.values():
+    for slot, runs in slots.items():
         configurations, differing = _told_apart(_by_configuration(runs))
-        twice, unmeasured = [], []
+        twice, unmeasured, unordered = [], [], []
         for _, group in configurations:
             kept, left_out = _each_fold_once(group)
             groups.append(kept)
             twice += left_out
             unmeasured += _unmeasured(kept)
-        if len(configurations) > 1 or twice or unmeasured:
-            splits.append(_Split(runs[0]["experiment"], runs[0]["phase"], configurations, differing, twice, unmeasured))
+            unordered += [run for run in finished(kept) if run["metrics"].get("confusion") is not None and confusion_classes(run) is None]
+        if len(configurations) > 1 or twice or unmeasured or unordered or contradicting[slot]:
+            splits.append(_Split(runs[0]["experiment"], runs[0]["phase"], configurations, differing, twice, unmeasured, unordered, contradicting[slot]))
     return sorted(groups, key=_group_sort_key), splits
+
+
+def _as_configured(record: dict) -> tuple[dict, list[tuple[str, Any, Any]]]:
+    """``record`` with the fields its configuration records too
+    (:data:`~feph_finetune.results.run_configurations.RECORDED_IN_CONFIG`: ``variant``, ``data``)
+    as its ``config.json`` gives them, and each ``(field, recorded, configured)`` the record
+    contradicted. A run's configuration is what its id hashes, these fields included, so a
+    record saying otherwise (a hand edit) is the one in error: it is counted in its
+    configuration's row, not as a row of a grid value or data that never ran. A record that
+    leaves a field empty (null, or no fingerprint) takes it without a word."""
+    configuration = record.get(CONFIGURATION)
+    configured = configuration.get("recorded") if isinstance(configuration, dict) else None
+    if not isinstance(configured, dict):
+        return record, []
+    contradicted = [(name, record.get(name), value) for name, value in configured.items()
+                    if record.get(name) not in (None, "") and record.get(name) != value]
+    return {**record, **configured}, contradicted
 
 
 def _by_configuration(runs: list[dict]) -> list[list[dict]]:
@@ -251,7 +291,7 @@ def _configuration_id(run: dict) -> str | None:
 
 def _row_fields(run: dict) -> dict[str, Any]:
     """What a row shows of ``run`` (:data:`_ROW_FIELDS`) as its record gives it (None or "" where it says nothing)."""
-    listed = run.get("classes") or list(((run.get("metrics") or {}).get("sensitivity") or {}))
+    listed = class_names(run)
     return {"model": run.get("model"), "baseline": run.get("baseline"), "label": run.get("label"),
             "cv_label": run.get("cv_label"), "classes": ",".join(listed)}
 
@@ -427,8 +467,7 @@ def _classes_of(runs: list[dict]) -> list[str]:
     """The class names of the runs, in their order; the paper's seven when records name none."""
     names: list[str] = []
     for run in runs:
-        listed = run.get("classes") or list(((run.get("metrics") or {}).get("sensitivity") or {}))
-        names.extend(name for name in listed if name not in names)
+        names.extend(name for name in class_names(run) if name not in names)
     return names or list(CLASSES)
 
 

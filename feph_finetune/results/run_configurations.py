@@ -13,7 +13,10 @@ rules give the run (:meth:`~feph_finetune.config.matrix.MatrixBuilder.recorded_r
 the run's settings as dotted names (``options.adam.lr``) with the seed of its splits
 (``split_seed``, the TOML's top-level ``seed``), which the report shows where rows of
 one experiment differ (:func:`feph_finetune.results.reports.configuration_warnings`). A record
-without a readable ``config.json`` (older runs) carries none and is grouped as before.
+without a readable ``config.json`` (older runs) carries none and is grouped as before; so does
+one whose ``config.json`` or ``environment.json`` holds what no record may (an integer too
+large for a float: :func:`~feph_finetune.results.records.free_value_problems`), with a warning
+naming the file, since the report would refuse the record it is attached to.
 """
 
 from __future__ import annotations
@@ -23,11 +26,19 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from feph_finetune.results.earlier_ids import Identify, RunFiles, run_files
+from feph_finetune.results.records import free_value_problems
 from feph_finetune.results.store import RunStore
 
 #: The key under which a report record carries its configuration:
-#: ``{"id": text, "settings": {dotted name: value}}``, or null where it cannot be told.
+#: ``{"id": text, "settings": {dotted name: value}, "recorded": {field: value}}``, or null where
+#: it cannot be told.
 CONFIGURATION = "configuration"
+
+#: The fields of a record that its ``config.json`` records too (in its ``run`` object), each with
+#: the JSON type it has there: what its id hashes (the grid values, the data's fingerprint), so
+#: that a record contradicting them is placed by its configuration
+#: (:func:`feph_finetune.results.reports.configuration_warnings` says so).
+RECORDED_IN_CONFIG = {"variant": dict, "data": str}
 
 #: ``[dataset]`` keys that say what was read rather than how (the data's fingerprint is the
 #: record's ``data``, which splits rows already) or that never change a result.
@@ -35,33 +46,55 @@ _DATASET_UNSHOWN = ("fingerprint", "classes", "grouped", "cache_dir")
 
 
 def with_configurations(store: RunStore, records: list[dict[str, Any]], identify: Identify,
-                        read: Callable[[Path], RunFiles | str] = run_files) -> list[dict[str, Any]]:
+                        read: Callable[[Path], RunFiles | str] = run_files,
+                        warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """``records`` (the store's) each with its :data:`CONFIGURATION` read from its folder
-    (``read``: how, :func:`~feph_finetune.results.earlier_ids.run_files` or a memo of it)."""
+    (``read``: how, :func:`~feph_finetune.results.earlier_ids.run_files` or a memo of it);
+    ``warn`` gets a line for each file whose values no record may hold."""
     known: dict[str, dict[str, Any] | None] = {}  # the folds of one configuration record it alike: computed once
-    return [{**record, CONFIGURATION: configuration_of(store.run_dir(record["id"]), identify, known, read)} for record in records]
+    return [{**record, CONFIGURATION: configuration_of(store.run_dir(record["id"]), identify, known, read, warn)} for record in records]
 
 
 def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str, Any] | None] | None = None,
-                     read: Callable[[Path], RunFiles | str] = run_files) -> dict[str, Any] | None:
+                     read: Callable[[Path], RunFiles | str] = run_files,
+                     warn: Callable[[str], None] | None = None) -> dict[str, Any] | None:
     """The configuration of the run recorded in ``folder``: ``{"id": the hash of its id with the
-    fold left out, "settings": its settings as dotted names}``; None where its ``config.json``
-    or ``environment.json`` cannot be read or its id cannot be computed again. ``known``: the
+    fold left out, "settings": its settings as dotted names, "recorded": its
+    :data:`RECORDED_IN_CONFIG` fields as its config.json's ``run`` gives them (those of their
+    type)}``; None where its ``config.json`` or ``environment.json`` cannot be read, holds what
+    no record may (said to ``warn``) or its id cannot be computed again. ``known``: the
     configurations computed so far, by what the files record less the run's id and fold."""
     files = read(folder)
     if isinstance(files, str) or not isinstance(files[0].get("run"), dict):
         return None
     recorded, environment = files
+    if (why := _unreportable(folder, recorded, environment)) is not None:
+        if warn is not None:
+            warn(why)
+        return None
     without_fold = {**recorded, "run": {**recorded["run"], "fold": None, "id": None}}
     key = json.dumps([without_fold, environment.get("split_seed")], sort_keys=True, default=str)
     if known is not None and key in known:
         return known[key]
     identity = identify(without_fold, environment.get("split_seed"))
     settings = {**_settings(recorded), "split_seed": environment.get("split_seed")}
-    configuration = None if identity is None else {"id": identity.rsplit("-", 1)[-1], "settings": settings}
+    recorded_fields = {name: recorded["run"][name] for name, kind in RECORDED_IN_CONFIG.items() if isinstance(recorded["run"].get(name), kind)}
+    configuration = None if identity is None else {"id": identity.rsplit("-", 1)[-1], "settings": settings, "recorded": recorded_fields}
     if known is not None:
         known[key] = configuration
     return configuration
+
+
+def _unreportable(folder: Path, recorded: Mapping[str, Any], environment: Mapping[str, Any]) -> str | None:
+    """Why the report cannot take the run's configuration from these files (the first file's
+    problems), or None: a value that a record refuses
+    (:func:`~feph_finetune.results.records.free_value_problems`) anywhere in its ``config.json``
+    or in the ``split_seed`` of its ``environment.json`` (all the report takes from that file)."""
+    for name, value in (("config.json", recorded), ("environment.json", {"split_seed": environment.get("split_seed")})):
+        if problems := free_value_problems(value):
+            return (f"{folder / name}: {'; '.join(problems)}; the run's configuration cannot be told, "
+                    "so it is grouped as a run without a readable config.json")
+    return None
 
 
 def _settings(recorded: Mapping[str, Any]) -> dict[str, Any]:
