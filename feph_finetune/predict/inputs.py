@@ -14,9 +14,9 @@
   (``CAP_PROP_FPS``), in seconds, empty when the container gives none. A video of variable
   frame rate (timestamps off that rate's grid, as phones record) is numbered in decode order
   from its first such timestamp, each frame with its own timestamp, and says so once
-  (:class:`FrameNumbers`). An AVI has no timestamps
-  (the demuxer counts chunks): reading stops at its first damaged chunk header, where the count
-  stops saying which frame is which (:mod:`feph_finetune.predict.avi`), and says so. A video
+  (:class:`FrameNumbers`). An AVI has no timestamps (the demuxer counts chunks): its index says
+  which frame each counted chunk is, and reading stops where the chunks stop matching it, or at
+  the first damaged chunk header (:mod:`feph_finetune.predict.avi`), and says so. A video
   whose decoding ends before the frame count its container announces is reported as cut off or
   damaged. A raw stream without a container (``.mjpeg``, ``.h264``) has no frame numbers of its
   own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones.
@@ -52,7 +52,7 @@ from feph_finetune.api import DatasetError
 from feph_finetune.data.images import read_image
 from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
 from feph_finetune.native_stderr import NativeOutput, NativeStderr, native_stderr_caught
-from feph_finetune.predict.avi import avi_layout
+from feph_finetune.predict.avi import AviBreak, avi_layout
 from feph_finetune.predict.timebase import timestamp_resolution
 from feph_finetune.printable import counted, shortened
 
@@ -182,9 +182,9 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     numbered by :class:`FrameNumbers` from its presentation timestamp, so a hole shows as a
     jump, reported as a problem frame naming the missing indices (:class:`_Gaps`). Failed reads
     are retried as long as the container announces more frames, at most :data:`FAILED_READS` in
-    a row (:class:`_Grabs`). An AVI's timestamps are the demuxer's count of chunks, right only up
-    to the first damaged chunk header (:func:`~feph_finetune.predict.avi.avi_layout`): reading
-    stops there; an empty chunk (a dropped frame, as capture software marks it) is no damage: no
+    a row (:class:`_Grabs`). An AVI's timestamps are the demuxer's count of chunks: its layout
+    (:func:`~feph_finetune.predict.avi.avi_layout`) gives each count its frame number (from the
+    index, a frame missing from the file a gap), up to where numbers stop: reading stops there; an empty chunk (a dropped frame, as capture software marks it) is no damage: no
     row, one note. Decoding that ends before the announced frame count (a file cut off) is
     reported too: the rows read are kept, the input counts as not read in full; so is a frame
     FFmpeg reports damage in while decoding it (:class:`_Grabs`), its row kept. A video whose
@@ -248,9 +248,9 @@ class _VideoReading:
     def __init__(self, predict_input: PredictInput, capture, stderr: NativeStderr):
         self.name, self.every, self.announced = predict_input.name, predict_input.every, predict_input.announced
         timestamps = capture.getBackendName() == "FFMPEG"
-        layout = avi_layout(predict_input.path) if timestamps else None
-        self.broken = layout.broken if layout else None
-        self.gaps = _Gaps(self.name, layout.empty if layout else frozenset())
+        self.layout = avi_layout(predict_input.path) if timestamps else None
+        self.broken = self.layout.broken if self.layout else None
+        self.gaps = _Gaps(self.name, self.layout.empty if self.layout else frozenset())
         self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced,
                                     timestamp_resolution(predict_input.path) if timestamps else 0.0)
         self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last), stderr)
@@ -265,10 +265,10 @@ class _VideoReading:
         while current is not None:
             image = self.grabs.image() if self._may_keep(current.seconds, current.failed) else None
             following = next(grabbed, None)  # its timestamp tells whether the current one's is out of place
-            index = self.numbers.number(current.seconds, current.failed, following)
+            index = self._frame(self.numbers.number(current.seconds, current.failed, following))
             if (note := self.numbers.take_note()) is not None:
-                yield InputFrame(index, None, note=f"{self.name}: {note}")
-            self.stopped = self.broken is not None and index >= self.broken.frame
+                yield InputFrame(max(index, 0), None, note=f"{self.name}: {note}")
+            self.stopped = index < 0
             known = self.broken.frame if self.stopped else index  # the frames before it are numbered right
             later = "" if self.stopped else f"; later frames keep their numbers{self.numbers.estimate}"
             yield from self.gaps.between(self.last, known, later)
@@ -294,7 +294,20 @@ class _VideoReading:
                                                       "(the frame is kept, and may show the damage)")
 
     def _may_keep(self, seconds: float | None, failed: int) -> bool:
-        return self.every == 1 or any(index % self.every == 0 for index in self.numbers.possible(seconds, failed))
+        return self.every == 1 or any(self._frame(count) % self.every == 0 for count in self.numbers.possible(seconds, failed))
+
+    def _frame(self, count: int) -> int:
+        """The number of the frame FFmpeg numbers ``count``: the same, except in an AVI, whose
+        count is of chunks and whose :attr:`AviLayout.numbers` say which frame each is; -1 for a
+        count past them (numbers stop there: :attr:`broken` says why)."""
+        if self.layout is None:
+            return count
+        if count < len(self.layout.numbers):
+            return self.layout.numbers[count]
+        if self.broken is None:
+            frame = self.layout.numbers[-1] + 1 if self.layout.numbers else 0
+            self.broken = AviBreak(frame, f"FFmpeg read more video chunks than the {len(self.layout.numbers)} the file's chunks hold")
+        return -1
 
     def _ending(self) -> Iterator[InputFrame]:
         """The count of frames FFmpeg reported damage at beyond those named, then how reading
@@ -310,9 +323,13 @@ class _VideoReading:
         """A problem frame when reading ended before the video did: at a damaged AVI chunk header,
         with no frame decoded, after :data:`FAILED_READS` failed reads, or short of the announced count."""
         name, announced, last, decoded, broken = self.name, self.announced, self.last, self.decoded, self.broken
-        if broken and (self.stopped or (announced and broken.frame < announced)):
+        if broken and (self.stopped or broken.cut or (announced and broken.frame < announced)):
             of = f" of the {announced} the container announces" if announced else ""
             yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
+        elif self.layout is not None and announced and last + 1 > announced:
+            yield InputFrame(announced, None, problem=f"{name}: the AVI holds {last + 1} frames, but its header announces {announced}: frame chunks were "
+                                                     "inserted or written twice, and without an index the file cannot tell where, so frame numbers after "
+                                                     "that place are off")
         elif decoded == 0:
             yield InputFrame(0, None, problem=f"{name}: the video has no frames" if not announced else f"{name}: no frame could be decoded of the {announced} the container announces")
         elif announced and last + 1 < announced and self.grabs.failed > FAILED_READS:
