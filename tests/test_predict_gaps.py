@@ -47,7 +47,7 @@ def gapped_video():
                 yield InputFrame(20, None, problem="video.avi: frames 20-24 could not be decoded (left out; later frames keep their numbers)")
             yield InputFrame(index, np.full((16, 16, 3), level(index), np.uint8), time_s=index / 10)
 
-    return SimpleNamespace(name="video.avi", kind="video", every=1, frames=frames)
+    return SimpleNamespace(name="video.avi", kind="video", frames=frames)
 
 
 def predicted(smooth: int = 3) -> tuple[list[dict], InputSummary]:

@@ -307,7 +307,7 @@ class Predictor:
 
     def run(self, predict_input: PredictInput, writer: RowWriter | None, advance=lambda n: None) -> InputSummary:
         """Predict every kept frame of ``source``; problems (unreadable frames) and notes go to the summary."""
-        summary = InputSummary(predict_input.name, predict_input.kind, self.bundle.classes, every=predict_input.every)
+        summary = InputSummary(predict_input.name, predict_input.kind, self.bundle.classes, every=self.settings.every)
         smoother = CentredMean(self.settings.smooth)
         started = time.perf_counter()
         last = None  # the frame number of the last row pushed
@@ -315,7 +315,7 @@ class Predictor:
             probabilities = self.probabilities(np.stack([result.image for result in prepared]))
             for frame, result, row_probabilities in zip(batch, prepared, probabilities):
                 row = self.row(predict_input, frame, result, row_probabilities)
-                if follows_gap(last, frame.index, predict_input.every):  # no window reaches across a gap
+                if follows_gap(last, frame.index, self.settings.every):  # no window reaches across a gap
                     for ready, smoothed in smoother.flush():
                         self.emit(ready, smoothed, summary, writer)
                 last = frame.index

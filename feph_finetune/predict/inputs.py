@@ -1,8 +1,12 @@
 """Where ``predict`` gets frames: image files, folders of frames, and videos, streamed one frame at a time.
 
-- An image file (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) is one
-  frame, decoded as the training images are (:func:`feph_finetune.read_image`: RGB,
-  alpha dropped).
+- An image file is one frame, decoded as the training images are (:func:`feph_finetune.read_image`:
+  RGB, alpha dropped). What a file is, its content says where OpenCV can tell (an image format's
+  signature, :func:`_holds_image`), not its name: a PNG named ``.avi`` and a ``.pgm`` are images,
+  a video (an AVI, MP4/MOV or Matroska/WebM by its first bytes) named ``.png`` is read as a
+  video, with a warning. A file named as an image
+  (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) that is neither is
+  reported as an image that cannot be decoded, and an empty file (0 bytes) as empty.
 - A folder is one sequence: its image files (not sub-folders), in natural order, so that
   ``fn000009`` comes before ``fn000045`` and ``frame2`` before ``frame10``; the frame index is the
   position in that order. A link with an image name that points nowhere is a frame that cannot be
@@ -49,7 +53,7 @@ import cv2
 import numpy as np
 
 from feph_finetune.api import DatasetError
-from feph_finetune.data.images import read_image
+from feph_finetune.data.images import read_image, video_container
 from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
 from feph_finetune.native_stderr import NativeOutput, NativeStderr, native_stderr_caught
 from feph_finetune.predict.avi import AviBreak, avi_layout
@@ -133,17 +137,43 @@ def open_input(name: str, every: int = 1, warn: Callable[[str], None] | None = N
         return PredictInput(name, path, "folder", every, len(range(0, len(files), every)), files=files, skipped=_skipped(children, len(files)))
     if found.kind != REGULAR_FILE:  # a FIFO (OpenCV would wait for a writer forever), a device, a socket
         raise InputError(f"{name}: is {found.described}, neither a regular file nor a folder; predict reads image and video files and folders of frames")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.stat().st_size == 0:
+        raise InputError(f"{name}: the file is empty (0 bytes): neither an image nor a video")
+    holds_image = _holds_image(path)
+    try:
+        video = None if holds_image else _video_container(path)
+    except OSError as error:
+        raise InputError(f"{name}: cannot be read: {error.strerror}") from None
+    if holds_image or (video is None and path.suffix.lower() in IMAGE_SUFFIXES):  # read_image names what it finds wrong
         return PredictInput(name, path, "image", 1, 1, files=[path])
     with _video_capture(path) as (capture, said):
         if said.lines and warn is not None:
             warn(_said_line(name, "opening", said))
         if not capture.isOpened():
-            raise InputError(f"{name}: cannot read it as an image or a video (OpenCV's FFmpeg backend cannot open it)")
+            raise InputError(f"{name}: cannot read it as an image or a video (its content is no image format OpenCV decodes, "
+                             "and OpenCV's FFmpeg backend cannot open it as a video)")
+        if video and path.suffix.lower() in IMAGE_SUFFIXES and warn is not None:
+            warn(f"{name}: holds {video}, not an image, whatever its name says: read as a video")
         fps = capture.get(cv2.CAP_PROP_FPS)
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     return PredictInput(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None,
                         announced=count if count > 0 else None, said=str(said))
+
+
+def _holds_image(path: Path) -> bool:
+    """Whether ``path``'s first bytes are those of an image format OpenCV decodes (PNG, JPEG, PNM,
+    TIFF...), whatever its name: a PNG named ``.avi`` is an image, a video named ``.png`` is not."""
+    with _utf8_name(path) as name:
+        try:
+            return cv2.haveImageReader(name)
+        except cv2.error:
+            return False
+
+
+def _video_container(path: Path) -> str | None:
+    """Words for the video container ``path``'s first bytes are a signature of (:func:`video_container`)."""
+    with open(path, "rb") as file:
+        return video_container(file.read(16))
 
 
 def _said_line(name: str, when: str, said: NativeOutput) -> str:
