@@ -633,7 +633,7 @@ def test_more_frames_than_the_header_announces_are_said(tmp_path):
     path = without_index(chunk_edited(tmp_path, "twice"))
     _, problems = read_levels(path)
     assert problems == [f"{path}: the AVI holds {FRAMES + 1} frames, but its header announces {FRAMES}: frame chunks were inserted or written "
-                        "twice, and without an index the file cannot tell where, so frame numbers after that place are off"]
+                        "twice (or the header's count is wrong), and where the file cannot tell, so frame numbers after that place may be off"]
 
 
 def test_an_avi_cut_off_by_a_killed_writer_is_called_cut_off(tmp_path):

@@ -253,16 +253,15 @@ class _Indexed:
         written twice among them leaves every later one where the index lists a frame), so numbers
         stop at the first of the frames of that size before it."""
         sizes = [chunk.size for chunk in self.listed]
-        first = min(frame, len(sizes) - 1)
+        last = first = min(frame, len(sizes) - 1)
         while first > 0 and sizes[first - 1] == sizes[first]:
             first -= 1
-        first = min(first, frame)
         if frame >= len(sizes):
             why = f"the file holds more video chunks than the {len(sizes)} its index lists (a chunk inserted or written twice)"
         else:
             why = f"frame {frame}'s chunk is not where the AVI's index lists it (bytes removed or inserted)"
-        if first < frame:
-            why += f", and frames {first}-{min(frame, len(sizes) - 1)} have chunks of one size, so the index cannot tell at which of them"
+        if first < last:
+            why += f", and frames {first}-{last} have chunks of one size, so the index cannot tell at which of them"
         return self._layout([number for number in numbers if number < first], AviBreak(first, why))
 
     def _layout(self, numbers: list[int], broken: AviBreak | None) -> AviLayout:

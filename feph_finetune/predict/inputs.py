@@ -214,9 +214,10 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     are retried as long as the container announces more frames, at most :data:`FAILED_READS` in
     a row (:class:`_Grabs`). An AVI's timestamps are the demuxer's count of chunks: its layout
     (:func:`~feph_finetune.predict.avi.avi_layout`) gives each count its frame number (from the
-    index, a frame missing from the file a gap), up to where numbers stop: reading stops there; an empty chunk (a dropped frame, as capture software marks it) is no damage: no
-    row, one note. Decoding that ends before the announced frame count (a file cut off) is
-    reported too: the rows read are kept, the input counts as not read in full; so is a frame
+    index, a frame missing from the file a gap), up to where numbers stop: reading stops there;
+    an empty chunk (a dropped frame, as capture software marks it) is no damage: no row, one
+    note. Decoding that ends before the announced frame count (a file cut off) is reported too:
+    the rows read are kept, the input counts as not read in full; so is a frame
     FFmpeg reports damage in while decoding it (:class:`_Grabs`), its row kept. A video whose
     timestamps leave the frame-rate grid (variable frame rate) gets one ``note`` frame saying how
     its frames are numbered from there.
@@ -299,6 +300,9 @@ class _VideoReading:
             if (note := self.numbers.take_note()) is not None:
                 yield InputFrame(max(index, 0), None, note=f"{self.name}: {note}")
             self.stopped = index < 0
+            if self.stopped and self.broken is None:  # FFmpeg found a video chunk the walk did not
+                frame = self.layout.numbers[-1] + 1 if self.layout.numbers else 0
+                self.broken = AviBreak(frame, f"FFmpeg read more video chunks than the {len(self.layout.numbers)} the file's chunks hold")
             known = self.broken.frame if self.stopped else index  # the frames before it are numbered right
             later = "" if self.stopped else f"; later frames keep their numbers{self.numbers.estimate}"
             yield from self.gaps.between(self.last, known, later)
@@ -329,15 +333,10 @@ class _VideoReading:
     def _frame(self, count: int) -> int:
         """The number of the frame FFmpeg numbers ``count``: the same, except in an AVI, whose
         count is of chunks and whose :attr:`AviLayout.numbers` say which frame each is; -1 for a
-        count past them (numbers stop there: :attr:`broken` says why)."""
+        count past them (numbers stop there)."""
         if self.layout is None:
             return count
-        if count < len(self.layout.numbers):
-            return self.layout.numbers[count]
-        if self.broken is None:
-            frame = self.layout.numbers[-1] + 1 if self.layout.numbers else 0
-            self.broken = AviBreak(frame, f"FFmpeg read more video chunks than the {len(self.layout.numbers)} the file's chunks hold")
-        return -1
+        return self.layout.numbers[count] if count < len(self.layout.numbers) else -1
 
     def _ending(self) -> Iterator[InputFrame]:
         """The count of frames FFmpeg reported damage at beyond those named, then how reading
@@ -358,8 +357,8 @@ class _VideoReading:
             yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
         elif self.layout is not None and announced and last + 1 > announced:
             yield InputFrame(announced, None, problem=f"{name}: the AVI holds {last + 1} frames, but its header announces {announced}: frame chunks were "
-                                                     "inserted or written twice, and without an index the file cannot tell where, so frame numbers after "
-                                                     "that place are off")
+                                                     "inserted or written twice (or the header's count is wrong), and where the file cannot tell, so "
+                                                     "frame numbers after that place may be off")
         elif decoded == 0:
             yield InputFrame(0, None, problem=f"{name}: the video has no frames" if not announced else f"{name}: no frame could be decoded of the {announced} the container announces")
         elif announced and last + 1 < announced and self.grabs.failed > FAILED_READS:
