@@ -83,6 +83,19 @@ def without_index(path: Path) -> Path:
     return bare
 
 
+def indexed_afresh(data: bytes) -> bytes:
+    """An AVI whose ``movi`` chunks were edited, with its ``movi`` and RIFF sizes and its ``idx1``
+    index written again to match them, as the writer would have."""
+    movi = data.index(b"movi")
+    offset, entries = movi + 4, b""
+    while data[offset : offset + 4] != b"idx1":
+        size = struct.unpack("<I", data[offset + 4 : offset + 8])[0]
+        entries += data[offset : offset + 4] + struct.pack("<III", 0x10, offset - movi, size)
+        offset += 8 + size + (size & 1)
+    body = data[: movi - 4] + struct.pack("<I", offset - movi) + data[movi:offset] + b"idx1" + struct.pack("<I", len(entries)) + entries
+    return body[:4] + struct.pack("<I", len(body) - 8) + body[8:]
+
+
 def read(path: Path, every: int = 1):
     source = open_input(str(path), every)
     frames = list(source.frames())
@@ -417,7 +430,7 @@ def test_an_empty_frame_chunk_is_a_dropped_frame_not_damage(tmp_path, index):
     data = write_mjpg(tmp_path / "whole.avi").read_bytes()
     offset, size = frame_chunks(data)[DAMAGED]
     path = tmp_path / "dropped.avi"
-    path.write_bytes(data[:offset] + b"00dc" + bytes(4) + data[offset + 8 + size + (size & 1) :])
+    path.write_bytes(indexed_afresh(data[:offset] + b"00dc" + bytes(4) + data[offset + 8 + size + (size & 1) :]))
     path = path if index else without_index(path)
     shown, problems, notes = read_timed(path)
     assert {index: level for index, (level, _) in shown.items()} == {index: index for index in range(FRAMES) if index != DAMAGED}
@@ -542,3 +555,125 @@ def test_frames_lost_at_the_end_of_a_variable_frame_rate_video_are_named(tmp_pat
     assert notes == [variable_rate_note(path, 1.06, 10)]
     assert problems == [f"{path}: decoding stopped at frame {last} ({last + 1} frames decoded) at {shown[last][1]:.3f} s, but the container's 40 frames at "
                         f"10 frames/s run to 4.000 s: the last {4 - shown[last][1]:.3f} s are missing (the file is cut off or damaged)"]
+
+
+def write_varied_mjpg(path: Path) -> Path:
+    """A 40-frame MJPG AVI whose frame i is grey 6 * i below a noise strip as wide as 8 * (1 + i % 5)
+    pixels: chunks of differing sizes, as a camera's are (flat frames compress to one size)."""
+    noise = np.random.default_rng(0).integers(0, 256, (8, 40, 3), dtype=np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (64, 48))
+    for index in range(FRAMES):
+        image = np.full((48, 64, 3), 6 * index, np.uint8)
+        image[:8, : 8 * (1 + index % 5)] = noise[:, : 8 * (1 + index % 5)]
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def chunk_edited(tmp_path: Path, how: str, write=write_varied_mjpg) -> Path:
+    """The AVI with frame 20's chunk ``removed``, re-tagged ``JUNK`` or written ``twice``, its
+    ``idx1`` index and header as they were."""
+    data = write(tmp_path / "whole.avi").read_bytes()
+    offset, size = frame_chunks(data)[DAMAGED]
+    end = offset + 8 + size + (size & 1)
+    edited = {"removed": data[:offset] + data[end:], "junk": data[:offset] + b"JUNK" + data[offset + 4 :],
+              "twice": data[:end] + data[offset:], "wb": data[:offset] + b"00wb" + data[offset + 4 :]}[how]
+    path = tmp_path / f"{how}.avi"
+    path.write_bytes(edited)
+    return path
+
+
+def read_levels(path: Path) -> tuple[dict[int, int], list[str]]:
+    """Each decoded frame's grey level / 6 (below the noise strip) by its number, and the problems."""
+    frames = list(open_input(str(path)).frames())
+    return ({frame.index: round(float(frame.image[16:].mean()) / 6) for frame in frames if frame.image is not None},
+            [frame.problem for frame in frames if frame.problem is not None])
+
+
+@pytest.mark.parametrize("how, shown, why", [
+    ("junk", [index for index in range(FRAMES) if index != DAMAGED], None),
+    ("removed", range(DAMAGED), "frame 20's chunk is not where the AVI's index lists it (bytes removed or inserted)"),
+    ("twice", range(DAMAGED + 1), "frame 21's chunk is not where the AVI's index lists it (bytes removed or inserted)")], ids=["junk", "removed", "twice"])
+def test_a_frame_chunk_removed_retagged_or_written_twice_is_found_by_the_index(tmp_path, how, shown, why):
+    """FFmpeg counts the video chunks it finds, so after such a chunk every later frame would
+    come one number off; the ``idx1`` index says which chunk each frame is: a re-tagged frame is a
+    gap and later frames keep their numbers, chunks moved by bytes removed or inserted stop the
+    numbers at the first frame out of place."""
+    path = chunk_edited(tmp_path, how)
+    levels, problems = read_levels(path)
+    assert levels == {index: index for index in shown}
+    if why is None:
+        assert problems == [f"{path}: frame {DAMAGED} could not be decoded (left out; later frames keep their numbers)"]
+    else:
+        assert problems == [stopped(path, shown[-1], why)]
+
+
+def test_a_frame_chunk_typed_as_audio_is_still_the_frame_ffmpeg_reads_it_as(tmp_path):
+    """FFmpeg takes a chunk of the video stream's number found in place as a frame whatever its
+    type (``00wb``): it is frame 20, as the index says, and nothing is missing."""
+    levels, problems = read_levels(chunk_edited(tmp_path, "wb"))
+    assert levels == {index: index for index in range(FRAMES)}
+    assert problems == []
+
+
+@pytest.mark.parametrize("how", ["removed", "twice"])
+def test_chunks_of_one_size_never_give_a_row_another_frames_number(tmp_path, how):
+    """Among flat frames (chunks of one size, or nearly) a chunk removed or written twice leaves
+    later ones where the index lists other frames: no row may carry another frame's number, and
+    the place is named as a range."""
+    path = chunk_edited(tmp_path, how, write_mjpg)
+    levels, problems = read_levels(path)
+    assert all(index == level for index, level in levels.items())
+    assert len(problems) == 1 and "not where the AVI's index lists it (bytes removed or inserted)" in problems[0]
+
+
+def test_more_frames_than_the_header_announces_are_said(tmp_path):
+    """Without an index a chunk written twice cannot be placed, but the frame count past the
+    header's is said (the input counts as not read in full)."""
+    path = without_index(chunk_edited(tmp_path, "twice"))
+    _, problems = read_levels(path)
+    assert problems == [f"{path}: the AVI holds {FRAMES + 1} frames, but its header announces {FRAMES}: frame chunks were inserted or written "
+                        "twice (or the header's count is wrong), and where the file cannot tell, so frame numbers after that place may be off"]
+
+
+def test_an_avi_cut_off_by_a_killed_writer_is_called_cut_off(tmp_path):
+    """A writer killed while recording leaves no index, and sizes and frame counts of 0 in its
+    headers: the chunk that runs past the end of the file still says the file is cut off."""
+    data = bytearray(damaged(tmp_path, "cut").read_bytes())
+    movi, avih, strh = data.index(b"movi") - 8, data.index(b"avih") + 8, data.index(b"strh") + 8
+    data[4:8] = data[movi + 4 : movi + 8] = data[avih + 16 : avih + 20] = data[strh + 32 : strh + 36] = bytes(4)  # sizes, frame counts
+    path = tmp_path / "killed.avi"
+    path.write_bytes(bytes(data))
+    source, shown, problems = read(path)
+    assert source.announced is None
+    assert shown == {index: index for index in range(DAMAGED)}
+    assert problems == [f"{path}: decoding stopped at frame {DAMAGED - 1} ({DAMAGED} frames decoded): a chunk at frame {DAMAGED} runs past the end "
+                        "of the file (cut off, or its size is damaged); an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)"]
+
+
+def with_odml_index(path: Path) -> Path:
+    """``path`` with its ``idx1`` index replaced by an OpenDML standard index (an ``ix00`` chunk at
+    the end of ``movi``, base 0, each entry a chunk's data offset and size), as FFmpeg's muxer
+    writes one for files that may grow past 1 GB."""
+    data = path.read_bytes()
+    chunks = frame_chunks(data)
+    index = struct.pack("<HBBI4sQI", 2, 0, 1, len(chunks), b"00dc", 0, 0) + b"".join(struct.pack("<II", offset + 8, size) for offset, size in chunks)
+    idx1, movi = data.rindex(b"idx1"), data.index(b"movi")
+    body = data[: movi - 4] + struct.pack("<I", idx1 + 8 + len(index) - movi) + data[movi:idx1] + b"ix00" + struct.pack("<I", len(index)) + index
+    odml = path.with_name(f"{path.stem}-odml.avi")
+    odml.write_bytes(body[:4] + struct.pack("<I", len(body) - 8) + body[8:])
+    return odml
+
+
+def test_an_opendml_index_places_the_frames_as_idx1_does(tmp_path):
+    """A frame chunk re-tagged ``JUNK`` in a file indexed by ``ix00`` (no ``idx1``): a gap, and
+    later frames keep their numbers."""
+    path = tmp_path / "junk-odml.avi"
+    with_odml_index(write_varied_mjpg(tmp_path / "whole.avi")).rename(path)
+    data = bytearray(path.read_bytes())
+    offset = frame_chunks(bytes(data))[DAMAGED][0]
+    data[offset : offset + 4] = b"JUNK"
+    path.write_bytes(bytes(data))
+    levels, problems = read_levels(path)
+    assert levels == {index: index for index in range(FRAMES) if index != DAMAGED}
+    assert problems == [f"{path}: frame {DAMAGED} could not be decoded (left out; later frames keep their numbers)"]

@@ -81,8 +81,32 @@ def decode_image(content: bytes, path) -> np.ndarray:
     """:func:`read_image` for a file's bytes already read (``path`` names it in errors)."""
     image = _decode(content, path)
     if image is None:
-        raise DatasetError(f"cannot decode image {path}")
+        raise DatasetError(f"cannot decode image {path}{_not_an_image(content)}")
     return _to_rgb_uint8(image, path)
+
+
+#: The first bytes of the video containers a file named as an image most likely holds instead.
+_VIDEO_SIGNATURES = ((0, b"RIFF", 8, b"AVI ", "an AVI video"), (4, b"ftyp", 4, b"ftyp", "an MP4/MOV video"),
+                     (0, b"\x1a\x45\xdf\xa3", 0, b"\x1a\x45\xdf\xa3", "a Matroska/WebM video"))
+
+
+def video_container(content: bytes) -> str | None:
+    """Words for the video container whose signature ``content`` (a file's first bytes) starts
+    with, "an AVI video"; None for none of those a file named as an image most likely holds."""
+    for at, tag, second_at, second_tag, what in _VIDEO_SIGNATURES:
+        if content[at : at + len(tag)] == tag and content[second_at : second_at + len(second_tag)] == second_tag:
+            return what
+    return None
+
+
+def _not_an_image(content: bytes) -> str:
+    """Words on why ``content`` is no image, where its bytes say: an empty file (an interrupted
+    copy), or a video container under an image's name; empty when they do not say."""
+    if not content:
+        return ": the file is empty (0 bytes)"
+    if video := video_container(content):
+        return f": it holds {video}, not an image, whatever its name says"
+    return ""
 
 
 def decodable(paths: list[Path]) -> list[bool]:

@@ -24,8 +24,9 @@ Output rows (one per kept frame), in this column order:
   ``predicted``: the most probable class;
 - with ``--smooth N``: ``smooth_<class>`` and ``smooth_predicted``, from the centred moving average
   of the probabilities over N frames of the same input (N odd: (N-1)/2 kept frames before and
-  after). At the start and end of a sequence the window is cut short and averages the frames
-  that exist (no padding). Frames without a face take part like the others.
+  after). At the start and end of a sequence, and on either side of frames that could not be
+  read (a gap in ``frame``), the window is cut short and averages the frames that exist (no
+  padding): frame 19 is never averaged with frame 25. Frames without a face take part like the others.
 """
 
 from __future__ import annotations
@@ -84,7 +85,11 @@ class CentredMean:
         return self._ready(final=False)
 
     def flush(self) -> list[tuple[dict, np.ndarray]]:
-        return self._ready(final=True)
+        """The rows left, windows cut short at their end; the next row pushed starts afresh (after a gap)."""
+        out = self._ready(final=True)
+        self.rows.clear()
+        self.next = 0
+        return out
 
     def _ready(self, final: bool) -> list[tuple[dict, np.ndarray]]:
         out = []
@@ -154,19 +159,22 @@ class FrameSeries:
     """The per-frame values a plot draws, in compact growing buffers (``--plot`` only).
 
     Each frame keeps its x (8 bytes), its probabilities and smoothed probabilities (4 bytes a
-    class each: a plot cannot show more than float32's 7 digits) and a no-face flag (1 byte):
+    class each: a plot cannot show more than float32's 7 digits), a no-face flag and a flag for
+    following frames that could not be read (1 byte each):
     a 30,000-frame video of 7 classes holds about 2 MB, where lists of arrays held hundreds of
     bytes per frame. The properties are numpy views of what was added so far.
     """
 
     def __init__(self, classes: int):
         self.classes = classes
-        self._x, self._no_face = array("d"), array("b")
+        self._x, self._no_face, self._gap = array("d"), array("b"), array("b")
         self._probabilities, self._smoothed = array("f"), array("f")
         self.frame_numbers = False  # some x is a frame index (a frame without a timestamp)
 
-    def add(self, x: float, frame_number: bool, probabilities: np.ndarray, smoothed: np.ndarray | None, no_face: bool) -> None:
+    def add(self, x: float, frame_number: bool, probabilities: np.ndarray, smoothed: np.ndarray | None, no_face: bool, gap: bool = False) -> None:
+        """One frame's values; ``gap``: frames before it (since the last one added) could not be read."""
         self._x.append(x)
+        self._gap.append(gap)
         self.frame_numbers |= frame_number
         self._probabilities.frombytes(np.asarray(probabilities, dtype=np.float32).tobytes())
         if smoothed is not None:
@@ -192,6 +200,11 @@ class FrameSeries:
         return np.frombuffer(self._smoothed, dtype=np.float32).reshape(-1, self.classes) if self._smoothed else None
 
     @property
+    def gap(self) -> np.ndarray:
+        """Shape (frames,), bool: frames before this one could not be read (a gap: not decoded)."""
+        return np.frombuffer(self._gap, dtype=np.int8).astype(bool) if self._gap else np.zeros(0, bool)
+
+    @property
     def no_face(self) -> np.ndarray:
         """Shape (frames,), bool: the frame step used its fallback."""
         return np.frombuffer(self._no_face, dtype=np.int8).astype(bool) if self._no_face else np.zeros(0, bool)
@@ -210,6 +223,8 @@ class InputSummary:
     series: FrameSeries | None = None  # per-frame values, kept only for --plot
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # said on the console, no problem (a variable frame rate)
+    every: int = 1  # the step between kept frames: frames further apart have a gap between them
+    last_frame: int | None = None  # the frame number of the last row added
 
     @property
     def x_label(self) -> str:
@@ -219,6 +234,8 @@ class InputSummary:
         """Count one emitted row; with ``series`` (``--plot``) also keep its values for the plot
         (:class:`FrameSeries`), else nothing per frame is kept (a long video's summary stays a few counters)."""
         self.frames += 1
+        gap = self.follows_gap(row["frame"])
+        self.last_frame = row["frame"]
         if row["face_found"] is not None:
             self.faces = (self.faces or 0) + int(row["face_found"])
         self.predicted[row["predicted"]] = self.predicted.get(row["predicted"], 0) + 1
@@ -227,7 +244,18 @@ class InputSummary:
         if self.series is None:
             self.series = FrameSeries(len(self.classes))
         timed = row["time_s"] is not None
-        self.series.add(row["time_s"] if timed else row["frame"], not timed, probabilities, smoothed, row["face_found"] is False)
+        self.series.add(row["time_s"] if timed else row["frame"], not timed, probabilities, smoothed, row["face_found"] is False, gap)
+
+    def follows_gap(self, frame: int) -> bool:
+        """Whether frames between the last row added and frame number ``frame`` could not be read
+        (more than ``every`` apart): a plot breaks its lines there."""
+        return follows_gap(self.last_frame, frame, self.every)
+
+
+def follows_gap(last: int | None, frame: int, every: int) -> bool:
+    """Whether frames between frame numbers ``last`` (None: none yet) and ``frame``, kept every
+    ``every`` frames, could not be read: they are further apart than ``every``."""
+    return last is not None and frame - last > every
 
 
 # --- the pipeline --------------------------------------------------------------------------------
@@ -279,13 +307,18 @@ class Predictor:
 
     def run(self, predict_input: PredictInput, writer: RowWriter | None, advance=lambda n: None) -> InputSummary:
         """Predict every kept frame of ``source``; problems (unreadable frames) and notes go to the summary."""
-        summary = InputSummary(predict_input.name, predict_input.kind, self.bundle.classes)
+        summary = InputSummary(predict_input.name, predict_input.kind, self.bundle.classes, every=self.settings.every)
         smoother = CentredMean(self.settings.smooth)
         started = time.perf_counter()
+        last = None  # the frame number of the last row pushed
         for batch, prepared in self.prepared_batches(predict_input, summary):
             probabilities = self.probabilities(np.stack([result.image for result in prepared]))
             for frame, result, row_probabilities in zip(batch, prepared, probabilities):
                 row = self.row(predict_input, frame, result, row_probabilities)
+                if follows_gap(last, frame.index, self.settings.every):  # no window reaches across a gap
+                    for ready, smoothed in smoother.flush():
+                        self.emit(ready, smoothed, summary, writer)
+                last = frame.index
                 for ready, smoothed in smoother.push(row, row_probabilities):
                     self.emit(ready, smoothed, summary, writer)
             advance(len(batch))

@@ -1,13 +1,21 @@
-"""How far an AVI's frame numbers can be trusted: up to its first damaged chunk header.
+"""Which frame each chunk of an AVI is: from its index where it has one, else by counting.
 
-An AVI stores no timestamps: FFmpeg's demuxer numbers the video chunks by counting them, and
-OpenCV's ``CAP_PROP_PTS`` is that count. The count is right while every chunk header before a
-frame is intact: a frame whose payload is damaged is still counted (its read fails, and the later
-frames keep their numbers). A damaged header (its tag or its size) makes the demuxer search for
-the next header it recognises, by rules of its own that differ between FFmpeg versions, and from
-there on its count no longer says which frame is which. Walking the ``movi`` lists chunk by chunk
-by the sizes they declare (the RIFF format itself, not FFmpeg's recovery) finds the first damaged
-header, so that ``predict`` can stop there instead of numbering later frames wrong.
+An AVI stores no timestamps: FFmpeg's demuxer (``avi_sync`` in libavformat/avidec.c) walks the
+``movi`` list, skips what it does not take for a stream's chunk (``JUNK``, ``idx1``, ``ix##``,
+``LIST`` headers) and numbers the video chunks it finds by counting them; OpenCV's
+``CAP_PROP_PTS`` is that count. It reads the ``idx1`` index (or OpenDML's ``ix##``) only to seek
+and to flag key frames, unless the file is not interleaved, and never checks the walk against it.
+So a frame chunk removed, re-tagged (``JUNK``) or written twice shifts the count of every later
+frame, while each chunk header stays valid.
+
+The index lists each frame's chunk at its offset, in frame order: the frame a chunk is, whatever
+came before it. Walking the chunks by the sizes they declare (the RIFF format, not FFmpeg's
+recovery) and looking each video chunk up in the index gives each chunk FFmpeg counts its frame
+number (:attr:`AviLayout.numbers`): a frame the index lists whose chunk the walk did not find as a
+video chunk is a gap, and later frames keep their numbers. Where chunks are not where the index
+lists them (bytes removed or inserted), or where the walk meets a damaged header or a chunk past the
+end of the file, numbers stop (:class:`AviBreak`). Without an index (a writer killed before writing
+it) a chunk's number is its count, right up to the first damaged header.
 """
 
 from __future__ import annotations
@@ -24,27 +32,31 @@ _STREAM_CHUNKS = (b"dc", b"db", b"wb", b"pc", b"tx")
 
 class AviBreak(NamedTuple):
     """Where an AVI's frame numbers stop being known: ``frame`` (from 0) is the first video frame
-    whose number the demuxer's count no longer gives; ``why`` says so in words."""
+    whose chunk cannot be told; ``why`` says so in words; ``cut``: the file ends inside a chunk."""
 
     frame: int
     why: str
+    cut: bool = False
 
 
 class AviLayout(NamedTuple):
     """What walking an AVI's chunks tells about its video frames: where their numbers stop being
-    known (None: nowhere), and the frames whose chunk is empty (size 0: capture software writes one
-    for a frame it dropped, players show the previous frame again)."""
+    known (None: nowhere), the frames whose chunk is empty (size 0: capture software writes one for
+    a frame it dropped, players show the previous frame again), and ``numbers``: the frame number of
+    each video chunk FFmpeg counts, in its order, up to the break (a count past them has none)."""
 
     broken: AviBreak | None
     empty: frozenset[int]
+    numbers: tuple[int, ...]
+
+
+class _Chunk(NamedTuple):
+    position: int  # of its header
+    size: int
 
 
 def avi_layout(path: Path) -> AviLayout | None:
-    """The :class:`AviLayout` of ``path``: the first video frame whose number cannot be known, and
-    why (a damaged chunk header at it or between it and the previous frame, or a chunk that runs
-    past the end of the file: cut off, or its size damaged, which one cannot be told, and either
-    way frame numbers stop there), and the empty frames before it. None when ``path`` is no AVI
-    whose header lists a video stream."""
+    """The :class:`AviLayout` of ``path``; None when ``path`` is no AVI whose header lists a video stream."""
     try:
         with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return _layout(data)
@@ -55,33 +67,39 @@ def avi_layout(path: Path) -> AviLayout | None:
 def _layout(data) -> AviLayout | None:
     if data[0:4] != b"RIFF" or data[8:12] != b"AVI ":
         return None
-    streams, movis = _streams_and_movi_lists(data)
+    streams, movis, idx1 = _streams_and_movi_lists(data)
     video = next((number for number, kind in enumerate(streams or []) if kind == b"vids"), None)
-    if video is None:
+    if video is None or not movis:
         return None
-    frames, empty = 0, set()
+    walk = _Walk(data, len(streams), b"%02d" % video)
     for start, end in movis:
-        frames, why = _walk_movi(data, start, end, len(streams), b"%02d" % video, frames, empty)
-        if why:
-            return AviLayout(AviBreak(frames, why), frozenset(empty))
-    return AviLayout(None, frozenset(empty))
+        if not walk.movi(start, end):
+            break
+    listed = walk.odml or _idx1_entries(data, walk.idx1 or idx1 or _last_idx1(data), movis[0][0] - 4, walk.tag)
+    if listed:
+        return _Indexed(data, walk, listed).layout()
+    broken = AviBreak(len(walk.chunks), walk.why(len(walk.chunks)), walk.cut) if walk.stop else None
+    empty = frozenset(count for count, chunk in enumerate(walk.chunks) if chunk.size == 0)
+    return AviLayout(broken, empty, tuple(range(len(walk.chunks))))
 
 
 def _chunk(data, position: int) -> tuple[bytes, int]:
     return bytes(data[position : position + 4]), struct.unpack("<I", data[position + 4 : position + 8])[0]
 
 
-def _streams_and_movi_lists(data) -> tuple[list[bytes] | None, list[tuple[int, int]]]:
-    """Each stream's type (``strh``'s fccType: ``vids``, ``auds``...) from ``hdrl``, and the
-    ``(start, end)`` of every ``movi`` list's chunks: the first RIFF's and those of the OpenDML
-    ``RIFF AVIX`` extensions that follow it (files over 1 GB). A RIFF or ``movi`` size of 0 (left
-    by a writer that could not seek back, as when recording to a pipe) runs to the end of the file."""
-    streams, movis, riff = None, [], 0
+def _streams_and_movi_lists(data) -> tuple[list[bytes] | None, list[tuple[int, int]], int | None]:
+    """Each stream's type (``strh``'s fccType: ``vids``, ``auds``...) from ``hdrl``, the ``(start,
+    end)`` of every ``movi`` list's chunks: the first RIFF's and those of the OpenDML ``RIFF AVIX``
+    extensions that follow it (files over 1 GB), and the position of the ``idx1`` chunk (None: none).
+    A RIFF or ``movi`` size of 0 (left by a writer that could not seek back, as when recording to a
+    pipe) runs to the end of the file. Stream chunks right after a ``movi`` list (written past the
+    size it declares) belong to it: FFmpeg reads them as frames."""
+    streams, movis, idx1, riff = None, [], None, 0
     while riff + 12 <= len(data) and data[riff : riff + 4] == b"RIFF" and data[riff + 8 : riff + 12] in (b"AVI ", b"AVIX"):
         riff_size = _chunk(data, riff)[1] or len(data) - riff - 8
         riff_end = min(riff + 8 + riff_size, len(data))
         position = riff + 12
-        while position + 12 <= riff_end:
+        while position + 8 <= riff_end:
             tag, size = _chunk(data, position)
             kind = bytes(data[position + 8 : position + 12])
             if tag == b"LIST" and kind == b"movi":
@@ -89,9 +107,17 @@ def _streams_and_movi_lists(data) -> tuple[list[bytes] | None, list[tuple[int, i
                 movis.append((position + 12, min(position + 8 + size, len(data))))
             elif tag == b"LIST" and kind == b"hdrl":
                 streams = _stream_types(data, position + 12, min(position + 8 + size, len(data)))
+            elif tag == b"idx1":
+                idx1 = position
+            elif movis and movis[-1][1] == position and _stream_chunk(tag, len(streams or [])):
+                movis[-1] = (movis[-1][0], min(position + 8 + size + (size & 1), len(data)))
             position += 8 + size + (size & 1)
         riff += 8 + riff_size + (riff_size & 1)
-    return streams, movis
+    return streams, movis, idx1
+
+
+def _stream_chunk(tag: bytes, streams: int) -> bool:
+    return tag[:2].isdigit() and int(tag[:2]) < streams and tag[2:] in _STREAM_CHUNKS
 
 
 def _stream_types(data, start: int, end: int) -> list[bytes]:
@@ -104,26 +130,140 @@ def _stream_types(data, start: int, end: int) -> list[bytes]:
     return types
 
 
-def _walk_movi(data, start: int, end: int, streams: int, video: bytes, frames: int, empty: set[int]) -> tuple[int, str | None]:
-    """Walk one ``movi`` list, counting ``video``'s frame chunks on from ``frames`` (adding the
-    numbers of empty ones to ``empty``): ``(frames, None)`` at its end, ``(frames, why)`` at the
-    first damaged header (a tag that is no chunk of this list: a stream number past ``streams``,
-    an unknown type) or chunk past the end."""
-    position = start
-    while position + 8 <= end:
-        tag, size = _chunk(data, position)
-        if position + 8 + size > end:
-            if end == len(data):
-                return frames, f"a chunk at frame {frames} runs past the end of the file (cut off, or its size is damaged)"
-            return frames, f"the size of a chunk at frame {frames} is damaged"
-        if tag == b"LIST":
-            position += 12  # a "rec " list: its chunks follow
-            continue
-        if tag[:2] == video and tag[2:] in (b"dc", b"db"):
-            if size == 0:
-                empty.add(frames)
-            frames += 1
-        elif not (tag == b"JUNK" or tag[:2] == b"ix" or (tag[:2].isdigit() and int(tag[:2]) < streams and tag[2:] in _STREAM_CHUNKS)):
-            return frames, f"a chunk header is damaged at frame {frames}"
-        position += 8 + size + (size & 1)
-    return frames, None
+class _Walk:
+    """The video chunks of ``movi`` lists in the order FFmpeg counts them (:attr:`chunks`), the
+    OpenDML index entries of the video stream met on the way (:attr:`odml`), and where the walk
+    stopped: at a damaged header (a tag that is no chunk of the file), a chunk past its list's end
+    (``stop`` names which), or an ``idx1`` chunk inside the list (bytes removed before it: its
+    position is kept)."""
+
+    def __init__(self, data, streams: int, tag: bytes):
+        self.data, self.streams, self.tag = data, streams, tag
+        self.chunks: list[_Chunk] = []
+        self.odml: list[_Chunk] = []
+        self.idx1: int | None = None
+        self.stop, self.cut = "", False
+
+    def movi(self, start: int, end: int) -> bool:
+        """Walk one ``movi`` list; False where the walk stops."""
+        data, position = self.data, start
+        while position + 8 <= end:
+            tag, size = _chunk(data, position)
+            if tag == b"idx1":
+                self.idx1 = position
+                return True
+            if position + 8 + size > end:
+                self.cut = end == len(data)
+                self.stop = "past"
+                return False
+            if tag == b"LIST":
+                position += 12  # a "rec " list: its chunks follow
+                continue
+            if tag[:2] == self.tag and tag[2:] not in (b"ix", b"pc") and tag[2:].isascii():
+                self.chunks.append(_Chunk(position, size))  # FFmpeg takes any type of the stream's number found in place as its packet
+            elif tag == b"ix" + self.tag:
+                self.odml += _odml_entries(data, position + 8)
+            elif not (tag == b"JUNK" or tag[:2] == b"ix" or _stream_chunk(tag, self.streams)):
+                self.stop = "header"
+                return False
+            position += 8 + size + (size & 1)
+        return True
+
+    def why(self, frame: int) -> str:
+        """Words for where the walk stopped, at ``frame``."""
+        if self.stop == "header":
+            return f"a chunk header is damaged at frame {frame}"
+        if self.cut:
+            return f"a chunk at frame {frame} runs past the end of the file (cut off, or its size is damaged)"
+        return f"the size of a chunk at frame {frame} is damaged"
+
+
+def _odml_entries(data, start: int) -> list[_Chunk]:
+    """The chunks an OpenDML standard index (``ix##``, index of chunks) lists: its entries give each
+    chunk's data offset from a base and its size (the top bit flags a delta frame)."""
+    longs, subtype, kind, count = struct.unpack("<HBBI", data[start : start + 8])
+    if longs != 2 or subtype != 0 or kind != 1:
+        return []
+    base = struct.unpack("<Q", data[start + 12 : start + 20])[0]
+    entries = start + 24
+    return [_Chunk(base + offset - 8, size & 0x7FFFFFFF)
+            for offset, size in struct.iter_unpack("<II", data[entries : entries + 8 * count])]
+
+
+def _last_idx1(data) -> int | None:
+    """The position of the last ``idx1`` chunk that fits the file, found by its tag: where bytes
+    inserted into ``movi`` move it past the list's declared end, the walk lands inside a chunk."""
+    position = data.rfind(b"idx1")
+    while position >= 0:
+        size = _chunk(data, position)[1] if position + 8 <= len(data) else 1
+        if size % 16 == 0 and position + 8 + size <= len(data):
+            return position
+        position = data.rfind(b"idx1", 0, position)
+    return None
+
+
+def _idx1_entries(data, idx1: int | None, movi: int, tag: bytes) -> list[_Chunk]:
+    """The video chunks ``idx1`` lists, in frame order. Its offsets count from the ``movi`` list's
+    type (``movi``), or from the file's start as some writers have it: the base is the one at which
+    the first entry finds its chunk's tag."""
+    if idx1 is None:
+        return []
+    size = _chunk(data, idx1)[1]
+    entries = [(bytes(data[at : at + 4]), *struct.unpack("<II", data[at + 8 : at + 16]))
+               for at in range(idx1 + 8, min(idx1 + 8 + size, len(data)) - 15, 16)]
+    if not entries:
+        return []
+    first_tag, first_offset, _ = entries[0]
+    base = 0 if data[movi + first_offset : movi + first_offset + 4] != first_tag and data[first_offset : first_offset + 4] == first_tag else movi
+    return [_Chunk(base + offset, size) for chunk_tag, offset, size in entries if chunk_tag in (tag + b"dc", tag + b"db")]
+
+
+class _Indexed:
+    """The frame number of each walked chunk, from the index ``listed`` (frame k's chunk at
+    ``listed[k]``): a walked chunk is the frame whose listed position and size it has."""
+
+    def __init__(self, data, walk: _Walk, listed: list[_Chunk]):
+        self.data, self.walk, self.listed = data, walk, listed
+        self.frame_at = {chunk.position: frame for frame, chunk in enumerate(listed)}
+
+    def layout(self) -> AviLayout:
+        numbers, expected = [], 0
+        for count, chunk in enumerate(self.walk.chunks):
+            frame = self.frame_at.get(chunk.position)
+            damaged_size = self.walk.stop and count == len(self.walk.chunks) - 1  # the walk stops at the chunk after it
+            if frame is None or frame < expected or (self.listed[frame].size != chunk.size and not damaged_size):
+                return self._shifted(numbers, expected)
+            numbers.append(frame)  # the listed frames before it are not in the file as video chunks: a gap
+            expected = frame + 1
+        if self.walk.stop:
+            return self._layout(numbers, AviBreak(expected, self.walk.why(expected), self.walk.cut))
+        for frame in range(expected, len(self.listed)):  # listed after the last walked chunk
+            if not self._in_place(self.listed[frame]):
+                return self._shifted(numbers, frame)
+        return self._layout(numbers, None)
+
+    def _in_place(self, chunk: _Chunk) -> bool:
+        """Whether a chunk header of the listed size stands at the listed position (a frame chunk
+        re-tagged, ``JUNK`` written over it): a gap, not bytes removed or inserted."""
+        return chunk.position + 8 <= len(self.data) and _chunk(self.data, chunk.position)[1] == chunk.size
+
+    def _shifted(self, numbers: list[int], frame: int) -> AviLayout:
+        """Numbers stop where frame ``frame``'s chunk is not where the index lists it: bytes were
+        removed or inserted at or before it. Chunks of one size hide where (a chunk removed or
+        written twice among them leaves every later one where the index lists a frame), so numbers
+        stop at the first of the frames of that size before it."""
+        sizes = [chunk.size for chunk in self.listed]
+        last = first = min(frame, len(sizes) - 1)
+        while first > 0 and sizes[first - 1] == sizes[first]:
+            first -= 1
+        if frame >= len(sizes):
+            why = f"the file holds more video chunks than the {len(sizes)} its index lists (a chunk inserted or written twice)"
+        else:
+            why = f"frame {frame}'s chunk is not where the AVI's index lists it (bytes removed or inserted)"
+        if first < last:
+            why += f", and frames {first}-{last} have chunks of one size, so the index cannot tell at which of them"
+        return self._layout([number for number in numbers if number < first], AviBreak(first, why))
+
+    def _layout(self, numbers: list[int], broken: AviBreak | None) -> AviLayout:
+        empty = frozenset(number for number, chunk in zip(numbers, self.walk.chunks) if chunk.size == 0)
+        return AviLayout(broken, empty, tuple(numbers))

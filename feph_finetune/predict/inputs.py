@@ -1,8 +1,12 @@
 """Where ``predict`` gets frames: image files, folders of frames, and videos, streamed one frame at a time.
 
-- An image file (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) is one
-  frame, decoded as the training images are (:func:`feph_finetune.read_image`: RGB,
-  alpha dropped).
+- An image file is one frame, decoded as the training images are (:func:`feph_finetune.read_image`:
+  RGB, alpha dropped). What a file is, its content says where OpenCV can tell (an image format's
+  signature, :func:`_holds_image`), not its name: a PNG named ``.avi`` and a ``.pgm`` are images,
+  a video (an AVI, MP4/MOV or Matroska/WebM by its first bytes) named ``.png`` is read as a
+  video, with a warning. A file named as an image
+  (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) that is neither is
+  reported as an image that cannot be decoded, and an empty file (0 bytes) as empty.
 - A folder is one sequence: its image files (not sub-folders), in natural order, so that
   ``fn000009`` comes before ``fn000045`` and ``frame2`` before ``frame10``; the frame index is the
   position in that order. A link with an image name that points nowhere is a frame that cannot be
@@ -14,9 +18,9 @@
   (``CAP_PROP_FPS``), in seconds, empty when the container gives none. A video of variable
   frame rate (timestamps off that rate's grid, as phones record) is numbered in decode order
   from its first such timestamp, each frame with its own timestamp, and says so once
-  (:class:`FrameNumbers`). An AVI has no timestamps
-  (the demuxer counts chunks): reading stops at its first damaged chunk header, where the count
-  stops saying which frame is which (:mod:`feph_finetune.predict.avi`), and says so. A video
+  (:class:`FrameNumbers`). An AVI has no timestamps (the demuxer counts chunks): its index says
+  which frame each counted chunk is, and reading stops where the chunks stop matching it, or at
+  the first damaged chunk header (:mod:`feph_finetune.predict.avi`), and says so. A video
   whose decoding ends before the frame count its container announces is reported as cut off or
   damaged. A raw stream without a container (``.mjpeg``, ``.h264``) has no frame numbers of its
   own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones.
@@ -49,10 +53,10 @@ import cv2
 import numpy as np
 
 from feph_finetune.api import DatasetError
-from feph_finetune.data.images import read_image
+from feph_finetune.data.images import read_image, video_container
 from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
 from feph_finetune.native_stderr import NativeOutput, NativeStderr, native_stderr_caught
-from feph_finetune.predict.avi import avi_layout
+from feph_finetune.predict.avi import AviBreak, avi_layout
 from feph_finetune.predict.timebase import timestamp_resolution
 from feph_finetune.printable import counted, shortened
 
@@ -133,17 +137,43 @@ def open_input(name: str, every: int = 1, warn: Callable[[str], None] | None = N
         return PredictInput(name, path, "folder", every, len(range(0, len(files), every)), files=files, skipped=_skipped(children, len(files)))
     if found.kind != REGULAR_FILE:  # a FIFO (OpenCV would wait for a writer forever), a device, a socket
         raise InputError(f"{name}: is {found.described}, neither a regular file nor a folder; predict reads image and video files and folders of frames")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.stat().st_size == 0:
+        raise InputError(f"{name}: the file is empty (0 bytes): neither an image nor a video")
+    holds_image = _holds_image(path)
+    try:
+        video = None if holds_image else _video_container(path)
+    except OSError as error:
+        raise InputError(f"{name}: cannot be read: {error.strerror}") from None
+    if holds_image or (video is None and path.suffix.lower() in IMAGE_SUFFIXES):  # read_image names what it finds wrong
         return PredictInput(name, path, "image", 1, 1, files=[path])
     with _video_capture(path) as (capture, said):
         if said.lines and warn is not None:
             warn(_said_line(name, "opening", said))
         if not capture.isOpened():
-            raise InputError(f"{name}: cannot read it as an image or a video (OpenCV's FFmpeg backend cannot open it)")
+            raise InputError(f"{name}: cannot read it as an image or a video (its content is no image format OpenCV decodes, "
+                             "and OpenCV's FFmpeg backend cannot open it as a video)")
+        if video and path.suffix.lower() in IMAGE_SUFFIXES and warn is not None:
+            warn(f"{name}: holds {video}, not an image, whatever its name says: read as a video")
         fps = capture.get(cv2.CAP_PROP_FPS)
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     return PredictInput(name, path, "video", every, len(range(0, count, every)) if count > 0 else None, fps=fps if fps > 0 else None,
                         announced=count if count > 0 else None, said=str(said))
+
+
+def _holds_image(path: Path) -> bool:
+    """Whether ``path``'s first bytes are those of an image format OpenCV decodes (PNG, JPEG, PNM,
+    TIFF...), whatever its name: a PNG named ``.avi`` is an image, a video named ``.png`` is not."""
+    with _utf8_name(path) as name:
+        try:
+            return cv2.haveImageReader(name)
+        except cv2.error:
+            return False
+
+
+def _video_container(path: Path) -> str | None:
+    """Words for the video container ``path``'s first bytes are a signature of (:func:`video_container`)."""
+    with open(path, "rb") as file:
+        return video_container(file.read(16))
 
 
 def _said_line(name: str, when: str, said: NativeOutput) -> str:
@@ -182,11 +212,12 @@ def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     numbered by :class:`FrameNumbers` from its presentation timestamp, so a hole shows as a
     jump, reported as a problem frame naming the missing indices (:class:`_Gaps`). Failed reads
     are retried as long as the container announces more frames, at most :data:`FAILED_READS` in
-    a row (:class:`_Grabs`). An AVI's timestamps are the demuxer's count of chunks, right only up
-    to the first damaged chunk header (:func:`~feph_finetune.predict.avi.avi_layout`): reading
-    stops there; an empty chunk (a dropped frame, as capture software marks it) is no damage: no
-    row, one note. Decoding that ends before the announced frame count (a file cut off) is
-    reported too: the rows read are kept, the input counts as not read in full; so is a frame
+    a row (:class:`_Grabs`). An AVI's timestamps are the demuxer's count of chunks: its layout
+    (:func:`~feph_finetune.predict.avi.avi_layout`) gives each count its frame number (from the
+    index, a frame missing from the file a gap), up to where numbers stop: reading stops there;
+    an empty chunk (a dropped frame, as capture software marks it) is no damage: no row, one
+    note. Decoding that ends before the announced frame count (a file cut off) is reported too:
+    the rows read are kept, the input counts as not read in full; so is a frame
     FFmpeg reports damage in while decoding it (:class:`_Grabs`), its row kept. A video whose
     timestamps leave the frame-rate grid (variable frame rate) gets one ``note`` frame saying how
     its frames are numbered from there.
@@ -248,9 +279,9 @@ class _VideoReading:
     def __init__(self, predict_input: PredictInput, capture, stderr: NativeStderr):
         self.name, self.every, self.announced = predict_input.name, predict_input.every, predict_input.announced
         timestamps = capture.getBackendName() == "FFMPEG"
-        layout = avi_layout(predict_input.path) if timestamps else None
-        self.broken = layout.broken if layout else None
-        self.gaps = _Gaps(self.name, layout.empty if layout else frozenset())
+        self.layout = avi_layout(predict_input.path) if timestamps else None
+        self.broken = self.layout.broken if self.layout else None
+        self.gaps = _Gaps(self.name, self.layout.empty if self.layout else frozenset())
         self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced,
                                     timestamp_resolution(predict_input.path) if timestamps else 0.0)
         self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last), stderr)
@@ -265,10 +296,13 @@ class _VideoReading:
         while current is not None:
             image = self.grabs.image() if self._may_keep(current.seconds, current.failed) else None
             following = next(grabbed, None)  # its timestamp tells whether the current one's is out of place
-            index = self.numbers.number(current.seconds, current.failed, following)
+            index = self._frame(self.numbers.number(current.seconds, current.failed, following))
             if (note := self.numbers.take_note()) is not None:
-                yield InputFrame(index, None, note=f"{self.name}: {note}")
-            self.stopped = self.broken is not None and index >= self.broken.frame
+                yield InputFrame(max(index, 0), None, note=f"{self.name}: {note}")
+            self.stopped = index < 0
+            if self.stopped and self.broken is None:  # FFmpeg found a video chunk the walk did not
+                frame = self.layout.numbers[-1] + 1 if self.layout.numbers else 0
+                self.broken = AviBreak(frame, f"FFmpeg read more video chunks than the {len(self.layout.numbers)} the file's chunks hold")
             known = self.broken.frame if self.stopped else index  # the frames before it are numbered right
             later = "" if self.stopped else f"; later frames keep their numbers{self.numbers.estimate}"
             yield from self.gaps.between(self.last, known, later)
@@ -294,7 +328,15 @@ class _VideoReading:
                                                       "(the frame is kept, and may show the damage)")
 
     def _may_keep(self, seconds: float | None, failed: int) -> bool:
-        return self.every == 1 or any(index % self.every == 0 for index in self.numbers.possible(seconds, failed))
+        return self.every == 1 or any(self._frame(count) % self.every == 0 for count in self.numbers.possible(seconds, failed))
+
+    def _frame(self, count: int) -> int:
+        """The number of the frame FFmpeg numbers ``count``: the same, except in an AVI, whose
+        count is of chunks and whose :attr:`AviLayout.numbers` say which frame each is; -1 for a
+        count past them (numbers stop there)."""
+        if self.layout is None:
+            return count
+        return self.layout.numbers[count] if count < len(self.layout.numbers) else -1
 
     def _ending(self) -> Iterator[InputFrame]:
         """The count of frames FFmpeg reported damage at beyond those named, then how reading
@@ -310,9 +352,13 @@ class _VideoReading:
         """A problem frame when reading ended before the video did: at a damaged AVI chunk header,
         with no frame decoded, after :data:`FAILED_READS` failed reads, or short of the announced count."""
         name, announced, last, decoded, broken = self.name, self.announced, self.last, self.decoded, self.broken
-        if broken and (self.stopped or (announced and broken.frame < announced)):
+        if broken and (self.stopped or broken.cut or (announced and broken.frame < announced)):
             of = f" of the {announced} the container announces" if announced else ""
             yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
+        elif self.layout is not None and announced and last + 1 > announced:
+            yield InputFrame(announced, None, problem=f"{name}: the AVI holds {last + 1} frames, but its header announces {announced}: frame chunks were "
+                                                     "inserted or written twice (or the header's count is wrong), and where the file cannot tell, so "
+                                                     "frame numbers after that place may be off")
         elif decoded == 0:
             yield InputFrame(0, None, problem=f"{name}: the video has no frames" if not announced else f"{name}: no frame could be decoded of the {announced} the container announces")
         elif announced and last + 1 < announced and self.grabs.failed > FAILED_READS:

@@ -23,7 +23,8 @@ def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str
 
     Each panel draws the probability of each class against time (video, seconds) or frame
     index (folder): the smoothed values when ``--smooth`` was given, over the raw ones drawn
-    faintly; frames where no face was found are marked with grey bands. Returns the number of
+    faintly; frames where no face was found are marked with grey bands, frames that could not be
+    read (a gap in the frame numbers) with hatched ones, and no line crosses them. Returns the number of
     panels (0: nothing to draw, no file written). It is drawn under the project's settings whatever
     the user's matplotlibrc says, labels in any script with an installed font that has them
     (:func:`feph_finetune.results.figures_style.project_style`), else ``warn`` says so.
@@ -59,14 +60,16 @@ def probabilities_figure(sequences: Sequence[InputSummary], title: str):
     axes = figure.subplots(len(sequences), 1, squeeze=False, sharey=True)
     for ax, summary in zip(axes[:, 0], sequences):
         x, raw, smooth = summary.series.x, summary.series.probabilities, summary.series.smoothed
-        _mark_no_face(ax, x, summary.series.no_face)
+        starts = np.flatnonzero(summary.series.gap)  # the first frame after each gap
+        _mark_no_face(ax, x, summary.series.no_face, starts)
+        _mark_not_decoded(ax, x, starts)
         for index, name in enumerate(summary.classes):
             colour = colours[index % len(colours)]
             if smooth is None:
-                ax.plot(*envelope(x, raw[:, index]), color=colour, linewidth=1.4, label=printable(name))
+                ax.plot(*broken_envelope(x, raw[:, index], starts), color=colour, linewidth=1.4, label=printable(name))
             else:
-                ax.plot(*envelope(x, raw[:, index]), color=colour, linewidth=0.7, alpha=0.3)
-                ax.plot(*envelope(x, smooth[:, index]), color=colour, linewidth=1.6, label=printable(name))
+                ax.plot(*broken_envelope(x, raw[:, index], starts), color=colour, linewidth=0.7, alpha=0.3)
+                ax.plot(*broken_envelope(x, smooth[:, index], starts), color=colour, linewidth=1.6, label=printable(name))
         faces = "" if summary.faces is None else f", face found in {format_count(summary.faces)} of {format_count(summary.frames)} frames"
         ax.set_title(f"{printable(summary.name)}{faces}", fontsize=10, loc="left")
         ax.set_xlabel(summary.x_label)
@@ -75,11 +78,14 @@ def probabilities_figure(sequences: Sequence[InputSummary], title: str):
         ax.set_xlim(x.min(), x.max() if x.max() > x.min() else x.min() + 1)
         ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    if any(summary.series.no_face.any() for summary in sequences):
-        from matplotlib.patches import Patch
+    from matplotlib.patches import Patch
 
+    if any(summary.series.no_face.any() for summary in sequences):
         handles.append(Patch(color="0.8", label="no face found"))
         labels.append("no face found")
+    if any(summary.series.gap.any() for summary in sequences):
+        handles.append(Patch(**NOT_DECODED, label="not decoded"))
+        labels.append("not decoded")
     figure.suptitle(printable(title), x=0.01, ha="left", fontsize=11)
     figure.tight_layout(rect=(0, 0, 0.85, 1))
     figure.legend(handles, labels, loc="center left", bbox_to_anchor=(0.855, 0.5), fontsize=9, frameon=False)
@@ -112,14 +118,53 @@ def envelope(x: np.ndarray, y: np.ndarray, columns: int = ENVELOPE_COLUMNS) -> t
     return x[chosen], y[chosen]
 
 
-def _mark_no_face(ax, x: np.ndarray, no_face: np.ndarray) -> None:
+def broken_envelope(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` to draw, each run of frames between gaps (``starts``: the first frame after each)
+    as its :func:`envelope`, the runs joined by a NaN point, where matplotlib breaks the line: no
+    line is drawn across frames that were never decoded. The columns are shared out by length."""
+    bounds = [0, *starts.tolist(), len(x)]
+    xs, ys = [], []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        columns = max(1, ENVELOPE_COLUMNS * (end - start) // max(len(x), 1))
+        run_x, run_y = envelope(x[start:end], y[start:end], columns)
+        xs += [run_x, [np.nan]]
+        ys += [run_y, [np.nan]]
+    return np.concatenate(xs[:-1]), np.concatenate(ys[:-1])
+
+
+#: How frames that could not be read are drawn: hatched, unlike the grey of frames without a face.
+NOT_DECODED = {"facecolor": "none", "edgecolor": "0.6", "hatch": "//", "linewidth": 0}
+
+
+def _step(x: np.ndarray, starts: np.ndarray) -> float:
+    """The usual distance between neighbouring frames (the median, gaps left out)."""
+    steps = np.delete(np.diff(x), starts - 1) if len(x) > 1 else np.zeros(0)
+    return float(np.median(steps)) if len(steps) else 1.0
+
+
+def _mark_no_face(ax, x: np.ndarray, no_face: np.ndarray, starts: np.ndarray) -> None:
     """Grey bands over the frames without a face, each half a frame step wide on either side;
     consecutive frames without a face make one band (one band per frame took minutes to draw
-    for a long video where no face was found)."""
+    for a long video where no face was found), never across a gap (``starts``: the first frame
+    after each), which is no frame without a face but frames never decoded."""
     if not no_face.any():
         return
-    step = float(np.median(np.diff(x))) if len(x) > 1 else 1.0
-    edges = np.diff(np.concatenate([[0], no_face.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    ax.broken_barh([(x[start] - step / 2, x[end] - x[start] + step) for start, end in zip(starts, ends)], (0, 1),
+    step = _step(x, starts)
+    marked = no_face.astype(np.int8)
+    breaks = np.zeros(len(x) + 1, np.int8)
+    breaks[starts] = 1  # a run ends before each gap and starts again after it
+    edges = np.diff(np.concatenate([[0], marked, [0]]))
+    run_starts = np.flatnonzero((edges == 1) | ((breaks == 1) & (np.concatenate([marked, [0]]) == 1)))
+    run_ends = np.flatnonzero((edges == -1) | ((breaks == 1) & (np.concatenate([[0], marked]) == 1))) - 1
+    ax.broken_barh([(x[start] - step / 2, x[end] - x[start] + step) for start, end in zip(run_starts, run_ends)], (0, 1),
                    transform=ax.get_xaxis_transform(), color="0.8", linewidth=0, zorder=0)
+
+
+def _mark_not_decoded(ax, x: np.ndarray, starts: np.ndarray) -> None:
+    """Hatched bands over each gap: from half a step after the frame before it to half a step
+    before the frame after it."""
+    if not len(starts):
+        return
+    step = _step(x, starts)
+    ax.broken_barh([(x[start - 1] + step / 2, x[start] - x[start - 1] - step) for start in starts], (0, 1),
+                   transform=ax.get_xaxis_transform(), zorder=0, **NOT_DECODED)
