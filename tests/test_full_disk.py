@@ -408,3 +408,16 @@ def test_any_command_meeting_a_full_or_read_only_disk_where_it_did_not_expect_on
         assert said in " ".join(capsys.readouterr().err.split())
     with pytest.raises(PermissionError):
         guarded(writing(errno.EACCES), None, RichConsole(file=io.StringIO()), RichConsole(stderr=True))
+
+
+def test_a_full_disk_message_names_the_target_and_what_is_free_once_the_partial_output_is_removed(tmp_path, capsys, monkeypatch):
+    """The export's partial copy fills the disk (0 B free while it exists); the message is shown
+    once it is removed, so it says what is free then, not "0 B free" of a disk with room."""
+    bundle = fake_bundle(tmp_path / "bundle")
+    out = tmp_path / "exports" / "model"
+    fake_free_space(monkeypatch, tmp_path, lambda: 0 if list((tmp_path / "exports").glob(".*.tmp.*")) else 10**6)
+    fail_after(monkeypatch, shutil, "copyfile", errno.ENOSPC, calls=1)
+    assert main(["export", str(bundle), str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: no space left on the disk of {tmp_path / 'exports'} for model (1.0 MB free)" in err, err
+    assert ".tmp." not in err
