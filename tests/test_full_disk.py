@@ -421,3 +421,29 @@ def test_a_full_disk_message_names_the_target_and_what_is_free_once_the_partial_
     err = " ".join(capsys.readouterr().err.split())
     assert f"error: no space left on the disk of {tmp_path / 'exports'} for model (1.0 MB free)" in err, err
     assert ".tmp." not in err
+
+
+def test_predict_onto_a_full_disk_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    """The disk of ``--out`` has no room for the rows of the frames announced: said at once, not
+    after every frame was predicted (the fake bundle's model could not even be loaded)."""
+    import cv2
+    import numpy as np
+
+    from feph_finetune.predict import bundle as bundles
+
+    from feph_finetune.predict.bundle import STATE_FILE
+
+    bundle = fake_bundle(tmp_path / "bundle")
+    np.savez(bundle / STATE_FILE)  # a state of no fitted step: the bundle opens, its model is never read
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(frames / f"f{index}.png"), np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "out" / "p.csv"
+    out.parent.mkdir()
+    fake_free_space(monkeypatch, out.parent, lambda: 100)
+    monkeypatch.setattr(bundles, "load_model", lambda bundle: pytest.fail("the model was loaded"))
+    assert main(["predict", str(bundle), str(frames), "--out", str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: no space left on the disk of {out.parent} for p.csv (100 B free, at least " in err and "Traceback" not in err, err
+    assert not out.exists()
