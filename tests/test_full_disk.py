@@ -56,6 +56,7 @@ def test_a_full_results_disk_stops_the_matrix_before_any_run_naming_the_folder(s
     err = capsys.readouterr().err
     assert f"no space left on the disk of {outdir} for the files of run A-x-" in err and "(1.0 MB free, about 8.4 MB needed)" in err
     assert f"free some space, then continue with: python -m feph_finetune {path} --output {outdir}" in err.replace("\n", " ")
+    assert "finished runs are saved" not in err, "no run had finished"
     assert "Traceback" not in err
     assert not list(outdir.glob("*/result.json"))
 
@@ -66,7 +67,8 @@ def test_a_disk_that_fills_up_stops_the_matrix_after_the_finished_run(synthetic_
     fake_free_space(monkeypatch, tmp_path, lambda: 10**6 if list(outdir.glob("*/result.json")) else 10**9)
     assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 2
     err = capsys.readouterr().err
-    assert f"no space left on the disk of {outdir}" in err and "continue with:" in err and "Traceback" not in err
+    assert f"no space left on the disk of {outdir}" in err and "Traceback" not in err
+    assert "finished runs are saved; free some space, then continue with:" in " ".join(err.split())
     (finished,) = RunStore(outdir).records()
     assert finished["status"] == "done"
 

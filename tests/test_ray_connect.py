@@ -40,6 +40,7 @@ def test_a_full_temporary_disk_is_said_before_a_local_cluster_starts(synthetic_f
     assert (f"error: no space left on the disk of {ray_temporary} for a local Ray cluster's files (Ray's temporary folder: RAY_TMPDIR, else TMPDIR) "
             f"(500 B free, at least {LOCAL_CLUSTER_BYTES / 10**6:.1f} MB needed)") in err, err
     assert "cannot connect" not in err and "Traceback" not in err
+    assert "finished runs are saved" not in err and "free some space, then continue with:" in err, "no run had finished"
     assert list(ray_temporary.iterdir()) == [], "Ray's folder is never made"
 
 
