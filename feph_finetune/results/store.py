@@ -55,13 +55,13 @@ class NoSpaceError(OSError):
 
     def __init__(self, folder: Path, what: str, needed: int | None = None, files_needed: int | None = None, inodes: bool | None = None,
                  at_least: bool = False):
-        self.folder, self.what = known_path(folder), str(known_path(Path(what))) if TEMPORARY_NAME.fullmatch(what) else what
+        self.folder, self.what = known_path(folder), known_name(what)
         self.needed, self.files_needed, self.at_least = needed, files_needed, at_least
         self.inodes = inodes_exhausted(self.folder) if inodes is None else inodes
         super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def __reduce__(self):  # OSError's would call NoSpaceError(errno, strerror)
-        return _no_space_error, (self.folder, self.what, self.needed, self.files_needed, self.inodes, self.at_least)
+        return NoSpaceError, (self.folder, self.what, self.needed, self.files_needed, self.inodes, self.at_least)
 
     @property
     def strerror(self) -> str:
@@ -85,10 +85,6 @@ class NoSpaceError(OSError):
     def remedy(self) -> str:
         """What the user must do before continuing: free bytes, or inodes (remove files)."""
         return "delete some files (the disk has no free inodes)" if self.inodes else "free some space"
-
-
-def _no_space_error(folder: Path, what: str, needed: int | None, files_needed: int | None, inodes: bool, at_least: bool) -> NoSpaceError:
-    return NoSpaceError(folder, what, needed, files_needed, inodes, at_least)
 
 
 def _files(count: int) -> str:
@@ -391,7 +387,13 @@ def known_path(path: Path) -> Path:
     :func:`atomic_path` or :func:`atomic_folder` removed the temporary names the target the
     user asked for (``report/``, a figures folder, the demo's cache), not a hidden path gone by then."""
     path = Path(path)
-    return Path(*(match.group(1) if (match := TEMPORARY_NAME.fullmatch(part)) else part for part in path.parts)) if path.parts else path
+    return Path(*map(known_name, path.parts)) if path.parts else path
+
+
+def known_name(name: str) -> str:
+    """``name``, or the name a temporary file or folder of that name becomes (:func:`known_path`)."""
+    match = TEMPORARY_NAME.fullmatch(name)
+    return match.group(1) if match else name
 
 
 def _create_temporary(path: Path, folder: bool = False) -> str:
