@@ -69,7 +69,7 @@ class RayExecutor(Executor):
     options = {
         "address": Option("", 'the cluster: "auto", "HOST:PORT", "ray://HOST:PORT", or "" (RAY_ADDRESS where set, else a local cluster for this invocation)',
                           check=lambda address: None if address in ("", "auto") or host_and_port(address) is not None
-                          else f'expected "auto", "HOST:PORT", "ray://HOST:PORT" or "" (a local cluster for this invocation), got {address!r}'),
+                          else f'expected "auto", "HOST:PORT", "ray://HOST:PORT" or "" (RAY_ADDRESS where set, else a local cluster for this invocation), got {address!r}'),
         "num_cpus": Option(1.0, "CPUs per run (a run asking more than a node has never starts)", minimum=0, exclusive_minimum=True, maximum=1024,
                            check=resource_quantity_problem),
         "num_gpus": Option(0.0, "GPUs per run (a run asking more than a node has never starts)", minimum=0, maximum=64,
