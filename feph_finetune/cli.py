@@ -683,6 +683,9 @@ def cmd_run(args, console: Console) -> int:
         result = session.run()
     except KeyboardInterrupt as stop:
         raise RunsInterrupted from stop
+    except OSError as error:  # a full or read-only disk, said by :func:`guarded`, with whether any run is saved
+        error.runs_saved = bool(session.finished_runs())
+        raise
     if result.failed:
         console.print(f"[red]{len(result.failed)} of {len(result.runs)} runs failed:[/red] {escape(', '.join(result.failed))} (details in each run's result.json)", markup=True)
         return EXIT_FAILED_RUNS
@@ -818,6 +821,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
             from feph_finetune.data.user_files import lookup_problem
 
             return print_error(errors, [f"{error.filename}: {lookup_problem(error.filename) or error.strerror}"])
+        saved = getattr(error, "runs_saved", True)  # set by cmd_run: before any run finished (the demo's data, say), none is
         if error.filename and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # errors of writing only (EACCES may be a read)
             error = write_error(error, Path(error.filename))
         if not isinstance(error, (NoSpaceError, UnwritableError)):
@@ -825,7 +829,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         print_error(errors, message_lines(error))
         if command is cmd_run:
             remedy = error.remedy if isinstance(error, NoSpaceError) else "make it writable"
-            errors.print(f"finished runs are saved; {remedy}, then continue with: {continue_command(argv)}", highlight=False, soft_wrap=True)
+            errors.print(f"{'finished runs are saved; ' if saved else ''}{remedy}, then continue with: {continue_command(argv)}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
         print_error(errors, message_lines(error))

@@ -219,6 +219,13 @@ class Session:
         self.plan()
         return self._plan.store
 
+    def finished_runs(self) -> list[str]:
+        """The ids of the selected runs finished in the results folder, by this command or an
+        earlier one: what a command stopped early (a full disk) may say is saved."""
+        if self._plan is None:
+            return []
+        return [run.id for run in self._plan.runs if self._plan.store.is_done(run.id)]
+
     def runner(self, source=None, executor=None):
         """A :class:`feph_finetune.execution.runner.MatrixRunner` for this session's matrix and
         store (tests and benchmarks run single runs through it); ``source``: a

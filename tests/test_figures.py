@@ -348,3 +348,22 @@ def test_figure_names_from_long_experiment_names_and_grid_values_fit_a_file_name
     assert all(len(name.encode()) <= LONGEST_ATOMIC_NAME < NAME_MAX for name in files), [len(name) for name in files]
     assert len(set(files)) == 3 and files[2] == files[1].replace(".png", "-2.png")
     assert names.file("confusion", {"phase": "x", "experiment": "A", "variant": {"seed": 1}}) == "confusion_x_A_seed-1.png"  # short names as before
+
+
+def test_figures_onto_a_full_disk_name_the_figures_folder_not_its_temporary(store, tmp_path, monkeypatch, capsys):
+    """The figures are drawn into a hidden temporary folder that becomes DIR; the error is shown
+    once that folder is removed, so it names DIR, and measures what is free then."""
+    from matplotlib.figure import Figure
+
+    from test_full_disk import fake_free_space
+
+    def full(figure, target, **options):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    out = tmp_path / "new" / "figures"
+    fake_free_space(monkeypatch, tmp_path, lambda: 0 if list((tmp_path / "new").glob(".*.tmp.*")) else 2 * 10**6)
+    assert main(["report", str(store), "--figures", str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: no space left on the disk of {out} for " in err and err.endswith("(2.0 MB free)"), err
+    assert ".tmp." not in err

@@ -56,6 +56,7 @@ def test_a_full_results_disk_stops_the_matrix_before_any_run_naming_the_folder(s
     err = capsys.readouterr().err
     assert f"no space left on the disk of {outdir} for the files of run A-x-" in err and "(1.0 MB free, about 8.4 MB needed)" in err
     assert f"free some space, then continue with: python -m feph_finetune {path} --output {outdir}" in err.replace("\n", " ")
+    assert "finished runs are saved" not in err, "no run had finished"
     assert "Traceback" not in err
     assert not list(outdir.glob("*/result.json"))
 
@@ -66,7 +67,8 @@ def test_a_disk_that_fills_up_stops_the_matrix_after_the_finished_run(synthetic_
     fake_free_space(monkeypatch, tmp_path, lambda: 10**6 if list(outdir.glob("*/result.json")) else 10**9)
     assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 2
     err = capsys.readouterr().err
-    assert f"no space left on the disk of {outdir}" in err and "continue with:" in err and "Traceback" not in err
+    assert f"no space left on the disk of {outdir}" in err and "Traceback" not in err
+    assert "finished runs are saved; free some space, then continue with:" in " ".join(err.split())
     (finished,) = RunStore(outdir).records()
     assert finished["status"] == "done"
 
@@ -408,3 +410,42 @@ def test_any_command_meeting_a_full_or_read_only_disk_where_it_did_not_expect_on
         assert said in " ".join(capsys.readouterr().err.split())
     with pytest.raises(PermissionError):
         guarded(writing(errno.EACCES), None, RichConsole(file=io.StringIO()), RichConsole(stderr=True))
+
+
+def test_a_full_disk_message_names_the_target_and_what_is_free_once_the_partial_output_is_removed(tmp_path, capsys, monkeypatch):
+    """The export's partial copy fills the disk (0 B free while it exists); the message is shown
+    once it is removed, so it says what is free then, not "0 B free" of a disk with room."""
+    bundle = fake_bundle(tmp_path / "bundle")
+    out = tmp_path / "exports" / "model"
+    fake_free_space(monkeypatch, tmp_path, lambda: 0 if list((tmp_path / "exports").glob(".*.tmp.*")) else 10**6)
+    fail_after(monkeypatch, shutil, "copyfile", errno.ENOSPC, calls=1)
+    assert main(["export", str(bundle), str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: no space left on the disk of {tmp_path / 'exports'} for model (1.0 MB free)" in err, err
+    assert ".tmp." not in err
+
+
+def test_predict_onto_a_full_disk_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    """The disk of ``--out`` has no room for the rows of the frames announced: said at once, not
+    after every frame was predicted (the fake bundle's model could not even be loaded)."""
+    import cv2
+    import numpy as np
+
+    from feph_finetune.predict import bundle as bundles
+
+    from feph_finetune.predict.bundle import STATE_FILE
+
+    bundle = fake_bundle(tmp_path / "bundle")
+    np.savez(bundle / STATE_FILE)  # a state of no fitted step: the bundle opens, its model is never read
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(frames / f"f{index}.png"), np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "out" / "p.csv"
+    out.parent.mkdir()
+    fake_free_space(monkeypatch, out.parent, lambda: 100)
+    monkeypatch.setattr(bundles, "load_model", lambda bundle: pytest.fail("the model was loaded"))
+    assert main(["predict", str(bundle), str(frames), "--out", str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: no space left on the disk of {out.parent} for p.csv (100 B free, at least " in err and "Traceback" not in err, err
+    assert not out.exists()

@@ -117,6 +117,8 @@ def predict_command(args, console: Console, errors: Console) -> int:
         except InputError as error:
             bad[name] = str(error)
     if inputs:
+        if args.out:
+            ensure_output_space(args.out, bundle.classes, args.smooth > 1, inputs)
         try:
             load_model(bundle)
         except BundleError as error:
@@ -136,6 +138,21 @@ def predict_command(args, console: Console, errors: Console) -> int:
     if bad:
         return print_error(errors, [message if message.startswith(name) else f"{name}: {message}" for name, message in bad.items()], heading=f"{len(bad)} of {len(args.inputs)} inputs could not be processed in full (everything readable was)")
     return EXIT_OK
+
+
+def ensure_output_space(out, classes: tuple[str, ...], smooth: bool, inputs: list) -> None:
+    """Raise :class:`~feph_finetune.results.store.NoSpaceError` (exit 2, naming ``--out``'s
+    folder) when its disk cannot take the rows: checked before the model loads and every frame is
+    predicted, not after. What the rows need is known only from below: the header and a row per
+    frame the inputs announce (at least one), each cell taking at least its separator."""
+    from feph_finetune.predict.apply import columns
+    from feph_finetune.results.store import ensure_space, written_path
+
+    fields = columns(classes, smooth)
+    frames = max(1, sum(predict_input.total or 0 for predict_input in inputs))
+    header = len(",".join(fields).encode()) + 1
+    target = written_path(out)
+    ensure_space(target.parent, header + frames * len(fields), target.name, at_least=True)
 
 
 def _run(bundle, inputs, args, console: Console):

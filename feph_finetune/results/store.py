@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 from contextlib import contextmanager
@@ -42,18 +43,40 @@ class NoSpaceError(OSError):
     ``folder`` is full: of bytes, or of inodes (the file system's count of files, which a disk of
     many small files, or a small ``nr_inodes``, runs out of first). The message names the folder,
     what did not fit and which was exhausted with what is left, which ``OSError: [Errno 28]`` does
-    not. ``needed``: the bytes needed, ``files_needed`` the files, where known; ``inodes``: whether
-    the inodes ran out (None: found from the disk, :func:`inodes_exhausted`)."""
+    not. ``needed``: the bytes needed, ``files_needed`` the files, where known (``at_least``: a
+    lower bound, said so); ``inodes``: whether the inodes ran out (None: found from the disk,
+    :func:`inodes_exhausted`).
 
-    def __init__(self, folder: Path, what: str, needed: int | None = None, files_needed: int | None = None, inodes: bool | None = None):
-        self.folder, self.what = Path(folder), what
+    The folder and file are named as the user knows them (:func:`known_path`: a temporary folder
+    of :func:`atomic_folder`, gone once the error is shown, by the target it was to become), and
+    what is free is measured when the message is read, not when the error was raised: by then the
+    writer's partial output (a temporary file or folder) is removed, and a figure measured beside
+    it said "0 B free" of a disk with room."""
+
+    def __init__(self, folder: Path, what: str, needed: int | None = None, files_needed: int | None = None, inodes: bool | None = None,
+                 at_least: bool = False):
+        self.folder, self.what = known_path(folder), known_name(what)
+        self.needed, self.files_needed, self.at_least = needed, files_needed, at_least
         self.inodes = inodes_exhausted(self.folder) if inodes is None else inodes
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __reduce__(self):  # OSError's would call NoSpaceError(errno, strerror)
+        return NoSpaceError, (self.folder, self.what, self.needed, self.files_needed, self.inodes, self.at_least)
+
+    @property
+    def strerror(self) -> str:
+        """The message, with what is free on the disk now (see the class's notes)."""
         if self.inodes:
-            free, wanted, unit, words = free_files(self.folder), files_needed, _files, "no free inodes (files) left"
+            free, wanted, unit, words = free_files(self.folder), self.files_needed, _files, "no free inodes (files) left"
         else:
-            free, wanted, unit, words = free_bytes(self.folder), needed, human_bytes, "no space left"
-        left = "" if free is None else f" ({unit(free)} free" + ("" if wanted is None else f", about {unit(wanted)} needed") + ")"
-        super().__init__(errno.ENOSPC, f"{words} on the disk of {self.folder} for {what}{left}")
+            free, wanted, unit, words = free_bytes(self.folder), self.needed, human_bytes, "no space left"
+        needed = "" if wanted is None else f", {'at least' if self.at_least else 'about'} {unit(wanted)} needed"
+        left = "" if free is None else f" ({unit(free)} free{needed})"
+        return f"{words} on the disk of {self.folder} for {self.what}{left}"
+
+    @strerror.setter
+    def strerror(self, value: str) -> None:  # OSError.__init__ sets it; the message is built when read
+        pass
 
     def __str__(self) -> str:
         return self.strerror
@@ -73,7 +96,7 @@ class UnwritableError(OSError):
     write there (:data:`UNWRITABLE_ERRNOS`); the message names the path and which it is."""
 
     def __init__(self, path: Path, code: int):
-        self.path = Path(path)
+        self.path = known_path(Path(path))
         super().__init__(code, f"cannot write {self.path}: {UNWRITABLE_ERRNOS[code]}")
 
     def __str__(self) -> str:
@@ -150,13 +173,15 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
-def ensure_space(folder: Path, needed: int, what: str, files: int = 0) -> None:
+def ensure_space(folder: Path, needed: int, what: str, files: int = 0, at_least: bool = False) -> None:
     """Raise :class:`NoSpaceError` when the disk of ``folder`` has less than ``needed`` bytes, or
     fewer than ``files`` inodes, free for ``what`` (a description for the message); no check
-    where the free space or free inodes are unknown."""
+    where the free space or free inodes are unknown. ``at_least``: ``needed`` is a lower bound
+    (the message says "at least", not "about"). Called before a command's long work, so that a
+    disk known to be full is said at once, not after it."""
     free = free_bytes(folder)
     if free is not None and free < needed:
-        raise NoSpaceError(folder, what, needed, inodes=False)
+        raise NoSpaceError(folder, what, needed, inodes=False, at_least=at_least)
     free = free_files(folder)
     if free is not None and free < files:
         raise NoSpaceError(folder, what, files_needed=files, inodes=True)
@@ -350,6 +375,25 @@ def _unwritable_folder(folder: Path) -> str | None:
 #: The longest name a file written through :func:`atomic_path` may have: its temporary's name
 #: adds a prefix (``.<12 hex digits>.tmp.``, :func:`_create_temporary`).
 LONGEST_ATOMIC_NAME = NAME_MAX - len(".000000000000.tmp.")
+
+
+#: The name of a temporary file or folder of :func:`_create_temporary`; its group, the name it becomes.
+TEMPORARY_NAME = re.compile(r"\.[0-9a-f]{12}\.tmp\.(.+)")
+
+
+def known_path(path: Path) -> Path:
+    """``path`` as the user knows it: each temporary file or folder in it (``.<random>.tmp.NAME``,
+    :func:`_create_temporary`) named by what it becomes (``NAME``). An error shown once
+    :func:`atomic_path` or :func:`atomic_folder` removed the temporary names the target the
+    user asked for (``report/``, a figures folder, the demo's cache), not a hidden path gone by then."""
+    path = Path(path)
+    return Path(*map(known_name, path.parts)) if path.parts else path
+
+
+def known_name(name: str) -> str:
+    """``name``, or the name a temporary file or folder of that name becomes (:func:`known_path`)."""
+    match = TEMPORARY_NAME.fullmatch(name)
+    return match.group(1) if match else name
 
 
 def _create_temporary(path: Path, folder: bool = False) -> str:

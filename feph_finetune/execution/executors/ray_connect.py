@@ -6,7 +6,10 @@ core worker a crash handler that prints a stack and dies. Here a ``HOST:PORT`` m
 a TCP connection, ``ray.init`` runs in a thread the command waits for at most
 ``connect_timeout`` seconds with file descriptor 2 quiet, and the command's own SIGTERM handler
 (interrupt, exit 130) is put back while it waits and after. A local cluster starts in a thread of
-its own too, which holds it until :func:`disconnect` (:func:`start_local_cluster`). Once a stop
+its own too, which holds it until :func:`disconnect` (:func:`start_local_cluster`), once Ray's
+temporary folder is known to have room for it (:func:`local_cluster_space_or_raise`: on a full
+disk Ray's start waits 30 s, then fails as "Timed out waiting for file"). An empty address takes
+Ray's own ``RAY_ADDRESS`` where it is set, as ``ray.init()`` does (:func:`cluster_address`). Once a stop
 signal came, no wait on Ray lasts more than :data:`STOP_WAIT_S`: a signal to the command's whole
 process group (a terminal's Ctrl-C, GNU ``timeout``) kills the local cluster's GCS and raylet too,
 and Ray would wait for them for a minute or more (:func:`abandon`). Ray is imported only inside
@@ -25,10 +28,12 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 
 from feph_finetune.execution.executors import ExecutorError
 from feph_finetune.interrupts import interrupts_deferred, stop_under_way
+from feph_finetune.results.store import NoSpaceError, ensure_space, free_bytes
 
 #: Seconds any wait on Ray (a local cluster's start, ``ray.shutdown``, cancelling the tasks) is
 #: given once a stop signal came; past them the command gives Ray up (:func:`abandon`) and exits
@@ -38,6 +43,17 @@ STOP_WAIT_S = 5.0
 #: wait that saw the stop, shared by the ones after it (:func:`wait_deadline`); set anew by
 #: :func:`connect`.
 _stop_deadline: list[float] = []
+#: Ray's own variable for the address of the cluster to use: taken where ``address`` is empty or
+#: ``"auto"``, as ``ray.init`` takes it where its ``address`` is None or ``"auto"``.
+RAY_ADDRESS = "RAY_ADDRESS"
+#: Bytes a local cluster needs free in Ray's temporary folder to start (its session's sockets,
+#: port files and logs: 0.1 MB at start, measured with Ray 2.60; its logs grow as runs go on).
+LOCAL_CLUSTER_BYTES = 20 * 10**6
+#: What a local cluster writes there, for the full-disk message (:class:`NoSpaceError`).
+LOCAL_CLUSTER_FILES = "a local Ray cluster's files (Ray's temporary folder: RAY_TMPDIR, else TMPDIR)"
+#: Ray's error for ``address = "auto"`` with no cluster to find, up to its advice (a ``--address``
+#: flag this command does not have); said in the command's terms instead (:func:`connection_error`).
+NO_RUNNING_CLUSTER = "Could not find any running Ray instance"
 
 
 def host_and_port(address: str) -> tuple[str, int] | None:
@@ -56,15 +72,16 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     Ctrl-C) while it waits, it raises KeyboardInterrupt (once a local cluster is stopped)."""
     import ray
 
-    where = address or "a local cluster"
+    address, where = cluster_address(address)
     _stop_deadline.clear()
     if address not in ("", "auto"):
-        reachable_or_raise(address, min(timeout, 10.0))
+        reachable_or_raise(address, min(timeout, 10.0), where)
 
     def init() -> None:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 
     if not address:
+        local_cluster_space_or_raise()
         processes = ClusterProcesses()
         return functools.partial(disconnect, start_local_cluster(in_sessions_of_their_own(init, processes), processes), processes)
     outcome: dict[str, BaseException] = {}
@@ -92,6 +109,56 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     if "error" in outcome:
         raise connection_error(where, outcome["error"])
     return disconnect
+
+
+def cluster_address(address: str) -> tuple[str, str]:
+    """The address to connect to and how messages name it, for the setting ``address``: an empty
+    one or ``"auto"`` takes :data:`RAY_ADDRESS` where it is set (Ray's convention, so that a
+    shell set up for ``ray job submit`` reaches the same cluster), else stays as it is (empty: a
+    local cluster of the command's own). ExecutorError for a :data:`RAY_ADDRESS` of no form the
+    setting takes."""
+    from_environment = os.environ.get(RAY_ADDRESS, "").strip()
+    if address not in ("", "auto") or not from_environment:
+        return address, address or "a local cluster"
+    if from_environment == "local":  # Ray's word for a new local cluster
+        return "", "a local cluster"
+    if from_environment != "auto" and host_and_port(from_environment) is None:
+        raise ExecutorError(f'cannot connect to the Ray cluster: {RAY_ADDRESS}={from_environment!r} is no address; expected "auto", "HOST:PORT" or "ray://HOST:PORT" '
+                            f"(unset it, or set executor.ray.address, which {RAY_ADDRESS} stands in for only where that is empty or \"auto\")")
+    return from_environment, f"{from_environment} ({RAY_ADDRESS})"
+
+
+def ray_temporary_folder() -> Path:
+    """The folder under which Ray keeps a local cluster's files (``ray/session_*``): Ray's own
+    rule (``ray._common.utils.get_default_system_temp_dir``), ``RAY_TMPDIR``, else on Linux
+    ``TMPDIR``, else ``/tmp`` on Linux and macOS, else Python's temporary folder."""
+    if "RAY_TMPDIR" in os.environ:
+        return Path(os.environ["RAY_TMPDIR"])
+    if sys.platform.startswith("linux") and "TMPDIR" in os.environ:
+        return Path(os.environ["TMPDIR"])
+    if sys.platform.startswith(("linux", "darwin")):
+        return Path("/tmp")
+    import tempfile
+
+    return Path(tempfile.gettempdir())
+
+
+def local_cluster_space_or_raise() -> None:
+    """Raise :class:`NoSpaceError`, naming Ray's temporary folder, when its disk has less than
+    :data:`LOCAL_CLUSTER_BYTES` free: checked before a local cluster starts, since on a full disk
+    its start waits 30 s for a port file its GCS could not write, and fails as a timeout."""
+    ensure_space(ray_temporary_folder(), LOCAL_CLUSTER_BYTES, LOCAL_CLUSTER_FILES, at_least=True)
+
+
+def local_start_error(error: BaseException) -> Exception:
+    """The error that says why a local cluster did not start: :class:`NoSpaceError` where Ray's
+    temporary folder has filled meanwhile (Ray itself says only that it timed out waiting for a
+    file), else :func:`connection_error`."""
+    folder = ray_temporary_folder()
+    free = free_bytes(folder)
+    if free is not None and free < LOCAL_CLUSTER_BYTES:
+        return NoSpaceError(folder, LOCAL_CLUSTER_FILES, LOCAL_CLUSTER_BYTES, inodes=False, at_least=True)
+    return connection_error("a local cluster", error)
 
 
 def disconnect(local_cluster: threading.Event | None = None, processes: ClusterProcesses | None = None) -> None:
@@ -230,7 +297,7 @@ def start_local_cluster(init: Callable[[], None], processes: ClusterProcesses) -
     if "error" in outcome:
         release.set()
         processes.kill()  # what the failed start left
-        raise connection_error("a local cluster", outcome["error"])
+        raise local_start_error(outcome["error"]) from None
     return release
 
 
@@ -296,8 +363,13 @@ def in_sessions_of_their_own(init: Callable[[], None], processes: ClusterProcess
 
 
 def connection_error(where: str, error: BaseException) -> ExecutorError:
-    """The error that says why ``ray.init`` failed: its type and the first line of its message."""
+    """The error that says why ``ray.init`` failed: its type and the first line of its message;
+    for ``"auto"`` with no cluster running (:data:`NO_RUNNING_CLUSTER`), what to do in this
+    command's terms, where Ray's own advice names a ``--address`` flag it does not have."""
     first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    if NO_RUNNING_CLUSTER in first:
+        return ExecutorError(f"cannot connect to the Ray cluster at {where}: no running Ray cluster on this machine; start one with `ray start --head`, "
+                             "or leave the address empty (--set executor.ray.address=) for a local cluster of this command's own")
     return ExecutorError(f"cannot connect to the Ray cluster at {where}: {type(error).__name__}" + (f": {first}" if first else ""))
 
 
@@ -340,19 +412,21 @@ def quiet_descriptor_2() -> int:
     return console
 
 
-def reachable_or_raise(address: str, timeout: float) -> None:
+def reachable_or_raise(address: str, timeout: float, where: str | None = None) -> None:
     """Raise :class:`ExecutorError` unless ``address``'s host accepts a TCP connection on its
-    port within ``timeout`` seconds ("auto" and "" are not checked)."""
+    port within ``timeout`` seconds ("auto" and "" are not checked); ``where``: how the message
+    names the address (default: ``address``)."""
     host, port = host_and_port(address) or ("", 0)
+    where = where or address
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except socket.gaierror as error:
-        raise ExecutorError(f"cannot connect to the Ray cluster at {address}: unknown host {host!r} ({error.strerror})") from None
+        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: unknown host {host!r} ({error.strerror})") from None
     except ConnectionRefusedError:
-        raise ExecutorError(f"cannot connect to the Ray cluster at {address}: connection refused (nothing listens on port {port} of {host})") from None
+        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: connection refused (nothing listens on port {port} of {host})") from None
     except OSError as error:
         why = f"no answer within {timeout:g} s" if isinstance(error, TimeoutError) else (error.strerror or str(error))
-        raise ExecutorError(f"cannot connect to the Ray cluster at {address}: {why}") from None
+        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: {why}") from None
 
 
 def command_sigterm_keeper():

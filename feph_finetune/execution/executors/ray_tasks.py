@@ -2,8 +2,8 @@
 
 Ray is imported only inside :meth:`RayExecutor.execute` (and the connection it makes,
 :mod:`feph_finetune.execution.executors.ray_connect`). ``address`` is a running cluster (``"auto"``,
-``"HOST:PORT"`` or ``"ray://HOST:10001"``); empty starts a local cluster for the invocation and
-stops it afterwards. If this process is already connected to Ray (``ray.init`` was called), that
+``"HOST:PORT"`` or ``"ray://HOST:10001"``); empty takes Ray's ``RAY_ADDRESS`` where it is set, else
+starts a local cluster for the invocation and stops it afterwards. If this process is already connected to Ray (``ray.init`` was called), that
 connection is used as it is. Runs at once: the cluster's CPUs over ``num_cpus`` (and GPUs over
 ``num_gpus``), which the executor reports once connected; a run's ``timeout`` counts from its
 task's start (its ``started`` event) and cancels the task.
@@ -67,9 +67,9 @@ class RayExecutor(Executor):
     name = "ray"
     summary = "each run as a task of a Ray cluster (address), num_cpus/num_gpus per run"
     options = {
-        "address": Option("", 'the cluster: "auto", "HOST:PORT", "ray://HOST:PORT", or "" (a local cluster for this invocation)',
+        "address": Option("", 'the cluster: "auto", "HOST:PORT", "ray://HOST:PORT", or "" (RAY_ADDRESS where set, else a local cluster for this invocation)',
                           check=lambda address: None if address in ("", "auto") or host_and_port(address) is not None
-                          else f'expected "auto", "HOST:PORT", "ray://HOST:PORT" or "" (a local cluster for this invocation), got {address!r}'),
+                          else f'expected "auto", "HOST:PORT", "ray://HOST:PORT" or "" (RAY_ADDRESS where set, else a local cluster for this invocation), got {address!r}'),
         "num_cpus": Option(1.0, "CPUs per run (a run asking more than a node has never starts)", minimum=0, exclusive_minimum=True, maximum=1024,
                            check=resource_quantity_problem),
         "num_gpus": Option(0.0, "GPUs per run (a run asking more than a node has never starts)", minimum=0, maximum=64,
