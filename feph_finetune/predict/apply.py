@@ -38,7 +38,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -49,6 +49,7 @@ from feph_finetune.api import FrameResult
 from feph_finetune.predict.bundle import Bundle, BundleError
 from feph_finetune.data.frames import apply_steps
 from feph_finetune.predict.inputs import InputFrame, PredictInput
+from feph_finetune.predict.prefetch import prefetched
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
@@ -282,13 +283,14 @@ class Predictor:
         summary = InputSummary(predict_input.name, predict_input.kind, self.bundle.classes)
         smoother = CentredMean(self.settings.smooth)
         started = time.perf_counter()
-        for batch, prepared in self.prepared_batches(predict_input, summary):
-            probabilities = self.probabilities(np.stack([result.image for result in prepared]))
-            for frame, result, row_probabilities in zip(batch, prepared, probabilities):
-                row = self.row(predict_input, frame, result, row_probabilities)
-                for ready, smoothed in smoother.push(row, row_probabilities):
-                    self.emit(ready, smoothed, summary, writer)
-            advance(len(batch))
+        with closing(self.prepared_batches(predict_input, summary)) as batches:  # a stop waits for the worker here, not when the collector gets to it
+            for batch, prepared in batches:
+                probabilities = self.probabilities(np.stack([result.image for result in prepared]))
+                for frame, result, row_probabilities in zip(batch, prepared, probabilities):
+                    row = self.row(predict_input, frame, result, row_probabilities)
+                    for ready, smoothed in smoother.push(row, row_probabilities):
+                        self.emit(ready, smoothed, summary, writer)
+                advance(len(batch))
         for ready, smoothed in smoother.flush():
             self.emit(ready, smoothed, summary, writer)
         self.frames_done += summary.frames
@@ -302,7 +304,9 @@ class Predictor:
         dropped then, so memory follows the model's input size, not the video's: about two full
         frames at a time, plus two batches of ``input_size`` crops. With ``Settings.prefetch`` a
         worker thread decodes and crops the next batch while the model predicts the current one
-        (OpenCV and TensorFlow release the GIL), holding one batch ahead.
+        (OpenCV and TensorFlow release the GIL), holding one batch ahead; a stop waits for that
+        worker at most a grace (:func:`~feph_finetune.predict.prefetch.prefetched`: close what
+        this returns, as :meth:`run` does).
         """
         stop = threading.Event()
         batches = _batches(self._cropped(predict_input.frames(), summary, stop), self.settings.batch_size)
@@ -312,16 +316,8 @@ class Predictor:
             return None if batch is None else ([frame for frame, _ in batch], [result for _, result in batch])
 
         if not self.settings.prefetch:
-            yield from iter(next_prepared, None)
-            return
-        with ThreadPoolExecutor(max_workers=1) as worker:
-            try:
-                future = worker.submit(next_prepared)
-                while (item := future.result()) is not None:
-                    future = worker.submit(next_prepared)
-                    yield item
-            finally:  # Ctrl-C, or a consumer that stops early: the worker ends at its next frame, which leaving ``with`` waits for
-                stop.set()
+            return (item for item in iter(next_prepared, None))  # closable, as prefetched's generator is
+        return prefetched(next_prepared, stop)
 
     def _cropped(self, frames: Iterable[InputFrame], summary: InputSummary, stop: threading.Event) -> Iterator[tuple[InputFrame, FrameResult]]:
         """Each readable frame, its image dropped, with its frame-step result; unreadable frames

@@ -102,6 +102,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
     from feph_finetune.predict.bundle import BundleError, load_model, open_bundle
     from feph_finetune.plugins import get_plugins
     from feph_finetune.predict.inputs import InputError, open_input
+    from feph_finetune.predict.prefetch import FrameStepDidNotReturn
 
     problems = argument_problems(args) + repeated_inputs(args.inputs) + overwritten_inputs(args)
     if problems:
@@ -123,8 +124,10 @@ def predict_command(args, console: Console, errors: Console) -> int:
             return print_error(errors, [f"MODEL {line}" for line in error.problems])
         try:
             summaries = _run(bundle, inputs, args, console)
-        except KeyboardInterrupt:
-            errors.print(f"interrupted: nothing was written to {args.out}" if args.out else "interrupted", markup=False, highlight=False, soft_wrap=True)
+        except KeyboardInterrupt as stop:
+            held = [str(stop)] if isinstance(stop, FrameStepDidNotReturn) else []  # who kept the stop waiting
+            for line in [*held, f"interrupted: nothing was written to {args.out}" if args.out else "interrupted"]:
+                errors.print(line, markup=False, highlight=False, soft_wrap=True)
             return EXIT_INTERRUPTED
         except BundleError as error:  # a model whose outputs are unusable: --out stays as it was
             return print_error(errors, [f"MODEL {line}" for line in error.problems])
