@@ -154,3 +154,27 @@ def test_a_worker_that_ends_normally_is_waited_for_and_its_error_raised_in_the_c
         list(prefetched(failing, stop))
     produced = iter(["a", "b", None])
     assert list(prefetched(lambda: next(produced), stop)) == ["a", "b"]
+
+
+def test_a_frame_step_that_seems_to_hang_is_named_once_without_a_signal(monkeypatch):
+    """predict has no timeout: a frame step that has run for SLOW_FRAME_STEP_S is named on the
+    console, once, and predict goes on waiting for it (here it returns once named)."""
+    from feph_finetune.predict import prefetch
+
+    monkeypatch.setattr(prefetch, "SLOW_FRAME_STEP_S", 0.0)
+    monkeypatch.setattr(prefetch, "WATCH_S", 0.05)
+    release, said = threading.Event(), []
+    produced = iter(["first", None])
+
+    def produce():
+        with plugin_code("slow", "preprocess"):
+            release.wait(60)
+        return next(produced)
+
+    def warn(line: str) -> None:
+        said.append(line)
+        release.set()
+
+    assert list(prefetched(produce, threading.Event(), warn)) == ["first"]
+    assert len(said) == 1 and said[0].startswith("plugin 'slow' (preprocess) in a frame step has not returned for "), said
+    assert said[0].endswith("s; predict waits for it (Ctrl-C ends the command)")

@@ -41,7 +41,7 @@ from collections import deque
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -246,10 +246,11 @@ class Settings:
 class Predictor:
     """Runs a loaded bundle (model included) on inputs, writing rows and collecting summaries."""
 
-    def __init__(self, bundle: Bundle, settings: Settings):
+    def __init__(self, bundle: Bundle, settings: Settings, warn: Callable[[str], None] = lambda line: None):
+        """``warn``: says one line on the console (a frame step that seems to hang)."""
         from feph_finetune.training.stages import preprocess_batch  # TensorFlow: the model is loaded already
 
-        self.bundle, self.settings = bundle, settings
+        self.bundle, self.settings, self.warn = bundle, settings, warn
         self.preprocess_batch = preprocess_batch
         self.frame_steps = bundle.frame_steps
         self.frames_done = 0
@@ -317,7 +318,7 @@ class Predictor:
 
         if not self.settings.prefetch:
             return (item for item in iter(next_prepared, None))  # closable, as prefetched's generator is
-        return prefetched(next_prepared, stop)
+        return prefetched(next_prepared, stop, self.warn)
 
     def _cropped(self, frames: Iterable[InputFrame], summary: InputSummary, stop: threading.Event) -> Iterator[tuple[InputFrame, FrameResult]]:
         """Each readable frame, its image dropped, with its frame-step result; unreadable frames

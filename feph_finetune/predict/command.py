@@ -123,7 +123,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
         except BundleError as error:
             return print_error(errors, [f"MODEL {line}" for line in error.problems])
         try:
-            summaries = _run(bundle, inputs, args, console)
+            summaries = _run(bundle, inputs, args, console, errors)
         except KeyboardInterrupt as stop:
             held = [str(stop)] if isinstance(stop, FrameStepDidNotReturn) else []  # who kept the stop waiting
             for line in [*held, f"interrupted: nothing was written to {args.out}" if args.out else "interrupted"]:
@@ -141,7 +141,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
     return EXIT_OK
 
 
-def _run(bundle, inputs, args, console: Console):
+def _run(bundle, inputs, args, console: Console, errors: Console):
     """Predict every source; the rows go to a temporary file renamed to --out only when all are done,
     so an interrupt or a crash leaves --out as it was (absent, or the previous file)."""
     from contextlib import ExitStack
@@ -149,7 +149,7 @@ def _run(bundle, inputs, args, console: Console):
     from feph_finetune.predict.apply import Predictor, RowWriter, Settings, columns
     from feph_finetune.results.store import atomic_path
 
-    predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every, series=args.plot is not None))
+    predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every, series=args.plot is not None), _warner(errors))
     summaries = []
     progress = input_progress(console)
     with ExitStack() as outputs:
