@@ -94,6 +94,7 @@ def prefetched(produce: Callable[[], Item | None], stop: threading.Event, warn: 
             if error is not None:
                 raise error
             if item is None:
+                worker.join()  # past its last produce(), it only returns: what it held is freed when this returns
                 return
             wanted.put(True)
             yield item
