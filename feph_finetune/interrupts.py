@@ -35,6 +35,14 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if 
 #: The signals that stop a command: Ctrl-C's SIGINT and :data:`STOP_SIGNALS`.
 ALL_STOP_SIGNALS = (signal.SIGINT, *STOP_SIGNALS)
 
+#: Seconds code told to stop (by a stop signal, or a run's ``timeout``) has to end before the
+#: command gives it up as code that cannot be stopped and ends without it: unwinding takes well
+#: under a second, so code still running after ten holds the command (a plugin that swallows the
+#: stop, a frame step that never returns, native code). The inline executor's and the Ray driver's
+#: runs (:mod:`feph_finetune.execution.executors.inline`) and ``predict``'s frame preparation
+#: (:mod:`feph_finetune.predict.prefetch`) get it alike.
+STOP_GRACE_S = 10.0
+
 #: What the second stop signal prints, once: the cleanup goes on, and how to force it.
 STILL_STOPPING = "stopping: cleaning up first (press Ctrl-\\ or run kill -KILL {pid} to stop at once, leaving temporary files behind)\n"
 

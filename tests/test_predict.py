@@ -549,7 +549,7 @@ def test_an_interrupt_stops_the_frame_reader_at_its_next_frame():
             time.sleep(0.2)
 
     predictor = object.__new__(Predictor)
-    predictor.bundle, predictor.frame_steps, predictor.settings = SimpleNamespace(input_size=8), [], Settings(batch_size=64)
+    predictor.bundle, predictor.frame_steps, predictor.settings, predictor.warn = SimpleNamespace(input_size=8), [], Settings(batch_size=64), print
     source = SimpleNamespace(name="slow", kind="video", frames=slow_frames)
     timer = threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
     started = time.monotonic()

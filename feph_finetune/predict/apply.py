@@ -39,10 +39,10 @@ import threading
 import time
 from array import array
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -50,6 +50,7 @@ from feph_finetune.api import FrameResult
 from feph_finetune.predict.bundle import Bundle, BundleError
 from feph_finetune.data.frames import apply_steps
 from feph_finetune.predict.inputs import InputFrame, PredictInput
+from feph_finetune.predict.prefetch import prefetched
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
@@ -273,10 +274,11 @@ class Settings:
 class Predictor:
     """Runs a loaded bundle (model included) on inputs, writing rows and collecting summaries."""
 
-    def __init__(self, bundle: Bundle, settings: Settings):
+    def __init__(self, bundle: Bundle, settings: Settings, warn: Callable[[str], None] = lambda line: None):
+        """``warn``: says one line on the console (a frame step that seems to hang)."""
         from feph_finetune.training.stages import preprocess_batch  # TensorFlow: the model is loaded already
 
-        self.bundle, self.settings = bundle, settings
+        self.bundle, self.settings, self.warn = bundle, settings, warn
         self.preprocess_batch = preprocess_batch
         self.frame_steps = bundle.frame_steps
         self.frames_done = 0
@@ -311,17 +313,18 @@ class Predictor:
         smoother = CentredMean(self.settings.smooth)
         started = time.perf_counter()
         last = None  # the frame number of the last row pushed
-        for batch, prepared in self.prepared_batches(predict_input, summary):
-            probabilities = self.probabilities(np.stack([result.image for result in prepared]))
-            for frame, result, row_probabilities in zip(batch, prepared, probabilities):
-                row = self.row(predict_input, frame, result, row_probabilities)
-                if follows_gap(last, frame.index, self.settings.every):  # no window reaches across a gap
-                    for ready, smoothed in smoother.flush():
+        with closing(self.prepared_batches(predict_input, summary)) as batches:  # a stop waits for the worker here, not when the collector gets to it
+            for batch, prepared in batches:
+                probabilities = self.probabilities(np.stack([result.image for result in prepared]))
+                for frame, result, row_probabilities in zip(batch, prepared, probabilities):
+                    row = self.row(predict_input, frame, result, row_probabilities)
+                    if follows_gap(last, frame.index, self.settings.every):  # no window reaches across a gap
+                        for ready, smoothed in smoother.flush():
+                            self.emit(ready, smoothed, summary, writer)
+                    last = frame.index
+                    for ready, smoothed in smoother.push(row, row_probabilities):
                         self.emit(ready, smoothed, summary, writer)
-                last = frame.index
-                for ready, smoothed in smoother.push(row, row_probabilities):
-                    self.emit(ready, smoothed, summary, writer)
-            advance(len(batch))
+                advance(len(batch))
         for ready, smoothed in smoother.flush():
             self.emit(ready, smoothed, summary, writer)
         self.frames_done += summary.frames
@@ -335,7 +338,9 @@ class Predictor:
         dropped then, so memory follows the model's input size, not the video's: about two full
         frames at a time, plus two batches of ``input_size`` crops. With ``Settings.prefetch`` a
         worker thread decodes and crops the next batch while the model predicts the current one
-        (OpenCV and TensorFlow release the GIL), holding one batch ahead.
+        (OpenCV and TensorFlow release the GIL), holding one batch ahead; a stop waits for that
+        worker at most a grace (:func:`~feph_finetune.predict.prefetch.prefetched`: close what
+        this returns, as :meth:`run` does).
         """
         stop = threading.Event()
         batches = _batches(self._cropped(predict_input.frames(), summary, stop), self.settings.batch_size)
@@ -345,16 +350,8 @@ class Predictor:
             return None if batch is None else ([frame for frame, _ in batch], [result for _, result in batch])
 
         if not self.settings.prefetch:
-            yield from iter(next_prepared, None)
-            return
-        with ThreadPoolExecutor(max_workers=1) as worker:
-            try:
-                future = worker.submit(next_prepared)
-                while (item := future.result()) is not None:
-                    future = worker.submit(next_prepared)
-                    yield item
-            finally:  # Ctrl-C, or a consumer that stops early: the worker ends at its next frame, which leaving ``with`` waits for
-                stop.set()
+            return (item for item in iter(next_prepared, None))  # closable, as prefetched's generator is
+        return prefetched(next_prepared, stop, self.warn)
 
     def _cropped(self, frames: Iterable[InputFrame], summary: InputSummary, stop: threading.Event) -> Iterator[tuple[InputFrame, FrameResult]]:
         """Each readable frame, its image dropped, with its frame-step result; unreadable frames

@@ -102,6 +102,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
     from feph_finetune.cli import load_plugins
     from feph_finetune.predict.bundle import BundleError, load_model, open_bundle
     from feph_finetune.predict.inputs import InputError, open_input
+    from feph_finetune.predict.prefetch import FrameStepDidNotReturn
 
     problems = argument_problems(args) + repeated_inputs(args.inputs) + overwritten_inputs(args)
     if problems:
@@ -124,9 +125,11 @@ def predict_command(args, console: Console, errors: Console) -> int:
         except BundleError as error:
             return print_error(errors, [f"MODEL {line}" for line in error.problems])
         try:
-            summaries = _run(bundle, inputs, args, console)
-        except KeyboardInterrupt:
-            errors.print(f"interrupted: nothing was written to {args.out}" if args.out else "interrupted", markup=False, highlight=False, soft_wrap=True)
+            summaries = _run(bundle, inputs, args, console, errors)
+        except KeyboardInterrupt as stop:
+            held = [str(stop)] if isinstance(stop, FrameStepDidNotReturn) else []  # who kept the stop waiting
+            for line in [*held, f"interrupted: nothing was written to {args.out}" if args.out else "interrupted"]:
+                errors.print(line, markup=False, highlight=False, soft_wrap=True)
             return EXIT_INTERRUPTED
         except BundleError as error:  # a model whose outputs are unusable: --out stays as it was
             return print_error(errors, [f"MODEL {line}" for line in error.problems])
@@ -155,7 +158,7 @@ def ensure_output_space(out, classes: tuple[str, ...], smooth: bool, inputs: lis
     ensure_space(target.parent, header + frames * len(fields), target.name, at_least=True)
 
 
-def _run(bundle, inputs, args, console: Console):
+def _run(bundle, inputs, args, console: Console, errors: Console):
     """Predict every source; the rows go to a temporary file renamed to --out only when all are done,
     so an interrupt or a crash leaves --out as it was (absent, or the previous file)."""
     from contextlib import ExitStack
@@ -163,7 +166,7 @@ def _run(bundle, inputs, args, console: Console):
     from feph_finetune.predict.apply import Predictor, RowWriter, Settings, columns
     from feph_finetune.results.store import atomic_path
 
-    predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every, series=args.plot is not None))
+    predictor = Predictor(bundle, Settings(batch_size=args.batch_size, smooth=args.smooth, every=args.every, series=args.plot is not None), _warner(errors))
     summaries = []
     progress = input_progress(console)
     with ExitStack() as outputs:

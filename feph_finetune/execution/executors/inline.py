@@ -35,6 +35,7 @@ from typing import Callable, Iterator, NoReturn
 from feph_finetune.errors import EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_USAGE
 from feph_finetune.execution.job import Report, RunJob, Whereabouts, execute_run, failed_record, stopped_run_record, timeout_of
 from feph_finetune.execution.executors import CONTINUE_COMMAND, Executor, InProcess, end_process
+from feph_finetune import interrupts
 from feph_finetune.interrupts import stop_under_way
 from feph_finetune.last_resort import AFTER_WATCHDOG_S, deadline
 from feph_finetune.plugins import CoreInterrupt
@@ -46,9 +47,9 @@ REPEAT_S = 1.0
 #: Seconds between two looks of a run's :func:`watchdog` at the clock and for a stop signal.
 WATCH_S = 0.25
 #: Seconds a run past its timeout, or told to stop by a signal, has to end (:class:`RunTimedOut` raised every :data:`REPEAT_S`)
-#: before the command gives it up as one that cannot be stopped: unwinding a run takes well under
-#: a second, so ten repeats that all fail to end it mean the run swallows them.
-STOP_GRACE_S = 10.0
+#: before the command gives it up as one that cannot be stopped: ten repeats that all fail to end it
+#: mean the run swallows them (the command's one grace, :data:`feph_finetune.interrupts.STOP_GRACE_S`).
+STOP_GRACE_S = interrupts.STOP_GRACE_S
 
 
 class RunTimedOut(CoreInterrupt):
