@@ -531,7 +531,11 @@ def test_per_frame_values_are_kept_only_for_a_plot():
 
 def test_an_interrupt_stops_the_frame_reader_at_its_next_frame():
     """Ctrl-C while the model waits for the next batch: the reader thread stops before its next
-    frame instead of finishing the batch (a slow or endless input: an interrupt that never ends)."""
+    frame instead of finishing the batch (a slow or endless input: an interrupt that never ends).
+    Not a timing: the Ctrl-C comes from the reader itself at its third frame, and what is asserted
+    is that the stop was an ordinary one (the reader returned within the grace; not
+    :class:`FrameStepDidNotReturn`) and that the reader read nothing after it. The 1 s watched
+    is a generous window for a reader that went on (it reads a frame each 0.2 s)."""
     import signal
     import threading
     import time
@@ -541,23 +545,27 @@ def test_an_interrupt_stops_the_frame_reader_at_its_next_frame():
     from feph_finetune.predict.inputs import InputFrame
 
     read = []
+    main_thread = threading.main_thread().ident
 
     def slow_frames():  # 0.2 s a frame, endless: a batch of 64 would take 13 s
         while True:
             read.append(len(read))
+            if len(read) == 3:
+                signal.pthread_kill(main_thread, signal.SIGINT)
             yield InputFrame(len(read) - 1, np.zeros((8, 8, 3), np.uint8))
             time.sleep(0.2)
 
     predictor = object.__new__(Predictor)
-    predictor.bundle, predictor.frame_steps, predictor.settings, predictor.warn = SimpleNamespace(input_size=8), [], Settings(batch_size=64), print
+    predictor.bundle, predictor.frame_steps, predictor.settings = SimpleNamespace(input_size=8), [], Settings(batch_size=64)
+    predictor.warn = lambda message: None
     source = SimpleNamespace(name="slow", kind="video", frames=slow_frames)
-    timer = threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
-    started = time.monotonic()
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         for _ in predictor.prepared_batches(source, InputSummary("slow", "video", ("a",))):
             pass
-    assert time.monotonic() - started < 2, f"the reader went on for {len(read)} frames"
+    assert type(stopped.value) is KeyboardInterrupt, f"the reader did not stop: {stopped.value}"
+    when_stopped = len(read)
+    time.sleep(1.0)
+    assert len(read) == when_stopped < 64, f"the reader went on: {when_stopped} frames read at the stop, {len(read)} a second later"
 
 
 def test_a_folders_broken_link_is_reported_like_an_undecodable_image_and_skipped_entries_are_named(tmp_path):
@@ -579,9 +587,10 @@ def test_a_folders_broken_link_is_reported_like_an_undecodable_image_and_skipped
     assert [frame.note for frame in frames if frame.note] == [f"{folder}: skipped 1 other file (not {', '.join(IMAGE_SUFFIXES)}) and 1 sub-folder"]
 
 
-def test_ctrl_c_during_predict_exits_130_promptly_without_a_traceback(trained, tmp_path):
-    """SIGINT while a long video is being read: the command stops within seconds (the reader
-    thread ends at its next frame), says it was interrupted, and leaves --out as it was."""
+def test_ctrl_c_during_predict_exits_130_without_a_traceback(trained, tmp_path):
+    """SIGINT while a long video is being read: the command stops (the reader thread ends at its
+    next frame: :func:`test_an_interrupt_stops_the_frame_reader_at_its_next_frame`), says it was
+    interrupted, and leaves --out as it was."""
     import signal
     import subprocess
     import time
@@ -599,9 +608,7 @@ def test_ctrl_c_during_predict_exits_130_promptly_without_a_traceback(trained, t
         assert process.poll() is None and time.monotonic() < deadline, "predict ended (or never started reading) before the interrupt"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    interrupted = time.monotonic()
-    _, stderr = process.communicate(timeout=60)
-    assert time.monotonic() - interrupted < 5, "the interrupt took long to stop predict"
+    _, stderr = process.communicate(timeout=120)  # a bound on a hang, not a timing: how fast the reader stops is asserted above
     assert process.returncode == 130, stderr
     assert f"interrupted: nothing was written to {out}" in stderr and "Traceback" not in stderr and "terminate called" not in stderr
     assert not out.exists()
