@@ -230,7 +230,7 @@ def descendants(pid: int) -> list[str]:
             continue
         for child in map(int, children):
             try:
-                found.append(open(f"/proc/{child}/cmdline").read())
+                found.append(open(f"/proc/{child}/cmdline", errors="surrogateescape").read())
             except OSError:
                 continue
             found += descendants(child)
@@ -364,7 +364,7 @@ def live_processes_marked(mark: str) -> list[str]:
         try:
             marked = f"FEPH_TEST_MARK={mark}".encode() in open(f"/proc/{entry}/environ", "rb").read().split(b"\0")
             state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
-            command = open(f"/proc/{entry}/cmdline").read().replace("\0", " ")
+            command = open(f"/proc/{entry}/cmdline", errors="surrogateescape").read().replace("\0", " ")
         except OSError:  # ended meanwhile, or not ours to read
             continue
         if marked and state != "Z":

@@ -164,7 +164,7 @@ def processes_running(argv: list[str]) -> list[int]:
     wanted, found = "\0".join(argv) + "\0", []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and (entry / "cmdline").read_text() == wanted and "\nState:\tZ" not in (entry / "status").read_text():
+            if entry.name.isdigit() and (entry / "cmdline").read_text(errors="surrogateescape") == wanted and "\nState:\tZ" not in (entry / "status").read_text(errors="surrogateescape"):
                 found.append(int(entry.name))
         except OSError:
             continue
