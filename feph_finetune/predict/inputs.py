@@ -354,7 +354,7 @@ class _VideoReading:
         name, announced, last, decoded, broken = self.name, self.announced, self.last, self.decoded, self.broken
         if broken and (self.stopped or broken.cut or (announced and broken.frame < announced)):
             of = f" of the {announced} the container announces" if announced else ""
-            yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
+            yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}{broken.later}")
         elif self.layout is not None and announced and last + 1 > announced:
             yield InputFrame(announced, None, problem=f"{name}: the AVI holds {last + 1} frames, but its header announces {announced}: frame chunks were "
                                                      "inserted or written twice (or the header's count is wrong), and where the file cannot tell, so "
