@@ -477,6 +477,7 @@ class _Frames:
 
     def __init__(self, count: int, height: int, width: int):
         self.name, self.kind, self.count, self.shape = "stand-in.mp4", "video", count, (height, width, 3)
+        self.announced = count
 
     def frames(self):
         from feph_finetune.predict.inputs import InputFrame
