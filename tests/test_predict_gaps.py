@@ -102,6 +102,7 @@ def test_frames_missing_at_the_start_and_the_end_are_marked_not_decoded():
         yield InputFrame(0, None, problem="video.avi: frame 0 could not be decoded (left out; later frames keep their numbers)")
         for index in range(1, 6):
             yield InputFrame(index, np.full((16, 16, 3), level(index), np.uint8), time_s=index / 10)
+        yield InputFrame(6, None, problem="video.avi: decoding stopped at frame 5 (5 frames decoded), but the container announces 12: the file is cut off or damaged")
 
     predictor = Predictor(SimpleNamespace(model=LevelModel(), classes=CLASSES, frame_steps=[], batch_steps=[], input_size=16, folder="bundle"),
                           Settings(batch_size=8, series=True, prefetch=False))
@@ -112,3 +113,21 @@ def test_frames_missing_at_the_start_and_the_end_are_marked_not_decoded():
     # frames a step (0.1 s) apart; each band half a step wider than its frames (rounded: float sums)
     assert spans == [(-0.05, 0.05), (0.55, 1.15)]
     assert ax.get_xlim() == pytest.approx((-0.05, 1.15))  # 1e-6 relative: float sums of steps
+
+
+def test_a_whole_video_whose_count_is_a_frame_over_gets_no_end_band():
+    """A container whose announced count FFmpeg derives from its duration may be a frame more than
+    a whole video holds; the reader says nothing then, and the plot marks nothing after the end."""
+    pytest.importorskip("matplotlib")
+    from feph_finetune.predict.plots import probabilities_figure
+
+    def frames():
+        for index in range(6):
+            yield InputFrame(index, np.full((16, 16, 3), level(index), np.uint8), time_s=index / 10)
+
+    predictor = Predictor(SimpleNamespace(model=LevelModel(), classes=CLASSES, frame_steps=[], batch_steps=[], input_size=16, folder="bundle"),
+                          Settings(batch_size=8, series=True, prefetch=False))
+    summary = predictor.run(SimpleNamespace(name="video.mkv", kind="video", frames=frames, announced=7), Rows())
+    ax = probabilities_figure([summary], "model").axes[0]
+    assert not ax.collections
+    assert ax.get_xlim() == pytest.approx((0, 0.5))  # 1e-6 relative: float frame times

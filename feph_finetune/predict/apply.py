@@ -228,6 +228,7 @@ class InputSummary:
     announced: int | None = None  # video: the frame count the container announces (None: unknown)
     first_frame: int | None = None  # the frame number of the first row added
     last_frame: int | None = None  # the frame number of the last row added
+    problem_last: bool = False  # a problem came after the last readable frame: reading may have ended short
 
     @property
     def x_label(self) -> str:
@@ -262,8 +263,10 @@ class InputSummary:
 
     def missing_after(self) -> int:
         """How many frames that would have been kept the container announces after the last row
-        (a video cut off or damaged at its end); 0 where it announces none."""
-        if not self.announced or self.last_frame is None:
+        (a video cut off or damaged at its end); 0 where it announces none, or where the reading
+        said nothing after the last row (a count FFmpeg derives from a duration may be a frame
+        more than a whole video holds: the reader tolerates it, so does the plot)."""
+        if not self.announced or self.last_frame is None or not self.problem_last:
             return 0
         return max(0, (self.announced - 1 - self.last_frame) // self.every)
 
@@ -376,6 +379,7 @@ class Predictor:
         for frame in frames:
             if stop.is_set():
                 return
+            summary.problem_last = frame.problem is not None or (summary.problem_last and frame.note is not None)
             if frame.problem is not None:
                 summary.problems.append(frame.problem)
             elif frame.note is not None:
