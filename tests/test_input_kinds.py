@@ -60,3 +60,21 @@ def test_a_folders_empty_image_and_video_named_as_an_image_say_what_they_are(tmp
     problems = [frame.problem for frame in open_input(str(folder)).frames() if frame.problem]
     assert problems == [f"cannot decode image {folder / 'f0.png'}: the file is empty (0 bytes)",
                         f"cannot decode image {folder / 'f1.png'}: it holds an AVI video, not an image, whatever its name says"]
+
+
+def test_a_folder_picks_its_frames_by_content_as_a_single_input_is_picked(tmp_path):
+    """A folder of ``.pgm`` frames, and a PNG named ``.avi`` among ``.png`` frames, are frames in
+    their natural order (a single ``.pgm`` is an image); a real video and a text file beside them
+    are skipped, said in one note."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for position in range(3):
+        cv2.imwrite(str(folder / f"f{position}.pgm"), np.full((8, 8), 50 * position, np.uint8))
+    _, encoded = cv2.imencode(".png", np.full((8, 8, 3), 200, np.uint8))
+    (folder / "f3.avi").write_bytes(encoded.tobytes())
+    write_avi(folder / "f4.avi")
+    (folder / "notes.txt").write_text("not a frame")
+    frames = list(open_input(str(folder)).frames())
+    assert [(frame.index, frame.file, int(frame.image[0, 0, 0])) for frame in frames if frame.image is not None] == [
+        (0, "f0.pgm", 0), (1, "f1.pgm", 50), (2, "f2.pgm", 100), (3, "f3.avi", 200)]
+    assert [frame.note for frame in frames if frame.note] == [f"{folder}: skipped 2 other files (no image by content or name)"]

@@ -477,6 +477,7 @@ class _Frames:
 
     def __init__(self, count: int, height: int, width: int):
         self.name, self.kind, self.count, self.shape = "stand-in.mp4", "video", count, (height, width, 3)
+        self.announced = count
 
     def frames(self):
         from feph_finetune.predict.inputs import InputFrame
@@ -569,7 +570,7 @@ def test_an_interrupt_stops_the_frame_reader_at_its_next_frame():
 
 
 def test_a_folders_broken_link_is_reported_like_an_undecodable_image_and_skipped_entries_are_named(tmp_path):
-    from feph_finetune.predict.inputs import IMAGE_SUFFIXES, open_input
+    from feph_finetune.predict.inputs import open_input
 
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -584,7 +585,7 @@ def test_a_folders_broken_link_is_reported_like_an_undecodable_image_and_skipped
     assert [frame.problem for frame in frames if frame.problem] == [
         f"image {folder / 'f12.png'} is a link to nothing ({tmp_path / 'nowhere.png'})",
         f"cannot decode image {folder / 'f13.png'}"]
-    assert [frame.note for frame in frames if frame.note] == [f"{folder}: skipped 1 other file (not {', '.join(IMAGE_SUFFIXES)}) and 1 sub-folder"]
+    assert [frame.note for frame in frames if frame.note] == [f"{folder}: skipped 1 other file (no image by content or name) and 1 sub-folder"]
 
 
 def test_ctrl_c_during_predict_exits_130_without_a_traceback(trained, tmp_path):

@@ -47,7 +47,7 @@ def gapped_video():
                 yield InputFrame(20, None, problem="video.avi: frames 20-24 could not be decoded (left out; later frames keep their numbers)")
             yield InputFrame(index, np.full((16, 16, 3), level(index), np.uint8), time_s=index / 10)
 
-    return SimpleNamespace(name="video.avi", kind="video", frames=frames)
+    return SimpleNamespace(name="video.avi", kind="video", frames=frames, announced=None)
 
 
 def predicted(smooth: int = 3) -> tuple[list[dict], InputSummary]:
@@ -89,3 +89,45 @@ def test_the_plot_breaks_its_lines_at_a_gap_and_marks_it_not_decoded():
     assert spans == [(-0.05, 1.95), (1.95, 2.45), (2.45, 3.45)]
     labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
     assert "no face found" in labels and "not decoded" in labels
+
+
+def test_frames_missing_at_the_start_and_the_end_are_marked_not_decoded():
+    """Frame 0 lost and the video stopped after frame 5 of the 12 its container announces: the
+    plot marks both ends as not decoded (the band after frame 5 runs to frame 11), not only gaps
+    between frames, and its axis shows them."""
+    pytest.importorskip("matplotlib")
+    from feph_finetune.predict.plots import probabilities_figure
+
+    def frames():
+        yield InputFrame(0, None, problem="video.avi: frame 0 could not be decoded (left out; later frames keep their numbers)")
+        for index in range(1, 6):
+            yield InputFrame(index, np.full((16, 16, 3), level(index), np.uint8), time_s=index / 10)
+        yield InputFrame(6, None, problem="video.avi: decoding stopped at frame 5 (5 frames decoded), but the container announces 12: the file is cut off or damaged")
+
+    predictor = Predictor(SimpleNamespace(model=LevelModel(), classes=CLASSES, frame_steps=[], batch_steps=[], input_size=16, folder="bundle"),
+                          Settings(batch_size=8, series=True, prefetch=False))
+    summary = predictor.run(SimpleNamespace(name="video.avi", kind="video", frames=frames, announced=12), Rows())
+    ax = probabilities_figure([summary], "model").axes[0]
+    spans = sorted((round(extent.x0, 6), round(extent.x1, 6)) for collection in ax.collections for extent in
+                   [path.get_extents() for path in collection.get_paths()])
+    # frames a step (0.1 s) apart; each band half a step wider than its frames (rounded: float sums)
+    assert spans == [(-0.05, 0.05), (0.55, 1.15)]
+    assert ax.get_xlim() == pytest.approx((-0.05, 1.15))  # 1e-6 relative: float sums of steps
+
+
+def test_a_whole_video_whose_count_is_a_frame_over_gets_no_end_band():
+    """A container whose announced count FFmpeg derives from its duration may be a frame more than
+    a whole video holds; the reader says nothing then, and the plot marks nothing after the end."""
+    pytest.importorskip("matplotlib")
+    from feph_finetune.predict.plots import probabilities_figure
+
+    def frames():
+        for index in range(6):
+            yield InputFrame(index, np.full((16, 16, 3), level(index), np.uint8), time_s=index / 10)
+
+    predictor = Predictor(SimpleNamespace(model=LevelModel(), classes=CLASSES, frame_steps=[], batch_steps=[], input_size=16, folder="bundle"),
+                          Settings(batch_size=8, series=True, prefetch=False))
+    summary = predictor.run(SimpleNamespace(name="video.mkv", kind="video", frames=frames, announced=7), Rows())
+    ax = probabilities_figure([summary], "model").axes[0]
+    assert not ax.collections
+    assert ax.get_xlim() == pytest.approx((0, 0.5))  # 1e-6 relative: float frame times

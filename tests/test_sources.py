@@ -677,3 +677,59 @@ def test_an_opendml_index_places_the_frames_as_idx1_does(tmp_path):
     levels, problems = read_levels(path)
     assert levels == {index: index for index in range(FRAMES) if index != DAMAGED}
     assert problems == [f"{path}: frame {DAMAGED} could not be decoded (left out; later frames keep their numbers)"]
+
+
+@pytest.mark.parametrize("left", [1, 5, 7])
+def test_an_avi_cut_off_inside_a_chunk_header_is_called_cut_off(tmp_path, left):
+    """A killed writer's AVI (no index, sizes and frame counts 0) that ends 1-7 bytes into a chunk
+    header: those bytes cannot be a whole chunk, so the file is cut off there, as inside its data."""
+    data = bytearray(write_mjpg(tmp_path / "whole.avi").read_bytes())
+    data = data[: frame_chunks(bytes(data))[DAMAGED][0] + left]
+    movi, avih, strh = data.index(b"movi") - 8, data.index(b"avih") + 8, data.index(b"strh") + 8
+    data[4:8] = data[movi + 4 : movi + 8] = data[avih + 16 : avih + 20] = data[strh + 32 : strh + 36] = bytes(4)
+    path = tmp_path / "killed.avi"
+    path.write_bytes(bytes(data))
+    _, shown, problems = read(path)
+    assert shown == {index: index for index in range(DAMAGED)}
+    assert problems == [f"{path}: decoding stopped at frame {DAMAGED - 1} ({DAMAGED} frames decoded): a chunk at frame {DAMAGED} runs past the end "
+                        "of the file (cut off, or its size is damaged); an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)"]
+
+
+def with_absolute_offsets(data: bytes) -> bytes:
+    """The AVI with its ``idx1`` offsets counted from the file's start, as some writers have them."""
+    data, movi = bytearray(data), data.index(b"movi")
+    idx1 = data.rindex(b"idx1")
+    for at in range(idx1 + 8, len(data) - 15, 16):
+        data[at + 8 : at + 12] = struct.pack("<I", struct.unpack("<I", data[at + 8 : at + 12])[0] + movi)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("damaged_frame", [0, DAMAGED])
+def test_absolute_index_offsets_are_found_even_where_frame_0_is_damaged(tmp_path, damaged_frame):
+    """Whether ``idx1`` counts from ``movi`` or from the file's start is told by where most entries
+    find their chunk, not by the first alone: frame 0 re-tagged ``JUNK`` is one gap. (Flat frames:
+    FFmpeg's own guess of the base, from the first chunk it finds, misreads chunks of varied sizes
+    after a damaged frame 0, whichever base the index uses.)"""
+    data = bytearray(with_absolute_offsets(write_mjpg(tmp_path / "whole.avi").read_bytes()))
+    offset = frame_chunks(bytes(data))[damaged_frame][0]
+    data[offset : offset + 4] = b"JUNK"
+    path = tmp_path / "absolute.avi"
+    path.write_bytes(bytes(data))
+    levels, problems = read_levels(path)
+    assert levels == {index: index for index in range(FRAMES) if index != damaged_frame}
+    assert problems == [f"{path}: frame {damaged_frame} could not be decoded (left out; later frames keep their numbers)"]
+
+
+@pytest.mark.parametrize("entries", [0, 7])
+def test_an_avi_cut_off_inside_its_index_keeps_every_whole_frame_and_says_the_index_is_cut_off(tmp_path, entries):
+    """A writer killed while writing ``idx1``: its whole entries place their frames, the frames
+    past them are numbered by counting (as without an index), and the problem says the index is
+    cut off, not that chunks were inserted."""
+    data = write_varied_mjpg(tmp_path / "whole.avi").read_bytes()
+    path = tmp_path / "index-cut.avi"
+    path.write_bytes(data[: data.rindex(b"idx1") + 8 + 16 * entries + 5])
+    levels, problems = read_levels(path)
+    assert levels == {index: index for index in range(FRAMES)}
+    past = f"its {entries} whole entries place the frames they list, " if entries else ""
+    assert problems == [f"{path}: decoding stopped at frame {FRAMES - 1} ({FRAMES} frames decoded) of the {FRAMES} the container announces: the file ends "
+                        f"inside the AVI's index (cut off while the index was written): {past}later frames are numbered by counting chunks"]

@@ -225,7 +225,10 @@ class InputSummary:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # said on the console, no problem (a variable frame rate)
     every: int = 1  # the step between kept frames: frames further apart have a gap between them
+    announced: int | None = None  # video: the frame count the container announces (None: unknown)
+    first_frame: int | None = None  # the frame number of the first row added
     last_frame: int | None = None  # the frame number of the last row added
+    problem_last: bool = False  # a problem came after the last readable frame: reading may have ended short
 
     @property
     def x_label(self) -> str:
@@ -236,6 +239,7 @@ class InputSummary:
         (:class:`FrameSeries`), else nothing per frame is kept (a long video's summary stays a few counters)."""
         self.frames += 1
         gap = self.follows_gap(row["frame"])
+        self.first_frame = row["frame"] if self.first_frame is None else self.first_frame
         self.last_frame = row["frame"]
         if row["face_found"] is not None:
             self.faces = (self.faces or 0) + int(row["face_found"])
@@ -252,11 +256,26 @@ class InputSummary:
         (more than ``every`` apart): a plot breaks its lines there."""
         return follows_gap(self.last_frame, frame, self.every)
 
+    def missing_before(self) -> int:
+        """How many frames that would have been kept come before the first row (frame 0 is always
+        kept, so a first row past it follows frames that could not be read)."""
+        return -(-self.first_frame // self.every) if self.first_frame else 0
+
+    def missing_after(self) -> int:
+        """How many frames that would have been kept the container announces after the last row
+        (a video cut off or damaged at its end); 0 where it announces none, or where the reading
+        said nothing after the last row (a count FFmpeg derives from a duration may be a frame
+        more than a whole video holds: the reader tolerates it, so does the plot)."""
+        if not self.announced or self.last_frame is None or not self.problem_last:
+            return 0
+        return max(0, (self.announced - 1 - self.last_frame) // self.every)
+
 
 def follows_gap(last: int | None, frame: int, every: int) -> bool:
-    """Whether frames between frame numbers ``last`` (None: none yet) and ``frame``, kept every
-    ``every`` frames, could not be read: they are further apart than ``every``."""
-    return last is not None and frame - last > every
+    """Whether frames between frame numbers ``last`` and ``frame``, kept every ``every`` frames,
+    could not be read: they are further apart than ``every``. Before the first row (``last``
+    None) the frames from 0 are missing where ``frame`` is past 0."""
+    return frame > 0 if last is None else frame - last > every
 
 
 # --- the pipeline --------------------------------------------------------------------------------
@@ -309,7 +328,7 @@ class Predictor:
 
     def run(self, predict_input: PredictInput, writer: RowWriter | None, advance=lambda n: None) -> InputSummary:
         """Predict every kept frame of ``source``; problems (unreadable frames) and notes go to the summary."""
-        summary = InputSummary(predict_input.name, predict_input.kind, self.bundle.classes, every=self.settings.every)
+        summary = InputSummary(predict_input.name, predict_input.kind, self.bundle.classes, every=self.settings.every, announced=predict_input.announced)
         smoother = CentredMean(self.settings.smooth)
         started = time.perf_counter()
         last = None  # the frame number of the last row pushed
@@ -360,6 +379,7 @@ class Predictor:
         for frame in frames:
             if stop.is_set():
                 return
+            summary.problem_last = frame.problem is not None or (summary.problem_last and frame.note is not None)
             if frame.problem is not None:
                 summary.problems.append(frame.problem)
             elif frame.note is not None:

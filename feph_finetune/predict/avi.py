@@ -13,9 +13,10 @@ came before it. Walking the chunks by the sizes they declare (the RIFF format, n
 recovery) and looking each video chunk up in the index gives each chunk FFmpeg counts its frame
 number (:attr:`AviLayout.numbers`): a frame the index lists whose chunk the walk did not find as a
 video chunk is a gap, and later frames keep their numbers. Where chunks are not where the index
-lists them (bytes removed or inserted), or where the walk meets a damaged header or a chunk past the
-end of the file, numbers stop (:class:`AviBreak`). Without an index (a writer killed before writing
-it) a chunk's number is its count, right up to the first damaged header.
+lists them (bytes removed or inserted), or where the walk meets a damaged header or a chunk (or a
+chunk header) past the end of the file, numbers stop (:class:`AviBreak`). Without an index (a writer
+killed before writing it) a chunk's number is its count, right up to the first damaged header; past
+the whole entries of an index the file ends inside (a writer killed while writing it), too.
 """
 
 from __future__ import annotations
@@ -30,13 +31,19 @@ from typing import NamedTuple
 _STREAM_CHUNKS = (b"dc", b"db", b"wb", b"pc", b"tx")
 
 
+#: What an :class:`AviBreak`'s words end with where frames past it may be in the file.
+LATER_UNNUMBERED = "; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)"
+
+
 class AviBreak(NamedTuple):
     """Where an AVI's frame numbers stop being known: ``frame`` (from 0) is the first video frame
-    whose chunk cannot be told; ``why`` says so in words; ``cut``: the file ends inside a chunk."""
+    whose chunk cannot be told; ``why`` says so in words; ``cut``: the file ends inside a chunk;
+    ``later``: the words on the frames after it (none where the file ends inside its index)."""
 
     frame: int
     why: str
     cut: bool = False
+    later: str = LATER_UNNUMBERED
 
 
 class AviLayout(NamedTuple):
@@ -75,10 +82,13 @@ def _layout(data) -> AviLayout | None:
     for start, end in movis:
         if not walk.movi(start, end):
             break
-    listed = walk.odml or _idx1_entries(data, walk.idx1 or idx1 or _last_idx1(data), movis[0][0] - 4, walk.tag)
+    index = _Idx1(data, walk.idx1 or idx1 or _last_idx1(data), movis[0][0] - 4, walk.tag)
+    listed = walk.odml or index.video
     if listed:
-        return _Indexed(data, walk, listed).layout()
+        return _Indexed(data, walk, listed, index.cut and not walk.odml).layout()
     broken = AviBreak(len(walk.chunks), walk.why(len(walk.chunks)), walk.cut) if walk.stop else None
+    if broken is None and index.cut:
+        broken = index_cut_off(len(walk.chunks), 0)
     empty = frozenset(count for count, chunk in enumerate(walk.chunks) if chunk.size == 0)
     return AviLayout(broken, empty, tuple(range(len(walk.chunks))))
 
@@ -167,6 +177,10 @@ class _Walk:
                 self.stop = "header"
                 return False
             position += 8 + size + (size & 1)
+        if position < end:  # 1-7 bytes left: a chunk header cut off
+            self.cut = end == len(data)
+            self.stop = "past"
+            return False
         return True
 
     def why(self, frame: int) -> str:
@@ -202,33 +216,60 @@ def _last_idx1(data) -> int | None:
     return None
 
 
-def _idx1_entries(data, idx1: int | None, movi: int, tag: bytes) -> list[_Chunk]:
-    """The video chunks ``idx1`` lists, in frame order. Its offsets count from the ``movi`` list's
-    type (``movi``), or from the file's start as some writers have it: the base is the one at which
-    the first entry finds its chunk's tag."""
-    if idx1 is None:
-        return []
-    size = _chunk(data, idx1)[1]
-    entries = [(bytes(data[at : at + 4]), *struct.unpack("<II", data[at + 8 : at + 16]))
-               for at in range(idx1 + 8, min(idx1 + 8 + size, len(data)) - 15, 16)]
-    if not entries:
-        return []
-    first_tag, first_offset, _ = entries[0]
-    base = 0 if data[movi + first_offset : movi + first_offset + 4] != first_tag and data[first_offset : first_offset + 4] == first_tag else movi
-    return [_Chunk(base + offset, size) for chunk_tag, offset, size in entries if chunk_tag in (tag + b"dc", tag + b"db")]
+class _Idx1:
+    """The ``idx1`` index at ``position`` (None: none): the video chunks it lists in frame order
+    (:attr:`video`), and whether the file ends inside it (:attr:`cut`: a writer killed while
+    writing it; its whole entries still hold)."""
+
+    def __init__(self, data, position: int | None, movi: int, tag: bytes):
+        self.video: list[_Chunk] = []
+        self.cut = False
+        if position is None:
+            return
+        size = _chunk(data, position)[1]
+        self.cut = position + 8 + size > len(data)
+        entries = [(bytes(data[at : at + 4]), *struct.unpack("<II", data[at + 8 : at + 16]))
+                   for at in range(position + 8, min(position + 8 + size, len(data)) - 15, 16)]
+        base = _offset_base(data, entries, movi)
+        self.video = [_Chunk(base + offset, size) for chunk_tag, offset, size in entries if chunk_tag in (tag + b"dc", tag + b"db")]
+
+
+def _offset_base(data, entries: list[tuple[bytes, int, int]], movi: int) -> int:
+    """Where ``idx1``'s offsets count from: the ``movi`` list's type (``movi``, the standard), or
+    the file's start as some writers have it. The base is the one under which more entries find a
+    chunk of their tag and size (FFmpeg's ``avi_read_idx1`` guesses from the first entry alone, so
+    a damaged first frame chunk would move every frame); on a tie, ``movi``."""
+
+    def found(base: int) -> int:
+        return sum(_chunk(data, base + offset) == (tag, size) for tag, offset, size in entries if base + offset + 8 <= len(data))
+
+    return 0 if found(0) > found(movi) else movi
+
+
+def index_cut_off(frame: int, listed: int) -> AviBreak:
+    """The break where the file ends inside the ``idx1`` index after ``listed`` frames' entries:
+    the frames past them were numbered by counting chunks, as in a file without an index."""
+    past = f"its {listed} whole entries place the frames they list, " if listed else ""
+    return AviBreak(frame, f"the file ends inside the AVI's index (cut off while the index was written): {past}"
+                           "later frames are numbered by counting chunks", cut=True, later="")
 
 
 class _Indexed:
     """The frame number of each walked chunk, from the index ``listed`` (frame k's chunk at
     ``listed[k]``): a walked chunk is the frame whose listed position and size it has."""
 
-    def __init__(self, data, walk: _Walk, listed: list[_Chunk]):
-        self.data, self.walk, self.listed = data, walk, listed
+    def __init__(self, data, walk: _Walk, listed: list[_Chunk], cut: bool = False):
+        self.data, self.walk, self.listed, self.cut = data, walk, listed, cut
         self.frame_at = {chunk.position: frame for frame, chunk in enumerate(listed)}
 
     def layout(self) -> AviLayout:
         numbers, expected = [], 0
         for count, chunk in enumerate(self.walk.chunks):
+            if self.cut and chunk.position > self.listed[-1].position:  # past the entries of a cut-off index: counted
+                expected = max(expected, len(self.listed))
+                numbers.append(expected)
+                expected += 1
+                continue
             frame = self.frame_at.get(chunk.position)
             damaged_size = self.walk.stop and count == len(self.walk.chunks) - 1  # the walk stops at the chunk after it
             if frame is None or frame < expected or (self.listed[frame].size != chunk.size and not damaged_size):
@@ -237,6 +278,8 @@ class _Indexed:
             expected = frame + 1
         if self.walk.stop:
             return self._layout(numbers, AviBreak(expected, self.walk.why(expected), self.walk.cut))
+        if self.cut:
+            return self._layout(numbers, index_cut_off(expected, len(self.listed)))
         for frame in range(expected, len(self.listed)):  # listed after the last walked chunk
             if not self._in_place(self.listed[frame]):
                 return self._shifted(numbers, frame)

@@ -9,8 +9,10 @@
   reported as an image that cannot be decoded, and an empty file (0 bytes) as empty.
 - A folder is one sequence: its image files (not sub-folders), in natural order, so that
   ``fn000009`` comes before ``fn000045`` and ``frame2`` before ``frame10``; the frame index is the
-  position in that order. A link with an image name that points nowhere is a frame that cannot be
-  read (reported); other files and sub-folders are skipped, said in one note.
+  position in that order. Its files are picked as a single input is: by content (a folder of
+  ``.pgm`` frames, a PNG named ``.avi``) or by an image name. A link with an image name that
+  points nowhere is a frame that cannot be read (reported); other files and sub-folders are
+  skipped, said in one note.
 - Any other file is opened as a video with OpenCV's ``VideoCapture`` (its FFmpeg backend reads
   mp4, avi, webm, mkv...). The frame index is the frame's position in the container from 0
   (its timestamp in frames), so a frame that cannot be decoded leaves a gap, reported, and
@@ -43,6 +45,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,9 +134,10 @@ def open_input(name: str, every: int = 1, warn: Callable[[str], None] | None = N
         raise InputError(f"{name}: {NO_SUCH_FILE_OR_FOLDER}")
     if found.kind == FOLDER:
         children = list(path.iterdir())
-        files = sorted((child for child in children if _image_name(child)), key=lambda child: natural_key(child.name))
+        files = sorted((child for child in children if _is_frame(child)), key=lambda child: natural_key(child.name))
         if not files:
-            raise InputError(f"{name}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            raise InputError(f"{name}: the folder holds no image files (none holds an image format OpenCV decodes, "
+                             f"and none is named {', '.join(IMAGE_SUFFIXES)})")
         return PredictInput(name, path, "folder", every, len(range(0, len(files), every)), files=files, skipped=_skipped(children, len(files)))
     if found.kind != REGULAR_FILE:  # a FIFO (OpenCV would wait for a writer forever), a device, a socket
         raise InputError(f"{name}: is {found.described}, neither a regular file nor a folder; predict reads image and video files and folders of frames")
@@ -182,18 +186,27 @@ def _said_line(name: str, when: str, said: NativeOutput) -> str:
     return f"{name}: OpenCV said while {when} it: {shortened(said, 200)}"
 
 
-def _image_name(child: Path) -> bool:
-    """A folder's entry that is a frame: anything but a folder with an image suffix. One that is
-    no regular file (a FIFO, a link to a device) or a link that points nowhere is reported when
-    read, as an undecodable image is."""
-    return child.suffix.lower() in IMAGE_SUFFIXES and not child.is_dir()
+def _is_frame(child: Path) -> bool:
+    """A folder's entry that is a frame, picked as a single input is: a regular file whose first
+    bytes are an image format's signature (:func:`_holds_image`: a ``.pgm``, a PNG named ``.avi``),
+    or anything but a folder with an image name (one that is no regular file, a FIFO or a link to a
+    device, or a link that points nowhere, is reported when read, as an undecodable image is).
+    Only the signatures of files without an image name are read, and only a few bytes of each:
+    a big folder of ``.png`` frames is listed as fast as by names alone."""
+    if child.suffix.lower() in IMAGE_SUFFIXES:
+        return not child.is_dir()
+    try:
+        regular = stat.S_ISREG(child.stat().st_mode)  # a FIFO's signature is never read: it could block
+    except OSError:
+        return False
+    return regular and _holds_image(child)
 
 
 def _skipped(children: list[Path], frames: int) -> str | None:
     """Words for what a folder holds besides its frames (other files, sub-folders), None when nothing."""
     folders = sum(child.is_dir() for child in children)
     others = len(children) - frames - folders
-    parts = [f"{others} other file{'s' * (others != 1)} (not {', '.join(IMAGE_SUFFIXES)})"] * bool(others) + [f"{folders} sub-folder{'s' * (folders != 1)}"] * bool(folders)
+    parts = [f"{others} other file{'s' * (others != 1)} (no image by content or name)"] * bool(others) + [f"{folders} sub-folder{'s' * (folders != 1)}"] * bool(folders)
     return " and ".join(parts) or None
 
 
@@ -354,7 +367,7 @@ class _VideoReading:
         name, announced, last, decoded, broken = self.name, self.announced, self.last, self.decoded, self.broken
         if broken and (self.stopped or broken.cut or (announced and broken.frame < announced)):
             of = f" of the {announced} the container announces" if announced else ""
-            yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}; an AVI numbers its frames by counting chunks, so later frames cannot be numbered (left out)")
+            yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}{broken.later}")
         elif self.layout is not None and announced and last + 1 > announced:
             yield InputFrame(announced, None, problem=f"{name}: the AVI holds {last + 1} frames, but its header announces {announced}: frame chunks were "
                                                      "inserted or written twice (or the header's count is wrong), and where the file cannot tell, so "

@@ -24,7 +24,8 @@ def plot_probabilities(summaries: Sequence[InputSummary], path: Path, title: str
     Each panel draws the probability of each class against time (video, seconds) or frame
     index (folder): the smoothed values when ``--smooth`` was given, over the raw ones drawn
     faintly; frames where no face was found are marked with grey bands, frames that could not be
-    read (a gap in the frame numbers) with hatched ones, and no line crosses them. Returns the number of
+    read (a gap in the frame numbers, frames before the first one, and those the container
+    announces after the last) with hatched ones, and no line crosses them. Returns the number of
     panels (0: nothing to draw, no file written). It is drawn under the project's settings whatever
     the user's matplotlibrc says, labels in any script with an installed font that has them
     (:func:`feph_finetune.results.figures_style.project_style`), else ``warn`` says so.
@@ -60,9 +61,9 @@ def probabilities_figure(sequences: Sequence[InputSummary], title: str):
     axes = figure.subplots(len(sequences), 1, squeeze=False, sharey=True)
     for ax, summary in zip(axes[:, 0], sequences):
         x, raw, smooth = summary.series.x, summary.series.probabilities, summary.series.smoothed
-        starts = np.flatnonzero(summary.series.gap)  # the first frame after each gap
+        starts = np.flatnonzero(summary.series.gap[1:]) + 1  # the first frame after each gap between frames
         _mark_no_face(ax, x, summary.series.no_face, starts)
-        _mark_not_decoded(ax, x, starts)
+        ends = _mark_not_decoded(ax, x, starts, summary.missing_before(), summary.missing_after())
         for index, name in enumerate(summary.classes):
             colour = colours[index % len(colours)]
             if smooth is None:
@@ -75,7 +76,8 @@ def probabilities_figure(sequences: Sequence[InputSummary], title: str):
         ax.set_xlabel(summary.x_label)
         ax.set_ylabel("probability")
         ax.set_ylim(0, 1)
-        ax.set_xlim(x.min(), x.max() if x.max() > x.min() else x.min() + 1)
+        low, high = min(x.min(), ends[0]), max(x.max(), ends[1])
+        ax.set_xlim(low, high if high > low else low + 1)
         ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     from matplotlib.patches import Patch
@@ -83,7 +85,7 @@ def probabilities_figure(sequences: Sequence[InputSummary], title: str):
     if any(summary.series.no_face.any() for summary in sequences):
         handles.append(Patch(color="0.8", label="no face found"))
         labels.append("no face found")
-    if any(summary.series.gap.any() for summary in sequences):
+    if any(summary.series.gap.any() or summary.missing_after() for summary in sequences):
         handles.append(Patch(**NOT_DECODED, label="not decoded"))
         labels.append("not decoded")
     figure.suptitle(printable(title), x=0.01, ha="left", fontsize=11)
@@ -160,11 +162,23 @@ def _mark_no_face(ax, x: np.ndarray, no_face: np.ndarray, starts: np.ndarray) ->
                    transform=ax.get_xaxis_transform(), color="0.8", linewidth=0, zorder=0)
 
 
-def _mark_not_decoded(ax, x: np.ndarray, starts: np.ndarray) -> None:
-    """Hatched bands over each gap: from half a step after the frame before it to half a step
-    before the frame after it."""
-    if not len(starts):
-        return
+def _mark_not_decoded(ax, x: np.ndarray, starts: np.ndarray, before: int = 0, after: int = 0) -> tuple[float, float]:
+    """Hatched bands over each gap between frames (``starts``: the first frame after each), from
+    half a step after the frame before it to half a step before the frame after it, and over the
+    ``before`` kept frames missing before the first one drawn and the ``after`` missing after the
+    last (the container announces them), a step each. The band after the last frame is drawn at
+    most as long as the frames drawn, or 10 steps (a header's count is a claim: 2e9 frames
+    announced after 40 decoded would leave the data a sliver). Returns the x the bands reach,
+    ``(low, high)``, for the axis to show them."""
     step = _step(x, starts)
-    ax.broken_barh([(x[start - 1] + step / 2, x[start] - x[start - 1] - step) for start in starts], (0, 1),
-                   transform=ax.get_xaxis_transform(), zorder=0, **NOT_DECODED)
+    bands = [(x[start - 1] + step / 2, x[start] - x[start - 1] - step) for start in starts]
+    low, high = x[0], x[-1]
+    if before:
+        low = x[0] - step / 2 - before * step
+        bands.append((low, before * step))
+    if after:
+        high = x[-1] + step / 2 + min(after * step, max(x[-1] - x[0], 10 * step))
+        bands.append((x[-1] + step / 2, high - x[-1] - step / 2))
+    if bands:
+        ax.broken_barh(bands, (0, 1), transform=ax.get_xaxis_transform(), zorder=0, **NOT_DECODED)
+    return low, high
