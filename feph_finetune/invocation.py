@@ -2,12 +2,14 @@
 
 A run's ``config.json`` records how it was asked for (``"invocation"``: the experiments TOML's
 resolved path, or none for a configuration given as a dict; whether it was the synthetic demo; the
-``--set`` overrides). A suggestion to run a run again (``predict`` and ``export`` of a run that
-saved no model; a finished matrix whose runs lack the model they ask for) is built from that
-record, because a command that forgets one part cannot work: without ``--demo`` the demo's data
-and bases are missing, without the overrides the runs get other ids (overrides enter them), and
-without ``--output`` they land in another results folder. A matrix that stops is continued by its
-own command line without ``--force`` (:func:`continue_command`).
+``--set`` overrides; the working folder it was made in). A suggestion to run a run again
+(``predict`` and ``export`` of a run that saved no model; a finished matrix whose runs lack the
+model they ask for) is built from that record, because a command that forgets one part cannot
+work: without ``--demo`` the demo's data and bases are missing, without the overrides the runs get
+other ids (overrides enter them), without ``--output`` they land in another results folder, and
+from another folder the relative paths of the TOML and the overrides (``root = "data/FePh"``) name
+other files, so a suggestion made elsewhere starts with ``cd`` to the recorded folder. A matrix
+that stops is continued by its own command line without ``--force`` (:func:`continue_command`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from feph_finetune.config.reading import dotted_key_parts
 
 #: The key of ``config.json`` that holds the record.
 RECORD_KEY = "invocation"
@@ -32,9 +36,17 @@ def program() -> str:
 
 def invocation_record(config: "str | Path | Mapping[str, Any]", overrides: Sequence[str], demo: bool) -> dict[str, Any]:
     """What a run's ``config.json`` records of the command that made it (see the module's
-    docstring); the TOML's path is resolved, so that a suggestion works from any folder."""
+    docstring): the TOML's resolved path, and the working folder (``cwd``, None where it is gone),
+    against which the TOML's and the overrides' relative paths were read."""
     path = None if isinstance(config, Mapping) else str(Path(config).resolve())
-    return {"config": path, "demo": demo, "overrides": list(overrides)}
+    return {"config": path, "demo": demo, "overrides": list(overrides), "cwd": _working_folder()}
+
+
+def _working_folder() -> str | None:
+    try:
+        return str(Path.cwd())
+    except OSError:  # removed while the command runs
+        return None
 
 
 def continue_command(argv: Sequence[str]) -> str:
@@ -51,44 +63,61 @@ def continue_command(argv: Sequence[str]) -> str:
 def matrix_command(record: Any, output: Path, only: Sequence[str], phase: str | None = None,
                    settings: Sequence[str] = (), force: bool = False) -> str:
     """The command that runs the experiments ``only`` (in ``phase``, else both) of the runs made
-    by ``record`` again, into ``output``, with the ``settings`` (``KEY=VALUE``) besides the
-    recorded overrides; an override that sets one of those keys (or a table holding one, or a
-    key inside one) or the results folder is left out, since both would be refused together.
+    by ``record`` again, into ``output``, with the ``settings`` (``KEY=VALUE``, the key written by
+    :func:`~feph_finetune.config.reading.dotted_key`) besides the recorded overrides; an override
+    that sets one of those keys (or a table holding one, or a key inside one) or the results
+    folder is left out, since both would be refused together. Made in another folder than the
+    recorded one, it starts with ``cd`` to that folder (see the module's docstring).
 
     ``record``: a ``config.json``'s ``"invocation"``; anything else (an older run's missing
     record) gives :data:`UNKNOWN_CONFIG` and no overrides, for the user to complete.
     """
     record = record if isinstance(record, Mapping) else {}
+    folder = _folder_to_enter(record.get("cwd"))
+    output = _shown_path(str(Path(output).resolve()), folder) if folder else str(output)
     config = record.get("config")
-    words = [_shown_path(config) if isinstance(config, str) and config else UNKNOWN_CONFIG]
+    words = [_shown_path(config, folder) if isinstance(config, str) and config else UNKNOWN_CONFIG]
     if record.get("demo") is True:
         words.append("--demo")
     words += ["--only", *only] + (["--phase", phase] if phase else [])
-    replaced = [_key(setting) for setting in settings] + ["output"]
+    replaced = [_key(setting) for setting in settings] + [["output"]]
     overrides = record.get("overrides")
     for override in overrides if isinstance(overrides, list) else ():
         if isinstance(override, str) and not any(_overlaps(_key(override), key) for key in replaced):
             words += ["--set", override]
     for setting in settings:
         words += ["--set", setting]
-    words += ["--output", str(output)] + (["--force"] if force else [])
-    return f"{program()} {shlex.join(words)}"
+    words += ["--output", output] + (["--force"] if force else [])
+    command = f"{program()} {shlex.join(words)}"
+    return f"cd {shlex.quote(folder)} && {command}" if folder else command
 
 
-def _shown_path(path: str) -> str:
-    """``path`` relative to the working folder where it lies inside it (``experiments.toml``), else whole."""
+def _folder_to_enter(recorded: Any) -> str | None:
+    """The recorded working folder where it is not the current one (None where it is, or where
+    the record has none: a run made before runs recorded it)."""
+    current = _working_folder()
+    if not isinstance(recorded, str) or not recorded or current is None or Path(recorded) == Path(current):
+        return None
+    return recorded
+
+
+def _shown_path(path: str, folder: str | None) -> str:
+    """``path`` relative to the folder the command runs in (``folder``, else the working folder)
+    where it lies inside it (``experiments.toml``), else whole."""
     try:
-        return str(Path(path).relative_to(Path.cwd()))
-    except ValueError:
+        return str(Path(path).relative_to(folder or Path.cwd()))
+    except (ValueError, OSError):
         return path
 
 
-def _key(assignment: str) -> str:
-    """The dotted key of a ``KEY=VALUE`` override, spaces around it removed."""
-    return assignment.partition("=")[0].strip()
+def _key(assignment: str) -> list[str]:
+    """The parts of the dotted key of a ``KEY=VALUE`` override (``experiments."A.b".seed``:
+    ``experiments``, ``A.b``, ``seed``); the text itself, as one part, where it is no key."""
+    key = assignment.partition("=")[0].strip()
+    return dotted_key_parts(key) or [key]
 
 
-def _overlaps(key: str, other: str) -> bool:
+def _overlaps(key: list[str], other: list[str]) -> bool:
     """Whether two dotted keys are the same setting, or one is a table holding the other."""
     shorter, longer = sorted((key, other), key=len)
-    return longer == shorter or longer.startswith(shorter + ".")
+    return longer[:len(shorter)] == shorter

@@ -108,6 +108,37 @@ def test_a_list_that_would_leave_nothing_to_do_is_refused_with_the_other_problem
                  "--set", "experiments.B.batch_size=8"]) == 0, capsys.readouterr().err
 
 
+def test_an_empty_or_blank_plugin_name_is_refused_in_every_key_that_names_plugins(tmp_path, synthetic_feph, capsys):
+    """``evaluate = [""]`` was accepted and its runs measured nothing (exit 0), ``preprocess`` or
+    ``augment = [""]`` did what ``[]`` does under another run id: a name of nothing or of spaces
+    names no plugin. Each is refused at its place, in every key that names plugins, with the
+    file's other problems; the plugin named beside a blank one is still checked."""
+    experiments = ('[experiments.A]\nevaluate = [""]\n[experiments.B]\npreprocess = ["face_crop", " "]\nbatch_size = "eight"\n'
+                   '[experiments.C]\naugment = ["flipp", "", ""]\n[experiments.D]\nmodel = "  "\nclass_weights = " "\n'
+                   '[experiments.E]\ngrid = { evaluate = [["paper_metrics"], [""]] }\n')
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, experiments, extra='\n[tracking]\nplugins = [""]\n')
+    assert main([str(path), "--dry-run", "--track", " ", "--set", 'defaults.augment=[""]']) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in error
+    empty_evaluate = 'evaluate = [""]'
+    expected = [
+        f"{place(path, empty_evaluate, 'experiments.A.evaluate')}: evaluate lists '', which names no plugin; list a plugin that implements evaluate there",
+        f"{place(path, 'preprocess = ', 'experiments.B.preprocess')}: preprocess lists ' ', which names no plugin",
+        f"{place(path, 'batch_size = ', 'experiments.B.batch_size')}: expected integer",
+        f"{place(path, 'augment = ', 'experiments.C.augment')}: augment lists '', which names no plugin",
+        f"{place(path, 'augment = ', 'experiments.C.augment')}: plugin 'flipp' is not installed",
+        f"{place(path, 'model = ', 'experiments.D.model')}: names no plugin; a build_model plugin is needed",
+        f"{place(path, 'class_weights = ', 'experiments.D.class_weights')}: ' ' names no plugin; name a plugin that implements weight_classes, or write \"\" for none",
+        f"{place(path, 'grid = ', 'experiments.E.grid.evaluate')}: evaluate lists '', which names no plugin",
+        f"{place(path, 'plugins = ', 'tracking.plugins')}: plugins lists '', which names no plugin",
+        "--track : ' ' names no plugin",
+        "--set defaults.augment=[\"\"]: augment lists '', which names no plugin",
+    ]
+    for line in expected:
+        assert line in error, f"missing: {line}\n{error}"
+    assert error.startswith(f"error: {len(expected)} problems "), error
+
+
 def test_a_type_error_does_not_hide_the_plugins_options_and_traits_of_the_same_experiment(tmp_path, synthetic_feph):
     experiments = """
     [experiments.A]

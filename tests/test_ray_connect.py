@@ -67,16 +67,32 @@ def test_a_local_cluster_that_fails_to_start_says_whether_its_temporary_disk_fil
         assert said == f"cannot connect to the Ray cluster at a local cluster: RuntimeError: Timed out waiting for file {ray_temporary}/ray/session_x/gcs_server_port_1."
 
 
-def test_auto_without_a_running_cluster_says_what_to_do_with_this_command(ray_temporary, monkeypatch):
+#: For ``auto`` with no cluster running, as the address came (the setting, RAY_ADDRESS): where
+#: the message names it, the advice for a local cluster, and the setting and RAY_ADDRESS that
+#: following the advice gives.
+NO_CLUSTER_CASES = {
+    "setting": ("auto", None, "auto", "or leave the address empty (--set executor.ray.address=) for a local cluster of this command's own", ("", None)),
+    "environment": ("", "auto", "auto (RAY_ADDRESS)", "or unset RAY_ADDRESS (an empty executor.ray.address takes it) or set RAY_ADDRESS=local "
+                    "for a local cluster of this command's own", ("", "local")),
+    "both": ("auto", "auto", "auto (RAY_ADDRESS)", "or set RAY_ADDRESS=local for a local cluster of this command's own (or unset RAY_ADDRESS "
+             "and leave the address empty: --set executor.ray.address=)", ("auto", "local")),
+}
+
+
+@pytest.mark.parametrize("case", list(NO_CLUSTER_CASES))
+def test_auto_without_a_running_cluster_says_what_to_do_with_this_command(ray_temporary, monkeypatch, case):
     """Ray's own error ("Could not find any running Ray instance"), from Ray itself: its advice
-    named a ``--address`` flag this command does not have. No cluster of this machine is looked
-    for (another test's may be running)."""
+    named a ``--address`` flag this command does not have. The advice fits where the address
+    came from: with ``RAY_ADDRESS=auto``, an empty setting (the advice before) takes RAY_ADDRESS
+    again and fails the same way. No cluster of this machine is looked for (another test's may
+    be running)."""
     import ray
     from ray._private import services
 
+    setting, environment, where, advice, (followed_setting, followed_environment) = NO_CLUSTER_CASES[case]
     monkeypatch.undo()  # Ray's own ``init`` answers ...
     monkeypatch.setenv("RAY_TMPDIR", str(ray_temporary))  # ... with no cluster started from this temporary folder
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    set_ray_address(monkeypatch, environment)
 
     def no_cluster_running() -> list:  # nor any running elsewhere
         return []
@@ -84,10 +100,19 @@ def test_auto_without_a_running_cluster_says_what_to_do_with_this_command(ray_te
     no_cluster_running.cache_clear = lambda: None  # Ray clears its cache through it
     monkeypatch.setattr(services, "find_gcs_addresses", no_cluster_running)
     with pytest.raises(ExecutorError) as raised:
-        connect("auto", 30)
-    assert str(raised.value) == ("cannot connect to the Ray cluster at auto: no running Ray cluster on this machine; start one with `ray start --head`, "
-                                 "or leave the address empty (--set executor.ray.address=) for a local cluster of this command's own")
+        connect(setting, 30)
+    assert str(raised.value) == f"cannot connect to the Ray cluster at {where}: no running Ray cluster on this machine; start one with `ray start --head`, {advice}"
     assert not ray.is_initialized()
+    set_ray_address(monkeypatch, followed_environment)
+    assert cluster_address(followed_setting) == ("", "a local cluster"), "the advice, followed, gives a local cluster"
+
+
+def set_ray_address(monkeypatch, value: str | None) -> None:
+    """RAY_ADDRESS set to ``value``, or unset for None."""
+    if value is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", value)
 
 
 @pytest.mark.parametrize("setting, environment, expected", [

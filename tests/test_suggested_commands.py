@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import shlex
 from pathlib import Path
 
@@ -31,8 +33,80 @@ def suggested_command(message: str) -> list[str]:
     return words[3:]
 
 
+def suggested_folder(message: str) -> str | None:
+    """The folder the suggested command at the end of ``message`` enters first (``cd DIR && ...``),
+    None where it enters none."""
+    found = re.search(r"cd (.+) && $", message[:message.rindex("python -m feph_finetune")])
+    return shlex.split(found.group(1))[0] if found else None
+
+
+def finish_without_a_model(session: Session, run) -> None:
+    """Write ``run`` of ``session`` as a finished run that saved no model, made by ``session``'s command."""
+    finished = record("M2", 0, run.phase, None, metrics_of(sample_confusion(0.6, np.random.default_rng(0))), 1.0)
+    session.store.finish(run.id, {**finished, "id": run.id, "experiment": run.experiment, "cv_label": ""})
+    session.store.write(run.id, "config.json", {"invocation": session.invocation()})
+
+
+def dry_run_ids(argv: list[str], capsys) -> list[str]:
+    """The ids of the runs the command ``argv`` would run (its ``--dry-run --json``)."""
+    capsys.readouterr()
+    assert main([*argv, "--dry-run", "--json"]) == 0, capsys.readouterr().err
+    return [listed["id"] for listed in json.loads(capsys.readouterr().out)]
+
+
+@pytest.mark.parametrize("name", ["A.b", "A+b", "A-b_1"])
+def test_a_suggestion_quotes_an_experiment_name_as_a_toml_key_and_finds_the_same_run(name, tmp_path, synthetic_feph, monkeypatch, capsys):
+    """Experiment names may hold ``.`` and ``+``: ``--set experiments.A.b.save_model=true`` read
+    as experiment ``A``'s key ``b`` ("no experiment 'A'"), ``A+b`` as no key at all. The key's
+    part is quoted as TOML quotes it, which the ``--set`` parser reads; the recorded override of
+    the same experiment, quoted by the user, is kept."""
+    monkeypatch.chdir(tmp_path)
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f'[experiments."{name}"]\nsave_model = false\n')
+    session = Session(path, output=tmp_path / "runs", overrides=[f"experiments.'{name}'.batch_size=8"], console=Console(file=io.StringIO()))
+    (run,) = session.plan()
+    finish_without_a_model(session, run)
+    with pytest.raises(BundleError) as error:
+        find_bundle(session.store.run_dir(run.id))
+    argv = suggested_command(str(error.value))
+    assert f"experiments.'{name}'.batch_size=8" in argv
+    assert dry_run_ids(argv, capsys) == [run.id]
+
+
+def test_a_recorded_override_of_a_quoted_experiment_that_the_suggestion_replaces_is_left_out():
+    """Keys are compared by their parts, however quoted: both would be refused together."""
+    record_ = invocation_record({}, ["experiments.'M.2'={save_model = false}", 'experiments."M.2".seed=5'], demo=False)
+    argv = shlex.split(matrix_command(record_, Path("runs"), ["M.2"], None, ['experiments."M.2".save_model=true']))
+    assert argv.count("--set") == 2 and 'experiments."M.2".seed=5' in argv
+
+
+def test_a_suggestion_read_in_another_folder_enters_the_folder_the_run_was_made_in(tmp_path, synthetic_feph, monkeypatch, capsys):
+    """The TOML's relative paths (``root = "data/FePh"``) are read against the working folder:
+    pasted in another one, the command read other data, or none. It says ``cd`` to the folder the
+    run was made in, where it finds the same run; read in that folder, it needs no ``cd``."""
+    made_in, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    made_in.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(made_in)
+    path = write_matrix(made_in / "m.toml", Path(os.path.relpath(synthetic_feph, made_in)), "[experiments.FT]\n")
+    session = Session(Path("m.toml"), output=Path("runs"), console=Console(file=io.StringIO()))
+    (run,) = session.plan()
+    finish_without_a_model(session, run)
+    with pytest.raises(BundleError) as here:
+        find_bundle(Path("runs") / run.id)
+    assert suggested_folder(str(here.value)) is None
+
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(BundleError) as error:
+        find_bundle(Path("..", "project", "runs", run.id))
+    assert suggested_folder(str(error.value)) == str(made_in)
+    argv = suggested_command(str(error.value))
+    assert argv[0] == path.name and argv[argv.index("--output") + 1] == "runs"
+    monkeypatch.chdir(suggested_folder(str(error.value)))
+    assert dry_run_ids(argv, capsys) == [run.id]
+
+
 def test_a_failed_runs_suggestion_repeats_its_toml_overrides_and_folder_and_finds_the_same_run(tmp_path, synthetic_feph, monkeypatch, capsys):
     """Overrides enter the run ids: a suggestion without them would run other runs than this one."""
+    monkeypatch.chdir(tmp_path)  # the run is made, and its suggestion read, in one folder
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.FT]\n")
     overrides = ["experiments.FT.batch_size=16", "experiments.FT.save_model=false"]
     session = Session(path, executor="inline", output=tmp_path / "runs", overrides=overrides, console=Console(file=io.StringIO()))
@@ -44,9 +118,8 @@ def test_a_failed_runs_suggestion_repeats_its_toml_overrides_and_folder_and_find
     monkeypatch.setattr(job_module, "check_installed", fail_at_once)  # the run fails at once, its config.json written
     assert execute_run(session.runner().job(run), session.plugins, DataSource()) == "failed"
     config = json.loads((session.store.run_dir(run.id) / "config.json").read_text())
-    assert config["invocation"] == {"config": str(path.resolve()), "demo": False, "overrides": overrides}
+    assert config["invocation"] == {"config": str(path.resolve()), "demo": False, "overrides": overrides, "cwd": str(tmp_path)}
 
-    monkeypatch.chdir(tmp_path)
     with pytest.raises(BundleError) as error:
         find_bundle(session.store.run_dir(run.id))
     argv = suggested_command(str(error.value))
@@ -59,16 +132,16 @@ def test_a_failed_runs_suggestion_repeats_its_toml_overrides_and_folder_and_find
 
 def test_a_demo_runs_suggestion_says_demo(tmp_path, synthetic_feph, monkeypatch):
     """The demo's data and bases exist only with --demo: a command without it cannot work."""
+    monkeypatch.chdir(tmp_path)
     path = write_matrix(tmp_path / "experiments.toml", synthetic_feph, "[experiments.M2]\nphases = ['cv']\n")
     demo = DemoSession(path, overrides=["demo.folds=2"], console=Console(file=io.StringIO()))
-    assert demo.invocation() == {"config": str(path.resolve()), "demo": True, "overrides": ["demo.folds=2"]}
+    assert demo.invocation() == {"config": str(path.resolve()), "demo": True, "overrides": ["demo.folds=2"], "cwd": str(tmp_path)}
     assert Session(path).invocation()["demo"] is False
 
     store = RunStore(tmp_path / "runs" / "demo")
     finished = record("M2", 0, "cv", 0, metrics_of(sample_confusion(0.6, np.random.default_rng(0))), 1.0)
     store.finish(finished["id"], finished)
     store.write(finished["id"], "config.json", {"invocation": demo.invocation()})
-    monkeypatch.chdir(tmp_path)
     with pytest.raises(BundleError) as error:
         find_bundle(store.run_dir(finished["id"]))
     args = run_parser().parse_args(suggested_command(str(error.value)))

@@ -210,6 +210,18 @@ EMPTY_DOES = {
 TRACKING_REPEAT_DOES = "report every run twice"
 
 
+def is_blank(name: Any) -> bool:
+    """Whether a plugin name is empty or only spaces: it names no plugin, so a list that holds it
+    (``evaluate = [""]``) would quietly do less than it says, and split run ids from the same
+    list without it; refused wherever plugin names are listed."""
+    return isinstance(name, str) and not name.strip()
+
+
+def blank_name_problem(key: str, name: str, hook: str) -> str:
+    """The problem of a blank plugin name ``name`` listed by ``key``."""
+    return f"{key} lists {name!r}, which names no plugin; list a plugin that implements {hook} there, or remove the empty name"
+
+
 def repeated_items(items: list) -> list:
     """The items ``items`` lists more than once, each once, in order."""
     seen, repeated = [], []
@@ -324,15 +336,20 @@ class MatrixBuilder:
         for message in option_problems(enabled, TRACKING_OPTIONS["plugins"]):
             self.problem(("tracking", "plugins"), message)
             enabled = []
+        for name in dict.fromkeys(filter(is_blank, enabled)):
+            self.problem(("tracking", "plugins"), blank_name_problem("plugins", name, "tracking"))
+        for name in dict.fromkeys(filter(is_blank, self.raw.track)):
+            self.problems.append(Problem(self.raw.names("track", name), f"{name!r} names no plugin; give a tracking plugin's name"))
+        enabled = [name for name in enabled if not is_blank(name)]
         for name in enabled:
             if name not in tracking_plugins:
                 self.problem(("tracking", "plugins"), self._not_tracking(name, tracking_plugins))
         for name in repeated_items(enabled):
             self.problem(("tracking", "plugins"), f"plugins lists {name!r} twice; list it once (a repeat would {TRACKING_REPEAT_DOES})")
         for name in self.raw.track:
-            if name not in tracking_plugins:
+            if name not in tracking_plugins and not is_blank(name):
                 self.problems.append(Problem(self.raw.names("track", name), self._not_tracking(name, tracking_plugins)))
-        for name in repeated_items(self.raw.track):
+        for name in repeated_items([name for name in self.raw.track if not is_blank(name)]):
             self.problems.append(Problem(self.raw.names("track", name), f"given twice; give it once (a repeat would {TRACKING_REPEAT_DOES})"))
         for name in dict.fromkeys(self.raw.track):
             if name in enabled and name in tracking_plugins:
@@ -566,16 +583,26 @@ class MatrixBuilder:
             if messages:
                 invalid.add(key)
                 config[key] = copy.deepcopy(option.default)
+        self.check_blank_names(config, where, invalid)
         self.check_repeats(config, where, invalid)
         self.check_empty_lists(config, where, invalid)
         self.check_plugins(config, where, invalid)
         return invalid
 
+    def check_blank_names(self, config: dict[str, Any], where, invalid: set[str]) -> None:
+        """A blank name (:func:`is_blank`) in a plugin list (``preprocess``, ``augment``,
+        ``evaluate``) is a problem at its key; the list's other names are still checked (a blank
+        scalar plugin name is :meth:`check_plugins`' to refuse)."""
+        for key, hook in PLUGIN_KEYS.items():
+            if key not in invalid and isinstance(config.get(key), list):
+                blanks = dict.fromkeys(filter(is_blank, config[key]))
+                self.problems += [Problem(self.raw.where(*where((key,))), blank_name_problem(key, name, hook)) for name in blanks]
+
     def check_repeats(self, config: dict[str, Any], where, invalid: set[str]) -> None:
         """A plugin or phase listed twice (:data:`REPEAT_DOES`) is a problem at its key, which is
         added to ``invalid``."""
         for key in LISTS_OF_DISTINCT:
-            if key not in invalid and key in config and (repeated := repeated_items(config[key])):
+            if key not in invalid and key in config and (repeated := [item for item in repeated_items(config[key]) if not is_blank(item)]):
                 self.problems += [Problem(self.raw.where(*where((key,))), f"{key} lists {item!r} twice; list it once (a repeat would {REPEAT_DOES[key]})")
                                   for item in repeated]
                 invalid.add(key)
@@ -597,10 +624,13 @@ class MatrixBuilder:
                 continue
             value = config[key]
             names = value if isinstance(value, list) else [value]
-            if key in ("model", "optimizer") and not value:
+            if key in ("model", "optimizer") and (not value or is_blank(value)):
                 self.problems.append(Problem(self.raw.where(*where((key,))), f"names no plugin; a {hook} plugin is needed"))
                 invalid.add(key)
-            for name in filter(None, names):
+            elif value and is_blank(value):
+                self.problems.append(Problem(self.raw.where(*where((key,))), f"{value!r} names no plugin; name a plugin that implements {hook}, or write \"\" for none"))
+                invalid.add(key)
+            for name in (name for name in names if not is_blank(name)):
                 place = self.raw.where(*where((key,)))
                 if name not in installed:
                     self.problems.append(Problem(place, self.plugins.missing(name)))

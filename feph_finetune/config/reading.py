@@ -137,6 +137,24 @@ _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
 
 
+#: A part of a dotted key that TOML reads without quotes.
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def dotted_key(parts: "list[str] | tuple[str, ...]") -> str:
+    """The TOML dotted key of ``parts``, each quoted where TOML needs it (``experiments."A.b"``):
+    the inverse of :func:`dotted_key_parts`, for keys the tool writes into commands it suggests
+    (an experiment may be named ``A.b`` or ``A+b``, which a bare part would split or refuse)."""
+    return ".".join(part if _BARE_KEY.fullmatch(part) else _basic_string(part) for part in parts)
+
+
+def _basic_string(text: str) -> str:
+    """``text`` as a TOML basic string: quotes, backslashes and control characters escaped."""
+    escaped = "".join(f"\\{char}" if char in '"\\' else f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char
+                      for char in text)
+    return f'"{escaped}"'
+
+
 def split_dotted(key: str) -> list[str]:
     """Split a TOML dotted key (``a."b.c".d``) into its parts."""
     parts = re.findall(r"\"([^\"]*)\"|'([^']*)'|([^.\s]+)", key)
@@ -248,7 +266,7 @@ def parse_override(assignment: str, names: ArgumentNames = COMMAND_LINE) -> tupl
     as a string (``/data/FePh``).
     """
     key, equals, value = assignment.partition("=")
-    keys = _dotted_key(key)
+    keys = dotted_key_parts(key)
     if not equals or keys is None:
         raise ConfigError([Problem(names("overrides", assignment), override_form(names))])
     try:
@@ -261,8 +279,9 @@ def parse_override(assignment: str, names: ArgumentNames = COMMAND_LINE) -> tupl
     return keys, parsed
 
 
-def _dotted_key(key: str) -> list[str] | None:
-    """The parts of a TOML dotted key, or None when ``key`` is not one."""
+def dotted_key_parts(key: str) -> list[str] | None:
+    """The parts of a TOML dotted key (``experiments."A.b".seed``: ``experiments``, ``A.b``,
+    ``seed``), read by the TOML parser itself, or None when ``key`` is not one."""
     if "\n" in key or "\r" in key:
         return None
     try:

@@ -35,7 +35,7 @@ import numpy as np
 
 import feph_finetune
 from feph_finetune.api import PluginError, Preprocessing, RunContext
-from feph_finetune.config.reading import close_match
+from feph_finetune.config.reading import close_match, dotted_key
 from feph_finetune.data.user_files import (
     FOLDER, MAX_JSON_BYTES, NO_SUCH_FILE_OR_FOLDER, UnreadableFile, classify_path, lookup_problem, read_json_file, read_user_file, regular_file_problem,
 )
@@ -179,7 +179,7 @@ def rerun_with_model(run_dir: Path) -> str:
         experiment, phase, status, error = "NAME", "PHASE", "done", None
     made_by = _invocation_of(run_dir)
     finished = status == "done"
-    command = matrix_command(made_by, run_dir.parent, [experiment], phase, [f"experiments.{experiment}.save_model=true"], force=finished)
+    command = matrix_command(made_by, run_dir.parent, [experiment], phase, [f"{dotted_key(['experiments', experiment, 'save_model'])}=true"], force=finished)
     if made_by is None:
         command += " (with --demo, if the demo made it, and the --set options it was made with)"
     if not finished:

@@ -72,7 +72,8 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     Ctrl-C) while it waits, it raises KeyboardInterrupt (once a local cluster is stopped)."""
     import ray
 
-    address, where = cluster_address(address)
+    setting = address
+    address, where = cluster_address(setting)
     _stop_deadline.clear()
     if address not in ("", "auto"):
         reachable_or_raise(address, min(timeout, 10.0), where)
@@ -107,7 +108,7 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     if thread.is_alive():
         raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)")
     if "error" in outcome:
-        raise connection_error(where, outcome["error"])
+        raise connection_error(where, outcome["error"], local_cluster_advice(setting))
     return disconnect
 
 
@@ -123,9 +124,23 @@ def cluster_address(address: str) -> tuple[str, str]:
     if from_environment == "local":  # Ray's word for a new local cluster
         return "", "a local cluster"
     if from_environment != "auto" and host_and_port(from_environment) is None:
-        raise ExecutorError(f'cannot connect to the Ray cluster: {RAY_ADDRESS}={from_environment!r} is no address; expected "auto", "HOST:PORT" or "ray://HOST:PORT" '
+        raise ExecutorError(f'cannot connect to the Ray cluster: {RAY_ADDRESS}={from_environment!r} is no address; expected "auto", "local", "HOST:PORT" or "ray://HOST:PORT" '
                             f"(unset it, or set executor.ray.address, which {RAY_ADDRESS} stands in for only where that is empty or \"auto\")")
     return from_environment, f"{from_environment} ({RAY_ADDRESS})"
+
+
+def local_cluster_advice(setting: str) -> str:
+    """How to get a local cluster of the command's own instead, for the setting ``address``:
+    where :data:`RAY_ADDRESS` stands in for it (:func:`cluster_address`), an empty setting takes
+    that variable again, so the advice is about the variable (``local`` is Ray's word for a new
+    local cluster, which wins over an ``"auto"`` setting too)."""
+    if setting not in ("", "auto") or not os.environ.get(RAY_ADDRESS, "").strip():
+        return "leave the address empty (--set executor.ray.address=) for a local cluster of this command's own"
+    if setting == "auto":
+        return (f"set {RAY_ADDRESS}=local for a local cluster of this command's own (or unset {RAY_ADDRESS} "
+                "and leave the address empty: --set executor.ray.address=)")
+    return (f"unset {RAY_ADDRESS} (an empty executor.ray.address takes it) or set {RAY_ADDRESS}=local "
+            "for a local cluster of this command's own")
 
 
 def ray_temporary_folder() -> Path:
@@ -362,14 +377,16 @@ def in_sessions_of_their_own(init: Callable[[], None], processes: ClusterProcess
     return init_apart
 
 
-def connection_error(where: str, error: BaseException) -> ExecutorError:
+def connection_error(where: str, error: BaseException, local_advice: str = "") -> ExecutorError:
     """The error that says why ``ray.init`` failed: its type and the first line of its message;
     for ``"auto"`` with no cluster running (:data:`NO_RUNNING_CLUSTER`), what to do in this
-    command's terms, where Ray's own advice names a ``--address`` flag it does not have."""
+    command's terms, where Ray's own advice names a ``--address`` flag it does not have:
+    ``local_advice``, how to get a local cluster from where the address came
+    (:func:`local_cluster_advice`)."""
     first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
     if NO_RUNNING_CLUSTER in first:
-        return ExecutorError(f"cannot connect to the Ray cluster at {where}: no running Ray cluster on this machine; start one with `ray start --head`, "
-                             "or leave the address empty (--set executor.ray.address=) for a local cluster of this command's own")
+        return ExecutorError(f"cannot connect to the Ray cluster at {where}: no running Ray cluster on this machine; start one with `ray start --head`"
+                             + (f", or {local_advice}" if local_advice else ""))
     return ExecutorError(f"cannot connect to the Ray cluster at {where}: {type(error).__name__}" + (f": {first}" if first else ""))
 
 
