@@ -502,7 +502,8 @@ def one_run_each(store) -> list[dict]:
     and again under today's counts once (:func:`feph_finetune.results.earlier_ids.one_record_per_run`);
     each with the configuration it was made under (:func:`feph_finetune.results.run_configurations.with_configurations`),
     so that a report row averages one configuration's runs only. Each run's ``config.json`` and
-    ``environment.json`` are read once for both."""
+    ``environment.json`` are read once for both; a value in them that no run writes is warned about
+    (:func:`~feph_finetune.results.run_configurations.written_value_problems`)."""
     from functools import lru_cache
 
     from feph_finetune.config.matrix import recorded_id_rules
@@ -510,8 +511,10 @@ def one_run_each(store) -> list[dict]:
     from feph_finetune.results.earlier_ids import one_record_per_run, run_files
     from feph_finetune.results.run_configurations import with_configurations
 
-    identify, read = recorded_id_rules(config_from_dict({}), load_plugins()), lru_cache(maxsize=None)(run_files)
-    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn, read), identify, read, warn)
+    plugins = load_plugins()
+    identify, read = recorded_id_rules(config_from_dict({}), plugins), lru_cache(maxsize=None)(run_files)
+    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn, read), identify, read, warn,
+                               plugins.option_declarations)
 
 
 def print_confusion(records: list[dict], name: str, console: Console) -> int:
