@@ -514,7 +514,7 @@ def one_run_each(store) -> list[dict]:
     plugins = load_plugins()
     identify, read = recorded_id_rules(config_from_dict({}), plugins), lru_cache(maxsize=None)(run_files)
     return with_configurations(store, one_record_per_run(store, store.records(), identify, warn, read), identify, read, warn,
-                               plugins.option_declarations)
+                               lru_cache(maxsize=None)(plugins.option_declarations))
 
 
 def print_confusion(records: list[dict], name: str, console: Console) -> int:

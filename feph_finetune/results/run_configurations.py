@@ -144,7 +144,7 @@ def _declared_problems(values: Mapping[str, Any], declarations: Declarations | N
     seed = {"split_seed": values["split_seed"]} if values.get("split_seed") is not None else {}  # none: an older run's
     problems = _refused(seed, {"split_seed": TOP_LEVEL_OPTIONS["seed"]})
     run = values.get("run") if isinstance(values.get("run"), dict) else {}
-    problems += [f"run.{name}: expected {kind.__name__ if kind is not dict else 'an object'}, got {json_kind(run[name])}"
+    problems += [f"run.{name}: expected {json_kind(kind())}, got {json_kind(run[name])}"
                  for name, kind in RECORDED_IN_CONFIG.items() if run.get(name) is not None and not isinstance(run[name], kind)]
     config = values.get("config") if isinstance(values.get("config"), dict) else {}
     problems += _refused(config, {key: option for key, option in EXPERIMENT_OPTIONS.items() if key != "options"}, "config.")
