@@ -103,7 +103,8 @@ class StuckRun:
     """A run executing in this process (an inline run, a Ray driver's preparation of a run's
     inputs), made in the thread that executes it; :meth:`end` ends the command from a
     :func:`watchdog`'s thread once the run did not stop when told to. ``advice``: the line that
-    says why the command ends and what to use instead."""
+    says why the command ends and what to use instead; ``finished_runs``: the ids of the selected
+    runs finished, asked as it ends (:func:`~feph_finetune.execution.continuation.runs_saved`)."""
 
     job: RunJob
     report: Report
