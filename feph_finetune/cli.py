@@ -502,7 +502,8 @@ def one_run_each(store) -> list[dict]:
     and again under today's counts once (:func:`feph_finetune.results.earlier_ids.one_record_per_run`);
     each with the configuration it was made under (:func:`feph_finetune.results.run_configurations.with_configurations`),
     so that a report row averages one configuration's runs only. Each run's ``config.json`` and
-    ``environment.json`` are read once for both."""
+    ``environment.json`` are read once for both; a value in them that no run writes is warned about
+    (:func:`~feph_finetune.results.run_configurations.written_value_problems`)."""
     from functools import lru_cache
 
     from feph_finetune.config.matrix import recorded_id_rules
@@ -510,8 +511,10 @@ def one_run_each(store) -> list[dict]:
     from feph_finetune.results.earlier_ids import one_record_per_run, run_files
     from feph_finetune.results.run_configurations import with_configurations
 
-    identify, read = recorded_id_rules(config_from_dict({}), load_plugins()), lru_cache(maxsize=None)(run_files)
-    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn, read), identify, read, warn)
+    plugins = load_plugins()
+    identify, read = recorded_id_rules(config_from_dict({}), plugins), lru_cache(maxsize=None)(run_files)
+    return with_configurations(store, one_record_per_run(store, store.records(), identify, warn, read), identify, read, warn,
+                               lru_cache(maxsize=None)(plugins.option_declarations))
 
 
 def print_confusion(records: list[dict], name: str, console: Console) -> int:
@@ -658,6 +661,7 @@ def cmd_run(args, console: Console) -> int:
     """Run the matrix through a :class:`feph_finetune.session.Session` (the demo's with ``--demo``)."""
     from feph_finetune.config.reading import COMMAND_LINE
     from feph_finetune.demo.protocol import DEMO_OPTIONS
+    from feph_finetune.execution.continuation import FINISHED_RUNS
 
     if args.demo:
         from feph_finetune.demo.session import DemoSession as Session
@@ -669,6 +673,7 @@ def cmd_run(args, console: Console) -> int:
         devices=args.devices, force=args.force, output=args.output, track=args.track, tables={"demo": DEMO_OPTIONS},
         console=console, warn=warn, argument_names=COMMAND_LINE,
     )
+    FINISHED_RUNS.set(session.finished_runs)  # what the command says is saved if it stops early; reset by main
     with plugin_prints_aside(args.dry_run and args.json):
         runs = session.plan()  # every check: an interrupt until here has no runs to continue
     if args.dry_run:
@@ -683,9 +688,6 @@ def cmd_run(args, console: Console) -> int:
         result = session.run()
     except KeyboardInterrupt as stop:
         raise RunsInterrupted from stop
-    except OSError as error:  # a full or read-only disk, said by :func:`guarded`, with whether any run is saved
-        error.runs_saved = bool(session.finished_runs())
-        raise
     if result.failed:
         console.print(f"[red]{len(result.failed)} of {len(result.runs)} runs failed:[/red] {escape(', '.join(result.failed))} (details in each run's result.json)", markup=True)
         return EXIT_FAILED_RUNS
@@ -694,8 +696,9 @@ def cmd_run(args, console: Console) -> int:
 
 
 class RunsInterrupted(KeyboardInterrupt):
-    """The matrix was interrupted once its runs were under way: the command's last line says that
-    the finished ones are saved and how to continue (an interrupt before, in the checks, or of
+    """The matrix was interrupted once its runs were under way: the command's last line says how
+    to continue, and that finished runs are saved where a selected run has finished
+    (:func:`~feph_finetune.execution.continuation.continue_line`; an interrupt before, in the checks, or of
     another command, says "interrupted" and what it was doing, if it knows)."""
 
 
@@ -800,10 +803,12 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.results.reports import RecordError
     from feph_finetune.results.output_lock import LockFileError, OutputBusyError
 
+    from feph_finetune.execution.continuation import FINISHED_RUNS, continue_line, runs_saved
     from feph_finetune.execution.executors import CONTINUE_COMMAND
     from feph_finetune.interrupts import stop_signals_as_interrupt
 
     continuing = CONTINUE_COMMAND.set(continue_command(argv))  # said by a matrix that must end at once (a run that does not stop)
+    finishing = FINISHED_RUNS.set(FINISHED_RUNS.get())  # undone at the end: a later command in this process asks its own session
     try:
         with stop_signals_as_interrupt(), stdout_failures_marked():  # SIGTERM, SIGHUP, every command: exit 130, its temporary files removed
             code = command(args, console)
@@ -821,7 +826,6 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
             from feph_finetune.data.user_files import lookup_problem
 
             return print_error(errors, [f"{error.filename}: {lookup_problem(error.filename) or error.strerror}"])
-        saved = getattr(error, "runs_saved", True)  # set by cmd_run: before any run finished (the demo's data, say), none is
         if error.filename and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # errors of writing only (EACCES may be a read)
             error = write_error(error, Path(error.filename))
         if not isinstance(error, (NoSpaceError, UnwritableError)):
@@ -829,17 +833,18 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
         print_error(errors, message_lines(error))
         if command is cmd_run:
             remedy = error.remedy if isinstance(error, NoSpaceError) else "make it writable"
-            errors.print(f"{'finished runs are saved; ' if saved else ''}{remedy}, then continue with: {continue_command(argv)}", highlight=False, soft_wrap=True)
+            errors.print(continue_line(continue_command(argv), runs_saved(), remedy), highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
         print_error(errors, message_lines(error))
-        errors.print(f"finished runs are saved; to continue, run: {continue_command(argv)}", highlight=False, soft_wrap=True)
+        errors.print(continue_line(continue_command(argv), runs_saved()), highlight=False, soft_wrap=True)
         return EXIT_FAILED_RUNS
     except RunsInterrupted:
-        errors.print(f"interrupted: finished runs are saved; to continue, run: {continue_command(argv)}", highlight=False, soft_wrap=True)
+        errors.print(continue_line(continue_command(argv), runs_saved(), interrupted=True), highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt as stop:  # before any run: nothing to continue
         errors.print(" ".join(("interrupted", *map(str, stop.args))), markup=False, highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED
     finally:
+        FINISHED_RUNS.reset(finishing)
         CONTINUE_COMMAND.reset(continuing)

@@ -304,3 +304,52 @@ def test_a_record_contradicting_its_config_json_on_variant_or_data_counts_in_its
     assert (f"warning: experiment M2: cv {spoilt} records {name} {json.dumps(edited)}, its config.json "
             f"{json.dumps(runs[0].variant if name == 'variant' else runs[0].dataset['fingerprint'])} (what its run id hashes); "
             "counted as config.json says") in said
+
+
+@pytest.mark.parametrize("file, edit, named", [
+    ("config.json", lambda text: text.replace('"batch_size": 32', '"batch_size": 1e400'), "config.batch_size: expected a finite number"),
+    ("config.json", lambda text: text.replace('"batch_size": 32', '"batch_size": NaN'), "config.batch_size: expected a finite number"),
+    ("config.json", lambda text: text.replace('"batch_size": 32', '"batch_size": 1' + "0" * 400 + ".5"), "config.batch_size: expected a finite number"),
+    ("config.json", lambda text: text.replace('"batch_size": 32', '"batch_size": "32"'), "config.batch_size: expected"),
+    ("config.json", lambda text: text.replace('"batch_size": 32', '"batch_size": -4'), "config.batch_size:"),
+    ("config.json", lambda text: text.replace('"epochs": ', '"epochs": 1e400, "was": ', 1), "config.options.adam.epochs: expected a finite number"),
+    ("config.json", lambda text: text.replace('"epochs": ', '"epochs": "many", "was": ', 1), "config.options.adam.epochs: expected"),
+    ("config.json", lambda text: text.replace('"test_fraction": ', '"test_fraction": 7, "was": ', 1), "dataset.test_fraction:"),
+    ("environment.json", lambda text: text.replace('"split_seed": 3', '"split_seed": 1e400'), "split_seed: expected a finite number"),
+    ("environment.json", lambda text: text.replace('"split_seed": 3', '"split_seed": 3.5'), "split_seed: expected"),
+], ids=["inf", "nan", "long-decimal", "text", "negative", "plugin-option-inf", "plugin-option-text", "dataset-range", "seed-inf", "seed-fraction"])
+def test_a_value_no_run_writes_leaves_the_runs_configuration_out_with_one_warning_naming_file_and_key(tmp_path, synthetic_feph, capsys, file, edit, named):
+    """Issue h11 #11: a hand edit no run could have written (json reads 1e400 and a 400-digit
+    decimal as inf) was merged into the row without a word, or made a row of its own
+    (``M2 [options.adam.epochs=inf]``); like an integer too large for a float, the run's
+    configuration is left out, with one warning naming the file and the key."""
+    output = tmp_path / "out"
+    runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2 + "batch_size = 32\n"))
+    write_finished(output, runs, accuracy=0.5)
+    edited = output / next(run.id for run in runs if run.fold == 1) / file
+    text = edited.read_text(encoding="utf-8")
+    edited.write_text(edit(text), encoding="utf-8")
+    assert edited.read_text(encoding="utf-8") != text
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    warning = " ".join(printed.err.split())
+    assert warning.count(f"{edited}:") == 1 and f"{edited}: {named}" in warning
+    assert "the run's configuration cannot be told" in warning
+    assert sorted((row["phase"], row["folds"], row["variant"]) for row in json.loads(printed.out)) == [("cv", 3, {}), ("exploratory", 1, {})]
+
+
+def test_a_record_whose_model_contradicts_its_config_json_is_counted_as_config_json_says(tmp_path, synthetic_feph, capsys):
+    """Issue h11 #11: the model is what a run id hashes, as ``variant`` and ``data`` are; a
+    result.json saying otherwise was a row of its own."""
+    output = tmp_path / "out"
+    runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, runs, accuracy=0.5)
+    edited = output / next(run.id for run in runs if run.fold == 1) / "result.json"
+    edited.write_text(json.dumps({**json.loads(edited.read_text(encoding="utf-8")), "model": "efficientnet"}), encoding="utf-8")
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    assert sorted((row["phase"], row["folds"], row["model"]) for row in json.loads(printed.out)) == [("cv", 3, "mobilenet"), ("exploratory", 1, "mobilenet")]
+    assert (f'{edited} records model "efficientnet", its config.json "mobilenet" (what its run id hashes); counted as config.json says'
+            in " ".join(printed.err.split()))

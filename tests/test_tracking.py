@@ -393,7 +393,8 @@ def test_an_interrupted_tracked_run_is_ended_as_killed_before_the_command_exits(
             child.send_signal(signal.SIGTERM)
     stdout, stderr = child.communicate(timeout=120)
     assert child.returncode == 130, stdout + stderr
-    assert "interrupted: finished runs are saved" in stderr and "Traceback" not in stderr
+    assert "interrupted: to continue, run:" in stderr and "Traceback" not in stderr
+    assert "finished runs are saved" not in stderr, "the one run was interrupted"
     assert mlflow_statuses(output / "mlflow.db") == ["KILLED"]
 
 

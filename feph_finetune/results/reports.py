@@ -134,7 +134,7 @@ def configuration_warnings(records: Iterable[dict], file_of: Callable[[str], str
     """One warning per experiment whose rows are not simply its runs grouped as
     :func:`summarize` groups them: runs of several configurations (:mod:`~feph_finetune.results.run_configurations`),
     or runs of one configuration whose records disagree on what a row shows (:data:`_ROW_FIELDS`),
-    each configuration a row of its own; a record whose ``variant`` or ``data`` contradicts its
+    each configuration a row of its own; a record whose ``variant``, ``data`` or ``model`` contradicts its
     config.json, counted as config.json says (:func:`_as_configured`); a fold recorded twice,
     counted once; a row's metric that some of its finished runs lack, its mean over fewer runs
     than the row counts; or a run's confusion matrix left out, the order of its rows unknown. ``file_of``
@@ -244,7 +244,7 @@ def _grouping(records: Iterable[dict]) -> tuple[list[list[dict]], list[_Split]]:
 
 def _as_configured(record: dict) -> tuple[dict, list[tuple[str, Any, Any]]]:
     """``record`` with the fields its configuration records too
-    (:data:`~feph_finetune.results.run_configurations.RECORDED_IN_CONFIG`: ``variant``, ``data``)
+    (:data:`~feph_finetune.results.run_configurations.RECORDED_IN_CONFIG`: ``variant``, ``data``, ``model``)
     as its ``config.json`` gives them, and each ``(field, recorded, configured)`` the record
     contradicted. A run's configuration is what its id hashes, these fields included, so a
     record saying otherwise (a hand edit) is the one in error: it is counted in its

@@ -14,19 +14,24 @@ the run's settings as dotted names (``options.adam.lr``) with the seed of its sp
 (``split_seed``, the TOML's top-level ``seed``), which the report shows where rows of
 one experiment differ (:func:`feph_finetune.results.reports.configuration_warnings`). A record
 without a readable ``config.json`` (older runs) carries none and is grouped as before; so does
-one whose ``config.json`` or ``environment.json`` holds what no record may (an integer too
-large for a float: :func:`~feph_finetune.results.records.free_value_problems`), with a warning
-naming the file, since the report would refuse the record it is attached to.
+one whose ``config.json`` or ``environment.json`` holds a value no run writes (an integer too
+large for a float, an infinite number or NaN, a setting its declaration refuses:
+:func:`written_value_problems`), with a warning naming the file and the key: the run's id cannot
+be computed again from such a file, and a row named by its value (``options.adam.epochs=inf``)
+would be a configuration that never ran.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from feph_finetune.config.options import Option, option_problems
+from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, TOP_LEVEL_OPTIONS
 from feph_finetune.results.earlier_ids import Identify, RunFiles, run_files
-from feph_finetune.results.records import free_value_problems
+from feph_finetune.results.records import free_value_problems, json_kind
 from feph_finetune.results.store import RunStore
 
 #: The key under which a report record carries its configuration:
@@ -35,10 +40,14 @@ from feph_finetune.results.store import RunStore
 CONFIGURATION = "configuration"
 
 #: The fields of a record that its ``config.json`` records too (in its ``run`` object), each with
-#: the JSON type it has there: what its id hashes (the grid values, the data's fingerprint), so
+#: the JSON type it has there: what its id hashes (the grid values, the data's fingerprint, the model), so
 #: that a record contradicting them is placed by its configuration
 #: (:func:`feph_finetune.results.reports.configuration_warnings` says so).
-RECORDED_IN_CONFIG = {"variant": dict, "data": str}
+RECORDED_IN_CONFIG = {"variant": dict, "data": str, "model": str}
+
+#: ``declarations(plugin)``: the option declarations of an installed plugin (``Plugins.option_declarations``);
+#: it raises for one not installed, whose options are then not checked.
+Declarations = Callable[[str], Mapping[str, Option]]
 
 #: ``[dataset]`` keys that say what was read rather than how (the data's fingerprint is the
 #: record's ``data``, which splits rows already) or that never change a result.
@@ -47,28 +56,31 @@ _DATASET_UNSHOWN = ("fingerprint", "classes", "grouped", "cache_dir")
 
 def with_configurations(store: RunStore, records: list[dict[str, Any]], identify: Identify,
                         read: Callable[[Path], RunFiles | str] = run_files,
-                        warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                        warn: Callable[[str], None] | None = None, declarations: Declarations | None = None) -> list[dict[str, Any]]:
     """``records`` (the store's) each with its :data:`CONFIGURATION` read from its folder
     (``read``: how, :func:`~feph_finetune.results.earlier_ids.run_files` or a memo of it);
-    ``warn`` gets a line for each file whose values no record may hold."""
+    ``warn`` gets a line for each file holding a value no run writes (:func:`written_value_problems`,
+    plugins' options checked by ``declarations`` where given)."""
     known: dict[str, dict[str, Any] | None] = {}  # the folds of one configuration record it alike: computed once
-    return [{**record, CONFIGURATION: configuration_of(store.run_dir(record["id"]), identify, known, read, warn)} for record in records]
+    return [{**record, CONFIGURATION: configuration_of(store.run_dir(record["id"]), identify, known, read, warn, declarations)}
+            for record in records]
 
 
 def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str, Any] | None] | None = None,
                      read: Callable[[Path], RunFiles | str] = run_files,
-                     warn: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+                     warn: Callable[[str], None] | None = None, declarations: Declarations | None = None) -> dict[str, Any] | None:
     """The configuration of the run recorded in ``folder``: ``{"id": the hash of its id with the
     fold left out, "settings": its settings as dotted names, "recorded": its
     :data:`RECORDED_IN_CONFIG` fields as its config.json's ``run`` gives them (those of their
-    type)}``; None where its ``config.json`` or ``environment.json`` cannot be read, holds what
-    no record may (said to ``warn``) or its id cannot be computed again. ``known``: the
+    type)}``; None where its ``config.json`` or ``environment.json`` cannot be read, holds a
+    value no run writes (said to ``warn``: :func:`written_value_problems`) or its id cannot be
+    computed again. ``known``: the
     configurations computed so far, by what the files record less the run's id and fold."""
     files = read(folder)
     if isinstance(files, str) or not isinstance(files[0].get("run"), dict):
         return None
     recorded, environment = files
-    if (why := _unreportable(folder, recorded, environment)) is not None:
+    if (why := _unreportable(folder, recorded, environment, declarations)) is not None:
         if warn is not None:
             warn(why)
         return None
@@ -85,16 +97,75 @@ def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str
     return configuration
 
 
-def _unreportable(folder: Path, recorded: Mapping[str, Any], environment: Mapping[str, Any]) -> str | None:
+def _unreportable(folder: Path, recorded: Mapping[str, Any], environment: Mapping[str, Any],
+                   declarations: Declarations | None = None) -> str | None:
     """Why the report cannot take the run's configuration from these files (the first file's
-    problems), or None: a value that a record refuses
-    (:func:`~feph_finetune.results.records.free_value_problems`) anywhere in its ``config.json``
-    or in the ``split_seed`` of its ``environment.json`` (all the report takes from that file)."""
-    for name, value in (("config.json", recorded), ("environment.json", {"split_seed": environment.get("split_seed")})):
-        if problems := free_value_problems(value):
+    problems, :func:`written_value_problems`), or None; of ``environment.json`` only the
+    ``split_seed`` is read (all the report takes from that file)."""
+    files = (("config.json", recorded, declarations), ("environment.json", {"split_seed": environment.get("split_seed")}, None))
+    for name, values, plugins in files:
+        if problems := written_value_problems(values, plugins):
             return (f"{folder / name}: {'; '.join(problems)}; the run's configuration cannot be told, "
                     "so it is grouped as a run without a readable config.json")
     return None
+
+
+def written_value_problems(values: Mapping[str, Any], declarations: Declarations | None = None) -> list[str]:
+    """The values of a run's ``config.json`` (``{"run", "config", "dataset"}``) or of the
+    ``split_seed`` of its ``environment.json`` that no run writes, one line each naming its key:
+    an integer too large for a float (which a record refuses too:
+    :func:`~feph_finetune.results.records.free_value_problems`), else an infinite number or NaN
+    (no setting takes one, and JSON reads ``1e400`` or a 400-digit decimal as infinite), else a
+    value its declaration refuses (a setting of the wrong type or out of its range, the
+    ``run`` object's :data:`RECORDED_IN_CONFIG` fields of another type). Only the first kind
+    found is named, so a key is named once. ``declarations``: how a plugin's options are
+    checked; without it they are checked for the first two kinds only."""
+    return free_value_problems(values) or _non_finite_numbers(values) or _declared_problems(values, declarations)
+
+
+def _non_finite_numbers(value: Any) -> list[str]:
+    """Each infinite or NaN number in ``value`` (JSON, walked without recursion), by its key."""
+    problems, pending = [], [(value, "")]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, dict):
+            pending.extend((child, f"{where}.{key}" if where else str(key)) for key, child in item.items())
+        elif isinstance(item, list):
+            pending.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
+        elif isinstance(item, float) and not math.isfinite(item):
+            problems.append(f"{where}: expected a finite number (no setting takes inf or NaN), got {json_kind(item)}")
+    return sorted(problems)
+
+
+def _declared_problems(values: Mapping[str, Any], declarations: Declarations | None) -> list[str]:
+    """What the declarations of the experiment's, the dataset's and the plugins' settings refuse
+    in a ``config.json``, and the top-level ``seed``'s in a ``split_seed``; paths not checked (a
+    file named then may be gone now)."""
+    seed = {"split_seed": values["split_seed"]} if values.get("split_seed") is not None else {}  # none: an older run's
+    problems = _refused(seed, {"split_seed": TOP_LEVEL_OPTIONS["seed"]})
+    run = values.get("run") if isinstance(values.get("run"), dict) else {}
+    problems += [f"run.{name}: expected {json_kind(kind())}, got {json_kind(run[name])}"
+                 for name, kind in RECORDED_IN_CONFIG.items() if run.get(name) is not None and not isinstance(run[name], kind)]
+    config = values.get("config") if isinstance(values.get("config"), dict) else {}
+    problems += _refused(config, {key: option for key, option in EXPERIMENT_OPTIONS.items() if key != "options"}, "config.")
+    dataset = values.get("dataset") if isinstance(values.get("dataset"), dict) else {}
+    problems += _refused(dataset, DATASET_OPTIONS, "dataset.")
+    options = config.get("options") if isinstance(config.get("options"), dict) else {}
+    for plugin, settings in options.items() if declarations is not None else ():
+        try:
+            declared = declarations(plugin)
+        except Exception:  # a plugin not installed now (or failing to declare): its options cannot be checked
+            continue
+        if isinstance(settings, dict):
+            problems += _refused(settings, declared, f"config.options.{plugin}.")
+    return problems
+
+
+def _refused(values: Mapping[str, Any], declared: Mapping[str, Option], prefix: str = "") -> list[str]:
+    """Each of ``values`` that its declaration in ``declared`` refuses, named ``prefix + key``;
+    null is taken where the declaration's default is null (unset), undeclared keys are not checked."""
+    return [f"{prefix}{key}: {message}" for key, value in values.items() if key in declared and not (value is None and declared[key].default is None)
+            for message in option_problems(value, declared[key], check_paths=False)]
 
 
 def _settings(recorded: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterator, NoReturn
 
 from feph_finetune.errors import EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_USAGE
+from feph_finetune.execution.continuation import FINISHED_RUNS, continue_line, runs_saved
 from feph_finetune.execution.job import Report, RunJob, Whereabouts, execute_run, failed_record, stopped_run_record, timeout_of
 from feph_finetune.execution.executors import CONTINUE_COMMAND, Executor, InProcess, end_process
 from feph_finetune import interrupts
@@ -102,7 +103,8 @@ class StuckRun:
     """A run executing in this process (an inline run, a Ray driver's preparation of a run's
     inputs), made in the thread that executes it; :meth:`end` ends the command from a
     :func:`watchdog`'s thread once the run did not stop when told to. ``advice``: the line that
-    says why the command ends and what to use instead."""
+    says why the command ends and what to use instead; ``finished_runs``: the ids of the selected
+    runs finished, asked as it ends (:func:`~feph_finetune.execution.continuation.runs_saved`)."""
 
     job: RunJob
     report: Report
@@ -111,6 +113,7 @@ class StuckRun:
     started: float
     advice: str
     continue_with: str = field(default_factory=CONTINUE_COMMAND.get)
+    finished_runs: Callable[[], list[str]] = field(default_factory=FINISHED_RUNS.get)
 
     def end(self, interrupted: bool) -> NoReturn:
         """Say who held the run and how to continue, and end the command. Past its timeout
@@ -124,15 +127,14 @@ class StuckRun:
             lines += self.describe(interrupted)
             if not interrupted:
                 self.record()
-            lines.append(f"interrupted: finished runs are saved; to continue, run: {self.continue_with}" if interrupted
-                         else f"finished runs are saved; to continue, run: {self.continue_with}")
+            lines.append(continue_line(self.continue_with, runs_saved(self.finished_runs), interrupted=interrupted))
         except (NoSpaceError, UnwritableError) as error:
             code = EXIT_USAGE
             remedy = error.remedy if isinstance(error, NoSpaceError) else "make it writable"
-            lines += [f"error: {error}", f"finished runs are saved; {remedy}, then continue with: {self.continue_with}"]
+            lines += [f"error: {error}", continue_line(self.continue_with, runs_saved(self.finished_runs), remedy)]
         except BaseException as error:  # whatever it is, the command ends
             lines += [f"error: run {job.id} could not be recorded: {type(error).__name__}: {error}",
-                      f"finished runs are saved; to continue, run: {self.continue_with}"]
+                      continue_line(self.continue_with, runs_saved(self.finished_runs))]
         try:
             self.here.end_command(lines, code)
         finally:  # an end_command that failed or returned
