@@ -240,6 +240,18 @@ def test_keras_model_runs_no_ft_on_the_grayscale_crop_of_a_grayscale_file(gray_f
     np.testing.assert_allclose(y_prob, keras.saving.load_model(gray_file).predict(gray, verbose=0), rtol=0, atol=1e-5)
 
 
+def onednn_path() -> bool:
+    """Whether TensorFlow runs its oneDNN kernels in this process (as ``.ci/run`` asks it)."""
+    from tensorflow.python.util import _pywrap_util_port as port
+
+    return bool(port.IsMklEnabled())
+
+
+@pytest.mark.numerics  # so that CI trains it on both kernel paths: it must pass on Eigen's
+@pytest.mark.xfail(onednn_path(), strict=False, reason=(
+    "a TensorFlow 2.21 fault on its oneDNN path (AVX-512 VNNI/BF16 or AMX CPUs): fine-tuning this grayscale "
+    "file corrupts the heap (free(): invalid size; a segfault in MklConvCustomBackpropFilterOp's reorder), "
+    "the run fails as WorkerDied; README, known limits"))
 def test_keras_model_fine_tunes_below_the_files_classifier(gray_file, synthetic_feph, tmp_path):
     tiny = TinyMatrix(tmp_path, synthetic_feph, keras_model_experiments(gray_file, True))
     built = keras_model.build_model(tiny.context("K", "keras_model"))
@@ -247,8 +259,11 @@ def test_keras_model_fine_tunes_below_the_files_classifier(gray_file, synthetic_
     assert built.model.input.shape[-1] == 3  # the crops stay RGB; the model makes them gray
     features = [layer for layer in built.model.layers if layer.name.endswith("_features")]
     assert len(features) == 1 and "class_maps" not in {layer.name for layer in features[0].layers}  # cut below the classifier
-    record = tiny.run_result("K")
-    assert record["status"] == "done", record.get("error")
+    # Trained in a run process of its own, as the command's default executor trains it: a crash
+    # on the oneDNN path (see the mark) is the run's failure, not the test worker's.
+    ran = run_cli(str(tmp_path / "m.toml"), "--output", str(tmp_path / "runs"))
+    record = tiny.store.result(tiny.runs["K"].id)
+    assert ran.returncode == 0 and record["status"] == "done", (record.get("error"), ran.stderr[-2000:])
 
 
 def test_dry_run_refuses_a_grayscale_file_for_mobilenet_naming_its_input_shape(gray_file, synthetic_feph, tmp_path):
