@@ -58,7 +58,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Iterator
 
 from feph_finetune.api import CLASSES
 from feph_finetune.config.schema import DATASET_OPTIONS, PHASES, SEED_MAXIMUM
@@ -126,9 +126,9 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_WHOLE
 
 
-def _overflowing_numbers(value: Any, name: str, check: "_Check") -> None:
-    """Name each number in ``value`` (a free field's JSON, walked without recursion) that no float
-    can hold, so that no report later fails on it."""
+def json_leaves(value: Any, name: str = "") -> Iterator[tuple[str, Any]]:
+    """Each value in ``value`` (JSON) that is no object or array, with where it is
+    (``name.key[index]``); walked without recursion, so that no depth a file may have raises."""
     pending = [(value, name)]
     while pending:
         item, where = pending.pop()
@@ -136,7 +136,15 @@ def _overflowing_numbers(value: Any, name: str, check: "_Check") -> None:
             pending.extend((child, f"{where}.{key}" if where else str(key)) for key, child in item.items())
         elif isinstance(item, list):
             pending.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
-        elif isinstance(item, int) and not isinstance(item, bool) and not is_float_number(item):
+        else:
+            yield where, item
+
+
+def _overflowing_numbers(value: Any, name: str, check: "_Check") -> None:
+    """Name each number in ``value`` (a free field's JSON) that no float can hold, so that no
+    report later fails on it."""
+    for where, item in json_leaves(value, name):
+        if isinstance(item, int) and not isinstance(item, bool) and not is_float_number(item):
             check.fail(where, "a number a float can hold (within about 1.8e308)", item)
 
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 from feph_finetune.config.options import Option, option_problems
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, TOP_LEVEL_OPTIONS
 from feph_finetune.results.earlier_ids import Identify, RunFiles, run_files
-from feph_finetune.results.records import free_value_problems, json_kind
+from feph_finetune.results.records import free_value_problems, json_kind, json_leaves
 from feph_finetune.results.store import RunStore
 
 #: The key under which a report record carries its configuration:
@@ -124,17 +124,9 @@ def written_value_problems(values: Mapping[str, Any], declarations: Declarations
 
 
 def _non_finite_numbers(value: Any) -> list[str]:
-    """Each infinite or NaN number in ``value`` (JSON, walked without recursion), by its key."""
-    problems, pending = [], [(value, "")]
-    while pending:
-        item, where = pending.pop()
-        if isinstance(item, dict):
-            pending.extend((child, f"{where}.{key}" if where else str(key)) for key, child in item.items())
-        elif isinstance(item, list):
-            pending.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
-        elif isinstance(item, float) and not math.isfinite(item):
-            problems.append(f"{where}: expected a finite number (no setting takes inf or NaN), got {json_kind(item)}")
-    return sorted(problems)
+    """Each infinite or NaN number in ``value`` (JSON), by its key."""
+    return sorted(f"{where}: expected a finite number (no setting takes inf or NaN), got {json_kind(item)}"
+                  for where, item in json_leaves(value) if isinstance(item, float) and not math.isfinite(item))
 
 
 def _declared_problems(values: Mapping[str, Any], declarations: Declarations | None) -> list[str]:
