@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import matplotlib  # noqa: F401  (the plots extra, which CI installs: never skipped)
 import pytest
 
 from feph_finetune.predict.apply import FrameSeries, InputSummary, Predictor, Settings
@@ -70,7 +71,6 @@ def test_smoothing_stops_at_a_gap_as_at_the_ends():
 
 
 def test_the_plot_breaks_its_lines_at_a_gap_and_marks_it_not_decoded():
-    pytest.importorskip("matplotlib")
     from feph_finetune.predict.plots import probabilities_figure
 
     series = FrameSeries(len(CLASSES))
@@ -95,7 +95,6 @@ def test_frames_missing_at_the_start_and_the_end_are_marked_not_decoded():
     """Frame 0 lost and the video stopped after frame 5 of the 12 its container announces: the
     plot marks both ends as not decoded (the band after frame 5 runs to frame 11), not only gaps
     between frames, and its axis shows them."""
-    pytest.importorskip("matplotlib")
     from feph_finetune.predict.plots import probabilities_figure
 
     def frames():
@@ -118,7 +117,6 @@ def test_frames_missing_at_the_start_and_the_end_are_marked_not_decoded():
 def test_a_whole_video_whose_count_is_a_frame_over_gets_no_end_band():
     """A container whose announced count FFmpeg derives from its duration may be a frame more than
     a whole video holds; the reader says nothing then, and the plot marks nothing after the end."""
-    pytest.importorskip("matplotlib")
     from feph_finetune.predict.plots import probabilities_figure
 
     def frames():
