@@ -280,6 +280,52 @@ def test_sigterm_while_ray_runs_exits_130_with_the_continue_command(synthetic_fe
     assert not list((tmp_path / "runs").glob("*/result.json"))
 
 
+#: A driver that connects to a local cluster and disconnects (the ray executor's two calls into
+#: Ray) while a thread watches SIGTERM's disposition below Python (``sigaction``; on Linux
+#: glibc the handler is the struct's first field) and sends SIGTERM each time it changes from
+#: the handler Python installed: to the default, the signal kills the process (exit -15).
+SIGTERM_DISPOSITION_WATCH = """
+import ctypes, os, signal, sys, threading, time
+libc, buffer = ctypes.CDLL(None), ctypes.create_string_buffer(256)
+def disposition():
+    libc.sigaction(signal.SIGTERM, None, buffer)
+    return int.from_bytes(buffer.raw[:ctypes.sizeof(ctypes.c_void_p)], sys.byteorder)
+handled = []
+signal.signal(signal.SIGTERM, lambda *_: handled.append(1))
+python_handler, watching = disposition(), [True]
+def watch():
+    seen = python_handler
+    while watching[0]:
+        if disposition() != seen:
+            seen = disposition()
+            print("SIGTERM's disposition changed behind Python:", hex(seen), flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.0002)
+import feph_finetune.api
+from feph_finetune.execution.executors.ray_connect import connect
+threading.Thread(target=watch, daemon=True).start()
+connect("", 60)()
+watching[0] = False
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.5)
+print("handled", len(handled))
+"""
+
+
+@pytest.mark.slow(30)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads sigaction's struct as glibc lays it out")
+def test_sigterm_keeps_the_commands_handler_while_ray_starts_and_shuts_down_a_cluster(tmp_path):
+    """Ray's C++ failure-signal handler took SIGTERM over at ``ray.init`` and set it back to the
+    default as ``ray.shutdown`` destroyed the core worker, a second before the command's
+    handler was put back: a SIGTERM right after the last run was done killed the command with
+    no word (exit -15; test_a_stop_signal_while_a_local_cluster_starts_or_stops...[done-TERM],
+    once in a full suite). The watch above fires within a fraction of a millisecond of any change."""
+    script = tmp_path / "watch.py"
+    script.write_text(SIGTERM_DISPOSITION_WATCH)
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.splitlines() == ["handled 1"], (done.returncode, done.stdout, done.stderr[-2000:])
+
+
 @pytest.mark.slow(60)
 def test_a_preprocess_hook_that_swallows_its_stop_on_the_driver_ends_the_command(synthetic_feph, tmp_path):
     """The driver runs the runs' preprocess hooks itself (to ship their inputs): one that catches

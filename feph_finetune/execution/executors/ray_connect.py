@@ -5,15 +5,16 @@ second), and takes over SIGTERM: ``ray.init`` installs a handler that exits with
 core worker a crash handler that prints a stack and dies. Here a ``HOST:PORT`` must first accept
 a TCP connection, ``ray.init`` runs in a thread the command waits for at most
 ``connect_timeout`` seconds with file descriptor 2 quiet, and the command's own SIGTERM handler
-(interrupt, exit 130) is put back while it waits and after. A local cluster starts in a thread of
+(interrupt, exit 130) is put back while it waits and after; Ray's crash handler is kept out of the
+command's process altogether (:func:`import_ray`). A local cluster starts in a thread of
 its own too, which holds it until :func:`disconnect` (:func:`start_local_cluster`), once Ray's
 temporary folder is known to have room for it (:func:`local_cluster_space_or_raise`: on a full
 disk Ray's start waits 30 s, then fails as "Timed out waiting for file"). An empty address takes
 Ray's own ``RAY_ADDRESS`` where it is set, as ``ray.init()`` does (:func:`cluster_address`). Once a stop
 signal came, no wait on Ray lasts more than :data:`STOP_WAIT_S`: a signal to the command's whole
 process group (a terminal's Ctrl-C, GNU ``timeout``) kills the local cluster's GCS and raylet too,
-and Ray would wait for them for a minute or more (:func:`abandon`). Ray is imported only inside
-:func:`connect`.
+and Ray would wait for them for a minute or more (:func:`abandon`). Ray is imported only by
+:func:`import_ray`, on the way to :func:`connect`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ LOCAL_CLUSTER_FILES = "a local Ray cluster's files (Ray's temporary folder: RAY_
 #: Ray's error for ``address = "auto"`` with no cluster to find, up to its advice (a ``--address``
 #: flag this command does not have); said in the command's terms instead (:func:`connection_error`).
 NO_RUNNING_CLUSTER = "Could not find any running Ray instance"
+#: Ray's documented switch for its C++ failure-signal handler ("Disable Ray's failure-signal
+#: handler", read once, as ``ray`` is imported: ``ray._private.ray_constants``).
+FAILURE_SIGNAL_HANDLER_OFF = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
 
 
 def host_and_port(address: str) -> tuple[str, int] | None:
@@ -65,12 +69,41 @@ def host_and_port(address: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
+def import_ray():
+    """The ``ray`` module, imported with Ray's C++ failure-signal handler switched off in this
+    process (:data:`FAILURE_SIGNAL_HANDLER_OFF`), the environment left as it was, so the
+    cluster's own processes keep theirs.
+
+    Why: the handler covers SIGTERM as well as the crash signals. ``ray.init`` installs it over
+    the command's handler, below Python (its process-wide ``sigaction``), and ``ray.shutdown``
+    puts SIGTERM back to the default there as it destroys the core worker, about a second before
+    it returns: a SIGTERM then killed the command with no word (exit -15, no continue line) where
+    it should exit 130 with the command that continues. The driver only schedules and waits, so
+    it loses no crash report worth having. Where something imported Ray before (a plugin), the
+    switch comes too late; the command's handler is then put back after ``ray.init``
+    (:func:`command_sigterm_keeper`) and as the wait on the shutdown ends
+    (:func:`descriptor_2_quiet`), and only that second is left open."""
+    if "ray" not in sys.modules:
+        before = os.environ.get(FAILURE_SIGNAL_HANDLER_OFF)
+        os.environ[FAILURE_SIGNAL_HANDLER_OFF] = "1"
+        try:
+            import ray  # noqa: F401  (read by the import below, from sys.modules)
+        finally:
+            if before is None:
+                del os.environ[FAILURE_SIGNAL_HANDLER_OFF]
+            else:
+                os.environ[FAILURE_SIGNAL_HANDLER_OFF] = before
+    import ray
+
+    return ray
+
+
 def connect(address: str, timeout: float) -> Callable[[], None]:
     """Connect this process to the Ray cluster at ``address`` (empty: start a local one) within
     ``timeout`` seconds and return the function that disconnects it (:func:`disconnect`), or
     raise :class:`ExecutorError` saying why (see the module's notes). Interrupted (SIGTERM,
     Ctrl-C) while it waits, it raises KeyboardInterrupt (once a local cluster is stopped)."""
-    import ray
+    ray = import_ray()
 
     setting = address
     address, where = cluster_address(setting)

@@ -38,7 +38,7 @@ from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, c
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, ExecutorError, InProcess
 from feph_finetune.execution.executors.inline import RunTimedOut, StuckRun, alarm, watchdog
-from feph_finetune.execution.executors.ray_connect import abandon, connect, host_and_port, within_stop_wait
+from feph_finetune.execution.executors.ray_connect import abandon, connect, host_and_port, import_ray, within_stop_wait
 from feph_finetune.plugins import PluginCallError, hook_listener
 from feph_finetune.data.preparation import DataSource, RunInputs
 from feph_finetune.results.store import RESULT_FILE, NoSpaceError, RunStore, atomic_path
@@ -89,7 +89,7 @@ class RayExecutor(Executor):
         return None
 
     def execute(self, jobs: list[RunJob], report: Report, here: InProcess) -> None:
-        import ray
+        ray = import_ray()
 
         disconnect = None if ray.is_initialized() else connect(self.settings["address"], self.settings["connect_timeout"])
         pending: dict[Any, RunJob] = {}
