@@ -336,10 +336,10 @@ class Session:
         """Say which skipped runs ask for ``save_model`` but finished without one: the setting does
         not change a run's id (:data:`feph_finetune.config.reading.RESULT_NEUTRAL_KEYS`), so only ``--force``
         runs them again to save it."""
-        from feph_finetune.predict.bundle import MANIFEST
+        from feph_finetune.predict.bundle import MANIFEST, saves_model
 
-        store = self.store
-        unsaved = [run.id for run in result.runs if run.id in result.skipped and run.config.save_model and not (store.run_dir(run.id) / MANIFEST).is_file()]
+        store = self.store  # a No-FT run saves none however run (the configuration's check warns of its save_model)
+        unsaved = [run.id for run in result.runs if run.id in result.skipped and saves_model(run.config) and not (store.run_dir(run.id) / MANIFEST).is_file()]
         if unsaved:
             from feph_finetune.invocation import matrix_command
 

@@ -25,6 +25,7 @@ from feph_finetune.results.store import RunStore
 from feph_finetune.session import Session
 from conftest import write_matrix
 from fake_store import metrics_of, record, sample_confusion
+from fephfixture import write_keras_archive
 
 
 def suggested_command(message: str) -> list[str]:
@@ -176,3 +177,45 @@ def test_the_matrixs_note_on_runs_without_a_saved_model_gives_the_whole_command(
     (line,) = [line for line in out.splitlines() if line.startswith("1 of them")]  # one line, however wide: a command to copy
     assert line.endswith(f"to run them again and save it: python -m feph_finetune {shlex.quote(str(path))} --only FT --phase exploratory "
                          f"--set experiments.FT.batch_size=16 --set experiments.FT.save_model=true --output {store.root} --force")
+
+
+def no_ft_matrix(tmp_path: Path, root: Path) -> Path:
+    """A matrix of one No-FT experiment N (a pretrained classifier evaluated as it is)."""
+    model_file = tmp_path / "savchenko.keras"
+    write_keras_archive(model_file)
+    return write_matrix(tmp_path / "m.toml", root, f'[experiments.N]\nfine_tune = false\noptions.mobilenet.weights = "{model_file}"\n')
+
+
+def test_predict_of_a_no_ft_run_says_it_has_no_model_and_offers_no_command_that_saves_none(tmp_path, synthetic_feph, monkeypatch):
+    """Running a No-FT run again with save_model and --force saves nothing (it trains no model):
+    a suggestion to do so sent the user round in a loop. The message says why there is no model
+    and what gives one, and offers no command."""
+    monkeypatch.chdir(tmp_path)
+    session = Session(no_ft_matrix(tmp_path, synthetic_feph), output=tmp_path / "runs", console=Console(file=io.StringIO()))
+    (run,) = session.plan()
+    finish_without_a_model(session, run)
+    session.store.write(run.id, "config.json", {"config": run.config.to_json(), "invocation": session.invocation()})
+    with pytest.raises(BundleError) as error:
+        find_bundle(session.store.run_dir(run.id))
+    message = " ".join(str(error.value).split())
+    assert "No-FT run (fine_tune = false)" in message and "trains no model" in message
+    assert "fine-tuned experiment (fine_tune = true) with save_model = true" in message
+    assert "python -m feph_finetune" not in message and "--force" not in message
+
+
+def test_a_no_ft_experiment_with_save_model_is_warned_of_and_gets_no_suggestion_to_save(tmp_path, synthetic_feph, capsys):
+    """The matrix's note on finished runs without a saved model suggested ``--force`` for a No-FT
+    run, which then saved nothing again; the configuration's check says instead that save_model
+    does nothing there."""
+    path = no_ft_matrix(tmp_path, synthetic_feph)
+    store = RunStore(tmp_path / "runs")
+    session = Session(path, output=store.root)  # save_model keeps the run id
+    (run,) = session.plan()
+    finished = record("M0", 0, "exploratory", None, metrics_of(sample_confusion(0.6, np.random.default_rng(0))), 1.0)
+    store.finish(run.id, {**finished, "id": run.id, "experiment": "N", "cv_label": ""})
+    assert main([str(path), "--output", str(store.root), "--set", "experiments.N.save_model=true"]) == 0
+    captured = capsys.readouterr()
+    assert "without a saved model" not in captured.out and "--force" not in captured.out.replace("use --force to rerun them", "")
+    (warning,) = [" ".join(line.split()) for line in captured.err.split("warning: ")[1:]]
+    assert warning == ("--set experiments.N.save_model=true: experiment N is No-FT (fine_tune = false): it trains no model, so save_model "
+                       "saves nothing (predict and export need a fine-tuned experiment's model); remove it")

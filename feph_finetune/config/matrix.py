@@ -707,7 +707,8 @@ class MatrixBuilder:
         :data:`~feph_finetune.config.reading.TRAINING_ONLY_KEYS` other than its default, an
         option declared ``training_only`` of a plugin it uses. No-FT evaluates the pretrained
         classifier untrained, so its result does not depend on them (its run ids hash them at
-        their default: :meth:`config_identity`)."""
+        their default: :meth:`config_identity`). ``save_model = true`` too: No-FT trains no
+        model to save (:func:`feph_finetune.predict.bundle.saves_model`)."""
         if config["fine_tune"]:
             return
         places = [((key,), key, "; remove it") for key in TRAINING_ONLY_KEYS if config[key] != EXPERIMENT_DEFAULTS[key]]
@@ -718,6 +719,11 @@ class MatrixBuilder:
                        f"(fine_tune = false): it evaluates the pretrained classifier untrained, so its result does not depend on this{remedy}")
             if place[:2] == ("experiments", name) and warning not in self.warnings:
                 self.warnings.append(warning)
+        place = where(("save_model",))
+        warning = (f"{self.raw.where(*place)}: experiment {name} is No-FT (fine_tune = false): it trains no model, so save_model saves nothing "
+                   "(predict and export need a fine-tuned experiment's model); remove it")
+        if config["save_model"] and place[:2] == ("experiments", name) and warning not in self.warnings:
+            self.warnings.append(warning)
 
     def training_only_options(self, config: dict[str, Any]) -> list[tuple[str, str]]:
         """``(plugin, option)`` of each option the experiment gives a plugin it uses that the

@@ -40,7 +40,7 @@ import numpy as np
 
 import feph_finetune
 from feph_finetune.api import PluginError, RunContext
-from feph_finetune.predict.bundle import fitted_states, write_bundle
+from feph_finetune.predict.bundle import fitted_states, saves_model, write_bundle
 from feph_finetune.data.frames import default_cache_dir
 from feph_finetune.config.matrix import Run
 from feph_finetune.execution.progress import epoch_words
@@ -241,7 +241,7 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
             activity.step("data preparation")
             data = prepare(run, plugins, source, context_for, job.split_seed)
             counters["face_fallback"] = data.fallbacks
-            saving = run.config.save_model and run.config.fine_tune  # No-FT trains no model to save
+            saving = saves_model(run.config)
             states = fitted_states(data.preprocessing) if saving else None  # a state that cannot be saved fails before training
             for message in data.warnings:
                 report({"event": "warning", "run": run.id, "message": message})
@@ -301,7 +301,7 @@ def ensure_run_space(job: RunJob) -> None:
     take the job's files, in bytes (:data:`RUN_FILES_BYTES`, and :data:`MODEL_BUNDLE_BYTES` with
     ``save_model``) and in inodes (:data:`RUN_FILES`, :data:`MODEL_BUNDLE_FILES`): checked before
     a run's long work, not after it."""
-    saving = job.run.config.save_model
+    saving = saves_model(job.run.config)
     needed = RUN_FILES_BYTES + (MODEL_BUNDLE_BYTES if saving else 0)
     ensure_space(Path(job.output), needed, f"the files of run {job.id}", files=RUN_FILES + (MODEL_BUNDLE_FILES if saving else 0))
 

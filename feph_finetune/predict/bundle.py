@@ -161,8 +161,33 @@ def find_bundle(path: Path) -> Path:
     if path.is_dir() and (path / MODEL_FILE).is_file():
         raise BundleError(f"{path}: holds {MODEL_FILE} but no {MANIFEST} (saved before bundles existed, or interrupted); {rerun_with_model(path)}")
     if path.is_dir() and (path / RESULT_FILE).is_file():
+        if not _fine_tuned(path):
+            raise BundleError(f"{path}: {NO_FT_HAS_NO_MODEL}")
         raise BundleError(f"{path}: this run saved no model; {rerun_with_model(path)}")
     raise BundleError(f"{path}: not a model bundle (no {MANIFEST}); {hint}")
+
+
+#: What ``predict`` and ``export`` say of a No-FT run's folder, and what to do instead: running it
+#: again with ``save_model`` would save nothing (:func:`saves_model`), so no command is offered.
+NO_FT_HAS_NO_MODEL = ("a No-FT run (fine_tune = false) evaluates the pretrained model as it is and trains no model, so it has none "
+                      "to predict with or export (save_model saves nothing for it); to predict, run a fine-tuned experiment "
+                      "(fine_tune = true) with save_model = true and give its run directory")
+
+
+def saves_model(config: Mapping[str, Any]) -> bool:
+    """Whether a run of ``config`` (a run's resolved configuration) writes a model bundle:
+    ``save_model`` asks for one, and only fine-tuning makes one (No-FT trains no model)."""
+    return bool(config["save_model"]) and bool(config["fine_tune"])
+
+
+def _fine_tuned(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` fine-tuned, as its ``config.json`` records; True where it
+    records nothing readable (a run of an older version: the suggestion to save is the better guess)."""
+    try:
+        fine_tune = read_json_file(run_dir / "config.json")["config"]["fine_tune"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    return fine_tune is not False
 
 
 def rerun_with_model(run_dir: Path) -> str:
