@@ -80,7 +80,7 @@ def plugins_parser() -> argparse.ArgumentParser:
 
 def data_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune data", description="Describe a dataset of any format as the runner will see it: kept images per class, groups, dropped entries by reason, and the grouped hold-out and cross-validation splits.")
-    parser.add_argument("root", type=path_argument, help="the dataset folder")
+    parser.add_argument("root", type=path_argument, metavar="ROOT", help="the dataset folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     from feph_finetune.config.options import describe, integer
     from feph_finetune.config.schema import DATASET_OPTIONS, TOP_LEVEL_OPTIONS
@@ -92,25 +92,25 @@ def data_parser() -> argparse.ArgumentParser:
     parser.add_argument("--group-by", metavar="KEY", default=group_by.default, help="keep these groups on one side of every split: a key the format offers (feph: sequence, signer)")
     parser.add_argument("--labels", metavar="CSV", help="labels CSV, relative to ROOT (default: the one CSV found)")
     parser.add_argument("--images", metavar="DIR", help="image folder, relative to ROOT (default: the one found)")
-    parser.add_argument("--format", default=DATASET_OPTIONS["format"].default, help="the dataset format plugin: feph (default), folders, csv or a third party's")
+    parser.add_argument("--format", metavar="NAME", default=DATASET_OPTIONS["format"].default, help="the dataset format plugin: feph (default), folders, csv or a third party's")
     parser.add_argument("--set", action="append", default=[], metavar="dataset.KEY=VALUE", help="a [dataset] setting, as in a TOML (repeatable): dataset.group_pattern='^(.+)_f', dataset.classes=['a','b']")
     return parser
 
 
 def synth_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune synth", description="Write a synthetic dataset in the FePh release's layout (labels CSV and RGBA PNGs with sequence-coded names, including bad rows of every kind). Generated, never downloaded.")
-    parser.add_argument("out", type=path_argument, help="folder to write")
+    parser.add_argument("out", type=path_argument, metavar="OUT", help="folder to write")
     from feph_finetune.config.flags import SYNTH_NUMBERS, add_flag
 
-    add_flag(parser, "--images", SYNTH_NUMBERS)
-    add_flag(parser, "--seed", SYNTH_NUMBERS)
+    add_flag(parser, "--images", SYNTH_NUMBERS, metavar="N")
+    add_flag(parser, "--seed", SYNTH_NUMBERS, metavar="S")
     parser.add_argument("--domain", choices=("feph", "generic"), default="feph", help="feph: signers' upper bodies; generic: face close-ups for pre-training a base model")
     return parser
 
 
 def report_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune report", description="Print the paper's tables (exploratory: Table 4; cross-validation: Table 5) for a results directory, with training times, fallback counts and comparisons against the No-FT baselines.")
-    parser.add_argument("outdir", type=path_argument, help="results directory of a matrix")
+    parser.add_argument("outdir", type=path_argument, metavar="OUTDIR", help="results directory of a matrix")
     parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table",
                         help="table: laid out for the console's width (default); markdown: GitHub tables; csv: one row per configuration; json: the summary rows")
     parser.add_argument("--paper", action="store_true", help="add the paper's published accuracy (Tables 4 and 5; std for cross-validation) beside the configurations whose label is the paper's")
@@ -161,11 +161,11 @@ run as --architecture for that check. Needs pip install "feph_finetune[convert]"
 
 def convert_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m feph_finetune convert", description=CONVERT_DESCRIPTION, formatter_class=ParagraphsHelpFormatter)
-    parser.add_argument("source", type=path_argument, help="a .onnx file, or a PyTorch .pt/.pth file (state_dict or whole model)")
+    parser.add_argument("source", type=path_argument, metavar="SOURCE", help="a .onnx file, or a PyTorch .pt/.pth file (state_dict or whole model)")
     parser.add_argument("out", type=path_argument, metavar="OUT", help="OUT.keras (whole model) or OUT.weights.h5 (weights only)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow a whole pickled model (enet_b0_7.pt): unpickling runs code named in the file, so only for files you trust")
-    parser.add_argument("--classes", help="the source's class names in output order, comma-separated (default: HSEmotion's 7 or 8)")
-    parser.add_argument("--architecture", help="for a state_dict: the timm architecture it was trained as, run to verify the "
+    parser.add_argument("--classes", metavar="A,B,...", help="the source's class names in output order, comma-separated (default: HSEmotion's 7 or 8)")
+    parser.add_argument("--architecture", metavar="TIMM_NAME", help="for a state_dict: the timm architecture it was trained as, run to verify the "
                         "conversion (default: tf_efficientnet_b0 or tf_efficientnet_b2, Savchenko's, from the file's shapes)")
     return parser
 

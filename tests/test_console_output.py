@@ -316,6 +316,7 @@ def test_a_dry_run_with_a_long_experiment_name_keeps_its_values_whole(tmp_path, 
 
 @pytest.mark.parametrize("word, width, pieces", [
     ("options.flip.mode=double", 16, ["options.flip.", "mode=double"]),
+    ("/tmp/h12b/v/multi.tiff", 20, ["/tmp/h12b/v/", "multi.tiff"]),  # a path's "/" first: the file's name stays whole
     ("options.adam.lr=0.001]", 19, ["options.adam.lr=", "0.001]"]),  # never inside a number
     ("dropout=0.25,", 11, ["dropout=", "0.25,"]),
     ("lr=1e-05", 5, ["lr=", "1e-05"]),

@@ -110,3 +110,50 @@ def test_the_dry_run_legend_breaks_only_between_its_phrases_left_aligned(columns
     assert " ".join(legend) == " ".join(phrase for entry in RUN_TABLE_LEGEND for phrase in entry)
     assert all(any(phrase in line for line in legend) for entry in RUN_TABLE_LEGEND for phrase in entry), legend  # none split
     assert any(line.startswith("data steps:") for line in legend)
+
+
+def readme_command_words(command: str) -> list[list[str]]:
+    """The words of each command the README's table of commands shows for ``command`` (its first
+    cell, brackets and the program's name dropped; ``\\|`` read as ``|``)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    cells = [line.split("`")[1] for line in readme.splitlines() if line.startswith(f"| `python -m feph_finetune {command} ")]
+    return [re.sub(r"[\[\]]", "", cell.replace("\\|", "|")).split()[4:] for cell in cells]
+
+
+def placeholder_matches(readme: str, usage: str) -> bool:
+    """Whether --help's placeholder ``usage`` says what the README's ``readme`` says: the same
+    text, the same choices (``{a,b}`` for ``a|b``), or the README's with a suffix shown
+    (``FILE`` for ``FILE.csv|.jsonl``, ``INPUT`` for ``INPUT...``)."""
+    if usage.startswith("{"):
+        return usage.strip("{}").split(",") == readme.split("|")
+    return readme == usage or (readme.startswith(usage) and readme[len(usage)] in ".|")
+
+
+def help_placeholders(parser) -> tuple[dict[str, str], list[str]]:
+    """What --help's usage shows for each option's value (``{"--seed": "S"}``, options that take
+    one), and for each positional argument in order, as argparse formats them."""
+    formatter = parser._get_formatter()
+    options, positionals = {}, []
+    for action in parser._actions:
+        if action.option_strings and action.nargs != 0:
+            shown = formatter._metavar_formatter(action, formatter._get_default_metavar_for_optional(action))(1)[0]
+            options.update((option, shown) for option in action.option_strings)
+        elif not action.option_strings:
+            positionals.append(formatter._metavar_formatter(action, formatter._get_default_metavar_for_positional(action))(1)[0])
+    return options, positionals
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_help_names_each_argument_as_the_readmes_commands_table_does(command):
+    """``synth --images IMAGES --seed SEED out`` beside the README's ``synth OUT [--images N]
+    [--seed S]``: the user cannot tell they are one command. Every placeholder of the README's
+    rows, positional or an option's value, is the one --help's usage shows."""
+    options, positionals = help_placeholders(COMMANDS[command][0]())
+    rows = readme_command_words(command)
+    assert rows, f"no row for {command} in the README's table of commands"
+    for words in rows:
+        values = {index + 1 for index, word in enumerate(words[:-1]) if word.startswith("--") and not words[index + 1].startswith("--")}
+        for index in sorted(values):
+            assert placeholder_matches(words[index], options[words[index - 1]]), (words[index - 1], words[index], options[words[index - 1]])
+        shown = [word for index, word in enumerate(words) if not word.startswith("--") and index not in values]
+        assert len(shown) == len(positionals) and all(map(placeholder_matches, shown, positionals)), (shown, positionals)

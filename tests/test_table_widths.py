@@ -249,3 +249,13 @@ def test_predicts_summary_keeps_a_name_on_one_line_where_the_width_allows(monkey
     text = predict_summary_at(120, [*SAME_FILE_IN_TWO_FOLDERS, "d/zero20to24_hfyu.avi"], monkeypatch)
     rows = [line for line in text.splitlines() if "%" in line]
     assert [row.split()[0] for row in rows] == [*SAME_FILE_IN_TWO_FOLDERS, "d/zero20to24_hfyu.avi"], text
+
+
+@pytest.mark.parametrize("name", ["/tmp/h12b/v/multi.tiff", "/tmp/h12b/v/dupblk.mkv", "recordings/2024/signer_a.take1.avi"])
+def test_predicts_summary_folds_an_input_after_a_slash_so_its_file_name_stays_whole(monkeypatch, name):
+    """At 80 columns a path folded at its file name's ``.`` (``/tmp/h12b/v/multi.`` / ``tiff``):
+    a ``/`` is the first place a path breaks, so the file's name is on one line where it fits."""
+    text = predict_summary_at(80, [name], monkeypatch)
+    lines = [re.split(r"\s{2,}", line.strip())[0] for line in text.splitlines()]
+    assert input_names(text) == [name], text
+    assert name.rsplit("/", 1)[1] in lines, text

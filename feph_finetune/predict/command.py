@@ -192,7 +192,7 @@ def input_progress(console: Console) -> Progress:
 def print_summary(summaries, bundle, console: Console) -> None:
     """Per input: frames, faces found, and the share of frames predicted as each class, at the
     console's width. An input's name is whole where it fits beside the numbers, else folded
-    (after a ``/``, ``.``, ``_`` or ``-`` where it can: :func:`~feph_finetune.results.reports.fold_long_words`)
+    (after a ``/`` where it can, else a ``.``, ``_`` or ``-``: :func:`~feph_finetune.results.reports.fold_long_words`)
     but never shortened, so two inputs in different folders never read the same. Classes that do
     not fit beside the name (at least :data:`INPUT_LEAST` cells) go to further tables; where even
     one does not, the name folds narrower, so that no count is cut.

@@ -1369,13 +1369,15 @@ def _shrink(widths: list[int], columns: list[int], floor: dict[int, int], excess
 
 
 #: Where a word too long for its column may break (after one of these), before any other place:
-#: between the parts of a dotted option name or a key and its value first, then inside a name.
-_BREAKS_AFTER = ("./=:,", "_-+")
+#: between a path's folders first (so a file's name, ``multi.tiff``, stays whole where it fits),
+#: then between the parts of a dotted option name or a key and its value, then inside a name.
+_BREAKS_AFTER = ("/", ".=:,", "_-+")
 
 
 def fold_long_words(text: str, width: int) -> str:
     """``text`` with every word wider than ``width`` display cells broken into lines that fit:
-    after the last ``.``/``=``... that fits (``options.flip.`` / ``mode=double``), else after a
+    after the last ``/`` that fits (``/data/v/`` / ``take1.avi``), else after the last
+    ``.``/``=``... (``options.flip.`` / ``mode=double``), else after a
     ``_``/``-``, else at the width; never inside a number (``lr=0.`` / ``001`` would read as two
     numbers) unless the number alone is wider than ``width``, never inside a character's cluster (a combining mark, a ZWJ emoji sequence), and a
     wide CJK character counts two cells."""
