@@ -399,6 +399,20 @@ def test_the_live_view_fits_80_columns_and_shows_every_state(synthetic_feph, tmp
     assert len(lines) == 1 + len(events) and "done " + runs[0].id + ": accuracy 43.2% in 1:01" in lines[2]
 
 
+@pytest.mark.parametrize("runs, slots, said", [(1, 2, "1 at a time"), (2, 8, "2 at a time"), (3, 2, "2 at a time")])
+def test_the_header_never_says_more_runs_at_a_time_than_there_are(synthetic_feph, tmp_path, runs, slots, said):
+    """"running 1 run with executor 'process', 2 at a time" said what cannot happen; a Ray
+    cluster's count (its ``concurrency`` event) is capped the same way."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, f"[experiments.A]\ngrid = {{ seed = {list(range(1, runs + 1))} }}\n")
+    planned = plan_matrix(path)
+    plain = Console(width=200, file=io.StringIO())
+    with MatrixView(plain, planned, concurrency=slots, executor="process") as view:
+        view.report({"event": "concurrency", "runs": slots, "why": f"{slots} CPUs in the cluster, num_cpus = 1 a run"})
+    header, cluster = plain.file.getvalue().splitlines()
+    assert header.endswith(f"running {runs} run{'s' if runs > 1 else ''} with executor 'process', {said}")
+    assert cluster.endswith(f"{said} ({slots} CPUs in the cluster, num_cpus = 1 a run)")
+
+
 def test_progress_counts_epochs_within_each_stage_and_numbers_the_stages(synthetic_feph, tmp_path, capsys):
     """Counted across stages, the second stage's only epoch read "adam epoch 2/2", as if Adam had
     two epochs: each epoch is counted within its stage, and the stage is numbered."""

@@ -71,13 +71,19 @@ class MatrixView:
     """
 
     def __init__(self, console: Console, runs: list[Run], concurrency: int | None = 1, executor: str = ""):
-        self.console, self.concurrency, self.executor = console, max(1, concurrency or 1), executor
+        self.console, self.executor = console, executor
+        self.states = {run.id: RunState(run) for run in runs}
+        self.concurrency = self.at_once(concurrency or 1)
         self.concurrency_known = concurrency is not None
         self.warned: set[str] = set()
-        self.states = {run.id: RunState(run) for run in runs}
         self.finished_order: list[str] = []
         self.began = time.monotonic()
         self.live: Live | None = None
+
+    def at_once(self, slots: int) -> int:
+        """How many runs go at once when the executor has ``slots``: never more than the runs
+        there are ("1 run ..., 2 at a time" said what cannot happen), never fewer than one."""
+        return max(1, min(int(slots), len(self.states) or int(slots)))
 
     # --- lifecycle ---
 
@@ -101,8 +107,8 @@ class MatrixView:
 
     def report(self, event: dict[str, Any]) -> None:
         if event.get("event") == "concurrency":
-            self.concurrency = max(1, int(event.get("runs") or 1))
-            self.line(f"{event.get('runs')} at a time ({event.get('why')})")
+            self.concurrency = self.at_once(event.get("runs") or 1)
+            self.line(f"{self.concurrency} at a time ({event.get('why')})")
             return
         state = self.states.get(event.get("run"))
         if state is None:
