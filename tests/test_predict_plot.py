@@ -90,3 +90,31 @@ def test_a_short_curve_is_drawn_point_by_point():
     x, y = np.arange(100.0), np.linspace(0, 1, 100)
     shown_x, shown_y = envelope(x, y)
     assert shown_x is x and shown_y is y
+
+
+def _summary(name: str, kind: str, frames: int, seconds_per_frame: float | None):
+    from feph_finetune.predict.apply import InputSummary
+
+    summary = InputSummary(name, kind, CLASSES)
+    for frame in range(frames):
+        probabilities = np.full(len(CLASSES), 1 / len(CLASSES))
+        time_s = None if seconds_per_frame is None else frame * seconds_per_frame
+        summary.add({"frame": frame, "time_s": time_s, "face_found": True, "predicted": CLASSES[0]}, probabilities, None, series=True)
+    return summary
+
+
+@pytest.mark.parametrize("frames", [2, 4, 6, 20, 40])
+def test_an_axis_of_frame_numbers_has_whole_numbers_only(frames):
+    """A frame folder's axis read 0.0, 2.5, 5.0: frames are counted, so every tick is a whole
+    frame number. A video's axis of seconds keeps its fractions."""
+    from feph_finetune.predict.plots import probabilities_figure
+
+    figure = probabilities_figure([_summary("frames", "folder", frames, None), _summary("clip.mp4", "video", frames, 0.1)], "model")
+    figure.canvas.draw()
+    folder, video = figure.axes[:2]
+    assert folder.get_xlabel() == "frame" and video.get_xlabel() == "time (s)"
+    low, high = folder.get_xlim()
+    ticks = [tick for tick in folder.get_xticks() if low <= tick <= high]
+    assert len(ticks) >= 2 and all(float(tick).is_integer() for tick in ticks), ticks
+    labels = [label.get_text() for label in folder.get_xticklabels() if label.get_text()]
+    assert labels and all(label.lstrip("−-").isdigit() for label in labels), labels

@@ -51,9 +51,11 @@ def probabilities_figure(sequences: Sequence[InputSummary], title: str):
     """The figure :func:`plot_probabilities` writes (a matplotlib ``Figure``); names (inputs,
     classes, the title) drawn with their control characters escaped as the console shows them
     (:func:`~feph_finetune.printable.printable`: a ``\\n`` in a file name is no line over the
-    panel), counts written as the reports write them (:func:`~feph_finetune.results.number_text.format_count`)."""
+    panel), counts written as the reports write them (:func:`~feph_finetune.results.number_text.format_count`),
+    an axis of frame numbers ticked at whole frames only."""
     Figure, FigureCanvasAgg = agg_figure_classes()
     import matplotlib
+    from matplotlib.ticker import MaxNLocator
 
     colours = matplotlib.colormaps["tab10"].colors
     figure = Figure(figsize=(10, 2.8 * len(sequences) + 0.8))
@@ -74,6 +76,8 @@ def probabilities_figure(sequences: Sequence[InputSummary], title: str):
         faces = "" if summary.faces is None else f", face found in {format_count(summary.faces)} of {format_count(summary.frames)} frames"
         ax.set_title(f"{printable(summary.name)}{faces}", fontsize=10, loc="left")
         ax.set_xlabel(summary.x_label)
+        if summary.x_label == "frame":  # frames are counted: 0, 5, 10, never 2.5
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("probability")
         ax.set_ylim(0, 1)
         low, high = min(x.min(), ends[0]), max(x.max(), ends[1])
