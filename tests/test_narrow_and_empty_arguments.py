@@ -31,12 +31,12 @@ def test_a_console_made_narrower_than_the_minimum_has_the_minimum_width():
 @pytest.mark.parametrize("args, argument", [
     (["m.toml", "--output", ""], "--output"),
     (["", "--dry-run"], "EXPERIMENTS.toml"),
-    (["synth", "", "--images", "10"], "out"),
-    (["report", ""], "outdir"),
+    (["synth", "", "--images", "10"], "OUT"),
+    (["report", ""], "OUTDIR"),
     (["report", "out", "--figures", ""], "--figures"),
-    (["data", ""], "root"),
+    (["data", ""], "ROOT"),
     (["export", "run", ""], "OUT"),
-    (["convert", "", "x.keras"], "source"),
+    (["convert", "", "x.keras"], "SOURCE"),
 ])
 def test_an_empty_path_is_refused_before_anything_is_written(tmp_path, args, argument):
     result = run_cli(*args, cwd=tmp_path)
