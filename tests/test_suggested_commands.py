@@ -186,7 +186,7 @@ def no_ft_matrix(tmp_path: Path, root: Path) -> Path:
     return write_matrix(tmp_path / "m.toml", root, f'[experiments.N]\nfine_tune = false\noptions.mobilenet.weights = "{model_file}"\n')
 
 
-def test_predict_of_a_no_ft_run_says_it_has_no_model_and_offers_no_command_that_saves_none(tmp_path, synthetic_feph, monkeypatch):
+def test_predict_of_a_no_ft_run_says_it_has_no_model_and_offers_no_command_that_saves_none(tmp_path, synthetic_feph, monkeypatch, capsys):
     """Running a No-FT run again with save_model and --force saves nothing (it trains no model):
     a suggestion to do so sent the user round in a loop. The message says why there is no model
     and what gives one, and offers no command."""
@@ -201,6 +201,10 @@ def test_predict_of_a_no_ft_run_says_it_has_no_model_and_offers_no_command_that_
     assert "No-FT run (fine_tune = false)" in message and "trains no model" in message
     assert "fine-tuned experiment (fine_tune = true) with save_model = true" in message
     assert "python -m feph_finetune" not in message and "--force" not in message
+    for command in (["export", str(session.store.run_dir(run.id)), str(tmp_path / "exported")], ["predict", str(session.store.run_dir(run.id)), "face.png"]):
+        capsys.readouterr()
+        assert main(command) == 2
+        assert "trains no model" in " ".join(capsys.readouterr().err.split()), command
 
 
 def test_a_no_ft_experiment_with_save_model_is_warned_of_and_gets_no_suggestion_to_save(tmp_path, synthetic_feph, capsys):
