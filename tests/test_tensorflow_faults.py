@@ -42,6 +42,13 @@ def test_the_finder_names_only_the_trained_1x1_convolutions_with_a_stride():
     assert found == ["top_1x1_s2", "nested_1x1_s2"]
 
 
+def test_the_finder_sees_through_a_stages_wrapper():
+    from feph_finetune_plugins.sam import sharpness_aware
+
+    wrapped = sharpness_aware(model_with_strided_pointwise_layers(), rho=0.05)  # what a SAM stage fits
+    assert [layer.name for layer in strided_pointwise_convolutions(wrapped)] == ["top_1x1_s2", "nested_1x1_s2"]
+
+
 def test_a_frozen_model_has_none_to_guard():
     model = model_with_strided_pointwise_layers()
     model.trainable = False
@@ -87,5 +94,5 @@ def test_a_stage_that_would_crash_fails_naming_layers_batch_version_and_ways_out
         refuse_known_faults(model_with_strided_pointwise_layers(), examples, batch_size, "fine_tune")
     message = str(raised.value)
     assert "'top_1x1_s2' (1x1, stride 2), 'nested_1x1_s2' (1x1, stride 2)" in message and "frozen" not in message
-    assert f"a batch of {odd} images" in message and f"TensorFlow {tf.__version__}" in message
+    assert f"a batch of {odd} image" in message and f"TensorFlow {tf.__version__}" in message
     assert "stage 'fine_tune'" in message and "TF_ENABLE_ONEDNN_OPTS=0" in message and advice in message

@@ -128,6 +128,6 @@ def fault_message(layers: list, odd: int, examples: int, batch_size: int, stage:
     return (
         f"stage {stage!r} not trained: TensorFlow {tf.__version__} on its oneDNN path corrupts memory computing the filter gradient "
         f"of a 1x1 convolution with stride above 1 for an odd batch (a probe of that gradient was killed by {killed.name}), and this "
-        f"stage trains {named} with a batch of {odd} images ({examples} training images, batch_size {batch_size}). "
+        f"stage trains {named} with a batch of {odd} image{'s' if odd > 1 else ''} ({examples} training images, batch_size {batch_size}). "
         f"Set TF_ENABLE_ONEDNN_OPTS=0 before the command (TensorFlow's Eigen kernels, which do not have the fault); {by_batch}"
     )
