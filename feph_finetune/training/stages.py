@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from feph_finetune.training import head_features
+from feph_finetune.training.tensorflow_faults import refuse_known_faults
 from feph_finetune.api import CLASSES, BuiltModel, PluginError, Preprocessing, RunContext, TrainingStage
 from feph_finetune.training.compiling import all_layers, compile_for_stage, predict_traced_once
 from feph_finetune.config.matrix import Run
@@ -240,6 +241,7 @@ def train_stages(run: Run, built: BuiltModel, stages: list[TrainingStage], data:
         else:
             trained = _stage_model(built.model, stage, optimizer_plugin)
             compile_for_stage(trained, stage.optimizer)
+            refuse_known_faults(trained, len(data.train), batch_size, stage.name)
             history = trained.fit(train, validation_data=validation, epochs=epoch + stage.epochs, initial_epoch=epoch, class_weight=data.class_weight, callbacks=callbacks, shuffle=False, verbose=0).history
         outcome.stage_seconds[stage.name] = outcome.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started
         if progress:
