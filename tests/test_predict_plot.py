@@ -90,3 +90,19 @@ def test_a_short_curve_is_drawn_point_by_point():
     x, y = np.arange(100.0), np.linspace(0, 1, 100)
     shown_x, shown_y = envelope(x, y)
     assert shown_x is x and shown_y is y
+
+
+@pytest.mark.parametrize("panels, said", [(1, "plot of 1 sequence written to"), (2, "plot of 2 sequences written to")], ids=["one", "two"])
+def test_the_plot_line_counts_its_sequences_in_english(tmp_path, monkeypatch, panels, said):
+    """It said "plot of 1 sequences"."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from feph_finetune.predict import command, plots
+
+    monkeypatch.setattr(plots, "plot_probabilities", lambda *args: panels)
+    console = Console(record=True, width=200)
+    args = SimpleNamespace(out=None, plot=tmp_path / "p.png", smooth=1)
+    command._finish_outputs([], SimpleNamespace(run_id="r"), args, console, console)
+    assert console.export_text().startswith(said)

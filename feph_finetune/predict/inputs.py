@@ -297,6 +297,19 @@ ANIMATION_HEADER_BYTES = 65536
 ANIMATION_CHUNK_PIXELS = 2**25
 
 
+def _decoded_frames(content: bytes, path: Path, start: int, count: int) -> list[np.ndarray]:
+    """Frames ``start`` to ``start + count - 1`` of a multi-frame image, up to the first that cannot
+    be decoded: OpenCV fails a call as a whole for one damaged frame, so then they are decoded
+    one at a time."""
+    images = decode_frames(content, path, start, count)
+    if len(images) == count or count == 1:
+        return images
+    images = []
+    while len(images) < count and (one := decode_frames(content, path, start + len(images), 1)):
+        images += one
+    return images
+
+
 def _animation_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     """The kept frames of a multi-frame image file (frame = its place in the file, no ``time_s``),
     decoded a chunk at a time; a problem when decoding stops before the frame count it announces."""
@@ -307,7 +320,7 @@ def _animation_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
         width, height = announced_size(content) or (1, 1)
         chunk = max(1, min(64, ANIMATION_CHUNK_PIXELS // max(1, width * height)))
         while index < announced:
-            images = decode_frames(content, path, index, min(chunk, announced - index))
+            images = _decoded_frames(content, path, index, min(chunk, announced - index))
             for image in images:
                 if index % predict_input.every == 0:
                     yield InputFrame(index, image, file=path.name)
