@@ -125,3 +125,13 @@ def test_a_folder_of_many_unreadable_frames_names_five_in_the_error(tmp_path, mo
     error = capsys.readouterr().err
     assert "f004.png" in error and "f005.png" not in error and "and 195 more" in error
     assert len(error) < 1000
+
+
+def test_a_sample_of_a_videos_frames_is_numbered_by_its_names_and_said_once(tmp_path):
+    """More numbers missing than files present: a sample of frames (as FePh keeps), not files
+    lost; no problem per skip, one note, and the frames still numbered by their names."""
+    folder = write_frames(tmp_path / "sample", [f"fn{number:06d}.png" for number in (9, 45, 46, 100)])
+    rows, problems, notes = read(folder)
+    assert [index for index, _ in rows] == [0, 36, 37, 91] and problems == []
+    assert notes == [f"{folder}: the file names number the frames, and 88 of the numbers between fn000009.png and fn000100.png have no file "
+                     "(a sample of a video's frames): frames are numbered by their names, fn000009.png as frame 0"]

@@ -65,7 +65,7 @@ from feph_finetune.data.images import decode_frames, decode_image, image_bytes, 
 from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
 from feph_finetune.native_stderr import NativeOutput, NativeStderr, native_stderr_caught
 from feph_finetune.predict.avi import AviBreak, avi_layout
-from feph_finetune.predict.frame_folders import frame_numbers, gap_problems, is_hidden
+from feph_finetune.predict.frame_folders import Gap, frame_numbers, gaps, is_hidden
 from feph_finetune.predict.timebase import timestamp_resolution
 from feph_finetune.printable import counted, shortened
 
@@ -230,18 +230,22 @@ def _hidden_words(hidden: int, joint: str) -> str:
 
 def _folder_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
     """A folder's kept frames in order, numbered by their names where these number them, with a
-    problem before each place where those numbers skip (files missing: :func:`gap_problems`)."""
+    problem before each place where those numbers skip (files missing), or one note for a sample
+    of a video's frames (:func:`~feph_finetune.predict.frame_folders.gaps`)."""
     files = predict_input.files or []
     numbers = predict_input.numbers or list(range(len(files)))
-    gaps = list(gap_problems(predict_input.name, numbers, [file.name for file in files])) if predict_input.numbers else []
+    said = gaps(predict_input.name, numbers, [file.name for file in files]) if predict_input.numbers else []
     with NativeStderr() as stderr:
         for number, path in zip(numbers, files):
-            while gaps and gaps[0][0] <= number:
-                yield InputFrame(gaps[0][0], None, problem=gaps.pop(0)[1])
+            while said and said[0].frame <= number:
+                yield _gap_frame(said.pop(0))
             if number % predict_input.every == 0:
                 yield from _image_frame(number, path, stderr)
-    for frame, problem in gaps:
-        yield InputFrame(frame, None, problem=problem)
+    yield from map(_gap_frame, said)
+
+
+def _gap_frame(gap: Gap) -> InputFrame:
+    return InputFrame(gap.frame, None, problem=gap.text) if gap.problem else InputFrame(gap.frame, None, note=gap.text)
 
 
 def _image_frame(index: int, path: Path, stderr: NativeStderr) -> Iterator[InputFrame]:
