@@ -3,8 +3,8 @@
 - An image file is one frame, decoded as the training images are (:func:`feph_finetune.read_image`:
   RGB, alpha dropped); one that holds several (an animated GIF, PNG or WebP, a multi-page TIFF)
   is a sequence of them, numbered by their place in the file (no ``time_s``), and in a folder of
-  frames its first is read with a problem saying so (:func:`_image_frame`). What a file is, its content says where OpenCV can tell (an image format's
-  signature, :func:`_holds_image`), not its name: a PNG named ``.avi`` and a ``.pgm`` are images,
+  frames its first is read with a problem saying so (:func:`_image_frame`). What a file is, its
+  content says where OpenCV can tell (an image format's signature, :func:`_holds_image`), not its name: a PNG named ``.avi`` and a ``.pgm`` are images,
   a video (an AVI, MP4/MOV or Matroska/WebM by its first bytes) named ``.png`` is read as a
   video, with a warning. A file named as an image
   (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) that is neither is
@@ -13,8 +13,8 @@
   ``fn000009`` comes before ``fn000045`` and ``frame2`` before ``frame10``; the frame index is the
   number the names carry (a file missing from their sequence is a gap, reported), else the
   position in that order (:mod:`feph_finetune.predict.frame_folders`). Hidden files (``._``
-  companions from macOS) are skipped and counted. Its files are picked as a single input is: by content (a folder of
-  ``.pgm`` frames, a PNG named ``.avi``) or by an image name. A link with an image name that
+  companions from macOS) are skipped and counted. Its files are picked as a single input is: by
+  content (a folder of ``.pgm`` frames, a PNG named ``.avi``) or by an image name. A link with an image name that
   points nowhere is a frame that cannot be read (reported); other files and sub-folders are
   skipped, said in one note.
 - Any other file is opened as a video with OpenCV's ``VideoCapture`` (its FFmpeg backend reads
@@ -140,8 +140,9 @@ def open_input(name: str, every: int = 1, warn: Callable[[str], None] | None = N
     if not found.exists:
         raise InputError(f"{name}: {NO_SUCH_FILE_OR_FOLDER}")
     if found.kind == FOLDER:
-        children = [child for child in path.iterdir() if not is_hidden(child.name)]
-        hidden = sum(1 for child in path.iterdir() if is_hidden(child.name))
+        entries = list(path.iterdir())
+        children = [child for child in entries if not is_hidden(child.name)]
+        hidden = len(entries) - len(children)
         files = sorted((child for child in children if _is_frame(child)), key=lambda child: natural_key(child.name))
         if not files:
             raise InputError(f"{name}: the folder holds no image files (none holds an image format OpenCV decodes, "
