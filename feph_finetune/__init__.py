@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from feph_finetune.data import image_headers as _image_headers  # noqa: E402 (no cv2, no TensorFlow: microseconds)
+
+_image_headers.set_default_limit()  # before anything of the package imports cv2, which reads it then (image_headers)
+
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time :func:`__getattr__` imports each on first use
     from feph_finetune.api import (
         CLASSES,

@@ -34,13 +34,17 @@ class NativeOutput:
 
     def decoder_lines(self) -> "NativeOutput":
         """Of these lines, FFmpeg's (``[mjpeg @ 0x55d0...] ...``) and OpenCV's (``[ WARN:0@1.2]
-        ...``), which both start with ``[``; every other line is another thread's (TensorFlow's C++
-        log, a Python warning) that fd 2 caught in passing, and is written on to the real stderr as
-        it would have been."""
-        others = [line for line in self.lines if not line.startswith("[")]
+        ...``), which both start with ``[``, and libpng's (``libpng error: ...``); every other line
+        is another thread's (TensorFlow's C++ log, a Python warning) that fd 2 caught in passing,
+        and is written on to the real stderr as it would have been."""
+        others = [line for line in self.lines if not line.startswith(_DECODER_STARTS)]
         if others:
             os.write(2, "".join(f"{line}\n" for line in others).encode("utf-8", errors="backslashreplace"))
-        return NativeOutput(tuple(line for line in self.lines if line.startswith("[")))
+        return NativeOutput(tuple(line for line in self.lines if line.startswith(_DECODER_STARTS)))
+
+
+#: How the lines of the decoders OpenCV runs start: FFmpeg's and OpenCV's log, libpng's messages.
+_DECODER_STARTS = ("[", "libpng ")
 
 
 @contextmanager

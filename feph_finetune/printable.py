@@ -107,6 +107,17 @@ def counted(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
+#: The items a message names one by one (:func:`few_named`); the rest are counted.
+NAMED_AT_MOST = 5
+
+
+def few_named(items: list[str], separator: str = "; ") -> str:
+    """The first :data:`NAMED_AT_MOST` of ``items`` joined by ``separator``, then ``and N more``
+    for the rest: a message about 200 unreadable files stays a few lines, not 10,000 characters."""
+    shown = separator.join(items[:NAMED_AT_MOST])
+    return shown if len(items) <= NAMED_AT_MOST else f"{shown}{separator}and {len(items) - NAMED_AT_MOST} more"
+
+
 def shortened(value: Any, length: int = 40) -> str:
     """``str(value)`` as a message quotes a user's value: at most ``length`` characters (the
     first ``length - 20``, ``…``, the last 8), so that a value of kilobytes leaves the message one

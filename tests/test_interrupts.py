@@ -299,7 +299,9 @@ def test_a_ctrl_c_as_the_fork_server_starts_stops_the_command_whichever_thread_t
 #: The modules a command-line process may have loaded when it installs its stop-signal handlers:
 #: besides the standard library's, only these, so that a signal during the imports that follow
 #: (the command line, numpy, rich, OpenCV: a quarter of a second) is answered as 130.
-FIRST_MODULES = {"feph_finetune", "feph_finetune.__main__", "feph_finetune.standard_streams", "feph_finetune.interrupts", "feph_finetune.errors"}
+#: ``feph_finetune.data.image_headers`` (standard library only) sets the decoded-pixel limit before anything imports cv2.
+FIRST_MODULES = {"feph_finetune", "feph_finetune.__main__", "feph_finetune.standard_streams", "feph_finetune.interrupts", "feph_finetune.errors",
+                 "feph_finetune.data", "feph_finetune.data.image_headers"}
 HEAVY_MODULES = {"numpy", "rich", "cv2", "pluggy", "feph_finetune.cli", "feph_finetune.api"}
 
 

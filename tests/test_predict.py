@@ -576,15 +576,15 @@ def test_a_folders_broken_link_is_reported_like_an_undecodable_image_and_skipped
     folder.mkdir()
     for position in range(3):
         cv2.imwrite(str(folder / f"f{position}.png"), np.full((8, 8, 3), 50 * position, np.uint8))
-    (folder / "f12.png").symlink_to(tmp_path / "nowhere.png")
-    (folder / "f13.png").write_text("not an image")
+    (folder / "f3.png").symlink_to(tmp_path / "nowhere.png")
+    (folder / "f4.png").write_text("not an image")
     (folder / "notes.txt").write_text("not a frame")
     (folder / "old").mkdir()
     frames = list(open_input(str(folder)).frames())
     assert [frame.index for frame in frames if frame.image is not None] == [0, 1, 2]
     assert [frame.problem for frame in frames if frame.problem] == [
-        f"image {folder / 'f12.png'} is a link to nothing ({tmp_path / 'nowhere.png'})",
-        f"cannot decode image {folder / 'f13.png'}"]
+        f"image {folder / 'f3.png'} is a link to nothing ({tmp_path / 'nowhere.png'})",
+        f"cannot decode image {folder / 'f4.png'}"]
     assert [frame.note for frame in frames if frame.note] == [f"{folder}: skipped 1 other file (no image by content or name) and 1 sub-folder"]
 
 

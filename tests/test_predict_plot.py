@@ -118,3 +118,19 @@ def test_an_axis_of_frame_numbers_has_whole_numbers_only(frames):
     assert len(ticks) >= 2 and all(float(tick).is_integer() for tick in ticks), ticks
     labels = [label.get_text() for label in folder.get_xticklabels() if label.get_text()]
     assert labels and all(label.lstrip("−-").isdigit() for label in labels), labels
+
+
+@pytest.mark.parametrize("panels, said", [(1, "plot of 1 sequence written to"), (2, "plot of 2 sequences written to")], ids=["one", "two"])
+def test_the_plot_line_counts_its_sequences_in_english(tmp_path, monkeypatch, panels, said):
+    """It said "plot of 1 sequences"."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from feph_finetune.predict import command, plots
+
+    monkeypatch.setattr(plots, "plot_probabilities", lambda *args: panels)
+    console = Console(record=True, width=200)
+    args = SimpleNamespace(out=None, plot=tmp_path / "p.png", smooth=1)
+    command._finish_outputs([], SimpleNamespace(run_id="r"), args, console, console)
+    assert console.export_text().startswith(said)

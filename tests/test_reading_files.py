@@ -182,10 +182,8 @@ def test_a_link_to_a_fifo_in_a_folder_of_frames_is_a_frame_that_cannot_be_read(t
     os.mkfifo(tmp_path / "pipe")
     os.symlink(tmp_path / "pipe", frames / "f2.png")
     result = _run_python(f"""
-        from feph_finetune.predict.inputs import _image_frame
-        from pathlib import Path
-        for index, name in enumerate(("f1.png", "f2.png")):
-            frame = _image_frame(index, Path({str(frames)!r}) / name)
+        from feph_finetune.predict.inputs import open_input
+        for frame in open_input({str(frames)!r}).frames():
             print(frame.problem)
     """)
     assert result.returncode == 0, result.stderr
@@ -448,3 +446,52 @@ def test_json_read_back_with_a_key_twice_in_one_object_is_refused_naming_the_key
     (tmp_path / "nested.json").write_text('[{"a": {"b": 1, "b": 1}}]')
     with pytest.raises(UnreadableFile, match="has the key 'b' twice"):
         read_json_file(tmp_path / "nested.json")
+
+
+OVER_THE_LIMIT = {".png": (100, 200, 3), ".jpg": (100, 200, 3), ".bmp": (100, 200, 3), ".webp": (100, 200, 3),
+                  ".tiff": (100, 200, 3), ".pgm": (100, 200), ".gif": (100, 200, 3)}
+
+
+@pytest.mark.parametrize("suffix", list(OVER_THE_LIMIT))
+def test_the_pixel_limit_holds_whatever_imported_opencv_first_and_nothing_is_decoded(tmp_path, monkeypatch, suffix):
+    """OpenCV reads OPENCV_IO_MAX_IMAGE_PIXELS once, when cv2 is imported: in this process cv2 was
+    imported long before the limit below is set, as it was before the package set its default in
+    every command (``frames.py`` imported cv2 first). The header's size is checked before any
+    decoding: 20,000 pixels against a limit of 19,999, the mechanism of the default 2**27."""
+    big, fits = tmp_path / f"big{suffix}", tmp_path / f"fits{suffix}"
+    assert cv2.imwrite(str(big), np.zeros(OVER_THE_LIMIT[suffix], dtype=np.uint8))
+    assert cv2.imwrite(str(fits), np.zeros((99, *OVER_THE_LIMIT[suffix][1:]), dtype=np.uint8))
+    monkeypatch.setenv("OPENCV_IO_MAX_IMAGE_PIXELS", "19999")
+    decoded = []
+    real_decode = images.cv2.imdecode
+    monkeypatch.setattr(images.cv2, "imdecode", lambda *args: decoded.append(args) or real_decode(*args))
+    with pytest.raises(DatasetError, match=r"has more pixels than the 19999 decoded at most \(OPENCV_IO_MAX_IMAGE_PIXELS\)"):
+        read_image(big)
+    assert decoded == [], "the image over the limit was decoded: its memory was taken before it was refused"
+    assert read_image(fits).shape == (99, 200, 3)
+
+
+def test_data_and_predict_drop_an_image_over_the_pixel_limit(tmp_path, monkeypatch, capsys):
+    """Both commands read images through the same check: ``data`` counts the file as unreadable,
+    ``predict`` names it and the limit."""
+    from feph_finetune.cli import main
+    from feph_finetune.predict.inputs import open_input
+
+    for shade, label in enumerate(("happy", "sad")):
+        (tmp_path / label).mkdir()
+        for index in range(3):
+            assert cv2.imwrite(str(tmp_path / label / f"{index}.png"), np.full((20, 20, 3), 40 * index + 7 * shade, np.uint8))
+    assert cv2.imwrite(str(tmp_path / "happy" / "big.png"), np.zeros((100, 200, 3), np.uint8))
+    monkeypatch.setenv("OPENCV_IO_MAX_IMAGE_PIXELS", "19999")
+    assert main(["data", str(tmp_path), "--format", "folders", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == {"happy": 3, "sad": 3} and report["dropped"]["unreadable"] == 1
+    problems = [frame.problem for frame in open_input(str(tmp_path / "happy" / "big.png")).frames()]
+    assert problems == [f"image {tmp_path / 'happy' / 'big.png'} has more pixels than the 19999 decoded at most (OPENCV_IO_MAX_IMAGE_PIXELS)"]
+
+
+def test_every_command_sets_the_default_limit_before_anything_imports_opencv():
+    """``import feph_finetune`` (every command's first step) sets the default, so that OpenCV's
+    own check holds for the formats whose headers the package does not read."""
+    show = "import os, feph_finetune, cv2; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
+    assert _python_with_pixel_limit(show, None).stdout.split() == [str(images.MAX_IMAGE_PIXELS)]

@@ -12,27 +12,20 @@ A photograph's EXIF orientation is applied (a phone's portrait JPEG is stored si
 tag for every flag but ``IMREAD_UNCHANGED``. Alpha is dropped by the decoder (as a copy of the
 colour channels, the same pixels as decoding all four channels and dropping the fourth).
 
-A small file can hold a huge image: a 20000 x 20000 grey PNG is 400 KB and decodes to 400 MB
-(and more while converted). The decoded size is bounded by OpenCV's own check, the environment
-variable ``OPENCV_IO_MAX_IMAGE_PIXELS``, which OpenCV reads once, at its first decode: it is set
-to :data:`MAX_IMAGE_PIXELS` here, when this module is imported (before any decode), unless the
-user set it. A larger image is refused with a message naming the limit.
+A small file can hold a huge image (a 20000 x 20000 PNG of 1 MB decodes to 1.2 GB): an image
+whose header announces more pixels than the limit (:mod:`feph_finetune.data.image_headers`) is
+refused before it is decoded, with a message naming the limit, whatever imported ``cv2`` first.
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-#: Most pixels an image may have (width x height) to be decoded: 2**27, about 134 megapixels,
-#: more than any phone or DSLR photograph (100-megapixel medium format cameras included), while one
-#: decode of 16-bit RGB stays under 1 GB; a face crop needs a small part of it. OpenCV's default,
-#: 2**30, lets 8 decoding threads take 8 x 6 GB. A user's own ``OPENCV_IO_MAX_IMAGE_PIXELS`` is kept.
-MAX_IMAGE_PIXELS = 2**27
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
-
-import cv2  # noqa: E402  (after the limit is set: OpenCV reads it at its first decode)
+import cv2
 import numpy as np
 
 if "OPENCV_LOG_LEVEL" not in os.environ:
@@ -42,6 +35,7 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 from feph_finetune.api import DatasetError
+from feph_finetune.data.image_headers import MAX_IMAGE_PIXELS, over_limit, pixel_limit  # noqa: F401 (MAX_IMAGE_PIXELS: its old home)
 from feph_finetune.data.user_files import MAX_IMAGE_BYTES, UnreadableFile, read_user_file
 
 DECODE_THREADS = 8
@@ -68,6 +62,30 @@ def image_bytes(path) -> bytes:
         return read_user_file(path, MAX_IMAGE_BYTES)
     except UnreadableFile as error:
         raise DatasetError(f"image {path} {error}") from None
+
+
+def decode_frames(content: bytes, path, start: int, count: int) -> list[np.ndarray]:
+    """Frames ``start`` to ``start + count - 1`` of a multi-frame image file's bytes (an animated
+    GIF, PNG or WebP, a multi-page TIFF: ``path`` names it in errors), each uint8 RGB as
+    :func:`read_image` gives a still image; fewer at the file's end or where it cannot be decoded.
+    An animation's frames come composed as a viewer shows them."""
+    if over_limit(content):
+        raise _over_limit(path)
+    with opencv_quiet():  # reading past the end, or a damaged frame, is said by the caller, not by OpenCV's log
+        ok, animation = cv2.imdecodeanimation(np.frombuffer(content, dtype=np.uint8).reshape(1, -1), start=start, count=count)  # one row: the WebP reader asks for it
+    return [_to_rgb_uint8(frame, path) for frame in animation.frames] if ok else []
+
+
+@contextmanager
+def opencv_quiet() -> Iterator[None]:
+    """OpenCV's log silent within the block (its ``[ERROR:0]`` lines for a file it cannot count or
+    read to the end), as it was after it: the caller says what went wrong, naming the file."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 def carries_exif(content: bytes) -> bool:
@@ -130,13 +148,18 @@ def _decode(content: bytes, path) -> np.ndarray | None:
     :class:`~feph_finetune.DatasetError` for an image over the pixel limit (module docstring)."""
     if not content:
         return None
+    if over_limit(content):  # before a pixel is decoded (image_headers)
+        raise _over_limit(path)
     try:
         return cv2.imdecode(np.frombuffer(content, dtype=np.uint8), DECODE_FLAGS)
     except cv2.error as error:
-        if "CV_IO_MAX_IMAGE_PIXELS" in str(error):
-            limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")
-            raise DatasetError(f"image {path} has more pixels than the {limit} decoded at most (OPENCV_IO_MAX_IMAGE_PIXELS)") from None
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(error):  # OpenCV's own check, for a format image_headers does not read
+            raise _over_limit(path) from None
         return None
+
+
+def _over_limit(path) -> DatasetError:
+    return DatasetError(f"image {path} has more pixels than the {pixel_limit()} decoded at most (OPENCV_IO_MAX_IMAGE_PIXELS)")
 
 
 def _to_rgb_uint8(image: np.ndarray, path: Path) -> np.ndarray:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from feph_finetune.errors import EXIT_INTERRUPTED, EXIT_OK, print_error
-from feph_finetune.printable import counted
+from feph_finetune.printable import counted, few_named
 
 
 def argument_problems(args) -> list[str]:
@@ -133,7 +133,7 @@ def predict_command(args, console: Console, errors: Console) -> int:
             return EXIT_INTERRUPTED
         except BundleError as error:  # a model whose outputs are unusable: --out stays as it was
             return print_error(errors, [f"MODEL {line}" for line in error.problems])
-        bad.update({summary.name: "; ".join(summary.problems) for summary in summaries if summary.problems})
+        bad.update({summary.name: few_named(summary.problems) for summary in summaries if summary.problems})
         for note in (note for summary in summaries for note in summary.notes):
             console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
         print_summary(summaries, bundle, console)
@@ -257,7 +257,7 @@ def _finish_outputs(summaries, bundle, args, console: Console, errors: Console) 
 
         smoothing = f", centred mean over {args.smooth} frames" if args.smooth > 1 else ""
         panels = plot_probabilities(summaries, args.plot, f"Class probabilities, model {bundle.run_id}{smoothing}", _warner(errors))
-        console.print(f"plot of {panels} sequences written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", markup=False, highlight=False)
+        console.print(f"plot of {counted(panels, 'sequence')} written to {args.plot}" if panels else "no video or frame folder to plot: --plot wrote nothing", markup=False, highlight=False)
 
 
 def _warner(errors: Console):

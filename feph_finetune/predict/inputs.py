@@ -1,16 +1,20 @@
 """Where ``predict`` gets frames: image files, folders of frames, and videos, streamed one frame at a time.
 
 - An image file is one frame, decoded as the training images are (:func:`feph_finetune.read_image`:
-  RGB, alpha dropped). What a file is, its content says where OpenCV can tell (an image format's
-  signature, :func:`_holds_image`), not its name: a PNG named ``.avi`` and a ``.pgm`` are images,
+  RGB, alpha dropped); one that holds several (an animated GIF, PNG or WebP, a multi-page TIFF)
+  is a sequence of them, numbered by their place in the file (no ``time_s``), and in a folder of
+  frames its first is read with a problem saying so (:func:`_image_frame`). What a file is, its
+  content says where OpenCV can tell (an image format's signature, :func:`_holds_image`), not its name: a PNG named ``.avi`` and a ``.pgm`` are images,
   a video (an AVI, MP4/MOV or Matroska/WebM by its first bytes) named ``.png`` is read as a
   video, with a warning. A file named as an image
   (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``) that is neither is
   reported as an image that cannot be decoded, and an empty file (0 bytes) as empty.
 - A folder is one sequence: its image files (not sub-folders), in natural order, so that
   ``fn000009`` comes before ``fn000045`` and ``frame2`` before ``frame10``; the frame index is the
-  position in that order. Its files are picked as a single input is: by content (a folder of
-  ``.pgm`` frames, a PNG named ``.avi``) or by an image name. A link with an image name that
+  number the names carry (a file missing from their sequence is a gap, reported), else the
+  position in that order (:mod:`feph_finetune.predict.frame_folders`). Hidden files (``._``
+  companions from macOS) are skipped and counted. Its files are picked as a single input is: by
+  content (a folder of ``.pgm`` frames, a PNG named ``.avi``) or by an image name. A link with an image name that
   points nowhere is a frame that cannot be read (reported); other files and sub-folders are
   skipped, said in one note.
 - Any other file is opened as a video with OpenCV's ``VideoCapture`` (its FFmpeg backend reads
@@ -56,10 +60,12 @@ import cv2
 import numpy as np
 
 from feph_finetune.api import DatasetError
-from feph_finetune.data.images import read_image, video_container
+from feph_finetune.data.image_headers import announced_size, may_hold_frames
+from feph_finetune.data.images import decode_frames, decode_image, image_bytes, opencv_quiet, video_container
 from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
 from feph_finetune.native_stderr import NativeOutput, NativeStderr, native_stderr_caught
 from feph_finetune.predict.avi import AviBreak, avi_layout
+from feph_finetune.predict.frame_folders import Gap, frame_numbers, gaps, is_hidden
 from feph_finetune.predict.timebase import timestamp_resolution
 from feph_finetune.printable import counted, shortened
 
@@ -90,25 +96,26 @@ class PredictInput:
 
     name: str
     path: Path
-    kind: str  # "image", "folder" or "video"
+    kind: str  # "image", "folder", "video" or "animation" (an image file of several frames)
     every: int
     total: int | None
     files: list[Path] | None = None
     fps: float | None = None
-    announced: int | None = None  # video: the frame count the container announces (None: unknown)
+    announced: int | None = None  # video, animation: the frame count the file announces (None: unknown)
     skipped: str | None = None  # folder: what it holds besides frames, in words (None: nothing)
+    numbers: list[int] | None = None  # folder: each file's frame number, from its name (None: its position)
     said: str = ""  # video: what OpenCV wrote to stderr while opening it, as open_input warned it
 
     def frames(self) -> Iterator[InputFrame]:
         """The kept frames, in order; a frame that cannot be read carries a ``problem``."""
         if self.kind == "video":
             yield from _video_frames(self)
+        elif self.kind == "animation":
+            yield from _animation_frames(self)
         else:
             if self.skipped:
                 yield InputFrame(0, None, note=f"{self.name}: skipped {self.skipped}")
-            for index, path in enumerate(self.files or []):
-                if index % self.every == 0:
-                    yield _image_frame(index, path)
+            yield from _folder_frames(self)
 
 
 def natural_key(name: str) -> list:
@@ -133,12 +140,16 @@ def open_input(name: str, every: int = 1, warn: Callable[[str], None] | None = N
     if not found.exists:
         raise InputError(f"{name}: {NO_SUCH_FILE_OR_FOLDER}")
     if found.kind == FOLDER:
-        children = list(path.iterdir())
+        entries = list(path.iterdir())
+        children = [child for child in entries if not is_hidden(child.name)]
+        hidden = len(entries) - len(children)
         files = sorted((child for child in children if _is_frame(child)), key=lambda child: natural_key(child.name))
         if not files:
             raise InputError(f"{name}: the folder holds no image files (none holds an image format OpenCV decodes, "
-                             f"and none is named {', '.join(IMAGE_SUFFIXES)})")
-        return PredictInput(name, path, "folder", every, len(range(0, len(files), every)), files=files, skipped=_skipped(children, len(files)))
+                             f"and none is named {', '.join(IMAGE_SUFFIXES)}){_hidden_words(hidden, ', and ')}")
+        numbers = frame_numbers([file.name for file in files])
+        total = sum(1 for number in numbers or range(len(files)) if number % every == 0)
+        return PredictInput(name, path, "folder", every, total, files=files, skipped=_skipped(children, len(files), hidden), numbers=numbers)
     if found.kind != REGULAR_FILE:  # a FIFO (OpenCV would wait for a writer forever), a device, a socket
         raise InputError(f"{name}: is {found.described}, neither a regular file nor a folder; predict reads image and video files and folders of frames")
     if path.stat().st_size == 0:
@@ -149,6 +160,8 @@ def open_input(name: str, every: int = 1, warn: Callable[[str], None] | None = N
     except OSError as error:
         raise InputError(f"{name}: cannot be read: {error.strerror}") from None
     if holds_image or (video is None and path.suffix.lower() in IMAGE_SUFFIXES):  # read_image names what it finds wrong
+        if holds_image and (count := _frame_count(path)) > 1:
+            return PredictInput(name, path, "animation", every, len(range(0, count, every)), files=[path], announced=count)
         return PredictInput(name, path, "image", 1, 1, files=[path])
     with _video_capture(path) as (capture, said):
         if said.lines and warn is not None:
@@ -202,20 +215,128 @@ def _is_frame(child: Path) -> bool:
     return regular and _holds_image(child)
 
 
-def _skipped(children: list[Path], frames: int) -> str | None:
-    """Words for what a folder holds besides its frames (other files, sub-folders), None when nothing."""
+def _skipped(children: list[Path], frames: int, hidden: int) -> str | None:
+    """Words for what a folder holds besides its frames (other files, sub-folders, hidden
+    entries), None when nothing; ``children``: its entries that are not hidden."""
     folders = sum(child.is_dir() for child in children)
     others = len(children) - frames - folders
     parts = [f"{others} other file{'s' * (others != 1)} (no image by content or name)"] * bool(others) + [f"{folders} sub-folder{'s' * (folders != 1)}"] * bool(folders)
-    return " and ".join(parts) or None
+    return " and ".join(parts) + _hidden_words(hidden, " and " if parts else "") or None
 
 
-def _image_frame(index: int, path: Path) -> InputFrame:
+def _hidden_words(hidden: int, joint: str) -> str:
+    """Words for a folder's ``hidden`` entries (:func:`~feph_finetune.predict.frame_folders.is_hidden`), after ``joint``."""
+    return f"{joint}{counted(hidden, 'hidden file')} (a name starting with '.', as macOS's '._' companions)" if hidden else ""
+
+
+def _folder_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
+    """A folder's kept frames in order, numbered by their names where these number them, with a
+    problem before each place where those numbers skip (files missing), or one note for a sample
+    of a video's frames (:func:`~feph_finetune.predict.frame_folders.gaps`)."""
+    files = predict_input.files or []
+    numbers = predict_input.numbers or list(range(len(files)))
+    said = gaps(predict_input.name, numbers, [file.name for file in files]) if predict_input.numbers else []
+    with NativeStderr() as stderr:
+        for number, path in zip(numbers, files):
+            while said and said[0].frame <= number:
+                yield _gap_frame(said.pop(0))
+            if number % predict_input.every == 0:
+                yield from _image_frame(number, path, stderr)
+    yield from map(_gap_frame, said)
+
+
+def _gap_frame(gap: Gap) -> InputFrame:
+    return InputFrame(gap.frame, None, problem=gap.text) if gap.problem else InputFrame(gap.frame, None, note=gap.text)
+
+
+def _image_frame(index: int, path: Path, stderr: NativeStderr) -> Iterator[InputFrame]:
+    """The frame an image file is, or its problem; a file of several frames (an animated GIF in
+    a folder of frames) gives its first, and a problem saying the others were not read.
+
+    What the decoder writes to stderr (libpng's ``libpng error: PNG input buffer is incomplete``,
+    OpenCV's ``[ERROR:0]`` lines about a damaged TIFF) is caught (``stderr``): said in the problem
+    of a file that cannot be decoded, dropped for one that can (``libpng warning: iCCP: known
+    incorrect sRGB profile`` says nothing about the frame)."""
     try:
-        image = read_image(path)
+        content = image_bytes(path)
     except DatasetError as error:
-        return InputFrame(index, None, file=path.name, problem=str(error))
-    return InputFrame(index, image, file=path.name)
+        yield InputFrame(index, None, file=path.name, problem=str(error))
+        return
+    with stderr.caught() as caught:
+        try:
+            image, problem = decode_image(content, path), None
+        except DatasetError as error:
+            image, problem = None, str(error)
+    said = caught.decoder_lines()
+    if problem is not None:
+        yield InputFrame(index, None, file=path.name, problem=f"{problem} (the decoder said: {shortened(said, 200)})" if said.lines else problem)
+        return
+    yield InputFrame(index, image, file=path.name)
+    if may_hold_frames(content) and (count := _frame_count(path)) > 1:
+        yield InputFrame(index, None, problem=f"image {path} holds {count} frames (an animation or a multi-page file): only its first is read, "
+                                              f"as frame {index}; give the file as an input of its own to read every frame")
+
+
+def _frame_count(path: Path) -> int:
+    """How many frames the image file ``path`` holds (an animation's, a multi-page TIFF's): 1 for
+    a still image, 0 where OpenCV cannot count them. Only a file whose header allows several
+    (:func:`~feph_finetune.data.image_headers.may_hold_frames`) is counted."""
+    try:
+        with open(path, "rb") as file:
+            if not may_hold_frames(file.read(ANIMATION_HEADER_BYTES)):
+                return 1
+    except OSError:
+        return 1  # read_image says why it cannot be read
+    with _utf8_name(path) as name, opencv_quiet():
+        try:
+            return cv2.imcount(name)
+        except cv2.error:
+            return 0
+
+
+#: The bytes of an image file looked at for the signs of several frames: an APNG's ``acTL`` chunk
+#: comes before its image data, within the first few hundred bytes.
+ANIMATION_HEADER_BYTES = 65536
+#: Pixels decoded in one call from a multi-frame image (2**25: 128 MB as BGRA): each call decodes
+#: from the file's start (a GIF's frames are drawn over the earlier ones), so calls are few.
+ANIMATION_CHUNK_PIXELS = 2**25
+
+
+def _decoded_frames(content: bytes, path: Path, start: int, count: int) -> list[np.ndarray]:
+    """Frames ``start`` to ``start + count - 1`` of a multi-frame image, up to the first that cannot
+    be decoded: OpenCV fails a call as a whole for one damaged frame, so then they are decoded
+    one at a time."""
+    images = decode_frames(content, path, start, count)
+    if len(images) == count or count == 1:
+        return images
+    images = []
+    while len(images) < count and (one := decode_frames(content, path, start + len(images), 1)):
+        images += one
+    return images
+
+
+def _animation_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
+    """The kept frames of a multi-frame image file (frame = its place in the file, no ``time_s``),
+    decoded a chunk at a time; a problem when decoding stops before the frame count it announces."""
+    path, name, announced = predict_input.path, predict_input.name, predict_input.announced or 0
+    index = 0
+    try:
+        content = image_bytes(path)
+        width, height = announced_size(content) or (1, 1)
+        chunk = max(1, min(64, ANIMATION_CHUNK_PIXELS // max(1, width * height)))
+        while index < announced:
+            images = _decoded_frames(content, path, index, min(chunk, announced - index))
+            for image in images:
+                if index % predict_input.every == 0:
+                    yield InputFrame(index, image, file=path.name)
+                index += 1
+            if not images:
+                break
+    except DatasetError as error:
+        yield InputFrame(index, None, file=path.name, problem=str(error))
+        return
+    if index < announced:
+        yield InputFrame(index, None, problem=f"{name}: {_stopped_at(index - 1, index)} of the {announced} frames the file holds: it is cut off or damaged")
 
 
 def _video_frames(predict_input: PredictInput) -> Iterator[InputFrame]:
