@@ -12,8 +12,9 @@ The index lists each frame's chunk at its offset, in frame order: the frame a ch
 came before it. Walking the chunks by the sizes they declare (the RIFF format, not FFmpeg's
 recovery) and looking each video chunk up in the index gives each chunk FFmpeg counts its frame
 number (:attr:`AviLayout.numbers`): a frame the index lists whose chunk the walk did not find as a
-video chunk is a gap, and later frames keep their numbers. Where chunks are not where the index
-lists them (bytes removed or inserted), or where the walk meets a damaged header or a chunk (or a
+video chunk is a gap, and later frames keep their numbers. Other streams' chunks (audio) that the
+index lists and the walk does not find move the later chunks, not FFmpeg's count of video chunks:
+their bytes are allowed for. Where chunks are not where the index lists them (bytes removed or inserted), or where the walk meets a damaged header or a chunk (or a
 chunk header) past the end of the file, numbers stop (:class:`AviBreak`). Without an index (a writer
 killed before writing it) a chunk's number is its count, right up to the first damaged header; past
 the whole entries of an index the file ends inside (a writer killed while writing it), too.

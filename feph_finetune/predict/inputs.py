@@ -20,9 +20,13 @@
   (``CAP_PROP_FPS``), in seconds, empty when the container gives none. A video of variable
   frame rate (timestamps off that rate's grid, as phones record) is numbered in decode order
   from its first such timestamp, each frame with its own timestamp, and says so once
-  (:class:`FrameNumbers`). An AVI has no timestamps (the demuxer counts chunks): its index says
-  which frame each counted chunk is, and reading stops where the chunks stop matching it, or at
-  the first damaged chunk header (:mod:`feph_finetune.predict.avi`), and says so. A video
+  (:class:`FrameNumbers`). A frame stored twice (its copy stamped as the first, the next frame at
+  the slot after it) is left out and said; two frames stored in swapped order are numbered by
+  their timestamps, in frame order (:class:`_Ahead` holds the first back). An AVI has no
+  timestamps (the demuxer counts chunks, never a variable rate): its index says which frame each
+  counted chunk is, and reading stops where the chunks stop matching it, or at the first damaged
+  chunk header (:mod:`feph_finetune.predict.avi`), and says so; ``time_s`` comes from the rate its
+  header gives, empty where that is 0 or implausible. A video
   whose decoding ends before the frame count its container announces is reported as cut off or
   damaged. A raw stream without a container (``.mjpeg``, ``.h264``) has no frame numbers of its
   own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones.
