@@ -633,7 +633,8 @@ def test_more_frames_than_the_header_announces_are_said(tmp_path):
     path = without_index(chunk_edited(tmp_path, "twice"))
     _, problems = read_levels(path)
     assert problems == [f"{path}: the AVI holds {FRAMES + 1} frames, but its header announces {FRAMES}: frame chunks were inserted or written "
-                        "twice (or the header's count is wrong), and where the file cannot tell, so frame numbers after that place may be off"]
+                        "twice, or the header's count is wrong; the file cannot tell which, so frame numbers may be off from the first inserted "
+                        "chunk on"]
 
 
 def test_an_avi_cut_off_by_a_killed_writer_is_called_cut_off(tmp_path):
@@ -733,3 +734,182 @@ def test_an_avi_cut_off_inside_its_index_keeps_every_whole_frame_and_says_the_in
     past = f"its {entries} whole entries place the frames they list, " if entries else ""
     assert problems == [f"{path}: decoding stopped at frame {FRAMES - 1} ({FRAMES} frames decoded) of the {FRAMES} the container announces: the file ends "
                         f"inside the AVI's index (cut off while the index was written): {past}later frames are numbered by counting chunks"]
+
+
+def _ebml_number(data: bytes, at: int, marker: bool) -> tuple[int, int]:
+    """An EBML variable-size number at ``at``: its value (``marker``: with the length marker, as
+    element IDs are written) and its length in bytes."""
+    length = 9 - data[at].bit_length()
+    value = int.from_bytes(data[at : at + length], "big")
+    return (value if marker else value & ((1 << (7 * length)) - 1)), length
+
+
+def _ebml_children(data: bytes, start: int, end: int):
+    """``(id, at, size_at, size_length, data_at, size)`` of each element from ``start`` to ``end``."""
+    at = start
+    while at < end:
+        element, id_length = _ebml_number(data, at, True)
+        size, size_length = _ebml_number(data, at + id_length, False)
+        yield element, at, at + id_length, size_length, at + id_length + size_length, size
+        at += id_length + size_length + size
+
+
+def mkv_blocks(data: bytes) -> tuple[tuple[int, int, int], list[tuple[int, int, tuple[int, int, int]]]]:
+    """The Segment's ``(size_at, size_length, size)`` and each frame's SimpleBlock as ``(start,
+    end, its cluster's (size_at, size_length, size))``, in stored order."""
+    segment = next(element for element in _ebml_children(data, 0, len(data)) if element[0] == 0x18538067)
+    blocks = []
+    for element, _, size_at, size_length, start, size in _ebml_children(data, segment[4], segment[4] + segment[5]):
+        if element == 0x1F43B675:  # a Cluster
+            blocks += [(at, body + length, (size_at, size_length, size))
+                       for child, at, _, _, body, length in _ebml_children(data, start, start + size) if child == 0xA3]
+    return segment[2:4] + segment[5:6], blocks
+
+
+def _set_ebml_size(data: bytearray, size_at: int, size_length: int, size: int) -> None:
+    data[size_at : size_at + size_length] = ((1 << (7 * size_length)) | size).to_bytes(size_length, "big")
+
+
+def mkv_block_edited(tmp_path: Path, how: str) -> Path:
+    """The 40-frame MKV with frame 20's block written ``twice`` (right after itself, Cluster and
+    Segment sizes grown to match, as a muxer's retry leaves it) or ``swapped`` with frame 19's
+    (each block keeping its own timestamp)."""
+    data, _ = mkv_frames(tmp_path / "whole.mkv")
+    segment, blocks = mkv_blocks(bytes(data))
+    assert len(blocks) == FRAMES
+    start, end, cluster = blocks[DAMAGED]
+    if how == "twice":
+        data[end:end] = data[start:end]
+        _set_ebml_size(data, *cluster[:2], cluster[2] + end - start)
+        _set_ebml_size(data, *segment[:2], segment[2] + end - start)
+    else:
+        before, _, before_cluster = blocks[DAMAGED - 1]
+        assert before_cluster == cluster and blocks[DAMAGED - 1][1] == start, "frames 19 and 20 share a cluster, side by side"
+        data[before:end] = data[start:end] + data[before:start]
+    path = tmp_path / f"{how}.mkv"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_frame_block_written_twice_leaves_the_copy_out_and_later_frames_keep_their_numbers(tmp_path):
+    """A Matroska frame stored twice carries its first copy's timestamp, and the next frame goes
+    on at the slot after it: the copy is left out and said (the input counts as not read in full),
+    and no later frame is numbered one past its place."""
+    path = mkv_block_edited(tmp_path, "twice")
+    shown, problems, notes = read_timed(path)
+    assert shown == {index: (index, pytest.approx(index / FPS, abs=1e-9)) for index in range(FRAMES)}  # 1e-9: float noise only
+    assert problems == [f"{path}: frame {DAMAGED} is stored twice (the next frame has its timestamp, 2.000 s): the copy is left out, "
+                        "later frames keep their numbers"]
+    assert notes == []
+
+
+def test_two_frame_blocks_stored_in_swapped_order_are_numbered_by_their_timestamps(tmp_path):
+    """Frames 19 and 20 stored as 20, 19, each with its own timestamp: both are in the file, so
+    nothing is reported lost; each is numbered by its timestamp, rows in frame order, one note."""
+    path = mkv_block_edited(tmp_path, "swapped")
+    frames = list(open_input(str(path)).frames())
+    rows = [(frame.index, round(float(frame.image.mean()) / 6)) for frame in frames if frame.image is not None]
+    assert rows == [(index, index) for index in range(FRAMES)]
+    assert [frame.problem for frame in frames if frame.problem] == []
+    assert [frame.note for frame in frames if frame.note] == [
+        f"{path}: frames {DAMAGED - 1} and {DAMAGED} are stored in swapped order (each with its own timestamp): numbered by their timestamps "
+        "(so are any later such frames)"]
+
+
+def test_a_lone_timestamp_one_slot_ahead_is_not_taken_for_a_swap(tmp_path):
+    """Frame 20 stamped at frame 22's slot, frame 22 on its own: the frame after the pair claims
+    that slot, so frame 20's stamp is the damaged one (numbered by its place), not a swap."""
+    path = retimed_mkv(tmp_path, {DAMAGED: 2200})
+    shown, problems, notes = read_timed(path)
+    assert shown == {index: (index, pytest.approx(index / FPS, abs=1e-9)) for index in range(FRAMES)}  # 1e-9: float noise only
+    assert problems == []
+    assert len(notes) == 1 and notes[0].startswith(f"{path}: frame {DAMAGED}'s timestamp (2.200 s) lies outside")
+
+
+AUDIO_BYTES = 1600  # 16-bit mono PCM at 8000 Hz, a tenth of a second: one chunk per frame
+
+
+def _riff_chunk(tag: bytes, body: bytes) -> bytes:
+    return tag + struct.pack("<I", len(body)) + body + b"\0" * (len(body) & 1)
+
+
+def _riff_list(kind: bytes, body: bytes) -> bytes:
+    return b"LIST" + struct.pack("<I", len(body) + 4) + kind + body
+
+
+def write_mjpg_with_audio(path: Path) -> Path:
+    """A 40-frame MJPG AVI at 10 frames/s with a PCM audio stream (``01wb``), one audio chunk
+    after each frame chunk, and an ``idx1`` index listing both streams' chunks, as a camera writes."""
+    jpegs = [cv2.imencode(".jpg", np.full((48, 64, 3), 6 * index, np.uint8))[1].tobytes() for index in range(FRAMES)]
+    avih = struct.pack("<10I", 100_000, 0, 0, 0x10, FRAMES, 0, 2, 0, 64, 48) + bytes(16)
+    video = _riff_list(b"strl", _riff_chunk(b"strh", b"vidsMJPG" + struct.pack("<IHHIIIIIIIIhhhh", 0, 0, 0, 0, 1, 10, 0, FRAMES, 0, 0xFFFFFFFF, 0, 0, 0, 64, 48))
+                       + _riff_chunk(b"strf", struct.pack("<IiiHHIIiiII", 40, 64, 48, 1, 24, int.from_bytes(b"MJPG", "little"), 64 * 48 * 3, 0, 0, 0, 0)))
+    audio = _riff_list(b"strl", _riff_chunk(b"strh", b"auds" + bytes(4) + struct.pack("<IHHIIIIIIIIhhhh", 0, 0, 0, 0, 2, 16000, 0, FRAMES * AUDIO_BYTES // 2, 0, 0xFFFFFFFF, 2, 0, 0, 0, 0))
+                       + _riff_chunk(b"strf", struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)))
+    movi, index = b"", b""
+    for jpeg in jpegs:
+        for tag, body in ((b"00dc", jpeg), (b"01wb", bytes(AUDIO_BYTES))):
+            index += tag + struct.pack("<III", 0x10 * (tag == b"00dc"), 4 + len(movi), len(body))
+            movi += _riff_chunk(tag, body)
+    body = b"AVI " + _riff_list(b"hdrl", _riff_chunk(b"avih", avih) + video + audio) + _riff_list(b"movi", movi) + _riff_chunk(b"idx1", index)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def test_an_audio_chunk_lost_from_an_avi_moves_no_frame_number(tmp_path):
+    """An audio chunk removed (RIFF and ``movi`` sizes fixed, the index as it was) moves every
+    later chunk from where the index lists it, but not the count of video chunks FFmpeg numbers
+    frames by: the index's missing audio chunk accounts for the bytes, every frame is read."""
+    data = bytearray(write_mjpg_with_audio(tmp_path / "whole.avi").read_bytes())
+    assert read_levels(tmp_path / "whole.avi") == ({index: index for index in range(FRAMES)}, [])
+    movi = data.index(b"movi")
+    audio = [at for at in range(movi, data.rindex(b"idx1")) if data[at : at + 4] == b"01wb"]
+    at, length = audio[DAMAGED], 8 + AUDIO_BYTES
+    del data[at : at + length]
+    struct.pack_into("<I", data, 4, struct.unpack_from("<I", data, 4)[0] - length)
+    struct.pack_into("<I", data, movi - 4, struct.unpack_from("<I", data, movi - 4)[0] - length)
+    path = tmp_path / "audio-lost.avi"
+    path.write_bytes(bytes(data))
+    assert read_levels(path) == ({index: index for index in range(FRAMES)}, [])
+
+
+def with_header(path: Path, rate: int | None = None, scale: int | None = None, frames: int | None = None) -> Path:
+    """The AVI with its video stream header's ``rate``, ``scale`` (``avih``'s frame period set to
+    0 with them: no rate anywhere) or frame count (``avih`` and ``strh``) set."""
+    data = bytearray(path.read_bytes())
+    avih, strh = data.index(b"avih") + 8, data.index(b"strh") + 8
+    if rate is not None:
+        struct.pack_into("<I", data, avih, 0)
+        struct.pack_into("<II", data, strh + 20, scale, rate)
+    if frames is not None:
+        struct.pack_into("<I", data, avih + 16, frames)
+        struct.pack_into("<I", data, strh + 32, frames)
+    edited = path.with_name(f"header-{rate}-{scale}-{frames}.avi")
+    edited.write_bytes(bytes(data))
+    return edited
+
+
+@pytest.mark.parametrize("rate, scale, said", [
+    (0, 1, "no frame rate (a rate of 0)"),
+    (4_000_000_000, 1, "an implausible frame rate (4000000000/1 frames/s)"),
+    (1, 4_000_000_000, "an implausible frame rate (1/4000000000 frames/s)")], ids=["rate-0", "rate-4e9", "scale-4e9"])
+def test_an_avi_header_without_a_plausible_frame_rate_gives_no_times_and_every_frame_its_number(tmp_path, rate, scale, said):
+    """An AVI's timestamps are FFmpeg's count of chunks at the rate it takes (25 frames/s made up
+    for a rate of 0; every count rounded to 0 at 4e9 frames/s): every frame keeps its number, no
+    variable frame rate or missing end is made up, and ``time_s`` is empty, said once."""
+    path = with_header(write_mjpg(tmp_path / "whole.avi"), rate, scale)
+    shown, problems, notes = read_timed(path)
+    assert shown == {index: (index, None) for index in range(FRAMES)}
+    assert problems == []
+    assert notes == [f"{path}: the AVI's header gives {said}: frames are numbered by their chunks, and time_s is left empty"]
+
+
+def test_an_avi_header_announcing_fewer_frames_than_its_index_lists_is_a_wrong_count(tmp_path):
+    """The index places every frame, so the header's frame count is what is wrong: every frame
+    read with its number, one note (the input is read in full)."""
+    path = with_header(write_mjpg(tmp_path / "whole.avi"), frames=DAMAGED)
+    shown, problems, notes = read_timed(path)
+    assert shown == {index: (index, pytest.approx(index / FPS, abs=1e-9)) for index in range(FRAMES)}  # 1e-9: float noise only
+    assert problems == []
+    assert notes == [f"{path}: the AVI's header announces {DAMAGED} frames, but its index lists {FRAMES}, each where the index says: "
+                     "the header's count is wrong (frames numbered by the index)"]

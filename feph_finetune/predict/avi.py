@@ -12,8 +12,9 @@ The index lists each frame's chunk at its offset, in frame order: the frame a ch
 came before it. Walking the chunks by the sizes they declare (the RIFF format, not FFmpeg's
 recovery) and looking each video chunk up in the index gives each chunk FFmpeg counts its frame
 number (:attr:`AviLayout.numbers`): a frame the index lists whose chunk the walk did not find as a
-video chunk is a gap, and later frames keep their numbers. Where chunks are not where the index
-lists them (bytes removed or inserted), or where the walk meets a damaged header or a chunk (or a
+video chunk is a gap, and later frames keep their numbers. Other streams' chunks (audio) that the
+index lists and the walk does not find move the later chunks, not FFmpeg's count of video chunks:
+their bytes are allowed for. Where chunks are not where the index lists them (bytes removed or inserted), or where the walk meets a damaged header or a chunk (or a
 chunk header) past the end of the file, numbers stop (:class:`AviBreak`). Without an index (a writer
 killed before writing it) a chunk's number is its count, right up to the first damaged header; past
 the whole entries of an index the file ends inside (a writer killed while writing it), too.
@@ -55,6 +56,22 @@ class AviLayout(NamedTuple):
     broken: AviBreak | None
     empty: frozenset[int]
     numbers: tuple[int, ...]
+    listed: int | None = None  # the video frames its index lists (None: no index)
+    rate: tuple[int, int] = (0, 0)  # the video stream header's (rate, scale): rate / scale frames/s
+
+
+#: Frame rates an AVI header may give that a camera or an encoder writes: one frame an hour (a
+#: time-lapse) to a million frames/s (a high-speed camera). A rate outside them (4e9 frames/s, a
+#: scale of 4e9) or a rate of 0 (FFmpeg then makes one up: 25 frames/s) gives no ``time_s``.
+PLAUSIBLE_FPS = (1 / 3600, 1e6)
+
+
+def header_fps(layout: AviLayout) -> float | None:
+    """The frame rate the AVI's video stream header gives (``rate / scale``), None where it gives
+    none or an implausible one (:data:`PLAUSIBLE_FPS`)."""
+    rate, scale = layout.rate
+    fps = rate / scale if rate and scale else 0.0
+    return fps if PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1] else None
 
 
 class _Chunk(NamedTuple):
@@ -75,22 +92,23 @@ def _layout(data) -> AviLayout | None:
     if data[0:4] != b"RIFF" or data[8:12] != b"AVI ":
         return None
     streams, movis, idx1 = _streams_and_movi_lists(data)
-    video = next((number for number, kind in enumerate(streams or []) if kind == b"vids"), None)
+    video = next((number for number, (kind, _) in enumerate(streams or []) if kind == b"vids"), None)
     if video is None or not movis:
         return None
     walk = _Walk(data, len(streams), b"%02d" % video)
     for start, end in movis:
         if not walk.movi(start, end):
             break
-    index = _Idx1(data, walk.idx1 or idx1 or _last_idx1(data), movis[0][0] - 4, walk.tag)
+    index = _Idx1(data, walk.idx1 or idx1 or _last_idx1(data), movis[0][0] - 4, walk.tag, len(streams))
     listed = walk.odml or index.video
     if listed:
-        return _Indexed(data, walk, listed, index.cut and not walk.odml).layout()
+        others = [] if walk.odml else index.others
+        return _Indexed(data, walk, listed, index.cut and not walk.odml, others).layout()._replace(listed=len(listed), rate=streams[video][1])
     broken = AviBreak(len(walk.chunks), walk.why(len(walk.chunks)), walk.cut) if walk.stop else None
     if broken is None and index.cut:
         broken = index_cut_off(len(walk.chunks), 0)
     empty = frozenset(count for count, chunk in enumerate(walk.chunks) if chunk.size == 0)
-    return AviLayout(broken, empty, tuple(range(len(walk.chunks))))
+    return AviLayout(broken, empty, tuple(range(len(walk.chunks))), rate=streams[video][1])
 
 
 def _chunk(data, position: int) -> tuple[bytes, int]:
@@ -130,12 +148,14 @@ def _stream_chunk(tag: bytes, streams: int) -> bool:
     return tag[:2].isdigit() and int(tag[:2]) < streams and tag[2:] in _STREAM_CHUNKS
 
 
-def _stream_types(data, start: int, end: int) -> list[bytes]:
+def _stream_types(data, start: int, end: int) -> list[tuple[bytes, tuple[int, int]]]:
+    """Each stream's type (``strh``'s fccType) and ``(rate, scale)``: rate / scale per second."""
     types, position = [], start
     while position + 12 <= end:
         tag, size = _chunk(data, position)
         if tag == b"LIST" and data[position + 8 : position + 12] == b"strl" and data[position + 12 : position + 16] == b"strh":
-            types.append(bytes(data[position + 20 : position + 24]))
+            scale, rate = struct.unpack("<II", data[position + 40 : position + 48])
+            types.append((bytes(data[position + 20 : position + 24]), (rate, scale)))
         position += 8 + size + (size & 1)
     return types
 
@@ -150,6 +170,7 @@ class _Walk:
     def __init__(self, data, streams: int, tag: bytes):
         self.data, self.streams, self.tag = data, streams, tag
         self.chunks: list[_Chunk] = []
+        self.others: set[int] = set()  # where the other streams' chunks (audio...) are
         self.odml: list[_Chunk] = []
         self.idx1: int | None = None
         self.stop, self.cut = "", False
@@ -173,7 +194,9 @@ class _Walk:
                 self.chunks.append(_Chunk(position, size))  # FFmpeg takes any type of the stream's number found in place as its packet
             elif tag == b"ix" + self.tag:
                 self.odml += _odml_entries(data, position + 8)
-            elif not (tag == b"JUNK" or tag[:2] == b"ix" or _stream_chunk(tag, self.streams)):
+            elif _stream_chunk(tag, self.streams):
+                self.others.add(position)
+            elif not (tag == b"JUNK" or tag[:2] == b"ix"):
                 self.stop = "header"
                 return False
             position += 8 + size + (size & 1)
@@ -218,11 +241,12 @@ def _last_idx1(data) -> int | None:
 
 class _Idx1:
     """The ``idx1`` index at ``position`` (None: none): the video chunks it lists in frame order
-    (:attr:`video`), and whether the file ends inside it (:attr:`cut`: a writer killed while
-    writing it; its whole entries still hold)."""
+    (:attr:`video`), the other streams' chunks (:attr:`others`: audio...), and whether the file
+    ends inside it (:attr:`cut`: a writer killed while writing it; its whole entries still hold)."""
 
-    def __init__(self, data, position: int | None, movi: int, tag: bytes):
+    def __init__(self, data, position: int | None, movi: int, tag: bytes, streams: int):
         self.video: list[_Chunk] = []
+        self.others: list[_Chunk] = []
         self.cut = False
         if position is None:
             return
@@ -232,6 +256,8 @@ class _Idx1:
                    for at in range(position + 8, min(position + 8 + size, len(data)) - 15, 16)]
         base = _offset_base(data, entries, movi)
         self.video = [_Chunk(base + offset, size) for chunk_tag, offset, size in entries if chunk_tag in (tag + b"dc", tag + b"db")]
+        self.others = [_Chunk(base + offset, size) for chunk_tag, offset, size in entries
+                       if chunk_tag[:2] != tag and _stream_chunk(chunk_tag, streams)]
 
 
 def _offset_base(data, entries: list[tuple[bytes, int, int]], movi: int) -> int:
@@ -256,11 +282,14 @@ def index_cut_off(frame: int, listed: int) -> AviBreak:
 
 class _Indexed:
     """The frame number of each walked chunk, from the index ``listed`` (frame k's chunk at
-    ``listed[k]``): a walked chunk is the frame whose listed position and size it has."""
+    ``listed[k]``): a walked chunk is the frame whose listed position and size it has, once the
+    bytes of other streams' chunks missing before it (``others``, as the index lists them: an audio
+    chunk lost moves every later chunk, not the count of video chunks) are taken into account."""
 
-    def __init__(self, data, walk: _Walk, listed: list[_Chunk], cut: bool = False):
-        self.data, self.walk, self.listed, self.cut = data, walk, listed, cut
+    def __init__(self, data, walk: _Walk, listed: list[_Chunk], cut: bool = False, others: list[_Chunk] = ()):
+        self.data, self.walk, self.listed, self.cut, self.others = data, walk, listed, cut, others
         self.frame_at = {chunk.position: frame for frame, chunk in enumerate(listed)}
+        self.removed = 0  # bytes of other streams' chunks missing before the chunk looked up
 
     def layout(self) -> AviLayout:
         numbers, expected = [], 0
@@ -270,7 +299,7 @@ class _Indexed:
                 numbers.append(expected)
                 expected += 1
                 continue
-            frame = self.frame_at.get(chunk.position)
+            frame = self._listed_frame(chunk, expected)
             damaged_size = self.walk.stop and count == len(self.walk.chunks) - 1  # the walk stops at the chunk after it
             if frame is None or frame < expected or (self.listed[frame].size != chunk.size and not damaged_size):
                 return self._shifted(numbers, expected)
@@ -285,10 +314,27 @@ class _Indexed:
                 return self._shifted(numbers, frame)
         return self._layout(numbers, None)
 
+    def _listed_frame(self, chunk: _Chunk, expected: int) -> int | None:
+        """The frame the index lists at the walked ``chunk``'s place, None where none is. Where
+        none is at its position, it is frame ``expected`` if the other streams' chunks the index
+        lists between frame ``expected - 1`` and it, and that the walk did not find, account for
+        the bytes between them."""
+        frame = self.frame_at.get(chunk.position + self.removed)
+        if frame is not None or expected >= len(self.listed):
+            return frame
+        after = self.listed[expected - 1].position if expected else 0
+        missing = sum(8 + other.size + (other.size & 1) for other in self.others
+                      if after < other.position < self.listed[expected].position and other.position - self.removed not in self.walk.others)
+        if missing and chunk.position + self.removed + missing == self.listed[expected].position:
+            self.removed += missing
+            return expected
+        return None
+
     def _in_place(self, chunk: _Chunk) -> bool:
         """Whether a chunk header of the listed size stands at the listed position (a frame chunk
         re-tagged, ``JUNK`` written over it): a gap, not bytes removed or inserted."""
-        return chunk.position + 8 <= len(self.data) and _chunk(self.data, chunk.position)[1] == chunk.size
+        position = chunk.position - self.removed
+        return position + 8 <= len(self.data) and _chunk(self.data, position)[1] == chunk.size
 
     def _shifted(self, numbers: list[int], frame: int) -> AviLayout:
         """Numbers stop where frame ``frame``'s chunk is not where the index lists it: bytes were

@@ -24,9 +24,13 @@
   (``CAP_PROP_FPS``), in seconds, empty when the container gives none. A video of variable
   frame rate (timestamps off that rate's grid, as phones record) is numbered in decode order
   from its first such timestamp, each frame with its own timestamp, and says so once
-  (:class:`FrameNumbers`). An AVI has no timestamps (the demuxer counts chunks): its index says
-  which frame each counted chunk is, and reading stops where the chunks stop matching it, or at
-  the first damaged chunk header (:mod:`feph_finetune.predict.avi`), and says so. A video
+  (:class:`FrameNumbers`). A frame stored twice (its copy stamped as the first, the next frame at
+  the slot after it) is left out and said; two frames stored in swapped order are numbered by
+  their timestamps, in frame order (:class:`_Ahead` holds the first back). An AVI has no
+  timestamps (the demuxer counts chunks, never a variable rate): its index says which frame each
+  counted chunk is, and reading stops where the chunks stop matching it, or at the first damaged
+  chunk header (:mod:`feph_finetune.predict.avi`), and says so; ``time_s`` comes from the rate its
+  header gives, empty where that is 0 or implausible. A video
   whose decoding ends before the frame count its container announces is reported as cut off or
   damaged. A raw stream without a container (``.mjpeg``, ``.h264``) has no frame numbers of its
   own: FFmpeg counts its frames, and one lost without a decoding error shifts the later ones.
@@ -64,7 +68,7 @@ from feph_finetune.data.image_headers import announced_size, may_hold_frames
 from feph_finetune.data.images import decode_frames, decode_image, image_bytes, opencv_quiet, video_container
 from feph_finetune.data.user_files import FOLDER, NO_SUCH_FILE_OR_FOLDER, REGULAR_FILE, classify_path, is_utf8_name
 from feph_finetune.native_stderr import NativeOutput, NativeStderr, native_stderr_caught
-from feph_finetune.predict.avi import AviBreak, avi_layout
+from feph_finetune.predict.avi import AviBreak, avi_layout, header_fps
 from feph_finetune.predict.frame_folders import Gap, frame_numbers, gaps, is_hidden
 from feph_finetune.predict.timebase import timestamp_resolution
 from feph_finetune.printable import counted, shortened
@@ -417,19 +421,24 @@ class _VideoReading:
         self.broken = self.layout.broken if self.layout else None
         self.gaps = _Gaps(self.name, self.layout.empty if self.layout else frozenset())
         self.numbers = FrameNumbers(predict_input.fps if timestamps else None, predict_input.announced,
-                                    timestamp_resolution(predict_input.path) if timestamps else 0.0)
+                                    timestamp_resolution(predict_input.path) if timestamps else 0.0,
+                                    counted=self.layout is not None, time_fps=header_fps(self.layout) if self.layout else None)
         self.grabs = _Grabs(capture, timestamps, lambda: _retries(self.announced, self.last), stderr)
         self.errors = 0  # frames at which FFmpeg reported damage
+        self.repeated = 0  # frames stored twice (copies left out)
         self.last = -1  # the number of the last decoded frame
         self.decoded, self.stopped = 0, False
 
     def frames(self) -> Iterator[InputFrame]:
         """The kept frames, each gap's problem and the notes in reading order, then how reading ended."""
-        grabbed = iter(self.grabs)
-        current = next(grabbed, None)  # a _Grab
-        while current is not None:
-            image = self.grabs.image() if self._may_keep(current.seconds, current.failed) else None
-            following = next(grabbed, None)  # its timestamp tells whether the current one's is out of place
+        yield from self._header_rate()
+        ahead = _Ahead(iter(self.grabs), self.grabs.image)
+        while (current := ahead.next()) is not None:
+            image = current.image if current.converted else self.grabs.image() if self._may_keep(current.grab.seconds, current.grab.failed) else None
+            current, image, following = self._in_stamp_order(ahead, current, image)
+            if self.numbers.repeats(current.seconds, following):
+                yield from self._repeated(current.seconds)
+                continue
             index = self._frame(self.numbers.number(current.seconds, current.failed, following))
             if (note := self.numbers.take_note()) is not None:
                 yield InputFrame(max(index, 0), None, note=f"{self.name}: {note}")
@@ -447,9 +456,40 @@ class _VideoReading:
             self.last, self.decoded = index, self.decoded + 1
             if index % self.every == 0:
                 yield _kept_frame(self.name, index, image, self.numbers.seconds(index))
-            current = following
         yield from self.gaps.summary(self.last)
         yield from self._ending()
+
+    def _in_stamp_order(self, ahead: "_Ahead", current: "_Converted", image) -> tuple[_Grab, np.ndarray | None, tuple | None]:
+        """The frame to number now, its image, and the next frame's ``(seconds, failed)`` (None:
+        none): ``current``, unless it and the next frame are stored in swapped order
+        (:meth:`FrameNumbers.stored_early`, which needs the frame after them too): then the next
+        one, ``current`` waiting for its turn."""
+        following = ahead.peek(0)
+        if not self.numbers.may_be_stored_early(current.grab.seconds, _stamp(following)):
+            return current.grab, image, _stamp(following)
+        ahead.convert(0)  # the frame after them is grabbed next: the next one's image now or never
+        after = ahead.peek(1)
+        if not self.numbers.stored_early(current.grab.seconds, _stamp(following), _stamp(after)):
+            return current.grab, image, _stamp(following)
+        ahead.push_back(_Converted(current.grab, image, True))
+        swapped = ahead.next()
+        return swapped.grab, swapped.image, _stamp(ahead.peek(0))
+
+    def _repeated(self, seconds: float) -> Iterator[InputFrame]:
+        """The problem of a frame stored twice (:meth:`FrameNumbers.repeats`): the copy is left
+        out; the first :data:`_GAPS_NAMED` named, the rest counted at the end."""
+        self.repeated += 1
+        if self.repeated <= _GAPS_NAMED:
+            yield InputFrame(self.last, None, problem=f"{self.name}: frame {self.last} is stored twice (the next frame has its timestamp, "
+                                                      f"{seconds:.3f} s): the copy is left out, later frames keep their numbers")
+
+    def _header_rate(self) -> Iterator[InputFrame]:
+        """A note where an AVI's header gives no plausible frame rate: ``time_s`` is left empty
+        (FFmpeg would make one up: 25 frames/s for a rate of 0)."""
+        if self.layout is not None and header_fps(self.layout) is None:
+            rate, scale = self.layout.rate
+            said = "no frame rate (a rate of 0)" if not (rate and scale) else f"an implausible frame rate ({rate}/{scale} frames/s)"
+            yield InputFrame(0, None, note=f"{self.name}: the AVI's header gives {said}: frames are numbered by their chunks, and time_s is left empty")
 
     def _decoder_said(self, index: int, said: str) -> Iterator[InputFrame]:
         """The problem of what FFmpeg wrote (``said``) while reading frame ``index``, if anything:
@@ -477,6 +517,8 @@ class _VideoReading:
         ended (:meth:`_stop`), or else what FFmpeg said in the failed reads after the last frame."""
         if self.errors > _GAPS_NAMED:
             yield InputFrame(self.last, None, problem=f"{self.name}: FFmpeg reported damage at {self.errors - _GAPS_NAMED} more frames (kept)")
+        if self.repeated > _GAPS_NAMED:
+            yield InputFrame(self.last, None, problem=f"{self.name}: {self.repeated - _GAPS_NAMED} more frames are stored twice (copies left out)")
         stop = list(self._stop())
         if not stop and self.grabs.said:
             stop = [InputFrame(self.last + 1, None, problem=f"{self.name}: FFmpeg reported damage after frame {self.last}: {shortened(self.grabs.said, 200)}")]
@@ -489,10 +531,13 @@ class _VideoReading:
         if broken and (self.stopped or broken.cut or (announced and broken.frame < announced)):
             of = f" of the {announced} the container announces" if announced else ""
             yield InputFrame(broken.frame, None, problem=f"{name}: {_stopped_at(last, decoded)}{of}: {broken.why}{broken.later}")
+        elif self.layout is not None and announced and last + 1 > announced and self.layout.listed and last < self.layout.listed:
+            yield InputFrame(announced, None, note=f"{name}: the AVI's header announces {announced} frames, but its index lists {self.layout.listed}, "
+                                                  "each where the index says: the header's count is wrong (frames numbered by the index)")
         elif self.layout is not None and announced and last + 1 > announced:
             yield InputFrame(announced, None, problem=f"{name}: the AVI holds {last + 1} frames, but its header announces {announced}: frame chunks were "
-                                                     "inserted or written twice (or the header's count is wrong), and where the file cannot tell, so "
-                                                     "frame numbers after that place may be off")
+                                                     "inserted or written twice, or the header's count is wrong; the file cannot tell which, "
+                                                     "so frame numbers may be off from the first inserted chunk on")
         elif decoded == 0:
             yield InputFrame(0, None, problem=f"{name}: the video has no frames" if not announced else f"{name}: no frame could be decoded of the {announced} the container announces")
         elif announced and last + 1 < announced and self.grabs.failed > FAILED_READS:
@@ -540,6 +585,55 @@ class _Gaps:
             yield InputFrame(dropped[0], None, note=f"{self.name}: {which} empty in the file (a frame the writer dropped; players show the previous one again): no row")
         if self.unnamed:
             yield InputFrame(last, None, problem=f"{self.name}: {self.unnamed} more frames in {self.places - _GAPS_NAMED} more places could not be decoded (left out)")
+
+
+class _Converted(NamedTuple):
+    """A grabbed frame and its image, once converted (``converted``; the image None where it was
+    not kept or cannot be converted)."""
+
+    grab: _Grab
+    image: np.ndarray | None = None
+    converted: bool = False
+
+
+def _stamp(item: _Converted | None) -> tuple[float | None, int] | None:
+    return None if item is None else (item.grab.seconds, item.grab.failed)
+
+
+class _Ahead:
+    """Grabbed frames not yet numbered, in order: a frame's image can be converted only while it
+    is the last grabbed, so a frame is converted (:meth:`convert`) before one after it is grabbed
+    (:meth:`peek` past it), and a frame converted earlier carries its image."""
+
+    def __init__(self, grabs: Iterator[_Grab], image: Callable[[], np.ndarray | None]):
+        self.grabs, self.image = grabs, image
+        self.waiting: list[_Converted] = []
+        self.ended = False
+
+    def peek(self, position: int) -> _Converted | None:
+        """The frame ``position`` places ahead (0: the next), grabbed if need be; None past the end."""
+        while len(self.waiting) <= position and not self.ended:
+            grab = next(self.grabs, None)
+            self.ended = grab is None
+            if grab is not None:
+                self.waiting.append(_Converted(grab))
+        return self.waiting[position] if position < len(self.waiting) else None
+
+    def next(self) -> _Converted | None:
+        item = self.peek(0)
+        if item is not None:
+            self.waiting.pop(0)
+        return item
+
+    def convert(self, position: int) -> None:
+        """Convert the frame ``position`` places ahead, the last grabbed, now."""
+        item = self.waiting[position]
+        if not item.converted:
+            self.waiting[position] = item._replace(image=self.image(), converted=True)
+
+    def push_back(self, item: _Converted) -> None:
+        """Put ``item`` back after the next frame: it is numbered after it."""
+        self.waiting.insert(1, item)
 
 
 class _Grab(NamedTuple):
@@ -643,10 +737,17 @@ class FrameNumbers:
     number is the next in decode order (plus failed reads), unless even the earliest slot its stamp
     allows is later (frames lost): then the slot its stamp names, so that the gap is counted within
     half a unit's frames; ``time_s`` is the slot's time.
+
+    An AVI stores no timestamps (``counted``): FFmpeg's are its count of chunks turned into seconds
+    at the rate it took (``fps``; 25 frames/s where the header gives none), so a frame's number is
+    that count back, never a grid that is left or a gap in time; ``time_s`` is the number over the
+    rate the header gives (``time_fps``; None: none, or none plausible, and ``time_s`` is empty);
+    where the count does not advance (an absurd rate), the next in decode order.
     """
 
-    def __init__(self, fps: float | None, announced: int | None = None, resolution: float = 0.0):
+    def __init__(self, fps: float | None, announced: int | None = None, resolution: float = 0.0, counted: bool = False, time_fps: float | None = None):
         self.fps, self.announced = fps, announced  # announced: the frame count the container announces (None: unknown)
+        self.counted, self.time_fps = counted, time_fps  # an AVI's: see the class
         self.resolution = resolution  # the unit the container stores timestamps in, seconds (0: exact)
         self.coarse = fps is not None and resolution * fps > 0.5  # rounding by half a unit can cross a quarter frame
         self.last = -1  # the number of the last frame
@@ -656,12 +757,16 @@ class FrameNumbers:
         self.estimate = ""  # words for a gap whose size is estimated (variable frame rate)
         self.offset = 0  # slots the grid starts later than the timestamps' zero (frame 0 stamped early)
         self.outliers = 0  # frames numbered by their place, their timestamps out of place
+        self.swaps = 0  # pairs of frames stored in swapped order
 
     def number(self, seconds: float | None, failed: int, following: tuple[float | None, int] | None = None) -> int:
         """The number of the frame with timestamp ``seconds`` (None: unknown), decoded after
         ``failed`` reads that failed; ``following`` is the next decoded frame's ``(seconds,
         failed)`` (None: this is the last)."""
         previous, self.estimate = self.time, ""
+        if self.counted and self.fps is not None and seconds is not None:
+            self.last, self.time = self._count(seconds, failed), seconds
+            return self.last
         if self.coarse and seconds is not None:
             self.last, self.time = self._coarse_place(seconds, failed), seconds
             return self.last
@@ -682,6 +787,8 @@ class FrameNumbers:
         (known only once it is grabbed, when this frame can no longer be converted): its own
         timestamp's number, and while on the grid any place up to the failed reads before it
         (frame 0 also 0), where the next frame's timestamp would place it."""
+        if self.counted and self.fps is not None and seconds is not None:
+            return {self._count(seconds, failed)}
         if self.coarse and seconds is not None:
             return {self._coarse_place(seconds, failed)}
         numbers = {self._unplaced(seconds, failed)}
@@ -698,6 +805,8 @@ class FrameNumbers:
 
     def seconds(self, index: int) -> float | None:
         """``time_s`` of frame ``index`` (the last numbered): its slot's time on the grid, else its own timestamp."""
+        if self.counted:
+            return index / self.time_fps if self.time_fps else None
         if self.fps is None:
             return None
         return round(self.time, 6) if self.variable else index / self.fps  # microseconds: no noise such as 1.4000000000000001
@@ -707,6 +816,13 @@ class FrameNumbers:
         from a duration stored in coarse units (its last stamp and last frame's length, each
         rounded by half a unit): 0 for timestamps fine enough."""
         return math.ceil(self.resolution * self.fps) if self.coarse else 0
+
+    def _count(self, seconds: float, failed: int) -> int:
+        """An AVI frame's count of chunks from FFmpeg's timestamp; the next in decode order (plus
+        failed reads) where the timestamps do not advance: at a rate such as 4e9 frames/s FFmpeg's
+        time base rounds every count to 0."""
+        count = round(seconds * self.fps)
+        return count if count > self.last else self.last + 1 + failed
 
     def _coarse_place(self, seconds: float, failed: int) -> int:
         """A coarse-stamped frame's number: the next in decode order, unless the earliest slot
@@ -728,6 +844,46 @@ class FrameNumbers:
         if self.time is not None and self._hole(seconds - self.time):
             index = max(index, self.last + round((seconds - self.time) * self.fps))
         return index
+
+    def repeats(self, seconds: float | None, following: tuple[float | None, int] | None) -> bool:
+        """Whether the frame stamped ``seconds`` is the last numbered frame stored again: on the
+        grid, it names the slot just taken, and the next frame (if any) goes on at the slot after
+        it (or repeats it too). A frame written twice (a muxer's retry, an edit) has its first
+        copy's timestamp; counted as a frame, it would shift every later one. Not for a
+        variable or coarse time base, where two frames may share a slot."""
+        if not self._fine_grid(seconds) or self.last < 0 or self._slot(seconds) != self.last:
+            return False
+        return following is None or (self._fine_grid(following[0]) and self._slot(following[0]) in (self.last, self.last + 1))
+
+    def stored_early(self, seconds: float | None, following: tuple[float | None, int] | None, after: tuple[float | None, int] | None) -> bool:
+        """Whether the frame stamped ``seconds`` and the next one are stored in swapped order, each
+        with its own timestamp: the next is stamped one slot before it, into a slot still free,
+        and the frame after them (``after``, None: none) does not claim its slot (else its stamp
+        is the damaged one: :meth:`_placed`). The next frame is then to be numbered first."""
+        if not (self._fine_grid(seconds) and following is not None and self._fine_grid(following[0])):
+            return False
+        slot, next_slot = self._slot(seconds), self._slot(following[0])
+        if not self.last < next_slot == slot - 1:
+            return False
+        if after is not None and self._fine_grid(after[0]) and self._slot(after[0]) <= slot:
+            return False
+        if self.note is None and not self.swaps:
+            self.note = (f"frames {next_slot} and {slot} are stored in swapped order (each with its own timestamp): "
+                         "numbered by their timestamps (so are any later such frames)")
+        self.swaps += 1
+        return True
+
+    def may_be_stored_early(self, seconds: float | None, following: tuple[float | None, int] | None) -> bool:
+        """Whether :meth:`stored_early` may hold, whatever the frame after the next: the next
+        frame's slot is free and one before this one's."""
+        return (self._fine_grid(seconds) and following is not None and self._fine_grid(following[0])
+                and self.last < self._slot(following[0]) == self._slot(seconds) - 1)
+
+    def _fine_grid(self, seconds: float | None) -> bool:
+        """Whether ``seconds`` is a timestamp on the grid of a constant frame rate stamped finely
+        enough to name its slot."""
+        return (seconds is not None and self.fps is not None and not (self.counted or self.coarse or self.variable)
+                and self._near_slot(seconds))
 
     def _leave_grid(self, seconds: float) -> None:
         self.variable = True
