@@ -23,7 +23,9 @@ from typing import Any
 from feph_finetune.execution.job import NO_SPACE_EVENT, Report, RunJob, Whereabouts, failed_record, first_refused, stopped_run_record, timeout_of
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, InProcess
-from feph_finetune.execution.executors.forkserver import exit_description, process_context, signal_group, start_child, stop_children
+from feph_finetune.execution.executors.forkserver import (
+    exit_description, process_context, server_end, server_end_described, signal_group, start_child, stop_children,
+)
 from feph_finetune.execution.executors.worker import run_job
 from feph_finetune.results.store import NoSpaceError, RunStore, write_error
 
@@ -185,11 +187,8 @@ class Child:
         self.no_space: dict[str, Any] | None = None  # the run's :data:`~feph_finetune.execution.job.NO_SPACE_EVENT`, if it sent one
         try:
             self.process = start_child(run_job, (payload, child_environment(device), str(self.log_path), writer), name=f"run-{job.id}")
-        except (EOFError, OSError) as error:  # the fork server died: its TensorFlow import crashed, say
-            self.start_failure = (
-                f"the run's process could not start ({type(error).__name__}): the server that forks run processes, "
-                f"with TensorFlow imported, has ended; python -c \"import tensorflow\" shows whether TensorFlow loads"
-            )
+        except (EOFError, OSError) as error:  # the fork server died: its TensorFlow import crashed, or it was killed
+            self.start_failure = f"the run's process could not start ({type(error).__name__}): {server_end_described(server_end())}"
         except BaseException:  # interrupted while the server forks it (which waits for the server's import)
             if self.process is not None:
                 stop_children([self.process])
