@@ -477,16 +477,17 @@ def run_limited(limit: int, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("executor", ["inline", "process"])
 def test_a_file_size_limit_stops_the_matrix_naming_the_file_and_the_limit(synthetic_feph, tmp_path, executor):
-    """``ulimit -f 1``: no run's record fits. Before, EFBIG was an unknown error: with ``process``
-    the command died with a traceback writing the failure record, the later run never tried and
-    no continue line."""
+    """``ulimit -f 1``: no run's configuration or record fits. Before, EFBIG was an unknown error:
+    with ``process`` the command died with a traceback writing the failure record, the later run
+    never tried and no continue line."""
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
     outdir = tmp_path / "runs"
     result = run_limited(1024, str(path), "--output", str(outdir), "--executor", executor)
     err = " ".join(result.stderr.split())
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    assert f"error: cannot write {outdir}" in err and "the file would be larger than a file may be here (the file-size limit of this process, ulimit -f, is 1.0 KB)" in err, err
+    assert f"error: cannot write {outdir}/A-x-" in err, err
+    assert "/config.json: the file would be larger than a file may be here (the file-size limit of this process, ulimit -f, is 1.0 KB)" in err, "the first file refused, the run's"
     assert f"raise the file-size limit (ulimit -f) or write to another file system, then continue with: python -m feph_finetune {path} --output {outdir} --executor {executor}" in err, err
     assert not list(outdir.glob("*/result.json"))
 

@@ -233,7 +233,11 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     store.discard(run.id)  # a stale result of an earlier attempt must not outlive this one
     counters: dict[str, int] = {}
     context_for = context_factory(run, counters)
-    store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset, INVOCATION: dict(job.invocation)})
+    try:
+        store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset, INVOCATION: dict(job.invocation)})
+    except WriteRefused as error:  # the first file refused: named by a parent that then fails to write the record
+        report(refusal_event(run.id, error))
+        raise
     tracking = RunTracking(tracked_run(run, store.run_dir(run.id), job.matrix), job.tracking, plugins, report)
     activity = Activity(run.id, report)
     with hooks_reported(activity):  # from the first tracking hook to the last: a hung one is named
