@@ -131,12 +131,12 @@ class UnwritableError(WriteRefused):
     def remedy(self) -> str:
         if self.errno == errno.EFBIG:
             return "raise the file-size limit (ulimit -f) or write to another file system"
-        return "make it writable"
+        return super().remedy
 
 
 def _size_limit(code: int) -> str:
-    """For EFBIG, this process's file-size limit in words (`` (the file-size limit, ulimit -f, is
-    1.0 KB)``), or the file system's where no limit is set; else nothing."""
+    """For EFBIG, this process's file-size limit in words (`` (the file-size limit of this
+    process, ulimit -f, is 1.0 KB)``), or the file system's where no limit is set; else nothing."""
     if code != errno.EFBIG:
         return ""
     try:
