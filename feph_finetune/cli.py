@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import re
-import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -27,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 import feph_finetune
-from feph_finetune.invocation import continue_command, program
+from feph_finetune.invocation import continue_command, program, shell_quote
 from feph_finetune.errors import EXIT_CLOSED_PIPE, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, message_lines, print_error
 from feph_finetune.printable import EscapingConsole, counted, printable, shortened
 from feph_finetune.standard_streams import reopen_closed_standard_streams
@@ -482,7 +481,7 @@ def cmd_report(args, console: Console) -> int:
     records = one_run_each(store)
     if not records and (args.outdir / RESULT_FILE).is_file():
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", f"one run's folder (it holds {RESULT_FILE}); give the results directory that holds it: "
-                                                             f"{program()} report {shlex.quote(str(args.outdir.parent))}")])
+                                                             f"{program()} report {shell_quote(str(args.outdir.parent))}")])
     if not records:
         raise ConfigError([Problem(f"OUTDIR {args.outdir}", "no finished runs (no usable */result.json)")])
     for line in configuration_warnings(records, lambda run_id: str(store.run_dir(run_id) / RESULT_FILE)):
@@ -798,7 +797,7 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     from feph_finetune.api import DatasetError
     from feph_finetune.demo.protocol import PretrainingFailed
     from feph_finetune.execution.executors import ExecutorError
-    from feph_finetune.results.store import NoSpaceError, UnwritableError, write_error
+    from feph_finetune.results.store import WRITING_ERRNOS, WriteRefused, write_error
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.results.reports import RecordError
     from feph_finetune.results.output_lock import LockFileError, OutputBusyError
@@ -826,14 +825,13 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
             from feph_finetune.data.user_files import lookup_problem
 
             return print_error(errors, [f"{error.filename}: {lookup_problem(error.filename) or error.strerror}"])
-        if error.filename and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # errors of writing only (EACCES may be a read)
+        if error.filename and error.errno in WRITING_ERRNOS:  # errors of writing only (EACCES may be a read)
             error = write_error(error, Path(error.filename))
-        if not isinstance(error, (NoSpaceError, UnwritableError)):
+        if not isinstance(error, WriteRefused):
             raise
         print_error(errors, message_lines(error))
         if command is cmd_run:
-            remedy = error.remedy if isinstance(error, NoSpaceError) else "make it writable"
-            errors.print(continue_line(continue_command(argv), runs_saved(), remedy), highlight=False, soft_wrap=True)
+            errors.print(continue_line(continue_command(argv), runs_saved(), error.remedy), highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except PretrainingFailed as error:
         print_error(errors, message_lines(error))

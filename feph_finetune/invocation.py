@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from feph_finetune.config.reading import dotted_key_parts
+from feph_finetune.printable import printable
 
 #: The key of ``config.json`` that holds the record.
 RECORD_KEY = "invocation"
@@ -57,7 +58,44 @@ def continue_command(argv: Sequence[str]) -> str:
     Abbreviations that argparse accepts (``--for``) count as ``--force`` too.
     """
     kept = [arg for arg in argv if not (arg.startswith("--f") and "--force".startswith(arg))]
-    return f"{program()} {shlex.join(kept)}"
+    return f"{program()} {shell_join(kept)}"
+
+
+def shell_join(words: Sequence[str]) -> str:
+    """``words`` as a shell command line that bash and zsh read back as exactly these words
+    (:func:`shell_quote` each)."""
+    return " ".join(shell_quote(word) for word in words)
+
+
+def shell_quote(word: str) -> str:
+    """``word`` quoted for bash and zsh, in a form that prints as it is: :func:`shlex.quote`, or
+    for a word holding a character the console would escape (a control character such as ``\\n``
+    or ``\\t``, a bidirectional control, a byte of a name that is not UTF-8: see
+    :func:`~feph_finetune.printable.printable`), ANSI-C quoting, ``$'runs\\nx'``. Shown inside
+    ``'...'`` such a character is printed as ``\\n``, which the shell reads as a backslash and an
+    ``n``: the pasted command would name another folder."""
+    if printable(word) == word:
+        return shlex.quote(word)
+    return "$'" + "".join(_ansi_c(character) for character in word) + "'"
+
+
+#: The characters ANSI-C quoting (``$'...'``) writes with a letter.
+_ANSI_C_LETTERS = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\v": "\\v", "\x1b": "\\E"}
+
+
+def _ansi_c(character: str) -> str:
+    """``character`` inside ``$'...'``: a letter escape, ``\\xHH`` for another ASCII control or
+    a byte of a name that is not UTF-8 (Python holds it as U+DC80-U+DCFF), ``\\uHHHH`` or
+    ``\\UHHHHHHHH`` (always every digit: a hex digit after it is not read into it) for any
+    other character :func:`~feph_finetune.printable.printable` escapes; else as it is."""
+    if character in _ANSI_C_LETTERS:
+        return _ANSI_C_LETTERS[character]
+    if "\udc80" <= character <= "\udcff":
+        return f"\\x{ord(character) - 0xDC00:02x}"
+    if printable(character) == character:
+        return character
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def matrix_command(record: Any, output: Path, only: Sequence[str], phase: str | None = None,
@@ -88,8 +126,8 @@ def matrix_command(record: Any, output: Path, only: Sequence[str], phase: str | 
     for setting in settings:
         words += ["--set", setting]
     words += ["--output", output] + (["--force"] if force else [])
-    command = f"{program()} {shlex.join(words)}"
-    return f"cd {shlex.quote(folder)} && {command}" if folder else command
+    command = f"{program()} {shell_join(words)}"
+    return f"cd {shell_quote(folder)} && {command}" if folder else command
 
 
 def _folder_to_enter(recorded: Any) -> str | None:

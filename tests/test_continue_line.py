@@ -74,3 +74,62 @@ def test_a_run_that_does_not_stop_says_finished_runs_are_saved_only_where_one_is
     [line] = ended.value.args[0]
     saved = "finished runs are saved; " if finished else ""
     assert line == f"{'interrupted: ' if interrupted else ''}{saved}to continue, run: python -m feph_finetune m.toml"
+
+
+# --- the continue line pastes back as the same command -------------------------------------------
+
+#: Arguments a shell reads back wrongly from ``'...'`` when the console shows their characters
+#: escaped, by what they hold (ids stable: named here).
+ODD_ARGUMENTS = {
+    "newline": ["--output", "runs\nx"],
+    "tab-and-quote": ["--output", "it's\tA"],
+    "escape-sequence": ["--output", "A\x1b[31mB"],
+    "bidi-control": ["--output", "A\u202eB"],
+    "non-utf8-byte": ["--output", "runs\udcff"],
+    "backslash-n-text": ["--output", "runs\\nx"],
+    "cjk-and-tab": ["--output", "手語\t", "--only", "A"],
+}
+
+
+def read_back_by_bash(command: str) -> list[str]:
+    """The words bash reads from ``command`` (the program's name dropped), as Python holds them."""
+    import os
+    import subprocess
+
+    words = command.removeprefix("python -m feph_finetune ")
+    printed = subprocess.run(["bash", "-c", f"printf '%s\\0' {words}"], capture_output=True, check=True, env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout
+    return [os.fsdecode(word) for word in printed.split(b"\0")[:-1]]
+
+
+@pytest.mark.parametrize("odd", sorted(ODD_ARGUMENTS))
+def test_the_printed_continue_line_pastes_back_as_the_same_arguments(synthetic_feph, tmp_path, monkeypatch, capsys, odd):
+    """What the console prints, pasted into bash, gives the arguments of the stopped command (the
+    ``--force`` dropped): before, ``--output $'runs\\nx'`` was shown ``'runs\\nx'``, which bash
+    reads as a backslash and an ``n``, so the pasted command started over in another folder."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_RUNS)
+    monkeypatch.chdir(tmp_path)
+    argv = [str(path), *ODD_ARGUMENTS[odd]]
+
+    def run(session):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Session, "run", run)
+    assert main([*argv, "--force"]) == 130
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "to continue, run: " in line]
+    assert read_back_by_bash(line.split("to continue, run: ", 1)[1]) == argv
+
+
+def test_a_suggested_matrix_command_pastes_back_folder_and_output_alike(tmp_path, monkeypatch):
+    """``matrix_command`` (predict and export of a run without a model) quotes the same way, the
+    ``cd`` to the recorded folder included, as the console shows it (:func:`printable`)."""
+    from feph_finetune.invocation import matrix_command
+    from feph_finetune.printable import printable
+
+    folder = tmp_path / "made\nhere"
+    folder.mkdir()
+    monkeypatch.chdir(tmp_path)
+    record = {"config": str(folder / "m.toml"), "demo": False, "overrides": ["experiments.A.label=a\tb"], "cwd": str(folder)}
+    command = printable(matrix_command(record, folder / "runs\x1b", ["A"]))
+    enter, _, run = command.partition(" && ")
+    assert read_back_by_bash(enter.replace("cd ", "", 1)) == [str(folder)]
+    assert read_back_by_bash(run) == ["m.toml", "--only", "A", "--set", "experiments.A.label=a\tb", "--output", "runs\x1b"]

@@ -214,6 +214,26 @@ def test_runs_whose_process_cannot_start_fail_naming_why_and_the_matrix_ends(syn
     records = RunStore(tmp_path / "runs").records()
     assert [record["status"] for record in records] == ["failed", "failed"]
     assert all("could not start" in record["error"]["message"] for record in records)
+    assert all("crashed with signal 6 (SIGABRT); python -c \"import tensorflow\" shows whether TensorFlow loads" in record["error"]["message"]
+               for record in records), records[0]["error"]["message"]
+
+
+def test_a_fork_server_killed_from_outside_is_said_so_not_blamed_on_tensorflow(synthetic_feph, tmp_path):
+    """The server killed (SIGKILL: by hand, the out-of-memory killer) while it imports TensorFlow
+    (here a stand-in that kills its own process): the run says which signal ended the server and
+    that it runs again next time; before, it said to check whether TensorFlow loads."""
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "tensorflow.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_SEEDS)
+    result = run_cli(str(path), "--output", str(tmp_path / "runs"), env={"PYTHONPATH": f"{fake}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    records = RunStore(tmp_path / "runs").records()
+    assert [record["status"] for record in records] == ["failed", "failed"]
+    for record in records:
+        message = record["error"]["message"]
+        assert "the server that forks run processes was killed by signal 9 (SIGKILL) from outside this command" in message, message
+        assert "the next invocation runs this run again" in message and "import tensorflow" not in message
 
 
 def running(pid: int) -> bool:

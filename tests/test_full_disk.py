@@ -272,6 +272,7 @@ WRITE_FAILURES = {
     errno.ENOSPC: "no space left on the disk of",
     errno.EROFS: "the file system is read-only",
     errno.EACCES: "permission denied",
+    errno.EFBIG: "the file would be larger than a file may be here",
 }
 
 
@@ -405,6 +406,7 @@ def test_any_command_meeting_a_full_or_read_only_disk_where_it_did_not_expect_on
         return command
 
     for code, said in ((errno.EROFS, f"cannot write {tmp_path / 'cache' / 'FePh_labels.csv'}: the file system is read-only"),
+                       (errno.EFBIG, f"cannot write {tmp_path / 'cache' / 'FePh_labels.csv'}: the file would be larger than a file may be here"),
                        (errno.ENOSPC, f"no space left on the disk of {tmp_path / 'cache'} for FePh_labels.csv")):
         assert guarded(writing(code), None, RichConsole(file=io.StringIO()), RichConsole(stderr=True)) == 2
         assert said in " ".join(capsys.readouterr().err.split())
@@ -449,3 +451,107 @@ def test_predict_onto_a_full_disk_is_refused_before_the_model_loads(tmp_path, ca
     err = " ".join(capsys.readouterr().err.split())
     assert f"error: no space left on the disk of {out.parent} for p.csv (100 B free, at least " in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+# --- a file-size limit (EFBIG): as final as a full disk ----------------------------------------
+
+
+def file_size_limit(limit: int):
+    """A ``preexec_fn`` that limits the files the command writes to ``limit`` bytes
+    (RLIMIT_FSIZE, what ``ulimit -f`` sets): a write past it fails with EFBIG, as Python ignores
+    SIGXFSZ, which would otherwise kill the process."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def run_limited(limit: int, *args: str) -> subprocess.CompletedProcess:
+    """``python -m feph_finetune ARGS`` under a file-size limit of ``limit`` bytes."""
+    import sys
+
+    from conftest import REPO
+
+    return subprocess.run([sys.executable, "-m", "feph_finetune", *args], capture_output=True, text=True, cwd=REPO, timeout=600,
+                          preexec_fn=file_size_limit(limit))
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_a_file_size_limit_stops_the_matrix_naming_the_file_and_the_limit(synthetic_feph, tmp_path, executor):
+    """``ulimit -f 1``: no run's configuration or record fits. Before, EFBIG was an unknown error:
+    with ``process`` the command died with a traceback writing the failure record, the later run
+    never tried and no continue line."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    outdir = tmp_path / "runs"
+    result = run_limited(1024, str(path), "--output", str(outdir), "--executor", executor)
+    err = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"error: cannot write {outdir}/A-x-" in err, err
+    assert "/config.json: the file would be larger than a file may be here (the file-size limit of this process, ulimit -f, is 1.0 KB)" in err, "the first file refused, the run's"
+    assert f"raise the file-size limit (ulimit -f) or write to another file system, then continue with: python -m feph_finetune {path} --output {outdir} --executor {executor}" in err, err
+    assert not list(outdir.glob("*/result.json"))
+
+
+def test_synth_past_the_file_size_limit_ends_in_one_line_naming_the_file(tmp_path):
+    out = tmp_path / "FePh"
+    result = run_limited(4096, "synth", str(out), "--images", "10")
+    err = " ".join(result.stderr.split())
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"cannot write {out}" in err and "ulimit -f, is 4.1 KB" in err, err
+    assert not out.exists()
+
+
+def test_a_run_whose_file_passes_the_size_limit_stops_the_matrix_keeping_its_record(synthetic_feph, tmp_path, monkeypatch, capsys):
+    """A library's EFBIG names no file (Keras' ``model.save`` under ``ulimit -f``): the run is
+    recorded failed naming its folder, and the matrix stops there, as every later run would train
+    only to fail the same way (before: each run failed in turn, exit 1, no path, no continue line)."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    outdir = tmp_path / "runs"
+    write = RunStore.write_predictions
+
+    def too_large(self, *args, **kwargs):
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(RunStore, "write_predictions", too_large)
+    assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    (record,) = RunStore(outdir).records()
+    assert record["status"] == "failed" and record["error"]["type"] == "UnwritableError"
+    assert f"error: cannot write {outdir / record['id']}: the file would be larger than a file may be here" in err, err
+    assert "raise the file-size limit (ulimit -f) or write to another file system, then continue with:" in err and "Traceback" not in err
+
+    monkeypatch.setattr(RunStore, "write_predictions", write)
+    assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 0, "the failed run runs again"
+
+
+# --- the check after a run ended names the run to come, not the finished one ----------------------
+
+
+ONE_QUICK_RUN = """
+[experiments.A]
+options.adam.head_epochs = 0
+options.adam.epochs = 0
+"""
+
+
+def test_a_disk_full_after_a_run_names_the_next_runs_files_not_the_finished_run(synthetic_feph, tmp_path, monkeypatch, capsys):
+    """The finished run wrote all its files: the message is about the run that would start next
+    (with ``--jobs 2`` the check ran after whichever ended first and named it)."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, TWO_QUICK_RUNS)
+    outdir = tmp_path / "runs"
+    fake_free_space(monkeypatch, tmp_path, lambda: 10**6 if list(outdir.glob("*/result.json")) else 10**9)
+    assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    (finished,) = RunStore(outdir).records()
+    assert f"no space left on the disk of {outdir} for the files of the next run (1.0 MB free, about 8.4 MB needed)" in err, err
+    assert finished["id"] not in err
+
+
+def test_a_disk_full_after_the_last_run_is_no_error(synthetic_feph, tmp_path, monkeypatch, capsys):
+    """No run is left to start: the matrix is done (before: exit 2, "no space ... for the files
+    of run <the finished one>")."""
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, ONE_QUICK_RUN)
+    outdir = tmp_path / "runs"
+    fake_free_space(monkeypatch, tmp_path, lambda: 10**6 if list(outdir.glob("*/result.json")) else 10**9)
+    assert main([str(path), "--output", str(outdir), "--executor", "inline"]) == 0, capsys.readouterr().err
+    assert "no space left" not in capsys.readouterr().err

@@ -49,7 +49,9 @@ from feph_finetune.invocation import RECORD_KEY as INVOCATION
 from feph_finetune.plugins import PluginCallError, Plugins, describe_error, error_text, hook_listener
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
-from feph_finetune.results.store import NO_SPACE_ERRNOS, PENDING_RESULT_FILE, NoSpaceError, RunStore, ensure_space
+from feph_finetune.results.store import (
+    NO_SPACE_ERRNOS, PENDING_RESULT_FILE, WRITING_ERRNOS, NoSpaceError, RunStore, UnwritableError, WriteRefused, ensure_space, write_error,
+)
 
 #: Seconds between two ``progress`` events of one run (a new epoch is always reported).
 PROGRESS_INTERVAL_S = 0.5
@@ -220,18 +222,26 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
     ``environment.json`` (and, with ``save_model``, a model bundle: :mod:`feph_finetune.predict.bundle`),
     then ``result.json`` last.
     Any exception of a plugin or of the core fails this run only and is recorded in its
-    ``result.json``; an interruption (KeyboardInterrupt, a signal) propagates and leaves no
-    ``result.json``, so the run is never trusted and is run again next time.
+    ``result.json``. A file the results folder refuses (a full or read-only disk, a file past the
+    file-size limit) is reported as a :data:`REFUSED_EVENT` naming the first file refused, on
+    which an executor stops the matrix once the run is recorded (every later run would meet it
+    too); where not even ``result.json`` can be written, that error is raised. An interruption
+    (KeyboardInterrupt, a signal) propagates and leaves no ``result.json``, so the run is never
+    trusted and is run again next time.
     """
     run, store = job.run, RunStore(Path(job.output))
     store.discard(run.id)  # a stale result of an earlier attempt must not outlive this one
     counters: dict[str, int] = {}
     context_for = context_factory(run, counters)
-    store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset, INVOCATION: dict(job.invocation)})
+    try:
+        store.write(run.id, "config.json", {"run": run.describe(), "config": run.config.to_json(), "dataset": run.dataset, INVOCATION: dict(job.invocation)})
+    except WriteRefused as error:  # the first file refused: named by a parent that then fails to write the record
+        report(refusal_event(run.id, error))
+        raise
     tracking = RunTracking(tracked_run(run, store.run_dir(run.id), job.matrix), job.tracking, plugins, report)
     activity = Activity(run.id, report)
     with hooks_reported(activity):  # from the first tracking hook to the last: a hung one is named
-        record, first_full = run_record(run, "failed"), None
+        record, refusal = run_record(run, "failed"), None
         started, wall_started = time.perf_counter(), time.time()
         report({"event": "started", "run": run.id, "time": wall_started})  # the timeout counts from here: a hung track_run_start too
         tracking.start()
@@ -267,10 +277,8 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         except PluginCallError as error:
             record.update(error=error_record(error.plugin, error.hook, error.error))
         except Exception as error:  # anything else (out of memory, a full disk, a core bug) fails this run only
-            if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS and not isinstance(error, NoSpaceError):
-                error = NoSpaceError(store.run_dir(run.id), "the run's files")  # a library's ENOSPC names no path
-            first_full = error if isinstance(error, NoSpaceError) else None
-            record.update(error=error_record("core", "run", error))
+            refusal = refused_write(error, store.run_dir(run.id))
+            record.update(error=error_record("core", "run", refusal or error))
         record.setdefault("timing", {"total_s": time.perf_counter() - started, "stages": {}})
         record["timing"].update(started=wall_started, finished=time.time())
         record["counters"] = counters
@@ -278,32 +286,67 @@ def execute_run(job: RunJob, plugins: Plugins, source: DataSource, report: Repor
         try:
             tracking.end(record, keep=lambda pending: store.write(run.id, PENDING_RESULT_FILE, pending))
             store.finish(run.id, record)
-        except NoSpaceError as error:  # the disk that failed the run: the message names the first file it refused
-            full = first_full or error
-            report({"event": NO_SPACE_EVENT, "run": run.id, "folder": str(full.folder), "what": full.what})  # for a parent that writes the record
-            raise full
+        except WriteRefused as error:  # the disk that failed the run: the message names the first file it refused
+            refusal = refusal or error
+            report(refusal_event(run.id, refusal))  # for a parent that writes the record in the run's place
+            raise refusal
+        if refusal is not None:  # recorded; every later run would meet it too: the executor stops the matrix
+            report(refusal_event(run.id, refusal))
         return record["status"]
 
 
-#: The event of a run that failed on a full disk and could not write its record: the folder and
-#: the first file the disk refused, which an executor that then fails to write the record in
-#: the run's place names (:func:`first_refused`) rather than its own ``result.json``.
-NO_SPACE_EVENT = "no_space"
+def refused_write(error: BaseException, run_dir: Path) -> WriteRefused | None:
+    """``error`` as the :class:`~feph_finetune.results.store.WriteRefused` it is, when it says the
+    run's files cannot be written (:func:`~feph_finetune.results.store.write_error` decides which
+    errors do), naming the run's folder where a library's error names no path; else None."""
+    if isinstance(error, WriteRefused):
+        return error
+    if not isinstance(error, OSError) or error.errno not in WRITING_ERRNOS:
+        return None
+    if error.filename:
+        return write_error(error, Path(error.filename))
+    if error.errno in NO_SPACE_ERRNOS:
+        return NoSpaceError(run_dir, "the run's files")
+    return UnwritableError(run_dir, error.errno)
 
 
-def first_refused(event: dict[str, Any] | None) -> NoSpaceError | None:
-    """The full-disk error a run's :data:`NO_SPACE_EVENT` describes (None for no event)."""
-    return None if event is None else NoSpaceError(Path(str(event.get("folder"))), str(event.get("what")))
+#: The event of a run whose files the disk refused (full, read-only, past the file-size limit):
+#: the first file refused, which an executor raises (:func:`first_refused`) to stop the matrix
+#: once the run is recorded, or when it then fails to write the record in the run's place
+#: (rather than naming its own ``result.json``).
+REFUSED_EVENT = "write_refused"
 
 
-def ensure_run_space(job: RunJob) -> None:
+def refusal_event(run_id: str, error: NoSpaceError | UnwritableError) -> dict[str, Any]:
+    """The :data:`REFUSED_EVENT` of ``error``, which :func:`first_refused` turns back into it."""
+    if isinstance(error, NoSpaceError):
+        return {"event": REFUSED_EVENT, "run": run_id, "folder": str(error.folder), "what": error.what}
+    return {"event": REFUSED_EVENT, "run": run_id, "path": str(error.path), "errno": error.errno}
+
+
+def first_refused(event: dict[str, Any] | None) -> WriteRefused | None:
+    """The error a run's :data:`REFUSED_EVENT` describes (None for no event)."""
+    if event is None:
+        return None
+    if "errno" in event:
+        return UnwritableError(Path(str(event.get("path"))), int(event["errno"]))
+    return NoSpaceError(Path(str(event.get("folder"))), str(event.get("what")))
+
+
+def ensure_run_space(job: RunJob, what: str | None = None) -> None:
     """Raise :class:`~feph_finetune.results.store.NoSpaceError` when the results folder's disk cannot
     take the job's files, in bytes (:data:`RUN_FILES_BYTES`, and :data:`MODEL_BUNDLE_BYTES` with
     ``save_model``) and in inodes (:data:`RUN_FILES`, :data:`MODEL_BUNDLE_FILES`): checked before
-    a run's long work, not after it."""
+    a run's long work, not after it. ``what`` the message says had no room (default: the job's
+    files, named by its id; :data:`NEXT_RUN_FILES` after a run ended, for the run to start next)."""
     saving = saves_model(job.run.config)
     needed = RUN_FILES_BYTES + (MODEL_BUNDLE_BYTES if saving else 0)
-    ensure_space(Path(job.output), needed, f"the files of run {job.id}", files=RUN_FILES + (MODEL_BUNDLE_FILES if saving else 0))
+    ensure_space(Path(job.output), needed, what or f"the files of run {job.id}", files=RUN_FILES + (MODEL_BUNDLE_FILES if saving else 0))
+
+
+#: What the check after a run ended (:func:`ensure_run_space`) says had no room: the run that ended
+#: wrote its files, and which run starts next is the executor's to choose.
+NEXT_RUN_FILES = "the files of the next run"
 
 
 def check_installed(run: Run, plugins: Plugins) -> None:

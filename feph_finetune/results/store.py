@@ -34,11 +34,32 @@ PENDING_RESULT_FILE = "result.pending.json"
 #: The errors of a full disk (or a full quota).
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 #: The errors of a place that cannot be written at all, in words (``os.strerror`` would say
-#: "Read-only file system" for one and "Permission denied" for the other, with no path).
-UNWRITABLE_ERRNOS = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
+#: "Read-only file system" for one and "Permission denied" for the other, with no path). EFBIG:
+#: the file would pass the largest size a file may have here, this process's file-size limit
+#: (``ulimit -f``, RLIMIT_FSIZE, which batch systems and shared hosts set) or the file system's
+#: (FAT's 4 GiB): as final as a full disk for every run after it.
+UNWRITABLE_ERRNOS = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                     errno.EFBIG: "the file would be larger than a file may be here"}
+#: The errors only a write gives: a full disk, a read-only file system, a file past the size
+#: limit. Any error of these met anywhere is a place that cannot be written (:func:`write_error`);
+#: EACCES and EPERM are left out, as a read may give them too.
+WRITING_ERRNOS = (*NO_SPACE_ERRNOS, errno.EROFS, errno.EFBIG)
 
 
-class NoSpaceError(OSError):
+class WriteRefused(OSError):
+    """A file could not be written: its disk is full (:class:`NoSpaceError`), or the place cannot
+    take it (:class:`UnwritableError`). Every command treats them alike: one line naming the
+    path, exit 2, no traceback; a matrix stops, keeps its finished runs and says how to continue
+    after doing :attr:`remedy`. Raise one through :func:`write_error`, which decides which
+    ``OSError`` is which."""
+
+    @property
+    def remedy(self) -> str:
+        """What the user must do before continuing, for the continue line."""
+        return "make it writable"
+
+
+class NoSpaceError(WriteRefused):
     """A file could not be written, or a run would not fit, because the disk (or quota) of
     ``folder`` is full: of bytes, or of inodes (the file system's count of files, which a disk of
     many small files, or a small ``nr_inodes``, runs out of first). The message names the folder,
@@ -91,23 +112,50 @@ def _files(count: int) -> str:
     return f"{count} file" + ("" if count == 1 else "s")
 
 
-class UnwritableError(OSError):
-    """``path`` could not be written: its file system is read-only or this process may not
-    write there (:data:`UNWRITABLE_ERRNOS`); the message names the path and which it is."""
+class UnwritableError(WriteRefused):
+    """``path`` could not be written: its file system is read-only, this process may not write
+    there, or the file would pass the file-size limit (:data:`UNWRITABLE_ERRNOS`); the message
+    names the path and which it is."""
 
     def __init__(self, path: Path, code: int):
         self.path = known_path(Path(path))
-        super().__init__(code, f"cannot write {self.path}: {UNWRITABLE_ERRNOS[code]}")
+        super().__init__(code, f"cannot write {self.path}: {UNWRITABLE_ERRNOS[code]}{_size_limit(code)}")
+
+    def __reduce__(self):  # OSError's would call UnwritableError(errno, strerror)
+        return UnwritableError, (self.path, self.errno)
 
     def __str__(self) -> str:
         return self.strerror
 
+    @property
+    def remedy(self) -> str:
+        if self.errno == errno.EFBIG:
+            return "raise the file-size limit (ulimit -f) or write to another file system"
+        return super().remedy
+
+
+def _size_limit(code: int) -> str:
+    """For EFBIG, this process's file-size limit in words (`` (the file-size limit of this
+    process, ulimit -f, is 1.0 KB)``), or the file system's where no limit is set; else nothing."""
+    if code != errno.EFBIG:
+        return ""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        limit = None
+    if limit is None or limit == getattr(resource, "RLIM_INFINITY", -1):
+        return " (the largest file its file system takes)"
+    return f" (the file-size limit of this process, ulimit -f, is {human_bytes(limit)})"
+
 
 def write_error(error: OSError, path: Path) -> OSError:
     """The error to raise for ``error`` met while writing ``path``: a :class:`NoSpaceError` for
-    a full disk, an :class:`UnwritableError` for a read-only or forbidden place (both naming a
-    path), else ``error`` itself."""
-    if isinstance(error, (NoSpaceError, UnwritableError)):
+    a full disk, an :class:`UnwritableError` for a read-only or forbidden place or a file past
+    the size limit (both naming a path), else ``error`` itself. The one place that decides which
+    ``OSError`` means "cannot write here"."""
+    if isinstance(error, WriteRefused):
         return error
     if error.errno in NO_SPACE_ERRNOS:
         return NoSpaceError(Path(path).parent, Path(path).name)

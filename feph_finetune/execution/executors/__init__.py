@@ -26,7 +26,7 @@ from typing import Any, Callable, ClassVar, NoReturn
 from feph_finetune.config.options import Option, as_option, checked_as_owner, integer, name_problem, option_problems
 from feph_finetune.errors import EXIT_FAILED_RUNS
 from feph_finetune.config.reading import Problem, RawConfig, check_section, close_match, flag_and_set_problem, valid_values
-from feph_finetune.execution.job import Report, RunJob, ensure_run_space, finished_event
+from feph_finetune.execution.job import NEXT_RUN_FILES, Report, RunJob, ensure_run_space, finished_event
 from feph_finetune.hookspecs import hookimpl
 from feph_finetune.hook_results import result_problem
 from feph_finetune.plugins import PluginCallError, PluginLoadError, Plugins, describe_error, is_plugin_failure
@@ -139,16 +139,22 @@ class Executor:
         events (:class:`feph_finetune.execution.job.Whereabouts`); the other jobs go on. An executor
         that cannot stop a run records it as failed, saying why, rather than ignore the limit.
         Raise :class:`ExecutorError` when the work cannot start at all (an unreachable cluster).
+        A run whose files the results folder refused reports a
+        :data:`~feph_finetune.execution.job.REFUSED_EVENT`: once it is recorded, raise
+        :func:`~feph_finetune.execution.job.first_refused` of it, which stops the matrix.
         """
         raise NotImplementedError
 
     @staticmethod
-    def report_finished(job: RunJob, report: Report) -> None:
-        """Send the ``finished`` event of a job from its stored ``result.json``; then raise
-        :class:`~feph_finetune.results.store.NoSpaceError` if the results folder's disk has no room
-        for another such run, which stops the matrix like an interrupt (finished runs kept)."""
+    def report_finished(job: RunJob, report: Report, runs_to_start: bool = True) -> None:
+        """Send the ``finished`` event of a job from its stored ``result.json``; then, while runs
+        are yet to start (``runs_to_start``), raise :class:`~feph_finetune.results.store.NoSpaceError`
+        if the results folder's disk has no room for the next one's files (``job``'s size), which
+        stops the matrix like an interrupt (finished runs kept). The message names the next run's
+        files, never ``job``: its files are written."""
         report(finished_event(job.id, RunStore(job.output).result(job.id)))
-        ensure_run_space(job)
+        if runs_to_start:
+            ensure_run_space(job, NEXT_RUN_FILES)
 
 
 @hookimpl

@@ -123,6 +123,56 @@ def die_with_parent() -> None:
         os._exit(EXIT_INTERRUPTED)
 
 
+#: Seconds to wait for the fork server's end to be known after a run could not start from it:
+#: its socket closes as it dies, a moment before the system reports it ended.
+SERVER_END_WAIT_S = 2.0
+#: The signals of a server that crashed by itself (its TensorFlow import, say), not one sent
+#: from outside (by hand, by the out-of-memory killer).
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGILL, signal.SIGBUS, signal.SIGFPE, signal.SIGSYS, signal.SIGTRAP}
+
+
+def server_end() -> tuple[str, int] | None:
+    """How the fork server ended: ``("signal", N)`` or ``("exit", code)``; None where it is not
+    known (no server of this process's, another start method, still running after
+    :data:`SERVER_END_WAIT_S`). Looked at without collecting it (``WNOWAIT``), so that
+    :mod:`multiprocessing` still finds it ended and starts a new one for the next run."""
+    from multiprocessing import forkserver
+
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if pid is None or not hasattr(os, "waitid"):
+        return None
+    deadline = time.monotonic() + SERVER_END_WAIT_S
+    while True:
+        try:
+            ended = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # collected already
+            return None
+        if ended is not None:
+            return ("signal", ended.si_status) if ended.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else ("exit", ended.si_status)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
+def server_end_described(end: tuple[str, int] | None) -> str:
+    """Why a run's process could not start, from :func:`server_end`: a server killed by a signal
+    sent from outside is said so (later runs start a new one; the next invocation runs this run
+    again); a crash, an exit or an unknown end points at TensorFlow's import, which the server
+    runs (:data:`PRELOAD`)."""
+    if end is not None and end[0] == "signal" and end[1] not in CRASH_SIGNALS:
+        return (f"the server that forks run processes was killed by signal {end[1]} ({_signal_name(end[1])}) from outside this command "
+                "(by hand, or the out-of-memory killer); later runs start a new one, and the next invocation runs this run again")
+    how = "has ended" if end is None else f"crashed with signal {end[1]} ({_signal_name(end[1])})" if end[0] == "signal" else f"exited with code {end[1]}"
+    return f"the server that forks run processes, with TensorFlow imported, {how}; python -c \"import tensorflow\" shows whether TensorFlow loads"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def stop_children(children: Iterable[multiprocessing.Process], grace_s: float = STOP_GRACE_S) -> None:
     """SIGTERM the process group of every child (each leads one: :func:`begin_child`), give them
     ``grace_s`` seconds to exit side by side, then SIGKILL the groups still alive; returns once

@@ -34,13 +34,13 @@ from typing import Callable, Iterator, NoReturn
 
 from feph_finetune.errors import EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_USAGE
 from feph_finetune.execution.continuation import FINISHED_RUNS, continue_line, runs_saved
-from feph_finetune.execution.job import Report, RunJob, Whereabouts, execute_run, failed_record, stopped_run_record, timeout_of
+from feph_finetune.execution.job import REFUSED_EVENT, Report, RunJob, Whereabouts, execute_run, failed_record, first_refused, stopped_run_record, timeout_of
 from feph_finetune.execution.executors import CONTINUE_COMMAND, Executor, InProcess, end_process
 from feph_finetune import interrupts
 from feph_finetune.interrupts import stop_under_way
 from feph_finetune.last_resort import AFTER_WATCHDOG_S, deadline
 from feph_finetune.plugins import CoreInterrupt
-from feph_finetune.results.store import NoSpaceError, RunStore, UnwritableError
+from feph_finetune.results.store import RunStore, WriteRefused
 
 
 #: Seconds between two :class:`RunTimedOut` of one run past its timeout.
@@ -67,12 +67,16 @@ class InlineExecutor(Executor):
 
     def execute(self, jobs: list[RunJob], report: Report, here: InProcess) -> None:
         whereabouts = Whereabouts()
+        refusals: dict[str, dict] = {}  # run id: its REFUSED_EVENT
 
         def noting(event: dict) -> None:
+            if event.get("event") == REFUSED_EVENT:
+                refusals[event["run"]] = event
+                return
             whereabouts.note(event)
             report(event)
 
-        for job in jobs:
+        for number, job in enumerate(jobs, 1):
             if stop_under_way():  # a run caught the stop and returned: the command is stopping all the same
                 raise KeyboardInterrupt
             timeout, started = timeout_of(job), time.time()
@@ -90,7 +94,9 @@ class InlineExecutor(Executor):
                         store.finish(job.id, record)
                         if warning:
                             report({"event": "warning", "run": job.id, "message": warning})
-            self.report_finished(job, report)
+            if job.id in refusals:  # recorded failed: the results folder refused its files, and would the next run's
+                raise first_refused(refusals[job.id])
+            self.report_finished(job, report, runs_to_start=number < len(jobs))
 
 
 #: Why the command ends with a run of the inline executor that did not stop, and what to use instead.
@@ -128,10 +134,9 @@ class StuckRun:
             if not interrupted:
                 self.record()
             lines.append(continue_line(self.continue_with, runs_saved(self.finished_runs), interrupted=interrupted))
-        except (NoSpaceError, UnwritableError) as error:
+        except WriteRefused as error:
             code = EXIT_USAGE
-            remedy = error.remedy if isinstance(error, NoSpaceError) else "make it writable"
-            lines += [f"error: {error}", continue_line(self.continue_with, runs_saved(self.finished_runs), remedy)]
+            lines += [f"error: {error}", continue_line(self.continue_with, runs_saved(self.finished_runs), error.remedy)]
         except BaseException as error:  # whatever it is, the command ends
             lines += [f"error: run {job.id} could not be recorded: {type(error).__name__}: {error}",
                       continue_line(self.continue_with, runs_saved(self.finished_runs))]

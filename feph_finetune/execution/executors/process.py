@@ -20,12 +20,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from feph_finetune.execution.job import NO_SPACE_EVENT, Report, RunJob, Whereabouts, failed_record, first_refused, stopped_run_record, timeout_of
+from feph_finetune.execution.job import REFUSED_EVENT, Report, RunJob, Whereabouts, failed_record, first_refused, stopped_run_record, timeout_of
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, InProcess
-from feph_finetune.execution.executors.forkserver import exit_description, process_context, signal_group, start_child, stop_children
+from feph_finetune.execution.executors.forkserver import (
+    exit_description, process_context, server_end, server_end_described, signal_group, start_child, stop_children,
+)
 from feph_finetune.execution.executors.worker import run_job
-from feph_finetune.results.store import NoSpaceError, RunStore, write_error
+from feph_finetune.results.store import RunStore, WriteRefused, write_error
 
 STDERR_LOG = "stderr.log"
 #: Lines of a dead child's stderr kept in its ``result.json`` (all of it stays in ``stderr.log``).
@@ -90,8 +92,8 @@ class ProcessExecutor(Executor):
                         if child.past_deadline():
                             child.time_out(whereabouts.of(child.job.id), whereabouts.hook_of(child.job.id))
                     continue
-                if event is not None and event.get("event") == NO_SPACE_EVENT:
-                    child.no_space = event
+                if event is not None and event.get("event") == REFUSED_EVENT:
+                    child.refused = event
                 elif event is not None:
                     whereabouts.note(event)
                     if event.get("event") == "started":
@@ -102,7 +104,7 @@ class ProcessExecutor(Executor):
                 if warning:
                     report({"event": "warning", "run": child.job.id, "message": warning})
                 del running[next(slot for slot, other in running.items() if other is child)]
-                self.report_finished(child.job, report)
+                self.report_finished(child.job, report, runs_to_start=bool(pending))
         except BaseException:
             for child in running.values():
                 child.stop()
@@ -182,14 +184,11 @@ class Child:
         self.hook_stopped: tuple[str, str] | None = None  # the (plugin, hook) it was in then
         self.process: Any = None
         self.start_failure: str | None = None
-        self.no_space: dict[str, Any] | None = None  # the run's :data:`~feph_finetune.execution.job.NO_SPACE_EVENT`, if it sent one
+        self.refused: dict[str, Any] | None = None  # the run's :data:`~feph_finetune.execution.job.REFUSED_EVENT`, if it sent one
         try:
             self.process = start_child(run_job, (payload, child_environment(device), str(self.log_path), writer), name=f"run-{job.id}")
-        except (EOFError, OSError) as error:  # the fork server died: its TensorFlow import crashed, say
-            self.start_failure = (
-                f"the run's process could not start ({type(error).__name__}): the server that forks run processes, "
-                f"with TensorFlow imported, has ended; python -c \"import tensorflow\" shows whether TensorFlow loads"
-            )
+        except (EOFError, OSError) as error:  # the fork server died: its TensorFlow import crashed, or it was killed
+            self.start_failure = f"the run's process could not start ({type(error).__name__}): {server_end_described(server_end())}"
         except BaseException:  # interrupted while the server forks it (which waits for the server's import)
             if self.process is not None:
                 stop_children([self.process])
@@ -240,11 +239,16 @@ class Child:
         (:func:`~feph_finetune.execution.job.stopped_run_record`: a run stopped in a tracker's
         ``track_run_end`` keeps its result), or with the exit signal or code, with the end of its
         stderr, and the (plugin, hook) it was in, ``in_hook``, if any (:meth:`Whereabouts.hook_of`).
-        A done run's ``stderr.log`` is removed. Returns a warning to show, or None."""
+        A done run's ``stderr.log`` is removed. Returns a warning to show, or None. Raises the
+        :class:`~feph_finetune.results.store.WriteRefused` of a run whose files the disk refused
+        (the first file it refused), which stops the matrix: every later run would meet it too."""
         try:
-            return self._record_end(in_hook)
-        except NoSpaceError as error:  # the run's own failure named the first file the disk refused
-            raise first_refused(self.no_space) or error
+            warning = self._record_end(in_hook)
+        except WriteRefused as error:
+            raise first_refused(self.refused) or error
+        if self.refused is not None:  # the run recorded its failure itself
+            raise first_refused(self.refused)
+        return warning
 
     def _record_end(self, in_hook: tuple[str, str] | None) -> str | None:
         if self.start_failure:

@@ -41,7 +41,7 @@ from feph_finetune.execution.executors.inline import RunTimedOut, StuckRun, alar
 from feph_finetune.execution.executors.ray_connect import abandon, connect, host_and_port, import_ray, within_stop_wait
 from feph_finetune.plugins import PluginCallError, hook_listener
 from feph_finetune.data.preparation import DataSource, RunInputs
-from feph_finetune.results.store import RESULT_FILE, NoSpaceError, RunStore, atomic_path
+from feph_finetune.results.store import RESULT_FILE, RunStore, WriteRefused, atomic_path
 
 INSTALL = 'pip install "feph_finetune[ray]"'
 #: Seconds between two polls of the event sink while tasks run.
@@ -145,7 +145,7 @@ class RayExecutor(Executor):
                 files = kept.pop(job.id, None)
                 try:
                     write_run_files(job, ray.get(ref))
-                except NoSpaceError:
+                except WriteRefused:  # the results folder cannot take the run's files: the matrix stops
                     raise
                 except Exception as error:  # stopped for its timeout, or its worker or node was lost beyond the retries
                     if job.id in timed_out:
