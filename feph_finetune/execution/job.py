@@ -49,7 +49,7 @@ from feph_finetune.invocation import RECORD_KEY as INVOCATION
 from feph_finetune.plugins import PluginCallError, Plugins, describe_error, error_text, hook_listener
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
-from feph_finetune.results.store import NO_SPACE_ERRNOS, PENDING_RESULT_FILE, NoSpaceError, RunStore, ensure_space
+from feph_finetune.results.store import NO_SPACE_ERRNOS, PENDING_RESULT_FILE, NoSpaceError, RunStore, ensure_space, unreadable_json_problem
 
 #: Seconds between two ``progress`` events of one run (a new epoch is always reported).
 PROGRESS_INTERVAL_S = 0.5
@@ -418,12 +418,17 @@ def stopped_run_record(job: RunJob, timeout: float, where: str, started: float, 
 
 def _readable(record: dict[str, Any]) -> dict[str, Any]:
     """The record, or when its metrics or counters have a shape the reports refuse (an evaluate
-    plugin's percentages, a non-numeric counter: :class:`feph_finetune.results.records.RunRecord`), a
-    failed record saying why, so the run fails now, visibly, instead of being rerun every time."""
+    plugin's percentages, a non-numeric counter: :class:`feph_finetune.results.records.RunRecord`),
+    or its ``result.json`` could not be read back (:func:`~feph_finetune.results.store.unreadable_json_problem`:
+    the metrics of several plugins together over the size a record is read at), a failed record
+    saying why, so the run fails now, visibly, instead of being rerun every time."""
     from feph_finetune.results.records import RecordShapeError, RunRecord
 
     try:
         RunRecord.from_json(record)
+        unreadable = unreadable_json_problem(record)
+        if unreadable:
+            raise RecordShapeError([f"result.json could not be read back: {unreadable}"])
     except RecordShapeError as error:
         return {**record, "status": "failed", "metrics": None, "counters": {}, "error": error_record("core", "record", error)}
     return record
