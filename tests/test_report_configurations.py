@@ -142,6 +142,18 @@ def test_a_metric_some_folds_lack_is_said_with_the_count_its_mean_is_over(metric
         f"experiment M2: cv {metric} missing from M2-fold1; the row's {metric} is the mean of 2 of its 3 runs"]
 
 
+def test_a_done_record_whose_metrics_are_null_is_counted_and_each_metric_said_missing_from_it():
+    """Review h12c finding 5: left out of its row without a word (a CV mean over 2 folds shown as
+    the row's, its time and counters dropped), where metrics.accuracy null was warned about."""
+    runs = records()
+    runs[1]["metrics"] = None
+    [row] = summarize(runs)
+    assert row["folds"] == 3 and row["accuracy"] == pytest.approx(0.5)
+    assert reports.configuration_warnings(runs) == [
+        "experiment M2: cv accuracy missing from M2-fold1; the row's accuracy is the mean of 2 of its 3 runs; "
+        "cv avg_sensitivity missing from M2-fold1; the row's avg_sensitivity is the mean of 2 of its 3 runs"]
+
+
 def test_a_metric_no_fold_has_or_a_class_a_fold_never_saw_is_not_warned_about():
     """A metric every run lacks is a column the row does not show; a class's sensitivity is null
     where a fold's test set had no sample of it."""
