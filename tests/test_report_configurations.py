@@ -351,6 +351,47 @@ def test_a_value_no_run_writes_leaves_the_runs_configuration_out_with_one_warnin
     assert sorted((row["phase"], row["folds"], row["variant"]) for row in json.loads(printed.out)) == [("cv", 3, {}), ("exploratory", 1, {})]
 
 
+def _edited(key: str, value):
+    """A config.json edit: ``value`` set at the dotted ``key`` (the whole file for "")."""
+    def edit(text: str) -> str:
+        if not key:
+            return value if isinstance(value, str) else json.dumps(value)
+        data = json.loads(text)
+        *tables, last = key.split(".")
+        place = data
+        for name in tables:
+            place = place[name]
+        place[last] = value
+        return json.dumps(data)
+    return edit
+
+
+@pytest.mark.parametrize("edit, named", [
+    (_edited("config.options.mobilenet", "x"), "config.json: config.options.mobilenet: expected an object, got text"),
+    (_edited("config.options", [1]), "config.json: config.options: expected an object, got an array"),
+    (_edited("config", [1]), "config.json: config: expected an object, got an array"),
+    (_edited("run", [1]), "config.json: run: expected an object, got an array"),
+    (_edited("dataset", "FePh"), "config.json: dataset: expected an object, got text"),
+    (_edited("", [1, 2]), "its config.json is not a JSON object"),
+    (_edited("", "{not json"), "its config.json is unreadable (it is not valid JSON"),
+], ids=["plugin-options-text", "options-array", "config-array", "run-array", "dataset-text", "file-array", "file-not-json"])
+def test_a_config_json_table_of_another_type_leaves_the_runs_configuration_out_with_one_warning(tmp_path, synthetic_feph, capsys, edit, named):
+    """Review h12c finding 12: merged into the row without a word (its settings read as none),
+    where a wrong-type value inside a table is warned about."""
+    output = tmp_path / "out"
+    runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, runs, accuracy=0.5)
+    edited = output / next(run.id for run in runs if run.fold == 1) / "config.json"
+    edited.write_text(edit(edited.read_text(encoding="utf-8")), encoding="utf-8")
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    warning = " ".join(printed.err.split())
+    assert warning.count("warning:") == 1 and str(edited.parent) in warning and named in warning, warning
+    assert "the run's configuration cannot be told" in warning
+    assert sorted((row["phase"], row["folds"], row["variant"]) for row in json.loads(printed.out)) == [("cv", 3, {}), ("exploratory", 1, {})]
+
+
 def test_a_record_whose_model_contradicts_its_config_json_is_counted_as_config_json_says(tmp_path, synthetic_feph, capsys):
     """Issue h11 #11: the model is what a run id hashes, as ``variant`` and ``data`` are; a
     result.json saying otherwise was a row of its own."""

@@ -87,11 +87,15 @@ def _half_carried(store: RunStore, run_id: str, identify: Identify) -> bool:
 RunFiles = tuple[dict[str, Any], dict[str, Any]]
 
 
+#: The files of a run folder that record its configuration (:func:`run_files`).
+RUN_FILE_NAMES = ("config.json", "environment.json")
+
+
 def run_files(folder: Path) -> RunFiles | str:
     """``folder``'s ``config.json`` and ``environment.json``, or why they cannot be read (a phrase
     naming the file)."""
     records = []
-    for file in ("config.json", "environment.json"):
+    for file in RUN_FILE_NAMES:
         try:
             records.append(read_json_file(folder / file))
         except UnreadableFile as error:
