@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -390,6 +391,29 @@ def test_a_config_json_table_of_another_type_leaves_the_runs_configuration_out_w
     assert warning.count("warning:") == 1 and str(edited.parent) in warning and named in warning, warning
     assert "the run's configuration cannot be told" in warning
     assert sorted((row["phase"], row["folds"], row["variant"]) for row in json.loads(printed.out)) == [("cv", 3, {}), ("exploratory", 1, {})]
+
+
+def test_a_copy_of_a_run_folder_is_counted_once_and_called_a_copy(tmp_path, synthetic_feph, capsys):
+    """Review h12c finding 14: ``cp -r RUN RUN.bak`` with the copy's record id null (so that it is
+    not skipped as recording another folder's id) was explained as "the same run ... under an
+    earlier id (run ids now ignore how a setting is spelled ...)", a rule change that did not happen."""
+    output = tmp_path / "out"
+    runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, runs, accuracy=0.5)
+    original = output / next(run.id for run in runs if run.fold == 1)
+    copy = original.with_name(original.name + ".bak")
+    shutil.copytree(original, copy)
+    record = json.loads((copy / "result.json").read_text(encoding="utf-8"))
+    (copy / "result.json").write_text(json.dumps({**record, "id": None}), encoding="utf-8")  # its id is then its folder's name
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    warning = " ".join(printed.err.split())
+    assert warning.count("warning:") == 1, warning
+    assert f"warning: {copy}: a copy of run {original.name}, whose folder is {original} (the same run id inside a folder of another name); " \
+           f"the report counts the run once, from {original.name}" in warning, warning
+    assert "earlier id" not in warning
+    assert sorted((row["phase"], row["folds"]) for row in json.loads(printed.out)) == [("cv", 3), ("exploratory", 1)]
 
 
 def test_a_record_whose_model_contradicts_its_config_json_is_counted_as_config_json_says(tmp_path, synthetic_feph, capsys):
