@@ -78,3 +78,27 @@ def test_an_evaluate_plugin_sorting_y_prob_fails_its_run_and_leaves_the_predicti
     record = tiny.run_result("A")
     assert record["status"] == "failed" and (record["error"]["plugin"], record["error"]["hook"]) == ("sorter", "evaluate"), record["error"]
     assert "read-only" in record["error"]["message"]
+
+
+class SortsItsLabels:
+    """An ``expand`` that sorts the labels it is given in place, then returns the images with them."""
+
+    @hookimpl
+    def augment(self, context):
+        from feph_finetune.api import Augmentation
+
+        def expand(images, labels):
+            labels.sort()
+            return images, labels
+
+        return Augmentation(expand=expand)
+
+
+def test_a_function_a_hook_returned_gets_the_runs_arrays_read_only_too(tmp_path, synthetic_feph):
+    """``expand`` is given the run's own training labels: sorted in place, the model trained on
+    labels no longer aligned with their images (the images it returned unchanged)."""
+    get_plugins().pm.register(SortsItsLabels(), name="sortlabels")
+    tiny = TinyMatrix(tmp_path, synthetic_feph, '[experiments.A]\nmodel = "mobilenet"\naugment = ["sortlabels"]\n')
+    with pytest.raises(PluginCallError) as failed:
+        tiny.prepare("A")
+    assert (failed.value.plugin, failed.value.hook) == ("sortlabels", "augment") and "read-only" in str(failed.value), str(failed.value)
