@@ -73,8 +73,9 @@ def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str
     """The configuration of the run recorded in ``folder``: ``{"id": the hash of its id with the
     fold left out, "settings": its settings as dotted names, "recorded": its
     :data:`RECORDED_IN_CONFIG` fields as its config.json's ``run`` gives them (those of their
-    type)}``; None where its ``config.json`` or ``environment.json`` cannot be read, holds a
-    value no run writes (said to ``warn``: :func:`written_value_problems`) or its id cannot be
+    type)}``; None where its ``config.json`` or ``environment.json`` is missing, cannot be read
+    or is not an object (said to ``warn`` where both are there), holds a value or a table no run
+    writes (said to ``warn``: :func:`written_value_problems`) or its id cannot be
     computed again. ``known``: the
     configurations computed so far, by what the files record less the run's id and fold."""
     files = read(folder)
@@ -125,7 +126,8 @@ def written_value_problems(values: Mapping[str, Any], declarations: Declarations
     :func:`~feph_finetune.results.records.free_value_problems`), else an infinite number or NaN
     (no setting takes one, and JSON reads ``1e400`` or a 400-digit decimal as infinite), else a
     value its declaration refuses (a setting of the wrong type or out of its range, the
-    ``run`` object's :data:`RECORDED_IN_CONFIG` fields of another type). Only the first kind
+    ``run`` object's :data:`RECORDED_IN_CONFIG` fields of another type), a table of another
+    type (:func:`_table_problems`). Only the first kind
     found is named, so a key is named once. ``declarations``: how a plugin's options are
     checked; without it they are checked for the first two kinds only."""
     return free_value_problems(values) or _non_finite_numbers(values) or _table_problems(values) or _declared_problems(values, declarations)
