@@ -35,7 +35,7 @@ from feph_finetune.config.options import Option, name_problem
 from feph_finetune.config.schema import EXPERIMENT_OPTIONS
 from feph_finetune.data.class_mapping import class_names_problem
 from feph_finetune.results.records import metrics_problems
-from feph_finetune.results.store import jsonable
+from feph_finetune.results.store import jsonable, unreadable_json_problem
 from feph_finetune.training.compiling import all_layers
 
 
@@ -362,7 +362,9 @@ def _normalised_weights(weights: Mapping) -> dict[int, float]:
 
 def _metrics_problem(metrics: Any, arguments: Mapping[str, Any]) -> str:
     """A dict of JSON metrics, each named by text that is not blank, that the run's record
-    accepts (no NaN or infinity anywhere: :func:`feph_finetune.results.records.metrics_problems`)."""
+    accepts (no NaN or infinity anywhere: :func:`feph_finetune.results.records.metrics_problems`)
+    and that its ``result.json`` can be read back with (:func:`feph_finetune.results.store.unreadable_json_problem`:
+    a metric nested too deeply, one whose keys collide once written as text, one too large)."""
     if metrics is None:
         return ""
     if not isinstance(metrics, dict):
@@ -378,6 +380,9 @@ def _metrics_problem(metrics: Any, arguments: Mapping[str, Any]) -> str:
             return f"must return finite numbers, got NaN or infinity in metric {name!r}: {value!r}"[:300]
         except (TypeError, RecursionError) as error:
             return f"must return metrics that are JSON (numbers, text, lists, dicts), got in metric {name!r}: {error}"
+    unreadable = unreadable_json_problem({"metrics": metrics})  # as the metrics sit in result.json
+    if unreadable:
+        return f"must return metrics that the run's result.json can hold: written there, {unreadable}"
     problems = metrics_problems(json.loads(json.dumps(metrics, default=jsonable)), getattr(arguments.get("context"), "classes", None))
     return f"must return metrics of the record's shape, got {'; '.join(problems)}" if problems else ""
 

@@ -208,7 +208,8 @@ def weight_classes(labels, context):
     """Weight the classes of the loss.
 
     Called once per run on the experiment's ``class_weights`` plugin, if it names one, with
-    ``labels``: the class indices (int array) of the training split only, before augmentation.
+    ``labels``: the class indices (int array, read-only: the model trains on them after the
+    hook) of the training split only, before augmentation.
     Returns ``{class_index: weight}`` for every class index in ``range(len(context.classes))``
     and no other key (numpy integers are taken as ints), each a real number (int, float, a numpy
     number or a ``Fraction``: the core uses it as a float) that is 0 (leaves the class out of
@@ -224,11 +225,14 @@ def evaluate(y_true, y_prob, context):
 
     Called once per run, for each plugin in the experiment's ``evaluate`` list, after
     prediction, with ``y_true`` (int array of class indices, N) and ``y_prob`` (float array,
-    N x classes). Returns a dict of JSON-serialisable metrics (no NaN or infinity), each named by
+    N x classes), both read-only (later plugins and ``predictions.npz`` use them: copy one to
+    change it). Returns a dict of JSON-serialisable metrics (no NaN or infinity), each named by
     text that is not empty or blank (a report column's title), merged into the run's results
     (later plugins may not overwrite earlier keys), or None. Scalars in [0, 1] named
     ``accuracy``, ``avg_sensitivity`` and a ``sensitivity`` dict ``{class: value}`` fill the
-    paper's report columns; other scalar metrics get columns of their own.
+    paper's report columns; other scalar metrics get columns of their own. The run's
+    ``result.json`` must read back with them (nested at most 64 levels there, no two keys that
+    are one once written as text, at most 256 MiB).
     """
 
 
@@ -298,7 +302,8 @@ def track_run_end(run, status, record, context):
 
     Called in the run's own process when the run ends, whether it succeeded or failed, after its
     files are written and just before its ``result.json``: ``status`` is ``"done"`` or
-    ``"failed"``, ``record`` the content of ``result.json`` as it will be written (``metrics``:
+    ``"failed"``, ``record`` a copy of the content of ``result.json`` as it will be written
+    (the tracker's own: what it changes is not written; ``metrics``:
     the evaluate plugins' metrics, None when the run failed; ``error``; ``timing``), and the
     run's folder (``run.run_dir``) holds ``config.json``, ``metrics.json``, ``history.json`` and
     ``predictions.npz`` of a run that is done. Not called for a run its executor had to stop

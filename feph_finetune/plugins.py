@@ -33,6 +33,7 @@ import pluggy
 from feph_finetune import hookspecs
 from feph_finetune.api import PluginError
 from feph_finetune.config.options import Option, as_option, checked_as_owner, name_problem
+from feph_finetune.hook_arguments import protected_arguments
 from feph_finetune.hook_results import normalised_result, result_problem
 from feph_finetune.interrupts import interrupt_may_be_a_stop
 from feph_finetune.last_resort import AFTER_WATCHDOG_S, deadline_until_exit
@@ -657,14 +658,16 @@ class Plugins:
         re-raised as :class:`PluginCallError` naming the plugin, so that a failed run says who failed;
         so is a result that breaks the hook's promise (:func:`feph_finetune.hook_results.result_problem`),
         before any caller uses it. A result that keeps it is returned in the plain types the core
-        uses (:func:`feph_finetune.hook_results.normalised_result`).
+        uses (:func:`feph_finetune.hook_results.normalised_result`). The plugin is given the core's
+        data read-only or as copies (:func:`feph_finetune.hook_arguments.protected_arguments`): what
+        the core uses after the hook, a plugin cannot change.
         """
         if not self.implements(name, hook):
             return None
         others = [plugin for other, plugin in self.pm.list_name_plugin() if other != name]
         caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
         with plugin_code(name, hook):
-            result = caller(**kwargs)
+            result = caller(**protected_arguments(kwargs))
         problem = result_problem(hook, result, kwargs)
         if problem:
             raise PluginCallError(name, hook, PluginError(problem))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,18 @@ def test_a_metric_some_folds_lack_is_said_with_the_count_its_mean_is_over(metric
     assert row["folds"] == 3 and shown == pytest.approx(0.4 if metric == "f1" else 0.5)
     assert reports.configuration_warnings(runs) == [
         f"experiment M2: cv {metric} missing from M2-fold1; the row's {metric} is the mean of 2 of its 3 runs"]
+
+
+def test_a_done_record_whose_metrics_are_null_is_counted_and_each_metric_said_missing_from_it():
+    """Review h12c finding 5: left out of its row without a word (a CV mean over 2 folds shown as
+    the row's, its time and counters dropped), where metrics.accuracy null was warned about."""
+    runs = records()
+    runs[1]["metrics"] = None
+    [row] = summarize(runs)
+    assert row["folds"] == 3 and row["accuracy"] == pytest.approx(0.5)
+    assert reports.configuration_warnings(runs) == [
+        "experiment M2: cv accuracy missing from M2-fold1; the row's accuracy is the mean of 2 of its 3 runs; "
+        "cv avg_sensitivity missing from M2-fold1; the row's avg_sensitivity is the mean of 2 of its 3 runs"]
 
 
 def test_a_metric_no_fold_has_or_a_class_a_fold_never_saw_is_not_warned_about():
@@ -337,6 +350,70 @@ def test_a_value_no_run_writes_leaves_the_runs_configuration_out_with_one_warnin
     assert warning.count(f"{edited}:") == 1 and f"{edited}: {named}" in warning
     assert "the run's configuration cannot be told" in warning
     assert sorted((row["phase"], row["folds"], row["variant"]) for row in json.loads(printed.out)) == [("cv", 3, {}), ("exploratory", 1, {})]
+
+
+def _edited(key: str, value):
+    """A config.json edit: ``value`` set at the dotted ``key`` (the whole file for "")."""
+    def edit(text: str) -> str:
+        if not key:
+            return value if isinstance(value, str) else json.dumps(value)
+        data = json.loads(text)
+        *tables, last = key.split(".")
+        place = data
+        for name in tables:
+            place = place[name]
+        place[last] = value
+        return json.dumps(data)
+    return edit
+
+
+@pytest.mark.parametrize("edit, named", [
+    (_edited("config.options.mobilenet", "x"), "config.json: config.options.mobilenet: expected an object, got text"),
+    (_edited("config.options", [1]), "config.json: config.options: expected an object, got an array"),
+    (_edited("config", [1]), "config.json: config: expected an object, got an array"),
+    (_edited("run", [1]), "config.json: run: expected an object, got an array"),
+    (_edited("dataset", "FePh"), "config.json: dataset: expected an object, got text"),
+    (_edited("", [1, 2]), "its config.json is not a JSON object"),
+    (_edited("", "{not json"), "its config.json is unreadable (it is not valid JSON"),
+], ids=["plugin-options-text", "options-array", "config-array", "run-array", "dataset-text", "file-array", "file-not-json"])
+def test_a_config_json_table_of_another_type_leaves_the_runs_configuration_out_with_one_warning(tmp_path, synthetic_feph, capsys, edit, named):
+    """Review h12c finding 12: merged into the row without a word (its settings read as none),
+    where a wrong-type value inside a table is warned about."""
+    output = tmp_path / "out"
+    runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, runs, accuracy=0.5)
+    edited = output / next(run.id for run in runs if run.fold == 1) / "config.json"
+    edited.write_text(edit(edited.read_text(encoding="utf-8")), encoding="utf-8")
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    warning = " ".join(printed.err.split())
+    assert warning.count("warning:") == 1 and str(edited.parent) in warning and named in warning, warning
+    assert "the run's configuration cannot be told" in warning
+    assert sorted((row["phase"], row["folds"], row["variant"]) for row in json.loads(printed.out)) == [("cv", 3, {}), ("exploratory", 1, {})]
+
+
+def test_a_copy_of_a_run_folder_is_counted_once_and_called_a_copy(tmp_path, synthetic_feph, capsys):
+    """Review h12c finding 14: ``cp -r RUN RUN.bak`` with the copy's record id null (so that it is
+    not skipped as recording another folder's id) was explained as "the same run ... under an
+    earlier id (run ids now ignore how a setting is spelled ...)", a rule change that did not happen."""
+    output = tmp_path / "out"
+    runs = plan_matrix(write_matrix(tmp_path / "a.toml", synthetic_feph, M2))
+    write_finished(output, runs, accuracy=0.5)
+    original = output / next(run.id for run in runs if run.fold == 1)
+    copy = original.with_name(original.name + ".bak")
+    shutil.copytree(original, copy)
+    record = json.loads((copy / "result.json").read_text(encoding="utf-8"))
+    (copy / "result.json").write_text(json.dumps({**record, "id": None}), encoding="utf-8")  # its id is then its folder's name
+
+    assert main(["report", str(output), "--format", "json"]) == 0
+    printed = capsys.readouterr()
+    warning = " ".join(printed.err.split())
+    assert warning.count("warning:") == 1, warning
+    assert f"warning: {copy}: a copy of run {original.name}, whose folder is {original} (the same run id inside a folder of another name); " \
+           f"the report counts the run once, from {original.name}" in warning, warning
+    assert "earlier id" not in warning
+    assert sorted((row["phase"], row["folds"]) for row in json.loads(printed.out)) == [("cv", 3), ("exploratory", 1)]
 
 
 def test_a_record_whose_model_contradicts_its_config_json_is_counted_as_config_json_says(tmp_path, synthetic_feph, capsys):

@@ -18,6 +18,7 @@ from feph_finetune.api import Augmentation, Dataset, PluginError, Preprocessing,
 from feph_finetune.data.datasets import cv_splits, exploratory_split, group_labels, grouping_warning, load_dataset
 from feph_finetune.data.frames import CropCache, FrameSet, FrameStep, compute_frames, default_cache_dir
 from feph_finetune.config.matrix import Run
+from feph_finetune.hook_arguments import protected
 from feph_finetune.plugins import PluginCallError, Plugins, plugin_code
 from feph_finetune.data.splits import Split, holdout_split
 
@@ -206,9 +207,11 @@ def prepare(run: Run, plugins: Plugins, source: DataSource, context_for: Callabl
 
 
 def _call_plugin_function(plugin: str, hook: str, function: Callable, *args: Any) -> Any:
-    """Call a function a plugin returned, attributing its errors to the plugin."""
+    """Call a function a plugin returned, attributing its errors to the plugin; its arguments
+    read-only as a hook's are (:func:`~feph_finetune.hook_arguments.protected`: the training
+    labels ``expand`` is given are the run's own, the pixels a ``fit`` is given the next fit's)."""
     with plugin_code(plugin, hook):
-        return function(*args)
+        return function(*map(protected, args))
 
 
 def _expanded_examples(plugin: str, expanded: Any, before: Examples, classes: int) -> Examples:

@@ -268,7 +268,7 @@ MAX_JSON_BYTES = 256 * 2**20
 MAX_JSON_DEPTH = 64
 
 
-def read_json_file(path, limit: int = MAX_JSON_BYTES):
+def read_json_file(path, limit: int | None = None):
     """The JSON value in the regular file at ``path`` (UTF-8, at most ``limit`` bytes, arrays and
     objects nested at most :data:`MAX_JSON_DEPTH` deep): a dict, list, str, int, float, bool or None.
 
@@ -277,7 +277,19 @@ def read_json_file(path, limit: int = MAX_JSON_BYTES):
     (``json`` would keep the last silently: a hand-edited record), has an integer of more
     digits than Python converts, or is nested too deeply; never a RecursionError.
     """
-    data = read_user_file(path, limit)
+    limit = MAX_JSON_BYTES if limit is None else limit
+    return parse_json_bytes(read_user_file(path, limit), limit)
+
+
+def parse_json_bytes(data: bytes, limit: int | None = None):
+    """The JSON value in ``data``, the content of a JSON file, refused for what
+    :func:`read_json_file` refuses in a file's content (:class:`UnreadableFile`): the one
+    definition of a readable JSON file, which a writer also checks what it writes against
+    (:func:`feph_finetune.results.store.unreadable_json_problem`). ``limit``: bytes, by default
+    :data:`MAX_JSON_BYTES`."""
+    limit = MAX_JSON_BYTES if limit is None else limit
+    if len(data) > limit:
+        raise UnreadableFile(_too_big(len(data), limit))
     try:
         value = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_object_without_repeats)  # a byte-order mark (Windows Notepad) is not content
     except RepeatedKey as error:

@@ -50,7 +50,8 @@ from feph_finetune.plugins import PluginCallError, Plugins, describe_error, erro
 from feph_finetune.data.preparation import DataSource, prepare
 from feph_finetune.training.quiet_tensorflow import import_tensorflow
 from feph_finetune.results.store import (
-    NO_SPACE_ERRNOS, PENDING_RESULT_FILE, WRITING_ERRNOS, NoSpaceError, RunStore, UnwritableError, WriteRefused, ensure_space, write_error,
+    NO_SPACE_ERRNOS, PENDING_RESULT_FILE, WRITING_ERRNOS, NoSpaceError, RunStore, UnwritableError, WriteRefused, ensure_space, unreadable_json_problem,
+    write_error,
 )
 
 #: Seconds between two ``progress`` events of one run (a new epoch is always reported).
@@ -461,12 +462,17 @@ def stopped_run_record(job: RunJob, timeout: float, where: str, started: float, 
 
 def _readable(record: dict[str, Any]) -> dict[str, Any]:
     """The record, or when its metrics or counters have a shape the reports refuse (an evaluate
-    plugin's percentages, a non-numeric counter: :class:`feph_finetune.results.records.RunRecord`), a
-    failed record saying why, so the run fails now, visibly, instead of being rerun every time."""
+    plugin's percentages, a non-numeric counter: :class:`feph_finetune.results.records.RunRecord`),
+    or its ``result.json`` could not be read back (:func:`~feph_finetune.results.store.unreadable_json_problem`:
+    the metrics of several plugins together over the size a record is read at), a failed record
+    saying why, so the run fails now, visibly, instead of being rerun every time."""
     from feph_finetune.results.records import RecordShapeError, RunRecord
 
     try:
         RunRecord.from_json(record)
+        unreadable = unreadable_json_problem(record)
+        if unreadable:
+            raise RecordShapeError([f"result.json could not be read back: {unreadable}"])
     except RecordShapeError as error:
         return {**record, "status": "failed", "metrics": None, "counters": {}, "error": error_record("core", "record", error)}
     return record

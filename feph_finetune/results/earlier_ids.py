@@ -87,11 +87,15 @@ def _half_carried(store: RunStore, run_id: str, identify: Identify) -> bool:
 RunFiles = tuple[dict[str, Any], dict[str, Any]]
 
 
+#: The files of a run folder that record its configuration (:func:`run_files`).
+RUN_FILE_NAMES = ("config.json", "environment.json")
+
+
 def run_files(folder: Path) -> RunFiles | str:
     """``folder``'s ``config.json`` and ``environment.json``, or why they cannot be read (a phrase
     naming the file)."""
     records = []
-    for file in ("config.json", "environment.json"):
+    for file in RUN_FILE_NAMES:
         try:
             records.append(read_json_file(folder / file))
         except UnreadableFile as error:
@@ -179,8 +183,29 @@ def one_record_per_run(store: RunStore, records: list[dict[str, Any]], identify:
             continue
         newer, older = sorted((record, kept[run_id]), key=lambda each: _preference(each, run_id), reverse=True)
         kept[run_id] = newer
-        warn(f"{store.run_dir(older['id'])}: the same run as {store.run_dir(newer['id'])} under an earlier id ({WHY}); the report counts {newer['id']} only")
+        warn(_one_run_twice(store, newer["id"], older["id"], read))
     return list(kept.values())
+
+
+def _one_run_twice(store: RunStore, counted: str, other: str, read: Callable[[Path], RunFiles | str]) -> str:
+    """What a report says of the folders ``counted`` and ``other`` that hold one run: a copy (a
+    backup ``RUN.bak``: both record the same run id, one in a folder of another name), or the
+    run under an earlier id beside its id of today (:data:`WHY`)."""
+    inside = {_recorded_id(store.run_dir(name), read) for name in (counted, other)}
+    if len(inside) == 1 and None not in inside:
+        (run_id,) = inside
+        copy, original = (other, counted) if other != run_id else (counted, other)
+        return (f"{store.run_dir(copy)}: a copy of run {run_id}, whose folder is {store.run_dir(original)} (the same run id "
+                f"inside a folder of another name); the report counts the run once, from {counted}")
+    return f"{store.run_dir(other)}: the same run as {store.run_dir(counted)} under an earlier id ({WHY}); the report counts {counted} only"
+
+
+def _recorded_id(folder: Path, read: Callable[[Path], RunFiles | str]) -> str | None:
+    """The run id that ``folder``'s ``config.json`` records (None where it records none)."""
+    files = read(folder)
+    run = files[0].get("run") if not isinstance(files, str) else None
+    recorded = run.get("id") if isinstance(run, dict) else None
+    return recorded if isinstance(recorded, str) else None
 
 
 def _preference(record: dict[str, Any], run_id: str) -> tuple[bool, float, bool]:

@@ -34,7 +34,7 @@ from feph_finetune.printable import printable
 from feph_finetune.results.number_text import SMALL, format_count, format_number
 from feph_finetune.results.paper import published
 from feph_finetune.results.run_configurations import CONFIGURATION
-from feph_finetune.results.records import (BaselineTest, FoldSpread, RecordShapeError, RunFailure, RunRecord, SummaryRow, class_names,
+from feph_finetune.results.records import (BaselineTest, FoldSpread, Metrics, RecordShapeError, RunFailure, RunRecord, SummaryRow, class_names,
                                            confusion_classes)
 from feph_finetune.results.stats import paired_t
 
@@ -222,7 +222,7 @@ def _grouping(records: Iterable[dict]) -> tuple[list[list[dict]], list[_Split]]:
     slots: dict[tuple[str, str, str, str], list[dict]] = {}
     contradicting: dict[tuple[str, str, str, str], list[tuple[dict, str, Any, Any]]] = {}
     for position, record in enumerate(records):
-        record, contradicted = _as_configured(_checked(position, record))
+        record, contradicted = _as_configured(_measured_nothing(_checked(position, record)))
         variant_key = json.dumps(record.get("variant") or {}, sort_keys=True, default=str)
         slot = (record["phase"], record["experiment"], variant_key, str(record.get("data") or ""))
         slots.setdefault(slot, []).append(record)
@@ -240,6 +240,16 @@ def _grouping(records: Iterable[dict]) -> tuple[list[list[dict]], list[_Split]]:
         if len(configurations) > 1 or twice or unmeasured or unordered or contradicting[slot]:
             splits.append(_Split(runs[0]["experiment"], runs[0]["phase"], configurations, differing, twice, unmeasured, unordered, contradicting[slot]))
     return sorted(groups, key=_group_sort_key), splits
+
+
+def _measured_nothing(record: dict) -> dict:
+    """``record``, or when it is "done" with ``metrics`` null (a hand edit: a run never writes
+    that) the same record measuring nothing: counted in its row, each metric the row's other
+    runs have said missing from it (:func:`_unmeasured`) as for a metric left null; it was left
+    out of its row without a word (a CV mean over fewer folds, its time and counters dropped)."""
+    if record.get("status") == "done" and record.get("metrics") is None:
+        return {**record, "metrics": Metrics().to_json()}
+    return record
 
 
 def _as_configured(record: dict) -> tuple[dict, list[tuple[str, Any, Any]]]:

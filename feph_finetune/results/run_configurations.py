@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from feph_finetune.config.options import Option, option_problems
 from feph_finetune.config.schema import DATASET_OPTIONS, EXPERIMENT_OPTIONS, TOP_LEVEL_OPTIONS
-from feph_finetune.results.earlier_ids import Identify, RunFiles, run_files
+from feph_finetune.results.earlier_ids import RUN_FILE_NAMES, Identify, RunFiles, run_files
 from feph_finetune.results.records import free_value_problems, json_kind, json_leaves
 from feph_finetune.results.store import RunStore
 
@@ -72,17 +73,22 @@ def configuration_of(folder: Path, identify: Identify, known: dict[str, dict[str
     """The configuration of the run recorded in ``folder``: ``{"id": the hash of its id with the
     fold left out, "settings": its settings as dotted names, "recorded": its
     :data:`RECORDED_IN_CONFIG` fields as its config.json's ``run`` gives them (those of their
-    type)}``; None where its ``config.json`` or ``environment.json`` cannot be read, holds a
-    value no run writes (said to ``warn``: :func:`written_value_problems`) or its id cannot be
+    type)}``; None where its ``config.json`` or ``environment.json`` is missing, cannot be read
+    or is not an object (said to ``warn`` where both are there), holds a value or a table no run
+    writes (said to ``warn``: :func:`written_value_problems`) or its id cannot be
     computed again. ``known``: the
     configurations computed so far, by what the files record less the run's id and fold."""
     files = read(folder)
-    if isinstance(files, str) or not isinstance(files[0].get("run"), dict):
+    if isinstance(files, str):  # said where both files are there: a run without them (older, or failed early) has none to tell
+        if warn is not None and all(os.path.lexists(folder / name) for name in RUN_FILE_NAMES):
+            warn(f"{folder}: {files}; {_UNTOLD}")
         return None
     recorded, environment = files
     if (why := _unreportable(folder, recorded, environment, declarations)) is not None:
         if warn is not None:
             warn(why)
+        return None
+    if not isinstance(recorded.get("run"), dict):  # an older config.json, without the run's own fields
         return None
     without_fold = {**recorded, "run": {**recorded["run"], "fold": None, "id": None}}
     key = json.dumps([without_fold, environment.get("split_seed")], sort_keys=True, default=str)
@@ -105,9 +111,12 @@ def _unreportable(folder: Path, recorded: Mapping[str, Any], environment: Mappin
     files = (("config.json", recorded, declarations), ("environment.json", {"split_seed": environment.get("split_seed")}, None))
     for name, values, plugins in files:
         if problems := written_value_problems(values, plugins):
-            return (f"{folder / name}: {'; '.join(problems)}; the run's configuration cannot be told, "
-                    "so it is grouped as a run without a readable config.json")
+            return f"{folder / name}: {'; '.join(problems)}; {_UNTOLD}"
     return None
+
+
+#: What the report does with a run whose configuration files it cannot take, said after why.
+_UNTOLD = "the run's configuration cannot be told, so it is grouped as a run without a readable config.json"
 
 
 def written_value_problems(values: Mapping[str, Any], declarations: Declarations | None = None) -> list[str]:
@@ -117,10 +126,24 @@ def written_value_problems(values: Mapping[str, Any], declarations: Declarations
     :func:`~feph_finetune.results.records.free_value_problems`), else an infinite number or NaN
     (no setting takes one, and JSON reads ``1e400`` or a 400-digit decimal as infinite), else a
     value its declaration refuses (a setting of the wrong type or out of its range, the
-    ``run`` object's :data:`RECORDED_IN_CONFIG` fields of another type). Only the first kind
+    ``run`` object's :data:`RECORDED_IN_CONFIG` fields of another type), a table of another
+    type (:func:`_table_problems`). Only the first kind
     found is named, so a key is named once. ``declarations``: how a plugin's options are
     checked; without it they are checked for the first two kinds only."""
-    return free_value_problems(values) or _non_finite_numbers(values) or _declared_problems(values, declarations)
+    return free_value_problems(values) or _non_finite_numbers(values) or _table_problems(values) or _declared_problems(values, declarations)
+
+
+def _table_problems(values: Mapping[str, Any]) -> list[str]:
+    """Each table of a ``config.json`` that holds another type: ``run``, ``config``, ``dataset``,
+    ``config.options`` or a plugin's options in it (``options.mobilenet = "x"``); a table that
+    is null (unset) or absent is not named. Its settings would be read as none: a run merged
+    into a configuration it was not made under, without a word."""
+    tables = {name: values.get(name) for name in ("run", "config", "dataset")}
+    config = values.get("config") if isinstance(values.get("config"), dict) else {}
+    tables["config.options"] = options = config.get("options")
+    if isinstance(options, dict):
+        tables.update((f"config.options.{plugin}", settings) for plugin, settings in options.items())
+    return [f"{name}: expected an object, got {json_kind(value)}" for name, value in tables.items() if value is not None and not isinstance(value, dict)]
 
 
 def _non_finite_numbers(value: Any) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from feph_finetune.data.user_files import (
-    FOLDER, NAME_MAX, NO_SUCH_FOLDER, REGULAR_FILE, UnreadableFile, classify_path, input_folder_problem, lookup_problem, read_json_file,
+    FOLDER, NAME_MAX, NO_SUCH_FOLDER, REGULAR_FILE, UnreadableFile, classify_path, input_folder_problem, lookup_problem, parse_json_bytes, read_json_file,
 )
 from feph_finetune.interrupts import interrupts_deferred
 
@@ -461,7 +461,25 @@ def _create_temporary(path: Path, folder: bool = False) -> str:
 
 def write_json(path: Path, data: Any) -> None:
     with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=jsonable) + "\n", encoding="utf-8")
+        temporary.write_bytes(json_file_bytes(data))
+
+
+def json_file_bytes(data: Any) -> bytes:
+    """The content :func:`write_json` writes for ``data``: indented UTF-8 JSON text."""
+    return (json.dumps(data, indent=2, sort_keys=False, default=jsonable) + "\n").encode("utf-8")
+
+
+def unreadable_json_problem(data: Any) -> str:
+    """Why the file :func:`write_json` would write for ``data`` could not be read back
+    (:func:`~feph_finetune.data.user_files.parse_json_bytes`, what every reader of the program's
+    JSON files refuses: over 256 MiB, nested over 64 levels, a key twice in one object, as
+    ``{"1": 3, 1: 2}`` is written), in words starting "it"; '' when it could.
+    Checked before a record is written: one the reader refuses would lose a finished run."""
+    try:
+        parse_json_bytes(json_file_bytes(data))
+    except UnreadableFile as error:
+        return f"it {error}"
+    return ""
 
 
 def jsonable(value: Any) -> Any:
