@@ -48,7 +48,7 @@ from feph_finetune.config.reading import (
     valid_values,
 )
 from feph_finetune.config.options import Option, as_declared, as_option, option_problems
-from feph_finetune.printable import printable, shortened
+from feph_finetune.printable import printable, reading_key, shortened
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.class_mapping import map_classes
@@ -1062,12 +1062,13 @@ def row_names(run: Run) -> list[tuple[str, tuple, str, str]]:
     how a problem says it, which rows)``: its label (the experiment's key where it has none) with
     its backbone and grid variant in its phase (the exploratory table, the runs and counters), and
     in the cross-validation phase its c/v label (else key) with its variant, whatever the
-    backbone (that table, its comparisons and ``report --confusion`` name rows by it only)."""
+    backbone (that table, its comparisons and ``report --confusion`` name rows by it only).
+    Names are compared as they read (:func:`~feph_finetune.printable.reading_key`)."""
     variant = json.dumps(run.variant, sort_keys=True, default=str)
     label, cv_label = run.label or run.experiment, run.cv_label or run.experiment
-    names = [("label", (run.phase, run.config.model, label, variant), f"label {label!r} with model {run.config.model!r}", f"{run.phase} rows")]
+    names = [("label", (run.phase, run.config.model, reading_key(label), variant), f"label {label!r} with model {run.config.model!r}", f"{run.phase} rows")]
     if run.phase == "cv":
-        names.append(("cv_label", (cv_label, variant), f"c/v label {cv_label!r}", "cross-validation rows"))
+        names.append(("cv_label", (reading_key(cv_label), variant), f"c/v label {cv_label!r}", "cross-validation rows"))
     return names
 
 
