@@ -231,11 +231,12 @@ class StoreOnce(argparse._StoreAction):
 
 def path_argument(text: str) -> Path:
     """The argparse type of every path a command takes (positional or option): ``Path(text)``,
-    but an empty text is refused (exit 2, argparse naming the argument), where ``Path("")`` would
-    be the current folder: an unset shell variable (``--output "$OUT"``) would otherwise train,
-    synthesise or write a report into wherever the command was started."""
-    if not text:
-        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?): name a file or folder")
+    but an empty text is refused (exit 2, argparse naming the argument), as everywhere a path is
+    given (:data:`~feph_finetune.data.user_files.EMPTY_PATH`)."""
+    from feph_finetune.data.user_files import empty_path_problem
+
+    if problem := empty_path_problem(text):
+        raise argparse.ArgumentTypeError(problem)
     return Path(text)
 
 

@@ -8,7 +8,7 @@ caller raises as the plugin's own failure, before the result is used: at configu
 (``plugin_traits``, ``model_input``) that refuses the configuration with exit 2, in a run it
 fails the run naming the plugin and hook, before any training that would be wasted. A result
 that keeps the promise is then given to the core in plain Python types where the plugin used
-equivalent ones (:func:`normalised_result`: numpy integer class indices, a ``Fraction`` or
+equivalent ones (:func:`normalised_result`: numpy integer class indices or image sides, a ``Fraction`` or
 ``np.float32`` weight, ``np.int64`` epochs), which the libraries downstream may not take.
 
 Hooks whose result the core ignores (``register_executors`` and the tracking hooks) are not checked.
@@ -145,7 +145,7 @@ def _model_input_problem(wanted: Any, arguments: Mapping[str, Any]) -> str:
     size, fixed, classes = wanted.get("size"), wanted.get("fixed", False), wanted.get("classes")
     if foreign:
         return f"must return a dict with the keys 'size', 'fixed', 'classes' only, got {', '.join(map(repr, foreign))}"
-    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and _SIZES.minimum <= size <= _SIZES.maximum):
+    if size is not None and not (_is_whole(size) and _SIZES.minimum <= size <= _SIZES.maximum):
         return f"must return a 'size' that is a whole number of pixels from {_SIZES.minimum} to {_SIZES.maximum} (what input_size accepts), got {_kind(size)}"
     if not isinstance(fixed, bool):
         return f"must return a 'fixed' that is True or False, got {_kind(fixed)}"
@@ -155,6 +155,17 @@ def _model_input_problem(wanted: Any, arguments: Mapping[str, Any]) -> str:
                                     and len(set(classes)) == len(classes)):
         return f"must return 'classes' as a list of distinct non-empty names, got {_kind(classes)}"
     return ""
+
+
+def _normalised_model_input(wanted: Mapping) -> dict[str, Any]:
+    """``model_input``'s answer with its 'size' an ``int`` (a numpy integer is the same side; the
+    core compares and stores it as a plain int) and its 'classes' a list."""
+    plain = dict(wanted)
+    if plain.get("size") is not None:
+        plain["size"] = int(plain["size"])
+    if plain.get("classes") is not None:
+        plain["classes"] = list(plain["classes"])
+    return plain
 
 
 def _dataset_problem(dataset: Any, arguments: Mapping[str, Any]) -> str:
@@ -463,6 +474,7 @@ _CHECKS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
 }
 
 _NORMALISERS: dict[str, Callable[[Any], Any]] = {
+    "model_input": _normalised_model_input,
     "load_dataset": _normalised_dataset,
     "optimizer_schedule": _normalised_schedule,
     "weight_classes": _normalised_weights,

@@ -12,6 +12,7 @@ left out until one is uninstalled or deselected.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib
 import importlib.metadata
@@ -22,7 +23,7 @@ import sys
 import threading
 import time
 import warnings as pywarnings
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -284,13 +285,40 @@ def _hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     return problems
 
 
-#: Seconds a plugin may take to import before stderr says which one is loading (once).
+#: Seconds a plugin may take to import, or a hook of :data:`CONFIGURATION_HOOKS` or an option's
+#: check to answer, before stderr says which plugin the command waits for (once).
 SLOW_IMPORT_S = 5.0
+
+#: The hooks called while a configuration is checked (``--dry-run``, before any run), when the
+#: command shows nothing else: one that hangs would hang it without a word.
+CONFIGURATION_HOOKS = frozenset({"plugin_options", "plugin_traits", "model_input"})
 
 
 class PluginLoadInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM, SIGHUP) while a third-party plugin imports; its text says which one,
-    so that the command's "interrupted" line names the plugin that hung."""
+    """Ctrl-C (or SIGTERM, SIGHUP) while a third-party plugin imports or answers a configuration
+    hook or an option check (:func:`named_while_slow`); its text says which, so that the
+    command's "interrupted" line names the plugin that hung."""
+
+
+@contextmanager
+def named_while_slow(doing: str) -> Iterator[None]:
+    """Run plugin code that the command waits for in silence (an import, a configuration hook, an
+    option check) within the block, ``doing`` naming it ("loading plugin 'x' (module m)"): once
+    it takes over :data:`SLOW_IMPORT_S`, stderr says so, and an interrupt that stops the command
+    is raised as :class:`PluginLoadInterrupted` "while ``doing``". One that the code raised
+    itself (no stop signal came) passes unchanged: the plugin's failure."""
+    timer = threading.Timer(SLOW_IMPORT_S, _say_slow, (doing,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not interrupt_may_be_a_stop():  # the plugin raised it itself: its failure
+            raise
+        raise PluginLoadInterrupted(f"while {printable(doing)}") from None
+    finally:
+        timer.cancel()
+        timer.join()  # gone before any fork (the process executor's server forks after loading)
 
 
 #: The non-daemon threads third-party plugins started while imported, and which plugin started
@@ -448,29 +476,18 @@ def _end_now(code: int, warnings: list[str]) -> None:
 
 def _import_plugin(candidate: _EntryPoint, warnings: list[str]) -> Any:
     """Import the plugin object of ``candidate``, saying on stderr which plugin is loading when
-    its import takes over :data:`SLOW_IMPORT_S` (a hung import otherwise hangs every command with
-    no word); its side effects on the process are contained (:func:`_import_side_effects_contained`,
+    its import takes over :data:`SLOW_IMPORT_S` (:func:`named_while_slow`: a hung import otherwise
+    hangs every command with no word); its side effects on the process are contained (:func:`_import_side_effects_contained`,
     which adds to ``warnings``). Raises :class:`PluginLoadInterrupted` when interrupted meanwhile."""
-    loading = f"plugin {candidate.name!r} (module {candidate.entry_point.module})"
-    timer = threading.Timer(SLOW_IMPORT_S, _say_slow, (loading,))
-    timer.daemon = True
-    timer.start()
-    try:
+    with named_while_slow(f"loading plugin {candidate.name!r} (module {candidate.entry_point.module})"):
         with _import_side_effects_contained(candidate.name, warnings):
             return candidate.entry_point.load()
-    except KeyboardInterrupt as error:
-        if not interrupt_may_be_a_stop():  # the plugin raised it itself: its failure (broken)
-            raise
-        raise PluginLoadInterrupted(f"while loading {printable(loading)}") from None
-    finally:
-        timer.cancel()
-        timer.join()  # gone before any fork (the process executor's server forks after loading)
 
 
-def _say_slow(loading: str) -> None:
-    """The timer thread's one line: which plugin's import is slow."""
+def _say_slow(doing: str) -> None:
+    """The timer thread's one line: which plugin code the command waits for."""
     try:
-        sys.stderr.write(f"loading {printable(loading)} is taking long (over {SLOW_IMPORT_S:g} s); Ctrl-C stops the command\n")
+        sys.stderr.write(f"{printable(doing)} is taking long (over {SLOW_IMPORT_S:g} s); Ctrl-C stops the command\n")
         sys.stderr.flush()
     except (OSError, ValueError):  # stderr closed: the note is a courtesy
         pass
@@ -660,13 +677,15 @@ class Plugins:
         before any caller uses it. A result that keeps it is returned in the plain types the core
         uses (:func:`feph_finetune.hook_results.normalised_result`). The plugin is given the core's
         data read-only or as copies (:func:`feph_finetune.hook_arguments.protected_arguments`): what
-        the core uses after the hook, a plugin cannot change.
+        the core uses after the hook, a plugin cannot change. A hook of :data:`CONFIGURATION_HOOKS`
+        is named on stderr when slow, and by an interrupt (:func:`named_while_slow`).
         """
         if not self.implements(name, hook):
             return None
         others = [plugin for other, plugin in self.pm.list_name_plugin() if other != name]
         caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
-        with plugin_code(name, hook):
+        waited_for = named_while_slow(f"calling hook {hook!r} of plugin {name!r} (checking the configuration)") if hook in CONFIGURATION_HOOKS else nullcontext()
+        with waited_for, plugin_code(name, hook):
             result = caller(**protected_arguments(kwargs))
         problem = result_problem(hook, result, kwargs)
         if problem:
@@ -690,7 +709,7 @@ class Plugins:
 
     def traits(self, name: str, options: dict[str, Any]) -> frozenset[str]:
         """What the plugin declares it does with these options (``plugin_traits``, checked by :meth:`call`)."""
-        declared = self.call(name, "plugin_traits", options=options) or ()
+        declared = self.call(name, "plugin_traits", options=copy.deepcopy(options)) or ()  # a change in place is no setting
         return frozenset((declared,) if isinstance(declared, str) else declared)
 
 

@@ -102,6 +102,17 @@ def printable(text: Any) -> str:
     return _escaped(str(text), keep="")
 
 
+def reading_key(text: str) -> str:
+    """What two names share when they read the same on screen: ``text`` in Unicode compatibility
+    form (NFKC) with its white space trimmed and runs of it made one space. ``"FTé"`` typed on
+    Linux (NFC) and written by macOS (NFD, ``e`` + U+0301), ``"ＦＴ"`` (fullwidth) and ``"FT"``,
+    ``"ﬁ"`` and ``"fi"``, ``"FT x "`` and ``"FT  x"`` each share a key. Every comparison of
+    names a user tells apart by eye uses it: experiments whose report rows would read the same
+    (``--dry-run``), the report's rows and column headers, ``report --confusion NAME``. Case is
+    kept: ``FT`` and ``ft`` read differently."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
 def counted(number: int, noun: str) -> str:
     """``number`` with ``noun``, plural but for one: ``1 run``, ``2 runs``, ``0 runs``."""
     return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -442,3 +442,30 @@ def test_progress_counts_epochs_within_each_stage_and_numbers_the_stages(synthet
     assert main([str(path), "--executor", "inline", "--output", str(tmp_path / "runs")]) == 0
     said = re.findall(r": \S+ \(stage (\d+)/(\d+)\) epoch (\d+)/(\d+)$", capsys.readouterr().out, re.MULTILINE)
     assert [tuple(map(int, place)) for place in said] == [(1, 2, 1, 1), (2, 2, 1, 2), (2, 2, 2, 2)]
+
+
+class ChangesItsOptions:
+    """An evaluate plugin that changes ``context.options`` in place (a list and a table) and
+    records what it saw."""
+
+    @hookimpl
+    def plugin_options(self):
+        return {"seen": [0], "table": {"a": 1}}
+
+    @hookimpl
+    def evaluate(self, y_true, y_prob, context):
+        context.options["seen"].append(1)
+        context.options["table"]["a"] += 1
+        return {"seen": float(len(context.options["seen"])), "table_a": float(context.options["table"]["a"])}
+
+
+@pytest.mark.slow(30)
+def test_a_hook_that_changes_its_options_in_place_changes_no_later_runs_options(synthetic_feph, tmp_path):
+    """With the inline executor the second run saw ``table.a = 2``, the third 3: options its run id
+    and config.json do not record, its result depending on the runs before it in the process."""
+    get_plugins().pm.register(ChangesItsOptions(), name="optmut")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nphases = ["cv"]\nevaluate = ["paper_metrics", "optmut"]\n')
+    runner = quiet_runner(path, tmp_path / "inline", InlineExecutor({}))
+    assert not runner.run_all(runner.matrix.runs[:2]).failed  # two folds of one configuration: the options they share
+    seen = sorted((record["metrics"]["seen"], record["metrics"]["table_a"]) for record in runner.store.records())
+    assert seen == [(2.0, 2.0), (2.0, 2.0)], seen

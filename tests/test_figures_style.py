@@ -4,6 +4,7 @@ text (a font family that is not installed), the same PNGs as under matplotlib's 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -13,6 +14,8 @@ import warnings
 from pathlib import Path
 
 import matplotlib  # the plots extra, which CI installs: never skipped
+import matplotlib.mathtext
+import numpy as np
 import pytest
 
 from feph_finetune.cli import main
@@ -122,3 +125,53 @@ def test_nothing_logged_or_warned_is_no_line_and_the_class_fonts_still_apply():
     with project_style(CLASSES, lines.append):
         assert list(matplotlib.rcParams["font.family"])[0] == "sans-serif" and matplotlib.rcParams["font.size"] == 10.0
     assert lines == []
+
+
+#: Names a user or a plugin may give that hold two ``$``: invalid mathtext (a typo'd brace, an
+#: unknown macro, which stopped every figure with a traceback) and valid mathtext (drawn as math).
+MATH_LOOKING = {"label": "FT (lr $10^{-3$)", "cv_label": "$\\frac{1}{$", "class": "cost $5{$", "stage_label": "$\\undefinedmacro{x}$",
+                "valid": "lr $10^{-3}$"}
+
+
+def no_mathtext(monkeypatch) -> list[str]:
+    """The texts matplotlib is asked to parse as mathtext from now on (each also an error)."""
+    parsed = []
+
+    def parse(self, text, *args, **kwargs):
+        parsed.append(text)
+        raise AssertionError(f"drawn as mathtext: {text!r}")
+
+    monkeypatch.setattr(matplotlib.mathtext.MathTextParser, "parse", parse)
+    return parsed
+
+
+def test_names_that_look_like_mathtext_are_drawn_as_plain_text_in_every_figure(tmp_path, monkeypatch, capsys):
+    """``report --figures`` ended with a mathtext traceback (exit 1, no figure) for such a label,
+    c/v label, class name or stage label; every text is drawn as written, never parsed as math."""
+    write_fake_store(tmp_path / "runs", experiments=["M2"])
+    for result in (tmp_path / "runs").glob("*/result.json"):
+        record = json.loads(result.read_text(encoding="utf-8"))
+        renamed = {CLASSES[0]: MATH_LOOKING["class"], CLASSES[1]: MATH_LOOKING["valid"]}
+        record["classes"] = [renamed.get(name, name) for name in record["classes"]]
+        record["metrics"]["sensitivity"] = {renamed.get(name, name): value for name, value in record["metrics"]["sensitivity"].items()}
+        record.update(label=MATH_LOOKING["label"], cv_label=MATH_LOOKING["cv_label"])
+        result.write_text(json.dumps(record), encoding="utf-8")
+        history = result.with_name("history.json")
+        epochs = json.loads(history.read_text(encoding="utf-8"))
+        history.write_text(json.dumps([{**epoch, "stage_label": MATH_LOOKING["stage_label"]} for epoch in epochs]), encoding="utf-8")
+    parsed = no_mathtext(monkeypatch)
+    assert main(["report", str(tmp_path / "runs"), "--figures", str(tmp_path / "figures")]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert len(list((tmp_path / "figures").glob("*.png"))) == 7 and parsed == []
+
+
+def test_predicts_plot_draws_a_class_name_that_looks_like_mathtext_as_text(tmp_path, monkeypatch):
+    from feph_finetune.predict.apply import InputSummary
+    from feph_finetune.predict.plots import plot_probabilities
+
+    summary = InputSummary("clip $5{$.avi", "video", (MATH_LOOKING["class"], MATH_LOOKING["valid"], "sad"))
+    for frame in range(6):
+        summary.add({"frame": frame, "time_s": frame / 30, "face_found": True, "predicted": "sad"}, np.array([0.2, 0.3, 0.5]), None, series=True)
+    parsed = no_mathtext(monkeypatch)
+    assert plot_probabilities([summary], tmp_path / "plot.png", "Class probabilities $x$") == 1
+    assert (tmp_path / "plot.png").is_file() and parsed == []

@@ -181,6 +181,14 @@ def test_class_weights_of_numpy_keys_and_fractions_are_given_to_the_core_as_ints
     assert [(type(key), type(value)) for key, value in weights.items()] == [(int, float)] * 3
 
 
+def test_a_numpy_integer_size_from_model_input_is_given_to_the_core_as_an_int():
+    """``{"size": np.int64(64)}`` was refused ("got int64 np.int64(64)") although a numpy integer
+    is the same side, as the README promises for every hook."""
+    wanted = call("model_input", {"size": np.int64(64), "fixed": True, "classes": ("x", "y")})
+    assert wanted == {"size": 64, "fixed": True, "classes": ["x", "y"]}
+    assert type(wanted["size"]) is int
+
+
 def test_numpy_epochs_are_given_to_the_core_as_an_int():
     schedule = call("optimizer_schedule", [stage(np.int64(2)), stage(0)])
     assert [(type(stage.epochs), stage.epochs) for stage in schedule] == [(int, 2), (int, 0)]

@@ -48,3 +48,17 @@ def test_an_empty_path_is_refused_before_anything_is_written(tmp_path, args, arg
 def test_the_python_api_refuses_an_empty_path(tmp_path, arguments):
     with pytest.raises(ConfigError, match="an empty path"):
         Session(**{"config": str(tmp_path / "m.toml"), **arguments})
+
+
+@pytest.mark.parametrize("toml_output, args, place", [
+    ('output = ""\n', [], 'm.toml:1 output'),
+    ("", ["--set", 'output=""'], '--set output=""'),
+], ids=["toml", "set"])
+def test_an_empty_output_in_the_toml_or_a_set_is_refused_as_the_flag_is(tmp_path, toml_output, args, place):
+    """``output = ""`` or ``--set output="$OUT"`` (unset) put every run and the lock into the
+    current folder, while ``--output ""`` was refused."""
+    (tmp_path / "m.toml").write_text(toml_output + '[dataset]\nroot = "data"\n[experiments.A]\nmodel = "mobilenet"\n')
+    result = run_cli("m.toml", "--dry-run", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert any(place in line and "an empty path" in line for line in result.stderr.splitlines()), result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["m.toml"]

@@ -450,6 +450,22 @@ def test_a_root_or_folder_option_that_is_a_fifo_or_device_is_named_as_such(tmp_p
     assert option_problems(odd, Option("", path="dir")) == [f"'{odd}': {words}"]
 
 
+@pytest.mark.parametrize("first, second", [
+    ("FT\u00e9", "FTe\u0301"),  # NFC and NFD (what macOS file names and some editors give)
+    ("FT x", "FT x "),  # a trailing space
+    ("FT x", "FT  x"),  # a doubled space
+    ("FT", "\uff26\uff34"),  # fullwidth letters
+], ids=["normal-form", "trailing-space", "doubled-space", "fullwidth"])
+def test_labels_that_differ_only_in_what_does_not_show_read_the_same_and_are_refused(tmp_path, synthetic_feph, capsys, first, second):
+    """Three rows all shown "FTé" passed --dry-run: labels were compared code point by code point."""
+    both = 'phases = ["exploratory", "cv"]\n'
+    body = f'[experiments.A]\n{both}label = "{first}"\ncv_label = "{first}"\n\n[experiments.B]\n{both}label = "{second}"\ncv_label = "{second}"\n'
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, body)
+    error = " ".join(dry_run_error(path, capsys).split())
+    assert error.count("would read the same") == 2, error
+    assert "experiments.B.label: experiment 'B' has the label" in error and "experiments.B.cv_label: experiment 'B' has the c/v label" in error, error
+
+
 def test_two_experiments_whose_report_rows_would_read_the_same_are_refused_at_the_second(tmp_path, synthetic_feph, capsys):
     body = '[experiments.A]\nlabel = "Fine tune"\nphases = ["exploratory", "cv"]\n\n[experiments.B]\nphases = ["exploratory", "cv"]\n'
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, body)

@@ -237,3 +237,69 @@ def test_ctrl_c_while_a_plugin_imports_names_it_and_offers_no_continue(site, tmp
     assert started.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted while loading plugin 'hang' (module plug_hang)", stderr
     assert "continue" not in stderr and "Traceback" not in stderr
+
+
+class WaitsAtConfiguration:
+    """A preprocess plugin whose ``plugin_traits`` and option check call ``act`` (wait, or be
+    interrupted) while the configuration is checked."""
+
+    def __init__(self, hook, act):
+        self.hook, self.act = hook, act
+
+    @hookimpl
+    def plugin_options(self):
+        from feph_finetune import Option
+
+        return {"x": Option(1, check=lambda value: (self.act() if self.hook == "check" else None) and None)}
+
+    @hookimpl
+    def plugin_traits(self, options):
+        if self.hook == "plugin_traits":
+            self.act()
+
+    @hookimpl
+    def preprocess(self, context):
+        return None
+
+
+#: What stderr names, per place the plugin code is waited for.
+WAITED_FOR = {"plugin_traits": "calling hook 'plugin_traits' of plugin 'sleepy' (checking the configuration)",
+              "check": "checking option 'x' of plugin 'sleepy'"}
+
+
+def sleepy_matrix(tmp_path, synthetic_feph):
+    return write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\npreprocess = ["face_crop", "sleepy"]\noptions.sleepy.x = 2\n')
+
+
+@pytest.mark.parametrize("hook", WAITED_FOR)
+def test_a_slow_configuration_hook_or_check_is_named_once_on_stderr(tmp_path, synthetic_feph, monkeypatch, capfd, hook):
+    """A plugin_traits that slept held --dry-run with nothing on screen, as a slow import did
+    not. The hook waits until the note is written: no race on time."""
+    import threading
+
+    said = threading.Event()
+    say = plugin_manager._say_slow
+    monkeypatch.setattr(plugin_manager, "SLOW_IMPORT_S", 0.01)
+    monkeypatch.setattr(plugin_manager, "_say_slow", lambda doing: (say(doing), said.set()))
+    get_plugins().pm.register(WaitsAtConfiguration(hook, lambda: said.wait(120)), name="sleepy")
+    from feph_finetune.cli import main
+
+    assert main([str(sleepy_matrix(tmp_path, synthetic_feph)), "--dry-run"]) == 0
+    assert said.is_set() and capfd.readouterr().err.count(f"{WAITED_FOR[hook]} is taking long") == 1
+
+
+@pytest.mark.parametrize("hook", WAITED_FOR)
+def test_an_interrupt_in_a_configuration_hook_or_check_names_it(tmp_path, synthetic_feph, monkeypatch, capfd, hook):
+    """Ctrl-C there said only "interrupted". The KeyboardInterrupt stands for the signal's (a stop
+    signal came: interrupt_may_be_a_stop)."""
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plugin_manager, "interrupt_may_be_a_stop", lambda: True)
+    get_plugins().pm.register(WaitsAtConfiguration(hook, interrupted), name="sleepy")
+    from feph_finetune.cli import main
+
+    assert main([str(sleepy_matrix(tmp_path, synthetic_feph)), "--dry-run"]) == 130
+    error = capfd.readouterr().err
+    assert error.strip().splitlines()[-1] == f"interrupted while {WAITED_FOR[hook]}", error
+    assert "Traceback" not in error and "continue" not in error

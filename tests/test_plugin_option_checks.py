@@ -89,3 +89,46 @@ def test_an_executors_option_check_and_availability_that_fail_are_its_failure(tm
     messages = [str(problem) for problem in problems]
     assert any("executor.odd.n: executor 'odd' failed checking option 'n': ZeroDivisionError: division by zero" in message for message in messages), messages
     assert any("executor 'odd' is not available: its unavailable() failed: RuntimeError: no cluster" in message for message in messages), messages
+
+
+class AnswersBadly:
+    """A preprocess and model plugin that breaks the promise of ``hook``: ``plugin_traits``
+    (bytes for a trait name) or ``model_input`` (text for a size)."""
+
+    def __init__(self, hook):
+        self.hook = hook
+
+    @hookimpl
+    def plugin_traits(self, options):
+        return b"normalizes_pixels" if self.hook == "plugin_traits" else None
+
+    @hookimpl
+    def preprocess(self, context):
+        return None
+
+    @hookimpl
+    def model_input(self, options):
+        return {"size": "big"} if self.hook == "model_input" else None
+
+    @hookimpl
+    def build_model(self, context):
+        raise AssertionError("never built: the configuration is refused")
+
+
+@pytest.mark.parametrize("listed, flags, hook", [
+    ("", ["--set", 'experiments.A.preprocess=["face_crop","bad"]'], "plugin_traits"),
+    ("", ["--set", "experiments.A.model=bad"], "model_input"),
+    ('preprocess = ["face_crop", "bad"]\n', [], "plugin_traits"),
+], ids=["set-preprocess", "set-model", "defaults"])
+def test_a_plugins_bad_answer_is_named_where_the_plugin_is_listed(tmp_path, synthetic_feph, capsys, listed, flags, hook):
+    """It was named at the experiment's table line under ``options.bad``, a key the file does
+    not have, though the plugin came from a --set or from [defaults]."""
+    get_plugins().pm.register(AnswersBadly(hook), name="bad")
+    path = write_matrix(tmp_path / "m.toml", synthetic_feph, "[experiments.A]\n")
+    if listed:
+        path.write_text(path.read_text(encoding="utf-8").replace('preprocess = ["face_crop"]\n', listed), encoding="utf-8")
+    assert main([str(path), "--dry-run", *flags]) == 2
+    error = capsys.readouterr().err
+    place = " ".join(flags[1:]) and f"--set {flags[1]}" or f"{path}:{line_of(path, listed.strip())} defaults.preprocess"
+    assert f"{place}: plugin 'bad' failed in hook '{hook}'" in error, error
+    assert "options.bad" not in error, error

@@ -297,7 +297,7 @@ def test_options_that_raise_at_check_time_are_exit_2_naming_the_place_and_the_pl
     path = write_matrix(tmp_path / "m.toml", synthetic_feph, '[experiments.A]\nevaluate = ["paper_metrics", "raiser"]\n' + options)
     assert main([str(path), "--dry-run"]) == 2
     message = " ".join(capsys.readouterr().err.split())
-    key = "experiments.A.options.raiser" if options else "experiments.A"
-    line = line_of(path, "[experiments.A.options.raiser]" if options else "[experiments.A]")
+    key = "experiments.A.options.raiser" if options else "experiments.A.evaluate"  # where it is listed, without options
+    line = line_of(path, "[experiments.A.options.raiser]" if options else "evaluate = ")
     assert f"{path}:{line} {key}" in message
     assert "plugin 'raiser' failed in hook 'plugin_options': RuntimeError: boom in the declarations" in message

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import unicodedata
 import json
 import math
 import random
@@ -783,6 +784,39 @@ def test_rows_that_would_read_the_same_are_told_apart_by_their_experiment(fmt):
     text = " ".join(rendered(_same_names(np.random.default_rng(0)), fmt).split())
     assert "A (experiment B)" in text and "Fine tune (experiment B)" in text and "Fine tune (experiment A)" in text, text
     assert "(experiment A) (experiment" not in text and "A (experiment A)" not in text  # a row named by its own key stays as it is
+
+
+def _normal_forms(rng):
+    """Records of experiments A (label and c/v label in NFC) and B (the same in NFD, as macOS writes)."""
+    return [make_run(experiment, "cv", model="mobilenet", order=order, accuracy=0.5, rng=rng, fold=fold, label=label, cv_label=label)
+            for order, (experiment, label) in enumerate((("A", "FT\u00e9"), ("B", "FTe\u0301"))) for fold in range(2)]
+
+
+def test_rows_whose_names_differ_only_in_normal_form_are_told_apart():
+    """Two rows both shown "FTé", neither told apart: names were compared code point by code point."""
+    text = unicodedata.normalize("NFC", rendered(_normal_forms(np.random.default_rng(0)), "table"))
+    assert "FT\u00e9 (experiment A)" in text and "FT\u00e9 (experiment B)" in text, text
+
+
+def test_class_headers_that_read_the_same_are_told_apart():
+    """Classes "é" and "e" + U+0301 (or "\ufb01" and "fi") of two datasets were two columns headed alike."""
+    from feph_finetune.printable import reading_key
+    from feph_finetune.results.reports import class_abbreviations, headers_told_apart
+
+    for names in (["\u00e9", "e\u0301"], ["\ufb01", "fi"]):
+        for short in (class_abbreviations(names), {name: name for name in names}):
+            headers = headers_told_apart([short[name] for name in names], "class")
+            assert len({reading_key(header) for header in headers}) == 2, headers
+
+
+@pytest.mark.parametrize("typed", ["FT\u00e9", "FTe\u0301"], ids=["nfc", "nfd"])
+def test_confusion_finds_a_name_typed_in_the_other_normal_form(typed):
+    """``--confusion Aé`` said "no configuration 'Aé'; configurations: A, Aé" of a label stored in NFD."""
+    from feph_finetune.results.confusion import matching
+    from feph_finetune.results.reports import configurations
+
+    records = [record for record in _normal_forms(np.random.default_rng(0)) if record["experiment"] == "B"]
+    assert [row["experiment"] for row, _ in matching(configurations(records), typed)] == ["B"]
 
 
 def test_confusion_names_which_configuration_is_which_when_their_names_read_the_same(capsys):

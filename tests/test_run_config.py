@@ -57,7 +57,8 @@ def test_a_plans_runs_carry_their_resolved_configuration_as_a_record(synthetic_f
 def test_it_is_frozen_and_a_read_only_mapping_as_plugins_receive_it(synthetic_feph, tmp_path):
     tiny = TinyMatrix(tmp_path, synthetic_feph, "[experiments.A]\n")
     config = tiny.context("A", "mobilenet").config
-    assert isinstance(config, Mapping) and config is tiny.runs["A"].config
+    assert isinstance(config, Mapping) and config == tiny.runs["A"].config  # the run's own copy (a hook's change stays in the run)
+    assert config is not tiny.runs["A"].config and config.options is not tiny.runs["A"].config.options
     assert config["model"] == "mobilenet" and config.get("timeout") == 0.0 and config.get("nonsense", 7) == 7
     assert "batch_size" in config and "nonsense" not in config and len(config) == len(EXPERIMENT_OPTIONS)
     assert list(config) == list(EXPERIMENT_OPTIONS) and dict(config.items())["batch_size"] == 16

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from rich.console import Console
 
 from feph_finetune.config.reading import ArgumentNames, ConfigError, Problem
+from feph_finetune.data.user_files import empty_path_problem
 
 
 def check_arguments(names: ArgumentNames, **arguments: Any) -> None:
@@ -47,8 +48,8 @@ def _argument_problems(name: str, value: Any) -> list[str]:
     wrong = [f"expected {_TAKES[name]}, got {'None' if value is None else type(value).__name__}"]
     if value is None:
         return wrong if name == "config" else []
-    if name in ("config", "output") and value == "":
-        return [f"expected {_TAKES[name]}, got an empty path (which would be the current folder)"]
+    if name in ("config", "output") and (empty := empty_path_problem(value)):
+        return [f"expected {_TAKES[name]}, got {empty}"]
     if name == "config":
         if isinstance(value, Mapping):
             return [f"keys of a configuration dict must be strings: {key!r} in {where or 'the top level'}" for where, key in _non_string_keys(value)]

@@ -48,7 +48,7 @@ from feph_finetune.config.reading import (
     valid_values,
 )
 from feph_finetune.config.options import Option, as_declared, as_option, option_problems
-from feph_finetune.printable import printable, shortened
+from feph_finetune.printable import printable, reading_key, shortened
 from feph_finetune.config.resolved import RunConfig
 from feph_finetune.api import CLASSES, Dataset, DatasetError
 from feph_finetune.data.class_mapping import map_classes
@@ -795,16 +795,17 @@ class MatrixBuilder:
                 f"No-FT evaluates the pretrained classifier of {config['model']!r}, which has no class {', '.join(map(repr, missing))} "
                 f"of the dataset (its classes: {', '.join(map(repr, known))}); fine-tune instead (fine_tune = true)"))
 
-    def model_input_size(self, config: dict[str, Any], where, size_set: bool) -> None:
+    def model_input_size(self, config: dict[str, Any], where, size_set: bool, configured: bool) -> None:
         """The model plugin's ``model_input``: its side when the TOML sets no ``input_size``; a
-        model that takes no other side refuses a different one."""
+        model that takes no other side refuses a different one. ``configured``: whether the
+        configuration sets options of the model plugin (:meth:`plugin_place`)."""
         model = config["model"]
         if any(isinstance(value, str) and value in self.pending_files for value in (config["options"].get(model) or {}).values()):
             return  # a file written later: the run checks its input
         try:
-            wanted = self.plugins.call(model, "model_input", options=config["options"][model])
+            wanted = self.plugins.call(model, "model_input", options=copy.deepcopy(config["options"][model]))  # a change in place is no setting
         except PluginCallError as error:
-            self.problems.append(Problem(self.raw.where(*where(("options", model))), str(error)))
+            self.problems.append(Problem(self.plugin_place(config, where, model, configured), str(error)))
             return
         if not config["fine_tune"]:
             self.check_pretrained_classes(config, where, wanted)
@@ -820,6 +821,18 @@ class MatrixBuilder:
                 "or remove input_size to use the model's",
             ))
 
+    def plugin_place(self, config: dict[str, Any], where, name: str, configured: bool) -> str:
+        """Where a problem of plugin ``name``'s own answer (``plugin_traits``, ``model_input``) is
+        named: at its options where the configuration sets some (``configured``), else at the
+        setting that lists the plugin (its ``--set``, its ``[defaults]`` line, the experiment's),
+        never at an options key the file does not have."""
+        if not configured:
+            for key in PLUGIN_KEYS:
+                value = config.get(key)
+                if value == name or (isinstance(value, list) and name in value):
+                    return self.raw.where(*where((key,)))
+        return self.raw.where(*where(("options", name)))
+
     def check_traits(self, config: dict[str, Any], where, faulty: set[str], usable: list[str]) -> None:
         """Refuse combinations of plugins that cannot work, from what each declares it does
         (plugins whose names or options have problems are left out: their traits are unknown)."""
@@ -831,7 +844,7 @@ class MatrixBuilder:
                 options = {**self.plugins.option_defaults(name), **config["options"].get(name, {})}
                 traits[name] = self.plugins.traits(name, options)
             except PluginCallError as error:
-                self.problems.append(Problem(self.raw.where(*where(("options", name))), str(error)))
+                self.problems.append(Problem(self.plugin_place(config, where, name, name in config["options"]), str(error)))
         model = config["model"]
         if model not in traits:
             return
@@ -949,9 +962,10 @@ class MatrixBuilder:
             if len(self.problems) > before:
                 continue
             config.update(declared_settings(config))
+            model_configured = config["model"] in config["options"]
             config["options"] = self.plugin_options(config)
             size_set = "input_size" in variant or self.setter(chain, experiments, defaults, ("input_size",)) is not None
-            self.model_input_size(config, where, size_set)
+            self.model_input_size(config, where, size_set, model_configured)
             if len(self.problems) > before:
                 continue
             made, spelled = (json.dumps(identity, sort_keys=True, default=str) for identity in (self.files_by_identity(config), run_identity(config)))
@@ -1068,12 +1082,13 @@ def row_names(run: Run) -> list[tuple[str, tuple, str, str]]:
     how a problem says it, which rows)``: its label (the experiment's key where it has none) with
     its backbone and grid variant in its phase (the exploratory table, the runs and counters), and
     in the cross-validation phase its c/v label (else key) with its variant, whatever the
-    backbone (that table, its comparisons and ``report --confusion`` name rows by it only)."""
+    backbone (that table, its comparisons and ``report --confusion`` name rows by it only).
+    Names are compared as they read (:func:`~feph_finetune.printable.reading_key`)."""
     variant = json.dumps(run.variant, sort_keys=True, default=str)
     label, cv_label = run.label or run.experiment, run.cv_label or run.experiment
-    names = [("label", (run.phase, run.config.model, label, variant), f"label {label!r} with model {run.config.model!r}", f"{run.phase} rows")]
+    names = [("label", (run.phase, run.config.model, reading_key(label), variant), f"label {label!r} with model {run.config.model!r}", f"{run.phase} rows")]
     if run.phase == "cv":
-        names.append(("cv_label", (cv_label, variant), f"c/v label {cv_label!r}", "cross-validation rows"))
+        names.append(("cv_label", (reading_key(cv_label), variant), f"c/v label {cv_label!r}", "cross-validation rows"))
     return names
 
 

@@ -154,20 +154,24 @@ def checked_as_owner(option: Option, owner: str, key: str) -> Option:
         option = dataclasses.replace(option, table={name: checked_as_owner(as_option(value), owner, f"{key}.{name}") for name, value in option.table.items()})
     if option.check is None and option.check_with_options is None:
         return option
-    what = f"{owner} failed checking option {key!r}"
     return dataclasses.replace(
         option,
-        check=None if option.check is None else _contained(option.check, what),
-        check_with_options=None if option.check_with_options is None else _contained(option.check_with_options, what),
+        check=None if option.check is None else _contained(option.check, owner, key),
+        check_with_options=None if option.check_with_options is None else _contained(option.check_with_options, owner, key),
     )
 
 
-def _contained(check: Callable[..., Any], what: str) -> Callable[..., str | None]:
+def _contained(check: Callable[..., Any], owner: str, key: str) -> Callable[..., str | None]:
+    """``check`` run as ``owner``'s code: its failure a message, its slowness and an interrupt
+    naming it (:func:`~feph_finetune.plugins.named_while_slow`)."""
+    what = f"{owner} failed checking option {key!r}"
+
     def contained(*arguments: Any) -> str | None:
-        from feph_finetune.plugins import describe_error, is_plugin_failure  # plugins imports this module
+        from feph_finetune.plugins import describe_error, is_plugin_failure, named_while_slow  # plugins imports this module
 
         try:
-            message = check(*arguments)
+            with named_while_slow(f"checking option {key!r} of {owner}"):
+                message = check(*arguments)
         except BaseException as error:
             if not is_plugin_failure(error):
                 raise

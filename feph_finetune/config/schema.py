@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from feph_finetune.config.options import Option, as_option
-from feph_finetune.data.user_files import lookup_problem
+from feph_finetune.data.user_files import empty_path_problem, lookup_problem
 
 PHASES = ("exploratory", "cv")
 
@@ -28,7 +28,7 @@ SEED_MAXIMUM = 2**32 - 1
 #: The top level (``dataset`` and ``experiments`` are required; their keys are declared below).
 TOP_LEVEL_OPTIONS: dict[str, Option] = {
     "seed": Option(1234, "seed of the data splits, and of every run that sets none", minimum=0, maximum=SEED_MAXIMUM),
-    "output": Option("runs", "results directory (--output wins)"),
+    "output": Option("runs", "results directory (--output wins)", check=empty_path_problem),
     "dataset": Option({}, "the data: see [dataset]"),
     "defaults": Option({}, "settings of every experiment, as an experiment's"),
     "experiments": Option({}, "one table per experiment"),

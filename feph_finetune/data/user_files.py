@@ -120,6 +120,18 @@ class PathKind:
         return self.status is not None
 
 
+#: Why an empty path is refused wherever one is given (a command-line argument, a keyword argument
+#: of the Python API, the TOML, a ``--set``): ``Path("")`` is the current folder, and an empty text
+#: is most often an unset shell variable (``--output "$OUT"``), which would otherwise train,
+#: synthesise or write a report into wherever the command was started.
+EMPTY_PATH = "an empty path (an unset shell variable?): name a file or folder"
+
+
+def empty_path_problem(text: str) -> str | None:
+    """:data:`EMPTY_PATH` for an empty ``text``, else None: the ``check`` of a path setting."""
+    return EMPTY_PATH if text == "" else None
+
+
 def classify_path(path) -> PathKind:
     """What ``path`` names (see :class:`PathKind`); never raises for a path that a ``str`` or
     ``os.PathLike`` holds. ``Path.exists()`` and ``is_dir()`` raise ``OSError`` for a name too

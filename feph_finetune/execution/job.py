@@ -26,6 +26,7 @@ waits for a run can stop it: the run is stopped and recorded with :func:`timed_o
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import subprocess
@@ -168,8 +169,14 @@ def error_record(plugin: str, hook: str, error: BaseException) -> dict[str, Any]
 
 
 def context_factory(run: Run, counters: dict[str, int]) -> Callable[[str], RunContext]:
-    """``context_for(plugin)``: the :class:`RunContext` each hook of the run receives."""
+    """``context_for(plugin)``: the :class:`RunContext` each hook of the run receives.
+
+    The contexts hold the run's own deep copy of its configuration, made here once per run: a
+    hook that changes ``context.options`` (or ``context.config``'s options) in place changes them
+    for the rest of this run only, as in a run's own process, never for the runs after it in the
+    same process (the inline executor, a notebook), whose ids and ``config.json`` say otherwise."""
     cache_dir = Path(run.dataset["cache_dir"]).expanduser() if run.dataset["cache_dir"] else default_cache_dir()
+    config = copy.deepcopy(run.config)
 
     def context_for(plugin: str) -> RunContext:
         return RunContext(
@@ -179,8 +186,8 @@ def context_factory(run: Run, counters: dict[str, int]) -> Callable[[str], RunCo
             fold=run.fold,
             seed=run.seed,
             input_size=run.config.input_size,
-            config=run.config,
-            options=run.config.options.get(plugin, {}),
+            config=config,
+            options=config.options.get(plugin, {}),
             classes=run.classes,
             cache_dir=cache_dir,
             counters=counters,

@@ -13,6 +13,7 @@ counts against the run's ``timeout``; one stopped in ``track_run_end`` keeps the
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -57,7 +58,7 @@ class RunTracking:
 
     def __init__(self, run: TrackedRun, tracking: Mapping[str, Mapping[str, Any]], plugins: Plugins, report: Callable[[dict[str, Any]], None]):
         self.run, self.plugins, self.report = run, plugins, report
-        self.enabled = dict(tracking)
+        self.enabled = copy.deepcopy(dict(tracking))  # the run's own: a hook's change of its options ends with the run
         self.notes: list[str] = []
 
     def start(self) -> None:

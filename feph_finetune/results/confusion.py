@@ -20,7 +20,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from feph_finetune.printable import printable
+from feph_finetune.printable import printable, reading_key
 from feph_finetune.results.number_text import format_count, format_number
 from feph_finetune.results.records import confusion_classes
 from feph_finetune.results.reports import (class_abbreviations, configuration_name, finished, fold_long_words, names_narrowed, rows_told_apart,
@@ -77,8 +77,12 @@ def row_shares(counts: np.ndarray) -> np.ndarray:
 
 
 def matching(configurations: list[tuple[dict, list[dict]]], name: str) -> list[tuple[dict, list[dict]]]:
-    """The configurations a user means by ``name``: its experiment key or its c/v label (any phase)."""
-    return [(row, runs) for row, runs in configurations if name in (row["experiment"], row["cv_label"])]
+    """The configurations a user means by ``name``: its experiment key or its c/v label (any phase),
+    as it reads (:func:`~feph_finetune.printable.reading_key`: a label a macOS editor wrote in NFD
+    is found by the same name typed in NFC)."""
+    wanted = reading_key(name)
+    names = lambda row: {reading_key(row["experiment"]), *([reading_key(row["cv_label"])] if row["cv_label"] else [])}
+    return [(row, runs) for row, runs in configurations if wanted and wanted in names(row)]
 
 
 def known_names(configurations: list[tuple[dict, list[dict]]]) -> list[str]:

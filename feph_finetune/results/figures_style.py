@@ -5,9 +5,15 @@ any imported code (a plugin) may change ``matplotlib.rcParams``. The report's fi
 ``predict --plot`` are the project's, laid out for its own sizes: ``text.usetex`` without LaTeX
 installed stopped every figure with a traceback, a font family that is not installed printed a
 ``findfont`` line for every text drawn (thousands), a ``font.size`` of 200 left the axes no room.
-So they are drawn inside :func:`project_style`: matplotlib's shipped defaults, fonts that have
-the labels' characters (:func:`fonts_for`), and whatever matplotlib logs or warns while drawing
-folded into one warning line.
+So they are drawn inside :func:`project_style`: matplotlib's shipped defaults, every text drawn
+as plain text (no mathtext), fonts that have the labels' characters (:func:`fonts_for`), and
+whatever matplotlib logs or warns while drawing folded into one warning line.
+
+Plain text: every text in these figures (labels, c/v labels, class names, stage names, titles)
+comes from data, and matplotlib reads a text holding two ``$`` as mathtext: ``lr $10^{-3$`` (a
+typo) stopped every figure with a traceback, ``lr $10^{-3}$`` was drawn as math, unlike the tables.
+``text.parse_math`` off is the default of every ``Text`` made inside the context (titles, tick
+labels, legends), so no call site needs to escape ``$``.
 """
 
 from __future__ import annotations
@@ -30,15 +36,16 @@ def project_style(texts: Iterable[str], warn: Callable[[str], None]) -> Iterator
     """Draw and save figures inside this context so that they look the same on every machine.
 
     Within it ``matplotlib.rcParams`` are matplotlib's shipped defaults (``rcdefaults``: the
-    user's matplotlibrc, a style or a plugin's changes do not apply; restored on leaving), with
-    fallback fonts for the characters of ``texts`` (:func:`fonts_for`). The messages matplotlib
-    logs (its ``findfont`` lines) and the Python warnings raised inside become one ``warn`` line,
-    counting them and quoting the first.
+    user's matplotlibrc, a style or a plugin's changes do not apply; restored on leaving), every
+    text plain (``$`` is a dollar sign, not mathtext), with fallback fonts for the characters of
+    ``texts`` (:func:`fonts_for`). The messages matplotlib logs (its ``findfont`` lines) and the
+    Python warnings raised inside become one ``warn`` line, counting them and quoting the first.
     """
     import matplotlib
 
     with _folded_messages(warn), matplotlib.rc_context():
         matplotlib.rcdefaults()
+        matplotlib.rcParams["text.parse_math"] = False  # names from data are text, never mathtext
         with fonts_for(texts, warn):
             yield
 

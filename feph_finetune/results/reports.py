@@ -30,7 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from feph_finetune.api import CLASSES
-from feph_finetune.printable import printable
+from feph_finetune.printable import printable, reading_key
 from feph_finetune.results.number_text import SMALL, format_count, format_number
 from feph_finetune.results.paper import published
 from feph_finetune.results.run_configurations import CONFIGURATION
@@ -113,13 +113,14 @@ def rows_told_apart(rows: list[dict]) -> list[dict]:
     apart by their experiment, ``label`` or ``cv_label`` followed by ``(experiment NAME)``: rows
     of one phase and backbone with the same :func:`configuration_name` (the exploratory table, the
     runs and counters), cross-validation rows with the same :func:`short_name` (Table 5, the paired
-    comparisons, ``--confusion``) of several experiments. A configuration refuses such
+    comparisons, ``--confusion``) of several experiments, names compared as they read
+    (:func:`~feph_finetune.printable.reading_key`: NFC and NFD text alike). A configuration refuses such
     experiments; records made elsewhere or edited by hand may still have them. A row whose name is
     its experiment's key stays as it is (so do rows of one experiment on other data, which the
     data note tells apart); the others are copies, the rest of each row unchanged."""
     told = [dict(row) for row in rows]
-    for field_name, same in (("label", lambda row: (row["phase"], row["model"], _configuration_name(row))),
-                             ("cv_label", lambda row: (row["phase"], _short_name(row)) if row["phase"] == "cv" else None)):
+    for field_name, same in (("label", lambda row: (row["phase"], row["model"], reading_key(_configuration_name(row)))),
+                             ("cv_label", lambda row: (row["phase"], reading_key(_short_name(row))) if row["phase"] == "cv" else None)):
         experiments: dict[Any, set[str]] = {}
         for row in told:
             experiments.setdefault(same(row), set()).add(row["experiment"])
@@ -813,13 +814,15 @@ _OWN_HEADERS = frozenset({"phase", "architecture", "configuration", "c/v", "acc.
 def headers_told_apart(names: list[str], kind: str, taken: Iterable[str] = ()) -> list[str]:
     """The headers of columns named by data (``kind``: class, metric, counter): each name as it
     is, or where it would read as one of the report's own headers (:data:`_OWN_HEADERS`), one in
-    ``taken`` or an earlier one, ``"<kind> <name>"``, so that no two columns of a table read the same."""
-    seen, headers = set(_OWN_HEADERS) | set(taken), []
+    ``taken`` or an earlier one, ``"<kind> <name>"``, so that no two columns of a table read the
+    same (compared as they read: :func:`~feph_finetune.printable.reading_key`, so the classes
+    ``é`` and ``e`` + U+0301 of two datasets get two headers that differ on screen)."""
+    seen, headers = {reading_key(header) for header in (*_OWN_HEADERS, *taken)}, []
     for name in names:
         header = name
-        while header in seen:
+        while reading_key(header) in seen:
             header = f"{kind} {header}"
-        seen.add(header)
+        seen.add(reading_key(header))
         headers.append(header)
     return headers
 
@@ -838,13 +841,18 @@ def class_abbreviations(classes: Iterable[str]) -> dict[str, str]:
         common = len(os.path.commonprefix(clashing))
         if len(clashing) > 1 and all(len(name) > common for name in clashing):
             short.update({name: _first_clusters(name, 1) + _first_clusters(name[common:], 4) for name in clashing})
-    if len(set(short.values())) == len(names):
+    if _read_apart(short.values(), len(names)):
         return short
     for length in range(3, max((len(name) for name in names), default=3) + 1):
         short = {name: _first_clusters(name, length) for name in names}
-        if len(set(short.values())) == len(names):
+        if _read_apart(short.values(), len(names)):
             return short
-    return {name: name for name in names}
+    return {name: name for name in names}  # names that read the same: told apart by headers_told_apart
+
+
+def _read_apart(headers: Iterable[str], count: int) -> bool:
+    """Whether ``count`` headers all read differently (:func:`~feph_finetune.printable.reading_key`)."""
+    return len({reading_key(header) for header in headers}) == count
 
 
 def _first_clusters(name: str, count: int) -> str:
