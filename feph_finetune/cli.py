@@ -792,8 +792,17 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     """Turn the expected failures into one-screen messages and exit code 2.
 
     A :class:`PluginCallError` that reaches here came from a plugin called outside a run (a run's
-    own failures are recorded in its result.json): the message names the plugin and hook.
+    own failures are recorded in its result.json): the message names the plugin and hook. A
+    terminal that hangs up while the command (or its last message) writes on it is the stop
+    (:mod:`feph_finetune.hangup`).
     """
+    from feph_finetune.hangup import hang_ups_answered
+
+    with hang_ups_answered():
+        return _guarded(command, args, console, errors, argv)
+
+
+def _guarded(command, args, console: Console, errors: Console, argv: list[str]) -> int:
     from feph_finetune.config.reading import ConfigError
     from feph_finetune.api import DatasetError
     from feph_finetune.demo.protocol import PretrainingFailed
