@@ -24,8 +24,10 @@ import logging
 import os
 import signal
 import socket
+import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ from typing import Callable, Iterator
 
 from feph_finetune.execution.executors import ExecutorError
 from feph_finetune.interrupts import interrupts_deferred, stop_under_way
+from feph_finetune.printable import printable
 from feph_finetune.results.store import NoSpaceError, ensure_space, free_bytes
 
 #: Seconds any wait on Ray (a local cluster's start, ``ray.shutdown``, cancelling the tasks) is
@@ -127,7 +130,8 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
             outcome["error"] = error
 
     keep_sigterm = command_sigterm_keeper()
-    console = quiet_descriptor_2()  # Ray's C++ warnings, a line a second while it retries; the error below says why
+    ray_log = tempfile.TemporaryFile()  # Ray's C++ warnings, a line a second while it retries: kept from the console, read for the reason
+    console = quiet_descriptor_2(into=ray_log.fileno())
     thread = threading.Thread(target=start, name="ray-connect", daemon=True)
     deadline = time.monotonic() + timeout
     thread.start()
@@ -138,11 +142,36 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     finally:
         keep_sigterm()
         console_back(console, keep_quiet=thread.is_alive())  # it goes on until the command exits
+    with ray_log:
+        said = last_logged(ray_log)
     if thread.is_alive():
-        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)")
+        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)"
+                            + (f"; Ray's last word: {said}" if said else ""))
     if "error" in outcome:
-        raise connection_error(where, outcome["error"], local_cluster_advice(setting))
+        raise connection_error(where, outcome["error"], local_cluster_advice(setting), said)
     return disconnect
+
+
+#: A line of Ray's C++ log: ``[2026-12-08 03:08:55,895 W 30799 30799] gcs_client.cc:210: MESSAGE``.
+RAY_LOG_LINE = re.compile(r"^\[[^\]]*\] [\w.]+:\d+: (?P<message>.+)$")
+#: Bytes of the end of Ray's log read for its last word.
+RAY_LOG_TAIL = 16384
+
+
+def last_logged(log) -> str:
+    """The message of the last line Ray's C++ code logged into the file ``log`` while the driver
+    connected (empty where it logged none): why a cluster refused the driver, which Ray's own
+    error does not say ("Failed to connect to Ray cluster"). A refused token, for one: "Failed to
+    get cluster ID from GCS server: Unauthenticated: RPC error: InvalidAuthToken: Authentication
+    token is missing or incorrect"."""
+    try:
+        size = os.fstat(log.fileno()).st_size
+        log.seek(max(0, size - RAY_LOG_TAIL))
+        tail = log.read().decode(errors="replace")
+    except (OSError, ValueError):
+        return ""
+    messages = [match["message"].strip() for match in map(RAY_LOG_LINE.match, tail.splitlines()) if match]
+    return printable(messages[-1][:400]) if messages else ""
 
 
 def cluster_address(address: str) -> tuple[str, str]:
@@ -410,8 +439,10 @@ def in_sessions_of_their_own(init: Callable[[], None], processes: ClusterProcess
     return init_apart
 
 
-def connection_error(where: str, error: BaseException, local_advice: str = "") -> ExecutorError:
-    """The error that says why ``ray.init`` failed: its type and the first line of its message;
+def connection_error(where: str, error: BaseException, local_advice: str = "", said: str = "") -> ExecutorError:
+    """The error that says why ``ray.init`` failed: its type and the first line of its message,
+    and what Ray's C++ code last logged, ``said`` (:func:`last_logged`: the reason, where Ray's
+    error has none);
     for ``"auto"`` with no cluster running (:data:`NO_RUNNING_CLUSTER`), what to do in this
     command's terms, where Ray's own advice names a ``--address`` flag it does not have:
     ``local_advice``, how to get a local cluster from where the address came
@@ -420,7 +451,8 @@ def connection_error(where: str, error: BaseException, local_advice: str = "") -
     if NO_RUNNING_CLUSTER in first:
         return ExecutorError(f"cannot connect to the Ray cluster at {where}: no running Ray cluster on this machine; start one with `ray start --head`"
                              + (f", or {local_advice}" if local_advice else ""))
-    return ExecutorError(f"cannot connect to the Ray cluster at {where}: {type(error).__name__}" + (f": {first}" if first else ""))
+    reason = f" (Ray's last word: {said})" if said and said not in first else ""
+    return ExecutorError(f"cannot connect to the Ray cluster at {where}: {type(error).__name__}" + (f": {first}" if first else "") + reason)
 
 
 @contextmanager
@@ -452,11 +484,15 @@ def console_back(console: int, keep_quiet: bool) -> None:
         os.close(console)
 
 
-def quiet_descriptor_2() -> int:
-    """Send file descriptor 2 (where Ray's C++ code logs) to /dev/null; return a descriptor of
-    where it went before (the console)."""
+def quiet_descriptor_2(into: int | None = None) -> int:
+    """Send file descriptor 2 (where Ray's C++ code logs) to /dev/null, or to the open file
+    ``into``; return a descriptor of where it went before (the console)."""
     sys.stderr.flush()
-    console, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    console = os.dup(2)
+    if into is not None:
+        os.dup2(into, 2)
+        return console
+    devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
     return console
