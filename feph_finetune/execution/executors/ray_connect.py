@@ -238,17 +238,19 @@ def local_start_error(error: BaseException) -> Exception:
     return connection_error("a local cluster", error)
 
 
-def disconnect(local_cluster: threading.Event | None = None, processes: ClusterProcesses | None = None) -> None:
+def disconnect(local_cluster: threading.Event | None = None, processes: ClusterProcesses | None = None, given_up: bool = False) -> None:
     """``ray.shutdown()`` (which stops a local cluster), then let the thread that holds
     ``local_cluster`` end; KeyboardInterrupt if a stop signal came meanwhile or before: a stop
     during the shutdown stops the command (exit 130, the command that continues) like one at any
     other moment, once the shutdown is done (cut in two, Ray's driver ended the process with
     exit 1 as it exited). A shutdown still going :data:`STOP_WAIT_S` after a stop is given up
-    (:func:`abandon`); whatever of the local cluster's ``processes`` is left then is killed."""
+    (:func:`abandon`); whatever of the local cluster's ``processes`` is left then is killed.
+    ``given_up``: the cluster was lost and Ray given up (:func:`abandon`): no shutdown is waited for."""
     import ray
 
     try:
-        within_stop_wait(ray.shutdown, or_else=abandon)
+        if not given_up:
+            within_stop_wait(ray.shutdown, or_else=abandon)
     finally:
         if local_cluster is not None:
             local_cluster.set()
@@ -315,6 +317,28 @@ def abandon() -> None:
 
     atexit.unregister(ray.shutdown)
     threading.excepthook = functools.partial(quiet_for_ray_threads, threading.excepthook)
+
+
+#: Set once the cluster was lost midway (:func:`cluster_lost`): the process must not finalize Ray.
+_lost: list[bool] = []
+
+
+def cluster_lost() -> None:
+    """Note that the cluster was lost midway and Ray given up (:func:`abandon`): the command-line
+    process then ends at once with its code (:func:`end_if_cluster_lost`) rather than finalize Ray,
+    whose core worker, still waiting on the gone GCS, crashed the interpreter's exit (SIGSEGV) or
+    ended it itself 60 s after the loss (exit 1)."""
+    abandon()
+    _lost.append(True)
+
+
+def end_if_cluster_lost(code: int) -> None:
+    """End the process now with ``code`` (stdout and stderr flushed, the rest of the exit
+    skipped) where :func:`cluster_lost` was called; else return. For the command line's last step."""
+    if _lost:
+        from feph_finetune.execution.executors import end_process
+
+        end_process([], code)
 
 
 def quiet_for_ray_threads(excepthook: Callable, args) -> None:
