@@ -218,7 +218,7 @@ class ClusterWatch:
         import ray
 
         self.gcs = ray.get_runtime_context().gcs_address
-        self.address = address or "a local cluster"
+        self.cluster = f"the Ray cluster at {address}" if address else "the local Ray cluster"
         self.last = time.monotonic()
 
     def look(self) -> None:
@@ -230,7 +230,7 @@ class ClusterWatch:
             socket.create_connection((host, port), timeout=CLUSTER_ANSWER_S).close()
         except OSError as error:
             why = f"no answer within {CLUSTER_ANSWER_S:g} s" if isinstance(error, TimeoutError) else (error.strerror or str(error)).lower()
-            raise ExecutorLost(f"lost the Ray cluster at {self.address}: its GCS at {self.gcs} does not answer ({why}); "
+            raise ExecutorLost(f"lost {self.cluster}: its GCS at {self.gcs} does not answer ({why}); "
                                "the cluster's head stopped or was killed, and the runs under way are left to run again") from None
 
 
