@@ -98,10 +98,15 @@ def _point_at_devnull(fd: int) -> None:
 @contextlib.contextmanager
 def hang_ups_answered() -> Iterator[None]:
     """Within: a write of ``sys.stdout`` or ``sys.stderr`` to a terminal that hung up is the stop
-    (module docstring). The streams are put back on leaving."""
-    streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = (stream if stream is None else _HangUpStream(stream) for stream in streams)
+    (module docstring). The streams are put back on leaving, unless code within replaced one
+    (the Ray driver moves ``sys.stderr`` off a descriptor 2 that Ray keeps logging on)."""
+    streams = {name: getattr(sys, name) for name in ("stdout", "stderr")}
+    wrappers = {name: stream if stream is None else _HangUpStream(stream) for name, stream in streams.items()}
+    for name, wrapper in wrappers.items():
+        setattr(sys, name, wrapper)
     try:
         yield
     finally:
-        sys.stdout, sys.stderr = streams
+        for name, wrapper in wrappers.items():
+            if getattr(sys, name) is wrapper:
+                setattr(sys, name, streams[name])

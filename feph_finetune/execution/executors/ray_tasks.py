@@ -25,9 +25,9 @@ with the other executors (:func:`~feph_finetune.execution.job.stopped_run_record
 from __future__ import annotations
 
 from dataclasses import replace
+import functools
 import importlib.util
 import os
-import functools
 import shutil
 import socket
 import sys
@@ -40,7 +40,7 @@ from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, c
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, ExecutorError, ExecutorLost, InProcess
 from feph_finetune.execution.executors.inline import RunTimedOut, StuckRun, alarm, watchdog
-from feph_finetune.execution.executors.ray_connect import abandon, cluster_lost, connect, host_and_port, import_ray, within_stop_wait
+from feph_finetune.execution.executors.ray_connect import abandon, cluster_address, cluster_lost, connect, host_and_port, import_ray, within_stop_wait
 from feph_finetune.plugins import PluginCallError, hook_listener
 from feph_finetune.data.preparation import DataSource, RunInputs
 from feph_finetune.printable import counted
@@ -217,12 +217,16 @@ class ClusterWatch:
     def __init__(self, address: str):
         import ray
 
-        self.gcs = ray.get_runtime_context().gcs_address
-        self.cluster = f"the Ray cluster at {address}" if address else "the local Ray cluster"
+        try:
+            self.gcs = ray.get_runtime_context().gcs_address
+        except Exception:  # a Ray Client connection (ray://) has no GCS of its own to knock at: not watched
+            self.gcs = None
+        where = cluster_address(address)[1] if address not in ("", "auto") or os.environ.get("RAY_ADDRESS") else ""
+        self.cluster = f"the Ray cluster at {where}" if where and where != "a local cluster" else "the local Ray cluster"
         self.last = time.monotonic()
 
     def look(self) -> None:
-        if time.monotonic() - self.last < CLUSTER_LOOK_S:
+        if self.gcs is None or time.monotonic() - self.last < CLUSTER_LOOK_S:
             return
         self.last = time.monotonic()
         host, port = host_and_port(self.gcs) or ("", 0)
