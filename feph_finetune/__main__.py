@@ -42,6 +42,9 @@ def run() -> int:
     plugins = sys.modules.get("feph_finetune.plugins")  # not imported (a stop at the start): no plugin left anything
     if plugins is not None:  # importing it now would outlast the stop handlers, put back by now
         plugins.bound_the_exit(code)
+    ray_connect = sys.modules.get("feph_finetune.execution.executors.ray_connect")
+    if ray_connect is not None:  # a Ray cluster lost midway: its teardown would crash the exit
+        ray_connect.end_if_cluster_lost(code)
     return code
 
 

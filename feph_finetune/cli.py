@@ -792,12 +792,21 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     """Turn the expected failures into one-screen messages and exit code 2.
 
     A :class:`PluginCallError` that reaches here came from a plugin called outside a run (a run's
-    own failures are recorded in its result.json): the message names the plugin and hook.
+    own failures are recorded in its result.json): the message names the plugin and hook. A
+    terminal that hangs up while the command (or its last message) writes on it is the stop
+    (:mod:`feph_finetune.hangup`).
     """
+    from feph_finetune.hangup import hang_ups_answered
+
+    with hang_ups_answered():
+        return _guarded(command, args, console, errors, argv)
+
+
+def _guarded(command, args, console: Console, errors: Console, argv: list[str]) -> int:
     from feph_finetune.config.reading import ConfigError
     from feph_finetune.api import DatasetError
     from feph_finetune.demo.protocol import PretrainingFailed
-    from feph_finetune.execution.executors import ExecutorError
+    from feph_finetune.execution.executors import ExecutorError, ExecutorLost
     from feph_finetune.results.store import WRITING_ERRNOS, WriteRefused, write_error
     from feph_finetune.plugins import PluginCallError, PluginLoadError
     from feph_finetune.results.reports import RecordError
@@ -820,7 +829,10 @@ def guarded(command, args, console: Console, errors: Console, argv: list[str] = 
     except (ConfigError, DatasetError, PluginLoadError, PluginCallError, RecordError) as error:
         return print_error(errors, message_lines(error))
     except (ExecutorError, OutputBusyError, LockFileError) as error:
-        return print_error(errors, message_lines(error))
+        code = print_error(errors, message_lines(error))
+        if isinstance(error, ExecutorLost) and command is cmd_run:  # lost midway: finished runs are kept
+            errors.print(continue_line(continue_command(argv), runs_saved()), highlight=False, soft_wrap=True)
+        return code
     except OSError as error:  # a full, read-only or forbidden disk: stop, keep what finished
         if error.errno == errno.ENAMETOOLONG and error.filename:  # a path given (or made from one) past the file system's limit
             from feph_finetune.data.user_files import lookup_problem

@@ -32,6 +32,9 @@ from feph_finetune.errors import EXIT_INTERRUPTED
 #: leaving its temporary files behind). Windows has neither SIGHUP nor handlers for it.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
+#: The hang-up signal, None where there is none (Windows).
+SIGHUP = getattr(signal, "SIGHUP", None)
+
 #: The signals that stop a command: Ctrl-C's SIGINT and :data:`STOP_SIGNALS`.
 ALL_STOP_SIGNALS = (signal.SIGINT, *STOP_SIGNALS)
 
@@ -56,18 +59,22 @@ class _Stopping:
     told = False  # the note that a stop is under way was printed
     finished = False  # the command has returned (run_command_process): a signal only sets the exit code
     after_finish = False  # a signal arrived after the command returned
+    hung_up = False  # the terminal hung up (SIGHUP, or a write's I/O error: feph_finetune.hangup)
 
 
 def _stop(signum, frame) -> None:
     """The handler of every stop signal: the first raises KeyboardInterrupt (unless the command
     has finished), the others are noted and leave the cleanup alone."""
+    hang_up_seen = _Stopping.hung_up
+    if signum == SIGHUP:
+        _Stopping.hung_up = True
     if _Stopping.finished:
         _Stopping.received = _Stopping.after_finish = True
         return
     if not _Stopping.received:
         _Stopping.received = True
         raise KeyboardInterrupt
-    if not _Stopping.told:
+    if not _Stopping.told and not (hang_up_seen and signum == SIGHUP):  # the terminal's own SIGHUP after its write error: the same stop
         _Stopping.told = True
         _say(STILL_STOPPING.format(pid=os.getpid()))
 
@@ -86,6 +93,28 @@ def stop_under_way() -> bool:
     """Whether a stop signal came and the command is stopping: an error raised now (a library
     call cut short by the KeyboardInterrupt, which it turned into one of its own) is the stop's."""
     return _Stopping.received
+
+
+def hang_up_received() -> bool:
+    """Whether the terminal hung up: a SIGHUP came, or a write found it gone (:func:`hang_up_noted`)."""
+    return _Stopping.hung_up
+
+
+def hang_up_noted() -> bool:
+    """Note that a write found the terminal hung up (:mod:`feph_finetune.hangup`), which is a
+    SIGHUP that may not have been handled yet, and say whether the caller must raise the stop now
+    (KeyboardInterrupt): yes in the main thread where this module answers SIGHUP and no stop is
+    under way. Another thread leaves the stop to the kernel's SIGHUP, which the main thread gets."""
+    _Stopping.hung_up = True
+    if not _in_main_thread() or not _Stopping.depth or SIGHUP is None or signal.getsignal(SIGHUP) is not _stop:
+        return False
+    if _Stopping.finished:
+        _Stopping.received = _Stopping.after_finish = True
+        return False
+    if _Stopping.received:
+        return False
+    _Stopping.received = True
+    return True
 
 
 def _in_main_thread() -> bool:
@@ -116,7 +145,7 @@ def stop_signals_as_interrupt() -> Iterator[None]:
         _Stopping.depth -= 1
         _put_back(previous)
         if _Stopping.depth == 0:
-            _Stopping.received = _Stopping.told = False
+            _Stopping.received = _Stopping.told = _Stopping.hung_up = False
 
 
 def run_command_process(command: Callable[[], int]) -> int:

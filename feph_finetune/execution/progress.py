@@ -67,7 +67,9 @@ class MatrixView:
     Use as a context manager around the executor; pass :meth:`report` as its ``report``.
     ``concurrency`` (runs at once) feeds the estimate of the time left; None when the executor
     knows it only once it started (a Ray cluster's resources), from its ``concurrency`` event
-    (``{"event": "concurrency", "runs": N, "why": TEXT}``).
+    (``{"event": "concurrency", "runs": N, "why": TEXT}``). A ``note`` event
+    (``{"event": "note", "message": TEXT}``) is the executor's word on the matrix as a whole
+    (its runs wait for a busy cluster's CPUs): a log line, or a line of the live view.
     """
 
     def __init__(self, console: Console, runs: list[Run], concurrency: int | None = 1, executor: str = ""):
@@ -79,6 +81,7 @@ class MatrixView:
         self.finished_order: list[str] = []
         self.began = time.monotonic()
         self.live: Live | None = None
+        self.note = ""  # the executor's last note (a ``note`` event), shown under the counts
 
     def at_once(self, slots: int) -> int:
         """How many runs go at once when the executor has ``slots``: never more than the runs
@@ -109,6 +112,12 @@ class MatrixView:
         if event.get("event") == "concurrency":
             self.concurrency = self.at_once(event.get("runs") or 1)
             self.line(f"{self.concurrency} at a time ({event.get('why')})")
+            return
+        if event.get("event") == "note":  # the executor's word on the whole matrix (runs queued for a busy cluster's CPUs)
+            self.note = str(event.get("message") or "")
+            self.line(self.note)
+            if self.live is not None:
+                self.live.refresh()
             return
         state = self.states.get(event.get("run"))
         if state is None:
@@ -176,6 +185,8 @@ class MatrixView:
         )
         eta = self.eta()
         times = Text(f"{clock(elapsed)} elapsed · " + (f"about {clock(eta)} left" if eta is not None else "time left known after the first run"), "dim")
+        if self.note:
+            times = Text.assemble(times, "\n", (printable(self.note), "yellow"))
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False)
         table.add_column("run", no_wrap=True, overflow="ellipsis", max_width=30)
         table.add_column("state", no_wrap=True)

@@ -51,6 +51,11 @@ class ExecutorError(Exception):
     ``result.json`` instead."""
 
 
+class ExecutorLost(ExecutorError):
+    """An executor lost what ran its runs midway (a Ray cluster that went away): the command stops
+    with this message, the finished runs kept, and says how to continue (exit 2)."""
+
+
 #: How to continue a matrix whose command ended at once (:func:`end_process`), said on its last
 #: line: the command line sets it to its own command while it runs a matrix (in the thread that
 #: runs it; read it there); a program calling the library keeps this default.

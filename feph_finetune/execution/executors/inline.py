@@ -19,7 +19,9 @@ signal (Ctrl-C, SIGTERM, SIGHUP) that the run swallows is given the same grace, 
 timeout: then the command ends with exit 130, the run left to run again. The Ray driver guards
 its preparation of a run's inputs the same way (:class:`StuckRun`). Signals reach only the main
 thread, so from another thread a run with a timeout fails at once, saying so, rather than run
-without one.
+without one. The processes a run started (a hook's ``subprocess`` or ``os.system``) are ended
+when it is stopped, at its timeout or a stop signal
+(:mod:`~feph_finetune.execution.executors.started_processes`, which says what is not covered).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from feph_finetune.errors import EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_USAGE
 from feph_finetune.execution.continuation import FINISHED_RUNS, continue_line, runs_saved
 from feph_finetune.execution.job import REFUSED_EVENT, Report, RunJob, Whereabouts, execute_run, failed_record, first_refused, stopped_run_record, timeout_of
 from feph_finetune.execution.executors import CONTINUE_COMMAND, Executor, InProcess, end_process
+from feph_finetune.execution.executors.started_processes import StartedProcesses
 from feph_finetune import interrupts
 from feph_finetune.interrupts import stop_under_way
 from feph_finetune.last_resort import AFTER_WATCHDOG_S, deadline
@@ -85,8 +88,9 @@ class InlineExecutor(Executor):
                 store.finish(job.id, no_timer_record(job, timeout))
             else:
                 stuck = StuckRun(job, report, here, whereabouts, started, INLINE_ADVICE)
+                children = StartedProcesses()
                 try:
-                    with watchdog(timeout, stuck.end), alarm(timeout):
+                    with watchdog(timeout, stuck.end, children.end), alarm(timeout), children.ended_if_stopped():
                         execute_run(job, here.plugins, here.source, noting)
                 except RunTimedOut:
                     if store.result(job.id) is None:  # not if it ended just as the timer fired
@@ -174,8 +178,10 @@ class StuckRun:
 
 
 @contextmanager
-def watchdog(timeout: float, stuck: Callable[[bool], object]) -> Iterator[None]:
-    """Within the block, call ``stuck(interrupted)`` from another thread once the block has not
+def watchdog(timeout: float, stuck: Callable[[bool], object], stopping: Callable[[], object] = lambda: None) -> Iterator[None]:
+    """Within the block, call ``stopping()`` from another thread once the block runs past its
+    ``timeout`` or a stop signal came (it ends the processes the run started, whose waits Python
+    cannot interrupt: ``os.system``), and ``stuck(interrupted)`` once the block has not
     ended :data:`STOP_GRACE_S` after its ``timeout`` (0: none), or after a stop signal (Ctrl-C,
     SIGTERM, SIGHUP) reached the command, whatever the timeout: ``interrupted`` says whether
     one did. Stop signals are watched for in the main thread only, the one they interrupt. That
@@ -189,11 +195,14 @@ def watchdog(timeout: float, stuck: Callable[[bool], object]) -> Iterator[None]:
     ended = threading.Event()
 
     def watch() -> None:
-        begun, stopped = time.monotonic(), None
+        begun, stopped, told = time.monotonic(), None, False
         while not ended.wait(WATCH_S):
             now = time.monotonic()
             if stopped is None and watch_stops and stop_under_way():
                 stopped = now
+            if not told and (stopped is not None or (timeout and now - begun >= timeout)):
+                told = True
+                stopping()
             if (stopped is not None and now - stopped >= STOP_GRACE_S) or (timeout and now - begun >= timeout + STOP_GRACE_S):
                 stuck(stopped is not None)
                 return

@@ -20,12 +20,15 @@ and Ray would wait for them for a minute or more (:func:`abandon`). Ray is impor
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
 import signal
 import socket
+import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -34,6 +37,7 @@ from typing import Callable, Iterator
 
 from feph_finetune.execution.executors import ExecutorError
 from feph_finetune.interrupts import interrupts_deferred, stop_under_way
+from feph_finetune.printable import printable
 from feph_finetune.results.store import NoSpaceError, ensure_space, free_bytes
 
 #: Seconds any wait on Ray (a local cluster's start, ``ray.shutdown``, cancelling the tasks) is
@@ -83,19 +87,17 @@ def import_ray():
     switch comes too late; the command's handler is then put back after ``ray.init``
     (:func:`command_sigterm_keeper`) and as the wait on the shutdown ends
     (:func:`descriptor_2_quiet`), and only that second is left open."""
-    if "ray" not in sys.modules:
-        before = os.environ.get(FAILURE_SIGNAL_HANDLER_OFF)
-        os.environ[FAILURE_SIGNAL_HANDLER_OFF] = "1"
-        try:
-            import ray  # noqa: F401  (read by the import below, from sys.modules)
-        finally:
-            if before is None:
-                del os.environ[FAILURE_SIGNAL_HANDLER_OFF]
-            else:
-                os.environ[FAILURE_SIGNAL_HANDLER_OFF] = before
-    import ray
-
-    return ray
+    if "ray" in sys.modules:
+        return sys.modules["ray"]
+    before = os.environ.get(FAILURE_SIGNAL_HANDLER_OFF)
+    os.environ[FAILURE_SIGNAL_HANDLER_OFF] = "1"
+    try:
+        return importlib.import_module("ray")
+    finally:
+        if before is None:
+            del os.environ[FAILURE_SIGNAL_HANDLER_OFF]
+        else:
+            os.environ[FAILURE_SIGNAL_HANDLER_OFF] = before
 
 
 def connect(address: str, timeout: float) -> Callable[[], None]:
@@ -127,7 +129,8 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
             outcome["error"] = error
 
     keep_sigterm = command_sigterm_keeper()
-    console = quiet_descriptor_2()  # Ray's C++ warnings, a line a second while it retries; the error below says why
+    ray_log = tempfile.TemporaryFile()  # Ray's C++ warnings, a line a second while it retries: kept from the console, read for the reason
+    console = quiet_descriptor_2(into=ray_log.fileno())
     thread = threading.Thread(target=start, name="ray-connect", daemon=True)
     deadline = time.monotonic() + timeout
     thread.start()
@@ -138,11 +141,36 @@ def connect(address: str, timeout: float) -> Callable[[], None]:
     finally:
         keep_sigterm()
         console_back(console, keep_quiet=thread.is_alive())  # it goes on until the command exits
+    with ray_log:
+        said = last_logged(ray_log)
     if thread.is_alive():
-        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)")
+        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: no answer within {timeout:g} s (executor.ray.connect_timeout)"
+                            + (f"; Ray's last word: {said}" if said else ""))
     if "error" in outcome:
-        raise connection_error(where, outcome["error"], local_cluster_advice(setting))
+        raise connection_error(where, outcome["error"], local_cluster_advice(setting), said)
     return disconnect
+
+
+#: A line of Ray's C++ log: ``[2026-12-08 03:08:55,895 W 30799 30799] gcs_client.cc:210: MESSAGE``.
+RAY_LOG_LINE = re.compile(r"^\[[^\]]*\] [\w.]+:\d+: (?P<message>.+)$")
+#: Bytes of the end of Ray's log read for its last word.
+RAY_LOG_TAIL = 16384
+
+
+def last_logged(log) -> str:
+    """The message of the last line Ray's C++ code logged into the file ``log`` while the driver
+    connected (empty where it logged none): why a cluster refused the driver, which Ray's own
+    error does not say ("Failed to connect to Ray cluster"). A refused token, for one: "Failed to
+    get cluster ID from GCS server: Unauthenticated: RPC error: InvalidAuthToken: Authentication
+    token is missing or incorrect"."""
+    try:
+        size = os.fstat(log.fileno()).st_size
+        log.seek(max(0, size - RAY_LOG_TAIL))
+        tail = log.read().decode(errors="replace")
+    except (OSError, ValueError):
+        return ""
+    messages = [match["message"].strip() for match in map(RAY_LOG_LINE.match, tail.splitlines()) if match]
+    return printable(messages[-1][:400]) if messages else ""
 
 
 def cluster_address(address: str) -> tuple[str, str]:
@@ -209,17 +237,19 @@ def local_start_error(error: BaseException) -> Exception:
     return connection_error("a local cluster", error)
 
 
-def disconnect(local_cluster: threading.Event | None = None, processes: ClusterProcesses | None = None) -> None:
+def disconnect(local_cluster: threading.Event | None = None, processes: ClusterProcesses | None = None, given_up: bool = False) -> None:
     """``ray.shutdown()`` (which stops a local cluster), then let the thread that holds
     ``local_cluster`` end; KeyboardInterrupt if a stop signal came meanwhile or before: a stop
     during the shutdown stops the command (exit 130, the command that continues) like one at any
     other moment, once the shutdown is done (cut in two, Ray's driver ended the process with
     exit 1 as it exited). A shutdown still going :data:`STOP_WAIT_S` after a stop is given up
-    (:func:`abandon`); whatever of the local cluster's ``processes`` is left then is killed."""
+    (:func:`abandon`); whatever of the local cluster's ``processes`` is left then is killed.
+    ``given_up``: the cluster was lost and Ray given up (:func:`abandon`): no shutdown is waited for."""
     import ray
 
     try:
-        within_stop_wait(ray.shutdown, or_else=abandon)
+        if not given_up:
+            within_stop_wait(ray.shutdown, or_else=abandon)
     finally:
         if local_cluster is not None:
             local_cluster.set()
@@ -286,6 +316,28 @@ def abandon() -> None:
 
     atexit.unregister(ray.shutdown)
     threading.excepthook = functools.partial(quiet_for_ray_threads, threading.excepthook)
+
+
+#: Set once the cluster was lost midway (:func:`cluster_lost`): the process must not finalize Ray.
+_lost: list[bool] = []
+
+
+def cluster_lost() -> None:
+    """Note that the cluster was lost midway and Ray given up (:func:`abandon`): the command-line
+    process then ends at once with its code (:func:`end_if_cluster_lost`) rather than finalize Ray,
+    whose core worker, still waiting on the gone GCS, crashed the interpreter's exit (SIGSEGV) or
+    ended it itself 60 s after the loss (exit 1)."""
+    abandon()
+    _lost.append(True)
+
+
+def end_if_cluster_lost(code: int) -> None:
+    """End the process now with ``code`` (stdout and stderr flushed, the rest of the exit
+    skipped) where :func:`cluster_lost` was called; else return. For the command line's last step."""
+    if _lost:
+        from feph_finetune.execution.executors import end_process
+
+        end_process([], code)
 
 
 def quiet_for_ray_threads(excepthook: Callable, args) -> None:
@@ -410,8 +462,10 @@ def in_sessions_of_their_own(init: Callable[[], None], processes: ClusterProcess
     return init_apart
 
 
-def connection_error(where: str, error: BaseException, local_advice: str = "") -> ExecutorError:
-    """The error that says why ``ray.init`` failed: its type and the first line of its message;
+def connection_error(where: str, error: BaseException, local_advice: str = "", said: str = "") -> ExecutorError:
+    """The error that says why ``ray.init`` failed: its type and the first line of its message,
+    and what Ray's C++ code last logged, ``said`` (:func:`last_logged`: the reason, where Ray's
+    error has none);
     for ``"auto"`` with no cluster running (:data:`NO_RUNNING_CLUSTER`), what to do in this
     command's terms, where Ray's own advice names a ``--address`` flag it does not have:
     ``local_advice``, how to get a local cluster from where the address came
@@ -420,7 +474,8 @@ def connection_error(where: str, error: BaseException, local_advice: str = "") -
     if NO_RUNNING_CLUSTER in first:
         return ExecutorError(f"cannot connect to the Ray cluster at {where}: no running Ray cluster on this machine; start one with `ray start --head`"
                              + (f", or {local_advice}" if local_advice else ""))
-    return ExecutorError(f"cannot connect to the Ray cluster at {where}: {type(error).__name__}" + (f": {first}" if first else ""))
+    reason = f" (Ray's last word: {said})" if said and said not in first else ""
+    return ExecutorError(f"cannot connect to the Ray cluster at {where}: {type(error).__name__}" + (f": {first}" if first else "") + reason)
 
 
 @contextmanager
@@ -452,11 +507,15 @@ def console_back(console: int, keep_quiet: bool) -> None:
         os.close(console)
 
 
-def quiet_descriptor_2() -> int:
-    """Send file descriptor 2 (where Ray's C++ code logs) to /dev/null; return a descriptor of
-    where it went before (the console)."""
+def quiet_descriptor_2(into: int | None = None) -> int:
+    """Send file descriptor 2 (where Ray's C++ code logs) to /dev/null, or to the open file
+    ``into``; return a descriptor of where it went before (the console)."""
     sys.stderr.flush()
-    console, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    console = os.dup(2)
+    if into is not None:
+        os.dup2(into, 2)
+        return console
+    devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
     return console

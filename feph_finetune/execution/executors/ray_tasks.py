@@ -25,9 +25,11 @@ with the other executors (:func:`~feph_finetune.execution.job.stopped_run_record
 from __future__ import annotations
 
 from dataclasses import replace
+import functools
 import importlib.util
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -36,11 +38,12 @@ from typing import Any
 
 from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, context_factory, error_record, execute_run, failed_record, stopped_run_record, timed_out_record, timeout_of
 from feph_finetune.config.options import Option
-from feph_finetune.execution.executors import Executor, ExecutorError, InProcess
+from feph_finetune.execution.executors import Executor, ExecutorError, ExecutorLost, InProcess
 from feph_finetune.execution.executors.inline import RunTimedOut, StuckRun, alarm, watchdog
-from feph_finetune.execution.executors.ray_connect import abandon, connect, host_and_port, import_ray, within_stop_wait
+from feph_finetune.execution.executors.ray_connect import abandon, cluster_address, cluster_lost, connect, host_and_port, import_ray, within_stop_wait
 from feph_finetune.plugins import PluginCallError, hook_listener
 from feph_finetune.data.preparation import DataSource, RunInputs
+from feph_finetune.printable import counted
 from feph_finetune.results.store import RESULT_FILE, RunStore, WriteRefused, atomic_path
 
 INSTALL = 'pip install "feph_finetune[ray]"'
@@ -100,7 +103,11 @@ class RayExecutor(Executor):
             shipped = ship_inputs(jobs, here, report)
             task = ray.remote(max_calls=1, num_cpus=self.settings["num_cpus"], num_gpus=self.settings["num_gpus"], max_retries=self.settings["max_retries"])(run_task)
             pending = {task.remote(job, shipped[job.id], sink): job for job in jobs if job.id in shipped}
-            self.follow(pending, sink, report, kept)
+            self.follow(pending, sink, report, kept, ClusterWatch(self.settings["address"]))
+        except ExecutorLost:  # nothing of Ray can be waited for: give it up before its own 60 s end the process
+            cluster_lost()
+            disconnect = functools.partial(disconnect, given_up=True) if disconnect is not None else None
+            raise
         except BaseException:
             within_stop_wait(lambda: [ray.cancel(ref, force=True) for ref in pending], or_else=abandon)
             for job in pending.values():  # stopped in track_run_end: the runner keeps them (RunStore.settle_pending)
@@ -111,11 +118,12 @@ class RayExecutor(Executor):
             if disconnect is not None:
                 disconnect()
 
-    def follow(self, pending: dict[Any, RunJob], sink: Any, report: Report, kept: dict[str, dict[str, bytes]]) -> None:
+    def follow(self, pending: dict[Any, RunJob], sink: Any, report: Report, kept: dict[str, dict[str, bytes]], cluster: "ClusterWatch | None" = None) -> None:
         """Report the tasks' events and write each task's files as it ends, until none is left
         (``pending`` empties); stop a task past its run's ``timeout``, counted from its start.
         ``kept`` receives the files a run sent as its ``track_run_end`` started
-        (:data:`KEPT_FILES_EVENT`), by run id, until its task ends."""
+        (:data:`KEPT_FILES_EVENT`), by run id, until its task ends. ``cluster`` raises
+        :class:`ExecutorLost` once the cluster is gone (:class:`ClusterWatch`)."""
         import ray
 
         whereabouts, started, timed_out = Whereabouts(), {}, {}
@@ -131,9 +139,14 @@ class RayExecutor(Executor):
                     started.setdefault(event.get("run"), time.time())
                 report(event)
 
+        queue = QueueWatch(self.settings, report)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
             relay()
+            running = sum(1 for run_id in started if refs[run_id] in pending)
+            queue.look(running, len(pending) - running)
+            if cluster is not None:
+                cluster.look()
             now = time.time()
             for run_id, began in started.items():
                 job = pending.get(refs[run_id])
@@ -182,6 +195,92 @@ class RayExecutor(Executor):
         if runs == 0:  # every task would wait for resources that do not exist, for ever
             raise ExecutorError(f"the Ray cluster cannot run a single run now: {why}; lower executor.ray.num_cpus or num_gpus, or add nodes")
         return {"event": "concurrency", "runs": runs, "why": why}
+
+
+#: Seconds between two looks at whether the cluster's GCS still answers (:class:`ClusterWatch`).
+CLUSTER_LOOK_S = 2.0
+#: Seconds a look gives the GCS to accept a connection.
+CLUSTER_ANSWER_S = 5.0
+
+
+class ClusterWatch:
+    """Notices a cluster lost midway (its head's GCS stopped or killed) within seconds, and raises
+    :class:`ExecutorLost` saying so.
+
+    Ray itself waits 60 s for a GCS that is gone, then ends the driver's process from its C++ core
+    worker (``Failed to connect to GCS within 60 seconds``, exit 1): a process exit no Python
+    code sees, so there would be no error line, no tables and no command that continues. Every
+    :data:`CLUSTER_LOOK_S` the driver opens (and closes) a TCP connection to the GCS; one refused
+    or unanswered means the cluster is gone. Not noticed: a lost raylet or node while the GCS
+    lives (Ray retries the node's tasks, then records them failed)."""
+
+    def __init__(self, address: str):
+        import ray
+
+        try:
+            self.gcs = ray.get_runtime_context().gcs_address
+        except Exception:  # a Ray Client connection (ray://) has no GCS of its own to knock at: not watched
+            self.gcs = None
+        where = cluster_address(address)[1] if address not in ("", "auto") or os.environ.get("RAY_ADDRESS") else ""
+        self.cluster = f"the Ray cluster at {where}" if where and where != "a local cluster" else "the local Ray cluster"
+        self.last = time.monotonic()
+
+    def look(self) -> None:
+        if self.gcs is None or time.monotonic() - self.last < CLUSTER_LOOK_S:
+            return
+        self.last = time.monotonic()
+        host, port = host_and_port(self.gcs) or ("", 0)
+        try:
+            socket.create_connection((host, port), timeout=CLUSTER_ANSWER_S).close()
+        except OSError as error:
+            why = f"no answer within {CLUSTER_ANSWER_S:g} s" if isinstance(error, TimeoutError) else (error.strerror or str(error)).lower()
+            raise ExecutorLost(f"lost {self.cluster}: its GCS at {self.gcs} does not answer ({why}); "
+                               "the cluster's head stopped or was killed, and the runs under way are left to run again") from None
+
+
+#: Seconds with runs queued and none running before the driver asks the cluster whether its CPUs
+#: are held elsewhere (:class:`QueueWatch`): a task takes a second or two to start on a free cluster.
+QUEUE_LOOK_S = 5.0
+
+
+class QueueWatch:
+    """Says, once, that the runs wait for the cluster's CPUs (or GPUs) because other jobs hold
+    them, where none of the matrix's runs has run for :data:`QUEUE_LOOK_S` and the cluster has
+    fewer free than a run asks; then, once, that they start. Without it the log said "2 at a
+    time" and then nothing for as long as another job kept the cluster busy."""
+
+    def __init__(self, settings: dict[str, Any], report: Report):
+        self.settings, self.report = settings, report
+        self.since, self.waiting, self.said = time.monotonic(), False, False
+
+    def look(self, running: int, queued: int) -> None:
+        """Called between two polls with the matrix's runs running and queued now."""
+        if running or not queued:
+            if self.waiting:
+                self.waiting = False
+                self.report({"event": "note", "message": "the cluster has room again: the queued runs start"})
+            self.since = time.monotonic()
+            return
+        if self.said or time.monotonic() - self.since < QUEUE_LOOK_S:
+            return
+        self.since = time.monotonic()
+        held = self.held_resources()
+        if held:
+            self.said = self.waiting = True
+            self.report({"event": "note", "message": f"{counted(queued, 'run')} queued: {held}; they start as these are freed"})
+
+    def held_resources(self) -> str:
+        """What the cluster lacks for one run now ("0 of 2 CPUs free in the cluster, num_cpus = 1
+        a run (other jobs hold them)"), or empty where a run would fit."""
+        import ray
+
+        free, total = ray.available_resources(), ray.cluster_resources()
+        for name, setting in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+            wanted = self.settings[setting]
+            if wanted and free.get(name, 0.0) + 1e-9 < wanted:
+                return (f"{free.get(name, 0.0):g} of {total.get(name, 0.0):g} {name}s free in the cluster, "
+                        f"{setting} = {wanted:g} a run (other jobs hold them)")
+        return ""
 
 
 class EventSink:
