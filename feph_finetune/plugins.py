@@ -12,7 +12,6 @@ left out until one is uninstalled or deselected.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import importlib
 import importlib.metadata
@@ -709,7 +708,7 @@ class Plugins:
 
     def traits(self, name: str, options: dict[str, Any]) -> frozenset[str]:
         """What the plugin declares it does with these options (``plugin_traits``, checked by :meth:`call`)."""
-        declared = self.call(name, "plugin_traits", options=copy.deepcopy(options)) or ()  # a change in place is no setting
+        declared = self.call(name, "plugin_traits", options=options) or ()  # given as a copy (call)
         return frozenset((declared,) if isinstance(declared, str) else declared)
 
 

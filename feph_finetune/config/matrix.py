@@ -803,7 +803,7 @@ class MatrixBuilder:
         if any(isinstance(value, str) and value in self.pending_files for value in (config["options"].get(model) or {}).values()):
             return  # a file written later: the run checks its input
         try:
-            wanted = self.plugins.call(model, "model_input", options=copy.deepcopy(config["options"][model]))  # a change in place is no setting
+            wanted = self.plugins.call(model, "model_input", options=config["options"][model])  # given as a copy (Plugins.call)
         except PluginCallError as error:
             self.problems.append(Problem(self.plugin_place(config, where, model, configured), str(error)))
             return
