@@ -525,17 +525,24 @@ def reachable_or_raise(address: str, timeout: float, where: str | None = None) -
     """Raise :class:`ExecutorError` unless ``address``'s host accepts a TCP connection on its
     port within ``timeout`` seconds ("auto" and "" are not checked); ``where``: how the message
     names the address (default: ``address``)."""
+    why = unreachable(address, timeout)
+    if why:
+        raise ExecutorError(f"cannot connect to the Ray cluster at {where or address}: {why}")
+
+
+def unreachable(address: str, timeout: float) -> str:
+    """Why ``address`` (``HOST:PORT``) accepts no TCP connection within ``timeout`` seconds, in
+    words ("connection refused (nothing listens on port 6379 of 10.0.0.5)"); '' when it does."""
     host, port = host_and_port(address) or ("", 0)
-    where = where or address
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except socket.gaierror as error:
-        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: unknown host {host!r} ({error.strerror})") from None
+        return f"unknown host {host!r} ({error.strerror})"
     except ConnectionRefusedError:
-        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: connection refused (nothing listens on port {port} of {host})") from None
+        return f"connection refused (nothing listens on port {port} of {host})"
     except OSError as error:
-        why = f"no answer within {timeout:g} s" if isinstance(error, TimeoutError) else (error.strerror or str(error))
-        raise ExecutorError(f"cannot connect to the Ray cluster at {where}: {why}") from None
+        return f"no answer within {timeout:g} s" if isinstance(error, TimeoutError) else (error.strerror or str(error))
+    return ""
 
 
 def command_sigterm_keeper():

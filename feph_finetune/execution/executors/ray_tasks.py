@@ -29,7 +29,6 @@ import functools
 import importlib.util
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from feph_finetune.execution.job import Activity, Report, RunJob, Whereabouts, c
 from feph_finetune.config.options import Option
 from feph_finetune.execution.executors import Executor, ExecutorError, ExecutorLost, InProcess
 from feph_finetune.execution.executors.inline import RunTimedOut, StuckRun, alarm, watchdog
-from feph_finetune.execution.executors.ray_connect import abandon, cluster_address, cluster_lost, connect, host_and_port, import_ray, within_stop_wait
+from feph_finetune.execution.executors.ray_connect import abandon, cluster_address, cluster_lost, connect, host_and_port, import_ray, unreachable, within_stop_wait
 from feph_finetune.plugins import PluginCallError, hook_listener
 from feph_finetune.data.preparation import DataSource, RunInputs
 from feph_finetune.printable import counted
@@ -229,13 +228,10 @@ class ClusterWatch:
         if self.gcs is None or time.monotonic() - self.last < CLUSTER_LOOK_S:
             return
         self.last = time.monotonic()
-        host, port = host_and_port(self.gcs) or ("", 0)
-        try:
-            socket.create_connection((host, port), timeout=CLUSTER_ANSWER_S).close()
-        except OSError as error:
-            why = f"no answer within {CLUSTER_ANSWER_S:g} s" if isinstance(error, TimeoutError) else (error.strerror or str(error)).lower()
-            raise ExecutorLost(f"lost {self.cluster}: its GCS at {self.gcs} does not answer ({why}); "
-                               "the cluster's head stopped or was killed, and the runs under way are left to run again") from None
+        why = unreachable(self.gcs, CLUSTER_ANSWER_S)
+        if why:
+            raise ExecutorLost(f"lost {self.cluster}: its GCS at {self.gcs} does not answer: {why}; "
+                               "the cluster's head stopped or was killed, and the runs under way are left to run again")
 
 
 #: Seconds with runs queued and none running before the driver asks the cluster whether its CPUs
